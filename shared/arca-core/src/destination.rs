@@ -1,0 +1,210 @@
+//! Destinations (object storage for backup data) and the one rule that picks which
+//! destination a backup uses.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DestinationId, OrgId};
+use crate::{Error, Result, validate};
+
+/// Where backup data goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", rename_all_fields = "camelCase")]
+pub enum DestinationTarget {
+    /// A bucket Arca operates; its location is chosen by the deployment.
+    ArcaManaged {
+        #[serde(default)]
+        region: Option<String>,
+    },
+    /// A bucket of the user's, on S3 or an S3-compatible service.
+    S3 {
+        /// `None` for AWS S3 itself; an `https://` URL for S3-compatible services.
+        #[serde(default)]
+        endpoint: Option<String>,
+        bucket: String,
+        region: String,
+        #[serde(default)]
+        prefix: String,
+        /// A reference to where the credentials are kept (a secret's name or ARN),
+        /// never the credentials: `None` uses the workload's own identity.
+        #[serde(default)]
+        credentials_ref: Option<String>,
+        #[serde(default)]
+        skip_tls_verify: bool,
+    },
+    /// A directory on the machine (embedded, single-machine mode only).
+    LocalFilesystem { path: String },
+}
+
+impl DestinationTarget {
+    pub fn is_arca_managed(&self) -> bool {
+        matches!(self, DestinationTarget::ArcaManaged { .. })
+    }
+
+    /// Validates under the JSON path `field` (e.g. `target`).
+    pub fn validate(&self, field: &str, local_allowed: bool) -> Result<()> {
+        match self {
+            DestinationTarget::ArcaManaged { region } => {
+                if let Some(region) = region {
+                    aws_region(&format!("{field}.region"), region)?;
+                }
+            }
+            DestinationTarget::S3 { endpoint, bucket, region, prefix, credentials_ref, .. } => {
+                if let Some(endpoint) = endpoint
+                    && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+                {
+                    return Err(Error::invalid(format!("{field}.endpoint"), "must be an http:// or https:// URL"));
+                }
+                let bucket_ok = (3..=63).contains(&bucket.len())
+                    && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                    && bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+                if !bucket_ok {
+                    return Err(Error::invalid(format!("{field}.bucket"), format!("{bucket:?} is not a valid bucket name")));
+                }
+                if region.trim().is_empty() {
+                    return Err(Error::invalid(format!("{field}.region"), "must not be empty"));
+                }
+                if prefix.starts_with('/') || prefix.contains("..") || prefix.len() > 512 {
+                    return Err(Error::invalid(
+                        format!("{field}.prefix"),
+                        "must be a relative key prefix (no leading '/', no '..', at most 512 characters)",
+                    ));
+                }
+                if let Some(reference) = credentials_ref
+                    && (reference.trim().is_empty() || reference.len() > 2048)
+                {
+                    return Err(Error::invalid(format!("{field}.credentialsRef"), "must name where credentials are kept"));
+                }
+            }
+            DestinationTarget::LocalFilesystem { path } => {
+                if !local_allowed {
+                    return Err(Error::invalid(
+                        format!("{field}.kind"),
+                        "LOCAL_FILESYSTEM destinations exist only in single-machine mode",
+                    ));
+                }
+                if !path.starts_with('/') || path.contains("/../") || path.ends_with("/..") {
+                    return Err(Error::invalid(format!("{field}.path"), "must be an absolute path without '..'"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn aws_region(field: &str, region: &str) -> Result<()> {
+    if !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, format!("{region:?} is not a region")))
+    }
+}
+
+/// What a user sends to create or replace a destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationSpec {
+    pub name: String,
+    pub target: DestinationTarget,
+}
+
+impl DestinationSpec {
+    pub fn validated(mut self, local_allowed: bool) -> Result<Self> {
+        self.name = validate::name("name", &self.name)?;
+        self.target.validate("target", local_allowed)?;
+        Ok(self)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    pub id: DestinationId,
+    pub org_id: OrgId,
+    #[serde(flatten)]
+    pub spec: DestinationSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// Which level of the precedence chose the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DestinationSource {
+    BackupDefinition,
+    Cluster,
+    Org,
+}
+
+/// The destination a backup definition actually uses, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveDestination {
+    pub destination_id: DestinationId,
+    pub source: DestinationSource,
+}
+
+/// The precedence rule, in one place: the definition's override, else the cluster's
+/// default, else the org's default; `None` when none is set.
+pub fn effective_destination(
+    definition_override: Option<DestinationId>,
+    cluster_default: Option<DestinationId>,
+    org_default: Option<DestinationId>,
+) -> Option<EffectiveDestination> {
+    let pick = |id: Option<DestinationId>, source| id.map(|destination_id| EffectiveDestination { destination_id, source });
+    pick(definition_override, DestinationSource::BackupDefinition)
+        .or_else(|| pick(cluster_default, DestinationSource::Cluster))
+        .or_else(|| pick(org_default, DestinationSource::Org))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_destination_wins() {
+        let (d, c, o) = (DestinationId::new(), DestinationId::new(), DestinationId::new());
+        let eff = |a, b, c| effective_destination(a, b, c).map(|e| (e.destination_id, e.source));
+        assert_eq!(eff(Some(d), Some(c), Some(o)), Some((d, DestinationSource::BackupDefinition)));
+        assert_eq!(eff(None, Some(c), Some(o)), Some((c, DestinationSource::Cluster)));
+        assert_eq!(eff(None, None, Some(o)), Some((o, DestinationSource::Org)));
+        assert_eq!(eff(None, None, None), None);
+    }
+
+    #[test]
+    fn targets_serialise_as_the_api_spells_them() {
+        let s3 = DestinationTarget::S3 {
+            endpoint: Some("https://minio.local:9000".into()),
+            bucket: "backups".into(),
+            region: "us-east-1".into(),
+            prefix: "arca/".into(),
+            credentials_ref: Some("minio-creds".into()),
+            skip_tls_verify: true,
+        };
+        let json = serde_json::to_value(&s3).unwrap();
+        assert_eq!(json["kind"], "S3");
+        assert_eq!(json["credentialsRef"], "minio-creds");
+        assert_eq!(json["skipTlsVerify"], true);
+        let back: DestinationTarget = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s3);
+        let managed: DestinationTarget = serde_json::from_str(r#"{"kind":"ARCA_MANAGED"}"#).unwrap();
+        assert!(managed.is_arca_managed());
+    }
+
+    #[test]
+    fn bad_targets_name_the_field() {
+        let bad = DestinationTarget::S3 {
+            endpoint: None,
+            bucket: "B".into(),
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            credentials_ref: None,
+            skip_tls_verify: false,
+        };
+        assert!(matches!(bad.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.bucket"));
+        let local = DestinationTarget::LocalFilesystem { path: "/var/arca".into() };
+        assert!(local.validate("target", true).is_ok());
+        assert!(matches!(local.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.kind"));
+    }
+}

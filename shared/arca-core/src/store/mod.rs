@@ -1,0 +1,3 @@
+//! Storage: the port (`item`) and, above it, the typed tenant-scoped store.
+
+pub mod item;

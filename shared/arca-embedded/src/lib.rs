@@ -1,0 +1,8 @@
+//! Embedded adapters: Arca's ports implemented on the local machine, so the whole
+//! system runs in one process with no AWS (single-machine mode) and tests run fast.
+
+mod local_fs;
+mod redb_store;
+
+pub use local_fs::LocalFsObjectStore;
+pub use redb_store::RedbItemStore;

@@ -1,0 +1,65 @@
+//! The only owner of object keys inside a repository. Nothing else formats a key.
+
+use arca_core::{Error, Result};
+
+/// Content ids are lowercase hex (a 256-bit keyed hash: 64 characters).
+const ID_LEN: usize = 64;
+
+/// Key layout of one repository, relative to the repository's root in its store.
+///
+/// Pack files are spread over 256 directories by the first byte of their id, which
+/// keeps local-filesystem directories small and S3 prefixes evenly loaded.
+pub struct Layout;
+
+impl Layout {
+    /// The repository's configuration (format version, wrapped data key).
+    pub const CONFIG: &'static str = "config";
+
+    pub fn pack(id: &str) -> Result<String> {
+        let id = checked_id(id)?;
+        Ok(format!("data/{}/{id}", &id[..2]))
+    }
+
+    pub fn index(id: &str) -> Result<String> {
+        Ok(format!("index/{}", checked_id(id)?))
+    }
+
+    pub fn snapshot(id: &str) -> Result<String> {
+        Ok(format!("snapshots/{}", checked_id(id)?))
+    }
+
+    /// Prefixes to list each kind of object.
+    pub const PACKS: &'static str = "data/";
+    pub const INDEXES: &'static str = "index/";
+    pub const SNAPSHOTS: &'static str = "snapshots/";
+}
+
+fn checked_id(id: &str) -> Result<&str> {
+    if id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(id)
+    } else {
+        Err(Error::invalid("id", format!("expected {ID_LEN} lowercase hex characters, got {id:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
+
+    #[test]
+    fn keys_have_their_documented_shapes() {
+        assert_eq!(Layout::pack(ID).unwrap(), format!("data/ab/{ID}"));
+        assert_eq!(Layout::index(ID).unwrap(), format!("index/{ID}"));
+        assert_eq!(Layout::snapshot(ID).unwrap(), format!("snapshots/{ID}"));
+        assert!(Layout::pack(ID).unwrap().starts_with(Layout::PACKS));
+    }
+
+    #[test]
+    fn ids_that_could_escape_or_collide_are_rejected() {
+        for bad in ["", "../../etc/passwd", &ID.to_uppercase(), &ID[1..], &format!("{ID}0")] {
+            assert!(Layout::pack(bad).is_err(), "{bad:?}");
+        }
+    }
+}

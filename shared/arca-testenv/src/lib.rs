@@ -1,0 +1,93 @@
+//! The one place tests learn where the real test environment is.
+//!
+//! `scripts/testenv.sh up` starts two kube-apiservers and moto; `scripts/testenv.sh env`
+//! prints the variables read here. A test that needs the environment asks for it:
+//!
+//! ```ignore
+//! let Some(cluster) = arca_testenv::cluster_a().await else { return };
+//! ```
+//!
+//! When a variable is missing, the test is skipped with a loud message on a developer
+//! machine, and fails when `CI` is set: CI must never go green by skipping.
+
+use std::path::PathBuf;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+const HOW_TO_START: &str =
+    "start it with `scripts/testenv.sh up && eval \"$(scripts/testenv.sh env)\"` (or run scripts/test.sh)";
+
+/// Returns the variable's value, or reports it missing (panicking under CI).
+fn required(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("the test environment is missing ({var} is not set) and CI is set: {HOW_TO_START}")
+        }
+        _ => {
+            eprintln!("SKIPPING: this test needs the real test environment ({var} is not set); {HOW_TO_START}");
+            None
+        }
+    }
+}
+
+/// moto, standing in for the AWS APIs.
+#[derive(Clone, Debug)]
+pub struct AwsEnv {
+    pub endpoint_url: String,
+}
+
+impl AwsEnv {
+    /// SDK configuration pointed at moto (endpoint, dummy credentials and region come
+    /// from the environment, exactly as a deployed function would get them).
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest()).endpoint_url(&self.endpoint_url).load().await
+    }
+}
+
+pub fn aws() -> Option<AwsEnv> {
+    Some(AwsEnv { endpoint_url: required("AWS_ENDPOINT_URL")? })
+}
+
+/// One of the test environment's kube-apiservers, through one identity.
+#[derive(Clone)]
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    pub client: kube::Client,
+}
+
+async fn cluster(var: &str) -> Option<Cluster> {
+    let kubeconfig = PathBuf::from(required(var)?);
+    let parsed = Kubeconfig::read_from(&kubeconfig)
+        .unwrap_or_else(|e| panic!("reading {} (from {var}): {e}", kubeconfig.display()));
+    let config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("loading {} (from {var}): {e}", kubeconfig.display()));
+    let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("kube client for {var}: {e}"));
+    Some(Cluster { kubeconfig, client })
+}
+
+/// Cluster "a", as cluster-admin.
+pub async fn cluster_a() -> Option<Cluster> {
+    cluster("KUBECONFIG").await
+}
+
+/// Cluster "a", as a low-privilege reader (the built-in `view` role: no Secrets, no writes).
+pub async fn cluster_a_reader() -> Option<Cluster> {
+    cluster("ARCA_TEST_KUBECONFIG_READER").await
+}
+
+/// Cluster "b", a second independent control plane (restore-to-another-cluster), as admin.
+pub async fn cluster_b() -> Option<Cluster> {
+    cluster("ARCA_TEST_KUBECONFIG_B").await
+}
+
+/// A name unique to this test run, for namespaces, buckets, tables and queues.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{:x}{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
