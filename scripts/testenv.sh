@@ -268,14 +268,16 @@ start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
   wait_for "$c-apiserver" "https://127.0.0.1:${API_PORT[$c]}/readyz" \
     --cacert "$RUN/$c/pki/ca.crt" -H "Authorization: Bearer $(cat "$RUN/$c/admin.token")" || return 1
 
-  # The low-privilege identity: group arca-readers gets the built-in "view" role (no
-  # Secrets, no writes, no nodes) plus listing namespaces, like a read-only operator.
-  ensure_object "$c" /apis/rbac.authorization.k8s.io/v1/clusterroles arca-testenv-namespace-reader \
-    '{"metadata":{"name":"arca-testenv-namespace-reader"},"rules":[{"apiGroups":[""],"resources":["namespaces"],"verbs":["get","list","watch"]}]}'
-  for role in view arca-testenv-namespace-reader; do
-    ensure_object "$c" /apis/rbac.authorization.k8s.io/v1/clusterrolebindings "arca-testenv-reader-$role" \
-      '{"metadata":{"name":"arca-testenv-reader-'"$role"'"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"'"$role"'"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"arca-readers"}]}'
-  done
+  # The low-privilege identity: group arca-readers may read the usual workload, storage
+  # and RBAC objects but not Secrets or Nodes, and write nothing. (The built-in "view"
+  # role is empty here: its rules are filled by the aggregation controller, which a bare
+  # apiserver does not run.)
+  ensure_object "$c" /apis/rbac.authorization.k8s.io/v1/clusterroles arca-testenv-reader \
+    '{"metadata":{"name":"arca-testenv-reader"},"rules":[
+      {"apiGroups":[""],"resources":["namespaces","configmaps","services","serviceaccounts","pods","persistentvolumeclaims","persistentvolumes","endpoints","events"],"verbs":["get","list","watch"]},
+      {"apiGroups":["apps","batch","networking.k8s.io","storage.k8s.io","snapshot.storage.k8s.io","rbac.authorization.k8s.io","apiextensions.k8s.io"],"resources":["*"],"verbs":["get","list","watch"]}]}'
+  ensure_object "$c" /apis/rbac.authorization.k8s.io/v1/clusterrolebindings arca-testenv-reader \
+    '{"metadata":{"name":"arca-testenv-reader"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"arca-testenv-reader"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"arca-readers"}]}'
   for f in "$crd_dir"/*.yaml; do
     kube "$c" POST /apis/apiextensions.k8s.io/v1/customresourcedefinitions -o /dev/null \
       -H 'Content-Type: application/yaml' --data-binary "@$f" ||

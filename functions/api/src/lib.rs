@@ -1,27 +1,45 @@
-//! Arca's HTTP API. [`router`] is the whole API; `main.rs` only decides whether it is
-//! served by Lambda or by a local listener.
+//! Arca's HTTP API. [`router`] is the whole API over an [`AppState`]; `main.rs` only
+//! decides whether it is served by Lambda or by a local listener.
 
+pub mod dto;
+pub mod error;
+pub mod extract;
 pub mod problem;
+mod routes;
+pub mod state;
 
-use axum::extract::Request;
+use std::sync::Arc;
+
+use axum::extract::{Extension, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tracing::Instrument;
 
+pub use error::{ApiError, ApiResult};
 pub use problem::Problem;
+pub use state::{AppState, Config};
 
 /// Every response carries this header; every log line of the request carries its value.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The API router. Routes under `/v1` are added by the control-plane issue.
-pub fn router() -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+/// The API router: `/healthz`, every `/v1` route and `/v1/openapi.json`, which
+/// documents exactly the routes registered here (both come from [`routes::v1`]).
+pub fn router(state: AppState) -> Router {
+    let (v1, doc) = routes::v1().split_for_parts();
+    v1.route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(Extension(Arc::new(doc)))
         .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// The OpenAPI document, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::v1().into_openapi()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -37,7 +55,8 @@ async fn not_found(request: Request) -> Problem {
 }
 
 /// Assigns a request id (a client-supplied one is kept when it is a sane token) and
-/// wraps the request in a span, so internal errors can be logged without being shown.
+/// runs the request inside a span carrying it, so internal errors can be logged with
+/// it without being shown; the id is also in a task-local for the error bodies.
 async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -47,10 +66,16 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID.clone(), value.clone());
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let _enter = span.enter();
-    let mut response = next.run(request).await;
-    tracing::info!(status = response.status().as_u16(), "handled");
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = error::CURRENT_REQUEST_ID
+        .scope(id, async move {
+            let response = next.run(request).await;
+            tracing::info!(status = response.status().as_u16(), "handled");
+            response
+        })
+        .instrument(span)
+        .await;
     response.headers_mut().insert(REQUEST_ID.clone(), value);
     response
 }
@@ -63,6 +88,13 @@ mod tests {
 
     use super::*;
 
+    fn router() -> Router {
+        // Health and 404s touch no store, but the router needs a state: a redb file in a
+        // temp dir that lives as long as the router (leaked: these tests are short).
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        super::router(AppState::embedded(dir.path(), true, Default::default()).unwrap())
+    }
+
     async fn body_json(response: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         serde_json::from_slice(&bytes).unwrap()
@@ -70,7 +102,10 @@ mod tests {
 
     #[tokio::test]
     async fn health_answers_with_a_request_id() {
-        let response = router().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+        let response = router()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().get(&REQUEST_ID).is_some());
         assert_eq!(body_json(response).await["status"], "ok");
@@ -78,11 +113,18 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_are_problem_json_404s() {
-        let request = Request::get("/v1/nope").header(&REQUEST_ID, "req-123").body(Body::empty()).unwrap();
+        let request = Request::get("/v1/nope")
+            .header(&REQUEST_ID, "req-123")
+            .body(Body::empty())
+            .unwrap();
         let response = router().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers()["content-type"], "application/problem+json");
-        assert_eq!(response.headers()[&REQUEST_ID], "req-123", "a sane client request id is kept");
+        assert_eq!(
+            response.headers()[&REQUEST_ID],
+            "req-123",
+            "a sane client request id is kept"
+        );
         let body = body_json(response).await;
         assert_eq!(body["code"], "route_not_found");
         assert_eq!(body["status"], 404);
@@ -91,7 +133,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_hostile_request_id_is_replaced() {
-        let request = Request::get("/healthz").header(&REQUEST_ID, "a\"b c").body(Body::empty()).unwrap();
+        let request = Request::get("/healthz")
+            .header(&REQUEST_ID, "a\"b c")
+            .body(Body::empty())
+            .unwrap();
         let response = router().oneshot(request).await.unwrap();
         let id = response.headers()[&REQUEST_ID].to_str().unwrap();
         assert_eq!(id.len(), 26, "a fresh ULID, got {id:?}");

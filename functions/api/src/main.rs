@@ -1,17 +1,31 @@
 //! Serves the API on Lambda (when the Lambda runtime API is present) or on a local
-//! listener: the same router either way; the mode comes from the environment.
+//! listener: the same router either way; the mode and the store come from the
+//! environment (see `api::state::Config`).
 
 use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     arca_runtime::init_tracing();
-    let app = api::router();
+    let config = api::Config::from_env()?;
+    tracing::info!(backend = ?config.backend, signup_open = config.signup_open, "configuration");
+    let state = api::AppState::from_config(&config).await?;
+    let app = api::router(state);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
+        return lambda_http::run(app)
+            .await
+            .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
     }
     let addr = std::env::var("ARCA_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "Arca API listening");
-    axum::serve(listener, app).await.context("serving the API")
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            // Ctrl-C ends the server cleanly, releasing the redb file lock.
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the API")
 }

@@ -1,23 +1,36 @@
 //! RFC 9457 problem details: the shape of every error the API returns.
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// An error as the client sees it: a stable machine `code` and a human `detail`.
 /// Internal error text never goes in here; it is logged with the request id instead.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Problem {
     #[serde(skip)]
     status_code: StatusCode,
     /// Stable, machine-readable (`policy_in_use`, `validation_failed`, ...).
+    #[schema(value_type = String, example = "policy_in_use")]
     pub code: &'static str,
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// For validation errors: the offending field, as a JSON path into the request.
+    /// For validation errors: the offending field, as a JSON path into the request
+    /// (`schedules[0].retainDays`), or the header / query parameter's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Extra members some codes carry (`usedBy` of `policy_in_use`, `requestId` of
+    /// `internal`, `requiredRole` of `forbidden`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: Map<String, Value>,
+    /// Headers that belong with the problem (`WWW-Authenticate` on a 401).
+    #[serde(skip)]
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -29,6 +42,8 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            extensions: Map::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -36,11 +51,34 @@ impl Problem {
         self.field = Some(field.into());
         self
     }
+
+    pub fn with_extension(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        self.status_code
+    }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (self.status_code, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        let mut response = (
+            self.status_code,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

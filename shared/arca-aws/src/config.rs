@@ -13,6 +13,8 @@ pub async fn load() -> SdkConfig {
 /// is configured: S3-compatible stores and emulators rarely serve virtual-host buckets.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style = config.endpoint_url().is_some();
-    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }

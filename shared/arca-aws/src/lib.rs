@@ -2,7 +2,13 @@
 //! [`arca_core::Error`] by kind (see [`errors`]), so the domain never sees SDK types.
 
 pub mod config;
+pub mod dynamo;
 pub mod errors;
 mod s3;
+pub mod scheduler;
+mod sqs;
 
+pub use dynamo::DynamoItemStore;
 pub use s3::S3ObjectStore;
+pub use scheduler::{EventBridgeScheduler, EventBridgeSchedulerConfig};
+pub use sqs::{SqsQueue, SqsQueueConfig};

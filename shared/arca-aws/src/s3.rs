@@ -20,12 +20,20 @@ pub struct S3ObjectStore {
 }
 
 impl S3ObjectStore {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, root: impl Into<String>) -> Self {
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        root: impl Into<String>,
+    ) -> Self {
         let mut root = root.into();
         if !root.is_empty() && !root.ends_with('/') {
             root.push('/');
         }
-        Self { client, bucket: bucket.into(), root }
+        Self {
+            client,
+            bucket: bucket.into(),
+            root,
+        }
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -34,9 +42,10 @@ impl S3ObjectStore {
 }
 
 async fn collect(body: ByteStream, key: &str) -> Result<Bytes> {
-    body.collect().await.map(|data| data.into_bytes()).map_err(|e| {
-        Error::transient(format!("reading object {key}: {e}"))
-    })
+    body.collect()
+        .await
+        .map(|data| data.into_bytes())
+        .map_err(|e| Error::transient(format!("reading object {key}: {e}")))
 }
 
 #[async_trait]
@@ -93,9 +102,14 @@ impl ObjectStore for S3ObjectStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify(e, &format!("bucket {}", self.bucket)))?;
             for object in page.contents() {
-                let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.root)) else { continue };
+                let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.root)) else {
+                    continue;
+                };
                 let size = u64::try_from(object.size().unwrap_or(0)).unwrap_or(0);
-                out.push(ObjectMeta { key: key.to_owned(), size });
+                out.push(ObjectMeta {
+                    key: key.to_owned(),
+                    size,
+                });
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -2,6 +2,7 @@
 
 use arca_aws::S3ObjectStore;
 use arca_core::Error;
+use arca_core::ports::ObjectStore;
 use bytes::Bytes;
 
 #[tokio::test]

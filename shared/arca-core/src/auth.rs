@@ -86,7 +86,11 @@ impl Principal {
     /// An internal caller acting inside one org with full rights (dispatch, retention,
     /// operator tooling). Never built from a request.
     pub fn system(org_id: OrgId) -> Self {
-        Principal { org_id, role: Role::Admin, api_key_id: None }
+        Principal {
+            org_id,
+            role: Role::Admin,
+            api_key_id: None,
+        }
     }
 
     /// Fails with `Forbidden` unless the caller's role includes `needed`.
@@ -94,7 +98,11 @@ impl Principal {
         if self.role >= needed {
             Ok(())
         } else {
-            Err(Error::forbidden(format!("this needs the {} role; the key has {}", needed.as_str(), self.role.as_str())))
+            Err(Error::forbidden(format!(
+                "this needs the {} role; the key has {}",
+                needed.as_str(),
+                self.role.as_str()
+            )))
         }
     }
 }
@@ -105,12 +113,22 @@ mod tests {
 
     #[test]
     fn roles_include_the_ones_below() {
-        let p = |role| Principal { org_id: OrgId::new(), role, api_key_id: None };
+        let p = |role| Principal {
+            org_id: OrgId::new(),
+            role,
+            api_key_id: None,
+        };
         assert!(p(Role::Admin).require(Role::Operator).is_ok());
         assert!(p(Role::Operator).require(Role::Viewer).is_ok());
         let err = p(Role::Viewer).require(Role::Operator).unwrap_err();
-        assert_eq!(err.to_string(), "forbidden: this needs the operator role; the key has viewer");
-        assert_eq!(serde_json::to_string(&Role::Operator).unwrap(), "\"operator\"");
+        assert_eq!(
+            err.to_string(),
+            "forbidden: this needs the operator role; the key has viewer"
+        );
+        assert_eq!(
+            serde_json::to_string(&Role::Operator).unwrap(),
+            "\"operator\""
+        );
     }
 
     #[test]

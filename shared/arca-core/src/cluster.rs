@@ -132,7 +132,11 @@ impl Cluster {
         match (self.state, self.last_heartbeat_at) {
             (ClusterState::Active, Some(last)) => {
                 let quiet = now.signed_duration_since(last).to_std().unwrap_or_default();
-                if quiet > heartbeat_timeout { ClusterState::Pending } else { ClusterState::Active }
+                if quiet > heartbeat_timeout {
+                    ClusterState::Pending
+                } else {
+                    ClusterState::Active
+                }
             }
             (ClusterState::Active, None) => ClusterState::Pending,
             (state, _) => state,
@@ -166,7 +170,10 @@ mod tests {
         Cluster {
             id: ClusterId::new(),
             org_id: OrgId::new(),
-            spec: ClusterSpec { name: "prod".into(), ..Default::default() },
+            spec: ClusterSpec {
+                name: "prod".into(),
+                ..Default::default()
+            },
             state: ClusterState::Registered,
             kubernetes_version: None,
             agent_version: None,
@@ -187,13 +194,32 @@ mod tests {
         let t0 = DateTime::UNIX_EPOCH + chrono::Duration::days(10_000);
         let mut c = cluster();
         assert_eq!(c.state_at(t0, timeout), ClusterState::Registered);
-        c.apply_heartbeat(Heartbeat { node_count: Some(3), ..Default::default() }, t0);
-        assert_eq!(c.state_at(t0 + chrono::Duration::seconds(299), timeout), ClusterState::Active);
-        assert_eq!(c.state_at(t0 + chrono::Duration::seconds(301), timeout), ClusterState::Pending);
+        c.apply_heartbeat(
+            Heartbeat {
+                node_count: Some(3),
+                ..Default::default()
+            },
+            t0,
+        );
+        assert_eq!(
+            c.state_at(t0 + chrono::Duration::seconds(299), timeout),
+            ClusterState::Active
+        );
+        assert_eq!(
+            c.state_at(t0 + chrono::Duration::seconds(301), timeout),
+            ClusterState::Pending
+        );
         assert_eq!(c.node_count, Some(3));
         c.apply_heartbeat(Heartbeat::default(), t0 + chrono::Duration::seconds(400));
-        assert_eq!(c.node_count, Some(3), "a heartbeat without a count keeps the last one");
-        assert_eq!(c.state_at(t0 + chrono::Duration::seconds(500), timeout), ClusterState::Active);
+        assert_eq!(
+            c.node_count,
+            Some(3),
+            "a heartbeat without a count keeps the last one"
+        );
+        assert_eq!(
+            c.state_at(t0 + chrono::Duration::seconds(500), timeout),
+            ClusterState::Active
+        );
     }
 
     #[test]
@@ -201,7 +227,11 @@ mod tests {
         let mut c = cluster();
         c.agent_token_hash = Some(crate::secret::Secret::from_presented("arcagent_x").hash());
         let json = serde_json::to_value(&c).unwrap();
-        assert!(!json.to_string().contains(c.agent_token_hash.as_ref().unwrap().as_str()));
+        assert!(
+            !json
+                .to_string()
+                .contains(c.agent_token_hash.as_ref().unwrap().as_str())
+        );
         assert_eq!(json["state"], "REGISTERED");
         assert_eq!(json["name"], "prod");
     }

@@ -18,7 +18,7 @@ pub enum Error {
     /// The request is well formed but a rule of the domain refuses it in the current
     /// state: a policy still in use, a cluster still referenced, an illegal job move.
     #[error("conflict: {message}")]
-    Conflict { message: String },
+    Conflict { kind: ConflictKind, message: String },
     /// A field fails validation; `field` is its JSON path (`schedules[1].cron`).
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
@@ -42,29 +42,82 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Which rule a [`Error::Conflict`] is about, so callers (the API's problem codes, the
+/// CLI) branch on a kind instead of on message text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// A storage condition failed (adapters), or a rule without a kind of its own.
+    Condition,
+    PolicyInUse,
+    ClusterInUse,
+    /// Deleting needs explicit confirmation (e.g. a cluster that still has recovery points).
+    ConfirmationRequired,
+    DestinationInUse,
+    LastAdminKey,
+    IllegalJobTransition,
+    RestoreNotPossible,
+    /// Lost a race with concurrent writers even after retrying: trying again may succeed.
+    ConcurrentModification,
+}
+
+impl ConflictKind {
+    /// The stable machine code clients see.
+    pub fn code(self) -> &'static str {
+        match self {
+            ConflictKind::Condition => "conflict",
+            ConflictKind::PolicyInUse => "policy_in_use",
+            ConflictKind::ClusterInUse => "cluster_in_use",
+            ConflictKind::ConfirmationRequired => "confirmation_required",
+            ConflictKind::DestinationInUse => "destination_in_use",
+            ConflictKind::LastAdminKey => "last_admin_key",
+            ConflictKind::IllegalJobTransition => "illegal_job_transition",
+            ConflictKind::RestoreNotPossible => "restore_not_possible",
+            ConflictKind::ConcurrentModification => "concurrent_modification",
+        }
+    }
+}
+
 impl Error {
     pub fn not_found(what: impl Into<String>) -> Self {
         Error::NotFound { what: what.into() }
     }
 
+    /// A failed storage condition or a conflict without a more specific kind.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Error::Conflict { message: message.into() }
+        Error::conflict_of(ConflictKind::Condition, message)
+    }
+
+    pub fn conflict_of(kind: ConflictKind, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), message: message.into() }
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn precondition_failed(message: impl Into<String>) -> Self {
-        Error::PreconditionFailed { message: message.into() }
+        Error::PreconditionFailed {
+            message: message.into(),
+        }
     }
 
     pub fn limit_exceeded(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::LimitExceeded { field: field.into(), message: message.into() }
+        Error::LimitExceeded {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Error::Forbidden { message: message.into() }
+        Error::Forbidden {
+            message: message.into(),
+        }
     }
 
     pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {

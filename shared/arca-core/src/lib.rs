@@ -3,6 +3,7 @@
 //! `arca-aws` (AWS) and `arca-embedded` (one machine).
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod destination;
 pub mod error;
@@ -12,10 +13,19 @@ pub mod org;
 pub mod plan;
 pub mod policy;
 pub mod ports;
+pub mod queue;
+#[cfg(feature = "testing")]
+pub mod queue_contract;
+pub mod recovery;
+pub mod restore;
+pub mod scheduler;
+#[cfg(feature = "testing")]
+pub mod scheduler_contract;
 pub mod secret;
+pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod validate;
 
-pub use error::{Error, Result};
+pub use error::{ConflictKind, Error, Result};

@@ -46,8 +46,16 @@ pub struct PlanLimits {
 impl Default for PlanLimits {
     fn default() -> Self {
         PlanLimits {
-            free: Limits { max_retain_days: Some(30), copy_to_managed_storage: false, max_api_keys: Some(10) },
-            paid: Limits { max_retain_days: None, copy_to_managed_storage: true, max_api_keys: Some(10) },
+            free: Limits {
+                max_retain_days: Some(30),
+                copy_to_managed_storage: false,
+                max_api_keys: Some(10),
+            },
+            paid: Limits {
+                max_retain_days: None,
+                copy_to_managed_storage: true,
+                max_api_keys: Some(10),
+            },
         }
     }
 }
@@ -64,7 +72,10 @@ impl PlanLimits {
         match self.for_plan(plan).max_retain_days {
             Some(max) if days > max => Err(Error::limit_exceeded(
                 field,
-                format!("retainDays {days} exceeds the {} plan's limit of {max} days", plan.as_str()),
+                format!(
+                    "retainDays {days} exceeds the {} plan's limit of {max} days",
+                    plan.as_str()
+                ),
             )),
             _ => Ok(()),
         }
@@ -104,11 +115,16 @@ mod tests {
     fn free_retention_is_capped_and_the_message_names_the_limit() {
         let limits = PlanLimits::default();
         assert!(limits.check_retain_days(Plan::Free, "x", 30).is_ok());
-        let err = limits.check_retain_days(Plan::Free, "schedules[0].retainDays", 45).unwrap_err();
+        let err = limits
+            .check_retain_days(Plan::Free, "schedules[0].retainDays", 45)
+            .unwrap_err();
         match err {
             Error::LimitExceeded { field, message } => {
                 assert_eq!(field, "schedules[0].retainDays");
-                assert_eq!(message, "retainDays 45 exceeds the free plan's limit of 30 days");
+                assert_eq!(
+                    message,
+                    "retainDays 45 exceeds the free plan's limit of 30 days"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -118,8 +134,15 @@ mod tests {
     #[test]
     fn only_paid_copies_to_managed_storage() {
         let limits = PlanLimits::default();
-        assert!(limits.check_copy_to_managed_storage(Plan::Paid, "pvMode").is_ok());
-        assert!(matches!(limits.check_copy_to_managed_storage(Plan::Free, "pvMode"), Err(Error::LimitExceeded { .. })));
+        assert!(
+            limits
+                .check_copy_to_managed_storage(Plan::Paid, "pvMode")
+                .is_ok()
+        );
+        assert!(matches!(
+            limits.check_copy_to_managed_storage(Plan::Free, "pvMode"),
+            Err(Error::LimitExceeded { .. })
+        ));
         assert_eq!(serde_json::to_string(&Plan::Paid).unwrap(), "\"paid\"");
     }
 }

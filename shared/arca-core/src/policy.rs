@@ -62,7 +62,11 @@ impl PolicySpec {
         PolicySpec {
             name: DEFAULT_POLICY_NAME.to_string(),
             timezone: utc(),
-            schedules: vec![ScheduleSpec { cron: "0 * * * *".to_string(), retain_days: 7, keep_last: None }],
+            schedules: vec![ScheduleSpec {
+                cron: "0 * * * *".to_string(),
+                retain_days: 7,
+                keep_last: None,
+            }],
             suspended: false,
         }
     }
@@ -73,16 +77,27 @@ impl PolicySpec {
         self.name = validate::name("name", &self.name)?;
         parse_timezone("timezone", &self.timezone)?;
         if self.schedules.is_empty() {
-            return Err(Error::invalid("schedules", "a policy needs at least one schedule"));
+            return Err(Error::invalid(
+                "schedules",
+                "a policy needs at least one schedule",
+            ));
         }
         if self.schedules.len() > MAX_SCHEDULES {
-            return Err(Error::invalid("schedules", format!("at most {MAX_SCHEDULES} schedules")));
+            return Err(Error::invalid(
+                "schedules",
+                format!("at most {MAX_SCHEDULES} schedules"),
+            ));
         }
         for (i, row) in self.schedules.iter_mut().enumerate() {
-            row.cron = normalize_cron(&format!("schedules[{i}].cron"), &row.cron)?;
+            let cron_field = format!("schedules[{i}].cron");
+            row.cron = normalize_cron(&cron_field, &row.cron)?;
+            crate::scheduler::eventbridge_expression_of(&cron_field, &row.cron)?;
             let field = format!("schedules[{i}].retainDays");
             if row.retain_days == 0 || row.retain_days > MAX_RETAIN_DAYS {
-                return Err(Error::invalid(field, format!("must be between 1 and {MAX_RETAIN_DAYS}")));
+                return Err(Error::invalid(
+                    field,
+                    format!("must be between 1 and {MAX_RETAIN_DAYS}"),
+                ));
             }
             limits.check_retain_days(plan, &field, row.retain_days)?;
             if let Some(keep) = row.keep_last
@@ -104,11 +119,19 @@ impl PolicySpec {
 
 /// Parses an IANA timezone name.
 pub fn parse_timezone(field: &str, name: &str) -> Result<Tz> {
-    Tz::from_str(name).map_err(|_| Error::invalid(field, format!("{name:?} is not an IANA timezone (e.g. Europe/Berlin)")))
+    Tz::from_str(name).map_err(|_| {
+        Error::invalid(
+            field,
+            format!("{name:?} is not an IANA timezone (e.g. Europe/Berlin)"),
+        )
+    })
 }
 
 fn parser() -> CronParser {
-    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
 }
 
 /// Checks a five-field cron expression and returns it in canonical form: nicknames
@@ -121,16 +144,27 @@ pub fn normalize_cron(field: &str, expr: &str) -> Result<String> {
         "@weekly" => "0 0 * * 0".to_string(),
         "@daily" | "@midnight" => "0 0 * * *".to_string(),
         "@hourly" => "0 * * * *".to_string(),
-        _ => trimmed.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_uppercase(),
+        _ => trimmed
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase(),
     };
     let fields = expanded.split(' ').filter(|f| !f.is_empty()).count();
     if fields != 5 {
         return Err(Error::invalid(
             field,
-            format!("{expr:?} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week)"),
+            format!(
+                "{expr:?} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week)"
+            ),
         ));
     }
-    let cron = parser().parse(&expanded).map_err(|e| Error::invalid(field, format!("{expr:?} is not a valid cron expression: {e}")))?;
+    let cron = parser().parse(&expanded).map_err(|e| {
+        Error::invalid(
+            field,
+            format!("{expr:?} is not a valid cron expression: {e}"),
+        )
+    })?;
     // A pattern that can never fire (30 February) parses but is useless as a schedule.
     let probe = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
     if cron.find_next_occurrence(&probe, false).is_err() {
@@ -142,11 +176,16 @@ pub fn normalize_cron(field: &str, expr: &str) -> Result<String> {
 /// The next time `cron` fires strictly after `after`, read in `tz`.
 pub fn next_fire_after(cron: &str, tz: Tz, after: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
     let cron = parse_normalised(cron)?;
-    Ok(cron.find_next_occurrence(&after.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc)))
+    Ok(cron
+        .find_next_occurrence(&after.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc)))
 }
 
 fn parse_normalised(cron: &str) -> Result<Cron> {
-    parser().parse(cron).map_err(|e| Error::invalid("cron", format!("{cron:?}: {e}")))
+    parser()
+        .parse(cron)
+        .map_err(|e| Error::invalid("cron", format!("{cron:?}: {e}")))
 }
 
 /// Every fire time of all the rows together from `from` on, on the wall clock of the
@@ -163,8 +202,11 @@ fn wall_clock_fire_times(spec: &PolicySpec, from: DateTime<Utc>) -> Result<Vec<N
     let mut times = Vec::new();
     for row in &spec.schedules {
         let cron = parse_normalised(&row.cron)?;
-        let row_times: Vec<NaiveDateTime> =
-            cron.iter_after(start).take_while(|t| *t <= horizon).take(PROBE_OCCURRENCES).collect();
+        let row_times: Vec<NaiveDateTime> = cron
+            .iter_after(start)
+            .take_while(|t| *t <= horizon)
+            .take(PROBE_OCCURRENCES)
+            .collect();
         // A row cut short by the count is only known up to its last time: comparing
         // other rows beyond it would miss its later fires.
         if row_times.len() == PROBE_OCCURRENCES
@@ -182,9 +224,15 @@ fn wall_clock_fire_times(spec: &PolicySpec, from: DateTime<Utc>) -> Result<Vec<N
 
 /// The two closest consecutive fire times of all the rows together from `from` on, as
 /// wall-clock times in the policy's timezone.
-pub fn closest_fire_times(spec: &PolicySpec, from: DateTime<Utc>) -> Result<Option<(NaiveDateTime, NaiveDateTime)>> {
+pub fn closest_fire_times(
+    spec: &PolicySpec,
+    from: DateTime<Utc>,
+) -> Result<Option<(NaiveDateTime, NaiveDateTime)>> {
     let times = wall_clock_fire_times(spec, from)?;
-    Ok(times.windows(2).map(|w| (w[0], w[1])).min_by_key(|(a, b)| b.signed_duration_since(*a)))
+    Ok(times
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .min_by_key(|(a, b)| b.signed_duration_since(*a)))
 }
 
 /// The rule for policies used by an RDS copy: no two runs less than a day apart
@@ -247,7 +295,11 @@ pub struct Policy {
 impl Policy {
     /// Adds or renames the referrer with this id.
     pub fn upsert_referrer(&mut self, referrer: PolicyReferrer) {
-        match self.used_by.iter_mut().find(|r| r.kind == referrer.kind && r.id == referrer.id) {
+        match self
+            .used_by
+            .iter_mut()
+            .find(|r| r.kind == referrer.kind && r.id == referrer.id)
+        {
             Some(existing) => *existing = referrer,
             None => self.used_by.push(referrer),
         }
@@ -266,8 +318,12 @@ impl Policy {
         if self.used_by.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = self.used_by.iter().map(|r| format!("{} ({})", r.name, r.id)).collect();
-        Err(Error::conflict(format!(
+        let names: Vec<String> = self
+            .used_by
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.id))
+            .collect();
+        Err(Error::conflict_of(crate::error::ConflictKind::PolicyInUse, format!(
             "policy {:?} is used by {}: change their policy first",
             self.spec.name,
             names.join(", ")
@@ -283,7 +339,14 @@ mod tests {
         PolicySpec {
             name: "p".into(),
             timezone: tz.into(),
-            schedules: crons.iter().map(|c| ScheduleSpec { cron: c.to_string(), retain_days: 7, keep_last: None }).collect(),
+            schedules: crons
+                .iter()
+                .map(|c| ScheduleSpec {
+                    cron: c.to_string(),
+                    retain_days: 7,
+                    keep_last: None,
+                })
+                .collect(),
             suspended: false,
         }
     }
@@ -294,39 +357,91 @@ mod tests {
 
     #[test]
     fn cron_is_normalised_and_garbage_names_the_row() {
-        assert_eq!(normalize_cron("c", "  0   3 * *  mon ").unwrap(), "0 3 * * MON");
+        assert_eq!(
+            normalize_cron("c", "  0   3 * *  mon ").unwrap(),
+            "0 3 * * MON"
+        );
         assert_eq!(normalize_cron("c", "@daily").unwrap(), "0 0 * * *");
         let mut bad = PolicySpec::default_hourly();
-        bad.schedules.push(ScheduleSpec { cron: "61 * * * *".into(), retain_days: 7, keep_last: None });
-        let err = bad.validated(Plan::Free, &PlanLimits::default()).unwrap_err();
-        assert!(matches!(&err, Error::Invalid { field, .. } if field == "schedules[1].cron"), "{err:?}");
+        bad.schedules.push(ScheduleSpec {
+            cron: "61 * * * *".into(),
+            retain_days: 7,
+            keep_last: None,
+        });
+        let err = bad
+            .validated(Plan::Free, &PlanLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { field, .. } if field == "schedules[1].cron"),
+            "{err:?}"
+        );
         for garbage in ["* * * *", "0 0 * * * *", "not a cron", "0 0 30 2 *"] {
-            assert!(normalize_cron("c", garbage).is_err(), "{garbage} must be rejected");
+            assert!(
+                normalize_cron("c", garbage).is_err(),
+                "{garbage} must be rejected"
+            );
         }
+    }
+
+    #[test]
+    fn a_cron_the_scheduler_cannot_express_is_refused_on_save() {
+        // Unix cron fires when day-of-month OR day-of-week matches; EventBridge cannot say that.
+        let mut s = PolicySpec::default_hourly();
+        s.schedules[0].cron = "0 0 1 * MON".into();
+        let err = s.validated(Plan::Paid, &PlanLimits::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { field, .. } if field == "schedules[0].cron"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn timezone_and_retention_are_validated_with_their_paths() {
         let mut s = PolicySpec::default_hourly();
         s.timezone = "Mars/Olympus".into();
-        assert!(matches!(s.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "timezone"));
+        assert!(
+            matches!(s.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "timezone")
+        );
         let mut s = PolicySpec::default_hourly();
         s.schedules[0].retain_days = 45;
-        let err = s.clone().validated(Plan::Free, &PlanLimits::default()).unwrap_err();
-        assert_eq!(err.to_string(), "plan limit: retainDays 45 exceeds the free plan's limit of 30 days");
-        assert!(s.clone().validated(Plan::Paid, &PlanLimits::default()).is_ok());
+        let err = s
+            .clone()
+            .validated(Plan::Free, &PlanLimits::default())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plan limit: retainDays 45 exceeds the free plan's limit of 30 days"
+        );
+        assert!(
+            s.clone()
+                .validated(Plan::Paid, &PlanLimits::default())
+                .is_ok()
+        );
         s.schedules[0].keep_last = Some(31);
-        assert!(matches!(s.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "schedules[0].keepLast"));
+        assert!(
+            matches!(s.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "schedules[0].keepLast")
+        );
         let mut empty = PolicySpec::default_hourly();
         empty.schedules.clear();
-        assert!(matches!(empty.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "schedules"));
+        assert!(
+            matches!(empty.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "schedules")
+        );
     }
 
     #[test]
     fn daily_and_slower_schedules_are_allowed_for_rds_copies() {
         let from = at("2025-01-01T00:00:00Z");
-        for crons in [&["0 3 * * *"][..], &["0 0 * * 0"], &["0 0 1 * *"], &["0 1 * * *", "0 1 * * 0"], &["0 0 * * 1", "0 12 * * 3"]] {
-            assert!(ensure_at_most_daily(&spec("UTC", crons), from).is_ok(), "{crons:?}");
+        for crons in [
+            &["0 3 * * *"][..],
+            &["0 0 * * 0"],
+            &["0 0 1 * *"],
+            &["0 1 * * *", "0 1 * * 0"],
+            &["0 0 * * 1", "0 12 * * 3"],
+        ] {
+            assert!(
+                ensure_at_most_daily(&spec("UTC", crons), from).is_ok(),
+                "{crons:?}"
+            );
         }
     }
 
@@ -337,10 +452,17 @@ mod tests {
         assert!(ensure_at_most_daily(&spec("UTC", &["0 1 * * *", "0 13 * * *"]), from).is_err());
         // Twice on the 15th only: fine for 14 days, too frequent once a month.
         let err = ensure_at_most_daily(&spec("UTC", &["0 0,12 15 * *"]), from).unwrap_err();
-        assert!(err.to_string().contains("2025-01-15 00:00 and again at 2025-01-15 12:00 UTC"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("2025-01-15 00:00 and again at 2025-01-15 12:00 UTC"),
+            "{err}"
+        );
         assert!(err.to_string().contains("12h00m later"), "{err}");
         // Twice on 29 February: only in a leap year, seen within a year from 2027-06.
-        assert!(ensure_at_most_daily(&spec("UTC", &["0 0,6 29 2 *"]), at("2027-06-01T00:00:00Z")).is_err());
+        assert!(
+            ensure_at_most_daily(&spec("UTC", &["0 0,6 29 2 *"]), at("2027-06-01T00:00:00Z"))
+                .is_err()
+        );
     }
 
     #[test]
@@ -358,9 +480,21 @@ mod tests {
         let tz = parse_timezone("timezone", "Europe/Berlin").unwrap();
         let next = next_fire_after("0 3 * * *", tz, at("2025-01-01T00:00:00Z")).unwrap();
         assert_eq!(next, Some(at("2025-01-01T02:00:00Z")));
-        let pair = closest_fire_times(&spec("Asia/Tokyo", &["0 */6 * * *"]), at("2025-01-01T00:00:00Z")).unwrap().unwrap();
-        assert_eq!(pair.0.to_string(), "2025-01-01 12:00:00", "09:00 in Tokyo is the start; 12:00 the first fire");
-        assert_eq!(pair.1.signed_duration_since(pair.0), chrono::Duration::hours(6));
+        let pair = closest_fire_times(
+            &spec("Asia/Tokyo", &["0 */6 * * *"]),
+            at("2025-01-01T00:00:00Z"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            pair.0.to_string(),
+            "2025-01-01 12:00:00",
+            "09:00 in Tokyo is the start; 12:00 the first fire"
+        );
+        assert_eq!(
+            pair.1.signed_duration_since(pair.0),
+            chrono::Duration::hours(6)
+        );
     }
 
     #[test]
@@ -375,8 +509,16 @@ mod tests {
             version: 1,
         };
         assert!(p.ensure_unused().is_ok());
-        p.upsert_referrer(PolicyReferrer { kind: ReferrerKind::K8sBackup, id: "bkp_1".into(), name: "old".into() });
-        p.upsert_referrer(PolicyReferrer { kind: ReferrerKind::K8sBackup, id: "bkp_1".into(), name: "nightly".into() });
+        p.upsert_referrer(PolicyReferrer {
+            kind: ReferrerKind::K8sBackup,
+            id: "bkp_1".into(),
+            name: "old".into(),
+        });
+        p.upsert_referrer(PolicyReferrer {
+            kind: ReferrerKind::K8sBackup,
+            id: "bkp_1".into(),
+            name: "nightly".into(),
+        });
         assert_eq!(p.used_by.len(), 1);
         let err = p.ensure_unused().unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }));

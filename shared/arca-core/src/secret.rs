@@ -87,10 +87,17 @@ impl SecretHash {
     /// Accepts only the shape [`Secret::hash`] produces, so a key read back from the
     /// index cannot smuggle anything else into a key string.
     pub fn from_hex(hex: &str) -> Result<Self> {
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(SecretHash(hex.to_string()))
         } else {
-            Err(Error::invalid("secretHash", "expected 64 lower-case hex digits"))
+            Err(Error::invalid(
+                "secretHash",
+                "expected 64 lower-case hex digits",
+            ))
         }
     }
 }
@@ -115,9 +122,15 @@ mod tests {
         let s = Secret::from_presented("arca_abcdefghijkl");
         // sha256("arca_abcdefghijkl") computed independently
         assert_eq!(s.hash().as_str().len(), 64);
-        assert_eq!(Secret::from_presented("abc").hash().as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            Secret::from_presented("abc").hash().as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(s.snippet(), "arca_abcdefgh");
-        assert_eq!(Secret::from_presented("arcagent_0123456789").snippet(), "arcagent_01234567");
+        assert_eq!(
+            Secret::from_presented("arcagent_0123456789").snippet(),
+            "arcagent_01234567"
+        );
         assert!(SecretHash::from_hex(s.hash().as_str()).is_ok());
         assert!(SecretHash::from_hex("ABC").is_err());
     }

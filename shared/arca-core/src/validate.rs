@@ -16,7 +16,10 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if trimmed.chars().count() > MAX_NAME {
-        return Err(Error::invalid(field, format!("must be at most {MAX_NAME} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_NAME} characters"),
+        ));
     }
     if trimmed.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
@@ -26,7 +29,10 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String> {
 
 pub(crate) fn description(field: &str, value: &str) -> Result<()> {
     if value.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::invalid(field, format!("must be at most {MAX_DESCRIPTION} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        ));
     }
     Ok(())
 }
@@ -38,10 +44,16 @@ pub(crate) fn tags(field: &str, tags: &BTreeMap<String, String>) -> Result<()> {
     }
     for (key, value) in tags {
         if key.is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
-            return Err(Error::invalid(format!("{field}.{key}"), "tag keys are 1 to 128 printable characters"));
+            return Err(Error::invalid(
+                format!("{field}.{key}"),
+                "tag keys are 1 to 128 printable characters",
+            ));
         }
         if value.len() > 256 || value.chars().any(char::is_control) {
-            return Err(Error::invalid(format!("{field}.{key}"), "tag values are at most 256 printable characters"));
+            return Err(Error::invalid(
+                format!("{field}.{key}"),
+                "tag values are at most 256 printable characters",
+            ));
         }
     }
     Ok(())
@@ -51,13 +63,18 @@ pub(crate) fn tags(field: &str, tags: &BTreeMap<String, String>) -> Result<()> {
 pub(crate) fn dns_label(field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !value.starts_with('-')
         && !value.ends_with('-');
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{value:?} is not a valid Kubernetes name (DNS-1123 label)")))
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not a valid Kubernetes name (DNS-1123 label)"),
+        ))
     }
 }
 
@@ -69,7 +86,10 @@ pub(crate) fn dns_subdomain(field: &str, value: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{value:?} is not a valid Kubernetes name (DNS-1123 subdomain)")))
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not a valid Kubernetes name (DNS-1123 subdomain)"),
+        ))
     }
 }
 
@@ -79,7 +99,9 @@ fn label_name_ok(name: &str, allow_empty: bool) -> bool {
     }
     let bytes = name.as_bytes();
     name.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -96,10 +118,16 @@ pub(crate) fn labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(
             dns_subdomain(&path, prefix)?;
         }
         if !label_name_ok(name, false) {
-            return Err(Error::invalid(path, format!("{key:?} is not a valid label key")));
+            return Err(Error::invalid(
+                path,
+                format!("{key:?} is not a valid label key"),
+            ));
         }
         if !label_name_ok(value, true) {
-            return Err(Error::invalid(path, format!("{value:?} is not a valid label value")));
+            return Err(Error::invalid(
+                path,
+                format!("{value:?} is not a valid label value"),
+            ));
         }
     }
     Ok(())
@@ -109,8 +137,17 @@ pub(crate) fn labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(
 pub(crate) fn resource_kind(field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 253
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
-    if ok { Ok(()) } else { Err(Error::invalid(field, format!("{value:?} is not a resource kind"))) }
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not a resource kind"),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +170,9 @@ mod tests {
         assert!(labels("labels", &ok).is_ok());
         let bad = BTreeMap::from([("app".to_string(), "has space".to_string())]);
         let err = labels("selection.labels", &bad).unwrap_err();
-        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "selection.labels.app"), "{err:?}");
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "selection.labels.app"),
+            "{err:?}"
+        );
     }
 }

@@ -2,7 +2,11 @@
 //! system runs in one process with no AWS (single-machine mode) and tests run fast.
 
 mod local_fs;
+mod queue;
 mod redb_store;
+mod scheduler;
 
 pub use local_fs::LocalFsObjectStore;
+pub use queue::EmbeddedQueue;
 pub use redb_store::RedbItemStore;
+pub use scheduler::EmbeddedScheduler;

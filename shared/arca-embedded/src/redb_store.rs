@@ -24,8 +24,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arca_core::store::item::{
-    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query, SortKeyRange,
-    Write,
+    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query,
+    SortKeyRange, Write,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;
@@ -131,7 +131,10 @@ fn check_transaction(writes: &[Write]) -> Result<()> {
     if writes.len() > MAX_TRANSACTION_WRITES {
         return Err(Error::invalid(
             "writes",
-            format!("{} writes, at most {MAX_TRANSACTION_WRITES} per transaction", writes.len()),
+            format!(
+                "{} writes, at most {MAX_TRANSACTION_WRITES} per transaction",
+                writes.len()
+            ),
         ));
     }
     let mut seen = std::collections::HashSet::new();
@@ -189,7 +192,10 @@ impl<'tx> Tables<'tx> {
     }
 
     fn load(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        let found = self.items.get((pk.as_bytes(), sk.as_bytes())).map_err(storage)?;
+        let found = self
+            .items
+            .get((pk.as_bytes(), sk.as_bytes()))
+            .map_err(storage)?;
         found.map(|guard| decode_item(guard.value())).transpose()
     }
 
@@ -206,7 +212,12 @@ impl<'tx> Tables<'tx> {
     fn remove_index_entries(&mut self, item: &Item) -> Result<()> {
         for index in Index::ALL {
             if let Some(key) = item.index_key(index) {
-                let entry = (key.pk.as_bytes(), key.sk.as_bytes(), item.pk.as_bytes(), item.sk.as_bytes());
+                let entry = (
+                    key.pk.as_bytes(),
+                    key.sk.as_bytes(),
+                    item.pk.as_bytes(),
+                    item.sk.as_bytes(),
+                );
                 self.index(index).remove(entry).map_err(storage)?;
             }
         }
@@ -219,19 +230,28 @@ impl<'tx> Tables<'tx> {
         }
         for index in Index::ALL {
             if let Some(key) = item.index_key(index) {
-                let entry = (key.pk.as_bytes(), key.sk.as_bytes(), item.pk.as_bytes(), item.sk.as_bytes());
+                let entry = (
+                    key.pk.as_bytes(),
+                    key.sk.as_bytes(),
+                    item.pk.as_bytes(),
+                    item.sk.as_bytes(),
+                );
                 self.index(index).insert(entry, ()).map_err(storage)?;
             }
         }
         let body = serde_json::to_vec(item).map_err(Error::permanent)?;
-        self.items.insert((item.pk.as_bytes(), item.sk.as_bytes()), body.as_slice()).map_err(storage)?;
+        self.items
+            .insert((item.pk.as_bytes(), item.sk.as_bytes()), body.as_slice())
+            .map_err(storage)?;
         Ok(())
     }
 
     fn delete(&mut self, pk: &str, sk: &str, condition: Condition) -> Result<()> {
         if let Some(old) = self.check(pk, sk, condition)? {
             self.remove_index_entries(&old)?;
-            self.items.remove((pk.as_bytes(), sk.as_bytes())).map_err(storage)?;
+            self.items
+                .remove((pk.as_bytes(), sk.as_bytes()))
+                .map_err(storage)?;
         }
         Ok(())
     }
@@ -264,7 +284,9 @@ fn transact_blocking(db: &Database, writes: &[Write]) -> Result<()> {
                 Write::Check { pk, sk, condition } => tables.check(pk, sk, *condition).map(drop),
             };
             outcome.map_err(|e| match e {
-                Error::Conflict { .. } => Error::conflict(format!("write {} of {total}: condition failed", i + 1)),
+                Error::Conflict { .. } => {
+                    Error::conflict(format!("write {} of {total}: condition failed", i + 1))
+                }
                 other => other,
             })?;
         }
@@ -311,11 +333,16 @@ fn span(partition: &str, range: &SortKeyRange, width: usize) -> Result<(Parts, P
     let end_of_partition = pad(successor(p), Vec::new());
     let (from, to): (&[u8], Option<Vec<u8>>) = match range {
         SortKeyRange::All => (b"", None),
-        SortKeyRange::BeginsWith(prefix) => (prefix.as_bytes(), prefix_successor(prefix.as_bytes())),
+        SortKeyRange::BeginsWith(prefix) => {
+            (prefix.as_bytes(), prefix_successor(prefix.as_bytes()))
+        }
         SortKeyRange::LessThan(bound) => (b"", Some(bound.as_bytes().to_vec())),
         SortKeyRange::Between(from, to) => {
             if from > to {
-                return Err(Error::invalid("range", format!("Between({from:?}, {to:?}): from is after to")));
+                return Err(Error::invalid(
+                    "range",
+                    format!("Between({from:?}, {to:?}): from is after to"),
+                ));
             }
             (from.as_bytes(), Some(successor(to.as_bytes())))
         }
@@ -335,11 +362,17 @@ fn check_query(query: &Query) -> Result<()> {
             (None, _) => &cursor.pk,
             (Some(_), Some(key)) => &key.pk,
             (Some(index), None) => {
-                return Err(Error::invalid("cursor", format!("a cursor of a {index:?} query needs its index key")));
+                return Err(Error::invalid(
+                    "cursor",
+                    format!("a cursor of a {index:?} query needs its index key"),
+                ));
             }
         };
         if *partition != query.pk {
-            return Err(Error::invalid("cursor", "the cursor is from a query on another partition"));
+            return Err(Error::invalid(
+                "cursor",
+                "the cursor is from a query on another partition",
+            ));
         }
     }
     Ok(())
@@ -426,7 +459,11 @@ fn page_of(
         last_index_key = index_key;
     }
     let cursor = match items.last() {
-        Some(last) if more => Some(Cursor { pk: last.pk.clone(), sk: last.sk.clone(), index_key: last_index_key }),
+        Some(last) if more => Some(Cursor {
+            pk: last.pk.clone(),
+            sk: last.sk.clone(),
+            index_key: last_index_key,
+        }),
         _ => None,
     };
     Ok(Page { items, cursor })
@@ -438,11 +475,19 @@ fn query_blocking(db: &Database, query: &Query) -> Result<Page> {
     match query.index {
         None => {
             let Some((lower, upper)) = scan_bounds(query, 2)? else {
-                return Ok(Page { items: Vec::new(), cursor: None });
+                return Ok(Page {
+                    items: Vec::new(),
+                    cursor: None,
+                });
             };
-            let range = items.range((map_bound(&lower, as_pair), map_bound(&upper, as_pair))).map_err(storage)?;
-            let range: Box<dyn Iterator<Item = _>> =
-                if query.ascending { Box::new(range) } else { Box::new(range.rev()) };
+            let range = items
+                .range((map_bound(&lower, as_pair), map_bound(&upper, as_pair)))
+                .map_err(storage)?;
+            let range: Box<dyn Iterator<Item = _>> = if query.ascending {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
             let entries = range.map(|entry| {
                 let (_, value) = entry.map_err(storage)?;
                 Ok((decode_item(value.value())?, None))
@@ -451,20 +496,36 @@ fn query_blocking(db: &Database, query: &Query) -> Result<Page> {
         }
         Some(index) => {
             let Some((lower, upper)) = scan_bounds(query, 4)? else {
-                return Ok(Page { items: Vec::new(), cursor: None });
+                return Ok(Page {
+                    items: Vec::new(),
+                    cursor: None,
+                });
             };
             let table = tx.open_table(index_table(index)).map_err(storage)?;
-            let range = table.range((map_bound(&lower, as_quad), map_bound(&upper, as_quad))).map_err(storage)?;
-            let range: Box<dyn Iterator<Item = _>> =
-                if query.ascending { Box::new(range) } else { Box::new(range.rev()) };
+            let range = table
+                .range((map_bound(&lower, as_quad), map_bound(&upper, as_quad)))
+                .map_err(storage)?;
+            let range: Box<dyn Iterator<Item = _>> = if query.ascending {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
             let entries = range.map(|entry| {
-                let (key, ()) = entry.map_err(storage)?;
+                let (key, _) = entry.map_err(storage)?;
                 let (ipk, isk, pk, sk) = key.value();
                 let found = items.get((pk, sk)).map_err(storage)?;
                 let Some(value) = found else {
-                    return Err(corrupt(format!("{index:?} entry without its item ({pk:?}, {sk:?})")));
+                    return Err(corrupt(format!(
+                        "{index:?} entry without its item ({pk:?}, {sk:?})"
+                    )));
                 };
-                Ok((decode_item(value.value())?, Some(IndexKey { pk: utf8(ipk)?, sk: utf8(isk)? })))
+                Ok((
+                    decode_item(value.value())?,
+                    Some(IndexKey {
+                        pk: utf8(ipk)?,
+                        sk: utf8(isk)?,
+                    }),
+                ))
             });
             page_of(entries, query.limit)
         }
@@ -489,14 +550,16 @@ impl ItemStore for RedbItemStore {
 
     async fn put(&self, item: Item, condition: Condition) -> Result<()> {
         check_item(&item)?;
-        self.blocking(move |db| write_tx(db, |tables| tables.put(&item, condition))).await
+        self.blocking(move |db| write_tx(db, |tables| tables.put(&item, condition)))
+            .await
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<()> {
         check_key("pk", pk)?;
         check_key("sk", sk)?;
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
-        self.blocking(move |db| write_tx(db, |tables| tables.delete(&pk, &sk, condition))).await
+        self.blocking(move |db| write_tx(db, |tables| tables.delete(&pk, &sk, condition)))
+            .await
     }
 
     async fn query(&self, query: Query) -> Result<Page> {
@@ -509,7 +572,8 @@ impl ItemStore for RedbItemStore {
         if writes.is_empty() {
             return Ok(());
         }
-        self.blocking(move |db| transact_blocking(db, &writes)).await
+        self.blocking(move |db| transact_blocking(db, &writes))
+            .await
     }
 }
 
@@ -518,7 +582,14 @@ mod tests {
     use super::*;
 
     fn query(range: SortKeyRange) -> Query {
-        Query { index: None, pk: "P".into(), range, limit: 10, ascending: true, cursor: None }
+        Query {
+            index: None,
+            pk: "P".into(),
+            range,
+            limit: 10,
+            ascending: true,
+            cursor: None,
+        }
     }
 
     #[test]
@@ -532,12 +603,18 @@ mod tests {
     #[test]
     fn spans_cover_exactly_the_sort_key_range() {
         let parts = |a: &str, b: &[u8]| vec![a.as_bytes().to_vec(), b.to_vec()];
-        assert_eq!(span("P", &SortKeyRange::All, 2).unwrap(), (parts("P", b""), parts("P\0", b"")));
+        assert_eq!(
+            span("P", &SortKeyRange::All, 2).unwrap(),
+            (parts("P", b""), parts("P\0", b""))
+        );
         assert_eq!(
             span("P", &SortKeyRange::BeginsWith("a#".into()), 2).unwrap(),
             (parts("P", b"a#"), parts("P", b"a$"))
         );
-        assert_eq!(span("P", &SortKeyRange::LessThan("m".into()), 2).unwrap(), (parts("P", b""), parts("P", b"m")));
+        assert_eq!(
+            span("P", &SortKeyRange::LessThan("m".into()), 2).unwrap(),
+            (parts("P", b""), parts("P", b"m"))
+        );
         assert_eq!(
             span("P", &SortKeyRange::Between("b".into(), "d".into()), 2).unwrap(),
             (parts("P", b"b"), parts("P", b"d\0"))
@@ -554,7 +631,11 @@ mod tests {
     #[test]
     fn a_cursor_narrows_the_scan_to_strictly_after_it() {
         let mut q = query(SortKeyRange::All);
-        q.cursor = Some(Cursor { pk: "P".into(), sk: "k".into(), index_key: None });
+        q.cursor = Some(Cursor {
+            pk: "P".into(),
+            sk: "k".into(),
+            index_key: None,
+        });
         let (lower, upper) = scan_bounds(&q, 2).unwrap().unwrap();
         assert_eq!(lower, Bound::Excluded(vec![b"P".to_vec(), b"k".to_vec()]));
         assert_eq!(upper, Bound::Excluded(vec![b"P\0".to_vec(), vec![]]));
@@ -566,7 +647,11 @@ mod tests {
 
         // A cursor at the upper end of an ascending scan leaves nothing to read.
         let mut q = query(SortKeyRange::LessThan("k".into()));
-        q.cursor = Some(Cursor { pk: "P".into(), sk: "k".into(), index_key: None });
+        q.cursor = Some(Cursor {
+            pk: "P".into(),
+            sk: "k".into(),
+            index_key: None,
+        });
         assert!(scan_bounds(&q, 2).unwrap().is_none());
     }
 }

@@ -73,7 +73,7 @@ pub async fn cluster_a() -> Option<Cluster> {
     cluster("KUBECONFIG").await
 }
 
-/// Cluster "a", as a low-privilege reader (the built-in `view` role: no Secrets, no writes).
+/// Cluster "a", as a low-privilege reader (reads workloads and storage; no Secrets, no Nodes, no writes).
 pub async fn cluster_a_reader() -> Option<Cluster> {
     cluster("ARCA_TEST_KUBECONFIG_READER").await
 }

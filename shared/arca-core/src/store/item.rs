@@ -74,10 +74,21 @@ pub enum Condition {
 /// One write of a transaction.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
-    Put { item: Item, condition: Condition },
-    Delete { pk: String, sk: String, condition: Condition },
+    Put {
+        item: Item,
+        condition: Condition,
+    },
+    Delete {
+        pk: String,
+        sk: String,
+        condition: Condition,
+    },
     /// Writes nothing; the transaction fails unless the condition holds.
-    Check { pk: String, sk: String, condition: Condition },
+    Check {
+        pk: String,
+        sk: String,
+        condition: Condition,
+    },
 }
 
 /// Which part of a partition (or index partition) a query reads.

@@ -1,3 +1,563 @@
-//! Storage: the port (`item`) and, above it, the typed tenant-scoped store.
+//! Storage: the port ([`item`]) and, above it, the typed tenant-scoped [`Store`].
+//!
+//! The typed store is the only code that turns entities into items. It enforces
+//! tenancy (every tenant-owned item lives under `ORG#<orgId>`, so another org's id is
+//! simply not there: NotFound), versions (every write sets `version + 1` under a
+//! `Version`/`NotExists` condition), and the opaque cursors of every listing.
 
 pub mod item;
+pub mod keys;
+#[cfg(test)]
+pub(crate) mod memory;
+pub mod page;
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
+use self::page::{Listing, PageRequest, decode_cursor, encode_cursor};
+use crate::auth::ApiKey;
+use crate::backup::BackupDefinition;
+use crate::cluster::Cluster;
+use crate::destination::Destination;
+use crate::ids::{
+    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
+    RecoveryPointId, RestoreId,
+};
+use crate::job::Job;
+use crate::org::Org;
+use crate::policy::Policy;
+use crate::recovery::RecoveryPoint;
+use crate::restore::Restore;
+use crate::secret::SecretHash;
+use crate::{Error, Result};
+
+/// An entity the typed store keeps: how it maps onto an [`Item`].
+pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync {
+    type Id: Display + Send + Sync;
+    /// The entity's name in messages ("policy pol_… not found").
+    const WHAT: &'static str;
+    /// The sort-key prefix shared by every record of this kind in an org's partition.
+    const SK_PREFIX: &'static str;
+
+    fn sk_for(id: &Self::Id) -> String;
+    fn id(&self) -> &Self::Id;
+    fn org_id(&self) -> &OrgId;
+    fn version(&self) -> u64;
+    fn set_version(&mut self, version: u64);
+
+    fn gsi1(&self) -> Option<IndexKey> {
+        None
+    }
+    fn gsi2(&self) -> Option<IndexKey> {
+        None
+    }
+    /// Fields kept only in the item's index keys, restored after reading the body.
+    fn restore_from_item(&mut self, _item: &Item) -> Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! record {
+    ($ty:ident, $id:ty, $what:literal, $prefix:expr, $sk:path) => {
+        impl Record for $ty {
+            type Id = $id;
+            const WHAT: &'static str = $what;
+            const SK_PREFIX: &'static str = $prefix;
+
+            fn sk_for(id: &$id) -> String {
+                $sk(id)
+            }
+            fn id(&self) -> &$id {
+                &self.id
+            }
+            fn org_id(&self) -> &OrgId {
+                &self.org_id
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn set_version(&mut self, version: u64) {
+                self.version = version;
+            }
+            record!(@extra $ty);
+        }
+    };
+    (@extra ApiKey) => {
+        fn gsi1(&self) -> Option<IndexKey> {
+            self.secret_hash.as_ref().map(keys::api_key_gsi1)
+        }
+        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
+            self.secret_hash = hash_from_index(item, keys::GSI1_API_KEY_PREFIX)?;
+            Ok(())
+        }
+    };
+    (@extra Cluster) => {
+        fn gsi1(&self) -> Option<IndexKey> {
+            self.agent_token_hash.as_ref().map(keys::agent_token_gsi1)
+        }
+        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
+            self.agent_token_hash = hash_from_index(item, keys::GSI1_AGENT_PREFIX)?;
+            Ok(())
+        }
+    };
+    (@extra RecoveryPoint) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            self.expires_at.map(|at| keys::recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
+        }
+    };
+    (@extra $other:ident) => {};
+}
+
+fn hash_from_index(item: &Item, prefix: &str) -> Result<Option<SecretHash>> {
+    match item.gsi1.as_ref().and_then(|k| k.pk.strip_prefix(prefix)) {
+        Some(hex) => SecretHash::from_hex(hex).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn org_sk(_: &OrgId) -> String {
+    keys::ORG_SK.to_string()
+}
+
+impl Record for Org {
+    type Id = OrgId;
+    const WHAT: &'static str = "org";
+    const SK_PREFIX: &'static str = keys::ORG_SK;
+
+    fn sk_for(id: &OrgId) -> String {
+        org_sk(id)
+    }
+    fn id(&self) -> &OrgId {
+        &self.id
+    }
+    fn org_id(&self) -> &OrgId {
+        &self.id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
+record!(
+    ApiKey,
+    ApiKeyId,
+    "API key",
+    keys::API_KEY_SK_PREFIX,
+    keys::api_key_sk
+);
+record!(
+    Cluster,
+    ClusterId,
+    "cluster",
+    keys::CLUSTER_SK_PREFIX,
+    keys::cluster_sk
+);
+record!(
+    Destination,
+    DestinationId,
+    "destination",
+    keys::DESTINATION_SK_PREFIX,
+    keys::destination_sk
+);
+record!(
+    Policy,
+    PolicyId,
+    "policy",
+    keys::POLICY_SK_PREFIX,
+    keys::policy_sk
+);
+record!(
+    BackupDefinition,
+    BackupDefinitionId,
+    "backup definition",
+    keys::BACKUP_SK_PREFIX,
+    keys::backup_sk
+);
+record!(Job, JobId, "job", keys::JOB_SK_PREFIX, keys::job_sk);
+record!(
+    RecoveryPoint,
+    RecoveryPointId,
+    "recovery point",
+    keys::RECOVERY_POINT_SK_PREFIX,
+    keys::recovery_point_sk
+);
+record!(
+    Restore,
+    RestoreId,
+    "restore",
+    keys::RESTORE_SK_PREFIX,
+    keys::restore_sk
+);
+
+fn to_item<T: Record>(record: &T) -> Result<Item> {
+    Ok(Item {
+        pk: keys::org_pk(record.org_id()),
+        sk: T::sk_for(record.id()),
+        gsi1: record.gsi1(),
+        gsi2: record.gsi2(),
+        version: record.version(),
+        expires_at: None,
+        body: serde_json::to_value(record).map_err(Error::permanent)?,
+    })
+}
+
+fn from_item<T: Record>(item: &Item) -> Result<T> {
+    let mut record: T = serde_json::from_value(item.body.clone()).map_err(|e| {
+        Error::permanent(format!(
+            "stored {} at {}/{} does not parse: {e}",
+            T::WHAT,
+            item.pk,
+            item.sk
+        ))
+    })?;
+    // The item's version is the truth; the body's copy is informational.
+    record.set_version(item.version);
+    record.restore_from_item(item)?;
+    Ok(record)
+}
+
+fn not_found<T: Record>(id: &T::Id) -> Error {
+    Error::not_found(format!("{} {id}", T::WHAT))
+}
+
+/// Writes that must happen together, built from typed records and committed with
+/// [`Store::commit`]. Versions are set on the records as they are added.
+#[derive(Debug, Default)]
+pub struct Tx {
+    writes: Vec<Write>,
+}
+
+impl Tx {
+    pub fn new() -> Self {
+        Tx::default()
+    }
+
+    /// Creates `record` (version 1) unless something is already at its key.
+    pub fn create<T: Record>(&mut self, record: &mut T) -> Result<&mut Self> {
+        record.set_version(1);
+        self.writes.push(Write::Put {
+            item: to_item(record)?,
+            condition: Condition::NotExists,
+        });
+        Ok(self)
+    }
+
+    /// Replaces `record` if its stored version is `expected`; sets it to `expected + 1`.
+    pub fn update<T: Record>(&mut self, record: &mut T, expected: u64) -> Result<&mut Self> {
+        record.set_version(expected + 1);
+        self.writes.push(Write::Put {
+            item: to_item(record)?,
+            condition: Condition::Version(expected),
+        });
+        Ok(self)
+    }
+
+    pub fn delete<T: Record>(&mut self, org: &OrgId, id: &T::Id, expected: u64) -> &mut Self {
+        self.writes.push(Write::Delete {
+            pk: keys::org_pk(org),
+            sk: T::sk_for(id),
+            condition: Condition::Version(expected),
+        });
+        self
+    }
+
+    /// Writes nothing, but fails the transaction unless the record is at `expected`.
+    pub fn check<T: Record>(&mut self, org: &OrgId, id: &T::Id, expected: u64) -> &mut Self {
+        self.writes.push(Write::Check {
+            pk: keys::org_pk(org),
+            sk: T::sk_for(id),
+            condition: Condition::Version(expected),
+        });
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// The typed, tenant-scoped store. Every method takes the org it acts in, except the
+/// three that are cross-tenant by design (marked so in their names and docs).
+#[derive(Clone)]
+pub struct Store {
+    items: Arc<dyn ItemStore>,
+}
+
+impl Store {
+    pub fn new(items: Arc<dyn ItemStore>) -> Self {
+        Store { items }
+    }
+
+    pub async fn find<T: Record>(&self, org: &OrgId, id: &T::Id) -> Result<Option<T>> {
+        match self.items.get(&keys::org_pk(org), &T::sk_for(id)).await? {
+            Some(item) => from_item(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get<T: Record>(&self, org: &OrgId, id: &T::Id) -> Result<T> {
+        self.find(org, id).await?.ok_or_else(|| not_found::<T>(id))
+    }
+
+    /// Stores a new record at version 1 and returns it.
+    pub async fn create<T: Record>(&self, mut record: T) -> Result<T> {
+        record.set_version(1);
+        match self
+            .items
+            .put(to_item(&record)?, Condition::NotExists)
+            .await
+        {
+            Ok(()) => Ok(record),
+            Err(Error::Conflict { .. }) => Err(Error::conflict(format!(
+                "{} {} already exists",
+                T::WHAT,
+                record.id()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces a record whose stored version is `expected`; returns it at `expected + 1`.
+    /// A different stored version is `PreconditionFailed`; no record is `NotFound`.
+    pub async fn update<T: Record>(&self, mut record: T, expected: u64) -> Result<T> {
+        record.set_version(expected + 1);
+        match self
+            .items
+            .put(to_item(&record)?, Condition::Version(expected))
+            .await
+        {
+            Ok(()) => Ok(record),
+            Err(Error::Conflict { .. }) => Err(self
+                .version_failure::<T>(record.org_id(), record.id(), expected)
+                .await),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a record whose stored version is `expected`.
+    pub async fn delete<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Result<()> {
+        match self
+            .items
+            .delete(
+                &keys::org_pk(org),
+                &T::sk_for(id),
+                Condition::Version(expected),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Error::Conflict { .. }) => Err(self.version_failure::<T>(org, id, expected).await),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why a version condition on `id` failed: it is gone, or it moved on.
+    pub async fn version_failure<T: Record>(
+        &self,
+        org: &OrgId,
+        id: &T::Id,
+        expected: u64,
+    ) -> Error {
+        match self.items.get(&keys::org_pk(org), &T::sk_for(id)).await {
+            Ok(None) => not_found::<T>(id),
+            Ok(Some(item)) => Error::precondition_failed(format!(
+                "{} {id} is at version {}, not {expected}: read it again",
+                T::WHAT,
+                item.version
+            )),
+            Err(e) => e,
+        }
+    }
+
+    /// Commits a transaction. A failed condition is `Conflict` (the caller knows which
+    /// of its records to re-read to tell a stale ETag from a concurrent change).
+    pub async fn commit(&self, tx: Tx) -> Result<()> {
+        self.items.transact(tx.writes).await
+    }
+
+    /// One page of an org's records of a kind, in sort-key order.
+    pub async fn list<T: Record>(&self, org: &OrgId, page: &PageRequest) -> Result<Listing<T>> {
+        self.list_where(org, page, true, |_: &T| true).await
+    }
+
+    /// One page of the records that pass `keep`. Filtering happens here, across as
+    /// many store pages as it takes to fill the page (bounded), and the cursor marks
+    /// the last record examined, so no record is skipped or repeated.
+    pub async fn list_where<T: Record>(
+        &self,
+        org: &OrgId,
+        page: &PageRequest,
+        ascending: bool,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Listing<T>> {
+        let pk = keys::org_pk(org);
+        self.collect(
+            None,
+            pk,
+            T::SK_PREFIX,
+            SortKeyRange::BeginsWith(T::SK_PREFIX.to_string()),
+            page,
+            ascending,
+            keep,
+        )
+        .await
+    }
+
+    /// Every record of a kind in an org (for counts and reference checks of small sets).
+    pub async fn list_all<T: Record>(&self, org: &OrgId) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .list::<T>(org, &PageRequest::after(cursor, page::MAX_PAGE_SIZE))
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn collect<T: Record>(
+        &self,
+        index: Option<Index>,
+        pk: String,
+        cursor_prefix: &str,
+        range: SortKeyRange,
+        page: &PageRequest,
+        ascending: bool,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Listing<T>> {
+        // Bounds the reads one listing may cost when a filter rejects most items.
+        const MAX_ROUNDS: usize = 10;
+        let limit = page.size()?;
+        let mut cursor = match &page.cursor {
+            Some(text) => Some(decode_cursor(text, index, &pk, cursor_prefix)?),
+            None => None,
+        };
+        let mut items = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let result = self
+                .items
+                .query(Query {
+                    index,
+                    pk: pk.clone(),
+                    range: range.clone(),
+                    limit,
+                    ascending,
+                    cursor: cursor.clone(),
+                })
+                .await?;
+            let more = result.cursor.is_some();
+            let count = result.items.len();
+            for (i, item) in result.items.into_iter().enumerate() {
+                let position = Cursor {
+                    pk: item.pk.clone(),
+                    sk: item.sk.clone(),
+                    index_key: index.and_then(|ix| item.index_key(ix).cloned()),
+                };
+                let record: T = from_item(&item)?;
+                if keep(&record) {
+                    items.push(record);
+                }
+                if items.len() == limit as usize {
+                    let last_of_all = i + 1 == count && !more;
+                    let next = if last_of_all {
+                        None
+                    } else {
+                        Some(encode_cursor(&position)?)
+                    };
+                    return Ok(Listing {
+                        items,
+                        next_cursor: next,
+                    });
+                }
+                cursor = Some(position);
+            }
+            if !more {
+                return Ok(Listing {
+                    items,
+                    next_cursor: None,
+                });
+            }
+            cursor = result.cursor.or(cursor);
+        }
+        let next = cursor.as_ref().map(encode_cursor).transpose()?;
+        Ok(Listing {
+            items,
+            next_cursor: next,
+        })
+    }
+
+    /// Cross-tenant: the API key whose secret hashes to `hash`, if any.
+    pub async fn find_api_key_by_hash_cross_tenant(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<ApiKey>> {
+        self.find_by_gsi1(keys::api_key_gsi1(hash)).await
+    }
+
+    /// Cross-tenant: the cluster whose agent token hashes to `hash`, if any.
+    pub async fn find_cluster_by_agent_token_hash_cross_tenant(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<Cluster>> {
+        self.find_by_gsi1(keys::agent_token_gsi1(hash)).await
+    }
+
+    async fn find_by_gsi1<T: Record>(&self, key: IndexKey) -> Result<Option<T>> {
+        let page = self
+            .items
+            .query(Query {
+                index: Some(Index::Gsi1),
+                pk: key.pk,
+                range: SortKeyRange::All,
+                limit: 1,
+                ascending: true,
+                cursor: None,
+            })
+            .await?;
+        let Some(hit) = page.items.first() else {
+            return Ok(None);
+        };
+        // The index may lag the table (DynamoDB GSIs are eventually consistent): re-read
+        // the item itself, so a key deleted a moment ago no longer authenticates.
+        match self.items.get(&hit.pk, &hit.sk).await? {
+            Some(item) if item.gsi1.as_ref() == hit.gsi1.as_ref() => from_item(&item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Cross-tenant: recovery points of every org whose expiry is before `before` (to the
+    /// second), oldest first. Locked points are included; retention must skip them.
+    pub async fn recovery_points_expiring_before_cross_tenant(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Listing<RecoveryPoint>> {
+        self.collect(
+            Some(Index::Gsi2),
+            keys::GSI2_RP_EXPIRY_PK.to_string(),
+            "",
+            SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before)),
+            page,
+            true,
+            |_: &RecoveryPoint| true,
+        )
+        .await
+    }
+}

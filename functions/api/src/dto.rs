@@ -1,0 +1,490 @@
+//! The API's input documents. They mirror the core's spec types field for field, but
+//! deny unknown fields (a typo is a 400 naming it, not a silently ignored setting) and
+//! describe themselves for the OpenAPI document. Each converts into its core type with a
+//! struct literal, so a field added to the core fails to compile here until mirrored;
+//! `tests::documents_read_like_the_core` checks the defaults agree.
+//!
+//! Outputs are the core's own types, serialized as they are.
+
+use std::collections::BTreeMap;
+
+use arca_core::auth::{ApiKeySpec, Role};
+use arca_core::backup::{BackupDefinitionSpec, PvMode, Selection};
+use arca_core::cluster::ClusterSpec;
+use arca_core::destination::{DestinationSpec, DestinationTarget};
+use arca_core::ids::{ClusterId, DestinationId, PolicyId, RecoveryPointId};
+use arca_core::job::Retention;
+use arca_core::org::OrgSpec;
+use arca_core::policy::{PolicySpec, ScheduleSpec};
+use arca_core::restore::{ExistingResourcePolicy, RestoreSpec};
+use arca_core::service::{RunNowRequest, SignupRequest};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignupBody {
+    pub org_name: String,
+    /// Name of the first admin key ("bootstrap admin" when absent).
+    #[serde(default)]
+    pub admin_key_name: Option<String>,
+}
+
+impl From<SignupBody> for SignupRequest {
+    fn from(b: SignupBody) -> Self {
+        SignupRequest {
+            org_name: b.org_name,
+            admin_key_name: b.admin_key_name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrgBody {
+    pub name: String,
+    /// The last fallback of destination precedence (definition > cluster > org).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "dst_01J0000000000000000000000")]
+    pub default_destination_id: Option<DestinationId>,
+}
+
+impl From<OrgBody> for OrgSpec {
+    fn from(b: OrgBody) -> Self {
+        OrgSpec {
+            name: b.name,
+            default_destination_id: b.default_destination_id,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleBody {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl From<RoleBody> for Role {
+    fn from(r: RoleBody) -> Self {
+        match r {
+            RoleBody::Viewer => Role::Viewer,
+            RoleBody::Operator => Role::Operator,
+            RoleBody::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyBody {
+    pub name: String,
+    pub role: RoleBody,
+}
+
+impl From<ApiKeyBody> for ApiKeySpec {
+    fn from(b: ApiKeyBody) -> Self {
+        ApiKeySpec {
+            name: b.name,
+            role: b.role.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterBody {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Arca's own metadata, not Kubernetes labels.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub default_destination_id: Option<DestinationId>,
+}
+
+impl From<ClusterBody> for ClusterSpec {
+    fn from(b: ClusterBody) -> Self {
+        ClusterSpec {
+            name: b.name,
+            description: b.description,
+            tags: b.tags,
+            default_destination_id: b.default_destination_id,
+        }
+    }
+}
+
+/// Where backup data goes, by `kind`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(
+    tag = "kind",
+    rename_all = "SCREAMING_SNAKE_CASE",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum TargetBody {
+    /// A bucket Arca operates.
+    ArcaManaged {
+        #[serde(default)]
+        region: Option<String>,
+    },
+    /// A bucket of yours, on S3 or an S3-compatible service.
+    S3 {
+        #[serde(default)]
+        endpoint: Option<String>,
+        bucket: String,
+        region: String,
+        #[serde(default)]
+        prefix: String,
+        /// Where the credentials are kept (a secret's name or ARN), never the credentials.
+        #[serde(default)]
+        credentials_ref: Option<String>,
+        #[serde(default)]
+        skip_tls_verify: bool,
+    },
+    /// A directory on the machine (single-machine mode only).
+    LocalFilesystem { path: String },
+}
+
+impl From<TargetBody> for DestinationTarget {
+    fn from(t: TargetBody) -> Self {
+        match t {
+            TargetBody::ArcaManaged { region } => DestinationTarget::ArcaManaged { region },
+            TargetBody::S3 {
+                endpoint,
+                bucket,
+                region,
+                prefix,
+                credentials_ref,
+                skip_tls_verify,
+            } => DestinationTarget::S3 {
+                endpoint,
+                bucket,
+                region,
+                prefix,
+                credentials_ref,
+                skip_tls_verify,
+            },
+            TargetBody::LocalFilesystem { path } => DestinationTarget::LocalFilesystem { path },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationBody {
+    pub name: String,
+    pub target: TargetBody,
+}
+
+impl From<DestinationBody> for DestinationSpec {
+    fn from(b: DestinationBody) -> Self {
+        DestinationSpec {
+            name: b.name,
+            target: b.target.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleBody {
+    /// Five fields (minute hour day-of-month month day-of-week), in the policy's timezone.
+    #[schema(example = "0 * * * *")]
+    pub cron: String,
+    /// Days a recovery point is kept (capped by the plan).
+    pub retain_days: u32,
+    /// Keep at least this many most recent points, whatever their age.
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyBody {
+    pub name: String,
+    /// An IANA timezone name; the cron expressions are read in it.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub schedules: Vec<ScheduleBody>,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+impl From<PolicyBody> for PolicySpec {
+    fn from(b: PolicyBody) -> Self {
+        PolicySpec {
+            name: b.name,
+            timezone: b.timezone,
+            schedules: b
+                .schedules
+                .into_iter()
+                .map(|s| ScheduleSpec {
+                    cron: s.cron,
+                    retain_days: s.retain_days,
+                    keep_last: s.keep_last,
+                })
+                .collect(),
+            suspended: b.suspended,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SelectionBody {
+    /// Every namespace, and cluster-scoped resources. Excludes `namespaces`.
+    #[serde(default)]
+    pub full_cluster: bool,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Label selector terms, ANDed.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub include_kinds: Vec<String>,
+    #[serde(default)]
+    pub exclude_kinds: Vec<String>,
+}
+
+impl From<SelectionBody> for Selection {
+    fn from(b: SelectionBody) -> Self {
+        Selection {
+            full_cluster: b.full_cluster,
+            namespaces: b.namespaces,
+            labels: b.labels,
+            include_kinds: b.include_kinds,
+            exclude_kinds: b.exclude_kinds,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PvModeBody {
+    None,
+    #[default]
+    Snapshot,
+    SnapshotAndCopy,
+}
+
+impl From<PvModeBody> for PvMode {
+    fn from(m: PvModeBody) -> Self {
+        match m {
+            PvModeBody::None => PvMode::None,
+            PvModeBody::Snapshot => PvMode::Snapshot,
+            PvModeBody::SnapshotAndCopy => PvMode::SnapshotAndCopy,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupBody {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Fixed at creation.
+    #[schema(value_type = String)]
+    pub cluster_id: ClusterId,
+    pub selection: SelectionBody,
+    #[serde(default)]
+    pub pv_mode: PvModeBody,
+    #[serde(default)]
+    pub delete_snapshot_after_copy: bool,
+    /// Absent: runs on demand only.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub policy_id: Option<PolicyId>,
+    /// Overrides the cluster's and the org's default destination.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub destination_id: Option<DestinationId>,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl From<BackupBody> for BackupDefinitionSpec {
+    fn from(b: BackupBody) -> Self {
+        BackupDefinitionSpec {
+            name: b.name,
+            description: b.description,
+            cluster_id: b.cluster_id,
+            selection: b.selection.into(),
+            pv_mode: b.pv_mode.into(),
+            delete_snapshot_after_copy: b.delete_snapshot_after_copy,
+            policy_id: b.policy_id,
+            destination_id: b.destination_id,
+            paused: b.paused,
+            tags: b.tags,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionBody {
+    pub retain_days: u32,
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+}
+
+/// Options of a run-now; the body may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunNowBody {
+    /// Without it, the first schedule row of the definition's policy decides.
+    #[serde(default)]
+    pub retention: Option<RetentionBody>,
+}
+
+impl From<RunNowBody> for RunNowRequest {
+    fn from(b: RunNowBody) -> Self {
+        RunNowRequest {
+            retention: b.retention.map(|r| Retention {
+                retain_days: r.retain_days,
+                keep_last: r.keep_last,
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingResourcePolicyBody {
+    #[default]
+    Skip,
+    Update,
+    Fail,
+}
+
+impl From<ExistingResourcePolicyBody> for ExistingResourcePolicy {
+    fn from(p: ExistingResourcePolicyBody) -> Self {
+        match p {
+            ExistingResourcePolicyBody::Skip => ExistingResourcePolicy::Skip,
+            ExistingResourcePolicyBody::Update => ExistingResourcePolicy::Update,
+            ExistingResourcePolicyBody::Fail => ExistingResourcePolicy::Fail,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreBody {
+    #[schema(value_type = String)]
+    pub recovery_point_id: RecoveryPointId,
+    /// Must be ACTIVE; may differ from the source cluster (migration).
+    #[schema(value_type = String)]
+    pub target_cluster_id: ClusterId,
+    /// Empty: everything the recovery point holds.
+    #[serde(default)]
+    pub selection: SelectionBody,
+    #[serde(default)]
+    pub namespace_prefix: String,
+    #[serde(default)]
+    pub namespace_suffix: String,
+    #[serde(default)]
+    pub namespace_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub storage_class_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub existing_resource_policy: ExistingResourcePolicyBody,
+    #[serde(default = "yes")]
+    pub restore_pvs: bool,
+}
+
+impl From<RestoreBody> for RestoreSpec {
+    fn from(b: RestoreBody) -> Self {
+        RestoreSpec {
+            recovery_point_id: b.recovery_point_id,
+            target_cluster_id: b.target_cluster_id,
+            selection: b.selection.into(),
+            namespace_prefix: b.namespace_prefix,
+            namespace_suffix: b.namespace_suffix,
+            namespace_map: b.namespace_map,
+            storage_class_map: b.storage_class_map,
+            existing_resource_policy: b.existing_resource_policy.into(),
+            restore_pvs: b.restore_pvs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The document read through the API's type and converted equals the core's own
+    /// reading of it: same fields, same defaults.
+    fn same<B: DeserializeOwned + Into<C>, C: DeserializeOwned + PartialEq + std::fmt::Debug>(doc: serde_json::Value) {
+        let via_api: C = serde_json::from_value::<B>(doc.clone()).unwrap().into();
+        let via_core: C = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(via_api, via_core, "{doc}");
+    }
+
+    #[test]
+    fn documents_read_like_the_core() {
+        let cl = ClusterId::new().to_string();
+        let rp = RecoveryPointId::new().to_string();
+        let dst = DestinationId::new().to_string();
+        let pol = PolicyId::new().to_string();
+        same::<SignupBody, SignupRequest>(json!({ "orgName": "acme" }));
+        same::<OrgBody, OrgSpec>(json!({ "name": "acme", "defaultDestinationId": dst }));
+        same::<ApiKeyBody, ApiKeySpec>(json!({ "name": "ci", "role": "operator" }));
+        same::<ClusterBody, ClusterSpec>(json!({ "name": "prod" }));
+        same::<ClusterBody, ClusterSpec>(
+            json!({ "name": "prod", "description": "d", "tags": { "a": "b" }, "defaultDestinationId": dst }),
+        );
+        same::<DestinationBody, DestinationSpec>(json!({ "name": "d", "target": { "kind": "ARCA_MANAGED" } }));
+        same::<DestinationBody, DestinationSpec>(
+            json!({ "name": "d", "target": { "kind": "S3", "bucket": "b", "region": "r" } }),
+        );
+        same::<DestinationBody, DestinationSpec>(json!({ "name": "d", "target": {
+            "kind": "S3", "endpoint": "https://s3", "bucket": "b", "region": "r", "prefix": "p",
+            "credentialsRef": "arn", "skipTlsVerify": true } }));
+        same::<DestinationBody, DestinationSpec>(
+            json!({ "name": "d", "target": { "kind": "LOCAL_FILESYSTEM", "path": "/x" } }),
+        );
+        same::<PolicyBody, PolicySpec>(json!({ "name": "p", "schedules": [{ "cron": "0 * * * *", "retainDays": 3 }] }));
+        same::<PolicyBody, PolicySpec>(json!({ "name": "p", "timezone": "Europe/Paris", "suspended": true,
+            "schedules": [{ "cron": "0 * * * *", "retainDays": 3, "keepLast": 2 }] }));
+        same::<BackupBody, BackupDefinitionSpec>(
+            json!({ "name": "b", "clusterId": cl, "selection": { "fullCluster": true } }),
+        );
+        same::<BackupBody, BackupDefinitionSpec>(json!({ "name": "b", "description": "d", "clusterId": cl,
+            "selection": { "namespaces": ["a"], "labels": { "app": "web" }, "includeKinds": ["pods"], "excludeKinds": ["secrets"] },
+            "pvMode": "snapshotAndCopy", "deleteSnapshotAfterCopy": true, "policyId": pol, "destinationId": dst,
+            "paused": true, "tags": { "t": "v" } }));
+        same::<RunNowBody, RunNowRequest>(json!({}));
+        same::<RunNowBody, RunNowRequest>(json!({ "retention": { "retainDays": 3, "keepLast": 1 } }));
+        same::<RestoreBody, RestoreSpec>(json!({ "recoveryPointId": rp, "targetClusterId": cl }));
+        same::<RestoreBody, RestoreSpec>(json!({ "recoveryPointId": rp, "targetClusterId": cl,
+            "selection": { "namespaces": ["a"] }, "namespacePrefix": "x-", "namespaceSuffix": "-y",
+            "namespaceMap": { "a": "b" }, "storageClassMap": { "gp2": "gp3" }, "existingResourcePolicy": "update",
+            "restorePvs": false }));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_depth() {
+        assert!(serde_json::from_value::<PolicyBody>(json!({ "name": "p", "schedules": [], "nmae": 1 })).is_err());
+        let nested = json!({ "name": "p", "schedules": [{ "cron": "x", "retainDays": 1, "retain": 2 }] });
+        assert!(serde_json::from_value::<PolicyBody>(nested).is_err());
+        let tagged = json!({ "name": "d", "target": { "kind": "S3", "bucket": "b", "region": "r", "bucketz": "x" } });
+        assert!(serde_json::from_value::<DestinationBody>(tagged).is_err());
+    }
+}

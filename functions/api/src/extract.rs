@@ -1,0 +1,325 @@
+//! Extractors: the caller, the `If-Match` precondition, JSON bodies and query strings,
+//! each rejecting with a problem that names what is wrong (field, header, parameter).
+
+use std::str::FromStr;
+
+use arca_core::auth::{Principal, Role};
+use arca_core::secret::Secret;
+use arca_core::store::page::PageRequest;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, unauthenticated};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The authenticated caller (from `Authorization: Bearer <api key>`).
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// The route's role gate: the role each route needs is declared by its handler,
+    /// next to its OpenAPI description, and checked before the service is called.
+    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
+        self.0.require(role).map_err(|e| {
+            ApiError::from(e)
+                .recode(StatusCode::FORBIDDEN, "forbidden")
+                .with_required_role(role)
+        })?;
+        Ok(&self.0)
+    }
+}
+
+impl ApiError {
+    fn with_required_role(mut self, role: Role) -> Self {
+        self.0
+            .extensions
+            .insert("requiredRole".to_owned(), role.as_str().into());
+        self
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::from(unauthenticated(
+                "missing Authorization header: send `Authorization: Bearer <api key>`",
+            ))
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::from(unauthenticated("the Authorization header must be `Bearer <api key>`")))?;
+        // The key itself is never logged: `Secret`'s Debug hides it.
+        let principal = state.control_plane.authenticate(&Secret::from_presented(token)).await?;
+        Ok(Caller(principal))
+    }
+}
+
+/// The ETag a write is conditional on, as the entity version it names.
+fn parse_etag(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    value.parse().ok()
+}
+
+/// The ETag of an entity at `version`.
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+fn if_match(parts: &Parts) -> Result<Option<u64>, ApiError> {
+    let Some(value) = parts.headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value.to_str().ok().and_then(parse_etag).map(Some).ok_or_else(|| {
+        ApiError::from(
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_if_match",
+                "If-Match must be one ETag as returned by a read of the resource (e.g. \"3\")",
+            )
+            .with_field("If-Match"),
+        )
+    })
+}
+
+/// A required `If-Match`: edits and deletes must say which version they start from,
+/// so a lost update is impossible (428 without it, 412 when it is stale).
+#[derive(Clone, Copy, Debug)]
+pub struct IfMatch(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match if_match(parts)? {
+            Some(version) => Ok(IfMatch(version)),
+            None => Err(ApiError::from(
+                Problem::new(
+                    StatusCode::PRECONDITION_REQUIRED,
+                    "if_match_required",
+                    "this change needs an If-Match header with the ETag of the version you read",
+                )
+                .with_field("If-Match"),
+            )),
+        }
+    }
+}
+
+/// An optional `If-Match`, for actions (pause, cancel): without it they apply to
+/// whatever the current version is.
+#[derive(Clone, Copy, Debug)]
+pub struct OptionalIfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for OptionalIfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(OptionalIfMatch(if_match(parts)?))
+    }
+}
+
+/// Most bytes a request body may have: every document of the API is small.
+const MAX_BODY: usize = 256 * 1024;
+
+/// A JSON body, parsed so that an error names the field by its JSON path. Input types
+/// deny unknown fields, so a typo is a 400 instead of a silently ignored setting.
+/// An empty body reads as `{}` when `T` allows it (actions with optional options).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+            let essence = content_type
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(ApiError::from(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "request bodies are JSON: send Content-Type: application/json",
+                )));
+            }
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            ApiError::from(Problem::new(
+                e.status(),
+                "unreadable_body",
+                format!("the body could not be read: {}", e.body_text()),
+            ))
+        })?;
+        if bytes.len() > MAX_BODY {
+            return Err(ApiError::from(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )));
+        }
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        parse_json(text).map(Body)
+    }
+}
+
+/// Parses `bytes` as a `T`, or a 400 naming the JSON path of the first problem.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: &serde_json::Error| {
+        ApiError::from(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        ))
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return malformed(inner);
+        }
+        let message = inner.to_string();
+        let field = field_path(&e.path().to_string(), &message);
+        // serde's own wording ("unknown field `x`, expected one of ...") names the
+        // allowed fields: useful to the caller and free of internals.
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        ApiError::from(
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{field}: {message}")).with_field(field),
+        )
+    })?;
+    deserializer.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+/// The JSON path of a deserialization error. For an unknown field, serde's path ends
+/// at the object holding it, so the field's own name is appended.
+fn field_path(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match named {
+        Some(name) if path.is_empty() || path.ends_with('?') => {
+            let parent = path.trim_end_matches('?').trim_end_matches('.');
+            if parent.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{parent}.{name}")
+            }
+        }
+        Some(name) if !path.ends_with(name) => format!("{path}.{name}"),
+        _ if path.is_empty() => "body".to_owned(),
+        _ => path.to_owned(),
+    }
+}
+
+/// A query string, parsed into `T` (400 naming the parameter when it does not fit).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(Query).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.inner().to_string();
+            let field = field_path(&field, &message);
+            ApiError::from(
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{field}: {message}")).with_field(field),
+            )
+        })
+    }
+}
+
+/// `?limit=&cursor=` of every listing.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl From<PageParams> for PageRequest {
+    fn from(p: PageParams) -> Self {
+        PageRequest {
+            cursor: p.cursor,
+            limit: p.limit,
+        }
+    }
+}
+
+/// Parses an id from the URL path; a malformed id is a 400 naming the parameter.
+pub fn path_id<T: FromStr<Err = arca_core::Error>>(raw: &str) -> Result<T, ApiError> {
+    raw.parse::<T>().map_err(|e| match e {
+        arca_core::Error::Invalid { message, .. } => ApiError::from(
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_id", format!("id: {message}")).with_field("id"),
+        ),
+        other => ApiError::from(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_parse_strong_weak_and_bare() {
+        assert_eq!(parse_etag("\"3\""), Some(3));
+        assert_eq!(parse_etag("W/\"12\""), Some(12));
+        assert_eq!(parse_etag(" 7 "), Some(7));
+        assert_eq!(parse_etag("*"), None, "a wildcard would defeat the lost-update check");
+        assert_eq!(parse_etag("\"1\", \"2\""), None);
+        assert_eq!(etag(4), "\"4\"");
+    }
+
+    #[test]
+    fn unknown_fields_are_named_by_their_path() {
+        assert_eq!(field_path("", "unknown field `nmae`, expected `name`"), "nmae");
+        assert_eq!(
+            field_path("schedules[0]", "unknown field `cronn`, expected ..."),
+            "schedules[0].cronn"
+        );
+        assert_eq!(
+            field_path("schedules[0].?", "unknown field `cronn`, expected ..."),
+            "schedules[0].cronn"
+        );
+        assert_eq!(
+            field_path("schedules[0].retainDays", "invalid type"),
+            "schedules[0].retainDays"
+        );
+        assert_eq!(field_path("", "missing field `name`"), "name");
+        assert_eq!(field_path("target", "missing field `bucket`"), "target.bucket");
+        assert_eq!(field_path("", "expected a map"), "body");
+    }
+}

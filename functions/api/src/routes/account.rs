@@ -1,0 +1,118 @@
+//! Sign-up, the caller's org and its API keys.
+
+use arca_core::auth::{ApiKey, CreatedApiKey, Role};
+use arca_core::ids::ApiKeyId;
+use arca_core::org::Org;
+use arca_core::service::SignupResult;
+use arca_core::store::page::Listing;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::Tagged;
+use crate::dto::{ApiKeyBody, OrgBody, SignupBody};
+use crate::error::ApiResult;
+use crate::extract::{Body, Caller, IfMatch, PageParams, Query, path_id};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Creates an org, its first admin key (returned once) and a default hourly policy.
+#[utoipa::path(post, path = "/v1/signup", tag = "account", security(()),
+    description = "No authentication. 403 `signup_closed` when the deployment does not allow sign-up.",
+    request_body = SignupBody,
+    responses(
+        (status = 201, description = "`{org, adminKey: {..., secret}, defaultPolicy}`; the secret is shown only here", body = serde_json::Value),
+        (status = 400, body = Problem), (status = 403, description = "signup_closed", body = Problem)))]
+pub async fn signup(State(s): State<AppState>, Body(body): Body<SignupBody>) -> ApiResult<Tagged<SignupResult>> {
+    let result = s
+        .control_plane
+        .signup(body.into())
+        .await
+        .map_err(|e| crate::error::ApiError::from(e).recode(StatusCode::FORBIDDEN, "signup_closed"))?;
+    Ok(Tagged::created(result.org.version, "/v1/org".to_owned(), result))
+}
+
+/// The caller's org.
+#[utoipa::path(get, path = "/v1/org", tag = "account", description = "Role: viewer.",
+    responses((status = 200, description = "The org, with its `ETag`", body = serde_json::Value), (status = 401, body = Problem)))]
+pub async fn get_org(State(s): State<AppState>, caller: Caller) -> ApiResult<Tagged<Org>> {
+    let p = caller.require(Role::Viewer)?;
+    let org = s.control_plane.get_org(p).await?;
+    Ok(Tagged::ok(org.version, org))
+}
+
+/// Renames the org or sets its default destination.
+#[utoipa::path(put, path = "/v1/org", tag = "account", description = "Role: admin. Requires `If-Match`.",
+    request_body = OrgBody,
+    params(("If-Match" = String, Header, description = "The ETag of the version read")),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn update_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Body(body): Body<OrgBody>,
+) -> ApiResult<Tagged<Org>> {
+    let p = caller.require(Role::Admin)?;
+    let org = s.control_plane.update_org(p, body.into(), version).await?;
+    Ok(Tagged::ok(org.version, org))
+}
+
+/// The org's API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/apikeys", tag = "account", description = "Role: admin.", params(PageParams),
+    responses((status = 200, body = super::Page), (status = 403, body = Problem)))]
+pub async fn list_api_keys(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<ApiKey>>> {
+    let p = caller.require(Role::Admin)?;
+    Ok(Json(s.control_plane.list_api_keys(p, &page.into()).await?))
+}
+
+/// Creates an API key; its `secret` is in this response and nowhere else, ever.
+#[utoipa::path(post, path = "/v1/apikeys", tag = "account", description = "Role: admin.", request_body = ApiKeyBody,
+    responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 422, description = "plan_limit_exceeded: too many keys", body = Problem)))]
+pub async fn create_api_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(body): Body<ApiKeyBody>,
+) -> ApiResult<Tagged<CreatedApiKey>> {
+    let p = caller.require(Role::Admin)?;
+    let created = s.control_plane.create_api_key(p, body.into()).await?;
+    let location = format!("/v1/apikeys/{}", created.api_key.id);
+    Ok(Tagged::created(created.api_key.version, location, created))
+}
+
+/// One API key (never its secret).
+#[utoipa::path(get, path = "/v1/apikeys/{id}", tag = "account", description = "Role: admin.",
+    params(("id" = String, Path, description = "key_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_api_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<ApiKey>> {
+    let p = caller.require(Role::Admin)?;
+    let key = s.control_plane.get_api_key(p, &path_id::<ApiKeyId>(&id)?).await?;
+    Ok(Tagged::ok(key.version, key))
+}
+
+/// Deletes (revokes) an API key. The org's last admin key cannot be deleted.
+#[utoipa::path(delete, path = "/v1/apikeys/{id}", tag = "account", description = "Role: admin. Requires `If-Match`.",
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "last_admin_key", body = Problem),
+        (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn delete_api_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let p = caller.require(Role::Admin)?;
+    s.control_plane
+        .delete_api_key(p, &path_id::<ApiKeyId>(&id)?, version)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,160 @@
+//! The `/v1` routes. Each handler declares its route and OpenAPI description together
+//! (`#[utoipa::path]`) and is registered only through [`v1`], so the router and the
+//! document come from one source. Handlers parse, gate the role, call one method of
+//! the control plane and shape the response; the rules live in `arca_core::service`.
+
+mod account;
+mod operations;
+mod protection;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::Extension;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as OpenApiDoc, SecurityRequirement};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::extract::etag;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The security scheme every operation but sign-up and the document uses.
+pub const API_KEY_SCHEME: &str = "apiKey";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Arca API",
+        description = "Backups of Kubernetes clusters and AWS RDS. Every change is conditional: \
+            reads return an `ETag` (the entity's version); PUT and DELETE require `If-Match` \
+            (428 without it, 412 when stale). Errors are `application/problem+json` with a stable `code`.",
+    ),
+    modifiers(&Security),
+    components(schemas(Problem, Page)),
+    tags(
+        (name = "account", description = "Sign-up, the org and its API keys"),
+        (name = "clusters"), (name = "destinations"), (name = "policies"),
+        (name = "backups", description = "Kubernetes backup definitions"),
+        (name = "jobs"), (name = "recoverypoints"), (name = "restores"), (name = "meta"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(API_KEY_SCHEME, SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        // Every operation needs a key unless it says otherwise (`security(())`).
+        openapi.security = Some(vec![SecurityRequirement::new(API_KEY_SCHEME, Vec::<String>::new())]);
+    }
+}
+
+/// One page of a listing (`items` are of the listed kind).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub items: Vec<serde_json::Value>,
+    /// Present when more may follow: pass it back as `cursor`.
+    pub next_cursor: Option<String>,
+}
+
+/// Every `/v1` route, with its documentation.
+pub fn v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi_json))
+        .routes(routes!(account::signup))
+        .routes(routes!(account::get_org, account::update_org))
+        .routes(routes!(account::list_api_keys, account::create_api_key))
+        .routes(routes!(account::get_api_key, account::delete_api_key))
+        .routes(routes!(protection::list_clusters, protection::create_cluster))
+        .routes(routes!(
+            protection::get_cluster,
+            protection::update_cluster,
+            protection::delete_cluster
+        ))
+        .routes(routes!(protection::rotate_agent_token))
+        .routes(routes!(protection::list_destinations, protection::create_destination))
+        .routes(routes!(
+            protection::get_destination,
+            protection::update_destination,
+            protection::delete_destination
+        ))
+        .routes(routes!(protection::list_policies, protection::create_policy))
+        .routes(routes!(
+            protection::get_policy,
+            protection::update_policy,
+            protection::delete_policy
+        ))
+        .routes(routes!(protection::list_backups, protection::create_backup))
+        .routes(routes!(
+            protection::get_backup,
+            protection::update_backup,
+            protection::delete_backup
+        ))
+        .routes(routes!(operations::run_backup))
+        .routes(routes!(operations::pause_backup))
+        .routes(routes!(operations::resume_backup))
+        .routes(routes!(operations::list_jobs))
+        .routes(routes!(operations::get_job))
+        .routes(routes!(operations::cancel_job))
+        .routes(routes!(operations::list_recovery_points))
+        .routes(routes!(operations::get_recovery_point))
+        .routes(routes!(operations::list_restores, operations::create_restore))
+        .routes(routes!(operations::get_restore))
+}
+
+/// The OpenAPI document of this API, generated from the handlers.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "The OpenAPI 3 document", body = serde_json::Value)))]
+async fn openapi_json(Extension(doc): Extension<Arc<OpenApiDoc>>) -> Json<Arc<OpenApiDoc>> {
+    Json(doc)
+}
+
+/// A JSON entity with its `ETag`; `201 Created` adds `Location`.
+pub struct Tagged<T> {
+    status: StatusCode,
+    version: u64,
+    location: Option<String>,
+    body: T,
+}
+
+impl<T> Tagged<T> {
+    pub fn ok(version: u64, body: T) -> Self {
+        Tagged {
+            status: StatusCode::OK,
+            version,
+            location: None,
+            body,
+        }
+    }
+
+    pub fn created(version: u64, location: String, body: T) -> Self {
+        Tagged {
+            status: StatusCode::CREATED,
+            version,
+            location: Some(location),
+            body,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Tagged<T> {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&etag(self.version)) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}

@@ -1,0 +1,259 @@
+//! What an operator does (run, pause, resume, cancel, restore) and what it produces
+//! (jobs, recovery points, restores).
+
+use arca_core::auth::Role;
+use arca_core::backup::BackupDefinitionView;
+use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, RecoveryPointId, RestoreId};
+use arca_core::job::{Job, JobState, JobType};
+use arca_core::recovery::RecoveryPoint;
+use arca_core::restore::Restore;
+use arca_core::service::{JobFilter, RecoveryPointFilter, RestoreCreated};
+use arca_core::store::page::{Listing, PageRequest};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Page, Tagged};
+use crate::dto::{RestoreBody, RunNowBody};
+use crate::error::ApiResult;
+use crate::extract::{Body, Caller, OptionalIfMatch, PageParams, Query, path_id};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+// ---- actions on backup definitions ------------------------------------------------
+
+/// Runs a backup definition now: creates a PENDING job (returned, `Location` names it).
+#[utoipa::path(post, path = "/v1/backups/{id}/run", tag = "backups", description = "Role: operator. The body may be empty.",
+    request_body(content = RunNowBody, description = "Optional: a retention for this run"),
+    params(("id" = String, Path, description = "bkp_<ULID>")),
+    responses((status = 201, description = "The job", body = serde_json::Value), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn run_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RunNowBody>,
+) -> ApiResult<Tagged<Job>> {
+    let p = caller.require(Role::Operator)?;
+    let job = s
+        .control_plane
+        .run_backup_now(p, &path_id::<BackupDefinitionId>(&id)?, body.into())
+        .await?;
+    Ok(Tagged::created(job.version, format!("/v1/jobs/{}", job.id), job))
+}
+
+/// Pauses the definition's schedule (it can still be run by hand).
+#[utoipa::path(post, path = "/v1/backups/{id}/pause", tag = "backups", description = "Role: operator. `If-Match` optional.",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem)))]
+pub async fn pause_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    OptionalIfMatch(version): OptionalIfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<BackupDefinitionView>> {
+    let p = caller.require(Role::Operator)?;
+    let view = s
+        .control_plane
+        .pause_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
+        .await?;
+    Ok(Tagged::ok(view.definition.version, view))
+}
+
+#[utoipa::path(post, path = "/v1/backups/{id}/resume", tag = "backups", description = "Role: operator. `If-Match` optional.",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem)))]
+pub async fn resume_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    OptionalIfMatch(version): OptionalIfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<BackupDefinitionView>> {
+    let p = caller.require(Role::Operator)?;
+    let view = s
+        .control_plane
+        .resume_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
+        .await?;
+    Ok(Tagged::ok(view.definition.version, view))
+}
+
+// ---- jobs -------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobParams {
+    #[param(value_type = Option<String>)]
+    pub cluster_id: Option<ClusterId>,
+    #[param(value_type = Option<String>)]
+    pub definition_id: Option<BackupDefinitionId>,
+    /// PENDING, RUNNING, COMPLETED, PARTIAL, FAILED, SKIPPED, CANCELLING, CANCELED.
+    #[param(value_type = Option<String>)]
+    pub state: Option<JobState>,
+    /// K8S_BACKUP, K8S_RESTORE, ...
+    #[serde(rename = "type")]
+    #[param(value_type = Option<String>, rename = "type")]
+    pub job_type: Option<JobType>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Jobs, newest first, optionally filtered.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", description = "Role: viewer.", params(JobParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_jobs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<JobParams>,
+) -> ApiResult<Json<Listing<Job>>> {
+    let p = caller.require(Role::Viewer)?;
+    let filter = JobFilter {
+        cluster_id: q.cluster_id,
+        definition_id: q.definition_id,
+        state: q.state,
+        job_type: q.job_type,
+    };
+    Ok(Json(
+        s.control_plane
+            .list_jobs(
+                p,
+                &filter,
+                &PageRequest {
+                    cursor: q.cursor,
+                    limit: q.limit,
+                },
+            )
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", description = "Role: viewer.",
+    params(("id" = String, Path, description = "job_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_job(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Tagged<Job>> {
+    let p = caller.require(Role::Viewer)?;
+    let job = s.control_plane.get_job(p, &path_id::<JobId>(&id)?).await?;
+    Ok(Tagged::ok(job.version, job))
+}
+
+/// Cancels a job: PENDING becomes CANCELED, RUNNING becomes CANCELLING; a finished job
+/// is 409 `illegal_job_transition`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", description = "Role: operator. `If-Match` optional.",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem),
+        (status = 409, description = "illegal_job_transition", body = Problem), (status = 412, body = Problem)))]
+pub async fn cancel_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    OptionalIfMatch(version): OptionalIfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<Job>> {
+    let p = caller.require(Role::Operator)?;
+    let job = s
+        .control_plane
+        .cancel_job(p, &path_id::<JobId>(&id)?, version)
+        .await?;
+    Ok(Tagged::ok(job.version, job))
+}
+
+// ---- recovery points ----------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecoveryPointParams {
+    #[param(value_type = Option<String>)]
+    pub cluster_id: Option<ClusterId>,
+    #[param(value_type = Option<String>)]
+    pub definition_id: Option<BackupDefinitionId>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Recovery points of clusters that still exist.
+#[utoipa::path(get, path = "/v1/recoverypoints", tag = "recoverypoints", description = "Role: viewer.", params(RecoveryPointParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_recovery_points(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RecoveryPointParams>,
+) -> ApiResult<Json<Listing<RecoveryPoint>>> {
+    let p = caller.require(Role::Viewer)?;
+    let filter = RecoveryPointFilter {
+        cluster_id: q.cluster_id,
+        definition_id: q.definition_id,
+    };
+    Ok(Json(
+        s.control_plane
+            .list_recovery_points(
+                p,
+                &filter,
+                &PageRequest {
+                    cursor: q.cursor,
+                    limit: q.limit,
+                },
+            )
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/recoverypoints/{id}", tag = "recoverypoints", description = "Role: viewer.",
+    params(("id" = String, Path, description = "rp_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_recovery_point(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<RecoveryPoint>> {
+    let p = caller.require(Role::Viewer)?;
+    let rp = s
+        .control_plane
+        .get_recovery_point(p, &path_id::<RecoveryPointId>(&id)?)
+        .await?;
+    Ok(Tagged::ok(rp.version, rp))
+}
+
+// ---- restores -------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/restores", tag = "restores", description = "Role: viewer.", params(PageParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_restores(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<Restore>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.list_restores(p, &page.into()).await?))
+}
+
+/// Restores a READY recovery point to an ACTIVE cluster: creates the restore and its job.
+#[utoipa::path(post, path = "/v1/restores", tag = "restores", description = "Role: operator.", request_body = RestoreBody,
+    responses((status = 201, description = "`{restore, job}`", body = serde_json::Value), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 409, description = "restore_not_possible", body = Problem)))]
+pub async fn create_restore(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(body): Body<RestoreBody>,
+) -> ApiResult<Tagged<RestoreCreated>> {
+    let p = caller.require(Role::Operator)?;
+    let created = s
+        .control_plane
+        .create_restore(p, body.into())
+        .await?;
+    let r = &created.restore;
+    Ok(Tagged::created(r.version, format!("/v1/restores/{}", r.id), created))
+}
+
+#[utoipa::path(get, path = "/v1/restores/{id}", tag = "restores", description = "Role: viewer.",
+    params(("id" = String, Path, description = "rst_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_restore(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<Restore>> {
+    let p = caller.require(Role::Viewer)?;
+    let restore = s.control_plane.get_restore(p, &path_id::<RestoreId>(&id)?).await?;
+    Ok(Tagged::ok(restore.version, restore))
+}

@@ -1,0 +1,388 @@
+//! What an admin configures: clusters, destinations, policies, backup definitions.
+
+use arca_core::auth::Role;
+use arca_core::backup::BackupDefinitionView;
+use arca_core::cluster::Cluster;
+use arca_core::destination::Destination;
+use arca_core::ids::{BackupDefinitionId, ClusterId, DestinationId, PolicyId};
+use arca_core::policy::Policy;
+use arca_core::service::RegisteredCluster;
+use arca_core::store::page::Listing;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Page, Tagged};
+use crate::dto::{BackupBody, ClusterBody, DestinationBody, PolicyBody};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Caller, IfMatch, PageParams, Query, path_id};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+// ---- clusters -------------------------------------------------------------------
+
+/// Registered clusters, their state aged by the heartbeat timeout.
+#[utoipa::path(get, path = "/v1/clusters", tag = "clusters", description = "Role: viewer.", params(PageParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_clusters(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<Cluster>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.list_clusters(p, &page.into()).await?))
+}
+
+/// Registers a cluster; the response holds its agent token, shown only here.
+#[utoipa::path(post, path = "/v1/clusters", tag = "clusters", description = "Role: admin.", request_body = ClusterBody,
+    responses((status = 201, description = "The cluster and `agentToken`", body = serde_json::Value),
+        (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn create_cluster(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(body): Body<ClusterBody>,
+) -> ApiResult<Tagged<RegisteredCluster>> {
+    let p = caller.require(Role::Admin)?;
+    let registered = s.control_plane.register_cluster(p, body.into()).await?;
+    let c = &registered.cluster;
+    Ok(Tagged::created(c.version, format!("/v1/clusters/{}", c.id), registered))
+}
+
+#[utoipa::path(get, path = "/v1/clusters/{id}", tag = "clusters", description = "Role: viewer.",
+    params(("id" = String, Path, description = "cl_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_cluster(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<Cluster>> {
+    let p = caller.require(Role::Viewer)?;
+    let cluster = s.control_plane.get_cluster(p, &path_id::<ClusterId>(&id)?).await?;
+    Ok(Tagged::ok(cluster.version, cluster))
+}
+
+/// Replaces the user-editable part of a cluster (name, description, tags, default destination).
+#[utoipa::path(put, path = "/v1/clusters/{id}", tag = "clusters", description = "Role: admin. Requires `If-Match`.",
+    request_body = ClusterBody, params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 428, body = Problem)))]
+pub async fn update_cluster(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+    Body(body): Body<ClusterBody>,
+) -> ApiResult<Tagged<Cluster>> {
+    let p = caller.require(Role::Admin)?;
+    let cluster = s
+        .control_plane
+        .update_cluster(p, &path_id::<ClusterId>(&id)?, body.into(), version)
+        .await?;
+    Ok(Tagged::ok(cluster.version, cluster))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConfirmParams {
+    /// Delete although recovery points exist (they stay until they expire, but can no
+    /// longer be listed or restored).
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// Deletes a cluster. 409 `cluster_in_use` while a backup definition references it;
+/// 409 `confirmation_required` (saying how many) while it has recovery points, unless `?confirm=true`.
+#[utoipa::path(delete, path = "/v1/clusters/{id}", tag = "clusters", description = "Role: admin. Requires `If-Match`.",
+    params(("id" = String, Path), ("If-Match" = String, Header), ConfirmParams),
+    responses((status = 204), (status = 404, body = Problem),
+        (status = 409, description = "cluster_in_use | confirmation_required", body = Problem),
+        (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn delete_cluster(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+    Query(q): Query<ConfirmParams>,
+) -> ApiResult<StatusCode> {
+    let p = caller.require(Role::Admin)?;
+    s.control_plane
+        .delete_cluster(p, &path_id::<ClusterId>(&id)?, version, q.confirm)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces the cluster's agent token; the old one stops working at once.
+#[utoipa::path(post, path = "/v1/clusters/{id}/rotate-token", tag = "clusters", description = "Role: admin. Requires `If-Match`.",
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, description = "The cluster and its new `agentToken`", body = serde_json::Value),
+        (status = 404, body = Problem), (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn rotate_agent_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<RegisteredCluster>> {
+    let p = caller.require(Role::Admin)?;
+    let registered = s
+        .control_plane
+        .rotate_agent_token(p, &path_id::<ClusterId>(&id)?, version)
+        .await?;
+    Ok(Tagged::ok(registered.cluster.version, registered))
+}
+
+// ---- destinations ---------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/destinations", tag = "destinations", description = "Role: viewer.", params(PageParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_destinations(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<Destination>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.list_destinations(p, &page.into()).await?))
+}
+
+#[utoipa::path(post, path = "/v1/destinations", tag = "destinations", description = "Role: admin.", request_body = DestinationBody,
+    responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn create_destination(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(body): Body<DestinationBody>,
+) -> ApiResult<Tagged<Destination>> {
+    let p = caller.require(Role::Admin)?;
+    let d = s.control_plane.create_destination(p, body.into()).await?;
+    Ok(Tagged::created(d.version, format!("/v1/destinations/{}", d.id), d))
+}
+
+#[utoipa::path(get, path = "/v1/destinations/{id}", tag = "destinations", description = "Role: viewer.",
+    params(("id" = String, Path, description = "dst_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_destination(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<Destination>> {
+    let p = caller.require(Role::Viewer)?;
+    let d = s
+        .control_plane
+        .get_destination(p, &path_id::<DestinationId>(&id)?)
+        .await?;
+    Ok(Tagged::ok(d.version, d))
+}
+
+#[utoipa::path(put, path = "/v1/destinations/{id}", tag = "destinations", description = "Role: admin. Requires `If-Match`.",
+    request_body = DestinationBody, params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 422, body = Problem), (status = 428, body = Problem)))]
+pub async fn update_destination(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+    Body(body): Body<DestinationBody>,
+) -> ApiResult<Tagged<Destination>> {
+    let p = caller.require(Role::Admin)?;
+    let d = s
+        .control_plane
+        .update_destination(p, &path_id::<DestinationId>(&id)?, body.into(), version)
+        .await?;
+    Ok(Tagged::ok(d.version, d))
+}
+
+/// Deletes a destination nothing refers to (409 `destination_in_use` names the users).
+#[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations", description = "Role: admin. Requires `If-Match`.",
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "destination_in_use", body = Problem),
+        (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn delete_destination(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let p = caller.require(Role::Admin)?;
+    s.control_plane
+        .delete_destination(p, &path_id::<DestinationId>(&id)?, version)
+        .await
+        ?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- policies -------------------------------------------------------------------
+
+/// Policies, each with `usedBy` (the definitions that use it).
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", description = "Role: viewer.", params(PageParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_policies(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<Policy>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.list_policies(p, &page.into()).await?))
+}
+
+/// Creates a policy; retention beyond the plan is 422 `plan_limit_exceeded` naming the limit.
+#[utoipa::path(post, path = "/v1/policies", tag = "policies", description = "Role: admin.", request_body = PolicyBody,
+    responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 422, description = "plan_limit_exceeded", body = Problem)))]
+pub async fn create_policy(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(body): Body<PolicyBody>,
+) -> ApiResult<Tagged<Policy>> {
+    let p = caller.require(Role::Admin)?;
+    let policy = s.control_plane.create_policy(p, body.into()).await?;
+    Ok(Tagged::created(
+        policy.version,
+        format!("/v1/policies/{}", policy.id),
+        policy,
+    ))
+}
+
+/// One policy, with `usedBy`.
+#[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", description = "Role: viewer.",
+    params(("id" = String, Path, description = "pol_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_policy(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<Policy>> {
+    let p = caller.require(Role::Viewer)?;
+    let policy = s.control_plane.get_policy(p, &path_id::<PolicyId>(&id)?).await?;
+    Ok(Tagged::ok(policy.version, policy))
+}
+
+#[utoipa::path(put, path = "/v1/policies/{id}", tag = "policies", description = "Role: admin. Requires `If-Match`.",
+    request_body = PolicyBody, params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 422, body = Problem), (status = 428, body = Problem)))]
+pub async fn update_policy(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+    Body(body): Body<PolicyBody>,
+) -> ApiResult<Tagged<Policy>> {
+    let p = caller.require(Role::Admin)?;
+    let policy = s
+        .control_plane
+        .update_policy(p, &path_id::<PolicyId>(&id)?, body.into(), version)
+        .await?;
+    Ok(Tagged::ok(policy.version, policy))
+}
+
+/// Deletes an unused policy; 409 `policy_in_use` lists the definitions using it (`usedBy`).
+#[utoipa::path(delete, path = "/v1/policies/{id}", tag = "policies", description = "Role: admin. Requires `If-Match`.",
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "policy_in_use", body = Problem),
+        (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn delete_policy(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let p = caller.require(Role::Admin)?;
+    let id = path_id::<PolicyId>(&id)?;
+    match s.control_plane.delete_policy(p, &id, version).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ arca_core::Error::Conflict { .. }) => {
+            let mut error = ApiError::from(e);
+            // The referrers, as data, so a client can act on them without parsing text.
+            if error.0.code == "policy_in_use"
+                && let Ok(policy) = s.control_plane.get_policy(p, &id).await
+                && let Ok(used_by) = serde_json::to_value(&policy.used_by)
+            {
+                error.0.extensions.insert("usedBy".to_owned(), used_by);
+            }
+            Err(error)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---- backup definitions ---------------------------------------------------------
+
+/// Backup definitions, each with `effectiveDestination` (definition > cluster > org).
+#[utoipa::path(get, path = "/v1/backups", tag = "backups", description = "Role: viewer.", params(PageParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_backups(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<BackupDefinitionView>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.list_backup_definitions(p, &page.into()).await?))
+}
+
+#[utoipa::path(post, path = "/v1/backups", tag = "backups", description = "Role: admin.", request_body = BackupBody,
+    responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn create_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(body): Body<BackupBody>,
+) -> ApiResult<Tagged<BackupDefinitionView>> {
+    let p = caller.require(Role::Admin)?;
+    let view = s.control_plane.create_backup_definition(p, body.into()).await?;
+    let d = &view.definition;
+    Ok(Tagged::created(d.version, format!("/v1/backups/{}", d.id), view))
+}
+
+#[utoipa::path(get, path = "/v1/backups/{id}", tag = "backups", description = "Role: viewer.",
+    params(("id" = String, Path, description = "bkp_<ULID>")),
+    responses((status = 200, description = "The definition with `effectiveDestination`", body = serde_json::Value),
+        (status = 404, body = Problem)))]
+pub async fn get_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<BackupDefinitionView>> {
+    let p = caller.require(Role::Viewer)?;
+    let view = s
+        .control_plane
+        .get_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?)
+        .await?;
+    Ok(Tagged::ok(view.definition.version, view))
+}
+
+#[utoipa::path(put, path = "/v1/backups/{id}", tag = "backups", description = "Role: admin. Requires `If-Match`.",
+    request_body = BackupBody, params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 422, body = Problem), (status = 428, body = Problem)))]
+pub async fn update_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+    Body(body): Body<BackupBody>,
+) -> ApiResult<Tagged<BackupDefinitionView>> {
+    let p = caller.require(Role::Admin)?;
+    let view = s
+        .control_plane
+        .update_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, body.into(), version)
+        .await?;
+    Ok(Tagged::ok(view.definition.version, view))
+}
+
+#[utoipa::path(delete, path = "/v1/backups/{id}", tag = "backups", description = "Role: admin. Requires `If-Match`.",
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem), (status = 428, body = Problem)))]
+pub async fn delete_backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let p = caller.require(Role::Admin)?;
+    s.control_plane
+        .delete_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,227 @@
+//! Drives the API router with `oneshot`, on a real redb store in a temp dir (or any
+//! item store), the way a client would: JSON in, status + ETag + JSON out.
+
+// Test support: a failed step should panic with the reply, and each test binary uses
+// only some helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use api::{AppState, router};
+use arca_core::plan::PlanLimits;
+use arca_core::store::item::ItemStore;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub struct Api {
+    pub router: Router,
+    pub state: AppState,
+    /// The raw item store under the state, for tests that plant records.
+    pub items: Arc<dyn ItemStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+    pub request_id: Option<String>,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The status, or a panic showing the whole reply.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected reply: {} {}",
+            self.status,
+            self.text
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn problem(self, status: u16, code: &str) -> Self {
+        let reply = self.expect(status);
+        assert_eq!(reply.content_type.as_deref(), Some("application/problem+json"));
+        assert_eq!(reply.body["code"], code, "{}", reply.text);
+        reply
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {}", self.text))
+            .to_owned()
+    }
+
+    pub fn etag(&self) -> String {
+        self.etag.clone().unwrap_or_else(|| panic!("no ETag on {}", self.text))
+    }
+}
+
+/// A signed-up org: its id and admin key.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub org_id: String,
+    pub admin: String,
+    pub default_policy_id: String,
+}
+
+impl Api {
+    pub fn new() -> Self {
+        Self::with(true, PlanLimits::default())
+    }
+
+    pub fn with(signup_open: bool, limits: PlanLimits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap();
+        let mut api = Self::on(Arc::new(store), signup_open, limits);
+        api._dir = Some(dir);
+        api
+    }
+
+    pub fn on(items: Arc<dyn ItemStore>, signup_open: bool, limits: PlanLimits) -> Self {
+        let state = AppState::new(items.clone(), signup_open, limits, true);
+        Api {
+            router: router(state.clone()),
+            state,
+            items,
+            _dir: None,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        if_match: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        if let Some(etag) = if_match {
+            builder = builder.header(header::IF_MATCH, etag);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let header = |name: header::HeaderName| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let (status, etag, location, content_type) = (
+            response.status(),
+            header(header::ETAG),
+            header(header::LOCATION),
+            header(header::CONTENT_TYPE),
+        );
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await.unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            etag,
+            location,
+            content_type,
+            request_id,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.request(Method::GET, path, Some(key), None, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, Some(key), None, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, etag: &str, body: Value) -> Reply {
+        self.request(Method::PUT, path, Some(key), Some(etag), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str, etag: &str) -> Reply {
+        self.request(Method::DELETE, path, Some(key), Some(etag), None).await
+    }
+
+    pub async fn signup(&self, name: &str) -> Tenant {
+        let reply = self
+            .request(Method::POST, "/v1/signup", None, None, Some(json!({ "orgName": name })))
+            .await
+            .expect(201);
+        Tenant {
+            org_id: reply.body["org"]["id"].as_str().unwrap().to_owned(),
+            admin: reply.body["adminKey"]["secret"].as_str().unwrap().to_owned(),
+            default_policy_id: reply.body["defaultPolicy"]["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A new key of `role` in the tenant's org.
+    pub async fn key(&self, tenant: &Tenant, role: &str) -> String {
+        let reply = self
+            .post(
+                "/v1/apikeys",
+                &tenant.admin,
+                json!({ "name": format!("{role} key"), "role": role }),
+            )
+            .await
+            .expect(201);
+        reply.body["secret"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn destination(&self, key: &str, name: &str) -> String {
+        self.post(
+            "/v1/destinations",
+            key,
+            json!({ "name": name, "target": { "kind": "S3", "bucket": "arca-backups", "region": "eu-west-1" } }),
+        )
+        .await
+        .expect(201)
+        .id()
+    }
+
+    /// A cluster and its agent token.
+    pub async fn cluster(&self, key: &str, name: &str, default_destination: Option<&str>) -> (String, String) {
+        let mut body = json!({ "name": name });
+        if let Some(d) = default_destination {
+            body["defaultDestinationId"] = json!(d);
+        }
+        let reply = self.post("/v1/clusters", key, body).await.expect(201);
+        (reply.id(), reply.body["agentToken"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn backup(&self, key: &str, cluster: &str, policy: Option<&str>, destination: Option<&str>) -> Reply {
+        let mut body = json!({ "name": "nightly", "clusterId": cluster, "selection": { "namespaces": ["default"] } });
+        if let Some(p) = policy {
+            body["policyId"] = json!(p);
+        }
+        if let Some(d) = destination {
+            body["destinationId"] = json!(d);
+        }
+        self.post("/v1/backups", key, body).await
+    }
+}

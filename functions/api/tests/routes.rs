@@ -1,0 +1,383 @@
+//! The route table: what the OpenAPI document says is exactly what is routed, and every
+//! route keeps one org out of another's objects. Both tests are driven by the document,
+//! so a new route without an isolation case fails here.
+
+// Test helpers outside #[test] fns fail loudly too.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arca_core::cluster::Heartbeat;
+use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
+use arca_core::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use arca_core::secret::Secret;
+use axum::http::{Method, StatusCode};
+use chrono::Utc;
+use common::{Api, Reply, Tenant};
+use serde_json::{Value, json};
+
+/// Every (METHOD, path) of the OpenAPI document.
+fn documented() -> BTreeSet<(String, String)> {
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&method.as_str()) {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn every_documented_route_is_routed_and_served_as_documented() {
+    let api = Api::new();
+    let routes = documented();
+    assert!(routes.len() > 30, "{routes:?}");
+    for (method, path) in &routes {
+        let concrete = path.replace("{id}", &ClusterId::new().to_string());
+        let reply = api
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                &concrete,
+                None,
+                None,
+                None,
+            )
+            .await;
+        assert_ne!(
+            reply.body["code"], "route_not_found",
+            "{method} {path} is documented but not routed"
+        );
+        assert_ne!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not routed"
+        );
+    }
+    // The served document is the generated one.
+    let served = api
+        .request(Method::GET, "/v1/openapi.json", None, None, None)
+        .await
+        .expect(200);
+    assert_eq!(served.body, serde_json::to_value(api::openapi()).unwrap());
+    assert!(served.body["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(served.body["components"]["securitySchemes"]["apiKey"].is_object());
+}
+
+#[test]
+fn every_operation_documents_its_role_or_that_it_is_public() {
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let public = op["security"] == json!([{}]);
+            let role = op["description"].as_str().is_some_and(|d| d.starts_with("Role: "));
+            assert!(
+                public != role,
+                "{method} {path}: a role in its description, or `security(())`, exactly one"
+            );
+        }
+    }
+}
+
+/// Routes can be added only through the documented router: no plain `.route(...)`
+/// outside `/healthz`, which is not part of `/v1`.
+#[test]
+fn no_route_bypasses_the_documented_router() {
+    fn scan(dir: &std::path::Path, hits: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                scan(&path, hits);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for line in text.lines() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    if [".route(", ".nest(", ".merge(", ".route_service(", ".nest_service("]
+                        .iter()
+                        .any(|m| code.contains(m))
+                        && !code.contains(".route(\"/healthz\"")
+                    {
+                        hits.push(format!("{}: {code}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    scan(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut hits);
+    assert!(hits.is_empty(), "undocumented routes: {hits:#?}");
+}
+
+/// How a route keeps org B out of org A's objects.
+enum Case {
+    /// Called with one of A's ids: 404, as if it did not exist.
+    ForeignId { body: Option<Value> },
+    /// A listing: none of A's objects appear in B's.
+    List,
+    /// The caller's own org: B sees B's.
+    OwnOrg,
+    /// A create that references A's objects: refused (400/404), nothing created.
+    CreateWithForeignRefs(Value),
+    /// A create without references: it lands in B's org, invisible to A.
+    CreateInOwnOrg(Value),
+    /// No caller, no tenant.
+    Public,
+}
+
+/// A's objects, by kind, with their ETags before B's attempts.
+struct World {
+    ids: BTreeMap<&'static str, String>,
+}
+
+async fn org_a(api: &Api, a: &Tenant) -> World {
+    let dest = api.destination(&a.admin, "a-dest").await;
+    let (cluster, token) = api.cluster(&a.admin, "a-cluster", Some(&dest)).await;
+    api.state
+        .control_plane
+        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
+        .await
+        .unwrap();
+    let backup = api
+        .backup(&a.admin, &cluster, Some(&a.default_policy_id), None)
+        .await
+        .expect(201)
+        .id();
+    let job = api
+        .post(&format!("/v1/backups/{backup}/run"), &a.admin, json!({}))
+        .await
+        .expect(201)
+        .id();
+    let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
+    let rp = RecoveryPoint {
+        id: RecoveryPointId::new(),
+        org_id: a.org_id.parse::<OrgId>().unwrap(),
+        cluster_id: cluster.parse::<ClusterId>().unwrap(),
+        definition_id: backup.parse::<BackupDefinitionId>().unwrap(),
+        job_id: job.parse::<JobId>().unwrap(),
+        rp_type: RecoveryPointType::Snapshot,
+        state: RecoveryPointState::Ready,
+        expires_at: None,
+        locked: false,
+        location: None,
+        resource_count: 1,
+        pv_count: 0,
+        snapshot_bytes: 0,
+        copy_bytes: 0,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    let rp = api.state.control_plane.store().create(rp).await.unwrap().id.to_string();
+    let restore = api
+        .post(
+            "/v1/restores",
+            &a.admin,
+            json!({ "recoveryPointId": rp, "targetClusterId": cluster }),
+        )
+        .await
+        .expect(201);
+    let restore = restore.body["restore"]["id"].as_str().unwrap().to_owned();
+    let apikey = api
+        .post("/v1/apikeys", &a.admin, json!({ "name": "a-ci", "role": "viewer" }))
+        .await
+        .expect(201)
+        .id();
+    let ids = BTreeMap::from([
+        ("destinations", dest),
+        ("clusters", cluster),
+        ("policies", a.default_policy_id.clone()),
+        ("backups", backup),
+        ("jobs", job),
+        ("recoverypoints", rp),
+        ("restores", restore),
+        ("apikeys", apikey),
+    ]);
+    World { ids }
+}
+
+/// The collection a path is under: `/v1/clusters/{id}/rotate-token` -> `clusters`.
+fn kind(path: &str) -> &str {
+    path.trim_start_matches("/v1/").split('/').next().unwrap()
+}
+
+fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
+    use Case::*;
+    let id = |k: &str| w.ids[k].clone();
+    let policy = json!({ "name": "p", "schedules": [{ "cron": "0 3 * * *", "retainDays": 7 }] });
+    let s3 = json!({ "name": "d", "target": { "kind": "S3", "bucket": "b-bucket", "region": "eu-west-1" } });
+    let backup = json!({ "name": "b", "clusterId": id("clusters"), "selection": { "fullCluster": true } });
+    BTreeMap::from([
+        (("GET", "/v1/openapi.json"), Public),
+        (("POST", "/v1/signup"), Public),
+        (("GET", "/v1/org"), OwnOrg),
+        (("PUT", "/v1/org"), OwnOrg),
+        (("GET", "/v1/apikeys"), List),
+        (
+            ("POST", "/v1/apikeys"),
+            CreateInOwnOrg(json!({ "name": "b-ci", "role": "viewer" })),
+        ),
+        (("GET", "/v1/apikeys/{id}"), ForeignId { body: None }),
+        (("DELETE", "/v1/apikeys/{id}"), ForeignId { body: None }),
+        (("GET", "/v1/clusters"), List),
+        (
+            ("POST", "/v1/clusters"),
+            CreateWithForeignRefs(json!({ "name": "c", "defaultDestinationId": id("destinations") })),
+        ),
+        (("GET", "/v1/clusters/{id}"), ForeignId { body: None }),
+        (
+            ("PUT", "/v1/clusters/{id}"),
+            ForeignId {
+                body: Some(json!({ "name": "stolen" })),
+            },
+        ),
+        (("DELETE", "/v1/clusters/{id}"), ForeignId { body: None }),
+        (("POST", "/v1/clusters/{id}/rotate-token"), ForeignId { body: None }),
+        (("GET", "/v1/destinations"), List),
+        (("POST", "/v1/destinations"), CreateInOwnOrg(s3.clone())),
+        (("GET", "/v1/destinations/{id}"), ForeignId { body: None }),
+        (("PUT", "/v1/destinations/{id}"), ForeignId { body: Some(s3) }),
+        (("DELETE", "/v1/destinations/{id}"), ForeignId { body: None }),
+        (("GET", "/v1/policies"), List),
+        (("POST", "/v1/policies"), CreateInOwnOrg(policy.clone())),
+        (("GET", "/v1/policies/{id}"), ForeignId { body: None }),
+        (("PUT", "/v1/policies/{id}"), ForeignId { body: Some(policy) }),
+        (("DELETE", "/v1/policies/{id}"), ForeignId { body: None }),
+        (("GET", "/v1/backups"), List),
+        (("POST", "/v1/backups"), CreateWithForeignRefs(backup.clone())),
+        (("GET", "/v1/backups/{id}"), ForeignId { body: None }),
+        (("PUT", "/v1/backups/{id}"), ForeignId { body: Some(backup) }),
+        (("DELETE", "/v1/backups/{id}"), ForeignId { body: None }),
+        (("POST", "/v1/backups/{id}/run"), ForeignId { body: Some(json!({})) }),
+        (("POST", "/v1/backups/{id}/pause"), ForeignId { body: None }),
+        (("POST", "/v1/backups/{id}/resume"), ForeignId { body: None }),
+        (("GET", "/v1/jobs"), List),
+        (("GET", "/v1/jobs/{id}"), ForeignId { body: None }),
+        (("POST", "/v1/jobs/{id}/cancel"), ForeignId { body: None }),
+        (("GET", "/v1/recoverypoints"), List),
+        (("GET", "/v1/recoverypoints/{id}"), ForeignId { body: None }),
+        (("GET", "/v1/restores"), List),
+        (
+            ("POST", "/v1/restores"),
+            CreateWithForeignRefs(
+                json!({ "recoveryPointId": id("recoverypoints"), "targetClusterId": id("clusters") }),
+            ),
+        ),
+        (("GET", "/v1/restores/{id}"), ForeignId { body: None }),
+    ])
+}
+
+#[tokio::test]
+async fn no_route_lets_one_org_touch_another_orgs_objects() {
+    let api = Api::new();
+    let a = api.signup("org-a").await;
+    let b = api.signup("org-b").await;
+    let world = org_a(&api, &a).await;
+    let cases = cases(&world);
+
+    let table: BTreeSet<(String, String)> = cases.keys().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    let documented = documented();
+    assert_eq!(
+        table,
+        documented,
+        "the isolation table must cover exactly the documented routes; missing: {:?}, extra: {:?}",
+        documented.difference(&table).collect::<Vec<_>>(),
+        table.difference(&documented).collect::<Vec<_>>()
+    );
+
+    // What A sees before B tries anything.
+    let mut before = BTreeMap::new();
+    for (k, id) in &world.ids {
+        let reply = api.get(&format!("/v1/{k}/{id}"), &a.admin).await.expect(200);
+        before.insert(*k, reply.etag());
+    }
+
+    for ((method, path), case) in &cases {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let what = format!("{method} {path}");
+        match case {
+            Case::ForeignId { body } => {
+                let concrete = path.replace("{id}", &world.ids[kind(path)]);
+                // A's real ETag, so nothing but the org stands in the way.
+                let etag = before[kind(path)].clone();
+                let reply: Reply = api
+                    .request(method, &concrete, Some(&b.admin), Some(&etag), body.clone())
+                    .await;
+                assert_eq!(reply.status, StatusCode::NOT_FOUND, "{what}: {}", reply.text);
+                assert_eq!(reply.body["code"], "not_found", "{what}");
+            }
+            Case::List => {
+                let reply = api.request(method, path, Some(&b.admin), None, None).await.expect(200);
+                for id in world.ids.values() {
+                    assert!(!reply.text.contains(id.as_str()), "{what} shows A's {id}");
+                }
+            }
+            Case::OwnOrg => {
+                let org = api.get("/v1/org", &b.admin).await.expect(200);
+                assert_eq!(org.body["id"], b.org_id.as_str(), "{what}");
+                if method == Method::PUT {
+                    let reply = api
+                        .put(path, &b.admin, &org.etag(), json!({ "name": "org-b2" }))
+                        .await
+                        .expect(200);
+                    assert_eq!(reply.body["id"], b.org_id.as_str(), "{what}");
+                    let reply = api
+                        .put(
+                            path,
+                            &b.admin,
+                            &reply.etag(),
+                            json!({ "name": "x", "defaultDestinationId": world.ids["destinations"] }),
+                        )
+                        .await;
+                    assert_eq!(
+                        reply.status,
+                        StatusCode::BAD_REQUEST,
+                        "{what}: A's destination is not B's: {}",
+                        reply.text
+                    );
+                }
+                assert_eq!(
+                    api.get("/v1/org", &a.admin).await.expect(200).body["name"],
+                    "org-a",
+                    "{what}"
+                );
+            }
+            Case::CreateWithForeignRefs(body) => {
+                let reply = api
+                    .request(method, path, Some(&b.admin), None, Some(body.clone()))
+                    .await;
+                assert!(
+                    [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND].contains(&reply.status),
+                    "{what} with A's ids: {} {}",
+                    reply.status,
+                    reply.text
+                );
+            }
+            Case::CreateInOwnOrg(body) => {
+                let reply = api
+                    .request(method, path, Some(&b.admin), None, Some(body.clone()))
+                    .await
+                    .expect(201);
+                let location = reply.location.clone().unwrap();
+                api.get(&location, &a.admin).await.problem(404, "not_found");
+                api.get(&location, &b.admin).await.expect(200);
+            }
+            Case::Public => {
+                let reply = api.request(method, path, Some(&b.admin), None, None).await;
+                assert_ne!(reply.status, StatusCode::NOT_FOUND, "{what}");
+            }
+        }
+    }
+
+    // Nothing of A's changed.
+    for (k, id) in &world.ids {
+        let reply = api.get(&format!("/v1/{k}/{id}"), &a.admin).await.expect(200);
+        assert_eq!(reply.etag(), before[k], "A's {k} changed");
+    }
+}

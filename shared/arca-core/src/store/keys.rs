@@ -1,0 +1,169 @@
+//! Every key shape of the table, and nothing else. No other module formats a key.
+//!
+//! - PK `ORG#<orgId>` holds everything a tenant owns; the org record is SK `ORG`.
+//! - SKs: `APIKEY#<id>`, `CLUSTER#<id>`, `DEST#<id>`, `POLICY#<id>`, `BACKUP#<id>`,
+//!   `JOB#<ulid>` (time-ordered), `RP#<id>`, `RESTORE#<id>`.
+//! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
+//!   `AGENT#<sha256hex>` / `CLUSTER`.
+//! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`.
+
+use chrono::{DateTime, Utc};
+
+use super::item::IndexKey;
+use crate::ids::{
+    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
+    RecoveryPointId, RestoreId,
+};
+use crate::secret::SecretHash;
+
+pub const ORG_SK: &str = "ORG";
+pub const API_KEY_SK_PREFIX: &str = "APIKEY#";
+pub const CLUSTER_SK_PREFIX: &str = "CLUSTER#";
+pub const DESTINATION_SK_PREFIX: &str = "DEST#";
+pub const POLICY_SK_PREFIX: &str = "POLICY#";
+pub const BACKUP_SK_PREFIX: &str = "BACKUP#";
+pub const JOB_SK_PREFIX: &str = "JOB#";
+pub const RECOVERY_POINT_SK_PREFIX: &str = "RP#";
+pub const RESTORE_SK_PREFIX: &str = "RESTORE#";
+
+pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
+pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
+/// The one GSI2 partition of recovery points by expiry. A single partition is fine at
+/// our scale (one reader, the retention sweep); shard it by suffix if it ever is not.
+pub const GSI2_RP_EXPIRY_PK: &str = "RPEXPIRY";
+
+pub fn org_pk(org: &OrgId) -> String {
+    format!("ORG#{org}")
+}
+
+pub fn api_key_sk(id: &ApiKeyId) -> String {
+    format!("{API_KEY_SK_PREFIX}{id}")
+}
+
+pub fn cluster_sk(id: &ClusterId) -> String {
+    format!("{CLUSTER_SK_PREFIX}{id}")
+}
+
+pub fn destination_sk(id: &DestinationId) -> String {
+    format!("{DESTINATION_SK_PREFIX}{id}")
+}
+
+pub fn policy_sk(id: &PolicyId) -> String {
+    format!("{POLICY_SK_PREFIX}{id}")
+}
+
+pub fn backup_sk(id: &BackupDefinitionId) -> String {
+    format!("{BACKUP_SK_PREFIX}{id}")
+}
+
+/// The bare ULID, so sort-key order is creation order.
+pub fn job_sk(id: &JobId) -> String {
+    format!("{JOB_SK_PREFIX}{}", id.ulid())
+}
+
+pub fn recovery_point_sk(id: &RecoveryPointId) -> String {
+    format!("{RECOVERY_POINT_SK_PREFIX}{id}")
+}
+
+pub fn restore_sk(id: &RestoreId) -> String {
+    format!("{RESTORE_SK_PREFIX}{id}")
+}
+
+pub fn api_key_gsi1(hash: &SecretHash) -> IndexKey {
+    IndexKey {
+        pk: format!("{GSI1_API_KEY_PREFIX}{}", hash.as_str()),
+        sk: "APIKEY".to_string(),
+    }
+}
+
+pub fn agent_token_gsi1(hash: &SecretHash) -> IndexKey {
+    IndexKey {
+        pk: format!("{GSI1_AGENT_PREFIX}{}", hash.as_str()),
+        sk: "CLUSTER".to_string(),
+    }
+}
+
+/// Fixed-width UTC seconds, so byte order is time order.
+pub fn time_sort_key(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn recovery_point_expiry_gsi2(
+    org: &OrgId,
+    id: &RecoveryPointId,
+    expires_at: DateTime<Utc>,
+) -> IndexKey {
+    IndexKey {
+        pk: GSI2_RP_EXPIRY_PK.to_string(),
+        sk: format!("{}#ORG#{org}#RP#{id}", time_sort_key(expires_at)),
+    }
+}
+
+/// The GSI2 bound for "expiring strictly before `t`" (to the second).
+pub fn recovery_point_expiry_bound(t: DateTime<Utc>) -> String {
+    time_sort_key(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_shapes_are_exactly_these() {
+        let org: OrgId = "org_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let job: JobId = "job_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let rp: RecoveryPointId = "rp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        assert_eq!(org_pk(&org), "ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(job_sk(&job), "JOB#01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(
+            policy_sk(&"pol_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "POLICY#pol_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            cluster_sk(&"cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "CLUSTER#cl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            backup_sk(&"bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "BACKUP#bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            destination_sk(&"dst_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "DEST#dst_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            restore_sk(&"rst_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "RESTORE#rst_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            api_key_sk(&"key_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "APIKEY#key_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(recovery_point_sk(&rp), "RP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        let hash = crate::secret::Secret::from_presented("abc").hash();
+        let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(
+            api_key_gsi1(&hash),
+            IndexKey {
+                pk: format!("APIKEY#{h}"),
+                sk: "APIKEY".into()
+            }
+        );
+        assert_eq!(
+            agent_token_gsi1(&hash),
+            IndexKey {
+                pk: format!("AGENT#{h}"),
+                sk: "CLUSTER".into()
+            }
+        );
+        let at: DateTime<Utc> = "2025-03-04T05:06:07.890Z".parse().unwrap();
+        assert_eq!(
+            recovery_point_expiry_gsi2(&org, &rp, at),
+            IndexKey {
+                pk: "RPEXPIRY".into(),
+                sk: "2025-03-04T05:06:07Z#ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV#RP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV".into()
+            }
+        );
+        assert_eq!(recovery_point_expiry_bound(at), "2025-03-04T05:06:07Z");
+    }
+}
