@@ -14,12 +14,16 @@ pub fn volume_snapshot_resource() -> ApiResource {
 /// Creates a namespace for one test. The test environment has no namespace controller,
 /// so a deleted namespace stays Terminating: callers use unique names.
 pub async fn create_namespace(client: &kube::Client, name: &str) -> kube::Result<Namespace> {
-    let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))
-        .map_err(kube::Error::SerdeError)?;
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).map_err(kube::Error::SerdeError)?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
 }
 
 /// Best-effort removal of a test namespace.
 pub async fn delete_namespace(client: &kube::Client, name: &str) {
-    let _ = Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::default()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
 }

@@ -16,9 +16,19 @@ async fn dynamodb_conditional_put_fails_the_second_time() {
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("PK").attribute_type(ScalarAttributeType::S).build().unwrap(),
+            AttributeDefinition::builder()
+                .attribute_name("PK")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
         )
-        .key_schema(KeySchemaElement::builder().attribute_name("PK").key_type(KeyType::Hash).build().unwrap())
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("PK")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("create table");
@@ -34,16 +44,30 @@ async fn dynamodb_conditional_put_fails_the_second_time() {
     put().await.expect("first conditional put succeeds");
     let err = put().await.expect_err("second conditional put must fail");
     let service_error = err.into_service_error();
-    assert!(service_error.is_conditional_check_failed_exception(), "{service_error:?}");
+    assert!(
+        service_error.is_conditional_check_failed_exception(),
+        "{service_error:?}"
+    );
 }
 
 #[tokio::test]
 async fn sqs_delivers_what_was_sent() {
     let Some(env) = arca_testenv::aws() else { return };
     let client = aws_sdk_sqs::Client::new(&env.sdk_config().await);
-    let queue = client.create_queue().queue_name(unique("arca-smoke")).send().await.expect("create queue");
+    let queue = client
+        .create_queue()
+        .queue_name(unique("arca-smoke"))
+        .send()
+        .await
+        .expect("create queue");
     let url = queue.queue_url().expect("queue url");
-    client.send_message().queue_url(url).message_body("job-1").send().await.expect("send");
+    client
+        .send_message()
+        .queue_url(url)
+        .message_body("job-1")
+        .send()
+        .await
+        .expect("send");
     let received = client
         .receive_message()
         .queue_url(url)
@@ -69,7 +93,12 @@ async fn s3_returns_what_was_put() {
     let Some(env) = arca_testenv::aws() else { return };
     let client = arca_aws::config::s3_client(&env.sdk_config().await);
     let bucket = unique("arca-smoke");
-    client.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
     client
         .put_object()
         .bucket(&bucket)
@@ -78,6 +107,15 @@ async fn s3_returns_what_was_put() {
         .send()
         .await
         .expect("put");
-    let got = client.get_object().bucket(&bucket).key("a/b.txt").send().await.expect("get");
-    assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"payload");
+    let got = client
+        .get_object()
+        .bucket(&bucket)
+        .key("a/b.txt")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        b"payload"
+    );
 }

@@ -24,26 +24,36 @@ async fn configmap_round_trip(cluster: &Cluster, namespace: &str, name: &str) {
     api.create(&PostParams::default(), &cm).await.expect("create configmap");
     let read = api.get(name).await.expect("read configmap");
     assert_eq!(read.data.unwrap()["greeting"], "hello");
-    api.delete(name, &DeleteParams::default()).await.expect("delete configmap");
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete configmap");
     assert!(api.get_opt(name).await.expect("get after delete").is_none());
 }
 
 #[tokio::test]
 async fn both_clusters_serve_configmaps_independently() {
-    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else { return };
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return;
+    };
     let ns = unique("smoke");
     create_namespace(&a.client, &ns).await.expect("namespace on a");
     configmap_round_trip(&a, &ns, "cm-a").await;
 
     // The same namespace does not exist on b until created there: separate etcd, separate state.
-    let on_b = Api::<Namespace>::all(b.client.clone()).get_opt(&ns).await.expect("get on b");
+    let on_b = Api::<Namespace>::all(b.client.clone())
+        .get_opt(&ns)
+        .await
+        .expect("get on b");
     assert!(on_b.is_none(), "cluster b must not see cluster a's namespace");
     create_namespace(&b.client, &ns).await.expect("namespace on b");
     configmap_round_trip(&b, &ns, "cm-b").await;
 
     let version_a = a.client.apiserver_version().await.expect("version a");
     let version_b = b.client.apiserver_version().await.expect("version b");
-    eprintln!("kube-apiserver a: {}, b: {}", version_a.git_version, version_b.git_version);
+    eprintln!(
+        "kube-apiserver a: {}, b: {}",
+        version_a.git_version, version_b.git_version
+    );
     assert!(version_a.git_version.starts_with("v1."), "{version_a:?}");
     delete_namespace(&a.client, &ns).await;
     delete_namespace(&b.client, &ns).await;
@@ -51,14 +61,15 @@ async fn both_clusters_serve_configmaps_independently() {
 
 #[tokio::test]
 async fn the_reader_identity_can_read_but_not_write() {
-    let (Some(admin), Some(reader)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_a_reader().await)
-    else {
+    let (Some(admin), Some(reader)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_a_reader().await) else {
         return;
     };
     let ns = unique("reader");
     create_namespace(&admin.client, &ns).await.expect("namespace");
     let api = Api::<ConfigMap>::namespaced(reader.client.clone(), &ns);
-    api.list(&ListParams::default()).await.expect("a reader can list configmaps");
+    api.list(&ListParams::default())
+        .await
+        .expect("a reader can list configmaps");
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "nope"}})).unwrap();
     match api.create(&PostParams::default(), &cm).await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
@@ -69,7 +80,9 @@ async fn the_reader_identity_can_read_but_not_write() {
 
 #[tokio::test]
 async fn volume_snapshots_are_validated_by_the_real_crd() {
-    let Some(a) = arca_testenv::cluster_a().await else { return };
+    let Some(a) = arca_testenv::cluster_a().await else {
+        return;
+    };
     let ns = unique("snap");
     create_namespace(&a.client, &ns).await.expect("namespace");
     let api = Api::<DynamicObject>::namespaced_with(a.client.clone(), &ns, &volume_snapshot_resource());
@@ -81,7 +94,10 @@ async fn volume_snapshots_are_validated_by_the_real_crd() {
         "spec": {"volumeSnapshotClassName": "csi-snapclass", "source": {"persistentVolumeClaimName": "data"}}
     }))
     .unwrap();
-    let created = api.create(&PostParams::default(), &snapshot).await.expect("create VolumeSnapshot");
+    let created = api
+        .create(&PostParams::default(), &snapshot)
+        .await
+        .expect("create VolumeSnapshot");
     assert!(created.metadata.uid.is_some());
     let read = api.get("data-snap").await.expect("read VolumeSnapshot");
     assert_eq!(read.data["spec"]["source"]["persistentVolumeClaimName"], "data");
@@ -98,6 +114,8 @@ async fn volume_snapshots_are_validated_by_the_real_crd() {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 422, "{status:?}"),
         other => panic!("the CRD must reject a snapshot with two sources, got {other:?}"),
     }
-    api.delete("data-snap", &DeleteParams::default()).await.expect("delete VolumeSnapshot");
+    api.delete("data-snap", &DeleteParams::default())
+        .await
+        .expect("delete VolumeSnapshot");
     delete_namespace(&a.client, &ns).await;
 }

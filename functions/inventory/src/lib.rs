@@ -31,9 +31,15 @@ pub fn scope(event: serde_json::Value) -> Result<Scope> {
     }
     let request: OnDemand = serde_json::from_value(event).map_err(|e| Error::invalid("event", e.to_string()))?;
     if request.account_id.len() != 12 || !request.account_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid("accountId", format!("expected 12 digits, got {:?}", request.account_id)));
+        return Err(Error::invalid(
+            "accountId",
+            format!("expected 12 digits, got {:?}", request.account_id),
+        ));
     }
-    Ok(Scope::Account { org_id: request.org_id, account_id: request.account_id })
+    Ok(Scope::Account {
+        org_id: request.org_id,
+        account_id: request.account_id,
+    })
 }
 
 pub async fn handle(event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
@@ -58,7 +64,13 @@ mod tests {
     fn on_demand_names_one_account() {
         let org = OrgId::new();
         let event = json!({"orgId": org.to_string(), "accountId": "123456789012"});
-        assert_eq!(scope(event).unwrap(), Scope::Account { org_id: org, account_id: "123456789012".into() });
+        assert_eq!(
+            scope(event).unwrap(),
+            Scope::Account {
+                org_id: org,
+                account_id: "123456789012".into()
+            }
+        );
         let bad = json!({"orgId": org.to_string(), "accountId": "12345"});
         assert!(scope(bad).unwrap_err().to_string().contains("accountId"));
     }

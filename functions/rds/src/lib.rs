@@ -20,14 +20,23 @@ pub fn snapshot_identifier(db_identifier: &str, taken_at: SystemTime) -> Result<
         .as_secs();
     let mut db: String = db_identifier
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     while db.contains("--") {
         db = db.replace("--", "-");
     }
     let db = db.trim_matches('-');
     if db.is_empty() {
-        return Err(Error::invalid("dbIdentifier", format!("{db_identifier:?} has no letters or digits")));
+        return Err(Error::invalid(
+            "dbIdentifier",
+            format!("{db_identifier:?} has no letters or digits"),
+        ));
     }
     let suffix = format!("-{secs}");
     let room = MAX_IDENTIFIER - "arca-".len() - suffix.len();
@@ -52,7 +61,10 @@ mod tests {
 
     #[test]
     fn identifiers_follow_the_rds_rules() {
-        assert_eq!(snapshot_identifier("orders-db", at(1_700_000_000)).unwrap(), "arca-orders-db-1700000000");
+        assert_eq!(
+            snapshot_identifier("orders-db", at(1_700_000_000)).unwrap(),
+            "arca-orders-db-1700000000"
+        );
         assert_eq!(snapshot_identifier("Orders__DB.", at(1)).unwrap(), "arca-orders-db-1");
         let long = "a".repeat(400);
         let id = snapshot_identifier(&long, at(5)).unwrap();

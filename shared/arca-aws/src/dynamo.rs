@@ -34,8 +34,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use arca_core::store::item::{
-    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query,
-    SortKeyRange, Write,
+    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query, SortKeyRange, Write,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;
@@ -43,9 +42,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 
 use crate::errors::{classify, transaction_canceled};
@@ -130,11 +128,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
                     .index_name(index_name)
                     .key_schema(key(pk, KeyType::Hash)?)
                     .key_schema(key(sk, KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
                     .build()
                     .map_err(built)?,
             );
@@ -183,10 +177,7 @@ fn to_attributes(item: &Item) -> Result<AttributeMap> {
             attributes.insert(sk.to_owned(), s(&key.sk));
         }
     }
-    attributes.insert(
-        VERSION.to_owned(),
-        AttributeValue::N(item.version.to_string()),
-    );
+    attributes.insert(VERSION.to_owned(), AttributeValue::N(item.version.to_string()));
     if let Some(expires_at) = item.expires_at {
         attributes.insert(TTL.to_owned(), AttributeValue::N(expires_at.to_string()));
     }
@@ -211,10 +202,7 @@ fn required_string(attributes: &AttributeMap, name: &str) -> Result<String> {
     string_attribute(attributes, name)?.ok_or_else(|| malformed(format!("{name} is missing")))
 }
 
-fn number_attribute<T: std::str::FromStr>(
-    attributes: &AttributeMap,
-    name: &str,
-) -> Result<Option<T>> {
+fn number_attribute<T: std::str::FromStr>(attributes: &AttributeMap, name: &str) -> Result<Option<T>> {
     match attributes.get(name) {
         None => Ok(None),
         Some(AttributeValue::N(value)) => value
@@ -227,10 +215,7 @@ fn number_attribute<T: std::str::FromStr>(
 
 fn index_key_of(attributes: &AttributeMap, index: Index) -> Result<Option<IndexKey>> {
     let (_, pk, sk) = index_names(index);
-    match (
-        string_attribute(attributes, pk)?,
-        string_attribute(attributes, sk)?,
-    ) {
+    match (string_attribute(attributes, pk)?, string_attribute(attributes, sk)?) {
         (Some(pk), Some(sk)) => Ok(Some(IndexKey { pk, sk })),
         (None, None) => Ok(None),
         _ => Err(malformed(format!("only half of the {pk}/{sk} key"))),
@@ -244,11 +229,9 @@ fn from_attributes(attributes: &AttributeMap) -> Result<Item> {
         sk: required_string(attributes, SK)?,
         gsi1: index_key_of(attributes, Index::Gsi1)?,
         gsi2: index_key_of(attributes, Index::Gsi2)?,
-        version: number_attribute(attributes, VERSION)?
-            .ok_or_else(|| malformed(format!("{VERSION} is missing")))?,
+        version: number_attribute(attributes, VERSION)?.ok_or_else(|| malformed(format!("{VERSION} is missing")))?,
         expires_at: number_attribute(attributes, TTL)?,
-        body: serde_json::from_str(&body)
-            .map_err(|e| malformed(format!("{BODY} is not JSON: {e}")))?,
+        body: serde_json::from_str(&body).map_err(|e| malformed(format!("{BODY} is not JSON: {e}")))?,
     })
 }
 
@@ -310,11 +293,7 @@ fn check_expression(condition: Condition) -> Expression {
 
 /// The KeyConditionExpression of a query, or `None` when no item can match (DynamoDB
 /// refuses empty strings as key values, so those cases are answered without a call).
-fn key_condition(
-    index: Option<Index>,
-    pk: &str,
-    range: &SortKeyRange,
-) -> Result<Option<Expression>> {
+fn key_condition(index: Option<Index>, pk: &str, range: &SortKeyRange) -> Result<Option<Expression>> {
     let (pk_attribute, sk_attribute) = match index {
         None => (PK, SK),
         Some(index) => {
@@ -348,15 +327,9 @@ fn key_condition(
         }
         SortKeyRange::Between(_, to) if to.is_empty() => return Ok(None),
         SortKeyRange::Between(from, to) if from.is_empty() => sort("#sk <= :to", &[(":to", to)]),
-        SortKeyRange::Between(from, to) => {
-            sort("#sk BETWEEN :from AND :to", &[(":from", from), (":to", to)])
-        }
+        SortKeyRange::Between(from, to) => sort("#sk BETWEEN :from AND :to", &[(":from", from), (":to", to)]),
     }
-    Ok(Some(Expression {
-        text,
-        names,
-        values,
-    }))
+    Ok(Some(Expression { text, names, values }))
 }
 
 // ----- cursors -----------------------------------------------------------------------------
@@ -610,11 +583,7 @@ impl ItemStore for DynamoItemStore {
             .send()
             .await
             .map_err(|e| classify(e, &self.what()))?;
-        let items = output
-            .items()
-            .iter()
-            .map(from_attributes)
-            .collect::<Result<Vec<_>>>()?;
+        let items = output.items().iter().map(from_attributes).collect::<Result<Vec<_>>>()?;
         let cursor = output
             .last_evaluated_key()
             .map(|key| cursor_from(query.index, key))
@@ -640,9 +609,7 @@ impl ItemStore for DynamoItemStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
-                    err.as_service_error()
-                {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = err.as_service_error() {
                     let codes: Vec<Option<&str>> = canceled
                         .cancellation_reasons()
                         .iter()
@@ -683,10 +650,7 @@ mod tests {
         let mut names: Vec<_> = attributes.keys().map(String::as_str).collect();
         names.sort_unstable();
         // Sparse: no GSI1 attributes for an item without a GSI1 key.
-        assert_eq!(
-            names,
-            ["GSI2PK", "GSI2SK", "PK", "SK", "body", "ttl", "version"]
-        );
+        assert_eq!(names, ["GSI2PK", "GSI2SK", "PK", "SK", "body", "ttl", "version"]);
         assert_eq!(attributes["version"], AttributeValue::N("7".into()));
         assert_eq!(attributes["ttl"], AttributeValue::N("1800000000".into()));
         assert_eq!(from_attributes(&attributes).unwrap(), item());
@@ -696,10 +660,7 @@ mod tests {
     fn an_item_with_half_an_index_key_is_reported_malformed() {
         let mut attributes = to_attributes(&item()).unwrap();
         attributes.remove("GSI2SK");
-        assert!(matches!(
-            from_attributes(&attributes),
-            Err(Error::Permanent(_))
-        ));
+        assert!(matches!(from_attributes(&attributes), Err(Error::Permanent(_))));
     }
 
     #[test]
@@ -708,11 +669,7 @@ mod tests {
         let not_exists = condition_expression(Condition::NotExists).unwrap();
         assert_eq!(not_exists.text, "attribute_not_exists(#pk)");
         assert_eq!(not_exists.names["#pk"], "PK");
-        assert_eq!(
-            not_exists.values(),
-            None,
-            "no empty ExpressionAttributeValues"
-        );
+        assert_eq!(not_exists.values(), None, "no empty ExpressionAttributeValues");
         let version = condition_expression(Condition::Version(3)).unwrap();
         assert_eq!(version.text, "#version = :version");
         assert_eq!(version.values[":version"], AttributeValue::N("3".into()));
@@ -727,14 +684,8 @@ mod tests {
         let on = |range: SortKeyRange| key_condition(Some(Index::Gsi1), "P", &range).unwrap();
         let all = on(SortKeyRange::All).unwrap();
         assert_eq!(all.text, "#pk = :pk");
-        assert_eq!(
-            all.names,
-            HashMap::from([("#pk".to_owned(), "GSI1PK".to_owned())])
-        );
-        assert_eq!(
-            on(SortKeyRange::BeginsWith(String::new())).unwrap().text,
-            "#pk = :pk"
-        );
+        assert_eq!(all.names, HashMap::from([("#pk".to_owned(), "GSI1PK".to_owned())]));
+        assert_eq!(on(SortKeyRange::BeginsWith(String::new())).unwrap().text, "#pk = :pk");
         let prefix = on(SortKeyRange::BeginsWith("a#".into())).unwrap();
         assert_eq!(prefix.text, "#pk = :pk AND begins_with(#sk, :from)");
         assert_eq!(prefix.names["#sk"], "GSI1SK");
@@ -746,14 +697,9 @@ mod tests {
         assert_eq!(on(SortKeyRange::LessThan(String::new())), None);
         let between = on(SortKeyRange::Between("b".into(), "d".into())).unwrap();
         assert_eq!(between.text, "#pk = :pk AND #sk BETWEEN :from AND :to");
+        assert_eq!((&between.values[":from"], &between.values[":to"]), (&s("b"), &s("d")));
         assert_eq!(
-            (&between.values[":from"], &between.values[":to"]),
-            (&s("b"), &s("d"))
-        );
-        assert_eq!(
-            on(SortKeyRange::Between(String::new(), "d".into()))
-                .unwrap()
-                .text,
+            on(SortKeyRange::Between(String::new(), "d".into())).unwrap().text,
             "#pk = :pk AND #sk <= :to"
         );
         assert!(matches!(
@@ -763,10 +709,7 @@ mod tests {
         let table = key_condition(None, "P", &SortKeyRange::LessThan("m".into()))
             .unwrap()
             .unwrap();
-        assert_eq!(
-            (table.names["#pk"].as_str(), table.names["#sk"].as_str()),
-            ("PK", "SK")
-        );
+        assert_eq!((table.names["#pk"].as_str(), table.names["#sk"].as_str()), ("PK", "SK"));
     }
 
     #[test]
@@ -797,9 +740,6 @@ mod tests {
             start_key(Some(Index::Gsi2), &table_cursor),
             Err(Error::Invalid { .. })
         ));
-        assert!(matches!(
-            cursor_from(Some(Index::Gsi2), &key),
-            Err(Error::Permanent(_))
-        ));
+        assert!(matches!(cursor_from(Some(Index::Gsi2), &key), Err(Error::Permanent(_))));
     }
 }

@@ -20,12 +20,7 @@ const RETRYABLE_CODES: &[&str] = &[
     "ServiceUnavailable",
 ];
 
-const NOT_FOUND_CODES: &[&str] = &[
-    "NoSuchKey",
-    "NoSuchBucket",
-    "NotFound",
-    "ResourceNotFoundException",
-];
+const NOT_FOUND_CODES: &[&str] = &["NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFoundException"];
 
 const CONFLICT_CODES: &[&str] = &[
     "ConditionalCheckFailedException",
@@ -110,14 +105,8 @@ pub fn transaction_canceled(codes: &[Option<&str>]) -> Option<Error> {
         return None;
     }
     let total = codes.len();
-    if let Some(i) = codes
-        .iter()
-        .position(|code| *code == Some("ConditionalCheckFailed"))
-    {
-        return Some(Error::conflict(format!(
-            "write {} of {total}: condition failed",
-            i + 1
-        )));
+    if let Some(i) = codes.iter().position(|code| *code == Some("ConditionalCheckFailed")) {
+        return Some(Error::conflict(format!("write {} of {total}: condition failed", i + 1)));
     }
     let failed: Vec<String> = codes
         .iter()
@@ -157,8 +146,7 @@ mod tests {
             other => panic!("expected a conflict, got {other:?}"),
         }
         // A condition failure wins over contention on another write.
-        let err =
-            transaction_canceled(&[Some("TransactionConflict"), Some("ConditionalCheckFailed")]);
+        let err = transaction_canceled(&[Some("TransactionConflict"), Some("ConditionalCheckFailed")]);
         assert!(matches!(err, Some(Error::Conflict { .. })), "{err:?}");
     }
 
@@ -166,11 +154,7 @@ mod tests {
     fn contention_is_transient_and_the_rest_permanent() {
         let err = transaction_canceled(&[Some("None"), Some("TransactionConflict")]).unwrap();
         assert!(err.is_retryable());
-        assert!(
-            err.to_string()
-                .contains("write 2 of 2: TransactionConflict"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("write 2 of 2: TransactionConflict"), "{err}");
         let err = transaction_canceled(&[Some("ValidationError"), Some("None")]).unwrap();
         assert!(matches!(err, Error::Permanent(_)), "{err:?}");
         assert!(transaction_canceled(&[]).is_none());

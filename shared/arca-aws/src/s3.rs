@@ -20,11 +20,7 @@ pub struct S3ObjectStore {
 }
 
 impl S3ObjectStore {
-    pub fn new(
-        client: aws_sdk_s3::Client,
-        bucket: impl Into<String>,
-        root: impl Into<String>,
-    ) -> Self {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, root: impl Into<String>) -> Self {
         let mut root = root.into();
         if !root.is_empty() && !root.ends_with('/') {
             root.push('/');

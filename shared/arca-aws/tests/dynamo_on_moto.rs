@@ -12,9 +12,7 @@ async fn dynamo_item_store_passes_the_contract() {
     };
     let client = aws_sdk_dynamodb::Client::new(&env.sdk_config().await);
     let table = arca_testenv::unique("arca-contract");
-    create_table(&client, &table)
-        .await
-        .expect("create table on moto");
+    create_table(&client, &table).await.expect("create table on moto");
 
     let store = DynamoItemStore::new(client.clone(), &table);
     arca_core::testing::item_store_contract(&store).await;
@@ -22,26 +20,15 @@ async fn dynamo_item_store_passes_the_contract() {
     arca_core::testing::item_store_contract(&store).await;
 
     // The table has the documented shape: TTL on `ttl`, both indexes projecting ALL.
-    let described = client
-        .describe_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
+    let described = client.describe_table().table_name(&table).send().await.unwrap();
     let indexes = described.table().unwrap().global_secondary_indexes();
     let mut names: Vec<_> = indexes.iter().filter_map(|i| i.index_name()).collect();
     names.sort_unstable();
     assert_eq!(names, ["GSI1", "GSI2"]);
     assert!(indexes.iter().all(|i| {
-        i.projection().and_then(|p| p.projection_type())
-            == Some(&aws_sdk_dynamodb::types::ProjectionType::All)
+        i.projection().and_then(|p| p.projection_type()) == Some(&aws_sdk_dynamodb::types::ProjectionType::All)
     }));
-    let ttl = client
-        .describe_time_to_live()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
+    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
     assert_eq!(ttl.attribute_name(), Some("ttl"));
 }
@@ -53,9 +40,7 @@ async fn items_are_stored_with_the_documented_attributes() {
     };
     let client = aws_sdk_dynamodb::Client::new(&env.sdk_config().await);
     let table = arca_testenv::unique("arca-shape");
-    create_table(&client, &table)
-        .await
-        .expect("create table on moto");
+    create_table(&client, &table).await.expect("create table on moto");
     let store = DynamoItemStore::new(client.clone(), &table);
     let item = Item {
         pk: "ORG#1".into(),

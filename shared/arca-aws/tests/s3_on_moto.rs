@@ -11,7 +11,12 @@ async fn s3_object_store_passes_the_contract() {
     let config = env.sdk_config().await;
     let client = arca_aws::config::s3_client(&config);
     let bucket = arca_testenv::unique("arca-contract");
-    client.create_bucket().bucket(&bucket).send().await.expect("create bucket on moto");
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket on moto");
 
     let store = S3ObjectStore::new(client.clone(), &bucket, "tenant-a");
     arca_core::testing::object_store_contract(&store, "contract").await;
@@ -19,7 +24,10 @@ async fn s3_object_store_passes_the_contract() {
     // The root is honoured: a store with another root sees none of these objects.
     let other = S3ObjectStore::new(client, &bucket, "tenant-b");
     assert!(other.list("").await.unwrap().is_empty());
-    assert!(matches!(other.get("contract/data/two").await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        other.get("contract/data/two").await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[tokio::test]

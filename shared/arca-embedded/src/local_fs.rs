@@ -29,9 +29,7 @@ impl LocalFsObjectStore {
         let relative = Path::new(key);
         let plain = !key.is_empty()
             && !key.ends_with(PARTIAL_SUFFIX)
-            && relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
+            && relative.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
             return Err(Error::invalid(
                 "key",
@@ -45,9 +43,7 @@ impl LocalFsObjectStore {
 fn io_error(err: std::io::Error, key: &str) -> Error {
     match err.kind() {
         ErrorKind::NotFound => Error::not_found(format!("object {key}")),
-        ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-            Error::transient(err)
-        }
+        ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => Error::transient(err),
         _ => Error::permanent(err),
     }
 }
@@ -57,23 +53,15 @@ impl ObjectStore for LocalFsObjectStore {
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
         let path = self.path_of(key)?;
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io_error(e, key))?;
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(e, key))?;
         }
         let partial = path.with_file_name(format!(
             "{}.{}{PARTIAL_SUFFIX}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("object"),
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
             ulid::Ulid::new()
         ));
-        tokio::fs::write(&partial, &body)
-            .await
-            .map_err(|e| io_error(e, key))?;
-        tokio::fs::rename(&partial, &path)
-            .await
-            .map_err(|e| io_error(e, key))
+        tokio::fs::write(&partial, &body).await.map_err(|e| io_error(e, key))?;
+        tokio::fs::rename(&partial, &path).await.map_err(|e| io_error(e, key))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
@@ -86,9 +74,7 @@ impl ObjectStore for LocalFsObjectStore {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path_of(key)?;
-        let mut file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| io_error(e, key))?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| io_error(e, key))?;
         file.seek(SeekFrom::Start(range.start))
             .await
             .map_err(|e| io_error(e, key))?;
@@ -117,11 +103,7 @@ impl ObjectStore for LocalFsObjectStore {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_error(e, prefix)),
             };
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| io_error(e, prefix))?
-            {
+            while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(e, prefix))? {
                 let meta = entry.metadata().await.map_err(|e| io_error(e, prefix))?;
                 let path = entry.path();
                 if meta.is_dir() {
@@ -131,17 +113,11 @@ impl ObjectStore for LocalFsObjectStore {
                 let Ok(relative) = path.strip_prefix(&self.root) else {
                     continue;
                 };
-                let Some(key) = relative
-                    .to_str()
-                    .map(|k| k.replace(std::path::MAIN_SEPARATOR, "/"))
-                else {
+                let Some(key) = relative.to_str().map(|k| k.replace(std::path::MAIN_SEPARATOR, "/")) else {
                     continue;
                 };
                 if key.starts_with(prefix) && !key.ends_with(PARTIAL_SUFFIX) {
-                    out.push(ObjectMeta {
-                        key,
-                        size: meta.len(),
-                    });
+                    out.push(ObjectMeta { key, size: meta.len() });
                 }
             }
         }
@@ -173,13 +149,7 @@ mod tests {
     async fn keys_cannot_escape_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalFsObjectStore::new(dir.path().join("repo"));
-        for key in [
-            "../outside",
-            "/etc/passwd",
-            "a/../../b",
-            "",
-            "x.arca-partial",
-        ] {
+        for key in ["../outside", "/etc/passwd", "a/../../b", "", "x.arca-partial"] {
             let err = store.put(key, Bytes::from_static(b"x")).await.unwrap_err();
             assert!(matches!(err, Error::Invalid { .. }), "{key:?}: {err:?}");
         }

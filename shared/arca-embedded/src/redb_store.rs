@@ -24,8 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arca_core::store::item::{
-    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query,
-    SortKeyRange, Write,
+    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query, SortKeyRange, Write,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;
@@ -192,10 +191,7 @@ impl<'tx> Tables<'tx> {
     }
 
     fn load(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        let found = self
-            .items
-            .get((pk.as_bytes(), sk.as_bytes()))
-            .map_err(storage)?;
+        let found = self.items.get((pk.as_bytes(), sk.as_bytes())).map_err(storage)?;
         found.map(|guard| decode_item(guard.value())).transpose()
     }
 
@@ -249,9 +245,7 @@ impl<'tx> Tables<'tx> {
     fn delete(&mut self, pk: &str, sk: &str, condition: Condition) -> Result<()> {
         if let Some(old) = self.check(pk, sk, condition)? {
             self.remove_index_entries(&old)?;
-            self.items
-                .remove((pk.as_bytes(), sk.as_bytes()))
-                .map_err(storage)?;
+            self.items.remove((pk.as_bytes(), sk.as_bytes())).map_err(storage)?;
         }
         Ok(())
     }
@@ -284,9 +278,7 @@ fn transact_blocking(db: &Database, writes: &[Write]) -> Result<()> {
                 Write::Check { pk, sk, condition } => tables.check(pk, sk, *condition).map(drop),
             };
             outcome.map_err(|e| match e {
-                Error::Conflict { .. } => {
-                    Error::conflict(format!("write {} of {total}: condition failed", i + 1))
-                }
+                Error::Conflict { .. } => Error::conflict(format!("write {} of {total}: condition failed", i + 1)),
                 other => other,
             })?;
         }
@@ -333,9 +325,7 @@ fn span(partition: &str, range: &SortKeyRange, width: usize) -> Result<(Parts, P
     let end_of_partition = pad(successor(p), Vec::new());
     let (from, to): (&[u8], Option<Vec<u8>>) = match range {
         SortKeyRange::All => (b"", None),
-        SortKeyRange::BeginsWith(prefix) => {
-            (prefix.as_bytes(), prefix_successor(prefix.as_bytes()))
-        }
+        SortKeyRange::BeginsWith(prefix) => (prefix.as_bytes(), prefix_successor(prefix.as_bytes())),
         SortKeyRange::LessThan(bound) => (b"", Some(bound.as_bytes().to_vec())),
         SortKeyRange::Between(from, to) => {
             if from > to {
@@ -441,10 +431,7 @@ fn utf8(bytes: &[u8]) -> Result<String> {
 
 /// Takes up to `limit` results from `entries` (in query order), and a cursor if one
 /// more result exists.
-fn page_of(
-    entries: impl Iterator<Item = Result<(Item, Option<IndexKey>)>>,
-    limit: u32,
-) -> Result<Page> {
+fn page_of(entries: impl Iterator<Item = Result<(Item, Option<IndexKey>)>>, limit: u32) -> Result<Page> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut items = Vec::new();
     let mut last_index_key = None;
@@ -515,9 +502,7 @@ fn query_blocking(db: &Database, query: &Query) -> Result<Page> {
                 let (ipk, isk, pk, sk) = key.value();
                 let found = items.get((pk, sk)).map_err(storage)?;
                 let Some(value) = found else {
-                    return Err(corrupt(format!(
-                        "{index:?} entry without its item ({pk:?}, {sk:?})"
-                    )));
+                    return Err(corrupt(format!("{index:?} entry without its item ({pk:?}, {sk:?})")));
                 };
                 Ok((
                     decode_item(value.value())?,
@@ -572,8 +557,7 @@ impl ItemStore for RedbItemStore {
         if writes.is_empty() {
             return Ok(());
         }
-        self.blocking(move |db| transact_blocking(db, &writes))
-            .await
+        self.blocking(move |db| transact_blocking(db, &writes)).await
     }
 }
 

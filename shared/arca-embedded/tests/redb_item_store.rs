@@ -1,9 +1,7 @@
 //! The redb adapter of the storage port, on a real file in a temporary directory.
 
 use arca_core::Error;
-use arca_core::store::item::{
-    Condition, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write,
-};
+use arca_core::store::item::{Condition, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
 use arca_embedded::RedbItemStore;
 use serde_json::json;
 
@@ -37,10 +35,7 @@ async fn state_survives_reopening_the_file() {
     let path = dir.path().join("arca.redb");
     {
         let store = RedbItemStore::open(&path).unwrap();
-        store
-            .put(indexed("P", "a", 1), Condition::NotExists)
-            .await
-            .unwrap();
+        store.put(indexed("P", "a", 1), Condition::NotExists).await.unwrap();
         store
             .transact(vec![
                 Write::Put {
@@ -73,10 +68,7 @@ async fn state_survives_reopening_the_file() {
     }
 
     let store = RedbItemStore::open(&path).unwrap();
-    assert_eq!(
-        store.get("P", "a").await.unwrap(),
-        Some(indexed("P", "a", 1))
-    );
+    assert_eq!(store.get("P", "a").await.unwrap(), Some(indexed("P", "a", 1)));
     assert_eq!(store.get("P", "c").await.unwrap(), None);
     assert_eq!(store.get("P", "d").await.unwrap(), None);
     let page = store
@@ -91,19 +83,12 @@ async fn state_survives_reopening_the_file() {
         .await
         .unwrap();
     let sks: Vec<_> = page.items.iter().map(|i| i.sk.as_str()).collect();
-    assert_eq!(
-        sks,
-        ["a", "b"],
-        "the index is persisted in step with the items"
-    );
+    assert_eq!(sks, ["a", "b"], "the index is persisted in step with the items");
     assert_eq!(page.cursor, None);
     // Conditions are evaluated against the persisted versions.
     let stale = store.put(indexed("P", "a", 2), Condition::Version(0)).await;
     assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
-    store
-        .put(indexed("P", "a", 2), Condition::Version(1))
-        .await
-        .unwrap();
+    store.put(indexed("P", "a", 2), Condition::Version(1)).await.unwrap();
 }
 
 #[tokio::test]
@@ -122,11 +107,7 @@ async fn concurrent_conditional_creates_let_exactly_one_win() {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .put(indexed("P", "once", i), Condition::NotExists)
-                    .await
-            })
+            tokio::spawn(async move { store.put(indexed("P", "once", i), Condition::NotExists).await })
         })
         .collect();
     let mut won = 0;

@@ -42,12 +42,17 @@ impl AwsEnv {
     /// SDK configuration pointed at moto (endpoint, dummy credentials and region come
     /// from the environment, exactly as a deployed function would get them).
     pub async fn sdk_config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest()).endpoint_url(&self.endpoint_url).load().await
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint_url)
+            .load()
+            .await
     }
 }
 
 pub fn aws() -> Option<AwsEnv> {
-    Some(AwsEnv { endpoint_url: required("AWS_ENDPOINT_URL")? })
+    Some(AwsEnv {
+        endpoint_url: required("AWS_ENDPOINT_URL")?,
+    })
 }
 
 /// One of the test environment's kube-apiservers, through one identity.
@@ -88,6 +93,13 @@ pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{:x}{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{:x}{:x}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
