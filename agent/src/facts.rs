@@ -33,14 +33,20 @@ pub fn parse_version(git_version: &str) -> Option<(u32, u32)> {
 
 pub fn capabilities(version: Option<(u32, u32)>, snapshot_api_served: bool) -> Capabilities {
     let at_least = |minor: u32| version.is_some_and(|(maj, min)| maj > 1 || (maj == 1 && min >= minor));
-    Capabilities { resource_backup: at_least(13), csi_snapshots: at_least(17) && snapshot_api_served }
+    Capabilities {
+        resource_backup: at_least(13),
+        csi_snapshots: at_least(17) && snapshot_api_served,
+    }
 }
 
 /// Asks the API server. Node listing may be forbidden to a narrowly scoped identity;
 /// that is reported as zero nodes rather than failing the whole heartbeat.
 pub async fn collect(client: &kube::Client) -> kube::Result<ClusterFacts> {
     let version = client.apiserver_version().await?;
-    let node_count = match Api::<Node>::all(client.clone()).list_metadata(&ListParams::default()).await {
+    let node_count = match Api::<Node>::all(client.clone())
+        .list_metadata(&ListParams::default())
+        .await
+    {
         Ok(nodes) => nodes.items.len(),
         Err(kube::Error::Api(status)) if status.code == 403 => 0,
         Err(e) => return Err(e),
@@ -80,25 +86,62 @@ mod tests {
 
     #[test]
     fn capabilities_follow_the_version_thresholds() {
-        assert_eq!(capabilities(Some((1, 12)), true), Capabilities { resource_backup: false, csi_snapshots: false });
-        assert_eq!(capabilities(Some((1, 13)), true), Capabilities { resource_backup: true, csi_snapshots: false });
-        assert_eq!(capabilities(Some((1, 17)), false), Capabilities { resource_backup: true, csi_snapshots: false });
-        assert_eq!(capabilities(Some((1, 17)), true), Capabilities { resource_backup: true, csi_snapshots: true });
-        assert_eq!(capabilities(None, true), Capabilities { resource_backup: false, csi_snapshots: false });
+        assert_eq!(
+            capabilities(Some((1, 12)), true),
+            Capabilities {
+                resource_backup: false,
+                csi_snapshots: false
+            }
+        );
+        assert_eq!(
+            capabilities(Some((1, 13)), true),
+            Capabilities {
+                resource_backup: true,
+                csi_snapshots: false
+            }
+        );
+        assert_eq!(
+            capabilities(Some((1, 17)), false),
+            Capabilities {
+                resource_backup: true,
+                csi_snapshots: false
+            }
+        );
+        assert_eq!(
+            capabilities(Some((1, 17)), true),
+            Capabilities {
+                resource_backup: true,
+                csi_snapshots: true
+            }
+        );
+        assert_eq!(
+            capabilities(None, true),
+            Capabilities {
+                resource_backup: false,
+                csi_snapshots: false
+            }
+        );
     }
 
     #[tokio::test]
     async fn collects_facts_from_a_real_api_server() {
-        let Some(cluster) = arca_testenv::cluster_a().await else { return };
+        let Some(cluster) = arca_testenv::cluster_a().await else {
+            return;
+        };
         let facts = collect(&cluster.client).await.unwrap();
         assert!(parse_version(&facts.kubernetes_version).is_some(), "{facts:?}");
         assert!(facts.namespaces.iter().any(|n| n == "kube-system"), "{facts:?}");
-        assert!(facts.capabilities.csi_snapshots, "the test environment installs the snapshot CRDs: {facts:?}");
+        assert!(
+            facts.capabilities.csi_snapshots,
+            "the test environment installs the snapshot CRDs: {facts:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_reader_without_node_access_still_reports() {
-        let Some(cluster) = arca_testenv::cluster_a_reader().await else { return };
+        let Some(cluster) = arca_testenv::cluster_a_reader().await else {
+            return;
+        };
         // The reader may list namespaces but not nodes; the heartbeat must still work.
         let facts = collect(&cluster.client).await.unwrap();
         assert_eq!(facts.node_count, 0);

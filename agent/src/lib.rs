@@ -3,3 +3,6 @@
 //! issues; what exists now is how the agent learns what cluster it is in.
 
 pub mod facts;
+pub mod protocol;
+pub mod resources;
+pub mod worker;

@@ -66,6 +66,65 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// An authenticated agent (from `Authorization: Bearer <agent token>`) and the session
+/// it presents (`X-Arca-Agent-Session`, absent only on connect).
+#[derive(Clone, Debug)]
+pub struct AgentCaller {
+    pub agent: arca_core::agent::AgentPrincipal,
+    session: Option<String>,
+}
+
+impl AgentCaller {
+    /// The session id, required on every agent call but connect.
+    pub fn session(&self) -> Result<&str, ApiError> {
+        self.session.as_deref().ok_or_else(|| {
+            ApiError::from(
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "session_required",
+                    "send the session id from /v1/agent/connect in X-Arca-Agent-Session",
+                )
+                .with_field(arca_core::agent::SESSION_HEADER),
+            )
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::from(unauthenticated(
+                    "agent calls need `Authorization: Bearer <agent token>` (the cluster's token)",
+                ))
+            })?;
+        // The token is never logged: `Secret`'s Debug hides it.
+        let agent = state
+            .control_plane
+            .authenticate_agent(&Secret::from_presented(token))
+            .await
+            .map_err(|e| match e {
+                arca_core::Error::Unauthenticated => ApiError::from(unauthenticated("invalid agent token")),
+                other => ApiError::from(other),
+            })?;
+        let session = parts
+            .headers
+            .get(arca_core::agent::SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 64)
+            .map(str::to_owned);
+        Ok(AgentCaller { agent, session })
+    }
+}
+
 /// The ETag a write is conditional on, as the entity version it names.
 fn parse_etag(value: &str) -> Option<u64> {
     let value = value.trim();

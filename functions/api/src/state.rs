@@ -10,6 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use arca_core::plan::PlanLimits;
 use arca_core::ports::SystemClock;
+use arca_core::queue::Queue;
+use arca_core::scheduler::Scheduler;
 use arca_core::service::{ControlPlane, ControlPlaneConfig};
 use arca_core::store::Store;
 use arca_core::store::item::ItemStore;
@@ -29,7 +31,41 @@ pub struct Config {
     pub backend: Backend,
     pub signup_open: bool,
     pub limits: PlanLimits,
+    /// Where the SQS queues and the EventBridge schedules are (AWS backend only).
+    pub aws: AwsPorts,
+    pub agent: AgentSettings,
 }
+
+/// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
+/// `ARCA_MAX_RECEIVES`, `ARCA_SCHEDULE_GROUP`, `ARCA_DISPATCH_ARN`, `ARCA_SCHEDULER_ROLE_ARN`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsPorts {
+    pub queue_prefix: String,
+    pub max_receives: u32,
+    pub schedule_group: Option<String>,
+    pub dispatch_arn: Option<String>,
+    pub scheduler_role_arn: Option<String>,
+}
+
+/// What the agent manifest is made of: `ARCA_PUBLIC_URL` (the URL agents call; without
+/// it, the URL the request came in on) and `ARCA_AGENT_IMAGE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub public_url: Option<String>,
+    pub image: String,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            public_url: None,
+            image: DEFAULT_AGENT_IMAGE.to_owned(),
+        }
+    }
+}
+
+/// The agent image a manifest names unless `ARCA_AGENT_IMAGE` says otherwise.
+pub const DEFAULT_AGENT_IMAGE: &str = concat!("ghcr.io/arca-backup/arca-agent:", env!("CARGO_PKG_VERSION"));
 
 /// The name of the redb file inside `ARCA_DATA_DIR`.
 pub const DB_FILE: &str = "arca.redb";
@@ -64,30 +100,69 @@ impl Config {
             Some(json) => serde_json::from_str(&json).context("ARCA_PLAN_LIMITS is not a JSON plan-limits document")?,
             None => PlanLimits::default(),
         };
+        let max_receives = match var("ARCA_MAX_RECEIVES") {
+            Some(n) => n.parse().context("ARCA_MAX_RECEIVES must be a number")?,
+            None => 5,
+        };
         Ok(Config {
             backend,
             signup_open,
             limits,
+            aws: AwsPorts {
+                queue_prefix: var("ARCA_QUEUE_PREFIX").unwrap_or_else(|| "arca".to_owned()),
+                max_receives,
+                schedule_group: var("ARCA_SCHEDULE_GROUP"),
+                dispatch_arn: var("ARCA_DISPATCH_ARN"),
+                scheduler_role_arn: var("ARCA_SCHEDULER_ROLE_ARN"),
+            },
+            agent: AgentSettings {
+                public_url: var("ARCA_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+                image: var("ARCA_AGENT_IMAGE").unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_owned()),
+            },
         })
     }
 }
 
-/// What every handler gets: the control plane (service layer over the typed store).
+/// What every handler gets: the control plane (service layer over the typed store,
+/// the cluster queues and the scheduler) and how agent manifests are made.
 #[derive(Clone)]
 pub struct AppState {
     pub control_plane: ControlPlane,
+    pub agent: AgentSettings,
 }
 
 impl AppState {
-    /// State over any item store: what tests build on a temp-dir redb store.
+    /// State over any item store with in-process queues and scheduler: what tests build
+    /// on a temp-dir redb store.
     pub fn new(items: Arc<dyn ItemStore>, signup_open: bool, limits: PlanLimits, local_destinations: bool) -> Self {
         let config = ControlPlaneConfig {
             signup_open,
             local_destinations,
             ..ControlPlaneConfig::default()
         };
+        let clock: Arc<dyn arca_core::ports::Clock> = Arc::new(SystemClock);
+        Self::with_ports(
+            items,
+            Arc::new(arca_embedded::EmbeddedQueue::new(5)),
+            Arc::new(arca_embedded::EmbeddedScheduler::new(clock)),
+            limits,
+            config,
+        )
+    }
+
+    /// State over explicit ports (the end-to-end tests drive the scheduler themselves).
+    pub fn with_ports(
+        items: Arc<dyn ItemStore>,
+        queue: Arc<dyn Queue>,
+        scheduler: Arc<dyn Scheduler>,
+        limits: PlanLimits,
+        config: ControlPlaneConfig,
+    ) -> Self {
         AppState {
-            control_plane: ControlPlane::new(Store::new(items), limits, Arc::new(SystemClock), config),
+            control_plane: ControlPlane::new(Store::new(items), limits, Arc::new(SystemClock), config)
+                .with_queue(queue)
+                .with_scheduler(scheduler),
+            agent: AgentSettings::default(),
         }
     }
 
@@ -100,23 +175,54 @@ impl AppState {
         Ok(Self::new(Arc::new(store), signup_open, limits, true))
     }
 
-    /// State on a DynamoDB table, with the SDK configured from the environment.
-    pub async fn dynamo(table: &str, signup_open: bool, limits: PlanLimits) -> Self {
+    /// State on a DynamoDB table with SQS queues and EventBridge schedules, the SDK
+    /// configured from the environment.
+    pub async fn dynamo(table: &str, signup_open: bool, limits: PlanLimits, aws: &AwsPorts) -> anyhow::Result<Self> {
         let sdk = arca_aws::config::load().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        Self::new(
-            Arc::new(arca_aws::DynamoItemStore::new(client, table)),
-            signup_open,
-            limits,
-            false,
+        let need = |v: &Option<String>, name: &str| {
+            v.clone()
+                .with_context(|| format!("{name} must be set with ARCA_TABLE (the schedules' target)"))
+        };
+        let scheduler = arca_aws::EventBridgeScheduler::new(
+            aws_sdk_scheduler::Client::new(&sdk),
+            arca_aws::EventBridgeSchedulerConfig {
+                group: need(&aws.schedule_group, "ARCA_SCHEDULE_GROUP")?,
+                target_arn: need(&aws.dispatch_arn, "ARCA_DISPATCH_ARN")?,
+                role_arn: need(&aws.scheduler_role_arn, "ARCA_SCHEDULER_ROLE_ARN")?,
+            },
+        );
+        let queue = arca_aws::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            arca_aws::SqsQueueConfig {
+                name_prefix: aws.queue_prefix.clone(),
+                max_receives: aws.max_receives,
+            },
         )
+        .context("ARCA_QUEUE_PREFIX / ARCA_MAX_RECEIVES")?;
+        let config = ControlPlaneConfig {
+            signup_open,
+            local_destinations: false,
+            ..ControlPlaneConfig::default()
+        };
+        Ok(Self::with_ports(
+            Arc::new(arca_aws::DynamoItemStore::new(client, table)),
+            Arc::new(queue),
+            Arc::new(scheduler),
+            limits,
+            config,
+        ))
     }
 
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        match &config.backend {
-            Backend::Embedded { data_dir } => Self::embedded(data_dir, config.signup_open, config.limits.clone()),
-            Backend::Dynamo { table } => Ok(Self::dynamo(table, config.signup_open, config.limits.clone()).await),
-        }
+        let mut state = match &config.backend {
+            Backend::Embedded { data_dir } => Self::embedded(data_dir, config.signup_open, config.limits.clone())?,
+            Backend::Dynamo { table } => {
+                Self::dynamo(table, config.signup_open, config.limits.clone(), &config.aws).await?
+            }
+        };
+        state.agent = config.agent.clone();
+        Ok(state)
     }
 }
 

@@ -262,7 +262,13 @@ async fn roles_gate_reads_operations_and_configuration() {
     let viewer = api.key(&t, "viewer").await;
     let operator = api.key(&t, "operator").await;
     let dest = api.destination(&t.admin, "s3").await;
-    let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
+    let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
+    // Runs need an ACTIVE cluster: its agent heartbeats.
+    api.state
+        .control_plane
+        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
+        .await
+        .unwrap();
     let def = api
         .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
         .await
@@ -345,6 +351,8 @@ async fn roles_gate_reads_operations_and_configuration() {
 async fn plant_recovery_point(api: &Api, org: &str, cluster: &str, definition: &str) -> RecoveryPointId {
     let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
     let rp = RecoveryPoint {
+        rule: None,
+        keep_last: None,
         id: RecoveryPointId::new(),
         org_id: org.parse::<OrgId>().unwrap(),
         cluster_id: cluster.parse::<ClusterId>().unwrap(),
@@ -378,7 +386,24 @@ async fn jobs_recovery_points_and_restores_over_http() {
         .expect(201)
         .id();
 
-    // Jobs: run three times, read one with its ETag, page through them.
+    // Before the agent is there a run is SKIPPED, saying why.
+    let skipped = api
+        .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
+        .await
+        .expect(201);
+    assert_eq!(skipped.body["state"], "SKIPPED");
+    assert!(
+        skipped.body["reason"].as_str().unwrap().contains("cluster not active"),
+        "{}",
+        skipped.text
+    );
+    api.state
+        .control_plane
+        .record_heartbeat(&Secret::from_presented(token.clone()), Heartbeat::default())
+        .await
+        .unwrap();
+    // Jobs: run three times (each canceled before the next: one unfinished job per
+    // definition), read one with its ETag, page through them.
     let mut jobs = Vec::new();
     for _ in 0..3 {
         let job = api
@@ -388,21 +413,33 @@ async fn jobs_recovery_points_and_restores_over_http() {
         assert_eq!(job.body["state"], "PENDING");
         assert_eq!(job.body["retention"]["retainDays"], 7, "the policy's first row decides");
         assert_eq!(job.location.as_deref(), Some(format!("/v1/jobs/{}", job.id()).as_str()));
+        let again = api
+            .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
+            .await
+            .expect(201);
+        assert_eq!(again.body["state"], "SKIPPED", "one unfinished job per definition");
+        api.post(&format!("/v1/jobs/{}/cancel", job.id()), &t.admin, json!({}))
+            .await
+            .expect(200);
         jobs.push(job.id());
     }
     let got = api.get(&format!("/v1/jobs/{}", jobs[0]), &t.admin).await.expect(200);
-    assert_eq!(got.etag(), "\"1\"");
+    assert_eq!(got.etag(), "\"2\"", "created, then canceled");
     let page = api.get("/v1/jobs?limit=2", &t.admin).await.expect(200);
     assert_eq!(page.body["items"].as_array().unwrap().len(), 2);
-    assert_eq!(page.body["items"][0]["id"], jobs[2].as_str(), "newest first");
+    assert_eq!(
+        page.body["items"][1]["id"],
+        jobs[2].as_str(),
+        "newest first (after its SKIPPED twin)"
+    );
     let next = page.body["nextCursor"].as_str().unwrap();
     let rest = api
         .get(&format!("/v1/jobs?limit=2&cursor={next}"), &t.admin)
         .await
         .expect(200);
-    assert_eq!(rest.body["items"][0]["id"], jobs[0].as_str());
+    assert_eq!(rest.body["items"][1]["id"], jobs[1].as_str());
     let filtered = api
-        .get(&format!("/v1/jobs?definitionId={def}&state=PENDING"), &t.admin)
+        .get(&format!("/v1/jobs?definitionId={def}&state=CANCELED"), &t.admin)
         .await
         .expect(200);
     assert_eq!(filtered.body["items"].as_array().unwrap().len(), 3);
@@ -421,11 +458,16 @@ async fn jobs_recovery_points_and_restores_over_http() {
     assert_eq!(got.body["state"], "READY");
     assert!(got.etag.is_some());
 
-    // Restores need an ACTIVE target: before the agent's heartbeat, 409.
+    // Restores need an ACTIVE target: a cluster whose agent never connected is 409.
+    let (idle, _) = api.cluster(&t.admin, "idle", Some(&dest)).await;
+    api.post(
+        "/v1/restores",
+        &t.admin,
+        json!({ "recoveryPointId": rp.to_string(), "targetClusterId": idle }),
+    )
+    .await
+    .problem(409, "restore_not_possible");
     let restore = json!({ "recoveryPointId": rp.to_string(), "targetClusterId": cluster });
-    api.post("/v1/restores", &t.admin, restore.clone())
-        .await
-        .problem(409, "restore_not_possible");
     api.state
         .control_plane
         .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
@@ -453,7 +495,13 @@ async fn the_job_state_machine_refuses_to_cancel_finished_jobs() {
     let api = Api::new();
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
-    let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
+    let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
+    // Runs need an ACTIVE cluster: its agent heartbeats.
+    api.state
+        .control_plane
+        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
+        .await
+        .unwrap();
     let def = api.backup(&t.admin, &cluster, None, None).await.expect(201).id();
     let run = format!("/v1/backups/{def}/run");
 

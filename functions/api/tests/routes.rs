@@ -75,9 +75,17 @@ fn every_operation_documents_its_role_or_that_it_is_public() {
         for (method, op) in item.as_object().unwrap() {
             let public = op["security"] == json!([{}]);
             let role = op["description"].as_str().is_some_and(|d| d.starts_with("Role: "));
-            assert!(
-                public != role,
-                "{method} {path}: a role in its description, or `security(())`, exactly one"
+            let agent = op["security"] == json!([{ "agentToken": [] }])
+                && op["description"].as_str().is_some_and(|d| d.starts_with("Agent: "));
+            assert_eq!(
+                [public, role, agent].iter().filter(|b| **b).count(),
+                1,
+                "{method} {path}: a role in its description, `security(())`, or the agent token, exactly one"
+            );
+            assert_eq!(
+                path.starts_with("/v1/agent/"),
+                agent,
+                "{method} {path}: agent routes, and only they, use the agent token"
             );
         }
     }
@@ -129,6 +137,10 @@ enum Case {
     CreateInOwnOrg(Value),
     /// No caller, no tenant.
     Public,
+    /// An agent route called by B's agent with one of A's jobs: 404.
+    AgentForeignJob,
+    /// An agent route about the caller's own cluster: B's agent reaches only B's.
+    AgentOwnCluster,
 }
 
 /// A's objects, by kind, with their ETags before B's attempts.
@@ -156,6 +168,8 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .id();
     let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
     let rp = RecoveryPoint {
+        rule: None,
+        keep_last: None,
         id: RecoveryPointId::new(),
         org_id: a.org_id.parse::<OrgId>().unwrap(),
         cluster_id: cluster.parse::<ClusterId>().unwrap(),
@@ -270,6 +284,13 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
             ),
         ),
         (("GET", "/v1/restores/{id}"), ForeignId { body: None }),
+        (("POST", "/v1/agent/connect"), AgentOwnCluster),
+        (("POST", "/v1/agent/heartbeat"), AgentOwnCluster),
+        (("POST", "/v1/agent/poll"), AgentOwnCluster),
+        (("POST", "/v1/agent/jobs/{id}/lease"), AgentForeignJob),
+        (("POST", "/v1/agent/jobs/{id}/progress"), AgentForeignJob),
+        (("POST", "/v1/agent/jobs/{id}/complete"), AgentForeignJob),
+        (("POST", "/v1/agent/jobs/{id}/credentials"), AgentForeignJob),
     ])
 }
 
@@ -290,6 +311,18 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
         documented.difference(&table).collect::<Vec<_>>(),
         table.difference(&documented).collect::<Vec<_>>()
     );
+
+    // B's own agent, connected.
+    let b_dest = api.destination(&b.admin, "b-dest").await;
+    let (_, b_token) = api.cluster(&b.admin, "b-cluster", Some(&b_dest)).await;
+    let mut b_session = api
+        .agent(&b_token, "/v1/agent/connect", None, json!({}))
+        .await
+        .expect(200)
+        .body["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // What A sees before B tries anything.
     let mut before = BTreeMap::new();
@@ -371,6 +404,33 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
             Case::Public => {
                 let reply = api.request(method, path, Some(&b.admin), None, None).await;
                 assert_ne!(reply.status, StatusCode::NOT_FOUND, "{what}");
+            }
+            Case::AgentForeignJob => {
+                let concrete = path.replace("{id}", &world.ids["jobs"]);
+                let body = json!({ "leaseToken": "x", "state": "FAILED" });
+                let reply = api.agent(&b_token, &concrete, Some(&b_session), body).await;
+                assert_eq!(reply.status, StatusCode::NOT_FOUND, "{what}: {}", reply.text);
+                // And an API key is no agent token.
+                let reply = api
+                    .request(method.clone(), &concrete, Some(&b.admin), None, Some(json!({})))
+                    .await;
+                assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {}", reply.text);
+            }
+            Case::AgentOwnCluster => {
+                let reply = api.agent(&b_token, path, Some(&b_session), json!({})).await;
+                assert!(reply.status.is_success(), "{what}: {} {}", reply.status, reply.text);
+                assert!(
+                    !reply.text.contains(world.ids["jobs"].as_str()),
+                    "{what} handed out A's job"
+                );
+                assert!(
+                    !reply.text.contains(world.ids["clusters"].as_str()),
+                    "{what} shows A's cluster"
+                );
+                if path.ends_with("/connect") {
+                    // A new connect supersedes the session the other calls used.
+                    b_session = reply.body["sessionId"].as_str().unwrap().to_owned();
+                }
             }
         }
     }

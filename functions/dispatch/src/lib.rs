@@ -1,34 +1,69 @@
 //! Dispatch: EventBridge Scheduler fires one schedule per (backup definition, policy
-//! row); this function decides whether that run happens and hands the job to the
-//! cluster's queue. The decision logic arrives with the scheduling issue; what is
-//! settled now is the event contract.
+//! row) with [`ScheduleFired`]; this function decides whether that run happens and
+//! hands the job to the cluster's queue (`ControlPlane::dispatch_scheduled`: the pure
+//! decision is `arca_core::dispatch::decide`). It also drains the shared dead-letter
+//! queue, so jobs whose lease lapsed too often end FAILED.
 
-use arca_core::ids::OrgId;
+use arca_core::service::ControlPlane;
 use arca_core::{Error, Result};
-use serde::Deserialize;
+use serde_json::json;
 
-/// The input our schedules carry (set as the Scheduler target's `Input`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScheduleFired {
-    pub org_id: OrgId,
-    pub definition_id: String,
-    /// Index of the policy's schedule row that fired (each row has its own retention).
-    pub rule: u32,
-}
+/// The input our schedules carry (the Scheduler target's `Input`): the same JSON as
+/// `arca_core::scheduler::ScheduleInput`.
+pub type ScheduleFired = arca_core::scheduler::ScheduleInput;
+
+/// Dead letters handled per invocation: bounded so one run stays short.
+const DEAD_LETTERS_PER_RUN: usize = 25;
 
 pub fn parse(event: serde_json::Value) -> Result<ScheduleFired> {
-    serde_json::from_value(event).map_err(|e| Error::invalid("event", e.to_string()))
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Strict {
+        org_id: arca_core::ids::OrgId,
+        definition_id: String,
+        rule: u32,
+    }
+    let s: Strict = serde_json::from_value(event).map_err(|e| Error::invalid("event", e.to_string()))?;
+    Ok(ScheduleFired {
+        org_id: s.org_id,
+        definition_id: s.definition_id,
+        rule: s.rule,
+    })
 }
 
-pub async fn handle(event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+/// The whole function, over a control plane: drain dead letters, then run or skip the
+/// fired definition. A schedule of a definition deleted a moment ago is not an error
+/// (the scheduler would retry it for nothing).
+pub async fn on_schedule(cp: &ControlPlane, event: serde_json::Value) -> Result<serde_json::Value> {
     let fired = parse(event)?;
     tracing::info!(org_id = %fired.org_id, definition_id = %fired.definition_id, rule = fired.rule, "schedule fired");
-    Err("dispatch is not wired to the store and queues yet (scheduling issue)".into())
+    match cp.drain_dead_letters(DEAD_LETTERS_PER_RUN).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "dead-lettered jobs marked FAILED"),
+        // The dispatch itself matters more; the next run drains again.
+        Err(e) => tracing::warn!(error = %e, "draining the dead-letter queue failed"),
+    }
+    match cp.dispatch_scheduled(&fired).await {
+        Ok(job) => {
+            tracing::info!(job_id = %job.id, state = ?job.state, reason = ?job.reason, "dispatched");
+            Ok(json!({ "jobId": job.id, "state": job.state, "reason": job.reason }))
+        }
+        Err(Error::NotFound { what }) => {
+            tracing::warn!(%what, "the fired schedule's definition is gone");
+            Ok(json!({ "skipped": format!("{what} not found") }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The Lambda handler: the control plane is built once per sandbox by `main`.
+pub async fn handle(cp: &ControlPlane, event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+    Ok(on_schedule(cp, event).await?)
 }
 
 #[cfg(test)]
 mod tests {
+    use arca_core::ids::OrgId;
     use serde_json::json;
 
     use super::*;
@@ -37,7 +72,14 @@ mod tests {
     fn parses_the_schedule_input() {
         let org = OrgId::new();
         let fired = parse(json!({"orgId": org.to_string(), "definitionId": "bd-1", "rule": 2})).unwrap();
-        assert_eq!(fired, ScheduleFired { org_id: org, definition_id: "bd-1".into(), rule: 2 });
+        assert_eq!(
+            fired,
+            ScheduleFired {
+                org_id: org,
+                definition_id: "bd-1".into(),
+                rule: 2
+            }
+        );
     }
 
     #[test]

@@ -1,47 +1,46 @@
-//! Retention: expires recovery points whose time is up. Deleting the data behind them
-//! arrives with the control-plane and data-path issues; the selection rule is here now.
+//! Retention: runs hourly. Finds recovery points whose expiry has passed (GSI2), keeps
+//! locked ones and the newest `keepLast` of each (definition, schedule row), marks the
+//! rest DELETING and issues a DELETE_BACKUP job per point to its cluster's agent
+//! (`ControlPlane::retention_sweep`; the plan is the pure `arca_core::retention::plan`).
+//! A point disappears only when the agent completes its deletion. It also drains the
+//! shared dead-letter queue (jobs whose lease lapsed too often end FAILED).
 
-use std::time::SystemTime;
+use arca_core::Result;
+use arca_core::service::ControlPlane;
+use serde_json::json;
 
-/// What retention needs to know of a recovery point.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PointSummary {
-    pub id: String,
-    pub expires_at: Option<SystemTime>,
-    /// A locked point is kept whatever its expiry (legal hold, "keep forever").
-    pub locked: bool,
+/// Dead letters handled per run.
+const DEAD_LETTERS_PER_RUN: usize = 100;
+
+/// The whole function over a control plane.
+pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
+    let drained = match cp.drain_dead_letters(DEAD_LETTERS_PER_RUN).await {
+        Ok(n) => n,
+        Err(e) => {
+            // Retention matters more; the next run (or dispatch) drains again.
+            tracing::warn!(error = %e, "draining the dead-letter queue failed");
+            0
+        }
+    };
+    let report = cp.retention_sweep().await?;
+    tracing::info!(
+        examined = report.examined,
+        deletion_jobs = report.deletion_jobs.len(),
+        kept = report.kept,
+        awaiting_direct_deletion = report.awaiting_direct_deletion.len(),
+        dead_letters = drained,
+        "retention sweep"
+    );
+    Ok(json!({
+        "examined": report.examined,
+        "deletionJobs": report.deletion_jobs,
+        "kept": report.kept,
+        "awaitingDirectDeletion": report.awaiting_direct_deletion,
+        "deadLetters": drained,
+    }))
 }
 
-/// The points to expire at `now`: unlocked, with an expiry at or before `now`.
-pub fn due(points: &[PointSummary], now: SystemTime) -> Vec<&PointSummary> {
-    points.iter().filter(|p| !p.locked && p.expires_at.is_some_and(|t| t <= now)).collect()
-}
-
-pub async fn handle(_event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
-    tracing::info!("retention run requested");
-    Err("retention is not wired to the store yet (control-plane issue)".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use super::*;
-
-    fn point(id: &str, expires: Option<u64>, locked: bool) -> PointSummary {
-        PointSummary { id: id.into(), expires_at: expires.map(|s| UNIX_EPOCH + Duration::from_secs(s)), locked }
-    }
-
-    #[test]
-    fn only_unlocked_expired_points_are_due() {
-        let points = [
-            point("past", Some(100), false),
-            point("now", Some(200), false),
-            point("future", Some(300), false),
-            point("locked", Some(100), true),
-            point("forever", None, false),
-        ];
-        let ids: Vec<_> = due(&points, UNIX_EPOCH + Duration::from_secs(200)).iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["past", "now"]);
-    }
+/// The Lambda handler (an EventBridge hourly rule; the event carries nothing we need).
+pub async fn handle(cp: &ControlPlane, _event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+    Ok(sweep(cp).await?)
 }

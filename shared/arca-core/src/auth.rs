@@ -125,10 +125,7 @@ mod tests {
             err.to_string(),
             "forbidden: this needs the operator role; the key has viewer"
         );
-        assert_eq!(
-            serde_json::to_string(&Role::Operator).unwrap(),
-            "\"operator\""
-        );
+        assert_eq!(serde_json::to_string(&Role::Operator).unwrap(), "\"operator\"");
     }
 
     #[test]

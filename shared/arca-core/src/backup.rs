@@ -171,25 +171,19 @@ mod tests {
     fn selections_are_either_full_or_some_namespaces() {
         let mut s = spec();
         s.selection.full_cluster = true;
-        assert!(
-            matches!(s.clone().validated(), Err(Error::Invalid { field, .. }) if field == "selection.namespaces")
-        );
+        assert!(matches!(s.clone().validated(), Err(Error::Invalid { field, .. }) if field == "selection.namespaces"));
         s.selection.namespaces.clear();
         assert!(s.clone().validated().is_ok());
         s.selection.full_cluster = false;
         assert!(s.clone().validated().is_err());
         s.selection.namespaces = vec!["Bad_NS".into()];
-        assert!(
-            matches!(s.validated(), Err(Error::Invalid { field, .. }) if field == "selection.namespaces[0]")
-        );
+        assert!(matches!(s.validated(), Err(Error::Invalid { field, .. }) if field == "selection.namespaces[0]"));
     }
 
     #[test]
     fn delete_after_copy_needs_a_copy() {
         let mut s = spec();
         s.pv_mode = PvMode::Snapshot;
-        assert!(
-            matches!(s.validated(), Err(Error::Invalid { field, .. }) if field == "deleteSnapshotAfterCopy")
-        );
+        assert!(matches!(s.validated(), Err(Error::Invalid { field, .. }) if field == "deleteSnapshotAfterCopy"));
     }
 }

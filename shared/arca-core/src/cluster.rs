@@ -87,6 +87,15 @@ pub struct PvcInfo {
     pub size_bytes: Option<u64>,
 }
 
+/// What Arca can do on the cluster, as the agent found it (product FAQ: resource backup
+/// from Kubernetes 1.13; CSI snapshots from 1.17 with `snapshot.storage.k8s.io/v1` served).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    pub resource_backup: bool,
+    pub csi_snapshots: bool,
+}
+
 /// One heartbeat of the agent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +106,8 @@ pub struct Heartbeat {
     /// Present when the agent sends a fresh inventory; `None` keeps the previous one.
     #[serde(default)]
     pub inventory: Option<Inventory>,
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +123,9 @@ pub struct Cluster {
     pub agent_version: Option<String>,
     pub node_count: Option<u32>,
     pub inventory: Inventory,
+    /// `None` until the agent reported them.
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// The backup definitions that protect this cluster, kept in the same transaction
     /// as the definitions, so "cluster in use" cannot be raced.
@@ -159,6 +173,9 @@ impl Cluster {
         if let Some(inventory) = heartbeat.inventory {
             self.inventory = inventory;
         }
+        if heartbeat.capabilities.is_some() {
+            self.capabilities = heartbeat.capabilities;
+        }
     }
 }
 
@@ -179,6 +196,7 @@ mod tests {
             agent_version: None,
             node_count: None,
             inventory: Inventory::default(),
+            capabilities: None,
             last_heartbeat_at: None,
             backup_definition_ids: BTreeSet::new(),
             created_at: DateTime::UNIX_EPOCH,
@@ -211,11 +229,7 @@ mod tests {
         );
         assert_eq!(c.node_count, Some(3));
         c.apply_heartbeat(Heartbeat::default(), t0 + chrono::Duration::seconds(400));
-        assert_eq!(
-            c.node_count,
-            Some(3),
-            "a heartbeat without a count keeps the last one"
-        );
+        assert_eq!(c.node_count, Some(3), "a heartbeat without a count keeps the last one");
         assert_eq!(
             c.state_at(t0 + chrono::Duration::seconds(500), timeout),
             ClusterState::Active
@@ -227,11 +241,7 @@ mod tests {
         let mut c = cluster();
         c.agent_token_hash = Some(crate::secret::Secret::from_presented("arcagent_x").hash());
         let json = serde_json::to_value(&c).unwrap();
-        assert!(
-            !json
-                .to_string()
-                .contains(c.agent_token_hash.as_ref().unwrap().as_str())
-        );
+        assert!(!json.to_string().contains(c.agent_token_hash.as_ref().unwrap().as_str()));
         assert_eq!(json["state"], "REGISTERED");
         assert_eq!(json["name"], "prod");
     }

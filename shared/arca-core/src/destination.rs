@@ -9,11 +9,7 @@ use crate::{Error, Result, validate};
 
 /// Where backup data goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "SCREAMING_SNAKE_CASE",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", rename_all_fields = "camelCase")]
 pub enum DestinationTarget {
     /// A bucket Arca operates; its location is chosen by the deployment.
     ArcaManaged {
@@ -70,13 +66,10 @@ impl DestinationTarget {
                     ));
                 }
                 let bucket_ok = (3..=63).contains(&bucket.len())
-                    && bucket.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                    })
                     && bucket
                         .bytes()
-                        .next()
-                        .is_some_and(|b| b.is_ascii_alphanumeric());
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                    && bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
                 if !bucket_ok {
                     return Err(Error::invalid(
                         format!("{field}.bucket"),
@@ -84,10 +77,7 @@ impl DestinationTarget {
                     ));
                 }
                 if region.trim().is_empty() {
-                    return Err(Error::invalid(
-                        format!("{field}.region"),
-                        "must not be empty",
-                    ));
+                    return Err(Error::invalid(format!("{field}.region"), "must not be empty"));
                 }
                 if prefix.starts_with('/') || prefix.contains("..") || prefix.len() > 512 {
                     return Err(Error::invalid(
@@ -187,12 +177,8 @@ pub fn effective_destination(
     cluster_default: Option<DestinationId>,
     org_default: Option<DestinationId>,
 ) -> Option<EffectiveDestination> {
-    let pick = |id: Option<DestinationId>, source| {
-        id.map(|destination_id| EffectiveDestination {
-            destination_id,
-            source,
-        })
-    };
+    let pick =
+        |id: Option<DestinationId>, source| id.map(|destination_id| EffectiveDestination { destination_id, source });
     pick(definition_override, DestinationSource::BackupDefinition)
         .or_else(|| pick(cluster_default, DestinationSource::Cluster))
         .or_else(|| pick(org_default, DestinationSource::Org))
@@ -204,20 +190,13 @@ mod tests {
 
     #[test]
     fn the_most_specific_destination_wins() {
-        let (d, c, o) = (
-            DestinationId::new(),
-            DestinationId::new(),
-            DestinationId::new(),
-        );
+        let (d, c, o) = (DestinationId::new(), DestinationId::new(), DestinationId::new());
         let eff = |a, b, c| effective_destination(a, b, c).map(|e| (e.destination_id, e.source));
         assert_eq!(
             eff(Some(d), Some(c), Some(o)),
             Some((d, DestinationSource::BackupDefinition))
         );
-        assert_eq!(
-            eff(None, Some(c), Some(o)),
-            Some((c, DestinationSource::Cluster))
-        );
+        assert_eq!(eff(None, Some(c), Some(o)), Some((c, DestinationSource::Cluster)));
         assert_eq!(eff(None, None, Some(o)), Some((o, DestinationSource::Org)));
         assert_eq!(eff(None, None, None), None);
     }
@@ -238,8 +217,7 @@ mod tests {
         assert_eq!(json["skipTlsVerify"], true);
         let back: DestinationTarget = serde_json::from_value(json).unwrap();
         assert_eq!(back, s3);
-        let managed: DestinationTarget =
-            serde_json::from_str(r#"{"kind":"ARCA_MANAGED"}"#).unwrap();
+        let managed: DestinationTarget = serde_json::from_str(r#"{"kind":"ARCA_MANAGED"}"#).unwrap();
         assert!(managed.is_arca_managed());
     }
 
@@ -253,15 +231,11 @@ mod tests {
             credentials_ref: None,
             skip_tls_verify: false,
         };
-        assert!(
-            matches!(bad.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.bucket")
-        );
+        assert!(matches!(bad.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.bucket"));
         let local = DestinationTarget::LocalFilesystem {
             path: "/var/arca".into(),
         };
         assert!(local.validate("target", true).is_ok());
-        assert!(
-            matches!(local.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.kind")
-        );
+        assert!(matches!(local.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.kind"));
     }
 }

@@ -58,6 +58,12 @@ pub enum ConflictKind {
     RestoreNotPossible,
     /// Lost a race with concurrent writers even after retrying: trying again may succeed.
     ConcurrentModification,
+    /// The agent's session was replaced by a newer connect with the same token: the
+    /// older agent must stop.
+    Superseded,
+    /// An agent acted on a job it does not hold (lease lapsed and redelivered, or the
+    /// job ended).
+    LeaseLost,
 }
 
 impl ConflictKind {
@@ -73,6 +79,8 @@ impl ConflictKind {
             ConflictKind::IllegalJobTransition => "illegal_job_transition",
             ConflictKind::RestoreNotPossible => "restore_not_possible",
             ConflictKind::ConcurrentModification => "concurrent_modification",
+            ConflictKind::Superseded => "superseded",
+            ConflictKind::LeaseLost => "lease_lost",
         }
     }
 }

@@ -41,11 +41,7 @@ impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobState::Completed
-                | JobState::Partial
-                | JobState::Failed
-                | JobState::Skipped
-                | JobState::Canceled
+            JobState::Completed | JobState::Partial | JobState::Failed | JobState::Skipped | JobState::Canceled
         )
     }
 
@@ -68,9 +64,10 @@ impl JobState {
         if self.can_become(to) {
             Ok(to)
         } else {
-            Err(Error::conflict_of(crate::error::ConflictKind::IllegalJobTransition, format!(
-                "a job cannot go from {self:?} to {to:?}"
-            )))
+            Err(Error::conflict_of(
+                crate::error::ConflictKind::IllegalJobTransition,
+                format!("a job cannot go from {self:?} to {to:?}"),
+            ))
         }
     }
 }
@@ -149,6 +146,13 @@ pub struct Job {
     pub restore_id: Option<RestoreId>,
     /// For backups: how long the resulting recovery point is kept.
     pub retention: Option<Retention>,
+    /// For scheduled backups: the policy schedule row that fired (its retention group).
+    #[serde(default)]
+    pub rule: Option<u32>,
+    /// For backups: when the resulting recovery point expires (the retention, capped by
+    /// the plan, from the moment the job was dispatched).
+    #[serde(default)]
+    pub recovery_point_expires_at: Option<DateTime<Utc>>,
     pub counters: JobCounters,
     pub progress: JobProgress,
     pub activity: Vec<ActivityLine>,
@@ -164,12 +168,7 @@ pub struct Job {
 
 impl Job {
     /// A new PENDING job of `job_type`, created at `now`.
-    pub fn pending(
-        org_id: OrgId,
-        job_type: JobType,
-        trigger: JobTrigger,
-        now: DateTime<Utc>,
-    ) -> Self {
+    pub fn pending(org_id: OrgId, job_type: JobType, trigger: JobTrigger, now: DateTime<Utc>) -> Self {
         Job {
             id: JobId::at(now.into()),
             org_id,
@@ -182,6 +181,8 @@ impl Job {
             recovery_point_id: None,
             restore_id: None,
             retention: None,
+            rule: None,
+            recovery_point_expires_at: None,
             counters: JobCounters::default(),
             progress: JobProgress::default(),
             activity: Vec::new(),
@@ -195,12 +196,7 @@ impl Job {
     }
 
     /// Moves the job through the state machine, stamping start and end times.
-    pub fn transition(
-        &mut self,
-        to: JobState,
-        reason: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub fn transition(&mut self, to: JobState, reason: Option<String>, now: DateTime<Utc>) -> Result<()> {
         self.state = self.state.transition(to)?;
         if to == JobState::Running && self.started_at.is_none() {
             self.started_at = Some(now);
@@ -265,10 +261,7 @@ mod tests {
     fn terminal_states_never_move() {
         for from in ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in ALL {
-                assert!(
-                    from.transition(to).is_err(),
-                    "{from:?} -> {to:?} must be rejected"
-                );
+                assert!(from.transition(to).is_err(), "{from:?} -> {to:?} must be rejected");
             }
         }
     }
@@ -282,18 +275,9 @@ mod tests {
 
     #[test]
     fn states_serialise_as_the_api_spells_them() {
-        assert_eq!(
-            serde_json::to_string(&Cancelling).unwrap(),
-            "\"CANCELLING\""
-        );
-        assert_eq!(
-            serde_json::to_string(&JobType::K8sBackup).unwrap(),
-            "\"K8S_BACKUP\""
-        );
-        assert_eq!(
-            serde_json::to_string(&JobType::RdsRestore).unwrap(),
-            "\"RDS_RESTORE\""
-        );
+        assert_eq!(serde_json::to_string(&Cancelling).unwrap(), "\"CANCELLING\"");
+        assert_eq!(serde_json::to_string(&JobType::K8sBackup).unwrap(), "\"K8S_BACKUP\"");
+        assert_eq!(serde_json::to_string(&JobType::RdsRestore).unwrap(), "\"RDS_RESTORE\"");
     }
 
     fn job() -> Job {

@@ -2,10 +2,14 @@
 //! rules over them. Nothing here calls an SDK or a Kubernetes client; adapters live in
 //! `arca-aws` (AWS) and `arca-embedded` (one machine).
 
+pub mod agent;
+mod agent_service;
 pub mod auth;
 pub mod backup;
 pub mod cluster;
+pub mod credentials;
 pub mod destination;
+pub mod dispatch;
 pub mod error;
 pub mod ids;
 pub mod job;
@@ -18,6 +22,7 @@ pub mod queue;
 pub mod queue_contract;
 pub mod recovery;
 pub mod restore;
+pub mod retention;
 pub mod scheduler;
 #[cfg(feature = "testing")]
 pub mod scheduler_contract;
@@ -28,4 +33,5 @@ pub mod store;
 pub mod testing;
 mod validate;
 
+pub use agent_service::RetentionReport;
 pub use error::{ConflictKind, Error, Result};

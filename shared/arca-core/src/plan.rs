@@ -121,10 +121,7 @@ mod tests {
         match err {
             Error::LimitExceeded { field, message } => {
                 assert_eq!(field, "schedules[0].retainDays");
-                assert_eq!(
-                    message,
-                    "retainDays 45 exceeds the free plan's limit of 30 days"
-                );
+                assert_eq!(message, "retainDays 45 exceeds the free plan's limit of 30 days");
             }
             other => panic!("{other:?}"),
         }
@@ -134,11 +131,7 @@ mod tests {
     #[test]
     fn only_paid_copies_to_managed_storage() {
         let limits = PlanLimits::default();
-        assert!(
-            limits
-                .check_copy_to_managed_storage(Plan::Paid, "pvMode")
-                .is_ok()
-        );
+        assert!(limits.check_copy_to_managed_storage(Plan::Paid, "pvMode").is_ok());
         assert!(matches!(
             limits.check_copy_to_managed_storage(Plan::Free, "pvMode"),
             Err(Error::LimitExceeded { .. })

@@ -77,10 +77,7 @@ impl PolicySpec {
         self.name = validate::name("name", &self.name)?;
         parse_timezone("timezone", &self.timezone)?;
         if self.schedules.is_empty() {
-            return Err(Error::invalid(
-                "schedules",
-                "a policy needs at least one schedule",
-            ));
+            return Err(Error::invalid("schedules", "a policy needs at least one schedule"));
         }
         if self.schedules.len() > MAX_SCHEDULES {
             return Err(Error::invalid(
@@ -119,12 +116,8 @@ impl PolicySpec {
 
 /// Parses an IANA timezone name.
 pub fn parse_timezone(field: &str, name: &str) -> Result<Tz> {
-    Tz::from_str(name).map_err(|_| {
-        Error::invalid(
-            field,
-            format!("{name:?} is not an IANA timezone (e.g. Europe/Berlin)"),
-        )
-    })
+    Tz::from_str(name)
+        .map_err(|_| Error::invalid(field, format!("{name:?} is not an IANA timezone (e.g. Europe/Berlin)")))
 }
 
 fn parser() -> CronParser {
@@ -154,17 +147,12 @@ pub fn normalize_cron(field: &str, expr: &str) -> Result<String> {
     if fields != 5 {
         return Err(Error::invalid(
             field,
-            format!(
-                "{expr:?} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week)"
-            ),
+            format!("{expr:?} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week)"),
         ));
     }
-    let cron = parser().parse(&expanded).map_err(|e| {
-        Error::invalid(
-            field,
-            format!("{expr:?} is not a valid cron expression: {e}"),
-        )
-    })?;
+    let cron = parser()
+        .parse(&expanded)
+        .map_err(|e| Error::invalid(field, format!("{expr:?} is not a valid cron expression: {e}")))?;
     // A pattern that can never fire (30 February) parses but is useless as a schedule.
     let probe = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
     if cron.find_next_occurrence(&probe, false).is_err() {
@@ -224,10 +212,7 @@ fn wall_clock_fire_times(spec: &PolicySpec, from: DateTime<Utc>) -> Result<Vec<N
 
 /// The two closest consecutive fire times of all the rows together from `from` on, as
 /// wall-clock times in the policy's timezone.
-pub fn closest_fire_times(
-    spec: &PolicySpec,
-    from: DateTime<Utc>,
-) -> Result<Option<(NaiveDateTime, NaiveDateTime)>> {
+pub fn closest_fire_times(spec: &PolicySpec, from: DateTime<Utc>) -> Result<Option<(NaiveDateTime, NaiveDateTime)>> {
     let times = wall_clock_fire_times(spec, from)?;
     Ok(times
         .windows(2)
@@ -318,16 +303,15 @@ impl Policy {
         if self.used_by.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = self
-            .used_by
-            .iter()
-            .map(|r| format!("{} ({})", r.name, r.id))
-            .collect();
-        Err(Error::conflict_of(crate::error::ConflictKind::PolicyInUse, format!(
-            "policy {:?} is used by {}: change their policy first",
-            self.spec.name,
-            names.join(", ")
-        )))
+        let names: Vec<String> = self.used_by.iter().map(|r| format!("{} ({})", r.name, r.id)).collect();
+        Err(Error::conflict_of(
+            crate::error::ConflictKind::PolicyInUse,
+            format!(
+                "policy {:?} is used by {}: change their policy first",
+                self.spec.name,
+                names.join(", ")
+            ),
+        ))
     }
 }
 
@@ -357,10 +341,7 @@ mod tests {
 
     #[test]
     fn cron_is_normalised_and_garbage_names_the_row() {
-        assert_eq!(
-            normalize_cron("c", "  0   3 * *  mon ").unwrap(),
-            "0 3 * * MON"
-        );
+        assert_eq!(normalize_cron("c", "  0   3 * *  mon ").unwrap(), "0 3 * * MON");
         assert_eq!(normalize_cron("c", "@daily").unwrap(), "0 0 * * *");
         let mut bad = PolicySpec::default_hourly();
         bad.schedules.push(ScheduleSpec {
@@ -368,18 +349,13 @@ mod tests {
             retain_days: 7,
             keep_last: None,
         });
-        let err = bad
-            .validated(Plan::Free, &PlanLimits::default())
-            .unwrap_err();
+        let err = bad.validated(Plan::Free, &PlanLimits::default()).unwrap_err();
         assert!(
             matches!(&err, Error::Invalid { field, .. } if field == "schedules[1].cron"),
             "{err:?}"
         );
         for garbage in ["* * * *", "0 0 * * * *", "not a cron", "0 0 30 2 *"] {
-            assert!(
-                normalize_cron("c", garbage).is_err(),
-                "{garbage} must be rejected"
-            );
+            assert!(normalize_cron("c", garbage).is_err(), "{garbage} must be rejected");
         }
     }
 
@@ -404,19 +380,12 @@ mod tests {
         );
         let mut s = PolicySpec::default_hourly();
         s.schedules[0].retain_days = 45;
-        let err = s
-            .clone()
-            .validated(Plan::Free, &PlanLimits::default())
-            .unwrap_err();
+        let err = s.clone().validated(Plan::Free, &PlanLimits::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "plan limit: retainDays 45 exceeds the free plan's limit of 30 days"
         );
-        assert!(
-            s.clone()
-                .validated(Plan::Paid, &PlanLimits::default())
-                .is_ok()
-        );
+        assert!(s.clone().validated(Plan::Paid, &PlanLimits::default()).is_ok());
         s.schedules[0].keep_last = Some(31);
         assert!(
             matches!(s.validated(Plan::Paid, &PlanLimits::default()), Err(Error::Invalid { field, .. }) if field == "schedules[0].keepLast")
@@ -438,10 +407,7 @@ mod tests {
             &["0 1 * * *", "0 1 * * 0"],
             &["0 0 * * 1", "0 12 * * 3"],
         ] {
-            assert!(
-                ensure_at_most_daily(&spec("UTC", crons), from).is_ok(),
-                "{crons:?}"
-            );
+            assert!(ensure_at_most_daily(&spec("UTC", crons), from).is_ok(), "{crons:?}");
         }
     }
 
@@ -459,10 +425,7 @@ mod tests {
         );
         assert!(err.to_string().contains("12h00m later"), "{err}");
         // Twice on 29 February: only in a leap year, seen within a year from 2027-06.
-        assert!(
-            ensure_at_most_daily(&spec("UTC", &["0 0,6 29 2 *"]), at("2027-06-01T00:00:00Z"))
-                .is_err()
-        );
+        assert!(ensure_at_most_daily(&spec("UTC", &["0 0,6 29 2 *"]), at("2027-06-01T00:00:00Z")).is_err());
     }
 
     #[test]
@@ -480,21 +443,15 @@ mod tests {
         let tz = parse_timezone("timezone", "Europe/Berlin").unwrap();
         let next = next_fire_after("0 3 * * *", tz, at("2025-01-01T00:00:00Z")).unwrap();
         assert_eq!(next, Some(at("2025-01-01T02:00:00Z")));
-        let pair = closest_fire_times(
-            &spec("Asia/Tokyo", &["0 */6 * * *"]),
-            at("2025-01-01T00:00:00Z"),
-        )
-        .unwrap()
-        .unwrap();
+        let pair = closest_fire_times(&spec("Asia/Tokyo", &["0 */6 * * *"]), at("2025-01-01T00:00:00Z"))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             pair.0.to_string(),
             "2025-01-01 12:00:00",
             "09:00 in Tokyo is the start; 12:00 the first fire"
         );
-        assert_eq!(
-            pair.1.signed_duration_since(pair.0),
-            chrono::Duration::hours(6)
-        );
+        assert_eq!(pair.1.signed_duration_since(pair.0), chrono::Duration::hours(6));
     }
 
     #[test]

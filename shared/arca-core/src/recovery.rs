@@ -51,6 +51,14 @@ pub struct RecoveryPoint {
     /// Locked points are never removed by retention.
     #[serde(default)]
     pub locked: bool,
+    /// The policy schedule row that produced it (`None`: a manual run). Points of one
+    /// (definition, rule) share a `keepLast`.
+    #[serde(default)]
+    pub rule: Option<u32>,
+    /// The newest this-many points of the same (definition, rule) are kept whatever
+    /// their age.
+    #[serde(default)]
+    pub keep_last: Option<u32>,
     pub location: Option<RecoveryPointLocation>,
     #[serde(default)]
     pub resource_count: u64,

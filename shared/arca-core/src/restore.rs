@@ -122,16 +122,11 @@ mod tests {
         .unwrap();
         let spec = spec.validated().unwrap();
         assert!(spec.restore_pvs, "PVs are restored unless asked otherwise");
-        assert_eq!(
-            spec.existing_resource_policy,
-            ExistingResourcePolicy::Update
-        );
+        assert_eq!(spec.existing_resource_policy, ExistingResourcePolicy::Update);
         assert_eq!(spec.target_namespace("db"), "db-copy");
         assert_eq!(spec.target_namespace("shop"), "r-shop");
         let mut bad = spec.clone();
         bad.namespace_suffix = "_X".into();
-        assert!(
-            matches!(bad.validated(), Err(Error::Invalid { field, .. }) if field == "namespaceSuffix")
-        );
+        assert!(matches!(bad.validated(), Err(Error::Invalid { field, .. }) if field == "namespaceSuffix"));
     }
 }

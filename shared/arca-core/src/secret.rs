@@ -87,17 +87,10 @@ impl SecretHash {
     /// Accepts only the shape [`Secret::hash`] produces, so a key read back from the
     /// index cannot smuggle anything else into a key string.
     pub fn from_hex(hex: &str) -> Result<Self> {
-        if hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(SecretHash(hex.to_string()))
         } else {
-            Err(Error::invalid(
-                "secretHash",
-                "expected 64 lower-case hex digits",
-            ))
+            Err(Error::invalid("secretHash", "expected 64 lower-case hex digits"))
         }
     }
 }

@@ -13,23 +13,25 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::agent::AgentState;
 use crate::auth::{ApiKey, ApiKeySpec, CreatedApiKey, Principal, Role};
 use crate::backup::{BackupDefinition, BackupDefinitionSpec, BackupDefinitionView, PvMode};
 use crate::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat, Inventory};
-use crate::destination::{
-    Destination, DestinationSpec, EffectiveDestination, effective_destination,
-};
+use crate::credentials::{ConfigVendor, CredentialVendor};
+use crate::destination::{Destination, DestinationSpec, EffectiveDestination, effective_destination};
+use crate::dispatch::DispatchRequest;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
-    RecoveryPointId, RestoreId,
+    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId, RestoreId,
 };
 use crate::job::{Job, JobState, JobTrigger, JobType, Retention};
 use crate::org::{Org, OrgSpec};
 use crate::plan::{Plan, PlanLimits};
 use crate::policy::{self, Policy, PolicyReferrer, PolicySpec, ReferrerKind};
 use crate::ports::Clock;
+use crate::queue::Queue;
 use crate::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::restore::{Restore, RestoreSpec};
+use crate::scheduler::Scheduler;
 use crate::secret::{AGENT_TOKEN_PREFIX, API_KEY_PREFIX, Secret};
 use crate::store::page::{Listing, PageRequest};
 use crate::store::{Record, Store, Tx};
@@ -46,8 +48,15 @@ pub struct ControlPlaneConfig {
     pub signup_open: bool,
     /// Whether LOCAL_FILESYSTEM destinations are allowed (single-machine mode only).
     pub local_destinations: bool,
-    /// An ACTIVE cluster not heard from for this long reads as PENDING.
+    /// An ACTIVE cluster not heard from for this long reads as PENDING (the grace
+    /// period; default 2 minutes).
     pub heartbeat_timeout: Duration,
+    /// How often the agent is told to heartbeat (default 30 s).
+    pub heartbeat_interval: Duration,
+    /// Longest wait of an agent's poll for a job (at most 20 s, SQS's long-poll limit).
+    pub poll_wait: Duration,
+    /// A job's lease: the agent extends it before it lapses, else the job is redelivered.
+    pub lease: Duration,
     /// Retention of a run-now job whose definition has no policy and whose request
     /// names none.
     pub default_run_now_retain_days: u32,
@@ -58,7 +67,10 @@ impl Default for ControlPlaneConfig {
         ControlPlaneConfig {
             signup_open: false,
             local_destinations: false,
-            heartbeat_timeout: Duration::from_secs(5 * 60),
+            heartbeat_timeout: Duration::from_secs(2 * 60),
+            heartbeat_interval: Duration::from_secs(30),
+            poll_wait: Duration::from_secs(20),
+            lease: Duration::from_secs(5 * 60),
             default_run_now_retain_days: 7,
         }
     }
@@ -131,13 +143,20 @@ pub struct RestoreCreated {
     pub job: Job,
 }
 
-/// The control plane: the store, the plan limits, the clock and the configuration.
+/// The control plane: the store, the plan limits, the clock, the configuration and the
+/// ports that move work (the cluster queues, the scheduler, the credential vendor).
 #[derive(Clone)]
 pub struct ControlPlane {
-    store: Store,
-    limits: PlanLimits,
-    clock: Arc<dyn Clock>,
-    config: ControlPlaneConfig,
+    pub(crate) store: Store,
+    pub(crate) limits: PlanLimits,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: ControlPlaneConfig,
+    /// `None` only in store-level tests: registering then creates no queue, and
+    /// dispatching fails (`Permanent`) rather than creating jobs nobody can receive.
+    pub(crate) queue: Option<Arc<dyn Queue>>,
+    /// `None` only in store-level tests: definition changes then sync no schedules.
+    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
+    pub(crate) vendor: Arc<dyn CredentialVendor>,
 }
 
 fn referrer(def: &BackupDefinition) -> PolicyReferrer {
@@ -149,18 +168,33 @@ fn referrer(def: &BackupDefinition) -> PolicyReferrer {
 }
 
 impl ControlPlane {
-    pub fn new(
-        store: Store,
-        limits: PlanLimits,
-        clock: Arc<dyn Clock>,
-        config: ControlPlaneConfig,
-    ) -> Self {
+    pub fn new(store: Store, limits: PlanLimits, clock: Arc<dyn Clock>, config: ControlPlaneConfig) -> Self {
         ControlPlane {
             store,
             limits,
             clock,
             config,
+            queue: None,
+            scheduler: None,
+            vendor: Arc::new(ConfigVendor),
         }
+    }
+
+    /// Wires the per-cluster job queues (every deployment does).
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Wires the scheduler that keeps one schedule per (definition, policy row).
+    pub fn with_scheduler(mut self, scheduler: Arc<dyn Scheduler>) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
+    pub fn with_credential_vendor(mut self, vendor: Arc<dyn CredentialVendor>) -> Self {
+        self.vendor = vendor;
+        self
     }
 
     /// The typed store, for components (dispatch, retention, the agent protocol) that
@@ -177,7 +211,7 @@ impl ControlPlane {
         &self.config
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         DateTime::<Utc>::from(self.clock.now())
     }
 
@@ -198,10 +232,7 @@ impl ControlPlane {
         let name = validate::name("orgName", &request.org_name)?;
         let key_name = validate::name(
             "adminKeyName",
-            request
-                .admin_key_name
-                .as_deref()
-                .unwrap_or("bootstrap admin"),
+            request.admin_key_name.as_deref().unwrap_or("bootstrap admin"),
         )?;
         let mut org = Org {
             id: OrgId::new(),
@@ -235,20 +266,12 @@ impl ControlPlane {
         self.store.commit(tx).await?;
         Ok(SignupResult {
             org,
-            admin_key: CreatedApiKey {
-                api_key: key,
-                secret,
-            },
+            admin_key: CreatedApiKey { api_key: key, secret },
             default_policy: policy,
         })
     }
 
-    fn new_api_key(
-        &self,
-        org: &OrgId,
-        spec: ApiKeySpec,
-        now: DateTime<Utc>,
-    ) -> Result<(ApiKey, Secret)> {
+    fn new_api_key(&self, org: &OrgId, spec: ApiKeySpec, now: DateTime<Utc>) -> Result<(ApiKey, Secret)> {
         let spec = spec.validated()?;
         let secret = Secret::generate(API_KEY_PREFIX)?;
         let key = ApiKey {
@@ -272,11 +295,7 @@ impl ControlPlane {
         if !text.starts_with(API_KEY_PREFIX) || text.len() > 200 {
             return Err(Error::Unauthenticated);
         }
-        match self
-            .store
-            .find_api_key_by_hash_cross_tenant(&presented.hash())
-            .await?
-        {
+        match self.store.find_api_key_by_hash_cross_tenant(&presented.hash()).await? {
             Some(key) => Ok(Principal {
                 org_id: key.org_id,
                 role: key.role,
@@ -292,12 +311,7 @@ impl ControlPlane {
     }
 
     /// Renames the org or sets its default destination (admin).
-    pub async fn update_org(
-        &self,
-        p: &Principal,
-        spec: OrgSpec,
-        expected_version: u64,
-    ) -> Result<Org> {
+    pub async fn update_org(&self, p: &Principal, spec: OrgSpec, expected_version: u64) -> Result<Org> {
         p.require(Role::Admin)?;
         let spec = spec.validated()?;
         if let Some(dest) = &spec.default_destination_id {
@@ -319,10 +333,7 @@ impl ControlPlane {
             let expected = org.version;
             org.plan = plan;
             org.updated_at = self.now();
-            self.store
-                .update(org, expected)
-                .await
-                .map_err(retry_on_stale)
+            self.store.update(org, expected).await.map_err(retry_on_stale)
         })
         .await
     }
@@ -338,11 +349,7 @@ impl ControlPlane {
         Ok(CreatedApiKey { api_key, secret })
     }
 
-    pub async fn list_api_keys(
-        &self,
-        p: &Principal,
-        page: &PageRequest,
-    ) -> Result<Listing<ApiKey>> {
+    pub async fn list_api_keys(&self, p: &Principal, page: &PageRequest) -> Result<Listing<ApiKey>> {
         p.require(Role::Admin)?;
         self.store.list(&p.org_id, page).await
     }
@@ -353,12 +360,7 @@ impl ControlPlane {
     }
 
     /// Deletes a key (admin). The last admin key cannot go: the org would be locked out.
-    pub async fn delete_api_key(
-        &self,
-        p: &Principal,
-        id: &ApiKeyId,
-        expected_version: u64,
-    ) -> Result<()> {
+    pub async fn delete_api_key(&self, p: &Principal, id: &ApiKeyId, expected_version: u64) -> Result<()> {
         p.require(Role::Admin)?;
         let key = self.store.get::<ApiKey>(&p.org_id, id).await?;
         if key.role == Role::Admin {
@@ -376,19 +378,13 @@ impl ControlPlane {
                 ));
             }
         }
-        self.store
-            .delete::<ApiKey>(&p.org_id, id, expected_version)
-            .await
+        self.store.delete::<ApiKey>(&p.org_id, id, expected_version).await
     }
 
     // ---- clusters ---------------------------------------------------------------
 
     /// Registers a cluster (REGISTERED) and mints its agent token, returned this once.
-    pub async fn register_cluster(
-        &self,
-        p: &Principal,
-        spec: ClusterSpec,
-    ) -> Result<RegisteredCluster> {
+    pub async fn register_cluster(&self, p: &Principal, spec: ClusterSpec) -> Result<RegisteredCluster> {
         p.require(Role::Admin)?;
         let spec = spec.validated()?;
         if let Some(dest) = &spec.default_destination_id {
@@ -397,8 +393,15 @@ impl ControlPlane {
         }
         let now = self.now();
         let token = Secret::generate(AGENT_TOKEN_PREFIX)?;
-        let cluster = Cluster {
-            id: ClusterId::new(),
+        let id = ClusterId::new();
+        // The queue first: a cluster must never exist without one. A queue left behind
+        // by a failed write below is harmless (nothing sends to it) and rare.
+        let queue = match &self.queue {
+            Some(q) => Some(q.create_queue(id).await?),
+            None => None,
+        };
+        let mut cluster = Cluster {
+            id,
             org_id: p.org_id,
             spec,
             state: ClusterState::Registered,
@@ -406,6 +409,7 @@ impl ControlPlane {
             agent_version: None,
             node_count: None,
             inventory: Inventory::default(),
+            capabilities: None,
             last_heartbeat_at: None,
             backup_definition_ids: BTreeSet::new(),
             created_at: now,
@@ -413,35 +417,60 @@ impl ControlPlane {
             version: 0,
             agent_token_hash: Some(token.hash()),
         };
-        let cluster = self.store.create(cluster).await?;
+        let mut agent = AgentState::new(p.org_id, id, queue, now);
+        let mut tx = Tx::new();
+        tx.create(&mut cluster)?.create(&mut agent)?;
+        self.store.commit(tx).await?;
         Ok(RegisteredCluster {
-            cluster: self.presented(cluster),
+            cluster: self.presented(cluster, Some(&agent)),
             agent_token: token,
         })
     }
 
-    /// The cluster as callers see it: its state aged by the heartbeat timeout.
-    fn presented(&self, mut cluster: Cluster) -> Cluster {
+    /// The cluster as callers see it: what its agent reported (kept in its own item)
+    /// joined in, and its state aged by the heartbeat timeout.
+    pub(crate) fn presented(&self, mut cluster: Cluster, agent: Option<&AgentState>) -> Cluster {
+        if let Some(a) = agent {
+            if a.last_heartbeat_at.is_some() {
+                cluster.state = ClusterState::Active;
+            }
+            cluster.last_heartbeat_at = a.last_heartbeat_at;
+            cluster.kubernetes_version = a.kubernetes_version.clone();
+            cluster.agent_version = a.agent_version.clone();
+            cluster.node_count = a.node_count;
+            cluster.inventory = a.inventory.clone();
+            cluster.capabilities = a.capabilities;
+        }
         cluster.state = cluster.state_at(self.now(), self.config.heartbeat_timeout);
         cluster
     }
 
-    pub async fn get_cluster(&self, p: &Principal, id: &ClusterId) -> Result<Cluster> {
-        p.require(Role::Viewer)?;
-        Ok(self.presented(self.store.get(&p.org_id, id).await?))
+    /// A cluster with its agent's state joined in.
+    pub(crate) async fn cluster_view(&self, org: &OrgId, id: &ClusterId) -> Result<Cluster> {
+        let cluster = self.store.get::<Cluster>(org, id).await?;
+        let agent = self.store.find::<AgentState>(org, id).await?;
+        Ok(self.presented(cluster, agent.as_ref()))
     }
 
-    pub async fn list_clusters(
-        &self,
-        p: &Principal,
-        page: &PageRequest,
-    ) -> Result<Listing<Cluster>> {
+    pub async fn get_cluster(&self, p: &Principal, id: &ClusterId) -> Result<Cluster> {
         p.require(Role::Viewer)?;
-        Ok(self
+        self.cluster_view(&p.org_id, id).await
+    }
+
+    pub async fn list_clusters(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Cluster>> {
+        p.require(Role::Viewer)?;
+        let listing = self.store.list::<Cluster>(&p.org_id, page).await?;
+        let agents: std::collections::BTreeMap<ClusterId, AgentState> = self
             .store
-            .list::<Cluster>(&p.org_id, page)
+            .list_all::<AgentState>(&p.org_id)
             .await?
-            .map(|c| self.presented(c)))
+            .into_iter()
+            .map(|a| (a.cluster_id, a))
+            .collect();
+        Ok(listing.map(|c| {
+            let agent = agents.get(&c.id);
+            self.presented(c, agent)
+        }))
     }
 
     /// Replaces the user-editable part of a cluster; what the agent reports is kept.
@@ -461,7 +490,9 @@ impl ControlPlane {
         let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         cluster.spec = spec;
         cluster.updated_at = self.now();
-        Ok(self.presented(self.store.update(cluster, expected_version).await?))
+        let cluster = self.store.update(cluster, expected_version).await?;
+        let agent = self.store.find::<AgentState>(&p.org_id, id).await?;
+        Ok(self.presented(cluster, agent.as_ref()))
     }
 
     /// Replaces the agent token (the old one stops working at once).
@@ -477,8 +508,9 @@ impl ControlPlane {
         cluster.agent_token_hash = Some(token.hash());
         cluster.updated_at = self.now();
         let cluster = self.store.update(cluster, expected_version).await?;
+        let agent = self.store.find::<AgentState>(&p.org_id, id).await?;
         Ok(RegisteredCluster {
-            cluster: self.presented(cluster),
+            cluster: self.presented(cluster, agent.as_ref()),
             agent_token: token,
         })
     }
@@ -502,16 +534,15 @@ impl ControlPlane {
                 .await);
         }
         if !cluster.backup_definition_ids.is_empty() {
-            let ids: Vec<String> = cluster
-                .backup_definition_ids
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            return Err(Error::conflict_of(crate::error::ConflictKind::ClusterInUse, format!(
-                "cluster {:?} is used by backup definitions {}: delete them first",
-                cluster.spec.name,
-                ids.join(", ")
-            )));
+            let ids: Vec<String> = cluster.backup_definition_ids.iter().map(ToString::to_string).collect();
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::ClusterInUse,
+                format!(
+                    "cluster {:?} is used by backup definitions {}: delete them first",
+                    cluster.spec.name,
+                    ids.join(", ")
+                ),
+            ));
         }
         if !confirm_recovery_points {
             let count = self
@@ -522,53 +553,53 @@ impl ControlPlane {
                 .filter(|rp| rp.cluster_id == *id && rp.state != RecoveryPointState::Deleting)
                 .count();
             if count > 0 {
-                return Err(Error::conflict_of(crate::error::ConflictKind::ConfirmationRequired, format!(
-                    "cluster {:?} has {count} recovery point(s); they stay until they expire but can no longer be \
+                return Err(Error::conflict_of(
+                    crate::error::ConflictKind::ConfirmationRequired,
+                    format!(
+                        "cluster {:?} has {count} recovery point(s); they stay until they expire but can no longer be \
                      listed or restored once the cluster is deleted: confirm to delete",
-                    cluster.spec.name
-                )));
+                        cluster.spec.name
+                    ),
+                ));
             }
         }
         // The version condition also catches a definition attached since the read:
         // attaching one bumps the cluster's version.
-        self.store
-            .delete::<Cluster>(&p.org_id, id, expected_version)
-            .await
+        let agent = self.store.find::<AgentState>(&p.org_id, id).await?;
+        let mut tx = Tx::new();
+        tx.delete::<Cluster>(&p.org_id, id, expected_version);
+        if let Some(a) = &agent {
+            tx.delete::<AgentState>(&p.org_id, id, a.version);
+        }
+        match self.store.commit(tx).await {
+            Ok(()) => {}
+            Err(Error::Conflict { .. }) => {
+                return Err(self
+                    .store
+                    .version_failure::<Cluster>(&p.org_id, id, expected_version)
+                    .await);
+            }
+            Err(e) => return Err(e),
+        }
+        // After the cluster is gone nothing sends to the queue; deleting an absent queue
+        // is not an error, so a retry after a failure here is clean.
+        if let (Some(q), Some(queue_ref)) = (&self.queue, agent.and_then(|a| a.queue)) {
+            q.delete_queue(&queue_ref).await?;
+        }
+        Ok(())
     }
 
-    /// Cross-tenant, for the agent protocol: records a heartbeat of the cluster whose
-    /// agent token this is; the cluster becomes ACTIVE.
-    pub async fn record_heartbeat(
-        &self,
-        agent_token: &Secret,
-        heartbeat: Heartbeat,
-    ) -> Result<Cluster> {
-        let hash = &agent_token.hash();
-        let heartbeat = &heartbeat;
-        self.retrying(|| async move {
-            let mut cluster = self
-                .store
-                .find_cluster_by_agent_token_hash_cross_tenant(hash)
-                .await?
-                .ok_or(Error::Unauthenticated)?;
-            let expected = cluster.version;
-            cluster.apply_heartbeat(heartbeat.clone(), self.now());
-            cluster.updated_at = self.now();
-            self.store
-                .update(cluster, expected)
-                .await
-                .map_err(retry_on_stale)
-        })
-        .await
+    /// Cross-tenant: records a heartbeat of the cluster whose agent token this is,
+    /// without a session (tooling and tests; agents use `agent_heartbeat`). The
+    /// cluster becomes ACTIVE; its item (and ETag) is not touched.
+    pub async fn record_heartbeat(&self, agent_token: &Secret, heartbeat: Heartbeat) -> Result<Cluster> {
+        let agent = self.authenticate_agent(agent_token).await?;
+        self.write_heartbeat(&agent, None, heartbeat).await
     }
 
     // ---- destinations -----------------------------------------------------------
 
-    pub async fn create_destination(
-        &self,
-        p: &Principal,
-        spec: DestinationSpec,
-    ) -> Result<Destination> {
+    pub async fn create_destination(&self, p: &Principal, spec: DestinationSpec) -> Result<Destination> {
         p.require(Role::Admin)?;
         let spec = spec.validated(self.config.local_destinations)?;
         let now = self.now();
@@ -588,11 +619,7 @@ impl ControlPlane {
         self.store.get(&p.org_id, id).await
     }
 
-    pub async fn list_destinations(
-        &self,
-        p: &Principal,
-        page: &PageRequest,
-    ) -> Result<Listing<Destination>> {
+    pub async fn list_destinations(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Destination>> {
         p.require(Role::Viewer)?;
         self.store.list(&p.org_id, page).await
     }
@@ -613,14 +640,8 @@ impl ControlPlane {
             let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
             if !self.limits.for_plan(org.plan).copy_to_managed_storage {
                 for def in self.copying_definitions(&p.org_id).await? {
-                    if self
-                        .effective_for(&org, &def)
-                        .await?
-                        .map(|e| e.destination_id)
-                        == Some(*id)
-                    {
-                        self.limits
-                            .check_copy_to_managed_storage(org.plan, "target.kind")?;
+                    if self.effective_for(&org, &def).await?.map(|e| e.destination_id) == Some(*id) {
+                        self.limits.check_copy_to_managed_storage(org.plan, "target.kind")?;
                     }
                 }
             }
@@ -632,12 +653,7 @@ impl ControlPlane {
 
     /// Deletes a destination nothing refers to (org default, cluster default or a
     /// definition's override). The check reads, then deletes: not transactional.
-    pub async fn delete_destination(
-        &self,
-        p: &Principal,
-        id: &DestinationId,
-        expected_version: u64,
-    ) -> Result<()> {
+    pub async fn delete_destination(&self, p: &Principal, id: &DestinationId, expected_version: u64) -> Result<()> {
         p.require(Role::Admin)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let mut users = Vec::new();
@@ -655,14 +671,12 @@ impl ControlPlane {
             }
         }
         if !users.is_empty() {
-            return Err(Error::conflict_of(crate::error::ConflictKind::DestinationInUse, format!(
-                "destination {id} is used by {}",
-                users.join(", ")
-            )));
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::DestinationInUse,
+                format!("destination {id} is used by {}", users.join(", ")),
+            ));
         }
-        self.store
-            .delete::<Destination>(&p.org_id, id, expected_version)
-            .await
+        self.store.delete::<Destination>(&p.org_id, id, expected_version).await
     }
 
     // ---- policies ---------------------------------------------------------------
@@ -689,11 +703,7 @@ impl ControlPlane {
         self.store.get(&p.org_id, id).await
     }
 
-    pub async fn list_policies(
-        &self,
-        p: &Principal,
-        page: &PageRequest,
-    ) -> Result<Listing<Policy>> {
+    pub async fn list_policies(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Policy>> {
         p.require(Role::Viewer)?;
         self.store.list(&p.org_id, page).await
     }
@@ -717,17 +727,23 @@ impl ControlPlane {
         // Renaming changes nothing elsewhere: definitions refer to the policy by id.
         policy.spec = spec;
         policy.updated_at = self.now();
-        self.store.update(policy, expected_version).await
+        let policy = self.store.update(policy, expected_version).await?;
+        // Every definition on this policy gets its schedules re-derived (rows, crons,
+        // timezone and suspension may all have changed).
+        for user in policy.used_by.iter().filter(|u| u.kind == ReferrerKind::K8sBackup) {
+            let Ok(def_id) = user.id.parse::<BackupDefinitionId>() else {
+                continue;
+            };
+            if let Some(def) = self.store.find::<BackupDefinition>(&p.org_id, &def_id).await? {
+                self.sync_schedules(&def).await?;
+            }
+        }
+        Ok(policy)
     }
 
     /// Deletes a policy nothing uses. `usedBy` changes bump the version, so the version
     /// condition makes "in use" race-free.
-    pub async fn delete_policy(
-        &self,
-        p: &Principal,
-        id: &PolicyId,
-        expected_version: u64,
-    ) -> Result<()> {
+    pub async fn delete_policy(&self, p: &Principal, id: &PolicyId, expected_version: u64) -> Result<()> {
         p.require(Role::Admin)?;
         let policy = self.store.get::<Policy>(&p.org_id, id).await?;
         if policy.version != expected_version {
@@ -737,9 +753,7 @@ impl ControlPlane {
                 .await);
         }
         policy.ensure_unused()?;
-        self.store
-            .delete::<Policy>(&p.org_id, id, expected_version)
-            .await
+        self.store.delete::<Policy>(&p.org_id, id, expected_version).await
     }
 
     /// The attach check for RDS copy definitions (which arrive in a later issue): the
@@ -765,16 +779,8 @@ impl ControlPlane {
         }
     }
 
-    async fn effective_for(
-        &self,
-        org: &Org,
-        def: &BackupDefinition,
-    ) -> Result<Option<EffectiveDestination>> {
-        let cluster_default = match self
-            .store
-            .find::<Cluster>(&org.id, &def.spec.cluster_id)
-            .await?
-        {
+    async fn effective_for(&self, org: &Org, def: &BackupDefinition) -> Result<Option<EffectiveDestination>> {
+        let cluster_default = match self.store.find::<Cluster>(&org.id, &def.spec.cluster_id).await? {
             Some(c) => c.spec.default_destination_id,
             None => None,
         };
@@ -804,8 +810,7 @@ impl ControlPlane {
         cluster: &Cluster,
     ) -> Result<EffectiveDestination> {
         if let Some(id) = &spec.destination_id {
-            self.existing::<Destination>(&org.id, id, "destinationId")
-                .await?;
+            self.existing::<Destination>(&org.id, id, "destinationId").await?;
         }
         let effective = effective_destination(
             spec.destination_id,
@@ -823,8 +828,7 @@ impl ControlPlane {
             .get::<Destination>(&org.id, &effective.destination_id)
             .await?;
         if spec.pv_mode == PvMode::SnapshotAndCopy && dest.spec.target.is_arca_managed() {
-            self.limits
-                .check_copy_to_managed_storage(org.plan, "pvMode")?;
+            self.limits.check_copy_to_managed_storage(org.plan, "pvMode")?;
         }
         Ok(effective)
     }
@@ -837,41 +841,42 @@ impl ControlPlane {
         p.require(Role::Admin)?;
         let spec = &spec.validated()?;
         let id = BackupDefinitionId::new();
-        self.retrying(|| async move {
-            let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
-            let mut cluster = self
-                .existing::<Cluster>(&p.org_id, &spec.cluster_id, "clusterId")
-                .await?;
-            let effective = self.check_destination(&org, spec, &cluster).await?;
-            let now = self.now();
-            let mut def = BackupDefinition {
-                id,
-                org_id: p.org_id,
-                spec: spec.clone(),
-                created_at: now,
-                updated_at: now,
-                version: 0,
-            };
-            let mut tx = Tx::new();
-            tx.create(&mut def)?;
-            let cluster_version = cluster.version;
-            cluster.backup_definition_ids.insert(id);
-            tx.update(&mut cluster, cluster_version)?;
-            if let Some(policy_id) = &spec.policy_id {
-                let mut policy = self
-                    .existing::<Policy>(&p.org_id, policy_id, "policyId")
+        let view = self
+            .retrying(|| async move {
+                let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+                let mut cluster = self
+                    .existing::<Cluster>(&p.org_id, &spec.cluster_id, "clusterId")
                     .await?;
-                let version = policy.version;
-                policy.upsert_referrer(referrer(&def));
-                tx.update(&mut policy, version)?;
-            }
-            self.store.commit(tx).await.map_err(retry_on_conflict)?;
-            Ok(BackupDefinitionView {
-                definition: def,
-                effective_destination: Some(effective),
+                let effective = self.check_destination(&org, spec, &cluster).await?;
+                let now = self.now();
+                let mut def = BackupDefinition {
+                    id,
+                    org_id: p.org_id,
+                    spec: spec.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    version: 0,
+                };
+                let mut tx = Tx::new();
+                tx.create(&mut def)?;
+                let cluster_version = cluster.version;
+                cluster.backup_definition_ids.insert(id);
+                tx.update(&mut cluster, cluster_version)?;
+                if let Some(policy_id) = &spec.policy_id {
+                    let mut policy = self.existing::<Policy>(&p.org_id, policy_id, "policyId").await?;
+                    let version = policy.version;
+                    policy.upsert_referrer(referrer(&def));
+                    tx.update(&mut policy, version)?;
+                }
+                self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                Ok(BackupDefinitionView {
+                    definition: def,
+                    effective_destination: Some(effective),
+                })
             })
-        })
-        .await
+            .await?;
+        self.sync_schedules(&view.definition).await?;
+        Ok(view)
     }
 
     async fn view(&self, org: &Org, def: BackupDefinition) -> Result<BackupDefinitionView> {
@@ -882,11 +887,7 @@ impl ControlPlane {
         })
     }
 
-    pub async fn get_backup_definition(
-        &self,
-        p: &Principal,
-        id: &BackupDefinitionId,
-    ) -> Result<BackupDefinitionView> {
+    pub async fn get_backup_definition(&self, p: &Principal, id: &BackupDefinitionId) -> Result<BackupDefinitionView> {
         p.require(Role::Viewer)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self.store.get(&p.org_id, id).await?;
@@ -933,59 +934,59 @@ impl ControlPlane {
     ) -> Result<BackupDefinitionView> {
         p.require(Role::Admin)?;
         let spec = &spec.validated()?;
-        self.retrying(|| async move {
-            let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-            if def.version != expected_version {
-                return Err(self
-                    .store
-                    .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
-                    .await);
-            }
-            if def.spec.cluster_id != spec.cluster_id {
-                return Err(Error::invalid(
-                    "clusterId",
-                    "a backup definition's cluster cannot change; create a new definition",
-                ));
-            }
-            let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
-            let cluster = self
-                .store
-                .get::<Cluster>(&p.org_id, &spec.cluster_id)
-                .await?;
-            let effective = self.check_destination(&org, spec, &cluster).await?;
-            let old_policy = def.spec.policy_id;
-            def.spec = spec.clone();
-            def.updated_at = self.now();
-            let mut tx = Tx::new();
-            tx.update(&mut def, expected_version)?;
-            // The old policy lets go, the new one takes it (the same one: just renamed).
-            if old_policy != spec.policy_id
-                && let Some(pid) = old_policy
-                && let Some(mut policy) = self.store.find::<Policy>(&p.org_id, &pid).await?
-            {
-                let v = policy.version;
-                policy.remove_referrer(ReferrerKind::K8sBackup, &id.to_string());
-                tx.update(&mut policy, v)?;
-            }
-            if let Some(pid) = spec.policy_id {
-                let mut policy = self.existing::<Policy>(&p.org_id, &pid, "policyId").await?;
-                let before = policy.used_by.clone();
-                policy.upsert_referrer(referrer(&def));
-                if policy.used_by != before || old_policy != spec.policy_id {
-                    let v = policy.version;
-                    tx.update(&mut policy, v)?;
-                } else {
-                    // Unchanged, but it must still exist when the definition is written.
-                    tx.check::<Policy>(&p.org_id, &pid, policy.version);
+        let view = self
+            .retrying(|| async move {
+                let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
+                if def.version != expected_version {
+                    return Err(self
+                        .store
+                        .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
+                        .await);
                 }
-            }
-            self.store.commit(tx).await.map_err(retry_on_conflict)?;
-            Ok(BackupDefinitionView {
-                definition: def,
-                effective_destination: Some(effective),
+                if def.spec.cluster_id != spec.cluster_id {
+                    return Err(Error::invalid(
+                        "clusterId",
+                        "a backup definition's cluster cannot change; create a new definition",
+                    ));
+                }
+                let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+                let cluster = self.store.get::<Cluster>(&p.org_id, &spec.cluster_id).await?;
+                let effective = self.check_destination(&org, spec, &cluster).await?;
+                let old_policy = def.spec.policy_id;
+                def.spec = spec.clone();
+                def.updated_at = self.now();
+                let mut tx = Tx::new();
+                tx.update(&mut def, expected_version)?;
+                // The old policy lets go, the new one takes it (the same one: just renamed).
+                if old_policy != spec.policy_id
+                    && let Some(pid) = old_policy
+                    && let Some(mut policy) = self.store.find::<Policy>(&p.org_id, &pid).await?
+                {
+                    let v = policy.version;
+                    policy.remove_referrer(ReferrerKind::K8sBackup, &id.to_string());
+                    tx.update(&mut policy, v)?;
+                }
+                if let Some(pid) = spec.policy_id {
+                    let mut policy = self.existing::<Policy>(&p.org_id, &pid, "policyId").await?;
+                    let before = policy.used_by.clone();
+                    policy.upsert_referrer(referrer(&def));
+                    if policy.used_by != before || old_policy != spec.policy_id {
+                        let v = policy.version;
+                        tx.update(&mut policy, v)?;
+                    } else {
+                        // Unchanged, but it must still exist when the definition is written.
+                        tx.check::<Policy>(&p.org_id, &pid, policy.version);
+                    }
+                }
+                self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                Ok(BackupDefinitionView {
+                    definition: def,
+                    effective_destination: Some(effective),
+                })
             })
-        })
-        .await
+            .await?;
+        self.sync_schedules(&view.definition).await?;
+        Ok(view)
     }
 
     /// Deletes a definition, releasing its policy and cluster in the same transaction.
@@ -1006,11 +1007,7 @@ impl ControlPlane {
             }
             let mut tx = Tx::new();
             tx.delete::<BackupDefinition>(&p.org_id, id, expected_version);
-            if let Some(mut cluster) = self
-                .store
-                .find::<Cluster>(&p.org_id, &def.spec.cluster_id)
-                .await?
-            {
+            if let Some(mut cluster) = self.store.find::<Cluster>(&p.org_id, &def.spec.cluster_id).await? {
                 let v = cluster.version;
                 cluster.backup_definition_ids.remove(id);
                 tx.update(&mut cluster, v)?;
@@ -1024,7 +1021,8 @@ impl ControlPlane {
             }
             self.store.commit(tx).await.map_err(retry_on_conflict)
         })
-        .await
+        .await?;
+        self.sync_schedules_to_nothing(id).await
     }
 
     /// Pauses (stops scheduled runs of) a definition. `expected_version` `None` means
@@ -1070,25 +1068,18 @@ impl ControlPlane {
                 }
             })
             .await?;
+        self.sync_schedules(&def).await?;
         self.view(&org, def).await
     }
 
     /// Runs a definition now: a PENDING K8S_BACKUP job. Paused definitions may still be
     /// run by hand (pause stops the schedule). The destination and plan rules are checked
     /// again, since defaults may have changed since the definition was saved.
-    pub async fn run_backup_now(
-        &self,
-        p: &Principal,
-        id: &BackupDefinitionId,
-        request: RunNowRequest,
-    ) -> Result<Job> {
+    pub async fn run_backup_now(&self, p: &Principal, id: &BackupDefinitionId, request: RunNowRequest) -> Result<Job> {
         p.require(Role::Operator)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-        let cluster = self
-            .store
-            .get::<Cluster>(&p.org_id, &def.spec.cluster_id)
-            .await?;
+        let cluster = self.store.get::<Cluster>(&p.org_id, &def.spec.cluster_id).await?;
         self.check_destination(&org, &def.spec, &cluster).await?;
         let retention = match request.retention {
             Some(r) => r,
@@ -1122,12 +1113,16 @@ impl ControlPlane {
         }
         self.limits
             .check_retain_days(org.plan, "retention.retainDays", retention.retain_days)?;
-        let mut job = Job::pending(p.org_id, JobType::K8sBackup, JobTrigger::Manual, self.now());
-        job.cluster_id = Some(cluster.id);
-        job.definition_id = Some(def.id);
-        job.retention = Some(retention);
-        job.log(self.now(), "run requested");
-        self.store.create(job).await
+        // The same path as a schedule firing: the decision, the race-safe active-job
+        // write and the enqueue all happen there.
+        self.dispatch(DispatchRequest {
+            org_id: p.org_id,
+            definition_id: def.id,
+            trigger: JobTrigger::Manual,
+            rule: None,
+            retention: Some(retention),
+        })
+        .await
     }
 
     // ---- jobs -------------------------------------------------------------------
@@ -1138,19 +1133,12 @@ impl ControlPlane {
     }
 
     /// Jobs, newest first, optionally filtered.
-    pub async fn list_jobs(
-        &self,
-        p: &Principal,
-        filter: &JobFilter,
-        page: &PageRequest,
-    ) -> Result<Listing<Job>> {
+    pub async fn list_jobs(&self, p: &Principal, filter: &JobFilter, page: &PageRequest) -> Result<Listing<Job>> {
         p.require(Role::Viewer)?;
         self.store
             .list_where(&p.org_id, page, false, |j: &Job| {
                 filter.cluster_id.is_none_or(|c| j.cluster_id == Some(c))
-                    && filter
-                        .definition_id
-                        .is_none_or(|d| j.definition_id == Some(d))
+                    && filter.definition_id.is_none_or(|d| j.definition_id == Some(d))
                     && filter.state.is_none_or(|s| j.state == s)
                     && filter.job_type.is_none_or(|t| j.job_type == t)
             })
@@ -1159,23 +1147,26 @@ impl ControlPlane {
 
     /// Cancels a job: PENDING becomes CANCELED, RUNNING becomes CANCELLING; a finished
     /// job refuses (`Conflict`).
-    pub async fn cancel_job(
-        &self,
-        p: &Principal,
-        id: &JobId,
-        expected_version: Option<u64>,
-    ) -> Result<Job> {
+    pub async fn cancel_job(&self, p: &Principal, id: &JobId, expected_version: Option<u64>) -> Result<Job> {
         p.require(Role::Operator)?;
         self.retrying(|| async move {
             let mut job = self.store.get::<Job>(&p.org_id, id).await?;
             let expected = expected_version.unwrap_or(job.version);
-            job.cancel(self.now())?;
-            let result = self.store.update(job, expected).await;
-            if expected_version.is_none() {
-                result.map_err(retry_on_stale)
-            } else {
-                result
+            if job.version != expected {
+                let e = self.store.version_failure::<Job>(&p.org_id, id, expected).await;
+                return Err(if expected_version.is_none() {
+                    retry_on_stale(e)
+                } else {
+                    e
+                });
             }
+            job.cancel(self.now())?;
+            let mut tx = Tx::new();
+            tx.update(&mut job, expected)?;
+            // A job canceled outright no longer holds its definition.
+            self.release_active(&mut tx, &job).await?;
+            self.store.commit(tx).await.map_err(retry_on_conflict)?;
+            Ok(job)
         })
         .await
     }
@@ -1211,19 +1202,10 @@ impl ControlPlane {
             .await
     }
 
-    pub async fn get_recovery_point(
-        &self,
-        p: &Principal,
-        id: &RecoveryPointId,
-    ) -> Result<RecoveryPoint> {
+    pub async fn get_recovery_point(&self, p: &Principal, id: &RecoveryPointId) -> Result<RecoveryPoint> {
         p.require(Role::Viewer)?;
         let rp = self.store.get::<RecoveryPoint>(&p.org_id, id).await?;
-        if self
-            .store
-            .find::<Cluster>(&p.org_id, &rp.cluster_id)
-            .await?
-            .is_none()
-        {
+        if self.store.find::<Cluster>(&p.org_id, &rp.cluster_id).await?.is_none() {
             return Err(Error::not_found(format!("recovery point {id}")));
         }
         Ok(rp)
@@ -1239,25 +1221,30 @@ impl ControlPlane {
             other => other?,
         };
         if rp.state != RecoveryPointState::Ready {
-            return Err(Error::conflict_of(crate::error::ConflictKind::RestoreNotPossible, format!(
-                "recovery point {} is {:?}, not READY",
-                rp.id, rp.state
-            )));
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::RestoreNotPossible,
+                format!("recovery point {} is {:?}, not READY", rp.id, rp.state),
+            ));
         }
         let target = self
             .existing::<Cluster>(&p.org_id, &spec.target_cluster_id, "targetClusterId")
             .await?;
         let now = self.now();
-        let state = target.state_at(now, self.config.heartbeat_timeout);
+        let agent = self.store.find::<AgentState>(&p.org_id, &target.id).await?;
+        let target = self.presented(target, agent.as_ref());
+        let state = target.state;
         if state != ClusterState::Active {
-            return Err(Error::conflict_of(crate::error::ConflictKind::RestoreNotPossible, format!(
-                "target cluster {:?} is {}; restores need an ACTIVE cluster (its agent connected)",
-                target.spec.name,
-                serde_json::to_value(state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            )));
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::RestoreNotPossible,
+                format!(
+                    "target cluster {:?} is {}; restores need an ACTIVE cluster (its agent connected)",
+                    target.spec.name,
+                    serde_json::to_value(state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
+            ));
         }
         let mut job = Job::pending(p.org_id, JobType::K8sRestore, JobTrigger::Manual, now);
         let mut restore = Restore {
@@ -1277,6 +1264,7 @@ impl ControlPlane {
         let mut tx = Tx::new();
         tx.create(&mut restore)?.create(&mut job)?;
         self.store.commit(tx).await?;
+        self.enqueue(&job).await?;
         Ok(RestoreCreated { restore, job })
     }
 
@@ -1285,11 +1273,7 @@ impl ControlPlane {
         self.store.get(&p.org_id, id).await
     }
 
-    pub async fn list_restores(
-        &self,
-        p: &Principal,
-        page: &PageRequest,
-    ) -> Result<Listing<Restore>> {
+    pub async fn list_restores(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Restore>> {
         p.require(Role::Viewer)?;
         self.store.list(&p.org_id, page).await
     }
@@ -1298,7 +1282,7 @@ impl ControlPlane {
 
     /// Runs a read-check-write again when it lost a race (`Conflict` carrying
     /// [`RETRY`]); after the last attempt the caller gets a plain `Conflict`.
-    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -1325,7 +1309,7 @@ const RETRY: &str = "\u{0}retry";
 /// A transaction of a read-check-write failed a condition: someone changed one of the
 /// records since they were read. The attempt re-reads and re-checks everything, so a
 /// stale caller ETag still surfaces as `PreconditionFailed` on the next attempt.
-fn retry_on_conflict(e: Error) -> Error {
+pub(crate) fn retry_on_conflict(e: Error) -> Error {
     match e {
         Error::Conflict { .. } => Error::conflict(RETRY),
         other => other,
@@ -1334,7 +1318,7 @@ fn retry_on_conflict(e: Error) -> Error {
 
 /// A write at a version the code itself just read (no caller ETag) found a newer one:
 /// a lost race, so read again.
-fn retry_on_stale(e: Error) -> Error {
+pub(crate) fn retry_on_stale(e: Error) -> Error {
     match e {
         Error::PreconditionFailed { .. } => Error::conflict(RETRY),
         other => other,

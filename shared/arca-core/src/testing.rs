@@ -17,20 +17,14 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
     }
 
     let body = Bytes::from_static(b"0123456789abcdef");
-    store
-        .put(&key("data/one"), body.clone())
-        .await
-        .expect("put");
+    store.put(&key("data/one"), body.clone()).await.expect("put");
     assert_eq!(
         store.get(&key("data/one")).await.expect("get"),
         body,
         "get returns what put wrote"
     );
     assert_eq!(
-        store
-            .get_range(&key("data/one"), 4..10)
-            .await
-            .expect("get_range"),
+        store.get_range(&key("data/one"), 4..10).await.expect("get_range"),
         Bytes::from_static(b"456789"),
         "get_range returns exactly the requested bytes"
     );
@@ -44,14 +38,8 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         Bytes::from_static(b"replaced")
     );
 
-    store
-        .put(&key("data/two"), Bytes::new())
-        .await
-        .expect("put empty");
-    store
-        .put(&key("index/a"), Bytes::from_static(b"a"))
-        .await
-        .expect("put");
+    store.put(&key("data/two"), Bytes::new()).await.expect("put empty");
+    store.put(&key("index/a"), Bytes::from_static(b"a")).await.expect("put");
     store
         .put(&format!("{prefix}-sibling/x"), Bytes::from_static(b"x"))
         .await
@@ -59,29 +47,18 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
 
     let listed = store.list(&key("data/")).await.expect("list");
     let keys: Vec<_> = listed.iter().map(|m| m.key.as_str()).collect();
-    assert_eq!(
-        keys,
-        [key("data/one"), key("data/two")],
-        "list is by prefix and sorted"
-    );
+    assert_eq!(keys, [key("data/one"), key("data/two")], "list is by prefix and sorted");
     assert_eq!(listed[0].size, 8);
     assert_eq!(listed[1].size, 0);
     let all = store.list(&format!("{prefix}/")).await.expect("list");
-    assert_eq!(
-        all.len(),
-        3,
-        "a prefix ending in / does not match the sibling: {all:?}"
-    );
+    assert_eq!(all.len(), 3, "a prefix ending in / does not match the sibling: {all:?}");
 
     store.delete(&key("data/one")).await.expect("delete");
     store
         .delete(&key("data/one"))
         .await
         .expect("deleting an absent key is not an error");
-    assert!(matches!(
-        store.get(&key("data/one")).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.get(&key("data/one")).await, Err(Error::NotFound { .. })));
     let keys: Vec<_> = store
         .list(&key("data/"))
         .await
@@ -107,8 +84,7 @@ mod item_store_suite {
 
     use crate::Error;
     use crate::store::item::{
-        Condition, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Query, SortKeyRange,
-        Write,
+        Condition, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Query, SortKeyRange, Write,
     };
 
     pub(super) async fn run(store: &dyn ItemStore) {
@@ -168,13 +144,7 @@ mod item_store_suite {
             .unwrap_or_else(|e| panic!("put ({}, {}) {condition:?}: {e}", item.pk, item.sk));
     }
 
-    fn query(
-        index: Option<Index>,
-        pk: &str,
-        range: SortKeyRange,
-        limit: u32,
-        ascending: bool,
-    ) -> Query {
+    fn query(index: Option<Index>, pk: &str, range: SortKeyRange, limit: u32, ascending: bool) -> Query {
         Query {
             index,
             pk: pk.to_owned(),
@@ -219,11 +189,7 @@ mod item_store_suite {
 
     async fn single_writes(store: &dyn ItemStore, run: &str) {
         let pk = format!("{run}#single");
-        assert_eq!(
-            get(store, &pk, "absent").await,
-            None,
-            "get of an absent key is None"
-        );
+        assert_eq!(get(store, &pk, "absent").await, None, "get of an absent key is None");
 
         // NotExists: succeeds on an absent key, then fails; the item is stored exactly.
         let mut first = item(&pk, "a", 1);
@@ -257,11 +223,7 @@ mod item_store_suite {
             store.put(item(&pk, "b", 1), Condition::Exists).await,
             "put Exists on an absent key",
         );
-        assert_eq!(
-            get(store, &pk, "b").await,
-            None,
-            "a failed put creates nothing"
-        );
+        assert_eq!(get(store, &pk, "b").await, None, "a failed put creates nothing");
 
         // Version: the stored version must match; a stale one and an absent item fail.
         put(store, &item(&pk, "a", 3), Condition::Version(2)).await;
@@ -313,19 +275,13 @@ mod item_store_suite {
             store.delete(&pk, "absent", Condition::Version(1)).await,
             "delete Version on an absent key",
         );
-        assert!(
-            get(store, &pk, "a").await.is_some(),
-            "a failed delete deletes nothing"
-        );
+        assert!(get(store, &pk, "a").await.is_some(), "a failed delete deletes nothing");
         store
             .delete(&pk, "a", Condition::Version(10))
             .await
             .expect("delete with the right version");
         assert_eq!(get(store, &pk, "a").await, None, "a deleted item is gone");
-        store
-            .delete(&pk, "b", Condition::Exists)
-            .await
-            .expect("delete Exists");
+        store.delete(&pk, "b", Condition::Exists).await.expect("delete Exists");
         store
             .delete(&pk, "a", Condition::None)
             .await
@@ -360,18 +316,8 @@ mod item_store_suite {
             put(store, &item(&pk, sk, 1), Condition::NotExists).await;
         }
         // Neighbouring partitions, one a string prefix of the other, must not leak in.
-        put(
-            store,
-            &item(&format!("{pk}2"), "a#1", 1),
-            Condition::NotExists,
-        )
-        .await;
-        put(
-            store,
-            &item(&format!("{run}#p"), "a#1", 1),
-            Condition::NotExists,
-        )
-        .await;
+        put(store, &item(&format!("{pk}2"), "a#1", 1), Condition::NotExists).await;
+        put(store, &item(&format!("{run}#p"), "a#1", 1), Condition::NotExists).await;
 
         let all = read_all(store, query(None, &pk, SortKeyRange::All, 100, true)).await;
         assert_eq!(sks(&all), sorted, "All, ascending, byte-wise");
@@ -383,25 +329,16 @@ mod item_store_suite {
         assert_eq!(sks(&desc), reversed, "All, descending");
 
         let ranges: [(SortKeyRange, &[&str]); 7] = [
-            (
-                SortKeyRange::BeginsWith("a#".into()),
-                &["a#1", "a#2", "a#3"],
-            ),
+            (SortKeyRange::BeginsWith("a#".into()), &["a#1", "a#2", "a#3"]),
             (SortKeyRange::BeginsWith("b".into()), &["b#1", "b#2"]),
             (SortKeyRange::BeginsWith("zz".into()), &[]),
-            (
-                SortKeyRange::LessThan("b#1".into()),
-                &["B#1", "a#1", "a#2", "a#3"],
-            ),
+            (SortKeyRange::LessThan("b#1".into()), &["B#1", "a#1", "a#2", "a#3"]),
             (SortKeyRange::LessThan("A".into()), &[]),
             (
                 SortKeyRange::Between("a#2".into(), "b#1".into()),
                 &["a#2", "a#3", "b#1"],
             ),
-            (
-                SortKeyRange::Between("a#9".into(), "c".into()),
-                &["b#1", "b#2", "c"],
-            ),
+            (SortKeyRange::Between("a#9".into(), "c".into()), &["b#1", "b#2", "c"]),
         ];
         for (range, expected) in ranges {
             let asc = read_all(store, query(None, &pk, range.clone(), 100, true)).await;
@@ -415,24 +352,13 @@ mod item_store_suite {
         // Pagination: every item exactly once, in order, whatever the page size.
         for limit in [1, 2, 4, 8] {
             for ascending in [true, false] {
-                let paged =
-                    read_all(store, query(None, &pk, SortKeyRange::All, limit, ascending)).await;
+                let paged = read_all(store, query(None, &pk, SortKeyRange::All, limit, ascending)).await;
                 let expected = if ascending { sorted } else { reversed };
-                assert_eq!(
-                    sks(&paged),
-                    expected,
-                    "All paged by {limit}, ascending={ascending}"
-                );
+                assert_eq!(sks(&paged), expected, "All paged by {limit}, ascending={ascending}");
             }
             let paged = read_all(
                 store,
-                query(
-                    None,
-                    &pk,
-                    SortKeyRange::BeginsWith("a#".into()),
-                    limit,
-                    false,
-                ),
+                query(None, &pk, SortKeyRange::BeginsWith("a#".into()), limit, false),
             )
             .await;
             assert_eq!(
@@ -462,9 +388,7 @@ mod item_store_suite {
             "Between with from after to",
         );
         assert_invalid(
-            store
-                .query(query(None, &pk, SortKeyRange::All, 0, true))
-                .await,
+            store.query(query(None, &pk, SortKeyRange::All, 0, true)).await,
             "limit 0",
         );
         let empty = read_all(
@@ -472,10 +396,7 @@ mod item_store_suite {
             query(None, &format!("{run}#nothing"), SortKeyRange::All, 10, true),
         )
         .await;
-        assert!(
-            empty.is_empty(),
-            "an empty partition has no items: {empty:?}"
-        );
+        assert!(empty.is_empty(), "an empty partition has no items: {empty:?}");
     }
 
     async fn index_queries(store: &dyn ItemStore, run: &str) {
@@ -521,15 +442,9 @@ mod item_store_suite {
             (at("u3"), "k1"),
             (at("u8"), "both"),
         ];
-        let expected_g1: Vec<(String, String)> = expected_g1
-            .iter()
-            .map(|(p, s)| (p.clone(), (*s).to_owned()))
-            .collect();
-        let asc = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1, SortKeyRange::All, 100, true),
-        )
-        .await;
+        let expected_g1: Vec<(String, String)> =
+            expected_g1.iter().map(|(p, s)| (p.clone(), (*s).to_owned())).collect();
+        let asc = read_all(store, query(Some(Index::Gsi1), &g1, SortKeyRange::All, 100, true)).await;
         assert_eq!(
             keys(&asc),
             expected_g1,
@@ -538,16 +453,8 @@ mod item_store_suite {
         assert_eq!(asc[0], indexed[2], "index queries return whole items");
         let mut expected_g1_desc = expected_g1.clone();
         expected_g1_desc.reverse();
-        let desc = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1, SortKeyRange::All, 100, false),
-        )
-        .await;
-        assert_eq!(
-            keys(&desc),
-            expected_g1_desc,
-            "Gsi1 descending is the exact reverse"
-        );
+        let desc = read_all(store, query(Some(Index::Gsi1), &g1, SortKeyRange::All, 100, false)).await;
+        assert_eq!(keys(&desc), expected_g1_desc, "Gsi1 descending is the exact reverse");
         for limit in [1, 2, 3] {
             for ascending in [true, false] {
                 let paged = read_all(
@@ -555,11 +462,7 @@ mod item_store_suite {
                     query(Some(Index::Gsi1), &g1, SortKeyRange::All, limit, ascending),
                 )
                 .await;
-                let expected = if ascending {
-                    &expected_g1
-                } else {
-                    &expected_g1_desc
-                };
+                let expected = if ascending { &expected_g1 } else { &expected_g1_desc };
                 assert_eq!(
                     &keys(&paged),
                     expected,
@@ -570,21 +473,13 @@ mod item_store_suite {
         let in_range = |range: SortKeyRange| query(Some(Index::Gsi1), &g1, range, 100, true);
         let found = read_all(store, in_range(SortKeyRange::LessThan("t#2".into()))).await;
         assert_eq!(keys(&found), expected_g1[..1], "Gsi1 LessThan");
-        let found = read_all(
-            store,
-            in_range(SortKeyRange::Between("t#2".into(), "t#3".into())),
-        )
-        .await;
+        let found = read_all(store, in_range(SortKeyRange::Between("t#2".into(), "t#3".into()))).await;
         assert_eq!(keys(&found), expected_g1[1..4], "Gsi1 Between");
         let found = read_all(store, in_range(SortKeyRange::BeginsWith("t#".into()))).await;
         assert_eq!(found.len(), 5, "Gsi1 BeginsWith");
 
         let expected_g2 = [at("u6"), at("u7"), at("u5"), at("u8")];
-        let found = read_all(
-            store,
-            query(Some(Index::Gsi2), &g2, SortKeyRange::All, 2, true),
-        )
-        .await;
+        let found = read_all(store, query(Some(Index::Gsi2), &g2, SortKeyRange::All, 2, true)).await;
         assert_eq!(
             found.iter().map(|i| i.pk.clone()).collect::<Vec<_>>(),
             expected_g2,
@@ -606,17 +501,9 @@ mod item_store_suite {
             [at("u7"), at("u6")],
             "Gsi2 LessThan desc"
         );
-        let found = read_all(
-            store,
-            query(Some(Index::Gsi2), &g1, SortKeyRange::All, 10, true),
-        )
-        .await;
+        let found = read_all(store, query(Some(Index::Gsi2), &g1, SortKeyRange::All, 10, true)).await;
         assert!(found.is_empty(), "Gsi1 keys are not in Gsi2: {found:?}");
-        let found = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1_other, SortKeyRange::All, 10, true),
-        )
-        .await;
+        let found = read_all(store, query(Some(Index::Gsi1), &g1_other, SortKeyRange::All, 10, true)).await;
         assert_eq!(
             keys(&found),
             [(at("u4"), "k1".to_owned())],
@@ -629,12 +516,7 @@ mod item_store_suite {
         moved.version = 2;
         put(store, &moved, Condition::Version(1)).await;
         let found = read_all(store, in_range(SortKeyRange::All)).await;
-        assert_eq!(
-            found.len(),
-            5,
-            "a moved key is indexed once: {:?}",
-            keys(&found)
-        );
+        assert_eq!(found.len(), 5, "a moved key is indexed once: {:?}", keys(&found));
         assert_eq!(found[0], moved, "at its new index sort key");
         let found = read_all(store, in_range(SortKeyRange::BeginsWith("t#3".into()))).await;
         assert!(
@@ -648,41 +530,21 @@ mod item_store_suite {
         moved.version = 3;
         put(store, &moved, Condition::Version(2)).await;
         let found = read_all(store, in_range(SortKeyRange::All)).await;
-        assert_eq!(
-            found.len(),
-            4,
-            "moved out of the partition: {:?}",
-            keys(&found)
-        );
-        let found = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1_other, SortKeyRange::All, 10, true),
-        )
-        .await;
-        assert_eq!(
-            keys(&found),
-            [(at("u4"), "k1".to_owned()), (at("u3"), "k1".to_owned())]
-        );
+        assert_eq!(found.len(), 4, "moved out of the partition: {:?}", keys(&found));
+        let found = read_all(store, query(Some(Index::Gsi1), &g1_other, SortKeyRange::All, 10, true)).await;
+        assert_eq!(keys(&found), [(at("u4"), "k1".to_owned()), (at("u3"), "k1".to_owned())]);
 
         // ... and out of the index altogether, keeping the item.
         moved.gsi1 = None;
         moved.version = 4;
         put(store, &moved, Condition::Version(3)).await;
-        let found = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1_other, SortKeyRange::All, 10, true),
-        )
-        .await;
+        let found = read_all(store, query(Some(Index::Gsi1), &g1_other, SortKeyRange::All, 10, true)).await;
         assert_eq!(
             keys(&found),
             [(at("u4"), "k1".to_owned())],
             "an item without the key leaves the index"
         );
-        assert_eq!(
-            get(store, &at("u3"), "k1").await,
-            Some(moved),
-            "the item itself stays"
-        );
+        assert_eq!(get(store, &at("u3"), "k1").await, Some(moved), "the item itself stays");
 
         // A deleted item leaves every index it was in.
         store
@@ -690,15 +552,8 @@ mod item_store_suite {
             .await
             .expect("delete");
         let found = read_all(store, in_range(SortKeyRange::All)).await;
-        assert!(
-            found.iter().all(|i| i.pk != at("u8")),
-            "deleted item still in Gsi1"
-        );
-        let found = read_all(
-            store,
-            query(Some(Index::Gsi2), &g2, SortKeyRange::All, 10, true),
-        )
-        .await;
+        assert!(found.iter().all(|i| i.pk != at("u8")), "deleted item still in Gsi1");
+        let found = read_all(store, query(Some(Index::Gsi2), &g2, SortKeyRange::All, 10, true)).await;
         assert_eq!(found, due_sorted(due), "deleted item still in Gsi2");
 
         // A cursor of an index query must carry the index key.
@@ -713,19 +568,11 @@ mod item_store_suite {
 
     async fn assert_unchanged(store: &dyn ItemStore, pk: &str, snapshot: &[Item], what: &str) {
         let now = read_all(store, query(None, pk, SortKeyRange::All, 100, true)).await;
-        assert_eq!(
-            now, snapshot,
-            "{what}: nothing of a failed transaction is applied"
-        );
+        assert_eq!(now, snapshot, "{what}: nothing of a failed transaction is applied");
     }
 
     fn due_sorted(mut due: Vec<Item>) -> Vec<Item> {
-        due.sort_by(|a, b| {
-            a.gsi2
-                .as_ref()
-                .map(|k| &k.sk)
-                .cmp(&b.gsi2.as_ref().map(|k| &k.sk))
-        });
+        due.sort_by(|a, b| a.gsi2.as_ref().map(|k| &k.sk).cmp(&b.gsi2.as_ref().map(|k| &k.sk)));
         due
     }
 
@@ -775,11 +622,7 @@ mod item_store_suite {
             Some(item(&pk, "guard", 1)),
             "a Check writes nothing"
         );
-        let indexed = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1, SortKeyRange::All, 10, true),
-        )
-        .await;
+        let indexed = read_all(store, query(Some(Index::Gsi1), &g1, SortKeyRange::All, 10, true)).await;
         assert_eq!(indexed, [created.clone()], "transactional puts are indexed");
 
         let snapshot = read_all(store, query(None, &pk, SortKeyRange::All, 100, true)).await;
@@ -869,16 +712,8 @@ mod item_store_suite {
             other => panic!("a failed Delete condition must be a Conflict, got {other:?}"),
         }
         assert_unchanged(store, &pk, &snapshot, "failed Delete").await;
-        let indexed = read_all(
-            store,
-            query(Some(Index::Gsi1), &g1, SortKeyRange::All, 10, true),
-        )
-        .await;
-        assert_eq!(
-            indexed,
-            [created],
-            "failed transactions leave the index alone"
-        );
+        let indexed = read_all(store, query(Some(Index::Gsi1), &g1, SortKeyRange::All, 10, true)).await;
+        assert_eq!(indexed, [created], "failed transactions leave the index alone");
 
         // Two writes on one key, or too many writes, are refused before anything runs.
         let result = store
@@ -904,10 +739,7 @@ mod item_store_suite {
                 condition: Condition::None,
             })
             .collect();
-        assert_invalid(
-            store.transact(checks).await,
-            "more than MAX_TRANSACTION_WRITES writes",
-        );
+        assert_invalid(store.transact(checks).await, "more than MAX_TRANSACTION_WRITES writes");
         assert!(
             read_all(store, query(None, &bulk, SortKeyRange::All, 10, true))
                 .await
@@ -926,9 +758,7 @@ mod item_store_suite {
             .await
             .expect("a transaction of MAX_TRANSACTION_WRITES writes");
         let all = read_all(store, query(None, &bulk, SortKeyRange::All, 30, true)).await;
-        let expected: Vec<String> = (0..MAX_TRANSACTION_WRITES)
-            .map(|i| format!("{i:03}"))
-            .collect();
+        let expected: Vec<String> = (0..MAX_TRANSACTION_WRITES).map(|i| format!("{i:03}")).collect();
         assert_eq!(
             sks(&all),
             expected,
@@ -953,19 +783,15 @@ use crate::auth::{ApiKeySpec, Principal, Role};
 use crate::backup::{BackupDefinitionSpec, PvMode, Selection};
 use crate::cluster::{ClusterSpec, ClusterState, Heartbeat};
 use crate::destination::{DestinationSource, DestinationSpec, DestinationTarget};
-use crate::ids::{
-    BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId,
-};
-use crate::job::{JobState, JobType};
+use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId};
+use crate::job::{Job, JobState, JobType};
 use crate::plan::{Plan, PlanLimits};
 use crate::policy::{Policy, PolicySpec, ReferrerKind, ScheduleSpec};
 use crate::ports::FixedClock;
 use crate::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
 use crate::restore::RestoreSpec;
 use crate::secret::Secret;
-use crate::service::{
-    ControlPlane, ControlPlaneConfig, JobFilter, RecoveryPointFilter, RunNowRequest, SignupRequest,
-};
+use crate::service::{ControlPlane, ControlPlaneConfig, JobFilter, RecoveryPointFilter, RunNowRequest, SignupRequest};
 use crate::store::item::{Condition, ItemStore, Query, SortKeyRange, Write};
 use crate::store::page::PageRequest;
 use crate::store::{Store, Tx, keys};
@@ -977,11 +803,7 @@ macro_rules! expect_err {
     ($result:expr, $pattern:pat, $what:expr) => {
         match $result {
             Err(e @ $pattern) => e,
-            other => panic!(
-                "{}: expected {}, got {other:?}",
-                $what,
-                stringify!($pattern)
-            ),
+            other => panic!("{}: expected {}, got {other:?}", $what, stringify!($pattern)),
         }
     };
 }
@@ -1055,12 +877,10 @@ fn definition(
     }
 }
 
-fn recovery_point(
-    org: OrgId,
-    cluster: ClusterId,
-    expires_at: Option<DateTime<Utc>>,
-) -> RecoveryPoint {
+fn recovery_point(org: OrgId, cluster: ClusterId, expires_at: Option<DateTime<Utc>>) -> RecoveryPoint {
     RecoveryPoint {
+        rule: None,
+        keep_last: None,
         id: RecoveryPointId::new(),
         org_id: org,
         cluster_id: cluster,
@@ -1095,7 +915,155 @@ pub async fn store_contract(items: Arc<dyn ItemStore>) {
     recovery_points_expiring_before(items.clone()).await;
     pagination_across_pages(items.clone()).await;
     jobs_and_restores(items.clone()).await;
+    dispatch_races_yield_one_job(items.clone()).await;
+    heartbeats_leave_the_cluster_etag_alone(items.clone()).await;
     plan_rules(items).await;
+}
+
+/// Concurrent dispatches of one definition: exactly one PENDING job, every other one
+/// SKIPPED naming the winner (the active-job item is written with `NotExists` in the
+/// job's transaction). Once the job ends, the next dispatch runs again.
+pub async fn dispatch_races_yield_one_job(items: Arc<dyn ItemStore>) {
+    let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
+    let (p, _, policy) = new_org(&cp, "race").await;
+    let dest = cp.create_destination(&p, s3("d")).await.expect("create");
+    let reg = cp
+        .register_cluster(
+            &p,
+            ClusterSpec {
+                name: "c".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("register");
+    cp.record_heartbeat(&reg.agent_token, Heartbeat::default())
+        .await
+        .expect("heartbeat");
+    let def = cp
+        .create_backup_definition(&p, definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b"))
+        .await
+        .expect("create")
+        .definition;
+    let input = crate::scheduler::ScheduleInput {
+        org_id: p.org_id,
+        definition_id: def.id.to_string(),
+        rule: 0,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let cp = cp.clone();
+        let input = input.clone();
+        tasks.push(tokio::spawn(async move { cp.dispatch_scheduled(&input).await }));
+    }
+    let mut jobs = Vec::new();
+    for t in tasks {
+        jobs.push(t.await.expect("task").expect("dispatch"));
+    }
+    let pending: Vec<&Job> = jobs.iter().filter(|j| j.state == JobState::Pending).collect();
+    assert_eq!(pending.len(), 1, "exactly one run: {jobs:#?}");
+    let winner = pending[0];
+    assert_eq!(winner.trigger, crate::job::JobTrigger::Scheduled);
+    assert_eq!(winner.retention.map(|r| r.retain_days), Some(7));
+    assert!(
+        winner.recovery_point_expires_at.is_some(),
+        "the job carries its point's expiry"
+    );
+    for j in jobs.iter().filter(|j| j.id != winner.id) {
+        assert_eq!(j.state, JobState::Skipped, "{j:?}");
+        let reason = j.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("another job of this definition is still") && reason.contains(&winner.id.to_string()),
+            "{reason}"
+        );
+    }
+    // Every outcome is stored.
+    let stored = cp
+        .list_jobs(
+            &p,
+            &JobFilter {
+                definition_id: Some(def.id),
+                ..Default::default()
+            },
+            &PageRequest::after(None, 50),
+        )
+        .await
+        .expect("list");
+    assert_eq!(stored.items.len(), 6);
+    // The job ends (canceled): the definition is free again.
+    cp.cancel_job(&p, &winner.id, None).await.expect("cancel");
+    let next = cp.dispatch_scheduled(&input).await.expect("dispatch");
+    assert_eq!(next.state, JobState::Pending, "{next:?}");
+    // A paused definition's schedule is skipped with its reason.
+    cp.cancel_job(&p, &next.id, None).await.expect("cancel");
+    cp.pause_backup_definition(&p, &def.id, None).await.expect("pause");
+    let paused = cp.dispatch_scheduled(&input).await.expect("dispatch");
+    assert_eq!(
+        (paused.state, paused.reason.as_deref()),
+        (JobState::Skipped, Some("definition paused"))
+    );
+}
+
+/// A heartbeat writes the agent item, not the cluster: the cluster's ETag stays, so a
+/// user's edit with it succeeds, and reads still show the agent's facts.
+pub async fn heartbeats_leave_the_cluster_etag_alone(items: Arc<dyn ItemStore>) {
+    let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
+    let (p, _, _) = new_org(&cp, "etag").await;
+    let reg = cp
+        .register_cluster(
+            &p,
+            ClusterSpec {
+                name: "c".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("register");
+    let v = reg.cluster.version;
+    cp.record_heartbeat(
+        &reg.agent_token,
+        Heartbeat {
+            node_count: Some(4),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("heartbeat");
+    let read = cp.get_cluster(&p, &reg.cluster.id).await.expect("get");
+    assert_eq!(
+        (read.version, read.state, read.node_count),
+        (v, ClusterState::Active, Some(4))
+    );
+    let edited = cp
+        .update_cluster(
+            &p,
+            &reg.cluster.id,
+            ClusterSpec {
+                name: "renamed".into(),
+                ..Default::default()
+            },
+            v,
+        )
+        .await
+        .expect("an edit with the ETag read before the heartbeat");
+    assert_eq!(edited.node_count, Some(4));
+    let raw = items
+        .get(&keys::org_pk(&p.org_id), &keys::agent_sk(&reg.cluster.id))
+        .await
+        .expect("get")
+        .expect("the agent item exists");
+    assert_eq!(raw.body["nodeCount"], 4);
+    // Deleting the cluster deletes its agent item too.
+    cp.delete_cluster(&p, &reg.cluster.id, edited.version, true)
+        .await
+        .expect("delete");
+    assert!(
+        items
+            .get(&keys::org_pk(&p.org_id), &keys::agent_sk(&reg.cluster.id))
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 /// Sign-up writes the org, the bootstrap key (hash only in GSI1) and the default policy
@@ -1120,10 +1088,7 @@ pub async fn signup_writes_the_documented_items(items: Arc<dyn ItemStore>) {
     let gsi1 = key.gsi1.clone().expect("API keys are in GSI1");
     assert_eq!(gsi1.pk, format!("APIKEY#{}", secret.hash().as_str()));
     let body = key.body.to_string();
-    assert!(
-        !body.contains(secret.expose()),
-        "the plaintext key is never stored"
-    );
+    assert!(!body.contains(secret.expose()), "the plaintext key is never stored");
     assert!(
         !body.contains(secret.hash().as_str()),
         "the hash is only in the index key"
@@ -1165,10 +1130,7 @@ pub async fn authentication_and_roles(items: Arc<dyn ItemStore>) {
         .expect("create key");
     assert!(viewer.secret.expose().starts_with("arca_"));
     assert!(viewer.secret.expose().starts_with(&viewer.api_key.snippet));
-    let vp = cp
-        .authenticate(&viewer.secret)
-        .await
-        .expect("viewer authenticates");
+    let vp = cp.authenticate(&viewer.secret).await.expect("viewer authenticates");
     assert_eq!((vp.role, vp.org_id), (Role::Viewer, admin.org_id));
     expect_err!(
         cp.create_destination(&vp, s3("x")).await,
@@ -1181,9 +1143,7 @@ pub async fn authentication_and_roles(items: Arc<dyn ItemStore>) {
         "viewer keys"
     );
     assert!(
-        cp.list_destinations(&vp, &PageRequest::default())
-            .await
-            .is_ok(),
+        cp.list_destinations(&vp, &PageRequest::default()).await.is_ok(),
         "viewers read"
     );
 
@@ -1203,10 +1163,7 @@ pub async fn authentication_and_roles(items: Arc<dyn ItemStore>) {
     )
     .await
     .expect("create");
-    let keys = cp
-        .list_api_keys(&admin, &PageRequest::default())
-        .await
-        .expect("list");
+    let keys = cp.list_api_keys(&admin, &PageRequest::default()).await.expect("list");
     assert_eq!(keys.items.len(), 3);
     expect_err!(
         cp.delete_api_key(&admin, &bootstrap_id, 7).await,
@@ -1228,10 +1185,7 @@ pub async fn tenant_isolation(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items, CONTRACT_NOW_SECS);
     let (a, _, a_policy) = new_org(&cp, "tenant a").await;
     let (b, _, _) = new_org(&cp, "tenant b").await;
-    let dest = cp
-        .create_destination(&a, s3("a-dest"))
-        .await
-        .expect("create");
+    let dest = cp.create_destination(&a, s3("a-dest")).await.expect("create");
     let cluster = cp
         .register_cluster(
             &a,
@@ -1260,8 +1214,7 @@ pub async fn tenant_isolation(items: Arc<dyn ItemStore>) {
         "cross-tenant get"
     );
     expect_err!(
-        cp.update_destination(&b, &dest.id, s3("stolen"), dest.version)
-            .await,
+        cp.update_destination(&b, &dest.id, s3("stolen"), dest.version).await,
         crate::Error::NotFound { .. },
         "cross-tenant update"
     );
@@ -1288,18 +1241,11 @@ pub async fn tenant_isolation(items: Arc<dyn ItemStore>) {
             .items
             .is_empty()
     );
-    let b_policies = cp
-        .list_policies(&b, &PageRequest::default())
-        .await
-        .expect("list");
+    let b_policies = cp.list_policies(&b, &PageRequest::default()).await.expect("list");
     assert_eq!(b_policies.items.len(), 1, "only b's own default policy");
     assert_ne!(b_policies.items[0].id, a_policy.id);
     assert_eq!(
-        cp.get_destination(&a, &dest.id)
-            .await
-            .expect("still a's")
-            .spec
-            .name,
+        cp.get_destination(&a, &dest.id).await.expect("still a's").spec.name,
         "a-dest"
     );
 }
@@ -1327,17 +1273,11 @@ pub async fn optimistic_concurrency(items: Arc<dyn ItemStore>) {
         "stale delete"
     );
     assert_eq!(
-        cp.get_destination(&p, &dest.id)
-            .await
-            .expect("get")
-            .spec
-            .name,
+        cp.get_destination(&p, &dest.id).await.expect("get").spec.name,
         "v2",
         "a failed write changes nothing"
     );
-    cp.delete_destination(&p, &dest.id, 2)
-        .await
-        .expect("delete at 2");
+    cp.delete_destination(&p, &dest.id, 2).await.expect("delete at 2");
     expect_err!(
         cp.get_destination(&p, &dest.id).await,
         crate::Error::NotFound { .. },
@@ -1427,10 +1367,7 @@ pub async fn policy_in_use(items: Arc<dyn ItemStore>) {
 
     let stale_hourly_version = hourly.version;
     let view = cp
-        .create_backup_definition(
-            &p,
-            definition(cluster.id, Some(hourly.id), Some(dest.id), "nightly"),
-        )
+        .create_backup_definition(&p, definition(cluster.id, Some(hourly.id), Some(dest.id), "nightly"))
         .await
         .expect("create definition");
     let def = view.definition;
@@ -1481,31 +1418,15 @@ pub async fn policy_in_use(items: Arc<dyn ItemStore>) {
         .update_backup_definition(&p, &def.id, spec, moved.definition.version)
         .await
         .expect("move");
-    assert!(
-        cp.get_policy(&p, &hourly.id)
-            .await
-            .expect("get")
-            .used_by
-            .is_empty()
-    );
-    assert_eq!(
-        cp.get_policy(&p, &daily.id)
-            .await
-            .expect("get")
-            .used_by
-            .len(),
-        1
-    );
+    assert!(cp.get_policy(&p, &hourly.id).await.expect("get").used_by.is_empty());
+    assert_eq!(cp.get_policy(&p, &daily.id).await.expect("get").used_by.len(), 1);
     let hourly_now = cp.get_policy(&p, &hourly.id).await.expect("get");
     cp.delete_policy(&p, &hourly.id, hourly_now.version)
         .await
         .expect("an unused policy goes");
     expect_err!(
-        cp.create_backup_definition(
-            &p,
-            definition(cluster.id, Some(hourly.id), Some(dest.id), "late")
-        )
-        .await,
+        cp.create_backup_definition(&p, definition(cluster.id, Some(hourly.id), Some(dest.id), "late"))
+            .await,
         crate::Error::Invalid { .. },
         "a definition on a deleted policy"
     );
@@ -1545,12 +1466,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
     let def = cp
         .create_backup_definition(
             &p,
-            definition(
-                cluster.id,
-                Some(policy.id),
-                Some(dest.id),
-                "protects-doomed",
-            ),
+            definition(cluster.id, Some(policy.id), Some(dest.id), "protects-doomed"),
         )
         .await
         .expect("create")
@@ -1558,14 +1474,12 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
     let referenced = cp.get_cluster(&p, &cluster.id).await.expect("get");
     assert!(referenced.backup_definition_ids.contains(&def.id));
     expect_err!(
-        cp.delete_cluster(&p, &cluster.id, cluster.version, true)
-            .await,
+        cp.delete_cluster(&p, &cluster.id, cluster.version, true).await,
         crate::Error::PreconditionFailed { .. },
         "the attach bumped the cluster's version"
     );
     let err = expect_err!(
-        cp.delete_cluster(&p, &cluster.id, referenced.version, true)
-            .await,
+        cp.delete_cluster(&p, &cluster.id, referenced.version, true).await,
         crate::Error::Conflict { .. },
         "in use"
     );
@@ -1589,8 +1503,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
     let released = cp.get_cluster(&p, &cluster.id).await.expect("get");
     assert!(released.backup_definition_ids.is_empty());
     let err = expect_err!(
-        cp.delete_cluster(&p, &cluster.id, released.version, false)
-            .await,
+        cp.delete_cluster(&p, &cluster.id, released.version, false).await,
         crate::Error::Conflict { .. },
         "unconfirmed"
     );
@@ -1699,30 +1612,21 @@ pub async fn agent_token_lookup(items: Arc<dyn ItemStore>) {
         raw.gsi1.expect("indexed").pk,
         format!("AGENT#{}", registered.agent_token.hash().as_str())
     );
-    assert!(
-        !raw.body
-            .to_string()
-            .contains(registered.agent_token.expose())
-    );
+    assert!(!raw.body.to_string().contains(registered.agent_token.expose()));
 
     let beat = Heartbeat {
         kubernetes_version: Some("v1.33.1".into()),
         agent_version: Some("0.1.0".into()),
         node_count: Some(3),
         inventory: None,
+        capabilities: None,
     };
     let active = cp
         .record_heartbeat(&registered.agent_token, beat)
         .await
         .expect("heartbeat");
     assert_eq!(active.state, ClusterState::Active);
-    assert_eq!(
-        cp.get_cluster(&p, &active.id)
-            .await
-            .expect("get")
-            .node_count,
-        Some(3)
-    );
+    assert_eq!(cp.get_cluster(&p, &active.id).await.expect("get").node_count, Some(3));
     let later = contract_plane(items, CONTRACT_NOW_SECS + 3600);
     assert_eq!(
         later.get_cluster(&p, &active.id).await.expect("get").state,
@@ -1735,8 +1639,7 @@ pub async fn agent_token_lookup(items: Arc<dyn ItemStore>) {
         .await
         .expect("rotate");
     expect_err!(
-        cp.record_heartbeat(&registered.agent_token, Heartbeat::default())
-            .await,
+        cp.record_heartbeat(&registered.agent_token, Heartbeat::default()).await,
         crate::Error::Unauthenticated,
         "old token"
     );
@@ -1764,41 +1667,16 @@ pub async fn recovery_points_expiring_before(items: Arc<dyn ItemStore>) {
     let t = now();
     let h = |n: i64| Some(t - chrono::Duration::hours(n));
     let mut expected = [
-        store
-            .create(recovery_point(a.org_id, ca, h(5)))
-            .await
-            .expect("rp"),
-        store
-            .create(recovery_point(b.org_id, cb, h(4)))
-            .await
-            .expect("rp"),
-        store
-            .create(recovery_point(a.org_id, ca, h(3)))
-            .await
-            .expect("rp"),
-        store
-            .create(recovery_point(b.org_id, cb, h(2)))
-            .await
-            .expect("rp"),
+        store.create(recovery_point(a.org_id, ca, h(5))).await.expect("rp"),
+        store.create(recovery_point(b.org_id, cb, h(4))).await.expect("rp"),
+        store.create(recovery_point(a.org_id, ca, h(3))).await.expect("rp"),
+        store.create(recovery_point(b.org_id, cb, h(2))).await.expect("rp"),
     ];
-    let moved = store
-        .create(recovery_point(a.org_id, ca, h(1)))
-        .await
-        .expect("rp");
-    let deleted = store
-        .create(recovery_point(a.org_id, ca, h(1)))
-        .await
-        .expect("rp");
+    let moved = store.create(recovery_point(a.org_id, ca, h(1))).await.expect("rp");
+    let deleted = store.create(recovery_point(a.org_id, ca, h(1))).await.expect("rp");
+    store.create(recovery_point(a.org_id, ca, None)).await.expect("rp");
     store
-        .create(recovery_point(a.org_id, ca, None))
-        .await
-        .expect("rp");
-    store
-        .create(recovery_point(
-            b.org_id,
-            cb,
-            Some(t + chrono::Duration::hours(1)),
-        ))
+        .create(recovery_point(b.org_id, cb, Some(t + chrono::Duration::hours(1))))
         .await
         .expect("rp");
     store
@@ -1809,20 +1687,14 @@ pub async fn recovery_points_expiring_before(items: Arc<dyn ItemStore>) {
     let mut later = moved.clone();
     later.expires_at = Some(t + chrono::Duration::days(30));
     let moved_version = moved.version;
-    store
-        .update(later, moved_version)
-        .await
-        .expect("extend expiry");
+    store.update(later, moved_version).await.expect("extend expiry");
     store
         .delete::<RecoveryPoint>(&a.org_id, &deleted.id, deleted.version)
         .await
         .expect("delete");
     let mut locked = expected[2].clone();
     locked.locked = true;
-    expected[2] = store
-        .update(locked, expected[2].version)
-        .await
-        .expect("lock");
+    expected[2] = store.update(locked, expected[2].version).await.expect("lock");
 
     let ours = [a.org_id, b.org_id];
     let mut seen = Vec::new();
@@ -1833,11 +1705,7 @@ pub async fn recovery_points_expiring_before(items: Arc<dyn ItemStore>) {
             .await
             .expect("query");
         assert!(page.items.len() <= 2);
-        seen.extend(
-            page.items
-                .into_iter()
-                .filter(|rp| ours.contains(&rp.org_id)),
-        );
+        seen.extend(page.items.into_iter().filter(|rp| ours.contains(&rp.org_id)));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
@@ -1849,15 +1717,9 @@ pub async fn recovery_points_expiring_before(items: Arc<dyn ItemStore>) {
         ids, want,
         "exactly the points expiring before T, oldest first, across orgs and pages"
     );
-    assert!(
-        seen[2].locked,
-        "locked points are listed (retention skips them)"
-    );
+    assert!(seen[2].locked, "locked points are listed (retention skips them)");
     let bad = store
-        .recovery_points_expiring_before_cross_tenant(
-            t,
-            &PageRequest::after(Some("garbage".into()), 2),
-        )
+        .recovery_points_expiring_before_cross_tenant(t, &PageRequest::after(Some("garbage".into()), 2))
         .await;
     expect_err!(bad, crate::Error::Invalid { .. }, "a bad cursor");
 }
@@ -1913,8 +1775,7 @@ pub async fn pagination_across_pages(items: Arc<dyn ItemStore>) {
     );
     assert!(matches!(e, crate::Error::Invalid { ref field, .. } if field == "cursor"));
     expect_err!(
-        cp.list_policies(&p, &PageRequest::after(Some(first_cursor), 3))
-            .await,
+        cp.list_policies(&p, &PageRequest::after(Some(first_cursor), 3)).await,
         crate::Error::Invalid { .. },
         "another listing's cursor"
     );
@@ -1946,29 +1807,16 @@ pub async fn pagination_across_pages(items: Arc<dyn ItemStore>) {
     let mut job_ids = Vec::new();
     for i in 0..6u64 {
         let at = now() + chrono::Duration::seconds(i as i64);
-        let mut job = crate::job::Job::pending(
-            p.org_id,
-            JobType::K8sBackup,
-            crate::job::JobTrigger::Scheduled,
-            at,
-        );
+        let mut job = crate::job::Job::pending(p.org_id, JobType::K8sBackup, crate::job::JobTrigger::Scheduled, at);
         job.cluster_id = if i % 2 == 0 { Some(cluster.id) } else { None };
         job_ids.push(store.create(job).await.expect("job").id);
     }
     let raw = store
-        .list_where(
-            &p.org_id,
-            &PageRequest::first(10),
-            false,
-            |_: &crate::job::Job| true,
-        )
+        .list_where(&p.org_id, &PageRequest::first(10), false, |_: &crate::job::Job| true)
         .await
         .expect("list");
     let newest_first: Vec<_> = job_ids.iter().rev().copied().collect();
-    assert_eq!(
-        raw.items.iter().map(|j| j.id).collect::<Vec<_>>(),
-        newest_first
-    );
+    assert_eq!(raw.items.iter().map(|j| j.id).collect::<Vec<_>>(), newest_first);
     let filter = JobFilter {
         cluster_id: Some(cluster.id),
         ..JobFilter::default()
@@ -2000,10 +1848,7 @@ pub async fn pagination_across_pages(items: Arc<dyn ItemStore>) {
         .await
         .expect("raw query");
     let sks: Vec<_> = raw.items.iter().map(|i| i.sk.clone()).collect();
-    let want: Vec<_> = job_ids
-        .iter()
-        .map(|id| format!("JOB#{}", id.ulid()))
-        .collect();
+    let want: Vec<_> = job_ids.iter().map(|id| format!("JOB#{}", id.ulid())).collect();
     assert_eq!(sks, want, "jobs are at JOB#<ulid>, in creation order");
 }
 
@@ -2011,7 +1856,7 @@ pub async fn pagination_across_pages(items: Arc<dyn ItemStore>) {
 /// restore needs an ACTIVE target and creates its K8S_RESTORE job with it.
 pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
-    let store = Store::new(items);
+    let store = Store::new(items.clone());
     let (p, _, policy) = new_org(&cp, "jobs").await;
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
     let reg = cp
@@ -2025,21 +1870,14 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
         .await
         .expect("register");
     let def = cp
-        .create_backup_definition(
-            &p,
-            definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b"),
-        )
+        .create_backup_definition(&p, definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b"))
         .await
         .expect("create")
         .definition;
-    let paused = cp
-        .pause_backup_definition(&p, &def.id, None)
-        .await
-        .expect("pause");
+    let paused = cp.pause_backup_definition(&p, &def.id, None).await.expect("pause");
     assert!(paused.definition.spec.paused);
     expect_err!(
-        cp.resume_backup_definition(&p, &def.id, Some(def.version))
-            .await,
+        cp.resume_backup_definition(&p, &def.id, Some(def.version)).await,
         crate::Error::PreconditionFailed { .. },
         "a resume with a stale version"
     );
@@ -2049,14 +1887,15 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
         .expect("resume");
     assert!(!resumed.definition.spec.paused);
 
+    // Runs need an ACTIVE cluster: its agent heartbeats.
+    cp.record_heartbeat(&reg.agent_token, Heartbeat::default())
+        .await
+        .expect("heartbeat");
     let job = cp
         .run_backup_now(&p, &def.id, RunNowRequest::default())
         .await
         .expect("run now");
-    assert_eq!(
-        (job.job_type, job.state),
-        (JobType::K8sBackup, JobState::Pending)
-    );
+    assert_eq!((job.job_type, job.state), (JobType::K8sBackup, JobState::Pending));
     assert_eq!(
         (job.cluster_id, job.definition_id),
         (Some(reg.cluster.id), Some(def.id))
@@ -2079,9 +1918,7 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
         .await
         .expect("run now");
     let mut started = running.clone();
-    started
-        .transition(JobState::Running, None, now())
-        .expect("start");
+    started.transition(JobState::Running, None, now()).expect("start");
     let started = store.update(started, running.version).await.expect("store");
     assert_eq!(
         cp.cancel_job(&p, &started.id, Some(started.version))
@@ -2101,16 +1938,9 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
         )
         .await
         .expect("list");
-    assert_eq!(
-        listed.items.iter().map(|j| j.id).collect::<Vec<_>>(),
-        [started.id]
-    );
+    assert_eq!(listed.items.iter().map(|j| j.id).collect::<Vec<_>>(), [started.id]);
 
-    let mut rp = recovery_point(
-        p.org_id,
-        reg.cluster.id,
-        Some(now() + chrono::Duration::days(7)),
-    );
+    let mut rp = recovery_point(p.org_id, reg.cluster.id, Some(now() + chrono::Duration::days(7)));
     rp.definition_id = def.id;
     let rp = store.create(rp).await.expect("rp");
     let spec = RestoreSpec {
@@ -2124,10 +1954,12 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
         existing_resource_policy: crate::restore::ExistingResourcePolicy::Update,
         restore_pvs: true,
     };
+    // An hour after its last heartbeat the target is PENDING: refused.
+    let later = contract_plane(items.clone(), CONTRACT_NOW_SECS + 3600);
     let err = expect_err!(
-        cp.create_restore(&p, spec.clone()).await,
+        later.create_restore(&p, spec.clone()).await,
         crate::Error::Conflict { .. },
-        "a REGISTERED target"
+        "a PENDING target"
     );
     assert!(err.to_string().contains("ACTIVE"), "{err}");
     cp.record_heartbeat(&reg.agent_token, Heartbeat::default())
@@ -2140,10 +1972,7 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
     );
     assert_eq!(created.restore.job_id, created.job.id);
     assert_eq!(
-        cp.get_job(&p, &created.job.id)
-            .await
-            .expect("stored")
-            .restore_id,
+        cp.get_job(&p, &created.job.id).await.expect("stored").restore_id,
         Some(created.restore.id)
     );
     assert_eq!(
@@ -2199,18 +2028,13 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
     );
     assert!(err.to_string().contains("Arca-managed"), "{err}");
     assert!(
-        cp.get_policy(&p, &policy.id)
-            .await
-            .expect("get")
-            .used_by
-            .is_empty(),
+        cp.get_policy(&p, &policy.id).await.expect("get").used_by.is_empty(),
         "a refused definition leaves no trace"
     );
     let mut long = policy.spec.clone();
     long.schedules[0].retain_days = 45;
     let err = expect_err!(
-        cp.update_policy(&p, &policy.id, long.clone(), policy.version)
-            .await,
+        cp.update_policy(&p, &policy.id, long.clone(), policy.version).await,
         crate::Error::LimitExceeded { .. },
         "free retention"
     );
@@ -2222,16 +2046,11 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
         .await
         .expect("paid copies to managed storage");
     assert_eq!(
-        view.effective_destination
-            .map(|e| (e.destination_id, e.source)),
+        view.effective_destination.map(|e| (e.destination_id, e.source)),
         Some((managed.id, DestinationSource::Cluster))
     );
     let current = cp.get_policy(&p, &policy.id).await.expect("get");
-    assert_eq!(
-        current.version,
-        policy.version + 1,
-        "the attach bumped the policy"
-    );
+    assert_eq!(current.version, policy.version + 1, "the attach bumped the policy");
     let updated = cp
         .update_policy(&p, &policy.id, long, current.version)
         .await

@@ -16,10 +16,7 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if trimmed.chars().count() > MAX_NAME {
-        return Err(Error::invalid(
-            field,
-            format!("must be at most {MAX_NAME} characters"),
-        ));
+        return Err(Error::invalid(field, format!("must be at most {MAX_NAME} characters")));
     }
     if trimmed.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
@@ -80,9 +77,7 @@ pub(crate) fn dns_label(field: &str, value: &str) -> Result<()> {
 
 /// A DNS-1123 subdomain: storage class names, label-key prefixes.
 pub(crate) fn dns_subdomain(field: &str, value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|part| dns_label(field, part).is_ok());
+    let ok = !value.is_empty() && value.len() <= 253 && value.split('.').all(|part| dns_label(field, part).is_ok());
     if ok {
         Ok(())
     } else {
@@ -118,16 +113,10 @@ pub(crate) fn labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(
             dns_subdomain(&path, prefix)?;
         }
         if !label_name_ok(name, false) {
-            return Err(Error::invalid(
-                path,
-                format!("{key:?} is not a valid label key"),
-            ));
+            return Err(Error::invalid(path, format!("{key:?} is not a valid label key")));
         }
         if !label_name_ok(value, true) {
-            return Err(Error::invalid(
-                path,
-                format!("{value:?} is not a valid label value"),
-            ));
+            return Err(Error::invalid(path, format!("{value:?} is not a valid label value")));
         }
     }
     Ok(())
@@ -143,10 +132,7 @@ pub(crate) fn resource_kind(field: &str, value: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
-            field,
-            format!("{value:?} is not a resource kind"),
-        ))
+        Err(Error::invalid(field, format!("{value:?} is not a resource kind")))
     }
 }
 

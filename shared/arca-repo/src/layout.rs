@@ -28,17 +28,44 @@ impl Layout {
         Ok(format!("snapshots/{}", checked_id(id)?))
     }
 
+    /// A wrapping of the master key (passphrase or KMS).
+    pub fn key(id: &str) -> Result<String> {
+        Ok(format!("keys/{}", checked_id(id)?))
+    }
+
+    /// A garbage-collection marker: packs condemned at a time.
+    pub fn gc_marker(id: &str) -> Result<String> {
+        Ok(format!("gc/{}", checked_id(id)?))
+    }
+
+    /// The lock object of a running garbage collection.
+    pub fn gc_lock(id: &str) -> Result<String> {
+        Ok(format!("locks/{}", checked_id(id)?))
+    }
+
+    /// The id at the end of a listed key (`data/ab/<id>` -> `<id>`), if it is a well-formed one.
+    pub fn id_of(key: &str) -> Option<&str> {
+        let id = key.rsplit('/').next()?;
+        checked_id(id).ok()
+    }
+
     /// Prefixes to list each kind of object.
     pub const PACKS: &'static str = "data/";
     pub const INDEXES: &'static str = "index/";
     pub const SNAPSHOTS: &'static str = "snapshots/";
+    pub const KEYS: &'static str = "keys/";
+    pub const GC_MARKERS: &'static str = "gc/";
+    pub const GC_LOCKS: &'static str = "locks/";
 }
 
 fn checked_id(id: &str) -> Result<&str> {
     if id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         Ok(id)
     } else {
-        Err(Error::invalid("id", format!("expected {ID_LEN} lowercase hex characters, got {id:?}")))
+        Err(Error::invalid(
+            "id",
+            format!("expected {ID_LEN} lowercase hex characters, got {id:?}"),
+        ))
     }
 }
 
@@ -54,6 +81,11 @@ mod tests {
         assert_eq!(Layout::index(ID).unwrap(), format!("index/{ID}"));
         assert_eq!(Layout::snapshot(ID).unwrap(), format!("snapshots/{ID}"));
         assert!(Layout::pack(ID).unwrap().starts_with(Layout::PACKS));
+        assert_eq!(Layout::key(ID).unwrap(), format!("keys/{ID}"));
+        assert_eq!(Layout::gc_marker(ID).unwrap(), format!("gc/{ID}"));
+        assert_eq!(Layout::gc_lock(ID).unwrap(), format!("locks/{ID}"));
+        assert_eq!(Layout::id_of(&Layout::pack(ID).unwrap()), Some(ID));
+        assert_eq!(Layout::id_of("data/ab/x.tmp"), None);
     }
 
     #[test]

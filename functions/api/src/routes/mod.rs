@@ -4,6 +4,7 @@
 //! the control plane and shape the response; the rules live in `arca_core::service`.
 
 mod account;
+mod agent;
 mod operations;
 mod protection;
 
@@ -26,6 +27,8 @@ use crate::state::AppState;
 
 /// The security scheme every operation but sign-up and the document uses.
 pub const API_KEY_SCHEME: &str = "apiKey";
+/// The scheme of the agent protocol: the cluster's agent token.
+pub const AGENT_TOKEN_SCHEME: &str = "agentToken";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +45,7 @@ pub const API_KEY_SCHEME: &str = "apiKey";
         (name = "clusters"), (name = "destinations"), (name = "policies"),
         (name = "backups", description = "Kubernetes backup definitions"),
         (name = "jobs"), (name = "recoverypoints"), (name = "restores"), (name = "meta"),
+        (name = "agent", description = "The in-cluster agent's protocol (agent token, not an API key)"),
     )
 )]
 struct ApiDoc;
@@ -52,6 +56,10 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut OpenApiDoc) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(API_KEY_SCHEME, SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            AGENT_TOKEN_SCHEME,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
         // Every operation needs a key unless it says otherwise (`security(())`).
         openapi.security = Some(vec![SecurityRequirement::new(API_KEY_SCHEME, Vec::<String>::new())]);
     }
@@ -109,6 +117,13 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::get_recovery_point))
         .routes(routes!(operations::list_restores, operations::create_restore))
         .routes(routes!(operations::get_restore))
+        .routes(routes!(agent::connect))
+        .routes(routes!(agent::heartbeat))
+        .routes(routes!(agent::poll))
+        .routes(routes!(agent::lease))
+        .routes(routes!(agent::progress))
+        .routes(routes!(agent::complete))
+        .routes(routes!(agent::credentials))
 }
 
 /// The OpenAPI document of this API, generated from the handlers.

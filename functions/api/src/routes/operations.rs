@@ -150,10 +150,7 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<Job>> {
     let p = caller.require(Role::Operator)?;
-    let job = s
-        .control_plane
-        .cancel_job(p, &path_id::<JobId>(&id)?, version)
-        .await?;
+    let job = s.control_plane.cancel_job(p, &path_id::<JobId>(&id)?, version).await?;
     Ok(Tagged::ok(job.version, job))
 }
 
@@ -237,10 +234,7 @@ pub async fn create_restore(
     Body(body): Body<RestoreBody>,
 ) -> ApiResult<Tagged<RestoreCreated>> {
     let p = caller.require(Role::Operator)?;
-    let created = s
-        .control_plane
-        .create_restore(p, body.into())
-        .await?;
+    let created = s.control_plane.create_restore(p, body.into()).await?;
     let r = &created.restore;
     Ok(Tagged::created(r.version, format!("/v1/restores/{}", r.id), created))
 }

@@ -207,8 +207,7 @@ pub async fn delete_destination(
     let p = caller.require(Role::Admin)?;
     s.control_plane
         .delete_destination(p, &path_id::<DestinationId>(&id)?, version)
-        .await
-        ?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

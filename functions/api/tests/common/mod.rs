@@ -91,7 +91,21 @@ impl Api {
     }
 
     pub fn on(items: Arc<dyn ItemStore>, signup_open: bool, limits: PlanLimits) -> Self {
-        let state = AppState::new(items.clone(), signup_open, limits, true);
+        // Short agent polls keep tests fast; everything else is the default.
+        let config = arca_core::service::ControlPlaneConfig {
+            signup_open,
+            local_destinations: true,
+            poll_wait: std::time::Duration::from_millis(200),
+            ..Default::default()
+        };
+        let clock: Arc<dyn arca_core::ports::Clock> = Arc::new(arca_core::ports::SystemClock);
+        let state = AppState::with_ports(
+            items.clone(),
+            Arc::new(arca_embedded::EmbeddedQueue::new(3)),
+            Arc::new(arca_embedded::EmbeddedScheduler::new(clock)),
+            limits,
+            config,
+        );
         Api {
             router: router(state.clone()),
             state,
@@ -150,6 +164,19 @@ impl Api {
             body,
             text,
         }
+    }
+
+    /// An agent call: the cluster's token, the session (if any), a JSON body.
+    pub async fn agent(&self, token: &str, path: &str, session: Option<&str>, body: Value) -> Reply {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(s) = session {
+            request = request.header(arca_core::agent::SESSION_HEADER, s);
+        }
+        self.send(request.body(Body::from(body.to_string())).unwrap()).await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Reply {

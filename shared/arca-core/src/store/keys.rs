@@ -2,7 +2,10 @@
 //!
 //! - PK `ORG#<orgId>` holds everything a tenant owns; the org record is SK `ORG`.
 //! - SKs: `APIKEY#<id>`, `CLUSTER#<id>`, `DEST#<id>`, `POLICY#<id>`, `BACKUP#<id>`,
-//!   `JOB#<ulid>` (time-ordered), `RP#<id>`, `RESTORE#<id>`.
+//!   `JOB#<ulid>` (time-ordered), `RP#<id>`, `RESTORE#<id>`, `AGENT#<clusterId>` (the
+//!   agent's session, liveness and facts, apart from the user-editable cluster item so a
+//!   heartbeat never changes the cluster's ETag), `ACTIVE#<bkpId>` (the one unfinished
+//!   job of a backup definition, created with `NotExists` together with the job).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`.
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`.
@@ -11,8 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::item::IndexKey;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
-    RecoveryPointId, RestoreId,
+    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId, RestoreId,
 };
 use crate::secret::SecretHash;
 
@@ -25,6 +27,9 @@ pub const BACKUP_SK_PREFIX: &str = "BACKUP#";
 pub const JOB_SK_PREFIX: &str = "JOB#";
 pub const RECOVERY_POINT_SK_PREFIX: &str = "RP#";
 pub const RESTORE_SK_PREFIX: &str = "RESTORE#";
+/// Not `CLUSTER#<id>#AGENT`: that would fall inside the `CLUSTER#` listing of clusters.
+pub const AGENT_SK_PREFIX: &str = "AGENT#";
+pub const ACTIVE_JOB_SK_PREFIX: &str = "ACTIVE#";
 
 pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
 pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
@@ -69,6 +74,14 @@ pub fn restore_sk(id: &RestoreId) -> String {
     format!("{RESTORE_SK_PREFIX}{id}")
 }
 
+pub fn agent_sk(cluster: &ClusterId) -> String {
+    format!("{AGENT_SK_PREFIX}{cluster}")
+}
+
+pub fn active_job_sk(definition: &BackupDefinitionId) -> String {
+    format!("{ACTIVE_JOB_SK_PREFIX}{definition}")
+}
+
 pub fn api_key_gsi1(hash: &SecretHash) -> IndexKey {
     IndexKey {
         pk: format!("{GSI1_API_KEY_PREFIX}{}", hash.as_str()),
@@ -88,11 +101,7 @@ pub fn time_sort_key(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-pub fn recovery_point_expiry_gsi2(
-    org: &OrgId,
-    id: &RecoveryPointId,
-    expires_at: DateTime<Utc>,
-) -> IndexKey {
+pub fn recovery_point_expiry_gsi2(org: &OrgId, id: &RecoveryPointId, expires_at: DateTime<Utc>) -> IndexKey {
     IndexKey {
         pk: GSI2_RP_EXPIRY_PK.to_string(),
         sk: format!("{}#ORG#{org}#RP#{id}", time_sort_key(expires_at)),
@@ -140,6 +149,14 @@ mod tests {
             "APIKEY#key_01ARZ3NDEKTSV4RRFFQ69G5FAV"
         );
         assert_eq!(recovery_point_sk(&rp), "RP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(
+            agent_sk(&"cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "AGENT#cl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            active_job_sk(&"bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "ACTIVE#bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
         let hash = crate::secret::Secret::from_presented("abc").hash();
         let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(

@@ -53,10 +53,7 @@ fn cursor_position(index: Option<Index>, cursor: &Cursor) -> Position {
 #[async_trait]
 impl ItemStore for MemoryItemStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        let items = self
-            .items
-            .lock()
-            .map_err(|_| Error::permanent("poisoned"))?;
+        let items = self.items.lock().map_err(|_| Error::permanent("poisoned"))?;
         Ok(items.get(&(pk.to_string(), sk.to_string())).cloned())
     }
 
@@ -74,10 +71,7 @@ impl ItemStore for MemoryItemStore {
     }
 
     async fn query(&self, query: Query) -> Result<Page> {
-        let items = self
-            .items
-            .lock()
-            .map_err(|_| Error::permanent("poisoned"))?;
+        let items = self.items.lock().map_err(|_| Error::permanent("poisoned"))?;
         let mut hits: Vec<(Position, Item)> = items
             .values()
             .filter(|item| match query.index {
@@ -94,20 +88,10 @@ impl ItemStore for MemoryItemStore {
         }
         if let Some(cursor) = &query.cursor {
             let after = cursor_position(query.index, cursor);
-            hits.retain(|(p, _)| {
-                if query.ascending {
-                    *p > after
-                } else {
-                    *p < after
-                }
-            });
+            hits.retain(|(p, _)| if query.ascending { *p > after } else { *p < after });
         }
         let more = hits.len() > query.limit as usize;
-        let page: Vec<Item> = hits
-            .into_iter()
-            .take(query.limit as usize)
-            .map(|(_, i)| i)
-            .collect();
+        let page: Vec<Item> = hits.into_iter().take(query.limit as usize).map(|(_, i)| i).collect();
         let cursor = if more {
             page.last().map(|i| Cursor {
                 pk: i.pk.clone(),
@@ -117,30 +101,19 @@ impl ItemStore for MemoryItemStore {
         } else {
             None
         };
-        Ok(Page {
-            items: page,
-            cursor,
-        })
+        Ok(Page { items: page, cursor })
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
-        let mut items = self
-            .items
-            .lock()
-            .map_err(|_| Error::permanent("poisoned"))?;
+        let mut items = self.items.lock().map_err(|_| Error::permanent("poisoned"))?;
         let total = writes.len();
         for (i, write) in writes.iter().enumerate() {
             let (pk, sk, condition) = match write {
                 Write::Put { item, condition } => (&item.pk, &item.sk, *condition),
-                Write::Delete { pk, sk, condition } | Write::Check { pk, sk, condition } => {
-                    (pk, sk, *condition)
-                }
+                Write::Delete { pk, sk, condition } | Write::Check { pk, sk, condition } => (pk, sk, *condition),
             };
             if !holds(condition, items.get(&(pk.clone(), sk.clone()))) {
-                return Err(Error::conflict(format!(
-                    "write {} of {total}: condition failed",
-                    i + 1
-                )));
+                return Err(Error::conflict(format!("write {} of {total}: condition failed", i + 1)));
             }
         }
         for write in writes {

@@ -25,8 +25,7 @@ use crate::backup::BackupDefinition;
 use crate::cluster::Cluster;
 use crate::destination::Destination;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
-    RecoveryPointId, RestoreId,
+    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId, RestoreId,
 };
 use crate::job::Job;
 use crate::org::Org;
@@ -146,20 +145,8 @@ impl Record for Org {
     }
 }
 
-record!(
-    ApiKey,
-    ApiKeyId,
-    "API key",
-    keys::API_KEY_SK_PREFIX,
-    keys::api_key_sk
-);
-record!(
-    Cluster,
-    ClusterId,
-    "cluster",
-    keys::CLUSTER_SK_PREFIX,
-    keys::cluster_sk
-);
+record!(ApiKey, ApiKeyId, "API key", keys::API_KEY_SK_PREFIX, keys::api_key_sk);
+record!(Cluster, ClusterId, "cluster", keys::CLUSTER_SK_PREFIX, keys::cluster_sk);
 record!(
     Destination,
     DestinationId,
@@ -167,13 +154,7 @@ record!(
     keys::DESTINATION_SK_PREFIX,
     keys::destination_sk
 );
-record!(
-    Policy,
-    PolicyId,
-    "policy",
-    keys::POLICY_SK_PREFIX,
-    keys::policy_sk
-);
+record!(Policy, PolicyId, "policy", keys::POLICY_SK_PREFIX, keys::policy_sk);
 record!(
     BackupDefinition,
     BackupDefinitionId,
@@ -189,13 +170,51 @@ record!(
     keys::RECOVERY_POINT_SK_PREFIX,
     keys::recovery_point_sk
 );
-record!(
-    Restore,
-    RestoreId,
-    "restore",
-    keys::RESTORE_SK_PREFIX,
-    keys::restore_sk
-);
+record!(Restore, RestoreId, "restore", keys::RESTORE_SK_PREFIX, keys::restore_sk);
+
+impl Record for crate::agent::AgentState {
+    type Id = ClusterId;
+    const WHAT: &'static str = "agent state of cluster";
+    const SK_PREFIX: &'static str = keys::AGENT_SK_PREFIX;
+
+    fn sk_for(id: &ClusterId) -> String {
+        keys::agent_sk(id)
+    }
+    fn id(&self) -> &ClusterId {
+        &self.cluster_id
+    }
+    fn org_id(&self) -> &OrgId {
+        &self.org_id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
+impl Record for crate::agent::ActiveJob {
+    type Id = BackupDefinitionId;
+    const WHAT: &'static str = "active job of backup definition";
+    const SK_PREFIX: &'static str = keys::ACTIVE_JOB_SK_PREFIX;
+
+    fn sk_for(id: &BackupDefinitionId) -> String {
+        keys::active_job_sk(id)
+    }
+    fn id(&self) -> &BackupDefinitionId {
+        &self.definition_id
+    }
+    fn org_id(&self) -> &OrgId {
+        &self.org_id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
 
 fn to_item<T: Record>(record: &T) -> Result<Item> {
     Ok(Item {
@@ -314,17 +333,9 @@ impl Store {
     /// Stores a new record at version 1 and returns it.
     pub async fn create<T: Record>(&self, mut record: T) -> Result<T> {
         record.set_version(1);
-        match self
-            .items
-            .put(to_item(&record)?, Condition::NotExists)
-            .await
-        {
+        match self.items.put(to_item(&record)?, Condition::NotExists).await {
             Ok(()) => Ok(record),
-            Err(Error::Conflict { .. }) => Err(Error::conflict(format!(
-                "{} {} already exists",
-                T::WHAT,
-                record.id()
-            ))),
+            Err(Error::Conflict { .. }) => Err(Error::conflict(format!("{} {} already exists", T::WHAT, record.id()))),
             Err(e) => Err(e),
         }
     }
@@ -333,15 +344,9 @@ impl Store {
     /// A different stored version is `PreconditionFailed`; no record is `NotFound`.
     pub async fn update<T: Record>(&self, mut record: T, expected: u64) -> Result<T> {
         record.set_version(expected + 1);
-        match self
-            .items
-            .put(to_item(&record)?, Condition::Version(expected))
-            .await
-        {
+        match self.items.put(to_item(&record)?, Condition::Version(expected)).await {
             Ok(()) => Ok(record),
-            Err(Error::Conflict { .. }) => Err(self
-                .version_failure::<T>(record.org_id(), record.id(), expected)
-                .await),
+            Err(Error::Conflict { .. }) => Err(self.version_failure::<T>(record.org_id(), record.id(), expected).await),
             Err(e) => Err(e),
         }
     }
@@ -350,11 +355,7 @@ impl Store {
     pub async fn delete<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Result<()> {
         match self
             .items
-            .delete(
-                &keys::org_pk(org),
-                &T::sk_for(id),
-                Condition::Version(expected),
-            )
+            .delete(&keys::org_pk(org), &T::sk_for(id), Condition::Version(expected))
             .await
         {
             Ok(()) => Ok(()),
@@ -364,12 +365,7 @@ impl Store {
     }
 
     /// Why a version condition on `id` failed: it is gone, or it moved on.
-    pub async fn version_failure<T: Record>(
-        &self,
-        org: &OrgId,
-        id: &T::Id,
-        expected: u64,
-    ) -> Error {
+    pub async fn version_failure<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Error {
         match self.items.get(&keys::org_pk(org), &T::sk_for(id)).await {
             Ok(None) => not_found::<T>(id),
             Ok(Some(item)) => Error::precondition_failed(format!(
@@ -504,18 +500,12 @@ impl Store {
     }
 
     /// Cross-tenant: the API key whose secret hashes to `hash`, if any.
-    pub async fn find_api_key_by_hash_cross_tenant(
-        &self,
-        hash: &SecretHash,
-    ) -> Result<Option<ApiKey>> {
+    pub async fn find_api_key_by_hash_cross_tenant(&self, hash: &SecretHash) -> Result<Option<ApiKey>> {
         self.find_by_gsi1(keys::api_key_gsi1(hash)).await
     }
 
     /// Cross-tenant: the cluster whose agent token hashes to `hash`, if any.
-    pub async fn find_cluster_by_agent_token_hash_cross_tenant(
-        &self,
-        hash: &SecretHash,
-    ) -> Result<Option<Cluster>> {
+    pub async fn find_cluster_by_agent_token_hash_cross_tenant(&self, hash: &SecretHash) -> Result<Option<Cluster>> {
         self.find_by_gsi1(keys::agent_token_gsi1(hash)).await
     }
 

@@ -73,12 +73,7 @@ pub(crate) fn encode_cursor(cursor: &Cursor) -> Result<String> {
 /// Decodes a cursor and checks it belongs to the query it is used with (same table
 /// partition or index partition, same key prefix), so a cursor cannot be pointed at
 /// another tenant's partition.
-pub(crate) fn decode_cursor(
-    text: &str,
-    index: Option<Index>,
-    pk: &str,
-    sk_prefix: &str,
-) -> Result<Cursor> {
+pub(crate) fn decode_cursor(text: &str, index: Option<Index>, pk: &str, sk_prefix: &str) -> Result<Cursor> {
     let bad = || Error::invalid("cursor", "not a cursor of this listing");
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;

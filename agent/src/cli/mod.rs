@@ -1,0 +1,326 @@
+//! Command line of `arca-agent`. Names are fixed: the mover Jobs and `bench/peers.sh` call them.
+
+mod progress;
+mod ranges;
+mod store;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arca_repo::{
+    GcOptions, KdfParams, PassphraseWrapper, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore,
+    verify,
+};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "arca-agent", version, about = "Arca's in-cluster backup agent")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect to the cluster and print its facts (the default without a subcommand).
+    Facts {
+        /// A kubeconfig to use instead of the in-cluster service account (or $KUBECONFIG).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Repository maintenance.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Volume backups and restores.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(ClapArgs)]
+struct RepoArgs {
+    /// `file:///path` or `s3://bucket/prefix` (endpoint and credentials from the AWS environment).
+    #[arg(long)]
+    repo: String,
+    /// A file holding the passphrase (else $ARCA_REPO_PASSWORD).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Create a repository.
+    Init {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// argon2id memory of the new key file, KiB (default 65536). For constrained hosts and tests.
+        #[arg(long, hide = true)]
+        kdf_memory_kib: Option<u32>,
+    },
+    /// Check the repository's structure; with --read-data, every blob's content too.
+    Verify {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Condemn unreferenced packs, and delete those condemned at least the grace period ago.
+    Gc {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Grace period between condemning and deleting a pack (at least 3600).
+        #[arg(long, default_value_t = 86400)]
+        grace_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Back up a block device or disk image; prints the new snapshot's id.
+    Backup {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        volume: String,
+        #[arg(long)]
+        source: PathBuf,
+        /// Byte ranges changed since the previous snapshot: lines `OFFSET LENGTH`, or a JSON
+        /// array of {"offset","length"} (or CSI's {"byte_offset","size_bytes"}).
+        #[arg(long)]
+        changed_ranges: Option<PathBuf>,
+        /// Print the snapshot and its statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot to a file or block device.
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        volume: String,
+        /// A snapshot id (or unique prefix), or `latest`.
+        #[arg(long)]
+        snapshot: String,
+        #[arg(long)]
+        target: PathBuf,
+        /// fsync the target before exiting.
+        #[arg(long)]
+        sync: bool,
+    },
+    /// List snapshots, oldest first.
+    Snapshots {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        volume: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot's manifest; its data is reclaimed by `repo gc`.
+    Forget {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        snapshot: String,
+    },
+}
+
+fn passphrase(args: &RepoArgs) -> anyhow::Result<String> {
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let pass = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        if pass.is_empty() {
+            bail!("the password file {} is empty", path.display());
+        }
+        return Ok(pass.to_owned());
+    }
+    match std::env::var("ARCA_REPO_PASSWORD") {
+        Ok(pass) if !pass.is_empty() => Ok(pass),
+        _ => bail!("no passphrase: set ARCA_REPO_PASSWORD or pass --password-file"),
+    }
+}
+
+async fn open(args: &RepoArgs) -> anyhow::Result<Repository> {
+    let wrapper = PassphraseWrapper::new(passphrase(args)?);
+    let store = store::open(&args.repo).await?;
+    Ok(Repository::open(store, &args.repo, &wrapper).await?)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        None => facts(None).await,
+        Some(Command::Facts { kubeconfig }) => facts(kubeconfig).await,
+        Some(Command::Repo(cmd)) => repo_command(cmd).await,
+        Some(Command::Volume(cmd)) => volume_command(cmd).await,
+    }
+}
+
+async fn facts(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
+    arca_runtime::init_tracing();
+    let config = match &kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no kubeconfig")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let facts = arca_agent::facts::collect(&client)
+        .await
+        .context("reading the cluster's facts")?;
+    println!("{}", serde_json::to_string_pretty(&facts)?);
+    Ok(())
+}
+
+async fn repo_command(cmd: RepoCommand) -> anyhow::Result<()> {
+    match cmd {
+        RepoCommand::Init { repo, kdf_memory_kib } => {
+            let mut params = KdfParams::default();
+            if let Some(kib) = kdf_memory_kib {
+                params.memory_kib = kib;
+            }
+            let wrapper = PassphraseWrapper::with_params(passphrase(&repo)?, params);
+            let store = store::open(&repo.repo).await?;
+            let created = Repository::init(store, &repo.repo, &wrapper, None).await?;
+            println!("created repository {} at {}", created.config().repo_id, repo.repo);
+        }
+        RepoCommand::Verify { repo, read_data, json } => {
+            let repository = open(&repo).await?;
+            let report = verify(&repository, read_data).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for error in &report.errors {
+                    println!("ERROR {error}");
+                }
+                println!(
+                    "{} snapshots, {} packs, {} blobs, {} unindexed packs (garbage), {} bytes read",
+                    report.snapshots, report.packs, report.blobs, report.unindexed_packs, report.bytes_read
+                );
+            }
+            if !report.errors.is_empty() {
+                bail!(
+                    "verify found {} problem(s); first: {}",
+                    report.errors.len(),
+                    report.errors[0]
+                );
+            }
+        }
+        RepoCommand::Gc { repo, grace_secs, json } => {
+            if grace_secs < 3600 {
+                bail!("--grace-secs must be at least 3600: shorter grace periods are unsafe with concurrent backups");
+            }
+            let repository = open(&repo).await?;
+            let options = GcOptions {
+                grace: Duration::from_secs(grace_secs),
+                ..GcOptions::default()
+            };
+            let report = gc(&repository, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} live blobs; condemned {} packs ({} repacked); deleted {} packs ({} bytes), spared {}; {} markers waiting for their grace period",
+                    report.live_blobs,
+                    report.packs_condemned,
+                    report.packs_repacked,
+                    report.packs_deleted,
+                    report.bytes_deleted,
+                    report.packs_spared,
+                    report.markers_pending
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn volume_command(cmd: VolumeCommand) -> anyhow::Result<()> {
+    match cmd {
+        VolumeCommand::Backup {
+            repo,
+            volume,
+            source,
+            changed_ranges,
+            json,
+        } => {
+            let repository = open(&repo).await?;
+            let mut job = VolumeBackup::new(volume, source);
+            if let Some(path) = changed_ranges {
+                job.changed_ranges = Some(ranges::read(&path)?);
+            }
+            let bar = progress::Bar::new("backup");
+            job.progress = bar.callback();
+            let (id, snapshot) = backup_volume(&repository, job).await?;
+            bar.finish();
+            if json {
+                let out = serde_json::json!({ "snapshot": id.to_hex(), "manifest": snapshot });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{id}");
+            }
+        }
+        VolumeCommand::Restore {
+            repo,
+            volume,
+            snapshot,
+            target,
+            sync,
+        } => {
+            let repository = open(&repo).await?;
+            let (id, snap) = repository.find_snapshot(&snapshot, Some(&volume)).await?;
+            let bar = progress::Bar::new("restore");
+            let options = RestoreOptions {
+                sync,
+                progress: bar.callback(),
+                ..RestoreOptions::default()
+            };
+            restore(&repository, &id, &snap, &target, options).await?;
+            bar.finish();
+            if std::io::stderr().is_terminal() {
+                eprintln!("restored snapshot {id} ({} bytes) to {}", snap.size, target.display());
+            }
+        }
+        VolumeCommand::Snapshots { repo, volume, json } => {
+            let repository = open(&repo).await?;
+            let snapshots: Vec<_> = repository
+                .snapshots()
+                .await?
+                .into_iter()
+                .filter(|(_, s)| volume.as_ref().is_none_or(|v| &s.name == v))
+                .collect();
+            if json {
+                let list: Vec<_> = snapshots
+                    .iter()
+                    .map(|(id, s)| serde_json::json!({ "id": id.to_hex(), "manifest": s }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for (id, s) in &snapshots {
+                    let time = chrono::DateTime::from_timestamp_millis(s.created_ms as i64)
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_default();
+                    println!("{id}  {time}  {:?}  {}  {} bytes", s.kind, s.name, s.size);
+                }
+            }
+        }
+        VolumeCommand::Forget { repo, snapshot } => {
+            let repository = open(&repo).await?;
+            let (id, _) = repository.find_snapshot(&snapshot, None).await?;
+            repository.forget(&id).await?;
+            println!("forgot {id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! Repository URLs: `file:///path` or `s3://bucket/prefix`.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use arca_core::ports::ObjectStore;
+
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            bail!("repository URL {url:?}: a file URL needs an absolute path (file:///path)");
+        }
+        return Ok(Arc::new(arca_embedded::LocalFsObjectStore::new(path)));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("repository URL {url:?}: no bucket");
+        }
+        let config = arca_aws::config::load().await;
+        let client = arca_aws::config::s3_client(&config);
+        return Ok(Arc::new(arca_aws::S3ObjectStore::new(
+            client,
+            bucket,
+            prefix.trim_end_matches('/'),
+        )));
+    }
+    bail!("repository URL {url:?}: expected file:///path or s3://bucket/prefix")
+}

@@ -1,0 +1,209 @@
+//! The agent's HTTP client for the Arca API's agent protocol (`/v1/agent/...`). The
+//! agent only ever calls out; everything it does for the control plane goes through here.
+//!
+//! The cluster token is sent on every call and never logged (`Debug` hides it).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arca_core::agent::{
+    AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport, SESSION_HEADER,
+};
+use arca_core::cluster::Heartbeat;
+use arca_core::credentials::DestinationAccess;
+use arca_core::ids::JobId;
+use arca_core::job::Job;
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What can go wrong talking to the API, in the terms the worker acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// A newer agent connected with this cluster's token: this one must stop.
+    #[error("superseded: another agent connected with this cluster's token")]
+    Superseded,
+    /// The job is no longer leased to this agent (lapsed, redelivered, or ended).
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
+    #[error("the API refused the agent token (401): check the token in the arca-agent Secret")]
+    Unauthenticated,
+    /// Any other problem answer of the API.
+    #[error("API answered {status} {code}: {detail}")]
+    Api { status: u16, code: String, detail: String },
+    /// The API could not be reached or answered something unreadable.
+    #[error("transport: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl ProtocolError {
+    /// Worth retrying after a pause (the API or the network had a moment).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProtocolError::Transport(_) => true,
+            ProtocolError::Api { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
+
+/// The agent protocol client of one cluster.
+pub struct AgentClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    session: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A poll waits at most 20 s on the server; the client allows that plus slack.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+
+impl AgentClient {
+    /// `base` is the API's URL (`https://arca.example.com`, no `/v1`).
+    pub fn new(base: &str, token: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("arca-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(AgentClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            session: Mutex::new(None),
+        })
+    }
+
+    fn session(&self) -> Option<String> {
+        self.session
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<T>> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body);
+        if let Some(session) = self.session() {
+            request = request.header(SESSION_HEADER, session);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return Ok(Some(response.json::<T>().await?));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ProtocolError::Unauthenticated);
+        }
+        let problem: serde_json::Value = response.json().await.unwrap_or_default();
+        let code = problem["code"].as_str().unwrap_or_default().to_owned();
+        let detail = problem["detail"].as_str().unwrap_or_default().to_owned();
+        Err(match code.as_str() {
+            "superseded" => ProtocolError::Superseded,
+            "lease_lost" => ProtocolError::LeaseLost(detail),
+            _ => ProtocolError::Api {
+                status: status.as_u16(),
+                code,
+                detail,
+            },
+        })
+    }
+
+    async fn expect<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(path, body).await?.ok_or_else(|| ProtocolError::Api {
+            status: 204,
+            code: "no_content".to_owned(),
+            detail: format!("{path} answered without a body"),
+        })
+    }
+
+    /// Starts a session (superseding any other agent of this cluster) and keeps its id
+    /// for the later calls.
+    pub async fn connect(&self, agent_version: &str) -> Result<Connected> {
+        // A connect never carries an old session.
+        if let Ok(mut s) = self.session.lock() {
+            *s = None;
+        }
+        let connected: Connected = self
+            .expect(
+                "/v1/agent/connect",
+                &ConnectRequest {
+                    agent_version: Some(agent_version.to_owned()),
+                },
+            )
+            .await?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(connected.session_id.clone());
+        }
+        Ok(connected)
+    }
+
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<serde_json::Value> {
+        self.expect("/v1/agent/heartbeat", heartbeat).await
+    }
+
+    /// Long-polls for one job; `None` when none came within the server's wait.
+    pub async fn poll(&self) -> Result<Option<AgentJob>> {
+        self.call("/v1/agent/poll", &serde_json::json!({})).await
+    }
+
+    pub async fn lease(&self, job: &JobId, lease_token: &str) -> Result<Job> {
+        let body = LeaseRequest {
+            lease_token: lease_token.to_owned(),
+        };
+        self.expect(&format!("/v1/agent/jobs/{job}/lease"), &body).await
+    }
+
+    pub async fn progress(&self, job: &JobId, report: &ProgressReport) -> Result<Job> {
+        self.expect(&format!("/v1/agent/jobs/{job}/progress"), report).await
+    }
+
+    pub async fn complete(&self, job: &JobId, report: &CompletionReport) -> Result<Job> {
+        self.expect(&format!("/v1/agent/jobs/{job}/complete"), report).await
+    }
+
+    pub async fn credentials(&self, job: &JobId) -> Result<DestinationAccess> {
+        self.expect(&format!("/v1/agent/jobs/{job}/credentials"), &serde_json::json!({}))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_shows_in_debug() {
+        let c = AgentClient::new("http://127.0.0.1:1/", "arcagent_secret-value").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret-value"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1:1"), "{shown}");
+    }
+
+    #[test]
+    fn only_server_and_network_trouble_is_transient() {
+        let api = |status| ProtocolError::Api {
+            status,
+            code: String::new(),
+            detail: String::new(),
+        };
+        assert!(api(503).is_transient());
+        assert!(!api(400).is_transient());
+        assert!(!ProtocolError::Superseded.is_transient());
+    }
+}

@@ -1,0 +1,807 @@
+//! Resource restore: read an archive, check the target, create objects in priority order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::archive::{ArchiveReader, IndexEntry, ReadFilter, ResourceArchive};
+use super::clean::{CleanOptions, NamespaceMap, clean, restore_skip_reason};
+use super::kinds::{default_restore_order, restore_rank};
+use super::selection::{Associations, cluster_stage};
+use super::{Error, ResourceType, Result, Selection};
+
+/// What happens when a restored object already exists in the target cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingPolicy {
+    /// Leave it alone (reported `skipped`).
+    #[default]
+    Skip,
+    /// Replace it with the backed-up object (reported `updated`).
+    Update,
+    /// Refuse the whole restore, before anything is created, if any object exists.
+    Fail,
+}
+
+impl From<arca_core::restore::ExistingResourcePolicy> for ExistingPolicy {
+    fn from(p: arca_core::restore::ExistingResourcePolicy) -> Self {
+        use arca_core::restore::ExistingResourcePolicy as P;
+        match p {
+            P::Skip => ExistingPolicy::Skip,
+            P::Update => ExistingPolicy::Update,
+            P::Fail => ExistingPolicy::Fail,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    pub archive_id: String,
+    /// Labels every restored object (`arca.io/restore-id`); must be a valid label value.
+    pub restore_id: String,
+    /// Narrows what the archive holds: source namespaces (their associated cluster-scoped
+    /// objects come along, as in a backup), labels, kinds. Default: everything.
+    pub selection: Selection,
+    pub namespace_prefix: String,
+    pub namespace_suffix: String,
+    /// Source namespace -> target namespace; wins over prefix and suffix.
+    pub namespace_map: BTreeMap<String, String>,
+    /// Source storage class -> target storage class (PVCs, PVs, StatefulSet claim templates).
+    pub storage_class_map: BTreeMap<String, String>,
+    pub existing: ExistingPolicy,
+    /// Restore PersistentVolume objects (and precheck their CSI drivers).
+    pub restore_pvs: bool,
+    /// Restore order as `plural.group` names with `*` for the rest; default
+    /// [`super::kinds::DEFAULT_RESTORE_ORDER`].
+    pub order: Option<Vec<String>>,
+    /// Types (`plural.group`) whose status is restored.
+    pub restore_status: BTreeSet<String>,
+    pub preserve_node_ports: bool,
+    pub concurrency: usize,
+    /// How long to wait for a restored CRD to be Established.
+    pub crd_timeout: Duration,
+}
+
+impl RestoreOptions {
+    pub fn new(archive_id: &str, restore_id: &str) -> Self {
+        RestoreOptions {
+            archive_id: archive_id.to_string(),
+            restore_id: restore_id.to_string(),
+            selection: Selection::default(),
+            namespace_prefix: String::new(),
+            namespace_suffix: String::new(),
+            namespace_map: BTreeMap::new(),
+            storage_class_map: BTreeMap::new(),
+            existing: ExistingPolicy::Skip,
+            restore_pvs: true,
+            order: None,
+            restore_status: BTreeSet::new(),
+            preserve_node_ports: false,
+            concurrency: 8,
+            crd_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The options of a control-plane restore request.
+    pub fn from_spec(spec: &arca_core::restore::RestoreSpec, archive_id: &str, restore_id: &str) -> Self {
+        RestoreOptions {
+            selection: (&spec.selection).into(),
+            namespace_prefix: spec.namespace_prefix.clone(),
+            namespace_suffix: spec.namespace_suffix.clone(),
+            namespace_map: spec.namespace_map.clone(),
+            storage_class_map: spec.storage_class_map.clone(),
+            existing: spec.existing_resource_policy.into(),
+            restore_pvs: spec.restore_pvs,
+            ..RestoreOptions::new(archive_id, restore_id)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Skipped { reason: String },
+    Failed { error: String },
+}
+
+/// One object of the restore, named as in the target cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemResult {
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RestoreStatus {
+    Completed,
+    /// Some objects failed, the others were restored.
+    Partial,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+    pub restore_id: String,
+    pub archive_id: String,
+    pub status: RestoreStatus,
+    pub items: Vec<ItemResult>,
+}
+
+impl RestoreReport {
+    pub fn item(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<&Outcome> {
+        self.items
+            .iter()
+            .find(|i| i.resource == resource && i.namespace.as_deref() == namespace && i.name == name)
+            .map(|i| &i.outcome)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain collections: consistent even if a holder panicked.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Shared state of one restore.
+struct Run<'a> {
+    client: &'a Client,
+    reader: &'a dyn ArchiveReader,
+    opts: &'a RestoreOptions,
+    clean: CleanOptions,
+    /// Source uids of every object this restore brings.
+    in_restore: HashSet<String>,
+    /// Source uid -> uid in the target, once restored (or found existing).
+    uids: Mutex<HashMap<String, String>>,
+    /// PV name -> whether this restore made it (created or updated).
+    pvs: Mutex<HashMap<String, bool>>,
+    /// Objects whose owners were not restored yet when they were created.
+    deferred: Mutex<Vec<Deferred>>,
+    items: Mutex<Vec<ItemResult>>,
+}
+
+/// An object created before some of its owners: the ownerReferences still to add.
+struct Deferred {
+    resource: ResourceType,
+    namespace: Option<String>,
+    name: String,
+    owners: Vec<Value>,
+}
+
+fn api_for(client: &Client, rt: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = rt.api_resource();
+    match namespace {
+        Some(ns) if rt.namespaced => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
+    }
+}
+
+fn target_name(rt: &ResourceType, entry: &IndexEntry, map: &NamespaceMap) -> String {
+    if rt.group_resource() == "namespaces" {
+        map.target(&entry.name)
+    } else {
+        entry.name.clone()
+    }
+}
+
+impl Run<'_> {
+    fn report(&self, entry: &IndexEntry, outcome: Outcome) {
+        let map = &self.clean.namespaces;
+        lock(&self.items).push(ItemResult {
+            resource: entry.resource.group_resource(),
+            namespace: entry.namespace.as_deref().map(|ns| map.target(ns)),
+            name: target_name(&entry.resource, entry, map),
+            outcome,
+        });
+    }
+
+    /// Rewrites ownerReferences to the owners' uids in the target. An owner this restore
+    /// brings but has not created yet is relinked at the end; an owner it does not bring
+    /// is dropped, since a reference to a uid that does not exist gets the object
+    /// garbage-collected.
+    fn relink(&self, obj: &mut Value) -> Vec<Value> {
+        let Some(refs) = obj
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        else {
+            return Vec::new();
+        };
+        let uids = lock(&self.uids);
+        let mut pending = Vec::new();
+        refs.retain_mut(|r| {
+            let old = r["uid"].as_str().unwrap_or_default().to_string();
+            if let Some(new) = uids.get(&old) {
+                r["uid"] = Value::String(new.clone());
+                true
+            } else {
+                if self.in_restore.contains(&old) {
+                    pending.push(r.clone());
+                }
+                false
+            }
+        });
+        if refs.is_empty()
+            && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("ownerReferences");
+        }
+        pending
+    }
+
+    async fn restore_one(&self, entry: &IndexEntry) {
+        let outcome = match self.try_restore(entry).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed { error: e.to_string() },
+        };
+        if entry.resource.group_resource() == "persistentvolumes" {
+            let made = matches!(outcome, Outcome::Created | Outcome::Updated);
+            lock(&self.pvs).insert(entry.name.clone(), made);
+        }
+        self.report(entry, outcome);
+    }
+
+    async fn try_restore(&self, entry: &IndexEntry) -> Result<Outcome> {
+        let rt = &entry.resource;
+        let gr = rt.group_resource();
+        if gr == "persistentvolumes" && !self.opts.restore_pvs {
+            return Ok(Outcome::Skipped {
+                reason: "restorePvs is off".into(),
+            });
+        }
+        let obj = self.reader.object(entry).await?;
+        if !self.opts.selection.matches_labels(&obj) {
+            return Ok(Outcome::Skipped {
+                reason: "does not match the restore's labels".into(),
+            });
+        }
+        if let Some(reason) = restore_skip_reason(rt, &obj) {
+            return Ok(Outcome::Skipped { reason });
+        }
+        let mut obj = clean(rt, obj, &self.clean);
+        if gr == "persistentvolumeclaims"
+            && let Some(volume) = obj
+                .pointer("/spec/volumeName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            && lock(&self.pvs).get(&volume) != Some(&true)
+        {
+            // The PV was not made by this restore (not in it, skipped, or an existing one
+            // bound to the original claim): let the claim be provisioned or filled from
+            // a snapshot instead of pointing at someone else's volume.
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("volumeName");
+            }
+            if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+                ann.remove("pv.kubernetes.io/bind-completed");
+                ann.remove("pv.kubernetes.io/bound-by-controller");
+            }
+        }
+        let pending_owners = self.relink(&mut obj);
+        let namespace = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let api = api_for(self.client, rt, namespace.as_deref());
+        let (outcome, uid) = match create_with_port_fallback(&api, rt, &obj).await {
+            Ok(created) => (Outcome::Created, created.metadata.uid),
+            Err(Error::Kube(kube::Error::Api(status))) if status.is_already_exists() => {
+                let existing = api.get(&name).await?;
+                match self.opts.existing {
+                    ExistingPolicy::Skip => (
+                        Outcome::Skipped {
+                            reason: "already exists".into(),
+                        },
+                        existing.metadata.uid,
+                    ),
+                    ExistingPolicy::Fail => {
+                        return Ok(Outcome::Failed {
+                            error: "already exists (policy fail)".into(),
+                        });
+                    }
+                    ExistingPolicy::Update => {
+                        if let Some(reason) = not_updatable(rt, &obj, &existing) {
+                            (Outcome::Skipped { reason }, existing.metadata.uid)
+                        } else {
+                            let replaced = replace_with_port_fallback(&api, rt, obj, &existing).await?;
+                            (Outcome::Updated, replaced.metadata.uid)
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(uid) = uid
+            && !entry.uid.is_empty()
+        {
+            lock(&self.uids).insert(entry.uid.clone(), uid);
+        }
+        if !pending_owners.is_empty() && matches!(outcome, Outcome::Created | Outcome::Updated) {
+            lock(&self.deferred).push(Deferred {
+                resource: rt.clone(),
+                namespace,
+                name: name.clone(),
+                owners: pending_owners,
+            });
+        }
+        if gr == "customresourcedefinitions.apiextensions.k8s.io" {
+            self.wait_established(&name).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn wait_established(&self, name: &str) -> Result<()> {
+        let api: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &kube::discovery::ApiResource {
+                group: "apiextensions.k8s.io".into(),
+                version: "v1".into(),
+                api_version: "apiextensions.k8s.io/v1".into(),
+                kind: "CustomResourceDefinition".into(),
+                plural: "customresourcedefinitions".into(),
+            },
+        );
+        let deadline = tokio::time::Instant::now() + self.opts.crd_timeout;
+        loop {
+            let crd = api.get(name).await?;
+            let established = crd.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
+            if established {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Precheck(format!(
+                    "CRD {name} not Established after {:?}",
+                    self.opts.crd_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Relinks the ownerReferences that waited for owners restored later.
+    async fn finish_relinks(&self) {
+        let deferred = std::mem::take(&mut *lock(&self.deferred));
+        for Deferred {
+            resource: rt,
+            namespace,
+            name,
+            owners: pending,
+        } in deferred
+        {
+            let api = api_for(self.client, &rt, namespace.as_deref());
+            let result = async {
+                let current = api.get(&name).await?;
+                let mut refs: Vec<Value> = current
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?;
+                {
+                    let uids = lock(&self.uids);
+                    for mut r in pending {
+                        if let Some(new) = r["uid"].as_str().and_then(|old| uids.get(old)) {
+                            r["uid"] = Value::String(new.clone());
+                            refs.push(r);
+                        }
+                    }
+                }
+                let patch = json!({"metadata": {"ownerReferences": refs}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                Ok::<_, Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(resource = %rt.group_resource(), ?namespace, %name, error = %e, "relinking owners failed");
+                lock(&self.items).push(ItemResult {
+                    resource: rt.group_resource(),
+                    namespace,
+                    name,
+                    outcome: Outcome::Failed {
+                        error: format!("relinking ownerReferences: {e}"),
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Why an existing object is left alone even under policy `update`, if it is.
+fn not_updatable(rt: &ResourceType, desired: &Value, existing: &DynamicObject) -> Option<String> {
+    match rt.group_resource().as_str() {
+        // A pod's spec is immutable and admission has added to it (priority, token volumes).
+        "pods" => Some("exists; a pod cannot be updated in place".into()),
+        // Rebinding a PV away from the claim it serves would take its data from that claim.
+        "persistentvolumes" => {
+            let claim = |v: &Value| {
+                (
+                    v.pointer("/spec/claimRef/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    v.pointer("/spec/claimRef/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                )
+            };
+            let current = claim(&existing.data);
+            (current.1.is_some() && current != claim(desired)).then(|| "exists and is bound to another claim".into())
+        }
+        _ => None,
+    }
+}
+
+/// Set-by-the-server fields an update may not change, taken from `existing`.
+fn for_update(
+    rt: &ResourceType,
+    mut obj: Value,
+    existing: &DynamicObject,
+    keep_node_ports: bool,
+) -> Result<DynamicObject> {
+    obj["metadata"]["resourceVersion"] = json!(existing.metadata.resource_version);
+    match rt.group_resource().as_str() {
+        "services" => {
+            for field in ["clusterIP", "clusterIPs"] {
+                if let Some(v) = existing.data["spec"].get(field) {
+                    obj["spec"][field] = v.clone();
+                }
+            }
+            if !keep_node_ports {
+                copy_node_ports(&mut obj, &existing.data);
+            }
+        }
+        "persistentvolumeclaims" if obj.pointer("/spec/volumeName").is_none() => {
+            if let Some(v) = existing.data.pointer("/spec/volumeName") {
+                obj["spec"]["volumeName"] = v.clone();
+            }
+        }
+        _ => {}
+    }
+    Ok(serde_json::from_value(obj)?)
+}
+
+fn port_taken(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.message.contains("port is already allocated"))
+}
+
+/// Creates the object; a Service whose explicit nodePort is taken in the target (a copy
+/// next to the original, in the same cluster) is created with allocated ports instead.
+async fn create_with_port_fallback(api: &Api<DynamicObject>, rt: &ResourceType, obj: &Value) -> Result<DynamicObject> {
+    let desired: DynamicObject = serde_json::from_value(obj.clone())?;
+    match api.create(&PostParams::default(), &desired).await {
+        Err(e) if rt.group_resource() == "services" && port_taken(&e) => {
+            let mut obj = obj.clone();
+            copy_node_ports(&mut obj, &Value::Null);
+            tracing::warn!(service = ?desired.metadata.name, "nodePort taken in the target; using allocated ports");
+            Ok(api
+                .create(&PostParams::default(), &serde_json::from_value(obj)?)
+                .await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+async fn replace_with_port_fallback(
+    api: &Api<DynamicObject>,
+    rt: &ResourceType,
+    obj: Value,
+    existing: &DynamicObject,
+) -> Result<DynamicObject> {
+    let name = existing.metadata.name.clone().unwrap_or_default();
+    match api
+        .replace(
+            &name,
+            &PostParams::default(),
+            &for_update(rt, obj.clone(), existing, true)?,
+        )
+        .await
+    {
+        Err(e) if rt.group_resource() == "services" && port_taken(&e) => Ok(api
+            .replace(&name, &PostParams::default(), &for_update(rt, obj, existing, false)?)
+            .await?),
+        other => Ok(other?),
+    }
+}
+
+/// Sets each port's nodePort to the one `from` has for the same port number, or removes it.
+fn copy_node_ports(obj: &mut Value, from: &Value) {
+    let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for port in ports {
+        let current = from
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|p| p["port"] == port["port"])
+            .and_then(|p| p.get("nodePort"))
+            .cloned();
+        if let Some(p) = port.as_object_mut() {
+            match current {
+                Some(n) => p.insert("nodePort".into(), n),
+                None => p.remove("nodePort"),
+            };
+        }
+    }
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        match from.pointer("/spec/healthCheckNodePort") {
+            Some(n) => spec.insert("healthCheckNodePort".into(), n.clone()),
+            None => spec.remove("healthCheckNodePort"),
+        };
+    }
+}
+
+/// Cluster-scoped entries associated with the namespaces a restore selects, decided as a
+/// backup decides them, from the archived objects of those namespaces.
+async fn associated_cluster_entries(
+    reader: &dyn ArchiveReader,
+    selection: &Selection,
+    namespaced: &[IndexEntry],
+    cluster: Vec<IndexEntry>,
+) -> Result<Vec<IndexEntry>> {
+    let mut assoc = Associations::new(&selection.namespaces);
+    for entry in namespaced {
+        // As in a backup: association does not depend on the labels.
+        assoc.note_namespaced(&entry.resource, &reader.object(entry).await?);
+    }
+    let mut kept = Vec::new();
+    for stage in [0, 1] {
+        for entry in cluster.iter().filter(|e| cluster_stage(&e.resource) == stage) {
+            let obj = reader.object(entry).await?;
+            if assoc.associate_cluster(&entry.resource, &obj) {
+                kept.push(entry.clone());
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// CSI drivers the restored PVs need that the target lacks. A driver "exists" in the
+/// target when a CSIDriver object of that name exists there, or a StorageClass there
+/// (not one this restore brings) names it as provisioner: some drivers register no
+/// CSIDriver object.
+async fn missing_csi_drivers(client: &Client, needed: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    if needed.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut present = BTreeSet::new();
+    let drivers: Api<k8s_openapi::api::storage::v1::CSIDriver> = Api::all(client.clone());
+    present.extend(
+        drivers
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|d| d.metadata.name),
+    );
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
+    present.extend(
+        classes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|c| c.provisioner),
+    );
+    Ok(needed.difference(&present).cloned().collect())
+}
+
+/// Restores an archive into the cluster of `client`.
+///
+/// Fails without touching the target when a precheck fails (a CSI driver the PVs need is
+/// missing; objects exist under policy `fail`). Otherwise every object gets an outcome in
+/// the report, and the status is PARTIAL if some failed.
+pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let reader = archive.open(&opts.archive_id).await?;
+    let selection = &opts.selection;
+    let filter = ReadFilter {
+        namespaces: selection.by_namespace().then(|| selection.namespaces.clone()),
+        cluster_scoped: true,
+        resources: None,
+    };
+    let entries: Vec<IndexEntry> = reader
+        .entries(&filter)
+        .await?
+        .into_iter()
+        .filter(|e| selection.type_allowed(&e.resource))
+        .collect();
+    let (namespaced, cluster): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.namespace.is_some());
+    let cluster = if selection.by_namespace() {
+        associated_cluster_entries(reader.as_ref(), selection, &namespaced, cluster).await?
+    } else {
+        cluster
+    };
+    let mut entries: Vec<IndexEntry> = cluster.into_iter().chain(namespaced).collect();
+
+    let restored_namespaces: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| match (&e.namespace, e.resource.group_resource().as_str()) {
+            (Some(ns), _) => Some(ns.clone()),
+            (None, "namespaces") => Some(e.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let clean = CleanOptions {
+        namespaces: NamespaceMap {
+            prefix: opts.namespace_prefix.clone(),
+            suffix: opts.namespace_suffix.clone(),
+            explicit: opts.namespace_map.clone(),
+            restored: restored_namespaces.clone(),
+        },
+        storage_classes: opts.storage_class_map.clone(),
+        restore_status: opts.restore_status.clone(),
+        preserve_node_ports: opts.preserve_node_ports,
+        restore_id: opts.restore_id.clone(),
+    };
+
+    // Precheck 1: the CSI drivers of the PVs to restore.
+    if opts.restore_pvs {
+        let mut needed = BTreeSet::new();
+        for entry in entries
+            .iter()
+            .filter(|e| e.resource.group_resource() == "persistentvolumes")
+        {
+            let pv = reader.object(entry).await?;
+            if let Some(driver) = pv.pointer("/spec/csi/driver").and_then(Value::as_str) {
+                needed.insert(driver.to_string());
+            }
+        }
+        let missing = missing_csi_drivers(client, &needed).await?;
+        if !missing.is_empty() {
+            return Err(Error::Precheck(format!(
+                "the target cluster has no CSI driver {} (no CSIDriver object and no StorageClass provisioner of that name); \
+                 install the driver(s) the source PVs use, or restore without PVs",
+                missing.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    // Precheck 2: with policy `fail`, nothing may exist yet.
+    if opts.existing == ExistingPolicy::Fail {
+        let existing: Vec<String> = stream::iter(entries.iter())
+            .map(|e| {
+                let api = api_for(
+                    client,
+                    &e.resource,
+                    e.namespace.as_deref().map(|ns| clean.namespaces.target(ns)).as_deref(),
+                );
+                let name = target_name(&e.resource, e, &clean.namespaces);
+                async move {
+                    match api.get_opt(&name).await {
+                        Ok(Some(_)) => Some(format!("{} {name}", e.resource.group_resource())),
+                        // Absent, or a type the target does not serve yet (a CRD to restore).
+                        Ok(None) | Err(_) => None,
+                    }
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .filter_map(|x| async move { x })
+            .collect()
+            .await;
+        if !existing.is_empty() {
+            let mut existing = existing;
+            existing.sort();
+            return Err(Error::Precheck(format!(
+                "{} object(s) already exist and the policy is fail: {}",
+                existing.len(),
+                existing.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+
+    let order = opts.order.clone().unwrap_or_else(default_restore_order);
+    entries.sort_by_key(|e| restore_rank(&order, &e.resource.group_resource()));
+    let run = Run {
+        client,
+        reader: reader.as_ref(),
+        opts,
+        in_restore: entries
+            .iter()
+            .map(|e| e.uid.clone())
+            .filter(|u| !u.is_empty())
+            .collect(),
+        clean,
+        uids: Mutex::new(HashMap::new()),
+        pvs: Mutex::new(HashMap::new()),
+        deferred: Mutex::new(Vec::new()),
+        items: Mutex::new(Vec::new()),
+    };
+
+    // Objects of one rank go in parallel; ranks one after the other.
+    let mut namespaces_ensured = false;
+    let mut rest = entries.as_slice();
+    while let Some(first) = rest.first() {
+        let rank = restore_rank(&order, &first.resource.group_resource());
+        let len = rest
+            .iter()
+            .take_while(|e| restore_rank(&order, &e.resource.group_resource()) == rank)
+            .count();
+        let (group, tail) = rest.split_at(len);
+        rest = tail;
+        if !namespaces_ensured && group.iter().any(|e| e.namespace.is_some()) {
+            ensure_namespaces(&run, &restored_namespaces).await;
+            namespaces_ensured = true;
+        }
+        stream::iter(group)
+            .map(|e| run.restore_one(e))
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect::<Vec<()>>()
+            .await;
+    }
+    run.finish_relinks().await;
+
+    let items = std::mem::take(&mut *lock(&run.items));
+    let failed = items
+        .iter()
+        .filter(|i| matches!(i.outcome, Outcome::Failed { .. }))
+        .count();
+    let status = match failed {
+        0 => RestoreStatus::Completed,
+        n if n == items.len() => RestoreStatus::Failed,
+        _ => RestoreStatus::Partial,
+    };
+    tracing::info!(restore = %opts.restore_id, objects = items.len(), failed, ?status, "resource restore finished");
+    Ok(RestoreReport {
+        restore_id: opts.restore_id.clone(),
+        archive_id: opts.archive_id.clone(),
+        status,
+        items,
+    })
+}
+
+/// Namespaced objects need their namespace; one the archive does not hold (a label-only
+/// backup) is created bare, labelled with the restore, and reported.
+async fn ensure_namespaces(run: &Run<'_>, sources: &BTreeSet<String>) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(run.client.clone());
+    for source in sources {
+        let target = run.clean.namespaces.target(source);
+        let outcome = match api.get_opt(&target).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                let ns = k8s_openapi::api::core::v1::Namespace {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(target.clone()),
+                        labels: Some(
+                            [(super::clean::RESTORE_ID_LABEL.to_string(), run.opts.restore_id.clone())].into(),
+                        ),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                match api.create(&PostParams::default(), &ns).await {
+                    Ok(_) => Outcome::Created,
+                    Err(kube::Error::Api(s)) if s.is_already_exists() => continue,
+                    Err(e) => Outcome::Failed { error: e.to_string() },
+                }
+            }
+            Err(e) => Outcome::Failed { error: e.to_string() },
+        };
+        lock(&run.items).push(ItemResult {
+            resource: "namespaces".into(),
+            namespace: None,
+            name: target,
+            outcome,
+        });
+    }
+}

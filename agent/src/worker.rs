@@ -1,0 +1,352 @@
+//! The agent's main loop: connect, heartbeat with facts from the cluster's API server,
+//! poll for jobs, and run each one under a lease that is extended while it runs.
+//!
+//! What a job *does* is a [`JobRunner`]. The default [`StubRunner`] completes backups and
+//! deletions without doing the work: resource backup, PV data and deletion of stored
+//! data belong to other issues and plug in here. Its results say so in the job log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_core::agent::{AgentJob, BackupResult, CompletionReport, ProgressReport};
+use arca_core::cluster::{Capabilities, Heartbeat, Inventory, PvcInfo, StorageClassInfo, VolumeSnapshotClassInfo};
+use arca_core::job::{JobCounters, JobState, JobType};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+
+use crate::facts;
+use crate::protocol::{AgentClient, ProtocolError};
+
+/// How the worker is set up (from the agent's Secret and flags).
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// The Arca API's URL.
+    pub api_url: String,
+    /// The cluster's agent token. Never logged.
+    pub token: String,
+    pub agent_version: String,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("api_url", &self.api_url)
+            .field("agent_version", &self.agent_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Another agent connected with the same token; this one stopped.
+    Superseded,
+    /// The shutdown signal came.
+    Shutdown,
+}
+
+/// What running one job produced: the state it ends in and what it made.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub state: Option<JobState>,
+    pub reason: Option<String>,
+    pub counters: Option<JobCounters>,
+    pub backup: Option<BackupResult>,
+    pub messages: Vec<String>,
+}
+
+/// Does the work of a job. Implementations report progress through `client` as they go;
+/// the worker keeps the lease alive meanwhile.
+#[async_trait::async_trait]
+pub trait JobRunner: Send + Sync {
+    async fn run(&self, job: &AgentJob, client: &AgentClient) -> Outcome;
+}
+
+/// Completes jobs without doing their work (labelled so in the job's log): the protocol
+/// end to end, before resource backup and the data path are wired in.
+pub struct StubRunner;
+
+#[async_trait::async_trait]
+impl JobRunner for StubRunner {
+    async fn run(&self, job: &AgentJob, _client: &AgentClient) -> Outcome {
+        match job.job.job_type {
+            JobType::K8sBackup => Outcome {
+                state: Some(JobState::Completed),
+                reason: None,
+                counters: Some(JobCounters::default()),
+                backup: Some(BackupResult {
+                    prefix: format!("stub/{}", job.job.id),
+                    ..Default::default()
+                }),
+                messages: vec![
+                    "STUB: resource backup is not implemented in this agent yet; nothing was backed up".into(),
+                ],
+            },
+            JobType::DeleteBackup => Outcome {
+                state: Some(JobState::Completed),
+                messages: vec!["STUB: no stored data was deleted (the data path arrives with its issue)".into()],
+                ..Default::default()
+            },
+            other => Outcome {
+                state: Some(JobState::Failed),
+                reason: Some(format!("this agent cannot run {other:?} jobs yet")),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// The agent's facts as a heartbeat: versions, node count, inventory, capabilities.
+pub async fn collect_heartbeat(kube: &kube::Client, agent_version: &str) -> anyhow::Result<Heartbeat> {
+    let f = facts::collect(kube).await?;
+    let storage_classes = Api::<StorageClass>::all(kube.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|sc| StorageClassInfo {
+                    is_default: sc
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("storageclass.kubernetes.io/is-default-class"))
+                        .is_some_and(|v| v == "true"),
+                    name: sc.metadata.name.unwrap_or_default(),
+                    provisioner: sc.provisioner,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let csi_drivers = Api::<CSIDriver>::all(kube.clone())
+        .list_metadata(&ListParams::default())
+        .await
+        .map(|l| l.items.into_iter().filter_map(|d| d.metadata.name).collect())
+        .unwrap_or_default();
+    let vsc = ApiResource {
+        group: "snapshot.storage.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "snapshot.storage.k8s.io/v1".into(),
+        kind: "VolumeSnapshotClass".into(),
+        plural: "volumesnapshotclasses".into(),
+    };
+    let volume_snapshot_classes = if f.capabilities.csi_snapshots {
+        Api::<DynamicObject>::all_with(kube.clone(), &vsc)
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .map(|o| VolumeSnapshotClassInfo {
+                        is_default: o
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get("snapshot.storage.kubernetes.io/is-default-class"))
+                            .is_some_and(|v| v == "true"),
+                        name: o.metadata.name.unwrap_or_default(),
+                        driver: o.data["driver"].as_str().unwrap_or_default().to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let pvcs = Api::<PersistentVolumeClaim>::all(kube.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|p| PvcInfo {
+                    namespace: p.metadata.namespace.unwrap_or_default(),
+                    name: p.metadata.name.unwrap_or_default(),
+                    storage_class: p.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
+                    driver: None,
+                    size_bytes: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Heartbeat {
+        kubernetes_version: Some(f.kubernetes_version),
+        agent_version: Some(agent_version.to_owned()),
+        node_count: u32::try_from(f.node_count).ok(),
+        inventory: Some(Inventory {
+            namespaces: f.namespaces,
+            storage_classes,
+            csi_drivers,
+            volume_snapshot_classes,
+            pvcs,
+        }),
+        capabilities: Some(Capabilities {
+            resource_backup: f.capabilities.resource_backup,
+            csi_snapshots: f.capabilities.csi_snapshots,
+        }),
+    })
+}
+
+/// Runs the agent until it is superseded or `shutdown` completes.
+pub async fn run(config: WorkerConfig, kube: kube::Client) -> anyhow::Result<Exit> {
+    run_until(config, kube, Arc::new(StubRunner), std::future::pending()).await
+}
+
+/// [`run`] with an explicit job runner and shutdown signal (tests, the CLI).
+pub async fn run_until(
+    config: WorkerConfig,
+    kube: kube::Client,
+    runner: Arc<dyn JobRunner>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Exit> {
+    let client = Arc::new(AgentClient::new(&config.api_url, &config.token)?);
+    tokio::select! {
+        exit = session(&config, &kube, &client, runner) => exit,
+        () = shutdown => {
+            tracing::info!("shutting down");
+            Ok(Exit::Shutdown)
+        }
+    }
+}
+
+async fn session(
+    config: &WorkerConfig,
+    kube: &kube::Client,
+    client: &Arc<AgentClient>,
+    runner: Arc<dyn JobRunner>,
+) -> anyhow::Result<Exit> {
+    let connected = loop {
+        match client.connect(&config.agent_version).await {
+            Ok(c) => break c,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "connect failed; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    tracing::info!(cluster_id = %connected.cluster_id, "connected to Arca");
+    let interval = Duration::from_secs(connected.heartbeat_interval_seconds.max(1));
+    let lease = Duration::from_secs(connected.lease_seconds.max(3));
+    let beats = heartbeats(config.agent_version.clone(), kube.clone(), client.clone(), interval);
+    let jobs = jobs(client.clone(), runner, lease);
+    let exit = tokio::select! {
+        r = beats => r,
+        r = jobs => r,
+    };
+    if let Ok(Exit::Superseded) = exit {
+        tracing::error!(
+            "superseded: another agent connected with this cluster's token; this agent stops (remove the duplicate \
+             deployment, or re-install if this one is meant to run)"
+        );
+    }
+    exit
+}
+
+/// Heartbeats until superseded. A failed fact collection still heartbeats (liveness
+/// matters more than a fresh inventory).
+async fn heartbeats(
+    agent_version: String,
+    kube: kube::Client,
+    client: Arc<AgentClient>,
+    interval: Duration,
+) -> anyhow::Result<Exit> {
+    loop {
+        let beat = match collect_heartbeat(&kube, &agent_version).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "collecting cluster facts failed");
+                Heartbeat {
+                    agent_version: Some(agent_version.clone()),
+                    ..Default::default()
+                }
+            }
+        };
+        match client.heartbeat(&beat).await {
+            Ok(_) => {}
+            Err(ProtocolError::Superseded) => return Ok(Exit::Superseded),
+            Err(e) if e.is_transient() => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Polls and runs jobs one at a time until superseded.
+async fn jobs(client: Arc<AgentClient>, runner: Arc<dyn JobRunner>, lease: Duration) -> anyhow::Result<Exit> {
+    loop {
+        let job = match client.poll().await {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(ProtocolError::Superseded) => return Ok(Exit::Superseded),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "poll failed");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(exit) = run_one(&client, runner.as_ref(), &job, lease).await? {
+            return Ok(exit);
+        }
+    }
+}
+
+/// Runs one job with its lease kept alive (extended every third of its length), then
+/// reports how it ended.
+async fn run_one(
+    client: &Arc<AgentClient>,
+    runner: &dyn JobRunner,
+    job: &AgentJob,
+    lease: Duration,
+) -> anyhow::Result<Option<Exit>> {
+    let id = job.job.id;
+    tracing::info!(job_id = %id, job_type = ?job.job.job_type, delivery = job.delivery, "job started");
+    let keeper = {
+        let client = client.clone();
+        let token = job.lease_token.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match client.lease(&id, &token).await {
+                    Ok(j) if j.state == JobState::Cancelling => return Some(JobState::Cancelling),
+                    Ok(_) => {}
+                    Err(ProtocolError::Superseded) => return None,
+                    Err(e) => tracing::warn!(job_id = %id, error = %e, "lease extension failed"),
+                }
+            }
+        })
+    };
+    let outcome = runner.run(job, client).await;
+    keeper.abort();
+    if !outcome.messages.is_empty() {
+        let report = ProgressReport {
+            lease_token: job.lease_token.clone(),
+            counters: outcome.counters.clone(),
+            progress: None,
+            messages: outcome.messages.clone(),
+        };
+        match client.progress(&id, &report).await {
+            Ok(_) => {}
+            Err(ProtocolError::Superseded) => return Ok(Some(Exit::Superseded)),
+            Err(e) => tracing::warn!(job_id = %id, error = %e, "progress report failed"),
+        }
+    }
+    let report = CompletionReport {
+        lease_token: job.lease_token.clone(),
+        state: outcome.state.unwrap_or(JobState::Failed),
+        reason: outcome.reason,
+        counters: outcome.counters,
+        progress: None,
+        backup: outcome.backup,
+    };
+    match client.complete(&id, &report).await {
+        Ok(j) => tracing::info!(job_id = %id, state = ?j.state, "job ended"),
+        Err(ProtocolError::Superseded) => return Ok(Some(Exit::Superseded)),
+        // The job will be redelivered after its lease lapses; nothing else to do here.
+        Err(e) => tracing::warn!(job_id = %id, error = %e, "completion report failed"),
+    }
+    Ok(None)
+}

@@ -1,0 +1,125 @@
+//! Fault test: SIGKILL the real backup process at random points; the repository stays
+//! valid, no snapshot appears half-written, and the next backup completes and restores.
+#![allow(clippy::unwrap_used)] // tests fail loudly on any error
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_arca-agent");
+
+fn agent(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("ARCA_REPO_PASSWORD", "kill test")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn killing_a_backup_at_random_points_leaves_a_repository_that_verifies_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("file://{}", dir.path().join("repo").display());
+    assert!(
+        agent(&["repo", "init", "--repo", &repo, "--kdf-memory-kib", "64"])
+            .status
+            .success()
+    );
+    // 40 MB of varied content: several 16 MiB packs even after compression.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..40_000_000u64)
+        .map(|i| {
+            if (i / 65536) % 5 == 4 {
+                return 0;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (i / 65536) % 3 == 0 {
+                b'a' + (x % 4) as u8
+            } else {
+                x as u8
+            }
+        })
+        .collect();
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, &data).unwrap();
+    let src = img.to_str().unwrap();
+
+    // Time one full run so that kill points spread over the whole backup.
+    let started = Instant::now();
+    let probe_repo = format!("file://{}", dir.path().join("probe").display());
+    assert!(
+        agent(&["repo", "init", "--repo", &probe_repo, "--kdf-memory-kib", "64"])
+            .status
+            .success()
+    );
+    assert!(
+        agent(&[
+            "volume",
+            "backup",
+            "--repo",
+            &probe_repo,
+            "--volume",
+            "v",
+            "--source",
+            src
+        ])
+        .status
+        .success()
+    );
+    let full = started.elapsed().as_millis() as u64;
+
+    let mut seed = 0x9e37_79b9u64;
+    let mut killed = 0;
+    for trial in 0..5 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let delay = 20 + (seed >> 33) % full.max(40);
+        let mut child = Command::new(BIN)
+            .args(["volume", "backup", "--repo", &repo, "--volume", "v", "--source", src])
+            .env("ARCA_REPO_PASSWORD", "kill test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        let o = agent(&["repo", "verify", "--repo", &repo]);
+        assert!(
+            o.status.success(),
+            "trial {trial} (kill after {delay} ms): {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    assert!(
+        killed >= 3,
+        "most trials must actually kill a running backup ({killed} of 5)"
+    );
+
+    let o = agent(&[
+        "volume", "backup", "--repo", &repo, "--volume", "v", "--source", src, "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let target = dir.path().join("out.img");
+    let o = agent(&[
+        "volume",
+        "restore",
+        "--repo",
+        &repo,
+        "--volume",
+        "v",
+        "--snapshot",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&target).unwrap() == data, "restored image differs");
+    let o = agent(&["repo", "verify", "--repo", &repo, "--read-data"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}

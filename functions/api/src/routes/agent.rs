@@ -1,0 +1,139 @@
+//! The agent protocol (`/v1/agent/...`), authenticated by the cluster's agent token.
+//! Every call but `connect` carries the session id `connect` returned; a newer connect
+//! with the same token supersedes it (409 `superseded`: the older agent stops).
+
+use arca_core::agent::{AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport};
+use arca_core::cluster::{Cluster, Heartbeat};
+use arca_core::credentials::DestinationAccess;
+use arca_core::ids::JobId;
+use arca_core::job::Job;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiResult;
+use crate::extract::{AgentCaller, Body, path_id};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Starts a session; every earlier session of this cluster is superseded.
+#[utoipa::path(post, path = "/v1/agent/connect", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token. Returns the session id and the timing to keep.",
+    request_body = serde_json::Value,
+    responses((status = 200, body = serde_json::Value), (status = 401, body = Problem)))]
+pub async fn connect(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Body(body): Body<ConnectRequest>,
+) -> ApiResult<Json<Connected>> {
+    Ok(Json(s.control_plane.agent_connect(&caller.agent, body).await?))
+}
+
+/// Liveness and facts (versions, node count, inventory, capabilities).
+#[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
+    responses((status = 200, description = "The cluster as the API shows it", body = serde_json::Value),
+        (status = 401, body = Problem), (status = 409, description = "superseded", body = Problem)))]
+pub async fn heartbeat(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Body(body): Body<Heartbeat>,
+) -> ApiResult<Json<Cluster>> {
+    let session = caller.session()?;
+    Ok(Json(
+        s.control_plane.agent_heartbeat(&caller.agent, session, body).await?,
+    ))
+}
+
+/// Long poll (at most 20 s) for one job; 204 when none came.
+#[utoipa::path(post, path = "/v1/agent/poll", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session.",
+    responses((status = 200, description = "A job, leased to the caller", body = serde_json::Value),
+        (status = 204, description = "No job"), (status = 409, description = "superseded", body = Problem)))]
+pub async fn poll(State(s): State<AppState>, caller: AgentCaller) -> ApiResult<Response> {
+    let session = caller.session()?;
+    Ok(match s.control_plane.agent_poll(&caller.agent, session).await? {
+        Some(job) => Json::<AgentJob>(job).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// Extends the job's lease; the job in the answer says CANCELLING when the agent must stop.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/lease", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
+    params(("id" = String, Path, description = "job_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem),
+        (status = 409, description = "superseded | lease_lost", body = Problem)))]
+pub async fn lease(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    Body(body): Body<LeaseRequest>,
+) -> ApiResult<Json<Job>> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    Ok(Json(
+        s.control_plane
+            .agent_extend_lease(&caller.agent, session, &id, body)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/progress", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
+    params(("id" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn progress(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    Body(body): Body<ProgressReport>,
+) -> ApiResult<Json<Job>> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    Ok(Json(
+        s.control_plane
+            .agent_progress(&caller.agent, session, &id, body)
+            .await?,
+    ))
+}
+
+/// How the job ended (COMPLETED, PARTIAL, FAILED, CANCELED), with what it produced.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/complete", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
+    params(("id" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn complete(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    Body(body): Body<CompletionReport>,
+) -> ApiResult<Json<Job>> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    Ok(Json(
+        s.control_plane
+            .agent_complete(&caller.agent, session, &id, body)
+            .await?,
+    ))
+}
+
+/// Access to the job's destination: its configuration, plus short-lived credentials
+/// scoped to this cluster's prefix for Arca-managed storage.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/credentials", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session.",
+    params(("id" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn credentials(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DestinationAccess>> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    Ok(Json(
+        s.control_plane.agent_credentials(&caller.agent, session, &id).await?,
+    ))
+}

@@ -1,0 +1,900 @@
+//! The control plane's side of the agent protocol, dispatch, dead letters, schedule
+//! sync and the retention sweep: the parts of [`ControlPlane`] that move jobs between
+//! the store, the cluster queues and the agents.
+
+use std::time::{Duration, Instant};
+
+use crate::agent::{
+    ActiveJob, AgentJob, AgentPrincipal, AgentState, CompletionReport, ConnectRequest, Connected, LeaseRequest,
+    ProgressReport,
+};
+use crate::backup::{BackupDefinition, PvMode};
+use crate::cluster::{Cluster, Heartbeat};
+use crate::credentials::DestinationAccess;
+use crate::destination::{Destination, effective_destination};
+use crate::dispatch::{self, Decision, DispatchFacts, DispatchRequest, SkipReason};
+use crate::error::ConflictKind;
+use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
+use crate::job::{Job, JobState, JobTrigger, JobType, Retention};
+use crate::org::Org;
+use crate::policy::Policy;
+use crate::queue::{JobMessage, QueueRef, Receipt};
+use crate::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
+use crate::retention;
+use crate::scheduler::{ScheduleInput, schedules_for};
+use crate::secret::{AGENT_TOKEN_PREFIX, Secret};
+use crate::service::{ControlPlane, retry_on_conflict, retry_on_stale};
+use crate::store::Tx;
+use crate::store::page::PageRequest;
+use crate::{Error, Result};
+
+/// What one retention sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Expired points read from the index.
+    pub examined: usize,
+    /// DELETE_BACKUP jobs issued (one per point).
+    pub deletion_jobs: Vec<JobId>,
+    /// Expired points kept (locked, keepLast, not READY).
+    pub kept: usize,
+    /// Points with no agent to delete them (their cluster is gone): they wait for the
+    /// direct-deletion path (RDS/EBS and orphaned data), not written yet.
+    pub awaiting_direct_deletion: Vec<RecoveryPointId>,
+}
+
+/// How a recovery point's data is removed. Only the agent route exists today; direct
+/// deletion by the control plane (RDS snapshots, EBS, data of deleted clusters) is the
+/// seam for later.
+enum DeletionRoute {
+    Agent,
+    Direct,
+}
+
+fn superseded() -> Error {
+    Error::conflict_of(
+        ConflictKind::Superseded,
+        "a newer agent connected with this cluster's token: this session is over, stop this agent",
+    )
+}
+
+fn lease_lost(what: impl std::fmt::Display) -> Error {
+    Error::conflict_of(
+        ConflictKind::LeaseLost,
+        format!("{what}: the job is no longer leased to you"),
+    )
+}
+
+impl ControlPlane {
+    // ---- agent authentication and sessions ------------------------------------------
+
+    /// The cluster whose agent token this is. Any failure is `Unauthenticated`.
+    pub async fn authenticate_agent(&self, token: &Secret) -> Result<AgentPrincipal> {
+        let text = token.expose();
+        if !text.starts_with(AGENT_TOKEN_PREFIX) || text.len() > 200 {
+            return Err(Error::Unauthenticated);
+        }
+        match self
+            .store
+            .find_cluster_by_agent_token_hash_cross_tenant(&token.hash())
+            .await?
+        {
+            Some(c) => Ok(AgentPrincipal {
+                org_id: c.org_id,
+                cluster_id: c.id,
+            }),
+            None => Err(Error::Unauthenticated),
+        }
+    }
+
+    /// The agent item, created if missing (clusters registered before it existed).
+    async fn agent_state(&self, agent: &AgentPrincipal) -> Result<AgentState> {
+        if let Some(state) = self.store.find::<AgentState>(&agent.org_id, &agent.cluster_id).await? {
+            return Ok(state);
+        }
+        let queue = match &self.queue {
+            Some(q) => Some(q.create_queue(agent.cluster_id).await?),
+            None => None,
+        };
+        let state = AgentState::new(agent.org_id, agent.cluster_id, queue, self.now());
+        match self.store.create(state).await {
+            Ok(s) => Ok(s),
+            // Created concurrently: read the winner's.
+            Err(Error::Conflict { .. }) => self.store.get::<AgentState>(&agent.org_id, &agent.cluster_id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fails with `Superseded` unless `session` is the cluster's current session.
+    async fn current_session(&self, agent: &AgentPrincipal, session: &str) -> Result<AgentState> {
+        let state = self.agent_state(agent).await?;
+        if state.session_id.as_deref() != Some(session) {
+            return Err(superseded());
+        }
+        Ok(state)
+    }
+
+    /// Starts a session; every earlier session of the cluster is superseded (its next
+    /// call gets 409 `superseded`).
+    pub async fn agent_connect(&self, agent: &AgentPrincipal, request: ConnectRequest) -> Result<Connected> {
+        let session_id = format!("ses_{}", ulid::Ulid::new());
+        let request = &request;
+        let session = session_id.as_str();
+        self.retrying(|| async move {
+            let mut state = self.agent_state(agent).await?;
+            let expected = state.version;
+            state.session_id = Some(session.to_string());
+            state.connected_at = Some(self.now());
+            if request.agent_version.is_some() {
+                state.agent_version = request.agent_version.clone();
+            }
+            state.updated_at = self.now();
+            self.store.update(state, expected).await.map_err(retry_on_stale)
+        })
+        .await?;
+        Ok(Connected {
+            session_id,
+            cluster_id: agent.cluster_id,
+            org_id: agent.org_id,
+            heartbeat_interval_seconds: self.config.heartbeat_interval.as_secs(),
+            poll_wait_seconds: self.config.poll_wait.as_secs(),
+            lease_seconds: self.config.lease.as_secs(),
+        })
+    }
+
+    /// A heartbeat of the current session: liveness and facts, written to the agent
+    /// item only (the cluster's ETag does not move).
+    pub async fn agent_heartbeat(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        heartbeat: Heartbeat,
+    ) -> Result<Cluster> {
+        self.write_heartbeat(agent, Some(session), heartbeat).await
+    }
+
+    pub(crate) async fn write_heartbeat(
+        &self,
+        agent: &AgentPrincipal,
+        session: Option<&str>,
+        heartbeat: Heartbeat,
+    ) -> Result<Cluster> {
+        let heartbeat = &heartbeat;
+        let state = self
+            .retrying(|| async move {
+                let mut state = self.agent_state(agent).await?;
+                if let Some(session) = session
+                    && state.session_id.as_deref() != Some(session)
+                {
+                    return Err(superseded());
+                }
+                let expected = state.version;
+                let now = self.now();
+                state.last_heartbeat_at = Some(now);
+                let hb = heartbeat.clone();
+                if hb.kubernetes_version.is_some() {
+                    state.kubernetes_version = hb.kubernetes_version;
+                }
+                if hb.agent_version.is_some() {
+                    state.agent_version = hb.agent_version;
+                }
+                if hb.node_count.is_some() {
+                    state.node_count = hb.node_count;
+                }
+                if let Some(inventory) = hb.inventory {
+                    state.inventory = inventory;
+                }
+                if hb.capabilities.is_some() {
+                    state.capabilities = hb.capabilities;
+                }
+                state.updated_at = now;
+                self.store.update(state, expected).await.map_err(retry_on_stale)
+            })
+            .await?;
+        let cluster = self.store.get::<Cluster>(&agent.org_id, &agent.cluster_id).await?;
+        Ok(self.presented(cluster, Some(&state)))
+    }
+
+    // ---- jobs, as the agent sees them ------------------------------------------------
+
+    async fn queue_ref(&self, org: &OrgId, cluster: &ClusterId) -> Result<Option<QueueRef>> {
+        let Some(q) = &self.queue else {
+            return Ok(None);
+        };
+        if let Some(state) = self.store.find::<AgentState>(org, cluster).await?
+            && let Some(r) = state.queue
+        {
+            return Ok(Some(r));
+        }
+        q.queue(*cluster).await.map(Some)
+    }
+
+    /// Sends a job's message to its cluster's queue. If that fails the job cannot reach
+    /// an agent, so it is marked FAILED (and its definition released) before the error
+    /// is returned. Without a wired queue (store-level tests) nothing is sent.
+    pub(crate) async fn enqueue(&self, job: &Job) -> Result<()> {
+        let (Some(q), Some(cluster)) = (&self.queue, job.cluster_id) else {
+            return Ok(());
+        };
+        let message = JobMessage {
+            org_id: job.org_id,
+            cluster_id: cluster,
+            job_id: job.id,
+        };
+        let sent = match self.queue_ref(&job.org_id, &cluster).await {
+            Ok(Some(r)) => q.send(&r, &message).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            let reason = format!("could not be queued for the agent: {e}");
+            // Best effort: the original error is what the caller needs to see.
+            let _ = self.fail_job(&job.org_id, &job.id, &reason).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Adds to `tx` what frees the job's definition once the job has ended.
+    pub(crate) async fn release_active(&self, tx: &mut Tx, job: &Job) -> Result<()> {
+        if !job.state.is_terminal() || job.job_type != JobType::K8sBackup {
+            return Ok(());
+        }
+        let Some(def) = job.definition_id else {
+            return Ok(());
+        };
+        if let Some(active) = self.store.find::<ActiveJob>(&job.org_id, &def).await?
+            && active.job_id == job.id
+        {
+            tx.delete::<ActiveJob>(&job.org_id, &def, active.version);
+        }
+        Ok(())
+    }
+
+    /// Ends a job as FAILED (if it has not ended), releasing what it held.
+    async fn fail_job(&self, org: &OrgId, id: &JobId, reason: &str) -> Result<Job> {
+        self.retrying(|| async move {
+            let mut job = self.store.get::<Job>(org, id).await?;
+            if job.state.is_terminal() {
+                return Ok(job);
+            }
+            let expected = job.version;
+            job.transition(JobState::Failed, Some(reason.to_string()), self.now())?;
+            job.log(self.now(), reason);
+            let mut tx = Tx::new();
+            tx.update(&mut job, expected)?;
+            self.release_active(&mut tx, &job).await?;
+            self.restore_point_after_failed_delete(&mut tx, &job).await?;
+            self.store.commit(tx).await.map_err(retry_on_conflict)?;
+            Ok(job)
+        })
+        .await
+    }
+
+    /// A failed deletion leaves its point READY, so the next sweep tries again.
+    async fn restore_point_after_failed_delete(&self, tx: &mut Tx, job: &Job) -> Result<()> {
+        if job.job_type != JobType::DeleteBackup || job.state == JobState::Completed {
+            return Ok(());
+        }
+        if let Some(rp_id) = job.recovery_point_id
+            && let Some(mut rp) = self.store.find::<RecoveryPoint>(&job.org_id, &rp_id).await?
+            && rp.state == RecoveryPointState::Deleting
+        {
+            let v = rp.version;
+            rp.state = RecoveryPointState::Ready;
+            rp.updated_at = self.now();
+            tx.update(&mut rp, v)?;
+        }
+        Ok(())
+    }
+
+    /// A job of this agent's cluster (another cluster's job is NotFound).
+    async fn agent_job(&self, agent: &AgentPrincipal, id: &JobId) -> Result<Job> {
+        let job = self.store.get::<Job>(&agent.org_id, id).await?;
+        if job.cluster_id != Some(agent.cluster_id) {
+            return Err(Error::not_found(format!("job {id}")));
+        }
+        Ok(job)
+    }
+
+    /// Waits up to the configured poll wait for one job of the agent's cluster. The job
+    /// becomes RUNNING and is leased to the caller; a job whose earlier lease lapsed is
+    /// handed out again. Canceled and finished jobs still queued are dropped here.
+    pub async fn agent_poll(&self, agent: &AgentPrincipal, session: &str) -> Result<Option<AgentJob>> {
+        let state = self.current_session(agent, session).await?;
+        let (Some(q), Some(queue)) = (&self.queue, state.queue.clone()) else {
+            return Err(Error::permanent("this control plane has no job queue configured"));
+        };
+        let deadline = Instant::now() + self.config.poll_wait.min(crate::queue::MAX_WAIT);
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Some(delivery) = q.receive(&queue, wait, self.config.lease).await? else {
+                return Ok(None);
+            };
+            let msg = &delivery.message;
+            if msg.org_id != agent.org_id || msg.cluster_id != agent.cluster_id {
+                // Never hand out another cluster's job, whatever a queue holds.
+                q.ack(&queue, &delivery.receipt).await?;
+                continue;
+            }
+            // A newer session may have connected while this poll waited: give the job
+            // back at once instead of leasing it to an agent that must stop.
+            let now_state = self.agent_state(agent).await?;
+            if now_state.session_id.as_deref() != Some(session) {
+                q.extend(&queue, &delivery.receipt, Duration::ZERO).await?;
+                return Err(superseded());
+            }
+            let delivered = self.take_delivered(agent, &msg.job_id, delivery.receive_count).await?;
+            match delivered {
+                Some(job) => {
+                    let definition = match job.definition_id {
+                        Some(d) => self.store.find::<BackupDefinition>(&agent.org_id, &d).await?,
+                        None => None,
+                    };
+                    let recovery_point = match job.recovery_point_id {
+                        Some(rp) => self.store.find::<RecoveryPoint>(&agent.org_id, &rp).await?,
+                        None => None,
+                    };
+                    return Ok(Some(AgentJob {
+                        job,
+                        lease_token: delivery.receipt.0,
+                        lease_seconds: self.config.lease.as_secs(),
+                        delivery: delivery.receive_count,
+                        definition,
+                        recovery_point,
+                    }));
+                }
+                None => {
+                    q.ack(&queue, &delivery.receipt).await?;
+                    if Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves a delivered job to RUNNING, or says (`None`) it is not to be run.
+    async fn take_delivered(&self, agent: &AgentPrincipal, id: &JobId, delivery: u32) -> Result<Option<Job>> {
+        self.retrying(|| async move {
+            let Some(mut job) = self.store.find::<Job>(&agent.org_id, id).await? else {
+                return Ok(None);
+            };
+            let expected = job.version;
+            let now = self.now();
+            let mut tx = Tx::new();
+            match job.state {
+                JobState::Pending => {
+                    job.transition(JobState::Running, None, now)?;
+                    job.log(now, format!("taken by the agent (delivery {delivery})"));
+                }
+                JobState::Running => {
+                    job.log(
+                        now,
+                        format!("handed out again after a lapsed lease (delivery {delivery})"),
+                    );
+                    job.updated_at = now;
+                }
+                JobState::Cancelling => {
+                    job.transition(JobState::Canceled, None, now)?;
+                    job.log(now, "canceled before the agent resumed it");
+                    tx.update(&mut job, expected)?;
+                    self.release_active(&mut tx, &job).await?;
+                    self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                    return Ok(None);
+                }
+                _ => return Ok(None),
+            }
+            tx.update(&mut job, expected)?;
+            self.store.commit(tx).await.map_err(retry_on_conflict)?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    /// Renews the job's lease. The answer is the job: CANCELLING tells the agent to stop.
+    pub async fn agent_extend_lease(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+        request: LeaseRequest,
+    ) -> Result<Job> {
+        let state = self.current_session(agent, session).await?;
+        let job = self.agent_job(agent, id).await?;
+        if job.state.is_terminal() || job.state == JobState::Pending {
+            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
+        }
+        if let (Some(q), Some(queue)) = (&self.queue, state.queue) {
+            q.extend(&queue, &Receipt(request.lease_token), self.config.lease)
+                .await
+                .map_err(|e| match e {
+                    Error::Conflict { .. } | Error::NotFound { .. } => lease_lost(format!("job {id}")),
+                    other => other,
+                })?;
+        }
+        Ok(job)
+    }
+
+    /// Records progress (counters, bytes, log lines) of a running job.
+    pub async fn agent_progress(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+        report: ProgressReport,
+    ) -> Result<Job> {
+        self.current_session(agent, session).await?;
+        let report = &report;
+        self.retrying(|| async move {
+            let mut job = self.agent_job(agent, id).await?;
+            if !matches!(job.state, JobState::Running | JobState::Cancelling) {
+                return Err(lease_lost(format!("job {id} is {:?}", job.state)));
+            }
+            let expected = job.version;
+            let now = self.now();
+            if let Some(c) = &report.counters {
+                job.counters = c.clone();
+            }
+            if let Some(p) = &report.progress {
+                job.progress = p.clone();
+            }
+            for line in report.messages.iter().take(50) {
+                job.log(now, line.as_str());
+            }
+            job.updated_at = now;
+            self.store.update(job, expected).await.map_err(retry_on_stale)
+        })
+        .await
+    }
+
+    /// Records how a job ended. A completed backup becomes a READY recovery point, a
+    /// completed deletion removes its point, all in the job's transaction; then the
+    /// message is acknowledged. Repeating the same completion is harmless.
+    pub async fn agent_complete(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+        report: CompletionReport,
+    ) -> Result<Job> {
+        let state = self.current_session(agent, session).await?;
+        if !matches!(
+            report.state,
+            JobState::Completed | JobState::Partial | JobState::Failed | JobState::Canceled
+        ) {
+            return Err(Error::invalid(
+                "state",
+                "a job ends COMPLETED, PARTIAL, FAILED or CANCELED",
+            ));
+        }
+        let report = &report;
+        let job = self
+            .retrying(|| async move {
+                let mut job = self.agent_job(agent, id).await?;
+                if job.state.is_terminal() {
+                    if job.state == report.state {
+                        return Ok(job);
+                    }
+                    return Err(Error::conflict_of(
+                        ConflictKind::IllegalJobTransition,
+                        format!("job {id} already ended {:?}", job.state),
+                    ));
+                }
+                let expected = job.version;
+                let now = self.now();
+                job.transition(report.state, report.reason.clone(), now)?;
+                if let Some(c) = &report.counters {
+                    job.counters = c.clone();
+                }
+                if let Some(p) = &report.progress {
+                    job.progress = p.clone();
+                }
+                job.log(now, format!("ended {:?}", report.state));
+                let mut tx = Tx::new();
+                self.record_outcome(&mut tx, &mut job, report).await?;
+                tx.update(&mut job, expected)?;
+                self.release_active(&mut tx, &job).await?;
+                self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                Ok(job)
+            })
+            .await?;
+        if let (Some(q), Some(queue)) = (&self.queue, state.queue) {
+            // The outcome is recorded; a failed ack only means one more delivery, which
+            // `take_delivered` drops because the job has ended.
+            let _ = q.ack(&queue, &Receipt(report.lease_token.clone())).await;
+        }
+        Ok(job)
+    }
+
+    /// What a job's end writes besides the job.
+    async fn record_outcome(&self, tx: &mut Tx, job: &mut Job, report: &CompletionReport) -> Result<()> {
+        let succeeded = matches!(report.state, JobState::Completed | JobState::Partial);
+        match job.job_type {
+            JobType::K8sBackup if succeeded => {
+                let Some(def_id) = job.definition_id else {
+                    return Ok(());
+                };
+                let def = self.store.find::<BackupDefinition>(&job.org_id, &def_id).await?;
+                let location = match &def {
+                    Some(d) => self.location_of(&job.org_id, d, report).await?,
+                    None => None,
+                };
+                let result = report.backup.clone().unwrap_or_default();
+                let now = self.now();
+                let mut rp = RecoveryPoint {
+                    id: RecoveryPointId::new(),
+                    org_id: job.org_id,
+                    cluster_id: job.cluster_id.unwrap_or_default(),
+                    definition_id: def_id,
+                    job_id: job.id,
+                    rp_type: if def.is_some_and(|d| d.spec.pv_mode == PvMode::SnapshotAndCopy) {
+                        RecoveryPointType::Copy
+                    } else {
+                        RecoveryPointType::Snapshot
+                    },
+                    state: RecoveryPointState::Ready,
+                    expires_at: job.recovery_point_expires_at,
+                    locked: false,
+                    rule: job.rule,
+                    keep_last: job.retention.and_then(|r| r.keep_last),
+                    location,
+                    resource_count: result.resource_count,
+                    pv_count: result.pv_count,
+                    snapshot_bytes: result.snapshot_bytes,
+                    copy_bytes: result.copy_bytes,
+                    created_at: now,
+                    updated_at: now,
+                    version: 0,
+                };
+                job.recovery_point_id = Some(rp.id);
+                tx.create(&mut rp)?;
+            }
+            JobType::DeleteBackup => {
+                if let Some(rp_id) = job.recovery_point_id
+                    && let Some(mut rp) = self.store.find::<RecoveryPoint>(&job.org_id, &rp_id).await?
+                {
+                    if report.state == JobState::Completed {
+                        // The point disappears only now that its data is gone.
+                        tx.delete::<RecoveryPoint>(&job.org_id, &rp_id, rp.version);
+                    } else if rp.state == RecoveryPointState::Deleting {
+                        let v = rp.version;
+                        rp.state = RecoveryPointState::Ready;
+                        rp.updated_at = self.now();
+                        tx.update(&mut rp, v)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn location_of(
+        &self,
+        org_id: &OrgId,
+        def: &BackupDefinition,
+        report: &CompletionReport,
+    ) -> Result<Option<RecoveryPointLocation>> {
+        let org = self.store.get::<Org>(org_id, org_id).await?;
+        let cluster_default = self
+            .store
+            .find::<Cluster>(org_id, &def.spec.cluster_id)
+            .await?
+            .and_then(|c| c.spec.default_destination_id);
+        Ok(
+            effective_destination(def.spec.destination_id, cluster_default, org.default_destination_id).map(|e| {
+                RecoveryPointLocation {
+                    destination_id: e.destination_id,
+                    prefix: report.backup.as_ref().map(|b| b.prefix.clone()).unwrap_or_default(),
+                }
+            }),
+        )
+    }
+
+    /// Access to the destination of one of the agent's jobs (see `credentials`).
+    pub async fn agent_credentials(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+    ) -> Result<DestinationAccess> {
+        self.current_session(agent, session).await?;
+        let job = self.agent_job(agent, id).await?;
+        if job.state.is_terminal() {
+            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
+        }
+        let dest_id = match (job.definition_id, job.recovery_point_id) {
+            (_, Some(rp)) if job.job_type != JobType::K8sBackup => self
+                .store
+                .get::<RecoveryPoint>(&agent.org_id, &rp)
+                .await?
+                .location
+                .map(|l| l.destination_id),
+            (Some(def), _) => {
+                let def = self.store.get::<BackupDefinition>(&agent.org_id, &def).await?;
+                let org = self.store.get::<Org>(&agent.org_id, &agent.org_id).await?;
+                let cluster = self.store.get::<Cluster>(&agent.org_id, &agent.cluster_id).await?;
+                effective_destination(
+                    def.spec.destination_id,
+                    cluster.spec.default_destination_id,
+                    org.default_destination_id,
+                )
+                .map(|e| e.destination_id)
+            }
+            _ => None,
+        };
+        let dest_id = dest_id.ok_or_else(|| Error::not_found(format!("destination of job {id}")))?;
+        let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
+        self.vendor.access(&agent.org_id, &agent.cluster_id, &dest).await
+    }
+
+    // ---- dispatch ----------------------------------------------------------------------
+
+    /// A schedule fired: runs or skips its definition's backup.
+    pub async fn dispatch_scheduled(&self, input: &ScheduleInput) -> Result<Job> {
+        let definition_id = input
+            .definition_id
+            .parse::<BackupDefinitionId>()
+            .map_err(|e| Error::invalid("definitionId", e.to_string()))?;
+        self.dispatch(DispatchRequest {
+            org_id: input.org_id,
+            definition_id,
+            trigger: JobTrigger::Scheduled,
+            rule: Some(input.rule),
+            retention: None,
+        })
+        .await
+    }
+
+    /// Decides (with [`dispatch::decide`]) and writes the outcome: a SKIPPED job with its
+    /// reason, or a PENDING job created together with the definition's active-job item
+    /// (`NotExists`) and then queued. Of concurrent dispatches of one definition exactly
+    /// one creates a PENDING job; the others are SKIPPED.
+    pub async fn dispatch(&self, request: DispatchRequest) -> Result<Job> {
+        let org_id = request.org_id;
+        let org = self.store.get::<Org>(&org_id, &org_id).await?;
+        let def = self
+            .store
+            .get::<BackupDefinition>(&org_id, &request.definition_id)
+            .await?;
+        let cluster = self.cluster_view(&org_id, &def.spec.cluster_id).await?;
+        let policy = match def.spec.policy_id {
+            Some(pid) => self.store.find::<Policy>(&org_id, &pid).await?,
+            None => None,
+        };
+        let row = match (request.rule, &policy) {
+            (Some(rule), Some(p)) => p.spec.schedules.get(rule as usize).cloned(),
+            _ => None,
+        };
+        let retention = request.retention.or_else(|| {
+            row.as_ref().map(|r| Retention {
+                retain_days: r.retain_days,
+                keep_last: r.keep_last,
+            })
+        });
+        let active = self.store.find::<ActiveJob>(&org_id, &def.id).await?;
+        let active_job = match &active {
+            Some(a) => match self.store.find::<Job>(&org_id, &a.job_id).await? {
+                Some(j) => Some((j.id, j.state)),
+                // Its job is gone: as good as finished.
+                None => Some((a.job_id, JobState::Failed)),
+            },
+            None => None,
+        };
+        let facts = DispatchFacts {
+            trigger: request.trigger,
+            definition_paused: def.spec.paused,
+            policy_suspended: policy.as_ref().map(|p| p.spec.suspended),
+            rule_exists: row.is_some(),
+            rule: request.rule,
+            cluster_state: cluster.state,
+            active_job,
+        };
+        let now = self.now();
+        let mut job = Job::pending(org_id, JobType::K8sBackup, request.trigger, now);
+        job.cluster_id = Some(cluster.id);
+        job.definition_id = Some(def.id);
+        job.rule = request.rule;
+        job.retention = retention;
+        job.recovery_point_expires_at =
+            retention.map(|r| dispatch::expiry(&r, self.limits.for_plan(org.plan).max_retain_days, now));
+        match dispatch::decide(&facts) {
+            Decision::Skip(reason) => self.skipped(job, &reason).await,
+            Decision::Run => {
+                job.log(
+                    now,
+                    match request.trigger {
+                        JobTrigger::Scheduled => "scheduled run",
+                        JobTrigger::Manual => "run requested",
+                    },
+                );
+                let mut marker = ActiveJob {
+                    definition_id: def.id,
+                    org_id,
+                    job_id: job.id,
+                    created_at: now,
+                    version: 0,
+                };
+                let mut tx = Tx::new();
+                tx.create(&mut job)?;
+                match &active {
+                    // A finished job's marker left behind: take it over at its version.
+                    Some(stale) => tx.update(&mut marker, stale.version)?,
+                    None => tx.create(&mut marker)?,
+                };
+                match self.store.commit(tx).await {
+                    Ok(()) => {
+                        self.enqueue(&job).await?;
+                        Ok(job)
+                    }
+                    Err(Error::Conflict { .. }) => {
+                        // Another dispatch of this definition got there first.
+                        let winner = self.store.find::<ActiveJob>(&org_id, &def.id).await?;
+                        let (job_id, state) = match winner {
+                            Some(w) => {
+                                let state = self
+                                    .store
+                                    .find::<Job>(&org_id, &w.job_id)
+                                    .await?
+                                    .map_or(JobState::Pending, |j| j.state);
+                                (w.job_id, state)
+                            }
+                            None => (JobId::default(), JobState::Pending),
+                        };
+                        // A fresh id: nothing of the failed transaction may be reused.
+                        let mut skipped = Job::pending(org_id, JobType::K8sBackup, request.trigger, now);
+                        skipped.cluster_id = job.cluster_id;
+                        skipped.definition_id = job.definition_id;
+                        skipped.rule = job.rule;
+                        skipped.retention = job.retention;
+                        self.skipped(skipped, &SkipReason::AlreadyRunning { job_id, state })
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn skipped(&self, mut job: Job, reason: &SkipReason) -> Result<Job> {
+        let now = self.now();
+        job.transition(JobState::Skipped, Some(reason.to_string()), now)?;
+        job.log(now, format!("skipped: {reason}"));
+        self.store.create(job).await
+    }
+
+    // ---- schedules -------------------------------------------------------------------
+
+    /// Makes the definition's schedules exactly what its policy and pause say.
+    pub(crate) async fn sync_schedules(&self, def: &BackupDefinition) -> Result<()> {
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(());
+        };
+        let desired = match def.spec.policy_id {
+            Some(pid) => match self.store.find::<Policy>(&def.org_id, &pid).await? {
+                Some(policy) => schedules_for(def.org_id, &def.id.to_string(), &policy.spec, def.spec.paused)?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        scheduler.sync(&def.id.to_string(), &desired).await
+    }
+
+    pub(crate) async fn sync_schedules_to_nothing(&self, id: &BackupDefinitionId) -> Result<()> {
+        match &self.scheduler {
+            Some(s) => s.sync(&id.to_string(), &[]).await,
+            None => Ok(()),
+        }
+    }
+
+    // ---- dead letters ------------------------------------------------------------------
+
+    /// Marks FAILED (with the lapsed-lease reason) the jobs of up to `max` dead letters
+    /// and removes the letters. Returns how many were handled. Called by the dispatch
+    /// and retention functions on every run.
+    pub async fn drain_dead_letters(&self, max: usize) -> Result<usize> {
+        let Some(q) = &self.queue else {
+            return Ok(0);
+        };
+        let mut handled = 0;
+        while handled < max {
+            let Some(letter) = q.receive_dead_letter(Duration::ZERO, Duration::from_secs(60)).await? else {
+                break;
+            };
+            let m = &letter.message;
+            match self.fail_job(&m.org_id, &m.job_id, &letter.failure_reason()).await {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            q.ack_dead_letter(&letter.receipt).await?;
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    // ---- retention ---------------------------------------------------------------------
+
+    /// One retention sweep at `now`: plans over the expired points (and their
+    /// definitions' other points, for keepLast) and issues a DELETE_BACKUP job per point
+    /// to delete, marking it DELETING in the same transaction.
+    pub async fn retention_sweep(&self) -> Result<RetentionReport> {
+        let now = self.now();
+        let mut report = RetentionReport::default();
+        let mut expired = Vec::new();
+        let mut cursor = None;
+        // "Before now + 1 s": the index is to the second, and a point expiring at `now`
+        // is due.
+        let bound = now + Duration::from_secs(1);
+        loop {
+            let page = self
+                .store
+                .recovery_points_expiring_before_cross_tenant(bound, &PageRequest::after(cursor, 100))
+                .await?;
+            expired.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        report.examined = expired.len();
+        let mut groups: std::collections::BTreeSet<(OrgId, BackupDefinitionId)> = std::collections::BTreeSet::new();
+        for rp in &expired {
+            groups.insert((rp.org_id, rp.definition_id));
+        }
+        let mut by_org: std::collections::BTreeMap<OrgId, Vec<RecoveryPoint>> = std::collections::BTreeMap::new();
+        for (org, def) in groups {
+            if let std::collections::btree_map::Entry::Vacant(slot) = by_org.entry(org) {
+                slot.insert(self.store.list_all::<RecoveryPoint>(&org).await?);
+            }
+            let siblings: Vec<RecoveryPoint> = by_org
+                .get(&org)
+                .map(|all| all.iter().filter(|p| p.definition_id == def).cloned().collect())
+                .unwrap_or_default();
+            let plan = retention::plan(&siblings, now);
+            report.kept += plan.kept.len();
+            for id in plan.delete {
+                let Some(rp) = siblings.iter().find(|p| p.id == id).cloned() else {
+                    continue;
+                };
+                let cluster_alive = self.store.find::<Cluster>(&org, &rp.cluster_id).await?.is_some();
+                let route = if cluster_alive {
+                    DeletionRoute::Agent
+                } else {
+                    DeletionRoute::Direct
+                };
+                match route {
+                    DeletionRoute::Agent => {
+                        if let Some(job) = self.issue_deletion(rp).await? {
+                            report.deletion_jobs.push(job);
+                        }
+                    }
+                    DeletionRoute::Direct => report.awaiting_direct_deletion.push(rp.id),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Marks the point DELETING and creates its DELETE_BACKUP job in one transaction,
+    /// then queues the job. `None` if the point changed meanwhile (the next sweep sees it).
+    async fn issue_deletion(&self, mut rp: RecoveryPoint) -> Result<Option<JobId>> {
+        let now = self.now();
+        let expected = rp.version;
+        rp.state = RecoveryPointState::Deleting;
+        rp.updated_at = now;
+        let mut job = Job::pending(rp.org_id, JobType::DeleteBackup, JobTrigger::Scheduled, now);
+        job.cluster_id = Some(rp.cluster_id);
+        job.definition_id = Some(rp.definition_id);
+        job.recovery_point_id = Some(rp.id);
+        job.log(now, "retention: the recovery point expired");
+        let mut tx = Tx::new();
+        tx.update(&mut rp, expected)?.create(&mut job)?;
+        match self.store.commit(tx).await {
+            Ok(()) => {}
+            Err(Error::Conflict { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        self.enqueue(&job).await?;
+        Ok(Some(job.id))
+    }
+}

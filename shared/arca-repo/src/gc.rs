@@ -1,0 +1,299 @@
+//! Garbage collection in two phases with a grace period, safe against concurrent backups
+//! (format doc, section 8).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RepoError, Result};
+use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
+use crate::id::{Id, IdSet};
+use crate::layout::Layout;
+use crate::pack::{Packer, SealedBlob};
+use crate::repo::{Index, Repository, key_for, now_ms};
+
+/// A gc lock older than this is a crashed gc's and is ignored.
+const LOCK_STALE: Duration = Duration::from_secs(2 * 3600);
+/// Index files written by gc hold at most this many blobs each.
+const INDEX_FILE_BLOBS: usize = 200_000;
+
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// Time between condemning a pack and deleting it. Must be longer than any clock skew
+    /// between machines and than a backup's final check (minutes); default 24 h.
+    pub grace: Duration,
+    /// Packs whose live bytes are below this fraction are repacked.
+    pub repack_below: f64,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(24 * 3600),
+            repack_below: 0.5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub live_blobs: u64,
+    pub packs_condemned: u64,
+    pub packs_repacked: u64,
+    pub packs_deleted: u64,
+    pub packs_spared: u64,
+    pub bytes_deleted: u64,
+    pub markers_pending: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Lock {
+    created_ms: u64,
+    hostname: Option<String>,
+}
+
+/// Every blob some snapshot reaches: map blobs and the data blobs they name. Fails rather
+/// than guess when a map cannot be read: collecting with an incomplete live set would
+/// delete data.
+pub async fn live_blobs(repo: &Repository, index: &Index) -> Result<IdSet> {
+    let mut live = IdSet::default();
+    for (snap_id, snap) in repo.snapshots().await? {
+        let maps = snap
+            .map_ids()
+            .map_err(|e| RepoError::corrupt(format!("snapshot {snap_id}"), e))?;
+        for map in maps {
+            live.insert(map);
+            let entries = repo
+                .read_map(index, &map)
+                .await
+                .map_err(|e| RepoError::SnapshotDamaged {
+                    snapshot: snap_id.to_hex(),
+                    detail: format!("block map unreadable, gc refuses to run: {e}"),
+                })?;
+            for e in entries {
+                if let MapEntry::Data { id, .. } = e {
+                    live.insert(id);
+                }
+            }
+        }
+    }
+    Ok(live)
+}
+
+pub async fn gc(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
+    let lock_key = take_lock(repo).await?;
+    let result = run(repo, options).await;
+    let released = repo
+        .store()
+        .delete(&lock_key)
+        .await
+        .map_err(|e| RepoError::store("removing gc lock", e));
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn take_lock(repo: &Repository) -> Result<String> {
+    let store = repo.store();
+    let now = now_ms();
+    for object in store
+        .list(Layout::GC_LOCKS)
+        .await
+        .map_err(|e| RepoError::store("listing locks", e))?
+    {
+        let Ok(bytes) = store.get(&object.key).await else {
+            continue;
+        };
+        let Ok(lock) = serde_json::from_slice::<Lock>(&bytes) else {
+            continue;
+        };
+        if now.saturating_sub(lock.created_ms) < LOCK_STALE.as_millis() as u64 {
+            return Err(RepoError::Concurrent(format!(
+                "another gc holds {} (since {} ms ago); only one gc may run at a time",
+                object.key,
+                now.saturating_sub(lock.created_ms)
+            )));
+        }
+    }
+    let key = key_for(Layout::gc_lock, &Id::random()?)?;
+    let lock = Lock {
+        created_ms: now,
+        hostname: std::env::var("HOSTNAME").ok(),
+    };
+    let body = serde_json::to_vec(&lock).map_err(|e| RepoError::Internal(e.to_string()))?;
+    store
+        .put(&key, Bytes::from(body))
+        .await
+        .map_err(|e| RepoError::store("writing gc lock", e))?;
+    Ok(key)
+}
+
+async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
+    let mut report = GcReport::default();
+    let grace_ms = options.grace.as_millis() as u64;
+
+    // ---- mark
+    let index = repo.load_index(false).await?;
+    let live = live_blobs(repo, &index).await?;
+    report.live_blobs = live.len() as u64;
+    let now = now_ms();
+    let mut condemned = Vec::new();
+    let mut repacker = Packer::new(repo);
+    for pack in index.packs.iter().filter(|p| !p.condemned) {
+        if now.saturating_sub(pack.time_ms) < grace_ms {
+            continue; // young: possibly a running backup's, not yet referenced
+        }
+        let total: u64 = pack.entries.iter().map(|e| u64::from(e.stored_len)).sum();
+        let live_entries: Vec<&BlobEntry> = pack.entries.iter().filter(|e| live.contains(&e.id)).collect();
+        let live_bytes: u64 = live_entries.iter().map(|e| u64::from(e.stored_len)).sum();
+        if live_bytes == 0 {
+            condemned.push(pack.id);
+        } else if (live_bytes as f64) < options.repack_below * total as f64 {
+            let key = key_for(Layout::pack, &pack.id)?;
+            for e in live_entries {
+                let start = u64::from(e.offset);
+                let data = repo
+                    .store()
+                    .get_range(&key, start..start + u64::from(e.stored_len))
+                    .await
+                    .map_err(|err| RepoError::store(format!("repacking {key}"), err))?
+                    .to_vec();
+                repacker
+                    .add(SealedBlob {
+                        kind: e.kind,
+                        flags: e.flags,
+                        id: e.id,
+                        raw_len: e.raw_len,
+                        data,
+                    })
+                    .await?;
+            }
+            report.packs_repacked += 1;
+            condemned.push(pack.id);
+        }
+    }
+    repacker.finish().await?;
+    // Packs no index lists: a killed backup's uploads (or a torn foreign object).
+    for (pack, size) in &index.existing {
+        if index.pack_position(pack).is_some() {
+            continue;
+        }
+        match repo.read_pack_header(pack, *size).await {
+            Ok(header) if header.blobs.iter().any(|e| live.contains(&e.id)) => {
+                // Referenced but unindexed: index it instead of condemning it.
+                repo.write_index(vec![(*pack, header.blobs)]).await?;
+            }
+            Ok(header) if now.saturating_sub(header.created_ms) < grace_ms => {}
+            _ => condemned.push(*pack),
+        }
+    }
+    if !condemned.is_empty() {
+        report.packs_condemned = condemned.len() as u64;
+        let marker = GcMarker {
+            version: FORMAT_VERSION,
+            created_ms: now_ms(),
+            packs: condemned.iter().map(Id::to_hex).collect(),
+        };
+        let json = serde_json::to_vec(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        repo.put_object(&key_for(Layout::gc_marker, &Id::random()?)?, "gc", &json)
+            .await?;
+    }
+
+    // ---- sweep: markers at least `grace` old, checked against the repository as it is now
+    let markers = repo.gc_markers().await?;
+    let now = now_ms();
+    let (due, pending): (Vec<_>, Vec<_>) = markers
+        .into_iter()
+        .partition(|(_, m)| now.saturating_sub(m.created_ms) >= grace_ms);
+    report.markers_pending = pending.len() as u64;
+    if due.is_empty() {
+        return Ok(report);
+    }
+    let index = repo.load_index(false).await?;
+    let live = live_blobs(repo, &index).await?;
+    let mut doomed: HashSet<Id> = HashSet::new();
+    for (_, marker) in &due {
+        for pack in marker.pack_ids().map_err(|e| RepoError::corrupt("gc marker", e))? {
+            let Some(size) = index.existing.get(&pack) else {
+                continue;
+            };
+            let entries = match index.pack_position(&pack) {
+                Some(p) => index.packs[p as usize].entries.clone(),
+                None => repo
+                    .read_pack_header(&pack, *size)
+                    .await
+                    .map(|h| h.blobs)
+                    .unwrap_or_default(),
+            };
+            // A live blob whose only copies are condemned keeps its pack.
+            let needed = entries
+                .iter()
+                .any(|e| live.contains(&e.id) && index.reusable(&e.id).is_none());
+            if needed {
+                report.packs_spared += 1;
+            } else if doomed.insert(pack) {
+                report.bytes_deleted += size;
+            }
+        }
+    }
+    if !doomed.is_empty() || index.missing_packs > 0 {
+        rewrite_index(repo, &index, &doomed).await?;
+    }
+    for pack in &doomed {
+        let key = key_for(Layout::pack, pack)?;
+        repo.store()
+            .delete(&key)
+            .await
+            .map_err(|e| RepoError::store(format!("deleting {key}"), e))?;
+        report.packs_deleted += 1;
+    }
+    for (key, _) in &due {
+        repo.store()
+            .delete(key)
+            .await
+            .map_err(|e| RepoError::store(format!("deleting {key}"), e))?;
+    }
+    Ok(report)
+}
+
+/// Replaces the loaded index files by files without `doomed` packs (and without entries of
+/// packs that no longer exist). New files are written before old ones are deleted, so a
+/// concurrent reader always finds every surviving pack. Packs keep their indexing time.
+async fn rewrite_index(repo: &Repository, index: &Index, doomed: &HashSet<Id>) -> Result<()> {
+    let mut by_time: BTreeMap<u64, Vec<(Id, Vec<BlobEntry>)>> = BTreeMap::new();
+    for pack in index
+        .packs
+        .iter()
+        .filter(|p| !doomed.contains(&p.id) && p.source == crate::repo::PackSource::Indexed)
+    {
+        by_time
+            .entry(pack.time_ms)
+            .or_default()
+            .push((pack.id, pack.entries.clone()));
+    }
+    for (time_ms, packs) in by_time {
+        let mut chunk = Vec::new();
+        let mut blobs = 0;
+        for pack in packs {
+            blobs += pack.1.len();
+            chunk.push(pack);
+            if blobs >= INDEX_FILE_BLOBS {
+                repo.write_index_at(std::mem::take(&mut chunk), time_ms).await?;
+                blobs = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            repo.write_index_at(chunk, time_ms).await?;
+        }
+    }
+    for file in &index.files {
+        let key = key_for(Layout::index, file)?;
+        repo.store()
+            .delete(&key)
+            .await
+            .map_err(|e| RepoError::store(format!("deleting {key}"), e))?;
+    }
+    Ok(())
+}

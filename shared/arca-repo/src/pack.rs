@@ -1,0 +1,162 @@
+//! Building packs from sealed blobs and uploading them (format doc, sections 4 and 7).
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use crate::crypto::{Keys, blob_aad, object_aad};
+use crate::error::{RepoError, Result};
+use crate::format::{self, BlobEntry, FLAG_ZSTD, PackHeader};
+use crate::id::Id;
+use crate::layout::Layout;
+use crate::repo::{Repository, key_for, now_ms};
+
+/// One blob, compressed (or not) and sealed, ready to be appended to a pack.
+pub struct SealedBlob {
+    pub kind: u8,
+    pub flags: u8,
+    pub id: Id,
+    pub raw_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// Compresses `plain` when that saves at least 1/32 of it, then seals it. `scratch` is a
+/// reusable compression buffer; `compressor` a reusable zstd context (per worker thread).
+pub fn seal_blob(
+    keys: &Keys,
+    compressor: &mut zstd::bulk::Compressor<'_>,
+    scratch: &mut Vec<u8>,
+    kind: u8,
+    id: Id,
+    plain: &[u8],
+) -> Result<SealedBlob> {
+    scratch.clear();
+    scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+    let limit = plain.len() - plain.len() / 32;
+    let compressed = compressor.compress_to_buffer(plain, scratch).is_ok() && scratch.len() < limit;
+    let (flags, payload) = if compressed {
+        (FLAG_ZSTD, scratch.as_slice())
+    } else {
+        (0, plain)
+    };
+    let data = keys.sealer().seal(&blob_aad(kind, &id), payload)?;
+    Ok(SealedBlob {
+        kind,
+        flags,
+        id,
+        raw_len: plain.len() as u32,
+        data,
+    })
+}
+
+/// Appends blobs to packs, uploads full packs (a bounded number at a time), and writes an
+/// index file every `index_every` packs and at `finish`.
+pub struct Packer {
+    repo: Repository,
+    buf: Vec<u8>,
+    entries: Vec<BlobEntry>,
+    uploads: JoinSet<Result<(Id, Vec<BlobEntry>)>>,
+    max_uploads: usize,
+    uploaded: Vec<(Id, Vec<BlobEntry>)>,
+    index_every: usize,
+    /// Every pack this packer wrote, with its blobs.
+    pub written: Vec<(Id, Vec<BlobEntry>)>,
+    pub bytes_stored: u64,
+}
+
+impl Packer {
+    pub fn new(repo: &Repository) -> Packer {
+        Packer {
+            repo: repo.clone(),
+            buf: Vec::new(),
+            entries: Vec::new(),
+            uploads: JoinSet::new(),
+            // One upload in flight while the next pack fills: the local-fs adapter copies the
+            // body once more, so each in-flight pack costs twice its size in memory.
+            max_uploads: 1,
+            uploaded: Vec::new(),
+            index_every: 8,
+            written: Vec::new(),
+            bytes_stored: 0,
+        }
+    }
+
+    pub async fn add(&mut self, blob: SealedBlob) -> Result<()> {
+        let target = self.repo.config().pack_target as usize;
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(target + target / 8);
+        }
+        self.entries.push(BlobEntry {
+            kind: blob.kind,
+            flags: blob.flags,
+            id: blob.id,
+            offset: self.buf.len() as u32,
+            stored_len: blob.data.len() as u32,
+            raw_len: blob.raw_len,
+        });
+        self.buf.extend_from_slice(&blob.data);
+        self.bytes_stored += blob.data.len() as u64;
+        if self.buf.len() >= target {
+            self.seal_pack().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current pack and starts its upload, first waiting for a slot so that at
+    /// most `max_uploads` packs are in memory besides the one being built.
+    async fn seal_pack(&mut self) -> Result<()> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        while self.uploads.len() >= self.max_uploads {
+            self.reap_one().await?;
+        }
+        let entries = std::mem::take(&mut self.entries);
+        let mut buf = std::mem::take(&mut self.buf);
+        let header = format::encode_pack_header(&PackHeader {
+            created_ms: now_ms(),
+            blobs: entries.clone(),
+        });
+        let sealed = self.repo.keys().sealer().seal(&object_aad("pack-header"), &header)?;
+        buf.extend_from_slice(&sealed);
+        buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let id = Id::random()?;
+        let key = key_for(Layout::pack, &id)?;
+        let store = self.repo.store().clone();
+        self.uploads.spawn(async move {
+            store
+                .put(&key, Bytes::from(buf))
+                .await
+                .map_err(|e| RepoError::store(format!("uploading {key}"), e))?;
+            Ok((id, entries))
+        });
+        Ok(())
+    }
+
+    async fn reap_one(&mut self) -> Result<()> {
+        let Some(done) = self.uploads.join_next().await else {
+            return Ok(());
+        };
+        let (id, entries) = done.map_err(|e| RepoError::Internal(format!("upload task: {e}")))??;
+        self.written.push((id, entries.clone()));
+        self.uploaded.push((id, entries));
+        if self.uploaded.len() >= self.index_every {
+            let packs = std::mem::take(&mut self.uploaded);
+            self.repo.write_index(packs).await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads what is left and indexes every uploaded pack. After this returns, every
+    /// blob added is durable and findable through the index.
+    pub async fn finish(&mut self) -> Result<()> {
+        self.seal_pack().await?;
+        while !self.uploads.is_empty() {
+            self.reap_one().await?;
+        }
+        if !self.uploaded.is_empty() {
+            let packs = std::mem::take(&mut self.uploaded);
+            self.repo.write_index(packs).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,564 @@
+//! An open repository: keys, config, sealed-object I/O, the index, snapshots.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arca_core::ports::ObjectStore;
+use bytes::Bytes;
+
+use crate::crypto::{Keys, MasterKey, blob_aad, object_aad};
+use crate::error::{RepoError, Result};
+use crate::format::{
+    self, BlobEntry, Config, FLAG_ZSTD, GcMarker, IndexFile, MapEntry, PackHeader, Snapshot, decode_config,
+    decode_gc_marker, decode_index, decode_map, decode_pack_header, decode_snapshot,
+};
+use crate::id::{Id, IdMap};
+use crate::keys::{KeyWrapper, decode_key_file};
+use crate::layout::Layout;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn key_for(f: fn(&str) -> arca_core::Result<String>, id: &Id) -> Result<String> {
+    f(&id.to_hex()).map_err(|e| RepoError::Internal(e.to_string()))
+}
+
+/// What every part of an open repository shares.
+pub(crate) struct Inner {
+    pub store: Arc<dyn ObjectStore>,
+    pub location: String,
+    pub keys: Keys,
+    pub config: Config,
+}
+
+/// An open repository. Cheap to clone.
+#[derive(Clone)]
+pub struct Repository {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.inner.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(e: &arca_core::Error) -> bool {
+    matches!(e, arca_core::Error::NotFound { .. })
+}
+
+impl Repository {
+    /// Creates a repository: a key file first, then the config, whose presence is what
+    /// makes a repository exist.
+    pub async fn init(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        wrapper: &dyn KeyWrapper,
+        config: Option<Config>,
+    ) -> Result<Repository> {
+        match store.get(Layout::CONFIG).await {
+            Ok(_) => return Err(RepoError::AlreadyExists(location.into())),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
+        }
+        let master = MasterKey::generate()?;
+        let config = config.unwrap_or_else(|| Config::new(&Id::random().unwrap_or(Id([0; 32]))));
+        config.validate().map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let key_file = wrapper.wrap(&master, now_ms()).await?;
+        let key_bytes = serde_json::to_vec(&key_file).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let key_key = key_for(Layout::key, &Id::random()?)?;
+        store
+            .put(&key_key, Bytes::from(key_bytes))
+            .await
+            .map_err(|e| RepoError::store("writing key file", e))?;
+        let repo = Repository {
+            inner: Arc::new(Inner {
+                store,
+                location: location.into(),
+                keys: Keys::derive(&master)?,
+                config,
+            }),
+        };
+        let json = serde_json::to_vec(&repo.inner.config).map_err(|e| RepoError::Internal(e.to_string()))?;
+        repo.put_object(Layout::CONFIG, "config", &json).await?;
+        Ok(repo)
+    }
+
+    /// Opens a repository: tries every key file with `wrapper`, then reads the config.
+    pub async fn open(store: Arc<dyn ObjectStore>, location: &str, wrapper: &dyn KeyWrapper) -> Result<Repository> {
+        let config_bytes = match store.get(Layout::CONFIG).await {
+            Ok(bytes) => bytes,
+            Err(e) if not_found(&e) => return Err(RepoError::NotARepository(location.into())),
+            Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
+        };
+        let key_objects = store
+            .list(Layout::KEYS)
+            .await
+            .map_err(|e| RepoError::store("listing keys", e))?;
+        if key_objects.is_empty() {
+            return Err(RepoError::corrupt(
+                "keys/",
+                "the repository has a config but no key file",
+            ));
+        }
+        let mut master = None;
+        for object in &key_objects {
+            let bytes = store
+                .get(&object.key)
+                .await
+                .map_err(|e| RepoError::store(&object.key, e))?;
+            let file = decode_key_file(&bytes).map_err(|e| RepoError::corrupt(&object.key, e))?;
+            if let Some(key) = wrapper.unwrap(&file).await? {
+                master = Some(key);
+                break;
+            }
+        }
+        let master = master.ok_or(RepoError::WrongPassword)?;
+        let keys = Keys::derive(&master)?;
+        let plain = keys
+            .sealer()
+            .open(&object_aad("config"), &config_bytes)
+            .and_then(|framed| format::unframe(&framed))
+            .map_err(|e| RepoError::corrupt(Layout::CONFIG, e))?;
+        let config = match decode_config(&plain) {
+            Ok(config) => config,
+            Err(e) => {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&plain)
+                    && let Some(version) = v.get("version").and_then(|v| v.as_u64())
+                    && version != u64::from(format::FORMAT_VERSION)
+                {
+                    return Err(RepoError::UnsupportedVersion(version as u32));
+                }
+                return Err(RepoError::corrupt(Layout::CONFIG, e));
+            }
+        };
+        Ok(Repository {
+            inner: Arc::new(Inner {
+                store,
+                location: location.into(),
+                keys,
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    pub(crate) async fn put_object(&self, key: &str, kind: &str, payload: &[u8]) -> Result<()> {
+        let framed = format::frame(payload, 3);
+        let sealed = self.inner.keys.sealer().seal(&object_aad(kind), &framed)?;
+        self.inner
+            .store
+            .put(key, Bytes::from(sealed))
+            .await
+            .map_err(|e| RepoError::store(format!("writing {key}"), e))
+    }
+
+    pub(crate) async fn get_object(&self, key: &str, kind: &str) -> Result<Vec<u8>> {
+        let sealed = self
+            .inner
+            .store
+            .get(key)
+            .await
+            .map_err(|e| RepoError::store(format!("reading {key}"), e))?;
+        self.inner
+            .keys
+            .sealer()
+            .open(&object_aad(kind), &sealed)
+            .and_then(|framed| format::unframe(&framed))
+            .map_err(|e| RepoError::corrupt(key, e))
+    }
+
+    /// Every snapshot, oldest first. Manifests that vanish while listing (forget) are skipped.
+    pub async fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let listed = self
+            .inner
+            .store
+            .list(Layout::SNAPSHOTS)
+            .await
+            .map_err(|e| RepoError::store("listing snapshots", e))?;
+        let mut out = Vec::with_capacity(listed.len());
+        for object in listed {
+            let Some(id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
+                continue;
+            };
+            match self.get_object(&object.key, "snapshot").await {
+                Ok(plain) => out.push((
+                    id,
+                    decode_snapshot(&plain).map_err(|e| RepoError::corrupt(&object.key, e))?,
+                )),
+                Err(RepoError::Store { source, .. }) if not_found(&source) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.1.created_ms.cmp(&b.1.created_ms).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// `latest` (optionally of one name) or a unique id prefix.
+    pub async fn find_snapshot(&self, spec: &str, name: Option<&str>) -> Result<(Id, Snapshot)> {
+        let all = self.snapshots().await?;
+        let mut matching: Vec<_> = all
+            .into_iter()
+            .filter(|(_, s)| name.is_none_or(|n| s.name == n))
+            .collect();
+        if spec == "latest" {
+            return matching.pop().ok_or_else(|| {
+                RepoError::SnapshotNotFound(match name {
+                    Some(n) => format!("latest of {n}"),
+                    None => "latest".into(),
+                })
+            });
+        }
+        if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::Invalid(format!(
+                "snapshot {spec:?}: expected `latest` or a hex id (prefix)"
+            )));
+        }
+        let spec_lower = spec.to_ascii_lowercase();
+        matching.retain(|(id, _)| id.to_hex().starts_with(&spec_lower));
+        match matching.len() {
+            0 => Err(RepoError::SnapshotNotFound(spec.into())),
+            1 => Ok(matching.remove(0)),
+            _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
+        }
+    }
+
+    /// Removes a snapshot's manifest; its data goes at the next gc.
+    pub async fn forget(&self, id: &Id) -> Result<()> {
+        let key = key_for(Layout::snapshot, id)?;
+        self.inner
+            .store
+            .delete(&key)
+            .await
+            .map_err(|e| RepoError::store(format!("deleting {key}"), e))
+    }
+
+    pub(crate) async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let id = Id::random()?;
+        let json = serde_json::to_vec(snapshot).map_err(|e| RepoError::Internal(e.to_string()))?;
+        self.put_object(&key_for(Layout::snapshot, &id)?, "snapshot", &json)
+            .await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn write_index(&self, packs: Vec<(Id, Vec<BlobEntry>)>) -> Result<Id> {
+        self.write_index_at(packs, now_ms()).await
+    }
+
+    /// Writes an index file with a given indexing time (gc keeps packs' original times).
+    pub(crate) async fn write_index_at(&self, packs: Vec<(Id, Vec<BlobEntry>)>, created_ms: u64) -> Result<Id> {
+        let id = Id::random()?;
+        let file = IndexFile { created_ms, packs };
+        self.put_object(&key_for(Layout::index, &id)?, "index", &format::encode_index(&file))
+            .await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn gc_markers(&self) -> Result<Vec<(String, GcMarker)>> {
+        let listed = self
+            .inner
+            .store
+            .list(Layout::GC_MARKERS)
+            .await
+            .map_err(|e| RepoError::store("listing gc markers", e))?;
+        let mut out = Vec::new();
+        for object in listed {
+            match self.get_object(&object.key, "gc").await {
+                Ok(plain) => out.push((
+                    object.key.clone(),
+                    decode_gc_marker(&plain).map_err(|e| RepoError::corrupt(&object.key, e))?,
+                )),
+                Err(RepoError::Store { source, .. }) if not_found(&source) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pack ids that exist in the store, with their sizes.
+    pub(crate) async fn list_packs(&self) -> Result<IdMap<u64>> {
+        let listed = self
+            .inner
+            .store
+            .list(Layout::PACKS)
+            .await
+            .map_err(|e| RepoError::store("listing packs", e))?;
+        let mut out = IdMap::default();
+        for object in listed {
+            if let Some(id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) {
+                out.insert(id, object.size);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads and decodes the header at the end of a pack of `size` bytes.
+    pub async fn read_pack_header(&self, pack: &Id, size: u64) -> Result<PackHeader> {
+        let key = key_for(Layout::pack, pack)?;
+        let store = &self.inner.store;
+        if size < 4 {
+            return Err(RepoError::corrupt(&key, "shorter than a header length"));
+        }
+        let tail = store
+            .get_range(&key, size - 4..size)
+            .await
+            .map_err(|e| RepoError::store(&key, e))?;
+        let len = u64::from(u32::from_le_bytes(
+            tail.as_ref()
+                .try_into()
+                .map_err(|_| RepoError::corrupt(&key, "short read of header length"))?,
+        ));
+        if len + 4 > size {
+            return Err(RepoError::corrupt(&key, "header length beyond the pack"));
+        }
+        let sealed = store
+            .get_range(&key, size - 4 - len..size - 4)
+            .await
+            .map_err(|e| RepoError::store(&key, e))?;
+        let plain = self
+            .inner
+            .keys
+            .sealer()
+            .open(&object_aad("pack-header"), &sealed)
+            .map_err(|e| RepoError::corrupt(&key, e))?;
+        let header = decode_pack_header(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
+        let body = size - 4 - len;
+        if header
+            .blobs
+            .iter()
+            .any(|b| u64::from(b.offset) + u64::from(b.stored_len) > body)
+        {
+            return Err(RepoError::corrupt(&key, "header points beyond the pack's blobs"));
+        }
+        Ok(header)
+    }
+
+    /// Loads the index: every index file, minus packs that do not exist, with packs
+    /// condemned by gc markers flagged. `adopt_orphans` reads the headers of packs that no
+    /// index lists (a killed backup's uploads) and adds them.
+    pub async fn load_index(&self, adopt_orphans: bool) -> Result<Index> {
+        let existing = self.list_packs().await?;
+        let listed = self
+            .inner
+            .store
+            .list(Layout::INDEXES)
+            .await
+            .map_err(|e| RepoError::store("listing index", e))?;
+        let markers = self.gc_markers().await?;
+        let condemned: HashSet<Id> = markers
+            .iter()
+            .flat_map(|(_, m)| m.pack_ids().unwrap_or_default())
+            .collect();
+        let mut index = Index::default();
+        for object in listed {
+            let Some(file_id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
+                continue;
+            };
+            let plain = match self.get_object(&object.key, "index").await {
+                Ok(plain) => plain,
+                // Replaced by a concurrent gc between list and get: its content is in the new file.
+                Err(RepoError::Store { source, .. }) if not_found(&source) => continue,
+                Err(e) => return Err(e),
+            };
+            let file = decode_index(&plain).map_err(|e| RepoError::corrupt(&object.key, e))?;
+            index.files.push(file_id);
+            for (pack, entries) in file.packs {
+                match existing.get(&pack) {
+                    Some(size) => {
+                        let doomed = condemned.contains(&pack);
+                        index.add_pack(pack, *size, entries, file.created_ms, PackSource::Indexed, doomed)
+                    }
+                    None => index.missing_packs += 1,
+                }
+            }
+        }
+        if adopt_orphans {
+            for (pack, size) in &existing {
+                if index.pack_pos.contains_key(pack) || condemned.contains(pack) {
+                    continue;
+                }
+                // An unreadable orphan is a torn or foreign object: not adoptable, gc's business.
+                if let Ok(header) = self.read_pack_header(pack, *size).await {
+                    index.add_pack(
+                        *pack,
+                        *size,
+                        header.blobs,
+                        header.created_ms,
+                        PackSource::Adopted,
+                        false,
+                    );
+                }
+            }
+        }
+        index.existing = existing;
+        Ok(index)
+    }
+
+    /// Reads one blob's plaintext (decrypted, decompressed, hash-checked).
+    pub(crate) async fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let (pack, entry) = index.get(id).ok_or(RepoError::MissingBlob(*id))?;
+        let key = key_for(Layout::pack, &pack.id)?;
+        let start = u64::from(entry.offset);
+        let sealed = self
+            .inner
+            .store
+            .get_range(&key, start..start + u64::from(entry.stored_len))
+            .await
+            .map_err(|e| RepoError::store(&key, e))?;
+        open_blob(&self.inner.keys, entry, &sealed)
+            .map_err(|e| RepoError::corrupt(format!("blob {id} in pack {}", pack.id), e))
+    }
+
+    pub async fn read_map(&self, index: &Index, id: &Id) -> Result<Vec<MapEntry>> {
+        let plain = self.read_blob(index, id).await?;
+        decode_map(&plain).map_err(|e| RepoError::corrupt(format!("map blob {id}"), e))
+    }
+}
+
+/// Authenticates, decompresses and hash-checks one sealed blob.
+pub fn open_blob(keys: &Keys, entry: &BlobEntry, sealed: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    if sealed.len() != entry.stored_len as usize {
+        return Err("short read".into());
+    }
+    let payload = keys
+        .sealer()
+        .open(&blob_aad(entry.kind, &entry.id), sealed)
+        .map_err(|e| e.to_string())?;
+    let plain = if entry.flags & FLAG_ZSTD != 0 {
+        format::decompress_exact(&payload, entry.raw_len as usize).map_err(|e| e.to_string())?
+    } else {
+        payload
+    };
+    if plain.len() != entry.raw_len as usize {
+        return Err("length mismatch".into());
+    }
+    if keys.blob_id(&plain) != entry.id {
+        return Err("content does not match its id".into());
+    }
+    Ok(plain)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackSource {
+    Indexed,
+    /// Found in `data/` without an index entry, header read (a killed backup's upload).
+    Adopted,
+}
+
+#[derive(Clone, Debug)]
+pub struct PackInfo {
+    pub id: Id,
+    pub size: u64,
+    pub entries: Vec<BlobEntry>,
+    pub condemned: bool,
+    /// When the pack was indexed (index file time) or created (header time, if adopted).
+    pub time_ms: u64,
+    pub source: PackSource,
+}
+
+/// The in-memory index: where every blob is.
+#[derive(Default)]
+pub struct Index {
+    pub packs: Vec<PackInfo>,
+    pack_pos: IdMap<u32>,
+    /// Blob id -> (pack position, entry position).
+    blobs: IdMap<(u32, u32)>,
+    /// Index files loaded.
+    pub files: Vec<Id>,
+    /// Index entries dropped because their pack does not exist.
+    pub missing_packs: usize,
+    /// Packs present in the store, with sizes.
+    pub existing: IdMap<u64>,
+}
+
+impl Index {
+    pub(crate) fn add_pack(
+        &mut self,
+        id: Id,
+        size: u64,
+        entries: Vec<BlobEntry>,
+        time_ms: u64,
+        source: PackSource,
+        condemned: bool,
+    ) {
+        if self.pack_pos.contains_key(&id) {
+            return; // listed by two index files (a gc rewrite raced a load): same content
+        }
+        let pos = self.packs.len() as u32;
+        for (i, e) in entries.iter().enumerate() {
+            // Several copies of a blob: prefer one in a pack that is not condemned.
+            let here = (pos, i as u32);
+            match self.blobs.get(&e.id) {
+                Some((p, _)) if !self.packs[*p as usize].condemned || condemned => {}
+                _ => {
+                    self.blobs.insert(e.id, here);
+                }
+            }
+        }
+        self.pack_pos.insert(id, pos);
+        self.packs.push(PackInfo {
+            id,
+            size,
+            entries,
+            condemned,
+            time_ms,
+            source,
+        });
+    }
+
+    /// Where a blob is (any copy, condemned or not: for reading).
+    pub fn get(&self, id: &Id) -> Option<(&PackInfo, &BlobEntry)> {
+        let (p, e) = *self.blobs.get(id)?;
+        let pack = &self.packs[p as usize];
+        Some((pack, &pack.entries[e as usize]))
+    }
+
+    /// The pack position of a blob a new snapshot may reference (not condemned).
+    pub fn reusable(&self, id: &Id) -> Option<u32> {
+        let (p, _) = *self.blobs.get(id)?;
+        (!self.packs[p as usize].condemned).then_some(p)
+    }
+
+    pub fn pack_position(&self, id: &Id) -> Option<u32> {
+        self.pack_pos.get(id).copied()
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+}
+
+/// Splits a snapshot into (offset, entry) pairs of its map blobs: the caller's walk helper.
+pub fn entries_with_offsets(entries: &[MapEntry], start: u64) -> Vec<(u64, MapEntry)> {
+    let mut offset = start;
+    entries
+        .iter()
+        .map(|e| {
+            let here = offset;
+            offset += e.len();
+            (here, *e)
+        })
+        .collect()
+}

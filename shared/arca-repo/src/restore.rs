@@ -1,0 +1,239 @@
+//! Restore of a snapshot to a file or block device (format doc, section 10).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::error::{RepoError, Result};
+use crate::format::{BlobEntry, MapEntry, Snapshot};
+use crate::id::Id;
+use crate::layout::Layout;
+use crate::repo::{Repository, key_for, open_blob};
+
+/// Largest byte range fetched at once, and the gap between blobs worth reading through.
+const MAX_FETCH: u64 = 2 << 20;
+const MAX_GAP: u64 = 256 << 10;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreStats {
+    pub bytes_written: u64,
+    pub bytes_fetched: u64,
+    pub blobs: u64,
+}
+
+#[derive(Default)]
+pub struct RestoreOptions {
+    /// fsync the target before returning.
+    pub sync: bool,
+    /// Parallel fetch+decode tasks; 0 means one per core plus two.
+    pub parallel: usize,
+    pub progress: Option<crate::backup::Progress>,
+}
+
+struct Fetch {
+    pack: Id,
+    start: u64,
+    end: u64,
+    /// Blobs in the range, each with the target offsets it is written to.
+    blobs: Vec<(BlobEntry, Vec<u64>)>,
+}
+
+/// Restores `snapshot` to `target`, checking every block on the way.
+pub async fn restore(
+    repo: &Repository,
+    snapshot_id: &Id,
+    snapshot: &Snapshot,
+    target: &Path,
+    options: RestoreOptions,
+) -> Result<RestoreStats> {
+    let damaged = |detail: String| RepoError::SnapshotDamaged {
+        snapshot: snapshot_id.to_hex(),
+        detail,
+    };
+    let index = repo.load_index(false).await?;
+    let target_err = |e: std::io::Error| RepoError::io(format!("writing target {}", target.display()), e);
+    let is_device = std::fs::metadata(target)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    let file = if is_device {
+        OpenOptions::new().write(true).open(target).map_err(target_err)?
+    } else {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(target)
+            .map_err(target_err)?;
+        // A fresh file of the right length: zero runs stay holes.
+        file.set_len(snapshot.size).map_err(target_err)?;
+        file
+    };
+    let file = Arc::new(file);
+    let parallel = match options.parallel {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2,
+        n => n,
+    };
+    let maps = snapshot.map_ids().map_err(|e| damaged(e.to_string()))?;
+    let mut stats = RestoreStats::default();
+    let mut offset = 0u64;
+    let mut tasks: JoinSet<Result<(u64, u64)>> = JoinSet::new();
+    for map_id in &maps {
+        let entries = repo
+            .read_map(&index, map_id)
+            .await
+            .map_err(|e| damaged(format!("block map: {e}")))?;
+        // Group this segment's blobs by pack, each blob once with all its target offsets.
+        let mut by_pack: HashMap<u32, HashMap<Id, (BlobEntry, Vec<u64>)>> = HashMap::new();
+        for entry in &entries {
+            match entry {
+                MapEntry::Zero(len) => {
+                    if is_device {
+                        write_zeros(&file, offset, *len).map_err(target_err)?;
+                    }
+                }
+                MapEntry::Data { len, id } => {
+                    let (pack, blob) = index.get(id).ok_or_else(|| {
+                        damaged(format!("block at offset {offset}: blob {id} is missing from the index"))
+                    })?;
+                    if blob.raw_len != *len {
+                        return Err(damaged(format!(
+                            "block at offset {offset}: blob {id} has the wrong length"
+                        )));
+                    }
+                    let pos = index.pack_position(&pack.id).unwrap_or(0);
+                    by_pack
+                        .entry(pos)
+                        .or_default()
+                        .entry(*id)
+                        .or_insert_with(|| (*blob, Vec::new()))
+                        .1
+                        .push(offset);
+                }
+            }
+            offset += entry.len();
+        }
+        let mut fetches = Vec::new();
+        for (pos, blobs) in by_pack {
+            let pack = index.packs[pos as usize].id;
+            let mut blobs: Vec<_> = blobs.into_values().collect();
+            blobs.sort_by_key(|(e, _)| e.offset);
+            let mut current: Option<Fetch> = None;
+            for (entry, targets) in blobs {
+                let (start, end) = (
+                    u64::from(entry.offset),
+                    u64::from(entry.offset) + u64::from(entry.stored_len),
+                );
+                match &mut current {
+                    Some(f) if start >= f.end && start - f.end <= MAX_GAP && end - f.start <= MAX_FETCH => {
+                        f.end = end;
+                        f.blobs.push((entry, targets));
+                    }
+                    _ => {
+                        fetches.extend(current.take());
+                        current = Some(Fetch {
+                            pack,
+                            start,
+                            end,
+                            blobs: vec![(entry, targets)],
+                        });
+                    }
+                }
+            }
+            fetches.extend(current);
+        }
+        // Reading packs in order keeps object-store reads sequential.
+        fetches.sort_by_key(|a| (a.pack, a.start));
+        for fetch in fetches {
+            while tasks.len() >= parallel {
+                collect(&mut tasks, &mut stats, &options).await?;
+            }
+            let repo = repo.clone();
+            let file = file.clone();
+            let snapshot = snapshot_id.to_hex();
+            tasks.spawn(async move { fetch_and_write(&repo, &snapshot, fetch, file).await });
+        }
+    }
+    while !tasks.is_empty() {
+        collect(&mut tasks, &mut stats, &options).await?;
+    }
+    if options.sync {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| RepoError::Internal(e.to_string()))?
+            .map_err(target_err)?;
+    }
+    stats.bytes_written = snapshot.size;
+    Ok(stats)
+}
+
+async fn collect(
+    tasks: &mut JoinSet<Result<(u64, u64)>>,
+    stats: &mut RestoreStats,
+    options: &RestoreOptions,
+) -> Result<()> {
+    if let Some(done) = tasks.join_next().await {
+        let (fetched, blobs) = done.map_err(|e| RepoError::Internal(format!("restore task: {e}")))??;
+        stats.bytes_fetched += fetched;
+        stats.blobs += blobs;
+        if let Some(progress) = &options.progress {
+            progress(stats.bytes_fetched, 0);
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_and_write(repo: &Repository, snapshot: &str, fetch: Fetch, file: Arc<File>) -> Result<(u64, u64)> {
+    let key = key_for(Layout::pack, &fetch.pack)?;
+    let damaged = |detail: String| RepoError::SnapshotDamaged {
+        snapshot: snapshot.to_string(),
+        detail,
+    };
+    let bytes = repo
+        .store()
+        .get_range(&key, fetch.start..fetch.end)
+        .await
+        .map_err(|e| damaged(format!("reading pack {}: {e}", fetch.pack)))?;
+    let fetched = bytes.len() as u64;
+    let repo = repo.clone();
+    let snapshot = snapshot.to_string();
+    tokio::task::spawn_blocking(move || {
+        let damaged = |detail: String| RepoError::SnapshotDamaged {
+            snapshot: snapshot.clone(),
+            detail,
+        };
+        let n = fetch.blobs.len() as u64;
+        for (entry, targets) in &fetch.blobs {
+            let at = (u64::from(entry.offset) - fetch.start) as usize;
+            let sealed = bytes.get(at..at + entry.stored_len as usize).unwrap_or_default();
+            let plain = open_blob(repo.keys(), entry, sealed).map_err(|e| {
+                damaged(format!(
+                    "block at offset {}: blob {} in pack {}: {e}",
+                    targets[0], entry.id, fetch.pack
+                ))
+            })?;
+            for &t in targets {
+                file.write_all_at(&plain, t)
+                    .map_err(|e| RepoError::io("writing target", e))?;
+            }
+        }
+        Ok((fetched, n))
+    })
+    .await
+    .map_err(|e| RepoError::Internal(format!("restore worker: {e}")))?
+}
+
+fn write_zeros(file: &File, mut offset: u64, mut len: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; (len.min(1 << 20)) as usize];
+    while len > 0 {
+        let n = len.min(zeros.len() as u64);
+        file.write_all_at(&zeros[..n as usize], offset)?;
+        offset += n;
+        len -= n;
+    }
+    Ok(())
+}
