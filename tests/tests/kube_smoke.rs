@@ -19,11 +19,11 @@ async fn configmap_round_trip(cluster: &Cluster, namespace: &str, name: &str) {
     assert!(names.iter().any(|n| n == namespace), "{namespace} in {names:?}");
 
     let api = Api::<ConfigMap>::namespaced(cluster.client.clone(), namespace);
-    let cm: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"greeting": "hello"}})).unwrap();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}, "data": {"greeting": "hello"}}))
+        .expect("a valid ConfigMap");
     api.create(&PostParams::default(), &cm).await.expect("create configmap");
     let read = api.get(name).await.expect("read configmap");
-    assert_eq!(read.data.unwrap()["greeting"], "hello");
+    assert_eq!(read.data.expect("configmap data")["greeting"], "hello");
     api.delete(name, &DeleteParams::default())
         .await
         .expect("delete configmap");

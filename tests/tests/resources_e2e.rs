@@ -442,6 +442,7 @@ async fn selection_modes_give_exactly_the_expected_objects() {
         concurrency: 4,
         // Small pages, so pagination is exercised.
         page_size: 3,
+        list_cluster_wide: Some(false),
     };
 
     // Select namespaces: a's objects, and exactly the cluster-scoped objects a uses.
@@ -498,6 +499,19 @@ async fn selection_modes_give_exactly_the_expected_objects() {
     let pvcs: Vec<_> = m.pvcs.iter().map(|p| (p.namespace.as_str(), p.name.as_str())).collect();
     assert_eq!(pvcs, vec![(f.a.as_str(), "data")], "PVCs to snapshot");
     assert_eq!(m.csi_drivers, [f.driver.clone()].into());
+    // Listing each type across the cluster and filtering in the agent selects the same.
+    let wide = BackupOptions {
+        list_cluster_wide: Some(true),
+        ..opts.clone()
+    };
+    let report = backup(client, &by_ns, &archive, &wide)
+        .await
+        .expect("backup by namespace, cluster-wide lists");
+    assert_eq!(
+        all_keys(&archived(&archive, &report).await),
+        got,
+        "cluster-wide listing"
+    );
 
     // Select labels: every object carrying both labels, namespace- or cluster-scoped.
     let labels: BTreeMap<String, String> = [

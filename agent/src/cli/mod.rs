@@ -30,6 +30,22 @@ enum Command {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// Run the agent: connect to the Arca API, heartbeat, and work the cluster's jobs
+    /// until stopped (SIGTERM/SIGINT) or superseded by a newer agent with the same token.
+    Run {
+        /// The Arca API's URL.
+        #[arg(long, env = "ARCA_API_URL")]
+        api_url: String,
+        /// The cluster's agent token (from the install manifest's Secret).
+        #[arg(long, env = "ARCA_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// A kubeconfig to use instead of the in-cluster service account (or $KUBECONFIG).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Where to serve the kubelet's liveness and readiness probes (`/healthz`, `/readyz`).
+        #[arg(long, env = "ARCA_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
+        health_addr: std::net::SocketAddr,
+    },
     /// Repository maintenance.
     #[command(subcommand)]
     Repo(RepoCommand),
@@ -158,13 +174,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         None => facts(None).await,
         Some(Command::Facts { kubeconfig }) => facts(kubeconfig).await,
+        Some(Command::Run {
+            api_url,
+            token,
+            kubeconfig,
+            health_addr,
+        }) => run_agent(api_url, token, kubeconfig, health_addr).await,
         Some(Command::Repo(cmd)) => repo_command(cmd).await,
         Some(Command::Volume(cmd)) => volume_command(cmd).await,
     }
 }
 
-async fn facts(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
-    arca_runtime::init_tracing();
+/// A client for the cluster: the given kubeconfig, else $KUBECONFIG or the in-cluster
+/// service account.
+async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
     let config = match &kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -175,7 +198,77 @@ async fn facts(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
             .await
             .context("no in-cluster config and no kubeconfig")?,
     };
-    let client = kube::Client::try_from(config)?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_agent(
+    api_url: String,
+    token: String,
+    kubeconfig: Option<PathBuf>,
+    health_addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    arca_runtime::init_tracing();
+    let client = kube_client(kubeconfig).await?;
+    // The probes only say the process is up and serving: whether the agent is connected
+    // shows on the cluster's state in Arca, and restarting the pod would not fix the network.
+    let probes = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(health_addr)
+        .await
+        .with_context(|| format!("binding the probe address {health_addr}"))?;
+    tokio::spawn(async move { axum::serve(listener, probes).await });
+    let config = arca_agent::worker::WorkerConfig {
+        api_url,
+        token,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let shutdown = async {
+        // Kubernetes stops a pod with SIGTERM; Ctrl-C by hand.
+        #[cfg(unix)]
+        {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let runner = std::sync::Arc::new(RefuseUnimplemented);
+    match arca_agent::worker::run_until(config, client, runner, shutdown).await? {
+        arca_agent::worker::Exit::Shutdown => Ok(()),
+        arca_agent::worker::Exit::Superseded => {
+            bail!("superseded: another agent connected with this cluster's token; this one stopped")
+        }
+    }
+}
+
+/// Until resource backup and the data path are wired into the job loop, the agent fails
+/// every job with the reason, rather than reporting backups that did not happen (the
+/// protocol tests use the worker's labelled stub instead).
+struct RefuseUnimplemented;
+
+#[async_trait::async_trait]
+impl arca_agent::worker::JobRunner for RefuseUnimplemented {
+    async fn run(
+        &self,
+        job: &arca_core::agent::AgentJob,
+        _client: &arca_agent::protocol::AgentClient,
+    ) -> arca_agent::worker::Outcome {
+        arca_agent::worker::Outcome {
+            state: Some(arca_core::job::JobState::Failed),
+            reason: Some(format!("this agent version cannot run {:?} jobs yet", job.job.job_type)),
+            ..Default::default()
+        }
+    }
+}
+
+async fn facts(kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
+    arca_runtime::init_tracing();
+    let client = kube_client(kubeconfig).await?;
     let facts = arca_agent::facts::collect(&client)
         .await
         .context("reading the cluster's facts")?;

@@ -21,6 +21,9 @@ pub struct BackupOptions {
     pub concurrency: usize,
     /// Objects per list page: bounds the memory of each request in flight.
     pub page_size: u32,
+    /// With "Select namespaces": list each type across the cluster (`Some(true)`) or once
+    /// per selected namespace (`Some(false)`); `None` decides by [`prefer_cluster_wide`].
+    pub list_cluster_wide: Option<bool>,
 }
 
 impl Default for BackupOptions {
@@ -28,6 +31,7 @@ impl Default for BackupOptions {
         BackupOptions {
             concurrency: 8,
             page_size: 500,
+            list_cluster_wide: None,
         }
     }
 }
@@ -199,6 +203,23 @@ impl Run<'_> {
     }
 }
 
+/// Whether to list each namespaced type once across the cluster (and drop other
+/// namespaces' objects here) rather than once per selected namespace: one request per
+/// type instead of one per type and namespace, worth it when the selection is many
+/// namespaces and a good share of the cluster's (the extra objects are read, never stored).
+pub fn prefer_cluster_wide(selected: usize, total: usize) -> bool {
+    selected > 4 && selected * 4 >= total
+}
+
+async fn list_cluster_wide(client: &Client, selection: &Selection) -> bool {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match api.list_metadata(&ListParams::default()).await {
+        Ok(list) => prefer_cluster_wide(selection.namespaces.len(), list.items.len()),
+        // Listing namespaces may be forbidden to a namespace-scoped identity.
+        Err(_) => false,
+    }
+}
+
 /// Backs up what `selection` selects into a new archive of `archive`.
 pub async fn backup(
     client: &Client,
@@ -224,9 +245,14 @@ pub async fn backup(
 
     // Phase 1: namespace-scoped objects. They decide which cluster-scoped objects are
     // associated with the selection, so they go first.
+    let cluster_wide = match opts.list_cluster_wide {
+        Some(choice) => choice,
+        None => by_namespace && list_cluster_wide(client, selection).await,
+    };
+    let per_namespace = by_namespace && !cluster_wide;
     let mut jobs: Vec<(&ResourceType, Option<&str>)> = Vec::new();
     for rt in types.iter().filter(|rt| rt.namespaced) {
-        if by_namespace {
+        if per_namespace {
             jobs.extend(selection.namespaces.iter().map(|ns| (rt, Some(ns.as_str()))));
         } else {
             jobs.push((rt, None));
@@ -241,6 +267,10 @@ pub async fn backup(
             // and the labels are applied after noting them.
             let keep = |obj: &Value| {
                 if by_namespace {
+                    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+                    if !run.selection.namespaces.contains(ns) {
+                        return false;
+                    }
                     lock(&run.associations).note_namespaced(rt, obj);
                 }
                 run.selection.matches_labels(obj)
@@ -294,4 +324,21 @@ pub async fn backup(
         archive_id: manifest.archive_id.clone(),
         manifest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_namespaces_are_listed_cluster_wide() {
+        assert!(!prefer_cluster_wide(1, 1), "one namespace: per namespace");
+        assert!(!prefer_cluster_wide(4, 10));
+        assert!(prefer_cluster_wide(100, 120));
+        assert!(prefer_cluster_wide(25, 100));
+        assert!(
+            !prefer_cluster_wide(24, 100),
+            "a small share of a big cluster: per namespace"
+        );
+    }
 }

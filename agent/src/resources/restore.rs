@@ -805,3 +805,83 @@ async fn ensure_namespaces(run: &Run<'_>, sources: &BTreeSet<String>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rt(plural: &str, kind: &str) -> ResourceType {
+        ResourceType {
+            group: String::new(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced: true,
+        }
+    }
+
+    fn existing(value: Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn update_keeps_what_the_server_set_and_refuses_pods_and_rebinding() {
+        let svc = rt("services", "Service");
+        let live = existing(json!({"metadata": {"name": "s", "resourceVersion": "42"},
+            "spec": {"clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.9"], "ports": [{"port": 80, "nodePort": 31000}]}}));
+        let desired =
+            json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "nodePort": 30080}, {"port": 81}]}});
+        let keep = serde_json::to_value(for_update(&svc, desired.clone(), &live, true).unwrap()).unwrap();
+        assert_eq!(keep["metadata"]["resourceVersion"], "42");
+        assert_eq!(keep["spec"]["clusterIP"], "10.0.0.9");
+        assert_eq!(keep["spec"]["ports"][0]["nodePort"], 30080);
+        let taken = serde_json::to_value(for_update(&svc, desired, &live, false).unwrap()).unwrap();
+        assert_eq!(
+            taken["spec"]["ports"],
+            json!([{"port": 80, "nodePort": 31000}, {"port": 81}])
+        );
+
+        assert!(not_updatable(&rt("pods", "Pod"), &json!({}), &live).is_some());
+        let pv = rt("persistentvolumes", "PersistentVolume");
+        let bound =
+            existing(json!({"metadata": {"name": "pv"}, "spec": {"claimRef": {"namespace": "a", "name": "data"}}}));
+        assert!(
+            not_updatable(
+                &pv,
+                &json!({"spec": {"claimRef": {"namespace": "a2", "name": "data"}}}),
+                &bound
+            )
+            .is_some()
+        );
+        assert_eq!(
+            not_updatable(
+                &pv,
+                &json!({"spec": {"claimRef": {"namespace": "a", "name": "data"}}}),
+                &bound
+            ),
+            None
+        );
+        assert_eq!(not_updatable(&rt("configmaps", "ConfigMap"), &json!({}), &bound), None);
+    }
+
+    #[test]
+    fn options_follow_the_control_planes_restore_spec() {
+        let spec: arca_core::restore::RestoreSpec = serde_json::from_value(json!({
+            "recoveryPointId": "rp_01ARZ3NDEKTSV4RRFFQ69G5FAV", "targetClusterId": "cl_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "selection": {"namespaces": ["shop"], "labels": {"app": "web"}},
+            "namespacePrefix": "dr-", "namespaceMap": {"db": "db2"}, "storageClassMap": {"gp2": "gp3"},
+            "existingResourcePolicy": "update", "restorePvs": false}))
+        .unwrap();
+        let opts = RestoreOptions::from_spec(&spec, "arch", "rst");
+        assert_eq!(opts.selection.namespaces, ["shop".to_string()].into());
+        assert_eq!(opts.selection.labels["app"], "web");
+        assert_eq!(opts.namespace_prefix, "dr-");
+        assert_eq!(opts.namespace_map["db"], "db2");
+        assert_eq!(opts.storage_class_map["gp2"], "gp3");
+        assert_eq!(opts.existing, ExistingPolicy::Update);
+        assert!(!opts.restore_pvs);
+        assert_eq!((opts.archive_id.as_str(), opts.restore_id.as_str()), ("arch", "rst"));
+    }
+}

@@ -60,6 +60,10 @@ impl From<arca_core::Error> for ApiError {
         let problem = match error {
             E::NotFound { what } => Problem::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
             // The core says which rule refused; its kind is the stable problem code.
+            E::Conflict {
+                kind: kind @ (arca_core::ConflictKind::InstallLinkUsed | arca_core::ConflictKind::InstallLinkExpired),
+                message,
+            } => Problem::new(StatusCode::GONE, kind.code(), message),
             E::Conflict { kind, message } => Problem::new(StatusCode::CONFLICT, kind.code(), message),
             E::Invalid { field, message } => Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -166,6 +170,16 @@ mod tests {
                 arca_core::Error::conflict_of(arca_core::ConflictKind::PolicyInUse, "used by b1"),
                 409,
                 "policy_in_use",
+            ),
+            (
+                arca_core::Error::conflict_of(arca_core::ConflictKind::InstallLinkUsed, "used"),
+                410,
+                "install_link_used",
+            ),
+            (
+                arca_core::Error::conflict_of(arca_core::ConflictKind::InstallLinkExpired, "expired"),
+                410,
+                "install_link_expired",
             ),
         ];
         for (error, status, code) in cases {

@@ -4,6 +4,7 @@
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod manifest;
 pub mod problem;
 mod routes;
 pub mod state;
@@ -54,6 +55,17 @@ async fn not_found(request: Request) -> Problem {
     )
 }
 
+/// The path as logged: an install link's token is a credential, so it is masked.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/v1/install/") {
+        Some(rest) => {
+            let tail = rest.split_once('/').map_or("", |(_, tail)| tail);
+            format!("/v1/install/<redacted>/{tail}").into()
+        }
+        None => path.into(),
+    }
+}
+
 /// Assigns a request id (a client-supplied one is kept when it is a sane token) and
 /// runs the request inside a span carrying it, so internal errors can be logged with
 /// it without being shown; the id is also in a task-local for the error bodies.
@@ -66,8 +78,8 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request.headers_mut().insert(REQUEST_ID.clone(), value.clone());
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let path = loggable_path(request.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path);
     let mut response = error::CURRENT_REQUEST_ID
         .scope(id, async move {
             let response = next.run(request).await;
@@ -129,6 +141,15 @@ mod tests {
         assert_eq!(body["code"], "route_not_found");
         assert_eq!(body["status"], 404);
         assert!(body["detail"].as_str().unwrap().contains("GET /v1/nope"));
+    }
+
+    #[test]
+    fn install_tokens_are_masked_in_logged_paths() {
+        assert_eq!(
+            loggable_path("/v1/install/arcainst_SECRET/agent.yaml"),
+            "/v1/install/<redacted>/agent.yaml"
+        );
+        assert_eq!(loggable_path("/v1/clusters/cl_1"), "/v1/clusters/cl_1");
     }
 
     #[tokio::test]

@@ -45,6 +45,19 @@ pub struct AwsPorts {
     pub schedule_group: Option<String>,
     pub dispatch_arn: Option<String>,
     pub scheduler_role_arn: Option<String>,
+    /// Arca-managed storage (`ARCA_MANAGED_BUCKET`, `ARCA_MANAGED_ROLE_ARN`, optional
+    /// `ARCA_MANAGED_REGION`, `ARCA_MANAGED_PREFIX`): without it, ARCA_MANAGED
+    /// destinations get no credentials.
+    pub managed_storage: Option<ManagedStorage>,
+}
+
+/// Where Arca-managed storage is and the role whose narrowed credentials agents get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedStorage {
+    pub bucket: String,
+    pub role_arn: String,
+    pub region: Option<String>,
+    pub prefix: String,
 }
 
 /// What the agent manifest is made of: `ARCA_PUBLIC_URL` (the URL agents call; without
@@ -104,6 +117,16 @@ impl Config {
             Some(n) => n.parse().context("ARCA_MAX_RECEIVES must be a number")?,
             None => 5,
         };
+        let managed_storage = match (var("ARCA_MANAGED_BUCKET"), var("ARCA_MANAGED_ROLE_ARN")) {
+            (Some(bucket), Some(role_arn)) => Some(ManagedStorage {
+                bucket,
+                role_arn,
+                region: var("ARCA_MANAGED_REGION"),
+                prefix: var("ARCA_MANAGED_PREFIX").unwrap_or_default(),
+            }),
+            (None, None) => None,
+            _ => bail!("ARCA_MANAGED_BUCKET and ARCA_MANAGED_ROLE_ARN go together (Arca-managed storage)"),
+        };
         Ok(Config {
             backend,
             signup_open,
@@ -114,6 +137,7 @@ impl Config {
                 schedule_group: var("ARCA_SCHEDULE_GROUP"),
                 dispatch_arn: var("ARCA_DISPATCH_ARN"),
                 scheduler_role_arn: var("ARCA_SCHEDULER_ROLE_ARN"),
+                managed_storage,
             },
             agent: AgentSettings {
                 public_url: var("ARCA_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
@@ -205,13 +229,35 @@ impl AppState {
             local_destinations: false,
             ..ControlPlaneConfig::default()
         };
-        Ok(Self::with_ports(
+        let mut state = Self::with_ports(
             Arc::new(arca_aws::DynamoItemStore::new(client, table)),
             Arc::new(queue),
             Arc::new(scheduler),
             limits,
             config,
-        ))
+        );
+        if let Some(managed) = &aws.managed_storage {
+            let region = match &managed.region {
+                Some(r) => r.clone(),
+                None => sdk
+                    .region()
+                    .map(ToString::to_string)
+                    .context("ARCA_MANAGED_REGION (or an AWS region) must be set for Arca-managed storage")?,
+            };
+            let vendor = arca_aws::StsCredentialVendor::new(
+                aws_sdk_sts::Client::new(&sdk),
+                arca_aws::StsCredentialVendorConfig {
+                    role_arn: managed.role_arn.clone(),
+                    bucket: managed.bucket.clone(),
+                    region,
+                    prefix: managed.prefix.clone(),
+                    endpoint: None,
+                    duration: std::time::Duration::from_secs(60 * 60),
+                },
+            );
+            state.control_plane = state.control_plane.with_credential_vendor(Arc::new(vendor));
+        }
+        Ok(state)
     }
 
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
@@ -271,6 +317,27 @@ mod tests {
             "Lambda needs a table"
         );
         assert!(config(&[("ARCA_PLAN_LIMITS", "{")]).is_err());
+    }
+
+    #[test]
+    fn managed_storage_needs_a_bucket_and_a_role() {
+        assert_eq!(config(&[]).unwrap().aws.managed_storage, None);
+        let c = config(&[
+            ("ARCA_MANAGED_BUCKET", "arca-managed"),
+            ("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.aws.managed_storage,
+            Some(ManagedStorage {
+                bucket: "arca-managed".into(),
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                region: None,
+                prefix: String::new(),
+            })
+        );
+        let err = config(&[("ARCA_MANAGED_BUCKET", "arca-managed")]).unwrap_err();
+        assert!(err.to_string().contains("ARCA_MANAGED_ROLE_ARN"), "{err}");
     }
 
     #[test]

@@ -253,6 +253,10 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         ),
         (("DELETE", "/v1/clusters/{id}"), ForeignId { body: None }),
         (("POST", "/v1/clusters/{id}/rotate-token"), ForeignId { body: None }),
+        (("POST", "/v1/clusters/{id}/install"), ForeignId { body: None }),
+        (("GET", "/v1/clusters/{id}/agent.yaml"), ForeignId { body: None }),
+        // The one-time token is the credential; an unknown one is 410, whoever calls.
+        (("GET", "/v1/install/{token}/agent.yaml"), Public),
         (("GET", "/v1/destinations"), List),
         (("POST", "/v1/destinations"), CreateInOwnOrg(s3.clone())),
         (("GET", "/v1/destinations/{id}"), ForeignId { body: None }),

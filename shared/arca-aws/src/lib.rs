@@ -7,8 +7,10 @@ pub mod errors;
 mod s3;
 pub mod scheduler;
 mod sqs;
+pub mod sts;
 
 pub use dynamo::DynamoItemStore;
 pub use s3::S3ObjectStore;
 pub use scheduler::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 pub use sqs::{SqsQueue, SqsQueueConfig};
+pub use sts::{StsCredentialVendor, StsCredentialVendorConfig};

@@ -475,10 +475,9 @@ impl ControlPlane {
                     if job.state == report.state {
                         return Ok(job);
                     }
-                    return Err(Error::conflict_of(
-                        ConflictKind::IllegalJobTransition,
-                        format!("job {id} already ended {:?}", job.state),
-                    ));
+                    // Ended without this agent (dead-lettered, canceled): the agent's
+                    // answer to that is the same as to a lapsed lease, so say so.
+                    return Err(lease_lost(format!("job {id} already ended {:?}", job.state)));
                 }
                 let expected = job.version;
                 let now = self.now();

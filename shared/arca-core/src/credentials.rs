@@ -1,8 +1,8 @@
 //! The credential-vending port: what an agent gets to reach a job's destination.
 //!
 //! - ARCA_MANAGED (AWS): short-lived STS credentials whose session policy allows only
-//!   this cluster's prefix in the managed bucket. That adapter (`AssumeRole` with an
-//!   inline session policy) is not written yet: [`ConfigVendor`] refuses these.
+//!   this cluster's prefix in the managed bucket: `arca_aws::StsCredentialVendor`
+//!   (`AssumeRole` with an inline session policy). [`ConfigVendor`] refuses these.
 //! - S3 (the user's bucket) and LOCAL_FILESYSTEM: the destination's configuration; the
 //!   agent uses its own identity or the referenced secret in its cluster.
 
@@ -61,7 +61,7 @@ pub trait CredentialVendor: Send + Sync {
 }
 
 /// Hands out configuration for user storage and local directories; refuses managed
-/// storage until the STS adapter exists.
+/// storage (a deployment with it wires the STS vendor).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConfigVendor;
 

@@ -64,6 +64,10 @@ pub enum ConflictKind {
     /// An agent acted on a job it does not hold (lease lapsed and redelivered, or the
     /// job ended).
     LeaseLost,
+    /// An install link that is unknown or was already used (links work once).
+    InstallLinkUsed,
+    /// An install link past its expiry.
+    InstallLinkExpired,
 }
 
 impl ConflictKind {
@@ -81,6 +85,8 @@ impl ConflictKind {
             ConflictKind::ConcurrentModification => "concurrent_modification",
             ConflictKind::Superseded => "superseded",
             ConflictKind::LeaseLost => "lease_lost",
+            ConflictKind::InstallLinkUsed => "install_link_used",
+            ConflictKind::InstallLinkExpired => "install_link_expired",
         }
     }
 }

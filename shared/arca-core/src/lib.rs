@@ -12,6 +12,7 @@ pub mod destination;
 pub mod dispatch;
 pub mod error;
 pub mod ids;
+pub mod install;
 pub mod job;
 pub mod org;
 pub mod plan;

@@ -16,6 +16,8 @@ use crate::{Error, Result};
 pub const API_KEY_PREFIX: &str = "arca_";
 /// Prefix of every agent token.
 pub const AGENT_TOKEN_PREFIX: &str = "arcagent_";
+/// Prefix of every one-time install token (the path segment of an install link).
+pub const INSTALL_TOKEN_PREFIX: &str = "arcainst_";
 const SECRET_BYTES: usize = 32;
 /// How many characters of the random part are kept for display (48 of 256 bits).
 const SNIPPET_CHARS: usize = 8;

@@ -566,10 +566,15 @@ impl ControlPlane {
         // The version condition also catches a definition attached since the read:
         // attaching one bumps the cluster's version.
         let agent = self.store.find::<AgentState>(&p.org_id, id).await?;
+        let install_link = self.store.find::<crate::install::InstallLink>(&p.org_id, id).await?;
         let mut tx = Tx::new();
         tx.delete::<Cluster>(&p.org_id, id, expected_version);
         if let Some(a) = &agent {
             tx.delete::<AgentState>(&p.org_id, id, a.version);
+        }
+        // A pending install link must not outlive its cluster.
+        if let Some(link) = &install_link {
+            tx.delete::<crate::install::InstallLink>(&p.org_id, id, link.version);
         }
         match self.store.commit(tx).await {
             Ok(()) => {}

@@ -5,6 +5,7 @@
 
 mod account;
 mod agent;
+mod install;
 mod operations;
 mod protection;
 
@@ -89,6 +90,9 @@ pub fn v1() -> OpenApiRouter<AppState> {
             protection::delete_cluster
         ))
         .routes(routes!(protection::rotate_agent_token))
+        .routes(routes!(install::create_install_link))
+        .routes(routes!(install::agent_manifest))
+        .routes(routes!(install::install_manifest))
         .routes(routes!(protection::list_destinations, protection::create_destination))
         .routes(routes!(
             protection::get_destination,

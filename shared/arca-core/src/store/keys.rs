@@ -5,9 +5,10 @@
 //!   `JOB#<ulid>` (time-ordered), `RP#<id>`, `RESTORE#<id>`, `AGENT#<clusterId>` (the
 //!   agent's session, liveness and facts, apart from the user-editable cluster item so a
 //!   heartbeat never changes the cluster's ETag), `ACTIVE#<bkpId>` (the one unfinished
-//!   job of a backup definition, created with `NotExists` together with the job).
+//!   job of a backup definition, created with `NotExists` together with the job),
+//!   `INSTALL#<clusterId>` (the cluster's one pending install link; a new one replaces it).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
-//!   `AGENT#<sha256hex>` / `CLUSTER`.
+//!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`.
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`.
 
 use chrono::{DateTime, Utc};
@@ -30,9 +31,11 @@ pub const RESTORE_SK_PREFIX: &str = "RESTORE#";
 /// Not `CLUSTER#<id>#AGENT`: that would fall inside the `CLUSTER#` listing of clusters.
 pub const AGENT_SK_PREFIX: &str = "AGENT#";
 pub const ACTIVE_JOB_SK_PREFIX: &str = "ACTIVE#";
+pub const INSTALL_SK_PREFIX: &str = "INSTALL#";
 
 pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
 pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
+pub const GSI1_INSTALL_PREFIX: &str = "INSTALL#";
 /// The one GSI2 partition of recovery points by expiry. A single partition is fine at
 /// our scale (one reader, the retention sweep); shard it by suffix if it ever is not.
 pub const GSI2_RP_EXPIRY_PK: &str = "RPEXPIRY";
@@ -80,6 +83,17 @@ pub fn agent_sk(cluster: &ClusterId) -> String {
 
 pub fn active_job_sk(definition: &BackupDefinitionId) -> String {
     format!("{ACTIVE_JOB_SK_PREFIX}{definition}")
+}
+
+pub fn install_sk(cluster: &ClusterId) -> String {
+    format!("{INSTALL_SK_PREFIX}{cluster}")
+}
+
+pub fn install_token_gsi1(hash: &SecretHash) -> IndexKey {
+    IndexKey {
+        pk: format!("{GSI1_INSTALL_PREFIX}{}", hash.as_str()),
+        sk: "INSTALL".to_string(),
+    }
 }
 
 pub fn api_key_gsi1(hash: &SecretHash) -> IndexKey {
@@ -171,6 +185,17 @@ mod tests {
             IndexKey {
                 pk: format!("AGENT#{h}"),
                 sk: "CLUSTER".into()
+            }
+        );
+        assert_eq!(
+            install_sk(&"cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "INSTALL#cl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            install_token_gsi1(&hash),
+            IndexKey {
+                pk: format!("INSTALL#{h}"),
+                sk: "INSTALL".into()
             }
         );
         let at: DateTime<Utc> = "2025-03-04T05:06:07.890Z".parse().unwrap();

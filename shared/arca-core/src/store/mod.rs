@@ -216,6 +216,35 @@ impl Record for crate::agent::ActiveJob {
     }
 }
 
+impl Record for crate::install::InstallLink {
+    type Id = ClusterId;
+    const WHAT: &'static str = "install link of cluster";
+    const SK_PREFIX: &'static str = keys::INSTALL_SK_PREFIX;
+
+    fn sk_for(id: &ClusterId) -> String {
+        keys::install_sk(id)
+    }
+    fn id(&self) -> &ClusterId {
+        &self.cluster_id
+    }
+    fn org_id(&self) -> &OrgId {
+        &self.org_id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn gsi1(&self) -> Option<IndexKey> {
+        self.token_hash.as_ref().map(keys::install_token_gsi1)
+    }
+    fn restore_from_item(&mut self, item: &Item) -> Result<()> {
+        self.token_hash = hash_from_index(item, keys::GSI1_INSTALL_PREFIX)?;
+        Ok(())
+    }
+}
+
 fn to_item<T: Record>(record: &T) -> Result<Item> {
     Ok(Item {
         pk: keys::org_pk(record.org_id()),
@@ -507,6 +536,14 @@ impl Store {
     /// Cross-tenant: the cluster whose agent token hashes to `hash`, if any.
     pub async fn find_cluster_by_agent_token_hash_cross_tenant(&self, hash: &SecretHash) -> Result<Option<Cluster>> {
         self.find_by_gsi1(keys::agent_token_gsi1(hash)).await
+    }
+
+    /// Cross-tenant: the install link whose token hashes to `hash`, if any.
+    pub async fn find_install_link_by_hash_cross_tenant(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<crate::install::InstallLink>> {
+        self.find_by_gsi1(keys::install_token_gsi1(hash)).await
     }
 
     async fn find_by_gsi1<T: Record>(&self, key: IndexKey) -> Result<Option<T>> {

@@ -1,0 +1,189 @@
+//! Credentials for Arca-managed storage: STS `AssumeRole` with an inline session policy
+//! that narrows the role to one cluster's prefix of the managed bucket.
+//!
+//! The role itself may reach the whole bucket; the effective permissions of the vended
+//! credentials are the intersection of the role's policies and the session policy
+//! ([`session_policy`]), so an agent can read, write and delete only under
+//! `<prefix>/<org>/<cluster>/` and list only that prefix. Other destinations (the
+//! user's S3, local directories) are handed out as configuration ([`ConfigVendor`]).
+
+use std::time::Duration;
+
+use arca_core::credentials::{ConfigVendor, CredentialVendor, DestinationAccess, TemporaryCredentials, cluster_prefix};
+use arca_core::destination::{Destination, DestinationTarget};
+use arca_core::ids::{ClusterId, OrgId};
+use arca_core::{Error, Result};
+use async_trait::async_trait;
+use aws_sdk_sts::Client;
+use serde_json::{Value, json};
+
+use crate::errors::classify;
+
+/// Where Arca-managed storage is and how its credentials are vended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsCredentialVendorConfig {
+    /// The role assumed for every vend (it may reach the whole managed bucket).
+    pub role_arn: String,
+    pub bucket: String,
+    pub region: String,
+    /// The managed bucket's base prefix (may be empty).
+    pub prefix: String,
+    /// `None` for AWS S3; an endpoint for tests (moto).
+    pub endpoint: Option<String>,
+    /// Lifetime of vended credentials (STS allows 15 min up to the role's maximum).
+    pub duration: Duration,
+}
+
+/// The [`CredentialVendor`] of deployments with Arca-managed storage.
+#[derive(Clone, Debug)]
+pub struct StsCredentialVendor {
+    client: Client,
+    config: StsCredentialVendorConfig,
+}
+
+/// The inline session policy of one cluster's credentials: objects under
+/// `cluster_prefix` (get, put, delete) and listing of that prefix only.
+pub fn session_policy(bucket: &str, cluster_prefix: &str) -> Value {
+    let prefix = cluster_prefix.trim_start_matches('/');
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ClusterObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
+            },
+            {
+                "Sid": "ListClusterPrefix",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": format!("arn:aws:s3:::{bucket}"),
+                "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}*")] } },
+            },
+        ],
+    })
+}
+
+/// A role session name STS accepts (`[\w+=,.@-]{2,64}`) that names the cluster in
+/// CloudTrail.
+fn session_name(cluster: &ClusterId) -> String {
+    let name: String = format!("arca-{cluster}")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
+        .take(64)
+        .collect();
+    name
+}
+
+impl StsCredentialVendor {
+    pub fn new(client: Client, config: StsCredentialVendorConfig) -> Self {
+        StsCredentialVendor { client, config }
+    }
+
+    async fn assume(&self, cluster: &ClusterId, cluster_prefix: &str) -> Result<TemporaryCredentials> {
+        let policy = session_policy(&self.config.bucket, cluster_prefix).to_string();
+        let seconds = i32::try_from(self.config.duration.as_secs())
+            .map_err(|_| Error::invalid("duration", "too long for STS"))?;
+        let out = self
+            .client
+            .assume_role()
+            .role_arn(&self.config.role_arn)
+            .role_session_name(session_name(cluster))
+            .policy(policy)
+            .duration_seconds(seconds)
+            .send()
+            .await
+            .map_err(|e| classify(e, "managed-storage role"))?;
+        let creds = out
+            .credentials()
+            .ok_or_else(|| Error::permanent("AssumeRole answered without credentials"))?;
+        let expiration = creds.expiration();
+        let expiration = chrono::DateTime::<chrono::Utc>::from_timestamp(expiration.secs(), expiration.subsec_nanos())
+            .ok_or_else(|| Error::permanent("AssumeRole answered an expiration out of range"))?;
+        Ok(TemporaryCredentials {
+            access_key_id: creds.access_key_id().to_owned(),
+            secret_access_key: creds.secret_access_key().to_owned(),
+            session_token: creds.session_token().to_owned(),
+            expiration,
+        })
+    }
+}
+
+#[async_trait]
+impl CredentialVendor for StsCredentialVendor {
+    async fn access(&self, org: &OrgId, cluster: &ClusterId, destination: &Destination) -> Result<DestinationAccess> {
+        let DestinationTarget::ArcaManaged { region } = &destination.spec.target else {
+            return ConfigVendor.access(org, cluster, destination).await;
+        };
+        if region.as_ref().is_some_and(|r| *r != self.config.region) {
+            return Err(Error::permanent(format!(
+                "this deployment keeps Arca-managed storage in {}, not {}",
+                self.config.region,
+                region.as_deref().unwrap_or_default()
+            )));
+        }
+        let prefix = cluster_prefix(&self.config.prefix, org, cluster);
+        let credentials = self.assume(cluster, &prefix).await?;
+        Ok(DestinationAccess {
+            destination_id: destination.id,
+            // Resolved to the concrete bucket: the agent needs nothing else to reach it.
+            target: DestinationTarget::S3 {
+                endpoint: self.config.endpoint.clone(),
+                bucket: self.config.bucket.clone(),
+                region: self.config.region.clone(),
+                prefix: self.config.prefix.clone(),
+                credentials_ref: None,
+                skip_tls_verify: false,
+            },
+            cluster_prefix: prefix,
+            credentials: Some(credentials),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_policy_allows_exactly_the_cluster_prefix() {
+        let policy = session_policy("arca-managed", "backups/org_1/cl_2/");
+        assert_eq!(
+            policy,
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "ClusterObjects",
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        "Resource": "arn:aws:s3:::arca-managed/backups/org_1/cl_2/*",
+                    },
+                    {
+                        "Sid": "ListClusterPrefix",
+                        "Effect": "Allow",
+                        "Action": "s3:ListBucket",
+                        "Resource": "arn:aws:s3:::arca-managed",
+                        "Condition": { "StringLike": { "s3:prefix": ["backups/org_1/cl_2/*"] } },
+                    },
+                ],
+            })
+        );
+        // STS limits a packed session policy to 2048 characters.
+        let long = session_policy(
+            &"b".repeat(63),
+            &format!(
+                "{}/org_01ARZ3NDEKTSV4RRFFQ69G5FAV/cl_01ARZ3NDEKTSV4RRFFQ69G5FAV/",
+                "p".repeat(200)
+            ),
+        );
+        assert!(long.to_string().len() < 2048);
+    }
+
+    #[test]
+    fn session_names_are_what_sts_accepts() {
+        let cl: ClusterId = "cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        assert_eq!(session_name(&cl), "arca-cl_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+    }
+}
