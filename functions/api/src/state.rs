@@ -109,14 +109,9 @@ impl Config {
             Some(other) => bail!("ARCA_SIGNUP must be `open` or `closed`, not {other:?}"),
             None => matches!(backend, Backend::Embedded { .. }),
         };
-        let limits = match var("ARCA_PLAN_LIMITS") {
-            Some(json) => serde_json::from_str(&json).context("ARCA_PLAN_LIMITS is not a JSON plan-limits document")?,
-            None => PlanLimits::default(),
-        };
-        let max_receives = match var("ARCA_MAX_RECEIVES") {
-            Some(n) => n.parse().context("ARCA_MAX_RECEIVES must be a number")?,
-            None => 5,
-        };
+        // One reading of the variables the event functions share (arca_aws::wiring).
+        let limits = arca_aws::wiring::plan_limits(&var)?;
+        let queue = arca_aws::wiring::queue_config(&var)?;
         let managed_storage = match (var("ARCA_MANAGED_BUCKET"), var("ARCA_MANAGED_ROLE_ARN")) {
             (Some(bucket), Some(role_arn)) => Some(ManagedStorage {
                 bucket,
@@ -132,8 +127,8 @@ impl Config {
             signup_open,
             limits,
             aws: AwsPorts {
-                queue_prefix: var("ARCA_QUEUE_PREFIX").unwrap_or_else(|| "arca".to_owned()),
-                max_receives,
+                queue_prefix: queue.name_prefix,
+                max_receives: queue.max_receives,
                 schedule_group: var("ARCA_SCHEDULE_GROUP"),
                 dispatch_arn: var("ARCA_DISPATCH_ARN"),
                 scheduler_role_arn: var("ARCA_SCHEDULER_ROLE_ARN"),

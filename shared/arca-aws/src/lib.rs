@@ -8,6 +8,7 @@ mod s3;
 pub mod scheduler;
 mod sqs;
 pub mod sts;
+pub mod wiring;
 
 pub use dynamo::DynamoItemStore;
 pub use s3::S3ObjectStore;
