@@ -3,7 +3,7 @@
 //! `scripts/testenv.sh up` starts two kube-apiservers and moto; `scripts/testenv.sh env`
 //! prints the variables read here. A test that needs the environment asks for it:
 //!
-//! ```ignore
+//! ```text
 //! let Some(cluster) = arca_testenv::cluster_a().await else { return };
 //! ```
 //!
@@ -20,9 +20,15 @@ const HOW_TO_START: &str =
 
 /// Returns the variable's value, or reports it missing (panicking under CI).
 fn required(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if std::env::var_os("CI").is_some() => {
+    required_from(var, |name| std::env::var(name).ok(), std::env::var_os("CI").is_some())
+}
+
+/// [`required`] over any lookup, so the rule itself is unit-tested without touching the
+/// process environment.
+fn required_from(var: &str, lookup: impl Fn(&str) -> Option<String>, ci: bool) -> Option<String> {
+    match lookup(var) {
+        Some(value) if !value.is_empty() => Some(value),
+        _ if ci => {
             panic!("the test environment is missing ({var} is not set) and CI is set: {HOW_TO_START}")
         }
         _ => {
@@ -102,4 +108,34 @@ pub fn unique(prefix: &str) -> String {
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_present_variable_is_returned() {
+        let got = required_from("KUBECONFIG", |_| Some("/tmp/k".to_owned()), true);
+        assert_eq!(got.as_deref(), Some("/tmp/k"));
+    }
+
+    #[test]
+    fn a_missing_variable_skips_on_a_developer_machine() {
+        assert_eq!(required_from("KUBECONFIG", |_| None, false), None);
+        assert_eq!(required_from("KUBECONFIG", |_| Some(String::new()), false), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "KUBECONFIG is not set) and CI is set")]
+    fn a_missing_variable_fails_under_ci() {
+        required_from("KUBECONFIG", |_| None, true);
+    }
+
+    #[test]
+    fn unique_names_do_not_repeat() {
+        let names: std::collections::HashSet<_> = (0..1000).map(|_| unique("t")).collect();
+        assert_eq!(names.len(), 1000);
+        assert!(names.iter().all(|n| n.starts_with("t-") && n.len() <= 40));
+    }
 }
