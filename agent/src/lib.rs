@@ -5,4 +5,5 @@
 pub mod facts;
 pub mod protocol;
 pub mod resources;
+pub mod runner;
 pub mod worker;

@@ -1,8 +1,7 @@
 //! `arca-agent run`, the real binary, against the real API router on a loopback port and
-//! the real kube-apiserver: it connects and heartbeats (the cluster turns ACTIVE), and
-//! since this agent version cannot yet do the work of a backup it fails the job with the
-//! reason instead of reporting a backup that did not happen; it serves the kubelet probes;
-//! SIGTERM stops it cleanly.
+//! the real kube-apiserver: it connects and heartbeats (the cluster turns ACTIVE), serves
+//! the kubelet probes, backs up a namespace of the cluster (the job COMPLETED, a READY
+//! recovery point whose archive is in the local destination), and SIGTERM stops it cleanly.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +27,7 @@ async fn call(http: &reqwest::Client, key: &str, method: reqwest::Method, url: S
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_run_command_connects_and_refuses_work_it_cannot_do() {
+async fn the_run_command_connects_and_backs_up_a_namespace() {
     let Some(cluster) = arca_testenv::cluster_a().await else {
         return;
     };
@@ -39,6 +38,8 @@ async fn the_run_command_connects_and_refuses_work_it_cannot_do() {
         local_destinations: true,
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
+        // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
+        archive_master_key: Some(arca_core::archive_key::ArchiveMasterKey::generate().unwrap()),
         ..Default::default()
     };
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
@@ -108,24 +109,61 @@ async fn the_run_command_connects_and_refuses_work_it_cannot_do() {
         assert!(resp.status().is_success(), "/{probe}: {}", resp.status());
     }
 
+    // A namespace of our own with a ConfigMap in it.
+    let ns = arca_testenv::unique("runcmd");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(cluster.client.clone(), &ns);
+    config_maps
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": "settings" }, "data": { "k": "v" } })).unwrap(),
+        )
+        .await
+        .unwrap();
+
     let def = post(
         "/v1/backups",
-        json!({ "name": "all", "clusterId": cluster_id, "selection": { "fullCluster": true } }),
+        json!({ "name": "ns", "clusterId": cluster_id, "pvMode": "none", "selection": { "namespaces": [ns] } }),
     )
     .await;
     let job = post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({})).await;
     let mut done = Value::Null;
-    for _ in 0..150 {
+    for _ in 0..600 {
         done = get(format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
-        if done["state"] == "FAILED" || done["state"] == "COMPLETED" {
+        if ["FAILED", "COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(done["state"], "FAILED", "{done}");
-    assert!(done["reason"].as_str().unwrap().contains("cannot run"), "{done}");
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    // The namespace, its ConfigMap, and what the API server put there (default
+    // ServiceAccount, kube-root-ca.crt) at least.
+    assert!(done["counters"]["resources"].as_u64().unwrap() >= 2, "{done}");
+    let log = done["activity"].to_string();
+    assert!(log.contains("backed up"), "{log}");
     let points = get("/v1/recoverypoints".to_owned()).await;
-    assert_eq!(points["items"], json!([]), "no recovery point for work not done");
+    let items = points["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{points}");
+    let point = &items[0];
+    assert_eq!(point["state"], "READY", "{point}");
+    assert_eq!(point["resourceCount"], done["counters"]["resources"], "{point}");
+    let prefix = point["location"]["prefix"].as_str().unwrap();
+    assert!(prefix.contains(&cluster_id) && prefix.contains("/archives/"), "{point}");
+    let manifest = dir.path().join("dest").join(prefix).join("manifest");
+    assert!(
+        manifest.is_file(),
+        "the archive's manifest is at {}",
+        manifest.display()
+    );
+    namespaces.delete(&ns, &Default::default()).await.unwrap();
 
     // Kubernetes stops pods with SIGTERM: the agent exits cleanly.
     let pid = agent.id().unwrap().to_string();

@@ -502,6 +502,7 @@ async fn selection_modes_give_exactly_the_expected_objects() {
     // Listing each type across the cluster and filtering in the agent selects the same.
     let wide = BackupOptions {
         list_cluster_wide: Some(true),
+        page_size: 500,
         ..opts.clone()
     };
     let report = backup(client, &by_ns, &archive, &wide)
@@ -1001,4 +1002,77 @@ async fn restore_into_second_cluster_checks_csi_drivers_and_relinks_owners() {
         .metadata
         .uid;
     assert_ne!(widget.metadata.uid, source_uid, "a new uid in the other cluster");
+}
+
+#[tokio::test]
+async fn order_override_partial_failure_prefix_and_storage_class_map() {
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return;
+    };
+    let f = seed(&a.client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = new_archive(&dir);
+    let selection = Selection {
+        namespaces: [f.a.clone()].into(),
+        ..Default::default()
+    };
+    let backup = backup(&a.client, &selection, &archive, &BackupOptions::default())
+        .await
+        .expect("backup");
+    create(
+        &b.client,
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": f.driver},
+        "spec": {"attachRequired": false}}),
+    )
+    .await;
+
+    let mut opts = RestoreOptions::new(&backup.archive_id, &unique("ro"));
+    opts.namespace_prefix = "p-".into();
+    opts.storage_class_map = [(f.n("fast"), f.n("gold"))].into();
+    // CRDs last: the custom resource comes before its CRD and fails.
+    opts.order = Some(vec![
+        "namespaces".into(),
+        "*".into(),
+        "customresourcedefinitions.apiextensions.k8s.io".into(),
+    ]);
+    let report = restore(&b.client, &archive, &opts).await.expect("restore");
+    let target = format!("p-{}", f.a);
+    let t = Some(target.as_str());
+    assert_eq!(report.status, RestoreStatus::Partial, "{:#?}", report.items);
+    let widgets = format!("widgets.{}", f.group);
+    assert!(
+        matches!(outcome_of(&report, &widgets, t, "w1"), Outcome::Failed { .. }),
+        "{:?}",
+        outcome_of(&report, &widgets, t, "w1")
+    );
+    assert_eq!(
+        outcome_of(
+            &report,
+            "customresourcedefinitions.apiextensions.k8s.io",
+            None,
+            &widgets
+        ),
+        &Outcome::Created
+    );
+    assert_eq!(outcome_of(&report, "configmaps", t, "settings"), &Outcome::Created);
+    let failed = report
+        .items
+        .iter()
+        .filter(|i| matches!(i.outcome, Outcome::Failed { .. }))
+        .count();
+    assert_eq!(failed, 1, "only the custom resource fails: {:#?}", report.items);
+
+    // Storage classes mapped on the claim and on its volume.
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(b.client.clone(), &target);
+    let pvc = pvcs.get("data").await.expect("pvc").spec.expect("spec");
+    assert_eq!(pvc.storage_class_name, Some(f.n("gold")));
+    assert_eq!(pvc.volume_name, Some(f.n("pv-data")));
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(b.client.clone());
+    let pv = pvs.get(&f.n("pv-data")).await.expect("pv").spec.expect("spec");
+    assert_eq!(pv.storage_class_name, Some(f.n("gold")));
+    assert_eq!(pv.claim_ref.and_then(|c| c.namespace), Some(target.clone()));
+    // The owner never came: the dependent keeps no dangling reference.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(b.client.clone(), &target);
+    let owners = cms.get("owned-by-widget").await.expect("cm").metadata.owner_references;
+    assert!(owners.unwrap_or_default().is_empty());
 }

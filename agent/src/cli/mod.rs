@@ -45,6 +45,11 @@ enum Command {
         /// Where to serve the kubelet's liveness and readiness probes (`/healthz`, `/readyz`).
         #[arg(long, env = "ARCA_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
         health_addr: std::net::SocketAddr,
+        /// The key resource archives are sealed with (64 hex digits; every agent that
+        /// restores them needs the same one). Without it, the org's key that the control
+        /// plane hands out with each job is used; with neither, jobs fail saying so.
+        #[arg(long, env = "ARCA_ARCHIVE_KEY", hide_env_values = true)]
+        archive_key: Option<String>,
     },
     /// Repository maintenance.
     #[command(subcommand)]
@@ -179,7 +184,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             token,
             kubeconfig,
             health_addr,
-        }) => run_agent(api_url, token, kubeconfig, health_addr).await,
+            archive_key,
+        }) => run_agent(api_url, token, kubeconfig, health_addr, archive_key).await,
         Some(Command::Repo(cmd)) => repo_command(cmd).await,
         Some(Command::Volume(cmd)) => volume_command(cmd).await,
     }
@@ -206,8 +212,13 @@ async fn run_agent(
     token: String,
     kubeconfig: Option<PathBuf>,
     health_addr: std::net::SocketAddr,
+    archive_key: Option<String>,
 ) -> anyhow::Result<()> {
     arca_runtime::init_tracing();
+    let key = match archive_key.as_deref() {
+        Some(hex) => arca_agent::runner::ArchiveKey::from_hex(hex).map_err(anyhow::Error::msg)?,
+        None => arca_agent::runner::ArchiveKey::FromControlPlane,
+    };
     let client = kube_client(kubeconfig).await?;
     // The probes only say the process is up and serving: whether the agent is connected
     // shows on the cluster's state in Arca, and restarting the pod would not fix the network.
@@ -237,31 +248,12 @@ async fn run_agent(
         }
         let _ = tokio::signal::ctrl_c().await;
     };
-    let runner = std::sync::Arc::new(RefuseUnimplemented);
+    // K8S_BACKUP, K8S_RESTORE and DELETE_BACKUP; other job types fail with the reason.
+    let runner = std::sync::Arc::new(arca_agent::runner::ResourceRunner::new(client.clone(), key));
     match arca_agent::worker::run_until(config, client, runner, shutdown).await? {
         arca_agent::worker::Exit::Shutdown => Ok(()),
         arca_agent::worker::Exit::Superseded => {
             bail!("superseded: another agent connected with this cluster's token; this one stopped")
-        }
-    }
-}
-
-/// Until resource backup and the data path are wired into the job loop, the agent fails
-/// every job with the reason, rather than reporting backups that did not happen (the
-/// protocol tests use the worker's labelled stub instead).
-struct RefuseUnimplemented;
-
-#[async_trait::async_trait]
-impl arca_agent::worker::JobRunner for RefuseUnimplemented {
-    async fn run(
-        &self,
-        job: &arca_core::agent::AgentJob,
-        _client: &arca_agent::protocol::AgentClient,
-    ) -> arca_agent::worker::Outcome {
-        arca_agent::worker::Outcome {
-            state: Some(arca_core::job::JobState::Failed),
-            reason: Some(format!("this agent version cannot run {:?} jobs yet", job.job.job_type)),
-            ..Default::default()
         }
     }
 }

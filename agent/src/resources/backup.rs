@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::TypeMeta;
@@ -259,42 +260,60 @@ pub async fn backup(
         }
     }
     let run = &run;
-    stream::iter(jobs)
-        .map(|(rt, ns)| async move {
-            // With "Select namespaces", a cluster-scoped object is associated with the
-            // namespace's objects whether or not they carry the labels (FAQ: "associated
-            // with a resource that is [in a selected namespace]"), so all are seen here
-            // and the labels are applied after noting them.
-            let keep = |obj: &Value| {
-                if by_namespace {
-                    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
-                    if !run.selection.namespaces.contains(ns) {
-                        return false;
+    // Futures are boxed (and so proven Send) one by one: a stream built from closures
+    // over borrowed data is not provably Send for every lifetime, which a caller that
+    // spawns the backup (or runs it under async_trait) needs.
+    let tasks: Vec<BoxFuture<'_, Result<()>>> = jobs
+        .into_iter()
+        .map(|(rt, ns)| {
+            async move {
+                // With "Select namespaces", a cluster-scoped object is associated with the
+                // namespace's objects whether or not they carry the labels (FAQ: "associated
+                // with a resource that is [in a selected namespace]"), so all are seen here
+                // and the labels are applied after noting them.
+                let keep = |obj: &Value| {
+                    if by_namespace {
+                        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+                        if !run.selection.namespaces.contains(ns) {
+                            return false;
+                        }
+                        lock(&run.associations).note_namespaced(rt, obj);
                     }
-                    lock(&run.associations).note_namespaced(rt, obj);
-                }
-                run.selection.matches_labels(obj)
-            };
-            run.list(rt, ns, !by_namespace, &keep).await
+                    run.selection.matches_labels(obj)
+                };
+                run.list(rt, ns, !by_namespace, &keep).await
+            }
+            .boxed()
         })
+        .collect();
+    stream::iter(tasks)
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
 
     // Phase 2: cluster-scoped objects, in stages (a PV names its StorageClass).
     for stage in [0, 1] {
-        let stage_types = types.iter().filter(|rt| !rt.namespaced && cluster_stage(rt) == stage);
-        stream::iter(stage_types)
-            .map(|rt| async move {
-                // Stage 0 objects pass on associations (a PV its StorageClass) even when
-                // they do not carry the labels themselves.
-                let server_labels = !by_namespace || stage == 1;
-                let keep = |obj: &Value| {
-                    let associated = !by_namespace || lock(&run.associations).associate_cluster(rt, obj);
-                    associated && run.selection.matches_labels(obj)
-                };
-                run.list(rt, None, server_labels, &keep).await
+        let stage_types: Vec<&ResourceType> = types
+            .iter()
+            .filter(|rt| !rt.namespaced && cluster_stage(rt) == stage)
+            .collect();
+        let tasks: Vec<BoxFuture<'_, Result<()>>> = stage_types
+            .into_iter()
+            .map(|rt| {
+                async move {
+                    // Stage 0 objects pass on associations (a PV its StorageClass) even when
+                    // they do not carry the labels themselves.
+                    let server_labels = !by_namespace || stage == 1;
+                    let keep = |obj: &Value| {
+                        let associated = !by_namespace || lock(&run.associations).associate_cluster(rt, obj);
+                        associated && run.selection.matches_labels(obj)
+                    };
+                    run.list(rt, None, server_labels, &keep).await
+                }
+                .boxed()
             })
+            .collect();
+        stream::iter(tasks)
             .buffer_unordered(concurrency)
             .try_collect::<Vec<()>>()
             .await?;
@@ -329,6 +348,13 @@ pub async fn backup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compiles only if a backup can run in a spawned task (the job runner does that).
+    #[allow(dead_code)]
+    fn backup_future_is_send(client: &Client, s: &Selection, a: &dyn ResourceArchive, o: &BackupOptions) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(backup(client, s, a, o));
+    }
 
     #[test]
     fn many_namespaces_are_listed_cluster_wide() {

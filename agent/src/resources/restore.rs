@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, stream};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
@@ -679,7 +680,8 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
     }
     // Precheck 2: with policy `fail`, nothing may exist yet.
     if opts.existing == ExistingPolicy::Fail {
-        let existing: Vec<String> = stream::iter(entries.iter())
+        let lookups: Vec<BoxFuture<'_, Option<String>>> = entries
+            .iter()
             .map(|e| {
                 let api = api_for(
                     client,
@@ -694,11 +696,16 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
                         Ok(None) | Err(_) => None,
                     }
                 }
+                .boxed()
             })
+            .collect();
+        let existing: Vec<String> = stream::iter(lookups)
             .buffer_unordered(opts.concurrency.max(1))
-            .filter_map(|x| async move { x })
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         if !existing.is_empty() {
             let mut existing = existing;
             existing.sort();
@@ -743,8 +750,9 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
             ensure_namespaces(&run, &restored_namespaces).await;
             namespaces_ensured = true;
         }
-        stream::iter(group)
-            .map(|e| run.restore_one(e))
+        // Boxed one by one so the restore future is provably Send (see backup.rs).
+        let tasks: Vec<BoxFuture<'_, ()>> = group.iter().map(|e| run.restore_one(e).boxed()).collect();
+        stream::iter(tasks)
             .buffer_unordered(opts.concurrency.max(1))
             .collect::<Vec<()>>()
             .await;
@@ -811,6 +819,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Compiles only if a restore can run in a spawned task.
+    #[allow(dead_code)]
+    fn restore_future_is_send(client: &Client, a: &dyn ResourceArchive, o: &RestoreOptions) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(restore(client, a, o));
+    }
 
     fn rt(plural: &str, kind: &str) -> ResourceType {
         ResourceType {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use arca_core::archive_key::ArchiveMasterKey;
 use arca_core::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::queue::Queue;
@@ -34,6 +35,9 @@ pub struct Config {
     /// Where the SQS queues and the EventBridge schedules are (AWS backend only).
     pub aws: AwsPorts,
     pub agent: AgentSettings,
+    /// `ARCA_ARCHIVE_MASTER_KEY` (64 hex digits): what each org's archive key is derived
+    /// from. Without it, single-machine mode keeps one in a key file in its data directory.
+    pub archive_master_key: Option<ArchiveMasterKey>,
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -122,7 +126,11 @@ impl Config {
             (None, None) => None,
             _ => bail!("ARCA_MANAGED_BUCKET and ARCA_MANAGED_ROLE_ARN go together (Arca-managed storage)"),
         };
+        let archive_master_key = var("ARCA_ARCHIVE_MASTER_KEY")
+            .map(|hex| ArchiveMasterKey::from_hex("ARCA_ARCHIVE_MASTER_KEY", &hex))
+            .transpose()?;
         Ok(Config {
+            archive_master_key,
             backend,
             signup_open,
             limits,
@@ -139,6 +147,39 @@ impl Config {
                 image: var("ARCA_AGENT_IMAGE").unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_owned()),
             },
         })
+    }
+}
+
+/// The key file single-machine mode keeps its archive master key in.
+pub const ARCHIVE_MASTER_KEY_FILE: &str = "archive-master.key";
+
+impl Config {
+    /// `ARCA_ARCHIVE_MASTER_KEY` if set, else the key in `data_dir`'s key file, created
+    /// (mode 0600) on first use. Losing that file loses access to the archives sealed
+    /// under it, so it lives next to the state and is backed up with it.
+    pub fn local_archive_master_key(&self, data_dir: &Path) -> anyhow::Result<ArchiveMasterKey> {
+        if let Some(key) = &self.archive_master_key {
+            return Ok(key.clone());
+        }
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let path = data_dir.join(ARCHIVE_MASTER_KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(hex) => Ok(ArchiveMasterKey::from_hex(&path.display().to_string(), &hex)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = ArchiveMasterKey::generate()?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                std::io::Write::write_all(&mut file, key.to_hex().as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Ok(key)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        }
     }
 }
 
@@ -256,12 +297,17 @@ impl AppState {
     }
 
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let mut state = match &config.backend {
-            Backend::Embedded { data_dir } => Self::embedded(data_dir, config.signup_open, config.limits.clone())?,
-            Backend::Dynamo { table } => {
-                Self::dynamo(table, config.signup_open, config.limits.clone(), &config.aws).await?
-            }
+        let (mut state, master_key) = match &config.backend {
+            Backend::Embedded { data_dir } => (
+                Self::embedded(data_dir, config.signup_open, config.limits.clone())?,
+                Some(config.local_archive_master_key(data_dir)?),
+            ),
+            Backend::Dynamo { table } => (
+                Self::dynamo(table, config.signup_open, config.limits.clone(), &config.aws).await?,
+                config.archive_master_key.clone(),
+            ),
         };
+        state.control_plane = state.control_plane.with_archive_master_key(master_key);
         state.agent = config.agent.clone();
         Ok(state)
     }
@@ -276,6 +322,35 @@ mod tests {
     fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
         let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_local_archive_master_key_is_created_once_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&[]).unwrap();
+        let first = c.local_archive_master_key(dir.path()).unwrap();
+        assert_eq!(
+            c.local_archive_master_key(dir.path()).unwrap(),
+            first,
+            "reused, not regenerated"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(ARCHIVE_MASTER_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let configured = config(&[("ARCA_ARCHIVE_MASTER_KEY", &"ab".repeat(32))]).unwrap();
+        assert_ne!(
+            configured.local_archive_master_key(dir.path()).unwrap(),
+            first,
+            "the variable wins"
+        );
+        let err = config(&[("ARCA_ARCHIVE_MASTER_KEY", "short")]).unwrap_err();
+        assert!(err.to_string().contains("ARCA_ARCHIVE_MASTER_KEY"), "{err}");
     }
 
     #[test]

@@ -138,6 +138,8 @@ impl CredentialVendor for StsCredentialVendor {
             },
             cluster_prefix: prefix,
             credentials: Some(credentials),
+            // Added by the control plane, which holds the master key.
+            archive_key: None,
         })
     }
 }

@@ -118,6 +118,9 @@ pub struct AgentJob {
     /// For deletions and restores: the recovery point concerned.
     #[serde(default)]
     pub recovery_point: Option<RecoveryPoint>,
+    /// For restores: the restore request (mapping, policy, selection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::restore::Restore>,
 }
 
 /// A lease renewal or progress report of a running job.

@@ -334,6 +334,10 @@ impl ControlPlane {
                         Some(rp) => self.store.find::<RecoveryPoint>(&agent.org_id, &rp).await?,
                         None => None,
                     };
+                    let restore = match job.restore_id {
+                        Some(r) => self.store.find::<crate::restore::Restore>(&agent.org_id, &r).await?,
+                        None => None,
+                    };
                     return Ok(Some(AgentJob {
                         job,
                         lease_token: delivery.receipt.0,
@@ -341,6 +345,7 @@ impl ControlPlane {
                         delivery: delivery.receive_count,
                         definition,
                         recovery_point,
+                        restore,
                     }));
                 }
                 None => {
@@ -624,7 +629,13 @@ impl ControlPlane {
         };
         let dest_id = dest_id.ok_or_else(|| Error::not_found(format!("destination of job {id}")))?;
         let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
-        self.vendor.access(&agent.org_id, &agent.cluster_id, &dest).await
+        let mut access = self.vendor.access(&agent.org_id, &agent.cluster_id, &dest).await?;
+        access.archive_key = self
+            .config
+            .archive_master_key
+            .as_ref()
+            .map(|m| m.for_org(&agent.org_id));
+        Ok(access)
     }
 
     // ---- dispatch ----------------------------------------------------------------------

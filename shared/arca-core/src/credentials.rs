@@ -43,6 +43,10 @@ pub struct DestinationAccess {
     /// Present for Arca-managed storage only.
     #[serde(default)]
     pub credentials: Option<TemporaryCredentials>,
+    /// The org's key for sealing what the agent writes ([`crate::archive_key`]); absent
+    /// when the deployment has no master key configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_key: Option<crate::archive_key::ArchiveKeyHex>,
 }
 
 /// The prefix of a cluster's data inside a destination.
@@ -82,6 +86,8 @@ impl CredentialVendor for ConfigVendor {
             target: destination.spec.target.clone(),
             cluster_prefix: cluster_prefix(base, org, cluster),
             credentials: None,
+            // Added by the control plane, which holds the master key.
+            archive_key: None,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 mod agent_service;
+pub mod archive_key;
 pub mod auth;
 pub mod backup;
 pub mod cluster;

@@ -60,6 +60,9 @@ pub struct ControlPlaneConfig {
     /// Retention of a run-now job whose definition has no policy and whose request
     /// names none.
     pub default_run_now_retain_days: u32,
+    /// Derives each org's archive key, handed to its agents with a job's destination
+    /// access. Without it agents must be given a key of their own.
+    pub archive_master_key: Option<crate::archive_key::ArchiveMasterKey>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -72,6 +75,7 @@ impl Default for ControlPlaneConfig {
             poll_wait: Duration::from_secs(20),
             lease: Duration::from_secs(5 * 60),
             default_run_now_retain_days: 7,
+            archive_master_key: None,
         }
     }
 }
@@ -183,6 +187,13 @@ impl ControlPlane {
     /// Wires the per-cluster job queues (every deployment does).
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Sets the master key each org's archive key is derived from (see
+    /// [`crate::archive_key`]); `None` leaves agents to bring their own.
+    pub fn with_archive_master_key(mut self, key: Option<crate::archive_key::ArchiveMasterKey>) -> Self {
+        self.config.archive_master_key = key;
         self
     }
 

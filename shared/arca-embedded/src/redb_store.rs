@@ -84,6 +84,27 @@ impl RedbItemStore {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Every distinct partition key in the table, in order. Single-machine mode uses it
+    /// to find its tenants at start-up; it is not on the port because on DynamoDB it
+    /// would be a full-table scan. A scan here too, which is fine at one machine's scale.
+    pub async fn partition_keys(&self) -> Result<Vec<String>> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(ITEMS).map_err(storage)?;
+            let mut keys: Vec<String> = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                let (pk, _) = key.value();
+                let pk = std::str::from_utf8(pk).map_err(|e| corrupt(format!("partition key: {e}")))?;
+                if keys.last().map(String::as_str) != Some(pk) {
+                    keys.push(pk.to_owned());
+                }
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
     /// Runs `f` on the blocking pool with the database.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where

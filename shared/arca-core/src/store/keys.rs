@@ -44,6 +44,12 @@ pub fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
 }
 
+/// The org a partition key belongs to: the inverse of [`org_pk`], `None` for the
+/// partitions that are not a tenant's (index-only and global ones).
+pub fn org_of_pk(pk: &str) -> Option<OrgId> {
+    pk.strip_prefix("ORG#")?.parse().ok()
+}
+
 pub fn api_key_sk(id: &ApiKeyId) -> String {
     format!("{API_KEY_SK_PREFIX}{id}")
 }
@@ -137,6 +143,8 @@ mod tests {
         let job: JobId = "job_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let rp: RecoveryPointId = "rp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         assert_eq!(org_pk(&org), "ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(org_of_pk(&org_pk(&org)), Some(org));
+        assert_eq!(org_of_pk("RPEXPIRY"), None);
         assert_eq!(job_sk(&job), "JOB#01ARZ3NDEKTSV4RRFFQ69G5FAV");
         assert_eq!(
             policy_sk(&"pol_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),

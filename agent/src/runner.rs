@@ -1,0 +1,613 @@
+//! The agent's real [`JobRunner`]: Kubernetes resource backup (K8S_BACKUP), restore
+//! (K8S_RESTORE) and deletion of a backup's archive (DELETE_BACKUP), on the job's
+//! destination as the control plane vends it (`credentials`).
+//!
+//! Where things go: the destination's root holds `<clusterPrefix>resources/`, the
+//! [`ObjectStoreArchive`] of the cluster; a backup's recovery point location is the
+//! archive's own folder, `<clusterPrefix>resources/archives/<archiveId>`, so a restore
+//! (possibly by another cluster's agent) finds both the archive and its objects from it.
+//!
+//! Not done here (and said so in the job log whenever it matters): PV data (pvMode
+//! `snapshot`/`snapshotAndCopy`: the resources are backed up, the job ends PARTIAL), and
+//! the removal of content-addressed objects on deletion (only the archive's index and
+//! manifest are removed: the archive API has no reference-aware deletion yet).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arca_core::agent::{AgentJob, BackupResult, ProgressReport};
+use arca_core::backup::PvMode;
+use arca_core::credentials::DestinationAccess;
+use arca_core::destination::DestinationTarget;
+use arca_core::job::{JobCounters, JobState, JobType};
+use arca_core::ports::ObjectStore;
+use async_trait::async_trait;
+
+use crate::protocol::AgentClient;
+use crate::resources::archive::{ArchiveReader, ArchiveWriter, Manifest, NewEntry, ResourceArchive};
+use crate::resources::restore::{Outcome as ItemOutcome, RestoreStatus};
+use crate::resources::{self, BackupOptions, ObjectStoreArchive, RestoreOptions, Selection};
+use crate::worker::{JobRunner, Outcome};
+
+/// Folder of the cluster's resource archive under its cluster prefix.
+const ARCHIVE_FOLDER: &str = "resources";
+/// At most this many per-object lines (failures, skips) go to the job log.
+const MAX_DETAIL_LINES: usize = 40;
+
+/// The key the resource archive is sealed with.
+#[derive(Clone)]
+pub enum ArchiveKey {
+    /// The org's key the control plane hands out with each job's destination access
+    /// (derived from its master key): the default, and what lets every cluster of an org
+    /// restore what another backed up.
+    FromControlPlane,
+    /// 32 secret bytes given to this agent (`ARCA_ARCHIVE_KEY`), for deployments that
+    /// keep the key away from the control plane; every agent of the org needs the same.
+    Configured([u8; 32]),
+}
+
+impl std::fmt::Debug for ArchiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArchiveKey::FromControlPlane => f.write_str("ArchiveKey::FromControlPlane"),
+            ArchiveKey::Configured(_) => f.write_str("ArchiveKey::Configured(..)"),
+        }
+    }
+}
+
+impl ArchiveKey {
+    /// 64 hex digits.
+    pub fn from_hex(hex: &str) -> Result<Self, String> {
+        let hex = hex.trim();
+        let invalid = || "the archive key must be 64 hex digits (32 bytes)".to_string();
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(invalid());
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
+        }
+        Ok(ArchiveKey::Configured(key))
+    }
+
+    /// The key bytes for a job, or why there are none: never a key anyone could guess.
+    fn bytes(&self, access: &DestinationAccess) -> Result<[u8; 32], String> {
+        match self {
+            ArchiveKey::Configured(k) => Ok(*k),
+            ArchiveKey::FromControlPlane => access.archive_key.as_ref().and_then(|k| k.bytes()).ok_or_else(|| {
+                "no archive key: the control plane hands out none (set ARCA_ARCHIVE_MASTER_KEY on the API) \
+                 and this agent has no ARCA_ARCHIVE_KEY"
+                    .to_string()
+            }),
+        }
+    }
+}
+
+/// Runs K8S_BACKUP, K8S_RESTORE and DELETE_BACKUP jobs against the agent's cluster;
+/// other job types fail with the reason.
+pub struct ResourceRunner {
+    kube: kube::Client,
+    key: ArchiveKey,
+    backup_options: BackupOptions,
+    /// How often progress counters are sent while a backup runs.
+    progress_every: Duration,
+}
+
+impl ResourceRunner {
+    pub fn new(kube: kube::Client, key: ArchiveKey) -> Self {
+        ResourceRunner {
+            kube,
+            key,
+            backup_options: BackupOptions::default(),
+            progress_every: Duration::from_secs(5),
+        }
+    }
+
+    /// How often progress counters are reported while a backup runs (default 5 s).
+    pub fn with_progress_every(mut self, every: Duration) -> Self {
+        self.progress_every = every.max(Duration::from_millis(100));
+        self
+    }
+}
+
+#[async_trait]
+impl JobRunner for ResourceRunner {
+    async fn run(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
+        match job.job.job_type {
+            JobType::K8sBackup => self.backup(job, client).await,
+            JobType::K8sRestore => self.restore(job, client).await,
+            JobType::DeleteBackup => self.delete(job, client).await,
+            other => failed(format!("this agent version cannot run {other:?} jobs yet")),
+        }
+    }
+}
+
+fn failed(reason: impl Into<String>) -> Outcome {
+    let reason = reason.into();
+    Outcome {
+        state: Some(JobState::Failed),
+        messages: vec![reason.clone()],
+        reason: Some(reason),
+        ..Default::default()
+    }
+}
+
+/// The destination's store, rooted at the destination's root (keys carry the cluster prefix).
+async fn open_store(access: &DestinationAccess) -> Result<Arc<dyn ObjectStore>, String> {
+    match &access.target {
+        DestinationTarget::LocalFilesystem { path } => Ok(Arc::new(arca_embedded::LocalFsObjectStore::new(path))),
+        DestinationTarget::S3 {
+            endpoint,
+            bucket,
+            region,
+            credentials_ref,
+            ..
+        } => {
+            if credentials_ref.is_some() && access.credentials.is_none() {
+                return Err(
+                    "the destination names a credentials secret (credentialsRef), which this agent version cannot \
+                     read yet; use the agent's own identity or Arca-managed storage"
+                        .into(),
+                );
+            }
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(region.clone()));
+            if let Some(endpoint) = endpoint {
+                loader = loader.endpoint_url(endpoint);
+            }
+            if let Some(c) = &access.credentials {
+                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    c.access_key_id.clone(),
+                    c.secret_access_key.clone(),
+                    Some(c.session_token.clone()),
+                    Some(c.expiration.into()),
+                    "arca-vended",
+                ));
+            }
+            let config = loader.load().await;
+            let client = arca_aws::config::s3_client(&config);
+            Ok(Arc::new(arca_aws::S3ObjectStore::new(client, bucket.clone(), "")))
+        }
+        DestinationTarget::ArcaManaged { .. } => {
+            Err("the control plane answered Arca-managed storage without a concrete bucket".into())
+        }
+    }
+}
+
+/// `<clusterPrefix>resources`
+fn archive_prefix(access: &DestinationAccess) -> String {
+    let base = access.cluster_prefix.trim_matches('/');
+    if base.is_empty() {
+        ARCHIVE_FOLDER.to_string()
+    } else {
+        format!("{base}/{ARCHIVE_FOLDER}")
+    }
+}
+
+/// A recovery point's location prefix split into the archive store's prefix and the
+/// archive id (`<prefix>/archives/<id>`).
+pub fn split_location(prefix: &str) -> Option<(&str, &str)> {
+    let (base, id) = prefix.trim_end_matches('/').rsplit_once("/archives/")?;
+    (!base.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some((base, id))
+}
+
+fn archive_location(archive_prefix: &str, archive_id: &str) -> String {
+    format!("{archive_prefix}/archives/{archive_id}")
+}
+
+impl ResourceRunner {
+    async fn destination(
+        &self,
+        job: &AgentJob,
+        client: &AgentClient,
+    ) -> Result<(Arc<dyn ObjectStore>, DestinationAccess), String> {
+        let access = client
+            .credentials(&job.job.id)
+            .await
+            .map_err(|e| format!("getting access to the destination: {e}"))?;
+        let store = open_store(&access).await?;
+        Ok((store, access))
+    }
+
+    fn archive(
+        &self,
+        access: &DestinationAccess,
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+    ) -> Result<ObjectStoreArchive, String> {
+        let key = self.key.bytes(access)?;
+        ObjectStoreArchive::new(store, prefix, &key).map_err(|e| format!("opening the archive: {e}"))
+    }
+
+    async fn backup(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
+        let Some(definition) = &job.definition else {
+            return failed("the job carries no backup definition");
+        };
+        let (store, access) = match self.destination(job, client).await {
+            Ok(d) => d,
+            Err(e) => return failed(e),
+        };
+        let prefix = archive_prefix(&access);
+        let archive = match self.archive(&access, store, &prefix) {
+            Ok(a) => a,
+            Err(e) => return failed(e),
+        };
+        let counted = CountingArchive {
+            inner: archive,
+            objects: Arc::new(AtomicU64::new(0)),
+        };
+        let selection = Selection::from(&definition.spec.selection);
+
+        // The library reports nothing while it runs: the objects written so far are
+        // counted at the archive and sent as progress.
+        let objects = counted.objects.clone();
+        let (kube, opts) = (self.kube.clone(), self.backup_options.clone());
+        let work = spawned(async move { resources::backup(&kube, &selection, &counted, &opts).await });
+        tokio::pin!(work);
+        let mut ticker = tokio::time::interval(self.progress_every);
+        ticker.tick().await;
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = ticker.tick() => {
+                    let report = ProgressReport {
+                        lease_token: job.lease_token.clone(),
+                        counters: Some(JobCounters {
+                            resources: objects.load(Ordering::Relaxed),
+                            ..Default::default()
+                        }),
+                        progress: None,
+                        messages: Vec::new(),
+                    };
+                    if let Err(e) = client.progress(&job.job.id, &report).await {
+                        tracing::warn!(job_id = %job.job.id, error = %e, "progress report failed");
+                    }
+                }
+            }
+        };
+        let report = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return failed(format!("resource backup failed: {e}")),
+            Err(e) => return failed(e),
+        };
+        backup_outcome(definition.spec.pv_mode, &prefix, &report.manifest)
+    }
+
+    async fn restore(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
+        let (Some(restore), Some(point)) = (&job.restore, &job.recovery_point) else {
+            return failed("the job carries no restore request or recovery point");
+        };
+        let Some(location) = &point.location else {
+            return failed(format!("recovery point {} has no location", point.id));
+        };
+        let Some((prefix, archive_id)) = split_location(&location.prefix) else {
+            return failed(format!(
+                "recovery point {} holds no resource archive this agent can read (location {:?})",
+                point.id, location.prefix
+            ));
+        };
+        let (store, access) = match self.destination(job, client).await {
+            Ok(d) => d,
+            Err(e) => return failed(e),
+        };
+        let archive = match self.archive(&access, store, prefix) {
+            Ok(a) => a,
+            Err(e) => return failed(e),
+        };
+        let restore_id = restore.id.to_string();
+        let opts = RestoreOptions::from_spec(&restore.spec, archive_id, &restore_id);
+        let kube = self.kube.clone();
+        let report = match spawned(async move { resources::restore(&kube, &archive, &opts).await }).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return failed(format!("restore failed: {e}")),
+            Err(e) => return failed(e),
+        };
+        let mut counters = JobCounters::default();
+        let (mut created, mut updated) = (0u64, 0u64);
+        let mut failures = Vec::new();
+        let mut skips = Vec::new();
+        for item in &report.items {
+            let name = match &item.namespace {
+                Some(ns) => format!("{} {ns}/{}", item.resource, item.name),
+                None => format!("{} {}", item.resource, item.name),
+            };
+            match &item.outcome {
+                ItemOutcome::Created => created += 1,
+                ItemOutcome::Updated => updated += 1,
+                ItemOutcome::Skipped { reason } => skips.push(format!("skipped {name}: {reason}")),
+                ItemOutcome::Failed { error } => failures.push(format!("FAILED {name}: {error}")),
+            }
+        }
+        counters.resources = created + updated;
+        counters.warnings = skips.len() as u64;
+        counters.errors = failures.len() as u64;
+        let mut messages: Vec<String> = Vec::new();
+        messages.push(format!(
+            "restore {restore_id} of archive {archive_id}: {created} created, {updated} updated, {} skipped, {} failed \
+             (objects labelled arca.io/restore-id={restore_id})",
+            skips.len(),
+            failures.len()
+        ));
+        push_capped(&mut messages, failures, "failures");
+        push_capped(&mut messages, skips, "skips");
+        if restore.spec.restore_pvs && point.pv_count > 0 {
+            messages.push("WARNING: PV data is not restored by this agent version; only the resources were".into());
+        }
+        let (state, reason) = match report.status {
+            RestoreStatus::Completed => (JobState::Completed, None),
+            RestoreStatus::Partial => (JobState::Partial, Some(format!("{} objects failed", counters.errors))),
+            RestoreStatus::Failed => (JobState::Failed, Some("every object failed".to_string())),
+        };
+        Outcome {
+            state: Some(state),
+            reason,
+            counters: Some(counters),
+            backup: None,
+            messages,
+        }
+    }
+
+    async fn delete(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
+        let Some(point) = &job.recovery_point else {
+            return failed("the job carries no recovery point");
+        };
+        let Some((prefix, archive_id)) = point.location.as_ref().and_then(|l| split_location(&l.prefix)) else {
+            return Outcome {
+                state: Some(JobState::Completed),
+                messages: vec![format!(
+                    "recovery point {} has no resource archive location; nothing stored to delete",
+                    point.id
+                )],
+                ..Default::default()
+            };
+        };
+        let (store, _) = match self.destination(job, client).await {
+            Ok(d) => d,
+            Err(e) => return failed(e),
+        };
+        // The manifest first: an archive without it is incomplete and never opened again.
+        let folder = format!("{}/", archive_location(prefix, archive_id));
+        let manifest = format!("{folder}manifest");
+        if let Err(e) = store.delete(&manifest).await {
+            return failed(format!("deleting the archive manifest: {e}"));
+        }
+        let files = match store.list(&folder).await {
+            Ok(f) => f,
+            Err(e) => return failed(format!("listing the archive's files: {e}")),
+        };
+        let mut deleted = 1u64;
+        for file in files {
+            if let Err(e) = store.delete(&file.key).await {
+                return failed(format!("deleting {}: {e}", file.key));
+            }
+            deleted += 1;
+        }
+        Outcome {
+            state: Some(JobState::Completed),
+            messages: vec![
+                format!("deleted archive {archive_id}: its manifest and index ({deleted} files)"),
+                "NOTE: the archive's content-addressed objects were kept: the resource archive has no reference-aware \
+                 deletion yet (other backups and backups in progress may share them); they are left for a later \
+                 garbage collection"
+                    .into(),
+            ],
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs `work` as its own task.
+///
+/// Called from a [`JobRunner`] future, the resource library's futures over *borrowed*
+/// arguments trip a known rustc limitation (their `Send`-ness is not provable through
+/// the closures inside `buffer_unordered`, "FnOnce is not general enough"); owning the
+/// arguments (`'static`) and spawning avoids it.
+async fn spawned<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> Result<T, String> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| format!("the job's task ended abnormally: {e}"))
+}
+
+fn push_capped(messages: &mut Vec<String>, lines: Vec<String>, what: &str) {
+    let total = lines.len();
+    messages.extend(lines.into_iter().take(MAX_DETAIL_LINES));
+    if total > MAX_DETAIL_LINES {
+        messages.push(format!("... and {} more {what}", total - MAX_DETAIL_LINES));
+    }
+}
+
+/// How a finished resource backup ends: counts, skips, and PV data honestly not taken.
+fn backup_outcome(pv_mode: PvMode, prefix: &str, manifest: &Manifest) -> Outcome {
+    let mut messages: Vec<String> = Vec::new();
+    messages.push(format!(
+        "backed up {} objects into archive {} ({} new, {} bytes new)",
+        manifest.objects, manifest.archive_id, manifest.new_objects, manifest.new_bytes
+    ));
+    let skips: Vec<String> = manifest
+        .skipped
+        .iter()
+        .map(|s| {
+            let what = match (&s.namespace, s.name.is_empty()) {
+                (_, true) => format!("type {}", s.resource),
+                (Some(ns), false) => format!("{} {ns}/{}", s.resource, s.name),
+                (None, false) => format!("{} {}", s.resource, s.name),
+            };
+            format!("not backed up: {what}: {}", s.reason)
+        })
+        .collect();
+    let object_skips = manifest.skipped.iter().filter(|s| !s.name.is_empty()).count() as u64;
+    push_capped(&mut messages, skips, "skips");
+    let mut counters = JobCounters {
+        resources: manifest.objects as u64,
+        warnings: object_skips,
+        ..Default::default()
+    };
+    let mut state = JobState::Completed;
+    let mut reason = None;
+    if pv_mode != PvMode::None {
+        let mode = serde_json::to_value(pv_mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if manifest.pvcs.is_empty() {
+            messages.push(format!(
+                "pvMode {mode}: the selection holds no PersistentVolumeClaims, so there was no PV data to capture"
+            ));
+        } else {
+            counters.warnings += 1;
+            state = JobState::Partial;
+            let text = format!(
+                "WARNING: PV data was NOT captured: pvMode {mode} is not supported by this agent version yet; the {} \
+                 selected PersistentVolumeClaims were backed up as resources only",
+                manifest.pvcs.len()
+            );
+            messages.push(text.clone());
+            reason = Some(text);
+        }
+    }
+    Outcome {
+        state: Some(state),
+        reason,
+        counters: Some(counters),
+        backup: Some(BackupResult {
+            prefix: archive_location(prefix, &manifest.archive_id),
+            resource_count: manifest.objects as u64,
+            pv_count: 0,
+            snapshot_bytes: 0,
+            copy_bytes: 0,
+        }),
+        messages,
+    }
+}
+
+/// Counts the objects a backup has archived so far, for progress reports.
+struct CountingArchive {
+    inner: ObjectStoreArchive,
+    objects: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl ResourceArchive for CountingArchive {
+    async fn begin(&self) -> resources::Result<Box<dyn ArchiveWriter>> {
+        Ok(Box::new(CountingWriter {
+            inner: self.inner.begin().await?,
+            objects: self.objects.clone(),
+        }))
+    }
+
+    async fn open(&self, archive_id: &str) -> resources::Result<Box<dyn ArchiveReader>> {
+        self.inner.open(archive_id).await
+    }
+}
+
+struct CountingWriter {
+    inner: Box<dyn ArchiveWriter>,
+    objects: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl ArchiveWriter for CountingWriter {
+    fn archive_id(&self) -> &str {
+        self.inner.archive_id()
+    }
+
+    async fn put_object(&self, entry: NewEntry, json: Vec<u8>) -> resources::Result<bool> {
+        let new = self.inner.put_object(entry, json).await?;
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        Ok(new)
+    }
+
+    async fn finish(&self, manifest: Manifest) -> resources::Result<Manifest> {
+        self.inner.finish(manifest).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_split_into_archive_prefix_and_id() {
+        assert_eq!(
+            split_location("org/cl/resources/archives/01abc"),
+            Some(("org/cl/resources", "01abc"))
+        );
+        assert_eq!(split_location("stub/job_1"), None);
+        assert_eq!(split_location("org/cl/resources/archives/../x"), None);
+        assert_eq!(split_location("/archives/01abc"), None);
+    }
+
+    fn manifest(pvcs: usize) -> Manifest {
+        Manifest {
+            archive_id: "01abc".into(),
+            objects: 7,
+            pvcs: (0..pvcs)
+                .map(|i| crate::resources::archive::PvcRef {
+                    namespace: "ns".into(),
+                    name: format!("data-{i}"),
+                    volume_name: None,
+                    storage_class: None,
+                })
+                .collect(),
+            ..Manifest::default()
+        }
+    }
+
+    #[test]
+    fn pv_data_not_taken_ends_partial_and_says_so() {
+        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &manifest(2));
+        assert_eq!(out.state, Some(JobState::Partial));
+        assert!(
+            out.messages.iter().any(|m| m.contains("PV data was NOT captured")),
+            "{:?}",
+            out.messages
+        );
+        let result = out.backup.unwrap();
+        assert_eq!(result.prefix, "o/c/resources/archives/01abc");
+        assert_eq!(
+            (result.resource_count, result.pv_count, result.snapshot_bytes),
+            (7, 0, 0)
+        );
+
+        let none = backup_outcome(PvMode::None, "o/c/resources", &manifest(2));
+        assert_eq!(none.state, Some(JobState::Completed));
+        assert!(!none.messages.iter().any(|m| m.contains("NOT captured")));
+
+        let no_claims = backup_outcome(PvMode::SnapshotAndCopy, "o/c/resources", &manifest(0));
+        assert_eq!(no_claims.state, Some(JobState::Completed));
+        assert!(no_claims.messages.iter().any(|m| m.contains("no PV data to capture")));
+    }
+
+    #[test]
+    fn the_key_comes_from_the_control_plane_unless_configured_and_is_never_guessed() {
+        let access = |archive_key| DestinationAccess {
+            destination_id: arca_core::ids::DestinationId::new(),
+            target: arca_core::destination::DestinationTarget::LocalFilesystem { path: "/tmp/x".into() },
+            cluster_prefix: "o/c/".into(),
+            credentials: None,
+            archive_key,
+        };
+        let org = arca_core::ids::OrgId::new();
+        let handed = arca_core::archive_key::ArchiveMasterKey::from_bytes([3; 32]).for_org(&org);
+        let from_cp = ArchiveKey::FromControlPlane
+            .bytes(&access(Some(handed.clone())))
+            .unwrap();
+        assert_eq!(Some(from_cp), handed.bytes());
+        let err = ArchiveKey::FromControlPlane.bytes(&access(None)).unwrap_err();
+        assert!(err.contains("ARCA_ARCHIVE_MASTER_KEY"), "{err}");
+        assert_eq!(
+            ArchiveKey::Configured([9; 32]).bytes(&access(Some(handed))).unwrap(),
+            [9; 32]
+        );
+    }
+
+    #[test]
+    fn archive_keys_are_64_hex_digits_and_stay_out_of_debug() {
+        let key = ArchiveKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert!(matches!(key, ArchiveKey::Configured(k) if k == [0xab; 32]));
+        assert!(!format!("{key:?}").contains("ab"), "{key:?}");
+        assert!(ArchiveKey::from_hex("abc").is_err());
+        assert!(ArchiveKey::from_hex(&"zz".repeat(32)).is_err());
+    }
+}

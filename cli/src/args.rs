@@ -1,0 +1,356 @@
+//! The command line, as clap types. Resources are named by id or by name wherever the
+//! API has names (`arca policies delete hourly`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "arca",
+    version,
+    about = "Backups of Kubernetes clusters and AWS RDS",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The Arca API (default: the one `arca login` saved, else http://127.0.0.1:8080).
+    #[arg(long, env = "ARCA_API_URL", global = true)]
+    pub api_url: Option<String>,
+    /// An API key (default: the one `arca login` saved). Its value is never shown.
+    #[arg(long, env = "ARCA_API_KEY", global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The config file (default: ~/.config/arca/config.json).
+    #[arg(long, env = "ARCA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Output format of reads.
+    #[arg(short, long, value_enum, default_value_t = Format::Table, global = true)]
+    pub output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates an org and its first admin key, and saves the key in the config file.
+    Signup(SignupArgs),
+    /// Saves the API URL and key in the config file (after checking them).
+    Login(LoginArgs),
+    /// Kubernetes clusters and their agents.
+    #[command(subcommand)]
+    Clusters(ClustersCmd),
+    /// Schedules and retention.
+    #[command(subcommand)]
+    Policies(PoliciesCmd),
+    /// Kubernetes backup definitions.
+    #[command(subcommand)]
+    Backups(BackupsCmd),
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    #[command(subcommand)]
+    RecoveryPoints(RecoveryPointsCmd),
+    #[command(subcommand)]
+    Restores(RestoresCmd),
+    /// Where backup data goes.
+    #[command(subcommand)]
+    Destinations(DestinationsCmd),
+    /// Prints a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Runs the whole control plane on this machine (single-machine mode).
+    Server(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SignupArgs {
+    /// The org's name.
+    #[arg(long)]
+    pub org_name: String,
+    /// Name of the first admin key.
+    #[arg(long)]
+    pub key_name: Option<String>,
+    /// Print the admin key instead of saving it (it is shown only once).
+    #[arg(long)]
+    pub no_save: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Read the API key from standard input (one line) rather than --api-key / ARCA_API_KEY.
+    #[arg(long)]
+    pub key_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClustersCmd {
+    List,
+    Get {
+        cluster: String,
+    },
+    /// Registers a cluster and prints the `kubectl apply` line that installs its agent.
+    Register {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Write the agent manifest (it holds the agent token) to this file instead.
+        #[arg(long)]
+        output_file: Option<PathBuf>,
+    },
+    /// A new install line for an existing cluster (the previous one stops working).
+    Install {
+        cluster: String,
+        #[arg(long)]
+        output_file: Option<PathBuf>,
+    },
+    Delete {
+        cluster: String,
+        /// Delete although the cluster has recovery points.
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCmd {
+    List,
+    Get {
+        policy: String,
+    },
+    Create {
+        name: String,
+        /// A schedule row: "CRON=RETAIN_DAYS[:KEEP_LAST]", e.g. "0 * * * *=7" (repeatable).
+        #[arg(long = "schedule", required = true)]
+        schedules: Vec<String>,
+        /// IANA timezone the cron expressions are read in.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        #[arg(long)]
+        suspended: bool,
+    },
+    /// Deletes a policy; refused while backups use it (they are named).
+    Delete {
+        policy: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PvModeArg {
+    None,
+    Snapshot,
+    SnapshotAndCopy,
+}
+
+impl PvModeArg {
+    pub fn api(self) -> &'static str {
+        match self {
+            PvModeArg::None => "none",
+            PvModeArg::Snapshot => "snapshot",
+            PvModeArg::SnapshotAndCopy => "snapshotAndCopy",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCmd {
+    List,
+    Get {
+        backup: String,
+    },
+    Create(BackupCreate),
+    /// Runs a backup now.
+    Run {
+        backup: String,
+        /// Retention of this run (default: the policy's first row).
+        #[arg(long)]
+        retain_days: Option<u32>,
+        #[arg(long, requires = "retain_days")]
+        keep_last: Option<u32>,
+        /// Wait for the job to end (as `jobs watch`).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stops scheduled runs (it can still be run by hand).
+    Pause {
+        backup: String,
+    },
+    Resume {
+        backup: String,
+    },
+    Delete {
+        backup: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCreate {
+    pub name: String,
+    /// The cluster (id or name).
+    #[arg(long)]
+    pub cluster: String,
+    /// Namespaces to back up (comma-separated); without it, the whole cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Label selector terms k=v, ANDed (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    #[arg(long, value_enum, default_value = "snapshot")]
+    pub pv_mode: PvModeArg,
+    /// The policy (id or name); without it, the backup runs on demand only.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// The destination (id or name); default: the cluster's, else the org's.
+    #[arg(long)]
+    pub destination: Option<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[arg(long)]
+    pub paused: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    List {
+        /// Only this cluster's (id or name).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only this backup's (id or name).
+        #[arg(long)]
+        backup: Option<String>,
+        /// PENDING, RUNNING, COMPLETED, PARTIAL, FAILED, SKIPPED, CANCELLING, CANCELED.
+        #[arg(long)]
+        state: Option<String>,
+        /// K8S_BACKUP, K8S_RESTORE, ...
+        #[arg(long = "type")]
+        job_type: Option<String>,
+    },
+    Get {
+        job: String,
+    },
+    Cancel {
+        job: String,
+    },
+    /// Polls the job until it ends; exits 1 unless it COMPLETED.
+    Watch {
+        job: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecoveryPointsCmd {
+    List {
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        backup: Option<String>,
+    },
+    Get {
+        recovery_point: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExistingArg {
+    Skip,
+    Update,
+    Fail,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoresCmd {
+    List,
+    Get { restore: String },
+    Create(RestoreCreate),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreCreate {
+    #[arg(long)]
+    pub recovery_point: String,
+    /// The target cluster (id or name); may differ from the source (migration).
+    #[arg(long)]
+    pub cluster: String,
+    /// Only these namespaces of the recovery point (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub namespace_prefix: String,
+    #[arg(long, default_value = "")]
+    pub namespace_suffix: String,
+    /// Rename a namespace: old=new (repeatable).
+    #[arg(long)]
+    pub namespace_map: Vec<String>,
+    /// Replace a storage class: old=new (repeatable).
+    #[arg(long)]
+    pub storage_class_map: Vec<String>,
+    /// What to do with resources that already exist.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub existing: ExistingArg,
+    /// Restore resources only, not persistent volume data.
+    #[arg(long)]
+    pub no_pvs: bool,
+    /// Wait for the restore job to end.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCmd {
+    List,
+    Get { destination: String },
+    Create(DestinationCreate),
+    Delete { destination: String },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["local_path", "s3_bucket", "arca_managed"])))]
+pub struct DestinationCreate {
+    pub name: String,
+    /// A directory on the server's machine (single-machine mode).
+    #[arg(long)]
+    pub local_path: Option<String>,
+    /// A bucket of yours on S3 or an S3-compatible service.
+    #[arg(long, requires = "s3_region")]
+    pub s3_bucket: Option<String>,
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, default_value = "")]
+    pub s3_prefix: String,
+    /// Where the bucket's credentials are kept (a secret's name or ARN).
+    #[arg(long)]
+    pub credentials_ref: Option<String>,
+    #[arg(long)]
+    pub skip_tls_verify: bool,
+    /// Storage Arca operates (AWS deployments).
+    #[arg(long)]
+    pub arca_managed: bool,
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where the state lives (the redb file `arca.redb`).
+    #[arg(long, env = "ARCA_DATA_DIR", default_value = "./arca-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, env = "ARCA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Seconds between retention sweeps.
+    #[arg(long, default_value_t = 3600)]
+    pub retention_interval_secs: u64,
+}

@@ -1,0 +1,313 @@
+//! `arca server`: the whole control plane in one process on the embedded adapters.
+//!
+//! The API is the `api` crate's router; the background loops call the same functions
+//! the Lambdas run: `dispatch::on_schedule` for every schedule the embedded scheduler
+//! says is due, `retention::sweep` on an interval, and `drain_dead_letters` (which both
+//! of those also do) on its own shorter interval, so lapsed jobs do not wait an hour
+//! for the next sweep when no schedule fires.
+//!
+//! State is the redb file in the data directory and survives restarts. The queue and
+//! the scheduler are in memory, so start-up rebuilds what they held from the store
+//! ([`recover`]): every cluster's queue, every definition's schedules, and a message for
+//! every unfinished job, whose message was lost with the old process. Re-sending is what
+//! a lapsed lease does on AWS, and the poll already handles each state: a PENDING job is
+//! leased, a RUNNING one is handed out again (its lease died with the process, so the
+//! agent that held it gets `lease_lost` and stops), a CANCELLING one becomes CANCELED.
+//! Schedules are synced as new, so they fire only at times after the start: runs missed
+//! while the server was down are not caught up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arca_core::backup::BackupDefinition;
+use arca_core::cluster::Cluster;
+use arca_core::ids::OrgId;
+use arca_core::job::{Job, JobState};
+use arca_core::policy::Policy;
+use arca_core::ports::SystemClock;
+use arca_core::queue::{JobMessage, Queue};
+use arca_core::scheduler::{Scheduler, schedules_for};
+use arca_core::service::{ControlPlane, ControlPlaneConfig};
+use arca_embedded::{EmbeddedQueue, EmbeddedScheduler, RedbItemStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What `arca server` is started with.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How often the retention sweep runs (hourly on AWS).
+    pub retention_interval: Duration,
+    /// How often dead letters are drained.
+    pub dead_letter_interval: Duration,
+    /// The longest the scheduler loop sleeps: a schedule created meanwhile may fire
+    /// earlier than the one it was waiting for, and nothing wakes it.
+    pub scheduler_tick: Duration,
+}
+
+impl ServerOptions {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        ServerOptions {
+            data_dir,
+            listen,
+            retention_interval: Duration::from_secs(60 * 60),
+            dead_letter_interval: Duration::from_secs(60),
+            scheduler_tick: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What start-up rebuilt from the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub orgs: usize,
+    pub queues: usize,
+    /// Definitions whose schedules were synced (with or without a policy).
+    pub definitions: usize,
+    /// Unfinished jobs whose message was sent again.
+    pub requeued_jobs: usize,
+}
+
+/// A started server: its address, its control plane and scheduler (tests look at
+/// them), and the handles that stop it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub control_plane: ControlPlane,
+    pub scheduler: Arc<EmbeddedScheduler>,
+    pub recovered: Recovered,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    serve: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops serving and the loops, and waits for them: afterwards the redb file is
+    /// closed (its lock released) once the caller drops nothing else of the state.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let RunningServer {
+            stop,
+            tasks,
+            serve,
+            control_plane,
+            scheduler,
+            ..
+        } = self;
+        let _ = stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let served = serve.await.context("the API task")?;
+        drop((control_plane, scheduler));
+        served.context("serving the API")
+    }
+}
+
+/// Starts the control plane on `options.data_dir` and returns once it listens.
+pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
+    let env = api::Config::from_env()?;
+    std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
+    let db_path = options.data_dir.join(api::state::DB_FILE);
+    let items = RedbItemStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    // The item-store port has no cross-tenant listing (DynamoDB would need a scan); the
+    // embedded store can list its partitions, and the key module says which are orgs.
+    let orgs: Vec<OrgId> = items
+        .partition_keys()
+        .await?
+        .iter()
+        .filter_map(|pk| arca_core::store::keys::org_of_pk(pk))
+        .collect();
+    let queue = Arc::new(EmbeddedQueue::new(env.aws.max_receives));
+    let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(SystemClock)));
+    let config = ControlPlaneConfig {
+        // Sign-up follows ARCA_SIGNUP (open by default here: the server's first user needs an org).
+        signup_open: env.signup_open,
+        local_destinations: true,
+        ..ControlPlaneConfig::default()
+    };
+    let mut state = api::AppState::with_ports(
+        Arc::new(items),
+        queue.clone(),
+        scheduler.clone(),
+        env.limits.clone(),
+        config,
+    );
+    state.agent = env.agent.clone();
+    // Each org's archive key is derived from this and handed to its agents with their jobs.
+    state.control_plane = state
+        .control_plane
+        .with_archive_master_key(Some(env.local_archive_master_key(&options.data_dir)?));
+    let cp = state.control_plane.clone();
+    let recovered = recover(&cp, queue.as_ref(), scheduler.as_ref(), &orgs).await?;
+    tracing::info!(?recovered, "state recovered from the store");
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("binding {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let app = api::router(state);
+    let mut serve_stop = stopped.clone();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = serve_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let tasks = vec![
+        tokio::spawn(scheduler_loop(
+            cp.clone(),
+            scheduler.clone(),
+            options.scheduler_tick,
+            stopped.clone(),
+        )),
+        tokio::spawn(every(options.retention_interval, stopped.clone(), {
+            let cp = cp.clone();
+            move || {
+                let cp = cp.clone();
+                async move {
+                    if let Err(e) = retention::sweep(&cp).await {
+                        tracing::warn!(error = %e, "retention sweep failed; the next one retries");
+                    }
+                }
+            }
+        })),
+        tokio::spawn(every(options.dead_letter_interval, stopped, {
+            let cp = cp.clone();
+            move || {
+                let cp = cp.clone();
+                async move {
+                    match cp.drain_dead_letters(100).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(count = n, "dead-lettered jobs marked FAILED"),
+                        Err(e) => tracing::warn!(error = %e, "draining the dead-letter queue failed"),
+                    }
+                }
+            }
+        })),
+    ];
+    Ok(RunningServer {
+        addr,
+        control_plane: cp,
+        scheduler,
+        recovered,
+        stop,
+        tasks,
+        serve,
+    })
+}
+
+/// Runs `work` now and then every `interval` until stopped.
+async fn every<F, Fut>(interval: Duration, mut stopped: watch::Receiver<bool>, work: F)
+where
+    F: Fn() -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // The select only decides; the work runs outside it, where no watch guard lives.
+        let stop = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => true,
+            _ = ticks.tick() => false,
+        };
+        if stop {
+            return;
+        }
+        work().await;
+    }
+}
+
+/// Fires what is due through the dispatch function, then sleeps until the next fire
+/// time (at most `tick`).
+async fn scheduler_loop(
+    cp: ControlPlane,
+    scheduler: Arc<EmbeddedScheduler>,
+    tick: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        match scheduler.due() {
+            Ok(fired) => {
+                for input in fired {
+                    match serde_json::to_value(&input) {
+                        Ok(event) => {
+                            if let Err(e) = dispatch::on_schedule(&cp, event).await {
+                                tracing::warn!(error = %e, definition_id = %input.definition_id, "dispatch failed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "encoding a schedule input"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "evaluating the schedules"),
+        }
+        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        let wait = scheduler
+            .next_due()
+            .and_then(|next| (next - now).to_std().ok())
+            .map_or(tick, |d| d.min(tick))
+            .max(Duration::from_millis(50));
+        let stop = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => true,
+            () = tokio::time::sleep(wait) => false,
+        };
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Rebuilds the in-memory queue and scheduler from the store (see the module doc).
+pub async fn recover(
+    cp: &ControlPlane,
+    queue: &dyn Queue,
+    scheduler: &dyn Scheduler,
+    orgs: &[OrgId],
+) -> anyhow::Result<Recovered> {
+    let store = cp.store();
+    let mut done = Recovered {
+        orgs: orgs.len(),
+        ..Recovered::default()
+    };
+    for org in orgs {
+        for cluster in store.list_all::<Cluster>(org).await? {
+            queue.create_queue(cluster.id).await?;
+            done.queues += 1;
+        }
+        for def in store.list_all::<BackupDefinition>(org).await? {
+            // What `ControlPlane::sync_schedules` does on every definition change.
+            let desired = match def.spec.policy_id {
+                Some(pid) => match store.find::<Policy>(org, &pid).await? {
+                    Some(policy) => schedules_for(*org, &def.id.to_string(), &policy.spec, def.spec.paused)?,
+                    None => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            scheduler.sync(&def.id.to_string(), &desired).await?;
+            done.definitions += 1;
+        }
+        for job in store.list_all::<Job>(org).await? {
+            if !matches!(job.state, JobState::Pending | JobState::Running | JobState::Cancelling) {
+                continue;
+            }
+            let Some(cluster_id) = job.cluster_id else { continue };
+            // A cluster deleted since: its job can reach no agent (the queue is gone).
+            let Ok(queue_ref) = queue.queue(cluster_id).await else {
+                continue;
+            };
+            let message = JobMessage {
+                org_id: *org,
+                cluster_id,
+                job_id: job.id,
+            };
+            queue.send(&queue_ref, &message).await?;
+            done.requeued_jobs += 1;
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,393 @@
+//! End to end: the real API router on a loopback port (embedded store, queue and
+//! scheduler, a local-filesystem destination in a temp dir), two real agent workers with
+//! the real [`ResourceRunner`], one per kube-apiserver (cluster a and cluster b).
+//!
+//! A namespace of cluster a (ConfigMaps, a Secret, a Deployment, a Service) is backed up
+//! (job COMPLETED, recovery point READY with its counts), restored into cluster b under a
+//! mapped namespace (restore job COMPLETED, every object there with the restore id
+//! label), and finally expired by retention: the DELETE_BACKUP job removes the archive's
+//! manifest and index (the point disappears) and says that shared objects were kept.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arca_agent::runner::{ArchiveKey, ResourceRunner};
+use arca_agent::worker::{self, WorkerConfig};
+use arca_core::ports::Clock;
+use arca_core::service::{ControlPlane, ControlPlaneConfig};
+use arca_core::store::Store;
+use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+
+/// A clock the test moves (for retention); otherwise the wall clock.
+struct TestClock(Mutex<SystemTime>);
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct User {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl User {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
+        v
+    }
+    async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+    /// Polls `path` until `done` holds (at most 60 s).
+    async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let v = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never got there: {}", self.get(path).await);
+    }
+    async fn wait_job(&self, id: &str) -> Value {
+        self.wait_for(&format!("/v1/jobs/{id}"), |j| {
+            ["COMPLETED", "PARTIAL", "FAILED", "CANCELED"].contains(&j["state"].as_str().unwrap_or_default())
+        })
+        .await
+    }
+}
+
+/// Regular files anywhere under `dir` (0 when it does not exist).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}
+
+fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return;
+    };
+
+    // The control plane, its clock movable for the retention part.
+    let dir = tempfile::tempdir().unwrap();
+    let dest_dir = dir.path().join("dest");
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+    let clock = Arc::new(TestClock(Mutex::new(SystemTime::now())));
+    let config = ControlPlaneConfig {
+        signup_open: true,
+        local_destinations: true,
+        heartbeat_interval: Duration::from_secs(1),
+        poll_wait: Duration::from_secs(1),
+        lease: Duration::from_secs(30),
+        // Both clusters' agents get the org's archive key from the control plane: what
+        // lets cluster b restore what cluster a sealed.
+        archive_master_key: Some(arca_core::archive_key::ArchiveMasterKey::generate().unwrap()),
+        ..Default::default()
+    };
+    let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
+        .with_queue(Arc::new(EmbeddedQueue::new(3)))
+        .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
+    let state = api::AppState {
+        control_plane: cp.clone(),
+        agent: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+
+    let http = reqwest::Client::new();
+    let signup: Value = http
+        .post(format!("{base}/v1/signup"))
+        .json(&json!({ "orgName": arca_testenv::unique("bkrs") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = User {
+        http,
+        base: base.clone(),
+        key: signup["adminKey"]["secret"].as_str().unwrap().to_owned(),
+    };
+    let dest = user
+        .post(
+            "/v1/destinations",
+            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_dir } }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Two clusters, each with its agent worker running the real runner.
+    let key = ArchiveKey::FromControlPlane;
+    let mut cluster_ids = Vec::new();
+    let mut stops = Vec::new();
+    for (name, cluster) in [("cluster-a", &a), ("cluster-b", &b)] {
+        let registered = user
+            .post("/v1/clusters", json!({ "name": name, "defaultDestinationId": dest }))
+            .await;
+        let id = registered["id"].as_str().unwrap().to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner =
+            ResourceRunner::new(cluster.client.clone(), key.clone()).with_progress_every(Duration::from_millis(200));
+        tokio::spawn(worker::run_until(
+            WorkerConfig {
+                api_url: base.clone(),
+                token: registered["agentToken"].as_str().unwrap().to_owned(),
+                agent_version: "0.1.0-e2e".into(),
+            },
+            cluster.client.clone(),
+            Arc::new(runner),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        user.wait_for(&format!("/v1/clusters/{id}"), |c| c["state"] == "ACTIVE")
+            .await;
+        cluster_ids.push(id);
+        stops.push(stop);
+    }
+    let (cluster_a, cluster_b) = (cluster_ids[0].clone(), cluster_ids[1].clone());
+
+    // A namespace of cluster a with a few objects.
+    let ns = arca_testenv::unique("bkrs");
+    let pp = PostParams::default();
+    Api::<Namespace>::all(a.client.clone())
+        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
+        .await
+        .unwrap();
+    let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
+    for name in ["settings", "features"] {
+        cms.create(
+            &pp,
+            &obj(json!({ "metadata": { "name": name }, "data": { "name": name } })),
+        )
+        .await
+        .unwrap();
+    }
+    Api::<Secret>::namespaced(a.client.clone(), &ns)
+        .create(
+            &pp,
+            &obj(json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } })),
+        )
+        .await
+        .unwrap();
+    Api::<Deployment>::namespaced(a.client.clone(), &ns)
+        .create(
+            &pp,
+            &obj(json!({
+                "metadata": { "name": "web" },
+                "spec": {
+                    "replicas": 1,
+                    "selector": { "matchLabels": { "app": "web" } },
+                    "template": {
+                        "metadata": { "labels": { "app": "web" } },
+                        "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] }
+                    }
+                }
+            })),
+        )
+        .await
+        .unwrap();
+    Api::<Service>::namespaced(a.client.clone(), &ns)
+        .create(
+            &pp,
+            &obj(json!({
+                "metadata": { "name": "web" },
+                "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
+            })),
+        )
+        .await
+        .unwrap();
+
+    // Backup: the job completes and its point is READY with the counts.
+    let def = user
+        .post(
+            "/v1/backups",
+            json!({ "name": "ns", "clusterId": cluster_a, "pvMode": "none", "selection": { "namespaces": [ns] } }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = user
+        .post(
+            &format!("/v1/backups/{def}/run"),
+            json!({ "retention": { "retainDays": 1 } }),
+        )
+        .await;
+    let done = user.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    let resources = done["counters"]["resources"].as_u64().unwrap();
+    // namespace, 2 ConfigMaps (+ kube-root-ca.crt if a controller made it), Secret,
+    // Deployment, Service (+ default ServiceAccount, Endpoints, ReplicaSet where controllers run)
+    assert!(resources >= 6, "{done}");
+    let log = done["activity"].to_string();
+    assert!(!log.contains("hunter2"), "{log}");
+    let points = user.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
+    let point = points["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["jobId"] == done["id"])
+        .unwrap_or_else(|| panic!("no point of the job: {points}"))
+        .clone();
+    assert_eq!(point["state"], "READY", "{point}");
+    assert_eq!(point["resourceCount"].as_u64(), Some(resources), "{point}");
+    assert_eq!(point["pvCount"], 0, "{point}");
+    let prefix = point["location"]["prefix"].as_str().unwrap().to_owned();
+    assert!(
+        prefix.contains(&format!("/{cluster_a}/resources/archives/")),
+        "{prefix}"
+    );
+    assert!(dest_dir.join(&prefix).join("manifest").is_file(), "{prefix}");
+
+    // Restore into cluster b under a mapped namespace.
+    let target_ns = format!("{ns}-copy");
+    let created = user
+        .post(
+            "/v1/restores",
+            json!({
+                "recoveryPointId": point["id"],
+                "targetClusterId": cluster_b,
+                "namespaceMap": { ns.clone(): target_ns },
+            }),
+        )
+        .await;
+    let restore_id = created["restore"]["id"].as_str().unwrap().to_owned();
+    let restored = user.wait_job(created["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(restored["state"], "COMPLETED", "{restored}");
+    assert!(restored["counters"]["resources"].as_u64().unwrap() >= 6, "{restored}");
+    assert_eq!(restored["counters"]["errors"], 0, "{restored}");
+    let log = restored["activity"].to_string();
+    assert!(log.contains(&format!("restore {restore_id}")), "{log}");
+
+    let label = format!("arca.io/restore-id={restore_id}");
+    let by_label = ListParams::default().labels(&label);
+    let ns_obj = Api::<Namespace>::all(b.client.clone()).get(&target_ns).await.unwrap();
+    assert_eq!(
+        ns_obj.metadata.labels.unwrap_or_default().get("arca.io/restore-id"),
+        Some(&restore_id)
+    );
+    let mut names: Vec<String> = Api::<ConfigMap>::namespaced(b.client.clone(), &target_ns)
+        .list(&by_label)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .filter(|n| n != "kube-root-ca.crt")
+        .collect();
+    names.sort();
+    assert_eq!(names, ["features", "settings"]);
+    let secret = Api::<Secret>::namespaced(b.client.clone(), &target_ns)
+        .get("creds")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.metadata.labels.unwrap_or_default().get("arca.io/restore-id"),
+        Some(&restore_id)
+    );
+    assert_eq!(
+        secret.data.unwrap_or_default().get("password").map(|b| b.0.clone()),
+        Some(b"hunter2".to_vec())
+    );
+    let deployments = Api::<Deployment>::namespaced(b.client.clone(), &target_ns)
+        .list(&by_label)
+        .await
+        .unwrap();
+    assert_eq!(deployments.items.len(), 1, "the Deployment, labelled");
+    let service = Api::<Service>::namespaced(b.client.clone(), &target_ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        service.metadata.labels.unwrap_or_default().get("arca.io/restore-id"),
+        Some(&restore_id)
+    );
+    assert!(
+        Api::<ConfigMap>::namespaced(b.client.clone(), &ns)
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing restored under the source namespace name"
+    );
+
+    // Retention: two days later the point expires; its DELETE_BACKUP job removes the
+    // archive's manifest and index and keeps the shared objects (said in the log).
+    *clock.0.lock().unwrap() += Duration::from_secs(2 * 86_400);
+    let report = cp.retention_sweep().await.unwrap();
+    assert!(report.examined >= 1, "{report:?}");
+    let point_id = point["id"].as_str().unwrap();
+    let jobs = user.get("/v1/jobs?type=DELETE_BACKUP").await;
+    let delete_job = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["recoveryPointId"] == point_id)
+        .unwrap_or_else(|| panic!("no DELETE_BACKUP job for {point_id}: {jobs}"))
+        .clone();
+    let deleted = user.wait_job(delete_job["id"].as_str().unwrap()).await;
+    assert_eq!(deleted["state"], "COMPLETED", "{deleted}");
+    let log = deleted["activity"].to_string();
+    assert!(log.contains("content-addressed objects were kept"), "{log}");
+    let (status, _) = user
+        .call(reqwest::Method::GET, &format!("/v1/recoverypoints/{point_id}"), None)
+        .await;
+    assert_eq!(status, 404, "the point is gone");
+    assert!(!dest_dir.join(&prefix).join("manifest").exists(), "manifest deleted");
+    assert_eq!(
+        files_under(&dest_dir.join(&prefix)),
+        0,
+        "the archive's index and manifest are deleted"
+    );
+    assert!(files_under(&dest_dir) > 0, "the content-addressed objects are kept");
+
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    let _ = Api::<Namespace>::all(a.client.clone())
+        .delete(&ns, &Default::default())
+        .await;
+    let _ = Api::<Namespace>::all(b.client.clone())
+        .delete(&target_ns, &Default::default())
+        .await;
+}
