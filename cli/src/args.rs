@@ -103,8 +103,13 @@ pub enum ClustersCmd {
         #[arg(long, default_value = "")]
         description: String,
         /// Write the agent manifest (it holds the agent token) to this file instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "agent_token_file")]
         output_file: Option<PathBuf>,
+        /// Write only the agent token to this file (mode 0600), for an agent run outside
+        /// the cluster: `ARCA_AGENT_TOKEN=$(cat FILE) arca-agent run --api-url … --kubeconfig …`.
+        /// No install line is made (fetching one would replace this token).
+        #[arg(long)]
+        agent_token_file: Option<PathBuf>,
     },
     /// A new install line for an existing cluster (the previous one stops working).
     Install {

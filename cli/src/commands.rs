@@ -295,19 +295,38 @@ async fn clusters(g: &Global, cmd: ClustersCmd) -> Result<(), CliError> {
             name,
             description,
             output_file,
+            agent_token_file,
         } => {
             let created = client
                 .post("/v1/clusters", &json!({ "name": name, "description": description }))
                 .await?
                 .body;
             // The answer holds the agent token: it is removed before anything is shown
-            // (the agent gets a fresh one through the install link or manifest).
+            // (the agent gets a fresh one through the install link or manifest, or this
+            // one in a private file with --agent-token-file).
             let mut cluster = created;
-            if let Value::Object(fields) = &mut cluster {
-                fields.remove("agentToken");
-            }
+            let token = match &mut cluster {
+                Value::Object(fields) => fields.remove("agentToken"),
+                _ => None,
+            };
             let id = at(&cluster, "/id");
-            let line = install_line(&client, &id, output_file.as_deref()).await?;
+            let line = match agent_token_file {
+                Some(file) => {
+                    let token = token
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| CliError::other("the registration answer holds no agent token"))?;
+                    config::write_private(&file, token.as_bytes())?;
+                    format!(
+                        "its agent token is in {} (mode 0600); run the agent with:\n  \
+                         ARCA_AGENT_TOKEN=\"$(cat {})\" arca-agent run --api-url {} --kubeconfig <kubeconfig>",
+                        file.display(),
+                        file.display(),
+                        client.base()
+                    )
+                }
+                None => install_line(&client, &id, output_file.as_deref()).await?,
+            };
             done(g.output, &cluster, format!("cluster {name} registered ({id}); {line}"))?;
         }
         ClustersCmd::Install { cluster, output_file } => {

@@ -190,6 +190,47 @@ fn the_cli_drives_a_real_server() {
     #[cfg(unix)]
     assert_eq!(mode(&manifest), 0o600, "the manifest holds a credential");
 
+    // --agent-token-file: only the token, private, never printed, and the live one (an
+    // agent outside the cluster connects with it).
+    let token_file = dir.path().join("edge.token");
+    let out = admin.ok(&[
+        "clusters",
+        "register",
+        "edge",
+        "--agent-token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.starts_with("arcagent_"), "the file holds an agent token");
+    assert!(!out.contains(&token), "the agent token is never printed: {out}");
+    assert!(
+        out.contains("ARCA_AGENT_TOKEN=") && out.contains("arca-agent run"),
+        "{out}"
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&token_file), 0o600, "the token file holds a credential");
+    let connect = server.rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/agent/connect", server.url()))
+            .bearer_auth(&token)
+            .json(&json!({ "agentVersion": "0.0.0-cli-test" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(connect.is_success(), "the written token is the cluster's: {connect}");
+    let out = admin.run(&[
+        "clusters",
+        "register",
+        "both",
+        "--output-file",
+        "m.yaml",
+        "--agent-token-file",
+        "t",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a manifest and a bare token are exclusive");
+
     // backups create / run, by names.
     let backups_dir = dir.path().join("backups");
     admin.ok(&[
