@@ -33,9 +33,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use arca_core::store::item::{
-    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query, SortKeyRange, Write,
-};
+use arca_core::store::checks::{check_item, check_key, check_query, check_transaction};
+use arca_core::store::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -368,90 +367,7 @@ fn cursor_from(index: Option<Index>, last_evaluated: &AttributeMap) -> Result<Cu
     })
 }
 
-// ----- validation (the same rules as the embedded store) --------------------------------
-
-fn check_key(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    Ok(())
-}
-
-fn check_item(item: &Item) -> Result<()> {
-    check_key("pk", &item.pk)?;
-    check_key("sk", &item.sk)?;
-    for index in Index::ALL {
-        if let Some(key) = item.index_key(index) {
-            check_key(&format!("{index:?}.pk"), &key.pk)?;
-            check_key(&format!("{index:?}.sk"), &key.sk)?;
-        }
-    }
-    Ok(())
-}
-
-fn write_key(write: &Write) -> (&str, &str) {
-    match write {
-        Write::Put { item, .. } => (&item.pk, &item.sk),
-        Write::Delete { pk, sk, .. } | Write::Check { pk, sk, .. } => (pk, sk),
-    }
-}
-
-/// Checked here rather than left to DynamoDB so both adapters answer `Invalid` alike.
-fn check_transaction(writes: &[Write]) -> Result<()> {
-    if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(Error::invalid(
-            "writes",
-            format!(
-                "{} writes, at most {MAX_TRANSACTION_WRITES} per transaction",
-                writes.len()
-            ),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, write) in writes.iter().enumerate() {
-        let (pk, sk) = write_key(write);
-        match write {
-            Write::Put { item, .. } => check_item(item)?,
-            _ => {
-                check_key("pk", pk)?;
-                check_key("sk", sk)?;
-            }
-        }
-        if !seen.insert((pk, sk)) {
-            return Err(Error::invalid(
-                format!("writes[{i}]"),
-                format!("a second write on ({pk}, {sk}): one write per key per transaction"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_query(query: &Query) -> Result<()> {
-    check_key("pk", &query.pk)?;
-    if query.limit == 0 {
-        return Err(Error::invalid("limit", "must be at least 1"));
-    }
-    if let Some(cursor) = &query.cursor {
-        let partition = match (query.index, &cursor.index_key) {
-            (None, _) => &cursor.pk,
-            (Some(_), Some(key)) => &key.pk,
-            (Some(index), None) => {
-                return Err(Error::invalid(
-                    "cursor",
-                    format!("a cursor of a {index:?} query needs its index key"),
-                ));
-            }
-        };
-        if *partition != query.pk {
-            return Err(Error::invalid(
-                "cursor",
-                "the cursor is from a query on another partition",
-            ));
-        }
-    }
-    Ok(())
-}
+// ----- validation: arca_core::store::checks, shared with the embedded store -----------
 
 /// A failed condition of a single write, worded like the embedded store's.
 fn single_write_error(error: Error, pk: &str, sk: &str) -> Error {

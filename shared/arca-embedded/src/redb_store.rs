@@ -23,9 +23,8 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use arca_core::store::item::{
-    Condition, Cursor, Index, IndexKey, Item, ItemStore, MAX_TRANSACTION_WRITES, Page, Query, SortKeyRange, Write,
-};
+use arca_core::store::checks::{check_item, check_key, check_query, check_transaction};
+use arca_core::store::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -118,64 +117,7 @@ impl RedbItemStore {
     }
 }
 
-// ----- validation shared by every operation ------------------------------------------
-
-fn check_key(field: &str, value: &str) -> Result<()> {
-    // DynamoDB rejects empty key attributes; refusing them here keeps both adapters equal.
-    if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    Ok(())
-}
-
-fn check_item(item: &Item) -> Result<()> {
-    check_key("pk", &item.pk)?;
-    check_key("sk", &item.sk)?;
-    for index in Index::ALL {
-        if let Some(key) = item.index_key(index) {
-            check_key(&format!("{index:?}.pk"), &key.pk)?;
-            check_key(&format!("{index:?}.sk"), &key.sk)?;
-        }
-    }
-    Ok(())
-}
-
-fn write_key(write: &Write) -> (&str, &str) {
-    match write {
-        Write::Put { item, .. } => (&item.pk, &item.sk),
-        Write::Delete { pk, sk, .. } | Write::Check { pk, sk, .. } => (pk, sk),
-    }
-}
-
-fn check_transaction(writes: &[Write]) -> Result<()> {
-    if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(Error::invalid(
-            "writes",
-            format!(
-                "{} writes, at most {MAX_TRANSACTION_WRITES} per transaction",
-                writes.len()
-            ),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, write) in writes.iter().enumerate() {
-        let (pk, sk) = write_key(write);
-        match write {
-            Write::Put { item, .. } => check_item(item)?,
-            _ => {
-                check_key("pk", pk)?;
-                check_key("sk", sk)?;
-            }
-        }
-        if !seen.insert((pk, sk)) {
-            return Err(Error::invalid(
-                format!("writes[{i}]"),
-                format!("a second write on ({pk}, {sk}): one write per key per transaction"),
-            ));
-        }
-    }
-    Ok(())
-}
+// ----- validation: arca_core::store::checks, shared with the DynamoDB adapter ----------
 
 /// Whether `condition` holds for the stored version (`None` when absent).
 fn holds(condition: Condition, stored: Option<u64>) -> bool {
@@ -361,32 +303,6 @@ fn span(partition: &str, range: &SortKeyRange, width: usize) -> Result<(Parts, P
     let lower = pad(p.to_vec(), from.to_vec());
     let upper = to.map_or(end_of_partition, |to| pad(p.to_vec(), to));
     Ok((lower, upper))
-}
-
-fn check_query(query: &Query) -> Result<()> {
-    check_key("pk", &query.pk)?;
-    if query.limit == 0 {
-        return Err(Error::invalid("limit", "must be at least 1"));
-    }
-    if let Some(cursor) = &query.cursor {
-        let partition = match (query.index, &cursor.index_key) {
-            (None, _) => &cursor.pk,
-            (Some(_), Some(key)) => &key.pk,
-            (Some(index), None) => {
-                return Err(Error::invalid(
-                    "cursor",
-                    format!("a cursor of a {index:?} query needs its index key"),
-                ));
-            }
-        };
-        if *partition != query.pk {
-            return Err(Error::invalid(
-                "cursor",
-                "the cursor is from a query on another partition",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The position of the cursor in the table (or index) key order.

@@ -5,6 +5,7 @@
 //! simply not there: NotFound), versions (every write sets `version + 1` under a
 //! `Version`/`NotExists` condition), and the opaque cursors of every listing.
 
+pub mod checks;
 pub mod item;
 pub mod keys;
 #[cfg(test)]
