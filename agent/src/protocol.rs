@@ -173,6 +173,13 @@ impl AgentClient {
         self.expect(&format!("/v1/agent/jobs/{job}/progress"), report).await
     }
 
+    /// One batch of a restore's per-object results (stored by the control plane).
+    pub async fn restore_results(&self, job: &JobId, batch: &arca_core::agent::RestoreResultsBatch) -> Result<()> {
+        self.call::<_, serde_json::Value>(&format!("/v1/agent/jobs/{job}/results"), batch)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn complete(&self, job: &JobId, report: &CompletionReport) -> Result<Job> {
         self.expect(&format!("/v1/agent/jobs/{job}/complete"), report).await
     }

@@ -16,18 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_core::agent::{AgentJob, BackupResult, ProgressReport};
+use arca_core::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBatch};
 use arca_core::backup::PvMode;
 use arca_core::credentials::DestinationAccess;
 use arca_core::destination::DestinationTarget;
 use arca_core::job::{JobCounters, JobState, JobType};
 use arca_core::ports::ObjectStore;
+use arca_core::recovery::{BackupDetails, ResourceIssue};
+use arca_core::restore::{MAX_OBJECTS_PER_BATCH, ObjectOutcome, RestoreObjectResult};
 use async_trait::async_trait;
 
 use crate::protocol::AgentClient;
 use crate::resources::archive::{ArchiveReader, ArchiveWriter, Manifest, NewEntry, ResourceArchive};
 use crate::resources::restore::{Outcome as ItemOutcome, RestoreStatus};
-use crate::resources::{self, BackupOptions, ObjectStoreArchive, RestoreOptions, Selection};
+use crate::resources::{self, BackupOptions, BackupReport, ObjectStoreArchive, RestoreOptions, Selection, Skipped};
 use crate::worker::{JobRunner, Outcome};
 
 /// Folder of the cluster's resource archive under its cluster prefix.
@@ -271,7 +273,7 @@ impl ResourceRunner {
             Ok(Err(e)) => return failed(format!("resource backup failed: {e}")),
             Err(e) => return failed(e),
         };
-        backup_outcome(definition.spec.pv_mode, &prefix, &report.manifest)
+        backup_outcome(definition.spec.pv_mode, &prefix, &report)
     }
 
     async fn restore(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
@@ -303,6 +305,22 @@ impl ResourceRunner {
             Ok(Err(e)) => return failed(format!("restore failed: {e}")),
             Err(e) => return failed(e),
         };
+        // The full per-object result goes to the control plane (GET /v1/restores/{id}/objects);
+        // the job log keeps a capped summary.
+        let results = object_results(&report.items);
+        let mut sent_all = true;
+        for (seq, chunk) in results.chunks(MAX_OBJECTS_PER_BATCH).enumerate() {
+            let batch = RestoreResultsBatch {
+                lease_token: job.lease_token.clone(),
+                seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                objects: chunk.to_vec(),
+            };
+            if let Err(e) = client.restore_results(&job.job.id, &batch).await {
+                tracing::warn!(job_id = %job.job.id, error = %e, "sending object results failed");
+                sent_all = false;
+                break;
+            }
+        }
         let mut counters = JobCounters::default();
         let (mut created, mut updated) = (0u64, 0u64);
         let mut failures = Vec::new();
@@ -331,6 +349,11 @@ impl ResourceRunner {
         ));
         push_capped(&mut messages, failures, "failures");
         push_capped(&mut messages, skips, "skips");
+        if !sent_all {
+            messages.push(
+                "WARNING: the per-object results could not all be recorded; the lines above are a summary".into(),
+            );
+        }
         if restore.spec.restore_pvs && point.pv_count > 0 {
             messages.push("WARNING: PV data is not restored by this agent version; only the resources were".into());
         }
@@ -418,7 +441,8 @@ fn push_capped(messages: &mut Vec<String>, lines: Vec<String>, what: &str) {
 }
 
 /// How a finished resource backup ends: counts, skips, and PV data honestly not taken.
-fn backup_outcome(pv_mode: PvMode, prefix: &str, manifest: &Manifest) -> Outcome {
+fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport) -> Outcome {
+    let manifest = &report.manifest;
     let mut messages: Vec<String> = Vec::new();
     messages.push(format!(
         "backed up {} objects into archive {} ({} new, {} bytes new)",
@@ -445,6 +469,24 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, manifest: &Manifest) -> Outcome
     };
     let mut state = JobState::Completed;
     let mut reason = None;
+    let failures: Vec<String> = report
+        .errors
+        .iter()
+        .map(|e| match &e.namespace {
+            Some(ns) => format!("FAILED {} in namespace {ns}: {}", e.resource, e.reason),
+            None => format!("FAILED {}: {}", e.resource, e.reason),
+        })
+        .collect();
+    if !failures.is_empty() {
+        // What the selection holds of these types is missing from the recovery point.
+        counters.errors = failures.len() as u64;
+        state = JobState::Partial;
+        reason = Some(format!(
+            "{} resource lists failed; their objects are not in the recovery point",
+            failures.len()
+        ));
+        push_capped(&mut messages, failures, "failures");
+    }
     if pv_mode != PvMode::None {
         let mode = serde_json::to_value(pv_mode)
             .ok()
@@ -463,7 +505,10 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, manifest: &Manifest) -> Outcome
                 manifest.pvcs.len()
             );
             messages.push(text.clone());
-            reason = Some(text);
+            reason = Some(match reason {
+                Some(earlier) => format!("{earlier}; {text}"),
+                None => text,
+            });
         }
     }
     Outcome {
@@ -476,9 +521,64 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, manifest: &Manifest) -> Outcome
             pv_count: 0,
             snapshot_bytes: 0,
             copy_bytes: 0,
+            details: backup_details(report),
         }),
         messages,
     }
+}
+
+fn issue(s: &Skipped) -> ResourceIssue {
+    ResourceIssue {
+        resource: s.resource.clone(),
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+        reason: s.reason.clone(),
+    }
+}
+
+/// What the recovery point records besides its totals (bounded for its item).
+fn backup_details(report: &BackupReport) -> BackupDetails {
+    // Warnings: objects left out on purpose by a skip rule. Whole types left out by
+    // design (events, not listable) stay in the manifest only; failed lists are errors.
+    let warnings: Vec<ResourceIssue> = report
+        .manifest
+        .skipped
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(issue)
+        .collect();
+    BackupDetails {
+        counts_by_kind: report.counts_by_kind.clone(),
+        counts_by_namespace: report.counts_by_namespace.clone(),
+        warning_count: warnings.len() as u64,
+        warnings,
+        error_count: report.errors.len() as u64,
+        errors: report.errors.iter().map(issue).collect(),
+    }
+    .bounded()
+}
+
+/// A restore's per-object outcomes as the control plane stores them.
+fn object_results(items: &[resources::restore::ItemResult]) -> Vec<RestoreObjectResult> {
+    items
+        .iter()
+        .map(|item| {
+            let (outcome, reason) = match &item.outcome {
+                ItemOutcome::Created => (ObjectOutcome::Created, None),
+                ItemOutcome::Updated => (ObjectOutcome::Updated, None),
+                ItemOutcome::Skipped { reason } => (ObjectOutcome::Skipped, Some(reason.clone())),
+                ItemOutcome::Failed { error } => (ObjectOutcome::Failed, Some(error.clone())),
+            };
+            RestoreObjectResult {
+                resource: item.resource.clone(),
+                namespace: item.namespace.clone(),
+                name: item.name.clone(),
+                outcome,
+                reason,
+            }
+            .bounded()
+        })
+        .collect()
 }
 
 /// Counts the objects a backup has archived so far, for progress reports.
@@ -554,9 +654,102 @@ mod tests {
         }
     }
 
+    fn report(pvcs: usize) -> BackupReport {
+        BackupReport {
+            archive_id: "01abc".into(),
+            manifest: manifest(pvcs),
+            counts_by_kind: Default::default(),
+            counts_by_namespace: Default::default(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counts_warnings_and_failed_lists_reach_the_backup_result() {
+        let mut r = report(0);
+        r.counts_by_kind = [("configmaps".to_string(), 5), ("namespaces".to_string(), 2)].into();
+        r.counts_by_namespace = [("shop".to_string(), 5), ("(cluster)".to_string(), 2)].into();
+        let skip = |name: &str, reason: &str| Skipped {
+            resource: "secrets".into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+            reason: reason.into(),
+        };
+        // One skipped object, one type excluded by design (not a warning).
+        r.manifest.skipped = vec![skip("sa-token", "service account token"), skip("", "never backed up")];
+        let out = backup_outcome(PvMode::None, "o/c/resources", &r);
+        assert_eq!(out.state, Some(JobState::Completed));
+        let details = out.backup.unwrap().details;
+        assert_eq!(details.counts_by_kind["configmaps"], 5);
+        assert_eq!(details.counts_by_namespace["(cluster)"], 2);
+        assert_eq!(details.warning_count, 1);
+        assert_eq!(details.warnings[0].name, "sa-token");
+        assert_eq!(details.warnings[0].reason, "service account token");
+        assert_eq!(details.error_count, 0);
+
+        // A failed list: the backup is PARTIAL and names it.
+        r.errors = vec![Skipped {
+            resource: "widgets.example.com".into(),
+            namespace: None,
+            name: String::new(),
+            reason: "listing failed: 503".into(),
+        }];
+        let out = backup_outcome(PvMode::None, "o/c/resources", &r);
+        assert_eq!(out.state, Some(JobState::Partial));
+        assert!(
+            out.reason.as_deref().unwrap().contains("1 resource lists failed"),
+            "{:?}",
+            out.reason
+        );
+        assert!(
+            out.messages.iter().any(|m| m.contains("FAILED widgets.example.com")),
+            "{:?}",
+            out.messages
+        );
+        assert_eq!(out.counters.unwrap().errors, 1);
+        let details = out.backup.unwrap().details;
+        assert_eq!(details.error_count, 1);
+        assert_eq!(details.errors[0].resource, "widgets.example.com");
+    }
+
+    #[test]
+    fn every_restored_object_becomes_a_result_with_its_reason() {
+        use crate::resources::restore::ItemResult;
+        let item = |name: &str, outcome| ItemResult {
+            resource: "configmaps".into(),
+            namespace: Some("ns".into()),
+            name: name.into(),
+            outcome,
+        };
+        let results = object_results(&[
+            item("a", ItemOutcome::Created),
+            item("b", ItemOutcome::Updated),
+            item(
+                "c",
+                ItemOutcome::Skipped {
+                    reason: "exists".into(),
+                },
+            ),
+            item("d", ItemOutcome::Failed { error: "denied".into() }),
+        ]);
+        let got: Vec<_> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.outcome, r.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", ObjectOutcome::Created, None),
+                ("b", ObjectOutcome::Updated, None),
+                ("c", ObjectOutcome::Skipped, Some("exists")),
+                ("d", ObjectOutcome::Failed, Some("denied")),
+            ]
+        );
+    }
+
     #[test]
     fn pv_data_not_taken_ends_partial_and_says_so() {
-        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &manifest(2));
+        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &report(2));
         assert_eq!(out.state, Some(JobState::Partial));
         assert!(
             out.messages.iter().any(|m| m.contains("PV data was NOT captured")),
@@ -570,11 +763,11 @@ mod tests {
             (7, 0, 0)
         );
 
-        let none = backup_outcome(PvMode::None, "o/c/resources", &manifest(2));
+        let none = backup_outcome(PvMode::None, "o/c/resources", &report(2));
         assert_eq!(none.state, Some(JobState::Completed));
         assert!(!none.messages.iter().any(|m| m.contains("NOT captured")));
 
-        let no_claims = backup_outcome(PvMode::SnapshotAndCopy, "o/c/resources", &manifest(0));
+        let no_claims = backup_outcome(PvMode::SnapshotAndCopy, "o/c/resources", &report(0));
         assert_eq!(no_claims.state, Some(JobState::Completed));
         assert!(no_claims.messages.iter().any(|m| m.contains("no PV data to capture")));
     }

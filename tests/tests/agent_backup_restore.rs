@@ -272,6 +272,42 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     assert_eq!(point["state"], "READY", "{point}");
     assert_eq!(point["resourceCount"].as_u64(), Some(resources), "{point}");
     assert_eq!(point["pvCount"], 0, "{point}");
+    // Counts per kind and namespace add up to the total; nothing failed.
+    let point = user
+        .get(&format!("/v1/recoverypoints/{}", point["id"].as_str().unwrap()))
+        .await;
+    let sum = |key: &str| -> u64 {
+        point[key]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("countsByKind"), resources, "{point}");
+    assert_eq!(sum("countsByNamespace"), resources, "{point}");
+    assert_eq!(
+        point["countsByKind"]["configmaps"].as_u64().map(|n| n >= 2),
+        Some(true),
+        "{point}"
+    );
+    assert_eq!(point["countsByKind"]["deployments.apps"], 1, "{point}");
+    assert_eq!(point["countsByKind"]["namespaces"], 1, "{point}");
+    assert_eq!(
+        point["countsByNamespace"]["(cluster)"], 1,
+        "the namespace itself: {point}"
+    );
+    assert!(
+        point["countsByNamespace"][ns.as_str()].as_u64().unwrap() >= 5,
+        "{point}"
+    );
+    assert_eq!(point["errorCount"], 0, "{point}");
+    assert_eq!(point["errors"], json!([]), "{point}");
+    assert_eq!(
+        point["warningCount"].as_u64(),
+        Some(point["warnings"].as_array().unwrap().len() as u64),
+        "{point}"
+    );
     let prefix = point["location"]["prefix"].as_str().unwrap().to_owned();
     assert!(
         prefix.contains(&format!("/{cluster_a}/resources/archives/")),
@@ -349,6 +385,67 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
             .unwrap()
             .is_none(),
         "nothing restored under the source namespace name"
+    );
+
+    // The restore's per-object results: every restored object, created.
+    let objects = user.get(&format!("/v1/restores/{restore_id}/objects?limit=200")).await;
+    let items = objects["items"].as_array().unwrap();
+    assert!(objects["nextCursor"].is_null(), "{objects}");
+    assert_eq!(
+        items.len() as u64,
+        restored["counters"]["resources"].as_u64().unwrap(),
+        "{objects}"
+    );
+    assert!(items.iter().all(|o| o["outcome"] == "created"), "{objects}");
+    let has = |resource: &str, namespace: Option<&str>, name: &str| {
+        items
+            .iter()
+            .any(|o| o["resource"] == resource && o["namespace"].as_str() == namespace && o["name"] == name)
+    };
+    for name in ["features", "settings"] {
+        assert!(has("configmaps", Some(&target_ns), name), "{name}: {objects}");
+    }
+    assert!(has("secrets", Some(&target_ns), "creds"), "{objects}");
+    assert!(has("services", Some(&target_ns), "web"), "{objects}");
+    assert!(has("namespaces", None, &target_ns), "{objects}");
+
+    // The same restore again (policy skip): every object is skipped, with its reason.
+    let again = user
+        .post(
+            "/v1/restores",
+            json!({
+                "recoveryPointId": point["id"],
+                "targetClusterId": cluster_b,
+                "namespaceMap": { ns.clone(): target_ns },
+                "existingResourcePolicy": "skip",
+            }),
+        )
+        .await;
+    let again_id = again["restore"]["id"].as_str().unwrap().to_owned();
+    let again_job = user.wait_job(again["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(again_job["state"], "COMPLETED", "{again_job}");
+    let skipped = user
+        .get(&format!("/v1/restores/{again_id}/objects?outcome=skipped&limit=200"))
+        .await;
+    let skipped_items = skipped["items"].as_array().unwrap();
+    let settings = skipped_items
+        .iter()
+        .find(|o| o["resource"] == "configmaps" && o["name"] == "settings")
+        .unwrap_or_else(|| panic!("settings not skipped: {skipped}"));
+    assert!(
+        !settings["reason"].as_str().unwrap_or_default().is_empty(),
+        "{settings}"
+    );
+    let created_again = user
+        .get(&format!("/v1/restores/{again_id}/objects?outcome=created"))
+        .await;
+    assert!(
+        !created_again["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "settings"),
+        "{created_again}"
     );
 
     // Retention: two days later the point expires; its DELETE_BACKUP job removes the

@@ -1,6 +1,6 @@
 //! Resource backup: discover, list page by page in parallel, select, archive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use futures::future::BoxFuture;
@@ -43,6 +43,32 @@ pub struct BackupReport {
     /// Counts, skipped objects and types with reasons, the selected PVCs (to snapshot),
     /// the CSI drivers of the selected PVs.
     pub manifest: Manifest,
+    /// Archived objects per `plural.group`.
+    pub counts_by_kind: BTreeMap<String, u64>,
+    /// Archived objects per namespace; cluster-scoped ones under
+    /// [`arca_core::recovery::CLUSTER_SCOPED`].
+    pub counts_by_namespace: BTreeMap<String, u64>,
+    /// Lists that failed (a type, in a namespace or everywhere): what was not backed up
+    /// although selected. Also in `manifest.skipped`.
+    pub errors: Vec<Skipped>,
+}
+
+/// How often one list is started again after its continue token expired.
+pub const MAX_RELISTS: u32 = 3;
+
+/// Whether a failed list request is worth starting over from the first page: the
+/// server answered 410 Gone to a continue token (it expired, typically after ~5 min of
+/// etcd compaction), which a fresh list without the token cures. Objects already
+/// archived are not archived twice (see [`Run::list`]).
+pub fn relist_after(status: Option<u16>, with_continue_token: bool, relists_so_far: u32) -> bool {
+    status == Some(410) && with_continue_token && relists_so_far < MAX_RELISTS
+}
+
+fn status_of(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(response) => Some(response.code),
+        _ => None,
+    }
 }
 
 /// The served, listable resource types (preferred version of each group), and the types
@@ -101,6 +127,9 @@ struct Run<'a> {
     skipped: Mutex<Vec<Skipped>>,
     pvcs: Mutex<Vec<PvcRef>>,
     csi_drivers: Mutex<BTreeSet<String>>,
+    errors: Mutex<Vec<Skipped>>,
+    counts_by_kind: Mutex<BTreeMap<String, u64>>,
+    counts_by_namespace: Mutex<BTreeMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -132,16 +161,30 @@ impl Run<'_> {
         if server_labels {
             params.label_selector = self.selection.label_selector();
         }
+        // The objects archived by this list so far (uid, else namespace/name): after a
+        // restart from the first page they are not indexed twice. Their content is
+        // content-addressed, so it would not be stored twice anyway.
+        let mut archived: HashSet<String> = HashSet::new();
+        let mut relists = 0u32;
         loop {
             let page = match api.list(&params).await {
                 Ok(page) => page,
+                Err(e) if relist_after(status_of(&e), params.continue_token.is_some(), relists) => {
+                    relists += 1;
+                    tracing::info!(resource = %rt.group_resource(), namespace = ?namespace, relists,
+                        "continue token expired (410): listing again from the start");
+                    params.continue_token = None;
+                    continue;
+                }
                 Err(e) => {
-                    lock(&self.skipped).push(Skipped {
+                    let failure = Skipped {
                         resource: rt.group_resource(),
                         namespace: namespace.map(str::to_string),
                         name: String::new(),
                         reason: format!("listing failed: {e}"),
-                    });
+                    };
+                    lock(&self.errors).push(failure.clone());
+                    lock(&self.skipped).push(failure);
                     return Ok(());
                 }
             };
@@ -164,14 +207,29 @@ impl Run<'_> {
                 if !keep(&value) {
                     continue;
                 }
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let identity = match &obj.metadata.uid {
+                    Some(uid) if !uid.is_empty() => uid.clone(),
+                    _ => format!("{}/{name}", obj.metadata.namespace.as_deref().unwrap_or_default()),
+                };
+                if !archived.insert(identity) {
+                    continue;
+                }
                 self.note_volumes(rt, &value);
                 let entry = NewEntry {
                     resource: rt.clone(),
                     namespace: obj.metadata.namespace.clone(),
-                    name: obj.metadata.name.clone().unwrap_or_default(),
+                    name,
                     uid: obj.metadata.uid.clone().unwrap_or_default(),
                 };
                 self.writer.put_object(entry, serde_json::to_vec(&value)?).await?;
+                *lock(&self.counts_by_kind).entry(rt.group_resource()).or_default() += 1;
+                let ns_key = obj
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| arca_core::recovery::CLUSTER_SCOPED.to_string());
+                *lock(&self.counts_by_namespace).entry(ns_key).or_default() += 1;
             }
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params.continue_token = Some(token),
@@ -240,6 +298,9 @@ pub async fn backup(
         skipped: Mutex::new(type_skips),
         pvcs: Mutex::new(Vec::new()),
         csi_drivers: Mutex::new(BTreeSet::new()),
+        errors: Mutex::new(Vec::new()),
+        counts_by_kind: Mutex::new(BTreeMap::new()),
+        counts_by_namespace: Mutex::new(BTreeMap::new()),
     };
     let concurrency = opts.concurrency.max(1);
     let by_namespace = selection.by_namespace();
@@ -321,6 +382,8 @@ pub async fn backup(
 
     let mut skipped = std::mem::take(&mut *lock(&run.skipped));
     skipped.sort();
+    // A list started again after an expired continue token meets its skips again.
+    skipped.dedup();
     let mut pvcs = std::mem::take(&mut *lock(&run.pvcs));
     pvcs.sort();
     let manifest = Manifest {
@@ -339,9 +402,14 @@ pub async fn backup(
         skipped = manifest.skipped.len(),
         "resource backup finished"
     );
+    let mut errors = std::mem::take(&mut *lock(&run.errors));
+    errors.sort();
     Ok(BackupReport {
         archive_id: manifest.archive_id.clone(),
         manifest,
+        counts_by_kind: std::mem::take(&mut *lock(&run.counts_by_kind)),
+        counts_by_namespace: std::mem::take(&mut *lock(&run.counts_by_namespace)),
+        errors,
     })
 }
 
@@ -354,6 +422,30 @@ mod tests {
     fn backup_future_is_send(client: &Client, s: &Selection, a: &dyn ResourceArchive, o: &BackupOptions) {
         fn is_send<T: Send>(_: T) {}
         is_send(backup(client, s, a, o));
+    }
+
+    #[test]
+    fn only_an_expired_continue_token_restarts_a_list_and_only_a_few_times() {
+        assert!(
+            relist_after(Some(410), true, 0),
+            "410 Gone on a continue token: list again"
+        );
+        assert!(relist_after(Some(410), true, MAX_RELISTS - 1));
+        assert!(!relist_after(Some(410), true, MAX_RELISTS), "not forever");
+        assert!(
+            !relist_after(Some(410), false, 0),
+            "410 on a first page is not an expired token"
+        );
+        for other in [Some(403), Some(404), Some(500), Some(503), None] {
+            assert!(!relist_after(other, true, 0), "{other:?} is a failed list");
+        }
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": "The provided continue parameter is too old",
+            "reason": "Expired", "code": 410
+        }))
+        .unwrap();
+        let gone = kube::Error::Api(Box::new(status));
+        assert_eq!(status_of(&gone), Some(410));
     }
 
     #[test]

@@ -718,7 +718,12 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
     }
 
     let order = opts.order.clone().unwrap_or_else(default_restore_order);
-    entries.sort_by_key(|e| restore_rank(&order, &e.resource.group_resource()));
+    // Types an overriding order puts in the same place (its "*") still go in the default
+    // order among themselves: PVs before the claims that bind them, and so on. Without
+    // this, objects of one rank run in parallel and a claim can race its volume.
+    let default_order = default_restore_order();
+    let rank_of = |gr: &str| (restore_rank(&order, gr), restore_rank(&default_order, gr));
+    entries.sort_by_key(|e| rank_of(&e.resource.group_resource()));
     let run = Run {
         client,
         reader: reader.as_ref(),
@@ -739,10 +744,10 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
     let mut namespaces_ensured = false;
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {
-        let rank = restore_rank(&order, &first.resource.group_resource());
+        let rank = rank_of(&first.resource.group_resource());
         let len = rest
             .iter()
-            .take_while(|e| restore_rank(&order, &e.resource.group_resource()) == rank)
+            .take_while(|e| rank_of(&e.resource.group_resource()) == rank)
             .count();
         let (group, tail) = rest.split_at(len);
         rest = tail;

@@ -367,6 +367,7 @@ async fn plant_recovery_point(api: &Api, org: &str, cluster: &str, definition: &
         pv_count: 1,
         snapshot_bytes: 0,
         copy_bytes: 0,
+        details: Default::default(),
         created_at: now,
         updated_at: now,
         version: 0,
@@ -842,4 +843,138 @@ async fn internal_errors_say_only_internal_error_and_the_request_id() {
     for leak in ["parse", "ORG#", "CLUSTER#", "secretInternalDetail", "missing field"] {
         assert!(!reply.text.contains(leak), "{leak:?} leaked: {}", reply.text);
     }
+}
+
+#[tokio::test]
+async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() {
+    let api = Api::new();
+    let t = api.signup("acme").await;
+    let dest = api.destination(&t.admin, "s3").await;
+    let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
+    let def = api
+        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
+        .await
+        .expect(201)
+        .id();
+    let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
+    api.state
+        .control_plane
+        .record_heartbeat(&Secret::from_presented(token.clone()), Heartbeat::default())
+        .await
+        .unwrap();
+    let created = api
+        .post(
+            "/v1/restores",
+            &t.admin,
+            json!({ "recoveryPointId": rp.to_string(), "targetClusterId": cluster }),
+        )
+        .await
+        .expect(201);
+    let restore_id = created.body["restore"]["id"].as_str().unwrap().to_owned();
+    let objects = format!("/v1/restores/{restore_id}/objects");
+    let empty = api.get(&objects, &t.admin).await.expect(200);
+    assert_eq!(empty.body["items"], json!([]), "nothing reported yet");
+
+    // The agent takes the job and reports 250 objects in three batches.
+    let session = api
+        .agent(&token, "/v1/agent/connect", None, json!({}))
+        .await
+        .expect(200)
+        .body["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let polled = api
+        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
+        .await
+        .expect(200);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(polled.body["job"]["type"], "K8S_RESTORE");
+    let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
+    let object = |i: usize| {
+        let (outcome, reason) = match i % 5 {
+            0 => ("skipped", Some(format!("already exists ({i})"))),
+            1 => ("failed", Some("forbidden".to_string())),
+            2 => ("updated", None),
+            _ => ("created", None),
+        };
+        json!({ "resource": "configmaps", "namespace": "shop", "name": format!("cm-{i:03}"),
+                "outcome": outcome, "reason": reason })
+    };
+    let results = format!("/v1/agent/jobs/{job}/results");
+    for (seq, range) in [(0, 0..100), (1, 100..200), (2, 200..250)] {
+        let batch = json!({ "leaseToken": lease, "seq": seq, "objects": range.map(object).collect::<Vec<_>>() });
+        let reply = api.agent(&token, &results, Some(&session), batch.clone()).await;
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.text);
+        // A retried batch replaces itself: nothing is counted twice.
+        let reply = api.agent(&token, &results, Some(&session), batch).await;
+        assert_eq!(reply.status.as_u16(), 204, "{}", reply.text);
+    }
+    let too_big = json!({ "leaseToken": lease, "seq": 3, "objects": (0..101).map(object).collect::<Vec<_>>() });
+    api.agent(&token, &results, Some(&session), too_big)
+        .await
+        .problem(400, "validation_failed");
+
+    // Every object, in order, across pages (a viewer may read them).
+    let viewer = api.key(&t, "viewer").await;
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{objects}?limit=70&cursor={c}"),
+            None => format!("{objects}?limit=70"),
+        };
+        let page = api.get(&path, &viewer).await.expect(200);
+        for o in page.body["items"].as_array().unwrap() {
+            names.push(o["name"].as_str().unwrap().to_owned());
+        }
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(names, (0..250).map(|i| format!("cm-{i:03}")).collect::<Vec<_>>());
+
+    // Only the skipped ones, with their reasons.
+    let skipped = api
+        .get(&format!("{objects}?outcome=skipped&limit=200"), &t.admin)
+        .await
+        .expect(200);
+    let items = skipped.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 50, "{}", skipped.text);
+    assert!(items.iter().all(|o| o["outcome"] == "skipped"));
+    assert_eq!(items[1]["reason"], "already exists (5)");
+    let failed = api
+        .get(&format!("{objects}?outcome=failed&limit=200"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(failed.body["items"].as_array().unwrap().len(), 50);
+    assert_eq!(failed.body["items"][0]["reason"], "forbidden");
+    api.get(&format!("{objects}?cursor=garbage"), &t.admin)
+        .await
+        .problem(400, "validation_failed");
+    api.get(&format!("{objects}?outcome=lost"), &t.admin).await.expect(400);
+
+    // The result batches do not show up as restores.
+    let list = api.get("/v1/restores", &t.admin).await.expect(200);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1, "{}", list.text);
+    assert_eq!(list.body["items"][0]["id"], restore_id.as_str());
+
+    // Once the job has ended, no more results are taken.
+    api.agent(
+        &token,
+        &format!("/v1/agent/jobs/{job}/complete"),
+        Some(&session),
+        json!({ "leaseToken": lease, "state": "COMPLETED" }),
+    )
+    .await
+    .expect(200);
+    api.agent(
+        &token,
+        &results,
+        Some(&session),
+        json!({ "leaseToken": lease, "seq": 9, "objects": [object(3)] }),
+    )
+    .await
+    .problem(409, "lease_lost");
 }

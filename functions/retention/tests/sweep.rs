@@ -137,6 +137,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         pv_count: 0,
         snapshot_bytes: 0,
         copy_bytes: 0,
+        details: Default::default(),
         created_at: days_ago(created),
         updated_at: days_ago(created),
         version: 0,

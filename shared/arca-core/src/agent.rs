@@ -158,6 +158,22 @@ pub struct BackupResult {
     pub snapshot_bytes: u64,
     #[serde(default)]
     pub copy_bytes: u64,
+    /// Counts per kind and namespace, warnings and errors; absent from older agents.
+    #[serde(flatten)]
+    pub details: crate::recovery::BackupDetails,
+}
+
+/// One batch of a restore's per-object results (`POST /v1/agent/jobs/{id}/results`):
+/// batch `seq` holds objects `seq * 100 ..`; sending a batch again replaces it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreResultsBatch {
+    pub lease_token: String,
+    #[serde(default)]
+    pub seq: u32,
+    /// At most [`crate::restore::MAX_OBJECTS_PER_BATCH`].
+    #[serde(default)]
+    pub objects: Vec<crate::restore::RestoreObjectResult>,
 }
 
 /// How a job ended, as the agent reports it.

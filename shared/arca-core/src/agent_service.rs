@@ -452,6 +452,63 @@ impl ControlPlane {
         .await
     }
 
+    /// Stores one batch of a restore job's per-object results (replacing an earlier
+    /// batch of the same `seq`, so a retried call is harmless).
+    pub async fn agent_restore_results(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+        batch: crate::agent::RestoreResultsBatch,
+    ) -> Result<()> {
+        use crate::restore::{MAX_OBJECTS_PER_BATCH, MAX_RESULT_BATCHES, RestoreObjectsPage, RestoreObjectsPageId};
+        self.current_session(agent, session).await?;
+        let job = self.agent_job(agent, id).await?;
+        if !matches!(job.state, JobState::Running | JobState::Cancelling) {
+            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
+        }
+        let (JobType::K8sRestore, Some(restore_id)) = (job.job_type, job.restore_id) else {
+            return Err(Error::invalid("id", "object results belong to K8S_RESTORE jobs"));
+        };
+        if batch.objects.len() > MAX_OBJECTS_PER_BATCH {
+            return Err(Error::invalid(
+                "objects",
+                format!("at most {MAX_OBJECTS_PER_BATCH} objects per batch"),
+            ));
+        }
+        if batch.seq >= MAX_RESULT_BATCHES {
+            return Err(Error::invalid("seq", format!("below {MAX_RESULT_BATCHES}")));
+        }
+        let page_id = RestoreObjectsPageId {
+            restore_id,
+            seq: batch.seq,
+        };
+        let page = RestoreObjectsPage {
+            id: page_id,
+            org_id: agent.org_id,
+            objects: batch.objects.into_iter().map(|o| o.bounded()).collect(),
+            version: 0,
+        };
+        let page = &page;
+        self.retrying(|| async move {
+            match self.store.find::<RestoreObjectsPage>(&agent.org_id, &page_id).await? {
+                Some(existing) => self
+                    .store
+                    .update(page.clone(), existing.version)
+                    .await
+                    .map(|_| ())
+                    .map_err(retry_on_stale),
+                None => self
+                    .store
+                    .create(page.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(retry_on_conflict),
+            }
+        })
+        .await
+    }
+
     /// Records how a job ended. A completed backup becomes a READY recovery point, a
     /// completed deletion removes its point, all in the job's transaction; then the
     /// message is acknowledged. Repeating the same completion is harmless.
@@ -546,6 +603,8 @@ impl ControlPlane {
                     pv_count: result.pv_count,
                     snapshot_bytes: result.snapshot_bytes,
                     copy_bytes: result.copy_bytes,
+                    // Bounded here too: the agent's word is not trusted with the item size.
+                    details: result.details.bounded(),
                     created_at: now,
                     updated_at: now,
                     version: 0,

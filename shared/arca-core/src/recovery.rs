@@ -1,5 +1,7 @@
 //! Recovery points: the restorable result of a backup.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -68,14 +70,174 @@ pub struct RecoveryPoint {
     pub snapshot_bytes: u64,
     #[serde(default)]
     pub copy_bytes: u64,
+    /// Counts per kind and namespace, warnings and errors of the backup (bounded).
+    #[serde(flatten)]
+    pub details: BackupDetails,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+}
+
+/// The key of cluster-scoped objects in [`BackupDetails::counts_by_namespace`].
+pub const CLUSTER_SCOPED: &str = "(cluster)";
+/// Where counts beyond [`MAX_COUNT_KEYS`] keys are summed.
+pub const OTHER_KEYS: &str = "(other)";
+/// At most this many keys in each count map (DynamoDB items are at most 400 KB).
+pub const MAX_COUNT_KEYS: usize = 500;
+/// At most this many warnings and this many errors are listed; the counts are exact.
+pub const MAX_ISSUES: usize = 100;
+/// Longest reason kept, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Longest resource, namespace or name kept, in characters.
+const MAX_NAME_CHARS: usize = 320;
+
+/// An object or a whole type left out of a backup, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceIssue {
+    /// `plural.group` (`deployments.apps`; the plural alone for the core group).
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Empty when the issue concerns the whole type (in `namespace`, if any).
+    #[serde(default)]
+    pub name: String,
+    pub reason: String,
+}
+
+/// What a backup reports besides its totals: counts by kind (`plural.group`) and by
+/// namespace ([`CLUSTER_SCOPED`] for cluster-scoped objects), the objects skipped with
+/// their reasons (warnings) and the types that could not be listed (errors). Bounded by
+/// [`BackupDetails::bounded`] so a recovery point item stays far below 400 KB.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupDetails {
+    #[serde(default)]
+    pub counts_by_kind: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub counts_by_namespace: BTreeMap<String, u64>,
+    /// How many objects were skipped (all of them, not only those listed).
+    #[serde(default)]
+    pub warning_count: u64,
+    /// The first [`MAX_ISSUES`] skipped objects.
+    #[serde(default)]
+    pub warnings: Vec<ResourceIssue>,
+    #[serde(default)]
+    pub error_count: u64,
+    /// The first [`MAX_ISSUES`] failures (types or namespaces whose listing failed).
+    #[serde(default)]
+    pub errors: Vec<ResourceIssue>,
+}
+
+fn truncated(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn bounded_counts(counts: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    if counts.len() <= MAX_COUNT_KEYS {
+        return counts
+            .into_iter()
+            .map(|(k, v)| (truncated(&k, MAX_NAME_CHARS), v))
+            .collect();
+    }
+    // The biggest keep their own key; the rest are summed under OTHER_KEYS.
+    let mut all: Vec<(String, u64)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rest: u64 = all.iter().skip(MAX_COUNT_KEYS - 1).map(|(_, v)| v).sum();
+    let mut out: BTreeMap<String, u64> = all
+        .into_iter()
+        .take(MAX_COUNT_KEYS - 1)
+        .map(|(k, v)| (truncated(&k, MAX_NAME_CHARS), v))
+        .collect();
+    *out.entry(OTHER_KEYS.to_string()).or_default() += rest;
+    out
+}
+
+fn bounded_issues(issues: Vec<ResourceIssue>) -> Vec<ResourceIssue> {
+    issues
+        .into_iter()
+        .take(MAX_ISSUES)
+        .map(|i| ResourceIssue {
+            resource: truncated(&i.resource, MAX_NAME_CHARS),
+            namespace: i.namespace.map(|n| truncated(&n, MAX_NAME_CHARS)),
+            name: truncated(&i.name, MAX_NAME_CHARS),
+            reason: truncated(&i.reason, MAX_REASON_CHARS),
+        })
+        .collect()
+}
+
+impl BackupDetails {
+    /// Within the stored bounds: at most [`MAX_COUNT_KEYS`] keys per count map (the
+    /// smallest summed under [`OTHER_KEYS`]), at most [`MAX_ISSUES`] warnings and errors
+    /// (the counts stay exact, never below the list's length), strings truncated.
+    pub fn bounded(self) -> Self {
+        let warning_count = self.warning_count.max(self.warnings.len() as u64);
+        let error_count = self.error_count.max(self.errors.len() as u64);
+        BackupDetails {
+            counts_by_kind: bounded_counts(self.counts_by_kind),
+            counts_by_namespace: bounded_counts(self.counts_by_namespace),
+            warning_count,
+            warnings: bounded_issues(self.warnings),
+            error_count,
+            errors: bounded_issues(self.errors),
+        }
+    }
 }
 
 impl RecoveryPoint {
     /// Whether retention may remove it at `now`.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         !self.locked && self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_bounded_for_the_item_size_limit() {
+        let issue = |i: usize| ResourceIssue {
+            resource: "configmaps".into(),
+            namespace: Some("ns".into()),
+            name: format!("cm-{i}"),
+            reason: "x".repeat(2_000),
+        };
+        let details = BackupDetails {
+            counts_by_kind: (0..3).map(|i| (format!("k{i}"), 1)).collect(),
+            counts_by_namespace: (0..2_000).map(|i| (format!("ns-{i:04}"), 1 + (i as u64 % 3))).collect(),
+            warning_count: 0,
+            warnings: (0..1_000).map(issue).collect(),
+            error_count: 7,
+            errors: vec![issue(0)],
+        }
+        .bounded();
+        assert_eq!(details.counts_by_kind.len(), 3, "small maps stay as they are");
+        assert_eq!(details.counts_by_namespace.len(), MAX_COUNT_KEYS);
+        let total: u64 = (0..2_000u64).map(|i| 1 + i % 3).sum();
+        assert_eq!(
+            details.counts_by_namespace.values().sum::<u64>(),
+            total,
+            "nothing is lost"
+        );
+        assert!(details.counts_by_namespace.contains_key(OTHER_KEYS));
+        assert_eq!(details.warnings.len(), MAX_ISSUES);
+        assert_eq!(
+            details.warning_count, 1_000,
+            "the count covers what the list leaves out"
+        );
+        assert_eq!(details.error_count, 7);
+        assert!(details.warnings[0].reason.chars().count() <= MAX_REASON_CHARS + 1);
+        let bytes = serde_json::to_vec(&details).unwrap().len();
+        assert!(bytes < 200_000, "{bytes} bytes");
+    }
+
+    #[test]
+    fn old_items_without_details_still_read() {
+        let d: BackupDetails = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(d, BackupDetails::default());
     }
 }

@@ -106,9 +106,136 @@ pub struct Restore {
     pub version: u64,
 }
 
+/// At most this many objects per results batch (one stored item each: with the bounds
+/// of [`RestoreObjectResult::bounded`], ~120 KB at worst, far below DynamoDB's 400 KB).
+pub const MAX_OBJECTS_PER_BATCH: usize = 100;
+/// Batch sequence numbers run from 0 to below this (10 million objects).
+pub const MAX_RESULT_BATCHES: u32 = 100_000;
+const MAX_OBJECT_REASON_CHARS: usize = 500;
+const MAX_OBJECT_NAME_CHARS: usize = 320;
+
+/// How one object of a restore ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectOutcome {
+    Created,
+    Updated,
+    Skipped,
+    Failed,
+}
+
+/// One object of a restore, named as in the target cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreObjectResult {
+    /// `plural.group`.
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub outcome: ObjectOutcome,
+    /// Why it was skipped, or the error it failed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn truncated(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+impl RestoreObjectResult {
+    /// With every string within its stored bound.
+    pub fn bounded(self) -> Self {
+        RestoreObjectResult {
+            resource: truncated(&self.resource, MAX_OBJECT_NAME_CHARS),
+            namespace: self.namespace.map(|n| truncated(&n, MAX_OBJECT_NAME_CHARS)),
+            name: truncated(&self.name, MAX_OBJECT_NAME_CHARS),
+            outcome: self.outcome,
+            reason: self.reason.map(|r| truncated(&r, MAX_OBJECT_REASON_CHARS)),
+        }
+    }
+}
+
+/// Identifies one stored batch of a restore's object results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreObjectsPageId {
+    pub restore_id: RestoreId,
+    pub seq: u32,
+}
+
+impl std::fmt::Display for RestoreObjectsPageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.restore_id, self.seq)
+    }
+}
+
+/// One batch of a restore's per-object results, as stored (SK
+/// `RSTOBJ#<restoreId>#<seq>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreObjectsPage {
+    pub id: RestoreObjectsPageId,
+    pub org_id: OrgId,
+    pub objects: Vec<RestoreObjectResult>,
+    pub version: u64,
+}
+
+/// A position in a restore's object results: the opaque `cursor` of
+/// `GET /v1/restores/{id}/objects` (`<seq>.<index>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectCursor {
+    pub seq: u32,
+    pub index: usize,
+}
+
+impl ObjectCursor {
+    pub fn parse(text: &str) -> Result<Self> {
+        let invalid = || Error::invalid("cursor", "not a cursor of this listing");
+        let (seq, index) = text.split_once('.').ok_or_else(invalid)?;
+        let seq: u32 = seq.parse().map_err(|_| invalid())?;
+        let index: usize = index.parse().map_err(|_| invalid())?;
+        if seq >= MAX_RESULT_BATCHES || index >= MAX_OBJECTS_PER_BATCH {
+            return Err(invalid());
+        }
+        Ok(ObjectCursor { seq, index })
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.seq, self.index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_cursors_round_trip_and_reject_garbage() {
+        let c = ObjectCursor { seq: 12, index: 34 };
+        assert_eq!(ObjectCursor::parse(&c.encode()).unwrap(), c);
+        for bad in ["", "1", "a.b", "1.-1", "100000.0", "0.100"] {
+            assert!(ObjectCursor::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_results_are_bounded() {
+        let r = RestoreObjectResult {
+            resource: "configmaps".into(),
+            namespace: Some("ns".into()),
+            name: "n".repeat(1_000),
+            outcome: ObjectOutcome::Failed,
+            reason: Some("é".repeat(5_000)),
+        }
+        .bounded();
+        assert!(r.name.chars().count() <= MAX_OBJECT_NAME_CHARS + 1);
+        assert!(r.reason.unwrap().chars().count() <= MAX_OBJECT_REASON_CHARS + 1);
+        assert_eq!(serde_json::to_value(ObjectOutcome::Skipped).unwrap(), "skipped");
+    }
 
     #[test]
     fn namespaces_are_mapped_or_decorated() {

@@ -95,6 +95,7 @@ mod tests {
             pv_count: 0,
             snapshot_bytes: 0,
             copy_bytes: 0,
+            details: Default::default(),
             created_at: at(created),
             updated_at: at(created),
             version: 1,

@@ -1289,6 +1289,77 @@ impl ControlPlane {
         self.store.get(&p.org_id, id).await
     }
 
+    /// A restore's per-object results in the order the agent reported them, optionally
+    /// only those of one outcome. `cursor` is the `nextCursor` of the previous page.
+    pub async fn list_restore_objects(
+        &self,
+        p: &Principal,
+        id: &RestoreId,
+        outcome: Option<crate::restore::ObjectOutcome>,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::restore::RestoreObjectResult>> {
+        use crate::restore::ObjectCursor;
+        // Batches read per store query, and queries per call (bounds the reads a filter
+        // that matches little may cost; the cursor then says where to go on).
+        const BATCHES: u32 = 10;
+        const ROUNDS: usize = 5;
+        p.require(Role::Viewer)?;
+        // NotFound for another org's restore: its results are under its org only anyway.
+        self.store.get::<Restore>(&p.org_id, id).await?;
+        let limit = page.size()? as usize;
+        let mut at = match &page.cursor {
+            Some(text) => ObjectCursor::parse(text)?,
+            None => ObjectCursor::default(),
+        };
+        let mut items = Vec::new();
+        for _ in 0..ROUNDS {
+            let pages = self.store.restore_object_pages(&p.org_id, id, at.seq, BATCHES).await?;
+            let full = pages.len() as u32 == BATCHES;
+            for batch in pages {
+                if batch.id.seq != at.seq {
+                    at = ObjectCursor {
+                        seq: batch.id.seq,
+                        index: 0,
+                    };
+                }
+                while let Some(object) = batch.objects.get(at.index) {
+                    at.index += 1;
+                    if outcome.is_none_or(|o| o == object.outcome) {
+                        items.push(object.clone());
+                        if items.len() == limit {
+                            let next = if at.index < batch.objects.len() {
+                                at
+                            } else {
+                                ObjectCursor {
+                                    seq: batch.id.seq.saturating_add(1),
+                                    index: 0,
+                                }
+                            };
+                            return Ok(Listing {
+                                items,
+                                next_cursor: (next.seq < crate::restore::MAX_RESULT_BATCHES).then(|| next.encode()),
+                            });
+                        }
+                    }
+                }
+                at = ObjectCursor {
+                    seq: batch.id.seq.saturating_add(1),
+                    index: 0,
+                };
+            }
+            if !full || at.seq >= crate::restore::MAX_RESULT_BATCHES {
+                return Ok(Listing {
+                    items,
+                    next_cursor: None,
+                });
+            }
+        }
+        Ok(Listing {
+            items,
+            next_cursor: Some(at.encode()),
+        })
+    }
+
     pub async fn list_restores(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Restore>> {
         p.require(Role::Viewer)?;
         self.store.list(&p.org_id, page).await

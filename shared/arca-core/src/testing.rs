@@ -895,6 +895,7 @@ fn recovery_point(org: OrgId, cluster: ClusterId, expires_at: Option<DateTime<Ut
         pv_count: 1,
         snapshot_bytes: 100,
         copy_bytes: 0,
+        details: Default::default(),
         created_at: now(),
         updated_at: now(),
         version: 0,

@@ -2,7 +2,9 @@
 //! Every call but `connect` carries the session id `connect` returned; a newer connect
 //! with the same token supersedes it (409 `superseded`: the older agent stops).
 
-use arca_core::agent::{AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport};
+use arca_core::agent::{
+    AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport, RestoreResultsBatch,
+};
 use arca_core::cluster::{Cluster, Heartbeat};
 use arca_core::credentials::DestinationAccess;
 use arca_core::ids::JobId;
@@ -97,6 +99,28 @@ pub async fn progress(
             .agent_progress(&caller.agent, session, &id, body)
             .await?,
     ))
+}
+
+/// One batch (at most 100) of a restore job's per-object results; sending batch `seq`
+/// again replaces it.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/results", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session. `{leaseToken, seq, objects[]}`.",
+    request_body = serde_json::Value,
+    params(("id" = String, Path)),
+    responses((status = 204, description = "Stored"), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn results(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    Body(body): Body<RestoreResultsBatch>,
+) -> ApiResult<StatusCode> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    s.control_plane
+        .agent_restore_results(&caller.agent, session, &id, body)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// How the job ended (COMPLETED, PARTIAL, FAILED, CANCELED), with what it produced.

@@ -121,11 +121,13 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::get_recovery_point))
         .routes(routes!(operations::list_restores, operations::create_restore))
         .routes(routes!(operations::get_restore))
+        .routes(routes!(operations::list_restore_objects))
         .routes(routes!(agent::connect))
         .routes(routes!(agent::heartbeat))
         .routes(routes!(agent::poll))
         .routes(routes!(agent::lease))
         .routes(routes!(agent::progress))
+        .routes(routes!(agent::results))
         .routes(routes!(agent::complete))
         .routes(routes!(agent::credentials))
 }

@@ -6,7 +6,7 @@ use arca_core::backup::BackupDefinitionView;
 use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, RecoveryPointId, RestoreId};
 use arca_core::job::{Job, JobState, JobType};
 use arca_core::recovery::RecoveryPoint;
-use arca_core::restore::Restore;
+use arca_core::restore::{ObjectOutcome, Restore, RestoreObjectResult};
 use arca_core::service::{JobFilter, RecoveryPointFilter, RestoreCreated};
 use arca_core::store::page::{Listing, PageRequest};
 use axum::Json;
@@ -250,4 +250,42 @@ pub async fn get_restore(
     let p = caller.require(Role::Viewer)?;
     let restore = s.control_plane.get_restore(p, &path_id::<RestoreId>(&id)?).await?;
     Ok(Tagged::ok(restore.version, restore))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RestoreObjectParams {
+    /// created, updated, skipped or failed.
+    #[param(value_type = Option<String>)]
+    pub outcome: Option<ObjectOutcome>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// The restore's per-object results (`{resource, namespace?, name, outcome, reason?}`), in
+/// the order the agent reported them, optionally of one outcome.
+#[utoipa::path(get, path = "/v1/restores/{id}/objects", tag = "restores", description = "Role: viewer.",
+    params(("id" = String, Path, description = "rst_<ULID>"), RestoreObjectParams),
+    responses((status = 200, body = Page), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_restore_objects(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<RestoreObjectParams>,
+) -> ApiResult<Json<Listing<RestoreObjectResult>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(
+        s.control_plane
+            .list_restore_objects(
+                p,
+                &path_id::<RestoreId>(&id)?,
+                q.outcome,
+                &PageRequest {
+                    cursor: q.cursor,
+                    limit: q.limit,
+                },
+            )
+            .await?,
+    ))
 }

@@ -6,7 +6,9 @@
 //!   agent's session, liveness and facts, apart from the user-editable cluster item so a
 //!   heartbeat never changes the cluster's ETag), `ACTIVE#<bkpId>` (the one unfinished
 //!   job of a backup definition, created with `NotExists` together with the job),
-//!   `INSTALL#<clusterId>` (the cluster's one pending install link; a new one replaces it).
+//!   `INSTALL#<clusterId>` (the cluster's one pending install link; a new one replaces it),
+//!   `RSTOBJ#<restoreId>#<seq:06>` (a batch of a restore's per-object results; not
+//!   `RESTORE#<id>#...`, which would fall inside the `RESTORE#` listing of restores).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`.
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`.
@@ -32,6 +34,8 @@ pub const RESTORE_SK_PREFIX: &str = "RESTORE#";
 pub const AGENT_SK_PREFIX: &str = "AGENT#";
 pub const ACTIVE_JOB_SK_PREFIX: &str = "ACTIVE#";
 pub const INSTALL_SK_PREFIX: &str = "INSTALL#";
+/// Not `RESTORE#<id>#OBJ#<seq>`: that would fall inside the `RESTORE#` listing.
+pub const RESTORE_OBJECTS_SK_PREFIX: &str = "RSTOBJ#";
 
 pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
 pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
@@ -93,6 +97,16 @@ pub fn active_job_sk(definition: &BackupDefinitionId) -> String {
 
 pub fn install_sk(cluster: &ClusterId) -> String {
     format!("{INSTALL_SK_PREFIX}{cluster}")
+}
+
+/// Fixed-width sequence, so sort-key order is batch order.
+pub fn restore_objects_sk(id: &crate::restore::RestoreObjectsPageId) -> String {
+    format!("{}{:06}", restore_objects_prefix(&id.restore_id), id.seq)
+}
+
+/// Every batch of one restore's object results.
+pub fn restore_objects_prefix(restore: &RestoreId) -> String {
+    format!("{RESTORE_OBJECTS_SK_PREFIX}{restore}#")
 }
 
 pub fn install_token_gsi1(hash: &SecretHash) -> IndexKey {
@@ -169,6 +183,19 @@ mod tests {
         assert_eq!(
             api_key_sk(&"key_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
             "APIKEY#key_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        let rst: RestoreId = "rst_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let page = crate::restore::RestoreObjectsPageId {
+            restore_id: rst,
+            seq: 42,
+        };
+        assert_eq!(
+            restore_objects_sk(&page),
+            "RSTOBJ#rst_01ARZ3NDEKTSV4RRFFQ69G5FAV#000042"
+        );
+        assert!(
+            !restore_objects_sk(&page).starts_with(RESTORE_SK_PREFIX),
+            "object results must stay out of the RESTORE# listing"
         );
         assert_eq!(recovery_point_sk(&rp), "RP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV");
         assert_eq!(

@@ -173,6 +173,28 @@ record!(
 );
 record!(Restore, RestoreId, "restore", keys::RESTORE_SK_PREFIX, keys::restore_sk);
 
+impl Record for crate::restore::RestoreObjectsPage {
+    type Id = crate::restore::RestoreObjectsPageId;
+    const WHAT: &'static str = "restore results";
+    const SK_PREFIX: &'static str = keys::RESTORE_OBJECTS_SK_PREFIX;
+
+    fn sk_for(id: &Self::Id) -> String {
+        keys::restore_objects_sk(id)
+    }
+    fn id(&self) -> &Self::Id {
+        &self.id
+    }
+    fn org_id(&self) -> &OrgId {
+        &self.org_id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+}
+
 impl Record for crate::agent::AgentState {
     type Id = ClusterId;
     const WHAT: &'static str = "agent state of cluster";
@@ -527,6 +549,35 @@ impl Store {
             items,
             next_cursor: next,
         })
+    }
+
+    /// Up to `max` stored result batches of one restore, from batch `from_seq` on, in order.
+    pub async fn restore_object_pages(
+        &self,
+        org: &OrgId,
+        restore: &RestoreId,
+        from_seq: u32,
+        max: u32,
+    ) -> Result<Vec<crate::restore::RestoreObjectsPage>> {
+        let id = |seq| crate::restore::RestoreObjectsPageId {
+            restore_id: *restore,
+            seq,
+        };
+        let result = self
+            .items
+            .query(Query {
+                index: None,
+                pk: keys::org_pk(org),
+                range: SortKeyRange::Between(
+                    keys::restore_objects_sk(&id(from_seq)),
+                    keys::restore_objects_sk(&id(crate::restore::MAX_RESULT_BATCHES)),
+                ),
+                limit: max.max(1),
+                ascending: true,
+                cursor: None,
+            })
+            .await?;
+        result.items.iter().map(from_item).collect()
     }
 
     /// Cross-tenant: the API key whose secret hashes to `hash`, if any.
