@@ -1,7 +1,12 @@
 //! Helpers shared by the end-to-end tests in `tests/`.
 
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use arca_core::ports::Clock;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DeleteParams, GroupVersionKind, PostParams};
+use serde_json::Value;
 
 /// The CSI snapshot API as installed by the test environment.
 pub fn volume_snapshot_resource() -> ApiResource {
@@ -26,4 +31,81 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
     let _ = Api::<Namespace>::all(client.clone())
         .delete(name, &DeleteParams::default())
         .await;
+}
+
+/// A clock the test moves (schedules firing, retention expiring).
+pub struct TestClock(Mutex<SystemTime>);
+
+impl TestClock {
+    /// Starts at the wall clock's now.
+    pub fn starting_now() -> Self {
+        TestClock(Mutex::new(SystemTime::now()))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *now += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A user of the HTTP API with one API key; every call panics with the response on an
+/// unexpected status, which is what a test wants.
+pub struct User {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl User {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
+        v
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// Polls `path` until `done` holds (at most 60 s).
+    pub async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let v = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never got there: {}", self.get(path).await);
+    }
+
+    /// Waits until the job has ended, whatever its outcome.
+    pub async fn wait_job(&self, id: &str) -> Value {
+        self.wait_for(&format!("/v1/jobs/{id}"), |j| {
+            ["COMPLETED", "PARTIAL", "FAILED", "CANCELED", "SKIPPED"].contains(&j["state"].as_str().unwrap_or_default())
+        })
+        .await
+    }
 }

@@ -10,12 +10,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arca_agent::runner::{ArchiveKey, ResourceRunner};
 use arca_agent::worker::{self, WorkerConfig};
-use arca_core::ports::Clock;
 use arca_core::service::{ControlPlane, ControlPlaneConfig};
 use arca_core::store::Store;
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
@@ -24,63 +23,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
-
-/// A clock the test moves (for retention); otherwise the wall clock.
-struct TestClock(Mutex<SystemTime>);
-
-impl Clock for TestClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
-
-struct User {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
-
-impl User {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
-        v
-    }
-    async fn get(&self, path: &str) -> Value {
-        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "GET {path}: {v}");
-        v
-    }
-    /// Polls `path` until `done` holds (at most 60 s).
-    async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..600 {
-            let v = self.get(path).await;
-            if done(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{path} never got there: {}", self.get(path).await);
-    }
-    async fn wait_job(&self, id: &str) -> Value {
-        self.wait_for(&format!("/v1/jobs/{id}"), |j| {
-            ["COMPLETED", "PARTIAL", "FAILED", "CANCELED"].contains(&j["state"].as_str().unwrap_or_default())
-        })
-        .await
-    }
-}
+use tests::{TestClock, User};
 
 /// Regular files anywhere under `dir` (0 when it does not exist).
 fn files_under(dir: &std::path::Path) -> usize {
@@ -107,7 +50,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let dest_dir = dir.path().join("dest");
     let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let clock = Arc::new(TestClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(TestClock::starting_now());
     let config = ControlPlaneConfig {
         signup_open: true,
         local_destinations: true,
@@ -450,7 +393,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
 
     // Retention: two days later the point expires; its DELETE_BACKUP job removes the
     // archive's manifest and index and keeps the shared objects (said in the log).
-    *clock.0.lock().unwrap() += Duration::from_secs(2 * 86_400);
+    clock.advance(Duration::from_secs(2 * 86_400));
     let report = cp.retention_sweep().await.unwrap();
     assert!(report.examined >= 1, "{report:?}");
     let point_id = point["id"].as_str().unwrap();

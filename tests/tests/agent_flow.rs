@@ -9,66 +9,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arca_agent::worker::{self, Exit, StubRunner, WorkerConfig};
-use arca_core::ports::Clock;
 use arca_core::scheduler::Scheduler;
 use arca_core::service::ControlPlaneConfig;
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
 use serde_json::{Value, json};
-
-/// A clock the test moves: drives the embedded scheduler's `due()`.
-struct TestClock(Mutex<SystemTime>);
-
-impl Clock for TestClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
-
-struct User {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
-
-impl User {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
-        v
-    }
-    async fn get(&self, path: &str) -> Value {
-        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "GET {path}: {v}");
-        v
-    }
-    /// Polls `path` until `done` holds (at most 20 s).
-    async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..200 {
-            let v = self.get(path).await;
-            if done(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{path} never got there: {}", self.get(path).await);
-    }
-}
+use tests::{TestClock, User};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_backup_travels_to_the_agent_and_back() {
@@ -78,7 +27,7 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
     // The control plane on the embedded adapters, served on a loopback port.
     let dir = tempfile::tempdir().unwrap();
     let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let clock = Arc::new(TestClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(TestClock::starting_now());
     let scheduler = Arc::new(EmbeddedScheduler::new(clock.clone()));
     let config = ControlPlaneConfig {
         signup_open: true,
@@ -197,7 +146,7 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
     );
 
     // Time passes a minute: row 0 fires; dispatch runs it.
-    *clock.0.lock().unwrap() += Duration::from_secs(61);
+    clock.advance(Duration::from_secs(61));
     let due = scheduler.due().unwrap();
     assert_eq!(due.len(), 1, "{due:?}");
     assert_eq!(due[0].rule, 0);

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use self::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
 use self::page::{Listing, PageRequest, decode_cursor, encode_cursor};
+use crate::agent::{ActiveJob, AgentState};
 use crate::auth::ApiKey;
 use crate::backup::BackupDefinition;
 use crate::cluster::Cluster;
@@ -28,11 +29,12 @@ use crate::destination::Destination;
 use crate::ids::{
     ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId, RestoreId,
 };
+use crate::install::InstallLink;
 use crate::job::Job;
 use crate::org::Org;
 use crate::policy::Policy;
 use crate::recovery::RecoveryPoint;
-use crate::restore::Restore;
+use crate::restore::{Restore, RestoreObjectsPage, RestoreObjectsPageId};
 use crate::secret::SecretHash;
 use crate::{Error, Result};
 
@@ -64,6 +66,11 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync {
 
 macro_rules! record {
     ($ty:ident, $id:ty, $what:literal, $prefix:expr, $sk:path) => {
+        record!($ty, $id, $what, $prefix, $sk, id);
+    };
+    // `$field`: the record's own id, for records keyed by another entity's id (an
+    // agent's state by its cluster, an active job by its definition).
+    ($ty:ident, $id:ty, $what:literal, $prefix:expr, $sk:path, $field:ident) => {
         impl Record for $ty {
             type Id = $id;
             const WHAT: &'static str = $what;
@@ -73,7 +80,7 @@ macro_rules! record {
                 $sk(id)
             }
             fn id(&self) -> &$id {
-                &self.id
+                &self.$field
             }
             fn org_id(&self) -> &OrgId {
                 &self.org_id
@@ -108,6 +115,15 @@ macro_rules! record {
     (@extra RecoveryPoint) => {
         fn gsi2(&self) -> Option<IndexKey> {
             self.expires_at.map(|at| keys::recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
+        }
+    };
+    (@extra InstallLink) => {
+        fn gsi1(&self) -> Option<IndexKey> {
+            self.token_hash.as_ref().map(keys::install_token_gsi1)
+        }
+        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
+            self.token_hash = hash_from_index(item, keys::GSI1_INSTALL_PREFIX)?;
+            Ok(())
         }
     };
     (@extra $other:ident) => {};
@@ -173,100 +189,37 @@ record!(
 );
 record!(Restore, RestoreId, "restore", keys::RESTORE_SK_PREFIX, keys::restore_sk);
 
-impl Record for crate::restore::RestoreObjectsPage {
-    type Id = crate::restore::RestoreObjectsPageId;
-    const WHAT: &'static str = "restore results";
-    const SK_PREFIX: &'static str = keys::RESTORE_OBJECTS_SK_PREFIX;
-
-    fn sk_for(id: &Self::Id) -> String {
-        keys::restore_objects_sk(id)
-    }
-    fn id(&self) -> &Self::Id {
-        &self.id
-    }
-    fn org_id(&self) -> &OrgId {
-        &self.org_id
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-}
-
-impl Record for crate::agent::AgentState {
-    type Id = ClusterId;
-    const WHAT: &'static str = "agent state of cluster";
-    const SK_PREFIX: &'static str = keys::AGENT_SK_PREFIX;
-
-    fn sk_for(id: &ClusterId) -> String {
-        keys::agent_sk(id)
-    }
-    fn id(&self) -> &ClusterId {
-        &self.cluster_id
-    }
-    fn org_id(&self) -> &OrgId {
-        &self.org_id
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-}
-
-impl Record for crate::agent::ActiveJob {
-    type Id = BackupDefinitionId;
-    const WHAT: &'static str = "active job of backup definition";
-    const SK_PREFIX: &'static str = keys::ACTIVE_JOB_SK_PREFIX;
-
-    fn sk_for(id: &BackupDefinitionId) -> String {
-        keys::active_job_sk(id)
-    }
-    fn id(&self) -> &BackupDefinitionId {
-        &self.definition_id
-    }
-    fn org_id(&self) -> &OrgId {
-        &self.org_id
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-}
-
-impl Record for crate::install::InstallLink {
-    type Id = ClusterId;
-    const WHAT: &'static str = "install link of cluster";
-    const SK_PREFIX: &'static str = keys::INSTALL_SK_PREFIX;
-
-    fn sk_for(id: &ClusterId) -> String {
-        keys::install_sk(id)
-    }
-    fn id(&self) -> &ClusterId {
-        &self.cluster_id
-    }
-    fn org_id(&self) -> &OrgId {
-        &self.org_id
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn gsi1(&self) -> Option<IndexKey> {
-        self.token_hash.as_ref().map(keys::install_token_gsi1)
-    }
-    fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-        self.token_hash = hash_from_index(item, keys::GSI1_INSTALL_PREFIX)?;
-        Ok(())
-    }
-}
+record!(
+    RestoreObjectsPage,
+    RestoreObjectsPageId,
+    "restore results",
+    keys::RESTORE_OBJECTS_SK_PREFIX,
+    keys::restore_objects_sk
+);
+record!(
+    AgentState,
+    ClusterId,
+    "agent state of cluster",
+    keys::AGENT_SK_PREFIX,
+    keys::agent_sk,
+    cluster_id
+);
+record!(
+    ActiveJob,
+    BackupDefinitionId,
+    "active job of backup definition",
+    keys::ACTIVE_JOB_SK_PREFIX,
+    keys::active_job_sk,
+    definition_id
+);
+record!(
+    InstallLink,
+    ClusterId,
+    "install link of cluster",
+    keys::INSTALL_SK_PREFIX,
+    keys::install_sk,
+    cluster_id
+);
 
 fn to_item<T: Record>(record: &T) -> Result<Item> {
     Ok(Item {
