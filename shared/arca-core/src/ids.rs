@@ -118,6 +118,10 @@ id_type!(
     /// A restore request.
     RestoreId, "rst"
 );
+id_type!(
+    /// A linked AWS account (Arca's record of it; the 12-digit account id is a field).
+    CloudAccountId, "ca"
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,10 @@ mod agent_service;
 pub mod archive_key;
 pub mod auth;
 pub mod backup;
+pub mod cloud;
+#[cfg(feature = "testing")]
+pub mod cloud_contract;
+mod cloud_service;
 pub mod cluster;
 pub mod credentials;
 pub mod destination;
@@ -36,4 +40,5 @@ pub mod testing;
 mod validate;
 
 pub use agent_service::RetentionReport;
+pub use cloud_service::{InventoryReport, RegionReport};
 pub use error::{ConflictKind, Error, Result};

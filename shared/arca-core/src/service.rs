@@ -38,7 +38,7 @@ use crate::store::{Record, Store, Tx};
 use crate::{Error, Result, validate};
 
 /// How often a read-check-write is retried when a concurrent writer got there first.
-const CONCURRENCY_RETRIES: usize = 4;
+pub(crate) const CONCURRENCY_RETRIES: usize = 4;
 
 /// Deployment configuration of the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +161,8 @@ pub struct ControlPlane {
     /// `None` only in store-level tests: definition changes then sync no schedules.
     pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
     pub(crate) vendor: Arc<dyn CredentialVendor>,
+    /// `None` when the deployment does not reach AWS accounts (linking is refused).
+    pub(crate) cloud: Option<crate::cloud_service::CloudWiring>,
 }
 
 fn referrer(def: &BackupDefinition) -> PolicyReferrer {
@@ -181,6 +183,7 @@ impl ControlPlane {
             queue: None,
             scheduler: None,
             vendor: Arc::new(ConfigVendor),
+            cloud: None,
         }
     }
 

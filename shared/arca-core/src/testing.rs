@@ -808,7 +808,7 @@ macro_rules! expect_err {
     };
 }
 
-fn contract_plane(items: Arc<dyn ItemStore>, at_secs: u64) -> ControlPlane {
+pub(crate) fn contract_plane(items: Arc<dyn ItemStore>, at_secs: u64) -> ControlPlane {
     ControlPlane::new(
         Store::new(items),
         PlanLimits::default(),
@@ -825,7 +825,7 @@ fn now() -> DateTime<Utc> {
     DateTime::<Utc>::from(UNIX_EPOCH + Duration::from_secs(CONTRACT_NOW_SECS))
 }
 
-async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
+pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
     let signed = cp
         .signup(SignupRequest {
             org_name: name.to_string(),
@@ -918,7 +918,8 @@ pub async fn store_contract(items: Arc<dyn ItemStore>) {
     jobs_and_restores(items.clone()).await;
     dispatch_races_yield_one_job(items.clone()).await;
     heartbeats_leave_the_cluster_etag_alone(items.clone()).await;
-    plan_rules(items).await;
+    plan_rules(items.clone()).await;
+    crate::cloud_contract::linked_accounts(items).await;
 }
 
 /// Concurrent dispatches of one definition: exactly one PENDING job, every other one

@@ -8,16 +8,20 @@
 //!   job of a backup definition, created with `NotExists` together with the job),
 //!   `INSTALL#<clusterId>` (the cluster's one pending install link; a new one replaces it),
 //!   `RSTOBJ#<restoreId>#<seq:06>` (a batch of a restore's per-object results; not
-//!   `RESTORE#<id>#...`, which would fall inside the `RESTORE#` listing of restores).
+//!   `RESTORE#<id>#...`, which would fall inside the `RESTORE#` listing of restores),
+//!   `CLOUDACCT#<id>` (a linked AWS account), `AWSINV#<cloudAccountId>#<region>` (what
+//!   the last inventory found there).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`.
-//! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`.
+//! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`;
+//!   `CLOUDACCT` / `ORG#<orgId>#CA#<id>` (every linked account, for the 12-hour inventory).
 
 use chrono::{DateTime, Utc};
 
 use super::item::IndexKey;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId, RestoreId,
+    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId,
+    RestoreId,
 };
 use crate::secret::SecretHash;
 
@@ -37,12 +41,17 @@ pub const INSTALL_SK_PREFIX: &str = "INSTALL#";
 /// Not `RESTORE#<id>#OBJ#<seq>`: that would fall inside the `RESTORE#` listing.
 pub const RESTORE_OBJECTS_SK_PREFIX: &str = "RSTOBJ#";
 
+pub const CLOUD_ACCOUNT_SK_PREFIX: &str = "CLOUDACCT#";
+pub const AWS_INVENTORY_SK_PREFIX: &str = "AWSINV#";
+
 pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
 pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
 pub const GSI1_INSTALL_PREFIX: &str = "INSTALL#";
 /// The one GSI2 partition of recovery points by expiry. A single partition is fine at
 /// our scale (one reader, the retention sweep); shard it by suffix if it ever is not.
 pub const GSI2_RP_EXPIRY_PK: &str = "RPEXPIRY";
+/// The one GSI2 partition of linked accounts (few per org; one reader, the inventory).
+pub const GSI2_CLOUD_ACCOUNTS_PK: &str = "CLOUDACCT";
 
 pub fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
@@ -93,6 +102,26 @@ pub fn agent_sk(cluster: &ClusterId) -> String {
 
 pub fn active_job_sk(definition: &BackupDefinitionId) -> String {
     format!("{ACTIVE_JOB_SK_PREFIX}{definition}")
+}
+
+pub fn cloud_account_sk(id: &CloudAccountId) -> String {
+    format!("{CLOUD_ACCOUNT_SK_PREFIX}{id}")
+}
+
+pub fn aws_inventory_sk(id: &crate::cloud::inventory::AwsInventoryId) -> String {
+    format!("{}{}", aws_inventory_prefix(&id.cloud_account_id), id.region)
+}
+
+/// Every region's inventory of one linked account.
+pub fn aws_inventory_prefix(account: &CloudAccountId) -> String {
+    format!("{AWS_INVENTORY_SK_PREFIX}{account}#")
+}
+
+pub fn cloud_account_gsi2(org: &OrgId, id: &CloudAccountId) -> IndexKey {
+    IndexKey {
+        pk: GSI2_CLOUD_ACCOUNTS_PK.to_string(),
+        sk: format!("ORG#{org}#CA#{id}"),
+    }
 }
 
 pub fn install_sk(cluster: &ClusterId) -> String {

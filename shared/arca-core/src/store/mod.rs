@@ -24,10 +24,13 @@ use self::page::{Listing, PageRequest, decode_cursor, encode_cursor};
 use crate::agent::{ActiveJob, AgentState};
 use crate::auth::ApiKey;
 use crate::backup::BackupDefinition;
+use crate::cloud::CloudAccount;
+use crate::cloud::inventory::{AwsInventory, AwsInventoryId};
 use crate::cluster::Cluster;
 use crate::destination::Destination;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId, RestoreId,
+    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId,
+    RestoreId,
 };
 use crate::install::InstallLink;
 use crate::job::Job;
@@ -117,6 +120,11 @@ macro_rules! record {
             self.expires_at.map(|at| keys::recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
         }
     };
+    (@extra CloudAccount) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            Some(keys::cloud_account_gsi2(&self.org_id, &self.id))
+        }
+    };
     (@extra InstallLink) => {
         fn gsi1(&self) -> Option<IndexKey> {
             self.token_hash.as_ref().map(keys::install_token_gsi1)
@@ -188,6 +196,20 @@ record!(
     keys::recovery_point_sk
 );
 record!(Restore, RestoreId, "restore", keys::RESTORE_SK_PREFIX, keys::restore_sk);
+record!(
+    CloudAccount,
+    CloudAccountId,
+    "cloud account",
+    keys::CLOUD_ACCOUNT_SK_PREFIX,
+    keys::cloud_account_sk
+);
+record!(
+    AwsInventory,
+    AwsInventoryId,
+    "inventory",
+    keys::AWS_INVENTORY_SK_PREFIX,
+    keys::aws_inventory_sk
+);
 
 record!(
     RestoreObjectsPage,
@@ -572,6 +594,45 @@ impl Store {
             Some(item) if item.gsi1.as_ref() == hit.gsi1.as_ref() => from_item(&item).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// Every region's inventory of one linked account.
+    pub async fn aws_inventories(&self, org: &OrgId, account: &CloudAccountId) -> Result<Vec<AwsInventory>> {
+        let prefix = keys::aws_inventory_prefix(account);
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .collect(
+                    None,
+                    keys::org_pk(org),
+                    &prefix,
+                    SortKeyRange::BeginsWith(prefix.clone()),
+                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
+                    true,
+                    |_: &AwsInventory| true,
+                )
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Cross-tenant: one page of every org's linked accounts (the 12-hour inventory).
+    pub async fn cloud_accounts_cross_tenant(&self, page: &PageRequest) -> Result<Listing<CloudAccount>> {
+        self.collect(
+            Some(Index::Gsi2),
+            keys::GSI2_CLOUD_ACCOUNTS_PK.to_string(),
+            "",
+            SortKeyRange::All,
+            page,
+            true,
+            |_: &CloudAccount| true,
+        )
+        .await
     }
 
     /// Cross-tenant: recovery points of every org whose expiry is before `before` (to the
