@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use arca_core::auth::{ApiKeySpec, Role};
 use arca_core::backup::{BackupDefinitionSpec, PvMode, Selection};
+use arca_core::cloud::CloudAccountSpec;
 use arca_core::cluster::ClusterSpec;
 use arca_core::destination::{DestinationSpec, DestinationTarget};
 use arca_core::ids::{ClusterId, DestinationId, PolicyId, RecoveryPointId};
@@ -487,4 +488,33 @@ mod tests {
         let tagged = json!({ "name": "d", "target": { "kind": "S3", "bucket": "b", "region": "r", "bucketz": "x" } });
         assert!(serde_json::from_value::<DestinationBody>(tagged).is_err());
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudAccountBody {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Regions Arca inventories and works in.
+    #[schema(example = json!(["us-east-1", "eu-west-1"]))]
+    pub regions: Vec<String>,
+}
+
+impl From<CloudAccountBody> for CloudAccountSpec {
+    fn from(b: CloudAccountBody) -> Self {
+        CloudAccountSpec {
+            name: b.name,
+            description: b.description,
+            regions: b.regions,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleArnBody {
+    /// The role the stack created (its `RoleArn` output).
+    #[schema(example = "arn:aws:iam::111122223333:role/arca-01j0000000000000000000000")]
+    pub role_arn: String,
 }

@@ -38,6 +38,8 @@ pub struct Config {
     /// `ARCA_ARCHIVE_MASTER_KEY` (64 hex digits): what each org's archive key is derived
     /// from. Without it, single-machine mode keeps one in a key file in its data directory.
     pub archive_master_key: Option<ArchiveMasterKey>,
+    /// Where the role stack is published and who it trusts (`arca_aws::wiring::role_stack`).
+    pub role_stack: arca_core::cloud::RoleStackConfig,
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -130,6 +132,7 @@ impl Config {
             .map(|hex| ArchiveMasterKey::from_hex("ARCA_ARCHIVE_MASTER_KEY", &hex))
             .transpose()?;
         Ok(Config {
+            role_stack: arca_aws::wiring::role_stack(&var)?,
             archive_master_key,
             backend,
             signup_open,
@@ -308,6 +311,12 @@ impl AppState {
             ),
         };
         state.control_plane = state.control_plane.with_archive_master_key(master_key);
+        // Linked AWS accounts work in both backends (single-machine mode can protect RDS
+        // with whatever AWS credentials the machine has).
+        state.control_plane = state.control_plane.clone().with_cloud(
+            Arc::new(arca_aws::AwsCloudConnector::from_environment()),
+            config.role_stack.clone(),
+        );
         state.agent = config.agent.clone();
         Ok(state)
     }

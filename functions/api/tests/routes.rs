@@ -204,7 +204,17 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .await
         .expect(201)
         .id();
+    let cloud_account = api
+        .post(
+            "/v1/cloud-accounts",
+            &a.admin,
+            json!({ "name": "a-aws", "regions": ["us-east-1"] }),
+        )
+        .await
+        .expect(201)
+        .id();
     let ids = BTreeMap::from([
+        ("cloud-accounts", cloud_account),
         ("destinations", dest),
         ("clusters", cluster),
         ("policies", a.default_policy_id.clone()),
@@ -258,6 +268,28 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("GET", "/v1/clusters/{id}/agent.yaml"), ForeignId { body: None }),
         // The one-time token is the credential; an unknown one is 410, whoever calls.
         (("GET", "/v1/install/{token}/agent.yaml"), Public),
+        (("GET", "/v1/cloud-accounts"), List),
+        (
+            ("POST", "/v1/cloud-accounts"),
+            CreateInOwnOrg(json!({ "name": "b-aws", "regions": ["eu-west-1"] })),
+        ),
+        (("GET", "/v1/cloud-accounts/{id}"), ForeignId { body: None }),
+        (
+            ("PUT", "/v1/cloud-accounts/{id}"),
+            ForeignId {
+                body: Some(json!({ "name": "stolen", "regions": ["us-east-1"] })),
+            },
+        ),
+        (("DELETE", "/v1/cloud-accounts/{id}"), ForeignId { body: None }),
+        (
+            ("PUT", "/v1/cloud-accounts/{id}/role"),
+            ForeignId {
+                body: Some(json!({ "roleArn": "arn:aws:iam::111122223333:role/stolen" })),
+            },
+        ),
+        (("POST", "/v1/cloud-accounts/{id}/verify"), ForeignId { body: None }),
+        (("POST", "/v1/cloud-accounts/{id}/inventory"), ForeignId { body: None }),
+        (("GET", "/v1/cloud-accounts/{id}/inventory"), ForeignId { body: None }),
         (("GET", "/v1/destinations"), List),
         (("POST", "/v1/destinations"), CreateInOwnOrg(s3.clone())),
         (("GET", "/v1/destinations/{id}"), ForeignId { body: None }),

@@ -1,12 +1,18 @@
-//! Lambda entry point: a thin shell over [`inventory::handle`].
+//! Lambda entry point: a thin shell over [`inventory::run`]; the control plane comes from
+//! the environment (see `arca_aws::wiring`).
 
+use arca_core::service::ControlPlaneConfig;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     arca_runtime::init_tracing();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        inventory::handle(event.payload)
+    let sdk = arca_aws::config::load().await;
+    let cp = arca_aws::wiring::ControlPlaneEnv::from_env()?.control_plane(&sdk, ControlPlaneConfig::default())?;
+    let http = reqwest::Client::new();
+    let (cp, http) = (&cp, &http);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        Ok::<_, lambda_runtime::Error>(inventory::run(cp, http, event.payload, inventory::LinkRetry::default()).await?)
     }))
     .await
 }

@@ -1,6 +1,7 @@
 //! AWS adapters for Arca's ports. Each adapter maps SDK errors onto
 //! [`arca_core::Error`] by kind (see [`errors`]), so the domain never sees SDK types.
 
+pub mod cloud;
 pub mod config;
 pub mod dynamo;
 pub mod errors;
@@ -10,6 +11,7 @@ mod sqs;
 pub mod sts;
 pub mod wiring;
 
+pub use cloud::AwsCloudConnector;
 pub use dynamo::DynamoItemStore;
 pub use s3::S3ObjectStore;
 pub use scheduler::{EventBridgeScheduler, EventBridgeSchedulerConfig};

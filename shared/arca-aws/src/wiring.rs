@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use arca_core::cloud::RoleStackConfig;
 use arca_core::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::service::{ControlPlane, ControlPlaneConfig};
@@ -11,7 +12,7 @@ use arca_core::store::Store;
 use arca_core::{Error, Result};
 use aws_config::SdkConfig;
 
-use crate::{DynamoItemStore, SqsQueue, SqsQueueConfig};
+use crate::{AwsCloudConnector, DynamoItemStore, SqsQueue, SqsQueueConfig};
 
 /// Deliveries of a job message before it is dead-lettered, unless `ARCA_MAX_RECEIVES` says.
 pub const DEFAULT_MAX_RECEIVES: u32 = 5;
@@ -43,12 +44,44 @@ pub fn plan_limits(var: &impl Fn(&str) -> Option<String>) -> Result<PlanLimits> 
     }
 }
 
-/// What an event function (dispatch, retention) needs of the control plane.
+/// Where the role stack is published and who it trusts: `ARCA_ROLE_STACK_TEMPLATE_URL`,
+/// `ARCA_ACCOUNT_LINK_TOPIC_ARN`, and Arca's account (`ARCA_ACCOUNT_ID`, else the topic's);
+/// the console opens in `AWS_REGION`.
+pub fn role_stack(var: &impl Fn(&str) -> Option<String>) -> Result<RoleStackConfig> {
+    let topic = var("ARCA_ACCOUNT_LINK_TOPIC_ARN");
+    if let Some(t) = &topic
+        && !(t.starts_with("arn:aws") && t.split(':').count() == 6 && t.contains(":sns:"))
+    {
+        return Err(Error::invalid(
+            "ARCA_ACCOUNT_LINK_TOPIC_ARN",
+            format!("not an SNS topic ARN: {t:?}"),
+        ));
+    }
+    let account =
+        var("ARCA_ACCOUNT_ID").or_else(|| topic.as_ref().and_then(|t| t.split(':').nth(4)).map(str::to_owned));
+    if let Some(a) = &account
+        && (a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Error::invalid(
+            "ARCA_ACCOUNT_ID",
+            format!("expected 12 digits, not {a:?}"),
+        ));
+    }
+    Ok(RoleStackConfig {
+        arca_account_id: account,
+        template_url: var("ARCA_ROLE_STACK_TEMPLATE_URL"),
+        notification_topic_arn: topic,
+        console_region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+    })
+}
+
+/// What an event function (dispatch, retention, inventory) needs of the control plane.
 #[derive(Clone, Debug)]
 pub struct ControlPlaneEnv {
     pub table: String,
     pub queue: SqsQueueConfig,
     pub limits: PlanLimits,
+    pub role_stack: RoleStackConfig,
 }
 
 impl ControlPlaneEnv {
@@ -63,10 +96,12 @@ impl ControlPlaneEnv {
                 .ok_or_else(|| Error::invalid("ARCA_TABLE", "must be set (the control plane's DynamoDB table)"))?,
             queue: queue_config(&var)?,
             limits: plan_limits(&var)?,
+            role_stack: role_stack(&var)?,
         })
     }
 
-    /// The control plane on DynamoDB with the per-cluster SQS queues.
+    /// The control plane on DynamoDB with the per-cluster SQS queues, reaching linked
+    /// accounts through their roles.
     pub fn control_plane(&self, sdk: &SdkConfig, config: ControlPlaneConfig) -> Result<ControlPlane> {
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), self.queue.clone())?;
         let store = DynamoItemStore::new(aws_sdk_dynamodb::Client::new(sdk), &self.table);
@@ -76,7 +111,8 @@ impl ControlPlaneEnv {
             Arc::new(SystemClock),
             config,
         )
-        .with_queue(Arc::new(queue)))
+        .with_queue(Arc::new(queue))
+        .with_cloud(Arc::new(AwsCloudConnector::new(sdk.clone())), self.role_stack.clone()))
     }
 }
 
@@ -95,6 +131,26 @@ mod tests {
         assert_eq!(env.queue.max_receives, DEFAULT_MAX_RECEIVES);
         assert_eq!(env.queue.name_prefix, DEFAULT_QUEUE_PREFIX);
         assert_eq!(env.limits, PlanLimits::default());
+        assert_eq!(env.role_stack.template_url, None);
+    }
+
+    #[test]
+    fn arcas_account_comes_from_the_topic() {
+        let env = ControlPlaneEnv::from_lookup(lookup(&[
+            ("ARCA_TABLE", "arca"),
+            (
+                "ARCA_ACCOUNT_LINK_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:999988887777:arca-link",
+            ),
+            (
+                "ARCA_ROLE_STACK_TEMPLATE_URL",
+                "https://b.s3.amazonaws.com/role-stack.yaml",
+            ),
+            ("AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        assert_eq!(env.role_stack.arca_account_id.as_deref(), Some("999988887777"));
+        assert_eq!(env.role_stack.console_region, "eu-west-1");
     }
 
     #[test]
@@ -110,6 +166,11 @@ mod tests {
                 "ARCA_MAX_RECEIVES",
             ),
             (vec![("ARCA_TABLE", "t"), ("ARCA_PLAN_LIMITS", "{")], "ARCA_PLAN_LIMITS"),
+            (
+                vec![("ARCA_TABLE", "t"), ("ARCA_ACCOUNT_LINK_TOPIC_ARN", "arca-link")],
+                "ARCA_ACCOUNT_LINK_TOPIC_ARN",
+            ),
+            (vec![("ARCA_TABLE", "t"), ("ARCA_ACCOUNT_ID", "12")], "ARCA_ACCOUNT_ID"),
         ] {
             let err = ControlPlaneEnv::from_lookup(lookup(&vars)).unwrap_err();
             assert!(

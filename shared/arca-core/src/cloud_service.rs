@@ -141,6 +141,13 @@ impl ControlPlane {
     /// (deleting it is theirs to do; `cfn/README.md`).
     pub async fn delete_cloud_account(&self, p: &Principal, id: &CloudAccountId, expected_version: u64) -> Result<()> {
         p.require(Role::Admin)?;
+        let account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
+        if account.version != expected_version {
+            return Err(self
+                .store
+                .version_failure::<CloudAccount>(&p.org_id, id, expected_version)
+                .await);
+        }
         let inventories = self.store.aws_inventories(&p.org_id, id).await?;
         let mut tx = Tx::new();
         tx.delete::<CloudAccount>(&p.org_id, id, expected_version);

@@ -5,6 +5,7 @@
 
 mod account;
 mod agent;
+mod cloud;
 mod install;
 mod operations;
 mod protection;
@@ -43,7 +44,7 @@ pub const AGENT_TOKEN_SCHEME: &str = "agentToken";
     components(schemas(Problem, Page)),
     tags(
         (name = "account", description = "Sign-up, the org and its API keys"),
-        (name = "clusters"), (name = "destinations"), (name = "policies"),
+        (name = "clusters"), (name = "cloud accounts", description = "Linked AWS accounts, their roles and inventory"), (name = "destinations"), (name = "policies"),
         (name = "backups", description = "Kubernetes backup definitions"),
         (name = "jobs"), (name = "recoverypoints"), (name = "restores"), (name = "meta"),
         (name = "agent", description = "The in-cluster agent's protocol (agent token, not an API key)"),
@@ -122,6 +123,15 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::list_restores, operations::create_restore))
         .routes(routes!(operations::get_restore))
         .routes(routes!(operations::list_restore_objects))
+        .routes(routes!(cloud::list_cloud_accounts, cloud::link_cloud_account))
+        .routes(routes!(
+            cloud::get_cloud_account,
+            cloud::update_cloud_account,
+            cloud::delete_cloud_account
+        ))
+        .routes(routes!(cloud::set_role))
+        .routes(routes!(cloud::verify))
+        .routes(routes!(cloud::run_inventory, cloud::get_inventory))
         .routes(routes!(agent::connect))
         .routes(routes!(agent::heartbeat))
         .routes(routes!(agent::poll))

@@ -21,6 +21,8 @@ pub struct Api {
     pub state: AppState,
     /// The raw item store under the state, for tests that plant records.
     pub items: Arc<dyn ItemStore>,
+    /// The linked AWS accounts the control plane reaches (a fake: moto enforces no trust).
+    pub cloud: Arc<arca_core::cloud_contract::FakeCloud>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -99,17 +101,28 @@ impl Api {
             ..Default::default()
         };
         let clock: Arc<dyn arca_core::ports::Clock> = Arc::new(arca_core::ports::SystemClock);
-        let state = AppState::with_ports(
+        let mut state = AppState::with_ports(
             items.clone(),
             Arc::new(arca_embedded::EmbeddedQueue::new(3)),
             Arc::new(arca_embedded::EmbeddedScheduler::new(clock)),
             limits,
             config,
         );
+        let cloud = Arc::new(arca_core::cloud_contract::FakeCloud::default());
+        state.control_plane = state.control_plane.with_cloud(
+            cloud.clone(),
+            arca_core::cloud::RoleStackConfig {
+                arca_account_id: Some("999988887777".into()),
+                template_url: Some("https://arca-templates.s3.amazonaws.com/role-stack.yaml".into()),
+                notification_topic_arn: None,
+                console_region: "us-east-1".into(),
+            },
+        );
         Api {
             router: router(state.clone()),
             state,
             items,
+            cloud,
             _dir: None,
         }
     }

@@ -43,6 +43,35 @@ pub struct PermissionSets {
     pub security_scanning: bool,
 }
 
+impl PermissionSets {
+    /// The stack's `PermissionSets` value: `core,rds,ebs,eks,security-scanning`, with the
+    /// switched-off sets left out.
+    pub fn parse(list: &str) -> Result<Self> {
+        let mut sets = PermissionSets {
+            rds: false,
+            ebs: false,
+            eks: false,
+            security_scanning: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "core" => {}
+                "rds" => sets.rds = true,
+                "ebs" => sets.ebs = true,
+                "eks" => sets.eks = true,
+                "security-scanning" => sets.security_scanning = true,
+                other => {
+                    return Err(Error::invalid(
+                        "PermissionSets",
+                        format!("unknown permission set {other:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(sets)
+    }
+}
+
 impl Default for PermissionSets {
     fn default() -> Self {
         PermissionSets {
@@ -236,13 +265,14 @@ impl RoleStackConfig {
         } else {
             &self.console_region
         };
+        // One name for stack and role, unique per linked account: two orgs linking the same
+        // AWS account must not collide on the role name.
+        let name = format!("arca-{}", account.id.ulid().to_string().to_lowercase());
         let mut query = form_urlencoded::Serializer::new(String::new());
         query
             .append_pair("templateURL", template_url)
-            .append_pair(
-                "stackName",
-                &format!("arca-{}", account.id.ulid().to_string().to_lowercase()),
-            )
+            .append_pair("stackName", &name)
+            .append_pair("param_RoleName", &name)
             .append_pair("param_ExternalId", &account.external_id)
             .append_pair("param_ArcaAccountLinkId", &account.link_id());
         if let Some(id) = &self.arca_account_id {
@@ -419,9 +449,43 @@ mod tests {
         assert!(link.starts_with("https://eu-west-1.console.aws.amazon.com/cloudformation/home?region=eu-west-1#/stacks/quickcreate?templateURL=https%3A%2F%2Fbucket.s3"), "{link}");
         assert!(link.contains(&format!("param_ExternalId={}", a.external_id)), "{link}");
         assert!(link.contains("param_ArcaAccountId=999988887777"));
+        let name = format!("arca-{}", a.id.ulid().to_string().to_lowercase());
+        assert!(
+            link.contains(&format!("stackName={name}&param_RoleName={name}")),
+            "{link}"
+        );
         assert!(link.contains("param_ArcaNotificationTopicArn=arn%3Aaws%3Asns%3Aeu-west-1"));
         assert!(link.contains(&format!("param_ArcaAccountLinkId={}.{}", a.org_id, a.id)));
         assert!(RoleStackConfig::default().quick_create_link(&a).is_none());
+    }
+
+    #[test]
+    fn permission_sets_read_as_the_stack_writes_them() {
+        assert_eq!(
+            PermissionSets::parse("core,rds,ebs,eks,security-scanning").unwrap(),
+            PermissionSets::default()
+        );
+        let some = PermissionSets::parse("core,eks").unwrap();
+        assert!(some.eks && !some.rds && !some.ebs && !some.security_scanning);
+        assert!(PermissionSets::parse("core,s3").unwrap_err().to_string().contains("s3"));
+    }
+
+    /// The version Arca announces is the one the stack it publishes reports.
+    #[test]
+    fn the_role_stack_version_is_the_templates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cfn/role-stack.yaml");
+        let template = std::fs::read_to_string(path).expect("cfn/role-stack.yaml");
+        let mapping = template.find("Template:").expect("the Template mapping");
+        let version_line = template[mapping..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("Value:"))
+            .expect("Version.Value");
+        let value = version_line
+            .trim()
+            .trim_start_matches("Value:")
+            .trim()
+            .trim_matches('"');
+        assert_eq!(value, ROLE_STACK_VERSION);
     }
 
     #[test]

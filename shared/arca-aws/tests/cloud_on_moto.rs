@@ -1,0 +1,319 @@
+//! Linked accounts on moto: `AwsCloudConnector` assumes roles into two AWS accounts and
+//! inventories two regions of each (moto keeps every account's state apart, which is what
+//! proves the credentials really are the linked account's), then the control plane runs
+//! linking and inventory end to end on DynamoDB.
+//!
+//! moto does not enforce trust policies or ExternalIds: rejection is covered by
+//! `arca_core::cloud_contract` with its fake.
+
+use std::sync::Arc;
+
+use arca_aws::dynamo::create_table;
+use arca_aws::{AwsCloudConnector, DynamoItemStore};
+use arca_core::auth::Principal;
+use arca_core::cloud::{AwsResource, CloudAccountSpec, CloudAccountState, CloudConnector, RoleRef, RoleStackConfig};
+use arca_core::plan::PlanLimits;
+use arca_core::ports::SystemClock;
+use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::store::Store;
+use aws_config::{Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// A fresh 12-digit account per run, so reruns on the same moto start empty.
+fn fresh_account() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    format!("{:012}", (nanos % 900_000_000_000) + 100_000_000_000)
+}
+
+/// Configuration acting inside `account` (moto: credentials from AssumeRole into it).
+async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig {
+    let out = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume role on moto");
+    let c = out.credentials().expect("credentials");
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "seed",
+    );
+    base.to_builder()
+        .region(Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+/// Seeds one account and region: an RDS instance with a manual snapshot, an EBS volume,
+/// and in the first region an Aurora cluster with a cluster snapshot and an EKS cluster
+/// with a node group. Names carry account and region, so a mix-up shows.
+async fn seed(config: &SdkConfig, account: &str, region: &str, first: bool) {
+    let rds = aws_sdk_rds::Client::new(config);
+    let db = format!("db-{account}-{region}");
+    rds.create_db_instance()
+        .db_instance_identifier(&db)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("arca")
+        .master_user_password("not-a-secret-1")
+        .storage_encrypted(true)
+        .send()
+        .await
+        .expect("create db instance");
+    rds.create_db_snapshot()
+        .db_instance_identifier(&db)
+        .db_snapshot_identifier(format!("{db}-manual"))
+        .send()
+        .await
+        .expect("snapshot");
+    aws_sdk_ec2::Client::new(config)
+        .create_volume()
+        .availability_zone(format!("{region}a"))
+        .size(8)
+        .send()
+        .await
+        .expect("volume");
+    if !first {
+        return;
+    }
+    let cluster = format!("aurora-{account}");
+    rds.create_db_cluster()
+        .db_cluster_identifier(&cluster)
+        .engine("aurora-postgresql")
+        .master_username("arca")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .expect("create db cluster");
+    rds.create_db_cluster_snapshot()
+        .db_cluster_identifier(&cluster)
+        .db_cluster_snapshot_identifier(format!("{cluster}-manual"))
+        .send()
+        .await
+        .expect("cluster snapshot");
+    let eks = aws_sdk_eks::Client::new(config);
+    let name = format!("eks-{account}");
+    eks.create_cluster()
+        .name(&name)
+        .version("1.33")
+        .role_arn(format!("arn:aws:iam::{account}:role/eks"))
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .subnet_ids("subnet-2")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("eks cluster");
+    eks.create_nodegroup()
+        .cluster_name(&name)
+        .nodegroup_name("workers")
+        .node_role(format!("arn:aws:iam::{account}:role/node"))
+        .subnets("subnet-1")
+        .instance_types("m6i.large")
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(1)
+                .max_size(3)
+                .desired_size(2)
+                .build(),
+        )
+        .labels("team", "payments")
+        .send()
+        .await
+        .expect("node group");
+}
+
+/// The resources Arca found, sorted, without the automated snapshots (moto, like RDS,
+/// takes one per instance and cluster, named by the time: checked apart).
+fn keys(found: &[AwsResource]) -> Vec<(&'static str, String)> {
+    let mut keys: Vec<_> = found
+        .iter()
+        .filter(|r| !matches!(r, AwsResource::RdsSnapshot(s) if s.snapshot_type.as_deref() == Some("automated")))
+        .map(AwsResource::key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn automated(found: &[AwsResource]) -> Vec<String> {
+    let mut sources: Vec<_> = found
+        .iter()
+        .filter_map(|r| match r {
+            AwsResource::RdsSnapshot(s) if s.snapshot_type.as_deref() == Some("automated") => {
+                assert!(s.identifier.starts_with("rds:"), "{s:?}");
+                Some(s.source_identifier.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    sources.sort();
+    sources
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_two_regions_through_assumed_roles() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let base = env.sdk_config().await;
+    let accounts = [fresh_account(), format!("{}9", &fresh_account()[..11])];
+    assert_ne!(accounts[0], accounts[1]);
+    for account in &accounts {
+        for (i, region) in REGIONS.iter().enumerate() {
+            seed(&as_account(&base, account, region).await, account, region, i == 0).await;
+        }
+    }
+
+    let connector = AwsCloudConnector::new(base.clone());
+    for account in &accounts {
+        let role = RoleRef {
+            role_arn: format!("arn:aws:iam::{account}:role/arca-cross-account"),
+            external_id: "arca-0123456789abcdef0123456789abcdef".into(),
+        };
+        assert_eq!(&connector.verify(&role).await.expect("verify"), account);
+        let east = connector.discover(&role, "us-east-1").await.expect("discover");
+        assert_eq!(
+            keys(&east),
+            vec![
+                ("EBS_VOLUME", keys(&east)[0].1.clone()),
+                ("EKS_CLUSTER", format!("eks-{account}")),
+                ("RDS_CLUSTER", format!("aurora-{account}")),
+                ("RDS_CLUSTER_SNAPSHOT", format!("aurora-{account}-manual")),
+                ("RDS_INSTANCE", format!("db-{account}-us-east-1")),
+                ("RDS_SNAPSHOT", format!("db-{account}-us-east-1-manual")),
+            ],
+            "{east:#?}"
+        );
+        assert_eq!(
+            automated(&east),
+            [format!("aurora-{account}"), format!("db-{account}-us-east-1")]
+        );
+        let west = connector.discover(&role, "eu-west-1").await.expect("discover");
+        let west_keys = keys(&west);
+        assert_eq!(west_keys.len(), 3, "{west:#?}");
+        assert_eq!(automated(&west), [format!("db-{account}-eu-west-1")]);
+        assert!(west_keys.contains(&("RDS_INSTANCE", format!("db-{account}-eu-west-1"))));
+
+        // What re-creating or restoring needs is recorded.
+        for r in &east {
+            match r {
+                AwsResource::RdsInstance(db) => {
+                    assert_eq!((db.engine.as_str(), db.storage_encrypted), ("postgres", true));
+                    assert_eq!(db.instance_class.as_deref(), Some("db.t3.micro"));
+                }
+                AwsResource::RdsCluster(c) => assert_eq!(c.engine, "aurora-postgresql"),
+                AwsResource::EksCluster(c) => {
+                    assert_eq!(c.version.as_deref(), Some("1.33"));
+                    assert_eq!(c.subnet_ids, ["subnet-1", "subnet-2"]);
+                    let ng = &c.nodegroups[0];
+                    assert_eq!(
+                        (ng.name.as_str(), ng.desired_size, ng.max_size),
+                        ("workers", Some(2), Some(3))
+                    );
+                    assert_eq!(ng.instance_types, ["m6i.large"]);
+                    assert_eq!(ng.labels.get("team").map(String::as_str), Some("payments"));
+                }
+                AwsResource::EbsVolume(v) => {
+                    assert_eq!(
+                        (v.size_gib, v.availability_zone.as_deref()),
+                        (Some(8), Some("us-east-1a"))
+                    )
+                }
+                AwsResource::RdsSnapshot(s) => assert!(
+                    matches!(s.snapshot_type.as_deref(), Some("manual" | "automated")),
+                    "{s:?}"
+                ),
+            }
+        }
+    }
+
+    // The control plane over DynamoDB with the AWS connector: link both accounts by ARN,
+    // inventory them, then a database disappears and is marked.
+    let client = aws_sdk_dynamodb::Client::new(&base);
+    let table = arca_testenv::unique("arca-cloud");
+    create_table(&client, &table).await.expect("table");
+    let cp = ControlPlane::new(
+        Store::new(Arc::new(DynamoItemStore::new(client, &table))),
+        PlanLimits::default(),
+        Arc::new(SystemClock),
+        ControlPlaneConfig {
+            signup_open: true,
+            ..ControlPlaneConfig::default()
+        },
+    )
+    .with_cloud(Arc::new(connector), RoleStackConfig::default());
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: "moto".into(),
+            admin_key_name: None,
+        })
+        .await
+        .expect("signup");
+    let p: Principal = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
+    let mut linked = Vec::new();
+    for account in &accounts {
+        let view = cp
+            .link_cloud_account(
+                &p,
+                CloudAccountSpec {
+                    name: format!("acct-{account}"),
+                    description: String::new(),
+                    regions: REGIONS.iter().map(|r| r.to_string()).collect(),
+                },
+            )
+            .await
+            .expect("link");
+        let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
+        let view = cp
+            .set_cloud_account_role(&p, &view.account.id, &role, view.account.version)
+            .await
+            .expect("role");
+        assert_eq!(view.account.state, CloudAccountState::Active, "{:?}", view.account);
+        let report = cp
+            .inventory_cloud_account(&p, &view.account.id)
+            .await
+            .expect("inventory");
+        let counts: Vec<_> = report.regions.iter().map(|r| (r.region.as_str(), r.present)).collect();
+        assert_eq!(counts, [("eu-west-1", 4), ("us-east-1", 8)], "{report:?}");
+        linked.push(view.account.id);
+    }
+
+    let west = as_account(&base, &accounts[0], "eu-west-1").await;
+    aws_sdk_rds::Client::new(&west)
+        .delete_db_instance()
+        .db_instance_identifier(format!("db-{}-eu-west-1", accounts[0]))
+        .skip_final_snapshot(true)
+        .send()
+        .await
+        .expect("delete db");
+    let report = cp.inventory_cloud_account(&p, &linked[0]).await.expect("inventory");
+    let west_report = report.regions.iter().find(|r| r.region == "eu-west-1").expect("region");
+    assert!(west_report.vanished >= 1 && west_report.present <= 3, "{report:?}");
+    let inventory = cp
+        .get_cloud_inventory(&p, &linked[0], Some("eu-west-1"))
+        .await
+        .expect("inventory");
+    let gone = inventory[0]
+        .entries
+        .iter()
+        .find(|e| e.resource.key() == ("RDS_INSTANCE", format!("db-{}-eu-west-1", accounts[0])))
+        .expect("the deleted database is still listed");
+    assert!(gone.vanished_at.is_some(), "{gone:?}");
+    let other = cp.inventory_cloud_account(&p, &linked[1]).await.expect("inventory");
+    assert!(
+        other.regions.iter().all(|r| r.vanished == 0),
+        "the other account is untouched"
+    );
+    let everything = cp.inventory_everything().await.expect("everything");
+    assert!(everything.iter().filter_map(|r| r.as_ref().ok()).count() >= 2);
+}
