@@ -5,8 +5,9 @@
 //! says which fired, reading each cron in its timezone with EventBridge's daylight-saving
 //! rules ([`arca_core::scheduler::next_fire`]). Time comes from a [`Clock`], so tests
 //! move time instead of sleeping; local mode calls `due` from a loop that sleeps until
-//! [`EmbeddedScheduler::next_due`]. Persisting the schedules arrives with local mode;
-//! until then the caller re-syncs them from the store at start-up.
+//! [`EmbeddedScheduler::next_due`]. The schedules live in memory: the caller re-syncs
+//! them from the store at start-up and catches up what fired while it was down
+//! ([`EmbeddedScheduler::catch_up_from`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,6 +78,28 @@ impl EmbeddedScheduler {
             }
         }
         Ok(fired)
+    }
+
+    /// Catches up after downtime: every enabled schedule that had a fire time after
+    /// `since` (when the schedules were last evaluated, before the process stopped) fires
+    /// at the next [`EmbeddedScheduler::due`], once however many times it missed, as
+    /// anacron does for a machine that was off at 3 a.m. The names of the schedules
+    /// that will catch up.
+    pub fn catch_up_from(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let now = self.now();
+        let mut caught = Vec::new();
+        for (name, entry) in self.lock().iter_mut() {
+            if !entry.schedule.enabled {
+                continue;
+            }
+            if let Some(missed) = next_after(&entry.schedule, since)?
+                && missed <= now
+            {
+                entry.next = Some(missed);
+                caught.push(name.clone());
+            }
+        }
+        Ok(caught)
     }
 
     /// The earliest time any enabled schedule fires: how long the local-mode loop sleeps.

@@ -141,3 +141,47 @@ async fn missed_fires_coalesce_and_paused_schedules_do_not_fire_or_catch_up() {
     assert!(s.due().unwrap().is_empty());
     assert_eq!(s.next_due(), None);
 }
+
+/// A restart after downtime: schedules synced anew fire only in the future, unless the
+/// caller catches up from when they were last evaluated; then each schedule that missed
+/// a fire time runs once, and one that did not miss any waits for its time.
+#[tokio::test]
+async fn a_restart_catches_up_missed_fires_once() {
+    let clock = ManualClock::at("2025-01-03T09:00:00Z");
+    let s = EmbeddedScheduler::new(clock.clone());
+    let org = OrgId::new();
+    s.sync(
+        "bkp_daily",
+        &schedules_for(org, "bkp_daily", &policy("UTC", &["0 3 * * *"]), false).unwrap(),
+    )
+    .await
+    .unwrap();
+    s.sync(
+        "bkp_monthly",
+        &schedules_for(org, "bkp_monthly", &policy("UTC", &["0 3 1 * *"]), false).unwrap(),
+    )
+    .await
+    .unwrap();
+    s.sync(
+        "bkp_paused",
+        &schedules_for(org, "bkp_paused", &policy("UTC", &["0 3 * * *"]), true).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(s.due().unwrap().is_empty(), "synced anew: nothing is due yet");
+
+    // Last evaluated two days ago, before the process stopped.
+    let caught = s.catch_up_from(at("2025-01-01T12:00:00Z")).unwrap();
+    assert_eq!(caught.len(), 1, "{caught:?}");
+    let fired = s.due().unwrap();
+    assert_eq!(
+        rules(&fired),
+        [("bkp_daily".to_owned(), 0)],
+        "two missed 3 a.m. runs make one"
+    );
+    assert!(s.due().unwrap().is_empty(), "caught up once");
+    assert_eq!(s.next_due(), Some(at("2025-01-04T03:00:00Z")));
+
+    // Nothing missed since the last evaluation: nothing to catch up.
+    assert!(s.catch_up_from(at("2025-01-03T08:59:00Z")).unwrap().is_empty());
+}
