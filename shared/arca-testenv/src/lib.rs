@@ -1,7 +1,7 @@
 //! The one place tests learn where the real test environment is.
 //!
-//! `scripts/testenv.sh up` starts two kube-apiservers and moto; `scripts/testenv.sh env`
-//! prints the variables read here. A test that needs the environment asks for it:
+//! `scripts/testenv.sh up` starts two kube-apiservers and moto (and builds helm);
+//! `scripts/testenv.sh env` prints the variables read here. A test that needs the environment asks for it:
 //!
 //! ```text
 //! let Some(cluster) = arca_testenv::cluster_a().await else { return };
@@ -92,6 +92,12 @@ pub async fn cluster_a_reader() -> Option<Cluster> {
 /// Cluster "b", a second independent control plane (restore-to-another-cluster), as admin.
 pub async fn cluster_b() -> Option<Cluster> {
     cluster("ARCA_TEST_KUBECONFIG_B").await
+}
+
+/// The `helm` binary `scripts/testenv.sh` builds from the Go module proxy (`ARCA_HELM`):
+/// the agent chart's tests render and install it with the real helm.
+pub fn helm() -> Option<PathBuf> {
+    required("ARCA_HELM").map(PathBuf::from)
 }
 
 /// A name unique to this test run, for namespaces, buckets, tables and queues.
