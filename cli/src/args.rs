@@ -62,6 +62,15 @@ pub enum Command {
     /// Where backup data goes.
     #[command(subcommand)]
     Destinations(DestinationsCmd),
+    /// Linked AWS accounts: the role Arca assumes there, and what it finds.
+    #[command(subcommand, visible_alias = "accounts")]
+    CloudAccounts(CloudAccountsCmd),
+    /// The org: its name and default destination.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// The org's API keys (admin only).
+    #[command(subcommand, name = "apikeys", visible_alias = "api-keys")]
+    ApiKeys(ApiKeysCmd),
     /// Prints a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -111,6 +120,20 @@ pub enum ClustersCmd {
         #[arg(long)]
         agent_token_file: Option<PathBuf>,
     },
+    /// Changes name, description or default destination (what is not given is kept).
+    Update {
+        cluster: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Where this cluster's backups go unless a backup says otherwise (id or name).
+        #[arg(long, conflicts_with = "no_default_destination")]
+        default_destination: Option<String>,
+        /// Fall back to the org's default destination.
+        #[arg(long)]
+        no_default_destination: bool,
+    },
     /// A new install line for an existing cluster (the previous one stops working).
     Install {
         cluster: String,
@@ -142,6 +165,20 @@ pub enum PoliciesCmd {
         #[arg(long)]
         suspended: bool,
     },
+    /// Changes a policy (what is not given is kept; --schedule replaces every row).
+    Update {
+        policy: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A schedule row: "CRON=RETAIN_DAYS[:KEEP_LAST]" (repeatable; replaces the rows).
+        #[arg(long = "schedule")]
+        schedules: Vec<String>,
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Suspend (true) or resume (false) its schedules.
+        #[arg(long)]
+        suspended: Option<bool>,
+    },
     /// Deletes a policy; refused while backups use it (they are named).
     Delete {
         policy: String,
@@ -172,6 +209,7 @@ pub enum BackupsCmd {
         backup: String,
     },
     Create(BackupCreate),
+    Update(BackupUpdate),
     /// Runs a backup now.
     Run {
         backup: String,
@@ -220,6 +258,39 @@ pub struct BackupCreate {
     pub description: String,
     #[arg(long)]
     pub paused: bool,
+}
+
+/// Changes a backup definition; what is not given is kept (its cluster is fixed).
+#[derive(Debug, Args)]
+pub struct BackupUpdate {
+    pub backup: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Back up only these namespaces (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "full_cluster")]
+    pub namespaces: Option<Vec<String>>,
+    /// Back up the whole cluster.
+    #[arg(long)]
+    pub full_cluster: bool,
+    /// Label selector terms k=v (replace the current ones; an empty value clears them).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    #[arg(long, value_enum)]
+    pub pv_mode: Option<PvModeArg>,
+    /// The policy (id or name).
+    #[arg(long, conflicts_with = "no_policy")]
+    pub policy: Option<String>,
+    /// Run on demand only.
+    #[arg(long)]
+    pub no_policy: bool,
+    /// The destination (id or name).
+    #[arg(long, conflicts_with = "no_destination")]
+    pub destination: Option<String>,
+    /// Use the cluster's, else the org's, destination.
+    #[arg(long)]
+    pub no_destination: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,9 +385,22 @@ pub struct RestoreCreate {
 #[derive(Debug, Subcommand)]
 pub enum DestinationsCmd {
     List,
-    Get { destination: String },
+    Get {
+        destination: String,
+    },
     Create(DestinationCreate),
-    Delete { destination: String },
+    /// Renames a destination or moves a local one (what is not given is kept).
+    Update {
+        destination: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The new directory of a local-filesystem destination.
+        #[arg(long)]
+        local_path: Option<String>,
+    },
+    Delete {
+        destination: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +431,114 @@ pub struct DestinationCreate {
     pub region: Option<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CloudAccountsCmd {
+    List,
+    Get {
+        account: String,
+    },
+    /// Starts linking an AWS account: prints its ExternalId and the quick-create link that
+    /// creates the role stack there (`-o json`: the whole account).
+    Link {
+        #[arg(long)]
+        name: String,
+        /// A region Arca works in, e.g. us-east-1 (repeatable or comma-separated).
+        #[arg(long = "region", value_delimiter = ',', required = true)]
+        regions: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Sets the role by hand (instead of the stack's notification) and verifies it.
+    SetRole {
+        account: String,
+        /// arn:aws:iam::<12 digits>:role/<name>
+        #[arg(long)]
+        role_arn: String,
+    },
+    /// Assumes the role again now; exits 1 unless the account is ACTIVE.
+    Verify {
+        account: String,
+    },
+    /// Inventories every region now and prints what changed per region; with --show,
+    /// prints what the last inventory found instead.
+    Inventory {
+        account: String,
+        #[arg(long)]
+        show: bool,
+        /// Only this region (with --show).
+        #[arg(long, requires = "show")]
+        region: Option<String>,
+    },
+    /// Changes name, description or regions (what is not given is kept).
+    Update {
+        account: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The regions (repeatable or comma-separated; replaces the current ones).
+        #[arg(long = "region", value_delimiter = ',')]
+        regions: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Forgets the account and its inventory (the role stack stays in the AWS account).
+    Delete {
+        account: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCmd {
+    Get,
+    /// Renames the org or sets its default destination (the last fallback of backups).
+    Update {
+        #[arg(long)]
+        name: Option<String>,
+        /// Id or name.
+        #[arg(long, conflicts_with = "no_default_destination")]
+        default_destination: Option<String>,
+        #[arg(long)]
+        no_default_destination: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl RoleArg {
+    pub fn api(self) -> &'static str {
+        match self {
+            RoleArg::Viewer => "viewer",
+            RoleArg::Operator => "operator",
+            RoleArg::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCmd {
+    List,
+    Get {
+        key: String,
+    },
+    /// Creates a key and prints its secret: the only time it is shown.
+    Create {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Write the secret to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// Revokes a key (the org's last admin key cannot go).
+    Delete {
+        key: String,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Where the state lives (the redb file `arca.redb`).
@@ -358,4 +550,7 @@ pub struct ServerArgs {
     /// Seconds between retention sweeps.
     #[arg(long, default_value_t = 3600)]
     pub retention_interval_secs: u64,
+    /// Seconds between inventories of every linked AWS account (the first one after as long).
+    #[arg(long, default_value_t = 12 * 60 * 60)]
+    pub inventory_interval_secs: u64,
 }

@@ -93,6 +93,11 @@ impl Client {
         self.call(Method::POST, path, Some(body), None).await
     }
 
+    /// A conditional replace: `if_match` is the ETag of the version the edit started from.
+    pub async fn put(&self, path: &str, body: &Value, if_match: &str) -> Result<Tagged, CliError> {
+        self.call(Method::PUT, path, Some(body), Some(if_match)).await
+    }
+
     /// A body that is not JSON (the agent manifest), as text.
     pub async fn get_text(&self, path: &str) -> Result<String, CliError> {
         match self.get(path).await?.body {

@@ -8,40 +8,79 @@ use serde_json::{Map, Value, json};
 
 use crate::CliError;
 use crate::args::{
-    BackupCreate, BackupsCmd, Cli, ClustersCmd, Command, DestinationCreate, DestinationsCmd, ExistingArg, Global,
-    JobsCmd, LoginArgs, PoliciesCmd, RecoveryPointsCmd, RestoreCreate, RestoresCmd, ServerArgs, SignupArgs,
+    ApiKeysCmd, BackupCreate, BackupUpdate, BackupsCmd, Cli, CloudAccountsCmd, ClustersCmd, Command, DestinationCreate,
+    DestinationsCmd, ExistingArg, Global, JobsCmd, LoginArgs, OrgCmd, PoliciesCmd, RecoveryPointsCmd, RestoreCreate,
+    RestoresCmd, ServerArgs, SignupArgs,
 };
 use crate::client::{Client, encode};
 use crate::config::{self, FileConfig};
 use crate::output::{Column, Format, at, render_list, render_one, text};
 
-/// A kind of resource the CLI names: where it is listed and its id prefix.
+/// A kind of resource the CLI names: where it is listed, its id prefix, the columns of
+/// its listing and the members its `PUT` body takes (the rest of a read is computed by
+/// the API, and the bodies refuse unknown members).
 #[derive(Clone, Copy)]
 struct Kind {
     path: &'static str,
     prefix: &'static str,
     noun: &'static str,
+    columns: &'static [Column],
+    body: &'static [&'static str],
 }
 
 const CLUSTER: Kind = Kind {
     path: "/v1/clusters",
     prefix: "cl_",
     noun: "cluster",
+    columns: CLUSTER_COLUMNS,
+    // `aws`: the AWS link of a cluster, where the API has it (kept as read).
+    body: &["name", "description", "tags", "defaultDestinationId", "aws"],
 };
 const POLICY: Kind = Kind {
     path: "/v1/policies",
     prefix: "pol_",
     noun: "policy",
+    columns: POLICY_COLUMNS,
+    body: &["name", "timezone", "schedules", "suspended"],
 };
 const BACKUP: Kind = Kind {
     path: "/v1/backups",
     prefix: "bkp_",
     noun: "backup",
+    columns: BACKUP_COLUMNS,
+    body: &[
+        "name",
+        "description",
+        "clusterId",
+        "selection",
+        "pvMode",
+        "deleteSnapshotAfterCopy",
+        "policyId",
+        "destinationId",
+        "paused",
+        "tags",
+    ],
 };
 const DESTINATION: Kind = Kind {
     path: "/v1/destinations",
     prefix: "dst_",
     noun: "destination",
+    columns: DESTINATION_COLUMNS,
+    body: &["name", "target"],
+};
+const CLOUD_ACCOUNT: Kind = Kind {
+    path: "/v1/cloud-accounts",
+    prefix: "ca_",
+    noun: "cloud account",
+    columns: CLOUD_ACCOUNT_COLUMNS,
+    body: &["name", "description", "regions"],
+};
+const API_KEY: Kind = Kind {
+    path: "/v1/apikeys",
+    prefix: "key_",
+    noun: "API key",
+    columns: API_KEY_COLUMNS,
+    body: &[],
 };
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -62,6 +101,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::RecoveryPoints(c) => recovery_points(g, c).await,
         Command::Restores(c) => restores(g, c).await,
         Command::Destinations(c) => destinations(g, c).await,
+        Command::CloudAccounts(c) => cloud_accounts(g, c).await,
+        Command::Org(c) => org(g, c).await,
+        Command::ApiKeys(c) => api_keys(g, c).await,
     }
 }
 
@@ -132,6 +174,94 @@ async fn resolve(client: &Client, kind: Kind, arg: &str) -> Result<String, CliEr
                 matches.join(", ")
             ),
         )),
+    }
+}
+
+// ---- the shape every entity shares: list, get, update, delete ----------------------
+
+fn entity_path(kind: Kind, id: &str) -> String {
+    format!("{}/{id}", kind.path)
+}
+
+/// `arca <kind> list`: every page, in the kind's columns.
+async fn list_entities(g: &Global, client: &Client, kind: Kind) -> Result<(), CliError> {
+    emit(&render_list(
+        g.output,
+        &client.list_all(kind.path).await?,
+        kind.columns,
+    )?);
+    Ok(())
+}
+
+/// `arca <kind> get NAME|ID`.
+async fn show_entity(g: &Global, client: &Client, kind: Kind, arg: &str) -> Result<(), CliError> {
+    let id = resolve(client, kind, arg).await?;
+    emit(&render_one(g.output, &client.get(&entity_path(kind, &id)).await?.body)?);
+    Ok(())
+}
+
+/// `arca <kind> delete NAME|ID` (`query`: e.g. `?confirm=true`).
+async fn delete_entity(client: &Client, kind: Kind, arg: &str, query: &str) -> Result<(), CliError> {
+    let id = resolve(client, kind, arg).await?;
+    client.delete_current(&entity_path(kind, &id), query).await?;
+    emit(&format!("{} {arg} deleted", kind.noun));
+    Ok(())
+}
+
+/// The members of a read that its `PUT` body takes (the API answers `null` for an
+/// absent option, which the bodies read as absent too).
+fn body_of(doc: &Value, members: &[&str]) -> Map<String, Value> {
+    members
+        .iter()
+        .filter_map(|m| doc.get(*m).map(|v| ((*m).to_owned(), v.clone())))
+        .collect()
+}
+
+/// Reads the entity at `path`, applies `edit` to its body and replaces it with the ETag
+/// read: a change made meanwhile by someone else is refused (412), never overwritten.
+async fn update_at(
+    client: &Client,
+    path: &str,
+    members: &[&str],
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> Result<Value, CliError> {
+    let current = client.get(path).await?;
+    let tag = current
+        .etag
+        .ok_or_else(|| CliError::other(format!("GET {path} returned no ETag")))?;
+    let mut body = body_of(&current.body, members);
+    edit(&mut body);
+    Ok(client.put(path, &Value::Object(body), &tag).await?.body)
+}
+
+/// `arca <kind> update NAME|ID ...`: prints a sentence, or the updated document.
+async fn update_entity(
+    g: &Global,
+    client: &Client,
+    kind: Kind,
+    arg: &str,
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> Result<Value, CliError> {
+    let id = resolve(client, kind, arg).await?;
+    let updated = update_at(client, &entity_path(kind, &id), kind.body, edit).await?;
+    done(g.output, &updated, format!("{} {arg} updated", kind.noun))?;
+    Ok(updated)
+}
+
+/// Sets `member` when the flag was given.
+fn set(body: &mut Map<String, Value>, member: &str, value: Option<Value>) {
+    if let Some(v) = value {
+        body.insert(member.to_owned(), v);
+    }
+}
+
+/// An optional reference flag pair (`--policy X` / `--no-policy`) as the new value of
+/// the member: `Some(id)`, `Some(null)` to clear it, `None` to keep it.
+async fn reference(client: &Client, kind: Kind, given: Option<&str>, clear: bool) -> Result<Option<Value>, CliError> {
+    match given {
+        Some(arg) => Ok(Some(json!(resolve(client, kind, arg).await?))),
+        None if clear => Ok(Some(Value::Null)),
+        None => Ok(None),
     }
 }
 
@@ -279,17 +409,28 @@ async fn install_line(client: &Client, id: &str, output_file: Option<&std::path:
 async fn clusters(g: &Global, cmd: ClustersCmd) -> Result<(), CliError> {
     let client = connect(g)?;
     match cmd {
-        ClustersCmd::List => emit(&render_list(
-            g.output,
-            &client.list_all(CLUSTER.path).await?,
-            CLUSTER_COLUMNS,
-        )?),
-        ClustersCmd::Get { cluster } => {
-            let id = resolve(&client, CLUSTER, &cluster).await?;
-            emit(&render_one(
-                g.output,
-                &client.get(&format!("/v1/clusters/{id}")).await?.body,
-            )?);
+        ClustersCmd::List => list_entities(g, &client, CLUSTER).await?,
+        ClustersCmd::Get { cluster } => show_entity(g, &client, CLUSTER, &cluster).await?,
+        ClustersCmd::Update {
+            cluster,
+            name,
+            description,
+            default_destination,
+            no_default_destination,
+        } => {
+            let destination = reference(
+                &client,
+                DESTINATION,
+                default_destination.as_deref(),
+                no_default_destination,
+            )
+            .await?;
+            update_entity(g, &client, CLUSTER, &cluster, |b| {
+                set(b, "name", name.map(Value::from));
+                set(b, "description", description.map(Value::from));
+                set(b, "defaultDestinationId", destination);
+            })
+            .await?;
         }
         ClustersCmd::Register {
             name,
@@ -334,13 +475,10 @@ async fn clusters(g: &Global, cmd: ClustersCmd) -> Result<(), CliError> {
             emit(&install_line(&client, &id, output_file.as_deref()).await?);
         }
         ClustersCmd::Delete { cluster, confirm } => {
-            let id = resolve(&client, CLUSTER, &cluster).await?;
             let query = if confirm { "?confirm=true" } else { "" };
-            client
-                .delete_current(&format!("/v1/clusters/{id}"), query)
+            delete_entity(&client, CLUSTER, &cluster, query)
                 .await
                 .map_err(|e| hint(e, "confirmation_required", "pass --confirm to delete it anyway"))?;
-            emit(&format!("cluster {cluster} deleted"));
         }
     }
     Ok(())
@@ -437,24 +575,39 @@ pub fn parse_schedule(row: &str) -> Result<Value, CliError> {
 
 async fn policies(g: &Global, cmd: PoliciesCmd) -> Result<(), CliError> {
     // Parse before connecting: a malformed row is a usage error whatever the server says.
-    if let PoliciesCmd::Create { schedules, .. } = &cmd {
+    if let PoliciesCmd::Create { schedules, .. } | PoliciesCmd::Update { schedules, .. } = &cmd {
         for s in schedules {
             parse_schedule(s)?;
         }
     }
     let client = connect(g)?;
     match cmd {
-        PoliciesCmd::List => emit(&render_list(
-            g.output,
-            &client.list_all(POLICY.path).await?,
-            POLICY_COLUMNS,
-        )?),
-        PoliciesCmd::Get { policy } => {
-            let id = resolve(&client, POLICY, &policy).await?;
-            emit(&render_one(
-                g.output,
-                &client.get(&format!("/v1/policies/{id}")).await?.body,
-            )?);
+        PoliciesCmd::List => list_entities(g, &client, POLICY).await?,
+        PoliciesCmd::Get { policy } => show_entity(g, &client, POLICY, &policy).await?,
+        PoliciesCmd::Update {
+            policy,
+            name,
+            schedules,
+            timezone,
+            suspended,
+        } => {
+            let rows = if schedules.is_empty() {
+                None
+            } else {
+                Some(Value::Array(
+                    schedules
+                        .iter()
+                        .map(|s| parse_schedule(s))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ))
+            };
+            update_entity(g, &client, POLICY, &policy, |b| {
+                set(b, "name", name.map(Value::from));
+                set(b, "timezone", timezone.map(Value::from));
+                set(b, "schedules", rows);
+                set(b, "suspended", suspended.map(Value::from));
+            })
+            .await?;
         }
         PoliciesCmd::Create {
             name,
@@ -474,11 +627,7 @@ async fn policies(g: &Global, cmd: PoliciesCmd) -> Result<(), CliError> {
                 format!("policy {name} created ({})", at(&policy, "/id")),
             )?;
         }
-        PoliciesCmd::Delete { policy } => {
-            let id = resolve(&client, POLICY, &policy).await?;
-            client.delete_current(&format!("/v1/policies/{id}"), "").await?;
-            emit(&format!("policy {policy} deleted"));
-        }
+        PoliciesCmd::Delete { policy } => delete_entity(&client, POLICY, &policy, "").await?,
     }
     Ok(())
 }
@@ -530,21 +679,17 @@ async fn backups(g: &Global, cmd: BackupsCmd) -> Result<(), CliError> {
     if let BackupsCmd::Create(c) = &cmd {
         pairs("--labels", &c.labels)?;
     }
+    if let BackupsCmd::Update(u) = &cmd
+        && let Some(labels) = &u.labels
+    {
+        label_pairs(labels)?;
+    }
     let client = connect(g)?;
     match cmd {
-        BackupsCmd::List => emit(&render_list(
-            g.output,
-            &client.list_all(BACKUP.path).await?,
-            BACKUP_COLUMNS,
-        )?),
-        BackupsCmd::Get { backup } => {
-            let id = resolve(&client, BACKUP, &backup).await?;
-            emit(&render_one(
-                g.output,
-                &client.get(&format!("/v1/backups/{id}")).await?.body,
-            )?);
-        }
+        BackupsCmd::List => list_entities(g, &client, BACKUP).await?,
+        BackupsCmd::Get { backup } => show_entity(g, &client, BACKUP, &backup).await?,
         BackupsCmd::Create(c) => create_backup(g, &client, c).await?,
+        BackupsCmd::Update(u) => update_backup(g, &client, u).await?,
         BackupsCmd::Run {
             backup,
             retain_days,
@@ -578,11 +723,7 @@ async fn backups(g: &Global, cmd: BackupsCmd) -> Result<(), CliError> {
             let view = client.post(&format!("/v1/backups/{id}/resume"), &json!({})).await?.body;
             done(g.output, &view, format!("backup {backup} resumed"))?;
         }
-        BackupsCmd::Delete { backup } => {
-            let id = resolve(&client, BACKUP, &backup).await?;
-            client.delete_current(&format!("/v1/backups/{id}"), "").await?;
-            emit(&format!("backup {backup} deleted"));
-        }
+        BackupsCmd::Delete { backup } => delete_entity(&client, BACKUP, &backup, "").await?,
     }
     Ok(())
 }
@@ -613,6 +754,38 @@ async fn create_backup(g: &Global, client: &Client, c: BackupCreate) -> Result<(
         &view,
         format!("backup {} created ({})", c.name, at(&view, "/id")),
     )
+}
+
+/// `--labels` of an update: an empty value (`--labels ""`) clears them.
+fn label_pairs(items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let items: Vec<String> = items.iter().filter(|i| !i.is_empty()).cloned().collect();
+    pairs("--labels", &items)
+}
+
+async fn update_backup(g: &Global, client: &Client, u: BackupUpdate) -> Result<(), CliError> {
+    let policy = reference(client, POLICY, u.policy.as_deref(), u.no_policy).await?;
+    let destination = reference(client, DESTINATION, u.destination.as_deref(), u.no_destination).await?;
+    let labels = u.labels.as_deref().map(label_pairs).transpose()?.map(|l| json!(l));
+    update_entity(g, client, BACKUP, &u.backup, |b| {
+        set(b, "name", u.name.map(Value::from));
+        set(b, "description", u.description.map(Value::from));
+        set(b, "pvMode", u.pv_mode.map(|m| json!(m.api())));
+        set(b, "policyId", policy);
+        set(b, "destinationId", destination);
+        let selection = b.entry("selection").or_insert_with(|| json!({}));
+        if let Some(sel) = selection.as_object_mut() {
+            if let Some(ns) = u.namespaces {
+                sel.insert("fullCluster".into(), json!(false));
+                sel.insert("namespaces".into(), json!(ns));
+            } else if u.full_cluster {
+                sel.insert("fullCluster".into(), json!(true));
+                sel.insert("namespaces".into(), json!([]));
+            }
+            set(sel, "labels", labels);
+        }
+    })
+    .await?;
+    Ok(())
 }
 
 // ---- jobs -------------------------------------------------------------------------
@@ -937,29 +1110,41 @@ const DESTINATION_COLUMNS: &[Column] = &[
 async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(), CliError> {
     let client = connect(g)?;
     match cmd {
-        DestinationsCmd::List => emit(&render_list(
-            g.output,
-            &client.list_all(DESTINATION.path).await?,
-            DESTINATION_COLUMNS,
-        )?),
-        DestinationsCmd::Get { destination } => {
-            let id = resolve(&client, DESTINATION, &destination).await?;
-            emit(&render_one(
-                g.output,
-                &client.get(&format!("/v1/destinations/{id}")).await?.body,
-            )?);
-        }
+        DestinationsCmd::List => list_entities(g, &client, DESTINATION).await?,
+        DestinationsCmd::Get { destination } => show_entity(g, &client, DESTINATION, &destination).await?,
         DestinationsCmd::Create(c) => {
             let name = c.name.clone();
             let body = json!({ "name": c.name, "target": target(c) });
             let d = client.post(DESTINATION.path, &body).await?.body;
             done(g.output, &d, format!("destination {name} created ({})", at(&d, "/id")))?;
         }
-        DestinationsCmd::Delete { destination } => {
-            let id = resolve(&client, DESTINATION, &destination).await?;
-            client.delete_current(&format!("/v1/destinations/{id}"), "").await?;
-            emit(&format!("destination {destination} deleted"));
+        DestinationsCmd::Update {
+            destination,
+            name,
+            local_path,
+        } => {
+            if local_path.is_some() {
+                let id = resolve(&client, DESTINATION, &destination).await?;
+                let current = client.get(&entity_path(DESTINATION, &id)).await?.body;
+                let kind = at(&current, "/target/kind");
+                if kind != "LOCAL_FILESYSTEM" {
+                    return Err(CliError::api(
+                        "not_local",
+                        format!("--local-path: destination {destination} is {kind}, not a local directory"),
+                    ));
+                }
+            }
+            update_entity(g, &client, DESTINATION, &destination, |b| {
+                set(b, "name", name.map(Value::from));
+                if let Some(path) = local_path
+                    && let Some(target) = b.get_mut("target").and_then(Value::as_object_mut)
+                {
+                    target.insert("path".into(), json!(path));
+                }
+            })
+            .await?;
         }
+        DestinationsCmd::Delete { destination } => delete_entity(&client, DESTINATION, &destination, "").await?,
     }
     Ok(())
 }
@@ -990,12 +1175,413 @@ fn target(c: DestinationCreate) -> Value {
     Value::Object(t)
 }
 
+// ---- cloud accounts -----------------------------------------------------------------
+
+const CLOUD_ACCOUNT_COLUMNS: &[Column] = &[
+    Column {
+        header: "ID",
+        get: |v| at(v, "/id"),
+    },
+    Column {
+        header: "NAME",
+        get: |v| at(v, "/name"),
+    },
+    Column {
+        header: "STATE",
+        get: |v| at(v, "/state"),
+    },
+    Column {
+        header: "AWS ACCOUNT",
+        get: |v| at(v, "/awsAccountId"),
+    },
+    Column {
+        header: "REGIONS",
+        get: |v| {
+            v.get("regions")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().map(text).collect::<Vec<_>>().join(","))
+                .unwrap_or_default()
+        },
+    },
+    Column {
+        header: "LAST INVENTORY",
+        get: |v| at(v, "/lastInventoryAt"),
+    },
+    Column {
+        header: "LAST ERROR",
+        get: |v| at(v, "/lastError"),
+    },
+];
+
+/// One row per region of an inventory run.
+const INVENTORY_RUN_COLUMNS: &[Column] = &[
+    Column {
+        header: "REGION",
+        get: |v| at(v, "/region"),
+    },
+    Column {
+        header: "PRESENT",
+        get: |v| at(v, "/present"),
+    },
+    Column {
+        header: "VANISHED",
+        get: |v| at(v, "/vanished"),
+    },
+    Column {
+        header: "ERROR",
+        get: |v| at(v, "/error"),
+    },
+];
+
+/// One row per resource found (entries of every region, the region added).
+const INVENTORY_COLUMNS: &[Column] = &[
+    Column {
+        header: "REGION",
+        get: |v| at(v, "/region"),
+    },
+    Column {
+        header: "KIND",
+        get: resource_kind,
+    },
+    Column {
+        header: "ID",
+        get: |v| {
+            ["/identifier", "/name", "/volumeId"]
+                .iter()
+                .map(|p| at(v, p))
+                .find(|s| !s.is_empty())
+                .unwrap_or_default()
+        },
+    },
+    Column {
+        header: "STATUS",
+        get: |v| {
+            let status = at(v, "/status");
+            if status.is_empty() { at(v, "/state") } else { status }
+        },
+    },
+    Column {
+        header: "ENGINE",
+        get: |v| {
+            let engine = at(v, "/engine");
+            let version = if engine.is_empty() {
+                at(v, "/version")
+            } else {
+                at(v, "/engineVersion")
+            };
+            match (engine.is_empty(), version.is_empty()) {
+                (false, false) => format!("{engine} {version}"),
+                (false, true) => engine,
+                (true, _) => version,
+            }
+        },
+    },
+    Column {
+        header: "VANISHED",
+        get: |v| match v.get("vanishedAt").and_then(Value::as_str) {
+            Some(at) => format!("vanished {at}"),
+            None => String::new(),
+        },
+    },
+];
+
+/// The resource's kind as the inventory keys it: snapshots of clusters apart.
+fn resource_kind(v: &Value) -> String {
+    let kind = at(v, "/kind");
+    if kind == "RDS_SNAPSHOT" && v.get("cluster").and_then(Value::as_bool) == Some(true) {
+        return "RDS_CLUSTER_SNAPSHOT".to_owned();
+    }
+    kind
+}
+
+/// After a verification: exit 1 unless the role was assumed, with AWS's reason.
+fn require_active(format: Format, account: &Value, sentence: String) -> Result<(), CliError> {
+    let state = at(account, "/state");
+    if state == "ACTIVE" {
+        return done(format, account, sentence);
+    }
+    if let Some(out) = crate::output::machine(format, account)? {
+        emit(&out);
+    }
+    let why = account
+        .get("lastError")
+        .and_then(Value::as_str)
+        .unwrap_or("the role could not be assumed");
+    Err(CliError::api(
+        "cloud_account_disconnected",
+        format!("cloud account {} is {state}: {why}", at(account, "/id")),
+    ))
+}
+
+fn link_text(account: &Value) -> String {
+    let id = at(account, "/id");
+    let mut lines = vec![
+        format!(
+            "cloud account {} linked ({id}), {}",
+            at(account, "/name"),
+            at(account, "/state")
+        ),
+        format!("ExternalId: {}", at(account, "/externalId")),
+    ];
+    match account.get("quickCreateLink").and_then(Value::as_str) {
+        Some(link) => {
+            lines.push("create the role stack in that AWS account with this link (it reports the role back):".into());
+            lines.push(format!("  {link}"));
+            lines.push(format!(
+                "or create the role yourself (cfn/) and run: arca cloud-accounts set-role {id} --role-arn <ARN>"
+            ));
+        }
+        None => {
+            lines.push("this deployment offers no quick-create link (no role stack template is published):".into());
+            lines.push(format!(
+                "create the role from cfn/ with that ExternalId, then run: arca cloud-accounts set-role {id} --role-arn <ARN>"
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+async fn cloud_accounts(g: &Global, cmd: CloudAccountsCmd) -> Result<(), CliError> {
+    let client = connect(g)?;
+    match cmd {
+        CloudAccountsCmd::List => list_entities(g, &client, CLOUD_ACCOUNT).await?,
+        CloudAccountsCmd::Get { account } => show_entity(g, &client, CLOUD_ACCOUNT, &account).await?,
+        CloudAccountsCmd::Link {
+            name,
+            regions,
+            description,
+        } => {
+            let body = json!({ "name": name, "description": description, "regions": regions });
+            let account = client.post(CLOUD_ACCOUNT.path, &body).await?.body;
+            done(g.output, &account, link_text(&account))?;
+        }
+        CloudAccountsCmd::SetRole { account, role_arn } => {
+            let id = resolve(&client, CLOUD_ACCOUNT, &account).await?;
+            let path = entity_path(CLOUD_ACCOUNT, &id);
+            let tag = client
+                .get(&path)
+                .await?
+                .etag
+                .ok_or_else(|| CliError::other(format!("GET {path} returned no ETag")))?;
+            let view = client
+                .put(&format!("{path}/role"), &json!({ "roleArn": role_arn }), &tag)
+                .await?
+                .body;
+            let sentence = format!(
+                "cloud account {account}: role {role_arn} verified, ACTIVE (AWS account {})",
+                at(&view, "/awsAccountId")
+            );
+            require_active(g.output, &view, sentence)?;
+        }
+        CloudAccountsCmd::Verify { account } => {
+            let id = resolve(&client, CLOUD_ACCOUNT, &account).await?;
+            let view = client
+                .post(&format!("{}/verify", entity_path(CLOUD_ACCOUNT, &id)), &json!({}))
+                .await?
+                .body;
+            require_active(g.output, &view, format!("cloud account {account}: ACTIVE"))?;
+        }
+        CloudAccountsCmd::Inventory { account, show, region } => {
+            let id = resolve(&client, CLOUD_ACCOUNT, &account).await?;
+            let path = format!("{}/inventory", entity_path(CLOUD_ACCOUNT, &id));
+            if show {
+                let query = region.map(|r| format!("?region={}", encode(&r))).unwrap_or_default();
+                let found = client.get(&format!("{path}{query}")).await?.body;
+                show_inventory(g.output, &found)?;
+            } else {
+                run_inventory(g.output, &client, &path).await?;
+            }
+        }
+        CloudAccountsCmd::Update {
+            account,
+            name,
+            regions,
+            description,
+        } => {
+            update_entity(g, &client, CLOUD_ACCOUNT, &account, |b| {
+                set(b, "name", name.map(Value::from));
+                set(b, "regions", regions.map(|r| json!(r)));
+                set(b, "description", description.map(Value::from));
+            })
+            .await?;
+        }
+        CloudAccountsCmd::Delete { account } => delete_entity(&client, CLOUD_ACCOUNT, &account, "").await?,
+    }
+    Ok(())
+}
+
+/// "Inventory now": every region is read inline, which takes a while on a real account.
+async fn run_inventory(format: Format, client: &Client, path: &str) -> Result<(), CliError> {
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message("inventorying every region");
+        bar
+    });
+    let report = client.post(path, &json!({})).await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let report = report?.body;
+    let regions = report
+        .get("regions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    match crate::output::machine(format, &report)? {
+        Some(out) => emit(&out),
+        None => emit(&render_list(Format::Table, &regions, INVENTORY_RUN_COLUMNS)?),
+    }
+    // A rejected role stops the run (the account is now DISCONNECTED): a failure. A
+    // region that could not be read is shown in its row; the others still count.
+    match report.get("error").and_then(Value::as_str) {
+        Some(error) => Err(CliError::api(
+            "cloud_account_disconnected",
+            format!("inventory of {} stopped: {error}", at(&report, "/cloudAccountId")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What the last inventory found: one row per resource (machine formats: the API's
+/// per-region documents unchanged).
+fn show_inventory(format: Format, found: &Value) -> Result<(), CliError> {
+    if let Some(out) = crate::output::machine(format, found)? {
+        emit(&out);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for region in found.as_array().map(Vec::as_slice).unwrap_or_default() {
+        for entry in region
+            .get("entries")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let mut row = entry.clone();
+            if let Value::Object(m) = &mut row {
+                m.insert("region".into(), region.get("region").cloned().unwrap_or(Value::Null));
+            }
+            rows.push(row);
+        }
+    }
+    emit(&render_list(Format::Table, &rows, INVENTORY_COLUMNS)?);
+    Ok(())
+}
+
+// ---- org, API keys --------------------------------------------------------------------
+
+const API_KEY_COLUMNS: &[Column] = &[
+    Column {
+        header: "ID",
+        get: |v| at(v, "/id"),
+    },
+    Column {
+        header: "NAME",
+        get: |v| at(v, "/name"),
+    },
+    Column {
+        header: "ROLE",
+        get: |v| at(v, "/role"),
+    },
+    Column {
+        header: "SNIPPET",
+        get: |v| at(v, "/snippet"),
+    },
+    Column {
+        header: "CREATED",
+        get: |v| at(v, "/createdAt"),
+    },
+];
+
+async fn org(g: &Global, cmd: OrgCmd) -> Result<(), CliError> {
+    let client = connect(g)?;
+    match cmd {
+        OrgCmd::Get => emit(&render_one(g.output, &client.get("/v1/org").await?.body)?),
+        OrgCmd::Update {
+            name,
+            default_destination,
+            no_default_destination,
+        } => {
+            let destination = reference(
+                &client,
+                DESTINATION,
+                default_destination.as_deref(),
+                no_default_destination,
+            )
+            .await?;
+            let org = update_at(&client, "/v1/org", &["name", "defaultDestinationId"], |b| {
+                set(b, "name", name.map(Value::from));
+                set(b, "defaultDestinationId", destination);
+            })
+            .await?;
+            done(g.output, &org, format!("org {} updated", at(&org, "/name")))?;
+        }
+    }
+    Ok(())
+}
+
+async fn api_keys(g: &Global, cmd: ApiKeysCmd) -> Result<(), CliError> {
+    let client = connect(g)?;
+    match cmd {
+        ApiKeysCmd::List => list_entities(g, &client, API_KEY).await?,
+        ApiKeysCmd::Get { key } => show_entity(g, &client, API_KEY, &key).await?,
+        ApiKeysCmd::Create {
+            name,
+            role,
+            secret_file,
+        } => {
+            let created = client
+                .post(API_KEY.path, &json!({ "name": name, "role": role.api() }))
+                .await?
+                .body;
+            let secret = created
+                .get("secret")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CliError::other("the answer holds no secret"))?
+                .to_owned();
+            let id = at(&created, "/id");
+            match secret_file {
+                Some(file) => {
+                    config::write_private(&file, secret.as_bytes())?;
+                    // The document without its secret: the file has it.
+                    let mut shown = created.clone();
+                    if let Value::Object(m) = &mut shown {
+                        m.remove("secret");
+                    }
+                    done(
+                        g.output,
+                        &shown,
+                        format!(
+                            "API key {name} ({id}, {}) created; its secret is in {} (mode 0600)",
+                            role.api(),
+                            file.display()
+                        ),
+                    )?;
+                }
+                // Asked for: the only time this secret can be seen.
+                None => done(
+                    g.output,
+                    &created,
+                    format!(
+                        "API key {name} ({id}, {}) created\nsecret (shown once, keep it safe): {secret}",
+                        role.api()
+                    ),
+                )?,
+            }
+        }
+        ApiKeysCmd::Delete { key } => delete_entity(&client, API_KEY, &key, "").await?,
+    }
+    Ok(())
+}
+
 // ---- server -------------------------------------------------------------------------
 
 async fn server(args: ServerArgs) -> Result<(), CliError> {
     arca_runtime::init_tracing();
     let mut options = crate::server::ServerOptions::new(args.data_dir.clone(), args.listen);
     options.retention_interval = Duration::from_secs(args.retention_interval_secs.max(1));
+    options.inventory_interval = Duration::from_secs(args.inventory_interval_secs.max(1));
     let running = crate::server::start(options).await?;
     // The first line on stdout, so scripts (and tests) can learn a `:0` port.
     println!(
@@ -1005,8 +1591,8 @@ async fn server(args: ServerArgs) -> Result<(), CliError> {
     );
     let r = &running.recovered;
     println!(
-        "recovered from the store: {} orgs, {} cluster queues, {} backup schedules synced, {} unfinished jobs re-queued",
-        r.orgs, r.queues, r.definitions, r.requeued_jobs
+        "recovered from the store: {} orgs, {} cluster queues, {} backup schedules synced, {} unfinished jobs re-queued, {} missed schedules catching up",
+        r.orgs, r.queues, r.definitions, r.requeued_jobs, r.caught_up_schedules
     );
     shutdown_signal().await;
     println!("arca server stopping");

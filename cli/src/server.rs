@@ -4,7 +4,9 @@
 //! the Lambdas run: `dispatch::on_schedule` for every schedule the embedded scheduler
 //! says is due, `retention::sweep` on an interval, and `drain_dead_letters` (which both
 //! of those also do) on its own shorter interval, so lapsed jobs do not wait an hour
-//! for the next sweep when no schedule fires.
+//! for the next sweep when no schedule fires. Linked AWS accounts are reached with
+//! `AwsCloudConnector` over the standard AWS configuration, and inventoried on the
+//! inventory function's fixed schedule (`ControlPlane::inventory_everything`).
 //!
 //! State is the redb file in the data directory and survives restarts. The queue and
 //! the scheduler are in memory, so start-up rebuilds what they held from the store
@@ -13,8 +15,9 @@
 //! a lapsed lease does on AWS, and the poll already handles each state: a PENDING job is
 //! leased, a RUNNING one is handed out again (its lease died with the process, so the
 //! agent that held it gets `lease_lost` and stops), a CANCELLING one becomes CANCELED.
-//! Schedules are synced as new, so they fire only at times after the start: runs missed
-//! while the server was down are not caught up.
+//! Schedules are synced as new, then caught up: the scheduler loop writes when it last
+//! evaluated the schedules ([`WATERMARK_FILE`]), and at start every schedule with a fire
+//! time between then and now runs once (missed runs coalesce, as one backup covers them).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +28,7 @@ use anyhow::Context;
 use arca_core::backup::BackupDefinition;
 use arca_core::cluster::Cluster;
 use arca_core::ids::OrgId;
-use arca_core::job::{Job, JobState};
+use arca_core::job::{Job, JobState, JobType};
 use arca_core::policy::Policy;
 use arca_core::ports::SystemClock;
 use arca_core::queue::{JobMessage, Queue};
@@ -47,6 +50,9 @@ pub struct ServerOptions {
     /// The longest the scheduler loop sleeps: a schedule created meanwhile may fire
     /// earlier than the one it was waiting for, and nothing wakes it.
     pub scheduler_tick: Duration,
+    /// How often every linked AWS account is inventoried (12 hours on AWS); the first
+    /// run is one interval after the start.
+    pub inventory_interval: Duration,
 }
 
 impl ServerOptions {
@@ -57,6 +63,7 @@ impl ServerOptions {
             retention_interval: Duration::from_secs(60 * 60),
             dead_letter_interval: Duration::from_secs(60),
             scheduler_tick: Duration::from_secs(15),
+            inventory_interval: Duration::from_secs(12 * 60 * 60),
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct Recovered {
     pub definitions: usize,
     /// Unfinished jobs whose message was sent again.
     pub requeued_jobs: usize,
+    /// Schedules that missed a fire time while the server was down and run at start.
+    pub caught_up_schedules: usize,
 }
 
 /// A started server: its address, its control plane and scheduler (tests look at
@@ -140,8 +149,42 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     state.control_plane = state
         .control_plane
         .with_archive_master_key(Some(env.local_archive_master_key(&options.data_dir)?));
+    // Linked AWS accounts, as the API on Lambda: the standard AWS configuration
+    // (AWS_ENDPOINT_URL, credentials, region) is read when an account is first reached.
+    let connector = Arc::new(arca_aws::AwsCloudConnector::from_environment());
+    state.control_plane = state
+        .control_plane
+        .clone()
+        .with_cloud(connector.clone(), env.role_stack.clone());
+    // RDS jobs move by delayed messages (SQS on AWS); here an in-process queue that the
+    // RDS loop below drains, stepping each job as the RDS function does.
+    let rds_queue = Arc::new(arca_embedded::EmbeddedRdsWorkQueue::new(Arc::new(SystemClock)));
+    state.control_plane = state.control_plane.clone().with_rds(
+        Arc::new(arca_aws::AwsRdsOperations::new(connector)),
+        Some(rds_queue.clone() as Arc<dyn arca_core::rds::RdsWorkQueue>),
+    );
     let cp = state.control_plane.clone();
-    let recovered = recover(&cp, queue.as_ref(), scheduler.as_ref(), &orgs).await?;
+    // Unfinished RDS jobs lost their (in-memory) messages with the old process.
+    for org in &orgs {
+        for job in cp.store().list_all::<Job>(org).await? {
+            let rds = matches!(
+                job.job_type,
+                JobType::RdsBackup | JobType::RdsCopy | JobType::RdsRestore
+            );
+            if rds && !job.state.is_terminal() {
+                let message = arca_core::rds::RdsWorkMessage {
+                    org_id: *org,
+                    job_id: job.id,
+                };
+                arca_core::rds::RdsWorkQueue::send(rds_queue.as_ref(), &message, Duration::ZERO).await?;
+            }
+        }
+    }
+    let mut recovered = recover(&cp, queue.as_ref(), scheduler.as_ref(), &orgs).await?;
+    let watermark = options.data_dir.join(WATERMARK_FILE);
+    if let Some(since) = read_watermark(&watermark)? {
+        recovered.caught_up_schedules = scheduler.catch_up_from(since)?.len();
+    }
     tracing::info!(?recovered, "state recovered from the store");
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -163,9 +206,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             cp.clone(),
             scheduler.clone(),
             options.scheduler_tick,
+            watermark,
             stopped.clone(),
         )),
-        tokio::spawn(every(options.retention_interval, stopped.clone(), {
+        tokio::spawn(every(options.retention_interval, true, stopped.clone(), {
             let cp = cp.clone();
             move || {
                 let cp = cp.clone();
@@ -176,7 +220,42 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
                 }
             }
         })),
-        tokio::spawn(every(options.dead_letter_interval, stopped, {
+        // What the inventory function's fixed schedule does on AWS.
+        tokio::spawn(every(options.inventory_interval, false, stopped.clone(), {
+            let cp = cp.clone();
+            move || {
+                let cp = cp.clone();
+                async move {
+                    match cp.inventory_everything().await {
+                        Ok(reports) => {
+                            let failed = reports
+                                .iter()
+                                .filter(|r| r.as_ref().map_or(true, |r| r.error.is_some()))
+                                .count();
+                            tracing::info!(accounts = reports.len(), failed, "inventory of every linked account");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "the inventory run failed; the next one retries"),
+                    }
+                }
+            }
+        })),
+        // What SQS delivering the RDS work queue to the RDS function does on AWS.
+        tokio::spawn(every(RDS_TICK, true, stopped.clone(), {
+            let cp = cp.clone();
+            let rds_queue = rds_queue.clone();
+            move || {
+                let cp = cp.clone();
+                let due = rds_queue.due();
+                async move {
+                    for m in due {
+                        if let Err(e) = cp.rds_step(&m.org_id, &m.job_id).await {
+                            tracing::warn!(error = %e, job_id = %m.job_id, "RDS step failed");
+                        }
+                    }
+                }
+            }
+        })),
+        tokio::spawn(every(options.dead_letter_interval, true, stopped, {
             let cp = cp.clone();
             move || {
                 let cp = cp.clone();
@@ -201,13 +280,20 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     })
 }
 
-/// Runs `work` now and then every `interval` until stopped.
-async fn every<F, Fut>(interval: Duration, mut stopped: watch::Receiver<bool>, work: F)
+/// Runs `work` every `interval` until stopped: the first time at once when `now`, else
+/// one interval after the start.
+async fn every<F, Fut>(interval: Duration, now: bool, mut stopped: watch::Receiver<bool>, work: F)
 where
     F: Fn() -> Fut + Send,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    let period = interval.max(Duration::from_millis(10));
+    let first = if now {
+        tokio::time::Instant::now()
+    } else {
+        tokio::time::Instant::now() + period
+    };
+    let mut ticks = tokio::time::interval_at(first, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // The select only decides; the work runs outside it, where no watch guard lives.
@@ -228,9 +314,11 @@ async fn scheduler_loop(
     cp: ControlPlane,
     scheduler: Arc<EmbeddedScheduler>,
     tick: Duration,
+    watermark: PathBuf,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
+        let evaluated_at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
         match scheduler.due() {
             Ok(fired) => {
                 for input in fired {
@@ -246,6 +334,10 @@ async fn scheduler_loop(
             }
             Err(e) => tracing::warn!(error = %e, "evaluating the schedules"),
         }
+        // Only after the due runs were dispatched: a crash in between catches them up.
+        if let Err(e) = write_watermark(&watermark, evaluated_at) {
+            tracing::warn!(error = %e, "recording when the schedules were evaluated");
+        }
         let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
         let wait = scheduler
             .next_due()
@@ -260,6 +352,32 @@ async fn scheduler_loop(
             return;
         }
     }
+}
+
+/// How often the RDS loop looks for due work messages.
+const RDS_TICK: Duration = Duration::from_secs(2);
+
+/// When the scheduler loop last evaluated the schedules (RFC 3339), in the data directory.
+pub const WATERMARK_FILE: &str = "scheduler-watermark";
+
+fn read_watermark(path: &std::path::Path) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map(Some).with_context(|| {
+            format!(
+                "{} does not hold an RFC 3339 time; delete it to skip catching up",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Written to a temporary file and renamed, so a crash never leaves half a time behind.
+fn write_watermark(path: &std::path::Path, at: chrono::DateTime<chrono::Utc>) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, at.to_rfc3339())?;
+    std::fs::rename(tmp, path)
 }
 
 /// Rebuilds the in-memory queue and scheduler from the store (see the module doc).

@@ -511,3 +511,498 @@ fn the_server_binary_starts_serves_and_stops_on_sigterm() {
         assert!(status.success(), "a clean stop on SIGTERM, got {status:?}");
     }
 }
+
+/// Runs and asserts the exit code; returns stderr.
+fn fails(user: &User, args: &[&str], code: i32) -> String {
+    let out = user.run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "arca {args:?}: {err}");
+    if code == 1 {
+        assert!(err.starts_with("arca: error: "), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+    err
+}
+
+/// The org, API keys, the update commands and linked accounts as far as they go without
+/// AWS: each output format, the ETag on every edit, and the error exits.
+#[test]
+fn org_keys_updates_and_cloud_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = User::new(&server.url(), dir.path(), "admin");
+    admin.ok(&["signup", "--org-name", "acme"]);
+
+    // org get in each format; update renames and sets the default destination by name.
+    let org = admin.json(&["org", "get"]);
+    assert_eq!(org["name"], "acme");
+    let table = admin.ok(&["org", "get"]);
+    assert!(table.lines().next().unwrap().contains("FIELD"), "{table}");
+    assert!(table.contains("acme"), "{table}");
+    let yaml: Value = serde_norway::from_str(&admin.ok(&["org", "get", "-o", "yaml"])).unwrap();
+    assert_eq!(yaml, org);
+    admin.ok(&["destinations", "create", "local", "--local-path", "/tmp/arca-cli-upd"]);
+    let dst = admin.json(&["destinations", "get", "local"]);
+    let out = admin.ok(&["org", "update", "--name", "acme-2", "--default-destination", "local"]);
+    assert!(out.contains("acme-2"), "{out}");
+    let org = admin.json(&["org", "get"]);
+    assert_eq!(
+        (org["name"].clone(), org["defaultDestinationId"].clone()),
+        (json!("acme-2"), dst["id"].clone())
+    );
+    let org = admin.json(&["org", "update", "--no-default-destination"]);
+    assert_eq!(org["name"], "acme-2", "what is not given is kept");
+    assert!(org["defaultDestinationId"].is_null(), "{org}");
+    fails(
+        &admin,
+        &[
+            "org",
+            "update",
+            "--default-destination",
+            "x",
+            "--no-default-destination",
+        ],
+        2,
+    );
+
+    // apikeys: the secret is printed once by create, and works; never by list or get.
+    let out = admin.ok(&["apikeys", "create", "ci", "--role", "viewer"]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret (shown once, keep it safe): "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let viewer = User::new(&server.url(), dir.path(), "viewer");
+    let out = viewer.run_with(&["policies", "list"], &[("ARCA_API_KEY", &secret)]);
+    assert!(out.status.success(), "the new key works: {}", stderr(&out));
+    let keys = admin.json(&["apikeys", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    assert!(!keys.to_string().contains(&secret), "{keys}");
+    let table = admin.ok(&["api-keys", "list"]);
+    assert!(
+        table.contains("ci") && table.contains("viewer") && !table.contains(&secret),
+        "{table}"
+    );
+    let ci = admin.json(&["apikeys", "get", "ci"]);
+    assert_eq!(ci["role"], "viewer");
+    let secret_file = dir.path().join("ops.key");
+    let created = admin.json(&[
+        "apikeys",
+        "create",
+        "ops",
+        "--role",
+        "operator",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    assert!(created.get("secret").is_none(), "the file has it: {created}");
+    assert!(std::fs::read_to_string(&secret_file).unwrap().starts_with("arca"));
+    #[cfg(unix)]
+    assert_eq!(mode(&secret_file), 0o600);
+    // A viewer may not manage keys: the API's code, exit 1.
+    let out = viewer.run_with(&["apikeys", "list"], &[("ARCA_API_KEY", &secret)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("arca: error: forbidden"), "{}", stderr(&out));
+    admin.ok(&["apikeys", "delete", "ci"]);
+    let out = viewer.run_with(&["policies", "list"], &[("ARCA_API_KEY", &secret)]);
+    assert!(
+        stderr(&out).contains("unauthenticated"),
+        "a deleted key is revoked: {}",
+        stderr(&out)
+    );
+    fails(&admin, &["apikeys", "create", "x", "--role", "root"], 2);
+
+    // Updates keep what is not given, and go through the ETag.
+    admin.ok(&[
+        "clusters",
+        "register",
+        "prod",
+        "--agent-token-file",
+        dir.path().join("t").to_str().unwrap(),
+    ]);
+    let c = admin.json(&[
+        "clusters",
+        "update",
+        "prod",
+        "--description",
+        "the main one",
+        "--default-destination",
+        "local",
+    ]);
+    assert_eq!(
+        (c["name"].clone(), c["description"].clone()),
+        (json!("prod"), json!("the main one"))
+    );
+    assert_eq!(c["defaultDestinationId"], dst["id"]);
+    admin.ok(&["clusters", "update", "prod", "--name", "production"]);
+    let c = admin.json(&["clusters", "get", "production"]);
+    assert_eq!(
+        (c["description"].clone(), c["defaultDestinationId"].clone()),
+        (json!("the main one"), dst["id"].clone())
+    );
+
+    admin.ok(&[
+        "destinations",
+        "update",
+        "local",
+        "--name",
+        "disk",
+        "--local-path",
+        "/tmp/arca-cli-upd2",
+    ]);
+    let d = admin.json(&["destinations", "get", "disk"]);
+    assert_eq!(
+        d["target"],
+        json!({"kind": "LOCAL_FILESYSTEM", "path": "/tmp/arca-cli-upd2"})
+    );
+
+    admin.ok(&["policies", "create", "daily", "--schedule", "0 3 * * *=7"]);
+    admin.ok(&[
+        "policies",
+        "update",
+        "daily",
+        "--schedule",
+        "0 4 * * *=30:2",
+        "--suspended",
+        "true",
+    ]);
+    let p = admin.json(&["policies", "get", "daily"]);
+    assert_eq!(
+        p["schedules"],
+        json!([{"cron": "0 4 * * *", "retainDays": 30, "keepLast": 2}])
+    );
+    assert_eq!(
+        (p["suspended"].clone(), p["timezone"].clone()),
+        (json!(true), json!("UTC"))
+    );
+    fails(&admin, &["policies", "update", "daily", "--schedule", "nope"], 2);
+    let err = fails(
+        &admin,
+        &["policies", "update", "daily", "--timezone", "Mars/Olympus"],
+        1,
+    );
+    assert!(err.contains("validation_failed") && err.contains("timezone"), "{err}");
+
+    admin.ok(&[
+        "backups",
+        "create",
+        "web",
+        "--cluster",
+        "production",
+        "--namespaces",
+        "web",
+        "--policy",
+        "daily",
+    ]);
+    admin.ok(&[
+        "backups",
+        "update",
+        "web",
+        "--namespaces",
+        "web,db",
+        "--labels",
+        "app=web",
+        "--pv-mode",
+        "none",
+        "--no-policy",
+        "--destination",
+        "disk",
+    ]);
+    let b = admin.json(&["backups", "get", "web"]);
+    assert_eq!(b["selection"]["namespaces"], json!(["web", "db"]));
+    assert_eq!(b["selection"]["labels"], json!({"app": "web"}));
+    assert_eq!(
+        (b["pvMode"].clone(), b["policyId"].clone()),
+        (json!("none"), Value::Null)
+    );
+    assert_eq!(b["destinationId"], dst["id"]);
+    let b = admin.json(&["backups", "update", "web", "--full-cluster", "--labels", ""]);
+    assert_eq!(b["selection"]["fullCluster"], true);
+    assert_eq!(b["selection"]["labels"], json!({}));
+    assert_eq!(b["name"], "web");
+    fails(
+        &admin,
+        &["backups", "update", "web", "--policy", "daily", "--no-policy"],
+        2,
+    );
+    let err = fails(&admin, &["backups", "update", "nope", "--name", "x"], 1);
+    assert!(err.contains("not_found"), "{err}");
+
+    // Cloud accounts: link prints the ExternalId (and says how to set the role, as this
+    // server publishes no role stack template); -o json is the whole account.
+    let out = admin.ok(&[
+        "cloud-accounts",
+        "link",
+        "--name",
+        "aws-prod",
+        "--region",
+        "us-east-1,eu-west-1",
+    ]);
+    let external = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ExternalId: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert!(external.starts_with("arca-"), "{out}");
+    assert!(out.contains("set-role ca_"), "{out}");
+    let linked = admin.json(&[
+        "accounts",
+        "link",
+        "--name",
+        "aws-dev",
+        "--region",
+        "us-west-2",
+        "--description",
+        "dev",
+    ]);
+    assert_eq!(linked["state"], "PENDING");
+    assert!(linked["externalId"].as_str().unwrap().starts_with("arca-"), "{linked}");
+    assert!(linked["quickCreateLink"].is_null(), "{linked}");
+    let table = admin.ok(&["cloud-accounts", "list"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("STATE") && header.contains("REGIONS"), "{table}");
+    assert!(
+        table.contains("eu-west-1,us-east-1") && table.contains("PENDING"),
+        "{table}"
+    );
+    let listed = admin.json(&["cloud-accounts", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let yaml: Value = serde_norway::from_str(&admin.ok(&["cloud-accounts", "list", "-o", "yaml"])).unwrap();
+    assert_eq!(yaml, listed);
+    let got = admin.json(&["cloud-accounts", "get", "aws-prod"]);
+    assert_eq!(got["externalId"], external.as_str());
+    assert!(admin.ok(&["cloud-accounts", "get", "aws-prod"]).contains(&external));
+    let updated = admin.json(&[
+        "cloud-accounts",
+        "update",
+        "aws-dev",
+        "--name",
+        "aws-staging",
+        "--region",
+        "eu-central-1",
+    ]);
+    assert_eq!(
+        (
+            updated["name"].clone(),
+            updated["regions"].clone(),
+            updated["description"].clone()
+        ),
+        (json!("aws-staging"), json!(["eu-central-1"]), json!("dev"))
+    );
+    assert_eq!(
+        updated["externalId"], linked["externalId"],
+        "an edit keeps the ExternalId"
+    );
+
+    // API errors: one line with the problem's code, exit 1.
+    let err = fails(
+        &admin,
+        &["cloud-accounts", "link", "--name", "bad", "--region", "US-EAST"],
+        1,
+    );
+    assert!(err.contains("validation_failed") && err.contains("regions[0]"), "{err}");
+    let err = fails(
+        &admin,
+        &["cloud-accounts", "update", "aws-prod", "--region", "us-east-1,nowhere"],
+        1,
+    );
+    assert!(err.contains("validation_failed") && err.contains("regions[1]"), "{err}");
+    let err = fails(
+        &admin,
+        &[
+            "cloud-accounts",
+            "set-role",
+            "aws-prod",
+            "--role-arn",
+            "arn:aws:iam::12:role/x",
+        ],
+        1,
+    );
+    assert!(err.contains("validation_failed") && err.contains("roleArn"), "{err}");
+    let err = fails(&admin, &["cloud-accounts", "verify", "aws-prod"], 1);
+    assert!(err.contains("no role"), "{err}");
+    let err = fails(&admin, &["cloud-accounts", "inventory", "aws-prod"], 1);
+    assert!(err.contains("no role"), "{err}");
+    let err = fails(&admin, &["cloud-accounts", "get", "nope"], 1);
+    assert!(err.contains("not_found"), "{err}");
+    let found = admin.json(&["cloud-accounts", "inventory", "aws-prod", "--show"]);
+    assert_eq!(found, json!([]), "nothing inventoried yet");
+    // Usage errors: exit 2.
+    fails(&admin, &["cloud-accounts", "link", "--name", "x"], 2);
+    fails(
+        &admin,
+        &["cloud-accounts", "inventory", "aws-prod", "--region", "us-east-1"],
+        2,
+    );
+    fails(&admin, &["cloud-accounts", "set-role", "aws-prod"], 2);
+    fails(&admin, &["cloud-accounts", "frobnicate"], 2);
+
+    admin.ok(&["cloud-accounts", "delete", "aws-staging"]);
+    let listed = admin.json(&["cloud-accounts", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    server.stop();
+}
+
+/// A fresh 12-digit AWS account per run, so reruns on the same moto start empty.
+fn fresh_account() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:012}", (nanos % 900_000_000_000) + 100_000_000_000)
+}
+
+/// An RDS client acting inside `account` on moto (credentials from AssumeRole into it).
+async fn rds_in(account: &str, region: &str) -> aws_sdk_rds::Client {
+    use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+    let base = arca_testenv::aws().unwrap().sdk_config().await;
+    let out = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "seed",
+    );
+    let config = base
+        .to_builder()
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .build();
+    aws_sdk_rds::Client::new(&config)
+}
+
+/// Linked accounts for real against moto (`arca server` reaches AWS through the standard
+/// configuration: AWS_ENDPOINT_URL and the dummy credentials of the test environment):
+/// set-role verifies by AssumeRole, inventory finds a seeded database, then marks it
+/// vanished once it is deleted.
+#[test]
+fn cloud_accounts_on_moto() {
+    let Some(_) = arca_testenv::aws() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = User::new(&server.url(), dir.path(), "admin");
+    admin.ok(&["signup", "--org-name", "acme"]);
+
+    let account = fresh_account();
+    let db = format!("db-{account}");
+    let rds = server.rt.block_on(rds_in(&account, "us-east-1"));
+    server
+        .rt
+        .block_on(
+            rds.create_db_instance()
+                .db_instance_identifier(&db)
+                .db_instance_class("db.t3.micro")
+                .engine("postgres")
+                .allocated_storage(20)
+                .master_username("arca")
+                .master_user_password("not-a-secret-1")
+                .send(),
+        )
+        .unwrap();
+
+    admin.ok(&[
+        "cloud-accounts",
+        "link",
+        "--name",
+        "moto",
+        "--region",
+        "us-east-1,eu-west-1",
+    ]);
+    let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
+    let out = admin.ok(&["cloud-accounts", "set-role", "moto", "--role-arn", &role]);
+    assert!(out.contains("ACTIVE") && out.contains(&account), "{out}");
+    let got = admin.json(&["cloud-accounts", "get", "moto"]);
+    assert_eq!(
+        (
+            got["state"].clone(),
+            got["roleArn"].clone(),
+            got["awsAccountId"].clone()
+        ),
+        (json!("ACTIVE"), json!(role), json!(account))
+    );
+    let verified = admin.json(&["cloud-accounts", "verify", "moto"]);
+    assert_eq!(verified["state"], "ACTIVE");
+
+    // Inventory now: a row per region (table), the report (json).
+    let table = admin.ok(&["cloud-accounts", "inventory", "moto"]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("REGION") && header.contains("PRESENT") && header.contains("VANISHED"),
+        "{table}"
+    );
+    let east = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("us-east-1"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let counts: Vec<&str> = east.split_whitespace().collect();
+    assert!(
+        counts[1].parse::<u32>().unwrap() >= 1,
+        "the database was found: {table}"
+    );
+    assert_eq!(counts[2], "0", "{table}");
+    assert!(
+        table.lines().any(|l| l.trim_start().starts_with("eu-west-1")),
+        "{table}"
+    );
+
+    let shown = admin.ok(&["cloud-accounts", "inventory", "moto", "--show"]);
+    let row = shown
+        .lines()
+        .find(|l| l.contains("RDS_INSTANCE") && l.contains(&db))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(row.contains("postgres") && !row.contains("vanished"), "{row}");
+    let west: Value = serde_json::from_str(&admin.ok(&[
+        "cloud-accounts",
+        "inventory",
+        "moto",
+        "--show",
+        "--region",
+        "eu-west-1",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(
+        west.as_array().unwrap().iter().all(|r| r["region"] == "eu-west-1"),
+        "{west}"
+    );
+    let yaml: Value =
+        serde_norway::from_str(&admin.ok(&["cloud-accounts", "inventory", "moto", "--show", "-o", "yaml"])).unwrap();
+    assert_eq!(yaml.as_array().unwrap().len(), 2, "both regions: {yaml}");
+
+    // The database goes: the next run counts it vanished, and --show marks it.
+    server
+        .rt
+        .block_on(
+            rds.delete_db_instance()
+                .db_instance_identifier(&db)
+                .skip_final_snapshot(true)
+                .send(),
+        )
+        .unwrap();
+    let report = admin.json(&["cloud-accounts", "inventory", "moto"]);
+    let east = report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "us-east-1")
+        .unwrap();
+    assert!(east["vanished"].as_u64().unwrap() >= 1, "{report}");
+    let shown = admin.ok(&["cloud-accounts", "inventory", "moto", "--show", "--region", "us-east-1"]);
+    let row = shown
+        .lines()
+        .find(|l| l.contains("RDS_INSTANCE") && l.contains(&db))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(row.contains("vanished 20"), "{row}");
+
+    admin.ok(&["cloud-accounts", "delete", "moto"]);
+    server.stop();
+}
