@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use arca_core::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBatch};
 use arca_core::backup::PvMode;
+use arca_core::cloud::ebs::EbsVolumeRef;
 use arca_core::credentials::DestinationAccess;
 use arca_core::destination::DestinationTarget;
 use arca_core::job::{JobCounters, JobState, JobType};
@@ -273,7 +274,14 @@ impl ResourceRunner {
             Ok(Err(e)) => return failed(format!("resource backup failed: {e}")),
             Err(e) => return failed(e),
         };
-        backup_outcome(definition.spec.pv_mode, &prefix, &report)
+        let (ebs, problems) = if definition.spec.pv_mode == PvMode::None {
+            (Vec::new(), Vec::new())
+        } else {
+            crate::ebs::ebs_volumes(&self.kube, &report.manifest.pvcs).await
+        };
+        let mut outcome = backup_outcome(definition.spec.pv_mode, &prefix, &report, ebs);
+        push_capped(&mut outcome.messages, problems, "PV lookups");
+        outcome
     }
 
     async fn restore(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
@@ -441,7 +449,7 @@ fn push_capped(messages: &mut Vec<String>, lines: Vec<String>, what: &str) {
 }
 
 /// How a finished resource backup ends: counts, skips, and PV data honestly not taken.
-fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport) -> Outcome {
+fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport, ebs: Vec<EbsVolumeRef>) -> Outcome {
     let manifest = &report.manifest;
     let mut messages: Vec<String> = Vec::new();
     messages.push(format!(
@@ -492,17 +500,30 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport) -> Outco
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
+        // EBS-backed PVs are snapshotted by the control plane (EC2, through the cluster's
+        // linked AWS account); the others need the agent's own PV data path.
+        let on_ebs = |pvc: &&resources::archive::PvcRef| {
+            pvc.volume_name
+                .as_ref()
+                .is_some_and(|pv| ebs.iter().any(|v| v.pv_name == *pv))
+        };
+        let elsewhere = manifest.pvcs.iter().filter(|p| !on_ebs(p)).count();
+        if !ebs.is_empty() {
+            messages.push(format!(
+                "{} EBS volumes reported for EC2 snapshots through the cluster's linked AWS account",
+                ebs.len()
+            ));
+        }
         if manifest.pvcs.is_empty() {
             messages.push(format!(
                 "pvMode {mode}: the selection holds no PersistentVolumeClaims, so there was no PV data to capture"
             ));
-        } else {
+        } else if elsewhere > 0 {
             counters.warnings += 1;
             state = JobState::Partial;
             let text = format!(
-                "WARNING: PV data was NOT captured: pvMode {mode} is not supported by this agent version yet; the {} \
-                 selected PersistentVolumeClaims were backed up as resources only",
-                manifest.pvcs.len()
+                "WARNING: PV data was NOT captured: pvMode {mode} is not supported by this agent version yet for \
+                 volumes other than EBS; {elsewhere} selected PersistentVolumeClaims were backed up as resources only"
             );
             messages.push(text.clone());
             reason = Some(match reason {
@@ -522,6 +543,7 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport) -> Outco
             snapshot_bytes: 0,
             copy_bytes: 0,
             details: backup_details(report),
+            ebs_volumes: ebs,
         }),
         messages,
     }
@@ -677,7 +699,7 @@ mod tests {
         };
         // One skipped object, one type excluded by design (not a warning).
         r.manifest.skipped = vec![skip("sa-token", "service account token"), skip("", "never backed up")];
-        let out = backup_outcome(PvMode::None, "o/c/resources", &r);
+        let out = backup_outcome(PvMode::None, "o/c/resources", &r, Vec::new());
         assert_eq!(out.state, Some(JobState::Completed));
         let details = out.backup.unwrap().details;
         assert_eq!(details.counts_by_kind["configmaps"], 5);
@@ -694,7 +716,7 @@ mod tests {
             name: String::new(),
             reason: "listing failed: 503".into(),
         }];
-        let out = backup_outcome(PvMode::None, "o/c/resources", &r);
+        let out = backup_outcome(PvMode::None, "o/c/resources", &r, Vec::new());
         assert_eq!(out.state, Some(JobState::Partial));
         assert!(
             out.reason.as_deref().unwrap().contains("1 resource lists failed"),
@@ -749,7 +771,7 @@ mod tests {
 
     #[test]
     fn pv_data_not_taken_ends_partial_and_says_so() {
-        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &report(2));
+        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &report(2), Vec::new());
         assert_eq!(out.state, Some(JobState::Partial));
         assert!(
             out.messages.iter().any(|m| m.contains("PV data was NOT captured")),
@@ -763,13 +785,40 @@ mod tests {
             (7, 0, 0)
         );
 
-        let none = backup_outcome(PvMode::None, "o/c/resources", &report(2));
+        let none = backup_outcome(PvMode::None, "o/c/resources", &report(2), Vec::new());
         assert_eq!(none.state, Some(JobState::Completed));
         assert!(!none.messages.iter().any(|m| m.contains("NOT captured")));
 
-        let no_claims = backup_outcome(PvMode::SnapshotAndCopy, "o/c/resources", &report(0));
+        let no_claims = backup_outcome(PvMode::SnapshotAndCopy, "o/c/resources", &report(0), Vec::new());
         assert_eq!(no_claims.state, Some(JobState::Completed));
         assert!(no_claims.messages.iter().any(|m| m.contains("no PV data to capture")));
+    }
+
+    /// EBS-backed claims go to the control plane's EC2 snapshots: only the others make
+    /// the backup PARTIAL, and the volumes travel with the result.
+    #[test]
+    fn ebs_volumes_are_reported_and_only_other_claims_warn() {
+        let mut r = report(2);
+        r.manifest.pvcs[0].volume_name = Some("pv-0".into());
+        r.manifest.pvcs[1].volume_name = Some("pv-1".into());
+        let ebs = |pv: &str| EbsVolumeRef {
+            pv_name: pv.into(),
+            volume_id: format!("vol-0{pv}").replace("pv-", ""),
+            availability_zone: None,
+        };
+        let all = backup_outcome(PvMode::Snapshot, "o/c/resources", &r, vec![ebs("pv-0"), ebs("pv-1")]);
+        assert_eq!(all.state, Some(JobState::Completed), "{:?}", all.messages);
+        assert!(all.messages.iter().any(|m| m.contains("2 EBS volumes reported")));
+        assert_eq!(all.backup.unwrap().ebs_volumes.len(), 2);
+        let one = backup_outcome(PvMode::Snapshot, "o/c/resources", &r, vec![ebs("pv-1")]);
+        assert_eq!(one.state, Some(JobState::Partial));
+        assert!(
+            one.messages
+                .iter()
+                .any(|m| m.contains("1 selected PersistentVolumeClaims were backed up as resources only")),
+            "{:?}",
+            one.messages
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use arca_core::auth::{ApiKeySpec, Role};
 use arca_core::backup::{BackupDefinitionSpec, PvMode, Selection};
 use arca_core::cloud::CloudAccountSpec;
+use arca_core::cloud::ebs::ClusterAwsLink;
 use arca_core::cluster::ClusterSpec;
 use arca_core::destination::{DestinationSpec, DestinationTarget};
-use arca_core::ids::{ClusterId, DestinationId, PolicyId, RecoveryPointId};
+use arca_core::ids::{CloudAccountId, ClusterId, DestinationId, PolicyId, RecoveryPointId};
 use arca_core::job::Retention;
 use arca_core::org::OrgSpec;
 use arca_core::policy::{PolicySpec, ScheduleSpec};
@@ -105,6 +106,21 @@ pub struct ClusterBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub default_destination_id: Option<DestinationId>,
+    /// Where the cluster lives on AWS: its EBS volumes are then snapshotted through the
+    /// linked account, and its EKS metadata kept with every backup.
+    #[serde(default)]
+    pub aws: Option<ClusterAwsBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterAwsBody {
+    #[schema(value_type = String, example = "ca_01J0000000000000000000000")]
+    pub cloud_account_id: CloudAccountId,
+    #[schema(example = "us-east-1")]
+    pub region: String,
+    #[serde(default)]
+    pub eks_cluster_name: Option<String>,
 }
 
 impl From<ClusterBody> for ClusterSpec {
@@ -114,6 +130,11 @@ impl From<ClusterBody> for ClusterSpec {
             description: b.description,
             tags: b.tags,
             default_destination_id: b.default_destination_id,
+            aws: b.aws.map(|a| ClusterAwsLink {
+                cloud_account_id: a.cloud_account_id,
+                region: a.region,
+                eks_cluster_name: a.eks_cluster_name,
+            }),
         }
     }
 }
@@ -517,4 +538,12 @@ pub struct RoleArnBody {
     /// The role the stack created (its `RoleArn` output).
     #[schema(example = "arn:aws:iam::111122223333:role/arca-01j0000000000000000000000")]
     pub role_arn: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecreateEksBody {
+    /// The new EKS cluster's name (same account and region as the backed-up one).
+    #[schema(example = "prod-restored")]
+    pub name: String,
 }

@@ -52,7 +52,7 @@ pub struct AwsPorts {
     pub dispatch_arn: Option<String>,
     pub scheduler_role_arn: Option<String>,
     /// Arca-managed storage (`ARCA_MANAGED_BUCKET`, `ARCA_MANAGED_ROLE_ARN`, optional
-    /// `ARCA_MANAGED_REGION`, `ARCA_MANAGED_PREFIX`): without it, ARCA_MANAGED
+    /// `ARCA_MANAGED_REGION`, `ARCA_MANAGED_PREFIX`, `ARCA_MANAGED_KMS_KEY_ARN`): without it, ARCA_MANAGED
     /// destinations get no credentials.
     pub managed_storage: Option<ManagedStorage>,
 }
@@ -64,6 +64,8 @@ pub struct ManagedStorage {
     pub role_arn: String,
     pub region: Option<String>,
     pub prefix: String,
+    /// The bucket's SSE-KMS key, which vended credentials must be allowed to use.
+    pub kms_key_arn: Option<String>,
 }
 
 /// What the agent manifest is made of: `ARCA_PUBLIC_URL` (the URL agents call; without
@@ -124,6 +126,7 @@ impl Config {
                 role_arn,
                 region: var("ARCA_MANAGED_REGION"),
                 prefix: var("ARCA_MANAGED_PREFIX").unwrap_or_default(),
+                kms_key_arn: var("ARCA_MANAGED_KMS_KEY_ARN"),
             }),
             (None, None) => None,
             _ => bail!("ARCA_MANAGED_BUCKET and ARCA_MANAGED_ROLE_ARN go together (Arca-managed storage)"),
@@ -292,6 +295,7 @@ impl AppState {
                     prefix: managed.prefix.clone(),
                     endpoint: None,
                     duration: std::time::Duration::from_secs(60 * 60),
+                    kms_key_arn: managed.kms_key_arn.clone(),
                 },
             );
             state.control_plane = state.control_plane.with_credential_vendor(Arc::new(vendor));
@@ -313,10 +317,24 @@ impl AppState {
         state.control_plane = state.control_plane.with_archive_master_key(master_key);
         // Linked AWS accounts work in both backends (single-machine mode can protect RDS
         // with whatever AWS credentials the machine has).
-        state.control_plane = state.control_plane.clone().with_cloud(
-            Arc::new(arca_aws::AwsCloudConnector::from_environment()),
-            config.role_stack.clone(),
-        );
+        let connector = Arc::new(arca_aws::AwsCloudConnector::from_environment());
+        state.control_plane = state
+            .control_plane
+            .clone()
+            .with_cloud(connector.clone(), config.role_stack.clone());
+        // RDS runs and restores are handed to the RDS function through its work queue
+        // (`ARCA_RDS_QUEUE_URL`); without one they wait for whoever steps them.
+        let rds_queue = match std::env::var("ARCA_RDS_QUEUE_URL").ok().filter(|u| !u.is_empty()) {
+            Some(url) => Some(Arc::new(arca_aws::SqsRdsWorkQueue::new(
+                aws_sdk_sqs::Client::new(&arca_aws::config::load().await),
+                url,
+            )) as Arc<dyn arca_core::rds::RdsWorkQueue>),
+            None => None,
+        };
+        state.control_plane = state
+            .control_plane
+            .clone()
+            .with_rds(Arc::new(arca_aws::AwsRdsOperations::new(connector)), rds_queue);
         state.agent = config.agent.clone();
         Ok(state)
     }
@@ -413,6 +431,7 @@ mod tests {
                 role_arn: "arn:aws:iam::1:role/r".into(),
                 region: None,
                 prefix: String::new(),
+                kms_key_arn: None,
             })
         );
         let err = config(&[("ARCA_MANAGED_BUCKET", "arca-managed")]).unwrap_err();

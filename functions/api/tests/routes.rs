@@ -190,6 +190,30 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         version: 0,
     };
     let rp = api.state.control_plane.store().create(rp).await.unwrap().id.to_string();
+    let eks_recreation = api
+        .state
+        .control_plane
+        .store()
+        .create(arca_core::cloud::ebs::EksRecreation {
+            id: arca_core::ids::EksRecreationId::new(),
+            org_id: a.org_id.parse::<OrgId>().unwrap(),
+            recovery_point_id: rp.parse().unwrap(),
+            cloud_account_id: arca_core::ids::CloudAccountId::new(),
+            region: "us-east-1".into(),
+            name: "a-eks".into(),
+            state: arca_core::cloud::ebs::EksRecreationState::Failed,
+            cluster_id: None,
+            restore_id: None,
+            next_step: None,
+            error: Some("planted for the isolation test".into()),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .id
+        .to_string();
     let restore = api
         .post(
             "/v1/restores",
@@ -213,8 +237,55 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .await
         .expect(201)
         .id();
+    let rds_backup = api
+        .post(
+            "/v1/rds-backups",
+            &a.admin,
+            json!({ "name": "a-rds", "cloudAccountId": cloud_account, "region": "us-east-1",
+                    "databases": [{ "identifier": "orders" }] }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let rds_point = api
+        .state
+        .control_plane
+        .store()
+        .create(arca_core::rds::RdsRecoveryPoint {
+            id: RecoveryPointId::new(),
+            org_id: a.org_id.parse::<OrgId>().unwrap(),
+            definition_id: Some(rds_backup.parse().unwrap()),
+            job_id: JobId::new(),
+            cloud_account_id: cloud_account.parse().unwrap(),
+            rp_type: arca_core::rds::RdsRecoveryPointType::Snapshot,
+            state: arca_core::rds::RdsRecoveryPointState::Available,
+            database: arca_core::rds::RdsDatabaseRef {
+                identifier: "orders".into(),
+                cluster: false,
+            },
+            snapshot: arca_core::rds::RdsSnapshotRef {
+                identifier: "arca-orders-1".into(),
+                arn: String::new(),
+                region: "us-east-1".into(),
+                cluster: false,
+            },
+            source_recovery_point_id: None,
+            engine: Some("postgres".into()),
+            encrypted: false,
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .id
+        .to_string();
     let ids = BTreeMap::from([
+        ("rds-backups", rds_backup),
+        ("rds-recoverypoints", rds_point),
         ("cloud-accounts", cloud_account),
+        ("eks-recreations", eks_recreation),
         ("destinations", dest),
         ("clusters", cluster),
         ("policies", a.default_policy_id.clone()),
@@ -238,6 +309,8 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
     let policy = json!({ "name": "p", "schedules": [{ "cron": "0 3 * * *", "retainDays": 7 }] });
     let s3 = json!({ "name": "d", "target": { "kind": "S3", "bucket": "b-bucket", "region": "eu-west-1" } });
     let backup = json!({ "name": "b", "clusterId": id("clusters"), "selection": { "fullCluster": true } });
+    let rds_backup = json!({ "name": "r", "cloudAccountId": id("cloud-accounts"), "region": "us-east-1",
+        "databases": [{ "identifier": "orders" }] });
     BTreeMap::from([
         (("GET", "/v1/openapi.json"), Public),
         (("POST", "/v1/signup"), Public),
@@ -290,6 +363,25 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/cloud-accounts/{id}/verify"), ForeignId { body: None }),
         (("POST", "/v1/cloud-accounts/{id}/inventory"), ForeignId { body: None }),
         (("GET", "/v1/cloud-accounts/{id}/inventory"), ForeignId { body: None }),
+        (("GET", "/v1/rds-backups"), List),
+        (("POST", "/v1/rds-backups"), CreateWithForeignRefs(rds_backup.clone())),
+        (("GET", "/v1/rds-backups/{id}"), ForeignId { body: None }),
+        (("PUT", "/v1/rds-backups/{id}"), ForeignId { body: Some(rds_backup) }),
+        (("DELETE", "/v1/rds-backups/{id}"), ForeignId { body: None }),
+        (
+            ("POST", "/v1/rds-backups/{id}/run"),
+            ForeignId { body: Some(json!({})) },
+        ),
+        (("POST", "/v1/rds-backups/{id}/pause"), ForeignId { body: None }),
+        (("POST", "/v1/rds-backups/{id}/resume"), ForeignId { body: None }),
+        (("GET", "/v1/rds-recoverypoints"), List),
+        (("GET", "/v1/rds-recoverypoints/{id}"), ForeignId { body: None }),
+        (
+            ("POST", "/v1/rds-restores"),
+            CreateWithForeignRefs(json!({ "cloudAccountId": id("cloud-accounts"),
+                "source": { "kind": "RECOVERY_POINT", "recoveryPointId": id("rds-recoverypoints") },
+                "target": { "identifier": "stolen" } })),
+        ),
         (("GET", "/v1/destinations"), List),
         (("POST", "/v1/destinations"), CreateInOwnOrg(s3.clone())),
         (("GET", "/v1/destinations/{id}"), ForeignId { body: None }),
@@ -313,6 +405,14 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/jobs/{id}/cancel"), ForeignId { body: None }),
         (("GET", "/v1/recoverypoints"), List),
         (("GET", "/v1/recoverypoints/{id}"), ForeignId { body: None }),
+        (("GET", "/v1/recoverypoints/{id}/aws"), ForeignId { body: None }),
+        (
+            ("POST", "/v1/recoverypoints/{id}/recreate-eks"),
+            ForeignId {
+                body: Some(json!({ "name": "stolen" })),
+            },
+        ),
+        (("GET", "/v1/eks-recreations/{id}"), ForeignId { body: None }),
         (("GET", "/v1/restores"), List),
         (
             ("POST", "/v1/restores"),

@@ -1,79 +1,99 @@
-//! RDS: snapshots, cross-region copies, restores and PITR of RDS instances and Aurora
-//! clusters in linked accounts. The AWS calls arrive with the AWS issue; the naming rule
-//! every snapshot Arca creates must obey is settled now.
+//! RDS: snapshots, cross-region copies, restores and point-in-time restores of RDS
+//! instances and Aurora clusters in linked accounts.
+//!
+//! The function is a thin shell over `ControlPlane::rds_step`: each message of its SQS
+//! work queue names one RDS job (`{orgId, jobId}`); the step starts what has not
+//! started, checks what AWS is still doing, records the outcome and, while anything is
+//! in progress, sends the message again with a delay. Nothing waits inside the Lambda.
+//! Failed records are reported one by one (`batchItemFailures`), so one bad job does not
+//! redeliver the others. The rules and the naming of snapshots live in
+//! `arca_core::rds` / `rds_service`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use arca_core::rds::RdsWorkMessage;
+use arca_core::service::ControlPlane;
 use arca_core::{Error, Result};
+use serde_json::{Value, json};
 
-/// RDS snapshot identifiers: 1-255 letters, digits and hyphens, starting with a letter,
-/// without two hyphens in a row and not ending with one.
-const MAX_IDENTIFIER: usize = 255;
+pub use arca_core::rds::snapshot_identifier;
 
-/// The identifier of the snapshot Arca takes of `db_identifier` at `taken_at`:
-/// `arca-<db>-<unix seconds>`, so Arca's snapshots are recognisable, sort by time and
-/// never collide for one database.
-pub fn snapshot_identifier(db_identifier: &str, taken_at: SystemTime) -> Result<String> {
-    let secs = taken_at
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| Error::invalid("takenAt", "before 1970"))?
-        .as_secs();
-    let mut db: String = db_identifier
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while db.contains("--") {
-        db = db.replace("--", "-");
+/// The work messages of an event: an SQS batch (`Records[].body`), or one message sent
+/// directly (`{orgId, jobId}`, e.g. by an operator). Each with the id to report it by.
+pub fn parse(event: Value) -> Result<Vec<(Option<String>, RdsWorkMessage)>> {
+    let parse_one =
+        |v: Value| serde_json::from_value::<RdsWorkMessage>(v).map_err(|e| Error::invalid("body", e.to_string()));
+    match event.get("Records").and_then(Value::as_array) {
+        Some(records) => records
+            .iter()
+            .map(|r| {
+                let id = r.get("messageId").and_then(Value::as_str).map(str::to_string);
+                let body = r
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::invalid("Records[].body", "missing"))?;
+                let v: Value = serde_json::from_str(body).map_err(|e| Error::invalid("body", e.to_string()))?;
+                Ok((id, parse_one(v)?))
+            })
+            .collect(),
+        None => Ok(vec![(None, parse_one(event)?)]),
     }
-    let db = db.trim_matches('-');
-    if db.is_empty() {
-        return Err(Error::invalid(
-            "dbIdentifier",
-            format!("{db_identifier:?} has no letters or digits"),
-        ));
-    }
-    let suffix = format!("-{secs}");
-    let room = MAX_IDENTIFIER - "arca-".len() - suffix.len();
-    let db = db[..db.len().min(room)].trim_end_matches('-');
-    Ok(format!("arca-{db}{suffix}"))
 }
 
-pub async fn handle(event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
-    tracing::info!(keys = ?event.as_object().map(|o| o.keys().collect::<Vec<_>>()), "rds job received");
-    Err("RDS jobs are not wired yet (AWS issue)".into())
+/// Steps every job of the event. A job that is gone is done with (its message is
+/// dropped); a failure is reported for its record so SQS redelivers that one.
+pub async fn run(cp: &ControlPlane, event: Value) -> Result<Value> {
+    let mut failures = Vec::new();
+    let mut steps = Vec::new();
+    for (id, m) in parse(event)? {
+        match cp.rds_step(&m.org_id, &m.job_id).await {
+            Ok(job) => {
+                tracing::info!(job_id = %job.id, state = ?job.state, "rds step");
+                steps.push(json!({"jobId": job.id, "state": job.state}));
+            }
+            Err(Error::NotFound { what }) => tracing::warn!(%what, "the RDS job is gone"),
+            Err(e) => {
+                tracing::warn!(job_id = %m.job_id, error = %e, "rds step failed; redelivered");
+                match id {
+                    Some(id) => failures.push(json!({"itemIdentifier": id})),
+                    None => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(json!({"batchItemFailures": failures, "steps": steps}))
+}
+
+/// The Lambda handler: the control plane is built once per sandbox by `main`.
+pub async fn handle(cp: &ControlPlane, event: Value) -> Result<Value, lambda_runtime::Error> {
+    Ok(run(cp, event).await?)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use arca_core::ids::{JobId, OrgId};
 
     use super::*;
 
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
     #[test]
     fn identifiers_follow_the_rds_rules() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(
-            snapshot_identifier("orders-db", at(1_700_000_000)).unwrap(),
+            snapshot_identifier("orders-db", at).unwrap(),
             "arca-orders-db-1700000000"
         );
-        assert_eq!(snapshot_identifier("Orders__DB.", at(1)).unwrap(), "arca-orders-db-1");
-        let long = "a".repeat(400);
-        let id = snapshot_identifier(&long, at(5)).unwrap();
-        assert_eq!(id.len(), MAX_IDENTIFIER);
-        assert!(id.ends_with("-5"));
     }
 
     #[test]
-    fn an_identifier_without_letters_or_digits_is_refused() {
-        assert!(snapshot_identifier("--__--", at(1)).is_err());
+    fn sqs_batches_and_direct_messages_parse() {
+        let m = RdsWorkMessage {
+            org_id: OrgId::new(),
+            job_id: JobId::new(),
+        };
+        let body = serde_json::to_string(&m).unwrap();
+        let batch = json!({"Records": [{"messageId": "m-1", "body": body}]});
+        assert_eq!(parse(batch).unwrap(), vec![(Some("m-1".to_string()), m.clone())]);
+        assert_eq!(parse(serde_json::to_value(&m).unwrap()).unwrap(), vec![(None, m)]);
+        assert!(parse(json!({"Records": [{"messageId": "x", "body": "{}"}]})).is_err());
     }
 }

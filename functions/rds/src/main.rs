@@ -1,12 +1,18 @@
-//! Lambda entry point: a thin shell over [`rds::handle`].
+//! Lambda entry point: a thin shell over [`rds::handle`]; the control plane comes from the
+//! environment (`ARCA_TABLE`, `ARCA_RDS_QUEUE_URL`, ...; see `arca_aws::wiring`). The
+//! function's event source is the RDS work queue (SQS, `ReportBatchItemFailures`).
 
+use arca_core::service::ControlPlaneConfig;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     arca_runtime::init_tracing();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        rds::handle(event.payload)
+    let sdk = arca_aws::config::load().await;
+    let cp = arca_aws::wiring::ControlPlaneEnv::from_env()?.control_plane(&sdk, ControlPlaneConfig::default())?;
+    let cp = &cp;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        rds::handle(cp, event.payload).await
     }))
     .await
 }

@@ -3,7 +3,9 @@
 //! rest DELETING and issues a DELETE_BACKUP job per point to its cluster's agent
 //! (`ControlPlane::retention_sweep`; the plan is the pure `arca_core::retention::plan`).
 //! A point disappears only when the agent completes its deletion. It also drains the
-//! shared dead-letter queue (jobs whose lease lapsed too often end FAILED).
+//! shared dead-letter queue (jobs whose lease lapsed too often end FAILED), and deletes
+//! expired RDS snapshots and copies through the RDS adapter
+//! (`ControlPlane::rds_retention_sweep`).
 
 use arca_core::Result;
 use arca_core::service::ControlPlane;
@@ -23,6 +25,16 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         }
     };
     let report = cp.retention_sweep().await?;
+    // RDS snapshots and copies are deleted in AWS directly (no agent involved).
+    let rds = match cp.rds_retention_sweep().await {
+        Ok(r) => json!({"examined": r.examined, "deleted": r.deleted, "kept": r.kept.len()}),
+        // This deployment does not protect RDS.
+        Err(arca_core::Error::Forbidden { .. }) => json!(null),
+        Err(e) => {
+            tracing::warn!(error = %e, "the RDS retention sweep failed; the next run tries again");
+            json!({"error": e.to_string()})
+        }
+    };
     tracing::info!(
         examined = report.examined,
         deletion_jobs = report.deletion_jobs.len(),
@@ -37,6 +49,7 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         "kept": report.kept,
         "awaitingDirectDeletion": report.awaiting_direct_deletion,
         "deadLetters": drained,
+        "rds": rds,
     }))
 }
 

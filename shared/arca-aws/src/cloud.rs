@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use arca_core::cloud::inventory::{
     EbsVolume, EksCluster, EksLaunchTemplate, EksNodegroup, EksTaint, RdsCluster, RdsInstance, RdsSnapshot,
 };
@@ -222,6 +224,199 @@ impl CloudConnector for AwsCloudConnector {
         found.extend(eks_clusters(&c.eks).await?);
         found.extend(ebs_volumes(&c.ec2).await?);
         Ok(found)
+    }
+
+    async fn snapshot_volume(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> std::result::Result<String, CloudFailure> {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let c = self.clients(role, region).await?;
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .build();
+        let out = c
+            .ec2
+            .create_snapshot()
+            .volume_id(volume_id)
+            .description("Arca backup")
+            .tag_specifications(tags)
+            .send()
+            .await
+            .map_err(|e| failure(e, "EBS volume"))?;
+        out.snapshot_id()
+            .map(str::to_string)
+            .ok_or_else(|| CloudFailure::Other(Error::permanent("CreateSnapshot answered without an id")))
+    }
+
+    async fn delete_volume_snapshot(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        snapshot_id: &str,
+    ) -> std::result::Result<(), CloudFailure> {
+        let c = self.clients(role, region).await?;
+        match c.ec2.delete_snapshot().snapshot_id(snapshot_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("InvalidSnapshot.NotFound") => {
+                Ok(())
+            }
+            Err(e) => Err(failure(e, "EBS snapshot")),
+        }
+    }
+
+    async fn create_eks_cluster(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+        like: &EksCluster,
+    ) -> std::result::Result<(), CloudFailure> {
+        use aws_sdk_eks::types::{LogSetup, LogType, Logging, VpcConfigRequest};
+        let c = self.clients(role, region).await?;
+        let role_arn = like
+            .role_arn
+            .clone()
+            .ok_or_else(|| CloudFailure::Other(Error::invalid("eks.roleArn", "the saved cluster has no role")))?;
+        let vpc = VpcConfigRequest::builder()
+            .set_subnet_ids(Some(like.subnet_ids.clone()))
+            .set_security_group_ids(Some(like.security_group_ids.clone()))
+            .endpoint_public_access(like.endpoint_public_access)
+            .endpoint_private_access(like.endpoint_private_access)
+            .set_public_access_cidrs((!like.public_access_cidrs.is_empty()).then(|| like.public_access_cidrs.clone()))
+            .build();
+        let logging = Logging::builder()
+            .cluster_logging(
+                LogSetup::builder()
+                    .enabled(true)
+                    .set_types(Some(
+                        like.enabled_log_types
+                            .iter()
+                            .map(|t| LogType::from(t.as_str()))
+                            .collect(),
+                    ))
+                    .build(),
+            )
+            .build();
+        let mut create = c
+            .eks
+            .create_cluster()
+            .name(name)
+            .role_arn(role_arn)
+            .resources_vpc_config(vpc)
+            .set_version(like.version.clone())
+            .set_tags(Some(like.tags.clone().into_iter().collect()));
+        if !like.enabled_log_types.is_empty() {
+            create = create.logging(logging);
+        }
+        create.send().await.map_err(|e| failure(e, "EKS cluster"))?;
+        Ok(())
+    }
+
+    async fn eks_cluster_status(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> std::result::Result<Option<String>, CloudFailure> {
+        let c = self.clients(role, region).await?;
+        match c.eks.describe_cluster().name(name).send().await {
+            Ok(out) => Ok(out.cluster().and_then(|c| c.status()).map(|s| s.as_str().to_string())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(failure(e, "EKS cluster")),
+        }
+    }
+
+    async fn create_eks_nodegroup(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        cluster: &str,
+        like: &EksNodegroup,
+    ) -> std::result::Result<(), CloudFailure> {
+        use aws_sdk_eks::types::{
+            AmiTypes, CapacityTypes, LaunchTemplateSpecification, NodegroupScalingConfig, Taint, TaintEffect,
+        };
+        let c = self.clients(role, region).await?;
+        let node_role = like.node_role.clone().ok_or_else(|| {
+            CloudFailure::Other(Error::invalid("nodegroup.nodeRole", "the saved node group has no role"))
+        })?;
+        let create = c
+            .eks
+            .create_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(&like.name)
+            .node_role(node_role)
+            .set_subnets(Some(like.subnets.clone()))
+            // A launch template fixes the instance types and disk; EKS refuses both.
+            .set_instance_types(
+                (like.launch_template.is_none() && !like.instance_types.is_empty())
+                    .then(|| like.instance_types.clone()),
+            )
+            .set_disk_size(if like.launch_template.is_none() {
+                like.disk_size
+            } else {
+                None
+            })
+            .set_ami_type(like.ami_type.as_deref().map(AmiTypes::from))
+            .set_capacity_type(like.capacity_type.as_deref().map(CapacityTypes::from))
+            .scaling_config(
+                NodegroupScalingConfig::builder()
+                    .set_min_size(like.min_size)
+                    .set_max_size(like.max_size)
+                    .set_desired_size(like.desired_size)
+                    .build(),
+            )
+            .set_labels(Some(like.labels.clone().into_iter().collect()))
+            .set_taints(Some(
+                like.taints
+                    .iter()
+                    .map(|t| {
+                        Taint::builder()
+                            .key(&t.key)
+                            .set_value(t.value.clone())
+                            .effect(TaintEffect::from(t.effect.as_str()))
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .set_launch_template(like.launch_template.as_ref().map(|lt| {
+                LaunchTemplateSpecification::builder()
+                    .set_id(lt.id.clone())
+                    .set_name(if lt.id.is_some() { None } else { lt.name.clone() })
+                    .set_version(lt.version.clone())
+                    .build()
+            }))
+            .set_tags(Some(like.tags.clone().into_iter().collect()));
+        create.send().await.map_err(|e| failure(e, "EKS node group"))?;
+        Ok(())
+    }
+}
+
+/// A refused call is the role's problem (the account turns DISCONNECTED only on
+/// AssumeRole, so inside a session it is reported as forbidden); anything else is classified.
+fn failure<E>(err: SdkError<E, HttpResponse>, what: &str) -> CloudFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match denied(&err) {
+        Some(why) => CloudFailure::Other(Error::Forbidden {
+            message: format!("{what}: {why} (is the permission set enabled in the role stack?)"),
+        }),
+        None => CloudFailure::Other(classify(err, what)),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod config;
 pub mod dynamo;
 pub mod errors;
+pub mod rds;
 mod s3;
 pub mod scheduler;
 mod sqs;
@@ -13,6 +14,7 @@ pub mod wiring;
 
 pub use cloud::AwsCloudConnector;
 pub use dynamo::DynamoItemStore;
+pub use rds::{AwsRdsOperations, SqsRdsWorkQueue};
 pub use s3::S3ObjectStore;
 pub use scheduler::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 pub use sqs::{SqsQueue, SqsQueueConfig};

@@ -32,6 +32,9 @@ pub struct StsCredentialVendorConfig {
     pub endpoint: Option<String>,
     /// Lifetime of vended credentials (STS allows 15 min up to the role's maximum).
     pub duration: Duration,
+    /// The bucket's SSE-KMS key: uploads and reads of KMS-encrypted objects need
+    /// `kms:GenerateDataKey`/`kms:Decrypt` on it, so the session policy must allow them.
+    pub kms_key_arn: Option<String>,
 }
 
 /// The [`CredentialVendor`] of deployments with Arca-managed storage.
@@ -42,8 +45,22 @@ pub struct StsCredentialVendor {
 }
 
 /// The inline session policy of one cluster's credentials: objects under
-/// `cluster_prefix` (get, put, delete) and listing of that prefix only.
-pub fn session_policy(bucket: &str, cluster_prefix: &str) -> Value {
+/// `cluster_prefix` (get, put, delete) and listing of that prefix only; with a bucket
+/// key, its use through S3 (the only way these credentials can reach it).
+pub fn session_policy(bucket: &str, cluster_prefix: &str, kms_key_arn: Option<&str>) -> Value {
+    let mut policy = objects_policy(bucket, cluster_prefix);
+    if let (Some(key), Some(statements)) = (kms_key_arn, policy["Statement"].as_array_mut()) {
+        statements.push(json!({
+            "Sid": "BucketKeyThroughS3",
+            "Effect": "Allow",
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": key,
+        }));
+    }
+    policy
+}
+
+fn objects_policy(bucket: &str, cluster_prefix: &str) -> Value {
     let prefix = cluster_prefix.trim_start_matches('/');
     json!({
         "Version": "2012-10-17",
@@ -82,7 +99,8 @@ impl StsCredentialVendor {
     }
 
     async fn assume(&self, cluster: &ClusterId, cluster_prefix: &str) -> Result<TemporaryCredentials> {
-        let policy = session_policy(&self.config.bucket, cluster_prefix).to_string();
+        let policy =
+            session_policy(&self.config.bucket, cluster_prefix, self.config.kms_key_arn.as_deref()).to_string();
         let seconds = i32::try_from(self.config.duration.as_secs())
             .map_err(|_| Error::invalid("duration", "too long for STS"))?;
         let out = self
@@ -150,7 +168,7 @@ mod tests {
 
     #[test]
     fn the_session_policy_allows_exactly_the_cluster_prefix() {
-        let policy = session_policy("arca-managed", "backups/org_1/cl_2/");
+        let policy = session_policy("arca-managed", "backups/org_1/cl_2/", None);
         assert_eq!(
             policy,
             json!({
@@ -172,6 +190,12 @@ mod tests {
                 ],
             })
         );
+        let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"));
+        assert_eq!(
+            with_key["Statement"][2],
+            json!({"Sid": "BucketKeyThroughS3", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                   "Resource": "arn:aws:kms:us-east-1:111122223333:key/k"})
+        );
         // STS limits a packed session policy to 2048 characters.
         let long = session_policy(
             &"b".repeat(63),
@@ -179,6 +203,7 @@ mod tests {
                 "{}/org_01ARZ3NDEKTSV4RRFFQ69G5FAV/cl_01ARZ3NDEKTSV4RRFFQ69G5FAV/",
                 "p".repeat(200)
             ),
+            Some("arn:aws:kms:us-east-1:111122223333:key/0123abcd-0123-abcd-0123-0123456789ab"),
         );
         assert!(long.to_string().len() < 2048);
     }

@@ -12,7 +12,7 @@ use arca_core::store::Store;
 use arca_core::{Error, Result};
 use aws_config::SdkConfig;
 
-use crate::{AwsCloudConnector, DynamoItemStore, SqsQueue, SqsQueueConfig};
+use crate::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsQueue, SqsQueueConfig, SqsRdsWorkQueue};
 
 /// Deliveries of a job message before it is dead-lettered, unless `ARCA_MAX_RECEIVES` says.
 pub const DEFAULT_MAX_RECEIVES: u32 = 5;
@@ -82,6 +82,9 @@ pub struct ControlPlaneEnv {
     pub queue: SqsQueueConfig,
     pub limits: PlanLimits,
     pub role_stack: RoleStackConfig,
+    /// `ARCA_RDS_QUEUE_URL`: the RDS function's work queue (starts and re-checks RDS
+    /// jobs). Without it RDS runs are accepted but only stepped by the RDS function.
+    pub rds_queue_url: Option<String>,
 }
 
 impl ControlPlaneEnv {
@@ -97,6 +100,7 @@ impl ControlPlaneEnv {
             queue: queue_config(&var)?,
             limits: plan_limits(&var)?,
             role_stack: role_stack(&var)?,
+            rds_queue_url: var("ARCA_RDS_QUEUE_URL"),
         })
     }
 
@@ -105,6 +109,11 @@ impl ControlPlaneEnv {
     pub fn control_plane(&self, sdk: &SdkConfig, config: ControlPlaneConfig) -> Result<ControlPlane> {
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), self.queue.clone())?;
         let store = DynamoItemStore::new(aws_sdk_dynamodb::Client::new(sdk), &self.table);
+        let connector = Arc::new(AwsCloudConnector::new(sdk.clone()));
+        let rds_queue = self.rds_queue_url.as_ref().map(|url| {
+            Arc::new(SqsRdsWorkQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
+                as Arc<dyn arca_core::rds::RdsWorkQueue>
+        });
         Ok(ControlPlane::new(
             Store::new(Arc::new(store)),
             self.limits.clone(),
@@ -112,7 +121,8 @@ impl ControlPlaneEnv {
             config,
         )
         .with_queue(Arc::new(queue))
-        .with_cloud(Arc::new(AwsCloudConnector::new(sdk.clone())), self.role_stack.clone()))
+        .with_cloud(connector.clone(), self.role_stack.clone())
+        .with_rds(Arc::new(AwsRdsOperations::new(connector)), rds_queue))
     }
 }
 

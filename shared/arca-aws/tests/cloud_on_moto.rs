@@ -317,3 +317,144 @@ async fn two_accounts_two_regions_through_assumed_roles() {
     let everything = cp.inventory_everything().await.expect("everything");
     assert!(everything.iter().filter_map(|r| r.as_ref().ok()).count() >= 2);
 }
+
+/// EBS snapshots and EKS re-creation through a linked account's role, on moto: the
+/// snapshot carries Arca's tags and deleting it twice is fine; the EKS cluster and its
+/// node group are created from saved metadata in the linked account, not in Arca's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebs_snapshots_and_eks_recreation_through_the_role() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let base = env.sdk_config().await;
+    let account = fresh_account();
+    let region = "eu-west-1";
+    let seeded = as_account(&base, &account, region).await;
+    let ec2 = aws_sdk_ec2::Client::new(&seeded);
+    let volume = ec2
+        .create_volume()
+        .availability_zone(format!("{region}a"))
+        .size(4)
+        .send()
+        .await
+        .expect("volume");
+    let volume_id = volume.volume_id().expect("id").to_owned();
+
+    let connector = AwsCloudConnector::new(base.clone());
+    let role = RoleRef {
+        role_arn: format!("arn:aws:iam::{account}:role/arca-cross-account"),
+        external_id: "arca-0123456789abcdef0123456789abcdef".into(),
+    };
+    let tags = std::collections::BTreeMap::from([
+        ("arca:recovery-point".to_owned(), "rp_x".to_owned()),
+        ("arca:expires-at".to_owned(), "2030-01-01T00:00:00+00:00".to_owned()),
+    ]);
+    let snapshot = connector
+        .snapshot_volume(&role, region, &volume_id, &tags)
+        .await
+        .expect("snapshot");
+    let described = ec2
+        .describe_snapshots()
+        .snapshot_ids(&snapshot)
+        .send()
+        .await
+        .expect("describe");
+    let s = &described.snapshots()[0];
+    assert_eq!(s.volume_id(), Some(volume_id.as_str()));
+    let found: std::collections::BTreeMap<String, String> = s
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(found["arca:recovery-point"], "rp_x", "{found:?}");
+    connector
+        .delete_volume_snapshot(&role, region, &snapshot)
+        .await
+        .expect("delete");
+    connector
+        .delete_volume_snapshot(&role, region, &snapshot)
+        .await
+        .expect("deleting again is not an error");
+    let missing = connector
+        .snapshot_volume(&role, region, "vol-0000000000000dead", &tags)
+        .await;
+    assert!(missing.is_err(), "a missing volume is an error: {missing:?}");
+
+    // EKS: the saved shape, re-created under a new name.
+    let saved = arca_core::cloud::inventory::EksCluster {
+        name: "prod".into(),
+        version: Some("1.33".into()),
+        role_arn: Some(format!("arn:aws:iam::{account}:role/eks")),
+        subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+        endpoint_public_access: true,
+        tags: std::collections::BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
+        ..Default::default()
+    };
+    connector
+        .create_eks_cluster(&role, region, "prod-restored", &saved)
+        .await
+        .expect("create cluster");
+    let status = connector
+        .eks_cluster_status(&role, region, "prod-restored")
+        .await
+        .expect("status");
+    assert!(matches!(status.as_deref(), Some("ACTIVE" | "CREATING")), "{status:?}");
+    assert_eq!(
+        connector
+            .eks_cluster_status(&role, region, "never-made")
+            .await
+            .expect("status"),
+        None
+    );
+    connector
+        .create_eks_nodegroup(
+            &role,
+            region,
+            "prod-restored",
+            &arca_core::cloud::inventory::EksNodegroup {
+                name: "workers".into(),
+                node_role: Some(format!("arn:aws:iam::{account}:role/node")),
+                subnets: vec!["subnet-1".into()],
+                instance_types: vec!["m6i.large".into()],
+                min_size: Some(1),
+                max_size: Some(4),
+                desired_size: Some(2),
+                labels: std::collections::BTreeMap::from([("pool".to_owned(), "general".to_owned())]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("node group");
+    let eks = aws_sdk_eks::Client::new(&seeded);
+    let cluster = eks
+        .describe_cluster()
+        .name("prod-restored")
+        .send()
+        .await
+        .expect("in the linked account");
+    let cluster = cluster.cluster().expect("cluster");
+    assert_eq!(cluster.version(), Some("1.33"));
+    assert_eq!(
+        cluster.tags().and_then(|t| t.get("team")).map(String::as_str),
+        Some("payments")
+    );
+    let ng = eks
+        .describe_nodegroup()
+        .cluster_name("prod-restored")
+        .nodegroup_name("workers")
+        .send()
+        .await
+        .expect("node group");
+    let ng = ng.nodegroup().expect("node group");
+    assert_eq!(ng.scaling_config().and_then(|s| s.desired_size()), Some(2));
+    assert_eq!(
+        ng.labels().and_then(|l| l.get("pool")).map(String::as_str),
+        Some("general")
+    );
+    // Arca's own account has no such cluster: the calls went through the role.
+    let own = aws_sdk_eks::Client::new(&base.to_builder().region(Region::new(region)).build());
+    assert!(own.describe_cluster().name("prod-restored").send().await.is_err());
+}

@@ -35,6 +35,7 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
             prefix: "backups".into(),
             endpoint: sdk.endpoint_url().map(str::to_owned),
             duration: Duration::from_secs(900),
+            kms_key_arn: None,
         },
     );
     let (org, cluster) = (OrgId::new(), ClusterId::new());

@@ -161,6 +161,10 @@ pub struct BackupResult {
     /// Counts per kind and namespace, warnings and errors; absent from older agents.
     #[serde(flatten)]
     pub details: crate::recovery::BackupDetails,
+    /// EBS volumes behind the selected PVs, for the control plane to snapshot (clusters
+    /// linked to an AWS account, snapshot PV modes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ebs_volumes: Vec<crate::cloud::ebs::EbsVolumeRef>,
 }
 
 /// One batch of a restore's per-object results (`POST /v1/agent/jobs/{id}/results`):

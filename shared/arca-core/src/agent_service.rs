@@ -31,6 +31,9 @@ use crate::{Error, Result};
 /// What one retention sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
+    /// Points kept because what Arca made on AWS for them (EBS snapshots) could not be
+    /// deleted yet, with why.
+    pub aws_cleanup_failed: Vec<(RecoveryPointId, String)>,
     /// Expired points read from the index.
     pub examined: usize,
     /// DELETE_BACKUP jobs issued (one per point).
@@ -564,6 +567,10 @@ impl ControlPlane {
             // `take_delivered` drops because the job has ended.
             let _ = q.ack(&queue, &Receipt(report.lease_token.clone())).await;
         }
+        // EBS snapshots and EKS metadata of a linked cluster, once the point exists. AWS
+        // refusals are recorded with the point; a store failure fails the call, and the
+        // agent's retried completion (the job has ended the same way) comes back here.
+        self.protect_on_aws(&job, report).await?;
         Ok(job)
     }
 
@@ -701,6 +708,9 @@ impl ControlPlane {
 
     /// A schedule fired: runs or skips its definition's backup.
     pub async fn dispatch_scheduled(&self, input: &ScheduleInput) -> Result<Job> {
+        if input.definition_id.starts_with(concat!("rdsbkp", "_")) {
+            return self.dispatch_rds_scheduled(input).await;
+        }
         let definition_id = input
             .definition_id
             .parse::<BackupDefinitionId>()
@@ -925,6 +935,11 @@ impl ControlPlane {
                 let Some(rp) = siblings.iter().find(|p| p.id == id).cloned() else {
                     continue;
                 };
+                // EBS snapshots go first; if they cannot, the point waits for the next sweep.
+                if let Err(e) = self.delete_aws_artifacts(&rp).await {
+                    report.aws_cleanup_failed.push((rp.id, e.to_string()));
+                    continue;
+                }
                 let cluster_alive = self.store.find::<Cluster>(&org, &rp.cluster_id).await?.is_some();
                 let route = if cluster_alive {
                     DeletionRoute::Agent

@@ -2,14 +2,14 @@
 //! what moto does not (trust policies, ExternalIds, revoked roles), and the contract
 //! suite of linking and inventory that every item store runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use crate::Error;
 use crate::cloud::account::{LinkEvent, ROLE_STACK_VERSION};
-use crate::cloud::inventory::{EksCluster, RdsInstance, RdsSnapshot};
+use crate::cloud::inventory::{EksCluster, EksNodegroup, RdsInstance, RdsSnapshot};
 use crate::cloud::{
     AccountLinkNotification, AwsResource, CloudAccountSpec, CloudAccountState, CloudConnector, CloudFailure,
     PermissionSets, RoleRef, RoleStackConfig,
@@ -33,10 +33,25 @@ struct FakeRole {
 }
 
 /// A fake of linked accounts: roles with their trust (ExternalId), per-region resources,
-/// failures on demand. Counts the AssumeRole calls it answered.
+/// failures on demand, EBS snapshots and EKS clusters it "creates".
 #[derive(Default)]
 pub struct FakeCloud {
     roles: Mutex<HashMap<String, FakeRole>>,
+    aws: Mutex<FakeAws>,
+}
+
+#[derive(Default)]
+struct FakeAws {
+    next_id: u64,
+    /// snapshot id -> (region, volume id, tags)
+    snapshots: BTreeMap<String, (String, String, BTreeMap<String, String>)>,
+    /// Volumes whose snapshot fails (e.g. the volume is gone).
+    broken_volumes: BTreeMap<String, String>,
+    /// (region, name) -> (spec it was created like, status checks left before ACTIVE)
+    eks: BTreeMap<(String, String), (EksCluster, u32)>,
+    nodegroups: Vec<(String, String, EksNodegroup)>,
+    /// How many status checks a new EKS cluster stays CREATING.
+    eks_creating_checks: u32,
 }
 
 impl FakeCloud {
@@ -76,6 +91,39 @@ impl FakeCloud {
         self.with_role(arn, |r| r.revoked = why.map(str::to_string));
     }
 
+    fn aws(&self) -> std::sync::MutexGuard<'_, FakeAws> {
+        self.aws.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The EBS snapshots that exist: id -> (region, volume, tags).
+    pub fn snapshots(&self) -> BTreeMap<String, (String, String, BTreeMap<String, String>)> {
+        self.aws().snapshots.clone()
+    }
+
+    /// Snapshots of `volume_id` fail with `why` from now on.
+    pub fn break_volume(&self, volume_id: &str, why: &str) {
+        self.aws().broken_volumes.insert(volume_id.to_string(), why.to_string());
+    }
+
+    /// New EKS clusters report CREATING for this many status checks, then ACTIVE.
+    pub fn eks_takes(&self, checks: u32) {
+        self.aws().eks_creating_checks = checks;
+    }
+
+    /// EKS clusters created: (region, name) -> the spec they were created like.
+    pub fn eks_clusters(&self) -> BTreeMap<(String, String), EksCluster> {
+        self.aws()
+            .eks
+            .iter()
+            .map(|(k, (c, _))| (k.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Node groups created: (region, cluster, node group).
+    pub fn eks_nodegroups(&self) -> Vec<(String, String, EksNodegroup)> {
+        self.aws().nodegroups.clone()
+    }
+
     fn assume(&self, role: &RoleRef) -> std::result::Result<FakeRole, CloudFailure> {
         let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
         match roles.get(&role.role_arn) {
@@ -99,6 +147,99 @@ impl CloudConnector for FakeCloud {
             Some(Err(message)) => Err(CloudFailure::Other(Error::transient(message.clone()))),
             None => Ok(Vec::new()),
         }
+    }
+
+    async fn snapshot_volume(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> std::result::Result<String, CloudFailure> {
+        self.assume(role)?;
+        let mut aws = self.aws();
+        if let Some(why) = aws.broken_volumes.get(volume_id) {
+            return Err(CloudFailure::Other(Error::invalid("volumeId", why.clone())));
+        }
+        aws.next_id += 1;
+        let id = format!("snap-{:017x}", aws.next_id);
+        aws.snapshots
+            .insert(id.clone(), (region.to_string(), volume_id.to_string(), tags.clone()));
+        Ok(id)
+    }
+
+    async fn delete_volume_snapshot(
+        &self,
+        role: &RoleRef,
+        _region: &str,
+        snapshot_id: &str,
+    ) -> std::result::Result<(), CloudFailure> {
+        self.assume(role)?;
+        self.aws().snapshots.remove(snapshot_id);
+        Ok(())
+    }
+
+    async fn create_eks_cluster(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+        like: &EksCluster,
+    ) -> std::result::Result<(), CloudFailure> {
+        self.assume(role)?;
+        let mut aws = self.aws();
+        let key = (region.to_string(), name.to_string());
+        if aws.eks.contains_key(&key) {
+            return Err(CloudFailure::Other(Error::conflict(format!(
+                "ResourceInUseException: cluster already exists with name: {name}"
+            ))));
+        }
+        let checks = aws.eks_creating_checks;
+        aws.eks.insert(key, (like.clone(), checks));
+        Ok(())
+    }
+
+    async fn eks_cluster_status(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> std::result::Result<Option<String>, CloudFailure> {
+        self.assume(role)?;
+        let mut aws = self.aws();
+        Ok(aws
+            .eks
+            .get_mut(&(region.to_string(), name.to_string()))
+            .map(|(_, left)| {
+                if *left == 0 {
+                    "ACTIVE".to_string()
+                } else {
+                    *left -= 1;
+                    "CREATING".to_string()
+                }
+            }))
+    }
+
+    async fn create_eks_nodegroup(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        cluster: &str,
+        like: &EksNodegroup,
+    ) -> std::result::Result<(), CloudFailure> {
+        self.assume(role)?;
+        let mut aws = self.aws();
+        match aws.eks.get(&(region.to_string(), cluster.to_string())) {
+            Some((_, 0)) => {}
+            _ => {
+                return Err(CloudFailure::Other(Error::conflict(format!(
+                    "ResourceInUseException: cluster {cluster} is not ACTIVE"
+                ))));
+            }
+        }
+        aws.nodegroups
+            .push((region.to_string(), cluster.to_string(), like.clone()));
+        Ok(())
     }
 }
 

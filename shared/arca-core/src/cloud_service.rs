@@ -5,14 +5,21 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::agent::CompletionReport;
 use crate::auth::{Principal, Role};
 use crate::cloud::account::{LinkEvent, new_external_id, role_account_id};
-use crate::cloud::inventory::{AwsInventory, AwsInventoryId};
+use crate::cloud::ebs::{EbsSnapshotRef, EksRecreation, EksRecreationState, RecoveryPointAws, snapshot_tags};
+use crate::cloud::inventory::{AwsInventory, AwsInventoryId, AwsResource};
 use crate::cloud::{
     AccountLinkNotification, CloudAccount, CloudAccountSpec, CloudAccountState, CloudAccountView, CloudConnector,
     CloudFailure, ROLE_STACK_VERSION, RoleStackConfig,
 };
+use crate::cluster::{Cluster, ClusterSpec};
 use crate::ids::{CloudAccountId, OrgId};
+use crate::ids::{EksRecreationId, RecoveryPointId};
+use crate::job::{Job, JobType};
+use crate::recovery::RecoveryPoint;
+use crate::restore::RestoreSpec;
 use crate::service::{CONCURRENCY_RETRIES, ControlPlane};
 use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
@@ -430,5 +437,300 @@ async fn verification(cloud: &CloudWiring, account: &CloudAccount) -> Result<std
         }
         Err(CloudFailure::RoleRejected(message)) => Ok(Err(message)),
         Err(CloudFailure::Other(e)) => Err(e),
+    }
+}
+
+/// EKS cluster names: 1-100 letters, digits, hyphens and underscores, starting with a
+/// letter or digit.
+fn check_eks_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!("{name:?} is not an EKS cluster name (1-100 letters, digits, - and _)"),
+        ))
+    }
+}
+
+impl ControlPlane {
+    /// The linked account and role of a cluster's AWS link.
+    async fn linked_role(&self, org: &OrgId, account: &CloudAccountId) -> Result<crate::cloud::RoleRef> {
+        let account = self.store.get::<CloudAccount>(org, account).await?;
+        match (account.state, account.role()) {
+            (CloudAccountState::Active, Some(role)) => Ok(role),
+            (state, _) => Err(Error::conflict(format!(
+                "cloud account {} is {state:?}, so Arca cannot act in it",
+                account.id
+            ))),
+        }
+    }
+
+    /// After a K8S_BACKUP's recovery point is stored: EBS snapshots of the volumes the
+    /// agent found and the EKS cluster's metadata, through the cluster's linked account,
+    /// kept beside the point. Runs once per point (a repeated completion finds the record).
+    /// Failures are recorded on it, not raised: the resource backup itself succeeded.
+    pub(crate) async fn protect_on_aws(&self, job: &Job, report: &CompletionReport) -> Result<()> {
+        let (JobType::K8sBackup, Some(rp_id), Some(cluster_id)) = (job.job_type, job.recovery_point_id, job.cluster_id)
+        else {
+            return Ok(());
+        };
+        let Some(cloud) = &self.cloud else { return Ok(()) };
+        let cluster = self.store.get::<Cluster>(&job.org_id, &cluster_id).await?;
+        let Some(link) = cluster.spec.aws else { return Ok(()) };
+        if self
+            .store
+            .find::<RecoveryPointAws>(&job.org_id, &rp_id)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let rp = self.store.get::<RecoveryPoint>(&job.org_id, &rp_id).await?;
+        let volumes = report
+            .backup
+            .as_ref()
+            .map(|b| b.ebs_volumes.clone())
+            .unwrap_or_default();
+        let mut record = RecoveryPointAws {
+            recovery_point_id: rp_id,
+            org_id: job.org_id,
+            cloud_account_id: link.cloud_account_id,
+            region: link.region.clone(),
+            ebs_snapshots: Vec::new(),
+            eks: None,
+            errors: Vec::new(),
+            created_at: self.now(),
+            version: 0,
+        };
+        match self.linked_role(&job.org_id, &link.cloud_account_id).await {
+            Ok(role) => {
+                for volume in &volumes {
+                    let tags = snapshot_tags(&rp_id, rp.expires_at, volume);
+                    match cloud
+                        .connector
+                        .snapshot_volume(&role, &link.region, &volume.volume_id, &tags)
+                        .await
+                    {
+                        Ok(snapshot_id) => record.ebs_snapshots.push(EbsSnapshotRef {
+                            pv_name: volume.pv_name.clone(),
+                            volume_id: volume.volume_id.clone(),
+                            snapshot_id,
+                        }),
+                        Err(e) => record.errors.push(format!(
+                            "EBS snapshot of {} (PV {}): {}",
+                            volume.volume_id,
+                            volume.pv_name,
+                            Error::from(e)
+                        )),
+                    }
+                }
+            }
+            Err(e) if !volumes.is_empty() => record.errors.push(format!("EBS volumes not snapshotted: {e}")),
+            Err(_) => {}
+        }
+        if let Some(name) = &link.eks_cluster_name {
+            let key = AwsInventoryId {
+                cloud_account_id: link.cloud_account_id,
+                region: link.region.clone(),
+            };
+            let saved = self
+                .store
+                .find::<AwsInventory>(&job.org_id, &key)
+                .await?
+                .and_then(|inv| {
+                    inv.present().find_map(|e| match &e.resource {
+                        AwsResource::EksCluster(c) if c.name == *name => Some(c.clone()),
+                        _ => None,
+                    })
+                });
+            match saved {
+                Some(eks) => record.eks = Some(eks),
+                None => record.errors.push(format!(
+                    "EKS cluster {name} is not in the inventory of {} in {}: its metadata was not saved (run the inventory)",
+                    link.cloud_account_id, link.region
+                )),
+            }
+        }
+        match self.store.create(record).await {
+            Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What Arca made on AWS for a point, removed before the point goes (retention).
+    /// Snapshots already gone count as deleted; an error leaves the record for the next try.
+    pub(crate) async fn delete_aws_artifacts(&self, rp: &RecoveryPoint) -> Result<()> {
+        let Some(record) = self.store.find::<RecoveryPointAws>(&rp.org_id, &rp.id).await? else {
+            return Ok(());
+        };
+        if !record.ebs_snapshots.is_empty() {
+            let cloud = self.cloud()?;
+            let role = self.linked_role(&rp.org_id, &record.cloud_account_id).await?;
+            for s in &record.ebs_snapshots {
+                cloud
+                    .connector
+                    .delete_volume_snapshot(&role, &record.region, &s.snapshot_id)
+                    .await
+                    .map_err(Error::from)?;
+            }
+        }
+        self.store
+            .delete::<RecoveryPointAws>(&rp.org_id, &rp.id, record.version)
+            .await
+    }
+
+    /// The EBS snapshots and EKS metadata Arca keeps for a recovery point, if any.
+    pub async fn get_recovery_point_aws(
+        &self,
+        p: &Principal,
+        id: &RecoveryPointId,
+    ) -> Result<Option<RecoveryPointAws>> {
+        p.require(Role::Viewer)?;
+        self.get_recovery_point(p, id).await?;
+        self.store.find::<RecoveryPointAws>(&p.org_id, id).await
+    }
+
+    /// Starts re-creating the EKS cluster a recovery point was taken of, under `name`, in
+    /// the same account and region, from the metadata saved with the point.
+    pub async fn recreate_eks(&self, p: &Principal, rp_id: &RecoveryPointId, name: &str) -> Result<EksRecreation> {
+        p.require(Role::Admin)?;
+        check_eks_name(name)?;
+        let cloud = self.cloud()?;
+        self.get_recovery_point(p, rp_id).await?;
+        let saved = self.store.find::<RecoveryPointAws>(&p.org_id, rp_id).await?;
+        let Some((record, eks)) = saved.and_then(|r| r.eks.clone().map(|e| (r, e))) else {
+            return Err(Error::conflict(format!(
+                "recovery point {rp_id} has no saved EKS metadata (its cluster was not linked to an EKS cluster)"
+            )));
+        };
+        let role = self.linked_role(&p.org_id, &record.cloud_account_id).await?;
+        cloud
+            .connector
+            .create_eks_cluster(&role, &record.region, name, &eks)
+            .await
+            .map_err(Error::from)?;
+        let now = self.now();
+        self.store
+            .create(EksRecreation {
+                id: EksRecreationId::new(),
+                org_id: p.org_id,
+                recovery_point_id: *rp_id,
+                cloud_account_id: record.cloud_account_id,
+                region: record.region,
+                name: name.to_string(),
+                state: EksRecreationState::CreatingCluster,
+                cluster_id: None,
+                restore_id: None,
+                next_step: Some("EKS is creating the cluster (10-15 minutes); read this again to follow".into()),
+                error: None,
+                created_at: now,
+                updated_at: now,
+                version: 0,
+            })
+            .await
+    }
+
+    /// A re-creation, moved on by one check of EKS: once the cluster is ACTIVE its node
+    /// groups are created, an Arca cluster is registered for it and the restore of the
+    /// point is queued there (it runs when the agent, installed by the user, connects).
+    pub async fn get_eks_recreation(&self, p: &Principal, id: &EksRecreationId) -> Result<EksRecreation> {
+        p.require(Role::Viewer)?;
+        let mut r = self.store.get::<EksRecreation>(&p.org_id, id).await?;
+        if r.state != EksRecreationState::CreatingCluster {
+            return Ok(r);
+        }
+        let cloud = self.cloud()?;
+        let role = self.linked_role(&p.org_id, &r.cloud_account_id).await?;
+        let status = cloud
+            .connector
+            .eks_cluster_status(&role, &r.region, &r.name)
+            .await
+            .map_err(Error::from)?;
+        let expected = r.version;
+        r.updated_at = self.now();
+        match status.as_deref() {
+            Some("CREATING") => return Ok(r),
+            Some("ACTIVE") => {
+                if let Err(e) = self.finish_eks_recreation(&mut r, &role).await {
+                    r.state = EksRecreationState::Failed;
+                    r.error = Some(e.to_string());
+                    r.next_step = None;
+                }
+            }
+            other => {
+                r.state = EksRecreationState::Failed;
+                r.error = Some(match other {
+                    Some(s) => format!("EKS reports the cluster {s}"),
+                    None => "the EKS cluster no longer exists".into(),
+                });
+                r.next_step = None;
+            }
+        }
+        self.store.update(r, expected).await
+    }
+
+    async fn finish_eks_recreation(&self, r: &mut EksRecreation, role: &crate::cloud::RoleRef) -> Result<()> {
+        let cloud = self.cloud()?;
+        let saved = self
+            .store
+            .get::<RecoveryPointAws>(&r.org_id, &r.recovery_point_id)
+            .await?
+            .eks
+            .unwrap_or_default();
+        for ng in &saved.nodegroups {
+            cloud
+                .connector
+                .create_eks_nodegroup(role, &r.region, &r.name, ng)
+                .await
+                .map_err(|e| Error::permanent(format!("node group {}: {}", ng.name, Error::from(e))))?;
+        }
+        let system = Principal::system(r.org_id);
+        let registered = self
+            .register_cluster(
+                &system,
+                ClusterSpec {
+                    name: r.name.clone(),
+                    description: format!("re-created from recovery point {}", r.recovery_point_id),
+                    aws: Some(crate::cloud::ebs::ClusterAwsLink {
+                        cloud_account_id: r.cloud_account_id,
+                        region: r.region.clone(),
+                        eks_cluster_name: Some(r.name.clone()),
+                    }),
+                    ..ClusterSpec::default()
+                },
+            )
+            .await?;
+        let cluster_id = registered.cluster.id;
+        let created = self
+            .queue_restore(
+                &system,
+                RestoreSpec {
+                    recovery_point_id: r.recovery_point_id,
+                    target_cluster_id: cluster_id,
+                    selection: Default::default(),
+                    namespace_prefix: String::new(),
+                    namespace_suffix: String::new(),
+                    namespace_map: Default::default(),
+                    storage_class_map: Default::default(),
+                    existing_resource_policy: Default::default(),
+                    restore_pvs: true,
+                },
+            )
+            .await?;
+        r.state = EksRecreationState::WaitingForAgent;
+        r.cluster_id = Some(cluster_id);
+        r.restore_id = Some(created.restore.id);
+        r.next_step = Some(format!(
+            "install the agent in the new cluster: `arca clusters install {cluster_id}` (POST /v1/clusters/{cluster_id}/install) prints the one kubectl command; restore {} runs when the agent connects",
+            created.restore.id
+        ));
+        Ok(())
     }
 }

@@ -34,6 +34,10 @@ pub struct ClusterSpec {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub default_destination_id: Option<DestinationId>,
+    /// Where the cluster lives on AWS (EKS): then its EBS-backed PVs are snapshotted
+    /// through that account's role and its EKS metadata is kept with every backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<crate::cloud::ebs::ClusterAwsLink>,
 }
 
 impl ClusterSpec {
@@ -41,6 +45,9 @@ impl ClusterSpec {
         self.name = validate::name("name", &self.name)?;
         validate::description("description", &self.description)?;
         validate::tags("tags", &self.tags)?;
+        if let Some(aws) = &self.aws {
+            aws.validate("aws")?;
+        }
         Ok(self)
     }
 }

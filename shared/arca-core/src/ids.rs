@@ -122,6 +122,14 @@ id_type!(
     /// A linked AWS account (Arca's record of it; the 12-digit account id is a field).
     CloudAccountId, "ca"
 );
+id_type!(
+    /// The re-creation of an EKS cluster from a recovery point's saved metadata.
+    EksRecreationId, "eksr"
+);
+id_type!(
+    /// An RDS backup definition (databases of one linked account and region).
+    RdsBackupDefinitionId, "rdsbkp"
+);
 
 #[cfg(test)]
 mod tests {

@@ -159,6 +159,9 @@ pub struct Job {
     /// Lines dropped from the head of `activity` to keep it bounded.
     #[serde(default)]
     pub activity_dropped: u64,
+    /// RDS jobs: the account, region and databases, and where each one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds: Option<crate::rds::RdsJobWork>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -187,6 +190,7 @@ impl Job {
             progress: JobProgress::default(),
             activity: Vec::new(),
             activity_dropped: 0,
+            rds: None,
             created_at: now,
             started_at: None,
             ended_at: None,

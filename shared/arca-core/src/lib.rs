@@ -26,6 +26,12 @@ pub mod ports;
 pub mod queue;
 #[cfg(feature = "testing")]
 pub mod queue_contract;
+pub mod rds;
+#[cfg(feature = "testing")]
+pub mod rds_contract;
+#[cfg(feature = "testing")]
+pub mod rds_fake;
+mod rds_service;
 pub mod recovery;
 pub mod restore;
 pub mod retention;
@@ -42,3 +48,4 @@ mod validate;
 pub use agent_service::RetentionReport;
 pub use cloud_service::{InventoryReport, RegionReport};
 pub use error::{ConflictKind, Error, Result};
+pub use rds_service::{RdsRetentionReport, RdsRunRequest};

@@ -163,6 +163,8 @@ pub struct ControlPlane {
     pub(crate) vendor: Arc<dyn CredentialVendor>,
     /// `None` when the deployment does not reach AWS accounts (linking is refused).
     pub(crate) cloud: Option<crate::cloud_service::CloudWiring>,
+    /// `None` when the deployment does not protect RDS (RDS runs are refused).
+    pub(crate) rds: Option<crate::rds_service::RdsWiring>,
 }
 
 fn referrer(def: &BackupDefinition) -> PolicyReferrer {
@@ -184,6 +186,7 @@ impl ControlPlane {
             scheduler: None,
             vendor: Arc::new(ConfigVendor),
             cloud: None,
+            rds: None,
         }
     }
 
@@ -405,6 +408,10 @@ impl ControlPlane {
             self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
                 .await?;
         }
+        if let Some(aws) = &spec.aws {
+            self.existing::<crate::cloud::CloudAccount>(&p.org_id, &aws.cloud_account_id, "aws.cloudAccountId")
+                .await?;
+        }
         let now = self.now();
         let token = Secret::generate(AGENT_TOKEN_PREFIX)?;
         let id = ClusterId::new();
@@ -499,6 +506,10 @@ impl ControlPlane {
         let spec = spec.validated()?;
         if let Some(dest) = &spec.default_destination_id {
             self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
+                .await?;
+        }
+        if let Some(aws) = &spec.aws {
+            self.existing::<crate::cloud::CloudAccount>(&p.org_id, &aws.cloud_account_id, "aws.cloudAccountId")
                 .await?;
         }
         let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
@@ -755,6 +766,22 @@ impl ControlPlane {
             };
             if let Some(def) = self.store.find::<BackupDefinition>(&p.org_id, &def_id).await? {
                 self.sync_schedules(&def).await?;
+            }
+        }
+        for user in policy
+            .used_by
+            .iter()
+            .filter(|u| matches!(u.kind, ReferrerKind::RdsBackup | ReferrerKind::RdsCopy))
+        {
+            let Ok(def_id) = user.id.parse::<crate::ids::RdsBackupDefinitionId>() else {
+                continue;
+            };
+            if let Some(def) = self
+                .store
+                .find::<crate::rds::RdsBackupDefinition>(&p.org_id, &def_id)
+                .await?
+            {
+                self.sync_rds_schedules(&def).await?;
             }
         }
         Ok(policy)
@@ -1248,7 +1275,6 @@ impl ControlPlane {
         let target = self
             .existing::<Cluster>(&p.org_id, &spec.target_cluster_id, "targetClusterId")
             .await?;
-        let now = self.now();
         let agent = self.store.find::<AgentState>(&p.org_id, &target.id).await?;
         let target = self.presented(target, agent.as_ref());
         let state = target.state;
@@ -1265,6 +1291,16 @@ impl ControlPlane {
                 ),
             ));
         }
+        self.queue_restore(p, spec).await
+    }
+
+    /// Writes a restore and its job and queues the job for the target's agent, without
+    /// asking whether that agent is connected: the job waits in the cluster's queue (an
+    /// EKS re-creation queues its restore before the user installs the agent).
+    pub(crate) async fn queue_restore(&self, p: &Principal, spec: RestoreSpec) -> Result<RestoreCreated> {
+        let rp = self.get_recovery_point(p, &spec.recovery_point_id).await?;
+        let target = self.store.get::<Cluster>(&p.org_id, &spec.target_cluster_id).await?;
+        let now = self.now();
         let mut job = Job::pending(p.org_id, JobType::K8sRestore, JobTrigger::Manual, now);
         let mut restore = Restore {
             id: RestoreId::new(),

@@ -919,7 +919,8 @@ pub async fn store_contract(items: Arc<dyn ItemStore>) {
     dispatch_races_yield_one_job(items.clone()).await;
     heartbeats_leave_the_cluster_etag_alone(items.clone()).await;
     plan_rules(items.clone()).await;
-    crate::cloud_contract::linked_accounts(items).await;
+    crate::cloud_contract::linked_accounts(items.clone()).await;
+    crate::rds_contract::rds_protection(items).await;
 }
 
 /// Concurrent dispatches of one definition: exactly one PENDING job, every other one

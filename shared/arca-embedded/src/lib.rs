@@ -3,10 +3,12 @@
 
 mod local_fs;
 mod queue;
+mod rds_queue;
 mod redb_store;
 mod scheduler;
 
 pub use local_fs::LocalFsObjectStore;
 pub use queue::EmbeddedQueue;
+pub use rds_queue::EmbeddedRdsWorkQueue;
 pub use redb_store::RedbItemStore;
 pub use scheduler::EmbeddedScheduler;

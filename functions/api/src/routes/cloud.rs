@@ -3,6 +3,7 @@
 
 use arca_core::InventoryReport;
 use arca_core::auth::Role;
+use arca_core::cloud::ebs::{EksRecreation, RecoveryPointAws};
 use arca_core::cloud::{AwsInventory, CloudAccountView};
 use arca_core::ids::CloudAccountId;
 use arca_core::store::page::Listing;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Page, Tagged};
-use crate::dto::{CloudAccountBody, RoleArnBody};
+use crate::dto::{CloudAccountBody, RecreateEksBody, RoleArnBody};
 use crate::error::ApiResult;
 use crate::extract::{Body, Caller, IfMatch, PageParams, Query, path_id};
 use crate::problem::Problem;
@@ -174,4 +175,53 @@ pub async fn get_inventory(
             .get_cloud_inventory(p, &path_id(&id)?, q.region.as_deref())
             .await?,
     ))
+}
+
+// ---- EBS snapshots and EKS re-creation ---------------------------------------------
+
+/// The EBS snapshots and EKS metadata Arca keeps with a recovery point (clusters linked to
+/// an AWS account); `null` when there are none.
+#[utoipa::path(get, path = "/v1/recoverypoints/{id}/aws", tag = "cloud accounts", description = "Role: viewer.",
+    params(("id" = String, Path, description = "rp_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn recovery_point_aws(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Option<RecoveryPointAws>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.get_recovery_point_aws(p, &path_id(&id)?).await?))
+}
+
+/// Re-creates the EKS cluster a recovery point was taken of (CreateCluster with the saved
+/// metadata); follow it with `GET /v1/eks-recreations/{id}`.
+#[utoipa::path(post, path = "/v1/recoverypoints/{id}/recreate-eks", tag = "cloud accounts",
+    description = "Role: admin.", request_body = RecreateEksBody, params(("id" = String, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "no saved EKS metadata, or the account is not ACTIVE", body = Problem)))]
+pub async fn recreate_eks(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RecreateEksBody>,
+) -> ApiResult<Tagged<EksRecreation>> {
+    let p = caller.require(Role::Admin)?;
+    let r = s.control_plane.recreate_eks(p, &path_id(&id)?, &body.name).await?;
+    Ok(Tagged::created(r.version, format!("/v1/eks-recreations/{}", r.id), r))
+}
+
+/// A re-creation, moved on by one check of EKS (nothing waits in the API): once the
+/// cluster is ACTIVE, its node groups are created, a cluster is registered in Arca and the
+/// restore is queued; `nextStep` says how to install the agent there.
+#[utoipa::path(get, path = "/v1/eks-recreations/{id}", tag = "cloud accounts", description = "Role: viewer.",
+    params(("id" = String, Path, description = "eksr_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn get_eks_recreation(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<EksRecreation>> {
+    let p = caller.require(Role::Viewer)?;
+    let r = s.control_plane.get_eks_recreation(p, &path_id(&id)?).await?;
+    Ok(Tagged::ok(r.version, r))
 }

@@ -9,6 +9,7 @@ mod cloud;
 mod install;
 mod operations;
 mod protection;
+mod rds;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ pub const AGENT_TOKEN_SCHEME: &str = "agentToken";
         (name = "account", description = "Sign-up, the org and its API keys"),
         (name = "clusters"), (name = "cloud accounts", description = "Linked AWS accounts, their roles and inventory"), (name = "destinations"), (name = "policies"),
         (name = "backups", description = "Kubernetes backup definitions"),
+        (name = "rds", description = "RDS and Aurora: backup definitions, snapshots and copies, restores"),
         (name = "jobs"), (name = "recoverypoints"), (name = "restores"), (name = "meta"),
         (name = "agent", description = "The in-cluster agent's protocol (agent token, not an API key)"),
     )
@@ -132,6 +134,21 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(cloud::set_role))
         .routes(routes!(cloud::verify))
         .routes(routes!(cloud::run_inventory, cloud::get_inventory))
+        .routes(routes!(cloud::recovery_point_aws))
+        .routes(routes!(cloud::recreate_eks))
+        .routes(routes!(cloud::get_eks_recreation))
+        .routes(routes!(rds::list_rds_backups, rds::create_rds_backup))
+        .routes(routes!(
+            rds::get_rds_backup,
+            rds::update_rds_backup,
+            rds::delete_rds_backup
+        ))
+        .routes(routes!(rds::run_rds_backup))
+        .routes(routes!(rds::pause_rds_backup))
+        .routes(routes!(rds::resume_rds_backup))
+        .routes(routes!(rds::list_rds_recovery_points))
+        .routes(routes!(rds::get_rds_recovery_point))
+        .routes(routes!(rds::create_rds_restore))
         .routes(routes!(agent::connect))
         .routes(routes!(agent::heartbeat))
         .routes(routes!(agent::poll))

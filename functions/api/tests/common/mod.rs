@@ -23,6 +23,10 @@ pub struct Api {
     pub items: Arc<dyn ItemStore>,
     /// The linked AWS accounts the control plane reaches (a fake: moto enforces no trust).
     pub cloud: Arc<arca_core::cloud_contract::FakeCloud>,
+    /// RDS in the linked accounts (a fake that can hold operations in `creating`).
+    pub rds: Arc<arca_core::rds_fake::FakeRds>,
+    /// The RDS work queue: tests deliver its messages with `rds_step`.
+    pub rds_queue: Arc<arca_core::rds_fake::FakeRdsQueue>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -118,11 +122,16 @@ impl Api {
                 console_region: "us-east-1".into(),
             },
         );
+        let rds = Arc::new(arca_core::rds_fake::FakeRds::new());
+        let rds_queue = Arc::new(arca_core::rds_fake::FakeRdsQueue::new());
+        state.control_plane = state.control_plane.with_rds(rds.clone(), Some(rds_queue.clone()));
         Api {
             router: router(state.clone()),
             state,
             items,
             cloud,
+            rds,
+            rds_queue,
             _dir: None,
         }
     }

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::inventory::AwsResource;
+use std::collections::BTreeMap;
+
+use super::inventory::{AwsResource, EksCluster, EksNodegroup};
 use crate::Error;
 
 /// A role to assume and the ExternalId its trust policy requires. `Debug` leaves the
@@ -53,4 +55,44 @@ pub trait CloudConnector: Send + Sync {
     /// Every RDS instance and cluster, their snapshots, EKS clusters with node groups and
     /// EBS volumes of one region.
     async fn discover(&self, role: &RoleRef, region: &str) -> Result<Vec<AwsResource>, CloudFailure>;
+
+    /// Starts an EBS snapshot of `volume_id` with `tags`; its id (EC2 completes it later).
+    async fn snapshot_volume(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudFailure>;
+
+    /// Deletes an EBS snapshot; one already gone is not an error.
+    async fn delete_volume_snapshot(&self, role: &RoleRef, region: &str, snapshot_id: &str)
+    -> Result<(), CloudFailure>;
+
+    /// Starts creating an EKS cluster named `name` like `like` (version, role, subnets,
+    /// security groups, endpoint access, logging, tags).
+    async fn create_eks_cluster(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+        like: &EksCluster,
+    ) -> Result<(), CloudFailure>;
+
+    /// The EKS cluster's status (`CREATING`, `ACTIVE`, `FAILED`, ...), `None` if absent.
+    async fn eks_cluster_status(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, CloudFailure>;
+
+    /// Creates a node group like `like` in the (ACTIVE) cluster `cluster`.
+    async fn create_eks_nodegroup(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        cluster: &str,
+        like: &EksNodegroup,
+    ) -> Result<(), CloudFailure>;
 }

@@ -4,11 +4,13 @@
 //! - [`account`]: a linked account, its ExternalId, its state and the quick-create link.
 //! - [`inventory`]: RDS, EKS and EBS resources per account and region, merged run by run
 //!   so a resource that vanished is marked, not silently dropped.
+//! - [`ebs`]: EBS snapshots of EKS clusters' PVs and the EKS metadata kept with a backup.
 //! - [`connector`]: the [`CloudConnector`] port (AssumeRole with the ExternalId, discovery);
 //!   `arca_aws::AwsCloudConnector` is the AWS adapter, `testing::FakeCloud` the fake.
 
 pub mod account;
 pub mod connector;
+pub mod ebs;
 pub mod inventory;
 
 pub use account::{

@@ -10,18 +10,22 @@
 //!   `RSTOBJ#<restoreId>#<seq:06>` (a batch of a restore's per-object results; not
 //!   `RESTORE#<id>#...`, which would fall inside the `RESTORE#` listing of restores),
 //!   `CLOUDACCT#<id>` (a linked AWS account), `AWSINV#<cloudAccountId>#<region>` (what
-//!   the last inventory found there).
+//!   the last inventory found there), `RDSBACKUP#<id>` (an RDS backup definition),
+//!   `RDSRP#<rpId>` (an RDS snapshot or copy Arca made), `RDSCOPY#<cloudAccountId>#<region>#<i|c>#<db>`
+//!   (a copy of that database in progress), `RPAWS#<rpId>` (EBS snapshots and EKS
+//!   metadata Arca keeps with a recovery point), `EKSRE#<id>` (an EKS cluster re-creation).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`.
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`;
-//!   `CLOUDACCT` / `ORG#<orgId>#CA#<id>` (every linked account, for the 12-hour inventory).
+//!   `CLOUDACCT` / `ORG#<orgId>#CA#<id>` (every linked account, for the 12-hour inventory);
+//!   `RDSEXPIRY` / `<expiry>#ORG#<orgId>#RDSRP#<id>` (RDS recovery points, for retention).
 
 use chrono::{DateTime, Utc};
 
 use super::item::IndexKey;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId,
-    RestoreId,
+    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
+    RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use crate::secret::SecretHash;
 
@@ -43,6 +47,14 @@ pub const RESTORE_OBJECTS_SK_PREFIX: &str = "RSTOBJ#";
 
 pub const CLOUD_ACCOUNT_SK_PREFIX: &str = "CLOUDACCT#";
 pub const AWS_INVENTORY_SK_PREFIX: &str = "AWSINV#";
+/// Not `RP#<id>#AWS`: that would fall inside the `RP#` listing of recovery points.
+pub const RECOVERY_POINT_AWS_SK_PREFIX: &str = "RPAWS#";
+pub const EKS_RECREATION_SK_PREFIX: &str = "EKSRE#";
+pub const RDS_BACKUP_SK_PREFIX: &str = "RDSBACKUP#";
+pub const RDS_RECOVERY_POINT_SK_PREFIX: &str = "RDSRP#";
+pub const RDS_COPY_SK_PREFIX: &str = "RDSCOPY#";
+/// The GSI2 partition of RDS recovery points by expiry (one reader: retention).
+pub const GSI2_RDS_EXPIRY_PK: &str = "RDSEXPIRY";
 
 pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
 pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
@@ -117,10 +129,42 @@ pub fn aws_inventory_prefix(account: &CloudAccountId) -> String {
     format!("{AWS_INVENTORY_SK_PREFIX}{account}#")
 }
 
+pub fn recovery_point_aws_sk(id: &RecoveryPointId) -> String {
+    format!("{RECOVERY_POINT_AWS_SK_PREFIX}{id}")
+}
+
+pub fn eks_recreation_sk(id: &crate::ids::EksRecreationId) -> String {
+    format!("{EKS_RECREATION_SK_PREFIX}{id}")
+}
+
 pub fn cloud_account_gsi2(org: &OrgId, id: &CloudAccountId) -> IndexKey {
     IndexKey {
         pk: GSI2_CLOUD_ACCOUNTS_PK.to_string(),
         sk: format!("ORG#{org}#CA#{id}"),
+    }
+}
+
+pub fn rds_backup_sk(id: &RdsBackupDefinitionId) -> String {
+    format!("{RDS_BACKUP_SK_PREFIX}{id}")
+}
+
+pub fn rds_recovery_point_sk(id: &RecoveryPointId) -> String {
+    format!("{RDS_RECOVERY_POINT_SK_PREFIX}{id}")
+}
+
+/// `i` for an instance, `c` for a cluster: an instance and a cluster may share a name.
+pub fn rds_copy_sk(key: &crate::rds::RdsDatabaseKey) -> String {
+    let kind = if key.database.cluster { "c" } else { "i" };
+    format!(
+        "{RDS_COPY_SK_PREFIX}{}#{}#{kind}#{}",
+        key.cloud_account_id, key.region, key.database.identifier
+    )
+}
+
+pub fn rds_recovery_point_expiry_gsi2(org: &OrgId, id: &RecoveryPointId, expires_at: DateTime<Utc>) -> IndexKey {
+    IndexKey {
+        pk: GSI2_RDS_EXPIRY_PK.to_string(),
+        sk: format!("{}#ORG#{org}#RDSRP#{id}", time_sort_key(expires_at)),
     }
 }
 
@@ -271,5 +315,31 @@ mod tests {
             }
         );
         assert_eq!(recovery_point_expiry_bound(at), "2025-03-04T05:06:07Z");
+        assert_eq!(
+            rds_recovery_point_expiry_gsi2(&org, &rp, at),
+            IndexKey {
+                pk: "RDSEXPIRY".into(),
+                sk: "2025-03-04T05:06:07Z#ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV#RDSRP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+                    .into()
+            }
+        );
+        assert_eq!(rds_recovery_point_sk(&rp), "RDSRP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        let ca: CloudAccountId = "ca_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let key = crate::rds::RdsDatabaseKey {
+            cloud_account_id: ca,
+            region: "us-east-1".into(),
+            database: crate::rds::RdsDatabaseRef {
+                identifier: "orders".into(),
+                cluster: true,
+            },
+        };
+        assert_eq!(
+            rds_copy_sk(&key),
+            "RDSCOPY#ca_01ARZ3NDEKTSV4RRFFQ69G5FAV#us-east-1#c#orders"
+        );
+        assert_eq!(
+            rds_backup_sk(&"rdsbkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "RDSBACKUP#rdsbkp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
     }
 }

@@ -25,17 +25,19 @@ use crate::agent::{ActiveJob, AgentState};
 use crate::auth::ApiKey;
 use crate::backup::BackupDefinition;
 use crate::cloud::CloudAccount;
+use crate::cloud::ebs::{EksRecreation, RecoveryPointAws};
 use crate::cloud::inventory::{AwsInventory, AwsInventoryId};
 use crate::cluster::Cluster;
 use crate::destination::Destination;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId,
-    RestoreId,
+    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId, OrgId, PolicyId,
+    RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use crate::install::InstallLink;
 use crate::job::Job;
 use crate::org::Org;
 use crate::policy::Policy;
+use crate::rds::{RdsBackupDefinition, RdsCopyInProgress, RdsDatabaseKey, RdsRecoveryPoint};
 use crate::recovery::RecoveryPoint;
 use crate::restore::{Restore, RestoreObjectsPage, RestoreObjectsPageId};
 use crate::secret::SecretHash;
@@ -118,6 +120,11 @@ macro_rules! record {
     (@extra RecoveryPoint) => {
         fn gsi2(&self) -> Option<IndexKey> {
             self.expires_at.map(|at| keys::recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
+        }
+    };
+    (@extra RdsRecoveryPoint) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            self.expires_at.map(|at| keys::rds_recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
         }
     };
     (@extra CloudAccount) => {
@@ -204,11 +211,48 @@ record!(
     keys::cloud_account_sk
 );
 record!(
+    RecoveryPointAws,
+    RecoveryPointId,
+    "AWS artifacts of recovery point",
+    keys::RECOVERY_POINT_AWS_SK_PREFIX,
+    keys::recovery_point_aws_sk,
+    recovery_point_id
+);
+record!(
+    EksRecreation,
+    EksRecreationId,
+    "EKS re-creation",
+    keys::EKS_RECREATION_SK_PREFIX,
+    keys::eks_recreation_sk
+);
+record!(
     AwsInventory,
     AwsInventoryId,
     "inventory",
     keys::AWS_INVENTORY_SK_PREFIX,
     keys::aws_inventory_sk
+);
+record!(
+    RdsBackupDefinition,
+    RdsBackupDefinitionId,
+    "RDS backup definition",
+    keys::RDS_BACKUP_SK_PREFIX,
+    keys::rds_backup_sk
+);
+record!(
+    RdsRecoveryPoint,
+    RecoveryPointId,
+    "RDS recovery point",
+    keys::RDS_RECOVERY_POINT_SK_PREFIX,
+    keys::rds_recovery_point_sk
+);
+record!(
+    RdsCopyInProgress,
+    RdsDatabaseKey,
+    "copy in progress of",
+    keys::RDS_COPY_SK_PREFIX,
+    keys::rds_copy_sk,
+    key
 );
 
 record!(
@@ -631,6 +675,25 @@ impl Store {
             page,
             true,
             |_: &CloudAccount| true,
+        )
+        .await
+    }
+
+    /// Cross-tenant: RDS recovery points of every org whose expiry is before `before` (to
+    /// the second), oldest first.
+    pub async fn rds_recovery_points_expiring_before_cross_tenant(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Listing<RdsRecoveryPoint>> {
+        self.collect(
+            Some(Index::Gsi2),
+            keys::GSI2_RDS_EXPIRY_PK.to_string(),
+            "",
+            SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before)),
+            page,
+            true,
+            |_: &RdsRecoveryPoint| true,
         )
         .await
     }

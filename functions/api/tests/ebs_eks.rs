@@ -1,0 +1,269 @@
+//! A Kubernetes cluster on EKS, linked to its AWS account, over HTTP and the agent
+//! protocol: the agent reports the EBS volumes behind its PVs, the control plane snapshots
+//! them through the linked role (tagged with the point and its expiry) and saves the EKS
+//! metadata with the point; a repeated completion snapshots nothing twice; a re-creation
+//! builds the cluster and its node groups from that metadata, registers it and queues the
+//! restore for its agent; retention deletes the snapshots. AWS is `FakeCloud` (EKS never
+//! becomes ACTIVE on moto's clock, and it enforces the role); the AWS adapter's calls are
+//! tested on moto in arca-aws.
+
+mod common;
+
+use arca_core::cloud::AwsResource;
+use arca_core::cloud::inventory::{EksCluster, EksNodegroup};
+use arca_core::recovery::RecoveryPoint;
+use arca_core::secret::Secret;
+use common::Api;
+use serde_json::json;
+
+#[tokio::test]
+async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
+    let api = Api::new();
+    let t = api.signup("eks").await;
+
+    // A linked account whose inventory knows the EKS cluster.
+    let account = api
+        .post(
+            "/v1/cloud-accounts",
+            &t.admin,
+            json!({ "name": "prod", "regions": ["us-east-1"] }),
+        )
+        .await
+        .expect(201);
+    let account_id = account.id();
+    let role = "arn:aws:iam::111122223333:role/arca-prod";
+    api.cloud.add_role(role, account.body["externalId"].as_str().unwrap());
+    api.put(
+        &format!("/v1/cloud-accounts/{account_id}/role"),
+        &t.admin,
+        &account.etag(),
+        json!({ "roleArn": role }),
+    )
+    .await
+    .expect(200);
+    let eks = EksCluster {
+        name: "prod-eks".into(),
+        version: Some("1.33".into()),
+        role_arn: Some("arn:aws:iam::111122223333:role/eks".into()),
+        subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+        nodegroups: vec![EksNodegroup {
+            name: "workers".into(),
+            node_role: Some("arn:aws:iam::111122223333:role/node".into()),
+            instance_types: vec!["m6i.large".into()],
+            desired_size: Some(3),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    api.cloud
+        .set_resources(role, "us-east-1", vec![AwsResource::EksCluster(eks.clone())]);
+    api.post(
+        &format!("/v1/cloud-accounts/{account_id}/inventory"),
+        &t.admin,
+        json!({}),
+    )
+    .await
+    .expect(200);
+
+    // The Kubernetes cluster, linked; a bad link is refused naming the field.
+    api.post(
+        "/v1/clusters",
+        &t.admin,
+        json!({ "name": "x", "aws": { "cloudAccountId": account_id, "region": "nowhere" } }),
+    )
+    .await
+    .expect(400);
+    let dest = api.destination(&t.admin, "local").await;
+    let cluster = api
+        .post(
+            "/v1/clusters",
+            &t.admin,
+            json!({ "name": "prod", "defaultDestinationId": dest,
+                    "aws": { "cloudAccountId": account_id, "region": "us-east-1", "eksClusterName": "prod-eks" } }),
+        )
+        .await
+        .expect(201);
+    let cluster_id = cluster.id();
+    let token = cluster.body["agentToken"].as_str().unwrap().to_owned();
+    assert_eq!(cluster.body["aws"]["eksClusterName"], "prod-eks", "{}", cluster.text);
+    let backup = api
+        .backup(&t.admin, &cluster_id, Some(&t.default_policy_id), None)
+        .await
+        .expect(201)
+        .id();
+
+    // The agent runs the backup and reports two EBS volumes, one of which is gone.
+    let session = api
+        .agent(&token, "/v1/agent/connect", None, json!({}))
+        .await
+        .expect(200)
+        .body["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
+        .await
+        .expect(200);
+    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
+        .await
+        .expect(201);
+    let polled = api
+        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
+        .await
+        .expect(200);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
+    api.cloud
+        .break_volume("vol-0gone", "InvalidVolume.NotFound: the volume does not exist");
+    let completion = json!({
+        "leaseToken": lease, "state": "COMPLETED",
+        "backup": { "prefix": "archives/x", "resourceCount": 12, "ebsVolumes": [
+            { "pvName": "pv-data", "volumeId": "vol-0aaa", "availabilityZone": "us-east-1a" },
+            { "pvName": "pv-old", "volumeId": "vol-0gone" },
+        ] },
+    });
+    let done = api
+        .agent(
+            &token,
+            &format!("/v1/agent/jobs/{job}/complete"),
+            Some(&session),
+            completion.clone(),
+        )
+        .await
+        .expect(200);
+    let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
+    // A retried completion (lost answer) snapshots nothing twice.
+    api.agent(
+        &token,
+        &format!("/v1/agent/jobs/{job}/complete"),
+        Some(&session),
+        completion,
+    )
+    .await
+    .expect(200);
+
+    let snapshots = api.cloud.snapshots();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let (region, volume, tags) = snapshots.values().next().unwrap().clone();
+    assert_eq!((region.as_str(), volume.as_str()), ("us-east-1", "vol-0aaa"));
+    assert_eq!(tags["arca:recovery-point"], rp);
+    assert_eq!(tags["arca:pv"], "pv-data");
+    assert!(tags.contains_key("arca:expires-at"), "{tags:?}");
+    let aws = api
+        .get(&format!("/v1/recoverypoints/{rp}/aws"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(aws.body["ebsSnapshots"][0]["volumeId"], "vol-0aaa", "{}", aws.text);
+    assert_eq!(aws.body["ebsSnapshots"].as_array().unwrap().len(), 1);
+    assert!(
+        aws.body["errors"][0].as_str().unwrap().contains("vol-0gone"),
+        "{}",
+        aws.text
+    );
+    assert_eq!(aws.body["eks"]["name"], "prod-eks");
+    assert_eq!(aws.body["eks"]["nodegroups"][0]["desiredSize"], 3);
+
+    // Re-create the EKS cluster: CREATING for one check, then ACTIVE.
+    api.cloud.eks_takes(1);
+    api.post(
+        &format!("/v1/recoverypoints/{rp}/recreate-eks"),
+        &t.admin,
+        json!({ "name": "bad name!" }),
+    )
+    .await
+    .expect(400);
+    let started = api
+        .post(
+            &format!("/v1/recoverypoints/{rp}/recreate-eks"),
+            &t.admin,
+            json!({ "name": "prod-eks-2" }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(started.body["state"], "CREATING_CLUSTER");
+    let created = api.cloud.eks_clusters();
+    let like = &created[&("us-east-1".to_owned(), "prod-eks-2".to_owned())];
+    assert_eq!((like.version.as_deref(), like.subnet_ids.len()), (Some("1.33"), 2));
+    let path = format!("/v1/eks-recreations/{}", started.id());
+    let first = api.get(&path, &t.admin).await.expect(200);
+    assert_eq!(first.body["state"], "CREATING_CLUSTER", "{}", first.text);
+    assert!(api.cloud.eks_nodegroups().is_empty(), "node groups wait for ACTIVE");
+    let ready = api.get(&path, &t.admin).await.expect(200);
+    assert_eq!(ready.body["state"], "WAITING_FOR_AGENT", "{}", ready.text);
+    let groups = api.cloud.eks_nodegroups();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        (groups[0].1.as_str(), groups[0].2.name.as_str()),
+        ("prod-eks-2", "workers")
+    );
+    let new_cluster = ready.body["clusterId"].as_str().unwrap().to_owned();
+    let restore = ready.body["restoreId"].as_str().unwrap().to_owned();
+    assert!(
+        ready.body["nextStep"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("arca clusters install {new_cluster}"))
+    );
+    let registered = api
+        .get(&format!("/v1/clusters/{new_cluster}"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(registered.body["state"], "REGISTERED");
+    assert_eq!(registered.body["aws"]["eksClusterName"], "prod-eks-2");
+
+    // The agent installed there connects and finds the restore waiting.
+    let rotated = api
+        .post(&format!("/v1/clusters/{new_cluster}/rotate-token"), &t.admin, json!({}))
+        .await;
+    let rotated = if rotated.status.as_u16() == 428 {
+        api.request(
+            axum::http::Method::POST,
+            &format!("/v1/clusters/{new_cluster}/rotate-token"),
+            Some(&t.admin),
+            Some(&registered.etag()),
+            None,
+        )
+        .await
+        .expect(200)
+    } else {
+        rotated.expect(200)
+    };
+    let new_token = rotated.body["agentToken"].as_str().unwrap().to_owned();
+    let new_session = api
+        .agent(&new_token, "/v1/agent/connect", None, json!({}))
+        .await
+        .expect(200)
+        .body["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting = api
+        .agent(&new_token, "/v1/agent/poll", Some(&new_session), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(waiting.body["job"]["type"], "K8S_RESTORE", "{}", waiting.text);
+    assert_eq!(waiting.body["job"]["restoreId"], restore.as_str());
+
+    // Retention: the point expires, its EBS snapshot goes with it.
+    let cp = &api.state.control_plane;
+    let store = cp.store();
+    let org = t.org_id.parse().unwrap();
+    let mut point = store.get::<RecoveryPoint>(&org, &rp.parse().unwrap()).await.unwrap();
+    let version = point.version;
+    point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);
+    point.keep_last = None;
+    store.update(point, version).await.unwrap();
+    // The agent of the source cluster is connected: retention hands it the deletion.
+    cp.record_heartbeat(&Secret::from_presented(token), Default::default())
+        .await
+        .unwrap();
+    let report = cp.retention_sweep().await.unwrap();
+    assert!(report.aws_cleanup_failed.is_empty(), "{report:?}");
+    assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
+    assert!(api.cloud.snapshots().is_empty(), "the EBS snapshot is deleted");
+    let gone = api
+        .get(&format!("/v1/recoverypoints/{rp}/aws"), &t.admin)
+        .await
+        .expect(200);
+    assert!(gone.body.is_null(), "{}", gone.text);
+}

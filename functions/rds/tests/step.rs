@@ -1,0 +1,133 @@
+//! The RDS function over a control plane on redb with fakes: an SQS batch of work
+//! messages steps each job; a job still creating is re-queued with a delay, not waited
+//! for; a record that fails is reported alone (`batchItemFailures`); a job that is gone
+//! is dropped.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arca_core::cloud::{CloudAccountSpec, RoleRef, RoleStackConfig};
+use arca_core::cloud_contract::FakeCloud;
+use arca_core::job::{Job, JobState, JobTrigger, JobType};
+use arca_core::plan::PlanLimits;
+use arca_core::ports::SystemClock;
+use arca_core::rds::{RECHECK_DELAY, RdsBackupDefinitionSpec, RdsDatabaseRef, RdsWorkMessage};
+use arca_core::rds_fake::{FakeRds, FakeRdsQueue};
+use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::store::Store;
+use serde_json::{Value, json};
+
+fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
+    json!({ "Records": messages.iter().map(|(id, m)| json!({
+        "messageId": id, "body": serde_json::to_string(m).expect("json")
+    })).collect::<Vec<_>>() })
+}
+
+#[tokio::test]
+async fn a_batch_steps_each_job_and_reports_failures_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+    let cloud = Arc::new(FakeCloud::default());
+    let rds = Arc::new(FakeRds::new());
+    let queue = Arc::new(FakeRdsQueue::new());
+    let cp = ControlPlane::new(
+        Store::new(items),
+        PlanLimits::default(),
+        Arc::new(SystemClock),
+        ControlPlaneConfig {
+            signup_open: true,
+            ..Default::default()
+        },
+    )
+    .with_cloud(cloud.clone(), RoleStackConfig::default())
+    .with_rds(rds.clone(), Some(queue.clone()));
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: "rds-fn".into(),
+            admin_key_name: None,
+        })
+        .await
+        .unwrap();
+    let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
+    let a = cp
+        .link_cloud_account(
+            &p,
+            CloudAccountSpec {
+                name: "prod".into(),
+                description: String::new(),
+                regions: vec!["us-east-1".into()],
+            },
+        )
+        .await
+        .unwrap()
+        .account;
+    let arn = "arn:aws:iam::111122223333:role/arca-fn";
+    cloud.add_role(arn, &a.external_id);
+    cp.set_cloud_account_role(&p, &a.id, arn, a.version).await.unwrap();
+    let role = RoleRef {
+        role_arn: arn.into(),
+        external_id: a.external_id.clone(),
+    };
+    let db = RdsDatabaseRef {
+        identifier: "orders".into(),
+        cluster: false,
+    };
+    let now = chrono::DateTime::<chrono::Utc>::from(SystemTime::now());
+    rds.add_database(&role, "us-east-1", &db, "postgres", &[], now);
+    let def = cp
+        .create_rds_backup_definition(
+            &p,
+            RdsBackupDefinitionSpec {
+                name: "orders".into(),
+                cloud_account_id: a.id,
+                region: "us-east-1".into(),
+                databases: vec![db],
+                tag: None,
+                policy_id: None,
+                paused: false,
+                copy: None,
+            },
+        )
+        .await
+        .unwrap();
+    rds.hold_creating(2);
+    let job = cp.run_rds_backup_now(&p, &def.id, Default::default()).await.unwrap();
+    let (start, _) = queue.take().pop().unwrap();
+
+    // Not an RDS job: its record fails alone; a job that is gone is dropped.
+    let stray = cp
+        .store()
+        .create(Job::pending(p.org_id, JobType::K8sBackup, JobTrigger::Manual, now))
+        .await
+        .unwrap();
+    let stray = RdsWorkMessage {
+        org_id: p.org_id,
+        job_id: stray.id,
+    };
+    let gone = RdsWorkMessage {
+        org_id: p.org_id,
+        job_id: arca_core::ids::JobId::new(),
+    };
+    let out = rds::run(
+        &cp,
+        batch(&[("m-start", &start), ("m-stray", &stray), ("m-gone", &gone)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["batchItemFailures"],
+        json!([{ "itemIdentifier": "m-stray" }]),
+        "{out}"
+    );
+    assert_eq!(out["steps"][0]["state"], "RUNNING");
+    let (recheck, delay) = queue.take().pop().expect("a re-check");
+    assert_eq!(delay, RECHECK_DELAY, "checked again later, not waited for");
+
+    // Still creating at the next delivery; done at the one after.
+    rds::run(&cp, batch(&[("m-2", &recheck)])).await.unwrap();
+    assert_eq!(cp.get_job(&p, &job.id).await.unwrap().state, JobState::Running);
+    let (recheck, _) = queue.take().pop().expect("another re-check");
+    let out = rds::handle(&cp, serde_json::to_value(&recheck).unwrap()).await.unwrap();
+    assert_eq!(out["steps"][0]["state"], "COMPLETED", "{out}");
+    assert!(queue.take().is_empty());
+}

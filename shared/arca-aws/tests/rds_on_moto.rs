@@ -1,0 +1,620 @@
+//! RDS protection on moto, end to end through the control plane on DynamoDB: two AWS
+//! accounts reached by AssumeRole (moto keeps their state apart), two regions. Snapshots
+//! (instance and Aurora cluster, tagged), cross-region copies keeping and deleting the
+//! source, copy-only from the latest (automated) snapshot, restores from a snapshot, from a
+//! copy in the other region (explicit DBSubnetGroupName), to a point in time, of an Aurora
+//! cluster, and retention deleting snapshots and copies. The RDS work queue is SQS on moto.
+//!
+//! moto makes snapshots `available` at once; the "still creating" path is covered by
+//! `arca_core::rds_contract` with its fake.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arca_aws::dynamo::create_table;
+use arca_aws::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsRdsWorkQueue};
+use arca_core::auth::Principal;
+use arca_core::cloud::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::ids::CloudAccountId;
+use arca_core::job::{Job, JobState};
+use arca_core::plan::PlanLimits;
+use arca_core::ports::FixedClock;
+use arca_core::rds::{
+    RdsBackupDefinitionSpec, RdsCopySpec, RdsDatabaseRef, RdsRecoveryPoint, RdsRecoveryPointType, RdsRestoreSource,
+    RdsRestoreSpec, RdsRestoreTarget, RdsWorkMessage, RdsWorkQueue, TAG_EXPIRES_AT, TAG_RECOVERY_POINT,
+};
+use arca_core::rds_fake::FakeRdsQueue;
+use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::store::Store;
+use arca_core::store::page::PageRequest;
+use arca_core::{Error, RdsRunRequest};
+use aws_config::{Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+fn fresh_account(salt: u64) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as u64;
+    format!(
+        "{:012}",
+        ((nanos / 1000 + salt * 7_919) % 900_000_000_000) + 100_000_000_000
+    )
+}
+
+/// Configuration acting inside `account` (moto: credentials from AssumeRole into it).
+async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig {
+    let out = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume role on moto");
+    let c = out.credentials().expect("credentials");
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "seed",
+    );
+    base.to_builder()
+        .region(Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+/// An instance and an Aurora cluster in the east; a subnet group in the west.
+async fn seed(base: &SdkConfig, account: &str) {
+    let east = aws_sdk_rds::Client::new(&as_account(base, account, EAST).await);
+    east.create_db_instance()
+        .db_instance_identifier("orders")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("arca")
+        .master_user_password("not-a-secret-1")
+        .backup_retention_period(7)
+        .send()
+        .await
+        .expect("create db instance");
+    east.create_db_cluster()
+        .db_cluster_identifier("ledger")
+        .engine("aurora-postgresql")
+        .master_username("arca")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .expect("create db cluster");
+    let west_config = as_account(base, account, WEST).await;
+    let ec2 = aws_sdk_ec2::Client::new(&west_config);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.1.0.0/16")
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    let mut subnets = Vec::new();
+    for (i, az) in ["us-west-2a", "us-west-2b"].iter().enumerate() {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.1.{i}.0/24"))
+            .availability_zone(*az)
+            .send()
+            .await
+            .expect("subnet");
+        subnets.push(s.subnet().and_then(|s| s.subnet_id()).expect("id").to_string());
+    }
+    aws_sdk_rds::Client::new(&west_config)
+        .create_db_subnet_group()
+        .db_subnet_group_name("west-subnets")
+        .db_subnet_group_description("restores in the west")
+        .set_subnet_ids(Some(subnets))
+        .send()
+        .await
+        .expect("subnet group");
+}
+
+struct Deployment {
+    items: Arc<DynamoItemStore>,
+    connector: Arc<AwsCloudConnector>,
+    queue: Arc<FakeRdsQueue>,
+    start: SystemTime,
+}
+
+impl Deployment {
+    /// The control plane `secs` after the start (each run gets its own second, so
+    /// snapshot names never collide).
+    fn at(&self, secs: u64) -> ControlPlane {
+        ControlPlane::new(
+            Store::new(self.items.clone()),
+            PlanLimits::default(),
+            Arc::new(FixedClock(self.start + Duration::from_secs(secs))),
+            ControlPlaneConfig {
+                signup_open: true,
+                ..ControlPlaneConfig::default()
+            },
+        )
+        .with_cloud(self.connector.clone(), RoleStackConfig::default())
+        .with_rds(
+            Arc::new(AwsRdsOperations::new(self.connector.clone())),
+            Some(self.queue.clone()),
+        )
+    }
+
+    /// Delivers the queued work until no job asks to be checked again.
+    async fn drain(&self, cp: &ControlPlane) {
+        for _ in 0..10 {
+            let sent = self.queue.take();
+            if sent.is_empty() {
+                return;
+            }
+            for (m, _) in sent {
+                cp.rds_step(&m.org_id, &m.job_id).await.expect("step");
+            }
+        }
+        panic!("jobs never settled");
+    }
+}
+
+async fn link(cp: &ControlPlane, p: &Principal, account: &str) -> CloudAccountId {
+    let a = cp
+        .link_cloud_account(
+            p,
+            CloudAccountSpec {
+                name: format!("acct-{account}"),
+                description: String::new(),
+                regions: vec![EAST.into(), WEST.into()],
+            },
+        )
+        .await
+        .expect("link")
+        .account;
+    let v = cp
+        .set_cloud_account_role(
+            p,
+            &a.id,
+            &format!("arn:aws:iam::{account}:role/arca-{}", a.id),
+            a.version,
+        )
+        .await
+        .expect("role");
+    assert_eq!(v.account.state, CloudAccountState::Active, "{:?}", v.account.last_error);
+    a.id
+}
+
+fn db(id: &str, cluster: bool) -> RdsDatabaseRef {
+    RdsDatabaseRef {
+        identifier: id.into(),
+        cluster,
+    }
+}
+
+fn spec(account: CloudAccountId, dbs: Vec<RdsDatabaseRef>, delete_source: bool) -> RdsBackupDefinitionSpec {
+    RdsBackupDefinitionSpec {
+        name: "moto".into(),
+        cloud_account_id: account,
+        region: EAST.into(),
+        databases: dbs,
+        tag: None,
+        policy_id: None,
+        paused: false,
+        copy: Some(RdsCopySpec {
+            destination_region: WEST.into(),
+            kms_key_id: None,
+            delete_source_after_copy: delete_source,
+            policy_id: None,
+            retain_days: Some(30),
+        }),
+    }
+}
+
+async fn finished(cp: &ControlPlane, p: &Principal, job: &Job) -> Job {
+    let j = cp.get_job(p, &job.id).await.expect("job");
+    assert_eq!(j.state, JobState::Completed, "{:?} {:?}", j.reason, j.activity);
+    j
+}
+
+async fn points(cp: &ControlPlane, p: &Principal, def: arca_core::ids::RdsBackupDefinitionId) -> Vec<RdsRecoveryPoint> {
+    cp.list_rds_recovery_points(p, Some(def), &PageRequest::first(100))
+        .await
+        .expect("points")
+        .items
+}
+
+async fn instance_snapshots(config: &SdkConfig, db: &str) -> Vec<(String, Vec<(String, String)>)> {
+    aws_sdk_rds::Client::new(config)
+        .describe_db_snapshots()
+        .db_instance_identifier(db)
+        .send()
+        .await
+        .expect("describe")
+        .db_snapshots()
+        .iter()
+        .map(|s| {
+            (
+                s.db_snapshot_identifier().unwrap_or_default().to_string(),
+                s.tag_list()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+async fn snapshot_exists(config: &SdkConfig, id: &str, cluster: bool) -> bool {
+    let rds = aws_sdk_rds::Client::new(config);
+    if cluster {
+        rds.describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(id)
+            .send()
+            .await
+            .map(|o| !o.db_cluster_snapshots().is_empty())
+            .unwrap_or(false)
+    } else {
+        rds.describe_db_snapshots()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+            .map(|o| !o.db_snapshots().is_empty())
+            .unwrap_or(false)
+    }
+}
+
+async fn instance_exists(config: &SdkConfig, id: &str) -> bool {
+    aws_sdk_rds::Client::new(config)
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let base = env.sdk_config().await;
+    let accounts = [fresh_account(1), fresh_account(2)];
+    assert_ne!(accounts[0], accounts[1]);
+    for a in &accounts {
+        seed(&base, a).await;
+    }
+    let client = aws_sdk_dynamodb::Client::new(&base);
+    let table = arca_testenv::unique("arca-rds");
+    create_table(&client, &table).await.expect("table");
+    let d = Deployment {
+        items: Arc::new(DynamoItemStore::new(client, &table)),
+        connector: Arc::new(AwsCloudConnector::new(base.clone())),
+        queue: Arc::new(FakeRdsQueue::new()),
+        start: SystemTime::now(),
+    };
+    let cp = d.at(0);
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: "moto-rds".into(),
+            admin_key_name: None,
+        })
+        .await
+        .expect("signup");
+    let p = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
+    let a = link(&cp, &p, &accounts[0]).await;
+    let b = link(&cp, &p, &accounts[1]).await;
+    let east_a = as_account(&base, &accounts[0], EAST).await;
+    let west_a = as_account(&base, &accounts[0], WEST).await;
+    let east_b = as_account(&base, &accounts[1], EAST).await;
+
+    // 1. Snapshot of an instance and an Aurora cluster, copied to the west, source kept.
+    let keep = cp
+        .create_rds_backup_definition(&p, spec(a, vec![db("orders", false), db("ledger", true)], false))
+        .await
+        .expect("definition");
+    let cp = d.at(1);
+    let job = cp
+        .run_rds_backup_now(&p, &keep.id, RdsRunRequest::default())
+        .await
+        .expect("run");
+    d.drain(&cp).await;
+    let done = finished(&cp, &p, &job).await;
+    assert_eq!(
+        (done.counters.snapshots_completed, done.counters.copies_completed),
+        (2, 2)
+    );
+    let pts = points(&cp, &p, keep.id).await;
+    assert_eq!(pts.len(), 4, "{pts:#?}");
+    let pick = |t: RdsRecoveryPointType, cluster: bool| {
+        pts.iter()
+            .find(|rp| rp.rp_type == t && rp.database.cluster == cluster)
+            .expect("point")
+            .clone()
+    };
+    let snap = pick(RdsRecoveryPointType::Snapshot, false);
+    let copy = pick(RdsRecoveryPointType::Copy, false);
+    let cluster_snap = pick(RdsRecoveryPointType::Snapshot, true);
+    let cluster_copy = pick(RdsRecoveryPointType::Copy, true);
+    assert_eq!(
+        (snap.snapshot.region.as_str(), copy.snapshot.region.as_str()),
+        (EAST, WEST)
+    );
+    assert!(snapshot_exists(&east_a, &snap.snapshot.identifier, false).await);
+    assert!(snapshot_exists(&west_a, &copy.snapshot.identifier, false).await);
+    assert!(snapshot_exists(&east_a, &cluster_snap.snapshot.identifier, true).await);
+    assert!(snapshot_exists(&west_a, &cluster_copy.snapshot.identifier, true).await);
+    let tagged = instance_snapshots(&east_a, "orders").await;
+    let (_, tags) = tagged
+        .iter()
+        .find(|(id, _)| *id == snap.snapshot.identifier)
+        .expect("the snapshot");
+    assert!(
+        tags.contains(&(TAG_RECOVERY_POINT.to_string(), snap.id.to_string())),
+        "{tags:?}"
+    );
+    assert!(tags.iter().any(|(k, _)| k == TAG_EXPIRES_AT), "{tags:?}");
+    assert!(
+        !snapshot_exists(&east_b, &snap.snapshot.identifier, false).await,
+        "account B never sees A's snapshots"
+    );
+
+    // 2. Copy deleting the source once it is available.
+    let drop = cp
+        .create_rds_backup_definition(&p, spec(a, vec![db("orders", false)], true))
+        .await
+        .expect("definition");
+    let cp = d.at(2);
+    let job = cp
+        .run_rds_backup_now(&p, &drop.id, RdsRunRequest::default())
+        .await
+        .expect("run");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    let left = points(&cp, &p, drop.id).await;
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0].rp_type, RdsRecoveryPointType::Copy);
+    let source = job_source(&cp, &p, &job).await;
+    assert!(
+        !snapshot_exists(&east_a, &source, false).await,
+        "source {source} deleted"
+    );
+    assert!(snapshot_exists(&west_a, &left[0].snapshot.identifier, false).await);
+
+    // 3. Copy only: the latest existing snapshot, no new one in the east.
+    let before = instance_snapshots(&east_a, "orders").await.len();
+    let cp = d.at(3);
+    let job = cp
+        .run_rds_backup_now(
+            &p,
+            &keep.id,
+            RdsRunRequest {
+                copy_only: true,
+                retention: None,
+            },
+        )
+        .await
+        .expect("copy only");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    assert_eq!(
+        instance_snapshots(&east_a, "orders").await.len(),
+        before,
+        "no new snapshot"
+    );
+    assert_eq!(points(&cp, &p, keep.id).await.len(), 6, "two more copies");
+
+    // 4. Restore from a snapshot, with options.
+    let target = |id: &str| RdsRestoreTarget {
+        identifier: id.into(),
+        instance_class: Some("db.t3.small".into()),
+        multi_az: Some(false),
+        ..Default::default()
+    };
+    let cp = d.at(4);
+    let job = cp
+        .create_rds_restore(
+            &p,
+            RdsRestoreSpec {
+                cloud_account_id: a,
+                source: RdsRestoreSource::RecoveryPoint {
+                    recovery_point_id: snap.id,
+                },
+                target: target("orders-restored"),
+            },
+        )
+        .await
+        .expect("restore");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    assert!(instance_exists(&east_a, "orders-restored").await);
+
+    // 5. Cross-region: from the copy held in the west, with the west's subnet group.
+    let err = cp
+        .create_rds_restore(
+            &p,
+            RdsRestoreSpec {
+                cloud_account_id: a,
+                source: RdsRestoreSource::RecoveryPoint {
+                    recovery_point_id: copy.id,
+                },
+                target: target("orders-west"),
+            },
+        )
+        .await;
+    assert!(
+        matches!(&err, Err(Error::Invalid { field, .. }) if field == "target.subnetGroup"),
+        "{err:?}"
+    );
+    let job = cp
+        .create_rds_restore(
+            &p,
+            RdsRestoreSpec {
+                cloud_account_id: a,
+                source: RdsRestoreSource::RecoveryPoint {
+                    recovery_point_id: copy.id,
+                },
+                target: RdsRestoreTarget {
+                    subnet_group: Some("west-subnets".into()),
+                    ..target("orders-west")
+                },
+            },
+        )
+        .await
+        .expect("cross-region restore");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    assert!(instance_exists(&west_a, "orders-west").await);
+    assert!(!instance_exists(&east_a, "orders-west").await);
+
+    // 6. Point in time: a time outside the window is refused; the latest restores.
+    let pitr = |time: Option<chrono::DateTime<chrono::Utc>>, latest: bool, id: &str| RdsRestoreSpec {
+        cloud_account_id: a,
+        source: RdsRestoreSource::PointInTime {
+            region: EAST.into(),
+            database: db("orders", false),
+            restore_time: time,
+            use_latest_restorable_time: latest,
+        },
+        target: target(id),
+    };
+    let year_ago = chrono::DateTime::<chrono::Utc>::from(d.start) - chrono::Duration::days(365);
+    let err = cp
+        .create_rds_restore(&p, pitr(Some(year_ago), false, "orders-pitr"))
+        .await;
+    assert!(
+        matches!(&err, Err(Error::Invalid { field, .. }) if field == "source.restoreTime"),
+        "{err:?}"
+    );
+    let job = cp
+        .create_rds_restore(&p, pitr(None, true, "orders-pitr"))
+        .await
+        .expect("pitr");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    assert!(instance_exists(&east_a, "orders-pitr").await);
+
+    // 7. Aurora: the cluster snapshot restores into a new cluster with its writer.
+    let job = cp
+        .create_rds_restore(
+            &p,
+            RdsRestoreSpec {
+                cloud_account_id: a,
+                source: RdsRestoreSource::RecoveryPoint {
+                    recovery_point_id: cluster_snap.id,
+                },
+                target: RdsRestoreTarget {
+                    instance_class: Some("db.r6g.large".into()),
+                    ..target("ledger-restored")
+                },
+            },
+        )
+        .await
+        .expect("cluster restore");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    let clusters = aws_sdk_rds::Client::new(&east_a)
+        .describe_db_clusters()
+        .db_cluster_identifier("ledger-restored")
+        .send()
+        .await
+        .expect("restored cluster");
+    assert_eq!(clusters.db_clusters()[0].engine(), Some("aurora-postgresql"));
+    assert!(instance_exists(&east_a, "ledger-restored-1").await, "its writer");
+
+    // 8. Account B, the same database name: its own snapshot, in its own account.
+    let cp = d.at(5);
+    let def_b = cp
+        .create_rds_backup_definition(&p, spec(b, vec![db("orders", false)], false))
+        .await
+        .expect("definition");
+    let job = cp
+        .run_rds_backup_now(&p, &def_b.id, RdsRunRequest::default())
+        .await
+        .expect("run");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    let pb = points(&cp, &p, def_b.id).await;
+    let snap_b = pb
+        .iter()
+        .find(|rp| rp.rp_type == RdsRecoveryPointType::Snapshot)
+        .expect("b's snapshot");
+    assert!(snapshot_exists(&east_b, &snap_b.snapshot.identifier, false).await);
+    assert!(!snapshot_exists(&east_a, &snap_b.snapshot.identifier, false).await);
+
+    // 9. Retention: snapshots (7 days, the default) then copies (30 days) are deleted.
+    let cp = d.at(8 * 86_400);
+    let report = cp.rds_retention_sweep().await.expect("sweep");
+    assert!(report.kept.is_empty(), "{report:?}");
+    assert!(!snapshot_exists(&east_a, &snap.snapshot.identifier, false).await);
+    assert!(!snapshot_exists(&east_a, &cluster_snap.snapshot.identifier, true).await);
+    assert!(!snapshot_exists(&east_b, &snap_b.snapshot.identifier, false).await);
+    assert!(
+        snapshot_exists(&west_a, &copy.snapshot.identifier, false).await,
+        "copies last 30 days"
+    );
+    let cp = d.at(31 * 86_400);
+    cp.rds_retention_sweep().await.expect("sweep");
+    assert!(!snapshot_exists(&west_a, &copy.snapshot.identifier, false).await);
+    assert!(!snapshot_exists(&west_a, &cluster_copy.snapshot.identifier, true).await);
+    assert!(points(&cp, &p, keep.id).await.is_empty());
+    assert!(points(&cp, &p, drop.id).await.is_empty());
+}
+
+async fn job_source(cp: &ControlPlane, p: &Principal, job: &Job) -> String {
+    let j = cp.get_job(p, &job.id).await.expect("job");
+    j.rds
+        .and_then(|w| w.items.first().and_then(|i| i.snapshot.clone()))
+        .map(|s| s.identifier)
+        .expect("the source snapshot")
+}
+
+/// The SQS adapter of the RDS work queue: messages arrive as JSON bodies, delayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rds_work_messages_go_through_sqs() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let base = env.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&base);
+    let url = sqs
+        .create_queue()
+        .queue_name(arca_testenv::unique("arca-rds-work"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let q = SqsRdsWorkQueue::new(sqs.clone(), &url);
+    let m = RdsWorkMessage {
+        org_id: arca_core::ids::OrgId::new(),
+        job_id: arca_core::ids::JobId::new(),
+    };
+    q.send(&m, Duration::ZERO).await.expect("send");
+    q.send(&m, Duration::from_secs(3600))
+        .await
+        .expect("a long delay is capped, not refused");
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(1)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive");
+    let bodies: Vec<RdsWorkMessage> = got
+        .messages()
+        .iter()
+        .map(|msg| serde_json::from_str(msg.body().unwrap_or_default()).expect("json"))
+        .collect();
+    assert_eq!(bodies, vec![m], "the delayed one is not visible yet");
+}
