@@ -794,13 +794,16 @@ impl ControlPlane {
                     created_at: now,
                     version: 0,
                 };
+                // The marker, whose condition decides the race, goes first: DynamoDB applies a
+                // transaction atomically whatever the order, but moto has been seen to leave
+                // the writes before a failed condition behind.
                 let mut tx = Tx::new();
-                tx.create(&mut job)?;
                 match &active {
                     // A finished job's marker left behind: take it over at its version.
                     Some(stale) => tx.update(&mut marker, stale.version)?,
                     None => tx.create(&mut marker)?,
                 };
+                tx.create(&mut job)?;
                 match self.store.commit(tx).await {
                     Ok(()) => {
                         self.enqueue(&job).await?;
