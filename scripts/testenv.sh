@@ -23,6 +23,7 @@ HELM_VERSION=${ARCA_HELM_VERSION:-v3.22.0}
 CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
 RUN=${ARCA_TESTENV_DIR:-${TMPDIR:-/tmp}/arca-testenv}
 MOTO_PORT=${ARCA_MOTO_PORT:-15000}
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REGION=${AWS_REGION:-us-east-1}
 # cluster name -> apiserver port, etcd client port, etcd peer port
 declare -A API_PORT=([a]=16443 [b]=26443) ETCD_PORT=([a]=12379 [b]=22379) PEER_PORT=([a]=12380 [b]=22380)
@@ -327,7 +328,7 @@ start_moto() { # venv
   fi
   stop_one moto
   port_free "$MOTO_PORT" || die "port $MOTO_PORT is taken by a process this script did not start"
-  setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN/moto.log" 2>&1 </dev/null &
+  setsid "$venv/bin/python" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN/moto.log" 2>&1 </dev/null &
   echo $! >"$RUN/moto.pid"
   wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/" || return 1
   log "moto_server $("$venv/bin/python" -c 'import moto; print(moto.__version__)') up on http://127.0.0.1:$MOTO_PORT"
