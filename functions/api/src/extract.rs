@@ -196,8 +196,8 @@ impl<S: Send + Sync> FromRequestParts<S> for OptionalIfMatch {
 /// Most bytes a request body may have: every document of the API is small.
 const MAX_BODY: usize = 256 * 1024;
 
-/// A JSON body, parsed so that an error names the field by its JSON path. Input types
-/// deny unknown fields, so a typo is a 400 instead of a silently ignored setting.
+/// A user's JSON body, parsed so that an error names the field by its JSON path. A key
+/// the type does not know is a 400, so a typo is never a silently ignored setting.
 /// An empty body reads as `{}` when `T` allows it (actions with optional options).
 #[derive(Debug)]
 pub struct Body<T>(pub T);
@@ -206,48 +206,77 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-            let essence = content_type
-                .to_str()
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if essence != "application/json" && !essence.ends_with("+json") {
-                return Err(ApiError::from(Problem::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "request bodies are JSON: send Content-Type: application/json",
-                )));
-            }
-        }
-        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
-            ApiError::from(Problem::new(
-                e.status(),
-                "unreadable_body",
-                format!("the body could not be read: {}", e.body_text()),
-            ))
-        })?;
-        if bytes.len() > MAX_BODY {
-            return Err(ApiError::from(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the body is larger than {MAX_BODY} bytes"),
-            )));
-        }
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        parse_json(text).map(Body)
+        parse_json(&json_bytes(request, state).await?).map(Body)
     }
 }
 
-/// Parses `bytes` as a `T`, or a 400 naming the JSON path of the first problem.
+/// An agent's report. Unlike a user's [`Body`], keys this API does not know are skipped:
+/// an agent newer than the control plane may report more than it reads.
+#[derive(Debug)]
+pub struct AgentBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AgentBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        parse_json_with(&json_bytes(request, state).await?, Unknown::Skip).map(AgentBody)
+    }
+}
+
+/// The body of a JSON request, at most [`MAX_BODY`] bytes; an empty one reads as `{}`.
+async fn json_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::from(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "request bodies are JSON: send Content-Type: application/json",
+            )));
+        }
+    }
+    let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+        ApiError::from(Problem::new(
+            e.status(),
+            "unreadable_body",
+            format!("the body could not be read: {}", e.body_text()),
+        ))
+    })?;
+    if bytes.len() > MAX_BODY {
+        return Err(ApiError::from(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )));
+    }
+    Ok(if bytes.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        bytes
+    })
+}
+
+/// What to do with a key the target type does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unknown {
+    Refuse,
+    Skip,
+}
+
+/// Parses `bytes` as a `T`, or a 400 naming the JSON path of the first problem; a key
+/// `T` does not know is such a problem.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_with(bytes, Unknown::Refuse)
+}
+
+pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], unknown_keys: Unknown) -> Result<T, ApiError> {
     let malformed = |e: &serde_json::Error| {
         ApiError::from(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -256,22 +285,59 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-            return malformed(inner);
-        }
-        let message = inner.to_string();
-        let field = field_path(&e.path().to_string(), &message);
-        // serde's own wording ("unknown field `x`, expected one of ...") names the
-        // allowed fields: useful to the caller and free of internals.
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-        ApiError::from(
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{field}: {message}")).with_field(field),
-        )
-    })?;
+    // Types that flatten their spec (stored entities) cannot `deny_unknown_fields`; an
+    // ignored key is refused here instead, so a typo never becomes a silent default.
+    let mut unknown: Option<String> = None;
+    let mut track = serde_path_to_error::Track::new();
+    let parsed: Result<T, _> = serde_ignored::deserialize(
+        serde_path_to_error::Deserializer::new(&mut deserializer, &mut track),
+        |path| {
+            unknown.get_or_insert_with(|| json_path(&path));
+        },
+    );
+    let value: T = parsed
+        .map_err(|inner| serde_path_to_error::Error::new(track.path(), inner))
+        .map_err(|e| {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                return malformed(inner);
+            }
+            let message = inner.to_string();
+            let field = field_path(&e.path().to_string(), &message);
+            // serde's own wording ("unknown field `x`, expected one of ...") names the
+            // allowed fields: useful to the caller and free of internals.
+            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+            ApiError::from(
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{field}: {message}")).with_field(field),
+            )
+        })?;
     deserializer.end().map_err(|e| malformed(&e))?;
+    if let Some(field) = unknown.filter(|_| unknown_keys == Unknown::Refuse) {
+        let name = field.rsplit('.').next().unwrap_or(&field).to_owned();
+        return Err(ApiError::from(
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("{field}: unknown field `{name}`"),
+            )
+            .with_field(field),
+        ));
+    }
     Ok(value)
+}
+
+/// An ignored key's JSON path in the form the other errors use (`schedules[0].cronn`).
+fn json_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", json_path(parent)),
+        Path::Map { parent, key } => match json_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => json_path(parent),
+    }
 }
 
 /// The JSON path of a deserialization error. For an unknown field, serde's path ends
@@ -380,5 +446,35 @@ mod tests {
         assert_eq!(field_path("", "missing field `name`"), "name");
         assert_eq!(field_path("target", "missing field `bucket`"), "target.bucket");
         assert_eq!(field_path("", "expected a map"), "body");
+    }
+
+    #[test]
+    fn keys_a_type_would_ignore_are_refused_by_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Row {
+            cron: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Lenient {
+            name: String,
+            rows: Vec<Row>,
+            copy: Option<Row>,
+        }
+        let refused = |body: &str| match parse_json::<Lenient>(body.as_bytes()) {
+            Ok(v) => panic!("accepted {v:?}"),
+            Err(e) => serde_json::to_value(&*e.0).expect("problem"),
+        };
+        let p = refused(r#"{"name":"n","rows":[{"cron":"x"},{"cron":"y","cronn":"z"}]}"#);
+        assert_eq!(
+            (p["code"].as_str(), p["field"].as_str()),
+            (Some("invalid_body"), Some("rows[1].cronn"))
+        );
+        let p = refused(r#"{"name":"n","rows":[],"copy":{"cron":"x","retain":1}}"#);
+        assert_eq!(p["field"], "copy.retain");
+        let p = refused(r#"{"nmae":"n","name":"n","rows":[]}"#);
+        assert_eq!(p["field"], "nmae");
+        assert!(parse_json::<Lenient>(br#"{"name":"n","rows":[{"cron":"x"}],"copy":null}"#).is_ok());
     }
 }

@@ -96,6 +96,11 @@ async fn rds_definitions_runs_copies_and_restores() {
     assert_eq!(bad.body["field"], "databases[0].identifier", "{}", bad.text);
     let none = api.post("/v1/rds-backups", &t.admin, spec(json!([]))).await.expect(400);
     assert_eq!(none.body["field"], "databases", "{}", none.text);
+    // A typo is refused, not defaulted: `deleteSourceAfterCopy` misspelt would keep sources.
+    let mut typo = spec(json!([{ "identifier": "orders" }]));
+    typo["copy"]["deleteSourceAfterCopi"] = json!(true);
+    let typo = api.post("/v1/rds-backups", &t.admin, typo).await.expect(400);
+    assert_eq!(typo.body["field"], "copy.deleteSourceAfterCopi", "{}", typo.text);
     let viewer = api.key(&t, "viewer").await;
     api.post("/v1/rds-backups", &viewer, spec(json!([{ "identifier": "orders" }])))
         .await

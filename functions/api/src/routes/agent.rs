@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiResult;
-use crate::extract::{AgentCaller, Body, path_id};
+use crate::extract::{AgentBody, AgentCaller, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -27,7 +27,7 @@ use crate::state::AppState;
 pub async fn connect(
     State(s): State<AppState>,
     caller: AgentCaller,
-    Body(body): Body<ConnectRequest>,
+    AgentBody(body): AgentBody<ConnectRequest>,
 ) -> ApiResult<Json<Connected>> {
     Ok(Json(s.control_plane.agent_connect(&caller.agent, body).await?))
 }
@@ -40,7 +40,7 @@ pub async fn connect(
 pub async fn heartbeat(
     State(s): State<AppState>,
     caller: AgentCaller,
-    Body(body): Body<Heartbeat>,
+    AgentBody(body): AgentBody<Heartbeat>,
 ) -> ApiResult<Json<Cluster>> {
     let session = caller.session()?;
     Ok(Json(
@@ -71,7 +71,7 @@ pub async fn lease(
     State(s): State<AppState>,
     caller: AgentCaller,
     Path(id): Path<String>,
-    Body(body): Body<LeaseRequest>,
+    AgentBody(body): AgentBody<LeaseRequest>,
 ) -> ApiResult<Json<Job>> {
     let session = caller.session()?;
     let id = path_id::<JobId>(&id)?;
@@ -90,7 +90,7 @@ pub async fn progress(
     State(s): State<AppState>,
     caller: AgentCaller,
     Path(id): Path<String>,
-    Body(body): Body<ProgressReport>,
+    AgentBody(body): AgentBody<ProgressReport>,
 ) -> ApiResult<Json<Job>> {
     let session = caller.session()?;
     let id = path_id::<JobId>(&id)?;
@@ -113,7 +113,7 @@ pub async fn results(
     State(s): State<AppState>,
     caller: AgentCaller,
     Path(id): Path<String>,
-    Body(body): Body<RestoreResultsBatch>,
+    AgentBody(body): AgentBody<RestoreResultsBatch>,
 ) -> ApiResult<StatusCode> {
     let session = caller.session()?;
     let id = path_id::<JobId>(&id)?;
@@ -133,7 +133,7 @@ pub async fn complete(
     State(s): State<AppState>,
     caller: AgentCaller,
     Path(id): Path<String>,
-    Body(body): Body<CompletionReport>,
+    AgentBody(body): AgentBody<CompletionReport>,
 ) -> ApiResult<Json<Job>> {
     let session = caller.session()?;
     let id = path_id::<JobId>(&id)?;
