@@ -495,6 +495,18 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
 
     // Deleting an account takes its inventory with it.
     let current = cp.get_cloud_account(&p, &a.id).await.expect("get").account;
+    assert!(matches!(
+        cp.delete_cloud_account(&p, &a.id, current.version + 1).await,
+        Err(Error::PreconditionFailed { .. })
+    ));
+    assert!(
+        !cp.store
+            .aws_inventories(&p.org_id, &a.id)
+            .await
+            .expect("list")
+            .is_empty(),
+        "a refused delete keeps the inventory"
+    );
     cp.delete_cloud_account(&p, &a.id, current.version)
         .await
         .expect("delete");

@@ -21,7 +21,6 @@ use crate::job::{Job, JobType};
 use crate::recovery::RecoveryPoint;
 use crate::restore::RestoreSpec;
 use crate::service::{CONCURRENCY_RETRIES, ControlPlane};
-use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
 
@@ -148,38 +147,18 @@ impl ControlPlane {
     /// (deleting it is theirs to do; `cfn/README.md`).
     pub async fn delete_cloud_account(&self, p: &Principal, id: &CloudAccountId, expected_version: u64) -> Result<()> {
         p.require(Role::Admin)?;
-        let account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
-        if account.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<CloudAccount>(&p.org_id, id, expected_version)
-                .await);
-        }
-        let inventories = self.store.aws_inventories(&p.org_id, id).await?;
-        let mut tx = Tx::new();
-        tx.delete::<CloudAccount>(&p.org_id, id, expected_version);
-        for inv in &inventories {
-            tx.delete::<AwsInventory>(&p.org_id, &inv.id, inv.version);
-        }
-        if tx.len() > crate::store::item::MAX_TRANSACTION_WRITES {
-            // More regions than one transaction holds: the account goes first, inventories
-            // after (an orphaned inventory is invisible and harmless).
-            self.store
-                .delete::<CloudAccount>(&p.org_id, id, expected_version)
-                .await?;
-            for inv in inventories {
-                self.store
-                    .delete::<AwsInventory>(&p.org_id, &inv.id, inv.version)
-                    .await?;
+        self.store
+            .delete::<CloudAccount>(&p.org_id, id, expected_version)
+            .await?;
+        // Inventories after the account, one by one: any number of regions fits, and one
+        // left behind by an interruption is invisible (read only through its account).
+        for inv in self.store.aws_inventories(&p.org_id, id).await? {
+            match self.store.delete::<AwsInventory>(&p.org_id, &inv.id, inv.version).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
-            return Ok(());
         }
-        self.store.commit(tx).await.map_err(|e| match e {
-            Error::Conflict { .. } => Error::PreconditionFailed {
-                message: format!("cloud account {id} changed; re-read it and retry"),
-            },
-            other => other,
-        })
+        Ok(())
     }
 
     /// The user pasted the role ARN (instead of the stack's notification): verify it.
