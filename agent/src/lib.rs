@@ -7,4 +7,5 @@ pub mod facts;
 pub mod protocol;
 pub mod resources;
 pub mod runner;
+pub mod volumes;
 pub mod worker;

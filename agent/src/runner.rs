@@ -7,10 +7,15 @@
 //! archive's own folder, `<clusterPrefix>resources/archives/<archiveId>`, so a restore
 //! (possibly by another cluster's agent) finds both the archive and its objects from it.
 //!
-//! Not done here (and said so in the job log whenever it matters): PV data (pvMode
-//! `snapshot`/`snapshotAndCopy`: the resources are backed up, the job ends PARTIAL), and
-//! the removal of content-addressed objects on deletion (only the archive's index and
-//! manifest are removed: the archive API has no reference-aware deletion yet).
+//! PV data (pvMode `snapshot`/`snapshotAndCopy`) is [`crate::volumes`]: after the resources,
+//! each selected claim not on EBS (the control plane snapshots those) is snapshotted and,
+//! with copy, moved into the destination's volume repository; what was captured is
+//! recorded on the recovery point (`volumes`). Restores create claims from it, deletions
+//! remove it.
+//!
+//! Not done here (and said so in the job log whenever it matters): the removal of
+//! content-addressed objects on deletion (only the archive's index and manifest are
+//! removed: the archive API has no reference-aware deletion yet).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +25,6 @@ use arca_core::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBat
 use arca_core::backup::PvMode;
 use arca_core::cloud::ebs::EbsVolumeRef;
 use arca_core::credentials::DestinationAccess;
-use arca_core::destination::DestinationTarget;
 use arca_core::job::{JobCounters, JobState, JobType};
 use arca_core::ports::ObjectStore;
 use arca_core::recovery::{BackupDetails, ResourceIssue};
@@ -31,6 +35,7 @@ use crate::protocol::AgentClient;
 use crate::resources::archive::{ArchiveReader, ArchiveWriter, Manifest, NewEntry, ResourceArchive};
 use crate::resources::restore::{Outcome as ItemOutcome, RestoreStatus};
 use crate::resources::{self, BackupOptions, BackupReport, ObjectStoreArchive, RestoreOptions, Selection, Skipped};
+use crate::volumes::{self, VolumeOptions, VolumeRestore, VolumesOutcome};
 use crate::worker::{JobRunner, Outcome};
 
 /// Folder of the cluster's resource archive under its cluster prefix.
@@ -95,6 +100,7 @@ pub struct ResourceRunner {
     backup_options: BackupOptions,
     /// How often progress counters are sent while a backup runs.
     progress_every: Duration,
+    volumes: VolumeOptions,
 }
 
 impl ResourceRunner {
@@ -104,7 +110,14 @@ impl ResourceRunner {
             key,
             backup_options: BackupOptions::default(),
             progress_every: Duration::from_secs(5),
+            volumes: VolumeOptions::default(),
         }
+    }
+
+    /// How PV snapshots and mover Jobs run (timeouts, mover image, parallelism).
+    pub fn with_volume_options(mut self, options: VolumeOptions) -> Self {
+        self.volumes = options;
+        self
     }
 
     /// How often progress counters are reported while a backup runs (default 5 s).
@@ -138,44 +151,7 @@ fn failed(reason: impl Into<String>) -> Outcome {
 
 /// The destination's store, rooted at the destination's root (keys carry the cluster prefix).
 async fn open_store(access: &DestinationAccess) -> Result<Arc<dyn ObjectStore>, String> {
-    match &access.target {
-        DestinationTarget::LocalFilesystem { path } => Ok(Arc::new(arca_embedded::LocalFsObjectStore::new(path))),
-        DestinationTarget::S3 {
-            endpoint,
-            bucket,
-            region,
-            credentials_ref,
-            ..
-        } => {
-            if credentials_ref.is_some() && access.credentials.is_none() {
-                return Err(
-                    "the destination names a credentials secret (credentialsRef), which this agent version cannot \
-                     read yet; use the agent's own identity or Arca-managed storage"
-                        .into(),
-                );
-            }
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(region.clone()));
-            if let Some(endpoint) = endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
-            if let Some(c) = &access.credentials {
-                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    c.access_key_id.clone(),
-                    c.secret_access_key.clone(),
-                    Some(c.session_token.clone()),
-                    Some(c.expiration.into()),
-                    "arca-vended",
-                ));
-            }
-            let config = loader.load().await;
-            let client = arca_aws::config::s3_client(&config);
-            Ok(Arc::new(arca_aws::S3ObjectStore::new(client, bucket.clone(), "")))
-        }
-        DestinationTarget::ArcaManaged { .. } => {
-            Err("the control plane answered Arca-managed storage without a concrete bucket".into())
-        }
-    }
+    crate::volumes::repo::open_store_at(access, "").await
 }
 
 /// `<clusterPrefix>resources`
@@ -274,12 +250,43 @@ impl ResourceRunner {
             Ok(Err(e)) => return failed(format!("resource backup failed: {e}")),
             Err(e) => return failed(e),
         };
-        let (ebs, problems) = if definition.spec.pv_mode == PvMode::None {
+        let pv_mode = definition.spec.pv_mode;
+        let (ebs, problems) = if pv_mode == PvMode::None {
             (Vec::new(), Vec::new())
         } else {
             crate::ebs::ebs_volumes(&self.kube, &report.manifest.pvcs).await
         };
-        let mut outcome = backup_outcome(definition.spec.pv_mode, &prefix, &report, ebs);
+        let on_ebs: Vec<String> = ebs.iter().map(|v| v.pv_name.clone()).collect();
+        let claims = volumes::backup::claims_to_capture(&report.manifest.pvcs, &on_ebs);
+        let volumes = if pv_mode == PvMode::None || claims.is_empty() {
+            VolumesOutcome::default()
+        } else {
+            let repo = if pv_mode == PvMode::SnapshotAndCopy {
+                match self
+                    .key
+                    .bytes(&access)
+                    .and_then(|key| volumes::Repo::new(&access, &volumes::repo::cluster_repository(&access), &key))
+                {
+                    Ok(r) => Some(r),
+                    Err(e) => return failed(format!("the volume repository: {e}")),
+                }
+            } else {
+                None
+            };
+            let request = volumes::BackupRequest {
+                job_id: job.job.id.to_string(),
+                mode: pv_mode,
+                delete_snapshot_after_copy: definition.spec.delete_snapshot_after_copy,
+                claims,
+                repo,
+            };
+            let (kube, opts) = (self.kube.clone(), self.volumes.clone());
+            match spawned(async move { volumes::backup(&kube, &opts, &request).await }).await {
+                Ok(v) => v,
+                Err(e) => return failed(e),
+            }
+        };
+        let mut outcome = backup_outcome(pv_mode, &prefix, &report, ebs, &volumes);
         push_capped(&mut outcome.messages, problems, "PV lookups");
         outcome
     }
@@ -306,13 +313,43 @@ impl ResourceRunner {
             Err(e) => return failed(e),
         };
         let restore_id = restore.id.to_string();
-        let opts = RestoreOptions::from_spec(&restore.spec, archive_id, &restore_id);
+        let mut opts = RestoreOptions::from_spec(&restore.spec, archive_id, &restore_id);
+        // PV data: the claims the point holds volumes for are created from them.
+        let records = &point.details.volumes;
+        let mut volume_lines = Vec::new();
+        let volume_restore = if restore.spec.restore_pvs && !records.is_empty() {
+            let same_cluster = job.job.cluster_id == Some(point.cluster_id);
+            let destination = self.key.bytes(&access).ok().map(|k| (access.clone(), k));
+            for claim in VolumeRestore::unrestorable(records, same_cluster, destination.is_some()) {
+                volume_lines.push(format!(
+                    "WARNING: PVC {claim}: its data cannot be restored here (its snapshot is in the source cluster and \
+                     it has no copy); the claim is restored empty"
+                ));
+            }
+            let hook = Arc::new(VolumeRestore::new(
+                self.kube.clone(),
+                self.volumes.clone(),
+                &job.job.id.to_string(),
+                &restore_id,
+                records,
+                same_cluster,
+                destination,
+            ));
+            opts.claim_data = Some(resources::restore::ClaimDataHook(hook.clone()));
+            Some(hook)
+        } else {
+            None
+        };
         let kube = self.kube.clone();
         let report = match spawned(async move { resources::restore(&kube, &archive, &opts).await }).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return failed(format!("restore failed: {e}")),
             Err(e) => return failed(e),
         };
+        if let Some(hook) = &volume_restore {
+            hook.finish().await;
+            volume_lines.extend(hook.notes());
+        }
         // The full per-object result goes to the control plane (GET /v1/restores/{id}/objects);
         // the job log keeps a capped summary.
         let results = object_results(&report.items);
@@ -362,8 +399,12 @@ impl ResourceRunner {
                 "WARNING: the per-object results could not all be recorded; the lines above are a summary".into(),
             );
         }
-        if restore.spec.restore_pvs && point.pv_count > 0 {
-            messages.push("WARNING: PV data is not restored by this agent version; only the resources were".into());
+        push_capped(&mut messages, volume_lines, "volume lines");
+        if restore.spec.restore_pvs && point.pv_count > 0 && point.details.volumes.is_empty() {
+            messages.push(
+                "WARNING: the recovery point records no volume data this agent can restore; only the resources were"
+                    .into(),
+            );
         }
         let (state, reason) = match report.status {
             RestoreStatus::Completed => (JobState::Completed, None),
@@ -383,19 +424,43 @@ impl ResourceRunner {
         let Some(point) = &job.recovery_point else {
             return failed("the job carries no recovery point");
         };
-        let Some((prefix, archive_id)) = point.location.as_ref().and_then(|l| split_location(&l.prefix)) else {
+        let location = point.location.as_ref().and_then(|l| split_location(&l.prefix));
+        let records = &point.details.volumes;
+        let mut destination = None;
+        if location.is_some() || records.iter().any(|r| r.copy.is_some()) {
+            destination = match self.destination(job, client).await {
+                Ok(d) => Some(d),
+                Err(e) => return failed(e),
+            };
+        }
+        let mut messages = Vec::new();
+        // The volumes first: if they cannot all go, the point stays (and the job is retried).
+        if !records.is_empty() {
+            let in_cluster = job.job.cluster_id == Some(point.cluster_id);
+            let key = destination.as_ref().and_then(|(_, access)| self.key.bytes(access).ok());
+            let access = destination.as_ref().map(|(_, access)| access);
+            let deleted = volumes::delete(&self.kube, records, in_cluster, access.zip(key.as_ref())).await;
+            messages.extend(deleted.messages);
+            if !deleted.failures.is_empty() {
+                let mut outcome = failed(format!(
+                    "{} volume deletions failed: {}",
+                    deleted.failures.len(),
+                    deleted.failures.join("; ")
+                ));
+                outcome.messages.splice(0..0, messages);
+                return outcome;
+            }
+        }
+        let (Some((prefix, archive_id)), Some((store, _))) = (location, destination) else {
+            messages.push(format!(
+                "recovery point {} has no resource archive location; no archive to delete",
+                point.id
+            ));
             return Outcome {
                 state: Some(JobState::Completed),
-                messages: vec![format!(
-                    "recovery point {} has no resource archive location; nothing stored to delete",
-                    point.id
-                )],
+                messages,
                 ..Default::default()
             };
-        };
-        let (store, _) = match self.destination(job, client).await {
-            Ok(d) => d,
-            Err(e) => return failed(e),
         };
         // The manifest first: an archive without it is incomplete and never opened again.
         let folder = format!("{}/", archive_location(prefix, archive_id));
@@ -414,15 +479,18 @@ impl ResourceRunner {
             }
             deleted += 1;
         }
+        messages.push(format!(
+            "deleted archive {archive_id}: its manifest and index ({deleted} files)"
+        ));
+        messages.push(
+            "NOTE: the archive's content-addressed objects were kept: the resource archive has no reference-aware \
+             deletion yet (other backups and backups in progress may share them); they are left for a later garbage \
+             collection"
+                .into(),
+        );
         Outcome {
             state: Some(JobState::Completed),
-            messages: vec![
-                format!("deleted archive {archive_id}: its manifest and index ({deleted} files)"),
-                "NOTE: the archive's content-addressed objects were kept: the resource archive has no reference-aware \
-                 deletion yet (other backups and backups in progress may share them); they are left for a later \
-                 garbage collection"
-                    .into(),
-            ],
+            messages,
             ..Default::default()
         }
     }
@@ -449,7 +517,13 @@ fn push_capped(messages: &mut Vec<String>, lines: Vec<String>, what: &str) {
 }
 
 /// How a finished resource backup ends: counts, skips, and PV data honestly not taken.
-fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport, ebs: Vec<EbsVolumeRef>) -> Outcome {
+fn backup_outcome(
+    pv_mode: PvMode,
+    prefix: &str,
+    report: &BackupReport,
+    ebs: Vec<EbsVolumeRef>,
+    volumes: &VolumesOutcome,
+) -> Outcome {
     let manifest = &report.manifest;
     let mut messages: Vec<String> = Vec::new();
     messages.push(format!(
@@ -495,42 +569,59 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport, ebs: Vec
         ));
         push_capped(&mut messages, failures, "failures");
     }
+    let mut captured = 0u64;
     if pv_mode != PvMode::None {
         let mode = serde_json::to_value(pv_mode)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        // EBS-backed PVs are snapshotted by the control plane (EC2, through the cluster's
-        // linked AWS account); the others need the agent's own PV data path.
-        let on_ebs = |pvc: &&resources::archive::PvcRef| {
-            pvc.volume_name
-                .as_ref()
-                .is_some_and(|pv| ebs.iter().any(|v| v.pv_name == *pv))
-        };
-        let elsewhere = manifest.pvcs.iter().filter(|p| !on_ebs(p)).count();
         if !ebs.is_empty() {
             messages.push(format!(
                 "{} EBS volumes reported for EC2 snapshots through the cluster's linked AWS account",
                 ebs.len()
             ));
         }
+        push_capped(&mut messages, volumes.messages.clone(), "volume lines");
+        captured = volumes.records.len() as u64;
+        counters.snapshots_attempted = volumes.snapshots_attempted;
+        counters.snapshots_completed = volumes.snapshots_completed;
+        counters.copies_attempted = volumes.copies_attempted;
+        counters.copies_completed = volumes.copies_completed;
         if manifest.pvcs.is_empty() {
             messages.push(format!(
                 "pvMode {mode}: the selection holds no PersistentVolumeClaims, so there was no PV data to capture"
             ));
-        } else if elsewhere > 0 {
-            counters.warnings += 1;
+        } else if !volumes.warnings.is_empty() || !volumes.errors.is_empty() {
+            // Claims without their data in the recovery point: PARTIAL, named on the point.
+            let missing = volumes.warnings.len() + volumes.errors.len();
+            counters.warnings += volumes.warnings.len() as u64;
+            counters.errors += volumes.errors.len() as u64;
             state = JobState::Partial;
             let text = format!(
-                "WARNING: PV data was NOT captured: pvMode {mode} is not supported by this agent version yet for \
-                 volumes other than EBS; {elsewhere} selected PersistentVolumeClaims were backed up as resources only"
+                "PV data incomplete: {missing} of {} selected PersistentVolumeClaims not fully captured ({} without \
+                 a snapshot by design, {} failed)",
+                manifest.pvcs.len(),
+                volumes.warnings.len(),
+                volumes.errors.len()
             );
-            messages.push(text.clone());
             reason = Some(match reason {
                 Some(earlier) => format!("{earlier}; {text}"),
                 None => text,
             });
         }
+    }
+    // The claims whose data is missing come first: the lists are capped.
+    let mut details = backup_details(report);
+    details.warnings = volumes.warnings.iter().cloned().chain(details.warnings).collect();
+    details.warning_count += volumes.warnings.len() as u64;
+    details.errors = volumes.errors.iter().cloned().chain(details.errors).collect();
+    details.error_count += volumes.errors.len() as u64;
+    details.volumes = volumes.records.clone();
+    if details.volumes.len() > arca_core::recovery::MAX_VOLUMES {
+        messages.push(format!(
+            "WARNING: only the first {} volumes are recorded on the recovery point",
+            arca_core::recovery::MAX_VOLUMES
+        ));
     }
     Outcome {
         state: Some(state),
@@ -539,10 +630,10 @@ fn backup_outcome(pv_mode: PvMode, prefix: &str, report: &BackupReport, ebs: Vec
         backup: Some(BackupResult {
             prefix: archive_location(prefix, &manifest.archive_id),
             resource_count: manifest.objects as u64,
-            pv_count: 0,
-            snapshot_bytes: 0,
-            copy_bytes: 0,
-            details: backup_details(report),
+            pv_count: captured,
+            snapshot_bytes: volumes.snapshot_bytes(),
+            copy_bytes: volumes.copy_bytes(),
+            details: details.bounded(),
             ebs_volumes: ebs,
         }),
         messages,
@@ -558,7 +649,7 @@ fn issue(s: &Skipped) -> ResourceIssue {
     }
 }
 
-/// What the recovery point records besides its totals (bounded for its item).
+/// What the recovery point records besides its totals (bounded by the caller).
 fn backup_details(report: &BackupReport) -> BackupDetails {
     // Warnings: objects left out on purpose by a skip rule. Whole types left out by
     // design (events, not listable) stay in the manifest only; failed lists are errors.
@@ -576,8 +667,8 @@ fn backup_details(report: &BackupReport) -> BackupDetails {
         warnings,
         error_count: report.errors.len() as u64,
         errors: report.errors.iter().map(issue).collect(),
+        volumes: Vec::new(),
     }
-    .bounded()
 }
 
 /// A restore's per-object outcomes as the control plane stores them.
@@ -699,7 +790,13 @@ mod tests {
         };
         // One skipped object, one type excluded by design (not a warning).
         r.manifest.skipped = vec![skip("sa-token", "service account token"), skip("", "never backed up")];
-        let out = backup_outcome(PvMode::None, "o/c/resources", &r, Vec::new());
+        let out = backup_outcome(
+            PvMode::None,
+            "o/c/resources",
+            &r,
+            Vec::new(),
+            &VolumesOutcome::default(),
+        );
         assert_eq!(out.state, Some(JobState::Completed));
         let details = out.backup.unwrap().details;
         assert_eq!(details.counts_by_kind["configmaps"], 5);
@@ -716,7 +813,13 @@ mod tests {
             name: String::new(),
             reason: "listing failed: 503".into(),
         }];
-        let out = backup_outcome(PvMode::None, "o/c/resources", &r, Vec::new());
+        let out = backup_outcome(
+            PvMode::None,
+            "o/c/resources",
+            &r,
+            Vec::new(),
+            &VolumesOutcome::default(),
+        );
         assert_eq!(out.state, Some(JobState::Partial));
         assert!(
             out.reason.as_deref().unwrap().contains("1 resource lists failed"),
@@ -769,35 +872,97 @@ mod tests {
         );
     }
 
+    fn pvc_issue(name: &str, reason: &str) -> ResourceIssue {
+        ResourceIssue {
+            resource: "persistentvolumeclaims".into(),
+            namespace: Some("ns".into()),
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
     #[test]
-    fn pv_data_not_taken_ends_partial_and_says_so() {
-        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &report(2), Vec::new());
+    fn claims_without_their_data_end_partial_and_are_named_on_the_point() {
+        let volumes = VolumesOutcome {
+            records: vec![arca_core::recovery::VolumeRecord {
+                namespace: "ns".into(),
+                pvc: "data-0".into(),
+                size_bytes: 5,
+                snapshot: Some(arca_core::recovery::CsiSnapshotRecord {
+                    name: "arca-data-0-1234abcd".into(),
+                    restore_size: Some(100),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            warnings: vec![pvc_issue("data-1", "no VolumeSnapshotClass for its CSI driver x.csi")],
+            errors: Vec::new(),
+            messages: vec!["PVC ns/data-0: VolumeSnapshot arca-data-0-1234abcd (class c) ready".into()],
+            snapshots_attempted: 1,
+            snapshots_completed: 1,
+            ..Default::default()
+        };
+        let out = backup_outcome(PvMode::Snapshot, "o/c/resources", &report(2), Vec::new(), &volumes);
         assert_eq!(out.state, Some(JobState::Partial));
         assert!(
-            out.messages.iter().any(|m| m.contains("PV data was NOT captured")),
+            out.reason
+                .as_deref()
+                .unwrap()
+                .contains("1 of 2 selected PersistentVolumeClaims"),
             "{:?}",
-            out.messages
+            out.reason
+        );
+        assert!(out.messages.iter().any(|m| m.contains("VolumeSnapshot arca-data-0")));
+        let counters = out.counters.clone().unwrap();
+        assert_eq!(
+            (
+                counters.snapshots_attempted,
+                counters.snapshots_completed,
+                counters.warnings
+            ),
+            (1, 1, 1)
         );
         let result = out.backup.unwrap();
         assert_eq!(result.prefix, "o/c/resources/archives/01abc");
         assert_eq!(
             (result.resource_count, result.pv_count, result.snapshot_bytes),
-            (7, 0, 0)
+            (7, 1, 100)
         );
+        assert_eq!(result.details.volumes.len(), 1);
+        assert_eq!(result.details.warning_count, 1);
+        assert_eq!(result.details.warnings[0].name, "data-1");
+        assert!(result.details.warnings[0].reason.contains("no VolumeSnapshotClass"));
 
-        let none = backup_outcome(PvMode::None, "o/c/resources", &report(2), Vec::new());
+        let all = VolumesOutcome {
+            warnings: Vec::new(),
+            ..volumes.clone()
+        };
+        let complete = backup_outcome(PvMode::Snapshot, "o/c/resources", &report(1), Vec::new(), &all);
+        assert_eq!(complete.state, Some(JobState::Completed), "{:?}", complete.reason);
+
+        let none = backup_outcome(
+            PvMode::None,
+            "o/c/resources",
+            &report(2),
+            Vec::new(),
+            &VolumesOutcome::default(),
+        );
         assert_eq!(none.state, Some(JobState::Completed));
-        assert!(!none.messages.iter().any(|m| m.contains("NOT captured")));
 
-        let no_claims = backup_outcome(PvMode::SnapshotAndCopy, "o/c/resources", &report(0), Vec::new());
+        let no_claims = backup_outcome(
+            PvMode::SnapshotAndCopy,
+            "o/c/resources",
+            &report(0),
+            Vec::new(),
+            &VolumesOutcome::default(),
+        );
         assert_eq!(no_claims.state, Some(JobState::Completed));
         assert!(no_claims.messages.iter().any(|m| m.contains("no PV data to capture")));
     }
 
-    /// EBS-backed claims go to the control plane's EC2 snapshots: only the others make
-    /// the backup PARTIAL, and the volumes travel with the result.
+    /// EBS-backed claims go to the control plane's EC2 snapshots; they travel with the result.
     #[test]
-    fn ebs_volumes_are_reported_and_only_other_claims_warn() {
+    fn ebs_volumes_are_reported() {
         let mut r = report(2);
         r.manifest.pvcs[0].volume_name = Some("pv-0".into());
         r.manifest.pvcs[1].volume_name = Some("pv-1".into());
@@ -806,19 +971,16 @@ mod tests {
             volume_id: format!("vol-0{pv}").replace("pv-", ""),
             availability_zone: None,
         };
-        let all = backup_outcome(PvMode::Snapshot, "o/c/resources", &r, vec![ebs("pv-0"), ebs("pv-1")]);
+        let all = backup_outcome(
+            PvMode::Snapshot,
+            "o/c/resources",
+            &r,
+            vec![ebs("pv-0"), ebs("pv-1")],
+            &VolumesOutcome::default(),
+        );
         assert_eq!(all.state, Some(JobState::Completed), "{:?}", all.messages);
         assert!(all.messages.iter().any(|m| m.contains("2 EBS volumes reported")));
         assert_eq!(all.backup.unwrap().ebs_volumes.len(), 2);
-        let one = backup_outcome(PvMode::Snapshot, "o/c/resources", &r, vec![ebs("pv-1")]);
-        assert_eq!(one.state, Some(JobState::Partial));
-        assert!(
-            one.messages
-                .iter()
-                .any(|m| m.contains("1 selected PersistentVolumeClaims were backed up as resources only")),
-            "{:?}",
-            one.messages
-        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Resource restore: read an archive, check the target, create objects in priority order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -41,6 +41,31 @@ impl From<arca_core::restore::ExistingResourcePolicy> for ExistingPolicy {
     }
 }
 
+/// Provides the data of restored claims: the volume restore ([`crate::volumes`]) plugs in
+/// here so a claim is created once, by the resource restore, from the data source it prepared.
+#[async_trait::async_trait]
+pub trait ClaimData: Send + Sync {
+    /// Whether the claim `namespace/name` (source names) gets its data from this hook.
+    fn provides(&self, source_namespace: &str, name: &str) -> bool;
+    /// Whether the PV of this (source) name belongs to a claim this hook provides: its
+    /// object is not restored, a new volume is provisioned from the prepared source.
+    fn provides_pv(&self, pv: &str) -> bool;
+    /// Called right before a claim it [`provides`](Self::provides) is created, with the
+    /// claim as it will be created (target namespace, mapped storage class). Returns the
+    /// claim's `spec.dataSource`, or why its data cannot be restored (the claim then fails).
+    async fn prepare(&self, source_namespace: &str, claim: &Value) -> std::result::Result<Value, String>;
+}
+
+/// A [`ClaimData`] in [`RestoreOptions`].
+#[derive(Clone)]
+pub struct ClaimDataHook(pub Arc<dyn ClaimData>);
+
+impl std::fmt::Debug for ClaimDataHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimDataHook(..)")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RestoreOptions {
     pub archive_id: String,
@@ -67,6 +92,8 @@ pub struct RestoreOptions {
     pub concurrency: usize,
     /// How long to wait for a restored CRD to be Established.
     pub crd_timeout: Duration,
+    /// Where restored claims get their data (volume snapshots, repository copies).
+    pub claim_data: Option<ClaimDataHook>,
 }
 
 impl RestoreOptions {
@@ -86,6 +113,7 @@ impl RestoreOptions {
             preserve_node_ports: false,
             concurrency: 8,
             crd_timeout: Duration::from_secs(60),
+            claim_data: None,
         }
     }
 
@@ -262,6 +290,16 @@ impl Run<'_> {
                 reason: "restorePvs is off".into(),
             });
         }
+        let hook = self.opts.claim_data.as_ref().map(|h| h.0.as_ref());
+        if gr == "persistentvolumes" && hook.is_some_and(|h| h.provides_pv(&entry.name)) {
+            return Ok(Outcome::Skipped {
+                reason: "its claim is restored from the backup's volume data onto a new volume".into(),
+            });
+        }
+        let claim_hook = match (hook, entry.namespace.as_deref()) {
+            (Some(h), Some(ns)) if gr == "persistentvolumeclaims" && h.provides(ns, &entry.name) => Some((h, ns)),
+            _ => None,
+        };
         let obj = self.reader.object(entry).await?;
         if !self.opts.selection.matches_labels(&obj) {
             return Ok(Outcome::Skipped {
@@ -288,6 +326,44 @@ impl Run<'_> {
             if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
                 ann.remove("pv.kubernetes.io/bind-completed");
                 ann.remove("pv.kubernetes.io/bound-by-controller");
+            }
+        }
+        if let Some((hook, source_ns)) = claim_hook {
+            let target_ns = obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let api = api_for(self.client, rt, Some(&target_ns));
+            // An existing claim keeps its volume: its data is never replaced in place, and
+            // the data (a mover run) is not prepared for nothing.
+            if api.get_opt(&entry.name).await?.is_some() {
+                return Ok(match self.opts.existing {
+                    ExistingPolicy::Fail => Outcome::Failed {
+                        error: "already exists (policy fail)".into(),
+                    },
+                    _ => Outcome::Skipped {
+                        reason: "already exists; its volume data is not replaced".into(),
+                    },
+                });
+            }
+            match hook.prepare(source_ns, &obj).await {
+                Ok(source) => {
+                    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("volumeName");
+                        spec.remove("dataSourceRef");
+                        spec.insert("dataSource".into(), source);
+                    }
+                    if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+                        ann.remove("pv.kubernetes.io/bind-completed");
+                        ann.remove("pv.kubernetes.io/bound-by-controller");
+                    }
+                }
+                Err(error) => {
+                    return Ok(Outcome::Failed {
+                        error: format!("volume data: {error}"),
+                    });
+                }
             }
         }
         let pending_owners = self.relink(&mut obj);

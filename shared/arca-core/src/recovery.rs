@@ -127,6 +127,75 @@ pub struct BackupDetails {
     /// The first [`MAX_ISSUES`] failures (types or namespaces whose listing failed).
     #[serde(default)]
     pub errors: Vec<ResourceIssue>,
+    /// The persistent volumes the backup captured (CSI snapshots, repository copies): what
+    /// a restore rebuilds claims from and a deletion removes. At most [`MAX_VOLUMES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeRecord>,
+}
+
+/// At most this many volumes are recorded on a recovery point (each well under 1 KB).
+pub const MAX_VOLUMES: usize = 200;
+
+/// One PVC's data as a backup captured it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeRecord {
+    /// The claim, in the source cluster.
+    pub namespace: String,
+    pub pvc: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pv: Option<String>,
+    /// The CSI driver of its volume.
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// `Filesystem` or `Block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_mode: Option<String>,
+    /// The claim's capacity (or request) in bytes.
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// The CSI VolumeSnapshot left in the cluster (in the claim's namespace); `None` when
+    /// there is none (deleted after its copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<CsiSnapshotRecord>,
+    /// The copy in the destination's volume repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<VolumeCopyRecord>,
+}
+
+/// A ready CSI VolumeSnapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsiSnapshotRecord {
+    pub name: String,
+    pub class: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// The storage system's id of the snapshot (to import it into another namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_size: Option<u64>,
+}
+
+/// A volume snapshot in the destination's repository (`shared/arca-repo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeCopyRecord {
+    /// The repository's key prefix inside the destination.
+    pub repository: String,
+    /// The volume's name in the repository (its history).
+    pub volume: String,
+    /// The repository snapshot's id (hex).
+    pub snapshot_id: String,
+    #[serde(default)]
+    pub size: u64,
+    /// Plaintext bytes new to the repository, and what they took once compressed and sealed.
+    #[serde(default)]
+    pub bytes_new: u64,
+    #[serde(default)]
+    pub bytes_stored: u64,
 }
 
 fn truncated(text: &str, max: usize) -> String {
@@ -183,6 +252,13 @@ impl BackupDetails {
             warnings: bounded_issues(self.warnings),
             error_count,
             errors: bounded_issues(self.errors),
+            // Kubernetes names are short; a record beyond 4 KB is not one an agent made.
+            volumes: self
+                .volumes
+                .into_iter()
+                .filter(|v| serde_json::to_vec(v).is_ok_and(|b| b.len() <= 4096))
+                .take(MAX_VOLUMES)
+                .collect(),
         }
     }
 }
@@ -213,6 +289,7 @@ mod tests {
             warnings: (0..1_000).map(issue).collect(),
             error_count: 7,
             errors: vec![issue(0)],
+            volumes: Vec::new(),
         }
         .bounded();
         assert_eq!(details.counts_by_kind.len(), 3, "small maps stay as they are");
@@ -233,6 +310,27 @@ mod tests {
         assert!(details.warnings[0].reason.chars().count() <= MAX_REASON_CHARS + 1);
         let bytes = serde_json::to_vec(&details).unwrap().len();
         assert!(bytes < 200_000, "{bytes} bytes");
+    }
+
+    #[test]
+    fn volumes_are_capped_and_oversized_records_dropped() {
+        let volume = |i: usize| VolumeRecord {
+            namespace: "ns".into(),
+            pvc: format!("data-{i}"),
+            driver: "csi.example.com".into(),
+            ..Default::default()
+        };
+        let mut volumes: Vec<VolumeRecord> = (0..MAX_VOLUMES + 5).map(volume).collect();
+        volumes[0].pvc = "x".repeat(10_000);
+        let details = BackupDetails {
+            volumes,
+            ..Default::default()
+        }
+        .bounded();
+        assert_eq!(details.volumes.len(), MAX_VOLUMES);
+        assert_eq!(details.volumes[0].pvc, "data-1");
+        let json = serde_json::to_value(BackupDetails::default()).unwrap();
+        assert!(json.get("volumes").is_none(), "absent when empty: {json}");
     }
 
     #[test]

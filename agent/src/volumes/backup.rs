@@ -1,0 +1,539 @@
+//! The PV part of a backup: snapshot each selected claim, and with `snapshotAndCopy` copy
+//! each snapshot into the repository through a mover Job.
+
+use arca_core::backup::PvMode;
+use arca_core::recovery::ResourceIssue;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, stream};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::{Api, Client};
+
+use super::mover::{self, DEVICE_PATH, Mover};
+use super::snapshot::{self, ClassInfo};
+use super::{CsiSnapshotRecord, Repo, VolumeCopyRecord, VolumeOptions, VolumeRecord, labels, object_name};
+use crate::resources::archive::PvcRef;
+
+/// Drivers that serve file shares only: their volumes cannot be attached as a block
+/// device, so their snapshots are kept but not copied by the block-level data path.
+const FILESYSTEM_ONLY_DRIVERS: &[&str] = &[
+    "nfs.csi.k8s.io",
+    "smb.csi.k8s.io",
+    "efs.csi.aws.com",
+    "fsx.csi.aws.com",
+    "file.csi.azure.com",
+    "filestore.csi.storage.gke.io",
+    "cephfs.csi.ceph.com",
+];
+
+pub fn filesystem_only(driver: &str) -> bool {
+    FILESYSTEM_ONLY_DRIVERS.contains(&driver) || driver.ends_with(".cephfs.csi.ceph.com")
+}
+
+/// What the PV part of one backup is asked to do.
+#[derive(Clone, Debug)]
+pub struct BackupRequest {
+    /// The job's id: names and labels of what it creates.
+    pub job_id: String,
+    pub mode: PvMode,
+    pub delete_snapshot_after_copy: bool,
+    /// The claims the backup selected, minus those handled elsewhere (EBS).
+    pub claims: Vec<PvcRef>,
+    /// The repository (with `snapshotAndCopy`).
+    pub repo: Option<Repo>,
+}
+
+/// What the PV part produced.
+#[derive(Clone, Debug, Default)]
+pub struct VolumesOutcome {
+    /// One per claim with a snapshot or a copy, in claim order.
+    pub records: Vec<VolumeRecord>,
+    /// Claims whose data was not captured by design (no CSI driver, no snapshot class,
+    /// unbound, file-share driver with copy).
+    pub warnings: Vec<ResourceIssue>,
+    /// Claims whose capture failed.
+    pub errors: Vec<ResourceIssue>,
+    pub messages: Vec<String>,
+    /// For the job's counters.
+    pub snapshots_attempted: u64,
+    pub snapshots_completed: u64,
+    pub copies_attempted: u64,
+    pub copies_completed: u64,
+}
+
+impl VolumesOutcome {
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .filter_map(|r| r.snapshot.as_ref().map(|s| s.restore_size.unwrap_or(r.size_bytes)))
+            .sum()
+    }
+
+    pub fn copy_bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .filter_map(|r| r.copy.as_ref().map(|c| c.bytes_stored))
+            .sum()
+    }
+}
+
+fn issue(pvc: &PvcRef, reason: impl Into<String>) -> ResourceIssue {
+    ResourceIssue {
+        resource: "persistentvolumeclaims".into(),
+        namespace: Some(pvc.namespace.clone()),
+        name: pvc.name.clone(),
+        reason: reason.into(),
+    }
+}
+
+/// A claim as far as snapshotting goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub pv: Option<String>,
+    pub driver: Option<String>,
+    pub storage_class: Option<String>,
+    pub volume_mode: Option<String>,
+    pub size_bytes: u64,
+}
+
+/// The claim's facts from its object, its PV and its storage class (pure).
+pub fn claim_facts(pvc: &PersistentVolumeClaim, pv: Option<&PersistentVolume>, class: Option<&StorageClass>) -> Claim {
+    let spec = pvc.spec.clone().unwrap_or_default();
+    let size = pvc
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"))
+        .or_else(|| {
+            spec.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+        })
+        .and_then(|q| super::parse_quantity(&q.0))
+        .unwrap_or(0);
+    let driver = pv
+        .and_then(|pv| pv.spec.as_ref())
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| c.driver.clone())
+        .or_else(|| class.map(|c| c.provisioner.clone()));
+    Claim {
+        pv: spec.volume_name.clone(),
+        driver,
+        storage_class: spec.storage_class_name.clone(),
+        volume_mode: Some(spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into())),
+        size_bytes: size,
+    }
+}
+
+/// Reads what [`claim_facts`] needs.
+async fn inspect(client: &Client, pvc: &PvcRef) -> Result<Claim, String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &pvc.namespace);
+    let claim = claims
+        .get_opt(&pvc.name)
+        .await
+        .map_err(|e| format!("reading the claim: {e}"))?
+        .ok_or("the claim is gone")?;
+    let volume = claim.spec.as_ref().and_then(|s| s.volume_name.clone());
+    let pv = match &volume {
+        Some(name) => Api::<PersistentVolume>::all(client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading PV {name}: {e}"))?,
+        None => None,
+    };
+    let class_name = claim.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+    let class = match &class_name {
+        Some(name) if !name.is_empty() => Api::<StorageClass>::all(client.clone())
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    Ok(claim_facts(&claim, pv.as_ref(), class.as_ref()))
+}
+
+/// What happened to one claim.
+enum ClaimResult {
+    Captured(Box<VolumeRecord>, Vec<String>),
+    /// Not captured by design.
+    Warning(String),
+    /// Captured partly (a snapshot without its copy), or not at all.
+    Failed(Option<Box<VolumeRecord>>, String),
+}
+
+/// Runs the PV part of a backup, claims in parallel (at most `opts.parallel`).
+pub async fn backup(client: &Client, opts: &VolumeOptions, req: &BackupRequest) -> VolumesOutcome {
+    let mut out = VolumesOutcome::default();
+    if req.mode == PvMode::None || req.claims.is_empty() {
+        return out;
+    }
+    let classes = match snapshot::list_classes(client).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.errors = req.claims.iter().map(|p| issue(p, e.clone())).collect();
+            return out;
+        }
+    };
+    let copy = req.mode == PvMode::SnapshotAndCopy;
+    if copy && let Some(repo) = &req.repo {
+        // Created here if needed: the movers only ever open it.
+        if let Err(e) = repo.open(Some(opts.repo_kdf)).await {
+            out.messages.push(format!("FAILED: {e}"));
+            out.errors = req.claims.iter().map(|p| issue(p, e.clone())).collect();
+            return out;
+        }
+    }
+    // Boxed one by one so the future is provably Send (see resources/backup.rs).
+    let tasks: Vec<BoxFuture<'_, (usize, ClaimResult)>> = req
+        .claims
+        .iter()
+        .enumerate()
+        .map(|(i, pvc)| {
+            let classes = &classes;
+            async move { (i, one_claim(client, opts, req, classes, pvc).await) }.boxed()
+        })
+        .collect();
+    let results: Vec<(usize, ClaimResult)> = stream::iter(tasks)
+        .buffer_unordered(opts.parallel.max(1))
+        .collect()
+        .await;
+    let mut results = results;
+    results.sort_by_key(|(i, _)| *i);
+    for (i, result) in results {
+        let pvc = &req.claims[i];
+        match result {
+            ClaimResult::Captured(record, notes) => {
+                out.snapshots_attempted += 1;
+                out.snapshots_completed += 1;
+                if copy {
+                    out.copies_attempted += 1;
+                    out.copies_completed += u64::from(record.copy.is_some());
+                }
+                out.messages.extend(notes);
+                out.records.push(*record);
+            }
+            ClaimResult::Warning(reason) => {
+                out.messages.push(format!(
+                    "WARNING: PVC {}/{}: data not captured: {reason}",
+                    pvc.namespace, pvc.name
+                ));
+                out.warnings.push(issue(pvc, reason));
+            }
+            ClaimResult::Failed(record, reason) => {
+                out.messages
+                    .push(format!("FAILED: PVC {}/{}: {reason}", pvc.namespace, pvc.name));
+                out.errors.push(issue(pvc, reason));
+                out.snapshots_attempted += 1;
+                if let Some(record) = record {
+                    // The snapshot was taken; its copy was not.
+                    out.snapshots_completed += 1;
+                    out.copies_attempted += u64::from(copy);
+                    out.records.push(*record);
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn one_claim(
+    client: &Client,
+    opts: &VolumeOptions,
+    req: &BackupRequest,
+    classes: &[ClassInfo],
+    pvc: &PvcRef,
+) -> ClaimResult {
+    let claim = match inspect(client, pvc).await {
+        Ok(c) => c,
+        Err(e) => return ClaimResult::Failed(None, e),
+    };
+    if claim.pv.is_none() {
+        return ClaimResult::Warning("the claim is not bound to a volume".into());
+    }
+    let Some(driver) = claim.driver.clone() else {
+        return ClaimResult::Warning("its volume is not a CSI volume (no CSI driver)".into());
+    };
+    let Some(class) = snapshot::choose_class(&driver, classes) else {
+        return ClaimResult::Warning(format!("no VolumeSnapshotClass for its CSI driver {driver}"));
+    };
+    let key = format!("{}/{}/{}", req.job_id, pvc.namespace, pvc.name);
+    let snap_name = object_name("arca", &pvc.name, &key);
+    let manifest = snapshot::snapshot_manifest(
+        &pvc.namespace,
+        &snap_name,
+        &pvc.name,
+        &class.name,
+        &labels(&req.job_id, "backup-snapshot"),
+    );
+    if let Err(e) = snapshot::create(client, &manifest).await {
+        return ClaimResult::Failed(None, e);
+    }
+    let ready = match snapshot::wait_ready(
+        client,
+        &pvc.namespace,
+        &snap_name,
+        opts.snapshot_timeout,
+        opts.poll_every,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            // A snapshot that never became ready is of no use to a restore.
+            let _ = snapshot::delete(client, &pvc.namespace, &snap_name).await;
+            return ClaimResult::Failed(None, e);
+        }
+    };
+    let handle = match &ready.content {
+        Some(content) => snapshot::content_handle(client, content).await,
+        None => None,
+    };
+    let mut record = VolumeRecord {
+        namespace: pvc.namespace.clone(),
+        pvc: pvc.name.clone(),
+        pv: claim.pv.clone(),
+        driver: driver.clone(),
+        storage_class: claim.storage_class.clone(),
+        volume_mode: claim.volume_mode.clone(),
+        size_bytes: claim.size_bytes,
+        snapshot: Some(CsiSnapshotRecord {
+            name: snap_name.clone(),
+            class: class.name.clone(),
+            content: ready.content.clone(),
+            handle,
+            restore_size: ready.restore_size,
+        }),
+        copy: None,
+    };
+    let mut notes = vec![format!(
+        "PVC {}/{}: VolumeSnapshot {snap_name} (class {}) ready",
+        pvc.namespace, pvc.name, class.name
+    )];
+    if req.mode != PvMode::SnapshotAndCopy {
+        return ClaimResult::Captured(Box::new(record), notes);
+    }
+    if filesystem_only(&driver) {
+        return ClaimResult::Failed(
+            Some(Box::new(record)),
+            format!(
+                "snapshot kept, data not copied: the CSI driver {driver} serves file shares, which cannot be attached \
+                 as a block device"
+            ),
+        );
+    }
+    let Some(repo) = &req.repo else {
+        return ClaimResult::Failed(Some(Box::new(record)), "no repository to copy to".into());
+    };
+    match copy(client, opts, req, repo, pvc, &record, &ready).await {
+        Ok(copied) => {
+            notes.push(format!(
+                "PVC {}/{}: copied to repository snapshot {} ({} bytes, {} new, {} stored)",
+                pvc.namespace, pvc.name, copied.snapshot_id, copied.size, copied.bytes_new, copied.bytes_stored
+            ));
+            record.copy = Some(copied);
+        }
+        Err(e) => return ClaimResult::Failed(Some(Box::new(record)), format!("copy failed (snapshot kept): {e}")),
+    }
+    if req.delete_snapshot_after_copy {
+        match snapshot::delete(client, &pvc.namespace, &snap_name).await {
+            Ok(_) => {
+                record.snapshot = None;
+                notes.push(format!(
+                    "PVC {}/{}: VolumeSnapshot {snap_name} deleted after its copy",
+                    pvc.namespace, pvc.name
+                ));
+            }
+            Err(e) => notes.push(format!("WARNING: {e}; it stays with the recovery point")),
+        }
+    }
+    ClaimResult::Captured(Box::new(record), notes)
+}
+
+/// The mover's command line for a backup.
+pub fn backup_args(repo_url: &str, volume: &str) -> Vec<String> {
+    [
+        "volume",
+        "backup",
+        "--repo",
+        repo_url,
+        "--volume",
+        volume,
+        "--source",
+        DEVICE_PATH,
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Copies a ready snapshot: temporary block claim from it, mover Job, statistics from the
+/// repository, temporary objects removed whatever happened.
+async fn copy(
+    client: &Client,
+    opts: &VolumeOptions,
+    req: &BackupRequest,
+    repo: &Repo,
+    pvc: &PvcRef,
+    record: &VolumeRecord,
+    ready: &snapshot::Ready,
+) -> Result<VolumeCopyRecord, String> {
+    let snap = record.snapshot.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    // A block claim of a filesystem volume's snapshot needs the content's consent.
+    if record.volume_mode.as_deref() != Some("Block")
+        && let Some(content) = &ready.content
+    {
+        snapshot::allow_mode_change(client, content).await?;
+    }
+    let key = format!("{}/{}/{}", req.job_id, pvc.namespace, pvc.name);
+    let name = object_name("arca-copy", &pvc.name, &key);
+    let size = ready.restore_size.unwrap_or(0).max(record.size_bytes);
+    let claim = mover::claim_manifest(
+        &pvc.namespace,
+        &name,
+        record.storage_class.as_deref(),
+        size,
+        Some(&snap),
+        &labels(&req.job_id, "copy-source"),
+    );
+    mover::create_claim(client, &claim).await?;
+    let volume = super::repo_volume_name(&pvc.namespace, &pvc.name);
+    let m = Mover {
+        name: name.clone(),
+        namespace: pvc.namespace.clone(),
+        image: opts.mover_image.clone(),
+        args: backup_args(&repo.url(), &volume),
+        claim: name.clone(),
+        env: repo.mover_env(),
+        host_path: repo.host_path(),
+        service_account: opts.mover_service_account.clone(),
+        labels: labels(&req.job_id, "mover"),
+        deadline: opts.mover_timeout,
+    };
+    let ran = mover::run(client, &m, &repo.mover_secret(), opts.mover_timeout, opts.poll_every).await;
+    let removed = mover::delete_claim(client, &pvc.namespace, &name).await;
+    ran?;
+    if let Err(e) = removed {
+        tracing::warn!(claim = %name, error = %e, "removing a temporary claim failed");
+    }
+    find_copy(repo, &volume, &name).await
+}
+
+/// The repository snapshot the mover `marker` made of `volume`, with its statistics.
+pub async fn find_copy(repo: &Repo, volume: &str, marker: &str) -> Result<VolumeCopyRecord, String> {
+    let opened = repo.open(None).await?;
+    let snapshots = opened
+        .snapshots()
+        .await
+        .map_err(|e| format!("listing the repository's snapshots: {e}"))?;
+    let (id, snap) = snapshots
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.name == volume && s.hostname.as_deref() == Some(marker))
+        .ok_or_else(|| format!("the mover {marker} completed but its snapshot of {volume} is not in the repository"))?;
+    Ok(VolumeCopyRecord {
+        repository: repo.prefix.clone(),
+        volume: volume.to_string(),
+        snapshot_id: id.to_hex(),
+        size: snap.size,
+        bytes_new: snap.stats.bytes_new,
+        bytes_stored: snap.stats.bytes_stored,
+    })
+}
+
+/// Claims the runner hands over: every selected claim not in `exclude_pvs`.
+pub fn claims_to_capture(pvcs: &[PvcRef], exclude_pvs: &[String]) -> Vec<PvcRef> {
+    pvcs.iter()
+        .filter(|p| p.volume_name.as_ref().is_none_or(|pv| !exclude_pvs.contains(pv)))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn facts_come_from_the_pv_then_the_class() {
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": "shop"},
+            "spec": {"volumeName": "pv-1", "storageClassName": "fast", "resources": {"requests": {"storage": "2Gi"}}},
+            "status": {"capacity": {"storage": "3Gi"}},
+        }))
+        .unwrap();
+        let pv: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "pv-1"},
+            "spec": {"csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "h"}},
+        }))
+        .unwrap();
+        let class: StorageClass =
+            serde_json::from_value(json!({"metadata": {"name": "fast"}, "provisioner": "other.csi"})).unwrap();
+        let facts = claim_facts(&pvc, Some(&pv), Some(&class));
+        assert_eq!(facts.driver.as_deref(), Some("hostpath.csi.k8s.io"));
+        assert_eq!(facts.size_bytes, 3 << 30);
+        assert_eq!(facts.volume_mode.as_deref(), Some("Filesystem"));
+        assert_eq!(facts.pv.as_deref(), Some("pv-1"));
+        let by_class = claim_facts(&pvc, None, Some(&class));
+        assert_eq!(by_class.driver.as_deref(), Some("other.csi"));
+        assert_eq!(claim_facts(&pvc, None, None).driver, None);
+    }
+
+    #[test]
+    fn file_share_drivers_are_known() {
+        assert!(filesystem_only("efs.csi.aws.com"));
+        assert!(filesystem_only("rook-ceph.cephfs.csi.ceph.com"));
+        assert!(!filesystem_only("ebs.csi.aws.com"));
+    }
+
+    #[test]
+    fn the_mover_backs_up_the_device_as_the_claims_history() {
+        let args = backup_args("file:///r", "shop/data");
+        assert_eq!(
+            args.join(" "),
+            format!("volume backup --repo file:///r --volume shop/data --source {DEVICE_PATH} --json")
+        );
+    }
+
+    #[test]
+    fn claims_on_excluded_pvs_are_left_out() {
+        let p = |name: &str, pv: Option<&str>| PvcRef {
+            namespace: "ns".into(),
+            name: name.into(),
+            volume_name: pv.map(str::to_string),
+            storage_class: None,
+        };
+        let kept = claims_to_capture(
+            &[p("a", Some("ebs-1")), p("b", Some("pv-2")), p("c", None)],
+            &["ebs-1".into()],
+        );
+        let names: Vec<_> = kept.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    #[test]
+    fn totals_sum_snapshots_and_stored_copies() {
+        let mut out = VolumesOutcome::default();
+        out.records.push(VolumeRecord {
+            size_bytes: 10,
+            snapshot: Some(CsiSnapshotRecord {
+                restore_size: Some(100),
+                ..Default::default()
+            }),
+            copy: Some(VolumeCopyRecord {
+                bytes_stored: 7,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        out.records.push(VolumeRecord {
+            size_bytes: 10,
+            snapshot: Some(CsiSnapshotRecord::default()),
+            ..Default::default()
+        });
+        assert_eq!(out.snapshot_bytes(), 110);
+        assert_eq!(out.copy_bytes(), 7);
+    }
+}
