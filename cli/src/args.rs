@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Format;
 
@@ -65,6 +65,12 @@ pub enum Command {
     /// Linked AWS accounts: the role Arca assumes there, and what it finds.
     #[command(subcommand, visible_alias = "accounts")]
     CloudAccounts(CloudAccountsCmd),
+    /// RDS and Aurora: backup definitions, their snapshots and copies, restores.
+    #[command(subcommand)]
+    Rds(RdsCmd),
+    /// EKS: re-creating a backed-up EKS cluster (then the restore runs there).
+    #[command(subcommand)]
+    Eks(EksCmd),
     /// The org: its name and default destination.
     #[command(subcommand)]
     Org(OrgCmd),
@@ -119,6 +125,16 @@ pub enum ClustersCmd {
         /// No install line is made (fetching one would replace this token).
         #[arg(long)]
         agent_token_file: Option<PathBuf>,
+        /// The linked AWS account the cluster runs in (EKS; id or name): its EBS-backed
+        /// PVs are then snapshotted through that account and its EKS metadata is kept.
+        #[arg(long, requires = "aws_region")]
+        aws_account: Option<String>,
+        /// The cluster's AWS region, e.g. us-east-1.
+        #[arg(long, requires = "aws_account")]
+        aws_region: Option<String>,
+        /// The EKS cluster's name in that account and region.
+        #[arg(long, requires = "aws_account")]
+        eks_cluster: Option<String>,
     },
     /// Changes name, description or default destination (what is not given is kept).
     Update {
@@ -133,6 +149,21 @@ pub enum ClustersCmd {
         /// Fall back to the org's default destination.
         #[arg(long)]
         no_default_destination: bool,
+        /// The linked AWS account the cluster runs in (id or name).
+        #[arg(long)]
+        aws_account: Option<String>,
+        /// The cluster's AWS region.
+        #[arg(long)]
+        aws_region: Option<String>,
+        /// The EKS cluster's name in that account and region.
+        #[arg(long, conflicts_with = "no_eks_cluster")]
+        eks_cluster: Option<String>,
+        /// Forget the EKS cluster's name (keep the account and region).
+        #[arg(long)]
+        no_eks_cluster: bool,
+        /// Unlink the cluster from AWS.
+        #[arg(long, conflicts_with_all = ["aws_account", "aws_region", "eks_cluster", "no_eks_cluster"])]
+        no_aws: bool,
     },
     /// A new install line for an existing cluster (the previous one stops working).
     Install {
@@ -335,6 +366,10 @@ pub enum RecoveryPointsCmd {
     Get {
         recovery_point: String,
     },
+    /// The EBS snapshots and EKS metadata kept with a point (clusters linked to AWS).
+    Aws {
+        recovery_point: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -487,6 +522,244 @@ pub enum CloudAccountsCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RdsCmd {
+    /// Backup definitions: databases of a linked account and region (by list or by AWS
+    /// tag), a policy, optional cross-region copies.
+    #[command(subcommand)]
+    Backups(RdsBackupsCmd),
+    /// Arca's RDS snapshots and copies.
+    #[command(subcommand)]
+    RecoveryPoints(RdsRecoveryPointsCmd),
+    /// Restores into a new instance or cluster (RDS_RESTORE jobs).
+    #[command(subcommand)]
+    Restores(RdsRestoresCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RdsBackupsCmd {
+    List,
+    Get {
+        backup: String,
+    },
+    Create(Box<RdsBackupCreate>),
+    Update(Box<RdsBackupUpdate>),
+    /// Runs now: a snapshot of each database (then its copy, when copies follow runs).
+    Run {
+        backup: String,
+        /// Copy each database's latest existing snapshot instead (automated ones too).
+        #[arg(long)]
+        copy_only: bool,
+        /// Retention of this run (default: the policy's first row).
+        #[arg(long)]
+        retain_days: Option<u32>,
+        #[arg(long, requires = "retain_days")]
+        keep_last: Option<u32>,
+        /// Wait for the job to end (as `jobs watch`).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stops scheduled runs (it can still be run by hand).
+    Pause {
+        backup: String,
+    },
+    Resume {
+        backup: String,
+    },
+    /// Deletes the definition (its recovery points stay until they expire).
+    Delete {
+        backup: String,
+    },
+}
+
+/// Which databases: by list (instances, clusters) or by AWS tag.
+#[derive(Debug, Args)]
+pub struct RdsSelectionArgs {
+    /// DB instances, by identifier (repeatable or comma-separated).
+    #[arg(long = "db-instance", value_delimiter = ',')]
+    pub db_instances: Vec<String>,
+    /// Aurora or Multi-AZ DB clusters, snapshotted as a whole (repeatable or comma-separated).
+    #[arg(long = "db-cluster", value_delimiter = ',')]
+    pub db_clusters: Vec<String>,
+    /// Or every database carrying this AWS tag when a run starts: KEY=VALUE.
+    #[arg(long, conflicts_with_all = ["db_instances", "db_clusters"])]
+    pub tag: Option<String>,
+}
+
+/// Copies to another region (the other flags need --copy-to, or a definition that copies).
+#[derive(Debug, Args)]
+pub struct RdsCopyArgs {
+    /// Copy the snapshots to this region.
+    #[arg(long)]
+    pub copy_to: Option<String>,
+    /// KMS key (id, alias or ARN) in that region: needed to copy encrypted snapshots.
+    #[arg(long)]
+    pub copy_kms_key: Option<String>,
+    /// Delete Arca's source snapshot once its copy is available (`--copy-delete-source false` keeps it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub copy_delete_source: Option<bool>,
+    /// Copy each database's latest snapshot on this policy's schedule (at most daily; id
+    /// or name) instead of after every run.
+    #[arg(long)]
+    pub copy_policy: Option<String>,
+    /// Days copies are kept (default: their source's retention).
+    #[arg(long)]
+    pub copy_retain_days: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("selection").required(true).multiple(true).args(["db_instances", "db_clusters", "tag"])))]
+pub struct RdsBackupCreate {
+    pub name: String,
+    /// The linked AWS account (id or name).
+    #[arg(long)]
+    pub account: String,
+    /// The databases' region, e.g. us-east-1.
+    #[arg(long)]
+    pub region: String,
+    #[command(flatten)]
+    pub selection: RdsSelectionArgs,
+    /// The policy: its schedule rows and retention (id or name); without it, on demand only.
+    #[arg(long)]
+    pub policy: Option<String>,
+    #[arg(long)]
+    pub paused: bool,
+    #[command(flatten)]
+    pub copy: RdsCopyArgs,
+}
+
+/// Changes an RDS backup definition; what is not given is kept (a selection given
+/// replaces the whole selection).
+#[derive(Debug, Args)]
+pub struct RdsBackupUpdate {
+    pub backup: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub selection: RdsSelectionArgs,
+    /// The policy (id or name).
+    #[arg(long, conflicts_with = "no_policy")]
+    pub policy: Option<String>,
+    /// Run on demand only.
+    #[arg(long)]
+    pub no_policy: bool,
+    #[command(flatten)]
+    pub copy: RdsCopyArgs,
+    /// Copy after every run rather than on a policy's schedule.
+    #[arg(long, conflicts_with = "copy_policy")]
+    pub no_copy_policy: bool,
+    /// Stop making copies.
+    #[arg(long, conflicts_with_all = ["copy_to", "copy_kms_key", "copy_delete_source", "copy_policy", "copy_retain_days", "no_copy_policy"])]
+    pub no_copy: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RdsRecoveryPointsCmd {
+    List {
+        /// Only this definition's (id or name).
+        #[arg(long)]
+        backup: Option<String>,
+    },
+    Get {
+        recovery_point: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RdsRestoresCmd {
+    /// The RDS_RESTORE jobs.
+    List,
+    /// One restore (its job).
+    Get {
+        restore: String,
+    },
+    Create(Box<RdsRestoreCreate>),
+}
+
+/// Restores into a new instance or cluster, from one source: a recovery point, a
+/// snapshot, or a database at a point in time.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["recovery_point", "snapshot", "db_instance", "db_cluster"])))]
+#[command(group(ArgGroup::new("when").args(["restore_time", "latest"])))]
+pub struct RdsRestoreCreate {
+    /// The linked AWS account (id or name).
+    #[arg(long)]
+    pub account: String,
+    /// From one of Arca's recovery points (a copy restores in its own region).
+    #[arg(long)]
+    pub recovery_point: Option<String>,
+    /// From any snapshot of the account (automated ones too), by identifier.
+    #[arg(long, requires = "region")]
+    pub snapshot: Option<String>,
+    /// The --snapshot is a DB cluster snapshot.
+    #[arg(long, requires = "snapshot")]
+    pub cluster_snapshot: bool,
+    /// To a point in time of this DB instance.
+    #[arg(long, requires_all = ["region", "when"])]
+    pub db_instance: Option<String>,
+    /// To a point in time of this DB cluster.
+    #[arg(long, requires_all = ["region", "when"])]
+    pub db_cluster: Option<String>,
+    /// The region of the snapshot or database.
+    #[arg(long, conflicts_with = "recovery_point")]
+    pub region: Option<String>,
+    /// The time to restore to (RFC 3339, e.g. 2025-01-31T12:00:00Z).
+    #[arg(long, conflicts_with_all = ["recovery_point", "snapshot"])]
+    pub restore_time: Option<String>,
+    /// The latest restorable time.
+    #[arg(long, conflicts_with_all = ["recovery_point", "snapshot"])]
+    pub latest: bool,
+    /// The new instance's or cluster's identifier.
+    #[arg(long)]
+    pub target: String,
+    /// Instance class (for a cluster: of its writer instance).
+    #[arg(long)]
+    pub instance_class: Option<String>,
+    /// DB subnet group (required to restore a copy in another region).
+    #[arg(long)]
+    pub subnet_group: Option<String>,
+    /// Security group ids (repeatable or comma-separated).
+    #[arg(long = "security-group", value_delimiter = ',')]
+    pub security_groups: Vec<String>,
+    /// Parameter group (cluster parameter group for clusters).
+    #[arg(long)]
+    pub parameter_group: Option<String>,
+    #[arg(long)]
+    pub option_group: Option<String>,
+    /// Multi-AZ (`--multi-az false` to refuse it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub multi_az: Option<bool>,
+    /// The cluster engine (clusters; default: the point's or snapshot's).
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Wait for the restore job to end.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EksCmd {
+    /// Re-creates the EKS cluster a recovery point was taken of, under a new name, from
+    /// the metadata saved with it (same account and region). Once EKS has made it, its
+    /// node groups are created, an Arca cluster is registered and the restore is queued.
+    Recreate {
+        recovery_point: String,
+        /// The new EKS cluster's name.
+        #[arg(long)]
+        name: String,
+        /// Wait until EKS has made it (10-15 minutes on AWS).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds between checks (with --wait).
+        #[arg(long, default_value_t = 15.0, requires = "wait")]
+        interval: f64,
+    },
+    /// A re-creation (each read checks EKS once and moves it on).
+    Get { recreation: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum OrgCmd {
     Get,
     /// Renames the org or sets its default destination (the last fallback of backups).
@@ -553,4 +826,13 @@ pub struct ServerArgs {
     /// Seconds between inventories of every linked AWS account (the first one after as long).
     #[arg(long, default_value_t = 12 * 60 * 60)]
     pub inventory_interval_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_tree_is_consistent() {
+        // clap's own checks of every subcommand (conflicts, requires, groups name real args).
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -5,106 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
-use arca_cli::server::{RunningServer, ServerOptions, start};
-use serde_json::{Value, json};
-
-/// A server on its own runtime, so the test body can run the CLI synchronously.
-struct Server {
-    rt: tokio::runtime::Runtime,
-    running: RunningServer,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let options = ServerOptions::new(data_dir.to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        let running = rt.block_on(start(options)).unwrap();
-        Server { rt, running }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.running.addr)
-    }
-
-    fn stop(self) {
-        self.rt.block_on(self.running.stop()).unwrap();
-    }
-}
-
-/// One user's CLI: a config file of its own, the server's URL, no key from the
-/// environment unless given.
-struct User {
-    url: String,
-    config: PathBuf,
-    home: PathBuf,
-}
-
-impl User {
-    fn new(url: &str, dir: &Path, name: &str) -> User {
-        User {
-            url: url.to_owned(),
-            config: dir.join(name).join("config.json"),
-            home: dir.join(name),
-        }
-    }
-
-    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arca"));
-        cmd.args(args)
-            .env("ARCA_API_URL", &self.url)
-            .env("ARCA_CONFIG", &self.config)
-            .env("HOME", &self.home)
-            .env_remove("ARCA_API_KEY");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, &[])
-    }
-
-    /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "arca {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    fn saved_key(&self) -> String {
-        let doc: Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
-        doc["apiKey"].as_str().unwrap().to_owned()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
 
 #[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
+use common::mode;
+use common::{Server, User, fails, fresh_account, rds_in, stderr};
+use serde_json::{Value, json};
 
 #[test]
 fn the_cli_drives_a_real_server() {
@@ -512,18 +418,6 @@ fn the_server_binary_starts_serves_and_stops_on_sigterm() {
     }
 }
 
-/// Runs and asserts the exit code; returns stderr.
-fn fails(user: &User, args: &[&str], code: i32) -> String {
-    let out = user.run(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(code), "arca {args:?}: {err}");
-    if code == 1 {
-        assert!(err.starts_with("arca: error: "), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    }
-    err
-}
-
 /// The org, API keys, the update commands and linked accounts as far as they go without
 /// AWS: each output format, the ETag on every edit, and the error exits.
 #[test]
@@ -841,42 +735,6 @@ fn org_keys_updates_and_cloud_accounts() {
     let listed = admin.json(&["cloud-accounts", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     server.stop();
-}
-
-/// A fresh 12-digit AWS account per run, so reruns on the same moto start empty.
-fn fresh_account() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:012}", (nanos % 900_000_000_000) + 100_000_000_000)
-}
-
-/// An RDS client acting inside `account` on moto (credentials from AssumeRole into it).
-async fn rds_in(account: &str, region: &str) -> aws_sdk_rds::Client {
-    use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-    let base = arca_testenv::aws().unwrap().sdk_config().await;
-    let out = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .unwrap();
-    let c = out.credentials().unwrap();
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "seed",
-    );
-    let config = base
-        .to_builder()
-        .region(aws_config::Region::new(region.to_owned()))
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build();
-    aws_sdk_rds::Client::new(&config)
 }
 
 /// Linked accounts for real against moto (`arca server` reaches AWS through the standard

@@ -1,0 +1,109 @@
+//! Destinations: where backup data goes (a local directory, an S3 bucket, Arca-managed).
+
+use serde_json::{Map, Value, json};
+
+use super::{Kind, connect, delete_entity, done, entity_path, list_entities, resolve, set, show_entity, update_entity};
+use crate::CliError;
+use crate::args::{DestinationCreate, DestinationsCmd, Global};
+use crate::output::{Column, at};
+
+pub(super) const DESTINATION: Kind = Kind {
+    path: "/v1/destinations",
+    prefix: "dst_",
+    noun: "destination",
+    named: true,
+    columns: DESTINATION_COLUMNS,
+    body: &["name", "target"],
+};
+
+const DESTINATION_COLUMNS: &[Column] = &[
+    Column {
+        header: "ID",
+        get: |v| at(v, "/id"),
+    },
+    Column {
+        header: "NAME",
+        get: |v| at(v, "/name"),
+    },
+    Column {
+        header: "KIND",
+        get: |v| at(v, "/target/kind"),
+    },
+    Column {
+        header: "WHERE",
+        get: |v| match v.pointer("/target/kind").and_then(Value::as_str) {
+            Some("LOCAL_FILESYSTEM") => at(v, "/target/path"),
+            Some("S3") => format!("s3://{}/{}", at(v, "/target/bucket"), at(v, "/target/prefix")),
+            _ => at(v, "/target/region"),
+        },
+    },
+];
+
+pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(), CliError> {
+    let client = connect(g)?;
+    match cmd {
+        DestinationsCmd::List => list_entities(g, &client, DESTINATION).await?,
+        DestinationsCmd::Get { destination } => show_entity(g, &client, DESTINATION, &destination).await?,
+        DestinationsCmd::Create(c) => {
+            let name = c.name.clone();
+            let body = json!({ "name": c.name, "target": target(c) });
+            let d = client.post(DESTINATION.path, &body).await?.body;
+            done(g.output, &d, format!("destination {name} created ({})", at(&d, "/id")))?;
+        }
+        DestinationsCmd::Update {
+            destination,
+            name,
+            local_path,
+        } => {
+            if local_path.is_some() {
+                let id = resolve(&client, DESTINATION, &destination).await?;
+                let current = client.get(&entity_path(DESTINATION, &id)).await?.body;
+                let kind = at(&current, "/target/kind");
+                if kind != "LOCAL_FILESYSTEM" {
+                    return Err(CliError::api(
+                        "not_local",
+                        format!("--local-path: destination {destination} is {kind}, not a local directory"),
+                    ));
+                }
+            }
+            update_entity(g, &client, DESTINATION, &destination, |b| {
+                set(b, "name", name.map(Value::from));
+                if let Some(path) = local_path
+                    && let Some(target) = b.get_mut("target").and_then(Value::as_object_mut)
+                {
+                    target.insert("path".into(), json!(path));
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        DestinationsCmd::Delete { destination } => delete_entity(&client, DESTINATION, &destination, "").await?,
+    }
+    Ok(())
+}
+
+fn target(c: DestinationCreate) -> Value {
+    let mut t = Map::new();
+    if let Some(path) = c.local_path {
+        t.insert("kind".into(), json!("LOCAL_FILESYSTEM"));
+        t.insert("path".into(), json!(path));
+    } else if let Some(bucket) = c.s3_bucket {
+        t.insert("kind".into(), json!("S3"));
+        t.insert("bucket".into(), json!(bucket));
+        t.insert("region".into(), json!(c.s3_region));
+        t.insert("prefix".into(), json!(c.s3_prefix));
+        t.insert("skipTlsVerify".into(), json!(c.skip_tls_verify));
+        if let Some(e) = c.s3_endpoint {
+            t.insert("endpoint".into(), json!(e));
+        }
+        if let Some(r) = c.credentials_ref {
+            t.insert("credentialsRef".into(), json!(r));
+        }
+    } else {
+        t.insert("kind".into(), json!("ARCA_MANAGED"));
+        if let Some(r) = c.region {
+            t.insert("region".into(), json!(r));
+        }
+    }
+    Value::Object(t)
+}
