@@ -70,6 +70,7 @@ fn backup_restore_list_forget_verify_round_trip() {
         img.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stderr.is_empty(), "no progress on a non-terminal stderr");
     let first = stdout(&o);
     assert_eq!(first.len(), 64, "prints the snapshot id: {first}");
     let data2 = write_image(&img, 2);
@@ -102,6 +103,7 @@ fn backup_restore_list_forget_verify_round_trip() {
         target.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stderr.is_empty(), "no progress on a non-terminal stderr");
     assert_eq!(std::fs::read(&target).unwrap(), data2);
     let o = agent(&[
         "volume",
@@ -168,6 +170,38 @@ fn errors_are_one_line_with_a_non_zero_exit() {
         ]),
         "reading source /nonexistent/disk.img",
     );
+    assert_one_line_failure(
+        &agent(&[
+            "volume",
+            "backup",
+            "--repo",
+            &repo,
+            "--volume",
+            "v",
+            "--source",
+            dir.path().to_str().unwrap(),
+        ]),
+        "is a directory",
+    );
+    let unreadable = dir.path().join("unreadable.img");
+    std::fs::write(&unreadable, b"x").unwrap();
+    std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    if std::fs::read(&unreadable).is_err() {
+        // (root reads anything: the case only runs as an ordinary user)
+        assert_one_line_failure(
+            &agent(&[
+                "volume",
+                "backup",
+                "--repo",
+                &repo,
+                "--volume",
+                "v",
+                "--source",
+                unreadable.to_str().unwrap(),
+            ]),
+            "reading source",
+        );
+    }
     assert_one_line_failure(
         &agent(&["volume", "snapshots", "--repo", "ftp://x"]),
         "expected file:///path",

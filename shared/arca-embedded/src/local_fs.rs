@@ -60,7 +60,13 @@ impl ObjectStore for LocalFsObjectStore {
             path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
             ulid::Ulid::new()
         ));
-        tokio::fs::write(&partial, &body).await.map_err(|e| io_error(e, key))?;
+        // `tokio::fs::write` would copy the body first (16 MiB per repository pack, in
+        // whichever runtime thread's malloc arena): write from the shared buffer instead.
+        let write_to = partial.clone();
+        tokio::task::spawn_blocking(move || std::fs::write(&write_to, &body))
+            .await
+            .map_err(Error::permanent)?
+            .map_err(|e| io_error(e, key))?;
         tokio::fs::rename(&partial, &path).await.map_err(|e| io_error(e, key))
     }
 

@@ -98,6 +98,19 @@ impl SealKey {
         buf.truncate(len);
         Ok(buf)
     }
+
+    /// Authenticates and decrypts `nonce ‖ ciphertext ‖ tag` where it lies; returns the
+    /// plaintext, a part of `sealed` (restore decrypts fetched pack ranges without copying).
+    pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8]) -> Result<&'a mut [u8], FormatError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(FormatError::new("shorter than nonce and tag"));
+        }
+        let (nonce, body) = sealed.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| FormatError::new("bad nonce"))?;
+        self.0
+            .open_in_place(nonce, Aad::from(aad), body)
+            .map_err(|_| FormatError::new("authentication failed"))
+    }
 }
 
 /// The keys of an open repository: sealing and blob ids, both derived from the master key.

@@ -2,6 +2,8 @@
 //! take plaintext bytes and never panic or allocate beyond what the input can justify: they
 //! are the fuzz targets' entry points (`fuzz/`).
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::FormatError;
@@ -175,6 +177,32 @@ pub fn decode_pack_header(bytes: &[u8]) -> Result<PackHeader> {
     Ok(PackHeader { created_ms, blobs })
 }
 
+/// The last 4 bytes of a pack of `pack_size` bytes (the u32-le length of its sealed header):
+/// the byte range of the sealed header. A length that does not fit the pack is refused.
+pub fn decode_pack_trailer(pack_size: u64, tail: &[u8]) -> Result<Range<u64>> {
+    let len: [u8; 4] = tail
+        .try_into()
+        .map_err(|_| FormatError::new("pack trailer is not 4 bytes"))?;
+    let len = u64::from(u32::from_le_bytes(len));
+    if pack_size < 4 || len > pack_size - 4 {
+        return Err(FormatError::new("header length beyond the pack"));
+    }
+    Ok(pack_size - 4 - len..pack_size - 4)
+}
+
+/// Checks a decoded header against its pack: every blob lies within the `body` bytes that
+/// precede the sealed header.
+pub fn check_pack_bounds(header: &PackHeader, body: u64) -> Result<()> {
+    if header
+        .blobs
+        .iter()
+        .any(|b| u64::from(b.offset) + u64::from(b.stored_len) > body)
+    {
+        return Err(FormatError::new("header points beyond the pack's blobs"));
+    }
+    Ok(())
+}
+
 pub fn encode_index(index: &IndexFile) -> Vec<u8> {
     let blobs: usize = index.packs.iter().map(|(_, b)| b.len()).sum();
     let mut out = Vec::with_capacity(16 + index.packs.len() * 36 + blobs * ENTRY_LEN);
@@ -280,6 +308,13 @@ pub fn unframe(bytes: &[u8]) -> Result<Vec<u8>> {
 
 /// Decompresses a zstd frame that must expand to exactly `raw_len` bytes.
 pub fn decompress_exact(body: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    // Our frames record their content size: a frame claiming another size is refused before
+    // anything is allocated for it.
+    match zstd::zstd_safe::get_frame_content_size(body) {
+        Ok(Some(n)) if n != raw_len as u64 => return Err(FormatError::new("zstd frame of another length")),
+        Ok(_) => {}
+        Err(_) => return Err(FormatError::new("zstd: not a frame")),
+    }
     let out = zstd::bulk::decompress(body, raw_len).map_err(|e| FormatError::new(format!("zstd: {e}")))?;
     if out.len() != raw_len {
         return Err(FormatError::new("decompressed length mismatch"));

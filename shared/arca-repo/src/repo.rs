@@ -325,16 +325,10 @@ impl Repository {
             .get_range(&key, size - 4..size)
             .await
             .map_err(|e| RepoError::store(&key, e))?;
-        let len = u64::from(u32::from_le_bytes(
-            tail.as_ref()
-                .try_into()
-                .map_err(|_| RepoError::corrupt(&key, "short read of header length"))?,
-        ));
-        if len + 4 > size {
-            return Err(RepoError::corrupt(&key, "header length beyond the pack"));
-        }
+        let range = format::decode_pack_trailer(size, &tail).map_err(|e| RepoError::corrupt(&key, e))?;
+        let body = range.start;
         let sealed = store
-            .get_range(&key, size - 4 - len..size - 4)
+            .get_range(&key, range)
             .await
             .map_err(|e| RepoError::store(&key, e))?;
         let plain = self
@@ -344,14 +338,7 @@ impl Repository {
             .open(&object_aad("pack-header"), &sealed)
             .map_err(|e| RepoError::corrupt(&key, e))?;
         let header = decode_pack_header(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
-        let body = size - 4 - len;
-        if header
-            .blobs
-            .iter()
-            .any(|b| u64::from(b.offset) + u64::from(b.stored_len) > body)
-        {
-            return Err(RepoError::corrupt(&key, "header points beyond the pack's blobs"));
-        }
+        format::check_pack_bounds(&header, body).map_err(|e| RepoError::corrupt(&key, e))?;
         Ok(header)
     }
 
@@ -387,6 +374,15 @@ impl Repository {
             for (pack, entries) in file.packs {
                 match existing.get(&pack) {
                     Some(size) => {
+                        // Blobs must lie inside the pack: a forged length must not become a
+                        // multi-gigabyte read later.
+                        let header = PackHeader {
+                            created_ms: 0,
+                            blobs: entries,
+                        };
+                        format::check_pack_bounds(&header, *size)
+                            .map_err(|e| RepoError::corrupt(&object.key, format!("pack {pack}: {e}")))?;
+                        let entries = header.blobs;
                         let doomed = condemned.contains(&pack);
                         index.add_pack(pack, *size, entries, file.created_ms, PackSource::Indexed, doomed)
                     }
@@ -455,6 +451,63 @@ pub fn open_blob(keys: &Keys, entry: &BlobEntry, sealed: &[u8]) -> std::result::
         return Err("length mismatch".into());
     }
     if keys.blob_id(&plain) != entry.id {
+        return Err("content does not match its id".into());
+    }
+    Ok(plain)
+}
+
+/// What [`open_blob_in_place`] reuses from one blob to the next: a zstd context and an
+/// output buffer, so restore allocates nothing per block.
+pub struct BlobScratch {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    out: Vec<u8>,
+}
+
+impl BlobScratch {
+    pub fn new() -> std::result::Result<BlobScratch, String> {
+        Ok(BlobScratch {
+            decompressor: zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?,
+            out: Vec::new(),
+        })
+    }
+}
+
+/// [`open_blob`] without copies: decrypts `sealed` where it lies and decompresses into
+/// `scratch`. Returns the plaintext, checked against its id.
+pub fn open_blob_in_place<'a>(
+    keys: &Keys,
+    entry: &BlobEntry,
+    sealed: &'a mut [u8],
+    scratch: &'a mut BlobScratch,
+) -> std::result::Result<&'a [u8], String> {
+    if sealed.len() != entry.stored_len as usize {
+        return Err("short read".into());
+    }
+    let payload = keys
+        .sealer()
+        .open_in_place(&blob_aad(entry.kind, &entry.id), sealed)
+        .map_err(|e| e.to_string())?;
+    let raw_len = entry.raw_len as usize;
+    let plain: &[u8] = if entry.flags & FLAG_ZSTD != 0 {
+        match zstd::zstd_safe::get_frame_content_size(payload) {
+            Ok(Some(n)) if n != raw_len as u64 => return Err("zstd frame of another length".into()),
+            Ok(_) => {}
+            Err(_) => return Err("zstd: not a frame".into()),
+        }
+        scratch.out.clear();
+        scratch.out.reserve(raw_len);
+        scratch
+            .decompressor
+            .decompress_to_buffer(payload, &mut scratch.out)
+            .map_err(|e| format!("zstd: {e}"))?;
+        &scratch.out
+    } else {
+        payload
+    };
+    if plain.len() != raw_len {
+        return Err("length mismatch".into());
+    }
+    if keys.blob_id(plain) != entry.id {
         return Err("content does not match its id".into());
     }
     Ok(plain)

@@ -12,7 +12,7 @@ use crate::error::{RepoError, Result};
 use crate::format::{BlobEntry, MapEntry, Snapshot};
 use crate::id::Id;
 use crate::layout::Layout;
-use crate::repo::{Repository, key_for, open_blob};
+use crate::repo::{BlobScratch, Repository, key_for, open_blob_in_place};
 
 /// Largest byte range fetched at once, and the gap between blobs worth reading through.
 const MAX_FETCH: u64 = 2 << 20;
@@ -206,18 +206,26 @@ async fn fetch_and_write(repo: &Repository, snapshot: &str, fetch: Fetch, file: 
             snapshot: snapshot.clone(),
             detail,
         };
+        // Blobs are decrypted where they lie in the fetched range (the local store hands
+        // over its buffer; otherwise one copy per range, not one per blob).
+        let mut buf: Vec<u8> = match bytes.try_into_mut() {
+            Ok(owned) => owned.into(),
+            Err(shared) => shared.to_vec(),
+        };
+        let mut scratch = BlobScratch::new().map_err(RepoError::Internal)?;
         let n = fetch.blobs.len() as u64;
         for (entry, targets) in &fetch.blobs {
             let at = (u64::from(entry.offset) - fetch.start) as usize;
-            let sealed = bytes.get(at..at + entry.stored_len as usize).unwrap_or_default();
-            let plain = open_blob(repo.keys(), entry, sealed).map_err(|e| {
+            let end = (at + entry.stored_len as usize).min(buf.len());
+            let sealed = buf.get_mut(at.min(end)..end).unwrap_or_default();
+            let plain = open_blob_in_place(repo.keys(), entry, sealed, &mut scratch).map_err(|e| {
                 damaged(format!(
                     "block at offset {}: blob {} in pack {}: {e}",
                     targets[0], entry.id, fetch.pack
                 ))
             })?;
             for &t in targets {
-                file.write_all_at(&plain, t)
+                file.write_all_at(plain, t)
                     .map_err(|e| RepoError::io("writing target", e))?;
             }
         }
