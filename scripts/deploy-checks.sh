@@ -12,7 +12,9 @@
 #   4. checkov on template.yaml and cfn/*.yaml   no finding but those suppressed in the
 #                                                 template, each with its reason
 #   5. helm lint --strict and helm template      agent/chart (helm from scripts/testenv.sh)
-#   6. sam build of every function               cargo-lambda + zig, x86_64; prints each
+#   6. one feature set under the AWS SDK         across the five functions (cargo tree), so
+#                                                 sam build compiles the SDK once
+#   7. sam build of every function               cargo-lambda + zig, x86_64; prints each
 #                                                 function's zipped size, fails over 8 MB or
 #                                                 when a binary needs a glibc newer than
 #                                                 provided.al2023's 2.34

@@ -48,6 +48,98 @@ fn io_error(err: std::io::Error, key: &str) -> Error {
     }
 }
 
+/// Bodies and ranges at least this large (repository packs, written once, read back by
+/// restores and `verify --read-data`) go around the page cache: see [`direct`].
+const DIRECT_MIN: usize = 1 << 20;
+
+fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if body.len() >= DIRECT_MIN {
+        match direct::write(path, body) {
+            // A filesystem without O_DIRECT (tmpfs) refuses the open or the first write.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            done => return done,
+        }
+    }
+    std::fs::write(path, body)
+}
+
+/// Writes with `O_DIRECT`. Through the page cache, a 2 GiB volume backup spent more CPU in
+/// the kernel (copying 1.2 GB of packs into the cache, then reclaiming pages for them once
+/// the cache was full) than in zstd, and evicted the page cache of the workloads on the
+/// node. Direct writes cost one copy into an aligned bounce buffer instead. Reads of pack
+/// ranges go around the cache too: a restore of those packs would otherwise fill the cache
+/// with data it reads once (measured: restore CPU 2.2 -> 5.9 s once the cache was full).
+#[cfg(target_os = "linux")]
+mod direct {
+    use std::cell::RefCell;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::ops::Range;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::path::Path;
+
+    use bytes::Bytes;
+
+    /// O_DIRECT wants buffer address, file offset and length aligned to the device's
+    /// logical block size: 4096 covers 512-byte and 4K devices.
+    const ALIGN: usize = 4096;
+    /// One write: large enough to stream at the device's speed (1.7 GB/s measured here
+    /// with 1 MiB direct writes), small enough to keep per thread.
+    const CHUNK: usize = 1 << 20;
+
+    thread_local! {
+        static BOUNCE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn write(path: &Path, body: &[u8]) -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        BOUNCE.with_borrow_mut(|bounce| {
+            bounce.resize(CHUNK + ALIGN, 0);
+            let start = bounce.as_ptr().align_offset(ALIGN);
+            let aligned = &mut bounce[start..start + CHUNK];
+            for piece in body.chunks(CHUNK) {
+                let padded = piece.len().next_multiple_of(ALIGN);
+                aligned[..piece.len()].copy_from_slice(piece);
+                aligned[piece.len()..padded].fill(0);
+                file.write_all(&aligned[..padded])?;
+            }
+            Ok::<_, std::io::Error>(())
+        })?;
+        // The last piece was padded to a whole block: cut the file back to the body.
+        file.set_len(body.len() as u64)
+    }
+
+    /// `range` of the file (shorter at its end, like a buffered read), read into a fresh
+    /// aligned buffer that the returned `Bytes` slices: no copy after the device's.
+    pub(super) fn read_range(path: &Path, range: Range<u64>) -> std::io::Result<Bytes> {
+        let file = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)?;
+        let align = ALIGN as u64;
+        let first = range.start - range.start % align;
+        let last = range.end.next_multiple_of(align);
+        let len = usize::try_from(last - first).map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; len + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN);
+        let mut got = 0;
+        while got < len {
+            let n = file.read_at(&mut buf[start + got..start + len], first + got as u64)?;
+            got += n;
+            // A short read is the end of the file (the next read would be unaligned).
+            if n == 0 || n % ALIGN != 0 {
+                break;
+            }
+        }
+        let skip = (range.start - first) as usize;
+        let end = got.min((range.end - first) as usize).max(skip);
+        Ok(Bytes::from(buf).slice(start + skip..start + end))
+    }
+}
+
 #[async_trait]
 impl ObjectStore for LocalFsObjectStore {
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
@@ -63,7 +155,7 @@ impl ObjectStore for LocalFsObjectStore {
         // `tokio::fs::write` would copy the body first (16 MiB per repository pack, in
         // whichever runtime thread's malloc arena): write from the shared buffer instead.
         let write_to = partial.clone();
-        tokio::task::spawn_blocking(move || std::fs::write(&write_to, &body))
+        tokio::task::spawn_blocking(move || write_file(&write_to, &body))
             .await
             .map_err(Error::permanent)?
             .map_err(|e| io_error(e, key))?;
@@ -80,6 +172,17 @@ impl ObjectStore for LocalFsObjectStore {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path_of(key)?;
+        #[cfg(target_os = "linux")]
+        if range.end.saturating_sub(range.start) >= DIRECT_MIN as u64 {
+            let (read_from, wanted) = (path.clone(), range.clone());
+            match tokio::task::spawn_blocking(move || direct::read_range(&read_from, wanted))
+                .await
+                .map_err(Error::permanent)?
+            {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                read => return read.map_err(|e| io_error(e, key)),
+            }
+        }
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| io_error(e, key))?;
         file.seek(SeekFrom::Start(range.start))
             .await
@@ -160,5 +263,51 @@ mod tests {
             assert!(matches!(err, Error::Invalid { .. }), "{key:?}: {err:?}");
         }
         assert!(!dir.path().join("outside").exists());
+    }
+
+    /// Large bodies take the O_DIRECT path on a disk filesystem and the buffered fallback on
+    /// tmpfs (which refuses O_DIRECT); both must store exactly the body, unpadded.
+    #[tokio::test]
+    async fn large_bodies_round_trip_exactly_on_disk_and_on_tmpfs() {
+        let on_disk = tempfile::tempdir().unwrap();
+        let on_tmpfs = tempfile::tempdir_in("/dev/shm").unwrap();
+        for dir in [on_disk.path(), on_tmpfs.path()] {
+            let store = LocalFsObjectStore::new(dir);
+            for len in [DIRECT_MIN, DIRECT_MIN + 1, 3 * (1 << 20) + 4095, 5 * (1 << 20) + 123] {
+                let body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let key = format!("data/{len}");
+                store.put(&key, Bytes::from(body.clone())).await.unwrap();
+                assert_eq!(
+                    std::fs::metadata(dir.join(&key)).unwrap().len(),
+                    len as u64,
+                    "{dir:?} {len}"
+                );
+                assert!(store.get(&key).await.unwrap() == body, "{dir:?} {len}: content differs");
+                let tail = (len - 5000) as u64..len as u64;
+                assert_eq!(
+                    store.get_range(&key, tail.clone()).await.unwrap(),
+                    body[len - 5000..],
+                    "{dir:?}"
+                );
+                // Large ranges read directly: unaligned ends, and ranges running past the end.
+                for (from, to) in [
+                    (0, len),
+                    (1, len - 1),
+                    (4095, len),
+                    (777, len + 9999),
+                    (len - DIRECT_MIN, len + 1),
+                ] {
+                    let got = store.get_range(&key, from as u64..to as u64).await.unwrap();
+                    assert!(
+                        got == body[from..to.min(len)],
+                        "{dir:?} {len}: range {from}..{to} differs"
+                    );
+                }
+            }
+            let listed = store.list("data/").await.unwrap();
+            assert_eq!(listed.len(), 4, "{dir:?}: no partial files listed or left: {listed:?}");
+            let leftovers = std::fs::read_dir(dir.join("data")).unwrap().count();
+            assert_eq!(leftovers, 4, "{dir:?}: a temporary file was left behind");
+        }
     }
 }

@@ -1,22 +1,22 @@
 //! The [`RdsWorkQueue`] port in process: what SQS `DelaySeconds` does for the AWS
 //! deployment. Messages wait in memory until their time (read from a [`Clock`], so tests
 //! move time instead of sleeping); the single-machine loop takes the due ones with
-//! [`EmbeddedRdsWorkQueue::due`] and runs `ControlPlane::rds_step` for each, sleeping
-//! until [`EmbeddedRdsWorkQueue::next_due`] in between. Lost on restart: the loop
-//! re-sends the unfinished RDS jobs at start-up.
+//! [`EmbeddedRdsWorkQueue::due`] and runs `ControlPlane::rds_step` or
+//! `ControlPlane::eks_recreation_step` for each. Lost on restart: the server re-sends the
+//! unfinished RDS jobs and EKS re-creations at start-up.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use arca_core::Result;
 use arca_core::ports::Clock;
-use arca_core::rds::{MAX_DELAY, RdsWorkMessage, RdsWorkQueue};
+use arca_core::rds::{AwsWorkMessage, MAX_DELAY, RdsWorkQueue};
 use async_trait::async_trait;
 
-/// Delayed RDS work messages in memory.
+/// Delayed work messages (RDS jobs, EKS re-creations) in memory.
 pub struct EmbeddedRdsWorkQueue {
     clock: Arc<dyn Clock>,
-    waiting: Mutex<Vec<(SystemTime, RdsWorkMessage)>>,
+    waiting: Mutex<Vec<(SystemTime, AwsWorkMessage)>>,
 }
 
 impl EmbeddedRdsWorkQueue {
@@ -27,12 +27,12 @@ impl EmbeddedRdsWorkQueue {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(SystemTime, RdsWorkMessage)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(SystemTime, AwsWorkMessage)>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The messages whose delay has passed, oldest due first; each is returned once.
-    pub fn due(&self) -> Vec<RdsWorkMessage> {
+    pub fn due(&self) -> Vec<AwsWorkMessage> {
         let now = self.clock.now();
         let mut waiting = self.lock();
         waiting.sort_by_key(|(at, _)| *at);
@@ -48,7 +48,7 @@ impl EmbeddedRdsWorkQueue {
 
 #[async_trait]
 impl RdsWorkQueue for EmbeddedRdsWorkQueue {
-    async fn send(&self, message: &RdsWorkMessage, delay: Duration) -> Result<()> {
+    async fn send(&self, message: &AwsWorkMessage, delay: Duration) -> Result<()> {
         let at = self.clock.now() + delay.min(MAX_DELAY);
         self.lock().push((at, message.clone()));
         Ok(())
@@ -59,7 +59,8 @@ impl RdsWorkQueue for EmbeddedRdsWorkQueue {
 mod tests {
     use std::sync::Mutex as StdMutex;
 
-    use arca_core::ids::{JobId, OrgId};
+    use arca_core::ids::{EksRecreationId, JobId, OrgId};
+    use arca_core::rds::{EksRecreationWorkMessage, RdsWorkMessage};
 
     use super::*;
 
@@ -75,11 +76,19 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let clock = Arc::new(Moving(StdMutex::new(t0)));
         let q = EmbeddedRdsWorkQueue::new(clock.clone());
-        let m = |_: u8| RdsWorkMessage {
-            org_id: OrgId::new(),
-            job_id: JobId::new(),
+        let m = |_: u8| -> AwsWorkMessage {
+            RdsWorkMessage {
+                org_id: OrgId::new(),
+                job_id: JobId::new(),
+            }
+            .into()
         };
-        let (now, later) = (m(0), m(1));
+        let now = m(0);
+        let later: AwsWorkMessage = EksRecreationWorkMessage {
+            org_id: OrgId::new(),
+            eks_recreation_id: EksRecreationId::new(),
+        }
+        .into();
         q.send(&later, Duration::from_secs(60)).await.unwrap();
         q.send(&now, Duration::ZERO).await.unwrap();
         assert_eq!(q.due(), vec![now]);
