@@ -755,7 +755,9 @@ pub enum EksCmd {
         #[arg(long, default_value_t = 15.0, requires = "wait")]
         interval: f64,
     },
-    /// A re-creation (each read checks EKS once and moves it on).
+    /// The org's re-creations, newest first.
+    List,
+    /// A re-creation (Arca checks EKS about once a minute and moves it on).
     Get { recreation: String },
 }
 

@@ -26,12 +26,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arca_core::backup::BackupDefinition;
+use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
 use arca_core::cluster::Cluster;
 use arca_core::ids::OrgId;
 use arca_core::job::{Job, JobState, JobType};
 use arca_core::policy::Policy;
 use arca_core::ports::SystemClock;
 use arca_core::queue::{JobMessage, Queue};
+use arca_core::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkMessage, RdsWorkQueue};
 use arca_core::scheduler::{Scheduler, schedules_for};
 use arca_core::service::{ControlPlane, ControlPlaneConfig};
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler, RedbItemStore};
@@ -156,15 +158,16 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .control_plane
         .clone()
         .with_cloud(connector.clone(), env.role_stack.clone());
-    // RDS jobs move by delayed messages (SQS on AWS); here an in-process queue that the
-    // RDS loop below drains, stepping each job as the RDS function does.
+    // RDS jobs and EKS re-creations move by delayed messages (SQS on AWS); here an
+    // in-process queue that the RDS loop below drains, stepping each as the RDS function does.
     let rds_queue = Arc::new(arca_embedded::EmbeddedRdsWorkQueue::new(Arc::new(SystemClock)));
     state.control_plane = state.control_plane.clone().with_rds(
         Arc::new(arca_aws::AwsRdsOperations::new(connector)),
-        Some(rds_queue.clone() as Arc<dyn arca_core::rds::RdsWorkQueue>),
+        Some(rds_queue.clone() as Arc<dyn RdsWorkQueue>),
     );
     let cp = state.control_plane.clone();
-    // Unfinished RDS jobs lost their (in-memory) messages with the old process.
+    // Unfinished RDS jobs and EKS re-creations lost their (in-memory) messages with the
+    // old process.
     for org in &orgs {
         for job in cp.store().list_all::<Job>(org).await? {
             let rds = matches!(
@@ -172,11 +175,20 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
                 JobType::RdsBackup | JobType::RdsCopy | JobType::RdsRestore
             );
             if rds && !job.state.is_terminal() {
-                let message = arca_core::rds::RdsWorkMessage {
+                let message = RdsWorkMessage {
                     org_id: *org,
                     job_id: job.id,
                 };
-                arca_core::rds::RdsWorkQueue::send(rds_queue.as_ref(), &message, Duration::ZERO).await?;
+                RdsWorkQueue::send(rds_queue.as_ref(), &message.into(), Duration::ZERO).await?;
+            }
+        }
+        for r in cp.store().list_all::<EksRecreation>(org).await? {
+            if r.state == EksRecreationState::CreatingCluster {
+                let message = EksRecreationWorkMessage {
+                    org_id: *org,
+                    eks_recreation_id: r.id,
+                };
+                RdsWorkQueue::send(rds_queue.as_ref(), &message.into(), Duration::ZERO).await?;
             }
         }
     }
@@ -248,9 +260,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
                 let due = rds_queue.due();
                 async move {
                     for m in due {
-                        if let Err(e) = cp.rds_step(&m.org_id, &m.job_id).await {
-                            tracing::warn!(error = %e, job_id = %m.job_id, "RDS step failed");
-                        }
+                        step_work(&cp, &m).await;
                     }
                 }
             }
@@ -350,6 +360,24 @@ async fn scheduler_loop(
         };
         if stop {
             return;
+        }
+    }
+}
+
+/// One delivery of a work message, as the RDS function steps it. A failure is logged
+/// and the message dropped (the step sends the next one itself; a restart re-sends
+/// what is unfinished).
+async fn step_work(cp: &ControlPlane, m: &AwsWorkMessage) {
+    match m {
+        AwsWorkMessage::Rds(m) => {
+            if let Err(e) = cp.rds_step(&m.org_id, &m.job_id).await {
+                tracing::warn!(error = %e, job_id = %m.job_id, "RDS step failed");
+            }
+        }
+        AwsWorkMessage::EksRecreation(m) => {
+            if let Err(e) = cp.eks_recreation_step(&m.org_id, &m.eks_recreation_id).await {
+                tracing::warn!(error = %e, eks_recreation_id = %m.eks_recreation_id, "EKS re-creation step failed");
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //! (create with a list and copies, list, get, update, pause, resume, run, copy-only,
 //! delete), their recovery points, restores from a recovery point (waited for), from a
 //! snapshot and to a point in time; a cluster registered with its AWS link, a backup of
-//! it whose EKS metadata is kept, and the re-creation of that EKS cluster. Each account
+//! it whose EKS metadata is kept, and the re-creation of that EKS cluster (listed, and
+//! moved by the server's work queue, re-sent after a restart, not by reads). Each account
 //! is a fresh one on moto, so reruns start empty.
 
 #![allow(clippy::unwrap_used)]
@@ -453,9 +454,18 @@ fn rds_and_eks_on_moto() {
     assert!(recreation.starts_with("eksr_"), "{started}");
     let shown = admin.ok(&["eks", "get", &recreation]);
     assert!(shown.contains(&new_name) && shown.contains(&rp), "{shown}");
+    // Reading does not move it (its first check is a minute away on the work queue).
     let shown = admin.json(&["eks", "get", &recreation]);
-    let state = shown["state"].as_str().unwrap();
-    assert!(matches!(state, "CREATING_CLUSTER" | "WAITING_FOR_AGENT"), "{shown}");
+    assert_eq!(shown["state"], "CREATING_CLUSTER", "{shown}");
+    let listed = admin.ok(&["eks", "list"]);
+    assert!(
+        listed.contains("RECOVERY POINT") && listed.contains(&recreation) && listed.contains(&new_name),
+        "{listed}"
+    );
+    let listed = admin.json(&["eks", "list"]);
+    assert_eq!(listed[0]["id"], recreation.as_str(), "{listed}");
+    let yaml: Value = serde_norway::from_str(&admin.ok(&["eks", "list", "-o", "yaml"])).unwrap();
+    assert_eq!(yaml, listed, "YAML and JSON carry the same document");
     let created = server.rt.block_on(async {
         aws_sdk_eks::Client::new(&config_in(&account, "us-east-1").await)
             .describe_cluster()
@@ -466,6 +476,36 @@ fn rds_and_eks_on_moto() {
     });
     let like = created.cluster().unwrap();
     assert_eq!(like.version(), Some("1.33"));
+
+    // A restart loses the in-memory work queue; start-up sends the unfinished
+    // re-creation's message again, and the loop steps it (moto's cluster is ACTIVE at
+    // once): nobody's read moves it.
+    server.stop();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = User::new(&server.url(), dir.path(), "admin");
+    let start = Instant::now();
+    let ready = loop {
+        let doc = admin.json(&["eks", "get", &recreation]);
+        if doc["state"] != "CREATING_CLUSTER" {
+            break doc;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never stepped: {doc}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(ready["state"], "WAITING_FOR_AGENT", "{ready}");
+    let cluster = ready["clusterId"].as_str().unwrap();
+    assert!(
+        ready["nextStep"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("arca clusters install {cluster}")),
+        "{ready}"
+    );
+    let listed = admin.ok(&["eks", "list"]);
+    assert!(
+        listed.contains("WAITING_FOR_AGENT") && listed.contains(cluster),
+        "{listed}"
+    );
     server.stop();
 }
 

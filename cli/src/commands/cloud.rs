@@ -26,9 +26,44 @@ const EKS_RECREATION: Kind = Kind {
     prefix: "eksr_",
     noun: "EKS re-creation",
     named: false,
-    columns: &[],
+    columns: EKS_RECREATION_COLUMNS,
     body: &[],
 };
+
+const EKS_RECREATION_COLUMNS: &[Column] = &[
+    Column {
+        header: "ID",
+        get: |v| at(v, "/id"),
+    },
+    Column {
+        header: "NAME",
+        get: |v| at(v, "/name"),
+    },
+    Column {
+        header: "REGION",
+        get: |v| at(v, "/region"),
+    },
+    Column {
+        header: "STATE",
+        get: |v| at(v, "/state"),
+    },
+    Column {
+        header: "RECOVERY POINT",
+        get: |v| at(v, "/recoveryPointId"),
+    },
+    Column {
+        header: "CLUSTER",
+        get: |v| at(v, "/clusterId"),
+    },
+    Column {
+        header: "CREATED",
+        get: |v| at(v, "/createdAt"),
+    },
+    Column {
+        header: "ERROR",
+        get: |v| at(v, "/error"),
+    },
+];
 
 const CLOUD_ACCOUNT_COLUMNS: &[Column] = &[
     Column {
@@ -347,6 +382,7 @@ pub(super) async fn eks(g: &Global, cmd: EksCmd) -> Result<(), CliError> {
             }
             done(g.output, &started, recreation_text(&started))?;
         }
+        EksCmd::List => list_entities(g, &client, EKS_RECREATION).await?,
         EksCmd::Get { recreation } => {
             let r = client.get(&entity_path(EKS_RECREATION, &recreation)).await?.body;
             recreation_outcome(g.output, &r)?;

@@ -3,13 +3,16 @@
 //! them through the linked role (tagged with the point and its expiry) and saves the EKS
 //! metadata with the point; a repeated completion snapshots nothing twice; a re-creation
 //! builds the cluster and its node groups from that metadata, registers it and queues the
-//! restore for its agent; retention deletes the snapshots. AWS is `FakeCloud` (EKS never
+//! restore for its agent, moved by its work messages and not by reads (a duplicate does
+//! nothing; a vanished or never-ready cluster fails it), and is listed for its org only;
+//! retention deletes the snapshots. AWS is `FakeCloud` (EKS never
 //! becomes ACTIVE on moto's clock, and it enforces the role); the AWS adapter's calls are
 //! tested on moto in arca-aws.
 
 mod common;
 
 use arca_core::cloud::AwsResource;
+use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
 use arca_core::cloud::inventory::{EksCluster, EksNodegroup};
 use arca_core::recovery::RecoveryPoint;
 use arca_core::secret::Secret;
@@ -185,9 +188,43 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     let like = &created[&("us-east-1".to_owned(), "prod-eks-2".to_owned())];
     assert_eq!((like.version.as_deref(), like.subnet_ids.len()), (Some("1.33"), 2));
     let path = format!("/v1/eks-recreations/{}", started.id());
-    let first = api.get(&path, &t.admin).await.expect(200);
-    assert_eq!(first.body["state"], "CREATING_CLUSTER", "{}", first.text);
+    let cp = &api.state.control_plane;
+    let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
+    // Reading is only reading: EKS reports ACTIVE at its second check, and three reads
+    // leave the re-creation where it was.
+    for _ in 0..3 {
+        let read = api.get(&path, &t.admin).await.expect(200);
+        assert_eq!(read.body["state"], "CREATING_CLUSTER", "{}", read.text);
+    }
     assert!(api.cloud.eks_nodegroups().is_empty(), "node groups wait for ACTIVE");
+    // The work queue moves it, nobody reading it: CREATING re-sends the message later...
+    let sent = api.rds_queue.take_eks();
+    assert_eq!(sent.len(), 1, "one message at the start: {sent:?}");
+    assert_eq!(sent[0].1, arca_core::EKS_RECHECK_DELAY);
+    assert_eq!(sent[0].0.eks_recreation_id.to_string(), started.id());
+    let step = cp
+        .eks_recreation_step(&org, &sent[0].0.eks_recreation_id)
+        .await
+        .unwrap();
+    assert_eq!(step.state, EksRecreationState::CreatingCluster);
+    assert!(api.cloud.eks_nodegroups().is_empty(), "node groups wait for ACTIVE");
+    let again = api.rds_queue.take_eks();
+    assert_eq!(again.len(), 1, "checked again later: {again:?}");
+    assert_eq!(again[0].1, arca_core::EKS_RECHECK_DELAY);
+    // ... and ACTIVE finishes it.
+    let step = cp
+        .eks_recreation_step(&org, &again[0].0.eks_recreation_id)
+        .await
+        .unwrap();
+    assert_eq!(step.state, EksRecreationState::WaitingForAgent, "{step:?}");
+    assert!(api.rds_queue.take_eks().is_empty(), "nothing more to check");
+    // A duplicate delivery of the finished one does nothing.
+    let duplicate = cp
+        .eks_recreation_step(&org, &again[0].0.eks_recreation_id)
+        .await
+        .unwrap();
+    assert_eq!(duplicate, step, "unchanged, version included");
+    assert!(api.rds_queue.take_eks().is_empty());
     let ready = api.get(&path, &t.admin).await.expect(200);
     assert_eq!(ready.body["state"], "WAITING_FOR_AGENT", "{}", ready.text);
     let groups = api.cloud.eks_nodegroups();
@@ -210,6 +247,95 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .expect(200);
     assert_eq!(registered.body["state"], "REGISTERED");
     assert_eq!(registered.body["aws"]["eksClusterName"], "prod-eks-2");
+
+    let clusters = api.get("/v1/clusters", &t.admin).await.expect(200);
+    let same_name = clusters.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "prod-eks-2")
+        .count();
+    assert_eq!(same_name, 1, "the duplicate registered nothing: {}", clusters.text);
+    assert_eq!(api.cloud.eks_nodegroups().len(), 1, "nor made node groups");
+
+    // A cluster deleted while EKS was creating it: FAILED, with why, and no more checks.
+    api.cloud.eks_takes(5);
+    let gone = api
+        .post(
+            &format!("/v1/recoverypoints/{rp}/recreate-eks"),
+            &t.admin,
+            json!({ "name": "prod-eks-3" }),
+        )
+        .await
+        .expect(201);
+    let (m, _) = api.rds_queue.take_eks().pop().unwrap();
+    cp.eks_recreation_step(&org, &m.eks_recreation_id).await.unwrap();
+    let (m, _) = api.rds_queue.take_eks().pop().expect("a re-check");
+    api.cloud.delete_eks_cluster("us-east-1", "prod-eks-3");
+    let failed = cp.eks_recreation_step(&org, &m.eks_recreation_id).await.unwrap();
+    assert_eq!(failed.state, EksRecreationState::Failed);
+    assert_eq!(failed.error.as_deref(), Some("the EKS cluster no longer exists"));
+    assert!(api.rds_queue.take_eks().is_empty(), "nothing more to check");
+    let read = api
+        .get(&format!("/v1/eks-recreations/{}", gone.id()), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(read.body["state"], "FAILED");
+    assert_eq!(read.body["error"], "the EKS cluster no longer exists");
+
+    // EKS still CREATING an hour after the start: FAILED rather than checked forever.
+    let slow = api
+        .post(
+            &format!("/v1/recoverypoints/{rp}/recreate-eks"),
+            &t.admin,
+            json!({ "name": "prod-eks-4" }),
+        )
+        .await
+        .expect(201);
+    let (m, _) = api.rds_queue.take_eks().pop().unwrap();
+    let store = cp.store();
+    let mut record = store.get::<EksRecreation>(&org, &m.eks_recreation_id).await.unwrap();
+    let version = record.version;
+    record.created_at -= chrono::Duration::minutes(61);
+    store.update(record, version).await.unwrap();
+    let timed_out = cp.eks_recreation_step(&org, &m.eks_recreation_id).await.unwrap();
+    assert_eq!(timed_out.state, EksRecreationState::Failed);
+    assert!(
+        timed_out
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("still creating the cluster 60 minutes"),
+        "{timed_out:?}"
+    );
+    assert!(api.rds_queue.take_eks().is_empty());
+
+    // The org's re-creations, newest first, paginated; another org sees none of them.
+    let listed = api.get("/v1/eks-recreations", &t.admin).await.expect(200);
+    let ids: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![slow.id().as_str(), gone.id().as_str(), started.id().as_str()],
+        "{}",
+        listed.text
+    );
+    let first = api.get("/v1/eks-recreations?limit=2", &t.admin).await.expect(200);
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2, "{}", first.text);
+    let cursor = first.body["nextCursor"].as_str().expect("more follow").to_owned();
+    let rest = api
+        .get(&format!("/v1/eks-recreations?limit=2&cursor={cursor}"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(rest.body["items"][0]["id"], started.id().as_str(), "{}", rest.text);
+    let other = api.signup("not-eks").await;
+    let theirs = api.get("/v1/eks-recreations", &other.admin).await.expect(200);
+    assert_eq!(theirs.body["items"], json!([]), "{}", theirs.text);
+    api.get(&path, &other.admin).await.expect(404);
 
     // The agent installed there connects and finds the restore waiting.
     let rotated = api
@@ -245,9 +371,6 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     assert_eq!(waiting.body["job"]["restoreId"], restore.as_str());
 
     // Retention: the point expires, its EBS snapshot goes with it.
-    let cp = &api.state.control_plane;
-    let store = cp.store();
-    let org = t.org_id.parse().unwrap();
     let mut point = store.get::<RecoveryPoint>(&org, &rp.parse().unwrap()).await.unwrap();
     let version = point.version;
     point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);

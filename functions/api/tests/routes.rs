@@ -273,6 +273,7 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
             engine: Some("postgres".into()),
             encrypted: false,
             expires_at: None,
+            keep_last: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -412,6 +413,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
                 body: Some(json!({ "name": "stolen" })),
             },
         ),
+        (("GET", "/v1/eks-recreations"), List),
         (("GET", "/v1/eks-recreations/{id}"), ForeignId { body: None }),
         (("GET", "/v1/restores"), List),
         (

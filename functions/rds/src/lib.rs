@@ -1,15 +1,17 @@
 //! RDS: snapshots, cross-region copies, restores and point-in-time restores of RDS
-//! instances and Aurora clusters in linked accounts.
+//! instances and Aurora clusters in linked accounts; and the re-creation of EKS clusters,
+//! which waits on AWS the same way.
 //!
-//! The function is a thin shell over `ControlPlane::rds_step`: each message of its SQS
-//! work queue names one RDS job (`{orgId, jobId}`); the step starts what has not
-//! started, checks what AWS is still doing, records the outcome and, while anything is
-//! in progress, sends the message again with a delay. Nothing waits inside the Lambda.
-//! Failed records are reported one by one (`batchItemFailures`), so one bad job does not
-//! redeliver the others. The rules and the naming of snapshots live in
-//! `arca_core::rds` / `rds_service`.
+//! The function is a thin shell over `ControlPlane::rds_step` and
+//! `ControlPlane::eks_recreation_step`: each message of its SQS work queue names one RDS
+//! job (`{orgId, jobId}`) or one EKS re-creation (`{orgId, eksRecreationId}`); the step
+//! starts what has not started, checks what AWS is still doing, records the outcome and,
+//! while anything is in progress, sends the message again with a delay. Nothing waits
+//! inside the Lambda. Failed records are reported one by one (`batchItemFailures`), so
+//! one bad message does not redeliver the others. The rules and the naming of snapshots
+//! live in `arca_core::rds` / `rds_service` / `cloud_service`.
 
-use arca_core::rds::RdsWorkMessage;
+use arca_core::rds::AwsWorkMessage;
 use arca_core::service::ControlPlane;
 use arca_core::{Error, Result};
 use serde_json::{Value, json};
@@ -17,10 +19,8 @@ use serde_json::{Value, json};
 pub use arca_core::rds::snapshot_identifier;
 
 /// The work messages of an event: an SQS batch (`Records[].body`), or one message sent
-/// directly (`{orgId, jobId}`, e.g. by an operator). Each with the id to report it by.
-pub fn parse(event: Value) -> Result<Vec<(Option<String>, RdsWorkMessage)>> {
-    let parse_one =
-        |v: Value| serde_json::from_value::<RdsWorkMessage>(v).map_err(|e| Error::invalid("body", e.to_string()));
+/// directly (e.g. by an operator). Each with the id to report it by.
+pub fn parse(event: Value) -> Result<Vec<(Option<String>, AwsWorkMessage)>> {
     match event.get("Records").and_then(Value::as_array) {
         Some(records) => records
             .iter()
@@ -31,27 +31,41 @@ pub fn parse(event: Value) -> Result<Vec<(Option<String>, RdsWorkMessage)>> {
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::invalid("Records[].body", "missing"))?;
                 let v: Value = serde_json::from_str(body).map_err(|e| Error::invalid("body", e.to_string()))?;
-                Ok((id, parse_one(v)?))
+                Ok((id, AwsWorkMessage::from_json(v)?))
             })
             .collect(),
-        None => Ok(vec![(None, parse_one(event)?)]),
+        None => Ok(vec![(None, AwsWorkMessage::from_json(event)?)]),
     }
 }
 
-/// Steps every job of the event. A job that is gone is done with (its message is
-/// dropped); a failure is reported for its record so SQS redelivers that one.
+/// One step of what the message names, as the `steps` entry of the answer.
+async fn step(cp: &ControlPlane, m: &AwsWorkMessage) -> Result<Value> {
+    match m {
+        AwsWorkMessage::Rds(m) => {
+            let job = cp.rds_step(&m.org_id, &m.job_id).await?;
+            tracing::info!(job_id = %job.id, state = ?job.state, "rds step");
+            Ok(json!({"jobId": job.id, "state": job.state}))
+        }
+        AwsWorkMessage::EksRecreation(m) => {
+            let r = cp.eks_recreation_step(&m.org_id, &m.eks_recreation_id).await?;
+            tracing::info!(eks_recreation_id = %r.id, state = ?r.state, "eks re-creation step");
+            Ok(json!({"eksRecreationId": r.id, "state": r.state}))
+        }
+    }
+}
+
+/// Steps what every message of the event names. A job or re-creation that is gone is
+/// done with (its message is dropped); a failure is reported for its record so SQS
+/// redelivers that one.
 pub async fn run(cp: &ControlPlane, event: Value) -> Result<Value> {
     let mut failures = Vec::new();
     let mut steps = Vec::new();
     for (id, m) in parse(event)? {
-        match cp.rds_step(&m.org_id, &m.job_id).await {
-            Ok(job) => {
-                tracing::info!(job_id = %job.id, state = ?job.state, "rds step");
-                steps.push(json!({"jobId": job.id, "state": job.state}));
-            }
-            Err(Error::NotFound { what }) => tracing::warn!(%what, "the RDS job is gone"),
+        match step(cp, &m).await {
+            Ok(done) => steps.push(done),
+            Err(Error::NotFound { what }) => tracing::warn!(%what, "the job or re-creation is gone"),
             Err(e) => {
-                tracing::warn!(job_id = %m.job_id, error = %e, "rds step failed; redelivered");
+                tracing::warn!(message = ?m, error = %e, "step failed; redelivered");
                 match id {
                     Some(id) => failures.push(json!({"itemIdentifier": id})),
                     None => return Err(e),
@@ -71,7 +85,8 @@ pub async fn handle(cp: &ControlPlane, event: Value) -> Result<Value, lambda_run
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use arca_core::ids::{JobId, OrgId};
+    use arca_core::ids::{EksRecreationId, JobId, OrgId};
+    use arca_core::rds::{EksRecreationWorkMessage, RdsWorkMessage};
 
     use super::*;
 
@@ -86,14 +101,34 @@ mod tests {
 
     #[test]
     fn sqs_batches_and_direct_messages_parse() {
-        let m = RdsWorkMessage {
+        let m: AwsWorkMessage = RdsWorkMessage {
             org_id: OrgId::new(),
             job_id: JobId::new(),
-        };
-        let body = serde_json::to_string(&m).unwrap();
-        let batch = json!({"Records": [{"messageId": "m-1", "body": body}]});
-        assert_eq!(parse(batch).unwrap(), vec![(Some("m-1".to_string()), m.clone())]);
+        }
+        .into();
+        let e: AwsWorkMessage = EksRecreationWorkMessage {
+            org_id: OrgId::new(),
+            eks_recreation_id: EksRecreationId::new(),
+        }
+        .into();
+        let body = |m: &AwsWorkMessage| serde_json::to_string(m).unwrap();
+        let batch = json!({"Records": [
+            {"messageId": "m-1", "body": body(&m)},
+            {"messageId": "m-2", "body": body(&e)},
+        ]});
+        assert_eq!(
+            parse(batch).unwrap(),
+            vec![
+                (Some("m-1".to_string()), m.clone()),
+                (Some("m-2".to_string()), e.clone())
+            ]
+        );
         assert_eq!(parse(serde_json::to_value(&m).unwrap()).unwrap(), vec![(None, m)]);
-        assert!(parse(json!({"Records": [{"messageId": "x", "body": "{}"}]})).is_err());
+        assert_eq!(parse(serde_json::to_value(&e).unwrap()).unwrap(), vec![(None, e)]);
+        let err = parse(json!({"Records": [{"messageId": "x", "body": "{}"}]})).unwrap_err();
+        assert!(
+            err.to_string().contains("eksRecreationId"),
+            "says what is accepted: {err}"
+        );
     }
 }

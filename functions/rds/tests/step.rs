@@ -1,17 +1,22 @@
 //! The RDS function over a control plane on redb with fakes: an SQS batch of work
 //! messages steps each job; a job still creating is re-queued with a delay, not waited
 //! for; a record that fails is reported alone (`batchItemFailures`); a job that is gone
-//! is dropped.
+//! is dropped. EKS re-creations ride the same queue: their messages step them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arca_core::cloud::{CloudAccountSpec, RoleRef, RoleStackConfig};
+use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
+use arca_core::cloud::inventory::EksCluster;
+use arca_core::cloud::{CloudAccountSpec, CloudConnector, RoleRef, RoleStackConfig};
 use arca_core::cloud_contract::FakeCloud;
+use arca_core::ids::{EksRecreationId, RecoveryPointId};
 use arca_core::job::{Job, JobState, JobTrigger, JobType};
 use arca_core::plan::PlanLimits;
 use arca_core::ports::SystemClock;
-use arca_core::rds::{RECHECK_DELAY, RdsBackupDefinitionSpec, RdsDatabaseRef, RdsWorkMessage};
+use arca_core::rds::{
+    AwsWorkMessage, EksRecreationWorkMessage, RECHECK_DELAY, RdsBackupDefinitionSpec, RdsDatabaseRef, RdsWorkMessage,
+};
 use arca_core::rds_fake::{FakeRds, FakeRdsQueue};
 use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::store::Store;
@@ -130,4 +135,140 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
     let out = rds::handle(&cp, serde_json::to_value(&recheck).unwrap()).await.unwrap();
     assert_eq!(out["steps"][0]["state"], "COMPLETED", "{out}");
     assert!(queue.take().is_empty());
+}
+
+/// An EKS re-creation's messages in a batch beside an RDS job's: each goes to its step.
+/// CREATING is checked again later; a cluster deleted meanwhile fails the re-creation;
+/// a duplicate of its message, or one for a re-creation that is gone, changes nothing.
+#[tokio::test]
+async fn eks_recreation_messages_step_the_recreation() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+    let cloud = Arc::new(FakeCloud::default());
+    let queue = Arc::new(FakeRdsQueue::new());
+    let cp = ControlPlane::new(
+        Store::new(items),
+        PlanLimits::default(),
+        Arc::new(SystemClock),
+        ControlPlaneConfig {
+            signup_open: true,
+            ..Default::default()
+        },
+    )
+    .with_cloud(cloud.clone(), RoleStackConfig::default())
+    .with_rds(Arc::new(FakeRds::new()), Some(queue.clone()));
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: "eks-fn".into(),
+            admin_key_name: None,
+        })
+        .await
+        .unwrap();
+    let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
+    let a = cp
+        .link_cloud_account(
+            &p,
+            CloudAccountSpec {
+                name: "prod".into(),
+                description: String::new(),
+                regions: vec!["us-east-1".into()],
+            },
+        )
+        .await
+        .unwrap()
+        .account;
+    let arn = "arn:aws:iam::111122223333:role/arca-fn";
+    cloud.add_role(arn, &a.external_id);
+    cp.set_cloud_account_role(&p, &a.id, arn, a.version).await.unwrap();
+    let role = RoleRef {
+        role_arn: arn.into(),
+        external_id: a.external_id.clone(),
+    };
+    // What `recreate_eks` leaves behind: the cluster asked of EKS and the record.
+    cloud.eks_takes(3);
+    cloud
+        .create_eks_cluster(&role, "us-east-1", "restored", &EksCluster::default())
+        .await
+        .unwrap();
+    let now = chrono::DateTime::<chrono::Utc>::from(SystemTime::now());
+    let r = cp
+        .store()
+        .create(EksRecreation {
+            id: EksRecreationId::new(),
+            org_id: p.org_id,
+            recovery_point_id: RecoveryPointId::new(),
+            cloud_account_id: a.id,
+            region: "us-east-1".into(),
+            name: "restored".into(),
+            state: EksRecreationState::CreatingCluster,
+            cluster_id: None,
+            restore_id: None,
+            next_step: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        })
+        .await
+        .unwrap();
+    let message: AwsWorkMessage = EksRecreationWorkMessage {
+        org_id: p.org_id,
+        eks_recreation_id: r.id,
+    }
+    .into();
+    let gone_job = RdsWorkMessage {
+        org_id: p.org_id,
+        job_id: arca_core::ids::JobId::new(),
+    };
+    let body = |m: &AwsWorkMessage| serde_json::to_string(m).unwrap();
+    let both = json!({ "Records": [
+        { "messageId": "m-eks", "body": body(&message) },
+        { "messageId": "m-gone", "body": serde_json::to_string(&gone_job).unwrap() },
+    ]});
+    let out = rds::run(&cp, both).await.unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    assert_eq!(
+        out["steps"],
+        json!([{ "eksRecreationId": r.id, "state": "CREATING_CLUSTER" }])
+    );
+    let (recheck, delay) = queue.take_eks().pop().expect("a re-check");
+    assert_eq!(
+        delay,
+        arca_core::EKS_RECHECK_DELAY,
+        "checked again later, not waited for"
+    );
+    assert!(queue.take().is_empty(), "the gone job's message is dropped");
+
+    // Deleted in the console meanwhile.
+    cloud.delete_eks_cluster("us-east-1", "restored");
+    let out = rds::handle(
+        &cp,
+        serde_json::to_value(AwsWorkMessage::from(recheck.clone())).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["steps"][0]["state"], "FAILED", "{out}");
+    let failed = cp.get_eks_recreation(&p, &r.id).await.unwrap();
+    assert_eq!(failed.error.as_deref(), Some("the EKS cluster no longer exists"));
+    assert!(queue.take_eks().is_empty(), "nothing more to check");
+
+    // A duplicate of the message, and one for a re-creation that never was.
+    let never: AwsWorkMessage = EksRecreationWorkMessage {
+        org_id: p.org_id,
+        eks_recreation_id: EksRecreationId::new(),
+    }
+    .into();
+    let out = rds::run(
+        &cp,
+        json!({ "Records": [
+            { "messageId": "m-dup", "body": body(&recheck.into()) },
+            { "messageId": "m-never", "body": body(&never) },
+        ]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    assert_eq!(out["steps"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(cp.get_eks_recreation(&p, &r.id).await.unwrap(), failed, "unchanged");
+    assert!(queue.take_eks().is_empty());
 }

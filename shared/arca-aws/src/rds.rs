@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use arca_core::cloud::RoleRef;
 use arca_core::rds::{
-    RdsDatabaseInfo, RdsDatabaseRef, RdsOperationState, RdsOperations, RdsRestoreRequest, RdsSnapshotInfo,
-    RdsSnapshotRef, RdsTagSelector, RdsWorkMessage, RdsWorkQueue,
+    AwsWorkMessage, RdsDatabaseInfo, RdsDatabaseRef, RdsOperationState, RdsOperations, RdsRestoreRequest,
+    RdsSnapshotInfo, RdsSnapshotRef, RdsTagSelector, RdsWorkQueue,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;
@@ -518,8 +518,8 @@ impl AwsRdsOperations {
     }
 }
 
-/// The RDS work queue on SQS: the RDS function's event source. Delays above SQS's 15
-/// minutes are cut to 15 (the step simply checks again).
+/// The RDS work queue on SQS (it also carries EKS re-creations): the RDS function's
+/// event source. Delays above SQS's 15 minutes are cut to 15 (the step simply checks again).
 pub struct SqsRdsWorkQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
@@ -536,7 +536,7 @@ impl SqsRdsWorkQueue {
 
 #[async_trait]
 impl RdsWorkQueue for SqsRdsWorkQueue {
-    async fn send(&self, message: &RdsWorkMessage, delay: Duration) -> Result<()> {
+    async fn send(&self, message: &AwsWorkMessage, delay: Duration) -> Result<()> {
         let delay =
             arca_core::queue::whole_seconds("delay", delay.min(arca_core::rds::MAX_DELAY), arca_core::rds::MAX_DELAY)?;
         let body = serde_json::to_string(message).map_err(Error::permanent)?;

@@ -4,16 +4,22 @@
 //! linking and inventory end to end on DynamoDB.
 //!
 //! moto does not enforce trust policies or ExternalIds: rejection is covered by
-//! `arca_core::cloud_contract` with its fake.
+//! `arca_core::cloud_contract` with its fake. EKS re-creations' work messages cross SQS
+//! and step the re-creation through the linked role.
 
 use std::sync::Arc;
 
 use arca_aws::dynamo::create_table;
-use arca_aws::{AwsCloudConnector, DynamoItemStore};
+use std::time::Duration;
+
+use arca_aws::{AwsCloudConnector, DynamoItemStore, SqsRdsWorkQueue};
 use arca_core::auth::Principal;
+use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
 use arca_core::cloud::{AwsResource, CloudAccountSpec, CloudAccountState, CloudConnector, RoleRef, RoleStackConfig};
+use arca_core::ids::{EksRecreationId, RecoveryPointId};
 use arca_core::plan::PlanLimits;
 use arca_core::ports::SystemClock;
+use arca_core::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
 use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
@@ -457,4 +463,157 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
     // Arca's own account has no such cluster: the calls went through the role.
     let own = aws_sdk_eks::Client::new(&base.to_builder().region(Region::new(region)).build());
     assert!(own.describe_cluster().name("prod-restored").send().await.is_err());
+}
+
+/// An EKS re-creation moved by its work message on AWS's adapters (moto): the message
+/// crosses SQS as `{orgId, eksRecreationId}`, and the step checks EKS through the linked
+/// role. The cluster was deleted meanwhile, so the re-creation fails with why; a second
+/// delivery of the same message leaves it as it is. (A re-creation that reaches the agent
+/// runs end to end in the CLI's `rds_eks` test, whose server drains this same queue.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eks_recreation_messages_cross_sqs_and_step_it() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let base = env.sdk_config().await;
+    let account = fresh_account();
+    let region = "us-east-1";
+    let sqs = aws_sdk_sqs::Client::new(&base);
+    let url = sqs
+        .create_queue()
+        .queue_name(arca_testenv::unique("arca-work"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let queue = Arc::new(SqsRdsWorkQueue::new(sqs.clone(), &url));
+    let client = aws_sdk_dynamodb::Client::new(&base);
+    let table = arca_testenv::unique("arca-eks");
+    create_table(&client, &table).await.expect("table");
+    let connector = Arc::new(AwsCloudConnector::new(base.clone()));
+    let cp = ControlPlane::new(
+        Store::new(Arc::new(DynamoItemStore::new(client, &table))),
+        PlanLimits::default(),
+        Arc::new(SystemClock),
+        ControlPlaneConfig {
+            signup_open: true,
+            ..ControlPlaneConfig::default()
+        },
+    )
+    .with_cloud(connector.clone(), RoleStackConfig::default())
+    .with_rds(
+        Arc::new(arca_aws::AwsRdsOperations::new(connector.clone())),
+        Some(queue.clone()),
+    );
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: "moto-eks".into(),
+            admin_key_name: None,
+        })
+        .await
+        .expect("signup");
+    let p: Principal = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
+    let view = cp
+        .link_cloud_account(
+            &p,
+            CloudAccountSpec {
+                name: "eks".into(),
+                description: String::new(),
+                regions: vec![region.into()],
+            },
+        )
+        .await
+        .expect("link");
+    let role_arn = format!("arn:aws:iam::{account}:role/arca-cross-account");
+    let view = cp
+        .set_cloud_account_role(&p, &view.account.id, &role_arn, view.account.version)
+        .await
+        .expect("role");
+    let role = view.account.role().expect("role");
+
+    // What `recreate_eks` leaves: the cluster asked of EKS, the record, its message.
+    let saved = arca_core::cloud::inventory::EksCluster {
+        name: "prod".into(),
+        version: Some("1.33".into()),
+        role_arn: Some(format!("arn:aws:iam::{account}:role/eks")),
+        subnet_ids: vec!["subnet-1".into()],
+        ..Default::default()
+    };
+    connector
+        .create_eks_cluster(&role, region, "prod-again", &saved)
+        .await
+        .expect("create cluster");
+    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+    let r = cp
+        .store()
+        .create(EksRecreation {
+            id: EksRecreationId::new(),
+            org_id: p.org_id,
+            recovery_point_id: RecoveryPointId::new(),
+            cloud_account_id: view.account.id,
+            region: region.into(),
+            name: "prod-again".into(),
+            state: EksRecreationState::CreatingCluster,
+            cluster_id: None,
+            restore_id: None,
+            next_step: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        })
+        .await
+        .expect("record");
+    let message: AwsWorkMessage = EksRecreationWorkMessage {
+        org_id: p.org_id,
+        eks_recreation_id: r.id,
+    }
+    .into();
+    queue.send(&message, Duration::ZERO).await.expect("send");
+    queue.send(&message, Duration::ZERO).await.expect("a duplicate");
+
+    // Deleted in the linked account before the check.
+    aws_sdk_eks::Client::new(&as_account(&base, &account, region).await)
+        .delete_cluster()
+        .name("prod-again")
+        .send()
+        .await
+        .expect("delete");
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(1)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive");
+    let bodies: Vec<serde_json::Value> = got
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json"))
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(
+        bodies[0],
+        serde_json::json!({"orgId": p.org_id.to_string(), "eksRecreationId": r.id.to_string()})
+    );
+    let mut states = Vec::new();
+    for body in bodies {
+        let AwsWorkMessage::EksRecreation(m) = AwsWorkMessage::from_json(body).expect("a work message") else {
+            panic!("not an EKS re-creation's message");
+        };
+        states.push(
+            cp.eks_recreation_step(&m.org_id, &m.eks_recreation_id)
+                .await
+                .expect("step"),
+        );
+    }
+    assert_eq!(states[0].state, EksRecreationState::Failed, "{:?}", states[0]);
+    assert_eq!(states[0].error.as_deref(), Some("the EKS cluster no longer exists"));
+    assert_eq!(states[1], states[0], "the duplicate changed nothing");
+    let listed = cp
+        .list_eks_recreations(&p, &arca_core::store::page::PageRequest::after(None, 10))
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![states[0].clone()]);
 }

@@ -599,8 +599,8 @@ async fn rds_work_messages_go_through_sqs() {
         org_id: arca_core::ids::OrgId::new(),
         job_id: arca_core::ids::JobId::new(),
     };
-    q.send(&m, Duration::ZERO).await.expect("send");
-    q.send(&m, Duration::from_secs(3600))
+    q.send(&m.clone().into(), Duration::ZERO).await.expect("send");
+    q.send(&m.clone().into(), Duration::from_secs(3600))
         .await
         .expect("a long delay is capped, not refused");
     let got = sqs

@@ -110,6 +110,11 @@ impl FakeCloud {
         self.aws().eks_creating_checks = checks;
     }
 
+    /// The EKS cluster is deleted (by someone in the console, say).
+    pub fn delete_eks_cluster(&self, region: &str, name: &str) {
+        self.aws().eks.remove(&(region.to_string(), name.to_string()));
+    }
+
     /// EKS clusters created: (region, name) -> the spec they were created like.
     pub fn eks_clusters(&self) -> BTreeMap<(String, String), EksCluster> {
         self.aws()
@@ -521,4 +526,52 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
             .expect("list")
             .is_empty()
     );
+
+    // Without a work queue (this plane has no RDS wiring, so nothing would step a
+    // re-creation), reading one still creating checks EKS once, as the step does.
+    let role = RoleRef {
+        role_arn: role_b.into(),
+        external_id: b.external_id.clone(),
+    };
+    fake.eks_takes(1);
+    fake.create_eks_cluster(&role, "us-east-1", "staging-again", &EksCluster::default())
+        .await
+        .expect("create");
+    let now = cp.now();
+    let r = cp
+        .store
+        .create(crate::cloud::ebs::EksRecreation {
+            id: crate::ids::EksRecreationId::new(),
+            org_id: p.org_id,
+            recovery_point_id: crate::ids::RecoveryPointId::new(),
+            cloud_account_id: b.id,
+            region: "us-east-1".into(),
+            name: "staging-again".into(),
+            state: crate::cloud::ebs::EksRecreationState::CreatingCluster,
+            cluster_id: None,
+            restore_id: None,
+            next_step: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        })
+        .await
+        .expect("record");
+    let read = cp.get_eks_recreation(&p, &r.id).await.expect("read");
+    assert_eq!(read.state, crate::cloud::ebs::EksRecreationState::CreatingCluster);
+    assert!(read.version > r.version, "the read checked EKS and stored it: {read:?}");
+    fake.delete_eks_cluster("us-east-1", "staging-again");
+    let read = cp.get_eks_recreation(&p, &r.id).await.expect("read");
+    assert_eq!(read.state, crate::cloud::ebs::EksRecreationState::Failed);
+    assert_eq!(read.error.as_deref(), Some("the EKS cluster no longer exists"));
+    assert!(matches!(
+        cp.get_eks_recreation(&other, &r.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let theirs = cp
+        .list_eks_recreations(&other, &PageRequest::after(None, 10))
+        .await
+        .expect("list");
+    assert!(theirs.items.is_empty(), "another org's: {theirs:?}");
 }

@@ -2,6 +2,7 @@
 //! through the [`CloudConnector`] port.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -18,6 +19,7 @@ use crate::cluster::{Cluster, ClusterSpec};
 use crate::ids::{CloudAccountId, OrgId};
 use crate::ids::{EksRecreationId, RecoveryPointId};
 use crate::job::{Job, JobType};
+use crate::rds::{EksRecreationWorkMessage, RdsWorkQueue};
 use crate::recovery::RecoveryPoint;
 use crate::restore::RestoreSpec;
 use crate::service::{CONCURRENCY_RETRIES, ControlPlane};
@@ -577,7 +579,8 @@ impl ControlPlane {
     }
 
     /// Starts re-creating the EKS cluster a recovery point was taken of, under `name`, in
-    /// the same account and region, from the metadata saved with the point.
+    /// the same account and region, from the metadata saved with the point. The AWS work
+    /// queue then checks EKS every [`EKS_RECHECK_DELAY`] ([`ControlPlane::eks_recreation_step`]).
     pub async fn recreate_eks(&self, p: &Principal, rp_id: &RecoveryPointId, name: &str) -> Result<EksRecreation> {
         p.require(Role::Admin)?;
         check_eks_name(name)?;
@@ -596,9 +599,14 @@ impl ControlPlane {
             .await
             .map_err(Error::from)?;
         let now = self.now();
+        let id = EksRecreationId::new();
+        // The message goes before the record: if storing fails, its delivery finds
+        // nothing and is dropped; the other way round a stored re-creation could be left
+        // with no message to move it.
+        self.enqueue_eks(&p.org_id, &id, EKS_RECHECK_DELAY).await?;
         self.store
             .create(EksRecreation {
-                id: EksRecreationId::new(),
+                id,
                 org_id: p.org_id,
                 recovery_point_id: *rp_id,
                 cloud_account_id: record.cloud_account_id,
@@ -607,7 +615,10 @@ impl ControlPlane {
                 state: EksRecreationState::CreatingCluster,
                 cluster_id: None,
                 restore_id: None,
-                next_step: Some("EKS is creating the cluster (10-15 minutes); read this again to follow".into()),
+                next_step: Some(
+                    "EKS is creating the cluster (10-15 minutes); Arca checks it every minute and moves on when it is ACTIVE"
+                        .into(),
+                ),
                 error: None,
                 created_at: now,
                 updated_at: now,
@@ -616,41 +627,102 @@ impl ControlPlane {
             .await
     }
 
-    /// A re-creation, moved on by one check of EKS: once the cluster is ACTIVE its node
-    /// groups are created, an Arca cluster is registered for it and the restore of the
-    /// point is queued there (it runs when the agent, installed by the user, connects).
+    /// A re-creation as stored. Where no work queue is wired (nothing would step it), a
+    /// read of one still creating checks EKS once, as [`ControlPlane::eks_recreation_step`].
     pub async fn get_eks_recreation(&self, p: &Principal, id: &EksRecreationId) -> Result<EksRecreation> {
         p.require(Role::Viewer)?;
-        let mut r = self.store.get::<EksRecreation>(&p.org_id, id).await?;
+        let r = self.store.get::<EksRecreation>(&p.org_id, id).await?;
+        if r.state == EksRecreationState::CreatingCluster && self.work_queue().is_none() {
+            return self.check_eks_recreation(r).await;
+        }
+        Ok(r)
+    }
+
+    /// The org's re-creations, newest first.
+    pub async fn list_eks_recreations(&self, p: &Principal, page: &PageRequest) -> Result<Listing<EksRecreation>> {
+        p.require(Role::Viewer)?;
+        self.store
+            .list_where(&p.org_id, page, false, |_: &EksRecreation| true)
+            .await
+    }
+
+    /// One delivery of a re-creation's work message: checks EKS once. Once the cluster is
+    /// ACTIVE its node groups are created, an Arca cluster is registered for it and the
+    /// restore of the point is queued there (it runs when the agent, installed by the
+    /// user, connects). While EKS is still creating it the message is sent again. A
+    /// finished re-creation is returned as it is, so a duplicate message does nothing.
+    pub async fn eks_recreation_step(&self, org: &OrgId, id: &EksRecreationId) -> Result<EksRecreation> {
+        let r = self.store.get::<EksRecreation>(org, id).await?;
         if r.state != EksRecreationState::CreatingCluster {
             return Ok(r);
         }
-        let cloud = self.cloud()?;
-        let role = self.linked_role(&p.org_id, &r.cloud_account_id).await?;
-        let status = cloud
-            .connector
-            .eks_cluster_status(&role, &r.region, &r.name)
-            .await
-            .map_err(Error::from)?;
+        let r = self.check_eks_recreation(r).await?;
+        if r.state == EksRecreationState::CreatingCluster {
+            self.enqueue_eks(org, id, EKS_RECHECK_DELAY).await?;
+        }
+        Ok(r)
+    }
+
+    /// The AWS work queue, when the deployment has one (it is wired with RDS).
+    fn work_queue(&self) -> Option<Arc<dyn RdsWorkQueue>> {
+        self.rds.as_ref().and_then(|w| w.queue.clone())
+    }
+
+    async fn enqueue_eks(&self, org: &OrgId, id: &EksRecreationId, delay: Duration) -> Result<()> {
+        if let Some(q) = self.work_queue() {
+            let message = EksRecreationWorkMessage {
+                org_id: *org,
+                eks_recreation_id: *id,
+            };
+            q.send(&message.into(), delay.min(crate::rds::MAX_DELAY)).await?;
+        }
+        Ok(())
+    }
+
+    /// One check of EKS for a re-creation still creating its cluster, stored. EKS that
+    /// cannot be asked (throttled, the account's role broken for a while) is recorded in
+    /// `error` and tried again at the next check; only a cluster that is gone or failed,
+    /// or still creating after [`EKS_CREATE_TIMEOUT`], fails the re-creation.
+    async fn check_eks_recreation(&self, mut r: EksRecreation) -> Result<EksRecreation> {
         let expected = r.version;
-        r.updated_at = self.now();
-        match status.as_deref() {
-            Some("CREATING") => return Ok(r),
-            Some("ACTIVE") => {
+        let now = self.now();
+        r.updated_at = now;
+        let timed_out = (now - r.created_at)
+            .to_std()
+            .is_ok_and(|creating| creating > EKS_CREATE_TIMEOUT);
+        let checked = async {
+            let cloud = self.cloud()?;
+            let role = self.linked_role(&r.org_id, &r.cloud_account_id).await?;
+            let status = cloud
+                .connector
+                .eks_cluster_status(&role, &r.region, &r.name)
+                .await
+                .map_err(Error::from)?;
+            Ok::<_, Error>((role, status))
+        }
+        .await;
+        match checked {
+            Ok((role, Some(status))) if status == "ACTIVE" => {
+                r.error = None;
+                // Claimed first: of two deliveries racing here, only the one whose write
+                // lands creates the node groups, the Arca cluster and the restore.
+                let mut r = self.store.update(r, expected).await?;
+                let expected = r.version;
                 if let Err(e) = self.finish_eks_recreation(&mut r, &role).await {
-                    r.state = EksRecreationState::Failed;
-                    r.error = Some(e.to_string());
-                    r.next_step = None;
+                    fail(&mut r, e.to_string());
+                }
+                return self.store.update(r, expected).await;
+            }
+            Ok((_, Some(status))) if status == "CREATING" => {
+                r.error = None;
+                if timed_out {
+                    fail(&mut r, timeout_message());
                 }
             }
-            other => {
-                r.state = EksRecreationState::Failed;
-                r.error = Some(match other {
-                    Some(s) => format!("EKS reports the cluster {s}"),
-                    None => "the EKS cluster no longer exists".into(),
-                });
-                r.next_step = None;
-            }
+            Ok((_, Some(status))) => fail(&mut r, format!("EKS reports the cluster {status}")),
+            Ok((_, None)) => fail(&mut r, "the EKS cluster no longer exists".into()),
+            Err(e) if timed_out => fail(&mut r, format!("{} (last check: {e})", timeout_message())),
+            Err(e) => r.error = Some(format!("checking EKS failed, retried at the next check: {e}")),
         }
         self.store.update(r, expected).await
     }
@@ -712,4 +784,24 @@ impl ControlPlane {
         ));
         Ok(())
     }
+}
+
+/// How long a re-creation waits before it checks EKS again.
+pub const EKS_RECHECK_DELAY: Duration = Duration::from_secs(60);
+/// How long EKS may stay CREATING before the re-creation fails (it takes 10-15 minutes):
+/// about 60 checks of [`EKS_RECHECK_DELAY`]. Measured from the start rather than counted
+/// in checks, so a duplicated message cannot shorten it.
+pub const EKS_CREATE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+fn timeout_message() -> String {
+    format!(
+        "EKS was still creating the cluster {} minutes after the re-creation started; look at the cluster in the EKS console",
+        EKS_CREATE_TIMEOUT.as_secs() / 60
+    )
+}
+
+fn fail(r: &mut EksRecreation, error: String) {
+    r.state = EksRecreationState::Failed;
+    r.error = Some(error);
+    r.next_step = None;
 }

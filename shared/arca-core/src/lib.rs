@@ -46,6 +46,6 @@ pub mod testing;
 mod validate;
 
 pub use agent_service::RetentionReport;
-pub use cloud_service::{InventoryReport, RegionReport};
+pub use cloud_service::{EKS_CREATE_TIMEOUT, EKS_RECHECK_DELAY, InventoryReport, RegionReport};
 pub use error::{ConflictKind, Error, Result};
 pub use rds_service::{RdsRetentionReport, RdsRunRequest};

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::RoleRef;
-use crate::ids::{CloudAccountId, JobId, OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId};
+use crate::ids::{CloudAccountId, EksRecreationId, JobId, OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId};
 use crate::job::Retention;
 use crate::{Error, Result, validate};
 
@@ -320,6 +320,11 @@ pub struct RdsRecoveryPoint {
     #[serde(default)]
     pub encrypted: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The `keepLast` of the run that made it: retention keeps the newest this many
+    /// available points of its (definition, database, region, type) past their expiry.
+    /// Absent on points recorded before it existed (expiry alone applies).
+    #[serde(default)]
+    pub keep_last: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -555,22 +560,77 @@ pub struct RdsJobWork {
     pub checks: u32,
 }
 
-/// The body of a re-check message: only ids, the job holds the rest.
+/// The body of an RDS job's message: only ids, the job holds the rest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RdsWorkMessage {
     pub org_id: OrgId,
     pub job_id: JobId,
 }
 
-/// Delivers [`RdsWorkMessage`]s to the RDS function after a delay: that is how an RDS job
-/// is started and re-checked without waiting inside a Lambda. `SqsRdsWorkQueue`
-/// (arca-aws: SQS `DelaySeconds`, at most 15 minutes, the function's event source) and
-/// `EmbeddedRdsWorkQueue` (arca-embedded: in process, read with `due`).
+/// The body of an EKS re-creation's message (`ControlPlane::eks_recreation_step`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EksRecreationWorkMessage {
+    pub org_id: OrgId,
+    pub eks_recreation_id: EksRecreationId,
+}
+
+/// One message of the AWS work queue (the RDS work queue, which also carries EKS
+/// re-creations): what to check once more.
+///
+/// Untagged, so the body is exactly `{orgId, jobId}` as RDS messages always were (those
+/// already queued when this shipped still parse) or `{orgId, eksRecreationId}`: the id's
+/// field names the kind. Both variants deny unknown fields, so a body naming both ids is
+/// refused instead of being taken for whichever variant is tried first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AwsWorkMessage {
+    Rds(RdsWorkMessage),
+    EksRecreation(EksRecreationWorkMessage),
+}
+
+impl AwsWorkMessage {
+    /// The message of a JSON body, with an error that says which shapes are accepted
+    /// (serde's own for an untagged enum names neither).
+    pub fn from_json(body: serde_json::Value) -> Result<Self> {
+        serde_json::from_value(body).map_err(|_| {
+            Error::invalid(
+                "body",
+                "a work message is {\"orgId\", \"jobId\"} (an RDS job) or {\"orgId\", \"eksRecreationId\"} (an EKS re-creation)",
+            )
+        })
+    }
+
+    pub fn org_id(&self) -> OrgId {
+        match self {
+            AwsWorkMessage::Rds(m) => m.org_id,
+            AwsWorkMessage::EksRecreation(m) => m.org_id,
+        }
+    }
+}
+
+impl From<RdsWorkMessage> for AwsWorkMessage {
+    fn from(m: RdsWorkMessage) -> Self {
+        AwsWorkMessage::Rds(m)
+    }
+}
+
+impl From<EksRecreationWorkMessage> for AwsWorkMessage {
+    fn from(m: EksRecreationWorkMessage) -> Self {
+        AwsWorkMessage::EksRecreation(m)
+    }
+}
+
+/// Delivers [`AwsWorkMessage`]s after a delay: that is how an RDS job or an EKS
+/// re-creation is started and re-checked without waiting inside a Lambda (the RDS
+/// function steps both). `SqsRdsWorkQueue` (arca-aws: SQS `DelaySeconds`, at most 15
+/// minutes, the function's event source) and `EmbeddedRdsWorkQueue` (arca-embedded: in
+/// process, read with `due`).
 #[async_trait]
 pub trait RdsWorkQueue: Send + Sync {
     /// Delivers `message` once `delay` has passed (at most [`MAX_DELAY`]).
-    async fn send(&self, message: &RdsWorkMessage, delay: Duration) -> Result<()>;
+    async fn send(&self, message: &AwsWorkMessage, delay: Duration) -> Result<()>;
 }
 
 /// SQS's limit on a message delay.
@@ -855,5 +915,41 @@ mod tests {
         .unwrap();
         assert_eq!(json["kind"], "POINT_IN_TIME");
         assert_eq!(json["useLatestRestorableTime"], true);
+    }
+
+    #[test]
+    fn work_messages_keep_the_rds_wire_shape_and_name_their_kind() {
+        let org = OrgId::new();
+        let job = JobId::new();
+        // A body as RDS messages were sent before EKS re-creations shared the queue.
+        let old = serde_json::json!({"orgId": org.to_string(), "jobId": job.to_string()});
+        let parsed = AwsWorkMessage::from_json(old.clone()).unwrap();
+        assert_eq!(
+            parsed,
+            AwsWorkMessage::Rds(RdsWorkMessage {
+                org_id: org,
+                job_id: job
+            })
+        );
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), old, "sent as it was");
+
+        let eks = EksRecreationId::new();
+        let body = serde_json::json!({"orgId": org.to_string(), "eksRecreationId": eks.to_string()});
+        let parsed = AwsWorkMessage::from_json(body.clone()).unwrap();
+        assert_eq!(
+            parsed,
+            AwsWorkMessage::EksRecreation(EksRecreationWorkMessage {
+                org_id: org,
+                eks_recreation_id: eks
+            })
+        );
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), body);
+        assert_eq!(parsed.org_id(), org);
+
+        let both =
+            serde_json::json!({"orgId": org.to_string(), "jobId": job.to_string(), "eksRecreationId": eks.to_string()});
+        let err = AwsWorkMessage::from_json(both).unwrap_err();
+        assert!(err.to_string().contains("eksRecreationId"), "{err}");
+        assert!(AwsWorkMessage::from_json(serde_json::json!({"orgId": org.to_string()})).is_err());
     }
 }

@@ -11,7 +11,7 @@ use crate::Error;
 use crate::auth::Principal;
 use crate::cloud::{CloudAccountSpec, CloudAccountState, RoleRef, RoleStackConfig};
 use crate::cloud_contract::FakeCloud;
-use crate::ids::CloudAccountId;
+use crate::ids::{CloudAccountId, RecoveryPointId};
 use crate::job::{JobState, JobType};
 use crate::policy::{PolicySpec, ReferrerKind, ScheduleSpec};
 use crate::rds::{
@@ -169,7 +169,8 @@ pub async fn rds_protection(items: Arc<dyn ItemStore>) {
     runs_wait_for_aws_through_rechecks(items.clone()).await;
     copies_and_copy_only(items.clone()).await;
     restores(items.clone()).await;
-    retention_deletes_expired_snapshots(items).await;
+    retention_deletes_expired_snapshots(items.clone()).await;
+    retention_keeps_the_newest_keep_last(items).await;
 }
 
 /// CRUD with `usedBy` in the same transaction; the copy policy must be at most daily.
@@ -838,4 +839,105 @@ pub async fn retention_deletes_expired_snapshots(items: Arc<dyn ItemStore>) {
     rig.later(31 * 86_400).rds_retention_sweep().await.expect("sweep");
     assert!(list(rig.later(31 * 86_400)).await.is_empty());
     assert!(rig.rds.snapshots(&role, WEST).is_empty());
+}
+
+/// `keepLast` holds the newest available snapshots and, counted apart, the newest copies
+/// of a database past their expiry (a definition whose runs stopped keeps its last
+/// ones); the older ones are deleted in AWS and in the store.
+pub async fn retention_keeps_the_newest_keep_last(items: Arc<dyn ItemStore>) {
+    const DAY: u64 = 86_400;
+    let rig = Rig::new(items);
+    let (p, _, _) = new_org(&rig.cp, "rds-keep-last").await;
+    let (account, role) = rig.account(&p, "arn:aws:iam::111122223333:role/arca-keep-last").await;
+    rig.rds.add_database(&role, EAST, &db("orders"), "postgres", &[], now());
+    let mut spec = def_spec(account, vec![db("orders")]);
+    spec.copy = Some(copy_to_west(false));
+    let def = rig.cp.create_rds_backup_definition(&p, spec).await.expect("create");
+    // One run a day for four days, each point expiring a day later; then the runs stop.
+    for day in 0..4 {
+        let cp = rig.later(day * DAY);
+        cp.run_rds_backup_now(
+            &p,
+            &def.id,
+            RdsRunRequest {
+                copy_only: false,
+                retention: Some(crate::job::Retention {
+                    retain_days: 1,
+                    keep_last: Some(2),
+                }),
+            },
+        )
+        .await
+        .expect("run");
+        while rig.deliver(&cp).await > 0 {}
+    }
+    let list = |cp: ControlPlane| {
+        let p = p.clone();
+        async move {
+            let mut points = cp
+                .list_rds_recovery_points(&p, Some(def.id), &PageRequest::first(50))
+                .await
+                .expect("list")
+                .items;
+            points.sort_by_key(|rp| rp.created_at);
+            points
+        }
+    };
+    let points = list(rig.later(4 * DAY)).await;
+    assert_eq!(points.len(), 8, "a snapshot and a copy a day: {points:?}");
+    assert!(
+        points
+            .iter()
+            .all(|rp| rp.state == RdsRecoveryPointState::Available && rp.keep_last == Some(2)),
+        "{points:?}"
+    );
+    let of = |t: RdsRecoveryPointType| -> Vec<_> { points.iter().filter(|rp| rp.rp_type == t).collect() };
+    let (snaps, copies) = (of(RdsRecoveryPointType::Snapshot), of(RdsRecoveryPointType::Copy));
+    assert_eq!((snaps.len(), copies.len()), (4, 4));
+    // Ten days on, every point has expired: the two newest of each type stay. The sweep
+    // is cross-tenant and the store is shared with the other tests: look at ours only.
+    let ours = |id: &RecoveryPointId| points.iter().any(|rp| rp.id == *id);
+    let report = rig.later(10 * DAY).rds_retention_sweep().await.expect("sweep");
+    let mut deleted: Vec<_> = report.deleted.iter().copied().filter(ours).collect();
+    deleted.sort();
+    let mut want: Vec<_> = [snaps[0], snaps[1], copies[0], copies[1]]
+        .iter()
+        .map(|rp| rp.id)
+        .collect();
+    want.sort();
+    assert_eq!(deleted, want, "{report:?}");
+    let kept_ours: Vec<_> = report.kept.iter().filter(|(id, _)| ours(id)).collect();
+    let mut kept: Vec<_> = kept_ours.iter().map(|(id, _)| *id).collect();
+    kept.sort();
+    let mut newest: Vec<_> = [snaps[2], snaps[3], copies[2], copies[3]]
+        .iter()
+        .map(|rp| rp.id)
+        .collect();
+    newest.sort();
+    assert_eq!(kept, newest, "{report:?}");
+    assert!(
+        kept_ours
+            .iter()
+            .all(|(_, why)| why.contains("among the newest keepLast")),
+        "{report:?}"
+    );
+    let mut left: Vec<_> = list(rig.later(10 * DAY)).await.iter().map(|rp| rp.id).collect();
+    left.sort();
+    assert_eq!(left, newest);
+    // Deleted in AWS too: each region holds exactly the kept snapshots.
+    let names = |pts: &[&crate::rds::RdsRecoveryPoint]| -> Vec<String> {
+        let mut n: Vec<_> = pts.iter().map(|rp| rp.snapshot.identifier.clone()).collect();
+        n.sort();
+        n
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(rig.rds.snapshots(&role, EAST)), names(&snaps[2..]));
+    assert_eq!(sorted(rig.rds.snapshots(&role, WEST)), names(&copies[2..]));
+    // Later sweeps keep them still: nothing newer pushes them out.
+    let report = rig.later(40 * DAY).rds_retention_sweep().await.expect("sweep");
+    assert!(!report.deleted.iter().any(ours), "{report:?}");
+    assert_eq!(report.kept.iter().filter(|(id, _)| ours(id)).count(), 4, "{report:?}");
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 
 use crate::cloud::RoleRef;
 use crate::rds::{
-    RdsDatabaseInfo, RdsDatabaseRef, RdsOperationState, RdsOperations, RdsRestoreRequest, RdsSnapshotInfo,
-    RdsSnapshotRef, RdsTagSelector, RdsWorkMessage, RdsWorkQueue,
+    AwsWorkMessage, EksRecreationWorkMessage, RdsDatabaseInfo, RdsDatabaseRef, RdsOperationState, RdsOperations,
+    RdsRestoreRequest, RdsSnapshotInfo, RdsSnapshotRef, RdsTagSelector, RdsWorkMessage, RdsWorkQueue,
 };
 use crate::{Error, Result};
 
@@ -424,10 +424,11 @@ impl RdsOperations for FakeRds {
     }
 }
 
-/// Records work messages with their delays; tests take them with [`FakeRdsQueue::take`].
+/// Records work messages with their delays; tests take them with [`FakeRdsQueue::take`]
+/// (RDS jobs) and [`FakeRdsQueue::take_eks`] (EKS re-creations).
 #[derive(Default)]
 pub struct FakeRdsQueue {
-    sent: Mutex<Vec<(RdsWorkMessage, Duration)>>,
+    sent: Mutex<Vec<(AwsWorkMessage, Duration)>>,
 }
 
 impl FakeRdsQueue {
@@ -435,15 +436,39 @@ impl FakeRdsQueue {
         FakeRdsQueue::default()
     }
 
-    /// Every message sent since the last take, in order.
+    fn drain<T>(&self, pick: impl Fn(&AwsWorkMessage) -> Option<T>) -> Vec<(T, Duration)> {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        sent.retain(|(m, delay)| match pick(m) {
+            Some(t) => {
+                taken.push((t, *delay));
+                false
+            }
+            None => true,
+        });
+        taken
+    }
+
+    /// Every RDS job message sent since the last take, in order.
     pub fn take(&self) -> Vec<(RdsWorkMessage, Duration)> {
-        std::mem::take(&mut *self.sent.lock().unwrap_or_else(|p| p.into_inner()))
+        self.drain(|m| match m {
+            AwsWorkMessage::Rds(m) => Some(m.clone()),
+            AwsWorkMessage::EksRecreation(_) => None,
+        })
+    }
+
+    /// Every EKS re-creation message sent since the last take, in order.
+    pub fn take_eks(&self) -> Vec<(EksRecreationWorkMessage, Duration)> {
+        self.drain(|m| match m {
+            AwsWorkMessage::EksRecreation(m) => Some(m.clone()),
+            AwsWorkMessage::Rds(_) => None,
+        })
     }
 }
 
 #[async_trait]
 impl RdsWorkQueue for FakeRdsQueue {
-    async fn send(&self, message: &RdsWorkMessage, delay: Duration) -> Result<()> {
+    async fn send(&self, message: &AwsWorkMessage, delay: Duration) -> Result<()> {
         self.sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -59,7 +59,8 @@ pub struct RdsRetentionReport {
     pub examined: usize,
     /// Snapshots and copies deleted in AWS (and their records).
     pub deleted: Vec<RecoveryPointId>,
-    /// Points kept for now, and why (still creating, no role, AWS refused).
+    /// Points kept for now, and why (still creating, among the newest `keepLast`, no
+    /// role, AWS refused).
     pub kept: Vec<(RecoveryPointId, String)>,
 }
 
@@ -661,7 +662,8 @@ impl ControlPlane {
                 &RdsWorkMessage {
                     org_id: job.org_id,
                     job_id: job.id,
-                },
+                }
+                .into(),
                 delay.min(rds::MAX_DELAY),
             )
             .await?;
@@ -924,6 +926,7 @@ impl ControlPlane {
                             engine: info.engine.clone(),
                             encrypted: info.encrypted,
                             expires_at: expires,
+                            keep_last: job.retention.and_then(|r| r.keep_last),
                             created_at: now,
                             updated_at: now,
                             version: 0,
@@ -1184,6 +1187,7 @@ impl ControlPlane {
                 engine: info.engine.clone(),
                 encrypted: info.encrypted,
                 expires_at: expires,
+                keep_last: job.retention.and_then(|r| r.keep_last),
                 created_at: now,
                 updated_at: now,
                 version: 0,
@@ -1227,8 +1231,9 @@ impl ControlPlane {
     // ---- retention --------------------------------------------------------------------
 
     /// Deletes the RDS snapshots and copies whose expiry has passed, in AWS through the
-    /// adapter, then their records. A point still creating, or whose account has no
-    /// working role, is kept for the next sweep.
+    /// adapter, then their records. A point still creating, among the newest `keepLast`
+    /// of its group ([`crate::retention::plan_rds`]), or whose account has no working role, is
+    /// kept for the next sweep.
     pub async fn rds_retention_sweep(&self) -> Result<RdsRetentionReport> {
         let wiring = self.rds_wiring()?.clone();
         let now = self.now();
@@ -1246,15 +1251,25 @@ impl ControlPlane {
                 None => break,
             }
         }
+        // `keepLast` counts every point of a definition, expired or not: read the orgs'
+        // points once each (only orgs with a due point of some definition).
+        let mut siblings = Vec::new();
+        let orgs: std::collections::BTreeSet<OrgId> = expired
+            .iter()
+            .filter(|rp| rp.definition_id.is_some())
+            .map(|rp| rp.org_id)
+            .collect();
+        for org in orgs {
+            siblings.extend(self.store.list_all::<RdsRecoveryPoint>(&org).await?);
+        }
+        let plan = crate::retention::plan_rds(&expired, &siblings);
         let mut report = RdsRetentionReport {
             examined: expired.len(),
+            kept: plan.kept,
             ..Default::default()
         };
-        for rp in expired {
-            if rp.state == RdsRecoveryPointState::Creating {
-                report.kept.push((rp.id, "still being created".into()));
-                continue;
-            }
+        let doomed: std::collections::BTreeSet<RecoveryPointId> = plan.delete.into_iter().collect();
+        for rp in expired.into_iter().filter(|rp| doomed.contains(&rp.id)) {
             let role = match self
                 .store
                 .find::<CloudAccount>(&rp.org_id, &rp.cloud_account_id)

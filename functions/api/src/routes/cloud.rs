@@ -194,7 +194,7 @@ pub async fn recovery_point_aws(
 }
 
 /// Re-creates the EKS cluster a recovery point was taken of (CreateCluster with the saved
-/// metadata); follow it with `GET /v1/eks-recreations/{id}`.
+/// metadata); it moves on by itself, follow it with `GET /v1/eks-recreations/{id}`.
 #[utoipa::path(post, path = "/v1/recoverypoints/{id}/recreate-eks", tag = "cloud accounts",
     description = "Role: admin.", request_body = RecreateEksBody, params(("id" = String, Path)),
     responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem),
@@ -210,9 +210,22 @@ pub async fn recreate_eks(
     Ok(Tagged::created(r.version, format!("/v1/eks-recreations/{}", r.id), r))
 }
 
-/// A re-creation, moved on by one check of EKS (nothing waits in the API): once the
-/// cluster is ACTIVE, its node groups are created, a cluster is registered in Arca and the
-/// restore is queued; `nextStep` says how to install the agent there.
+/// The org's EKS re-creations, newest first.
+#[utoipa::path(get, path = "/v1/eks-recreations", tag = "cloud accounts", description = "Role: viewer.",
+    params(PageParams), responses((status = 200, body = Page), (status = 400, body = Problem)))]
+pub async fn list_eks_recreations(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Listing<EksRecreation>>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(s.control_plane.list_eks_recreations(p, &page.into()).await?))
+}
+
+/// A re-creation. The AWS work queue checks EKS about once a minute (nothing waits in
+/// the API): once the cluster is ACTIVE, its node groups are created, a cluster is
+/// registered in Arca and the restore is queued; `nextStep` says how to install the agent
+/// there. Still creating after an hour, or the cluster gone or failed: `FAILED` with `error`.
 #[utoipa::path(get, path = "/v1/eks-recreations/{id}", tag = "cloud accounts", description = "Role: viewer.",
     params(("id" = String, Path, description = "eksr_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]

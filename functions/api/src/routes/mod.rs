@@ -136,6 +136,7 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(cloud::run_inventory, cloud::get_inventory))
         .routes(routes!(cloud::recovery_point_aws))
         .routes(routes!(cloud::recreate_eks))
+        .routes(routes!(cloud::list_eks_recreations))
         .routes(routes!(cloud::get_eks_recreation))
         .routes(routes!(rds::list_rds_backups, rds::create_rds_backup))
         .routes(routes!(

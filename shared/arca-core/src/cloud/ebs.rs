@@ -127,8 +127,8 @@ pub enum EksRecreationState {
 }
 
 /// The re-creation of a backed-up EKS cluster (`POST /v1/recoverypoints/{id}/recreate-eks`).
-/// Nothing waits inside a function: every read of it checks EKS once and moves it on
-/// ([`crate::service::ControlPlane::get_eks_recreation`]).
+/// Nothing waits inside a function: a message of the AWS work queue checks EKS once a
+/// minute and moves it on ([`crate::service::ControlPlane::eks_recreation_step`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EksRecreation {
