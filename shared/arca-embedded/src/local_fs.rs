@@ -11,7 +11,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Objects are files under `root`, at their key's path. A write goes to a temporary
-/// file that is renamed into place, so a reader never sees half an object.
+/// file that is synced and renamed into place (the directory synced after), so a reader
+/// never sees half an object and a visible object survives a power loss.
 #[derive(Clone, Debug)]
 pub struct LocalFsObjectStore {
     root: PathBuf,
@@ -52,6 +53,9 @@ fn io_error(err: std::io::Error, key: &str) -> Error {
 /// restores and `verify --read-data`) go around the page cache: see [`direct`].
 const DIRECT_MIN: usize = 1 << 20;
 
+/// Writes `body` to a new file at `path` and waits until it is on disk (`fdatasync`): a
+/// rename makes an object visible at once, and a snapshot written after its packs must not
+/// outlive them in a power loss.
 fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     if body.len() >= DIRECT_MIN {
@@ -61,7 +65,9 @@ fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
             done => return done,
         }
     }
-    std::fs::write(path, body)
+    let mut file = std::fs::File::create(path)?;
+    std::io::Write::write_all(&mut file, body)?;
+    file.sync_data()
 }
 
 /// Writes with `O_DIRECT`. Through the page cache, a 2 GiB volume backup spent more CPU in
@@ -112,7 +118,8 @@ mod direct {
             Ok::<_, std::io::Error>(())
         })?;
         // The last piece was padded to a whole block: cut the file back to the body.
-        file.set_len(body.len() as u64)
+        file.set_len(body.len() as u64)?;
+        file.sync_data()
     }
 
     /// `range` of the file (shorter at its end, like a buffered read), read into a fresh
@@ -154,12 +161,19 @@ impl ObjectStore for LocalFsObjectStore {
         ));
         // `tokio::fs::write` would copy the body first (16 MiB per repository pack, in
         // whichever runtime thread's malloc arena): write from the shared buffer instead.
-        let write_to = partial.clone();
-        tokio::task::spawn_blocking(move || write_file(&write_to, &body))
-            .await
-            .map_err(Error::permanent)?
-            .map_err(|e| io_error(e, key))?;
-        tokio::fs::rename(&partial, &path).await.map_err(|e| io_error(e, key))
+        tokio::task::spawn_blocking(move || {
+            write_file(&partial, &body)?;
+            std::fs::rename(&partial, &path)?;
+            // The rename must be on disk too before anything written later relies on it
+            // (a snapshot manifest names packs and indexes written before it).
+            match path.parent() {
+                Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(Error::permanent)?
+        .map_err(|e| io_error(e, key))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
