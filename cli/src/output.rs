@@ -19,7 +19,39 @@ pub enum Format {
 /// One table column: its header and how to read it from an item.
 pub struct Column {
     pub header: &'static str,
-    pub get: fn(&Value) -> String,
+    cell: Cell,
+}
+
+enum Cell {
+    /// The value at a JSON pointer (most columns).
+    At(&'static str),
+    /// Anything else: joined lists, derived text.
+    With(fn(&Value) -> String),
+}
+
+impl Column {
+    /// A column showing the value at `pointer` ([`at`]).
+    pub const fn at(header: &'static str, pointer: &'static str) -> Self {
+        Column {
+            header,
+            cell: Cell::At(pointer),
+        }
+    }
+
+    /// A column computed from the item.
+    pub const fn with(header: &'static str, get: fn(&Value) -> String) -> Self {
+        Column {
+            header,
+            cell: Cell::With(get),
+        }
+    }
+
+    pub fn cell(&self, item: &Value) -> String {
+        match self.cell {
+            Cell::At(pointer) => at(item, pointer),
+            Cell::With(get) => get(item),
+        }
+    }
 }
 
 /// The value at a JSON pointer as table text ("" when absent or null).
@@ -67,7 +99,7 @@ pub fn render_list(format: Format, items: &[Value], columns: &[Column]) -> Resul
     let mut t = table();
     t.set_header(columns.iter().map(|c| c.header));
     for item in items {
-        t.add_row(columns.iter().map(|c| (c.get)(item)));
+        t.add_row(columns.iter().map(|c| c.cell(item)));
     }
     Ok(trim_lines(&t.to_string()))
 }
@@ -101,16 +133,7 @@ mod tests {
 
     use super::*;
 
-    const COLS: &[Column] = &[
-        Column {
-            header: "ID",
-            get: |v| at(v, "/id"),
-        },
-        Column {
-            header: "NAME",
-            get: |v| at(v, "/name"),
-        },
-    ];
+    const COLS: &[Column] = &[Column::at("ID", "/id"), Column::at("NAME", "/name")];
 
     #[test]
     fn each_format_renders_what_it_says() {

@@ -39,44 +39,20 @@ pub(super) const BACKUP: Kind = Kind {
 };
 
 const BACKUP_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "CLUSTER",
-        get: |v| at(v, "/clusterId"),
-    },
-    Column {
-        header: "SELECTION",
-        get: |v| {
-            let ns = v.pointer("/selection/namespaces").and_then(Value::as_array);
-            match ns {
-                Some(list) if !list.is_empty() => list.iter().map(text).collect::<Vec<_>>().join(","),
-                _ => "whole cluster".to_owned(),
-            }
-        },
-    },
-    Column {
-        header: "PV MODE",
-        get: |v| at(v, "/pvMode"),
-    },
-    Column {
-        header: "POLICY",
-        get: |v| at(v, "/policyId"),
-    },
-    Column {
-        header: "DESTINATION",
-        get: |v| at(v, "/effectiveDestination/destinationId"),
-    },
-    Column {
-        header: "PAUSED",
-        get: |v| at(v, "/paused"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("CLUSTER", "/clusterId"),
+    Column::with("SELECTION", |v| {
+        let ns = v.pointer("/selection/namespaces").and_then(Value::as_array);
+        match ns {
+            Some(list) if !list.is_empty() => list.iter().map(text).collect::<Vec<_>>().join(","),
+            _ => "whole cluster".to_owned(),
+        }
+    }),
+    Column::at("PV MODE", "/pvMode"),
+    Column::at("POLICY", "/policyId"),
+    Column::at("DESTINATION", "/effectiveDestination/destinationId"),
+    Column::at("PAUSED", "/paused"),
 ];
 
 pub(super) async fn backups(g: &Global, cmd: BackupsCmd) -> Result<(), CliError> {

@@ -31,146 +31,71 @@ const EKS_RECREATION: Kind = Kind {
 };
 
 const EKS_RECREATION_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "REGION",
-        get: |v| at(v, "/region"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "RECOVERY POINT",
-        get: |v| at(v, "/recoveryPointId"),
-    },
-    Column {
-        header: "CLUSTER",
-        get: |v| at(v, "/clusterId"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
-    Column {
-        header: "ERROR",
-        get: |v| at(v, "/error"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("REGION", "/region"),
+    Column::at("STATE", "/state"),
+    Column::at("RECOVERY POINT", "/recoveryPointId"),
+    Column::at("CLUSTER", "/clusterId"),
+    Column::at("CREATED", "/createdAt"),
+    Column::at("ERROR", "/error"),
 ];
 
 const CLOUD_ACCOUNT_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "AWS ACCOUNT",
-        get: |v| at(v, "/awsAccountId"),
-    },
-    Column {
-        header: "REGIONS",
-        get: |v| {
-            v.get("regions")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().map(text).collect::<Vec<_>>().join(","))
-                .unwrap_or_default()
-        },
-    },
-    Column {
-        header: "LAST INVENTORY",
-        get: |v| at(v, "/lastInventoryAt"),
-    },
-    Column {
-        header: "LAST ERROR",
-        get: |v| at(v, "/lastError"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("STATE", "/state"),
+    Column::at("AWS ACCOUNT", "/awsAccountId"),
+    Column::with("REGIONS", |v| {
+        v.get("regions")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    }),
+    Column::at("LAST INVENTORY", "/lastInventoryAt"),
+    Column::at("LAST ERROR", "/lastError"),
 ];
 
 /// One row per region of an inventory run.
 const INVENTORY_RUN_COLUMNS: &[Column] = &[
-    Column {
-        header: "REGION",
-        get: |v| at(v, "/region"),
-    },
-    Column {
-        header: "PRESENT",
-        get: |v| at(v, "/present"),
-    },
-    Column {
-        header: "VANISHED",
-        get: |v| at(v, "/vanished"),
-    },
-    Column {
-        header: "ERROR",
-        get: |v| at(v, "/error"),
-    },
+    Column::at("REGION", "/region"),
+    Column::at("PRESENT", "/present"),
+    Column::at("VANISHED", "/vanished"),
+    Column::at("ERROR", "/error"),
 ];
 
 /// One row per resource found (entries of every region, the region added).
 const INVENTORY_COLUMNS: &[Column] = &[
-    Column {
-        header: "REGION",
-        get: |v| at(v, "/region"),
-    },
-    Column {
-        header: "KIND",
-        get: resource_kind,
-    },
-    Column {
-        header: "ID",
-        get: |v| {
-            ["/identifier", "/name", "/volumeId"]
-                .iter()
-                .map(|p| at(v, p))
-                .find(|s| !s.is_empty())
-                .unwrap_or_default()
-        },
-    },
-    Column {
-        header: "STATUS",
-        get: |v| {
-            let status = at(v, "/status");
-            if status.is_empty() { at(v, "/state") } else { status }
-        },
-    },
-    Column {
-        header: "ENGINE",
-        get: |v| {
-            let engine = at(v, "/engine");
-            let version = if engine.is_empty() {
-                at(v, "/version")
-            } else {
-                at(v, "/engineVersion")
-            };
-            match (engine.is_empty(), version.is_empty()) {
-                (false, false) => format!("{engine} {version}"),
-                (false, true) => engine,
-                (true, _) => version,
-            }
-        },
-    },
-    Column {
-        header: "VANISHED",
-        get: |v| match v.get("vanishedAt").and_then(Value::as_str) {
-            Some(at) => format!("vanished {at}"),
-            None => String::new(),
-        },
-    },
+    Column::at("REGION", "/region"),
+    Column::with("KIND", resource_kind),
+    Column::with("ID", |v| {
+        ["/identifier", "/name", "/volumeId"]
+            .iter()
+            .map(|p| at(v, p))
+            .find(|s| !s.is_empty())
+            .unwrap_or_default()
+    }),
+    Column::with("STATUS", |v| {
+        let status = at(v, "/status");
+        if status.is_empty() { at(v, "/state") } else { status }
+    }),
+    Column::with("ENGINE", |v| {
+        let engine = at(v, "/engine");
+        let version = if engine.is_empty() {
+            at(v, "/version")
+        } else {
+            at(v, "/engineVersion")
+        };
+        match (engine.is_empty(), version.is_empty()) {
+            (false, false) => format!("{engine} {version}"),
+            (false, true) => engine,
+            (true, _) => version,
+        }
+    }),
+    Column::with("VANISHED", |v| match v.get("vanishedAt").and_then(Value::as_str) {
+        Some(at) => format!("vanished {at}"),
+        None => String::new(),
+    }),
 ];
 
 /// The resource's kind as the inventory keys it: snapshots of clusters apart.

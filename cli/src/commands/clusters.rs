@@ -26,30 +26,12 @@ pub(super) const CLUSTER: Kind = Kind {
 };
 
 const CLUSTER_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "KUBERNETES",
-        get: |v| at(v, "/kubernetesVersion"),
-    },
-    Column {
-        header: "AGENT",
-        get: |v| at(v, "/agentVersion"),
-    },
-    Column {
-        header: "LAST HEARTBEAT",
-        get: |v| at(v, "/lastHeartbeatAt"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("STATE", "/state"),
+    Column::at("KUBERNETES", "/kubernetesVersion"),
+    Column::at("AGENT", "/agentVersion"),
+    Column::at("LAST HEARTBEAT", "/lastHeartbeatAt"),
 ];
 
 async fn install_line(client: &Client, id: &str, output_file: Option<&std::path::Path>) -> Result<String, CliError> {

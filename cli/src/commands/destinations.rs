@@ -17,26 +17,14 @@ pub(super) const DESTINATION: Kind = Kind {
 };
 
 const DESTINATION_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "KIND",
-        get: |v| at(v, "/target/kind"),
-    },
-    Column {
-        header: "WHERE",
-        get: |v| match v.pointer("/target/kind").and_then(Value::as_str) {
-            Some("LOCAL_FILESYSTEM") => at(v, "/target/path"),
-            Some("S3") => format!("s3://{}/{}", at(v, "/target/bucket"), at(v, "/target/prefix")),
-            _ => at(v, "/target/region"),
-        },
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("KIND", "/target/kind"),
+    Column::with("WHERE", |v| match v.pointer("/target/kind").and_then(Value::as_str) {
+        Some("LOCAL_FILESYSTEM") => at(v, "/target/path"),
+        Some("S3") => format!("s3://{}/{}", at(v, "/target/bucket"), at(v, "/target/prefix")),
+        _ => at(v, "/target/region"),
+    }),
 ];
 
 pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(), CliError> {

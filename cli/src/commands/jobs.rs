@@ -26,38 +26,14 @@ pub(super) const JOB: Kind = Kind {
 };
 
 const JOB_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "TYPE",
-        get: |v| at(v, "/type"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "TRIGGER",
-        get: |v| at(v, "/trigger"),
-    },
-    Column {
-        header: "CLUSTER",
-        get: |v| at(v, "/clusterId"),
-    },
-    Column {
-        header: "BACKUP",
-        get: |v| at(v, "/definitionId"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
-    Column {
-        header: "REASON",
-        get: |v| at(v, "/reason"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("TYPE", "/type"),
+    Column::at("STATE", "/state"),
+    Column::at("TRIGGER", "/trigger"),
+    Column::at("CLUSTER", "/clusterId"),
+    Column::at("BACKUP", "/definitionId"),
+    Column::at("CREATED", "/createdAt"),
+    Column::at("REASON", "/reason"),
 ];
 
 const TERMINAL: &[&str] = &["COMPLETED", "PARTIAL", "FAILED", "SKIPPED", "CANCELED"];

@@ -19,26 +19,11 @@ const API_KEY: Kind = Kind {
 };
 
 const API_KEY_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "ROLE",
-        get: |v| at(v, "/role"),
-    },
-    Column {
-        header: "SNIPPET",
-        get: |v| at(v, "/snippet"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("ROLE", "/role"),
+    Column::at("SNIPPET", "/snippet"),
+    Column::at("CREATED", "/createdAt"),
 ];
 
 pub(super) async fn org(g: &Global, cmd: OrgCmd) -> Result<(), CliError> {

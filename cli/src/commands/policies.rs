@@ -41,30 +41,12 @@ fn used_by_text(v: &Value) -> String {
 }
 
 const POLICY_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "TIMEZONE",
-        get: |v| at(v, "/timezone"),
-    },
-    Column {
-        header: "SCHEDULES (CRON=DAYS[:KEEP])",
-        get: schedules_text,
-    },
-    Column {
-        header: "SUSPENDED",
-        get: |v| at(v, "/suspended"),
-    },
-    Column {
-        header: "USED BY",
-        get: used_by_text,
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("TIMEZONE", "/timezone"),
+    Column::with("SCHEDULES (CRON=DAYS[:KEEP])", schedules_text),
+    Column::at("SUSPENDED", "/suspended"),
+    Column::with("USED BY", used_by_text),
 ];
 
 /// `CRON=RETAIN_DAYS[:KEEP_LAST]` as the API's schedule row. The cron has spaces but no

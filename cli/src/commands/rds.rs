@@ -74,73 +74,25 @@ fn database_text(db: &Value) -> String {
 }
 
 const RDS_BACKUP_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        get: |v| at(v, "/name"),
-    },
-    Column {
-        header: "ACCOUNT",
-        get: |v| at(v, "/cloudAccountId"),
-    },
-    Column {
-        header: "REGION",
-        get: |v| at(v, "/region"),
-    },
-    Column {
-        header: "DATABASES",
-        get: databases_text,
-    },
-    Column {
-        header: "POLICY",
-        get: |v| at(v, "/policyId"),
-    },
-    Column {
-        header: "COPIES TO",
-        get: |v| at(v, "/copy/destinationRegion"),
-    },
-    Column {
-        header: "PAUSED",
-        get: |v| at(v, "/paused"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("NAME", "/name"),
+    Column::at("ACCOUNT", "/cloudAccountId"),
+    Column::at("REGION", "/region"),
+    Column::with("DATABASES", databases_text),
+    Column::at("POLICY", "/policyId"),
+    Column::at("COPIES TO", "/copy/destinationRegion"),
+    Column::at("PAUSED", "/paused"),
 ];
 
 const RDS_RP_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "TYPE",
-        get: |v| at(v, "/type"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "DATABASE",
-        get: |v| v.get("database").map(database_text).unwrap_or_default(),
-    },
-    Column {
-        header: "SNAPSHOT",
-        get: |v| at(v, "/snapshot/identifier"),
-    },
-    Column {
-        header: "REGION",
-        get: |v| at(v, "/snapshot/region"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
-    Column {
-        header: "EXPIRES",
-        get: |v| at(v, "/expiresAt"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("TYPE", "/type"),
+    Column::at("STATE", "/state"),
+    Column::with("DATABASE", |v| v.get("database").map(database_text).unwrap_or_default()),
+    Column::at("SNAPSHOT", "/snapshot/identifier"),
+    Column::at("REGION", "/snapshot/region"),
+    Column::at("CREATED", "/createdAt"),
+    Column::at("EXPIRES", "/expiresAt"),
 ];
 
 /// Where a restore job restores from.
@@ -166,34 +118,13 @@ fn source_text(job: &Value) -> String {
 }
 
 const RDS_RESTORE_COLUMNS: &[Column] = &[
-    Column {
-        header: "JOB",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "FROM",
-        get: source_text,
-    },
-    Column {
-        header: "TO",
-        get: |v| at(v, "/rds/restore/target/identifier"),
-    },
-    Column {
-        header: "REGION",
-        get: |v| at(v, "/rds/region"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
-    Column {
-        header: "REASON",
-        get: |v| at(v, "/reason"),
-    },
+    Column::at("JOB", "/id"),
+    Column::at("STATE", "/state"),
+    Column::with("FROM", source_text),
+    Column::at("TO", "/rds/restore/target/identifier"),
+    Column::at("REGION", "/rds/region"),
+    Column::at("CREATED", "/createdAt"),
+    Column::at("REASON", "/reason"),
 ];
 
 pub(super) async fn rds(g: &Global, cmd: RdsCmd) -> Result<(), CliError> {

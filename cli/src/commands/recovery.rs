@@ -31,38 +31,14 @@ const RESTORE: Kind = Kind {
 };
 
 const RP_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "TYPE",
-        get: |v| at(v, "/type"),
-    },
-    Column {
-        header: "STATE",
-        get: |v| at(v, "/state"),
-    },
-    Column {
-        header: "CLUSTER",
-        get: |v| at(v, "/clusterId"),
-    },
-    Column {
-        header: "BACKUP",
-        get: |v| at(v, "/definitionId"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
-    Column {
-        header: "EXPIRES",
-        get: |v| at(v, "/expiresAt"),
-    },
-    Column {
-        header: "LOCKED",
-        get: |v| at(v, "/locked"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("TYPE", "/type"),
+    Column::at("STATE", "/state"),
+    Column::at("CLUSTER", "/clusterId"),
+    Column::at("BACKUP", "/definitionId"),
+    Column::at("CREATED", "/createdAt"),
+    Column::at("EXPIRES", "/expiresAt"),
+    Column::at("LOCKED", "/locked"),
 ];
 
 pub(super) async fn recovery_points(g: &Global, cmd: RecoveryPointsCmd) -> Result<(), CliError> {
@@ -95,30 +71,12 @@ pub(super) async fn recovery_points(g: &Global, cmd: RecoveryPointsCmd) -> Resul
 }
 
 const RESTORE_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        get: |v| at(v, "/id"),
-    },
-    Column {
-        header: "RECOVERY POINT",
-        get: |v| at(v, "/recoveryPointId"),
-    },
-    Column {
-        header: "FROM",
-        get: |v| at(v, "/sourceClusterId"),
-    },
-    Column {
-        header: "TO",
-        get: |v| at(v, "/targetClusterId"),
-    },
-    Column {
-        header: "JOB",
-        get: |v| at(v, "/jobId"),
-    },
-    Column {
-        header: "CREATED",
-        get: |v| at(v, "/createdAt"),
-    },
+    Column::at("ID", "/id"),
+    Column::at("RECOVERY POINT", "/recoveryPointId"),
+    Column::at("FROM", "/sourceClusterId"),
+    Column::at("TO", "/targetClusterId"),
+    Column::at("JOB", "/jobId"),
+    Column::at("CREATED", "/createdAt"),
 ];
 
 pub(super) async fn restores(g: &Global, cmd: RestoresCmd) -> Result<(), CliError> {
