@@ -108,6 +108,7 @@ storage:
     enabled: false
 http:
   addr: 127.0.0.1:$port
+  secret: $(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 EOF
 # No telemetry exporter: nothing leaves the machine.
 OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
@@ -139,7 +140,9 @@ fetched="sha256:$(sha256sum "$WORK/manifest.json" | cut -d' ' -f1)"
 [ "$fetched" = "$ARCA_IMAGE_DIGEST" ] || fail "the manifest fetched by digest hashes to $fetched"
 header=$(tr -d '\r' <"$WORK/manifest.json.headers" | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
 [ "$header" = "$ARCA_IMAGE_DIGEST" ] || fail "the registry's Docker-Content-Digest is '$header'"
-pass "manifest by digest: sha256 of its bytes and Docker-Content-Digest are $ARCA_IMAGE_DIGEST"
+ctype=$(tr -d '\r' <"$WORK/manifest.json.headers" | sed -n 's/^[Cc]ontent-[Tt]ype: //p')
+[ "$ctype" = application/vnd.oci.image.manifest.v1+json ] || fail "the registry serves the manifest as '$ctype'"
+pass "manifest by digest: sha256 of its bytes and Docker-Content-Digest are $ARCA_IMAGE_DIGEST ($ctype)"
 
 rev_tag=$(printf '%s' "$ARCA_IMAGE_REVISION" | sed -E 's/^([0-9a-f]{12})[0-9a-f]*/\1/')
 curl -sf "$base/v2/$NAME/tags/list" -o "$WORK/tags.json" || fail "GET tags/list failed"
@@ -154,7 +157,9 @@ pass "tags $ARCA_IMAGE_TAG and $rev_tag name it"
 python3 - "$WORK/manifest.json" >"$WORK/blobs" <<'PY' || fail "unexpected manifest: $(cat "$WORK/manifest.json")"
 import json, sys
 m = json.load(open(sys.argv[1]))
-assert m["mediaType"] == "application/vnd.oci.image.manifest.v1+json", m.get("mediaType")
+# umoci 0.4.7 leaves out the optional mediaType; the registry has it from the push.
+assert m.get("mediaType", "application/vnd.oci.image.manifest.v1+json") == "application/vnd.oci.image.manifest.v1+json", m
+assert m["schemaVersion"] == 2, m
 print(m["config"]["digest"], m["config"]["size"])
 for layer in m["layers"]:
     print(layer["digest"], layer["size"])
