@@ -20,6 +20,7 @@ SNAPSHOTTER_VERSION=${ARCA_SNAPSHOTTER_VERSION:-v8.7.0}
 MOTO_VERSION=${ARCA_MOTO_VERSION:-5.2.5}
 HELM_VERSION=${ARCA_HELM_VERSION:-v3.22.0}
 CONTAINERD_VERSION=${ARCA_CONTAINERD_VERSION:-v2.4.2}
+REGISTRY_VERSION=${ARCA_REGISTRY_VERSION:-v3.1.2}
 # ARCA_TESTENV_NODES=0: control planes only (no kubelet, no containers), for machines that
 # cannot run containers; the in-cluster tests then fail and say so.
 NODES=${ARCA_TESTENV_NODES:-1}
@@ -39,6 +40,8 @@ declare -A API_PORT=([a]=$((16443 + O)) [b]=$((26443 + O))) ETCD_PORT=([a]=$((12
 declare -A POD_NET=([a]=10.244.1 [b]=10.245.1) KCM_PORT=([a]=$((11257 + O)) [b]=$((21257 + O))) \
   SCHED_PORT=([a]=$((11259 + O)) [b]=$((21259 + O)))
 SERVICE_IP=10.0.0.1 # the `kubernetes` Service of both clusters (--service-cluster-ip-range 10.0.0.0/24)
+# The OCI registry the nodes pull the agent image from (distribution, plain HTTP on loopback).
+REGISTRY_PORT=$((15002 + O))
 CLUSTERS=(a b)
 
 log() { echo "testenv: $*" >&2; }
@@ -186,6 +189,50 @@ ensure_helm() {
   echo "$out/helm"
 }
 
+# ---- the registry: distribution v3 from the Go module proxy
+ensure_registry() { # prints the path of the registry binary
+  local out=$CACHE/registry-$REGISTRY_VERSION
+  if [ ! -x "$out/registry" ]; then
+    command -v go >/dev/null || die "no Go toolchain: the registry cannot be built here"
+    log "building the OCI registry (distribution $REGISTRY_VERSION) from the Go module proxy"
+    mkdir -p "$out.tmp"
+    ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
+        go install -trimpath -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" ) >&2 ||
+      { rm -rf "$out.tmp"; die "could not build the registry $REGISTRY_VERSION"; }
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out/registry"
+}
+
+start_registry() { # binary
+  if alive registry && curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null 2>&1; then return; fi
+  stop_one registry
+  port_free "$REGISTRY_PORT" || die "port $REGISTRY_PORT is taken by a process this script did not start"
+  mkdir -p "$RUN/registry"
+  cat >"$RUN/registry/config.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $RUN/registry/data}, delete: {enabled: true}}
+http: {addr: "127.0.0.1:$REGISTRY_PORT"}
+YAML
+  OTEL_TRACES_EXPORTER=none setsid "$1" serve "$RUN/registry/config.yml" >"$RUN/registry.log" 2>&1 </dev/null &
+  echo $! >"$RUN/registry.pid"
+  wait_for registry "http://127.0.0.1:$REGISTRY_PORT/v2/" || return 1
+  log "registry (distribution $REGISTRY_VERSION) up on 127.0.0.1:$REGISTRY_PORT"
+}
+
+# Builds the agent image (scripts/agent-image.sh: a release build, a no-op when fresh)
+# and pushes it to the registry the nodes pull from; prints repository@digest.
+agent_image() {
+  local ref
+  alive registry || die "the test environment is not up: run scripts/testenv.sh up"
+  "$SCRIPTS/agent-image.sh" build >&2 || die "building the agent image failed"
+  ref=$("$SCRIPTS/agent-image.sh" publish --repository "127.0.0.1:$REGISTRY_PORT/arca-agent" --insecure) ||
+    die "pushing the agent image to the test registry failed"
+  echo "$ref" >"$RUN/agent-image.ref"
+  echo "$ref"
+}
+
 # ---- the node: kubelet & co. (same Kubernetes release), containerd 2, runc, CNI plugins
 ensure_node_bins() { # prints the directory with kubelet, kube-controller-manager, kube-scheduler, kubectl
   local v
@@ -262,6 +309,7 @@ build_all() {
   ensure_moto >/dev/null
   if [ "$NODES" = 1 ]; then
     ensure_node_packages; ensure_node_bins >/dev/null; ensure_containerd >/dev/null; ensure_node_images >/dev/null
+    ensure_registry >/dev/null
   fi
 }
 
@@ -431,6 +479,10 @@ start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
 # by a rule in a chain of our own (what kube-proxy would program for it).
 node_ip() { echo "${POD_NET[$1]}.1"; }
 
+image_name() { # oci-archive: the image name it carries
+  tar -xOf "$1" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])'
+}
+
 node_ready() { # cluster
   kube "$1" GET "/api/v1/nodes/arca-$1-node" 2>/dev/null |
     python3 -c 'import json,sys; c=json.load(sys.stdin)["status"].get("conditions",[]); sys.exit(0 if any(x["type"]=="Ready" and x["status"]=="True" for x in c) else 1)' 2>/dev/null
@@ -446,6 +498,9 @@ node_network() { # cluster: the bridge with the node's IP, and the Service DNAT
   iptables -t nat -N ARCA-TESTENV 2>/dev/null || true
   iptables -t nat -C PREROUTING -j ARCA-TESTENV 2>/dev/null || iptables -t nat -I PREROUTING -j ARCA-TESTENV
   rule=(-i "$br" -d "$SERVICE_IP" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:${API_PORT[$c]}")
+  iptables -t nat -C ARCA-TESTENV "${rule[@]}" 2>/dev/null || iptables -t nat -A ARCA-TESTENV "${rule[@]}"
+  # moto (S3 for agents and movers), as http://<host ip>:MOTO_PORT from Pods of either cluster.
+  rule=(-i "$br" -d "$(node_ip a)" -p tcp --dport "$MOTO_PORT" -j DNAT --to-destination "127.0.0.1:$MOTO_PORT")
   iptables -t nat -C ARCA-TESTENV "${rule[@]}" 2>/dev/null || iptables -t nat -A ARCA-TESTENV "${rule[@]}"
 }
 
@@ -524,6 +579,9 @@ start_node() { # cluster node_bins containerd_dir images_dir
   node_network "$c"
   for cg in /sys/fs/cgroup/*/; do [ -L "${cg%/}" ] || mkdir -p "$cg/arca-$c"; done
   write_node_config "$c" "$n"
+  mkdir -p "$n/containerd/certs.d/127.0.0.1:$REGISTRY_PORT"
+  printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
+    "$REGISTRY_PORT" "$REGISTRY_PORT" >"$n/containerd/certs.d/127.0.0.1:$REGISTRY_PORT/hosts.toml"
   PATH="$ctrd:$PATH" setsid "$ctrd/containerd" --config "$n/containerd.toml" >"$RUN/$c-containerd.log" 2>&1 </dev/null &
   echo $! >"$RUN/$c-containerd.pid"
   for _ in $(seq 1 120); do "$ctrd/ctr" --address "$n/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.5; done
@@ -599,6 +657,7 @@ up() {
   start_moto "$venv" || { down; die "moto failed to start"; }
   if [ "$NODES" = 1 ]; then
     local bins ctrd images
+    start_registry "$(ensure_registry)" || { down; die "the registry failed to start"; }
     ensure_node_packages; bins=$(ensure_node_bins); ctrd=$(ensure_containerd); images=$(ensure_node_images)
     for c in "${CLUSTERS[@]}"; do
       start_node "$c" "$bins" "$ctrd" "$images" || { down; die "the node of cluster $c failed to start"; }
@@ -609,7 +668,7 @@ up() {
 down() {
   local c
   for c in "${CLUSTERS[@]}"; do stop_node "$c"; stop_one "$c-apiserver"; stop_one "$c-etcd"; done
-  stop_one moto
+  stop_one moto; stop_one registry
   if iptables -t nat -L ARCA-TESTENV >/dev/null 2>&1; then
     iptables -t nat -D PREROUTING -j ARCA-TESTENV 2>/dev/null || true
     iptables -t nat -F ARCA-TESTENV; iptables -t nat -X ARCA-TESTENV
@@ -645,19 +704,20 @@ EOF
     cat <<EOF
 export ARCA_TEST_NODES=1
 export ARCA_TEST_NODE_HOST_IP=$(node_ip a)
-export ARCA_TEST_NODE_HOST_IP_B=$(node_ip b)
-export ARCA_TEST_BUSYBOX_IMAGE=arca.local/busybox:latest
+export ARCA_TEST_BUSYBOX_IMAGE=$(image_name "$CACHE/images/busybox.tar")
+export ARCA_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT
 export ARCA_TEST_CONTAINERD_A=$RUN/a/node/containerd.sock
 export ARCA_TEST_CONTAINERD_B=$RUN/b/node/containerd.sock
 export ARCA_CTR=$CACHE/containerd-$CONTAINERD_VERSION/ctr
 EOF
+    if [ -f "$RUN/agent-image.ref" ]; then echo "export ARCA_TEST_AGENT_IMAGE=$(cat "$RUN/agent-image.ref")"; fi
   fi
 }
 
 status() {
   local n
   for n in a-etcd a-apiserver a-containerd a-kubelet a-kcm a-scheduler \
-    b-etcd b-apiserver b-containerd b-kubelet b-kcm b-scheduler moto; do
+    b-etcd b-apiserver b-containerd b-kubelet b-kcm b-scheduler moto registry; do
     if alive "$n"; then echo "$n: running (pid $(cat "$RUN/$n.pid"))"; else echo "$n: stopped"; fi
   done
 }
@@ -669,8 +729,9 @@ case "${1:-}" in
   build) build_all ;;
   helm) mkdir -p "$CACHE"; ensure_helm ;;
   status) status ;;
+  agent-image) agent_image ;;
   kubectl) # kubectl of the same release, built on first use: testenv.sh kubectl a|b ARGS...
     c=${2:-}; [ -n "${API_PORT[$c]:-}" ] || die "usage: $0 kubectl a|b ARGS..."
     shift 2; exec "$(ensure_node_bins)/kubectl" --kubeconfig "$RUN/$c/admin.kubeconfig" "$@" ;;
-  *) echo "usage: $0 up|down|env|build|helm|status|kubectl" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|build|helm|status|kubectl|agent-image" >&2; exit 2 ;;
 esac
