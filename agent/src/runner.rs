@@ -185,6 +185,7 @@ impl ResourceRunner {
             .credentials(&job.job.id)
             .await
             .map_err(|e| format!("getting access to the destination: {e}"))?;
+        let access = crate::credentials_ref::resolve(&self.kube, access).await?;
         let store = open_store(&access).await?;
         Ok((store, access))
     }
