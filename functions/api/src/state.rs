@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arca_core::archive_key::ArchiveMasterKey;
-use arca_core::plan::PlanLimits;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::model::archive_key::ArchiveMasterKey;
+use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
-use arca_core::queue::Queue;
-use arca_core::scheduler::Scheduler;
-use arca_core::service::{ControlPlane, ControlPlaneConfig};
+use arca_core::ports::item_store::ItemStore;
+use arca_core::ports::queue::Queue;
+use arca_core::ports::scheduler::Scheduler;
 use arca_core::store::Store;
-use arca_core::store::item::ItemStore;
 
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct Config {
     /// from. Without it, single-machine mode keeps one in a key file in its data directory.
     pub archive_master_key: Option<ArchiveMasterKey>,
     /// Where the role stack is published and who it trusts (`arca_aws::wiring::role_stack`).
-    pub role_stack: arca_core::cloud::RoleStackConfig,
+    pub role_stack: arca_core::model::cloud::account::RoleStackConfig,
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -328,7 +328,7 @@ impl AppState {
             Some(url) => Some(Arc::new(arca_aws::SqsRdsWorkQueue::new(
                 aws_sdk_sqs::Client::new(&arca_aws::config::load().await),
                 url,
-            )) as Arc<dyn arca_core::rds::RdsWorkQueue>),
+            )) as Arc<dyn arca_core::ports::rds::RdsWorkQueue>),
             None => None,
         };
         state.control_plane = state
