@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arca_core::Result;
-use arca_core::model::policy::parse_timezone;
-use arca_core::model::schedule::{Schedule, ScheduleInput, check_desired, next_fire, rule_of};
+use arca_core::model::cron::{next_fire, parse_timezone};
+use arca_core::model::schedule::{Schedule, ScheduleInput, check_desired, rule_of};
 use arca_core::ports::Clock;
 use arca_core::ports::scheduler::Scheduler;
 use async_trait::async_trait;

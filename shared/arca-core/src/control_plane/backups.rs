@@ -6,8 +6,9 @@ use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, BackupDefinit
 use crate::model::cluster::Cluster;
 use crate::model::destination::{Destination, EffectiveDestination, effective_destination};
 use crate::model::dispatch::DispatchRequest;
-use crate::model::job::{Job, JobTrigger, Retention};
+use crate::model::job::{Job, JobTrigger};
 use crate::model::org::Org;
+use crate::model::policy::Retention;
 use crate::model::policy::{self, Policy, PolicyReferrer, ReferrerKind};
 use crate::store::page::{Listing, PageRequest};
 use crate::store::{Record, Tx};

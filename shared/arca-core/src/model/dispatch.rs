@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupDefinitionId, JobId, OrgId};
 use crate::model::cluster::ClusterState;
-use crate::model::job::{JobState, JobTrigger, Retention};
+use crate::model::job::{JobState, JobTrigger};
+use crate::model::policy::Retention;
 
 /// Why a run was skipped; the text is the job's `reason`.
 #[derive(Clone, Debug, PartialEq, Eq)]

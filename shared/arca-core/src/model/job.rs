@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId, RestoreId};
+use crate::model::policy::Retention;
 use crate::{Error, Result};
 
 /// What a job does.
@@ -117,16 +118,6 @@ pub struct ActivityLine {
     pub at: DateTime<Utc>,
     pub message: String,
 }
-
-/// How long a run's recovery point is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Retention {
-    pub retain_days: u32,
-    #[serde(default)]
-    pub keep_last: Option<u32>,
-}
-
 /// A unit of work. Its id is a ULID minted at creation, so `JOB#<ulid>` keys list
 /// jobs in time order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

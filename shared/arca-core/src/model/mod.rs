@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backup;
 pub mod cloud;
 pub mod cluster;
+pub mod cron;
 pub mod destination;
 pub mod dispatch;
 pub mod install;

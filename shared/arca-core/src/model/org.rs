@@ -22,7 +22,7 @@ pub struct Org {
 }
 
 /// What an admin may change on the org. The plan is not here: it changes through
-/// billing ([`crate::control_plane::ControlPlane::set_plan`]), never through the org's own API.
+/// billing (`ControlPlane::set_plan`), never through the org's own API.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrgSpec {

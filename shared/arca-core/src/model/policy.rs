@@ -1,15 +1,13 @@
 //! Policies: when backups run and how long their recovery points are kept.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
-use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{OrgId, PolicyId};
+use crate::model::cron::{normalize_cron, parse_normalised, parse_timezone};
 use crate::model::plan::{Plan, PlanLimits};
 use crate::{Error, Result, validate};
 
@@ -88,7 +86,7 @@ impl PolicySpec {
         for (i, row) in self.schedules.iter_mut().enumerate() {
             let cron_field = format!("schedules[{i}].cron");
             row.cron = normalize_cron(&cron_field, &row.cron)?;
-            crate::model::schedule::eventbridge_expression_of(&cron_field, &row.cron)?;
+            crate::model::cron::eventbridge_expression_of(&cron_field, &row.cron)?;
             let field = format!("schedules[{i}].retainDays");
             if row.retain_days == 0 || row.retain_days > MAX_RETAIN_DAYS {
                 return Err(Error::invalid(
@@ -113,69 +111,6 @@ impl PolicySpec {
         parse_timezone("timezone", &self.timezone)
     }
 }
-
-/// Parses an IANA timezone name.
-pub fn parse_timezone(field: &str, name: &str) -> Result<Tz> {
-    Tz::from_str(name)
-        .map_err(|_| Error::invalid(field, format!("{name:?} is not an IANA timezone (e.g. Europe/Berlin)")))
-}
-
-fn parser() -> CronParser {
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-}
-
-/// Checks a five-field cron expression and returns it in canonical form: nicknames
-/// expanded, single spaces, upper-case names (`MON`, `JAN`).
-pub fn normalize_cron(field: &str, expr: &str) -> Result<String> {
-    let trimmed = expr.trim();
-    let expanded = match trimmed.to_ascii_lowercase().as_str() {
-        "@yearly" | "@annually" => "0 0 1 1 *".to_string(),
-        "@monthly" => "0 0 1 * *".to_string(),
-        "@weekly" => "0 0 * * 0".to_string(),
-        "@daily" | "@midnight" => "0 0 * * *".to_string(),
-        "@hourly" => "0 * * * *".to_string(),
-        _ => trimmed
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_uppercase(),
-    };
-    let fields = expanded.split(' ').filter(|f| !f.is_empty()).count();
-    if fields != 5 {
-        return Err(Error::invalid(
-            field,
-            format!("{expr:?} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week)"),
-        ));
-    }
-    let cron = parser()
-        .parse(&expanded)
-        .map_err(|e| Error::invalid(field, format!("{expr:?} is not a valid cron expression: {e}")))?;
-    // A pattern that can never fire (30 February) parses but is useless as a schedule.
-    let probe = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
-    if cron.find_next_occurrence(&probe, false).is_err() {
-        return Err(Error::invalid(field, format!("{expr:?} never fires")));
-    }
-    Ok(expanded)
-}
-
-/// The next time `cron` fires strictly after `after`, read in `tz`.
-pub fn next_fire_after(cron: &str, tz: Tz, after: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    let cron = parse_normalised(cron)?;
-    Ok(cron
-        .find_next_occurrence(&after.with_timezone(&tz), false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc)))
-}
-
-fn parse_normalised(cron: &str) -> Result<Cron> {
-    parser()
-        .parse(cron)
-        .map_err(|e| Error::invalid("cron", format!("{cron:?}: {e}")))
-}
-
 /// Every fire time of all the rows together from `from` on, on the wall clock of the
 /// policy's timezone, sorted; times that coincide count once (two rows firing together
 /// make one run).
@@ -263,6 +198,15 @@ pub struct PolicyReferrer {
     pub name: String,
 }
 
+/// How long a run's recovery point is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    pub retain_days: u32,
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
@@ -318,6 +262,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cron::next_fire_after;
 
     fn spec(tz: &str, crons: &[&str]) -> PolicySpec {
         PolicySpec {

@@ -16,7 +16,7 @@ mod step;
 use crate::control_plane::ControlPlane;
 use crate::ids::{OrgId, RecoveryPointId};
 use crate::model::cloud::account::{CloudAccount, RoleRef};
-use crate::model::job::Retention;
+use crate::model::policy::Retention;
 use crate::model::policy::{PolicyReferrer, ReferrerKind};
 use crate::model::rds::{RdsBackupDefinition, RdsDatabaseKey, RdsDatabaseRef, RdsJobWork};
 use crate::ports::rds::{RdsOperations, RdsWorkQueue};

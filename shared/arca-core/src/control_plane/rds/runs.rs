@@ -4,8 +4,9 @@ use crate::control_plane::ControlPlane;
 use crate::ids::{OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId};
 use crate::model::auth::{Principal, Role};
 use crate::model::dispatch;
-use crate::model::job::{Job, JobState, JobTrigger, JobType, Retention};
+use crate::model::job::{Job, JobState, JobTrigger, JobType};
 use crate::model::org::Org;
+use crate::model::policy::Retention;
 use crate::model::policy::{self, Policy};
 use crate::model::rds::{
     self, RdsBackupDefinition, RdsDatabaseRef, RdsJobWork, RdsRecoveryPoint, RdsRecoveryPointState,

@@ -128,7 +128,7 @@ pub enum EksRecreationState {
 
 /// The re-creation of a backed-up EKS cluster (`POST /v1/recoverypoints/{id}/recreate-eks`).
 /// Nothing waits inside a function: a message of the AWS work queue checks EKS once a
-/// minute and moves it on ([`crate::control_plane::ControlPlane::eks_recreation_step`]).
+/// minute and moves it on (`ControlPlane::eks_recreation_step`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EksRecreation {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::ids::{CloudAccountId, RdsBackupDefinitionId, RecoveryPointId};
-use crate::model::job::Retention;
+use crate::model::policy::Retention;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

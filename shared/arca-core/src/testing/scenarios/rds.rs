@@ -809,7 +809,7 @@ pub async fn retention_deletes_expired_snapshots(items: Arc<dyn ItemStore>) {
             &def.id,
             RdsRunRequest {
                 copy_only: false,
-                retention: Some(crate::model::job::Retention {
+                retention: Some(crate::model::policy::Retention {
                     retain_days: 3,
                     keep_last: None,
                 }),
@@ -865,7 +865,7 @@ pub async fn retention_keeps_the_newest_keep_last(items: Arc<dyn ItemStore>) {
             &def.id,
             RdsRunRequest {
                 copy_only: false,
-                retention: Some(crate::model::job::Retention {
+                retention: Some(crate::model::policy::Retention {
                     retain_days: 1,
                     keep_last: Some(2),
                 }),
