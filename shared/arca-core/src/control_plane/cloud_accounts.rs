@@ -44,9 +44,9 @@ pub struct RegionReport {
 /// The linked accounts part of the deployment: how to reach them and how the role stack
 /// is offered.
 #[derive(Clone)]
-pub(crate) struct CloudWiring {
-    pub connector: Arc<dyn CloudConnector>,
-    pub role_stack: RoleStackConfig,
+pub(super) struct CloudWiring {
+    pub(super) connector: Arc<dyn CloudConnector>,
+    pub(super) role_stack: RoleStackConfig,
 }
 
 impl ControlPlane {

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a read-check-write is retried when a concurrent writer got there first.
-pub(crate) const CONCURRENCY_RETRIES: usize = 4;
+const CONCURRENCY_RETRIES: usize = 4;
 
 /// Deployment configuration of the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,20 +88,20 @@ impl Default for ControlPlaneConfig {
 /// ports that move work (the cluster queues, the scheduler, the credential vendor).
 #[derive(Clone)]
 pub struct ControlPlane {
-    pub(crate) store: Store,
-    pub(crate) limits: PlanLimits,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) config: ControlPlaneConfig,
+    store: Store,
+    limits: PlanLimits,
+    clock: Arc<dyn Clock>,
+    config: ControlPlaneConfig,
     /// `None` only in store-level tests: registering then creates no queue, and
     /// dispatching fails (`Permanent`) rather than creating jobs nobody can receive.
-    pub(crate) queue: Option<Arc<dyn Queue>>,
+    queue: Option<Arc<dyn Queue>>,
     /// `None` only in store-level tests: definition changes then sync no schedules.
-    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
-    pub(crate) vendor: Arc<dyn CredentialVendor>,
+    scheduler: Option<Arc<dyn Scheduler>>,
+    vendor: Arc<dyn CredentialVendor>,
     /// `None` when the deployment does not reach AWS accounts (linking is refused).
-    pub(crate) cloud: Option<crate::control_plane::cloud_accounts::CloudWiring>,
+    cloud: Option<cloud_accounts::CloudWiring>,
     /// `None` when the deployment does not protect RDS (RDS runs are refused).
-    pub(crate) rds: Option<crate::control_plane::rds::RdsWiring>,
+    rds: Option<rds::RdsWiring>,
 }
 
 impl ControlPlane {
@@ -165,7 +165,7 @@ impl ControlPlane {
 
     /// Runs a read-check-write again when it lost a race (`Conflict` carrying
     /// [`RETRY`]); after the last attempt the caller gets a plain `Conflict`.
-    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -192,7 +192,7 @@ const RETRY: &str = "\u{0}retry";
 /// A transaction of a read-check-write failed a condition: someone changed one of the
 /// records since they were read. The attempt re-reads and re-checks everything, so a
 /// stale caller ETag still surfaces as `PreconditionFailed` on the next attempt.
-pub(crate) fn retry_on_conflict(e: Error) -> Error {
+fn retry_on_conflict(e: Error) -> Error {
     match e {
         Error::Conflict { .. } => Error::conflict(RETRY),
         other => other,
@@ -201,7 +201,7 @@ pub(crate) fn retry_on_conflict(e: Error) -> Error {
 
 /// A write at a version the code itself just read (no caller ETag) found a newer one:
 /// a lost race, so read again.
-pub(crate) fn retry_on_stale(e: Error) -> Error {
+fn retry_on_stale(e: Error) -> Error {
     match e {
         Error::PreconditionFailed { .. } => Error::conflict(RETRY),
         other => other,

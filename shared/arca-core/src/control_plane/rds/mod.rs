@@ -26,10 +26,10 @@ use std::sync::Arc;
 
 /// The RDS part of the deployment.
 #[derive(Clone)]
-pub(crate) struct RdsWiring {
-    pub ops: Arc<dyn RdsOperations>,
+pub(super) struct RdsWiring {
+    pub(in crate::control_plane) ops: Arc<dyn RdsOperations>,
     /// `None`: jobs are stepped by whoever calls [`ControlPlane::rds_step`] (tests).
-    pub queue: Option<Arc<dyn RdsWorkQueue>>,
+    pub(in crate::control_plane) queue: Option<Arc<dyn RdsWorkQueue>>,
 }
 
 /// Options of an RDS run-now.

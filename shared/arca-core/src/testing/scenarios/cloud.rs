@@ -272,7 +272,7 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
         Err(Error::PreconditionFailed { .. })
     ));
     assert!(
-        !cp.store
+        !cp.store()
             .aws_inventories(&p.org_id, &a.id)
             .await
             .expect("list")
@@ -287,7 +287,7 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
         Err(Error::NotFound { .. })
     ));
     assert!(
-        cp.store
+        cp.store()
             .aws_inventories(&p.org_id, &a.id)
             .await
             .expect("list")
@@ -306,7 +306,7 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
         .expect("create");
     let now = cp.now();
     let r = cp
-        .store
+        .store()
         .create(crate::model::cloud::ebs::EksRecreation {
             id: crate::ids::EksRecreationId::new(),
             org_id: p.org_id,
