@@ -9,7 +9,7 @@
 //! while anything is in progress, sends the message again with a delay. Nothing waits
 //! inside the Lambda. Failed records are reported one by one (`batchItemFailures`), so
 //! one bad message does not redeliver the others. The rules and the naming of snapshots
-//! live in `arca_core::model::rds` / `rds_service` / `cloud_service`.
+//! live in `arca_core::model::rds` / `control_plane/rds` / `control_plane/eks.rs`.
 
 use arca_core::control_plane::ControlPlane;
 use arca_core::ports::rds::AwsWorkMessage;

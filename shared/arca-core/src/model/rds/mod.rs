@@ -1,7 +1,7 @@
 //! RDS and Aurora protection: backup definitions (databases of one linked account and
 //! region, by list or by AWS tag), the recovery points Arca's snapshots and copies are
 //! recorded as, the work an RDS job carries from one check to the next, the ports are in
-//! `ports::rds`. The rules that use them are in `rds_service` (`ControlPlane`).
+//! `ports::rds`. The rules that use them are in `control_plane::rds` (`ControlPlane`).
 
 pub mod definitions;
 pub mod naming;
