@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arca_core::credentials::{DestinationAccess, TemporaryCredentials};
-use arca_core::destination::DestinationTarget;
+use arca_core::model::destination::DestinationTarget;
 use arca_core::ports::ObjectStore;
+use arca_core::ports::credentials::{DestinationAccess, TemporaryCredentials};
 use arca_repo::{KdfParams, PassphraseWrapper, RepoError, Repository};
 
 /// Folder of the cluster's volume repository under its cluster prefix.
