@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use arca_core::credentials::{DestinationAccess, TemporaryCredentials};
-use arca_core::destination::DestinationTarget;
+use arca_core::model::destination::DestinationTarget;
+use arca_core::ports::credentials::{DestinationAccess, TemporaryCredentials};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
