@@ -37,7 +37,10 @@ declare -A API_PORT=([a]=$((16443 + O)) [b]=$((26443 + O))) ETCD_PORT=([a]=$((12
   PEER_PORT=([a]=$((12380 + O)) [b]=$((22380 + O)))
 # The node of each cluster: its pod bridge (the host's address on it is the node's IP, the
 # address pods reach the host at) and the ports of its control-plane helpers.
-declare -A POD_NET=([a]=10.244.1 [b]=10.245.1) KCM_PORT=([a]=$((11257 + O)) [b]=$((21257 + O))) \
+# A second environment (port offset N*100) gets its own bridges, subnets, cgroups and chain.
+ENV_ID=$((O / 100)) NET_SUFFIX=""
+[ "$O" = 0 ] || NET_SUFFIX=$ENV_ID
+declare -A POD_NET=([a]=10.244.$((1 + ENV_ID)) [b]=10.245.$((1 + ENV_ID))) KCM_PORT=([a]=$((11257 + O)) [b]=$((21257 + O))) \
   SCHED_PORT=([a]=$((11259 + O)) [b]=$((21259 + O)))
 SERVICE_IP=10.0.0.1 # the `kubernetes` Service of both clusters (--service-cluster-ip-range 10.0.0.0/24)
 # The OCI registry the nodes pull the agent image from (distribution, plain HTTP on loopback).
@@ -478,6 +481,8 @@ start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
 # Service pods need, `kubernetes` (SERVICE_IP:443), is DNATed to the cluster's apiserver
 # by a rule in a chain of our own (what kube-proxy would program for it).
 node_ip() { echo "${POD_NET[$1]}.1"; }
+bridge() { echo "arca$NET_SUFFIX-$1"; }     # also the name of the node's cgroup root
+CHAIN=ARCA-TESTENV$NET_SUFFIX
 
 image_name() { # oci-archive: the image name it carries
   tar -xOf "$1" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])'
@@ -489,26 +494,27 @@ node_ready() { # cluster
 }
 
 node_network() { # cluster: the bridge with the node's IP, and the Service DNAT
-  local c=$1 br=arca-$1 rule
+  local c=$1 br rule
+  br=$(bridge "$c")
   ip link show "$br" >/dev/null 2>&1 || ip link add "$br" type bridge
   ip addr show dev "$br" | grep -q "$(node_ip "$c")/24" || ip addr add "$(node_ip "$c")/24" dev "$br"
   ip link set "$br" up
   # The apiserver listens on loopback only: accept packets DNATed to 127.0.0.1 from the bridge.
   sysctl -qw "net.ipv4.conf.$br.route_localnet=1"
-  iptables -t nat -N ARCA-TESTENV 2>/dev/null || true
-  iptables -t nat -C PREROUTING -j ARCA-TESTENV 2>/dev/null || iptables -t nat -I PREROUTING -j ARCA-TESTENV
+  iptables -t nat -N $CHAIN 2>/dev/null || true
+  iptables -t nat -C PREROUTING -j $CHAIN 2>/dev/null || iptables -t nat -I PREROUTING -j $CHAIN
   rule=(-i "$br" -d "$SERVICE_IP" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:${API_PORT[$c]}")
-  iptables -t nat -C ARCA-TESTENV "${rule[@]}" 2>/dev/null || iptables -t nat -A ARCA-TESTENV "${rule[@]}"
+  iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
   # moto (S3 for agents and movers), as http://<host ip>:MOTO_PORT from Pods of either cluster.
   rule=(-i "$br" -d "$(node_ip a)" -p tcp --dport "$MOTO_PORT" -j DNAT --to-destination "127.0.0.1:$MOTO_PORT")
-  iptables -t nat -C ARCA-TESTENV "${rule[@]}" 2>/dev/null || iptables -t nat -A ARCA-TESTENV "${rule[@]}"
+  iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
 }
 
 write_node_config() { # cluster dir
   local c=$1 n=$2
   cat >"$n/cni/10-arca.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "arca-$c", "plugins": [
-  {"type": "bridge", "bridge": "arca-$c", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+{"cniVersion": "1.0.0", "name": "$(bridge "$c")", "plugins": [
+  {"type": "bridge", "bridge": "$(bridge "$c")", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "dataDir": "$n/cni-ipam",
             "ranges": [[{"subnet": "${POD_NET[$c]}.0/24", "gateway": "$(node_ip "$c")"}]],
             "routes": [{"dst": "0.0.0.0/0"}]}},
@@ -553,7 +559,7 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
-cgroupRoot: /arca-$c
+cgroupRoot: /$(bridge "$c")
 containerRuntimeEndpoint: unix://$n/containerd.sock
 address: $(node_ip "$c")
 port: 10250
@@ -577,7 +583,7 @@ start_node() { # cluster node_bins containerd_dir images_dir
   stop_node "$c"
   mkdir -p "$n"/{cni,cni-ipam,kubelet,containerd/certs.d}
   node_network "$c"
-  for cg in /sys/fs/cgroup/*/; do [ -L "${cg%/}" ] || mkdir -p "$cg/arca-$c"; done
+  for cg in /sys/fs/cgroup/*/; do [ -L "${cg%/}" ] || mkdir -p "$cg/$(bridge "$c")"; done
   write_node_config "$c" "$n"
   mkdir -p "$n/containerd/certs.d/127.0.0.1:$REGISTRY_PORT"
   printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
@@ -615,18 +621,18 @@ stop_node() { # cluster: also ends every container it ran and unmounts what the 
   local c=$1 n=$RUN/$1/node cg m
   stop_one "$c-scheduler"; stop_one "$c-kcm"; stop_one "$c-kubelet"
   # The pods' processes live in the cgroups under /arca-<c>; the shims belong to our containerd.
-  if [ -d "/sys/fs/cgroup/pids/arca-$c" ]; then
-    find "/sys/fs/cgroup/pids/arca-$c" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  if [ -d "/sys/fs/cgroup/pids/$(bridge "$c")" ]; then
+    find "/sys/fs/cgroup/pids/$(bridge "$c")" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
   fi
   pkill -9 -f "containerd-shim-runc-v2 .*-address $n/containerd.sock" 2>/dev/null || true
   stop_one "$c-containerd"
   if [ -d "$n" ]; then
     for m in $(awk -v p="$n/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
   fi
-  for cg in /sys/fs/cgroup/*/arca-"$c"; do
+  for cg in /sys/fs/cgroup/*/"$(bridge "$c")"; do
     if [ -d "$cg" ]; then find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
   done
-  if ip link show "arca-$c" >/dev/null 2>&1; then ip link del "arca-$c" 2>/dev/null || true; fi
+  if ip link show "$(bridge "$c")" >/dev/null 2>&1; then ip link del "$(bridge "$c")" 2>/dev/null || true; fi
 }
 
 start_moto() { # venv
@@ -669,9 +675,9 @@ down() {
   local c
   for c in "${CLUSTERS[@]}"; do stop_node "$c"; stop_one "$c-apiserver"; stop_one "$c-etcd"; done
   stop_one moto; stop_one registry
-  if iptables -t nat -L ARCA-TESTENV >/dev/null 2>&1; then
-    iptables -t nat -D PREROUTING -j ARCA-TESTENV 2>/dev/null || true
-    iptables -t nat -F ARCA-TESTENV; iptables -t nat -X ARCA-TESTENV
+  if iptables -t nat -L $CHAIN >/dev/null 2>&1; then
+    iptables -t nat -D PREROUTING -j $CHAIN 2>/dev/null || true
+    iptables -t nat -F $CHAIN; iptables -t nat -X $CHAIN
   fi
   # etcd data and PKI go with the servers: the next `up` starts from an empty cluster.
   rm -rf "$RUN"
