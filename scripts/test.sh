@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the one test command (README, .ci/run).
 #
-# Installs what is missing (Go-built kube-apiserver/etcd, the moto virtualenv: all
-# cached under ~/.cache), starts the real test environment, runs fmt, clippy and the
-# whole test suite against it, and stops the environment whatever the outcome.
+# Installs what is missing (Go-built Kubernetes and containerd, the moto virtualenv, the
+# registry: all cached under ~/.cache), starts the real test environment with its nodes,
+# builds the agent image the nodes run, runs fmt, clippy and the whole test suite
+# against it, and stops the environment whatever the outcome.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,9 @@ cargo fmt --all --check
 step "test environment"
 trap 'step "stopping the test environment"; scripts/testenv.sh down' EXIT
 scripts/testenv.sh up
+
+step "agent image (release build, pushed to the registry the test nodes pull from)"
+scripts/testenv.sh agent-image
 eval "$(scripts/testenv.sh env)"
 
 step "clippy"

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# scripts/testenv.sh up|down|env|build|helm|status
+# scripts/testenv.sh up|down|env|build|helm|status|kubectl|agent-image|registry
 #
-# Arca's real test environment, all on loopback:
-#   - two independent Kubernetes control planes ("a" and "b"): a real etcd and a
-#     real kube-apiserver each, built from the Go module proxy and cached;
+# Arca's real test environment, on this machine:
+#   - two independent Kubernetes clusters ("a" and "b"): a real etcd and kube-apiserver
+#     each, and a node each (kubelet, kube-controller-manager, kube-scheduler of the same
+#     release; containerd 2 with runc and the CNI bridge), all built from the Go module
+#     proxy or taken from Debian, and cached;
+#   - an OCI registry (distribution) the nodes pull the agent image from
+#     (`agent-image` builds it with scripts/agent-image.sh and pushes it there);
 #   - the CSI snapshot CRDs (snapshot.storage.k8s.io/v1) from external-snapshotter;
 #   - moto_server for the AWS APIs, from PyPI in a virtualenv of our own;
 #   - helm (the agent's chart: lint, template, install), built from the Go module proxy.
+# docs/testing.md describes it. ARCA_TESTENV_NODES=0 leaves the nodes out.
 #
 # `up` is idempotent (a healthy server is left alone), `down` stops only what this
-# script started (by pid file), `env` prints the exports that tests read.
+# script started (by pid file) and every container its nodes ran, `env` prints the
+# exports that tests read.
 set -euo pipefail
 
 # ---- pinned versions (first = preferred; the others are fallbacks, tried in order) ----
@@ -736,8 +742,9 @@ case "${1:-}" in
   helm) mkdir -p "$CACHE"; ensure_helm ;;
   status) status ;;
   agent-image) agent_image ;;
+  registry) mkdir -p "$CACHE"; ensure_registry ;; # the registry binary's path, built on first use
   kubectl) # kubectl of the same release, built on first use: testenv.sh kubectl a|b ARGS...
     c=${2:-}; [ -n "${API_PORT[$c]:-}" ] || die "usage: $0 kubectl a|b ARGS..."
     shift 2; exec "$(ensure_node_bins)/kubectl" --kubeconfig "$RUN/$c/admin.kubeconfig" "$@" ;;
-  *) echo "usage: $0 up|down|env|build|helm|status|kubectl|agent-image" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|build|helm|status|kubectl|agent-image|registry" >&2; exit 2 ;;
 esac
