@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 
 # Build caches live outside the clone, so every clone on this machine shares them.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-target}
+# Where scripts/agent-image.sh builds the images: $ARCA_IMAGE_DIR/agent (the agent's OCI
+# layout, image.tar, image.env, sbom.cdx.json) and $ARCA_IMAGE_DIR/busybox, built once per
+# run by the agent image step and read by whatever comes after it.
+export ARCA_IMAGE_DIR=${ARCA_IMAGE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-image}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
@@ -36,6 +40,9 @@ step "tests"
 cargo test --workspace --all-targets --locked --no-fail-fast
 # doc tests: compiled separately by cargo, cheap for us
 cargo test --workspace --doc --locked
+
+step "agent image (build, size, publish to a loopback registry)"
+scripts/agent-image-test.sh
 
 step "cfn role stack (cfn/tests, on moto)"
 PYTHONDONTWRITEBYTECODE=1 "${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}/moto-${ARCA_MOTO_VERSION:-5.2.5}/bin/python" \

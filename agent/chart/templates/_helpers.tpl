@@ -34,3 +34,15 @@ labels:
 {{- fail "agentToken or existingSecret.name is required: the cluster's agent token (arcagent_...), from `arca clusters register NAME --agent-token-file FILE`" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The agent's image (and its mover Jobs'): by digest when image.digest is set. */}}
+{{- define "arca-agent.image" -}}
+{{- with .Values.image.digest -}}
+{{- if not (regexMatch "^sha256:[0-9a-f]{64}$" (toString .)) -}}
+{{- fail (printf "image.digest must be sha256:<64 hex digits>, not %q" (toString .)) -}}
+{{- end -}}
+{{- printf "%s@%s" $.Values.image.repository . -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) -}}
+{{- end -}}
+{{- end -}}

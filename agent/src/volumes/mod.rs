@@ -41,7 +41,8 @@ pub use crate::resources::clean::RESTORE_ID_LABEL as RESTORE_LABEL;
 /// How volume work runs.
 #[derive(Clone, Debug)]
 pub struct VolumeOptions {
-    /// The image of mover Jobs: this agent's (`ARCA_MOVER_IMAGE`, else the released agent
+    /// The image of mover Jobs: this agent's (`ARCA_MOVER_IMAGE`, which the install
+    /// manifest and the chart set to the agent's own image; else the locally built agent
     /// image of this version).
     pub mover_image: String,
     /// The service account mover pods run as (default: the namespace's default).
@@ -58,12 +59,14 @@ pub struct VolumeOptions {
     pub repo_kdf: arca_repo::KdfParams,
 }
 
-/// The agent image mover Jobs run unless `ARCA_MOVER_IMAGE` says otherwise.
+/// The agent image mover Jobs run unless `ARCA_MOVER_IMAGE` says otherwise (the install
+/// manifest and the chart set it to the agent's own image): the name
+/// `scripts/agent-image.sh build` gives the image (api::state::DEFAULT_AGENT_IMAGE).
 pub fn default_mover_image() -> String {
     std::env::var("ARCA_MOVER_IMAGE")
         .ok()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| format!("ghcr.io/arca-backup/arca-agent:{}", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| format!("arca.local/arca-agent:{}", env!("CARGO_PKG_VERSION")))
 }
 
 impl Default for VolumeOptions {

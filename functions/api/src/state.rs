@@ -85,8 +85,11 @@ impl Default for AgentSettings {
     }
 }
 
-/// The agent image a manifest names unless `ARCA_AGENT_IMAGE` says otherwise.
-pub const DEFAULT_AGENT_IMAGE: &str = concat!("ghcr.io/arca-backup/arca-agent:", env!("CARGO_PKG_VERSION"));
+/// The agent image a manifest names unless `ARCA_AGENT_IMAGE` says otherwise: the name
+/// `scripts/agent-image.sh build` gives the image in its OCI archive (`arca.local` is no
+/// registry: the image is loaded into the nodes' runtime, e.g. `ctr images import`). A
+/// deployed stack sets `ARCA_AGENT_IMAGE` to its ECR repository, by digest.
+pub const DEFAULT_AGENT_IMAGE: &str = concat!("arca.local/arca-agent:", env!("CARGO_PKG_VERSION"));
 
 /// The name of the redb file inside `ARCA_DATA_DIR`.
 pub const DB_FILE: &str = "arca.redb";

@@ -128,12 +128,16 @@ impl Case {
 
     /// What the API serves for this cluster, parsed back from its YAML stream.
     fn manifest(&self) -> Vec<Value> {
-        let image = format!("{REPOSITORY}:{TAG}");
+        self.manifest_of(&format!("{REPOSITORY}:{TAG}"))
+    }
+
+    /// The same, naming this image.
+    fn manifest_of(&self, image: &str) -> Vec<Value> {
         let objects = manifest::objects(&ManifestInput {
             cluster_id: self.cluster_id,
             api_url: API_URL,
             agent_token: &self.token,
-            image: &image,
+            image,
             installed_at: self.installed_at,
         });
         let yaml = manifest::to_yaml(&self.cluster_id, &objects).unwrap();
@@ -290,6 +294,7 @@ fn chart_values_keep_every_object_ours() {
         json!({ "name": "my-agent-token", "key": "token" })
     );
     assert_eq!(env["ARCA_HEALTH_ADDR"]["value"], "0.0.0.0:8081");
+    assert_eq!(env["ARCA_MOVER_IMAGE"]["value"], container["image"]);
 
     // Without the namespace (installed with --create-namespace), the rest is the same.
     let mut values = case.values();
@@ -297,6 +302,33 @@ fn chart_values_keep_every_object_ours() {
     let objects = render(&bin, &values).unwrap();
     assert!(objects.iter().all(|o| o["kind"] != "Namespace"));
     assert_eq!(objects.len(), 5);
+}
+
+#[test]
+fn an_image_digest_names_the_image_by_digest_for_the_agent_and_its_movers() {
+    let Some(bin) = arca_testenv::helm() else { return };
+    let case = Case::new();
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let mut values = case.values();
+    values["image"]["digest"] = json!(digest);
+    let objects = render(&bin, &values).unwrap();
+    // Exactly the manifest the API serves with ARCA_AGENT_IMAGE=<repository>@<digest>
+    // (the stack's ECR repository and AgentImageDigest): the tag is ignored.
+    let served = by_key(&case.manifest_of(&format!("{REPOSITORY}@{digest}")));
+    assert_eq!(by_key(&objects), served);
+    let container = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let env: BTreeMap<&str, &Value> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), &e["value"]))
+        .collect();
+    assert_eq!(container["image"], json!(format!("{REPOSITORY}@{digest}")));
+    assert_eq!(*env["ARCA_MOVER_IMAGE"], container["image"]);
+    // Anything but a sha256 digest fails, naming the value.
+    values["image"]["digest"] = json!("latest");
+    let err = render(&bin, &values).unwrap_err();
+    assert!(err.contains("image.digest must be sha256:"), "{err}");
 }
 
 #[test]
