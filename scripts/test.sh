@@ -41,8 +41,8 @@ cargo test --workspace --all-targets --locked --no-fail-fast
 # doc tests: compiled separately by cargo, cheap for us
 cargo test --workspace --doc --locked
 
-step "agent image (build, size, publish to a loopback registry)"
-scripts/agent-image-test.sh
+step "agent image (size, labels, publish to a loopback registry, read back by digest)"
+scripts/agent-image-test.sh --image "$ARCA_IMAGE_DIR/agent"
 
 step "cfn role stack (cfn/tests, on moto)"
 PYTHONDONTWRITEBYTECODE=1 "${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}/moto-${ARCA_MOTO_VERSION:-5.2.5}/bin/python" \

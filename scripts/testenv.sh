@@ -224,7 +224,7 @@ log: {level: warn}
 storage: {filesystem: {rootdirectory: $RUN/registry/data}, delete: {enabled: true}}
 http: {addr: "127.0.0.1:$REGISTRY_PORT"}
 YAML
-  OTEL_TRACES_EXPORTER=none setsid "$1" serve "$RUN/registry/config.yml" >"$RUN/registry.log" 2>&1 </dev/null &
+  OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none setsid "$1" serve "$RUN/registry/config.yml" >"$RUN/registry.log" 2>&1 </dev/null &
   echo $! >"$RUN/registry.pid"
   wait_for registry "http://127.0.0.1:$REGISTRY_PORT/v2/" || return 1
   log "registry (distribution $REGISTRY_VERSION) up on 127.0.0.1:$REGISTRY_PORT"
@@ -295,17 +295,21 @@ ensure_node_packages() {
     die "could not install ${missing[*]}"
 }
 
-# The images every node needs, as OCI archives: the pod sandbox (Kubernetes' own pause.c,
-# compiled here) and busybox for test workloads; both built by scripts/agent-image.sh.
-ensure_node_images() {
-  local d=$CACHE/images what
+# The images every node needs, as OCI archives: the pod sandbox (Kubernetes' own pause.c
+# of the nodes' release, compiled here) and busybox for test workloads; both built by
+# scripts/agent-image.sh. Prints the directory holding <name>/image.tar.
+ensure_node_images() { # k8s-version
+  local d=$CACHE/images pause_c
   mkdir -p "$d"
-  for what in pause busybox; do
-    [ -f "$d/$what.tar" ] && continue
-    log "building the $what image"
-    "$SCRIPTS/agent-image.sh" "$what" --archive "$d/$what.tar.tmp" >&2 || die "could not build the $what image"
-    mv "$d/$what.tar.tmp" "$d/$what.tar"
-  done
+  if [ ! -f "$d/pause/image.tar" ]; then
+    pause_c=$(go mod download -json "k8s.io/kubernetes@$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c
+    log "building the pause image from $pause_c"
+    "$SCRIPTS/agent-image.sh" pause --source "$pause_c" --output "$d/pause" >/dev/null || die "could not build the pause image"
+  fi
+  if [ ! -f "$d/busybox/image.tar" ]; then
+    log "building the busybox image"
+    "$SCRIPTS/agent-image.sh" busybox --output "$d/busybox" >/dev/null || die "could not build the busybox image"
+  fi
   echo "$d"
 }
 
@@ -317,7 +321,8 @@ build_all() {
   ensure_crds >/dev/null
   ensure_moto >/dev/null
   if [ "$NODES" = 1 ]; then
-    ensure_node_packages; ensure_node_bins >/dev/null; ensure_containerd >/dev/null; ensure_node_images >/dev/null
+    ensure_node_packages; ensure_containerd >/dev/null
+    ensure_node_images "$(basename "$(ensure_node_bins)" | sed "s/^kube-node-//")" >/dev/null
     ensure_registry >/dev/null
   fi
 }
@@ -599,7 +604,7 @@ start_node() { # cluster node_bins containerd_dir images_dir
   for _ in $(seq 1 120); do "$ctrd/ctr" --address "$n/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.5; done
   "$ctrd/ctr" --address "$n/containerd.sock" version >/dev/null 2>&1 ||
     { log "containerd of cluster $c did not start; its log:"; tail -20 "$RUN/$c-containerd.log" >&2; return 1; }
-  for img in "$images"/*.tar; do
+  for img in "$images"/*/image.tar; do
     "$ctrd/ctr" --address "$n/containerd.sock" -n k8s.io images import --local "$img" >/dev/null ||
       { log "cluster $c: could not import $img"; return 1; }
   done
@@ -670,7 +675,8 @@ up() {
   if [ "$NODES" = 1 ]; then
     local bins ctrd images
     start_registry "$(ensure_registry)" || { down; die "the registry failed to start"; }
-    ensure_node_packages; bins=$(ensure_node_bins); ctrd=$(ensure_containerd); images=$(ensure_node_images)
+    ensure_node_packages; bins=$(ensure_node_bins); ctrd=$(ensure_containerd)
+    images=$(ensure_node_images "$(basename "$bins" | sed 's/^kube-node-//')")
     for c in "${CLUSTERS[@]}"; do
       start_node "$c" "$bins" "$ctrd" "$images" || { down; die "the node of cluster $c failed to start"; }
     done
@@ -716,7 +722,7 @@ EOF
     cat <<EOF
 export ARCA_TEST_NODES=1
 export ARCA_TEST_NODE_HOST_IP=$(node_ip a)
-export ARCA_TEST_BUSYBOX_IMAGE=$(image_name "$CACHE/images/busybox.tar")
+export ARCA_TEST_BUSYBOX_IMAGE=$(image_name "$CACHE/images/busybox/image.tar")
 export ARCA_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT
 export ARCA_TEST_CONTAINERD_A=$RUN/a/node/containerd.sock
 export ARCA_TEST_CONTAINERD_B=$RUN/b/node/containerd.sock
