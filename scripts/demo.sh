@@ -80,7 +80,7 @@ cleanup() {
   done
   for c in "${!INSTALLED[@]}"; do
     info "uninstalling the agent from cluster $c (as docs/agent.md says)"
-    kubectl_on "$c" delete namespace arca-system --wait=false >/dev/null 2>&1
+    kubectl_on "$c" delete namespace arca-system --timeout=120s >/dev/null 2>&1
     kubectl_on "$c" delete clusterrole,clusterrolebinding,crd -l app.kubernetes.io/part-of=arca >/dev/null 2>&1
   done
   if [ "${ARCA_DEMO_KEEP:-0}" != 1 ]; then

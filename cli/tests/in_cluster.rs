@@ -54,6 +54,12 @@ fn workload(namespace: &str, image: &str) -> Vec<Value> {
     ]
 }
 
+/// The test's storage class: volumes an admin made beforehand, bound as soon as claimed.
+fn storage_class() -> Value {
+    json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "arca-test-hostpath"},
+           "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"})
+}
+
 /// A hostPath volume of the test's storage class, for one claim to bind.
 fn host_path_volume(name: &str, dir: &Path) -> Value {
     std::fs::create_dir_all(dir).unwrap();
@@ -85,6 +91,16 @@ fn the_agent_runs_in_cluster_and_restores_running_workloads_into_another_cluster
         nodes: &nodes,
         kubeconfig: kc_b,
     };
+    // An agent namespace an earlier test deleted may still be finalizing.
+    for k in [&a, &b] {
+        k.wait_for(&["namespaces"], 120, |v| {
+            !v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["metadata"]["name"] == AGENT_NAMESPACE)
+        });
+    }
     let work = tempfile::tempdir().unwrap();
     let (_server, url) = start_server(work.path(), &nodes.host_ip, &nodes.agent_image);
     let user = User::new(&url, work.path(), "admin");
@@ -193,6 +209,9 @@ fn the_agent_runs_in_cluster_and_restores_running_workloads_into_another_cluster
     let ns = arca_testenv::unique("shop");
     a.ok(&["create", "namespace", &ns]);
     let volumes = work.path().join("volumes");
+    for k in [&a, &b] {
+        k.apply_json(&storage_class());
+    }
     a.apply_json(&host_path_volume(&format!("{ns}-a"), &volumes.join("a")));
     for object in workload(&ns, &nodes.busybox_image) {
         a.apply_json(&object);
