@@ -24,7 +24,6 @@ cd "$(dirname "$0")/.."
 
 CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
 IMAGE_DIR=${ARCA_IMAGE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-image}
-REGISTRY_VERSION=v3.1.2
 SIZE_BUDGET=${ARCA_IMAGE_SIZE_BUDGET:-40000000}
 NAME=arca/arca-agent
 
@@ -39,22 +38,6 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--image DIR]" >&2; exit 2 ;;
   esac
 done
-
-# Prints the path of the registry binary, building it on first use.
-ensure_registry() {
-  local out=$CACHE/registry-$REGISTRY_VERSION
-  if [ ! -x "$out/registry" ]; then
-    command -v go >/dev/null || fail "no Go toolchain: the registry cannot be built here"
-    log "building distribution $REGISTRY_VERSION from the Go module proxy (cold: ~6 min on 2 busy cores)"
-    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
-    (cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
-      go install -trimpath -ldflags "-s -w" \
-      "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" >&2) ||
-      { rm -rf "$out.tmp"; fail "could not build the registry $REGISTRY_VERSION"; }
-    rm -rf "$out" && mv "$out.tmp" "$out"
-  fi
-  echo "$out/registry"
-}
 
 free_port() { # a loopback port in 35000-35999 nothing listens on
   local port
@@ -94,7 +77,7 @@ version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Ca
 pass "image $ARCA_IMAGE_NAME:$ARCA_IMAGE_TAG $ARCA_IMAGE_DIGEST, $ARCA_IMAGE_COMPRESSED_BYTES bytes compressed (budget $SIZE_BUDGET)"
 
 # ---------------------------------------------------------------- the registry
-registry=$(ensure_registry)
+registry=$(scripts/testenv.sh registry) || fail "no registry binary (scripts/testenv.sh registry)"
 port=$(free_port)
 mkdir -p "$WORK/storage"
 cat >"$WORK/registry.yml" <<EOF
@@ -121,7 +104,7 @@ for _ in $(seq 1 120); do
   sleep 0.25
 done
 curl -sf -o /dev/null "$base/v2/" || { tail -n 20 "$WORK/registry.log" >&2; fail "the registry did not answer on $base"; }
-pass "registry distribution $REGISTRY_VERSION on 127.0.0.1:$port"
+pass "registry $("$registry" --version 2>/dev/null | head -1) on 127.0.0.1:$port"
 
 # ---------------------------------------------------------------- publish
 repository=127.0.0.1:$port/$NAME

@@ -3,6 +3,7 @@
 #
 #   scripts/agent-image.sh build   [--output DIR] [--archive FILE] [--binary FILE]
 #   scripts/agent-image.sh busybox [--output DIR] [--archive FILE]
+#   scripts/agent-image.sh pause   --source PAUSE_C [--output DIR]
 #   scripts/agent-image.sh publish --repository URI [--tag T]... [--image DIR] [--insecure]
 #
 # build: `cargo build --release --locked -p arca-agent`, then an OCI image layout of it
@@ -54,7 +55,7 @@ NONROOT=65532
 log() { printf 'agent-image: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # ------------------------------------------------------------------ tools
 is_root() { [ "$(id -u)" = 0 ]; }
@@ -434,6 +435,41 @@ EOF
   echo "$DIGEST"
 }
 
+# The pod sandbox image of the test nodes: Kubernetes' own pause.c (from the k8s.io/kubernetes
+# module the nodes are built from), compiled statically here.
+cmd_pause() {
+  local source="" args=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --source) source=${2:?--source needs build/pause/linux/pause.c}; shift 2 ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  parse_common "${args[@]}"
+  [ -f "$source" ] || die "pause needs --source <k8s.io/kubernetes>/build/pause/linux/pause.c"
+  OUT=${OUT:-$IMAGE_DIR/pause}
+  ensure_tools
+  command -v gcc >/dev/null || die "gcc is needed to compile pause.c"
+  local when tag=3.10 name=$LOCAL_REGISTRY/pause
+  when=$(epoch)
+  mkdir -p "$(dirname "$OUT")"
+  work=$(mktemp -d "$OUT.tmp.XXXXXX") && chmod 755 "$work"
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/rootfs"
+  gcc -Os -static -Wall -DVERSION="$tag" -o "$work/rootfs/pause" "$source" || die "compiling $source failed"
+  strip "$work/rootfs/pause"
+  assemble "$work/rootfs" "$work/oci" "$tag" "$when" -- --config.entrypoint /pause --config.user 65535:65535 \
+    --config.label org.opencontainers.image.title=pause --manifest.annotation org.opencontainers.image.title=pause
+  measure "$work/oci" "$tag"
+  write_archive "$work/oci" "$tag" "$name:$tag" "$work/image.tar"
+  printf 'ARCA_IMAGE_NAME=%s\nARCA_IMAGE_TAG=%s\nARCA_IMAGE_DIGEST=%s\n' "$name" "$tag" "$DIGEST" >"$work/image.env"
+  rm -rf "$work/rootfs"
+  install_dir "$work" "$OUT"
+  trap - EXIT
+  log "image $name:$tag $DIGEST"
+  echo "$DIGEST"
+}
+
 cmd_publish() {
   local repo="" dir="" insecure=false tags=() tag
   while [ $# -gt 0 ]; do
@@ -480,7 +516,8 @@ command=$1; shift
 case $command in
   build) cmd_build "$@" ;;
   busybox) cmd_busybox "$@" ;;
+  pause) cmd_pause "$@" ;;
   publish) cmd_publish "$@" ;;
   -h|--help|help) usage ;;
-  *) die "unknown command $command (build, busybox, publish)" ;;
+  *) die "unknown command $command (build, busybox, pause, publish)" ;;
 esac

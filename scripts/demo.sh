@@ -2,12 +2,18 @@
 # scripts/demo.sh: Arca on one machine, end to end, no AWS.
 #
 # Builds `arca` and `arca-agent`, starts the test environment's two real Kubernetes
-# control planes (clusters "a" and "b") unless they are up, starts `arca server` on the
-# embedded adapters, then with the `arca` CLI: signs up, creates a local-filesystem
-# destination, registers both clusters and runs an agent for each (`arca-agent run`
-# with the cluster's kubeconfig), backs up a namespace of cluster a, and restores it
-# into cluster b under another name, which it then checks object by object.
+# clusters ("a" and "b", each with a node) unless they are up, starts `arca server` on
+# the embedded adapters, then with the `arca` CLI: signs up, registers both clusters and
+# installs the agent into each as a user would (`kubectl apply -f <one-time link>`: the
+# agent runs as a Pod from the image scripts/agent-image.sh builds), creates a
+# destination (a bucket on the test environment's S3, keys in a Secret beside the
+# agent), backs up a namespace of running workloads in cluster a and restores it into
+# cluster b under another name, which it then checks object by object, Pods included.
 # Everything it started is stopped when it ends, whatever the outcome.
+#
+# Without nodes (ARCA_TESTENV_NODES=0, or clusters of yours without ARCA_AGENT_IMAGE),
+# or with ARCA_DEMO_AGENT=process, the agents run as host processes instead
+# (`arca-agent run --kubeconfig`) and back up to a local directory.
 #
 # Environment (all optional):
 #   ARCA_BIN, ARCA_AGENT_BIN   prebuilt binaries (else `cargo build` in CARGO_TARGET_DIR,
@@ -18,7 +24,10 @@
 #   ARCA_DEMO_KUBECONFIG_A, ARCA_DEMO_KUBECONFIG_B
 #                              two clusters of yours instead of the test environment
 #                              (cluster-admin kubeconfigs with a bearer token: the demo
-#                              creates and checks its objects with curl, not kubectl)
+#                              creates and checks its objects with curl, not kubectl);
+#                              the agents run as processes unless ARCA_DEMO_AGENT=in-cluster
+#                              and ARCA_AGENT_IMAGE names an image the clusters can pull
+#   ARCA_DEMO_AGENT            in-cluster (default with the test environment's nodes) or process
 #   ARCA_DEMO_NAMESPACE        the namespace backed up (default: demo-<random>; the test
 #                              clusters have no controller-manager, so a deleted namespace
 #                              stays Terminating and names are never reused)
@@ -46,6 +55,18 @@ PIDS=()
 STARTED_TESTENV=0
 CREATED_DIR=0
 NS_A="" NS_B=""
+# Where the agents run: in-cluster (Pods from the agent image, installed with kubectl
+# apply) or process (`arca-agent run` on this machine).
+MODE=${ARCA_DEMO_AGENT:-}
+if [ -z "$MODE" ]; then
+  if [ -n "${ARCA_DEMO_KUBECONFIG_A:-}" ] || [ "${ARCA_TESTENV_NODES:-1}" = 0 ]; then MODE=process; else MODE=in-cluster; fi
+fi
+case "$MODE" in in-cluster | process) ;; *) echo "demo: ARCA_DEMO_AGENT must be in-cluster or process, not $MODE" >&2; exit 2 ;; esac
+if [ "$MODE" = in-cluster ] && [ -n "${ARCA_DEMO_KUBECONFIG_A:-}" ]; then
+  echo "demo: in-cluster agents need the test environment (its nodes, registry and S3); with clusters of yours use ARCA_DEMO_AGENT=process" >&2
+  exit 2
+fi
+declare -A INSTALLED
 cleanup() {
   local rc=$? pid
   trap - EXIT INT TERM
@@ -57,8 +78,12 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
+  for c in "${!INSTALLED[@]}"; do
+    info "uninstalling the agent from cluster $c (as docs/agent.md says)"
+    kubectl_on "$c" delete namespace arca-system --timeout=120s >/dev/null 2>&1
+    kubectl_on "$c" delete clusterrole,clusterrolebinding,crd -l app.kubernetes.io/part-of=arca >/dev/null 2>&1
+  done
   if [ "${ARCA_DEMO_KEEP:-0}" != 1 ]; then
-    # On a real cluster the namespaces go; the test clusters keep them Terminating.
     [ -n "$NS_A" ] && kube a DELETE "/api/v1/namespaces/$NS_A" -o /dev/null 2>/dev/null
     [ -n "$NS_B" ] && kube b DELETE "/api/v1/namespaces/$NS_B" -o /dev/null 2>/dev/null
   fi
@@ -94,6 +119,7 @@ json_get() { python3 -c 'import json,sys; v=eval("json.load(sys.stdin)"+sys.argv
 
 # ------------------------------------------------------------------ 1. build
 step "building arca and arca-agent"
+[ "$MODE" = in-cluster ] && ARCA_AGENT_BIN=${ARCA_AGENT_BIN:-none} # the image holds its own
 if [ -z "${ARCA_BIN:-}" ] || [ -z "${ARCA_AGENT_BIN:-}" ]; then
   pkgs=()
   [ -z "${ARCA_BIN:-}" ] && pkgs+=(-p arca-cli)
@@ -104,9 +130,11 @@ fi
 ARCA_BIN=${ARCA_BIN:-$CARGO_TARGET_DIR/debug/arca}
 ARCA_AGENT_BIN=${ARCA_AGENT_BIN:-$CARGO_TARGET_DIR/debug/arca-agent}
 [ -x "$ARCA_BIN" ] || fail "no arca binary at $ARCA_BIN"
-[ -x "$ARCA_AGENT_BIN" ] || fail "no arca-agent binary at $ARCA_AGENT_BIN"
 info "arca:       $ARCA_BIN"
-info "arca-agent: $ARCA_AGENT_BIN"
+if [ "$MODE" = process ]; then
+  [ -x "$ARCA_AGENT_BIN" ] || fail "no arca-agent binary at $ARCA_AGENT_BIN"
+  info "arca-agent: $ARCA_AGENT_BIN"
+fi
 
 # ------------------------------------------------------------------ 2. clusters
 step "two Kubernetes clusters, a and b"
@@ -126,6 +154,13 @@ else
     info "the test environment (real kube-apiservers on loopback) is running: reusing it"
   fi
   eval "$(scripts/testenv.sh env)"
+  if [ "$MODE" = in-cluster ]; then
+    [ "${ARCA_TEST_NODES:-0}" = 1 ] ||
+      fail "the test environment has no nodes (ARCA_TESTENV_NODES=0?); set ARCA_DEMO_AGENT=process"
+    info "the agent image: building it and pushing it to the test environment's registry (first time: a release build)"
+    ARCA_AGENT_IMAGE=$(scripts/testenv.sh agent-image) || fail "the agent image could not be built or published"
+    info "agent image: $ARCA_AGENT_IMAGE"
+  fi
   KUBECONFIG_A=$KUBECONFIG
   KUBECONFIG_B=$ARCA_TEST_KUBECONFIG_B
 fi
@@ -155,6 +190,13 @@ kube() { # cluster method path [curl args...]
   curl -sSf --cacert "$WORK/ca-$c.crt" -H "Authorization: Bearer ${KTOKEN[$c]}" \
     -X "$method" "${KSERVER[$c]}$path" "$@"
 }
+kubectl_on() { # cluster args...: the standard client (the test environment's, else kubectl on PATH)
+  local c=$1 kc; shift
+  kc=KUBECONFIG_${c^^}
+  "${ARCA_KUBECTL:-kubectl}" --kubeconfig "${!kc}" "$@"
+}
+# With nodes the Deployment really runs: an image the nodes have.
+WORKLOAD_IMAGE=${ARCA_TEST_BUSYBOX_IMAGE:-busybox:1.36}
 kube_create() { # cluster collection-path json
   kube "$1" POST "$2" -o /dev/null -H 'Content-Type: application/json' -d "$3" ||
     fail "cluster $1: could not create in $2"
@@ -163,7 +205,14 @@ kube_create() { # cluster collection-path json
 # ------------------------------------------------------------------ 3. server
 step "starting the control plane: arca server (embedded adapters, one process)"
 export ARCA_CONFIG=$WORK/config.json # the demo's CLI login, not yours
-"$ARCA_BIN" server --data-dir "$WORK/data" --listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
+if [ "$MODE" = in-cluster ]; then
+  # Where the Pods reach this machine; the agents connect out to it.
+  port=$(python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$ARCA_TEST_NODE_HOST_IP")
+  ARCA_PUBLIC_URL=http://$ARCA_TEST_NODE_HOST_IP:$port ARCA_AGENT_IMAGE=$ARCA_AGENT_IMAGE \
+    "$ARCA_BIN" server --data-dir "$WORK/data" --listen "$ARCA_TEST_NODE_HOST_IP:$port" >"$WORK/server.log" 2>&1 &
+else
+  "$ARCA_BIN" server --data-dir "$WORK/data" --listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
+fi
 PIDS+=($!)
 API_URL=""
 for _ in $(seq 1 120); do
@@ -179,36 +228,70 @@ info "listening on $API_URL (data: $WORK/data, log: $WORK/server.log)"
 arca() { "$ARCA_BIN" "$@"; }
 
 # ------------------------------------------------------------------ 4. account
-step "arca signup, arca destinations create"
+step "arca signup"
 arca signup --org-name demo || fail "arca signup failed"
-arca destinations create local --local-path "$WORK/backups" || fail "creating the destination failed"
 
 # ------------------------------------------------------------------ 5. agents
-step "registering clusters a and b, and running an agent for each"
 declare -A AGENT_PID
-for c in a b; do
-  arca clusters register "$c" --agent-token-file "$WORK/$c.token" >/dev/null ||
-    fail "arca clusters register $c failed"
-  info "cluster $c registered; agent token in $WORK/$c.token (0600)"
-  health=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  kc=KUBECONFIG_${c^^}
-  ARCA_AGENT_TOKEN=$(cat "$WORK/$c.token") "$ARCA_AGENT_BIN" run --api-url "$API_URL" \
-    --kubeconfig "${!kc}" --health-addr "$health" >"$WORK/agent-$c.log" 2>&1 &
-  PIDS+=($!)
-  AGENT_PID[$c]=$!
-  info "arca-agent run --kubeconfig ${!kc} (log: $WORK/agent-$c.log)"
-done
+if [ "$MODE" = in-cluster ]; then
+  step "registering clusters a and b, and installing the agent into each: kubectl apply -f <link>"
+  for c in a b; do
+    line=$(arca clusters register "$c" | sed -n 's/^ *\(kubectl apply -f .*\)$/\1/p') || fail "arca clusters register $c failed"
+    [ -n "$line" ] || fail "arca clusters register $c printed no kubectl line"
+    info "cluster $c registered; running: kubectl apply -f <one-time link>"
+    INSTALLED[$c]=1
+    kubectl_on "$c" apply -f "${line#kubectl apply -f }" >"$WORK/install-$c.log" 2>&1 ||
+      fail "kubectl apply of the install link failed on cluster $c (log: $WORK/install-$c.log)"
+  done
+  for c in a b; do
+    kubectl_on "$c" -n arca-system rollout status deployment/arca-agent --timeout=180s >>"$WORK/install-$c.log" 2>&1 ||
+      fail "the agent Pod of cluster $c did not become Ready ($(kubectl_on "$c" -n arca-system get pods 2>&1 | tail -1))"
+    info "cluster $c: the agent Pod is Ready"
+  done
+else
+  step "registering clusters a and b, and running an agent for each"
+  for c in a b; do
+    arca clusters register "$c" --agent-token-file "$WORK/$c.token" >/dev/null ||
+      fail "arca clusters register $c failed"
+    info "cluster $c registered; agent token in $WORK/$c.token (0600)"
+    health=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    kc=KUBECONFIG_${c^^}
+    ARCA_AGENT_TOKEN=$(cat "$WORK/$c.token") "$ARCA_AGENT_BIN" run --api-url "$API_URL" \
+      --kubeconfig "${!kc}" --health-addr "$health" >"$WORK/agent-$c.log" 2>&1 &
+    PIDS+=($!)
+    AGENT_PID[$c]=$!
+    info "arca-agent run --kubeconfig ${!kc} (log: $WORK/agent-$c.log)"
+  done
+fi
 for c in a b; do
   state=""
   for _ in $(seq 1 120); do
     state=$(arca clusters get "$c" -o json | json_get '["state"]') || state=""
     [ "$state" = ACTIVE ] && break
-    kill -0 "${AGENT_PID[$c]}" 2>/dev/null || fail "the agent of cluster $c exited (log: $WORK/agent-$c.log)"
+    if [ -n "${AGENT_PID[$c]:-}" ]; then
+      kill -0 "${AGENT_PID[$c]}" 2>/dev/null || fail "the agent of cluster $c exited (log: $WORK/agent-$c.log)"
+    fi
     sleep 0.5
   done
   [ "$state" = ACTIVE ] || fail "cluster $c never turned ACTIVE (its agent did not connect; state: ${state:-?})"
 done
 arca clusters list
+step "arca destinations create"
+if [ "$MODE" = in-cluster ]; then
+  # A bucket on the test environment's S3 (moto), its keys in a Secret beside each agent.
+  BUCKET=arca-demo-$(openssl rand -hex 4)
+  curl -sf -X PUT "$AWS_ENDPOINT_URL/$BUCKET" -o /dev/null || fail "could not create bucket $BUCKET on $AWS_ENDPOINT_URL"
+  for c in a b; do
+    kube_create "$c" /api/v1/namespaces/arca-system/secrets \
+      "{\"metadata\":{\"name\":\"demo-bucket-keys\"},\"stringData\":{\"AWS_ACCESS_KEY_ID\":\"$AWS_ACCESS_KEY_ID\",\"AWS_SECRET_ACCESS_KEY\":\"$AWS_SECRET_ACCESS_KEY\"}}"
+  done
+  arca destinations create backups --s3-bucket "$BUCKET" --s3-region "$AWS_REGION" \
+    --s3-endpoint "http://$ARCA_TEST_NODE_HOST_IP:${AWS_ENDPOINT_URL##*:}" --credentials-ref demo-bucket-keys ||
+    fail "creating the destination failed"
+  info "bucket $BUCKET; keys in Secret arca-system/demo-bucket-keys of each cluster"
+else
+  arca destinations create backups --local-path "$WORK/backups" || fail "creating the destination failed"
+fi
 
 # ------------------------------------------------------------------ 6. demo data
 NS=${ARCA_DEMO_NAMESPACE:-demo-$(openssl rand -hex 3)}
@@ -227,14 +310,15 @@ kube_create a "/api/v1/namespaces/$NS/secrets" \
   '{"metadata":{"name":"creds"},"stringData":{"password":"demo-password"}}'
 kube_create a "/apis/apps/v1/namespaces/$NS/deployments" '{"metadata":{"name":"web","labels":{"app":"web"}},
   "spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},
-  "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}}}'
+  "template":{"metadata":{"labels":{"app":"web"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"web",
+  "image":"'"$WORKLOAD_IMAGE"'","imagePullPolicy":"IfNotPresent","command":["sh","-c","exec sleep 86400"]}]}}}}'
 kube_create a "/api/v1/namespaces/$NS/services" \
   '{"metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"port":80,"targetPort":8080}]}}'
 info "configmap/settings secret/creds deployment/web service/web"
 
 # ------------------------------------------------------------------ 7. backup
 step "backing up $NS: arca backups create, arca backups run --wait"
-arca backups create demo --cluster a --namespaces "$NS" --pv-mode none --destination local ||
+arca backups create demo --cluster a --namespaces "$NS" --pv-mode none --destination backups ||
   fail "arca backups create failed"
 arca backups run demo --wait || fail "the backup job did not complete"
 arca recovery-points list --backup demo
@@ -269,6 +353,11 @@ greeting=$(kube b GET "/api/v1/namespaces/$NS_RESTORED/configmaps/settings" | js
 password=$(kube b GET "/api/v1/namespaces/$NS_RESTORED/secrets/creds" | json_get '["data"]["password"]' | base64 -d)
 [ "$password" = demo-password ] || fail "the restored Secret's data differs"
 info "the ConfigMap's and the Secret's data are intact"
+if [ "$MODE" = in-cluster ]; then
+  kubectl_on b -n "$NS_RESTORED" rollout status deployment/web --timeout=120s >/dev/null ||
+    fail "the restored Deployment's Pod did not become Ready in cluster b"
+  info "the restored Deployment's Pod runs on $(kubectl_on b -n "$NS_RESTORED" get pods -o jsonpath='{.items[0].spec.nodeName}')"
+fi
 
 printf '\ndemo: SUCCESS: namespace %s of cluster a was backed up (recovery point %s) and restored into cluster b as %s\n' \
   "$NS" "$RP" "$NS_RESTORED"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the one test command (README, .ci/run).
 #
-# Installs what is missing (Go-built kube-apiserver/etcd, the moto virtualenv: all
-# cached under ~/.cache), starts the real test environment, runs fmt, clippy and the
-# whole test suite against it, and stops the environment whatever the outcome.
+# Installs what is missing (Go-built Kubernetes and containerd, the moto virtualenv, the
+# registry: all cached under ~/.cache), starts the real test environment with its nodes,
+# builds the agent image the nodes run, runs fmt, clippy and the whole test suite
+# against it, and stops the environment whatever the outcome.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ cargo fmt --all --check
 step "test environment"
 trap 'step "stopping the test environment"; scripts/testenv.sh down' EXIT
 scripts/testenv.sh up
+
+step "agent image (release build, pushed to the registry the test nodes pull from)"
+scripts/testenv.sh agent-image
 eval "$(scripts/testenv.sh env)"
 
 step "clippy"
@@ -37,8 +41,8 @@ cargo test --workspace --all-targets --locked --no-fail-fast
 # doc tests: compiled separately by cargo, cheap for us
 cargo test --workspace --doc --locked
 
-step "agent image (build, size, publish to a loopback registry)"
-scripts/agent-image-test.sh
+step "agent image (size, labels, publish to a loopback registry, read back by digest)"
+scripts/agent-image-test.sh --image "$ARCA_IMAGE_DIR/agent"
 
 step "cfn role stack (cfn/tests, on moto)"
 PYTHONDONTWRITEBYTECODE=1 "${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}/moto-${ARCA_MOTO_VERSION:-5.2.5}/bin/python" \

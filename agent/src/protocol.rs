@@ -6,13 +6,13 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use arca_core::agent::{
+use arca_core::ids::JobId;
+use arca_core::model::agent::{
     AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport, SESSION_HEADER,
 };
-use arca_core::cluster::Heartbeat;
-use arca_core::credentials::DestinationAccess;
-use arca_core::ids::JobId;
-use arca_core::job::Job;
+use arca_core::model::cluster::Heartbeat;
+use arca_core::model::job::Job;
+use arca_core::ports::credentials::DestinationAccess;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -174,7 +174,11 @@ impl AgentClient {
     }
 
     /// One batch of a restore's per-object results (stored by the control plane).
-    pub async fn restore_results(&self, job: &JobId, batch: &arca_core::agent::RestoreResultsBatch) -> Result<()> {
+    pub async fn restore_results(
+        &self,
+        job: &JobId,
+        batch: &arca_core::model::agent::RestoreResultsBatch,
+    ) -> Result<()> {
         self.call::<_, serde_json::Value>(&format!("/v1/agent/jobs/{job}/results"), batch)
             .await
             .map(|_| ())

@@ -21,14 +21,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_core::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBatch};
-use arca_core::backup::PvMode;
-use arca_core::cloud::ebs::EbsVolumeRef;
-use arca_core::credentials::DestinationAccess;
-use arca_core::job::{JobCounters, JobState, JobType};
+use arca_core::model::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBatch};
+use arca_core::model::backup::PvMode;
+use arca_core::model::cloud::ebs::EbsVolumeRef;
+use arca_core::model::job::{JobCounters, JobState, JobType};
+use arca_core::model::recovery::{BackupDetails, ResourceIssue};
+use arca_core::model::restore::{MAX_OBJECTS_PER_BATCH, ObjectOutcome, RestoreObjectResult};
 use arca_core::ports::ObjectStore;
-use arca_core::recovery::{BackupDetails, ResourceIssue};
-use arca_core::restore::{MAX_OBJECTS_PER_BATCH, ObjectOutcome, RestoreObjectResult};
+use arca_core::ports::credentials::DestinationAccess;
 use async_trait::async_trait;
 
 use crate::protocol::AgentClient;
@@ -185,6 +185,7 @@ impl ResourceRunner {
             .credentials(&job.job.id)
             .await
             .map_err(|e| format!("getting access to the destination: {e}"))?;
+        let access = crate::credentials_ref::resolve(&self.kube, access).await?;
         let store = open_store(&access).await?;
         Ok((store, access))
     }
@@ -617,10 +618,10 @@ fn backup_outcome(
     details.errors = volumes.errors.iter().cloned().chain(details.errors).collect();
     details.error_count += volumes.errors.len() as u64;
     details.volumes = volumes.records.clone();
-    if details.volumes.len() > arca_core::recovery::MAX_VOLUMES {
+    if details.volumes.len() > arca_core::model::recovery::MAX_VOLUMES {
         messages.push(format!(
             "WARNING: only the first {} volumes are recorded on the recovery point",
-            arca_core::recovery::MAX_VOLUMES
+            arca_core::model::recovery::MAX_VOLUMES
         ));
     }
     Outcome {
@@ -884,11 +885,11 @@ mod tests {
     #[test]
     fn claims_without_their_data_end_partial_and_are_named_on_the_point() {
         let volumes = VolumesOutcome {
-            records: vec![arca_core::recovery::VolumeRecord {
+            records: vec![arca_core::model::recovery::VolumeRecord {
                 namespace: "ns".into(),
                 pvc: "data-0".into(),
                 size_bytes: 5,
-                snapshot: Some(arca_core::recovery::CsiSnapshotRecord {
+                snapshot: Some(arca_core::model::recovery::CsiSnapshotRecord {
                     name: "arca-data-0-1234abcd".into(),
                     restore_size: Some(100),
                     ..Default::default()
@@ -987,13 +988,13 @@ mod tests {
     fn the_key_comes_from_the_control_plane_unless_configured_and_is_never_guessed() {
         let access = |archive_key| DestinationAccess {
             destination_id: arca_core::ids::DestinationId::new(),
-            target: arca_core::destination::DestinationTarget::LocalFilesystem { path: "/tmp/x".into() },
+            target: arca_core::model::destination::DestinationTarget::LocalFilesystem { path: "/tmp/x".into() },
             cluster_prefix: "o/c/".into(),
             credentials: None,
             archive_key,
         };
         let org = arca_core::ids::OrgId::new();
-        let handed = arca_core::archive_key::ArchiveMasterKey::from_bytes([3; 32]).for_org(&org);
+        let handed = arca_core::model::archive_key::ArchiveMasterKey::from_bytes([3; 32]).for_org(&org);
         let from_cp = ArchiveKey::FromControlPlane
             .bytes(&access(Some(handed.clone())))
             .unwrap();

@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::agent::{AgentJob, BackupResult, CompletionReport, ProgressReport};
-use arca_core::cluster::{Capabilities, Heartbeat, Inventory, PvcInfo, StorageClassInfo, VolumeSnapshotClassInfo};
-use arca_core::job::{JobCounters, JobState, JobType};
+use arca_core::model::agent::{AgentJob, BackupResult, CompletionReport, ProgressReport};
+use arca_core::model::cluster::{
+    Capabilities, Heartbeat, Inventory, PvcInfo, StorageClassInfo, VolumeSnapshotClassInfo,
+};
+use arca_core::model::job::{JobCounters, JobState, JobType};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use kube::api::{Api, DynamicObject, ListParams};

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
 use serde_json::{Value, json};
 
 async fn call(http: &reqwest::Client, key: &str, method: reqwest::Method, url: String, body: Value) -> Value {
@@ -39,7 +39,7 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
         // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
-        archive_master_key: Some(arca_core::archive_key::ArchiveMasterKey::generate().unwrap()),
+        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
         ..Default::default()
     };
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(

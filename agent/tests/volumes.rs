@@ -23,7 +23,7 @@ use std::time::Duration;
 use arca_agent::runner::{ArchiveKey, ResourceRunner};
 use arca_agent::volumes::VolumeOptions;
 use arca_agent::volumes::mover::DEVICE_PATH;
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -345,7 +345,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         local_destinations: true,
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
-        archive_master_key: Some(arca_core::archive_key::ArchiveMasterKey::generate().unwrap()),
+        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
         ..Default::default()
     };
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
@@ -770,7 +770,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let store = cp.store();
     let org_id: arca_core::ids::OrgId = org.parse().unwrap();
     let rp_id: arca_core::ids::RecoveryPointId = point2["id"].as_str().unwrap().parse().unwrap();
-    let mut rp: arca_core::recovery::RecoveryPoint = store.get(&org_id, &rp_id).await.unwrap();
+    let mut rp: arca_core::model::recovery::RecoveryPoint = store.get(&org_id, &rp_id).await.unwrap();
     let expected = rp.version;
     rp.expires_at = Some(utc_now() - chrono::Duration::hours(1));
     let mut tx = arca_core::store::Tx::new();

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use arca_cli::server::{ServerOptions, WATERMARK_FILE, start};
-use arca_core::auth::Principal;
+use arca_core::control_plane::ControlPlane;
+use arca_core::control_plane::{JobFilter, SignupRequest};
 use arca_core::ids::BackupDefinitionId;
-use arca_core::job::JobTrigger;
-use arca_core::service::ControlPlane;
-use arca_core::service::{JobFilter, SignupRequest};
+use arca_core::model::auth::Principal;
+use arca_core::model::job::JobTrigger;
 use arca_core::store::page::PageRequest;
 use serde_json::json;
 

@@ -366,7 +366,7 @@ fn a_restart_keeps_the_state_and_rebuilds_queues_schedules_and_pending_jobs() {
 }
 
 async fn schedules(server: &Server, definition_id: &str) -> usize {
-    use arca_core::scheduler::Scheduler;
+    use arca_core::ports::scheduler::Scheduler;
     server.running.scheduler.list(definition_id).await.unwrap().len()
 }
 

@@ -1,5 +1,6 @@
 //! The README's first command, `scripts/demo.sh`, end to end against the real test
-//! environment: `arca server`, two `arca-agent run` processes (clusters a and b), a
+//! environment: `arca server`, the agent installed into clusters a and b (as Pods from the
+//! agent image when the environment has nodes, else as `arca-agent run` processes), a
 //! namespace backed up from a and restored into b. The script checks cluster b itself;
 //! this test checks it again through its own client, and that no credential was printed.
 //!
@@ -42,8 +43,11 @@ async fn the_readme_demo_backs_up_a_namespace_and_restores_it_into_another_clust
         .env("CARGO_TARGET_DIR", target_dir(arca))
         .env("ARCA_DEMO_DIR", work.path())
         .env("ARCA_DEMO_NAMESPACE", &ns)
-        .env("ARCA_DEMO_KUBECONFIG_A", &a.kubeconfig)
-        .env("ARCA_DEMO_KUBECONFIG_B", &b.kubeconfig)
+        // The test environment's clusters, found by the script itself: with their nodes the
+        // agents run in-cluster, installed with the one-time links (the README's default).
+        .env_remove("ARCA_DEMO_KUBECONFIG_A")
+        .env_remove("ARCA_DEMO_KUBECONFIG_B")
+        .env_remove("ARCA_DEMO_AGENT")
         // Keep the namespaces for the checks below (this test deletes them).
         .env("ARCA_DEMO_KEEP", "1")
         // Nothing of the developer's own login may leak in.
@@ -83,8 +87,31 @@ async fn the_readme_demo_backs_up_a_namespace_and_restores_it_into_another_clust
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("config.json")).unwrap()).unwrap();
     let mut secrets = vec![config["apiKey"].as_str().unwrap().to_owned()];
-    for c in ["a", "b"] {
-        secrets.push(std::fs::read_to_string(work.path().join(format!("{c}.token"))).unwrap());
+    let in_cluster = stdout.contains("installing the agent into each: kubectl apply -f <link>");
+    if in_cluster {
+        // The agents ran as Pods (the test environment has nodes): their tokens reached the
+        // clusters inside the one-time links' manifests, and neither links nor tokens were shown.
+        assert!(
+            std::env::var_os("ARCA_TEST_NODES").is_some(),
+            "in-cluster only with nodes:\n{all}"
+        );
+        for c in ["a", "b"] {
+            assert!(
+                stdout.contains(&format!("cluster {c}: the agent Pod is Ready")),
+                "{all}"
+            );
+        }
+        for prefix in ["arcagent_", "arcainst_"] {
+            assert!(!all.contains(prefix), "a credential ({prefix}…) was printed:\n{all}");
+        }
+        assert!(
+            stdout.contains("the restored Deployment's Pod runs on arca-b-node"),
+            "{all}"
+        );
+    } else {
+        for c in ["a", "b"] {
+            secrets.push(std::fs::read_to_string(work.path().join(format!("{c}.token"))).unwrap());
+        }
     }
     for secret in &secrets {
         assert!(secret.len() > 16, "a real credential was saved");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arca_agent::runner::{ArchiveKey, ResourceRunner};
 use arca_agent::worker::{self, WorkerConfig};
-use arca_core::service::{ControlPlane, ControlPlaneConfig};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::store::Store;
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -59,7 +59,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         lease: Duration::from_secs(30),
         // Both clusters' agents get the org's archive key from the control plane: what
         // lets cluster b restore what cluster a sealed.
-        archive_master_key: Some(arca_core::archive_key::ArchiveMasterKey::generate().unwrap()),
+        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
         ..Default::default()
     };
     let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_agent::worker::{self, Exit, StubRunner, WorkerConfig};
-use arca_core::scheduler::Scheduler;
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
+use arca_core::ports::scheduler::Scheduler;
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
 use serde_json::{Value, json};
 use tests::{TestClock, User};

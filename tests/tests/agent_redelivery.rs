@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::AppState;
-use arca_core::queue::Queue;
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
+use arca_core::ports::queue::Queue;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
 use serde_json::{Value, json};
@@ -56,7 +56,7 @@ impl World {
             .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(s) = session {
-            request = request.header(arca_core::agent::SESSION_HEADER, s);
+            request = request.header(arca_core::model::agent::SESSION_HEADER, s);
         }
         let response = self
             .router

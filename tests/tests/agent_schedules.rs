@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use api::AppState;
 use arca_aws::{EventBridgeScheduler, EventBridgeSchedulerConfig};
-use arca_core::scheduler::{Schedule, Scheduler};
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
+use arca_core::model::schedule::Schedule;
+use arca_core::ports::scheduler::Scheduler;
 use aws_sdk_scheduler::types::ScheduleState;
 use axum::body::Body;
 use axum::http::{Method, Request, header};

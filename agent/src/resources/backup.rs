@@ -46,7 +46,7 @@ pub struct BackupReport {
     /// Archived objects per `plural.group`.
     pub counts_by_kind: BTreeMap<String, u64>,
     /// Archived objects per namespace; cluster-scoped ones under
-    /// [`arca_core::recovery::CLUSTER_SCOPED`].
+    /// [`arca_core::model::recovery::CLUSTER_SCOPED`].
     pub counts_by_namespace: BTreeMap<String, u64>,
     /// Lists that failed (a type, in a namespace or everywhere): what was not backed up
     /// although selected. Also in `manifest.skipped`.
@@ -267,7 +267,7 @@ impl Run<'_> {
                 drop(value);
                 let ns_key = object_namespace
                     .clone()
-                    .unwrap_or_else(|| arca_core::recovery::CLUSTER_SCOPED.to_string());
+                    .unwrap_or_else(|| arca_core::model::recovery::CLUSTER_SCOPED.to_string());
                 let entry = NewEntry {
                     resource: rt.clone(),
                     namespace: object_namespace,

@@ -30,9 +30,9 @@ pub enum ExistingPolicy {
     Fail,
 }
 
-impl From<arca_core::restore::ExistingResourcePolicy> for ExistingPolicy {
-    fn from(p: arca_core::restore::ExistingResourcePolicy) -> Self {
-        use arca_core::restore::ExistingResourcePolicy as P;
+impl From<arca_core::model::restore::ExistingResourcePolicy> for ExistingPolicy {
+    fn from(p: arca_core::model::restore::ExistingResourcePolicy) -> Self {
+        use arca_core::model::restore::ExistingResourcePolicy as P;
         match p {
             P::Skip => ExistingPolicy::Skip,
             P::Update => ExistingPolicy::Update,
@@ -118,7 +118,7 @@ impl RestoreOptions {
     }
 
     /// The options of a control-plane restore request.
-    pub fn from_spec(spec: &arca_core::restore::RestoreSpec, archive_id: &str, restore_id: &str) -> Self {
+    pub fn from_spec(spec: &arca_core::model::restore::RestoreSpec, archive_id: &str, restore_id: &str) -> Self {
         RestoreOptions {
             selection: (&spec.selection).into(),
             namespace_prefix: spec.namespace_prefix.clone(),
@@ -964,7 +964,7 @@ mod tests {
 
     #[test]
     fn options_follow_the_control_planes_restore_spec() {
-        let spec: arca_core::restore::RestoreSpec = serde_json::from_value(json!({
+        let spec: arca_core::model::restore::RestoreSpec = serde_json::from_value(json!({
             "recoveryPointId": "rp_01ARZ3NDEKTSV4RRFFQ69G5FAV", "targetClusterId": "cl_01ARZ3NDEKTSV4RRFFQ69G5FAV",
             "selection": {"namespaces": ["shop"], "labels": {"app": "web"}},
             "namespacePrefix": "dr-", "namespaceMap": {"db": "db2"}, "storageClassMap": {"gp2": "gp3"},

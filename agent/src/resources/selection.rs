@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ResourceType;
 
-/// What a backup takes. Mirrors `arca_core::backup::Selection` (converted with `From`).
+/// What a backup takes. Mirrors `arca_core::model::backup::Selection` (converted with `From`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Selection {
@@ -33,8 +33,8 @@ pub struct Selection {
     pub exclude_kinds: Vec<String>,
 }
 
-impl From<&arca_core::backup::Selection> for Selection {
-    fn from(s: &arca_core::backup::Selection) -> Self {
+impl From<&arca_core::model::backup::Selection> for Selection {
+    fn from(s: &arca_core::model::backup::Selection) -> Self {
         Selection {
             full_cluster: s.full_cluster,
             namespaces: s.namespaces.iter().cloned().collect(),

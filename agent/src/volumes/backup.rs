@@ -1,8 +1,8 @@
 //! The PV part of a backup: snapshot each selected claim, and with `snapshotAndCopy` copy
 //! each snapshot into the repository through a mover Job.
 
-use arca_core::backup::PvMode;
-use arca_core::recovery::ResourceIssue;
+use arca_core::model::backup::PvMode;
+use arca_core::model::recovery::ResourceIssue;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};

@@ -2,7 +2,7 @@
 //! cluster) and its repository snapshots (forgotten: their data goes at the repository's
 //! next `repo gc`).
 
-use arca_core::credentials::DestinationAccess;
+use arca_core::ports::credentials::DestinationAccess;
 use arca_repo::{Id, RepoError};
 use kube::Client;
 

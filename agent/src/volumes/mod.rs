@@ -23,7 +23,7 @@ pub mod snapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use arca_core::recovery::{CsiSnapshotRecord, VolumeCopyRecord, VolumeRecord};
+pub use arca_core::model::recovery::{CsiSnapshotRecord, VolumeCopyRecord, VolumeRecord};
 pub use backup::{BackupRequest, VolumesOutcome, backup};
 pub use delete::delete;
 pub use repo::Repo;

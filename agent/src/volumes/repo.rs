@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arca_core::credentials::{DestinationAccess, TemporaryCredentials};
-use arca_core::destination::DestinationTarget;
+use arca_core::model::destination::DestinationTarget;
 use arca_core::ports::ObjectStore;
+use arca_core::ports::credentials::{DestinationAccess, TemporaryCredentials};
 use arca_repo::{KdfParams, PassphraseWrapper, RepoError, Repository};
 
 /// Folder of the cluster's volume repository under its cluster prefix.
@@ -36,12 +36,12 @@ pub async fn open_store_at(access: &DestinationAccess, prefix: &str) -> Result<A
             credentials_ref,
             ..
         } => {
-            if credentials_ref.is_some() && access.credentials.is_none() {
-                return Err(
-                    "the destination names a credentials secret (credentialsRef), which this agent version cannot \
-                     read yet; use the agent's own identity or Arca-managed storage"
-                        .into(),
-                );
+            if let Some(name) = credentials_ref
+                && access.credentials.is_none()
+            {
+                return Err(format!(
+                    "destination bucket {bucket}: its credentials Secret {name} was not read for this job"
+                ));
             }
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new(region.clone()));
@@ -52,7 +52,7 @@ pub async fn open_store_at(access: &DestinationAccess, prefix: &str) -> Result<A
                 loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                     c.access_key_id.clone(),
                     c.secret_access_key.clone(),
-                    Some(c.session_token.clone()),
+                    crate::credentials_ref::session_token(c),
                     Some(c.expiration.into()),
                     "arca-vended",
                 ));
@@ -111,15 +111,16 @@ impl Repo {
         if let DestinationTarget::ArcaManaged { .. } = access.target {
             return Err("the control plane answered Arca-managed storage without a concrete bucket".into());
         }
-        if let DestinationTarget::S3 { credentials_ref, .. } = &access.target
-            && credentials_ref.is_some()
+        if let DestinationTarget::S3 {
+            credentials_ref: Some(name),
+            bucket,
+            ..
+        } = &access.target
             && access.credentials.is_none()
         {
-            return Err(
-                "the destination names a credentials secret (credentialsRef), which this agent version \
-                        cannot pass to a mover yet"
-                    .into(),
-            );
+            return Err(format!(
+                "destination bucket {bucket}: its credentials Secret {name} was not read for this job"
+            ));
         }
         Ok(Repo {
             prefix: prefix.trim_matches('/').to_string(),
@@ -163,13 +164,15 @@ impl Repo {
     }
 
     /// The mover's secret environment (its Secret): the passphrase and, for Arca-managed
-    /// storage, the job's short-lived credentials. Never logged.
+    /// storage or a `credentialsRef` Secret, the keys. Never logged.
     pub fn mover_secret(&self) -> BTreeMap<String, String> {
         let mut data = BTreeMap::from([("ARCA_REPO_PASSWORD".to_string(), self.passphrase.clone())]);
         if let Some(c) = &self.credentials {
             data.insert("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone());
             data.insert("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key.clone());
-            data.insert("AWS_SESSION_TOKEN".into(), c.session_token.clone());
+            if let Some(token) = crate::credentials_ref::session_token(c) {
+                data.insert("AWS_SESSION_TOKEN".into(), token);
+            }
         }
         data
     }

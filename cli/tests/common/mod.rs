@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -8,18 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use arca_core::auth::{ApiKeySpec, Role};
-use arca_core::backup::{BackupDefinitionSpec, PvMode, Selection};
-use arca_core::cloud::CloudAccountSpec;
-use arca_core::cloud::ebs::ClusterAwsLink;
-use arca_core::cluster::ClusterSpec;
-use arca_core::destination::{DestinationSpec, DestinationTarget};
+use arca_core::control_plane::{RunNowRequest, SignupRequest};
 use arca_core::ids::{CloudAccountId, ClusterId, DestinationId, PolicyId, RecoveryPointId};
-use arca_core::job::Retention;
-use arca_core::org::OrgSpec;
-use arca_core::policy::{PolicySpec, ScheduleSpec};
-use arca_core::restore::{ExistingResourcePolicy, RestoreSpec};
-use arca_core::service::{RunNowRequest, SignupRequest};
+use arca_core::model::auth::{ApiKeySpec, Role};
+use arca_core::model::backup::{BackupDefinitionSpec, PvMode, Selection};
+use arca_core::model::cloud::account::CloudAccountSpec;
+use arca_core::model::cloud::ebs::ClusterAwsLink;
+use arca_core::model::cluster::ClusterSpec;
+use arca_core::model::destination::{DestinationSpec, DestinationTarget};
+use arca_core::model::org::OrgSpec;
+use arca_core::model::policy::Retention;
+use arca_core::model::policy::{PolicySpec, ScheduleSpec};
+use arca_core::model::restore::{ExistingResourcePolicy, RestoreSpec};
 use serde::Deserialize;
 use utoipa::ToSchema;
 

@@ -3,8 +3,8 @@
 
 use std::str::FromStr;
 
-use arca_core::auth::{Principal, Role};
-use arca_core::secret::Secret;
+use arca_core::model::auth::{Principal, Role};
+use arca_core::model::secret::Secret;
 use arca_core::store::page::PageRequest;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -70,7 +70,7 @@ impl FromRequestParts<AppState> for Caller {
 /// it presents (`X-Arca-Agent-Session`, absent only on connect).
 #[derive(Clone, Debug)]
 pub struct AgentCaller {
-    pub agent: arca_core::agent::AgentPrincipal,
+    pub agent: arca_core::model::agent::AgentPrincipal,
     session: Option<String>,
 }
 
@@ -84,7 +84,7 @@ impl AgentCaller {
                     "session_required",
                     "send the session id from /v1/agent/connect in X-Arca-Agent-Session",
                 )
-                .with_field(arca_core::agent::SESSION_HEADER),
+                .with_field(arca_core::model::agent::SESSION_HEADER),
             )
         })
     }
@@ -117,7 +117,7 @@ impl FromRequestParts<AppState> for AgentCaller {
             })?;
         let session = parts
             .headers
-            .get(arca_core::agent::SESSION_HEADER)
+            .get(arca_core::model::agent::SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 64)
             .map(str::to_owned);

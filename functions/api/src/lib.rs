@@ -104,7 +104,15 @@ mod tests {
         // Health and 404s touch no store, but the router needs a state: a redb file in a
         // temp dir that lives as long as the router (leaked: these tests are short).
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        super::router(AppState::embedded(dir.path(), true, Default::default()).unwrap())
+        super::router(
+            AppState::embedded(
+                dir.path(),
+                true,
+                Default::default(),
+                arca_aws::wiring::DEFAULT_MAX_RECEIVES,
+            )
+            .unwrap(),
+        )
     }
 
     async fn body_json(response: Response) -> serde_json::Value {

@@ -11,7 +11,7 @@
 //! ```
 
 use arca_core::ids::ClusterId;
-use arca_core::secret::Secret;
+use arca_core::model::secret::Secret;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arca_core::archive_key::ArchiveMasterKey;
-use arca_core::plan::PlanLimits;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::model::archive_key::ArchiveMasterKey;
+use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
-use arca_core::queue::Queue;
-use arca_core::scheduler::Scheduler;
-use arca_core::service::{ControlPlane, ControlPlaneConfig};
+use arca_core::ports::item_store::ItemStore;
+use arca_core::ports::queue::Queue;
+use arca_core::ports::scheduler::Scheduler;
 use arca_core::store::Store;
-use arca_core::store::item::ItemStore;
 
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct Config {
     /// from. Without it, single-machine mode keeps one in a key file in its data directory.
     pub archive_master_key: Option<ArchiveMasterKey>,
     /// Where the role stack is published and who it trusts (`arca_aws::wiring::role_stack`).
-    pub role_stack: arca_core::cloud::RoleStackConfig,
+    pub role_stack: arca_core::model::cloud::account::RoleStackConfig,
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -202,8 +202,27 @@ pub struct AppState {
 
 impl AppState {
     /// State over any item store with in-process queues and scheduler: what tests build
-    /// on a temp-dir redb store.
+    /// on a temp-dir redb store. Messages are dead-lettered after the deployment default
+    /// of deliveries ([`arca_aws::wiring::DEFAULT_MAX_RECEIVES`]).
     pub fn new(items: Arc<dyn ItemStore>, signup_open: bool, limits: PlanLimits, local_destinations: bool) -> Self {
+        Self::in_process(
+            items,
+            signup_open,
+            limits,
+            local_destinations,
+            arca_aws::wiring::DEFAULT_MAX_RECEIVES,
+        )
+    }
+
+    /// [`AppState::new`] with the deliveries after which a job message is dead-lettered
+    /// (`ARCA_MAX_RECEIVES`, read by `arca_aws::wiring::queue_config` as everywhere else).
+    fn in_process(
+        items: Arc<dyn ItemStore>,
+        signup_open: bool,
+        limits: PlanLimits,
+        local_destinations: bool,
+        max_receives: u32,
+    ) -> Self {
         let config = ControlPlaneConfig {
             signup_open,
             local_destinations,
@@ -212,7 +231,7 @@ impl AppState {
         let clock: Arc<dyn arca_core::ports::Clock> = Arc::new(SystemClock);
         Self::with_ports(
             items,
-            Arc::new(arca_embedded::EmbeddedQueue::new(5)),
+            Arc::new(arca_embedded::EmbeddedQueue::new(max_receives)),
             Arc::new(arca_embedded::EmbeddedScheduler::new(clock)),
             limits,
             config,
@@ -236,12 +255,19 @@ impl AppState {
     }
 
     /// State on a redb file in `data_dir` (created if missing). Local-filesystem
-    /// destinations are allowed: this is single-machine mode.
-    pub fn embedded(data_dir: &Path, signup_open: bool, limits: PlanLimits) -> anyhow::Result<Self> {
+    /// destinations are allowed: this is single-machine mode. `max_receives` is
+    /// `ARCA_MAX_RECEIVES` (`Config::aws`), the setting `arca server` and the Lambdas honour.
+    pub fn embedded(data_dir: &Path, signup_open: bool, limits: PlanLimits, max_receives: u32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let path = data_dir.join(DB_FILE);
         let store = arca_embedded::RedbItemStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self::new(Arc::new(store), signup_open, limits, true))
+        Ok(Self::in_process(
+            Arc::new(store),
+            signup_open,
+            limits,
+            true,
+            max_receives,
+        ))
     }
 
     /// State on a DynamoDB table with SQS queues and EventBridge schedules, the SDK
@@ -309,7 +335,12 @@ impl AppState {
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let (mut state, master_key) = match &config.backend {
             Backend::Embedded { data_dir } => (
-                Self::embedded(data_dir, config.signup_open, config.limits.clone())?,
+                Self::embedded(
+                    data_dir,
+                    config.signup_open,
+                    config.limits.clone(),
+                    config.aws.max_receives,
+                )?,
                 Some(config.local_archive_master_key(data_dir)?),
             ),
             Backend::Dynamo { table } => (
@@ -331,7 +362,7 @@ impl AppState {
             Some(url) => Some(Arc::new(arca_aws::SqsRdsWorkQueue::new(
                 aws_sdk_sqs::Client::new(&arca_aws::config::load().await),
                 url,
-            )) as Arc<dyn arca_core::rds::RdsWorkQueue>),
+            )) as Arc<dyn arca_core::ports::rds::RdsWorkQueue>),
             None => None,
         };
         state.control_plane = state

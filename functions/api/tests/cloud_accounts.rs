@@ -5,9 +5,9 @@
 
 mod common;
 
-use arca_core::cloud::AwsResource;
-use arca_core::cloud::inventory::{EbsVolume, RdsInstance};
-use arca_core::cloud_contract::ACCESS_DENIED;
+use arca_core::model::cloud::AwsResource;
+use arca_core::model::cloud::inventory::{EbsVolume, RdsInstance};
+use arca_core::testing::fakes::cloud::ACCESS_DENIED;
 use common::Api;
 use serde_json::json;
 
@@ -67,7 +67,7 @@ async fn link_verify_inventory_disconnect_and_delete() {
     assert!(link.contains("param_ArcaAccountId=999988887777"), "{link}");
     assert_eq!(
         linked.body["currentRoleStackVersion"],
-        arca_core::cloud::ROLE_STACK_VERSION
+        arca_core::model::cloud::account::ROLE_STACK_VERSION
     );
 
     // The role, pasted: verified through the fake (which enforces the ExternalId).

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use arca_core::plan::PlanLimits;
+use arca_core::model::plan::PlanLimits;
 use common::Api;
 use serde_json::json;
 

@@ -11,11 +11,11 @@
 
 mod common;
 
-use arca_core::cloud::AwsResource;
-use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
-use arca_core::cloud::inventory::{EksCluster, EksNodegroup};
-use arca_core::recovery::RecoveryPoint;
-use arca_core::secret::Secret;
+use arca_core::model::cloud::AwsResource;
+use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
+use arca_core::model::cloud::inventory::{EksCluster, EksNodegroup};
+use arca_core::model::recovery::RecoveryPoint;
+use arca_core::model::secret::Secret;
 use common::Api;
 use serde_json::json;
 
@@ -200,7 +200,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     // The work queue moves it, nobody reading it: CREATING re-sends the message later...
     let sent = api.rds_queue.take_eks();
     assert_eq!(sent.len(), 1, "one message at the start: {sent:?}");
-    assert_eq!(sent[0].1, arca_core::EKS_RECHECK_DELAY);
+    assert_eq!(sent[0].1, arca_core::control_plane::EKS_RECHECK_DELAY);
     assert_eq!(sent[0].0.eks_recreation_id.to_string(), started.id());
     let step = cp
         .eks_recreation_step(&org, &sent[0].0.eks_recreation_id)
@@ -210,7 +210,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     assert!(api.cloud.eks_nodegroups().is_empty(), "node groups wait for ACTIVE");
     let again = api.rds_queue.take_eks();
     assert_eq!(again.len(), 1, "checked again later: {again:?}");
-    assert_eq!(again[0].1, arca_core::EKS_RECHECK_DELAY);
+    assert_eq!(again[0].1, arca_core::control_plane::EKS_RECHECK_DELAY);
     // ... and ACTIVE finishes it.
     let step = cp
         .eks_recreation_step(&org, &again[0].0.eks_recreation_id)

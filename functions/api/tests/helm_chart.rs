@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use api::manifest::{self, ManifestInput};
 use arca_core::ids::ClusterId;
-use arca_core::secret::Secret;
+use arca_core::model::secret::Secret;
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};

@@ -8,13 +8,13 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use arca_core::cluster::Heartbeat;
 use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::job::{Job, JobState};
-use arca_core::plan::PlanLimits;
-use arca_core::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::secret::Secret;
-use arca_core::store::item::{Condition, Item};
+use arca_core::model::cluster::Heartbeat;
+use arca_core::model::job::{Job, JobState};
+use arca_core::model::plan::PlanLimits;
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use arca_core::model::secret::Secret;
+use arca_core::ports::item_store::{Condition, Item};
 use axum::http::Method;
 use chrono::Utc;
 use common::{Api, Reply};

@@ -6,8 +6,8 @@
 mod common;
 
 use arca_core::ids::{ClusterId, OrgId};
-use arca_core::install::InstallLink;
-use arca_core::secret::Secret;
+use arca_core::model::install::InstallLink;
+use arca_core::model::secret::Secret;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
 use chrono::{DateTime, Utc};

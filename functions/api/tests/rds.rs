@@ -6,8 +6,8 @@
 
 mod common;
 
-use arca_core::cloud::RoleRef;
-use arca_core::rds::RdsDatabaseRef;
+use arca_core::model::cloud::account::RoleRef;
+use arca_core::model::rds::RdsDatabaseRef;
 use common::{Api, Tenant};
 use serde_json::{Value, json};
 

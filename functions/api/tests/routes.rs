@@ -9,10 +9,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arca_core::cluster::Heartbeat;
 use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::secret::Secret;
+use arca_core::model::cluster::Heartbeat;
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use arca_core::model::secret::Secret;
 use axum::http::{Method, StatusCode};
 use chrono::Utc;
 use common::{Api, Reply, Tenant};
@@ -194,14 +194,14 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .state
         .control_plane
         .store()
-        .create(arca_core::cloud::ebs::EksRecreation {
+        .create(arca_core::model::cloud::ebs::EksRecreation {
             id: arca_core::ids::EksRecreationId::new(),
             org_id: a.org_id.parse::<OrgId>().unwrap(),
             recovery_point_id: rp.parse().unwrap(),
             cloud_account_id: arca_core::ids::CloudAccountId::new(),
             region: "us-east-1".into(),
             name: "a-eks".into(),
-            state: arca_core::cloud::ebs::EksRecreationState::Failed,
+            state: arca_core::model::cloud::ebs::EksRecreationState::Failed,
             cluster_id: None,
             restore_id: None,
             next_step: None,
@@ -251,19 +251,19 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .state
         .control_plane
         .store()
-        .create(arca_core::rds::RdsRecoveryPoint {
+        .create(arca_core::model::rds::RdsRecoveryPoint {
             id: RecoveryPointId::new(),
             org_id: a.org_id.parse::<OrgId>().unwrap(),
             definition_id: Some(rds_backup.parse().unwrap()),
             job_id: JobId::new(),
             cloud_account_id: cloud_account.parse().unwrap(),
-            rp_type: arca_core::rds::RdsRecoveryPointType::Snapshot,
-            state: arca_core::rds::RdsRecoveryPointState::Available,
-            database: arca_core::rds::RdsDatabaseRef {
+            rp_type: arca_core::model::rds::RdsRecoveryPointType::Snapshot,
+            state: arca_core::model::rds::RdsRecoveryPointState::Available,
+            database: arca_core::model::rds::RdsDatabaseRef {
                 identifier: "orders".into(),
                 cluster: false,
             },
-            snapshot: arca_core::rds::RdsSnapshotRef {
+            snapshot: arca_core::model::rds::RdsSnapshotRef {
                 identifier: "arca-orders-1".into(),
                 arn: String::new(),
                 region: "us-east-1".into(),

@@ -1,16 +1,16 @@
 //! Dispatch: EventBridge Scheduler fires one schedule per (backup definition, policy
 //! row) with [`ScheduleFired`]; this function decides whether that run happens and
 //! hands the job to the cluster's queue (`ControlPlane::dispatch_scheduled`: the pure
-//! decision is `arca_core::dispatch::decide`). It also drains the shared dead-letter
+//! decision is `arca_core::model::dispatch::decide`). It also drains the shared dead-letter
 //! queue, so jobs whose lease lapsed too often end FAILED.
 
-use arca_core::service::ControlPlane;
+use arca_core::control_plane::ControlPlane;
 use arca_core::{Error, Result};
 use serde_json::json;
 
 /// The input our schedules carry (the Scheduler target's `Input`): the same JSON as
-/// `arca_core::scheduler::ScheduleInput`.
-pub type ScheduleFired = arca_core::scheduler::ScheduleInput;
+/// `arca_core::model::schedule::ScheduleInput`.
+pub type ScheduleFired = arca_core::model::schedule::ScheduleInput;
 
 /// Dead letters handled per invocation: bounded so one run stays short.
 const DEAD_LETTERS_PER_RUN: usize = 25;

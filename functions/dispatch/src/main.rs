@@ -2,7 +2,7 @@
 //! from the environment (`ARCA_TABLE`, `ARCA_QUEUE_PREFIX`, `ARCA_MAX_RECEIVES`,
 //! `ARCA_PLAN_LIMITS`; see `arca_aws::wiring`).
 
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]

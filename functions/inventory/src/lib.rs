@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use arca_core::cloud::account::LinkEvent;
-use arca_core::cloud::{AccountLinkNotification, CloudAccountState, PermissionSets};
+use arca_core::control_plane::ControlPlane;
 use arca_core::ids::{CloudAccountId, OrgId};
-use arca_core::service::ControlPlane;
+use arca_core::model::cloud::account::LinkEvent;
+use arca_core::model::cloud::account::{AccountLinkNotification, CloudAccountState, PermissionSets};
 use arca_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

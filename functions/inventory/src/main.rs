@@ -1,7 +1,7 @@
 //! Lambda entry point: a thin shell over [`inventory::run`]; the control plane comes from
 //! the environment (see `arca_aws::wiring`).
 
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]

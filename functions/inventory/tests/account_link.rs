@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::cloud::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
-use arca_core::cloud_contract::FakeCloud;
-use arca_core::plan::PlanLimits;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
-use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::store::Store;
+use arca_core::testing::fakes::cloud::FakeCloud;
 use arca_embedded::RedbItemStore;
 use aws_sdk_s3::presigning::PresigningConfig;
 use inventory::{CustomResourceResponse, LinkRetry};

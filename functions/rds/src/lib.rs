@@ -9,14 +9,14 @@
 //! while anything is in progress, sends the message again with a delay. Nothing waits
 //! inside the Lambda. Failed records are reported one by one (`batchItemFailures`), so
 //! one bad message does not redeliver the others. The rules and the naming of snapshots
-//! live in `arca_core::rds` / `rds_service` / `cloud_service`.
+//! live in `arca_core::model::rds` / `control_plane/rds` / `control_plane/eks.rs`.
 
-use arca_core::rds::AwsWorkMessage;
-use arca_core::service::ControlPlane;
+use arca_core::control_plane::ControlPlane;
+use arca_core::ports::rds::AwsWorkMessage;
 use arca_core::{Error, Result};
 use serde_json::{Value, json};
 
-pub use arca_core::rds::snapshot_identifier;
+pub use arca_core::model::rds::snapshot_identifier;
 
 /// The work messages of an event: an SQS batch (`Records[].body`), or one message sent
 /// directly (e.g. by an operator). Each with the id to report it by.
@@ -86,7 +86,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use arca_core::ids::{EksRecreationId, JobId, OrgId};
-    use arca_core::rds::{EksRecreationWorkMessage, RdsWorkMessage};
+    use arca_core::ports::rds::{EksRecreationWorkMessage, RdsWorkMessage};
 
     use super::*;
 

@@ -2,7 +2,7 @@
 //! environment (`ARCA_TABLE`, `ARCA_RDS_QUEUE_URL`, ...; see `arca_aws::wiring`). The
 //! function's event source is the RDS work queue (SQS, `ReportBatchItemFailures`).
 
-use arca_core::service::ControlPlaneConfig;
+use arca_core::control_plane::ControlPlaneConfig;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]

@@ -6,20 +6,20 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
-use arca_core::cloud::inventory::EksCluster;
-use arca_core::cloud::{CloudAccountSpec, CloudConnector, RoleRef, RoleStackConfig};
-use arca_core::cloud_contract::FakeCloud;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
-use arca_core::job::{Job, JobState, JobTrigger, JobType};
-use arca_core::plan::PlanLimits;
+use arca_core::model::cloud::account::{CloudAccountSpec, RoleRef, RoleStackConfig};
+use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
+use arca_core::model::cloud::inventory::EksCluster;
+use arca_core::model::job::{Job, JobState, JobTrigger, JobType};
+use arca_core::model::plan::PlanLimits;
+use arca_core::model::rds::{RECHECK_DELAY, RdsBackupDefinitionSpec, RdsDatabaseRef};
 use arca_core::ports::SystemClock;
-use arca_core::rds::{
-    AwsWorkMessage, EksRecreationWorkMessage, RECHECK_DELAY, RdsBackupDefinitionSpec, RdsDatabaseRef, RdsWorkMessage,
-};
-use arca_core::rds_fake::{FakeRds, FakeRdsQueue};
-use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::ports::cloud::CloudConnector;
+use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkMessage};
 use arca_core::store::Store;
+use arca_core::testing::fakes::cloud::FakeCloud;
+use arca_core::testing::fakes::rds::{FakeRds, FakeRdsQueue};
 use serde_json::{Value, json};
 
 fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
@@ -234,7 +234,7 @@ async fn eks_recreation_messages_step_the_recreation() {
     let (recheck, delay) = queue.take_eks().pop().expect("a re-check");
     assert_eq!(
         delay,
-        arca_core::EKS_RECHECK_DELAY,
+        arca_core::control_plane::EKS_RECHECK_DELAY,
         "checked again later, not waited for"
     );
     assert!(queue.take().is_empty(), "the gone job's message is dropped");

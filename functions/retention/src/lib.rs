@@ -1,14 +1,14 @@
 //! Retention: runs hourly. Finds recovery points whose expiry has passed (GSI2), keeps
 //! locked ones and the newest `keepLast` of each (definition, schedule row), marks the
 //! rest DELETING and issues a DELETE_BACKUP job per point to its cluster's agent
-//! (`ControlPlane::retention_sweep`; the plan is the pure `arca_core::retention::plan`).
+//! (`ControlPlane::retention_sweep`; the plan is the pure `arca_core::model::retention::plan`).
 //! A point disappears only when the agent completes its deletion. It also drains the
 //! shared dead-letter queue (jobs whose lease lapsed too often end FAILED), and deletes
 //! expired RDS snapshots and copies through the RDS adapter
 //! (`ControlPlane::rds_retention_sweep`).
 
 use arca_core::Result;
-use arca_core::service::ControlPlane;
+use arca_core::control_plane::ControlPlane;
 use serde_json::json;
 
 /// Dead letters handled per run.

@@ -7,18 +7,18 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use arca_core::agent::{CompletionReport, ConnectRequest};
-use arca_core::auth::Principal;
-use arca_core::backup::{BackupDefinitionSpec, PvMode, Selection};
-use arca_core::cluster::{ClusterSpec, Heartbeat};
-use arca_core::destination::{DestinationSpec, DestinationTarget};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::ids::{JobId, RecoveryPointId};
-use arca_core::job::{JobState, JobType};
-use arca_core::plan::PlanLimits;
-use arca_core::policy::{PolicySpec, ScheduleSpec};
+use arca_core::model::agent::{CompletionReport, ConnectRequest};
+use arca_core::model::auth::Principal;
+use arca_core::model::backup::{BackupDefinitionSpec, PvMode, Selection};
+use arca_core::model::cluster::{ClusterSpec, Heartbeat};
+use arca_core::model::destination::{DestinationSpec, DestinationTarget};
+use arca_core::model::job::{JobState, JobType};
+use arca_core::model::plan::PlanLimits;
+use arca_core::model::policy::{PolicySpec, ScheduleSpec};
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
 use arca_core::ports::FixedClock;
-use arca_core::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::store::Store;
 use chrono::{DateTime, Utc};
 
@@ -188,7 +188,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         assert_eq!(j.job.job_type, JobType::DeleteBackup);
         assert!(j.recovery_point.is_some(), "the agent is told which point to delete");
     }
-    let done = |job: &arca_core::agent::AgentJob, state| CompletionReport {
+    let done = |job: &arca_core::model::agent::AgentJob, state| CompletionReport {
         lease_token: job.lease_token.clone(),
         state,
         reason: None,

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use arca_core::cloud::inventory::{
+use arca_core::model::cloud::AwsResource;
+use arca_core::model::cloud::account::RoleRef;
+use arca_core::model::cloud::inventory::{
     EbsVolume, EksCluster, EksLaunchTemplate, EksNodegroup, EksTaint, RdsCluster, RdsInstance, RdsSnapshot,
 };
-use arca_core::cloud::{AwsResource, CloudConnector, CloudFailure, RoleRef};
+use arca_core::ports::cloud::{CloudConnector, CloudFailure};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_config::{Region, SdkConfig};

@@ -33,8 +33,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use arca_core::ports::item_store::{
+    Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write,
+};
 use arca_core::store::checks::{check_item, check_key, check_query, check_transaction};
-use arca_core::store::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::cloud::RoleRef;
-use arca_core::rds::{
-    AwsWorkMessage, RdsDatabaseInfo, RdsDatabaseRef, RdsOperationState, RdsOperations, RdsRestoreRequest,
-    RdsSnapshotInfo, RdsSnapshotRef, RdsTagSelector, RdsWorkQueue,
+use arca_core::model::cloud::account::RoleRef;
+use arca_core::model::rds::{RdsDatabaseRef, RdsSnapshotRef, RdsTagSelector};
+use arca_core::ports::rds::{
+    AwsWorkMessage, RdsDatabaseInfo, RdsOperationState, RdsOperations, RdsRestoreRequest, RdsSnapshotInfo, RdsWorkQueue,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;
@@ -537,8 +537,11 @@ impl SqsRdsWorkQueue {
 #[async_trait]
 impl RdsWorkQueue for SqsRdsWorkQueue {
     async fn send(&self, message: &AwsWorkMessage, delay: Duration) -> Result<()> {
-        let delay =
-            arca_core::queue::whole_seconds("delay", delay.min(arca_core::rds::MAX_DELAY), arca_core::rds::MAX_DELAY)?;
+        let delay = arca_core::ports::queue::whole_seconds(
+            "delay",
+            delay.min(arca_core::ports::rds::MAX_DELAY),
+            arca_core::ports::rds::MAX_DELAY,
+        )?;
         let body = serde_json::to_string(message).map_err(Error::permanent)?;
         self.client
             .send_message()

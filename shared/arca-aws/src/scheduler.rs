@@ -10,7 +10,9 @@
 //! returns what was synced rather than re-deriving it from the EventBridge expression
 //! (the conversion is not reversible: `1-5` becomes `MON,TUE,WED,THU,FRI`).
 
-use arca_core::scheduler::{Schedule, ScheduleInput, Scheduler, check_desired, eventbridge_expression, rule_of};
+use arca_core::model::cron::eventbridge_expression;
+use arca_core::model::schedule::{Schedule, ScheduleInput, check_desired, rule_of};
+use arca_core::ports::scheduler::Scheduler;
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_scheduler::Client;

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use arca_core::ids::ClusterId;
-use arca_core::queue::{
-    DeadLetter, Delivery, JobMessage, MAX_VISIBILITY, MAX_WAIT, Queue, QueueRef, Receipt, whole_seconds,
+use arca_core::model::agent::QueueRef;
+use arca_core::ports::queue::{
+    DeadLetter, Delivery, JobMessage, MAX_VISIBILITY, MAX_WAIT, Queue, Receipt, whole_seconds,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;

@@ -9,9 +9,11 @@
 
 use std::time::Duration;
 
-use arca_core::credentials::{ConfigVendor, CredentialVendor, DestinationAccess, TemporaryCredentials, cluster_prefix};
-use arca_core::destination::{Destination, DestinationTarget};
 use arca_core::ids::{ClusterId, OrgId};
+use arca_core::model::destination::{Destination, DestinationTarget};
+use arca_core::ports::credentials::{
+    ConfigVendor, CredentialVendor, DestinationAccess, TemporaryCredentials, cluster_prefix,
+};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_sts::Client;

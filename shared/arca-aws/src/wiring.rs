@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use arca_core::cloud::RoleStackConfig;
-use arca_core::plan::PlanLimits;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::model::cloud::account::RoleStackConfig;
+use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
-use arca_core::service::{ControlPlane, ControlPlaneConfig};
 use arca_core::store::Store;
 use arca_core::{Error, Result};
 use aws_config::SdkConfig;
@@ -112,7 +112,7 @@ impl ControlPlaneEnv {
         let connector = Arc::new(AwsCloudConnector::new(sdk.clone()));
         let rds_queue = self.rds_queue_url.as_ref().map(|url| {
             Arc::new(SqsRdsWorkQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
-                as Arc<dyn arca_core::rds::RdsWorkQueue>
+                as Arc<dyn arca_core::ports::rds::RdsWorkQueue>
         });
         Ok(ControlPlane::new(
             Store::new(Arc::new(store)),

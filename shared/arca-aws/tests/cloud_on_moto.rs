@@ -4,7 +4,7 @@
 //! linking and inventory end to end on DynamoDB.
 //!
 //! moto does not enforce trust policies or ExternalIds: rejection is covered by
-//! `arca_core::cloud_contract` with its fake. EKS re-creations' work messages cross SQS
+//! `arca_core::testing::scenarios::cloud` with its fake. EKS re-creations' work messages cross SQS
 //! and step the re-creation through the linked role.
 
 use std::sync::Arc;
@@ -13,14 +13,16 @@ use arca_aws::dynamo::create_table;
 use std::time::Duration;
 
 use arca_aws::{AwsCloudConnector, DynamoItemStore, SqsRdsWorkQueue};
-use arca_core::auth::Principal;
-use arca_core::cloud::ebs::{EksRecreation, EksRecreationState};
-use arca_core::cloud::{AwsResource, CloudAccountSpec, CloudAccountState, CloudConnector, RoleRef, RoleStackConfig};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
-use arca_core::plan::PlanLimits;
+use arca_core::model::auth::Principal;
+use arca_core::model::cloud::AwsResource;
+use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleRef, RoleStackConfig};
+use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
+use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
-use arca_core::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
-use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::ports::cloud::CloudConnector;
+use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
@@ -390,7 +392,7 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
     assert!(missing.is_err(), "a missing volume is an error: {missing:?}");
 
     // EKS: the saved shape, re-created under a new name.
-    let saved = arca_core::cloud::inventory::EksCluster {
+    let saved = arca_core::model::cloud::inventory::EksCluster {
         name: "prod".into(),
         version: Some("1.33".into()),
         role_arn: Some(format!("arn:aws:iam::{account}:role/eks")),
@@ -420,7 +422,7 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
             &role,
             region,
             "prod-restored",
-            &arca_core::cloud::inventory::EksNodegroup {
+            &arca_core::model::cloud::inventory::EksNodegroup {
                 name: "workers".into(),
                 node_role: Some(format!("arn:aws:iam::{account}:role/node")),
                 subnets: vec!["subnet-1".into()],
@@ -532,7 +534,7 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
     let role = view.account.role().expect("role");
 
     // What `recreate_eks` leaves: the cluster asked of EKS, the record, its message.
-    let saved = arca_core::cloud::inventory::EksCluster {
+    let saved = arca_core::model::cloud::inventory::EksCluster {
         name: "prod".into(),
         version: Some("1.33".into()),
         role_arn: Some(format!("arn:aws:iam::{account}:role/eks")),

@@ -3,7 +3,7 @@
 use arca_aws::DynamoItemStore;
 use arca_aws::dynamo::create_table;
 use arca_core::Error;
-use arca_core::store::item::{Condition, Item, ItemStore, Query, SortKeyRange};
+use arca_core::ports::item_store::{Condition, Item, ItemStore, Query, SortKeyRange};
 
 #[tokio::test]
 async fn dynamo_item_store_passes_the_contract() {
@@ -15,9 +15,9 @@ async fn dynamo_item_store_passes_the_contract() {
     create_table(&client, &table).await.expect("create table on moto");
 
     let store = DynamoItemStore::new(client.clone(), &table);
-    arca_core::testing::item_store_contract(&store).await;
+    arca_core::testing::contracts::item_store::item_store_contract(&store).await;
     // The suite keeps its keys apart, so it passes again on the same table.
-    arca_core::testing::item_store_contract(&store).await;
+    arca_core::testing::contracts::item_store::item_store_contract(&store).await;
 
     // The table has the documented shape: TTL on `ttl`, both indexes projecting ALL.
     let described = client.describe_table().table_name(&table).send().await.unwrap();
@@ -45,7 +45,7 @@ async fn items_are_stored_with_the_documented_attributes() {
     let item = Item {
         pk: "ORG#1".into(),
         sk: "KEY#1".into(),
-        gsi1: Some(arca_core::store::item::IndexKey {
+        gsi1: Some(arca_core::ports::item_store::IndexKey {
             pk: "HASH#x".into(),
             sk: "KEY".into(),
         }),

@@ -6,28 +6,30 @@
 //! cluster, and retention deleting snapshots and copies. The RDS work queue is SQS on moto.
 //!
 //! moto makes snapshots `available` at once; the "still creating" path is covered by
-//! `arca_core::rds_contract` with its fake.
+//! `arca_core::testing::scenarios::rds` with its fake.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arca_aws::dynamo::create_table;
 use arca_aws::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsRdsWorkQueue};
-use arca_core::auth::Principal;
-use arca_core::cloud::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::Error;
+use arca_core::control_plane::RdsRunRequest;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::ids::CloudAccountId;
-use arca_core::job::{Job, JobState};
-use arca_core::plan::PlanLimits;
-use arca_core::ports::FixedClock;
-use arca_core::rds::{
+use arca_core::model::auth::Principal;
+use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::model::job::{Job, JobState};
+use arca_core::model::plan::PlanLimits;
+use arca_core::model::rds::{
     RdsBackupDefinitionSpec, RdsCopySpec, RdsDatabaseRef, RdsRecoveryPoint, RdsRecoveryPointType, RdsRestoreSource,
-    RdsRestoreSpec, RdsRestoreTarget, RdsWorkMessage, RdsWorkQueue, TAG_EXPIRES_AT, TAG_RECOVERY_POINT,
+    RdsRestoreSpec, RdsRestoreTarget, TAG_EXPIRES_AT, TAG_RECOVERY_POINT,
 };
-use arca_core::rds_fake::FakeRdsQueue;
-use arca_core::service::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::ports::FixedClock;
+use arca_core::ports::rds::{RdsWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
-use arca_core::{Error, RdsRunRequest};
+use arca_core::testing::fakes::rds::FakeRdsQueue;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 

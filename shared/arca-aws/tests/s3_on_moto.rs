@@ -19,7 +19,7 @@ async fn s3_object_store_passes_the_contract() {
         .expect("create bucket on moto");
 
     let store = S3ObjectStore::new(client.clone(), &bucket, "tenant-a");
-    arca_core::testing::object_store_contract(&store, "contract").await;
+    arca_core::testing::contracts::object_store::object_store_contract(&store, "contract").await;
 
     // The root is honoured: a store with another root sees none of these objects.
     let other = S3ObjectStore::new(client, &bucket, "tenant-b");

@@ -4,8 +4,9 @@
 
 use arca_aws::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 use arca_core::ids::OrgId;
-use arca_core::policy::{PolicySpec, ScheduleSpec};
-use arca_core::scheduler::{Scheduler, schedules_for};
+use arca_core::model::policy::{PolicySpec, ScheduleSpec};
+use arca_core::model::schedule::schedules_for;
+use arca_core::ports::scheduler::Scheduler;
 use aws_sdk_scheduler::types::{FlexibleTimeWindowMode, ScheduleState};
 
 const TARGET: &str = "arn:aws:lambda:us-east-1:123456789012:function:arca-dispatch";
@@ -31,7 +32,7 @@ async fn eventbridge_scheduler_passes_the_contract() {
     let Some((s, client, group)) = scheduler().await else {
         return;
     };
-    arca_core::scheduler_contract::scheduler_contract(&s).await;
+    arca_core::testing::contracts::scheduler::scheduler_contract(&s).await;
     client.delete_schedule_group().name(group).send().await.unwrap();
 }
 

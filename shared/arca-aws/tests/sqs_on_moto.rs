@@ -5,7 +5,7 @@ use std::time::Duration;
 use arca_aws::{SqsQueue, SqsQueueConfig};
 use arca_core::Error;
 use arca_core::ids::{ClusterId, JobId, OrgId};
-use arca_core::queue::{JobMessage, Queue};
+use arca_core::ports::queue::{JobMessage, Queue};
 
 async fn queue(max_receives: u32) -> Option<(SqsQueue, aws_sdk_sqs::Client)> {
     let env = arca_testenv::aws()?;
@@ -38,7 +38,7 @@ async fn delete_dead_letters(q: &SqsQueue, client: &aws_sdk_sqs::Client) {
 #[tokio::test]
 async fn sqs_queue_passes_the_contract() {
     let Some((q, client)) = queue(2).await else { return };
-    arca_core::queue_contract::queue_contract(&q).await;
+    arca_core::testing::contracts::queue::queue_contract(&q).await;
     delete_dead_letters(&q, &client).await;
 }
 
@@ -149,7 +149,11 @@ async fn an_unknown_receipt_cannot_extend_a_lease() {
     let Some((q, client)) = queue(3).await else { return };
     let r = q.create_queue(ClusterId::new()).await.unwrap();
     let err = q
-        .extend(&r, &arca_core::queue::Receipt("bogus".into()), Duration::from_secs(5))
+        .extend(
+            &r,
+            &arca_core::ports::queue::Receipt("bogus".into()),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use arca_aws::{StsCredentialVendor, StsCredentialVendorConfig};
-use arca_core::credentials::CredentialVendor;
-use arca_core::destination::{Destination, DestinationSpec, DestinationTarget};
 use arca_core::ids::{ClusterId, DestinationId, OrgId};
+use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
+use arca_core::ports::credentials::CredentialVendor;
 
 #[tokio::test]
 async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {

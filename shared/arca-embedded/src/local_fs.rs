@@ -265,7 +265,7 @@ mod tests {
     async fn passes_the_object_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalFsObjectStore::new(dir.path());
-        arca_core::testing::object_store_contract(&store, "contract").await;
+        arca_core::testing::contracts::object_store::object_store_contract(&store, "contract").await;
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use arca_core::Result;
 use arca_core::ports::Clock;
-use arca_core::rds::{AwsWorkMessage, MAX_DELAY, RdsWorkQueue};
+use arca_core::ports::rds::{AwsWorkMessage, MAX_DELAY, RdsWorkQueue};
 use async_trait::async_trait;
 
 /// Delayed work messages (RDS jobs, EKS re-creations) in memory.
@@ -60,7 +60,7 @@ mod tests {
     use std::sync::Mutex as StdMutex;
 
     use arca_core::ids::{EksRecreationId, JobId, OrgId};
-    use arca_core::rds::{EksRecreationWorkMessage, RdsWorkMessage};
+    use arca_core::ports::rds::{EksRecreationWorkMessage, RdsWorkMessage};
 
     use super::*;
 

@@ -23,8 +23,10 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
+use arca_core::ports::item_store::{
+    Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write,
+};
 use arca_core::store::checks::{check_item, check_key, check_query, check_transaction};
-use arca_core::store::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};

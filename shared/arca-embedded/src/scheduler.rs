@@ -3,7 +3,7 @@
 //!
 //! It keeps the synced schedules in memory and, when asked ([`EmbeddedScheduler::due`]),
 //! says which fired, reading each cron in its timezone with EventBridge's daylight-saving
-//! rules ([`arca_core::scheduler::next_fire`]). Time comes from a [`Clock`], so tests
+//! rules ([`arca_core::model::schedule::next_fire`]). Time comes from a [`Clock`], so tests
 //! move time instead of sleeping; local mode calls `due` from a loop that sleeps until
 //! [`EmbeddedScheduler::next_due`]. The schedules live in memory: the caller re-syncs
 //! them from the store at start-up and catches up what fired while it was down
@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arca_core::Result;
-use arca_core::policy::parse_timezone;
+use arca_core::model::cron::{next_fire, parse_timezone};
+use arca_core::model::schedule::{Schedule, ScheduleInput, check_desired, rule_of};
 use arca_core::ports::Clock;
-use arca_core::scheduler::{Schedule, ScheduleInput, Scheduler, check_desired, next_fire, rule_of};
+use arca_core::ports::scheduler::Scheduler;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 

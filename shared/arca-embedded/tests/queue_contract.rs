@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arca_core::Error;
 use arca_core::ids::{ClusterId, JobId, OrgId};
-use arca_core::queue::{JobMessage, Queue};
+use arca_core::ports::queue::{JobMessage, Queue};
 use arca_embedded::EmbeddedQueue;
 
 fn message(cluster: ClusterId) -> JobMessage {
@@ -19,7 +19,7 @@ fn message(cluster: ClusterId) -> JobMessage {
 
 #[tokio::test]
 async fn embedded_queue_passes_the_contract() {
-    arca_core::queue_contract::queue_contract(&EmbeddedQueue::new(2)).await;
+    arca_core::testing::contracts::queue::queue_contract(&EmbeddedQueue::new(2)).await;
 }
 
 #[tokio::test]

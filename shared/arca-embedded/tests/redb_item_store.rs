@@ -1,7 +1,7 @@
 //! The redb adapter of the storage port, on a real file in a temporary directory.
 
 use arca_core::Error;
-use arca_core::store::item::{Condition, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
+use arca_core::ports::item_store::{Condition, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
 use arca_embedded::RedbItemStore;
 use serde_json::json;
 
@@ -9,9 +9,9 @@ use serde_json::json;
 async fn redb_item_store_passes_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbItemStore::open(dir.path().join("arca.redb")).unwrap();
-    arca_core::testing::item_store_contract(&store).await;
+    arca_core::testing::contracts::item_store::item_store_contract(&store).await;
     // The suite keeps its keys apart, so it passes again on the same file.
-    arca_core::testing::item_store_contract(&store).await;
+    arca_core::testing::contracts::item_store::item_store_contract(&store).await;
 }
 
 fn indexed(pk: &str, sk: &str, version: u64) -> Item {

@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arca_core::ids::OrgId;
-use arca_core::policy::{PolicySpec, ScheduleSpec};
+use arca_core::model::policy::{PolicySpec, ScheduleSpec};
+use arca_core::model::schedule::{ScheduleInput, schedules_for};
+use arca_core::ports::scheduler::Scheduler;
 use arca_core::ports::{Clock, FixedClock};
-use arca_core::scheduler::{ScheduleInput, Scheduler, schedules_for};
 use arca_embedded::EmbeddedScheduler;
 use chrono::{DateTime, Utc};
 
@@ -56,7 +57,7 @@ fn rules(fired: &[ScheduleInput]) -> Vec<(String, u32)> {
 #[tokio::test]
 async fn embedded_scheduler_passes_the_contract() {
     let scheduler = EmbeddedScheduler::new(Arc::new(FixedClock(SystemTime::now())));
-    arca_core::scheduler_contract::scheduler_contract(&scheduler).await;
+    arca_core::testing::contracts::scheduler::scheduler_contract(&scheduler).await;
 }
 
 #[tokio::test]

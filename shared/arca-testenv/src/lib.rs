@@ -100,6 +100,39 @@ pub fn helm() -> Option<PathBuf> {
     required("ARCA_HELM").map(PathBuf::from)
 }
 
+/// The clusters' nodes (kubelet + containerd), for tests that run Pods: the agent as
+/// users run it, workloads whose controllers must really create Pods.
+#[derive(Clone, Debug)]
+pub struct Nodes {
+    /// `kubectl` of the clusters' release (`ARCA_KUBECTL`).
+    pub kubectl: PathBuf,
+    /// The host as Pods of either cluster reach it (an `arca server` listening there).
+    pub host_ip: String,
+    /// The agent image this project builds, as the nodes pull it (`repository@sha256:…`).
+    pub agent_image: String,
+    /// A busybox image for test workloads.
+    pub busybox_image: String,
+}
+
+impl Nodes {
+    /// `kubectl` against `kubeconfig`.
+    pub fn kubectl(&self, kubeconfig: &std::path::Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        cmd
+    }
+}
+
+pub fn nodes() -> Option<Nodes> {
+    required("ARCA_TEST_NODES")?;
+    Some(Nodes {
+        kubectl: PathBuf::from(required("ARCA_KUBECTL")?),
+        host_ip: required("ARCA_TEST_NODE_HOST_IP")?,
+        agent_image: required("ARCA_TEST_AGENT_IMAGE")?,
+        busybox_image: required("ARCA_TEST_BUSYBOX_IMAGE")?,
+    })
+}
+
 /// A name unique to this test run, for namespaces, buckets, tables and queues.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

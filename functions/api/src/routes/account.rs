@@ -1,9 +1,9 @@
 //! Sign-up, the caller's org and its API keys.
 
-use arca_core::auth::{ApiKey, CreatedApiKey, Role};
+use arca_core::control_plane::SignupResult;
 use arca_core::ids::ApiKeyId;
-use arca_core::org::Org;
-use arca_core::service::SignupResult;
+use arca_core::model::auth::{ApiKey, CreatedApiKey, Role};
+use arca_core::model::org::Org;
 use arca_core::store::page::Listing;
 use axum::Json;
 use axum::extract::{Path, State};

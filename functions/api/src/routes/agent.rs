@@ -2,13 +2,13 @@
 //! Every call but `connect` carries the session id `connect` returned; a newer connect
 //! with the same token supersedes it (409 `superseded`: the older agent stops).
 
-use arca_core::agent::{
+use arca_core::ids::JobId;
+use arca_core::model::agent::{
     AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport, RestoreResultsBatch,
 };
-use arca_core::cluster::{Cluster, Heartbeat};
-use arca_core::credentials::DestinationAccess;
-use arca_core::ids::JobId;
-use arca_core::job::Job;
+use arca_core::model::cluster::{Cluster, Heartbeat};
+use arca_core::model::job::Job;
+use arca_core::ports::credentials::DestinationAccess;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

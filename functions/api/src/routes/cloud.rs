@@ -1,11 +1,12 @@
 //! Linked AWS accounts: linking (ExternalId + quick-create link), the role, verification
 //! and inventory.
 
-use arca_core::InventoryReport;
-use arca_core::auth::Role;
-use arca_core::cloud::ebs::{EksRecreation, RecoveryPointAws};
-use arca_core::cloud::{AwsInventory, CloudAccountView};
+use arca_core::control_plane::InventoryReport;
 use arca_core::ids::CloudAccountId;
+use arca_core::model::auth::Role;
+use arca_core::model::cloud::AwsInventory;
+use arca_core::model::cloud::account::CloudAccountView;
+use arca_core::model::cloud::ebs::{EksRecreation, RecoveryPointAws};
 use arca_core::store::page::Listing;
 use axum::Json;
 use axum::extract::{Path, State};

@@ -6,10 +6,10 @@
 //! cluster's agent token into the manifest's Secret. `GET /v1/clusters/{id}/agent.yaml`
 //! does the same with an API key.
 
-use arca_core::auth::Role;
 use arca_core::ids::ClusterId;
-use arca_core::install::AgentInstall;
-use arca_core::secret::Secret;
+use arca_core::model::auth::Role;
+use arca_core::model::install::AgentInstall;
+use arca_core::model::secret::Secret;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -1,7 +1,7 @@
 //! The `/v1` routes. Each handler declares its route and OpenAPI description together
 //! (`#[utoipa::path]`) and is registered only through [`v1`], so the router and the
 //! document come from one source. Handlers parse, gate the role, call one method of
-//! the control plane and shape the response; the rules live in `arca_core::service`.
+//! the control plane and shape the response; the rules live in `arca_core::control_plane`.
 
 mod account;
 mod agent;

@@ -1,13 +1,13 @@
 //! What an operator does (run, pause, resume, cancel, restore) and what it produces
 //! (jobs, recovery points, restores).
 
-use arca_core::auth::Role;
-use arca_core::backup::BackupDefinitionView;
+use arca_core::control_plane::{JobFilter, RecoveryPointFilter, RestoreCreated};
 use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, RecoveryPointId, RestoreId};
-use arca_core::job::{Job, JobState, JobType};
-use arca_core::recovery::RecoveryPoint;
-use arca_core::restore::{ObjectOutcome, Restore, RestoreObjectResult};
-use arca_core::service::{JobFilter, RecoveryPointFilter, RestoreCreated};
+use arca_core::model::auth::Role;
+use arca_core::model::backup::BackupDefinitionView;
+use arca_core::model::job::{Job, JobState, JobType};
+use arca_core::model::recovery::RecoveryPoint;
+use arca_core::model::restore::{ObjectOutcome, Restore, RestoreObjectResult};
 use arca_core::store::page::{Listing, PageRequest};
 use axum::Json;
 use axum::extract::{Path, State};

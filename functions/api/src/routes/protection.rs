@@ -1,12 +1,12 @@
 //! What an admin configures: clusters, destinations, policies, backup definitions.
 
-use arca_core::auth::Role;
-use arca_core::backup::BackupDefinitionView;
-use arca_core::cluster::Cluster;
-use arca_core::destination::Destination;
+use arca_core::control_plane::RegisteredCluster;
 use arca_core::ids::{BackupDefinitionId, ClusterId, DestinationId, PolicyId};
-use arca_core::policy::Policy;
-use arca_core::service::RegisteredCluster;
+use arca_core::model::auth::Role;
+use arca_core::model::backup::BackupDefinitionView;
+use arca_core::model::cluster::Cluster;
+use arca_core::model::destination::Destination;
+use arca_core::model::policy::Policy;
 use arca_core::store::page::Listing;
 use axum::Json;
 use axum::extract::{Path, State};

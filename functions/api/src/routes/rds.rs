@@ -4,11 +4,11 @@
 //! clusters (from a snapshot, from a copy in another region, to a point in time). Runs and
 //! restores answer with their job; `GET /v1/jobs/{id}` follows it.
 
-use arca_core::RdsRunRequest;
-use arca_core::auth::Role;
+use arca_core::control_plane::RdsRunRequest;
 use arca_core::ids::{RdsBackupDefinitionId, RecoveryPointId};
-use arca_core::job::Job;
-use arca_core::rds::{RdsBackupDefinition, RdsBackupDefinitionSpec, RdsRecoveryPoint, RdsRestoreSpec};
+use arca_core::model::auth::Role;
+use arca_core::model::job::Job;
+use arca_core::model::rds::{RdsBackupDefinition, RdsBackupDefinitionSpec, RdsRecoveryPoint, RdsRestoreSpec};
 use arca_core::store::page::Listing;
 use axum::Json;
 use axum::extract::{Path, State};

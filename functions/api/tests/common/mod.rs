@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use api::{AppState, router};
-use arca_core::plan::PlanLimits;
-use arca_core::store::item::ItemStore;
+use arca_core::model::plan::PlanLimits;
+use arca_core::ports::item_store::ItemStore;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -22,11 +22,11 @@ pub struct Api {
     /// The raw item store under the state, for tests that plant records.
     pub items: Arc<dyn ItemStore>,
     /// The linked AWS accounts the control plane reaches (a fake: moto enforces no trust).
-    pub cloud: Arc<arca_core::cloud_contract::FakeCloud>,
+    pub cloud: Arc<arca_core::testing::fakes::cloud::FakeCloud>,
     /// RDS in the linked accounts (a fake that can hold operations in `creating`).
-    pub rds: Arc<arca_core::rds_fake::FakeRds>,
+    pub rds: Arc<arca_core::testing::fakes::rds::FakeRds>,
     /// The RDS work queue: tests deliver its messages with `rds_step`.
-    pub rds_queue: Arc<arca_core::rds_fake::FakeRdsQueue>,
+    pub rds_queue: Arc<arca_core::testing::fakes::rds::FakeRdsQueue>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -98,7 +98,7 @@ impl Api {
 
     pub fn on(items: Arc<dyn ItemStore>, signup_open: bool, limits: PlanLimits) -> Self {
         // Short agent polls keep tests fast; everything else is the default.
-        let config = arca_core::service::ControlPlaneConfig {
+        let config = arca_core::control_plane::ControlPlaneConfig {
             signup_open,
             local_destinations: true,
             poll_wait: std::time::Duration::from_millis(200),
@@ -112,18 +112,18 @@ impl Api {
             limits,
             config,
         );
-        let cloud = Arc::new(arca_core::cloud_contract::FakeCloud::default());
+        let cloud = Arc::new(arca_core::testing::fakes::cloud::FakeCloud::default());
         state.control_plane = state.control_plane.with_cloud(
             cloud.clone(),
-            arca_core::cloud::RoleStackConfig {
+            arca_core::model::cloud::account::RoleStackConfig {
                 arca_account_id: Some("999988887777".into()),
                 template_url: Some("https://arca-templates.s3.amazonaws.com/role-stack.yaml".into()),
                 notification_topic_arn: None,
                 console_region: "us-east-1".into(),
             },
         );
-        let rds = Arc::new(arca_core::rds_fake::FakeRds::new());
-        let rds_queue = Arc::new(arca_core::rds_fake::FakeRdsQueue::new());
+        let rds = Arc::new(arca_core::testing::fakes::rds::FakeRds::new());
+        let rds_queue = Arc::new(arca_core::testing::fakes::rds::FakeRdsQueue::new());
         state.control_plane = state.control_plane.with_rds(rds.clone(), Some(rds_queue.clone()));
         Api {
             router: router(state.clone()),
@@ -196,7 +196,7 @@ impl Api {
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(s) = session {
-            request = request.header(arca_core::agent::SESSION_HEADER, s);
+            request = request.header(arca_core::model::agent::SESSION_HEADER, s);
         }
         self.send(request.body(Body::from(body.to_string())).unwrap()).await
     }

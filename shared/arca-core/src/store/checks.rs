@@ -1,10 +1,10 @@
-//! Argument checks of the [`ItemStore`](super::item::ItemStore) port that every adapter
+//! Argument checks of the [`ItemStore`](crate::ports::item_store::ItemStore) port that every adapter
 //! applies before touching its backend, so they all answer `Invalid` alike (DynamoDB
 //! would reject some of these itself, with other words, and redb would accept them).
 
 use std::collections::HashSet;
 
-use super::item::{Index, Item, MAX_TRANSACTION_WRITES, Query, Write};
+use crate::ports::item_store::{Index, Item, MAX_TRANSACTION_WRITES, Query, Write};
 use crate::{Error, Result};
 
 pub fn check_key(field: &str, value: &str) -> Result<()> {

@@ -22,12 +22,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::item::IndexKey;
 use crate::ids::{
     ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
     RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
-use crate::secret::SecretHash;
+use crate::model::secret::SecretHash;
+use crate::ports::item_store::IndexKey;
 
 pub const ORG_SK: &str = "ORG";
 pub const API_KEY_SK_PREFIX: &str = "APIKEY#";
@@ -120,7 +120,7 @@ pub fn cloud_account_sk(id: &CloudAccountId) -> String {
     format!("{CLOUD_ACCOUNT_SK_PREFIX}{id}")
 }
 
-pub fn aws_inventory_sk(id: &crate::cloud::inventory::AwsInventoryId) -> String {
+pub fn aws_inventory_sk(id: &crate::model::cloud::inventory::AwsInventoryId) -> String {
     format!("{}{}", aws_inventory_prefix(&id.cloud_account_id), id.region)
 }
 
@@ -153,7 +153,7 @@ pub fn rds_recovery_point_sk(id: &RecoveryPointId) -> String {
 }
 
 /// `i` for an instance, `c` for a cluster: an instance and a cluster may share a name.
-pub fn rds_copy_sk(key: &crate::rds::RdsDatabaseKey) -> String {
+pub fn rds_copy_sk(key: &crate::model::rds::RdsDatabaseKey) -> String {
     let kind = if key.database.cluster { "c" } else { "i" };
     format!(
         "{RDS_COPY_SK_PREFIX}{}#{}#{kind}#{}",
@@ -173,7 +173,7 @@ pub fn install_sk(cluster: &ClusterId) -> String {
 }
 
 /// Fixed-width sequence, so sort-key order is batch order.
-pub fn restore_objects_sk(id: &crate::restore::RestoreObjectsPageId) -> String {
+pub fn restore_objects_sk(id: &crate::model::restore::RestoreObjectsPageId) -> String {
     format!("{}{:06}", restore_objects_prefix(&id.restore_id), id.seq)
 }
 
@@ -258,7 +258,7 @@ mod tests {
             "APIKEY#key_01ARZ3NDEKTSV4RRFFQ69G5FAV"
         );
         let rst: RestoreId = "rst_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
-        let page = crate::restore::RestoreObjectsPageId {
+        let page = crate::model::restore::RestoreObjectsPageId {
             restore_id: rst,
             seq: 42,
         };
@@ -279,7 +279,7 @@ mod tests {
             active_job_sk(&"bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
             "ACTIVE#bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
         );
-        let hash = crate::secret::Secret::from_presented("abc").hash();
+        let hash = crate::model::secret::Secret::from_presented("abc").hash();
         let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(
             api_key_gsi1(&hash),
@@ -325,10 +325,10 @@ mod tests {
         );
         assert_eq!(rds_recovery_point_sk(&rp), "RDSRP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV");
         let ca: CloudAccountId = "ca_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
-        let key = crate::rds::RdsDatabaseKey {
+        let key = crate::model::rds::RdsDatabaseKey {
             cloud_account_id: ca,
             region: "us-east-1".into(),
-            database: crate::rds::RdsDatabaseRef {
+            database: crate::model::rds::RdsDatabaseRef {
                 identifier: "orders".into(),
                 cluster: true,
             },

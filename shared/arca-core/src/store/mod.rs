@@ -6,11 +6,9 @@
 //! `Version`/`NotExists` condition), and the opaque cursors of every listing.
 
 pub mod checks;
-pub mod item;
 pub mod keys;
-#[cfg(test)]
-pub(crate) mod memory;
 pub mod page;
+mod records;
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -19,28 +17,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::item::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
 use self::page::{Listing, PageRequest, decode_cursor, encode_cursor};
-use crate::agent::{ActiveJob, AgentState};
-use crate::auth::ApiKey;
-use crate::backup::BackupDefinition;
-use crate::cloud::CloudAccount;
-use crate::cloud::ebs::{EksRecreation, RecoveryPointAws};
-use crate::cloud::inventory::{AwsInventory, AwsInventoryId};
-use crate::cluster::Cluster;
-use crate::destination::Destination;
-use crate::ids::{
-    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId, OrgId, PolicyId,
-    RdsBackupDefinitionId, RecoveryPointId, RestoreId,
-};
-use crate::install::InstallLink;
-use crate::job::Job;
-use crate::org::Org;
-use crate::policy::Policy;
-use crate::rds::{RdsBackupDefinition, RdsCopyInProgress, RdsDatabaseKey, RdsRecoveryPoint};
-use crate::recovery::RecoveryPoint;
-use crate::restore::{Restore, RestoreObjectsPage, RestoreObjectsPageId};
-use crate::secret::SecretHash;
+use crate::ids::{CloudAccountId, OrgId, RestoreId};
+use crate::model::auth::ApiKey;
+use crate::model::cloud::account::CloudAccount;
+use crate::model::cloud::inventory::AwsInventory;
+use crate::model::cluster::Cluster;
+use crate::model::rds::RdsRecoveryPoint;
+use crate::model::recovery::RecoveryPoint;
+use crate::model::secret::SecretHash;
+use crate::ports::item_store::{Condition, Cursor, Index, IndexKey, Item, ItemStore, Query, SortKeyRange, Write};
 use crate::{Error, Result};
 
 /// An entity the typed store keeps: how it maps onto an [`Item`].
@@ -68,224 +54,6 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync {
         Ok(())
     }
 }
-
-macro_rules! record {
-    ($ty:ident, $id:ty, $what:literal, $prefix:expr, $sk:path) => {
-        record!($ty, $id, $what, $prefix, $sk, id);
-    };
-    // `$field`: the record's own id, for records keyed by another entity's id (an
-    // agent's state by its cluster, an active job by its definition).
-    ($ty:ident, $id:ty, $what:literal, $prefix:expr, $sk:path, $field:ident) => {
-        impl Record for $ty {
-            type Id = $id;
-            const WHAT: &'static str = $what;
-            const SK_PREFIX: &'static str = $prefix;
-
-            fn sk_for(id: &$id) -> String {
-                $sk(id)
-            }
-            fn id(&self) -> &$id {
-                &self.$field
-            }
-            fn org_id(&self) -> &OrgId {
-                &self.org_id
-            }
-            fn version(&self) -> u64 {
-                self.version
-            }
-            fn set_version(&mut self, version: u64) {
-                self.version = version;
-            }
-            record!(@extra $ty);
-        }
-    };
-    (@extra ApiKey) => {
-        fn gsi1(&self) -> Option<IndexKey> {
-            self.secret_hash.as_ref().map(keys::api_key_gsi1)
-        }
-        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.secret_hash = hash_from_index(item, keys::GSI1_API_KEY_PREFIX)?;
-            Ok(())
-        }
-    };
-    (@extra Cluster) => {
-        fn gsi1(&self) -> Option<IndexKey> {
-            self.agent_token_hash.as_ref().map(keys::agent_token_gsi1)
-        }
-        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.agent_token_hash = hash_from_index(item, keys::GSI1_AGENT_PREFIX)?;
-            Ok(())
-        }
-    };
-    (@extra RecoveryPoint) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            self.expires_at.map(|at| keys::recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
-        }
-    };
-    (@extra RdsRecoveryPoint) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            self.expires_at.map(|at| keys::rds_recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
-        }
-    };
-    (@extra CloudAccount) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            Some(keys::cloud_account_gsi2(&self.org_id, &self.id))
-        }
-    };
-    (@extra InstallLink) => {
-        fn gsi1(&self) -> Option<IndexKey> {
-            self.token_hash.as_ref().map(keys::install_token_gsi1)
-        }
-        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.token_hash = hash_from_index(item, keys::GSI1_INSTALL_PREFIX)?;
-            Ok(())
-        }
-    };
-    (@extra $other:ident) => {};
-}
-
-fn hash_from_index(item: &Item, prefix: &str) -> Result<Option<SecretHash>> {
-    match item.gsi1.as_ref().and_then(|k| k.pk.strip_prefix(prefix)) {
-        Some(hex) => SecretHash::from_hex(hex).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn org_sk(_: &OrgId) -> String {
-    keys::ORG_SK.to_string()
-}
-
-impl Record for Org {
-    type Id = OrgId;
-    const WHAT: &'static str = "org";
-    const SK_PREFIX: &'static str = keys::ORG_SK;
-
-    fn sk_for(id: &OrgId) -> String {
-        org_sk(id)
-    }
-    fn id(&self) -> &OrgId {
-        &self.id
-    }
-    fn org_id(&self) -> &OrgId {
-        &self.id
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-}
-
-record!(ApiKey, ApiKeyId, "API key", keys::API_KEY_SK_PREFIX, keys::api_key_sk);
-record!(Cluster, ClusterId, "cluster", keys::CLUSTER_SK_PREFIX, keys::cluster_sk);
-record!(
-    Destination,
-    DestinationId,
-    "destination",
-    keys::DESTINATION_SK_PREFIX,
-    keys::destination_sk
-);
-record!(Policy, PolicyId, "policy", keys::POLICY_SK_PREFIX, keys::policy_sk);
-record!(
-    BackupDefinition,
-    BackupDefinitionId,
-    "backup definition",
-    keys::BACKUP_SK_PREFIX,
-    keys::backup_sk
-);
-record!(Job, JobId, "job", keys::JOB_SK_PREFIX, keys::job_sk);
-record!(
-    RecoveryPoint,
-    RecoveryPointId,
-    "recovery point",
-    keys::RECOVERY_POINT_SK_PREFIX,
-    keys::recovery_point_sk
-);
-record!(Restore, RestoreId, "restore", keys::RESTORE_SK_PREFIX, keys::restore_sk);
-record!(
-    CloudAccount,
-    CloudAccountId,
-    "cloud account",
-    keys::CLOUD_ACCOUNT_SK_PREFIX,
-    keys::cloud_account_sk
-);
-record!(
-    RecoveryPointAws,
-    RecoveryPointId,
-    "AWS artifacts of recovery point",
-    keys::RECOVERY_POINT_AWS_SK_PREFIX,
-    keys::recovery_point_aws_sk,
-    recovery_point_id
-);
-record!(
-    EksRecreation,
-    EksRecreationId,
-    "EKS re-creation",
-    keys::EKS_RECREATION_SK_PREFIX,
-    keys::eks_recreation_sk
-);
-record!(
-    AwsInventory,
-    AwsInventoryId,
-    "inventory",
-    keys::AWS_INVENTORY_SK_PREFIX,
-    keys::aws_inventory_sk
-);
-record!(
-    RdsBackupDefinition,
-    RdsBackupDefinitionId,
-    "RDS backup definition",
-    keys::RDS_BACKUP_SK_PREFIX,
-    keys::rds_backup_sk
-);
-record!(
-    RdsRecoveryPoint,
-    RecoveryPointId,
-    "RDS recovery point",
-    keys::RDS_RECOVERY_POINT_SK_PREFIX,
-    keys::rds_recovery_point_sk
-);
-record!(
-    RdsCopyInProgress,
-    RdsDatabaseKey,
-    "copy in progress of",
-    keys::RDS_COPY_SK_PREFIX,
-    keys::rds_copy_sk,
-    key
-);
-
-record!(
-    RestoreObjectsPage,
-    RestoreObjectsPageId,
-    "restore results",
-    keys::RESTORE_OBJECTS_SK_PREFIX,
-    keys::restore_objects_sk
-);
-record!(
-    AgentState,
-    ClusterId,
-    "agent state of cluster",
-    keys::AGENT_SK_PREFIX,
-    keys::agent_sk,
-    cluster_id
-);
-record!(
-    ActiveJob,
-    BackupDefinitionId,
-    "active job of backup definition",
-    keys::ACTIVE_JOB_SK_PREFIX,
-    keys::active_job_sk,
-    definition_id
-);
-record!(
-    InstallLink,
-    ClusterId,
-    "install link of cluster",
-    keys::INSTALL_SK_PREFIX,
-    keys::install_sk,
-    cluster_id
-);
 
 fn to_item<T: Record>(record: &T) -> Result<Item> {
     Ok(Item {
@@ -577,8 +345,8 @@ impl Store {
         restore: &RestoreId,
         from_seq: u32,
         max: u32,
-    ) -> Result<Vec<crate::restore::RestoreObjectsPage>> {
-        let id = |seq| crate::restore::RestoreObjectsPageId {
+    ) -> Result<Vec<crate::model::restore::RestoreObjectsPage>> {
+        let id = |seq| crate::model::restore::RestoreObjectsPageId {
             restore_id: *restore,
             seq,
         };
@@ -589,7 +357,7 @@ impl Store {
                 pk: keys::org_pk(org),
                 range: SortKeyRange::Between(
                     keys::restore_objects_sk(&id(from_seq)),
-                    keys::restore_objects_sk(&id(crate::restore::MAX_RESULT_BATCHES)),
+                    keys::restore_objects_sk(&id(crate::model::restore::MAX_RESULT_BATCHES)),
                 ),
                 limit: max.max(1),
                 ascending: true,
@@ -613,7 +381,7 @@ impl Store {
     pub async fn find_install_link_by_hash_cross_tenant(
         &self,
         hash: &SecretHash,
-    ) -> Result<Option<crate::install::InstallLink>> {
+    ) -> Result<Option<crate::model::install::InstallLink>> {
         self.find_by_gsi1(keys::install_token_gsi1(hash)).await
     }
 

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::item::{Cursor, Index};
+use crate::ports::item_store::{Cursor, Index};
 use crate::{Error, Result};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;

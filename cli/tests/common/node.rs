@@ -1,0 +1,207 @@
+//! The in-cluster tests' tools: `arca server` where Pods reach it, kubectl against the
+//! test environment's clusters, and what an agent Pod must look like.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::User;
+
+pub const AGENT_NAMESPACE: &str = "arca-system";
+
+/// `arca server` as a process, listening where the Pods reach the host.
+pub struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn start_server(data: &Path, host_ip: &str, image: &str) -> (ServerProcess, String) {
+    let port = free_port(host_ip);
+    let url = format!("http://{host_ip}:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_arca"))
+        .args(["server", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("{host_ip}:{port}")])
+        .env("ARCA_PUBLIC_URL", &url)
+        .env("ARCA_AGENT_IMAGE", image)
+        .env("ARCA_SIGNUP", "open")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.join("server.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = ServerProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect((host_ip, port)).is_err() {
+        assert!(Instant::now() < deadline, "arca server did not listen on {url}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, url)
+}
+
+/// kubectl against one cluster; panics with its output unless it succeeds.
+pub struct Kubectl<'a> {
+    pub nodes: &'a arca_testenv::Nodes,
+    pub kubeconfig: &'a Path,
+}
+
+impl Kubectl<'_> {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.nodes.kubectl(self.kubeconfig).args(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn apply_json(&self, object: &Value) {
+        let mut child = self
+            .nodes
+            .kubectl(self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), object.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Waits until `kubectl get <what> -o json` satisfies `done`, or panics after `secs`
+    /// with the last answer and the namespace's events.
+    pub fn wait_for(&self, what: &[&str], secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let mut args = vec!["get"];
+            args.extend(what);
+            args.extend(["-o", "json"]);
+            let out = self.run(&args);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if done(&v) {
+                    return v;
+                }
+                if Instant::now() > deadline {
+                    let events = self.run(&["get", "events", "-A", "--sort-by=.lastTimestamp"]);
+                    panic!(
+                        "kubectl get {what:?} never got there: {v:#}\nevents:\n{}",
+                        String::from_utf8_lossy(&events.stdout)
+                    );
+                }
+            } else if Instant::now() > deadline {
+                panic!("kubectl get {what:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The agent's Pod, once Ready (its readiness probe answered through the kubelet).
+    pub fn ready_agent_pod(&self) -> Value {
+        let pods = self.wait_for(
+            &["pods", "-n", AGENT_NAMESPACE, "-l", "app.kubernetes.io/name=arca-agent"],
+            180,
+            |v| {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                items.len() == 1
+                    && items
+                        .iter()
+                        .all(|p| pod_ready(p) && p["metadata"]["deletionTimestamp"].is_null())
+            },
+        );
+        pods["items"][0].clone()
+    }
+}
+
+pub fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+pub fn wait_cluster_active(user: &User, name: &str, after_session: Option<&str>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let c = user.json(&["clusters", "get", name]);
+        let fresh = after_session.is_none_or(|t| c["lastHeartbeatAt"].as_str().is_some_and(|h| h > t));
+        if c["state"] == "ACTIVE" && fresh {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "cluster {name} never became ACTIVE: {c:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What a Pod of the agent must look like on a node: the built image by digest, non-root,
+/// read-only root filesystem, probes answered.
+pub fn assert_agent_pod(pod: &Value, image: &str) {
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["image"], image, "{pod:#}");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["ready"], true, "{pod:#}");
+    let digest = image.rsplit_once('@').map(|(_, d)| d).unwrap();
+    assert!(
+        status["imageID"].as_str().unwrap().ends_with(digest),
+        "the node runs the image by its digest: {status:#}"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert!(container["readinessProbe"]["httpGet"].is_object());
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true, "{pod:#}");
+}
+
+pub fn install_line(register_output: &str) -> String {
+    register_output
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("kubectl apply -f "))
+        .unwrap_or_else(|| panic!("no kubectl line in: {register_output}"))
+        .trim_start_matches("kubectl apply -f ")
+        .to_owned()
+}
+
+pub fn running_pods(k: &Kubectl, namespace: &str, label: &str, count: usize) -> Value {
+    k.wait_for(&["pods", "-n", namespace, "-l", label], 180, |v| {
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        items.len() == count && items.iter().all(pod_ready)
+    })
+}
+
+/// Now, as the API writes timestamps (RFC 3339, UTC), for comparing heartbeats.
+pub fn chrono_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

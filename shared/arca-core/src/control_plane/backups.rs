@@ -1,0 +1,405 @@
+//! Backup definitions and run-now.
+
+use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId};
+use crate::model::auth::{Principal, Role};
+use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, BackupDefinitionView, PvMode};
+use crate::model::cluster::Cluster;
+use crate::model::destination::{Destination, EffectiveDestination, effective_destination};
+use crate::model::dispatch::DispatchRequest;
+use crate::model::job::{Job, JobTrigger};
+use crate::model::org::Org;
+use crate::model::policy::Retention;
+use crate::model::policy::{self, Policy, PolicyReferrer, ReferrerKind};
+use crate::store::page::{Listing, PageRequest};
+use crate::store::{Record, Tx};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{ControlPlane, retry_on_conflict, retry_on_stale};
+
+/// Options of a run-now; without a retention, the first schedule row of the
+/// definition's policy decides, else the configured default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNowRequest {
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+fn referrer(def: &BackupDefinition) -> PolicyReferrer {
+    PolicyReferrer {
+        kind: ReferrerKind::K8sBackup,
+        id: def.id.to_string(),
+        name: def.spec.name.clone(),
+    }
+}
+
+impl ControlPlane {
+    /// Reads a referenced record, turning NotFound into `Invalid` on the referencing
+    /// field: the request is wrong, not the URL.
+    pub(in crate::control_plane) async fn existing<T: Record>(
+        &self,
+        org: &OrgId,
+        id: &T::Id,
+        field: &str,
+    ) -> Result<T> {
+        match self.store.get::<T>(org, id).await {
+            Err(Error::NotFound { what }) => Err(Error::invalid(field, what)),
+            other => other,
+        }
+    }
+
+    pub(in crate::control_plane) async fn effective_for(
+        &self,
+        org: &Org,
+        def: &BackupDefinition,
+    ) -> Result<Option<EffectiveDestination>> {
+        let cluster_default = match self.store.find::<Cluster>(&org.id, &def.spec.cluster_id).await? {
+            Some(c) => c.spec.default_destination_id,
+            None => None,
+        };
+        Ok(effective_destination(
+            def.spec.destination_id,
+            cluster_default,
+            org.default_destination_id,
+        ))
+    }
+
+    pub(in crate::control_plane) async fn copying_definitions(&self, org: &OrgId) -> Result<Vec<BackupDefinition>> {
+        Ok(self
+            .store
+            .list_all::<BackupDefinition>(org)
+            .await?
+            .into_iter()
+            .filter(|d| d.spec.pv_mode == PvMode::SnapshotAndCopy)
+            .collect())
+    }
+
+    /// The destination rules of a definition: one must resolve, it must exist, and the
+    /// free plan does not copy PV data to Arca-managed storage.
+    pub(in crate::control_plane) async fn check_destination(
+        &self,
+        org: &Org,
+        spec: &BackupDefinitionSpec,
+        cluster: &Cluster,
+    ) -> Result<EffectiveDestination> {
+        if let Some(id) = &spec.destination_id {
+            self.existing::<Destination>(&org.id, id, "destinationId").await?;
+        }
+        let effective = effective_destination(
+            spec.destination_id,
+            cluster.spec.default_destination_id,
+            org.default_destination_id,
+        )
+        .ok_or_else(|| {
+            Error::invalid(
+                "destinationId",
+                "no destination: set one on the definition, its cluster or the org",
+            )
+        })?;
+        let dest = self
+            .store
+            .get::<Destination>(&org.id, &effective.destination_id)
+            .await?;
+        if spec.pv_mode == PvMode::SnapshotAndCopy && dest.spec.target.is_arca_managed() {
+            self.limits.check_copy_to_managed_storage(org.plan, "pvMode")?;
+        }
+        Ok(effective)
+    }
+
+    pub async fn create_backup_definition(
+        &self,
+        p: &Principal,
+        spec: BackupDefinitionSpec,
+    ) -> Result<BackupDefinitionView> {
+        p.require(Role::Admin)?;
+        let spec = &spec.validated()?;
+        let id = BackupDefinitionId::new();
+        let view = self
+            .retrying(|| async move {
+                let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+                let mut cluster = self
+                    .existing::<Cluster>(&p.org_id, &spec.cluster_id, "clusterId")
+                    .await?;
+                let effective = self.check_destination(&org, spec, &cluster).await?;
+                let now = self.now();
+                let mut def = BackupDefinition {
+                    id,
+                    org_id: p.org_id,
+                    spec: spec.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    version: 0,
+                };
+                let mut tx = Tx::new();
+                tx.create(&mut def)?;
+                let cluster_version = cluster.version;
+                cluster.backup_definition_ids.insert(id);
+                tx.update(&mut cluster, cluster_version)?;
+                if let Some(policy_id) = &spec.policy_id {
+                    let mut policy = self.existing::<Policy>(&p.org_id, policy_id, "policyId").await?;
+                    let version = policy.version;
+                    policy.upsert_referrer(referrer(&def));
+                    tx.update(&mut policy, version)?;
+                }
+                self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                Ok(BackupDefinitionView {
+                    definition: def,
+                    effective_destination: Some(effective),
+                })
+            })
+            .await?;
+        self.sync_schedules(&view.definition).await?;
+        Ok(view)
+    }
+
+    pub(in crate::control_plane) async fn view(
+        &self,
+        org: &Org,
+        def: BackupDefinition,
+    ) -> Result<BackupDefinitionView> {
+        let effective_destination = self.effective_for(org, &def).await?;
+        Ok(BackupDefinitionView {
+            definition: def,
+            effective_destination,
+        })
+    }
+
+    pub async fn get_backup_definition(&self, p: &Principal, id: &BackupDefinitionId) -> Result<BackupDefinitionView> {
+        p.require(Role::Viewer)?;
+        let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+        let def = self.store.get(&p.org_id, id).await?;
+        self.view(&org, def).await
+    }
+
+    pub async fn list_backup_definitions(
+        &self,
+        p: &Principal,
+        page: &PageRequest,
+    ) -> Result<Listing<BackupDefinitionView>> {
+        p.require(Role::Viewer)?;
+        let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+        let clusters: std::collections::BTreeMap<ClusterId, Option<DestinationId>> = self
+            .store
+            .list_all::<Cluster>(&p.org_id)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.spec.default_destination_id))
+            .collect();
+        let listing = self.store.list::<BackupDefinition>(&p.org_id, page).await?;
+        Ok(listing.map(|definition| {
+            let cluster_default = clusters.get(&definition.spec.cluster_id).copied().flatten();
+            let effective_destination = effective_destination(
+                definition.spec.destination_id,
+                cluster_default,
+                org.default_destination_id,
+            );
+            BackupDefinitionView {
+                definition,
+                effective_destination,
+            }
+        }))
+    }
+
+    /// Replaces a definition's spec. The cluster is fixed; a policy change moves the
+    /// definition between the two policies' `usedBy` in the same transaction.
+    pub async fn update_backup_definition(
+        &self,
+        p: &Principal,
+        id: &BackupDefinitionId,
+        spec: BackupDefinitionSpec,
+        expected_version: u64,
+    ) -> Result<BackupDefinitionView> {
+        p.require(Role::Admin)?;
+        let spec = &spec.validated()?;
+        let view = self
+            .retrying(|| async move {
+                let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
+                if def.version != expected_version {
+                    return Err(self
+                        .store
+                        .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
+                        .await);
+                }
+                if def.spec.cluster_id != spec.cluster_id {
+                    return Err(Error::invalid(
+                        "clusterId",
+                        "a backup definition's cluster cannot change; create a new definition",
+                    ));
+                }
+                let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+                let cluster = self.store.get::<Cluster>(&p.org_id, &spec.cluster_id).await?;
+                let effective = self.check_destination(&org, spec, &cluster).await?;
+                let old_policy = def.spec.policy_id;
+                def.spec = spec.clone();
+                def.updated_at = self.now();
+                let mut tx = Tx::new();
+                tx.update(&mut def, expected_version)?;
+                // The old policy lets go, the new one takes it (the same one: just renamed).
+                if old_policy != spec.policy_id
+                    && let Some(pid) = old_policy
+                    && let Some(mut policy) = self.store.find::<Policy>(&p.org_id, &pid).await?
+                {
+                    let v = policy.version;
+                    policy.remove_referrer(ReferrerKind::K8sBackup, &id.to_string());
+                    tx.update(&mut policy, v)?;
+                }
+                if let Some(pid) = spec.policy_id {
+                    let mut policy = self.existing::<Policy>(&p.org_id, &pid, "policyId").await?;
+                    let before = policy.used_by.clone();
+                    policy.upsert_referrer(referrer(&def));
+                    if policy.used_by != before || old_policy != spec.policy_id {
+                        let v = policy.version;
+                        tx.update(&mut policy, v)?;
+                    } else {
+                        // Unchanged, but it must still exist when the definition is written.
+                        tx.check::<Policy>(&p.org_id, &pid, policy.version);
+                    }
+                }
+                self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                Ok(BackupDefinitionView {
+                    definition: def,
+                    effective_destination: Some(effective),
+                })
+            })
+            .await?;
+        self.sync_schedules(&view.definition).await?;
+        Ok(view)
+    }
+
+    /// Deletes a definition, releasing its policy and cluster in the same transaction.
+    pub async fn delete_backup_definition(
+        &self,
+        p: &Principal,
+        id: &BackupDefinitionId,
+        expected_version: u64,
+    ) -> Result<()> {
+        p.require(Role::Admin)?;
+        self.retrying(|| async move {
+            let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
+            if def.version != expected_version {
+                return Err(self
+                    .store
+                    .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
+                    .await);
+            }
+            let mut tx = Tx::new();
+            tx.delete::<BackupDefinition>(&p.org_id, id, expected_version);
+            if let Some(mut cluster) = self.store.find::<Cluster>(&p.org_id, &def.spec.cluster_id).await? {
+                let v = cluster.version;
+                cluster.backup_definition_ids.remove(id);
+                tx.update(&mut cluster, v)?;
+            }
+            if let Some(pid) = def.spec.policy_id
+                && let Some(mut policy) = self.store.find::<Policy>(&p.org_id, &pid).await?
+            {
+                let v = policy.version;
+                policy.remove_referrer(ReferrerKind::K8sBackup, &id.to_string());
+                tx.update(&mut policy, v)?;
+            }
+            self.store.commit(tx).await.map_err(retry_on_conflict)
+        })
+        .await?;
+        self.sync_schedules_to_nothing(id).await
+    }
+
+    /// Pauses (stops scheduled runs of) a definition. `expected_version` `None` means
+    /// "whatever the current version is" (an action, not an edit).
+    pub async fn pause_backup_definition(
+        &self,
+        p: &Principal,
+        id: &BackupDefinitionId,
+        expected_version: Option<u64>,
+    ) -> Result<BackupDefinitionView> {
+        self.set_paused(p, id, expected_version, true).await
+    }
+
+    pub async fn resume_backup_definition(
+        &self,
+        p: &Principal,
+        id: &BackupDefinitionId,
+        expected_version: Option<u64>,
+    ) -> Result<BackupDefinitionView> {
+        self.set_paused(p, id, expected_version, false).await
+    }
+
+    pub(in crate::control_plane) async fn set_paused(
+        &self,
+        p: &Principal,
+        id: &BackupDefinitionId,
+        expected_version: Option<u64>,
+        paused: bool,
+    ) -> Result<BackupDefinitionView> {
+        p.require(Role::Operator)?;
+        let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+        let def = self
+            .retrying(|| async {
+                let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
+                let expected = expected_version.unwrap_or(def.version);
+                def.spec.paused = paused;
+                def.updated_at = self.now();
+                let result = self.store.update(def, expected).await;
+                if expected_version.is_none() {
+                    result.map_err(retry_on_stale)
+                } else {
+                    result
+                }
+            })
+            .await?;
+        self.sync_schedules(&def).await?;
+        self.view(&org, def).await
+    }
+
+    /// Runs a definition now: a PENDING K8S_BACKUP job. Paused definitions may still be
+    /// run by hand (pause stops the schedule). The destination and plan rules are checked
+    /// again, since defaults may have changed since the definition was saved.
+    pub async fn run_backup_now(&self, p: &Principal, id: &BackupDefinitionId, request: RunNowRequest) -> Result<Job> {
+        p.require(Role::Operator)?;
+        let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+        let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
+        let cluster = self.store.get::<Cluster>(&p.org_id, &def.spec.cluster_id).await?;
+        self.check_destination(&org, &def.spec, &cluster).await?;
+        let retention = match request.retention {
+            Some(r) => r,
+            None => match &def.spec.policy_id {
+                Some(pid) => match self
+                    .store
+                    .find::<Policy>(&p.org_id, pid)
+                    .await?
+                    .and_then(|p| p.spec.schedules.first().cloned())
+                {
+                    Some(row) => Retention {
+                        retain_days: row.retain_days,
+                        keep_last: row.keep_last,
+                    },
+                    None => Retention {
+                        retain_days: self.config.default_run_now_retain_days,
+                        keep_last: None,
+                    },
+                },
+                None => Retention {
+                    retain_days: self.config.default_run_now_retain_days,
+                    keep_last: None,
+                },
+            },
+        };
+        if retention.retain_days == 0 || retention.retain_days > policy::MAX_RETAIN_DAYS {
+            return Err(Error::invalid(
+                "retention.retainDays",
+                format!("must be between 1 and {}", policy::MAX_RETAIN_DAYS),
+            ));
+        }
+        self.limits
+            .check_retain_days(org.plan, "retention.retainDays", retention.retain_days)?;
+        // The same path as a schedule firing: the decision, the race-safe active-job
+        // write and the enqueue all happen there.
+        self.dispatch(DispatchRequest {
+            org_id: p.org_id,
+            definition_id: def.id,
+            trigger: JobTrigger::Manual,
+            rule: None,
+            retention: Some(retention),
+        })
+        .await
+    }
+}

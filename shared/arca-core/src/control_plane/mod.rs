@@ -1,0 +1,209 @@
+//! The control plane's service layer: every business rule the API applies, over the
+//! typed store. Handlers parse, call one method here, and map the result; they decide
+//! nothing.
+//!
+//! Every method takes the authenticated [`Principal`] (its org is the tenant scope, its
+//! role is checked here) except sign-up, authentication, the agent's heartbeat and
+//! `set_plan`, which are not made by a signed-in user.
+
+mod agent;
+mod backups;
+mod cloud_accounts;
+mod clusters;
+mod destinations;
+mod dispatch;
+mod eks;
+mod jobs;
+mod orgs;
+mod policies;
+mod rds;
+mod recovery;
+mod retention;
+
+pub use backups::RunNowRequest;
+pub use cloud_accounts::{InventoryReport, RegionReport};
+pub use clusters::RegisteredCluster;
+pub use eks::{EKS_CREATE_TIMEOUT, EKS_RECHECK_DELAY};
+pub use jobs::JobFilter;
+pub use orgs::{SignupRequest, SignupResult};
+pub use rds::{RdsRetentionReport, RdsRunRequest};
+pub use recovery::{RecoveryPointFilter, RestoreCreated};
+pub use retention::RetentionReport;
+
+use crate::model::plan::PlanLimits;
+use crate::ports::Clock;
+use crate::ports::credentials::{ConfigVendor, CredentialVendor};
+use crate::ports::queue::Queue;
+use crate::ports::scheduler::Scheduler;
+use crate::store::Store;
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a read-check-write is retried when a concurrent writer got there first.
+const CONCURRENCY_RETRIES: usize = 4;
+
+/// Deployment configuration of the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlPlaneConfig {
+    /// Whether anyone may sign up (creating an org). Closed by default: a private
+    /// deployment creates orgs with [`ControlPlane::create_org`] from its tooling.
+    pub signup_open: bool,
+    /// Whether LOCAL_FILESYSTEM destinations are allowed (single-machine mode only).
+    pub local_destinations: bool,
+    /// An ACTIVE cluster not heard from for this long reads as PENDING (the grace
+    /// period; default 2 minutes).
+    pub heartbeat_timeout: Duration,
+    /// How often the agent is told to heartbeat (default 30 s).
+    pub heartbeat_interval: Duration,
+    /// Longest wait of an agent's poll for a job (at most 20 s, SQS's long-poll limit).
+    pub poll_wait: Duration,
+    /// A job's lease: the agent extends it before it lapses, else the job is redelivered.
+    pub lease: Duration,
+    /// Retention of a run-now job whose definition has no policy and whose request
+    /// names none.
+    pub default_run_now_retain_days: u32,
+    /// Derives each org's archive key, handed to its agents with a job's destination
+    /// access. Without it agents must be given a key of their own.
+    pub archive_master_key: Option<crate::model::archive_key::ArchiveMasterKey>,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        ControlPlaneConfig {
+            signup_open: false,
+            local_destinations: false,
+            heartbeat_timeout: Duration::from_secs(2 * 60),
+            heartbeat_interval: Duration::from_secs(30),
+            poll_wait: Duration::from_secs(20),
+            lease: Duration::from_secs(5 * 60),
+            default_run_now_retain_days: 7,
+            archive_master_key: None,
+        }
+    }
+}
+
+/// The control plane: the store, the plan limits, the clock, the configuration and the
+/// ports that move work (the cluster queues, the scheduler, the credential vendor).
+#[derive(Clone)]
+pub struct ControlPlane {
+    store: Store,
+    limits: PlanLimits,
+    clock: Arc<dyn Clock>,
+    config: ControlPlaneConfig,
+    /// `None` only in store-level tests: registering then creates no queue, and
+    /// dispatching fails (`Permanent`) rather than creating jobs nobody can receive.
+    queue: Option<Arc<dyn Queue>>,
+    /// `None` only in store-level tests: definition changes then sync no schedules.
+    scheduler: Option<Arc<dyn Scheduler>>,
+    vendor: Arc<dyn CredentialVendor>,
+    /// `None` when the deployment does not reach AWS accounts (linking is refused).
+    cloud: Option<cloud_accounts::CloudWiring>,
+    /// `None` when the deployment does not protect RDS (RDS runs are refused).
+    rds: Option<rds::RdsWiring>,
+}
+
+impl ControlPlane {
+    pub fn new(store: Store, limits: PlanLimits, clock: Arc<dyn Clock>, config: ControlPlaneConfig) -> Self {
+        ControlPlane {
+            store,
+            limits,
+            clock,
+            config,
+            queue: None,
+            scheduler: None,
+            vendor: Arc::new(ConfigVendor),
+            cloud: None,
+            rds: None,
+        }
+    }
+
+    /// Wires the per-cluster job queues (every deployment does).
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Sets the master key each org's archive key is derived from (see
+    /// [`crate::model::archive_key`]); `None` leaves agents to bring their own.
+    pub fn with_archive_master_key(mut self, key: Option<crate::model::archive_key::ArchiveMasterKey>) -> Self {
+        self.config.archive_master_key = key;
+        self
+    }
+
+    /// Wires the scheduler that keeps one schedule per (definition, policy row).
+    pub fn with_scheduler(mut self, scheduler: Arc<dyn Scheduler>) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
+    pub fn with_credential_vendor(mut self, vendor: Arc<dyn CredentialVendor>) -> Self {
+        self.vendor = vendor;
+        self
+    }
+
+    /// The typed store, for components (dispatch, retention, the agent protocol) that
+    /// write jobs and recovery points directly.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn limits(&self) -> &PlanLimits {
+        &self.limits
+    }
+
+    pub fn config(&self) -> &ControlPlaneConfig {
+        &self.config
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from(self.clock.now())
+    }
+
+    // ---- concurrency --------------------------------------------------------------
+
+    /// Runs a read-check-write again when it lost a race (`Conflict` carrying
+    /// [`RETRY`]); after the last attempt the caller gets a plain `Conflict`.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        for _ in 1..CONCURRENCY_RETRIES {
+            match attempt().await {
+                Err(Error::Conflict { message, .. }) if message == RETRY => continue,
+                other => return other,
+            }
+        }
+        match attempt().await {
+            Err(Error::Conflict { message, .. }) if message == RETRY => Err(Error::conflict_of(
+                crate::error::ConflictKind::ConcurrentModification,
+                "too many concurrent changes to the same records: try again",
+            )),
+            other => other,
+        }
+    }
+}
+
+/// The marker of a lost race inside [`ControlPlane::retrying`]; never leaves it.
+const RETRY: &str = "\u{0}retry";
+
+/// A transaction of a read-check-write failed a condition: someone changed one of the
+/// records since they were read. The attempt re-reads and re-checks everything, so a
+/// stale caller ETag still surfaces as `PreconditionFailed` on the next attempt.
+fn retry_on_conflict(e: Error) -> Error {
+    match e {
+        Error::Conflict { .. } => Error::conflict(RETRY),
+        other => other,
+    }
+}
+
+/// A write at a version the code itself just read (no caller ETag) found a newer one:
+/// a lost race, so read again.
+fn retry_on_stale(e: Error) -> Error {
+    match e {
+        Error::PreconditionFailed { .. } => Error::conflict(RETRY),
+        other => other,
+    }
+}

@@ -1,0 +1,221 @@
+//! Recovery points and restores.
+
+use crate::ids::{BackupDefinitionId, ClusterId, OrgId, RecoveryPointId, RestoreId};
+use crate::model::agent::AgentState;
+use crate::model::auth::{Principal, Role};
+use crate::model::cluster::{Cluster, ClusterState};
+use crate::model::job::{Job, JobTrigger, JobType};
+use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
+use crate::model::restore::{Restore, RestoreSpec};
+use crate::store::Tx;
+use crate::store::page::{Listing, PageRequest};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+use super::ControlPlane;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryPointFilter {
+    #[serde(default)]
+    pub cluster_id: Option<ClusterId>,
+    #[serde(default)]
+    pub definition_id: Option<BackupDefinitionId>,
+}
+
+/// A restore request and the K8S_RESTORE job it created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreCreated {
+    pub restore: Restore,
+    pub job: Job,
+}
+
+impl ControlPlane {
+    pub(in crate::control_plane) async fn live_cluster_ids(&self, org: &OrgId) -> Result<BTreeSet<ClusterId>> {
+        Ok(self
+            .store
+            .list_all::<Cluster>(org)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// Recovery points of clusters that still exist (those of deleted clusters are
+    /// kept until expiry but hidden).
+    pub async fn list_recovery_points(
+        &self,
+        p: &Principal,
+        filter: &RecoveryPointFilter,
+        page: &PageRequest,
+    ) -> Result<Listing<RecoveryPoint>> {
+        p.require(Role::Viewer)?;
+        let live = self.live_cluster_ids(&p.org_id).await?;
+        self.store
+            .list_where(&p.org_id, page, true, |rp: &RecoveryPoint| {
+                live.contains(&rp.cluster_id)
+                    && filter.cluster_id.is_none_or(|c| rp.cluster_id == c)
+                    && filter.definition_id.is_none_or(|d| rp.definition_id == d)
+            })
+            .await
+    }
+
+    pub async fn get_recovery_point(&self, p: &Principal, id: &RecoveryPointId) -> Result<RecoveryPoint> {
+        p.require(Role::Viewer)?;
+        let rp = self.store.get::<RecoveryPoint>(&p.org_id, id).await?;
+        if self.store.find::<Cluster>(&p.org_id, &rp.cluster_id).await?.is_none() {
+            return Err(Error::not_found(format!("recovery point {id}")));
+        }
+        Ok(rp)
+    }
+
+    /// Creates a restore request and its PENDING K8S_RESTORE job together. The recovery
+    /// point must be READY and visible; the target cluster must be ACTIVE.
+    pub async fn create_restore(&self, p: &Principal, spec: RestoreSpec) -> Result<RestoreCreated> {
+        p.require(Role::Operator)?;
+        let spec = spec.validated()?;
+        let rp = match self.get_recovery_point(p, &spec.recovery_point_id).await {
+            Err(Error::NotFound { what }) => return Err(Error::invalid("recoveryPointId", what)),
+            other => other?,
+        };
+        if rp.state != RecoveryPointState::Ready {
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::RestoreNotPossible,
+                format!("recovery point {} is {:?}, not READY", rp.id, rp.state),
+            ));
+        }
+        let target = self
+            .existing::<Cluster>(&p.org_id, &spec.target_cluster_id, "targetClusterId")
+            .await?;
+        let agent = self.store.find::<AgentState>(&p.org_id, &target.id).await?;
+        let target = self.presented(target, agent.as_ref());
+        let state = target.state;
+        if state != ClusterState::Active {
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::RestoreNotPossible,
+                format!(
+                    "target cluster {:?} is {}; restores need an ACTIVE cluster (its agent connected)",
+                    target.spec.name,
+                    serde_json::to_value(state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        self.queue_restore(p, spec).await
+    }
+
+    /// Writes a restore and its job and queues the job for the target's agent, without
+    /// asking whether that agent is connected: the job waits in the cluster's queue (an
+    /// EKS re-creation queues its restore before the user installs the agent).
+    pub(crate) async fn queue_restore(&self, p: &Principal, spec: RestoreSpec) -> Result<RestoreCreated> {
+        let rp = self.get_recovery_point(p, &spec.recovery_point_id).await?;
+        let target = self.store.get::<Cluster>(&p.org_id, &spec.target_cluster_id).await?;
+        let now = self.now();
+        let mut job = Job::pending(p.org_id, JobType::K8sRestore, JobTrigger::Manual, now);
+        let mut restore = Restore {
+            id: RestoreId::new(),
+            org_id: p.org_id,
+            spec,
+            source_cluster_id: rp.cluster_id,
+            job_id: job.id,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        };
+        job.cluster_id = Some(target.id);
+        job.recovery_point_id = Some(rp.id);
+        job.restore_id = Some(restore.id);
+        job.log(now, "restore requested");
+        let mut tx = Tx::new();
+        tx.create(&mut restore)?.create(&mut job)?;
+        self.store.commit(tx).await?;
+        self.enqueue(&job).await?;
+        Ok(RestoreCreated { restore, job })
+    }
+
+    pub async fn get_restore(&self, p: &Principal, id: &RestoreId) -> Result<Restore> {
+        p.require(Role::Viewer)?;
+        self.store.get(&p.org_id, id).await
+    }
+
+    /// A restore's per-object results in the order the agent reported them, optionally
+    /// only those of one outcome. `cursor` is the `nextCursor` of the previous page.
+    pub async fn list_restore_objects(
+        &self,
+        p: &Principal,
+        id: &RestoreId,
+        outcome: Option<crate::model::restore::ObjectOutcome>,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::model::restore::RestoreObjectResult>> {
+        use crate::model::restore::ObjectCursor;
+        // Batches read per store query, and queries per call (bounds the reads a filter
+        // that matches little may cost; the cursor then says where to go on).
+        const BATCHES: u32 = 10;
+        const ROUNDS: usize = 5;
+        p.require(Role::Viewer)?;
+        // NotFound for another org's restore: its results are under its org only anyway.
+        self.store.get::<Restore>(&p.org_id, id).await?;
+        let limit = page.size()? as usize;
+        let mut at = match &page.cursor {
+            Some(text) => ObjectCursor::parse(text)?,
+            None => ObjectCursor::default(),
+        };
+        let mut items = Vec::new();
+        for _ in 0..ROUNDS {
+            let pages = self.store.restore_object_pages(&p.org_id, id, at.seq, BATCHES).await?;
+            let full = pages.len() as u32 == BATCHES;
+            for batch in pages {
+                if batch.id.seq != at.seq {
+                    at = ObjectCursor {
+                        seq: batch.id.seq,
+                        index: 0,
+                    };
+                }
+                while let Some(object) = batch.objects.get(at.index) {
+                    at.index += 1;
+                    if outcome.is_none_or(|o| o == object.outcome) {
+                        items.push(object.clone());
+                        if items.len() == limit {
+                            let next = if at.index < batch.objects.len() {
+                                at
+                            } else {
+                                ObjectCursor {
+                                    seq: batch.id.seq.saturating_add(1),
+                                    index: 0,
+                                }
+                            };
+                            return Ok(Listing {
+                                items,
+                                next_cursor: (next.seq < crate::model::restore::MAX_RESULT_BATCHES)
+                                    .then(|| next.encode()),
+                            });
+                        }
+                    }
+                }
+                at = ObjectCursor {
+                    seq: batch.id.seq.saturating_add(1),
+                    index: 0,
+                };
+            }
+            if !full || at.seq >= crate::model::restore::MAX_RESULT_BATCHES {
+                return Ok(Listing {
+                    items,
+                    next_cursor: None,
+                });
+            }
+        }
+        Ok(Listing {
+            items,
+            next_cursor: Some(at.encode()),
+        })
+    }
+
+    pub async fn list_restores(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Restore>> {
+        p.require(Role::Viewer)?;
+        self.store.list(&p.org_id, page).await
+    }
+}

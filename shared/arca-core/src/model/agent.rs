@@ -1,0 +1,210 @@
+//! The agent protocol's data: what the control plane keeps about a cluster's agent, and
+//! what crosses the wire between the agent and the API (`/v1/agent/...`).
+//!
+//! The agent's liveness, session and facts live in their own item ([`AgentState`], SK
+//! `AGENT#<clusterId>`), not in the cluster item: heartbeats arrive every 30 s, and if
+//! they bumped the cluster's version a user's edit (`If-Match`) would keep failing with
+//! 412. The cluster item holds only what a user edits; reads join the two.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId};
+use crate::model::cluster::{Capabilities, Inventory};
+use crate::model::job::{Job, JobCounters, JobProgress, JobState};
+use crate::model::recovery::RecoveryPoint;
+
+/// Where a cluster's queue is: returned by [`Queue::create_queue`] and kept with the
+/// cluster, so later calls need no lookup. `address` is the adapter's own locator (the
+/// queue URL for SQS) and means nothing to other adapters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueRef {
+    pub cluster_id: ClusterId,
+    pub address: String,
+}
+
+/// What the control plane knows of a cluster's agent (one item per cluster).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentState {
+    pub cluster_id: ClusterId,
+    pub org_id: OrgId,
+    /// The cluster's job queue, created at registration.
+    pub queue: Option<QueueRef>,
+    /// The current session: only the agent that connected last may act. `None` until the
+    /// first connect.
+    pub session_id: Option<String>,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub kubernetes_version: Option<String>,
+    pub agent_version: Option<String>,
+    pub node_count: Option<u32>,
+    #[serde(default)]
+    pub inventory: Inventory,
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl AgentState {
+    pub fn new(org_id: OrgId, cluster_id: ClusterId, queue: Option<QueueRef>, now: DateTime<Utc>) -> Self {
+        AgentState {
+            cluster_id,
+            org_id,
+            queue,
+            session_id: None,
+            connected_at: None,
+            last_heartbeat_at: None,
+            kubernetes_version: None,
+            agent_version: None,
+            node_count: None,
+            inventory: Inventory::default(),
+            capabilities: None,
+            updated_at: now,
+            version: 0,
+        }
+    }
+}
+
+/// The one unfinished (PENDING/RUNNING/CANCELLING) job of a backup definition. Created
+/// with `NotExists` in the transaction that creates the job and deleted in the one that
+/// ends it, so two dispatches racing for a definition cannot both create a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveJob {
+    pub definition_id: BackupDefinitionId,
+    pub org_id: OrgId,
+    pub job_id: JobId,
+    pub created_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// An authenticated agent: the cluster whose token it presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentPrincipal {
+    pub org_id: OrgId,
+    pub cluster_id: ClusterId,
+}
+
+/// What an agent says when it connects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectRequest {
+    #[serde(default)]
+    pub agent_version: Option<String>,
+}
+
+/// The answer to a connect: the session to present on every later call, and the timing
+/// the agent should keep.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connected {
+    pub session_id: String,
+    pub cluster_id: ClusterId,
+    pub org_id: OrgId,
+    pub heartbeat_interval_seconds: u64,
+    /// How long a poll waits for a job at most.
+    pub poll_wait_seconds: u64,
+    /// How long a job's lease lasts; the agent extends it well before.
+    pub lease_seconds: u64,
+}
+
+/// A job handed to the agent by a poll.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentJob {
+    pub job: Job,
+    /// Opaque proof of this delivery: sent back with lease, progress and complete.
+    pub lease_token: String,
+    pub lease_seconds: u64,
+    /// How many times the job was handed out (more than 1: an earlier lease lapsed).
+    pub delivery: u32,
+    /// For backups: what to back up.
+    #[serde(default)]
+    pub definition: Option<crate::model::backup::BackupDefinition>,
+    /// For deletions and restores: the recovery point concerned.
+    #[serde(default)]
+    pub recovery_point: Option<RecoveryPoint>,
+    /// For restores: the restore request (mapping, policy, selection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::model::restore::Restore>,
+}
+
+/// A lease renewal or progress report of a running job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRequest {
+    pub lease_token: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressReport {
+    pub lease_token: String,
+    #[serde(default)]
+    pub counters: Option<JobCounters>,
+    #[serde(default)]
+    pub progress: Option<JobProgress>,
+    /// Lines appended to the job's activity log.
+    #[serde(default)]
+    pub messages: Vec<String>,
+}
+
+/// What a backup produced, reported with its completion.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupResult {
+    /// The key prefix of the recovery point inside its destination.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub resource_count: u64,
+    #[serde(default)]
+    pub pv_count: u64,
+    #[serde(default)]
+    pub snapshot_bytes: u64,
+    #[serde(default)]
+    pub copy_bytes: u64,
+    /// Counts per kind and namespace, warnings and errors; absent from older agents.
+    #[serde(flatten)]
+    pub details: crate::model::recovery::BackupDetails,
+    /// EBS volumes behind the selected PVs, for the control plane to snapshot (clusters
+    /// linked to an AWS account, snapshot PV modes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ebs_volumes: Vec<crate::model::cloud::ebs::EbsVolumeRef>,
+}
+
+/// One batch of a restore's per-object results (`POST /v1/agent/jobs/{id}/results`):
+/// batch `seq` holds objects `seq * 100 ..`; sending a batch again replaces it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreResultsBatch {
+    pub lease_token: String,
+    #[serde(default)]
+    pub seq: u32,
+    /// At most [`crate::model::restore::MAX_OBJECTS_PER_BATCH`].
+    #[serde(default)]
+    pub objects: Vec<crate::model::restore::RestoreObjectResult>,
+}
+
+/// How a job ended, as the agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletionReport {
+    pub lease_token: String,
+    /// COMPLETED, PARTIAL, FAILED or CANCELED.
+    pub state: JobState,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub counters: Option<JobCounters>,
+    #[serde(default)]
+    pub progress: Option<JobProgress>,
+    #[serde(default)]
+    pub backup: Option<BackupResult>,
+}
+
+/// The header that carries the session id on every agent call but connect.
+pub const SESSION_HEADER: &str = "x-arca-agent-session";

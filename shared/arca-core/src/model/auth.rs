@@ -1,0 +1,154 @@
+//! API keys, roles and the authenticated caller.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ApiKeyId, OrgId};
+use crate::model::secret::{Secret, SecretHash};
+use crate::{Error, Result, validate};
+
+/// What an API key may do. Each role includes the ones below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything in the org.
+    Viewer,
+    /// Also configures protection (clusters, destinations, policies, backup definitions)
+    /// and operates it (run now, pause, cancel, restore).
+    Operator,
+    /// Also manages API keys and the org itself.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An API key as stored and listed: never the secret, and not even its hash (the hash
+/// lives only in the index entry that finds the key; see `store::records`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub role: Role,
+    /// The first characters of the key, for telling keys apart in a list.
+    pub snippet: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+    #[serde(skip)]
+    pub secret_hash: Option<SecretHash>,
+}
+
+/// The request to create a key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    pub name: String,
+    pub role: Role,
+}
+
+impl ApiKeySpec {
+    pub fn validated(mut self) -> Result<Self> {
+        self.name = validate::name("name", &self.name)?;
+        Ok(self)
+    }
+}
+
+/// The answer to creating a key: the only time the plaintext `secret` is returned.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub api_key: ApiKey,
+    pub secret: Secret,
+}
+
+/// Who is calling: the result of authentication, and the scope of every service call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    pub org_id: OrgId,
+    pub role: Role,
+    /// The key that authenticated; `None` for internal callers (schedulers, tooling).
+    pub api_key_id: Option<ApiKeyId>,
+}
+
+impl Principal {
+    /// An internal caller acting inside one org with full rights (dispatch, retention,
+    /// operator tooling). Never built from a request.
+    pub fn system(org_id: OrgId) -> Self {
+        Principal {
+            org_id,
+            role: Role::Admin,
+            api_key_id: None,
+        }
+    }
+
+    /// Fails with `Forbidden` unless the caller's role includes `needed`.
+    pub fn require(&self, needed: Role) -> Result<()> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "this needs the {} role; the key has {}",
+                needed.as_str(),
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_include_the_ones_below() {
+        let p = |role| Principal {
+            org_id: OrgId::new(),
+            role,
+            api_key_id: None,
+        };
+        assert!(p(Role::Admin).require(Role::Operator).is_ok());
+        assert!(p(Role::Operator).require(Role::Viewer).is_ok());
+        let err = p(Role::Viewer).require(Role::Operator).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "forbidden: this needs the operator role; the key has viewer"
+        );
+        assert_eq!(serde_json::to_string(&Role::Operator).unwrap(), "\"operator\"");
+    }
+
+    #[test]
+    fn the_created_key_shows_its_secret_once_but_never_in_debug() {
+        let secret = Secret::from_presented("arca_topsecretvalue");
+        let created = CreatedApiKey {
+            api_key: ApiKey {
+                id: ApiKeyId::new(),
+                org_id: OrgId::new(),
+                name: "ci".into(),
+                role: Role::Viewer,
+                snippet: "arca_tops".into(),
+                created_at: DateTime::UNIX_EPOCH,
+                updated_at: DateTime::UNIX_EPOCH,
+                version: 1,
+                secret_hash: Some(secret.hash()),
+            },
+            secret,
+        };
+        let json = serde_json::to_value(&created).unwrap();
+        assert_eq!(json["secret"], "arca_topsecretvalue");
+        assert_eq!(json["role"], "viewer");
+        assert!(json.get("secretHash").is_none());
+        assert!(!format!("{created:?}").contains("topsecretvalue"));
+    }
+}

@@ -1,0 +1,230 @@
+//! EBS snapshots and EKS metadata of Kubernetes backups on AWS.
+//!
+//! A cluster linked to an AWS account ([`ClusterAwsLink`]) has its EBS-backed PVs
+//! snapshotted by the control plane: the agent reports the volume ids it found behind
+//! the selected PVCs ([`EbsVolumeRef`], in-tree `awsElasticBlockStore` or the EBS CSI
+//! driver), the control plane calls EC2 `CreateSnapshot` through the linked account's
+//! role, tags each snapshot with the recovery point and its expiry, and keeps what it
+//! did with the point ([`RecoveryPointAws`]); retention deletes the snapshots with the
+//! point. The EKS cluster's metadata (from the inventory) is saved the same way, so a
+//! restore can re-create the cluster.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::account::is_region;
+use super::inventory::EksCluster;
+use crate::ids::{CloudAccountId, ClusterId, EksRecreationId, OrgId, RecoveryPointId, RestoreId};
+use crate::{Error, Result, validate};
+
+/// The CSI driver of EBS volumes.
+pub const EBS_CSI_DRIVER: &str = "ebs.csi.aws.com";
+
+/// Where a Kubernetes cluster lives on AWS: the linked account, its region and (for EKS)
+/// the EKS cluster's name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAwsLink {
+    pub cloud_account_id: CloudAccountId,
+    pub region: String,
+    #[serde(default)]
+    pub eks_cluster_name: Option<String>,
+}
+
+impl ClusterAwsLink {
+    pub fn validate(&self, field: &str) -> Result<()> {
+        if !is_region(&self.region) {
+            return Err(Error::invalid(
+                format!("{field}.region"),
+                format!("{:?} is not an AWS region name such as us-east-1", self.region),
+            ));
+        }
+        if let Some(name) = &self.eks_cluster_name {
+            validate::name(&format!("{field}.eksClusterName"), name)?;
+        }
+        Ok(())
+    }
+}
+
+/// An EBS volume behind a backed-up PV, as the agent found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsVolumeRef {
+    pub pv_name: String,
+    pub volume_id: String,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+}
+
+/// The EBS volume id of a PV spec's volume source: in-tree `awsElasticBlockStore`
+/// (`vol-…` or `aws://<zone>/vol-…`) or a CSI volume of the EBS driver. `None` for
+/// anything else. The zone comes with the in-tree URL form.
+pub fn ebs_volume_of(pv_spec: &serde_json::Value) -> Option<(String, Option<String>)> {
+    let (raw, zone_hint) = if let Some(id) = pv_spec
+        .pointer("/awsElasticBlockStore/volumeID")
+        .and_then(|v| v.as_str())
+    {
+        (id, None)
+    } else if pv_spec.pointer("/csi/driver").and_then(|v| v.as_str()) == Some(EBS_CSI_DRIVER) {
+        (pv_spec.pointer("/csi/volumeHandle").and_then(|v| v.as_str())?, None)
+    } else {
+        return None;
+    };
+    let (zone, id) = match raw.strip_prefix("aws://") {
+        Some(rest) => match rest.rsplit_once('/') {
+            Some((zone, id)) => (Some(zone.to_string()).filter(|z| !z.is_empty()), id),
+            None => (zone_hint, rest),
+        },
+        None => (zone_hint, raw),
+    };
+    let valid = id
+        .strip_prefix("vol-")
+        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_alphanumeric()));
+    valid.then(|| (id.to_string(), zone))
+}
+
+/// One EBS snapshot Arca took for a recovery point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsSnapshotRef {
+    pub pv_name: String,
+    pub volume_id: String,
+    pub snapshot_id: String,
+}
+
+/// What Arca did on AWS for one recovery point (kept beside the point, `RPAWS#<id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryPointAws {
+    pub recovery_point_id: RecoveryPointId,
+    pub org_id: OrgId,
+    pub cloud_account_id: CloudAccountId,
+    pub region: String,
+    #[serde(default)]
+    pub ebs_snapshots: Vec<EbsSnapshotRef>,
+    /// The EKS cluster as it was at backup time (from the inventory): what a re-creation
+    /// builds.
+    #[serde(default)]
+    pub eks: Option<EksCluster>,
+    /// What could not be done (a volume that could not be snapshotted, ...).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EksRecreationState {
+    /// CreateCluster was accepted; EKS is building the control plane (10-15 minutes).
+    CreatingCluster,
+    /// The cluster is ACTIVE, its node groups were created, a cluster is registered in
+    /// Arca and the restore is queued for it: install the agent there.
+    WaitingForAgent,
+    Failed,
+}
+
+/// The re-creation of a backed-up EKS cluster (`POST /v1/recoverypoints/{id}/recreate-eks`).
+/// Nothing waits inside a function: a message of the AWS work queue checks EKS once a
+/// minute and moves it on (`ControlPlane::eks_recreation_step`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EksRecreation {
+    pub id: EksRecreationId,
+    pub org_id: OrgId,
+    pub recovery_point_id: RecoveryPointId,
+    pub cloud_account_id: CloudAccountId,
+    pub region: String,
+    /// The new EKS cluster's name.
+    pub name: String,
+    pub state: EksRecreationState,
+    /// The Arca cluster registered for it once it is ACTIVE.
+    pub cluster_id: Option<ClusterId>,
+    /// The restore queued for that cluster: it runs when the agent connects.
+    pub restore_id: Option<RestoreId>,
+    /// What the user does next (install the agent), once there is something to do.
+    pub next_step: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// Tags of a snapshot Arca takes: recognisable, traceable to its recovery point, and
+/// telling anyone looking in the EC2 console when Arca will delete it.
+pub fn snapshot_tags(
+    rp: &RecoveryPointId,
+    expires_at: Option<DateTime<Utc>>,
+    volume: &EbsVolumeRef,
+) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::from([
+        ("arca:recovery-point".to_string(), rp.to_string()),
+        ("arca:pv".to_string(), volume.pv_name.clone()),
+        ("Name".to_string(), format!("arca {} {}", rp, volume.pv_name)),
+    ]);
+    if let Some(at) = expires_at {
+        tags.insert("arca:expires-at".to_string(), at.to_rfc3339());
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn volume_ids_come_from_in_tree_and_csi_sources() {
+        assert_eq!(
+            ebs_volume_of(&json!({"awsElasticBlockStore": {"volumeID": "aws://us-east-1a/vol-0abc123"}})),
+            Some(("vol-0abc123".into(), Some("us-east-1a".into())))
+        );
+        assert_eq!(
+            ebs_volume_of(&json!({"awsElasticBlockStore": {"volumeID": "vol-0abc123"}})),
+            Some(("vol-0abc123".into(), None))
+        );
+        assert_eq!(
+            ebs_volume_of(&json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0def456"}})),
+            Some(("vol-0def456".into(), None))
+        );
+        for other in [
+            json!({"csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "vol-0def456"}}),
+            json!({"hostPath": {"path": "/data"}}),
+            json!({"awsElasticBlockStore": {"volumeID": "snap-1"}}),
+            json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-"}}),
+        ] {
+            assert_eq!(ebs_volume_of(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn links_are_validated_with_their_paths() {
+        let link = ClusterAwsLink {
+            cloud_account_id: CloudAccountId::new(),
+            region: "moon-1".into(),
+            eks_cluster_name: None,
+        };
+        assert!(link.validate("aws").unwrap_err().to_string().contains("aws.region"));
+    }
+
+    #[test]
+    fn snapshot_tags_name_point_pv_and_expiry() {
+        let rp = RecoveryPointId::new();
+        let at = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let tags = snapshot_tags(
+            &rp,
+            Some(at),
+            &EbsVolumeRef {
+                pv_name: "pv-data".into(),
+                volume_id: "vol-1".into(),
+                availability_zone: None,
+            },
+        );
+        assert_eq!(tags["arca:recovery-point"], rp.to_string());
+        assert_eq!(tags["arca:pv"], "pv-data");
+        assert_eq!(tags["arca:expires-at"], at.to_rfc3339());
+    }
+}

@@ -1,0 +1,82 @@
+//! The port the domain reaches linked AWS accounts through.
+
+use crate::Error;
+use crate::model::cloud::inventory::{AwsResource, EksCluster, EksNodegroup};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+pub use crate::model::cloud::account::RoleRef;
+
+/// Why a call into a linked account failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudFailure {
+    /// The role does not work (deleted, trust policy changed, wrong ExternalId, access
+    /// denied): the account becomes `DISCONNECTED` with this AWS error.
+    #[error("{0}")]
+    RoleRejected(String),
+    /// Anything else (throttling, network, a service error in one region): the account's
+    /// state is left alone.
+    #[error(transparent)]
+    Other(#[from] Error),
+}
+
+impl From<CloudFailure> for Error {
+    fn from(f: CloudFailure) -> Self {
+        match f {
+            CloudFailure::RoleRejected(message) => Error::Forbidden { message },
+            CloudFailure::Other(e) => e,
+        }
+    }
+}
+
+/// Linked accounts, through their cross-account roles. Implementations cache each role's
+/// credentials and refresh them before they expire.
+#[async_trait]
+pub trait CloudConnector: Send + Sync {
+    /// Assumes the role with its ExternalId; the account the credentials belong to.
+    async fn verify(&self, role: &RoleRef) -> Result<String, CloudFailure>;
+
+    /// Every RDS instance and cluster, their snapshots, EKS clusters with node groups and
+    /// EBS volumes of one region.
+    async fn discover(&self, role: &RoleRef, region: &str) -> Result<Vec<AwsResource>, CloudFailure>;
+
+    /// Starts an EBS snapshot of `volume_id` with `tags`; its id (EC2 completes it later).
+    async fn snapshot_volume(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudFailure>;
+
+    /// Deletes an EBS snapshot; one already gone is not an error.
+    async fn delete_volume_snapshot(&self, role: &RoleRef, region: &str, snapshot_id: &str)
+    -> Result<(), CloudFailure>;
+
+    /// Starts creating an EKS cluster named `name` like `like` (version, role, subnets,
+    /// security groups, endpoint access, logging, tags).
+    async fn create_eks_cluster(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+        like: &EksCluster,
+    ) -> Result<(), CloudFailure>;
+
+    /// The EKS cluster's status (`CREATING`, `ACTIVE`, `FAILED`, ...), `None` if absent.
+    async fn eks_cluster_status(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, CloudFailure>;
+
+    /// Creates a node group like `like` in the (ACTIVE) cluster `cluster`.
+    async fn create_eks_nodegroup(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        cluster: &str,
+        like: &EksNodegroup,
+    ) -> Result<(), CloudFailure>;
+}

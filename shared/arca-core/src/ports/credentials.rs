@@ -1,0 +1,121 @@
+//! The credential-vending port: what an agent gets to reach a job's destination.
+//!
+//! - ARCA_MANAGED (AWS): short-lived STS credentials whose session policy allows only
+//!   this cluster's prefix in the managed bucket: `arca_aws::StsCredentialVendor`
+//!   (`AssumeRole` with an inline session policy). [`ConfigVendor`] refuses these.
+//! - S3 (the user's bucket) and LOCAL_FILESYSTEM: the destination's configuration; the
+//!   agent uses its own identity or the referenced secret in its cluster.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClusterId, OrgId};
+use crate::model::destination::{Destination, DestinationTarget};
+use crate::{Error, Result};
+
+/// Temporary AWS credentials. Never logged: `Debug` hides the secret parts.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemporaryCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for TemporaryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporaryCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the agent needs to write to (or read from) a destination for one job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationAccess {
+    pub destination_id: crate::ids::DestinationId,
+    pub target: DestinationTarget,
+    /// Where this cluster's data goes inside the destination: `<prefix>/<org>/<cluster>/`.
+    pub cluster_prefix: String,
+    /// Present for Arca-managed storage only.
+    #[serde(default)]
+    pub credentials: Option<TemporaryCredentials>,
+    /// The org's key for sealing what the agent writes ([`crate::model::archive_key`]); absent
+    /// when the deployment has no master key configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_key: Option<crate::model::archive_key::ArchiveKeyHex>,
+}
+
+/// The prefix of a cluster's data inside a destination.
+pub fn cluster_prefix(base: &str, org: &OrgId, cluster: &ClusterId) -> String {
+    let base = base.trim_matches('/');
+    if base.is_empty() {
+        format!("{org}/{cluster}/")
+    } else {
+        format!("{base}/{org}/{cluster}/")
+    }
+}
+
+#[async_trait]
+pub trait CredentialVendor: Send + Sync {
+    async fn access(&self, org: &OrgId, cluster: &ClusterId, destination: &Destination) -> Result<DestinationAccess>;
+}
+
+/// Hands out configuration for user storage and local directories; refuses managed
+/// storage (a deployment with it wires the STS vendor).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConfigVendor;
+
+#[async_trait]
+impl CredentialVendor for ConfigVendor {
+    async fn access(&self, org: &OrgId, cluster: &ClusterId, destination: &Destination) -> Result<DestinationAccess> {
+        let base = match &destination.spec.target {
+            DestinationTarget::S3 { prefix, .. } => prefix.as_str(),
+            DestinationTarget::LocalFilesystem { .. } => "",
+            DestinationTarget::ArcaManaged { .. } => {
+                return Err(Error::permanent(
+                    "credentials for Arca-managed storage need the STS vendor, which this deployment does not have",
+                ));
+            }
+        };
+        Ok(DestinationAccess {
+            destination_id: destination.id,
+            target: destination.spec.target.clone(),
+            cluster_prefix: cluster_prefix(base, org, cluster),
+            credentials: None,
+            // Added by the control plane, which holds the master key.
+            archive_key: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_per_org_and_cluster() {
+        let org = OrgId::new();
+        let cl = ClusterId::new();
+        assert_eq!(cluster_prefix("", &org, &cl), format!("{org}/{cl}/"));
+        assert_eq!(cluster_prefix("/backups/", &org, &cl), format!("backups/{org}/{cl}/"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let c = TemporaryCredentials {
+            access_key_id: "ASIA1".into(),
+            secret_access_key: "very-secret".into(),
+            session_token: "tok-secret".into(),
+            expiration: chrono::DateTime::UNIX_EPOCH,
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("very-secret") && !shown.contains("tok-secret"),
+            "{shown}"
+        );
+    }
+}

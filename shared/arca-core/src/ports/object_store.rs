@@ -1,0 +1,31 @@
+//! The object-store port: where agents write archives and the control plane reads them.
+
+use crate::Result;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+
+/// One object as listed by an [`ObjectStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Flat key/value object storage: S3, an S3-compatible service, or a local directory.
+///
+/// Keys are `/`-separated relative paths; the layout of keys is owned by the
+/// repository crate, never chosen ad hoc by callers.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Writes the whole object; a later `get` sees all of it or, before, none of it.
+    async fn put(&self, key: &str, body: Bytes) -> Result<()>;
+    /// Reads the whole object; [`crate::Error::NotFound`] when absent.
+    async fn get(&self, key: &str) -> Result<Bytes>;
+    /// Reads `range` (end exclusive) of the object.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Deletes the object; deleting an absent object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+}

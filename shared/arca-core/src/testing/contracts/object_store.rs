@@ -1,0 +1,69 @@
+//! The object-store contract.
+
+use bytes::Bytes;
+
+use crate::Error;
+use crate::ports::ObjectStore;
+
+/// Exercises every [`ObjectStore`] operation under `prefix` (which the caller makes
+/// unique per run) and panics with a description of the first broken promise.
+pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
+    let key = |name: &str| format!("{prefix}/{name}");
+
+    match store.get(&key("absent")).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("get of an absent key must be NotFound, got {other:?}"),
+    }
+
+    let body = Bytes::from_static(b"0123456789abcdef");
+    store.put(&key("data/one"), body.clone()).await.expect("put");
+    assert_eq!(
+        store.get(&key("data/one")).await.expect("get"),
+        body,
+        "get returns what put wrote"
+    );
+    assert_eq!(
+        store.get_range(&key("data/one"), 4..10).await.expect("get_range"),
+        Bytes::from_static(b"456789"),
+        "get_range returns exactly the requested bytes"
+    );
+
+    store
+        .put(&key("data/one"), Bytes::from_static(b"replaced"))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store.get(&key("data/one")).await.expect("get"),
+        Bytes::from_static(b"replaced")
+    );
+
+    store.put(&key("data/two"), Bytes::new()).await.expect("put empty");
+    store.put(&key("index/a"), Bytes::from_static(b"a")).await.expect("put");
+    store
+        .put(&format!("{prefix}-sibling/x"), Bytes::from_static(b"x"))
+        .await
+        .expect("put");
+
+    let listed = store.list(&key("data/")).await.expect("list");
+    let keys: Vec<_> = listed.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, [key("data/one"), key("data/two")], "list is by prefix and sorted");
+    assert_eq!(listed[0].size, 8);
+    assert_eq!(listed[1].size, 0);
+    let all = store.list(&format!("{prefix}/")).await.expect("list");
+    assert_eq!(all.len(), 3, "a prefix ending in / does not match the sibling: {all:?}");
+
+    store.delete(&key("data/one")).await.expect("delete");
+    store
+        .delete(&key("data/one"))
+        .await
+        .expect("deleting an absent key is not an error");
+    assert!(matches!(store.get(&key("data/one")).await, Err(Error::NotFound { .. })));
+    let keys: Vec<_> = store
+        .list(&key("data/"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys, [key("data/two")]);
+}

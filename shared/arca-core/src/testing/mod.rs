@@ -1,0 +1,174 @@
+//! Test support (feature `testing`): the contract suites every adapter of a port runs
+//! ([`contracts`]), the scenarios every item store runs ([`scenarios`]), and fakes of the
+//! AWS-only ports ([`fakes`]).
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+use crate::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId};
+use crate::model::auth::Principal;
+use crate::model::backup::{BackupDefinitionSpec, PvMode, Selection};
+use crate::model::destination::{DestinationSpec, DestinationTarget};
+use crate::model::plan::PlanLimits;
+use crate::model::policy::Policy;
+use crate::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use crate::model::secret::Secret;
+use crate::ports::FixedClock;
+use crate::ports::item_store::ItemStore;
+use crate::store::Store;
+
+/// The instant the suite's clock shows (fixed, so expiry queries are deterministic).
+pub const CONTRACT_NOW_SECS: u64 = 1_893_456_000; // 2030-01-01T00:00:00Z
+
+macro_rules! expect_err {
+    ($result:expr, $pattern:pat, $what:expr) => {
+        match $result {
+            Err(e @ $pattern) => e,
+            other => panic!("{}: expected {}, got {other:?}", $what, stringify!($pattern)),
+        }
+    };
+}
+
+pub mod contracts;
+pub mod fakes;
+pub mod scenarios;
+
+use scenarios::clusters::{agent_token_lookup, cluster_in_use_and_deletion, heartbeats_leave_the_cluster_etag_alone};
+use scenarios::jobs::{
+    dispatch_races_yield_one_job, jobs_and_restores, pagination_across_pages, recovery_points_expiring_before,
+};
+use scenarios::plan::plan_rules;
+use scenarios::policies::policy_in_use;
+use scenarios::tenancy::{
+    authentication_and_roles, optimistic_concurrency, signup_writes_the_documented_items, tenant_isolation,
+    transactions_are_all_or_nothing,
+};
+
+pub(crate) fn contract_plane(items: Arc<dyn ItemStore>, at_secs: u64) -> ControlPlane {
+    ControlPlane::new(
+        Store::new(items),
+        PlanLimits::default(),
+        Arc::new(FixedClock(UNIX_EPOCH + Duration::from_secs(at_secs))),
+        ControlPlaneConfig {
+            signup_open: true,
+            local_destinations: true,
+            ..ControlPlaneConfig::default()
+        },
+    )
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::<Utc>::from(UNIX_EPOCH + Duration::from_secs(CONTRACT_NOW_SECS))
+}
+
+pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: name.to_string(),
+            admin_key_name: None,
+        })
+        .await
+        .expect("signup");
+    let principal = cp
+        .authenticate(&signed.admin_key.secret)
+        .await
+        .expect("the bootstrap key authenticates");
+    (principal, signed.admin_key.secret, signed.default_policy)
+}
+
+fn s3(name: &str) -> DestinationSpec {
+    DestinationSpec {
+        name: name.to_string(),
+        target: DestinationTarget::S3 {
+            endpoint: Some("https://s3.example.test".into()),
+            bucket: "arca-backups".into(),
+            region: "us-east-1".into(),
+            prefix: "c/".into(),
+            credentials_ref: Some("creds".into()),
+            skip_tls_verify: false,
+        },
+    }
+}
+
+fn definition(
+    cluster: ClusterId,
+    policy: Option<PolicyId>,
+    dest: Option<DestinationId>,
+    name: &str,
+) -> BackupDefinitionSpec {
+    BackupDefinitionSpec {
+        name: name.to_string(),
+        description: String::new(),
+        cluster_id: cluster,
+        selection: Selection {
+            namespaces: vec!["shop".into()],
+            ..Selection::default()
+        },
+        pv_mode: PvMode::Snapshot,
+        delete_snapshot_after_copy: false,
+        policy_id: policy,
+        destination_id: dest,
+        paused: false,
+        tags: Default::default(),
+    }
+}
+
+fn recovery_point(org: OrgId, cluster: ClusterId, expires_at: Option<DateTime<Utc>>) -> RecoveryPoint {
+    RecoveryPoint {
+        rule: None,
+        keep_last: None,
+        id: RecoveryPointId::new(),
+        org_id: org,
+        cluster_id: cluster,
+        definition_id: BackupDefinitionId::new(),
+        job_id: JobId::new(),
+        rp_type: RecoveryPointType::Snapshot,
+        state: RecoveryPointState::Ready,
+        expires_at,
+        locked: false,
+        location: None,
+        resource_count: 10,
+        pv_count: 1,
+        snapshot_bytes: 100,
+        copy_bytes: 0,
+        details: Default::default(),
+        created_at: now(),
+        updated_at: now(),
+        version: 0,
+    }
+}
+
+/// Runs every part of the typed-store contract. Each part creates its own orgs (fresh
+/// ids), so the suite may share a table with other runs.
+pub async fn store_contract(items: Arc<dyn ItemStore>) {
+    signup_writes_the_documented_items(items.clone()).await;
+    authentication_and_roles(items.clone()).await;
+    tenant_isolation(items.clone()).await;
+    optimistic_concurrency(items.clone()).await;
+    transactions_are_all_or_nothing(items.clone()).await;
+    policy_in_use(items.clone()).await;
+    cluster_in_use_and_deletion(items.clone()).await;
+    agent_token_lookup(items.clone()).await;
+    recovery_points_expiring_before(items.clone()).await;
+    pagination_across_pages(items.clone()).await;
+    jobs_and_restores(items.clone()).await;
+    dispatch_races_yield_one_job(items.clone()).await;
+    heartbeats_leave_the_cluster_etag_alone(items.clone()).await;
+    plan_rules(items.clone()).await;
+    crate::testing::scenarios::cloud::linked_accounts(items.clone()).await;
+    crate::testing::scenarios::rds::rds_protection(items).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fakes::memory_store::MemoryItemStore;
+
+    #[tokio::test]
+    async fn the_store_contract_holds_on_the_in_memory_store() {
+        store_contract(Arc::new(MemoryItemStore::default())).await;
+    }
+}
