@@ -230,12 +230,17 @@ YAML
   log "registry (distribution $REGISTRY_VERSION) up on 127.0.0.1:$REGISTRY_PORT"
 }
 
-# Builds the agent image (scripts/agent-image.sh: a release build, a no-op when fresh)
-# and pushes it to the registry the nodes pull from; prints repository@digest.
+# Builds the agent image (scripts/agent-image.sh: a release build, a no-op when fresh; or
+# around ARCA_AGENT_IMAGE_BINARY, e.g. the test build's arca-agent) and pushes it to the
+# registry the nodes pull from; prints repository@digest.
 agent_image() {
-  local ref
+  local ref build=()
   alive registry || die "the test environment is not up: run scripts/testenv.sh up"
-  "$SCRIPTS/agent-image.sh" build >&2 || die "building the agent image failed"
+  if [ -n "${ARCA_AGENT_IMAGE_BINARY:-}" ]; then
+    [ -x "$ARCA_AGENT_IMAGE_BINARY" ] || die "ARCA_AGENT_IMAGE_BINARY=$ARCA_AGENT_IMAGE_BINARY is not an executable"
+    build=(--binary "$ARCA_AGENT_IMAGE_BINARY")
+  fi
+  "$SCRIPTS/agent-image.sh" build "${build[@]}" >&2 || die "building the agent image failed"
   ref=$("$SCRIPTS/agent-image.sh" publish --repository "127.0.0.1:$REGISTRY_PORT/arca-agent" --insecure) ||
     die "pushing the agent image to the test registry failed"
   echo "$ref" >"$RUN/agent-image.ref"
