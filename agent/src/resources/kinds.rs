@@ -111,6 +111,10 @@ pub const DEFAULT_RESTORE_ORDER: &[&str] = &[
     "deployments.apps",
     "statefulsets.apps",
     "daemonsets.apps",
+    // A StatefulSet's or DaemonSet's revision history after its owner: created with the
+    // owner's new uid in place, never patched later (a ControllerRevision's `data` is
+    // immutable, and the API server compares it byte for byte after any patch's round trip).
+    "controllerrevisions.apps",
     "replicationcontrollers",
     "replicasets.apps",
     "jobs.batch",
@@ -207,6 +211,9 @@ mod tests {
         assert!(rank("limitranges") < rank("widgets.example.com"));
         assert!(rank("widgets.example.com") < rank("deployments.apps"));
         assert_eq!(rank("widgets.example.com"), rank("ingresses.networking.k8s.io"));
+        // Revision history follows the controllers that own it (found on a real node).
+        assert!(rank("statefulsets.apps") < rank("controllerrevisions.apps"));
+        assert!(rank("daemonsets.apps") < rank("controllerrevisions.apps"));
         // An override without the marker sends unknown types last.
         let custom = vec!["configmaps".to_string(), "namespaces".to_string()];
         assert_eq!(restore_rank(&custom, "configmaps"), 0);
