@@ -22,7 +22,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
 IMAGE_DIR=${ARCA_IMAGE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-image}
 SIZE_BUDGET=${ARCA_IMAGE_SIZE_BUDGET:-40000000}
 NAME=arca/arca-agent
