@@ -146,7 +146,12 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
                             "image": input.image,
                             "args": ["run"],
                             "envFrom": [{ "secretRef": { "name": NAME } }],
-                            "env": [{ "name": "ARCA_HEALTH_ADDR", "value": format!("0.0.0.0:{HEALTH_PORT}") }],
+                            "env": [
+                                { "name": "ARCA_HEALTH_ADDR", "value": format!("0.0.0.0:{HEALTH_PORT}") },
+                                // Mover Jobs run the agent's own image (pulled by the same
+                                // digest, so agent and movers are one build).
+                                { "name": "ARCA_MOVER_IMAGE", "value": input.image },
+                            ],
                             "ports": [{ "name": "health", "containerPort": HEALTH_PORT }],
                             "resources": {
                                 "requests": { "cpu": "100m", "memory": "128Mi" },
@@ -226,6 +231,13 @@ mod tests {
         let deployment = &objects[5];
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["image"], "registry.example.com/arca-agent:1.2.3");
+        // Movers run the agent's image.
+        let mover = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "ARCA_MOVER_IMAGE");
+        assert_eq!(mover.unwrap()["value"], "registry.example.com/arca-agent:1.2.3");
         assert!(container["resources"]["limits"]["memory"].is_string());
         assert!(container["livenessProbe"]["httpGet"].is_object());
         assert!(container["readinessProbe"]["httpGet"].is_object());
