@@ -53,6 +53,7 @@ pub fn start_server(data: &Path, host_ip: &str, image: &str) -> (ServerProcess, 
 }
 
 /// kubectl against one cluster; panics with its output unless it succeeds.
+#[derive(Clone, Copy)]
 pub struct Kubectl<'a> {
     pub nodes: &'a arca_testenv::Nodes,
     pub kubeconfig: &'a Path,
@@ -91,6 +92,15 @@ impl Kubectl<'_> {
             "kubectl apply: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Merges `patch` into an object's status subresource, as its controller would.
+    pub fn patch_status(&self, what: &[&str], patch: &Value) -> std::process::Output {
+        let patch = patch.to_string();
+        let mut args = vec!["patch"];
+        args.extend(what);
+        args.extend(["--subresource=status", "--type=merge", "-p", &patch]);
+        self.run(&args)
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
@@ -204,4 +214,114 @@ pub fn chrono_now() -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Registers `cluster` and applies its one-time install link with kubectl; returns the
+/// agent's Pod once Ready and the cluster ACTIVE.
+pub fn install_with_link(user: &User, k: &Kubectl, cluster: &str) -> Value {
+    let link = install_line(&user.ok(&["clusters", "register", cluster]));
+    k.ok(&["apply", "-f", &link]);
+    let pod = k.ready_agent_pod();
+    wait_cluster_active(user, cluster, None);
+    pod
+}
+
+/// A user S3 bucket on moto as destination `name`, reached from Pods on the host IP, its
+/// keys in a Secret `bucket-keys` in the agent namespace of each cluster (`credentialsRef`).
+pub fn bucket_destination(
+    user: &User,
+    clusters: &[&Kubectl],
+    aws: &arca_testenv::AwsEnv,
+    host_ip: &str,
+    name: &str,
+) -> String {
+    let bucket = arca_testenv::unique(name).to_lowercase();
+    let created = Command::new("curl")
+        .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", aws.endpoint_url)])
+        .status()
+        .unwrap();
+    assert!(created.success(), "creating bucket {bucket} on moto");
+    for k in clusters {
+        k.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "bucket-keys",
+            "-n",
+            AGENT_NAMESPACE,
+            "--from-literal=AWS_ACCESS_KEY_ID=testing",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
+        ]);
+    }
+    let moto_port = aws.endpoint_url.rsplit(':').next().unwrap().trim_end_matches('/');
+    user.ok(&[
+        "destinations",
+        "create",
+        name,
+        "--s3-bucket",
+        &bucket,
+        "--s3-region",
+        "us-east-1",
+        "--s3-endpoint",
+        &format!("http://{host_ip}:{moto_port}"),
+        "--credentials-ref",
+        "bucket-keys",
+    ]);
+    bucket
+}
+
+/// Every version of the Pods matching a label selector that the API server showed a
+/// `kubectl get -w` (so short-lived Pods are seen even once deleted).
+pub struct PodWatch {
+    child: Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl PodWatch {
+    pub fn start(k: &Kubectl, selector: &str) -> PodWatch {
+        let mut child = k
+            .nodes
+            .kubectl(k.kubeconfig)
+            .args(["get", "pods", "-A", "-l", selector, "-w", "-o", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for v in serde_json::Deserializer::from_reader(stdout).into_iter::<Value>() {
+                let Ok(v) = v else { break };
+                sink.lock().unwrap().push(v);
+            }
+        });
+        PodWatch { child, seen }
+    }
+
+    /// The versions seen so far.
+    pub fn seen(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `secs`) for a version satisfying `done`.
+    pub fn wait_for(&self, secs: u64, done: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = self.seen().into_iter().find(|v| done(v)) {
+                return Some(v);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
