@@ -590,6 +590,8 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 resolvConf: /etc/resolv.conf
+# Not /var/log/pods: each kubelet removes the log directories of Pods it does not know.
+podLogsDir: $n/pod-logs
 YAML
 }
 
@@ -597,7 +599,7 @@ start_node() { # cluster node_bins containerd_dir images_dir
   local c=$1 bins=$2 ctrd=$3 images=$4 n=$RUN/$1/node cg img
   if alive "$c-kubelet" && alive "$c-containerd" && node_ready "$c"; then log "node of cluster $c already up"; return; fi
   stop_node "$c"
-  mkdir -p "$n"/{cni,cni-ipam,kubelet,containerd/certs.d}
+  mkdir -p "$n"/{cni,cni-ipam,kubelet,pod-logs,containerd/certs.d}
   node_network "$c"
   for cg in /sys/fs/cgroup/*/; do [ -L "${cg%/}" ] || mkdir -p "$cg/$(bridge "$c")"; done
   write_node_config "$c" "$n"

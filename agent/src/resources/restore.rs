@@ -323,10 +323,15 @@ impl Run<'_> {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("volumeName");
             }
-            if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
-                ann.remove("pv.kubernetes.io/bind-completed");
-                ann.remove("pv.kubernetes.io/bound-by-controller");
-            }
+        }
+        if gr == "persistentvolumeclaims"
+            && let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut)
+        {
+            // A claim created "bind-completed" whose volume the PV controller has not seen
+            // yet (the PV was created a moment before) is marked Lost for good; without the
+            // marks it is bound to its volumeName once that appears, or provisioned.
+            ann.remove("pv.kubernetes.io/bind-completed");
+            ann.remove("pv.kubernetes.io/bound-by-controller");
         }
         if let Some((hook, source_ns)) = claim_hook {
             let target_ns = obj
@@ -353,10 +358,6 @@ impl Run<'_> {
                         spec.remove("volumeName");
                         spec.remove("dataSourceRef");
                         spec.insert("dataSource".into(), source);
-                    }
-                    if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
-                        ann.remove("pv.kubernetes.io/bind-completed");
-                        ann.remove("pv.kubernetes.io/bound-by-controller");
                     }
                 }
                 Err(error) => {
