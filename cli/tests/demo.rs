@@ -88,6 +88,11 @@ async fn the_readme_demo_backs_up_a_namespace_and_restores_it_into_another_clust
         serde_json::from_slice(&std::fs::read(work.path().join("config.json")).unwrap()).unwrap();
     let mut secrets = vec![config["apiKey"].as_str().unwrap().to_owned()];
     let in_cluster = stdout.contains("installing the agent into each: kubectl apply -f <link>");
+    assert_eq!(
+        in_cluster,
+        std::env::var_os("ARCA_TEST_NODES").is_some(),
+        "with the test environment's nodes the agents run in-cluster, else as processes:\n{all}"
+    );
     if in_cluster {
         // The agents ran as Pods (the test environment has nodes): their tokens reached the
         // clusters inside the one-time links' manifests, and neither links nor tokens were shown.
