@@ -25,9 +25,14 @@ cargo --version; rustc --version; go version
 step "formatting"
 cargo fmt --all --check
 
+# Two environments: bare control planes (the tests that count what they restore, where no
+# controller may add objects) and clusters with real nodes (the agent as a Pod, in-cluster
+# tests, the demo), side by side on their own ports, bridges and run directories.
+NODE_ENV=(ARCA_TESTENV_DIR="${TMPDIR:-/tmp}/arca-testenv-nodes" ARCA_TESTENV_PORT_OFFSET=100 ARCA_MOTO_PORT=15100)
 step "test environment"
-trap 'step "stopping the test environment"; scripts/testenv.sh down' EXIT
-scripts/testenv.sh up
+trap 'step "stopping the test environments"; ARCA_TESTENV_NODES=0 scripts/testenv.sh down; env "${NODE_ENV[@]}" scripts/testenv.sh down' EXIT
+ARCA_TESTENV_NODES=0 scripts/testenv.sh up
+env "${NODE_ENV[@]}" scripts/testenv.sh up
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -40,8 +45,9 @@ cargo test --workspace --all-targets --locked --no-run
 # add ~30 min to a cold run on 2 cores; docs/agent.md gives the release image's figures).
 step "agent image of the test build, pushed to the registry the test nodes pull from"
 export ARCA_AGENT_IMAGE_BINARY=$CARGO_TARGET_DIR/debug/arca-agent
-scripts/testenv.sh agent-image
-eval "$(scripts/testenv.sh env)"
+env "${NODE_ENV[@]}" scripts/testenv.sh agent-image
+eval "$(ARCA_TESTENV_NODES=0 scripts/testenv.sh env)"
+eval "$(env "${NODE_ENV[@]}" scripts/testenv.sh env-nodes)"
 
 step "tests"
 cargo test --workspace --all-targets --locked --no-fail-fast

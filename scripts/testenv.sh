@@ -739,6 +739,19 @@ EOF
   fi
 }
 
+# The nodes' environment under names of its own, for a run that also has a bare one
+# (scripts/test.sh: the bare clusters' tests count objects no controller may add to).
+print_env_nodes() {
+  alive a-kubelet || die "this environment has no nodes (ARCA_TESTENV_NODES=0?)"
+  cat <<EOF
+export ARCA_TEST_NODE_KUBECONFIG_A=$RUN/a/admin.kubeconfig
+export ARCA_TEST_NODE_KUBECONFIG_B=$RUN/b/admin.kubeconfig
+export ARCA_TEST_NODE_AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export ARCA_TEST_NODE_TESTENV="ARCA_TESTENV_DIR=$RUN ARCA_TESTENV_PORT_OFFSET=$O ARCA_MOTO_PORT=$MOTO_PORT"
+EOF
+  print_env | grep -E '^export (ARCA_KUBECTL|ARCA_TEST_NODES|ARCA_TEST_NODE_HOST_IP|ARCA_TEST_BUSYBOX_IMAGE|ARCA_TEST_REGISTRY|ARCA_TEST_AGENT_IMAGE)='
+}
+
 status() {
   local n
   for n in a-etcd a-apiserver a-containerd a-kubelet a-kcm a-scheduler \
@@ -750,7 +763,8 @@ status() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  env) print_env ;;
+  env) print_env; if alive a-kubelet; then print_env_nodes; fi ;;
+  env-nodes) print_env_nodes ;;
   build) build_all ;;
   helm) mkdir -p "$CACHE"; ensure_helm ;;
   status) status ;;
@@ -759,5 +773,5 @@ case "${1:-}" in
   kubectl) # kubectl of the same release, built on first use: testenv.sh kubectl a|b ARGS...
     c=${2:-}; [ -n "${API_PORT[$c]:-}" ] || die "usage: $0 kubectl a|b ARGS..."
     shift 2; exec "$(ensure_node_bins)/kubectl" --kubeconfig "$RUN/$c/admin.kubeconfig" "$@" ;;
-  *) echo "usage: $0 up|down|env|build|helm|status|kubectl|agent-image|registry" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|env-nodes|build|helm|status|kubectl|agent-image|registry" >&2; exit 2 ;;
 esac

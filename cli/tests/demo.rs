@@ -27,7 +27,13 @@ fn target_dir(exe: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_demo_backs_up_a_namespace_and_restores_it_into_another_cluster() {
-    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+    // With the nodes' environment the demo runs there (its README default: agents as Pods);
+    // without, against the bare clusters with agents as processes.
+    let nodes = arca_testenv::nodes();
+    let (Some(a), Some(b)) = (match &nodes {
+        Some(_) => arca_testenv::node_clusters().await.unzip(),
+        None => (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await),
+    }) else {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
@@ -48,6 +54,7 @@ async fn the_readme_demo_backs_up_a_namespace_and_restores_it_into_another_clust
         .env_remove("ARCA_DEMO_KUBECONFIG_A")
         .env_remove("ARCA_DEMO_KUBECONFIG_B")
         .env_remove("ARCA_DEMO_AGENT")
+        .envs(nodes.iter().flat_map(|n| n.testenv.clone()))
         // Keep the namespaces for the checks below (this test deletes them).
         .env("ARCA_DEMO_KEEP", "1")
         // Nothing of the developer's own login may leak in.
@@ -90,7 +97,7 @@ async fn the_readme_demo_backs_up_a_namespace_and_restores_it_into_another_clust
     let in_cluster = stdout.contains("installing the agent into each: kubectl apply -f <link>");
     assert_eq!(
         in_cluster,
-        std::env::var_os("ARCA_TEST_NODES").is_some(),
+        nodes.is_some(),
         "with the test environment's nodes the agents run in-cluster, else as processes:\n{all}"
     );
     if in_cluster {

@@ -17,8 +17,8 @@ use std::process::Command;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, Kubectl, assert_agent_pod, chrono_now, install_line, pod_ready, running_pods, start_server,
-    wait_cluster_active,
+    AGENT_NAMESPACE, Kubectl, assert_agent_pod, bucket_destination, chrono_now, install_line, pod_ready, running_pods,
+    start_server, wait_cluster_active,
 };
 use serde_json::{Value, json};
 
@@ -113,15 +113,11 @@ fn host_path_volume(name: &str, dir: &Path) -> Value {
 #[test]
 fn the_agent_runs_in_cluster_and_restores_running_workloads_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let (Some(kc_a), Some(kc_b), Some(helm), Some(aws)) = (
-        std::env::var_os("KUBECONFIG"),
-        std::env::var_os("ARCA_TEST_KUBECONFIG_B"),
-        arca_testenv::helm(),
-        arca_testenv::aws(),
-    ) else {
-        panic!("the node is up but KUBECONFIG, ARCA_TEST_KUBECONFIG_B, ARCA_HELM or AWS_ENDPOINT_URL is missing");
+    let Some(helm) = arca_testenv::helm() else {
+        panic!("the nodes are up but ARCA_HELM is missing");
     };
-    let (kc_a, kc_b) = (Path::new(&kc_a), Path::new(&kc_b));
+    let aws = nodes.aws.clone();
+    let (kc_a, kc_b) = (nodes.kubeconfig_a.as_path(), nodes.kubeconfig_b.as_path());
     let a = Kubectl {
         nodes: &nodes,
         kubeconfig: kc_a,
@@ -217,38 +213,7 @@ fn the_agent_runs_in_cluster_and_restores_running_workloads_into_another_cluster
     wait_cluster_active(&user, &cluster_b, None);
 
     // ---- a user bucket, its keys in a Secret in each agent's namespace
-    let bucket = arca_testenv::unique("incluster").to_lowercase();
-    let created = Command::new("curl")
-        .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", aws.endpoint_url)])
-        .status()
-        .unwrap();
-    assert!(created.success(), "creating bucket {bucket} on moto");
-    for k in [&a, &b] {
-        k.ok(&[
-            "create",
-            "secret",
-            "generic",
-            "bucket-keys",
-            "-n",
-            AGENT_NAMESPACE,
-            "--from-literal=AWS_ACCESS_KEY_ID=testing",
-            "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
-        ]);
-    }
-    let moto_port = aws.endpoint_url.rsplit(':').next().unwrap().trim_end_matches('/');
-    user.ok(&[
-        "destinations",
-        "create",
-        "bucket",
-        "--s3-bucket",
-        &bucket,
-        "--s3-region",
-        "us-east-1",
-        "--s3-endpoint",
-        &format!("http://{}:{moto_port}", nodes.host_ip),
-        "--credentials-ref",
-        "bucket-keys",
-    ]);
+    bucket_destination(&user, &[&a, &b], &aws, &nodes.host_ip, "bucket");
 
     // ---- running workloads in cluster a
     let ns = arca_testenv::unique("shop");

@@ -418,13 +418,8 @@ fn same_bytes(what: &str, got: &[u8], want: &[u8]) {
 #[test]
 fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let (Some(kc_a), Some(kc_b), Some(aws)) = (
-        std::env::var_os("KUBECONFIG"),
-        std::env::var_os("ARCA_TEST_KUBECONFIG_B"),
-        arca_testenv::aws(),
-    ) else {
-        panic!("the node is up but KUBECONFIG, ARCA_TEST_KUBECONFIG_B or AWS_ENDPOINT_URL is missing");
-    };
+    let aws = nodes.aws.clone();
+    let (kc_a, kc_b) = (nodes.kubeconfig_a.clone(), nodes.kubeconfig_b.clone());
     let started = Instant::now();
     let (kc_a, kc_b) = (Path::new(&kc_a), Path::new(&kc_b));
     let a = Kubectl {

@@ -112,6 +112,15 @@ pub struct Nodes {
     pub agent_image: String,
     /// A busybox image for test workloads.
     pub busybox_image: String,
+    /// Cluster-admin kubeconfigs of the two clusters with nodes. They are not the clusters
+    /// of [`cluster_a`]/[`cluster_b`]: those stay bare control planes, whose tests count
+    /// objects no controller may add to.
+    pub kubeconfig_a: PathBuf,
+    pub kubeconfig_b: PathBuf,
+    /// The nodes' environment's moto (S3 for agents and movers).
+    pub aws: AwsEnv,
+    /// `KEY=VALUE` settings that point `scripts/testenv.sh` at the nodes' environment.
+    pub testenv: Vec<(String, String)>,
 }
 
 impl Nodes {
@@ -123,14 +132,33 @@ impl Nodes {
     }
 }
 
+/// The test environment with nodes (`scripts/testenv.sh env-nodes`).
 pub fn nodes() -> Option<Nodes> {
     required("ARCA_TEST_NODES")?;
+    let testenv = required("ARCA_TEST_NODE_TESTENV")?
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
     Some(Nodes {
         kubectl: PathBuf::from(required("ARCA_KUBECTL")?),
         host_ip: required("ARCA_TEST_NODE_HOST_IP")?,
         agent_image: required("ARCA_TEST_AGENT_IMAGE")?,
         busybox_image: required("ARCA_TEST_BUSYBOX_IMAGE")?,
+        kubeconfig_a: PathBuf::from(required("ARCA_TEST_NODE_KUBECONFIG_A")?),
+        kubeconfig_b: PathBuf::from(required("ARCA_TEST_NODE_KUBECONFIG_B")?),
+        aws: AwsEnv {
+            endpoint_url: required("ARCA_TEST_NODE_AWS_ENDPOINT_URL")?,
+        },
+        testenv,
     })
+}
+
+/// Clients of the clusters with nodes, as [`cluster_a`] and [`cluster_b`] are of the bare ones.
+pub async fn node_clusters() -> Option<(Cluster, Cluster)> {
+    Some((
+        cluster("ARCA_TEST_NODE_KUBECONFIG_A").await?,
+        cluster("ARCA_TEST_NODE_KUBECONFIG_B").await?,
+    ))
 }
 
 /// A name unique to this test run, for namespaces, buckets, tables and queues.
