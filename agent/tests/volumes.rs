@@ -530,6 +530,15 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     };
     let failures = || world.failures.lock().unwrap().clone();
 
+    // The agent connects on its own schedule (slowly on a loaded machine): a run before its
+    // first heartbeat is SKIPPED, which is not what this test is about.
+    for _ in 0..600 {
+        if get(format!("/v1/clusters/{cluster_id}")).await["state"] == "ACTIVE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // 1. pvMode snapshot: a VolumeSnapshot of the right class, the class-less claim reported, no mover.
     let (def1, job1) = backup("snap-only", "snapshot", false).await;
     let done = wait_job(job1).await;
