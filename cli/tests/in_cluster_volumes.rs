@@ -1,34 +1,22 @@
 //! Persistent-volume data through real mover Pods: a `snapshotAndCopy` backup in cluster
-//! a and a restore from the repository into cluster b, each mover a Job the real Job
-//! controller turns into a Pod that the real kubelet runs from the agent image, with the
-//! claim attached as a real block device.
+//! a and a restore from the repository into cluster b, on the nodes' real CSI stack
+//! (scripts/testenv.sh): the external-provisioner provisions every claim, the snapshot
+//! controller and the csi-snapshotter take every VolumeSnapshot, the kubelet publishes
+//! each block volume into the Pod that uses it through the CSI node service, and each
+//! mover is a Job the Job controller turns into a Pod that the kubelet runs from the agent
+//! image. The driver under them is the test environment's own (tests/csi-driver: each
+//! volume a file on a loop device), for want of a served driver that carries data.
 //!
-//! No CSI driver that carries data runs in the test environment (docs/testing.md), so this
-//! test plays the CSI driver and the external snapshot controller, for the control path
-//! only:
-//! - a "volume" is a file attached as a loop device; a "storage snapshot" is a copy of
-//!   the file;
-//! - the snapshot controller: each VolumeSnapshot gets its VolumeSnapshotContent and both
-//!   statuses ready (status subresources);
-//! - the provisioner: each pending claim of the test namespace gets a file (a copy of its
-//!   `dataSource` snapshot's, or an empty one), a loop device on it and a `local`
-//!   PersistentVolume (block mode, pinned to the node) bound to the claim, which the kubelet
-//!   maps into the Pod that uses the claim.
-//!
-//! The data path is real: the mover reads (backup) and writes (restore) the loop devices
-//! through the kubelet's block mapping, into and out of a user S3 bucket (moto). The
-//! restored bytes are compared with the source byte for byte.
+//! The test puts the application's bytes on the source volume's file and reads the
+//! restored volume's file, as a storage admin could; everything between is the product on
+//! real Kubernetes. The bytes are compared one for one.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::User;
 use common::node::{
@@ -36,9 +24,6 @@ use common::node::{
 };
 use serde_json::{Value, json};
 
-const DRIVER: &str = "block.csi.arca.test";
-const STORAGE_CLASS: &str = "arca-test-block";
-const SNAPSHOT_CLASS: &str = "arca-test-block-snapshots";
 /// The source volume: 6 MiB.
 const SIZE: usize = 6 << 20;
 const MOVER: &str = "arca.dev/role=mover";
@@ -69,308 +54,33 @@ fn source_data() -> Vec<u8> {
     data
 }
 
-fn quantity_bytes(q: &str) -> u64 {
-    let units = [
-        ("Ki", 1u64 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("k", 1000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-    ];
-    for (suffix, factor) in units {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<u64>().unwrap() * factor;
-        }
-    }
-    q.parse().unwrap()
+/// The file holding the bytes of the volume bound to `namespace/claim`.
+fn volume_file(k: &Kubectl, volumes: &Path, namespace: &str, claim: &str) -> PathBuf {
+    let pvc = k.wait_for(&["pvc", claim, "-n", namespace], 60, |v| {
+        v["status"]["phase"] == "Bound"
+    });
+    let pv = pvc["spec"]["volumeName"].as_str().unwrap();
+    volumes.join(format!("{pv}.img"))
 }
 
-fn losetup(file: &Path) -> String {
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "losetup {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// One cluster as the test plays its storage.
-#[derive(Clone, Copy)]
-struct Side<'a> {
-    name: &'static str,
-    node: &'static str,
-    k: Kubectl<'a>,
-}
-
-/// What the playing controllers share with the test, and what is removed at the end
-/// whatever happened.
-struct Storage<'a> {
-    sides: [Side<'a>; 2],
+/// Removes what the test made in both clusters, whatever happened: the namespaces (their
+/// claims and snapshots, and with them the volumes and storage snapshots) and the agents.
+struct Cleanup<'a> {
+    clusters: [Kubectl<'a>; 2],
     namespace: String,
-    /// Label value on every PersistentVolume the test makes.
-    tag: String,
-    dir: PathBuf,
-    stop: AtomicBool,
-    /// `<cluster>/pvc/<name>` and `<cluster>/snap/<name>` -> the file standing for it.
-    files: Mutex<HashMap<String, PathBuf>>,
-    loops: Mutex<Vec<String>>,
-    done: Mutex<HashSet<String>>,
-    log: Mutex<Vec<String>>,
 }
 
-impl Storage<'_> {
-    fn file(&self, key: &str) -> Option<PathBuf> {
-        self.files.lock().unwrap().get(key).cloned()
-    }
-
-    fn note(&self, line: String) {
-        eprintln!("storage: {line}");
-        self.log.lock().unwrap().push(line);
-    }
-
-    /// The class objects in both clusters (the same driver).
-    fn classes(&self) {
-        for side in &self.sides {
-            side.k.apply_json(&json!({
-                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                "metadata": {"name": STORAGE_CLASS}, "provisioner": DRIVER,
-                "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"}));
-            side.k.apply_json(&json!({
-                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
-                "metadata": {"name": SNAPSHOT_CLASS,
-                             "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}},
-                "driver": DRIVER, "deletionPolicy": "Delete"}));
-        }
-    }
-
-    /// A block PersistentVolume of the test's class with `source` (`csi` or `local` and its
-    /// node affinity), bound to `claim`.
-    fn pv(&self, side: &Side, name: &str, size: u64, source: Value, claim: Value) {
-        let mut spec = json!({"capacity": {"storage": size.to_string()}, "accessModes": ["ReadWriteOnce"],
-                              "volumeMode": "Block", "persistentVolumeReclaimPolicy": "Retain",
-                              "storageClassName": STORAGE_CLASS, "claimRef": claim});
-        for (k, v) in source.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        side.k
-            .apply_json(&json!({"apiVersion": "v1", "kind": "PersistentVolume",
-                                  "metadata": {"name": name, "labels": {"arca-test": self.tag}}, "spec": spec}));
-    }
-
-    /// The application's volume in cluster a: a CSI PersistentVolume of the test's driver
-    /// on `file` (attached as a loop device), pre-bound to the claim `data`.
-    fn source_volume(&self, file: &Path) {
-        let side = self.sides[0];
-        let device = losetup(file);
-        self.loops.lock().unwrap().push(device.clone());
-        self.files
-            .lock()
-            .unwrap()
-            .insert(format!("a/pvc/{}", "data"), file.to_owned());
-        self.pv(
-            &side,
-            &format!("{}-source", self.tag),
-            SIZE as u64,
-            json!({"csi": {"driver": DRIVER, "volumeHandle": format!("{}-source", self.tag)}}),
-            json!({"namespace": self.namespace, "name": "data"}),
-        );
-        side.k.apply_json(&json!({
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "data", "namespace": self.namespace},
-            "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block", "storageClassName": STORAGE_CLASS,
-                     "volumeName": format!("{}-source", self.tag),
-                     "resources": {"requests": {"storage": SIZE.to_string()}}}}));
-        side.k.wait_for(&["pvc", "data", "-n", &self.namespace], 60, |v| {
-            v["status"]["phase"] == "Bound"
-        });
-        self.note(format!(
-            "source volume {device} on {} bound to a/{}/data",
-            file.display(),
-            self.namespace
-        ));
-    }
-
-    fn play(&self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            for side in &self.sides {
-                if let Err(e) = self.snapshots(side) {
-                    self.note(format!("{}: snapshot controller: {e}", side.name));
-                }
-                if let Err(e) = self.provision(side) {
-                    self.note(format!("{}: provisioner: {e}", side.name));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn list(&self, side: &Side, kind: &str) -> Result<Vec<Value>, String> {
-        let out = side.k.run(&["get", kind, "-n", &self.namespace, "-o", "json"]);
-        if !out.status.success() {
-            return Err(format!("get {kind}: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-        Ok(v["items"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// The external snapshot controller and the driver's snapshot: a copy of the file.
-    fn snapshots(&self, side: &Side) -> Result<(), String> {
-        for vs in self.list(side, "volumesnapshots")? {
-            let name = vs["metadata"]["name"].as_str().unwrap_or_default();
-            let uid = vs["metadata"]["uid"].as_str().unwrap_or_default();
-            if vs["status"]["readyToUse"] == true || !vs["metadata"]["deletionTimestamp"].is_null() {
-                continue;
-            }
-            let Some(pvc) = vs["spec"]["source"]["persistentVolumeClaimName"].as_str() else {
-                return Err(format!("VolumeSnapshot {name} has no claim as source: {vs}"));
-            };
-            let Some(source) = self.file(&format!("{}/pvc/{pvc}", side.name)) else {
-                continue; // not provisioned (yet)
-            };
-            let key = format!("{}/snap/{name}", side.name);
-            if self.file(&key).is_none() {
-                let copy = self.dir.join(format!("{}-snap-{name}.img", side.name));
-                std::fs::copy(&source, &copy).map_err(|e| e.to_string())?;
-                self.files.lock().unwrap().insert(key.clone(), copy);
-            }
-            let size = std::fs::metadata(self.file(&key).unwrap()).unwrap().len();
-            let content = format!("snapcontent-{uid}");
-            let handle = format!("snap-{uid}");
-            side.k.apply_json(&json!({
-                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
-                "metadata": {"name": content, "labels": {"arca-test": self.tag}},
-                "spec": {"deletionPolicy": "Delete", "driver": DRIVER,
-                         "source": {"volumeHandle": format!("{}-{pvc}", side.name)},
-                         "volumeSnapshotClassName": vs["spec"]["volumeSnapshotClassName"],
-                         "volumeSnapshotRef": {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-                                               "namespace": self.namespace, "name": name, "uid": uid}}}));
-            for (what, status) in [
-                (
-                    vec!["volumesnapshotcontent", content.as_str()],
-                    json!({"status": {"snapshotHandle": handle, "readyToUse": true, "restoreSize": size,
-                                      "creationTime": 1_700_000_000_000_000_000i64}}),
-                ),
-                (
-                    vec!["volumesnapshot", name, "-n", self.namespace.as_str()],
-                    json!({"status": {"boundVolumeSnapshotContentName": content, "readyToUse": true,
-                                      "restoreSize": size.to_string(), "creationTime": "2026-01-01T00:00:00Z"}}),
-                ),
-            ] {
-                let out = side.k.patch_status(&what, &status);
-                if !out.status.success() {
-                    return Err(format!("status of {what:?}: {}", String::from_utf8_lossy(&out.stderr)));
-                }
-            }
-            self.note(format!(
-                "{}: VolumeSnapshot {name} of claim {pvc} ready ({size} bytes)",
-                side.name
-            ));
-        }
-        Ok(())
-    }
-
-    /// The provisioner: a loop device and a `local` block PersistentVolume on the node for
-    /// each pending claim.
-    fn provision(&self, side: &Side) -> Result<(), String> {
-        for pvc in self.list(side, "pvc")? {
-            let name = pvc["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            let key = format!("{}/pvc/{name}", side.name);
-            if pvc["status"]["phase"] != "Pending"
-                || pvc["spec"]["volumeName"].as_str().is_some_and(|v| !v.is_empty())
-                || self.done.lock().unwrap().contains(&key)
-                || !pvc["metadata"]["deletionTimestamp"].is_null()
-            {
-                continue;
-            }
-            let size = quantity_bytes(pvc["spec"]["resources"]["requests"]["storage"].as_str().unwrap_or("0"));
-            let file = self.dir.join(format!("{}-pvc-{name}.img", side.name));
-            let from = match pvc["spec"]["dataSource"]["name"].as_str() {
-                Some(snap) => {
-                    let Some(snap_file) = self.file(&format!("{}/snap/{snap}", side.name)) else {
-                        continue; // its snapshot is not ready yet
-                    };
-                    std::fs::copy(&snap_file, &file).map_err(|e| e.to_string())?;
-                    format!("a copy of snapshot {snap}")
-                }
-                None => {
-                    std::fs::File::create(&file).map_err(|e| e.to_string())?;
-                    "empty".to_owned()
-                }
-            };
-            let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-            if f.metadata().unwrap().len() < size {
-                f.set_len(size).unwrap();
-            }
-            drop(f);
-            let device = losetup(&file);
-            self.loops.lock().unwrap().push(device.clone());
-            self.pv(
-                side,
-                &format!("{}-{}-{name}", self.tag, side.name),
-                size,
-                json!({"local": {"path": device},
-                       "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                           {"key": "kubernetes.io/hostname", "operator": "In", "values": [side.node]}]}]}}}),
-                json!({"namespace": self.namespace, "name": name, "uid": pvc["metadata"]["uid"]}),
-            );
-            self.files.lock().unwrap().insert(key.clone(), file);
-            self.done.lock().unwrap().insert(key);
-            self.note(format!(
-                "{}: claim {name} ({size} bytes, {from}) on {device}",
-                side.name
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Storage<'_> {
+impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for side in &self.sides {
-            let _ = side.k.run(&["delete", "namespace", &self.namespace, "--wait=false"]);
-            let _ = side.k.run(&["delete", "namespace", AGENT_NAMESPACE, "--wait=false"]);
-            let _ = side.k.run(&[
+        for k in &self.clusters {
+            let _ = k.run(&["delete", "namespace", &self.namespace, "--wait=false"]);
+            let _ = k.run(&["delete", "namespace", AGENT_NAMESPACE, "--wait=false"]);
+            let _ = k.run(&[
                 "delete",
                 "clusterrole,clusterrolebinding",
                 "-l",
                 "app.kubernetes.io/part-of=arca",
             ]);
-        }
-        // The namespaces' Pods go first, then their volumes (the kubelet unmaps them).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for side in &self.sides {
-            while Instant::now() < deadline && side.k.run(&["get", "namespace", &self.namespace]).status.success() {
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            let _ = side.k.run(&[
-                "delete",
-                "pv,volumesnapshotcontents",
-                "-l",
-                &format!("arca-test={}", self.tag),
-                "--wait=false",
-            ]);
-            let _ = side
-                .k
-                .run(&["delete", "storageclass", STORAGE_CLASS, "--ignore-not-found"]);
-            let _ = side
-                .k
-                .run(&["delete", "volumesnapshotclass", SNAPSHOT_CLASS, "--ignore-not-found"]);
-        }
-        for device in self.loops.lock().unwrap().iter() {
-            let out = Command::new("losetup").args(["-d", device]).output();
-            if let Ok(out) = out
-                && !out.status.success()
-            {
-                eprintln!("losetup -d {device}: {}", String::from_utf8_lossy(&out.stderr));
-            }
         }
     }
 }
@@ -418,41 +128,20 @@ fn same_bytes(what: &str, got: &[u8], want: &[u8]) {
 #[test]
 fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let aws = nodes.aws.clone();
-    let (kc_a, kc_b) = (nodes.kubeconfig_a.clone(), nodes.kubeconfig_b.clone());
     let started = Instant::now();
-    let (kc_a, kc_b) = (Path::new(&kc_a), Path::new(&kc_b));
     let a = Kubectl {
         nodes: &nodes,
-        kubeconfig: kc_a,
+        kubeconfig: &nodes.kubeconfig_a,
     };
     let b = Kubectl {
         nodes: &nodes,
-        kubeconfig: kc_b,
+        kubeconfig: &nodes.kubeconfig_b,
     };
     let work = tempfile::tempdir().unwrap();
     let namespace = arca_testenv::unique("vols");
-    let storage = Storage {
-        sides: [
-            Side {
-                name: "a",
-                node: "arca-a-node",
-                k: a,
-            },
-            Side {
-                name: "b",
-                node: "arca-b-node",
-                k: b,
-            },
-        ],
-        tag: namespace.clone(),
+    let _cleanup = Cleanup {
+        clusters: [a, b],
         namespace: namespace.clone(),
-        dir: work.path().to_owned(),
-        stop: AtomicBool::new(false),
-        files: Mutex::default(),
-        loops: Mutex::default(),
-        done: Mutex::default(),
-        log: Mutex::default(),
     };
 
     // ---- server, user, an agent in each cluster (the install link, applied with kubectl)
@@ -473,50 +162,24 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
             "{env:#}"
         );
     }
-    bucket_destination(&user, &[&a, &b], &aws, &nodes.host_ip, "bucket");
+    bucket_destination(&user, &[&a, &b], &nodes.aws, &nodes.host_ip, "bucket");
     eprintln!("agents up after {:?}", started.elapsed());
 
-    // ---- storage: classes in both clusters, the application's block volume in a
-    storage.classes();
+    // ---- the application's block volume in cluster a, provisioned by the CSI stack,
+    // holding the source bytes
     a.ok(&["create", "namespace", &namespace]);
+    a.apply_json(&json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block", "storageClassName": nodes.csi.storage_class,
+                 "resources": {"requests": {"storage": SIZE.to_string()}}}}));
+    let source = volume_file(&a, &nodes.csi.volumes_a, &namespace, "data");
     let data = source_data();
-    let source = work.path().join("source.img");
     std::fs::write(&source, &data).unwrap();
-    storage.source_volume(&source);
 
     let watch_a = PodWatch::start(&a, MOVER);
     let watch_b = PodWatch::start(&b, MOVER);
-    std::thread::scope(|s| {
-        s.spawn(|| storage.play());
-        let _stop = StopOnDrop(&storage.stop);
-        run_backup_and_restore(
-            &user, &storage, &cluster_a, &cluster_b, &nodes, &watch_a, &watch_b, &data,
-        );
-    });
-    eprintln!("done after {:?}", started.elapsed());
-}
-
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_backup_and_restore(
-    user: &User,
-    storage: &Storage,
-    cluster_a: &str,
-    cluster_b: &str,
-    nodes: &arca_testenv::Nodes,
-    watch_a: &PodWatch,
-    watch_b: &PodWatch,
-    data: &[u8],
-) {
-    let namespace = &storage.namespace;
-    let b = storage.sides[1].k;
+    let namespace = namespace.as_str();
     let t = Instant::now();
 
     // ---- backup: snapshot, clone claim, mover Job in cluster a
@@ -525,7 +188,7 @@ fn run_backup_and_restore(
         "create",
         "vols",
         "--cluster",
-        cluster_a,
+        &cluster_a,
         "--namespaces",
         namespace,
         "--destination",
@@ -537,13 +200,12 @@ fn run_backup_and_restore(
     eprintln!("backup job after {:?}: {job:#}", t.elapsed());
     assert_eq!(job["state"], "COMPLETED", "{job:#}");
     assert_mover_pod(
-        watch_a,
+        &watch_a,
         "arca-a-node",
         &nodes.agent_image,
         &["volume", "backup", "--repo"],
     );
     // The agent removed its mover Job (and with it the Pod and Secret) and the clone claim.
-    let a = storage.sides[0].k;
     a.wait_for(
         &[
             "jobs,secrets,pvc",
@@ -568,7 +230,7 @@ fn run_backup_and_restore(
     assert_eq!(volumes.len(), 1, "{point:#}");
     let volume = &volumes[0];
     assert_eq!(volume["pvc"], "data", "{volume:#}");
-    assert_eq!(volume["driver"], DRIVER, "{volume:#}");
+    assert_eq!(volume["driver"], nodes.csi.driver.as_str(), "{volume:#}");
     let copy = &volume["copy"];
     assert_eq!(copy["size"], SIZE as u64, "the mover read the whole device: {volume:#}");
     assert!(copy["snapshotId"].as_str().is_some_and(|s| !s.is_empty()), "{volume:#}");
@@ -578,8 +240,32 @@ fn run_backup_and_restore(
         "the text and zeros compress, the random part does not: {volume:#}"
     );
 
+    // The backup's VolumeSnapshot stays in cluster a, taken by the snapshot controller and
+    // the csi-snapshotter: a storage snapshot of the source volume, as large as it.
+    let snapshots = a.json(&["get", "volumesnapshots", "-n", namespace]);
+    let [snapshot] = snapshots["items"].as_array().unwrap().as_slice() else {
+        panic!("one VolumeSnapshot in a/{namespace}: {snapshots:#}");
+    };
+    assert_eq!(snapshot["status"]["readyToUse"], true, "{snapshot:#}");
+    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"].as_str().unwrap();
+    let content = a.json(&["get", "volumesnapshotcontent", content_name]);
+    assert_eq!(content["spec"]["driver"], nodes.csi.driver.as_str(), "{content:#}");
+    let handle = content["status"]["snapshotHandle"].as_str().unwrap();
+    let stored_snapshot = nodes
+        .csi
+        .volumes_a
+        .parent()
+        .unwrap()
+        .join("snapshots")
+        .join(format!("{handle}.img"));
+    same_bytes(
+        "the storage snapshot",
+        &std::fs::read(&stored_snapshot).unwrap()[..data.len()],
+        &data,
+    );
+
     // ---- restore into cluster b, where the namespace does not exist: the mover writes
-    // the repository copy onto a new claim
+    // the repository copy onto a new claim, whose snapshot the restored claim comes from
     assert!(!b.run(&["get", "namespace", namespace]).status.success());
     let t = Instant::now();
     let restore = user.json(&[
@@ -588,40 +274,41 @@ fn run_backup_and_restore(
         "--recovery-point",
         &id,
         "--cluster",
-        cluster_b,
+        &cluster_b,
         "--wait",
     ]);
     eprintln!("restore after {:?}: {restore:#}", t.elapsed());
     assert_eq!(restore["state"], "COMPLETED", "{restore:#}");
     assert_mover_pod(
-        watch_b,
+        &watch_b,
         "arca-b-node",
         &nodes.agent_image,
         &["volume", "restore", "--repo"],
     );
-    let target = {
-        let files = storage.files.lock().unwrap();
-        let (_, file) = files
-            .iter()
-            .find(|(k, _)| k.starts_with("b/pvc/arca-restore-"))
-            .unwrap_or_else(|| panic!("no restore target was provisioned: {files:?}"));
-        file.clone()
-    };
-    same_bytes(
-        "the volume the restore mover wrote",
-        &std::fs::read(&target).unwrap()[..data.len()],
-        data,
+    let restored = volume_file(&b, &nodes.csi.volumes_b, namespace, "data");
+    let pvc = b.json(&["get", "pvc", "data", "-n", namespace, "-o", "json"]);
+    assert_eq!(pvc["spec"]["dataSource"]["kind"], "VolumeSnapshot", "{pvc:#}");
+    assert_eq!(
+        pvc["spec"]["storageClassName"],
+        nodes.csi.storage_class.as_str(),
+        "{pvc:#}"
     );
-
-    // ---- the restored claim, provisioned from the snapshot of that volume, holds the bytes
-    b.wait_for(&["pvc", "data", "-n", namespace], 60, |v| {
-        v["status"]["phase"] == "Bound"
-    });
-    let restored = storage.file("b/pvc/data").unwrap();
     same_bytes(
         "the restored claim",
         &std::fs::read(&restored).unwrap()[..data.len()],
-        data,
+        &data,
     );
-    eprintln!("storage log:\n{}", storage.log.lock().unwrap().join("\n"));
+    // The restore's temporary claim and snapshot are gone, and with them their volume.
+    b.wait_for(
+        &[
+            "pvc,volumesnapshots",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/managed-by=arca",
+        ],
+        60,
+        |v| v["items"] == json!([]),
+    );
+    eprintln!("done after {:?}", started.elapsed());
 }

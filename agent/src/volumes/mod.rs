@@ -51,6 +51,9 @@ pub struct VolumeOptions {
     pub snapshot_timeout: Duration,
     /// How long one mover Job may run.
     pub mover_timeout: Duration,
+    /// How long the end of a restore waits for restored claims to be provisioned from the
+    /// snapshots it made (then deletes those snapshots; a claim still pending keeps its own).
+    pub claim_bind_timeout: Duration,
     /// How often the agent looks at what it waits for.
     pub poll_every: Duration,
     /// Claims worked on at once.
@@ -76,6 +79,7 @@ impl Default for VolumeOptions {
             mover_service_account: None,
             snapshot_timeout: Duration::from_secs(15 * 60),
             mover_timeout: Duration::from_secs(12 * 3600),
+            claim_bind_timeout: Duration::from_secs(120),
             poll_every: Duration::from_secs(2),
             parallel: 2,
             repo_kdf: arca_repo::KdfParams::default(),

@@ -295,23 +295,33 @@ impl VolumeRestore {
         Ok(snapshot_data_source(&name))
     }
 
-    /// Removes the snapshots made from the repository whose claims are bound (provisioned
-    /// from them); the others are kept, and said so.
+    /// Removes the snapshots made from the repository once their claims are bound
+    /// (provisioned from them), waiting up to `claim_bind_timeout` for the provisioner (or,
+    /// with `WaitForFirstConsumer`, for the restored Pods); the others are kept, and said so.
     pub async fn finish(&self) {
-        let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
-        let mut kept = 0;
-        for (ns, snap, claim) in made {
-            let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
-            let bound = matches!(
-                claims.get_opt(&claim).await,
-                Ok(Some(c)) if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
-            );
-            if bound {
-                let _ = snapshot::delete(&self.client, &ns, &snap).await;
-            } else {
-                kept += 1;
+        let mut pending = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + self.opts.claim_bind_timeout;
+        loop {
+            let mut still = Vec::new();
+            for (ns, snap, claim) in pending {
+                let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+                let bound = matches!(
+                    claims.get_opt(&claim).await,
+                    Ok(Some(c)) if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+                );
+                if bound {
+                    let _ = snapshot::delete(&self.client, &ns, &snap).await;
+                } else {
+                    still.push((ns, snap, claim));
+                }
             }
+            pending = still;
+            if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.opts.poll_every).await;
         }
+        let kept = pending.len();
         if kept > 0 {
             self.note(format!(
                 "{kept} VolumeSnapshot(s) made from the repository are kept until their claims are provisioned from \

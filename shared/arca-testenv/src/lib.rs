@@ -121,6 +121,21 @@ pub struct Nodes {
     pub aws: AwsEnv,
     /// `KEY=VALUE` settings that point `scripts/testenv.sh` at the nodes' environment.
     pub testenv: Vec<(String, String)>,
+    /// The nodes' storage: a real CSI stack around the test driver (tests/csi-driver).
+    pub csi: Csi,
+}
+
+/// The CSI driver of the nodes and where it keeps the bytes of each volume: the storage
+/// admin's view, for putting data on a source volume and reading a restored one.
+#[derive(Clone, Debug)]
+pub struct Csi {
+    pub driver: String,
+    /// The StorageClass (block volumes) and VolumeSnapshotClass of the driver.
+    pub storage_class: String,
+    pub snapshot_class: String,
+    /// `<dir>/<PersistentVolume name>.img` is the volume, in cluster a and b.
+    pub volumes_a: PathBuf,
+    pub volumes_b: PathBuf,
 }
 
 impl Nodes {
@@ -150,6 +165,13 @@ pub fn nodes() -> Option<Nodes> {
             endpoint_url: required("ARCA_TEST_NODE_AWS_ENDPOINT_URL")?,
         },
         testenv,
+        csi: Csi {
+            driver: required("ARCA_TEST_CSI_DRIVER")?,
+            storage_class: required("ARCA_TEST_CSI_STORAGE_CLASS")?,
+            snapshot_class: required("ARCA_TEST_CSI_SNAPSHOT_CLASS")?,
+            volumes_a: PathBuf::from(required("ARCA_TEST_CSI_VOLUMES_A")?),
+            volumes_b: PathBuf::from(required("ARCA_TEST_CSI_VOLUMES_B")?),
+        },
     })
 }
 
