@@ -8,7 +8,8 @@
 //! (possibly by another cluster's agent) finds both the archive and its objects from it.
 //!
 //! PV data (pvMode `snapshot`/`snapshotAndCopy`) is [`crate::volumes`]: after the resources,
-//! each selected claim not on EBS (the control plane snapshots those) is snapshotted and,
+//! each selected claim not on EBS (the control plane snapshots those, when the cluster is
+//! linked to an AWS account: `AgentJob::ebs_by_control_plane`) is snapshotted and,
 //! with copy, moved into the destination's volume repository; what was captured is
 //! recorded on the recovery point (`volumes`). Restores create claims from it, deletions
 //! remove it.
@@ -252,7 +253,10 @@ impl ResourceRunner {
             Err(e) => return failed(e),
         };
         let pv_mode = definition.spec.pv_mode;
-        let (ebs, problems) = if pv_mode == PvMode::None {
+        // EBS-backed claims go to the control plane's EC2 snapshots only when it says it
+        // takes them (a linked cluster); otherwise they are captured through CSI like any
+        // other claim, or named as not captured: never silently left out.
+        let (ebs, problems) = if pv_mode == PvMode::None || !job.ebs_by_control_plane {
             (Vec::new(), Vec::new())
         } else {
             crate::ebs::ebs_volumes(&self.kube, &report.manifest.pvcs).await

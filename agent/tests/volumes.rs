@@ -437,7 +437,10 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     // The source: a CSI driver with a snapshot class, one without, a claim on each.
     let ns = format!("{tag}-src");
     let driver = format!("{tag}.csi.test");
-    let lonely_driver = format!("{tag}.nosnap.test");
+    // The claim without a VolumeSnapshotClass is on EBS: the cluster is not linked to an
+    // AWS account, so it is the agent's to capture (through CSI), and the point says it
+    // could not be, instead of leaving it to EC2 snapshots nobody takes.
+    let lonely_driver = "ebs.csi.aws.com".to_string();
     let (sc, vsc) = (format!("{tag}-csi"), format!("{tag}-snap"));
     create(
         &Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),

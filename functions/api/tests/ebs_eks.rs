@@ -116,6 +116,11 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .expect(200);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        polled.body["ebsByControlPlane"], true,
+        "a linked cluster's EBS volumes are the control plane's: {}",
+        polled.text
+    );
     api.cloud
         .break_volume("vol-0gone", "InvalidVolume.NotFound: the volume does not exist");
     let completion = json!({
@@ -135,18 +140,37 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .await
         .expect(200);
     let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
+    // The volume AWS would not snapshot is not protected: the job says so, naming it.
+    assert_eq!(done.body["state"], "PARTIAL", "{}", done.text);
+    assert!(
+        done.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 EBS volume(s) have no snapshot"),
+        "{}",
+        done.text
+    );
+    assert!(
+        done.text.contains("PV pv-old (EBS vol-0gone): not snapshotted"),
+        "{}",
+        done.text
+    );
     // A retried completion (lost answer) snapshots nothing twice.
-    api.agent(
-        &token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&session),
-        completion,
-    )
-    .await
-    .expect(200);
+    let again = api
+        .agent(
+            &token,
+            &format!("/v1/agent/jobs/{job}/complete"),
+            Some(&session),
+            completion,
+        )
+        .await
+        .expect(200);
+    assert_eq!(again.body["state"], "PARTIAL", "{}", again.text);
 
     let snapshots = api.cloud.snapshots();
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let job_now = api.get(&format!("/v1/jobs/{job}"), &t.admin).await.expect(200);
+    assert_eq!(job_now.body["state"], "PARTIAL", "{}", job_now.text);
     let (region, volume, tags) = snapshots.values().next().unwrap().clone();
     assert_eq!((region.as_str(), volume.as_str()), ("us-east-1", "vol-0aaa"));
     assert_eq!(tags["arca:recovery-point"], rp);
@@ -389,4 +413,70 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .await
         .expect(200);
     assert!(gone.body.is_null(), "{}", gone.text);
+}
+
+/// A cluster not linked to an AWS account: its agent is told to capture EBS-backed claims
+/// through CSI, and EBS volumes reported anyway (an older agent) leave the job PARTIAL,
+/// naming them, never COMPLETED.
+#[tokio::test]
+async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
+    let api = Api::new();
+    let t = api.signup("unlinked").await;
+    let dest = api.destination(&t.admin, "local").await;
+    let cluster = api
+        .post(
+            "/v1/clusters",
+            &t.admin,
+            json!({ "name": "plain", "defaultDestinationId": dest }),
+        )
+        .await
+        .expect(201);
+    let token = cluster.body["agentToken"].as_str().unwrap().to_owned();
+    let backup = api
+        .backup(&t.admin, &cluster.id(), Some(&t.default_policy_id), None)
+        .await
+        .expect(201)
+        .id();
+    let session = api
+        .agent(&token, "/v1/agent/connect", None, json!({}))
+        .await
+        .expect(200)
+        .body["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
+        .await
+        .expect(200);
+    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
+        .await
+        .expect(201);
+    let polled = api
+        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(polled.body["ebsByControlPlane"], false, "{}", polled.text);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let done = api
+        .agent(
+            &token,
+            &format!("/v1/agent/jobs/{job}/complete"),
+            Some(&session),
+            json!({
+                "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
+                "backup": { "prefix": "archives/y", "resourceCount": 3, "ebsVolumes": [
+                    { "pvName": "pv-db", "volumeId": "vol-0ccc" },
+                ] },
+            }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(done.body["state"], "PARTIAL", "{}", done.text);
+    assert!(
+        done.text
+            .contains("PV pv-db (EBS vol-0ccc): not snapshotted: the cluster is not linked to an AWS account"),
+        "{}",
+        done.text
+    );
+    assert!(api.cloud.snapshots().is_empty());
 }

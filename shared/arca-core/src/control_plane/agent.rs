@@ -224,8 +224,11 @@ impl ControlPlane {
                         }
                         None => None,
                     };
+                    let ebs_by_control_plane = job.job_type == JobType::K8sBackup
+                        && self.ebs_by_control_plane(&agent.org_id, &agent.cluster_id).await;
                     return Ok(Some(AgentJob {
                         job,
+                        ebs_by_control_plane,
                         lease_token: delivery.receipt.0,
                         lease_seconds: self.config.lease.as_secs(),
                         delivery: delivery.receive_count,
@@ -427,7 +430,11 @@ impl ControlPlane {
             .retrying(|| async move {
                 let mut job = self.agent_job(agent, id).await?;
                 if job.state.is_terminal() {
-                    if job.state == report.state {
+                    // The same completion again (its answer was lost); a COMPLETED backup
+                    // may since have become PARTIAL for EBS volumes AWS would not snapshot.
+                    if job.state == report.state
+                        || (report.state == JobState::Completed && job.state == JobState::Partial)
+                    {
                         return Ok(job);
                     }
                     // Ended without this agent (dead-lettered, canceled): the agent's
@@ -460,8 +467,11 @@ impl ControlPlane {
         // EBS snapshots and EKS metadata of a linked cluster, once the point exists. AWS
         // refusals are recorded with the point; a store failure fails the call, and the
         // agent's retried completion (the job has ended the same way) comes back here.
-        self.protect_on_aws(&job, report).await?;
-        Ok(job)
+        let unprotected = self.protect_on_aws(&job, report).await?;
+        if unprotected.is_empty() || job.state != JobState::Completed {
+            return Ok(job);
+        }
+        self.ebs_unprotected(&job, unprotected).await
     }
 
     /// What a job's end writes besides the job.

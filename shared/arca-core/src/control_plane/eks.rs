@@ -2,7 +2,8 @@
 
 use super::cloud_accounts::check_eks_name;
 use crate::control_plane::ControlPlane;
-use crate::ids::{CloudAccountId, OrgId};
+use crate::control_plane::retry_on_stale;
+use crate::ids::{CloudAccountId, ClusterId, OrgId};
 use crate::ids::{EksRecreationId, RecoveryPointId};
 use crate::model::agent::CompletionReport;
 use crate::model::auth::{Principal, Role};
@@ -10,7 +11,7 @@ use crate::model::cloud::account::{CloudAccount, CloudAccountState};
 use crate::model::cloud::ebs::{EbsSnapshotRef, EksRecreation, EksRecreationState, RecoveryPointAws, snapshot_tags};
 use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsResource};
 use crate::model::cluster::{Cluster, ClusterSpec};
-use crate::model::job::{Job, JobType};
+use crate::model::job::{Job, JobState, JobType};
 use crate::model::recovery::RecoveryPoint;
 use crate::model::restore::RestoreSpec;
 use crate::ports::rds::{EksRecreationWorkMessage, RdsWorkQueue};
@@ -36,32 +37,59 @@ impl ControlPlane {
         }
     }
 
+    /// Whether the control plane snapshots a cluster's EBS volumes itself for its next
+    /// backup: AWS access is configured, the cluster is linked and its account is active.
+    pub(in crate::control_plane) async fn ebs_by_control_plane(&self, org: &OrgId, cluster: &ClusterId) -> bool {
+        if self.cloud.is_none() {
+            return false;
+        }
+        let Ok(Some(cluster)) = self.store.find::<Cluster>(org, cluster).await else {
+            return false;
+        };
+        match cluster.spec.aws {
+            Some(link) => self.linked_role(org, &link.cloud_account_id).await.is_ok(),
+            None => false,
+        }
+    }
+
     /// After a K8S_BACKUP's recovery point is stored: EBS snapshots of the volumes the
     /// agent found and the EKS cluster's metadata, through the cluster's linked account,
     /// kept beside the point. Runs once per point (a repeated completion finds the record).
-    /// Failures are recorded on it, not raised: the resource backup itself succeeded.
-    pub(crate) async fn protect_on_aws(&self, job: &Job, report: &CompletionReport) -> Result<()> {
+    /// AWS failures are recorded on it, not raised: the resource backup itself succeeded.
+    /// Returns the EBS volumes left without a snapshot, one line each (PV, volume, cause).
+    pub(crate) async fn protect_on_aws(&self, job: &Job, report: &CompletionReport) -> Result<Vec<String>> {
         let (JobType::K8sBackup, Some(rp_id), Some(cluster_id)) = (job.job_type, job.recovery_point_id, job.cluster_id)
         else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let Some(cloud) = &self.cloud else { return Ok(()) };
+        let volumes = report
+            .backup
+            .as_ref()
+            .map(|b| b.ebs_volumes.clone())
+            .unwrap_or_default();
+        let none_taken = |why: &str| -> Vec<String> {
+            volumes
+                .iter()
+                .map(|v| format!("PV {} (EBS {}): not snapshotted: {why}", v.pv_name, v.volume_id))
+                .collect()
+        };
+        let Some(cloud) = &self.cloud else {
+            return Ok(none_taken("this deployment has no AWS access configured"));
+        };
         let cluster = self.store.get::<Cluster>(&job.org_id, &cluster_id).await?;
-        let Some(link) = cluster.spec.aws else { return Ok(()) };
+        let Some(link) = cluster.spec.aws else {
+            return Ok(none_taken("the cluster is not linked to an AWS account"));
+        };
         if self
             .store
             .find::<RecoveryPointAws>(&job.org_id, &rp_id)
             .await?
             .is_some()
         {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rp = self.store.get::<RecoveryPoint>(&job.org_id, &rp_id).await?;
-        let volumes = report
-            .backup
-            .as_ref()
-            .map(|b| b.ebs_volumes.clone())
-            .unwrap_or_default();
+        let mut unprotected = Vec::new();
         let mut record = RecoveryPointAws {
             recovery_point_id: rp_id,
             org_id: job.org_id,
@@ -87,16 +115,24 @@ impl ControlPlane {
                             volume_id: volume.volume_id.clone(),
                             snapshot_id,
                         }),
-                        Err(e) => record.errors.push(format!(
-                            "EBS snapshot of {} (PV {}): {}",
-                            volume.volume_id,
-                            volume.pv_name,
-                            Error::from(e)
-                        )),
+                        Err(e) => {
+                            let e = Error::from(e);
+                            record.errors.push(format!(
+                                "EBS snapshot of {} (PV {}): {e}",
+                                volume.volume_id, volume.pv_name
+                            ));
+                            unprotected.push(format!(
+                                "PV {} (EBS {}): not snapshotted: {e}",
+                                volume.pv_name, volume.volume_id
+                            ));
+                        }
                     }
                 }
             }
-            Err(e) if !volumes.is_empty() => record.errors.push(format!("EBS volumes not snapshotted: {e}")),
+            Err(e) if !volumes.is_empty() => {
+                record.errors.push(format!("EBS volumes not snapshotted: {e}"));
+                unprotected = none_taken(&e.to_string());
+            }
             Err(_) => {}
         }
         if let Some(name) = &link.eks_cluster_name {
@@ -123,9 +159,43 @@ impl ControlPlane {
             }
         }
         match self.store.create(record).await {
-            Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+            Ok(_) => Ok(unprotected),
+            // Another completion of the same job recorded it (and amended the job).
+            Err(Error::Conflict { .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+
+    /// A COMPLETED backup with EBS volumes left without a snapshot becomes PARTIAL, naming
+    /// them: a job never says its claims are protected when they are not.
+    pub(in crate::control_plane) async fn ebs_unprotected(&self, job: &Job, unprotected: Vec<String>) -> Result<Job> {
+        let (org, id) = (job.org_id, job.id);
+        let unprotected = &unprotected;
+        self.retrying(|| async move {
+            let mut job = self.store.get::<Job>(&org, &id).await?;
+            if job.state != JobState::Completed {
+                return Ok(job);
+            }
+            let expected = job.version;
+            let now = self.now();
+            let text = format!(
+                "PV data incomplete: {} EBS volume(s) have no snapshot",
+                unprotected.len()
+            );
+            job.state = JobState::Partial;
+            job.reason = Some(match job.reason.take() {
+                Some(earlier) => format!("{earlier}; {text}"),
+                None => text,
+            });
+            job.counters.errors += unprotected.len() as u64;
+            for line in unprotected {
+                job.log(now, line.clone());
+            }
+            job.log(now, "ended PARTIAL (EBS snapshots)".to_string());
+            job.updated_at = now;
+            self.store.update(job, expected).await.map_err(retry_on_stale)
+        })
+        .await
     }
 
     /// What Arca made on AWS for a point, removed before the point goes (retention).

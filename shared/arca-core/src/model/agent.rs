@@ -130,6 +130,12 @@ pub struct AgentJob {
     /// For restores: the restore request (mapping, policy, selection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<crate::model::restore::Restore>,
+    /// For backups: the control plane takes EC2 snapshots of the EBS volumes behind the
+    /// selected claims (the cluster is linked to an active AWS account), so the agent
+    /// reports those claims instead of capturing them itself. False (and for an older
+    /// control plane), EBS-backed claims go through CSI like any other.
+    #[serde(default)]
+    pub ebs_by_control_plane: bool,
 }
 
 /// A lease renewal or progress report of a running job.
