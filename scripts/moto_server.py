@@ -33,12 +33,25 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
+    # The same moto, also over TLS (an S3-compatible store behind a private CA): one more
+    # listener on the same backends, so a bucket made over HTTP is there over HTTPS.
+    parser.add_argument("--tls-host")
+    parser.add_argument("--tls-port", type=int)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
     # moto builds some URLs (SQS queue URLs, presigned S3 links) from this port.
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True
+    if args.tls_port:
+        threading.Thread(
+            target=run_simple,
+            args=(args.tls_host or args.host, args.tls_port, one_dynamodb_call_at_a_time(app)),
+            kwargs=dict(threaded=True, request_handler=MotoRequestHandler, ssl_context=(args.tls_cert, args.tls_key)),
+            daemon=True,
+        ).start()
     run_simple(
         args.host,
         args.port,

@@ -38,6 +38,9 @@ NODES=${ARCA_TESTENV_NODES:-1}
 CACHE=${ARCA_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arca-testenv}
 RUN=${ARCA_TESTENV_DIR:-${TMPDIR:-/tmp}/arca-testenv}
 MOTO_PORT=${ARCA_MOTO_PORT:-15000}
+# The same moto over TLS, with a certificate of a private CA made at `up` (an
+# S3-compatible store behind a private CA: caBundle, skipTlsVerify).
+MOTO_TLS_PORT=$((MOTO_PORT + 1))
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REGION=${AWS_REGION:-us-east-1}
 # cluster name -> apiserver port, etcd client port, etcd peer port
@@ -569,8 +572,11 @@ node_network() { # cluster: the bridge with the node's IP, and the Service DNAT
   rule=(-i "$br" -d "$SERVICE_IP" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:${API_PORT[$c]}")
   iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
   # moto (S3 for agents and movers), as http://<host ip>:MOTO_PORT from Pods of either cluster.
-  rule=(-i "$br" -d "$(node_ip a)" -p tcp --dport "$MOTO_PORT" -j DNAT --to-destination "127.0.0.1:$MOTO_PORT")
-  iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
+  local port
+  for port in "$MOTO_PORT" "$MOTO_TLS_PORT"; do
+    rule=(-i "$br" -d "$(node_ip a)" -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port")
+    iptables -t nat -C $CHAIN "${rule[@]}" 2>/dev/null || iptables -t nat -A $CHAIN "${rule[@]}"
+  done
 }
 
 write_node_config() { # cluster dir
@@ -741,6 +747,20 @@ stop_node() { # cluster: also ends every container it ran and unmounts what the 
   if ip link show "$(bridge "$c")" >/dev/null 2>&1; then ip link del "$(bridge "$c")" 2>/dev/null || true; fi
 }
 
+gen_moto_tls() { # the private CA and moto's certificate, for loopback and the nodes' IPs
+  local d=$RUN/moto-tls san="IP:127.0.0.1,DNS:localhost" c
+  [ -f "$d/server.crt" ] && return
+  mkdir -p "$d"
+  for c in "${CLUSTERS[@]}"; do san+=",IP:$(node_ip "$c")"; done
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" -days 30 \
+    -subj "/CN=arca-testenv S3 CA" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=arca-testenv moto" 2>/dev/null
+  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
+    "$san" >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+    -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+}
+
 start_moto() { # venv
   local venv=$1
   if alive moto && curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then
@@ -749,10 +769,14 @@ start_moto() { # venv
   fi
   stop_one moto
   port_free "$MOTO_PORT" || die "port $MOTO_PORT is taken by a process this script did not start"
-  setsid "$venv/bin/python" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN/moto.log" 2>&1 </dev/null &
+  port_free "$MOTO_TLS_PORT" || die "port $MOTO_TLS_PORT is taken by a process this script did not start"
+  gen_moto_tls
+  setsid "$venv/bin/python" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" --tls-port "$MOTO_TLS_PORT" \
+    --tls-cert "$RUN/moto-tls/server.crt" --tls-key "$RUN/moto-tls/server.key" >"$RUN/moto.log" 2>&1 </dev/null &
   echo $! >"$RUN/moto.pid"
   wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/" || return 1
-  log "moto_server $("$venv/bin/python" -c 'import moto; print(moto.__version__)') up on http://127.0.0.1:$MOTO_PORT"
+  wait_for moto "https://127.0.0.1:$MOTO_TLS_PORT/moto-api/" --cacert "$RUN/moto-tls/ca.crt" || return 1
+  log "moto_server $("$venv/bin/python" -c 'import moto; print(moto.__version__)') up on http://127.0.0.1:$MOTO_PORT and https://127.0.0.1:$MOTO_TLS_PORT"
 }
 
 up() {
@@ -800,6 +824,8 @@ export ARCA_TEST_KUBECONFIG_READER=$RUN/a/reader.kubeconfig
 export ARCA_TEST_KUBECONFIG_B=$RUN/b/admin.kubeconfig
 export ARCA_TEST_KUBECONFIG_B_READER=$RUN/b/reader.kubeconfig
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export ARCA_TEST_S3_TLS_PORT=$MOTO_TLS_PORT
+export ARCA_TEST_S3_TLS_CA=$RUN/moto-tls/ca.crt
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=$REGION
@@ -841,6 +867,8 @@ print_env_nodes() {
 export ARCA_TEST_NODE_KUBECONFIG_A=$RUN/a/admin.kubeconfig
 export ARCA_TEST_NODE_KUBECONFIG_B=$RUN/b/admin.kubeconfig
 export ARCA_TEST_NODE_AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export ARCA_TEST_NODE_S3_TLS_PORT=$MOTO_TLS_PORT
+export ARCA_TEST_NODE_S3_TLS_CA=$RUN/moto-tls/ca.crt
 export ARCA_TEST_NODE_TESTENV="ARCA_TESTENV_DIR=$RUN ARCA_TESTENV_PORT_OFFSET=$O ARCA_MOTO_PORT=$MOTO_PORT"
 EOF
   print_env | grep -E '^export (ARCA_KUBECTL|ARCA_TEST_NODES|ARCA_TEST_NODE_HOST_IP|ARCA_TEST_BUSYBOX_IMAGE|ARCA_TEST_REGISTRY|ARCA_TEST_AGENT_IMAGE|ARCA_TEST_CSI_[A-Z_]*)='

@@ -457,8 +457,15 @@ pub struct DestinationCreate {
     /// Where the bucket's credentials are kept (a secret's name or ARN).
     #[arg(long)]
     pub credentials_ref: Option<String>,
+    /// Accept any TLS certificate from the endpoint (test stores only).
     #[arg(long)]
     pub skip_tls_verify: bool,
+    /// Address buckets path-style (true/false; default: path style with --s3-endpoint).
+    #[arg(long)]
+    pub s3_path_style: Option<bool>,
+    /// A PEM file of CA certificates to trust for the endpoint (a private CA).
+    #[arg(long)]
+    pub s3_ca_bundle: Option<std::path::PathBuf>,
     /// Storage Arca operates (AWS deployments).
     #[arg(long)]
     pub arca_managed: bool,

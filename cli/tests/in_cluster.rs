@@ -17,8 +17,8 @@ use std::process::Command;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, Kubectl, assert_agent_pod, bucket_destination, chrono_now, install_line, pod_ready, running_pods,
-    start_server, wait_cluster_active,
+    AGENT_NAMESPACE, BucketEndpoint, Kubectl, assert_agent_pod, bucket_destination, chrono_now, install_line,
+    pod_ready, running_pods, start_server, wait_cluster_active,
 };
 use serde_json::{Value, json};
 
@@ -213,7 +213,7 @@ fn the_agent_runs_in_cluster_and_restores_running_workloads_into_another_cluster
     wait_cluster_active(&user, &cluster_b, None);
 
     // ---- a user bucket, its keys in a Secret in each agent's namespace
-    bucket_destination(&user, &[&a, &b], &aws, &nodes.host_ip, "bucket");
+    bucket_destination(&user, &[&a, &b], &aws, &nodes.host_ip, "bucket", BucketEndpoint::Http);
 
     // ---- running workloads in cluster a
     let ns = arca_testenv::unique("shop");

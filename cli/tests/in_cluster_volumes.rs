@@ -7,6 +7,10 @@
 //! image. The driver under them is the test environment's own (tests/csi-driver: each
 //! volume a file on a loop device), for want of a served driver that carries data.
 //!
+//! The destination is a user bucket on moto over TLS, with a certificate of the test
+//! environment's private CA that the destination's `caBundle` makes trusted, for the
+//! agents and for the movers they start.
+//!
 //! The test puts the application's bytes on the source volume's file and reads the
 //! restored volume's file, as a storage admin could; everything between is the product on
 //! real Kubernetes. The bytes are compared one for one.
@@ -20,7 +24,8 @@ use std::time::Instant;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, Kubectl, PodWatch, assert_agent_pod, bucket_destination, install_with_link, start_server,
+    AGENT_NAMESPACE, BucketEndpoint, Kubectl, PodWatch, assert_agent_pod, bucket_destination, install_with_link,
+    start_server,
 };
 use serde_json::{Value, json};
 
@@ -162,7 +167,14 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
             "{env:#}"
         );
     }
-    bucket_destination(&user, &[&a, &b], &nodes.aws, &nodes.host_ip, "bucket");
+    bucket_destination(
+        &user,
+        &[&a, &b],
+        &nodes.aws,
+        &nodes.host_ip,
+        "bucket",
+        BucketEndpoint::TlsWithCaBundle,
+    );
     eprintln!("agents up after {:?}", started.elapsed());
 
     // ---- the application's block volume in cluster a, provisioned by the CSI stack,
@@ -199,11 +211,30 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     let job = user.json(&["backups", "run", "vols", "--wait"]);
     eprintln!("backup job after {:?}: {job:#}", t.elapsed());
     assert_eq!(job["state"], "COMPLETED", "{job:#}");
-    assert_mover_pod(
+    let mover = assert_mover_pod(
         &watch_a,
         "arca-a-node",
         &nodes.agent_image,
         &["volume", "backup", "--repo"],
+    );
+    // The mover reached the store over TLS, trusting the private CA it was handed.
+    let env = &mover["spec"]["containers"][0]["env"];
+    let var = |name: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    };
+    assert!(
+        var("AWS_ENDPOINT_URL").is_some_and(|u| u.starts_with("https://")),
+        "{env:#}"
+    );
+    assert_eq!(
+        var("ARCA_S3_CA_BUNDLE"),
+        Some(std::fs::read_to_string(&nodes.aws.tls.ca).unwrap()),
+        "{env:#}"
     );
     // The agent removed its mover Job (and with it the Pod and Secret) and the clone claim.
     a.wait_for(

@@ -18,7 +18,10 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
             bail!("repository URL {url:?}: no bucket");
         }
         let config = arca_aws::config::load().await;
-        let client = arca_aws::config::s3_client(&config);
+        // The destination's addressing and TLS trust, as the agent passed them to this mover.
+        let client = arca_aws::s3_connection::S3Connection::from_env()
+            .and_then(|c| c.client(&config))
+            .map_err(|e| anyhow::anyhow!("repository URL {url:?}: {e}"))?;
         return Ok(Arc::new(arca_aws::S3ObjectStore::new(
             client,
             bucket,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arca_aws::s3_connection::S3Connection;
 use arca_core::model::destination::DestinationTarget;
 use arca_core::ports::ObjectStore;
 use arca_core::ports::credentials::{DestinationAccess, TemporaryCredentials};
@@ -36,6 +37,7 @@ pub async fn open_store_at(access: &DestinationAccess, prefix: &str) -> Result<A
             credentials_ref,
             ..
         } => {
+            let connection = s3_connection(&access.target).unwrap_or_default();
             if let Some(name) = credentials_ref
                 && access.credentials.is_none()
             {
@@ -58,12 +60,31 @@ pub async fn open_store_at(access: &DestinationAccess, prefix: &str) -> Result<A
                 ));
             }
             let config = loader.load().await;
-            let client = arca_aws::config::s3_client(&config);
+            let client = connection
+                .client(&config)
+                .map_err(|e| format!("destination bucket {bucket}: {e}"))?;
             Ok(Arc::new(arca_aws::S3ObjectStore::new(client, bucket.clone(), prefix)))
         }
         DestinationTarget::ArcaManaged { .. } => {
             Err("the control plane answered Arca-managed storage without a concrete bucket".into())
         }
+    }
+}
+
+/// The addressing and TLS trust of an S3 destination.
+pub fn s3_connection(target: &DestinationTarget) -> Option<S3Connection> {
+    match target {
+        DestinationTarget::S3 {
+            path_style,
+            ca_bundle,
+            skip_tls_verify,
+            ..
+        } => Some(S3Connection {
+            path_style: *path_style,
+            ca_bundle: ca_bundle.clone(),
+            skip_tls_verify: *skip_tls_verify,
+        }),
+        _ => None,
     }
 }
 
@@ -151,7 +172,8 @@ impl Repo {
         }
     }
 
-    /// The mover's plain environment: region and endpoint of an S3 destination.
+    /// The mover's plain environment: region, endpoint, addressing and TLS trust of an S3
+    /// destination.
     pub fn mover_env(&self) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         if let DestinationTarget::S3 { region, endpoint, .. } = &self.target {
@@ -159,6 +181,9 @@ impl Repo {
             if let Some(endpoint) = endpoint {
                 env.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
             }
+        }
+        if let Some(connection) = s3_connection(&self.target) {
+            env.extend(connection.env());
         }
         env
     }

@@ -34,7 +34,7 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
         DestinationsCmd::Get { destination } => show_entity(g, &client, DESTINATION, &destination).await?,
         DestinationsCmd::Create(c) => {
             let name = c.name.clone();
-            let body = json!({ "name": c.name, "target": target(c) });
+            let body = json!({ "name": c.name, "target": target(c)? });
             let d = client.post(DESTINATION.path, &body).await?.body;
             done(g.output, &d, format!("destination {name} created ({})", at(&d, "/id")))?;
         }
@@ -70,7 +70,7 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
     Ok(())
 }
 
-fn target(c: DestinationCreate) -> Value {
+fn target(c: DestinationCreate) -> Result<Value, CliError> {
     let mut t = Map::new();
     if let Some(path) = c.local_path {
         t.insert("kind".into(), json!("LOCAL_FILESYSTEM"));
@@ -81,6 +81,14 @@ fn target(c: DestinationCreate) -> Value {
         t.insert("region".into(), json!(c.s3_region));
         t.insert("prefix".into(), json!(c.s3_prefix));
         t.insert("skipTlsVerify".into(), json!(c.skip_tls_verify));
+        if let Some(p) = c.s3_path_style {
+            t.insert("pathStyle".into(), json!(p));
+        }
+        if let Some(file) = c.s3_ca_bundle {
+            let pem = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::usage(format!("--s3-ca-bundle {}: {e}", file.display())))?;
+            t.insert("caBundle".into(), json!(pem));
+        }
         if let Some(e) = c.s3_endpoint {
             t.insert("endpoint".into(), json!(e));
         }
@@ -93,5 +101,5 @@ fn target(c: DestinationCreate) -> Value {
             t.insert("region".into(), json!(r));
         }
     }
-    Value::Object(t)
+    Ok(Value::Object(t))
 }

@@ -226,6 +226,15 @@ pub fn install_with_link(user: &User, k: &Kubectl, cluster: &str) -> Value {
     pod
 }
 
+/// How the agents reach the test bucket: moto over plain HTTP, or over TLS with a
+/// certificate of the test environment's private CA, trusted through the destination's
+/// `caBundle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketEndpoint {
+    Http,
+    TlsWithCaBundle,
+}
+
 /// A user S3 bucket on moto as destination `name`, reached from Pods on the host IP, its
 /// keys in a Secret `bucket-keys` in the agent namespace of each cluster (`credentialsRef`).
 pub fn bucket_destination(
@@ -234,6 +243,7 @@ pub fn bucket_destination(
     aws: &arca_testenv::AwsEnv,
     host_ip: &str,
     name: &str,
+    endpoint: BucketEndpoint,
 ) -> String {
     let bucket = arca_testenv::unique(name).to_lowercase();
     let created = Command::new("curl")
@@ -254,7 +264,12 @@ pub fn bucket_destination(
         ]);
     }
     let moto_port = aws.endpoint_url.rsplit(':').next().unwrap().trim_end_matches('/');
-    user.ok(&[
+    let url = match endpoint {
+        BucketEndpoint::Http => format!("http://{host_ip}:{moto_port}"),
+        BucketEndpoint::TlsWithCaBundle => format!("https://{host_ip}:{}", aws.tls.port),
+    };
+    let ca = aws.tls.ca.to_str().unwrap();
+    let mut args = vec![
         "destinations",
         "create",
         name,
@@ -263,10 +278,14 @@ pub fn bucket_destination(
         "--s3-region",
         "us-east-1",
         "--s3-endpoint",
-        &format!("http://{host_ip}:{moto_port}"),
+        &url,
         "--credentials-ref",
         "bucket-keys",
-    ]);
+    ];
+    if endpoint == BucketEndpoint::TlsWithCaBundle {
+        args.extend(["--s3-ca-bundle", ca]);
+    }
+    user.ok(&args);
     bucket
 }
 

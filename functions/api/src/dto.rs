@@ -166,6 +166,12 @@ pub enum TargetBody {
         credentials_ref: Option<String>,
         #[serde(default)]
         skip_tls_verify: bool,
+        /// Path-style addressing; absent: path style exactly when `endpoint` is set.
+        #[serde(default)]
+        path_style: Option<bool>,
+        /// PEM certificates to trust for the endpoint (a private CA).
+        #[serde(default)]
+        ca_bundle: Option<String>,
     },
     /// A directory on the machine (single-machine mode only).
     LocalFilesystem { path: String },
@@ -182,6 +188,8 @@ impl From<TargetBody> for DestinationTarget {
                 prefix,
                 credentials_ref,
                 skip_tls_verify,
+                path_style,
+                ca_bundle,
             } => DestinationTarget::S3 {
                 endpoint,
                 bucket,
@@ -189,6 +197,8 @@ impl From<TargetBody> for DestinationTarget {
                 prefix,
                 credentials_ref,
                 skip_tls_verify,
+                path_style,
+                ca_bundle,
             },
             TargetBody::LocalFilesystem { path } => DestinationTarget::LocalFilesystem { path },
         }

@@ -65,6 +65,8 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
                     prefix: String::new(),
                     credentials_ref: None,
                     skip_tls_verify: false,
+                    path_style: None,
+                    ca_bundle: None,
                 },
             },
         )

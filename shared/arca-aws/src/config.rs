@@ -10,7 +10,8 @@ pub async fn load() -> SdkConfig {
 }
 
 /// An S3 client for `config`. Path-style addressing is used whenever a custom endpoint
-/// is configured: S3-compatible stores and emulators rarely serve virtual-host buckets.
+/// is configured: S3-compatible stores and emulators rarely serve virtual-host buckets
+/// (a destination can say otherwise: [`crate::s3_connection::S3Connection`]).
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style = config.endpoint_url().is_some();
     let s3_config = aws_sdk_s3::config::Builder::from(config)

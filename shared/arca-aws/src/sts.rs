@@ -155,6 +155,8 @@ impl CredentialVendor for StsCredentialVendor {
                 prefix: self.config.prefix.clone(),
                 credentials_ref: None,
                 skip_tls_verify: false,
+                path_style: None,
+                ca_bundle: None,
             },
             cluster_prefix: prefix,
             credentials: Some(credentials),

@@ -42,6 +42,27 @@ fn required_from(var: &str, lookup: impl Fn(&str) -> Option<String>, ci: bool) -
 #[derive(Clone, Debug)]
 pub struct AwsEnv {
     pub endpoint_url: String,
+    /// The same moto over TLS (`https://127.0.0.1:<port>`, or the nodes' host IP from Pods),
+    /// with a certificate of the test environment's private CA.
+    pub tls: S3Tls,
+}
+
+/// moto's TLS listener: an S3-compatible store behind a private CA.
+#[derive(Clone, Debug)]
+pub struct S3Tls {
+    pub port: u16,
+    /// The private CA's certificate (PEM), for a destination's `caBundle`.
+    pub ca: PathBuf,
+}
+
+fn s3_tls(port_var: &str, ca_var: &str) -> Option<S3Tls> {
+    let port = required(port_var)?;
+    Some(S3Tls {
+        port: port
+            .parse()
+            .unwrap_or_else(|_| panic!("{port_var}={port:?} is not a port")),
+        ca: PathBuf::from(required(ca_var)?),
+    })
 }
 
 impl AwsEnv {
@@ -58,6 +79,7 @@ impl AwsEnv {
 pub fn aws() -> Option<AwsEnv> {
     Some(AwsEnv {
         endpoint_url: required("AWS_ENDPOINT_URL")?,
+        tls: s3_tls("ARCA_TEST_S3_TLS_PORT", "ARCA_TEST_S3_TLS_CA")?,
     })
 }
 
@@ -163,6 +185,7 @@ pub fn nodes() -> Option<Nodes> {
         kubeconfig_b: PathBuf::from(required("ARCA_TEST_NODE_KUBECONFIG_B")?),
         aws: AwsEnv {
             endpoint_url: required("ARCA_TEST_NODE_AWS_ENDPOINT_URL")?,
+            tls: s3_tls("ARCA_TEST_NODE_S3_TLS_PORT", "ARCA_TEST_NODE_S3_TLS_CA")?,
         },
         testenv,
         csi: Csi {

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{DestinationId, OrgId};
 use crate::{Error, Result, validate};
 
+/// The largest `caBundle` a destination keeps (a few CA certificates).
+pub const MAX_CA_BUNDLE_BYTES: usize = 64 * 1024;
+
 /// Where backup data goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", rename_all_fields = "camelCase")]
@@ -31,6 +34,14 @@ pub enum DestinationTarget {
         credentials_ref: Option<String>,
         #[serde(default)]
         skip_tls_verify: bool,
+        /// Path-style addressing (`https://host/bucket/key`); `None`: path style exactly
+        /// when `endpoint` is set (S3-compatible stores rarely serve virtual-host buckets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_style: Option<bool>,
+        /// PEM certificates trusted, besides the system's roots, for the endpoint's TLS
+        /// (a store behind a private CA). Not secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_bundle: Option<String>,
     },
     /// A directory on the machine (embedded, single-machine mode only).
     LocalFilesystem { path: String },
@@ -55,8 +66,19 @@ impl DestinationTarget {
                 region,
                 prefix,
                 credentials_ref,
+                ca_bundle,
                 ..
             } => {
+                if let Some(pem) = ca_bundle
+                    && (pem.len() > MAX_CA_BUNDLE_BYTES || !pem.contains("-----BEGIN CERTIFICATE-----"))
+                {
+                    return Err(Error::invalid(
+                        format!("{field}.caBundle"),
+                        format!(
+                            "must be PEM certificates (-----BEGIN CERTIFICATE-----), at most {MAX_CA_BUNDLE_BYTES} bytes"
+                        ),
+                    ));
+                }
                 if let Some(endpoint) = endpoint
                     && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
                 {
@@ -210,6 +232,8 @@ mod tests {
             prefix: "arca/".into(),
             credentials_ref: Some("minio-creds".into()),
             skip_tls_verify: true,
+            path_style: None,
+            ca_bundle: None,
         };
         let json = serde_json::to_value(&s3).unwrap();
         assert_eq!(json["kind"], "S3");
@@ -230,6 +254,8 @@ mod tests {
             prefix: String::new(),
             credentials_ref: None,
             skip_tls_verify: false,
+            path_style: None,
+            ca_bundle: None,
         };
         assert!(matches!(bad.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.bucket"));
         let local = DestinationTarget::LocalFilesystem {

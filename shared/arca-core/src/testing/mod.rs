@@ -89,6 +89,8 @@ fn s3(name: &str) -> DestinationSpec {
             prefix: "c/".into(),
             credentials_ref: Some("creds".into()),
             skip_tls_verify: false,
+            path_style: None,
+            ca_bundle: None,
         },
     }
 }
