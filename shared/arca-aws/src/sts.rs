@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use arca_core::ids::{ClusterId, OrgId};
+use arca_core::ids::OrgId;
 use arca_core::model::destination::{Destination, DestinationTarget};
 use arca_core::ports::credentials::{
-    ConfigVendor, CredentialVendor, DestinationAccess, TemporaryCredentials, cluster_prefix,
+    ConfigVendor, CredentialVendor, DestinationAccess, Grant, TemporaryCredentials, cluster_prefix,
 };
 use arca_core::{Error, Result};
 use async_trait::async_trait;
@@ -46,52 +46,57 @@ pub struct StsCredentialVendor {
     config: StsCredentialVendorConfig,
 }
 
-/// The inline session policy of one cluster's credentials: objects under
-/// `cluster_prefix` (get, put, delete) and listing of that prefix only; with a bucket
-/// key, its use through S3 (the only way these credentials can reach it).
-pub fn session_policy(bucket: &str, cluster_prefix: &str, kms_key_arn: Option<&str>) -> Value {
-    let mut policy = objects_policy(bucket, cluster_prefix);
-    if let (Some(key), Some(statements)) = (kms_key_arn, policy["Statement"].as_array_mut()) {
+/// The inline session policy of one job's credentials ([`Grant`]): objects under
+/// `cluster_prefix` (get, put, delete; get only for a read-only grant) and listing of
+/// that prefix only; with a bucket key, its use through S3 (the only way these
+/// credentials can reach it: decrypt only for a read-only grant).
+pub fn session_policy(bucket: &str, cluster_prefix: &str, kms_key_arn: Option<&str>, writes: bool) -> Value {
+    let prefix = cluster_prefix.trim_start_matches('/');
+    let (objects, kms) = if writes {
+        (
+            json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+            json!(["kms:GenerateDataKey", "kms:Decrypt"]),
+        )
+    } else {
+        (json!(["s3:GetObject"]), json!(["kms:Decrypt"]))
+    };
+    let mut statements = vec![
+        json!({
+            "Sid": "ClusterObjects",
+            "Effect": "Allow",
+            "Action": objects,
+            "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
+        }),
+        json!({
+            "Sid": "ListClusterPrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:aws:s3:::{bucket}"),
+            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}*")] } },
+        }),
+    ];
+    if let Some(key) = kms_key_arn {
         statements.push(json!({
             "Sid": "BucketKeyThroughS3",
             "Effect": "Allow",
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Action": kms,
             "Resource": key,
         }));
     }
-    policy
-}
-
-fn objects_policy(bucket: &str, cluster_prefix: &str) -> Value {
-    let prefix = cluster_prefix.trim_start_matches('/');
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ClusterObjects",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
-            },
-            {
-                "Sid": "ListClusterPrefix",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": format!("arn:aws:s3:::{bucket}"),
-                "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}*")] } },
-            },
-        ],
-    })
+    json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
 /// A role session name STS accepts (`[\w+=,.@-]{2,64}`) that names the cluster in
 /// CloudTrail.
-fn session_name(cluster: &ClusterId) -> String {
-    let name: String = format!("arca-{cluster}")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
-        .take(64)
-        .collect();
+fn session_name(grant: &Grant) -> String {
+    let name: String = match grant {
+        Grant::ReadWrite(cluster) => format!("arca-{cluster}"),
+        Grant::ReadOnly(cluster) => format!("arca-read-{cluster}"),
+    }
+    .chars()
+    .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
+    .take(64)
+    .collect();
     name
 }
 
@@ -100,16 +105,21 @@ impl StsCredentialVendor {
         StsCredentialVendor { client, config }
     }
 
-    async fn assume(&self, cluster: &ClusterId, cluster_prefix: &str) -> Result<TemporaryCredentials> {
-        let policy =
-            session_policy(&self.config.bucket, cluster_prefix, self.config.kms_key_arn.as_deref()).to_string();
+    async fn assume(&self, grant: Grant, cluster_prefix: &str) -> Result<TemporaryCredentials> {
+        let policy = session_policy(
+            &self.config.bucket,
+            cluster_prefix,
+            self.config.kms_key_arn.as_deref(),
+            grant.writes(),
+        )
+        .to_string();
         let seconds = i32::try_from(self.config.duration.as_secs())
             .map_err(|_| Error::invalid("duration", "too long for STS"))?;
         let out = self
             .client
             .assume_role()
             .role_arn(&self.config.role_arn)
-            .role_session_name(session_name(cluster))
+            .role_session_name(session_name(&grant))
             .policy(policy)
             .duration_seconds(seconds)
             .send()
@@ -132,9 +142,9 @@ impl StsCredentialVendor {
 
 #[async_trait]
 impl CredentialVendor for StsCredentialVendor {
-    async fn access(&self, org: &OrgId, cluster: &ClusterId, destination: &Destination) -> Result<DestinationAccess> {
+    async fn access(&self, org: &OrgId, grant: Grant, destination: &Destination) -> Result<DestinationAccess> {
         let DestinationTarget::ArcaManaged { region } = &destination.spec.target else {
-            return ConfigVendor.access(org, cluster, destination).await;
+            return ConfigVendor.access(org, grant, destination).await;
         };
         if region.as_ref().is_some_and(|r| *r != self.config.region) {
             return Err(Error::permanent(format!(
@@ -143,8 +153,8 @@ impl CredentialVendor for StsCredentialVendor {
                 region.as_deref().unwrap_or_default()
             )));
         }
-        let prefix = cluster_prefix(&self.config.prefix, org, cluster);
-        let credentials = self.assume(cluster, &prefix).await?;
+        let prefix = cluster_prefix(&self.config.prefix, org, grant.cluster());
+        let credentials = self.assume(grant, &prefix).await?;
         Ok(DestinationAccess {
             destination_id: destination.id,
             // Resolved to the concrete bucket: the agent needs nothing else to reach it.
@@ -169,52 +179,83 @@ impl CredentialVendor for StsCredentialVendor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arca_core::ids::ClusterId;
 
+    const PREFIX: &str = "backups/org_1/cl_2/";
+
+    fn statements(objects: Value) -> Value {
+        json!([
+            {
+                "Sid": "ClusterObjects",
+                "Effect": "Allow",
+                "Action": objects,
+                "Resource": "arn:aws:s3:::arca-managed/backups/org_1/cl_2/*",
+            },
+            {
+                "Sid": "ListClusterPrefix",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": "arn:aws:s3:::arca-managed",
+                "Condition": { "StringLike": { "s3:prefix": ["backups/org_1/cl_2/*"] } },
+            },
+        ])
+    }
+
+    /// Backups and deletions: the cluster's own prefix, read, write and delete.
     #[test]
-    fn the_session_policy_allows_exactly_the_cluster_prefix() {
-        let policy = session_policy("arca-managed", "backups/org_1/cl_2/", None);
+    fn a_read_write_grant_allows_exactly_the_cluster_prefix() {
+        let policy = session_policy("arca-managed", PREFIX, None, true);
+        assert_eq!(policy["Version"], "2012-10-17");
         assert_eq!(
-            policy,
-            json!({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "ClusterObjects",
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                        "Resource": "arn:aws:s3:::arca-managed/backups/org_1/cl_2/*",
-                    },
-                    {
-                        "Sid": "ListClusterPrefix",
-                        "Effect": "Allow",
-                        "Action": "s3:ListBucket",
-                        "Resource": "arn:aws:s3:::arca-managed",
-                        "Condition": { "StringLike": { "s3:prefix": ["backups/org_1/cl_2/*"] } },
-                    },
-                ],
-            })
+            policy["Statement"],
+            statements(json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]))
         );
-        let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"));
+        let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"), true);
         assert_eq!(
             with_key["Statement"][2],
             json!({"Sid": "BucketKeyThroughS3", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                    "Resource": "arn:aws:kms:us-east-1:111122223333:key/k"})
         );
+    }
+
+    /// Restores, into the same cluster or another: the recovery point's cluster prefix,
+    /// read only (no put, no delete; the bucket key for decryption only).
+    #[test]
+    fn a_read_only_grant_reads_the_points_cluster_prefix_and_writes_nothing() {
+        let policy = session_policy("arca-managed", PREFIX, None, false);
+        assert_eq!(policy["Statement"], statements(json!(["s3:GetObject"])));
+        let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"), false);
+        assert_eq!(with_key["Statement"][2]["Action"], json!(["kms:Decrypt"]));
+        assert!(!policy.to_string().contains("Put") && !policy.to_string().contains("Delete"));
+    }
+
+    #[test]
+    fn packed_policies_fit_sts() {
         // STS limits a packed session policy to 2048 characters.
-        let long = session_policy(
-            &"b".repeat(63),
-            &format!(
-                "{}/org_01ARZ3NDEKTSV4RRFFQ69G5FAV/cl_01ARZ3NDEKTSV4RRFFQ69G5FAV/",
-                "p".repeat(200)
-            ),
-            Some("arn:aws:kms:us-east-1:111122223333:key/0123abcd-0123-abcd-0123-0123456789ab"),
-        );
-        assert!(long.to_string().len() < 2048);
+        for writes in [true, false] {
+            let long = session_policy(
+                &"b".repeat(63),
+                &format!(
+                    "{}/org_01ARZ3NDEKTSV4RRFFQ69G5FAV/cl_01ARZ3NDEKTSV4RRFFQ69G5FAV/",
+                    "p".repeat(200)
+                ),
+                Some("arn:aws:kms:us-east-1:111122223333:key/0123abcd-0123-abcd-0123-0123456789ab"),
+                writes,
+            );
+            assert!(long.to_string().len() < 2048);
+        }
     }
 
     #[test]
     fn session_names_are_what_sts_accepts() {
         let cl: ClusterId = "cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
-        assert_eq!(session_name(&cl), "arca-cl_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(
+            session_name(&Grant::ReadWrite(cl)),
+            "arca-cl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            session_name(&Grant::ReadOnly(cl)),
+            "arca-read-cl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
     }
 }

@@ -4,14 +4,15 @@
 //! moto does NOT enforce IAM or session policies: credentials from any AssumeRole can do
 //! anything. So this proves the vend and the shape of what the agent gets, not the
 //! restriction; the policy's exact content is unit-tested in `sts.rs`
-//! (`session_policy`), which is what real AWS enforces.
+//! (`session_policy`: read-write for backups and deletions, read-only for restores), which
+//! is what real AWS enforces.
 
 use std::time::Duration;
 
 use arca_aws::{StsCredentialVendor, StsCredentialVendorConfig};
 use arca_core::ids::{ClusterId, DestinationId, OrgId};
 use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
-use arca_core::ports::credentials::CredentialVendor;
+use arca_core::ports::credentials::{CredentialVendor, Grant};
 
 #[tokio::test]
 async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
@@ -51,7 +52,10 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
         updated_at: now,
         version: 1,
     };
-    let access = vendor.access(&org, &cluster, &destination).await.expect("vend");
+    let access = vendor
+        .access(&org, Grant::ReadWrite(cluster), &destination)
+        .await
+        .expect("vend");
     assert_eq!(access.cluster_prefix, format!("backups/{org}/{cluster}/"));
     let DestinationTarget::S3 {
         bucket: got_bucket,
@@ -106,6 +110,40 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
         .expect("get");
     let bytes = body.body.collect().await.expect("read").into_bytes();
     assert_eq!(&bytes[..], b"hello");
+
+    // A restore of this cluster's point, run by another cluster's agent: credentials of
+    // their own (a read-only session policy, `sts.rs`) on the point's cluster prefix, not
+    // on the restoring cluster's.
+    let restoring = ClusterId::new();
+    let read = vendor
+        .access(&org, Grant::ReadOnly(cluster), &destination)
+        .await
+        .expect("vend read-only");
+    assert_eq!(read.cluster_prefix, access.cluster_prefix);
+    assert!(!read.cluster_prefix.contains(&restoring.to_string()));
+    let read_creds = read.credentials.expect("credentials");
+    assert_ne!(read_creds.access_key_id, creds.access_key_id, "a session of its own");
+    let reader = arca_aws::config::s3_client(
+        &sdk.to_builder()
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::new(
+                    read_creds.access_key_id.clone(),
+                    read_creds.secret_access_key.clone(),
+                    Some(read_creds.session_token.clone()),
+                    None,
+                    "arca-sts-test-read",
+                ),
+            ))
+            .build(),
+    );
+    let got = reader
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("the restore reads the point's data");
+    assert_eq!(&got.body.collect().await.expect("read").into_bytes()[..], b"hello");
     agent_s3
         .delete_object()
         .bucket(&bucket)

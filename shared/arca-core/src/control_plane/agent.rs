@@ -15,7 +15,7 @@ use crate::model::job::{Job, JobState, JobType};
 use crate::model::org::Org;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
 use crate::model::secret::{AGENT_TOKEN_PREFIX, Secret};
-use crate::ports::credentials::DestinationAccess;
+use crate::ports::credentials::{DestinationAccess, Grant};
 use crate::ports::queue::Receipt;
 use crate::store::Tx;
 use crate::{Error, Result};
@@ -578,29 +578,35 @@ impl ControlPlane {
         if job.state.is_terminal() {
             return Err(lease_lost(format!("job {id} is {:?}", job.state)));
         }
-        let dest_id = match (job.definition_id, job.recovery_point_id) {
-            (_, Some(rp)) if job.job_type != JobType::K8sBackup => self
-                .store
-                .get::<RecoveryPoint>(&agent.org_id, &rp)
-                .await?
-                .location
-                .map(|l| l.destination_id),
+        // Restores read the point's cluster prefix (another cluster's, restoring there) and
+        // write nothing; deletions and backups work in their cluster's prefix.
+        let (dest_id, grant) = match (job.definition_id, job.recovery_point_id) {
+            (_, Some(rp)) if job.job_type != JobType::K8sBackup => {
+                let rp = self.store.get::<RecoveryPoint>(&agent.org_id, &rp).await?;
+                let grant = if job.job_type == JobType::K8sRestore {
+                    Grant::ReadOnly(rp.cluster_id)
+                } else {
+                    Grant::ReadWrite(rp.cluster_id)
+                };
+                (rp.location.map(|l| l.destination_id), grant)
+            }
             (Some(def), _) => {
                 let def = self.store.get::<BackupDefinition>(&agent.org_id, &def).await?;
                 let org = self.store.get::<Org>(&agent.org_id, &agent.org_id).await?;
                 let cluster = self.store.get::<Cluster>(&agent.org_id, &agent.cluster_id).await?;
-                effective_destination(
+                let dest = effective_destination(
                     def.spec.destination_id,
                     cluster.spec.default_destination_id,
                     org.default_destination_id,
                 )
-                .map(|e| e.destination_id)
+                .map(|e| e.destination_id);
+                (dest, Grant::ReadWrite(agent.cluster_id))
             }
-            _ => None,
+            _ => (None, Grant::ReadWrite(agent.cluster_id)),
         };
         let dest_id = dest_id.ok_or_else(|| Error::not_found(format!("destination of job {id}")))?;
         let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
-        let mut access = self.vendor.access(&agent.org_id, &agent.cluster_id, &dest).await?;
+        let mut access = self.vendor.access(&agent.org_id, grant, &dest).await?;
         access.archive_key = self
             .config
             .archive_master_key

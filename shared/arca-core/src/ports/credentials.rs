@@ -59,9 +59,35 @@ pub fn cluster_prefix(base: &str, org: &OrgId, cluster: &ClusterId) -> String {
     }
 }
 
+/// What one job may do in its destination, and under which cluster's prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Backups and deletions: read, write and delete under this cluster's prefix.
+    ReadWrite(ClusterId),
+    /// Restores: read only, under the prefix of the cluster the recovery point was taken in
+    /// (possibly another cluster than the one restoring). A point's archive and volume
+    /// repository are deduplicated across that cluster's points, so that prefix is the
+    /// smallest one holding a point's data; nothing is writable.
+    ReadOnly(ClusterId),
+}
+
+impl Grant {
+    /// The cluster whose prefix the grant covers.
+    pub fn cluster(&self) -> &ClusterId {
+        match self {
+            Grant::ReadWrite(c) | Grant::ReadOnly(c) => c,
+        }
+    }
+
+    pub fn writes(&self) -> bool {
+        matches!(self, Grant::ReadWrite(_))
+    }
+}
+
 #[async_trait]
 pub trait CredentialVendor: Send + Sync {
-    async fn access(&self, org: &OrgId, cluster: &ClusterId, destination: &Destination) -> Result<DestinationAccess>;
+    /// Access to `destination` for one job of `org`, as `grant` allows.
+    async fn access(&self, org: &OrgId, grant: Grant, destination: &Destination) -> Result<DestinationAccess>;
 }
 
 /// Hands out configuration for user storage and local directories; refuses managed
@@ -71,7 +97,7 @@ pub struct ConfigVendor;
 
 #[async_trait]
 impl CredentialVendor for ConfigVendor {
-    async fn access(&self, org: &OrgId, cluster: &ClusterId, destination: &Destination) -> Result<DestinationAccess> {
+    async fn access(&self, org: &OrgId, grant: Grant, destination: &Destination) -> Result<DestinationAccess> {
         let base = match &destination.spec.target {
             DestinationTarget::S3 { prefix, .. } => prefix.as_str(),
             DestinationTarget::LocalFilesystem { .. } => "",
@@ -84,7 +110,7 @@ impl CredentialVendor for ConfigVendor {
         Ok(DestinationAccess {
             destination_id: destination.id,
             target: destination.spec.target.clone(),
-            cluster_prefix: cluster_prefix(base, org, cluster),
+            cluster_prefix: cluster_prefix(base, org, grant.cluster()),
             credentials: None,
             // Added by the control plane, which holds the master key.
             archive_key: None,

@@ -1,0 +1,117 @@
+//! What each job's destination access covers: a backup writes under its own cluster's
+//! prefix; a restore into another cluster reads under the prefix of the cluster the point
+//! was taken in (the vendor makes those credentials read-only: `arca_aws::sts`), not the
+//! restoring cluster's, which holds nothing of that point.
+
+mod common;
+
+use common::Api;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
+    let api = Api::new();
+    let t = api.signup("creds").await;
+    let dest = api.destination(&t.admin, "local").await;
+    let mut clusters = Vec::new();
+    for name in ["source", "target"] {
+        let c = api
+            .post(
+                "/v1/clusters",
+                &t.admin,
+                json!({ "name": name, "defaultDestinationId": dest }),
+            )
+            .await
+            .expect(201);
+        let token = c.body["agentToken"].as_str().unwrap().to_owned();
+        let session = api
+            .agent(&token, "/v1/agent/connect", None, json!({}))
+            .await
+            .expect(200)
+            .body["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
+            .await
+            .expect(200);
+        clusters.push((c.id(), token, session));
+    }
+    let (source, target) = (&clusters[0], &clusters[1]);
+
+    // A backup in the source cluster: its credentials cover the source's prefix.
+    let backup = api
+        .backup(&t.admin, &source.0, Some(&t.default_policy_id), None)
+        .await
+        .expect(201)
+        .id();
+    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
+        .await
+        .expect(201);
+    let polled = api
+        .agent(&source.1, "/v1/agent/poll", Some(&source.2), json!({}))
+        .await
+        .expect(200);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let access = api
+        .agent(
+            &source.1,
+            &format!("/v1/agent/jobs/{job}/credentials"),
+            Some(&source.2),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    let source_prefix = access.body["clusterPrefix"].as_str().unwrap().to_owned();
+    assert!(source_prefix.ends_with(&format!("/{}/", source.0)), "{}", access.text);
+    let done = api
+        .agent(
+            &source.1,
+            &format!("/v1/agent/jobs/{job}/complete"),
+            Some(&source.2),
+            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
+                    "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1 } }),
+        )
+        .await
+        .expect(200);
+    let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
+
+    // Its restore into the target cluster reads the source's prefix.
+    api.post(
+        "/v1/restores",
+        &t.admin,
+        json!({ "recoveryPointId": rp, "targetClusterId": target.0 }),
+    )
+    .await
+    .expect(201);
+    let polled = api
+        .agent(&target.1, "/v1/agent/poll", Some(&target.2), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let access = api
+        .agent(
+            &target.1,
+            &format!("/v1/agent/jobs/{job}/credentials"),
+            Some(&target.2),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(access.body["clusterPrefix"], source_prefix.as_str(), "{}", access.text);
+    assert!(
+        !access.text.contains(&target.0),
+        "nothing of the target's prefix: {}",
+        access.text
+    );
+    // The source's agent cannot ask for the target's job.
+    api.agent(
+        &source.1,
+        &format!("/v1/agent/jobs/{job}/credentials"),
+        Some(&source.2),
+        json!({}),
+    )
+    .await
+    .expect(404);
+}
