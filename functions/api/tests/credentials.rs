@@ -15,27 +15,9 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     let dest = api.destination(&t.admin, "local").await;
     let mut clusters = Vec::new();
     for name in ["source", "target"] {
-        let c = api
-            .post(
-                "/v1/clusters",
-                &t.admin,
-                json!({ "name": name, "defaultDestinationId": dest }),
-            )
-            .await
-            .expect(201);
-        let token = c.body["agentToken"].as_str().unwrap().to_owned();
-        let session = api
-            .agent(&token, "/v1/agent/connect", None, json!({}))
-            .await
-            .expect(200)
-            .body["sessionId"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
-            .await
-            .expect(200);
-        clusters.push((c.id(), token, session));
+        let (id, token) = api.cluster(&t.admin, name, Some(&dest)).await;
+        let session = api.agent_session(&token).await;
+        clusters.push((id, token, session));
     }
     let (source, target) = (&clusters[0], &clusters[1]);
 

@@ -423,31 +423,13 @@ async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
     let api = Api::new();
     let t = api.signup("unlinked").await;
     let dest = api.destination(&t.admin, "local").await;
-    let cluster = api
-        .post(
-            "/v1/clusters",
-            &t.admin,
-            json!({ "name": "plain", "defaultDestinationId": dest }),
-        )
-        .await
-        .expect(201);
-    let token = cluster.body["agentToken"].as_str().unwrap().to_owned();
+    let (cluster, token) = api.cluster(&t.admin, "plain", Some(&dest)).await;
     let backup = api
-        .backup(&t.admin, &cluster.id(), Some(&t.default_policy_id), None)
+        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
         .await
         .expect(201)
         .id();
-    let session = api
-        .agent(&token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let session = api.agent_session(&token).await;
     api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
         .await
         .expect(201);

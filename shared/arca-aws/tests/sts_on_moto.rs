@@ -71,19 +71,22 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
     assert!(creds.expiration > now, "{:?}", creds.expiration);
 
     // The agent's S3 client: the vended credentials only, against the same endpoint.
-    let agent_sdk = sdk
-        .to_builder()
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new(
-                creds.access_key_id.clone(),
-                creds.secret_access_key.clone(),
-                Some(creds.session_token.clone()),
-                None,
-                "arca-sts-test",
-            ),
-        ))
-        .build();
-    let agent_s3 = arca_aws::config::s3_client(&agent_sdk);
+    let s3_with = |c: &arca_core::ports::credentials::TemporaryCredentials| {
+        arca_aws::config::s3_client(
+            &sdk.to_builder()
+                .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                    aws_sdk_s3::config::Credentials::new(
+                        c.access_key_id.clone(),
+                        c.secret_access_key.clone(),
+                        Some(c.session_token.clone()),
+                        None,
+                        "arca-sts-test",
+                    ),
+                ))
+                .build(),
+        )
+    };
+    let agent_s3 = s3_with(&creds);
     let key = format!("{}data/one", access.cluster_prefix);
     agent_s3
         .put_object()
@@ -123,19 +126,7 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
     assert!(!read.cluster_prefix.contains(&restoring.to_string()));
     let read_creds = read.credentials.expect("credentials");
     assert_ne!(read_creds.access_key_id, creds.access_key_id, "a session of its own");
-    let reader = arca_aws::config::s3_client(
-        &sdk.to_builder()
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-                aws_sdk_s3::config::Credentials::new(
-                    read_creds.access_key_id.clone(),
-                    read_creds.secret_access_key.clone(),
-                    Some(read_creds.session_token.clone()),
-                    None,
-                    "arca-sts-test-read",
-                ),
-            ))
-            .build(),
-    );
+    let reader = s3_with(&read_creds);
     let got = reader
         .get_object()
         .bucket(&bucket)

@@ -263,6 +263,22 @@ impl Api {
         (reply.id(), reply.body["agentToken"].as_str().unwrap().to_owned())
     }
 
+    /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
+    pub async fn agent_session(&self, token: &str) -> String {
+        let session = self
+            .agent(token, "/v1/agent/connect", None, json!({}))
+            .await
+            .expect(200)
+            .body["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.agent(token, "/v1/agent/heartbeat", Some(&session), json!({}))
+            .await
+            .expect(200);
+        session
+    }
+
     pub async fn backup(&self, key: &str, cluster: &str, policy: Option<&str>, destination: Option<&str>) -> Reply {
         let mut body = json!({ "name": "nightly", "clusterId": cluster, "selection": { "namespaces": ["default"] } });
         if let Some(p) = policy {
