@@ -771,7 +771,9 @@ start_moto() { # venv
   port_free "$MOTO_PORT" || die "port $MOTO_PORT is taken by a process this script did not start"
   port_free "$MOTO_TLS_PORT" || die "port $MOTO_TLS_PORT is taken by a process this script did not start"
   gen_moto_tls
-  setsid "$venv/bin/python" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" --tls-port "$MOTO_TLS_PORT" \
+  # Tests may record requests (/moto-api/recorder/, e.g. to read what STS was asked):
+  # the recording lives in the run directory, never in the working directory.
+  MOTO_RECORDER_FILEPATH="$RUN/moto-recording" setsid "$venv/bin/python" "$SCRIPTS/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" --tls-port "$MOTO_TLS_PORT" \
     --tls-cert "$RUN/moto-tls/server.crt" --tls-key "$RUN/moto-tls/server.key" >"$RUN/moto.log" 2>&1 </dev/null &
   echo $! >"$RUN/moto.pid"
   wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/" || return 1

@@ -342,6 +342,8 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
     let config = ControlPlaneConfig {
         signup_open: true,
+        // Copying PV data is a paid-plan feature.
+        signup_plan: arca_core::model::plan::Plan::Paid,
         local_destinations: true,
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),

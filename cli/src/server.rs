@@ -137,6 +137,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let config = ControlPlaneConfig {
         // Sign-up follows ARCA_SIGNUP (open by default here: the server's first user needs an org).
         signup_open: env.signup_open,
+        signup_plan: env.signup_plan,
         local_destinations: true,
         ..ControlPlaneConfig::default()
     };
@@ -152,6 +153,12 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     state.control_plane = state
         .control_plane
         .with_archive_master_key(Some(env.local_archive_master_key(&options.data_dir)?));
+    // Arca-managed storage, as the API on Lambda: credentials vended through STS with the
+    // machine's AWS identity (`ARCA_MANAGED_*`, `arca_aws::wiring::managed_storage`).
+    if let Some(managed) = &env.aws.managed_storage {
+        let vendor = managed.vendor(&arca_aws::config::load().await)?;
+        state.control_plane = state.control_plane.clone().with_credential_vendor(Arc::new(vendor));
+    }
     // Linked AWS accounts, as the API on Lambda: the standard AWS configuration
     // (AWS_ENDPOINT_URL, credentials, region) is read when an account is first reached.
     let connector = Arc::new(arca_aws::AwsCloudConnector::from_environment());

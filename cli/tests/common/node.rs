@@ -30,6 +30,11 @@ pub fn free_port(ip: &str) -> u16 {
 }
 
 pub fn start_server(data: &Path, host_ip: &str, image: &str) -> (ServerProcess, String) {
+    start_server_with(data, host_ip, image, &[])
+}
+
+/// [`start_server`] with more environment (e.g. Arca-managed storage's `ARCA_MANAGED_*`).
+pub fn start_server_with(data: &Path, host_ip: &str, image: &str, env: &[(&str, &str)]) -> (ServerProcess, String) {
     let port = free_port(host_ip);
     let url = format!("http://{host_ip}:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_arca"))
@@ -39,6 +44,7 @@ pub fn start_server(data: &Path, host_ip: &str, image: &str) -> (ServerProcess, 
         .env("ARCA_PUBLIC_URL", &url)
         .env("ARCA_AGENT_IMAGE", image)
         .env("ARCA_SIGNUP", "open")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(data.join("server.log")).unwrap())
         .spawn()
@@ -342,5 +348,79 @@ impl Drop for PodWatch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The file holding the bytes of the CSI volume bound to `namespace/claim` (the test
+/// driver keeps each volume as `<volumes>/<pv>.img`).
+pub fn volume_file(k: &Kubectl, volumes: &Path, namespace: &str, claim: &str) -> std::path::PathBuf {
+    let pvc = k.wait_for(&["pvc", claim, "-n", namespace], 60, |v| {
+        v["status"]["phase"] == "Bound"
+    });
+    let pv = pvc["spec"]["volumeName"].as_str().unwrap();
+    volumes.join(format!("{pv}.img"))
+}
+
+/// Panics naming the first differing byte (not megabytes of both).
+pub fn same_bytes(what: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first difference at byte {at}");
+    }
+}
+
+/// What moto was asked while recording (its `/moto-api/recorder/`): the requests as they
+/// arrived, bodies included, to check what a server sent to AWS rather than what it says
+/// it sent. Recording is moto-wide: other clients' requests are in it too.
+pub struct MotoRecording {
+    endpoint: String,
+}
+
+impl MotoRecording {
+    pub fn start(aws: &arca_testenv::AwsEnv) -> MotoRecording {
+        let endpoint = aws.endpoint_url.trim_end_matches('/').to_owned();
+        for action in ["reset-recording", "start-recording"] {
+            let out = Command::new("curl")
+                .args(["-sf", "-X", "POST", &format!("{endpoint}/moto-api/recorder/{action}")])
+                .status()
+                .unwrap();
+            assert!(out.success(), "moto recorder {action}");
+        }
+        MotoRecording { endpoint }
+    }
+
+    /// The form parameters of every recorded request whose `Action` is `action` (the query
+    /// protocol of STS, IAM, ...).
+    pub fn actions(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        use base64::Engine as _;
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/moto-api/recorder/download-recording", self.endpoint)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "downloading moto's recording");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                let entry: Value = serde_json::from_str(line).ok()?;
+                let body = entry["body"].as_str()?;
+                let body = if entry["body_encoded"] == true {
+                    base64::engine::general_purpose::STANDARD.decode(body).ok()?
+                } else {
+                    body.as_bytes().to_vec()
+                };
+                let form: std::collections::BTreeMap<String, String> =
+                    form_urlencoded::parse(&body).into_owned().collect();
+                (form.get("Action").map(String::as_str) == Some(action)).then_some(form)
+            })
+            .collect()
+    }
+}
+
+impl Drop for MotoRecording {
+    fn drop(&mut self) {
+        let _ = Command::new("curl")
+            .args(["-sf", "-X", "POST", &format!("{}/moto-api/recorder/stop-recording", self.endpoint)])
+            .status();
     }
 }

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::archive_key::ArchiveMasterKey;
-use arca_core::model::plan::PlanLimits;
+use arca_core::model::plan::{Plan, PlanLimits};
 use arca_core::ports::SystemClock;
 use arca_core::ports::item_store::ItemStore;
 use arca_core::ports::queue::Queue;
 use arca_core::ports::scheduler::Scheduler;
 use arca_core::store::Store;
+pub use arca_aws::wiring::ManagedStorage;
 
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub enum Backend {
 pub struct Config {
     pub backend: Backend,
     pub signup_open: bool,
+    /// `ARCA_SIGNUP_PLAN` (`free` or `paid`): the plan new orgs start on; free on
+    /// DynamoDB (a shared deployment), paid in single-machine mode (nobody to bill).
+    pub signup_plan: Plan,
     pub limits: PlanLimits,
     /// Where the SQS queues and the EventBridge schedules are (AWS backend only).
     pub aws: AwsPorts,
@@ -51,21 +55,9 @@ pub struct AwsPorts {
     pub schedule_group: Option<String>,
     pub dispatch_arn: Option<String>,
     pub scheduler_role_arn: Option<String>,
-    /// Arca-managed storage (`ARCA_MANAGED_BUCKET`, `ARCA_MANAGED_ROLE_ARN`, optional
-    /// `ARCA_MANAGED_REGION`, `ARCA_MANAGED_PREFIX`, `ARCA_MANAGED_KMS_KEY_ARN`): without it, ARCA_MANAGED
-    /// destinations get no credentials.
+    /// Arca-managed storage (`arca_aws::wiring::managed_storage`): without it,
+    /// ARCA_MANAGED destinations get no credentials.
     pub managed_storage: Option<ManagedStorage>,
-}
-
-/// Where Arca-managed storage is and the role whose narrowed credentials agents get.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManagedStorage {
-    pub bucket: String,
-    pub role_arn: String,
-    pub region: Option<String>,
-    pub prefix: String,
-    /// The bucket's SSE-KMS key, which vended credentials must be allowed to use.
-    pub kms_key_arn: Option<String>,
 }
 
 /// What the agent manifest is made of: `ARCA_PUBLIC_URL` (the URL agents call; without
@@ -120,20 +112,17 @@ impl Config {
             Some(other) => bail!("ARCA_SIGNUP must be `open` or `closed`, not {other:?}"),
             None => matches!(backend, Backend::Embedded { .. }),
         };
+        let signup_plan = match var("ARCA_SIGNUP_PLAN").as_deref() {
+            Some("free") => Plan::Free,
+            Some("paid") => Plan::Paid,
+            Some(other) => bail!("ARCA_SIGNUP_PLAN must be `free` or `paid`, not {other:?}"),
+            None if matches!(backend, Backend::Embedded { .. }) => Plan::Paid,
+            None => Plan::Free,
+        };
         // One reading of the variables the event functions share (arca_aws::wiring).
         let limits = arca_aws::wiring::plan_limits(&var)?;
         let queue = arca_aws::wiring::queue_config(&var)?;
-        let managed_storage = match (var("ARCA_MANAGED_BUCKET"), var("ARCA_MANAGED_ROLE_ARN")) {
-            (Some(bucket), Some(role_arn)) => Some(ManagedStorage {
-                bucket,
-                role_arn,
-                region: var("ARCA_MANAGED_REGION"),
-                prefix: var("ARCA_MANAGED_PREFIX").unwrap_or_default(),
-                kms_key_arn: var("ARCA_MANAGED_KMS_KEY_ARN"),
-            }),
-            (None, None) => None,
-            _ => bail!("ARCA_MANAGED_BUCKET and ARCA_MANAGED_ROLE_ARN go together (Arca-managed storage)"),
-        };
+        let managed_storage = arca_aws::wiring::managed_storage(&var)?;
         let archive_master_key = var("ARCA_ARCHIVE_MASTER_KEY")
             .map(|hex| ArchiveMasterKey::from_hex("ARCA_ARCHIVE_MASTER_KEY", &hex))
             .transpose()?;
@@ -142,6 +131,7 @@ impl Config {
             archive_master_key,
             backend,
             signup_open,
+            signup_plan,
             limits,
             aws: AwsPorts {
                 queue_prefix: queue.name_prefix,
@@ -300,36 +290,13 @@ impl AppState {
             local_destinations: false,
             ..ControlPlaneConfig::default()
         };
-        let mut state = Self::with_ports(
+        Ok(Self::with_ports(
             Arc::new(arca_aws::DynamoItemStore::new(client, table)),
             Arc::new(queue),
             Arc::new(scheduler),
             limits,
             config,
-        );
-        if let Some(managed) = &aws.managed_storage {
-            let region = match &managed.region {
-                Some(r) => r.clone(),
-                None => sdk
-                    .region()
-                    .map(ToString::to_string)
-                    .context("ARCA_MANAGED_REGION (or an AWS region) must be set for Arca-managed storage")?,
-            };
-            let vendor = arca_aws::StsCredentialVendor::new(
-                aws_sdk_sts::Client::new(&sdk),
-                arca_aws::StsCredentialVendorConfig {
-                    role_arn: managed.role_arn.clone(),
-                    bucket: managed.bucket.clone(),
-                    region,
-                    prefix: managed.prefix.clone(),
-                    endpoint: None,
-                    duration: std::time::Duration::from_secs(60 * 60),
-                    kms_key_arn: managed.kms_key_arn.clone(),
-                },
-            );
-            state.control_plane = state.control_plane.with_credential_vendor(Arc::new(vendor));
-        }
-        Ok(state)
+        ))
     }
 
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
@@ -348,7 +315,16 @@ impl AppState {
                 config.archive_master_key.clone(),
             ),
         };
-        state.control_plane = state.control_plane.with_archive_master_key(master_key);
+        state.control_plane = state
+            .control_plane
+            .with_archive_master_key(master_key)
+            .with_signup_plan(config.signup_plan);
+        // Arca-managed storage in both backends: single-machine mode can vend for a bucket
+        // with whatever AWS identity the machine has (moto in the tests).
+        if let Some(managed) = &config.aws.managed_storage {
+            let vendor = managed.vendor(&arca_aws::config::load().await)?;
+            state.control_plane = state.control_plane.with_credential_vendor(Arc::new(vendor));
+        }
         // Linked AWS accounts work in both backends (single-machine mode can protect RDS
         // with whatever AWS credentials the machine has).
         let connector = Arc::new(arca_aws::AwsCloudConnector::from_environment());
@@ -424,6 +400,7 @@ mod tests {
             }
         );
         assert!(c.signup_open);
+        assert_eq!(c.signup_plan, Plan::Paid, "single-machine mode bills nobody");
         assert_eq!(c.limits, PlanLimits::default());
     }
 
@@ -432,6 +409,11 @@ mod tests {
         let c = config(&[("ARCA_TABLE", "arca")]).unwrap();
         assert_eq!(c.backend, Backend::Dynamo { table: "arca".into() });
         assert!(!c.signup_open);
+        assert_eq!(c.signup_plan, Plan::Free);
+        let paid = config(&[("ARCA_TABLE", "arca"), ("ARCA_SIGNUP_PLAN", "paid")]).unwrap();
+        assert_eq!(paid.signup_plan, Plan::Paid);
+        let err = config(&[("ARCA_SIGNUP_PLAN", "gold")]).unwrap_err();
+        assert!(err.to_string().contains("ARCA_SIGNUP_PLAN"), "{err}");
         assert!(
             config(&[("ARCA_TABLE", "arca"), ("ARCA_SIGNUP", "open")])
                 .unwrap()
@@ -451,23 +433,14 @@ mod tests {
     }
 
     #[test]
-    fn managed_storage_needs_a_bucket_and_a_role() {
+    fn managed_storage_is_read_by_the_shared_wiring() {
         assert_eq!(config(&[]).unwrap().aws.managed_storage, None);
         let c = config(&[
             ("ARCA_MANAGED_BUCKET", "arca-managed"),
             ("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r"),
         ])
         .unwrap();
-        assert_eq!(
-            c.aws.managed_storage,
-            Some(ManagedStorage {
-                bucket: "arca-managed".into(),
-                role_arn: "arn:aws:iam::1:role/r".into(),
-                region: None,
-                prefix: String::new(),
-                kms_key_arn: None,
-            })
-        );
+        assert_eq!(c.aws.managed_storage.map(|m| m.bucket).as_deref(), Some("arca-managed"));
         let err = config(&[("ARCA_MANAGED_BUCKET", "arca-managed")]).unwrap_err();
         assert!(err.to_string().contains("ARCA_MANAGED_ROLE_ARN"), "{err}");
     }

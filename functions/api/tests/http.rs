@@ -617,6 +617,37 @@ async fn retention_beyond_the_plan_is_422_naming_the_limit() {
 }
 
 #[tokio::test]
+async fn copying_pv_data_is_a_paid_feature_even_to_the_orgs_own_bucket() {
+    let api = Api::new();
+    let t = api.signup("acme").await;
+    let dest = api.destination(&t.admin, "own bucket").await;
+    let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
+    let body = |mode: &str| {
+        json!({ "name": format!("pv-{mode}"), "clusterId": cluster, "selection": { "namespaces": ["default"] }, "pvMode": mode })
+    };
+    let reply = api
+        .post("/v1/backups", &t.admin, body("snapshotAndCopy"))
+        .await
+        .problem(422, "plan_limit_exceeded");
+    assert_eq!(reply.body["field"], "pvMode");
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("free plan") && detail.contains("your own") && detail.contains("paid-plan feature"),
+        "the limit is named: {detail}"
+    );
+    // Local snapshots and resource backups stay free.
+    api.post("/v1/backups", &t.admin, body("snapshot")).await.expect(201);
+
+    // An org on the paid plan copies.
+    api.state
+        .control_plane
+        .set_plan(&t.org_id.parse().unwrap(), arca_core::model::plan::Plan::Paid)
+        .await
+        .unwrap();
+    api.post("/v1/backups", &t.admin, body("snapshotAndCopy")).await.expect(201);
+}
+
+#[tokio::test]
 async fn the_effective_destination_follows_definition_then_cluster_then_org() {
     let api = Api::new();
     let t = api.signup("acme").await;

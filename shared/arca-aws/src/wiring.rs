@@ -12,7 +12,10 @@ use arca_core::store::Store;
 use arca_core::{Error, Result};
 use aws_config::SdkConfig;
 
-use crate::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsQueue, SqsQueueConfig, SqsRdsWorkQueue};
+use crate::{
+    AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsQueue, SqsQueueConfig, SqsRdsWorkQueue, StsCredentialVendor,
+    StsCredentialVendorConfig,
+};
 
 /// Deliveries of a job message before it is dead-lettered, unless `ARCA_MAX_RECEIVES` says.
 pub const DEFAULT_MAX_RECEIVES: u32 = 5;
@@ -73,6 +76,98 @@ pub fn role_stack(var: &impl Fn(&str) -> Option<String>) -> Result<RoleStackConf
         notification_topic_arn: topic,
         console_region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
     })
+}
+
+/// Where Arca-managed storage is and the role whose narrowed credentials agents get:
+/// `ARCA_MANAGED_BUCKET` and `ARCA_MANAGED_ROLE_ARN` (together), optional
+/// `ARCA_MANAGED_REGION` (else the SDK's region), `ARCA_MANAGED_PREFIX`,
+/// `ARCA_MANAGED_KMS_KEY_ARN` (the bucket's SSE-KMS key), `ARCA_MANAGED_ENDPOINT` (an
+/// S3-compatible endpoint agents are sent to instead of AWS S3) and
+/// `ARCA_MANAGED_SESSION_SECONDS` (lifetime of vended credentials, 900 to 3600: STS caps
+/// role chaining, which a Lambda assuming the storage role is, at one hour; agents refresh
+/// them for longer jobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedStorage {
+    pub bucket: String,
+    pub role_arn: String,
+    pub region: Option<String>,
+    pub prefix: String,
+    pub kms_key_arn: Option<String>,
+    pub endpoint: Option<String>,
+    pub session: std::time::Duration,
+}
+
+/// Vended credentials live this long unless `ARCA_MANAGED_SESSION_SECONDS` says.
+pub const DEFAULT_MANAGED_SESSION: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// The deployment's managed storage, if it has one (see [`ManagedStorage`]).
+pub fn managed_storage(var: &impl Fn(&str) -> Option<String>) -> Result<Option<ManagedStorage>> {
+    let (bucket, role_arn) = match (var("ARCA_MANAGED_BUCKET"), var("ARCA_MANAGED_ROLE_ARN")) {
+        (Some(bucket), Some(role)) => (bucket, role),
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "ARCA_MANAGED_ROLE_ARN",
+                "must be set with ARCA_MANAGED_BUCKET (the role vended credentials narrow)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                "ARCA_MANAGED_BUCKET",
+                "must be set with ARCA_MANAGED_ROLE_ARN (Arca-managed storage's bucket)",
+            ));
+        }
+    };
+    let session = match var("ARCA_MANAGED_SESSION_SECONDS") {
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (900..=3600).contains(s))
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "ARCA_MANAGED_SESSION_SECONDS",
+                    format!("must be 900 to 3600 seconds (STS role chaining), not {s:?}"),
+                )
+            })?,
+        None => DEFAULT_MANAGED_SESSION,
+    };
+    Ok(Some(ManagedStorage {
+        bucket,
+        role_arn,
+        region: var("ARCA_MANAGED_REGION"),
+        prefix: var("ARCA_MANAGED_PREFIX").unwrap_or_default(),
+        kms_key_arn: var("ARCA_MANAGED_KMS_KEY_ARN"),
+        endpoint: var("ARCA_MANAGED_ENDPOINT"),
+        session,
+    }))
+}
+
+impl ManagedStorage {
+    /// The credential vendor of this storage, assuming its role with `sdk`'s identity.
+    pub fn vendor(&self, sdk: &SdkConfig) -> Result<StsCredentialVendor> {
+        let region = match &self.region {
+            Some(r) => r.clone(),
+            None => sdk.region().map(ToString::to_string).ok_or_else(|| {
+                Error::invalid(
+                    "ARCA_MANAGED_REGION",
+                    "must be set for Arca-managed storage when no AWS region is configured",
+                )
+            })?,
+        };
+        Ok(StsCredentialVendor::new(
+            aws_sdk_sts::Client::new(sdk),
+            StsCredentialVendorConfig {
+                role_arn: self.role_arn.clone(),
+                bucket: self.bucket.clone(),
+                region,
+                prefix: self.prefix.clone(),
+                endpoint: self.endpoint.clone(),
+                duration: self.session,
+                kms_key_arn: self.kms_key_arn.clone(),
+            },
+        ))
+    }
 }
 
 /// What an event function (dispatch, retention, inventory) needs of the control plane.
@@ -183,6 +278,47 @@ mod tests {
             (vec![("ARCA_TABLE", "t"), ("ARCA_ACCOUNT_ID", "12")], "ARCA_ACCOUNT_ID"),
         ] {
             let err = ControlPlaneEnv::from_lookup(lookup(&vars)).unwrap_err();
+            assert!(
+                matches!(&err, Error::Invalid { field, .. } if field == name),
+                "{vars:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn managed_storage_needs_a_bucket_and_a_role_and_a_chainable_session() {
+        assert_eq!(managed_storage(&lookup(&[])).unwrap(), None);
+        let m = managed_storage(&lookup(&[
+            ("ARCA_MANAGED_BUCKET", "arca-managed"),
+            ("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            m,
+            ManagedStorage {
+                bucket: "arca-managed".into(),
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                region: None,
+                prefix: String::new(),
+                kms_key_arn: None,
+                endpoint: None,
+                session: DEFAULT_MANAGED_SESSION,
+            }
+        );
+        for (vars, name) in [
+            (vec![("ARCA_MANAGED_BUCKET", "b")], "ARCA_MANAGED_ROLE_ARN"),
+            (vec![("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r")], "ARCA_MANAGED_BUCKET"),
+            (
+                vec![
+                    ("ARCA_MANAGED_BUCKET", "b"),
+                    ("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r"),
+                    ("ARCA_MANAGED_SESSION_SECONDS", "43200"),
+                ],
+                "ARCA_MANAGED_SESSION_SECONDS",
+            ),
+        ] {
+            let err = managed_storage(&lookup(&vars)).unwrap_err();
             assert!(
                 matches!(&err, Error::Invalid { field, .. } if field == name),
                 "{vars:?}: {err:?}"

@@ -76,7 +76,7 @@ impl ControlPlane {
     }
 
     /// The destination rules of a definition: one must resolve, it must exist, and the
-    /// free plan does not copy PV data to Arca-managed storage.
+    /// org's plan must allow copying PV data there (snapshotAndCopy).
     pub(in crate::control_plane) async fn check_destination(
         &self,
         org: &Org,
@@ -101,8 +101,8 @@ impl ControlPlane {
             .store
             .get::<Destination>(&org.id, &effective.destination_id)
             .await?;
-        if spec.pv_mode == PvMode::SnapshotAndCopy && dest.spec.target.is_arca_managed() {
-            self.limits.check_copy_to_managed_storage(org.plan, "pvMode")?;
+        if spec.pv_mode == PvMode::SnapshotAndCopy {
+            self.limits.check_pv_copy(org.plan, &dest.spec.target, "pvMode")?;
         }
         Ok(effective)
     }

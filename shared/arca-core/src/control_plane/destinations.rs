@@ -37,8 +37,8 @@ impl ControlPlane {
         self.store.list(&p.org_id, page).await
     }
 
-    /// Replaces a destination. Changing its kind to ARCA_MANAGED is refused on the free
-    /// plan while a snapshotAndCopy definition resolves to it.
+    /// Replaces a destination. A target the org's plan may not copy PV data to is refused
+    /// while a snapshotAndCopy definition resolves to it (an org moved to the free plan).
     pub async fn update_destination(
         &self,
         p: &Principal,
@@ -49,13 +49,11 @@ impl ControlPlane {
         p.require(Role::Admin)?;
         let spec = spec.validated(self.config.local_destinations)?;
         let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
-        if spec.target.is_arca_managed() && !dest.spec.target.is_arca_managed() {
-            let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
-            if !self.limits.for_plan(org.plan).copy_to_managed_storage {
-                for def in self.copying_definitions(&p.org_id).await? {
-                    if self.effective_for(&org, &def).await?.map(|e| e.destination_id) == Some(*id) {
-                        self.limits.check_copy_to_managed_storage(org.plan, "target.kind")?;
-                    }
+        let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
+        if self.limits.check_pv_copy(org.plan, &spec.target, "target.kind").is_err() {
+            for def in self.copying_definitions(&p.org_id).await? {
+                if self.effective_for(&org, &def).await?.map(|e| e.destination_id) == Some(*id) {
+                    self.limits.check_pv_copy(org.plan, &spec.target, "target.kind")?;
                 }
             }
         }

@@ -50,6 +50,10 @@ pub struct ControlPlaneConfig {
     /// Whether anyone may sign up (creating an org). Closed by default: a private
     /// deployment creates orgs with [`ControlPlane::create_org`] from its tooling.
     pub signup_open: bool,
+    /// The plan new orgs start on: free on a shared deployment (an operator moves an org
+    /// with [`ControlPlane::set_plan`]); single-machine mode, with nobody to bill, starts
+    /// them on paid.
+    pub signup_plan: crate::model::plan::Plan,
     /// Whether LOCAL_FILESYSTEM destinations are allowed (single-machine mode only).
     pub local_destinations: bool,
     /// An ACTIVE cluster not heard from for this long reads as PENDING (the grace
@@ -73,6 +77,7 @@ impl Default for ControlPlaneConfig {
     fn default() -> Self {
         ControlPlaneConfig {
             signup_open: false,
+            signup_plan: crate::model::plan::Plan::Free,
             local_destinations: false,
             heartbeat_timeout: Duration::from_secs(2 * 60),
             heartbeat_interval: Duration::from_secs(30),
@@ -129,6 +134,12 @@ impl ControlPlane {
     /// [`crate::model::archive_key`]); `None` leaves agents to bring their own.
     pub fn with_archive_master_key(mut self, key: Option<crate::model::archive_key::ArchiveMasterKey>) -> Self {
         self.config.archive_master_key = key;
+        self
+    }
+
+    /// Sets the plan new orgs start on ([`ControlPlaneConfig::signup_plan`]).
+    pub fn with_signup_plan(mut self, plan: crate::model::plan::Plan) -> Self {
+        self.config.signup_plan = plan;
         self
     }
 

@@ -43,7 +43,7 @@ impl ControlPlane {
         self.create_org(request).await
     }
 
-    /// Creates an org (free plan) with its bootstrap admin key and the default hourly
+    /// Creates an org (on `config.signup_plan`) with its bootstrap admin key and the default hourly
     /// policy, all in one transaction. Not gated by `signup_open`: for tooling.
     pub async fn create_org(&self, request: SignupRequest) -> Result<SignupResult> {
         let now = self.now();
@@ -55,7 +55,7 @@ impl ControlPlane {
         let mut org = Org {
             id: OrgId::new(),
             name,
-            plan: Plan::Free,
+            plan: self.config.signup_plan,
             default_destination_id: None,
             created_at: now,
             updated_at: now,

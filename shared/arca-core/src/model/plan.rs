@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::destination::DestinationTarget;
 use crate::{Error, Result};
 
 /// What an org pays for.
@@ -31,6 +32,10 @@ pub struct Limits {
     pub max_retain_days: Option<u32>,
     /// Whether PV data may be copied to Arca-managed storage (snapshotAndCopy).
     pub copy_to_managed_storage: bool,
+    /// Whether PV data may be copied to the org's own storage (its S3 bucket, an
+    /// S3-compatible store or a local directory): a paid feature in the product FAQ, while
+    /// resource backups and local snapshots are free everywhere.
+    pub copy_to_own_storage: bool,
     /// Most API keys an org may hold at once; `None` is unlimited.
     pub max_api_keys: Option<u32>,
 }
@@ -49,11 +54,13 @@ impl Default for PlanLimits {
             free: Limits {
                 max_retain_days: Some(30),
                 copy_to_managed_storage: false,
+                copy_to_own_storage: false,
                 max_api_keys: Some(10),
             },
             paid: Limits {
                 max_retain_days: None,
                 copy_to_managed_storage: true,
+                copy_to_own_storage: true,
                 max_api_keys: Some(10),
             },
         }
@@ -81,19 +88,26 @@ impl PlanLimits {
         }
     }
 
-    pub fn check_copy_to_managed_storage(&self, plan: Plan, field: &str) -> Result<()> {
-        if self.for_plan(plan).copy_to_managed_storage {
-            Ok(())
+    /// Whether `plan` may copy PV data (snapshotAndCopy) to `target`; the error names the
+    /// limit and what the plan does allow.
+    pub fn check_pv_copy(&self, plan: Plan, target: &DestinationTarget, field: &str) -> Result<()> {
+        let limits = self.for_plan(plan);
+        let (allowed, to) = if target.is_arca_managed() {
+            (limits.copy_to_managed_storage, "Arca-managed storage")
         } else {
-            Err(Error::limit_exceeded(
-                field,
-                format!(
-                    "the {} plan does not copy PV data to Arca-managed storage: use pvMode snapshot, \
-                     or a destination of your own",
-                    plan.as_str()
-                ),
-            ))
+            (limits.copy_to_own_storage, "a destination of your own")
+        };
+        if allowed {
+            return Ok(());
         }
+        Err(Error::limit_exceeded(
+            field,
+            format!(
+                "the {} plan does not copy PV data to {to} (snapshotAndCopy is a paid-plan feature): \
+                 use pvMode snapshot (local snapshots) or upgrade the org",
+                plan.as_str()
+            ),
+        ))
     }
 
     pub fn check_api_key_count(&self, plan: Plan, existing: usize) -> Result<()> {
@@ -129,13 +143,24 @@ mod tests {
     }
 
     #[test]
-    fn only_paid_copies_to_managed_storage() {
+    fn only_paid_copies_pv_data_anywhere() {
         let limits = PlanLimits::default();
-        assert!(limits.check_copy_to_managed_storage(Plan::Paid, "pvMode").is_ok());
-        assert!(matches!(
-            limits.check_copy_to_managed_storage(Plan::Free, "pvMode"),
-            Err(Error::LimitExceeded { .. })
-        ));
+        let own = DestinationTarget::LocalFilesystem { path: "/b".into() };
+        let managed = DestinationTarget::ArcaManaged { region: None };
+        for target in [&own, &managed] {
+            assert!(limits.check_pv_copy(Plan::Paid, target, "pvMode").is_ok());
+        }
+        match limits.check_pv_copy(Plan::Free, &own, "pvMode") {
+            Err(Error::LimitExceeded { field, message }) => {
+                assert_eq!(field, "pvMode");
+                assert!(message.contains("free plan does not copy PV data to a destination of your own"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match limits.check_pv_copy(Plan::Free, &managed, "target.kind") {
+            Err(Error::LimitExceeded { message, .. }) => assert!(message.contains("Arca-managed storage"), "{message}"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(serde_json::to_string(&Plan::Paid).unwrap(), "\"paid\"");
     }
 }

@@ -10,8 +10,8 @@ use crate::ports::item_store::ItemStore;
 
 use crate::testing::*;
 
-/// The free plan caps retention and refuses copies to Arca-managed storage, wherever
-/// the destination comes from; paid lifts both.
+/// The free plan caps retention and refuses PV copies (to Arca-managed storage and to the
+/// org's own storage alike), wherever the destination comes from; paid lifts both.
 pub async fn plan_rules(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items, CONTRACT_NOW_SECS);
     let (p, _, policy) = new_org(&cp, "plans").await;
@@ -45,6 +45,40 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
         "free copy"
     );
     assert!(err.to_string().contains("Arca-managed"), "{err}");
+    // The org's own bucket is no way around it: copying PV data is the paid feature.
+    let own = cp
+        .create_destination(
+            &p,
+            DestinationSpec {
+                name: "own".into(),
+                target: DestinationTarget::S3 {
+                    endpoint: None,
+                    bucket: "own-bucket".into(),
+                    region: "eu-west-1".into(),
+                    prefix: String::new(),
+                    credentials_ref: None,
+                    skip_tls_verify: false,
+                    path_style: None,
+                    ca_bundle: None,
+                },
+            },
+        )
+        .await
+        .expect("create");
+    let mut to_own = spec.clone();
+    to_own.destination_id = Some(own.id);
+    let err = expect_err!(
+        cp.create_backup_definition(&p, to_own.clone()).await,
+        crate::Error::LimitExceeded { .. },
+        "free copy to own storage"
+    );
+    assert!(err.to_string().contains("a destination of your own"), "{err}");
+    to_own.pv_mode = PvMode::Snapshot;
+    to_own.name = "own-snapshots".into();
+    to_own.policy_id = None;
+    cp.create_backup_definition(&p, to_own)
+        .await
+        .expect("local snapshots are free on any destination");
     assert!(
         cp.get_policy(&p, &policy.id).await.expect("get").used_by.is_empty(),
         "a refused definition leaves no trace"
