@@ -1,11 +1,13 @@
-//! Arca's agent. It only ever calls out: to its cluster's API server and to the Arca
-//! API. The job loop, resource backup/restore and the data path arrive with their
-//! issues; what exists now is how the agent learns what cluster it is in.
+//! Arca's agent. It only ever calls out: to its cluster's API server, to the Arca API
+//! (`protocol`, `worker`: connect, heartbeat, poll, one job at a time) and to the job's
+//! destination. `runner` runs the jobs: resource backup and restore (`resources`), PV
+//! snapshots and copies (`volumes`), EBS facts for the control plane (`ebs`).
 
 pub mod credentials_ref;
 pub mod ebs;
 pub mod facts;
 pub mod protocol;
+pub mod renewal;
 pub mod resources;
 pub mod runner;
 pub mod volumes;

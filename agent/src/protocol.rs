@@ -3,7 +3,7 @@
 //!
 //! The cluster token is sent on every call and never logged (`Debug` hides it).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arca_core::ids::JobId;
@@ -49,12 +49,13 @@ impl ProtocolError {
 
 pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
 
-/// The agent protocol client of one cluster.
+/// The agent protocol client of one cluster. Clones share the session.
+#[derive(Clone)]
 pub struct AgentClient {
     http: reqwest::Client,
     base: String,
     token: String,
-    session: Mutex<Option<String>>,
+    session: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -79,7 +80,7 @@ impl AgentClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            session: Mutex::new(None),
+            session: Arc::new(Mutex::new(None)),
         })
     }
 

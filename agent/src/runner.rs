@@ -33,6 +33,7 @@ use arca_core::ports::credentials::DestinationAccess;
 use async_trait::async_trait;
 
 use crate::protocol::AgentClient;
+use crate::renewal::Renewal;
 use crate::resources::archive::{ArchiveReader, ArchiveWriter, Manifest, NewEntry, ResourceArchive};
 use crate::resources::restore::{Outcome as ItemOutcome, RestoreStatus};
 use crate::resources::{self, BackupOptions, BackupReport, ObjectStoreArchive, RestoreOptions, Selection, Skipped};
@@ -150,11 +151,6 @@ fn failed(reason: impl Into<String>) -> Outcome {
     }
 }
 
-/// The destination's store, rooted at the destination's root (keys carry the cluster prefix).
-async fn open_store(access: &DestinationAccess) -> Result<Arc<dyn ObjectStore>, String> {
-    crate::volumes::repo::open_store_at(access, "").await
-}
-
 /// `<clusterPrefix>resources`
 fn archive_prefix(access: &DestinationAccess) -> String {
     let base = access.cluster_prefix.trim_matches('/');
@@ -187,7 +183,10 @@ impl ResourceRunner {
             .await
             .map_err(|e| format!("getting access to the destination: {e}"))?;
         let access = crate::credentials_ref::resolve(&self.kube, access).await?;
-        let store = open_store(&access).await?;
+        // Rooted at the destination's root (keys carry the cluster prefix); vended
+        // credentials are renewed for as long as the job runs.
+        let renewal = Renewal::new(client.clone(), job.job.id);
+        let store = crate::volumes::repo::open_store_at(&access, "", Some(&renewal)).await?;
         Ok((store, access))
     }
 

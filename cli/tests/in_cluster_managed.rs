@@ -246,7 +246,8 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     // ---- everything stored is under a's prefix: the archive and the volume repository
     let keys = bucket_keys(&endpoint, &bucket);
     assert!(
-        keys.iter().any(|k| k.starts_with(&format!("{prefix_a}resources/archives/"))),
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{prefix_a}resources/archives/"))),
         "{keys:#?}"
     );
     assert!(

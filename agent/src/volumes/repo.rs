@@ -15,11 +15,19 @@ use arca_core::ports::ObjectStore;
 use arca_core::ports::credentials::{DestinationAccess, TemporaryCredentials};
 use arca_repo::{KdfParams, PassphraseWrapper, RepoError, Repository};
 
+use crate::renewal::{Renewal, RenewingCredentials, sdk_credentials};
+
 /// Folder of the cluster's volume repository under its cluster prefix.
 pub const REPOSITORY_FOLDER: &str = "volumes";
 
-/// The destination's store rooted at `prefix` (`""`: the destination's root).
-pub async fn open_store_at(access: &DestinationAccess, prefix: &str) -> Result<Arc<dyn ObjectStore>, String> {
+/// The destination's store rooted at `prefix` (`""`: the destination's root). With
+/// `renewal`, vended credentials are renewed from the control plane before they lapse
+/// (`crate::renewal`); a user's keys from a Secret do not expire.
+pub async fn open_store_at(
+    access: &DestinationAccess,
+    prefix: &str,
+    renewal: Option<&Renewal>,
+) -> Result<Arc<dyn ObjectStore>, String> {
     let prefix = prefix.trim_matches('/');
     match &access.target {
         DestinationTarget::LocalFilesystem { path } => {
@@ -50,14 +58,29 @@ pub async fn open_store_at(access: &DestinationAccess, prefix: &str) -> Result<A
             if let Some(endpoint) = endpoint {
                 loader = loader.endpoint_url(endpoint);
             }
-            if let Some(c) = &access.credentials {
-                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    c.access_key_id.clone(),
-                    c.secret_access_key.clone(),
-                    crate::credentials_ref::session_token(c),
-                    Some(c.expiration.into()),
-                    "arca-vended",
-                ));
+            match (&access.credentials, credentials_ref, renewal) {
+                (Some(c), Some(_), _) => {
+                    loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                        c.access_key_id.clone(),
+                        c.secret_access_key.clone(),
+                        crate::credentials_ref::session_token(c),
+                        None,
+                        "arca-secret",
+                    ));
+                }
+                (Some(c), None, Some(renewal)) => {
+                    loader = loader
+                        .credentials_provider(RenewingCredentials::new(c.clone(), renewal.clone()))
+                        .identity_cache(
+                            aws_config::identity::IdentityCache::lazy()
+                                .buffer_time(crate::renewal::RENEW_BEFORE)
+                                .build(),
+                        );
+                }
+                (Some(c), None, None) => {
+                    loader = loader.credentials_provider(sdk_credentials(c, "arca-vended"));
+                }
+                (None, ..) => {}
             }
             let config = loader.load().await;
             let client = connection
@@ -204,7 +227,7 @@ impl Repo {
 
     /// Opens the repository; with `create_with`, creates it when there is none yet.
     pub async fn open(&self, create_with: Option<KdfParams>) -> Result<Repository, String> {
-        let store = open_store_at(&self.access, &self.prefix).await?;
+        let store = open_store_at(&self.access, &self.prefix, None).await?;
         let url = self.url();
         let wrapper = match create_with {
             Some(params) => PassphraseWrapper::with_params(self.passphrase.clone(), params),

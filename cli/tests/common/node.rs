@@ -394,7 +394,10 @@ impl MotoRecording {
     pub fn actions(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
         use base64::Engine as _;
         let out = Command::new("curl")
-            .args(["-sf", &format!("{}/moto-api/recorder/download-recording", self.endpoint)])
+            .args([
+                "-sf",
+                &format!("{}/moto-api/recorder/download-recording", self.endpoint),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "downloading moto's recording");
@@ -420,7 +423,12 @@ impl MotoRecording {
 impl Drop for MotoRecording {
     fn drop(&mut self) {
         let _ = Command::new("curl")
-            .args(["-sf", "-X", "POST", &format!("{}/moto-api/recorder/stop-recording", self.endpoint)])
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                &format!("{}/moto-api/recorder/stop-recording", self.endpoint),
+            ])
             .status();
     }
 }

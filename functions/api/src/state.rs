@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+pub use arca_aws::wiring::ManagedStorage;
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::archive_key::ArchiveMasterKey;
 use arca_core::model::plan::{Plan, PlanLimits};
@@ -16,7 +17,6 @@ use arca_core::ports::item_store::ItemStore;
 use arca_core::ports::queue::Queue;
 use arca_core::ports::scheduler::Scheduler;
 use arca_core::store::Store;
-pub use arca_aws::wiring::ManagedStorage;
 
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -622,9 +622,7 @@ async fn copying_pv_data_is_a_paid_feature_even_to_the_orgs_own_bucket() {
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "own bucket").await;
     let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let body = |mode: &str| {
-        json!({ "name": format!("pv-{mode}"), "clusterId": cluster, "selection": { "namespaces": ["default"] }, "pvMode": mode })
-    };
+    let body = |mode: &str| json!({ "name": format!("pv-{mode}"), "clusterId": cluster, "selection": { "namespaces": ["default"] }, "pvMode": mode });
     let reply = api
         .post("/v1/backups", &t.admin, body("snapshotAndCopy"))
         .await
@@ -644,7 +642,9 @@ async fn copying_pv_data_is_a_paid_feature_even_to_the_orgs_own_bucket() {
         .set_plan(&t.org_id.parse().unwrap(), arca_core::model::plan::Plan::Paid)
         .await
         .unwrap();
-    api.post("/v1/backups", &t.admin, body("snapshotAndCopy")).await.expect(201);
+    api.post("/v1/backups", &t.admin, body("snapshotAndCopy"))
+        .await
+        .expect(201);
 }
 
 #[tokio::test]

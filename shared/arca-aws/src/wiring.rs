@@ -13,8 +13,8 @@ use arca_core::{Error, Result};
 use aws_config::SdkConfig;
 
 use crate::{
-    AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsQueue, SqsQueueConfig, SqsRdsWorkQueue, StsCredentialVendor,
-    StsCredentialVendorConfig,
+    AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsQueue, SqsQueueConfig, SqsRdsWorkQueue,
+    StsCredentialVendor, StsCredentialVendorConfig,
 };
 
 /// Deliveries of a job message before it is dead-lettered, unless `ARCA_MAX_RECEIVES` says.
@@ -308,7 +308,10 @@ mod tests {
         );
         for (vars, name) in [
             (vec![("ARCA_MANAGED_BUCKET", "b")], "ARCA_MANAGED_ROLE_ARN"),
-            (vec![("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r")], "ARCA_MANAGED_BUCKET"),
+            (
+                vec![("ARCA_MANAGED_ROLE_ARN", "arn:aws:iam::1:role/r")],
+                "ARCA_MANAGED_BUCKET",
+            ),
             (
                 vec![
                     ("ARCA_MANAGED_BUCKET", "b"),

@@ -50,7 +50,11 @@ impl ControlPlane {
         let spec = spec.validated(self.config.local_destinations)?;
         let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
-        if self.limits.check_pv_copy(org.plan, &spec.target, "target.kind").is_err() {
+        if self
+            .limits
+            .check_pv_copy(org.plan, &spec.target, "target.kind")
+            .is_err()
+        {
             for def in self.copying_definitions(&p.org_id).await? {
                 if self.effective_for(&org, &def).await?.map(|e| e.destination_id) == Some(*id) {
                     self.limits.check_pv_copy(org.plan, &spec.target, "target.kind")?;

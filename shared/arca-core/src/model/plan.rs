@@ -153,7 +153,10 @@ mod tests {
         match limits.check_pv_copy(Plan::Free, &own, "pvMode") {
             Err(Error::LimitExceeded { field, message }) => {
                 assert_eq!(field, "pvMode");
-                assert!(message.contains("free plan does not copy PV data to a destination of your own"), "{message}");
+                assert!(
+                    message.contains("free plan does not copy PV data to a destination of your own"),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }
