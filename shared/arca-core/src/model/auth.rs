@@ -13,10 +13,10 @@ use crate::{Error, Result, validate};
 pub enum Role {
     /// Reads everything in the org.
     Viewer,
-    /// Also configures protection (clusters, destinations, policies, backup definitions)
-    /// and operates it (run now, pause, cancel, restore).
+    /// Also operates protection (run now, pause, resume, cancel, restore); configuring it
+    /// (clusters, destinations, policies, backup definitions) takes an admin.
     Operator,
-    /// Also manages API keys and the org itself.
+    /// Also configures protection and manages API keys and the org itself.
     Admin,
 }
 
