@@ -20,7 +20,25 @@ const RETRYABLE_CODES: &[&str] = &[
     "ServiceUnavailable",
 ];
 
-const NOT_FOUND_CODES: &[&str] = &["NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFoundException"];
+const NOT_FOUND_CODES: &[&str] = &["NoSuchKey", "NotFound", "ResourceNotFoundException"];
+
+/// What a destination answers when it is misconfigured rather than missing an object:
+/// none may read as "absent" (a missing bucket would make a repository look new), and the
+/// job says which in one line.
+const MISCONFIGURED: &[(&str, &str)] = &[
+    ("NoSuchBucket", "the bucket does not exist"),
+    ("AccessDenied", "access denied"),
+    ("InvalidAccessKeyId", "the access key is not known to the store"),
+    ("SignatureDoesNotMatch", "the secret key does not match the access key"),
+    ("ExpiredToken", "the credentials have expired"),
+    ("TokenRefreshRequired", "the credentials have expired"),
+    ("PermanentRedirect", "the bucket is in another region"),
+    (
+        "AuthorizationHeaderMalformed",
+        "the bucket is in another region than the one configured",
+    ),
+    ("IllegalLocationConstraintException", "the bucket is in another region"),
+];
 
 const CONFLICT_CODES: &[&str] = &[
     "ConditionalCheckFailedException",
@@ -41,6 +59,10 @@ where
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             let code = ctx.err().code().unwrap_or_default();
+            if let Some((_, cause)) = MISCONFIGURED.iter().find(|(c, _)| *c == code) {
+                let detail = ctx.err().message().map(|m| format!(": {m}")).unwrap_or_default();
+                return Error::permanent(format!("{what}: {cause} ({code}{detail})"));
+            }
             if status == 404 || NOT_FOUND_CODES.contains(&code) {
                 Error::not_found(what)
             } else if status == 412 || CONFLICT_CODES.contains(&code) {
