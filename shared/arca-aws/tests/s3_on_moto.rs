@@ -3,7 +3,6 @@
 use arca_aws::S3ObjectStore;
 use arca_core::Error;
 use arca_core::ports::ObjectStore;
-use bytes::Bytes;
 
 #[tokio::test]
 async fn s3_object_store_passes_the_contract() {
