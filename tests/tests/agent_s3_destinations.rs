@@ -1,0 +1,254 @@
+//! S3-compatible destinations through jobs: the real API router on a loopback port, two
+//! real agent workers with the real runner (cluster a and cluster b), and moto as the
+//! store, over TLS behind the test environment's private CA.
+//!
+//! For each way of reaching a store (a custom HTTPS endpoint with path-style addressing
+//! and `skipTlsVerify`, keys from the agent's `credentialsRef` Secret; the same endpoint
+//! trusted through a `caBundle`, with the agent's own AWS identity), a namespace of cluster
+//! a is backed up (job COMPLETED, objects in the bucket under the cluster's prefix) and
+//! restored into cluster b (job COMPLETED, the ConfigMap and Secret as they were). A
+//! bucket that does not exist and an endpoint whose certificate nothing trusts fail their
+//! job in one line saying so.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_agent::runner::{ArchiveKey, ResourceRunner};
+use arca_agent::worker::{self, WorkerConfig};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::store::Store;
+use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+use tests::{TestClock, User};
+
+fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_fail_in_one_line() {
+    let (Some(a), Some(b), Some(aws)) = (
+        arca_testenv::cluster_a().await,
+        arca_testenv::cluster_b().await,
+        arca_testenv::aws(),
+    ) else {
+        return;
+    };
+    let s3 = arca_aws::config::s3_client(&aws.sdk_config().await);
+    let https = format!("https://127.0.0.1:{}", aws.tls.port);
+    let ca = std::fs::read_to_string(&aws.tls.ca).unwrap();
+
+    // The control plane and an agent worker per cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+    let clock = Arc::new(TestClock::starting_now());
+    let config = ControlPlaneConfig {
+        signup_open: true,
+        heartbeat_interval: Duration::from_secs(1),
+        poll_wait: Duration::from_secs(1),
+        lease: Duration::from_secs(30),
+        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
+        ..Default::default()
+    };
+    let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
+        .with_queue(Arc::new(EmbeddedQueue::new(3)))
+        .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
+    let state = api::AppState {
+        control_plane: cp.clone(),
+        agent: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    let http = reqwest::Client::new();
+    let signup: Value = http
+        .post(format!("{base}/v1/signup"))
+        .json(&json!({ "orgName": arca_testenv::unique("s3dest") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = User {
+        http,
+        base: base.clone(),
+        key: signup["adminKey"]["secret"].as_str().unwrap().to_owned(),
+    };
+    let mut cluster_ids = Vec::new();
+    let mut stops = Vec::new();
+    for (name, cluster) in [("cluster-a", &a), ("cluster-b", &b)] {
+        let registered = user.post("/v1/clusters", json!({ "name": name })).await;
+        let id = registered["id"].as_str().unwrap().to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = ResourceRunner::new(cluster.client.clone(), ArchiveKey::FromControlPlane);
+        tokio::spawn(worker::run_until(
+            WorkerConfig {
+                api_url: base.clone(),
+                token: registered["agentToken"].as_str().unwrap().to_owned(),
+                agent_version: "0.1.0-e2e".into(),
+            },
+            cluster.client.clone(),
+            Arc::new(runner),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        user.wait_for(&format!("/v1/clusters/{id}"), |c| c["state"] == "ACTIVE")
+            .await;
+        cluster_ids.push(id);
+        stops.push(stop);
+    }
+    let (cluster_a, cluster_b) = (cluster_ids[0].clone(), cluster_ids[1].clone());
+
+    // The keys of the credentialsRef variant, in a Secret where each agent runs (its
+    // client's default namespace).
+    let keys_secret = arca_testenv::unique("bucket-keys");
+    for cluster in [&a, &b] {
+        Api::<Secret>::namespaced(cluster.client.clone(), cluster.client.default_namespace())
+            .create(
+                &PostParams::default(),
+                &obj(json!({ "metadata": { "name": keys_secret },
+                    "stringData": { "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing" } })),
+            )
+            .await
+            .unwrap();
+    }
+
+    // What is backed up: a namespace with a ConfigMap and a Secret.
+    let ns = arca_testenv::unique("s3dest");
+    let pp = PostParams::default();
+    Api::<Namespace>::all(a.client.clone())
+        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(a.client.clone(), &ns)
+        .create(
+            &pp,
+            &obj(json!({ "metadata": { "name": "settings" }, "data": { "mode": "s3" } })),
+        )
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(a.client.clone(), &ns)
+        .create(
+            &pp,
+            &obj(json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } })),
+        )
+        .await
+        .unwrap();
+
+    let backup = |name: &str, target: Value| {
+        let (user, ns, cluster_a) = (&user, ns.clone(), cluster_a.clone());
+        let name = name.to_owned();
+        async move {
+            let dest = user
+                .post("/v1/destinations", json!({ "name": name, "target": target }))
+                .await;
+            let def = user
+                .post(
+                    "/v1/backups",
+                    json!({ "name": name, "clusterId": cluster_a, "pvMode": "none",
+                            "destinationId": dest["id"], "selection": { "namespaces": [ns] } }),
+                )
+                .await;
+            let job = user
+                .post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({}))
+                .await;
+            user.wait_job(job["id"].as_str().unwrap()).await
+        }
+    };
+
+    // ---- stores that work: back up, find the objects, restore into b
+    let variants = [
+        (
+            "tls-skip-verify",
+            json!({ "endpoint": https, "pathStyle": true, "skipTlsVerify": true, "credentialsRef": keys_secret }),
+        ),
+        ("tls-ca-bundle", json!({ "endpoint": https, "caBundle": ca })),
+    ];
+    for (name, connection) in variants {
+        let bucket = arca_testenv::unique(name).to_lowercase();
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let mut target = json!({ "kind": "S3", "bucket": bucket, "region": "us-east-1", "prefix": "arca" });
+        target
+            .as_object_mut()
+            .unwrap()
+            .extend(connection.as_object().unwrap().clone());
+        let done = backup(name, target).await;
+        assert_eq!(done["state"], "COMPLETED", "{name}: {done}");
+
+        let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert!(
+            keys.iter()
+                .any(|k| k.contains(&format!("/{cluster_a}/resources/archives/"))),
+            "{name}: {keys:?}"
+        );
+        assert!(keys.iter().all(|k| k.starts_with("arca/")), "{name}: {keys:?}");
+
+        let point = user
+            .get(&format!(
+                "/v1/recoverypoints?definitionId={}",
+                done["definitionId"].as_str().unwrap()
+            ))
+            .await["items"][0]
+            .clone();
+        let target_ns = format!("{ns}-{name}");
+        let created = user
+            .post(
+                "/v1/restores",
+                json!({ "recoveryPointId": point["id"], "targetClusterId": cluster_b,
+                        "namespaceMap": { ns.clone(): target_ns } }),
+            )
+            .await;
+        let restored = user.wait_job(created["job"]["id"].as_str().unwrap()).await;
+        assert_eq!(restored["state"], "COMPLETED", "{name}: {restored}");
+        let settings = Api::<ConfigMap>::namespaced(b.client.clone(), &target_ns)
+            .get("settings")
+            .await
+            .unwrap();
+        assert_eq!(settings.data.unwrap()["mode"], "s3", "{name}");
+        let secret = Api::<Secret>::namespaced(b.client.clone(), &target_ns)
+            .get("creds")
+            .await
+            .unwrap();
+        assert_eq!(secret.data.unwrap()["password"].0, b"hunter2", "{name}");
+        tests::delete_namespace(&b.client, &target_ns).await;
+    }
+
+    // ---- stores that do not: the job fails in one line that names the cause
+    let missing = arca_testenv::unique("no-such-bucket").to_lowercase();
+    let broken = [
+        (
+            "missing-bucket",
+            json!({ "kind": "S3", "bucket": missing, "region": "us-east-1", "endpoint": https, "caBundle": ca }),
+            "the bucket does not exist",
+        ),
+        (
+            "untrusted-certificate",
+            json!({ "kind": "S3", "bucket": missing, "region": "us-east-1", "endpoint": https }),
+            "certificate",
+        ),
+    ];
+    for (name, target, cause) in broken {
+        let done = backup(name, target).await;
+        assert_eq!(done["state"], "FAILED", "{name}: {done}");
+        let reason = done["reason"].as_str().unwrap_or_default();
+        eprintln!("{name}: {reason}");
+        assert!(reason.contains(cause), "{name}: {reason}");
+        assert!(
+            !reason.contains('\n') && reason.len() < 600,
+            "{name}: one line: {reason}"
+        );
+    }
+
+    tests::delete_namespace(&a.client, &ns).await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+}
