@@ -102,33 +102,7 @@ check "sam validate --lint"
 sam validate --lint --template-file template.yaml
 
 check "cfn-lint on the SAM-expanded template"
-python3 - template.yaml "$WORK/expanded.json" <<'PY'
-"""Expands the SAM template offline, as CloudFormation's transform would."""
-import json
-import sys
-
-from samtranslator.public.translator import ManagedPolicyLoader
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
-
-
-class Offline(ManagedPolicyLoader):
-    """No IAM calls: the template names no managed policy."""
-
-    def __init__(self):
-        pass
-
-    def load(self):
-        return {}
-
-
-template = yaml_parse(open(sys.argv[1]).read())
-for resource in template["Resources"].values():
-    if resource["Type"] == "AWS::Serverless::Function":
-        # sam deploy puts the built zip here; the transform wants an S3 location.
-        resource["Properties"]["CodeUri"] = "s3://arca-deploy-checks/function.zip"
-json.dump(transform(template, {"AWS::Region": "us-east-1"}, Offline()), open(sys.argv[2], "w"), indent=1)
-PY
+python3 scripts/sam-expand.py template.yaml "$WORK/expanded.json"
 cfn-lint "$WORK/expanded.json"
 echo "expanded template: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["Resources"]))' "$WORK/expanded.json") resources, no finding"
 
