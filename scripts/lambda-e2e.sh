@@ -16,17 +16,20 @@
 # Then, with the events their triggers send (scripts/lambda_e2e.py, the driver):
 #   - retention and inventory with their fixed schedules' input (read back from moto's
 #     Scheduler) on an empty table: nothing examined, no account;
-#   - api: HTTP API payload 2.0 events for sign-up, cluster registration (its SQS queue and
-#     redrive policy on moto), the agent's connect and heartbeat, the install link and
-#     manifest (URL and agent image), a destination, a backup with the org's policy (its
-#     schedules on moto target the dispatch function), a backup run now (PENDING);
-#   - dispatch with that schedule's input: a PENDING job and both jobs' messages on the
-#     cluster queue; once SQS redrives them to the dead-letter queue, retention drains
-#     both (the jobs end FAILED);
+#   - api, HTTP API payload 2.0 events: sign-up (items in the table), cluster registration
+#     (its SQS queue, redrive policy to the stage's dead-letter queue after MaxReceives),
+#     the agent's connect and heartbeat (ACTIVE), an Arca-managed destination, a backup
+#     with the org's policy (its schedules on moto target the dispatch function with the
+#     scheduler role), a backup run now (PENDING); the agent's poll leases that job from
+#     the cluster queue, its credentials (STS on moto) write under the cluster's prefix of
+#     the stack's bucket, and it completes the job (a recovery point);
+#   - dispatch with that schedule's input: a PENDING job whose message is on the cluster
+#     queue; once SQS redrives it to the dead-letter queue, retention drains it (FAILED);
+#     the install link is under the API's URL and its manifest names the stack's image;
 #   - an RDS instance in a fresh moto account linked through the API; inventory finds it;
-#     an RDS run now's work message plus a malformed one as one SQS batch to the rds
-#     function: `batchItemFailures` names exactly the malformed record, the job is stepped
-#     and a snapshot exists on moto; retention then deletes nothing.
+#     the RDS run's work message plus a malformed one as one SQS batch to the rds
+#     function: `batchItemFailures` names exactly the malformed record, the job completes
+#     with a snapshot on moto and a recovery point; retention then deletes nothing.
 # Every step asserts the HTTP status and body or what moto then holds; the first failure
 # stops the run (exit 1) with its cause and the function's last log lines (secrets
 # redacted). Each run uses a fresh stage name, so runs never see each other's state.
