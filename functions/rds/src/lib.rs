@@ -133,7 +133,10 @@ mod tests {
                 (Some("m-2".to_string()), e.clone())
             ]
         );
-        assert_eq!(ok(parse(serde_json::to_value(&m).unwrap()).unwrap()), vec![(None, m.clone())]);
+        assert_eq!(
+            ok(parse(serde_json::to_value(&m).unwrap()).unwrap()),
+            vec![(None, m.clone())]
+        );
         assert_eq!(ok(parse(serde_json::to_value(&e).unwrap()).unwrap()), vec![(None, e)]);
         // In a batch an unreadable record is its own failure; the others still parse.
         let batch = json!({"Records": [
