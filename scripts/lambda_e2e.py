@@ -697,6 +697,12 @@ def scenario(st, fns, endpoint):
         MasterUsername="arca", MasterUserPassword="not-a-secret-1", BackupRetentionPeriod=7)
     _, headers, linked = api.call("POST", "/v1/cloud-accounts", admin, {"name": "moto", "regions": [REGION]},
                                   expect=201)
+    # The role stack's quick-create link: the published template (ARCA_ROLE_STACK_TEMPLATE_URL)
+    # and the account-link topic (ARCA_ACCOUNT_LINK_TOPIC_ARN).
+    offered = urllib.parse.unquote(json.dumps(linked))
+    for what, value in (("ARCA_ROLE_STACK_TEMPLATE_URL", api_fn.var("ARCA_ROLE_STACK_TEMPLATE_URL")),
+                        ("ARCA_ACCOUNT_LINK_TOPIC_ARN", st.create("AccountLinkTopic")["Ref"])):
+        check(value in offered, f"linking an account offers no {value} ({what}): {offered}")
     _, _, linked = api.call("PUT", f"/v1/cloud-accounts/{linked['id']}/role", admin,
                             {"roleArn": f"arn:aws:iam::{account}:role/arca-cross-account"},
                             headers={"if-match": headers["etag"]}, expect=200)
