@@ -18,6 +18,9 @@
 #                                                 function's zipped size, fails over 8 MB or
 #                                                 when a binary needs a glibc newer than
 #                                                 provided.al2023's 2.34
+#   8. the built functions under the Lambda      scripts/lambda-e2e.sh on step 7's build and
+#      Runtime Interface Emulator, on moto        step 2's expanded template (no other build):
+#                                                 their triggers' events, real effects on moto
 #
 # The tools are pinned and installed here into virtualenvs under ~/.cache (nothing by
 # hand): aws-sam-cli, aws-sam-translator, cfn-lint, cargo-lambda and ziglang in one,
@@ -47,7 +50,10 @@ export SAM_CLI_TELEMETRY=0
 # The Lambda target (template.yaml builds x86_64).
 CARGO_TARGET_TRIPLE=x86_64-unknown-linux-gnu
 # Everything here is offline: no AWS endpoint (the test environment may have set moto's)
-# and a region for the tools that insist on one.
+# and a region for the tools that insist on one. Only step 8 talks to AWS, to moto: the
+# test environment's (scripts/test.sh runs this with its AWS_ENDPOINT_URL), else one that
+# scripts/lambda-e2e.sh starts for itself.
+LAMBDA_E2E_ENDPOINT=${AWS_ENDPOINT_URL:-}
 unset AWS_ENDPOINT_URL
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=${AWS_REGION:-us-east-1}
 
@@ -62,7 +68,8 @@ trap 'rm -rf "$WORK"' EXIT
 # (no .complete) is made again.
 ensure_venv() { # name pip-requirements...
   local name=$1; shift
-  local venv=$CACHE/$name-$(printf '%s\n' "$@" | sha256sum | cut -c1-12)
+  local venv
+  venv=$CACHE/$name-$(printf '%s\n' "$@" | sha256sum | cut -c1-12)
   if [ ! -f "$venv/.complete" ]; then
     log "installing $* into $venv"
     rm -rf "$venv"
@@ -102,33 +109,7 @@ check "sam validate --lint"
 sam validate --lint --template-file template.yaml
 
 check "cfn-lint on the SAM-expanded template"
-python3 - template.yaml "$WORK/expanded.json" <<'PY'
-"""Expands the SAM template offline, as CloudFormation's transform would."""
-import json
-import sys
-
-from samtranslator.public.translator import ManagedPolicyLoader
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
-
-
-class Offline(ManagedPolicyLoader):
-    """No IAM calls: the template names no managed policy."""
-
-    def __init__(self):
-        pass
-
-    def load(self):
-        return {}
-
-
-template = yaml_parse(open(sys.argv[1]).read())
-for resource in template["Resources"].values():
-    if resource["Type"] == "AWS::Serverless::Function":
-        # sam deploy puts the built zip here; the transform wants an S3 location.
-        resource["Properties"]["CodeUri"] = "s3://arca-deploy-checks/function.zip"
-json.dump(transform(template, {"AWS::Region": "us-east-1"}, Offline()), open(sys.argv[2], "w"), indent=1)
-PY
+python3 scripts/sam-expand.py template.yaml "$WORK/expanded.json"
 cfn-lint "$WORK/expanded.json"
 echo "expanded template: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["Resources"]))' "$WORK/expanded.json") resources, no finding"
 
@@ -245,6 +226,10 @@ print(f"limit: {max_zipped / mib:.0f} MB zipped, glibc <= {max_glibc}")
 if failures:
     sys.exit("\n".join(failures))
 PY
+
+check "the built functions under the Lambda Runtime Interface Emulator, on moto (scripts/lambda-e2e.sh)"
+scripts/lambda-e2e.sh --build-dir "$WORK/build" --template "$WORK/expanded.json" \
+  ${LAMBDA_E2E_ENDPOINT:+--endpoint "$LAMBDA_E2E_ENDPOINT"}
 
 echo
 echo "deploy-checks: all passed"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/testenv.sh up|down|env|build|helm|status|kubectl|agent-image|registry
+# scripts/testenv.sh up|down|env|build|helm|status|kubectl|agent-image|registry|rie|moto-venv
 #
 # Arca's real test environment, on this machine:
 #   - two independent Kubernetes clusters ("a" and "b"): a real etcd and kube-apiserver
@@ -31,6 +31,9 @@ MOTO_VERSION=${ARCA_MOTO_VERSION:-5.2.5}
 HELM_VERSION=${ARCA_HELM_VERSION:-v3.22.0}
 CONTAINERD_VERSION=${ARCA_CONTAINERD_VERSION:-v2.4.2}
 REGISTRY_VERSION=${ARCA_REGISTRY_VERSION:-v3.1.2}
+# The AWS Lambda Runtime Interface Emulator (scripts/lambda-e2e.sh runs the built functions
+# under it). The proxy serves this commit's pseudo-version, not the v1.x release tags.
+RIE_VERSION=${ARCA_RIE_VERSION:-v0.0.0-20261030222936-bef5c4ba774d}
 # ARCA_TESTENV_NODES=0: control planes only (no kubelet, no containers), for machines that
 # cannot run containers; the in-cluster tests then fail and say so.
 NODES=${ARCA_TESTENV_NODES:-1}
@@ -257,6 +260,19 @@ ensure_helm() {
   echo "$out/helm"
 }
 
+# Prints the path of the Lambda Runtime Interface Emulator (aws-lambda-rie), building it
+# on first use (cold: ~30 s on 2 cores, its few dependencies included).
+ensure_rie() {
+  local out=$CACHE/lambda-rie-$RIE_VERSION
+  if [ ! -x "$out/aws-lambda-rie" ]; then
+    command -v go >/dev/null || die "no Go toolchain: aws-lambda-rie cannot be built here"
+    log "building aws-lambda-rie $RIE_VERSION from the Go module proxy"
+    go_install "$out" "" "" "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION" ||
+      die "could not build aws-lambda-rie $RIE_VERSION"
+  fi
+  echo "$out/aws-lambda-rie"
+}
+
 # ---- the registry: distribution v3 from the Go module proxy
 ensure_registry() { # prints the path of the registry binary
   local out=$CACHE/registry-$REGISTRY_VERSION
@@ -373,7 +389,7 @@ build_all() {
   ensure_etcd >/dev/null
   ensure_apiserver >/dev/null
   ensure_crds >/dev/null
-  ensure_moto >/dev/null
+  ensure_moto >/dev/null; ensure_rie >/dev/null
   if [ "$NODES" = 1 ]; then
     ensure_node_packages; ensure_containerd >/dev/null
     ensure_node_images "$(basename "$(ensure_node_bins)" | sed "s/^kube-node-//")" >/dev/null
@@ -894,8 +910,10 @@ case "${1:-}" in
   status) status ;;
   agent-image) agent_image ;;
   registry) mkdir -p "$CACHE"; ensure_registry ;; # the registry binary's path, built on first use
+  rie) mkdir -p "$CACHE"; ensure_rie ;;           # aws-lambda-rie's path, built on first use
+  moto-venv) mkdir -p "$CACHE"; ensure_moto ;;    # the moto virtualenv (boto3 too), made on first use
   kubectl) # kubectl of the same release, built on first use: testenv.sh kubectl a|b ARGS...
     c=${2:-}; [ -n "${API_PORT[$c]:-}" ] || die "usage: $0 kubectl a|b ARGS..."
     shift 2; exec "$(ensure_node_bins)/kubectl" --kubeconfig "$RUN/$c/admin.kubeconfig" "$@" ;;
-  *) echo "usage: $0 up|down|env|env-nodes|build|helm|status|kubectl|agent-image|registry" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|env-nodes|build|helm|status|kubectl|agent-image|registry|rie|moto-venv" >&2; exit 2 ;;
 esac

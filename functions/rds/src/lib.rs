@@ -19,22 +19,25 @@ use serde_json::{Value, json};
 pub use arca_core::model::rds::snapshot_identifier;
 
 /// The work messages of an event: an SQS batch (`Records[].body`), or one message sent
-/// directly (e.g. by an operator). Each with the id to report it by.
-pub fn parse(event: Value) -> Result<Vec<(Option<String>, AwsWorkMessage)>> {
+/// directly (e.g. by an operator). Each with the id to report it by, and the message or
+/// why it could not be read: in a batch, an unreadable record is that record's failure
+/// (reported alone, so SQS redrives it to the dead-letter queue without the others).
+pub fn parse(event: Value) -> Result<Vec<(Option<String>, Result<AwsWorkMessage>)>> {
     match event.get("Records").and_then(Value::as_array) {
-        Some(records) => records
+        Some(records) => Ok(records
             .iter()
             .map(|r| {
                 let id = r.get("messageId").and_then(Value::as_str).map(str::to_string);
-                let body = r
+                let message = r
                     .get("body")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| Error::invalid("Records[].body", "missing"))?;
-                let v: Value = serde_json::from_str(body).map_err(|e| Error::invalid("body", e.to_string()))?;
-                Ok((id, AwsWorkMessage::from_json(v)?))
+                    .ok_or_else(|| Error::invalid("Records[].body", "missing"))
+                    .and_then(|body| serde_json::from_str(body).map_err(|e| Error::invalid("body", e.to_string())))
+                    .and_then(AwsWorkMessage::from_json);
+                (id, message)
             })
-            .collect(),
-        None => Ok(vec![(None, AwsWorkMessage::from_json(event)?)]),
+            .collect()),
+        None => Ok(vec![(None, Ok(AwsWorkMessage::from_json(event)?))]),
     }
 }
 
@@ -61,11 +64,15 @@ pub async fn run(cp: &ControlPlane, event: Value) -> Result<Value> {
     let mut failures = Vec::new();
     let mut steps = Vec::new();
     for (id, m) in parse(event)? {
-        match step(cp, &m).await {
+        let (outcome, message) = match m {
+            Ok(m) => (step(cp, &m).await, format!("{m:?}")),
+            Err(e) => (Err(e), "unreadable".to_owned()),
+        };
+        match outcome {
             Ok(done) => steps.push(done),
             Err(Error::NotFound { what }) => tracing::warn!(%what, "the job or re-creation is gone"),
             Err(e) => {
-                tracing::warn!(message = ?m, error = %e, "step failed; redelivered");
+                tracing::warn!(%message, error = %e, "step failed; redelivered");
                 match id {
                     Some(id) => failures.push(json!({"itemIdentifier": id})),
                     None => return Err(e),
@@ -116,19 +123,37 @@ mod tests {
             {"messageId": "m-1", "body": body(&m)},
             {"messageId": "m-2", "body": body(&e)},
         ]});
+        let ok = |parsed: Vec<(Option<String>, Result<AwsWorkMessage>)>| -> Vec<(Option<String>, AwsWorkMessage)> {
+            parsed.into_iter().map(|(id, m)| (id, m.unwrap())).collect()
+        };
         assert_eq!(
-            parse(batch).unwrap(),
+            ok(parse(batch).unwrap()),
             vec![
                 (Some("m-1".to_string()), m.clone()),
                 (Some("m-2".to_string()), e.clone())
             ]
         );
-        assert_eq!(parse(serde_json::to_value(&m).unwrap()).unwrap(), vec![(None, m)]);
-        assert_eq!(parse(serde_json::to_value(&e).unwrap()).unwrap(), vec![(None, e)]);
-        let err = parse(json!({"Records": [{"messageId": "x", "body": "{}"}]})).unwrap_err();
+        assert_eq!(
+            ok(parse(serde_json::to_value(&m).unwrap()).unwrap()),
+            vec![(None, m.clone())]
+        );
+        assert_eq!(ok(parse(serde_json::to_value(&e).unwrap()).unwrap()), vec![(None, e)]);
+        // In a batch an unreadable record is its own failure; the others still parse.
+        let batch = json!({"Records": [
+            {"messageId": "bad", "body": "{}"},
+            {"messageId": "not-json", "body": "RDS job 42"},
+            {"messageId": "good", "body": body(&m)},
+        ]});
+        let mut parsed = parse(batch).unwrap();
+        let good = parsed.pop().unwrap();
+        assert_eq!((good.0.as_deref(), good.1.unwrap()), (Some("good"), m));
+        let err = parsed[0].1.as_ref().unwrap_err();
         assert!(
             err.to_string().contains("eksRecreationId"),
             "says what is accepted: {err}"
         );
+        assert!(parsed[1].1.is_err(), "{parsed:?}");
+        // A message sent directly is the whole invocation.
+        assert!(parse(json!({})).is_err());
     }
 }
