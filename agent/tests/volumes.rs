@@ -221,6 +221,9 @@ async fn node(client: &kube::Client, world: &World) {
         else {
             continue; // the agent creates it right after the Job
         };
+        if ns == world.agent_ns {
+            world.secrets_seen.lock().unwrap().insert(secret_name.to_string());
+        }
         let claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
             .as_str()
             .unwrap()
@@ -974,8 +977,14 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         .collect();
     assert_eq!(pv_objects, [volume.clone()], "one PV object for the volume");
     assert!(jobs_in(&client, &agent_ns).get_opt(&restore_mover.1).await.unwrap().is_none());
+    // (The VolumeSnapshots of the restored namespace are the archive's own objects.)
     assert!(
-        snapshots(&client, &r2).list(&ListParams::default()).await.unwrap().items.is_empty(),
+        snapshots_all(&client)
+            .list(&ListParams::default().labels("arca.dev/role=restore-source"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
         "no snapshot is made for a restore from the repository"
     );
     assert!(world.leaks.lock().unwrap().is_empty(), "{:?}", world.leaks.lock().unwrap());

@@ -243,7 +243,24 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
         AGENT_NAMESPACE,
         "ARCA_MOVER_RENEWAL_MARGIN_SECS=172800",
     ]);
-    a.ready_agent_pod();
+    // The new Pod replaces the old one (Recreate): wait for the rollout, then for it.
+    a.ok(&[
+        "rollout",
+        "status",
+        "deployment/arca-agent",
+        "-n",
+        AGENT_NAMESPACE,
+        "--timeout=180s",
+    ]);
+    let pod = a.ready_agent_pod();
+    assert!(
+        pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "ARCA_MOVER_RENEWAL_MARGIN_SECS"),
+        "{pod:#}"
+    );
     bucket_destination(
         &user,
         &[&a, &b],
@@ -479,7 +496,7 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
         |v| v["items"] == json!([]),
     );
     assert!(
-        b.json(&["get", "volumesnapshots", "-n", namespace])["items"]
+        b.json(&["get", "volumesnapshots", "-A", "-l", "arca.dev/role=restore-source"])["items"]
             .as_array()
             .unwrap()
             .is_empty(),
