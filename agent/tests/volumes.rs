@@ -350,11 +350,19 @@ async fn provision(client: &kube::Client, pvc: &PersistentVolumeClaim, world: &W
     .await;
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
     claims
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"volumeName": pv_name}})))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"volumeName": pv_name}})),
+        )
         .await
         .unwrap();
     claims
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": "Bound"}})))
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+        )
         .await
         .unwrap();
     world.put(format!("handle:vol-{uid}"), device.to_path_buf());
@@ -395,7 +403,11 @@ async fn pv_controller(client: &kube::Client, world: &World) {
             .await
             .unwrap();
         Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": "Bound"}})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+            )
             .await
             .unwrap();
     }
@@ -771,7 +783,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         "the temporary claim is gone"
     );
     assert!(
-        jobs_in(&client, &agent_ns).get_opt(&movers[0].1).await.unwrap().is_none(),
+        jobs_in(&client, &agent_ns)
+            .get_opt(&movers[0].1)
+            .await
+            .unwrap()
+            .is_none(),
         "the mover Job is gone"
     );
     assert!(
@@ -784,13 +800,19 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     );
     // The copy's snapshot import (VolumeSnapshot and its Retain content) is gone; the
     // user's snapshot and content are untouched (no volume-mode consent added to theirs).
-    assert!(snapshots(&client, &agent_ns).get_opt(&temp_claim).await.unwrap().is_none());
+    assert!(
+        snapshots(&client, &agent_ns)
+            .get_opt(&temp_claim)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(contents(&client).get_opt(&temp_claim).await.unwrap().is_none());
-    let user_content = snapshots(&client, &ns).get(&snap2).await.unwrap().data["status"]
-        ["boundVolumeSnapshotContentName"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let user_content =
+        snapshots(&client, &ns).get(&snap2).await.unwrap().data["status"]["boundVolumeSnapshotContentName"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let user_content = contents(&client).get(&user_content).await.unwrap();
     assert_eq!(user_content.data["spec"]["deletionPolicy"], "Delete");
     assert!(
@@ -802,7 +824,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
             .is_none(),
         "the user's content is not changed"
     );
-    assert!(world.leaks.lock().unwrap().is_empty(), "{:?}", world.leaks.lock().unwrap());
+    assert!(
+        world.leaks.lock().unwrap().is_empty(),
+        "{:?}",
+        world.leaks.lock().unwrap()
+    );
     let org = point2["orgId"].as_str().unwrap().to_string();
     let repo_url = format!("file://{}/{org}/{cluster_id}/volumes", dest_root.display());
     assert_eq!(copy2["repository"], format!("{org}/{cluster_id}/volumes"));
@@ -960,7 +986,10 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     );
     assert_eq!(pv_spec.persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
     assert_eq!(
-        pv.metadata.annotations.unwrap_or_default().get("pv.kubernetes.io/provisioned-by"),
+        pv.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("pv.kubernetes.io/provisioned-by"),
         Some(&driver),
         "the provisioner still deletes it once released"
     );
@@ -972,11 +1001,22 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         .unwrap()
         .items
         .into_iter()
-        .filter(|p| p.spec.as_ref().and_then(|s| s.csi.as_ref()).is_some_and(|c| c.volume_handle == handle))
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .is_some_and(|c| c.volume_handle == handle)
+        })
         .filter_map(|p| p.metadata.name)
         .collect();
     assert_eq!(pv_objects, [volume.clone()], "one PV object for the volume");
-    assert!(jobs_in(&client, &agent_ns).get_opt(&restore_mover.1).await.unwrap().is_none());
+    assert!(
+        jobs_in(&client, &agent_ns)
+            .get_opt(&restore_mover.1)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // (The VolumeSnapshots of the restored namespace are the archive's own objects.)
     assert!(
         snapshots_all(&client)
@@ -987,7 +1027,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
             .is_empty(),
         "no snapshot is made for a restore from the repository"
     );
-    assert!(world.leaks.lock().unwrap().is_empty(), "{:?}", world.leaks.lock().unwrap());
+    assert!(
+        world.leaks.lock().unwrap().is_empty(),
+        "{:?}",
+        world.leaks.lock().unwrap()
+    );
 
     // 6. DELETE_BACKUP of point 2 (retention): its snapshot deleted, its copy forgotten.
     let store = cp.store();

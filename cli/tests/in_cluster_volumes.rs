@@ -78,7 +78,16 @@ impl Watch {
         let mut child = k
             .nodes
             .kubectl(k.kubeconfig)
-            .args(["get", kind, "-A", "-l", "app.kubernetes.io/managed-by=arca", "-w", "-o", "json"])
+            .args([
+                "get",
+                kind,
+                "-A",
+                "-l",
+                "app.kubernetes.io/managed-by=arca",
+                "-w",
+                "-o",
+                "json",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -157,7 +166,10 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
     assert_eq!(pod["spec"]["nodeName"], node, "{pod:#}");
     assert_eq!(pod["metadata"]["namespace"], AGENT_NAMESPACE, "{pod:#}");
     assert!(
-        watch.seen().iter().all(|p| p["metadata"]["namespace"] == AGENT_NAMESPACE),
+        watch
+            .seen()
+            .iter()
+            .all(|p| p["metadata"]["namespace"] == AGENT_NAMESPACE),
         "mover Pods only in the agent's namespace: {:#}",
         Value::Array(watch.seen())
     );
@@ -338,7 +350,10 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
         Some("/var/run/secrets/arca-mover/s3-credentials.json"),
         "{env:#}"
     );
-    assert!(var("AWS_ACCESS_KEY_ID").is_none() && var("ARCA_REPO_PASSWORD").is_none(), "{env:#}");
+    assert!(
+        var("AWS_ACCESS_KEY_ID").is_none() && var("ARCA_REPO_PASSWORD").is_none(),
+        "{env:#}"
+    );
     assert!(mover["spec"]["containers"][0].get("envFrom").is_none(), "{mover:#}");
     // Nothing of the mover was ever in the application's namespace; its Job and Secret
     // were in the agent's, and the Secret was renewed while the mover ran.
@@ -368,7 +383,13 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     // The agent removed its mover Job (and with it the Pod and Secret), the clone claim
     // and the snapshot import it came from, all in its own namespace.
     a.wait_for(
-        &["jobs,secrets,pvc,volumesnapshots", "-n", AGENT_NAMESPACE, "-l", "arca.dev/job-id"],
+        &[
+            "jobs,secrets,pvc,volumesnapshots",
+            "-n",
+            AGENT_NAMESPACE,
+            "-l",
+            "arca.dev/job-id",
+        ],
         60,
         |v| v["items"] == json!([]),
     );
@@ -378,7 +399,13 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
         |v| v["items"] == json!([]),
     );
     a.wait_for(
-        &["jobs,secrets,pvc", "-n", namespace, "-l", "app.kubernetes.io/managed-by=arca"],
+        &[
+            "jobs,secrets,pvc",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/managed-by=arca",
+        ],
         5,
         |v| v["items"] == json!([]),
     );

@@ -153,7 +153,10 @@ mod tests {
         assert!(until <= SystemTime::now() + MAX_CACHE && until > SystemTime::now() + 14 * MIN);
         write("ASIA2", in_an_hour);
         assert_eq!(provider.provide_credentials().await.unwrap().access_key_id(), "ASIA2");
-        write("ASIA3", chrono::DateTime::<chrono::Utc>::from(SystemTime::now()) - chrono::Duration::minutes(1));
+        write(
+            "ASIA3",
+            chrono::DateTime::<chrono::Utc>::from(SystemTime::now()) - chrono::Duration::minutes(1),
+        );
         assert!(provider.provide_credentials().await.is_err());
     }
 }

@@ -45,12 +45,6 @@ pub struct BackupRequest {
     pub renewal: Option<std::sync::Arc<dyn super::RepoAccess>>,
 }
 
-impl std::fmt::Debug for dyn super::RepoAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RepoAccess")
-    }
-}
-
 /// What the PV part produced.
 #[derive(Clone, Debug, Default)]
 pub struct VolumesOutcome {
@@ -413,8 +407,13 @@ async fn copy(
             &labels(&req.job_id, "copy-source"),
         );
         snapshot::create_content(client, &content).await?;
-        let imported =
-            snapshot::imported_snapshot_manifest(&namespace, &name, &name, &snap.class, &labels(&req.job_id, "copy-source"));
+        let imported = snapshot::imported_snapshot_manifest(
+            &namespace,
+            &name,
+            &name,
+            &snap.class,
+            &labels(&req.job_id, "copy-source"),
+        );
         snapshot::create(client, &imported).await?;
         snapshot::wait_ready(client, &namespace, &name, opts.snapshot_timeout, opts.poll_every).await?;
         let size = ready.restore_size.unwrap_or(0).max(record.size_bytes);

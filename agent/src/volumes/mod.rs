@@ -23,9 +23,9 @@ pub mod snapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::resources::restore::ClaimSource;
 pub use arca_core::model::recovery::{CsiSnapshotRecord, VolumeCopyRecord, VolumeRecord};
 pub use backup::{BackupRequest, VolumesOutcome, backup};
-pub use crate::resources::restore::ClaimSource;
 pub use delete::delete;
 pub use repo::Repo;
 pub use restore::VolumeRestore;
@@ -89,6 +89,12 @@ pub trait RepoAccess: Send + Sync {
     async fn reopen(&self, prefix: &str) -> Result<Repo, String>;
 }
 
+impl std::fmt::Debug for dyn RepoAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepoAccess")
+    }
+}
+
 /// A [`mover::Renewal`] of `repo`'s mover Secret through a [`RepoAccess`].
 pub struct RepoRenewal {
     pub access: std::sync::Arc<dyn RepoAccess>,
@@ -110,14 +116,12 @@ pub fn mover_secret(
 ) -> mover::MoverSecret {
     let data = repo.mover_secret();
     // Only credentials that expire are worth renewing.
-    let renewal = access
-        .filter(|_| mover::credentials_expiry(&data).is_some())
-        .map(|a| {
-            std::sync::Arc::new(RepoRenewal {
-                access: a.clone(),
-                prefix: repo.prefix.clone(),
-            }) as std::sync::Arc<dyn mover::Renewal>
-        });
+    let renewal = access.filter(|_| mover::credentials_expiry(&data).is_some()).map(|a| {
+        std::sync::Arc::new(RepoRenewal {
+            access: a.clone(),
+            prefix: repo.prefix.clone(),
+        }) as std::sync::Arc<dyn mover::Renewal>
+    });
     mover::MoverSecret {
         data,
         renewal,

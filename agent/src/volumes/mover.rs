@@ -485,8 +485,14 @@ mod tests {
         let env = c["env"].as_array().unwrap();
         let var = |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
         assert_eq!(var("HOSTNAME"), Some(json!("arca-copy-x")));
-        assert_eq!(var(PASSWORD_FILE_ENV), Some(json!(format!("{SECRET_DIR}/{PASSWORD_KEY}"))));
-        assert_eq!(var(CREDENTIALS_FILE_ENV), Some(json!(format!("{SECRET_DIR}/{CREDENTIALS_KEY}"))));
+        assert_eq!(
+            var(PASSWORD_FILE_ENV),
+            Some(json!(format!("{SECRET_DIR}/{PASSWORD_KEY}")))
+        );
+        assert_eq!(
+            var(CREDENTIALS_FILE_ENV),
+            Some(json!(format!("{SECRET_DIR}/{CREDENTIALS_KEY}")))
+        );
         assert!(!job.to_string().contains("ARCA_REPO_PASSWORD\""));
         assert!(
             pod["volumes"]
@@ -501,7 +507,10 @@ mod tests {
         no_host.credentials_file = false;
         let no_host = job_manifest(&no_host);
         assert!(!no_host.to_string().contains("hostPath"));
-        assert!(!no_host.to_string().contains(CREDENTIALS_FILE_ENV), "without keys the pod's identity");
+        assert!(
+            !no_host.to_string().contains(CREDENTIALS_FILE_ENV),
+            "without keys the pod's identity"
+        );
     }
 
     #[test]
@@ -521,7 +530,15 @@ mod tests {
         assert_eq!(c["spec"]["resources"]["requests"]["storage"], "1048576");
         assert_eq!(c["spec"]["dataSource"]["kind"], "VolumeSnapshot");
         assert_eq!(c["spec"]["dataSource"]["name"], "snap");
-        let plain = claim_manifest("ns", "tmp", None, 1 << 30, None, &["ReadWriteMany".into()], &BTreeMap::new());
+        let plain = claim_manifest(
+            "ns",
+            "tmp",
+            None,
+            1 << 30,
+            None,
+            &["ReadWriteMany".into()],
+            &BTreeMap::new(),
+        );
         assert!(plain["spec"].get("dataSource").is_none() && plain["spec"].get("storageClassName").is_none());
         assert_eq!(plain["spec"]["accessModes"], json!(["ReadWriteMany"]));
     }
@@ -550,7 +567,10 @@ mod tests {
             expiration: chrono::DateTime::from_timestamp(1_800_000_000, 0),
         };
         let json = serde_json::to_string(&file).unwrap();
-        assert!(json.contains("\"AccessKeyId\":\"ASIA1\"") && json.contains("\"Version\":1"), "{json}");
+        assert!(
+            json.contains("\"AccessKeyId\":\"ASIA1\"") && json.contains("\"Version\":1"),
+            "{json}"
+        );
         let data = BTreeMap::from([(CREDENTIALS_KEY.to_string(), json)]);
         assert_eq!(credentials_expiry(&data), file.expiration);
         assert_eq!(credentials_expiry(&BTreeMap::new()), None);

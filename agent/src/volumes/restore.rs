@@ -241,8 +241,7 @@ impl VolumeRestore {
             labels: self.labels("mover"),
             deadline: self.opts.mover_timeout,
         };
-        let handed = match mover::run(&self.client, &m, &secret, self.opts.mover_timeout, self.opts.poll_every).await
-        {
+        let handed = match mover::run(&self.client, &m, &secret, self.opts.mover_timeout, self.opts.poll_every).await {
             Ok(()) => self.hand_over(&namespace, &name, &target, &key).await,
             Err(e) => Err(e),
         };
@@ -319,7 +318,12 @@ impl VolumeRestore {
                 });
                 pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
-                    .map_err(|e| format!("binding PersistentVolume {pv_name} to {}/{}: {e}", target.namespace, target.name))?;
+                    .map_err(|e| {
+                        format!(
+                            "binding PersistentVolume {pv_name} to {}/{}: {e}",
+                            target.namespace, target.name
+                        )
+                    })?;
                 return Ok(pv_name.clone());
             }
             let new_name = object_name("arca-pv", &target.name, key);
@@ -458,7 +462,8 @@ pub fn rebound_volume(
     target: &Target,
     labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<Value, String> {
-    let mut spec = serde_json::to_value(pv.spec.as_ref().ok_or("the volume has no spec")?).map_err(|e| e.to_string())?;
+    let mut spec =
+        serde_json::to_value(pv.spec.as_ref().ok_or("the volume has no spec")?).map_err(|e| e.to_string())?;
     spec["volumeMode"] = json!(target.volume_mode);
     spec["persistentVolumeReclaimPolicy"] = json!("Retain");
     spec["claimRef"] = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
