@@ -574,6 +574,81 @@ mod tests {
     }
 
     #[test]
+    fn the_target_claim_says_what_its_volume_must_be() {
+        let claim = json!({
+            "metadata": {"name": "data", "namespace": "shop-r"},
+            "spec": {"storageClassName": "fast", "accessModes": ["ReadWriteOncePod"],
+                     "resources": {"requests": {"storage": "2Gi"}}},
+        });
+        let t = Target::of(&claim, "shop-r");
+        assert_eq!(
+            t,
+            Target {
+                namespace: "shop-r".into(),
+                name: "data".into(),
+                storage_class: Some("fast".into()),
+                access_modes: vec!["ReadWriteOncePod".into()],
+                volume_mode: "Filesystem".into(),
+                size_bytes: 2 << 30,
+            }
+        );
+        let block = Target::of(
+            &json!({"metadata": {"name": "b"}, "spec": {"volumeMode": "Block", "storageClassName": ""}}),
+            "ns",
+        );
+        assert_eq!((block.volume_mode.as_str(), block.storage_class), ("Block", None));
+    }
+
+    #[test]
+    fn a_handed_over_volume_is_pre_bound_without_the_old_claims_uid() {
+        let r = claim_ref("shop-r", "data");
+        assert_eq!(
+            (r["namespace"].as_str(), r["name"].as_str()),
+            (Some("shop-r"), Some("data"))
+        );
+        // A merge patch removes what a null names: the temporary claim's uid must go.
+        assert!(r["uid"].is_null() && r.as_object().unwrap().contains_key("uid"));
+        assert!(r.as_object().unwrap().contains_key("resourceVersion"));
+    }
+
+    #[test]
+    fn a_filesystem_target_gets_a_pv_of_its_mode_for_the_same_volume() {
+        let pv: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "pvc-1", "annotations": {
+                "pv.kubernetes.io/provisioned-by": "block.csi.test",
+                "pv.kubernetes.io/bound-by-controller": "yes"}},
+            "spec": {"volumeMode": "Block", "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "fast",
+                     "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "csi": {"driver": "block.csi.test", "volumeHandle": "vol-1"},
+                     "claimRef": {"namespace": "arca-system", "name": "arca-restore-x", "uid": "u1"}},
+        }))
+        .unwrap();
+        let target = Target {
+            namespace: "shop-r".into(),
+            name: "data".into(),
+            volume_mode: "Filesystem".into(),
+            ..Target::default()
+        };
+        let labels = [("a".to_string(), "b".to_string())].into();
+        let v = rebound_volume(&pv, "arca-pv-data-1", &target, &labels).unwrap();
+        assert_eq!(v["metadata"]["name"], "arca-pv-data-1");
+        assert_eq!(v["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(v["spec"]["csi"]["volumeHandle"], "vol-1", "the same volume");
+        assert_eq!(
+            v["spec"]["persistentVolumeReclaimPolicy"], "Retain",
+            "until its claim is bound"
+        );
+        assert_eq!(
+            v["spec"]["claimRef"],
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "shop-r", "name": "data"})
+        );
+        let annotations = &v["metadata"]["annotations"];
+        assert_eq!(annotations["pv.kubernetes.io/provisioned-by"], "block.csi.test");
+        assert!(annotations.get("pv.kubernetes.io/bound-by-controller").is_none());
+        assert_eq!(v["metadata"]["labels"]["a"], "b");
+    }
+
+    #[test]
     fn the_mover_restores_onto_the_device() {
         assert_eq!(
             restore_args("s3://b/p", "ns/data", "abcd").join(" "),
