@@ -816,12 +816,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let user_content = contents(&client).get(&user_content).await.unwrap();
     assert_eq!(user_content.data["spec"]["deletionPolicy"], "Delete");
     assert!(
-        user_content
+        !user_content
             .metadata
             .annotations
             .unwrap_or_default()
-            .get("snapshot.storage.kubernetes.io/allow-volume-mode-change")
-            .is_none(),
+            .contains_key("snapshot.storage.kubernetes.io/allow-volume-mode-change"),
         "the user's content is not changed"
     );
     assert!(
@@ -1009,7 +1008,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         })
         .filter_map(|p| p.metadata.name)
         .collect();
-    assert_eq!(pv_objects, [volume.clone()], "one PV object for the volume");
+    assert_eq!(
+        pv_objects,
+        std::slice::from_ref(&volume),
+        "one PV object for the volume"
+    );
     assert!(
         jobs_in(&client, &agent_ns)
             .get_opt(&restore_mover.1)
