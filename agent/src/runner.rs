@@ -151,6 +151,29 @@ fn failed(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// A job's destination access as the control plane vends it again (a `credentialsRef`
+/// Secret read again), for [`volumes::RepoAccess`].
+struct JobRepoAccess {
+    client: AgentClient,
+    kube: kube::Client,
+    job: arca_core::ids::JobId,
+    key: ArchiveKey,
+}
+
+#[async_trait]
+impl volumes::RepoAccess for JobRepoAccess {
+    async fn reopen(&self, prefix: &str) -> Result<volumes::Repo, String> {
+        let access = self
+            .client
+            .credentials(&self.job)
+            .await
+            .map_err(|e| format!("renewing access to the destination: {e}"))?;
+        let access = crate::credentials_ref::resolve(&self.kube, access).await?;
+        let key = self.key.bytes(&access)?;
+        volumes::Repo::new(&access, prefix, &key)
+    }
+}
+
 /// `<clusterPrefix>resources`
 fn archive_prefix(access: &DestinationAccess) -> String {
     let base = access.cluster_prefix.trim_matches('/');
@@ -188,6 +211,16 @@ impl ResourceRunner {
         let renewal = Renewal::new(client.clone(), job.job.id);
         let store = crate::volumes::repo::open_store_at(&access, "", Some(&renewal)).await?;
         Ok((store, access))
+    }
+
+    /// Fresh access to a job's volume repository, for movers that outlive their credentials.
+    fn renewal(&self, job: &AgentJob, client: &AgentClient) -> Arc<dyn volumes::RepoAccess> {
+        Arc::new(JobRepoAccess {
+            client: client.same_session(),
+            kube: self.kube.clone(),
+            job: job.job.id,
+            key: self.key.clone(),
+        })
     }
 
     fn archive(
@@ -283,6 +316,7 @@ impl ResourceRunner {
                 delete_snapshot_after_copy: definition.spec.delete_snapshot_after_copy,
                 claims,
                 repo,
+                renewal: Some(self.renewal(job, client)),
             };
             let (kube, opts) = (self.kube.clone(), self.volumes.clone());
             match spawned(async move { volumes::backup(&kube, &opts, &request).await }).await {
@@ -330,15 +364,18 @@ impl ResourceRunner {
                      it has no copy); the claim is restored empty"
                 ));
             }
-            let hook = Arc::new(VolumeRestore::new(
-                self.kube.clone(),
-                self.volumes.clone(),
-                &job.job.id.to_string(),
-                &restore_id,
-                records,
-                same_cluster,
-                destination,
-            ));
+            let hook = Arc::new(
+                VolumeRestore::new(
+                    self.kube.clone(),
+                    self.volumes.clone(),
+                    &job.job.id.to_string(),
+                    &restore_id,
+                    records,
+                    same_cluster,
+                    destination,
+                )
+                .with_renewal(self.renewal(job, client)),
+            );
             opts.claim_data = Some(resources::restore::ClaimDataHook(hook.clone()));
             Some(hook)
         } else {

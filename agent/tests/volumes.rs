@@ -6,10 +6,16 @@
 //!   VolumeSnapshotContent and sets both statuses ready (status subresources); a
 //!   "storage snapshot" is a copy of the file standing for the claim's volume;
 //! - the node: for each mover Job it runs the Job's own command line with the real
-//!   `arca-agent` binary, its environment (the Job's env and its Secret's), the device
-//!   path replaced by a file standing for the attached claim (a clone of the snapshot's
-//!   file, or a new file for a restore target), then marks the Job complete (or failed)
-//!   through its status subresource as the Job controller would.
+//!   `arca-agent` binary, its environment, its Secret's files (written where the Job
+//!   mounts them), the device path replaced by a file standing for the attached claim (a
+//!   clone of the snapshot's file, or a new file for a restore target), then marks the Job
+//!   complete (or failed) through its status subresource as the Job controller would;
+//! - the external-provisioner and the PV controller, for what the movers use: a restore
+//!   target claim gets a PV (bound), and a claim created with the `volumeName` of a PV
+//!   pre-bound to it is bound.
+//!
+//! Movers run in the agent's namespace: the test watches every namespace for a mover's
+//! Job or Secret anywhere else.
 //!
 //! Orchestration and data path are each real; the repository is a local destination.
 
@@ -22,10 +28,10 @@ use std::time::Duration;
 
 use arca_agent::runner::{ArchiveKey, ResourceRunner};
 use arca_agent::volumes::VolumeOptions;
-use arca_agent::volumes::mover::DEVICE_PATH;
+use arca_agent::volumes::mover::{DEVICE_PATH, PASSWORD_KEY, SECRET_DIR};
 use arca_core::control_plane::ControlPlaneConfig;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
@@ -64,6 +70,12 @@ struct World {
     dir: PathBuf,
     /// The test's namespaces start with this.
     tag: String,
+    /// The agent's namespace, where movers run.
+    agent_ns: String,
+    /// Every mover Job or Secret seen outside the agent's namespace: (kind, namespace, name).
+    leaks: Mutex<HashSet<(String, String, String)>>,
+    /// Mover Secrets seen in the agent's namespace.
+    secrets_seen: Mutex<HashSet<String>>,
     /// `pvc:<ns>/<name>`, `snap:<ns>/<name>`, `handle:<h>` -> the file standing for it.
     files: Mutex<HashMap<String, PathBuf>>,
     /// (namespace, job, subcommand, claim) of every mover run.
@@ -188,13 +200,30 @@ async fn node(client: &kube::Client, world: &World) {
         let value = serde_json::to_value(&job).unwrap();
         let pod = &value["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
-        let secret_name = container["envFrom"][0]["secretRef"]["name"].as_str().unwrap();
+        assert!(container.get("envFrom").is_none(), "secrets come as files: {container}");
+        let secret_volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["secret"].is_object())
+            .unwrap_or_else(|| panic!("no Secret volume: {pod}"));
+        let secret_name = secret_volume["secret"]["secretName"].as_str().unwrap();
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == secret_volume["name"])
+            .unwrap();
+        assert_eq!(mount["mountPath"], SECRET_DIR);
         let Ok(Some(secret)) = Api::<Secret>::namespaced(client.clone(), &ns)
             .get_opt(secret_name)
             .await
         else {
             continue; // the agent creates it right after the Job
         };
+        if ns == world.agent_ns {
+            world.secrets_seen.lock().unwrap().insert(secret_name.to_string());
+        }
         let claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
             .as_str()
             .unwrap()
@@ -219,6 +248,7 @@ async fn node(client: &kube::Client, world: &World) {
             }
             None => {
                 std::fs::write(&device, b"").unwrap();
+                provision(client, &pvc, world, &device).await;
             }
         }
         world.put(format!("pvc:{ns}/{claim}"), device.clone());
@@ -230,17 +260,30 @@ async fn node(client: &kube::Client, world: &World) {
             .iter()
             .map(|a| a.as_str().unwrap().replace(DEVICE_PATH, device.to_str().unwrap()))
             .collect();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca-agent"));
-        cmd.args(&args);
-        for e in container["env"].as_array().unwrap() {
-            cmd.env(e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
-        }
+        // The Secret's files, where the kubelet would mount them.
+        let secret_dir = world.dir.join(format!("{ns}-{name}-secret"));
+        std::fs::create_dir_all(&secret_dir).unwrap();
         for (k, v) in secret.data.clone().unwrap_or_default() {
             let v = String::from_utf8(v.0).unwrap();
-            if k == "ARCA_REPO_PASSWORD" {
+            if k == PASSWORD_KEY {
                 *world.password.lock().unwrap() = Some(v.clone());
             }
-            cmd.env(k, v);
+            std::fs::write(secret_dir.join(&k), v).unwrap();
+        }
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca-agent"));
+        cmd.args(&args);
+        cmd.env_remove("ARCA_REPO_PASSWORD");
+        for e in container["env"].as_array().unwrap() {
+            let value = e["value"].as_str().unwrap();
+            let password = world.password.lock().unwrap().clone().unwrap_or_default();
+            assert!(
+                password.is_empty() || !value.contains(&password),
+                "the passphrase is not in the Job's spec"
+            );
+            cmd.env(
+                e["name"].as_str().unwrap(),
+                value.replace(SECRET_DIR, secret_dir.to_str().unwrap()),
+            );
         }
         let started = now();
         let out = cmd.output().await.unwrap();
@@ -278,6 +321,120 @@ async fn node(client: &kube::Client, world: &World) {
                 .lock()
                 .unwrap()
                 .push(format!("marking {key} finished: {e}"));
+        }
+    }
+}
+
+/// The external-provisioner's part for a restore target claim (no data source): a PV of
+/// the claim's mode, bound to it. `pv:<name>` is the device file.
+async fn provision(client: &kube::Client, pvc: &PersistentVolumeClaim, world: &World, device: &std::path::Path) {
+    let ns = pvc.metadata.namespace.clone().unwrap();
+    let name = pvc.metadata.name.clone().unwrap();
+    let uid = pvc.metadata.uid.clone().unwrap();
+    let spec = pvc.spec.clone().unwrap();
+    let class = spec.storage_class_name.clone().unwrap();
+    let driver = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
+        .get(&class)
+        .await
+        .unwrap()
+        .provisioner;
+    let pv_name = format!("pvc-{uid}");
+    create(
+        &Api::<PersistentVolume>::all(client.clone()),
+        json!({"metadata": {"name": pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": driver}},
+               "spec": {"capacity": {"storage": "8Mi"}, "accessModes": spec.access_modes, "volumeMode": spec.volume_mode,
+                        "storageClassName": class, "persistentVolumeReclaimPolicy": "Delete",
+                        "csi": {"driver": driver, "volumeHandle": format!("vol-{uid}")},
+                        "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": name, "uid": uid}}}),
+    )
+    .await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    claims
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"volumeName": pv_name}})),
+        )
+        .await
+        .unwrap();
+    claims
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .unwrap();
+    world.put(format!("handle:vol-{uid}"), device.to_path_buf());
+}
+
+/// The PV controller's part for claims created with the `volumeName` of a PV pre-bound to
+/// them (`claimRef` without uid): both bound.
+async fn pv_controller(client: &kube::Client, world: &World) {
+    let Ok(list) = Api::<PersistentVolumeClaim>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    else {
+        return;
+    };
+    for pvc in list.items {
+        let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+        let name = pvc.metadata.name.clone().unwrap_or_default();
+        let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let Some(volume) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+            continue;
+        };
+        if !world.ours(&ns) || bound {
+            continue;
+        }
+        let pvs = Api::<PersistentVolume>::all(client.clone());
+        let Ok(Some(pv)) = pvs.get_opt(&volume).await else {
+            continue;
+        };
+        let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.clone()).unwrap_or_default();
+        if claim_ref.namespace.as_deref() != Some(ns.as_str())
+            || claim_ref.name.as_deref() != Some(name.as_str())
+            || claim_ref.uid.is_some()
+        {
+            continue;
+        }
+        let patch = json!({"spec": {"claimRef": {"uid": pvc.metadata.uid}}});
+        pvs.patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Records every mover Job or Secret outside the agent's namespace (there must be none).
+async fn observe(client: &kube::Client, world: &World) {
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=arca");
+    let mut seen = Vec::new();
+    if let Ok(list) = Api::<Job>::all(client.clone()).list(&managed).await {
+        seen.extend(list.items.into_iter().map(|j| ("Job", j.metadata)));
+    }
+    if let Ok(list) = Api::<Secret>::all(client.clone()).list(&managed).await {
+        seen.extend(list.items.into_iter().map(|s| ("Secret", s.metadata)));
+    }
+    for (kind, meta) in seen {
+        let ns = meta.namespace.unwrap_or_default();
+        let name = meta.name.unwrap_or_default();
+        if !world.ours(&ns) {
+            continue;
+        }
+        if ns == world.agent_ns {
+            if kind == "Secret" {
+                world.secrets_seen.lock().unwrap().insert(name);
+            }
+        } else {
+            world.leaks.lock().unwrap().insert((kind.to_string(), ns, name));
         }
     }
 }
@@ -331,9 +488,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let client = cluster.client.clone();
     let dir = tempfile::tempdir().unwrap();
     let tag = arca_testenv::unique("vol");
+    let agent_ns = format!("{tag}-agent");
     let world = Arc::new(World {
         dir: dir.path().join("files"),
         tag: tag.clone(),
+        agent_ns: agent_ns.clone(),
         ..World::default()
     });
     std::fs::create_dir_all(&world.dir).unwrap();
@@ -393,6 +552,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     // The agent's worker, in-process, with short timeouts and a cheap key file.
     let options = VolumeOptions {
         mover_image: "registry.example/arca-agent:test".into(),
+        namespace: Some(agent_ns.clone()),
         snapshot_timeout: Duration::from_secs(60),
         mover_timeout: Duration::from_secs(120),
         claim_bind_timeout: Duration::from_secs(30),
@@ -429,8 +589,10 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         let (client, world) = (client.clone(), world.clone());
         tokio::spawn(async move {
             loop {
+                observe(&client, &world).await;
                 snapshot_controller(&client, &world).await;
                 node(&client, &world).await;
+                pv_controller(&client, &world).await;
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
         })
@@ -444,11 +606,13 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     // could not be, instead of leaving it to EC2 snapshots nobody takes.
     let lonely_driver = "ebs.csi.aws.com".to_string();
     let (sc, vsc) = (format!("{tag}-csi"), format!("{tag}-snap"));
-    create(
-        &Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
-        json!({"metadata": {"name": ns}}),
-    )
-    .await;
+    for name in [&ns, &agent_ns] {
+        create(
+            &Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+            json!({"metadata": {"name": name}}),
+        )
+        .await;
+    }
     let lonely_sc = format!("{tag}-nosnap");
     for (class, provisioner) in [(&sc, &driver), (&lonely_sc, &lonely_driver)] {
         create(
@@ -609,22 +773,62 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let movers = world.movers.lock().unwrap().clone();
     assert_eq!(movers.len(), 1, "{movers:?}");
     assert_eq!(movers[0].2, "backup");
-    let temp_claim = movers[0].3.clone();
+    assert_eq!(movers[0].0, agent_ns, "the mover ran in the agent's namespace");
     assert!(
-        claims.get_opt(&temp_claim).await.unwrap().is_none(),
+        world.secrets_seen.lock().unwrap().contains(&movers[0].1),
+        "the mover's Secret was in the agent's namespace"
+    );
+    let temp_claim = movers[0].3.clone();
+    let agent_claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &agent_ns);
+    assert!(
+        agent_claims.get_opt(&temp_claim).await.unwrap().is_none(),
         "the temporary claim is gone"
     );
     assert!(
-        jobs_in(&client, &ns).get_opt(&movers[0].1).await.unwrap().is_none(),
+        jobs_in(&client, &agent_ns)
+            .get_opt(&movers[0].1)
+            .await
+            .unwrap()
+            .is_none(),
         "the mover Job is gone"
     );
     assert!(
-        Api::<Secret>::namespaced(client.clone(), &ns)
+        Api::<Secret>::namespaced(client.clone(), &agent_ns)
             .get_opt(&movers[0].1)
             .await
             .unwrap()
             .is_none(),
         "the mover's Secret is gone"
+    );
+    // The copy's snapshot import (VolumeSnapshot and its Retain content) is gone; the
+    // user's snapshot and content are untouched (no volume-mode consent added to theirs).
+    assert!(
+        snapshots(&client, &agent_ns)
+            .get_opt(&temp_claim)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(contents(&client).get_opt(&temp_claim).await.unwrap().is_none());
+    let user_content =
+        snapshots(&client, &ns).get(&snap2).await.unwrap().data["status"]["boundVolumeSnapshotContentName"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let user_content = contents(&client).get(&user_content).await.unwrap();
+    assert_eq!(user_content.data["spec"]["deletionPolicy"], "Delete");
+    assert!(
+        !user_content
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("snapshot.storage.kubernetes.io/allow-volume-mode-change"),
+        "the user's content is not changed"
+    );
+    assert!(
+        world.leaks.lock().unwrap().is_empty(),
+        "{:?}",
+        world.leaks.lock().unwrap()
     );
     let org = point2["orgId"].as_str().unwrap().to_string();
     let repo_url = format!("file://{}/{org}/{cluster_id}/volumes", dest_root.display());
@@ -748,38 +952,91 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         .get("data")
         .await
         .unwrap();
-    let ds = restored
-        .spec
+    let spec = restored.spec.clone().unwrap();
+    assert!(spec.data_source.is_none(), "{restored:?}");
+    let volume = spec
+        .volume_name
         .clone()
-        .unwrap()
-        .data_source
-        .unwrap_or_else(|| panic!("{restored:?} {done}"));
-    assert_eq!(ds.kind, "VolumeSnapshot");
+        .unwrap_or_else(|| panic!("bound to the volume the mover filled: {restored:?} {done}"));
     let movers = world.movers.lock().unwrap().clone();
     let restore_mover = movers
         .iter()
-        .find(|m| m.0 == r2)
+        .find(|m| m.2 == "restore")
         .unwrap_or_else(|| panic!("{movers:?}"));
-    assert_eq!(restore_mover.2, "restore");
-    let filled = world.file(&format!("pvc:{r2}/{}", restore_mover.3)).unwrap();
+    assert_eq!(restore_mover.0, agent_ns, "the mover ran in the agent's namespace");
+    let filled = world.file(&format!("pvc:{agent_ns}/{}", restore_mover.3)).unwrap();
     assert!(
-        std::fs::read(filled).unwrap() == image(),
+        std::fs::read(&filled).unwrap() == image(),
         "the mover restored the volume byte-identical"
     );
-    // The claim's source snapshot was taken of the filled temporary claim, which is gone.
-    let source = snapshots(&client, &r2).get(&ds.name).await.unwrap();
+    // The claim is Filesystem and the mover's claim Block: a PV object of the claim's mode
+    // for the same volume, bound to it, with the policy it was provisioned with again.
+    let pv = pvs.get(&volume).await.unwrap();
+    let pv_spec = pv.spec.clone().unwrap();
+    let handle = pv_spec.csi.as_ref().unwrap().volume_handle.clone();
     assert_eq!(
-        source.data["spec"]["source"]["persistentVolumeClaimName"],
-        restore_mover.3.as_str()
+        world.file(&format!("handle:{handle}")),
+        Some(filled.clone()),
+        "the claim's volume is the one the mover filled"
+    );
+    assert_eq!(pv_spec.volume_mode.as_deref(), Some("Filesystem"));
+    let claim_ref = pv_spec.claim_ref.clone().unwrap();
+    assert_eq!(
+        (claim_ref.namespace.as_deref(), claim_ref.name.as_deref()),
+        (Some(r2.as_str()), Some("data"))
+    );
+    assert_eq!(pv_spec.persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
+    assert_eq!(
+        pv.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("pv.kubernetes.io/provisioned-by"),
+        Some(&driver),
+        "the provisioner still deletes it once released"
+    );
+    // The mover's claim and its PV object are gone (the volume is the restored claim's).
+    assert!(agent_claims.get_opt(&restore_mover.3).await.unwrap().is_none());
+    let pv_objects: Vec<String> = pvs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .is_some_and(|c| c.volume_handle == handle)
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(
+        pv_objects,
+        std::slice::from_ref(&volume),
+        "one PV object for the volume"
     );
     assert!(
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &r2)
-            .get_opt(&restore_mover.3)
+        jobs_in(&client, &agent_ns)
+            .get_opt(&restore_mover.1)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(jobs_in(&client, &r2).get_opt(&restore_mover.1).await.unwrap().is_none());
+    // (The VolumeSnapshots of the restored namespace are the archive's own objects.)
+    assert!(
+        snapshots_all(&client)
+            .list(&ListParams::default().labels("arca.dev/role=restore-source"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no snapshot is made for a restore from the repository"
+    );
+    assert!(
+        world.leaks.lock().unwrap().is_empty(),
+        "{:?}",
+        world.leaks.lock().unwrap()
+    );
 
     // 6. DELETE_BACKUP of point 2 (retention): its snapshot deleted, its copy forgotten.
     let store = cp.store();
@@ -841,6 +1098,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     for claim in ["data", "other"] {
         let _ = pvs.delete(&format!("{tag}-{claim}"), &DeleteParams::default()).await;
     }
+    let _ = pvs.delete(&volume, &DeleteParams::default()).await;
     for content in contents(&client).list(&ListParams::default()).await.unwrap().items {
         let ns_of = content.data["spec"]["volumeSnapshotRef"]["namespace"]
             .as_str()
@@ -852,7 +1110,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         }
     }
     let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
-    for n in [ns, r1, r2] {
+    for n in [ns, r1, r2, agent_ns] {
         let _ = namespaces.delete(&n, &DeleteParams::default()).await;
     }
 }

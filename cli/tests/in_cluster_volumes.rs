@@ -11,6 +11,11 @@
 //! environment's private CA that the destination's `caBundle` makes trusted, for the
 //! agents and for the movers they start.
 //!
+//! Movers run in the agent's namespace: the test watches every namespace of both clusters
+//! for the Jobs and Secrets the agents make and fails on any outside `arca-system`. The
+//! agent of cluster a renews its movers' credentials at once (a renewal margin longer than
+//! their lifetime), so the test sees the mover's Secret rewritten while the mover runs.
+//!
 //! The test puts the application's bytes on the source volume's file and reads the
 //! restored volume's file, as a storage admin could; everything between is the product on
 //! real Kubernetes. The bytes are compared one for one.
@@ -20,6 +25,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::User;
@@ -59,6 +66,67 @@ fn source_data() -> Vec<u8> {
     data
 }
 
+/// Every version of the objects of one kind, in every namespace, that the agents label
+/// (`kubectl get -A -w`), from before the jobs start.
+struct Watch {
+    child: Child,
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Watch {
+    fn start(k: &Kubectl, kind: &str) -> Watch {
+        let mut child = k
+            .nodes
+            .kubectl(k.kubeconfig)
+            .args([
+                "get",
+                kind,
+                "-A",
+                "-l",
+                "app.kubernetes.io/managed-by=arca",
+                "-w",
+                "-o",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for v in serde_json::Deserializer::from_reader(stdout).into_iter::<Value>() {
+                let Ok(v) = v else { break };
+                sink.lock().unwrap().push(v);
+            }
+        });
+        Watch { child, seen }
+    }
+
+    fn seen(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Asserts nothing was ever outside the agent's namespace, and returns what was in it.
+    fn only_in_agent_namespace(&self, what: &str) -> Vec<Value> {
+        let seen = self.seen();
+        let outside: Vec<&Value> = seen
+            .iter()
+            .filter(|v| v["metadata"]["namespace"] != AGENT_NAMESPACE)
+            .collect();
+        assert!(outside.is_empty(), "{what} outside {AGENT_NAMESPACE}: {outside:#?}");
+        seen
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The file holding the bytes of the volume bound to `namespace/claim`.
 fn volume_file(k: &Kubectl, volumes: &Path, namespace: &str, claim: &str) -> PathBuf {
     let pvc = k.wait_for(&["pvc", claim, "-n", namespace], 60, |v| {
@@ -96,6 +164,15 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
         .wait_for(10, |p| p["status"]["phase"] == "Succeeded")
         .unwrap_or_else(|| panic!("no mover Pod succeeded; seen: {:#}", Value::Array(watch.seen())));
     assert_eq!(pod["spec"]["nodeName"], node, "{pod:#}");
+    assert_eq!(pod["metadata"]["namespace"], AGENT_NAMESPACE, "{pod:#}");
+    assert!(
+        watch
+            .seen()
+            .iter()
+            .all(|p| p["metadata"]["namespace"] == AGENT_NAMESPACE),
+        "mover Pods only in the agent's namespace: {:#}",
+        Value::Array(watch.seen())
+    );
     let container = &pod["spec"]["containers"][0];
     assert_eq!(container["image"], image, "{pod:#}");
     let args: Vec<&str> = container["args"]
@@ -167,6 +244,35 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
             "{env:#}"
         );
     }
+    // Cluster a's agent renews its movers' credentials as soon as they run: its margin
+    // (48 h) is longer than the lifetime of the keys it reads from the credentialsRef
+    // Secret (24 h).
+    a.ok(&[
+        "set",
+        "env",
+        "deployment/arca-agent",
+        "-n",
+        AGENT_NAMESPACE,
+        "ARCA_MOVER_RENEWAL_MARGIN_SECS=172800",
+    ]);
+    // The new Pod replaces the old one (Recreate): wait for the rollout, then for it.
+    a.ok(&[
+        "rollout",
+        "status",
+        "deployment/arca-agent",
+        "-n",
+        AGENT_NAMESPACE,
+        "--timeout=180s",
+    ]);
+    let pod = a.ready_agent_pod();
+    assert!(
+        pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "ARCA_MOVER_RENEWAL_MARGIN_SECS"),
+        "{pod:#}"
+    );
     bucket_destination(
         &user,
         &[&a, &b],
@@ -191,6 +297,8 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
 
     let watch_a = PodWatch::start(&a, MOVER);
     let watch_b = PodWatch::start(&b, MOVER);
+    let (secrets_a, jobs_a) = (Watch::start(&a, "secrets"), Watch::start(&a, "jobs"));
+    let (secrets_b, jobs_b) = (Watch::start(&b, "secrets"), Watch::start(&b, "jobs"));
     let namespace = namespace.as_str();
     let t = Instant::now();
 
@@ -236,7 +344,60 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
         Some(std::fs::read_to_string(&nodes.aws.tls.ca).unwrap()),
         "{env:#}"
     );
-    // The agent removed its mover Job (and with it the Pod and Secret) and the clone claim.
+    // Its keys and passphrase are files of its Secret, not environment variables.
+    assert_eq!(
+        var("ARCA_S3_CREDENTIALS_FILE").as_deref(),
+        Some("/var/run/secrets/arca-mover/s3-credentials.json"),
+        "{env:#}"
+    );
+    assert!(
+        var("AWS_ACCESS_KEY_ID").is_none() && var("ARCA_REPO_PASSWORD").is_none(),
+        "{env:#}"
+    );
+    assert!(mover["spec"]["containers"][0].get("envFrom").is_none(), "{mover:#}");
+    // Nothing of the mover was ever in the application's namespace; its Job and Secret
+    // were in the agent's, and the Secret was renewed while the mover ran.
+    let job_name = mover["metadata"]["labels"]["job-name"].as_str().unwrap().to_owned();
+    assert!(
+        jobs_a
+            .only_in_agent_namespace("mover Jobs")
+            .iter()
+            .any(|j| j["metadata"]["name"] == job_name.as_str()),
+        "the mover's Job in {AGENT_NAMESPACE}"
+    );
+    let versions: Vec<Value> = secrets_a
+        .only_in_agent_namespace("mover Secrets")
+        .into_iter()
+        .filter(|s| s["metadata"]["name"] == job_name.as_str())
+        .collect();
+    let credentials: std::collections::BTreeSet<&str> = versions
+        .iter()
+        .filter_map(|s| s["data"]["s3-credentials.json"].as_str())
+        .collect();
+    assert!(
+        credentials.len() >= 2,
+        "the mover's Secret was written, then renewed: {} versions, {} distinct credential files",
+        versions.len(),
+        credentials.len()
+    );
+    // The agent removed its mover Job (and with it the Pod and Secret), the clone claim
+    // and the snapshot import it came from, all in its own namespace.
+    a.wait_for(
+        &[
+            "jobs,secrets,pvc,volumesnapshots",
+            "-n",
+            AGENT_NAMESPACE,
+            "-l",
+            "arca.dev/job-id",
+        ],
+        60,
+        |v| v["items"] == json!([]),
+    );
+    a.wait_for(
+        &["volumesnapshotcontents", "-l", "arca.dev/role=copy-source"],
+        60,
+        |v| v["items"] == json!([]),
+    );
     a.wait_for(
         &[
             "jobs,secrets,pvc",
@@ -245,7 +406,7 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
             "-l",
             "app.kubernetes.io/managed-by=arca",
         ],
-        30,
+        5,
         |v| v["items"] == json!([]),
     );
     let points = user.json(&["recovery-points", "list", "--backup", "vols"]);
@@ -296,7 +457,8 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     );
 
     // ---- restore into cluster b, where the namespace does not exist: the mover writes
-    // the repository copy onto a new claim, whose snapshot the restored claim comes from
+    // the repository copy onto a claim in the agent's namespace, whose volume then becomes
+    // the restored claim's
     assert!(!b.run(&["get", "namespace", namespace]).status.success());
     let t = Instant::now();
     let restore = user.json(&[
@@ -310,36 +472,70 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     ]);
     eprintln!("restore after {:?}: {restore:#}", t.elapsed());
     assert_eq!(restore["state"], "COMPLETED", "{restore:#}");
-    assert_mover_pod(
+    let restore_mover = assert_mover_pod(
         &watch_b,
         "arca-b-node",
         &nodes.agent_image,
         &["volume", "restore", "--repo"],
     );
     let restored = volume_file(&b, &nodes.csi.volumes_b, namespace, "data");
-    let pvc = b.json(&["get", "pvc", "data", "-n", namespace, "-o", "json"]);
-    assert_eq!(pvc["spec"]["dataSource"]["kind"], "VolumeSnapshot", "{pvc:#}");
+    let pvc = b.json(&["get", "pvc", "data", "-n", namespace]);
+    assert!(pvc["spec"].get("dataSource").is_none(), "{pvc:#}");
     assert_eq!(
         pvc["spec"]["storageClassName"],
         nodes.csi.storage_class.as_str(),
         "{pvc:#}"
     );
+    assert_eq!(pvc["spec"]["volumeMode"], "Block", "{pvc:#}");
     same_bytes(
         "the restored claim",
         &std::fs::read(&restored).unwrap()[..data.len()],
         &data,
     );
-    // The restore's temporary claim and snapshot are gone, and with them their volume.
+    // The volume the mover filled is the restored claim's, with the class's reclaim
+    // policy again (Retain only while it changed hands).
+    let pv_name = pvc["spec"]["volumeName"].as_str().unwrap();
+    let pv = b.wait_for(&["pv", pv_name], 60, |pv| {
+        pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    });
+    assert_eq!(pv["spec"]["claimRef"]["namespace"], namespace, "{pv:#}");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "data", "{pv:#}");
+    assert_eq!(pv["spec"]["claimRef"]["uid"], pvc["metadata"]["uid"], "{pv:#}");
+    let restore_job = restore_mover["metadata"]["labels"]["job-name"].as_str().unwrap();
+    assert!(
+        jobs_b
+            .only_in_agent_namespace("mover Jobs")
+            .iter()
+            .any(|j| j["metadata"]["name"] == restore_job),
+        "the restore mover's Job in {AGENT_NAMESPACE}"
+    );
+    assert!(
+        secrets_b
+            .only_in_agent_namespace("mover Secrets")
+            .iter()
+            .any(|s| s["metadata"]["name"] == restore_job),
+        "the restore mover's Secret in {AGENT_NAMESPACE}"
+    );
+    // The restore's temporary claim, Job and Secret are gone; the claim's volume stays.
     b.wait_for(
-        &[
-            "pvc,volumesnapshots",
-            "-n",
-            namespace,
-            "-l",
-            "app.kubernetes.io/managed-by=arca",
-        ],
+        &["jobs,secrets,pvc", "-n", AGENT_NAMESPACE, "-l", "arca.dev/job-id"],
         60,
         |v| v["items"] == json!([]),
     );
+    assert!(
+        b.json(&["get", "volumesnapshots", "-A", "-l", "arca.dev/role=restore-source"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "no snapshot is made for a restore from the repository"
+    );
+    assert_eq!(
+        b.json(&["get", "pv", pv_name])["status"]["phase"],
+        "Bound",
+        "the restored volume stays bound"
+    );
+    // Both clusters, start to end: no mover Job or Secret outside the agent's namespace.
+    jobs_a.only_in_agent_namespace("mover Jobs");
+    secrets_a.only_in_agent_namespace("mover Secrets");
     eprintln!("done after {:?}", started.elapsed());
 }

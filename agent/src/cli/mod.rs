@@ -1,5 +1,6 @@
 //! Command line of `arca-agent`. Names are fixed: the mover Jobs and `bench/peers.sh` call them.
 
+mod credentials;
 mod progress;
 mod ranges;
 mod store;
@@ -61,11 +62,13 @@ enum Command {
 
 #[derive(ClapArgs)]
 struct RepoArgs {
-    /// `file:///path` or `s3://bucket/prefix` (endpoint and credentials from the AWS environment).
+    /// `file:///path` or `s3://bucket/prefix` (endpoint and credentials from the AWS
+    /// environment, or credentials from the JSON file $ARCA_S3_CREDENTIALS_FILE names).
     #[arg(long)]
     repo: String,
-    /// A file holding the passphrase (else $ARCA_REPO_PASSWORD).
-    #[arg(long)]
+    /// A file holding the passphrase (else $ARCA_REPO_PASSWORD). Mover Jobs name the one
+    /// their Secret mounts.
+    #[arg(long, env = "ARCA_REPO_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
 }
 

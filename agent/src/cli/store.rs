@@ -17,7 +17,17 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
         if bucket.is_empty() {
             bail!("repository URL {url:?}: no bucket");
         }
-        let config = arca_aws::config::load().await;
+        let config = match std::env::var_os(arca_agent::volumes::mover::CREDENTIALS_FILE_ENV) {
+            // A mover: the credentials its Secret mounts, read again as they near expiry
+            // (the agent renews them while it runs).
+            Some(path) if !path.is_empty() => {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .credentials_provider(super::credentials::FileCredentials::new(path))
+                    .load()
+                    .await
+            }
+            _ => arca_aws::config::load().await,
+        };
         // The destination's addressing and TLS trust, as the agent passed them to this mover.
         let client = arca_aws::s3_connection::S3Connection::from_env()
             .and_then(|c| c.client(&config))

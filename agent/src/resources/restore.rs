@@ -51,9 +51,19 @@ pub trait ClaimData: Send + Sync {
     /// object is not restored, a new volume is provisioned from the prepared source.
     fn provides_pv(&self, pv: &str) -> bool;
     /// Called right before a claim it [`provides`](Self::provides) is created, with the
-    /// claim as it will be created (target namespace, mapped storage class). Returns the
-    /// claim's `spec.dataSource`, or why its data cannot be restored (the claim then fails).
-    async fn prepare(&self, source_namespace: &str, claim: &Value) -> std::result::Result<Value, String>;
+    /// claim as it will be created (target namespace, mapped storage class). Returns where
+    /// the claim's data is, or why its data cannot be restored (the claim then fails).
+    async fn prepare(&self, source_namespace: &str, claim: &Value) -> std::result::Result<ClaimSource, String>;
+}
+
+/// Where a restored claim's data comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClaimSource {
+    /// The claim's `spec.dataSource` (a VolumeSnapshot): a new volume is provisioned from it.
+    DataSource(Value),
+    /// A PersistentVolume already holding the data and pre-bound to the claim (its
+    /// `claimRef`): the claim is created with this `volumeName`.
+    Volume(String),
 }
 
 /// A [`ClaimData`] in [`RestoreOptions`].
@@ -357,7 +367,15 @@ impl Run<'_> {
                     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                         spec.remove("volumeName");
                         spec.remove("dataSourceRef");
-                        spec.insert("dataSource".into(), source);
+                        match source {
+                            ClaimSource::DataSource(source) => {
+                                spec.insert("dataSource".into(), source);
+                            }
+                            ClaimSource::Volume(pv) => {
+                                spec.remove("dataSource");
+                                spec.insert("volumeName".into(), Value::String(pv));
+                            }
+                        }
                     }
                 }
                 Err(error) => {

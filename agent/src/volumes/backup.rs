@@ -41,6 +41,8 @@ pub struct BackupRequest {
     pub claims: Vec<PvcRef>,
     /// The repository (with `snapshotAndCopy`).
     pub repo: Option<Repo>,
+    /// Renews the movers' credentials while they run (vended ones expire within the hour).
+    pub renewal: Option<std::sync::Arc<dyn super::RepoAccess>>,
 }
 
 /// What the PV part produced.
@@ -369,8 +371,12 @@ pub fn backup_args(repo_url: &str, volume: &str) -> Vec<String> {
     .collect()
 }
 
-/// Copies a ready snapshot: temporary block claim from it, mover Job, statistics from the
-/// repository, temporary objects removed whatever happened.
+/// Copies a ready snapshot, in the agent's namespace, the way Velero's CSI data mover
+/// exposes one: a VolumeSnapshotContent on the same storage snapshot (pre-provisioned,
+/// `deletionPolicy: Retain`, so removing it never deletes what the user's snapshot owns),
+/// a VolumeSnapshot bound to it, a temporary block claim from that, and the mover Job on
+/// the claim; then the statistics from the repository. Every temporary object goes
+/// whatever happened; the user's snapshot and its content are not touched.
 async fn copy(
     client: &Client,
     opts: &VolumeOptions,
@@ -380,45 +386,82 @@ async fn copy(
     record: &VolumeRecord,
     ready: &snapshot::Ready,
 ) -> Result<VolumeCopyRecord, String> {
-    let snap = record.snapshot.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-    // A block claim of a filesystem volume's snapshot needs the content's consent.
-    if record.volume_mode.as_deref() != Some("Block")
-        && let Some(content) = &ready.content
-    {
-        snapshot::allow_mode_change(client, content).await?;
-    }
+    let snap = record.snapshot.as_ref().ok_or("no snapshot to copy")?;
+    let handle = snap
+        .handle
+        .clone()
+        .ok_or_else(|| format!("VolumeSnapshot {}/{} has no snapshot handle", pvc.namespace, snap.name))?;
+    let namespace = opts.mover_namespace(client);
     let key = format!("{}/{}/{}", req.job_id, pvc.namespace, pvc.name);
     let name = object_name("arca-copy", &pvc.name, &key);
-    let size = ready.restore_size.unwrap_or(0).max(record.size_bytes);
-    let claim = mover::claim_manifest(
-        &pvc.namespace,
-        &name,
-        record.storage_class.as_deref(),
-        size,
-        Some(&snap),
-        &labels(&req.job_id, "copy-source"),
-    );
-    mover::create_claim(client, &claim).await?;
-    let volume = super::repo_volume_name(&pvc.namespace, &pvc.name);
-    let m = Mover {
-        name: name.clone(),
-        namespace: pvc.namespace.clone(),
-        image: opts.mover_image.clone(),
-        args: backup_args(&repo.url(), &volume),
-        claim: name.clone(),
-        env: repo.mover_env(),
-        host_path: repo.host_path(),
-        service_account: opts.mover_service_account.clone(),
-        labels: labels(&req.job_id, "mover"),
-        deadline: opts.mover_timeout,
-    };
-    let ran = mover::run(client, &m, &repo.mover_secret(), opts.mover_timeout, opts.poll_every).await;
-    let removed = mover::delete_claim(client, &pvc.namespace, &name).await;
-    ran?;
-    if let Err(e) = removed {
-        tracing::warn!(claim = %name, error = %e, "removing a temporary claim failed");
+    let result = async {
+        // The content carries the volume-mode consent itself: the user's content is not
+        // annotated.
+        let content = snapshot::imported_content_manifest(
+            &name,
+            &record.driver,
+            &handle,
+            &snap.class,
+            &namespace,
+            &name,
+            &labels(&req.job_id, "copy-source"),
+        );
+        snapshot::create_content(client, &content).await?;
+        let imported = snapshot::imported_snapshot_manifest(
+            &namespace,
+            &name,
+            &name,
+            &snap.class,
+            &labels(&req.job_id, "copy-source"),
+        );
+        snapshot::create(client, &imported).await?;
+        snapshot::wait_ready(client, &namespace, &name, opts.snapshot_timeout, opts.poll_every).await?;
+        let size = ready.restore_size.unwrap_or(0).max(record.size_bytes);
+        let claim = mover::claim_manifest(
+            &namespace,
+            &name,
+            record.storage_class.as_deref(),
+            size,
+            Some(&name),
+            &[],
+            &labels(&req.job_id, "copy-source"),
+        );
+        mover::create_claim(client, &claim).await?;
+        let volume = super::repo_volume_name(&pvc.namespace, &pvc.name);
+        let secret = super::mover_secret(opts, repo, req.renewal.as_ref());
+        let m = Mover {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            image: opts.mover_image.clone(),
+            args: backup_args(&repo.url(), &volume),
+            claim: name.clone(),
+            env: repo.mover_env(),
+            credentials_file: secret.has_credentials(),
+            host_path: repo.host_path(),
+            service_account: opts.mover_service_account.clone(),
+            labels: labels(&req.job_id, "mover"),
+            deadline: opts.mover_timeout,
+        };
+        mover::run(client, &m, &secret, opts.mover_timeout, opts.poll_every).await?;
+        Ok::<_, String>(volume)
     }
-    find_copy(repo, &volume, &name).await
+    .await;
+    // The claim first (it holds the snapshot as its source), then the snapshot, then the
+    // content: `Retain`, so deleting it leaves the storage snapshot to the user's.
+    let mut problems = Vec::new();
+    if let Err(e) = mover::delete_claim(client, &namespace, &name).await {
+        problems.push(e);
+    }
+    if let Err(e) = snapshot::delete(client, &namespace, &name).await {
+        problems.push(e);
+    }
+    if let Err(e) = snapshot::delete_content(client, &name).await {
+        problems.push(e);
+    }
+    if !problems.is_empty() {
+        tracing::warn!(name = %name, problems = %problems.join("; "), "removing a copy's temporary objects failed");
+    }
+    find_copy(repo, &result?, &name).await
 }
 
 /// The repository snapshot the mover `marker` made of `volume`, with its statistics.

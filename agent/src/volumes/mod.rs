@@ -23,6 +23,7 @@ pub mod snapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::resources::restore::ClaimSource;
 pub use arca_core::model::recovery::{CsiSnapshotRecord, VolumeCopyRecord, VolumeRecord};
 pub use backup::{BackupRequest, VolumesOutcome, backup};
 pub use delete::delete;
@@ -45,7 +46,13 @@ pub struct VolumeOptions {
     /// manifest and the chart set to the agent's own image; else the locally built agent
     /// image of this version).
     pub mover_image: String,
-    /// The service account mover pods run as (default: the namespace's default).
+    /// The namespace of everything a mover needs (its Job, its Secret, the temporary
+    /// claims and the snapshot imports they come from): the agent's own (`None`: the
+    /// client's default namespace, the service account's in a Pod). Never an
+    /// application's: reading its Secrets would give away the org's repository passphrase
+    /// and the bucket's keys.
+    pub namespace: Option<String>,
+    /// The service account mover pods run as (default: the agent namespace's default).
     pub mover_service_account: Option<String>,
     /// How long a VolumeSnapshot may take to become ready.
     pub snapshot_timeout: Duration,
@@ -60,6 +67,66 @@ pub struct VolumeOptions {
     pub parallel: usize,
     /// Cost of the key file when the agent creates a repository.
     pub repo_kdf: arca_repo::KdfParams,
+    /// How long before a running mover's credentials expire the agent renews them
+    /// (`mover::renewal_due`; `ARCA_MOVER_RENEWAL_MARGIN_SECS`).
+    pub renewal_margin: Duration,
+}
+
+impl VolumeOptions {
+    /// The namespace movers run in ([`VolumeOptions::namespace`]).
+    pub fn mover_namespace(&self, client: &kube::Client) -> String {
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string())
+    }
+}
+
+/// Vended access renewed while a mover runs: the control plane's credentials for the job
+/// again (and a `credentialsRef` Secret read again), for the same repository.
+#[async_trait::async_trait]
+pub trait RepoAccess: Send + Sync {
+    /// The repository at `prefix` with fresh access.
+    async fn reopen(&self, prefix: &str) -> Result<Repo, String>;
+}
+
+impl std::fmt::Debug for dyn RepoAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepoAccess")
+    }
+}
+
+/// A [`mover::Renewal`] of `repo`'s mover Secret through a [`RepoAccess`].
+pub struct RepoRenewal {
+    pub access: std::sync::Arc<dyn RepoAccess>,
+    pub prefix: String,
+}
+
+#[async_trait::async_trait]
+impl mover::Renewal for RepoRenewal {
+    async fn secret(&self) -> Result<BTreeMap<String, String>, String> {
+        Ok(self.access.reopen(&self.prefix).await?.mover_secret())
+    }
+}
+
+/// The Secret of a mover of `repo`, renewed through `access` when there is one.
+pub fn mover_secret(
+    opts: &VolumeOptions,
+    repo: &Repo,
+    access: Option<&std::sync::Arc<dyn RepoAccess>>,
+) -> mover::MoverSecret {
+    let data = repo.mover_secret();
+    // Only credentials that expire are worth renewing.
+    let renewal = access.filter(|_| mover::credentials_expiry(&data).is_some()).map(|a| {
+        std::sync::Arc::new(RepoRenewal {
+            access: a.clone(),
+            prefix: repo.prefix.clone(),
+        }) as std::sync::Arc<dyn mover::Renewal>
+    });
+    mover::MoverSecret {
+        data,
+        renewal,
+        margin: opts.renewal_margin,
+    }
 }
 
 /// The agent image mover Jobs run unless `ARCA_MOVER_IMAGE` says otherwise (the install
@@ -72,10 +139,24 @@ pub fn default_mover_image() -> String {
         .unwrap_or_else(|| format!("arca.local/arca-agent:{}", env!("CARGO_PKG_VERSION")))
 }
 
+/// 15 minutes: the control plane vends at most an hour (role chaining), the kubelet
+/// takes up to about two minutes to refresh the mover's files, and the mover re-reads them
+/// from 5 minutes before expiry.
+const DEFAULT_RENEWAL_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+fn renewal_margin() -> Duration {
+    std::env::var("ARCA_MOVER_RENEWAL_MARGIN_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_RENEWAL_MARGIN)
+}
+
 impl Default for VolumeOptions {
     fn default() -> Self {
         VolumeOptions {
             mover_image: default_mover_image(),
+            namespace: None,
             mover_service_account: None,
             snapshot_timeout: Duration::from_secs(15 * 60),
             mover_timeout: Duration::from_secs(12 * 3600),
@@ -83,6 +164,7 @@ impl Default for VolumeOptions {
             poll_every: Duration::from_secs(2),
             parallel: 2,
             repo_kdf: arca_repo::KdfParams::default(),
+            renewal_margin: renewal_margin(),
         }
     }
 }

@@ -1,20 +1,108 @@
 //! Mover Jobs: a pod of this agent's image that runs `arca-agent volume backup|restore` on
 //! a claim attached as a raw block device, with what it needs to reach the repository in a
 //! Secret of its own (deleted with the Job), and temporary claims.
+//!
+//! Everything here lives in the agent's own namespace ([`super::VolumeOptions::namespace`]),
+//! never in an application's: whoever may read Secrets there must not get the org's
+//! repository passphrase or the bucket's keys. The Secret reaches the mover as files (a
+//! Secret volume, which the kubelet keeps up to date), so the agent can renew short-lived
+//! bucket credentials while a long copy runs ([`Renewal`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{already_exists, not_found};
 
 /// Where the claim's device appears in the mover's container.
 pub const DEVICE_PATH: &str = "/dev/arca-volume";
+/// Where the mover's Secret is mounted (read-only, root only).
+pub const SECRET_DIR: &str = "/var/run/secrets/arca-mover";
+/// The Secret's key holding the repository passphrase.
+pub const PASSWORD_KEY: &str = "repo-password";
+/// The Secret's key holding the bucket credentials ([`CredentialsFile`]), when the mover
+/// gets any (vended by the control plane or from a `credentialsRef`).
+pub const CREDENTIALS_KEY: &str = "s3-credentials.json";
+/// The environment variable naming the passphrase file (`volume …` reads it).
+pub const PASSWORD_FILE_ENV: &str = "ARCA_REPO_PASSWORD_FILE";
+/// The environment variable naming the credentials file (`volume …` reads it, again
+/// whenever the credentials near their expiry).
+pub const CREDENTIALS_FILE_ENV: &str = "ARCA_S3_CREDENTIALS_FILE";
+
+/// The bucket credentials a mover reads from its Secret: the `credential_process` JSON
+/// shape the AWS tools know (`Version` 1), so an operator recognises it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CredentialsFile {
+    pub version: u8,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+    /// When they stop working; absent for long-term keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Debug for CredentialsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsFile")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When the credentials in a mover's Secret data expire (`None`: no credentials, or
+/// long-term keys).
+pub fn credentials_expiry(data: &BTreeMap<String, String>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let file: CredentialsFile = serde_json::from_str(data.get(CREDENTIALS_KEY)?).ok()?;
+    file.expiration
+}
+
+/// Whether a running mover's credentials are to be renewed now: once they are within
+/// `margin` of expiring. The margin covers the control plane's answer, the kubelet
+/// refreshing the mounted Secret (up to its sync period, about a minute, plus its cache
+/// TTL) and the mover's own re-read before expiry (`arca-agent volume`: 5 minutes).
+pub fn renewal_due(
+    expiry: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+    margin: Duration,
+) -> bool {
+    let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::MAX);
+    expiry.is_some_and(|e| now.checked_add_signed(margin).is_none_or(|t| t >= e))
+}
+
+/// Fresh Secret data for a running mover (the same repository, newly vended access).
+#[async_trait::async_trait]
+pub trait Renewal: Send + Sync {
+    async fn secret(&self) -> Result<BTreeMap<String, String>, String>;
+}
+
+/// What the mover's Secret holds, and how to renew it while the mover runs.
+#[derive(Clone)]
+pub struct MoverSecret {
+    pub data: BTreeMap<String, String>,
+    pub renewal: Option<Arc<dyn Renewal>>,
+    /// See [`renewal_due`].
+    pub margin: Duration,
+}
+
+impl MoverSecret {
+    pub fn has_credentials(&self) -> bool {
+        self.data.contains_key(CREDENTIALS_KEY)
+    }
+}
+
+/// How soon a failed (or too early) renewal is tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
 
 /// One mover run.
 #[derive(Clone, Debug)]
@@ -28,6 +116,9 @@ pub struct Mover {
     pub claim: String,
     /// Plain (non-secret) environment.
     pub env: BTreeMap<String, String>,
+    /// Whether its Secret holds bucket credentials ([`CREDENTIALS_KEY`]); without, the
+    /// mover uses its pod's identity.
+    pub credentials_file: bool,
     /// A host directory mounted at the same path (a local-filesystem repository).
     pub host_path: Option<String>,
     pub service_account: Option<String>,
@@ -36,16 +127,26 @@ pub struct Mover {
     pub deadline: Duration,
 }
 
-/// The mover's Job. Secret values come from the Secret named like the Job (`envFrom`),
-/// never from the Job's own spec. `HOSTNAME` is the Job's name: the repository records it
-/// with the snapshot, which is how the agent finds the snapshot (and its statistics) the
-/// mover made.
+/// The mover's Job. Secret values come from the Secret named like the Job, mounted as
+/// files at [`SECRET_DIR`] (not environment variables: a mounted Secret is refreshed by the
+/// kubelet, so renewed credentials reach a running mover), never from the Job's own spec.
+/// `HOSTNAME` is the Job's name: the repository records it with the snapshot, which is how
+/// the agent finds the snapshot (and its statistics) the mover made.
 pub fn job_manifest(m: &Mover) -> Value {
     let mut env: Vec<Value> = m.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
     env.push(json!({"name": "HOSTNAME", "value": m.name}));
+    env.push(json!({"name": PASSWORD_FILE_ENV, "value": format!("{SECRET_DIR}/{PASSWORD_KEY}")}));
+    if m.credentials_file {
+        env.push(json!({"name": CREDENTIALS_FILE_ENV, "value": format!("{SECRET_DIR}/{CREDENTIALS_KEY}")}));
+    }
     let mut volumes = vec![json!({"name": "volume", "persistentVolumeClaim": {"claimName": m.claim}})];
-    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    let mut mounts = vec![
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+        // The whole volume, not subPath items: only those are kept up to date.
+        json!({"name": "secret", "mountPath": SECRET_DIR, "readOnly": true}),
+    ];
     volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+    volumes.push(json!({"name": "secret", "secret": {"secretName": m.name, "defaultMode": 0o400}}));
     if let Some(path) = &m.host_path {
         volumes.push(json!({"name": "repository", "hostPath": {"path": path, "type": "Directory"}}));
         mounts.push(json!({"name": "repository", "mountPath": path}));
@@ -57,7 +158,6 @@ pub fn job_manifest(m: &Mover) -> Value {
             "image": m.image,
             "args": m.args,
             "env": env,
-            "envFrom": [{"secretRef": {"name": m.name}}],
             "volumeDevices": [{"name": "volume", "devicePath": DEVICE_PATH}],
             "volumeMounts": mounts,
             // Reading and writing a block device node takes its owner, root; nothing more.
@@ -87,7 +187,7 @@ pub fn job_manifest(m: &Mover) -> Value {
     })
 }
 
-/// The Secret the mover's environment comes from, owned by its Job (the garbage collector
+/// The Secret the mover's files come from, owned by its Job (the garbage collector
 /// removes it with the Job should the agent not).
 pub fn secret_manifest(m: &Mover, data: &BTreeMap<String, String>, job_uid: Option<&str>) -> Value {
     let mut meta = json!({"name": m.name, "namespace": m.namespace, "labels": m.labels});
@@ -97,17 +197,24 @@ pub fn secret_manifest(m: &Mover, data: &BTreeMap<String, String>, job_uid: Opti
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "stringData": data})
 }
 
-/// A claim of `size_bytes` in block mode, optionally filled from a VolumeSnapshot.
+/// A claim of `size_bytes` in block mode, optionally filled from a VolumeSnapshot (in
+/// its namespace). `access_modes`: `ReadWriteOnce` when none are given.
 pub fn claim_manifest(
     namespace: &str,
     name: &str,
     storage_class: Option<&str>,
     size_bytes: u64,
     from_snapshot: Option<&str>,
+    access_modes: &[String],
     labels: &BTreeMap<String, String>,
 ) -> Value {
+    let modes: Vec<&str> = if access_modes.is_empty() {
+        vec!["ReadWriteOnce"]
+    } else {
+        access_modes.iter().map(String::as_str).collect()
+    };
     let mut spec = json!({
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": modes,
         "volumeMode": "Block",
         "resources": {"requests": {"storage": size_bytes.max(1 << 20).to_string()}},
     });
@@ -165,11 +272,37 @@ pub async fn delete_claim(client: &Client, namespace: &str, name: &str) -> Resul
     }
 }
 
-/// Runs the mover to its end (or `timeout`), then deletes its Job (with its pods) and Secret.
+/// Waits until a deleted claim is gone (its protection finalizer removed once no pod uses it).
+pub async fn wait_claim_gone(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<(), String> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match api.get_opt(name).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(claim = %name, error = %e, "reading a deleted claim failed"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "PersistentVolumeClaim {namespace}/{name} still exists {timeout:?} after its deletion"
+            ));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Runs the mover to its end (or `timeout`), renewing its credentials when due, then
+/// deletes its Job (with its pods) and Secret.
 pub async fn run(
     client: &Client,
     m: &Mover,
-    secret: &BTreeMap<String, String>,
+    secret: &MoverSecret,
     timeout: Duration,
     poll: Duration,
 ) -> Result<(), String> {
@@ -188,7 +321,7 @@ pub async fn run(
 async fn run_inner(
     client: &Client,
     m: &Mover,
-    secret: &BTreeMap<String, String>,
+    secret: &MoverSecret,
     timeout: Duration,
     poll: Duration,
 ) -> Result<(), String> {
@@ -206,7 +339,8 @@ async fn run_inner(
         Err(e) => return Err(format!("creating mover Job {}/{}: {e}", m.namespace, m.name)),
     };
     let uid = created.metadata.uid.as_deref();
-    let secret_obj: Secret = serde_json::from_value(secret_manifest(m, secret, uid)).map_err(|e| e.to_string())?;
+    let secret_obj: Secret =
+        serde_json::from_value(secret_manifest(m, &secret.data, uid)).map_err(|e| e.to_string())?;
     match secrets.create(&PostParams::default(), &secret_obj).await {
         Ok(_) => {}
         Err(e) if already_exists(&e) => {
@@ -221,7 +355,22 @@ async fn run_inner(
     }
     tracing::info!(job = %m.name, namespace = %m.namespace, "mover started");
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut expiry = credentials_expiry(&secret.data);
+    let mut next_renewal = tokio::time::Instant::now();
     loop {
+        if let Some(renewal) = &secret.renewal
+            && tokio::time::Instant::now() >= next_renewal
+            && renewal_due(expiry, std::time::SystemTime::now().into(), secret.margin)
+        {
+            next_renewal = tokio::time::Instant::now() + RENEW_RETRY;
+            match renew(&secrets, &m.name, renewal.as_ref()).await {
+                Ok(new_expiry) => {
+                    tracing::info!(job = %m.name, expires = ?new_expiry, "mover credentials renewed");
+                    expiry = new_expiry;
+                }
+                Err(e) => tracing::warn!(job = %m.name, error = %e, "renewing the mover's credentials failed"),
+            }
+        }
         match jobs.get_opt(&m.name).await {
             Ok(Some(job)) => {
                 let value = serde_json::to_value(&job).map_err(|e| e.to_string())?;
@@ -242,6 +391,24 @@ async fn run_inner(
         }
         tokio::time::sleep(poll).await;
     }
+}
+
+/// Replaces the mover's Secret data with renewed data; returns the new expiry. The
+/// kubelet brings the new files into the running mover.
+async fn renew(
+    secrets: &Api<Secret>,
+    name: &str,
+    renewal: &dyn Renewal,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    let data = renewal.secret().await?;
+    let expiry = credentials_expiry(&data);
+    // `stringData` is merged into `data` by the apiserver: every key is replaced.
+    let patch = json!({"stringData": data});
+    secrets
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("updating the mover's Secret {name}: {e}"))?;
+    Ok(expiry)
 }
 
 /// Deletes a mover's Job (foreground: its pods first) and Secret.
@@ -282,6 +449,7 @@ mod tests {
             args: vec!["volume".into(), "backup".into()],
             claim: "arca-copy-x".into(),
             env: [("AWS_REGION".to_string(), "eu-west-1".to_string())].into(),
+            credentials_file: true,
             host_path: host_path.map(str::to_string),
             service_account: None,
             labels: [("a".to_string(), "b".to_string())].into(),
@@ -297,13 +465,35 @@ mod tests {
         assert_eq!(c["image"], "img:1");
         assert_eq!(c["volumeDevices"][0]["devicePath"], DEVICE_PATH);
         assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "arca-copy-x");
-        assert_eq!(c["envFrom"][0]["secretRef"]["name"], "arca-copy-x");
+        // The Secret as files, the whole volume (subPath mounts are never refreshed).
+        assert!(c.get("envFrom").is_none(), "{c}");
+        let secret_volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["secret"]["secretName"] == "arca-copy-x")
+            .unwrap();
+        let mount = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == secret_volume["name"])
+            .unwrap();
+        assert_eq!(mount["mountPath"], SECRET_DIR);
+        assert_eq!(mount["readOnly"], true);
+        assert!(mount.get("subPath").is_none());
         let env = c["env"].as_array().unwrap();
-        assert!(
-            env.iter()
-                .any(|e| e["name"] == "HOSTNAME" && e["value"] == "arca-copy-x")
+        let var = |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
+        assert_eq!(var("HOSTNAME"), Some(json!("arca-copy-x")));
+        assert_eq!(
+            var(PASSWORD_FILE_ENV),
+            Some(json!(format!("{SECRET_DIR}/{PASSWORD_KEY}")))
         );
-        assert!(!job.to_string().contains("ARCA_REPO_PASSWORD"));
+        assert_eq!(
+            var(CREDENTIALS_FILE_ENV),
+            Some(json!(format!("{SECRET_DIR}/{CREDENTIALS_KEY}")))
+        );
+        assert!(!job.to_string().contains("ARCA_REPO_PASSWORD\""));
         assert!(
             pod["volumes"]
                 .as_array()
@@ -313,8 +503,14 @@ mod tests {
         );
         assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600);
         assert_eq!(pod["restartPolicy"], "Never");
-        let no_host = job_manifest(&mover(None));
+        let mut no_host = mover(None);
+        no_host.credentials_file = false;
+        let no_host = job_manifest(&no_host);
         assert!(!no_host.to_string().contains("hostPath"));
+        assert!(
+            !no_host.to_string().contains(CREDENTIALS_FILE_ENV),
+            "without keys the pod's identity"
+        );
     }
 
     #[test]
@@ -327,14 +523,58 @@ mod tests {
 
     #[test]
     fn temporary_claims_are_block_mode_and_at_least_a_mebibyte() {
-        let c = claim_manifest("ns", "tmp", Some("fast"), 10, Some("snap"), &BTreeMap::new());
+        let c = claim_manifest("ns", "tmp", Some("fast"), 10, Some("snap"), &[], &BTreeMap::new());
         assert_eq!(c["spec"]["volumeMode"], "Block");
+        assert_eq!(c["spec"]["accessModes"], json!(["ReadWriteOnce"]));
         assert_eq!(c["spec"]["storageClassName"], "fast");
         assert_eq!(c["spec"]["resources"]["requests"]["storage"], "1048576");
         assert_eq!(c["spec"]["dataSource"]["kind"], "VolumeSnapshot");
         assert_eq!(c["spec"]["dataSource"]["name"], "snap");
-        let plain = claim_manifest("ns", "tmp", None, 1 << 30, None, &BTreeMap::new());
+        let plain = claim_manifest(
+            "ns",
+            "tmp",
+            None,
+            1 << 30,
+            None,
+            &["ReadWriteMany".into()],
+            &BTreeMap::new(),
+        );
         assert!(plain["spec"].get("dataSource").is_none() && plain["spec"].get("storageClassName").is_none());
+        assert_eq!(plain["spec"]["accessModes"], json!(["ReadWriteMany"]));
+    }
+
+    #[test]
+    fn credentials_are_renewed_once_within_the_margin_of_their_expiry() {
+        let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let margin = Duration::from_secs(15 * 60);
+        let at = |mins: i64| Some(now + chrono::Duration::minutes(mins));
+        assert!(!renewal_due(at(60), now, margin));
+        assert!(!renewal_due(at(16), now, margin));
+        assert!(renewal_due(at(15), now, margin));
+        assert!(renewal_due(at(1), now, margin));
+        assert!(renewal_due(at(-5), now, margin), "expired: renew all the more");
+        assert!(!renewal_due(None, now, margin), "nothing that expires");
+        assert!(renewal_due(at(60 * 24), now, Duration::MAX), "a margin past any expiry");
+    }
+
+    #[test]
+    fn the_expiry_is_read_from_the_secret_data_and_never_printed_with_the_keys() {
+        let file = CredentialsFile {
+            version: 1,
+            access_key_id: "ASIA1".into(),
+            secret_access_key: "very-secret".into(),
+            session_token: Some("tok".into()),
+            expiration: chrono::DateTime::from_timestamp(1_800_000_000, 0),
+        };
+        let json = serde_json::to_string(&file).unwrap();
+        assert!(
+            json.contains("\"AccessKeyId\":\"ASIA1\"") && json.contains("\"Version\":1"),
+            "{json}"
+        );
+        let data = BTreeMap::from([(CREDENTIALS_KEY.to_string(), json)]);
+        assert_eq!(credentials_expiry(&data), file.expiration);
+        assert_eq!(credentials_expiry(&BTreeMap::new()), None);
+        assert!(!format!("{file:?}").contains("very-secret") && !format!("{file:?}").contains("tok"));
     }
 
     #[test]

@@ -211,15 +211,23 @@ impl Repo {
         env
     }
 
-    /// The mover's secret environment (its Secret): the passphrase and, for Arca-managed
-    /// storage or a `credentialsRef` Secret, the keys. Never logged.
+    /// The mover's Secret data (files in the mover, `mover::SECRET_DIR`): the passphrase
+    /// and, for Arca-managed storage or a `credentialsRef` Secret, the keys with their
+    /// expiry (`mover::CredentialsFile`). Never logged.
     pub fn mover_secret(&self) -> BTreeMap<String, String> {
-        let mut data = BTreeMap::from([("ARCA_REPO_PASSWORD".to_string(), self.passphrase.clone())]);
+        use super::mover::{CREDENTIALS_KEY, CredentialsFile, PASSWORD_KEY};
+        let mut data = BTreeMap::from([(PASSWORD_KEY.to_string(), self.passphrase.clone())]);
         if let Some(c) = &self.credentials {
-            data.insert("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone());
-            data.insert("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key.clone());
-            if let Some(token) = crate::credentials_ref::session_token(c) {
-                data.insert("AWS_SESSION_TOKEN".into(), token);
+            let file = CredentialsFile {
+                version: 1,
+                access_key_id: c.access_key_id.clone(),
+                secret_access_key: c.secret_access_key.clone(),
+                session_token: crate::credentials_ref::session_token(c),
+                expiration: Some(c.expiration),
+            };
+            // Plain strings and a timestamp: serialising cannot fail.
+            if let Ok(json) = serde_json::to_string(&file) {
+                data.insert(CREDENTIALS_KEY.to_string(), json);
             }
         }
         data
@@ -290,7 +298,13 @@ mod tests {
         let repo = Repo::new(&a, "p/org/cl/volumes", &[1; 32]).unwrap();
         assert_eq!(repo.url(), "s3://bk/p/org/cl/volumes");
         assert_eq!(repo.mover_env()["AWS_ENDPOINT_URL"], "http://moto:5000");
-        assert_eq!(repo.mover_secret()["AWS_SECRET_ACCESS_KEY"], "very-secret");
+        let secret = repo.mover_secret();
+        let file: crate::volumes::mover::CredentialsFile =
+            serde_json::from_str(&secret[crate::volumes::mover::CREDENTIALS_KEY]).unwrap();
+        assert_eq!(file.secret_access_key, "very-secret");
+        assert_eq!(file.session_token.as_deref(), Some("tok"));
+        assert_eq!(file.expiration, Some(chrono::DateTime::UNIX_EPOCH));
+        assert_eq!(secret[crate::volumes::mover::PASSWORD_KEY], passphrase(&[1; 32]));
         assert!(!format!("{repo:?}").contains("very-secret"));
         assert!(!format!("{repo:?}").contains(&passphrase(&[1; 32])));
     }

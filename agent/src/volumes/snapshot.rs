@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -245,15 +245,13 @@ pub async fn content_handle(client: &Client, content: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Marks a content as usable by a claim of another volume mode (our temporary block
-/// claims of filesystem volumes, and back).
-pub async fn allow_mode_change(client: &Client, content: &str) -> Result<(), String> {
-    let patch = json!({"metadata": {"annotations": {ALLOW_MODE_CHANGE: "true"}}});
-    contents(client)
-        .patch(content, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("annotating VolumeSnapshotContent {content}: {e}"))
+/// Deletes a VolumeSnapshotContent (one of ours: `Retain`, so the storage snapshot stays).
+pub async fn delete_content(client: &Client, name: &str) -> Result<bool, String> {
+    match contents(client).delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(e) if not_found(&e) => Ok(false),
+        Err(e) => Err(format!("deleting VolumeSnapshotContent {name}: {e}")),
+    }
 }
 
 /// Deletes a VolumeSnapshot; `Ok(false)` when it was already gone.

@@ -79,8 +79,12 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
         // Broad on purpose, like Velero's and CloudCasa's agents: a backup reads every
         // kind (including CRDs nobody knows in advance) and a restore must recreate any
         // of them. `bind`/`escalate` let a restore recreate RBAC objects that grant
-        // more than the verbs above. Snapshots and the mover Jobs are covered by `*`,
-        // listed anyway so a reader sees them.
+        // more than the verbs above. What the volume work uses is covered by `*` and
+        // listed anyway so a reader sees it: snapshots and their contents (the movers'
+        // `Retain` imports), PersistentVolumes (a restored volume's reclaim policy and
+        // claimRef) and Jobs (the movers, in the agent's own namespace only: their
+        // Secrets never go to application namespaces; the `*` rule still lets a restore
+        // recreate the application's own Jobs and Secrets there).
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
@@ -92,6 +96,7 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
                     "resources": ["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"],
                     "verbs": READ_WRITE,
                 },
+                { "apiGroups": [""], "resources": ["persistentvolumes"], "verbs": READ_WRITE },
                 { "apiGroups": ["batch"], "resources": ["jobs"], "verbs": READ_WRITE },
                 {
                     "apiGroups": ["rbac.authorization.k8s.io"],
