@@ -51,6 +51,8 @@ pub struct GcReport {
     pub markers_pending: u64,
     /// Unfinished uploads a killed backup left in the store (S3 multipart), aborted.
     pub uploads_aborted: u64,
+    /// Why unfinished uploads could not be listed or aborted (e.g. AccessDenied).
+    pub uploads_abort_error: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,12 +141,17 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
     let mut report = GcReport::default();
     let grace_ms = options.grace.as_millis() as u64;
 
-    // Parts of uploads no process will finish are billed but belong to no object.
-    report.uploads_aborted = repo
+    // Parts of uploads no process will finish are billed but belong to no object. Not
+    // fatal: credentials scoped to the repository's objects may not be allowed to list or
+    // abort uploads, and collecting packs does not depend on it.
+    match repo
         .store()
         .abort_stale_uploads(options.grace.max(STALE_UPLOAD_MIN))
         .await
-        .map_err(|e| RepoError::store("aborting stale uploads", e))?;
+    {
+        Ok(n) => report.uploads_aborted = n,
+        Err(e) => report.uploads_abort_error = Some(e.to_string()),
+    }
 
     // ---- mark
     let index = repo.load_index(false).await?;

@@ -68,8 +68,8 @@ struct Uploaded {
     buf: Option<Vec<u8>>,
 }
 
-/// Pack uploads in flight at once while the next pack fills. One at a time left a 2-core
-/// backup waiting on each 16 MiB PUT's latency; a few overlap them. The packer holds at most
+/// Pack uploads in flight at once while the next pack fills. One at a time makes the backup
+/// wait out each PUT's latency; a few overlap them. The packer holds at most
 /// this many packs plus the one being built: (3 + 1) x (pack_target + 1/8) = 72 MiB at the
 /// default 16 MiB packs, whatever the volume's size.
 pub const UPLOADS_IN_FLIGHT: usize = 3;
