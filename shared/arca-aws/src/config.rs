@@ -1,6 +1,32 @@
-//! Loading the shared SDK configuration.
+//! Loading the shared SDK configuration, and the one place S3 clients get their retries.
 
+use std::time::Duration;
+
+use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Attempts per S3 call (the first one included). Throttling (`SlowDown`, 503), 5xx,
+/// timeouts and connection failures are retried; other 4xx (`AccessDenied`,
+/// `NoSuchBucket`, ...) are not.
+pub const S3_MAX_ATTEMPTS: u32 = 8;
+/// First backoff after a throttling answer; each retry doubles it (full jitter), up to
+/// [`S3_MAX_BACKOFF`]. Other transient errors start at the SDK's 50 ms. With 8 attempts a
+/// call waits at most about 1+2+4+8+16+20+20 s = 71 s before giving up.
+pub const S3_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub const S3_MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// The retries of every S3 client Arca builds ([`s3_client`] and
+/// [`crate::s3_connection::S3Connection::client`]): the SDK's standard mode (exponential
+/// backoff with jitter, and its retry quota, which stops retry storms when a store is down)
+/// with more attempts than the SDK's default of 3, since a backup makes thousands of calls
+/// and one that fails after three throttled tries fails the whole backup.
+pub fn s3_retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_retry_mode(RetryMode::Standard)
+        .with_max_attempts(S3_MAX_ATTEMPTS)
+        .with_initial_backoff(S3_INITIAL_BACKOFF)
+        .with_max_backoff(S3_MAX_BACKOFF)
+}
 
 /// The SDK configuration from the standard sources (environment, profile, IMDS/Lambda
 /// role). `AWS_ENDPOINT_URL` is honoured by the SDK itself, which is how tests and
@@ -16,6 +42,25 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style = config.endpoint_url().is_some();
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(path_style)
+        .retry_config(s3_retry_config())
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_clients_get_the_retry_settings() {
+        let client = s3_client(&SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build());
+        let retry = client
+            .config()
+            .retry_config()
+            .cloned()
+            .unwrap_or_else(RetryConfig::disabled);
+        assert_eq!(retry.max_attempts(), S3_MAX_ATTEMPTS);
+        assert_eq!(retry.mode(), RetryMode::Standard);
+        assert_eq!(retry.initial_backoff(), S3_INITIAL_BACKOFF);
+    }
 }

@@ -6,7 +6,7 @@ pub mod config;
 pub mod dynamo;
 pub mod errors;
 pub mod rds;
-mod s3;
+pub mod s3;
 pub mod s3_connection;
 pub mod scheduler;
 mod sqs;

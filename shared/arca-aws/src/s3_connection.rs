@@ -75,7 +75,9 @@ impl S3Connection {
     /// An S3 client for `config` with this addressing and trust.
     pub fn client(&self, config: &SdkConfig) -> Result<aws_sdk_s3::Client, String> {
         let path_style = self.path_style.unwrap_or(config.endpoint_url().is_some());
-        let mut builder = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style);
+        let mut builder = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .retry_config(crate::config::s3_retry_config());
         if self.ca_bundle.is_some() || self.skip_tls_verify {
             builder = builder.http_client(ReqwestClient::new(self)?);
         }

@@ -3,8 +3,10 @@
 //!
 //! Volume pipeline, all stages bounded so memory does not grow with the volume:
 //! reader thread (1 MiB batches) -> hash/compress/seal workers (one per core) -> packer
-//! (async, at most two pack uploads in flight); block results -> collector thread, which
-//! turns each completed segment of 16,384 blocks into a map blob.
+//! (async, at most [`crate::pack::UPLOADS_IN_FLIGHT`] pack uploads in flight besides the
+//! pack being built); block results -> collector thread, which turns each completed segment
+//! of 16,384 blocks into a map blob. The bytes in flight are bounded by those stages, not by
+//! the volume's size: docs/volumes.md, "Throughput to S3", gives the figure.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -43,6 +45,8 @@ pub struct VolumeBackup {
     pub changed_ranges: Option<Vec<Range<u64>>>,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// Pack uploads in flight; 0 means [`crate::pack::UPLOADS_IN_FLIGHT`].
+    pub uploads: usize,
     pub progress: Option<Progress>,
 }
 
@@ -53,6 +57,7 @@ impl VolumeBackup {
             source: source.into(),
             changed_ranges: None,
             threads: 0,
+            uploads: 0,
             progress: None,
         }
     }
@@ -246,7 +251,10 @@ pub async fn backup_volume(repo: &Repository, job: VolumeBackup) -> Result<(Id, 
     };
     drop(blob_tx);
 
-    let mut packer = Packer::new(repo);
+    let mut packer = match job.uploads {
+        0 => Packer::new(repo),
+        n => Packer::new(repo).with_uploads(n),
+    };
     let packed: Result<()> = async {
         while let Some(blobs) = blob_rx.recv().await {
             for blob in blobs {
@@ -287,7 +295,7 @@ pub async fn backup_volume(repo: &Repository, job: VolumeBackup) -> Result<(Id, 
         .enumerate()
         .filter(|(_, r)| r.load(Ordering::Relaxed))
         .map(|(p, _)| shared.index.packs[p].id)
-        .chain(packer.written.iter().map(|(id, _)| *id))
+        .chain(packer.written.iter().copied())
         .collect();
     final_check(repo, &shared.index, &packer, referenced).await?;
 
@@ -357,12 +365,13 @@ async fn final_check(repo: &Repository, index: &Index, own: &Packer, referenced:
         }
         let entries = match index.pack_position(pack) {
             Some(p) => index.packs[p as usize].entries.clone(),
-            None => own
-                .written
-                .iter()
-                .find(|(id, _)| id == pack)
-                .map(|(_, e)| e.clone())
-                .unwrap_or_default(),
+            // One of this backup's own packs (condemned only if the backup outlived gc's
+            // grace period): its header lists its blobs.
+            None if own.written.contains(pack) => {
+                let size = existing.get(pack).copied().unwrap_or_default();
+                repo.read_pack_header(pack, size).await?.blobs
+            }
+            None => Vec::new(),
         };
         let key = key_for(Layout::pack, pack)?;
         for e in entries {
@@ -738,7 +747,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     let referenced: HashSet<Id> = referenced
         .into_iter()
         .map(|p| index.packs[p as usize].id)
-        .chain(packer.written.iter().map(|(id, _)| *id))
+        .chain(packer.written.iter().copied())
         .collect();
     final_check(repo, &index, &packer, referenced).await?;
     stats.bytes_stored = packer.bytes_stored;

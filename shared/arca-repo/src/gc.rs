@@ -18,6 +18,9 @@ use crate::repo::{Index, Repository, key_for, now_ms};
 const LOCK_STALE: Duration = Duration::from_secs(2 * 3600);
 /// Index files written by gc hold at most this many blobs each.
 const INDEX_FILE_BLOBS: usize = 200_000;
+/// Unfinished uploads (S3 multipart) younger than this, or than the grace period if that
+/// is longer, may be a running backup's and are left alone.
+const STALE_UPLOAD_MIN: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
@@ -46,6 +49,10 @@ pub struct GcReport {
     pub packs_spared: u64,
     pub bytes_deleted: u64,
     pub markers_pending: u64,
+    /// Unfinished uploads a killed backup left in the store (S3 multipart), aborted.
+    pub uploads_aborted: u64,
+    /// Why unfinished uploads could not be listed or aborted (e.g. AccessDenied).
+    pub uploads_abort_error: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +140,18 @@ async fn take_lock(repo: &Repository) -> Result<String> {
 async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
     let mut report = GcReport::default();
     let grace_ms = options.grace.as_millis() as u64;
+
+    // Parts of uploads no process will finish are billed but belong to no object. Not
+    // fatal: credentials scoped to the repository's objects may not be allowed to list or
+    // abort uploads, and collecting packs does not depend on it.
+    match repo
+        .store()
+        .abort_stale_uploads(options.grace.max(STALE_UPLOAD_MIN))
+        .await
+    {
+        Ok(n) => report.uploads_aborted = n,
+        Err(e) => report.uploads_abort_error = Some(e.to_string()),
+    }
 
     // ---- mark
     let index = repo.load_index(false).await?;

@@ -68,8 +68,19 @@ struct Uploaded {
     buf: Option<Vec<u8>>,
 }
 
+/// Pack uploads in flight at once while the next pack fills. One at a time makes the backup
+/// wait out each PUT's latency; a few overlap them. The packer holds at most
+/// this many packs plus the one being built: (3 + 1) x (pack_target + 1/8) = 72 MiB at the
+/// default 16 MiB packs, whatever the volume's size.
+pub const UPLOADS_IN_FLIGHT: usize = 3;
+
+/// Uploaded packs between two index checkpoints. A backup killed midway leaves its uploads
+/// indexed up to the last checkpoint (the next backup's dedup finds them through the index);
+/// the few packs after it are adopted from their headers (`Repository::load_index`).
+pub const INDEX_EVERY: usize = 8;
+
 /// Appends blobs to packs, uploads full packs (a bounded number at a time), and writes an
-/// index file every `index_every` packs and at `finish`.
+/// index file (a checkpoint) every `index_every` packs and at `finish`.
 pub struct Packer {
     repo: Repository,
     buf: Vec<u8>,
@@ -83,8 +94,9 @@ pub struct Packer {
     free: Vec<Vec<u8>>,
     uploaded: Vec<(Id, Vec<BlobEntry>)>,
     index_every: usize,
-    /// Every pack this packer wrote, with its blobs.
-    pub written: Vec<(Id, Vec<BlobEntry>)>,
+    /// Every pack this packer wrote (ids only: the blob lists are in the index files, and
+    /// keeping them here would grow with the volume).
+    pub written: Vec<Id>,
     pub bytes_stored: u64,
 }
 
@@ -95,14 +107,19 @@ impl Packer {
             buf: Vec::new(),
             entries: Vec::new(),
             uploads: JoinSet::new(),
-            // One upload in flight while the next pack fills: two pack buffers in memory.
-            max_uploads: 1,
+            max_uploads: UPLOADS_IN_FLIGHT,
             free: Vec::new(),
             uploaded: Vec::new(),
-            index_every: 8,
+            index_every: INDEX_EVERY,
             written: Vec::new(),
             bytes_stored: 0,
         }
+    }
+
+    /// At most `n` (at least 1) pack uploads in flight.
+    pub fn with_uploads(mut self, n: usize) -> Packer {
+        self.max_uploads = n.max(1);
+        self
     }
 
     pub async fn add(&mut self, blob: SealedBlob) -> Result<()> {
@@ -172,7 +189,7 @@ impl Packer {
         {
             self.free.push(buf);
         }
-        self.written.push((id, entries.clone()));
+        self.written.push(id);
         self.uploaded.push((id, entries));
         if self.uploaded.len() >= self.index_every {
             let packs = std::mem::take(&mut self.uploaded);

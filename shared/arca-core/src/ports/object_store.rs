@@ -4,6 +4,7 @@ use crate::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;
+use std::time::Duration;
 
 /// One object as listed by an [`ObjectStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,4 +29,12 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Deletes the object; deleting an absent object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Discards uploads that were started more than `older_than` ago and never finished
+    /// (an S3 multipart upload of a killed process, whose parts are stored and billed but
+    /// not visible as an object). Returns how many. Stores that write objects at once have
+    /// none: the default does nothing.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
