@@ -84,17 +84,6 @@ impl AgentClient {
         })
     }
 
-    /// A client of the same cluster and session, for work that outlives the borrowed one
-    /// (renewing a running mover's credentials from a spawned task).
-    pub fn same_session(&self) -> AgentClient {
-        AgentClient {
-            http: self.http.clone(),
-            base: self.base.clone(),
-            token: self.token.clone(),
-            session: Mutex::new(self.session()),
-        }
-    }
-
     fn session(&self) -> Option<String> {
         self.session
             .lock()

@@ -216,7 +216,7 @@ impl ResourceRunner {
     /// Fresh access to a job's volume repository, for movers that outlive their credentials.
     fn renewal(&self, job: &AgentJob, client: &AgentClient) -> Arc<dyn volumes::RepoAccess> {
         Arc::new(JobRepoAccess {
-            client: client.same_session(),
+            client: client.clone(),
             kube: self.kube.clone(),
             job: job.job.id,
             key: self.key.clone(),

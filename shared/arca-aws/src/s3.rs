@@ -111,6 +111,12 @@ impl S3ObjectStore {
         format!("{}{key}", self.root)
     }
 
+    /// How errors name an object: with its bucket, so a job's one line says which
+    /// destination failed.
+    fn object(&self, key: &str) -> String {
+        format!("object s3://{}/{}", self.bucket, self.full_key(key))
+    }
+
     async fn put_single(&self, key: &str, body: Bytes) -> Result<()> {
         self.client
             .put_object()
@@ -119,7 +125,7 @@ impl S3ObjectStore {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| classify(e, &format!("object {key}")))?;
+            .map_err(|e| classify(e, &self.object(key)))?;
         Ok(())
     }
 
@@ -132,7 +138,7 @@ impl S3ObjectStore {
             .key(&full_key)
             .send()
             .await
-            .map_err(|e| classify(e, &format!("object {key}")))?;
+            .map_err(|e| classify(e, &self.object(key)))?;
         let upload_id = created
             .upload_id()
             .ok_or_else(|| Error::permanent(format!("object {key}: the store gave no multipart upload id")))?
@@ -148,7 +154,7 @@ impl S3ObjectStore {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| classify(e, &format!("object {key}"))),
+                .map_err(|e| classify(e, &self.object(key))),
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -164,7 +170,7 @@ impl S3ObjectStore {
             {
                 tracing::warn!(
                     key,
-                    error = %classify(abort, &format!("object {key}")),
+                    error = %classify(abort, &self.object(key)),
                     "aborting a failed multipart upload failed; gc aborts it later"
                 );
             }
@@ -198,7 +204,7 @@ impl S3ObjectStore {
                     .upload_id(upload_id)
                     .part_number(number)
                     .body(ByteStream::from(body.slice(range)));
-                let what = format!("object {key} part {number}");
+                let what = format!("{} part {number}", self.object(key));
                 tasks.spawn(async move {
                     let out = request.send().await.map_err(|e| classify(e, &what))?;
                     let e_tag = out
@@ -232,7 +238,7 @@ impl S3ObjectStore {
                 .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end - 1)))
                 .send()
                 .await
-                .map_err(|e| classify(e, &format!("object {key}")))?;
+                .map_err(|e| classify(e, &self.object(key)))?;
             match out.body.collect().await {
                 Ok(data) => return Ok(data.into_bytes()),
                 Err(e) if attempt >= BODY_ATTEMPTS => {
@@ -301,7 +307,7 @@ impl ObjectStore for S3ObjectStore {
             .key(self.full_key(key))
             .send()
             .await
-            .map_err(|e| classify(e, &format!("object {key}")))?;
+            .map_err(|e| classify(e, &self.object(key)))?;
         Ok(())
     }
 
@@ -336,7 +342,7 @@ impl ObjectStore for S3ObjectStore {
                     .upload_id(id)
                     .send()
                     .await
-                    .map_err(|e| classify(e, &format!("object {key}")))?;
+                    .map_err(|e| classify(e, &self.object(key)))?;
                 aborted += 1;
             }
             if page.is_truncated() != Some(true) {

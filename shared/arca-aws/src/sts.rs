@@ -54,7 +54,12 @@ pub fn session_policy(bucket: &str, cluster_prefix: &str, kms_key_arn: Option<&s
     let prefix = cluster_prefix.trim_start_matches('/');
     let (objects, kms) = if writes {
         (
-            json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+            json!([
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload"
+            ]),
             json!(["kms:GenerateDataKey", "kms:Decrypt"]),
         )
     } else {
@@ -208,7 +213,12 @@ mod tests {
         assert_eq!(policy["Version"], "2012-10-17");
         assert_eq!(
             policy["Statement"],
-            statements(json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]))
+            statements(json!([
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload"
+            ]))
         );
         let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"), true);
         assert_eq!(

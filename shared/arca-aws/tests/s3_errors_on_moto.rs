@@ -11,7 +11,8 @@ use bytes::Bytes;
 async fn a_missing_bucket_is_a_permanent_one_line_error_not_an_absent_object() {
     let Some(aws) = arca_testenv::aws() else { return };
     let client = arca_aws::config::s3_client(&aws.sdk_config().await);
-    let missing = S3ObjectStore::new(client.clone(), arca_testenv::unique("missing").to_lowercase(), "p");
+    let missing_bucket = arca_testenv::unique("missing").to_lowercase();
+    let missing = S3ObjectStore::new(client.clone(), missing_bucket.clone(), "p");
     for err in [
         missing.put("config", Bytes::from_static(b"x")).await.unwrap_err(),
         missing.get("config").await.unwrap_err(),
@@ -20,6 +21,7 @@ async fn a_missing_bucket_is_a_permanent_one_line_error_not_an_absent_object() {
         assert!(matches!(err, Error::Permanent(_)), "{err:?}");
         let line = err.to_string();
         assert!(line.contains("the bucket does not exist (NoSuchBucket"), "{line}");
+        assert!(line.contains(&missing_bucket), "names the bucket: {line}");
         assert!(!line.contains('\n') && line.len() < 400, "one short line: {line}");
     }
 
