@@ -18,7 +18,7 @@ use std::process::Command;
 use common::User;
 use common::node::{
     AGENT_NAMESPACE, BucketEndpoint, Kubectl, assert_agent_pod, bucket_destination, chrono_now, install_line,
-    pod_ready, running_pods, start_server, wait_cluster_active,
+    pod_ready, running_pods, start_server, wait_agent_namespace_gone, wait_cluster_active,
 };
 use serde_json::{Value, json};
 
@@ -128,13 +128,7 @@ fn the_agent_runs_in_cluster_and_restores_running_workloads_into_another_cluster
     };
     // An agent namespace an earlier test deleted may still be finalizing.
     for k in [&a, &b] {
-        k.wait_for(&["namespaces"], 120, |v| {
-            !v["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["metadata"]["name"] == AGENT_NAMESPACE)
-        });
+        wait_agent_namespace_gone(k);
     }
     // Whatever happens below, no agent of this test outlives it (the next test installs its own).
     let _uninstall = Uninstall {

@@ -107,15 +107,6 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
         nodes: &nodes,
         kubeconfig: &nodes.kubeconfig_b,
     };
-    for k in [&a, &b] {
-        k.wait_for(&["namespaces"], 120, |v| {
-            !v["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["metadata"]["name"] == AGENT_NAMESPACE)
-        });
-    }
     let work = tempfile::tempdir().unwrap();
     let namespace = arca_testenv::unique("managed");
     let _cleanup = Cleanup {

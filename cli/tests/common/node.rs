@@ -225,6 +225,7 @@ pub fn chrono_now() -> String {
 /// Registers `cluster` and applies its one-time install link with kubectl; returns the
 /// agent's Pod once Ready and the cluster ACTIVE.
 pub fn install_with_link(user: &User, k: &Kubectl, cluster: &str) -> Value {
+    wait_agent_namespace_gone(k);
     let link = install_line(&user.ok(&["clusters", "register", cluster]));
     k.ok(&["apply", "-f", &link]);
     let pod = k.ready_agent_pod();
@@ -382,9 +383,9 @@ impl MotoRecording {
         for action in ["reset-recording", "start-recording"] {
             let out = Command::new("curl")
                 .args(["-sf", "-X", "POST", &format!("{endpoint}/moto-api/recorder/{action}")])
-                .status()
+                .output()
                 .unwrap();
-            assert!(out.success(), "moto recorder {action}");
+            assert!(out.status.success(), "moto recorder {action}");
         }
         MotoRecording { endpoint }
     }
@@ -431,4 +432,16 @@ impl Drop for MotoRecording {
             ])
             .status();
     }
+}
+
+/// Waits until no agent namespace is left in the cluster: an earlier test's may still be
+/// finalizing, and applying a manifest into a terminating namespace fails.
+pub fn wait_agent_namespace_gone(k: &Kubectl) {
+    k.wait_for(&["namespaces"], 180, |v| {
+        !v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["metadata"]["name"] == AGENT_NAMESPACE)
+    });
 }
