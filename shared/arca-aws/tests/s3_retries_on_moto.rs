@@ -275,7 +275,9 @@ async fn no_such_bucket_is_not_retried() {
         return;
     };
     let err = s.store.get("d").await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    // A misconfigured destination, not an absent object (errors.rs, MISCONFIGURED).
+    assert!(matches!(err, Error::Permanent(_)), "{err:?}");
+    assert!(err.to_string().contains("the bucket does not exist"), "{err}");
     assert_eq!(s.proxy.requests(&Method::GET, "/r/d"), (1, 1), "one attempt only");
 }
 
