@@ -19,8 +19,7 @@ use std::process::Command;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, Kubectl, MotoRecording, assert_agent_pod, install_with_link, same_bytes, start_server_with,
-    volume_file,
+    Cleanup, Kubectl, MotoRecording, assert_agent_pod, install_with_link, same_bytes, start_server_with, volume_file,
 };
 use serde_json::{Value, json};
 
@@ -45,27 +44,6 @@ fn source_data() -> Vec<u8> {
         data.extend_from_slice(&x.to_le_bytes());
     }
     data
-}
-
-/// Removes what the test made in both clusters, whatever happened.
-struct Cleanup<'a> {
-    clusters: [Kubectl<'a>; 2],
-    namespace: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for k in &self.clusters {
-            let _ = k.run(&["delete", "namespace", &self.namespace, "--wait=false"]);
-            let _ = k.run(&["delete", "namespace", AGENT_NAMESPACE, "--wait=false"]);
-            let _ = k.run(&[
-                "delete",
-                "clusterrole,clusterrolebinding",
-                "-l",
-                "app.kubernetes.io/part-of=arca",
-            ]);
-        }
-    }
 }
 
 /// Every key in `bucket` (moto's S3 over plain HTTP, ListObjectsV2 pages followed).

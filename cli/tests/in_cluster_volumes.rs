@@ -24,15 +24,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, BucketEndpoint, Kubectl, PodWatch, assert_agent_pod, bucket_destination, install_with_link,
-    start_server,
+    AGENT_NAMESPACE, BucketEndpoint, Cleanup, Kubectl, PodWatch, assert_agent_pod, bucket_destination,
+    install_with_link, same_bytes, start_server, volume_file,
 };
 use serde_json::{Value, json};
 
@@ -127,37 +126,6 @@ impl Drop for Watch {
     }
 }
 
-/// The file holding the bytes of the volume bound to `namespace/claim`.
-fn volume_file(k: &Kubectl, volumes: &Path, namespace: &str, claim: &str) -> PathBuf {
-    let pvc = k.wait_for(&["pvc", claim, "-n", namespace], 60, |v| {
-        v["status"]["phase"] == "Bound"
-    });
-    let pv = pvc["spec"]["volumeName"].as_str().unwrap();
-    volumes.join(format!("{pv}.img"))
-}
-
-/// Removes what the test made in both clusters, whatever happened: the namespaces (their
-/// claims and snapshots, and with them the volumes and storage snapshots) and the agents.
-struct Cleanup<'a> {
-    clusters: [Kubectl<'a>; 2],
-    namespace: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for k in &self.clusters {
-            let _ = k.run(&["delete", "namespace", &self.namespace, "--wait=false"]);
-            let _ = k.run(&["delete", "namespace", AGENT_NAMESPACE, "--wait=false"]);
-            let _ = k.run(&[
-                "delete",
-                "clusterrole,clusterrolebinding",
-                "-l",
-                "app.kubernetes.io/part-of=arca",
-            ]);
-        }
-    }
-}
-
 /// A mover Pod that ran to success on `node` from the agent image (by digest).
 fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&str]) -> Value {
     let pod = watch
@@ -198,13 +166,6 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
         "the Job controller made it: {pod:#}"
     );
     pod
-}
-
-fn same_bytes(what: &str, got: &[u8], want: &[u8]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first difference at byte {at}");
-    }
 }
 
 #[test]

@@ -445,3 +445,25 @@ pub fn wait_agent_namespace_gone(k: &Kubectl) {
             .any(|n| n["metadata"]["name"] == AGENT_NAMESPACE)
     });
 }
+
+/// Removes what a test made in both clusters, whatever happened: its application namespace
+/// (claims and snapshots, and with them the volumes and storage snapshots) and the agents.
+pub struct Cleanup<'a> {
+    pub clusters: [Kubectl<'a>; 2],
+    pub namespace: String,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for k in &self.clusters {
+            let _ = k.run(&["delete", "namespace", &self.namespace, "--wait=false"]);
+            let _ = k.run(&["delete", "namespace", AGENT_NAMESPACE, "--wait=false"]);
+            let _ = k.run(&[
+                "delete",
+                "clusterrole,clusterrolebinding",
+                "-l",
+                "app.kubernetes.io/part-of=arca",
+            ]);
+        }
+    }
+}
