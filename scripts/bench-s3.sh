@@ -9,7 +9,9 @@
 #   SEED     [42]    seed of the images
 #   REPEAT   [1]     runs of each configuration (the table lists every run)
 #   BENCH_CARGO_FLAGS  extra cargo flags; by default the release profile without fat LTO
-#                      (the data-path crates keep their opt-level 3 from Cargo.toml)
+#                      (the data-path crates keep their opt-level 3 from Cargo.toml), which
+#                      rebuilds every crate; BENCH_CARGO_FLAGS="" (empty) builds the release
+#                      profile as it is, reusing a release build already in the target dir
 #
 # Images (generated once, cached in SCRATCH):
 #   mixed  - the peer benchmark's recipe (shared/bench/peers.sh): segments of 256 KiB-8 MiB
@@ -30,7 +32,7 @@ REPEAT=${REPEAT:-1}
 cd "$(dirname "$0")/.."
 mkdir -p "$S"
 
-read -r -a FLAGS <<<"${BENCH_CARGO_FLAGS:---config profile.release.lto=false --config profile.release.codegen-units=16}"
+read -r -a FLAGS <<<"${BENCH_CARGO_FLAGS---config profile.release.lto=false --config profile.release.codegen-units=16}"
 cargo build --release -p arca-repo --example s3_throughput "${FLAGS[@]}" >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/examples/s3_throughput
 

@@ -850,6 +850,12 @@ export AWS_REGION=$REGION
 export AWS_DEFAULT_REGION=$REGION
 export ARCA_TESTENV=1
 EOF
+  # moto_server as tests start a private one of their own (arca_testenv::PrivateMoto):
+  # server-wide settings such as IAM enforcement must not reach the shared one.
+  if [ -f "$CACHE/moto-$MOTO_VERSION/.complete" ]; then
+    echo "export ARCA_TEST_MOTO_PYTHON=$CACHE/moto-$MOTO_VERSION/bin/python"
+    echo "export ARCA_TEST_MOTO_SERVER=$SCRIPTS/moto_server.py"
+  fi
   # Built by `up` (or `helm`); absent, the chart tests report it missing.
   if [ -x "$CACHE/helm-$HELM_VERSION/helm" ]; then echo "export ARCA_HELM=$CACHE/helm-$HELM_VERSION/helm"; fi
   local v

@@ -68,6 +68,8 @@ impl std::fmt::Debug for AgentClient {
 
 /// A poll waits at most 20 s on the server; the client allows that plus slack.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+/// Tries of a request that got no answer at all (see [`AgentClient::call`]).
+const SEND_ATTEMPTS: u32 = 3;
 
 impl AgentClient {
     /// `base` is the API's URL (`https://arca.example.com`, no `/v1`).
@@ -92,15 +94,28 @@ impl AgentClient {
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<T>> {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body);
-        if let Some(session) = self.session() {
-            request = request.header(SESSION_HEADER, session);
-        }
-        let response = request.send().await?;
+        let mut attempt = 1;
+        let response = loop {
+            let mut request = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body);
+            if let Some(session) = self.session() {
+                request = request.header(SESSION_HEADER, session);
+            }
+            match request.send().await {
+                Ok(r) => break r,
+                // A request that never got an answer (a pooled connection the server had
+                // closed, a reset, a refused connect) is sent again: every call of the
+                // protocol can be repeated. A timeout is not: the server may be busy.
+                Err(e) if attempt < SEND_ATTEMPTS && !e.is_timeout() && (e.is_connect() || e.is_request()) => {
+                    tokio::time::sleep(Duration::from_millis(250) * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
@@ -193,6 +208,15 @@ impl AgentClient {
         self.expect(&format!("/v1/agent/jobs/{job}/credentials"), &serde_json::json!({}))
             .await
     }
+
+    /// A new EBS volume from one of the restore job's snapshots.
+    pub async fn ebs_volume(
+        &self,
+        job: &JobId,
+        request: &arca_core::model::cloud::ebs::EbsVolumeRequest,
+    ) -> Result<arca_core::model::cloud::ebs::EbsVolumeCreated> {
+        self.expect(&format!("/v1/agent/jobs/{job}/ebs-volumes"), request).await
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +241,43 @@ mod tests {
         assert!(api(503).is_transient());
         assert!(!api(400).is_transient());
         assert!(!ProtocolError::Superseded.is_transient());
+    }
+
+    /// A server that drops the first connection unanswered (as one closing an idle
+    /// pooled connection does), then answers: the call is sent again and succeeds.
+    #[tokio::test]
+    async fn a_request_that_got_no_answer_is_sent_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (first, _) = listener.accept().await.unwrap();
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut seen = Vec::new();
+            // Headers and the small JSON body arrive together or shortly after.
+            while !String::from_utf8_lossy(&seen).contains("\r\n\r\n{") {
+                let n = second.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"volumeId":"vol-1","availabilityZone":"us-east-1a"}"#;
+            let answer = format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            second.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        let client = AgentClient::new(&format!("http://127.0.0.1:{port}"), "arcagent_t").unwrap();
+        let request = arca_core::model::cloud::ebs::EbsVolumeRequest {
+            snapshot_id: "snap-1".into(),
+            availability_zone: "us-east-1a".into(),
+        };
+        let created = client.ebs_volume(&JobId::new(), &request).await.unwrap();
+        assert_eq!(created.volume_id, "vol-1");
+        let seen = server.await.unwrap();
+        assert!(seen.contains("/ebs-volumes"), "{seen}");
     }
 }

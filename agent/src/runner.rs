@@ -40,6 +40,17 @@ use crate::resources::{self, BackupOptions, BackupReport, ObjectStoreArchive, Re
 use crate::volumes::{self, VolumeOptions, VolumeRestore, VolumesOutcome};
 use crate::worker::{JobRunner, Outcome};
 
+/// The namespace the agent runs in: `ARCA_AGENT_NAMESPACE`, else the Pod's own (its
+/// service account's namespace file); `None` for an agent run outside the cluster, whose
+/// kubeconfig namespace says nothing about where its install is.
+pub fn own_namespace() -> Option<String> {
+    std::env::var("ARCA_AGENT_NAMESPACE")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .map(|ns| ns.trim().to_string())
+        .filter(|ns| !ns.is_empty())
+}
+
 /// Folder of the cluster's resource archive under its cluster prefix.
 const ARCHIVE_FOLDER: &str = "resources";
 /// At most this many per-object lines (failures, skips) go to the job log.
@@ -110,7 +121,10 @@ impl ResourceRunner {
         ResourceRunner {
             kube,
             key,
-            backup_options: BackupOptions::default(),
+            backup_options: BackupOptions {
+                own_namespace: own_namespace(),
+                ..BackupOptions::default()
+            },
             progress_every: Duration::from_secs(5),
             volumes: VolumeOptions::default(),
         }
@@ -119,6 +133,13 @@ impl ResourceRunner {
     /// How PV snapshots and mover Jobs run (timeouts, mover image, parallelism).
     pub fn with_volume_options(mut self, options: VolumeOptions) -> Self {
         self.volumes = options;
+        self
+    }
+
+    /// The namespace the agent runs in, whose objects are never backed up nor restored
+    /// (default: the Pod's own, see [`own_namespace`]).
+    pub fn with_own_namespace(mut self, namespace: Option<String>) -> Self {
+        self.backup_options.own_namespace = namespace;
         self
     }
 
@@ -352,10 +373,18 @@ impl ResourceRunner {
         };
         let restore_id = restore.id.to_string();
         let mut opts = RestoreOptions::from_spec(&restore.spec, archive_id, &restore_id);
+        opts.own_namespace = self.backup_options.own_namespace.clone();
         // PV data: the claims the point holds volumes for are created from them.
         let records = &point.details.volumes;
         let mut volume_lines = Vec::new();
-        let volume_restore = if restore.spec.restore_pvs && !records.is_empty() {
+        let ebs_snapshots = job.ebs.as_ref().map(|e| e.snapshots.as_slice()).unwrap_or_default();
+        if let Some(why) = job.ebs.as_ref().and_then(|e| e.unusable.as_ref()) {
+            volume_lines.push(format!(
+                "WARNING: the EBS-backed claims cannot be restored from their EBS snapshots here: {why}; they are \
+                 provisioned empty"
+            ));
+        }
+        let volume_restore = if restore.spec.restore_pvs && (!records.is_empty() || !ebs_snapshots.is_empty()) {
             let same_cluster = job.job.cluster_id == Some(point.cluster_id);
             let destination = self.key.bytes(&access).ok().map(|k| (access.clone(), k));
             for claim in VolumeRestore::unrestorable(records, same_cluster, destination.is_some()) {
@@ -374,7 +403,8 @@ impl ResourceRunner {
                     same_cluster,
                     destination,
                 )
-                .with_renewal(self.renewal(job, client)),
+                .with_renewal(self.renewal(job, client))
+                .with_ebs(client.clone(), job.job.id, ebs_snapshots),
             );
             opts.claim_data = Some(resources::restore::ClaimDataHook(hook.clone()));
             Some(hook)
@@ -441,7 +471,7 @@ impl ResourceRunner {
             );
         }
         push_capped(&mut messages, volume_lines, "volume lines");
-        if restore.spec.restore_pvs && point.pv_count > 0 && point.details.volumes.is_empty() {
+        if restore.spec.restore_pvs && point.pv_count > 0 && point.details.volumes.is_empty() && job.ebs.is_none() {
             messages.push(
                 "WARNING: the recovery point records no volume data this agent can restore; only the resources were"
                     .into(),
@@ -1010,7 +1040,7 @@ mod tests {
         let ebs = |pv: &str| EbsVolumeRef {
             pv_name: pv.into(),
             volume_id: format!("vol-0{pv}").replace("pv-", ""),
-            availability_zone: None,
+            ..Default::default()
         };
         let all = backup_outcome(
             PvMode::Snapshot,

@@ -77,6 +77,9 @@ pub enum Command {
     /// The org's API keys (admin only).
     #[command(subcommand, name = "apikeys", visible_alias = "api-keys")]
     ApiKeys(ApiKeysCmd),
+    /// The deployment operator's commands (the operator token, not an org's API key).
+    #[command(subcommand)]
+    Operator(OperatorCmd),
     /// Prints a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -84,6 +87,21 @@ pub enum Command {
     },
     /// Runs the whole control plane on this machine (single-machine mode).
     Server(ServerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Sets an org's plan: `free` (retention capped at 30 days, no PV data copies) or
+    /// `paid`. Needs the operator token in ARCA_OPERATOR_TOKEN (its SHA-256 is the
+    /// deployment's ARCA_OPERATOR_TOKEN_SHA256).
+    SetPlan {
+        /// The org's id (`arca org get` shows it).
+        org: String,
+        #[arg(value_parser = ["free", "paid"])]
+        plan: String,
+        #[arg(long, env = "ARCA_OPERATOR_TOKEN", hide_env_values = true, hide = true)]
+        operator_token: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -433,8 +451,13 @@ pub enum DestinationsCmd {
         #[arg(long)]
         local_path: Option<String>,
     },
+    /// Deletes a destination. One holding recovery points needs --confirm: they are
+    /// expired now (retention deletes them and their data) and the destination goes after
+    /// the last.
     Delete {
         destination: String,
+        #[arg(long)]
+        confirm: bool,
     },
 }
 
@@ -755,17 +778,56 @@ pub enum EksCmd {
         /// The new EKS cluster's name.
         #[arg(long)]
         name: String,
-        /// Wait until EKS has made it (10-15 minutes on AWS).
+        /// Wait until EKS has made it (10-15 minutes on AWS). With --install-agent:
+        /// also follow the restore to its end.
         #[arg(long)]
         wait: bool,
-        /// Seconds between checks (with --wait).
-        #[arg(long, default_value_t = 15.0, requires = "wait")]
-        interval: f64,
+        /// Seconds between checks (with --wait or --install-agent; default 15).
+        #[arg(long)]
+        interval: Option<f64>,
+        /// Then install the agent into the new cluster (as `arca eks install-agent`).
+        #[arg(long)]
+        install_agent: bool,
+        #[command(flatten)]
+        install: InstallAgentArgs,
     },
     /// The org's re-creations, newest first.
     List,
     /// A re-creation (Arca checks EKS about once a minute and moves it on).
     Get { recreation: String },
+    /// Installs the agent into a re-created cluster once EKS has made it: a kubeconfig
+    /// from the endpoint and CA EKS gives (credentials from `aws eks get-token` at each
+    /// use; no token is stored), the cluster's agent manifest from the API applied to it
+    /// (server-side apply), then waits for the agent to connect; the queued restore runs.
+    InstallAgent {
+        recreation: String,
+        /// Follow the restore job to its end (exit 1 unless it COMPLETED).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds between checks of the re-creation.
+        #[arg(long, default_value_t = 15.0)]
+        interval: f64,
+        #[command(flatten)]
+        install: InstallAgentArgs,
+    },
+}
+
+/// How `arca eks install-agent` reaches the new cluster, and how long it waits.
+#[derive(Debug, Args, Clone)]
+pub struct InstallAgentArgs {
+    /// A kubeconfig of the new cluster to use instead of the one built from EKS's answer.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the built kubeconfig is written (default: eks-<name>.kubeconfig beside the
+    /// config file).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Seconds to wait for EKS to make the cluster (the re-creation itself fails after an hour).
+    #[arg(long, default_value_t = 4200.0)]
+    pub timeout: f64,
+    /// Seconds to wait for the agent to connect once its manifest is applied.
+    #[arg(long, default_value_t = 300.0)]
+    pub agent_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]

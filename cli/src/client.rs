@@ -129,13 +129,17 @@ impl Client {
 
     /// Reads the entity, then deletes it with its ETag (deletes require `If-Match`).
     pub async fn delete_current(&self, path: &str, query: &str) -> Result<(), CliError> {
+        self.delete_current_answer(path, query).await.map(|_| ())
+    }
+
+    /// [`Client::delete_current`], with what the API answered (202 bodies).
+    pub async fn delete_current_answer(&self, path: &str, query: &str) -> Result<Tagged, CliError> {
         let current = self.get(path).await?;
         let tag = current
             .etag
             .ok_or_else(|| CliError::other(format!("GET {path} returned no ETag")))?;
         self.call(Method::DELETE, &format!("{path}{query}"), None, Some(&tag))
             .await
-            .map(|_| ())
     }
 }
 

@@ -7,8 +7,9 @@
 //! trusted through a `caBundle`, with the agent's own AWS identity), a namespace of cluster
 //! a is backed up (job COMPLETED, objects in the bucket under the cluster's prefix) and
 //! restored into cluster b (job COMPLETED, the ConfigMap and Secret as they were). A
-//! bucket that does not exist and an endpoint whose certificate nothing trusts fail their
-//! job in one line saying so.
+//! bucket that does not exist, an endpoint whose certificate nothing trusts and a wrong
+//! secret key (on a moto of the test's own that checks signatures) fail their job in one
+//! line naming the bucket and the cause.
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,10 +33,11 @@ fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_fail_in_one_line() {
-    let (Some(a), Some(b), Some(aws)) = (
+    let (Some(a), Some(b), Some(aws), Some(iam_moto)) = (
         arca_testenv::cluster_a().await,
         arca_testenv::cluster_b().await,
         arca_testenv::aws(),
+        arca_testenv::private_moto(),
     ) else {
         return;
     };
@@ -221,7 +223,38 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
         tests::delete_namespace(&b.client, &target_ns).await;
     }
 
-    // ---- stores that do not: the job fails in one line that names the cause
+    // ---- stores that do not: the job fails in one line that names the bucket and the cause
+    // A store that checks signatures (a moto of the test's own that enforces IAM), reached
+    // with the right access key and a wrong secret from the credentialsRef Secret.
+    let guarded = arca_testenv::unique("guarded").to_lowercase();
+    let writer = iam_moto.iam_user(
+        "writer",
+        &format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::{guarded}","arn:aws:s3:::{guarded}/*"]}}]}}"#
+        ),
+    );
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.sdk_config().await)
+            .endpoint_url(&iam_moto.endpoint_url)
+            .force_path_style(true)
+            .build(),
+    )
+    .create_bucket()
+    .bucket(&guarded)
+    .send()
+    .await
+    .unwrap();
+    iam_moto.enforce_iam();
+    let wrong_secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let wrong_keys = arca_testenv::unique("wrong-keys");
+    Api::<Secret>::namespaced(a.client.clone(), a.client.default_namespace())
+        .create(
+            &PostParams::default(),
+            &obj(json!({ "metadata": { "name": wrong_keys },
+                "stringData": { "AWS_ACCESS_KEY_ID": writer.access_key_id, "AWS_SECRET_ACCESS_KEY": wrong_secret } })),
+        )
+        .await
+        .unwrap();
     let missing = arca_testenv::unique("no-such-bucket").to_lowercase();
     let broken = [
         (
@@ -232,15 +265,24 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
         (
             "untrusted-certificate",
             json!({ "kind": "S3", "bucket": missing, "region": "us-east-1", "endpoint": https }),
-            "certificate",
+            "TLS certificate is not trusted (signed by a CA that is not trusted): fix with the destination's caBundle",
+        ),
+        (
+            "wrong-secret",
+            json!({ "kind": "S3", "bucket": guarded, "region": "us-east-1", "endpoint": iam_moto.endpoint_url,
+                    "credentialsRef": wrong_keys }),
+            "the secret key does not match the access key (SignatureDoesNotMatch",
         ),
     ];
     for (name, target, cause) in broken {
+        let bucket = target["bucket"].as_str().unwrap().to_owned();
         let done = backup(name, target).await;
         assert_eq!(done["state"], "FAILED", "{name}: {done}");
         let reason = done["reason"].as_str().unwrap_or_default();
         eprintln!("{name}: {reason}");
         assert!(reason.contains(cause), "{name}: {reason}");
+        assert!(reason.contains(&bucket), "{name}: names the bucket: {reason}");
+        assert!(!reason.contains(wrong_secret), "{name}: no secret: {reason}");
         assert!(
             !reason.contains('\n') && reason.len() < 600,
             "{name}: one line: {reason}"

@@ -443,6 +443,7 @@ async fn selection_modes_give_exactly_the_expected_objects() {
         // Small pages, so pagination is exercised.
         page_size: 3,
         list_cluster_wide: Some(false),
+        own_namespace: None,
     };
 
     // Select namespaces: a's objects, and exactly the cluster-scoped objects a uses.
@@ -1075,4 +1076,123 @@ async fn order_override_partial_failure_prefix_and_storage_class_map() {
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(b.client.clone(), &target);
     let owners = cms.get("owned-by-widget").await.expect("cm").metadata.owner_references;
     assert!(owners.unwrap_or_default().is_empty());
+}
+
+/// The agent's own namespace (its token Secret) and anything labelled as the agent's
+/// install are never archived; and a restore, even of an archive an older agent wrote
+/// with them, creates none of them, so no other cluster's agent can act as this one.
+#[tokio::test]
+async fn the_agents_own_objects_are_never_backed_up_or_restored() {
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return;
+    };
+    let own = unique("arca-own");
+    let app = unique("app");
+    for ns in [&own, &app] {
+        create(
+            &a.client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
+    }
+    create(
+        &a.client,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "arca-agent", "namespace": own},
+        "stringData": {"token": "arcagent_not-for-other-clusters"}}),
+    )
+    .await;
+    create(
+        &a.client,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": app},
+        "data": {"mode": "prod"}}),
+    )
+    .await;
+    create(
+        &a.client,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "arca-agent",
+        "namespace": app, "labels": {"app.kubernetes.io/part-of": "arca"}}}),
+    )
+    .await;
+    let selection = Selection {
+        namespaces: [own.clone(), app.clone()].into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = new_archive(&dir);
+
+    // This agent's backup: neither its namespace nor its labelled objects.
+    let opts = BackupOptions {
+        own_namespace: Some(own.clone()),
+        ..BackupOptions::default()
+    };
+    let report = backup(&a.client, &selection, &archive, &opts).await.expect("backup");
+    let keys = all_keys(&archived(&archive, &report).await);
+    assert!(
+        keys.iter()
+            .any(|(gr, ns, n)| gr == "configmaps" && ns.as_deref() == Some(app.as_str()) && n == "settings"),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|(gr, ns, n)| ns.as_deref() == Some(own.as_str()) || (gr == "namespaces" && *n == own)),
+        "the agent's namespace is not archived: {keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|(gr, ns, _)| gr == "serviceaccounts" && ns.as_deref() == Some(app.as_str())),
+        "nor its labelled objects: {keys:?}"
+    );
+    let skipped: Vec<_> = report
+        .manifest
+        .skipped
+        .iter()
+        .filter(|s| s.reason.contains("Arca agent's own"))
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.namespace.as_deref() == Some(own.as_str()) && s.name == "arca-agent"),
+        "{skipped:?}"
+    );
+
+    // An archive an older agent wrote with them: the restore in b skips them all.
+    let old = backup(&a.client, &selection, &archive, &BackupOptions::default())
+        .await
+        .expect("old backup");
+    let old_keys = all_keys(&archived(&archive, &old).await);
+    assert!(
+        old_keys
+            .iter()
+            .any(|(_, ns, n)| ns.as_deref() == Some(own.as_str()) && n == "arca-agent"),
+        "{old_keys:?}"
+    );
+    let mut restore_opts = RestoreOptions::new(&old.archive_id, &unique("r-own"));
+    restore_opts.own_namespace = Some(own.clone());
+    let restored = restore(&b.client, &archive, &restore_opts).await.expect("restore");
+    assert_eq!(
+        outcome_of(&restored, "configmaps", Some(&app), "settings"),
+        &Outcome::Created
+    );
+    assert!(
+        matches!(outcome_of(&restored, "secrets", Some(&own), "arca-agent"), Outcome::Skipped { reason } if reason.contains("Arca agent's own"))
+    );
+    // The labelled object is left out by every agent that knows the label.
+    assert!(
+        !old_keys
+            .iter()
+            .any(|(gr, ns, _)| gr == "serviceaccounts" && ns.as_deref() == Some(app.as_str())),
+        "{old_keys:?}"
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(b.client.clone(), &own);
+    assert!(
+        secrets.get_opt("arca-agent").await.expect("read").is_none(),
+        "no agent token in b"
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(b.client.clone());
+    assert!(
+        namespaces.get_opt(&own).await.expect("read").is_none(),
+        "nor its namespace"
+    );
 }

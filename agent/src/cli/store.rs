@@ -32,11 +32,10 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
         let client = arca_aws::s3_connection::S3Connection::from_env()
             .and_then(|c| c.client(&config))
             .map_err(|e| anyhow::anyhow!("repository URL {url:?}: {e}"))?;
-        return Ok(Arc::new(arca_aws::S3ObjectStore::new(
-            client,
-            bucket,
-            prefix.trim_end_matches('/'),
-        )));
+        return Ok(Arc::new(
+            arca_aws::S3ObjectStore::new(client, bucket, prefix.trim_end_matches('/'))
+                .with_endpoint(config.endpoint_url()),
+        ));
     }
     bail!("repository URL {url:?}: expected file:///path or s3://bucket/prefix")
 }

@@ -25,6 +25,9 @@ pub struct BackupOptions {
     /// With "Select namespaces": list each type across the cluster (`Some(true)`) or once
     /// per selected namespace (`Some(false)`); `None` decides by [`prefer_cluster_wide`].
     pub list_cluster_wide: Option<bool>,
+    /// The namespace the agent runs in: neither it nor anything in it is backed up (the
+    /// agent token Secret would let a restore elsewhere act as this cluster).
+    pub own_namespace: Option<String>,
 }
 
 impl Default for BackupOptions {
@@ -33,6 +36,7 @@ impl Default for BackupOptions {
             concurrency: 8,
             page_size: 500,
             list_cluster_wide: None,
+            own_namespace: None,
         }
     }
 }
@@ -242,7 +246,10 @@ impl Run<'_> {
                 let object_namespace = text("namespace").map(str::to_string);
                 let name = text("name").unwrap_or_default().to_string();
                 let uid = text("uid").unwrap_or_default().to_string();
-                if let Some(reason) = skip_object(rt, &value) {
+                let own = self.opts.own_namespace.as_deref().is_some_and(|own| {
+                    object_namespace.as_deref() == Some(own) || (group_resource == "namespaces" && name == own)
+                });
+                if let Some(reason) = skip_object(rt, &value).or(own.then_some(super::kinds::AGENT_OWN)) {
                     lock(&self.skipped).push(Skipped {
                         resource: group_resource.clone(),
                         namespace: object_namespace,

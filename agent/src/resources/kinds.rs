@@ -38,10 +38,21 @@ pub fn never_backed_up(group_resource: &str) -> Option<&'static str> {
         .map(|(_, reason)| *reason)
 }
 
+/// The label every object of the agent's install carries (manifest and Helm chart).
+pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+pub const PART_OF: &str = "arca";
+
+/// Why the agent's own objects are never backed up nor restored.
+pub const AGENT_OWN: &str = "the Arca agent's own object: never backed up or restored (its token would let \
+                             another cluster act as this one)";
+
 /// Why one object of a backed-up type is left out, if it is.
 pub fn skip_object(rt: &ResourceType, obj: &Value) -> Option<&'static str> {
     let gr = rt.group_resource();
     let meta = &obj["metadata"];
+    if meta["labels"][PART_OF_LABEL] == PART_OF {
+        return Some(AGENT_OWN);
+    }
     match gr.as_str() {
         "secrets" if obj["type"] == "kubernetes.io/service-account-token" => {
             // The legacy token controller names the Secrets it generates `<sa>-token-<suffix>`
@@ -163,6 +174,23 @@ mod tests {
         }
         assert_eq!(never_backed_up("configmaps"), None);
         assert_eq!(never_backed_up("deployments.apps"), None);
+    }
+
+    #[test]
+    fn the_agents_own_objects_are_never_backed_up() {
+        let labelled = json!({"metadata": {"name": "arca-agent", "labels": {"app.kubernetes.io/part-of": "arca"}}});
+        for r in [
+            rt("", "secrets", "Secret", true),
+            rt("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", false),
+            rt("apps", "deployments", "Deployment", true),
+        ] {
+            assert_eq!(skip_object(&r, &labelled), Some(AGENT_OWN), "{}", r.plural);
+        }
+        let other = json!({"metadata": {"name": "web", "labels": {"app.kubernetes.io/part-of": "shop"}}});
+        assert_eq!(
+            skip_object(&rt("apps", "deployments", "Deployment", true), &other),
+            None
+        );
     }
 
     #[test]

@@ -104,6 +104,10 @@ pub struct RestoreOptions {
     pub crd_timeout: Duration,
     /// Where restored claims get their data (volume snapshots, repository copies).
     pub claim_data: Option<ClaimDataHook>,
+    /// The namespace the restoring agent runs in: nothing is restored into it, and no
+    /// object of an agent's install (label `app.kubernetes.io/part-of: arca`) anywhere,
+    /// even from an archive an older agent wrote with them.
+    pub own_namespace: Option<String>,
 }
 
 impl RestoreOptions {
@@ -124,6 +128,7 @@ impl RestoreOptions {
             concurrency: 8,
             crd_timeout: Duration::from_secs(60),
             claim_data: None,
+            own_namespace: None,
         }
     }
 
@@ -310,7 +315,22 @@ impl Run<'_> {
             (Some(h), Some(ns)) if gr == "persistentvolumeclaims" && h.provides(ns, &entry.name) => Some((h, ns)),
             _ => None,
         };
+        let map = &self.clean.namespaces;
+        let into_own = self.opts.own_namespace.as_deref().is_some_and(|own| {
+            entry.namespace.as_deref().map(|ns| map.target(ns)).as_deref() == Some(own)
+                || (gr == "namespaces" && target_name(rt, entry, map) == own)
+        });
+        if into_own {
+            return Ok(Outcome::Skipped {
+                reason: super::kinds::AGENT_OWN.into(),
+            });
+        }
         let obj = self.reader.object(entry).await?;
+        if obj["metadata"]["labels"][super::kinds::PART_OF_LABEL] == super::kinds::PART_OF {
+            return Ok(Outcome::Skipped {
+                reason: super::kinds::AGENT_OWN.into(),
+            });
+        }
         if !self.opts.selection.matches_labels(&obj) {
             return Ok(Outcome::Skipped {
                 reason: "does not match the restore's labels".into(),
@@ -884,6 +904,9 @@ async fn ensure_namespaces(run: &Run<'_>, sources: &BTreeSet<String>) {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(run.client.clone());
     for source in sources {
         let target = run.clean.namespaces.target(source);
+        if run.opts.own_namespace.as_deref() == Some(target.as_str()) {
+            continue;
+        }
         let outcome = match api.get_opt(&target).await {
             Ok(Some(_)) => continue,
             Ok(None) => {

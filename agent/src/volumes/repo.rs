@@ -86,7 +86,9 @@ pub async fn open_store_at(
             let client = connection
                 .client(&config)
                 .map_err(|e| format!("destination bucket {bucket}: {e}"))?;
-            Ok(Arc::new(arca_aws::S3ObjectStore::new(client, bucket.clone(), prefix)))
+            Ok(Arc::new(
+                arca_aws::S3ObjectStore::new(client, bucket.clone(), prefix).with_endpoint(endpoint.as_deref()),
+            ))
         }
         DestinationTarget::ArcaManaged { .. } => {
             Err("the control plane answered Arca-managed storage without a concrete bucket".into())

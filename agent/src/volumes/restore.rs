@@ -89,6 +89,8 @@ pub struct VolumeRestore {
     handed_over: Mutex<Vec<HandedOver>>,
     /// Renews the movers' credentials while they run.
     renewal: Option<Arc<dyn RepoAccess>>,
+    /// Claims rebuilt from the point's EBS snapshots (a linked cluster).
+    ebs: Option<crate::ebs::EbsRestore>,
 }
 
 /// A volume a mover filled, pre-bound to the claim the restore creates.
@@ -127,7 +129,28 @@ impl VolumeRestore {
             notes: Mutex::new(Vec::new()),
             handed_over: Mutex::new(Vec::new()),
             renewal: None,
+            ebs: None,
         }
+    }
+
+    /// Claims on EBS come from new volumes the control plane (`api`) makes from these
+    /// EBS snapshots of the point.
+    pub fn with_ebs(
+        mut self,
+        api: crate::protocol::AgentClient,
+        job: arca_core::ids::JobId,
+        snapshots: &[arca_core::model::cloud::ebs::EbsSnapshotRef],
+    ) -> Self {
+        let labels = self.labels("restore-volume");
+        self.ebs = Some(crate::ebs::EbsRestore::new(
+            self.client.clone(),
+            api,
+            job,
+            &self.restore_id,
+            snapshots,
+            labels,
+        ));
+        self
     }
 
     /// Renews the movers' credentials through `access` while they run.
@@ -494,15 +517,30 @@ async fn set_reclaim_policy(pvs: &Api<PersistentVolume>, name: &str, policy: &st
 #[async_trait::async_trait]
 impl ClaimData for VolumeRestore {
     fn provides(&self, source_namespace: &str, name: &str) -> bool {
-        self.records
-            .contains_key(&(source_namespace.to_string(), name.to_string()))
+        self.ebs.as_ref().is_some_and(|e| e.provides(source_namespace, name))
+            || self
+                .records
+                .contains_key(&(source_namespace.to_string(), name.to_string()))
     }
 
     fn provides_pv(&self, pv: &str) -> bool {
-        self.pvs.contains(pv)
+        self.ebs.as_ref().is_some_and(|e| e.provides_pv(pv)) || self.pvs.contains(pv)
     }
 
     async fn prepare(&self, source_namespace: &str, claim: &Value) -> Result<ClaimSource, String> {
+        if let Some(ebs) = &self.ebs
+            && ebs.provides(
+                source_namespace,
+                claim
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )
+        {
+            let (source, line) = ebs.prepare(source_namespace, claim).await?;
+            self.note(line);
+            return Ok(source);
+        }
         let name = claim
             .pointer("/metadata/name")
             .and_then(Value::as_str)

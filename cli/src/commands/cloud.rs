@@ -288,10 +288,21 @@ pub(super) async fn eks(g: &Global, cmd: EksCmd) -> Result<(), CliError> {
             name,
             wait,
             interval: every,
+            install_agent,
+            install,
         } => {
-            let every = interval("--interval", every)?;
+            if every.is_some() && !wait && !install_agent {
+                return Err(CliError::usage("--interval needs --wait or --install-agent"));
+            }
+            let every = interval("--interval", every.unwrap_or(DEFAULT_EVERY))?;
             let path = format!("{}/recreate-eks", entity_path(RECOVERY_POINT, &recovery_point));
             let started = client.post(&path, &json!({ "name": name })).await?.body;
+            if install_agent {
+                let id = at(&started, "/id");
+                eprintln!("{}", recreation_text(&started));
+                let path = entity_path(EKS_RECREATION, &id);
+                return super::eks_agent::install_agent(g, &client, &path, every, wait, &install).await;
+            }
             if wait {
                 let id = at(&started, "/id");
                 let ended = poll_until(
@@ -312,9 +323,22 @@ pub(super) async fn eks(g: &Global, cmd: EksCmd) -> Result<(), CliError> {
             let r = client.get(&entity_path(EKS_RECREATION, &recreation)).await?.body;
             recreation_outcome(g.output, &r)?;
         }
+        EksCmd::InstallAgent {
+            recreation,
+            wait,
+            interval: every,
+            install,
+        } => {
+            let every = interval("--interval", every)?;
+            let path = entity_path(EKS_RECREATION, &recreation);
+            super::eks_agent::install_agent(g, &client, &path, every, wait, &install).await?;
+        }
     }
     Ok(())
 }
+
+/// Seconds between checks of a re-creation, unless --interval says otherwise.
+const DEFAULT_EVERY: f64 = 15.0;
 
 /// What a re-creation is at, and what to do next.
 fn recreation_text(r: &Value) -> String {
@@ -329,6 +353,7 @@ fn recreation_text(r: &Value) -> String {
     for (label, pointer) in [
         ("Arca cluster", "/clusterId"),
         ("restore", "/restoreId"),
+        ("Kubernetes API", "/access/endpoint"),
         ("error", "/error"),
     ] {
         let value = at(r, pointer);

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Kind, connect, delete_entity, done, entity_path, list_entities, resolve, set, show_entity, update_entity};
+use super::{Kind, connect, done, emit, entity_path, hint, list_entities, resolve, set, show_entity, update_entity};
 use crate::CliError;
 use crate::args::{DestinationCreate, DestinationsCmd, Global};
 use crate::output::{Column, at};
@@ -65,7 +65,27 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
             })
             .await?;
         }
-        DestinationsCmd::Delete { destination } => delete_entity(&client, DESTINATION, &destination, "").await?,
+        DestinationsCmd::Delete { destination, confirm } => {
+            let id = resolve(&client, DESTINATION, &destination).await?;
+            let query = if confirm { "?confirm=true" } else { "" };
+            let answer = client
+                .delete_current_answer(&entity_path(DESTINATION, &id), query)
+                .await
+                .map_err(|e| {
+                    hint(
+                        e,
+                        "confirmation_required",
+                        "pass --confirm to expire them now and delete the destination after the last",
+                    )
+                })?;
+            match answer.body.get("recoveryPoints").and_then(Value::as_u64) {
+                Some(n) => emit(&format!(
+                    "destination {destination} is retiring: {n} recovery point(s) expired; retention deletes them and \
+                     their data, then the destination"
+                )),
+                None => emit(&format!("destination {destination} deleted")),
+            }
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod backups;
 mod cloud;
 mod clusters;
 mod destinations;
+mod eks_agent;
 mod jobs;
 mod org;
 mod policies;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Eks(c) => cloud::eks(g, c).await,
         Command::Org(c) => org::org(g, c).await,
         Command::ApiKeys(c) => org::api_keys(g, c).await,
+        Command::Operator(c) => org::operator(g, c).await,
     }
 }
 

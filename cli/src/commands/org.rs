@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::destinations::DESTINATION;
 use super::{Kind, connect, delete_entity, done, emit, list_entities, reference, set, show_entity, update_at};
 use crate::CliError;
-use crate::args::{ApiKeysCmd, Global, OrgCmd};
+use crate::args::{ApiKeysCmd, Global, OperatorCmd, OrgCmd};
 use crate::config;
 use crate::output::{Column, at, render_one};
 
@@ -106,4 +106,35 @@ pub(super) async fn api_keys(g: &Global, cmd: ApiKeysCmd) -> Result<(), CliError
         ApiKeysCmd::Delete { key } => delete_entity(&client, API_KEY, &key, "").await?,
     }
     Ok(())
+}
+
+/// The deployment operator's commands: authenticated by the operator token, never by the
+/// saved API key.
+pub(super) async fn operator(g: &Global, cmd: OperatorCmd) -> Result<(), CliError> {
+    match cmd {
+        OperatorCmd::SetPlan {
+            org,
+            plan,
+            operator_token,
+        } => {
+            let token = operator_token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                CliError::api(
+                    "no_operator_token",
+                    "no operator token: set ARCA_OPERATOR_TOKEN (the token whose SHA-256 the deployment has)",
+                )
+            })?;
+            let (url, _) = super::settings(g)?;
+            let client = crate::client::Client::new(&url, Some(token))?;
+            let path = format!("/v1/operator/orgs/{org}/plan");
+            let updated = client
+                .call(reqwest::Method::PUT, &path, Some(&json!({ "plan": plan })), None)
+                .await?
+                .body;
+            done(
+                g.output,
+                &updated,
+                format!("org {} ({org}) is on the {plan} plan", at(&updated, "/name")),
+            )
+        }
+    }
 }

@@ -130,8 +130,13 @@ pub fn fresh_account() -> String {
 /// The AWS configuration of a client acting inside `account` on moto (credentials from
 /// AssumeRole into it).
 pub async fn config_in(account: &str, region: &str) -> aws_config::SdkConfig {
+    config_in_env(&arca_testenv::aws().unwrap(), account, region).await
+}
+
+/// [`config_in`] on the moto of `aws` (the nodes' environment has its own).
+pub async fn config_in_env(aws: &arca_testenv::AwsEnv, account: &str, region: &str) -> aws_config::SdkConfig {
     use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-    let base = arca_testenv::aws().unwrap().sdk_config().await;
+    let base = aws.sdk_config().await;
     let out = aws_sdk_sts::Client::new(&base)
         .assume_role()
         .role_arn(format!("arn:aws:iam::{account}:role/seed"))

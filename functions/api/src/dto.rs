@@ -41,6 +41,15 @@ impl From<SignupBody> for SignupRequest {
     }
 }
 
+/// `PUT /v1/operator/orgs/{id}/plan`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanBody {
+    /// `free` (retention capped at 30 days, no PV data copies) or `paid`.
+    #[schema(value_type = String, example = "paid")]
+    pub plan: arca_core::model::plan::Plan,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrgBody {

@@ -44,25 +44,46 @@ impl ApiError {
     }
 }
 
+/// The bearer token of a request, or a 401 naming what was expected.
+fn bearer(parts: &Parts, what: &str) -> Result<Secret, ApiError> {
+    let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::from(unauthenticated(&format!(
+            "missing Authorization header: send `Authorization: Bearer <{what}>`"
+        )))
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::from(unauthenticated(&format!(
+                "the Authorization header must be `Bearer <{what}>`"
+            )))
+        })?;
+    // The token itself is never logged: `Secret`'s Debug hides it.
+    Ok(Secret::from_presented(token))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::from(unauthenticated(
-                "missing Authorization header: send `Authorization: Bearer <api key>`",
-            ))
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::from(unauthenticated("the Authorization header must be `Bearer <api key>`")))?;
-        // The key itself is never logged: `Secret`'s Debug hides it.
-        let principal = state.control_plane.authenticate(&Secret::from_presented(token)).await?;
+        let key = bearer(parts, "api key")?;
+        let principal = state.control_plane.authenticate(&key).await?;
         Ok(Caller(principal))
+    }
+}
+
+/// The deployment operator's token as presented (checked by the service it is given to).
+pub struct OperatorToken(pub Secret);
+
+impl FromRequestParts<AppState> for OperatorToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        bearer(parts, "operator token").map(OperatorToken)
     }
 }
 

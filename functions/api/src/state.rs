@@ -44,6 +44,9 @@ pub struct Config {
     pub archive_master_key: Option<ArchiveMasterKey>,
     /// Where the role stack is published and who it trusts (`arca_aws::wiring::role_stack`).
     pub role_stack: arca_core::model::cloud::account::RoleStackConfig,
+    /// `ARCA_OPERATOR_TOKEN_SHA256`: the SHA-256 (64 lower-case hex digits) of the
+    /// deployment operator's token, who sets orgs' plans. Without it nobody can.
+    pub operator_token_hash: Option<arca_core::model::secret::SecretHash>,
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -126,7 +129,18 @@ impl Config {
         let archive_master_key = var("ARCA_ARCHIVE_MASTER_KEY")
             .map(|hex| ArchiveMasterKey::from_hex("ARCA_ARCHIVE_MASTER_KEY", &hex))
             .transpose()?;
+        let operator_token_hash = var("ARCA_OPERATOR_TOKEN_SHA256")
+            .filter(|h| !h.is_empty())
+            .map(|hex| {
+                arca_core::model::secret::SecretHash::from_hex(&hex).map_err(|_| {
+                    anyhow::anyhow!(
+                        "ARCA_OPERATOR_TOKEN_SHA256 must be the SHA-256 of the operator token: 64 lower-case hex digits"
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Config {
+            operator_token_hash,
             role_stack: arca_aws::wiring::role_stack(&var)?,
             archive_master_key,
             backend,
@@ -318,7 +332,8 @@ impl AppState {
         state.control_plane = state
             .control_plane
             .with_archive_master_key(master_key)
-            .with_signup_plan(config.signup_plan);
+            .with_signup_plan(config.signup_plan)
+            .with_operator_token_hash(config.operator_token_hash.clone());
         // Arca-managed storage in both backends: single-machine mode can vend for a bucket
         // with whatever AWS identity the machine has (moto in the tests).
         if let Some(managed) = &config.aws.managed_storage {

@@ -188,6 +188,12 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         aws.text
     );
     assert_eq!(aws.body["eks"]["name"], "prod-eks");
+    let point = api.get(&format!("/v1/recoverypoints/{rp}"), &t.admin).await.expect(200);
+    assert_eq!(
+        point.body["partial"], true,
+        "a point missing an EBS snapshot never counts toward keepLast: {}",
+        point.text
+    );
     assert_eq!(aws.body["eks"]["nodegroups"][0]["desiredSize"], 3);
 
     // Re-create the EKS cluster: CREATING for one check, then ACTIVE.
@@ -208,6 +214,11 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .await
         .expect(201);
     assert_eq!(started.body["state"], "CREATING_CLUSTER");
+    assert!(
+        started.body["access"].is_null(),
+        "no endpoint before ACTIVE: {}",
+        started.text
+    );
     let created = api.cloud.eks_clusters();
     let like = &created[&("us-east-1".to_owned(), "prod-eks-2".to_owned())];
     assert_eq!((like.version.as_deref(), like.subnet_ids.len()), (Some("1.33"), 2));
@@ -251,6 +262,24 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     assert!(api.rds_queue.take_eks().is_empty());
     let ready = api.get(&path, &t.admin).await.expect(200);
     assert_eq!(ready.body["state"], "WAITING_FOR_AGENT", "{}", ready.text);
+    // Where the new cluster's Kubernetes API is, read from EKS once ACTIVE (no credential).
+    assert_eq!(
+        ready.body["access"],
+        json!({
+            "endpoint": "https://prod-eks-2.us-east-1.eks.fake.invalid",
+            "certificateAuthorityData": arca_core::testing::fakes::cloud::fake_ca("prod-eks-2"),
+        }),
+        "{}",
+        ready.text
+    );
+    assert!(
+        ready.body["nextStep"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("arca eks install-agent {}", started.id())),
+        "{}",
+        ready.text
+    );
     let groups = api.cloud.eks_nodegroups();
     assert_eq!(groups.len(), 1);
     assert_eq!(
@@ -401,18 +430,68 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     point.keep_last = None;
     store.update(point, version).await.unwrap();
     // The agent of the source cluster is connected: retention hands it the deletion.
-    cp.record_heartbeat(&Secret::from_presented(token), Default::default())
+    cp.record_heartbeat(&Secret::from_presented(token.clone()), Default::default())
         .await
         .unwrap();
     let report = cp.retention_sweep().await.unwrap();
     assert!(report.aws_cleanup_failed.is_empty(), "{report:?}");
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
-    assert!(api.cloud.snapshots().is_empty(), "the EBS snapshot is deleted");
-    let gone = api
-        .get(&format!("/v1/recoverypoints/{rp}/aws"), &t.admin)
+    assert_eq!(
+        api.cloud.snapshots().len(),
+        1,
+        "the EBS snapshot stays until the point's data is deleted"
+    );
+    // The agent deletes the data while the role is refused: the point stays DELETING
+    // with its snapshot record, and the sweep says why and tries again.
+    let session = api.agent_session(&token).await;
+    let polled = api
+        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
         .await
         .expect(200);
-    assert!(gone.body.is_null(), "{}", gone.text);
+    assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
+    let deletion = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    api.cloud
+        .revoke(role, Some("AccessDenied: the trust policy was changed"));
+    api.agent(
+        &token,
+        &format!("/v1/agent/jobs/{deletion}/complete"),
+        Some(&session),
+        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
+    )
+    .await
+    .expect(200);
+    let left = store.get::<RecoveryPoint>(&org, &rp.parse().unwrap()).await.unwrap();
+    assert!(
+        left.data_deleted && left.state == arca_core::model::recovery::RecoveryPointState::Deleting,
+        "{left:?}"
+    );
+    assert_eq!(api.cloud.snapshots().len(), 1);
+    let report = cp.retention_sweep().await.unwrap();
+    assert_eq!(report.aws_cleanup_failed.len(), 1, "{report:?}");
+    assert!(report.deletion_jobs.is_empty(), "{report:?}");
+    // The role works again: the next sweep deletes the snapshot, then the point.
+    api.cloud.revoke(role, None);
+    let report = cp.retention_sweep().await.unwrap();
+    assert!(report.aws_cleanup_failed.is_empty(), "{report:?}");
+    assert!(api.cloud.snapshots().is_empty(), "the EBS snapshot is deleted");
+    let rp_id: arca_core::ids::RecoveryPointId = rp.parse().unwrap();
+    assert!(
+        store
+            .find::<arca_core::model::cloud::ebs::RecoveryPointAws>(&org, &rp_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "and its record"
+    );
+    api.get(&format!("/v1/recoverypoints/{rp}"), &t.admin).await.expect(404);
+    assert!(
+        store
+            .find::<RecoveryPoint>(&org, &rp.parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the point goes last"
+    );
 }
 
 /// A cluster not linked to an AWS account: its agent is told to capture EBS-backed claims
@@ -461,4 +540,206 @@ async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
         done.text
     );
     assert!(api.cloud.snapshots().is_empty());
+}
+
+/// A restore of a point with EBS snapshots: a cluster linked to the same account and
+/// region gets the snapshots with its job and asks for a volume per claim, created from
+/// the snapshot in the zone it asks, with the original volume's type and IOPS, tagged with
+/// the restore; the same request again gets the same volume. Another zone's region, a
+/// snapshot not of the point and a backup job are refused, naming the field. A cluster
+/// not linked is told why it cannot use them, and cannot ask.
+#[tokio::test]
+async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
+    use arca_core::model::cloud::inventory::EbsVolume;
+    let api = Api::new();
+    let t = api.signup("ebs-restore").await;
+    let account = api
+        .post(
+            "/v1/cloud-accounts",
+            &t.admin,
+            json!({ "name": "prod", "regions": ["us-east-1"] }),
+        )
+        .await
+        .expect(201);
+    let account_id = account.id();
+    let role = "arn:aws:iam::111122223333:role/arca-restore";
+    api.cloud.add_role(role, account.body["externalId"].as_str().unwrap());
+    api.put(
+        &format!("/v1/cloud-accounts/{account_id}/role"),
+        &t.admin,
+        &account.etag(),
+        json!({ "roleArn": role }),
+    )
+    .await
+    .expect(200);
+    api.cloud.set_resources(
+        role,
+        "us-east-1",
+        vec![AwsResource::EbsVolume(EbsVolume {
+            volume_id: "vol-0db".into(),
+            size_gib: Some(20),
+            volume_type: Some("io2".into()),
+            iops: Some(4000),
+            availability_zone: Some("us-east-1a".into()),
+            ..Default::default()
+        })],
+    );
+    api.post(
+        &format!("/v1/cloud-accounts/{account_id}/inventory"),
+        &t.admin,
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let dest = api.destination(&t.admin, "bucket").await;
+    let linked = api
+        .post(
+            "/v1/clusters",
+            &t.admin,
+            json!({ "name": "prod", "defaultDestinationId": dest,
+                    "aws": { "cloudAccountId": account_id, "region": "us-east-1" } }),
+        )
+        .await
+        .expect(201);
+    let (cluster, token) = (linked.id(), linked.body["agentToken"].as_str().unwrap().to_owned());
+    let session = api.agent_session(&token).await;
+    let backup = api
+        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
+        .await
+        .expect(201)
+        .id();
+    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
+        .await
+        .expect(201);
+    let polled = api
+        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
+        .await
+        .expect(200);
+    let backup_job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        polled.body.get("ebs").is_none(),
+        "backups carry no restore sources: {}",
+        polled.text
+    );
+    let done = api
+        .agent(
+            &token,
+            &format!("/v1/agent/jobs/{backup_job}/complete"),
+            Some(&session),
+            json!({
+                "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
+                "backup": { "prefix": "archives/z", "resourceCount": 4, "ebsVolumes": [
+                    { "pvName": "pv-db", "volumeId": "vol-0db", "availabilityZone": "us-east-1a",
+                      "claim": { "namespace": "shop", "name": "db" }, "fsType": "xfs" },
+                ] },
+            }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(done.body["state"], "COMPLETED", "{}", done.text);
+    let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
+    let point = api.get(&format!("/v1/recoverypoints/{rp}"), &t.admin).await.expect(200);
+    assert_eq!(point.body["partial"], false, "{}", point.text);
+    let snapshot = api.cloud.snapshots().into_keys().next().expect("a snapshot");
+
+    // A restore into the linked cluster: the job carries the snapshot and its claim.
+    api.post(
+        "/v1/restores",
+        &t.admin,
+        json!({ "recoveryPointId": rp, "targetClusterId": cluster, "namespacePrefix": "r-" }),
+    )
+    .await
+    .expect(201);
+    let polled = api
+        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let sources = &polled.body["ebs"];
+    assert!(sources.get("unusable").is_none(), "{}", polled.text);
+    assert_eq!(
+        sources["snapshots"][0]["snapshotId"],
+        snapshot.as_str(),
+        "{}",
+        polled.text
+    );
+    assert_eq!(
+        sources["snapshots"][0]["claim"],
+        json!({ "namespace": "shop", "name": "db" })
+    );
+    assert_eq!(sources["snapshots"][0]["fsType"], "xfs");
+    assert_eq!(sources["snapshots"][0]["availabilityZone"], "us-east-1a");
+
+    let ask = |job: String, snapshot: String, zone: &'static str| {
+        let (api, token, session) = (&api, token.clone(), session.clone());
+        async move {
+            api.agent(
+                &token,
+                &format!("/v1/agent/jobs/{job}/ebs-volumes"),
+                Some(&session),
+                json!({ "snapshotId": snapshot, "availabilityZone": zone }),
+            )
+            .await
+        }
+    };
+    let created = ask(job.clone(), snapshot.clone(), "us-east-1b").await.expect(201);
+    let volume = created.body["volumeId"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["availabilityZone"], "us-east-1b");
+    let volumes = api.cloud.volumes();
+    let (region, made) = &volumes[&volume];
+    assert_eq!(region, "us-east-1");
+    assert_eq!(
+        (made.snapshot_id.as_str(), made.availability_zone.as_str()),
+        (snapshot.as_str(), "us-east-1b")
+    );
+    assert_eq!(
+        (made.volume_type.as_deref(), made.iops),
+        (Some("io2"), Some(4000)),
+        "the original volume's type and IOPS, from the inventory"
+    );
+    assert_eq!(made.tags["arca:recovery-point"], rp);
+    assert_eq!(made.tags["arca:source-pv"], "pv-db");
+    let again = ask(job.clone(), snapshot.clone(), "us-east-1b").await.expect(201);
+    assert_eq!(
+        again.body["volumeId"],
+        volume.as_str(),
+        "a retried request makes no second volume"
+    );
+    assert_eq!(api.cloud.volumes().len(), 1);
+    ask(job.clone(), snapshot.clone(), "eu-west-1a")
+        .await
+        .problem(400, "validation_failed");
+    ask(job.clone(), "snap-0notours".into(), "us-east-1a")
+        .await
+        .problem(400, "validation_failed");
+    ask(backup_job, snapshot.clone(), "us-east-1a").await.expect(409);
+
+    // A cluster not linked to AWS: told why, and refused if it asks anyway.
+    let (plain, plain_token) = api.cluster(&t.admin, "plain", Some(&dest)).await;
+    let plain_session = api.agent_session(&plain_token).await;
+    api.post(
+        "/v1/restores",
+        &t.admin,
+        json!({ "recoveryPointId": rp, "targetClusterId": plain }),
+    )
+    .await
+    .expect(201);
+    let polled = api
+        .agent(&plain_token, "/v1/agent/poll", Some(&plain_session), json!({}))
+        .await
+        .expect(200);
+    let why = polled.body["ebs"]["unusable"].as_str().unwrap_or_default();
+    assert!(why.contains("is not linked to an AWS account"), "{}", polled.text);
+    assert_eq!(polled.body["ebs"]["snapshots"], json!([]), "{}", polled.text);
+    let plain_job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    api.agent(
+        &plain_token,
+        &format!("/v1/agent/jobs/{plain_job}/ebs-volumes"),
+        Some(&plain_session),
+        json!({ "snapshotId": snapshot, "availabilityZone": "us-east-1a" }),
+    )
+    .await
+    .problem(409, "conflict");
+    assert_eq!(api.cloud.volumes().len(), 1, "nothing was created for it");
 }

@@ -360,6 +360,8 @@ async fn plant_recovery_point(api: &Api, org: &str, cluster: &str, definition: &
         job_id: JobId::new(),
         rp_type: RecoveryPointType::Snapshot,
         state: RecoveryPointState::Ready,
+        partial: false,
+        data_deleted: false,
         expires_at: Some(now + chrono::Duration::days(7)),
         locked: false,
         location: None,

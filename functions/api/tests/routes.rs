@@ -77,10 +77,18 @@ fn every_operation_documents_its_role_or_that_it_is_public() {
             let role = op["description"].as_str().is_some_and(|d| d.starts_with("Role: "));
             let agent = op["security"] == json!([{ "agentToken": [] }])
                 && op["description"].as_str().is_some_and(|d| d.starts_with("Agent: "));
+            let operator = op["security"] == json!([{ "operatorToken": [] }])
+                && op["description"].as_str().is_some_and(|d| d.starts_with("Operator: "));
             assert_eq!(
-                [public, role, agent].iter().filter(|b| **b).count(),
+                [public, role, agent, operator].iter().filter(|b| **b).count(),
                 1,
-                "{method} {path}: a role in its description, `security(())`, or the agent token, exactly one"
+                "{method} {path}: a role in its description, `security(())`, the agent token or the operator \
+                 token, exactly one"
+            );
+            assert_eq!(
+                path.starts_with("/v1/operator/"),
+                operator,
+                "{method} {path}: operator routes, and only they, use the operator token"
             );
             assert_eq!(
                 path.starts_with("/v1/agent/"),
@@ -141,6 +149,9 @@ enum Case {
     AgentForeignJob,
     /// An agent route about the caller's own cluster: B's agent reaches only B's.
     AgentOwnCluster,
+    /// The deployment operator's route: no org's API key opens it, so B's admin cannot
+    /// touch A (nor B) through it.
+    Operator,
 }
 
 /// A's objects, by kind, with their ETags before B's attempts.
@@ -177,6 +188,8 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         job_id: job.parse::<JobId>().unwrap(),
         rp_type: RecoveryPointType::Snapshot,
         state: RecoveryPointState::Ready,
+        partial: false,
+        data_deleted: false,
         expires_at: None,
         locked: false,
         location: None,
@@ -209,6 +222,7 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
             created_at: now,
             updated_at: now,
             version: 0,
+            access: None,
         })
         .await
         .unwrap()
@@ -432,6 +446,8 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/agent/jobs/{id}/results"), AgentForeignJob),
         (("POST", "/v1/agent/jobs/{id}/complete"), AgentForeignJob),
         (("POST", "/v1/agent/jobs/{id}/credentials"), AgentForeignJob),
+        (("POST", "/v1/agent/jobs/{id}/ebs-volumes"), AgentForeignJob),
+        (("PUT", "/v1/operator/orgs/{id}/plan"), Operator),
     ])
 }
 
@@ -545,6 +561,27 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
             Case::Public => {
                 let reply = api.request(method, path, Some(&b.admin), None, None).await;
                 assert_ne!(reply.status, StatusCode::NOT_FOUND, "{what}");
+            }
+            Case::Operator => {
+                for org in [&a.org_id, &b.org_id] {
+                    let concrete = path.replace("{id}", org);
+                    let reply = api
+                        .request(
+                            method.clone(),
+                            &concrete,
+                            Some(&b.admin),
+                            None,
+                            Some(json!({ "plan": "paid" })),
+                        )
+                        .await;
+                    assert!(
+                        matches!(reply.status.as_u16(), 401 | 403),
+                        "{what}: an org's API key is no operator token: {}",
+                        reply.text
+                    );
+                }
+                let org = api.get("/v1/org", &a.admin).await.expect(200);
+                assert_eq!(org.body["plan"], "free", "{what}: {}", org.text);
             }
             Case::AgentForeignJob => {
                 let concrete = path.replace("{id}", &world.ids["jobs"]);

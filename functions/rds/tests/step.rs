@@ -208,6 +208,7 @@ async fn eks_recreation_messages_step_the_recreation() {
             created_at: now,
             updated_at: now,
             version: 0,
+            access: None,
         })
         .await
         .unwrap();

@@ -130,6 +130,8 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         job_id: JobId::new(),
         rp_type: RecoveryPointType::Snapshot,
         state: RecoveryPointState::Ready,
+        partial: false,
+        data_deleted: false,
         expires_at: expires.map(days_ago),
         locked,
         rule: Some(0),

@@ -17,7 +17,7 @@ use arca_core::model::cloud::account::RoleRef;
 use arca_core::model::cloud::inventory::{
     EbsVolume, EksCluster, EksLaunchTemplate, EksNodegroup, EksTaint, RdsCluster, RdsInstance, RdsSnapshot,
 };
-use arca_core::ports::cloud::{CloudConnector, CloudFailure};
+use arca_core::ports::cloud::{CloudConnector, CloudFailure, NewEbsVolume};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_config::{Region, SdkConfig};
@@ -259,6 +259,42 @@ impl CloudConnector for AwsCloudConnector {
             .ok_or_else(|| CloudFailure::Other(Error::permanent("CreateSnapshot answered without an id")))
     }
 
+    async fn create_volume_from_snapshot(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume: &NewEbsVolume,
+    ) -> std::result::Result<String, CloudFailure> {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
+        let c = self.clients(role, region).await?;
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Volume)
+            .set_tags(Some(
+                volume
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .build();
+        let out = c
+            .ec2
+            .create_volume()
+            .snapshot_id(&volume.snapshot_id)
+            .availability_zone(&volume.availability_zone)
+            .set_volume_type(volume.volume_type.as_deref().map(VolumeType::from))
+            .set_iops(volume.iops)
+            .set_throughput(volume.throughput)
+            .tag_specifications(tags)
+            .client_token(&volume.client_token)
+            .send()
+            .await
+            .map_err(|e| failure(e, &format!("EBS volume from snapshot {}", volume.snapshot_id)))?;
+        out.volume_id()
+            .map(str::to_string)
+            .ok_or_else(|| CloudFailure::Other(Error::permanent("CreateVolume answered without an id")))
+    }
+
     async fn delete_volume_snapshot(
         &self,
         role: &RoleRef,
@@ -405,6 +441,40 @@ impl CloudConnector for AwsCloudConnector {
             .set_tags(Some(like.tags.clone().into_iter().collect()));
         create.send().await.map_err(|e| failure(e, "EKS node group"))?;
         Ok(())
+    }
+
+    async fn eks_cluster_access(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> std::result::Result<Option<arca_core::model::cloud::ebs::EksAccess>, CloudFailure> {
+        let c = self.clients(role, region).await?;
+        let out = match c.eks.describe_cluster().name(name).send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(failure(e, "EKS cluster")),
+        };
+        let Some(cluster) = out.cluster() else {
+            return Ok(None);
+        };
+        let endpoint = cluster.endpoint().filter(|e| !e.is_empty());
+        let ca = cluster
+            .certificate_authority()
+            .and_then(|c| c.data())
+            .filter(|d| !d.is_empty());
+        Ok(match (endpoint, ca) {
+            (Some(endpoint), Some(ca)) => Some(arca_core::model::cloud::ebs::EksAccess {
+                endpoint: endpoint.to_string(),
+                certificate_authority_data: ca.to_string(),
+            }),
+            _ => None,
+        })
     }
 }
 
@@ -676,6 +746,8 @@ async fn ebs_volumes(ec2: &aws_sdk_ec2::Client) -> Result<Vec<AwsResource>> {
                 volume_id: v.volume_id().unwrap_or_default().to_string(),
                 size_gib: v.size(),
                 volume_type: v.volume_type().map(|t| t.as_str().to_string()),
+                iops: v.iops(),
+                throughput: v.throughput(),
                 availability_zone: v.availability_zone().map(str::to_string),
                 state: v.state().map(|s| s.as_str().to_string()),
                 encrypted: v.encrypted().unwrap_or(false),

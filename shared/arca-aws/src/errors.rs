@@ -30,6 +30,7 @@ const MISCONFIGURED: &[(&str, &str)] = &[
     ("AccessDenied", "access denied"),
     ("InvalidAccessKeyId", "the access key is not known to the store"),
     ("SignatureDoesNotMatch", "the secret key does not match the access key"),
+    ("InvalidToken", "the session token is not valid for the access key"),
     ("ExpiredToken", "the credentials have expired"),
     ("TokenRefreshRequired", "the credentials have expired"),
     ("PermanentRedirect", "the bucket is in another region"),
@@ -52,6 +53,17 @@ pub fn classify<E>(err: SdkError<E, HttpResponse>, what: &str) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    // A certificate nothing trusts is refused the same way on every try: it is the
+    // destination's configuration, not the network.
+    if let SdkError::DispatchFailure(_) = &err
+        && let Some(cert) = refused_certificate(&err)
+    {
+        return Error::permanent(format!(
+            "{what}: the endpoint's TLS certificate is not trusted ({}): fix with the \
+             destination's caBundle (the CA that signed it) or skipTlsVerify",
+            certificate_cause(cert)
+        ));
+    }
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Error::transient(Described::new(err, what))
@@ -68,12 +80,43 @@ where
             } else if status == 412 || CONFLICT_CODES.contains(&code) {
                 Error::conflict(format!("{what}: {}", ctx.err().message().unwrap_or(code)))
             } else if status == 429 || status >= 500 || RETRYABLE_CODES.contains(&code) {
-                Error::transient(Described::new(err, what))
+                Error::transient(Described::service(err, what))
             } else {
-                Error::permanent(Described::new(err, what))
+                Error::permanent(Described::service(err, what))
             }
         }
         _ => Error::permanent(Described::new(err, what)),
+    }
+}
+
+/// The certificate refusal somewhere in `err`'s source chain: rustls's, however the HTTP
+/// client wrapped it (the SDK's hyper client and reqwest both bury it in `io::Error`s, whose
+/// `source()` skips their own payload, so each one's payload is searched too).
+pub(crate) fn refused_certificate<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
+            return Some(cert);
+        }
+        if let Some(payload) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && let Some(cert) = refused_certificate(payload)
+        {
+            return Some(cert);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Why a certificate was refused, in words (rustls's own text where it has one).
+fn certificate_cause(cert: &rustls::CertificateError) -> String {
+    match cert {
+        rustls::CertificateError::UnknownIssuer => "signed by a CA that is not trusted".to_owned(),
+        rustls::CertificateError::NotValidForName => "issued for another host name".to_owned(),
+        rustls::CertificateError::Expired => "expired".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -90,6 +133,33 @@ impl Described {
         Self {
             message: format!("{what}: {}", DisplayErrorContext(&err)),
             source: Box::new(err),
+        }
+    }
+
+    /// A service's answer in one line, its code and message ("InvalidVolume.NotFound: The
+    /// volume 'vol-1' does not exist. (HTTP 400)"): the whole context (raw response,
+    /// headers) stays the source, for whoever walks the chain.
+    fn service<E>(err: SdkError<E, HttpResponse>, what: &str) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let (code, message, status) = match &err {
+            SdkError::ServiceError(ctx) => (
+                ctx.err().code().map(str::to_string),
+                ctx.err().message().map(str::to_string),
+                ctx.raw().status().as_u16(),
+            ),
+            _ => (None, None, 0),
+        };
+        match code {
+            Some(code) => Self {
+                message: match message {
+                    Some(m) => format!("{what}: {code}: {m} (HTTP {status})"),
+                    None => format!("{what}: {code} (HTTP {status})"),
+                },
+                source: Box::new(err),
+            },
+            None => Self::new(err, what),
         }
     }
 }
@@ -173,6 +243,34 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_certificate_anywhere_in_the_chain_is_permanent_and_the_rest_of_dispatch_transient() {
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        // As the SDK's hyper client nests it: io::Error(Other, io::Error(InvalidData, rustls)).
+        let refused = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let err = classify(
+            SdkError::<GetObjectError, HttpResponse>::dispatch_failure(ConnectorError::io(Box::new(refused))),
+            "object s3://b/k at https://s3.example",
+        );
+        assert!(matches!(err, Error::Permanent(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "permanent failure: object s3://b/k at https://s3.example: the endpoint's TLS certificate \
+             is not trusted (signed by a CA that is not trusted): fix with the destination's caBundle \
+             (the CA that signed it) or skipTlsVerify"
+        );
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let err = classify(
+            SdkError::<GetObjectError, HttpResponse>::dispatch_failure(ConnectorError::io(Box::new(reset))),
+            "object s3://b/k",
+        );
+        assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[test]
     fn contention_is_transient_and_the_rest_permanent() {
         let err = transaction_canceled(&[Some("None"), Some("TransactionConflict")]).unwrap();
         assert!(err.is_retryable());
@@ -180,5 +278,59 @@ mod tests {
         let err = transaction_canceled(&[Some("ValidationError"), Some("None")]).unwrap();
         assert!(matches!(err, Error::Permanent(_)), "{err:?}");
         assert!(transaction_canceled(&[]).is_none());
+    }
+
+    #[test]
+    fn a_service_refusal_is_one_line_with_its_code_and_message() {
+        use aws_sdk_ec2::operation::create_snapshot::CreateSnapshotError;
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let refusal = CreateSnapshotError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidVolume.NotFound")
+                .message("The volume 'vol-1' does not exist.")
+                .build(),
+        );
+        let raw = HttpResponse::new(
+            StatusCode::try_from(400).unwrap(),
+            SdkBody::from("<Response>...</Response>"),
+        );
+        let err = classify(SdkError::service_error(refusal, raw), "EBS volume");
+        assert!(matches!(err, Error::Permanent(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "permanent failure: EBS volume: InvalidVolume.NotFound: The volume 'vol-1' does not exist. (HTTP 400)"
+        );
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the SDK error stays the source"
+        );
+    }
+
+    #[test]
+    fn a_bucket_in_another_region_is_a_permanent_misconfiguration() {
+        use aws_sdk_s3::operation::put_object::PutObjectError;
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        // What S3 answers a client signing for the wrong region (moto does not check).
+        for (code, status) in [("AuthorizationHeaderMalformed", 400), ("PermanentRedirect", 301)] {
+            let refusal = PutObjectError::generic(
+                ErrorMetadata::builder()
+                    .code(code)
+                    .message("the region 'us-east-1' is wrong; expecting 'eu-west-1'")
+                    .build(),
+            );
+            let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+            let err = classify(SdkError::service_error(refusal, raw), "object s3://b/k");
+            assert!(matches!(err, Error::Permanent(_)), "{code}: {err:?}");
+            let line = err.to_string();
+            assert!(
+                line.contains("object s3://b/k: the bucket is in another region") && line.contains(code),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
     }
 }

@@ -81,6 +81,8 @@ pub struct S3ObjectStore {
     bucket: String,
     root: String,
     multipart: Multipart,
+    /// The endpoint the client reaches, when not AWS's own: named in errors.
+    endpoint: Option<String>,
 }
 
 impl S3ObjectStore {
@@ -94,6 +96,7 @@ impl S3ObjectStore {
             bucket: bucket.into(),
             root,
             multipart: Multipart::default(),
+            endpoint: None,
         }
     }
 
@@ -107,14 +110,30 @@ impl S3ObjectStore {
         self
     }
 
+    /// The custom endpoint the client was configured with (an S3-compatible store), for
+    /// errors to name: the SDK's client does not tell it back.
+    pub fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
+        self.endpoint = endpoint.map(str::to_owned);
+        self
+    }
+
     fn full_key(&self, key: &str) -> String {
         format!("{}{key}", self.root)
     }
 
-    /// How errors name an object: with its bucket, so a job's one line says which
-    /// destination failed.
+    /// How errors name an object: with its bucket (and a custom endpoint), so a job's one
+    /// line says which destination failed.
     fn object(&self, key: &str) -> String {
-        format!("object s3://{}/{}", self.bucket, self.full_key(key))
+        format!("object s3://{}/{}{}", self.bucket, self.full_key(key), self.at())
+    }
+
+    /// How errors name the bucket.
+    fn bucket_name(&self) -> String {
+        format!("bucket {}{}", self.bucket, self.at())
+    }
+
+    fn at(&self) -> String {
+        self.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
     }
 
     async fn put_single(&self, key: &str, body: Bytes) -> Result<()> {
@@ -284,7 +303,7 @@ impl ObjectStore for S3ObjectStore {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify(e, &format!("bucket {}", self.bucket)))?;
+            let page = page.map_err(|e| classify(e, &self.bucket_name()))?;
             for object in page.contents() {
                 let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.root)) else {
                     continue;
@@ -327,7 +346,7 @@ impl ObjectStore for S3ObjectStore {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| classify(e, &format!("bucket {}", self.bucket)))?;
+                .map_err(|e| classify(e, &self.bucket_name()))?;
             for upload in page.uploads() {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;

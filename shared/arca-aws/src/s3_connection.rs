@@ -77,7 +77,8 @@ impl S3Connection {
         let path_style = self.path_style.unwrap_or(config.endpoint_url().is_some());
         let mut builder = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
-            .retry_config(crate::config::s3_retry_config());
+            .retry_config(crate::config::s3_retry_config())
+            .retry_classifier(crate::config::RefusedCertificateNotRetried);
         if self.ca_bundle.is_some() || self.skip_tls_verify {
             builder = builder.http_client(ReqwestClient::new(self)?);
         }
@@ -135,8 +136,8 @@ impl HttpConnector for ReqwestClient {
     }
 }
 
-/// Timeouts and connection failures (a refused certificate included) are transient to
-/// the SDK's retries; the rest is not.
+/// Timeouts and connection failures are transient to the SDK's retries (but for a refused
+/// certificate: [`crate::config::RefusedCertificateNotRetried`]); the rest is not.
 fn connector_error(e: reqwest::Error) -> ConnectorError {
     if e.is_timeout() {
         ConnectorError::timeout(e.into())

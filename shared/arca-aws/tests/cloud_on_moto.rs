@@ -378,6 +378,51 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
         })
         .collect();
     assert_eq!(found["arca:recovery-point"], "rp_x", "{found:?}");
+
+    // A restore's volume: from the snapshot, in another zone, typed and tagged.
+    let new_volume = arca_core::ports::cloud::NewEbsVolume {
+        snapshot_id: snapshot.clone(),
+        availability_zone: format!("{region}b"),
+        volume_type: Some("io2".into()),
+        iops: Some(3000),
+        throughput: None,
+        tags: std::collections::BTreeMap::from([("arca:restore".to_owned(), "rst_x".to_owned())]),
+        client_token: format!("arca-rst_x-{snapshot}"),
+    };
+    let restored = connector
+        .create_volume_from_snapshot(&role, region, &new_volume)
+        .await
+        .expect("volume from snapshot");
+    let described = ec2
+        .describe_volumes()
+        .volume_ids(&restored)
+        .send()
+        .await
+        .expect("describe");
+    let v = &described.volumes()[0];
+    assert_eq!(v.snapshot_id(), Some(snapshot.as_str()));
+    assert_eq!(v.availability_zone(), Some(format!("{region}b").as_str()));
+    assert_eq!(v.volume_type().map(|t| t.as_str()), Some("io2"));
+    assert_eq!(v.size(), Some(4), "the snapshot's size");
+    assert!(
+        v.tags()
+            .iter()
+            .any(|t| t.key() == Some("arca:restore") && t.value() == Some("rst_x")),
+        "{:?}",
+        v.tags()
+    );
+    let missing = connector
+        .create_volume_from_snapshot(
+            &role,
+            region,
+            &arca_core::ports::cloud::NewEbsVolume {
+                snapshot_id: "snap-0000000000000dead".into(),
+                ..new_volume.clone()
+            },
+        )
+        .await;
+    assert!(missing.is_err(), "a missing snapshot is an error: {missing:?}");
+
     connector
         .delete_volume_snapshot(&role, region, &snapshot)
         .await
@@ -444,6 +489,26 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
         .await
         .expect("in the linked account");
     let cluster = cluster.cluster().expect("cluster");
+    // Where its Kubernetes API is: what EKS says, read through the role.
+    let access = connector
+        .eks_cluster_access(&role, region, "prod-restored")
+        .await
+        .expect("access")
+        .expect("an ACTIVE cluster has an endpoint");
+    assert_eq!(Some(access.endpoint.as_str()), cluster.endpoint(), "{access:?}");
+    assert!(access.endpoint.starts_with("https://"), "{access:?}");
+    assert_eq!(
+        Some(access.certificate_authority_data.as_str()),
+        cluster.certificate_authority().and_then(|c| c.data())
+    );
+    assert!(!access.certificate_authority_data.is_empty());
+    assert_eq!(
+        connector
+            .eks_cluster_access(&role, region, "never-made")
+            .await
+            .expect("access"),
+        None
+    );
     assert_eq!(cluster.version(), Some("1.33"));
     assert_eq!(
         cluster.tags().and_then(|t| t.get("team")).map(String::as_str),
@@ -563,6 +628,7 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
             created_at: now,
             updated_at: now,
             version: 0,
+            access: None,
         })
         .await
         .expect("record");

@@ -48,6 +48,7 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
             name: "managed".into(),
             target: DestinationTarget::ArcaManaged { region: None },
         },
+        retiring: false,
         created_at: now,
         updated_at: now,
         version: 1,

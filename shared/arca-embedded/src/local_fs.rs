@@ -227,7 +227,13 @@ impl ObjectStore for LocalFsObjectStore {
                 Err(e) => return Err(io_error(e, prefix)),
             };
             while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(e, prefix))? {
-                let meta = entry.metadata().await.map_err(|e| io_error(e, prefix))?;
+                let meta = match entry.metadata().await {
+                    Ok(meta) => meta,
+                    // Gone since the directory was read (a partial file renamed into place, an
+                    // object deleted): a listing is a moment's view, as S3's is.
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error(e, prefix)),
+                };
                 let path = entry.path();
                 if meta.is_dir() {
                     pending.push(path);

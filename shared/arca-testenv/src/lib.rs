@@ -206,6 +206,199 @@ pub async fn node_clusters() -> Option<(Cluster, Cluster)> {
     ))
 }
 
+/// A moto server of the test's own, on a free loopback port, stopped when dropped: for
+/// what the shared one must not do, since it is server-wide (IAM enforcement).
+///
+/// It starts with every request unauthenticated, for the test's setup (users, keys,
+/// policies, buckets); [`PrivateMoto::enforce_iam`] then makes moto check every request's
+/// signature and the IAM policies of its caller, as AWS does (moto's own switch for
+/// `INITIAL_NO_AUTH_ACTION_COUNT`, `/moto-api/reset-auth`). Needs `ARCA_TEST_MOTO_PYTHON`
+/// and `ARCA_TEST_MOTO_SERVER` (`scripts/testenv.sh env`: the environment's moto virtualenv
+/// and `scripts/moto_server.py`).
+///
+/// Its IAM is driven with boto3 from the same virtualenv ([`PrivateMoto::iam_user`],
+/// [`PrivateMoto::put_user_policy`], ...), as an admin user made at start, so it works before
+/// and after enforcement.
+#[derive(Debug)]
+pub struct PrivateMoto {
+    /// `http://127.0.0.1:<port>`
+    pub endpoint_url: String,
+    port: u16,
+    python: String,
+    admin: IamUser,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+/// An IAM user of a [`PrivateMoto`] and its access key.
+#[derive(Clone, Debug)]
+pub struct IamUser {
+    pub name: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// The IAM calls of [`PrivateMoto`]: `endpoint key secret op user [policy-name policy]`;
+/// `create` prints the new access key's id and secret.
+const IAM_SCRIPT: &str = r#"
+import sys, boto3
+endpoint, key, secret, op, user = sys.argv[1:6]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id=key, aws_secret_access_key=secret)
+if op == "create":
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName=sys.argv[6], PolicyDocument=sys.argv[7])
+    k = iam.create_access_key(UserName=user)["AccessKey"]
+    print(k["AccessKeyId"], k["SecretAccessKey"])
+elif op == "put-policy":
+    iam.put_user_policy(UserName=user, PolicyName=sys.argv[6], PolicyDocument=sys.argv[7])
+elif op == "delete-policy":
+    iam.delete_user_policy(UserName=user, PolicyName=sys.argv[6])
+else:
+    sys.exit("unknown op " + op)
+"#;
+
+/// An IAM policy document allowing everything.
+const ALLOW_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+/// Starts a [`PrivateMoto`] (or skips, as every test does without the environment).
+pub fn private_moto() -> Option<PrivateMoto> {
+    let python = required("ARCA_TEST_MOTO_PYTHON")?;
+    let server = required("ARCA_TEST_MOTO_SERVER")?;
+    Some(PrivateMoto::start(&python, &server))
+}
+
+impl PrivateMoto {
+    fn start(python: &str, server: &str) -> PrivateMoto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("a free port for a private moto: {e}"));
+        let log = std::env::temp_dir().join(format!("{}.log", unique("arca-private-moto")));
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = std::process::Command::new(python)
+            .arg(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Setup first: nothing is checked until enforce_iam().
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "inf")
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {python} {server}: {e}"));
+        let mut moto = PrivateMoto {
+            endpoint_url: format!("http://127.0.0.1:{port}"),
+            port,
+            python: python.to_owned(),
+            // Until the admin exists, setup calls need no real key.
+            admin: IamUser {
+                name: "setup".into(),
+                access_key_id: "testing".into(),
+                secret_access_key: "testing".into(),
+            },
+            child,
+            log,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if moto.request("GET", "/moto-api/", "").as_deref().is_some_and(ok) {
+                moto.admin = moto.iam_user("arca-test-admin", ALLOW_ALL);
+                return moto;
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("the private moto exited ({status}): {}", moto.log_text());
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("the private moto did not answer within 60 s: {}", moto.log_text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// From now on every request is authenticated and authorized against moto's IAM.
+    pub fn enforce_iam(&self) {
+        let answer = self.request("POST", "/moto-api/reset-auth", "0");
+        assert!(answer.as_deref().is_some_and(ok), "moto's reset-auth: {answer:?}");
+    }
+
+    /// A new IAM user with `policy` (a JSON policy document) as its inline policy
+    /// `initial`, and an access key.
+    pub fn iam_user(&self, name: &str, policy: &str) -> IamUser {
+        let out = self.iam(&["create", name, "initial", policy]);
+        let mut words = out.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some(id), Some(secret)) => IamUser {
+                name: name.to_owned(),
+                access_key_id: id.to_owned(),
+                secret_access_key: secret.to_owned(),
+            },
+            _ => panic!("creating IAM user {name}: unexpected output"),
+        }
+    }
+
+    /// Sets (adds or replaces) the inline policy `policy_name` of `user`.
+    pub fn put_user_policy(&self, user: &str, policy_name: &str, policy: &str) {
+        self.iam(&["put-policy", user, policy_name, policy]);
+    }
+
+    pub fn delete_user_policy(&self, user: &str, policy_name: &str) {
+        self.iam(&["delete-policy", user, policy_name]);
+    }
+
+    /// Runs [`IAM_SCRIPT`] as the admin; its standard output. Never prints a secret.
+    fn iam(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(&self.python)
+            .args(["-c", IAM_SCRIPT, &self.endpoint_url])
+            .args([&self.admin.access_key_id, &self.admin.secret_access_key])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.python));
+        assert!(
+            out.status.success(),
+            "IAM {} on the private moto failed: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// One HTTP/1.1 request with `Connection: close`; the whole answer, or `None` when the
+    /// server is not there (yet).
+    fn request(&self, method: &str, path: &str, body: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .ok()?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Whether an HTTP answer's status is 200.
+fn ok(answer: &str) -> bool {
+    answer.split_whitespace().nth(1) == Some("200")
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
 /// A name unique to this test run, for namespaces, buckets, tables and queues.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -10,9 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::Tagged;
-use crate::dto::{ApiKeyBody, OrgBody, SignupBody};
+use crate::dto::{ApiKeyBody, OrgBody, PlanBody, SignupBody};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, IfMatch, PageParams, Query, path_id};
+use crate::extract::{Body, Caller, IfMatch, OperatorToken, PageParams, Query, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -115,4 +115,26 @@ pub async fn delete_api_key(
         .delete_api_key(p, &path_id::<ApiKeyId>(&id)?, version)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The deployment operator sets an org's plan: not an org's API key but the operator
+/// token the deployment is configured with (`ARCA_OPERATOR_TOKEN_SHA256`).
+#[utoipa::path(put, path = "/v1/operator/orgs/{id}/plan", tag = "operator", security(("operatorToken" = [])),
+    description = "Operator: the deployment operator's token (`Authorization: Bearer <operator token>`), not an API key.",
+    request_body = PlanBody,
+    params(("id" = String, Path, description = "The org's id")),
+    responses((status = 200, description = "The org, on its new plan", body = serde_json::Value),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, description = "No operator token is configured", body = Problem), (status = 404, body = Problem)))]
+pub async fn set_org_plan(
+    State(s): State<AppState>,
+    OperatorToken(token): OperatorToken,
+    Path(id): Path<String>,
+    Body(body): Body<PlanBody>,
+) -> ApiResult<Tagged<Org>> {
+    let org = s
+        .control_plane
+        .operator_set_plan(&token, &path_id::<arca_core::ids::OrgId>(&id)?, body.plan)
+        .await?;
+    Ok(Tagged::ok(org.version, org))
 }

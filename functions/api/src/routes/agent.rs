@@ -6,6 +6,7 @@ use arca_core::ids::JobId;
 use arca_core::model::agent::{
     AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport, RestoreResultsBatch,
 };
+use arca_core::model::cloud::ebs::{EbsVolumeCreated, EbsVolumeRequest};
 use arca_core::model::cluster::{Cluster, Heartbeat};
 use arca_core::model::job::Job;
 use arca_core::ports::credentials::DestinationAccess;
@@ -160,4 +161,28 @@ pub async fn credentials(
     Ok(Json(
         s.control_plane.agent_credentials(&caller.agent, session, &id).await?,
     ))
+}
+
+/// A new EBS volume, from one of the restore job's EBS snapshots, for a claim the agent
+/// restores: created through the cluster's linked AWS account in the zone asked for.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/ebs-volumes", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session. `{snapshotId, availabilityZone}`; the same \
+                   request again returns the same volume.",
+    request_body = serde_json::Value,
+    params(("id" = String, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn ebs_volume(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    AgentBody(body): AgentBody<EbsVolumeRequest>,
+) -> ApiResult<(StatusCode, Json<EbsVolumeCreated>)> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    let created = s
+        .control_plane
+        .agent_ebs_volume(&caller.agent, session, &id, body)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }

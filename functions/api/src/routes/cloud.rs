@@ -226,7 +226,9 @@ pub async fn list_eks_recreations(
 /// A re-creation. The AWS work queue checks EKS about once a minute (nothing waits in
 /// the API): once the cluster is ACTIVE, its node groups are created, a cluster is
 /// registered in Arca and the restore is queued; `nextStep` says how to install the agent
-/// there. Still creating after an hour, or the cluster gone or failed: `FAILED` with `error`.
+/// there, and `access` (`{endpoint, certificateAuthorityData}`, from EKS's DescribeCluster)
+/// where the new cluster's Kubernetes API is, for a kubeconfig. Still creating after an
+/// hour, or the cluster gone or failed: `FAILED` with `error`.
 #[utoipa::path(get, path = "/v1/eks-recreations/{id}", tag = "cloud accounts", description = "Role: viewer.",
     params(("id" = String, Path, description = "eksr_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]

@@ -32,6 +32,8 @@ use crate::state::AppState;
 pub const API_KEY_SCHEME: &str = "apiKey";
 /// The scheme of the agent protocol: the cluster's agent token.
 pub const AGENT_TOKEN_SCHEME: &str = "agentToken";
+/// The scheme of the deployment operator's calls: its token, not an org's key.
+pub const OPERATOR_TOKEN_SCHEME: &str = "operatorToken";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +52,7 @@ pub const AGENT_TOKEN_SCHEME: &str = "agentToken";
         (name = "rds", description = "RDS and Aurora: backup definitions, snapshots and copies, restores"),
         (name = "jobs"), (name = "recoverypoints"), (name = "restores"), (name = "meta"),
         (name = "agent", description = "The in-cluster agent's protocol (agent token, not an API key)"),
+        (name = "operator", description = "The deployment operator's calls (operator token, not an API key)"),
     )
 )]
 struct ApiDoc;
@@ -62,6 +65,10 @@ impl Modify for Security {
         components.add_security_scheme(API_KEY_SCHEME, SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme(
             AGENT_TOKEN_SCHEME,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            OPERATOR_TOKEN_SCHEME,
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
         // Every operation needs a key unless it says otherwise (`security(())`).
@@ -86,6 +93,7 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(account::get_org, account::update_org))
         .routes(routes!(account::list_api_keys, account::create_api_key))
         .routes(routes!(account::get_api_key, account::delete_api_key))
+        .routes(routes!(account::set_org_plan))
         .routes(routes!(protection::list_clusters, protection::create_cluster))
         .routes(routes!(
             protection::get_cluster,
@@ -158,6 +166,7 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::results))
         .routes(routes!(agent::complete))
         .routes(routes!(agent::credentials))
+        .routes(routes!(agent::ebs_volume))
 }
 
 /// The OpenAPI document of this API, generated from the handlers.

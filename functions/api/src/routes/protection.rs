@@ -1,6 +1,6 @@
 //! What an admin configures: clusters, destinations, policies, backup definitions.
 
-use arca_core::control_plane::RegisteredCluster;
+use arca_core::control_plane::{DestinationDeletion, RegisteredCluster};
 use arca_core::ids::{BackupDefinitionId, ClusterId, DestinationId, PolicyId};
 use arca_core::model::auth::Role;
 use arca_core::model::backup::BackupDefinitionView;
@@ -11,6 +11,7 @@ use arca_core::store::page::Listing;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -194,21 +195,40 @@ pub async fn update_destination(
 }
 
 /// Deletes a destination nothing refers to (409 `destination_in_use` names the users).
+/// One holding recovery points: 409 `confirmation_required` (how many, the nearest
+/// expiry) unless `?confirm=true`, which expires them (locked ones refuse it: 409
+/// `destination_in_use`) and answers 202 with the destination, now `retiring`: retention
+/// deletes the points and their data, and the destination goes after the last.
 #[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations", description = "Role: admin. Requires `If-Match`.",
-    params(("id" = String, Path), ("If-Match" = String, Header)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "destination_in_use", body = Problem),
+    params(("id" = String, Path), ("If-Match" = String, Header), ConfirmParams),
+    responses((status = 204, description = "Deleted"),
+        (status = 202, description = "Retiring: `{destination, recoveryPoints}`, the points expired", body = serde_json::Value),
+        (status = 404, body = Problem),
+        (status = 409, description = "destination_in_use | confirmation_required", body = Problem),
         (status = 412, body = Problem), (status = 428, body = Problem)))]
 pub async fn delete_destination(
     State(s): State<AppState>,
     caller: Caller,
     IfMatch(version): IfMatch,
     Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+    Query(q): Query<ConfirmParams>,
+) -> ApiResult<Response> {
     let p = caller.require(Role::Admin)?;
-    s.control_plane
-        .delete_destination(p, &path_id::<DestinationId>(&id)?, version)
+    let done = s
+        .control_plane
+        .delete_destination(p, &path_id::<DestinationId>(&id)?, version, q.confirm)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(match done {
+        DestinationDeletion::Deleted => StatusCode::NO_CONTENT.into_response(),
+        DestinationDeletion::Retiring {
+            destination,
+            recovery_points,
+        } => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "destination": destination, "recoveryPoints": recovery_points })),
+        )
+            .into_response(),
+    })
 }
 
 // ---- policies -------------------------------------------------------------------

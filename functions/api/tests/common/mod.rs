@@ -264,6 +264,34 @@ impl Api {
     }
 
     /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
+    /// Runs backup definition `backup` now and has the agent of `token` (in `session`)
+    /// take the job and complete it with `result` as its `backup` report: the answer.
+    pub async fn run_and_complete(
+        &self,
+        admin: &str,
+        token: &str,
+        session: &str,
+        backup: &str,
+        result: Value,
+    ) -> Reply {
+        self.post(&format!("/v1/backups/{backup}/run"), admin, json!({}))
+            .await
+            .expect(201);
+        let polled = self
+            .agent(token, "/v1/agent/poll", Some(session), json!({}))
+            .await
+            .expect(200);
+        let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+        self.agent(
+            token,
+            &format!("/v1/agent/jobs/{job}/complete"),
+            Some(session),
+            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED", "backup": result }),
+        )
+        .await
+        .expect(200)
+    }
+
     pub async fn agent_session(&self, token: &str) -> String {
         let session = self
             .agent(token, "/v1/agent/connect", None, json!({}))

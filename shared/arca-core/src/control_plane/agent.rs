@@ -28,7 +28,7 @@ fn superseded() -> Error {
     )
 }
 
-fn lease_lost(what: impl std::fmt::Display) -> Error {
+pub(in crate::control_plane) fn lease_lost(what: impl std::fmt::Display) -> Error {
     Error::conflict_of(
         ConflictKind::LeaseLost,
         format!("{what}: the job is no longer leased to you"),
@@ -226,9 +226,11 @@ impl ControlPlane {
                     };
                     let ebs_by_control_plane = job.job_type == JobType::K8sBackup
                         && self.ebs_by_control_plane(&agent.org_id, &agent.cluster_id).await;
+                    let ebs = self.ebs_restore_sources(&job, restore.as_ref()).await?;
                     return Ok(Some(AgentJob {
                         job,
                         ebs_by_control_plane,
+                        ebs,
                         lease_token: delivery.receipt.0,
                         lease_seconds: self.config.lease.as_secs(),
                         delivery: delivery.receive_count,
@@ -426,7 +428,7 @@ impl ControlPlane {
             ));
         }
         let report = &report;
-        let job = self
+        let (job, deleted) = self
             .retrying(|| async move {
                 let mut job = self.agent_job(agent, id).await?;
                 if job.state.is_terminal() {
@@ -435,7 +437,7 @@ impl ControlPlane {
                     if job.state == report.state
                         || (report.state == JobState::Completed && job.state == JobState::Partial)
                     {
-                        return Ok(job);
+                        return Ok((job, None));
                     }
                     // Ended without this agent (dead-lettered, canceled): the agent's
                     // answer to that is the same as to a lapsed lease, so say so.
@@ -452,17 +454,32 @@ impl ControlPlane {
                 }
                 job.log(now, format!("ended {:?}", report.state));
                 let mut tx = Tx::new();
-                self.record_outcome(&mut tx, &mut job, report).await?;
+                let deleted = self.record_outcome(&mut tx, &mut job, report).await?;
                 tx.update(&mut job, expected)?;
                 self.release_active(&mut tx, &job).await?;
                 self.store.commit(tx).await.map_err(retry_on_conflict)?;
-                Ok(job)
+                Ok((job, deleted))
             })
             .await?;
         if let (Some(q), Some(queue)) = (&self.queue, state.queue) {
             // The outcome is recorded; a failed ack only means one more delivery, which
             // `take_delivered` drops because the job has ended.
             let _ = q.ack(&queue, &Receipt(report.lease_token.clone())).await;
+        }
+        match deleted {
+            // A failure (the linked role refused, AWS throttled) leaves the point DELETING:
+            // retention retries it and lists it in `awsCleanupFailed`. The job's own
+            // work, the data in the destination, is done.
+            Some(rp) if rp.data_deleted => {
+                let _ = self.finish_point_deletion(rp).await;
+            }
+            // Gone: a retiring destination goes after its last point.
+            Some(rp) => {
+                if let Some(location) = &rp.location {
+                    self.finish_retiring(&agent.org_id, &location.destination_id).await?;
+                }
+            }
+            None => {}
         }
         // EBS snapshots and EKS metadata of a linked cluster, once the point exists. AWS
         // refusals are recorded with the point; a store failure fails the call, and the
@@ -474,18 +491,19 @@ impl ControlPlane {
         self.ebs_unprotected(&job, unprotected).await
     }
 
-    /// What a job's end writes besides the job.
+    /// What a job's end writes besides the job. Returns the point a completed deletion
+    /// removed (or marked `dataDeleted`), for what follows the commit.
     pub(in crate::control_plane) async fn record_outcome(
         &self,
         tx: &mut Tx,
         job: &mut Job,
         report: &CompletionReport,
-    ) -> Result<()> {
+    ) -> Result<Option<RecoveryPoint>> {
         let succeeded = matches!(report.state, JobState::Completed | JobState::Partial);
         match job.job_type {
             JobType::K8sBackup if succeeded => {
                 let Some(def_id) = job.definition_id else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let def = self.store.find::<BackupDefinition>(&job.org_id, &def_id).await?;
                 let location = match &def {
@@ -506,6 +524,8 @@ impl ControlPlane {
                         RecoveryPointType::Snapshot
                     },
                     state: RecoveryPointState::Ready,
+                    partial: report.state == JobState::Partial,
+                    data_deleted: false,
                     expires_at: job.recovery_point_expires_at,
                     locked: false,
                     rule: job.rule,
@@ -529,8 +549,23 @@ impl ControlPlane {
                     && let Some(mut rp) = self.store.find::<RecoveryPoint>(&job.org_id, &rp_id).await?
                 {
                     if report.state == JobState::Completed {
-                        // The point disappears only now that its data is gone.
-                        tx.delete::<RecoveryPoint>(&job.org_id, &rp_id, rp.version);
+                        if self
+                            .store
+                            .find::<crate::model::cloud::ebs::RecoveryPointAws>(&job.org_id, &rp_id)
+                            .await?
+                            .is_some()
+                        {
+                            // Its EBS snapshots go before the point does
+                            // (`finish_point_deletion`): never a point without its parts.
+                            let v = rp.version;
+                            rp.data_deleted = true;
+                            rp.updated_at = self.now();
+                            tx.update(&mut rp, v)?;
+                        } else {
+                            // The point disappears only now that its data is gone.
+                            tx.delete::<RecoveryPoint>(&job.org_id, &rp_id, rp.version);
+                        }
+                        return Ok(Some(rp));
                     } else if rp.state == RecoveryPointState::Deleting {
                         let v = rp.version;
                         rp.state = RecoveryPointState::Ready;
@@ -541,7 +576,7 @@ impl ControlPlane {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     pub(in crate::control_plane) async fn location_of(

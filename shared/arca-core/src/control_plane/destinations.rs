@@ -1,11 +1,12 @@
 //! Destinations.
 
-use crate::ids::DestinationId;
+use crate::ids::{DestinationId, OrgId};
 use crate::model::auth::{Principal, Role};
 use crate::model::backup::BackupDefinition;
 use crate::model::cluster::Cluster;
 use crate::model::destination::{Destination, DestinationSpec};
 use crate::model::org::Org;
+use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
 
@@ -20,6 +21,7 @@ impl ControlPlane {
             id: DestinationId::new(),
             org_id: p.org_id,
             spec,
+            retiring: false,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -61,14 +63,67 @@ impl ControlPlane {
                 }
             }
         }
+        if !dest.spec.target.same_location(&spec.target) {
+            let points = self.points_in(&p.org_id, id).await?;
+            if !points.is_empty() {
+                return Err(Error::conflict_of(
+                    crate::error::ConflictKind::DestinationInUse,
+                    format!(
+                        "destination {:?} holds {}: its location cannot change while they live there (they would \
+                         become unrestorable); a new location is a new destination",
+                        dest.spec.name,
+                        holding(&points)
+                    ),
+                ));
+            }
+        }
         dest.spec = spec;
         dest.updated_at = self.now();
         self.store.update(dest, expected_version).await
     }
 
+    /// The recovery points whose data is in destination `id`.
+    async fn points_in(&self, org: &OrgId, id: &DestinationId) -> Result<Vec<RecoveryPoint>> {
+        Ok(self
+            .store
+            .list_all::<RecoveryPoint>(org)
+            .await?
+            .into_iter()
+            .filter(|rp| rp.location.as_ref().is_some_and(|l| l.destination_id == *id))
+            .collect())
+    }
+
+    /// After a point's deletion: a retiring destination with no point left goes.
+    pub(in crate::control_plane) async fn finish_retiring(&self, org: &OrgId, id: &DestinationId) -> Result<()> {
+        let Some(dest) = self.store.find::<Destination>(org, id).await? else {
+            return Ok(());
+        };
+        if !dest.retiring || !self.points_in(org, id).await?.is_empty() {
+            return Ok(());
+        }
+        match self.store.delete::<Destination>(org, id, dest.version).await {
+            // Changed meanwhile (a concurrent completion deleted it or updated it): the
+            // next completion or a repeated deletion sees it again.
+            Ok(()) | Err(Error::NotFound { .. }) | Err(Error::PreconditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a destination nothing refers to (org default, cluster default or a
     /// definition's override). The check reads, then deletes: not transactional.
-    pub async fn delete_destination(&self, p: &Principal, id: &DestinationId, expected_version: u64) -> Result<()> {
+    ///
+    /// A destination holding recovery points is refused (409 `confirmation_required`,
+    /// how many and the nearest expiry): deleting it would leave them unrestorable and
+    /// their deletion jobs failing. Confirmed, its points expire now (locked ones refuse
+    /// it) and it becomes `retiring`: retention deletes them with their data, and the
+    /// destination goes after the last ([`DestinationDeletion::Retiring`]).
+    pub async fn delete_destination(
+        &self,
+        p: &Principal,
+        id: &DestinationId,
+        expected_version: u64,
+        confirm: bool,
+    ) -> Result<DestinationDeletion> {
         p.require(Role::Admin)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let mut users = Vec::new();
@@ -91,6 +146,90 @@ impl ControlPlane {
                 format!("destination {id} is used by {}", users.join(", ")),
             ));
         }
-        self.store.delete::<Destination>(&p.org_id, id, expected_version).await
+        let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
+        if dest.version != expected_version {
+            return Err(self
+                .store
+                .version_failure::<Destination>(&p.org_id, id, expected_version)
+                .await);
+        }
+        let points = self.points_in(&p.org_id, id).await?;
+        if points.is_empty() {
+            self.store
+                .delete::<Destination>(&p.org_id, id, expected_version)
+                .await?;
+            return Ok(DestinationDeletion::Deleted);
+        }
+        if !confirm {
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::ConfirmationRequired,
+                format!(
+                    "destination {:?} holds {}; deleting it would leave them unrestorable: confirm to expire them now \
+                     (retention deletes them and their data) and delete the destination after the last",
+                    dest.spec.name,
+                    holding(&points)
+                ),
+            ));
+        }
+        let locked = points.iter().filter(|rp| rp.locked).count();
+        if locked > 0 {
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::DestinationInUse,
+                format!(
+                    "destination {:?} holds {locked} locked recovery point(s): unlock them first",
+                    dest.spec.name
+                ),
+            ));
+        }
+        let now = self.now();
+        for rp in points.iter().filter(|rp| rp.state != RecoveryPointState::Deleting) {
+            let (org, rp_id) = (p.org_id, rp.id);
+            self.retrying(|| async move {
+                let mut rp = self.store.get::<RecoveryPoint>(&org, &rp_id).await?;
+                let expected = rp.version;
+                rp.expires_at = Some(now);
+                // keepLast must not hold them back.
+                rp.keep_last = None;
+                rp.updated_at = now;
+                self.store
+                    .update(rp, expected)
+                    .await
+                    .map(|_| ())
+                    .map_err(super::retry_on_stale)
+            })
+            .await?;
+        }
+        dest.retiring = true;
+        dest.updated_at = now;
+        let dest = self.store.update(dest, expected_version).await?;
+        Ok(DestinationDeletion::Retiring {
+            destination: Box::new(dest),
+            recovery_points: points.len(),
+        })
     }
+}
+
+/// What a destination's deletion did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationDeletion {
+    Deleted,
+    /// Its recovery points were expired; it goes after the last is deleted.
+    Retiring {
+        destination: Box<Destination>,
+        recovery_points: usize,
+    },
+}
+
+/// "3 recovery point(s) (the nearest expires 2030-01-01T00:00:00Z, 1 never expires)".
+fn holding(points: &[RecoveryPoint]) -> String {
+    let nearest = points.iter().filter_map(|rp| rp.expires_at).min();
+    let never = points.iter().filter(|rp| rp.expires_at.is_none()).count();
+    let mut notes = Vec::new();
+    if let Some(at) = nearest {
+        notes.push(format!("the nearest expires {}", at.to_rfc3339()));
+    }
+    if never > 0 {
+        notes.push(format!("{never} never expire"));
+    }
+    format!("{} recovery point(s) ({})", points.len(), notes.join(", "))
 }

@@ -110,11 +110,7 @@ impl ControlPlane {
                         .snapshot_volume(&role, &link.region, &volume.volume_id, &tags)
                         .await
                     {
-                        Ok(snapshot_id) => record.ebs_snapshots.push(EbsSnapshotRef {
-                            pv_name: volume.pv_name.clone(),
-                            volume_id: volume.volume_id.clone(),
-                            snapshot_id,
-                        }),
+                        Ok(snapshot_id) => record.ebs_snapshots.push(EbsSnapshotRef::of(volume, snapshot_id)),
                         Err(e) => {
                             let e = Error::from(e);
                             record.errors.push(format!(
@@ -171,31 +167,52 @@ impl ControlPlane {
     pub(in crate::control_plane) async fn ebs_unprotected(&self, job: &Job, unprotected: Vec<String>) -> Result<Job> {
         let (org, id) = (job.org_id, job.id);
         let unprotected = &unprotected;
-        self.retrying(|| async move {
-            let mut job = self.store.get::<Job>(&org, &id).await?;
-            if job.state != JobState::Completed {
-                return Ok(job);
-            }
-            let expected = job.version;
-            let now = self.now();
-            let text = format!(
-                "PV data incomplete: {} EBS volume(s) have no snapshot",
-                unprotected.len()
-            );
-            job.state = JobState::Partial;
-            job.reason = Some(match job.reason.take() {
-                Some(earlier) => format!("{earlier}; {text}"),
-                None => text,
-            });
-            job.counters.errors += unprotected.len() as u64;
-            for line in unprotected {
-                job.log(now, line.clone());
-            }
-            job.log(now, "ended PARTIAL (EBS snapshots)".to_string());
-            job.updated_at = now;
-            self.store.update(job, expected).await.map_err(retry_on_stale)
-        })
-        .await
+        let job = self
+            .retrying(|| async move {
+                let mut job = self.store.get::<Job>(&org, &id).await?;
+                if job.state != JobState::Completed {
+                    return Ok(job);
+                }
+                let expected = job.version;
+                let now = self.now();
+                let text = format!(
+                    "PV data incomplete: {} EBS volume(s) have no snapshot",
+                    unprotected.len()
+                );
+                job.state = JobState::Partial;
+                let reason = match job.reason.take() {
+                    Some(earlier) => format!("{earlier}; {text}"),
+                    None => text,
+                };
+                job.set_reason(reason);
+                job.counters.errors += unprotected.len() as u64;
+                for line in unprotected {
+                    job.log(now, line.clone());
+                }
+                job.log(now, "ended PARTIAL (EBS snapshots)".to_string());
+                job.updated_at = now;
+                self.store.update(job, expected).await.map_err(retry_on_stale)
+            })
+            .await?;
+        // Its point is partial too: it must not count toward keepLast.
+        if let Some(rp_id) = job.recovery_point_id {
+            self.retrying(|| async move {
+                let mut rp = self.store.get::<RecoveryPoint>(&org, &rp_id).await?;
+                if rp.partial {
+                    return Ok(());
+                }
+                let expected = rp.version;
+                rp.partial = true;
+                rp.updated_at = self.now();
+                self.store
+                    .update(rp, expected)
+                    .await
+                    .map(|_| ())
+                    .map_err(retry_on_stale)
+            })
+            .await?;
+        }
+        self.store.get::<Job>(&org, &id).await
     }
 
     /// What Arca made on AWS for a point, removed before the point goes (retention).
@@ -276,6 +293,7 @@ impl ControlPlane {
                 created_at: now,
                 updated_at: now,
                 version: 0,
+                access: None,
             })
             .await
     }
@@ -404,6 +422,20 @@ impl ControlPlane {
                 .await
                 .map_err(|e| Error::permanent(format!("node group {}: {}", ng.name, Error::from(e))))?;
         }
+        // Where the new cluster's API is, for `arca eks install-agent`. Not reading it
+        // leaves the re-creation without it, not failed: the agent can still be installed
+        // with the user's own kubeconfig.
+        let unread = match cloud.connector.eks_cluster_access(role, &r.region, &r.name).await {
+            Ok(Some(access)) => {
+                r.access = Some(access);
+                String::new()
+            }
+            Ok(None) => " (EKS gave no endpoint: give the installer --kubeconfig)".to_string(),
+            Err(e) => format!(
+                " (the endpoint could not be read from EKS: {}; give the installer --kubeconfig)",
+                Error::from(e)
+            ),
+        };
         let system = Principal::system(r.org_id);
         let registered = self
             .register_cluster(
@@ -441,8 +473,8 @@ impl ControlPlane {
         r.cluster_id = Some(cluster_id);
         r.restore_id = Some(created.restore.id);
         r.next_step = Some(format!(
-            "install the agent in the new cluster: `arca clusters install {cluster_id}` (POST /v1/clusters/{cluster_id}/install) prints the one kubectl command; restore {} runs when the agent connects",
-            created.restore.id
+            "install the agent in the new cluster: `arca eks install-agent {}` (its kubeconfig from EKS, or --kubeconfig){unread}, or `arca clusters install {cluster_id}` (POST /v1/clusters/{cluster_id}/install) prints the one kubectl command; restore {} runs when the agent connects",
+            r.id, created.restore.id
         ));
         Ok(())
     }

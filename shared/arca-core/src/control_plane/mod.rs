@@ -12,6 +12,7 @@ mod cloud_accounts;
 mod clusters;
 mod destinations;
 mod dispatch;
+mod ebs_restore;
 mod eks;
 mod jobs;
 mod orgs;
@@ -23,6 +24,7 @@ mod retention;
 pub use backups::RunNowRequest;
 pub use cloud_accounts::{InventoryReport, RegionReport};
 pub use clusters::RegisteredCluster;
+pub use destinations::DestinationDeletion;
 pub use eks::{EKS_CREATE_TIMEOUT, EKS_RECHECK_DELAY};
 pub use jobs::JobFilter;
 pub use orgs::{SignupRequest, SignupResult};
@@ -71,6 +73,9 @@ pub struct ControlPlaneConfig {
     /// Derives each org's archive key, handed to its agents with a job's destination
     /// access. Without it agents must be given a key of their own.
     pub archive_master_key: Option<crate::model::archive_key::ArchiveMasterKey>,
+    /// The SHA-256 of the deployment operator's token (`ARCA_OPERATOR_TOKEN_SHA256`):
+    /// who may set an org's plan. Not an org's API key: no org admin can use it.
+    pub operator_token_hash: Option<crate::model::secret::SecretHash>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -85,6 +90,7 @@ impl Default for ControlPlaneConfig {
             lease: Duration::from_secs(5 * 60),
             default_run_now_retain_days: 7,
             archive_master_key: None,
+            operator_token_hash: None,
         }
     }
 }
@@ -140,6 +146,12 @@ impl ControlPlane {
     /// Sets the plan new orgs start on ([`ControlPlaneConfig::signup_plan`]).
     pub fn with_signup_plan(mut self, plan: crate::model::plan::Plan) -> Self {
         self.config.signup_plan = plan;
+        self
+    }
+
+    /// The deployment operator's token, by its SHA-256 ([`ControlPlane::operator_set_plan`]).
+    pub fn with_operator_token_hash(mut self, hash: Option<crate::model::secret::SecretHash>) -> Self {
+        self.config.operator_token_hash = hash;
         self
     }
 

@@ -148,6 +148,24 @@ impl ControlPlane {
         self.store.update(org, expected_version).await
     }
 
+    /// The deployment operator sets an org's plan, proving it with the operator token
+    /// (whose SHA-256 the deployment is configured with). An org's API key, whatever its
+    /// role, is not that token: 401. A deployment without one: 403.
+    pub async fn operator_set_plan(&self, presented: &Secret, org_id: &OrgId, plan: Plan) -> Result<Org> {
+        let Some(expected) = &self.config.operator_token_hash else {
+            return Err(Error::Forbidden {
+                message: "this deployment has no operator token (ARCA_OPERATOR_TOKEN_SHA256): plans are set by \
+                          whoever runs it, with that token"
+                    .into(),
+            });
+        };
+        // Hashes are compared, not the token: timing reveals nothing usable about it.
+        if presented.expose().len() > 512 || presented.hash() != *expected {
+            return Err(Error::Unauthenticated);
+        }
+        self.set_plan(org_id, plan).await
+    }
+
     /// Changes an org's plan (billing, not a user). Existing policies are not
     /// re-validated: limits apply to the next edit and to new runs.
     pub async fn set_plan(&self, org_id: &OrgId, plan: Plan) -> Result<Org> {

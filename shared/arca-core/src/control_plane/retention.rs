@@ -1,8 +1,8 @@
 //! The retention sweep of Kubernetes recovery points.
 
 use crate::control_plane::ControlPlane;
-use crate::ids::{BackupDefinitionId, JobId, OrgId, RecoveryPointId};
-use crate::model::cluster::Cluster;
+use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
+use crate::model::cluster::{Cluster, ClusterState};
 use crate::model::job::{Job, JobTrigger, JobType};
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::model::retention;
@@ -14,8 +14,8 @@ use std::time::Duration;
 /// What one retention sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
-    /// Points kept because what Arca made on AWS for them (EBS snapshots) could not be
-    /// deleted yet, with why.
+    /// Points whose data is deleted but whose AWS artifacts (EBS snapshots) could not be
+    /// deleted yet, with why: they stay DELETING and are tried again at every sweep.
     pub aws_cleanup_failed: Vec<(RecoveryPointId, String)>,
     /// Expired points read from the index.
     pub examined: usize,
@@ -23,16 +23,17 @@ pub struct RetentionReport {
     pub deletion_jobs: Vec<JobId>,
     /// Expired points kept (locked, keepLast, not READY).
     pub kept: usize,
-    /// Points with no agent to delete them (their cluster is gone): they wait for the
-    /// direct-deletion path (RDS/EBS and orphaned data), not written yet.
+    /// Points with no agent to delete them (their cluster is gone and no other cluster
+    /// of the org is ACTIVE): they wait for an agent, or the direct-deletion path (not
+    /// written yet), and are tried again at every sweep.
     pub awaiting_direct_deletion: Vec<RecoveryPointId>,
 }
 
-/// How a recovery point's data is removed. Only the agent route exists today; direct
-/// deletion by the control plane (RDS snapshots, EBS, data of deleted clusters) is the
-/// seam for later.
+/// How a recovery point's data is removed: by the agent of its cluster, or of another
+/// ACTIVE cluster of the org when its own is deleted. Direct deletion by the control
+/// plane (an org with no active agent left) is the seam for later.
 enum DeletionRoute {
-    Agent,
+    Agent(ClusterId),
     Direct,
 }
 
@@ -67,6 +68,7 @@ impl ControlPlane {
             groups.insert((rp.org_id, rp.definition_id));
         }
         let mut by_org: std::collections::BTreeMap<OrgId, Vec<RecoveryPoint>> = std::collections::BTreeMap::new();
+        let mut active_by_org: std::collections::BTreeMap<OrgId, Option<ClusterId>> = std::collections::BTreeMap::new();
         for (org, def) in groups {
             if let std::collections::btree_map::Entry::Vacant(slot) = by_org.entry(org) {
                 slot.insert(self.store.list_all::<RecoveryPoint>(&org).await?);
@@ -75,26 +77,35 @@ impl ControlPlane {
                 .get(&org)
                 .map(|all| all.iter().filter(|p| p.definition_id == def).cloned().collect())
                 .unwrap_or_default();
+            // Points whose data is deleted but whose AWS artifacts were not: again.
+            for rp in siblings.iter().filter(|p| p.data_deleted && p.is_expired(now)) {
+                if let Err(e) = self.finish_point_deletion(rp.clone()).await {
+                    report.aws_cleanup_failed.push((rp.id, e.to_string()));
+                }
+            }
             let plan = retention::plan(&siblings, now);
             report.kept += plan.kept.len();
             for id in plan.delete {
                 let Some(rp) = siblings.iter().find(|p| p.id == id).cloned() else {
                     continue;
                 };
-                // EBS snapshots go first; if they cannot, the point waits for the next sweep.
-                if let Err(e) = self.delete_aws_artifacts(&rp).await {
-                    report.aws_cleanup_failed.push((rp.id, e.to_string()));
-                    continue;
-                }
                 let cluster_alive = self.store.find::<Cluster>(&org, &rp.cluster_id).await?.is_some();
                 let route = if cluster_alive {
-                    DeletionRoute::Agent
+                    DeletionRoute::Agent(rp.cluster_id)
                 } else {
-                    DeletionRoute::Direct
+                    // Looked up once per org and sweep, not once per point.
+                    let active = match active_by_org.get(&org) {
+                        Some(found) => *found,
+                        None => *active_by_org.entry(org).or_insert(self.active_cluster(&org).await?),
+                    };
+                    match active {
+                        Some(other) => DeletionRoute::Agent(other),
+                        None => DeletionRoute::Direct,
+                    }
                 };
                 match route {
-                    DeletionRoute::Agent => {
-                        if let Some(job) = self.issue_deletion(rp).await? {
+                    DeletionRoute::Agent(by) => {
+                        if let Some(job) = self.issue_deletion(rp, by).await? {
                             report.deletion_jobs.push(job);
                         }
                     }
@@ -105,18 +116,63 @@ impl ControlPlane {
         Ok(report)
     }
 
-    /// Marks the point DELETING and creates its DELETE_BACKUP job in one transaction,
-    /// then queues the job. `None` if the point changed meanwhile (the next sweep sees it).
-    pub(in crate::control_plane) async fn issue_deletion(&self, mut rp: RecoveryPoint) -> Result<Option<JobId>> {
+    /// The last step of a point's deletion, once its data is deleted: what Arca made on
+    /// AWS for it (EBS snapshots), then the point. A failure leaves the point DELETING
+    /// with `dataDeleted` for the next sweep.
+    pub(in crate::control_plane) async fn finish_point_deletion(&self, rp: RecoveryPoint) -> Result<()> {
+        self.delete_aws_artifacts(&rp).await?;
+        match self.store.delete::<RecoveryPoint>(&rp.org_id, &rp.id, rp.version).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            // Changed meanwhile: the next sweep sees it again.
+            Err(Error::PreconditionFailed { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if let Some(location) = &rp.location {
+            self.finish_retiring(&rp.org_id, &location.destination_id).await?;
+        }
+        Ok(())
+    }
+
+    /// An ACTIVE cluster of the org (agent heard from lately), the first by id: the agent
+    /// that deletes the data of a deleted cluster's points.
+    async fn active_cluster(&self, org: &OrgId) -> Result<Option<ClusterId>> {
+        let mut active = Vec::new();
+        for c in self.store.list_all::<Cluster>(org).await? {
+            if self.cluster_view(org, &c.id).await?.state == ClusterState::Active {
+                active.push(c.id);
+            }
+        }
+        Ok(active.into_iter().min())
+    }
+
+    /// Marks the point DELETING and creates its DELETE_BACKUP job for the agent of
+    /// cluster `by` (the point's own, or another of the org when that one is deleted) in
+    /// one transaction, then queues the job. `None` if the point changed meanwhile (the
+    /// next sweep sees it).
+    pub(in crate::control_plane) async fn issue_deletion(
+        &self,
+        mut rp: RecoveryPoint,
+        by: ClusterId,
+    ) -> Result<Option<JobId>> {
         let now = self.now();
         let expected = rp.version;
         rp.state = RecoveryPointState::Deleting;
         rp.updated_at = now;
         let mut job = Job::pending(rp.org_id, JobType::DeleteBackup, JobTrigger::Scheduled, now);
-        job.cluster_id = Some(rp.cluster_id);
+        job.cluster_id = Some(by);
         job.definition_id = Some(rp.definition_id);
         job.recovery_point_id = Some(rp.id);
         job.log(now, "retention: the recovery point expired");
+        if by != rp.cluster_id {
+            job.log(
+                now,
+                format!(
+                    "its cluster {} is deleted: this cluster's agent deletes its data in the destination (the CSI \
+                     snapshots left in the deleted cluster went with it)",
+                    rp.cluster_id
+                ),
+            );
+        }
         let mut tx = Tx::new();
         tx.update(&mut rp, expected)?.create(&mut job)?;
         match self.store.commit(tx).await {

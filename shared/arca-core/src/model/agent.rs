@@ -136,6 +136,10 @@ pub struct AgentJob {
     /// control plane), EBS-backed claims go through CSI like any other.
     #[serde(default)]
     pub ebs_by_control_plane: bool,
+    /// For restores of a point with EBS snapshots: those this cluster can create its
+    /// claims' volumes from (`POST /v1/agent/jobs/{id}/ebs-volumes`), or why it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs: Option<crate::model::cloud::ebs::EbsRestoreSources>,
 }
 
 /// A lease renewal or progress report of a running job.

@@ -52,6 +52,32 @@ impl DestinationTarget {
         matches!(self, DestinationTarget::ArcaManaged { .. })
     }
 
+    /// Whether `other` is the same place for data: the kind, region, endpoint, bucket,
+    /// prefix or path. How it is reached (credentials, TLS, addressing) may change.
+    pub fn same_location(&self, other: &DestinationTarget) -> bool {
+        match (self, other) {
+            (DestinationTarget::ArcaManaged { region: a }, DestinationTarget::ArcaManaged { region: b }) => a == b,
+            (
+                DestinationTarget::S3 {
+                    endpoint: e1,
+                    bucket: b1,
+                    region: r1,
+                    prefix: p1,
+                    ..
+                },
+                DestinationTarget::S3 {
+                    endpoint: e2,
+                    bucket: b2,
+                    region: r2,
+                    prefix: p2,
+                    ..
+                },
+            ) => e1 == e2 && b1 == b2 && r1 == r2 && p1 == p2,
+            (DestinationTarget::LocalFilesystem { path: a }, DestinationTarget::LocalFilesystem { path: b }) => a == b,
+            _ => false,
+        }
+    }
+
     /// Validates under the JSON path `field` (e.g. `target`).
     pub fn validate(&self, field: &str, local_allowed: bool) -> Result<()> {
         match self {
@@ -170,6 +196,11 @@ pub struct Destination {
     pub org_id: OrgId,
     #[serde(flatten)]
     pub spec: DestinationSpec,
+    /// Its deletion was confirmed while recovery points lived there: they were expired,
+    /// and it goes when retention has deleted the last of them (their deletion jobs need
+    /// it to reach the data).
+    #[serde(default)]
+    pub retiring: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,

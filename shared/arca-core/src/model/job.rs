@@ -75,7 +75,15 @@ impl JobState {
 
 /// How many log lines a job keeps; older lines are dropped (and counted).
 pub const MAX_ACTIVITY_LINES: usize = 200;
-const MAX_LINE_CHARS: usize = 1000;
+/// Longest log line kept, in bytes (longer ones are cut at a character boundary).
+pub const MAX_LINE_BYTES: usize = 1024;
+/// Longest reason kept, in bytes.
+pub const MAX_REASON_BYTES: usize = 2048;
+/// The most log bytes a job keeps: with the reason and everything else a job holds, the
+/// item stays far below DynamoDB's 400 KB whatever agents send.
+pub const MAX_ACTIVITY_BYTES: usize = 128 * 1024;
+
+pub use super::cut_to_bytes;
 
 /// Why a job was created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,8 +207,8 @@ impl Job {
         if to.is_terminal() {
             self.ended_at = Some(now);
         }
-        if reason.is_some() {
-            self.reason = reason;
+        if let Some(reason) = reason {
+            self.set_reason(reason);
         }
         self.updated_at = now;
         Ok(())
@@ -218,15 +226,26 @@ impl Job {
         Ok(())
     }
 
-    /// Appends a log line, dropping the oldest beyond [`MAX_ACTIVITY_LINES`].
+    /// The job's reason, cut to [`MAX_REASON_BYTES`].
+    pub fn set_reason(&mut self, reason: String) {
+        self.reason = Some(cut_to_bytes(reason, MAX_REASON_BYTES));
+    }
+
+    /// Appends a log line (cut to [`MAX_LINE_BYTES`]), dropping the oldest beyond
+    /// [`MAX_ACTIVITY_LINES`] or [`MAX_ACTIVITY_BYTES`] (and counting them).
     pub fn log(&mut self, at: DateTime<Utc>, message: impl Into<String>) {
-        let mut message: String = message.into();
-        if message.chars().count() > MAX_LINE_CHARS {
-            message = message.chars().take(MAX_LINE_CHARS).collect();
-        }
+        let message = cut_to_bytes(message.into(), MAX_LINE_BYTES);
         self.activity.push(ActivityLine { at, message });
-        if self.activity.len() > MAX_ACTIVITY_LINES {
-            let excess = self.activity.len() - MAX_ACTIVITY_LINES;
+        let mut bytes: usize = self.activity.iter().map(|l| l.message.len()).sum();
+        let mut excess = self.activity.len().saturating_sub(MAX_ACTIVITY_LINES);
+        for line in &self.activity[..excess] {
+            bytes -= line.message.len();
+        }
+        while bytes > MAX_ACTIVITY_BYTES && excess < self.activity.len() - 1 {
+            bytes -= self.activity[excess].message.len();
+            excess += 1;
+        }
+        if excess > 0 {
             self.activity.drain(..excess);
             self.activity_dropped += excess as u64;
         }
@@ -320,5 +339,34 @@ mod tests {
         let json = serde_json::to_value(&j).unwrap();
         assert_eq!(json["type"], "K8S_BACKUP");
         assert_eq!(json["state"], "PENDING");
+    }
+
+    #[test]
+    fn whatever_agents_send_a_job_stays_far_below_an_items_400_kb() {
+        let mut j = job();
+        // Four-byte characters: a bound in characters would let these through four-fold.
+        let huge = "𝄞".repeat(100_000);
+        j.transition(Running, None, DateTime::UNIX_EPOCH).unwrap();
+        for _ in 0..(MAX_ACTIVITY_LINES * 3) {
+            j.log(DateTime::UNIX_EPOCH, huge.clone());
+        }
+        j.transition(Failed, Some(huge.clone()), DateTime::UNIX_EPOCH).unwrap();
+        let reason = j.reason.clone().unwrap();
+        assert!(
+            reason.len() <= MAX_REASON_BYTES && reason.ends_with('…'),
+            "{}",
+            reason.len()
+        );
+        assert!(j.activity.iter().all(|l| l.message.len() <= MAX_LINE_BYTES));
+        let kept: usize = j.activity.iter().map(|l| l.message.len()).sum();
+        assert!(kept <= MAX_ACTIVITY_BYTES, "{kept}");
+        assert_eq!(j.activity_dropped as usize + j.activity.len(), MAX_ACTIVITY_LINES * 3);
+        let bytes = serde_json::to_vec(&j).unwrap().len();
+        assert!(bytes < 200_000, "{bytes} bytes");
+        // Short lines are kept whole, the newest last.
+        j.log(DateTime::UNIX_EPOCH, "done");
+        assert_eq!(j.activity.last().map(|l| l.message.as_str()), Some("done"));
+        assert_eq!(cut_to_bytes("short".into(), 10), "short");
+        assert_eq!(cut_to_bytes("abcdef".into(), 5), "ab…");
     }
 }

@@ -21,3 +21,17 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with "…" when cut.
+pub fn cut_to_bytes(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut at = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.truncate(at);
+    text.push('…');
+    text
+}

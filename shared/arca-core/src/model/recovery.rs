@@ -48,6 +48,15 @@ pub struct RecoveryPoint {
     #[serde(rename = "type")]
     pub rp_type: RecoveryPointType,
     pub state: RecoveryPointState,
+    /// Its job ended PARTIAL (objects or volumes left out): restorable, but it never
+    /// counts toward `keepLast`, so bad points cannot protect themselves while good ones
+    /// expire; it goes at its own expiry.
+    #[serde(default)]
+    pub partial: bool,
+    /// DELETING, and its data in the destination is deleted; what Arca made on AWS for
+    /// it (EBS snapshots) goes next, then the point (retention retries until it can).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_deleted: bool,
     /// When retention lets it go; `None` keeps it until deleted by hand.
     pub expires_at: Option<DateTime<Utc>>,
     /// Locked points are never removed by retention.
@@ -86,10 +95,13 @@ pub const OTHER_KEYS: &str = "(other)";
 pub const MAX_COUNT_KEYS: usize = 500;
 /// At most this many warnings and this many errors are listed; the counts are exact.
 pub const MAX_ISSUES: usize = 100;
-/// Longest reason kept, in characters.
+/// Longest reason kept, in bytes.
 pub const MAX_REASON_CHARS: usize = 500;
-/// Longest resource, namespace or name kept, in characters.
+/// Longest resource, namespace or name kept, in bytes (Kubernetes names are at most 253).
 const MAX_NAME_CHARS: usize = 320;
+/// The most bytes the details may take as stored: within DynamoDB's 400 KB item with
+/// room for the rest of the point, whatever an agent reports.
+pub const MAX_DETAILS_BYTES: usize = 256 * 1024;
 
 /// An object or a whole type left out of a backup, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,10 +211,7 @@ pub struct VolumeCopyRecord {
 }
 
 fn truncated(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
+    super::cut_to_bytes(text.to_string(), max)
 }
 
 fn bounded_counts(counts: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -260,6 +269,48 @@ impl BackupDetails {
                 .take(MAX_VOLUMES)
                 .collect(),
         }
+        .within_budget()
+    }
+
+    /// Drops listed warnings, then errors, then count keys (the smallest summed under
+    /// [`OTHER_KEYS`]) until the details fit [`MAX_DETAILS_BYTES`]; the counts stay exact.
+    /// Each pass drops what the measured excess needs, so it takes a few passes at most.
+    fn within_budget(mut self) -> Self {
+        let size = |d: &BackupDetails| serde_json::to_vec(d).map(|b| b.len()).unwrap_or(usize::MAX);
+        let json_len = |i: &ResourceIssue| serde_json::to_vec(i).map(|b| b.len()).unwrap_or(0) + 1;
+        loop {
+            let total = size(&self);
+            if total <= MAX_DETAILS_BYTES {
+                return self;
+            }
+            let mut excess = total - MAX_DETAILS_BYTES;
+            for list in [&mut self.warnings, &mut self.errors] {
+                while excess > 0 {
+                    let Some(issue) = list.pop() else { break };
+                    excess = excess.saturating_sub(json_len(&issue));
+                }
+            }
+            for map in [&mut self.counts_by_kind, &mut self.counts_by_namespace] {
+                let mut smallest: Vec<(String, u64)> = map
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != OTHER_KEYS)
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                smallest.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
+                for (key, n) in smallest {
+                    if excess == 0 {
+                        break;
+                    }
+                    map.remove(&key);
+                    *map.entry(OTHER_KEYS.to_string()).or_default() += n;
+                    excess = excess.saturating_sub(key.len() + 24);
+                }
+            }
+            if excess > 0 && size(&self) == total {
+                // Nothing left to drop: what remains is what it is.
+                return self;
+            }
+        }
     }
 }
 
@@ -307,7 +358,7 @@ mod tests {
             "the count covers what the list leaves out"
         );
         assert_eq!(details.error_count, 7);
-        assert!(details.warnings[0].reason.chars().count() <= MAX_REASON_CHARS + 1);
+        assert!(details.warnings[0].reason.len() <= MAX_REASON_CHARS);
         let bytes = serde_json::to_vec(&details).unwrap().len();
         assert!(bytes < 200_000, "{bytes} bytes");
     }
@@ -337,5 +388,42 @@ mod tests {
     fn old_items_without_details_still_read() {
         let d: BackupDetails = serde_json::from_value(serde_json::json!({})).unwrap();
         assert_eq!(d, BackupDetails::default());
+    }
+
+    #[test]
+    fn details_fit_an_item_whatever_the_agent_sends() {
+        // Four-byte characters everywhere, every list and map at its bound.
+        let wide = |n: usize| "𝄞".repeat(n);
+        let issue = || ResourceIssue {
+            resource: wide(400),
+            namespace: Some(wide(400)),
+            name: wide(400),
+            reason: wide(2_000),
+        };
+        let counts = |tag: &str| {
+            (0..2_000u64)
+                .map(|i| (format!("{tag}{i}{}", wide(300)), i + 1))
+                .collect()
+        };
+        let details = BackupDetails {
+            counts_by_kind: counts("k"),
+            counts_by_namespace: counts("n"),
+            warning_count: 0,
+            warnings: (0..1_000).map(|_| issue()).collect(),
+            error_count: 0,
+            errors: (0..1_000).map(|_| issue()).collect(),
+            volumes: Vec::new(),
+        }
+        .bounded();
+        let bytes = serde_json::to_vec(&details).unwrap().len();
+        assert!(bytes <= MAX_DETAILS_BYTES, "{bytes} bytes");
+        assert_eq!(
+            (details.warning_count, details.error_count),
+            (1_000, 1_000),
+            "counts stay exact"
+        );
+        let total: u64 = (0..2_000u64).map(|i| i + 1).sum();
+        assert_eq!(details.counts_by_kind.values().sum::<u64>(), total, "nothing is lost");
+        assert_eq!(details.counts_by_namespace.values().sum::<u64>(), total);
     }
 }

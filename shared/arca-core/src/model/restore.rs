@@ -140,10 +140,7 @@ pub struct RestoreObjectResult {
 }
 
 fn truncated(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
+    super::cut_to_bytes(text.to_string(), max)
 }
 
 impl RestoreObjectResult {

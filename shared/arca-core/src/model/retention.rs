@@ -1,8 +1,10 @@
 //! Retention planning, pure: which recovery points to delete at `now`.
 //!
 //! A point goes when its expiry has passed, unless it is locked, is not READY (still
-//! being written, or already being deleted), or is among the newest `keepLast` points of
-//! its (definition, schedule row). The sweep (`ControlPlane::retention_sweep`) reads the
+//! being written, or already being deleted), or is among the newest `keepLast` complete
+//! points of its (definition, schedule row). A partial point (its job ended PARTIAL)
+//! never counts toward `keepLast`: it goes at its own expiry, and three partial backups
+//! in a row cannot keep themselves while every complete one expires. The sweep (`ControlPlane::retention_sweep`) reads the
 //! candidates through GSI2, the siblings of their definitions, plans here, and carries
 //! the plan out.
 //!
@@ -64,9 +66,11 @@ pub struct RetentionPlan {
 /// Plans over `points`: every point of the definitions concerned (expired or not, since
 /// `keepLast` counts the newest whatever their age).
 pub fn plan(points: &[RecoveryPoint], now: DateTime<Utc>) -> RetentionPlan {
-    // The newest `keepLast` READY points of each (definition, rule) are protected.
+    // The newest `keepLast` complete READY points of each (definition, rule) are protected.
     let protected: BTreeSet<RecoveryPointId> = newest_per_group(
-        points.iter().filter(|p| p.state == RecoveryPointState::Ready),
+        points
+            .iter()
+            .filter(|p| p.state == RecoveryPointState::Ready && !p.partial),
         |p| (p.definition_id, p.rule),
         |p| (p.created_at, p.id),
         |p| p.keep_last,
@@ -196,6 +200,8 @@ mod tests {
             job_id: JobId::new(),
             rp_type: RecoveryPointType::Snapshot,
             state: RecoveryPointState::Ready,
+            partial: false,
+            data_deleted: false,
             expires_at: expires.map(at),
             locked: false,
             rule: Some(0),
@@ -253,6 +259,41 @@ mod tests {
                 (points[4].id, KeepReason::KeepLast)
             ]
         );
+    }
+
+    #[test]
+    fn partial_points_never_count_toward_keep_last() {
+        let def = BackupDefinitionId::new();
+        // Three complete points, then three partial ones, all expired; keepLast 3.
+        let complete: Vec<_> = (0..3).map(|d| point(def, d, Some(d + 1), Some(3))).collect();
+        let partial: Vec<_> = (3..6)
+            .map(|d| {
+                let mut p = point(def, d, Some(d + 1), Some(3));
+                p.partial = true;
+                p
+            })
+            .collect();
+        let mut all = complete.clone();
+        all.extend(partial.iter().cloned());
+        let plan = plan(&all, at(30));
+        assert_eq!(
+            plan.delete,
+            partial.iter().map(|p| p.id).collect::<Vec<_>>(),
+            "the partial points go at their expiry"
+        );
+        assert_eq!(
+            plan.kept,
+            complete
+                .iter()
+                .map(|p| (p.id, KeepReason::KeepLast))
+                .collect::<Vec<_>>(),
+            "the newest three complete points are what keepLast holds"
+        );
+        // Not yet expired, a partial point stays like any other.
+        let mut young = point(def, 29, Some(40), Some(3));
+        young.partial = true;
+        let later = super::plan(&[young], at(30));
+        assert!(later.delete.is_empty() && later.kept.is_empty(), "{later:?}");
     }
 
     fn rds_point(

@@ -29,6 +29,19 @@ impl From<CloudFailure> for Error {
     }
 }
 
+/// An EBS volume to create from a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewEbsVolume {
+    pub snapshot_id: String,
+    pub availability_zone: String,
+    /// `gp3`, `io2`, ...; EC2's default when `None`.
+    pub volume_type: Option<String>,
+    pub iops: Option<i32>,
+    pub throughput: Option<i32>,
+    pub tags: BTreeMap<String, String>,
+    pub client_token: String,
+}
+
 /// Linked accounts, through their cross-account roles. Implementations cache each role's
 /// credentials and refresh them before they expire.
 #[async_trait]
@@ -47,6 +60,16 @@ pub trait CloudConnector: Send + Sync {
         region: &str,
         volume_id: &str,
         tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudFailure>;
+
+    /// Starts creating an EBS volume from a snapshot in `zone` (same type as the original
+    /// when known), tagged; its id (EC2 makes it available shortly after). The same
+    /// `client_token` returns the same volume, so a retried request creates no second one.
+    async fn create_volume_from_snapshot(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume: &NewEbsVolume,
     ) -> Result<String, CloudFailure>;
 
     /// Deletes an EBS snapshot; one already gone is not an error.
@@ -79,4 +102,13 @@ pub trait CloudConnector: Send + Sync {
         cluster: &str,
         like: &EksNodegroup,
     ) -> Result<(), CloudFailure>;
+
+    /// Where the EKS cluster's Kubernetes API is (DescribeCluster's endpoint and
+    /// certificate authority); `None` if the cluster is absent or EKS gives no endpoint yet.
+    async fn eks_cluster_access(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<crate::model::cloud::ebs::EksAccess>, CloudFailure>;
 }

@@ -129,6 +129,8 @@ fn recovery_point(org: OrgId, cluster: ClusterId, expires_at: Option<DateTime<Ut
         job_id: JobId::new(),
         rp_type: RecoveryPointType::Snapshot,
         state: RecoveryPointState::Ready,
+        partial: false,
+        data_deleted: false,
         expires_at,
         locked: false,
         location: None,

@@ -56,6 +56,21 @@ pub struct EbsVolumeRef {
     pub volume_id: String,
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// The claim bound to it (source namespace and name): what a restore rebuilds onto a
+    /// volume made from the snapshot. Absent in reports of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimName>,
+    /// The file system the PV declares (`csi.fsType`, `awsElasticBlockStore.fsType`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
+}
+
+/// A PersistentVolumeClaim's namespace and name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimName {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// The EBS volume id of a PV spec's volume source: in-tree `awsElasticBlockStore`
@@ -86,12 +101,107 @@ pub fn ebs_volume_of(pv_spec: &serde_json::Value) -> Option<(String, Option<Stri
 }
 
 /// One EBS snapshot Arca took for a recovery point.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EbsSnapshotRef {
     pub pv_name: String,
     pub volume_id: String,
     pub snapshot_id: String,
+    /// The zone the volume was in: where a restore puts the new volume when the target
+    /// cluster has nodes there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
+}
+
+impl EbsSnapshotRef {
+    pub fn of(volume: &EbsVolumeRef, snapshot_id: String) -> Self {
+        EbsSnapshotRef {
+            pv_name: volume.pv_name.clone(),
+            volume_id: volume.volume_id.clone(),
+            snapshot_id,
+            availability_zone: volume.availability_zone.clone(),
+            claim: volume.claim.clone(),
+            fs_type: volume.fs_type.clone(),
+        }
+    }
+}
+
+/// What a restore job may build claims from: the point's EBS snapshots the target
+/// cluster can create volumes from (linked to the same account and region), or why it
+/// cannot. Sent with K8S_RESTORE jobs ([`crate::model::agent::AgentJob::ebs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsRestoreSources {
+    #[serde(default)]
+    pub snapshots: Vec<EbsSnapshotRef>,
+    /// Why the point's snapshots cannot be used in this cluster (then `snapshots` is
+    /// empty): the claims are restored from another source or empty, and the job says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
+}
+
+/// An agent's request for a new EBS volume from one of its restore job's snapshots
+/// (`POST /v1/agent/jobs/{id}/ebs-volumes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EbsVolumeRequest {
+    pub snapshot_id: String,
+    /// The zone to create it in (a zone of the snapshot's region where the target
+    /// cluster has nodes).
+    pub availability_zone: String,
+}
+
+/// The volume the control plane created for an [`EbsVolumeRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsVolumeCreated {
+    pub volume_id: String,
+    pub availability_zone: String,
+}
+
+/// Whether `zone` names an availability zone of `region` (`us-east-1a`, or a Local Zone
+/// such as `us-west-2-lax-1a`).
+pub fn is_zone_of(zone: &str, region: &str) -> bool {
+    zone.strip_prefix(region).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 16
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && rest.bytes().last().is_some_and(|b| b.is_ascii_lowercase())
+    })
+}
+
+/// The idempotency token of the volume a restore creates from a snapshot: a retried
+/// request (a redelivered job, a lost response) gets the same volume from EC2, not a
+/// second one. EC2 allows 64 ASCII characters.
+pub fn restore_volume_token(restore: &RestoreId, snapshot_id: &str) -> String {
+    let token = format!("arca-{restore}-{snapshot_id}");
+    token.chars().take(64).collect()
+}
+
+/// Tags of a volume a restore creates: traceable to the restore, point and PV.
+pub fn restore_volume_tags(
+    restore: &RestoreId,
+    rp: &RecoveryPointId,
+    snapshot: &EbsSnapshotRef,
+) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::from([
+        ("arca:restore".to_string(), restore.to_string()),
+        ("arca:recovery-point".to_string(), rp.to_string()),
+        ("arca:source-pv".to_string(), snapshot.pv_name.clone()),
+        ("arca:snapshot".to_string(), snapshot.snapshot_id.clone()),
+    ]);
+    let name = match &snapshot.claim {
+        Some(c) => format!("arca restore {} {}/{}", restore, c.namespace, c.name),
+        None => format!("arca restore {} {}", restore, snapshot.pv_name),
+    };
+    tags.insert("Name".to_string(), name);
+    tags
 }
 
 /// What Arca did on AWS for one recovery point (kept beside the point, `RPAWS#<id>`).
@@ -150,6 +260,23 @@ pub struct EksRecreation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+    /// Where the new cluster's Kubernetes API is, read from EKS once it is ACTIVE: what
+    /// `arca eks install-agent` builds a kubeconfig from. `None` before, or if EKS did
+    /// not say (older records too).
+    #[serde(default)]
+    pub access: Option<EksAccess>,
+}
+
+/// How to reach an EKS cluster's Kubernetes API, as DescribeCluster gives it: a
+/// kubeconfig's `server` and `certificate-authority-data`. No credential: clients
+/// authenticate with their own AWS identity (`aws eks get-token`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EksAccess {
+    /// The API server's URL (`https://<id>.<zone>.<region>.eks.amazonaws.com`).
+    pub endpoint: String,
+    /// The cluster's certificate authority: base64 of its PEM, as EKS returns it.
+    pub certificate_authority_data: String,
 }
 
 /// Tags of a snapshot Arca takes: recognisable, traceable to its recovery point, and
@@ -220,11 +347,52 @@ mod tests {
             &EbsVolumeRef {
                 pv_name: "pv-data".into(),
                 volume_id: "vol-1".into(),
-                availability_zone: None,
+                ..Default::default()
             },
         );
         assert_eq!(tags["arca:recovery-point"], rp.to_string());
         assert_eq!(tags["arca:pv"], "pv-data");
         assert_eq!(tags["arca:expires-at"], at.to_rfc3339());
+    }
+
+    #[test]
+    fn zones_belong_to_their_region() {
+        assert!(is_zone_of("us-east-1a", "us-east-1"));
+        assert!(is_zone_of("us-west-2-lax-1a", "us-west-2"));
+        for (zone, region) in [
+            ("us-east-1", "us-east-1"),
+            ("us-east-2a", "us-east-1"),
+            ("us-east-1A", "us-east-1"),
+            ("us-east-1a/../x", "us-east-1"),
+            ("", "us-east-1"),
+        ] {
+            assert!(!is_zone_of(zone, region), "{zone} of {region}");
+        }
+    }
+
+    #[test]
+    fn a_restores_volume_is_one_per_snapshot_and_traceable() {
+        let (a, b) = (RestoreId::new(), RestoreId::new());
+        let snap = "snap-0123456789abcdef0";
+        let token = restore_volume_token(&a, snap);
+        assert!(token.len() <= 64 && token.is_ascii(), "{token}");
+        assert_eq!(token, restore_volume_token(&a, snap));
+        assert_ne!(token, restore_volume_token(&b, snap));
+        assert_ne!(token, restore_volume_token(&a, "snap-0123456789abcdef1"));
+        let rp = RecoveryPointId::new();
+        let s = EbsSnapshotRef {
+            pv_name: "pv-data".into(),
+            snapshot_id: snap.into(),
+            claim: Some(ClaimName {
+                namespace: "shop".into(),
+                name: "data".into(),
+            }),
+            ..Default::default()
+        };
+        let tags = restore_volume_tags(&a, &rp, &s);
+        assert_eq!(tags["arca:restore"], a.to_string());
+        assert_eq!(tags["arca:recovery-point"], rp.to_string());
+        assert_eq!(tags["arca:snapshot"], snap);
+        assert_eq!(tags["Name"], format!("arca restore {a} shop/data"));
     }
 }

@@ -144,6 +144,12 @@ pub struct EbsVolume {
     pub volume_id: String,
     pub size_gib: Option<i32>,
     pub volume_type: Option<String>,
+    /// Provisioned IOPS and throughput (MiB/s) where the type has them: what a volume
+    /// restored from its snapshot is created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
     pub availability_zone: Option<String>,
     pub state: Option<String>,
     pub encrypted: bool,

@@ -5,7 +5,7 @@ use crate::Error;
 use crate::model::cloud::AwsResource;
 use crate::model::cloud::account::RoleRef;
 use crate::model::cloud::inventory::{EksCluster, EksNodegroup};
-use crate::ports::cloud::{CloudConnector, CloudFailure};
+use crate::ports::cloud::{CloudConnector, CloudFailure, NewEbsVolume};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -37,6 +37,9 @@ struct FakeAws {
     next_id: u64,
     /// snapshot id -> (region, volume id, tags)
     snapshots: BTreeMap<String, (String, String, BTreeMap<String, String>)>,
+    /// Volumes created from snapshots: volume id -> (region, the request). A repeated
+    /// client token returns the volume it made, as EC2 does.
+    volumes: BTreeMap<String, (String, NewEbsVolume)>,
     /// Volumes whose snapshot fails (e.g. the volume is gone).
     broken_volumes: BTreeMap<String, String>,
     /// (region, name) -> (spec it was created like, status checks left before ACTIVE)
@@ -90,6 +93,11 @@ impl FakeCloud {
     /// The EBS snapshots that exist: id -> (region, volume, tags).
     pub fn snapshots(&self) -> BTreeMap<String, (String, String, BTreeMap<String, String>)> {
         self.aws().snapshots.clone()
+    }
+
+    /// The volumes restores created: id -> (region, request).
+    pub fn volumes(&self) -> BTreeMap<String, (String, NewEbsVolume)> {
+        self.aws().volumes.clone()
     }
 
     /// Snapshots of `volume_id` fail with `why` from now on.
@@ -162,6 +170,36 @@ impl CloudConnector for FakeCloud {
         let id = format!("snap-{:017x}", aws.next_id);
         aws.snapshots
             .insert(id.clone(), (region.to_string(), volume_id.to_string(), tags.clone()));
+        Ok(id)
+    }
+
+    async fn create_volume_from_snapshot(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume: &NewEbsVolume,
+    ) -> std::result::Result<String, CloudFailure> {
+        self.assume(role)?;
+        let mut aws = self.aws();
+        if !aws.snapshots.contains_key(&volume.snapshot_id) {
+            return Err(CloudFailure::Other(Error::invalid(
+                "snapshotId",
+                format!(
+                    "InvalidSnapshot.NotFound: the snapshot '{}' does not exist",
+                    volume.snapshot_id
+                ),
+            )));
+        }
+        if let Some((id, _)) = aws
+            .volumes
+            .iter()
+            .find(|(_, (_, v))| v.client_token == volume.client_token)
+        {
+            return Ok(id.clone());
+        }
+        aws.next_id += 1;
+        let id = format!("vol-{:017x}", aws.next_id);
+        aws.volumes.insert(id.clone(), (region.to_string(), volume.clone()));
         Ok(id)
     }
 
@@ -238,4 +276,31 @@ impl CloudConnector for FakeCloud {
             .push((region.to_string(), cluster.to_string(), like.clone()));
         Ok(())
     }
+
+    /// Like EKS: an endpoint and a certificate authority once the cluster is ACTIVE.
+    async fn eks_cluster_access(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        name: &str,
+    ) -> std::result::Result<Option<crate::model::cloud::ebs::EksAccess>, CloudFailure> {
+        self.assume(role)?;
+        let aws = self.aws();
+        Ok(match aws.eks.get(&(region.to_string(), name.to_string())) {
+            Some((_, 0)) => Some(crate::model::cloud::ebs::EksAccess {
+                endpoint: format!("https://{name}.{region}.eks.fake.invalid"),
+                certificate_authority_data: fake_ca(name),
+            }),
+            _ => None,
+        })
+    }
+}
+
+/// The fake's certificate authority of an EKS cluster: base64, as EKS gives it (not a
+/// certificate anything could verify with).
+pub fn fake_ca(name: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!(
+        "-----BEGIN CERTIFICATE-----\nfake CA of {name}\n-----END CERTIFICATE-----\n"
+    ))
 }

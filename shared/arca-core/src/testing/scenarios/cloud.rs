@@ -322,6 +322,7 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
             created_at: now,
             updated_at: now,
             version: 0,
+            access: None,
         })
         .await
         .expect("record");

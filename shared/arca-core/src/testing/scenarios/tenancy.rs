@@ -166,7 +166,7 @@ pub async fn tenant_isolation(items: Arc<dyn ItemStore>) {
         "cross-tenant update"
     );
     expect_err!(
-        cp.delete_destination(&b, &dest.id, dest.version).await,
+        cp.delete_destination(&b, &dest.id, dest.version, false).await,
         crate::Error::NotFound { .. },
         "cross-tenant delete"
     );
@@ -215,7 +215,7 @@ pub async fn optimistic_concurrency(items: Arc<dyn ItemStore>) {
         "stale update"
     );
     expect_err!(
-        cp.delete_destination(&p, &dest.id, 1).await,
+        cp.delete_destination(&p, &dest.id, 1, false).await,
         crate::Error::PreconditionFailed { .. },
         "stale delete"
     );
@@ -224,7 +224,9 @@ pub async fn optimistic_concurrency(items: Arc<dyn ItemStore>) {
         "v2",
         "a failed write changes nothing"
     );
-    cp.delete_destination(&p, &dest.id, 2).await.expect("delete at 2");
+    cp.delete_destination(&p, &dest.id, 2, false)
+        .await
+        .expect("delete at 2");
     expect_err!(
         cp.get_destination(&p, &dest.id).await,
         crate::Error::NotFound { .. },
@@ -236,7 +238,7 @@ pub async fn optimistic_concurrency(items: Arc<dyn ItemStore>) {
         "update of deleted"
     );
     expect_err!(
-        cp.delete_destination(&p, &dest.id, 2).await,
+        cp.delete_destination(&p, &dest.id, 2, false).await,
         crate::Error::NotFound { .. },
         "delete of deleted"
     );

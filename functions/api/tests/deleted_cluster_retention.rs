@@ -1,0 +1,105 @@
+//! Recovery points of a deleted cluster still expire, and their data is deleted: by the
+//! agent of another ACTIVE cluster of the org, with the destination's access for that
+//! point; with no active agent they wait, listed, and are tried again at every sweep.
+
+mod common;
+
+use arca_core::model::recovery::RecoveryPoint;
+use common::Api;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
+    let api = Api::new();
+    let t = api.signup("gone-cluster").await;
+    let dest = api.destination(&t.admin, "bucket").await;
+    let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
+    let (other, other_token) = api.cluster(&t.admin, "other", None).await;
+    let session = api.agent_session(&gone_token).await;
+    let backup = api
+        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
+        .await
+        .expect(201)
+        .id();
+    let done = api
+        .run_and_complete(
+            &t.admin,
+            &gone_token,
+            &session,
+            &backup,
+            json!({ "prefix": "resources/archives/g1", "resourceCount": 2 }),
+        )
+        .await;
+    let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
+
+    // The definition and the cluster go; the point stays, then expires.
+    let def = api.get(&format!("/v1/backups/{backup}"), &t.admin).await.expect(200);
+    api.delete(&format!("/v1/backups/{backup}"), &t.admin, &def.etag())
+        .await
+        .expect(204);
+    let cluster = api.get(&format!("/v1/clusters/{gone}"), &t.admin).await.expect(200);
+    api.delete(&format!("/v1/clusters/{gone}?confirm=true"), &t.admin, &cluster.etag())
+        .await
+        .expect(204);
+    let cp = &api.state.control_plane;
+    let store = cp.store();
+    let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
+    let rp_id: arca_core::ids::RecoveryPointId = rp.parse().unwrap();
+    let mut point = store.get::<RecoveryPoint>(&org, &rp_id).await.unwrap();
+    let version = point.version;
+    point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);
+    point.keep_last = None;
+    store.update(point, version).await.unwrap();
+
+    // No agent of the org is active: the point waits, listed.
+    let report = cp.retention_sweep().await.unwrap();
+    assert_eq!(report.awaiting_direct_deletion, vec![rp_id], "{report:?}");
+    assert!(report.deletion_jobs.is_empty(), "{report:?}");
+
+    // Another cluster's agent is: it gets the deletion, with the point's destination.
+    let other_session = api.agent_session(&other_token).await;
+    api.agent(&other_token, "/v1/agent/heartbeat", Some(&other_session), json!({}))
+        .await
+        .expect(200);
+    let report = cp.retention_sweep().await.unwrap();
+    assert!(report.awaiting_direct_deletion.is_empty(), "{report:?}");
+    assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
+    let polled = api
+        .agent(&other_token, "/v1/agent/poll", Some(&other_session), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
+    assert_eq!(polled.body["job"]["clusterId"], other.as_str());
+    assert_eq!(polled.body["recoveryPoint"]["id"], rp.as_str());
+    assert_eq!(polled.body["recoveryPoint"]["clusterId"], gone.as_str());
+    assert!(
+        polled
+            .text
+            .contains("is deleted: this cluster's agent deletes its data"),
+        "{}",
+        polled.text
+    );
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let access = api
+        .agent(
+            &other_token,
+            &format!("/v1/agent/jobs/{job}/credentials"),
+            Some(&other_session),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
+    api.agent(
+        &other_token,
+        &format!("/v1/agent/jobs/{job}/complete"),
+        Some(&other_session),
+        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
+    )
+    .await
+    .expect(200);
+    assert!(
+        store.find::<RecoveryPoint>(&org, &rp_id).await.unwrap().is_none(),
+        "the point is gone with its data"
+    );
+}
