@@ -570,6 +570,10 @@ def scenario(st, fns, endpoint):
     inventory_event = schedule_event(scheduler, st, "InventoryFunctionEvery12Hours", inventory)
     out = retention.invoke(retention_event, "hourly schedule, empty")
     eq((out["examined"], out["deletionJobs"], out["deadLetters"]), (0, [], 0), "retention on an empty table")
+    eq((out["maintenanceJobs"], out["maintenanceAwaitingAgent"]), ([], []),
+       "retention's maintenance sweep (the UPKEEPDUE index) on an empty table")
+    eq(out["schedules"], {"checked": 0, "repaired": [], "orphansRemoved": [], "failed": []},
+       "retention's schedule reconciliation on an empty table")
     eq(out["rds"], {"examined": 0, "deleted": [], "kept": 0}, "retention's RDS sweep on an empty table")
     out = inventory.invoke(inventory_event, "12-hour schedule, empty")
     eq(out, {"accounts": 0, "failed": []}, "inventory with no linked account")
@@ -674,6 +678,20 @@ def scenario(st, fns, endpoint):
        "retention with one dead letter and a recovery point that has not expired")
     _, _, doc = api.call("GET", f"/v1/jobs/{job['id']}", admin, expect=200)
     eq(doc["state"], "FAILED", f"job {job['id']} after its message was dead-lettered")
+    eq((out["schedules"]["failed"], out["schedules"]["repaired"], out["schedules"]["orphansRemoved"]), ([], [], []),
+       "the schedule reconciliation: the schedules the API wrote need no repair")
+    check(out["schedules"]["checked"] >= 2, f"the reconciliation read the definitions: {out['schedules']}")
+
+    log("schedule drift: the backup's schedules deleted behind Arca's back; retention puts them back")
+    names = sorted(s["Name"] for s in ours)
+    for name in names:
+        scheduler.delete_schedule(Name=name, GroupName=group)
+    out = retention.invoke(retention_event, "hourly schedule, a definition's schedules deleted")
+    eq(out["schedules"]["repaired"], [scheduled["id"]], "the definition whose schedules were deleted")
+    back = sorted(s["Name"] for s in scheduler.list_schedules(GroupName=group, NamePrefix=f"{scheduled['id']}-")["Schedules"])
+    eq(back, names, "the repaired schedules")
+    eq(scheduler.get_schedule(Name=names[0], GroupName=group)["Target"]["Arn"], dispatch.arn,
+       "a repaired schedule's target (ARCA_DISPATCH_ARN on the retention function)")
 
     # Last of the agent's part: the install link is made of the URL the request came in on
     # (no PublicUrl) and the manifest names the stack's agent image (ARCA_AGENT_IMAGE).

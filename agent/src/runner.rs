@@ -14,9 +14,9 @@
 //! recorded on the recovery point (`volumes`). Restores create claims from it, deletions
 //! remove it.
 //!
-//! Not done here (and said so in the job log whenever it matters): the removal of
-//! content-addressed objects on deletion (only the archive's index and manifest are
-//! removed: the archive API has no reference-aware deletion yet).
+//! A deletion removes what only its point names (the archive's manifest and index, its
+//! repository snapshots); the packs it shared with other points are collected by the
+//! REPOSITORY_MAINTENANCE job the control plane issues afterwards (`crate::maintenance`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,6 +157,7 @@ impl JobRunner for ResourceRunner {
             JobType::K8sBackup => self.backup(job, client).await,
             JobType::K8sRestore => self.restore(job, client).await,
             JobType::DeleteBackup => self.delete(job, client).await,
+            JobType::RepositoryMaintenance => self.maintain(job, client).await,
             other => failed(format!("this agent version cannot run {other:?} jobs yet")),
         }
     }
@@ -487,7 +488,36 @@ impl ResourceRunner {
             reason,
             counters: Some(counters),
             backup: None,
+            maintenance: None,
             messages,
+        }
+    }
+
+    async fn maintain(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
+        let Some(work) = &job.job.maintenance else {
+            return failed("the job carries no maintenance work");
+        };
+        let (store, access) = match self.destination(job, client).await {
+            Ok(d) => d,
+            Err(e) => return failed(e),
+        };
+        let key = match self.key.bytes(&access) {
+            Ok(k) => k,
+            Err(e) => return failed(e),
+        };
+        let archive = match self.archive(&access, store, &archive_prefix(&access)) {
+            Ok(a) => a,
+            Err(e) => return failed(e),
+        };
+        let grace = Duration::from_secs(work.grace_seconds);
+        match crate::maintenance::run(&archive, &access, &key, grace).await {
+            Ok(done) => Outcome {
+                state: Some(JobState::Completed),
+                messages: done.messages,
+                maintenance: Some(done.result),
+                ..Default::default()
+            },
+            Err(e) => failed(e),
         }
     }
 
@@ -554,10 +584,7 @@ impl ResourceRunner {
             "deleted archive {archive_id}: its manifest and index ({deleted} files)"
         ));
         messages.push(
-            "NOTE: the archive's content-addressed objects were kept: the resource archive has no reference-aware \
-             deletion yet (other backups and backups in progress may share them); they are left for a later garbage \
-             collection"
-                .into(),
+            "its packs, shared with other backups, are reclaimed by the repository maintenance that follows".into(),
         );
         Outcome {
             state: Some(JobState::Completed),
@@ -707,6 +734,7 @@ fn backup_outcome(
             details: details.bounded(),
             ebs_volumes: ebs,
         }),
+        maintenance: None,
         messages,
     }
 }

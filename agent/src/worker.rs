@@ -56,6 +56,8 @@ pub struct Outcome {
     pub reason: Option<String>,
     pub counters: Option<JobCounters>,
     pub backup: Option<BackupResult>,
+    /// REPOSITORY_MAINTENANCE jobs: what was reclaimed.
+    pub maintenance: Option<arca_core::model::maintenance::MaintenanceResult>,
     pub messages: Vec<String>,
 }
 
@@ -85,6 +87,7 @@ impl JobRunner for StubRunner {
                 messages: vec![
                     "STUB: resource backup is not implemented in this agent yet; nothing was backed up".into(),
                 ],
+                maintenance: None,
             },
             JobType::DeleteBackup => Outcome {
                 state: Some(JobState::Completed),
@@ -343,6 +346,7 @@ async fn run_one(
         counters: outcome.counters,
         progress: None,
         backup: outcome.backup,
+        maintenance: outcome.maintenance,
     };
     match client.complete(&id, &report).await {
         Ok(j) => tracing::info!(job_id = %id, state = ?j.state, "job ended"),

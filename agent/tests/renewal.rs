@@ -164,6 +164,7 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
         counters: None,
         progress: None,
         backup: None,
+        maintenance: None,
     };
     agent.complete(&job, &report).await.unwrap();
     let refused = RenewingCredentials::new(first_lapsed(&first), renewal)

@@ -451,6 +451,11 @@ pub enum DestinationsCmd {
         #[arg(long)]
         local_path: Option<String>,
     },
+    /// What repository maintenance reclaimed there: bytes freed, and per cluster
+    /// repository when the next run is due and what the last one did.
+    Maintenance {
+        destination: String,
+    },
     /// Deletes a destination. One holding recovery points needs --confirm: they are
     /// expired now (retention deletes them and their data) and the destination goes after
     /// the last.

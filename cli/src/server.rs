@@ -138,6 +138,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         // Sign-up follows ARCA_SIGNUP (open by default here: the server's first user needs an org).
         signup_open: env.signup_open,
         signup_plan: env.signup_plan,
+        gc_grace: env.gc_grace,
         operator_token_hash: env.operator_token_hash.clone(),
         local_destinations: true,
         ..ControlPlaneConfig::default()

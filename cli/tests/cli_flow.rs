@@ -243,6 +243,15 @@ fn a_restart_keeps_the_state_and_rebuilds_queues_schedules_and_pending_jobs() {
     admin.ok(&["signup", "--org-name", "acme"]);
     admin.ok(&["policies", "create", "hourly-1", "--schedule", "5 * * * *=3"]);
     admin.ok(&["destinations", "create", "local", "--local-path", "/tmp/arca-cli-test"]);
+    // Nothing deleted yet: nothing reclaimed, no repository due.
+    let upkeep = admin.ok(&["destinations", "maintenance", "local"]);
+    assert!(
+        upkeep.contains("local: 0 bytes freed by maintenance in all"),
+        "{upkeep}"
+    );
+    let upkeep = admin.json(&["destinations", "maintenance", "local"]);
+    assert_eq!(upkeep["bytesFreedTotal"], 0, "{upkeep}");
+    assert_eq!(upkeep["repositories"], serde_json::json!([]), "{upkeep}");
     let manifest = dir.path().join("agent.yaml");
     admin.ok(&[
         "clusters",

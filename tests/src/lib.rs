@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end tests in `tests/`.
 
+pub mod harness;
+
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 

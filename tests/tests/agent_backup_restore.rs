@@ -6,24 +6,20 @@
 //! (job COMPLETED, recovery point READY with its counts), restored into cluster b under a
 //! mapped namespace (restore job COMPLETED, every object there with the restore id
 //! label), and finally expired by retention: the DELETE_BACKUP job removes the archive's
-//! manifest and index (the point disappears) and says that shared objects were kept.
+//! manifest and index (the point disappears), and the REPOSITORY_MAINTENANCE job that
+//! follows deletes its packs, reporting the bytes freed.
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arca_agent::runner::{ArchiveKey, ResourceRunner};
-use arca_agent::worker::{self, WorkerConfig};
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
-use arca_core::store::Store;
-use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
+use arca_core::control_plane::ControlPlaneConfig;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
-use tests::{TestClock, User};
+use tests::harness::Harness;
 
 /// Regular files anywhere under `dir` (0 when it does not exist).
 fn files_under(dir: &std::path::Path) -> usize {
@@ -46,49 +42,19 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         return;
     };
 
-    // The control plane, its clock movable for the retention part.
+    // The control plane (its clock movable for the retention part) and an agent worker
+    // per cluster. Both agents get the org's archive key from the control plane: what lets
+    // cluster b restore what cluster a sealed. Maintenance condemns and deletes in one run
+    // here (production keeps hours between).
     let dir = tempfile::tempdir().unwrap();
     let dest_dir = dir.path().join("dest");
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let clock = Arc::new(TestClock::starting_now());
-    let config = ControlPlaneConfig {
-        signup_open: true,
-        local_destinations: true,
-        heartbeat_interval: Duration::from_secs(1),
-        poll_wait: Duration::from_secs(1),
-        lease: Duration::from_secs(30),
-        // Both clusters' agents get the org's archive key from the control plane: what
-        // lets cluster b restore what cluster a sealed.
-        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
+    let mut h = Harness::start(ControlPlaneConfig {
+        gc_grace: Duration::ZERO,
         ..Default::default()
-    };
-    let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
-        .with_queue(Arc::new(EmbeddedQueue::new(3)))
-        .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
-    let state = api::AppState {
-        control_plane: cp.clone(),
-        agent: Default::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
-
-    let http = reqwest::Client::new();
-    let signup: Value = http
-        .post(format!("{base}/v1/signup"))
-        .json(&json!({ "orgName": arca_testenv::unique("bkrs") }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user = User {
-        http,
-        base: base.clone(),
-        key: signup["adminKey"]["secret"].as_str().unwrap().to_owned(),
-    };
-    let dest = user
+    })
+    .await;
+    let dest = h
+        .user
         .post(
             "/v1/destinations",
             json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_dir } }),
@@ -97,36 +63,14 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         .as_str()
         .unwrap()
         .to_owned();
-
-    // Two clusters, each with its agent worker running the real runner.
-    let key = ArchiveKey::FromControlPlane;
     let mut cluster_ids = Vec::new();
-    let mut stops = Vec::new();
     for (name, cluster) in [("cluster-a", &a), ("cluster-b", &b)] {
-        let registered = user
-            .post("/v1/clusters", json!({ "name": name, "defaultDestinationId": dest }))
-            .await;
-        let id = registered["id"].as_str().unwrap().to_owned();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner =
-            ResourceRunner::new(cluster.client.clone(), key.clone()).with_progress_every(Duration::from_millis(200));
-        tokio::spawn(worker::run_until(
-            WorkerConfig {
-                api_url: base.clone(),
-                token: registered["agentToken"].as_str().unwrap().to_owned(),
-                agent_version: "0.1.0-e2e".into(),
-            },
-            cluster.client.clone(),
-            Arc::new(runner),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        user.wait_for(&format!("/v1/clusters/{id}"), |c| c["state"] == "ACTIVE")
-            .await;
-        cluster_ids.push(id);
-        stops.push(stop);
+        cluster_ids.push(
+            h.agent(name, &cluster.client, json!({ "defaultDestinationId": dest }))
+                .await,
+        );
     }
+    let (cp, clock, user) = (h.cp.clone(), h.clock.clone(), &h.user);
     let (cluster_a, cluster_b) = (cluster_ids[0].clone(), cluster_ids[1].clone());
 
     // A namespace of cluster a with a few objects.
@@ -392,7 +336,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     );
 
     // Retention: two days later the point expires; its DELETE_BACKUP job removes the
-    // archive's manifest and index and keeps the shared objects (said in the log).
+    // archive's manifest and index, and its packs wait for the repository's maintenance.
     clock.advance(Duration::from_secs(2 * 86_400));
     let report = cp.retention_sweep().await.unwrap();
     assert!(report.examined >= 1, "{report:?}");
@@ -408,7 +352,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     let deleted = user.wait_job(delete_job["id"].as_str().unwrap()).await;
     assert_eq!(deleted["state"], "COMPLETED", "{deleted}");
     let log = deleted["activity"].to_string();
-    assert!(log.contains("content-addressed objects were kept"), "{log}");
+    assert!(log.contains("reclaimed by the repository maintenance"), "{log}");
     let (status, _) = user
         .call(reqwest::Method::GET, &format!("/v1/recoverypoints/{point_id}"), None)
         .await;
@@ -419,11 +363,27 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         0,
         "the archive's index and manifest are deleted"
     );
-    assert!(files_under(&dest_dir) > 0, "the content-addressed objects are kept");
+    assert!(files_under(&dest_dir) > 0, "the packs wait for maintenance");
 
-    for stop in stops {
-        let _ = stop.send(());
-    }
+    // Maintenance is due once the deletions settled; the agent's gc (grace 0 here)
+    // condemns and deletes the packs no point needs: nothing is left.
+    let sweep = cp.maintenance_sweep().await.unwrap();
+    assert!(sweep.jobs.is_empty(), "not due before the deletions settle: {sweep:?}");
+    clock.advance(arca_core::model::maintenance::SETTLE);
+    let sweep = cp.maintenance_sweep().await.unwrap();
+    assert_eq!(sweep.jobs.len(), 1, "{sweep:?}");
+    let maintained = user.wait_job(&sweep.jobs[0].to_string()).await;
+    assert_eq!(maintained["state"], "COMPLETED", "{maintained}");
+    assert_eq!(maintained["type"], "REPOSITORY_MAINTENANCE", "{maintained}");
+    assert_eq!(maintained["clusterId"], cluster_a.as_str(), "{maintained}");
+    assert_eq!(files_under(&dest_dir), 0, "every pack of the deleted point is gone");
+    let upkeep = user.get(&format!("/v1/destinations/{dest}/maintenance")).await;
+    assert!(upkeep["bytesFreedTotal"].as_u64().unwrap() > 0, "{upkeep}");
+    let repo = &upkeep["repositories"][0];
+    assert_eq!(repo["repository"]["clusterId"], cluster_a.as_str(), "{upkeep}");
+    assert!(repo["dueAt"].is_null(), "nothing left to reclaim: {upkeep}");
+    assert!(cp.maintenance_sweep().await.unwrap().jobs.is_empty());
+
     let _ = Api::<Namespace>::all(a.client.clone())
         .delete(&ns, &Default::default())
         .await;

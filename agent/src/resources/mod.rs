@@ -43,6 +43,10 @@ pub enum Error {
     Precheck(String),
     #[error("invalid option: {0}")]
     Invalid(String),
+    /// Another process's maintenance got in the way (a gc holds the lock, or collected a
+    /// pack this backup relied on): nothing was lost, run it again.
+    #[error("{0}")]
+    Concurrent(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -236,6 +236,17 @@ impl Repo {
     }
 
     /// Opens the repository; with `create_with`, creates it when there is none yet.
+    /// The repository if there is one (a cluster that never copied a volume has none).
+    pub async fn open_existing(&self) -> Result<Option<Repository>, String> {
+        let store = open_store_at(&self.access, &self.prefix, None).await?;
+        let url = self.url();
+        match Repository::open(store, &url, &PassphraseWrapper::new(self.passphrase.clone())).await {
+            Ok(r) => Ok(Some(r)),
+            Err(RepoError::NotARepository(_)) => Ok(None),
+            Err(e) => Err(format!("opening the volume repository {url}: {e}")),
+        }
+    }
+
     pub async fn open(&self, create_with: Option<KdfParams>) -> Result<Repository, String> {
         let store = open_store_at(&self.access, &self.prefix, None).await?;
         let url = self.url();

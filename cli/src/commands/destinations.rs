@@ -27,6 +27,16 @@ const DESTINATION_COLUMNS: &[Column] = &[
     }),
 ];
 
+const UPKEEP_COLUMNS: &[Column] = &[
+    Column::at("CLUSTER", "/repository/clusterId"),
+    Column::at("DUE", "/dueAt"),
+    Column::at("LAST RUN", "/lastRunAt"),
+    Column::at("FREED LAST", "/bytesFreedLast"),
+    Column::at("FREED", "/bytesFreedTotal"),
+    Column::at("PENDING MARKERS", "/markersPending"),
+    Column::at("LAST ERROR", "/lastError"),
+];
+
 pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(), CliError> {
     let client = connect(g)?;
     match cmd {
@@ -64,6 +74,28 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
                 Ok(())
             })
             .await?;
+        }
+        DestinationsCmd::Maintenance { destination } => {
+            let id = resolve(&client, DESTINATION, &destination).await?;
+            let doc = client
+                .get(&format!("{}/maintenance", entity_path(DESTINATION, &id)))
+                .await?
+                .body;
+            match crate::output::machine(g.output, &doc)? {
+                Some(out) => emit(&out),
+                None => {
+                    emit(&format!(
+                        "destination {destination}: {} bytes freed by maintenance in all",
+                        at(&doc, "/bytesFreedTotal")
+                    ));
+                    let repositories = doc
+                        .get("repositories")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    emit(&crate::output::render_list(g.output, &repositories, UPKEEP_COLUMNS)?);
+                }
+            }
         }
         DestinationsCmd::Delete { destination, confirm } => {
             let id = resolve(&client, DESTINATION, &destination).await?;

@@ -47,6 +47,9 @@ pub struct Config {
     /// `ARCA_OPERATOR_TOKEN_SHA256`: the SHA-256 (64 lower-case hex digits) of the
     /// deployment operator's token, who sets orgs' plans. Without it nobody can.
     pub operator_token_hash: Option<arca_core::model::secret::SecretHash>,
+    /// `ARCA_GC_GRACE_SECONDS` (`arca_aws::wiring::gc_grace`): used where this process
+    /// issues maintenance jobs (`arca server`'s retention loop).
+    pub gc_grace: std::time::Duration,
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -140,6 +143,7 @@ impl Config {
             })
             .transpose()?;
         Ok(Config {
+            gc_grace: arca_aws::wiring::gc_grace(&var)?,
             operator_token_hash,
             role_stack: arca_aws::wiring::role_stack(&var)?,
             archive_master_key,

@@ -1,9 +1,13 @@
 //! Recovery points of a deleted cluster still expire, and their data is deleted: by the
 //! agent of another ACTIVE cluster of the org, with the destination's access for that
 //! point; with no active agent they wait, listed, and are tried again at every sweep.
+//! Their repositories are then collected by a REPOSITORY_MAINTENANCE job, also run by
+//! that other agent in the deleted cluster's prefix, whose result is reported per
+//! destination.
 
 mod common;
 
+use arca_core::model::maintenance::{RepositoryKey, RepositoryUpkeep};
 use arca_core::model::recovery::RecoveryPoint;
 use common::Api;
 use serde_json::json;
@@ -102,4 +106,79 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
         store.find::<RecoveryPoint>(&org, &rp_id).await.unwrap().is_none(),
         "the point is gone with its data"
     );
+
+    // Its repositories (the deleted cluster's, in that destination) are to be collected:
+    // not at once, so that one sweep's deletions make one run.
+    let key = RepositoryKey {
+        destination_id: dest.parse().unwrap(),
+        cluster_id: gone.parse().unwrap(),
+    };
+    let mut upkeep = store.get::<RepositoryUpkeep>(&org, &key).await.unwrap();
+    assert!(upkeep.due_at.is_some() && upkeep.dirty_since.is_some(), "{upkeep:?}");
+    assert!(cp.maintenance_sweep().await.unwrap().jobs.is_empty(), "not due yet");
+    let version = upkeep.version;
+    upkeep.dirty_since = Some(chrono::DateTime::UNIX_EPOCH);
+    upkeep.due_at = Some(chrono::DateTime::UNIX_EPOCH);
+    store.update(upkeep, version).await.unwrap();
+
+    // Due: the other cluster's agent runs it, in the deleted cluster's prefix.
+    let sweep = cp.maintenance_sweep().await.unwrap();
+    assert_eq!(sweep.jobs.len(), 1, "{sweep:?}");
+    let polled = api
+        .agent(&other_token, "/v1/agent/poll", Some(&other_session), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(polled.body["job"]["type"], "REPOSITORY_MAINTENANCE", "{}", polled.text);
+    assert_eq!(polled.body["job"]["clusterId"], other.as_str());
+    assert_eq!(
+        polled.body["job"]["maintenance"]["repository"]["clusterId"],
+        gone.as_str()
+    );
+    assert_eq!(polled.body["job"]["maintenance"]["graceSeconds"], 86_400);
+    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let access = api
+        .agent(
+            &other_token,
+            &format!("/v1/agent/jobs/{job}/credentials"),
+            Some(&other_session),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
+    let prefix = access.body["clusterPrefix"].as_str().unwrap();
+    assert!(prefix.ends_with(&format!("/{gone}/")), "{prefix}");
+    assert!(
+        cp.maintenance_sweep().await.unwrap().jobs.is_empty(),
+        "one run at a time"
+    );
+
+    // It condemned data: the next run comes after the grace period.
+    api.agent(
+        &other_token,
+        &format!("/v1/agent/jobs/{job}/complete"),
+        Some(&other_session),
+        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
+                "maintenance": { "bytesFreed": 1234, "packsDeleted": 2, "markersPending": 1 } }),
+    )
+    .await
+    .expect(200);
+    let seen = api
+        .get(&format!("/v1/destinations/{dest}/maintenance"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(seen.body["bytesFreedTotal"], 1234, "{}", seen.text);
+    let repo = &seen.body["repositories"][0];
+    assert_eq!(repo["repository"]["clusterId"], gone.as_str(), "{}", seen.text);
+    assert_eq!(repo["markersPending"], 1, "{}", seen.text);
+    assert_eq!(repo["lastJobId"], job.as_str(), "{}", seen.text);
+    let due: chrono::DateTime<chrono::Utc> = repo["dueAt"].as_str().unwrap().parse().unwrap();
+    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+    assert!(due > now + chrono::Duration::hours(23), "after the grace period: {due}");
+    assert!(repo["jobId"].is_null(), "{}", seen.text);
+    // Another org sees none of it.
+    let stranger = api.signup("stranger").await;
+    api.get(&format!("/v1/destinations/{dest}/maintenance"), &stranger.admin)
+        .await
+        .expect(404);
 }

@@ -400,6 +400,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("GET", "/v1/destinations"), List),
         (("POST", "/v1/destinations"), CreateInOwnOrg(s3.clone())),
         (("GET", "/v1/destinations/{id}"), ForeignId { body: None }),
+        (("GET", "/v1/destinations/{id}/maintenance"), ForeignId { body: None }),
         (("PUT", "/v1/destinations/{id}"), ForeignId { body: Some(s3) }),
         (("DELETE", "/v1/destinations/{id}"), ForeignId { body: None }),
         (("GET", "/v1/policies"), List),

@@ -5,7 +5,10 @@
 //! A point disappears only when the agent completes its deletion. It also drains the
 //! shared dead-letter queue (jobs whose lease lapsed too often end FAILED), and deletes
 //! expired RDS snapshots and copies through the RDS adapter
-//! (`ControlPlane::rds_retention_sweep`).
+//! (`ControlPlane::rds_retention_sweep`). Then it issues the repository maintenance jobs
+//! that are due (`ControlPlane::maintenance_sweep`): deleted points' data is reclaimed by
+//! gc in two runs a grace period apart. Last, it repairs schedules that drifted from
+//! the store (`ControlPlane::reconcile_schedules`).
 
 use arca_core::Result;
 use arca_core::control_plane::ControlPlane;
@@ -25,6 +28,23 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         }
     };
     let report = cp.retention_sweep().await?;
+    // After the deletions, so that a repository they made due settles first
+    // (`maintenance::SETTLE`) and is collected once for the whole batch.
+    let maintenance = cp.maintenance_sweep().await?;
+    // Schedules that drifted from the store (a failed sync after a commit, a console
+    // edit) are repaired; a failure is reported and tried again next hour.
+    let schedules = match cp.reconcile_schedules().await {
+        Ok(r) => json!({
+            "checked": r.checked,
+            "repaired": r.repaired,
+            "orphansRemoved": r.orphans_removed,
+            "failed": r.failed.iter().map(|(id, why)| json!({ "id": id, "error": why })).collect::<Vec<_>>(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "the schedule reconciliation failed; the next run tries again");
+            json!({ "error": e.to_string() })
+        }
+    };
     // RDS snapshots and copies are deleted in AWS directly (no agent involved).
     let rds = match cp.rds_retention_sweep().await {
         Ok(r) => json!({"examined": r.examined, "deleted": r.deleted, "kept": r.kept.len()}),
@@ -40,6 +60,8 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         deletion_jobs = report.deletion_jobs.len(),
         kept = report.kept,
         awaiting_direct_deletion = report.awaiting_direct_deletion.len(),
+        maintenance_jobs = maintenance.jobs.len(),
+        maintenance_awaiting_agent = maintenance.awaiting_agent.len(),
         dead_letters = drained,
         "retention sweep"
     );
@@ -48,6 +70,9 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         "deletionJobs": report.deletion_jobs,
         "kept": report.kept,
         "awaitingDirectDeletion": report.awaiting_direct_deletion,
+        "maintenanceJobs": maintenance.jobs,
+        "maintenanceAwaitingAgent": maintenance.awaiting_agent,
+        "schedules": schedules,
         "deadLetters": drained,
         "rds": rds,
     }))

@@ -199,6 +199,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         counters: None,
         progress: None,
         backup: None,
+        maintenance: None,
     };
     cp.agent_complete(&agent, &session, &first.job.id, done(&first, JobState::Completed))
         .await

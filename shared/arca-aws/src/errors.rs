@@ -45,6 +45,7 @@ const CONFLICT_CODES: &[&str] = &[
     "ConditionalCheckFailedException",
     "TransactionCanceledException",
     "PreconditionFailed",
+    "ConditionalRequestConflict",
     "ConflictException",
 ];
 

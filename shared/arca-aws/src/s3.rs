@@ -282,6 +282,25 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent.map_err(|e| classify(e, &self.object(key))) {
+            Ok(_) => Ok(true),
+            // 412: the object exists; 409 (ConditionalRequestConflict): a concurrent
+            // conditional write of the same key is winning.
+            Err(Error::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         self.get_body(key, None).await
     }

@@ -279,6 +279,33 @@ impl Scheduler for EventBridgeScheduler {
         Ok(())
     }
 
+    async fn definitions(&self) -> Result<Vec<String>> {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_schedules()
+                .group_name(&self.config.group)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify(e, "schedule group"))?;
+            ids.extend(
+                page.schedules()
+                    .iter()
+                    .filter_map(|s| s.name())
+                    .filter_map(arca_core::model::schedule::definition_of)
+                    .map(str::to_string),
+            );
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
     async fn list(&self, definition_id: &str) -> Result<Vec<Schedule>> {
         let mut schedules = Vec::new();
         for name in self.names(definition_id).await? {

@@ -3,6 +3,7 @@
 //! the variable, instead of silently falling back to a default.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::cloud::account::RoleStackConfig;
@@ -13,8 +14,8 @@ use arca_core::{Error, Result};
 use aws_config::SdkConfig;
 
 use crate::{
-    AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsQueue, SqsQueueConfig, SqsRdsWorkQueue,
-    StsCredentialVendor, StsCredentialVendorConfig,
+    AwsCloudConnector, AwsRdsOperations, DynamoItemStore, EventBridgeScheduler, EventBridgeSchedulerConfig, SqsQueue,
+    SqsQueueConfig, SqsRdsWorkQueue, StsCredentialVendor, StsCredentialVendorConfig,
 };
 
 /// Deliveries of a job message before it is dead-lettered, unless `ARCA_MAX_RECEIVES` says.
@@ -44,6 +45,33 @@ pub fn plan_limits(var: &impl Fn(&str) -> Option<String>) -> Result<PlanLimits> 
         Some(json) => serde_json::from_str(&json)
             .map_err(|e| Error::invalid("ARCA_PLAN_LIMITS", format!("not a JSON plan-limits document: {e}"))),
         None => Ok(PlanLimits::default()),
+    }
+}
+
+/// The backup schedules' EventBridge Scheduler: `ARCA_SCHEDULE_GROUP`,
+/// `ARCA_DISPATCH_ARN` (the target) and `ARCA_SCHEDULER_ROLE_ARN` (the role it invokes
+/// with); `None` unless all three are set.
+pub fn scheduler_config(var: &impl Fn(&str) -> Option<String>) -> Option<EventBridgeSchedulerConfig> {
+    Some(EventBridgeSchedulerConfig {
+        group: var("ARCA_SCHEDULE_GROUP")?,
+        target_arn: var("ARCA_DISPATCH_ARN")?,
+        role_arn: var("ARCA_SCHEDULER_ROLE_ARN")?,
+    })
+}
+
+/// Repository gc's grace period, `ARCA_GC_GRACE_SECONDS` (default 24 h, at most 30 days):
+/// the time between condemning data no recovery point needs and deleting it. Backups
+/// running longer than it may have to copy what they reused; keep it hours long.
+pub fn gc_grace(var: &impl Fn(&str) -> Option<String>) -> Result<Duration> {
+    match var("ARCA_GC_GRACE_SECONDS") {
+        None => Ok(arca_core::model::maintenance::DEFAULT_GRACE),
+        Some(text) => match text.parse::<u64>() {
+            Ok(secs) if secs <= 30 * 24 * 3600 => Ok(Duration::from_secs(secs)),
+            _ => Err(Error::invalid(
+                "ARCA_GC_GRACE_SECONDS",
+                format!("must be a number of seconds up to 2592000 (30 days), not {text:?}"),
+            )),
+        },
     }
 }
 
@@ -180,6 +208,10 @@ pub struct ControlPlaneEnv {
     /// `ARCA_RDS_QUEUE_URL`: the RDS function's work queue (starts and re-checks RDS
     /// jobs). Without it RDS runs are accepted but only stepped by the RDS function.
     pub rds_queue_url: Option<String>,
+    /// `ARCA_GC_GRACE_SECONDS` ([`gc_grace`]).
+    pub gc_grace: Duration,
+    /// [`scheduler_config`]: where the retention function repairs drifted schedules.
+    pub scheduler: Option<EventBridgeSchedulerConfig>,
 }
 
 impl ControlPlaneEnv {
@@ -196,6 +228,8 @@ impl ControlPlaneEnv {
             limits: plan_limits(&var)?,
             role_stack: role_stack(&var)?,
             rds_queue_url: var("ARCA_RDS_QUEUE_URL"),
+            gc_grace: gc_grace(&var)?,
+            scheduler: scheduler_config(&var),
         })
     }
 
@@ -209,7 +243,11 @@ impl ControlPlaneEnv {
             Arc::new(SqsRdsWorkQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
                 as Arc<dyn arca_core::ports::rds::RdsWorkQueue>
         });
-        Ok(ControlPlane::new(
+        let config = ControlPlaneConfig {
+            gc_grace: self.gc_grace,
+            ..config
+        };
+        let mut cp = ControlPlane::new(
             Store::new(Arc::new(store)),
             self.limits.clone(),
             Arc::new(SystemClock),
@@ -217,7 +255,14 @@ impl ControlPlaneEnv {
         )
         .with_queue(Arc::new(queue))
         .with_cloud(connector.clone(), self.role_stack.clone())
-        .with_rds(Arc::new(AwsRdsOperations::new(connector)), rds_queue))
+        .with_rds(Arc::new(AwsRdsOperations::new(connector)), rds_queue);
+        if let Some(scheduler) = &self.scheduler {
+            cp = cp.with_scheduler(Arc::new(EventBridgeScheduler::new(
+                aws_sdk_scheduler::Client::new(sdk),
+                scheduler.clone(),
+            )));
+        }
+        Ok(cp)
     }
 }
 
@@ -237,6 +282,34 @@ mod tests {
         assert_eq!(env.queue.name_prefix, DEFAULT_QUEUE_PREFIX);
         assert_eq!(env.limits, PlanLimits::default());
         assert_eq!(env.role_stack.template_url, None);
+        assert_eq!(env.gc_grace, arca_core::model::maintenance::DEFAULT_GRACE);
+        assert!(env.scheduler.is_none(), "no scheduler without its three variables");
+    }
+
+    #[test]
+    fn the_scheduler_and_the_grace_come_from_their_variables() {
+        let env = ControlPlaneEnv::from_lookup(lookup(&[
+            ("ARCA_TABLE", "arca"),
+            ("ARCA_GC_GRACE_SECONDS", "3600"),
+            ("ARCA_SCHEDULE_GROUP", "arca-dev"),
+            ("ARCA_DISPATCH_ARN", "arn:aws:lambda:us-east-1:1:function:d"),
+            ("ARCA_SCHEDULER_ROLE_ARN", "arn:aws:iam::1:role/s"),
+        ]))
+        .unwrap();
+        assert_eq!(env.gc_grace, Duration::from_secs(3600));
+        let scheduler = env.scheduler.unwrap();
+        assert_eq!(
+            (
+                scheduler.group.as_str(),
+                scheduler.target_arn.as_str(),
+                scheduler.role_arn.as_str()
+            ),
+            (
+                "arca-dev",
+                "arn:aws:lambda:us-east-1:1:function:d",
+                "arn:aws:iam::1:role/s"
+            )
+        );
     }
 
     #[test]
@@ -276,6 +349,14 @@ mod tests {
                 "ARCA_ACCOUNT_LINK_TOPIC_ARN",
             ),
             (vec![("ARCA_TABLE", "t"), ("ARCA_ACCOUNT_ID", "12")], "ARCA_ACCOUNT_ID"),
+            (
+                vec![("ARCA_TABLE", "t"), ("ARCA_GC_GRACE_SECONDS", "a day")],
+                "ARCA_GC_GRACE_SECONDS",
+            ),
+            (
+                vec![("ARCA_TABLE", "t"), ("ARCA_GC_GRACE_SECONDS", "99999999")],
+                "ARCA_GC_GRACE_SECONDS",
+            ),
         ] {
             let err = ControlPlaneEnv::from_lookup(lookup(&vars)).unwrap_err();
             assert!(

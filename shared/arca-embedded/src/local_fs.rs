@@ -176,6 +176,39 @@ impl ObjectStore for LocalFsObjectStore {
         .map_err(|e| io_error(e, key))
     }
 
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
+        let path = self.path_of(key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(e, key))?;
+        }
+        let partial = path.with_file_name(format!(
+            "{}.{}{PARTIAL_SUFFIX}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+            ulid::Ulid::new()
+        ));
+        // Written whole under a private name, then linked to the key: `link` fails on an
+        // existing name (the O_EXCL of renames), so a reader never sees half an object and
+        // of two writers one wins.
+        tokio::task::spawn_blocking(move || {
+            write_file(&partial, &body)?;
+            let linked = std::fs::hard_link(&partial, &path);
+            std::fs::remove_file(&partial)?;
+            match linked {
+                Ok(()) => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::File::open(dir)?.sync_all()?;
+                    }
+                    Ok(true)
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(Error::permanent)?
+        .map_err(|e| io_error(e, key))
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         let path = self.path_of(key)?;
         tokio::fs::read(&path)
@@ -272,6 +305,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalFsObjectStore::new(dir.path());
         arca_core::testing::contracts::object_store::object_store_contract(&store, "contract").await;
+    }
+
+    /// The local conditional write is a `link(2)`: atomic, so a race has one winner.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_conditional_writes_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFsObjectStore::new(dir.path());
+        arca_core::testing::contracts::object_store::conditional_put_race(&store, "locks").await;
+        let left = store.list("locks/").await.unwrap();
+        assert_eq!(left.len(), 20, "one object per round, no temporary files: {left:?}");
     }
 
     #[tokio::test]

@@ -139,4 +139,14 @@ impl Scheduler for EmbeddedScheduler {
             .map(|(_, e)| e.schedule.clone())
             .collect())
     }
+
+    async fn definitions(&self) -> Result<Vec<String>> {
+        let ids: std::collections::BTreeSet<String> = self
+            .lock()
+            .keys()
+            .filter_map(|name| arca_core::model::schedule::definition_of(name))
+            .map(str::to_string)
+            .collect();
+        Ok(ids.into_iter().collect())
+    }
 }

@@ -4,18 +4,16 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{RepoError, Result};
 use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
 use crate::id::{Id, IdSet};
 use crate::layout::Layout;
+use crate::lock::StoreLock;
 use crate::pack::{Packer, SealedBlob};
 use crate::repo::{Index, Repository, key_for, now_ms};
 
-/// A gc lock older than this is a crashed gc's and is ignored.
-const LOCK_STALE: Duration = Duration::from_secs(2 * 3600);
 /// Index files written by gc hold at most this many blobs each.
 const INDEX_FILE_BLOBS: usize = 200_000;
 /// Unfinished uploads (S3 multipart) younger than this, or than the grace period if that
@@ -53,12 +51,8 @@ pub struct GcReport {
     pub uploads_aborted: u64,
     /// Why unfinished uploads could not be listed or aborted (e.g. AccessDenied).
     pub uploads_abort_error: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Lock {
-    created_ms: u64,
-    hostname: Option<String>,
+    /// The lock of a gc that crashed (older than two hours) was removed to run this one.
+    pub stale_lock_taken_over: bool,
 }
 
 /// Every blob some snapshot reaches: map blobs and the data blobs they name. Fails rather
@@ -90,51 +84,35 @@ pub async fn live_blobs(repo: &Repository, index: &Index) -> Result<IdSet> {
 }
 
 pub async fn gc(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
-    let lock_key = take_lock(repo).await?;
+    let held = take_lock(repo).await?;
+    let took_over = held.took_over();
     let result = run(repo, options).await;
-    let released = repo
-        .store()
-        .delete(&lock_key)
-        .await
-        .map_err(|e| RepoError::store("removing gc lock", e));
-    let report = result?;
+    let released = held.release(repo.store().as_ref()).await;
+    let mut report = result?;
+    report.stale_lock_taken_over = took_over;
     released?;
     Ok(report)
 }
 
-async fn take_lock(repo: &Repository) -> Result<String> {
+/// Takes the repository's gc lock ([`crate::lock`]), after checking that no gc of an
+/// older version (one lock object per gc, `locks/<id>`) holds one of its own.
+async fn take_lock(repo: &Repository) -> Result<StoreLock> {
     let store = repo.store();
     let now = now_ms();
     for object in store
         .list(Layout::GC_LOCKS)
         .await
         .map_err(|e| RepoError::store("listing locks", e))?
+        .into_iter()
+        .filter(|o| Layout::id_of(&o.key).is_some())
     {
-        let Ok(bytes) = store.get(&object.key).await else {
-            continue;
-        };
-        let Ok(lock) = serde_json::from_slice::<Lock>(&bytes) else {
-            continue;
-        };
-        if now.saturating_sub(lock.created_ms) < LOCK_STALE.as_millis() as u64 {
-            return Err(RepoError::Concurrent(format!(
-                "another gc holds {} (since {} ms ago); only one gc may run at a time",
-                object.key,
-                now.saturating_sub(lock.created_ms)
-            )));
+        if let Some(lock) = crate::lock::read(store.as_ref(), &object.key).await?
+            && !lock.is_stale(now)
+        {
+            return Err(lock.held(&object.key, now));
         }
     }
-    let key = key_for(Layout::gc_lock, &Id::random()?)?;
-    let lock = Lock {
-        created_ms: now,
-        hostname: std::env::var("HOSTNAME").ok(),
-    };
-    let body = serde_json::to_vec(&lock).map_err(|e| RepoError::Internal(e.to_string()))?;
-    store
-        .put(&key, Bytes::from(body))
-        .await
-        .map_err(|e| RepoError::store("writing gc lock", e))?;
-    Ok(key)
+    StoreLock::acquire(store.as_ref(), Layout::GC_LOCK).await
 }
 
 async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {

@@ -56,6 +56,8 @@ impl Layout {
     pub const KEYS: &'static str = "keys/";
     pub const GC_MARKERS: &'static str = "gc/";
     pub const GC_LOCKS: &'static str = "locks/";
+    /// The one gc lock, taken with a conditional write.
+    pub const GC_LOCK: &'static str = "locks/gc";
 }
 
 fn checked_id(id: &str) -> Result<&str> {

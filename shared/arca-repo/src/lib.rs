@@ -14,6 +14,7 @@ pub mod gc;
 pub mod id;
 pub mod keys;
 pub mod layout;
+pub mod lock;
 pub mod pack;
 pub mod repo;
 pub mod restore;

@@ -87,7 +87,25 @@ impl Repository {
             }),
         };
         let json = serde_json::to_vec(&repo.inner.config).map_err(|e| RepoError::Internal(e.to_string()))?;
-        repo.put_object(Layout::CONFIG, "config", &json).await?;
+        // The config is written only if none exists: of two concurrent inits one wins, and
+        // the loser's key file (a master key nothing is sealed with) goes, so every key
+        // file of the repository opens its config.
+        let framed = format::frame(&json, 3);
+        let sealed = repo.inner.keys.sealer().seal(&object_aad("config"), &framed)?;
+        let written = repo
+            .inner
+            .store
+            .put_if_absent(Layout::CONFIG, Bytes::from(sealed))
+            .await
+            .map_err(|e| RepoError::store("writing config", e))?;
+        if !written {
+            repo.inner
+                .store
+                .delete(&key_key)
+                .await
+                .map_err(|e| RepoError::store("removing the key file of a lost init", e))?;
+            return Err(RepoError::AlreadyExists(location.into()));
+        }
         Ok(repo)
     }
 

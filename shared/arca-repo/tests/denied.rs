@@ -95,6 +95,9 @@ impl Gated {
 
 #[async_trait]
 impl ObjectStore for Gated {
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
+        self.inner.put_if_absent(key, body).await
+    }
     async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
         let len = body.len() as u64;
         if key.starts_with("data/") && self.started.fetch_add(1, Ordering::SeqCst) >= self.hold_after {

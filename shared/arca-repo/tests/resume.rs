@@ -42,6 +42,9 @@ impl Counting {
 
 #[async_trait]
 impl ObjectStore for Counting {
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
+        self.inner.put_if_absent(key, body).await
+    }
     async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
         let len = body.len() as u64;
         self.inner.put(key, body).await?;

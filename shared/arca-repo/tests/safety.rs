@@ -89,6 +89,9 @@ struct FailingStore {
 
 #[async_trait]
 impl ObjectStore for FailingStore {
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
+        self.inner.put_if_absent(key, body).await
+    }
     async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
         if self
             .allowed
@@ -165,6 +168,9 @@ struct GcInTheMiddle {
 
 #[async_trait]
 impl ObjectStore for GcInTheMiddle {
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
+        self.inner.put_if_absent(key, body).await
+    }
     async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
         self.inner.put(key, body).await
     }
@@ -290,4 +296,95 @@ async fn backup_restore_verify_and_gc_work_on_s3() {
     );
     let v = verify(&reopened, true).await.unwrap();
     assert!(v.errors.is_empty(), "{:?}", v.errors);
+}
+
+/// The gc lock is a conditional write: of concurrent gcs exactly one runs and the others
+/// are refused naming the lock; a crashed gc's stale lock is taken over by one gc only,
+/// and a released lock leaves nothing behind.
+#[tokio::test]
+async fn one_gc_at_a_time_and_a_stale_lock_is_taken_over_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, repo) = local_repo(dir.path()).await;
+    let (source, _) = image(dir.path(), 7);
+    backup_volume(&repo, VolumeBackup::new("v", &source)).await.unwrap();
+
+    let options = GcOptions::default();
+    let (a, b, c) = tokio::join!(gc(&repo, &options), gc(&repo, &options), gc(&repo, &options));
+    let results = [a, b, c];
+    let ran = results.iter().filter(|r| r.is_ok()).count();
+    // A gc that finished before another started lets that one run too; never two at once.
+    assert!(ran >= 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(r, RepoError::Concurrent(m) if m.contains("locks/gc")),
+            "a refused gc names the lock: {r}"
+        );
+    }
+    assert!(
+        store.list("locks/").await.unwrap().is_empty(),
+        "released locks are gone"
+    );
+
+    // A fresh lock held elsewhere: refused, and the lock is left alone.
+    let fresh = serde_json::json!({ "created_ms": now_ms(), "hostname": "agent-1" }).to_string();
+    store.put("locks/gc", Bytes::from(fresh.clone())).await.unwrap();
+    let err = gc(&repo, &options).await.unwrap_err();
+    assert!(
+        matches!(&err, RepoError::Concurrent(m) if m.contains("agent-1")),
+        "{err}"
+    );
+    assert_eq!(store.get("locks/gc").await.unwrap(), Bytes::from(fresh));
+
+    // A crashed gc's lock (three hours old): two gcs race for it, one takes it over.
+    let stale_ms = now_ms() - 3 * 3600 * 1000;
+    let stale = serde_json::json!({ "created_ms": stale_ms }).to_string();
+    store.put("locks/gc", Bytes::from(stale)).await.unwrap();
+    let (a, b) = tokio::join!(gc(&repo, &options), gc(&repo, &options));
+    let reports: Vec<_> = [a, b].into_iter().filter_map(Result::ok).collect();
+    assert!(!reports.is_empty(), "the stale lock is taken over");
+    assert_eq!(
+        reports.iter().filter(|r| r.stale_lock_taken_over).count(),
+        1,
+        "exactly one gc took the stale lock over: {reports:?}"
+    );
+    assert!(
+        store.list("locks/").await.unwrap().is_empty(),
+        "the lock and the takeover claim are removed"
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `init` is a conditional write of the config: of two concurrent inits one makes the
+/// repository, the other is told it exists and leaves no key file behind, so the
+/// repository opens and a backup through either restores.
+#[tokio::test]
+async fn concurrent_inits_make_one_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(arca_embedded::LocalFsObjectStore::new(dir.path().join("repo")));
+    let (wa, wb) = (wrapper(), wrapper());
+    let (a, b) = tokio::join!(
+        Repository::init(store.clone(), "race", &wa, None),
+        Repository::init(store.clone(), "race", &wb, None)
+    );
+    let made = [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count();
+    assert_eq!(made, 1, "exactly one init wins");
+    for r in [a, b].into_iter().filter_map(Result::err) {
+        assert!(matches!(r, RepoError::AlreadyExists(_)), "{r}");
+    }
+    assert_eq!(
+        store.list("keys/").await.unwrap().len(),
+        1,
+        "the loser's key file is gone"
+    );
+    let repo = Repository::open(store.clone(), "race", &wrapper()).await.unwrap();
+    let (source, data) = image(dir.path(), 11);
+    backup_volume(&repo, VolumeBackup::new("v", &source)).await.unwrap();
+    let target = dir.path().join("restored");
+    assert_eq!(restored(&repo, "latest", &target).await.unwrap(), data);
 }

@@ -110,6 +110,7 @@ pub fn v1() -> OpenApiRouter<AppState> {
             protection::update_destination,
             protection::delete_destination
         ))
+        .routes(routes!(protection::destination_maintenance))
         .routes(routes!(protection::list_policies, protection::create_policy))
         .routes(routes!(
             protection::get_policy,

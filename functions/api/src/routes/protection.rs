@@ -175,6 +175,25 @@ pub async fn get_destination(
     Ok(Tagged::ok(d.version, d))
 }
 
+#[utoipa::path(get, path = "/v1/destinations/{id}/maintenance", tag = "destinations",
+    description = "Role: viewer. What repository maintenance reclaimed there: bytes freed in all, and per cluster \
+        repository when its next run is due, its last run and what that freed (docs/data-model.md, \
+        \"What deletes what\").",
+    params(("id" = String, Path, description = "dst_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn destination_maintenance(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<arca_core::control_plane::DestinationMaintenance>> {
+    let p = caller.require(Role::Viewer)?;
+    Ok(Json(
+        s.control_plane
+            .destination_maintenance(p, &path_id::<DestinationId>(&id)?)
+            .await?,
+    ))
+}
+
 #[utoipa::path(put, path = "/v1/destinations/{id}", tag = "destinations", description = "Role: admin. Requires `If-Match`.",
     request_body = DestinationBody, params(("id" = String, Path), ("If-Match" = String, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem),

@@ -549,6 +549,7 @@ impl ControlPlane {
                     && let Some(mut rp) = self.store.find::<RecoveryPoint>(&job.org_id, &rp_id).await?
                 {
                     if report.state == JobState::Completed {
+                        self.point_data_deleted(tx, &rp).await?;
                         if self
                             .store
                             .find::<crate::model::cloud::ebs::RecoveryPointAws>(&job.org_id, &rp_id)
@@ -573,6 +574,16 @@ impl ControlPlane {
                         tx.update(&mut rp, v)?;
                     }
                 }
+            }
+            JobType::RepositoryMaintenance if report.state.is_terminal() => {
+                self.maintenance_ended(
+                    tx,
+                    job,
+                    report.state,
+                    report.maintenance.as_ref(),
+                    report.reason.as_deref(),
+                )
+                .await?;
             }
             _ => {}
         }
@@ -616,6 +627,15 @@ impl ControlPlane {
         // Restores read the point's cluster prefix (another cluster's, restoring there) and
         // write nothing; deletions and backups work in their cluster's prefix.
         let (dest_id, grant) = match (job.definition_id, job.recovery_point_id) {
+            // Maintenance works in the prefix of the cluster whose repositories it collects
+            // (a deleted cluster's, run by another agent of the org).
+            _ if job.maintenance.is_some() => {
+                let work = job.maintenance.as_ref().map(|w| w.repository.clone());
+                (
+                    work.as_ref().map(|w| w.destination_id),
+                    Grant::ReadWrite(work.map_or(agent.cluster_id, |w| w.cluster_id)),
+                )
+            }
             (_, Some(rp)) if job.job_type != JobType::K8sBackup => {
                 let rp = self.store.get::<RecoveryPoint>(&agent.org_id, &rp).await?;
                 let grant = if job.job_type == JobType::K8sRestore {

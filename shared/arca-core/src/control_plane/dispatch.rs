@@ -9,7 +9,7 @@ use crate::model::job::{Job, JobState, JobTrigger, JobType};
 use crate::model::org::Org;
 use crate::model::policy::Policy;
 use crate::model::policy::Retention;
-use crate::model::schedule::{ScheduleInput, schedules_for};
+use crate::model::schedule::{Schedule, ScheduleInput, schedules_for};
 use crate::store::Tx;
 use crate::{Error, Result};
 use std::time::Duration;
@@ -163,14 +163,20 @@ impl ControlPlane {
         let Some(scheduler) = &self.scheduler else {
             return Ok(());
         };
-        let desired = match def.spec.policy_id {
+        let desired = self.desired_schedules(def).await?;
+        scheduler.sync(&def.id.to_string(), &desired).await
+    }
+
+    /// The schedules the definition should have: one per row of its policy, disabled
+    /// while it is paused or the policy suspended; none without a policy.
+    pub(crate) async fn desired_schedules(&self, def: &BackupDefinition) -> Result<Vec<Schedule>> {
+        Ok(match def.spec.policy_id {
             Some(pid) => match self.store.find::<Policy>(&def.org_id, &pid).await? {
                 Some(policy) => schedules_for(def.org_id, &def.id.to_string(), &policy.spec, def.spec.paused)?,
                 None => Vec::new(),
             },
             None => Vec::new(),
-        };
-        scheduler.sync(&def.id.to_string(), &desired).await
+        })
     }
 
     pub(crate) async fn sync_schedules_to_nothing(&self, id: &BackupDefinitionId) -> Result<()> {

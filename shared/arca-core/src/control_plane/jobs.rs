@@ -147,6 +147,10 @@ impl ControlPlane {
             tx.update(&mut job, expected)?;
             self.release_active(&mut tx, &job).await?;
             self.restore_point_after_failed_delete(&mut tx, &job).await?;
+            if job.job_type == JobType::RepositoryMaintenance {
+                self.maintenance_ended(&mut tx, &job, JobState::Failed, None, Some(reason))
+                    .await?;
+            }
             self.store.commit(tx).await.map_err(retry_on_conflict)?;
             Ok(job)
         })

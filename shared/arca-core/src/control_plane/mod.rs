@@ -15,11 +15,13 @@ mod dispatch;
 mod ebs_restore;
 mod eks;
 mod jobs;
+mod maintenance;
 mod orgs;
 mod policies;
 mod rds;
 mod recovery;
 mod retention;
+mod schedules;
 
 pub use backups::RunNowRequest;
 pub use cloud_accounts::{InventoryReport, RegionReport};
@@ -27,10 +29,12 @@ pub use clusters::RegisteredCluster;
 pub use destinations::DestinationDeletion;
 pub use eks::{EKS_CREATE_TIMEOUT, EKS_RECHECK_DELAY};
 pub use jobs::JobFilter;
+pub use maintenance::{DestinationMaintenance, MaintenanceSweepReport};
 pub use orgs::{SignupRequest, SignupResult};
 pub use rds::{RdsRetentionReport, RdsRunRequest};
 pub use recovery::{RecoveryPointFilter, RestoreCreated};
 pub use retention::RetentionReport;
+pub use schedules::ScheduleReconcileReport;
 
 use crate::model::plan::PlanLimits;
 use crate::ports::Clock;
@@ -76,6 +80,9 @@ pub struct ControlPlaneConfig {
     /// The SHA-256 of the deployment operator's token (`ARCA_OPERATOR_TOKEN_SHA256`):
     /// who may set an org's plan. Not an org's API key: no org admin can use it.
     pub operator_token_hash: Option<crate::model::secret::SecretHash>,
+    /// Repository gc's grace period (`ARCA_GC_GRACE_SECONDS`, default 24 h): between
+    /// condemning unreferenced data and deleting it. Keep it hours long in production.
+    pub gc_grace: Duration,
 }
 
 impl Default for ControlPlaneConfig {
@@ -91,6 +98,7 @@ impl Default for ControlPlaneConfig {
             default_run_now_retain_days: 7,
             archive_master_key: None,
             operator_token_hash: None,
+            gc_grace: crate::model::maintenance::DEFAULT_GRACE,
         }
     }
 }

@@ -135,7 +135,7 @@ impl ControlPlane {
 
     /// An ACTIVE cluster of the org (agent heard from lately), the first by id: the agent
     /// that deletes the data of a deleted cluster's points.
-    async fn active_cluster(&self, org: &OrgId) -> Result<Option<ClusterId>> {
+    pub(in crate::control_plane) async fn active_cluster(&self, org: &OrgId) -> Result<Option<ClusterId>> {
         let mut active = Vec::new();
         for c in self.store.list_all::<Cluster>(org).await? {
             if self.cluster_view(org, &c.id).await?.state == ClusterState::Active {

@@ -214,6 +214,9 @@ pub struct CompletionReport {
     pub progress: Option<JobProgress>,
     #[serde(default)]
     pub backup: Option<BackupResult>,
+    /// REPOSITORY_MAINTENANCE jobs: what was reclaimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<crate::model::maintenance::MaintenanceResult>,
 }
 
 /// The header that carries the session id on every agent call but connect.

@@ -149,10 +149,17 @@ impl DestinationTarget {
                         "LOCAL_FILESYSTEM destinations exist only in single-machine mode",
                     ));
                 }
-                if !path.starts_with('/') || path.contains("/../") || path.ends_with("/..") {
+                if !path.starts_with('/') || path.split('/').any(|part| part == "..") || path.contains('\0') {
                     return Err(Error::invalid(
                         format!("{field}.path"),
                         "must be an absolute path without '..'",
+                    ));
+                }
+                // Retention and maintenance delete under it: never the whole filesystem.
+                if path.split('/').all(|part| part.is_empty() || part == ".") {
+                    return Err(Error::invalid(
+                        format!("{field}.path"),
+                        "must be a directory below /, not the root directory",
                     ));
                 }
             }
@@ -294,5 +301,21 @@ mod tests {
         };
         assert!(local.validate("target", true).is_ok());
         assert!(matches!(local.validate("target", false), Err(Error::Invalid { field, .. }) if field == "target.kind"));
+        for bad in [
+            "/",
+            "//",
+            "/./",
+            "relative/dir",
+            "/srv/../etc",
+            "/srv/..",
+            "/srv/a\0b",
+            "",
+        ] {
+            let target = DestinationTarget::LocalFilesystem { path: bad.into() };
+            assert!(
+                matches!(target.validate("target", true), Err(Error::Invalid { field, .. }) if field == "target.path"),
+                "{bad:?} must be refused"
+            );
+        }
     }
 }

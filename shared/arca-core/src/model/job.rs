@@ -17,6 +17,9 @@ pub enum JobType {
     K8sCopy,
     K8sRestore,
     DeleteBackup,
+    /// Garbage collection of one cluster's repositories in one destination, after
+    /// deletions ([`crate::model::maintenance`]).
+    RepositoryMaintenance,
     Inventory,
     RdsBackup,
     RdsCopy,
@@ -161,6 +164,9 @@ pub struct Job {
     /// RDS jobs: the account, region and databases, and where each one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rds: Option<crate::model::rds::RdsJobWork>,
+    /// REPOSITORY_MAINTENANCE jobs: which repositories, with which grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<crate::model::maintenance::MaintenanceWork>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -190,6 +196,7 @@ impl Job {
             activity: Vec::new(),
             activity_dropped: 0,
             rds: None,
+            maintenance: None,
             created_at: now,
             started_at: None,
             ended_at: None,

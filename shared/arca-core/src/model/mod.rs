@@ -12,6 +12,7 @@ pub mod destination;
 pub mod dispatch;
 pub mod install;
 pub mod job;
+pub mod maintenance;
 pub mod org;
 pub mod plan;
 pub mod policy;

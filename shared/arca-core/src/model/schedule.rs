@@ -74,6 +74,13 @@ pub fn schedule_name(definition_id: &str, rule: u32) -> Result<String> {
 }
 
 /// The rule of a schedule named `name` if it belongs to `definition_id`.
+/// The definition a schedule name belongs to (the part before its `-<rule>`), if the
+/// name is one of ours.
+pub fn definition_of(name: &str) -> Option<&str> {
+    let (definition, _) = name.rsplit_once('-')?;
+    rule_of(definition, name).map(|_| definition)
+}
+
 pub fn rule_of(definition_id: &str, name: &str) -> Option<u32> {
     let digits = name.strip_prefix(definition_id)?.strip_prefix('-')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -21,6 +21,10 @@ pub struct ObjectMeta {
 pub trait ObjectStore: Send + Sync {
     /// Writes the whole object; a later `get` sees all of it or, before, none of it.
     async fn put(&self, key: &str, body: Bytes) -> Result<()>;
+    /// Writes the object only if no object has the key, atomically (S3 `If-None-Match: *`,
+    /// a local `link` that fails on an existing name): of two concurrent callers exactly
+    /// one gets `true`. Locks are built on it, so no check-then-write stands in for it.
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool>;
     /// Reads the whole object; [`crate::Error::NotFound`] when absent.
     async fn get(&self, key: &str) -> Result<Bytes>;
     /// Reads `range` (end exclusive) of the object.

@@ -16,4 +16,8 @@ pub trait Scheduler: Send + Sync {
 
     /// The schedules of `definition_id` as they exist, sorted by name.
     async fn list(&self, definition_id: &str) -> Result<Vec<Schedule>>;
+
+    /// Every definition id that has at least one schedule here (`<id>-<rule>` names),
+    /// sorted: what the reconciler compares with the store to find orphans.
+    async fn definitions(&self) -> Result<Vec<String>>;
 }

@@ -13,12 +13,18 @@
 //!   the last inventory found there), `RDSBACKUP#<id>` (an RDS backup definition),
 //!   `RDSRP#<rpId>` (an RDS snapshot or copy Arca made), `RDSCOPY#<cloudAccountId>#<region>#<i|c>#<db>`
 //!   (a copy of that database in progress), `RPAWS#<rpId>` (EBS snapshots and EKS
-//!   metadata Arca keeps with a recovery point), `EKSRE#<id>` (an EKS cluster re-creation).
+//!   metadata Arca keeps with a recovery point), `EKSRE#<id>` (an EKS cluster re-creation),
+//!   `UPKEEP#<destinationId>#<clusterId>` (the maintenance state of a cluster's
+//!   repositories in a destination).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`.
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`;
 //!   `CLOUDACCT` / `ORG#<orgId>#CA#<id>` (every linked account, for the 12-hour inventory);
-//!   `RDSEXPIRY` / `<expiry>#ORG#<orgId>#RDSRP#<id>` (RDS recovery points, for retention).
+//!   `BKPDEF` / `ORG#<orgId>#BKP#<id>` (every backup definition, for the schedule
+//!   reconciler);
+//!   `RDSEXPIRY` / `<expiry>#ORG#<orgId>#RDSRP#<id>` (RDS recovery points, for retention);
+//!   `UPKEEPDUE` / `<due>#ORG#<orgId>#UPKEEP#<destinationId>#<clusterId>` (repositories
+//!   whose maintenance is due; only those with a due time are in it).
 
 use chrono::{DateTime, Utc};
 
@@ -53,6 +59,9 @@ pub const EKS_RECREATION_SK_PREFIX: &str = "EKSRE#";
 pub const RDS_BACKUP_SK_PREFIX: &str = "RDSBACKUP#";
 pub const RDS_RECOVERY_POINT_SK_PREFIX: &str = "RDSRP#";
 pub const RDS_COPY_SK_PREFIX: &str = "RDSCOPY#";
+pub const UPKEEP_SK_PREFIX: &str = "UPKEEP#";
+/// The GSI2 partition of repositories by maintenance due time (one reader: retention).
+pub const GSI2_UPKEEP_DUE_PK: &str = "UPKEEPDUE";
 /// The GSI2 partition of RDS recovery points by expiry (one reader: retention).
 pub const GSI2_RDS_EXPIRY_PK: &str = "RDSEXPIRY";
 
@@ -62,6 +71,8 @@ pub const GSI1_INSTALL_PREFIX: &str = "INSTALL#";
 /// The one GSI2 partition of recovery points by expiry. A single partition is fine at
 /// our scale (one reader, the retention sweep); shard it by suffix if it ever is not.
 pub const GSI2_RP_EXPIRY_PK: &str = "RPEXPIRY";
+/// The one GSI2 partition of backup definitions (one reader: the schedule reconciler).
+pub const GSI2_BACKUP_DEFINITIONS_PK: &str = "BKPDEF";
 /// The one GSI2 partition of linked accounts (few per org; one reader, the inventory).
 pub const GSI2_CLOUD_ACCOUNTS_PK: &str = "CLOUDACCT";
 
@@ -212,6 +223,29 @@ pub fn recovery_point_expiry_gsi2(org: &OrgId, id: &RecoveryPointId, expires_at:
     IndexKey {
         pk: GSI2_RP_EXPIRY_PK.to_string(),
         sk: format!("{}#ORG#{org}#RP#{id}", time_sort_key(expires_at)),
+    }
+}
+
+pub fn backup_definition_gsi2(org: &OrgId, id: &BackupDefinitionId) -> IndexKey {
+    IndexKey {
+        pk: GSI2_BACKUP_DEFINITIONS_PK.to_string(),
+        sk: format!("ORG#{org}#BKP#{id}"),
+    }
+}
+
+pub fn upkeep_sk(key: &crate::model::maintenance::RepositoryKey) -> String {
+    format!("{UPKEEP_SK_PREFIX}{}#{}", key.destination_id, key.cluster_id)
+}
+
+pub fn upkeep_due_gsi2(org: &OrgId, key: &crate::model::maintenance::RepositoryKey, due: DateTime<Utc>) -> IndexKey {
+    IndexKey {
+        pk: GSI2_UPKEEP_DUE_PK.to_string(),
+        sk: format!(
+            "{}#ORG#{org}#UPKEEP#{}#{}",
+            time_sort_key(due),
+            key.destination_id,
+            key.cluster_id
+        ),
     }
 }
 

@@ -433,6 +433,23 @@ impl Store {
         }
     }
 
+    /// Cross-tenant: one page of every org's backup definitions (the schedule reconciler).
+    pub async fn backup_definitions_cross_tenant(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::model::backup::BackupDefinition>> {
+        self.collect(
+            Some(Index::Gsi2),
+            keys::GSI2_BACKUP_DEFINITIONS_PK.to_string(),
+            "",
+            SortKeyRange::All,
+            page,
+            true,
+            |_: &crate::model::backup::BackupDefinition| true,
+        )
+        .await
+    }
+
     /// Cross-tenant: one page of every org's linked accounts (the 12-hour inventory).
     pub async fn cloud_accounts_cross_tenant(&self, page: &PageRequest) -> Result<Listing<CloudAccount>> {
         self.collect(
@@ -462,6 +479,25 @@ impl Store {
             page,
             true,
             |_: &RdsRecoveryPoint| true,
+        )
+        .await
+    }
+
+    /// Cross-tenant: repositories of every org whose maintenance is due before `before`
+    /// (to the second), soonest first.
+    pub async fn repositories_due_before_cross_tenant(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::model::maintenance::RepositoryUpkeep>> {
+        self.collect(
+            Some(Index::Gsi2),
+            keys::GSI2_UPKEEP_DUE_PK.to_string(),
+            "",
+            SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before)),
+            page,
+            true,
+            |_: &crate::model::maintenance::RepositoryUpkeep| true,
         )
         .await
     }

@@ -15,6 +15,7 @@ use crate::model::cluster::Cluster;
 use crate::model::destination::Destination;
 use crate::model::install::InstallLink;
 use crate::model::job::Job;
+use crate::model::maintenance::{RepositoryKey, RepositoryUpkeep};
 use crate::model::org::Org;
 use crate::model::policy::Policy;
 use crate::model::rds::{RdsBackupDefinition, RdsCopyInProgress, RdsDatabaseKey, RdsRecoveryPoint};
@@ -81,6 +82,16 @@ macro_rules! record {
     (@extra RdsRecoveryPoint) => {
         fn gsi2(&self) -> Option<IndexKey> {
             self.expires_at.map(|at| keys::rds_recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
+        }
+    };
+    (@extra BackupDefinition) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            Some(keys::backup_definition_gsi2(&self.org_id, &self.id))
+        }
+    };
+    (@extra RepositoryUpkeep) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            self.due_at.map(|at| keys::upkeep_due_gsi2(&self.org_id, &self.repository, at))
         }
     };
     (@extra CloudAccount) => {
@@ -209,6 +220,15 @@ record!(
     keys::RDS_COPY_SK_PREFIX,
     keys::rds_copy_sk,
     key
+);
+
+record!(
+    RepositoryUpkeep,
+    RepositoryKey,
+    "maintenance of",
+    keys::UPKEEP_SK_PREFIX,
+    keys::upkeep_sk,
+    repository
 );
 
 record!(

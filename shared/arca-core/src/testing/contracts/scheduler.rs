@@ -74,6 +74,10 @@ pub async fn scheduler_contract(s: &dyn Scheduler) {
     assert_exactly(s, &d2, &other, "another definition").await;
     assert_exactly(s, &d2x, &nested, "a definition whose id extends another's").await;
     assert_exactly(s, &d1, &v1, "syncing other definitions leaves this one alone").await;
+    let known = s.definitions().await.unwrap_or_else(|e| panic!("definitions: {e}"));
+    for d in [&d1, &d2, &d2x] {
+        assert!(known.contains(d), "definitions() lists {d}: {known:?}");
+    }
 
     sync(s, &d1, &v1).await;
     assert_exactly(s, &d1, &v1, "a repeated sync changes nothing").await;
@@ -125,4 +129,11 @@ pub async fn scheduler_contract(s: &dyn Scheduler) {
     .await;
     sync(s, &d2x, &[]).await;
     assert_exactly(s, &d2x, &[], "delete d2x").await;
+    let known = s.definitions().await.unwrap_or_else(|e| panic!("definitions: {e}"));
+    for d in [&d1, &d2, &d2x] {
+        assert!(
+            !known.contains(d),
+            "a definition without schedules is not listed: {d} in {known:?}"
+        );
+    }
 }

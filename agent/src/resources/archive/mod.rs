@@ -26,6 +26,9 @@ use serde_json::Value;
 
 use super::{Error, ResourceType, Result, Selection, Skipped};
 
+mod gc;
+pub use gc::CollectReport;
+
 /// One object of an archive, as its index lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -194,6 +197,9 @@ const SPAN_MAX: u64 = 1 << 20;
 /// ... and fetched spans are kept up to this many bytes.
 const SPAN_CACHE: u64 = 32 << 20;
 const PACK_INDEX_MAGIC: &[u8; 4] = b"ARP1";
+/// Longest time allowed between the final check against gc and the manifest write; gc's
+/// grace period must be longer.
+const FINAL_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// Object id, pack number, offset, length.
 const PACK_INDEX_ENTRY: usize = 32 + 4 + 4 + 4;
 
@@ -303,6 +309,29 @@ impl Inner {
         format!("{}/pack-index/", self.prefix)
     }
 
+    fn packs_prefix(&self) -> String {
+        format!("{}/packs/", self.prefix)
+    }
+
+    fn archives_prefix(&self) -> String {
+        format!("{}/archives/", self.prefix)
+    }
+
+    /// The packs the store holds now, with their sizes.
+    async fn existing_packs(&self) -> Result<HashMap<String, u64>> {
+        let prefix = self.packs_prefix();
+        Ok(self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let name = meta.key.strip_prefix(&prefix)?;
+                valid_file_id(name).then(|| (name.to_string(), meta.size))
+            })
+            .collect())
+    }
+
     fn archive_key(&self, archive_id: &str, rest: &str) -> String {
         format!("{}/archives/{archive_id}/{rest}", self.prefix)
     }
@@ -372,6 +401,16 @@ struct Known {
 }
 
 impl Known {
+    /// Drops what lies in `packs` (condemned by gc): a backup never reuses it.
+    fn forget_packs(&mut self, packs: &std::collections::HashSet<String>) {
+        if packs.is_empty() {
+            return;
+        }
+        let numbers: std::collections::HashSet<u32> =
+            packs.iter().filter_map(|p| self.pack_numbers.get(p).copied()).collect();
+        self.objects.retain(|_, loc| !numbers.contains(&loc.pack));
+    }
+
     fn pack_number(&mut self, pack: &str) -> u32 {
         if let Some(n) = self.pack_numbers.get(pack) {
             return *n;
@@ -460,7 +499,10 @@ impl ResourceArchive for ObjectStoreArchive {
     async fn begin(&self) -> Result<Box<dyn ArchiveWriter>> {
         // The pack indexes tell which contents the store already holds: an object
         // unchanged since an earlier backup is then indexed without being written.
-        let known = self.inner.load_pack_indexes().await?;
+        let mut known = self.inner.load_pack_indexes().await?;
+        // Objects in packs a gc condemned are written again rather than reused (the
+        // backup's side of the gc protocol, docs/resource-archive.md).
+        known.forget_packs(&gc::condemned_packs(&self.inner).await?);
         Ok(Box::new(Writer {
             inner: self.inner.clone(),
             archive_id: new_file_id(),
@@ -646,16 +688,29 @@ impl ArchiveWriter for Writer {
         if let Some(last) = last.filter(|p| !p.body.is_empty()) {
             self.upload(last.number, last.body).await?;
         }
-        let (shards, new_objects, new_bytes, pack_index, merged) = {
+        if lock(&self.state).failed {
+            return Err(Error::Format("a pack upload failed: the archive is incomplete".into()));
+        }
+        // The final check against gc: every pack the archive relies on still exists, and
+        // what lies in packs a gc condemned meanwhile is copied out of them.
+        let check_started = std::time::Instant::now();
+        let existing = self.inner.existing_packs().await?;
+        let condemned = gc::condemned_packs(&self.inner).await?;
+        let mut shards = std::mem::take(&mut lock(&self.state).shards);
+        let relocated = self.relocate(&mut shards, &existing, &condemned).await?;
+        let (new_objects, new_bytes, pack_index, merged) = {
             let mut state = lock(&self.state);
-            if state.failed {
-                return Err(Error::Format("a pack upload failed: the archive is incomplete".into()));
-            }
             // Few pack indexes: write one for this backup's objects. Many: one for
-            // everything known, replacing those read.
+            // everything known that is still stored and not condemned, replacing those read.
             let merge = state.known.indexes.len() >= MERGE_PACK_INDEXES_AT;
             let pack_index = if merge {
-                Some(state.known.write_pack_index(state.known.objects.iter()))
+                let known = &state.known;
+                let usable = |loc: &Loc| {
+                    let pack = &known.packs[loc.pack as usize];
+                    (existing.contains_key(pack) || relocated.as_deref() == Some(pack.as_str()))
+                        && !condemned.contains(pack)
+                };
+                Some(known.write_pack_index(known.objects.iter().filter(|(_, loc)| usable(loc))))
             } else if state.written.is_empty() {
                 None
             } else {
@@ -667,13 +722,7 @@ impl ArchiveWriter for Writer {
             } else {
                 Vec::new()
             };
-            (
-                std::mem::take(&mut state.shards),
-                state.new_objects,
-                state.new_bytes,
-                pack_index,
-                merged,
-            )
+            (state.new_objects, state.new_bytes, pack_index, merged)
         };
         // The pack index after the packs it lists, before the manifest that relies on them.
         if let Some(plain) = pack_index {
@@ -712,9 +761,90 @@ impl ArchiveWriter for Writer {
         }
         let aad = format!("resource-manifest/{}", self.archive_id);
         let sealed = self.inner.seal(&aad, &serde_json::to_vec(&manifest)?)?;
+        // gc's grace period is far longer than this bound: a condemned pack checked
+        // above cannot be deleted before the manifest naming it is visible.
+        if check_started.elapsed() > FINAL_CHECK_LIMIT {
+            return Err(Error::Concurrent(
+                "the final check against gc took too long; run the backup again".into(),
+            ));
+        }
         let key = self.inner.archive_key(&self.archive_id, "manifest");
         self.inner.store.put(&key, Bytes::from(sealed)).await?;
         Ok(manifest)
+    }
+}
+
+impl Writer {
+    /// Copies the objects `shards` reference in `condemned` packs into one new pack (a
+    /// sealed object is bound to its id, not to its place, so its bytes move as they
+    /// are) and points the entries there. Fails when a referenced pack is gone: a gc
+    /// collected it while this backup ran longer than gc's grace period. Returns the new
+    /// pack's name, if one was written.
+    async fn relocate(
+        &self,
+        shards: &mut BTreeMap<Option<String>, Vec<IndexEntry>>,
+        existing: &HashMap<String, u64>,
+        condemned: &std::collections::HashSet<String>,
+    ) -> Result<Option<String>> {
+        let mut wanted: BTreeMap<String, (String, Range<u64>)> = BTreeMap::new();
+        for e in shards.values().flatten() {
+            let Some(pack) = &e.pack else { continue };
+            if !existing.contains_key(pack) {
+                return Err(Error::Concurrent(format!(
+                    "pack {pack} this backup relies on was deleted by a concurrent gc; run the backup again"
+                )));
+            }
+            if condemned.contains(pack) {
+                wanted
+                    .entry(e.id.clone())
+                    .or_insert_with(|| (pack.clone(), e.offset..e.offset.saturating_add(e.len)));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        let mut moved: HashMap<String, Range<u64>> = HashMap::new();
+        for (id, (pack, range)) in &wanted {
+            let sealed = self
+                .inner
+                .store
+                .get_range(&self.inner.pack_key(pack), range.clone())
+                .await?;
+            let start = body.len() as u64;
+            body.extend_from_slice(&sealed);
+            moved.insert(id.clone(), start..body.len() as u64);
+        }
+        let name = new_file_id();
+        self.inner
+            .store
+            .put(&self.inner.pack_key(&name), Bytes::from(body))
+            .await?;
+        {
+            let mut state = lock(&self.state);
+            let number = state.known.pack_number(&name);
+            let too_big = || Error::Format("pack larger than 4 GiB".into());
+            for (id, range) in &moved {
+                let loc = Loc {
+                    pack: number,
+                    offset: u32::try_from(range.start).map_err(|_| too_big())?,
+                    len: u32::try_from(range.end - range.start).map_err(|_| too_big())?,
+                };
+                let id = Id::from_hex(id).map_err(|e| Error::Format(format!("object id {id}: {e}")))?;
+                state.known.objects.insert(id, loc);
+                state.written.push((id, loc));
+            }
+        }
+        for e in shards.values_mut().flatten() {
+            if e.pack.as_ref().is_some_and(|p| condemned.contains(p))
+                && let Some(range) = moved.get(&e.id)
+            {
+                e.pack = Some(name.clone());
+                e.offset = range.start;
+                e.len = range.end - range.start;
+            }
+        }
+        Ok(Some(name))
     }
 }
 
@@ -928,6 +1058,9 @@ mod tests {
 
     #[async_trait]
     impl ObjectStore for Counting {
+        async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
+            self.inner.put_if_absent(key, body).await
+        }
         async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
             self.puts.fetch_add(1, Ordering::Relaxed);
             self.inner.put(key, body).await

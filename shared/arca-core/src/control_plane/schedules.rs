@@ -1,0 +1,123 @@
+//! Scheduler drift repair. A definition's schedules are written to the scheduler after
+//! the store commit that changed them; a failed write answers 503, and anything can
+//! change schedules behind Arca's back (a console edit, a deleted group). The reconciler
+//! compares every definition's schedules with what its policy and pause say, repairs the
+//! missing, extra and stale ones, and removes schedules of definitions that no longer
+//! exist. It runs with retention (hourly on AWS; `arca server`'s loop locally).
+
+use std::collections::BTreeSet;
+
+use crate::Result;
+use crate::control_plane::ControlPlane;
+use crate::ids::BackupDefinitionId;
+use crate::model::backup::BackupDefinition;
+use crate::model::schedule::Schedule;
+use crate::store::page::PageRequest;
+
+/// What one reconciliation found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleReconcileReport {
+    /// Definitions compared.
+    pub checked: usize,
+    /// Definitions whose schedules differed from the desired set, now repaired.
+    pub repaired: Vec<BackupDefinitionId>,
+    /// Definitions that no longer exist whose schedules were deleted.
+    pub orphans_removed: Vec<String>,
+    /// What could not be repaired, with why: tried again at the next run.
+    pub failed: Vec<(String, String)>,
+}
+
+impl ControlPlane {
+    /// One reconciliation of the scheduler with the store (module doc). A failure on one
+    /// definition is reported and the others are still done.
+    pub async fn reconcile_schedules(&self) -> Result<ScheduleReconcileReport> {
+        let mut report = ScheduleReconcileReport::default();
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(report);
+        };
+        let mut definitions = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .backup_definitions_cross_tenant(&PageRequest::after(cursor, 100))
+                .await?;
+            definitions.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut known = BTreeSet::new();
+        for def in definitions {
+            known.insert(def.id.to_string());
+            report.checked += 1;
+            match self.reconcile_definition(&def).await {
+                Ok(true) => report.repaired.push(def.id),
+                Ok(false) => {}
+                Err(e) => report.failed.push((def.id.to_string(), e.to_string())),
+            }
+        }
+        // Schedules of definitions the store no longer has (deleted while the scheduler
+        // failed). Only ids that parse as definition ids are touched.
+        for id in scheduler.definitions().await? {
+            if known.contains(&id) || id.parse::<BackupDefinitionId>().is_err() {
+                continue;
+            }
+            // Created since the listing above: not an orphan.
+            if self.definition_exists(&id).await? {
+                continue;
+            }
+            match scheduler.sync(&id, &[]).await {
+                Ok(()) => report.orphans_removed.push(id),
+                Err(e) => report.failed.push((id, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Repairs one definition's schedules; true when they differed. A definition edited
+    /// meanwhile is synced again from its new version, so the reconciler never leaves an
+    /// older policy's schedules behind a user's edit.
+    async fn reconcile_definition(&self, def: &BackupDefinition) -> Result<bool> {
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(false);
+        };
+        let id = def.id.to_string();
+        let desired = sorted(self.desired_schedules(def).await?);
+        let actual = sorted(scheduler.list(&id).await?);
+        // The adapter's sync also repairs what `list` does not show (a schedule whose
+        // target is another stack's): run it always, it writes only differences.
+        self.sync_schedules(def).await?;
+        match self.store.find::<BackupDefinition>(&def.org_id, &def.id).await? {
+            Some(now) if now.version != def.version => self.sync_schedules(&now).await?,
+            None => scheduler.sync(&id, &[]).await?,
+            Some(_) => {}
+        }
+        Ok(desired != actual)
+    }
+
+    /// Whether the definition a schedule set belongs to exists now: its schedules' input
+    /// names the org, where the definition is looked up.
+    async fn definition_exists(&self, id: &str) -> Result<bool> {
+        let (Ok(def_id), Some(scheduler)) = (id.parse::<BackupDefinitionId>(), &self.scheduler) else {
+            return Ok(false);
+        };
+        for schedule in scheduler.list(id).await? {
+            if self
+                .store
+                .find::<BackupDefinition>(&schedule.input.org_id, &def_id)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn sorted(mut schedules: Vec<Schedule>) -> Vec<Schedule> {
+    schedules.sort_by(|a, b| a.name.cmp(&b.name));
+    schedules
+}
