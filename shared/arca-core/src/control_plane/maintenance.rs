@@ -6,7 +6,6 @@
 use crate::control_plane::ControlPlane;
 use crate::ids::{ClusterId, DestinationId, JobId, OrgId};
 use crate::model::auth::{Principal, Role};
-use crate::model::cluster::Cluster;
 use crate::model::destination::Destination;
 use crate::model::job::{Job, JobState, JobTrigger, JobType};
 use crate::model::maintenance::{MaintenanceResult, MaintenanceWork, RepositoryKey, RepositoryUpkeep};
@@ -78,15 +77,7 @@ impl ControlPlane {
                 self.commit_or_skip(tx).await?;
                 continue;
             }
-            let by = if self.store.find::<Cluster>(&org, &key.cluster_id).await?.is_some() {
-                Some(key.cluster_id)
-            } else {
-                match active_by_org.get(&org) {
-                    Some(found) => *found,
-                    None => *active_by_org.entry(org).or_insert(self.active_cluster(&org).await?),
-                }
-            };
-            let Some(by) = by else {
+            let Some(by) = self.agent_for_data(&org, key.cluster_id, &mut active_by_org).await? else {
                 report.awaiting_agent.push(key);
                 continue;
             };

@@ -89,19 +89,9 @@ impl ControlPlane {
                 let Some(rp) = siblings.iter().find(|p| p.id == id).cloned() else {
                     continue;
                 };
-                let cluster_alive = self.store.find::<Cluster>(&org, &rp.cluster_id).await?.is_some();
-                let route = if cluster_alive {
-                    DeletionRoute::Agent(rp.cluster_id)
-                } else {
-                    // Looked up once per org and sweep, not once per point.
-                    let active = match active_by_org.get(&org) {
-                        Some(found) => *found,
-                        None => *active_by_org.entry(org).or_insert(self.active_cluster(&org).await?),
-                    };
-                    match active {
-                        Some(other) => DeletionRoute::Agent(other),
-                        None => DeletionRoute::Direct,
-                    }
+                let route = match self.agent_for_data(&org, rp.cluster_id, &mut active_by_org).await? {
+                    Some(by) => DeletionRoute::Agent(by),
+                    None => DeletionRoute::Direct,
                 };
                 match route {
                     DeletionRoute::Agent(by) => {
@@ -133,9 +123,29 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The cluster whose agent works on `cluster`'s data in a destination: that cluster
+    /// while it exists, else another ACTIVE cluster of the org (looked up once per org and
+    /// sweep, through `active_by_org`); `None` when no agent can.
+    pub(in crate::control_plane) async fn agent_for_data(
+        &self,
+        org: &OrgId,
+        cluster: ClusterId,
+        active_by_org: &mut std::collections::BTreeMap<OrgId, Option<ClusterId>>,
+    ) -> Result<Option<ClusterId>> {
+        if self.store.find::<Cluster>(org, &cluster).await?.is_some() {
+            return Ok(Some(cluster));
+        }
+        if let Some(found) = active_by_org.get(org) {
+            return Ok(*found);
+        }
+        let active = self.active_cluster(org).await?;
+        active_by_org.insert(*org, active);
+        Ok(active)
+    }
+
     /// An ACTIVE cluster of the org (agent heard from lately), the first by id: the agent
     /// that deletes the data of a deleted cluster's points.
-    pub(in crate::control_plane) async fn active_cluster(&self, org: &OrgId) -> Result<Option<ClusterId>> {
+    async fn active_cluster(&self, org: &OrgId) -> Result<Option<ClusterId>> {
         let mut active = Vec::new();
         for c in self.store.list_all::<Cluster>(org).await? {
             if self.cluster_view(org, &c.id).await?.state == ClusterState::Active {
