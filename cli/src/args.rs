@@ -456,6 +456,19 @@ pub enum DestinationsCmd {
     Maintenance {
         destination: String,
     },
+    /// Deletes a deleted cluster's data from a destination when no agent of the org is
+    /// left to: every object under the cluster's prefix, with your own credentials for
+    /// your bucket (the default AWS chain) or vended ones for Arca-managed storage, then
+    /// its recovery points there.
+    Purge {
+        destination: String,
+        /// The deleted cluster (cl_<ULID>, as `arca destinations maintenance` shows it).
+        #[arg(long)]
+        cluster: String,
+        /// Also the points not due for deletion yet (kept by keepLast, or expiring later).
+        #[arg(long)]
+        include_unexpired: bool,
+    },
     /// Deletes a destination. One holding recovery points needs --confirm: they are
     /// expired now (retention deletes them and their data) and the destination goes after
     /// the last.

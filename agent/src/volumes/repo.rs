@@ -39,13 +39,10 @@ pub async fn open_store_at(
             Ok(Arc::new(arca_embedded::LocalFsObjectStore::new(root)))
         }
         DestinationTarget::S3 {
-            endpoint,
             bucket,
-            region,
             credentials_ref,
             ..
         } => {
-            let connection = s3_connection(&access.target).unwrap_or_default();
             if let Some(name) = credentials_ref
                 && access.credentials.is_none()
             {
@@ -53,11 +50,7 @@ pub async fn open_store_at(
                     "destination bucket {bucket}: its credentials Secret {name} was not read for this job"
                 ));
             }
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(region.clone()));
-            if let Some(endpoint) = endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
             match (&access.credentials, credentials_ref, renewal) {
                 (Some(c), Some(_), _) => {
                     loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
@@ -82,34 +75,13 @@ pub async fn open_store_at(
                 }
                 (None, ..) => {}
             }
-            let config = loader.load().await;
-            let client = connection
-                .client(&config)
-                .map_err(|e| format!("destination bucket {bucket}: {e}"))?;
             Ok(Arc::new(
-                arca_aws::S3ObjectStore::new(client, bucket.clone(), prefix).with_endpoint(endpoint.as_deref()),
+                arca_aws::s3_connection::open_s3_destination(&access.target, prefix, loader).await?,
             ))
         }
         DestinationTarget::ArcaManaged { .. } => {
             Err("the control plane answered Arca-managed storage without a concrete bucket".into())
         }
-    }
-}
-
-/// The addressing and TLS trust of an S3 destination.
-pub fn s3_connection(target: &DestinationTarget) -> Option<S3Connection> {
-    match target {
-        DestinationTarget::S3 {
-            path_style,
-            ca_bundle,
-            skip_tls_verify,
-            ..
-        } => Some(S3Connection {
-            path_style: *path_style,
-            ca_bundle: ca_bundle.clone(),
-            skip_tls_verify: *skip_tls_verify,
-        }),
-        _ => None,
     }
 }
 
@@ -207,7 +179,7 @@ impl Repo {
                 env.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
             }
         }
-        if let Some(connection) = s3_connection(&self.target) {
+        if let Some(connection) = S3Connection::of(&self.target) {
             env.extend(connection.env());
         }
         env

@@ -1,5 +1,10 @@
 //! Destinations: where backup data goes (a local directory, an S3 bucket, Arca-managed).
 
+use std::sync::Arc;
+
+use arca_core::model::destination::DestinationTarget;
+use arca_core::ports::ObjectStore;
+use arca_core::ports::credentials::DestinationAccess;
 use serde_json::{Map, Value, json};
 
 use super::{Kind, connect, done, emit, entity_path, hint, list_entities, resolve, set, show_entity, update_entity};
@@ -94,9 +99,24 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
                         .cloned()
                         .unwrap_or_default();
                     emit(&crate::output::render_list(g.output, &repositories, UPKEEP_COLUMNS)?);
+                    for waiting in repositories.iter().filter(|r| r["awaitingAgent"].is_object()) {
+                        emit(&format!(
+                            "cluster {} is deleted and no agent of the org is ACTIVE: {} expired recovery point(s) \
+                             wait since {}; without an agent, run: {}",
+                            at(waiting, "/repository/clusterId"),
+                            at(waiting, "/awaitingAgent/expiredPoints"),
+                            at(waiting, "/awaitingAgent/since"),
+                            at(waiting, "/awaitingAgent/action"),
+                        ));
+                    }
                 }
             }
         }
+        DestinationsCmd::Purge {
+            destination,
+            cluster,
+            include_unexpired,
+        } => purge(g, &client, &destination, &cluster, include_unexpired).await?,
         DestinationsCmd::Delete { destination, confirm } => {
             let id = resolve(&client, DESTINATION, &destination).await?;
             let query = if confirm { "?confirm=true" } else { "" };
@@ -120,6 +140,104 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// `arca destinations purge` (docs/data-model.md, "What deletes what"): the control plane
+/// checks and marks the points, this process deletes the objects with the caller's
+/// credentials, and the control plane then deletes the points.
+async fn purge(
+    g: &Global,
+    client: &crate::client::Client,
+    destination: &str,
+    cluster: &str,
+    include_unexpired: bool,
+) -> Result<(), CliError> {
+    let id = resolve(client, DESTINATION, destination).await?;
+    let path = format!("{}/repositories/{cluster}/purge", entity_path(DESTINATION, &id));
+    let grant = client
+        .post(&path, &json!({ "includeUnexpired": include_unexpired }))
+        .await
+        .map_err(|e| {
+            hint(
+                e,
+                "purge_not_possible",
+                "--include-unexpired also takes the points not due yet",
+            )
+        })?
+        .body;
+    let access: DestinationAccess = serde_json::from_value(grant["access"].clone())
+        .map_err(|e| CliError::other(format!("the purge's destination access: {e}")))?;
+    let store = open_cluster_prefix(&access).await?;
+    let where_ = format!("{} in destination {destination}", access.cluster_prefix);
+    let objects = store
+        .list("")
+        .await
+        .map_err(|e| CliError::other(format!("listing {where_}: {e}")))?;
+    let bytes: u64 = objects.iter().map(|o| o.size).sum();
+    for object in &objects {
+        store
+            .delete(&object.key)
+            .await
+            .map_err(|e| CliError::other(format!("deleting {}{}: {e}", access.cluster_prefix, object.key)))?;
+    }
+    let left = store
+        .list("")
+        .await
+        .map_err(|e| CliError::other(format!("listing {where_}: {e}")))?;
+    if !left.is_empty() {
+        return Err(CliError::other(format!(
+            "{} object(s) are still under {where_} (written meanwhile?): run the purge again",
+            left.len()
+        )));
+    }
+    if let DestinationTarget::LocalFilesystem { path } = &access.target {
+        // The emptied directories of the cluster prefix.
+        let _ = std::fs::remove_dir_all(std::path::Path::new(path).join(access.cluster_prefix.trim_matches('/')));
+    }
+    let mut done_doc = client.post(&format!("{path}/complete"), &json!({})).await?.body;
+    let points = done_doc["recoveryPointsDeleted"].as_array().map_or(0, Vec::len);
+    let failed = done_doc["awsCleanupFailed"].as_array().map_or(0, Vec::len);
+    done_doc["objectsDeleted"] = json!(objects.len());
+    done_doc["bytesDeleted"] = json!(bytes);
+    let mut sentence = format!(
+        "purged {where_}: {} object(s), {bytes} bytes; {points} recovery point(s) deleted",
+        objects.len()
+    );
+    if failed > 0 {
+        sentence.push_str(&format!(
+            "; {failed} wait for their EBS snapshots to be deleted (retention tries again)"
+        ));
+    }
+    done(g.output, &done_doc, sentence)
+}
+
+/// The destination's store rooted at the cluster prefix of `access`: vended credentials
+/// when the control plane gave some, else the caller's own (the default AWS chain).
+async fn open_cluster_prefix(access: &DestinationAccess) -> Result<Arc<dyn ObjectStore>, CliError> {
+    match &access.target {
+        DestinationTarget::LocalFilesystem { path } => Ok(Arc::new(arca_embedded::LocalFsObjectStore::new(
+            std::path::Path::new(path).join(access.cluster_prefix.trim_matches('/')),
+        ))),
+        DestinationTarget::S3 { .. } => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(c) = &access.credentials {
+                loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                    c.access_key_id.clone(),
+                    c.secret_access_key.clone(),
+                    (!c.session_token.is_empty()).then(|| c.session_token.clone()),
+                    Some(c.expiration.into()),
+                    "arca-vended",
+                ));
+            }
+            let store = arca_aws::s3_connection::open_s3_destination(&access.target, &access.cluster_prefix, loader)
+                .await
+                .map_err(CliError::other)?;
+            Ok(Arc::new(store))
+        }
+        DestinationTarget::ArcaManaged { .. } => Err(CliError::other(
+            "the control plane answered Arca-managed storage without its bucket",
+        )),
+    }
 }
 
 fn target(c: DestinationCreate) -> Result<Value, CliError> {

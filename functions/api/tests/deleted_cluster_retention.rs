@@ -8,7 +8,7 @@
 mod common;
 
 use arca_core::model::maintenance::{RepositoryKey, RepositoryUpkeep};
-use arca_core::model::recovery::RecoveryPoint;
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState};
 use common::Api;
 use serde_json::json;
 
@@ -181,4 +181,168 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     api.get(&format!("/v1/destinations/{dest}/maintenance"), &stranger.admin)
         .await
         .expect(404);
+}
+
+/// With no agent of the org left, a deleted cluster's expired points wait, their
+/// repository says so with the command that deletes them, and an admin's purge does:
+/// refused while a point there is not due (unless included), then the points become
+/// DELETING, the caller gets the cluster prefix, and completing deletes the points and
+/// the repository's upkeep.
+#[tokio::test]
+async fn with_no_agent_left_an_admin_purges_a_deleted_clusters_data() {
+    let api = Api::new();
+    let t = api.signup("purge").await;
+    let dest = api.destination(&t.admin, "bucket").await;
+    let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
+    let (live, _) = api.cluster(&t.admin, "live", None).await;
+    let session = api.agent_session(&gone_token).await;
+    let backup = api
+        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
+        .await
+        .expect(201)
+        .id();
+    let mut points = Vec::new();
+    for n in 0..2 {
+        let done = api
+            .run_and_complete(
+                &t.admin,
+                &gone_token,
+                &session,
+                &backup,
+                json!({ "prefix": format!("resources/archives/p{n}"), "resourceCount": 1 }),
+            )
+            .await;
+        points.push(done.body["recoveryPointId"].as_str().unwrap().to_owned());
+    }
+    let def = api.get(&format!("/v1/backups/{backup}"), &t.admin).await.expect(200);
+    api.delete(&format!("/v1/backups/{backup}"), &t.admin, &def.etag())
+        .await
+        .expect(204);
+    let cluster = api.get(&format!("/v1/clusters/{gone}"), &t.admin).await.expect(200);
+    api.delete(&format!("/v1/clusters/{gone}?confirm=true"), &t.admin, &cluster.etag())
+        .await
+        .expect(204);
+    // The first point expires; the second is not due for days.
+    let cp = &api.state.control_plane;
+    let store = cp.store();
+    let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
+    let first: arca_core::ids::RecoveryPointId = points[0].parse().unwrap();
+    let mut point = store.get::<RecoveryPoint>(&org, &first).await.unwrap();
+    let version = point.version;
+    point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);
+    point.keep_last = None;
+    store.update(point, version).await.unwrap();
+
+    // No agent is ACTIVE (the live cluster never connected): the repository says so.
+    let report = cp.retention_sweep().await.unwrap();
+    assert_eq!(report.awaiting_direct_deletion, vec![first], "{report:?}");
+    let seen = api
+        .get(&format!("/v1/destinations/{dest}/maintenance"), &t.admin)
+        .await
+        .expect(200);
+    let repo = &seen.body["repositories"][0];
+    assert_eq!(repo["repository"]["clusterId"], gone.as_str(), "{}", seen.text);
+    assert_eq!(repo["awaitingAgent"]["expiredPoints"], 1, "{}", seen.text);
+    assert_eq!(
+        repo["awaitingAgent"]["action"],
+        format!("arca destinations purge {dest} --cluster {gone}").as_str(),
+        "{}",
+        seen.text
+    );
+
+    // Refused: a live cluster (its agent deletes), a point not due, no purge begun,
+    // a viewer, another org.
+    let purge = |cluster: &str| format!("/v1/destinations/{dest}/repositories/{cluster}/purge");
+    let refused = api
+        .post(&purge(&live), &t.admin, json!({}))
+        .await
+        .problem(409, "purge_not_possible");
+    assert!(refused.text.contains("exists: its agent deletes"), "{}", refused.text);
+    let refused = api
+        .post(&purge(&gone), &t.admin, json!({}))
+        .await
+        .problem(409, "purge_not_possible");
+    assert!(
+        refused.text.contains("1 recovery point(s) not due for deletion"),
+        "{}",
+        refused.text
+    );
+    api.post(&format!("{}/complete", purge(&gone)), &t.admin, json!({}))
+        .await
+        .problem(409, "purge_not_possible");
+    let viewer = api.key(&t, "viewer").await;
+    api.post(&purge(&gone), &viewer, json!({ "includeUnexpired": true }))
+        .await
+        .expect(403);
+    let stranger = api.signup("stranger").await;
+    api.post(&purge(&gone), &stranger.admin, json!({ "includeUnexpired": true }))
+        .await
+        .expect(404);
+    api.post(&purge(&gone), &t.admin, json!({ "includeUnexpired": "yes" }))
+        .await
+        .expect(400);
+    // (A deleted cluster's points are not shown to users: the store tells.)
+    let state = |id: &String| {
+        let id: arca_core::ids::RecoveryPointId = id.parse().unwrap();
+        async move { store.find::<RecoveryPoint>(&org, &id).await.unwrap().map(|rp| rp.state) }
+    };
+    for id in &points {
+        assert_eq!(
+            state(id).await,
+            Some(RecoveryPointState::Ready),
+            "a refused purge changes nothing"
+        );
+    }
+
+    // Begun: both points DELETING, the caller gets the prefix to empty.
+    let grant = api
+        .post(&purge(&gone), &t.admin, json!({ "includeUnexpired": true }))
+        .await
+        .expect(200);
+    assert_eq!(
+        grant.body["recoveryPoints"].as_array().unwrap().len(),
+        2,
+        "{}",
+        grant.text
+    );
+    let prefix = grant.body["access"]["clusterPrefix"].as_str().unwrap();
+    assert_eq!(prefix, format!("{}/{gone}/", t.org_id), "{}", grant.text);
+    assert!(grant.body["access"].get("archiveKey").is_none(), "{}", grant.text);
+    for id in &points {
+        assert_eq!(state(id).await, Some(RecoveryPointState::Deleting));
+    }
+    // Begun twice (a CLI that died after the first): the same answer.
+    let again = api.post(&purge(&gone), &t.admin, json!({})).await.expect(200);
+    assert_eq!(again.body["recoveryPoints"], grant.body["recoveryPoints"]);
+    // No maintenance job works on it meanwhile.
+    let key = RepositoryKey {
+        destination_id: dest.parse().unwrap(),
+        cluster_id: gone.parse().unwrap(),
+    };
+    let mut upkeep = store.get::<RepositoryUpkeep>(&org, &key).await.unwrap();
+    let version = upkeep.version;
+    upkeep.due_at = Some(chrono::DateTime::UNIX_EPOCH);
+    store.update(upkeep, version).await.unwrap();
+    assert!(cp.maintenance_sweep().await.unwrap().jobs.is_empty());
+
+    // Completed: the points and the repository's upkeep are gone.
+    let done = api
+        .post(&format!("{}/complete", purge(&gone)), &t.admin, json!({}))
+        .await
+        .expect(200);
+    assert_eq!(
+        done.body["recoveryPointsDeleted"].as_array().unwrap().len(),
+        2,
+        "{}",
+        done.text
+    );
+    for id in &points {
+        assert_eq!(state(id).await, None, "deleted");
+    }
+    assert!(store.find::<RepositoryUpkeep>(&org, &key).await.unwrap().is_none());
+    let seen = api
+        .get(&format!("/v1/destinations/{dest}/maintenance"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(seen.body["repositories"], json!([]), "{}", seen.text);
 }

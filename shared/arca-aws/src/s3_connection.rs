@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use arca_core::model::destination::DestinationTarget;
 use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
@@ -72,6 +73,24 @@ impl S3Connection {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// An S3 destination's addressing and trust (`pathStyle`, `caBundle`,
+    /// `skipTlsVerify`); `None` for other kinds.
+    pub fn of(target: &DestinationTarget) -> Option<Self> {
+        match target {
+            DestinationTarget::S3 {
+                path_style,
+                ca_bundle,
+                skip_tls_verify,
+                ..
+            } => Some(S3Connection {
+                path_style: *path_style,
+                ca_bundle: ca_bundle.clone(),
+                skip_tls_verify: *skip_tls_verify,
+            }),
+            _ => None,
+        }
+    }
+
     /// An S3 client for `config` with this addressing and trust.
     pub fn client(&self, config: &SdkConfig) -> Result<aws_sdk_s3::Client, String> {
         let path_style = self.path_style.unwrap_or(config.endpoint_url().is_some());
@@ -84,6 +103,35 @@ impl S3Connection {
         }
         Ok(aws_sdk_s3::Client::from_conf(builder.build()))
     }
+}
+
+/// An S3 destination's store rooted at `prefix` (`""`: the bucket's root), in its region,
+/// at its endpoint, with its addressing and trust. The credentials are `loader`'s: the
+/// caller chooses them (vended, a Secret's, or its own identity when it sets none).
+pub async fn open_s3_destination(
+    target: &DestinationTarget,
+    prefix: &str,
+    loader: aws_config::ConfigLoader,
+) -> Result<crate::S3ObjectStore, String> {
+    let DestinationTarget::S3 {
+        endpoint,
+        bucket,
+        region,
+        ..
+    } = target
+    else {
+        return Err("not an S3 destination".to_string());
+    };
+    let mut loader = loader.region(aws_config::Region::new(region.clone()));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let config = loader.load().await;
+    let client = S3Connection::of(target)
+        .unwrap_or_default()
+        .client(&config)
+        .map_err(|e| format!("destination bucket {bucket}: {e}"))?;
+    Ok(crate::S3ObjectStore::new(client, bucket.clone(), prefix.trim_matches('/')).with_endpoint(endpoint.as_deref()))
 }
 
 /// The SDK's [`HttpClient`] over a reqwest client with this connection's trust.

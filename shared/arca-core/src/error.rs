@@ -68,6 +68,9 @@ pub enum ConflictKind {
     InstallLinkUsed,
     /// An install link past its expiry.
     InstallLinkExpired,
+    /// A deleted cluster's data cannot be purged from a destination yet (a point there
+    /// is locked, not due, or being deleted by a job; or the cluster exists).
+    PurgeNotPossible,
 }
 
 impl ConflictKind {
@@ -87,6 +90,7 @@ impl ConflictKind {
             ConflictKind::LeaseLost => "lease_lost",
             ConflictKind::InstallLinkUsed => "install_link_used",
             ConflictKind::InstallLinkExpired => "install_link_expired",
+            ConflictKind::PurgeNotPossible => "purge_not_possible",
         }
     }
 }

@@ -111,6 +111,8 @@ pub fn v1() -> OpenApiRouter<AppState> {
             protection::delete_destination
         ))
         .routes(routes!(protection::destination_maintenance))
+        .routes(routes!(protection::begin_purge))
+        .routes(routes!(protection::complete_purge))
         .routes(routes!(protection::list_policies, protection::create_policy))
         .routes(routes!(
             protection::get_policy,

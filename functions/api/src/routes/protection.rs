@@ -194,6 +194,65 @@ pub async fn destination_maintenance(
     ))
 }
 
+/// What a purge of a deleted cluster's data may include.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurgeBody {
+    /// Also the points not yet due (kept by `keepLast`, or expiring later); locked
+    /// points always refuse a purge.
+    #[serde(default)]
+    pub include_unexpired: bool,
+}
+
+/// Begins deleting a deleted cluster's data from a destination without an agent
+/// (`arca destinations purge`): its points there become DELETING and the answer holds the
+/// cluster prefix to delete every object under (docs/data-model.md, "What deletes what").
+#[utoipa::path(post, path = "/v1/destinations/{id}/repositories/{clusterId}/purge", tag = "destinations",
+    description = "Role: admin. 409 `purge_not_possible` while the cluster exists, a job works on its data there, \
+        or a point there is locked or (without `includeUnexpired`) not due for deletion. The answer's `access` \
+        holds vended credentials for Arca-managed storage, scoped to that cluster prefix.",
+    request_body = PurgeBody,
+    params(("id" = String, Path, description = "dst_<ULID>"), ("clusterId" = String, Path, description = "cl_<ULID>, deleted")),
+    responses((status = 200, body = serde_json::Value), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn begin_purge(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, cluster)): Path<(String, String)>,
+    Body(body): Body<PurgeBody>,
+) -> ApiResult<Json<arca_core::control_plane::PurgeGrant>> {
+    let p = caller.require(Role::Admin)?;
+    Ok(Json(
+        s.control_plane
+            .begin_purge(
+                p,
+                &path_id::<DestinationId>(&id)?,
+                &path_id::<ClusterId>(&cluster)?,
+                body.include_unexpired,
+            )
+            .await?,
+    ))
+}
+
+/// Ends a purge once every object under the cluster prefix is deleted: the points go
+/// (their EBS snapshots first) and the repository is forgotten.
+#[utoipa::path(post, path = "/v1/destinations/{id}/repositories/{clusterId}/purge/complete", tag = "destinations",
+    description = "Role: admin. 409 `purge_not_possible` when no purge was begun.",
+    params(("id" = String, Path, description = "dst_<ULID>"), ("clusterId" = String, Path, description = "cl_<ULID>")),
+    responses((status = 200, body = serde_json::Value), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn complete_purge(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, cluster)): Path<(String, String)>,
+) -> ApiResult<Json<arca_core::control_plane::PurgeDone>> {
+    let p = caller.require(Role::Admin)?;
+    Ok(Json(
+        s.control_plane
+            .complete_purge(p, &path_id::<DestinationId>(&id)?, &path_id::<ClusterId>(&cluster)?)
+            .await?,
+    ))
+}
+
 #[utoipa::path(put, path = "/v1/destinations/{id}", tag = "destinations", description = "Role: admin. Requires `If-Match`.",
     request_body = DestinationBody, params(("id" = String, Path), ("If-Match" = String, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem),

@@ -83,7 +83,11 @@ impl ControlPlane {
     }
 
     /// The recovery points whose data is in destination `id`.
-    async fn points_in(&self, org: &OrgId, id: &DestinationId) -> Result<Vec<RecoveryPoint>> {
+    pub(in crate::control_plane) async fn points_in(
+        &self,
+        org: &OrgId,
+        id: &DestinationId,
+    ) -> Result<Vec<RecoveryPoint>> {
         Ok(self
             .store
             .list_all::<RecoveryPoint>(org)

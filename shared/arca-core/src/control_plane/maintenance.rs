@@ -65,6 +65,10 @@ impl ControlPlane {
                     }
                 }
             }
+            if upkeep.purge_begun_at.is_some() {
+                // An admin is deleting the whole prefix (`begin_purge`): nothing to collect.
+                continue;
+            }
             if self
                 .store
                 .find::<Destination>(&org, &key.destination_id)
@@ -78,6 +82,13 @@ impl ControlPlane {
                 continue;
             }
             let Some(by) = self.agent_for_data(&org, key.cluster_id, &mut active_by_org).await? else {
+                if upkeep.awaiting_agent.is_none() {
+                    let expected = upkeep.version;
+                    upkeep.no_agent(None, now);
+                    let mut tx = Tx::new();
+                    tx.update(&mut upkeep, expected)?;
+                    self.commit_or_skip(tx).await?;
+                }
                 report.awaiting_agent.push(key);
                 continue;
             };
@@ -133,8 +144,43 @@ impl ControlPlane {
         Ok(Some(job.id))
     }
 
+    /// Records what the retention sweep found for a deleted cluster's repository: `waiting`
+    /// expired points with no agent to delete them, or (0) that an agent was found.
+    pub(in crate::control_plane) async fn note_orphaned(
+        &self,
+        org: &OrgId,
+        key: &RepositoryKey,
+        waiting: u64,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut tx = Tx::new();
+        match self.store.find::<RepositoryUpkeep>(org, key).await? {
+            Some(mut upkeep) => {
+                let expected = upkeep.version;
+                let before = upkeep.awaiting_agent.clone();
+                if waiting > 0 {
+                    upkeep.no_agent(Some(waiting), now);
+                } else {
+                    upkeep.awaiting_agent = None;
+                }
+                if upkeep.awaiting_agent == before {
+                    return Ok(());
+                }
+                tx.update(&mut upkeep, expected)?;
+            }
+            None if waiting > 0 => {
+                let mut upkeep = RepositoryUpkeep::new(*org, key.clone(), now);
+                upkeep.no_agent(Some(waiting), now);
+                tx.create(&mut upkeep)?;
+            }
+            None => return Ok(()),
+        }
+        // Lost to a concurrent writer: the next sweep counts again.
+        self.commit_or_skip(tx).await.map(|_| ())
+    }
+
     /// Commits `tx`; false when a condition failed (something changed meanwhile).
-    async fn commit_or_skip(&self, tx: Tx) -> Result<bool> {
+    pub(in crate::control_plane) async fn commit_or_skip(&self, tx: Tx) -> Result<bool> {
         match self.store.commit(tx).await {
             Ok(()) => Ok(true),
             Err(Error::Conflict { .. } | Error::PreconditionFailed { .. }) => Ok(false),

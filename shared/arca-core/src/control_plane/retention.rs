@@ -4,6 +4,7 @@ use crate::control_plane::ControlPlane;
 use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
 use crate::model::cluster::{Cluster, ClusterState};
 use crate::model::job::{Job, JobTrigger, JobType};
+use crate::model::maintenance::RepositoryKey;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::model::retention;
 use crate::store::Tx;
@@ -24,17 +25,10 @@ pub struct RetentionReport {
     /// Expired points kept (locked, keepLast, not READY).
     pub kept: usize,
     /// Points with no agent to delete them (their cluster is gone and no other cluster
-    /// of the org is ACTIVE): they wait for an agent, or the direct-deletion path (not
-    /// written yet), and are tried again at every sweep.
+    /// of the org is ACTIVE): they are tried again at every sweep, and their repository's
+    /// upkeep says so (`awaitingAgent`, with the `arca destinations purge` that deletes
+    /// them with the user's credentials).
     pub awaiting_direct_deletion: Vec<RecoveryPointId>,
-}
-
-/// How a recovery point's data is removed: by the agent of its cluster, or of another
-/// ACTIVE cluster of the org when its own is deleted. Direct deletion by the control
-/// plane (an org with no active agent left) is the seam for later.
-enum DeletionRoute {
-    Agent(ClusterId),
-    Direct,
 }
 
 impl ControlPlane {
@@ -69,6 +63,9 @@ impl ControlPlane {
         }
         let mut by_org: std::collections::BTreeMap<OrgId, Vec<RecoveryPoint>> = std::collections::BTreeMap::new();
         let mut active_by_org: std::collections::BTreeMap<OrgId, Option<ClusterId>> = std::collections::BTreeMap::new();
+        // Deleted clusters' repositories: how many expired points wait for an agent
+        // there (0: an agent was found for them this time).
+        let mut orphaned: std::collections::BTreeMap<(OrgId, RepositoryKey), u64> = std::collections::BTreeMap::new();
         for (org, def) in groups {
             if let std::collections::btree_map::Entry::Vacant(slot) = by_org.entry(org) {
                 slot.insert(self.store.list_all::<RecoveryPoint>(&org).await?);
@@ -89,19 +86,28 @@ impl ControlPlane {
                 let Some(rp) = siblings.iter().find(|p| p.id == id).cloned() else {
                     continue;
                 };
-                let route = match self.agent_for_data(&org, rp.cluster_id, &mut active_by_org).await? {
-                    Some(by) => DeletionRoute::Agent(by),
-                    None => DeletionRoute::Direct,
-                };
-                match route {
-                    DeletionRoute::Agent(by) => {
+                let by = self.agent_for_data(&org, rp.cluster_id, &mut active_by_org).await?;
+                if by != Some(rp.cluster_id)
+                    && let Some(location) = &rp.location
+                {
+                    let key = RepositoryKey {
+                        destination_id: location.destination_id,
+                        cluster_id: rp.cluster_id,
+                    };
+                    *orphaned.entry((org, key)).or_default() += u64::from(by.is_none());
+                }
+                match by {
+                    Some(by) => {
                         if let Some(job) = self.issue_deletion(rp, by).await? {
                             report.deletion_jobs.push(job);
                         }
                     }
-                    DeletionRoute::Direct => report.awaiting_direct_deletion.push(rp.id),
+                    None => report.awaiting_direct_deletion.push(rp.id),
                 }
             }
+        }
+        for ((org, key), waiting) in orphaned {
+            self.note_orphaned(&org, &key, waiting).await?;
         }
         Ok(report)
     }

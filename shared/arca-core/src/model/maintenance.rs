@@ -88,9 +88,45 @@ pub struct RepositoryUpkeep {
     pub bytes_freed_last: u64,
     pub bytes_freed_total: u64,
     pub markers_pending: u64,
+    /// Set while the repositories' cluster is deleted and no agent of the org is ACTIVE
+    /// to delete its expired points or run this maintenance: an admin's
+    /// `arca destinations purge` does it, or the next agent to connect.
+    #[serde(default)]
+    pub awaiting_agent: Option<AwaitingAgent>,
+    /// When an admin's purge of the whole cluster prefix began (its points DELETING, the
+    /// CLI deleting the objects); cleared by its completion, which removes this record.
+    #[serde(default)]
+    pub purge_begun_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+}
+
+/// Work on a deleted cluster's repositories that no agent can do (see
+/// [`RepositoryUpkeep::awaiting_agent`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwaitingAgent {
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// Expired points of the cluster in this destination waiting for their deletion, as
+    /// the last retention sweep counted them.
+    pub expired_points: u64,
+    /// The command that does it without an agent, with the user's credentials.
+    pub action: String,
+}
+
+impl AwaitingAgent {
+    pub fn new(repository: &RepositoryKey, expired_points: u64, now: DateTime<Utc>) -> Self {
+        AwaitingAgent {
+            since: now,
+            expired_points,
+            action: format!(
+                "arca destinations purge {} --cluster {}",
+                repository.destination_id, repository.cluster_id
+            ),
+        }
+    }
 }
 
 /// A job in flight is looked at again after this long: if it ended without its end being
@@ -113,6 +149,8 @@ impl RepositoryUpkeep {
             bytes_freed_last: 0,
             bytes_freed_total: 0,
             markers_pending: 0,
+            awaiting_agent: None,
+            purge_begun_at: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -127,6 +165,7 @@ impl RepositoryUpkeep {
 
     /// A maintenance job was issued: it covers every deletion until now.
     pub fn issued(&mut self, job: JobId, now: DateTime<Utc>) {
+        self.awaiting_agent = None;
         self.job_id = Some(job);
         self.issued_at = Some(now);
         self.dirty_since = None;
@@ -158,6 +197,20 @@ impl RepositoryUpkeep {
             }
         }
         self.touch(now);
+    }
+
+    /// Whether the last look found no agent for it (`expired_points` waiting, counted
+    /// by the retention sweep; `None`: the count is not known here and stays).
+    pub fn no_agent(&mut self, expired_points: Option<u64>, now: DateTime<Utc>) {
+        match &mut self.awaiting_agent {
+            Some(a) => {
+                if let Some(n) = expired_points {
+                    a.expired_points = n;
+                }
+            }
+            None => self.awaiting_agent = Some(AwaitingAgent::new(&self.repository, expired_points.unwrap_or(0), now)),
+        }
+        self.updated_at = now;
     }
 
     /// Whether a job is in flight (issued, its end not recorded).
