@@ -159,7 +159,11 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     // machine's AWS identity (`ARCA_MANAGED_*`, `arca_aws::wiring::managed_storage`).
     if let Some(managed) = &env.aws.managed_storage {
         let vendor = managed.vendor(&arca_aws::config::load().await)?;
-        state.control_plane = state.control_plane.clone().with_credential_vendor(Arc::new(vendor));
+        state.control_plane = state
+            .control_plane
+            .clone()
+            .with_credential_vendor(Arc::new(vendor))
+            .with_managed_purge(Arc::new(arca_aws::s3_connection::S3DestinationOpener));
     }
     // Linked AWS accounts, as the API on Lambda: the standard AWS configuration
     // (AWS_ENDPOINT_URL, credentials, region) is read when an account is first reached.

@@ -219,20 +219,11 @@ async fn open_cluster_prefix(access: &DestinationAccess) -> Result<Arc<dyn Objec
             std::path::Path::new(path).join(access.cluster_prefix.trim_matches('/')),
         ))),
         DestinationTarget::S3 { .. } => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(c) = &access.credentials {
-                loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                    c.access_key_id.clone(),
-                    c.secret_access_key.clone(),
-                    (!c.session_token.is_empty()).then(|| c.session_token.clone()),
-                    Some(c.expiration.into()),
-                    "arca-vended",
-                ));
-            }
-            let store = arca_aws::s3_connection::open_s3_destination(&access.target, &access.cluster_prefix, loader)
+            use arca_core::ports::DestinationOpener;
+            arca_aws::s3_connection::S3DestinationOpener
+                .open(access)
                 .await
-                .map_err(CliError::other)?;
-            Ok(Arc::new(store))
+                .map_err(|e| CliError::other(e.to_string()))
         }
         DestinationTarget::ArcaManaged { .. } => Err(CliError::other(
             "the control plane answered Arca-managed storage without its bucket",

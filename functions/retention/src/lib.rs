@@ -62,6 +62,8 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         awaiting_direct_deletion = report.awaiting_direct_deletion.len(),
         maintenance_jobs = maintenance.jobs.len(),
         maintenance_awaiting_agent = maintenance.awaiting_agent.len(),
+        purged = report.purged.len() + maintenance.purged.len(),
+        purge_failed = report.purge_failed.len() + maintenance.purge_failed.len(),
         dead_letters = drained,
         "retention sweep"
     );
@@ -72,6 +74,10 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         "awaitingDirectDeletion": report.awaiting_direct_deletion,
         "maintenanceJobs": maintenance.jobs,
         "maintenanceAwaitingAgent": maintenance.awaiting_agent,
+        // Deleted clusters' prefixes in Arca-managed storage purged with no agent left.
+        "purged": report.purged.iter().map(|p| &p.repository).chain(&maintenance.purged).collect::<Vec<_>>(),
+        "purgeFailed": report.purge_failed.iter().chain(&maintenance.purge_failed)
+            .map(|(key, why)| json!({ "repository": key, "error": why })).collect::<Vec<_>>(),
         "schedules": schedules,
         "deadLetters": drained,
         "rds": rds,

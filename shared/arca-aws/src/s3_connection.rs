@@ -9,7 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use arca_core::model::destination::DestinationTarget;
+use arca_core::ports::credentials::DestinationAccess;
+use arca_core::ports::{DestinationOpener, ObjectStore};
 use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
@@ -132,6 +136,32 @@ pub async fn open_s3_destination(
         .client(&config)
         .map_err(|e| format!("destination bucket {bucket}: {e}"))?;
     Ok(crate::S3ObjectStore::new(client, bucket.clone(), prefix.trim_matches('/')).with_endpoint(endpoint.as_deref()))
+}
+
+/// Opens S3 destinations at an access's cluster prefix with the access's vended
+/// credentials, else the process's own identity (the default chain): the control plane's
+/// purges of Arca-managed storage, and `arca destinations purge` in a user's bucket.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct S3DestinationOpener;
+
+#[async_trait::async_trait]
+impl DestinationOpener for S3DestinationOpener {
+    async fn open(&self, access: &DestinationAccess) -> arca_core::Result<Arc<dyn ObjectStore>> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(c) = &access.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                (!c.session_token.is_empty()).then(|| c.session_token.clone()),
+                Some(c.expiration.into()),
+                "arca-vended",
+            ));
+        }
+        let store = open_s3_destination(&access.target, &access.cluster_prefix, loader)
+            .await
+            .map_err(arca_core::Error::permanent)?;
+        Ok(Arc::new(store))
+    }
 }
 
 /// The SDK's [`HttpClient`] over a reqwest client with this connection's trust.

@@ -212,6 +212,9 @@ pub struct ControlPlaneEnv {
     pub gc_grace: Duration,
     /// [`scheduler_config`]: where the retention function repairs drifted schedules.
     pub scheduler: Option<EventBridgeSchedulerConfig>,
+    /// [`managed_storage`]: where the retention function purges a deleted cluster's
+    /// prefix itself when no agent of the org is left.
+    pub managed_storage: Option<ManagedStorage>,
 }
 
 impl ControlPlaneEnv {
@@ -230,6 +233,7 @@ impl ControlPlaneEnv {
             rds_queue_url: var("ARCA_RDS_QUEUE_URL"),
             gc_grace: gc_grace(&var)?,
             scheduler: scheduler_config(&var),
+            managed_storage: managed_storage(&var)?,
         })
     }
 
@@ -256,6 +260,11 @@ impl ControlPlaneEnv {
         .with_queue(Arc::new(queue))
         .with_cloud(connector.clone(), self.role_stack.clone())
         .with_rds(Arc::new(AwsRdsOperations::new(connector)), rds_queue);
+        if let Some(managed) = &self.managed_storage {
+            cp = cp
+                .with_credential_vendor(Arc::new(managed.vendor(sdk)?))
+                .with_managed_purge(Arc::new(crate::s3_connection::S3DestinationOpener));
+        }
         if let Some(scheduler) = &self.scheduler {
             cp = cp.with_scheduler(Arc::new(EventBridgeScheduler::new(
                 aws_sdk_scheduler::Client::new(sdk),

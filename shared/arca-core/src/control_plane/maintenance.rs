@@ -24,6 +24,10 @@ pub struct MaintenanceSweepReport {
     /// Due repositories with no agent to run their maintenance (their cluster is gone and
     /// no other cluster of the org is ACTIVE): tried again at every sweep.
     pub awaiting_agent: Vec<RepositoryKey>,
+    /// Such repositories in Arca-managed storage that the control plane purged itself.
+    pub purged: Vec<RepositoryKey>,
+    /// Such purges that failed, with why: tried again at the next sweep.
+    pub purge_failed: Vec<(RepositoryKey, String)>,
 }
 
 impl ControlPlane {
@@ -82,6 +86,19 @@ impl ControlPlane {
                 continue;
             }
             let Some(by) = self.agent_for_data(&org, key.cluster_id, &mut active_by_org).await? else {
+                // Arca-managed storage: the control plane empties the prefix itself when
+                // no point there is left to wait for.
+                match self.purge_unattended(&org, &key).await {
+                    Ok(Some(_)) => {
+                        report.purged.push(key);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        report.purge_failed.push((key, e.to_string()));
+                        continue;
+                    }
+                }
                 if upkeep.awaiting_agent.is_none() {
                     let expected = upkeep.version;
                     upkeep.no_agent(None, now);

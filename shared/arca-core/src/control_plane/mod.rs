@@ -123,6 +123,9 @@ pub struct ControlPlane {
     cloud: Option<cloud_accounts::CloudWiring>,
     /// `None` when the deployment does not protect RDS (RDS runs are refused).
     rds: Option<rds::RdsWiring>,
+    /// Opens Arca-managed storage for the control plane's own purges; `None`: a deleted
+    /// cluster's data there waits for an agent or an admin's purge, as in a user bucket.
+    managed_opener: Option<Arc<dyn crate::ports::DestinationOpener>>,
 }
 
 impl ControlPlane {
@@ -137,6 +140,7 @@ impl ControlPlane {
             vendor: Arc::new(ConfigVendor),
             cloud: None,
             rds: None,
+            managed_opener: None,
         }
     }
 
@@ -173,6 +177,13 @@ impl ControlPlane {
 
     pub fn with_credential_vendor(mut self, vendor: Arc<dyn CredentialVendor>) -> Self {
         self.vendor = vendor;
+        self
+    }
+
+    /// Lets the retention sweep delete a deleted cluster's prefix in Arca-managed storage
+    /// itself when no agent of the org is left (with credentials from the vendor).
+    pub fn with_managed_purge(mut self, opener: Arc<dyn crate::ports::DestinationOpener>) -> Self {
+        self.managed_opener = Some(opener);
         self
     }
 

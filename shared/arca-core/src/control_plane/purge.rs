@@ -13,6 +13,10 @@
 //! 2. the caller deletes every object under the prefix;
 //! 3. [`ControlPlane::complete_purge`] deletes the points (with their EBS snapshots, as an
 //!    agent's deletion would) and the repository's upkeep.
+//!
+//! In Arca-managed storage the control plane does all three itself, at the sweep that
+//! finds no agent (`purge_unattended`, wired by [`ControlPlane::with_managed_purge`]):
+//! the storage is the deployment's, and the credentials are the ones it vends to agents.
 
 use crate::ids::{ClusterId, DestinationId, OrgId, RecoveryPointId};
 use crate::model::auth::{Principal, Role};
@@ -66,12 +70,18 @@ impl ControlPlane {
         include_unexpired: bool,
     ) -> Result<PurgeGrant> {
         p.require(Role::Admin)?;
-        let org = p.org_id;
-        let destination = self.store.get::<Destination>(&org, destination_id).await?;
         let key = RepositoryKey {
             destination_id: *destination_id,
             cluster_id: *cluster_id,
         };
+        self.start_purge(&p.org_id, &key, include_unexpired).await
+    }
+
+    /// [`ControlPlane::begin_purge`] for `org`, whoever asks.
+    async fn start_purge(&self, org: &OrgId, key: &RepositoryKey, include_unexpired: bool) -> Result<PurgeGrant> {
+        let org = *org;
+        let key = key.clone();
+        let destination = self.store.get::<Destination>(&org, &key.destination_id).await?;
         self.refuse_purge_of_live_cluster(&org, &key).await?;
         let upkeep = self.store.find::<RepositoryUpkeep>(&org, &key).await?;
         if let Some(job) = upkeep.as_ref().and_then(|u| u.job_id) {
@@ -130,7 +140,7 @@ impl ControlPlane {
         Ok(PurgeGrant {
             access: self
                 .vendor
-                .access(&org, Grant::ReadWrite(*cluster_id), &destination)
+                .access(&org, Grant::ReadWrite(key.cluster_id), &destination)
                 .await?,
             recovery_points: points.iter().map(|rp| rp.id).collect(),
             repository: key,
@@ -146,11 +156,16 @@ impl ControlPlane {
         cluster_id: &ClusterId,
     ) -> Result<PurgeDone> {
         p.require(Role::Admin)?;
-        let org = p.org_id;
         let key = RepositoryKey {
             destination_id: *destination_id,
             cluster_id: *cluster_id,
         };
+        self.finish_purge(&p.org_id, &key).await
+    }
+
+    /// [`ControlPlane::complete_purge`] for `org`, whoever asks.
+    async fn finish_purge(&self, org: &OrgId, key: &RepositoryKey) -> Result<PurgeDone> {
+        let (org, key) = (*org, key.clone());
         let upkeep = self
             .store
             .find::<RepositoryUpkeep>(&org, &key)
@@ -190,8 +205,41 @@ impl ControlPlane {
             }
             Err(e) => return Err(e),
         }
-        self.finish_retiring(&org, destination_id).await?;
+        self.finish_retiring(&org, &key.destination_id).await?;
         Ok(done)
+    }
+
+    /// The whole purge, by the control plane itself, of a deleted cluster's prefix in
+    /// Arca-managed storage when no agent is left to delete its points (the retention
+    /// and maintenance sweeps call it): `None` when it does not apply (not managed
+    /// storage, no opener wired, or a point there is not due yet: it waits).
+    pub(in crate::control_plane) async fn purge_unattended(
+        &self,
+        org: &OrgId,
+        key: &RepositoryKey,
+    ) -> Result<Option<PurgeDone>> {
+        let Some(opener) = &self.managed_opener else {
+            return Ok(None);
+        };
+        match self.store.find::<Destination>(org, &key.destination_id).await? {
+            Some(d) if d.spec.target.is_arca_managed() => {}
+            _ => return Ok(None),
+        }
+        let grant = match self.start_purge(org, key, false).await {
+            Ok(grant) => grant,
+            Err(Error::Conflict {
+                kind: crate::error::ConflictKind::PurgeNotPossible,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let store = opener.open(&grant.access).await?;
+        // A purge cut short (a timeout, a failure) is begun again at the next sweep and
+        // goes on from what is left.
+        for object in store.list("").await? {
+            store.delete(&object.key).await?;
+        }
+        self.finish_purge(org, key).await.map(Some)
     }
 
     /// A live cluster's agent deletes its data; purging under it would break its backups.

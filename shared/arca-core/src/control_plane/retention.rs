@@ -29,6 +29,11 @@ pub struct RetentionReport {
     /// upkeep says so (`awaitingAgent`, with the `arca destinations purge` that deletes
     /// them with the user's credentials).
     pub awaiting_direct_deletion: Vec<RecoveryPointId>,
+    /// Deleted clusters' prefixes in Arca-managed storage that the control plane purged
+    /// itself, no agent being left (`ControlPlane::with_managed_purge`).
+    pub purged: Vec<crate::control_plane::PurgeDone>,
+    /// Such purges that failed, with why: tried again at the next sweep.
+    pub purge_failed: Vec<(RepositoryKey, String)>,
 }
 
 impl ControlPlane {
@@ -108,6 +113,19 @@ impl ControlPlane {
         }
         for ((org, key), waiting) in orphaned {
             self.note_orphaned(&org, &key, waiting).await?;
+            if waiting > 0 {
+                match self.purge_unattended(&org, &key).await {
+                    Ok(Some(done)) => {
+                        report
+                            .awaiting_direct_deletion
+                            .retain(|id| !done.recovery_points_deleted.contains(id));
+                        report.purged.push(done);
+                    }
+                    Ok(None) => {}
+                    // Tried again at the next sweep; one repository does not stop the rest.
+                    Err(e) => report.purge_failed.push((key, e.to_string())),
+                }
+            }
         }
         Ok(report)
     }

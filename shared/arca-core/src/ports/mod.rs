@@ -15,4 +15,4 @@ pub mod scheduler;
 // The two ports every adapter crate and Lambda names: re-exported here so `ports::Clock`
 // reads like the vocabulary it is.
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use object_store::{ObjectMeta, ObjectStore};
+pub use object_store::{DestinationOpener, ObjectMeta, ObjectStore};

@@ -42,3 +42,16 @@ pub trait ObjectStore: Send + Sync {
         Ok(0)
     }
 }
+
+/// Opens a destination's store as the control plane itself reaches it: Arca-managed
+/// storage, with credentials it vends for itself, so the retention function can delete a
+/// deleted cluster's prefix there when no agent is left to ([`crate::control_plane`],
+/// `purge`). User buckets are never opened by the control plane.
+#[async_trait]
+pub trait DestinationOpener: Send + Sync {
+    /// The store rooted at `access`'s cluster prefix.
+    async fn open(
+        &self,
+        access: &crate::ports::credentials::DestinationAccess,
+    ) -> Result<std::sync::Arc<dyn ObjectStore>>;
+}
