@@ -89,6 +89,44 @@ async fn drifted_schedules_are_repaired_and_orphans_removed() {
     assert!(scheduler.list(&ghost).await.unwrap().is_empty());
     assert_eq!(scheduler.list("arca-dev-retention").await.unwrap(), [foreign]);
 
+    // A definition written before the definitions' index existed (its item has no GSI2
+    // key) is found through its schedules, indexed, and repaired like the others.
+    let legacy = api
+        .backup(&t.admin, &cluster, Some(&t.default_policy_id), Some(&dest))
+        .await
+        .expect(201)
+        .id();
+    let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
+    let legacy_id: arca_core::ids::BackupDefinitionId = legacy.parse().unwrap();
+    let (pk, sk) = (
+        arca_core::store::keys::org_pk(&org),
+        arca_core::store::keys::backup_sk(&legacy_id),
+    );
+    let mut item = api.items.get(&pk, &sk).await.unwrap().unwrap();
+    item.gsi2 = None;
+    api.items
+        .put(item, arca_core::ports::item_store::Condition::None)
+        .await
+        .unwrap();
+    let legacy_written = scheduler.list(&legacy).await.unwrap();
+    let mut stale = legacy_written.clone();
+    stale[0].enabled = false;
+    scheduler.sync(&legacy, &stale).await.unwrap();
+    // Later than the definition's last write, as any run after the upgrade is.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let report = cp.reconcile_schedules().await.unwrap();
+    assert_eq!(report.reindexed, vec![legacy_id], "{report:?}");
+    assert_eq!(report.repaired, vec![legacy_id], "{report:?}");
+    assert!(
+        report.orphans_removed.is_empty(),
+        "never taken for an orphan: {report:?}"
+    );
+    assert_eq!(scheduler.list(&legacy).await.unwrap(), legacy_written);
+    let item = api.items.get(&pk, &sk).await.unwrap().unwrap();
+    assert!(item.gsi2.is_some(), "indexed now");
+    let report = cp.reconcile_schedules().await.unwrap();
+    assert!(report.reindexed.is_empty() && report.repaired.is_empty(), "{report:?}");
+
     // A paused definition's schedules stay, disabled: that is its desired state.
     api.post(&format!("/v1/backups/{scheduled}/pause"), &t.admin, json!({}))
         .await

@@ -38,6 +38,7 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
             "checked": r.checked,
             "repaired": r.repaired,
             "orphansRemoved": r.orphans_removed,
+            "reindexed": r.reindexed,
             "failed": r.failed.iter().map(|(id, why)| json!({ "id": id, "error": why })).collect::<Vec<_>>(),
         }),
         Err(e) => {

@@ -25,6 +25,10 @@ pub struct ScheduleReconcileReport {
     pub orphans_removed: Vec<String>,
     /// What could not be repaired, with why: tried again at the next run.
     pub failed: Vec<(String, String)>,
+    /// Definitions written before the definitions' index (GSI2 `BKPDEF`) existed, found
+    /// through their schedules and indexed now. One whose schedules are all gone as well
+    /// is found at its next write.
+    pub reindexed: Vec<BackupDefinitionId>,
 }
 
 impl ControlPlane {
@@ -35,6 +39,7 @@ impl ControlPlane {
         let Some(scheduler) = &self.scheduler else {
             return Ok(report);
         };
+        let started = self.now();
         let mut definitions = Vec::new();
         let mut cursor = None;
         loop {
@@ -64,9 +69,32 @@ impl ControlPlane {
             if known.contains(&id) || id.parse::<BackupDefinitionId>().is_err() {
                 continue;
             }
-            // Created since the listing above: not an orphan.
-            if self.definition_exists(&id).await? {
-                continue;
+            match self.definition_of_schedules(&id).await? {
+                // Written before the definitions' index existed (or, rarely, created since
+                // the listing above: left alone, it is indexed): index it by writing it
+                // again, then repair it like the others.
+                Some(def) if def.updated_at < started => {
+                    report.checked += 1;
+                    let def_id = def.id;
+                    let expected = def.version;
+                    let outcome = match self.store.update(def, expected).await {
+                        Ok(def) => {
+                            report.reindexed.push(def_id);
+                            self.reconcile_definition(&def).await
+                        }
+                        // Edited meanwhile: that write indexed it.
+                        Err(crate::Error::PreconditionFailed { .. }) => Ok(false),
+                        Err(e) => Err(e),
+                    };
+                    match outcome {
+                        Ok(true) => report.repaired.push(def_id),
+                        Ok(false) => {}
+                        Err(e) => report.failed.push((id, e.to_string())),
+                    }
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
             }
             match scheduler.sync(&id, &[]).await {
                 Ok(()) => report.orphans_removed.push(id),
@@ -99,21 +127,20 @@ impl ControlPlane {
 
     /// Whether the definition a schedule set belongs to exists now: its schedules' input
     /// names the org, where the definition is looked up.
-    async fn definition_exists(&self, id: &str) -> Result<bool> {
+    async fn definition_of_schedules(&self, id: &str) -> Result<Option<BackupDefinition>> {
         let (Ok(def_id), Some(scheduler)) = (id.parse::<BackupDefinitionId>(), &self.scheduler) else {
-            return Ok(false);
+            return Ok(None);
         };
         for schedule in scheduler.list(id).await? {
-            if self
+            if let Some(def) = self
                 .store
                 .find::<BackupDefinition>(&schedule.input.org_id, &def_id)
                 .await?
-                .is_some()
             {
-                return Ok(true);
+                return Ok(Some(def));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 
