@@ -26,6 +26,7 @@ use arca_core::model::agent::{AgentJob, BackupResult, ProgressReport, RestoreRes
 use arca_core::model::backup::PvMode;
 use arca_core::model::cloud::ebs::EbsVolumeRef;
 use arca_core::model::job::{JobCounters, JobState, JobType};
+use arca_core::model::layout;
 use arca_core::model::recovery::{BackupDetails, ResourceIssue};
 use arca_core::model::restore::{MAX_OBJECTS_PER_BATCH, ObjectOutcome, RestoreObjectResult};
 use arca_core::ports::ObjectStore;
@@ -52,7 +53,6 @@ pub fn own_namespace() -> Option<String> {
 }
 
 /// Folder of the cluster's resource archive under its cluster prefix.
-const ARCHIVE_FOLDER: &str = "resources";
 /// At most this many per-object lines (failures, skips) go to the job log.
 const MAX_DETAIL_LINES: usize = 40;
 
@@ -196,25 +196,9 @@ impl volumes::RepoAccess for JobRepoAccess {
     }
 }
 
-/// `<clusterPrefix>resources`
+/// `<clusterPrefix>resources` ([`layout`]).
 fn archive_prefix(access: &DestinationAccess) -> String {
-    let base = access.cluster_prefix.trim_matches('/');
-    if base.is_empty() {
-        ARCHIVE_FOLDER.to_string()
-    } else {
-        format!("{base}/{ARCHIVE_FOLDER}")
-    }
-}
-
-/// A recovery point's location prefix split into the archive store's prefix and the
-/// archive id (`<prefix>/archives/<id>`).
-pub fn split_location(prefix: &str) -> Option<(&str, &str)> {
-    let (base, id) = prefix.trim_end_matches('/').rsplit_once("/archives/")?;
-    (!base.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some((base, id))
-}
-
-fn archive_location(archive_prefix: &str, archive_id: &str) -> String {
-    format!("{archive_prefix}/archives/{archive_id}")
+    layout::cluster_folder(&access.cluster_prefix, layout::RESOURCES_FOLDER)
 }
 
 impl ResourceRunner {
@@ -358,7 +342,7 @@ impl ResourceRunner {
         let Some(location) = &point.location else {
             return failed(format!("recovery point {} has no location", point.id));
         };
-        let Some((prefix, archive_id)) = split_location(&location.prefix) else {
+        let Some((prefix, archive_id)) = layout::split_location(&location.prefix) else {
             return failed(format!(
                 "recovery point {} holds no resource archive this agent can read (location {:?})",
                 point.id, location.prefix
@@ -525,7 +509,7 @@ impl ResourceRunner {
         let Some(point) = &job.recovery_point else {
             return failed("the job carries no recovery point");
         };
-        let location = point.location.as_ref().and_then(|l| split_location(&l.prefix));
+        let location = point.location.as_ref().and_then(|l| layout::split_location(&l.prefix));
         let records = &point.details.volumes;
         let mut destination = None;
         if location.is_some() || records.iter().any(|r| r.copy.is_some()) {
@@ -564,7 +548,7 @@ impl ResourceRunner {
             };
         };
         // The manifest first: an archive without it is incomplete and never opened again.
-        let folder = format!("{}/", archive_location(prefix, archive_id));
+        let folder = format!("{}/", layout::archive_location(prefix, archive_id));
         let manifest = format!("{folder}manifest");
         if let Err(e) = store.delete(&manifest).await {
             return failed(format!("deleting the archive manifest: {e}"));
@@ -726,7 +710,7 @@ fn backup_outcome(
         reason,
         counters: Some(counters),
         backup: Some(BackupResult {
-            prefix: archive_location(prefix, &manifest.archive_id),
+            prefix: layout::archive_location(prefix, &manifest.archive_id),
             resource_count: manifest.objects as u64,
             pv_count: captured,
             snapshot_bytes: volumes.snapshot_bytes(),
@@ -838,17 +822,6 @@ impl ArchiveWriter for CountingWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations_split_into_archive_prefix_and_id() {
-        assert_eq!(
-            split_location("org/cl/resources/archives/01abc"),
-            Some(("org/cl/resources", "01abc"))
-        );
-        assert_eq!(split_location("stub/job_1"), None);
-        assert_eq!(split_location("org/cl/resources/archives/../x"), None);
-        assert_eq!(split_location("/archives/01abc"), None);
-    }
 
     fn manifest(pvcs: usize) -> Manifest {
         Manifest {

@@ -81,7 +81,19 @@ impl JobRunner for StubRunner {
                 reason: None,
                 counters: Some(JobCounters::default()),
                 backup: Some(BackupResult {
-                    prefix: format!("stub/{}", job.job.id),
+                    // Where a real backup's archive would be, in a destination without a
+                    // prefix of its own (an archive id is alphanumeric).
+                    prefix: arca_core::model::layout::archive_location(
+                        &arca_core::model::layout::cluster_folder(
+                            &arca_core::model::layout::cluster_prefix(
+                                "",
+                                &job.job.org_id,
+                                &job.job.cluster_id.unwrap_or_default(),
+                            ),
+                            arca_core::model::layout::RESOURCES_FOLDER,
+                        ),
+                        &job.job.id.to_string().replace('_', ""),
+                    ),
                     ..Default::default()
                 }),
                 messages: vec![

@@ -536,10 +536,13 @@ async fn agent_backs_up(url: &str, token: &str, trigger: impl FnOnce()) -> Strin
         .unwrap_or_else(|| panic!("{polled}"))
         .to_owned();
     let lease = polled["leaseToken"].as_str().unwrap().to_owned();
+    // The archive where the job's destination access says this cluster's data goes.
+    let access = call(&format!("/v1/agent/jobs/{job}/credentials"), Some(&session), json!({})).await;
+    let prefix = format!("{}resources/archives/x1", access["clusterPrefix"].as_str().unwrap());
     let done = call(
         &format!("/v1/agent/jobs/{job}/complete"),
         Some(&session),
-        json!({ "leaseToken": lease, "state": "COMPLETED", "backup": { "prefix": "archives/x", "resourceCount": 3 } }),
+        json!({ "leaseToken": lease, "state": "COMPLETED", "backup": { "prefix": prefix, "resourceCount": 3 } }),
     )
     .await;
     done["recoveryPointId"]

@@ -11,14 +11,12 @@ use std::sync::Arc;
 
 use arca_aws::s3_connection::S3Connection;
 use arca_core::model::destination::DestinationTarget;
+use arca_core::model::layout;
 use arca_core::ports::ObjectStore;
 use arca_core::ports::credentials::{DestinationAccess, TemporaryCredentials};
 use arca_repo::{KdfParams, PassphraseWrapper, RepoError, Repository};
 
 use crate::renewal::{Renewal, RenewingCredentials, sdk_credentials};
-
-/// Folder of the cluster's volume repository under its cluster prefix.
-pub const REPOSITORY_FOLDER: &str = "volumes";
 
 /// The destination's store rooted at `prefix` (`""`: the destination's root). With
 /// `renewal`, vended credentials are renewed from the control plane before they lapse
@@ -85,14 +83,9 @@ pub async fn open_store_at(
     }
 }
 
-/// `<clusterPrefix>volumes`
+/// `<clusterPrefix>volumes` ([`layout`]).
 pub fn cluster_repository(access: &DestinationAccess) -> String {
-    let base = access.cluster_prefix.trim_matches('/');
-    if base.is_empty() {
-        REPOSITORY_FOLDER.to_string()
-    } else {
-        format!("{base}/{REPOSITORY_FOLDER}")
-    }
+    layout::cluster_folder(&access.cluster_prefix, layout::VOLUMES_FOLDER)
 }
 
 /// The repository passphrase of an org's archive key.

@@ -46,6 +46,28 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         .expect(200);
     let source_prefix = access.body["clusterPrefix"].as_str().unwrap().to_owned();
     assert!(source_prefix.ends_with(&format!("/{}/", source.0)), "{}", access.text);
+    // A location outside the cluster's own archives is refused, and the job stays the
+    // agent's to complete: another cluster's archive (restores would read it, retention
+    // would delete it), a way out of the prefix, something that is no archive.
+    let theirs = source_prefix.replace(&source.0, &target.0);
+    for bad in [
+        format!("{theirs}resources/archives/a1"),
+        format!("{source_prefix}resources/../../{}/resources/archives/a1", target.0),
+        format!("{source_prefix}resources/archives/a-1"),
+        "archives/x".to_string(),
+    ] {
+        let refused = api
+            .agent(
+                &source.1,
+                &format!("/v1/agent/jobs/{job}/complete"),
+                Some(&source.2),
+                json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
+                        "backup": { "prefix": bad, "resourceCount": 1 } }),
+            )
+            .await
+            .problem(400, "validation_failed");
+        assert_eq!(refused.body["field"], "backup.prefix", "{bad}: {}", refused.text);
+    }
     let done = api
         .agent(
             &source.1,

@@ -31,7 +31,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
             &gone_token,
             &session,
             &backup,
-            json!({ "prefix": "resources/archives/g1", "resourceCount": 2 }),
+            json!({ "prefix": common::archive_at(&t.org_id, &gone, "g1"), "resourceCount": 2 }),
         )
         .await;
     let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
@@ -209,7 +209,7 @@ async fn with_no_agent_left_an_admin_purges_a_deleted_clusters_data() {
                 &gone_token,
                 &session,
                 &backup,
-                json!({ "prefix": format!("resources/archives/p{n}"), "resourceCount": 1 }),
+                json!({ "prefix": common::archive_at(&t.org_id, &gone, &format!("p{n}")), "resourceCount": 1 }),
             )
             .await;
         points.push(done.body["recoveryPointId"].as_str().unwrap().to_owned());

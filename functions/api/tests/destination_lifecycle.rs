@@ -30,7 +30,7 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
             &token,
             &session,
             &backup,
-            json!({ "prefix": "resources/archives/a1", "resourceCount": 3 }),
+            json!({ "prefix": common::archive_at(&t.org_id, &cluster, "a1"), "resourceCount": 3 }),
         )
         .await;
     let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();

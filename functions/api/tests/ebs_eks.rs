@@ -125,7 +125,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .break_volume("vol-0gone", "InvalidVolume.NotFound: the volume does not exist");
     let completion = json!({
         "leaseToken": lease, "state": "COMPLETED",
-        "backup": { "prefix": "archives/x", "resourceCount": 12, "ebsVolumes": [
+        "backup": { "prefix": common::archive_at(&t.org_id, &cluster_id, "x"), "resourceCount": 12, "ebsVolumes": [
             { "pvName": "pv-data", "volumeId": "vol-0aaa", "availabilityZone": "us-east-1a" },
             { "pvName": "pv-old", "volumeId": "vol-0gone" },
         ] },
@@ -525,7 +525,7 @@ async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
             Some(&session),
             json!({
                 "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                "backup": { "prefix": "archives/y", "resourceCount": 3, "ebsVolumes": [
+                "backup": { "prefix": common::archive_at(&t.org_id, &cluster, "y"), "resourceCount": 3, "ebsVolumes": [
                     { "pvName": "pv-db", "volumeId": "vol-0ccc" },
                 ] },
             }),
@@ -628,7 +628,7 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
             Some(&session),
             json!({
                 "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                "backup": { "prefix": "archives/z", "resourceCount": 4, "ebsVolumes": [
+                "backup": { "prefix": common::archive_at(&t.org_id, &cluster, "z"), "resourceCount": 4, "ebsVolumes": [
                     { "pvName": "pv-db", "volumeId": "vol-0db", "availabilityZone": "us-east-1a",
                       "claim": { "namespace": "shop", "name": "db" }, "fsType": "xfs" },
                 ] },

@@ -401,6 +401,16 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/destinations"), CreateInOwnOrg(s3.clone())),
         (("GET", "/v1/destinations/{id}"), ForeignId { body: None }),
         (("GET", "/v1/destinations/{id}/maintenance"), ForeignId { body: None }),
+        (
+            ("POST", "/v1/destinations/{id}/repositories/{clusterId}/purge"),
+            ForeignId {
+                body: Some(json!({ "includeUnexpired": true })),
+            },
+        ),
+        (
+            ("POST", "/v1/destinations/{id}/repositories/{clusterId}/purge/complete"),
+            ForeignId { body: None },
+        ),
         (("PUT", "/v1/destinations/{id}"), ForeignId { body: Some(s3) }),
         (("DELETE", "/v1/destinations/{id}"), ForeignId { body: None }),
         (("GET", "/v1/policies"), List),
@@ -494,7 +504,9 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
         let what = format!("{method} {path}");
         match case {
             Case::ForeignId { body } => {
-                let concrete = path.replace("{id}", &world.ids[kind(path)]);
+                let concrete = path
+                    .replace("{id}", &world.ids[kind(path)])
+                    .replace("{clusterId}", &world.ids["clusters"]);
                 // A's real ETag, so nothing but the org stands in the way.
                 let etag = before[kind(path)].clone();
                 let reply: Reply = api

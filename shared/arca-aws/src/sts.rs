@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use arca_core::ids::OrgId;
 use arca_core::model::destination::{Destination, DestinationTarget};
-use arca_core::ports::credentials::{
-    ConfigVendor, CredentialVendor, DestinationAccess, Grant, TemporaryCredentials, cluster_prefix,
-};
+use arca_core::model::layout::cluster_prefix;
+use arca_core::ports::credentials::{ConfigVendor, CredentialVendor, DestinationAccess, Grant, TemporaryCredentials};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_sts::Client;

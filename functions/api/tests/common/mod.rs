@@ -318,3 +318,9 @@ impl Api {
         self.post("/v1/backups", key, body).await
     }
 }
+
+/// Where an agent reports a backup's archive in a destination without a prefix of its
+/// own (`arca_core::model::layout`).
+pub fn archive_at(org: &str, cluster: &str, archive_id: &str) -> String {
+    format!("{org}/{cluster}/resources/archives/{archive_id}")
+}

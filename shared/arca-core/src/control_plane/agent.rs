@@ -10,7 +10,7 @@ use crate::model::agent::{
 };
 use crate::model::backup::{BackupDefinition, PvMode};
 use crate::model::cluster::{Cluster, Heartbeat};
-use crate::model::destination::{Destination, effective_destination};
+use crate::model::destination::{Destination, DestinationTarget, effective_destination};
 use crate::model::job::{Job, JobState, JobType};
 use crate::model::org::Org;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
@@ -507,7 +507,10 @@ impl ControlPlane {
                 };
                 let def = self.store.find::<BackupDefinition>(&job.org_id, &def_id).await?;
                 let location = match &def {
-                    Some(d) => self.location_of(&job.org_id, d, report).await?,
+                    Some(d) => {
+                        let cluster = job.cluster_id.unwrap_or(d.spec.cluster_id);
+                        self.location_of(&job.org_id, d, &cluster, report).await?
+                    }
                     None => None,
                 };
                 let result = report.backup.clone().unwrap_or_default();
@@ -594,6 +597,7 @@ impl ControlPlane {
         &self,
         org_id: &OrgId,
         def: &BackupDefinition,
+        cluster: &crate::ids::ClusterId,
         report: &CompletionReport,
     ) -> Result<Option<RecoveryPointLocation>> {
         let org = self.store.get::<Org>(org_id, org_id).await?;
@@ -602,14 +606,33 @@ impl ControlPlane {
             .find::<Cluster>(org_id, &def.spec.cluster_id)
             .await?
             .and_then(|c| c.spec.default_destination_id);
-        Ok(
-            effective_destination(def.spec.destination_id, cluster_default, org.default_destination_id).map(|e| {
-                RecoveryPointLocation {
-                    destination_id: e.destination_id,
-                    prefix: report.backup.as_ref().map(|b| b.prefix.clone()).unwrap_or_default(),
-                }
-            }),
-        )
+        let Some(effective) =
+            effective_destination(def.spec.destination_id, cluster_default, org.default_destination_id)
+        else {
+            return Ok(None);
+        };
+        let prefix = report.backup.as_ref().map(|b| b.prefix.clone()).unwrap_or_default();
+        if report.backup.is_some() {
+            // The destination's own prefix where the control plane knows it; Arca-managed
+            // storage's is the deployment's.
+            let base = match self
+                .store
+                .find::<Destination>(org_id, &effective.destination_id)
+                .await?
+            {
+                Some(d) => match d.spec.target {
+                    DestinationTarget::S3 { prefix, .. } => Some(prefix),
+                    DestinationTarget::LocalFilesystem { .. } => Some(String::new()),
+                    DestinationTarget::ArcaManaged { .. } => None,
+                },
+                None => None,
+            };
+            crate::model::layout::check_reported_location(&prefix, base.as_deref(), org_id, cluster)?;
+        }
+        Ok(Some(RecoveryPointLocation {
+            destination_id: effective.destination_id,
+            prefix,
+        }))
     }
 
     /// Access to the destination of one of the agent's jobs (see `credentials`).

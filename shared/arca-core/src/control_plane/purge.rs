@@ -166,6 +166,8 @@ impl ControlPlane {
     /// [`ControlPlane::complete_purge`] for `org`, whoever asks.
     async fn finish_purge(&self, org: &OrgId, key: &RepositoryKey) -> Result<PurgeDone> {
         let (org, key) = (*org, key.clone());
+        // Another org's destination reads as absent, whatever is asked of it.
+        self.store.get::<Destination>(&org, &key.destination_id).await?;
         let upkeep = self
             .store
             .find::<RepositoryUpkeep>(&org, &key)

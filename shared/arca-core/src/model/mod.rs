@@ -12,6 +12,7 @@ pub mod destination;
 pub mod dispatch;
 pub mod install;
 pub mod job;
+pub mod layout;
 pub mod maintenance;
 pub mod org;
 pub mod plan;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClusterId, OrgId};
 use crate::model::destination::{Destination, DestinationTarget};
+use crate::model::layout::cluster_prefix;
 use crate::{Error, Result};
 
 /// Temporary AWS credentials. Never logged: `Debug` hides the secret parts.
@@ -38,7 +39,8 @@ impl std::fmt::Debug for TemporaryCredentials {
 pub struct DestinationAccess {
     pub destination_id: crate::ids::DestinationId,
     pub target: DestinationTarget,
-    /// Where this cluster's data goes inside the destination: `<prefix>/<org>/<cluster>/`.
+    /// Where this cluster's data goes inside the destination: `<prefix>/<org>/<cluster>/`
+    /// ([`crate::model::layout`]).
     pub cluster_prefix: String,
     /// Present for Arca-managed storage only.
     #[serde(default)]
@@ -47,16 +49,6 @@ pub struct DestinationAccess {
     /// when the deployment has no master key configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_key: Option<crate::model::archive_key::ArchiveKeyHex>,
-}
-
-/// The prefix of a cluster's data inside a destination.
-pub fn cluster_prefix(base: &str, org: &OrgId, cluster: &ClusterId) -> String {
-    let base = base.trim_matches('/');
-    if base.is_empty() {
-        format!("{org}/{cluster}/")
-    } else {
-        format!("{base}/{org}/{cluster}/")
-    }
 }
 
 /// What one job may do in its destination, and under which cluster's prefix.
@@ -121,14 +113,6 @@ impl CredentialVendor for ConfigVendor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_are_per_org_and_cluster() {
-        let org = OrgId::new();
-        let cl = ClusterId::new();
-        assert_eq!(cluster_prefix("", &org, &cl), format!("{org}/{cl}/"));
-        assert_eq!(cluster_prefix("/backups/", &org, &cl), format!("backups/{org}/{cl}/"));
-    }
 
     #[test]
     fn secrets_stay_out_of_debug() {
