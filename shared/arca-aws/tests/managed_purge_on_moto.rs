@@ -3,6 +3,8 @@
 //! opener the retention function is wired with (`arca_aws::wiring::ControlPlaneEnv`),
 //! with the store on DynamoDB, all on moto. A cluster whose points are not all due yet waits, and says so.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on any error
+
 use std::sync::Arc;
 use std::time::Duration;
 
