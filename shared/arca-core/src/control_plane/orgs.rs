@@ -203,22 +203,35 @@ impl ControlPlane {
     /// Deletes a key (admin). The last admin key cannot go: the org would be locked out.
     pub async fn delete_api_key(&self, p: &Principal, id: &ApiKeyId, expected_version: u64) -> Result<()> {
         p.require(Role::Admin)?;
-        let key = self.store.get::<ApiKey>(&p.org_id, id).await?;
-        if key.role == Role::Admin {
-            let admins = self
-                .store
-                .list_all::<ApiKey>(&p.org_id)
-                .await?
-                .into_iter()
-                .filter(|k| k.role == Role::Admin)
-                .count();
-            if admins <= 1 {
-                return Err(Error::conflict_of(
-                    crate::error::ConflictKind::LastAdminKey,
-                    "this is the org's last admin key: create another admin key first",
-                ));
+        let org = p.org_id;
+        self.retrying(|| async move {
+            let key = self.store.get::<ApiKey>(&org, id).await?;
+            if key.version != expected_version {
+                return Err(self.store.version_failure::<ApiKey>(&org, id, expected_version).await);
             }
-        }
-        self.store.delete::<ApiKey>(&p.org_id, id, expected_version).await
+            let mut tx = Tx::new();
+            tx.delete::<ApiKey>(&org, id, expected_version);
+            if key.role == Role::Admin {
+                // Another admin key must still be there, unchanged, when this one goes (one
+                // transaction): two admins deleting each other's keys at once cannot leave
+                // the org with none; the loser re-reads and is refused.
+                let other = self
+                    .store
+                    .list_all::<ApiKey>(&org)
+                    .await?
+                    .into_iter()
+                    .filter(|k| k.role == Role::Admin && k.id != key.id)
+                    .min_by_key(|k| k.id)
+                    .ok_or_else(|| {
+                        Error::conflict_of(
+                            crate::error::ConflictKind::LastAdminKey,
+                            "this is the org's last admin key: create another admin key first",
+                        )
+                    })?;
+                tx.check::<ApiKey>(&org, &other.id, other.version);
+            }
+            self.store.commit(tx).await.map_err(super::retry_on_conflict)
+        })
+        .await
     }
 }
