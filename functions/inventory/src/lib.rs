@@ -193,6 +193,51 @@ pub async fn apply_link(cp: &ControlPlane, req: &CustomResourceRequest, retry: L
     }
 }
 
+/// Where answers to CloudFormation may go. The account-link topic takes messages from
+/// any role stack, so a message's `ResponseURL` is whatever its sender chose: the function
+/// answers only CloudFormation's own pre-signed S3 URLs
+/// (`https://cloudformation-custom-resource-response-<region>.s3…amazonaws.com[.cn]/…`) and
+/// ignores the rest, neither linking nor answering, without failing the batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResponseUrls {
+    /// One more accepted prefix: an emulator's endpoint in tests; unset on AWS.
+    also: Option<String>,
+}
+
+/// The variable naming [`ResponseUrls`]' extra prefix.
+pub const RESPONSE_URL_PREFIX_ENV: &str = "ARCA_CFN_RESPONSE_URL_PREFIX";
+
+impl ResponseUrls {
+    pub fn from_env() -> Self {
+        ResponseUrls {
+            also: std::env::var(RESPONSE_URL_PREFIX_ENV).ok().filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// CloudFormation's URLs and those starting with `prefix`.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        ResponseUrls {
+            also: Some(prefix.into()),
+        }
+    }
+
+    pub fn allows(&self, url: &str) -> bool {
+        if self.also.as_deref().is_some_and(|p| url.starts_with(p)) {
+            return true;
+        }
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let host = parsed.host_str().unwrap_or_default();
+        parsed.scheme() == "https"
+            && parsed.username().is_empty()
+            && parsed.password().is_none()
+            && parsed.port().is_none()
+            && host.starts_with("cloudformation-custom-resource-response-")
+            && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+    }
+}
+
 /// Sends the answer to the pre-signed ResponseURL (S3). CloudFormation's pre-signed URL
 /// is signed without a content type, so none is sent.
 pub async fn respond(http: &reqwest::Client, url: &str, response: &CustomResourceResponse) -> Result<()> {
@@ -214,7 +259,13 @@ pub async fn respond(http: &reqwest::Client, url: &str, response: &CustomResourc
 }
 
 /// The whole function over a control plane.
-pub async fn run(cp: &ControlPlane, http: &reqwest::Client, event: Value, retry: LinkRetry) -> Result<Value> {
+pub async fn run(
+    cp: &ControlPlane,
+    http: &reqwest::Client,
+    event: Value,
+    retry: LinkRetry,
+    urls: &ResponseUrls,
+) -> Result<Value> {
     match request(event)? {
         Request::Everything => {
             let reports = cp.inventory_everything().await?;
@@ -242,6 +293,22 @@ pub async fn run(cp: &ControlPlane, http: &reqwest::Client, event: Value, retry:
         Request::AccountLinks(requests) => {
             let mut answered = Vec::new();
             for req in &requests {
+                if !urls.allows(&req.response_url) {
+                    // Not CloudFormation's: nothing is linked and nobody is answered. The URL
+                    // is not logged (a pre-signed URL is a credential), only where it points.
+                    let host = reqwest::Url::parse(&req.response_url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        request = %req.request_type,
+                        stack = %req.stack_id,
+                        response_host = %host,
+                        "role stack notification ignored: its ResponseURL is not CloudFormation's"
+                    );
+                    answered.push("IGNORED".to_string());
+                    continue;
+                }
                 let response = apply_link(cp, req, retry).await;
                 tracing::info!(
                     request = %req.request_type,
@@ -260,6 +327,32 @@ pub async fn run(cp: &ControlPlane, http: &reqwest::Client, event: Value, retry:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_cloudformations_response_urls_are_answered() {
+        let urls = ResponseUrls::default();
+        for ok in [
+            "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3A?X-Amz-Signature=1",
+            "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/x",
+            "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/x",
+        ] {
+            assert!(urls.allows(ok), "{ok}");
+        }
+        for bad in [
+            "http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x",
+            "https://attacker.example.com/collect",
+            "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com.evil.io/x",
+            "https://cloudformation-custom-resource-response-x.s3.amazonaws.com:8443/x",
+            "https://user:pw@cloudformation-custom-resource-response-x.s3.amazonaws.com/x",
+            "https://169.254.169.254/latest/meta-data/",
+            "not a url",
+        ] {
+            assert!(!urls.allows(bad), "{bad}");
+        }
+        let testing = ResponseUrls::with_prefix("http://127.0.0.1:5000/");
+        assert!(testing.allows("http://127.0.0.1:5000/bucket/key"));
+        assert!(!testing.allows("http://127.0.0.1:6000/bucket/key"));
+    }
 
     #[test]
     fn the_fixed_schedule_means_everything() {

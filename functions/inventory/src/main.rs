@@ -10,9 +10,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = arca_aws::config::load().await;
     let cp = arca_aws::wiring::ControlPlaneEnv::from_env()?.control_plane(&sdk, ControlPlaneConfig::default())?;
     let http = reqwest::Client::new();
-    let (cp, http) = (&cp, &http);
+    let urls = inventory::ResponseUrls::from_env();
+    let (cp, http, urls) = (&cp, &http, &urls);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        Ok::<_, lambda_runtime::Error>(inventory::run(cp, http, event.payload, inventory::LinkRetry::default()).await?)
+        Ok::<_, lambda_runtime::Error>(
+            inventory::run(cp, http, event.payload, inventory::LinkRetry::default(), urls).await?,
+        )
     }))
     .await
 }

@@ -121,11 +121,39 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
         pause: Duration::from_millis(10),
     };
 
+    // Answers go to moto's pre-signed URLs here, to CloudFormation's on AWS.
+    let urls = inventory::ResponseUrls::with_prefix(env.endpoint_url.clone());
+
+    // A ResponseURL that is not CloudFormation's, with the right ExternalId: ignored (no
+    // link, no answer), and the batch does not fail.
+    let out = inventory::run(
+        &cp,
+        &http,
+        sns_event(
+            "Create",
+            "https://collector.example.com/steal",
+            properties(&account.external_id),
+        ),
+        retry,
+        &urls,
+    )
+    .await
+    .expect("run");
+    assert_eq!(out["answered"], json!(["IGNORED"]));
+    let still = cp.get_cloud_account(&p, &account.id).await.expect("get").account;
+    assert_eq!((still.state, still.role_arn), (CloudAccountState::Pending, None));
+
     // A forged request (someone else's ExternalId): the stack fails, nothing is linked.
     let url = presigned("forged").await;
-    inventory::run(&cp, &http, sns_event("Create", &url, properties("arca-guess")), retry)
-        .await
-        .expect("run");
+    inventory::run(
+        &cp,
+        &http,
+        sns_event("Create", &url, properties("arca-guess")),
+        retry,
+        &urls,
+    )
+    .await
+    .expect("run");
     let forged = answer("forged").await;
     assert_eq!(forged.status, "FAILED");
     assert!(forged.reason.contains("does not match"), "{forged:?}");
@@ -139,6 +167,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
         &http,
         sns_event("Create", &url, properties(&account.external_id)),
         retry,
+        &urls,
     )
     .await
     .expect("run");
@@ -165,6 +194,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
         &http,
         sns_event("Update", &url, properties(&account.external_id)),
         retry,
+        &urls,
     )
     .await
     .expect("run");
@@ -177,8 +207,14 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
 
     // Delete always succeeds, even for a link Arca never heard of.
     let url = presigned("delete").await;
-    inventory::run(&cp, &http, sns_event("Delete", &url, properties("arca-guess")), retry)
-        .await
-        .expect("run");
+    inventory::run(
+        &cp,
+        &http,
+        sns_event("Delete", &url, properties("arca-guess")),
+        retry,
+        &urls,
+    )
+    .await
+    .expect("run");
     assert_eq!(answer("delete").await.status, "SUCCESS");
 }
