@@ -68,6 +68,23 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
             .problem(400, "validation_failed");
         assert_eq!(refused.body["field"], "backup.prefix", "{bad}: {}", refused.text);
     }
+    // EBS volumes the control plane would snapshot in the linked account: well-formed ids.
+    let refused = api
+        .agent(
+            &source.1,
+            &format!("/v1/agent/jobs/{job}/complete"),
+            Some(&source.2),
+            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
+                    "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1,
+                                "ebsVolumes": [{ "pvName": "pv-1", "volumeId": "vol-1/../../snap" }] } }),
+        )
+        .await
+        .problem(400, "validation_failed");
+    assert_eq!(
+        refused.body["field"], "backup.ebsVolumes[0].volumeId",
+        "{}",
+        refused.text
+    );
     let done = api
         .agent(
             &source.1,

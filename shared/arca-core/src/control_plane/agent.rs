@@ -505,6 +505,9 @@ impl ControlPlane {
                 let Some(def_id) = job.definition_id else {
                     return Ok(None);
                 };
+                if let Some(result) = &report.backup {
+                    result.check()?;
+                }
                 let def = self.store.find::<BackupDefinition>(&job.org_id, &def_id).await?;
                 let location = match &def {
                     Some(d) => {

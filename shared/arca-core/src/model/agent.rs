@@ -186,6 +186,47 @@ pub struct BackupResult {
     pub ebs_volumes: Vec<crate::model::cloud::ebs::EbsVolumeRef>,
 }
 
+/// The most EBS volumes one backup may ask the control plane to snapshot: as many as a
+/// point records volumes ([`crate::model::recovery::MAX_VOLUMES`]).
+pub const MAX_EBS_VOLUMES: usize = crate::model::recovery::MAX_VOLUMES;
+
+impl BackupResult {
+    /// What the control plane acts on from an agent's report, checked before it does:
+    /// the EBS volumes it will snapshot in the linked account (bounded, each an EBS volume
+    /// id, each once). The location is checked against the destination
+    /// ([`crate::model::layout::check_reported_location`]).
+    pub fn check(&self) -> crate::Result<()> {
+        if self.ebs_volumes.len() > MAX_EBS_VOLUMES {
+            return Err(crate::Error::invalid(
+                "backup.ebsVolumes",
+                format!(
+                    "{} volumes: at most {MAX_EBS_VOLUMES} per backup",
+                    self.ebs_volumes.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, v) in self.ebs_volumes.iter().enumerate() {
+            if !crate::model::cloud::ebs::is_volume_id(&v.volume_id) {
+                return Err(crate::Error::invalid(
+                    format!("backup.ebsVolumes[{i}].volumeId"),
+                    format!(
+                        "{:?} is not an EBS volume id",
+                        v.volume_id.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+            if !seen.insert(v.volume_id.as_str()) {
+                return Err(crate::Error::invalid(
+                    format!("backup.ebsVolumes[{i}].volumeId"),
+                    format!("{} is reported twice", v.volume_id),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One batch of a restore's per-object results (`POST /v1/agent/jobs/{id}/results`):
 /// batch `seq` holds objects `seq * 100 ..`; sending a batch again replaces it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,3 +262,38 @@ pub struct CompletionReport {
 
 /// The header that carries the session id on every agent call but connect.
 pub const SESSION_HEADER: &str = "x-arca-agent-session";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cloud::ebs::EbsVolumeRef;
+
+    fn with_volumes(ids: &[&str]) -> BackupResult {
+        BackupResult {
+            ebs_volumes: ids
+                .iter()
+                .map(|id| EbsVolumeRef {
+                    pv_name: format!("pv-{id}"),
+                    volume_id: (*id).to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reported_ebs_volumes_are_bounded_well_formed_and_distinct() {
+        assert!(with_volumes(&["vol-0123456789abcdef0", "vol-0aaa"]).check().is_ok());
+        let many: Vec<String> = (0..=MAX_EBS_VOLUMES).map(|i| format!("vol-{i:08x}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let err = with_volumes(&many).check().unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+        for bad in ["vol-../../x", "snap-0123", "vol-", "i-0123"] {
+            let err = with_volumes(&[bad]).check().unwrap_err();
+            assert!(err.to_string().contains("volumeId"), "{bad}: {err}");
+        }
+        let err = with_volumes(&["vol-0aaa", "vol-0aaa"]).check().unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+}

@@ -94,10 +94,15 @@ pub fn ebs_volume_of(pv_spec: &serde_json::Value) -> Option<(String, Option<Stri
         },
         None => (zone_hint, raw),
     };
-    let valid = id
-        .strip_prefix("vol-")
-        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_alphanumeric()));
-    valid.then(|| (id.to_string(), zone))
+    is_volume_id(id).then(|| (id.to_string(), zone))
+}
+
+/// Whether `id` reads as an EBS volume id: `vol-` and up to 32 letters or digits (AWS's
+/// are 8 or 17 hex digits; emulators' differ). The agent reads PVs by it, and the control
+/// plane checks reported volumes by it.
+pub fn is_volume_id(id: &str) -> bool {
+    id.strip_prefix("vol-")
+        .is_some_and(|rest| (1..=32).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// One EBS snapshot Arca took for a recovery point.
