@@ -92,9 +92,19 @@ async fn an_install_link_works_once_and_rotates_the_agent_token() {
     assert_eq!(secret["stringData"]["ARCA_CLUSTER_ID"], cluster.as_str());
     let new_token = token_in(&manifest.text);
     assert!(new_token.starts_with("arcagent_") && new_token != first_token);
-    // ...whose token is now the cluster's, and the old one is dead.
+    // ...whose token waits for its agent: the running agent keeps working meanwhile (a
+    // link-preview bot that fetched the link stops nothing)...
+    let running = api.agent_session(&first_token).await;
+    api.agent(&first_token, "/v1/agent/heartbeat", Some(&running), json!({}))
+        .await
+        .expect(200);
+    // ...until the new agent's first call makes it the cluster's, and the old one is dead.
     assert!(connects(&api, &new_token).await);
     assert!(!connects(&api, &first_token).await);
+    api.agent(&first_token, "/v1/agent/heartbeat", Some(&running), json!({}))
+        .await
+        .problem(401, "unauthenticated");
+    assert!(connects(&api, &new_token).await, "adopted once, used again");
 
     // The second fetch of the same link is refused.
     fetch(&api, &url).await.problem(410, "install_link_used");
@@ -228,4 +238,48 @@ async fn only_an_admin_of_the_clusters_org_gets_a_link_or_a_manifest() {
     let fresh = token_in(&manifest.text);
     assert!(connects(&api, &fresh).await);
     assert!(!connects(&api, &token).await);
+}
+
+/// A fetched manifest's token that no agent used within its TTL, or whose cluster was
+/// deleted, opens nothing; the running agent's token stays the cluster's.
+#[tokio::test]
+async fn an_unused_manifest_token_expires_and_dies_with_its_cluster() {
+    let api = Api::new();
+    let a = api.signup("org-a").await;
+    let (cluster, token) = api.cluster(&a.admin, "prod", None).await;
+    let link = create_link(&api, &a.admin, &cluster).await.expect(201);
+    let manifest = fetch(&api, link.body["url"].as_str().unwrap()).await.expect(200);
+    let pending = token_in(&manifest.text);
+    let store = api.state.control_plane.store();
+    let org: OrgId = a.org_id.parse().unwrap();
+    let id: ClusterId = cluster.parse().unwrap();
+    let mut waiting = store
+        .get::<arca_core::model::install::PendingAgentToken>(&org, &id)
+        .await
+        .unwrap();
+    let version = waiting.version;
+    waiting.expires_at = DateTime::<Utc>::UNIX_EPOCH;
+    store.update(waiting, version).await.unwrap();
+    assert!(!connects(&api, &pending).await, "expired");
+    assert!(
+        connects(&api, &token).await,
+        "the running agent's token is still the cluster's"
+    );
+
+    // A fresh manifest, then the cluster goes: its token goes with it.
+    let link = create_link(&api, &a.admin, &cluster).await.expect(201);
+    let manifest = fetch(&api, link.body["url"].as_str().unwrap()).await.expect(200);
+    let pending = token_in(&manifest.text);
+    let current = api.get(&format!("/v1/clusters/{cluster}"), &a.admin).await.expect(200);
+    api.delete(&format!("/v1/clusters/{cluster}"), &a.admin, &current.etag())
+        .await
+        .expect(204);
+    assert!(
+        store
+            .find::<arca_core::model::install::PendingAgentToken>(&org, &id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!connects(&api, &pending).await, "its cluster is gone");
 }

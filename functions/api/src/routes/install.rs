@@ -2,9 +2,10 @@
 //!
 //! `POST /v1/clusters/{id}/install` (admin) answers `{url, command, expiresAt}`; the user
 //! runs `kubectl apply -f <url>`, which fetches `GET /v1/install/{token}/agent.yaml` with
-//! no API key. That fetch works once (410 afterwards, and after an hour) and rotates the
-//! cluster's agent token into the manifest's Secret. `GET /v1/clusters/{id}/agent.yaml`
-//! does the same with an API key.
+//! no API key. That fetch works once (410 afterwards, and after an hour) and puts a new
+//! agent token in the manifest's Secret, which becomes the cluster's at the new agent's
+//! first call. `GET /v1/clusters/{id}/agent.yaml` serves it with an API key and rotates
+//! the token at once.
 
 use arca_core::ids::ClusterId;
 use arca_core::model::auth::Role;
@@ -99,7 +100,8 @@ fn manifest_response(s: &AppState, api_url: &str, install: &AgentInstall) -> Api
 
 /// Creates the cluster's one-time install link (replacing any earlier one).
 #[utoipa::path(post, path = "/v1/clusters/{id}/install", tag = "clusters",
-    description = "Role: admin. The link works once, for an hour; fetching it rotates the cluster's agent token.",
+    description = "Role: admin. The link works once, for an hour; the manifest's agent token becomes the cluster's \
+        at the new agent's first call (the running agent keeps working until then).",
     params(("id" = String, Path, description = "cl_<ULID>")),
     responses((status = 201, description = "`{clusterId, url, command, expiresAt, uninstall}`", body = serde_json::Value),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
@@ -151,7 +153,7 @@ pub async fn agent_manifest(
 }
 
 /// The agent manifest behind a one-time install link (no API key: the token is the
-/// credential). Works once; rotates the cluster's agent token.
+/// credential). Works once; its agent token becomes the cluster's at the agent's first call.
 #[utoipa::path(get, path = "/v1/install/{token}/agent.yaml", tag = "clusters", security(()),
     description = "No API key: the one-time token in the path. 410 `install_link_used` (unknown or already \
         fetched) or `install_link_expired`.",

@@ -44,17 +44,50 @@ impl ControlPlane {
         if !text.starts_with(AGENT_TOKEN_PREFIX) || text.len() > 200 {
             return Err(Error::Unauthenticated);
         }
-        match self
-            .store
-            .find_cluster_by_agent_token_hash_cross_tenant(&token.hash())
-            .await?
-        {
+        let hash = token.hash();
+        match self.store.find_cluster_by_agent_token_hash_cross_tenant(&hash).await? {
             Some(c) => Ok(AgentPrincipal {
                 org_id: c.org_id,
                 cluster_id: c.id,
             }),
-            None => Err(Error::Unauthenticated),
+            None => self.adopt_pending_token(&hash).await,
         }
+    }
+
+    /// The first call with the token of a fetched install link's manifest: it becomes the
+    /// cluster's agent token, and the previous one stops working (one transaction, so of
+    /// two racing first calls both succeed and the token is adopted once).
+    async fn adopt_pending_token(&self, hash: &crate::model::secret::SecretHash) -> Result<AgentPrincipal> {
+        use crate::model::install::PendingAgentToken;
+        self.retrying(|| async move {
+            if let Some(c) = self.store.find_cluster_by_agent_token_hash_cross_tenant(hash).await? {
+                return Ok(AgentPrincipal {
+                    org_id: c.org_id,
+                    cluster_id: c.id,
+                });
+            }
+            let Some(pending) = self.store.find_pending_agent_token_by_hash_cross_tenant(hash).await? else {
+                return Err(Error::Unauthenticated);
+            };
+            if pending.expires_at <= self.now() {
+                return Err(Error::Unauthenticated);
+            }
+            let Some(mut cluster) = self.store.find::<Cluster>(&pending.org_id, &pending.cluster_id).await? else {
+                return Err(Error::Unauthenticated);
+            };
+            let expected = cluster.version;
+            cluster.agent_token_hash = Some(hash.clone());
+            cluster.updated_at = self.now();
+            let mut tx = Tx::new();
+            tx.delete::<PendingAgentToken>(&pending.org_id, &pending.cluster_id, pending.version);
+            tx.update(&mut cluster, expected)?;
+            self.store.commit(tx).await.map_err(retry_on_conflict)?;
+            Ok(AgentPrincipal {
+                org_id: cluster.org_id,
+                cluster_id: cluster.id,
+            })
+        })
+        .await
     }
 
     /// The agent item, created if missing (clusters registered before it existed).

@@ -29,7 +29,9 @@ use std::collections::BTreeSet;
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::error::ConflictKind;
-use crate::model::install::{AgentInstall, CreatedInstallLink, INSTALL_LINK_TTL, InstallLink};
+use crate::model::install::{
+    AgentInstall, CreatedInstallLink, INSTALL_LINK_TTL, InstallLink, PENDING_TOKEN_TTL, PendingAgentToken,
+};
 use crate::model::secret::INSTALL_TOKEN_PREFIX;
 
 /// A registered cluster with its agent token, shown this once.
@@ -253,14 +255,18 @@ impl ControlPlane {
             .store
             .find::<crate::model::install::InstallLink>(&p.org_id, id)
             .await?;
+        let pending_token = self.store.find::<PendingAgentToken>(&p.org_id, id).await?;
         let mut tx = Tx::new();
         tx.delete::<Cluster>(&p.org_id, id, expected_version);
         if let Some(a) = &agent {
             tx.delete::<AgentState>(&p.org_id, id, a.version);
         }
-        // A pending install link must not outlive its cluster.
+        // A pending install link or agent token must not outlive its cluster.
         if let Some(link) = &install_link {
             tx.delete::<crate::model::install::InstallLink>(&p.org_id, id, link.version);
+        }
+        if let Some(pending) = &pending_token {
+            tx.delete::<PendingAgentToken>(&p.org_id, id, pending.version);
         }
         match self.store.commit(tx).await {
             Ok(()) => {}
@@ -328,8 +334,9 @@ impl ControlPlane {
 
     /// Cross-tenant, no API key: spends an install link. Unknown or used links are
     /// `Conflict(InstallLinkUsed)`, expired ones `Conflict(InstallLinkExpired)` (the API
-    /// answers both 410). On success the link is gone and the cluster has a new agent
-    /// token (the old one stops working), returned for the manifest.
+    /// answers both 410). On success the link is gone and a new agent token, returned for
+    /// the manifest, is pending: it becomes the cluster's (and the old one stops working)
+    /// at the new agent's first call.
     pub async fn consume_install_link(&self, presented: &Secret) -> Result<AgentInstall> {
         let text = presented.expose();
         if !text.starts_with(INSTALL_TOKEN_PREFIX) || text.len() > 200 {
@@ -354,15 +361,32 @@ impl ControlPlane {
                         ),
                     ));
                 }
-                let mut cluster = self.store.get::<Cluster>(&link.org_id, &link.cluster_id).await?;
-                let expected = cluster.version;
-                cluster.agent_token_hash = Some(agent_token.hash());
-                cluster.updated_at = self.now();
+                let cluster = self.store.get::<Cluster>(&link.org_id, &link.cluster_id).await?;
+                let now = self.now();
+                let mut pending = PendingAgentToken {
+                    cluster_id: link.cluster_id,
+                    org_id: link.org_id,
+                    expires_at: now + PENDING_TOKEN_TTL,
+                    created_at: now,
+                    version: 0,
+                    token_hash: Some(agent_token.hash()),
+                };
                 let mut tx = Tx::new();
                 // Deleting the link at the version read is what makes it single-use: a
                 // concurrent fetch fails this condition and, retrying, finds no link.
                 tx.delete::<InstallLink>(&link.org_id, &link.cluster_id, link.version);
-                tx.update(&mut cluster, expected)?;
+                // The token waits for its agent's first call (`authenticate_agent`); the
+                // running agent keeps its own until then. An earlier manifest's unused
+                // token is replaced.
+                match self
+                    .store
+                    .find::<PendingAgentToken>(&link.org_id, &link.cluster_id)
+                    .await?
+                {
+                    Some(old) => tx.update(&mut pending, old.version)?,
+                    None => tx.create(&mut pending)?,
+                };
+                tx.check::<Cluster>(&link.org_id, &link.cluster_id, cluster.version);
                 self.store.commit(tx).await.map_err(retry_on_conflict)?;
                 Ok(cluster)
             })

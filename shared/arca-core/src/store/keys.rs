@@ -7,6 +7,8 @@
 //!   heartbeat never changes the cluster's ETag), `ACTIVE#<bkpId>` (the one unfinished
 //!   job of a backup definition, created with `NotExists` together with the job),
 //!   `INSTALL#<clusterId>` (the cluster's one pending install link; a new one replaces it),
+//!   `AGENTNEXT#<clusterId>` (the agent token a fetched install link handed out, until
+//!   its agent's first call; not `AGENT#…`, the listing of agent items),
 //!   `RSTOBJ#<restoreId>#<seq:06>` (a batch of a restore's per-object results; not
 //!   `RESTORE#<id>#...`, which would fall inside the `RESTORE#` listing of restores),
 //!   `CLOUDACCT#<id>` (a linked AWS account), `AWSINV#<cloudAccountId>#<region>` (what
@@ -17,7 +19,8 @@
 //!   `UPKEEP#<destinationId>#<clusterId>` (the maintenance state of a cluster's
 //!   repositories in a destination).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
-//!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`.
+//!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`,
+//!   `AGENTNEXT#<sha256hex>` / `PENDING`.
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`;
 //!   `CLOUDACCT` / `ORG#<orgId>#CA#<id>` (every linked account, for the 12-hour inventory);
 //!   `BKPDEF` / `ORG#<orgId>#BKP#<id>` (every backup definition, for the schedule
@@ -48,6 +51,7 @@ pub const RESTORE_SK_PREFIX: &str = "RESTORE#";
 pub const AGENT_SK_PREFIX: &str = "AGENT#";
 pub const ACTIVE_JOB_SK_PREFIX: &str = "ACTIVE#";
 pub const INSTALL_SK_PREFIX: &str = "INSTALL#";
+pub const PENDING_AGENT_TOKEN_SK_PREFIX: &str = "AGENTNEXT#";
 /// Not `RESTORE#<id>#OBJ#<seq>`: that would fall inside the `RESTORE#` listing.
 pub const RESTORE_OBJECTS_SK_PREFIX: &str = "RSTOBJ#";
 
@@ -68,6 +72,7 @@ pub const GSI2_RDS_EXPIRY_PK: &str = "RDSEXPIRY";
 pub const GSI1_API_KEY_PREFIX: &str = "APIKEY#";
 pub const GSI1_AGENT_PREFIX: &str = "AGENT#";
 pub const GSI1_INSTALL_PREFIX: &str = "INSTALL#";
+pub const GSI1_PENDING_AGENT_PREFIX: &str = "AGENTNEXT#";
 /// The one GSI2 partition of recovery points by expiry. A single partition is fine at
 /// our scale (one reader, the retention sweep); shard it by suffix if it ever is not.
 pub const GSI2_RP_EXPIRY_PK: &str = "RPEXPIRY";
@@ -191,6 +196,17 @@ pub fn restore_objects_sk(id: &crate::model::restore::RestoreObjectsPageId) -> S
 /// Every batch of one restore's object results.
 pub fn restore_objects_prefix(restore: &RestoreId) -> String {
     format!("{RESTORE_OBJECTS_SK_PREFIX}{restore}#")
+}
+
+pub fn pending_agent_token_sk(cluster: &ClusterId) -> String {
+    format!("{PENDING_AGENT_TOKEN_SK_PREFIX}{cluster}")
+}
+
+pub fn pending_agent_token_gsi1(hash: &SecretHash) -> IndexKey {
+    IndexKey {
+        pk: format!("{GSI1_PENDING_AGENT_PREFIX}{}", hash.as_str()),
+        sk: "PENDING".to_string(),
+    }
 }
 
 pub fn install_token_gsi1(hash: &SecretHash) -> IndexKey {

@@ -385,6 +385,15 @@ impl Store {
         self.find_by_gsi1(keys::install_token_gsi1(hash)).await
     }
 
+    /// Cross-tenant: the pending agent token (of a fetched install link) that hashes to
+    /// `hash`, if any.
+    pub async fn find_pending_agent_token_by_hash_cross_tenant(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<crate::model::install::PendingAgentToken>> {
+        self.find_by_gsi1(keys::pending_agent_token_gsi1(hash)).await
+    }
+
     async fn find_by_gsi1<T: Record>(&self, key: IndexKey) -> Result<Option<T>> {
         let page = self
             .items

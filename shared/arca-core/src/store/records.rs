@@ -13,7 +13,7 @@ use crate::model::cloud::ebs::{EksRecreation, RecoveryPointAws};
 use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId};
 use crate::model::cluster::Cluster;
 use crate::model::destination::Destination;
-use crate::model::install::InstallLink;
+use crate::model::install::{InstallLink, PendingAgentToken};
 use crate::model::job::Job;
 use crate::model::maintenance::{RepositoryKey, RepositoryUpkeep};
 use crate::model::org::Org;
@@ -97,6 +97,15 @@ macro_rules! record {
     (@extra CloudAccount) => {
         fn gsi2(&self) -> Option<IndexKey> {
             Some(keys::cloud_account_gsi2(&self.org_id, &self.id))
+        }
+    };
+    (@extra PendingAgentToken) => {
+        fn gsi1(&self) -> Option<IndexKey> {
+            self.token_hash.as_ref().map(keys::pending_agent_token_gsi1)
+        }
+        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
+            self.token_hash = hash_from_index(item, keys::GSI1_PENDING_AGENT_PREFIX)?;
+            Ok(())
         }
     };
     (@extra InstallLink) => {
@@ -253,6 +262,14 @@ record!(
     keys::ACTIVE_JOB_SK_PREFIX,
     keys::active_job_sk,
     definition_id
+);
+record!(
+    PendingAgentToken,
+    ClusterId,
+    "pending agent token of cluster",
+    keys::PENDING_AGENT_TOKEN_SK_PREFIX,
+    keys::pending_agent_token_sk,
+    cluster_id
 );
 record!(
     InstallLink,
