@@ -4,6 +4,8 @@
 //! read-then-delete would leave the org with no admin key; the conditional transaction
 //! refuses the second deletion.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on any error
+
 mod common;
 
 use std::sync::{Arc, Mutex};
