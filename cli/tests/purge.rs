@@ -7,8 +7,9 @@
 
 mod common;
 
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
+use arca_core::ids::{ClusterId, OrgId};
+use arca_core::model::recovery::RecoveryPoint;
+use arca_core::testing::stored_point;
 use common::{Server, User, fails};
 use serde_json::Value;
 
@@ -79,7 +80,7 @@ fn an_admin_purges_a_deleted_clusters_data_with_their_own_credentials() {
             (0, now - chrono::Duration::hours(1)),
             (1, now + chrono::Duration::days(9)),
         ] {
-            let rp = point(org, gone, destination.parse().unwrap(), expires);
+            let rp = stored_point(org, gone, Some(destination.parse().unwrap()), Some(expires));
             if n == 0 {
                 expired.push(rp.id);
             }
@@ -197,42 +198,6 @@ fn an_admin_purges_a_deleted_clusters_data_with_their_own_credentials() {
     let upkeep = admin.json(&["destinations", "maintenance", "bucket"]);
     assert_eq!(upkeep["repositories"], serde_json::json!([]), "{upkeep}");
     server.stop();
-}
-
-fn point(
-    org: OrgId,
-    cluster: ClusterId,
-    destination: arca_core::ids::DestinationId,
-    expires: chrono::DateTime<chrono::Utc>,
-) -> RecoveryPoint {
-    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
-    RecoveryPoint {
-        id: RecoveryPointId::new(),
-        org_id: org,
-        cluster_id: cluster,
-        definition_id: BackupDefinitionId::new(),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: Some(expires),
-        locked: false,
-        rule: Some(0),
-        keep_last: None,
-        location: Some(RecoveryPointLocation {
-            destination_id: destination,
-            prefix: "resources/archives/a1".into(),
-        }),
-        resource_count: 1,
-        pv_count: 0,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    }
 }
 
 fn keys(server: &Server, s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {

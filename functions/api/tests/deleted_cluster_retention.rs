@@ -15,45 +15,20 @@ use serde_json::json;
 #[tokio::test]
 async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     let api = Api::new();
-    let t = api.signup("gone-cluster").await;
-    let dest = api.destination(&t.admin, "bucket").await;
-    let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
-    let (other, other_token) = api.cluster(&t.admin, "other", None).await;
-    let session = api.agent_session(&gone_token).await;
-    let backup = api
-        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
-    let done = api
-        .run_and_complete(
-            &t.admin,
-            &gone_token,
-            &session,
-            &backup,
-            json!({ "prefix": common::archive_at(&t.org_id, &gone, "g1"), "resourceCount": 2 }),
-        )
-        .await;
-    let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
-
     // The definition and the cluster go; the point stays, then expires.
-    let def = api.get(&format!("/v1/backups/{backup}"), &t.admin).await.expect(200);
-    api.delete(&format!("/v1/backups/{backup}"), &t.admin, &def.etag())
-        .await
-        .expect(204);
-    let cluster = api.get(&format!("/v1/clusters/{gone}"), &t.admin).await.expect(200);
-    api.delete(&format!("/v1/clusters/{gone}?confirm=true"), &t.admin, &cluster.etag())
-        .await
-        .expect(204);
+    let Gone {
+        t,
+        dest,
+        gone,
+        other,
+        other_token,
+        points,
+    } = gone_cluster(&api, "gone-cluster", 1).await;
+    let rp = points[0].clone();
     let cp = &api.state.control_plane;
     let store = cp.store();
     let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
     let rp_id: arca_core::ids::RecoveryPointId = rp.parse().unwrap();
-    let mut point = store.get::<RecoveryPoint>(&org, &rp_id).await.unwrap();
-    let version = point.version;
-    point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);
-    point.keep_last = None;
-    store.update(point, version).await.unwrap();
 
     // No agent of the org is active: the point waits, listed.
     let report = cp.retention_sweep().await.unwrap();
@@ -191,47 +166,19 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
 #[tokio::test]
 async fn with_no_agent_left_an_admin_purges_a_deleted_clusters_data() {
     let api = Api::new();
-    let t = api.signup("purge").await;
-    let dest = api.destination(&t.admin, "bucket").await;
-    let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
-    let (live, _) = api.cluster(&t.admin, "live", None).await;
-    let session = api.agent_session(&gone_token).await;
-    let backup = api
-        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
-    let mut points = Vec::new();
-    for n in 0..2 {
-        let done = api
-            .run_and_complete(
-                &t.admin,
-                &gone_token,
-                &session,
-                &backup,
-                json!({ "prefix": common::archive_at(&t.org_id, &gone, &format!("p{n}")), "resourceCount": 1 }),
-            )
-            .await;
-        points.push(done.body["recoveryPointId"].as_str().unwrap().to_owned());
-    }
-    let def = api.get(&format!("/v1/backups/{backup}"), &t.admin).await.expect(200);
-    api.delete(&format!("/v1/backups/{backup}"), &t.admin, &def.etag())
-        .await
-        .expect(204);
-    let cluster = api.get(&format!("/v1/clusters/{gone}"), &t.admin).await.expect(200);
-    api.delete(&format!("/v1/clusters/{gone}?confirm=true"), &t.admin, &cluster.etag())
-        .await
-        .expect(204);
-    // The first point expires; the second is not due for days.
+    // The first point expired; the second is not due for days.
+    let Gone {
+        t,
+        dest,
+        gone,
+        other: live,
+        points,
+        ..
+    } = gone_cluster(&api, "purge", 2).await;
     let cp = &api.state.control_plane;
     let store = cp.store();
     let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
     let first: arca_core::ids::RecoveryPointId = points[0].parse().unwrap();
-    let mut point = store.get::<RecoveryPoint>(&org, &first).await.unwrap();
-    let version = point.version;
-    point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);
-    point.keep_last = None;
-    store.update(point, version).await.unwrap();
 
     // No agent is ACTIVE (the live cluster never connected): the repository says so.
     let report = cp.retention_sweep().await.unwrap();
@@ -345,4 +292,66 @@ async fn with_no_agent_left_an_admin_purges_a_deleted_clusters_data() {
         .await
         .expect(200);
     assert_eq!(seen.body["repositories"], json!([]), "{}", seen.text);
+}
+
+/// An org with a destination; cluster "gone" (a backup definition into the destination,
+/// `points` points backed up by its agent, then the definition and the cluster deleted,
+/// the first point expired) and cluster "other", which never connected.
+struct Gone {
+    t: common::Tenant,
+    dest: String,
+    gone: String,
+    other: String,
+    other_token: String,
+    points: Vec<String>,
+}
+
+async fn gone_cluster(api: &Api, org: &str, points: usize) -> Gone {
+    let t = api.signup(org).await;
+    let dest = api.destination(&t.admin, "bucket").await;
+    let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
+    let (other, other_token) = api.cluster(&t.admin, "other", None).await;
+    let session = api.agent_session(&gone_token).await;
+    let backup = api
+        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
+        .await
+        .expect(201)
+        .id();
+    let mut ids = Vec::new();
+    for n in 0..points {
+        let done = api
+            .run_and_complete(
+                &t.admin,
+                &gone_token,
+                &session,
+                &backup,
+                json!({ "prefix": common::archive_at(&t.org_id, &gone, &format!("p{n}")), "resourceCount": 1 }),
+            )
+            .await;
+        ids.push(done.body["recoveryPointId"].as_str().unwrap().to_owned());
+    }
+    let def = api.get(&format!("/v1/backups/{backup}"), &t.admin).await.expect(200);
+    api.delete(&format!("/v1/backups/{backup}"), &t.admin, &def.etag())
+        .await
+        .expect(204);
+    let cluster = api.get(&format!("/v1/clusters/{gone}"), &t.admin).await.expect(200);
+    api.delete(&format!("/v1/clusters/{gone}?confirm=true"), &t.admin, &cluster.etag())
+        .await
+        .expect(204);
+    let store = api.state.control_plane.store();
+    let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
+    let first: arca_core::ids::RecoveryPointId = ids[0].parse().unwrap();
+    let mut point = store.get::<RecoveryPoint>(&org, &first).await.unwrap();
+    let version = point.version;
+    point.expires_at = Some(chrono::DateTime::UNIX_EPOCH);
+    point.keep_last = None;
+    store.update(point, version).await.unwrap();
+    Gone {
+        t,
+        dest,
+        gone,
+        other,
+        other_token,
+        points: ids,
+    }
 }

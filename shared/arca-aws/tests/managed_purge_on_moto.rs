@@ -11,12 +11,13 @@ use std::time::Duration;
 use arca_aws::s3_connection::S3DestinationOpener;
 use arca_aws::{StsCredentialVendor, StsCredentialVendorConfig};
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
-use arca_core::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, RecoveryPointId};
+use arca_core::ids::{ClusterId, DestinationId, OrgId};
 use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
 use arca_core::model::maintenance::{RepositoryKey, RepositoryUpkeep};
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState};
 use arca_core::ports::SystemClock;
 use arca_core::store::Store;
+use arca_core::testing::stored_point;
 use chrono::{DateTime, Utc};
 
 const PREFIX: &str = "repositories";
@@ -78,11 +79,11 @@ async fn the_retention_sweep_purges_a_deleted_clusters_prefix_in_managed_storage
     let mut done_points = Vec::new();
     for (cluster, expires_in) in [(done, -60), (done, -10), (waiting, -60), (waiting, 86_400)] {
         let rp = store
-            .create(point(
+            .create(stored_point(
                 org,
                 cluster,
-                managed.id,
-                now + chrono::Duration::seconds(expires_in),
+                Some(managed.id),
+                Some(now + chrono::Duration::seconds(expires_in)),
             ))
             .await
             .unwrap();
@@ -152,37 +153,6 @@ async fn the_retention_sweep_purges_a_deleted_clusters_prefix_in_managed_storage
             .all(|rp| rp.cluster_id == waiting && rp.state == RecoveryPointState::Ready),
         "{left:?}"
     );
-}
-
-fn point(org: OrgId, cluster: ClusterId, destination: DestinationId, expires: DateTime<Utc>) -> RecoveryPoint {
-    let now = DateTime::<Utc>::from(std::time::SystemTime::now());
-    RecoveryPoint {
-        id: RecoveryPointId::new(),
-        org_id: org,
-        cluster_id: cluster,
-        definition_id: BackupDefinitionId::new(),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: Some(expires),
-        locked: false,
-        rule: Some(0),
-        keep_last: None,
-        location: Some(RecoveryPointLocation {
-            destination_id: destination,
-            prefix: "resources/archives/a1".into(),
-        }),
-        resource_count: 1,
-        pv_count: 0,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    }
 }
 
 async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {

@@ -119,6 +119,17 @@ fn definition(
 }
 
 fn recovery_point(org: OrgId, cluster: ClusterId, expires_at: Option<DateTime<Utc>>) -> RecoveryPoint {
+    stored_point(org, cluster, None, expires_at)
+}
+
+/// A READY point of `cluster` (its own definition and job), in `destination` when given
+/// (an archive at `resources/archives/a1`), to create in a store.
+pub fn stored_point(
+    org: OrgId,
+    cluster: ClusterId,
+    destination: Option<DestinationId>,
+    expires_at: Option<DateTime<Utc>>,
+) -> RecoveryPoint {
     RecoveryPoint {
         rule: None,
         keep_last: None,
@@ -133,7 +144,10 @@ fn recovery_point(org: OrgId, cluster: ClusterId, expires_at: Option<DateTime<Ut
         data_deleted: false,
         expires_at,
         locked: false,
-        location: None,
+        location: destination.map(|destination_id| crate::model::recovery::RecoveryPointLocation {
+            destination_id,
+            prefix: "resources/archives/a1".into(),
+        }),
         resource_count: 10,
         pv_count: 1,
         snapshot_bytes: 100,
