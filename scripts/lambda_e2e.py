@@ -572,8 +572,10 @@ def scenario(st, fns, endpoint):
     eq((out["examined"], out["deletionJobs"], out["deadLetters"]), (0, [], 0), "retention on an empty table")
     eq((out["maintenanceJobs"], out["maintenanceAwaitingAgent"]), ([], []),
        "retention's maintenance sweep (the UPKEEPDUE index) on an empty table")
-    eq(out["schedules"], {"checked": 0, "repaired": [], "orphansRemoved": [], "failed": []},
+    eq(out["schedules"], {"checked": 0, "repaired": [], "orphansRemoved": [], "failed": [], "reindexed": []},
        "retention's schedule reconciliation on an empty table")
+    eq((out["purged"], out["purgeFailed"]), ([], []),
+       "retention's purges of managed storage (wired from ARCA_MANAGED_*) on an empty table")
     eq(out["rds"], {"examined": 0, "deleted": [], "kept": 0}, "retention's RDS sweep on an empty table")
     out = inventory.invoke(inventory_event, "12-hour schedule, empty")
     eq(out, {"accounts": 0, "failed": []}, "inventory with no linked account")
@@ -678,7 +680,8 @@ def scenario(st, fns, endpoint):
        "retention with one dead letter and a recovery point that has not expired")
     _, _, doc = api.call("GET", f"/v1/jobs/{job['id']}", admin, expect=200)
     eq(doc["state"], "FAILED", f"job {job['id']} after its message was dead-lettered")
-    eq((out["schedules"]["failed"], out["schedules"]["repaired"], out["schedules"]["orphansRemoved"]), ([], [], []),
+    eq((out["schedules"]["failed"], out["schedules"]["repaired"], out["schedules"]["orphansRemoved"],
+        out["schedules"]["reindexed"]), ([], [], [], []),
        "the schedule reconciliation: the schedules the API wrote need no repair")
     check(out["schedules"]["checked"] >= 2, f"the reconciliation read the definitions: {out['schedules']}")
 
