@@ -5,6 +5,8 @@
 //! that other agent in the deleted cluster's prefix, whose result is reported per
 //! destination.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on any error
+
 mod common;
 
 use arca_core::model::maintenance::{RepositoryKey, RepositoryUpkeep};
