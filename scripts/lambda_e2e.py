@@ -237,6 +237,16 @@ def make_kms_key(st, logical, p):
     return {"Ref": key["KeyId"], "Arn": key["Arn"], "KeyId": key["KeyId"]}
 
 
+def make_secret(st, logical, p):
+    # What GenerateSecretString makes: a random text (here URL-safe base64 of 48 bytes).
+    check("GenerateSecretString" in p, f"{logical}: only generated secrets are made")
+    kwargs = {"Name": st.physical(logical), "SecretString": secrets.token_urlsafe(48)}
+    if p.get("KmsKeyId"):
+        kwargs["KmsKeyId"] = st.resolve(p["KmsKeyId"])
+    arn = st.client("secretsmanager").create_secret(**kwargs)["ARN"]
+    return {"Ref": arn, "Id": arn}
+
+
 def make_table(st, logical, p):
     name = st.resolve(p.get("TableName")) or st.physical(logical)
     args = {k: st.resolve(p[k]) for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
@@ -334,6 +344,7 @@ def make_function(st, logical, p):
 
 MAKERS = {
     "AWS::KMS::Key": make_kms_key,
+    "AWS::SecretsManager::Secret": make_secret,
     "AWS::DynamoDB::Table": make_table,
     "AWS::S3::Bucket": make_bucket,
     "AWS::IAM::Role": make_role,
@@ -640,7 +651,9 @@ def scenario(st, fns, endpoint):
     check(bucket in json.dumps(access["target"]), f"the destination access names no {bucket} (ARCA_MANAGED_BUCKET)")
     creds = access.get("credentials") or {}
     check(creds.get("sessionToken"), "no credentials vended for Arca-managed storage (ARCA_MANAGED_ROLE_ARN)")
-    check(access.get("archiveKey"), "no archive key (ARCA_ARCHIVE_MASTER_KEY)")
+    # The cluster's key, derived from the master key the API read from Secrets Manager.
+    check(access.get("archiveKey"), "no archive key (ARCA_ARCHIVE_MASTER_KEY_SECRET)")
+    check(re.fullmatch(r"g1-[0-9a-f]{8}", access.get("keyId") or ""), f"the key id {access.get('keyId')!r}")
     # The vended credentials are moto STS's: they write under the prefix.
     key = f"{access['clusterPrefix']}lambda-e2e/probe"
     boto3.Session(aws_access_key_id=creds["accessKeyId"], aws_secret_access_key=creds["secretAccessKey"],
@@ -650,7 +663,7 @@ def scenario(st, fns, endpoint):
        f"s3://{bucket}/{key}")
     _, _, done = api.call("POST", f"/v1/agent/jobs/{run['id']}/complete", agent_token, {
         "leaseToken": polled["leaseToken"], "state": "COMPLETED",
-        "backup": {"prefix": f"{access['clusterPrefix']}resources/archives/a1", "resourceCount": 1}},
+        "backup": {"prefix": f"{access['clusterPrefix']}resources-{access['keyId']}/archives/a1", "resourceCount": 1}},
         headers=agent_headers, expect=200)
     check(str(done.get("recoveryPointId", "")).startswith("rp_"), f"completing the backup made no recovery point: {done}")
     _, _, doc = api.call("GET", f"/v1/jobs/{run['id']}", admin, expect=200)
@@ -805,7 +818,7 @@ def main():
 
     session.client = client
     stage = f"e2e{secrets.token_hex(3)}"
-    st = Stack(template, {"Stage": stage, "SignUp": "open", "ArchiveMasterKey": secrets.token_hex(32)},
+    st = Stack(template, {"Stage": stage, "SignUp": "open"},
                os.path.abspath(a.build_dir), session)
     log(f"stage {stage} on {a.endpoint}; build {a.build_dir}")
     fns = {}

@@ -196,9 +196,9 @@ impl volumes::RepoAccess for JobRepoAccess {
     }
 }
 
-/// `<clusterPrefix>resources` ([`layout`]).
+/// `<clusterPrefix>resources-<key id>` ([`layout`]): the store of the job's key.
 fn archive_prefix(access: &DestinationAccess) -> String {
-    layout::cluster_folder(&access.cluster_prefix, layout::RESOURCES_FOLDER)
+    layout::cluster_folder(&access.cluster_prefix, &layout::resources_folder(access.key_id.as_ref()))
 }
 
 impl ResourceRunner {
@@ -485,23 +485,39 @@ impl ResourceRunner {
             Ok(d) => d,
             Err(e) => return failed(e),
         };
-        let key = match self.key.bytes(&access) {
-            Ok(k) => k,
-            Err(e) => return failed(e),
-        };
-        let archive = match self.archive(&access, store, &archive_prefix(&access)) {
-            Ok(a) => a,
-            Err(e) => return failed(e),
-        };
+        // One repository pair per key the cluster has had (rotations leave the older
+        // ones until their last point is deleted): each is collected, all are tried.
         let grace = Duration::from_secs(work.grace_seconds);
-        match crate::maintenance::run(&archive, &access, &key, grace).await {
-            Ok(done) => Outcome {
-                state: Some(JobState::Completed),
-                messages: done.messages,
-                maintenance: Some(done.result),
-                ..Default::default()
-            },
-            Err(e) => failed(e),
+        let mut result = arca_core::model::maintenance::MaintenanceResult::default();
+        let (mut messages, mut errors) = (Vec::new(), Vec::new());
+        for keyed in access.each_key() {
+            let label = keyed
+                .key_id
+                .as_ref()
+                .map_or_else(|| "the agent's key".to_string(), |id| format!("key {id}"));
+            let run = async {
+                let key = self.key.bytes(&keyed)?;
+                let archive = self.archive(&keyed, store.clone(), &archive_prefix(&keyed))?;
+                crate::maintenance::run(&archive, &keyed, &key, grace).await
+            };
+            match run.await {
+                Ok(done) => {
+                    result.bytes_freed += done.result.bytes_freed;
+                    result.packs_deleted += done.result.packs_deleted;
+                    result.markers_pending += done.result.markers_pending;
+                    messages.extend(done.messages.into_iter().map(|m| format!("{label}: {m}")));
+                }
+                Err(e) => errors.push(format!("{label}: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            return failed(format!("{}; done meanwhile: {}", errors.join("; "), messages.join("; ")));
+        }
+        Outcome {
+            state: Some(JobState::Completed),
+            messages,
+            maintenance: Some(result),
+            ..Default::default()
         }
     }
 
@@ -1063,9 +1079,16 @@ mod tests {
             cluster_prefix: "o/c/".into(),
             credentials: None,
             archive_key,
+            key_id: None,
+            earlier_keys: Vec::new(),
         };
-        let org = arca_core::ids::OrgId::new();
-        let handed = arca_core::model::archive_key::ArchiveMasterKey::from_bytes([3; 32]).for_org(&org);
+        let ring = arca_core::model::archive_key::ArchiveKeyring::new(
+            arca_core::model::archive_key::ArchiveMasterKey::from_bytes([3; 32]),
+            vec![],
+        );
+        let handed = ring
+            .key(&arca_core::ids::OrgId::new(), &arca_core::ids::ClusterId::new(), &ring.current_id(1))
+            .unwrap();
         let from_cp = ArchiveKey::FromControlPlane
             .bytes(&access(Some(handed.clone())))
             .unwrap();

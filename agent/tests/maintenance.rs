@@ -61,6 +61,8 @@ async fn maintenance_frees_what_only_deleted_points_held_in_both_repositories() 
         cluster_prefix: "org/cl/".into(),
         credentials: None,
         archive_key: None,
+        key_id: None,
+        earlier_keys: Vec::new(),
     };
     let key = [5u8; 32];
 

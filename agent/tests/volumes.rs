@@ -506,7 +506,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         local_destinations: true,
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
-        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
+        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(), vec![])),
         ..Default::default()
     };
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(

@@ -189,6 +189,11 @@ pub enum ClustersCmd {
         #[arg(long)]
         output_file: Option<PathBuf>,
     },
+    /// Rotates the cluster's archive key: its next backups start new repositories under
+    /// the new key (a full copy); existing points keep theirs and stay restorable.
+    RotateKey {
+        cluster: String,
+    },
     Delete {
         cluster: String,
         /// Delete although the cluster has recovery points.

@@ -151,10 +151,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         config,
     );
     state.agent = env.agent.clone();
-    // Each org's archive key is derived from this and handed to its agents with their jobs.
+    // Each cluster's archive keys are derived from these and handed to its agent with its jobs.
     state.control_plane = state
         .control_plane
-        .with_archive_master_key(Some(env.local_archive_master_key(&options.data_dir)?));
+        .with_archive_keyring(Some(env.local_archive_keyring(&options.data_dir).await?));
     // Arca-managed storage, as the API on Lambda: credentials vended through STS with the
     // machine's AWS identity (`ARCA_MANAGED_*`, `arca_aws::wiring::managed_storage`).
     if let Some(managed) = &env.aws.managed_storage {

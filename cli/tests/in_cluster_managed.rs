@@ -216,7 +216,7 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     let keys = bucket_keys(&endpoint, &bucket);
     assert!(
         keys.iter()
-            .any(|k| k.starts_with(&format!("{prefix_a}resources/archives/"))),
+            .any(|k| k.starts_with(&format!("{prefix_a}resources-g1-")) && k.contains("/archives/")),
         "{keys:#?}"
     );
     assert!(

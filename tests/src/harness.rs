@@ -39,7 +39,10 @@ impl Harness {
             heartbeat_interval: Duration::from_secs(1),
             poll_wait: Duration::from_secs(1),
             lease: Duration::from_secs(30),
-            archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().expect("master key")),
+            archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
+                arca_core::model::archive_key::ArchiveMasterKey::generate().expect("master key"),
+                vec![],
+            )),
             ..config
         };
         let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)

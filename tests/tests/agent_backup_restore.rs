@@ -197,7 +197,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     );
     let prefix = point["location"]["prefix"].as_str().unwrap().to_owned();
     assert!(
-        prefix.contains(&format!("/{cluster_a}/resources/archives/")),
+        prefix.contains(&format!("/{cluster_a}/resources-g1-")) && prefix.contains("/archives/"),
         "{prefix}"
     );
     assert!(dest_dir.join(&prefix).join("manifest").is_file(), "{prefix}");

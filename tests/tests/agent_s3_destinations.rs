@@ -54,7 +54,7 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
         lease: Duration::from_secs(30),
-        archive_master_key: Some(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap()),
+        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(), vec![])),
         ..Default::default()
     };
     let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
@@ -188,7 +188,7 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
         let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
         assert!(
             keys.iter()
-                .any(|k| k.contains(&format!("/{cluster_a}/resources/archives/"))),
+                .any(|k| k.contains(&format!("/{cluster_a}/resources-g1-")) && k.contains("/archives/")),
             "{name}: {keys:?}"
         );
         assert!(keys.iter().all(|k| k.starts_with("arca/")), "{name}: {keys:?}");

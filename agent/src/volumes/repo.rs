@@ -83,12 +83,12 @@ pub async fn open_store_at(
     }
 }
 
-/// `<clusterPrefix>volumes` ([`layout`]).
+/// `<clusterPrefix>volumes-<key id>` ([`layout`]): the repository of the job's key.
 pub fn cluster_repository(access: &DestinationAccess) -> String {
-    layout::cluster_folder(&access.cluster_prefix, layout::VOLUMES_FOLDER)
+    layout::cluster_folder(&access.cluster_prefix, &layout::volumes_folder(access.key_id.as_ref()))
 }
 
-/// The repository passphrase of an org's archive key.
+/// The repository passphrase of a cluster's archive key.
 pub fn passphrase(archive_key: &[u8; 32]) -> String {
     blake3::derive_key("arca 2026-11 volume repository passphrase v1", archive_key)
         .iter()
@@ -247,6 +247,8 @@ mod tests {
             cluster_prefix: "org/cl/".into(),
             credentials,
             archive_key: None,
+            key_id: None,
+            earlier_keys: Vec::new(),
         }
     }
 

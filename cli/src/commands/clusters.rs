@@ -160,6 +160,39 @@ pub(super) async fn clusters(g: &Global, cmd: ClustersCmd) -> Result<(), CliErro
             let id = resolve(&client, CLUSTER, &cluster).await?;
             emit(&install_line(&client, &id, output_file.as_deref()).await?);
         }
+        ClustersCmd::RotateKey { cluster } => {
+            let id = resolve(&client, CLUSTER, &cluster).await?;
+            let path = format!("{}/{id}", CLUSTER.path);
+            let current = client.get(&path).await?;
+            let etag = current
+                .etag
+                .ok_or_else(|| CliError::other(format!("the API sent no ETag for {path}")))?;
+            let rotated = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{path}/rotate-archive-key"),
+                    Some(&json!({})),
+                    Some(&etag),
+                )
+                .await
+                .map_err(|e| {
+                    hint(
+                        e,
+                        "keys_held_by_agents",
+                        "rotate ARCA_ARCHIVE_KEY on the agents instead",
+                    )
+                })?
+                .body;
+            let generation = at(&rotated, "/archiveKeyGeneration");
+            done(
+                g.output,
+                &rotated,
+                format!(
+                    "cluster {cluster}: archive key rotated to generation {generation}; its next backups copy everything \
+                     again under the new key, its existing points keep theirs"
+                ),
+            )?;
+        }
         ClustersCmd::Delete { cluster, confirm } => {
             let query = if confirm { "?confirm=true" } else { "" };
             delete_entity(&client, CLUSTER, &cluster, query)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 pub use arca_aws::wiring::ManagedStorage;
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
-use arca_core::model::archive_key::ArchiveMasterKey;
+use arca_core::model::archive_key::{ArchiveKeyring, ArchiveMasterKey, MasterKeyForm};
 use arca_core::model::plan::{Plan, PlanLimits};
 use arca_core::ports::SystemClock;
 use arca_core::ports::item_store::ItemStore;
@@ -39,9 +39,10 @@ pub struct Config {
     /// Where the SQS queues and the EventBridge schedules are (AWS backend only).
     pub aws: AwsPorts,
     pub agent: AgentSettings,
-    /// `ARCA_ARCHIVE_MASTER_KEY` (64 hex digits): what each org's archive key is derived
-    /// from. Without it, single-machine mode keeps one in a key file in its data directory.
-    pub archive_master_key: Option<ArchiveMasterKey>,
+    /// Where the master keys each cluster's archive keys derive from come from
+    /// ([`MasterKeySource`]). Without one, single-machine mode keeps a key in a key file
+    /// in its data directory.
+    pub archive_master_key: Option<MasterKeySource>,
     /// Where the role stack is published and who it trusts (`arca_aws::wiring::role_stack`).
     pub role_stack: arca_core::model::cloud::account::RoleStackConfig,
     /// `ARCA_OPERATOR_TOKEN_SHA256`: the SHA-256 (64 lower-case hex digits) of the
@@ -50,6 +51,17 @@ pub struct Config {
     /// `ARCA_GC_GRACE_SECONDS` (`arca_aws::wiring::gc_grace`): used where this process
     /// issues maintenance jobs (`arca server`'s retention loop).
     pub gc_grace: std::time::Duration,
+}
+
+/// Where the archive master keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// `ARCA_ARCHIVE_MASTER_KEY`: 64 hex digits, or several separated by commas (current
+    /// first, during a rotation). For single-machine mode and tests.
+    Environment(ArchiveKeyring),
+    /// `ARCA_ARCHIVE_MASTER_KEY_SECRET`: a Secrets Manager secret (name or ARN), read at
+    /// start: what a deployment uses, so the key is in no environment variable.
+    Secret(String),
 }
 
 /// The AWS side of the queue and scheduler ports, from `ARCA_QUEUE_PREFIX`,
@@ -129,9 +141,21 @@ impl Config {
         let limits = arca_aws::wiring::plan_limits(&var)?;
         let queue = arca_aws::wiring::queue_config(&var)?;
         let managed_storage = arca_aws::wiring::managed_storage(&var)?;
-        let archive_master_key = var("ARCA_ARCHIVE_MASTER_KEY")
-            .map(|hex| ArchiveMasterKey::from_hex("ARCA_ARCHIVE_MASTER_KEY", &hex))
-            .transpose()?;
+        let archive_master_key = match (
+            var("ARCA_ARCHIVE_MASTER_KEY").filter(|k| !k.is_empty()),
+            var("ARCA_ARCHIVE_MASTER_KEY_SECRET").filter(|k| !k.is_empty()),
+        ) {
+            (Some(_), Some(_)) => {
+                bail!("set ARCA_ARCHIVE_MASTER_KEY or ARCA_ARCHIVE_MASTER_KEY_SECRET, not both")
+            }
+            (Some(hex), None) => Some(MasterKeySource::Environment(ArchiveKeyring::parse(
+                "ARCA_ARCHIVE_MASTER_KEY",
+                &hex,
+                MasterKeyForm::Hex,
+            )?)),
+            (None, Some(secret)) => Some(MasterKeySource::Secret(secret)),
+            (None, None) => None,
+        };
         let operator_token_hash = var("ARCA_OPERATOR_TOKEN_SHA256")
             .filter(|h| !h.is_empty())
             .map(|hex| {
@@ -171,17 +195,36 @@ impl Config {
 pub const ARCHIVE_MASTER_KEY_FILE: &str = "archive-master.key";
 
 impl Config {
-    /// `ARCA_ARCHIVE_MASTER_KEY` if set, else the key in `data_dir`'s key file, created
+    /// The master keys, wherever they are configured; `None` when nowhere (agents then
+    /// hold their own).
+    pub async fn archive_keyring(&self) -> anyhow::Result<Option<ArchiveKeyring>> {
+        Ok(match &self.archive_master_key {
+            Some(MasterKeySource::Environment(ring)) => Some(ring.clone()),
+            Some(MasterKeySource::Secret(id)) => Some(
+                arca_aws::secrets::archive_keyring(&arca_aws::config::load().await, id)
+                    .await
+                    .context("reading the archive master keys (ARCA_ARCHIVE_MASTER_KEY_SECRET)")?,
+            ),
+            None => None,
+        })
+    }
+
+    /// The configured master keys if any, else the key in `data_dir`'s key file, created
     /// (mode 0600) on first use. Losing that file loses access to the archives sealed
-    /// under it, so it lives next to the state and is backed up with it.
-    pub fn local_archive_master_key(&self, data_dir: &Path) -> anyhow::Result<ArchiveMasterKey> {
-        if let Some(key) = &self.archive_master_key {
-            return Ok(key.clone());
+    /// under it, so it lives next to the state and is backed up with it. The file may
+    /// hold several keys, current first, like `ARCA_ARCHIVE_MASTER_KEY`.
+    pub async fn local_archive_keyring(&self, data_dir: &Path) -> anyhow::Result<ArchiveKeyring> {
+        if let Some(ring) = self.archive_keyring().await? {
+            return Ok(ring);
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let path = data_dir.join(ARCHIVE_MASTER_KEY_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(hex) => Ok(ArchiveMasterKey::from_hex(&path.display().to_string(), &hex)?),
+            Ok(hex) => Ok(ArchiveKeyring::parse(
+                &path.display().to_string(),
+                &hex,
+                MasterKeyForm::Hex,
+            )?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = ArchiveMasterKey::generate()?;
                 let mut options = std::fs::OpenOptions::new();
@@ -193,7 +236,7 @@ impl Config {
                     .with_context(|| format!("creating {}", path.display()))?;
                 std::io::Write::write_all(&mut file, key.to_hex().as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
-                Ok(key)
+                Ok(ArchiveKeyring::new(key, vec![]))
             }
             Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
         }
@@ -326,16 +369,16 @@ impl AppState {
                     config.limits.clone(),
                     config.aws.max_receives,
                 )?,
-                Some(config.local_archive_master_key(data_dir)?),
+                Some(config.local_archive_keyring(data_dir).await?),
             ),
             Backend::Dynamo { table } => (
                 Self::dynamo(table, config.signup_open, config.limits.clone(), &config.aws).await?,
-                config.archive_master_key.clone(),
+                config.archive_keyring().await?,
             ),
         };
         state.control_plane = state
             .control_plane
-            .with_archive_master_key(master_key)
+            .with_archive_keyring(master_key)
             .with_signup_plan(config.signup_plan)
             .with_operator_token_hash(config.operator_token_hash.clone());
         // Arca-managed storage in both backends: single-machine mode can vend for a bucket
@@ -380,13 +423,13 @@ mod tests {
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
-    #[test]
-    fn the_local_archive_master_key_is_created_once_and_kept_private() {
+    #[tokio::test]
+    async fn the_local_archive_master_key_is_created_once_and_kept_private() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(&[]).unwrap();
-        let first = c.local_archive_master_key(dir.path()).unwrap();
+        let first = c.local_archive_keyring(dir.path()).await.unwrap();
         assert_eq!(
-            c.local_archive_master_key(dir.path()).unwrap(),
+            c.local_archive_keyring(dir.path()).await.unwrap(),
             first,
             "reused, not regenerated"
         );
@@ -401,12 +444,24 @@ mod tests {
         }
         let configured = config(&[("ARCA_ARCHIVE_MASTER_KEY", &"ab".repeat(32))]).unwrap();
         assert_ne!(
-            configured.local_archive_master_key(dir.path()).unwrap(),
+            configured.local_archive_keyring(dir.path()).await.unwrap(),
             first,
             "the variable wins"
         );
         let err = config(&[("ARCA_ARCHIVE_MASTER_KEY", "short")]).unwrap_err();
         assert!(err.to_string().contains("ARCA_ARCHIVE_MASTER_KEY"), "{err}");
+
+        let both = config(&[
+            ("ARCA_ARCHIVE_MASTER_KEY", &"ab".repeat(32)),
+            ("ARCA_ARCHIVE_MASTER_KEY_SECRET", "arca/master"),
+        ])
+        .unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+        let rotating = config(&[("ARCA_ARCHIVE_MASTER_KEY", &format!("{},{}", "cd".repeat(32), "ab".repeat(32)))]).unwrap();
+        let ring = rotating.archive_keyring().await.unwrap().unwrap();
+        let old = ArchiveKeyring::new(ArchiveMasterKey::from_hex("k", &"ab".repeat(32)).unwrap(), vec![]);
+        assert_ne!(ring.current_id(1), old.current_id(1), "the first key is current");
+        assert_eq!(ring.all_ids(1).len(), 2, "the second still opens what it sealed");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod rds;
 pub mod s3;
 pub mod s3_connection;
 pub mod scheduler;
+pub mod secrets;
 mod sqs;
 pub mod sts;
 pub mod wiring;

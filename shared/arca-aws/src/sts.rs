@@ -176,6 +176,8 @@ impl CredentialVendor for StsCredentialVendor {
             credentials: Some(credentials),
             // Added by the control plane, which holds the master key.
             archive_key: None,
+            key_id: None,
+            earlier_keys: Vec::new(),
         })
     }
 }

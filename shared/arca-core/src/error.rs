@@ -71,6 +71,10 @@ pub enum ConflictKind {
     /// A deleted cluster's data cannot be purged from a destination yet (a point there
     /// is locked, not due, or being deleted by a job; or the cluster exists).
     PurgeNotPossible,
+    /// The deployment derives no archive keys: its agents hold their own.
+    KeysHeldByAgents,
+    /// The master key that derived a point's key was removed from the deployment's keyring.
+    ArchiveKeyRetired,
 }
 
 impl ConflictKind {
@@ -91,6 +95,8 @@ impl ConflictKind {
             ConflictKind::InstallLinkUsed => "install_link_used",
             ConflictKind::InstallLinkExpired => "install_link_expired",
             ConflictKind::PurgeNotPossible => "purge_not_possible",
+            ConflictKind::KeysHeldByAgents => "keys_held_by_agents",
+            ConflictKind::ArchiveKeyRetired => "archive_key_retired",
         }
     }
 }

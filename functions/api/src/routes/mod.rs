@@ -101,6 +101,7 @@ pub fn v1() -> OpenApiRouter<AppState> {
             protection::delete_cluster
         ))
         .routes(routes!(protection::rotate_agent_token))
+        .routes(routes!(protection::rotate_archive_key))
         .routes(routes!(install::create_install_link))
         .routes(routes!(install::agent_manifest))
         .routes(routes!(install::install_manifest))

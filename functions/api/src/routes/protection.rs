@@ -134,6 +134,30 @@ pub async fn rotate_agent_token(
     Ok(Tagged::ok(registered.cluster.version, registered))
 }
 
+/// Rotates the cluster's archive key: its next backups start new repositories under a
+/// key of the next generation; existing points keep theirs and stay restorable.
+#[utoipa::path(post, path = "/v1/clusters/{id}/rotate-archive-key", tag = "clusters",
+    description = "Role: admin. Requires `If-Match`. The first backup after a rotation copies everything again \
+        (nothing is shared with what the old key sealed). 409 `keys_held_by_agents` when the deployment has no \
+        master key (its agents hold their key).",
+    params(("id" = String, Path), ("If-Match" = String, Header)),
+    responses((status = 200, description = "The cluster, its `archiveKeyGeneration` raised", body = serde_json::Value),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
+        (status = 428, body = Problem)))]
+pub async fn rotate_archive_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    IfMatch(version): IfMatch,
+    Path(id): Path<String>,
+) -> ApiResult<Tagged<Cluster>> {
+    let p = caller.require(Role::Admin)?;
+    let cluster = s
+        .control_plane
+        .rotate_archive_key(p, &path_id::<ClusterId>(&id)?, version)
+        .await?;
+    Ok(Tagged::ok(cluster.version, cluster))
+}
+
 // ---- destinations ---------------------------------------------------------------
 
 #[utoipa::path(get, path = "/v1/destinations", tag = "destinations", description = "Role: viewer.", params(PageParams),

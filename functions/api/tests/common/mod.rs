@@ -136,6 +136,13 @@ impl Api {
         }
     }
 
+    /// This API with the deployment's archive master keys set (current first).
+    pub fn with_archive_keyring(mut self, ring: arca_core::model::archive_key::ArchiveKeyring) -> Self {
+        self.state.control_plane = self.state.control_plane.clone().with_archive_keyring(Some(ring));
+        self.router = router(self.state.clone());
+        self
+    }
+
     pub async fn request(
         &self,
         method: Method,

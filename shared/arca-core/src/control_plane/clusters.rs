@@ -93,6 +93,8 @@ impl ControlPlane {
             updated_at: now,
             version: 0,
             agent_token_hash: Some(token.hash()),
+            archive_key_generation: 1,
+            archive_key_rotated_at: None,
         };
         let mut agent = AgentState::new(p.org_id, id, queue, now);
         let mut tx = Tx::new();
@@ -198,6 +200,32 @@ impl ControlPlane {
             cluster: self.presented(cluster, agent.as_ref()),
             agent_token: token,
         })
+    }
+
+    /// Rotates the cluster's archive key: its next backups start new repositories under
+    /// a key of the next generation (a full copy, nothing is shared with what the old
+    /// key sealed); existing points keep the key they name and stay restorable until
+    /// they expire. Refused when the deployment derives no keys (agents hold their own).
+    pub async fn rotate_archive_key(&self, p: &Principal, id: &ClusterId, expected_version: u64) -> Result<Cluster> {
+        p.require(Role::Admin)?;
+        if self.config.archive_keyring.is_none() {
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::KeysHeldByAgents,
+                "this deployment has no master key: its agents hold their archive key (ARCA_ARCHIVE_KEY); \
+                 rotate that key on the agents",
+            ));
+        }
+        let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
+        cluster.archive_key_generation = cluster
+            .archive_key_generation
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("archiveKeyGeneration", "no generation is left"))?;
+        let now = self.now();
+        cluster.archive_key_rotated_at = Some(now);
+        cluster.updated_at = now;
+        let cluster = self.store.update(cluster, expected_version).await?;
+        let agent = self.store.find::<AgentState>(&p.org_id, id).await?;
+        Ok(self.presented(cluster, agent.as_ref()))
     }
 
     /// Deletes a cluster. Refused (`Conflict`) while a backup definition references it,

@@ -216,15 +216,18 @@ impl ControlPlane {
             cluster_id: rp.cluster_id,
         };
         let now = self.now();
+        let generation = crate::model::layout::key_of_location(&location.prefix).map_or(1, |k| k.generation);
         match self.store.find::<RepositoryUpkeep>(&rp.org_id, &key).await? {
             Some(mut upkeep) => {
                 let expected = upkeep.version;
                 upkeep.points_deleted(now);
+                upkeep.latest_key_generation = upkeep.latest_key_generation.max(generation);
                 tx.update(&mut upkeep, expected)?;
             }
             None => {
                 let mut upkeep = RepositoryUpkeep::new(rp.org_id, key, now);
                 upkeep.points_deleted(now);
+                upkeep.latest_key_generation = generation;
                 tx.create(&mut upkeep)?;
             }
         }

@@ -76,9 +76,9 @@ pub struct ControlPlaneConfig {
     /// Retention of a run-now job whose definition has no policy and whose request
     /// names none.
     pub default_run_now_retain_days: u32,
-    /// Derives each org's archive key, handed to its agents with a job's destination
-    /// access. Without it agents must be given a key of their own.
-    pub archive_master_key: Option<crate::model::archive_key::ArchiveMasterKey>,
+    /// Derives each cluster's archive keys, handed to its agent with one job's
+    /// destination access. Without it agents must be given a key of their own.
+    pub archive_keyring: Option<crate::model::archive_key::ArchiveKeyring>,
     /// The SHA-256 of the deployment operator's token (`ARCA_OPERATOR_TOKEN_SHA256`):
     /// who may set an org's plan. Not an org's API key: no org admin can use it.
     pub operator_token_hash: Option<crate::model::secret::SecretHash>,
@@ -98,7 +98,7 @@ impl Default for ControlPlaneConfig {
             poll_wait: Duration::from_secs(20),
             lease: Duration::from_secs(5 * 60),
             default_run_now_retain_days: 7,
-            archive_master_key: None,
+            archive_keyring: None,
             operator_token_hash: None,
             gc_grace: crate::model::maintenance::DEFAULT_GRACE,
         }
@@ -150,10 +150,10 @@ impl ControlPlane {
         self
     }
 
-    /// Sets the master key each org's archive key is derived from (see
+    /// Sets the master keys each cluster's archive keys are derived from (see
     /// [`crate::model::archive_key`]); `None` leaves agents to bring their own.
-    pub fn with_archive_master_key(mut self, key: Option<crate::model::archive_key::ArchiveMasterKey>) -> Self {
-        self.config.archive_master_key = key;
+    pub fn with_archive_keyring(mut self, keys: Option<crate::model::archive_key::ArchiveKeyring>) -> Self {
+        self.config.archive_keyring = keys;
         self
     }
 

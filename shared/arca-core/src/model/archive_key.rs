@@ -1,15 +1,22 @@
-//! Keys that seal what agents write (resource archives): one per org, derived by the
-//! control plane from a deployment-wide master key and handed to the org's agents with
-//! each job's destination access. So every cluster of an org can restore what another
-//! backed up, no key is ever stored next to the data, and nothing secret is derived from
-//! public ids alone.
+//! Keys that seal what agents write (resource archives, and the volume repositories'
+//! passphrases): one per **cluster and key generation**, derived by the control plane
+//! from a deployment-wide master key and handed to an agent with one job's destination
+//! access. So a compromised cluster holds its own keys only, no key is ever stored next
+//! to the data, and nothing secret is derived from public ids alone.
+//!
+//! Rotation: a cluster's key generation goes up ([`KeyId::generation`]); its next
+//! backups write new repositories under the new key (the repositories' folders carry the
+//! key id, `crate::model::layout`), while each existing point names its key by where it
+//! lies, so it stays restorable. The master key itself rotates through an
+//! [`ArchiveKeyring`]: the first key derives new generations, the others still open what
+//! they derived (docs/security.md).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ids::OrgId;
+use crate::ids::{ClusterId, OrgId};
 use crate::{Error, Result};
 
 /// The deployment's master key (`ARCA_ARCHIVE_MASTER_KEY`, 64 hex digits; in
@@ -41,17 +48,189 @@ impl ArchiveMasterKey {
             .ok_or_else(|| Error::invalid(field, "must be 64 hex digits (32 bytes)"))
     }
 
+    /// A secret of any form (Secrets Manager's generated strings): its SHA-256 under a
+    /// label, so the key is 32 uniform bytes whatever the text looks like.
+    pub fn from_secret_text(field: &str, text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.len() < MIN_SECRET_TEXT {
+            return Err(Error::invalid(
+                field,
+                format!("a master key text must be at least {MIN_SECRET_TEXT} characters"),
+            ));
+        }
+        Ok(Self(
+            Sha256::new()
+                .chain_update(b"arca-archive-master-key-v1:")
+                .chain_update(text.as_bytes())
+                .finalize()
+                .into(),
+        ))
+    }
+
     pub fn to_hex(&self) -> String {
         encode_hex(&self.0)
     }
 
-    /// The org's key: HMAC-SHA256(master, "arca-archive-key-v1:" + org id). Versioned, so
-    /// a future scheme can coexist with archives sealed under this one.
-    pub fn for_org(&self, org: &OrgId) -> ArchiveKeyHex {
+    /// Names the key without revealing it: the first 4 bytes of HMAC(key, label), 8 hex
+    /// digits, part of every [`KeyId`] it derives.
+    pub fn fingerprint(&self) -> String {
+        encode_hex(&hmac_sha256(&self.0, b"arca-archive-master-fingerprint")[..4])
+    }
+
+    /// One cluster's key of one generation: HMAC-SHA256(master, "arca-archive-key-v2:" +
+    /// org + ":" + cluster + ":" + generation).
+    fn derive(&self, org: &OrgId, cluster: &ClusterId, generation: u32) -> ArchiveKeyHex {
         ArchiveKeyHex(encode_hex(&hmac_sha256(
             &self.0,
-            format!("arca-archive-key-v1:{org}").as_bytes(),
+            format!("arca-archive-key-v2:{org}:{cluster}:{generation}").as_bytes(),
         )))
+    }
+}
+
+/// The shortest master key text [`ArchiveMasterKey::from_secret_text`] accepts.
+const MIN_SECRET_TEXT: usize = 32;
+
+/// Which key sealed a repository: the cluster's key generation and the fingerprint of
+/// the master key that derived it. Written `g<generation>-<fingerprint>`, the suffix of
+/// the repositories' folders, so every stored point names its key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId {
+    pub generation: u32,
+    pub master: String,
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}-{}", self.generation, self.master)
+    }
+}
+
+impl std::str::FromStr for KeyId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = || Error::invalid("keyId", format!("{s:?} is not a key id (g<generation>-<8 hex digits>)"));
+        let (generation, master) = s
+            .strip_prefix('g')
+            .and_then(|rest| rest.split_once('-'))
+            .ok_or_else(invalid)?;
+        // One spelling per id: digits without leading zeros, lowercase hex.
+        let canonical = generation.bytes().all(|b| b.is_ascii_digit()) && !generation.starts_with('0');
+        let hex = master.len() == 8 && master.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let generation: u32 = generation.parse().map_err(|_| invalid())?;
+        if !canonical || !hex {
+            return Err(invalid());
+        }
+        Ok(KeyId {
+            generation,
+            master: master.to_string(),
+        })
+    }
+}
+
+impl Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The deployment's master keys: the first derives the keys of new generations; the
+/// others, older masters kept during a rotation, still derive the keys of what they
+/// sealed. `Debug` never prints them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ArchiveKeyring {
+    masters: Vec<ArchiveMasterKey>,
+}
+
+impl ArchiveKeyring {
+    /// `current` first, then older masters still needed to open existing points.
+    pub fn new(current: ArchiveMasterKey, older: Vec<ArchiveMasterKey>) -> Self {
+        let mut masters = vec![current];
+        masters.extend(older);
+        Self { masters }
+    }
+
+    /// A keyring from a comma- or newline-separated list of master keys, current first:
+    /// each 64 hex digits (`hex`) or a secret text of at least 32 characters.
+    pub fn parse(field: &str, text: &str, form: MasterKeyForm) -> Result<Self> {
+        let masters = text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| match form {
+                MasterKeyForm::Hex => ArchiveMasterKey::from_hex(field, k),
+                MasterKeyForm::SecretText => ArchiveMasterKey::from_secret_text(field, k),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut masters = masters.into_iter();
+        let current = masters
+            .next()
+            .ok_or_else(|| Error::invalid(field, "no master key in it"))?;
+        Ok(Self::new(current, masters.collect()))
+    }
+
+    /// The id of `generation`'s key under the current master.
+    pub fn current_id(&self, generation: u32) -> KeyId {
+        KeyId {
+            generation,
+            master: self.masters[0].fingerprint(),
+        }
+    }
+
+    /// The key `id` names for `cluster`; an error when its master is no longer in the
+    /// ring (a rotation removed it while points it sealed remain).
+    pub fn key(&self, org: &OrgId, cluster: &ClusterId, id: &KeyId) -> Result<ArchiveKeyHex> {
+        self.masters
+            .iter()
+            .find(|m| m.fingerprint() == id.master)
+            .map(|m| m.derive(org, cluster, id.generation))
+            .ok_or_else(|| {
+                Error::conflict_of(
+                    crate::error::ConflictKind::ArchiveKeyRetired,
+                    format!(
+                    "the master key {} that derived key {id} is not configured any more; \
+                     add it back to the deployment's master keys (after the current one) to open what it sealed",
+                        id.master
+                    ),
+                )
+            })
+    }
+
+    /// The ids of every key `generation`s up to `latest` of a cluster may have, under
+    /// every master in the ring (what a maintenance run may find).
+    pub fn all_ids(&self, latest: u32) -> Vec<KeyId> {
+        self.masters
+            .iter()
+            .flat_map(|m| {
+                (1..=latest.max(1)).map(move |generation| KeyId {
+                    generation,
+                    master: m.fingerprint(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How [`ArchiveKeyring::parse`] reads each key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterKeyForm {
+    /// 64 hex digits: `ARCA_ARCHIVE_MASTER_KEY`, the single-machine key file.
+    Hex,
+    /// Any text of at least 32 characters, hashed: a Secrets Manager secret.
+    SecretText,
+}
+
+impl fmt::Debug for ArchiveKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<String> = self.masters.iter().map(|m| m.fingerprint()).collect();
+        write!(f, "ArchiveKeyring({})", ids.join(", "))
     }
 }
 
@@ -122,13 +301,65 @@ mod tests {
     }
 
     #[test]
-    fn each_org_gets_its_own_stable_key() {
-        let master = ArchiveMasterKey::from_bytes([7; 32]);
-        let (a, b) = (OrgId::new(), OrgId::new());
-        assert_eq!(master.for_org(&a), master.for_org(&a));
-        assert_ne!(master.for_org(&a), master.for_org(&b));
-        assert_ne!(ArchiveMasterKey::from_bytes([8; 32]).for_org(&a), master.for_org(&a));
-        assert!(master.for_org(&a).bytes().is_some());
+    fn each_cluster_and_generation_gets_its_own_stable_key() {
+        let ring = ArchiveKeyring::new(ArchiveMasterKey::from_bytes([7; 32]), vec![]);
+        let org = OrgId::new();
+        let (a, b) = (ClusterId::new(), ClusterId::new());
+        let (g1, g2) = (ring.current_id(1), ring.current_id(2));
+        let key = |c, id| ring.key(&org, c, id).unwrap();
+        assert_eq!(key(&a, &g1), key(&a, &g1));
+        assert_ne!(key(&a, &g1), key(&b, &g1), "clusters of one org");
+        assert_ne!(key(&a, &g1), key(&a, &g2), "generations");
+        assert_ne!(
+            ring.key(&OrgId::new(), &a, &g1).unwrap(),
+            key(&a, &g1),
+            "the same cluster id in another org"
+        );
+        assert!(key(&a, &g1).bytes().is_some());
+    }
+
+    #[test]
+    fn a_rotated_master_still_opens_what_it_derived_until_it_is_removed() {
+        let (old, new) = (ArchiveMasterKey::from_bytes([1; 32]), ArchiveMasterKey::from_bytes([2; 32]));
+        let (org, cl) = (OrgId::new(), ClusterId::new());
+        let before = ArchiveKeyring::new(old.clone(), vec![]);
+        let old_id = before.current_id(1);
+        let sealed_with = before.key(&org, &cl, &old_id).unwrap();
+
+        let during = ArchiveKeyring::parse("k", &format!("{}, {}", new.to_hex(), old.to_hex()), MasterKeyForm::Hex).unwrap();
+        assert_ne!(during.current_id(1), old_id, "new generations come from the new master");
+        assert_eq!(during.key(&org, &cl, &old_id).unwrap(), sealed_with);
+        assert_eq!(during.all_ids(2).len(), 4);
+
+        let after = ArchiveKeyring::new(new, vec![]);
+        let err = after.key(&org, &cl, &old_id).unwrap_err().to_string();
+        assert!(err.contains(&old_id.master) && err.contains("not configured"), "{err}");
+    }
+
+    #[test]
+    fn key_ids_round_trip_and_parse_strictly() {
+        let id = KeyId {
+            generation: 12,
+            master: "0a1b2c3d".into(),
+        };
+        assert_eq!(id.to_string(), "g12-0a1b2c3d");
+        assert_eq!("g12-0a1b2c3d".parse::<KeyId>().unwrap(), id);
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"g12-0a1b2c3d\"");
+        for bad in ["", "g0-0a1b2c3d", "g1-0A1B2C3D", "g1-0a1b2c3", "1-0a1b2c3d", "g01-0a1b2c3d", "g1-0a1b2c3d/x", "g-0a1b2c3d"] {
+            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_texts_are_hashed_and_short_ones_refused() {
+        let text = "A".repeat(40);
+        let a = ArchiveKeyring::parse("secret", &text, MasterKeyForm::SecretText).unwrap();
+        assert_eq!(a, ArchiveKeyring::parse("secret", &format!(" {text}\n"), MasterKeyForm::SecretText).unwrap());
+        assert_ne!(a.current_id(1), ArchiveKeyring::parse("s", &"B".repeat(40), MasterKeyForm::SecretText).unwrap().current_id(1));
+        let err = ArchiveKeyring::parse("secret", "short", MasterKeyForm::SecretText).unwrap_err();
+        assert!(matches!(&err, Error::Invalid { field, .. } if field == "secret"), "{err}");
+        assert!(ArchiveKeyring::parse("secret", " , ", MasterKeyForm::SecretText).is_err());
+        assert!(!format!("{a:?}").contains(&text));
     }
 
     #[test]
@@ -137,7 +368,9 @@ mod tests {
         let hex = master.to_hex();
         assert_eq!(ArchiveMasterKey::from_hex("k", &hex).unwrap(), master);
         assert!(!format!("{master:?}").contains(&hex));
-        let org_key = master.for_org(&OrgId::new());
+        let org_key = ArchiveKeyring::new(master.clone(), vec![])
+            .key(&OrgId::new(), &ClusterId::new(), &KeyId { generation: 1, master: master.fingerprint() })
+            .unwrap();
         assert!(!format!("{org_key:?}").contains(&serde_json::to_string(&org_key).unwrap()[1..10]));
         for bad in ["", "zz", &"a".repeat(63), &"g".repeat(64)] {
             let err = ArchiveMasterKey::from_hex("ARCA_ARCHIVE_MASTER_KEY", bad).unwrap_err();

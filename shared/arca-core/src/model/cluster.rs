@@ -137,12 +137,23 @@ pub struct Cluster {
     /// The backup definitions that protect this cluster, kept in the same transaction
     /// as the definitions, so "cluster in use" cannot be raced.
     pub backup_definition_ids: BTreeSet<BackupDefinitionId>,
+    /// The generation of the cluster's archive key (`model::archive_key`): raised by a
+    /// rotation, after which its backups go to new repositories under the new key.
+    #[serde(default = "first_key_generation")]
+    pub archive_key_generation: u32,
+    /// When the archive key was last rotated.
+    #[serde(default)]
+    pub archive_key_rotated_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
     /// Kept only in the GSI1 entry (`AGENT#<hash>`), never in the body or the API.
     #[serde(skip)]
     pub agent_token_hash: Option<SecretHash>,
+}
+
+fn first_key_generation() -> u32 {
+    1
 }
 
 impl Cluster {
@@ -210,6 +221,8 @@ mod tests {
             updated_at: DateTime::UNIX_EPOCH,
             version: 1,
             agent_token_hash: None,
+            archive_key_generation: 1,
+            archive_key_rotated_at: None,
         }
     }
 

@@ -5,18 +5,63 @@
 //! format owns the keys (`arca_repo::layout`, the resource archive's store).
 //!
 //! ```text
-//! <destination prefix>/<org>/<cluster>/resources/            resource archive store
-//! <destination prefix>/<org>/<cluster>/resources/archives/<id> one recovery point's archive
-//! <destination prefix>/<org>/<cluster>/volumes/               volume repository
+//! <destination prefix>/<org>/<cluster>/resources-<key id>/              resource archive store
+//! <destination prefix>/<org>/<cluster>/resources-<key id>/archives/<id> one point's archive
+//! <destination prefix>/<org>/<cluster>/volumes-<key id>/                volume repository
 //! ```
+//!
+//! One pair of repositories per key of the cluster ([`KeyId`]: its generation and
+//! master): a repository is sealed with one key, so a rotated key starts new ones, and a
+//! point's location names the key that opens it. Agents that hold a key of their own
+//! (`ARCA_ARCHIVE_KEY`, no key id from the control plane) use `resources` and `volumes`.
 
 use crate::ids::{ClusterId, OrgId};
+use crate::model::archive_key::KeyId;
 use crate::{Error, Result};
 
-/// Folder of a cluster's resource archive store under its cluster prefix.
+/// Folder of a cluster's resource archive stores under its cluster prefix (before the key id).
 pub const RESOURCES_FOLDER: &str = "resources";
-/// Folder of a cluster's volume repository under its cluster prefix.
+/// Folder of a cluster's volume repositories under its cluster prefix (before the key id).
 pub const VOLUMES_FOLDER: &str = "volumes";
+
+/// The folder of the resource archive store sealed with `key`.
+pub fn resources_folder(key: Option<&KeyId>) -> String {
+    keyed_folder(RESOURCES_FOLDER, key)
+}
+
+/// The folder of the volume repository whose passphrase comes from `key`.
+pub fn volumes_folder(key: Option<&KeyId>) -> String {
+    keyed_folder(VOLUMES_FOLDER, key)
+}
+
+fn keyed_folder(folder: &str, key: Option<&KeyId>) -> String {
+    match key {
+        Some(key) => format!("{folder}-{key}"),
+        None => folder.to_string(),
+    }
+}
+
+/// Which key a resource archive store's folder name says sealed it: `Ok(None)` for
+/// the plain `resources` (an agent's own key), `Err` when it is no such folder.
+fn key_of_resources_folder(folder: &str) -> std::result::Result<Option<KeyId>, ()> {
+    match folder.strip_prefix(RESOURCES_FOLDER) {
+        Some("") => Ok(None),
+        Some(rest) => rest
+            .strip_prefix('-')
+            .and_then(|id| id.parse().ok())
+            .map(Some)
+            .ok_or(()),
+        None => Err(()),
+    }
+}
+
+/// The key that opens the point at `location` (an archive's location, checked when it
+/// was reported): `None` for stores sealed with an agent's own key.
+pub fn key_of_location(location: &str) -> Option<KeyId> {
+    let (store, _) = split_location(location)?;
+    let folder = store.rsplit('/').next()?;
+    key_of_resources_folder(folder).ok().flatten()
+}
 /// Where archives lie inside the resource archive store.
 const ARCHIVES: &str = "archives";
 /// The longest location an agent may report (keys are at most 1024 bytes on S3).
@@ -43,7 +88,7 @@ pub fn cluster_folder(cluster_prefix: &str, folder: &str) -> String {
 }
 
 /// A recovery point's location: its archive inside the resource archive store at
-/// `archive_store` (`<cluster prefix>resources`).
+/// `archive_store` (`<cluster prefix>resources-<key id>`).
 pub fn archive_location(archive_store: &str, archive_id: &str) -> String {
     format!("{archive_store}/{ARCHIVES}/{archive_id}")
 }
@@ -63,7 +108,7 @@ pub fn check_reported_location(location: &str, base: Option<&str>, org: &OrgId, 
     let refuse = |why: &str| {
         Err(Error::invalid(
             "backup.prefix",
-            format!("{why}: expected <destination prefix>/{org}/{cluster}/{RESOURCES_FOLDER}/{ARCHIVES}/<archive id>"),
+            format!("{why}: expected <destination prefix>/{org}/{cluster}/{RESOURCES_FOLDER}-<key id>/{ARCHIVES}/<archive id>"),
         ))
     };
     if location.len() > MAX_LOCATION_BYTES {
@@ -78,13 +123,16 @@ pub fn check_reported_location(location: &str, base: Option<&str>, org: &OrgId, 
     let Some((store, _id)) = split_location(location) else {
         return refuse("not an archive's location");
     };
-    let own = format!("{org}/{cluster}/{RESOURCES_FOLDER}");
-    let under = match base.map(|b| b.trim_matches('/')) {
-        Some("") => store == own,
-        Some(base) => store == format!("{base}/{own}"),
-        None => store == own || store.ends_with(&format!("/{own}")),
+    let Some((parent, folder)) = store.rsplit_once('/') else {
+        return refuse("outside this cluster's resource archive store");
     };
-    if !under {
+    let own = format!("{org}/{cluster}");
+    let under = match base.map(|b| b.trim_matches('/')) {
+        Some("") => parent == own,
+        Some(base) => parent == format!("{base}/{own}"),
+        None => parent == own || parent.ends_with(&format!("/{own}")),
+    };
+    if !under || key_of_resources_folder(folder).is_err() {
         return refuse("outside this cluster's resource archive store");
     }
     Ok(())
@@ -105,6 +153,27 @@ mod tests {
             format!("{org}/{cl}/volumes")
         );
         assert_eq!(cluster_folder("", RESOURCES_FOLDER), "resources");
+    }
+
+    #[test]
+    fn a_points_location_names_its_key() {
+        let (org, cl) = (OrgId::new(), ClusterId::new());
+        let key: KeyId = "g3-0a1b2c3d".parse().unwrap();
+        let store = cluster_folder(&cluster_prefix("b", &org, &cl), &resources_folder(Some(&key)));
+        assert_eq!(store, format!("b/{org}/{cl}/resources-g3-0a1b2c3d"));
+        let location = archive_location(&store, "01ABC");
+        assert_eq!(key_of_location(&location), Some(key.clone()));
+        assert!(check_reported_location(&location, Some("b"), &org, &cl).is_ok());
+        assert_eq!(volumes_folder(Some(&key)), "volumes-g3-0a1b2c3d");
+        assert_eq!(volumes_folder(None), "volumes");
+
+        let plain = archive_location(&cluster_folder(&cluster_prefix("b", &org, &cl), &resources_folder(None)), "01ABC");
+        assert_eq!(key_of_location(&plain), None);
+        assert!(check_reported_location(&plain, Some("b"), &org, &cl).is_ok());
+        for folder in ["resources-g0-0a1b2c3d", "resources-x", "resourcesx", "volumes-g3-0a1b2c3d"] {
+            let bad = format!("b/{org}/{cl}/{folder}/archives/01ABC");
+            assert!(check_reported_location(&bad, Some("b"), &org, &cl).is_err(), "{folder}");
+        }
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct RepositoryUpkeep {
     /// CLI deleting the objects); cleared by its completion, which removes this record.
     #[serde(default)]
     pub purge_begun_at: Option<DateTime<Utc>>,
+    /// The newest archive key generation of the points deleted here: the repositories a
+    /// deleted cluster may have left under each key up to it are collected.
+    #[serde(default = "first_key_generation")]
+    pub latest_key_generation: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -133,6 +137,10 @@ impl AwaitingAgent {
 /// recorded (the store failed at that moment), the repository is not forgotten.
 pub const WATCHDOG: Duration = Duration::from_secs(6 * 60 * 60);
 
+fn first_key_generation() -> u32 {
+    1
+}
+
 impl RepositoryUpkeep {
     pub fn new(org_id: OrgId, repository: RepositoryKey, now: DateTime<Utc>) -> Self {
         RepositoryUpkeep {
@@ -151,6 +159,7 @@ impl RepositoryUpkeep {
             markers_pending: 0,
             awaiting_agent: None,
             purge_begun_at: None,
+            latest_key_generation: 1,
             created_at: now,
             updated_at: now,
             version: 0,

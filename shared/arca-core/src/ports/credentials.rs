@@ -45,10 +45,45 @@ pub struct DestinationAccess {
     /// Present for Arca-managed storage only.
     #[serde(default)]
     pub credentials: Option<TemporaryCredentials>,
-    /// The org's key for sealing what the agent writes ([`crate::model::archive_key`]); absent
-    /// when the deployment has no master key configured.
+    /// The key of this job's repositories ([`crate::model::archive_key`]): the cluster's
+    /// current key for backups, the point's for restores and deletions. Absent when the
+    /// deployment has no master key (agents then hold a key of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_key: Option<crate::model::archive_key::ArchiveKeyHex>,
+    /// Which key [`Self::archive_key`] is: the repositories' folders carry it
+    /// ([`crate::model::layout::resources_folder`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<crate::model::archive_key::KeyId>,
+    /// Maintenance only: the cluster's other keys, one per repository pair it may have
+    /// left under earlier generations or master keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_keys: Vec<KeyedArchiveKey>,
+}
+
+impl DestinationAccess {
+    /// This access once per key it carries: its own, then each of [`Self::earlier_keys`]
+    /// (what a maintenance run collects, one repository pair per key).
+    pub fn each_key(&self) -> Vec<DestinationAccess> {
+        let mut all = vec![DestinationAccess {
+            earlier_keys: Vec::new(),
+            ..self.clone()
+        }];
+        all.extend(self.earlier_keys.iter().map(|k| DestinationAccess {
+            archive_key: Some(k.archive_key.clone()),
+            key_id: Some(k.key_id.clone()),
+            earlier_keys: Vec::new(),
+            ..self.clone()
+        }));
+        all
+    }
+}
+
+/// A key and its id, as [`DestinationAccess::earlier_keys`] lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyedArchiveKey {
+    pub key_id: crate::model::archive_key::KeyId,
+    pub archive_key: crate::model::archive_key::ArchiveKeyHex,
 }
 
 /// What one job may do in its destination, and under which cluster's prefix.
@@ -106,6 +141,8 @@ impl CredentialVendor for ConfigVendor {
             credentials: None,
             // Added by the control plane, which holds the master key.
             archive_key: None,
+            key_id: None,
+            earlier_keys: Vec::new(),
         })
     }
 }
