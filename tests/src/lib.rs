@@ -85,6 +85,37 @@ impl User {
         v
     }
 
+    /// POSTs `body` to `action` on the condition that `entity` is unchanged since read
+    /// (`If-Match` with its current ETag), as edits of existing entities require.
+    pub async fn post_if_match(&self, entity: &str, action: &str, body: Value) -> Value {
+        let url = |path: &str| format!("{}{path}", self.base);
+        let read = self
+            .http
+            .get(url(entity))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{entity}: {e}"));
+        let etag = read
+            .headers()
+            .get(reqwest::header::ETAG)
+            .unwrap_or_else(|| panic!("GET {entity}: no ETag"))
+            .clone();
+        let resp = self
+            .http
+            .post(url(action))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::IF_MATCH, etag)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        assert!((200..300).contains(&status), "POST {action}: {status} {v}");
+        v
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (status, v) = self.call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "GET {path}: {v}");

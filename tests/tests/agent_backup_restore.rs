@@ -391,3 +391,164 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         .delete(&target_ns, &Default::default())
         .await;
 }
+
+/// The ConfigMap `settings` as restored into `ns` of the cluster behind `client`.
+async fn restored_setting(client: &kube::Client, ns: &str) -> String {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns).get("settings").await.unwrap();
+    cm.data.unwrap_or_default().get("value").cloned().unwrap_or_default()
+}
+
+/// Key rotation end to end: a cluster's archive key rotated between two backups. The
+/// second backup is sealed under the new key in new repositories; the first point stays
+/// restorable (into another cluster, whose agent gets the source's old key for that job);
+/// when the first point expires, maintenance collects the old key's repositories while
+/// the new point stays restorable.
+#[tokio::test]
+async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_collectable() {
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dest_dir = dir.path().join("dest");
+    let mut h = Harness::start(ControlPlaneConfig {
+        gc_grace: Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let dest = h
+        .user
+        .post(
+            "/v1/destinations",
+            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_dir } }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cluster_a = h
+        .agent("cluster-a", &a.client, json!({ "defaultDestinationId": dest }))
+        .await;
+    let cluster_b = h
+        .agent("cluster-b", &b.client, json!({ "defaultDestinationId": dest }))
+        .await;
+    let (cp, clock, user) = (h.cp.clone(), h.clock.clone(), &h.user);
+
+    let ns = arca_testenv::unique("rotate");
+    let pp = PostParams::default();
+    Api::<Namespace>::all(a.client.clone())
+        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
+        .await
+        .unwrap();
+    let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
+    let settings = |value: &str| obj::<ConfigMap>(json!({ "metadata": { "name": "settings" }, "data": { "value": value } }));
+    cms.create(&pp, &settings("before")).await.unwrap();
+    let def = user
+        .post(
+            "/v1/backups",
+            json!({ "name": "ns", "clusterId": cluster_a, "pvMode": "none", "selection": { "namespaces": [ns] } }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let backup = |retain_days: u32| {
+        let def = def.clone();
+        async move {
+            let job = user
+                .post(
+                    &format!("/v1/backups/{def}/run"),
+                    json!({ "retention": { "retainDays": retain_days } }),
+                )
+                .await;
+            let done = user.wait_job(job["id"].as_str().unwrap()).await;
+            assert_eq!(done["state"], "COMPLETED", "{done}");
+            let points = user.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
+            points["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["jobId"] == done["id"])
+                .unwrap_or_else(|| panic!("no point of the job: {points}"))
+                .clone()
+        }
+    };
+    let store_of = |point: &Value| -> String {
+        let prefix = point["location"]["prefix"].as_str().unwrap();
+        prefix.split("/archives/").next().unwrap().to_string()
+    };
+
+    let old = backup(1).await;
+    let old_store = store_of(&old);
+    assert!(old_store.contains(&format!("/{cluster_a}/resources-g1-")), "{old_store}");
+
+    let cluster_path = format!("/v1/clusters/{cluster_a}");
+    let rotated = user
+        .post_if_match(&cluster_path, &format!("{cluster_path}/rotate-archive-key"), json!({}))
+        .await;
+    assert_eq!(rotated["archiveKeyGeneration"], 2, "{rotated}");
+
+    cms.replace("settings", &pp, &{
+        let mut cm = cms.get("settings").await.unwrap();
+        cm.data = Some([("value".to_string(), "after".to_string())].into());
+        cm
+    })
+    .await
+    .unwrap();
+    let new = backup(7).await;
+    let new_store = store_of(&new);
+    assert!(new_store.contains("/resources-g2-"), "{new_store}");
+    assert_ne!(old_store, new_store);
+    assert!(files_under(&dest_dir.join(&new_store)) > 0, "the new key's store has its own packs");
+
+    // Both points restore, each with its own key; the old one into the other cluster.
+    let restore = |point: &Value, cluster: &str, target_ns: &str| {
+        json!({ "recoveryPointId": point["id"], "targetClusterId": cluster, "namespaceMap": { ns.clone(): target_ns } })
+    };
+    let old_copy = format!("{ns}-old");
+    let r = user.post("/v1/restores", restore(&old, &cluster_b, &old_copy)).await;
+    let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(restored_setting(&b.client, &old_copy).await, "before");
+    let new_copy = format!("{ns}-new");
+    let r = user.post("/v1/restores", restore(&new, &cluster_a, &new_copy)).await;
+    let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(restored_setting(&a.client, &new_copy).await, "after");
+
+    // The old point expires; its deletion and the maintenance after it empty the old
+    // key's store (the run gets every key of the cluster), the new one is untouched.
+    clock.advance(Duration::from_secs(2 * 86_400));
+    cp.retention_sweep().await.unwrap();
+    let jobs = user.get("/v1/jobs?type=DELETE_BACKUP").await;
+    let delete_job = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["recoveryPointId"] == old["id"])
+        .unwrap_or_else(|| panic!("no DELETE_BACKUP job for the old point: {jobs}"))
+        .clone();
+    let deleted = user.wait_job(delete_job["id"].as_str().unwrap()).await;
+    assert_eq!(deleted["state"], "COMPLETED", "{deleted}");
+    clock.advance(arca_core::model::maintenance::SETTLE);
+    let sweep = cp.maintenance_sweep().await.unwrap();
+    assert_eq!(sweep.jobs.len(), 1, "{sweep:?}");
+    let maintained = user.wait_job(&sweep.jobs[0].to_string()).await;
+    assert_eq!(maintained["state"], "COMPLETED", "{maintained}");
+    let log = maintained["activity"].to_string();
+    assert!(log.contains("key g1-") && log.contains("key g2-"), "both keys' repositories: {log}");
+    assert_eq!(files_under(&dest_dir.join(&old_store)), 0, "the old key's store is emptied");
+    assert!(files_under(&dest_dir.join(&new_store)) > 0, "the new store stays");
+
+    // The clock jumped two days: cluster b is ACTIVE again at its agent's next heartbeat.
+    user.wait_for(&format!("/v1/clusters/{cluster_b}"), |c| c["state"] == "ACTIVE")
+        .await;
+    let again = format!("{ns}-again");
+    let r = user.post("/v1/restores", restore(&new, &cluster_b, &again)).await;
+    let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(restored_setting(&b.client, &again).await, "after");
+
+    for (client, name) in [(&a.client, &ns), (&a.client, &new_copy), (&b.client, &old_copy), (&b.client, &again)] {
+        let _ = Api::<Namespace>::all(client.clone()).delete(name, &Default::default()).await;
+    }
+}
