@@ -13,7 +13,7 @@ mod common;
 
 use arca_core::model::cloud::AwsResource;
 use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
-use arca_core::model::cloud::inventory::{EksCluster, EksNodegroup};
+use arca_core::model::cloud::inventory::{EbsVolume, EksCluster, EksNodegroup};
 use arca_core::model::recovery::RecoveryPoint;
 use arca_core::model::secret::Secret;
 use common::Api;
@@ -58,8 +58,28 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         }],
         ..Default::default()
     };
-    api.cloud
-        .set_resources(role, "us-east-1", vec![AwsResource::EksCluster(eks.clone())]);
+    // EBS volumes of that account: one of this cluster (tagged by its provisioner), one of
+    // another cluster in the same account.
+    let tagged = |id: &str, tags: &[(&str, &str)]| {
+        AwsResource::EbsVolume(EbsVolume {
+            volume_id: id.into(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        })
+    };
+    api.cloud.set_resources(
+        role,
+        "us-east-1",
+        vec![
+            AwsResource::EksCluster(eks.clone()),
+            tagged("vol-0aaa", &[("kubernetes.io/cluster/prod-eks", "owned")]),
+            tagged("vol-0gone", &[("kubernetes.io/cluster/prod-eks", "owned")]),
+            tagged(
+                "vol-0bbb",
+                &[("kubernetes.io/cluster/staging-eks", "owned"), ("kubernetes.io/created-for/pv/name", "pv-theirs")],
+            ),
+        ],
+    );
     api.post(
         &format!("/v1/cloud-accounts/{account_id}/inventory"),
         &t.admin,
@@ -128,6 +148,9 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         "backup": { "prefix": common::archive_at(&t.org_id, &cluster_id, "x"), "resourceCount": 12, "ebsVolumes": [
             { "pvName": "pv-data", "volumeId": "vol-0aaa", "availabilityZone": "us-east-1a" },
             { "pvName": "pv-old", "volumeId": "vol-0gone" },
+            // Another cluster's volume, reported by a (compromised) agent: not snapshotted.
+            { "pvName": "pv-theirs", "volumeId": "vol-0bbb" },
+            { "pvName": "pv-nowhere", "volumeId": "vol-0ccc" },
         ] },
     });
     let done = api
@@ -146,12 +169,23 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         done.body["reason"]
             .as_str()
             .unwrap()
-            .contains("1 EBS volume(s) have no snapshot"),
+            .contains("3 EBS volume(s) have no snapshot"),
         "{}",
         done.text
     );
     assert!(
-        done.text.contains("PV pv-old (EBS vol-0gone): not snapshotted"),
+        done.text.contains("PV pv-old (EBS vol-0gone): not snapshotted: InvalidVolume.NotFound"),
+        "{}",
+        done.text
+    );
+    assert!(
+        done.text
+            .contains("PV pv-theirs (EBS vol-0bbb): not snapshotted: tagged for cluster(s) staging-eks, not for EKS cluster prod-eks"),
+        "{}",
+        done.text
+    );
+    assert!(
+        done.text.contains("PV pv-nowhere (EBS vol-0ccc): not snapshotted: no such volume in us-east-1"),
         "{}",
         done.text
     );
@@ -581,6 +615,8 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
             volume_type: Some("io2".into()),
             iops: Some(4000),
             availability_zone: Some("us-east-1a".into()),
+            // The EBS CSI driver's tag on what it provisions: the PV's name.
+            tags: [("kubernetes.io/created-for/pv/name".to_string(), "pv-db".to_string())].into(),
             ..Default::default()
         })],
     );

@@ -228,6 +228,30 @@ impl CloudConnector for AwsCloudConnector {
         Ok(found)
     }
 
+    async fn describe_volumes(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_ids: &[String],
+    ) -> std::result::Result<Vec<EbsVolume>, CloudFailure> {
+        if volume_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.clients(role, region).await?;
+        // A filter, not VolumeIds: one unknown id would fail the whole call.
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name("volume-id")
+            .set_values(Some(volume_ids.to_vec()))
+            .build();
+        let mut out = Vec::new();
+        let mut pages = c.ec2.describe_volumes().filters(filter).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failure(e, "EBS volumes"))?;
+            out.extend(page.volumes().iter().map(ebs_volume));
+        }
+        Ok(out)
+    }
+
     async fn snapshot_volume(
         &self,
         role: &RoleRef,
@@ -741,25 +765,27 @@ async fn ebs_volumes(ec2: &aws_sdk_ec2::Client) -> Result<Vec<AwsResource>> {
         let Some(page) = allowed(page, "EBS volumes")? else {
             return Ok(out);
         };
-        for v in page.volumes() {
-            out.push(AwsResource::EbsVolume(EbsVolume {
-                volume_id: v.volume_id().unwrap_or_default().to_string(),
-                size_gib: v.size(),
-                volume_type: v.volume_type().map(|t| t.as_str().to_string()),
-                iops: v.iops(),
-                throughput: v.throughput(),
-                availability_zone: v.availability_zone().map(str::to_string),
-                state: v.state().map(|s| s.as_str().to_string()),
-                encrypted: v.encrypted().unwrap_or(false),
-                kms_key_id: v.kms_key_id().map(str::to_string),
-                attached_instance_ids: strings(v.attachments(), |a| a.instance_id()),
-                tags: v
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-                    .collect(),
-            }));
-        }
+        out.extend(page.volumes().iter().map(|v| AwsResource::EbsVolume(ebs_volume(v))));
     }
     Ok(out)
+}
+
+fn ebs_volume(v: &aws_sdk_ec2::types::Volume) -> EbsVolume {
+    EbsVolume {
+        volume_id: v.volume_id().unwrap_or_default().to_string(),
+        size_gib: v.size(),
+        volume_type: v.volume_type().map(|t| t.as_str().to_string()),
+        iops: v.iops(),
+        throughput: v.throughput(),
+        availability_zone: v.availability_zone().map(str::to_string),
+        state: v.state().map(|s| s.as_str().to_string()),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(str::to_string),
+        attached_instance_ids: strings(v.attachments(), |a| a.instance_id()),
+        tags: v
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
+    }
 }

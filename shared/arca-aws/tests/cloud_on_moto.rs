@@ -341,6 +341,17 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
         .create_volume()
         .availability_zone(format!("{region}a"))
         .size(4)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("kubernetes.io/cluster/prod-eks")
+                        .value("owned")
+                        .build(),
+                )
+                .build(),
+        )
         .send()
         .await
         .expect("volume");
@@ -351,6 +362,20 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
         role_arn: format!("arn:aws:iam::{account}:role/arca-cross-account"),
         external_id: "arca-0123456789abcdef0123456789abcdef".into(),
     };
+    // What the control plane checks before snapshotting a reported volume: EC2's live
+    // answer, an unknown id left out rather than failing the call.
+    let described = connector
+        .describe_volumes(
+            &role,
+            region,
+            &[volume_id.clone(), "vol-0000000000000dead".to_owned()],
+        )
+        .await
+        .expect("describe");
+    assert_eq!(described.len(), 1, "{described:?}");
+    assert_eq!(described[0].volume_id, volume_id);
+    assert!(described[0].check_owner("pv-x", Some("prod-eks")).is_ok(), "{described:?}");
+    assert!(described[0].check_owner("pv-x", Some("other")).is_err());
     let tags = std::collections::BTreeMap::from([
         ("arca:recovery-point".to_owned(), "rp_x".to_owned()),
         ("arca:expires-at".to_owned(), "2030-01-01T00:00:00+00:00".to_owned()),

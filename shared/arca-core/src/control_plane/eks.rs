@@ -103,16 +103,40 @@ impl ControlPlane {
         };
         match self.linked_role(&job.org_id, &link.cloud_account_id).await {
             Ok(role) => {
-                for volume in &volumes {
-                    let tags = snapshot_tags(&rp_id, rp.expires_at, volume);
-                    match cloud
+                // What EC2 says of the reported volumes now: only those whose tags show
+                // them as this cluster's are snapshotted (an agent's word is not enough).
+                let ids: Vec<String> = volumes.iter().map(|v| v.volume_id.clone()).collect();
+                let described = if ids.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    cloud
                         .connector
-                        .snapshot_volume(&role, &link.region, &volume.volume_id, &tags)
+                        .describe_volumes(&role, &link.region, &ids)
                         .await
-                    {
+                        .map_err(Error::from)
+                };
+                for volume in &volumes {
+                    let owned = match &described {
+                        Ok(found) => match found.iter().find(|v| v.volume_id == volume.volume_id) {
+                            Some(v) => v.check_owner(&volume.pv_name, link.eks_cluster_name.as_deref()),
+                            None => Err(format!("no such volume in {}", link.region)),
+                        },
+                        Err(e) => Err(format!("describing the volumes: {e}")),
+                    };
+                    let taken = match owned {
+                        Ok(()) => {
+                            let tags = snapshot_tags(&rp_id, rp.expires_at, volume);
+                            cloud
+                                .connector
+                                .snapshot_volume(&role, &link.region, &volume.volume_id, &tags)
+                                .await
+                                .map_err(|e| Error::from(e).to_string())
+                        }
+                        Err(why) => Err(why),
+                    };
+                    match taken {
                         Ok(snapshot_id) => record.ebs_snapshots.push(EbsSnapshotRef::of(volume, snapshot_id)),
                         Err(e) => {
-                            let e = Error::from(e);
                             record.errors.push(format!(
                                 "EBS snapshot of {} (PV {}): {e}",
                                 volume.volume_id, volume.pv_name

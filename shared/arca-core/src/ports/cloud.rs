@@ -1,7 +1,7 @@
 //! The port the domain reaches linked AWS accounts through.
 
 use crate::Error;
-use crate::model::cloud::inventory::{AwsResource, EksCluster, EksNodegroup};
+use crate::model::cloud::inventory::{AwsResource, EbsVolume, EksCluster, EksNodegroup};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
@@ -52,6 +52,15 @@ pub trait CloudConnector: Send + Sync {
     /// Every RDS instance and cluster, their snapshots, EKS clusters with node groups and
     /// EBS volumes of one region.
     async fn discover(&self, role: &RoleRef, region: &str) -> Result<Vec<AwsResource>, CloudFailure>;
+
+    /// The EBS volumes among `volume_ids` that exist in the region, as EC2 describes them
+    /// now (the inventory may be hours old); absent ones are left out.
+    async fn describe_volumes(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_ids: &[String],
+    ) -> Result<Vec<EbsVolume>, CloudFailure>;
 
     /// Starts an EBS snapshot of `volume_id` with `tags`; its id (EC2 completes it later).
     async fn snapshot_volume(

@@ -158,6 +158,43 @@ pub struct EbsVolume {
     pub tags: BTreeMap<String, String>,
 }
 
+impl EbsVolume {
+    /// Whether the volume's tags show it is the volume of PV `pv_name` in this cluster
+    /// (EKS cluster `eks_cluster` when the link names one): an agent's report alone must
+    /// not make Arca snapshot another cluster's volume in the same account. A volume
+    /// tagged for clusters must be tagged for this one; an untagged one must carry the
+    /// PV name the provisioners tag it with. `Err`: why not, and what tag would do.
+    pub fn check_owner(&self, pv_name: &str, eks_cluster: Option<&str>) -> Result<(), String> {
+        const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
+        let clusters: Vec<&str> = self
+            .tags
+            .iter()
+            .filter_map(|(k, v)| match k.strip_prefix(CLUSTER_TAG_PREFIX) {
+                Some(name) if v == "owned" || v == "shared" => Some(name),
+                Some(_) => None,
+                None if k == "KubernetesCluster" || k == "eks:cluster-name" => Some(v.as_str()),
+                None => None,
+            })
+            .collect();
+        let pv_tag = self.tags.get("kubernetes.io/created-for/pv/name").map(String::as_str);
+        match eks_cluster {
+            Some(eks) if clusters.contains(&eks) => Ok(()),
+            Some(eks) if !clusters.is_empty() => Err(format!(
+                "tagged for cluster(s) {}, not for EKS cluster {eks}",
+                clusters.join(", ")
+            )),
+            _ if pv_tag == Some(pv_name) => Ok(()),
+            Some(eks) => Err(format!(
+                "its tags name neither EKS cluster {eks} nor PV {pv_name}: tag it {CLUSTER_TAG_PREFIX}{eks}=owned"
+            )),
+            None => Err(format!(
+                "its tags do not name PV {pv_name} (kubernetes.io/created-for/pv/name) and the cluster's AWS link names \
+                 no EKS cluster to check against"
+            )),
+        }
+    }
+}
+
 /// One discovered resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -279,6 +316,33 @@ impl AwsInventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_is_snapshotted_only_for_the_cluster_its_tags_name() {
+        let volume = |tags: &[(&str, &str)]| EbsVolume {
+            volume_id: "vol-0abc".into(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        let csi = [("kubernetes.io/created-for/pv/name", "pvc-1"), ("ebs.csi.aws.com/cluster", "true")];
+        assert!(volume(&[("kubernetes.io/cluster/prod", "owned")]).check_owner("pvc-1", Some("prod")).is_ok());
+        assert!(volume(&[("eks:cluster-name", "prod")]).check_owner("x", Some("prod")).is_ok());
+        assert!(volume(&[("KubernetesCluster", "prod")]).check_owner("x", Some("prod")).is_ok());
+        assert!(volume(&csi).check_owner("pvc-1", Some("prod")).is_ok(), "CSI without a cluster id");
+        assert!(volume(&csi).check_owner("pvc-1", None).is_ok());
+
+        let theirs = volume(&[("kubernetes.io/cluster/staging", "owned"), csi[0]]);
+        let err = theirs.check_owner("pvc-1", Some("prod")).unwrap_err();
+        assert!(err.contains("staging") && err.contains("prod"), "{err}");
+        assert!(volume(&csi).check_owner("pvc-2", Some("prod")).is_err(), "another PV's volume");
+        assert!(volume(&csi).check_owner("pvc-2", None).is_err());
+        let err = volume(&[]).check_owner("pvc-1", Some("prod")).unwrap_err();
+        assert!(err.contains("kubernetes.io/cluster/prod=owned"), "{err}");
+        assert!(
+            volume(&[("kubernetes.io/cluster/prod", "elsewhere")]).check_owner("x", Some("prod")).is_err(),
+            "only owned or shared count"
+        );
+    }
 
     fn db(id: &str, status: &str) -> AwsResource {
         AwsResource::RdsInstance(RdsInstance {

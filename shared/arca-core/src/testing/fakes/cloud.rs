@@ -4,7 +4,7 @@
 use crate::Error;
 use crate::model::cloud::AwsResource;
 use crate::model::cloud::account::RoleRef;
-use crate::model::cloud::inventory::{EksCluster, EksNodegroup};
+use crate::model::cloud::inventory::{EbsVolume, EksCluster, EksNodegroup};
 use crate::ports::cloud::{CloudConnector, CloudFailure, NewEbsVolume};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -152,6 +152,22 @@ impl CloudConnector for FakeCloud {
             Some(Err(message)) => Err(CloudFailure::Other(Error::transient(message.clone()))),
             None => Ok(Vec::new()),
         }
+    }
+
+    async fn describe_volumes(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        volume_ids: &[String],
+    ) -> std::result::Result<Vec<EbsVolume>, CloudFailure> {
+        let resources = self.discover(role, region).await?;
+        Ok(resources
+            .into_iter()
+            .filter_map(|r| match r {
+                AwsResource::EbsVolume(v) if volume_ids.contains(&v.volume_id) => Some(v),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn snapshot_volume(
