@@ -198,7 +198,10 @@ impl volumes::RepoAccess for JobRepoAccess {
 
 /// `<clusterPrefix>resources-<key id>` ([`layout`]): the store of the job's key.
 fn archive_prefix(access: &DestinationAccess) -> String {
-    layout::cluster_folder(&access.cluster_prefix, &layout::resources_folder(access.key_id.as_ref()))
+    layout::cluster_folder(
+        &access.cluster_prefix,
+        &layout::resources_folder(access.key_id.as_ref()),
+    )
 }
 
 impl ResourceRunner {
@@ -511,7 +514,11 @@ impl ResourceRunner {
             }
         }
         if !errors.is_empty() {
-            return failed(format!("{}; done meanwhile: {}", errors.join("; "), messages.join("; ")));
+            return failed(format!(
+                "{}; done meanwhile: {}",
+                errors.join("; "),
+                messages.join("; ")
+            ));
         }
         Outcome {
             state: Some(JobState::Completed),
@@ -1087,7 +1094,11 @@ mod tests {
             vec![],
         );
         let handed = ring
-            .key(&arca_core::ids::OrgId::new(), &arca_core::ids::ClusterId::new(), &ring.current_id(1))
+            .key(
+                &arca_core::ids::OrgId::new(),
+                &arca_core::ids::ClusterId::new(),
+                &ring.current_id(1),
+            )
             .unwrap();
         let from_cp = ArchiveKey::FromControlPlane
             .bytes(&access(Some(handed.clone())))

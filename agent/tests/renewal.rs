@@ -37,7 +37,10 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
     let config = ControlPlaneConfig {
         signup_open: true,
         poll_wait: Duration::from_secs(1),
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(), vec![])),
+        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
+            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
+            vec![],
+        )),
         ..Default::default()
     };
     let mut state = api::AppState::with_ports(

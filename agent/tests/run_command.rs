@@ -39,7 +39,10 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
         // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(), vec![])),
+        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
+            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
+            vec![],
+        )),
         ..Default::default()
     };
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(

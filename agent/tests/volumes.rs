@@ -506,7 +506,10 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         local_destinations: true,
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(), vec![])),
+        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
+            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
+            vec![],
+        )),
         ..Default::default()
     };
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
@@ -740,11 +743,16 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     );
     assert_eq!(point1["pvCount"], 1, "{point1}");
     assert!(world.movers.lock().unwrap().is_empty(), "snapshot mode runs no mover");
-    assert!(
-        !dest_root
-            .join(format!("{}/{cluster_id}/volumes", point1["orgId"].as_str().unwrap()))
-            .exists()
-    );
+    let cluster_dir = dest_root.join(format!("{}/{cluster_id}", point1["orgId"].as_str().unwrap()));
+    let repositories: Vec<String> = std::fs::read_dir(&cluster_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with("volumes"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(repositories.is_empty(), "no volume repository yet: {repositories:?}");
 
     // 2. snapshotAndCopy: the copy is in the repository; temporary objects gone; snapshot kept.
     let (def2, job2) = backup("copy", "snapshotAndCopy", false).await;
@@ -831,8 +839,13 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         world.leaks.lock().unwrap()
     );
     let org = point2["orgId"].as_str().unwrap().to_string();
-    let repo_url = format!("file://{}/{org}/{cluster_id}/volumes", dest_root.display());
-    assert_eq!(copy2["repository"], format!("{org}/{cluster_id}/volumes"));
+    // The repository of the cluster's current archive key (generation 1).
+    let repository = copy2["repository"].as_str().unwrap().to_string();
+    assert!(
+        repository.starts_with(&format!("{org}/{cluster_id}/volumes-g1-")),
+        "{repository}"
+    );
+    let repo_url = format!("file://{}/{repository}", dest_root.display());
     let password = world.password.lock().unwrap().clone().unwrap();
     // The repository snapshot restores byte-identical (the CLI, outside any Job).
     let check = dir.path().join("check.img");

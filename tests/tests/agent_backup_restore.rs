@@ -394,7 +394,10 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
 
 /// The ConfigMap `settings` as restored into `ns` of the cluster behind `client`.
 async fn restored_setting(client: &kube::Client, ns: &str) -> String {
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns).get("settings").await.unwrap();
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("settings")
+        .await
+        .unwrap();
     cm.data.unwrap_or_default().get("value").cloned().unwrap_or_default()
 }
 
@@ -440,7 +443,8 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
         .await
         .unwrap();
     let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
-    let settings = |value: &str| obj::<ConfigMap>(json!({ "metadata": { "name": "settings" }, "data": { "value": value } }));
+    let settings =
+        |value: &str| obj::<ConfigMap>(json!({ "metadata": { "name": "settings" }, "data": { "value": value } }));
     cms.create(&pp, &settings("before")).await.unwrap();
     let def = user
         .post(
@@ -479,7 +483,10 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
 
     let old = backup(1).await;
     let old_store = store_of(&old);
-    assert!(old_store.contains(&format!("/{cluster_a}/resources-g1-")), "{old_store}");
+    assert!(
+        old_store.contains(&format!("/{cluster_a}/resources-g1-")),
+        "{old_store}"
+    );
 
     let cluster_path = format!("/v1/clusters/{cluster_a}");
     let rotated = user
@@ -498,12 +505,13 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     let new_store = store_of(&new);
     assert!(new_store.contains("/resources-g2-"), "{new_store}");
     assert_ne!(old_store, new_store);
-    assert!(files_under(&dest_dir.join(&new_store)) > 0, "the new key's store has its own packs");
+    assert!(
+        files_under(&dest_dir.join(&new_store)) > 0,
+        "the new key's store has its own packs"
+    );
 
     // Both points restore, each with its own key; the old one into the other cluster.
-    let restore = |point: &Value, cluster: &str, target_ns: &str| {
-        json!({ "recoveryPointId": point["id"], "targetClusterId": cluster, "namespaceMap": { ns.clone(): target_ns } })
-    };
+    let restore = |point: &Value, cluster: &str, target_ns: &str| json!({ "recoveryPointId": point["id"], "targetClusterId": cluster, "namespaceMap": { ns.clone(): target_ns } });
     let old_copy = format!("{ns}-old");
     let r = user.post("/v1/restores", restore(&old, &cluster_b, &old_copy)).await;
     let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
@@ -535,8 +543,15 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     let maintained = user.wait_job(&sweep.jobs[0].to_string()).await;
     assert_eq!(maintained["state"], "COMPLETED", "{maintained}");
     let log = maintained["activity"].to_string();
-    assert!(log.contains("key g1-") && log.contains("key g2-"), "both keys' repositories: {log}");
-    assert_eq!(files_under(&dest_dir.join(&old_store)), 0, "the old key's store is emptied");
+    assert!(
+        log.contains("key g1-") && log.contains("key g2-"),
+        "both keys' repositories: {log}"
+    );
+    assert_eq!(
+        files_under(&dest_dir.join(&old_store)),
+        0,
+        "the old key's store is emptied"
+    );
     assert!(files_under(&dest_dir.join(&new_store)) > 0, "the new store stays");
 
     // The clock jumped two days: cluster b is ACTIVE again at its agent's next heartbeat.
@@ -548,7 +563,14 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     assert_eq!(done["state"], "COMPLETED", "{done}");
     assert_eq!(restored_setting(&b.client, &again).await, "after");
 
-    for (client, name) in [(&a.client, &ns), (&a.client, &new_copy), (&b.client, &old_copy), (&b.client, &again)] {
-        let _ = Api::<Namespace>::all(client.clone()).delete(name, &Default::default()).await;
+    for (client, name) in [
+        (&a.client, &ns),
+        (&a.client, &new_copy),
+        (&b.client, &old_copy),
+        (&b.client, &again),
+    ] {
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(name, &Default::default())
+            .await;
     }
 }

@@ -54,7 +54,10 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
         heartbeat_interval: Duration::from_secs(1),
         poll_wait: Duration::from_secs(1),
         lease: Duration::from_secs(30),
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(), vec![])),
+        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
+            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
+            vec![],
+        )),
         ..Default::default()
     };
     let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)

@@ -457,7 +457,11 @@ mod tests {
         ])
         .unwrap_err();
         assert!(both.to_string().contains("not both"), "{both}");
-        let rotating = config(&[("ARCA_ARCHIVE_MASTER_KEY", &format!("{},{}", "cd".repeat(32), "ab".repeat(32)))]).unwrap();
+        let rotating = config(&[(
+            "ARCA_ARCHIVE_MASTER_KEY",
+            &format!("{},{}", "cd".repeat(32), "ab".repeat(32)),
+        )])
+        .unwrap();
         let ring = rotating.archive_keyring().await.unwrap().unwrap();
         let old = ArchiveKeyring::new(ArchiveMasterKey::from_hex("k", &"ab".repeat(32)).unwrap(), vec![]);
         assert_ne!(ring.current_id(1), old.current_id(1), "the first key is current");

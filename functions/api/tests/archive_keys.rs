@@ -59,7 +59,10 @@ async fn backup(api: &Api, admin: &str, agent: &Agent, definition: &str, archive
         )
         .await
         .expect(200);
-    (done.body["recoveryPointId"].as_str().expect("a point").to_owned(), access)
+    (
+        done.body["recoveryPointId"].as_str().expect("a point").to_owned(),
+        access,
+    )
 }
 
 fn ring(current: u8, older: &[u8]) -> ArchiveKeyring {
@@ -102,7 +105,11 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
     assert_ne!(b_access.body["archiveKey"].as_str(), Some(a_key.as_str()));
     let a_key_id = a_access.body["keyId"].as_str().unwrap().to_owned();
     assert!(a_key_id.starts_with("g1-"), "{a_key_id}");
-    assert!(a_access.body.get("earlierKeys").is_none(), "a backup gets one key: {}", a_access.text);
+    assert!(
+        a_access.body.get("earlierKeys").is_none(),
+        "a backup gets one key: {}",
+        a_access.text
+    );
 
     // A rotation: conditional, admin only, and the cluster's next backup gets the next generation.
     let cluster_path = format!("/v1/clusters/{}", a.cluster);
@@ -138,12 +145,13 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
     assert_ne!(a_new_key, a_key, "new backups are sealed under the new key");
     assert!(a_new_access.body["keyId"].as_str().unwrap().starts_with("g2-"));
     let (_, b_again) = backup(&api, &t.admin, b, b_def, "b2").await;
-    assert_eq!(b_again.body["archiveKey"], b_access.body["archiveKey"], "the other cluster's key stays");
+    assert_eq!(
+        b_again.body["archiveKey"], b_access.body["archiveKey"],
+        "the other cluster's key stays"
+    );
 
     // The old point, restored into the other cluster: that job, and only it, gets the key the point names.
-    let restore = |point: &str, into: &str| {
-        json!({ "recoveryPointId": point, "targetClusterId": into })
-    };
+    let restore = |point: &str, into: &str| json!({ "recoveryPointId": point, "targetClusterId": into });
     api.post("/v1/restores", &t.admin, restore(&a_point, &b.cluster))
         .await
         .expect(201);

@@ -76,7 +76,10 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
             tagged("vol-0gone", &[("kubernetes.io/cluster/prod-eks", "owned")]),
             tagged(
                 "vol-0bbb",
-                &[("kubernetes.io/cluster/staging-eks", "owned"), ("kubernetes.io/created-for/pv/name", "pv-theirs")],
+                &[
+                    ("kubernetes.io/cluster/staging-eks", "owned"),
+                    ("kubernetes.io/created-for/pv/name", "pv-theirs"),
+                ],
             ),
         ],
     );
@@ -174,7 +177,8 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         done.text
     );
     assert!(
-        done.text.contains("PV pv-old (EBS vol-0gone): not snapshotted: InvalidVolume.NotFound"),
+        done.text
+            .contains("PV pv-old (EBS vol-0gone): not snapshotted: invalid volumeId: InvalidVolume.NotFound"),
         "{}",
         done.text
     );
@@ -185,7 +189,8 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         done.text
     );
     assert!(
-        done.text.contains("PV pv-nowhere (EBS vol-0ccc): not snapshotted: no such volume in us-east-1"),
+        done.text
+            .contains("PV pv-nowhere (EBS vol-0ccc): not snapshotted: no such volume in us-east-1"),
         "{}",
         done.text
     );

@@ -352,7 +352,10 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         ),
         (("DELETE", "/v1/clusters/{id}"), ForeignId { body: None }),
         (("POST", "/v1/clusters/{id}/rotate-token"), ForeignId { body: None }),
-        (("POST", "/v1/clusters/{id}/rotate-archive-key"), ForeignId { body: None }),
+        (
+            ("POST", "/v1/clusters/{id}/rotate-archive-key"),
+            ForeignId { body: None },
+        ),
         (("POST", "/v1/clusters/{id}/install"), ForeignId { body: None }),
         (("GET", "/v1/clusters/{id}/agent.yaml"), ForeignId { body: None }),
         // The one-time token is the credential; an unknown one is 410, whoever calls.

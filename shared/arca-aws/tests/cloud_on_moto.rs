@@ -365,16 +365,15 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
     // What the control plane checks before snapshotting a reported volume: EC2's live
     // answer, an unknown id left out rather than failing the call.
     let described = connector
-        .describe_volumes(
-            &role,
-            region,
-            &[volume_id.clone(), "vol-0000000000000dead".to_owned()],
-        )
+        .describe_volumes(&role, region, &[volume_id.clone(), "vol-0000000000000dead".to_owned()])
         .await
         .expect("describe");
     assert_eq!(described.len(), 1, "{described:?}");
     assert_eq!(described[0].volume_id, volume_id);
-    assert!(described[0].check_owner("pv-x", Some("prod-eks")).is_ok(), "{described:?}");
+    assert!(
+        described[0].check_owner("pv-x", Some("prod-eks")).is_ok(),
+        "{described:?}"
+    );
     assert!(described[0].check_owner("pv-x", Some("other")).is_err());
     let tags = std::collections::BTreeMap::from([
         ("arca:recovery-point".to_owned(), "rp_x".to_owned()),

@@ -725,7 +725,11 @@ impl ControlPlane {
                 .map(|e| e.destination_id);
                 (dest, Grant::ReadWrite(agent.cluster_id), JobKeys::Current(cluster))
             }
-            _ => (None, Grant::ReadWrite(agent.cluster_id), JobKeys::AllOf(agent.cluster_id)),
+            _ => (
+                None,
+                Grant::ReadWrite(agent.cluster_id),
+                JobKeys::AllOf(agent.cluster_id),
+            ),
         };
         let dest_id = dest_id.ok_or_else(|| Error::not_found(format!("destination of job {id}")))?;
         let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
@@ -767,7 +771,11 @@ impl ControlPlane {
         cluster: &crate::ids::ClusterId,
         destination: &crate::ids::DestinationId,
     ) -> Result<u32> {
-        let of_cluster = self.store.find::<Cluster>(org, cluster).await?.map(|c| c.archive_key_generation);
+        let of_cluster = self
+            .store
+            .find::<Cluster>(org, cluster)
+            .await?
+            .map(|c| c.archive_key_generation);
         let key = crate::model::maintenance::RepositoryKey {
             destination_id: *destination,
             cluster_id: *cluster,
@@ -790,4 +798,3 @@ enum JobKeys {
     /// Every key the cluster's repositories may have: maintenance.
     AllOf(crate::ids::ClusterId),
 }
-

@@ -208,6 +208,7 @@ impl ControlPlane {
     /// they expire. Refused when the deployment derives no keys (agents hold their own).
     pub async fn rotate_archive_key(&self, p: &Principal, id: &ClusterId, expected_version: u64) -> Result<Cluster> {
         p.require(Role::Admin)?;
+        let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         if self.config.archive_keyring.is_none() {
             return Err(Error::conflict_of(
                 crate::error::ConflictKind::KeysHeldByAgents,
@@ -215,7 +216,6 @@ impl ControlPlane {
                  rotate that key on the agents",
             ));
         }
-        let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         cluster.archive_key_generation = cluster
             .archive_key_generation
             .checked_add(1)

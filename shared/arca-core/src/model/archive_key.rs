@@ -195,7 +195,7 @@ impl ArchiveKeyring {
                 Error::conflict_of(
                     crate::error::ConflictKind::ArchiveKeyRetired,
                     format!(
-                    "the master key {} that derived key {id} is not configured any more; \
+                        "the master key {} that derived key {id} is not configured any more; \
                      add it back to the deployment's master keys (after the current one) to open what it sealed",
                         id.master
                     ),
@@ -320,13 +320,17 @@ mod tests {
 
     #[test]
     fn a_rotated_master_still_opens_what_it_derived_until_it_is_removed() {
-        let (old, new) = (ArchiveMasterKey::from_bytes([1; 32]), ArchiveMasterKey::from_bytes([2; 32]));
+        let (old, new) = (
+            ArchiveMasterKey::from_bytes([1; 32]),
+            ArchiveMasterKey::from_bytes([2; 32]),
+        );
         let (org, cl) = (OrgId::new(), ClusterId::new());
         let before = ArchiveKeyring::new(old.clone(), vec![]);
         let old_id = before.current_id(1);
         let sealed_with = before.key(&org, &cl, &old_id).unwrap();
 
-        let during = ArchiveKeyring::parse("k", &format!("{}, {}", new.to_hex(), old.to_hex()), MasterKeyForm::Hex).unwrap();
+        let during =
+            ArchiveKeyring::parse("k", &format!("{}, {}", new.to_hex(), old.to_hex()), MasterKeyForm::Hex).unwrap();
         assert_ne!(during.current_id(1), old_id, "new generations come from the new master");
         assert_eq!(during.key(&org, &cl, &old_id).unwrap(), sealed_with);
         assert_eq!(during.all_ids(2).len(), 4);
@@ -345,7 +349,16 @@ mod tests {
         assert_eq!(id.to_string(), "g12-0a1b2c3d");
         assert_eq!("g12-0a1b2c3d".parse::<KeyId>().unwrap(), id);
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"g12-0a1b2c3d\"");
-        for bad in ["", "g0-0a1b2c3d", "g1-0A1B2C3D", "g1-0a1b2c3", "1-0a1b2c3d", "g01-0a1b2c3d", "g1-0a1b2c3d/x", "g-0a1b2c3d"] {
+        for bad in [
+            "",
+            "g0-0a1b2c3d",
+            "g1-0A1B2C3D",
+            "g1-0a1b2c3",
+            "1-0a1b2c3d",
+            "g01-0a1b2c3d",
+            "g1-0a1b2c3d/x",
+            "g-0a1b2c3d",
+        ] {
             assert!(bad.parse::<KeyId>().is_err(), "{bad}");
         }
     }
@@ -354,10 +367,21 @@ mod tests {
     fn secret_texts_are_hashed_and_short_ones_refused() {
         let text = "A".repeat(40);
         let a = ArchiveKeyring::parse("secret", &text, MasterKeyForm::SecretText).unwrap();
-        assert_eq!(a, ArchiveKeyring::parse("secret", &format!(" {text}\n"), MasterKeyForm::SecretText).unwrap());
-        assert_ne!(a.current_id(1), ArchiveKeyring::parse("s", &"B".repeat(40), MasterKeyForm::SecretText).unwrap().current_id(1));
+        assert_eq!(
+            a,
+            ArchiveKeyring::parse("secret", &format!(" {text}\n"), MasterKeyForm::SecretText).unwrap()
+        );
+        assert_ne!(
+            a.current_id(1),
+            ArchiveKeyring::parse("s", &"B".repeat(40), MasterKeyForm::SecretText)
+                .unwrap()
+                .current_id(1)
+        );
         let err = ArchiveKeyring::parse("secret", "short", MasterKeyForm::SecretText).unwrap_err();
-        assert!(matches!(&err, Error::Invalid { field, .. } if field == "secret"), "{err}");
+        assert!(
+            matches!(&err, Error::Invalid { field, .. } if field == "secret"),
+            "{err}"
+        );
         assert!(ArchiveKeyring::parse("secret", " , ", MasterKeyForm::SecretText).is_err());
         assert!(!format!("{a:?}").contains(&text));
     }
@@ -369,7 +393,14 @@ mod tests {
         assert_eq!(ArchiveMasterKey::from_hex("k", &hex).unwrap(), master);
         assert!(!format!("{master:?}").contains(&hex));
         let org_key = ArchiveKeyring::new(master.clone(), vec![])
-            .key(&OrgId::new(), &ClusterId::new(), &KeyId { generation: 1, master: master.fingerprint() })
+            .key(
+                &OrgId::new(),
+                &ClusterId::new(),
+                &KeyId {
+                    generation: 1,
+                    master: master.fingerprint(),
+                },
+            )
             .unwrap();
         assert!(!format!("{org_key:?}").contains(&serde_json::to_string(&org_key).unwrap()[1..10]));
         for bad in ["", "zz", &"a".repeat(63), &"g".repeat(64)] {

@@ -108,7 +108,9 @@ pub fn check_reported_location(location: &str, base: Option<&str>, org: &OrgId, 
     let refuse = |why: &str| {
         Err(Error::invalid(
             "backup.prefix",
-            format!("{why}: expected <destination prefix>/{org}/{cluster}/{RESOURCES_FOLDER}-<key id>/{ARCHIVES}/<archive id>"),
+            format!(
+                "{why}: expected <destination prefix>/{org}/{cluster}/{RESOURCES_FOLDER}-<key id>/{ARCHIVES}/<archive id>"
+            ),
         ))
     };
     if location.len() > MAX_LOCATION_BYTES {
@@ -167,10 +169,18 @@ mod tests {
         assert_eq!(volumes_folder(Some(&key)), "volumes-g3-0a1b2c3d");
         assert_eq!(volumes_folder(None), "volumes");
 
-        let plain = archive_location(&cluster_folder(&cluster_prefix("b", &org, &cl), &resources_folder(None)), "01ABC");
+        let plain = archive_location(
+            &cluster_folder(&cluster_prefix("b", &org, &cl), &resources_folder(None)),
+            "01ABC",
+        );
         assert_eq!(key_of_location(&plain), None);
         assert!(check_reported_location(&plain, Some("b"), &org, &cl).is_ok());
-        for folder in ["resources-g0-0a1b2c3d", "resources-x", "resourcesx", "volumes-g3-0a1b2c3d"] {
+        for folder in [
+            "resources-g0-0a1b2c3d",
+            "resources-x",
+            "resourcesx",
+            "volumes-g3-0a1b2c3d",
+        ] {
             let bad = format!("b/{org}/{cl}/{folder}/archives/01ABC");
             assert!(check_reported_location(&bad, Some("b"), &org, &cl).is_err(), "{folder}");
         }

@@ -324,22 +324,45 @@ mod tests {
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Default::default()
         };
-        let csi = [("kubernetes.io/created-for/pv/name", "pvc-1"), ("ebs.csi.aws.com/cluster", "true")];
-        assert!(volume(&[("kubernetes.io/cluster/prod", "owned")]).check_owner("pvc-1", Some("prod")).is_ok());
-        assert!(volume(&[("eks:cluster-name", "prod")]).check_owner("x", Some("prod")).is_ok());
-        assert!(volume(&[("KubernetesCluster", "prod")]).check_owner("x", Some("prod")).is_ok());
-        assert!(volume(&csi).check_owner("pvc-1", Some("prod")).is_ok(), "CSI without a cluster id");
+        let csi = [
+            ("kubernetes.io/created-for/pv/name", "pvc-1"),
+            ("ebs.csi.aws.com/cluster", "true"),
+        ];
+        assert!(
+            volume(&[("kubernetes.io/cluster/prod", "owned")])
+                .check_owner("pvc-1", Some("prod"))
+                .is_ok()
+        );
+        assert!(
+            volume(&[("eks:cluster-name", "prod")])
+                .check_owner("x", Some("prod"))
+                .is_ok()
+        );
+        assert!(
+            volume(&[("KubernetesCluster", "prod")])
+                .check_owner("x", Some("prod"))
+                .is_ok()
+        );
+        assert!(
+            volume(&csi).check_owner("pvc-1", Some("prod")).is_ok(),
+            "CSI without a cluster id"
+        );
         assert!(volume(&csi).check_owner("pvc-1", None).is_ok());
 
         let theirs = volume(&[("kubernetes.io/cluster/staging", "owned"), csi[0]]);
         let err = theirs.check_owner("pvc-1", Some("prod")).unwrap_err();
         assert!(err.contains("staging") && err.contains("prod"), "{err}");
-        assert!(volume(&csi).check_owner("pvc-2", Some("prod")).is_err(), "another PV's volume");
+        assert!(
+            volume(&csi).check_owner("pvc-2", Some("prod")).is_err(),
+            "another PV's volume"
+        );
         assert!(volume(&csi).check_owner("pvc-2", None).is_err());
         let err = volume(&[]).check_owner("pvc-1", Some("prod")).unwrap_err();
         assert!(err.contains("kubernetes.io/cluster/prod=owned"), "{err}");
         assert!(
-            volume(&[("kubernetes.io/cluster/prod", "elsewhere")]).check_owner("x", Some("prod")).is_err(),
+            volume(&[("kubernetes.io/cluster/prod", "elsewhere")])
+                .check_owner("x", Some("prod"))
+                .is_err(),
             "only owned or shared count"
         );
     }
