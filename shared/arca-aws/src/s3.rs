@@ -305,6 +305,41 @@ impl ObjectStore for S3ObjectStore {
         self.get_body(key, None).await
     }
 
+    async fn get_at_most(&self, key: &str, max: u64) -> Result<Option<Bytes>> {
+        let mut attempt = 1;
+        loop {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .send()
+                .await
+                .map_err(|e| classify(e, &self.object(key)))?;
+            // The size is known from the response's headers, before any of the body is read
+            // (a response without one is checked after reading).
+            if out
+                .content_length()
+                .is_some_and(|n| u64::try_from(n).map_or(true, |n| n > max))
+            {
+                return Ok(None);
+            }
+            match out.body.collect().await {
+                Ok(data) => {
+                    let data = data.into_bytes();
+                    return Ok((data.len() as u64 <= max).then_some(data));
+                }
+                Err(e) if attempt >= BODY_ATTEMPTS => {
+                    return Err(Error::transient(format!("reading object {key}: {e}")));
+                }
+                Err(e) => {
+                    tracing::debug!(key, attempt, error = %e, "object body broke off; reading it again");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         if range.is_empty() {
             return Ok(Bytes::new());

@@ -217,6 +217,23 @@ impl ObjectStore for LocalFsObjectStore {
             .map_err(|e| io_error(e, key))
     }
 
+    async fn get_at_most(&self, key: &str, max: u64) -> Result<Option<Bytes>> {
+        let path = self.path_of(key)?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| io_error(e, key))?;
+        let size = file.metadata().await.map_err(|e| io_error(e, key))?.len();
+        if size > max {
+            return Ok(None);
+        }
+        // The size is the open file's (objects are replaced by rename, never rewritten in
+        // place); reading one byte past `max` still catches a file that grew meanwhile.
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| io_error(e, key))?;
+        Ok((buf.len() as u64 <= max).then(|| Bytes::from(buf)))
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let path = self.path_of(key)?;
         #[cfg(target_os = "linux")]

@@ -335,8 +335,10 @@ async fn adopt(repo: &Repository, index: &Index) -> Result<()> {
         .filter(|p| p.source == crate::repo::PackSource::Adopted)
         .map(|p| (p.id, p.entries.clone()))
         .collect();
-    if !adopted.is_empty() {
-        repo.write_index(adopted).await?;
+    // A few packs per index file, as the packer writes them: readers refuse an index file
+    // of more blobs than `format::MAX_INDEX_BLOBS`.
+    for packs in adopted.chunks(crate::pack::INDEX_EVERY) {
+        repo.write_index(packs.to_vec()).await?;
     }
     Ok(())
 }

@@ -153,9 +153,18 @@ pub fn blob_aad(kind: u8, id: &Id) -> [u8; 33] {
     aad
 }
 
-/// Associated data of the other sealed objects.
+/// Associated data naming a kind of object: the resource archive's, and the repository's
+/// in format version 1 (where `open` recognises an old config by it).
 pub fn object_aad(kind: &str) -> Vec<u8> {
     format!("arca/v1/{kind}").into_bytes()
+}
+
+/// Associated data of a repository object other than a blob (format version 2): its object
+/// key (`config`, `snapshots/<id>`, `index/<id>`, `gc/<id>`, and a pack's key for the
+/// pack's header). A ciphertext copied under another key, such as an old snapshot
+/// manifest over a newer one's, fails authentication.
+pub fn repo_object_aad(key: &str) -> Vec<u8> {
+    format!("arca/v2/{key}").into_bytes()
 }
 
 #[cfg(test)]

@@ -11,8 +11,14 @@ pub enum RepoError {
     AlreadyExists(String),
     #[error("wrong passphrase: no key file of this repository opens with it")]
     WrongPassword,
-    #[error("unsupported repository format version {0} (this build reads version 1)")]
+    #[error(
+        "unsupported repository format version {0} (this build reads version {supported}; a repository of another version is not opened)",
+        supported = crate::format::FORMAT_VERSION
+    )]
     UnsupportedVersion(u32),
+    /// An object larger than its kind may be: refused before it is read.
+    #[error("object {object} is larger than the {max} bytes its kind may be: hostile or damaged, not read")]
+    TooLarge { object: String, max: u64 },
     /// An object failed authentication or does not decode: tampering or bit rot.
     #[error("corrupt object {object}: {detail}")]
     Corrupt { object: String, detail: String },

@@ -6,19 +6,82 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::SEAL_OVERHEAD;
 use crate::error::FormatError;
 use crate::id::{ID_LEN, Id};
 
 type Result<T> = std::result::Result<T, FormatError>;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: the associated data of every sealed object other than a blob is its object
+/// key (section 2), so a ciphertext moved to another key no longer authenticates.
+pub const FORMAT_VERSION: u32 = 2;
 /// Blob kinds (the first byte of a blob's associated data).
 pub const KIND_DATA: u8 = 0;
 pub const KIND_MAP: u8 = 1;
 /// Blob flag: the payload is a zstd frame.
 pub const FLAG_ZSTD: u8 = 1;
-/// Largest plaintext a framed object may claim: bounds what a decoder allocates.
+
+// Size limits. Every length or count read from a repository object is checked against one
+// of these before anything is allocated for it, and every object is refused before it is
+// read when the store says it is larger than its kind's limit. Each is derived from what a
+// writer of this format can produce (writers check the same limits), so a valid
+// repository never meets them and a hostile one cannot make a reader allocate more.
+
+/// Largest plaintext a framed object (index file, gc marker) may claim. Index files hold at
+/// most 8 packs (`pack::INDEX_EVERY`) or about 200,000 blobs (gc) of 46 bytes each: tens of
+/// MiB; a gc marker lists condemned pack ids (67 bytes each: 4 million packs fit).
 pub const MAX_OBJECT_LEN: usize = 256 << 20;
+/// `flag(1) ‖ raw_len(4)` in front of a framed object's payload.
+pub const FRAME_OVERHEAD: usize = 5;
+/// A snapshot manifest lists one 67-byte map id per map segment (16,384 blocks, 1 GiB at
+/// the defaults): 64 MiB holds a million segments, a petabyte volume.
+pub const MAX_SNAPSHOT_LEN: usize = 64 << 20;
+/// The config is about 250 bytes of JSON.
+pub const MAX_CONFIG_LEN: usize = 64 << 10;
+/// A key file is about 300 bytes of JSON (a KMS key ARN is at most 2 KiB).
+pub const MAX_KEY_FILE_LEN: u64 = 64 << 10;
+/// A lock object is a time and a hostname (at most 255 bytes).
+pub const MAX_LOCK_LEN: u64 = 64 << 10;
+/// Blobs in one pack: a pack holds `pack_target` (at most 1 GiB) of blobs of at least one
+/// 4 KiB block each, so 2^18; the packer closes a pack at this count whatever the blobs'
+/// sizes (small stream chunks).
+pub const MAX_PACK_BLOBS: usize = 1 << 18;
+/// Plaintext of one blob: the largest of a block (4 MiB), a CDC chunk (16 MiB) and a block
+/// map of 2^20 entries of at most 37 bytes (`Config::validate` bounds all three).
+pub const MAX_BLOB_LEN: u32 = 64 << 20;
+/// Entries of one block map: a map covers `map_segment_blocks` (at most 2^20) blocks or
+/// chunks.
+pub const MAX_MAP_ENTRIES: usize = 1 << 20;
+/// Entries of one index file: the packer indexes 8 packs at a time, gc about 200,000 blobs
+/// plus one pack.
+pub const MAX_INDEX_BLOBS: usize = crate::pack::INDEX_EVERY * MAX_PACK_BLOBS;
+/// A pack header's plaintext: magic, time, count and [`MAX_PACK_BLOBS`] entries.
+pub const MAX_PACK_HEADER_LEN: usize = 16 + MAX_PACK_BLOBS * ENTRY_LEN;
+/// A whole pack: `pack_target` (at most 1 GiB), the one blob that crosses it, the sealed
+/// header and its 4-byte length.
+pub const MAX_PACK_LEN: u64 = (1 << 30) + MAX_BLOB_LEN as u64 + sealed_len(0) + sealed_len(MAX_PACK_HEADER_LEN) + 4;
+
+/// argon2id cost a key file may ask for. `open` runs the derivation a key file names before
+/// it knows whether the passphrase fits, so a forged key file must not be able to make it
+/// allocate or compute without bound. We write 64 MiB and 3 passes (RFC 9106's second
+/// recommendation); the caps leave 16x room for stronger settings.
+pub const MAX_KDF_MEMORY_KIB: u32 = 1 << 20;
+/// argon2's own minimum is 8 KiB per lane.
+pub const MIN_KDF_MEMORY_KIB: u32 = 8;
+pub const MAX_KDF_ITERATIONS: u32 = 16;
+/// Memory times passes, in KiB: the time a derivation takes. 4 GiB-passes is a few seconds;
+/// the default is 192 MiB-passes.
+pub const MAX_KDF_WORK_KIB: u64 = 4 << 20;
+/// Lanes: we write 1, and this build's argon2 computes lanes one after the other.
+pub const MAX_KDF_PARALLELISM: u32 = 1;
+/// Salt bytes: we write 16; argon2 needs at least 8.
+pub const KDF_SALT_LEN: std::ops::RangeInclusive<usize> = 8..=64;
+
+/// The stored size of a sealed object whose plaintext is at most `plain` bytes: framing
+/// never grows a payload (zstd output is kept only when smaller), sealing adds nonce and tag.
+pub const fn sealed_len(plain: usize) -> u64 {
+    plain.saturating_add(FRAME_OVERHEAD + SEAL_OVERHEAD) as u64
+}
 
 const PACK_MAGIC: &[u8; 4] = b"APK1";
 const INDEX_MAGIC: &[u8; 4] = b"AIX1";
@@ -107,9 +170,15 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
-    /// A count of items of at least `min_item` bytes each, checked against what is left.
-    fn count(&mut self, min_item: usize) -> Result<usize> {
+    /// A count of at most `max` items of at least `min_item` bytes each, checked against
+    /// the format's limit and against what is left.
+    fn count(&mut self, min_item: usize, max: usize) -> Result<usize> {
         let n = self.u32()? as usize;
+        if n > max {
+            return Err(FormatError::new(format!(
+                "claims {n} items, more than the {max} the format allows"
+            )));
+        }
         if n.saturating_mul(min_item) > self.buf.len() {
             return Err(FormatError::new(format!("claims {n} items, more than the input holds")));
         }
@@ -153,6 +222,16 @@ fn read_entry(r: &mut Reader<'_>) -> Result<BlobEntry> {
     if entry.offset.checked_add(entry.stored_len).is_none() {
         return Err(FormatError::new("blob extends beyond 4 GiB"));
     }
+    if entry.raw_len > MAX_BLOB_LEN {
+        return Err(FormatError::new(format!(
+            "blob of {} bytes, more than the {MAX_BLOB_LEN} the format allows",
+            entry.raw_len
+        )));
+    }
+    // A blob is stored raw or smaller, plus nonce and tag.
+    if u64::from(entry.stored_len) > u64::from(entry.raw_len) + SEAL_OVERHEAD as u64 {
+        return Err(FormatError::new("blob stored larger than its plaintext allows"));
+    }
     Ok(entry)
 }
 
@@ -171,7 +250,7 @@ pub fn decode_pack_header(bytes: &[u8]) -> Result<PackHeader> {
     let mut r = Reader { buf: bytes };
     r.magic(PACK_MAGIC, "pack header")?;
     let created_ms = r.u64()?;
-    let n = r.count(ENTRY_LEN)?;
+    let n = r.count(ENTRY_LEN, MAX_PACK_BLOBS)?;
     let blobs = (0..n).map(|_| read_entry(&mut r)).collect::<Result<Vec<_>>>()?;
     r.end()?;
     Ok(PackHeader { created_ms, blobs })
@@ -223,11 +302,18 @@ pub fn decode_index(bytes: &[u8]) -> Result<IndexFile> {
     let mut r = Reader { buf: bytes };
     r.magic(INDEX_MAGIC, "index")?;
     let created_ms = r.u64()?;
-    let n = r.count(ID_LEN + 4)?;
+    let n = r.count(ID_LEN + 4, MAX_INDEX_BLOBS)?;
     let mut packs = Vec::with_capacity(n);
+    let mut blobs = 0usize;
     for _ in 0..n {
         let pack = r.id()?;
-        let m = r.count(ENTRY_LEN)?;
+        let m = r.count(ENTRY_LEN, MAX_PACK_BLOBS)?;
+        blobs += m;
+        if blobs > MAX_INDEX_BLOBS {
+            return Err(FormatError::new(format!(
+                "more than the {MAX_INDEX_BLOBS} blobs an index file may list"
+            )));
+        }
         let entries = (0..m).map(|_| read_entry(&mut r)).collect::<Result<Vec<_>>>()?;
         packs.push((pack, entries));
     }
@@ -258,7 +344,7 @@ pub fn encode_map(entries: &[MapEntry]) -> Vec<u8> {
 pub fn decode_map(bytes: &[u8]) -> Result<Vec<MapEntry>> {
     let mut r = Reader { buf: bytes };
     r.magic(MAP_MAGIC, "block map")?;
-    let n = r.count(9)?;
+    let n = r.count(9, MAX_MAP_ENTRIES)?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         entries.push(match r.u8()? {
@@ -291,11 +377,19 @@ pub fn frame(payload: &[u8], zstd_level: i32) -> Vec<u8> {
 }
 
 pub fn unframe(bytes: &[u8]) -> Result<Vec<u8>> {
+    unframe_at_most(bytes, MAX_OBJECT_LEN)
+}
+
+/// [`unframe`] of an object whose kind allows at most `max` bytes of plaintext.
+pub fn unframe_at_most(bytes: &[u8], max: usize) -> Result<Vec<u8>> {
     let mut r = Reader { buf: bytes };
     let flag = r.u8()?;
     let raw_len = r.u32()? as usize;
-    if raw_len > MAX_OBJECT_LEN {
-        return Err(FormatError::new(format!("claims {raw_len} bytes, above the limit")));
+    if raw_len > max.min(MAX_OBJECT_LEN) {
+        return Err(FormatError::new(format!(
+            "claims {raw_len} bytes, more than the {} its kind allows",
+            max.min(MAX_OBJECT_LEN)
+        )));
     }
     let body = r.buf;
     match flag {
@@ -378,6 +472,12 @@ impl Config {
 }
 
 pub fn decode_config(bytes: &[u8]) -> Result<Config> {
+    if bytes.len() > MAX_CONFIG_LEN {
+        return Err(FormatError::new(format!(
+            "config of {} bytes, more than the {MAX_CONFIG_LEN} the format allows",
+            bytes.len()
+        )));
+    }
     let config: Config = serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("config: {e}")))?;
     if config.version != FORMAT_VERSION {
         return Err(FormatError::new(format!("unsupported version {}", config.version)));
@@ -438,6 +538,12 @@ impl Snapshot {
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot> {
+    if bytes.len() > MAX_SNAPSHOT_LEN {
+        return Err(FormatError::new(format!(
+            "snapshot manifest of {} bytes, more than the {MAX_SNAPSHOT_LEN} the format allows",
+            bytes.len()
+        )));
+    }
     let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("snapshot: {e}")))?;
     if snap.version != FORMAT_VERSION {
         return Err(FormatError::new(format!("unsupported version {}", snap.version)));
@@ -537,7 +643,7 @@ mod tests {
         assert_eq!(decode_config(&bytes).unwrap(), config);
         bytes = String::from_utf8(bytes)
             .unwrap()
-            .replace("\"version\":1", "\"version\":2")
+            .replace("\"version\":2", "\"version\":3")
             .into_bytes();
         assert!(decode_config(&bytes).is_err());
     }
@@ -566,6 +672,7 @@ mod fuzz_smoke {
                 let _ = super::decode_snapshot(bytes);
                 let _ = super::decode_gc_marker(bytes);
                 let _ = crate::keys::decode_key_file(bytes);
+                let _ = crate::lock::decode_lock(bytes);
             }
             input.clear();
             prop_assert!(input.is_empty());

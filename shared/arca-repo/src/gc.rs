@@ -194,8 +194,12 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
             packs: condemned.iter().map(Id::to_hex).collect(),
         };
         let json = serde_json::to_vec(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
-        repo.put_object(&key_for(Layout::gc_marker, &Id::random()?)?, "gc", &json)
-            .await?;
+        repo.put_object(
+            &key_for(Layout::gc_marker, &Id::random()?)?,
+            &json,
+            crate::format::MAX_OBJECT_LEN,
+        )
+        .await?;
     }
 
     // ---- sweep: markers at least `grace` old, checked against the repository as it is now

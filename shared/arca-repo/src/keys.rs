@@ -11,6 +11,10 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{KEY_LEN, MasterKey, SealKey};
 use crate::error::{FormatError, RepoError, Result};
+use crate::format::{
+    KDF_SALT_LEN, MAX_KDF_ITERATIONS, MAX_KDF_MEMORY_KIB, MAX_KDF_PARALLELISM, MAX_KDF_WORK_KIB, MAX_KEY_FILE_LEN,
+    MIN_KDF_MEMORY_KIB,
+};
 
 const KEY_AAD: &[u8] = b"arca/v1/key";
 
@@ -43,11 +47,38 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    /// Bounds on what a key file may ask for: a forged key file must not make `open`
-    /// allocate gigabytes or run for hours.
-    fn check(&self) -> Result<(), FormatError> {
-        if !(8..=1 << 21).contains(&self.memory_kib) || !(1..=64).contains(&self.iterations) || self.parallelism != 1 {
-            return Err(FormatError::new("kdf parameters out of range"));
+    /// Bounds on what a key file may ask for (`format::MAX_KDF_*`): a forged key file must
+    /// not make `open` allocate gigabytes or run for minutes. The error names the parameter.
+    pub fn check(&self) -> Result<(), FormatError> {
+        let out_of_range = |name: &str, value: u64, range: String| {
+            Err(FormatError::new(format!(
+                "kdf {name} {value} is outside the {range} a key file may ask for"
+            )))
+        };
+        if !(MIN_KDF_MEMORY_KIB..=MAX_KDF_MEMORY_KIB).contains(&self.memory_kib) {
+            return out_of_range(
+                "memory_kib",
+                u64::from(self.memory_kib),
+                format!("{MIN_KDF_MEMORY_KIB}..={MAX_KDF_MEMORY_KIB}"),
+            );
+        }
+        if !(1..=MAX_KDF_ITERATIONS).contains(&self.iterations) {
+            return out_of_range(
+                "iterations",
+                u64::from(self.iterations),
+                format!("1..={MAX_KDF_ITERATIONS}"),
+            );
+        }
+        if !(1..=MAX_KDF_PARALLELISM).contains(&self.parallelism) {
+            return out_of_range(
+                "parallelism",
+                u64::from(self.parallelism),
+                format!("1..={MAX_KDF_PARALLELISM}"),
+            );
+        }
+        let work = u64::from(self.memory_kib) * u64::from(self.iterations);
+        if work > MAX_KDF_WORK_KIB {
+            return out_of_range("memory_kib x iterations", work, format!("at most {MAX_KDF_WORK_KIB}"));
         }
         Ok(())
     }
@@ -81,6 +112,12 @@ impl fmt::Debug for KeyFile {
 }
 
 pub fn decode_key_file(bytes: &[u8]) -> Result<KeyFile, FormatError> {
+    if bytes.len() as u64 > MAX_KEY_FILE_LEN {
+        return Err(FormatError::new(format!(
+            "key file of {} bytes, more than the {MAX_KEY_FILE_LEN} the format allows",
+            bytes.len()
+        )));
+    }
     let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("key file: {e}")))?;
     if file.version != 1 {
         return Err(FormatError::new(format!(
@@ -90,6 +127,17 @@ pub fn decode_key_file(bytes: &[u8]) -> Result<KeyFile, FormatError> {
     }
     if let Some(kdf) = &file.kdf {
         kdf.check()?;
+    }
+    if let Some(salt) = &file.salt {
+        let salt = B64.decode(salt).map_err(|_| FormatError::new("salt is not base64"))?;
+        if !KDF_SALT_LEN.contains(&salt.len()) {
+            return Err(FormatError::new(format!(
+                "kdf salt of {} bytes is outside the {}..={} a key file may have",
+                salt.len(),
+                KDF_SALT_LEN.start(),
+                KDF_SALT_LEN.end()
+            )));
+        }
     }
     B64.decode(&file.wrapped)
         .map_err(|_| FormatError::new("wrapped key is not base64"))?;
@@ -175,6 +223,9 @@ impl KeyWrapper for PassphraseWrapper {
         let salt = B64
             .decode(salt)
             .map_err(|_| RepoError::corrupt("key file", "salt is not base64"))?;
+        if !KDF_SALT_LEN.contains(&salt.len()) {
+            return Err(RepoError::corrupt("key file", "salt length out of range"));
+        }
         let wrapped = B64
             .decode(&file.wrapped)
             .map_err(|_| RepoError::corrupt("key file", "key is not base64"))?;
@@ -218,8 +269,27 @@ mod tests {
     }
 
     #[test]
-    fn hostile_kdf_costs_are_refused() {
-        let json = br#"{"version":1,"kind":"passphrase","created_ms":0,"kdf":{"algorithm":"argon2id","memory_kib":4294967295,"iterations":3,"parallelism":1},"salt":"AA==","wrapped":"AA=="}"#;
-        assert!(decode_key_file(json).is_err());
+    fn hostile_kdf_costs_are_refused_naming_the_parameter() {
+        let file = |memory: u64, iterations: u64, parallelism: u64, salt: &str| {
+            format!(
+                r#"{{"version":1,"kind":"passphrase","created_ms":0,"kdf":{{"algorithm":"argon2id","memory_kib":{memory},"iterations":{iterations},"parallelism":{parallelism}}},"salt":"{salt}","wrapped":"AA=="}}"#
+            )
+        };
+        let salt = B64.encode([7u8; 16]);
+        assert!(decode_key_file(file(65536, 3, 1, &salt).as_bytes()).is_ok());
+        for (json, named) in [
+            (file(u64::from(u32::MAX), 3, 1, &salt), "memory_kib"),
+            (file(2 << 20, 1, 1, &salt), "memory_kib"),
+            (file(4, 1, 1, &salt), "memory_kib"),
+            (file(65536, u64::from(u32::MAX), 1, &salt), "iterations"),
+            (file(65536, 0, 1, &salt), "iterations"),
+            (file(65536, 3, 255, &salt), "parallelism"),
+            (file(1 << 20, 16, 1, &salt), "memory_kib x iterations"),
+            (file(65536, 3, 1, &B64.encode([7u8; 4])), "salt"),
+            (file(65536, 3, 1, &B64.encode(vec![7u8; 4096])), "salt"),
+        ] {
+            let err = decode_key_file(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(named), "{json}: {err}");
+        }
     }
 }

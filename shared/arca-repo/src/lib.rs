@@ -1,5 +1,5 @@
 //! Arca's repository: how backups are laid out in an object store, and the data path that
-//! writes and reads them. The format is `docs/repository-format.md` (version 1).
+//! writes and reads them. The format is `docs/repository-format.md` (version 2).
 //!
 //! Layering: [`layout`] owns object keys; [`format`] and [`keys::decode_key_file`] are the
 //! pure encoders/decoders (the fuzz targets' entry points); [`crypto`] the keys and

@@ -9,7 +9,8 @@ use arca_core::ports::ObjectStore;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RepoError, Result};
+use crate::error::{FormatError, RepoError, Result};
+use crate::format::MAX_LOCK_LEN;
 use crate::repo::now_ms;
 
 /// A lock older than this is a crashed holder's and may be taken over.
@@ -123,14 +124,28 @@ impl StoreLock {
     }
 }
 
-/// The lock at `key`; `None` when it is gone. An unreadable lock counts as just taken: no
-/// one runs beside a holder whose age it cannot tell.
+/// Decodes a lock object (the `lock` fuzz target's entry point).
+pub fn decode_lock(bytes: &[u8]) -> std::result::Result<LockBody, FormatError> {
+    if bytes.len() as u64 > MAX_LOCK_LEN {
+        return Err(FormatError::new(format!(
+            "lock of {} bytes, more than the {MAX_LOCK_LEN} the format allows",
+            bytes.len()
+        )));
+    }
+    serde_json::from_slice::<LockBody>(bytes).map_err(|e| FormatError::new(format!("lock: {e}")))
+}
+
+/// The lock at `key`; `None` when it is gone. An unreadable lock, or one larger than a lock
+/// can be (not read), counts as just taken: no one runs beside a holder whose age it
+/// cannot tell.
 pub async fn read(store: &dyn ObjectStore, key: &str) -> Result<Option<LockBody>> {
-    match store.get(key).await {
-        Ok(bytes) => Ok(Some(serde_json::from_slice::<LockBody>(&bytes).unwrap_or(LockBody {
-            created_ms: now_ms(),
-            hostname: None,
-        }))),
+    let just_taken = || LockBody {
+        created_ms: now_ms(),
+        hostname: None,
+    };
+    match store.get_at_most(key, MAX_LOCK_LEN).await {
+        Ok(Some(bytes)) => Ok(Some(decode_lock(&bytes).unwrap_or_else(|_| just_taken()))),
+        Ok(None) => Ok(Some(just_taken())),
         Err(arca_core::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(RepoError::store(format!("reading {key}"), e)),
     }

@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use crate::crypto::{Keys, blob_aad, object_aad};
+use crate::crypto::{Keys, blob_aad, repo_object_aad};
 use crate::error::{RepoError, Result};
-use crate::format::{self, BlobEntry, FLAG_ZSTD, PackHeader};
+use crate::format::{self, BlobEntry, FLAG_ZSTD, MAX_PACK_BLOBS, PackHeader};
 use crate::id::Id;
 use crate::layout::Layout;
 use crate::repo::{Repository, key_for, now_ms};
@@ -139,7 +139,9 @@ impl Packer {
         });
         self.buf.extend_from_slice(&blob.data);
         self.bytes_stored += blob.data.len() as u64;
-        if self.buf.len() >= target {
+        // Readers refuse a header of more blobs (`format::MAX_PACK_BLOBS`): tiny stream
+        // chunks close a pack by count before it reaches its size.
+        if self.buf.len() >= target || self.entries.len() >= MAX_PACK_BLOBS {
             self.seal_pack().await?;
         }
         Ok(())
@@ -160,11 +162,12 @@ impl Packer {
             created_ms: now_ms(),
             blobs: entries.clone(),
         });
-        let sealed = self.repo.keys().sealer().seal(&object_aad("pack-header"), &header)?;
-        buf.extend_from_slice(&sealed);
-        buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         let id = Id::random()?;
         let key = key_for(Layout::pack, &id)?;
+        // Bound to the pack's key: a header copied into another pack does not authenticate.
+        let sealed = self.repo.keys().sealer().seal(&repo_object_aad(&key), &header)?;
+        buf.extend_from_slice(&sealed);
+        buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         let store = self.repo.store().clone();
         self.uploads.spawn(async move {
             let body = Bytes::from(buf);

@@ -7,11 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arca_core::ports::ObjectStore;
 use bytes::Bytes;
 
-use crate::crypto::{Keys, MasterKey, blob_aad, object_aad};
-use crate::error::{RepoError, Result};
+use crate::crypto::{Keys, MasterKey, blob_aad, object_aad, repo_object_aad};
+use crate::error::{FormatError, RepoError, Result};
 use crate::format::{
-    self, BlobEntry, Config, FLAG_ZSTD, GcMarker, IndexFile, MapEntry, PackHeader, Snapshot, decode_config,
-    decode_gc_marker, decode_index, decode_map, decode_pack_header, decode_snapshot,
+    self, BlobEntry, Config, FLAG_ZSTD, GcMarker, IndexFile, MAX_CONFIG_LEN, MAX_KEY_FILE_LEN, MAX_OBJECT_LEN,
+    MAX_PACK_HEADER_LEN, MAX_PACK_LEN, MAX_SNAPSHOT_LEN, MapEntry, PackHeader, Snapshot, decode_config,
+    decode_gc_marker, decode_index, decode_map, decode_pack_header, decode_snapshot, sealed_len,
 };
 use crate::id::{Id, IdMap};
 use crate::keys::{KeyWrapper, decode_key_file};
@@ -54,6 +55,22 @@ fn not_found(e: &arca_core::Error) -> bool {
     matches!(e, arca_core::Error::NotFound { .. })
 }
 
+/// Reads a whole object that its format bounds to `max` bytes; a larger one is refused
+/// before any of it is read ([`RepoError::TooLarge`]).
+pub(crate) async fn get_bounded(store: &dyn ObjectStore, key: &str, max: u64) -> Result<Bytes> {
+    match store.get_at_most(key, max).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(RepoError::TooLarge {
+            object: key.into(),
+            max,
+        }),
+        Err(e) => Err(RepoError::store(format!("reading {key}"), e)),
+    }
+}
+
+/// The config's sealed size at most.
+const MAX_SEALED_CONFIG: u64 = sealed_len(MAX_CONFIG_LEN);
+
 impl Repository {
     /// Creates a repository: a key file first, then the config, whose presence is what
     /// makes a repository exist.
@@ -63,7 +80,8 @@ impl Repository {
         wrapper: &dyn KeyWrapper,
         config: Option<Config>,
     ) -> Result<Repository> {
-        match store.get(Layout::CONFIG).await {
+        // Whatever its size, an object there means the repository exists: nothing of it is read.
+        match store.get_at_most(Layout::CONFIG, 0).await {
             Ok(_) => return Err(RepoError::AlreadyExists(location.into())),
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
@@ -91,7 +109,11 @@ impl Repository {
         // the loser's key file (a master key nothing is sealed with) goes, so every key
         // file of the repository opens its config.
         let framed = format::frame(&json, 3);
-        let sealed = repo.inner.keys.sealer().seal(&object_aad("config"), &framed)?;
+        let sealed = repo
+            .inner
+            .keys
+            .sealer()
+            .seal(&repo_object_aad(Layout::CONFIG), &framed)?;
         let written = repo
             .inner
             .store
@@ -111,8 +133,14 @@ impl Repository {
 
     /// Opens a repository: tries every key file with `wrapper`, then reads the config.
     pub async fn open(store: Arc<dyn ObjectStore>, location: &str, wrapper: &dyn KeyWrapper) -> Result<Repository> {
-        let config_bytes = match store.get(Layout::CONFIG).await {
-            Ok(bytes) => bytes,
+        let config_bytes = match store.get_at_most(Layout::CONFIG, MAX_SEALED_CONFIG).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(RepoError::TooLarge {
+                    object: Layout::CONFIG.into(),
+                    max: MAX_SEALED_CONFIG,
+                });
+            }
             Err(e) if not_found(&e) => return Err(RepoError::NotARepository(location.into())),
             Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
         };
@@ -128,10 +156,7 @@ impl Repository {
         }
         let mut master = None;
         for object in &key_objects {
-            let bytes = store
-                .get(&object.key)
-                .await
-                .map_err(|e| RepoError::store(&object.key, e))?;
+            let bytes = get_bounded(store.as_ref(), &object.key, MAX_KEY_FILE_LEN).await?;
             let file = decode_key_file(&bytes).map_err(|e| RepoError::corrupt(&object.key, e))?;
             if let Some(key) = wrapper.unwrap(&file).await? {
                 master = Some(key);
@@ -140,11 +165,23 @@ impl Repository {
         }
         let master = master.ok_or(RepoError::WrongPassword)?;
         let keys = Keys::derive(&master)?;
-        let plain = keys
-            .sealer()
-            .open(&object_aad("config"), &config_bytes)
-            .and_then(|framed| format::unframe(&framed))
-            .map_err(|e| RepoError::corrupt(Layout::CONFIG, e))?;
+        let plain = match keys.sealer().open(&repo_object_aad(Layout::CONFIG), &config_bytes) {
+            Ok(framed) => format::unframe_at_most(&framed, MAX_CONFIG_LEN),
+            Err(e) => {
+                // Version 1 sealed its config under the kind's name: such a repository is
+                // told apart from a damaged one and refused by its version.
+                if let Ok(framed) = keys.sealer().open(&object_aad("config"), &config_bytes) {
+                    let version = format::unframe_at_most(&framed, MAX_CONFIG_LEN)
+                        .ok()
+                        .and_then(|plain| serde_json::from_slice::<serde_json::Value>(&plain).ok())
+                        .and_then(|v| v.get("version").and_then(|v| v.as_u64()))
+                        .map_or(1, |v| u32::try_from(v).unwrap_or(u32::MAX));
+                    return Err(RepoError::UnsupportedVersion(version));
+                }
+                Err(e)
+            }
+        }
+        .map_err(|e| RepoError::corrupt(Layout::CONFIG, e))?;
         let config = match decode_config(&plain) {
             Ok(config) => config,
             Err(e) => {
@@ -183,9 +220,17 @@ impl Repository {
         &self.inner.keys
     }
 
-    pub(crate) async fn put_object(&self, key: &str, kind: &str, payload: &[u8]) -> Result<()> {
+    /// Seals and writes an object whose kind allows at most `max` bytes of plaintext: what
+    /// readers would refuse is not written.
+    pub(crate) async fn put_object(&self, key: &str, payload: &[u8], max: usize) -> Result<()> {
+        if payload.len() > max {
+            return Err(RepoError::Invalid(format!(
+                "{key} would be {} bytes, more than the {max} the format allows",
+                payload.len()
+            )));
+        }
         let framed = format::frame(payload, 3);
-        let sealed = self.inner.keys.sealer().seal(&object_aad(kind), &framed)?;
+        let sealed = self.inner.keys.sealer().seal(&repo_object_aad(key), &framed)?;
         self.inner
             .store
             .put(key, Bytes::from(sealed))
@@ -193,19 +238,11 @@ impl Repository {
             .map_err(|e| RepoError::store(format!("writing {key}"), e))
     }
 
-    pub(crate) async fn get_object(&self, key: &str, kind: &str) -> Result<Vec<u8>> {
-        let sealed = self
-            .inner
-            .store
-            .get(key)
-            .await
-            .map_err(|e| RepoError::store(format!("reading {key}"), e))?;
-        self.inner
-            .keys
-            .sealer()
-            .open(&object_aad(kind), &sealed)
-            .and_then(|framed| format::unframe(&framed))
-            .map_err(|e| RepoError::corrupt(key, e))
+    /// Reads, authenticates and unframes an object whose kind allows at most `max` bytes
+    /// of plaintext.
+    pub(crate) async fn get_object(&self, key: &str, max: usize) -> Result<Vec<u8>> {
+        let sealed = get_bounded(self.inner.store.as_ref(), key, sealed_len(max)).await?;
+        open_object(&self.inner.keys, key, &sealed, max).map_err(|e| RepoError::corrupt(key, e))
     }
 
     /// Every snapshot, oldest first. Manifests that vanish while listing (forget) are skipped.
@@ -221,7 +258,7 @@ impl Repository {
             let Some(id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
                 continue;
             };
-            match self.get_object(&object.key, "snapshot").await {
+            match self.get_object(&object.key, MAX_SNAPSHOT_LEN).await {
                 Ok(plain) => out.push((
                     id,
                     decode_snapshot(&plain).map_err(|e| RepoError::corrupt(&object.key, e))?,
@@ -276,7 +313,7 @@ impl Repository {
     pub(crate) async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
         let id = Id::random()?;
         let json = serde_json::to_vec(snapshot).map_err(|e| RepoError::Internal(e.to_string()))?;
-        self.put_object(&key_for(Layout::snapshot, &id)?, "snapshot", &json)
+        self.put_object(&key_for(Layout::snapshot, &id)?, &json, MAX_SNAPSHOT_LEN)
             .await?;
         Ok(id)
     }
@@ -289,8 +326,12 @@ impl Repository {
     pub(crate) async fn write_index_at(&self, packs: Vec<(Id, Vec<BlobEntry>)>, created_ms: u64) -> Result<Id> {
         let id = Id::random()?;
         let file = IndexFile { created_ms, packs };
-        self.put_object(&key_for(Layout::index, &id)?, "index", &format::encode_index(&file))
-            .await?;
+        self.put_object(
+            &key_for(Layout::index, &id)?,
+            &format::encode_index(&file),
+            MAX_OBJECT_LEN,
+        )
+        .await?;
         Ok(id)
     }
 
@@ -303,7 +344,7 @@ impl Repository {
             .map_err(|e| RepoError::store("listing gc markers", e))?;
         let mut out = Vec::new();
         for object in listed {
-            match self.get_object(&object.key, "gc").await {
+            match self.get_object(&object.key, MAX_OBJECT_LEN).await {
                 Ok(plain) => out.push((
                     object.key.clone(),
                     decode_gc_marker(&plain).map_err(|e| RepoError::corrupt(&object.key, e))?,
@@ -339,11 +380,27 @@ impl Repository {
         if size < 4 {
             return Err(RepoError::corrupt(&key, "shorter than a header length"));
         }
+        if size > MAX_PACK_LEN {
+            return Err(RepoError::TooLarge {
+                object: key,
+                max: MAX_PACK_LEN,
+            });
+        }
         let tail = store
             .get_range(&key, size - 4..size)
             .await
             .map_err(|e| RepoError::store(&key, e))?;
         let range = format::decode_pack_trailer(size, &tail).map_err(|e| RepoError::corrupt(&key, e))?;
+        if range.end - range.start > sealed_len(MAX_PACK_HEADER_LEN) {
+            return Err(RepoError::corrupt(
+                &key,
+                format!(
+                    "header of {} bytes, more than the {} the format allows",
+                    range.end - range.start,
+                    sealed_len(MAX_PACK_HEADER_LEN)
+                ),
+            ));
+        }
         let body = range.start;
         let sealed = store
             .get_range(&key, range)
@@ -353,7 +410,7 @@ impl Repository {
             .inner
             .keys
             .sealer()
-            .open(&object_aad("pack-header"), &sealed)
+            .open(&repo_object_aad(&key), &sealed)
             .map_err(|e| RepoError::corrupt(&key, e))?;
         let header = decode_pack_header(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
         format::check_pack_bounds(&header, body).map_err(|e| RepoError::corrupt(&key, e))?;
@@ -381,7 +438,7 @@ impl Repository {
             let Some(file_id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
                 continue;
             };
-            let plain = match self.get_object(&object.key, "index").await {
+            let plain = match self.get_object(&object.key, MAX_OBJECT_LEN).await {
                 Ok(plain) => plain,
                 // Replaced by a concurrent gc between list and get: its content is in the new file.
                 Err(RepoError::Store { source, .. }) if not_found(&source) => continue,
@@ -449,6 +506,21 @@ impl Repository {
         let plain = self.read_blob(index, id).await?;
         decode_map(&plain).map_err(|e| RepoError::corrupt(format!("map blob {id}"), e))
     }
+}
+
+/// Authenticates the sealed object stored at `key` (its associated data names that key)
+/// and unframes its plaintext of at most `max` bytes (the `sealed_object` fuzz target's
+/// entry point).
+pub fn open_object(keys: &Keys, key: &str, sealed: &[u8], max: usize) -> std::result::Result<Vec<u8>, FormatError> {
+    if sealed.len() as u64 > sealed_len(max) {
+        return Err(FormatError::new(format!(
+            "{} bytes, more than the {} its kind may be",
+            sealed.len(),
+            sealed_len(max)
+        )));
+    }
+    let framed = keys.sealer().open(&repo_object_aad(key), sealed)?;
+    format::unframe_at_most(&framed, max)
 }
 
 /// Authenticates, decompresses and hash-checks one sealed blob.

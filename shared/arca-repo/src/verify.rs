@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
-use crate::format::{KIND_MAP, MapEntry};
+use crate::format::{KIND_MAP, MAX_KEY_FILE_LEN, MAX_PACK_LEN, MapEntry};
 use crate::id::{Id, IdMap};
 use crate::keys::decode_key_file;
 use crate::layout::Layout;
-use crate::repo::{Repository, key_for, open_blob};
+use crate::repo::{Repository, get_bounded, key_for, open_blob};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
@@ -30,7 +30,7 @@ pub async fn verify(repo: &Repository, read_data: bool) -> Result<VerifyReport> 
         .await
         .map_err(|e| RepoError::store("listing keys", e))?
     {
-        match store.get(&object.key).await {
+        match get_bounded(store.as_ref(), &object.key, MAX_KEY_FILE_LEN).await {
             Ok(bytes) => {
                 if let Err(e) = decode_key_file(&bytes) {
                     report.errors.push(format!("{}: {e}", object.key));
@@ -146,7 +146,7 @@ pub async fn verify(repo: &Repository, read_data: bool) -> Result<VerifyReport> 
             continue;
         }
         let key = key_for(Layout::pack, &pack.id)?;
-        let bytes = match store.get(&key).await {
+        let bytes = match get_bounded(store.as_ref(), &key, MAX_PACK_LEN).await {
             Ok(b) => b,
             Err(e) => {
                 report.errors.push(format!("pack {}: {e}", pack.id));

@@ -33,6 +33,7 @@ fn decode_all(bytes: &[u8]) {
     let _ = format::decode_snapshot(bytes);
     let _ = format::decode_gc_marker(bytes);
     let _ = decode_key_file(bytes);
+    let _ = arca_repo::lock::decode_lock(bytes);
     if bytes.len() >= 8 {
         let size = u64::from_le_bytes(bytes[..8].try_into().unwrap());
         if let Ok(r) = format::decode_pack_trailer(size, &bytes[8..]) {
@@ -70,7 +71,11 @@ fn blob(bytes: &[u8]) {
             arca_repo::repo::open_blob(keys, &entry, bytes).is_err(),
             "forged blob accepted"
         );
-        let _ = keys.sealer().open(b"arca/v1/index", bytes);
+        let key = format!("index/{}", Id([5; 32]).to_hex());
+        assert!(
+            arca_repo::repo::open_object(keys, &key, bytes, format::MAX_OBJECT_LEN).is_err(),
+            "forged sealed object accepted"
+        );
     });
 }
 
@@ -87,7 +92,7 @@ fn entry(i: u32) -> BlobEntry {
 
 fn snapshot() -> Snapshot {
     Snapshot {
-        version: 1,
+        version: format::FORMAT_VERSION,
         kind: SnapshotKind::Volume,
         name: "pvc-1".into(),
         created_ms: 1_767_225_600_000,
@@ -167,6 +172,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         ("gc marker", serde_json::to_vec(&marker).unwrap()),
         ("key file", key_file),
         ("pack trailer", trailer),
+        ("lock", br#"{"created_ms":1767225600000,"hostname":"node-a"}"#.to_vec()),
     ]
 }
 
@@ -197,6 +203,7 @@ fn the_corpus_is_valid() {
     format::decode_snapshot(get("snapshot")).unwrap();
     format::decode_gc_marker(get("gc marker")).unwrap();
     decode_key_file(get("key file")).unwrap();
+    arca_repo::lock::decode_lock(get("lock")).unwrap();
     let t = get("pack trailer");
     assert_eq!(
         format::decode_pack_trailer(u64::from_le_bytes(t[..8].try_into().unwrap()), &t[8..]).unwrap(),
@@ -222,6 +229,7 @@ fn write_fuzz_seeds_when_asked() {
             "snapshot" => ("snapshot", bytes),
             "gc marker" => ("gc_marker", bytes),
             "key file" => ("key_file", bytes),
+            "lock" => ("lock", bytes),
             _ => {
                 // pack_trailer: size u64 ‖ trailer u32 ‖ a header
                 let header = corpus().remove(0).1;
@@ -267,6 +275,7 @@ fn every_truncation_is_refused() {
                 "snapshot" => format::decode_snapshot(bytes).is_err(),
                 "gc marker" => format::decode_gc_marker(bytes).is_err(),
                 "key file" => decode_key_file(bytes).is_err(),
+                "lock" => arca_repo::lock::decode_lock(bytes).is_err(),
                 _ => true,
             }
         };
@@ -379,13 +388,15 @@ proptest! {
     }
 
     /// Valid objects are accepted whatever their contents (the encoders and decoders agree).
+    /// Valid blob entries are within the format's limits: a plaintext of at most
+    /// `MAX_BLOB_LEN`, stored in at most its length plus nonce and tag.
     #[test]
     fn encoded_objects_round_trip(
-        blobs in prop::collection::vec((0u8..2, 0u8..2, any::<[u8; 32]>(), 0u32..1 << 30, 0u32..1 << 20, any::<u32>()), 0..40),
+        blobs in prop::collection::vec((0u8..2, 0u8..2, any::<[u8; 32]>(), 0u32..1 << 30, any::<u32>(), 0u32..=format::MAX_BLOB_LEN), 0..40),
         zeros in prop::collection::vec(any::<u64>(), 0..20),
     ) {
-        let entries: Vec<BlobEntry> = blobs.iter().map(|&(kind, flags, id, offset, stored_len, raw_len)| BlobEntry {
-            kind, flags, id: Id(id), offset, stored_len, raw_len,
+        let entries: Vec<BlobEntry> = blobs.iter().map(|&(kind, flags, id, offset, stored, raw_len)| BlobEntry {
+            kind, flags, id: Id(id), offset, stored_len: stored % (raw_len + 29), raw_len,
         }).collect();
         let header = PackHeader { created_ms: 1, blobs: entries.clone() };
         prop_assert_eq!(format::decode_pack_header(&format::encode_pack_header(&header)).unwrap(), header);

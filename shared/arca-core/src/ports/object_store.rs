@@ -27,6 +27,14 @@ pub trait ObjectStore: Send + Sync {
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool>;
     /// Reads the whole object; [`crate::Error::NotFound`] when absent.
     async fn get(&self, key: &str) -> Result<Bytes>;
+    /// Reads the whole object if it is at most `max` bytes; `Ok(None)` when it is larger.
+    /// Readers of objects whose size their format bounds use it, so a hostile object cannot
+    /// make them allocate more than that bound. Stores override the default (which reads
+    /// first) to look at the size before reading anything.
+    async fn get_at_most(&self, key: &str, max: u64) -> Result<Option<Bytes>> {
+        let body = self.get(key).await?;
+        Ok((body.len() as u64 <= max).then_some(body))
+    }
     /// Reads `range` (end exclusive) of the object.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
     /// Every object whose key starts with `prefix`, sorted by key.

@@ -25,5 +25,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         raw_len: word(6) % (1 << 24),
     };
     assert!(arca_repo::repo::open_blob(&keys, &entry, sealed).is_err());
-    let _ = keys.sealer().open(b"arca/v1/index", sealed);
+    assert!(arca_repo::repo::open_object(&keys, "index/00", sealed, arca_repo::format::MAX_OBJECT_LEN).is_err());
 });

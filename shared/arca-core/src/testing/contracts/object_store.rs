@@ -27,6 +27,20 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         Bytes::from_static(b"456789"),
         "get_range returns exactly the requested bytes"
     );
+    assert_eq!(
+        store.get_at_most(&key("data/one"), 16).await.expect("get_at_most"),
+        Some(body.clone()),
+        "get_at_most returns an object of exactly the bound"
+    );
+    assert_eq!(
+        store.get_at_most(&key("data/one"), 15).await.expect("get_at_most"),
+        None,
+        "get_at_most refuses an object one byte over the bound"
+    );
+    match store.get_at_most(&key("absent"), 16).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("get_at_most of an absent key must be NotFound, got {other:?}"),
+    }
 
     store
         .put(&key("data/one"), Bytes::from_static(b"replaced"))
