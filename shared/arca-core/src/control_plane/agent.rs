@@ -723,7 +723,11 @@ impl ControlPlane {
                     org.default_destination_id,
                 )
                 .map(|e| e.destination_id);
-                (dest, Grant::ReadWrite(agent.cluster_id), JobKeys::Current(cluster))
+                (
+                    dest,
+                    Grant::ReadWrite(agent.cluster_id),
+                    JobKeys::Current(cluster.archive_key_generation),
+                )
             }
             _ => (
                 None,
@@ -737,7 +741,7 @@ impl ControlPlane {
         if let Some(ring) = &self.config.archive_keyring {
             let org = &agent.org_id;
             let (current, earlier) = match keys {
-                JobKeys::Current(cluster) => (Some(ring.current_id(cluster.archive_key_generation)), vec![]),
+                JobKeys::Current(generation) => (Some(ring.current_id(generation)), vec![]),
                 JobKeys::OfPoint(id) => (id, vec![]),
                 JobKeys::AllOf(cluster) => {
                     let latest = self.latest_key_generation(org, &cluster, &dest_id).await?;
@@ -791,8 +795,8 @@ impl ControlPlane {
 
 /// Which keys a job's access carries (see `agent_credentials`).
 enum JobKeys {
-    /// The cluster's current key: a backup.
-    Current(Cluster),
+    /// The cluster's current key (of this generation): a backup.
+    Current(u32),
     /// The key the point's location names (`None`: an agent's own key): restores and deletions.
     OfPoint(Option<crate::model::archive_key::KeyId>),
     /// Every key the cluster's repositories may have: maintenance.
