@@ -32,7 +32,7 @@ impl std::fmt::Debug for RoleRef {
 /// The role stack version this release of Arca publishes. It must equal the stack's
 /// `TemplateVersion` (a test reads `cfn/role-stack.yaml`); a linked account whose stack
 /// reports an older version shows `updateAvailable`.
-pub const ROLE_STACK_VERSION: &str = "1.0.0";
+pub const ROLE_STACK_VERSION: &str = "1.1.0";
 
 /// Regions an account may enable; more than this is a typo, not a deployment.
 const MAX_REGIONS: usize = 32;
