@@ -72,6 +72,13 @@ LINK_PROPERTIES = {
 
 EXTERNAL_ID = "arca-test-0123456789abcdef"
 CUSTOMER_ACCOUNT = "100000000007"  # the linked account the stacks go into (moto)
+# The functions of Arca's deployment that assume the role (template.yaml: the API,
+# inventory, RDS and retention functions call sts:AssumeRole on it).
+ARCA_FUNCTIONS = ["ApiFunction", "InventoryFunction", "RdsFunction", "RetentionFunction"]
+
+
+def principal_arns(account):
+    return [f"arn:aws:iam::{account}:role/arca-dev-{f}Role-TEST" for f in ARCA_FUNCTIONS]
 
 
 def parse_issue_permissions(text):
@@ -147,6 +154,8 @@ class Evaluator:
             return a == b
         if "Fn::Not" in expr:
             return not self.cond(expr["Fn::Not"][0])
+        if "Fn::And" in expr:
+            return all(self.cond(x) for x in expr["Fn::And"])
         if "Condition" in expr:
             return self.condition(expr["Condition"])
         raise AssertionError(f"unsupported condition {expr}")
@@ -172,6 +181,8 @@ class Evaluator:
                 return self.eval(yes if self.condition(name) else no)
             if fn == "Fn::Join":
                 return arg[0].join(self.eval(arg[1]))
+            if fn == "Fn::Split":
+                return self.eval(arg[1]).split(arg[0])
             if fn == "Fn::FindInMap":
                 m, k1, k2 = (self.eval(x) for x in arg)
                 return self.t["Mappings"][m][k1][k2]
@@ -248,7 +259,11 @@ class TemplateTest(unittest.TestCase):
                 self.assertEqual(props["PolicyName"], policy_name)
                 self.assertEqual(props["Roles"], [{"Ref": "Role"}])
                 got = policy_actions(props["PolicyDocument"])
-                self.assertEqual(len(got), len(set(got)), f"an action twice in {logical}")
+                # An action may be granted by several statements (one per resource type
+                # and condition), never twice in one.
+                for st in props["PolicyDocument"]["Statement"]:
+                    a = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+                    self.assertEqual(len(a), len(set(a)), f"an action twice in {logical}/{st['Sid']}")
                 got = set(got)
                 self.assertEqual(
                     (sorted(want_actions - got), sorted(got - want_actions)),
@@ -305,20 +320,161 @@ class TemplateTest(unittest.TestCase):
         self.assertTrue(re.fullmatch(p["ArcaAccountId"]["AllowedPattern"], "123456789012"))
         self.assertFalse(re.fullmatch(p["ArcaAccountId"]["AllowedPattern"], "12345678901"))
 
-    def test_trust_policy_requires_the_external_id(self):
+    def test_trust_policy_names_arcas_roles_and_requires_the_external_id(self):
         doc = self.t["Resources"]["Role"]["Properties"]["AssumeRolePolicyDocument"]
-        ev = Evaluator(self.t, {"ArcaAccountId": "111122223333", "ExternalId": EXTERNAL_ID},
+        arns = principal_arns("111122223333")
+        ev = Evaluator(self.t, {"ArcaAccountId": "111122223333", "ExternalId": EXTERNAL_ID,
+                                "ArcaPrincipalArns": ",".join(arns)},
                        {"AWS::Partition": "aws"}, {})
         self.assertEqual(
             ev.eval(doc)["Statement"],
             [{
                 "Sid": "ArcaWithExternalId",
                 "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                "Principal": {"AWS": arns},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
+                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID,
+                                               "aws:PrincipalAccount": "111122223333"}},
             }],
         )
+        self.assertNotIn(":root", json.dumps(doc), "never the whole Arca account")
+        # The parameter takes role ARNs only: no wildcard, no root, no spaces.
+        p = self.t["Parameters"]["ArcaPrincipalArns"]
+        self.assertNotIn("Default", p, "the principals must be given")
+        pat = re.compile(p["AllowedPattern"])
+        self.assertTrue(pat.fullmatch(",".join(arns)))
+        self.assertTrue(pat.fullmatch(arns[0]))
+        for bad in ("", "arn:aws:iam::111122223333:root", "arn:aws:iam::111122223333:role/*",
+                    "arn:aws:iam::111122223333:role/a, arn:aws:iam::111122223333:role/b",
+                    "arn:aws:iam::111122223333:user/bob", "*"):
+            self.assertFalse(pat.fullmatch(bad), bad)
+
+    def statements(self, switches=None, **params):
+        """{Sid: statement} of every enabled policy, evaluated for these parameters."""
+        values = {s: "true" for s in SWITCHES} | (switches or {}) | params
+        ev = Evaluator(self.t, values, {"AWS::Partition": "aws", "AWS::AccountId": "210987654321"}, {})
+        out = {}
+        for _, logical, _, _ in SETS.values():
+            res = self.t["Resources"][logical]
+            if "Condition" in res and not ev.condition(res["Condition"]):
+                continue
+            for st in ev.eval(res["Properties"]["PolicyDocument"])["Statement"]:
+                self.assertNotIn(st["Sid"], out, "Sids are unique")
+                out[st["Sid"]] = st
+        return out
+
+    def grant(self, statements, action):
+        """The statements that allow `action`."""
+        return [st for st in statements.values()
+                if action in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+
+    def test_only_reads_are_unconditional_on_every_resource(self):
+        """Resource "*" without a condition only for Describe/List/Get (AWS allows nothing
+        narrower for them) and the read-only security-scanning set."""
+        read = re.compile(r"^[a-z0-9-]+:(Describe|List|Get)[A-Za-z]*$")
+        for sid, st in self.statements().items():
+            actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+            resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
+            if "*" in resources and "Condition" not in st:
+                self.assertEqual([a for a in actions if not read.match(a)], [], sid)
+            for r in resources:
+                self.assertNotIn("iam::*", r, f"{sid}: only this account's IAM resources")
+
+    def test_pass_role_only_named_or_tagged_roles_to_eks_and_ec2(self):
+        named = "arn:aws:iam::210987654321:role/eks-cluster,arn:aws:iam::210987654321:role/eks-node"
+        for eks_roles in ("", named):
+            with self.subTest(EksRoleArns=eks_roles):
+                grants = self.grant(self.statements(EksRoleArns=eks_roles), "iam:PassRole")
+                self.assertEqual(len(grants), 2)
+                for st in grants:
+                    self.assertEqual(st["Action"], "iam:PassRole", "PassRole alone")
+                    self.assertEqual(st["Condition"]["StringEquals"]["iam:PassedToService"],
+                                     ["eks.amazonaws.com", "ec2.amazonaws.com"])
+                tagged = next(st for st in grants if st["Sid"] == "EksPassTaggedRoles")
+                self.assertEqual(tagged["Resource"], "arn:aws:iam::210987654321:role/*")
+                self.assertEqual(tagged["Condition"]["StringEquals"]["iam:ResourceTag/arca:eks-restore"], "true")
+                by_name = next(st for st in grants if st["Sid"] == "EksPassNamedRoles")
+                self.assertEqual(by_name["Resource"], named.split(",") if eks_roles else
+                                 "arn:aws:iam::210987654321:role/arca-eks-restore/*")
+        p = re.compile(self.t["Parameters"]["EksRoleArns"]["AllowedPattern"])
+        self.assertTrue(p.fullmatch("") and p.fullmatch(named))
+        self.assertFalse(p.fullmatch("arn:aws:iam::210987654321:role/*"))
+        self.assertFalse(self.grant(self.statements({"EnableEks": "false"}, EksRoleArns=named), "iam:PassRole"))
+
+    def test_instances_and_launch_templates_only_for_eks_node_groups(self):
+        st = self.statements()
+        (lt,) = self.grant(st, "ec2:CreateLaunchTemplate")
+        self.assertEqual(lt["Resource"], "arn:aws:ec2:*:210987654321:launch-template/*")
+        self.assertEqual(lt["Condition"], {"Null": {"aws:RequestTag/eks:cluster-name": "false"}})
+        runs = {s["Sid"]: s for s in self.grant(st, "ec2:RunInstances")}
+        self.assertEqual(runs["EksNodeInstances"]["Condition"],
+                         {"Null": {"aws:RequestTag/eks:cluster-name": "false"}})
+        self.assertEqual(runs["EksNodeInstances"]["Resource"],
+                         ["arn:aws:ec2:*:210987654321:instance/*", "arn:aws:ec2:*:210987654321:volume/*"])
+        self.assertEqual(runs["EksNodeInstancesFromEksTemplates"]["Condition"],
+                         {"Null": {"ec2:ResourceTag/eks:cluster-name": "false"}})
+        # The rest are what a launch references, never an instance without the tag.
+        for r in runs["EksNodeInstancesReferences"]["Resource"]:
+            self.assertNotRegex(r, r":(instance|volume|launch-template)/")
+        self.assertEqual(set(runs), {"EksNodeInstances", "EksNodeInstancesFromEksTemplates",
+                                     "EksNodeInstancesReferences"})
+        (slr,) = self.grant(st, "iam:CreateServiceLinkedRole")
+        self.assertEqual(slr["Condition"]["StringEquals"]["iam:AWSServiceName"],
+                         ["eks.amazonaws.com", "eks-nodegroup.amazonaws.com"])
+
+    def test_rds_writes_only_on_arcas_resources(self):
+        st = self.statements()
+        (modify,) = self.grant(st, "rds:ModifyDBInstance")
+        self.assertEqual(modify["Resource"], "arn:aws:rds:*:210987654321:db:*")
+        self.assertEqual(modify["Condition"], {"Null": {"rds:db-tag/arca:restore-job": "false"}})
+        (delete,) = self.grant(st, "rds:DeleteDBSnapshot")
+        self.assertEqual(delete["Resource"], "arn:aws:rds:*:210987654321:snapshot:*")
+        self.assertEqual(delete["Condition"], {"Null": {"rds:snapshot-tag/arca:recovery-point": "false"}})
+        (delete,) = self.grant(st, "rds:DeleteDBClusterSnapshot")
+        self.assertEqual(delete["Resource"], "arn:aws:rds:*:210987654321:cluster-snapshot:*")
+        self.assertEqual(delete["Condition"],
+                         {"Null": {"rds:cluster-snapshot-tag/arca:recovery-point": "false"}})
+        for action in ("rds:CreateDBSnapshot", "rds:CreateDBClusterSnapshot",
+                       "rds:CopyDBSnapshot", "rds:CopyDBClusterSnapshot"):
+            (g,) = self.grant(st, action)
+            self.assertEqual(g["Condition"], {"Null": {"aws:RequestTag/arca:recovery-point": "false"}}, action)
+        for action in ("rds:RestoreDBInstanceFromDBSnapshot", "rds:RestoreDBInstanceToPointInTime",
+                       "rds:RestoreDBClusterFromSnapshot", "rds:RestoreDBClusterToPointInTime",
+                       "rds:CreateDBInstance"):
+            (g,) = self.grant(st, action)
+            self.assertEqual(g["Condition"], {"Null": {"aws:RequestTag/arca:restore-job": "false"}}, action)
+        (tags,) = self.grant(st, "rds:AddTagsToResource")
+        self.assertEqual(tags["Condition"], {"ForAllValues:StringLike": {"aws:TagKeys": ["arca:*"]}})
+        (grant,) = self.grant(st, "kms:CreateGrant")
+        self.assertEqual(grant["Condition"], {"Bool": {"kms:GrantIsForAWSResource": "true"}})
+
+    def test_ebs_tags_only_on_create_and_deletes_only_arca_snapshots(self):
+        st = self.statements()
+        (tags,) = self.grant(st, "ec2:CreateTags")
+        self.assertEqual(tags["Condition"], {"StringEquals": {"ec2:CreateAction": ["CreateSnapshot", "CreateVolume"]}})
+        (delete,) = self.grant(st, "ec2:DeleteSnapshot")
+        self.assertEqual(delete["Resource"], "arn:aws:ec2:*::snapshot/*")
+        self.assertEqual(delete["Condition"], {"Null": {"aws:ResourceTag/arca:recovery-point": "false"}})
+        snaps = {s["Sid"]: s for s in self.grant(st, "ec2:CreateSnapshot")}
+        self.assertEqual(snaps["EbsCreateArcaSnapshots"]["Condition"],
+                         {"Null": {"aws:RequestTag/arca:recovery-point": "false"}})
+        self.assertEqual(snaps["EbsSnapshotVolumes"]["Resource"], "arn:aws:ec2:*:210987654321:volume/*")
+        vols = {s["Sid"]: s for s in self.grant(st, "ec2:CreateVolume")}
+        self.assertEqual(vols["EbsRestoreVolumes"]["Condition"], {"Null": {"aws:RequestTag/arca:restore": "false"}})
+        self.assertEqual(vols["EbsRestoreFromArcaSnapshots"]["Condition"],
+                         {"Null": {"aws:ResourceTag/arca:recovery-point": "false"}})
+
+    def test_the_tags_the_conditions_name_are_the_ones_arca_sets(self):
+        """The conditions' tag keys are literally those Arca's code puts on what it makes."""
+        root = TEMPLATE_PATH.parent.parent / "shared" / "arca-core" / "src"
+        code = {
+            "arca:recovery-point": [root / "model/rds/naming.rs", root / "model/cloud/ebs.rs"],
+            "arca:restore-job": [root / "control_plane/rds/step.rs"],
+            "arca:restore": [root / "model/cloud/ebs.rs"],
+        }
+        for tag, files in code.items():
+            for f in files:
+                self.assertIn(f'"{tag}"', f.read_text(), f"{f} sets {tag}")
 
     def test_template_version_has_exactly_one_place(self):
         version = self.t["Mappings"]["Template"]["Version"]["Value"]
@@ -431,6 +587,18 @@ class MotoStackTest(unittest.TestCase):
         cls.issue = parse_issue_permissions(ISSUE_PERMISSIONS)
         cls.version = cls.t["Mappings"]["Template"]["Version"]["Value"]
         cls.run_id = uuid.uuid4().hex[:8]
+        # The deployment's function roles, in Arca's account (moto's default one).
+        arca_iam = base.client("iam")
+        cls.principals = []
+        for f in ARCA_FUNCTIONS:
+            cls.principals.append(arca_iam.create_role(
+                RoleName=f"arca-test-{cls.run_id}-{f}Role",
+                AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole"}]}),
+            )["Role"]["Arn"])
+        cls.addClassCleanup(lambda: [arca_iam.delete_role(RoleName=a.rsplit("/", 1)[1])
+                                     for a in cls.principals])
         cls.managed_policy_arns_supported = cls.probe_managed_policy_arns()
         if not cls.managed_policy_arns_supported:
             print("\nnote: this moto ignores Role.ManagedPolicyArns in CloudFormation; the "
@@ -465,9 +633,13 @@ class MotoStackTest(unittest.TestCase):
             except cls.iam.exceptions.NoSuchEntityException:
                 pass
 
+    def values(self, role_name, switches, **extra):
+        return {"ArcaAccountId": self.arca_account, "ExternalId": EXTERNAL_ID,
+                "ArcaPrincipalArns": ",".join(self.principals),
+                "RoleName": role_name} | switches | extra
+
     def params(self, role_name, switches, **extra):
-        values = {"ArcaAccountId": self.arca_account, "ExternalId": EXTERNAL_ID,
-                  "RoleName": role_name} | switches | extra
+        values = self.values(role_name, switches, **extra)
         return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
     def create(self, name, params):
@@ -477,12 +649,16 @@ class MotoStackTest(unittest.TestCase):
 
     def test_every_switch_combination(self):
         for i, switches in enumerate(combos()):
-            with self.subTest(**switches):
-                self.check_combination(f"arca-role-test-{self.run_id}-{i:02d}", switches)
+            # Every other stack names EKS roles (EksPassNamedRoles), the rest rely on the tag.
+            eks_roles = (f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/eks-cluster,"
+                         f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/eks-node") if i % 2 == 0 else ""
+            with self.subTest(EksRoleArns=eks_roles, **switches):
+                self.check_combination(f"arca-role-test-{self.run_id}-{i:02d}", switches, eks_roles)
 
-    def check_combination(self, name, switches):
+    def check_combination(self, name, switches, eks_roles):
         enabled, permission_sets = expected_for(switches)
-        stack = self.create(name, self.params(name, switches))
+        values = self.values(name, switches, EksRoleArns=eks_roles)
+        stack = self.create(name, self.params(name, switches, EksRoleArns=eks_roles))
         try:
             self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE", stack.get("StackStatusReason"))
             role = self.iam.get_role(RoleName=name)["Role"]
@@ -493,20 +669,30 @@ class MotoStackTest(unittest.TestCase):
             self.assertEqual(trust["Statement"], [{
                 "Sid": "ArcaWithExternalId",
                 "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{self.arca_account}:root"},
+                "Principal": {"AWS": self.principals},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
+                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID,
+                                               "aws:PrincipalAccount": self.arca_account}},
             }])
             self.assertIn({"Key": "arca:template-version", "Value": self.version}, role.get("Tags", []))
 
-            # Inline policies: exactly one per enabled set, each with exactly its actions.
+            # Inline policies: exactly one per enabled set, each with exactly its actions,
+            # and each statement as the template says, resources and conditions included
+            # (TemplateTest checks those conditions one by one).
             names = self.iam.list_role_policies(RoleName=name)["PolicyNames"]
             self.assertEqual(sorted(names), sorted(SETS[s][2] for s in enabled))
+            ev = Evaluator(self.t, values, {"AWS::Partition": "aws", "AWS::AccountId": CUSTOMER_ACCOUNT}, {})
             for s in enabled:
                 doc = self.iam.get_role_policy(RoleName=name, PolicyName=SETS[s][2])["PolicyDocument"]
                 if isinstance(doc, str):
                     doc = json.loads(urllib.parse.unquote(doc))
                 self.assertEqual(set(policy_actions(doc)), self.issue[s][0], s)
+                want = ev.eval(self.t["Resources"][SETS[s][1]]["Properties"]["PolicyDocument"])
+                self.assertEqual(doc["Statement"], want["Statement"], s)
+                if s == "EKS":
+                    named = next(st for st in doc["Statement"] if st["Sid"] == "EksPassNamedRoles")
+                    self.assertEqual(named["Resource"], eks_roles.split(",") if eks_roles else
+                                     f"arn:aws:iam::{CUSTOMER_ACCOUNT}:role/arca-eks-restore/*")
 
             # Managed policies: SecurityAudit exactly when security scanning is on.
             want = {f"arn:aws:iam::aws:policy/{m}" for s in enabled for m in self.issue[s][1]}

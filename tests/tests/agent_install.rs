@@ -157,7 +157,9 @@ async fn the_rendered_manifest_applies_to_a_real_apiserver_and_uninstalls_by_lab
         .skip(1)
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    assert_eq!(manifest.len(), 6);
+    // Namespace, ServiceAccount, backup and restore ClusterRole(Binding)s, the movers'
+    // Role(Binding), Secret, Deployment.
+    assert_eq!(manifest.len(), 10);
 
     // kubectl itself reads the stream (JSON documents are YAML), when it is installed.
     let file = dir.path().join("agent.yaml");
@@ -171,7 +173,7 @@ async fn the_rendered_manifest_applies_to_a_real_apiserver_and_uninstalls_by_lab
         Ok(out) => {
             let names = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "{names} {}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(names.lines().count(), 6, "{names}");
+            assert_eq!(names.lines().count(), 10, "{names}");
             assert!(names.contains("deployment.apps/arca-agent"), "{names}");
         }
         Err(e) => eprintln!("kubectl not runnable ({e}): the stream is checked by the API client only"),
@@ -258,8 +260,8 @@ async fn the_rendered_manifest_applies_to_a_real_apiserver_and_uninstalls_by_lab
         }
     }
     assert!(
-        deleted >= 2,
-        "the ClusterRole and its binding were selected by the label"
+        deleted >= 4,
+        "the backup and restore ClusterRoles and their bindings were selected by the label"
     );
 
     // Nothing cluster-scoped of ours is left; the namespace is on its way out.

@@ -772,6 +772,13 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
         restore_id: opts.restore_id.clone(),
     };
 
+    // Precheck 0: the agent may write every kind it is about to restore. Its RBAC may
+    // leave restores out or limit their kinds (docs/agent.md, "RBAC"): better to refuse
+    // now, naming what is missing, than to fail half-way with half the objects created.
+    let missing = missing_permissions(client, reader.as_ref(), &entries, &clean.namespaces, opts).await?;
+    if !missing.is_empty() {
+        return Err(Error::Precheck(missing_permissions_message(&missing)));
+    }
     // Precheck 1: the CSI drivers of the PVs to restore.
     if opts.restore_pvs {
         let mut needed = BTreeSet::new();
@@ -898,6 +905,178 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
     })
 }
 
+/// A write the restore needs and the agent's RBAC does not allow.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MissingPermission {
+    pub verb: String,
+    /// Empty for the core group.
+    pub group: String,
+    pub resource: String,
+    /// The target namespace (None: cluster-scoped, or every namespace).
+    pub namespace: Option<String>,
+}
+
+impl MissingPermission {
+    /// As an install names it (`?restoreKinds=`, chart `rbac.restoreKinds`).
+    pub fn kind(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.group, self.resource)
+        }
+    }
+}
+
+/// Asks the API server (SelfSubjectAccessReview: the agent's own RBAC, as the
+/// authorizer sees it) whether the agent may `verb` `group/resource` in `namespace`.
+/// `Ok(None)` when the review itself could not be made.
+async fn allowed(client: &Client, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> Option<bool> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.to_string()),
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                namespace: namespace.map(str::to_string),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    match api.create(&PostParams::default(), &review).await {
+        Ok(answer) => Some(answer.status.is_some_and(|s| s.allowed)),
+        Err(e) => {
+            tracing::warn!(verb, group, resource, ?namespace, error = %e, "could not review the agent's permission");
+            None
+        }
+    }
+}
+
+/// The writes the restore of `entries` needs and the agent may not do: `create` of every
+/// kind it will restore in every target namespace (and `update` under policy `update`),
+/// and `create` of the target namespaces that do not exist yet. Entries the restore would
+/// skip anyway (its own namespace, PVs left out, pods of controllers, completed Jobs,
+/// objects outside the label selection) need nothing. A review the API server cannot
+/// answer is logged and counted as allowed: the precheck must not block restores on an
+/// authorization API glitch (the restore then reports per object).
+async fn missing_permissions(
+    client: &Client,
+    reader: &dyn ArchiveReader,
+    entries: &[IndexEntry],
+    namespaces: &NamespaceMap,
+    opts: &RestoreOptions,
+) -> Result<Vec<MissingPermission>> {
+    let mut needed: BTreeSet<(String, String, Option<String>)> = BTreeSet::new();
+    let mut target_namespaces: BTreeSet<String> = BTreeSet::new();
+    let own = opts.own_namespace.as_deref();
+    let hook = opts.claim_data.as_ref().map(|h| h.0.as_ref());
+    for entry in entries {
+        let rt = &entry.resource;
+        let gr = rt.group_resource();
+        let target_ns = entry.namespace.as_deref().map(|ns| namespaces.target(ns));
+        let target = target_name(rt, entry, namespaces);
+        if (gr == "persistentvolumes" && (!opts.restore_pvs || hook.is_some_and(|h| h.provides_pv(&entry.name))))
+            || target_ns.is_some() && target_ns.as_deref() == own
+            || (gr == "namespaces" && Some(target.as_str()) == own)
+        {
+            continue;
+        }
+        // Whether the restore skips this object depends on the object itself only for
+        // these kinds, and for label selections.
+        if gr == "pods" || gr == "jobs.batch" || !opts.selection.labels.is_empty() {
+            let obj = reader.object(entry).await?;
+            if !opts.selection.matches_labels(&obj) || restore_skip_reason(rt, &obj).is_some() {
+                continue;
+            }
+        }
+        if let Some(ns) = &target_ns {
+            target_namespaces.insert(ns.clone());
+        }
+        needed.insert((rt.group.clone(), rt.plural.clone(), target_ns));
+    }
+    let mut verbs = vec!["create"];
+    if opts.existing == ExistingPolicy::Update {
+        verbs.push("update");
+    }
+    let mut checks: Vec<MissingPermission> = needed
+        .into_iter()
+        .flat_map(|(group, resource, namespace)| {
+            verbs.iter().map(move |verb| MissingPermission {
+                verb: verb.to_string(),
+                group: group.clone(),
+                resource: resource.clone(),
+                namespace: namespace.clone(),
+            })
+        })
+        .collect();
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in target_namespaces {
+        if ns_api.get_opt(&ns).await?.is_none() {
+            checks.push(MissingPermission {
+                verb: "create".into(),
+                group: String::new(),
+                resource: "namespaces".into(),
+                namespace: None,
+            });
+            break;
+        }
+    }
+    checks.sort();
+    checks.dedup();
+    let reviews: Vec<BoxFuture<'_, Option<MissingPermission>>> = checks
+        .into_iter()
+        .map(|c| {
+            async move {
+                let ok = allowed(client, &c.verb, &c.group, &c.resource, c.namespace.as_deref()).await;
+                (ok == Some(false)).then_some(c)
+            }
+            .boxed()
+        })
+        .collect();
+    let mut missing: Vec<MissingPermission> = stream::iter(reviews)
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    missing.sort();
+    Ok(missing)
+}
+
+/// What a restore refused for missing permissions says: each missing write (the first
+/// few) and the kinds to allow, spelled as an install takes them.
+pub fn missing_permissions_message(missing: &[MissingPermission]) -> String {
+    const SHOWN: usize = 10;
+    let writes: Vec<String> = missing
+        .iter()
+        .take(SHOWN)
+        .map(|m| match &m.namespace {
+            Some(ns) => format!("{} {} in namespace {ns}", m.verb, m.kind()),
+            None => format!("{} {}", m.verb, m.kind()),
+        })
+        .collect();
+    let more = missing.len().saturating_sub(SHOWN);
+    let kinds: BTreeSet<String> = missing.iter().map(MissingPermission::kind).collect();
+    format!(
+        "the agent's RBAC does not allow this restore: it may not {}{}; nothing was restored. Install the agent with \
+         its restore role (not restore=false), and with these kinds among its restore kinds if it has a list \
+         (manifest ?restoreKinds=, chart rbac.restoreKinds): {}",
+        writes.join(", "),
+        if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        },
+        kinds.into_iter().collect::<Vec<_>>().join(",")
+    )
+}
+
 /// Namespaced objects need their namespace; one the archive does not hold (a label-only
 /// backup) is created bare, labelled with the restore, and reported.
 async fn ensure_namespaces(run: &Run<'_>, sources: &BTreeSet<String>) {
@@ -1021,5 +1200,32 @@ mod tests {
         assert_eq!(opts.existing, ExistingPolicy::Update);
         assert!(!opts.restore_pvs);
         assert_eq!((opts.archive_id.as_str(), opts.restore_id.as_str()), ("arch", "rst"));
+    }
+
+    #[test]
+    fn a_missing_permission_is_named_with_the_kind_to_allow() {
+        let m = |verb: &str, group: &str, resource: &str, ns: Option<&str>| MissingPermission {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            namespace: ns.map(str::to_string),
+        };
+        let msg = missing_permissions_message(&[
+            m("create", "", "namespaces", None),
+            m("create", "", "secrets", Some("shop")),
+            m("create", "apps", "deployments", Some("shop")),
+        ]);
+        assert!(
+            msg.contains(
+                "may not create namespaces, create secrets in namespace shop, create apps/deployments in namespace shop"
+            ),
+            "{msg}"
+        );
+        assert!(msg.ends_with("apps/deployments,namespaces,secrets"), "{msg}");
+        assert!(msg.contains("nothing was restored"), "{msg}");
+        let many: Vec<MissingPermission> = (0..13).map(|i| m("create", "", &format!("k{i:02}"), None)).collect();
+        let msg = missing_permissions_message(&many);
+        assert!(msg.contains("(and 3 more)"), "{msg}");
+        assert!(msg.contains("k12"), "every kind is listed to allow: {msg}");
     }
 }

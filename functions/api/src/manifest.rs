@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 pub const NAMESPACE: &str = "arca-system";
 /// The name of the ServiceAccount, ClusterRole(Binding), Secret and Deployment.
 pub const NAME: &str = "arca-agent";
+/// The name of the restore ClusterRole(Binding): the write verbs a restore needs.
+pub const RESTORE_NAME: &str = "arca-agent-restore";
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 pub const PART_OF: &str = "arca";
 /// The port of the agent's `/healthz` and `/readyz` (the probes).
@@ -32,6 +34,79 @@ pub struct ManifestInput<'a> {
     pub image: &'a str,
     /// Stamped on the pod template, so re-applying (with its new token) rolls the agent.
     pub installed_at: DateTime<Utc>,
+    /// What a restore may write (the backup role is always there).
+    pub rbac: &'a AgentRbac,
+}
+
+/// The agent's RBAC choices (issue #17, "Least privilege"). A backup needs to read every
+/// kind and write only its volume snapshots and, in its own namespace, its movers; a
+/// restore needs to write whatever it recreates. So the restore's write verbs are a
+/// ClusterRole of their own ([`RESTORE_NAME`]), which an install can leave out
+/// (backup-only clusters) or limit to some kinds. The agent checks, before a restore
+/// creates anything, that it may write every kind the restore holds, and fails the job
+/// naming the missing permission otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentRbac {
+    /// No restore role (`?restore=false`; chart `rbac.restore: false`).
+    pub backup_only: bool,
+    /// The kinds a restore may write (`?restoreKinds=apps/deployments,configmaps`; chart
+    /// `rbac.restoreKinds`); empty: every kind.
+    pub restore_kinds: Vec<RestoreKind>,
+}
+
+/// A kind a restore may write: an API group (empty for the core group) and a resource
+/// (the plural, as RBAC names it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreKind {
+    pub group: String,
+    pub resource: String,
+}
+
+/// How many kinds a limited restore role may list (a longer list is a mistake, and
+/// the manifest and the ClusterRole stay small).
+pub const MAX_RESTORE_KINDS: usize = 100;
+
+impl RestoreKind {
+    /// `group/resource`, or `resource` for the core group: lower-case, as RBAC rules name
+    /// them (`apps/deployments`, `configmaps`, `rbac.authorization.k8s.io/roles`). No
+    /// wildcard: leave the list empty for every kind.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (group, resource) = text.rsplit_once('/').unwrap_or(("", text));
+        let label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        let group_ok = group.is_empty() || (group.len() <= 253 && group.split('.').all(label));
+        if !group_ok || !label(resource) || (text.contains('/') && group.is_empty()) {
+            return Err(format!(
+                "{text:?} is not a kind a restore may write: give group/resource in lower case, e.g. apps/deployments, \
+                 or the resource alone for the core group, e.g. configmaps"
+            ));
+        }
+        Ok(RestoreKind {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        })
+    }
+
+    /// Comma-separated kinds (blanks around them ignored); duplicates are dropped.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, String> {
+        let mut kinds: Vec<RestoreKind> = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let kind = Self::parse(item)?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        if kinds.len() > MAX_RESTORE_KINDS {
+            return Err(format!("{} kinds; at most {MAX_RESTORE_KINDS}", kinds.len()));
+        }
+        Ok(kinds)
+    }
 }
 
 fn labels(component: &str) -> Value {
@@ -50,22 +125,63 @@ fn metadata(name: &str, namespaced: bool, component: &str) -> Value {
     m
 }
 
-/// The verbs a restore needs on anything it recreates; a backup only reads.
-const READ_WRITE: [&str; 8] = [
-    "get",
-    "list",
-    "watch",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "deletecollection",
-];
+/// What a backup does to every kind: read it.
+pub const READ: [&str; 3] = ["get", "list", "watch"];
+/// What a restore does to the kinds it recreates (update and patch: the `update`
+/// policy and re-linking owners; delete: a volume it failed to bind).
+pub const RESTORE_VERBS: [&str; 4] = ["create", "update", "patch", "delete"];
+
+/// The backup ClusterRole's rules: read everything; write only the volume snapshots a
+/// backup takes (next to each claim, and their contents) and deletes with its backups.
+fn backup_rules() -> Value {
+    json!([
+        { "apiGroups": ["*"], "resources": ["*"], "verbs": READ },
+        {
+            "apiGroups": ["snapshot.storage.k8s.io"],
+            "resources": ["volumesnapshots", "volumesnapshotcontents"],
+            "verbs": ["create", "delete"],
+        },
+        { "nonResourceURLs": ["/version", "/healthz"], "verbs": ["get"] },
+    ])
+}
+
+/// The Role in the agent's own namespace: the volume movers (a Job, its Secret with the
+/// repository's credentials, renewed in place, and the claim it reads or fills). These
+/// never go to application namespaces.
+fn mover_rules() -> Value {
+    json!([
+        { "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete"] },
+        { "apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"] },
+        { "apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"] },
+    ])
+}
+
+/// The restore ClusterRole's rules: the write verbs on every kind, or on the listed ones.
+/// `bind`/`escalate` let a restore recreate RBAC objects that grant more than the agent
+/// has; they come only with every kind, or when the list has RBAC kinds.
+fn restore_rules(kinds: &[RestoreKind]) -> Value {
+    let rbac = json!({
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "clusterroles"],
+        "verbs": ["bind", "escalate"],
+    });
+    if kinds.is_empty() {
+        return json!([{ "apiGroups": ["*"], "resources": ["*"], "verbs": RESTORE_VERBS }, rbac]);
+    }
+    let mut rules: Vec<Value> = kinds
+        .iter()
+        .map(|k| json!({ "apiGroups": [k.group], "resources": [k.resource], "verbs": RESTORE_VERBS }))
+        .collect();
+    if kinds.iter().any(|k| k.group == "rbac.authorization.k8s.io") {
+        rules.push(rbac);
+    }
+    Value::Array(rules)
+}
 
 /// The objects, in apply order (the namespace before what lives in it).
 pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
     let selector = json!({ PART_OF_LABEL: PART_OF, "app.kubernetes.io/name": NAME });
-    vec![
+    let mut objects = vec![
         json!({
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -76,35 +192,13 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
             "kind": "ServiceAccount",
             "metadata": metadata(NAME, true, "agent"),
         }),
-        // Broad on purpose, like Velero's and CloudCasa's agents: a backup reads every
-        // kind (including CRDs nobody knows in advance) and a restore must recreate any
-        // of them. `bind`/`escalate` let a restore recreate RBAC objects that grant
-        // more than the verbs above. What the volume work uses is covered by `*` and
-        // listed anyway so a reader sees it: snapshots and their contents (the movers'
-        // `Retain` imports), PersistentVolumes (a restored volume's reclaim policy and
-        // claimRef) and Jobs (the movers, in the agent's own namespace only: their
-        // Secrets never go to application namespaces; the `*` rule still lets a restore
-        // recreate the application's own Jobs and Secrets there).
+        // Backups: read every kind (including CRDs nobody knows in advance), write only
+        // volume snapshots (see `backup_rules`).
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": metadata(NAME, false, "rbac"),
-            "rules": [
-                { "apiGroups": ["*"], "resources": ["*"], "verbs": READ_WRITE },
-                {
-                    "apiGroups": ["snapshot.storage.k8s.io"],
-                    "resources": ["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"],
-                    "verbs": READ_WRITE,
-                },
-                { "apiGroups": [""], "resources": ["persistentvolumes"], "verbs": READ_WRITE },
-                { "apiGroups": ["batch"], "resources": ["jobs"], "verbs": READ_WRITE },
-                {
-                    "apiGroups": ["rbac.authorization.k8s.io"],
-                    "resources": ["roles", "clusterroles"],
-                    "verbs": ["bind", "escalate"],
-                },
-                { "nonResourceURLs": ["/version", "/healthz"], "verbs": ["get"] },
-            ],
+            "rules": backup_rules(),
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -113,6 +207,38 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME },
             "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
         }),
+        // The movers, in the agent's namespace only.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": metadata(NAME, true, "rbac"),
+            "rules": mover_rules(),
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": metadata(NAME, true, "rbac"),
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME },
+            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
+        }),
+    ];
+    // Restores: the write verbs, unless this is a backup-only install.
+    if !input.rbac.backup_only {
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": metadata(RESTORE_NAME, false, "rbac"),
+            "rules": restore_rules(&input.rbac.restore_kinds),
+        }));
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": metadata(RESTORE_NAME, false, "rbac"),
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RESTORE_NAME },
+            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
+        }));
+    }
+    objects.extend([
         json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -181,7 +307,8 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
                 },
             },
         }),
-    ]
+    ]);
+    objects
 }
 
 /// The objects as one YAML stream (`---` between JSON documents).
@@ -211,8 +338,15 @@ mod tests {
             agent_token: &token,
             image: "registry.example.com/arca-agent:1.2.3",
             installed_at: DateTime::UNIX_EPOCH,
+            rbac: &AgentRbac::default(),
         });
         (token, objects)
+    }
+
+    fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
     }
 
     #[test]
@@ -226,6 +360,10 @@ mod tests {
                 "ServiceAccount",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "ClusterRole",
+                "ClusterRoleBinding",
                 "Secret",
                 "Deployment"
             ]
@@ -233,7 +371,7 @@ mod tests {
         for o in &objects {
             assert_eq!(o["metadata"]["labels"][PART_OF_LABEL], PART_OF, "{o}");
         }
-        let deployment = &objects[5];
+        let deployment = find(&objects, "Deployment", NAME).unwrap();
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["image"], "registry.example.com/arca-agent:1.2.3");
         // Movers run the agent's image.
@@ -264,7 +402,116 @@ mod tests {
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
         assert_eq!(docs, objects);
-        assert_eq!(docs[4]["stringData"]["ARCA_AGENT_TOKEN"], token.expose());
-        assert_eq!(docs[4]["stringData"]["ARCA_API_URL"], "https://arca.example.com");
+        let secret = find(&docs, "Secret", NAME).unwrap();
+        assert_eq!(secret["stringData"]["ARCA_AGENT_TOKEN"], token.expose());
+        assert_eq!(secret["stringData"]["ARCA_API_URL"], "https://arca.example.com");
+    }
+
+    fn with(rbac: &AgentRbac) -> Vec<Value> {
+        let token = Secret::from_presented("arcagent_x");
+        objects(&ManifestInput {
+            cluster_id: ClusterId::new(),
+            api_url: "https://arca.example.com",
+            agent_token: &token,
+            image: "i",
+            installed_at: DateTime::UNIX_EPOCH,
+            rbac,
+        })
+    }
+
+    #[test]
+    fn the_backup_role_only_reads_and_writes_snapshots() {
+        let objects = with(&AgentRbac::default());
+        let backup = find(&objects, "ClusterRole", NAME).unwrap();
+        for rule in backup["rules"].as_array().unwrap() {
+            let verbs: Vec<&str> = rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            if rule["resources"] == json!(["*"]) {
+                assert_eq!(verbs, READ, "{rule}");
+            } else if verbs.iter().any(|v| !READ.contains(v)) {
+                assert_eq!(rule["apiGroups"], json!(["snapshot.storage.k8s.io"]), "{rule}");
+            }
+        }
+        // The movers' writes are namespaced to the agent's namespace.
+        let role = find(&objects, "Role", NAME).unwrap();
+        assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+        let binding = find(&objects, "RoleBinding", NAME).unwrap();
+        assert_eq!(binding["roleRef"]["name"], NAME);
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    }
+
+    #[test]
+    fn restore_role_is_optional_and_limitable() {
+        let every = with(&AgentRbac::default());
+        let restore = find(&every, "ClusterRole", RESTORE_NAME).unwrap();
+        assert_eq!(restore["rules"][0]["resources"], json!(["*"]));
+        assert_eq!(restore["rules"][0]["verbs"], json!(RESTORE_VERBS));
+        assert_eq!(
+            find(&every, "ClusterRoleBinding", RESTORE_NAME).unwrap()["roleRef"]["name"],
+            RESTORE_NAME
+        );
+
+        let backup_only = with(&AgentRbac {
+            backup_only: true,
+            restore_kinds: vec![],
+        });
+        assert!(find(&backup_only, "ClusterRole", RESTORE_NAME).is_none());
+        assert!(find(&backup_only, "ClusterRoleBinding", RESTORE_NAME).is_none());
+
+        let kinds = RestoreKind::parse_list(" apps/deployments,configmaps ,configmaps").unwrap();
+        let limited = with(&AgentRbac {
+            backup_only: false,
+            restore_kinds: kinds,
+        });
+        let rules = &find(&limited, "ClusterRole", RESTORE_NAME).unwrap()["rules"];
+        assert_eq!(
+            rules,
+            &json!([
+                { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": RESTORE_VERBS },
+                { "apiGroups": [""], "resources": ["configmaps"], "verbs": RESTORE_VERBS },
+            ])
+        );
+        let rbac = with(&AgentRbac {
+            backup_only: false,
+            restore_kinds: RestoreKind::parse_list("rbac.authorization.k8s.io/roles").unwrap(),
+        });
+        let rules = find(&rbac, "ClusterRole", RESTORE_NAME).unwrap()["rules"].clone();
+        assert_eq!(rules[1]["verbs"], json!(["bind", "escalate"]), "{rules}");
+    }
+
+    #[test]
+    fn restore_kinds_are_checked() {
+        assert_eq!(
+            RestoreKind::parse("rbac.authorization.k8s.io/clusterroles").unwrap(),
+            RestoreKind {
+                group: "rbac.authorization.k8s.io".into(),
+                resource: "clusterroles".into()
+            }
+        );
+        assert_eq!(RestoreKind::parse("secrets").unwrap().group, "");
+        for bad in [
+            "*",
+            "apps/*",
+            "Deployments",
+            "/deployments",
+            "apps/",
+            "a b",
+            "apps/deployments/x",
+            "-x",
+        ] {
+            let err = RestoreKind::parse(bad).unwrap_err();
+            assert!(err.contains("apps/deployments"), "{bad}: {err}");
+        }
+        let many: Vec<String> = (0..=MAX_RESTORE_KINDS).map(|i| format!("k{i}")).collect();
+        assert!(
+            RestoreKind::parse_list(&many.join(","))
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(RestoreKind::parse_list("").unwrap().is_empty());
     }
 }

@@ -65,6 +65,11 @@ async fn link_verify_inventory_disconnect_and_delete() {
     );
     assert!(link.contains(&format!("param_ExternalId={external_id}")), "{link}");
     assert!(link.contains("param_ArcaAccountId=999988887777"), "{link}");
+    // The stack trusts the deployment's roles by ARN (cfn/role-stack.yaml ArcaPrincipalArns).
+    assert!(
+        link.contains("param_ArcaPrincipalArns=arn%3Aaws%3Aiam%3A%3A999988887777%3Arole%2Farca-test-ApiFunctionRole-X"),
+        "{link}"
+    );
     assert_eq!(
         linked.body["currentRoleStackVersion"],
         arca_core::model::cloud::account::ROLE_STACK_VERSION

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use api::manifest::{self, ManifestInput};
+use api::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use arca_core::ids::ClusterId;
 use arca_core::model::secret::Secret;
 use chrono::{DateTime, TimeZone, Utc};
@@ -133,12 +133,18 @@ impl Case {
 
     /// The same, naming this image.
     fn manifest_of(&self, image: &str) -> Vec<Value> {
+        self.manifest_with(image, &AgentRbac::default())
+    }
+
+    /// The same, with these RBAC choices.
+    fn manifest_with(&self, image: &str, rbac: &AgentRbac) -> Vec<Value> {
         let objects = manifest::objects(&ManifestInput {
             cluster_id: self.cluster_id,
             api_url: API_URL,
             agent_token: &self.token,
             image,
             installed_at: self.installed_at,
+            rbac,
         });
         let yaml = manifest::to_yaml(&self.cluster_id, &objects).unwrap();
         let served = parse_stream(&yaml);
@@ -298,7 +304,60 @@ fn chart_values_keep_every_object_ours() {
     values["createNamespace"] = json!(false);
     let objects = render(&bin, &values).unwrap();
     assert!(objects.iter().all(|o| o["kind"] != "Namespace"));
-    assert_eq!(objects.len(), 5);
+    assert_eq!(objects.len(), 9);
+}
+
+#[test]
+fn the_charts_rbac_values_render_the_manifests_rbac_choices() {
+    let Some(bin) = arca_testenv::helm() else { return };
+    let case = Case::new();
+    let image = format!("{REPOSITORY}:{TAG}");
+    for (rbac_values, rbac) in [
+        (json!({ "restore": true, "restoreKinds": [] }), AgentRbac::default()),
+        (
+            json!({ "restore": false }),
+            AgentRbac {
+                backup_only: true,
+                restore_kinds: vec![],
+            },
+        ),
+        (
+            json!({ "restoreKinds": ["apps/deployments", "configmaps", "rbac.authorization.k8s.io/roles", "configmaps"] }),
+            AgentRbac {
+                backup_only: false,
+                restore_kinds: RestoreKind::parse_list("apps/deployments,configmaps,rbac.authorization.k8s.io/roles")
+                    .unwrap(),
+            },
+        ),
+    ] {
+        let mut values = case.values();
+        values["rbac"] = rbac_values.clone();
+        let rendered = by_key(&render(&bin, &values).unwrap());
+        let served = by_key(&case.manifest_with(&image, &rbac));
+        assert_eq!(
+            rendered.keys().collect::<Vec<_>>(),
+            served.keys().collect::<Vec<_>>(),
+            "{rbac_values}"
+        );
+        for (key, object) in &served {
+            assert_eq!(&rendered[key], object, "{rbac_values}: {key}");
+        }
+        let restore_role = format!("ClusterRole//{}", manifest::RESTORE_NAME);
+        assert_eq!(served.contains_key(&restore_role), !rbac.backup_only, "{rbac_values}");
+    }
+    // Bad values fail naming them, as the API refuses them.
+    for (rbac_values, expected) in [
+        (json!({ "restoreKinds": ["apps/*"] }), "\"apps/*\" is not a kind"),
+        (
+            json!({ "restore": false, "restoreKinds": ["configmaps"] }),
+            "backup-only",
+        ),
+    ] {
+        let mut values = case.values();
+        values["rbac"] = rbac_values;
+        let err = render(&bin, &values).unwrap_err();
+        assert!(err.contains(expected), "{err}");
+    }
 }
 
 #[test]
@@ -418,7 +477,7 @@ async fn helm_install_then_uninstall_leaves_nothing_of_ours_on_a_real_apiserver(
     std::fs::write(&values_file, values.to_string()).unwrap();
     let kubeconfig = kube.kubeconfig.to_str().unwrap();
     let expected = render(&bin, &values).unwrap();
-    assert_eq!(expected.len(), 6);
+    assert_eq!(expected.len(), 10);
 
     // The documented install (README / docs/agent.md), the release kept in `default`.
     let out = helm(

@@ -86,7 +86,9 @@ async fn an_install_link_works_once_and_rotates_the_agent_token() {
     let manifest = fetch(&api, &url).await.expect(200);
     assert_eq!(manifest.content_type.as_deref(), Some("application/yaml"));
     let docs = documents(&manifest.text);
-    assert_eq!(docs.len(), 6);
+    // Namespace, ServiceAccount, the backup ClusterRole(Binding), the movers'
+    // Role(Binding), the restore ClusterRole(Binding), Secret, Deployment.
+    assert_eq!(docs.len(), 10);
     let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
     assert_eq!(secret["stringData"]["ARCA_API_URL"], "https://arca.example.com");
     assert_eq!(secret["stringData"]["ARCA_CLUSTER_ID"], cluster.as_str());
@@ -282,4 +284,62 @@ async fn an_unused_manifest_token_expires_and_dies_with_its_cluster() {
             .is_none()
     );
     assert!(!connects(&api, &pending).await, "its cluster is gone");
+}
+
+fn restore_role(yaml: &str) -> Option<Value> {
+    documents(yaml)
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "arca-agent-restore")
+}
+
+#[tokio::test]
+async fn the_manifest_query_chooses_the_agents_restore_rbac() {
+    let api = Api::new();
+    let a = api.signup("org-a").await;
+    let (cluster, _) = api.cluster(&a.admin, "prod", None).await;
+    // Bad choices are refused before the one-time link is spent.
+    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fetch(&api, &format!("{url}?restoreKinds=apps/*"))
+        .await
+        .problem(400, "invalid_query");
+    fetch(&api, &format!("{url}?restore=false&restoreKinds=configmaps"))
+        .await
+        .problem(400, "invalid_query");
+    fetch(&api, &format!("{url}?restore=maybe"))
+        .await
+        .problem(400, "invalid_query");
+    fetch(&api, &format!("{url}?restorekinds=configmaps"))
+        .await
+        .problem(400, "invalid_query");
+    // Backup-only: no restore role at all.
+    let yaml = fetch(&api, &format!("{url}?restore=false")).await.expect(200).text;
+    assert!(restore_role(&yaml).is_none(), "{yaml}");
+    assert!(!yaml.contains("arca-agent-restore"), "no binding either");
+
+    // Limited kinds.
+    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let yaml = fetch(&api, &format!("{url}?restoreKinds=apps/deployments,configmaps"))
+        .await
+        .expect(200)
+        .text;
+    let rules = restore_role(&yaml).unwrap()["rules"].clone();
+    assert_eq!(rules[0]["apiGroups"], json!(["apps"]));
+    assert_eq!(rules[0]["resources"], json!(["deployments"]));
+    assert_eq!(rules[1]["resources"], json!(["configmaps"]));
+    assert_eq!(rules.as_array().unwrap().len(), 2, "{rules}");
+
+    // With the API key (rotating the token): every kind by default.
+    let request = Request::get(format!("/v1/clusters/{cluster}/agent.yaml"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", a.admin))
+        .header(header::HOST, "arca.example.com")
+        .body(Body::empty())
+        .unwrap();
+    let yaml = api.send(request).await.expect(200).text;
+    assert_eq!(restore_role(&yaml).unwrap()["rules"][0]["resources"], json!(["*"]));
 }

@@ -76,8 +76,9 @@ pub fn gc_grace(var: &impl Fn(&str) -> Option<String>) -> Result<Duration> {
 }
 
 /// Where the role stack is published and who it trusts: `ARCA_ROLE_STACK_TEMPLATE_URL`,
-/// `ARCA_ACCOUNT_LINK_TOPIC_ARN`, and Arca's account (`ARCA_ACCOUNT_ID`, else the topic's);
-/// the console opens in `AWS_REGION`.
+/// `ARCA_ACCOUNT_LINK_TOPIC_ARN`, Arca's account (`ARCA_ACCOUNT_ID`, else the topic's) and
+/// the roles in it that assume linked accounts' roles (`ARCA_ROLE_STACK_PRINCIPAL_ARNS`,
+/// comma-separated role ARNs of that account); the console opens in `AWS_REGION`.
 pub fn role_stack(var: &impl Fn(&str) -> Option<String>) -> Result<RoleStackConfig> {
     let topic = var("ARCA_ACCOUNT_LINK_TOPIC_ARN");
     if let Some(t) = &topic
@@ -98,12 +99,49 @@ pub fn role_stack(var: &impl Fn(&str) -> Option<String>) -> Result<RoleStackConf
             format!("expected 12 digits, not {a:?}"),
         ));
     }
+    let principal_arns = match var("ARCA_ROLE_STACK_PRINCIPAL_ARNS") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|arn| check_principal_arn(arn.trim(), account.as_deref()).map(str::to_owned))
+            .collect::<Result<Vec<_>>>()?,
+    };
     Ok(RoleStackConfig {
         arca_account_id: account,
+        principal_arns,
         template_url: var("ARCA_ROLE_STACK_TEMPLATE_URL"),
         notification_topic_arn: topic,
         console_region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
     })
+}
+
+/// One of `ARCA_ROLE_STACK_PRINCIPAL_ARNS`: a role ARN (what the role stack's
+/// `ArcaPrincipalArns` accepts: no wildcard, no account root), in Arca's account if known.
+fn check_principal_arn<'a>(arn: &'a str, account: Option<&str>) -> Result<&'a str> {
+    let bad = |why: &str| Error::invalid("ARCA_ROLE_STACK_PRINCIPAL_ARNS", format!("{arn:?}: {why}"));
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [arn_, partition, "iam", "", in_account, resource] = parts.as_slice() else {
+        return Err(bad("not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"));
+    };
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || "_+=,.@/-".contains(c);
+    if *arn_ != "arn"
+        || !partition.starts_with("aws")
+        || !resource
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(name_ok))
+        || resource.contains(',')
+    {
+        return Err(bad("not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"));
+    }
+    if in_account.len() != 12 || !in_account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("the account is not 12 digits"));
+    }
+    if let Some(a) = account
+        && a != *in_account
+    {
+        return Err(bad(&format!("not a role of Arca's account {a}")));
+    }
+    Ok(arn)
 }
 
 /// Where Arca-managed storage is and the role whose narrowed credentials agents get:
@@ -338,6 +376,41 @@ mod tests {
         .unwrap();
         assert_eq!(env.role_stack.arca_account_id.as_deref(), Some("999988887777"));
         assert_eq!(env.role_stack.console_region, "eu-west-1");
+        assert!(env.role_stack.principal_arns.is_empty());
+    }
+
+    #[test]
+    fn the_role_stack_trusts_the_listed_roles_of_arcas_account() {
+        let base = [("ARCA_TABLE", "arca"), ("ARCA_ACCOUNT_ID", "999988887777")];
+        let api = "arn:aws:iam::999988887777:role/arca-dev-ApiFunctionRole-AB12";
+        let rds = "arn:aws:iam::999988887777:role/path/arca-dev-RdsFunctionRole-CD34";
+        let list = format!("{api},{rds}");
+        let env = ControlPlaneEnv::from_lookup(lookup(
+            &[&base[..], &[("ARCA_ROLE_STACK_PRINCIPAL_ARNS", list.as_str())]].concat(),
+        ))
+        .unwrap();
+        assert_eq!(env.role_stack.principal_arns, vec![api.to_owned(), rds.to_owned()]);
+        for (bad, why) in [
+            ("arn:aws:iam::999988887777:root", "not an IAM role ARN"),
+            ("arn:aws:iam::999988887777:role/*", "not an IAM role ARN"),
+            ("arn:aws:iam::999988887777:role/", "not an IAM role ARN"),
+            ("arn:aws:sts::999988887777:role/x", "not an IAM role ARN"),
+            (
+                "arn:aws:iam::111122223333:role/x",
+                "not a role of Arca's account 999988887777",
+            ),
+            ("arn:aws:iam::9999:role/x", "not 12 digits"),
+        ] {
+            let err = ControlPlaneEnv::from_lookup(lookup(
+                &[&base[..], &[("ARCA_ROLE_STACK_PRINCIPAL_ARNS", bad)]].concat(),
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("ARCA_ROLE_STACK_PRINCIPAL_ARNS") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

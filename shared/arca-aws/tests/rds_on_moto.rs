@@ -287,6 +287,22 @@ async fn instance_exists(config: &SdkConfig, id: &str) -> bool {
         .is_ok()
 }
 
+/// The restore's tag on a restored instance: what the role stack's `RdsModifyRestored`
+/// condition (`rds:db-tag/arca:restore-job`) allows ModifyDBInstance on.
+async fn restore_job_tag(config: &SdkConfig, id: &str) -> Option<String> {
+    let out = aws_sdk_rds::Client::new(config)
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .expect("describe the restored instance");
+    out.db_instances()[0]
+        .tag_list()
+        .iter()
+        .find(|t| t.key() == Some("arca:restore-job"))
+        .and_then(|t| t.value().map(str::to_string))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions() {
     let Some(env) = arca_testenv::aws() else { return };
@@ -440,6 +456,11 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
     d.drain(&cp).await;
     finished(&cp, &p, &job).await;
     assert!(instance_exists(&east_a, "orders-restored").await);
+    assert_eq!(
+        restore_job_tag(&east_a, "orders-restored").await,
+        Some(job.id.to_string()),
+        "tagged as Arca's restore"
+    );
 
     // 5. Cross-region: from the copy held in the west, with the west's subnet group.
     let err = cp
@@ -533,6 +554,11 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
         .expect("restored cluster");
     assert_eq!(clusters.db_clusters()[0].engine(), Some("aurora-postgresql"));
     assert!(instance_exists(&east_a, "ledger-restored-1").await, "its writer");
+    assert_eq!(
+        restore_job_tag(&east_a, "ledger-restored-1").await,
+        Some(job.id.to_string()),
+        "the writer is tagged as Arca's restore too"
+    );
 
     // 8. Account B, the same database name: its own snapshot, in its own account.
     let cp = d.at(5);

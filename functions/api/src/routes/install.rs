@@ -16,13 +16,47 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, path_id};
-use crate::manifest::{self, ManifestInput};
+use crate::extract::{Caller, Query, path_id};
+use crate::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use crate::problem::Problem;
 use crate::state::AppState;
+
+/// `?restore=&restoreKinds=` of the manifest: the agent's RBAC (docs/agent.md, "RBAC").
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ManifestParams {
+    /// `false`: no restore role (a backup-only cluster); default `true`.
+    pub restore: Option<bool>,
+    /// The kinds a restore may write, comma-separated `group/resource` (`resource` for
+    /// the core group), e.g. `apps/deployments,configmaps`; default every kind.
+    pub restore_kinds: Option<String>,
+}
+
+impl ManifestParams {
+    /// Checked before anything else happens (a one-time link is not spent on a typo).
+    fn rbac(&self) -> Result<AgentRbac, ApiError> {
+        let bad = |detail: String| {
+            ApiError::from(Problem::new(StatusCode::BAD_REQUEST, "invalid_query", detail).with_field("restoreKinds"))
+        };
+        let restore_kinds = RestoreKind::parse_list(self.restore_kinds.as_deref().unwrap_or(""))
+            .map_err(|e| bad(format!("restoreKinds: {e}")))?;
+        let backup_only = self.restore == Some(false);
+        if backup_only && !restore_kinds.is_empty() {
+            return Err(bad(
+                "restoreKinds: a backup-only agent (restore=false) restores no kind".into(),
+            ));
+        }
+        Ok(AgentRbac {
+            backup_only,
+            restore_kinds,
+        })
+    }
+}
 
 /// What creating an install link answers.
 #[derive(Serialize)]
@@ -81,13 +115,14 @@ fn uninstall_commands() -> Vec<String> {
     ]
 }
 
-fn manifest_response(s: &AppState, api_url: &str, install: &AgentInstall) -> ApiResult<Response> {
+fn manifest_response(s: &AppState, api_url: &str, install: &AgentInstall, rbac: &AgentRbac) -> ApiResult<Response> {
     let objects = manifest::objects(&ManifestInput {
         cluster_id: install.cluster.id,
         api_url,
         agent_token: &install.agent_token,
         image: &s.agent.image,
         installed_at: DateTime::<Utc>::from(std::time::SystemTime::now()),
+        rbac,
     });
     let yaml = manifest::to_yaml(&install.cluster.id, &objects).map_err(arca_core::Error::permanent)?;
     let mut response = (StatusCode::OK, yaml).into_response();
@@ -133,23 +168,25 @@ pub async fn create_install_link(
 /// The cluster's agent manifest, with an API key. Rotates the agent token.
 #[utoipa::path(get, path = "/v1/clusters/{id}/agent.yaml", tag = "clusters",
     description = "Role: admin. Mints a new agent token (the old one stops working) and returns the manifest.",
-    params(("id" = String, Path, description = "cl_<ULID>")),
+    params(("id" = String, Path, description = "cl_<ULID>"), ManifestParams),
     responses((status = 200, description = "The manifest (application/yaml)", content_type = "application/yaml", body = String),
-        (status = 403, body = Problem), (status = 404, body = Problem)))]
+        (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn agent_manifest(
     State(s): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(params): Query<ManifestParams>,
 ) -> ApiResult<Response> {
     let p = caller.require(Role::Admin)?;
+    let rbac = params.rbac()?;
     let id = path_id::<ClusterId>(&id)?;
     s.control_plane.get_cluster(p, &id).await?;
     // Before the token rotates: a manifest that cannot be built must not cost the
     // running agent its token.
     let base = base_url(&s, &headers)?;
     let install = s.control_plane.install_agent_token(p, &id).await?;
-    manifest_response(&s, &base, &install)
+    manifest_response(&s, &base, &install, &rbac)
 }
 
 /// The agent manifest behind a one-time install link (no API key: the token is the
@@ -157,18 +194,20 @@ pub async fn agent_manifest(
 #[utoipa::path(get, path = "/v1/install/{token}/agent.yaml", tag = "clusters", security(()),
     description = "No API key: the one-time token in the path. 410 `install_link_used` (unknown or already \
         fetched) or `install_link_expired`.",
-    params(("token" = String, Path, description = "arcainst_…")),
+    params(("token" = String, Path, description = "arcainst_…"), ManifestParams),
     responses((status = 200, description = "The manifest (application/yaml)", content_type = "application/yaml", body = String),
-        (status = 410, body = Problem)))]
+        (status = 400, body = Problem), (status = 410, body = Problem)))]
 pub async fn install_manifest(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
+    Query(params): Query<ManifestParams>,
 ) -> ApiResult<Response> {
+    let rbac = params.rbac()?;
     let base = base_url(&s, &headers)?;
     let install = s
         .control_plane
         .consume_install_link(&Secret::from_presented(token))
         .await?;
-    manifest_response(&s, &base, &install)
+    manifest_response(&s, &base, &install, &rbac)
 }

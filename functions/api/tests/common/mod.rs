@@ -117,6 +117,7 @@ impl Api {
             cloud.clone(),
             arca_core::model::cloud::account::RoleStackConfig {
                 arca_account_id: Some("999988887777".into()),
+                principal_arns: vec!["arn:aws:iam::999988887777:role/arca-test-ApiFunctionRole-X".into()],
                 template_url: Some("https://arca-templates.s3.amazonaws.com/role-stack.yaml".into()),
                 notification_topic_arn: None,
                 console_region: "us-east-1".into(),

@@ -32,7 +32,7 @@ impl std::fmt::Debug for RoleRef {
 /// The role stack version this release of Arca publishes. It must equal the stack's
 /// `TemplateVersion` (a test reads `cfn/role-stack.yaml`); a linked account whose stack
 /// reports an older version shows `updateAvailable`.
-pub const ROLE_STACK_VERSION: &str = "1.0.0";
+pub const ROLE_STACK_VERSION: &str = "1.1.0";
 
 /// Regions an account may enable; more than this is a typo, not a deployment.
 const MAX_REGIONS: usize = 32;
@@ -260,8 +260,12 @@ pub fn new_external_id() -> Result<String> {
 /// Where the role stack is published and who it trusts: the deployment's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoleStackConfig {
-    /// The AWS account Arca runs in: the role's trusted principal.
+    /// The AWS account Arca runs in: the trusted principals must be in it.
     pub arca_account_id: Option<String>,
+    /// The deployment's roles that assume linked accounts' roles (the API's, inventory's,
+    /// RDS's and retention's execution roles): the stack trusts exactly these ARNs
+    /// (`ArcaPrincipalArns`), not Arca's whole account.
+    pub principal_arns: Vec<String>,
     /// Where the quick-create link points CloudFormation (an https S3 URL).
     pub template_url: Option<String>,
     /// The SNS topic the stack's custom resource notifies (empty: the user pastes the ARN).
@@ -292,6 +296,9 @@ impl RoleStackConfig {
             .append_pair("param_ArcaAccountLinkId", &account.link_id());
         if let Some(id) = &self.arca_account_id {
             query.append_pair("param_ArcaAccountId", id);
+        }
+        if !self.principal_arns.is_empty() {
+            query.append_pair("param_ArcaPrincipalArns", &self.principal_arns.join(","));
         }
         if let Some(topic) = &self.notification_topic_arn {
             query.append_pair("param_ArcaNotificationTopicArn", topic);
@@ -456,6 +463,10 @@ mod tests {
         let a = account();
         let config = RoleStackConfig {
             arca_account_id: Some("999988887777".into()),
+            principal_arns: vec![
+                "arn:aws:iam::999988887777:role/arca-dev-ApiFunctionRole-A".into(),
+                "arn:aws:iam::999988887777:role/arca-dev-RdsFunctionRole-B".into(),
+            ],
             template_url: Some("https://bucket.s3.amazonaws.com/role-stack/1.0.0.yaml".into()),
             notification_topic_arn: Some("arn:aws:sns:eu-west-1:999988887777:arca-link".into()),
             console_region: "eu-west-1".into(),
@@ -464,6 +475,13 @@ mod tests {
         assert!(link.starts_with("https://eu-west-1.console.aws.amazon.com/cloudformation/home?region=eu-west-1#/stacks/quickcreate?templateURL=https%3A%2F%2Fbucket.s3"), "{link}");
         assert!(link.contains(&format!("param_ExternalId={}", a.external_id)), "{link}");
         assert!(link.contains("param_ArcaAccountId=999988887777"));
+        assert!(
+            link.contains(
+                "param_ArcaPrincipalArns=arn%3Aaws%3Aiam%3A%3A999988887777%3Arole%2Farca-dev-ApiFunctionRole-A\
+                 %2Carn%3Aaws%3Aiam%3A%3A999988887777%3Arole%2Farca-dev-RdsFunctionRole-B"
+            ),
+            "{link}"
+        );
         let name = format!("arca-{}", a.id.ulid().to_string().to_lowercase());
         assert!(
             link.contains(&format!("stackName={name}&param_RoleName={name}")),

@@ -53,6 +53,7 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
     let fake = Arc::new(FakeCloud::default());
     let stack = RoleStackConfig {
         arca_account_id: Some("999988887777".into()),
+        principal_arns: Vec::new(),
         template_url: Some("https://templates.example/role-stack.yaml".into()),
         notification_topic_arn: Some("arn:aws:sns:us-east-1:999988887777:arca-link".into()),
         console_region: "us-east-1".into(),

@@ -39,6 +39,7 @@ struct Rig {
 fn stack() -> RoleStackConfig {
     RoleStackConfig {
         arca_account_id: Some("999988887777".into()),
+        principal_arns: Vec::new(),
         template_url: None,
         notification_topic_arn: None,
         console_region: EAST.into(),
