@@ -12,14 +12,14 @@ use arca_core::model::auth::Role;
 use arca_core::model::install::AgentInstall;
 use arca_core::model::secret::Secret;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, path_id};
+use crate::extract::{Caller, Path, path_id};
 use crate::manifest::{self, ManifestInput};
 use crate::problem::Problem;
 use crate::state::AppState;
