@@ -326,3 +326,30 @@ async fn path_ids_have_the_pattern_their_route_parses() {
     }
     assert!(checked > 30, "{checked} operations with ids");
 }
+
+/// Found by the schemathesis run: a purge on an Arca-managed destination of a deployment
+/// without managed storage was a 500 after marking the points DELETING. It is a 409
+/// `managed_storage_unavailable`, before anything changes.
+#[tokio::test]
+async fn managed_storage_a_deployment_lacks_is_a_conflict_not_a_fault() {
+    let api = Api::new();
+    let tenant = api.signup("contract").await;
+    let destination = api
+        .post(
+            "/v1/destinations",
+            &tenant.admin,
+            serde_json::json!({ "name": "managed", "target": { "kind": "ARCA_MANAGED" } }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let gone_cluster = arca_core::ids::ClusterId::new();
+    let purge = format!("/v1/destinations/{destination}/repositories/{gone_cluster}/purge");
+    api.post(&purge, &tenant.admin, serde_json::json!({}))
+        .await
+        .problem(409, "managed_storage_unavailable");
+    // Nothing was begun: completing finds no purge to complete.
+    api.post(&format!("{purge}/complete"), &tenant.admin, serde_json::json!({}))
+        .await
+        .problem(409, "purge_not_possible");
+}

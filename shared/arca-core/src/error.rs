@@ -71,6 +71,9 @@ pub enum ConflictKind {
     /// A deleted cluster's data cannot be purged from a destination yet (a point there
     /// is locked, not due, or being deleted by a job; or the cluster exists).
     PurgeNotPossible,
+    /// Arca-managed storage is used where the deployment has none configured (no STS
+    /// vendor): nothing can reach such a destination here.
+    ManagedStorageUnavailable,
 }
 
 impl ConflictKind {
@@ -91,6 +94,7 @@ impl ConflictKind {
             ConflictKind::InstallLinkUsed => "install_link_used",
             ConflictKind::InstallLinkExpired => "install_link_expired",
             ConflictKind::PurgeNotPossible => "purge_not_possible",
+            ConflictKind::ManagedStorageUnavailable => "managed_storage_unavailable",
         }
     }
 }
