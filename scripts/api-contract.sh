@@ -120,7 +120,7 @@ say "signed up, registered a cluster, connected its agent"
 #   object_level_authorization
 #                             needs a second org's credentials; tests/routes.rs covers tenancy
 say "schemathesis $SCHEMATHESIS_VERSION: seed $SEED, $EXAMPLES examples per operation, at most ${MAX_TIME}s"
-export SCHEMATHESIS_HOOKS=hooks
+export SCHEMATHESIS_HOOKS=hooks PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH=$ROOT/scripts/api-contract${PYTHONPATH:+:$PYTHONPATH}
 started=$(date +%s)
 set +e
