@@ -15,6 +15,11 @@
 //! | an authenticated write                    | 409 (concurrent change)   |
 //! | anything reaching the store               | 500, 503                  |
 //!
+//! Statuses only some handlers return (409 with a rule's code, 410, 422) are declared
+//! there; a declaration without a description gets the shared one of its status.
+//! No handler returns 429: the API has no rate limit of its own (on AWS, API Gateway's
+//! throttling answers before the function runs).
+//!
 //! Every 4xx and 5xx, declared or added, is then `application/problem+json` with the
 //! [`Problem`](crate::problem::Problem) schema: that is what [`crate::problem`] sends.
 //! Every id in a path gets the pattern its parser accepts (`cl_<ULID>`, ...), so a client
