@@ -54,6 +54,11 @@ cargo test --workspace --all-targets --locked --no-fail-fast
 # doc tests: compiled separately by cargo, cheap for us
 cargo test --workspace --doc --locked
 
+# The API against its served OpenAPI document (schemathesis, fixed seed, ~4 min budget),
+# on the `arca` binary the test build made: nothing is built again.
+step "API contract (schemathesis against /v1/openapi.json of arca server)"
+ARCA_BIN=$CARGO_TARGET_DIR/debug/arca scripts/api-contract.sh
+
 step "agent image (size, labels, publish to a loopback registry, read back by digest)"
 scripts/agent-image-test.sh --image "$ARCA_IMAGE_DIR/agent"
 

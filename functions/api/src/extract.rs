@@ -425,6 +425,26 @@ impl From<PageParams> for PageRequest {
     }
 }
 
+/// The URL path's parameters. axum's own extractor answers a path it cannot decode
+/// (percent-encoding that is not UTF-8) with a plain-text 400; this one with a problem.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::from(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                format!("the URL path could not be read: {}", rejection.body_text()),
+            ))),
+        }
+    }
+}
+
 /// Parses an id from the URL path; a malformed id is a 400 naming the parameter.
 pub fn path_id<T: FromStr<Err = arca_core::Error>>(raw: &str) -> Result<T, ApiError> {
     raw.parse::<T>().map_err(|e| match e {

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod manifest;
 pub mod problem;
 mod routes;
+pub use routes::contract::PROBLEM_JSON;
 pub mod state;
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The API router: `/healthz`, every `/v1` route and `/v1/openapi.json`, which
 /// documents exactly the routes registered here (both come from [`routes::v1`]).
 pub fn router(state: AppState) -> Router {
-    let (v1, doc) = routes::v1().split_for_parts();
+    let (v1, doc) = routes::v1_parts();
     v1.route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(Extension(Arc::new(doc)))
@@ -40,7 +41,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document, as served at `/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::v1().into_openapi()
+    routes::v1_parts().1
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -70,12 +70,7 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut response = (
-            self.status_code,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response();
+        let mut response = (self.status_code, [(header::CONTENT_TYPE, crate::PROBLEM_JSON)], body).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

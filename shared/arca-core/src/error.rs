@@ -75,6 +75,9 @@ pub enum ConflictKind {
     KeysHeldByAgents,
     /// The master key that derived a point's key was removed from the deployment's keyring.
     ArchiveKeyRetired,
+    /// Arca-managed storage is used where the deployment has none configured (no STS
+    /// vendor): nothing can reach such a destination here.
+    ManagedStorageUnavailable,
 }
 
 impl ConflictKind {
@@ -97,6 +100,7 @@ impl ConflictKind {
             ConflictKind::PurgeNotPossible => "purge_not_possible",
             ConflictKind::KeysHeldByAgents => "keys_held_by_agents",
             ConflictKind::ArchiveKeyRetired => "archive_key_retired",
+            ConflictKind::ManagedStorageUnavailable => "managed_storage_unavailable",
         }
     }
 }

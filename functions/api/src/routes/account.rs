@@ -6,13 +6,13 @@ use arca_core::model::auth::{ApiKey, CreatedApiKey, Role};
 use arca_core::model::org::Org;
 use arca_core::store::page::Listing;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::Tagged;
 use crate::dto::{ApiKeyBody, OrgBody, PlanBody, SignupBody};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, IfMatch, OperatorToken, PageParams, Query, path_id};
+use crate::extract::{Body, Caller, IfMatch, OperatorToken, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 

@@ -11,19 +11,19 @@ use arca_core::model::cluster::{Cluster, Heartbeat};
 use arca_core::model::job::Job;
 use arca_core::ports::credentials::DestinationAccess;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiResult;
-use crate::extract::{AgentBody, AgentCaller, path_id};
+use crate::extract::{AgentBody, AgentCaller, Path, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 
 /// Starts a session; every earlier session of this cluster is superseded.
 #[utoipa::path(post, path = "/v1/agent/connect", tag = "agent", security(("agentToken" = [])),
-    description = "Agent: the cluster's agent token. Returns the session id and the timing to keep.",
-    request_body = serde_json::Value,
+    description = "Agent: the cluster's agent token. Returns the session id and the timing to keep. The body may be empty.",
+    request_body = Option<serde_json::Value>,
     responses((status = 200, body = serde_json::Value), (status = 401, body = Problem)))]
 pub async fn connect(
     State(s): State<AppState>,
@@ -35,7 +35,9 @@ pub async fn connect(
 
 /// Liveness and facts (versions, node count, inventory, capabilities).
 #[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agent", security(("agentToken" = [])),
-    description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
+    description = "Agent: the cluster's agent token and session. The body may be empty.",
+    request_body = Option<serde_json::Value>,
+    params(("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 200, description = "The cluster as the API shows it", body = serde_json::Value),
         (status = 401, body = Problem), (status = 409, description = "superseded", body = Problem)))]
 pub async fn heartbeat(
@@ -52,6 +54,7 @@ pub async fn heartbeat(
 /// Long poll (at most 20 s) for one job; 204 when none came.
 #[utoipa::path(post, path = "/v1/agent/poll", tag = "agent", security(("agentToken" = [])),
     description = "Agent: the cluster's agent token and session.",
+    params(("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 200, description = "A job, leased to the caller", body = serde_json::Value),
         (status = 204, description = "No job"), (status = 409, description = "superseded", body = Problem)))]
 pub async fn poll(State(s): State<AppState>, caller: AgentCaller) -> ApiResult<Response> {
@@ -65,7 +68,7 @@ pub async fn poll(State(s): State<AppState>, caller: AgentCaller) -> ApiResult<R
 /// Extends the job's lease; the job in the answer says CANCELLING when the agent must stop.
 #[utoipa::path(post, path = "/v1/agent/jobs/{id}/lease", tag = "agent", security(("agentToken" = [])),
     description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
-    params(("id" = String, Path, description = "job_<ULID>")),
+    params(("id" = String, Path, description = "job_<ULID>"), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem),
         (status = 409, description = "superseded | lease_lost", body = Problem)))]
 pub async fn lease(
@@ -85,7 +88,7 @@ pub async fn lease(
 
 #[utoipa::path(post, path = "/v1/agent/jobs/{id}/progress", tag = "agent", security(("agentToken" = [])),
     description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn progress(
     State(s): State<AppState>,
@@ -107,7 +110,7 @@ pub async fn progress(
 #[utoipa::path(post, path = "/v1/agent/jobs/{id}/results", tag = "agent", security(("agentToken" = [])),
     description = "Agent: the cluster's agent token and session. `{leaseToken, seq, objects[]}`.",
     request_body = serde_json::Value,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 204, description = "Stored"), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn results(
@@ -127,7 +130,7 @@ pub async fn results(
 /// How the job ended (COMPLETED, PARTIAL, FAILED, CANCELED), with what it produced.
 #[utoipa::path(post, path = "/v1/agent/jobs/{id}/complete", tag = "agent", security(("agentToken" = [])),
     description = "Agent: the cluster's agent token and session.", request_body = serde_json::Value,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn complete(
@@ -149,7 +152,7 @@ pub async fn complete(
 /// scoped to this cluster's prefix for Arca-managed storage.
 #[utoipa::path(post, path = "/v1/agent/jobs/{id}/credentials", tag = "agent", security(("agentToken" = [])),
     description = "Agent: the cluster's agent token and session.",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn credentials(
     State(s): State<AppState>,
@@ -169,7 +172,7 @@ pub async fn credentials(
     description = "Agent: the cluster's agent token and session. `{snapshotId, availabilityZone}`; the same \
                    request again returns the same volume.",
     request_body = serde_json::Value,
-    params(("id" = String, Path)),
+    params(("id" = String, Path), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
     responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn ebs_volume(

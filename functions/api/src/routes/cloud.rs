@@ -9,7 +9,7 @@ use arca_core::model::cloud::account::CloudAccountView;
 use arca_core::model::cloud::ebs::{EksRecreation, RecoveryPointAws};
 use arca_core::store::page::Listing;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 use super::{Page, Tagged};
 use crate::dto::{CloudAccountBody, RecreateEksBody, RoleArnBody};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, IfMatch, PageParams, Query, path_id};
+use crate::extract::{Body, Caller, IfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 

@@ -12,7 +12,7 @@ use arca_core::model::auth::Role;
 use arca_core::model::install::AgentInstall;
 use arca_core::model::secret::Secret;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, Query, path_id};
+use crate::extract::{Caller, Path, Query, path_id};
 use crate::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use crate::problem::Problem;
 use crate::state::AppState;

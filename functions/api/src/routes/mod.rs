@@ -6,6 +6,7 @@
 mod account;
 mod agent;
 mod cloud;
+pub mod contract;
 mod install;
 mod operations;
 mod protection;
@@ -85,8 +86,16 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// Every `/v1` route, with its documentation.
-pub fn v1() -> OpenApiRouter<AppState> {
+/// Every `/v1` route and the document describing them, its error responses completed
+/// from each operation's shape ([`contract::complete`]).
+pub fn v1_parts() -> (axum::Router<AppState>, OpenApiDoc) {
+    let (router, mut doc) = v1().split_for_parts();
+    contract::complete(&mut doc);
+    (router, doc)
+}
+
+/// Every `/v1` route, with its documentation as the handlers declare it.
+fn v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(openapi_json))
         .routes(routes!(account::signup))

@@ -10,14 +10,14 @@ use arca_core::model::recovery::RecoveryPoint;
 use arca_core::model::restore::{ObjectOutcome, Restore, RestoreObjectResult};
 use arca_core::store::page::{Listing, PageRequest};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Page, Tagged};
 use crate::dto::{RestoreBody, RunNowBody};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, OptionalIfMatch, PageParams, Query, path_id};
+use crate::extract::{Body, Caller, OptionalIfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -25,7 +25,7 @@ use crate::state::AppState;
 
 /// Runs a backup definition now: creates a PENDING job (returned, `Location` names it).
 #[utoipa::path(post, path = "/v1/backups/{id}/run", tag = "backups", description = "Role: operator. The body may be empty.",
-    request_body(content = RunNowBody, description = "Optional: a retention for this run"),
+    request_body(content = Option<RunNowBody>, description = "Optional: a retention for this run"),
     params(("id" = String, Path, description = "bkp_<ULID>")),
     responses((status = 201, description = "The job", body = serde_json::Value), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]

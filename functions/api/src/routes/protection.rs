@@ -9,7 +9,7 @@ use arca_core::model::destination::Destination;
 use arca_core::model::policy::Policy;
 use arca_core::store::page::Listing;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 use super::{Page, Tagged};
 use crate::dto::{BackupBody, ClusterBody, DestinationBody, PolicyBody};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Caller, IfMatch, PageParams, Query, path_id};
+use crate::extract::{Body, Caller, IfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -235,7 +235,7 @@ pub struct PurgeBody {
     description = "Role: admin. 409 `purge_not_possible` while the cluster exists, a job works on its data there, \
         or a point there is locked or (without `includeUnexpired`) not due for deletion. The answer's `access` \
         holds vended credentials for Arca-managed storage, scoped to that cluster prefix.",
-    request_body = PurgeBody,
+    request_body = Option<PurgeBody>,
     params(("id" = String, Path, description = "dst_<ULID>"), ("clusterId" = String, Path, description = "cl_<ULID>, deleted")),
     responses((status = 200, body = serde_json::Value), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)))]

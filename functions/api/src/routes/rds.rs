@@ -11,14 +11,14 @@ use arca_core::model::job::Job;
 use arca_core::model::rds::{RdsBackupDefinition, RdsBackupDefinitionSpec, RdsRecoveryPoint, RdsRestoreSpec};
 use arca_core::store::page::Listing;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Page, Tagged};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, IfMatch, OptionalIfMatch, PageParams, Query, path_id};
+use crate::extract::{Body, Caller, IfMatch, OptionalIfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -108,7 +108,7 @@ pub async fn delete_rds_backup(
 /// or with `copyOnly` a copy of each database's latest existing snapshot (automated ones
 /// included) without taking a new one. Answers the PENDING job.
 #[utoipa::path(post, path = "/v1/rds-backups/{id}/run", tag = "rds", description = "Role: operator. The body may be empty.",
-    request_body(content = serde_json::Value, description = "Optional: `{copyOnly?, retention?: {retainDays, keepLast?}}`"),
+    request_body(content = Option<serde_json::Value>, description = "Optional: `{copyOnly?, retention?: {retainDays, keepLast?}}`"),
     params(("id" = String, Path)),
     responses((status = 201, description = "The job", body = serde_json::Value), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),

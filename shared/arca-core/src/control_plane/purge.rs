@@ -99,6 +99,12 @@ impl ControlPlane {
                 blockers.join("; ")
             )));
         }
+        // Credentials first: a destination this deployment cannot reach (managed storage
+        // without a vendor) refuses the purge before any point becomes DELETING.
+        let access = self
+            .vendor
+            .access(&org, Grant::ReadWrite(key.cluster_id), &destination)
+            .await?;
 
         let mut upkeep = match upkeep {
             Some(u) => u,
@@ -138,10 +144,7 @@ impl ControlPlane {
             }
         }
         Ok(PurgeGrant {
-            access: self
-                .vendor
-                .access(&org, Grant::ReadWrite(key.cluster_id), &destination)
-                .await?,
+            access,
             recovery_points: points.iter().map(|rp| rp.id).collect(),
             repository: key,
         })

@@ -129,8 +129,12 @@ impl CredentialVendor for ConfigVendor {
             DestinationTarget::S3 { prefix, .. } => prefix.as_str(),
             DestinationTarget::LocalFilesystem { .. } => "",
             DestinationTarget::ArcaManaged { .. } => {
-                return Err(Error::permanent(
-                    "credentials for Arca-managed storage need the STS vendor, which this deployment does not have",
+                // The caller's request, not a fault of the service: this deployment cannot
+                // serve the destination it names (a 409, not a 500).
+                return Err(Error::conflict_of(
+                    crate::error::ConflictKind::ManagedStorageUnavailable,
+                    "this deployment has no Arca-managed storage (ARCA_MANAGED_*), so nothing can reach this \
+                     destination here",
                 ));
             }
         };
