@@ -58,8 +58,18 @@ fn an_admin_purges_a_deleted_clusters_data_with_their_own_credentials() {
         .as_str()
         .unwrap()
         .to_owned();
-    admin.ok(&["clusters", "register", "gone", "--agent-token-file", "gone.token"]);
-    admin.ok(&["clusters", "register", "live", "--agent-token-file", "live.token"]);
+    // The agent tokens go to a temp dir, never into the working tree.
+    let tokens = tempfile::tempdir().unwrap();
+    for name in ["gone", "live"] {
+        let file = tokens.path().join(format!("{name}.token"));
+        admin.ok(&[
+            "clusters",
+            "register",
+            name,
+            "--agent-token-file",
+            file.to_str().unwrap(),
+        ]);
+    }
     let cluster_id = |name: &str| -> ClusterId {
         admin.json(&["clusters", "get", name])["id"]
             .as_str()
