@@ -36,18 +36,16 @@ fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
-    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
-        return;
-    };
-
-    // The control plane (its clock movable for the retention part) and an agent worker
-    // per cluster. Both agents get the org's archive key from the control plane: what lets
-    // cluster b restore what cluster a sealed. Maintenance condemns and deletes in one run
-    // here (production keeps hours between).
-    let dir = tempfile::tempdir().unwrap();
-    let dest_dir = dir.path().join("dest");
+/// The control plane with a local-filesystem destination (in `dir`) and an agent worker
+/// per cluster, both defaulting to it; maintenance condemns and deletes in one run here
+/// (production keeps hours between). The harness, the destination's directory and id,
+/// and the two clusters' ids.
+async fn two_agents_on_a_local_destination(
+    dir: &std::path::Path,
+    a: &kube::Client,
+    b: &kube::Client,
+) -> (Harness, std::path::PathBuf, String, String, String) {
+    let dest_dir = dir.join("dest");
     let mut h = Harness::start(ControlPlaneConfig {
         gc_grace: Duration::ZERO,
         ..Default::default()
@@ -63,15 +61,24 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut cluster_ids = Vec::new();
-    for (name, cluster) in [("cluster-a", &a), ("cluster-b", &b)] {
-        cluster_ids.push(
-            h.agent(name, &cluster.client, json!({ "defaultDestinationId": dest }))
-                .await,
-        );
-    }
+    let cluster_a = h.agent("cluster-a", a, json!({ "defaultDestinationId": dest })).await;
+    let cluster_b = h.agent("cluster-b", b, json!({ "defaultDestinationId": dest })).await;
+    (h, dest_dir, dest, cluster_a, cluster_b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return;
+    };
+
+    // The control plane (its clock movable for the retention part) and an agent worker
+    // per cluster. Each agent gets its cluster's archive key from the control plane; a
+    // restore into cluster b gets cluster a's key for that job.
+    let dir = tempfile::tempdir().unwrap();
+    let (h, dest_dir, dest, cluster_a, cluster_b) =
+        two_agents_on_a_local_destination(dir.path(), &a.client, &b.client).await;
     let (cp, clock, user) = (h.cp.clone(), h.clock.clone(), &h.user);
-    let (cluster_a, cluster_b) = (cluster_ids[0].clone(), cluster_ids[1].clone());
 
     // A namespace of cluster a with a few objects.
     let ns = arca_testenv::unique("bkrs");
@@ -412,28 +419,8 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let dest_dir = dir.path().join("dest");
-    let mut h = Harness::start(ControlPlaneConfig {
-        gc_grace: Duration::ZERO,
-        ..Default::default()
-    })
-    .await;
-    let dest = h
-        .user
-        .post(
-            "/v1/destinations",
-            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_dir } }),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cluster_a = h
-        .agent("cluster-a", &a.client, json!({ "defaultDestinationId": dest }))
-        .await;
-    let cluster_b = h
-        .agent("cluster-b", &b.client, json!({ "defaultDestinationId": dest }))
-        .await;
+    let (h, dest_dir, _, cluster_a, cluster_b) =
+        two_agents_on_a_local_destination(dir.path(), &a.client, &b.client).await;
     let (cp, clock, user) = (h.cp.clone(), h.clock.clone(), &h.user);
 
     let ns = arca_testenv::unique("rotate");

@@ -246,7 +246,11 @@ impl S3ObjectStore {
         Ok(parts)
     }
 
-    async fn get_body(&self, key: &str, range: Option<&Range<u64>>) -> Result<Bytes> {
+    /// The object's bytes (`range` of them), `None` when it is larger than `max`: the size
+    /// is known from the response's headers before any of the body is read (a response
+    /// without one is checked after reading).
+    async fn get_body(&self, key: &str, range: Option<&Range<u64>>, max: Option<u64>) -> Result<Option<Bytes>> {
+        let too_large = |n: u64| max.is_some_and(|max| n > max);
         let mut attempt = 1;
         loop {
             let out = self
@@ -258,8 +262,17 @@ impl S3ObjectStore {
                 .send()
                 .await
                 .map_err(|e| classify(e, &self.object(key)))?;
+            if out
+                .content_length()
+                .is_some_and(|n| u64::try_from(n).map_or(true, too_large))
+            {
+                return Ok(None);
+            }
             match out.body.collect().await {
-                Ok(data) => return Ok(data.into_bytes()),
+                Ok(data) => {
+                    let data = data.into_bytes();
+                    return Ok((!too_large(data.len() as u64)).then_some(data));
+                }
                 Err(e) if attempt >= BODY_ATTEMPTS => {
                     return Err(Error::transient(format!("reading object {key}: {e}")));
                 }
@@ -302,49 +315,19 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
-        self.get_body(key, None).await
+        // No bound: never `None`.
+        Ok(self.get_body(key, None, None).await?.unwrap_or_default())
     }
 
     async fn get_at_most(&self, key: &str, max: u64) -> Result<Option<Bytes>> {
-        let mut attempt = 1;
-        loop {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full_key(key))
-                .send()
-                .await
-                .map_err(|e| classify(e, &self.object(key)))?;
-            // The size is known from the response's headers, before any of the body is read
-            // (a response without one is checked after reading).
-            if out
-                .content_length()
-                .is_some_and(|n| u64::try_from(n).map_or(true, |n| n > max))
-            {
-                return Ok(None);
-            }
-            match out.body.collect().await {
-                Ok(data) => {
-                    let data = data.into_bytes();
-                    return Ok((data.len() as u64 <= max).then_some(data));
-                }
-                Err(e) if attempt >= BODY_ATTEMPTS => {
-                    return Err(Error::transient(format!("reading object {key}: {e}")));
-                }
-                Err(e) => {
-                    tracing::debug!(key, attempt, error = %e, "object body broke off; reading it again");
-                    attempt += 1;
-                }
-            }
-        }
+        self.get_body(key, None, Some(max)).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        self.get_body(key, Some(&range)).await
+        Ok(self.get_body(key, Some(&range), None).await?.unwrap_or_default())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
