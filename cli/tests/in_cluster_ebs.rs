@@ -70,12 +70,31 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
     // ---- the AWS account (fresh on moto) and the application's EBS volume in us-east-1a
     let account = fresh_account();
     let ec2 = aws_sdk_ec2::Client::new(&rt.block_on(config_in_env(&nodes.aws, &account, "us-east-1")));
+    // Tagged as the EBS CSI driver tags what it provisions: the control plane snapshots a
+    // reported volume only when its tags show it as this cluster's (here: its PV's name).
+    let source_pv = arca_testenv::unique("pv-ebs");
+    let csi_tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("kubernetes.io/created-for/pv/name")
+                .value(&source_pv)
+                .build(),
+        )
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("ebs.csi.aws.com/cluster")
+                .value("true")
+                .build(),
+        )
+        .build();
     let original = rt
         .block_on(
             ec2.create_volume()
                 .availability_zone("us-east-1a")
                 .size(2)
                 .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+                .tag_specifications(csi_tags)
                 .send(),
         )
         .unwrap()
@@ -119,7 +138,6 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
 
     // ---- cluster a: the claim on the EBS volume, as the EBS CSI driver provisions it
     let class = arca_testenv::unique("ebs-gp3");
-    let source_pv = arca_testenv::unique("pv-ebs");
     let mut scoped = ClusterScoped {
         objects: vec![
             (a, format!("persistentvolume/{source_pv}")),
@@ -241,6 +259,12 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
     assert_eq!(t["arca:recovery-point"], point, "{t:?}");
     assert_eq!(t["arca:snapshot"], snapshot, "{t:?}");
     assert_eq!(t["arca:restore"], restore_id, "{t:?}");
+    // Cluster b's now: its own backups may snapshot it (the control plane checks whose a volume is).
+    let b_id = user.json(&["clusters", "get", &cluster_b])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(t["arca:cluster"], b_id, "{t:?}");
     let log = user.json(&["jobs", "get", restore["id"].as_str().unwrap()]).to_string();
     assert!(
         log.contains(&format!(

@@ -220,7 +220,7 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
         "{keys:#?}"
     );
     assert!(
-        keys.iter().any(|k| k.starts_with(&format!("{prefix_a}volumes/"))),
+        keys.iter().any(|k| k.starts_with(&format!("{prefix_a}volumes-g1-"))),
         "{keys:#?}"
     );
     assert!(keys.iter().all(|k| k.starts_with(&prefix_a)), "{keys:#?}");

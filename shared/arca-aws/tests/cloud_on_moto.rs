@@ -370,11 +370,12 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
         .expect("describe");
     assert_eq!(described.len(), 1, "{described:?}");
     assert_eq!(described[0].volume_id, volume_id);
+    let cluster = arca_core::ids::ClusterId::new();
     assert!(
-        described[0].check_owner("pv-x", Some("prod-eks")).is_ok(),
+        described[0].check_owner(&cluster, "pv-x", Some("prod-eks")).is_ok(),
         "{described:?}"
     );
-    assert!(described[0].check_owner("pv-x", Some("other")).is_err());
+    assert!(described[0].check_owner(&cluster, "pv-x", Some("other")).is_err());
     let tags = std::collections::BTreeMap::from([
         ("arca:recovery-point".to_owned(), "rp_x".to_owned()),
         ("arca:expires-at".to_owned(), "2030-01-01T00:00:00+00:00".to_owned()),

@@ -149,7 +149,7 @@ impl ControlPlane {
             volume_type: like.as_ref().and_then(|v| v.volume_type.clone()),
             iops: like.as_ref().and_then(|v| v.iops),
             throughput: like.as_ref().and_then(|v| v.throughput),
-            tags: restore_volume_tags(&restore, &rp, snapshot),
+            tags: restore_volume_tags(&restore, &rp, snapshot, &agent.cluster_id),
             client_token: restore_volume_token(&restore, &snapshot.snapshot_id),
         };
         let volume_id = self

@@ -118,7 +118,7 @@ impl ControlPlane {
                 for volume in &volumes {
                     let owned = match &described {
                         Ok(found) => match found.iter().find(|v| v.volume_id == volume.volume_id) {
-                            Some(v) => v.check_owner(&volume.pv_name, link.eks_cluster_name.as_deref()),
+                            Some(v) => v.check_owner(&cluster_id, &volume.pv_name, link.eks_cluster_name.as_deref()),
                             None => Err(format!("no such volume in {}", link.region)),
                         },
                         Err(e) => Err(format!("describing the volumes: {e}")),

@@ -190,12 +190,19 @@ pub fn restore_volume_token(restore: &RestoreId, snapshot_id: &str) -> String {
 }
 
 /// Tags of a volume a restore creates: traceable to the restore, point and PV.
+/// The tag naming the cluster a volume Arca restored belongs to.
+pub const RESTORED_FOR_CLUSTER_TAG: &str = "arca:cluster";
+
 pub fn restore_volume_tags(
     restore: &RestoreId,
     rp: &RecoveryPointId,
     snapshot: &EbsSnapshotRef,
+    cluster: &crate::ids::ClusterId,
 ) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::from([
+        // Whose volume it now is: that cluster's backups may snapshot it
+        // (`EbsVolume::check_owner`).
+        (RESTORED_FOR_CLUSTER_TAG.to_string(), cluster.to_string()),
         ("arca:restore".to_string(), restore.to_string()),
         ("arca:recovery-point".to_string(), rp.to_string()),
         ("arca:source-pv".to_string(), snapshot.pv_name.clone()),
@@ -394,7 +401,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let tags = restore_volume_tags(&a, &rp, &s);
+        let cluster = crate::ids::ClusterId::new();
+        let tags = restore_volume_tags(&a, &rp, &s, &cluster);
+        assert_eq!(tags[RESTORED_FOR_CLUSTER_TAG], cluster.to_string());
         assert_eq!(tags["arca:restore"], a.to_string());
         assert_eq!(tags["arca:recovery-point"], rp.to_string());
         assert_eq!(tags["arca:snapshot"], snap);

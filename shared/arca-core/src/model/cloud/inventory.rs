@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CloudAccountId, OrgId};
+use crate::ids::{CloudAccountId, ClusterId, OrgId};
 
 /// How long a vanished resource stays listed.
 pub const VANISHED_KEPT_DAYS: i64 = 30;
@@ -159,12 +159,17 @@ pub struct EbsVolume {
 }
 
 impl EbsVolume {
-    /// Whether the volume's tags show it is the volume of PV `pv_name` in this cluster
+    /// Whether the volume's tags show it is the volume of PV `pv_name` in cluster `cluster`
     /// (EKS cluster `eks_cluster` when the link names one): an agent's report alone must
     /// not make Arca snapshot another cluster's volume in the same account. A volume
-    /// tagged for clusters must be tagged for this one; an untagged one must carry the
-    /// PV name the provisioners tag it with. `Err`: why not, and what tag would do.
-    pub fn check_owner(&self, pv_name: &str, eks_cluster: Option<&str>) -> Result<(), String> {
+    /// Arca restored for this cluster is its; one tagged for clusters must be tagged for
+    /// this one; an untagged one must carry the PV name the provisioners tag it with.
+    /// `Err`: why not, and what tag would do.
+    pub fn check_owner(&self, cluster: &ClusterId, pv_name: &str, eks_cluster: Option<&str>) -> Result<(), String> {
+        let restored_for = self.tags.get(super::ebs::RESTORED_FOR_CLUSTER_TAG);
+        if restored_for.is_some_and(|c| *c == cluster.to_string()) {
+            return Ok(());
+        }
         const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
         let clusters: Vec<&str> = self
             .tags
@@ -328,40 +333,47 @@ mod tests {
             ("kubernetes.io/created-for/pv/name", "pvc-1"),
             ("ebs.csi.aws.com/cluster", "true"),
         ];
+        let (ours, other) = (ClusterId::new(), ClusterId::new());
+        let restored = volume(&[("arca:cluster", &ours.to_string())]);
+        assert!(
+            restored.check_owner(&ours, "arca-ebs-x", Some("prod")).is_ok(),
+            "restored here by Arca"
+        );
+        assert!(restored.check_owner(&other, "arca-ebs-x", Some("prod")).is_err());
         assert!(
             volume(&[("kubernetes.io/cluster/prod", "owned")])
-                .check_owner("pvc-1", Some("prod"))
+                .check_owner(&ours, "pvc-1", Some("prod"))
                 .is_ok()
         );
         assert!(
             volume(&[("eks:cluster-name", "prod")])
-                .check_owner("x", Some("prod"))
+                .check_owner(&ours, "x", Some("prod"))
                 .is_ok()
         );
         assert!(
             volume(&[("KubernetesCluster", "prod")])
-                .check_owner("x", Some("prod"))
+                .check_owner(&ours, "x", Some("prod"))
                 .is_ok()
         );
         assert!(
-            volume(&csi).check_owner("pvc-1", Some("prod")).is_ok(),
+            volume(&csi).check_owner(&ours, "pvc-1", Some("prod")).is_ok(),
             "CSI without a cluster id"
         );
-        assert!(volume(&csi).check_owner("pvc-1", None).is_ok());
+        assert!(volume(&csi).check_owner(&ours, "pvc-1", None).is_ok());
 
         let theirs = volume(&[("kubernetes.io/cluster/staging", "owned"), csi[0]]);
-        let err = theirs.check_owner("pvc-1", Some("prod")).unwrap_err();
+        let err = theirs.check_owner(&ours, "pvc-1", Some("prod")).unwrap_err();
         assert!(err.contains("staging") && err.contains("prod"), "{err}");
         assert!(
-            volume(&csi).check_owner("pvc-2", Some("prod")).is_err(),
+            volume(&csi).check_owner(&ours, "pvc-2", Some("prod")).is_err(),
             "another PV's volume"
         );
-        assert!(volume(&csi).check_owner("pvc-2", None).is_err());
-        let err = volume(&[]).check_owner("pvc-1", Some("prod")).unwrap_err();
+        assert!(volume(&csi).check_owner(&ours, "pvc-2", None).is_err());
+        let err = volume(&[]).check_owner(&ours, "pvc-1", Some("prod")).unwrap_err();
         assert!(err.contains("kubernetes.io/cluster/prod=owned"), "{err}");
         assert!(
             volume(&[("kubernetes.io/cluster/prod", "elsewhere")])
-                .check_owner("x", Some("prod"))
+                .check_owner(&ours, "x", Some("prod"))
                 .is_err(),
             "only owned or shared count"
         );
