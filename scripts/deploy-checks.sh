@@ -139,13 +139,13 @@ echo "helm template: $(grep -c '^kind:' "$WORK/agent.yaml") objects ($(grep '^ki
 
 check "one feature set under the AWS SDK for every function (functions/feature-union)"
 # sam build compiles each function alone; a feature one function adds below the SDK makes
-# cargo build the whole SDK again for it. functions/feature-union keeps them equal.
+# cargo build the whole SDK again for it. functions/feature-union (arca-feature-union) keeps them equal.
 python3 - "$CARGO_TARGET_TRIPLE" <<'PY'
 """Fails when two functions resolve a crate the AWS SDK depends on with different features."""
 import subprocess
 import sys
 
-FUNCTIONS = ["api", "dispatch", "inventory", "rds", "retention"]
+FUNCTIONS = ["arca-api", "arca-fn-dispatch", "arca-fn-inventory", "arca-fn-rds", "arca-fn-retention"]
 
 
 def tree(*args):

@@ -561,13 +561,17 @@ def schedule_event(scheduler, st, logical, fn):
     return json.loads(s["Target"].get("Input") or "{}")
 
 
+# The functions' binaries (template BuildProperties.Binary), in the order scenario() unpacks them.
+FUNCTIONS = ("arca-api", "arca-fn-dispatch", "arca-fn-inventory", "arca-fn-rds", "arca-fn-retention")
+
+
 def functions_by_handler(st):
     return {p["Metadata"]["BuildProperties"]["Binary"]: name for name, p in st.resources.items()
             if p["Type"] == "AWS::Lambda::Function" and p.get("Metadata", {}).get("BuildProperties", {}).get("Binary")}
 
 
 def scenario(st, fns, endpoint):
-    api_fn, dispatch, inventory, rds, retention = (fns[n] for n in ("api", "dispatch", "inventory", "rds", "retention"))
+    api_fn, dispatch, inventory, rds, retention = (fns[n] for n in FUNCTIONS)
     sqs, scheduler, ddb = st.client("sqs"), st.client("scheduler"), st.client("dynamodb")
     prefix = api_fn.var("ARCA_QUEUE_PREFIX")
     dlq = st.create("DeadLetterQueue")
@@ -791,7 +795,7 @@ def scenario(st, fns, endpoint):
 
 
 def rds_mapping(st):
-    rds_fn = functions_by_handler(st)["rds"]
+    rds_fn = functions_by_handler(st)["arca-fn-rds"]
     for name, r in st.resources.items():
         if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"].get("FunctionName") == {"Ref": rds_fn}:
             return name
@@ -824,7 +828,7 @@ def main():
     fns = {}
     try:
         by_binary = functions_by_handler(st)
-        eq(sorted(by_binary), ["api", "dispatch", "inventory", "rds", "retention"], "the template's functions")
+        eq(sorted(by_binary), sorted(FUNCTIONS), "the template's functions")
         for binary, logical in sorted(by_binary.items()):
             fns[binary] = Function(st, logical, a.rie, a.endpoint, a.work)
             log(f"  {logical}: {len(fns[binary].variables)} variables from the template "

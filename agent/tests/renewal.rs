@@ -43,7 +43,7 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
         )),
         ..Default::default()
     };
-    let mut state = api::AppState::with_ports(
+    let mut state = arca_api::AppState::with_ports(
         items,
         Arc::new(arca_embedded::EmbeddedQueue::new(3)),
         Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
@@ -66,7 +66,7 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
         .with_credential_vendor(Arc::new(managed.vendor(&sdk).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
 
     // An org, its managed destination, a cluster and a job leased by the cluster's agent.
     let http = reqwest::Client::new();

@@ -515,7 +515,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
         arca_core::ports::SystemClock,
     )));
-    let state = api::AppState::with_ports(
+    let state = arca_api::AppState::with_ports(
         items,
         Arc::new(arca_embedded::EmbeddedQueue::new(3)),
         scheduler,
@@ -525,7 +525,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     let cp = state.control_plane.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
     let http = reqwest::Client::new();
     let signup: Value = http
         .post(format!("{base}/v1/signup"))

@@ -1,8 +1,8 @@
 //! `arca server`: the whole control plane in one process on the embedded adapters.
 //!
 //! The API is the `api` crate's router; the background loops call the same functions
-//! the Lambdas run: `dispatch::on_schedule` for every schedule the embedded scheduler
-//! says is due, `retention::sweep` on an interval, and `drain_dead_letters` (which both
+//! the Lambdas run: `arca_fn_dispatch::on_schedule` for every schedule the embedded scheduler
+//! says is due, `arca_fn_retention::sweep` on an interval, and `drain_dead_letters` (which both
 //! of those also do) on its own shorter interval, so lapsed jobs do not wait an hour
 //! for the next sweep when no schedule fires. Linked AWS accounts are reached with
 //! `AwsCloudConnector` over the standard AWS configuration, and inventoried on the
@@ -120,9 +120,9 @@ impl RunningServer {
 
 /// Starts the control plane on `options.data_dir` and returns once it listens.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
-    let env = api::Config::from_env()?;
+    let env = arca_api::Config::from_env()?;
     std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
-    let db_path = options.data_dir.join(api::state::DB_FILE);
+    let db_path = options.data_dir.join(arca_api::state::DB_FILE);
     let items = RedbItemStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
     // The item-store port has no cross-tenant listing (DynamoDB would need a scan); the
     // embedded store can list its partitions, and the key module says which are orgs.
@@ -143,7 +143,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         local_destinations: true,
         ..ControlPlaneConfig::default()
     };
-    let mut state = api::AppState::with_ports(
+    let mut state = arca_api::AppState::with_ports(
         Arc::new(items),
         queue.clone(),
         scheduler.clone(),
@@ -218,7 +218,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding {}", options.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let app = api::router(state);
+    let app = arca_api::router(state);
     let mut serve_stop = stopped.clone();
     let serve = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -240,7 +240,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             move || {
                 let cp = cp.clone();
                 async move {
-                    if let Err(e) = retention::sweep(&cp).await {
+                    if let Err(e) = arca_fn_retention::sweep(&cp).await {
                         tracing::warn!(error = %e, "retention sweep failed; the next one retries");
                     }
                 }
@@ -348,7 +348,7 @@ async fn scheduler_loop(
                 for input in fired {
                     match serde_json::to_value(&input) {
                         Ok(event) => {
-                            if let Err(e) = dispatch::on_schedule(&cp, event).await {
+                            if let Err(e) = arca_fn_dispatch::on_schedule(&cp, event).await {
                                 tracing::warn!(error = %e, definition_id = %input.definition_id, "dispatch failed");
                             }
                         }

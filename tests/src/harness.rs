@@ -48,13 +48,13 @@ impl Harness {
         let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
             .with_queue(Arc::new(EmbeddedQueue::new(3)))
             .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
-        let state = api::AppState {
+        let state = arca_api::AppState {
             control_plane: cp.clone(),
             agent: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+        tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
         let http = reqwest::Client::new();
         let signup: Value = http
             .post(format!("{base}/v1/signup"))

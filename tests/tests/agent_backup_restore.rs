@@ -14,12 +14,12 @@
 use std::time::Duration;
 
 use arca_core::control_plane::ControlPlaneConfig;
+use arca_e2e::harness::Harness;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
-use tests::harness::Harness;
 
 /// Regular files anywhere under `dir` (0 when it does not exist).
 fn files_under(dir: &std::path::Path) -> usize {

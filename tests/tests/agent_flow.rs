@@ -15,9 +15,9 @@ use std::time::Duration;
 use arca_agent::worker::{self, Exit, StubRunner, WorkerConfig};
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::ports::scheduler::Scheduler;
+use arca_e2e::{TestClock, User};
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
 use serde_json::{Value, json};
-use tests::{TestClock, User};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_backup_travels_to_the_agent_and_back() {
@@ -37,7 +37,7 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
         lease: Duration::from_secs(6),
         ..Default::default()
     };
-    let state = api::AppState::with_ports(
+    let state = arca_api::AppState::with_ports(
         items,
         Arc::new(EmbeddedQueue::new(3)),
         scheduler.clone(),
@@ -47,7 +47,7 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
     let cp = state.control_plane.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
 
     // A user signs up and registers the cluster.
     let http = reqwest::Client::new();

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::AppState;
+use arca_api::AppState;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
 use base64::Engine as _;
@@ -108,7 +108,7 @@ async fn the_rendered_manifest_applies_to_a_real_apiserver_and_uninstalls_by_lab
     let mut state = AppState::new(items, true, Default::default(), true);
     state.agent.image = IMAGE.to_owned();
     state.agent.public_url = Some("https://arca.example.com".to_owned());
-    let router = api::router(state);
+    let router = arca_api::router(state);
 
     let response = router
         .clone()

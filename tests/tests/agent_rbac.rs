@@ -1,5 +1,5 @@
 //! The agent's RBAC (issue #17, "Least privilege") on the real kube-apiserver: the
-//! manifest's objects (`api::manifest`, which the chart renders the same:
+//! manifest's objects (`arca_api::manifest`, which the chart renders the same:
 //! functions/api/tests/helm_chart.rs) applied under names of the test's own, and the
 //! agent's ServiceAccount impersonated:
 //!
@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use arca_agent::resources::restore::RestoreStatus;
 use arca_agent::resources::{
     BackupOptions, Error, ObjectStoreArchive, ResourceArchive, RestoreOptions, Selection, backup, restore,
 };
+use arca_api::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use arca_core::ids::ClusterId;
 use arca_core::model::secret::Secret;
 use arca_embedded::LocalFsObjectStore;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::AppState;
+use arca_api::AppState;
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::ports::queue::Queue;
 use axum::body::Body;
@@ -43,7 +43,7 @@ impl World {
             },
         );
         World {
-            router: api::router(state.clone()),
+            router: arca_api::router(state.clone()),
             state,
         }
     }
@@ -167,7 +167,7 @@ async fn lapsed_leases_end_in_failed_and_free_the_definition(queue: Arc<dyn Queu
     assert_eq!(running["state"], "RUNNING", "nothing has drained the dead letters yet");
 
     // The next fired schedule drains first (job FAILED, definition freed), then runs.
-    let outcome = dispatch::on_schedule(
+    let outcome = arca_fn_dispatch::on_schedule(
         &w.state.control_plane,
         json!({ "orgId": org_id, "definitionId": def, "rule": 0 }),
     )
@@ -197,7 +197,7 @@ async fn lapsed_leases_end_in_failed_and_free_the_definition(queue: Arc<dyn Queu
     assert_eq!((status, body["code"].as_str()), (409, Some("lease_lost")), "{body}");
 
     // A later drain (retention's) finds nothing more to do.
-    let swept = retention::sweep(&w.state.control_plane).await.unwrap();
+    let swept = arca_fn_retention::sweep(&w.state.control_plane).await.unwrap();
     assert_eq!(swept["deadLetters"], 0, "{swept}");
 }
 

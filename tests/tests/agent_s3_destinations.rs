@@ -20,12 +20,12 @@ use arca_agent::runner::{ArchiveKey, ResourceRunner};
 use arca_agent::worker::{self, WorkerConfig};
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::store::Store;
+use arca_e2e::{TestClock, User};
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use tests::{TestClock, User};
 
 fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
@@ -63,13 +63,13 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
     let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
         .with_queue(Arc::new(EmbeddedQueue::new(3)))
         .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
-    let state = api::AppState {
+    let state = arca_api::AppState {
         control_plane: cp.clone(),
         agent: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
     let http = reqwest::Client::new();
     let signup: Value = http
         .post(format!("{base}/v1/signup"))
@@ -223,7 +223,7 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
             .await
             .unwrap();
         assert_eq!(secret.data.unwrap()["password"].0, b"hunter2", "{name}");
-        tests::delete_namespace(&b.client, &target_ns).await;
+        arca_e2e::delete_namespace(&b.client, &target_ns).await;
     }
 
     // ---- stores that do not: the job fails in one line that names the bucket and the cause
@@ -292,7 +292,7 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
         );
     }
 
-    tests::delete_namespace(&a.client, &ns).await;
+    arca_e2e::delete_namespace(&a.client, &ns).await;
     for stop in stops {
         let _ = stop.send(());
     }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use api::AppState;
+use arca_api::AppState;
 use arca_aws::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::model::schedule::Schedule;
@@ -187,7 +187,7 @@ async fn definition_and_policy_changes_keep_eventbridge_schedules_in_step() {
             ..Default::default()
         },
     );
-    let router = api::router(state);
+    let router = arca_api::router(state);
     let signup = Http {
         router: router.clone(),
         key: String::new(),

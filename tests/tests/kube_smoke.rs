@@ -1,11 +1,11 @@
 //! Proves the Kubernetes side of the test environment is real: two independent
 //! kube-apiservers with RBAC, and the real CSI snapshot CRDs with their validation.
 
+use arca_e2e::{create_namespace, delete_namespace, volume_snapshot_resource};
 use arca_testenv::{Cluster, unique};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::json;
-use tests::{create_namespace, delete_namespace, volume_snapshot_resource};
 
 async fn configmap_round_trip(cluster: &Cluster, namespace: &str, name: &str) {
     let names: Vec<_> = Api::<Namespace>::all(cluster.client.clone())

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::model::maintenance::SETTLE;
+use arca_e2e::harness::Harness;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tests::harness::Harness;
 
 /// The grace period between condemning and deleting (production: 24 h).
 const GRACE: Duration = Duration::from_secs(2);
@@ -61,7 +61,7 @@ async fn lifecycle(target: Value, packs_under: Listing<'_>) {
     let user = &h.user;
 
     let ns = arca_testenv::unique("life");
-    tests::create_namespace(&a.client, &ns).await.unwrap();
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
     let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
     let cm = |name: &str, data: &str| -> ConfigMap {
         serde_json::from_value(json!({ "metadata": { "name": name }, "data": { "v": data } })).unwrap()
@@ -204,8 +204,8 @@ async fn lifecycle(target: Value, packs_under: Listing<'_>) {
     assert_eq!(value(back.get("changing").await.unwrap()), payload(3));
     assert_eq!(value(back.get("stable").await.unwrap()), "unchanged");
 
-    tests::delete_namespace(&a.client, &ns).await;
-    tests::delete_namespace(&a.client, &target_ns).await;
+    arca_e2e::delete_namespace(&a.client, &ns).await;
+    arca_e2e::delete_namespace(&a.client, &target_ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,7 +131,7 @@ pub fn mover_secret(
 
 /// The agent image mover Jobs run unless `ARCA_MOVER_IMAGE` says otherwise (the install
 /// manifest and the chart set it to the agent's own image): the name
-/// `scripts/agent-image.sh build` gives the image (api::state::DEFAULT_AGENT_IMAGE).
+/// `scripts/agent-image.sh build` gives the image (arca_api::state::DEFAULT_AGENT_IMAGE).
 pub fn default_mover_image() -> String {
     std::env::var("ARCA_MOVER_IMAGE")
         .ok()

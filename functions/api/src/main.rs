@@ -1,16 +1,16 @@
 //! Serves the API on Lambda (when the Lambda runtime API is present) or on a local
 //! listener: the same router either way; the mode and the store come from the
-//! environment (see `api::state::Config`).
+//! environment (see `arca_api::state::Config`).
 
 use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     arca_runtime::init_tracing();
-    let config = api::Config::from_env()?;
+    let config = arca_api::Config::from_env()?;
     tracing::info!(backend = ?config.backend, signup_open = config.signup_open, "configuration");
-    let state = api::AppState::from_config(&config).await?;
-    let app = api::router(state);
+    let state = arca_api::AppState::from_config(&config).await?;
+    let app = arca_api::router(state);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_http::run(app)
             .await

@@ -60,7 +60,7 @@ impl Op<'_> {
 }
 
 fn doc() -> Value {
-    serde_json::to_value(api::openapi()).unwrap()
+    serde_json::to_value(arca_api::openapi()).unwrap()
 }
 
 fn operations(doc: &Value) -> Vec<Op<'_>> {

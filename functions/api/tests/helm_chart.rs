@@ -1,5 +1,5 @@
 //! The agent's Helm chart (`agent/chart/`) against the install manifest the API serves
-//! (`api::manifest`), with the real `helm` that `scripts/testenv.sh` builds:
+//! (`arca_api::manifest`), with the real `helm` that `scripts/testenv.sh` builds:
 //!
 //! - for the same cluster, URL, token, image and install time, `helm template` renders
 //!   exactly the manifest's objects, object for object;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use api::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
+use arca_api::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use arca_core::ids::ClusterId;
 use arca_core::model::secret::Secret;
 use chrono::{DateTime, TimeZone, Utc};
@@ -205,7 +205,7 @@ fn without_an_install_time_the_chart_stamps_a_deterministic_config_checksum() {
     // The default image is the one the API's manifests name.
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        api::state::DEFAULT_AGENT_IMAGE
+        arca_api::state::DEFAULT_AGENT_IMAGE
     );
     // A new token (rotate-token) rolls the agent.
     values["agentToken"] = json!("arcagent_rotated");
@@ -216,7 +216,7 @@ fn without_an_install_time_the_chart_stamps_a_deterministic_config_checksum() {
     );
     // Apart from that stamp, the objects are the manifest's with the default image (the
     // agent's and, through ARCA_MOVER_IMAGE, its movers').
-    let mut manifest = case.manifest_of(api::state::DEFAULT_AGENT_IMAGE);
+    let mut manifest = case.manifest_of(arca_api::state::DEFAULT_AGENT_IMAGE);
     let mut rendered = first.clone();
     for objects in [&mut manifest, &mut rendered] {
         for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {

@@ -16,7 +16,7 @@ fn with_operator(mut api: Api) -> Api {
         .control_plane
         .clone()
         .with_operator_token_hash(Some(Secret::from_presented(TOKEN).hash()));
-    api.router = api::router(api.state.clone());
+    api.router = arca_api::router(api.state.clone());
     api
 }
 

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 /// Every (METHOD, path) of the OpenAPI document.
 fn documented() -> BTreeSet<(String, String)> {
-    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let doc = serde_json::to_value(arca_api::openapi()).unwrap();
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -63,14 +63,14 @@ async fn every_documented_route_is_routed_and_served_as_documented() {
         .request(Method::GET, "/v1/openapi.json", None, None, None)
         .await
         .expect(200);
-    assert_eq!(served.body, serde_json::to_value(api::openapi()).unwrap());
+    assert_eq!(served.body, serde_json::to_value(arca_api::openapi()).unwrap());
     assert!(served.body["openapi"].as_str().unwrap().starts_with("3."));
     assert!(served.body["components"]["securitySchemes"]["apiKey"].is_object());
 }
 
 #[test]
 fn every_operation_documents_its_role_or_that_it_is_public() {
-    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let doc = serde_json::to_value(arca_api::openapi()).unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let public = op["security"] == json!([{}]);

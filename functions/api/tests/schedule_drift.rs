@@ -17,7 +17,7 @@ async fn drifted_schedules_are_repaired_and_orphans_removed() {
     let mut api = Api::new();
     let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(arca_core::ports::SystemClock)));
     api.state.control_plane = api.state.control_plane.clone().with_scheduler(scheduler.clone());
-    api.router = api::router(api.state.clone());
+    api.router = arca_api::router(api.state.clone());
     let cp = api.state.control_plane.clone();
 
     let t = api.signup("drift").await;

@@ -13,8 +13,8 @@ use arca_core::ports::SystemClock;
 use arca_core::store::Store;
 use arca_core::testing::fakes::cloud::FakeCloud;
 use arca_embedded::RedbItemStore;
+use arca_fn_inventory::{CustomResourceResponse, LinkRetry};
 use aws_sdk_s3::presigning::PresigningConfig;
-use inventory::{CustomResourceResponse, LinkRetry};
 use serde_json::{Value, json};
 
 fn sns_event(request_type: &str, response_url: &str, properties: Value) -> Value {
@@ -122,11 +122,11 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
     };
 
     // Answers go to moto's pre-signed URLs here, to CloudFormation's on AWS.
-    let urls = inventory::ResponseUrls::with_prefix(env.endpoint_url.clone());
+    let urls = arca_fn_inventory::ResponseUrls::with_prefix(env.endpoint_url.clone());
 
     // A ResponseURL that is not CloudFormation's, with the right ExternalId: ignored (no
     // link, no answer), and the batch does not fail.
-    let out = inventory::run(
+    let out = arca_fn_inventory::run(
         &cp,
         &http,
         sns_event(
@@ -145,7 +145,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
 
     // A forged request (someone else's ExternalId): the stack fails, nothing is linked.
     let url = presigned("forged").await;
-    inventory::run(
+    arca_fn_inventory::run(
         &cp,
         &http,
         sns_event("Create", &url, properties("arca-guess")),
@@ -162,7 +162,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
 
     // The real one: ACTIVE, the stack succeeds.
     let url = presigned("create").await;
-    let out = inventory::run(
+    let out = arca_fn_inventory::run(
         &cp,
         &http,
         sns_event("Create", &url, properties(&account.external_id)),
@@ -189,7 +189,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
     // account says DISCONNECTED and why), after the retries.
     fake.revoke(role, Some("AccessDenied: trust policy changed"));
     let url = presigned("update").await;
-    inventory::run(
+    arca_fn_inventory::run(
         &cp,
         &http,
         sns_event("Update", &url, properties(&account.external_id)),
@@ -207,7 +207,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
 
     // Delete always succeeds, even for a link Arca never heard of.
     let url = presigned("delete").await;
-    inventory::run(
+    arca_fn_inventory::run(
         &cp,
         &http,
         sns_event("Delete", &url, properties("arca-guess")),

@@ -1,4 +1,4 @@
-//! Lambda entry point: a thin shell over [`rds::handle`]; the control plane comes from the
+//! Lambda entry point: a thin shell over [`arca_fn_rds::handle`]; the control plane comes from the
 //! environment (`ARCA_TABLE`, `ARCA_RDS_QUEUE_URL`, ...; see `arca_aws::wiring`). The
 //! function's event source is the RDS work queue (SQS, `ReportBatchItemFailures`).
 
@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cp = arca_aws::wiring::ControlPlaneEnv::from_env()?.control_plane(&sdk, ControlPlaneConfig::default())?;
     let cp = &cp;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        rds::handle(cp, event.payload).await
+        arca_fn_rds::handle(cp, event.payload).await
     }))
     .await
 }

@@ -113,7 +113,7 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
         org_id: p.org_id,
         job_id: arca_core::ids::JobId::new(),
     };
-    let out = rds::run(
+    let out = arca_fn_rds::run(
         &cp,
         batch(&[("m-start", &start), ("m-stray", &stray), ("m-gone", &gone)]),
     )
@@ -129,10 +129,12 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
     assert_eq!(delay, RECHECK_DELAY, "checked again later, not waited for");
 
     // Still creating at the next delivery; done at the one after.
-    rds::run(&cp, batch(&[("m-2", &recheck)])).await.unwrap();
+    arca_fn_rds::run(&cp, batch(&[("m-2", &recheck)])).await.unwrap();
     assert_eq!(cp.get_job(&p, &job.id).await.unwrap().state, JobState::Running);
     let (recheck, _) = queue.take().pop().expect("another re-check");
-    let out = rds::handle(&cp, serde_json::to_value(&recheck).unwrap()).await.unwrap();
+    let out = arca_fn_rds::handle(&cp, serde_json::to_value(&recheck).unwrap())
+        .await
+        .unwrap();
     assert_eq!(out["steps"][0]["state"], "COMPLETED", "{out}");
     assert!(queue.take().is_empty());
 }
@@ -226,7 +228,7 @@ async fn eks_recreation_messages_step_the_recreation() {
         { "messageId": "m-eks", "body": body(&message) },
         { "messageId": "m-gone", "body": serde_json::to_string(&gone_job).unwrap() },
     ]});
-    let out = rds::run(&cp, both).await.unwrap();
+    let out = arca_fn_rds::run(&cp, both).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
     assert_eq!(
         out["steps"],
@@ -242,7 +244,7 @@ async fn eks_recreation_messages_step_the_recreation() {
 
     // Deleted in the console meanwhile.
     cloud.delete_eks_cluster("us-east-1", "restored");
-    let out = rds::handle(
+    let out = arca_fn_rds::handle(
         &cp,
         serde_json::to_value(AwsWorkMessage::from(recheck.clone())).unwrap(),
     )
@@ -259,7 +261,7 @@ async fn eks_recreation_messages_step_the_recreation() {
         eks_recreation_id: EksRecreationId::new(),
     }
     .into();
-    let out = rds::run(
+    let out = arca_fn_rds::run(
         &cp,
         json!({ "Records": [
             { "messageId": "m-dup", "body": body(&recheck.into()) },

@@ -1,4 +1,4 @@
-//! Lambda entry point: a thin shell over [`retention::handle`]; the control plane comes
+//! Lambda entry point: a thin shell over [`arca_fn_retention::handle`]; the control plane comes
 //! from the environment (`ARCA_TABLE`, `ARCA_QUEUE_PREFIX`, `ARCA_MAX_RECEIVES`,
 //! `ARCA_PLAN_LIMITS`; see `arca_aws::wiring`).
 
@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cp = arca_aws::wiring::ControlPlaneEnv::from_env()?.control_plane(&sdk, ControlPlaneConfig::default())?;
     let cp = &cp;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        retention::handle(cp, event.payload).await
+        arca_fn_retention::handle(cp, event.payload).await
     }))
     .await
 }

@@ -160,7 +160,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         .await
         .unwrap();
 
-    let report = retention::sweep(&cp).await.unwrap();
+    let report = arca_fn_retention::sweep(&cp).await.unwrap();
     assert_eq!(report["deletionJobs"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(report["kept"], 2, "locked + keepLast: {report}");
     for rp in [&oldest, &older] {
@@ -172,7 +172,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         assert_eq!(got.state, RecoveryPointState::Ready, "{:?} stays", rp.id);
     }
     // A second sweep issues nothing new: the points are already DELETING.
-    let again = retention::sweep(&cp).await.unwrap();
+    let again = arca_fn_retention::sweep(&cp).await.unwrap();
     assert_eq!(again["deletionJobs"].as_array().unwrap().len(), 0, "{again}");
 
     // The agent takes both deletion jobs; one completes, one fails.
@@ -223,6 +223,6 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         RecoveryPointState::Ready,
         "a failed deletion is retried by the next sweep"
     );
-    let retry = retention::sweep(&cp).await.unwrap();
+    let retry = arca_fn_retention::sweep(&cp).await.unwrap();
     assert_eq!(retry["deletionJobs"].as_array().unwrap().len(), 1, "{retry}");
 }

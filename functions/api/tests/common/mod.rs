@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use api::{AppState, router};
+use arca_api::{AppState, router};
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::item_store::ItemStore;
 use axum::Router;
