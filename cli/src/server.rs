@@ -1,6 +1,6 @@
 //! `arca server`: the whole control plane in one process on the embedded adapters.
 //!
-//! The API is the `api` crate's router; the background loops call the same functions
+//! The API is the `arca-api` crate's router, wired as the local API is (`AppState::local`); the background loops call the same functions
 //! the Lambdas run: `arca_fn_dispatch::on_schedule` for every schedule the embedded scheduler
 //! says is due, `arca_fn_retention::sweep` on an interval, and `drain_dead_letters` (which both
 //! of those also do) on its own shorter interval, so lapsed jobs do not wait an hour
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::control_plane::ControlPlane;
 use arca_core::ids::OrgId;
 use arca_core::model::backup::BackupDefinition;
 use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
@@ -33,11 +33,11 @@ use arca_core::model::cluster::Cluster;
 use arca_core::model::job::{Job, JobState, JobType};
 use arca_core::model::policy::Policy;
 use arca_core::model::schedule::schedules_for;
-use arca_core::ports::SystemClock;
 use arca_core::ports::queue::{JobMessage, Queue};
 use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkMessage, RdsWorkQueue};
 use arca_core::ports::scheduler::Scheduler;
-use arca_embedded::{EmbeddedQueue, EmbeddedScheduler, RedbItemStore};
+use arca_embedded::EmbeddedScheduler;
+use arca_embedded::wiring::LocalPorts;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -120,10 +120,16 @@ impl RunningServer {
 
 /// Starts the control plane on `options.data_dir` and returns once it listens.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
-    let env = arca_api::Config::from_env()?;
-    std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
-    let db_path = options.data_dir.join(arca_api::state::DB_FILE);
-    let items = RedbItemStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let config = arca_api::Config::from_env()?;
+    // The same composition as the local API (`arca_embedded::wiring` for the state and the
+    // in-process ports, `arca_aws::wiring` for what the machine reaches in AWS).
+    let (state, ports) = arca_api::AppState::local(&config, &options.data_dir).await?;
+    let LocalPorts {
+        items,
+        queue,
+        scheduler,
+        rds_queue,
+    } = ports;
     // The item-store port has no cross-tenant listing (DynamoDB would need a scan); the
     // embedded store can list its partitions, and the key module says which are orgs.
     let orgs: Vec<OrgId> = items
@@ -132,53 +138,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .iter()
         .filter_map(|pk| arca_core::store::keys::org_of_pk(pk))
         .collect();
-    let queue = Arc::new(EmbeddedQueue::new(env.aws.max_receives));
-    let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(SystemClock)));
-    let config = ControlPlaneConfig {
-        // Sign-up follows ARCA_SIGNUP (open by default here: the server's first user needs an org).
-        signup_open: env.signup_open,
-        signup_plan: env.signup_plan,
-        gc_grace: env.gc_grace,
-        operator_token_hash: env.operator_token_hash.clone(),
-        local_destinations: true,
-        ..ControlPlaneConfig::default()
-    };
-    let mut state = arca_api::AppState::with_ports(
-        Arc::new(items),
-        queue.clone(),
-        scheduler.clone(),
-        env.limits.clone(),
-        config,
-    );
-    state.agent = env.agent.clone();
-    // Each cluster's archive keys are derived from these and handed to its agent with its jobs.
-    state.control_plane = state
-        .control_plane
-        .with_archive_keyring(Some(env.local_archive_keyring(&options.data_dir).await?));
-    // Arca-managed storage, as the API on Lambda: credentials vended through STS with the
-    // machine's AWS identity (`ARCA_MANAGED_*`, `arca_aws::wiring::managed_storage`).
-    if let Some(managed) = &env.aws.managed_storage {
-        let vendor = managed.vendor(&arca_aws::config::load().await)?;
-        state.control_plane = state
-            .control_plane
-            .clone()
-            .with_credential_vendor(Arc::new(vendor))
-            .with_managed_purge(Arc::new(arca_aws::s3_connection::S3DestinationOpener));
-    }
-    // Linked AWS accounts, as the API on Lambda: the standard AWS configuration
-    // (AWS_ENDPOINT_URL, credentials, region) is read when an account is first reached.
-    let connector = Arc::new(arca_aws::AwsCloudConnector::from_environment());
-    state.control_plane = state
-        .control_plane
-        .clone()
-        .with_cloud(connector.clone(), env.role_stack.clone());
-    // RDS jobs and EKS re-creations move by delayed messages (SQS on AWS); here an
-    // in-process queue that the RDS loop below drains, stepping each as the RDS function does.
-    let rds_queue = Arc::new(arca_embedded::EmbeddedRdsWorkQueue::new(Arc::new(SystemClock)));
-    state.control_plane = state.control_plane.clone().with_rds(
-        Arc::new(arca_aws::AwsRdsOperations::new(connector)),
-        Some(rds_queue.clone() as Arc<dyn RdsWorkQueue>),
-    );
+    drop(items);
     let cp = state.control_plane.clone();
     // Unfinished RDS jobs and EKS re-creations lost their (in-memory) messages with the
     // old process.

@@ -1,6 +1,9 @@
-//! The AWS composition root every function shares: which table, which queues and which
-//! plan limits, read from the environment strictly — a bad value stops start-up naming
-//! the variable, instead of silently falling back to a default.
+//! The AWS composition root: every setting the control plane reads from the environment,
+//! read here once and strictly (a bad value stops start-up naming the variable instead of
+//! silently falling back to a default), and the AWS adapters wired from them. Every
+//! Lambda and the deployed API build their control plane with
+//! [`ControlPlaneEnv::control_plane`]; single-machine mode (`arca_embedded::wiring`) adds
+//! what it reaches in AWS with [`ControlPlaneEnv::reach_aws`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::cloud::account::RoleStackConfig;
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
+use arca_core::ports::rds::RdsWorkQueue;
 use arca_core::store::Store;
 use arca_core::{Error, Result};
 use aws_config::SdkConfig;
@@ -236,10 +240,12 @@ impl ManagedStorage {
     }
 }
 
-/// What an event function (dispatch, retention, inventory) needs of the control plane.
+/// The control plane's settings, as every binary reads them.
 #[derive(Clone, Debug)]
 pub struct ControlPlaneEnv {
-    pub table: String,
+    /// `ARCA_TABLE`: the DynamoDB table; without it the state is elsewhere (single-machine
+    /// mode), and [`ControlPlaneEnv::control_plane`] refuses to start.
+    pub table: Option<String>,
     pub queue: SqsQueueConfig,
     pub limits: PlanLimits,
     pub role_stack: RoleStackConfig,
@@ -263,8 +269,7 @@ impl ControlPlaneEnv {
     /// Reads through `var`, so tests need not touch the process environment.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         Ok(Self {
-            table: var("ARCA_TABLE")
-                .ok_or_else(|| Error::invalid("ARCA_TABLE", "must be set (the control plane's DynamoDB table)"))?,
+            table: var("ARCA_TABLE"),
             queue: queue_config(&var)?,
             limits: plan_limits(&var)?,
             role_stack: role_stack(&var)?,
@@ -275,41 +280,76 @@ impl ControlPlaneEnv {
         })
     }
 
-    /// The control plane on DynamoDB with the per-cluster SQS queues, reaching linked
-    /// accounts through their roles.
+    /// `ARCA_TABLE`, which the AWS control plane cannot do without.
+    pub fn table(&self) -> Result<&str> {
+        self.table
+            .as_deref()
+            .ok_or_else(|| Error::invalid("ARCA_TABLE", "must be set (the control plane's DynamoDB table)"))
+    }
+
+    /// The control plane on DynamoDB with the per-cluster SQS queues, EventBridge
+    /// schedules when configured, reaching linked accounts through their roles.
     pub fn control_plane(&self, sdk: &SdkConfig, config: ControlPlaneConfig) -> Result<ControlPlane> {
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), self.queue.clone())?;
-        let store = DynamoItemStore::new(aws_sdk_dynamodb::Client::new(sdk), &self.table);
-        let connector = Arc::new(AwsCloudConnector::new(sdk.clone()));
+        let store = DynamoItemStore::new(aws_sdk_dynamodb::Client::new(sdk), self.table()?);
         let rds_queue = self.rds_queue_url.as_ref().map(|url| {
-            Arc::new(SqsRdsWorkQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
-                as Arc<dyn arca_core::ports::rds::RdsWorkQueue>
+            Arc::new(SqsRdsWorkQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone())) as Arc<dyn RdsWorkQueue>
         });
-        let config = ControlPlaneConfig {
-            gc_grace: self.gc_grace,
-            ..config
-        };
         let mut cp = ControlPlane::new(
             Store::new(Arc::new(store)),
             self.limits.clone(),
             Arc::new(SystemClock),
-            config,
+            self.config(config),
         )
-        .with_queue(Arc::new(queue))
-        .with_cloud(connector.clone(), self.role_stack.clone())
-        .with_rds(Arc::new(AwsRdsOperations::new(connector)), rds_queue);
-        if let Some(managed) = &self.managed_storage {
-            cp = cp
-                .with_credential_vendor(Arc::new(managed.vendor(sdk)?))
-                .with_managed_purge(Arc::new(crate::s3_connection::S3DestinationOpener));
-        }
+        .with_queue(Arc::new(queue));
         if let Some(scheduler) = &self.scheduler {
             cp = cp.with_scheduler(Arc::new(EventBridgeScheduler::new(
                 aws_sdk_scheduler::Client::new(sdk),
                 scheduler.clone(),
             )));
         }
-        Ok(cp)
+        let vendor = self.managed_storage.as_ref().map(|m| m.vendor(sdk)).transpose()?;
+        Ok(self.attach(cp, AwsCloudConnector::new(sdk.clone()), rds_queue, vendor))
+    }
+
+    /// What a control plane whose state is not in AWS (single-machine mode) reaches
+    /// there, as the Lambdas do: linked accounts and RDS through the standard AWS
+    /// configuration (read when an account is first reached, so a machine without AWS
+    /// starts as well), RDS work on `rds_queue`, and Arca-managed storage when
+    /// `ARCA_MANAGED_*` name it.
+    pub async fn reach_aws(&self, cp: ControlPlane, rds_queue: Arc<dyn RdsWorkQueue>) -> Result<ControlPlane> {
+        let vendor = match &self.managed_storage {
+            Some(m) => Some(m.vendor(&crate::config::load().await)?),
+            None => None,
+        };
+        Ok(self.attach(cp, AwsCloudConnector::from_environment(), Some(rds_queue), vendor))
+    }
+
+    /// `config` with the settings read here (the gc grace period).
+    pub fn config(&self, config: ControlPlaneConfig) -> ControlPlaneConfig {
+        ControlPlaneConfig {
+            gc_grace: self.gc_grace,
+            ..config
+        }
+    }
+
+    fn attach(
+        &self,
+        cp: ControlPlane,
+        connector: AwsCloudConnector,
+        rds_queue: Option<Arc<dyn RdsWorkQueue>>,
+        managed: Option<StsCredentialVendor>,
+    ) -> ControlPlane {
+        let connector = Arc::new(connector);
+        let mut cp = cp
+            .with_cloud(connector.clone(), self.role_stack.clone())
+            .with_rds(Arc::new(AwsRdsOperations::new(connector)), rds_queue);
+        if let Some(vendor) = managed {
+            cp = cp
+                .with_credential_vendor(Arc::new(vendor))
+                .with_managed_purge(Arc::new(crate::s3_connection::S3DestinationOpener));
+        }
+        cp
     }
 }
 
@@ -324,7 +364,7 @@ mod tests {
     #[test]
     fn defaults_apply_only_when_unset() {
         let env = ControlPlaneEnv::from_lookup(lookup(&[("ARCA_TABLE", "arca")])).unwrap();
-        assert_eq!(env.table, "arca");
+        assert_eq!(env.table().unwrap(), "arca");
         assert_eq!(env.queue.max_receives, DEFAULT_MAX_RECEIVES);
         assert_eq!(env.queue.name_prefix, DEFAULT_QUEUE_PREFIX);
         assert_eq!(env.limits, PlanLimits::default());
@@ -415,8 +455,12 @@ mod tests {
 
     #[test]
     fn bad_values_stop_start_up_naming_the_variable() {
+        let err = ControlPlaneEnv::from_lookup(lookup(&[])).unwrap().table().unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { field, .. } if field == "ARCA_TABLE"),
+            "{err:?}"
+        );
         for (vars, name) in [
-            (vec![], "ARCA_TABLE"),
             (
                 vec![("ARCA_TABLE", "t"), ("ARCA_MAX_RECEIVES", "five")],
                 "ARCA_MAX_RECEIVES",

@@ -6,6 +6,7 @@ mod queue;
 mod rds_queue;
 mod redb_store;
 mod scheduler;
+pub mod wiring;
 
 pub use local_fs::LocalFsObjectStore;
 pub use queue::EmbeddedQueue;

@@ -20,9 +20,20 @@ pub fn init_tracing() {
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
     #[test]
-    fn the_default_filter_parses() {
+    fn our_crates_log_at_info_and_dependencies_at_warn() {
         let filter: super::EnvFilter = super::DEFAULT_FILTER.parse().unwrap();
-        assert_eq!(filter.to_string(), "warn,arca=info");
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(filter), || {
+            assert!(tracing::enabled!(target: "arca_core::control_plane", Level::INFO));
+            assert!(tracing::enabled!(target: "arca_fn_dispatch", Level::INFO));
+            assert!(tracing::enabled!(target: "arca_api::routes", Level::INFO));
+            assert!(tracing::enabled!(target: "arca_agent", Level::INFO));
+            assert!(!tracing::enabled!(target: "arca_agent", Level::DEBUG));
+            assert!(!tracing::enabled!(target: "aws_sdk_s3::client", Level::INFO));
+            assert!(tracing::enabled!(target: "aws_sdk_s3::client", Level::WARN));
+        });
     }
 }
