@@ -571,12 +571,11 @@ impl ResourceRunner {
             };
         };
         // The manifest first: an archive without it is incomplete and never opened again.
-        let folder = format!("{}/", layout::archive_location(prefix, archive_id));
-        let manifest = format!("{folder}manifest");
-        if let Err(e) = store.delete(&manifest).await {
+        let archive = layout::ArchiveLayout::new(prefix);
+        if let Err(e) = store.delete(&archive.manifest(archive_id)).await {
             return failed(format!("deleting the archive manifest: {e}"));
         }
-        let files = match store.list(&folder).await {
+        let files = match store.list(&archive.archive_files(archive_id)).await {
             Ok(f) => f,
             Err(e) => return failed(format!("listing the archive's files: {e}")),
         };

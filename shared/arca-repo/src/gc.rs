@@ -9,10 +9,10 @@ use serde::Serialize;
 use crate::error::{RepoError, Result};
 use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
 use crate::id::{Id, IdSet};
-use crate::layout::Layout;
 use crate::lock::StoreLock;
 use crate::pack::{Packer, SealedBlob};
 use crate::repo::{Index, Repository, key_for, now_ms};
+use arca_core::model::layout::RepositoryLayout;
 
 /// Index files written by gc hold at most this many blobs each.
 const INDEX_FILE_BLOBS: usize = 200_000;
@@ -100,11 +100,11 @@ async fn take_lock(repo: &Repository) -> Result<StoreLock> {
     let store = repo.store();
     let now = now_ms();
     for object in store
-        .list(Layout::GC_LOCKS)
+        .list(RepositoryLayout::GC_LOCKS)
         .await
         .map_err(|e| RepoError::store("listing locks", e))?
         .into_iter()
-        .filter(|o| Layout::id_of(&o.key).is_some())
+        .filter(|o| RepositoryLayout::id_of(&o.key).is_some())
     {
         if let Some(lock) = crate::lock::read(store.as_ref(), &object.key).await?
             && !lock.is_stale(now)
@@ -112,7 +112,7 @@ async fn take_lock(repo: &Repository) -> Result<StoreLock> {
             return Err(lock.held(&object.key, now));
         }
     }
-    StoreLock::acquire(store.as_ref(), Layout::GC_LOCK).await
+    StoreLock::acquire(store.as_ref(), RepositoryLayout::GC_LOCK).await
 }
 
 async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
@@ -148,7 +148,7 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
         if live_bytes == 0 {
             condemned.push(pack.id);
         } else if (live_bytes as f64) < options.repack_below * total as f64 {
-            let key = key_for(Layout::pack, &pack.id)?;
+            let key = key_for(RepositoryLayout::pack, &pack.id)?;
             for e in live_entries {
                 let start = u64::from(e.offset);
                 let data = repo
@@ -195,7 +195,7 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
         };
         let json = serde_json::to_vec(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
         repo.put_object(
-            &key_for(Layout::gc_marker, &Id::random()?)?,
+            &key_for(RepositoryLayout::gc_marker, &Id::random()?)?,
             &json,
             crate::format::MAX_OBJECT_LEN,
         )
@@ -243,7 +243,7 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
         rewrite_index(repo, &index, &doomed).await?;
     }
     for pack in &doomed {
-        let key = key_for(Layout::pack, pack)?;
+        let key = key_for(RepositoryLayout::pack, pack)?;
         repo.store()
             .delete(&key)
             .await
@@ -290,7 +290,7 @@ async fn rewrite_index(repo: &Repository, index: &Index, doomed: &HashSet<Id>) -
         }
     }
     for file in &index.files {
-        let key = key_for(Layout::index, file)?;
+        let key = key_for(RepositoryLayout::index, file)?;
         repo.store()
             .delete(&key)
             .await

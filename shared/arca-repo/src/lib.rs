@@ -1,7 +1,8 @@
 //! Arca's repository: how backups are laid out in an object store, and the data path that
 //! writes and reads them. The format is `docs/repository-format.md` (version 2).
 //!
-//! Layering: [`layout`] owns object keys; [`format`] and [`keys::decode_key_file`] are the
+//! Layering: object keys are `arca_core::model::layout::RepositoryLayout`'s (the one owner of
+//! a destination's keys); [`format`] and [`keys::decode_key_file`] are the
 //! pure encoders/decoders (the fuzz targets' entry points); [`crypto`] the keys and
 //! primitives; [`repo`] an open repository over any [`arca_core::ports::ObjectStore`];
 //! [`backup`], [`restore`], [`gc`] and [`verify`] the operations.
@@ -13,7 +14,6 @@ pub mod format;
 pub mod gc;
 pub mod id;
 pub mod keys;
-pub mod layout;
 pub mod lock;
 pub mod pack;
 pub mod repo;

@@ -7,8 +7,8 @@ use crate::crypto::{Keys, blob_aad, repo_object_aad};
 use crate::error::{RepoError, Result};
 use crate::format::{self, BlobEntry, FLAG_ZSTD, MAX_PACK_BLOBS, PackHeader};
 use crate::id::Id;
-use crate::layout::Layout;
 use crate::repo::{Repository, key_for, now_ms};
+use arca_core::model::layout::RepositoryLayout;
 
 /// One blob, compressed (or not) and sealed, ready to be appended to a pack.
 pub struct SealedBlob {
@@ -163,7 +163,7 @@ impl Packer {
             blobs: entries.clone(),
         });
         let id = Id::random()?;
-        let key = key_for(Layout::pack, &id)?;
+        let key = key_for(RepositoryLayout::pack, &id)?;
         // Bound to the pack's key: a header copied into another pack does not authenticate.
         let sealed = self.repo.keys().sealer().seal(&repo_object_aad(&key), &header)?;
         buf.extend_from_slice(&sealed);

@@ -16,7 +16,7 @@ use crate::format::{
 };
 use crate::id::{Id, IdMap};
 use crate::keys::{KeyWrapper, decode_key_file};
-use crate::layout::Layout;
+use arca_core::model::layout::RepositoryLayout;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -81,7 +81,7 @@ impl Repository {
         config: Option<Config>,
     ) -> Result<Repository> {
         // Whatever its size, an object there means the repository exists: nothing of it is read.
-        match store.get_at_most(Layout::CONFIG, 0).await {
+        match store.get_at_most(RepositoryLayout::CONFIG, 0).await {
             Ok(_) => return Err(RepoError::AlreadyExists(location.into())),
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
@@ -91,7 +91,7 @@ impl Repository {
         config.validate().map_err(|e| RepoError::Invalid(e.to_string()))?;
         let key_file = wrapper.wrap(&master, now_ms()).await?;
         let key_bytes = serde_json::to_vec(&key_file).map_err(|e| RepoError::Internal(e.to_string()))?;
-        let key_key = key_for(Layout::key, &Id::random()?)?;
+        let key_key = key_for(RepositoryLayout::key, &Id::random()?)?;
         store
             .put(&key_key, Bytes::from(key_bytes))
             .await
@@ -113,11 +113,11 @@ impl Repository {
             .inner
             .keys
             .sealer()
-            .seal(&repo_object_aad(Layout::CONFIG), &framed)?;
+            .seal(&repo_object_aad(RepositoryLayout::CONFIG), &framed)?;
         let written = repo
             .inner
             .store
-            .put_if_absent(Layout::CONFIG, Bytes::from(sealed))
+            .put_if_absent(RepositoryLayout::CONFIG, Bytes::from(sealed))
             .await
             .map_err(|e| RepoError::store("writing config", e))?;
         if !written {
@@ -133,11 +133,11 @@ impl Repository {
 
     /// Opens a repository: tries every key file with `wrapper`, then reads the config.
     pub async fn open(store: Arc<dyn ObjectStore>, location: &str, wrapper: &dyn KeyWrapper) -> Result<Repository> {
-        let config_bytes = match store.get_at_most(Layout::CONFIG, MAX_SEALED_CONFIG).await {
+        let config_bytes = match store.get_at_most(RepositoryLayout::CONFIG, MAX_SEALED_CONFIG).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 return Err(RepoError::TooLarge {
-                    object: Layout::CONFIG.into(),
+                    object: RepositoryLayout::CONFIG.into(),
                     max: MAX_SEALED_CONFIG,
                 });
             }
@@ -145,7 +145,7 @@ impl Repository {
             Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
         };
         let key_objects = store
-            .list(Layout::KEYS)
+            .list(RepositoryLayout::KEYS)
             .await
             .map_err(|e| RepoError::store("listing keys", e))?;
         if key_objects.is_empty() {
@@ -165,7 +165,10 @@ impl Repository {
         }
         let master = master.ok_or(RepoError::WrongPassword)?;
         let keys = Keys::derive(&master)?;
-        let plain = match keys.sealer().open(&repo_object_aad(Layout::CONFIG), &config_bytes) {
+        let plain = match keys
+            .sealer()
+            .open(&repo_object_aad(RepositoryLayout::CONFIG), &config_bytes)
+        {
             Ok(framed) => format::unframe_at_most(&framed, MAX_CONFIG_LEN),
             Err(e) => {
                 // Version 1 sealed its config under the kind's name: such a repository is
@@ -181,7 +184,7 @@ impl Repository {
                 Err(e)
             }
         }
-        .map_err(|e| RepoError::corrupt(Layout::CONFIG, e))?;
+        .map_err(|e| RepoError::corrupt(RepositoryLayout::CONFIG, e))?;
         let config = match decode_config(&plain) {
             Ok(config) => config,
             Err(e) => {
@@ -191,7 +194,7 @@ impl Repository {
                 {
                     return Err(RepoError::UnsupportedVersion(version as u32));
                 }
-                return Err(RepoError::corrupt(Layout::CONFIG, e));
+                return Err(RepoError::corrupt(RepositoryLayout::CONFIG, e));
             }
         };
         Ok(Repository {
@@ -250,12 +253,12 @@ impl Repository {
         let listed = self
             .inner
             .store
-            .list(Layout::SNAPSHOTS)
+            .list(RepositoryLayout::SNAPSHOTS)
             .await
             .map_err(|e| RepoError::store("listing snapshots", e))?;
         let mut out = Vec::with_capacity(listed.len());
         for object in listed {
-            let Some(id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
+            let Some(id) = RepositoryLayout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
                 continue;
             };
             match self.get_object(&object.key, MAX_SNAPSHOT_LEN).await {
@@ -302,7 +305,7 @@ impl Repository {
 
     /// Removes a snapshot's manifest; its data goes at the next gc.
     pub async fn forget(&self, id: &Id) -> Result<()> {
-        let key = key_for(Layout::snapshot, id)?;
+        let key = key_for(RepositoryLayout::snapshot, id)?;
         self.inner
             .store
             .delete(&key)
@@ -313,7 +316,7 @@ impl Repository {
     pub(crate) async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
         let id = Id::random()?;
         let json = serde_json::to_vec(snapshot).map_err(|e| RepoError::Internal(e.to_string()))?;
-        self.put_object(&key_for(Layout::snapshot, &id)?, &json, MAX_SNAPSHOT_LEN)
+        self.put_object(&key_for(RepositoryLayout::snapshot, &id)?, &json, MAX_SNAPSHOT_LEN)
             .await?;
         Ok(id)
     }
@@ -327,7 +330,7 @@ impl Repository {
         let id = Id::random()?;
         let file = IndexFile { created_ms, packs };
         self.put_object(
-            &key_for(Layout::index, &id)?,
+            &key_for(RepositoryLayout::index, &id)?,
             &format::encode_index(&file),
             MAX_OBJECT_LEN,
         )
@@ -339,7 +342,7 @@ impl Repository {
         let listed = self
             .inner
             .store
-            .list(Layout::GC_MARKERS)
+            .list(RepositoryLayout::GC_MARKERS)
             .await
             .map_err(|e| RepoError::store("listing gc markers", e))?;
         let mut out = Vec::new();
@@ -361,12 +364,12 @@ impl Repository {
         let listed = self
             .inner
             .store
-            .list(Layout::PACKS)
+            .list(RepositoryLayout::PACKS)
             .await
             .map_err(|e| RepoError::store("listing packs", e))?;
         let mut out = IdMap::default();
         for object in listed {
-            if let Some(id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) {
+            if let Some(id) = RepositoryLayout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) {
                 out.insert(id, object.size);
             }
         }
@@ -375,7 +378,7 @@ impl Repository {
 
     /// Reads and decodes the header at the end of a pack of `size` bytes.
     pub async fn read_pack_header(&self, pack: &Id, size: u64) -> Result<PackHeader> {
-        let key = key_for(Layout::pack, pack)?;
+        let key = key_for(RepositoryLayout::pack, pack)?;
         let store = &self.inner.store;
         if size < 4 {
             return Err(RepoError::corrupt(&key, "shorter than a header length"));
@@ -425,7 +428,7 @@ impl Repository {
         let listed = self
             .inner
             .store
-            .list(Layout::INDEXES)
+            .list(RepositoryLayout::INDEXES)
             .await
             .map_err(|e| RepoError::store("listing index", e))?;
         let markers = self.gc_markers().await?;
@@ -435,7 +438,7 @@ impl Repository {
             .collect();
         let mut index = Index::default();
         for object in listed {
-            let Some(file_id) = Layout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
+            let Some(file_id) = RepositoryLayout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
                 continue;
             };
             let plain = match self.get_object(&object.key, MAX_OBJECT_LEN).await {
@@ -490,7 +493,7 @@ impl Repository {
     /// Reads one blob's plaintext (decrypted, decompressed, hash-checked).
     pub(crate) async fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
         let (pack, entry) = index.get(id).ok_or(RepoError::MissingBlob(*id))?;
-        let key = key_for(Layout::pack, &pack.id)?;
+        let key = key_for(RepositoryLayout::pack, &pack.id)?;
         let start = u64::from(entry.offset);
         let sealed = self
             .inner

@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use crate::error::{RepoError, Result};
 use crate::format::{BlobEntry, MapEntry, Snapshot};
 use crate::id::Id;
-use crate::layout::Layout;
 use crate::repo::{BlobScratch, Repository, key_for, open_blob_in_place};
+use arca_core::model::layout::RepositoryLayout;
 
 /// Largest byte range fetched at once, and the gap between blobs worth reading through.
 const MAX_FETCH: u64 = 2 << 20;
@@ -188,7 +188,7 @@ async fn collect(
 }
 
 async fn fetch_and_write(repo: &Repository, snapshot: &str, fetch: Fetch, file: Arc<File>) -> Result<(u64, u64)> {
-    let key = key_for(Layout::pack, &fetch.pack)?;
+    let key = key_for(RepositoryLayout::pack, &fetch.pack)?;
     let damaged = |detail: String| RepoError::SnapshotDamaged {
         snapshot: snapshot.to_string(),
         detail,

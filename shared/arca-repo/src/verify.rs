@@ -8,8 +8,8 @@ use crate::error::{RepoError, Result};
 use crate::format::{KIND_MAP, MAX_KEY_FILE_LEN, MAX_PACK_LEN, MapEntry};
 use crate::id::{Id, IdMap};
 use crate::keys::decode_key_file;
-use crate::layout::Layout;
 use crate::repo::{Repository, get_bounded, key_for, open_blob};
+use arca_core::model::layout::RepositoryLayout;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
@@ -26,7 +26,7 @@ pub async fn verify(repo: &Repository, read_data: bool) -> Result<VerifyReport> 
     let mut report = VerifyReport::default();
     let store = repo.store();
     for object in store
-        .list(Layout::KEYS)
+        .list(RepositoryLayout::KEYS)
         .await
         .map_err(|e| RepoError::store("listing keys", e))?
     {
@@ -145,7 +145,7 @@ pub async fn verify(repo: &Repository, read_data: bool) -> Result<VerifyReport> 
         if !read_data {
             continue;
         }
-        let key = key_for(Layout::pack, &pack.id)?;
+        let key = key_for(RepositoryLayout::pack, &pack.id)?;
         let bytes = match get_bounded(store.as_ref(), &key, MAX_PACK_LEN).await {
             Ok(b) => b,
             Err(e) => {

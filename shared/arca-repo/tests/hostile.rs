@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arca_core::model::layout::RepositoryLayout;
 use arca_core::ports::{ObjectMeta, ObjectStore};
 use arca_embedded::LocalFsObjectStore;
 use arca_repo::crypto::{Keys, MasterKey, object_aad, repo_object_aad};
@@ -22,7 +23,6 @@ use arca_repo::format::{
     self, Config, MAX_MAP_ENTRIES, MAX_OBJECT_LEN, MAX_PACK_BLOBS, MAX_PACK_LEN, MAX_SNAPSHOT_LEN,
 };
 use arca_repo::keys::KeyWrapper;
-use arca_repo::layout::Layout;
 use arca_repo::{
     GcOptions, Id, PassphraseWrapper, RepoError, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore,
 };
@@ -55,7 +55,7 @@ impl Recording {
     }
 
     fn hidden(&self, key: &str) -> arca_core::Result<()> {
-        if self.hide_config && key == Layout::CONFIG {
+        if self.hide_config && key == RepositoryLayout::CONFIG {
             return Err(arca_core::Error::NotFound { what: key.into() });
         }
         Ok(())
@@ -163,7 +163,7 @@ async fn objects_larger_than_their_kind_are_refused_before_they_are_read() {
     // index file): far below every limit below.
     let small = 1 << 20;
 
-    let key = key_of(Layout::snapshot, &stray);
+    let key = key_of(RepositoryLayout::snapshot, &stray);
     store.sparse(&key, MAX_SNAPSHOT_LEN as u64 * 2);
     store.largest.store(0, Ordering::Relaxed);
     assert_too_large(f.repo.snapshots().await, &key);
@@ -171,7 +171,10 @@ async fn objects_larger_than_their_kind_are_refused_before_they_are_read() {
     assert!(store.largest.load(Ordering::Relaxed) < small);
     store.remove(&key);
 
-    for key in [key_of(Layout::index, &stray), key_of(Layout::gc_marker, &stray)] {
+    for key in [
+        key_of(RepositoryLayout::index, &stray),
+        key_of(RepositoryLayout::gc_marker, &stray),
+    ] {
         store.sparse(&key, MAX_OBJECT_LEN as u64 + 1024);
         store.largest.store(0, Ordering::Relaxed);
         assert_too_large(f.repo.load_index(false).await.map(|_| ()), &key);
@@ -180,22 +183,22 @@ async fn objects_larger_than_their_kind_are_refused_before_they_are_read() {
     }
 
     // A key file is read before anything is authenticated: the first thing `open` meets.
-    let key = key_of(Layout::key, &Id([0; 32]));
+    let key = key_of(RepositoryLayout::key, &Id([0; 32]));
     store.sparse(&key, 1 << 30);
     store.largest.store(0, Ordering::Relaxed);
     assert_too_large(open(store).await, &key);
     assert!(store.largest.load(Ordering::Relaxed) < small);
     store.remove(&key);
 
-    let config = store.inner.get(Layout::CONFIG).await.unwrap();
-    store.sparse(Layout::CONFIG, 1 << 30);
+    let config = store.inner.get(RepositoryLayout::CONFIG).await.unwrap();
+    store.sparse(RepositoryLayout::CONFIG, 1 << 30);
     store.largest.store(0, Ordering::Relaxed);
-    assert_too_large(open(store).await, Layout::CONFIG);
+    assert_too_large(open(store).await, RepositoryLayout::CONFIG);
     assert!(store.largest.load(Ordering::Relaxed) < small);
-    store.put(Layout::CONFIG, config).await.unwrap();
+    store.put(RepositoryLayout::CONFIG, config).await.unwrap();
 
     // A pack beyond the largest a writer makes: its header is not even looked for.
-    let key = key_of(Layout::pack, &stray);
+    let key = key_of(RepositoryLayout::pack, &stray);
     store.sparse(&key, MAX_PACK_LEN + 1);
     store.largest.store(0, Ordering::Relaxed);
     assert_too_large(f.repo.read_pack_header(&stray, MAX_PACK_LEN + 1).await, &key);
@@ -208,7 +211,7 @@ async fn objects_larger_than_their_kind_are_refused_before_they_are_read() {
     store.remove(&key);
 
     // A huge lock is not read; gc treats it as held rather than run beside its holder.
-    store.sparse(Layout::GC_LOCK, 1 << 30);
+    store.sparse(RepositoryLayout::GC_LOCK, 1 << 30);
     store.largest.store(0, Ordering::Relaxed);
     let err = gc(&f.repo, &GcOptions::default()).await.unwrap_err();
     assert!(
@@ -216,7 +219,7 @@ async fn objects_larger_than_their_kind_are_refused_before_they_are_read() {
         "{err}"
     );
     assert!(store.largest.load(Ordering::Relaxed) < small);
-    store.remove(Layout::GC_LOCK);
+    store.remove(RepositoryLayout::GC_LOCK);
 
     // Everything is readable again.
     let repo = open(store).await.unwrap();
@@ -228,7 +231,7 @@ async fn a_pack_trailer_claiming_a_huge_header_is_refused_without_reading_it() {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture(dir.path()).await;
     let stray = Id([0x22; 32]);
-    let key = key_of(Layout::pack, &stray);
+    let key = key_of(RepositoryLayout::pack, &stray);
     let size: u64 = 64 << 20;
     f.store.sparse(&key, size);
     // The trailer claims that everything before it is the sealed header.
@@ -306,7 +309,7 @@ async fn a_key_file_asking_for_huge_argon2_costs_is_refused_quickly_naming_the_p
     let dir = tempfile::tempdir().unwrap();
     let f = fixture(dir.path()).await;
     // Listed before the real key file, so `open` meets it first.
-    let key = key_of(Layout::key, &Id([0; 32]));
+    let key = key_of(RepositoryLayout::key, &Id([0; 32]));
     for (kdf, named) in [
         (
             r#""memory_kib":4294967295,"iterations":3,"parallelism":1"#,
@@ -348,8 +351,8 @@ async fn a_key_file_asking_for_huge_argon2_costs_is_refused_quickly_naming_the_p
 async fn a_snapshot_manifest_copied_to_another_id_fails_authentication() {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture(dir.path()).await;
-    let older = key_of(Layout::snapshot, &f.older.0);
-    let newer = key_of(Layout::snapshot, &f.newer.0);
+    let older = key_of(RepositoryLayout::snapshot, &f.older.0);
+    let newer = key_of(RepositoryLayout::snapshot, &f.newer.0);
     let original = f.store.get(&newer).await.unwrap();
     let old_bytes = f.store.get(&older).await.unwrap();
 
@@ -368,7 +371,7 @@ async fn a_snapshot_manifest_copied_to_another_id_fails_authentication() {
     );
     f.store.put(&newer, original).await.unwrap();
 
-    let copy = key_of(Layout::snapshot, &Id([0xee; 32]));
+    let copy = key_of(RepositoryLayout::snapshot, &Id([0xee; 32]));
     f.store.put(&copy, old_bytes).await.unwrap();
     authentication_of(f.repo.snapshots().await.unwrap_err(), &copy);
     f.store.delete(&copy).await.unwrap();
@@ -389,7 +392,7 @@ async fn an_index_file_or_a_pack_copied_to_another_id_fails_authentication() {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture(dir.path()).await;
 
-    let indexes = f.store.list(Layout::INDEXES).await.unwrap();
+    let indexes = f.store.list(RepositoryLayout::INDEXES).await.unwrap();
     assert!(indexes.len() >= 2, "{indexes:?}");
     let (from, to) = (&indexes[0].key, &indexes[1].key);
     let original = f.store.get(to).await.unwrap();
@@ -401,10 +404,12 @@ async fn an_index_file_or_a_pack_copied_to_another_id_fails_authentication() {
     );
     f.store.put(to, original).await.unwrap();
 
-    let packs = f.store.list(Layout::PACKS).await.unwrap();
+    let packs = f.store.list(RepositoryLayout::PACKS).await.unwrap();
     assert!(packs.len() >= 2, "{packs:?}");
     let from = &packs[0];
-    let to = Layout::id_of(&packs[1].key).map(|s| Id::from_hex(s).unwrap()).unwrap();
+    let to = RepositoryLayout::id_of(&packs[1].key)
+        .map(|s| Id::from_hex(s).unwrap())
+        .unwrap();
     let original = f.store.get(&packs[1].key).await.unwrap();
     f.store
         .put(&packs[1].key, f.store.get(&from.key).await.unwrap())
@@ -419,7 +424,10 @@ async fn an_index_file_or_a_pack_copied_to_another_id_fails_authentication() {
     f.store.put(&packs[1].key, original).await.unwrap();
     let stray = Id([0x33; 32]);
     f.store
-        .put(&key_of(Layout::pack, &stray), f.store.get(&from.key).await.unwrap())
+        .put(
+            &key_of(RepositoryLayout::pack, &stray),
+            f.store.get(&from.key).await.unwrap(),
+        )
         .await
         .unwrap();
     assert!(f.repo.read_pack_header(&stray, from.size).await.is_err());
@@ -434,7 +442,7 @@ async fn old_repository(store: &Arc<dyn ObjectStore>, version: u32, aad: &[u8]) 
     let key_file = wrapper().wrap(&master, 0).await.unwrap();
     store
         .put(
-            &key_of(Layout::key, &Id([4; 32])),
+            &key_of(RepositoryLayout::key, &Id([4; 32])),
             Bytes::from(serde_json::to_vec(&key_file).unwrap()),
         )
         .await
@@ -443,7 +451,7 @@ async fn old_repository(store: &Arc<dyn ObjectStore>, version: u32, aad: &[u8]) 
     config.version = version;
     let framed = format::frame(&serde_json::to_vec(&config).unwrap(), 3);
     let sealed = Keys::derive(&master).unwrap().sealer().seal(aad, &framed).unwrap();
-    store.put(Layout::CONFIG, Bytes::from(sealed)).await.unwrap();
+    store.put(RepositoryLayout::CONFIG, Bytes::from(sealed)).await.unwrap();
 }
 
 #[tokio::test]
@@ -461,12 +469,12 @@ async fn a_repository_of_another_format_version_is_refused_by_its_version() {
             "{text}"
         );
         // Nor is it initialised over.
-        let config = store.get(Layout::CONFIG).await.unwrap();
+        let config = store.get(RepositoryLayout::CONFIG).await.unwrap();
         let err = Repository::init(store.clone(), "old", &wrapper(), None)
             .await
             .unwrap_err();
         assert!(matches!(err, RepoError::AlreadyExists(_)), "{err}");
-        assert_eq!(store.get(Layout::CONFIG).await.unwrap(), config);
+        assert_eq!(store.get(RepositoryLayout::CONFIG).await.unwrap(), config);
     }
 }
 
@@ -477,8 +485,8 @@ async fn a_repository_of_another_format_version_is_refused_by_its_version() {
 async fn a_second_init_never_replaces_the_first_repository() {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture(dir.path()).await;
-    let config = f.store.get(Layout::CONFIG).await.unwrap();
-    let keys = f.store.list(Layout::KEYS).await.unwrap();
+    let config = f.store.get(RepositoryLayout::CONFIG).await.unwrap();
+    let keys = f.store.list(RepositoryLayout::KEYS).await.unwrap();
     let other = PassphraseWrapper::with_params(
         "another passphrase",
         arca_repo::KdfParams {
@@ -500,8 +508,8 @@ async fn a_second_init_never_replaces_the_first_repository() {
     let err = Repository::init(as_dyn, "hostile", &other, None).await.unwrap_err();
     assert!(matches!(err, RepoError::AlreadyExists(_)), "{err}");
 
-    assert_eq!(f.store.get(Layout::CONFIG).await.unwrap(), config);
-    assert_eq!(f.store.list(Layout::KEYS).await.unwrap(), keys);
+    assert_eq!(f.store.get(RepositoryLayout::CONFIG).await.unwrap(), config);
+    assert_eq!(f.store.list(RepositoryLayout::KEYS).await.unwrap(), keys);
     let repo = open(&f.store).await.unwrap();
     let (id, snap) = repo.find_snapshot("latest", Some("v")).await.unwrap();
     let target = dir.path().join("restored");

@@ -52,16 +52,6 @@ fn marker_aad(id: &str) -> String {
     format!("resource-gc-marker/{id}")
 }
 
-impl Inner {
-    fn gc_markers_prefix(&self) -> String {
-        format!("{}/gc/", self.prefix)
-    }
-
-    fn gc_lock_key(&self) -> String {
-        format!("{}/locks/gc", self.prefix)
-    }
-}
-
 /// Every pack a gc marker condemns.
 pub(super) async fn condemned_packs(inner: &Inner) -> Result<HashSet<String>> {
     Ok(markers(inner).await?.into_iter().flat_map(|(_, m)| m.packs).collect())
@@ -71,7 +61,7 @@ pub(super) async fn condemned_packs(inner: &Inner) -> Result<HashSet<String>> {
 /// the caller: a gc or backup that ignored it could delete or reuse condemned data.
 async fn markers(inner: &Inner) -> Result<Vec<(String, Marker)>> {
     let mut out = Vec::new();
-    for meta in inner.store.list(&inner.gc_markers_prefix()).await? {
+    for meta in inner.store.list(&inner.layout.gc_markers()).await? {
         let Some(id) = meta.key.rsplit('/').next().filter(|id| valid_file_id(id)) else {
             continue;
         };
@@ -106,7 +96,7 @@ impl ObjectStoreArchive {
     /// time per store: the lock is a conditional write (`arca_repo::lock`).
     pub async fn collect(&self, grace: Duration) -> Result<CollectReport> {
         let store = self.inner.store.clone();
-        let held = StoreLock::acquire(store.as_ref(), &self.inner.gc_lock_key())
+        let held = StoreLock::acquire(store.as_ref(), &self.inner.layout.gc_lock())
             .await
             .map_err(|e| Error::Concurrent(e.to_string()))?;
         let took_over = held.took_over();
@@ -125,15 +115,15 @@ impl ObjectStoreArchive {
     /// rather than guess when an archive cannot be read: an incomplete live set would
     /// delete data.
     async fn live_packs(&self) -> Result<(u64, HashSet<String>)> {
-        let prefix = self.inner.archives_prefix();
+        let layout = &self.inner.layout;
         let ids: BTreeSet<String> = self
             .inner
             .store
-            .list(&prefix)
+            .list(&layout.archives())
             .await?
             .into_iter()
             .filter_map(|meta| {
-                let id = meta.key.strip_prefix(&prefix)?.strip_suffix("/manifest")?;
+                let id = layout.archive_of_manifest(&meta.key)?;
                 valid_file_id(id).then(|| id.to_string())
             })
             .collect();
@@ -167,7 +157,7 @@ impl ObjectStoreArchive {
     }
 
     async fn has_manifest(&self, id: &str) -> Result<bool> {
-        match self.inner.store.get(&self.inner.archive_key(id, "manifest")).await {
+        match self.inner.store.get(&self.inner.layout.manifest(id)).await {
             Ok(_) => Ok(true),
             Err(arca_core::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -203,7 +193,7 @@ impl ObjectStoreArchive {
             let sealed = inner.seal(&marker_aad(&id), &serde_json::to_vec(&marker)?)?;
             inner
                 .store
-                .put(&format!("{}{id}", inner.gc_markers_prefix()), Bytes::from(sealed))
+                .put(&inner.layout.gc_marker(&id), Bytes::from(sealed))
                 .await?;
         }
 
@@ -236,7 +226,7 @@ impl ObjectStoreArchive {
             let stored = |pack: &str| existing.contains_key(pack) && !doomed.contains(pack);
             rewrite_pack_indexes(inner, &known, stored).await?;
             for pack in &doomed {
-                inner.store.delete(&inner.pack_key(pack)).await?;
+                inner.store.delete(&inner.layout.pack(pack)).await?;
                 report.packs_deleted += 1;
             }
         }
@@ -262,10 +252,7 @@ async fn rewrite_pack_indexes(inner: &Inner, known: &Known, stored: impl Fn(&str
         let sealed = inner.seal(&format!("resource-pack-index/{index_id}"), &plain)?;
         inner
             .store
-            .put(
-                &format!("{}{index_id}", inner.pack_indexes_prefix()),
-                Bytes::from(sealed),
-            )
+            .put(&inner.layout.pack_index(&index_id), Bytes::from(sealed))
             .await?;
     }
     for old in &known.indexes {
@@ -278,6 +265,7 @@ async fn rewrite_pack_indexes(inner: &Inner, known: &Known, stored: impl Fn(&str
 mod tests {
     use std::sync::Arc;
 
+    use arca_core::model::layout::ArchiveLayout;
     use arca_core::ports::ObjectStore;
     use arca_embedded::LocalFsObjectStore;
     use serde_json::json;
@@ -317,9 +305,9 @@ mod tests {
 
     /// What the DELETE_BACKUP job does: the manifest first, then the archive's files.
     async fn delete_archive(store: &dyn ObjectStore, id: &str) {
-        let folder = format!("{PREFIX}/archives/{id}/");
-        store.delete(&format!("{folder}manifest")).await.unwrap();
-        for meta in store.list(&folder).await.unwrap() {
+        let layout = ArchiveLayout::new(PREFIX);
+        store.delete(&layout.manifest(id)).await.unwrap();
+        for meta in store.list(&layout.archive_files(id)).await.unwrap() {
             store.delete(&meta.key).await.unwrap();
         }
     }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use arca_core::model::layout::ArchiveLayout;
 use arca_core::ports::ObjectStore;
 use arca_repo::crypto::{Keys, MasterKey, object_aad};
 use arca_repo::id::{Id, IdMap};
@@ -211,7 +212,7 @@ pub struct ObjectStoreArchive {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
-    prefix: String,
+    layout: ArchiveLayout,
     keys: Keys,
     pack_target: usize,
 }
@@ -226,7 +227,7 @@ impl ObjectStoreArchive {
         Ok(ObjectStoreArchive {
             inner: Arc::new(Inner {
                 store,
-                prefix: prefix.trim_end_matches('/').to_string(),
+                layout: ArchiveLayout::new(prefix),
                 keys,
                 pack_target: PACK_TARGET,
             }),
@@ -297,29 +298,9 @@ fn new_file_id() -> String {
 }
 
 impl Inner {
-    fn legacy_object_key(&self, id: &str) -> String {
-        format!("{}/objects/{}/{id}", self.prefix, &id[..2])
-    }
-
-    fn pack_key(&self, pack: &str) -> String {
-        format!("{}/packs/{pack}", self.prefix)
-    }
-
-    fn pack_indexes_prefix(&self) -> String {
-        format!("{}/pack-index/", self.prefix)
-    }
-
-    fn packs_prefix(&self) -> String {
-        format!("{}/packs/", self.prefix)
-    }
-
-    fn archives_prefix(&self) -> String {
-        format!("{}/archives/", self.prefix)
-    }
-
     /// The packs the store holds now, with their sizes.
     async fn existing_packs(&self) -> Result<HashMap<String, u64>> {
-        let prefix = self.packs_prefix();
+        let prefix = self.layout.packs();
         Ok(self
             .store
             .list(&prefix)
@@ -330,10 +311,6 @@ impl Inner {
                 valid_file_id(name).then(|| (name.to_string(), meta.size))
             })
             .collect())
-    }
-
-    fn archive_key(&self, archive_id: &str, rest: &str) -> String {
-        format!("{}/archives/{archive_id}/{rest}", self.prefix)
     }
 
     fn seal(&self, aad: &str, plain: &[u8]) -> Result<Vec<u8>> {
@@ -363,7 +340,7 @@ impl Inner {
     /// are in the index that replaced it, or at worst are written again.
     async fn load_pack_indexes(&self) -> Result<Known> {
         let mut known = Known::default();
-        for meta in self.store.list(&self.pack_indexes_prefix()).await? {
+        for meta in self.store.list(&self.layout.pack_indexes()).await? {
             let Some(index_id) = meta.key.rsplit('/').next().filter(|id| valid_file_id(id)) else {
                 continue;
             };
@@ -522,7 +499,7 @@ impl ResourceArchive for ObjectStoreArchive {
         if !valid_file_id(archive_id) {
             return Err(Error::Invalid(format!("archive id {archive_id:?}")));
         }
-        let key = self.inner.archive_key(archive_id, "manifest");
+        let key = self.inner.layout.manifest(archive_id);
         let manifest: Manifest = self
             .inner
             .get_sealed_json(&key, &format!("resource-manifest/{archive_id}"))
@@ -584,7 +561,7 @@ impl Writer {
     async fn upload(&self, number: u32, body: Vec<u8>) -> Result<()> {
         let key = {
             let state = lock(&self.state);
-            self.inner.pack_key(&state.known.packs[number as usize])
+            self.inner.layout.pack(&state.known.packs[number as usize])
         };
         if let Err(e) = self.inner.store.put(&key, Bytes::from(body)).await {
             lock(&self.state).failed = true;
@@ -728,7 +705,7 @@ impl ArchiveWriter for Writer {
         if let Some(plain) = pack_index {
             let index_id = new_file_id();
             let sealed = self.inner.seal(&format!("resource-pack-index/{index_id}"), &plain)?;
-            let key = format!("{}{index_id}", self.inner.pack_indexes_prefix());
+            let key = self.inner.layout.pack_index(&index_id);
             self.inner.store.put(&key, Bytes::from(sealed)).await?;
             for old in merged {
                 if let Err(e) = self.inner.store.delete(&old).await {
@@ -747,7 +724,7 @@ impl ArchiveWriter for Writer {
             // Sorted so that the same cluster state gives the same index bytes.
             entries.sort_by(|a, b| (&a.resource, &a.name).cmp(&(&b.resource, &b.name)));
             let name = shard_name(&namespace);
-            let key = self.inner.archive_key(&self.archive_id, &format!("index/{name}"));
+            let key = self.inner.layout.index_file(&self.archive_id, &name);
             let aad = format!("resource-index/{}/{name}", self.archive_id);
             let sealed = self.inner.seal(&aad, &serde_json::to_vec(&entries)?)?;
             self.inner.store.put(&key, Bytes::from(sealed)).await?;
@@ -768,7 +745,7 @@ impl ArchiveWriter for Writer {
                 "the final check against gc took too long; run the backup again".into(),
             ));
         }
-        let key = self.inner.archive_key(&self.archive_id, "manifest");
+        let key = self.inner.layout.manifest(&self.archive_id);
         self.inner.store.put(&key, Bytes::from(sealed)).await?;
         Ok(manifest)
     }
@@ -809,7 +786,7 @@ impl Writer {
             let sealed = self
                 .inner
                 .store
-                .get_range(&self.inner.pack_key(pack), range.clone())
+                .get_range(&self.inner.layout.pack(pack), range.clone())
                 .await?;
             let start = body.len() as u64;
             body.extend_from_slice(&sealed);
@@ -818,7 +795,7 @@ impl Writer {
         let name = new_file_id();
         self.inner
             .store
-            .put(&self.inner.pack_key(&name), Bytes::from(body))
+            .put(&self.inner.layout.pack(&name), Bytes::from(body))
             .await?;
         {
             let mut state = lock(&self.state);
@@ -917,7 +894,7 @@ struct Reader {
 impl Reader {
     /// The sealed bytes of a packed object: from its span when one is planned.
     async fn packed(&self, pack: &str, range: Range<u64>) -> Result<Bytes> {
-        let key = self.inner.pack_key(pack);
+        let key = self.inner.layout.pack(pack);
         let read = {
             let mut spans = lock(&self.spans);
             match spans.span_of(pack, &range) {
@@ -1017,7 +994,11 @@ impl ArchiveReader for Reader {
                 self.packed(pack, entry.offset..end).await?
             }
             Some(pack) => return Err(Error::Format(format!("pack {pack:?} of object {}", entry.id))),
-            None => self.inner.store.get(&self.inner.legacy_object_key(&entry.id)).await?,
+            None => {
+                let key = (self.inner.layout.legacy_object(&entry.id))
+                    .ok_or_else(|| Error::Format(format!("object id {:?}", entry.id)))?;
+                self.inner.store.get(&key).await?
+            }
         };
         Ok(serde_json::from_slice(&self.inner.open(&aad, &sealed)?)?)
     }
@@ -1288,12 +1269,12 @@ mod tests {
             .seal(&object_aad(&object_aad_of(&id)), &frame)
             .unwrap();
         store
-            .put(&inner.legacy_object_key(&id), Bytes::from(sealed))
+            .put(&inner.layout.legacy_object(&id).unwrap(), Bytes::from(sealed))
             .await
             .unwrap();
         let archive_id = "01legacy";
         let entry = json!([{"resource": new.resource, "namespace": "a", "name": "old", "uid": new.uid, "id": id}]);
-        let key = inner.archive_key(archive_id, "index/ns-a");
+        let key = inner.layout.index_file(archive_id, "ns-a");
         let sealed = inner
             .seal(
                 &format!("resource-index/{archive_id}/ns-a"),
@@ -1320,7 +1301,7 @@ mod tests {
             )
             .unwrap();
         store
-            .put(&inner.archive_key(archive_id, "manifest"), Bytes::from(sealed))
+            .put(&inner.layout.manifest(archive_id), Bytes::from(sealed))
             .await
             .unwrap();
 
@@ -1391,7 +1372,7 @@ mod tests {
         // A tampered object fails authentication.
         let reader = archive.open(&manifest.archive_id).await.unwrap();
         let entry = reader.entries(&ReadFilter::everything()).await.unwrap().remove(0);
-        let key = archive.inner.pack_key(entry.pack.as_deref().unwrap());
+        let key = archive.inner.layout.pack(entry.pack.as_deref().unwrap());
         let mut body = store.get(&key).await.unwrap().to_vec();
         let last = (entry.offset + entry.len - 1) as usize;
         body[last] ^= 1;

@@ -1,19 +1,26 @@
-//! The layout of a destination, above the repositories: where each cluster's data lies,
-//! and where a recovery point's resource archive is. The one owner of these keys: the
-//! agent writes by them, the control plane checks what agents report against them, the
-//! credential vendors scope access by them. Inside each repository, the repository's own
-//! format owns the keys (`arca_repo::layout`, the resource archive's store).
+//! The layout of a destination bucket (or directory), the one owner of its object keys:
+//! the agent writes and reads by them, the control plane checks what agents report
+//! against them, the credential vendors scope access by them. Nothing else formats a key.
 //!
 //! ```text
-//! <destination prefix>/<org>/<cluster>/resources-<key id>/              resource archive store
-//! <destination prefix>/<org>/<cluster>/resources-<key id>/archives/<id> one point's archive
-//! <destination prefix>/<org>/<cluster>/volumes-<key id>/                volume repository
+//! <destination prefix>/<org>/<cluster>/                                  cluster prefix (this module)
+//!   resources-<key id>/                                                  resource archive store ([`ArchiveLayout`])
+//!     archives/<id>/manifest, archives/<id>/index/<name>                 one point's archive (its location)
+//!     packs/<pack>, pack-index/<id>, gc/<id>, locks/gc                   shared packs, their indexes, gc
+//!   volumes-<key id>/                                                    volume repository ([`RepositoryLayout`])
+//!     config, keys/<id>, data/<xx>/<pack>, index/<id>, snapshots/<id>, gc/<id>, locks/gc
 //! ```
 //!
 //! One pair of repositories per key of the cluster ([`KeyId`]: its generation and
 //! master): a repository is sealed with one key, so a rotated key starts new ones, and a
 //! point's location names the key that opens it. Agents that hold a key of their own
 //! (`ARCA_ARCHIVE_KEY`, no key id from the control plane) use `resources` and `volumes`.
+
+mod archive;
+mod repository;
+
+pub use archive::ArchiveLayout;
+pub use repository::RepositoryLayout;
 
 use crate::ids::{ClusterId, OrgId};
 use crate::model::archive_key::KeyId;
@@ -63,7 +70,7 @@ pub fn key_of_location(location: &str) -> Option<KeyId> {
     key_of_resources_folder(folder).ok().flatten()
 }
 /// Where archives lie inside the resource archive store.
-const ARCHIVES: &str = "archives";
+pub(crate) const ARCHIVES: &str = "archives";
 /// The longest location an agent may report (keys are at most 1024 bytes on S3).
 pub const MAX_LOCATION_BYTES: usize = 900;
 
@@ -90,7 +97,7 @@ pub fn cluster_folder(cluster_prefix: &str, folder: &str) -> String {
 /// A recovery point's location: its archive inside the resource archive store at
 /// `archive_store` (`<cluster prefix>resources-<key id>`).
 pub fn archive_location(archive_store: &str, archive_id: &str) -> String {
-    format!("{archive_store}/{ARCHIVES}/{archive_id}")
+    ArchiveLayout::new(archive_store).archive(archive_id)
 }
 
 /// A location split into the archive store's prefix and the archive id.

@@ -1,6 +1,6 @@
-//! The only owner of object keys inside a repository. Nothing else formats a key.
+//! Keys inside one volume repository (`arca_repo`'s format), relative to its root.
 
-use arca_core::{Error, Result};
+use crate::{Error, Result};
 
 /// Content ids are lowercase hex (a 256-bit keyed hash: 64 characters).
 const ID_LEN: usize = 64;
@@ -9,9 +9,9 @@ const ID_LEN: usize = 64;
 ///
 /// Pack files are spread over 256 directories by the first byte of their id, which
 /// keeps local-filesystem directories small and S3 prefixes evenly loaded.
-pub struct Layout;
+pub struct RepositoryLayout;
 
-impl Layout {
+impl RepositoryLayout {
     /// The repository's configuration (format version, wrapped data key).
     pub const CONFIG: &'static str = "config";
 
@@ -79,21 +79,21 @@ mod tests {
 
     #[test]
     fn keys_have_their_documented_shapes() {
-        assert_eq!(Layout::pack(ID).unwrap(), format!("data/ab/{ID}"));
-        assert_eq!(Layout::index(ID).unwrap(), format!("index/{ID}"));
-        assert_eq!(Layout::snapshot(ID).unwrap(), format!("snapshots/{ID}"));
-        assert!(Layout::pack(ID).unwrap().starts_with(Layout::PACKS));
-        assert_eq!(Layout::key(ID).unwrap(), format!("keys/{ID}"));
-        assert_eq!(Layout::gc_marker(ID).unwrap(), format!("gc/{ID}"));
-        assert_eq!(Layout::gc_lock(ID).unwrap(), format!("locks/{ID}"));
-        assert_eq!(Layout::id_of(&Layout::pack(ID).unwrap()), Some(ID));
-        assert_eq!(Layout::id_of("data/ab/x.tmp"), None);
+        assert_eq!(RepositoryLayout::pack(ID).unwrap(), format!("data/ab/{ID}"));
+        assert_eq!(RepositoryLayout::index(ID).unwrap(), format!("index/{ID}"));
+        assert_eq!(RepositoryLayout::snapshot(ID).unwrap(), format!("snapshots/{ID}"));
+        assert!(RepositoryLayout::pack(ID).unwrap().starts_with(RepositoryLayout::PACKS));
+        assert_eq!(RepositoryLayout::key(ID).unwrap(), format!("keys/{ID}"));
+        assert_eq!(RepositoryLayout::gc_marker(ID).unwrap(), format!("gc/{ID}"));
+        assert_eq!(RepositoryLayout::gc_lock(ID).unwrap(), format!("locks/{ID}"));
+        assert_eq!(RepositoryLayout::id_of(&RepositoryLayout::pack(ID).unwrap()), Some(ID));
+        assert_eq!(RepositoryLayout::id_of("data/ab/x.tmp"), None);
     }
 
     #[test]
     fn ids_that_could_escape_or_collide_are_rejected() {
         for bad in ["", "../../etc/passwd", &ID.to_uppercase(), &ID[1..], &format!("{ID}0")] {
-            assert!(Layout::pack(bad).is_err(), "{bad:?}");
+            assert!(RepositoryLayout::pack(bad).is_err(), "{bad:?}");
         }
     }
 }
