@@ -367,22 +367,26 @@ cmd_build() {
   mv "agent/$sbom.json" "$work/sbom.cdx.json" || die "cargo cyclonedx wrote no agent/$sbom.json"
   find . -maxdepth 3 -name "$sbom.json" -not -path './target/*' -delete
 
+  finish_image "$work" "$tree" "$rootfs" "ARCA_IMAGE_NAME=$name" "ARCA_IMAGE_TAG=$version" \
+    "ARCA_IMAGE_DIGEST=$digest" "ARCA_IMAGE_VERSION=$version" "ARCA_IMAGE_REVISION=$rev" \
+    "ARCA_IMAGE_COMPRESSED_BYTES=$size"
+  log "wrote $OUT (oci/, image.tar, sbom.cdx.json, base-packages.txt, image.env)"
+  echo "$digest"
+}
+
+# The end of a build in $work: the base packages list, image.env (the KEY=VALUE arguments),
+# the work directory installed as $OUT (the EXIT trap that removed it dropped), and the
+# archive copied where --archive asked.
+finish_image() {
+  local work=$1 tree=$2 rootfs=$3
+  shift 3
   mv "$tree.packages" "$work/base-packages.txt"
   rm -rf "$tree.status"
-  cat >"$work/image.env" <<EOF
-ARCA_IMAGE_NAME=$name
-ARCA_IMAGE_TAG=$version
-ARCA_IMAGE_DIGEST=$digest
-ARCA_IMAGE_VERSION=$version
-ARCA_IMAGE_REVISION=$rev
-ARCA_IMAGE_COMPRESSED_BYTES=$size
-EOF
+  printf '%s\n' "$@" >"$work/image.env"
   rm -rf "$tree" "$rootfs"
   install_dir "$work" "$OUT"
   trap - EXIT
   [ -z "$ARCHIVE" ] || cp "$OUT/image.tar" "$ARCHIVE"
-  log "wrote $OUT (oci/, image.tar, sbom.cdx.json, base-packages.txt, image.env)"
-  echo "$digest"
 }
 
 cmd_busybox() {
@@ -419,19 +423,8 @@ cmd_busybox() {
   measure "$work/oci" "$version"
   log "image $name:$version $DIGEST: $(mib "$SIZE") compressed"
   write_archive "$work/oci" "$version" "$name:$version" "$work/image.tar"
-  mv "$tree.packages" "$work/base-packages.txt"
-  rm -rf "$tree.status"
-  cat >"$work/image.env" <<EOF
-ARCA_IMAGE_NAME=$name
-ARCA_IMAGE_TAG=$version
-ARCA_IMAGE_DIGEST=$DIGEST
-ARCA_IMAGE_VERSION=$version
-ARCA_IMAGE_COMPRESSED_BYTES=$SIZE
-EOF
-  rm -rf "$tree" "$rootfs"
-  install_dir "$work" "$OUT"
-  trap - EXIT
-  [ -z "$ARCHIVE" ] || cp "$OUT/image.tar" "$ARCHIVE"
+  finish_image "$work" "$tree" "$rootfs" "ARCA_IMAGE_NAME=$name" "ARCA_IMAGE_TAG=$version" \
+    "ARCA_IMAGE_DIGEST=$DIGEST" "ARCA_IMAGE_VERSION=$version" "ARCA_IMAGE_COMPRESSED_BYTES=$SIZE"
   echo "$DIGEST"
 }
 
