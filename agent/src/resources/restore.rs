@@ -703,25 +703,20 @@ async fn missing_csi_drivers(client: &Client, needed: &BTreeSet<String>) -> Resu
         return Ok(BTreeSet::new());
     }
     let mut present = BTreeSet::new();
-    let drivers: Api<k8s_openapi::api::storage::v1::CSIDriver> = Api::all(client.clone());
-    present.extend(
-        drivers
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|d| d.metadata.name),
-    );
-    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
-    present.extend(
-        classes
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|c| c.provisioner),
-    );
+    let drivers = list_all::<k8s_openapi::api::storage::v1::CSIDriver>(client).await?;
+    present.extend(drivers.into_iter().filter_map(|d| d.metadata.name));
+    let classes = list_all::<k8s_openapi::api::storage::v1::StorageClass>(client).await?;
+    present.extend(classes.into_iter().map(|c| c.provisioner));
     Ok(needed.difference(&present).cloned().collect())
+}
+
+/// Every object of cluster-scoped type `K` (one unpaged list).
+async fn list_all<K>(client: &Client) -> Result<Vec<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Ok(Api::<K>::all(client.clone()).list(&ListParams::default()).await?.items)
 }
 
 /// Restores an archive into the cluster of `client`.
@@ -1130,13 +1125,7 @@ mod tests {
     }
 
     fn rt(plural: &str, kind: &str) -> ResourceType {
-        ResourceType {
-            group: String::new(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            namespaced: true,
-        }
+        crate::resources::test_type("", plural, kind, true)
     }
 
     fn existing(value: Value) -> DynamicObject {

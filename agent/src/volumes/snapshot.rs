@@ -95,13 +95,24 @@ pub fn snapshot_manifest(
     class: &str,
     labels: &BTreeMap<String, String>,
 ) -> Value {
+    volume_snapshot(namespace, name, class, labels, json!({"persistentVolumeClaimName": pvc}))
+}
+
+/// A VolumeSnapshot of class `class` taken from `source` (a claim, or imported content).
+fn volume_snapshot(
+    namespace: &str,
+    name: &str,
+    class: &str,
+    labels: &BTreeMap<String, String>,
+    source: Value,
+) -> Value {
     json!({
         "apiVersion": format!("{GROUP}/v1"),
         "kind": "VolumeSnapshot",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "volumeSnapshotClassName": class,
-            "source": {"persistentVolumeClaimName": pvc},
+            "source": source,
         },
     })
 }
@@ -140,15 +151,7 @@ pub fn imported_snapshot_manifest(
     class: &str,
     labels: &BTreeMap<String, String>,
 ) -> Value {
-    json!({
-        "apiVersion": format!("{GROUP}/v1"),
-        "kind": "VolumeSnapshot",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "volumeSnapshotClassName": class,
-            "source": {"volumeSnapshotContentName": content},
-        },
-    })
+    volume_snapshot(namespace, name, class, labels, json!({"volumeSnapshotContentName": content}))
 }
 
 /// What a ready snapshot says of itself.
