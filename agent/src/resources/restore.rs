@@ -713,7 +713,10 @@ async fn missing_csi_drivers(client: &Client, needed: &BTreeSet<String>) -> Resu
 /// Every object of cluster-scoped type `K` (one unpaged list).
 async fn list_all<K>(client: &Client) -> Result<Vec<K>>
 where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
     Ok(Api::<K>::all(client.clone()).list(&ListParams::default()).await?.items)

@@ -95,7 +95,13 @@ pub fn snapshot_manifest(
     class: &str,
     labels: &BTreeMap<String, String>,
 ) -> Value {
-    volume_snapshot(namespace, name, class, labels, json!({"persistentVolumeClaimName": pvc}))
+    volume_snapshot(
+        namespace,
+        name,
+        class,
+        labels,
+        json!({"persistentVolumeClaimName": pvc}),
+    )
 }
 
 /// A VolumeSnapshot of class `class` taken from `source` (a claim, or imported content).
@@ -151,7 +157,13 @@ pub fn imported_snapshot_manifest(
     class: &str,
     labels: &BTreeMap<String, String>,
 ) -> Value {
-    volume_snapshot(namespace, name, class, labels, json!({"volumeSnapshotContentName": content}))
+    volume_snapshot(
+        namespace,
+        name,
+        class,
+        labels,
+        json!({"volumeSnapshotContentName": content}),
+    )
 }
 
 /// What a ready snapshot says of itself.

@@ -9,6 +9,10 @@
 //!
 //! When a variable is missing, the test is skipped with a loud message on a developer
 //! machine, and fails when `CI` is set: CI must never go green by skipping.
+//!
+//! [`api`] serves the API in-process, for the tests that drive it over HTTP.
+
+pub mod api;
 
 use std::path::PathBuf;
 
