@@ -49,17 +49,8 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
 
     // An org, its managed destination, a cluster and a job leased by the cluster's agent.
     let admin = common::serve_and_sign_up(state, &arca_testenv::unique("renew")).await;
-    let dest = admin
-        .post(
-            "/v1/destinations",
-            json!({ "name": "managed", "target": { "kind": "ARCA_MANAGED" } }),
-        )
-        .await;
     let cluster = admin
-        .post(
-            "/v1/clusters",
-            json!({ "name": "a", "defaultDestinationId": dest["id"] }),
-        )
+        .register_cluster_a(json!({ "name": "managed", "target": { "kind": "ARCA_MANAGED" } }))
         .await;
     let def = admin.post(
         "/v1/backups",

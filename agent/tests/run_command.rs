@@ -10,7 +10,6 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use arca_core::control_plane::ControlPlaneConfig;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,31 +18,17 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = ControlPlaneConfig {
-        signup_open: true,
-        local_destinations: true,
-        heartbeat_interval: Duration::from_secs(1),
-        poll_wait: Duration::from_secs(1),
-        // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
-        archive_keyring: common::fresh_keyring(),
-        ..Default::default()
-    };
+    // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
+    let config = common::quick_config();
     let admin = common::serve_and_sign_up(
         common::embedded_state(dir.path(), config),
         &arca_testenv::unique("agent-bin"),
     )
     .await;
     let base = &admin.base;
-    let dest = admin
-        .post(
-            "/v1/destinations",
-            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dir.path().join("dest") } }),
-        )
-        .await;
     let registered = admin
-        .post(
-            "/v1/clusters",
-            json!({ "name": "a", "defaultDestinationId": dest["id"] }),
+        .register_cluster_a(
+            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dir.path().join("dest") } }),
         )
         .await;
     let cluster_id = registered["id"].as_str().unwrap().to_owned();

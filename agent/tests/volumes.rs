@@ -359,15 +359,20 @@ async fn provision(client: &kube::Client, pvc: &PersistentVolumeClaim, world: &W
         )
         .await
         .unwrap();
-    claims
+    mark_bound(client, &ns, &name).await;
+    world.put(format!("handle:vol-{uid}"), device.to_path_buf());
+}
+
+/// Sets claim `ns/name`'s phase to Bound, as the PV controller does.
+async fn mark_bound(client: &kube::Client, ns: &str, name: &str) {
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .patch_status(
-            &name,
+            name,
             &PatchParams::default(),
             &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
         )
         .await
         .unwrap();
-    world.put(format!("handle:vol-{uid}"), device.to_path_buf());
 }
 
 /// The PV controller's part for claims created with the `volumeName` of a PV pre-bound to
@@ -404,14 +409,7 @@ async fn pv_controller(client: &kube::Client, world: &World) {
         pvs.patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
-            )
-            .await
-            .unwrap();
+        mark_bound(client, &ns, &name).await;
     }
 }
 
@@ -489,31 +487,17 @@ async fn csi_snapshots_copies_restores_and_deletions() {
 
     // The control plane, in-process.
     let config = ControlPlaneConfig {
-        signup_open: true,
         // Copying PV data is a paid-plan feature.
         signup_plan: arca_core::model::plan::Plan::Paid,
-        local_destinations: true,
-        heartbeat_interval: Duration::from_secs(1),
-        poll_wait: Duration::from_secs(1),
-        archive_keyring: common::fresh_keyring(),
-        ..Default::default()
+        ..common::quick_config()
     };
     let state = common::embedded_state(dir.path(), config);
     let cp = state.control_plane.clone();
     let admin = common::serve_and_sign_up(state, &tag).await;
     let base = &admin.base;
     let dest_root = dir.path().join("dest");
-    let dest = admin
-        .post(
-            "/v1/destinations",
-            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_root } }),
-        )
-        .await;
     let registered = admin
-        .post(
-            "/v1/clusters",
-            json!({ "name": "a", "defaultDestinationId": dest["id"] }),
-        )
+        .register_cluster_a(json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_root } }))
         .await;
     let cluster_id = registered["id"].as_str().unwrap().to_owned();
 

@@ -35,6 +35,27 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
         .await;
 }
 
+/// `v` as a typed Kubernetes object.
+pub fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a valid object")
+}
+
+/// Creates `v`, a `K`, in namespace `ns` of `client`'s cluster.
+pub async fn create_in<K>(client: &kube::Client, ns: &str, v: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::Serialize
+        + k8s_openapi::serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &obj(v))
+        .await
+        .unwrap_or_else(|e| panic!("creating {}/{ns}: {e}", K::kind(&Default::default())))
+}
+
 /// A clock the test moves (schedules firing, retention expiring).
 pub struct TestClock(Mutex<SystemTime>);
 
@@ -132,6 +153,19 @@ impl User {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{path} never got there: {}", self.get(path).await);
+    }
+
+    /// Defines backup `name` of namespace `ns` of cluster `cluster` (resources only, no
+    /// volume data); its id.
+    pub async fn namespace_backup(&self, name: &str, cluster: &str, ns: &str) -> String {
+        let def = self
+            .post(
+                "/v1/backups",
+                serde_json::json!({ "name": name, "clusterId": cluster, "pvMode": "none",
+                                    "selection": { "namespaces": [ns] } }),
+            )
+            .await;
+        def["id"].as_str().expect("definition id").to_owned()
     }
 
     /// Waits until the job has ended, whatever its outcome.

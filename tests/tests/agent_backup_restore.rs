@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_e2e::harness::Harness;
+use arca_e2e::{create_in, obj};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::Api;
@@ -30,10 +31,6 @@ fn files_under(dir: &std::path::Path) -> usize {
         .map(|e| e.unwrap().path())
         .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
         .sum()
-}
-
-fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
 }
 
 /// The control plane with a local-filesystem destination (in `dir`) and an agent worker
@@ -82,65 +79,49 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
 
     // A namespace of cluster a with a few objects.
     let ns = arca_testenv::unique("bkrs");
-    let pp = PostParams::default();
-    Api::<Namespace>::all(a.client.clone())
-        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
-        .await
-        .unwrap();
-    let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
     for name in ["settings", "features"] {
-        cms.create(
-            &pp,
-            &obj(json!({ "metadata": { "name": name }, "data": { "name": name } })),
+        create_in::<ConfigMap>(
+            &a.client,
+            &ns,
+            json!({ "metadata": { "name": name }, "data": { "name": name } }),
         )
-        .await
-        .unwrap();
+        .await;
     }
-    Api::<Secret>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } })),
-        )
-        .await
-        .unwrap();
-    Api::<Deployment>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({
-                "metadata": { "name": "web" },
-                "spec": {
-                    "replicas": 1,
-                    "selector": { "matchLabels": { "app": "web" } },
-                    "template": {
-                        "metadata": { "labels": { "app": "web" } },
-                        "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] }
-                    }
+    create_in::<Secret>(
+        &a.client,
+        &ns,
+        json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } }),
+    )
+    .await;
+    create_in::<Deployment>(
+        &a.client,
+        &ns,
+        json!({
+            "metadata": { "name": "web" },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": {
+                    "metadata": { "labels": { "app": "web" } },
+                    "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] }
                 }
-            })),
-        )
-        .await
-        .unwrap();
-    Api::<Service>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({
-                "metadata": { "name": "web" },
-                "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
-            })),
-        )
-        .await
-        .unwrap();
+            }
+        }),
+    )
+    .await;
+    create_in::<Service>(
+        &a.client,
+        &ns,
+        json!({
+            "metadata": { "name": "web" },
+            "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
+        }),
+    )
+    .await;
 
     // Backup: the job completes and its point is READY with the counts.
-    let def = user
-        .post(
-            "/v1/backups",
-            json!({ "name": "ns", "clusterId": cluster_a, "pvMode": "none", "selection": { "namespaces": [ns] } }),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let def = user.namespace_backup("ns", &cluster_a, &ns).await;
     let job = user
         .post(
             &format!("/v1/backups/{def}/run"),
@@ -425,23 +406,12 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
 
     let ns = arca_testenv::unique("rotate");
     let pp = PostParams::default();
-    Api::<Namespace>::all(a.client.clone())
-        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
-        .await
-        .unwrap();
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
     let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
     let settings =
         |value: &str| obj::<ConfigMap>(json!({ "metadata": { "name": "settings" }, "data": { "value": value } }));
     cms.create(&pp, &settings("before")).await.unwrap();
-    let def = user
-        .post(
-            "/v1/backups",
-            json!({ "name": "ns", "clusterId": cluster_a, "pvMode": "none", "selection": { "namespaces": [ns] } }),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let def = user.namespace_backup("ns", &cluster_a, &ns).await;
     let backup = |retain_days: u32| {
         let def = def.clone();
         async move {

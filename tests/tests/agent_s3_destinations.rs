@@ -15,14 +15,11 @@
 
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_e2e::harness::Harness;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use arca_e2e::{create_in, obj};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-
-fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_fail_in_one_line() {
@@ -60,25 +57,19 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
 
     // What is backed up: a namespace with a ConfigMap and a Secret.
     let ns = arca_testenv::unique("s3dest");
-    let pp = PostParams::default();
-    Api::<Namespace>::all(a.client.clone())
-        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
-        .await
-        .unwrap();
-    Api::<ConfigMap>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({ "metadata": { "name": "settings" }, "data": { "mode": "s3" } })),
-        )
-        .await
-        .unwrap();
-    Api::<Secret>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } })),
-        )
-        .await
-        .unwrap();
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
+    create_in::<ConfigMap>(
+        &a.client,
+        &ns,
+        json!({ "metadata": { "name": "settings" }, "data": { "mode": "s3" } }),
+    )
+    .await;
+    create_in::<Secret>(
+        &a.client,
+        &ns,
+        json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } }),
+    )
+    .await;
 
     let backup = |name: &str, target: Value| {
         let (ns, cluster_a) = (ns.clone(), cluster_a.clone());

@@ -694,6 +694,17 @@ async fn associated_cluster_entries(
     Ok(kept)
 }
 
+/// Runs `lookups`, at most `concurrency` (at least one) at a time; what they found.
+async fn found<T>(lookups: Vec<BoxFuture<'_, Option<T>>>, concurrency: usize) -> Vec<T> {
+    stream::iter(lookups)
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// CSI drivers the restored PVs need that the target lacks. A driver "exists" in the
 /// target when a CSIDriver object of that name exists there, or a StorageClass there
 /// (not one this restore brings) names it as provisioner: some drivers register no
@@ -819,13 +830,7 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
                 .boxed()
             })
             .collect();
-        let existing: Vec<String> = stream::iter(lookups)
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let existing = found(lookups, opts.concurrency).await;
         if !existing.is_empty() {
             let mut existing = existing;
             existing.sort();
@@ -1036,13 +1041,7 @@ async fn missing_permissions(
             .boxed()
         })
         .collect();
-    let mut missing: Vec<MissingPermission> = stream::iter(reviews)
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut missing = found(reviews, opts.concurrency).await;
     missing.sort();
     Ok(missing)
 }

@@ -217,7 +217,13 @@ impl VolumeRestore {
         let content =
             snapshot::imported_content_manifest(&name, &record.driver, &handle, &snap.class, target_ns, &name, &labels);
         snapshot::create_content(&self.client, &content).await?;
-        let imported = snapshot::imported_snapshot_manifest(target_ns, &name, &name, &snap.class, &labels);
+        let imported = snapshot::snapshot_manifest(
+            target_ns,
+            &name,
+            snapshot::SnapshotSource::Content(&name),
+            &snap.class,
+            &labels,
+        );
         snapshot::create(&self.client, &imported).await?;
         self.note(format!(
             "PVC {target_ns}/{}: from VolumeSnapshot {}/{} (imported as {target_ns}/{name})",

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::model::archive_key::{ArchiveKeyring, ArchiveMasterKey};
@@ -15,6 +16,19 @@ use serde_json::Value;
 /// to the agent with each job (no ARCA_ARCHIVE_KEY).
 pub fn fresh_keyring() -> Option<ArchiveKeyring> {
     Some(ArchiveKeyring::new(ArchiveMasterKey::generate().unwrap(), vec![]))
+}
+
+/// The control plane as the agent tests run it: sign-up open, local destinations allowed,
+/// 1 s heartbeats and polls, and [`fresh_keyring`].
+pub fn quick_config() -> ControlPlaneConfig {
+    ControlPlaneConfig {
+        signup_open: true,
+        local_destinations: true,
+        heartbeat_interval: Duration::from_secs(1),
+        poll_wait: Duration::from_secs(1),
+        archive_keyring: fresh_keyring(),
+        ..Default::default()
+    }
 }
 
 /// The API's state over a redb file in `dir`, an embedded queue and a scheduler on the
@@ -71,6 +85,17 @@ impl Admin {
 
     pub async fn get(&self, path: &str) -> Value {
         self.call(reqwest::Method::GET, path, Value::Null).await
+    }
+
+    /// Creates `destination` (its `name` and `target`) and registers cluster `a` with it as
+    /// its default; the registration (`id`, `agentToken`, ...).
+    pub async fn register_cluster_a(&self, destination: Value) -> Value {
+        let dest = self.post("/v1/destinations", destination).await;
+        self.post(
+            "/v1/clusters",
+            serde_json::json!({ "name": "a", "defaultDestinationId": dest["id"] }),
+        )
+        .await
     }
 }
 
