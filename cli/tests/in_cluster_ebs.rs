@@ -51,20 +51,10 @@ fn tags(v: &aws_sdk_ec2::types::Volume) -> std::collections::BTreeMap<String, St
 #[test]
 fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
+    let [a, b] = Kubectl::a_and_b(&nodes);
     let work = tempfile::tempdir().unwrap();
     let namespace = arca_testenv::unique("ebs");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let _cleanup = Cleanup::new([a, b], &namespace);
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- the AWS account (fresh on moto) and the application's EBS volume in us-east-1a

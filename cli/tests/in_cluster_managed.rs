@@ -77,20 +77,10 @@ fn bucket_keys(endpoint: &str, bucket: &str) -> Vec<String> {
 #[test]
 fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
+    let [a, b] = Kubectl::a_and_b(&nodes);
     let work = tempfile::tempdir().unwrap();
     let namespace = arca_testenv::unique("managed");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let _cleanup = Cleanup::new([a, b], &namespace);
 
     // ---- the deployment's managed bucket on moto; the server vends for it through STS
     // (moto's, reached as the machine's AWS), agents reach it where Pods reach moto

@@ -172,20 +172,10 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
 fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
     let started = Instant::now();
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
+    let [a, b] = Kubectl::a_and_b(&nodes);
     let work = tempfile::tempdir().unwrap();
     let namespace = arca_testenv::unique("vols");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let _cleanup = Cleanup::new([a, b], &namespace);
 
     // ---- server, user, an agent in each cluster (the install link, applied with kubectl)
     let (_server, url) = start_server(work.path(), &nodes.host_ip, &nodes.agent_image);

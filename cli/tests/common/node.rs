@@ -65,7 +65,27 @@ pub struct Kubectl<'a> {
     pub kubeconfig: &'a Path,
 }
 
-impl Kubectl<'_> {
+impl<'a> Kubectl<'a> {
+    /// kubectl against the nodes' clusters a and b.
+    pub fn a_and_b(nodes: &'a arca_testenv::Nodes) -> [Kubectl<'a>; 2] {
+        [&nodes.kubeconfig_a, &nodes.kubeconfig_b].map(|kubeconfig| Kubectl { nodes, kubeconfig })
+    }
+
+    /// The Secret `bucket-keys` beside the agent: moto's keys, as a destination's
+    /// `credentialsRef` names them.
+    pub fn create_bucket_keys(&self) {
+        self.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "bucket-keys",
+            "-n",
+            AGENT_NAMESPACE,
+            "--from-literal=AWS_ACCESS_KEY_ID=testing",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
+        ]);
+    }
+
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         self.nodes.kubectl(self.kubeconfig).args(args).output().unwrap()
     }
@@ -259,16 +279,7 @@ pub fn bucket_destination(
         .unwrap();
     assert!(created.success(), "creating bucket {bucket} on moto");
     for k in clusters {
-        k.ok(&[
-            "create",
-            "secret",
-            "generic",
-            "bucket-keys",
-            "-n",
-            AGENT_NAMESPACE,
-            "--from-literal=AWS_ACCESS_KEY_ID=testing",
-            "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
-        ]);
+        k.create_bucket_keys();
     }
     let moto_port = aws.endpoint_url.rsplit(':').next().unwrap().trim_end_matches('/');
     let url = match endpoint {
@@ -451,6 +462,16 @@ pub fn wait_agent_namespace_gone(k: &Kubectl) {
 pub struct Cleanup<'a> {
     pub clusters: [Kubectl<'a>; 2],
     pub namespace: String,
+}
+
+impl<'a> Cleanup<'a> {
+    /// Removes namespace `namespace` and the agents from `clusters` once dropped.
+    pub fn new(clusters: [Kubectl<'a>; 2], namespace: &str) -> Self {
+        Cleanup {
+            clusters,
+            namespace: namespace.to_owned(),
+        }
+    }
 }
 
 impl Drop for Cleanup<'_> {
