@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::node::{
     AGENT_NAMESPACE, BucketEndpoint, Cleanup, Kubectl, assert_agent_pod, bucket_destination, chrono_now,
-    install_with_link, start_server_with, wait_agent_namespace_gone, wait_cluster_active,
+    install_with_link, link_moto_account, start_server_on_moto, wait_agent_namespace_gone, wait_cluster_active,
 };
 use common::{User, config_in_env, fresh_account, stderr};
 use serde_json::{Value, json};
@@ -91,23 +91,10 @@ fn eks_recreation_installs_the_agent_from_the_manifest_and_the_restore_runs() {
     let eks_name = format!("eks-{account}");
     let eks = rt.block_on(eks_in(aws, &account));
     rt.block_on(seed_eks(&eks, &account, &eks_name));
-    let endpoint = aws.endpoint_url.trim_end_matches('/').to_owned();
-    let (_server, url) = start_server_with(
-        work.path(),
-        &nodes.host_ip,
-        &nodes.agent_image,
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let (_server, url) = start_server_on_moto(work.path(), &nodes, &[]);
     let user = User::new(&url, work.path(), "admin");
     user.ok(&["signup", "--org-name", &arca_testenv::unique("eks")]);
-    user.ok(&["cloud-accounts", "link", "--name", "moto", "--region", "us-east-1"]);
-    let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
-    user.ok(&["cloud-accounts", "set-role", "moto", "--role-arn", &role]);
+    link_moto_account(&user, &account);
     user.ok(&["cloud-accounts", "inventory", "moto"]);
 
     // ---- cluster a is that EKS cluster: its agent as a Pod, its link, a namespace backed up

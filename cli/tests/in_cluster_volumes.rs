@@ -412,15 +412,7 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     // the restored claim's
     assert!(!b.run(&["get", "namespace", namespace]).status.success());
     let t = Instant::now();
-    let restore = user.json(&[
-        "restores",
-        "create",
-        "--recovery-point",
-        &id,
-        "--cluster",
-        &cluster_b,
-        "--wait",
-    ]);
+    let restore = user.restore_waiting(&id, &cluster_b);
     eprintln!("restore after {:?}: {restore:#}", t.elapsed());
     assert_eq!(restore["state"], "COMPLETED", "{restore:#}");
     let restore_mover = assert_mover_pod(

@@ -126,6 +126,19 @@ impl User {
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
+    /// `restores create --recovery-point POINT --cluster CLUSTER --wait`: the restore.
+    pub fn restore_waiting(&self, point: &str, cluster: &str) -> Value {
+        self.json(&[
+            "restores",
+            "create",
+            "--recovery-point",
+            point,
+            "--cluster",
+            cluster,
+            "--wait",
+        ])
+    }
+
     pub fn saved_key(&self) -> String {
         let doc: Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
         doc["apiKey"].as_str().unwrap().to_owned()

@@ -58,6 +58,28 @@ pub fn start_server_with(data: &Path, host_ip: &str, image: &str, env: &[(&str, 
     (server, url)
 }
 
+/// [`start_server_with`] on the nodes' host and agent image, its AWS the nodes' moto
+/// (through the standard variables), and `env`.
+pub fn start_server_on_moto(data: &Path, nodes: &arca_testenv::Nodes, env: &[(&str, &str)]) -> (ServerProcess, String) {
+    let endpoint = nodes.aws.endpoint_url.trim_end_matches('/').to_owned();
+    let mut all = env.to_vec();
+    all.extend([
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    start_server_with(data, &nodes.host_ip, &nodes.agent_image, &all)
+}
+
+/// Links moto's `account` as cloud account `moto` (us-east-1) and sets its cross-account
+/// role.
+pub fn link_moto_account(user: &User, account: &str) {
+    user.ok(&["cloud-accounts", "link", "--name", "moto", "--region", "us-east-1"]);
+    let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
+    user.ok(&["cloud-accounts", "set-role", "moto", "--role-arn", &role]);
+}
+
 /// kubectl against one cluster; panics with its output unless it succeeds.
 #[derive(Clone, Copy)]
 pub struct Kubectl<'a> {
