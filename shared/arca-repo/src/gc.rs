@@ -11,7 +11,7 @@ use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
 use crate::id::{Id, IdSet};
 use crate::layout::Layout;
 use crate::lock::StoreLock;
-use crate::pack::{Packer, SealedBlob};
+use crate::pack::{Packer, read_sealed};
 use crate::repo::{Index, Repository, key_for, now_ms};
 
 /// Index files written by gc hold at most this many blobs each.
@@ -150,22 +150,7 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
         } else if (live_bytes as f64) < options.repack_below * total as f64 {
             let key = key_for(Layout::pack, &pack.id)?;
             for e in live_entries {
-                let start = u64::from(e.offset);
-                let data = repo
-                    .store()
-                    .get_range(&key, start..start + u64::from(e.stored_len))
-                    .await
-                    .map_err(|err| RepoError::store(format!("repacking {key}"), err))?
-                    .to_vec();
-                repacker
-                    .add(SealedBlob {
-                        kind: e.kind,
-                        flags: e.flags,
-                        id: e.id,
-                        raw_len: e.raw_len,
-                        data,
-                    })
-                    .await?;
+                repacker.add(read_sealed(repo, &key, e, "repacking").await?).await?;
             }
             report.packs_repacked += 1;
             condemned.push(pack.id);

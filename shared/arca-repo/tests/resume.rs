@@ -6,22 +6,18 @@
 
 mod common;
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_core::ports::{ObjectMeta, ObjectStore};
+use arca_core::ports::ObjectStore;
 use arca_repo::{GcOptions, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore, verify};
-use async_trait::async_trait;
-use bytes::Bytes;
-use common::{local_repo, noise, wrapper};
+use common::{Hooked, StoreHooks, local_repo, noise, wrapper};
 use tokio::sync::Notify;
 
 /// Counts what goes into `data/` (packs), and tells when `notify_after` packs are stored.
 struct Counting {
-    inner: Arc<dyn ObjectStore>,
     packs: AtomicU64,
     bytes: AtomicU64,
     notify_after: u64,
@@ -29,44 +25,27 @@ struct Counting {
 }
 
 impl Counting {
-    fn new(inner: Arc<dyn ObjectStore>, notify_after: u64) -> Arc<Counting> {
-        Arc::new(Counting {
+    fn new(inner: Arc<dyn ObjectStore>, notify_after: u64) -> Arc<Hooked<Counting>> {
+        Hooked::new(
             inner,
-            packs: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            notify_after,
-            reached: Notify::new(),
-        })
+            Counting {
+                packs: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                notify_after,
+                reached: Notify::new(),
+            },
+        )
     }
 }
 
-#[async_trait]
-impl ObjectStore for Counting {
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
-        let len = body.len() as u64;
-        self.inner.put(key, body).await?;
+impl StoreHooks for Counting {
+    fn after_put(&self, key: &str, len: u64) {
         if key.starts_with("data/") {
             self.bytes.fetch_add(len, Ordering::SeqCst);
             if self.packs.fetch_add(1, Ordering::SeqCst) + 1 == self.notify_after {
                 self.reached.notify_one();
             }
         }
-        Ok(())
-    }
-    async fn get(&self, key: &str) -> arca_core::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> arca_core::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str) -> arca_core::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> arca_core::Result<()> {
-        self.inner.delete(key).await
     }
 }
 
