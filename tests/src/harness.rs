@@ -53,13 +53,7 @@ impl Harness {
             agent: Default::default(),
         };
         let base = arca_testenv::api::serve_on_loopback(arca_api::router(state)).await;
-        let http = reqwest::Client::new();
-        let key = arca_testenv::api::sign_up(&http, &base, &arca_testenv::unique("e2e")).await;
-        let user = User {
-            http,
-            base: base.clone(),
-            key,
-        };
+        let user = User::sign_up(&base).await;
         Harness {
             cp,
             clock,

@@ -87,6 +87,17 @@ pub struct User {
 }
 
 impl User {
+    /// Signs a new org up at the API at `base`; its admin.
+    pub async fn sign_up(base: &str) -> User {
+        let http = reqwest::Client::new();
+        let key = arca_testenv::api::sign_up(&http, base, &arca_testenv::unique("e2e")).await;
+        User {
+            http,
+            base: base.to_owned(),
+            key,
+        }
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut r = self
             .http
@@ -166,6 +177,19 @@ impl User {
             )
             .await;
         def["id"].as_str().expect("definition id").to_owned()
+    }
+
+    /// Runs definition `def` now, its point kept `retain_days`; the job, once it COMPLETED.
+    pub async fn run_completed(&self, def: &str, retain_days: u32) -> Value {
+        let job = self
+            .post(
+                &format!("/v1/backups/{def}/run"),
+                serde_json::json!({ "retention": { "retainDays": retain_days } }),
+            )
+            .await;
+        let done = self.wait_job(job["id"].as_str().expect("job id")).await;
+        assert_eq!(done["state"], "COMPLETED", "{done}");
+        done
     }
 
     /// Waits until the job has ended, whatever its outcome.

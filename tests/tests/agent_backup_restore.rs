@@ -122,14 +122,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
 
     // Backup: the job completes and its point is READY with the counts.
     let def = user.namespace_backup("ns", &cluster_a, &ns).await;
-    let job = user
-        .post(
-            &format!("/v1/backups/{def}/run"),
-            json!({ "retention": { "retainDays": 1 } }),
-        )
-        .await;
-    let done = user.wait_job(job["id"].as_str().unwrap()).await;
-    assert_eq!(done["state"], "COMPLETED", "{done}");
+    let done = user.run_completed(&def, 1).await;
     let resources = done["counters"]["resources"].as_u64().unwrap();
     // namespace, 2 ConfigMaps (+ kube-root-ca.crt if a controller made it), Secret,
     // Deployment, Service (+ default ServiceAccount, Endpoints, ReplicaSet where controllers run)
@@ -415,14 +408,7 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     let backup = |retain_days: u32| {
         let def = def.clone();
         async move {
-            let job = user
-                .post(
-                    &format!("/v1/backups/{def}/run"),
-                    json!({ "retention": { "retainDays": retain_days } }),
-                )
-                .await;
-            let done = user.wait_job(job["id"].as_str().unwrap()).await;
-            assert_eq!(done["state"], "COMPLETED", "{done}");
+            let done = user.run_completed(&def, retain_days).await;
             let points = user.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
             points["items"]
                 .as_array()

@@ -48,13 +48,7 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
     let base = arca_testenv::api::serve_on_loopback(arca_api::router(state)).await;
 
     // A user signs up and registers the cluster.
-    let http = reqwest::Client::new();
-    let key = arca_testenv::api::sign_up(&http, &base, &arca_testenv::unique("e2e")).await;
-    let user = User {
-        http,
-        base: base.clone(),
-        key,
-    };
+    let user = User::sign_up(&base).await;
     let dest = user
         .post(
             "/v1/destinations",

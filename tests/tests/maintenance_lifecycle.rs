@@ -89,14 +89,7 @@ async fn lifecycle(target: Value, packs_under: Listing<'_>) {
             .await
             .unwrap();
         }
-        let job = user
-            .post(
-                &format!("/v1/backups/{def}/run"),
-                json!({ "retention": { "retainDays": retain_days } }),
-            )
-            .await;
-        let done = user.wait_job(job["id"].as_str().unwrap()).await;
-        assert_eq!(done["state"], "COMPLETED", "{done}");
+        let done = user.run_completed(&def, retain_days).await;
         let listed = user.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
         let point = listed["items"]
             .as_array()
