@@ -12,7 +12,7 @@
 mod common;
 
 use common::node::{
-    BucketEndpoint, Cleanup, Kubectl, assert_agent_pod, bucket_destination, install_with_link, link_moto_account,
+    BucketEndpoint, Kubectl, Scene, assert_agent_pod, bucket_destination, install_with_link, link_moto_account,
     start_server_on_moto,
 };
 use common::{User, config_in_env, fresh_account};
@@ -52,10 +52,13 @@ fn tags(v: &aws_sdk_ec2::types::Volume) -> std::collections::BTreeMap<String, St
 #[test]
 fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let [a, b] = Kubectl::a_and_b(&nodes);
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("ebs");
-    let _cleanup = Cleanup::new([a, b], &namespace);
+    let Scene {
+        a,
+        b,
+        work,
+        namespace,
+        cleanup: _cleanup,
+    } = Scene::new(&nodes, "ebs");
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- the AWS account (fresh on moto) and the application's EBS volume in us-east-1a

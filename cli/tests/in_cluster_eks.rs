@@ -20,8 +20,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::node::{
-    AGENT_NAMESPACE, BucketEndpoint, Cleanup, Kubectl, assert_agent_pod, bucket_destination, chrono_now,
-    install_with_link, link_moto_account, start_server_on_moto, wait_agent_namespace_gone, wait_cluster_active,
+    AGENT_NAMESPACE, BucketEndpoint, Scene, assert_agent_pod, bucket_destination, chrono_now, install_with_link,
+    link_moto_account, start_server_on_moto, wait_agent_namespace_gone, wait_cluster_active,
 };
 use common::{User, config_in_env, fresh_account, stderr};
 use serde_json::{Value, json};
@@ -79,10 +79,13 @@ async fn seed_eks(eks: &aws_sdk_eks::Client, account: &str, name: &str) {
 #[test]
 fn eks_recreation_installs_the_agent_from_the_manifest_and_the_restore_runs() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let [a, b] = Kubectl::a_and_b(&nodes);
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("eks");
-    let _cleanup = Cleanup::new([a, b], &namespace);
+    let Scene {
+        a,
+        b,
+        work,
+        namespace,
+        cleanup: _cleanup,
+    } = Scene::new(&nodes, "eks");
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- an AWS account on moto with an EKS cluster; the server reaches it as the machine's AWS

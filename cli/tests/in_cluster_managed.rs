@@ -19,7 +19,7 @@ use std::process::Command;
 
 use common::User;
 use common::node::{
-    Cleanup, Kubectl, MotoRecording, assert_agent_pod, install_with_link, same_bytes, start_server_on_moto, volume_file,
+    MotoRecording, Scene, assert_agent_pod, install_with_link, same_bytes, start_server_on_moto, volume_file,
 };
 use serde_json::{Value, json};
 
@@ -77,10 +77,13 @@ fn bucket_keys(endpoint: &str, bucket: &str) -> Vec<String> {
 #[test]
 fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let [a, b] = Kubectl::a_and_b(&nodes);
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("managed");
-    let _cleanup = Cleanup::new([a, b], &namespace);
+    let Scene {
+        a,
+        b,
+        work,
+        namespace,
+        cleanup: _cleanup,
+    } = Scene::new(&nodes, "managed");
 
     // ---- the deployment's managed bucket on moto; the server vends for it through STS
     // (moto's, reached as the machine's AWS), agents reach it where Pods reach moto

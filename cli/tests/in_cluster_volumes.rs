@@ -30,8 +30,8 @@ use std::time::Instant;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, BucketEndpoint, Cleanup, Kubectl, PodWatch, assert_agent_pod, bucket_destination,
-    install_with_link, same_bytes, start_server, volume_file,
+    AGENT_NAMESPACE, BucketEndpoint, Kubectl, PodWatch, Scene, assert_agent_pod, bucket_destination, install_with_link,
+    same_bytes, start_server, volume_file,
 };
 use serde_json::{Value, json};
 
@@ -172,10 +172,13 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
 fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
     let started = Instant::now();
-    let [a, b] = Kubectl::a_and_b(&nodes);
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("vols");
-    let _cleanup = Cleanup::new([a, b], &namespace);
+    let Scene {
+        a,
+        b,
+        work,
+        namespace,
+        cleanup: _cleanup,
+    } = Scene::new(&nodes, "vols");
 
     // ---- server, user, an agent in each cluster (the install link, applied with kubectl)
     let (_server, url) = start_server(work.path(), &nodes.host_ip, &nodes.agent_image);

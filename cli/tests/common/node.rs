@@ -486,12 +486,30 @@ pub struct Cleanup<'a> {
     pub namespace: String,
 }
 
-impl<'a> Cleanup<'a> {
-    /// Removes namespace `namespace` and the agents from `clusters` once dropped.
-    pub fn new(clusters: [Kubectl<'a>; 2], namespace: &str) -> Self {
-        Cleanup {
-            clusters,
-            namespace: namespace.to_owned(),
+/// What an in-cluster test starts from: kubectl for clusters a and b, a work directory, a
+/// unique application namespace, and the [`Cleanup`] of both clusters.
+pub struct Scene<'a> {
+    pub a: Kubectl<'a>,
+    pub b: Kubectl<'a>,
+    pub work: tempfile::TempDir,
+    pub namespace: String,
+    pub cleanup: Cleanup<'a>,
+}
+
+impl<'a> Scene<'a> {
+    /// The scene of a test on `nodes`, its namespace named after `prefix`.
+    pub fn new(nodes: &'a arca_testenv::Nodes, prefix: &str) -> Scene<'a> {
+        let [a, b] = Kubectl::a_and_b(nodes);
+        let namespace = arca_testenv::unique(prefix);
+        Scene {
+            a,
+            b,
+            work: tempfile::tempdir().unwrap(),
+            cleanup: Cleanup {
+                clusters: [a, b],
+                namespace: namespace.clone(),
+            },
+            namespace,
         }
     }
 }

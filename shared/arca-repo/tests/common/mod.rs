@@ -56,18 +56,7 @@ pub async fn s3_store() -> Option<Arc<dyn ObjectStore>> {
     Some(Arc::new(arca_aws::S3ObjectStore::new(client, bucket, "repos/one")))
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so tests need no rand crate.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+pub use arca_testenv::noise;
 
 /// What a test's store does around the calls it passes on (see [`Hooked`]).
 #[async_trait]
