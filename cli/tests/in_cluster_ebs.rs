@@ -52,13 +52,8 @@ fn tags(v: &aws_sdk_ec2::types::Volume) -> std::collections::BTreeMap<String, St
 #[test]
 fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let Scene {
-        a,
-        b,
-        work,
-        namespace,
-        cleanup: _cleanup,
-    } = Scene::new(&nodes, "ebs");
+    let scene = Scene::new(&nodes, "ebs");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- the AWS account (fresh on moto) and the application's EBS volume in us-east-1a

@@ -79,13 +79,8 @@ async fn seed_eks(eks: &aws_sdk_eks::Client, account: &str, name: &str) {
 #[test]
 fn eks_recreation_installs_the_agent_from_the_manifest_and_the_restore_runs() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let Scene {
-        a,
-        b,
-        work,
-        namespace,
-        cleanup: _cleanup,
-    } = Scene::new(&nodes, "eks");
+    let scene = Scene::new(&nodes, "eks");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- an AWS account on moto with an EKS cluster; the server reaches it as the machine's AWS

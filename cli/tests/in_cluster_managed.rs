@@ -77,13 +77,8 @@ fn bucket_keys(endpoint: &str, bucket: &str) -> Vec<String> {
 #[test]
 fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let Scene {
-        a,
-        b,
-        work,
-        namespace,
-        cleanup: _cleanup,
-    } = Scene::new(&nodes, "managed");
+    let scene = Scene::new(&nodes, "managed");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
 
     // ---- the deployment's managed bucket on moto; the server vends for it through STS
     // (moto's, reached as the machine's AWS), agents reach it where Pods reach moto

@@ -172,13 +172,8 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
 fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
     let started = Instant::now();
-    let Scene {
-        a,
-        b,
-        work,
-        namespace,
-        cleanup: _cleanup,
-    } = Scene::new(&nodes, "vols");
+    let scene = Scene::new(&nodes, "vols");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
 
     // ---- server, user, an agent in each cluster (the install link, applied with kubectl)
     let (_server, url) = start_server(work.path(), &nodes.host_ip, &nodes.agent_image);

@@ -491,9 +491,10 @@ pub struct Cleanup<'a> {
 pub struct Scene<'a> {
     pub a: Kubectl<'a>,
     pub b: Kubectl<'a>,
-    pub work: tempfile::TempDir,
     pub namespace: String,
+    /// (Dropped before `work`, as fields drop in order.)
     pub cleanup: Cleanup<'a>,
+    pub work: tempfile::TempDir,
 }
 
 impl<'a> Scene<'a> {
