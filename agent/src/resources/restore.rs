@@ -41,6 +41,13 @@ impl From<arca_core::model::restore::ExistingResourcePolicy> for ExistingPolicy 
     }
 }
 
+/// A claim's name and namespace (empty where it has none).
+pub fn claim_name_and_namespace(claim: &Value) -> (&str, &str) {
+    let name = claim.pointer("/metadata/name").and_then(Value::as_str);
+    let namespace = claim.pointer("/metadata/namespace").and_then(Value::as_str);
+    (name.unwrap_or_default(), namespace.unwrap_or_default())
+}
+
 /// Provides the data of restored claims: the volume restore ([`crate::volumes`]) plugs in
 /// here so a claim is created once, by the resource restore, from the data source it prepared.
 #[async_trait::async_trait]

@@ -29,7 +29,7 @@ use super::{
     RESTORE_LABEL, Repo, RepoAccess, VolumeOptions, VolumeRecord, already_exists, labels, not_found, object_name,
     snapshot, snapshot_data_source,
 };
-use crate::resources::restore::{ClaimData, ClaimSource};
+use crate::resources::restore::{ClaimData, ClaimSource, claim_name_and_namespace};
 
 /// Where a claim's data comes from, in the order tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -547,14 +547,7 @@ impl ClaimData for VolumeRestore {
             self.note(line);
             return Ok(source);
         }
-        let name = claim
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let target_ns = claim
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let (name, target_ns) = claim_name_and_namespace(claim);
         let record = self
             .records
             .get(&(source_namespace.to_string(), name.to_string()))
