@@ -12,7 +12,7 @@ use crate::id::{Id, IdSet};
 use crate::layout::Layout;
 use crate::lock::StoreLock;
 use crate::pack::{Packer, read_sealed};
-use crate::repo::{Index, Repository, key_for, now_ms};
+use crate::repo::{Index, Repository, key_for, list_objects, now_ms};
 
 /// Index files written by gc hold at most this many blobs each.
 const INDEX_FILE_BLOBS: usize = 200_000;
@@ -99,10 +99,8 @@ pub async fn gc(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
 async fn take_lock(repo: &Repository) -> Result<StoreLock> {
     let store = repo.store();
     let now = now_ms();
-    for object in store
-        .list(Layout::GC_LOCKS)
-        .await
-        .map_err(|e| RepoError::store("listing locks", e))?
+    for object in list_objects(store.as_ref(), Layout::GC_LOCKS, "locks")
+        .await?
         .into_iter()
         .filter(|o| Layout::id_of(&o.key).is_some())
     {
