@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arca_core::ports::ObjectStore;
 use arca_repo::{GcOptions, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore, verify};
-use common::{Hooked, StoreHooks, local_repo, noise, wrapper};
+use common::{Hooked, StoreHooks, gc_with_grace, local_repo, noise, wrapper};
 use tokio::sync::Notify;
 
 /// Counts what goes into `data/` (packs), and tells when `notify_after` packs are stored.
@@ -157,13 +157,6 @@ async fn a_restarted_backup_reuses_the_packs_of_a_killed_one_on_s3() {
     a_restarted_backup_uploads_only_what_the_killed_one_did_not_store(store, repo, dir.path()).await;
 }
 
-fn grace(d: Duration) -> GcOptions {
-    GcOptions {
-        grace: d,
-        ..GcOptions::default()
-    }
-}
-
 #[tokio::test]
 async fn gc_spares_young_checkpointed_packs_and_reclaims_them_once_no_snapshot_needs_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,7 +173,7 @@ async fn gc_spares_young_checkpointed_packs_and_reclaims_them_once_no_snapshot_n
 
     // The restarted backup finishes and references them: gc keeps every one.
     backup_volume(&repo, VolumeBackup::new("vol", &source)).await.unwrap();
-    let report = gc(&repo, &grace(Duration::ZERO)).await.unwrap();
+    let report = gc_with_grace(&repo, Duration::ZERO).await;
     assert_eq!((report.packs_condemned, report.packs_deleted), (0, 0), "{report:?}");
     assert!(sum_sizes(store.as_ref(), "data/").await.0 >= packs_before);
     assert_eq!(restored(&repo, &dir.path().join("out")).await, data);
@@ -192,7 +185,7 @@ async fn gc_spares_young_checkpointed_packs_and_reclaims_them_once_no_snapshot_n
     // the checkpoint index entries included.
     let (id, _) = repo.find_snapshot("latest", None).await.unwrap();
     repo.forget(&id).await.unwrap();
-    let report = gc(&repo, &grace(Duration::ZERO)).await.unwrap();
+    let report = gc_with_grace(&repo, Duration::ZERO).await;
     assert_eq!(sum_sizes(store.as_ref(), "data/").await.0, 0, "{report:?}");
     let v = verify(&repo, false).await.unwrap();
     assert_eq!(v.blobs, 0, "the index lists nothing that is gone: {v:?}");
@@ -211,7 +204,7 @@ async fn a_killed_backup_that_is_never_rerun_is_reclaimed_by_gc() {
     );
     // With a zero grace period one gc marks the packs and sweeps them at once, the
     // checkpointed ones and the orphans after the last checkpoint alike.
-    let report = gc(&repo, &grace(Duration::ZERO)).await.unwrap();
+    let report = gc_with_grace(&repo, Duration::ZERO).await;
     assert!(report.packs_condemned >= 10, "{report:?}");
     assert!(report.packs_deleted >= 10, "{report:?}");
     assert_eq!(sum_sizes(store.as_ref(), "data/").await.0, 0);

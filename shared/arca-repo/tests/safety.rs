@@ -15,7 +15,7 @@ use arca_repo::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{Hooked, StoreHooks, local_repo, noise, wrapper};
+use common::{Hooked, StoreHooks, gc_with_grace, local_repo, noise, wrapper};
 
 fn image(dir: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
     let mut data = noise(seed, 300_000);
@@ -129,15 +129,7 @@ async fn a_backup_failing_at_every_point_leaves_a_valid_repository_and_the_rerun
     // The failed attempts uploaded at least two packs' worth of blocks; the rerun reused them.
     assert!(snap.stats.blocks_new < (3 << 20) / 4096 - 200, "{:?}", snap.stats);
     assert_eq!(restored(&repo, "latest", &dir.path().join("out")).await.unwrap(), data);
-    let gc_report = gc(
-        &repo,
-        &GcOptions {
-            grace: Duration::ZERO,
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let gc_report = gc_with_grace(&repo, Duration::ZERO).await;
     assert_eq!(verify(&repo, true).await.unwrap().unindexed_packs, 0, "{gc_report:?}");
 }
 
@@ -157,15 +149,7 @@ impl StoreHooks for GcInTheMiddle {
             && self.marker_lists.fetch_add(1, Ordering::SeqCst) == 1
             && let Some(repo) = self.gc_repo.get()
         {
-            let report = gc(
-                repo,
-                &GcOptions {
-                    grace: Duration::from_secs(1),
-                    ..GcOptions::default()
-                },
-            )
-            .await
-            .unwrap();
+            let report = gc_with_grace(repo, Duration::from_secs(1)).await;
             assert!(
                 report.packs_condemned > 0,
                 "the race must condemn the packs the backup reuses: {report:?}"
@@ -207,15 +191,7 @@ async fn gc_racing_a_backup_never_deletes_what_the_backup_references() {
     // Past the grace period, the sweep deletes the condemned packs: the new snapshot must
     // survive because its final check copied what it reused.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let report = gc(
-        &repo,
-        &GcOptions {
-            grace: Duration::from_secs(1),
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let report = gc_with_grace(&repo, Duration::from_secs(1)).await;
     assert!(report.packs_deleted > 0, "{report:?}");
     assert_eq!(
         restored(&repo, &new.to_hex(), &dir.path().join("out")).await.unwrap(),
@@ -251,15 +227,7 @@ async fn backup_restore_verify_and_gc_work_on_s3() {
         changed
     );
     reopened.forget(&first).await.unwrap();
-    gc(
-        &reopened,
-        &GcOptions {
-            grace: Duration::ZERO,
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    gc_with_grace(&reopened, Duration::ZERO).await;
     assert_eq!(
         restored(&reopened, "latest", &dir.path().join("c")).await.unwrap(),
         changed

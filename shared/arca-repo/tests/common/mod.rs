@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arca_core::ports::{ObjectMeta, ObjectStore};
-use arca_repo::{Config, Id, KdfParams, PassphraseWrapper, Repository};
+use arca_repo::{Config, GcOptions, GcReport, Id, KdfParams, PassphraseWrapper, Repository, gc};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -57,6 +57,19 @@ pub async fn s3_store() -> Option<Arc<dyn ObjectStore>> {
 }
 
 pub use arca_testenv::noise;
+
+/// A gc of `repo` with grace period `grace` (the other options default); it must succeed.
+pub async fn gc_with_grace(repo: &Repository, grace: std::time::Duration) -> GcReport {
+    gc(
+        repo,
+        &GcOptions {
+            grace,
+            ..GcOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
 
 /// What a test's store does around the calls it passes on (see [`Hooked`]).
 #[async_trait]
