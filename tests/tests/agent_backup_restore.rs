@@ -97,15 +97,8 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     let Some(t) = two_agents_on_a_local_destination().await else {
         return;
     };
-    let TwoAgents {
-        a,
-        b,
-        dest_dir,
-        dest,
-        cluster_a,
-        cluster_b,
-        ..
-    } = &t;
+    let (a, b, cluster_a, cluster_b) = (&t.a, &t.b, &t.cluster_a, &t.cluster_b);
+    let (dest_dir, dest) = (&t.dest_dir, &t.dest);
     let (cp, clock, user) = (t.h.cp.clone(), t.h.clock.clone(), &t.h.user);
 
     // A namespace of cluster a with a few objects.
@@ -423,14 +416,8 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     let Some(t) = two_agents_on_a_local_destination().await else {
         return;
     };
-    let TwoAgents {
-        a,
-        b,
-        dest_dir,
-        cluster_a,
-        cluster_b,
-        ..
-    } = &t;
+    let (a, b, cluster_a, cluster_b) = (&t.a, &t.b, &t.cluster_a, &t.cluster_b);
+    let dest_dir = &t.dest_dir;
     let (cp, clock, user) = (t.h.cp.clone(), t.h.clock.clone(), &t.h.user);
 
     let ns = arca_testenv::unique("rotate");
