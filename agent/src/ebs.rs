@@ -215,18 +215,11 @@ impl EbsRestore {
     /// PV, pre-bound to the claim as it will be created. A redelivered job finds the PV
     /// its earlier delivery made. Returns the claim's source and a line for the job log.
     pub async fn prepare(&self, source_namespace: &str, claim: &Value) -> Result<(ClaimSource, String), String> {
-        let name = claim
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let (name, target_ns) = crate::resources::restore::claim_name_and_namespace(claim);
         let snapshot = self
             .by_claim
             .get(&(source_namespace.to_string(), name.to_string()))
             .ok_or("no EBS snapshot recorded")?;
-        let target_ns = claim
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
         let target = Target::of(claim, target_ns);
         let capacity = claim
             .pointer("/spec/resources/requests/storage")

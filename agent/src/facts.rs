@@ -86,41 +86,23 @@ mod tests {
 
     #[test]
     fn capabilities_follow_the_version_thresholds() {
-        assert_eq!(
-            capabilities(Some((1, 12)), true),
-            Capabilities {
-                resource_backup: false,
-                csi_snapshots: false
-            }
-        );
-        assert_eq!(
-            capabilities(Some((1, 13)), true),
-            Capabilities {
-                resource_backup: true,
-                csi_snapshots: false
-            }
-        );
-        assert_eq!(
-            capabilities(Some((1, 17)), false),
-            Capabilities {
-                resource_backup: true,
-                csi_snapshots: false
-            }
-        );
-        assert_eq!(
-            capabilities(Some((1, 17)), true),
-            Capabilities {
-                resource_backup: true,
-                csi_snapshots: true
-            }
-        );
-        assert_eq!(
-            capabilities(None, true),
-            Capabilities {
-                resource_backup: false,
-                csi_snapshots: false
-            }
-        );
+        // (version, snapshot API served, resource backup, CSI snapshots)
+        for (version, snapshot_api, resource_backup, csi_snapshots) in [
+            (Some((1, 12)), true, false, false),
+            (Some((1, 13)), true, true, false),
+            (Some((1, 17)), false, true, false),
+            (Some((1, 17)), true, true, true),
+            (None, true, false, false),
+        ] {
+            assert_eq!(
+                capabilities(version, snapshot_api),
+                Capabilities {
+                    resource_backup,
+                    csi_snapshots
+                },
+                "{version:?}, snapshot API {snapshot_api}"
+            );
+        }
     }
 
     #[tokio::test]

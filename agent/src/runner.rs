@@ -874,6 +874,7 @@ mod tests {
     #[test]
     fn counts_warnings_and_failed_lists_reach_the_backup_result() {
         let mut r = report(0);
+        let outcome = |r: &_| backup_outcome(PvMode::None, "o/c/resources", r, Vec::new(), &VolumesOutcome::default());
         r.counts_by_kind = [("configmaps".to_string(), 5), ("namespaces".to_string(), 2)].into();
         r.counts_by_namespace = [("shop".to_string(), 5), ("(cluster)".to_string(), 2)].into();
         let skip = |name: &str, reason: &str| Skipped {
@@ -884,13 +885,7 @@ mod tests {
         };
         // One skipped object, one type excluded by design (not a warning).
         r.manifest.skipped = vec![skip("sa-token", "service account token"), skip("", "never backed up")];
-        let out = backup_outcome(
-            PvMode::None,
-            "o/c/resources",
-            &r,
-            Vec::new(),
-            &VolumesOutcome::default(),
-        );
+        let out = outcome(&r);
         assert_eq!(out.state, Some(JobState::Completed));
         let details = out.backup.unwrap().details;
         assert_eq!(details.counts_by_kind["configmaps"], 5);
@@ -907,13 +902,7 @@ mod tests {
             name: String::new(),
             reason: "listing failed: 503".into(),
         }];
-        let out = backup_outcome(
-            PvMode::None,
-            "o/c/resources",
-            &r,
-            Vec::new(),
-            &VolumesOutcome::default(),
-        );
+        let out = outcome(&r);
         assert_eq!(out.state, Some(JobState::Partial));
         assert!(
             out.reason.as_deref().unwrap().contains("1 resource lists failed"),

@@ -15,8 +15,7 @@ use arca_core::model::cluster::{
 use arca_core::model::job::{JobCounters, JobState, JobType};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, ListParams};
 
 use crate::facts;
 use crate::protocol::{AgentClient, ProtocolError};
@@ -142,33 +141,17 @@ pub async fn collect_heartbeat(kube: &kube::Client, agent_version: &str) -> anyh
         .await
         .map(|l| l.items.into_iter().filter_map(|d| d.metadata.name).collect())
         .unwrap_or_default();
-    let vsc = ApiResource {
-        group: "snapshot.storage.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "snapshot.storage.k8s.io/v1".into(),
-        kind: "VolumeSnapshotClass".into(),
-        plural: "volumesnapshotclasses".into(),
-    };
     let volume_snapshot_classes = if f.capabilities.csi_snapshots {
-        Api::<DynamicObject>::all_with(kube.clone(), &vsc)
-            .list(&ListParams::default())
+        crate::volumes::snapshot::list_classes(kube)
             .await
-            .map(|l| {
-                l.items
-                    .into_iter()
-                    .map(|o| VolumeSnapshotClassInfo {
-                        is_default: o
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get("snapshot.storage.kubernetes.io/is-default-class"))
-                            .is_some_and(|v| v == "true"),
-                        name: o.metadata.name.unwrap_or_default(),
-                        driver: o.data["driver"].as_str().unwrap_or_default().to_owned(),
-                    })
-                    .collect()
-            })
             .unwrap_or_default()
+            .into_iter()
+            .map(|c| VolumeSnapshotClassInfo {
+                is_default: c.is_default,
+                name: c.name,
+                driver: c.driver,
+            })
+            .collect()
     } else {
         Vec::new()
     };

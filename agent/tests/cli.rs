@@ -1,8 +1,12 @@
 //! The command line, as the mover Jobs and the benchmark call it: the real binary.
 #![allow(clippy::unwrap_used)] // tests fail loudly on any error
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use common::{repo_init, volume_backup, volume_restore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arca-agent");
 const PASS: &str = "cli test passphrase";
@@ -39,7 +43,7 @@ fn assert_one_line_failure(o: &Output, needle: &str) {
 }
 
 fn init(repo: &str) {
-    let o = agent(&["repo", "init", "--repo", repo, "--kdf-memory-kib", "64"]);
+    let o = agent(&repo_init(repo));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -59,64 +63,23 @@ fn backup_restore_list_forget_verify_round_trip() {
     init(&repo);
     let img = dir.path().join("disk.img");
     let data = write_image(&img, 1);
-    let o = agent(&[
-        "volume",
-        "backup",
-        "--repo",
-        &repo,
-        "--volume",
-        "pvc-a",
-        "--source",
-        img.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_backup(&repo, "pvc-a", img.to_str().unwrap()));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stderr.is_empty(), "no progress on a non-terminal stderr");
     let first = stdout(&o);
     assert_eq!(first.len(), 64, "prints the snapshot id: {first}");
     let data2 = write_image(&img, 2);
-    let o = agent(&[
-        "volume",
-        "backup",
-        "--repo",
-        &repo,
-        "--volume",
-        "pvc-a",
-        "--source",
-        img.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = agent(&[volume_backup(&repo, "pvc-a", img.to_str().unwrap()), vec!["--json"]].concat());
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(json["manifest"]["stats"]["blocks_zero"], 3);
     let second = json["snapshot"].as_str().unwrap().to_string();
 
     let target = dir.path().join("restored.img");
-    let o = agent(&[
-        "volume",
-        "restore",
-        "--repo",
-        &repo,
-        "--volume",
-        "pvc-a",
-        "--snapshot",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_restore(&repo, "pvc-a", "latest", &target));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stderr.is_empty(), "no progress on a non-terminal stderr");
     assert_eq!(std::fs::read(&target).unwrap(), data2);
-    let o = agent(&[
-        "volume",
-        "restore",
-        "--repo",
-        &repo,
-        "--volume",
-        "pvc-a",
-        "--snapshot",
-        &first[..12],
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_restore(&repo, "pvc-a", &first[..12], &target));
     assert!(o.status.success());
     assert_eq!(std::fs::read(&target).unwrap(), data);
 
@@ -158,29 +121,11 @@ fn errors_are_one_line_with_a_non_zero_exit() {
         "no passphrase",
     );
     assert_one_line_failure(
-        &agent(&[
-            "volume",
-            "backup",
-            "--repo",
-            &repo,
-            "--volume",
-            "v",
-            "--source",
-            "/nonexistent/disk.img",
-        ]),
+        &agent(&volume_backup(&repo, "v", "/nonexistent/disk.img")),
         "reading source /nonexistent/disk.img",
     );
     assert_one_line_failure(
-        &agent(&[
-            "volume",
-            "backup",
-            "--repo",
-            &repo,
-            "--volume",
-            "v",
-            "--source",
-            dir.path().to_str().unwrap(),
-        ]),
+        &agent(&volume_backup(&repo, "v", dir.path().to_str().unwrap())),
         "is a directory",
     );
     let unreadable = dir.path().join("unreadable.img");
@@ -189,16 +134,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     if std::fs::read(&unreadable).is_err() {
         // (root reads anything: the case only runs as an ordinary user)
         assert_one_line_failure(
-            &agent(&[
-                "volume",
-                "backup",
-                "--repo",
-                &repo,
-                "--volume",
-                "v",
-                "--source",
-                unreadable.to_str().unwrap(),
-            ]),
+            &agent(&volume_backup(&repo, "v", unreadable.to_str().unwrap())),
             "reading source",
         );
     }
@@ -207,18 +143,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
         "expected file:///path",
     );
     assert_one_line_failure(
-        &agent(&[
-            "volume",
-            "restore",
-            "--repo",
-            &repo,
-            "--volume",
-            "v",
-            "--snapshot",
-            "latest",
-            "--target",
-            "/tmp/x",
-        ]),
+        &agent(&volume_restore(&repo, "v", "latest", Path::new("/tmp/x"))),
         "not found",
     );
     assert_one_line_failure(
@@ -227,7 +152,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     );
 
     // A corrupt pack: verify --read-data and restore both fail, naming the snapshot.
-    let o = agent(&["volume", "backup", "--repo", &repo, "--volume", "v", "--source", src]);
+    let o = agent(&volume_backup(&repo, "v", src));
     let id = stdout(&o);
     let data_dir = dir.path().join("repo/data");
     for sub in std::fs::read_dir(&data_dir).unwrap() {
@@ -240,21 +165,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     }
     assert_one_line_failure(&agent(&["repo", "verify", "--repo", &repo, "--read-data"]), &id);
     let target = dir.path().join("out.img");
-    assert_one_line_failure(
-        &agent(&[
-            "volume",
-            "restore",
-            "--repo",
-            &repo,
-            "--volume",
-            "v",
-            "--snapshot",
-            "latest",
-            "--target",
-            target.to_str().unwrap(),
-        ]),
-        &id,
-    );
+    assert_one_line_failure(&agent(&volume_restore(&repo, "v", "latest", &target)), &id);
     // A corrupt config is named as such.
     let config = dir.path().join("repo/config");
     let mut bytes = std::fs::read(&config).unwrap();
@@ -274,44 +185,23 @@ fn changed_ranges_file_limits_what_is_read() {
     let img = dir.path().join("disk.img");
     let mut data = write_image(&img, 4);
     let src = img.to_str().unwrap();
-    assert!(
-        agent(&["volume", "backup", "--repo", &repo, "--volume", "v", "--source", src])
-            .status
-            .success()
-    );
+    assert!(agent(&volume_backup(&repo, "v", src)).status.success());
     data[70_000] ^= 0xff;
     std::fs::write(&img, &data).unwrap();
     let ranges = dir.path().join("ranges.txt");
     std::fs::write(&ranges, "# offset length\n70000 1\n").unwrap();
-    let o = agent(&[
-        "volume",
-        "backup",
-        "--repo",
-        &repo,
-        "--volume",
-        "v",
-        "--source",
-        src,
-        "--changed-ranges",
-        ranges.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = agent(
+        &[
+            volume_backup(&repo, "v", src),
+            vec!["--changed-ranges", ranges.to_str().unwrap(), "--json"],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(json["manifest"]["stats"]["bytes_read"], 65536, "{json}");
     let target = dir.path().join("out.img");
-    let o = agent(&[
-        "volume",
-        "restore",
-        "--repo",
-        &repo,
-        "--volume",
-        "v",
-        "--snapshot",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_restore(&repo, "v", "latest", &target));
     assert!(o.status.success());
     assert_eq!(std::fs::read(&target).unwrap(), data);
 }
@@ -335,30 +225,10 @@ fn an_s3_repository_url_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     let data = write_image(&img, 5);
-    let o = agent(&[
-        "volume",
-        "backup",
-        "--repo",
-        &repo,
-        "--volume",
-        "v",
-        "--source",
-        img.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_backup(&repo, "v", img.to_str().unwrap()));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let target = dir.path().join("out.img");
-    let o = agent(&[
-        "volume",
-        "restore",
-        "--repo",
-        &repo,
-        "--volume",
-        "v",
-        "--snapshot",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_restore(&repo, "v", "latest", &target));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&target).unwrap(), data);
     assert!(

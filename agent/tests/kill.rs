@@ -2,8 +2,12 @@
 //! valid, no snapshot appears half-written, and the next backup completes and restores.
 #![allow(clippy::unwrap_used)] // tests fail loudly on any error
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{repo_init, volume_backup, volume_restore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_arca-agent");
 
@@ -19,11 +23,7 @@ fn agent(args: &[&str]) -> std::process::Output {
 fn killing_a_backup_at_random_points_leaves_a_repository_that_verifies_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("file://{}", dir.path().join("repo").display());
-    assert!(
-        agent(&["repo", "init", "--repo", &repo, "--kdf-memory-kib", "64"])
-            .status
-            .success()
-    );
+    assert!(agent(&repo_init(&repo)).status.success());
     // 40 MB of varied content: several 16 MiB packs even after compression.
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let data: Vec<u8> = (0..40_000_000u64)
@@ -48,25 +48,8 @@ fn killing_a_backup_at_random_points_leaves_a_repository_that_verifies_and_resum
     // Time one full run so that kill points spread over the whole backup.
     let started = Instant::now();
     let probe_repo = format!("file://{}", dir.path().join("probe").display());
-    assert!(
-        agent(&["repo", "init", "--repo", &probe_repo, "--kdf-memory-kib", "64"])
-            .status
-            .success()
-    );
-    assert!(
-        agent(&[
-            "volume",
-            "backup",
-            "--repo",
-            &probe_repo,
-            "--volume",
-            "v",
-            "--source",
-            src
-        ])
-        .status
-        .success()
-    );
+    assert!(agent(&repo_init(&probe_repo)).status.success());
+    assert!(agent(&volume_backup(&probe_repo, "v", src)).status.success());
     let full = started.elapsed().as_millis() as u64;
 
     // Kill points are random in [20 ms, max). A trial whose backup had already finished
@@ -84,7 +67,7 @@ fn killing_a_backup_at_random_points_leaves_a_repository_that_verifies_and_resum
             .wrapping_add(1_442_695_040_888_963_407);
         let delay = 20 + (seed >> 33) % window;
         let mut child = Command::new(BIN)
-            .args(["volume", "backup", "--repo", &repo, "--volume", "v", "--source", src])
+            .args(volume_backup(&repo, "v", src))
             .env("ARCA_REPO_PASSWORD", "kill test")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -110,23 +93,10 @@ fn killing_a_backup_at_random_points_leaves_a_repository_that_verifies_and_resum
         "three trials must actually kill a running backup (killed {killed})"
     );
 
-    let o = agent(&[
-        "volume", "backup", "--repo", &repo, "--volume", "v", "--source", src, "--json",
-    ]);
+    let o = agent(&[volume_backup(&repo, "v", src), vec!["--json"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let target = dir.path().join("out.img");
-    let o = agent(&[
-        "volume",
-        "restore",
-        "--repo",
-        &repo,
-        "--volume",
-        "v",
-        "--snapshot",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let o = agent(&volume_restore(&repo, "v", "latest", &target));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&target).unwrap() == data, "restored image differs");
     let o = agent(&["repo", "verify", "--repo", &repo, "--read-data"]);

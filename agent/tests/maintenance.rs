@@ -37,18 +37,6 @@ fn bytes_under(dir: &Path) -> u64 {
         .sum()
 }
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn maintenance_frees_what_only_deleted_points_held_in_both_repositories() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,7 +65,7 @@ async fn maintenance_frees_what_only_deleted_points_held_in_both_repositories() 
         .open(Some(fast))
         .await
         .unwrap();
-    let (old, kept) = (noise(1, 3 << 20), noise(2, 3 << 20));
+    let (old, kept) = (arca_testenv::noise(1, 3 << 20), arca_testenv::noise(2, 3 << 20));
     std::fs::write(dir.path().join("old"), &old).unwrap();
     std::fs::write(dir.path().join("kept"), &kept).unwrap();
     let (old_id, _) = backup_volume(&repo, VolumeBackup::new("pvc", dir.path().join("old")))

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +15,7 @@ use arca_agent::renewal::{RENEW_BEFORE, Renewal, RenewingCredentials};
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::ids::JobId;
 use aws_credential_types::provider::ProvideCredentials;
-use serde_json::{Value, json};
-
-async fn call(http: &reqwest::Client, key: &str, url: String, body: Value) -> Value {
-    let resp = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {v}");
-    v
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse() {
@@ -33,25 +27,13 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
 
     // The API with managed storage on moto's STS.
     let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
     let config = ControlPlaneConfig {
         signup_open: true,
         poll_wait: Duration::from_secs(1),
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
-            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
-            vec![],
-        )),
+        archive_keyring: common::fresh_keyring(),
         ..Default::default()
     };
-    let mut state = arca_api::AppState::with_ports(
-        items,
-        Arc::new(arca_embedded::EmbeddedQueue::new(3)),
-        Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
-            arca_core::ports::SystemClock,
-        ))),
-        Default::default(),
-        config,
-    );
+    let mut state = common::embedded_state(dir.path(), config);
     let managed = arca_aws::wiring::ManagedStorage {
         bucket: bucket.clone(),
         role_arn: "arn:aws:iam::123456789012:role/arca-managed-storage".into(),
@@ -64,40 +46,23 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
     state.control_plane = state
         .control_plane
         .with_credential_vendor(Arc::new(managed.vendor(&sdk).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
 
     // An org, its managed destination, a cluster and a job leased by the cluster's agent.
-    let http = reqwest::Client::new();
-    let signup = call(
-        &http,
-        "",
-        format!("{base}/v1/signup"),
-        json!({ "orgName": arca_testenv::unique("renew") }),
-    )
-    .await;
-    let key = signup["adminKey"]["secret"].as_str().unwrap().to_owned();
-    let post = |path: &str, body: Value| call(&http, &key, format!("{base}{path}"), body);
-    let dest = post(
-        "/v1/destinations",
-        json!({ "name": "managed", "target": { "kind": "ARCA_MANAGED" } }),
-    )
-    .await;
-    let cluster = post(
-        "/v1/clusters",
-        json!({ "name": "a", "defaultDestinationId": dest["id"] }),
-    )
-    .await;
-    let def = post(
+    let admin = common::serve_and_sign_up(state, &arca_testenv::unique("renew")).await;
+    let cluster = admin
+        .register_cluster_a(json!({ "name": "managed", "target": { "kind": "ARCA_MANAGED" } }))
+        .await;
+    let def = admin.post(
         "/v1/backups",
         json!({ "name": "ns", "clusterId": cluster["id"], "pvMode": "none", "selection": { "namespaces": ["default"] } }),
     )
     .await;
-    let agent = AgentClient::new(&base, cluster["agentToken"].as_str().unwrap()).unwrap();
+    let agent = AgentClient::new(&admin.base, cluster["agentToken"].as_str().unwrap()).unwrap();
     agent.connect("test").await.unwrap();
     agent.heartbeat(&Default::default()).await.unwrap();
-    post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({})).await;
+    admin
+        .post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({}))
+        .await;
     let mut leased = None;
     for _ in 0..20 {
         leased = agent.poll().await.unwrap();

@@ -5,26 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::control_plane::ControlPlaneConfig;
 use serde_json::{Value, json};
-
-async fn call(http: &reqwest::Client, key: &str, method: reqwest::Method, url: String, body: Value) -> Value {
-    let resp = http
-        .request(method, url)
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {v}");
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_command_connects_and_backs_up_a_namespace() {
@@ -32,55 +18,19 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let config = ControlPlaneConfig {
-        signup_open: true,
-        local_destinations: true,
-        heartbeat_interval: Duration::from_secs(1),
-        poll_wait: Duration::from_secs(1),
-        // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
-            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
-            vec![],
-        )),
-        ..Default::default()
-    };
-    let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
-        arca_core::ports::SystemClock,
-    )));
-    let state = arca_api::AppState::with_ports(
-        items,
-        Arc::new(arca_embedded::EmbeddedQueue::new(3)),
-        scheduler,
-        Default::default(),
-        config,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
-
-    let http = reqwest::Client::new();
-    let signup: Value = http
-        .post(format!("{base}/v1/signup"))
-        .json(&json!({ "orgName": arca_testenv::unique("agent-bin") }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = signup["adminKey"]["secret"].as_str().unwrap().to_owned();
-    let post = |path: &str, body: Value| call(&http, &key, reqwest::Method::POST, format!("{base}{path}"), body);
-    let dest = post(
-        "/v1/destinations",
-        json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dir.path().join("dest") } }),
+    // The org's archive key is handed to the agent with the job (no ARCA_ARCHIVE_KEY).
+    let config = common::quick_config();
+    let admin = common::serve_and_sign_up(
+        common::embedded_state(dir.path(), config),
+        &arca_testenv::unique("agent-bin"),
     )
     .await;
-    let registered = post(
-        "/v1/clusters",
-        json!({ "name": "a", "defaultDestinationId": dest["id"] }),
-    )
-    .await;
+    let base = &admin.base;
+    let registered = admin
+        .register_cluster_a(
+            json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dir.path().join("dest") } }),
+        )
+        .await;
     let cluster_id = registered["id"].as_str().unwrap().to_owned();
 
     let health_addr = {
@@ -88,7 +38,7 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         free.local_addr().unwrap().to_string()
     };
     let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca-agent"))
-        .args(["run", "--api-url", &base, "--health-addr", &health_addr, "--kubeconfig"])
+        .args(["run", "--api-url", base, "--health-addr", &health_addr, "--kubeconfig"])
         .arg(&cluster.kubeconfig)
         .env("ARCA_AGENT_TOKEN", registered["agentToken"].as_str().unwrap())
         .stdout(Stdio::null())
@@ -97,10 +47,9 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         .spawn()
         .unwrap();
 
-    let get = |path: String| call(&http, &key, reqwest::Method::GET, format!("{base}{path}"), Value::Null);
     let mut active = Value::Null;
     for _ in 0..100 {
-        active = get(format!("/v1/clusters/{cluster_id}")).await;
+        active = admin.get(&format!("/v1/clusters/{cluster_id}")).await;
         if active["state"] == "ACTIVE" {
             break;
         }
@@ -108,7 +57,12 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
     }
     assert_eq!(active["state"], "ACTIVE", "the agent never connected: {active}");
     for probe in ["healthz", "readyz"] {
-        let resp = http.get(format!("http://{health_addr}/{probe}")).send().await.unwrap();
+        let resp = admin
+            .http
+            .get(format!("http://{health_addr}/{probe}"))
+            .send()
+            .await
+            .unwrap();
         assert!(resp.status().is_success(), "/{probe}: {}", resp.status());
     }
 
@@ -132,15 +86,18 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         .await
         .unwrap();
 
-    let def = post(
-        "/v1/backups",
-        json!({ "name": "ns", "clusterId": cluster_id, "pvMode": "none", "selection": { "namespaces": [ns] } }),
-    )
-    .await;
-    let job = post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({})).await;
+    let def = admin
+        .post(
+            "/v1/backups",
+            json!({ "name": "ns", "clusterId": cluster_id, "pvMode": "none", "selection": { "namespaces": [ns] } }),
+        )
+        .await;
+    let job = admin
+        .post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({}))
+        .await;
     let mut done = Value::Null;
     for _ in 0..600 {
-        done = get(format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
+        done = admin.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
         if ["FAILED", "COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()) {
             break;
         }
@@ -152,7 +109,7 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
     assert!(done["counters"]["resources"].as_u64().unwrap() >= 2, "{done}");
     let log = done["activity"].to_string();
     assert!(log.contains("backed up"), "{log}");
-    let points = get("/v1/recoverypoints".to_owned()).await;
+    let points = admin.get("/v1/recoverypoints").await;
     let items = points["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{points}");
     let point = &items[0];

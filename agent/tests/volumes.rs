@@ -21,6 +21,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -357,15 +359,20 @@ async fn provision(client: &kube::Client, pvc: &PersistentVolumeClaim, world: &W
         )
         .await
         .unwrap();
-    claims
+    mark_bound(client, &ns, &name).await;
+    world.put(format!("handle:vol-{uid}"), device.to_path_buf());
+}
+
+/// Sets claim `ns/name`'s phase to Bound, as the PV controller does.
+async fn mark_bound(client: &kube::Client, ns: &str, name: &str) {
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .patch_status(
-            &name,
+            name,
             &PatchParams::default(),
             &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
         )
         .await
         .unwrap();
-    world.put(format!("handle:vol-{uid}"), device.to_path_buf());
 }
 
 /// The PV controller's part for claims created with the `volumeName` of a PV pre-bound to
@@ -402,14 +409,7 @@ async fn pv_controller(client: &kube::Client, world: &World) {
         pvs.patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
-            )
-            .await
-            .unwrap();
+        mark_bound(client, &ns, &name).await;
     }
 }
 
@@ -441,18 +441,6 @@ async fn observe(client: &kube::Client, world: &World) {
 
 fn jobs_in(client: &kube::Client, ns: &str) -> Api<Job> {
     Api::namespaced(client.clone(), ns)
-}
-
-async fn call(http: &reqwest::Client, key: &str, method: reqwest::Method, url: String, body: Value) -> Value {
-    let mut req = http.request(method, url).bearer_auth(key);
-    if !body.is_null() {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {v}");
-    v
 }
 
 async fn create<K>(api: &Api<K>, value: Value)
@@ -498,58 +486,19 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     std::fs::create_dir_all(&world.dir).unwrap();
 
     // The control plane, in-process.
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
     let config = ControlPlaneConfig {
-        signup_open: true,
         // Copying PV data is a paid-plan feature.
         signup_plan: arca_core::model::plan::Plan::Paid,
-        local_destinations: true,
-        heartbeat_interval: Duration::from_secs(1),
-        poll_wait: Duration::from_secs(1),
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
-            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
-            vec![],
-        )),
-        ..Default::default()
+        ..common::quick_config()
     };
-    let scheduler = Arc::new(arca_embedded::EmbeddedScheduler::new(Arc::new(
-        arca_core::ports::SystemClock,
-    )));
-    let state = arca_api::AppState::with_ports(
-        items,
-        Arc::new(arca_embedded::EmbeddedQueue::new(3)),
-        scheduler,
-        Default::default(),
-        config,
-    );
+    let state = common::embedded_state(dir.path(), config);
     let cp = state.control_plane.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
-    let http = reqwest::Client::new();
-    let signup: Value = http
-        .post(format!("{base}/v1/signup"))
-        .json(&json!({ "orgName": tag }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = signup["adminKey"]["secret"].as_str().unwrap().to_owned();
-    let post = |path: &str, body: Value| call(&http, &key, reqwest::Method::POST, format!("{base}{path}"), body);
-    let get = |path: String| call(&http, &key, reqwest::Method::GET, format!("{base}{path}"), Value::Null);
+    let admin = common::serve_and_sign_up(state, &tag).await;
+    let base = &admin.base;
     let dest_root = dir.path().join("dest");
-    let dest = post(
-        "/v1/destinations",
-        json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_root } }),
-    )
-    .await;
-    let registered = post(
-        "/v1/clusters",
-        json!({ "name": "a", "defaultDestinationId": dest["id"] }),
-    )
-    .await;
+    let registered = admin
+        .register_cluster_a(json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest_root } }))
+        .await;
     let cluster_id = registered["id"].as_str().unwrap().to_owned();
 
     // The agent's worker, in-process, with short timeouts and a cheap key file.
@@ -664,11 +613,11 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     world.put(format!("pvc:{ns}/data"), original.clone());
 
     let wait_job = |id: String| {
-        let get = &get;
+        let admin = &admin;
         async move {
             let mut done = Value::Null;
             for _ in 0..900 {
-                done = get(format!("/v1/jobs/{id}")).await;
+                done = admin.get(&format!("/v1/jobs/{id}")).await;
                 if ["FAILED", "COMPLETED", "PARTIAL", "CANCELED"].contains(&done["state"].as_str().unwrap()) {
                     return done;
                 }
@@ -678,16 +627,18 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         }
     };
     let backup = |name: &str, mode: &str, delete_after: bool| {
-        let post = &post;
+        let admin = &admin;
         let (name, mode, ns, cluster_id) = (name.to_string(), mode.to_string(), ns.clone(), cluster_id.clone());
         async move {
-            let def = post(
+            let def = admin.post(
                 "/v1/backups",
                 json!({"name": name, "clusterId": cluster_id, "pvMode": mode, "deleteSnapshotAfterCopy": delete_after,
                        "selection": {"namespaces": [ns]}}),
             )
             .await;
-            let job = post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({})).await;
+            let job = admin
+                .post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({}))
+                .await;
             (
                 def["id"].as_str().unwrap().to_string(),
                 job["id"].as_str().unwrap().to_string(),
@@ -695,9 +646,9 @@ async fn csi_snapshots_copies_restores_and_deletions() {
         }
     };
     let point_of = |def: String| {
-        let get = &get;
+        let admin = &admin;
         async move {
-            let points = get(format!("/v1/recoverypoints?definitionId={def}")).await;
+            let points = admin.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
             points["items"][0].clone()
         }
     };
@@ -706,7 +657,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     // The agent connects on its own schedule (slowly on a loaded machine): a run before its
     // first heartbeat is SKIPPED, which is not what this test is about.
     for _ in 0..600 {
-        if get(format!("/v1/clusters/{cluster_id}")).await["state"] == "ACTIVE" {
+        if admin.get(&format!("/v1/clusters/{cluster_id}")).await["state"] == "ACTIVE" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -891,24 +842,30 @@ async fn csi_snapshots_copies_restores_and_deletions() {
 
     // 4. Restore point 2 into a renamed namespace: from its snapshot (imported), no mover.
     let restore = |point: &Value, suffix: &str| {
-        let post = &post;
+        let admin = &admin;
         let body = json!({"recoveryPointId": point["id"], "targetClusterId": cluster_id, "namespaceSuffix": suffix});
         async move {
-            let created = post("/v1/restores", body).await;
+            let created = admin.post("/v1/restores", body).await;
             created["job"]["id"].as_str().unwrap().to_string()
         }
     };
-    let done = wait_job(restore(&point2, "-r1").await).await;
-    assert!(
-        ["COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()),
-        "{done} {:?}",
-        failures()
-    );
-    let r1 = format!("{ns}-r1");
-    let restored = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &r1)
-        .get("data")
-        .await
-        .unwrap();
+    // The restore of `point` into `{ns}{suffix}` (its job COMPLETED or PARTIAL): the job,
+    // that namespace and its claim `data`.
+    let restore_data = async |point: &Value, suffix: &str| {
+        let done = wait_job(restore(point, suffix).await).await;
+        assert!(
+            ["COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()),
+            "{done} {:?}",
+            failures()
+        );
+        let target = format!("{ns}{suffix}");
+        let restored = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &target)
+            .get("data")
+            .await
+            .unwrap();
+        (done, target, restored)
+    };
+    let (done, r1, restored) = restore_data(&point2, "-r1").await;
     let spec = restored.spec.clone().unwrap();
     let ds = spec
         .data_source
@@ -954,17 +911,7 @@ async fn csi_snapshots_copies_restores_and_deletions() {
     );
 
     // 5. Restore point 3 (no snapshot left): from the repository through a mover.
-    let done = wait_job(restore(&point3, "-r2").await).await;
-    assert!(
-        ["COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()),
-        "{done} {:?}",
-        failures()
-    );
-    let r2 = format!("{ns}-r2");
-    let restored = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &r2)
-        .get("data")
-        .await
-        .unwrap();
+    let (done, r2, restored) = restore_data(&point3, "-r2").await;
     let spec = restored.spec.clone().unwrap();
     assert!(spec.data_source.is_none(), "{restored:?}");
     let volume = spec

@@ -267,14 +267,8 @@ pub enum BackupsCmd {
     /// Runs a backup now.
     Run {
         backup: String,
-        /// Retention of this run (default: the policy's first row).
-        #[arg(long)]
-        retain_days: Option<u32>,
-        #[arg(long, requires = "retain_days")]
-        keep_last: Option<u32>,
-        /// Wait for the job to end (as `jobs watch`).
-        #[arg(long)]
-        wait: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Stops scheduled runs (it can still be run by hand).
     Pause {
@@ -286,6 +280,19 @@ pub enum BackupsCmd {
     Delete {
         backup: String,
     },
+}
+
+/// A run by hand (of a backup or an RDS backup): its retention, and whether to wait.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Retention of this run (default: the policy's first row).
+    #[arg(long)]
+    pub retain_days: Option<u32>,
+    #[arg(long, requires = "retain_days")]
+    pub keep_last: Option<u32>,
+    /// Wait for the job to end (as `jobs watch`).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -602,14 +609,8 @@ pub enum RdsBackupsCmd {
         /// Copy each database's latest existing snapshot instead (automated ones too).
         #[arg(long)]
         copy_only: bool,
-        /// Retention of this run (default: the policy's first row).
-        #[arg(long)]
-        retain_days: Option<u32>,
-        #[arg(long, requires = "retain_days")]
-        keep_last: Option<u32>,
-        /// Wait for the job to end (as `jobs watch`).
-        #[arg(long)]
-        wait: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Stops scheduled runs (it can still be run by hand).
     Pause {

@@ -9,7 +9,7 @@ mod common;
 
 #[cfg(unix)]
 use common::mode;
-use common::{Server, User, fails, fresh_account, rds_in, stderr};
+use common::{Server, User, fails, fresh_account, rds_in, server_and_admin, stderr};
 use serde_json::{Value, json};
 
 #[test]
@@ -432,9 +432,7 @@ fn the_server_binary_starts_serves_and_stops_on_sigterm() {
 #[test]
 fn org_keys_updates_and_cloud_accounts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
-    let admin = User::new(&server.url(), dir.path(), "admin");
-    admin.ok(&["signup", "--org-name", "acme"]);
+    let (server, admin) = server_and_admin(dir.path(), "acme");
 
     // org get in each format; update renames and sets the default destination by name.
     let org = admin.json(&["org", "get"]);
@@ -754,9 +752,7 @@ fn org_keys_updates_and_cloud_accounts() {
 fn cloud_accounts_on_moto() {
     let Some(_) = arca_testenv::aws() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
-    let admin = User::new(&server.url(), dir.path(), "admin");
-    admin.ok(&["signup", "--org-name", "acme"]);
+    let (server, admin) = server_and_admin(dir.path(), "acme");
 
     let account = fresh_account();
     let db = format!("db-{account}");

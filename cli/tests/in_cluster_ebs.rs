@@ -12,7 +12,8 @@
 mod common;
 
 use common::node::{
-    BucketEndpoint, Cleanup, Kubectl, assert_agent_pod, bucket_destination, install_with_link, start_server_with,
+    BucketEndpoint, Kubectl, Scene, assert_agent_pod, bucket_destination, install_with_link, link_moto_account,
+    start_server_on_moto,
 };
 use common::{User, config_in_env, fresh_account};
 use serde_json::{Value, json};
@@ -51,20 +52,8 @@ fn tags(v: &aws_sdk_ec2::types::Volume) -> std::collections::BTreeMap<String, St
 #[test]
 fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("ebs");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let scene = Scene::new(&nodes, "ebs");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- the AWS account (fresh on moto) and the application's EBS volume in us-east-1a
@@ -103,23 +92,10 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
         .to_owned();
 
     let aws = &nodes.aws;
-    let endpoint = aws.endpoint_url.trim_end_matches('/').to_owned();
-    let (_server, url) = start_server_with(
-        work.path(),
-        &nodes.host_ip,
-        &nodes.agent_image,
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let (_server, url) = start_server_on_moto(work.path(), &nodes, &[]);
     let user = User::new(&url, work.path(), "admin");
     user.ok(&["signup", "--org-name", &arca_testenv::unique("ebs")]);
-    user.ok(&["cloud-accounts", "link", "--name", "moto", "--region", "us-east-1"]);
-    let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
-    user.ok(&["cloud-accounts", "set-role", "moto", "--role-arn", &role]);
+    link_moto_account(&user, &account);
     let (cluster_a, cluster_b) = (arca_testenv::unique("a"), arca_testenv::unique("b"));
     for (k, name) in [(&a, &cluster_a), (&b, &cluster_b)] {
         assert_agent_pod(&install_with_link(&user, k, name), &nodes.agent_image);
@@ -212,15 +188,7 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
         "--overwrite",
     ]);
     scoped.node_label = Some((b, node_b));
-    let restore = user.json(&[
-        "restores",
-        "create",
-        "--recovery-point",
-        &point,
-        "--cluster",
-        &cluster_b,
-        "--wait",
-    ]);
+    let restore = user.restore_waiting(&point, &cluster_b);
     assert_eq!(restore["state"], "COMPLETED", "{restore:#}");
     let restore_id = restore["restoreId"].as_str().unwrap().to_owned();
 

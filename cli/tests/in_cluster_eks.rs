@@ -16,39 +16,20 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::node::{
-    AGENT_NAMESPACE, BucketEndpoint, Cleanup, Kubectl, assert_agent_pod, bucket_destination, chrono_now,
-    install_with_link, start_server_with, wait_agent_namespace_gone, wait_cluster_active,
+    AGENT_NAMESPACE, BucketEndpoint, Scene, assert_agent_pod, bucket_destination, chrono_now, install_with_link,
+    link_moto_account, start_server_on_moto, wait_agent_namespace_gone, wait_cluster_active,
 };
-use common::{User, fresh_account, stderr};
+use common::{User, config_in_env, fresh_account, stderr};
 use serde_json::{Value, json};
 
-/// The CLI killed after `limit` (a wait that never ends fails the test instead of hanging it).
+/// The CLI killed after `limit` (a wait that never ends fails the test instead of hanging
+/// it), with no EC2 instance metadata to find.
 fn run_within(user: &User, args: &[&str], limit: Duration) -> Output {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_arca"))
-        .args(args)
-        .env("ARCA_API_URL", &user.url)
-        .env("ARCA_CONFIG", &user.config)
-        .env("HOME", &user.home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("ARCA_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!("arca {args:?} still running after {limit:?}: {}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    child.wait_with_output().unwrap()
+    user.run_within(args, &[("AWS_EC2_METADATA_DISABLED", "true")], limit)
 }
 
 /// One line on stderr, `arca: error: ...`, exit 1.
@@ -60,32 +41,9 @@ fn one_line_failure(out: &Output) -> String {
     last
 }
 
-/// Configuration acting inside `account` on the nodes' moto.
+/// EKS acting inside `account` on the nodes' moto.
 async fn eks_in(aws: &arca_testenv::AwsEnv, account: &str) -> aws_sdk_eks::Client {
-    use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-    let base = aws.sdk_config().await;
-    let out = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .unwrap();
-    let c = out.credentials().unwrap();
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "seed",
-    );
-    aws_sdk_eks::Client::new(
-        &base
-            .to_builder()
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(creds))
-            .build(),
-    )
+    aws_sdk_eks::Client::new(&config_in_env(aws, account, "us-east-1").await)
 }
 
 async fn seed_eks(eks: &aws_sdk_eks::Client, account: &str, name: &str) {
@@ -121,20 +79,8 @@ async fn seed_eks(eks: &aws_sdk_eks::Client, account: &str, name: &str) {
 #[test]
 fn eks_recreation_installs_the_agent_from_the_manifest_and_the_restore_runs() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("eks");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let scene = Scene::new(&nodes, "eks");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // ---- an AWS account on moto with an EKS cluster; the server reaches it as the machine's AWS
@@ -143,23 +89,10 @@ fn eks_recreation_installs_the_agent_from_the_manifest_and_the_restore_runs() {
     let eks_name = format!("eks-{account}");
     let eks = rt.block_on(eks_in(aws, &account));
     rt.block_on(seed_eks(&eks, &account, &eks_name));
-    let endpoint = aws.endpoint_url.trim_end_matches('/').to_owned();
-    let (_server, url) = start_server_with(
-        work.path(),
-        &nodes.host_ip,
-        &nodes.agent_image,
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let (_server, url) = start_server_on_moto(work.path(), &nodes, &[]);
     let user = User::new(&url, work.path(), "admin");
     user.ok(&["signup", "--org-name", &arca_testenv::unique("eks")]);
-    user.ok(&["cloud-accounts", "link", "--name", "moto", "--region", "us-east-1"]);
-    let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
-    user.ok(&["cloud-accounts", "set-role", "moto", "--role-arn", &role]);
+    link_moto_account(&user, &account);
     user.ok(&["cloud-accounts", "inventory", "moto"]);
 
     // ---- cluster a is that EKS cluster: its agent as a Pod, its link, a namespace backed up
@@ -207,16 +140,7 @@ fn eks_recreation_installs_the_agent_from_the_manifest_and_the_restore_runs() {
     // the restore reads beside the agent (credentialsRef)
     wait_agent_namespace_gone(&b);
     b.ok(&["create", "namespace", AGENT_NAMESPACE]);
-    b.ok(&[
-        "create",
-        "secret",
-        "generic",
-        "bucket-keys",
-        "-n",
-        AGENT_NAMESPACE,
-        "--from-literal=AWS_ACCESS_KEY_ID=testing",
-        "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
-    ]);
+    b.create_bucket_keys();
 
     // A second re-creation whose EKS cluster is deleted behind its back: not yet checked,
     // install-agent times out; once checked, it fails. Each: exit 1, one line.

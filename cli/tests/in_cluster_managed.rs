@@ -19,7 +19,7 @@ use std::process::Command;
 
 use common::User;
 use common::node::{
-    Cleanup, Kubectl, MotoRecording, assert_agent_pod, install_with_link, same_bytes, start_server_with, volume_file,
+    MotoRecording, Scene, assert_agent_pod, install_with_link, same_bytes, start_server_on_moto, volume_file,
 };
 use serde_json::{Value, json};
 
@@ -77,20 +77,8 @@ fn bucket_keys(endpoint: &str, bucket: &str) -> Vec<String> {
 #[test]
 fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("managed");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let scene = Scene::new(&nodes, "managed");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
 
     // ---- the deployment's managed bucket on moto; the server vends for it through STS
     // (moto's, reached as the machine's AWS), agents reach it where Pods reach moto
@@ -104,20 +92,15 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     assert!(created.success(), "creating bucket {bucket} on moto");
     let moto_port = endpoint.rsplit(':').next().unwrap();
     let pods_endpoint = format!("http://{}:{moto_port}", nodes.host_ip);
-    let (_server, url) = start_server_with(
+    let (_server, url) = start_server_on_moto(
         work.path(),
-        &nodes.host_ip,
-        &nodes.agent_image,
+        &nodes,
         &[
             ("ARCA_MANAGED_BUCKET", &bucket),
             ("ARCA_MANAGED_ROLE_ARN", ROLE),
             ("ARCA_MANAGED_REGION", "us-east-1"),
             ("ARCA_MANAGED_PREFIX", PREFIX),
             ("ARCA_MANAGED_ENDPOINT", &pods_endpoint),
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
         ],
     );
     let user = User::new(&url, work.path(), "admin");
@@ -165,15 +148,7 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     assert_eq!(job["state"], "COMPLETED", "{job:#}");
     let points = user.json(&["recovery-points", "list", "--backup", "managed"]);
     let point = points[0]["id"].as_str().unwrap().to_owned();
-    let restore = user.json(&[
-        "restores",
-        "create",
-        "--recovery-point",
-        &point,
-        "--cluster",
-        &cluster_b,
-        "--wait",
-    ]);
+    let restore = user.restore_waiting(&point, &cluster_b);
     assert_eq!(restore["state"], "COMPLETED", "{restore:#}");
 
     // ---- what STS was asked: exactly the two grants, both on a's prefix

@@ -30,8 +30,8 @@ use std::time::Instant;
 
 use common::User;
 use common::node::{
-    AGENT_NAMESPACE, BucketEndpoint, Cleanup, Kubectl, PodWatch, assert_agent_pod, bucket_destination,
-    install_with_link, same_bytes, start_server, volume_file,
+    AGENT_NAMESPACE, BucketEndpoint, Kubectl, PodWatch, Scene, assert_agent_pod, bucket_destination, install_with_link,
+    same_bytes, start_server, volume_file,
 };
 use serde_json::{Value, json};
 
@@ -172,20 +172,8 @@ fn assert_mover_pod(watch: &PodWatch, node: &str, image: &str, args_start: &[&st
 fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluster() {
     let Some(nodes) = arca_testenv::nodes() else { return };
     let started = Instant::now();
-    let a = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_a,
-    };
-    let b = Kubectl {
-        nodes: &nodes,
-        kubeconfig: &nodes.kubeconfig_b,
-    };
-    let work = tempfile::tempdir().unwrap();
-    let namespace = arca_testenv::unique("vols");
-    let _cleanup = Cleanup {
-        clusters: [a, b],
-        namespace: namespace.clone(),
-    };
+    let scene = Scene::new(&nodes, "vols");
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
 
     // ---- server, user, an agent in each cluster (the install link, applied with kubectl)
     let (_server, url) = start_server(work.path(), &nodes.host_ip, &nodes.agent_image);
@@ -422,15 +410,7 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     // the restored claim's
     assert!(!b.run(&["get", "namespace", namespace]).status.success());
     let t = Instant::now();
-    let restore = user.json(&[
-        "restores",
-        "create",
-        "--recovery-point",
-        &id,
-        "--cluster",
-        &cluster_b,
-        "--wait",
-    ]);
+    let restore = user.restore_waiting(&id, &cluster_b);
     eprintln!("restore after {:?}: {restore:#}", t.elapsed());
     assert_eq!(restore["state"], "COMPLETED", "{restore:#}");
     let restore_mover = assert_mover_pod(

@@ -10,7 +10,7 @@ mod common;
 use arca_core::ids::{ClusterId, OrgId};
 use arca_core::model::recovery::RecoveryPoint;
 use arca_core::testing::stored_point;
-use common::{Server, User, fails};
+use common::{Server, fails, server_and_admin};
 use serde_json::Value;
 
 const BUCKET: &str = "arca-purge-test";
@@ -19,9 +19,7 @@ const BUCKET: &str = "arca-purge-test";
 fn an_admin_purges_a_deleted_clusters_data_with_their_own_credentials() {
     let aws = arca_testenv::aws().expect("the test environment's moto (scripts/testenv.sh env)");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
-    let admin = User::new(&server.url(), dir.path(), "admin");
-    admin.ok(&["signup", "--org-name", "purge"]);
+    let (server, admin) = server_and_admin(dir.path(), "purge");
     let org: OrgId = admin.json(&["org", "get"])["id"].as_str().unwrap().parse().unwrap();
 
     let s3 = server

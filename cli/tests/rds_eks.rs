@@ -12,34 +12,15 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Server, User, config_in, fails, fresh_account, rds_in, stderr};
+use common::{Server, User, config_in, fails, fresh_account, rds_in, server_and_admin, stderr};
 use serde_json::{Value, json};
 
 /// Runs the CLI, killing it after `limit`: a `--wait` that never ends fails the test
 /// instead of hanging it. Returns stdout, asserting success.
 fn ok_within(user: &User, args: &[&str], limit: Duration) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arca"));
-    cmd.args(args)
-        .env("ARCA_API_URL", &user.url)
-        .env("ARCA_CONFIG", &user.config)
-        .env("HOME", &user.home)
-        .env_remove("ARCA_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!("arca {args:?} still running after {limit:?}: {}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = user.run_within(args, &[], limit);
     assert!(out.status.success(), "arca {args:?}: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -116,9 +97,7 @@ async fn seed(account: &str, db: &str, eks_name: &str) {
 fn rds_and_eks_on_moto() {
     let Some(_) = arca_testenv::aws() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
-    let admin = User::new(&server.url(), dir.path(), "admin");
-    admin.ok(&["signup", "--org-name", "acme"]);
+    let (server, admin) = server_and_admin(dir.path(), "acme");
 
     let account = fresh_account();
     let db = format!("db-{account}");

@@ -52,24 +52,8 @@ impl Harness {
             control_plane: cp.clone(),
             agent: Default::default(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
-        let http = reqwest::Client::new();
-        let signup: Value = http
-            .post(format!("{base}/v1/signup"))
-            .json(&json!({ "orgName": arca_testenv::unique("e2e") }))
-            .send()
-            .await
-            .expect("sign-up")
-            .json()
-            .await
-            .expect("sign-up answer");
-        let user = User {
-            http,
-            base: base.clone(),
-            key: signup["adminKey"]["secret"].as_str().expect("admin key").to_owned(),
-        };
+        let base = arca_testenv::api::serve_on_loopback(arca_api::router(state)).await;
+        let user = User::sign_up(&base).await;
         Harness {
             cp,
             clock,

@@ -35,6 +35,27 @@ pub async fn delete_namespace(client: &kube::Client, name: &str) {
         .await;
 }
 
+/// `v` as a typed Kubernetes object.
+pub fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a valid object")
+}
+
+/// Creates `v`, a `K`, in namespace `ns` of `client`'s cluster.
+pub async fn create_in<K>(client: &kube::Client, ns: &str, v: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::Serialize
+        + k8s_openapi::serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &obj(v))
+        .await
+        .unwrap_or_else(|e| panic!("creating {}/{ns}: {e}", K::kind(&Default::default())))
+}
+
 /// A clock the test moves (schedules firing, retention expiring).
 pub struct TestClock(Mutex<SystemTime>);
 
@@ -66,6 +87,17 @@ pub struct User {
 }
 
 impl User {
+    /// Signs a new org up at the API at `base`; its admin.
+    pub async fn sign_up(base: &str) -> User {
+        let http = reqwest::Client::new();
+        let key = arca_testenv::api::sign_up(&http, base, &arca_testenv::unique("e2e")).await;
+        User {
+            http,
+            base: base.to_owned(),
+            key,
+        }
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut r = self
             .http
@@ -132,6 +164,32 @@ impl User {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{path} never got there: {}", self.get(path).await);
+    }
+
+    /// Defines backup `name` of namespace `ns` of cluster `cluster` (resources only, no
+    /// volume data); its id.
+    pub async fn namespace_backup(&self, name: &str, cluster: &str, ns: &str) -> String {
+        let def = self
+            .post(
+                "/v1/backups",
+                serde_json::json!({ "name": name, "clusterId": cluster, "pvMode": "none",
+                                    "selection": { "namespaces": [ns] } }),
+            )
+            .await;
+        def["id"].as_str().expect("definition id").to_owned()
+    }
+
+    /// Runs definition `def` now, its point kept `retain_days`; the job, once it COMPLETED.
+    pub async fn run_completed(&self, def: &str, retain_days: u32) -> Value {
+        let job = self
+            .post(
+                &format!("/v1/backups/{def}/run"),
+                serde_json::json!({ "retention": { "retainDays": retain_days } }),
+            )
+            .await;
+        let done = self.wait_job(job["id"].as_str().expect("job id")).await;
+        assert_eq!(done["state"], "COMPLETED", "{done}");
+        done
     }
 
     /// Waits until the job has ended, whatever its outcome.

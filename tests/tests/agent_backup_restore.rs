@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_e2e::harness::Harness;
+use arca_e2e::{create_in, obj};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::Api;
@@ -32,20 +33,29 @@ fn files_under(dir: &std::path::Path) -> usize {
         .sum()
 }
 
-fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
+/// Clusters a and b of the test environment, the control plane with a local-filesystem
+/// destination (in a temp dir) and an agent worker per cluster, both defaulting to it;
+/// maintenance condemns and deletes in one run here (production keeps hours between).
+struct TwoAgents {
+    a: arca_testenv::Cluster,
+    b: arca_testenv::Cluster,
+    h: Harness,
+    _dir: tempfile::TempDir,
+    /// The destination's directory and id.
+    dest_dir: std::path::PathBuf,
+    dest: String,
+    /// The clusters' ids.
+    cluster_a: String,
+    cluster_b: String,
 }
 
-/// The control plane with a local-filesystem destination (in `dir`) and an agent worker
-/// per cluster, both defaulting to it; maintenance condemns and deletes in one run here
-/// (production keeps hours between). The harness, the destination's directory and id,
-/// and the two clusters' ids.
-async fn two_agents_on_a_local_destination(
-    dir: &std::path::Path,
-    a: &kube::Client,
-    b: &kube::Client,
-) -> (Harness, std::path::PathBuf, String, String, String) {
-    let dest_dir = dir.join("dest");
+/// [`TwoAgents`], unless the test environment is missing.
+async fn two_agents_on_a_local_destination() -> Option<TwoAgents> {
+    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dest_dir = dir.path().join("dest");
     let mut h = Harness::start(ControlPlaneConfig {
         gc_grace: Duration::ZERO,
         ..Default::default()
@@ -61,94 +71,82 @@ async fn two_agents_on_a_local_destination(
         .as_str()
         .unwrap()
         .to_owned();
-    let cluster_a = h.agent("cluster-a", a, json!({ "defaultDestinationId": dest })).await;
-    let cluster_b = h.agent("cluster-b", b, json!({ "defaultDestinationId": dest })).await;
-    (h, dest_dir, dest, cluster_a, cluster_b)
+    let cluster_a = h
+        .agent("cluster-a", &a.client, json!({ "defaultDestinationId": dest }))
+        .await;
+    let cluster_b = h
+        .agent("cluster-b", &b.client, json!({ "defaultDestinationId": dest }))
+        .await;
+    Some(TwoAgents {
+        a,
+        b,
+        h,
+        _dir: dir,
+        dest_dir,
+        dest,
+        cluster_a,
+        cluster_b,
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
-    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
-        return;
-    };
-
     // The control plane (its clock movable for the retention part) and an agent worker
     // per cluster. Each agent gets its cluster's archive key from the control plane; a
     // restore into cluster b gets cluster a's key for that job.
-    let dir = tempfile::tempdir().unwrap();
-    let (h, dest_dir, dest, cluster_a, cluster_b) =
-        two_agents_on_a_local_destination(dir.path(), &a.client, &b.client).await;
-    let (cp, clock, user) = (h.cp.clone(), h.clock.clone(), &h.user);
+    let Some(t) = two_agents_on_a_local_destination().await else {
+        return;
+    };
+    let (a, b, cluster_a, cluster_b) = (&t.a, &t.b, &t.cluster_a, &t.cluster_b);
+    let (dest_dir, dest) = (&t.dest_dir, &t.dest);
+    let (cp, clock, user) = (t.h.cp.clone(), t.h.clock.clone(), &t.h.user);
 
     // A namespace of cluster a with a few objects.
     let ns = arca_testenv::unique("bkrs");
-    let pp = PostParams::default();
-    Api::<Namespace>::all(a.client.clone())
-        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
-        .await
-        .unwrap();
-    let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
     for name in ["settings", "features"] {
-        cms.create(
-            &pp,
-            &obj(json!({ "metadata": { "name": name }, "data": { "name": name } })),
-        )
-        .await
-        .unwrap();
-    }
-    Api::<Secret>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } })),
-        )
-        .await
-        .unwrap();
-    Api::<Deployment>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({
-                "metadata": { "name": "web" },
-                "spec": {
-                    "replicas": 1,
-                    "selector": { "matchLabels": { "app": "web" } },
-                    "template": {
-                        "metadata": { "labels": { "app": "web" } },
-                        "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] }
-                    }
-                }
-            })),
-        )
-        .await
-        .unwrap();
-    Api::<Service>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({
-                "metadata": { "name": "web" },
-                "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
-            })),
-        )
-        .await
-        .unwrap();
-
-    // Backup: the job completes and its point is READY with the counts.
-    let def = user
-        .post(
-            "/v1/backups",
-            json!({ "name": "ns", "clusterId": cluster_a, "pvMode": "none", "selection": { "namespaces": [ns] } }),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let job = user
-        .post(
-            &format!("/v1/backups/{def}/run"),
-            json!({ "retention": { "retainDays": 1 } }),
+        create_in::<ConfigMap>(
+            &a.client,
+            &ns,
+            json!({ "metadata": { "name": name }, "data": { "name": name } }),
         )
         .await;
-    let done = user.wait_job(job["id"].as_str().unwrap()).await;
-    assert_eq!(done["state"], "COMPLETED", "{done}");
+    }
+    create_in::<Secret>(
+        &a.client,
+        &ns,
+        json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } }),
+    )
+    .await;
+    create_in::<Deployment>(
+        &a.client,
+        &ns,
+        json!({
+            "metadata": { "name": "web" },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": {
+                    "metadata": { "labels": { "app": "web" } },
+                    "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] }
+                }
+            }
+        }),
+    )
+    .await;
+    create_in::<Service>(
+        &a.client,
+        &ns,
+        json!({
+            "metadata": { "name": "web" },
+            "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
+        }),
+    )
+    .await;
+
+    // Backup: the job completes and its point is READY with the counts.
+    let def = user.namespace_backup("ns", cluster_a, &ns).await;
+    let done = user.run_completed(&def, 1).await;
     let resources = done["counters"]["resources"].as_u64().unwrap();
     // namespace, 2 ConfigMaps (+ kube-root-ca.crt if a controller made it), Secret,
     // Deployment, Service (+ default ServiceAccount, Endpoints, ReplicaSet where controllers run)
@@ -370,7 +368,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
         0,
         "the archive's index and manifest are deleted"
     );
-    assert!(files_under(&dest_dir) > 0, "the packs wait for maintenance");
+    assert!(files_under(dest_dir) > 0, "the packs wait for maintenance");
 
     // Maintenance is due once the deletions settled; the agent's gc (grace 0 here)
     // condemns and deletes the packs no point needs: nothing is left.
@@ -383,7 +381,7 @@ async fn a_namespace_is_backed_up_restored_into_another_cluster_and_deleted() {
     assert_eq!(maintained["state"], "COMPLETED", "{maintained}");
     assert_eq!(maintained["type"], "REPOSITORY_MAINTENANCE", "{maintained}");
     assert_eq!(maintained["clusterId"], cluster_a.as_str(), "{maintained}");
-    assert_eq!(files_under(&dest_dir), 0, "every pack of the deleted point is gone");
+    assert_eq!(files_under(dest_dir), 0, "every pack of the deleted point is gone");
     let upkeep = user.get(&format!("/v1/destinations/{dest}/maintenance")).await;
     assert!(upkeep["bytesFreedTotal"].as_u64().unwrap() > 0, "{upkeep}");
     let repo = &upkeep["repositories"][0];
@@ -415,44 +413,25 @@ async fn restored_setting(client: &kube::Client, ns: &str) -> String {
 /// the new point stays restorable.
 #[tokio::test]
 async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_collectable() {
-    let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
+    let Some(t) = two_agents_on_a_local_destination().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (h, dest_dir, _, cluster_a, cluster_b) =
-        two_agents_on_a_local_destination(dir.path(), &a.client, &b.client).await;
-    let (cp, clock, user) = (h.cp.clone(), h.clock.clone(), &h.user);
+    let (a, b, cluster_a, cluster_b) = (&t.a, &t.b, &t.cluster_a, &t.cluster_b);
+    let dest_dir = &t.dest_dir;
+    let (cp, clock, user) = (t.h.cp.clone(), t.h.clock.clone(), &t.h.user);
 
     let ns = arca_testenv::unique("rotate");
     let pp = PostParams::default();
-    Api::<Namespace>::all(a.client.clone())
-        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
-        .await
-        .unwrap();
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
     let cms = Api::<ConfigMap>::namespaced(a.client.clone(), &ns);
     let settings =
         |value: &str| obj::<ConfigMap>(json!({ "metadata": { "name": "settings" }, "data": { "value": value } }));
     cms.create(&pp, &settings("before")).await.unwrap();
-    let def = user
-        .post(
-            "/v1/backups",
-            json!({ "name": "ns", "clusterId": cluster_a, "pvMode": "none", "selection": { "namespaces": [ns] } }),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let def = user.namespace_backup("ns", cluster_a, &ns).await;
     let backup = |retain_days: u32| {
         let def = def.clone();
         async move {
-            let job = user
-                .post(
-                    &format!("/v1/backups/{def}/run"),
-                    json!({ "retention": { "retainDays": retain_days } }),
-                )
-                .await;
-            let done = user.wait_job(job["id"].as_str().unwrap()).await;
-            assert_eq!(done["state"], "COMPLETED", "{done}");
+            let done = user.run_completed(&def, retain_days).await;
             let points = user.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
             points["items"]
                 .as_array()
@@ -500,12 +479,12 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     // Both points restore, each with its own key; the old one into the other cluster.
     let restore = |point: &Value, cluster: &str, target_ns: &str| json!({ "recoveryPointId": point["id"], "targetClusterId": cluster, "namespaceMap": { ns.clone(): target_ns } });
     let old_copy = format!("{ns}-old");
-    let r = user.post("/v1/restores", restore(&old, &cluster_b, &old_copy)).await;
+    let r = user.post("/v1/restores", restore(&old, cluster_b, &old_copy)).await;
     let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     assert_eq!(restored_setting(&b.client, &old_copy).await, "before");
     let new_copy = format!("{ns}-new");
-    let r = user.post("/v1/restores", restore(&new, &cluster_a, &new_copy)).await;
+    let r = user.post("/v1/restores", restore(&new, cluster_a, &new_copy)).await;
     let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     assert_eq!(restored_setting(&a.client, &new_copy).await, "after");
@@ -545,7 +524,7 @@ async fn a_rotated_key_seals_new_backups_while_old_points_stay_restorable_and_co
     user.wait_for(&format!("/v1/clusters/{cluster_b}"), |c| c["state"] == "ACTIVE")
         .await;
     let again = format!("{ns}-again");
-    let r = user.post("/v1/restores", restore(&new, &cluster_b, &again)).await;
+    let r = user.post("/v1/restores", restore(&new, cluster_b, &again)).await;
     let done = user.wait_job(r["job"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     assert_eq!(restored_setting(&b.client, &again).await, "after");

@@ -17,7 +17,7 @@ use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::ports::scheduler::Scheduler;
 use arca_e2e::{TestClock, User};
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_backup_travels_to_the_agent_and_back() {
@@ -45,26 +45,10 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
         config,
     );
     let cp = state.control_plane.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
+    let base = arca_testenv::api::serve_on_loopback(arca_api::router(state)).await;
 
     // A user signs up and registers the cluster.
-    let http = reqwest::Client::new();
-    let signup: Value = http
-        .post(format!("{base}/v1/signup"))
-        .json(&json!({ "orgName": arca_testenv::unique("e2e") }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user = User {
-        http: http.clone(),
-        base: base.clone(),
-        key: signup["adminKey"]["secret"].as_str().unwrap().to_owned(),
-    };
+    let user = User::sign_up(&base).await;
     let dest = user
         .post(
             "/v1/destinations",

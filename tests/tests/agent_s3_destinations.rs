@@ -13,23 +13,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use arca_agent::runner::{ArchiveKey, ResourceRunner};
-use arca_agent::worker::{self, WorkerConfig};
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
-use arca_core::store::Store;
-use arca_e2e::{TestClock, User};
-use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use arca_core::control_plane::ControlPlaneConfig;
+use arca_e2e::harness::Harness;
+use arca_e2e::{create_in, obj};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-
-fn obj<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_fail_in_one_line() {
@@ -46,70 +36,10 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
     let ca = std::fs::read_to_string(&aws.tls.ca).unwrap();
 
     // The control plane and an agent worker per cluster.
-    let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let clock = Arc::new(TestClock::starting_now());
-    let config = ControlPlaneConfig {
-        signup_open: true,
-        heartbeat_interval: Duration::from_secs(1),
-        poll_wait: Duration::from_secs(1),
-        lease: Duration::from_secs(30),
-        archive_keyring: Some(arca_core::model::archive_key::ArchiveKeyring::new(
-            arca_core::model::archive_key::ArchiveMasterKey::generate().unwrap(),
-            vec![],
-        )),
-        ..Default::default()
-    };
-    let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
-        .with_queue(Arc::new(EmbeddedQueue::new(3)))
-        .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
-    let state = arca_api::AppState {
-        control_plane: cp.clone(),
-        agent: Default::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, arca_api::router(state)).await });
-    let http = reqwest::Client::new();
-    let signup: Value = http
-        .post(format!("{base}/v1/signup"))
-        .json(&json!({ "orgName": arca_testenv::unique("s3dest") }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user = User {
-        http,
-        base: base.clone(),
-        key: signup["adminKey"]["secret"].as_str().unwrap().to_owned(),
-    };
-    let mut cluster_ids = Vec::new();
-    let mut stops = Vec::new();
-    for (name, cluster) in [("cluster-a", &a), ("cluster-b", &b)] {
-        let registered = user.post("/v1/clusters", json!({ "name": name })).await;
-        let id = registered["id"].as_str().unwrap().to_owned();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = ResourceRunner::new(cluster.client.clone(), ArchiveKey::FromControlPlane);
-        tokio::spawn(worker::run_until(
-            WorkerConfig {
-                api_url: base.clone(),
-                token: registered["agentToken"].as_str().unwrap().to_owned(),
-                agent_version: "0.1.0-e2e".into(),
-            },
-            cluster.client.clone(),
-            Arc::new(runner),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        user.wait_for(&format!("/v1/clusters/{id}"), |c| c["state"] == "ACTIVE")
-            .await;
-        cluster_ids.push(id);
-        stops.push(stop);
-    }
-    let (cluster_a, cluster_b) = (cluster_ids[0].clone(), cluster_ids[1].clone());
+    let mut h = Harness::start(ControlPlaneConfig::default()).await;
+    let cluster_a = h.agent("cluster-a", &a.client, json!({})).await;
+    let cluster_b = h.agent("cluster-b", &b.client, json!({})).await;
+    let user = &h.user;
 
     // The keys of the credentialsRef variant, in a Secret where each agent runs (its
     // client's default namespace).
@@ -127,28 +57,22 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
 
     // What is backed up: a namespace with a ConfigMap and a Secret.
     let ns = arca_testenv::unique("s3dest");
-    let pp = PostParams::default();
-    Api::<Namespace>::all(a.client.clone())
-        .create(&pp, &obj(json!({ "metadata": { "name": ns } })))
-        .await
-        .unwrap();
-    Api::<ConfigMap>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({ "metadata": { "name": "settings" }, "data": { "mode": "s3" } })),
-        )
-        .await
-        .unwrap();
-    Api::<Secret>::namespaced(a.client.clone(), &ns)
-        .create(
-            &pp,
-            &obj(json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } })),
-        )
-        .await
-        .unwrap();
+    arca_e2e::create_namespace(&a.client, &ns).await.unwrap();
+    create_in::<ConfigMap>(
+        &a.client,
+        &ns,
+        json!({ "metadata": { "name": "settings" }, "data": { "mode": "s3" } }),
+    )
+    .await;
+    create_in::<Secret>(
+        &a.client,
+        &ns,
+        json!({ "metadata": { "name": "creds" }, "stringData": { "password": "hunter2" } }),
+    )
+    .await;
 
     let backup = |name: &str, target: Value| {
-        let (user, ns, cluster_a) = (&user, ns.clone(), cluster_a.clone());
+        let (ns, cluster_a) = (ns.clone(), cluster_a.clone());
         let name = name.to_owned();
         async move {
             let dest = user
@@ -293,7 +217,4 @@ async fn s3_compatible_destinations_back_up_and_restore_and_misconfigured_ones_f
     }
 
     arca_e2e::delete_namespace(&a.client, &ns).await;
-    for stop in stops {
-        let _ = stop.send(());
-    }
 }

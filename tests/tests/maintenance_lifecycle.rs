@@ -72,15 +72,7 @@ async fn lifecycle(target: Value, packs_under: Listing<'_>) {
     cms.create(&PostParams::default(), &cm("changing", &payload(1)))
         .await
         .unwrap();
-    let def = user
-        .post(
-            "/v1/backups",
-            json!({ "name": "life", "clusterId": cluster, "pvMode": "none", "selection": { "namespaces": [ns] } }),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let def = user.namespace_backup("life", &cluster, &ns).await;
 
     // Three backups, the data changed before the second and the third; the last one is
     // kept longer than the others.
@@ -97,14 +89,7 @@ async fn lifecycle(target: Value, packs_under: Listing<'_>) {
             .await
             .unwrap();
         }
-        let job = user
-            .post(
-                &format!("/v1/backups/{def}/run"),
-                json!({ "retention": { "retainDays": retain_days } }),
-            )
-            .await;
-        let done = user.wait_job(job["id"].as_str().unwrap()).await;
-        assert_eq!(done["state"], "COMPLETED", "{done}");
+        let done = user.run_completed(&def, retain_days).await;
         let listed = user.get(&format!("/v1/recoverypoints?definitionId={def}")).await;
         let point = listed["items"]
             .as_array()

@@ -375,6 +375,22 @@ fn new_archive(dir: &tempfile::TempDir) -> ObjectStoreArchive {
     ObjectStoreArchive::new(Arc::new(LocalFsObjectStore::new(dir.path())), "resources", &[9; 32]).expect("archive")
 }
 
+/// A seeded fixture whose namespace a is backed up into a new archive: the fixture, the
+/// archive's directory, the archive and the backup's report.
+async fn seed_and_back_up_a(client: &Client) -> (Fixture, tempfile::TempDir, ObjectStoreArchive, BackupReport) {
+    let f = seed(client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = new_archive(&dir);
+    let selection = Selection {
+        namespaces: [f.a.clone()].into(),
+        ..Default::default()
+    };
+    let backup = backup(client, &selection, &archive, &BackupOptions::default())
+        .await
+        .expect("backup");
+    (f, dir, archive, backup)
+}
+
 fn namespace_a_objects(f: &Fixture) -> BTreeSet<Key> {
     let a = Some(f.a.as_str());
     let w = format!("widgets.{}", f.group);
@@ -745,16 +761,7 @@ async fn restore_into_renamed_namespace_with_existing_object_policies() {
         return;
     };
     let client = &cluster.client;
-    let f = seed(client).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = new_archive(&dir);
-    let selection = Selection {
-        namespaces: [f.a.clone()].into(),
-        ..Default::default()
-    };
-    let backup = backup(client, &selection, &archive, &BackupOptions::default())
-        .await
-        .expect("backup");
+    let (f, _dir, archive, backup) = seed_and_back_up_a(client).await;
     let renamed = f.n("a2");
     let map: BTreeMap<String, String> = [(f.a.clone(), renamed.clone())].into();
 
@@ -894,16 +901,7 @@ async fn restore_into_second_cluster_checks_csi_drivers_and_relinks_owners() {
     let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
         return;
     };
-    let f = seed(&a.client).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = new_archive(&dir);
-    let selection = Selection {
-        namespaces: [f.a.clone()].into(),
-        ..Default::default()
-    };
-    let backup = backup(&a.client, &selection, &archive, &BackupOptions::default())
-        .await
-        .expect("backup");
+    let (f, _dir, archive, backup) = seed_and_back_up_a(&a.client).await;
     let restore_id = unique("rb");
     let opts = RestoreOptions::new(&backup.archive_id, &restore_id);
 
@@ -1010,16 +1008,7 @@ async fn order_override_partial_failure_prefix_and_storage_class_map() {
     let (Some(a), Some(b)) = (arca_testenv::cluster_a().await, arca_testenv::cluster_b().await) else {
         return;
     };
-    let f = seed(&a.client).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = new_archive(&dir);
-    let selection = Selection {
-        namespaces: [f.a.clone()].into(),
-        ..Default::default()
-    };
-    let backup = backup(&a.client, &selection, &archive, &BackupOptions::default())
-        .await
-        .expect("backup");
+    let (f, _dir, archive, backup) = seed_and_back_up_a(&a.client).await;
     create(
         &b.client,
         json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": f.driver},

@@ -166,6 +166,15 @@ struct Run<'a> {
     counts_by_namespace: Mutex<BTreeMap<String, u64>>,
 }
 
+/// Runs `tasks`, at most `concurrency` at a time, to the first error.
+async fn all_of(tasks: Vec<BoxFuture<'_, Result<()>>>, concurrency: usize) -> Result<()> {
+    stream::iter(tasks)
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values are plain collections that stay consistent if a holder panicked.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -492,10 +501,7 @@ pub async fn backup(
             .boxed()
         })
         .collect();
-    stream::iter(tasks)
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
-        .await?;
+    all_of(tasks, concurrency).await?;
 
     // Phase 2: cluster-scoped objects, in stages (a PV names its StorageClass).
     for stage in [0, 1] {
@@ -519,10 +525,7 @@ pub async fn backup(
                 .boxed()
             })
             .collect();
-        stream::iter(tasks)
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
+        all_of(tasks, concurrency).await?;
     }
 
     let mut skipped = std::mem::take(&mut *lock(&run.skipped));

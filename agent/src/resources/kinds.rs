@@ -150,16 +150,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn rt(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceType {
-        ResourceType {
-            group: group.into(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            namespaced,
-        }
-    }
+    use crate::resources::test_type as rt;
 
     #[test]
     fn non_restorable_types_are_named() {

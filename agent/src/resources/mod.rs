@@ -63,6 +63,18 @@ pub struct ResourceType {
     pub namespaced: bool,
 }
 
+/// A `v1` type for unit tests: `test_type("apps", "deployments", "Deployment", true)`.
+#[cfg(test)]
+pub(crate) fn test_type(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceType {
+    ResourceType {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespaced,
+    }
+}
+
 impl ResourceType {
     /// `plural.group` (`deployments.apps`), or the plural alone for the core group: the
     /// name kubectl, Velero and our priority table use.

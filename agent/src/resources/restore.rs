@@ -41,6 +41,13 @@ impl From<arca_core::model::restore::ExistingResourcePolicy> for ExistingPolicy 
     }
 }
 
+/// A claim's name and namespace (empty where it has none).
+pub fn claim_name_and_namespace(claim: &Value) -> (&str, &str) {
+    let name = claim.pointer("/metadata/name").and_then(Value::as_str);
+    let namespace = claim.pointer("/metadata/namespace").and_then(Value::as_str);
+    (name.unwrap_or_default(), namespace.unwrap_or_default())
+}
+
 /// Provides the data of restored claims: the volume restore ([`crate::volumes`]) plugs in
 /// here so a claim is created once, by the resource restore, from the data source it prepared.
 #[async_trait::async_trait]
@@ -694,6 +701,17 @@ async fn associated_cluster_entries(
     Ok(kept)
 }
 
+/// Runs `lookups`, at most `concurrency` (at least one) at a time; what they found.
+async fn found<T>(lookups: Vec<BoxFuture<'_, Option<T>>>, concurrency: usize) -> Vec<T> {
+    stream::iter(lookups)
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// CSI drivers the restored PVs need that the target lacks. A driver "exists" in the
 /// target when a CSIDriver object of that name exists there, or a StorageClass there
 /// (not one this restore brings) names it as provisioner: some drivers register no
@@ -703,25 +721,23 @@ async fn missing_csi_drivers(client: &Client, needed: &BTreeSet<String>) -> Resu
         return Ok(BTreeSet::new());
     }
     let mut present = BTreeSet::new();
-    let drivers: Api<k8s_openapi::api::storage::v1::CSIDriver> = Api::all(client.clone());
-    present.extend(
-        drivers
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|d| d.metadata.name),
-    );
-    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
-    present.extend(
-        classes
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|c| c.provisioner),
-    );
+    let drivers = list_all::<k8s_openapi::api::storage::v1::CSIDriver>(client).await?;
+    present.extend(drivers.into_iter().filter_map(|d| d.metadata.name));
+    let classes = list_all::<k8s_openapi::api::storage::v1::StorageClass>(client).await?;
+    present.extend(classes.into_iter().map(|c| c.provisioner));
     Ok(needed.difference(&present).cloned().collect())
+}
+
+/// Every object of cluster-scoped type `K` (one unpaged list).
+async fn list_all<K>(client: &Client) -> Result<Vec<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Ok(Api::<K>::all(client.clone()).list(&ListParams::default()).await?.items)
 }
 
 /// Restores an archive into the cluster of `client`.
@@ -821,13 +837,7 @@ pub async fn restore(client: &Client, archive: &dyn ResourceArchive, opts: &Rest
                 .boxed()
             })
             .collect();
-        let existing: Vec<String> = stream::iter(lookups)
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let existing = found(lookups, opts.concurrency).await;
         if !existing.is_empty() {
             let mut existing = existing;
             existing.sort();
@@ -1038,13 +1048,7 @@ async fn missing_permissions(
             .boxed()
         })
         .collect();
-    let mut missing: Vec<MissingPermission> = stream::iter(reviews)
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut missing = found(reviews, opts.concurrency).await;
     missing.sort();
     Ok(missing)
 }
@@ -1130,13 +1134,7 @@ mod tests {
     }
 
     fn rt(plural: &str, kind: &str) -> ResourceType {
-        ResourceType {
-            group: String::new(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            namespaced: true,
-        }
+        crate::resources::test_type("", plural, kind, true)
     }
 
     fn existing(value: Value) -> DynamicObject {

@@ -265,7 +265,7 @@ async fn one_claim(
     let manifest = snapshot::snapshot_manifest(
         &pvc.namespace,
         &snap_name,
-        &pvc.name,
+        snapshot::SnapshotSource::Claim(&pvc.name),
         &class.name,
         &labels(&req.job_id, "backup-snapshot"),
     );
@@ -407,10 +407,10 @@ async fn copy(
             &labels(&req.job_id, "copy-source"),
         );
         snapshot::create_content(client, &content).await?;
-        let imported = snapshot::imported_snapshot_manifest(
+        let imported = snapshot::snapshot_manifest(
             &namespace,
             &name,
-            &name,
+            snapshot::SnapshotSource::Content(&name),
             &snap.class,
             &labels(&req.job_id, "copy-source"),
         );

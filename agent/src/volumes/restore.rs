@@ -29,7 +29,7 @@ use super::{
     RESTORE_LABEL, Repo, RepoAccess, VolumeOptions, VolumeRecord, already_exists, labels, not_found, object_name,
     snapshot, snapshot_data_source,
 };
-use crate::resources::restore::{ClaimData, ClaimSource};
+use crate::resources::restore::{ClaimData, ClaimSource, claim_name_and_namespace};
 
 /// Where a claim's data comes from, in the order tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,7 +217,13 @@ impl VolumeRestore {
         let content =
             snapshot::imported_content_manifest(&name, &record.driver, &handle, &snap.class, target_ns, &name, &labels);
         snapshot::create_content(&self.client, &content).await?;
-        let imported = snapshot::imported_snapshot_manifest(target_ns, &name, &name, &snap.class, &labels);
+        let imported = snapshot::snapshot_manifest(
+            target_ns,
+            &name,
+            snapshot::SnapshotSource::Content(&name),
+            &snap.class,
+            &labels,
+        );
         snapshot::create(&self.client, &imported).await?;
         self.note(format!(
             "PVC {target_ns}/{}: from VolumeSnapshot {}/{} (imported as {target_ns}/{name})",
@@ -541,14 +547,7 @@ impl ClaimData for VolumeRestore {
             self.note(line);
             return Ok(source);
         }
-        let name = claim
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let target_ns = claim
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let (name, target_ns) = claim_name_and_namespace(claim);
         let record = self
             .records
             .get(&(source_namespace.to_string(), name.to_string()))

@@ -87,21 +87,34 @@ pub fn choose_class<'a>(driver: &str, classes: &'a [ClassInfo]) -> Option<&'a Cl
     of_driver.first().copied()
 }
 
-/// A VolumeSnapshot of claim `pvc`.
+/// What a VolumeSnapshot is taken from.
+#[derive(Clone, Copy, Debug)]
+pub enum SnapshotSource<'a> {
+    /// A claim: a new snapshot of its volume.
+    Claim(&'a str),
+    /// A (pre-provisioned) VolumeSnapshotContent: the import of an existing snapshot.
+    Content(&'a str),
+}
+
+/// A VolumeSnapshot of class `class` from `source`.
 pub fn snapshot_manifest(
     namespace: &str,
     name: &str,
-    pvc: &str,
+    source: SnapshotSource<'_>,
     class: &str,
     labels: &BTreeMap<String, String>,
 ) -> Value {
+    let source = match source {
+        SnapshotSource::Claim(pvc) => json!({"persistentVolumeClaimName": pvc}),
+        SnapshotSource::Content(content) => json!({"volumeSnapshotContentName": content}),
+    };
     json!({
         "apiVersion": format!("{GROUP}/v1"),
         "kind": "VolumeSnapshot",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "volumeSnapshotClassName": class,
-            "source": {"persistentVolumeClaimName": pvc},
+            "source": source,
         },
     })
 }
@@ -128,25 +141,6 @@ pub fn imported_content_manifest(
             "source": {"snapshotHandle": handle},
             "volumeSnapshotClassName": class,
             "volumeSnapshotRef": {"namespace": namespace, "name": snapshot},
-        },
-    })
-}
-
-/// The VolumeSnapshot side of an import.
-pub fn imported_snapshot_manifest(
-    namespace: &str,
-    name: &str,
-    content: &str,
-    class: &str,
-    labels: &BTreeMap<String, String>,
-) -> Value {
-    json!({
-        "apiVersion": format!("{GROUP}/v1"),
-        "kind": "VolumeSnapshot",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "volumeSnapshotClassName": class,
-            "source": {"volumeSnapshotContentName": content},
         },
     })
 }
@@ -318,7 +312,7 @@ mod tests {
     #[test]
     fn manifests_name_the_claim_class_and_import_with_retain() {
         let labels = BTreeMap::from([("a".to_string(), "b".to_string())]);
-        let s = snapshot_manifest("ns", "snap", "data", "csi-class", &labels);
+        let s = snapshot_manifest("ns", "snap", SnapshotSource::Claim("data"), "csi-class", &labels);
         assert_eq!(s["spec"]["source"]["persistentVolumeClaimName"], "data");
         assert_eq!(s["spec"]["volumeSnapshotClassName"], "csi-class");
         assert_eq!(s["metadata"]["labels"]["a"], "b");
@@ -326,7 +320,7 @@ mod tests {
         assert_eq!(c["spec"]["deletionPolicy"], "Retain");
         assert_eq!(c["spec"]["source"]["snapshotHandle"], "h-1");
         assert_eq!(c["spec"]["volumeSnapshotRef"]["namespace"], "target");
-        let i = imported_snapshot_manifest("target", "snap", "c", "cls", &labels);
+        let i = snapshot_manifest("target", "snap", SnapshotSource::Content("c"), "cls", &labels);
         assert_eq!(i["spec"]["source"]["volumeSnapshotContentName"], "c");
     }
 }

@@ -31,14 +31,7 @@ pub(super) async fn signup(g: &Global, args: SignupArgs) -> Result<(), CliError>
         ));
         return Ok(());
     }
-    let path = config::path(g.config.as_deref())?;
-    config::save(
-        &path,
-        &FileConfig {
-            api_url: Some(client.base().to_owned()),
-            api_key: Some(secret),
-        },
-    )?;
+    let path = save_key(g, &client, secret)?;
     emit(&format!(
         "org {org} created; its admin key is saved in {}",
         path.display()
@@ -65,14 +58,7 @@ pub(super) async fn login(g: &Global, args: LoginArgs) -> Result<(), CliError> {
     let client = Client::new(&url, Some(key.clone()))?;
     // Checked before saving: a typo is found now, not at the next command.
     let org = client.get("/v1/org").await?.body;
-    let path = config::path(g.config.as_deref())?;
-    config::save(
-        &path,
-        &FileConfig {
-            api_url: Some(client.base().to_owned()),
-            api_key: Some(key),
-        },
-    )?;
+    let path = save_key(g, &client, key)?;
     emit(&format!(
         "logged in to {} as org {} ({}); saved in {}",
         client.base(),
@@ -81,4 +67,17 @@ pub(super) async fn login(g: &Global, args: LoginArgs) -> Result<(), CliError> {
         path.display()
     ));
     Ok(())
+}
+
+/// Saves `client`'s API URL and `key` in the config file (0600); its path.
+fn save_key(g: &Global, client: &Client, key: String) -> Result<std::path::PathBuf, CliError> {
+    let path = config::path(g.config.as_deref())?;
+    config::save(
+        &path,
+        &FileConfig {
+            api_url: Some(client.base().to_owned()),
+            api_key: Some(key),
+        },
+    )?;
+    Ok(path)
 }

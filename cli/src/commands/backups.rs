@@ -70,12 +70,9 @@ pub(super) async fn backups(g: &Global, cmd: BackupsCmd) -> Result<(), CliError>
         BackupsCmd::Get { backup } => show_entity(g, &client, BACKUP, &backup).await?,
         BackupsCmd::Create(c) => create_backup(g, &client, c).await?,
         BackupsCmd::Update(u) => update_backup(g, &client, u).await?,
-        BackupsCmd::Run {
-            backup,
-            retain_days,
-            keep_last,
-            wait,
-        } => run_definition(g, &client, BACKUP, &backup, run_body(retain_days, keep_last), wait).await?,
+        BackupsCmd::Run { backup, run } => {
+            run_definition(g, &client, BACKUP, &backup, run_body(&run), run.wait).await?
+        }
         BackupsCmd::Pause { backup } => entity_action(g, &client, BACKUP, &backup, "pause", "paused").await?,
         BackupsCmd::Resume { backup } => entity_action(g, &client, BACKUP, &backup, "resume", "resumed").await?,
         BackupsCmd::Delete { backup } => delete_entity(&client, BACKUP, &backup, "").await?,

@@ -12,7 +12,7 @@ use super::{
     with_query,
 };
 use crate::CliError;
-use crate::args::{Global, JobsCmd};
+use crate::args::{Global, JobsCmd, RunArgs};
 use crate::client::Client;
 use crate::output::{Column, Format, at};
 
@@ -78,9 +78,9 @@ pub(super) async fn jobs(g: &Global, cmd: JobsCmd) -> Result<(), CliError> {
 }
 
 /// A retention for `run`: `{}` (the policy's first row) or the one given.
-pub(super) fn run_body(retain_days: Option<u32>, keep_last: Option<u32>) -> Value {
-    match retain_days {
-        Some(days) => json!({ "retention": { "retainDays": days, "keepLast": keep_last } }),
+pub(super) fn run_body(run: &RunArgs) -> Value {
+    match run.retain_days {
+        Some(days) => json!({ "retention": { "retainDays": days, "keepLast": run.keep_last } }),
         None => json!({}),
     }
 }

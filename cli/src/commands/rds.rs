@@ -153,18 +153,12 @@ async fn backups(g: &Global, cmd: RdsBackupsCmd) -> Result<(), CliError> {
         RdsBackupsCmd::Get { backup } => show_entity(g, &client, RDS_BACKUP, &backup).await?,
         RdsBackupsCmd::Create(c) => create_backup(g, &client, *c).await?,
         RdsBackupsCmd::Update(u) => update_backup(g, &client, *u).await?,
-        RdsBackupsCmd::Run {
-            backup,
-            copy_only,
-            retain_days,
-            keep_last,
-            wait,
-        } => {
-            let mut body = run_body(retain_days, keep_last);
+        RdsBackupsCmd::Run { backup, copy_only, run } => {
+            let mut body = run_body(&run);
             if copy_only {
                 body["copyOnly"] = json!(true);
             }
-            run_definition(g, &client, RDS_BACKUP, &backup, body, wait).await?;
+            run_definition(g, &client, RDS_BACKUP, &backup, body, run.wait).await?;
         }
         RdsBackupsCmd::Pause { backup } => entity_action(g, &client, RDS_BACKUP, &backup, "pause", "paused").await?,
         RdsBackupsCmd::Resume { backup } => {

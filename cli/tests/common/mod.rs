@@ -6,7 +6,8 @@
 pub mod node;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use arca_cli::server::{RunningServer, ServerOptions, start};
 use serde_json::Value;
@@ -38,6 +39,15 @@ impl Server {
     }
 }
 
+/// A server on `dir/data` and its first user, `admin` (files in `dir/admin`), who signed
+/// up org `org`.
+pub fn server_and_admin(dir: &Path, org: &str) -> (Server, User) {
+    let server = Server::start(&dir.join("data"));
+    let admin = User::new(&server.url(), dir, "admin");
+    admin.ok(&["signup", "--org-name", org]);
+    (server, admin)
+}
+
 /// One user's CLI: a config file of its own, the server's URL, no key from the
 /// environment unless given.
 pub struct User {
@@ -55,7 +65,8 @@ impl User {
         }
     }
 
-    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    /// The `arca` command of this user, with `args` and `env`.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arca"));
         cmd.args(args)
             .env("ARCA_API_URL", &self.url)
@@ -65,7 +76,32 @@ impl User {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
+    }
+
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().unwrap()
+    }
+
+    /// [`User::run_with`], killing the CLI after `limit`: a wait that never ends fails the
+    /// test instead of hanging it.
+    pub fn run_within(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+        let mut child = self
+            .command(args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > limit {
+                child.kill().unwrap();
+                let out = child.wait_with_output().unwrap();
+                panic!("arca {args:?} still running after {limit:?}: {}", stderr(&out));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.wait_with_output().unwrap()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -88,6 +124,19 @@ impl User {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// `restores create --recovery-point POINT --cluster CLUSTER --wait`: the restore.
+    pub fn restore_waiting(&self, point: &str, cluster: &str) -> Value {
+        self.json(&[
+            "restores",
+            "create",
+            "--recovery-point",
+            point,
+            "--cluster",
+            cluster,
+            "--wait",
+        ])
     }
 
     pub fn saved_key(&self) -> String {

@@ -58,6 +58,28 @@ pub fn start_server_with(data: &Path, host_ip: &str, image: &str, env: &[(&str, 
     (server, url)
 }
 
+/// [`start_server_with`] on the nodes' host and agent image, its AWS the nodes' moto
+/// (through the standard variables), and `env`.
+pub fn start_server_on_moto(data: &Path, nodes: &arca_testenv::Nodes, env: &[(&str, &str)]) -> (ServerProcess, String) {
+    let endpoint = nodes.aws.endpoint_url.trim_end_matches('/').to_owned();
+    let mut all = env.to_vec();
+    all.extend([
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    start_server_with(data, &nodes.host_ip, &nodes.agent_image, &all)
+}
+
+/// Links moto's `account` as cloud account `moto` (us-east-1) and sets its cross-account
+/// role.
+pub fn link_moto_account(user: &User, account: &str) {
+    user.ok(&["cloud-accounts", "link", "--name", "moto", "--region", "us-east-1"]);
+    let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
+    user.ok(&["cloud-accounts", "set-role", "moto", "--role-arn", &role]);
+}
+
 /// kubectl against one cluster; panics with its output unless it succeeds.
 #[derive(Clone, Copy)]
 pub struct Kubectl<'a> {
@@ -65,7 +87,27 @@ pub struct Kubectl<'a> {
     pub kubeconfig: &'a Path,
 }
 
-impl Kubectl<'_> {
+impl<'a> Kubectl<'a> {
+    /// kubectl against the nodes' clusters a and b.
+    pub fn a_and_b(nodes: &'a arca_testenv::Nodes) -> [Kubectl<'a>; 2] {
+        [&nodes.kubeconfig_a, &nodes.kubeconfig_b].map(|kubeconfig| Kubectl { nodes, kubeconfig })
+    }
+
+    /// The Secret `bucket-keys` beside the agent: moto's keys, as a destination's
+    /// `credentialsRef` names them.
+    pub fn create_bucket_keys(&self) {
+        self.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "bucket-keys",
+            "-n",
+            AGENT_NAMESPACE,
+            "--from-literal=AWS_ACCESS_KEY_ID=testing",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
+        ]);
+    }
+
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         self.nodes.kubectl(self.kubeconfig).args(args).output().unwrap()
     }
@@ -259,16 +301,7 @@ pub fn bucket_destination(
         .unwrap();
     assert!(created.success(), "creating bucket {bucket} on moto");
     for k in clusters {
-        k.ok(&[
-            "create",
-            "secret",
-            "generic",
-            "bucket-keys",
-            "-n",
-            AGENT_NAMESPACE,
-            "--from-literal=AWS_ACCESS_KEY_ID=testing",
-            "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
-        ]);
+        k.create_bucket_keys();
     }
     let moto_port = aws.endpoint_url.rsplit(':').next().unwrap().trim_end_matches('/');
     let url = match endpoint {
@@ -451,6 +484,35 @@ pub fn wait_agent_namespace_gone(k: &Kubectl) {
 pub struct Cleanup<'a> {
     pub clusters: [Kubectl<'a>; 2],
     pub namespace: String,
+}
+
+/// What an in-cluster test starts from: kubectl for clusters a and b, a work directory, a
+/// unique application namespace, and the [`Cleanup`] of both clusters.
+pub struct Scene<'a> {
+    pub a: Kubectl<'a>,
+    pub b: Kubectl<'a>,
+    pub namespace: String,
+    /// (Dropped before `work`, as fields drop in order.)
+    pub cleanup: Cleanup<'a>,
+    pub work: tempfile::TempDir,
+}
+
+impl<'a> Scene<'a> {
+    /// The scene of a test on `nodes`, its namespace named after `prefix`.
+    pub fn new(nodes: &'a arca_testenv::Nodes, prefix: &str) -> Scene<'a> {
+        let [a, b] = Kubectl::a_and_b(nodes);
+        let namespace = arca_testenv::unique(prefix);
+        Scene {
+            a,
+            b,
+            work: tempfile::tempdir().unwrap(),
+            cleanup: Cleanup {
+                clusters: [a, b],
+                namespace: namespace.clone(),
+            },
+            namespace,
+        }
+    }
 }
 
 impl Drop for Cleanup<'_> {

@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use crate::error::{RepoError, Result};
 use crate::format::{BackupStats, FORMAT_VERSION, KIND_DATA, KIND_MAP, MapEntry, Snapshot, SnapshotKind, encode_map};
 use crate::id::{Id, IdSet};
-use crate::pack::{Packer, SealedBlob, seal_blob};
-use crate::repo::{Index, Repository, key_for, now_ms};
 use arca_core::model::layout::RepositoryLayout;
+use crate::pack::{Packer, SealedBlob, read_sealed, seal_blob};
+use crate::repo::{Index, Repository, key_for, now_ms};
 
 /// Longest time allowed between the final check against gc and the manifest write. gc's
 /// grace period must be longer (the CLI enforces at least an hour).
@@ -377,21 +377,8 @@ async fn final_check(repo: &Repository, index: &Index, own: &Packer, referenced:
         };
         let key = key_for(RepositoryLayout::pack, pack)?;
         for e in entries {
-            let start = u64::from(e.offset);
-            let data = repo
-                .store()
-                .get_range(&key, start..start + u64::from(e.stored_len))
-                .await
-                .map_err(|err| RepoError::store(format!("copying from condemned {key}"), err))?
-                .to_vec();
             copier
-                .add(SealedBlob {
-                    kind: e.kind,
-                    flags: e.flags,
-                    id: e.id,
-                    raw_len: e.raw_len,
-                    data,
-                })
+                .add(read_sealed(repo, &key, &e, "copying from condemned").await?)
                 .await?;
         }
     }

@@ -471,14 +471,25 @@ impl Config {
     }
 }
 
-pub fn decode_config(bytes: &[u8]) -> Result<Config> {
-    if bytes.len() > MAX_CONFIG_LEN {
+/// `bytes` as the JSON of a `T` of at most `max` bytes: `long` names it when it is larger
+/// ("snapshot manifest of ... bytes"), `short` when it does not parse ("snapshot: ...").
+pub(crate) fn decode_bounded_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: u64,
+    long: &str,
+    short: &str,
+) -> Result<T> {
+    if bytes.len() as u64 > max {
         return Err(FormatError::new(format!(
-            "config of {} bytes, more than the {MAX_CONFIG_LEN} the format allows",
+            "{long} of {} bytes, more than the {max} the format allows",
             bytes.len()
         )));
     }
-    let config: Config = serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("config: {e}")))?;
+    serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("{short}: {e}")))
+}
+
+pub fn decode_config(bytes: &[u8]) -> Result<Config> {
+    let config: Config = decode_bounded_json(bytes, MAX_CONFIG_LEN as u64, "config", "config")?;
     if config.version != FORMAT_VERSION {
         return Err(FormatError::new(format!("unsupported version {}", config.version)));
     }
@@ -538,13 +549,7 @@ impl Snapshot {
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot> {
-    if bytes.len() > MAX_SNAPSHOT_LEN {
-        return Err(FormatError::new(format!(
-            "snapshot manifest of {} bytes, more than the {MAX_SNAPSHOT_LEN} the format allows",
-            bytes.len()
-        )));
-    }
-    let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("snapshot: {e}")))?;
+    let snap: Snapshot = decode_bounded_json(bytes, MAX_SNAPSHOT_LEN as u64, "snapshot manifest", "snapshot")?;
     if snap.version != FORMAT_VERSION {
         return Err(FormatError::new(format!("unsupported version {}", snap.version)));
     }

@@ -9,10 +9,10 @@ use serde::Serialize;
 use crate::error::{RepoError, Result};
 use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
 use crate::id::{Id, IdSet};
-use crate::lock::StoreLock;
-use crate::pack::{Packer, SealedBlob};
-use crate::repo::{Index, Repository, key_for, now_ms};
 use arca_core::model::layout::RepositoryLayout;
+use crate::lock::StoreLock;
+use crate::pack::{Packer, read_sealed};
+use crate::repo::{Index, Repository, key_for, list_objects, now_ms};
 
 /// Index files written by gc hold at most this many blobs each.
 const INDEX_FILE_BLOBS: usize = 200_000;
@@ -99,10 +99,8 @@ pub async fn gc(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
 async fn take_lock(repo: &Repository) -> Result<StoreLock> {
     let store = repo.store();
     let now = now_ms();
-    for object in store
-        .list(RepositoryLayout::GC_LOCKS)
-        .await
-        .map_err(|e| RepoError::store("listing locks", e))?
+    for object in list_objects(store.as_ref(), RepositoryLayout::GC_LOCKS, "locks")
+        .await?
         .into_iter()
         .filter(|o| RepositoryLayout::id_of(&o.key).is_some())
     {
@@ -150,22 +148,7 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
         } else if (live_bytes as f64) < options.repack_below * total as f64 {
             let key = key_for(RepositoryLayout::pack, &pack.id)?;
             for e in live_entries {
-                let start = u64::from(e.offset);
-                let data = repo
-                    .store()
-                    .get_range(&key, start..start + u64::from(e.stored_len))
-                    .await
-                    .map_err(|err| RepoError::store(format!("repacking {key}"), err))?
-                    .to_vec();
-                repacker
-                    .add(SealedBlob {
-                        kind: e.kind,
-                        flags: e.flags,
-                        id: e.id,
-                        raw_len: e.raw_len,
-                        data,
-                    })
-                    .await?;
+                repacker.add(read_sealed(repo, &key, e, "repacking").await?).await?;
             }
             report.packs_repacked += 1;
             condemned.push(pack.id);

@@ -13,7 +13,7 @@ use crate::crypto::{KEY_LEN, MasterKey, SealKey};
 use crate::error::{FormatError, RepoError, Result};
 use crate::format::{
     KDF_SALT_LEN, MAX_KDF_ITERATIONS, MAX_KDF_MEMORY_KIB, MAX_KDF_PARALLELISM, MAX_KDF_WORK_KIB, MAX_KEY_FILE_LEN,
-    MIN_KDF_MEMORY_KIB,
+    MIN_KDF_MEMORY_KIB, decode_bounded_json,
 };
 
 const KEY_AAD: &[u8] = b"arca/v1/key";
@@ -112,13 +112,7 @@ impl fmt::Debug for KeyFile {
 }
 
 pub fn decode_key_file(bytes: &[u8]) -> Result<KeyFile, FormatError> {
-    if bytes.len() as u64 > MAX_KEY_FILE_LEN {
-        return Err(FormatError::new(format!(
-            "key file of {} bytes, more than the {MAX_KEY_FILE_LEN} the format allows",
-            bytes.len()
-        )));
-    }
-    let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| FormatError::new(format!("key file: {e}")))?;
+    let file: KeyFile = decode_bounded_json(bytes, MAX_KEY_FILE_LEN, "key file", "key file")?;
     if file.version != 1 {
         return Err(FormatError::new(format!(
             "unsupported key file version {}",

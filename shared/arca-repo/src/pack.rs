@@ -19,6 +19,25 @@ pub struct SealedBlob {
     pub data: Vec<u8>,
 }
 
+/// Blob `e` of the pack at `key` as it is stored (still sealed), to be appended to another
+/// pack unopened; `doing` names the work in an error ("repacking").
+pub(crate) async fn read_sealed(repo: &Repository, key: &str, e: &BlobEntry, doing: &str) -> Result<SealedBlob> {
+    let start = u64::from(e.offset);
+    let data = repo
+        .store()
+        .get_range(key, start..start + u64::from(e.stored_len))
+        .await
+        .map_err(|err| RepoError::store(format!("{doing} {key}"), err))?
+        .to_vec();
+    Ok(SealedBlob {
+        kind: e.kind,
+        flags: e.flags,
+        id: e.id,
+        raw_len: e.raw_len,
+        data,
+    })
+}
+
 const PROBE: usize = 4096;
 
 /// Compresses `plain` when that saves at least 1/32 of it, then seals it. `scratch` is a

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arca_core::ports::ObjectStore;
+use arca_core::ports::{ObjectMeta, ObjectStore};
 use bytes::Bytes;
 
 use crate::crypto::{Keys, MasterKey, blob_aad, object_aad, repo_object_aad};
@@ -53,6 +53,14 @@ impl std::fmt::Debug for Repository {
 
 fn not_found(e: &arca_core::Error) -> bool {
     matches!(e, arca_core::Error::NotFound { .. })
+}
+
+/// The objects under `prefix`; `what` names them in an error ("listing {what}").
+pub(crate) async fn list_objects(store: &dyn ObjectStore, prefix: &str, what: &str) -> Result<Vec<ObjectMeta>> {
+    store
+        .list(prefix)
+        .await
+        .map_err(|e| RepoError::store(format!("listing {what}"), e))
 }
 
 /// Reads a whole object that its format bounds to `max` bytes; a larger one is refused
@@ -144,10 +152,7 @@ impl Repository {
             Err(e) if not_found(&e) => return Err(RepoError::NotARepository(location.into())),
             Err(e) => return Err(RepoError::store(format!("reading config of {location}"), e)),
         };
-        let key_objects = store
-            .list(RepositoryLayout::KEYS)
-            .await
-            .map_err(|e| RepoError::store("listing keys", e))?;
+        let key_objects = list_objects(store.as_ref(), RepositoryLayout::KEYS, "keys").await?;
         if key_objects.is_empty() {
             return Err(RepoError::corrupt(
                 "keys/",
@@ -165,10 +170,7 @@ impl Repository {
         }
         let master = master.ok_or(RepoError::WrongPassword)?;
         let keys = Keys::derive(&master)?;
-        let plain = match keys
-            .sealer()
-            .open(&repo_object_aad(RepositoryLayout::CONFIG), &config_bytes)
-        {
+        let plain = match keys.sealer().open(&repo_object_aad(RepositoryLayout::CONFIG), &config_bytes) {
             Ok(framed) => format::unframe_at_most(&framed, MAX_CONFIG_LEN),
             Err(e) => {
                 // Version 1 sealed its config under the kind's name: such a repository is
@@ -250,12 +252,7 @@ impl Repository {
 
     /// Every snapshot, oldest first. Manifests that vanish while listing (forget) are skipped.
     pub async fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let listed = self
-            .inner
-            .store
-            .list(RepositoryLayout::SNAPSHOTS)
-            .await
-            .map_err(|e| RepoError::store("listing snapshots", e))?;
+        let listed = list_objects(self.inner.store.as_ref(), RepositoryLayout::SNAPSHOTS, "snapshots").await?;
         let mut out = Vec::with_capacity(listed.len());
         for object in listed {
             let Some(id) = RepositoryLayout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) else {
@@ -339,12 +336,7 @@ impl Repository {
     }
 
     pub(crate) async fn gc_markers(&self) -> Result<Vec<(String, GcMarker)>> {
-        let listed = self
-            .inner
-            .store
-            .list(RepositoryLayout::GC_MARKERS)
-            .await
-            .map_err(|e| RepoError::store("listing gc markers", e))?;
+        let listed = list_objects(self.inner.store.as_ref(), RepositoryLayout::GC_MARKERS, "gc markers").await?;
         let mut out = Vec::new();
         for object in listed {
             match self.get_object(&object.key, MAX_OBJECT_LEN).await {
@@ -361,12 +353,7 @@ impl Repository {
 
     /// Pack ids that exist in the store, with their sizes.
     pub(crate) async fn list_packs(&self) -> Result<IdMap<u64>> {
-        let listed = self
-            .inner
-            .store
-            .list(RepositoryLayout::PACKS)
-            .await
-            .map_err(|e| RepoError::store("listing packs", e))?;
+        let listed = list_objects(self.inner.store.as_ref(), RepositoryLayout::PACKS, "packs").await?;
         let mut out = IdMap::default();
         for object in listed {
             if let Some(id) = RepositoryLayout::id_of(&object.key).and_then(|s| Id::from_hex(s).ok()) {
@@ -425,12 +412,7 @@ impl Repository {
     /// index lists (a killed backup's uploads) and adds them.
     pub async fn load_index(&self, adopt_orphans: bool) -> Result<Index> {
         let existing = self.list_packs().await?;
-        let listed = self
-            .inner
-            .store
-            .list(RepositoryLayout::INDEXES)
-            .await
-            .map_err(|e| RepoError::store("listing index", e))?;
+        let listed = list_objects(self.inner.store.as_ref(), RepositoryLayout::INDEXES, "index").await?;
         let markers = self.gc_markers().await?;
         let condemned: HashSet<Id> = markers
             .iter()

@@ -4,12 +4,12 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::error::{RepoError, Result};
+use crate::error::Result;
 use crate::format::{KIND_MAP, MAX_KEY_FILE_LEN, MAX_PACK_LEN, MapEntry};
 use crate::id::{Id, IdMap};
 use crate::keys::decode_key_file;
-use crate::repo::{Repository, get_bounded, key_for, open_blob};
 use arca_core::model::layout::RepositoryLayout;
+use crate::repo::{Repository, get_bounded, key_for, list_objects, open_blob};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
@@ -25,11 +25,7 @@ pub struct VerifyReport {
 pub async fn verify(repo: &Repository, read_data: bool) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let store = repo.store();
-    for object in store
-        .list(RepositoryLayout::KEYS)
-        .await
-        .map_err(|e| RepoError::store("listing keys", e))?
-    {
+    for object in list_objects(store.as_ref(), RepositoryLayout::KEYS, "keys").await? {
         match get_bounded(store.as_ref(), &object.key, MAX_KEY_FILE_LEN).await {
             Ok(bytes) => {
                 if let Err(e) = decode_key_file(&bytes) {

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_core::ports::ObjectStore;
-use arca_repo::{
-    GcOptions, Id, RepoError, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore, verify,
-};
+use arca_repo::{Id, RepoError, Repository, RestoreOptions, VolumeBackup, backup_volume, restore, verify};
 use bytes::Bytes;
-use common::{local_repo, noise, wrapper};
+use common::{gc_with_grace, local_repo, noise, wrapper};
 
 /// What reading the repository found: `Ok(())` when everything opened, verified and
 /// restored byte for byte, else the first error line.
@@ -86,15 +84,7 @@ async fn every_damaged_object_is_reported_in_one_line_and_nothing_panics() {
     let (c, _) = backup_volume(&repo, VolumeBackup::new("w", &source)).await.unwrap();
     repo.forget(&c).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let report = gc(
-        &repo,
-        &GcOptions {
-            grace: Duration::from_millis(10),
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let report = gc_with_grace(&repo, Duration::from_millis(10)).await;
     assert!(report.packs_condemned > 0, "{report:?}");
 
     let expected = vec![(a, first), (b, image)];

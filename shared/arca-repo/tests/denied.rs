@@ -7,17 +7,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arca_core::ports::{ObjectMeta, ObjectStore};
+use arca_core::ports::ObjectStore;
 use arca_repo::{Repository, RestoreOptions, VolumeBackup, backup_volume, restore};
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use bytes::Bytes;
-use common::{local_repo, noise, small_config, wrapper};
+use common::{Hooked, StoreHooks, local_repo, noise, small_config, wrapper};
 use tokio::sync::{Notify, watch};
 
 const PACK: u64 = 1 << 20;
@@ -69,7 +67,6 @@ async fn bucket_and_user(moto: &arca_testenv::PrivateMoto, prefix: &str) -> (Str
 /// holds every pack after the first `hold_after` until the gate opens, and says when the
 /// first one is held.
 struct Gated {
-    inner: Arc<dyn ObjectStore>,
     pack_bytes: AtomicU64,
     /// Packs stored (their put returned).
     stored: AtomicU64,
@@ -80,48 +77,35 @@ struct Gated {
 }
 
 impl Gated {
-    fn new(inner: Arc<dyn ObjectStore>, hold_after: u64, gate: watch::Receiver<bool>) -> Arc<Gated> {
-        Arc::new(Gated {
+    fn new(inner: Arc<dyn ObjectStore>, hold_after: u64, gate: watch::Receiver<bool>) -> Arc<Hooked<Gated>> {
+        Hooked::new(
             inner,
-            pack_bytes: AtomicU64::new(0),
-            stored: AtomicU64::new(0),
-            started: AtomicU64::new(0),
-            hold_after,
-            holding: Notify::new(),
-            gate,
-        })
+            Gated {
+                pack_bytes: AtomicU64::new(0),
+                stored: AtomicU64::new(0),
+                started: AtomicU64::new(0),
+                hold_after,
+                holding: Notify::new(),
+                gate,
+            },
+        )
     }
 }
 
 #[async_trait]
-impl ObjectStore for Gated {
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
-        let len = body.len() as u64;
+impl StoreHooks for Gated {
+    async fn before_put(&self, key: &str, _len: u64) -> arca_core::Result<()> {
         if key.starts_with("data/") && self.started.fetch_add(1, Ordering::SeqCst) >= self.hold_after {
             self.holding.notify_one();
             let _ = self.gate.clone().wait_for(|open| *open).await;
         }
-        self.inner.put(key, body).await?;
+        Ok(())
+    }
+    fn after_put(&self, key: &str, len: u64) {
         if key.starts_with("data/") {
             self.pack_bytes.fetch_add(len, Ordering::SeqCst);
             self.stored.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(())
-    }
-    async fn get(&self, key: &str) -> arca_core::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> arca_core::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str) -> arca_core::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> arca_core::Result<()> {
-        self.inner.delete(key).await
     }
 }
 

@@ -6,22 +6,18 @@
 
 mod common;
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arca_core::ports::{ObjectMeta, ObjectStore};
+use arca_core::ports::ObjectStore;
 use arca_repo::{GcOptions, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore, verify};
-use async_trait::async_trait;
-use bytes::Bytes;
-use common::{local_repo, noise, wrapper};
+use common::{Hooked, StoreHooks, gc_with_grace, local_repo, noise, wrapper};
 use tokio::sync::Notify;
 
 /// Counts what goes into `data/` (packs), and tells when `notify_after` packs are stored.
 struct Counting {
-    inner: Arc<dyn ObjectStore>,
     packs: AtomicU64,
     bytes: AtomicU64,
     notify_after: u64,
@@ -29,44 +25,27 @@ struct Counting {
 }
 
 impl Counting {
-    fn new(inner: Arc<dyn ObjectStore>, notify_after: u64) -> Arc<Counting> {
-        Arc::new(Counting {
+    fn new(inner: Arc<dyn ObjectStore>, notify_after: u64) -> Arc<Hooked<Counting>> {
+        Hooked::new(
             inner,
-            packs: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            notify_after,
-            reached: Notify::new(),
-        })
+            Counting {
+                packs: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                notify_after,
+                reached: Notify::new(),
+            },
+        )
     }
 }
 
-#[async_trait]
-impl ObjectStore for Counting {
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
-        let len = body.len() as u64;
-        self.inner.put(key, body).await?;
+impl StoreHooks for Counting {
+    fn after_put(&self, key: &str, len: u64) {
         if key.starts_with("data/") {
             self.bytes.fetch_add(len, Ordering::SeqCst);
             if self.packs.fetch_add(1, Ordering::SeqCst) + 1 == self.notify_after {
                 self.reached.notify_one();
             }
         }
-        Ok(())
-    }
-    async fn get(&self, key: &str) -> arca_core::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> arca_core::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str) -> arca_core::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> arca_core::Result<()> {
-        self.inner.delete(key).await
     }
 }
 
@@ -178,13 +157,6 @@ async fn a_restarted_backup_reuses_the_packs_of_a_killed_one_on_s3() {
     a_restarted_backup_uploads_only_what_the_killed_one_did_not_store(store, repo, dir.path()).await;
 }
 
-fn grace(d: Duration) -> GcOptions {
-    GcOptions {
-        grace: d,
-        ..GcOptions::default()
-    }
-}
-
 #[tokio::test]
 async fn gc_spares_young_checkpointed_packs_and_reclaims_them_once_no_snapshot_needs_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +173,7 @@ async fn gc_spares_young_checkpointed_packs_and_reclaims_them_once_no_snapshot_n
 
     // The restarted backup finishes and references them: gc keeps every one.
     backup_volume(&repo, VolumeBackup::new("vol", &source)).await.unwrap();
-    let report = gc(&repo, &grace(Duration::ZERO)).await.unwrap();
+    let report = gc_with_grace(&repo, Duration::ZERO).await;
     assert_eq!((report.packs_condemned, report.packs_deleted), (0, 0), "{report:?}");
     assert!(sum_sizes(store.as_ref(), "data/").await.0 >= packs_before);
     assert_eq!(restored(&repo, &dir.path().join("out")).await, data);
@@ -213,7 +185,7 @@ async fn gc_spares_young_checkpointed_packs_and_reclaims_them_once_no_snapshot_n
     // the checkpoint index entries included.
     let (id, _) = repo.find_snapshot("latest", None).await.unwrap();
     repo.forget(&id).await.unwrap();
-    let report = gc(&repo, &grace(Duration::ZERO)).await.unwrap();
+    let report = gc_with_grace(&repo, Duration::ZERO).await;
     assert_eq!(sum_sizes(store.as_ref(), "data/").await.0, 0, "{report:?}");
     let v = verify(&repo, false).await.unwrap();
     assert_eq!(v.blobs, 0, "the index lists nothing that is gone: {v:?}");
@@ -232,7 +204,7 @@ async fn a_killed_backup_that_is_never_rerun_is_reclaimed_by_gc() {
     );
     // With a zero grace period one gc marks the packs and sweeps them at once, the
     // checkpointed ones and the orphans after the last checkpoint alike.
-    let report = gc(&repo, &grace(Duration::ZERO)).await.unwrap();
+    let report = gc_with_grace(&repo, Duration::ZERO).await;
     assert!(report.packs_condemned >= 10, "{report:?}");
     assert!(report.packs_deleted >= 10, "{report:?}");
     assert_eq!(sum_sizes(store.as_ref(), "data/").await.0, 0);

@@ -3,20 +3,19 @@
 
 mod common;
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arca_core::ports::{ObjectMeta, ObjectStore};
+use arca_core::ports::ObjectStore;
 use arca_repo::{
     GcOptions, PassphraseWrapper, RepoError, Repository, RestoreOptions, VolumeBackup, backup_volume, gc, restore,
     verify,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{local_repo, noise, wrapper};
+use common::{Hooked, StoreHooks, gc_with_grace, local_repo, noise, wrapper};
 
 fn image(dir: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
     let mut data = noise(seed, 300_000);
@@ -83,16 +82,12 @@ async fn a_flipped_byte_in_a_pack_is_found_by_verify_and_by_restore_naming_the_s
 
 /// A store that fails every put after `allowed` of them: a backup dying at any point.
 struct FailingStore {
-    inner: Arc<dyn ObjectStore>,
     allowed: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
-impl ObjectStore for FailingStore {
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
+impl StoreHooks for FailingStore {
+    async fn before_put(&self, _key: &str, _len: u64) -> arca_core::Result<()> {
         if self
             .allowed
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -100,19 +95,7 @@ impl ObjectStore for FailingStore {
         {
             return Err(arca_core::Error::transient("injected failure"));
         }
-        self.inner.put(key, body).await
-    }
-    async fn get(&self, key: &str) -> arca_core::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> arca_core::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str) -> arca_core::Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> arca_core::Result<()> {
-        self.inner.delete(key).await
+        Ok(())
     }
 }
 
@@ -125,10 +108,12 @@ async fn a_backup_failing_at_every_point_leaves_a_valid_repository_and_the_rerun
     let source = dir.path().join("big.img");
     std::fs::write(&source, &data).unwrap();
     for allowed in [0usize, 1, 2, 3] {
-        let failing: Arc<dyn ObjectStore> = Arc::new(FailingStore {
-            inner: store.clone(),
-            allowed: std::sync::atomic::AtomicUsize::new(allowed),
-        });
+        let failing: Arc<dyn ObjectStore> = Hooked::new(
+            store.clone(),
+            FailingStore {
+                allowed: std::sync::atomic::AtomicUsize::new(allowed),
+            },
+        );
         let broken = Repository::open(failing, "t", &wrapper()).await.unwrap();
         let err = backup_volume(&broken, VolumeBackup::new("v", &source))
             .await
@@ -144,15 +129,7 @@ async fn a_backup_failing_at_every_point_leaves_a_valid_repository_and_the_rerun
     // The failed attempts uploaded at least two packs' worth of blocks; the rerun reused them.
     assert!(snap.stats.blocks_new < (3 << 20) / 4096 - 200, "{:?}", snap.stats);
     assert_eq!(restored(&repo, "latest", &dir.path().join("out")).await.unwrap(), data);
-    let gc_report = gc(
-        &repo,
-        &GcOptions {
-            grace: Duration::ZERO,
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let gc_report = gc_with_grace(&repo, Duration::ZERO).await;
     assert_eq!(verify(&repo, true).await.unwrap().unindexed_packs, 0, "{gc_report:?}");
 }
 
@@ -160,40 +137,19 @@ async fn a_backup_failing_at_every_point_leaves_a_valid_repository_and_the_rerun
 /// sweep) when the backup under test lists gc markers for the second time: after it decided
 /// to reuse blobs (first listing, at start) and right before its final check reads them.
 struct GcInTheMiddle {
-    inner: Arc<dyn ObjectStore>,
     gc_repo: OnceLock<Repository>,
     marker_lists: std::sync::atomic::AtomicUsize,
     fired: AtomicBool,
 }
 
 #[async_trait]
-impl ObjectStore for GcInTheMiddle {
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> arca_core::Result<bool> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn put(&self, key: &str, body: Bytes) -> arca_core::Result<()> {
-        self.inner.put(key, body).await
-    }
-    async fn get(&self, key: &str) -> arca_core::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> arca_core::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str) -> arca_core::Result<Vec<ObjectMeta>> {
+impl StoreHooks for GcInTheMiddle {
+    async fn before_list(&self, prefix: &str) {
         if prefix == "gc/"
             && self.marker_lists.fetch_add(1, Ordering::SeqCst) == 1
             && let Some(repo) = self.gc_repo.get()
         {
-            let report = gc(
-                repo,
-                &GcOptions {
-                    grace: Duration::from_secs(1),
-                    ..GcOptions::default()
-                },
-            )
-            .await
-            .unwrap();
+            let report = gc_with_grace(repo, Duration::from_secs(1)).await;
             assert!(
                 report.packs_condemned > 0,
                 "the race must condemn the packs the backup reuses: {report:?}"
@@ -201,10 +157,6 @@ impl ObjectStore for GcInTheMiddle {
             assert_eq!(report.packs_deleted, 0);
             self.fired.store(true, Ordering::SeqCst);
         }
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> arca_core::Result<()> {
-        self.inner.delete(key).await
     }
 }
 
@@ -217,12 +169,14 @@ async fn gc_racing_a_backup_never_deletes_what_the_backup_references() {
     repo.forget(&old).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await; // the old packs are now past the grace period
 
-    let hooked = Arc::new(GcInTheMiddle {
-        inner: store.clone(),
-        gc_repo: OnceLock::new(),
-        marker_lists: std::sync::atomic::AtomicUsize::new(0),
-        fired: AtomicBool::new(false),
-    });
+    let hooked = Hooked::new(
+        store.clone(),
+        GcInTheMiddle {
+            gc_repo: OnceLock::new(),
+            marker_lists: std::sync::atomic::AtomicUsize::new(0),
+            fired: AtomicBool::new(false),
+        },
+    );
     let _ = hooked.gc_repo.set(repo.clone());
     let racing = Repository::open(hooked.clone() as Arc<dyn ObjectStore>, "t", &wrapper())
         .await
@@ -237,15 +191,7 @@ async fn gc_racing_a_backup_never_deletes_what_the_backup_references() {
     // Past the grace period, the sweep deletes the condemned packs: the new snapshot must
     // survive because its final check copied what it reused.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let report = gc(
-        &repo,
-        &GcOptions {
-            grace: Duration::from_secs(1),
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let report = gc_with_grace(&repo, Duration::from_secs(1)).await;
     assert!(report.packs_deleted > 0, "{report:?}");
     assert_eq!(
         restored(&repo, &new.to_hex(), &dir.path().join("out")).await.unwrap(),
@@ -281,15 +227,7 @@ async fn backup_restore_verify_and_gc_work_on_s3() {
         changed
     );
     reopened.forget(&first).await.unwrap();
-    gc(
-        &reopened,
-        &GcOptions {
-            grace: Duration::ZERO,
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    gc_with_grace(&reopened, Duration::ZERO).await;
     assert_eq!(
         restored(&reopened, "latest", &dir.path().join("c")).await.unwrap(),
         changed

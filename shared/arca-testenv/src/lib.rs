@@ -9,6 +9,11 @@
 //!
 //! When a variable is missing, the test is skipped with a loud message on a developer
 //! machine, and fails when `CI` is set: CI must never go green by skipping.
+//!
+//! [`api`] serves the API in-process, for the tests that drive it over HTTP; [`noise`]
+//! makes test data.
+
+pub mod api;
 
 use std::path::PathBuf;
 
@@ -413,6 +418,19 @@ pub fn unique(prefix: &str) -> String {
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no rand crate.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 #[cfg(test)]
