@@ -1,9 +1,8 @@
 //! The agent's main loop: connect, heartbeat with facts from the cluster's API server,
 //! poll for jobs, and run each one under a lease that is extended while it runs.
 //!
-//! What a job *does* is a [`JobRunner`]. The default [`StubRunner`] completes backups and
-//! deletions without doing the work: resource backup, PV data and deletion of stored
-//! data belong to other issues and plug in here. Its results say so in the job log.
+//! What a job *does* is a [`JobRunner`] (`crate::runner::ResourceRunner` in the agent);
+//! the worker owns the protocol around it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use arca_core::model::agent::{AgentJob, BackupResult, CompletionReport, Progress
 use arca_core::model::cluster::{
     Capabilities, Heartbeat, Inventory, PvcInfo, StorageClassInfo, VolumeSnapshotClassInfo,
 };
-use arca_core::model::job::{JobCounters, JobState, JobType};
+use arca_core::model::job::{JobCounters, JobState};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use kube::api::{Api, ListParams};
@@ -39,7 +38,7 @@ impl std::fmt::Debug for WorkerConfig {
     }
 }
 
-/// Why [`run`] returned.
+/// Why [`run_until`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// Another agent connected with the same token; this one stopped.
@@ -65,53 +64,6 @@ pub struct Outcome {
 #[async_trait::async_trait]
 pub trait JobRunner: Send + Sync {
     async fn run(&self, job: &AgentJob, client: &AgentClient) -> Outcome;
-}
-
-/// Completes jobs without doing their work (labelled so in the job's log): the protocol
-/// end to end, before resource backup and the data path are wired in.
-pub struct StubRunner;
-
-#[async_trait::async_trait]
-impl JobRunner for StubRunner {
-    async fn run(&self, job: &AgentJob, _client: &AgentClient) -> Outcome {
-        match job.job.job_type {
-            JobType::K8sBackup => Outcome {
-                state: Some(JobState::Completed),
-                reason: None,
-                counters: Some(JobCounters::default()),
-                backup: Some(BackupResult {
-                    // Where a real backup's archive would be, in a destination without a
-                    // prefix of its own (an archive id is alphanumeric).
-                    prefix: arca_core::model::layout::archive_location(
-                        &arca_core::model::layout::cluster_folder(
-                            &arca_core::model::layout::cluster_prefix(
-                                "",
-                                &job.job.org_id,
-                                &job.job.cluster_id.unwrap_or_default(),
-                            ),
-                            arca_core::model::layout::RESOURCES_FOLDER,
-                        ),
-                        &job.job.id.to_string().replace('_', ""),
-                    ),
-                    ..Default::default()
-                }),
-                messages: vec![
-                    "STUB: resource backup is not implemented in this agent yet; nothing was backed up".into(),
-                ],
-                maintenance: None,
-            },
-            JobType::DeleteBackup => Outcome {
-                state: Some(JobState::Completed),
-                messages: vec!["STUB: no stored data was deleted (the data path arrives with its issue)".into()],
-                ..Default::default()
-            },
-            other => Outcome {
-                state: Some(JobState::Failed),
-                reason: Some(format!("this agent cannot run {other:?} jobs yet")),
-                ..Default::default()
-            },
-        }
-    }
 }
 
 /// The agent's facts as a heartbeat: versions, node count, inventory, capabilities.
@@ -189,12 +141,8 @@ pub async fn collect_heartbeat(kube: &kube::Client, agent_version: &str) -> anyh
     })
 }
 
-/// Runs the agent until it is superseded or `shutdown` completes.
-pub async fn run(config: WorkerConfig, kube: kube::Client) -> anyhow::Result<Exit> {
-    run_until(config, kube, Arc::new(StubRunner), std::future::pending()).await
-}
-
-/// [`run`] with an explicit job runner and shutdown signal (tests, the CLI).
+/// Runs the agent with `runner` doing the jobs until it is superseded or `shutdown`
+/// completes (`arca-agent run` passes the resource runner and its signal handler).
 pub async fn run_until(
     config: WorkerConfig,
     kube: kube::Client,

@@ -107,7 +107,10 @@ const EXPECTATIONS: &[(&str, Expect)] = &[
     ),
     ("arca eks install-agent eksr_… [--kubeconfig FILE]", Expect::Accepted),
     ("arca eks list", Expect::Ok("")),
-    ("arca org update --default-destination local", Expect::Ok("org acme updated")),
+    (
+        "arca org update --default-destination local",
+        Expect::Ok("org acme updated"),
+    ),
     ("arca apikeys create ci --role viewer", Expect::Ok("arca_")),
     ("arca clusters get prod", Expect::Ok("prod")),
 ];
@@ -218,7 +221,11 @@ fn serves(dir: &Path, args: &[String]) {
     let start = std::time::Instant::now();
     while !state.exists() {
         assert!(child.try_wait().unwrap().is_none(), "arca {args:?} exited early");
-        assert!(start.elapsed() < std::time::Duration::from_secs(30), "no {}", state.display());
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no {}",
+            state.display()
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let killed = std::process::Command::new("kill")
@@ -243,7 +250,10 @@ fn the_readme_examples_run_as_written() {
         file!()
     );
     let stale: Vec<&&str> = expected.keys().filter(|e| !commands.iter().any(|c| c == *e)).collect();
-    assert!(stale.is_empty(), "expectations whose line is no longer in the README: {stale:#?}");
+    assert!(
+        stale.is_empty(),
+        "expectations whose line is no longer in the README: {stale:#?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
@@ -305,8 +315,15 @@ fn the_readme_examples_run_as_written() {
                 let nowhere = "http://127.0.0.1:9";
                 let out = run(&user, &work, &args, nowhere);
                 let err = stderr(&out);
-                assert_eq!(out.status.code(), Some(1), "{command} is not accepted as written: {err}");
-                assert!(err.contains("127.0.0.1:9"), "{command}: failed before its request: {err}");
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "{command} is not accepted as written: {err}"
+                );
+                assert!(
+                    err.contains("127.0.0.1:9"),
+                    "{command}: failed before its request: {err}"
+                );
             }
         }
         if command == "arca clusters register prod" {
@@ -324,10 +341,7 @@ fn the_readme_examples_run_as_written() {
             placeholders.0.insert("rp_…", source["id"].as_str().unwrap().to_owned());
         }
     }
-    assert!(
-        work.join("edge.token").exists(),
-        "--agent-token-file wrote the token"
-    );
+    assert!(work.join("edge.token").exists(), "--agent-token-file wrote the token");
     server.stop();
 }
 
@@ -335,6 +349,9 @@ fn the_readme_examples_run_as_written() {
 fn readme_lines_are_read_as_the_shell_would() {
     let readme = "text\n```sh\narca a --x \"1 2\" \\\n     --y 3   # a comment\necho no\n```\n```\narca not-sh\n```\n";
     assert_eq!(readme_commands(readme), vec!["arca a --x \"1 2\" --y 3"]);
-    assert_eq!(words("arca a --x \"1 # 2\" 'b c' d"), ["arca", "a", "--x", "1 # 2", "b c", "d"]);
+    assert_eq!(
+        words("arca a --x \"1 # 2\" 'b c' d"),
+        ["arca", "a", "--x", "1 # 2", "b c", "d"]
+    );
     assert_eq!(without_comment("arca x \"#1\" # note"), "arca x \"#1\" ");
 }

@@ -12,8 +12,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_agent::worker::{self, Exit, StubRunner, WorkerConfig};
+use arca_agent::protocol::AgentClient;
+use arca_agent::worker::{self, Exit, JobRunner, Outcome, WorkerConfig};
 use arca_core::control_plane::ControlPlaneConfig;
+use arca_core::model::agent::{AgentJob, BackupResult};
+use arca_core::model::job::{JobCounters, JobState, JobType};
 use arca_core::ports::scheduler::Scheduler;
 use arca_e2e::{TestClock, User};
 use arca_embedded::{EmbeddedQueue, EmbeddedScheduler};
@@ -229,4 +232,51 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
     })
     .await;
     second.abort();
+}
+
+/// Completes jobs without doing their work (labelled so in the job's log): this test is
+/// about the protocol between the worker and the API, not what a job does.
+struct StubRunner;
+
+#[async_trait::async_trait]
+impl JobRunner for StubRunner {
+    async fn run(&self, job: &AgentJob, _client: &AgentClient) -> Outcome {
+        match job.job.job_type {
+            JobType::K8sBackup => Outcome {
+                state: Some(JobState::Completed),
+                reason: None,
+                counters: Some(JobCounters::default()),
+                backup: Some(BackupResult {
+                    // Where a real backup's archive would be, in a destination without a
+                    // prefix of its own (an archive id is alphanumeric).
+                    prefix: arca_core::model::layout::archive_location(
+                        &arca_core::model::layout::cluster_folder(
+                            &arca_core::model::layout::cluster_prefix(
+                                "",
+                                &job.job.org_id,
+                                &job.job.cluster_id.unwrap_or_default(),
+                            ),
+                            arca_core::model::layout::RESOURCES_FOLDER,
+                        ),
+                        &job.job.id.to_string().replace('_', ""),
+                    ),
+                    ..Default::default()
+                }),
+                messages: vec![
+                    "STUB: resource backup is not implemented in this agent yet; nothing was backed up".into(),
+                ],
+                maintenance: None,
+            },
+            JobType::DeleteBackup => Outcome {
+                state: Some(JobState::Completed),
+                messages: vec!["STUB: no stored data was deleted (the data path arrives with its issue)".into()],
+                ..Default::default()
+            },
+            other => Outcome {
+                state: Some(JobState::Failed),
+                reason: Some(format!("this agent cannot run {other:?} jobs yet")),
+                ..Default::default()
+            },
+        }
+    }
 }

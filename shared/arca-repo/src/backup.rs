@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use crate::error::{RepoError, Result};
 use crate::format::{BackupStats, FORMAT_VERSION, KIND_DATA, KIND_MAP, MapEntry, Snapshot, SnapshotKind, encode_map};
 use crate::id::{Id, IdSet};
-use arca_core::model::layout::RepositoryLayout;
 use crate::pack::{Packer, SealedBlob, read_sealed, seal_blob};
 use crate::repo::{Index, Repository, key_for, now_ms};
+use arca_core::model::layout::RepositoryLayout;
 
 /// Longest time allowed between the final check against gc and the manifest write. gc's
 /// grace period must be longer (the CLI enforces at least an hour).

@@ -9,10 +9,10 @@ use serde::Serialize;
 use crate::error::{RepoError, Result};
 use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
 use crate::id::{Id, IdSet};
-use arca_core::model::layout::RepositoryLayout;
 use crate::lock::StoreLock;
 use crate::pack::{Packer, read_sealed};
 use crate::repo::{Index, Repository, key_for, list_objects, now_ms};
+use arca_core::model::layout::RepositoryLayout;
 
 /// Index files written by gc hold at most this many blobs each.
 const INDEX_FILE_BLOBS: usize = 200_000;

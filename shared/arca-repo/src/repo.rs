@@ -170,7 +170,10 @@ impl Repository {
         }
         let master = master.ok_or(RepoError::WrongPassword)?;
         let keys = Keys::derive(&master)?;
-        let plain = match keys.sealer().open(&repo_object_aad(RepositoryLayout::CONFIG), &config_bytes) {
+        let plain = match keys
+            .sealer()
+            .open(&repo_object_aad(RepositoryLayout::CONFIG), &config_bytes)
+        {
             Ok(framed) => format::unframe_at_most(&framed, MAX_CONFIG_LEN),
             Err(e) => {
                 // Version 1 sealed its config under the kind's name: such a repository is

@@ -8,8 +8,8 @@ use crate::error::Result;
 use crate::format::{KIND_MAP, MAX_KEY_FILE_LEN, MAX_PACK_LEN, MapEntry};
 use crate::id::{Id, IdMap};
 use crate::keys::decode_key_file;
-use arca_core::model::layout::RepositoryLayout;
 use crate::repo::{Repository, get_bounded, key_for, list_objects, open_blob};
+use arca_core::model::layout::RepositoryLayout;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
