@@ -99,6 +99,77 @@ fn every_operation_documents_its_role_or_that_it_is_public() {
     }
 }
 
+/// The role an operation's description names ("Role: admin.", written from the table the
+/// service enforces) is the role the route enforces: every key below it is refused with
+/// 403 `forbidden` naming it in `requiredRole`, and a key with it is not refused for its role.
+#[tokio::test]
+async fn every_route_enforces_the_role_it_documents() {
+    const ROLES: [&str; 3] = ["viewer", "operator", "admin"];
+    let api = Api::new();
+    let a = api.signup("org-a").await;
+    let world = org_a(&api, &a).await;
+    let mut keys = Vec::new();
+    for role in ROLES {
+        let key = if role == "admin" {
+            a.admin.clone()
+        } else {
+            api.key(&a, role).await
+        };
+        keys.push((role, key));
+    }
+    let doc = serde_json::to_value(arca_api::openapi()).unwrap();
+    let rank = |role: &str| ROLES.iter().position(|r| *r == role);
+    let mut documented_roles = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            documented_roles += usize::from(op["description"].as_str().is_some_and(|d| d.starts_with("Role: ")));
+        }
+    }
+    let mut checked = 0;
+    for ((method, path), case) in &cases(&world) {
+        let description = doc["paths"][*path][method.to_lowercase()]["description"]
+            .as_str()
+            .unwrap_or("");
+        let Some(role) = description.strip_prefix("Role: ").and_then(|d| d.split('.').next()) else {
+            continue;
+        };
+        let needed = rank(role).unwrap_or_else(|| panic!("{method} {path}: no such role: {role}"));
+        let body = match case {
+            Case::ForeignId { body } => body.clone(),
+            Case::CreateWithForeignRefs(body) | Case::CreateInOwnOrg(body) => Some(body.clone()),
+            Case::OwnOrg if *method == "PUT" => Some(json!({ "name": "org-a" })),
+            _ => None,
+        };
+        let mut concrete = path.replace("{clusterId}", &world.ids["clusters"]);
+        if let Some(id) = world.ids.get(kind(path)) {
+            concrete = concrete.replace("{id}", id);
+        }
+        for (key_role, key) in &keys {
+            let what = format!("{method} {path} as {key_role}");
+            // A stale ETag: a change the role admits is refused after the gate, by its precondition.
+            let reply = api
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &concrete,
+                    Some(key),
+                    Some("\"999\""),
+                    body.clone(),
+                )
+                .await;
+            if rank(key_role) < Some(needed) {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {}", reply.text);
+                assert_eq!(reply.body["code"], "forbidden", "{what}");
+                assert_eq!(reply.body["requiredRole"], role, "{what}");
+            } else {
+                assert!(reply.body.get("requiredRole").is_none(), "{what}: {}", reply.text);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, documented_roles, "every operation with a role is checked");
+    assert!(checked > 50, "{checked}");
+}
+
 /// Routes can be added only through the documented router: no plain `.route(...)`
 /// outside `/healthz`, which is not part of `/v1`.
 #[test]
