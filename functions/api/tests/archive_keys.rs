@@ -21,40 +21,31 @@ struct Agent {
 
 /// Polls `agent`'s next job and reads its destination access: (job id, lease, access).
 async fn next_job_access(api: &Api, agent: &Agent) -> (String, Value, Reply) {
-    let polled = api
-        .agent(&agent.token, "/v1/agent/poll", Some(&agent.session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&agent.token, &agent.session).await.expect(200);
     let job = polled.body["job"]["id"].as_str().expect("a job").to_owned();
     let access = access_of(api, agent, &job).await;
     (job, polled.body["leaseToken"].clone(), access)
 }
 
 async fn access_of(api: &Api, agent: &Agent, job: &str) -> Reply {
-    api.agent(
-        &agent.token,
-        &format!("/v1/agent/jobs/{job}/credentials"),
-        Some(&agent.session),
-        json!({}),
-    )
-    .await
+    api.agent_job(&agent.token, &agent.session, &job, "credentials", json!({}))
+        .await
 }
 
 /// Runs a backup of `agent`'s cluster and completes it where its access says: the point's id and the access.
 async fn backup(api: &Api, admin: &str, agent: &Agent, definition: &str, archive: &str) -> (String, Reply) {
-    api.post(&format!("/v1/backups/{definition}/run"), admin, json!({}))
-        .await
-        .expect(201);
+    api.run(admin, &definition).await.expect(201);
     let (job, lease, access) = next_job_access(api, agent).await;
     let access = access.expect(200);
     let prefix = access.body["clusterPrefix"].as_str().expect("prefix");
     let key_id = access.body["keyId"].as_str().expect("a key id");
     let location = format!("{prefix}resources-{key_id}/archives/{archive}");
     let done = api
-        .agent(
+        .agent_job(
             &agent.token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&agent.session),
+            &agent.session,
+            &job,
+            "complete",
             json!({ "leaseToken": lease, "state": "COMPLETED", "backup": { "prefix": location, "resourceCount": 1 } }),
         )
         .await

@@ -27,21 +27,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         .await
         .expect(201)
         .id();
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&source.1, "/v1/agent/poll", Some(&source.2), json!({}))
-        .await
-        .expect(200);
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&source.1, &source.2).await.expect(200);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let access = api
-        .agent(
-            &source.1,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&source.2),
-            json!({}),
-        )
+        .agent_job(&source.1, &source.2, &job, "credentials", json!({}))
         .await
         .expect(200);
     let source_prefix = access.body["clusterPrefix"].as_str().unwrap().to_owned();
@@ -57,10 +47,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         "archives/x".to_string(),
     ] {
         let refused = api
-            .agent(
+            .agent_job(
                 &source.1,
-                &format!("/v1/agent/jobs/{job}/complete"),
-                Some(&source.2),
+                &source.2,
+                &job,
+                "complete",
                 json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
                         "backup": { "prefix": bad, "resourceCount": 1 } }),
             )
@@ -70,10 +61,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     }
     // EBS volumes the control plane would snapshot in the linked account: well-formed ids.
     let refused = api
-        .agent(
+        .agent_job(
             &source.1,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&source.2),
+            &source.2,
+            &job,
+            "complete",
             json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
                     "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1,
                                 "ebsVolumes": [{ "pvName": "pv-1", "volumeId": "vol-1/../../snap" }] } }),
@@ -86,10 +78,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         refused.text
     );
     let done = api
-        .agent(
+        .agent_job(
             &source.1,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&source.2),
+            &source.2,
+            &job,
+            "complete",
             json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
                     "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1 } }),
         )
@@ -105,19 +98,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     )
     .await
     .expect(201);
-    let polled = api
-        .agent(&target.1, "/v1/agent/poll", Some(&target.2), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&target.1, &target.2).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let access = api
-        .agent(
-            &target.1,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&target.2),
-            json!({}),
-        )
+        .agent_job(&target.1, &target.2, &job, "credentials", json!({}))
         .await
         .expect(200);
     assert_eq!(access.body["clusterPrefix"], source_prefix.as_str(), "{}", access.text);
@@ -127,12 +112,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         access.text
     );
     // The source's agent cannot ask for the target's job.
-    api.agent(
-        &source.1,
-        &format!("/v1/agent/jobs/{job}/credentials"),
-        Some(&source.2),
-        json!({}),
-    )
-    .await
-    .expect(404);
+    api.agent_job(&source.1, &source.2, &job, "credentials", json!({}))
+        .await
+        .expect(404);
 }

@@ -45,10 +45,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     let report = cp.retention_sweep().await.unwrap();
     assert!(report.awaiting_direct_deletion.is_empty(), "{report:?}");
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
-    let polled = api
-        .agent(&other_token, "/v1/agent/poll", Some(&other_session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&other_token, &other_session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
     assert_eq!(polled.body["job"]["clusterId"], other.as_str());
     assert_eq!(polled.body["recoveryPoint"]["id"], rp.as_str());
@@ -62,19 +59,15 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     );
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let access = api
-        .agent(
-            &other_token,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&other_session),
-            json!({}),
-        )
+        .agent_job(&other_token, &other_session, &job, "credentials", json!({}))
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
-    api.agent(
+    api.agent_job(
         &other_token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&other_session),
+        &other_session,
+        &job,
+        "complete",
         json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
     )
     .await
@@ -101,10 +94,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     // Due: the other cluster's agent runs it, in the deleted cluster's prefix.
     let sweep = cp.maintenance_sweep().await.unwrap();
     assert_eq!(sweep.jobs.len(), 1, "{sweep:?}");
-    let polled = api
-        .agent(&other_token, "/v1/agent/poll", Some(&other_session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&other_token, &other_session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "REPOSITORY_MAINTENANCE", "{}", polled.text);
     assert_eq!(polled.body["job"]["clusterId"], other.as_str());
     assert_eq!(
@@ -114,12 +104,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     assert_eq!(polled.body["job"]["maintenance"]["graceSeconds"], 86_400);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let access = api
-        .agent(
-            &other_token,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&other_session),
-            json!({}),
-        )
+        .agent_job(&other_token, &other_session, &job, "credentials", json!({}))
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
@@ -131,10 +116,11 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     );
 
     // It condemned data: the next run comes after the grace period.
-    api.agent(
+    api.agent_job(
         &other_token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&other_session),
+        &other_session,
+        &job,
+        "complete",
         json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
                 "maintenance": { "bytesFreed": 1234, "packsDeleted": 2, "markersPending": 1 } }),
     )

@@ -125,27 +125,20 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
         .unwrap();
     let report = cp.retention_sweep().await.unwrap();
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let access = api
-        .agent(
-            &token,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&session),
-            json!({}),
-        )
+        .agent_job(&token, &session, &job, "credentials", json!({}))
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
     // ... and once the point is gone, so is the destination.
-    api.agent(
+    api.agent_job(
         &token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&session),
+        &session,
+        &job,
+        "complete",
         json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
     )
     .await

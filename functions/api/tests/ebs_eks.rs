@@ -119,24 +119,9 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         .id();
 
     // The agent runs the backup and reports two EBS volumes, one of which is gone.
-    let session = api
-        .agent(&token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
-        .await
-        .expect(200);
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let session = api.agent_session(&token).await;
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -157,12 +142,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         ] },
     });
     let done = api
-        .agent(
-            &token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&session),
-            completion.clone(),
-        )
+        .agent_job(&token, &session, &job, "complete", completion.clone())
         .await
         .expect(200);
     let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
@@ -196,12 +176,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     );
     // A retried completion (lost answer) snapshots nothing twice.
     let again = api
-        .agent(
-            &token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&session),
-            completion,
-        )
+        .agent_job(&token, &session, &job, "complete", completion)
         .await
         .expect(200);
     assert_eq!(again.body["state"], "PARTIAL", "{}", again.text);
@@ -447,18 +422,8 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         rotated.expect(200)
     };
     let new_token = rotated.body["agentToken"].as_str().unwrap().to_owned();
-    let new_session = api
-        .agent(&new_token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let waiting = api
-        .agent(&new_token, "/v1/agent/poll", Some(&new_session), json!({}))
-        .await
-        .expect(200);
+    let new_session = api.connect(&new_token).await;
+    let waiting = api.poll(&new_token, &new_session).await.expect(200);
     assert_eq!(waiting.body["job"]["type"], "K8S_RESTORE", "{}", waiting.text);
     assert_eq!(waiting.body["job"]["restoreId"], restore.as_str());
 
@@ -483,18 +448,16 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     // The agent deletes the data while the role is refused: the point stays DELETING
     // with its snapshot record, and the sweep says why and tries again.
     let session = api.agent_session(&token).await;
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
     let deletion = polled.body["job"]["id"].as_str().unwrap().to_owned();
     api.cloud
         .revoke(role, Some("AccessDenied: the trust policy was changed"));
-    api.agent(
+    api.agent_job(
         &token,
-        &format!("/v1/agent/jobs/{deletion}/complete"),
-        Some(&session),
+        &session,
+        &deletion,
+        "complete",
         json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
     )
     .await
@@ -548,20 +511,16 @@ async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
         .expect(201)
         .id();
     let session = api.agent_session(&token).await;
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["ebsByControlPlane"], false, "{}", polled.text);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let done = api
-        .agent(
+        .agent_job(
             &token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&session),
+            &session,
+            &job,
+            "complete",
             json!({
                 "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
                 "backup": { "prefix": common::archive_at(&t.org_id, &cluster, "y"), "resourceCount": 3, "ebsVolumes": [
@@ -649,13 +608,8 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
         .await
         .expect(201)
         .id();
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
     let backup_job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     assert!(
         polled.body.get("ebs").is_none(),
@@ -663,10 +617,11 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
         polled.text
     );
     let done = api
-        .agent(
+        .agent_job(
             &token,
-            &format!("/v1/agent/jobs/{backup_job}/complete"),
-            Some(&session),
+            &session,
+            &backup_job,
+            "complete",
             json!({
                 "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
                 "backup": { "prefix": common::archive_at(&t.org_id, &cluster, "z"), "resourceCount": 4, "ebsVolumes": [
@@ -691,10 +646,7 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     )
     .await
     .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let sources = &polled.body["ebs"];
@@ -715,10 +667,11 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     let ask = |job: String, snapshot: String, zone: &'static str| {
         let (api, token, session) = (&api, token.clone(), session.clone());
         async move {
-            api.agent(
+            api.agent_job(
                 &token,
-                &format!("/v1/agent/jobs/{job}/ebs-volumes"),
-                Some(&session),
+                &session,
+                &job,
+                "ebs-volumes",
                 json!({ "snapshotId": snapshot, "availabilityZone": zone }),
             )
             .await
@@ -766,18 +719,16 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     )
     .await
     .expect(201);
-    let polled = api
-        .agent(&plain_token, "/v1/agent/poll", Some(&plain_session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&plain_token, &plain_session).await.expect(200);
     let why = polled.body["ebs"]["unusable"].as_str().unwrap_or_default();
     assert!(why.contains("is not linked to an AWS account"), "{}", polled.text);
     assert_eq!(polled.body["ebs"]["snapshots"], json!([]), "{}", polled.text);
     let plain_job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-    api.agent(
+    api.agent_job(
         &plain_token,
-        &format!("/v1/agent/jobs/{plain_job}/ebs-volumes"),
-        Some(&plain_session),
+        &plain_session,
+        &plain_job,
+        "ebs-volumes",
         json!({ "snapshotId": snapshot, "availabilityZone": "us-east-1a" }),
     )
     .await

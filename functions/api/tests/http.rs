@@ -9,11 +9,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::cluster::Heartbeat;
 use arca_core::model::job::{Job, JobState};
 use arca_core::model::plan::PlanLimits;
 use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::model::secret::Secret;
 use arca_core::ports::item_store::{Condition, Item};
 use axum::http::Method;
 use chrono::Utc;
@@ -264,11 +262,7 @@ async fn roles_gate_reads_operations_and_configuration() {
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     // Runs need an ACTIVE cluster: its agent heartbeats.
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let def = api
         .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
         .await
@@ -400,11 +394,7 @@ async fn jobs_recovery_points_and_restores_over_http() {
         "{}",
         skipped.text
     );
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token.clone()), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     // Jobs: run three times (each canceled before the next: one unfinished job per
     // definition), read one with its ETag, page through them.
     let mut jobs = Vec::new();
@@ -471,11 +461,7 @@ async fn jobs_recovery_points_and_restores_over_http() {
     .await
     .problem(409, "restore_not_possible");
     let restore = json!({ "recoveryPointId": rp.to_string(), "targetClusterId": cluster });
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let created = api.post("/v1/restores", &t.admin, restore).await.expect(201);
     let restore_id = created.body["restore"]["id"].as_str().unwrap().to_owned();
     assert_eq!(created.body["job"]["type"], "K8S_RESTORE");
@@ -500,11 +486,7 @@ async fn the_job_state_machine_refuses_to_cancel_finished_jobs() {
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     // Runs need an ACTIVE cluster: its agent heartbeats.
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let def = api.backup(&t.admin, &cluster, None, None).await.expect(201).id();
     let run = format!("/v1/backups/{def}/run");
 
@@ -890,11 +872,7 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
         .expect(201)
         .id();
     let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token.clone()), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let created = api
         .post(
             "/v1/restores",
@@ -909,18 +887,8 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     assert_eq!(empty.body["items"], json!([]), "nothing reported yet");
 
     // The agent takes the job and reports 250 objects in three batches.
-    let session = api
-        .agent(&token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let session = api.connect(&token).await;
+    let polled = api.poll(&token, &session).await.expect(200);
     let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE");
     let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
@@ -994,10 +962,11 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     assert_eq!(list.body["items"][0]["id"], restore_id.as_str());
 
     // Once the job has ended, no more results are taken.
-    api.agent(
+    api.agent_job(
         &token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&session),
+        &session,
+        &job,
+        "complete",
         json!({ "leaseToken": lease, "state": "COMPLETED" }),
     )
     .await

@@ -10,9 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::cluster::Heartbeat;
 use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::model::secret::Secret;
 use axum::http::{Method, StatusCode};
 use chrono::Utc;
 use common::{Api, Reply, Tenant};
@@ -233,11 +231,7 @@ struct World {
 async fn org_a(api: &Api, a: &Tenant) -> World {
     let dest = api.destination(&a.admin, "a-dest").await;
     let (cluster, token) = api.cluster(&a.admin, "a-cluster", Some(&dest)).await;
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let backup = api
         .backup(&a.admin, &cluster, Some(&a.default_policy_id), None)
         .await
@@ -558,14 +552,7 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
     // B's own agent, connected.
     let b_dest = api.destination(&b.admin, "b-dest").await;
     let (_, b_token) = api.cluster(&b.admin, "b-cluster", Some(&b_dest)).await;
-    let mut b_session = api
-        .agent(&b_token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut b_session = api.connect(&b_token).await;
 
     // What A sees before B tries anything.
     let mut before = BTreeMap::new();

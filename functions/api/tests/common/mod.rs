@@ -271,7 +271,6 @@ impl Api {
         (reply.id(), reply.body["agentToken"].as_str().unwrap().to_owned())
     }
 
-    /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
     /// Runs backup definition `backup` now and has the agent of `token` (in `session`)
     /// take the job and complete it with `result` as its `backup` report: the answer.
     pub async fn run_and_complete(
@@ -282,33 +281,58 @@ impl Api {
         backup: &str,
         result: Value,
     ) -> Reply {
-        self.post(&format!("/v1/backups/{backup}/run"), admin, json!({}))
-            .await
-            .expect(201);
-        let polled = self
-            .agent(token, "/v1/agent/poll", Some(session), json!({}))
-            .await
-            .expect(200);
+        self.run(admin, backup).await.expect(201);
+        let polled = self.poll(token, session).await.expect(200);
         let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-        self.agent(
-            token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(session),
-            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED", "backup": result }),
-        )
-        .await
-        .expect(200)
+        let report = json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED", "backup": result });
+        self.agent_job(token, session, &job, "complete", report)
+            .await
+            .expect(200)
     }
 
-    pub async fn agent_session(&self, token: &str) -> String {
-        let session = self
-            .agent(token, "/v1/agent/connect", None, json!({}))
+    /// Runs backup definition `backup` now.
+    pub async fn run(&self, key: &str, backup: &str) -> Reply {
+        self.post(&format!("/v1/backups/{backup}/run"), key, json!({})).await
+    }
+
+    /// Connects the agent of `token`: its new session.
+    pub async fn connect(&self, token: &str) -> String {
+        self.agent(token, "/v1/agent/connect", None, json!({}))
             .await
             .expect(200)
             .body["sessionId"]
             .as_str()
             .unwrap()
-            .to_owned();
+            .to_owned()
+    }
+
+    /// The agent of `token` asks for a job (200 with one, 204 without).
+    pub async fn poll(&self, token: &str, session: &str) -> Reply {
+        self.agent(token, "/v1/agent/poll", Some(session), json!({})).await
+    }
+
+    /// An agent's call about one of its jobs: `/v1/agent/jobs/{job}/{action}`.
+    pub async fn agent_job(&self, token: &str, session: &str, job: &str, action: &str, body: Value) -> Reply {
+        self.agent(token, &format!("/v1/agent/jobs/{job}/{action}"), Some(session), body)
+            .await
+    }
+
+    /// The cluster of agent `token` heartbeats, straight to the control plane (no
+    /// session): it is ACTIVE, so its backups can run.
+    pub async fn activate(&self, token: &str) {
+        self.state
+            .control_plane
+            .record_heartbeat(
+                &arca_core::model::secret::Secret::from_presented(token),
+                arca_core::model::cluster::Heartbeat::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
+    pub async fn agent_session(&self, token: &str) -> String {
+        let session = self.connect(token).await;
         self.agent(token, "/v1/agent/heartbeat", Some(&session), json!({}))
             .await
             .expect(200);
