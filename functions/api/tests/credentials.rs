@@ -29,7 +29,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         .id();
     api.run(&t.admin, &backup).await.expect(201);
     let polled = api.poll(&source.1, &source.2).await.expect(200);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     let access = api
         .agent_job(&source.1, &source.2, &job, "credentials", json!({}))
         .await
@@ -47,13 +47,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         "archives/x".to_string(),
     ] {
         let refused = api
-            .agent_job(
+            .complete(
                 &source.1,
                 &source.2,
-                &job,
-                "complete",
-                json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                        "backup": { "prefix": bad, "resourceCount": 1 } }),
+                &polled,
+                json!({ "backup": { "prefix": bad, "resourceCount": 1 } }),
             )
             .await
             .problem(400, "validation_failed");
@@ -61,13 +59,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     }
     // EBS volumes the control plane would snapshot in the linked account: well-formed ids.
     let refused = api
-        .agent_job(
+        .complete(
             &source.1,
             &source.2,
-            &job,
-            "complete",
-            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                    "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1,
+            &polled,
+            json!({ "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1,
                                 "ebsVolumes": [{ "pvName": "pv-1", "volumeId": "vol-1/../../snap" }] } }),
         )
         .await
@@ -78,13 +74,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         refused.text
     );
     let done = api
-        .agent_job(
+        .complete(
             &source.1,
             &source.2,
-            &job,
-            "complete",
-            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                    "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1 } }),
+            &polled,
+            json!({ "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1 } }),
         )
         .await
         .expect(200);
@@ -100,7 +94,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     .expect(201);
     let polled = api.poll(&target.1, &target.2).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     let access = api
         .agent_job(&target.1, &target.2, &job, "credentials", json!({}))
         .await

@@ -57,21 +57,15 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
         "{}",
         polled.text
     );
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     let access = api
         .agent_job(&other_token, &other_session, &job, "credentials", json!({}))
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
-    api.agent_job(
-        &other_token,
-        &other_session,
-        &job,
-        "complete",
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
-    )
-    .await
-    .expect(200);
+    api.complete(&other_token, &other_session, &polled, json!({}))
+        .await
+        .expect(200);
     assert!(
         store.find::<RecoveryPoint>(&org, &rp_id).await.unwrap().is_none(),
         "the point is gone with its data"
@@ -102,7 +96,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
         gone.as_str()
     );
     assert_eq!(polled.body["job"]["maintenance"]["graceSeconds"], 86_400);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     let access = api
         .agent_job(&other_token, &other_session, &job, "credentials", json!({}))
         .await
@@ -116,13 +110,11 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     );
 
     // It condemned data: the next run comes after the grace period.
-    api.agent_job(
+    api.complete(
         &other_token,
         &other_session,
-        &job,
-        "complete",
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                "maintenance": { "bytesFreed": 1234, "packsDeleted": 2, "markersPending": 1 } }),
+        &polled,
+        json!({ "maintenance": { "bytesFreed": 1234, "packsDeleted": 2, "markersPending": 1 } }),
     )
     .await
     .expect(200);

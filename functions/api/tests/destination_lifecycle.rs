@@ -127,22 +127,14 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
     let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     let access = api
         .agent_job(&token, &session, &job, "credentials", json!({}))
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
     // ... and once the point is gone, so is the destination.
-    api.agent_job(
-        &token,
-        &session,
-        &job,
-        "complete",
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
-    )
-    .await
-    .expect(200);
+    api.complete(&token, &session, &polled, json!({})).await.expect(200);
     api.get(&format!("/v1/recoverypoints/{rp}"), &t.admin).await.expect(404);
     api.get(&path, &t.admin).await.expect(404);
 }

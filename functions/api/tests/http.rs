@@ -263,11 +263,7 @@ async fn roles_gate_reads_operations_and_configuration() {
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     // Runs need an ACTIVE cluster: its agent heartbeats.
     api.activate(&token).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let def = api.default_backup(&t, &cluster).await;
     let run = format!("/v1/backups/{def}/run");
 
     // Viewer reads, and nothing else.
@@ -377,17 +373,10 @@ async fn jobs_recovery_points_and_restores_over_http() {
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let def = api.default_backup(&t, &cluster).await;
 
     // Before the agent is there a run is SKIPPED, saying why.
-    let skipped = api
-        .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
+    let skipped = api.run(&t.admin, &def).await.expect(201);
     assert_eq!(skipped.body["state"], "SKIPPED");
     assert!(
         skipped.body["reason"].as_str().unwrap().contains("cluster not active"),
@@ -399,17 +388,11 @@ async fn jobs_recovery_points_and_restores_over_http() {
     // definition), read one with its ETag, page through them.
     let mut jobs = Vec::new();
     for _ in 0..3 {
-        let job = api
-            .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
-            .await
-            .expect(201);
+        let job = api.run(&t.admin, &def).await.expect(201);
         assert_eq!(job.body["state"], "PENDING");
         assert_eq!(job.body["retention"]["retainDays"], 7, "the policy's first row decides");
         assert_eq!(job.location.as_deref(), Some(format!("/v1/jobs/{}", job.id()).as_str()));
-        let again = api
-            .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
-            .await
-            .expect(201);
+        let again = api.run(&t.admin, &def).await.expect(201);
         assert_eq!(again.body["state"], "SKIPPED", "one unfinished job per definition");
         api.post(&format!("/v1/jobs/{}/cancel", job.id()), &t.admin, json!({}))
             .await
@@ -549,11 +532,7 @@ async fn a_policy_in_use_cannot_be_deleted_and_says_by_whom() {
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let def = api.default_backup(&t, &cluster).await;
     let path = format!("/v1/policies/{}", t.default_policy_id);
     let policy = api.get(&path, &t.admin).await.expect(200);
     assert_eq!(policy.body["usedBy"][0]["id"], def.as_str(), "GET shows usedBy");
@@ -866,11 +845,7 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let def = api.default_backup(&t, &cluster).await;
     let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
     api.activate(&token).await;
     let created = api
@@ -889,7 +864,7 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     // The agent takes the job and reports 250 objects in three batches.
     let session = api.connect(&token).await;
     let polled = api.poll(&token, &session).await.expect(200);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE");
     let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
     let object = |i: usize| {

@@ -25,6 +25,14 @@ async fn create_link(api: &Api, key: &str, cluster: &str) -> Reply {
     api.send(request).await
 }
 
+/// A new install link's URL.
+async fn link_url(api: &Api, key: &str, cluster: &str) -> String {
+    create_link(api, key, cluster).await.expect(201).body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Fetches a manifest URL the way `kubectl apply -f <url>` does: no API key.
 async fn fetch(api: &Api, url: &str) -> Reply {
     let path = url.strip_prefix("https://arca.example.com").unwrap();
@@ -126,10 +134,7 @@ async fn racing_fetches_of_one_link_get_exactly_one_manifest() {
     let api = Api::new();
     let a = api.signup("org-a").await;
     let (cluster, _) = api.cluster(&a.admin, "prod", None).await;
-    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = link_url(&api, &a.admin, &cluster).await;
     let replies = futures_join(&api, &url).await;
     let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
     assert_eq!(
@@ -181,22 +186,13 @@ async fn expired_replaced_and_orphaned_links_are_refused() {
     assert!(connects(&api, &token).await, "an expired link rotates nothing");
 
     // A new link replaces the previous one (the expired one, then the first new one).
-    let first = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = link_url(&api, &a.admin, &cluster).await;
+    let second = link_url(&api, &a.admin, &cluster).await;
     fetch(&api, &first).await.problem(410, "install_link_used");
     fetch(&api, &second).await.expect(200);
 
     // A pending link dies with its cluster.
-    let third = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let third = link_url(&api, &a.admin, &cluster).await;
     let etag = api
         .get(&format!("/v1/clusters/{cluster}"), &a.admin)
         .await
@@ -298,10 +294,7 @@ async fn the_manifest_query_chooses_the_agents_restore_rbac() {
     let a = api.signup("org-a").await;
     let (cluster, _) = api.cluster(&a.admin, "prod", None).await;
     // Bad choices are refused before the one-time link is spent.
-    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = link_url(&api, &a.admin, &cluster).await;
     fetch(&api, &format!("{url}?restoreKinds=apps/*"))
         .await
         .problem(400, "invalid_query");
@@ -320,10 +313,7 @@ async fn the_manifest_query_chooses_the_agents_restore_rbac() {
     assert!(!yaml.contains("arca-agent-restore"), "no binding either");
 
     // Limited kinds.
-    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = link_url(&api, &a.admin, &cluster).await;
     let yaml = fetch(&api, &format!("{url}?restoreKinds=apps/deployments,configmaps"))
         .await
         .expect(200)

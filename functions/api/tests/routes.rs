@@ -232,16 +232,8 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
     let dest = api.destination(&a.admin, "a-dest").await;
     let (cluster, token) = api.cluster(&a.admin, "a-cluster", Some(&dest)).await;
     api.activate(&token).await;
-    let backup = api
-        .backup(&a.admin, &cluster, Some(&a.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
-    let job = api
-        .post(&format!("/v1/backups/{backup}/run"), &a.admin, json!({}))
-        .await
-        .expect(201)
-        .id();
+    let backup = api.default_backup(&a, &cluster).await;
+    let job = api.run(&a.admin, &backup).await.expect(201).id();
     let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
     let rp = RecoveryPoint {
         rule: None,
@@ -308,11 +300,7 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .expect(201)
         .id();
     let cloud_account = api
-        .post(
-            "/v1/cloud-accounts",
-            &a.admin,
-            json!({ "name": "a-aws", "regions": ["us-east-1"] }),
-        )
+        .link_account(&a.admin, "a-aws", &["us-east-1"])
         .await
         .expect(201)
         .id();

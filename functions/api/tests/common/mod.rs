@@ -73,6 +73,24 @@ impl Reply {
     pub fn etag(&self) -> String {
         self.etag.clone().unwrap_or_else(|| panic!("no ETag on {}", self.text))
     }
+
+    /// The ids of a listing's `items`.
+    pub fn ids(&self) -> Vec<&str> {
+        self.body["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items in {}", self.text))
+            .iter()
+            .map(|item| item["id"].as_str().unwrap())
+            .collect()
+    }
+
+    /// The id of the job an agent's poll answered with.
+    pub fn job_id(&self) -> String {
+        self.body["job"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job in {}", self.text))
+            .to_owned()
+    }
 }
 
 /// A signed-up org: its id and admin key.
@@ -261,6 +279,20 @@ impl Api {
         .id()
     }
 
+    /// Links an AWS account `name` (`POST /v1/cloud-accounts`): the answer.
+    pub async fn link_account(&self, key: &str, name: &str, regions: &[&str]) -> Reply {
+        self.post("/v1/cloud-accounts", key, json!({ "name": name, "regions": regions }))
+            .await
+    }
+
+    /// Gives the account `linked` (the answer to linking it) role `role`, which the fake
+    /// cloud lets Arca assume with the account's ExternalId: the answer to setting it.
+    pub async fn give_role(&self, key: &str, linked: &Reply, role: &str) -> Reply {
+        self.cloud.add_role(role, linked.body["externalId"].as_str().unwrap());
+        let path = format!("/v1/cloud-accounts/{}/role", linked.id());
+        self.put(&path, key, &linked.etag(), json!({ "roleArn": role })).await
+    }
+
     /// A cluster and its agent token.
     pub async fn cluster(&self, key: &str, name: &str, default_destination: Option<&str>) -> (String, String) {
         let mut body = json!({ "name": name });
@@ -283,11 +315,27 @@ impl Api {
     ) -> Reply {
         self.run(admin, backup).await.expect(201);
         let polled = self.poll(token, session).await.expect(200);
-        let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-        let report = json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED", "backup": result });
-        self.agent_job(token, session, &job, "complete", report)
+        self.complete(token, session, &polled, json!({ "backup": result }))
             .await
             .expect(200)
+    }
+
+    /// The agent of `token` completes the job it `polled`: `COMPLETED`, with the fields
+    /// of `report` (`backup`, `maintenance`, ...).
+    pub async fn complete(&self, token: &str, session: &str, polled: &Reply, report: Value) -> Reply {
+        let mut body = json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" });
+        if let (Some(body), Value::Object(report)) = (body.as_object_mut(), report) {
+            body.extend(report);
+        }
+        self.agent_job(token, session, &polled.job_id(), "complete", body).await
+    }
+
+    /// A backup definition of `cluster` on the org's default policy: its id.
+    pub async fn default_backup(&self, tenant: &Tenant, cluster: &str) -> String {
+        self.backup(&tenant.admin, cluster, Some(&tenant.default_policy_id), None)
+            .await
+            .expect(201)
+            .id()
     }
 
     /// Runs backup definition `backup` now.
