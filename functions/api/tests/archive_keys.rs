@@ -105,23 +105,10 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
         .await
         .expect(428);
     let operator = api.key(&t, "operator").await;
-    api.request(
-        Method::POST,
-        &format!("{cluster_path}/rotate-archive-key"),
-        Some(&operator),
-        Some(&etag),
-        Some(json!({})),
-    )
-    .await
-    .expect(403);
-    let rotated = api
-        .request(
-            Method::POST,
-            &format!("{cluster_path}/rotate-archive-key"),
-            Some(&t.admin),
-            Some(&etag),
-            Some(json!({})),
-        )
+    rotate_archive_key(&api, &operator, &cluster_path, &etag)
+        .await
+        .expect(403);
+    let rotated = rotate_archive_key(&api, &t.admin, &cluster_path, &etag)
         .await
         .expect(200);
     assert_eq!(rotated.body["archiveKeyGeneration"], 2, "{}", rotated.text);
@@ -174,14 +161,7 @@ async fn without_master_keys_agents_hold_theirs_and_nothing_rotates_here() {
     let (cluster, _) = api.cluster(&t.admin, "c", None).await;
     let path = format!("/v1/clusters/{cluster}");
     let etag = api.get(&path, &t.admin).await.expect(200).etag();
-    let refused = api
-        .request(
-            Method::POST,
-            &format!("{path}/rotate-archive-key"),
-            Some(&t.admin),
-            Some(&etag),
-            Some(json!({})),
-        )
+    let refused = rotate_archive_key(&api, &t.admin, &path, &etag)
         .await
         .problem(409, "keys_held_by_agents");
     assert!(refused.text.contains("ARCA_ARCHIVE_KEY"), "{}", refused.text);
@@ -189,4 +169,11 @@ async fn without_master_keys_agents_hold_theirs_and_nothing_rotates_here() {
         api.get(&path, &t.admin).await.expect(200).body["archiveKeyGeneration"],
         1
     );
+}
+
+/// `POST {cluster}/rotate-archive-key` with `key`, conditional on `etag`.
+async fn rotate_archive_key(api: &Api, key: &str, cluster: &str, etag: &str) -> Reply {
+    let path = format!("{cluster}/rotate-archive-key");
+    api.request(Method::POST, &path, Some(key), Some(etag), Some(json!({})))
+        .await
 }

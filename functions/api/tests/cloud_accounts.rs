@@ -61,35 +61,21 @@ async fn link_verify_inventory_disconnect_and_delete() {
     // The role, pasted: verified through the fake (which enforces the ExternalId).
     let role = "arn:aws:iam::111122223333:role/arca-prod";
     api.cloud.add_role(role, &external_id);
+    let role_path = format!("/v1/cloud-accounts/{id}/role");
     let not_arn = api
-        .put(
-            &format!("/v1/cloud-accounts/{id}/role"),
-            &t.admin,
-            &linked.etag(),
-            json!({ "roleArn": "arca-prod" }),
-        )
+        .put(&role_path, &t.admin, &linked.etag(), json!({ "roleArn": "arca-prod" }))
         .await
         .expect(400);
     assert_eq!(not_arn.body["field"], "roleArn", "{}", not_arn.text);
     let active = api
-        .put(
-            &format!("/v1/cloud-accounts/{id}/role"),
-            &t.admin,
-            &linked.etag(),
-            json!({ "roleArn": role }),
-        )
+        .put(&role_path, &t.admin, &linked.etag(), json!({ "roleArn": role }))
         .await
         .expect(200);
     assert_eq!(active.body["state"], "ACTIVE", "{}", active.text);
     assert_eq!(active.body["awsAccountId"], "111122223333");
-    api.put(
-        &format!("/v1/cloud-accounts/{id}/role"),
-        &t.admin,
-        &linked.etag(),
-        json!({ "roleArn": role }),
-    )
-    .await
-    .expect(412);
+    api.put(&role_path, &t.admin, &linked.etag(), json!({ "roleArn": role }))
+        .await
+        .expect(412);
 
     // Inventory now, then read it back per region.
     api.cloud.set_resources(

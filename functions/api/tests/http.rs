@@ -8,10 +8,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
+use arca_core::ids::{ClusterId, JobId, OrgId, RecoveryPointId};
 use arca_core::model::job::{Job, JobState};
 use arca_core::model::plan::PlanLimits;
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
 use arca_core::ports::item_store::{Condition, Item};
 use axum::http::Method;
 use chrono::Utc;
@@ -337,36 +336,6 @@ async fn roles_gate_reads_operations_and_configuration() {
     api.post("/v1/policies", &t.admin, policy).await.expect(201);
 }
 
-/// Plants a READY recovery point of `cluster`/`definition` in the org.
-async fn plant_recovery_point(api: &Api, org: &str, cluster: &str, definition: &str) -> RecoveryPointId {
-    let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
-    let rp = RecoveryPoint {
-        rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
-        org_id: org.parse::<OrgId>().unwrap(),
-        cluster_id: cluster.parse::<ClusterId>().unwrap(),
-        definition_id: definition.parse::<BackupDefinitionId>().unwrap(),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: Some(now + chrono::Duration::days(7)),
-        locked: false,
-        location: None,
-        resource_count: 12,
-        pv_count: 1,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
-    api.state.control_plane.store().create(rp).await.unwrap().id
-}
-
 #[tokio::test]
 async fn jobs_recovery_points_and_restores_over_http() {
     let api = Api::new();
@@ -424,7 +393,7 @@ async fn jobs_recovery_points_and_restores_over_http() {
         .problem(400, "invalid_query");
 
     // Recovery points (written by the agent protocol; planted here).
-    let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
+    let rp = api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
     let list = api
         .get(&format!("/v1/recoverypoints?clusterId={cluster}"), &t.admin)
         .await
@@ -688,8 +657,8 @@ async fn a_cluster_in_use_or_with_recovery_points_is_not_deleted_lightly() {
         .problem(409, "cluster_in_use");
     assert!(reply.body["detail"].as_str().unwrap().contains(&def), "{}", reply.text);
 
-    plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
-    plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
+    api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
+    api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
     let d = api.get(&format!("/v1/backups/{def}"), &t.admin).await.expect(200);
     api.delete(&format!("/v1/backups/{def}"), &t.admin, &d.etag())
         .await
@@ -846,7 +815,7 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     let def = api.default_backup(&t, &cluster).await;
-    let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
+    let rp = api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
     api.activate(&token).await;
     let created = api
         .post(

@@ -9,8 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use arca_core::ids::{ClusterId, JobId, OrgId, RecoveryPointId};
 use axum::http::{Method, StatusCode};
 use chrono::Utc;
 use common::{Api, Reply, Tenant};
@@ -234,32 +233,11 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
     api.activate(&token).await;
     let backup = api.default_backup(&a, &cluster).await;
     let job = api.run(&a.admin, &backup).await.expect(201).id();
+    let rp = api
+        .plant_recovery_point(&a.org_id, &cluster, &backup, Some(&job))
+        .await
+        .to_string();
     let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
-    let rp = RecoveryPoint {
-        rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
-        org_id: a.org_id.parse::<OrgId>().unwrap(),
-        cluster_id: cluster.parse::<ClusterId>().unwrap(),
-        definition_id: backup.parse::<BackupDefinitionId>().unwrap(),
-        job_id: job.parse::<JobId>().unwrap(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: None,
-        locked: false,
-        location: None,
-        resource_count: 1,
-        pv_count: 0,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
-    let rp = api.state.control_plane.store().create(rp).await.unwrap().id.to_string();
     let eks_recreation = api
         .state
         .control_plane

@@ -338,6 +338,44 @@ impl Api {
             .id()
     }
 
+    /// A READY recovery point of `definition` planted in the store (no agent needed):
+    /// kept for a week, 12 resources and a PV; taken by `job`, or a job that never was.
+    pub async fn plant_recovery_point(
+        &self,
+        org: &str,
+        cluster: &str,
+        definition: &str,
+        job: Option<&str>,
+    ) -> arca_core::ids::RecoveryPointId {
+        use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        let rp = RecoveryPoint {
+            rule: None,
+            keep_last: None,
+            id: arca_core::ids::RecoveryPointId::new(),
+            org_id: org.parse().unwrap(),
+            cluster_id: cluster.parse().unwrap(),
+            definition_id: definition.parse().unwrap(),
+            job_id: job.map_or_else(arca_core::ids::JobId::new, |j| j.parse().unwrap()),
+            rp_type: RecoveryPointType::Snapshot,
+            state: RecoveryPointState::Ready,
+            partial: false,
+            data_deleted: false,
+            expires_at: Some(now + chrono::Duration::days(7)),
+            locked: false,
+            location: None,
+            resource_count: 12,
+            pv_count: 1,
+            snapshot_bytes: 0,
+            copy_bytes: 0,
+            details: Default::default(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        };
+        self.state.control_plane.store().create(rp).await.unwrap().id
+    }
+
     /// Runs backup definition `backup` now.
     pub async fn run(&self, key: &str, backup: &str) -> Reply {
         self.post(&format!("/v1/backups/{backup}/run"), key, json!({})).await
