@@ -72,7 +72,7 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
     for name in ["a", "b"] {
         let (cluster, token) = api.cluster(&t.admin, name, Some(&dest)).await;
         let session = api.agent_session(&token).await;
-        let definition = api.default_backup(&t, &cluster).await;
+        let definition = api.default_backup(&t, &cluster, None).await;
         agents.push((
             Agent {
                 cluster,

@@ -292,11 +292,7 @@ async fn gone_cluster(api: &Api, org: &str, points: usize) -> Gone {
     let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
     let (other, other_token) = api.cluster(&t.admin, "other", None).await;
     let session = api.agent_session(&gone_token).await;
-    let backup = api
-        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
+    let backup = api.default_backup(&t, &gone, Some(&dest)).await;
     let mut ids = Vec::new();
     for n in 0..points {
         let done = api

@@ -19,11 +19,7 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
     let dest = api.destination(&t.admin, "bucket").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", None).await;
     let session = api.agent_session(&token).await;
-    let backup = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
+    let backup = api.default_backup(&t, &cluster, Some(&dest)).await;
     let done = api
         .run_and_complete(
             &t.admin,

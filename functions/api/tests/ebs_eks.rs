@@ -97,7 +97,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     let cluster_id = cluster.id();
     let token = cluster.body["agentToken"].as_str().unwrap().to_owned();
     assert_eq!(cluster.body["aws"]["eksClusterName"], "prod-eks", "{}", cluster.text);
-    let backup = api.default_backup(&t, &cluster_id).await;
+    let backup = api.default_backup(&t, &cluster_id, None).await;
 
     // The agent runs the backup and reports two EBS volumes, one of which is gone.
     let session = api.agent_session(&token).await;
@@ -472,7 +472,7 @@ async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
     let t = api.signup("unlinked").await;
     let dest = api.destination(&t.admin, "local").await;
     let (cluster, token) = api.cluster(&t.admin, "plain", Some(&dest)).await;
-    let backup = api.default_backup(&t, &cluster).await;
+    let backup = api.default_backup(&t, &cluster, None).await;
     let session = api.agent_session(&token).await;
     api.run(&t.admin, &backup).await.expect(201);
     let polled = api.poll(&token, &session).await.expect(200);
@@ -547,7 +547,7 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
         .expect(201);
     let (cluster, token) = (linked.id(), linked.body["agentToken"].as_str().unwrap().to_owned());
     let session = api.agent_session(&token).await;
-    let backup = api.default_backup(&t, &cluster).await;
+    let backup = api.default_backup(&t, &cluster, None).await;
     api.run(&t.admin, &backup).await.expect(201);
     let polled = api.poll(&token, &session).await.expect(200);
     let backup_job = polled.job_id();

@@ -262,7 +262,7 @@ async fn roles_gate_reads_operations_and_configuration() {
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     // Runs need an ACTIVE cluster: its agent heartbeats.
     api.activate(&token).await;
-    let def = api.default_backup(&t, &cluster).await;
+    let def = api.default_backup(&t, &cluster, None).await;
     let run = format!("/v1/backups/{def}/run");
 
     // Viewer reads, and nothing else.
@@ -342,7 +342,7 @@ async fn jobs_recovery_points_and_restores_over_http() {
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api.default_backup(&t, &cluster).await;
+    let def = api.default_backup(&t, &cluster, None).await;
 
     // Before the agent is there a run is SKIPPED, saying why.
     let skipped = api.run(&t.admin, &def).await.expect(201);
@@ -501,7 +501,7 @@ async fn a_policy_in_use_cannot_be_deleted_and_says_by_whom() {
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api.default_backup(&t, &cluster).await;
+    let def = api.default_backup(&t, &cluster, None).await;
     let path = format!("/v1/policies/{}", t.default_policy_id);
     let policy = api.get(&path, &t.admin).await.expect(200);
     assert_eq!(policy.body["usedBy"][0]["id"], def.as_str(), "GET shows usedBy");
@@ -814,7 +814,7 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api.default_backup(&t, &cluster).await;
+    let def = api.default_backup(&t, &cluster, None).await;
     let rp = api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
     api.activate(&token).await;
     let created = api

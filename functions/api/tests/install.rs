@@ -297,18 +297,16 @@ async fn the_manifest_query_chooses_the_agents_restore_rbac() {
     let (a, cluster, _) = org_a_prod(&api).await;
     // Bad choices are refused before the one-time link is spent.
     let url = link_url(&api, &a.admin, &cluster).await;
-    fetch(&api, &format!("{url}?restoreKinds=apps/*"))
-        .await
-        .problem(400, "invalid_query");
-    fetch(&api, &format!("{url}?restore=false&restoreKinds=configmaps"))
-        .await
-        .problem(400, "invalid_query");
-    fetch(&api, &format!("{url}?restore=maybe"))
-        .await
-        .problem(400, "invalid_query");
-    fetch(&api, &format!("{url}?restorekinds=configmaps"))
-        .await
-        .problem(400, "invalid_query");
+    for query in [
+        "restoreKinds=apps/*",
+        "restore=false&restoreKinds=configmaps",
+        "restore=maybe",
+        "restorekinds=configmaps",
+    ] {
+        fetch(&api, &format!("{url}?{query}"))
+            .await
+            .problem(400, "invalid_query");
+    }
     // Backup-only: no restore role at all.
     let yaml = fetch(&api, &format!("{url}?restore=false")).await.expect(200).text;
     assert!(restore_role(&yaml).is_none(), "{yaml}");

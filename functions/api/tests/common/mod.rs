@@ -330,9 +330,10 @@ impl Api {
         self.agent_job(token, session, &polled.job_id(), "complete", body).await
     }
 
-    /// A backup definition of `cluster` on the org's default policy: its id.
-    pub async fn default_backup(&self, tenant: &Tenant, cluster: &str) -> String {
-        self.backup(&tenant.admin, cluster, Some(&tenant.default_policy_id), None)
+    /// A backup definition of `cluster` on the org's default policy, to `destination`
+    /// (else the default one): its id.
+    pub async fn default_backup(&self, tenant: &Tenant, cluster: &str, destination: Option<&str>) -> String {
+        self.backup(&tenant.admin, cluster, Some(&tenant.default_policy_id), destination)
             .await
             .expect(201)
             .id()
