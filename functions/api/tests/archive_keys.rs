@@ -28,13 +28,13 @@ async fn next_job_access(api: &Api, agent: &Agent) -> (String, Value, Reply) {
 }
 
 async fn access_of(api: &Api, agent: &Agent, job: &str) -> Reply {
-    api.agent_job(&agent.token, &agent.session, &job, "credentials", json!({}))
+    api.agent_job(&agent.token, &agent.session, job, "credentials", json!({}))
         .await
 }
 
 /// Runs a backup of `agent`'s cluster and completes it where its access says: the point's id and the access.
 async fn backup(api: &Api, admin: &str, agent: &Agent, definition: &str, archive: &str) -> (String, Reply) {
-    api.run(admin, &definition).await.expect(201);
+    api.run(admin, definition).await.expect(201);
     let (job, lease, access) = next_job_access(api, agent).await;
     let access = access.expect(200);
     let prefix = access.body["clusterPrefix"].as_str().expect("prefix");

@@ -231,7 +231,7 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
     let dest = api.destination(&a.admin, "a-dest").await;
     let (cluster, token) = api.cluster(&a.admin, "a-cluster", Some(&dest)).await;
     api.activate(&token).await;
-    let backup = api.default_backup(&a, &cluster, None).await;
+    let backup = api.default_backup(a, &cluster, None).await;
     let job = api.run(&a.admin, &backup).await.expect(201).id();
     let rp = api
         .plant_recovery_point(&a.org_id, &cluster, &backup, Some(&job))
