@@ -28,8 +28,7 @@ async fn next_job_access(api: &Api, agent: &Agent) -> (String, Value, Reply) {
 }
 
 async fn access_of(api: &Api, agent: &Agent, job: &str) -> Reply {
-    api.agent_job(&agent.token, &agent.session, job, "credentials", json!({}))
-        .await
+    api.credentials(&agent.token, &agent.session, job).await
 }
 
 /// Runs a backup of `agent`'s cluster and completes it where its access says: the point's id and the access.
@@ -70,8 +69,7 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
     let dest = api.destination(&t.admin, "local").await;
     let mut agents = Vec::new();
     for name in ["a", "b"] {
-        let (cluster, token) = api.cluster(&t.admin, name, Some(&dest)).await;
-        let session = api.agent_session(&token).await;
+        let (cluster, token, session) = api.connected_cluster(&t.admin, name, Some(&dest)).await;
         let definition = api.default_backup(&t, &cluster, None).await;
         agents.push((
             Agent {

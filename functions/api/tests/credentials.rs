@@ -15,8 +15,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     let dest = api.destination(&t.admin, "local").await;
     let mut clusters = Vec::new();
     for name in ["source", "target"] {
-        let (id, token) = api.cluster(&t.admin, name, Some(&dest)).await;
-        let session = api.agent_session(&token).await;
+        let (id, token, session) = api.connected_cluster(&t.admin, name, Some(&dest)).await;
         clusters.push((id, token, session));
     }
     let (source, target) = (&clusters[0], &clusters[1]);
@@ -30,10 +29,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     api.run(&t.admin, &backup).await.expect(201);
     let polled = api.poll(&source.1, &source.2).await.expect(200);
     let job = polled.job_id();
-    let access = api
-        .agent_job(&source.1, &source.2, &job, "credentials", json!({}))
-        .await
-        .expect(200);
+    let access = api.credentials(&source.1, &source.2, &job).await.expect(200);
     let source_prefix = access.body["clusterPrefix"].as_str().unwrap().to_owned();
     assert!(source_prefix.ends_with(&format!("/{}/", source.0)), "{}", access.text);
     // A location outside the cluster's own archives is refused, and the job stays the
@@ -95,10 +91,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     let polled = api.poll(&target.1, &target.2).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
     let job = polled.job_id();
-    let access = api
-        .agent_job(&target.1, &target.2, &job, "credentials", json!({}))
-        .await
-        .expect(200);
+    let access = api.credentials(&target.1, &target.2, &job).await.expect(200);
     assert_eq!(access.body["clusterPrefix"], source_prefix.as_str(), "{}", access.text);
     assert!(
         !access.text.contains(&target.0),
@@ -106,7 +99,5 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         access.text
     );
     // The source's agent cannot ask for the target's job.
-    api.agent_job(&source.1, &source.2, &job, "credentials", json!({}))
-        .await
-        .expect(404);
+    api.credentials(&source.1, &source.2, &job).await.expect(404);
 }

@@ -57,9 +57,8 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
         "{}",
         polled.text
     );
-    let job = polled.job_id();
     let access = api
-        .agent_job(&other_token, &other_session, &job, "credentials", json!({}))
+        .credentials(&other_token, &other_session, &polled.job_id())
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
@@ -97,10 +96,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     );
     assert_eq!(polled.body["job"]["maintenance"]["graceSeconds"], 86_400);
     let job = polled.job_id();
-    let access = api
-        .agent_job(&other_token, &other_session, &job, "credentials", json!({}))
-        .await
-        .expect(200);
+    let access = api.credentials(&other_token, &other_session, &job).await.expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
     let prefix = access.body["clusterPrefix"].as_str().unwrap();
     assert!(prefix.ends_with(&format!("/{gone}/")), "{prefix}");

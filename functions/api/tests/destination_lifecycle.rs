@@ -17,8 +17,7 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
     let api = Api::new();
     let t = api.signup("dest-life").await;
     let dest = api.destination(&t.admin, "bucket").await;
-    let (cluster, token) = api.cluster(&t.admin, "prod", None).await;
-    let session = api.agent_session(&token).await;
+    let (cluster, token, session) = api.connected_cluster(&t.admin, "prod", None).await;
     let backup = api.default_backup(&t, &cluster, Some(&dest)).await;
     let done = api
         .run_and_complete(
@@ -123,11 +122,7 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
     let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
-    let job = polled.job_id();
-    let access = api
-        .agent_job(&token, &session, &job, "credentials", json!({}))
-        .await
-        .expect(200);
+    let access = api.credentials(&token, &session, &polled.job_id()).await.expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
     // ... and once the point is gone, so is the destination.
     api.complete(&token, &session, &polled, json!({})).await.expect(200);

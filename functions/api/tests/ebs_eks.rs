@@ -647,8 +647,7 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     ask(backup_job, snapshot.clone(), "us-east-1a").await.expect(409);
 
     // A cluster not linked to AWS: told why, and refused if it asks anyway.
-    let (plain, plain_token) = api.cluster(&t.admin, "plain", Some(&dest)).await;
-    let plain_session = api.agent_session(&plain_token).await;
+    let (plain, plain_token, plain_session) = api.connected_cluster(&t.admin, "plain", Some(&dest)).await;
     api.post(
         "/v1/restores",
         &t.admin,

@@ -1,7 +1,6 @@
 //! Sign-up, the caller's org and its API keys.
 
 use arca_core::control_plane::SignupResult;
-use arca_core::ids::ApiKeyId;
 use arca_core::model::auth::{ApiKey, CreatedApiKey, Operation as Op};
 use arca_core::model::org::Org;
 use arca_core::store::page::Listing;
@@ -76,7 +75,7 @@ pub async fn create_api_key(call: KeyCall, Body(body): Body<ApiKeyBody>) -> ApiR
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_api_key(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<ApiKey>> {
     let (cp, p) = call.require(Op::GetApiKey)?;
-    Ok(Tagged::current(cp.get_api_key(p, &path_id::<ApiKeyId>(&id)?).await?))
+    Ok(Tagged::current(cp.get_api_key(p, &path_id(&id)?).await?))
 }
 
 /// Deletes (revokes) an API key. The org's last admin key cannot be deleted.
@@ -86,7 +85,7 @@ pub async fn get_api_key(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tag
         (status = 412, body = Problem), (status = 428, body = Problem)))]
 pub async fn delete_api_key(call: KeyCall, IfMatch(version): IfMatch, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let (cp, p) = call.require(Op::DeleteApiKey)?;
-    cp.delete_api_key(p, &path_id::<ApiKeyId>(&id)?, version).await?;
+    cp.delete_api_key(p, &path_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

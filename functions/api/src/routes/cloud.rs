@@ -2,7 +2,6 @@
 //! and inventory.
 
 use arca_core::control_plane::InventoryReport;
-use arca_core::ids::CloudAccountId;
 use arca_core::model::auth::Operation as Op;
 use arca_core::model::cloud::AwsInventory;
 use arca_core::model::cloud::account::CloudAccountView;
@@ -66,8 +65,7 @@ pub async fn update_cloud_account(
 ) -> ApiResult<Tagged<CloudAccountView>> {
     let (cp, p) = call.require(Op::UpdateCloudAccount)?;
     Ok(Tagged::current(
-        cp.update_cloud_account(p, &path_id::<CloudAccountId>(&id)?, body.into(), version)
-            .await?,
+        cp.update_cloud_account(p, &path_id(&id)?, body.into(), version).await?,
     ))
 }
 
@@ -81,8 +79,7 @@ pub async fn delete_cloud_account(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (cp, p) = call.require(Op::DeleteCloudAccount)?;
-    cp.delete_cloud_account(p, &path_id::<CloudAccountId>(&id)?, version)
-        .await?;
+    cp.delete_cloud_account(p, &path_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,7 +98,7 @@ pub async fn set_role(
 ) -> ApiResult<Tagged<CloudAccountView>> {
     let (cp, p) = call.require(Op::SetCloudAccountRole)?;
     Ok(Tagged::current(
-        cp.set_cloud_account_role(p, &path_id::<CloudAccountId>(&id)?, &body.role_arn, version)
+        cp.set_cloud_account_role(p, &path_id(&id)?, &body.role_arn, version)
             .await?,
     ))
 }

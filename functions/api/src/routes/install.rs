@@ -147,7 +147,7 @@ pub async fn create_install_link(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<InstallLinkBody>)> {
     let (cp, p) = call.require(Op::CreateInstallLink)?;
-    let id = path_id::<ClusterId>(&id)?;
+    let id = path_id(&id)?;
     // Another org's cluster is 404 before anything about this request is judged.
     cp.get_cluster(p, &id).await?;
     let base = base_url(&call.state, &headers)?;
@@ -179,7 +179,7 @@ pub async fn agent_manifest(
 ) -> ApiResult<Response> {
     let (cp, p) = call.require(Op::InstallAgentToken)?;
     let rbac = params.rbac()?;
-    let id = path_id::<ClusterId>(&id)?;
+    let id = path_id(&id)?;
     cp.get_cluster(p, &id).await?;
     // Before the token rotates: a manifest that cannot be built must not cost the
     // running agent its token.

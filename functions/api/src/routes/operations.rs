@@ -2,7 +2,7 @@
 //! (jobs, recovery points, restores).
 
 use arca_core::control_plane::{JobFilter, RecoveryPointFilter, RestoreCreated};
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, RecoveryPointId, RestoreId};
+use arca_core::ids::{BackupDefinitionId, ClusterId};
 use arca_core::model::auth::Operation as Op;
 use arca_core::model::backup::BackupDefinitionView;
 use arca_core::model::job::{Job, JobState, JobType};
@@ -29,9 +29,7 @@ use crate::problem::Problem;
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn run_backup(call: KeyCall, Path(id): Path<String>, Body(body): Body<RunNowBody>) -> ApiResult<Tagged<Job>> {
     let (cp, p) = call.require(Op::RunBackupNow)?;
-    let job = cp
-        .run_backup_now(p, &path_id::<BackupDefinitionId>(&id)?, body.into())
-        .await?;
+    let job = cp.run_backup_now(p, &path_id(&id)?, body.into()).await?;
     Ok(Tagged::new_in("/v1/jobs", job.id, job))
 }
 
@@ -46,8 +44,7 @@ pub async fn pause_backup(
 ) -> ApiResult<Tagged<BackupDefinitionView>> {
     let (cp, p) = call.require(Op::SetBackupPaused)?;
     Ok(Tagged::current(
-        cp.pause_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
-            .await?,
+        cp.pause_backup_definition(p, &path_id(&id)?, version).await?,
     ))
 }
 
@@ -61,8 +58,7 @@ pub async fn resume_backup(
 ) -> ApiResult<Tagged<BackupDefinitionView>> {
     let (cp, p) = call.require(Op::SetBackupPaused)?;
     Ok(Tagged::current(
-        cp.resume_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
-            .await?,
+        cp.resume_backup_definition(p, &path_id(&id)?, version).await?,
     ))
 }
 
@@ -116,7 +112,7 @@ pub async fn list_jobs(call: KeyCall, Query(q): Query<JobParams>) -> ApiResult<J
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_job(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Job>> {
     let (cp, p) = call.require(Op::GetJob)?;
-    Ok(Tagged::current(cp.get_job(p, &path_id::<JobId>(&id)?).await?))
+    Ok(Tagged::current(cp.get_job(p, &path_id(&id)?).await?))
 }
 
 /// Cancels a job: PENDING becomes CANCELED, RUNNING becomes CANCELLING; a finished job
@@ -131,9 +127,7 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<Job>> {
     let (cp, p) = call.require(Op::CancelJob)?;
-    Ok(Tagged::current(
-        cp.cancel_job(p, &path_id::<JobId>(&id)?, version).await?,
-    ))
+    Ok(Tagged::current(cp.cancel_job(p, &path_id(&id)?, version).await?))
 }
 
 // ---- recovery points ----------------------------------------------------------------
@@ -180,9 +174,7 @@ pub async fn list_recovery_points(
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_recovery_point(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<RecoveryPoint>> {
     let (cp, p) = call.require(Op::GetRecoveryPoint)?;
-    Ok(Tagged::current(
-        cp.get_recovery_point(p, &path_id::<RecoveryPointId>(&id)?).await?,
-    ))
+    Ok(Tagged::current(cp.get_recovery_point(p, &path_id(&id)?).await?))
 }
 
 // ---- restores -------------------------------------------------------------------------
@@ -209,7 +201,7 @@ pub async fn create_restore(call: KeyCall, Body(body): Body<RestoreBody>) -> Api
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_restore(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Restore>> {
     let (cp, p) = call.require(Op::GetRestore)?;
-    Ok(Tagged::current(cp.get_restore(p, &path_id::<RestoreId>(&id)?).await?))
+    Ok(Tagged::current(cp.get_restore(p, &path_id(&id)?).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -237,7 +229,7 @@ pub async fn list_restore_objects(
     Ok(Json(
         cp.list_restore_objects(
             p,
-            &path_id::<RestoreId>(&id)?,
+            &path_id(&id)?,
             q.outcome,
             &PageRequest {
                 cursor: q.cursor,

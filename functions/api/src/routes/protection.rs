@@ -1,7 +1,6 @@
 //! What an admin configures: clusters, destinations, policies, backup definitions.
 
 use arca_core::control_plane::{DestinationDeletion, RegisteredCluster};
-use arca_core::ids::{BackupDefinitionId, ClusterId, DestinationId, PolicyId};
 use arca_core::model::auth::Operation as Op;
 use arca_core::model::backup::BackupDefinitionView;
 use arca_core::model::cluster::Cluster;
@@ -45,7 +44,7 @@ pub async fn create_cluster(call: KeyCall, Body(body): Body<ClusterBody>) -> Api
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_cluster(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Cluster>> {
     let (cp, p) = call.require(Op::GetCluster)?;
-    Ok(Tagged::current(cp.get_cluster(p, &path_id::<ClusterId>(&id)?).await?))
+    Ok(Tagged::current(cp.get_cluster(p, &path_id(&id)?).await?))
 }
 
 /// Replaces the user-editable part of a cluster (name, description, tags, default destination).
@@ -61,8 +60,7 @@ pub async fn update_cluster(
 ) -> ApiResult<Tagged<Cluster>> {
     let (cp, p) = call.require(Op::UpdateCluster)?;
     Ok(Tagged::current(
-        cp.update_cluster(p, &path_id::<ClusterId>(&id)?, body.into(), version)
-            .await?,
+        cp.update_cluster(p, &path_id(&id)?, body.into(), version).await?,
     ))
 }
 
@@ -90,8 +88,7 @@ pub async fn delete_cluster(
     Query(q): Query<ConfirmParams>,
 ) -> ApiResult<StatusCode> {
     let (cp, p) = call.require(Op::DeleteCluster)?;
-    cp.delete_cluster(p, &path_id::<ClusterId>(&id)?, version, q.confirm)
-        .await?;
+    cp.delete_cluster(p, &path_id(&id)?, version, q.confirm).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -107,7 +104,7 @@ pub async fn rotate_agent_token(
 ) -> ApiResult<Tagged<RegisteredCluster>> {
     let (cp, p) = call.require(Op::RotateAgentToken)?;
     Ok(Tagged::current(
-        cp.rotate_agent_token(p, &path_id::<ClusterId>(&id)?, version).await?,
+        cp.rotate_agent_token(p, &path_id(&id)?, version).await?,
     ))
 }
 
@@ -128,7 +125,7 @@ pub async fn rotate_archive_key(
 ) -> ApiResult<Tagged<Cluster>> {
     let (cp, p) = call.require(Op::RotateArchiveKey)?;
     Ok(Tagged::current(
-        cp.rotate_archive_key(p, &path_id::<ClusterId>(&id)?, version).await?,
+        cp.rotate_archive_key(p, &path_id(&id)?, version).await?,
     ))
 }
 
@@ -154,9 +151,7 @@ pub async fn create_destination(call: KeyCall, Body(body): Body<DestinationBody>
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_destination(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Destination>> {
     let (cp, p) = call.require(Op::GetDestination)?;
-    Ok(Tagged::current(
-        cp.get_destination(p, &path_id::<DestinationId>(&id)?).await?,
-    ))
+    Ok(Tagged::current(cp.get_destination(p, &path_id(&id)?).await?))
 }
 
 #[utoipa::path(get, path = "/v1/destinations/{id}/maintenance", tag = "destinations",
@@ -170,9 +165,7 @@ pub async fn destination_maintenance(
     Path(id): Path<String>,
 ) -> ApiResult<Json<arca_core::control_plane::DestinationMaintenance>> {
     let (cp, p) = call.require(Op::DestinationMaintenance)?;
-    Ok(Json(
-        cp.destination_maintenance(p, &path_id::<DestinationId>(&id)?).await?,
-    ))
+    Ok(Json(cp.destination_maintenance(p, &path_id(&id)?).await?))
 }
 
 /// What a purge of a deleted cluster's data may include.
@@ -203,13 +196,8 @@ pub async fn begin_purge(
 ) -> ApiResult<Json<arca_core::control_plane::PurgeGrant>> {
     let (cp, p) = call.require(Op::BeginPurge)?;
     Ok(Json(
-        cp.begin_purge(
-            p,
-            &path_id::<DestinationId>(&id)?,
-            &path_id::<ClusterId>(&cluster)?,
-            body.include_unexpired,
-        )
-        .await?,
+        cp.begin_purge(p, &path_id(&id)?, &path_id(&cluster)?, body.include_unexpired)
+            .await?,
     ))
 }
 
@@ -224,10 +212,7 @@ pub async fn complete_purge(
     Path((id, cluster)): Path<(String, String)>,
 ) -> ApiResult<Json<arca_core::control_plane::PurgeDone>> {
     let (cp, p) = call.require(Op::CompletePurge)?;
-    Ok(Json(
-        cp.complete_purge(p, &path_id::<DestinationId>(&id)?, &path_id::<ClusterId>(&cluster)?)
-            .await?,
-    ))
+    Ok(Json(cp.complete_purge(p, &path_id(&id)?, &path_id(&cluster)?).await?))
 }
 
 #[utoipa::path(put, path = "/v1/destinations/{id}", tag = "destinations", description = role_doc(Op::UpdateDestination, "Requires `If-Match`."),
@@ -242,8 +227,7 @@ pub async fn update_destination(
 ) -> ApiResult<Tagged<Destination>> {
     let (cp, p) = call.require(Op::UpdateDestination)?;
     Ok(Tagged::current(
-        cp.update_destination(p, &path_id::<DestinationId>(&id)?, body.into(), version)
-            .await?,
+        cp.update_destination(p, &path_id(&id)?, body.into(), version).await?,
     ))
 }
 
@@ -266,9 +250,7 @@ pub async fn delete_destination(
     Query(q): Query<ConfirmParams>,
 ) -> ApiResult<Response> {
     let (cp, p) = call.require(Op::DeleteDestination)?;
-    let done = cp
-        .delete_destination(p, &path_id::<DestinationId>(&id)?, version, q.confirm)
-        .await?;
+    let done = cp.delete_destination(p, &path_id(&id)?, version, q.confirm).await?;
     Ok(match done {
         DestinationDeletion::Deleted => StatusCode::NO_CONTENT.into_response(),
         DestinationDeletion::Retiring {
@@ -308,7 +290,7 @@ pub async fn create_policy(call: KeyCall, Body(body): Body<PolicyBody>) -> ApiRe
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_policy(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Policy>> {
     let (cp, p) = call.require(Op::GetPolicy)?;
-    Ok(Tagged::current(cp.get_policy(p, &path_id::<PolicyId>(&id)?).await?))
+    Ok(Tagged::current(cp.get_policy(p, &path_id(&id)?).await?))
 }
 
 #[utoipa::path(put, path = "/v1/policies/{id}", tag = "policies", description = role_doc(Op::UpdatePolicy, "Requires `If-Match`."),
@@ -323,8 +305,7 @@ pub async fn update_policy(
 ) -> ApiResult<Tagged<Policy>> {
     let (cp, p) = call.require(Op::UpdatePolicy)?;
     Ok(Tagged::current(
-        cp.update_policy(p, &path_id::<PolicyId>(&id)?, body.into(), version)
-            .await?,
+        cp.update_policy(p, &path_id(&id)?, body.into(), version).await?,
     ))
 }
 
@@ -335,7 +316,7 @@ pub async fn update_policy(
         (status = 412, body = Problem), (status = 428, body = Problem)))]
 pub async fn delete_policy(call: KeyCall, IfMatch(version): IfMatch, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let (cp, p) = call.require(Op::DeletePolicy)?;
-    let id = path_id::<PolicyId>(&id)?;
+    let id = path_id(&id)?;
     match cp.delete_policy(p, &id, version).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e @ arca_core::Error::Conflict { .. }) => {
@@ -381,10 +362,7 @@ pub async fn create_backup(call: KeyCall, Body(body): Body<BackupBody>) -> ApiRe
         (status = 404, body = Problem)))]
 pub async fn get_backup(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<BackupDefinitionView>> {
     let (cp, p) = call.require(Op::GetBackupDefinition)?;
-    Ok(Tagged::current(
-        cp.get_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?)
-            .await?,
-    ))
+    Ok(Tagged::current(cp.get_backup_definition(p, &path_id(&id)?).await?))
 }
 
 #[utoipa::path(put, path = "/v1/backups/{id}", tag = "backups", description = role_doc(Op::UpdateBackupDefinition, "Requires `If-Match`."),
@@ -399,7 +377,7 @@ pub async fn update_backup(
 ) -> ApiResult<Tagged<BackupDefinitionView>> {
     let (cp, p) = call.require(Op::UpdateBackupDefinition)?;
     Ok(Tagged::current(
-        cp.update_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, body.into(), version)
+        cp.update_backup_definition(p, &path_id(&id)?, body.into(), version)
             .await?,
     ))
 }
@@ -409,7 +387,6 @@ pub async fn update_backup(
     responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem), (status = 428, body = Problem)))]
 pub async fn delete_backup(call: KeyCall, IfMatch(version): IfMatch, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let (cp, p) = call.require(Op::DeleteBackupDefinition)?;
-    cp.delete_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
-        .await?;
+    cp.delete_backup_definition(p, &path_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }

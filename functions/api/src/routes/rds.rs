@@ -5,7 +5,7 @@
 //! restores answer with their job; `GET /v1/jobs/{id}` follows it.
 
 use arca_core::control_plane::RdsRunRequest;
-use arca_core::ids::{RdsBackupDefinitionId, RecoveryPointId};
+use arca_core::ids::RdsBackupDefinitionId;
 use arca_core::model::auth::Operation as Op;
 use arca_core::model::job::Job;
 use arca_core::model::rds::{RdsBackupDefinition, RdsBackupDefinitionSpec, RdsRecoveryPoint, RdsRestoreSpec};
@@ -51,10 +51,7 @@ pub async fn create_rds_backup(
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_rds_backup(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<RdsBackupDefinition>> {
     let (cp, p) = call.require(Op::GetRdsBackupDefinition)?;
-    Ok(Tagged::current(
-        cp.get_rds_backup_definition(p, &path_id::<RdsBackupDefinitionId>(&id)?)
-            .await?,
-    ))
+    Ok(Tagged::current(cp.get_rds_backup_definition(p, &path_id(&id)?).await?))
 }
 
 #[utoipa::path(put, path = "/v1/rds-backups/{id}", tag = "rds", description = role_doc(Op::UpdateRdsBackupDefinition, "Requires `If-Match`."),
@@ -69,7 +66,7 @@ pub async fn update_rds_backup(
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
     let (cp, p) = call.require(Op::UpdateRdsBackupDefinition)?;
     Ok(Tagged::current(
-        cp.update_rds_backup_definition(p, &path_id::<RdsBackupDefinitionId>(&id)?, spec, version)
+        cp.update_rds_backup_definition(p, &path_id(&id)?, spec, version)
             .await?,
     ))
 }
@@ -84,8 +81,7 @@ pub async fn delete_rds_backup(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (cp, p) = call.require(Op::DeleteRdsBackupDefinition)?;
-    cp.delete_rds_backup_definition(p, &path_id::<RdsBackupDefinitionId>(&id)?, version)
-        .await?;
+    cp.delete_rds_backup_definition(p, &path_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -104,9 +100,7 @@ pub async fn run_rds_backup(
     Body(body): Body<RdsRunRequest>,
 ) -> ApiResult<Tagged<Job>> {
     let (cp, p) = call.require(Op::RunRdsBackupNow)?;
-    let job = cp
-        .run_rds_backup_now(p, &path_id::<RdsBackupDefinitionId>(&id)?, body)
-        .await?;
+    let job = cp.run_rds_backup_now(p, &path_id(&id)?, body).await?;
     Ok(Tagged::new_in("/v1/jobs", job.id, job))
 }
 
@@ -120,8 +114,7 @@ pub async fn pause_rds_backup(
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
     let (cp, p) = call.require(Op::SetRdsBackupPaused)?;
     Ok(Tagged::current(
-        cp.set_rds_backup_paused(p, &path_id::<RdsBackupDefinitionId>(&id)?, version, true)
-            .await?,
+        cp.set_rds_backup_paused(p, &path_id(&id)?, version, true).await?,
     ))
 }
 
@@ -135,8 +128,7 @@ pub async fn resume_rds_backup(
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
     let (cp, p) = call.require(Op::SetRdsBackupPaused)?;
     Ok(Tagged::current(
-        cp.set_rds_backup_paused(p, &path_id::<RdsBackupDefinitionId>(&id)?, version, false)
-            .await?,
+        cp.set_rds_backup_paused(p, &path_id(&id)?, version, false).await?,
     ))
 }
 
@@ -175,9 +167,7 @@ pub async fn list_rds_recovery_points(
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
 pub async fn get_rds_recovery_point(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<RdsRecoveryPoint>> {
     let (cp, p) = call.require(Op::GetRdsRecoveryPoint)?;
-    Ok(Tagged::current(
-        cp.get_rds_recovery_point(p, &path_id::<RecoveryPointId>(&id)?).await?,
-    ))
+    Ok(Tagged::current(cp.get_rds_recovery_point(p, &path_id(&id)?).await?))
 }
 
 /// Restores into a new instance or cluster: `{cloudAccountId, source: {kind:

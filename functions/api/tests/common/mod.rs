@@ -320,6 +320,11 @@ impl Api {
             .expect(200)
     }
 
+    /// What the agent of `token` gets to reach job `job`'s destination (its access).
+    pub async fn credentials(&self, token: &str, session: &str, job: &str) -> Reply {
+        self.agent_job(token, session, job, "credentials", json!({})).await
+    }
+
     /// The agent of `token` completes the job it `polled`: `COMPLETED`, with the fields
     /// of `report` (`backup`, `maintenance`, ...).
     pub async fn complete(&self, token: &str, session: &str, polled: &Reply, report: Value) -> Reply {
@@ -415,6 +420,19 @@ impl Api {
             )
             .await
             .unwrap();
+    }
+
+    /// A cluster whose agent is connected ([`Api::agent_session`]): its id, agent token
+    /// and session.
+    pub async fn connected_cluster(
+        &self,
+        key: &str,
+        name: &str,
+        default_destination: Option<&str>,
+    ) -> (String, String, String) {
+        let (id, token) = self.cluster(key, name, default_destination).await;
+        let session = self.agent_session(&token).await;
+        (id, token, session)
     }
 
     /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
