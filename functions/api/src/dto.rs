@@ -1,7 +1,8 @@
 //! The API's input documents. They mirror the core's spec types field for field, but
 //! deny unknown fields (a typo is a 400 naming it, not a silently ignored setting) and
 //! describe themselves for the OpenAPI document. Each converts into its core type with a
-//! struct literal, so a field added to the core fails to compile here until mirrored;
+//! struct literal naming every field (`mirror!`), so a field added to the core fails to
+//! compile here until mirrored;
 //! `tests::documents_read_like_the_core` checks the defaults agree.
 //!
 //! Outputs are the core's own types, serialized as they are.
@@ -23,6 +24,33 @@ use arca_core::model::restore::{ExistingResourcePolicy, RestoreSpec};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+/// `From<$body> for $core`, each field (or variant) named once: a field the core adds
+/// fails to compile here until it is mirrored. A field of a body type of its own says
+/// how it converts: `into`, `map_into` (an `Option`), `collect_into` (a `Vec`). `enum`
+/// mirrors an enum variant by variant.
+macro_rules! mirror {
+    ($body:ident => $core:ident { $($field:ident $(: $how:ident)?),* $(,)? }) => {
+        impl From<$body> for $core {
+            fn from(b: $body) -> Self {
+                $core { $($field: mirror!(@$($how)? b.$field)),* }
+            }
+        }
+    };
+    (enum $body:ident => $core:ident { $($variant:ident $({ $($field:ident),* $(,)? })?),* $(,)? }) => {
+        impl From<$body> for $core {
+            fn from(b: $body) -> Self {
+                match b {
+                    $($body::$variant $({ $($field),* })? => $core::$variant $({ $($field),* })?,)*
+                }
+            }
+        }
+    };
+    (@into $value:expr) => { $value.into() };
+    (@map_into $value:expr) => { $value.map(Into::into) };
+    (@collect_into $value:expr) => { $value.into_iter().map(Into::into).collect() };
+    (@ $value:expr) => { $value };
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignupBody {
@@ -32,14 +60,7 @@ pub struct SignupBody {
     pub admin_key_name: Option<String>,
 }
 
-impl From<SignupBody> for SignupRequest {
-    fn from(b: SignupBody) -> Self {
-        SignupRequest {
-            org_name: b.org_name,
-            admin_key_name: b.admin_key_name,
-        }
-    }
-}
+mirror!(SignupBody => SignupRequest { org_name, admin_key_name });
 
 /// `PUT /v1/operator/orgs/{id}/plan`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,14 +81,7 @@ pub struct OrgBody {
     pub default_destination_id: Option<DestinationId>,
 }
 
-impl From<OrgBody> for OrgSpec {
-    fn from(b: OrgBody) -> Self {
-        OrgSpec {
-            name: b.name,
-            default_destination_id: b.default_destination_id,
-        }
-    }
-}
+mirror!(OrgBody => OrgSpec { name, default_destination_id });
 
 #[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -77,15 +91,7 @@ pub enum RoleBody {
     Admin,
 }
 
-impl From<RoleBody> for Role {
-    fn from(r: RoleBody) -> Self {
-        match r {
-            RoleBody::Viewer => Role::Viewer,
-            RoleBody::Operator => Role::Operator,
-            RoleBody::Admin => Role::Admin,
-        }
-    }
-}
+mirror!(enum RoleBody => Role { Viewer, Operator, Admin });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -94,14 +100,7 @@ pub struct ApiKeyBody {
     pub role: RoleBody,
 }
 
-impl From<ApiKeyBody> for ApiKeySpec {
-    fn from(b: ApiKeyBody) -> Self {
-        ApiKeySpec {
-            name: b.name,
-            role: b.role.into(),
-        }
-    }
-}
+mirror!(ApiKeyBody => ApiKeySpec { name, role: into });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -132,21 +131,8 @@ pub struct ClusterAwsBody {
     pub eks_cluster_name: Option<String>,
 }
 
-impl From<ClusterBody> for ClusterSpec {
-    fn from(b: ClusterBody) -> Self {
-        ClusterSpec {
-            name: b.name,
-            description: b.description,
-            tags: b.tags,
-            default_destination_id: b.default_destination_id,
-            aws: b.aws.map(|a| ClusterAwsLink {
-                cloud_account_id: a.cloud_account_id,
-                region: a.region,
-                eks_cluster_name: a.eks_cluster_name,
-            }),
-        }
-    }
-}
+mirror!(ClusterBody => ClusterSpec { name, description, tags, default_destination_id, aws: map_into });
+mirror!(ClusterAwsBody => ClusterAwsLink { cloud_account_id, region, eks_cluster_name });
 
 /// Where backup data goes, by `kind`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -186,33 +172,11 @@ pub enum TargetBody {
     LocalFilesystem { path: String },
 }
 
-impl From<TargetBody> for DestinationTarget {
-    fn from(t: TargetBody) -> Self {
-        match t {
-            TargetBody::ArcaManaged { region } => DestinationTarget::ArcaManaged { region },
-            TargetBody::S3 {
-                endpoint,
-                bucket,
-                region,
-                prefix,
-                credentials_ref,
-                skip_tls_verify,
-                path_style,
-                ca_bundle,
-            } => DestinationTarget::S3 {
-                endpoint,
-                bucket,
-                region,
-                prefix,
-                credentials_ref,
-                skip_tls_verify,
-                path_style,
-                ca_bundle,
-            },
-            TargetBody::LocalFilesystem { path } => DestinationTarget::LocalFilesystem { path },
-        }
-    }
-}
+mirror!(enum TargetBody => DestinationTarget {
+    ArcaManaged { region },
+    S3 { endpoint, bucket, region, prefix, credentials_ref, skip_tls_verify, path_style, ca_bundle },
+    LocalFilesystem { path },
+});
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -221,14 +185,7 @@ pub struct DestinationBody {
     pub target: TargetBody,
 }
 
-impl From<DestinationBody> for DestinationSpec {
-    fn from(b: DestinationBody) -> Self {
-        DestinationSpec {
-            name: b.name,
-            target: b.target.into(),
-        }
-    }
-}
+mirror!(DestinationBody => DestinationSpec { name, target: into });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -259,24 +216,8 @@ pub struct PolicyBody {
     pub suspended: bool,
 }
 
-impl From<PolicyBody> for PolicySpec {
-    fn from(b: PolicyBody) -> Self {
-        PolicySpec {
-            name: b.name,
-            timezone: b.timezone,
-            schedules: b
-                .schedules
-                .into_iter()
-                .map(|s| ScheduleSpec {
-                    cron: s.cron,
-                    retain_days: s.retain_days,
-                    keep_last: s.keep_last,
-                })
-                .collect(),
-            suspended: b.suspended,
-        }
-    }
-}
+mirror!(PolicyBody => PolicySpec { name, timezone, schedules: collect_into, suspended });
+mirror!(ScheduleBody => ScheduleSpec { cron, retain_days, keep_last });
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -295,17 +236,7 @@ pub struct SelectionBody {
     pub exclude_kinds: Vec<String>,
 }
 
-impl From<SelectionBody> for Selection {
-    fn from(b: SelectionBody) -> Self {
-        Selection {
-            full_cluster: b.full_cluster,
-            namespaces: b.namespaces,
-            labels: b.labels,
-            include_kinds: b.include_kinds,
-            exclude_kinds: b.exclude_kinds,
-        }
-    }
-}
+mirror!(SelectionBody => Selection { full_cluster, namespaces, labels, include_kinds, exclude_kinds });
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -316,15 +247,7 @@ pub enum PvModeBody {
     SnapshotAndCopy,
 }
 
-impl From<PvModeBody> for PvMode {
-    fn from(m: PvModeBody) -> Self {
-        match m {
-            PvModeBody::None => PvMode::None,
-            PvModeBody::Snapshot => PvMode::Snapshot,
-            PvModeBody::SnapshotAndCopy => PvMode::SnapshotAndCopy,
-        }
-    }
-}
+mirror!(enum PvModeBody => PvMode { None, Snapshot, SnapshotAndCopy });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -354,22 +277,10 @@ pub struct BackupBody {
     pub tags: BTreeMap<String, String>,
 }
 
-impl From<BackupBody> for BackupDefinitionSpec {
-    fn from(b: BackupBody) -> Self {
-        BackupDefinitionSpec {
-            name: b.name,
-            description: b.description,
-            cluster_id: b.cluster_id,
-            selection: b.selection.into(),
-            pv_mode: b.pv_mode.into(),
-            delete_snapshot_after_copy: b.delete_snapshot_after_copy,
-            policy_id: b.policy_id,
-            destination_id: b.destination_id,
-            paused: b.paused,
-            tags: b.tags,
-        }
-    }
-}
+mirror!(BackupBody => BackupDefinitionSpec {
+    name, description, cluster_id, selection: into, pv_mode: into, delete_snapshot_after_copy, policy_id,
+    destination_id, paused, tags,
+});
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -388,16 +299,8 @@ pub struct RunNowBody {
     pub retention: Option<RetentionBody>,
 }
 
-impl From<RunNowBody> for RunNowRequest {
-    fn from(b: RunNowBody) -> Self {
-        RunNowRequest {
-            retention: b.retention.map(|r| Retention {
-                retain_days: r.retain_days,
-                keep_last: r.keep_last,
-            }),
-        }
-    }
-}
+mirror!(RunNowBody => RunNowRequest { retention: map_into });
+mirror!(RetentionBody => Retention { retain_days, keep_last });
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -408,15 +311,7 @@ pub enum ExistingResourcePolicyBody {
     Fail,
 }
 
-impl From<ExistingResourcePolicyBody> for ExistingResourcePolicy {
-    fn from(p: ExistingResourcePolicyBody) -> Self {
-        match p {
-            ExistingResourcePolicyBody::Skip => ExistingResourcePolicy::Skip,
-            ExistingResourcePolicyBody::Update => ExistingResourcePolicy::Update,
-            ExistingResourcePolicyBody::Fail => ExistingResourcePolicy::Fail,
-        }
-    }
-}
+mirror!(enum ExistingResourcePolicyBody => ExistingResourcePolicy { Skip, Update, Fail });
 
 fn yes() -> bool {
     true
@@ -447,21 +342,10 @@ pub struct RestoreBody {
     pub restore_pvs: bool,
 }
 
-impl From<RestoreBody> for RestoreSpec {
-    fn from(b: RestoreBody) -> Self {
-        RestoreSpec {
-            recovery_point_id: b.recovery_point_id,
-            target_cluster_id: b.target_cluster_id,
-            selection: b.selection.into(),
-            namespace_prefix: b.namespace_prefix,
-            namespace_suffix: b.namespace_suffix,
-            namespace_map: b.namespace_map,
-            storage_class_map: b.storage_class_map,
-            existing_resource_policy: b.existing_resource_policy.into(),
-            restore_pvs: b.restore_pvs,
-        }
-    }
-}
+mirror!(RestoreBody => RestoreSpec {
+    recovery_point_id, target_cluster_id, selection: into, namespace_prefix, namespace_suffix, namespace_map,
+    storage_class_map, existing_resource_policy: into, restore_pvs,
+});
 
 #[cfg(test)]
 mod tests {
@@ -541,15 +425,7 @@ pub struct CloudAccountBody {
     pub regions: Vec<String>,
 }
 
-impl From<CloudAccountBody> for CloudAccountSpec {
-    fn from(b: CloudAccountBody) -> Self {
-        CloudAccountSpec {
-            name: b.name,
-            description: b.description,
-            regions: b.regions,
-        }
-    }
-}
+mirror!(CloudAccountBody => CloudAccountSpec { name, description, regions });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -3,7 +3,8 @@
 
 use std::str::FromStr;
 
-use arca_core::model::auth::{Principal, Role};
+use arca_core::control_plane::ControlPlane;
+use arca_core::model::auth::{Operation, Principal, Role};
 use arca_core::model::secret::Secret;
 use arca_core::store::page::PageRequest;
 use axum::body::Bytes;
@@ -18,20 +19,26 @@ use crate::error::{ApiError, unauthenticated};
 use crate::problem::Problem;
 use crate::state::AppState;
 
-/// The authenticated caller (from `Authorization: Bearer <api key>`).
-#[derive(Clone, Debug)]
-pub struct Caller(pub Principal);
+/// A call with an API key (`Authorization: Bearer <api key>`): the application state and
+/// the authenticated caller, what every API-key handler starts from. Extracting it is
+/// authenticating (401 without a valid key); [`KeyCall::require`] is the role gate.
+pub struct KeyCall {
+    pub state: AppState,
+    caller: Principal,
+}
 
-impl Caller {
-    /// The route's role gate: the role each route needs is declared by its handler,
-    /// next to its OpenAPI description, and checked before the service is called.
-    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
-        self.0.require(role).map_err(|e| {
+impl KeyCall {
+    /// The control plane and the caller, once the caller's role admits `operation`. The
+    /// role comes from the one table ([`Operation::role`]) the service enforces too;
+    /// checked here, before the handler parses ids, so a caller below it learns nothing
+    /// else (403 `forbidden` naming `requiredRole`).
+    pub fn require(&self, operation: Operation) -> Result<(&ControlPlane, &Principal), ApiError> {
+        self.caller.require(operation).map_err(|e| {
             ApiError::from(e)
                 .recode(StatusCode::FORBIDDEN, "forbidden")
-                .with_required_role(role)
+                .with_required_role(operation.role())
         })?;
-        Ok(&self.0)
+        Ok((&self.state.control_plane, &self.caller))
     }
 }
 
@@ -66,13 +73,16 @@ fn bearer(parts: &Parts, what: &str) -> Result<Secret, ApiError> {
     Ok(Secret::from_presented(token))
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<AppState> for KeyCall {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = bearer(parts, "api key")?;
-        let principal = state.control_plane.authenticate(&key).await?;
-        Ok(Caller(principal))
+        let caller = state.control_plane.authenticate(&key).await?;
+        Ok(KeyCall {
+            state: state.clone(),
+            caller,
+        })
     }
 }
 

@@ -21,40 +21,30 @@ struct Agent {
 
 /// Polls `agent`'s next job and reads its destination access: (job id, lease, access).
 async fn next_job_access(api: &Api, agent: &Agent) -> (String, Value, Reply) {
-    let polled = api
-        .agent(&agent.token, "/v1/agent/poll", Some(&agent.session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&agent.token, &agent.session).await.expect(200);
     let job = polled.body["job"]["id"].as_str().expect("a job").to_owned();
     let access = access_of(api, agent, &job).await;
     (job, polled.body["leaseToken"].clone(), access)
 }
 
 async fn access_of(api: &Api, agent: &Agent, job: &str) -> Reply {
-    api.agent(
-        &agent.token,
-        &format!("/v1/agent/jobs/{job}/credentials"),
-        Some(&agent.session),
-        json!({}),
-    )
-    .await
+    api.credentials(&agent.token, &agent.session, job).await
 }
 
 /// Runs a backup of `agent`'s cluster and completes it where its access says: the point's id and the access.
 async fn backup(api: &Api, admin: &str, agent: &Agent, definition: &str, archive: &str) -> (String, Reply) {
-    api.post(&format!("/v1/backups/{definition}/run"), admin, json!({}))
-        .await
-        .expect(201);
+    api.run(admin, definition).await.expect(201);
     let (job, lease, access) = next_job_access(api, agent).await;
     let access = access.expect(200);
     let prefix = access.body["clusterPrefix"].as_str().expect("prefix");
     let key_id = access.body["keyId"].as_str().expect("a key id");
     let location = format!("{prefix}resources-{key_id}/archives/{archive}");
     let done = api
-        .agent(
+        .agent_job(
             &agent.token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&agent.session),
+            &agent.session,
+            &job,
+            "complete",
             json!({ "leaseToken": lease, "state": "COMPLETED", "backup": { "prefix": location, "resourceCount": 1 } }),
         )
         .await
@@ -79,13 +69,8 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
     let dest = api.destination(&t.admin, "local").await;
     let mut agents = Vec::new();
     for name in ["a", "b"] {
-        let (cluster, token) = api.cluster(&t.admin, name, Some(&dest)).await;
-        let session = api.agent_session(&token).await;
-        let definition = api
-            .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-            .await
-            .expect(201)
-            .id();
+        let (cluster, token, session) = api.connected_cluster(&t.admin, name, Some(&dest)).await;
+        let definition = api.default_backup(&t, &cluster, None).await;
         agents.push((
             Agent {
                 cluster,
@@ -118,23 +103,10 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
         .await
         .expect(428);
     let operator = api.key(&t, "operator").await;
-    api.request(
-        Method::POST,
-        &format!("{cluster_path}/rotate-archive-key"),
-        Some(&operator),
-        Some(&etag),
-        Some(json!({})),
-    )
-    .await
-    .expect(403);
-    let rotated = api
-        .request(
-            Method::POST,
-            &format!("{cluster_path}/rotate-archive-key"),
-            Some(&t.admin),
-            Some(&etag),
-            Some(json!({})),
-        )
+    rotate_archive_key(&api, &operator, &cluster_path, &etag)
+        .await
+        .expect(403);
+    let rotated = rotate_archive_key(&api, &t.admin, &cluster_path, &etag)
         .await
         .expect(200);
     assert_eq!(rotated.body["archiveKeyGeneration"], 2, "{}", rotated.text);
@@ -187,14 +159,7 @@ async fn without_master_keys_agents_hold_theirs_and_nothing_rotates_here() {
     let (cluster, _) = api.cluster(&t.admin, "c", None).await;
     let path = format!("/v1/clusters/{cluster}");
     let etag = api.get(&path, &t.admin).await.expect(200).etag();
-    let refused = api
-        .request(
-            Method::POST,
-            &format!("{path}/rotate-archive-key"),
-            Some(&t.admin),
-            Some(&etag),
-            Some(json!({})),
-        )
+    let refused = rotate_archive_key(&api, &t.admin, &path, &etag)
         .await
         .problem(409, "keys_held_by_agents");
     assert!(refused.text.contains("ARCA_ARCHIVE_KEY"), "{}", refused.text);
@@ -202,4 +167,11 @@ async fn without_master_keys_agents_hold_theirs_and_nothing_rotates_here() {
         api.get(&path, &t.admin).await.expect(200).body["archiveKeyGeneration"],
         1
     );
+}
+
+/// `POST {cluster}/rotate-archive-key` with `key`, conditional on `etag`.
+async fn rotate_archive_key(api: &Api, key: &str, cluster: &str, etag: &str) -> Reply {
+    let path = format!("{cluster}/rotate-archive-key");
+    api.request(Method::POST, &path, Some(key), Some(etag), Some(json!({})))
+        .await
 }

@@ -17,14 +17,7 @@ async fn link_verify_inventory_disconnect_and_delete() {
     let t = api.signup("aws").await;
 
     // Bad input: one clear problem naming the field, nothing created.
-    let bad = api
-        .post(
-            "/v1/cloud-accounts",
-            &t.admin,
-            json!({ "name": "x", "regions": ["mars-1"] }),
-        )
-        .await
-        .expect(400);
+    let bad = api.link_account(&t.admin, "x", &["mars-1"]).await.expect(400);
     assert_eq!(bad.body["field"], "regions[0]", "{}", bad.text);
     let typo = api
         .post(
@@ -36,23 +29,13 @@ async fn link_verify_inventory_disconnect_and_delete() {
         .expect(400);
     assert!(typo.text.contains("region"), "{}", typo.text);
     let viewer = api.key(&t, "viewer").await;
-    api.post(
-        "/v1/cloud-accounts",
-        &viewer,
-        json!({ "name": "x", "regions": ["us-east-1"] }),
-    )
-    .await
-    .expect(403);
+    api.link_account(&viewer, "x", &["us-east-1"]).await.expect(403);
     let none = api.get("/v1/cloud-accounts", &t.admin).await.expect(200);
     assert_eq!(none.body["items"], json!([]));
 
     // Link: PENDING, an ExternalId, the quick-create link carrying it.
     let linked = api
-        .post(
-            "/v1/cloud-accounts",
-            &t.admin,
-            json!({ "name": "prod", "regions": ["us-east-1", "eu-west-1"] }),
-        )
+        .link_account(&t.admin, "prod", &["us-east-1", "eu-west-1"])
         .await
         .expect(201);
     let id = linked.id();
@@ -78,35 +61,21 @@ async fn link_verify_inventory_disconnect_and_delete() {
     // The role, pasted: verified through the fake (which enforces the ExternalId).
     let role = "arn:aws:iam::111122223333:role/arca-prod";
     api.cloud.add_role(role, &external_id);
+    let role_path = format!("/v1/cloud-accounts/{id}/role");
     let not_arn = api
-        .put(
-            &format!("/v1/cloud-accounts/{id}/role"),
-            &t.admin,
-            &linked.etag(),
-            json!({ "roleArn": "arca-prod" }),
-        )
+        .put(&role_path, &t.admin, &linked.etag(), json!({ "roleArn": "arca-prod" }))
         .await
         .expect(400);
     assert_eq!(not_arn.body["field"], "roleArn", "{}", not_arn.text);
     let active = api
-        .put(
-            &format!("/v1/cloud-accounts/{id}/role"),
-            &t.admin,
-            &linked.etag(),
-            json!({ "roleArn": role }),
-        )
+        .put(&role_path, &t.admin, &linked.etag(), json!({ "roleArn": role }))
         .await
         .expect(200);
     assert_eq!(active.body["state"], "ACTIVE", "{}", active.text);
     assert_eq!(active.body["awsAccountId"], "111122223333");
-    api.put(
-        &format!("/v1/cloud-accounts/{id}/role"),
-        &t.admin,
-        &linked.etag(),
-        json!({ "roleArn": role }),
-    )
-    .await
-    .expect(412);
+    api.put(&role_path, &t.admin, &linked.etag(), json!({ "roleArn": role }))
+        .await
+        .expect(412);
 
     // Inventory now, then read it back per region.
     api.cloud.set_resources(
@@ -170,14 +139,7 @@ async fn link_verify_inventory_disconnect_and_delete() {
     assert!(up.body["lastError"].is_null());
 
     // Inventory before a role is known: a clear 409.
-    let pending = api
-        .post(
-            "/v1/cloud-accounts",
-            &t.admin,
-            json!({ "name": "later", "regions": ["us-east-1"] }),
-        )
-        .await
-        .expect(201);
+    let pending = api.link_account(&t.admin, "later", &["us-east-1"]).await.expect(201);
     let early = api
         .post(
             &format!("/v1/cloud-accounts/{}/inventory", pending.id()),

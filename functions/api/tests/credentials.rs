@@ -15,8 +15,7 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     let dest = api.destination(&t.admin, "local").await;
     let mut clusters = Vec::new();
     for name in ["source", "target"] {
-        let (id, token) = api.cluster(&t.admin, name, Some(&dest)).await;
-        let session = api.agent_session(&token).await;
+        let (id, token, session) = api.connected_cluster(&t.admin, name, Some(&dest)).await;
         clusters.push((id, token, session));
     }
     let (source, target) = (&clusters[0], &clusters[1]);
@@ -27,23 +26,10 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         .await
         .expect(201)
         .id();
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&source.1, "/v1/agent/poll", Some(&source.2), json!({}))
-        .await
-        .expect(200);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-    let access = api
-        .agent(
-            &source.1,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&source.2),
-            json!({}),
-        )
-        .await
-        .expect(200);
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&source.1, &source.2).await.expect(200);
+    let job = polled.job_id();
+    let access = api.credentials(&source.1, &source.2, &job).await.expect(200);
     let source_prefix = access.body["clusterPrefix"].as_str().unwrap().to_owned();
     assert!(source_prefix.ends_with(&format!("/{}/", source.0)), "{}", access.text);
     // A location outside the cluster's own archives is refused, and the job stays the
@@ -57,12 +43,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         "archives/x".to_string(),
     ] {
         let refused = api
-            .agent(
+            .complete(
                 &source.1,
-                &format!("/v1/agent/jobs/{job}/complete"),
-                Some(&source.2),
-                json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                        "backup": { "prefix": bad, "resourceCount": 1 } }),
+                &source.2,
+                &polled,
+                json!({ "backup": { "prefix": bad, "resourceCount": 1 } }),
             )
             .await
             .problem(400, "validation_failed");
@@ -70,12 +55,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     }
     // EBS volumes the control plane would snapshot in the linked account: well-formed ids.
     let refused = api
-        .agent(
+        .complete(
             &source.1,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&source.2),
-            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                    "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1,
+            &source.2,
+            &polled,
+            json!({ "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1,
                                 "ebsVolumes": [{ "pvName": "pv-1", "volumeId": "vol-1/../../snap" }] } }),
         )
         .await
@@ -86,12 +70,11 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         refused.text
     );
     let done = api
-        .agent(
+        .complete(
             &source.1,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&source.2),
-            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                    "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1 } }),
+            &source.2,
+            &polled,
+            json!({ "backup": { "prefix": format!("{source_prefix}resources/archives/a1"), "resourceCount": 1 } }),
         )
         .await
         .expect(200);
@@ -105,21 +88,10 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
     )
     .await
     .expect(201);
-    let polled = api
-        .agent(&target.1, "/v1/agent/poll", Some(&target.2), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&target.1, &target.2).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-    let access = api
-        .agent(
-            &target.1,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&target.2),
-            json!({}),
-        )
-        .await
-        .expect(200);
+    let job = polled.job_id();
+    let access = api.credentials(&target.1, &target.2, &job).await.expect(200);
     assert_eq!(access.body["clusterPrefix"], source_prefix.as_str(), "{}", access.text);
     assert!(
         !access.text.contains(&target.0),
@@ -127,12 +99,5 @@ async fn a_restore_into_another_cluster_reads_the_points_cluster_prefix() {
         access.text
     );
     // The source's agent cannot ask for the target's job.
-    api.agent(
-        &source.1,
-        &format!("/v1/agent/jobs/{job}/credentials"),
-        Some(&source.2),
-        json!({}),
-    )
-    .await
-    .expect(404);
+    api.credentials(&source.1, &source.2, &job).await.expect(404);
 }

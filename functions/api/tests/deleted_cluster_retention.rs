@@ -45,10 +45,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     let report = cp.retention_sweep().await.unwrap();
     assert!(report.awaiting_direct_deletion.is_empty(), "{report:?}");
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
-    let polled = api
-        .agent(&other_token, "/v1/agent/poll", Some(&other_session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&other_token, &other_session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
     assert_eq!(polled.body["job"]["clusterId"], other.as_str());
     assert_eq!(polled.body["recoveryPoint"]["id"], rp.as_str());
@@ -60,25 +57,14 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
         "{}",
         polled.text
     );
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
     let access = api
-        .agent(
-            &other_token,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&other_session),
-            json!({}),
-        )
+        .credentials(&other_token, &other_session, &polled.job_id())
         .await
         .expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
-    api.agent(
-        &other_token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&other_session),
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
-    )
-    .await
-    .expect(200);
+    api.complete(&other_token, &other_session, &polled, json!({}))
+        .await
+        .expect(200);
     assert!(
         store.find::<RecoveryPoint>(&org, &rp_id).await.unwrap().is_none(),
         "the point is gone with its data"
@@ -101,10 +87,7 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     // Due: the other cluster's agent runs it, in the deleted cluster's prefix.
     let sweep = cp.maintenance_sweep().await.unwrap();
     assert_eq!(sweep.jobs.len(), 1, "{sweep:?}");
-    let polled = api
-        .agent(&other_token, "/v1/agent/poll", Some(&other_session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&other_token, &other_session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "REPOSITORY_MAINTENANCE", "{}", polled.text);
     assert_eq!(polled.body["job"]["clusterId"], other.as_str());
     assert_eq!(
@@ -112,16 +95,8 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
         gone.as_str()
     );
     assert_eq!(polled.body["job"]["maintenance"]["graceSeconds"], 86_400);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-    let access = api
-        .agent(
-            &other_token,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&other_session),
-            json!({}),
-        )
-        .await
-        .expect(200);
+    let job = polled.job_id();
+    let access = api.credentials(&other_token, &other_session, &job).await.expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
     let prefix = access.body["clusterPrefix"].as_str().unwrap();
     assert!(prefix.ends_with(&format!("/{gone}/")), "{prefix}");
@@ -131,12 +106,11 @@ async fn a_deleted_clusters_expired_points_are_deleted_by_another_agent() {
     );
 
     // It condemned data: the next run comes after the grace period.
-    api.agent(
+    api.complete(
         &other_token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&other_session),
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                "maintenance": { "bytesFreed": 1234, "packsDeleted": 2, "markersPending": 1 } }),
+        &other_session,
+        &polled,
+        json!({ "maintenance": { "bytesFreed": 1234, "packsDeleted": 2, "markersPending": 1 } }),
     )
     .await
     .expect(200);
@@ -314,11 +288,7 @@ async fn gone_cluster(api: &Api, org: &str, points: usize) -> Gone {
     let (gone, gone_token) = api.cluster(&t.admin, "gone", None).await;
     let (other, other_token) = api.cluster(&t.admin, "other", None).await;
     let session = api.agent_session(&gone_token).await;
-    let backup = api
-        .backup(&t.admin, &gone, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
+    let backup = api.default_backup(&t, &gone, Some(&dest)).await;
     let mut ids = Vec::new();
     for n in 0..points {
         let done = api

@@ -17,13 +17,8 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
     let api = Api::new();
     let t = api.signup("dest-life").await;
     let dest = api.destination(&t.admin, "bucket").await;
-    let (cluster, token) = api.cluster(&t.admin, "prod", None).await;
-    let session = api.agent_session(&token).await;
-    let backup = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
+    let (cluster, token, session) = api.connected_cluster(&t.admin, "prod", None).await;
+    let backup = api.default_backup(&t, &cluster, Some(&dest)).await;
     let done = api
         .run_and_complete(
             &t.admin,
@@ -125,31 +120,12 @@ async fn a_destination_with_recovery_points_retires_instead_of_stranding_them() 
         .unwrap();
     let report = cp.retention_sweep().await.unwrap();
     assert_eq!(report.deletion_jobs.len(), 1, "{report:?}");
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-    let access = api
-        .agent(
-            &token,
-            &format!("/v1/agent/jobs/{job}/credentials"),
-            Some(&session),
-            json!({}),
-        )
-        .await
-        .expect(200);
+    let access = api.credentials(&token, &session, &polled.job_id()).await.expect(200);
     assert_eq!(access.body["destinationId"], dest.as_str(), "{}", access.text);
     // ... and once the point is gone, so is the destination.
-    api.agent(
-        &token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&session),
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
-    )
-    .await
-    .expect(200);
+    api.complete(&token, &session, &polled, json!({})).await.expect(200);
     api.get(&format!("/v1/recoverypoints/{rp}"), &t.admin).await.expect(404);
     api.get(&path, &t.admin).await.expect(404);
 }

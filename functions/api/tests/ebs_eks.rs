@@ -25,25 +25,10 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     let t = api.signup("eks").await;
 
     // A linked account whose inventory knows the EKS cluster.
-    let account = api
-        .post(
-            "/v1/cloud-accounts",
-            &t.admin,
-            json!({ "name": "prod", "regions": ["us-east-1"] }),
-        )
-        .await
-        .expect(201);
+    let account = api.link_account(&t.admin, "prod", &["us-east-1"]).await.expect(201);
     let account_id = account.id();
     let role = "arn:aws:iam::111122223333:role/arca-prod";
-    api.cloud.add_role(role, account.body["externalId"].as_str().unwrap());
-    api.put(
-        &format!("/v1/cloud-accounts/{account_id}/role"),
-        &t.admin,
-        &account.etag(),
-        json!({ "roleArn": role }),
-    )
-    .await
-    .expect(200);
+    api.give_role(&t.admin, &account, role).await.expect(200);
     let eks = EksCluster {
         name: "prod-eks".into(),
         version: Some("1.33".into()),
@@ -112,32 +97,13 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     let cluster_id = cluster.id();
     let token = cluster.body["agentToken"].as_str().unwrap().to_owned();
     assert_eq!(cluster.body["aws"]["eksClusterName"], "prod-eks", "{}", cluster.text);
-    let backup = api
-        .backup(&t.admin, &cluster_id, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let backup = api.default_backup(&t, &cluster_id, None).await;
 
     // The agent runs the backup and reports two EBS volumes, one of which is gone.
-    let session = api
-        .agent(&token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api.agent(&token, "/v1/agent/heartbeat", Some(&session), json!({}))
-        .await
-        .expect(200);
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let session = api.agent_session(&token).await;
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
+    let job = polled.job_id();
     let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
     assert_eq!(
         polled.body["ebsByControlPlane"], true,
@@ -157,12 +123,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         ] },
     });
     let done = api
-        .agent(
-            &token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&session),
-            completion.clone(),
-        )
+        .agent_job(&token, &session, &job, "complete", completion.clone())
         .await
         .expect(200);
     let rp = done.body["recoveryPointId"].as_str().unwrap().to_owned();
@@ -196,12 +157,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     );
     // A retried completion (lost answer) snapshots nothing twice.
     let again = api
-        .agent(
-            &token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&session),
-            completion,
-        )
+        .agent_job(&token, &session, &job, "complete", completion)
         .await
         .expect(200);
     assert_eq!(again.body["state"], "PARTIAL", "{}", again.text);
@@ -404,12 +360,7 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
 
     // The org's re-creations, newest first, paginated; another org sees none of them.
     let listed = api.get("/v1/eks-recreations", &t.admin).await.expect(200);
-    let ids: Vec<&str> = listed.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let ids = listed.ids();
     assert_eq!(
         ids,
         vec![slow.id().as_str(), gone.id().as_str(), started.id().as_str()],
@@ -447,18 +398,8 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
         rotated.expect(200)
     };
     let new_token = rotated.body["agentToken"].as_str().unwrap().to_owned();
-    let new_session = api
-        .agent(&new_token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let waiting = api
-        .agent(&new_token, "/v1/agent/poll", Some(&new_session), json!({}))
-        .await
-        .expect(200);
+    let new_session = api.connect(&new_token).await;
+    let waiting = api.poll(&new_token, &new_session).await.expect(200);
     assert_eq!(waiting.body["job"]["type"], "K8S_RESTORE", "{}", waiting.text);
     assert_eq!(waiting.body["job"]["restoreId"], restore.as_str());
 
@@ -483,22 +424,11 @@ async fn ebs_snapshots_eks_metadata_recreation_and_retention() {
     // The agent deletes the data while the role is refused: the point stays DELETING
     // with its snapshot record, and the sweep says why and tries again.
     let session = api.agent_session(&token).await;
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "DELETE_BACKUP", "{}", polled.text);
-    let deletion = polled.body["job"]["id"].as_str().unwrap().to_owned();
     api.cloud
         .revoke(role, Some("AccessDenied: the trust policy was changed"));
-    api.agent(
-        &token,
-        &format!("/v1/agent/jobs/{deletion}/complete"),
-        Some(&session),
-        json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" }),
-    )
-    .await
-    .expect(200);
+    api.complete(&token, &session, &polled, json!({})).await.expect(200);
     let left = store.get::<RecoveryPoint>(&org, &rp.parse().unwrap()).await.unwrap();
     assert!(
         left.data_deleted && left.state == arca_core::model::recovery::RecoveryPointState::Deleting,
@@ -542,32 +472,20 @@ async fn an_unlinked_clusters_ebs_volumes_are_never_reported_protected() {
     let t = api.signup("unlinked").await;
     let dest = api.destination(&t.admin, "local").await;
     let (cluster, token) = api.cluster(&t.admin, "plain", Some(&dest)).await;
-    let backup = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let backup = api.default_backup(&t, &cluster, None).await;
     let session = api.agent_session(&token).await;
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["ebsByControlPlane"], false, "{}", polled.text);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let prefix = common::archive_at(&t.org_id, &cluster, "y");
     let done = api
-        .agent(
+        .complete(
             &token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(&session),
-            json!({
-                "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                "backup": { "prefix": common::archive_at(&t.org_id, &cluster, "y"), "resourceCount": 3, "ebsVolumes": [
+            &session,
+            &polled,
+            json!({ "backup": { "prefix": prefix, "resourceCount": 3, "ebsVolumes": [
                     { "pvName": "pv-db", "volumeId": "vol-0ccc" },
-                ] },
-            }),
+                ] } }),
         )
         .await
         .expect(200);
@@ -592,25 +510,10 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     use arca_core::model::cloud::inventory::EbsVolume;
     let api = Api::new();
     let t = api.signup("ebs-restore").await;
-    let account = api
-        .post(
-            "/v1/cloud-accounts",
-            &t.admin,
-            json!({ "name": "prod", "regions": ["us-east-1"] }),
-        )
-        .await
-        .expect(201);
+    let account = api.link_account(&t.admin, "prod", &["us-east-1"]).await.expect(201);
     let account_id = account.id();
     let role = "arn:aws:iam::111122223333:role/arca-restore";
-    api.cloud.add_role(role, account.body["externalId"].as_str().unwrap());
-    api.put(
-        &format!("/v1/cloud-accounts/{account_id}/role"),
-        &t.admin,
-        &account.etag(),
-        json!({ "roleArn": role }),
-    )
-    .await
-    .expect(200);
+    api.give_role(&t.admin, &account, role).await.expect(200);
     api.cloud.set_resources(
         role,
         "us-east-1",
@@ -644,36 +547,25 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
         .expect(201);
     let (cluster, token) = (linked.id(), linked.body["agentToken"].as_str().unwrap().to_owned());
     let session = api.agent_session(&token).await;
-    let backup = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
-    api.post(&format!("/v1/backups/{backup}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
-    let backup_job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let backup = api.default_backup(&t, &cluster, None).await;
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
+    let backup_job = polled.job_id();
     assert!(
         polled.body.get("ebs").is_none(),
         "backups carry no restore sources: {}",
         polled.text
     );
+    let prefix = common::archive_at(&t.org_id, &cluster, "z");
     let done = api
-        .agent(
+        .complete(
             &token,
-            &format!("/v1/agent/jobs/{backup_job}/complete"),
-            Some(&session),
-            json!({
-                "leaseToken": polled.body["leaseToken"], "state": "COMPLETED",
-                "backup": { "prefix": common::archive_at(&t.org_id, &cluster, "z"), "resourceCount": 4, "ebsVolumes": [
+            &session,
+            &polled,
+            json!({ "backup": { "prefix": prefix, "resourceCount": 4, "ebsVolumes": [
                     { "pvName": "pv-db", "volumeId": "vol-0db", "availabilityZone": "us-east-1a",
                       "claim": { "namespace": "shop", "name": "db" }, "fsType": "xfs" },
-                ] },
-            }),
+                ] } }),
         )
         .await
         .expect(200);
@@ -691,12 +583,9 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     )
     .await
     .expect(201);
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&token, &session).await.expect(200);
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE", "{}", polled.text);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let job = polled.job_id();
     let sources = &polled.body["ebs"];
     assert!(sources.get("unusable").is_none(), "{}", polled.text);
     assert_eq!(
@@ -715,10 +604,11 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     let ask = |job: String, snapshot: String, zone: &'static str| {
         let (api, token, session) = (&api, token.clone(), session.clone());
         async move {
-            api.agent(
+            api.agent_job(
                 &token,
-                &format!("/v1/agent/jobs/{job}/ebs-volumes"),
-                Some(&session),
+                &session,
+                &job,
+                "ebs-volumes",
                 json!({ "snapshotId": snapshot, "availabilityZone": zone }),
             )
             .await
@@ -757,8 +647,7 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     ask(backup_job, snapshot.clone(), "us-east-1a").await.expect(409);
 
     // A cluster not linked to AWS: told why, and refused if it asks anyway.
-    let (plain, plain_token) = api.cluster(&t.admin, "plain", Some(&dest)).await;
-    let plain_session = api.agent_session(&plain_token).await;
+    let (plain, plain_token, plain_session) = api.connected_cluster(&t.admin, "plain", Some(&dest)).await;
     api.post(
         "/v1/restores",
         &t.admin,
@@ -766,18 +655,16 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     )
     .await
     .expect(201);
-    let polled = api
-        .agent(&plain_token, "/v1/agent/poll", Some(&plain_session), json!({}))
-        .await
-        .expect(200);
+    let polled = api.poll(&plain_token, &plain_session).await.expect(200);
     let why = polled.body["ebs"]["unusable"].as_str().unwrap_or_default();
     assert!(why.contains("is not linked to an AWS account"), "{}", polled.text);
     assert_eq!(polled.body["ebs"]["snapshots"], json!([]), "{}", polled.text);
-    let plain_job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-    api.agent(
+    let plain_job = polled.job_id();
+    api.agent_job(
         &plain_token,
-        &format!("/v1/agent/jobs/{plain_job}/ebs-volumes"),
-        Some(&plain_session),
+        &plain_session,
+        &plain_job,
+        "ebs-volumes",
         json!({ "snapshotId": snapshot, "availabilityZone": "us-east-1a" }),
     )
     .await

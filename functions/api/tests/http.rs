@@ -8,12 +8,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::cluster::Heartbeat;
+use arca_core::ids::{ClusterId, JobId, OrgId, RecoveryPointId};
 use arca_core::model::job::{Job, JobState};
 use arca_core::model::plan::PlanLimits;
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::model::secret::Secret;
 use arca_core::ports::item_store::{Condition, Item};
 use axum::http::Method;
 use chrono::Utc;
@@ -264,16 +261,8 @@ async fn roles_gate_reads_operations_and_configuration() {
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     // Runs need an ACTIVE cluster: its agent heartbeats.
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    api.activate(&token).await;
+    let def = api.default_backup(&t, &cluster, None).await;
     let run = format!("/v1/backups/{def}/run");
 
     // Viewer reads, and nothing else.
@@ -347,79 +336,32 @@ async fn roles_gate_reads_operations_and_configuration() {
     api.post("/v1/policies", &t.admin, policy).await.expect(201);
 }
 
-/// Plants a READY recovery point of `cluster`/`definition` in the org.
-async fn plant_recovery_point(api: &Api, org: &str, cluster: &str, definition: &str) -> RecoveryPointId {
-    let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
-    let rp = RecoveryPoint {
-        rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
-        org_id: org.parse::<OrgId>().unwrap(),
-        cluster_id: cluster.parse::<ClusterId>().unwrap(),
-        definition_id: definition.parse::<BackupDefinitionId>().unwrap(),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: Some(now + chrono::Duration::days(7)),
-        locked: false,
-        location: None,
-        resource_count: 12,
-        pv_count: 1,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
-    api.state.control_plane.store().create(rp).await.unwrap().id
-}
-
 #[tokio::test]
 async fn jobs_recovery_points_and_restores_over_http() {
     let api = Api::new();
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let def = api.default_backup(&t, &cluster, None).await;
 
     // Before the agent is there a run is SKIPPED, saying why.
-    let skipped = api
-        .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
-        .await
-        .expect(201);
+    let skipped = api.run(&t.admin, &def).await.expect(201);
     assert_eq!(skipped.body["state"], "SKIPPED");
     assert!(
         skipped.body["reason"].as_str().unwrap().contains("cluster not active"),
         "{}",
         skipped.text
     );
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token.clone()), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     // Jobs: run three times (each canceled before the next: one unfinished job per
     // definition), read one with its ETag, page through them.
     let mut jobs = Vec::new();
     for _ in 0..3 {
-        let job = api
-            .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
-            .await
-            .expect(201);
+        let job = api.run(&t.admin, &def).await.expect(201);
         assert_eq!(job.body["state"], "PENDING");
         assert_eq!(job.body["retention"]["retainDays"], 7, "the policy's first row decides");
         assert_eq!(job.location.as_deref(), Some(format!("/v1/jobs/{}", job.id()).as_str()));
-        let again = api
-            .post(&format!("/v1/backups/{def}/run"), &t.admin, json!({}))
-            .await
-            .expect(201);
+        let again = api.run(&t.admin, &def).await.expect(201);
         assert_eq!(again.body["state"], "SKIPPED", "one unfinished job per definition");
         api.post(&format!("/v1/jobs/{}/cancel", job.id()), &t.admin, json!({}))
             .await
@@ -451,7 +393,7 @@ async fn jobs_recovery_points_and_restores_over_http() {
         .problem(400, "invalid_query");
 
     // Recovery points (written by the agent protocol; planted here).
-    let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
+    let rp = api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
     let list = api
         .get(&format!("/v1/recoverypoints?clusterId={cluster}"), &t.admin)
         .await
@@ -471,11 +413,7 @@ async fn jobs_recovery_points_and_restores_over_http() {
     .await
     .problem(409, "restore_not_possible");
     let restore = json!({ "recoveryPointId": rp.to_string(), "targetClusterId": cluster });
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let created = api.post("/v1/restores", &t.admin, restore).await.expect(201);
     let restore_id = created.body["restore"]["id"].as_str().unwrap().to_owned();
     assert_eq!(created.body["job"]["type"], "K8S_RESTORE");
@@ -500,11 +438,7 @@ async fn the_job_state_machine_refuses_to_cancel_finished_jobs() {
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
     // Runs need an ACTIVE cluster: its agent heartbeats.
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
-        .await
-        .unwrap();
+    api.activate(&token).await;
     let def = api.backup(&t.admin, &cluster, None, None).await.expect(201).id();
     let run = format!("/v1/backups/{def}/run");
 
@@ -567,11 +501,7 @@ async fn a_policy_in_use_cannot_be_deleted_and_says_by_whom() {
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, _) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
+    let def = api.default_backup(&t, &cluster, None).await;
     let path = format!("/v1/policies/{}", t.default_policy_id);
     let policy = api.get(&path, &t.admin).await.expect(200);
     assert_eq!(policy.body["usedBy"][0]["id"], def.as_str(), "GET shows usedBy");
@@ -727,8 +657,8 @@ async fn a_cluster_in_use_or_with_recovery_points_is_not_deleted_lightly() {
         .problem(409, "cluster_in_use");
     assert!(reply.body["detail"].as_str().unwrap().contains(&def), "{}", reply.text);
 
-    plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
-    plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
+    api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
+    api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
     let d = api.get(&format!("/v1/backups/{def}"), &t.admin).await.expect(200);
     api.delete(&format!("/v1/backups/{def}"), &t.admin, &d.etag())
         .await
@@ -884,17 +814,9 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     let t = api.signup("acme").await;
     let dest = api.destination(&t.admin, "s3").await;
     let (cluster, token) = api.cluster(&t.admin, "prod", Some(&dest)).await;
-    let def = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
-    let rp = plant_recovery_point(&api, &t.org_id, &cluster, &def).await;
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token.clone()), Heartbeat::default())
-        .await
-        .unwrap();
+    let def = api.default_backup(&t, &cluster, None).await;
+    let rp = api.plant_recovery_point(&t.org_id, &cluster, &def, None).await;
+    api.activate(&token).await;
     let created = api
         .post(
             "/v1/restores",
@@ -909,19 +831,9 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     assert_eq!(empty.body["items"], json!([]), "nothing reported yet");
 
     // The agent takes the job and reports 250 objects in three batches.
-    let session = api
-        .agent(&token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let polled = api
-        .agent(&token, "/v1/agent/poll", Some(&session), json!({}))
-        .await
-        .expect(200);
-    let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
+    let session = api.connect(&token).await;
+    let polled = api.poll(&token, &session).await.expect(200);
+    let job = polled.job_id();
     assert_eq!(polled.body["job"]["type"], "K8S_RESTORE");
     let lease = polled.body["leaseToken"].as_str().unwrap().to_owned();
     let object = |i: usize| {
@@ -994,10 +906,11 @@ async fn a_restores_object_results_are_stored_in_batches_and_paged_by_outcome() 
     assert_eq!(list.body["items"][0]["id"], restore_id.as_str());
 
     // Once the job has ended, no more results are taken.
-    api.agent(
+    api.agent_job(
         &token,
-        &format!("/v1/agent/jobs/{job}/complete"),
-        Some(&session),
+        &session,
+        &job,
+        "complete",
         json!({ "leaseToken": lease, "state": "COMPLETED" }),
     )
     .await

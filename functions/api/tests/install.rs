@@ -11,7 +11,7 @@ use arca_core::model::secret::Secret;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
 use chrono::{DateTime, Utc};
-use common::{Api, Reply};
+use common::{Api, Reply, Tenant};
 use serde_json::{Value, json};
 
 async fn create_link(api: &Api, key: &str, cluster: &str) -> Reply {
@@ -23,6 +23,22 @@ async fn create_link(api: &Api, key: &str, cluster: &str) -> Reply {
         .body(Body::empty())
         .unwrap();
     api.send(request).await
+}
+
+/// Org A and its cluster `prod` (no destination): the tenant, the cluster's id and its
+/// agent token.
+async fn org_a_prod(api: &Api) -> (Tenant, String, String) {
+    let a = api.signup("org-a").await;
+    let (cluster, token) = api.cluster(&a.admin, "prod", None).await;
+    (a, cluster, token)
+}
+
+/// A new install link's URL.
+async fn link_url(api: &Api, key: &str, cluster: &str) -> String {
+    create_link(api, key, cluster).await.expect(201).body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Fetches a manifest URL the way `kubectl apply -f <url>` does: no API key.
@@ -60,8 +76,7 @@ async fn connects(api: &Api, token: &str) -> bool {
 #[tokio::test]
 async fn an_install_link_works_once_and_rotates_the_agent_token() {
     let api = Api::new();
-    let a = api.signup("org-a").await;
-    let (cluster, first_token) = api.cluster(&a.admin, "prod", None).await;
+    let (a, cluster, first_token) = org_a_prod(&api).await;
 
     let link = create_link(&api, &a.admin, &cluster).await.expect(201);
     let url = link.body["url"].as_str().unwrap().to_owned();
@@ -124,12 +139,8 @@ async fn an_install_link_works_once_and_rotates_the_agent_token() {
 #[tokio::test]
 async fn racing_fetches_of_one_link_get_exactly_one_manifest() {
     let api = Api::new();
-    let a = api.signup("org-a").await;
-    let (cluster, _) = api.cluster(&a.admin, "prod", None).await;
-    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (a, cluster, _) = org_a_prod(&api).await;
+    let url = link_url(&api, &a.admin, &cluster).await;
     let replies = futures_join(&api, &url).await;
     let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
     assert_eq!(
@@ -152,8 +163,7 @@ async fn futures_join(api: &Api, url: &str) -> Vec<Reply> {
 #[tokio::test]
 async fn expired_replaced_and_orphaned_links_are_refused() {
     let api = Api::new();
-    let a = api.signup("org-a").await;
-    let (cluster, token) = api.cluster(&a.admin, "prod", None).await;
+    let (a, cluster, token) = org_a_prod(&api).await;
 
     // An expired link (planted: the clock is the system's).
     let expired = Secret::from_presented("arcainst_expired-for-this-test");
@@ -181,22 +191,13 @@ async fn expired_replaced_and_orphaned_links_are_refused() {
     assert!(connects(&api, &token).await, "an expired link rotates nothing");
 
     // A new link replaces the previous one (the expired one, then the first new one).
-    let first = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = link_url(&api, &a.admin, &cluster).await;
+    let second = link_url(&api, &a.admin, &cluster).await;
     fetch(&api, &first).await.problem(410, "install_link_used");
     fetch(&api, &second).await.expect(200);
 
     // A pending link dies with its cluster.
-    let third = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let third = link_url(&api, &a.admin, &cluster).await;
     let etag = api
         .get(&format!("/v1/clusters/{cluster}"), &a.admin)
         .await
@@ -211,9 +212,8 @@ async fn expired_replaced_and_orphaned_links_are_refused() {
 #[tokio::test]
 async fn only_an_admin_of_the_clusters_org_gets_a_link_or_a_manifest() {
     let api = Api::new();
-    let a = api.signup("org-a").await;
+    let (a, cluster, token) = org_a_prod(&api).await;
     let b = api.signup("org-b").await;
-    let (cluster, token) = api.cluster(&a.admin, "prod", None).await;
     let operator = api.key(&a, "operator").await;
 
     create_link(&api, &b.admin, &cluster).await.problem(404, "not_found");
@@ -247,8 +247,7 @@ async fn only_an_admin_of_the_clusters_org_gets_a_link_or_a_manifest() {
 #[tokio::test]
 async fn an_unused_manifest_token_expires_and_dies_with_its_cluster() {
     let api = Api::new();
-    let a = api.signup("org-a").await;
-    let (cluster, token) = api.cluster(&a.admin, "prod", None).await;
+    let (a, cluster, token) = org_a_prod(&api).await;
     let link = create_link(&api, &a.admin, &cluster).await.expect(201);
     let manifest = fetch(&api, link.body["url"].as_str().unwrap()).await.expect(200);
     let pending = token_in(&manifest.text);
@@ -295,35 +294,26 @@ fn restore_role(yaml: &str) -> Option<Value> {
 #[tokio::test]
 async fn the_manifest_query_chooses_the_agents_restore_rbac() {
     let api = Api::new();
-    let a = api.signup("org-a").await;
-    let (cluster, _) = api.cluster(&a.admin, "prod", None).await;
+    let (a, cluster, _) = org_a_prod(&api).await;
     // Bad choices are refused before the one-time link is spent.
-    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    fetch(&api, &format!("{url}?restoreKinds=apps/*"))
-        .await
-        .problem(400, "invalid_query");
-    fetch(&api, &format!("{url}?restore=false&restoreKinds=configmaps"))
-        .await
-        .problem(400, "invalid_query");
-    fetch(&api, &format!("{url}?restore=maybe"))
-        .await
-        .problem(400, "invalid_query");
-    fetch(&api, &format!("{url}?restorekinds=configmaps"))
-        .await
-        .problem(400, "invalid_query");
+    let url = link_url(&api, &a.admin, &cluster).await;
+    for query in [
+        "restoreKinds=apps/*",
+        "restore=false&restoreKinds=configmaps",
+        "restore=maybe",
+        "restorekinds=configmaps",
+    ] {
+        fetch(&api, &format!("{url}?{query}"))
+            .await
+            .problem(400, "invalid_query");
+    }
     // Backup-only: no restore role at all.
     let yaml = fetch(&api, &format!("{url}?restore=false")).await.expect(200).text;
     assert!(restore_role(&yaml).is_none(), "{yaml}");
     assert!(!yaml.contains("arca-agent-restore"), "no binding either");
 
     // Limited kinds.
-    let url = create_link(&api, &a.admin, &cluster).await.expect(201).body["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = link_url(&api, &a.admin, &cluster).await;
     let yaml = fetch(&api, &format!("{url}?restoreKinds=apps/deployments,configmaps"))
         .await
         .expect(200)

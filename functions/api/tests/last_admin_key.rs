@@ -115,11 +115,6 @@ async fn two_admins_deleting_each_others_keys_leave_one() {
     // The org keeps an admin key: the second one, which still works.
     let secret = second.body["secret"].as_str().unwrap();
     let left = api.get("/v1/apikeys", secret).await.expect(200);
-    let ids: Vec<&str> = left.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids = left.ids();
     assert_eq!(ids, vec![second_id.as_str()], "{}", left.text);
 }

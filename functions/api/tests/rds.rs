@@ -16,24 +16,12 @@ const ROLE: &str = "arn:aws:iam::111122223333:role/arca-rds";
 /// A linked, verified account in two regions with an instance and an Aurora cluster.
 async fn account(api: &Api, t: &Tenant) -> String {
     let linked = api
-        .post(
-            "/v1/cloud-accounts",
-            &t.admin,
-            json!({ "name": "prod", "regions": ["us-east-1", "us-west-2"] }),
-        )
+        .link_account(&t.admin, "prod", &["us-east-1", "us-west-2"])
         .await
         .expect(201);
     let id = linked.id();
     let external_id = linked.body["externalId"].as_str().expect("externalId").to_owned();
-    api.cloud.add_role(ROLE, &external_id);
-    api.put(
-        &format!("/v1/cloud-accounts/{id}/role"),
-        &t.admin,
-        &linked.etag(),
-        json!({ "roleArn": ROLE }),
-    )
-    .await
-    .expect(200);
+    api.give_role(&t.admin, &linked, ROLE).await.expect(200);
     let role = RoleRef {
         role_arn: ROLE.into(),
         external_id,

@@ -9,10 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::cluster::Heartbeat;
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
-use arca_core::model::secret::Secret;
+use arca_core::ids::{ClusterId, JobId, OrgId, RecoveryPointId};
 use axum::http::{Method, StatusCode};
 use chrono::Utc;
 use common::{Api, Reply, Tenant};
@@ -99,6 +96,84 @@ fn every_operation_documents_its_role_or_that_it_is_public() {
     }
 }
 
+/// The role an operation's description names ("Role: admin.", written from the table the
+/// service enforces) is the role the route enforces: every key below it is refused with
+/// 403 `forbidden` naming it in `requiredRole`, and a key with it is refused for its role
+/// neither by the route's gate nor by the service (whose refusal says "this needs the x
+/// role; the key has y").
+#[tokio::test]
+async fn every_route_enforces_the_role_it_documents() {
+    const ROLES: [&str; 3] = ["viewer", "operator", "admin"];
+    let api = Api::new();
+    let a = api.signup("org-a").await;
+    let world = org_a(&api, &a).await;
+    let mut keys = Vec::new();
+    for role in ROLES {
+        let key = if role == "admin" {
+            a.admin.clone()
+        } else {
+            api.key(&a, role).await
+        };
+        keys.push((role, key));
+    }
+    let doc = serde_json::to_value(arca_api::openapi()).unwrap();
+    let rank = |role: &str| ROLES.iter().position(|r| *r == role);
+    let mut documented_roles = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            documented_roles += usize::from(op["description"].as_str().is_some_and(|d| d.starts_with("Role: ")));
+        }
+    }
+    let mut checked = 0;
+    for ((method, path), case) in &cases(&world) {
+        let description = doc["paths"][*path][method.to_lowercase()]["description"]
+            .as_str()
+            .unwrap_or("");
+        let Some(role) = description.strip_prefix("Role: ").and_then(|d| d.split('.').next()) else {
+            continue;
+        };
+        let needed = rank(role).unwrap_or_else(|| panic!("{method} {path}: no such role: {role}"));
+        let body = match case {
+            Case::ForeignId { body } => body.clone(),
+            Case::CreateWithForeignRefs(body) | Case::CreateInOwnOrg(body) => Some(body.clone()),
+            Case::OwnOrg if *method == "PUT" => Some(json!({ "name": "org-a" })),
+            _ => None,
+        };
+        let mut concrete = path.replace("{clusterId}", &world.ids["clusters"]);
+        if let Some(id) = world.ids.get(kind(path)) {
+            concrete = concrete.replace("{id}", id);
+        }
+        for (key_role, key) in &keys {
+            let what = format!("{method} {path} as {key_role}");
+            // A stale ETag: a change the role admits is refused after the gate, by its precondition.
+            let reply = api
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &concrete,
+                    Some(key),
+                    Some("\"999\""),
+                    body.clone(),
+                )
+                .await;
+            if rank(key_role) < Some(needed) {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {}", reply.text);
+                assert_eq!(reply.body["code"], "forbidden", "{what}");
+                assert_eq!(reply.body["requiredRole"], role, "{what}");
+            } else {
+                // Neither the route's gate nor the service behind it refuses the role.
+                let refused_role = reply.body.get("requiredRole").is_some()
+                    || reply.body["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(" role; the key has "));
+                assert!(!refused_role, "{what}: {}", reply.text);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, documented_roles, "every operation with a role is checked");
+    assert!(checked > 50, "{checked}");
+}
+
 /// Routes can be added only through the documented router: no plain `.route(...)`
 /// outside `/healthz`, which is not part of `/v1`.
 #[test]
@@ -162,47 +237,14 @@ struct World {
 async fn org_a(api: &Api, a: &Tenant) -> World {
     let dest = api.destination(&a.admin, "a-dest").await;
     let (cluster, token) = api.cluster(&a.admin, "a-cluster", Some(&dest)).await;
-    api.state
-        .control_plane
-        .record_heartbeat(&Secret::from_presented(token), Heartbeat::default())
+    api.activate(&token).await;
+    let backup = api.default_backup(a, &cluster, None).await;
+    let job = api.run(&a.admin, &backup).await.expect(201).id();
+    let rp = api
+        .plant_recovery_point(&a.org_id, &cluster, &backup, Some(&job))
         .await
-        .unwrap();
-    let backup = api
-        .backup(&a.admin, &cluster, Some(&a.default_policy_id), None)
-        .await
-        .expect(201)
-        .id();
-    let job = api
-        .post(&format!("/v1/backups/{backup}/run"), &a.admin, json!({}))
-        .await
-        .expect(201)
-        .id();
+        .to_string();
     let now = chrono::DateTime::<Utc>::from(std::time::SystemTime::now());
-    let rp = RecoveryPoint {
-        rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
-        org_id: a.org_id.parse::<OrgId>().unwrap(),
-        cluster_id: cluster.parse::<ClusterId>().unwrap(),
-        definition_id: backup.parse::<BackupDefinitionId>().unwrap(),
-        job_id: job.parse::<JobId>().unwrap(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: None,
-        locked: false,
-        location: None,
-        resource_count: 1,
-        pv_count: 0,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
-    let rp = api.state.control_plane.store().create(rp).await.unwrap().id.to_string();
     let eks_recreation = api
         .state
         .control_plane
@@ -243,11 +285,7 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .expect(201)
         .id();
     let cloud_account = api
-        .post(
-            "/v1/cloud-accounts",
-            &a.admin,
-            json!({ "name": "a-aws", "regions": ["us-east-1"] }),
-        )
+        .link_account(&a.admin, "a-aws", &["us-east-1"])
         .await
         .expect(201)
         .id();
@@ -487,14 +525,7 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
     // B's own agent, connected.
     let b_dest = api.destination(&b.admin, "b-dest").await;
     let (_, b_token) = api.cluster(&b.admin, "b-cluster", Some(&b_dest)).await;
-    let mut b_session = api
-        .agent(&b_token, "/v1/agent/connect", None, json!({}))
-        .await
-        .expect(200)
-        .body["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut b_session = api.connect(&b_token).await;
 
     // What A sees before B tries anything.
     let mut before = BTreeMap::new();

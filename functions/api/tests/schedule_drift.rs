@@ -23,11 +23,7 @@ async fn drifted_schedules_are_repaired_and_orphans_removed() {
     let t = api.signup("drift").await;
     let (cluster, _) = api.cluster(&t.admin, "c", None).await;
     let dest = api.destination(&t.admin, "d").await;
-    let scheduled = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
+    let scheduled = api.default_backup(&t, &cluster, Some(&dest)).await;
     let on_demand = api.backup(&t.admin, &cluster, None, Some(&dest)).await.expect(201).id();
     let written = scheduler.list(&scheduled).await.unwrap();
     assert!(!written.is_empty(), "the API wrote the schedules");
@@ -91,11 +87,7 @@ async fn drifted_schedules_are_repaired_and_orphans_removed() {
 
     // A definition written before the definitions' index existed (its item has no GSI2
     // key) is found through its schedules, indexed, and repaired like the others.
-    let legacy = api
-        .backup(&t.admin, &cluster, Some(&t.default_policy_id), Some(&dest))
-        .await
-        .expect(201)
-        .id();
+    let legacy = api.default_backup(&t, &cluster, Some(&dest)).await;
     let org: arca_core::ids::OrgId = t.org_id.parse().unwrap();
     let legacy_id: arca_core::ids::BackupDefinitionId = legacy.parse().unwrap();
     let (pk, sk) = (

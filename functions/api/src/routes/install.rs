@@ -8,7 +8,7 @@
 //! the token at once.
 
 use arca_core::ids::ClusterId;
-use arca_core::model::auth::Role;
+use arca_core::model::auth::Operation as Op;
 use arca_core::model::install::AgentInstall;
 use arca_core::model::secret::Secret;
 use axum::Json;
@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use super::role_doc;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, Path, Query, path_id};
+use crate::extract::{KeyCall, Path, Query, path_id};
 use crate::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -135,23 +136,22 @@ fn manifest_response(s: &AppState, api_url: &str, install: &AgentInstall, rbac: 
 
 /// Creates the cluster's one-time install link (replacing any earlier one).
 #[utoipa::path(post, path = "/v1/clusters/{id}/install", tag = "clusters",
-    description = "Role: admin. The link works once, for an hour; the manifest's agent token becomes the cluster's \
-        at the new agent's first call (the running agent keeps working until then).",
+    description = role_doc(Op::CreateInstallLink, "The link works once, for an hour; the manifest's agent token becomes the cluster's \
+        at the new agent's first call (the running agent keeps working until then)."),
     params(("id" = String, Path, description = "cl_<ULID>")),
     responses((status = 201, description = "`{clusterId, url, command, expiresAt, uninstall}`", body = serde_json::Value),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn create_install_link(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<InstallLinkBody>)> {
-    let p = caller.require(Role::Admin)?;
-    let id = path_id::<ClusterId>(&id)?;
+    let (cp, p) = call.require(Op::CreateInstallLink)?;
+    let id = path_id(&id)?;
     // Another org's cluster is 404 before anything about this request is judged.
-    s.control_plane.get_cluster(p, &id).await?;
-    let base = base_url(&s, &headers)?;
-    let link = s.control_plane.create_install_link(p, &id).await?;
+    cp.get_cluster(p, &id).await?;
+    let base = base_url(&call.state, &headers)?;
+    let link = cp.create_install_link(p, &id).await?;
     let url = format!("{base}/v1/install/{}/agent.yaml", link.token.expose());
     Ok((
         StatusCode::CREATED,
@@ -167,26 +167,25 @@ pub async fn create_install_link(
 
 /// The cluster's agent manifest, with an API key. Rotates the agent token.
 #[utoipa::path(get, path = "/v1/clusters/{id}/agent.yaml", tag = "clusters",
-    description = "Role: admin. Mints a new agent token (the old one stops working) and returns the manifest.",
+    description = role_doc(Op::InstallAgentToken, "Mints a new agent token (the old one stops working) and returns the manifest."),
     params(("id" = String, Path, description = "cl_<ULID>"), ManifestParams),
     responses((status = 200, description = "The manifest (application/yaml)", content_type = "application/yaml", body = String),
         (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn agent_manifest(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(params): Query<ManifestParams>,
 ) -> ApiResult<Response> {
-    let p = caller.require(Role::Admin)?;
+    let (cp, p) = call.require(Op::InstallAgentToken)?;
     let rbac = params.rbac()?;
-    let id = path_id::<ClusterId>(&id)?;
-    s.control_plane.get_cluster(p, &id).await?;
+    let id = path_id(&id)?;
+    cp.get_cluster(p, &id).await?;
     // Before the token rotates: a manifest that cannot be built must not cost the
     // running agent its token.
-    let base = base_url(&s, &headers)?;
-    let install = s.control_plane.install_agent_token(p, &id).await?;
-    manifest_response(&s, &base, &install, &rbac)
+    let base = base_url(&call.state, &headers)?;
+    let install = cp.install_agent_token(p, &id).await?;
+    manifest_response(&call.state, &base, &install, &rbac)
 }
 
 /// The agent manifest behind a one-time install link (no API key: the token is the

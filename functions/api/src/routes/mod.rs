@@ -1,7 +1,10 @@
 //! The `/v1` routes. Each handler declares its route and OpenAPI description together
 //! (`#[utoipa::path]`) and is registered only through [`v1`], so the router and the
-//! document come from one source. Handlers parse, gate the role, call one method of
-//! the control plane and shape the response; the rules live in `arca_core::control_plane`.
+//! document come from one source. Handlers parse, gate the caller by the role of the
+//! operation they call, call that one method of the control plane and shape the
+//! response; the rules live in `arca_core::control_plane`. No handler names a role: the
+//! gate, the service's own check and the "Role: x." of each description ([`role_doc`])
+//! all read the one table, [`Operation::role`].
 
 mod account;
 mod agent;
@@ -14,6 +17,7 @@ mod rds;
 
 use std::sync::Arc;
 
+use arca_core::model::auth::Operation;
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -189,6 +193,51 @@ async fn openapi_json(Extension(doc): Extension<Arc<OpenApiDoc>>) -> Json<Arc<Op
     Json(doc)
 }
 
+/// The description of an operation called with an API key: the role it takes, from the
+/// table the service enforces ([`Operation::role`]), then `more` (may be empty).
+pub(crate) fn role_doc(operation: Operation, more: &str) -> String {
+    let role = operation.role().as_str();
+    if more.is_empty() {
+        format!("Role: {role}.")
+    } else {
+        format!("Role: {role}. {more}")
+    }
+}
+
+/// An entity the API answers with its `ETag`: the version it names.
+pub trait Versioned {
+    fn version(&self) -> u64;
+}
+
+macro_rules! versioned {
+    ($($entity:ty $(=> $($field:ident).+)?),+ $(,)?) => {$(
+        impl Versioned for $entity {
+            fn version(&self) -> u64 {
+                self$($(.$field)+)?.version
+            }
+        }
+    )+};
+}
+
+versioned!(
+    arca_core::model::org::Org,
+    arca_core::model::auth::ApiKey,
+    arca_core::model::auth::CreatedApiKey => api_key,
+    arca_core::model::cluster::Cluster,
+    arca_core::control_plane::RegisteredCluster => cluster,
+    arca_core::model::destination::Destination,
+    arca_core::model::policy::Policy,
+    arca_core::model::backup::BackupDefinitionView => definition,
+    arca_core::model::job::Job,
+    arca_core::model::recovery::RecoveryPoint,
+    arca_core::model::restore::Restore,
+    arca_core::control_plane::RestoreCreated => restore,
+    arca_core::model::cloud::account::CloudAccountView => account,
+    arca_core::model::cloud::ebs::EksRecreation,
+    arca_core::model::rds::RdsBackupDefinition,
+    arca_core::model::rds::RdsRecoveryPoint,
+);
+
 /// A JSON entity with its `ETag`; `201 Created` adds `Location`.
 pub struct Tagged<T> {
     status: StatusCode,
@@ -214,6 +263,18 @@ impl<T> Tagged<T> {
             location: Some(location),
             body,
         }
+    }
+}
+
+impl<T: Versioned> Tagged<T> {
+    /// `200 OK` with the entity's version.
+    pub fn current(body: T) -> Self {
+        Tagged::ok(body.version(), body)
+    }
+
+    /// `201 Created` at `collection/{id}`.
+    pub fn new_in(collection: &str, id: impl std::fmt::Display, body: T) -> Self {
+        Tagged::created(body.version(), format!("{collection}/{id}"), body)
     }
 }
 

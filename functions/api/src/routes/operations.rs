@@ -2,80 +2,64 @@
 //! (jobs, recovery points, restores).
 
 use arca_core::control_plane::{JobFilter, RecoveryPointFilter, RestoreCreated};
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, RecoveryPointId, RestoreId};
-use arca_core::model::auth::Role;
+use arca_core::ids::{BackupDefinitionId, ClusterId};
+use arca_core::model::auth::Operation as Op;
 use arca_core::model::backup::BackupDefinitionView;
 use arca_core::model::job::{Job, JobState, JobType};
 use arca_core::model::recovery::RecoveryPoint;
 use arca_core::model::restore::{ObjectOutcome, Restore, RestoreObjectResult};
 use arca_core::store::page::{Listing, PageRequest};
 use axum::Json;
-use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{Page, Tagged};
+use super::{Page, Tagged, role_doc};
 use crate::dto::{RestoreBody, RunNowBody};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, OptionalIfMatch, PageParams, Path, Query, path_id};
+use crate::extract::{Body, KeyCall, OptionalIfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
-use crate::state::AppState;
 
 // ---- actions on backup definitions ------------------------------------------------
 
 /// Runs a backup definition now: creates a PENDING job (returned, `Location` names it).
-#[utoipa::path(post, path = "/v1/backups/{id}/run", tag = "backups", description = "Role: operator. The body may be empty.",
+#[utoipa::path(post, path = "/v1/backups/{id}/run", tag = "backups", description = role_doc(Op::RunBackupNow, "The body may be empty."),
     request_body(content = Option<RunNowBody>, description = "Optional: a retention for this run"),
     params(("id" = String, Path, description = "bkp_<ULID>")),
     responses((status = 201, description = "The job", body = serde_json::Value), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn run_backup(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Body(body): Body<RunNowBody>,
-) -> ApiResult<Tagged<Job>> {
-    let p = caller.require(Role::Operator)?;
-    let job = s
-        .control_plane
-        .run_backup_now(p, &path_id::<BackupDefinitionId>(&id)?, body.into())
-        .await?;
-    Ok(Tagged::created(job.version, format!("/v1/jobs/{}", job.id), job))
+pub async fn run_backup(call: KeyCall, Path(id): Path<String>, Body(body): Body<RunNowBody>) -> ApiResult<Tagged<Job>> {
+    let (cp, p) = call.require(Op::RunBackupNow)?;
+    let job = cp.run_backup_now(p, &path_id(&id)?, body.into()).await?;
+    Ok(Tagged::new_in("/v1/jobs", job.id, job))
 }
 
 /// Pauses the definition's schedule (it can still be run by hand).
-#[utoipa::path(post, path = "/v1/backups/{id}/pause", tag = "backups", description = "Role: operator. `If-Match` optional.",
+#[utoipa::path(post, path = "/v1/backups/{id}/pause", tag = "backups", description = role_doc(Op::SetBackupPaused, "`If-Match` optional."),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn pause_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     OptionalIfMatch(version): OptionalIfMatch,
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<BackupDefinitionView>> {
-    let p = caller.require(Role::Operator)?;
-    let view = s
-        .control_plane
-        .pause_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
-        .await?;
-    Ok(Tagged::ok(view.definition.version, view))
+    let (cp, p) = call.require(Op::SetBackupPaused)?;
+    Ok(Tagged::current(
+        cp.pause_backup_definition(p, &path_id(&id)?, version).await?,
+    ))
 }
 
-#[utoipa::path(post, path = "/v1/backups/{id}/resume", tag = "backups", description = "Role: operator. `If-Match` optional.",
+#[utoipa::path(post, path = "/v1/backups/{id}/resume", tag = "backups", description = role_doc(Op::SetBackupPaused, "`If-Match` optional."),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn resume_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     OptionalIfMatch(version): OptionalIfMatch,
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<BackupDefinitionView>> {
-    let p = caller.require(Role::Operator)?;
-    let view = s
-        .control_plane
-        .resume_backup_definition(p, &path_id::<BackupDefinitionId>(&id)?, version)
-        .await?;
-    Ok(Tagged::ok(view.definition.version, view))
+    let (cp, p) = call.require(Op::SetBackupPaused)?;
+    Ok(Tagged::current(
+        cp.resume_backup_definition(p, &path_id(&id)?, version).await?,
+    ))
 }
 
 // ---- jobs -------------------------------------------------------------------------
@@ -100,14 +84,10 @@ pub struct JobParams {
 }
 
 /// Jobs, newest first, optionally filtered.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", description = "Role: viewer.", params(JobParams),
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", description = role_doc(Op::ListJobs, ""), params(JobParams),
     responses((status = 200, body = Page), (status = 400, body = Problem)))]
-pub async fn list_jobs(
-    State(s): State<AppState>,
-    caller: Caller,
-    Query(q): Query<JobParams>,
-) -> ApiResult<Json<Listing<Job>>> {
-    let p = caller.require(Role::Viewer)?;
+pub async fn list_jobs(call: KeyCall, Query(q): Query<JobParams>) -> ApiResult<Json<Listing<Job>>> {
+    let (cp, p) = call.require(Op::ListJobs)?;
     let filter = JobFilter {
         cluster_id: q.cluster_id,
         definition_id: q.definition_id,
@@ -115,43 +95,39 @@ pub async fn list_jobs(
         job_type: q.job_type,
     };
     Ok(Json(
-        s.control_plane
-            .list_jobs(
-                p,
-                &filter,
-                &PageRequest {
-                    cursor: q.cursor,
-                    limit: q.limit,
-                },
-            )
-            .await?,
+        cp.list_jobs(
+            p,
+            &filter,
+            &PageRequest {
+                cursor: q.cursor,
+                limit: q.limit,
+            },
+        )
+        .await?,
     ))
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", description = role_doc(Op::GetJob, ""),
     params(("id" = String, Path, description = "job_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
-pub async fn get_job(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Tagged<Job>> {
-    let p = caller.require(Role::Viewer)?;
-    let job = s.control_plane.get_job(p, &path_id::<JobId>(&id)?).await?;
-    Ok(Tagged::ok(job.version, job))
+pub async fn get_job(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Job>> {
+    let (cp, p) = call.require(Op::GetJob)?;
+    Ok(Tagged::current(cp.get_job(p, &path_id(&id)?).await?))
 }
 
 /// Cancels a job: PENDING becomes CANCELED, RUNNING becomes CANCELLING; a finished job
 /// is 409 `illegal_job_transition`.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", description = "Role: operator. `If-Match` optional.",
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", description = role_doc(Op::CancelJob, "`If-Match` optional."),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem),
         (status = 409, description = "illegal_job_transition", body = Problem), (status = 412, body = Problem)))]
 pub async fn cancel_job(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     OptionalIfMatch(version): OptionalIfMatch,
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<Job>> {
-    let p = caller.require(Role::Operator)?;
-    let job = s.control_plane.cancel_job(p, &path_id::<JobId>(&id)?, version).await?;
-    Ok(Tagged::ok(job.version, job))
+    let (cp, p) = call.require(Op::CancelJob)?;
+    Ok(Tagged::current(cp.cancel_job(p, &path_id(&id)?, version).await?))
 }
 
 // ---- recovery points ----------------------------------------------------------------
@@ -169,87 +145,63 @@ pub struct RecoveryPointParams {
 }
 
 /// Recovery points of clusters that still exist.
-#[utoipa::path(get, path = "/v1/recoverypoints", tag = "recoverypoints", description = "Role: viewer.", params(RecoveryPointParams),
+#[utoipa::path(get, path = "/v1/recoverypoints", tag = "recoverypoints", description = role_doc(Op::ListRecoveryPoints, ""), params(RecoveryPointParams),
     responses((status = 200, body = Page), (status = 400, body = Problem)))]
 pub async fn list_recovery_points(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     Query(q): Query<RecoveryPointParams>,
 ) -> ApiResult<Json<Listing<RecoveryPoint>>> {
-    let p = caller.require(Role::Viewer)?;
+    let (cp, p) = call.require(Op::ListRecoveryPoints)?;
     let filter = RecoveryPointFilter {
         cluster_id: q.cluster_id,
         definition_id: q.definition_id,
     };
     Ok(Json(
-        s.control_plane
-            .list_recovery_points(
-                p,
-                &filter,
-                &PageRequest {
-                    cursor: q.cursor,
-                    limit: q.limit,
-                },
-            )
-            .await?,
+        cp.list_recovery_points(
+            p,
+            &filter,
+            &PageRequest {
+                cursor: q.cursor,
+                limit: q.limit,
+            },
+        )
+        .await?,
     ))
 }
 
-#[utoipa::path(get, path = "/v1/recoverypoints/{id}", tag = "recoverypoints", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/recoverypoints/{id}", tag = "recoverypoints", description = role_doc(Op::GetRecoveryPoint, ""),
     params(("id" = String, Path, description = "rp_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
-pub async fn get_recovery_point(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Tagged<RecoveryPoint>> {
-    let p = caller.require(Role::Viewer)?;
-    let rp = s
-        .control_plane
-        .get_recovery_point(p, &path_id::<RecoveryPointId>(&id)?)
-        .await?;
-    Ok(Tagged::ok(rp.version, rp))
+pub async fn get_recovery_point(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<RecoveryPoint>> {
+    let (cp, p) = call.require(Op::GetRecoveryPoint)?;
+    Ok(Tagged::current(cp.get_recovery_point(p, &path_id(&id)?).await?))
 }
 
 // ---- restores -------------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/v1/restores", tag = "restores", description = "Role: viewer.", params(PageParams),
+#[utoipa::path(get, path = "/v1/restores", tag = "restores", description = role_doc(Op::ListRestores, ""), params(PageParams),
     responses((status = 200, body = Page), (status = 400, body = Problem)))]
-pub async fn list_restores(
-    State(s): State<AppState>,
-    caller: Caller,
-    Query(page): Query<PageParams>,
-) -> ApiResult<Json<Listing<Restore>>> {
-    let p = caller.require(Role::Viewer)?;
-    Ok(Json(s.control_plane.list_restores(p, &page.into()).await?))
+pub async fn list_restores(call: KeyCall, Query(page): Query<PageParams>) -> ApiResult<Json<Listing<Restore>>> {
+    let (cp, p) = call.require(Op::ListRestores)?;
+    Ok(Json(cp.list_restores(p, &page.into()).await?))
 }
 
 /// Restores a READY recovery point to an ACTIVE cluster: creates the restore and its job.
-#[utoipa::path(post, path = "/v1/restores", tag = "restores", description = "Role: operator.", request_body = RestoreBody,
+#[utoipa::path(post, path = "/v1/restores", tag = "restores", description = role_doc(Op::CreateRestore, ""), request_body = RestoreBody,
     responses((status = 201, description = "`{restore, job}`", body = serde_json::Value), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 409, description = "restore_not_possible", body = Problem)))]
-pub async fn create_restore(
-    State(s): State<AppState>,
-    caller: Caller,
-    Body(body): Body<RestoreBody>,
-) -> ApiResult<Tagged<RestoreCreated>> {
-    let p = caller.require(Role::Operator)?;
-    let created = s.control_plane.create_restore(p, body.into()).await?;
-    let r = &created.restore;
-    Ok(Tagged::created(r.version, format!("/v1/restores/{}", r.id), created))
+pub async fn create_restore(call: KeyCall, Body(body): Body<RestoreBody>) -> ApiResult<Tagged<RestoreCreated>> {
+    let (cp, p) = call.require(Op::CreateRestore)?;
+    let created = cp.create_restore(p, body.into()).await?;
+    Ok(Tagged::new_in("/v1/restores", created.restore.id, created))
 }
 
-#[utoipa::path(get, path = "/v1/restores/{id}", tag = "restores", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/restores/{id}", tag = "restores", description = role_doc(Op::GetRestore, ""),
     params(("id" = String, Path, description = "rst_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
-pub async fn get_restore(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Tagged<Restore>> {
-    let p = caller.require(Role::Viewer)?;
-    let restore = s.control_plane.get_restore(p, &path_id::<RestoreId>(&id)?).await?;
-    Ok(Tagged::ok(restore.version, restore))
+pub async fn get_restore(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Restore>> {
+    let (cp, p) = call.require(Op::GetRestore)?;
+    Ok(Tagged::current(cp.get_restore(p, &path_id(&id)?).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -265,27 +217,25 @@ pub struct RestoreObjectParams {
 
 /// The restore's per-object results (`{resource, namespace?, name, outcome, reason?}`), in
 /// the order the agent reported them, optionally of one outcome.
-#[utoipa::path(get, path = "/v1/restores/{id}/objects", tag = "restores", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/restores/{id}/objects", tag = "restores", description = role_doc(Op::ListRestoreObjects, ""),
     params(("id" = String, Path, description = "rst_<ULID>"), RestoreObjectParams),
     responses((status = 200, body = Page), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_restore_objects(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     Path(id): Path<String>,
     Query(q): Query<RestoreObjectParams>,
 ) -> ApiResult<Json<Listing<RestoreObjectResult>>> {
-    let p = caller.require(Role::Viewer)?;
+    let (cp, p) = call.require(Op::ListRestoreObjects)?;
     Ok(Json(
-        s.control_plane
-            .list_restore_objects(
-                p,
-                &path_id::<RestoreId>(&id)?,
-                q.outcome,
-                &PageRequest {
-                    cursor: q.cursor,
-                    limit: q.limit,
-                },
-            )
-            .await?,
+        cp.list_restore_objects(
+            p,
+            &path_id(&id)?,
+            q.outcome,
+            &PageRequest {
+                cursor: q.cursor,
+                limit: q.limit,
+            },
+        )
+        .await?,
     ))
 }

@@ -5,160 +5,131 @@
 //! restores answer with their job; `GET /v1/jobs/{id}` follows it.
 
 use arca_core::control_plane::RdsRunRequest;
-use arca_core::ids::{RdsBackupDefinitionId, RecoveryPointId};
-use arca_core::model::auth::Role;
+use arca_core::ids::RdsBackupDefinitionId;
+use arca_core::model::auth::Operation as Op;
 use arca_core::model::job::Job;
 use arca_core::model::rds::{RdsBackupDefinition, RdsBackupDefinitionSpec, RdsRecoveryPoint, RdsRestoreSpec};
 use arca_core::store::page::Listing;
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{Page, Tagged};
+use super::{Page, Tagged, role_doc};
 use crate::error::ApiResult;
-use crate::extract::{Body, Caller, IfMatch, OptionalIfMatch, PageParams, Path, Query, path_id};
+use crate::extract::{Body, IfMatch, KeyCall, OptionalIfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
-use crate::state::AppState;
 
-#[utoipa::path(get, path = "/v1/rds-backups", tag = "rds", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/rds-backups", tag = "rds", description = role_doc(Op::ListRdsBackupDefinitions, ""),
     params(PageParams), responses((status = 200, body = Page), (status = 400, body = Problem)))]
 pub async fn list_rds_backups(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Listing<RdsBackupDefinition>>> {
-    let p = caller.require(Role::Viewer)?;
-    Ok(Json(
-        s.control_plane.list_rds_backup_definitions(p, &page.into()).await?,
-    ))
+    let (cp, p) = call.require(Op::ListRdsBackupDefinitions)?;
+    Ok(Json(cp.list_rds_backup_definitions(p, &page.into()).await?))
 }
 
 /// Creates an RDS backup definition: `{name, cloudAccountId, region, databases:
 /// [{identifier, cluster}] | tag: {key, value}, policyId?, paused?, copy?:
 /// {destinationRegion, kmsKeyId?, deleteSourceAfterCopy?, policyId? (at most daily),
 /// retainDays?}}`.
-#[utoipa::path(post, path = "/v1/rds-backups", tag = "rds", description = "Role: admin.",
+#[utoipa::path(post, path = "/v1/rds-backups", tag = "rds", description = role_doc(Op::CreateRdsBackupDefinition, ""),
     request_body = serde_json::Value,
     responses((status = 201, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn create_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     Body(spec): Body<RdsBackupDefinitionSpec>,
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
-    let p = caller.require(Role::Admin)?;
-    let def = s.control_plane.create_rds_backup_definition(p, spec).await?;
-    Ok(Tagged::created(def.version, format!("/v1/rds-backups/{}", def.id), def))
+    let (cp, p) = call.require(Op::CreateRdsBackupDefinition)?;
+    let def = cp.create_rds_backup_definition(p, spec).await?;
+    Ok(Tagged::new_in("/v1/rds-backups", def.id, def))
 }
 
-#[utoipa::path(get, path = "/v1/rds-backups/{id}", tag = "rds", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/rds-backups/{id}", tag = "rds", description = role_doc(Op::GetRdsBackupDefinition, ""),
     params(("id" = String, Path, description = "rdsbkp_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
-pub async fn get_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Tagged<RdsBackupDefinition>> {
-    let p = caller.require(Role::Viewer)?;
-    let def = s
-        .control_plane
-        .get_rds_backup_definition(p, &path_id::<RdsBackupDefinitionId>(&id)?)
-        .await?;
-    Ok(Tagged::ok(def.version, def))
+pub async fn get_rds_backup(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<RdsBackupDefinition>> {
+    let (cp, p) = call.require(Op::GetRdsBackupDefinition)?;
+    Ok(Tagged::current(cp.get_rds_backup_definition(p, &path_id(&id)?).await?))
 }
 
-#[utoipa::path(put, path = "/v1/rds-backups/{id}", tag = "rds", description = "Role: admin. Requires `If-Match`.",
+#[utoipa::path(put, path = "/v1/rds-backups/{id}", tag = "rds", description = role_doc(Op::UpdateRdsBackupDefinition, "Requires `If-Match`."),
     request_body = serde_json::Value, params(("id" = String, Path), ("If-Match" = String, Header)),
     responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 412, body = Problem), (status = 428, body = Problem)))]
 pub async fn update_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     IfMatch(version): IfMatch,
     Path(id): Path<String>,
     Body(spec): Body<RdsBackupDefinitionSpec>,
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
-    let p = caller.require(Role::Admin)?;
-    let def = s
-        .control_plane
-        .update_rds_backup_definition(p, &path_id::<RdsBackupDefinitionId>(&id)?, spec, version)
-        .await?;
-    Ok(Tagged::ok(def.version, def))
+    let (cp, p) = call.require(Op::UpdateRdsBackupDefinition)?;
+    Ok(Tagged::current(
+        cp.update_rds_backup_definition(p, &path_id(&id)?, spec, version)
+            .await?,
+    ))
 }
 
 /// Deletes the definition (its recovery points stay until they expire).
-#[utoipa::path(delete, path = "/v1/rds-backups/{id}", tag = "rds", description = "Role: admin. Requires `If-Match`.",
+#[utoipa::path(delete, path = "/v1/rds-backups/{id}", tag = "rds", description = role_doc(Op::DeleteRdsBackupDefinition, "Requires `If-Match`."),
     params(("id" = String, Path), ("If-Match" = String, Header)),
     responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem), (status = 428, body = Problem)))]
 pub async fn delete_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     IfMatch(version): IfMatch,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let p = caller.require(Role::Admin)?;
-    s.control_plane
-        .delete_rds_backup_definition(p, &path_id::<RdsBackupDefinitionId>(&id)?, version)
-        .await?;
+    let (cp, p) = call.require(Op::DeleteRdsBackupDefinition)?;
+    cp.delete_rds_backup_definition(p, &path_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Runs now: a snapshot of each database (then its copy, when copies follow each run),
 /// or with `copyOnly` a copy of each database's latest existing snapshot (automated ones
 /// included) without taking a new one. Answers the PENDING job.
-#[utoipa::path(post, path = "/v1/rds-backups/{id}/run", tag = "rds", description = "Role: operator. The body may be empty.",
+#[utoipa::path(post, path = "/v1/rds-backups/{id}/run", tag = "rds", description = role_doc(Op::RunRdsBackupNow, "The body may be empty."),
     request_body(content = Option<serde_json::Value>, description = "Optional: `{copyOnly?, retention?: {retainDays, keepLast?}}`"),
     params(("id" = String, Path)),
     responses((status = 201, description = "The job", body = serde_json::Value), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn run_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     Path(id): Path<String>,
     Body(body): Body<RdsRunRequest>,
 ) -> ApiResult<Tagged<Job>> {
-    let p = caller.require(Role::Operator)?;
-    let job = s
-        .control_plane
-        .run_rds_backup_now(p, &path_id::<RdsBackupDefinitionId>(&id)?, body)
-        .await?;
-    Ok(Tagged::created(job.version, format!("/v1/jobs/{}", job.id), job))
+    let (cp, p) = call.require(Op::RunRdsBackupNow)?;
+    let job = cp.run_rds_backup_now(p, &path_id(&id)?, body).await?;
+    Ok(Tagged::new_in("/v1/jobs", job.id, job))
 }
 
-#[utoipa::path(post, path = "/v1/rds-backups/{id}/pause", tag = "rds", description = "Role: operator. `If-Match` optional.",
+#[utoipa::path(post, path = "/v1/rds-backups/{id}/pause", tag = "rds", description = role_doc(Op::SetRdsBackupPaused, "`If-Match` optional."),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn pause_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     OptionalIfMatch(version): OptionalIfMatch,
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
-    let p = caller.require(Role::Operator)?;
-    let def = s
-        .control_plane
-        .set_rds_backup_paused(p, &path_id::<RdsBackupDefinitionId>(&id)?, version, true)
-        .await?;
-    Ok(Tagged::ok(def.version, def))
+    let (cp, p) = call.require(Op::SetRdsBackupPaused)?;
+    Ok(Tagged::current(
+        cp.set_rds_backup_paused(p, &path_id(&id)?, version, true).await?,
+    ))
 }
 
-#[utoipa::path(post, path = "/v1/rds-backups/{id}/resume", tag = "rds", description = "Role: operator. `If-Match` optional.",
+#[utoipa::path(post, path = "/v1/rds-backups/{id}/resume", tag = "rds", description = role_doc(Op::SetRdsBackupPaused, "`If-Match` optional."),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn resume_rds_backup(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     OptionalIfMatch(version): OptionalIfMatch,
     Path(id): Path<String>,
 ) -> ApiResult<Tagged<RdsBackupDefinition>> {
-    let p = caller.require(Role::Operator)?;
-    let def = s
-        .control_plane
-        .set_rds_backup_paused(p, &path_id::<RdsBackupDefinitionId>(&id)?, version, false)
-        .await?;
-    Ok(Tagged::ok(def.version, def))
+    let (cp, p) = call.require(Op::SetRdsBackupPaused)?;
+    Ok(Tagged::current(
+        cp.set_rds_backup_paused(p, &path_id(&id)?, version, false).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -172,14 +143,13 @@ pub struct RdsPointParams {
 }
 
 /// Arca's RDS snapshots and copies, newest first.
-#[utoipa::path(get, path = "/v1/rds-recoverypoints", tag = "rds", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/rds-recoverypoints", tag = "rds", description = role_doc(Op::ListRdsRecoveryPoints, ""),
     params(RdsPointParams), responses((status = 200, body = Page), (status = 400, body = Problem)))]
 pub async fn list_rds_recovery_points(
-    State(s): State<AppState>,
-    caller: Caller,
+    call: KeyCall,
     Query(q): Query<RdsPointParams>,
 ) -> ApiResult<Json<Listing<RdsRecoveryPoint>>> {
-    let p = caller.require(Role::Viewer)?;
+    let (cp, p) = call.require(Op::ListRdsRecoveryPoints)?;
     let definition = q
         .definition_id
         .as_deref()
@@ -189,27 +159,15 @@ pub async fn list_rds_recovery_points(
         limit: q.limit,
         cursor: q.cursor,
     };
-    Ok(Json(
-        s.control_plane
-            .list_rds_recovery_points(p, definition, &page.into())
-            .await?,
-    ))
+    Ok(Json(cp.list_rds_recovery_points(p, definition, &page.into()).await?))
 }
 
-#[utoipa::path(get, path = "/v1/rds-recoverypoints/{id}", tag = "rds", description = "Role: viewer.",
+#[utoipa::path(get, path = "/v1/rds-recoverypoints/{id}", tag = "rds", description = role_doc(Op::GetRdsRecoveryPoint, ""),
     params(("id" = String, Path, description = "rp_<ULID>")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
-pub async fn get_rds_recovery_point(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Tagged<RdsRecoveryPoint>> {
-    let p = caller.require(Role::Viewer)?;
-    let rp = s
-        .control_plane
-        .get_rds_recovery_point(p, &path_id::<RecoveryPointId>(&id)?)
-        .await?;
-    Ok(Tagged::ok(rp.version, rp))
+pub async fn get_rds_recovery_point(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<RdsRecoveryPoint>> {
+    let (cp, p) = call.require(Op::GetRdsRecoveryPoint)?;
+    Ok(Tagged::current(cp.get_rds_recovery_point(p, &path_id(&id)?).await?))
 }
 
 /// Restores into a new instance or cluster: `{cloudAccountId, source: {kind:
@@ -218,16 +176,12 @@ pub async fn get_rds_recovery_point(
 /// useLatestRestorableTime}, target: {identifier, instanceClass?, subnetGroup?,
 /// securityGroupIds?, parameterGroup?, optionGroup?, multiAz?, engine?}}`. A copy restores
 /// in its own region and needs `target.subnetGroup` there. Answers the RDS_RESTORE job.
-#[utoipa::path(post, path = "/v1/rds-restores", tag = "rds", description = "Role: operator.",
+#[utoipa::path(post, path = "/v1/rds-restores", tag = "rds", description = role_doc(Op::CreateRdsRestore, ""),
     request_body = serde_json::Value,
     responses((status = 201, description = "The job", body = serde_json::Value), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem)))]
-pub async fn create_rds_restore(
-    State(s): State<AppState>,
-    caller: Caller,
-    Body(spec): Body<RdsRestoreSpec>,
-) -> ApiResult<Tagged<Job>> {
-    let p = caller.require(Role::Operator)?;
-    let job = s.control_plane.create_rds_restore(p, spec).await?;
-    Ok(Tagged::created(job.version, format!("/v1/jobs/{}", job.id), job))
+pub async fn create_rds_restore(call: KeyCall, Body(spec): Body<RdsRestoreSpec>) -> ApiResult<Tagged<Job>> {
+    let (cp, p) = call.require(Op::CreateRdsRestore)?;
+    let job = cp.create_rds_restore(p, spec).await?;
+    Ok(Tagged::new_in("/v1/jobs", job.id, job))
 }

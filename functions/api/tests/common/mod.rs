@@ -73,6 +73,24 @@ impl Reply {
     pub fn etag(&self) -> String {
         self.etag.clone().unwrap_or_else(|| panic!("no ETag on {}", self.text))
     }
+
+    /// The ids of a listing's `items`.
+    pub fn ids(&self) -> Vec<&str> {
+        self.body["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items in {}", self.text))
+            .iter()
+            .map(|item| item["id"].as_str().unwrap())
+            .collect()
+    }
+
+    /// The id of the job an agent's poll answered with.
+    pub fn job_id(&self) -> String {
+        self.body["job"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no job in {}", self.text))
+            .to_owned()
+    }
 }
 
 /// A signed-up org: its id and admin key.
@@ -261,6 +279,20 @@ impl Api {
         .id()
     }
 
+    /// Links an AWS account `name` (`POST /v1/cloud-accounts`): the answer.
+    pub async fn link_account(&self, key: &str, name: &str, regions: &[&str]) -> Reply {
+        self.post("/v1/cloud-accounts", key, json!({ "name": name, "regions": regions }))
+            .await
+    }
+
+    /// Gives the account `linked` (the answer to linking it) role `role`, which the fake
+    /// cloud lets Arca assume with the account's ExternalId: the answer to setting it.
+    pub async fn give_role(&self, key: &str, linked: &Reply, role: &str) -> Reply {
+        self.cloud.add_role(role, linked.body["externalId"].as_str().unwrap());
+        let path = format!("/v1/cloud-accounts/{}/role", linked.id());
+        self.put(&path, key, &linked.etag(), json!({ "roleArn": role })).await
+    }
+
     /// A cluster and its agent token.
     pub async fn cluster(&self, key: &str, name: &str, default_destination: Option<&str>) -> (String, String) {
         let mut body = json!({ "name": name });
@@ -271,7 +303,6 @@ impl Api {
         (reply.id(), reply.body["agentToken"].as_str().unwrap().to_owned())
     }
 
-    /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
     /// Runs backup definition `backup` now and has the agent of `token` (in `session`)
     /// take the job and complete it with `result` as its `backup` report: the answer.
     pub async fn run_and_complete(
@@ -282,33 +313,131 @@ impl Api {
         backup: &str,
         result: Value,
     ) -> Reply {
-        self.post(&format!("/v1/backups/{backup}/run"), admin, json!({}))
+        self.run(admin, backup).await.expect(201);
+        let polled = self.poll(token, session).await.expect(200);
+        self.complete(token, session, &polled, json!({ "backup": result }))
             .await
-            .expect(201);
-        let polled = self
-            .agent(token, "/v1/agent/poll", Some(session), json!({}))
-            .await
-            .expect(200);
-        let job = polled.body["job"]["id"].as_str().unwrap().to_owned();
-        self.agent(
-            token,
-            &format!("/v1/agent/jobs/{job}/complete"),
-            Some(session),
-            json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED", "backup": result }),
-        )
-        .await
-        .expect(200)
+            .expect(200)
     }
 
-    pub async fn agent_session(&self, token: &str) -> String {
-        let session = self
-            .agent(token, "/v1/agent/connect", None, json!({}))
+    /// What the agent of `token` gets to reach job `job`'s destination (its access).
+    pub async fn credentials(&self, token: &str, session: &str, job: &str) -> Reply {
+        self.agent_job(token, session, job, "credentials", json!({})).await
+    }
+
+    /// The agent of `token` completes the job it `polled`: `COMPLETED`, with the fields
+    /// of `report` (`backup`, `maintenance`, ...).
+    pub async fn complete(&self, token: &str, session: &str, polled: &Reply, report: Value) -> Reply {
+        let mut body = json!({ "leaseToken": polled.body["leaseToken"], "state": "COMPLETED" });
+        if let (Some(body), Value::Object(report)) = (body.as_object_mut(), report) {
+            body.extend(report);
+        }
+        self.agent_job(token, session, &polled.job_id(), "complete", body).await
+    }
+
+    /// A backup definition of `cluster` on the org's default policy, to `destination`
+    /// (else the default one): its id.
+    pub async fn default_backup(&self, tenant: &Tenant, cluster: &str, destination: Option<&str>) -> String {
+        self.backup(&tenant.admin, cluster, Some(&tenant.default_policy_id), destination)
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// A READY recovery point of `definition` planted in the store (no agent needed):
+    /// kept for a week, 12 resources and a PV; taken by `job`, or a job that never was.
+    pub async fn plant_recovery_point(
+        &self,
+        org: &str,
+        cluster: &str,
+        definition: &str,
+        job: Option<&str>,
+    ) -> arca_core::ids::RecoveryPointId {
+        use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        let rp = RecoveryPoint {
+            rule: None,
+            keep_last: None,
+            id: arca_core::ids::RecoveryPointId::new(),
+            org_id: org.parse().unwrap(),
+            cluster_id: cluster.parse().unwrap(),
+            definition_id: definition.parse().unwrap(),
+            job_id: job.map_or_else(arca_core::ids::JobId::new, |j| j.parse().unwrap()),
+            rp_type: RecoveryPointType::Snapshot,
+            state: RecoveryPointState::Ready,
+            partial: false,
+            data_deleted: false,
+            expires_at: Some(now + chrono::Duration::days(7)),
+            locked: false,
+            location: None,
+            resource_count: 12,
+            pv_count: 1,
+            snapshot_bytes: 0,
+            copy_bytes: 0,
+            details: Default::default(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        };
+        self.state.control_plane.store().create(rp).await.unwrap().id
+    }
+
+    /// Runs backup definition `backup` now.
+    pub async fn run(&self, key: &str, backup: &str) -> Reply {
+        self.post(&format!("/v1/backups/{backup}/run"), key, json!({})).await
+    }
+
+    /// Connects the agent of `token`: its new session.
+    pub async fn connect(&self, token: &str) -> String {
+        self.agent(token, "/v1/agent/connect", None, json!({}))
             .await
             .expect(200)
             .body["sessionId"]
             .as_str()
             .unwrap()
-            .to_owned();
+            .to_owned()
+    }
+
+    /// The agent of `token` asks for a job (200 with one, 204 without).
+    pub async fn poll(&self, token: &str, session: &str) -> Reply {
+        self.agent(token, "/v1/agent/poll", Some(session), json!({})).await
+    }
+
+    /// An agent's call about one of its jobs: `/v1/agent/jobs/{job}/{action}`.
+    pub async fn agent_job(&self, token: &str, session: &str, job: &str, action: &str, body: Value) -> Reply {
+        self.agent(token, &format!("/v1/agent/jobs/{job}/{action}"), Some(session), body)
+            .await
+    }
+
+    /// The cluster of agent `token` heartbeats, straight to the control plane (no
+    /// session): it is ACTIVE, so its backups can run.
+    pub async fn activate(&self, token: &str) {
+        self.state
+            .control_plane
+            .record_heartbeat(
+                &arca_core::model::secret::Secret::from_presented(token),
+                arca_core::model::cluster::Heartbeat::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A cluster whose agent is connected ([`Api::agent_session`]): its id, agent token
+    /// and session.
+    pub async fn connected_cluster(
+        &self,
+        key: &str,
+        name: &str,
+        default_destination: Option<&str>,
+    ) -> (String, String, String) {
+        let (id, token) = self.cluster(key, name, default_destination).await;
+        let session = self.agent_session(&token).await;
+        (id, token, session)
+    }
+
+    /// An agent's session: connected with `token` and one heartbeat sent (the cluster is ACTIVE).
+    pub async fn agent_session(&self, token: &str) -> String {
+        let session = self.connect(token).await;
         self.agent(token, "/v1/agent/heartbeat", Some(&session), json!({}))
             .await
             .expect(200);

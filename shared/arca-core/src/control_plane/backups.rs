@@ -1,7 +1,7 @@
 //! Backup definitions and run-now.
 
 use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, BackupDefinitionView, PvMode};
 use crate::model::cluster::Cluster;
 use crate::model::destination::{Destination, EffectiveDestination, effective_destination};
@@ -112,7 +112,7 @@ impl ControlPlane {
         p: &Principal,
         spec: BackupDefinitionSpec,
     ) -> Result<BackupDefinitionView> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CreateBackupDefinition)?;
         let spec = &spec.validated()?;
         let id = BackupDefinitionId::new();
         let view = self
@@ -166,7 +166,7 @@ impl ControlPlane {
     }
 
     pub async fn get_backup_definition(&self, p: &Principal, id: &BackupDefinitionId) -> Result<BackupDefinitionView> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetBackupDefinition)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self.store.get(&p.org_id, id).await?;
         self.view(&org, def).await
@@ -177,7 +177,7 @@ impl ControlPlane {
         p: &Principal,
         page: &PageRequest,
     ) -> Result<Listing<BackupDefinitionView>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListBackupDefinitions)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let clusters: std::collections::BTreeMap<ClusterId, Option<DestinationId>> = self
             .store
@@ -210,7 +210,7 @@ impl ControlPlane {
         spec: BackupDefinitionSpec,
         expected_version: u64,
     ) -> Result<BackupDefinitionView> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdateBackupDefinition)?;
         let spec = &spec.validated()?;
         let view = self
             .retrying(|| async move {
@@ -274,7 +274,7 @@ impl ControlPlane {
         id: &BackupDefinitionId,
         expected_version: u64,
     ) -> Result<()> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeleteBackupDefinition)?;
         self.retrying(|| async move {
             let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
             if def.version != expected_version {
@@ -330,7 +330,7 @@ impl ControlPlane {
         expected_version: Option<u64>,
         paused: bool,
     ) -> Result<BackupDefinitionView> {
-        p.require(Role::Operator)?;
+        p.require(Operation::SetBackupPaused)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self
             .retrying(|| async {
@@ -354,7 +354,7 @@ impl ControlPlane {
     /// run by hand (pause stops the schedule). The destination and plan rules are checked
     /// again, since defaults may have changed since the definition was saved.
     pub async fn run_backup_now(&self, p: &Principal, id: &BackupDefinitionId, request: RunNowRequest) -> Result<Job> {
-        p.require(Role::Operator)?;
+        p.require(Operation::RunBackupNow)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
         let cluster = self.store.get::<Cluster>(&p.org_id, &def.spec.cluster_id).await?;

@@ -3,7 +3,7 @@
 
 use crate::control_plane::{CONCURRENCY_RETRIES, ControlPlane};
 use crate::ids::{CloudAccountId, OrgId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::{
     AccountLinkNotification, CloudAccount, CloudAccountSpec, CloudAccountState, CloudAccountView, ROLE_STACK_VERSION,
     RoleStackConfig,
@@ -79,7 +79,7 @@ impl ControlPlane {
     /// Starts linking an account: mints its ExternalId; the view carries the quick-create
     /// link that creates the role stack.
     pub async fn link_cloud_account(&self, p: &Principal, spec: CloudAccountSpec) -> Result<CloudAccountView> {
-        p.require(Role::Admin)?;
+        p.require(Operation::LinkCloudAccount)?;
         self.cloud()?;
         let spec = spec.validated()?;
         let now = self.now();
@@ -105,12 +105,12 @@ impl ControlPlane {
     }
 
     pub async fn get_cloud_account(&self, p: &Principal, id: &CloudAccountId) -> Result<CloudAccountView> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetCloudAccount)?;
         Ok(self.cloud_view(self.store.get::<CloudAccount>(&p.org_id, id).await?))
     }
 
     pub async fn list_cloud_accounts(&self, p: &Principal, page: &PageRequest) -> Result<Listing<CloudAccountView>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListCloudAccounts)?;
         let listing = self.store.list::<CloudAccount>(&p.org_id, page).await?;
         Ok(Listing {
             items: listing.items.into_iter().map(|a| self.cloud_view(a)).collect(),
@@ -127,7 +127,7 @@ impl ControlPlane {
         spec: CloudAccountSpec,
         expected_version: u64,
     ) -> Result<CloudAccountView> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdateCloudAccount)?;
         let spec = spec.validated()?;
         let mut account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
         account.spec = spec;
@@ -138,7 +138,7 @@ impl ControlPlane {
     /// Forgets an account and its inventory. The role stack stays in the user's account
     /// (deleting it is theirs to do; `cfn/README.md`).
     pub async fn delete_cloud_account(&self, p: &Principal, id: &CloudAccountId, expected_version: u64) -> Result<()> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeleteCloudAccount)?;
         self.store
             .delete::<CloudAccount>(&p.org_id, id, expected_version)
             .await?;
@@ -161,7 +161,7 @@ impl ControlPlane {
         role_arn: &str,
         expected_version: u64,
     ) -> Result<CloudAccountView> {
-        p.require(Role::Admin)?;
+        p.require(Operation::SetCloudAccountRole)?;
         let cloud = self.cloud()?;
         let owner = role_account_id(role_arn)?;
         let mut account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
@@ -180,7 +180,7 @@ impl ControlPlane {
 
     /// Tries the account's role again now (the user fixed the trust policy, say).
     pub async fn verify_cloud_account(&self, p: &Principal, id: &CloudAccountId) -> Result<CloudAccountView> {
-        p.require(Role::Admin)?;
+        p.require(Operation::VerifyCloudAccount)?;
         let cloud = self.cloud()?;
         let account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
         if account.role_arn.is_none() {
@@ -235,7 +235,7 @@ impl ControlPlane {
 
     /// "Inventory now" for one account.
     pub async fn inventory_cloud_account(&self, p: &Principal, id: &CloudAccountId) -> Result<InventoryReport> {
-        p.require(Role::Operator)?;
+        p.require(Operation::InventoryCloudAccount)?;
         self.run_inventory(&p.org_id, id).await
     }
 
@@ -246,7 +246,7 @@ impl ControlPlane {
         id: &CloudAccountId,
         region: Option<&str>,
     ) -> Result<Vec<AwsInventory>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetCloudInventory)?;
         self.store.get::<CloudAccount>(&p.org_id, id).await?;
         let mut all = self.store.aws_inventories(&p.org_id, id).await?;
         if let Some(region) = region {

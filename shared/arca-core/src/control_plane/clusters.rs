@@ -16,7 +16,7 @@
 
 use crate::ids::{ClusterId, OrgId};
 use crate::model::agent::AgentState;
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat, Inventory};
 use crate::model::destination::Destination;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
@@ -54,7 +54,7 @@ fn link_used() -> Error {
 impl ControlPlane {
     /// Registers a cluster (REGISTERED) and mints its agent token, returned this once.
     pub async fn register_cluster(&self, p: &Principal, spec: ClusterSpec) -> Result<RegisteredCluster> {
-        p.require(Role::Admin)?;
+        p.require(Operation::RegisterCluster)?;
         let spec = spec.validated()?;
         if let Some(dest) = &spec.default_destination_id {
             self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
@@ -132,12 +132,12 @@ impl ControlPlane {
     }
 
     pub async fn get_cluster(&self, p: &Principal, id: &ClusterId) -> Result<Cluster> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetCluster)?;
         self.cluster_view(&p.org_id, id).await
     }
 
     pub async fn list_clusters(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Cluster>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListClusters)?;
         let listing = self.store.list::<Cluster>(&p.org_id, page).await?;
         let agents: std::collections::BTreeMap<ClusterId, AgentState> = self
             .store
@@ -160,7 +160,7 @@ impl ControlPlane {
         spec: ClusterSpec,
         expected_version: u64,
     ) -> Result<Cluster> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdateCluster)?;
         let spec = spec.validated()?;
         if let Some(dest) = &spec.default_destination_id {
             self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
@@ -189,7 +189,7 @@ impl ControlPlane {
         id: &ClusterId,
         expected_version: u64,
     ) -> Result<RegisteredCluster> {
-        p.require(Role::Admin)?;
+        p.require(Operation::RotateAgentToken)?;
         let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         let token = Secret::generate(AGENT_TOKEN_PREFIX)?;
         cluster.agent_token_hash = Some(token.hash());
@@ -207,7 +207,7 @@ impl ControlPlane {
     /// key sealed); existing points keep the key they name and stay restorable until
     /// they expire. Refused when the deployment derives no keys (agents hold their own).
     pub async fn rotate_archive_key(&self, p: &Principal, id: &ClusterId, expected_version: u64) -> Result<Cluster> {
-        p.require(Role::Admin)?;
+        p.require(Operation::RotateArchiveKey)?;
         let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         if self.config.archive_keyring.is_none() {
             return Err(Error::conflict_of(
@@ -238,7 +238,7 @@ impl ControlPlane {
         expected_version: u64,
         confirm_recovery_points: bool,
     ) -> Result<()> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeleteCluster)?;
         let cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         if cluster.version != expected_version {
             return Err(self
@@ -324,7 +324,7 @@ impl ControlPlane {
 
     /// Creates (or replaces) the cluster's one-time install link (admin).
     pub async fn create_install_link(&self, p: &Principal, cluster_id: &ClusterId) -> Result<CreatedInstallLink> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CreateInstallLink)?;
         // NotFound for another org's cluster: it is not in this org's partition.
         self.store.get::<Cluster>(&p.org_id, cluster_id).await?;
         let token = Secret::generate(INSTALL_TOKEN_PREFIX)?;
@@ -432,7 +432,7 @@ impl ControlPlane {
     /// The manifest path with an API key (admin): mints and returns a new agent token
     /// (rotating the old one), whatever the cluster's current version.
     pub async fn install_agent_token(&self, p: &Principal, cluster_id: &ClusterId) -> Result<AgentInstall> {
-        p.require(Role::Admin)?;
+        p.require(Operation::InstallAgentToken)?;
         let agent_token = Secret::generate(AGENT_TOKEN_PREFIX)?;
         let token = &agent_token;
         let cluster = self

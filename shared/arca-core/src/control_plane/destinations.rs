@@ -1,7 +1,7 @@
 //! Destinations.
 
 use crate::ids::{DestinationId, OrgId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::backup::BackupDefinition;
 use crate::model::cluster::Cluster;
 use crate::model::destination::{Destination, DestinationSpec};
@@ -14,7 +14,7 @@ use super::ControlPlane;
 
 impl ControlPlane {
     pub async fn create_destination(&self, p: &Principal, spec: DestinationSpec) -> Result<Destination> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CreateDestination)?;
         let spec = spec.validated(self.config.local_destinations)?;
         let now = self.now();
         let dest = Destination {
@@ -30,12 +30,12 @@ impl ControlPlane {
     }
 
     pub async fn get_destination(&self, p: &Principal, id: &DestinationId) -> Result<Destination> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetDestination)?;
         self.store.get(&p.org_id, id).await
     }
 
     pub async fn list_destinations(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Destination>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListDestinations)?;
         self.store.list(&p.org_id, page).await
     }
 
@@ -48,7 +48,7 @@ impl ControlPlane {
         spec: DestinationSpec,
         expected_version: u64,
     ) -> Result<Destination> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdateDestination)?;
         let spec = spec.validated(self.config.local_destinations)?;
         let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
@@ -128,7 +128,7 @@ impl ControlPlane {
         expected_version: u64,
         confirm: bool,
     ) -> Result<DestinationDeletion> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeleteDestination)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let mut users = Vec::new();
         if org.default_destination_id == Some(*id) {

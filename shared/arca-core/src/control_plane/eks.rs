@@ -6,7 +6,7 @@ use crate::control_plane::retry_on_stale;
 use crate::ids::{CloudAccountId, ClusterId, OrgId};
 use crate::ids::{EksRecreationId, RecoveryPointId};
 use crate::model::agent::CompletionReport;
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::{CloudAccount, CloudAccountState};
 use crate::model::cloud::ebs::{EbsSnapshotRef, EksRecreation, EksRecreationState, RecoveryPointAws, snapshot_tags};
 use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsResource};
@@ -267,7 +267,7 @@ impl ControlPlane {
         p: &Principal,
         id: &RecoveryPointId,
     ) -> Result<Option<RecoveryPointAws>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetRecoveryPointAws)?;
         self.get_recovery_point(p, id).await?;
         self.store.find::<RecoveryPointAws>(&p.org_id, id).await
     }
@@ -276,7 +276,7 @@ impl ControlPlane {
     /// the same account and region, from the metadata saved with the point. The AWS work
     /// queue then checks EKS every [`EKS_RECHECK_DELAY`] ([`ControlPlane::eks_recreation_step`]).
     pub async fn recreate_eks(&self, p: &Principal, rp_id: &RecoveryPointId, name: &str) -> Result<EksRecreation> {
-        p.require(Role::Admin)?;
+        p.require(Operation::RecreateEks)?;
         check_eks_name(name)?;
         let cloud = self.cloud()?;
         self.get_recovery_point(p, rp_id).await?;
@@ -325,7 +325,7 @@ impl ControlPlane {
     /// A re-creation as stored. Where no work queue is wired (nothing would step it), a
     /// read of one still creating checks EKS once, as [`ControlPlane::eks_recreation_step`].
     pub async fn get_eks_recreation(&self, p: &Principal, id: &EksRecreationId) -> Result<EksRecreation> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetEksRecreation)?;
         let r = self.store.get::<EksRecreation>(&p.org_id, id).await?;
         if r.state == EksRecreationState::CreatingCluster && self.work_queue().is_none() {
             return self.check_eks_recreation(r).await;
@@ -335,7 +335,7 @@ impl ControlPlane {
 
     /// The org's re-creations, newest first.
     pub async fn list_eks_recreations(&self, p: &Principal, page: &PageRequest) -> Result<Listing<EksRecreation>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListEksRecreations)?;
         self.store
             .list_where(&p.org_id, page, false, |_: &EksRecreation| true)
             .await

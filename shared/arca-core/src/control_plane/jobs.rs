@@ -3,7 +3,7 @@
 use crate::Result;
 use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId};
 use crate::model::agent::AgentState;
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::job::{Job, JobState, JobType};
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::store::Tx;
@@ -30,13 +30,13 @@ pub struct JobFilter {
 
 impl ControlPlane {
     pub async fn get_job(&self, p: &Principal, id: &JobId) -> Result<Job> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetJob)?;
         self.store.get(&p.org_id, id).await
     }
 
     /// Jobs, newest first, optionally filtered.
     pub async fn list_jobs(&self, p: &Principal, filter: &JobFilter, page: &PageRequest) -> Result<Listing<Job>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListJobs)?;
         self.store
             .list_where(&p.org_id, page, false, |j: &Job| {
                 filter.cluster_id.is_none_or(|c| j.cluster_id == Some(c))
@@ -50,7 +50,7 @@ impl ControlPlane {
     /// Cancels a job: PENDING becomes CANCELED, RUNNING becomes CANCELLING; a finished
     /// job refuses (`Conflict`).
     pub async fn cancel_job(&self, p: &Principal, id: &JobId, expected_version: Option<u64>) -> Result<Job> {
-        p.require(Role::Operator)?;
+        p.require(Operation::CancelJob)?;
         self.retrying(|| async move {
             let mut job = self.store.get::<Job>(&p.org_id, id).await?;
             let expected = expected_version.unwrap_or(job.version);

@@ -5,7 +5,7 @@
 
 use crate::control_plane::ControlPlane;
 use crate::ids::{ClusterId, DestinationId, JobId, OrgId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::destination::Destination;
 use crate::model::job::{Job, JobState, JobTrigger, JobType};
 use crate::model::maintenance::{MaintenanceResult, MaintenanceWork, RepositoryKey, RepositoryUpkeep};
@@ -268,7 +268,7 @@ impl ControlPlane {
 
     /// What maintenance reclaimed in a destination, per cluster repository.
     pub async fn destination_maintenance(&self, p: &Principal, id: &DestinationId) -> Result<DestinationMaintenance> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::DestinationMaintenance)?;
         self.store.get::<Destination>(&p.org_id, id).await?;
         let repositories: Vec<RepositoryUpkeep> = self
             .store

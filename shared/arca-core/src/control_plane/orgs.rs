@@ -1,7 +1,7 @@
 //! Orgs, sign-up, API keys and authentication.
 
 use crate::ids::{ApiKeyId, OrgId, PolicyId};
-use crate::model::auth::{ApiKey, ApiKeySpec, CreatedApiKey, Principal, Role};
+use crate::model::auth::{ApiKey, ApiKeySpec, CreatedApiKey, Operation, Principal, Role};
 use crate::model::destination::Destination;
 use crate::model::org::{Org, OrgSpec};
 use crate::model::plan::Plan;
@@ -129,13 +129,13 @@ impl ControlPlane {
     }
 
     pub async fn get_org(&self, p: &Principal) -> Result<Org> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetOrg)?;
         self.store.get::<Org>(&p.org_id, &p.org_id).await
     }
 
     /// Renames the org or sets its default destination (admin).
     pub async fn update_org(&self, p: &Principal, spec: OrgSpec, expected_version: u64) -> Result<Org> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdateOrg)?;
         let spec = spec.validated()?;
         if let Some(dest) = &spec.default_destination_id {
             self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
@@ -181,7 +181,7 @@ impl ControlPlane {
 
     /// Creates an API key (admin); the plaintext is in the result, and nowhere else.
     pub async fn create_api_key(&self, p: &Principal, spec: ApiKeySpec) -> Result<CreatedApiKey> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CreateApiKey)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let existing = self.store.list_all::<ApiKey>(&p.org_id).await?;
         self.limits.check_api_key_count(org.plan, existing.len())?;
@@ -191,18 +191,18 @@ impl ControlPlane {
     }
 
     pub async fn list_api_keys(&self, p: &Principal, page: &PageRequest) -> Result<Listing<ApiKey>> {
-        p.require(Role::Admin)?;
+        p.require(Operation::ListApiKeys)?;
         self.store.list(&p.org_id, page).await
     }
 
     pub async fn get_api_key(&self, p: &Principal, id: &ApiKeyId) -> Result<ApiKey> {
-        p.require(Role::Admin)?;
+        p.require(Operation::GetApiKey)?;
         self.store.get(&p.org_id, id).await
     }
 
     /// Deletes a key (admin). The last admin key cannot go: the org would be locked out.
     pub async fn delete_api_key(&self, p: &Principal, id: &ApiKeyId, expected_version: u64) -> Result<()> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeleteApiKey)?;
         let org = p.org_id;
         self.retrying(|| async move {
             let key = self.store.get::<ApiKey>(&org, id).await?;

@@ -1,7 +1,7 @@
 //! Policies.
 
 use crate::ids::{BackupDefinitionId, PolicyId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::backup::BackupDefinition;
 use crate::model::org::Org;
 use crate::model::policy::{self, Policy, PolicySpec, ReferrerKind};
@@ -12,7 +12,7 @@ use super::ControlPlane;
 
 impl ControlPlane {
     pub async fn create_policy(&self, p: &Principal, spec: PolicySpec) -> Result<Policy> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CreatePolicy)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let spec = spec.validated(org.plan, &self.limits)?;
         let now = self.now();
@@ -29,12 +29,12 @@ impl ControlPlane {
     }
 
     pub async fn get_policy(&self, p: &Principal, id: &PolicyId) -> Result<Policy> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetPolicy)?;
         self.store.get(&p.org_id, id).await
     }
 
     pub async fn list_policies(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Policy>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListPolicies)?;
         self.store.list(&p.org_id, page).await
     }
 
@@ -47,7 +47,7 @@ impl ControlPlane {
         spec: PolicySpec,
         expected_version: u64,
     ) -> Result<Policy> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdatePolicy)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let spec = spec.validated(org.plan, &self.limits)?;
         let mut policy = self.store.get::<Policy>(&p.org_id, id).await?;
@@ -90,7 +90,7 @@ impl ControlPlane {
     /// Deletes a policy nothing uses. `usedBy` changes bump the version, so the version
     /// condition makes "in use" race-free.
     pub async fn delete_policy(&self, p: &Principal, id: &PolicyId, expected_version: u64) -> Result<()> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeletePolicy)?;
         let policy = self.store.get::<Policy>(&p.org_id, id).await?;
         if policy.version != expected_version {
             return Err(self
@@ -105,7 +105,7 @@ impl ControlPlane {
     /// The attach check for RDS copy definitions (which arrive in a later issue): the
     /// policy exists and never runs more often than daily.
     pub async fn check_policy_for_rds_copy(&self, p: &Principal, id: &PolicyId) -> Result<Policy> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetPolicy)?;
         let policy = self.existing::<Policy>(&p.org_id, id, "policyId").await?;
         policy::ensure_at_most_daily(&policy.spec, self.now()).map_err(|e| match e {
             Error::Invalid { message, .. } => Error::invalid("policyId", message),

@@ -19,7 +19,7 @@
 //! the storage is the deployment's, and the credentials are the ones it vends to agents.
 
 use crate::ids::{ClusterId, DestinationId, OrgId, RecoveryPointId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::cluster::Cluster;
 use crate::model::destination::Destination;
 use crate::model::maintenance::{RepositoryKey, RepositoryUpkeep};
@@ -69,7 +69,7 @@ impl ControlPlane {
         cluster_id: &ClusterId,
         include_unexpired: bool,
     ) -> Result<PurgeGrant> {
-        p.require(Role::Admin)?;
+        p.require(Operation::BeginPurge)?;
         let key = RepositoryKey {
             destination_id: *destination_id,
             cluster_id: *cluster_id,
@@ -158,7 +158,7 @@ impl ControlPlane {
         destination_id: &DestinationId,
         cluster_id: &ClusterId,
     ) -> Result<PurgeDone> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CompletePurge)?;
         let key = RepositoryKey {
             destination_id: *destination_id,
             cluster_id: *cluster_id,

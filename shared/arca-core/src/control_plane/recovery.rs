@@ -2,7 +2,7 @@
 
 use crate::ids::{BackupDefinitionId, ClusterId, OrgId, RecoveryPointId, RestoreId};
 use crate::model::agent::AgentState;
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::cluster::{Cluster, ClusterState};
 use crate::model::job::{Job, JobTrigger, JobType};
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
@@ -51,7 +51,7 @@ impl ControlPlane {
         filter: &RecoveryPointFilter,
         page: &PageRequest,
     ) -> Result<Listing<RecoveryPoint>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListRecoveryPoints)?;
         let live = self.live_cluster_ids(&p.org_id).await?;
         self.store
             .list_where(&p.org_id, page, true, |rp: &RecoveryPoint| {
@@ -63,7 +63,7 @@ impl ControlPlane {
     }
 
     pub async fn get_recovery_point(&self, p: &Principal, id: &RecoveryPointId) -> Result<RecoveryPoint> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetRecoveryPoint)?;
         let rp = self.store.get::<RecoveryPoint>(&p.org_id, id).await?;
         if self.store.find::<Cluster>(&p.org_id, &rp.cluster_id).await?.is_none() {
             return Err(Error::not_found(format!("recovery point {id}")));
@@ -74,7 +74,7 @@ impl ControlPlane {
     /// Creates a restore request and its PENDING K8S_RESTORE job together. The recovery
     /// point must be READY and visible; the target cluster must be ACTIVE.
     pub async fn create_restore(&self, p: &Principal, spec: RestoreSpec) -> Result<RestoreCreated> {
-        p.require(Role::Operator)?;
+        p.require(Operation::CreateRestore)?;
         let spec = spec.validated()?;
         let rp = match self.get_recovery_point(p, &spec.recovery_point_id).await {
             Err(Error::NotFound { what }) => return Err(Error::invalid("recoveryPointId", what)),
@@ -138,7 +138,7 @@ impl ControlPlane {
     }
 
     pub async fn get_restore(&self, p: &Principal, id: &RestoreId) -> Result<Restore> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetRestore)?;
         self.store.get(&p.org_id, id).await
     }
 
@@ -156,7 +156,7 @@ impl ControlPlane {
         // that matches little may cost; the cursor then says where to go on).
         const BATCHES: u32 = 10;
         const ROUNDS: usize = 5;
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListRestoreObjects)?;
         // NotFound for another org's restore: its results are under its org only anyway.
         self.store.get::<Restore>(&p.org_id, id).await?;
         let limit = page.size()? as usize;
@@ -215,7 +215,7 @@ impl ControlPlane {
     }
 
     pub async fn list_restores(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Restore>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListRestores)?;
         self.store.list(&p.org_id, page).await
     }
 }

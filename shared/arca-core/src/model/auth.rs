@@ -30,6 +30,161 @@ impl Role {
     }
 }
 
+/// What an API key can ask of the control plane: one variant per operation of the
+/// service, named after its method. [`Operation::role`] is the one table of who may do
+/// what: the service enforces it ([`Principal::require`]), the API's handlers check it
+/// before they parse ids, and the API's OpenAPI document states it ("Role: admin.").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    GetOrg,
+    UpdateOrg,
+    ListApiKeys,
+    GetApiKey,
+    CreateApiKey,
+    DeleteApiKey,
+    ListClusters,
+    GetCluster,
+    RegisterCluster,
+    UpdateCluster,
+    DeleteCluster,
+    RotateAgentToken,
+    RotateArchiveKey,
+    CreateInstallLink,
+    InstallAgentToken,
+    ListDestinations,
+    GetDestination,
+    DestinationMaintenance,
+    CreateDestination,
+    UpdateDestination,
+    DeleteDestination,
+    BeginPurge,
+    CompletePurge,
+    ListPolicies,
+    GetPolicy,
+    CreatePolicy,
+    UpdatePolicy,
+    DeletePolicy,
+    ListBackupDefinitions,
+    GetBackupDefinition,
+    CreateBackupDefinition,
+    UpdateBackupDefinition,
+    DeleteBackupDefinition,
+    /// Pause and resume.
+    SetBackupPaused,
+    RunBackupNow,
+    ListJobs,
+    GetJob,
+    CancelJob,
+    ListRecoveryPoints,
+    GetRecoveryPoint,
+    ListRestores,
+    GetRestore,
+    ListRestoreObjects,
+    CreateRestore,
+    ListCloudAccounts,
+    GetCloudAccount,
+    LinkCloudAccount,
+    UpdateCloudAccount,
+    DeleteCloudAccount,
+    SetCloudAccountRole,
+    VerifyCloudAccount,
+    GetCloudInventory,
+    InventoryCloudAccount,
+    GetRecoveryPointAws,
+    ListEksRecreations,
+    GetEksRecreation,
+    RecreateEks,
+    ListRdsBackupDefinitions,
+    GetRdsBackupDefinition,
+    CreateRdsBackupDefinition,
+    UpdateRdsBackupDefinition,
+    DeleteRdsBackupDefinition,
+    /// Pause and resume.
+    SetRdsBackupPaused,
+    RunRdsBackupNow,
+    ListRdsRecoveryPoints,
+    GetRdsRecoveryPoint,
+    CreateRdsRestore,
+}
+
+impl Operation {
+    /// The least role the operation takes.
+    pub const fn role(self) -> Role {
+        use Operation::*;
+        match self {
+            GetOrg
+            | ListClusters
+            | GetCluster
+            | ListDestinations
+            | GetDestination
+            | DestinationMaintenance
+            | ListPolicies
+            | GetPolicy
+            | ListBackupDefinitions
+            | GetBackupDefinition
+            | ListJobs
+            | GetJob
+            | ListRecoveryPoints
+            | GetRecoveryPoint
+            | ListRestores
+            | GetRestore
+            | ListRestoreObjects
+            | ListCloudAccounts
+            | GetCloudAccount
+            | GetCloudInventory
+            | GetRecoveryPointAws
+            | ListEksRecreations
+            | GetEksRecreation
+            | ListRdsBackupDefinitions
+            | GetRdsBackupDefinition
+            | ListRdsRecoveryPoints
+            | GetRdsRecoveryPoint => Role::Viewer,
+            // Operating protection: run now, pause, resume, cancel, restore, inventory.
+            SetBackupPaused
+            | RunBackupNow
+            | CancelJob
+            | CreateRestore
+            | InventoryCloudAccount
+            | SetRdsBackupPaused
+            | RunRdsBackupNow
+            | CreateRdsRestore => Role::Operator,
+            // Configuring it, and the org and its keys.
+            UpdateOrg
+            | ListApiKeys
+            | GetApiKey
+            | CreateApiKey
+            | DeleteApiKey
+            | RegisterCluster
+            | UpdateCluster
+            | DeleteCluster
+            | RotateAgentToken
+            | RotateArchiveKey
+            | CreateInstallLink
+            | InstallAgentToken
+            | CreateDestination
+            | UpdateDestination
+            | DeleteDestination
+            | BeginPurge
+            | CompletePurge
+            | CreatePolicy
+            | UpdatePolicy
+            | DeletePolicy
+            | CreateBackupDefinition
+            | UpdateBackupDefinition
+            | DeleteBackupDefinition
+            | LinkCloudAccount
+            | UpdateCloudAccount
+            | DeleteCloudAccount
+            | SetCloudAccountRole
+            | VerifyCloudAccount
+            | RecreateEks
+            | CreateRdsBackupDefinition
+            | UpdateRdsBackupDefinition
+            | DeleteRdsBackupDefinition => Role::Admin,
+        }
+    }
+}
+
 /// An API key as stored and listed: never the secret, and not even its hash (the hash
 /// lives only in the index entry that finds the key; see `store::records`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,8 +248,9 @@ impl Principal {
         }
     }
 
-    /// Fails with `Forbidden` unless the caller's role includes `needed`.
-    pub fn require(&self, needed: Role) -> Result<()> {
+    /// Fails with `Forbidden` unless the caller's role includes the one `operation` takes.
+    pub fn require(&self, operation: Operation) -> Result<()> {
+        let needed = operation.role();
         if self.role >= needed {
             Ok(())
         } else {
@@ -118,9 +274,10 @@ mod tests {
             role,
             api_key_id: None,
         };
-        assert!(p(Role::Admin).require(Role::Operator).is_ok());
-        assert!(p(Role::Operator).require(Role::Viewer).is_ok());
-        let err = p(Role::Viewer).require(Role::Operator).unwrap_err();
+        assert!(p(Role::Admin).require(Operation::CancelJob).is_ok());
+        assert!(p(Role::Operator).require(Operation::GetJob).is_ok());
+        assert!(p(Role::Operator).require(Operation::DeletePolicy).is_err());
+        let err = p(Role::Viewer).require(Operation::RunBackupNow).unwrap_err();
         assert_eq!(
             err.to_string(),
             "forbidden: this needs the operator role; the key has viewer"

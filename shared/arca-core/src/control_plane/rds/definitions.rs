@@ -2,7 +2,7 @@
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::ids::{OrgId, PolicyId, RdsBackupDefinitionId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::CloudAccount;
 use crate::model::policy::{Policy, ReferrerKind};
 use crate::model::rds::{self, RdsBackupDefinition, RdsBackupDefinitionSpec};
@@ -109,7 +109,7 @@ impl ControlPlane {
         p: &Principal,
         spec: RdsBackupDefinitionSpec,
     ) -> Result<RdsBackupDefinition> {
-        p.require(Role::Admin)?;
+        p.require(Operation::CreateRdsBackupDefinition)?;
         let spec = &spec.validated()?;
         self.check_rds_spec(p, spec).await?;
         let id = RdsBackupDefinitionId::new();
@@ -141,7 +141,7 @@ impl ControlPlane {
         p: &Principal,
         id: &RdsBackupDefinitionId,
     ) -> Result<RdsBackupDefinition> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetRdsBackupDefinition)?;
         self.store.get(&p.org_id, id).await
     }
 
@@ -150,7 +150,7 @@ impl ControlPlane {
         p: &Principal,
         page: &PageRequest,
     ) -> Result<Listing<RdsBackupDefinition>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListRdsBackupDefinitions)?;
         self.store.list(&p.org_id, page).await
     }
 
@@ -162,7 +162,7 @@ impl ControlPlane {
         spec: RdsBackupDefinitionSpec,
         expected_version: u64,
     ) -> Result<RdsBackupDefinition> {
-        p.require(Role::Admin)?;
+        p.require(Operation::UpdateRdsBackupDefinition)?;
         // Another org's id is NotFound before anything in the body is looked at.
         self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
         let spec = &spec.validated()?;
@@ -199,7 +199,7 @@ impl ControlPlane {
         id: &RdsBackupDefinitionId,
         expected_version: u64,
     ) -> Result<()> {
-        p.require(Role::Admin)?;
+        p.require(Operation::DeleteRdsBackupDefinition)?;
         let def = self
             .retrying(|| async move {
                 let def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
@@ -231,7 +231,7 @@ impl ControlPlane {
         expected_version: Option<u64>,
         paused: bool,
     ) -> Result<RdsBackupDefinition> {
-        p.require(Role::Operator)?;
+        p.require(Operation::SetRdsBackupPaused)?;
         let def = self
             .retrying(|| async {
                 let mut def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;

@@ -2,7 +2,7 @@
 
 use crate::control_plane::ControlPlane;
 use crate::ids::{OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId};
-use crate::model::auth::{Principal, Role};
+use crate::model::auth::{Operation, Principal};
 use crate::model::dispatch;
 use crate::model::job::{Job, JobState, JobTrigger, JobType};
 use crate::model::org::Org;
@@ -29,7 +29,7 @@ impl ControlPlane {
         id: &RdsBackupDefinitionId,
         request: RdsRunRequest,
     ) -> Result<Job> {
-        p.require(Role::Operator)?;
+        p.require(Operation::RunRdsBackupNow)?;
         self.rds_wiring()?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
@@ -183,7 +183,7 @@ impl ControlPlane {
     /// recovery point, an existing snapshot, or a restore time inside the database's
     /// restorable window, asked live) and creates the RDS_RESTORE job.
     pub async fn create_rds_restore(&self, p: &Principal, spec: RdsRestoreSpec) -> Result<Job> {
-        p.require(Role::Operator)?;
+        p.require(Operation::CreateRdsRestore)?;
         let wiring = self.rds_wiring()?;
         let mut spec = spec.validated()?;
         let role = self
@@ -302,7 +302,7 @@ impl ControlPlane {
         definition: Option<RdsBackupDefinitionId>,
         page: &PageRequest,
     ) -> Result<Listing<RdsRecoveryPoint>> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::ListRdsRecoveryPoints)?;
         self.store
             .list_where(&p.org_id, page, false, |rp: &RdsRecoveryPoint| {
                 definition.is_none() || rp.definition_id == definition
@@ -311,7 +311,7 @@ impl ControlPlane {
     }
 
     pub async fn get_rds_recovery_point(&self, p: &Principal, id: &RecoveryPointId) -> Result<RdsRecoveryPoint> {
-        p.require(Role::Viewer)?;
+        p.require(Operation::GetRdsRecoveryPoint)?;
         self.store.get(&p.org_id, id).await
     }
 
