@@ -10,6 +10,7 @@ mod agent;
 mod backups;
 mod cloud_accounts;
 mod clusters;
+mod credentials;
 mod destinations;
 mod dispatch;
 mod ebs_restore;
