@@ -1,6 +1,6 @@
 //! RDS backup definitions.
 
-use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
+use crate::control_plane::{ControlPlane, retry_on_conflict};
 use crate::ids::{OrgId, PolicyId, RdsBackupDefinitionId};
 use crate::model::auth::{Principal, Role};
 use crate::model::cloud::account::CloudAccount;
@@ -233,17 +233,9 @@ impl ControlPlane {
     ) -> Result<RdsBackupDefinition> {
         p.require(Role::Operator)?;
         let def = self
-            .retrying(|| async {
-                let mut def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
-                let expected = expected_version.unwrap_or(def.version);
+            .update_record(&p.org_id, id, expected_version, |def: &mut RdsBackupDefinition| {
                 def.spec.paused = paused;
                 def.updated_at = self.now();
-                let result = self.store.update(def, expected).await;
-                if expected_version.is_none() {
-                    result.map_err(retry_on_stale)
-                } else {
-                    result
-                }
             })
             .await?;
         self.sync_rds_schedules(&def).await?;
