@@ -55,19 +55,7 @@ impl ControlPlane {
     /// Registers a cluster (REGISTERED) and mints its agent token, returned this once.
     pub async fn register_cluster(&self, p: &Principal, spec: ClusterSpec) -> Result<RegisteredCluster> {
         p.require(Role::Admin)?;
-        let spec = spec.validated()?;
-        if let Some(dest) = &spec.default_destination_id {
-            self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
-                .await?;
-        }
-        if let Some(aws) = &spec.aws {
-            self.existing::<crate::model::cloud::account::CloudAccount>(
-                &p.org_id,
-                &aws.cloud_account_id,
-                "aws.cloudAccountId",
-            )
-            .await?;
-        }
+        let spec = self.checked_cluster_spec(&p.org_id, spec).await?;
         let now = self.now();
         let token = Secret::generate(AGENT_TOKEN_PREFIX)?;
         let id = ClusterId::new();
@@ -152,6 +140,19 @@ impl ControlPlane {
         }))
     }
 
+    /// A cluster spec, validated, whose default destination and cloud account exist.
+    async fn checked_cluster_spec(&self, org: &OrgId, spec: ClusterSpec) -> Result<ClusterSpec> {
+        let spec = spec.validated()?;
+        if let Some(dest) = &spec.default_destination_id {
+            self.existing::<Destination>(org, dest, "defaultDestinationId").await?;
+        }
+        if let Some(aws) = &spec.aws {
+            self.existing::<crate::model::cloud::account::CloudAccount>(org, &aws.cloud_account_id, "aws.cloudAccountId")
+                .await?;
+        }
+        Ok(spec)
+    }
+
     /// Replaces the user-editable part of a cluster; what the agent reports is kept.
     pub async fn update_cluster(
         &self,
@@ -161,19 +162,7 @@ impl ControlPlane {
         expected_version: u64,
     ) -> Result<Cluster> {
         p.require(Role::Admin)?;
-        let spec = spec.validated()?;
-        if let Some(dest) = &spec.default_destination_id {
-            self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
-                .await?;
-        }
-        if let Some(aws) = &spec.aws {
-            self.existing::<crate::model::cloud::account::CloudAccount>(
-                &p.org_id,
-                &aws.cloud_account_id,
-                "aws.cloudAccountId",
-            )
-            .await?;
-        }
+        let spec = self.checked_cluster_spec(&p.org_id, spec).await?;
         let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         cluster.spec = spec;
         cluster.updated_at = self.now();
