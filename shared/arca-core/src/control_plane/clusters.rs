@@ -147,8 +147,12 @@ impl ControlPlane {
             self.existing::<Destination>(org, dest, "defaultDestinationId").await?;
         }
         if let Some(aws) = &spec.aws {
-            self.existing::<crate::model::cloud::account::CloudAccount>(org, &aws.cloud_account_id, "aws.cloudAccountId")
-                .await?;
+            self.existing::<crate::model::cloud::account::CloudAccount>(
+                org,
+                &aws.cloud_account_id,
+                "aws.cloudAccountId",
+            )
+            .await?;
         }
         Ok(spec)
     }

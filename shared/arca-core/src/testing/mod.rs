@@ -7,10 +7,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
-use crate::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use crate::control_plane::{ControlPlane, ControlPlaneConfig, RegisteredCluster, SignupRequest};
 use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId};
 use crate::model::auth::Principal;
-use crate::model::backup::{BackupDefinitionSpec, PvMode, Selection};
+use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, PvMode, Selection};
+use crate::model::cluster::{ClusterSpec, Heartbeat};
 use crate::model::destination::{DestinationSpec, DestinationTarget};
 use crate::model::plan::PlanLimits;
 use crate::model::policy::Policy;
@@ -77,6 +78,33 @@ pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret
         .await
         .expect("the bootstrap key authenticates");
     (principal, signed.admin_key.secret, signed.default_policy)
+}
+
+/// Registers a cluster called `name` (REGISTERED; its agent token in the answer).
+pub async fn register(cp: &ControlPlane, p: &Principal, name: &str) -> RegisteredCluster {
+    cp.register_cluster(
+        p,
+        ClusterSpec {
+            name: name.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("register")
+}
+
+/// Registers a cluster called `name` whose agent has sent a heartbeat (ACTIVE).
+pub async fn active_cluster(cp: &ControlPlane, p: &Principal, name: &str) -> RegisteredCluster {
+    let registered = register(cp, p, name).await;
+    cp.record_heartbeat(&registered.agent_token, Heartbeat::default())
+        .await
+        .expect("heartbeat");
+    registered
+}
+
+/// Creates a backup definition (it must be valid).
+pub async fn create_definition(cp: &ControlPlane, p: &Principal, spec: BackupDefinitionSpec) -> BackupDefinition {
+    cp.create_backup_definition(p, spec).await.expect("create").definition
 }
 
 fn s3(name: &str) -> DestinationSpec {

@@ -20,26 +20,14 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
     let store = Store::new(items);
     let (p, _, policy) = new_org(&cp, "clusters").await;
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
-    let cluster = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "doomed".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register")
-        .cluster;
+    let cluster = register(&cp, &p, "doomed").await.cluster;
     assert_eq!(cluster.state, ClusterState::Registered);
-    let def = cp
-        .create_backup_definition(
-            &p,
-            definition(cluster.id, Some(policy.id), Some(dest.id), "protects-doomed"),
-        )
-        .await
-        .expect("create")
-        .definition;
+    let def = create_definition(
+        &cp,
+        &p,
+        definition(cluster.id, Some(policy.id), Some(dest.id), "protects-doomed"),
+    )
+    .await;
     let referenced = cp.get_cluster(&p, &cluster.id).await.expect("get");
     assert!(referenced.backup_definition_ids.contains(&def.id));
     expect_err!(
@@ -118,19 +106,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
             .is_some(),
         "but kept until expiry"
     );
-    let other = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "target".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
-    cp.record_heartbeat(&other.agent_token, Heartbeat::default())
-        .await
-        .expect("heartbeat");
+    let other = active_cluster(&cp, &p, "target").await;
     let restore = RestoreSpec {
         recovery_point_id: rp1.id,
         target_cluster_id: other.cluster.id,
@@ -155,16 +131,7 @@ pub async fn agent_token_lookup(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let store = Store::new(items.clone());
     let (p, _, _) = new_org(&cp, "agents").await;
-    let registered = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "edge".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
+    let registered = register(&cp, &p, "edge").await;
     let found = store
         .find_cluster_by_agent_token_hash_cross_tenant(&registered.agent_token.hash())
         .await
@@ -229,16 +196,7 @@ pub async fn agent_token_lookup(items: Arc<dyn ItemStore>) {
 pub async fn heartbeats_leave_the_cluster_etag_alone(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let (p, _, _) = new_org(&cp, "etag").await;
-    let reg = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
+    let reg = register(&cp, &p, "c").await;
     let v = reg.cluster.version;
     cp.record_heartbeat(
         &reg.agent_token,
