@@ -75,7 +75,7 @@ fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub(crate) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
         .collect()
@@ -89,39 +89,63 @@ fn aws_time(t: DateTime<Utc>) -> aws_sdk_rds::primitives::DateTime {
     aws_sdk_rds::primitives::DateTime::from_secs(t.timestamp())
 }
 
+/// An instance or a cluster snapshot as the port's (the SDK's two types name some fields
+/// differently: the identifiers, the ARN, the source, encryption).
+macro_rules! snapshot_info {
+    ($s:expr, $region:expr, cluster: $cluster:expr, $identifier:ident, $arn:ident, $source:ident, $encrypted:ident) => {{
+        let s = $s;
+        RdsSnapshotInfo {
+            snapshot: RdsSnapshotRef {
+                identifier: s.$identifier().unwrap_or_default().to_string(),
+                arn: s.$arn().unwrap_or_default().to_string(),
+                region: $region.to_string(),
+                cluster: $cluster,
+            },
+            state: RdsOperationState::from_status(s.status().unwrap_or("creating")),
+            snapshot_type: s.snapshot_type().map(str::to_string),
+            engine: s.engine().map(str::to_string),
+            encrypted: s.$encrypted().unwrap_or(false),
+            created_at: time(s.snapshot_create_time()),
+            source_identifier: s.$source().unwrap_or_default().to_string(),
+            tags: tag_map(s.tag_list()),
+        }
+    }};
+}
+
 fn instance_snapshot(s: &aws_sdk_rds::types::DbSnapshot, region: &str) -> RdsSnapshotInfo {
-    RdsSnapshotInfo {
-        snapshot: RdsSnapshotRef {
-            identifier: s.db_snapshot_identifier().unwrap_or_default().to_string(),
-            arn: s.db_snapshot_arn().unwrap_or_default().to_string(),
-            region: region.to_string(),
-            cluster: false,
-        },
-        state: RdsOperationState::from_status(s.status().unwrap_or("creating")),
-        snapshot_type: s.snapshot_type().map(str::to_string),
-        engine: s.engine().map(str::to_string),
-        encrypted: s.encrypted().unwrap_or(false),
-        created_at: time(s.snapshot_create_time()),
-        source_identifier: s.db_instance_identifier().unwrap_or_default().to_string(),
-        tags: tag_map(s.tag_list()),
-    }
+    snapshot_info!(s, region, cluster: false, db_snapshot_identifier, db_snapshot_arn, db_instance_identifier, encrypted)
 }
 
 fn cluster_snapshot(s: &aws_sdk_rds::types::DbClusterSnapshot, region: &str) -> RdsSnapshotInfo {
-    RdsSnapshotInfo {
-        snapshot: RdsSnapshotRef {
-            identifier: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
-            arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_string(),
-            region: region.to_string(),
-            cluster: true,
-        },
-        state: RdsOperationState::from_status(s.status().unwrap_or("creating")),
-        snapshot_type: s.snapshot_type().map(str::to_string),
-        engine: s.engine().map(str::to_string),
-        encrypted: s.storage_encrypted().unwrap_or(false),
-        created_at: time(s.snapshot_create_time()),
-        source_identifier: s.db_cluster_identifier().unwrap_or_default().to_string(),
-        tags: tag_map(s.tag_list()),
+    snapshot_info!(
+        s,
+        region,
+        cluster: true,
+        db_cluster_snapshot_identifier,
+        db_cluster_snapshot_arn,
+        db_cluster_identifier,
+        storage_encrypted
+    )
+}
+
+/// The start of an instance's restorable window, which lives with its automated backups
+/// (`None` where none are listed).
+pub(crate) async fn earliest_restorable(rds: &aws_sdk_rds::Client, identifier: &str) -> Option<DateTime<Utc>> {
+    match rds
+        .describe_db_instance_automated_backups()
+        .db_instance_identifier(identifier)
+        .send()
+        .await
+    {
+        Ok(b) => b
+            .db_instance_automated_backups()
+            .iter()
+            .filter_map(|b| time(b.restore_window()?.earliest_time()))
+            .min(),
+        Err(e) => {
+            tracing::debug!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "no automated backups listed");
+            None
+        }
     }
 }
 
@@ -167,20 +191,7 @@ impl RdsOperations for AwsRdsOperations {
             .db_instances()
             .first()
             .ok_or_else(|| Error::not_found(format!("RDS instance {}", db.identifier)))?;
-        // The restorable window's start lives with the automated backups.
-        let earliest = match rds
-            .describe_db_instance_automated_backups()
-            .db_instance_identifier(&db.identifier)
-            .send()
-            .await
-        {
-            Ok(b) => b
-                .db_instance_automated_backups()
-                .iter()
-                .filter_map(|b| time(b.restore_window()?.earliest_time()))
-                .min(),
-            Err(_) => None,
-        };
+        let earliest = earliest_restorable(&rds, &db.identifier).await;
         let latest = time(i.latest_restorable_time());
         Ok(RdsDatabaseInfo {
             database: db.clone(),
