@@ -8,17 +8,18 @@
 //! moto makes snapshots `available` at once; the "still creating" path is covered by
 //! `arca_core::testing::scenarios::rds` with its fake.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arca_aws::dynamo::create_table;
 use arca_aws::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsRdsWorkQueue};
 use arca_core::Error;
 use arca_core::control_plane::RdsRunRequest;
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::CloudAccountId;
 use arca_core::model::auth::Principal;
-use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::model::cloud::account::{CloudAccountState, RoleStackConfig};
 use arca_core::model::job::{Job, JobState};
 use arca_core::model::plan::PlanLimits;
 use arca_core::model::rds::{
@@ -30,45 +31,11 @@ use arca_core::ports::rds::{RdsWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
-use aws_config::{Region, SdkConfig};
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use aws_config::SdkConfig;
+use common::{as_account, dynamo_store, fresh_account, link_account, sign_up};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
-
-fn fresh_account(salt: u64) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos() as u64;
-    format!(
-        "{:012}",
-        ((nanos / 1000 + salt * 7_919) % 900_000_000_000) + 100_000_000_000
-    )
-}
-
-/// Configuration acting inside `account` (moto: credentials from AssumeRole into it).
-async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig {
-    let out = aws_sdk_sts::Client::new(base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("assume role on moto");
-    let c = out.credentials().expect("credentials");
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "seed",
-    );
-    base.to_builder()
-        .region(Region::new(region.to_string()))
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
 
 /// An instance and an Aurora cluster in the east; a subnet group in the west.
 async fn seed(base: &SdkConfig, account: &str) {
@@ -169,29 +136,13 @@ impl Deployment {
 }
 
 async fn link(cp: &ControlPlane, p: &Principal, account: &str) -> CloudAccountId {
-    let a = cp
-        .link_cloud_account(
-            p,
-            CloudAccountSpec {
-                name: format!("acct-{account}"),
-                description: String::new(),
-                regions: vec![EAST.into(), WEST.into()],
-            },
-        )
-        .await
-        .expect("link")
-        .account;
-    let v = cp
-        .set_cloud_account_role(
-            p,
-            &a.id,
-            &format!("arn:aws:iam::{account}:role/arca-{}", a.id),
-            a.version,
-        )
-        .await
-        .expect("role");
+    let regions = vec![EAST.into(), WEST.into()];
+    let v = link_account(cp, p, format!("acct-{account}"), regions, account, |id| {
+        format!("arca-{id}")
+    })
+    .await;
     assert_eq!(v.account.state, CloudAccountState::Active, "{:?}", v.account.last_error);
-    a.id
+    v.account.id
 }
 
 fn db(id: &str, cluster: bool) -> RdsDatabaseRef {
@@ -312,24 +263,14 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
     for a in &accounts {
         seed(&base, a).await;
     }
-    let client = aws_sdk_dynamodb::Client::new(&base);
-    let table = arca_testenv::unique("arca-rds");
-    create_table(&client, &table).await.expect("table");
     let d = Deployment {
-        items: Arc::new(DynamoItemStore::new(client, &table)),
+        items: Arc::new(dynamo_store(&base, "arca-rds").await),
         connector: Arc::new(AwsCloudConnector::new(base.clone())),
         queue: Arc::new(FakeRdsQueue::new()),
         start: SystemTime::now(),
     };
     let cp = d.at(0);
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "moto-rds".into(),
-            admin_key_name: None,
-        })
-        .await
-        .expect("signup");
-    let p = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
+    let p = sign_up(&cp, "moto-rds").await;
     let a = link(&cp, &p, &accounts[0]).await;
     let b = link(&cp, &p, &accounts[1]).await;
     let east_a = as_account(&base, &accounts[0], EAST).await;

@@ -1,0 +1,99 @@
+//! What the moto suites share: accounts reached by AssumeRole, a fresh DynamoDB table, a
+//! signed-up org and a linked account.
+
+// Each suite uses some of these.
+#![allow(dead_code)]
+
+use std::time::SystemTime;
+
+use arca_aws::DynamoItemStore;
+use arca_core::control_plane::{ControlPlane, SignupRequest};
+use arca_core::ids::CloudAccountId;
+use arca_core::model::auth::Principal;
+use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountView};
+use aws_config::{Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+
+/// A fresh 12-digit account per run (and `salt`), so reruns on the same moto start empty.
+pub fn fresh_account(salt: u64) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as u64;
+    format!(
+        "{:012}",
+        ((nanos / 1000 + salt * 7_919) % 900_000_000_000) + 100_000_000_000
+    )
+}
+
+/// Configuration acting inside `account` (moto: credentials from AssumeRole into it).
+pub async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig {
+    let out = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume role on moto");
+    let c = out.credentials().expect("credentials");
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "seed",
+    );
+    base.to_builder()
+        .region(Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+/// An item store on a new DynamoDB table named after `prefix`.
+pub async fn dynamo_store(base: &SdkConfig, prefix: &str) -> DynamoItemStore {
+    let client = aws_sdk_dynamodb::Client::new(base);
+    let table = arca_testenv::unique(prefix);
+    arca_aws::dynamo::create_table(&client, &table)
+        .await
+        .expect("create table on moto");
+    DynamoItemStore::new(client, &table)
+}
+
+/// Signs up an org called `name`; its bootstrap admin.
+pub async fn sign_up(cp: &ControlPlane, name: &str) -> Principal {
+    let signed = cp
+        .signup(SignupRequest {
+            org_name: name.into(),
+            admin_key_name: None,
+        })
+        .await
+        .expect("signup");
+    cp.authenticate(&signed.admin_key.secret).await.expect("auth")
+}
+
+/// Links a cloud account called `name` in `regions` and sets its role, named by
+/// `role_name` from the new account's id, in AWS account `aws_account`.
+pub async fn link_account(
+    cp: &ControlPlane,
+    p: &Principal,
+    name: String,
+    regions: Vec<String>,
+    aws_account: &str,
+    role_name: impl FnOnce(&CloudAccountId) -> String,
+) -> CloudAccountView {
+    let view = cp
+        .link_cloud_account(
+            p,
+            CloudAccountSpec {
+                name,
+                description: String::new(),
+                regions,
+            },
+        )
+        .await
+        .expect("link");
+    let role = format!("arn:aws:iam::{aws_account}:role/{}", role_name(&view.account.id));
+    cp.set_cloud_account_role(p, &view.account.id, &role, view.account.version)
+        .await
+        .expect("role")
+}
