@@ -25,7 +25,7 @@ use arca_core::ports::cloud::CloudConnector;
 use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
-use common::{as_account, dynamo_store, fresh_account, link_account, sign_up};
+use common::{as_account, dynamo_store, fresh_account, link_account, sign_up, sqs_queue};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
@@ -515,16 +515,7 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
     let base = env.sdk_config().await;
     let account = fresh_account(0);
     let region = "us-east-1";
-    let sqs = aws_sdk_sqs::Client::new(&base);
-    let url = sqs
-        .create_queue()
-        .queue_name(arca_testenv::unique("arca-work"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
+    let (sqs, url) = sqs_queue(&base, "arca-work").await;
     let queue = Arc::new(SqsRdsWorkQueue::new(sqs.clone(), &url));
     let connector = Arc::new(AwsCloudConnector::new(base.clone()));
     let cp = ControlPlane::new(

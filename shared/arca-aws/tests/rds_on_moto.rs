@@ -32,7 +32,7 @@ use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
 use aws_config::SdkConfig;
-use common::{as_account, dynamo_store, fresh_account, link_account, sign_up};
+use common::{as_account, dynamo_store, fresh_account, link_account, sign_up, sqs_queue};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -553,16 +553,7 @@ async fn job_source(cp: &ControlPlane, p: &Principal, job: &Job) -> String {
 async fn rds_work_messages_go_through_sqs() {
     let Some(env) = arca_testenv::aws() else { return };
     let base = env.sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&base);
-    let url = sqs
-        .create_queue()
-        .queue_name(arca_testenv::unique("arca-rds-work"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
+    let (sqs, url) = sqs_queue(&base, "arca-rds-work").await;
     let q = SqsRdsWorkQueue::new(sqs.clone(), &url);
     let m = RdsWorkMessage {
         org_id: arca_core::ids::OrgId::new(),

@@ -4,15 +4,17 @@
 // Each suite uses some of these.
 #![allow(dead_code)]
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use arca_aws::DynamoItemStore;
+use arca_aws::{DynamoItemStore, StsCredentialVendor, StsCredentialVendorConfig};
 use arca_core::control_plane::{ControlPlane, SignupRequest};
-use arca_core::ids::CloudAccountId;
+use arca_core::ids::{CloudAccountId, DestinationId, OrgId};
 use arca_core::model::auth::Principal;
 use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountView};
+use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use chrono::{DateTime, Utc};
 
 /// A fresh 12-digit account per run (and `salt`), so reruns on the same moto start empty.
 pub fn fresh_account(salt: u64) -> String {
@@ -96,4 +98,51 @@ pub async fn link_account(
     cp.set_cloud_account_role(p, &view.account.id, &role, view.account.version)
         .await
         .expect("role")
+}
+
+/// A new SQS queue named after `prefix`: the client and the queue's URL.
+pub async fn sqs_queue(base: &SdkConfig, prefix: &str) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(base);
+    let url = sqs
+        .create_queue()
+        .queue_name(arca_testenv::unique(prefix))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    (sqs, url)
+}
+
+/// The STS credential vendor of Arca-managed storage in `bucket` under `prefix`, on moto.
+pub fn managed_vendor(sdk: &SdkConfig, bucket: &str, prefix: &str) -> StsCredentialVendor {
+    StsCredentialVendor::new(
+        aws_sdk_sts::Client::new(sdk),
+        StsCredentialVendorConfig {
+            role_arn: "arn:aws:iam::123456789012:role/arca-managed-storage".into(),
+            bucket: bucket.to_string(),
+            region: "us-east-1".into(),
+            prefix: prefix.into(),
+            endpoint: sdk.endpoint_url().map(str::to_owned),
+            duration: Duration::from_secs(900),
+            kms_key_arn: None,
+        },
+    )
+}
+
+/// An Arca-managed destination of `org`, at `version`.
+pub fn managed_destination(org: OrgId, now: DateTime<Utc>, version: u64) -> Destination {
+    Destination {
+        id: DestinationId::new(),
+        org_id: org,
+        spec: DestinationSpec {
+            name: "managed".into(),
+            target: DestinationTarget::ArcaManaged { region: None },
+        },
+        retiring: false,
+        created_at: now,
+        updated_at: now,
+        version,
+    }
 }
