@@ -25,7 +25,7 @@ use arca_core::ports::cloud::CloudConnector;
 use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
-use common::{as_account, dynamo_store, fresh_account, link_account, sign_up, sqs_queue};
+use common::{as_account, dynamo_store, fresh_account, link_account, received, sign_up, sqs_queue};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
@@ -588,19 +588,7 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
         .send()
         .await
         .expect("delete");
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("receive");
-    let bodies: Vec<serde_json::Value> = got
-        .messages()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json"))
-        .collect();
+    let bodies: Vec<serde_json::Value> = received(&sqs, &url).await;
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert_eq!(
         bodies[0],

@@ -32,7 +32,7 @@ use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
 use aws_config::SdkConfig;
-use common::{as_account, dynamo_store, fresh_account, link_account, sign_up, sqs_queue};
+use common::{as_account, dynamo_store, fresh_account, link_account, received, sign_up, sqs_queue};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -563,18 +563,6 @@ async fn rds_work_messages_go_through_sqs() {
     q.send(&m.clone().into(), Duration::from_secs(3600))
         .await
         .expect("a long delay is capped, not refused");
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("receive");
-    let bodies: Vec<RdsWorkMessage> = got
-        .messages()
-        .iter()
-        .map(|msg| serde_json::from_str(msg.body().unwrap_or_default()).expect("json"))
-        .collect();
+    let bodies: Vec<RdsWorkMessage> = received(&sqs, &url).await;
     assert_eq!(bodies, vec![m], "the delayed one is not visible yet");
 }

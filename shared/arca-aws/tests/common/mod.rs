@@ -146,3 +146,19 @@ pub fn managed_destination(org: OrgId, now: DateTime<Utc>, version: u64) -> Dest
         version,
     }
 }
+
+/// The bodies of the messages waiting in a queue (up to ten), as JSON.
+pub async fn received<T: serde::de::DeserializeOwned>(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<T> {
+    let got = sqs
+        .receive_message()
+        .queue_url(url)
+        .wait_time_seconds(1)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive");
+    got.messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json"))
+        .collect()
+}
