@@ -17,7 +17,7 @@ use arca_aws::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsRdsWorkQ
 use arca_core::Error;
 use arca_core::control_plane::RdsRunRequest;
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
-use arca_core::ids::CloudAccountId;
+use arca_core::ids::{CloudAccountId, RecoveryPointId};
 use arca_core::model::auth::Principal;
 use arca_core::model::cloud::account::{CloudAccountState, RoleStackConfig};
 use arca_core::model::job::{Job, JobState};
@@ -120,6 +120,13 @@ impl Deployment {
         )
     }
 
+    /// Creates a restore, delivers its work and checks it COMPLETED.
+    async fn restored(&self, cp: &ControlPlane, p: &Principal, spec: RdsRestoreSpec, what: &str) -> Job {
+        let job = cp.create_rds_restore(p, spec).await.expect(what);
+        self.drain(cp).await;
+        finished(cp, p, &job).await
+    }
+
     /// Delivers the queued work until no job asks to be checked again.
     async fn drain(&self, cp: &ControlPlane) {
         for _ in 0..10 {
@@ -168,6 +175,15 @@ fn spec(account: CloudAccountId, dbs: Vec<RdsDatabaseRef>, delete_source: bool) 
             policy_id: None,
             retain_days: Some(30),
         }),
+    }
+}
+
+/// A restore of recovery point `rp` of `account` into `target`.
+fn from_point(account: CloudAccountId, rp: RecoveryPointId, target: RdsRestoreTarget) -> RdsRestoreSpec {
+    RdsRestoreSpec {
+        cloud_account_id: account,
+        source: RdsRestoreSource::RecoveryPoint { recovery_point_id: rp },
+        target,
     }
 }
 
@@ -381,21 +397,9 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
         ..Default::default()
     };
     let cp = d.at(4);
-    let job = cp
-        .create_rds_restore(
-            &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: snap.id,
-                },
-                target: target("orders-restored"),
-            },
-        )
-        .await
-        .expect("restore");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+    let job = d
+        .restored(&cp, &p, from_point(a, snap.id, target("orders-restored")), "restore")
+        .await;
     assert!(instance_exists(&east_a, "orders-restored").await);
     assert_eq!(
         restore_job_tag(&east_a, "orders-restored").await,
@@ -405,39 +409,26 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
 
     // 5. Cross-region: from the copy held in the west, with the west's subnet group.
     let err = cp
-        .create_rds_restore(
-            &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: copy.id,
-                },
-                target: target("orders-west"),
-            },
-        )
+        .create_rds_restore(&p, from_point(a, copy.id, target("orders-west")))
         .await;
     assert!(
         matches!(&err, Err(Error::Invalid { field, .. }) if field == "target.subnetGroup"),
         "{err:?}"
     );
-    let job = cp
-        .create_rds_restore(
-            &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: copy.id,
-                },
-                target: RdsRestoreTarget {
-                    subnet_group: Some("west-subnets".into()),
-                    ..target("orders-west")
-                },
+    d.restored(
+        &cp,
+        &p,
+        from_point(
+            a,
+            copy.id,
+            RdsRestoreTarget {
+                subnet_group: Some("west-subnets".into()),
+                ..target("orders-west")
             },
-        )
-        .await
-        .expect("cross-region restore");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+        ),
+        "cross-region restore",
+    )
+    .await;
     assert!(instance_exists(&west_a, "orders-west").await);
     assert!(!instance_exists(&east_a, "orders-west").await);
 
@@ -460,33 +451,25 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
         matches!(&err, Err(Error::Invalid { field, .. }) if field == "source.restoreTime"),
         "{err:?}"
     );
-    let job = cp
-        .create_rds_restore(&p, pitr(None, true, "orders-pitr"))
-        .await
-        .expect("pitr");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+    d.restored(&cp, &p, pitr(None, true, "orders-pitr"), "pitr").await;
     assert!(instance_exists(&east_a, "orders-pitr").await);
 
     // 7. Aurora: the cluster snapshot restores into a new cluster with its writer.
-    let job = cp
-        .create_rds_restore(
+    let job = d
+        .restored(
+            &cp,
             &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: cluster_snap.id,
-                },
-                target: RdsRestoreTarget {
+            from_point(
+                a,
+                cluster_snap.id,
+                RdsRestoreTarget {
                     instance_class: Some("db.r6g.large".into()),
                     ..target("ledger-restored")
                 },
-            },
+            ),
+            "cluster restore",
         )
-        .await
-        .expect("cluster restore");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+        .await;
     let clusters = aws_sdk_rds::Client::new(&east_a)
         .describe_db_clusters()
         .db_cluster_identifier("ledger-restored")
