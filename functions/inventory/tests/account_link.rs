@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
-use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::model::cloud::account::{CloudAccountState, RoleStackConfig};
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::store::Store;
 use arca_core::testing::fakes::cloud::FakeCloud;
+use arca_core::testing::{link_account, new_org};
 use arca_embedded::RedbItemStore;
 use arca_fn_inventory::{CustomResourceResponse, LinkRetry};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -81,26 +82,8 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
         },
     )
     .with_cloud(fake.clone(), RoleStackConfig::default());
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "links".into(),
-            admin_key_name: None,
-        })
-        .await
-        .expect("signup");
-    let p = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
-    let account = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-        )
-        .await
-        .expect("link")
-        .account;
+    let (p, _, _) = new_org(&cp, "links").await;
+    let account = link_account(&cp, &p, "prod", &["us-east-1"]).await;
     let role = "arn:aws:iam::111122223333:role/arca-x";
     fake.add_role(role, &account.external_id);
     let properties = |external_id: &str| {

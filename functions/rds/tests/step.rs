@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
-use arca_core::model::cloud::account::{CloudAccountSpec, RoleRef, RoleStackConfig};
+use arca_core::model::cloud::account::RoleStackConfig;
 use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
 use arca_core::model::cloud::inventory::EksCluster;
 use arca_core::model::job::{Job, JobState, JobTrigger, JobType};
@@ -20,7 +20,30 @@ use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkMes
 use arca_core::store::Store;
 use arca_core::testing::fakes::cloud::FakeCloud;
 use arca_core::testing::fakes::rds::{FakeRds, FakeRdsQueue};
+use arca_core::testing::{linked_fake_account, new_org};
 use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/arca-fn";
+
+/// The control plane on `items` with the fakes of linked accounts and RDS.
+fn plane(
+    items: Arc<arca_embedded::RedbItemStore>,
+    cloud: &Arc<FakeCloud>,
+    rds: Arc<FakeRds>,
+    queue: &Arc<FakeRdsQueue>,
+) -> ControlPlane {
+    ControlPlane::new(
+        Store::new(items),
+        PlanLimits::default(),
+        Arc::new(SystemClock),
+        ControlPlaneConfig {
+            signup_open: true,
+            ..Default::default()
+        },
+    )
+    .with_cloud(cloud.clone(), RoleStackConfig::default())
+    .with_rds(rds, Some(queue.clone()))
+}
 
 fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
     json!({ "Records": messages.iter().map(|(id, m)| json!({
@@ -35,44 +58,9 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
     let cloud = Arc::new(FakeCloud::default());
     let rds = Arc::new(FakeRds::new());
     let queue = Arc::new(FakeRdsQueue::new());
-    let cp = ControlPlane::new(
-        Store::new(items),
-        PlanLimits::default(),
-        Arc::new(SystemClock),
-        ControlPlaneConfig {
-            signup_open: true,
-            ..Default::default()
-        },
-    )
-    .with_cloud(cloud.clone(), RoleStackConfig::default())
-    .with_rds(rds.clone(), Some(queue.clone()));
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "rds-fn".into(),
-            admin_key_name: None,
-        })
-        .await
-        .unwrap();
-    let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
-    let a = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-        )
-        .await
-        .unwrap()
-        .account;
-    let arn = "arn:aws:iam::111122223333:role/arca-fn";
-    cloud.add_role(arn, &a.external_id);
-    cp.set_cloud_account_role(&p, &a.id, arn, a.version).await.unwrap();
-    let role = RoleRef {
-        role_arn: arn.into(),
-        external_id: a.external_id.clone(),
-    };
+    let cp = plane(items, &cloud, rds.clone(), &queue);
+    let (p, _, _) = new_org(&cp, "rds-fn").await;
+    let (a, role) = linked_fake_account(&cp, &cloud, &p, &["us-east-1"], ROLE).await;
     let db = RdsDatabaseRef {
         identifier: "orders".into(),
         cluster: false,
@@ -148,44 +136,9 @@ async fn eks_recreation_messages_step_the_recreation() {
     let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
     let cloud = Arc::new(FakeCloud::default());
     let queue = Arc::new(FakeRdsQueue::new());
-    let cp = ControlPlane::new(
-        Store::new(items),
-        PlanLimits::default(),
-        Arc::new(SystemClock),
-        ControlPlaneConfig {
-            signup_open: true,
-            ..Default::default()
-        },
-    )
-    .with_cloud(cloud.clone(), RoleStackConfig::default())
-    .with_rds(Arc::new(FakeRds::new()), Some(queue.clone()));
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "eks-fn".into(),
-            admin_key_name: None,
-        })
-        .await
-        .unwrap();
-    let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
-    let a = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-        )
-        .await
-        .unwrap()
-        .account;
-    let arn = "arn:aws:iam::111122223333:role/arca-fn";
-    cloud.add_role(arn, &a.external_id);
-    cp.set_cloud_account_role(&p, &a.id, arn, a.version).await.unwrap();
-    let role = RoleRef {
-        role_arn: arn.into(),
-        external_id: a.external_id.clone(),
-    };
+    let cp = plane(items, &cloud, Arc::new(FakeRds::new()), &queue);
+    let (p, _, _) = new_org(&cp, "eks-fn").await;
+    let (a, role) = linked_fake_account(&cp, &cloud, &p, &["us-east-1"], ROLE).await;
     // What `recreate_eks` leaves behind: the cluster asked of EKS and the record.
     cloud.eks_takes(3);
     cloud

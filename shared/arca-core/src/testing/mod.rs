@@ -11,6 +11,7 @@ use crate::control_plane::{ControlPlane, ControlPlaneConfig, RegisteredCluster, 
 use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId};
 use crate::model::auth::Principal;
 use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, PvMode, Selection};
+use crate::model::cloud::account::{CloudAccount, CloudAccountSpec, RoleRef};
 use crate::model::cluster::{ClusterSpec, Heartbeat};
 use crate::model::destination::{DestinationSpec, DestinationTarget};
 use crate::model::plan::PlanLimits;
@@ -65,7 +66,9 @@ fn now() -> DateTime<Utc> {
     DateTime::<Utc>::from(UNIX_EPOCH + Duration::from_secs(CONTRACT_NOW_SECS))
 }
 
-pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
+/// Signs up an org called `name`: its bootstrap admin, that admin's key and the org's
+/// default policy.
+pub async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
     let signed = cp
         .signup(SignupRequest {
             org_name: name.to_string(),
@@ -78,6 +81,44 @@ pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret
         .await
         .expect("the bootstrap key authenticates");
     (principal, signed.admin_key.secret, signed.default_policy)
+}
+
+/// Links a cloud account called `name` in `regions` (PENDING until its role is set).
+pub async fn link_account(cp: &ControlPlane, p: &Principal, name: &str, regions: &[&str]) -> CloudAccount {
+    cp.link_cloud_account(
+        p,
+        CloudAccountSpec {
+            name: name.into(),
+            description: String::new(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+        },
+    )
+    .await
+    .expect("link")
+    .account
+}
+
+/// Links a cloud account "prod" in `regions` whose role `role_arn` `fake` lets in, and sets
+/// that role: the account as set, and how to reach it.
+pub async fn linked_fake_account(
+    cp: &ControlPlane,
+    fake: &fakes::cloud::FakeCloud,
+    p: &Principal,
+    regions: &[&str],
+    role_arn: &str,
+) -> (CloudAccount, RoleRef) {
+    let a = link_account(cp, p, "prod", regions).await;
+    fake.add_role(role_arn, &a.external_id);
+    let set = cp
+        .set_cloud_account_role(p, &a.id, role_arn, a.version)
+        .await
+        .expect("role")
+        .account;
+    let role = RoleRef {
+        role_arn: role_arn.into(),
+        external_id: a.external_id,
+    };
+    (set, role)
 }
 
 /// Registers a cluster called `name` (REGISTERED; its agent token in the answer).

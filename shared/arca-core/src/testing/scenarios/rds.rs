@@ -12,7 +12,7 @@ use crate::control_plane::ControlPlane;
 use crate::control_plane::RdsRunRequest;
 use crate::ids::{CloudAccountId, RecoveryPointId};
 use crate::model::auth::Principal;
-use crate::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleRef, RoleStackConfig};
+use crate::model::cloud::account::{CloudAccountState, RoleRef, RoleStackConfig};
 use crate::model::job::{JobState, JobType};
 use crate::model::policy::{PolicySpec, ReferrerKind, ScheduleSpec};
 use crate::model::rds::{
@@ -23,7 +23,7 @@ use crate::ports::item_store::ItemStore;
 use crate::store::page::PageRequest;
 use crate::testing::fakes::cloud::FakeCloud;
 use crate::testing::fakes::rds::{FakeRds, FakeRdsQueue};
-use crate::testing::{CONTRACT_NOW_SECS, contract_plane, new_org};
+use crate::testing::{CONTRACT_NOW_SECS, contract_plane, linked_fake_account, new_org};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -94,33 +94,9 @@ impl Rig {
     }
 
     async fn account(&self, p: &Principal, role_arn: &str) -> (CloudAccountId, RoleRef) {
-        let a = self
-            .cp
-            .link_cloud_account(
-                p,
-                CloudAccountSpec {
-                    name: "prod".into(),
-                    description: String::new(),
-                    regions: vec![EAST.into(), WEST.into()],
-                },
-            )
-            .await
-            .expect("link")
-            .account;
-        self.cloud.add_role(role_arn, &a.external_id);
-        let v = self
-            .cp
-            .set_cloud_account_role(p, &a.id, role_arn, a.version)
-            .await
-            .expect("role");
-        assert_eq!(v.account.state, CloudAccountState::Active);
-        (
-            a.id,
-            RoleRef {
-                role_arn: role_arn.into(),
-                external_id: a.external_id,
-            },
-        )
+        let (a, role) = linked_fake_account(&self.cp, &self.cloud, p, &[EAST, WEST], role_arn).await;
+        assert_eq!(a.state, CloudAccountState::Active);
+        (a.id, role)
     }
 }
 
