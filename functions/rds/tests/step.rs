@@ -25,14 +25,21 @@ use serde_json::{Value, json};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/arca-fn";
 
-/// The control plane on `items` with the fakes of linked accounts and RDS.
-fn plane(
-    items: Arc<arca_embedded::RedbItemStore>,
-    cloud: &Arc<FakeCloud>,
-    rds: Arc<FakeRds>,
-    queue: &Arc<FakeRdsQueue>,
-) -> ControlPlane {
-    ControlPlane::new(
+/// A deployment on redb in a temporary directory (kept while the `TempDir` lives) with the
+/// fakes of linked accounts, `rds` and the RDS work queue.
+struct Deployment {
+    _dir: tempfile::TempDir,
+    cp: ControlPlane,
+    cloud: Arc<FakeCloud>,
+    queue: Arc<FakeRdsQueue>,
+}
+
+fn deployment(rds: Arc<FakeRds>) -> Deployment {
+    let dir = tempfile::tempdir().unwrap();
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+    let cloud = Arc::new(FakeCloud::default());
+    let queue = Arc::new(FakeRdsQueue::new());
+    let cp = ControlPlane::new(
         Store::new(items),
         PlanLimits::default(),
         Arc::new(SystemClock),
@@ -42,7 +49,13 @@ fn plane(
         },
     )
     .with_cloud(cloud.clone(), RoleStackConfig::default())
-    .with_rds(rds, Some(queue.clone()))
+    .with_rds(rds, Some(queue.clone()));
+    Deployment {
+        _dir: dir,
+        cp,
+        cloud,
+        queue,
+    }
 }
 
 fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
@@ -53,12 +66,8 @@ fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
 
 #[tokio::test]
 async fn a_batch_steps_each_job_and_reports_failures_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let cloud = Arc::new(FakeCloud::default());
     let rds = Arc::new(FakeRds::new());
-    let queue = Arc::new(FakeRdsQueue::new());
-    let cp = plane(items, &cloud, rds.clone(), &queue);
+    let Deployment { _dir, cp, cloud, queue } = deployment(rds.clone());
     let (p, _, _) = new_org(&cp, "rds-fn").await;
     let (a, role) = linked_fake_account(&cp, &cloud, &p, &["us-east-1"], ROLE).await;
     let db = RdsDatabaseRef {
@@ -132,11 +141,7 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
 /// a duplicate of its message, or one for a re-creation that is gone, changes nothing.
 #[tokio::test]
 async fn eks_recreation_messages_step_the_recreation() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let cloud = Arc::new(FakeCloud::default());
-    let queue = Arc::new(FakeRdsQueue::new());
-    let cp = plane(items, &cloud, Arc::new(FakeRds::new()), &queue);
+    let Deployment { _dir, cp, cloud, queue } = deployment(Arc::new(FakeRds::new()));
     let (p, _, _) = new_org(&cp, "eks-fn").await;
     let (a, role) = linked_fake_account(&cp, &cloud, &p, &["us-east-1"], ROLE).await;
     // What `recreate_eks` leaves behind: the cluster asked of EKS and the record.
