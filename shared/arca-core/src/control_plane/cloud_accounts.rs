@@ -83,23 +83,7 @@ impl ControlPlane {
         self.cloud()?;
         let spec = spec.validated()?;
         let now = self.now();
-        let account = CloudAccount {
-            id: CloudAccountId::new(),
-            org_id: p.org_id,
-            spec,
-            external_id: new_external_id()?,
-            state: CloudAccountState::Pending,
-            aws_account_id: None,
-            role_arn: None,
-            role_stack_version: None,
-            permission_sets: None,
-            last_error: None,
-            verified_at: None,
-            last_inventory_at: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        };
+        let account = CloudAccount::pending(p.org_id, spec, new_external_id()?, now);
         let account = self.store.create(account).await?;
         Ok(self.cloud_view(account))
     }

@@ -17,7 +17,7 @@
 use crate::ids::{ClusterId, OrgId};
 use crate::model::agent::AgentState;
 use crate::model::auth::{Principal, Role};
-use crate::model::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat, Inventory};
+use crate::model::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat};
 use crate::model::destination::Destination;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::model::secret::{AGENT_TOKEN_PREFIX, Secret};
@@ -25,7 +25,6 @@ use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
 use serde::Serialize;
-use std::collections::BTreeSet;
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::error::ConflictKind;
@@ -65,25 +64,7 @@ impl ControlPlane {
             Some(q) => Some(q.create_queue(id).await?),
             None => None,
         };
-        let mut cluster = Cluster {
-            id,
-            org_id: p.org_id,
-            spec,
-            state: ClusterState::Registered,
-            kubernetes_version: None,
-            agent_version: None,
-            node_count: None,
-            inventory: Inventory::default(),
-            capabilities: None,
-            last_heartbeat_at: None,
-            backup_definition_ids: BTreeSet::new(),
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            agent_token_hash: Some(token.hash()),
-            archive_key_generation: 1,
-            archive_key_rotated_at: None,
-        };
+        let mut cluster = Cluster::registered(id, p.org_id, spec, Some(token.hash()), now);
         let mut agent = AgentState::new(p.org_id, id, queue, now);
         let mut tx = Tx::new();
         tx.create(&mut cluster)?.create(&mut agent)?;
