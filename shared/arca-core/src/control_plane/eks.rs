@@ -478,20 +478,7 @@ impl ControlPlane {
             .await?;
         let cluster_id = registered.cluster.id;
         let created = self
-            .queue_restore(
-                &system,
-                RestoreSpec {
-                    recovery_point_id: r.recovery_point_id,
-                    target_cluster_id: cluster_id,
-                    selection: Default::default(),
-                    namespace_prefix: String::new(),
-                    namespace_suffix: String::new(),
-                    namespace_map: Default::default(),
-                    storage_class_map: Default::default(),
-                    existing_resource_policy: Default::default(),
-                    restore_pvs: true,
-                },
-            )
+            .queue_restore(&system, RestoreSpec::everything(r.recovery_point_id, cluster_id))
             .await?;
         r.state = EksRecreationState::WaitingForAgent;
         r.cluster_id = Some(cluster_id);

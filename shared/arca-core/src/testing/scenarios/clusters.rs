@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::control_plane::RecoveryPointFilter;
-use crate::model::backup::Selection;
 use crate::model::cluster::{ClusterSpec, ClusterState, Heartbeat};
 use crate::model::recovery::RecoveryPoint;
 use crate::model::restore::RestoreSpec;
@@ -107,17 +106,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
         "but kept until expiry"
     );
     let other = active_cluster(&cp, &p, "target").await;
-    let restore = RestoreSpec {
-        recovery_point_id: rp1.id,
-        target_cluster_id: other.cluster.id,
-        selection: Selection::default(),
-        namespace_prefix: String::new(),
-        namespace_suffix: String::new(),
-        namespace_map: Default::default(),
-        storage_class_map: Default::default(),
-        existing_resource_policy: Default::default(),
-        restore_pvs: true,
-    };
+    let restore = RestoreSpec::everything(rp1.id, other.cluster.id);
     expect_err!(
         cp.create_restore(&p, restore).await,
         crate::Error::Invalid { .. },

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::control_plane::{JobFilter, RunNowRequest};
 use crate::ids::ClusterId;
-use crate::model::backup::Selection;
 use crate::model::cluster::Heartbeat;
 use crate::model::job::{Job, JobState, JobType};
 use crate::model::recovery::RecoveryPoint;
@@ -359,15 +358,9 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
     rp.definition_id = def.id;
     let rp = store.create(rp).await.expect("rp");
     let spec = RestoreSpec {
-        recovery_point_id: rp.id,
-        target_cluster_id: reg.cluster.id,
-        selection: Selection::default(),
         namespace_prefix: "r-".into(),
-        namespace_suffix: String::new(),
-        namespace_map: Default::default(),
-        storage_class_map: Default::default(),
         existing_resource_policy: crate::model::restore::ExistingResourcePolicy::Update,
-        restore_pvs: true,
+        ..RestoreSpec::everything(rp.id, reg.cluster.id)
     };
     // An hour after its last heartbeat the target is PENDING: refused.
     let later = contract_plane(items.clone(), CONTRACT_NOW_SECS + 3600);
