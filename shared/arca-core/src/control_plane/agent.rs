@@ -201,6 +201,22 @@ impl ControlPlane {
         Ok(self.presented(cluster, Some(&state)))
     }
 
+    /// One of the agent's jobs, running (or cancelling), asked about in its current
+    /// session: what an agent reports on.
+    pub(in crate::control_plane) async fn running_job(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+    ) -> Result<Job> {
+        self.current_session(agent, session).await?;
+        let job = self.agent_job(agent, id).await?;
+        if !matches!(job.state, JobState::Running | JobState::Cancelling) {
+            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
+        }
+        Ok(job)
+    }
+
     /// A job of this agent's cluster (another cluster's job is NotFound).
     pub(in crate::control_plane) async fn agent_job(&self, agent: &AgentPrincipal, id: &JobId) -> Result<Job> {
         let job = self.store.get::<Job>(&agent.org_id, id).await?;
@@ -392,11 +408,7 @@ impl ControlPlane {
         use crate::model::restore::{
             MAX_OBJECTS_PER_BATCH, MAX_RESULT_BATCHES, RestoreObjectsPage, RestoreObjectsPageId,
         };
-        self.current_session(agent, session).await?;
-        let job = self.agent_job(agent, id).await?;
-        if !matches!(job.state, JobState::Running | JobState::Cancelling) {
-            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
-        }
+        let job = self.running_job(agent, session, id).await?;
         let (JobType::K8sRestore, Some(restore_id)) = (job.job_type, job.restore_id) else {
             return Err(Error::invalid("id", "object results belong to K8S_RESTORE jobs"));
         };
