@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 
 use crate::control_plane::{ControlPlane, ControlPlaneConfig, RegisteredCluster, SignupRequest};
-use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId};
+use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId, PolicyId};
 use crate::model::auth::Principal;
 use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, PvMode, Selection};
 use crate::model::cloud::account::{CloudAccount, CloudAccountSpec, RoleRef};
@@ -16,7 +16,7 @@ use crate::model::cluster::{ClusterSpec, Heartbeat};
 use crate::model::destination::{DestinationSpec, DestinationTarget};
 use crate::model::plan::PlanLimits;
 use crate::model::policy::Policy;
-use crate::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use crate::model::recovery::RecoveryPoint;
 use crate::model::secret::Secret;
 use crate::ports::FixedClock;
 use crate::ports::item_store::ItemStore;
@@ -200,19 +200,9 @@ pub fn stored_point(
     expires_at: Option<DateTime<Utc>>,
 ) -> RecoveryPoint {
     RecoveryPoint {
-        rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
         org_id: org,
         cluster_id: cluster,
-        definition_id: BackupDefinitionId::new(),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at,
-        locked: false,
+        rule: None,
         location: destination.map(|destination_id| crate::model::recovery::RecoveryPointLocation {
             destination_id,
             prefix: "resources/archives/a1".into(),
@@ -220,11 +210,8 @@ pub fn stored_point(
         resource_count: 10,
         pv_count: 1,
         snapshot_bytes: 100,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now(),
-        updated_at: now(),
         version: 0,
+        ..RecoveryPoint::fixture(BackupDefinitionId::new(), now(), expires_at)
     }
 }
 
