@@ -35,8 +35,8 @@ struct Deployment {
 }
 
 fn deployment(rds: Arc<FakeRds>) -> Deployment {
-    let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).expect("redb"));
     let cloud = Arc::new(FakeCloud::default());
     let queue = Arc::new(FakeRdsQueue::new());
     let cp = ControlPlane::new(

@@ -18,7 +18,13 @@ async fn get_schedule(
     group: &str,
     name: &str,
 ) -> aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput {
-    client.get_schedule().group_name(group).name(name).send().await.unwrap()
+    client
+        .get_schedule()
+        .group_name(group)
+        .name(name)
+        .send()
+        .await
+        .expect("get schedule")
 }
 
 async fn scheduler() -> Option<(EventBridgeScheduler, aws_sdk_scheduler::Client, String)> {

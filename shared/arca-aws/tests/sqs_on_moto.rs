@@ -28,8 +28,12 @@ async fn redrive_policy(client: &aws_sdk_sqs::Client, url: &str) -> String {
         .attribute_names(name.clone())
         .send()
         .await
-        .unwrap();
-    attrs.attributes().unwrap().get(&name).unwrap().clone()
+        .expect("queue attributes");
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&name))
+        .expect("a redrive policy")
+        .clone()
 }
 
 async fn delete_dead_letters(q: &SqsQueue, client: &aws_sdk_sqs::Client) {
