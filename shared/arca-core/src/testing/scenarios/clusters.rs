@@ -18,6 +18,13 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let store = Store::new(items);
     let (p, _, policy) = new_org(&cp, "clusters").await;
+    let listed_points = async || {
+        cp.list_recovery_points(&p, &RecoveryPointFilter::default(), &PageRequest::default())
+            .await
+            .expect("list")
+            .items
+            .len()
+    };
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
     let cluster = register(&cp, &p, "doomed").await.cluster;
     assert_eq!(cluster.state, ClusterState::Registered);
@@ -67,14 +74,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
         err.to_string().contains("2 recovery point"),
         "the refusal counts them: {err}"
     );
-    assert_eq!(
-        cp.list_recovery_points(&p, &RecoveryPointFilter::default(), &PageRequest::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        2
-    );
+    assert_eq!(listed_points().await, 2);
     cp.delete_cluster(&p, &cluster.id, released.version, true)
         .await
         .expect("confirmed delete");
@@ -84,14 +84,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
         crate::Error::NotFound { .. },
         "deleted cluster"
     );
-    assert!(
-        cp.list_recovery_points(&p, &RecoveryPointFilter::default(), &PageRequest::default())
-            .await
-            .expect("list")
-            .items
-            .is_empty(),
-        "points of a deleted cluster are not listed"
-    );
+    assert!(listed_points().await == 0, "points of a deleted cluster are not listed");
     expect_err!(
         cp.get_recovery_point(&p, &rp1.id).await,
         crate::Error::NotFound { .. },
