@@ -214,13 +214,10 @@ impl ControlPlane {
         let spec = &spec.validated()?;
         let view = self
             .retrying(|| async move {
-                let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-                if def.version != expected_version {
-                    return Err(self
-                        .store
-                        .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
-                        .await);
-                }
+                let mut def = self
+                    .store
+                    .get_at::<BackupDefinition>(&p.org_id, id, expected_version)
+                    .await?;
                 if def.spec.cluster_id != spec.cluster_id {
                     return Err(Error::invalid(
                         "clusterId",
@@ -276,13 +273,10 @@ impl ControlPlane {
     ) -> Result<()> {
         p.require(Role::Admin)?;
         self.retrying(|| async move {
-            let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-            if def.version != expected_version {
-                return Err(self
-                    .store
-                    .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
-                    .await);
-            }
+            let def = self
+                .store
+                .get_at::<BackupDefinition>(&p.org_id, id, expected_version)
+                .await?;
             let mut tx = Tx::new();
             tx.delete::<BackupDefinition>(&p.org_id, id, expected_version);
             if let Some(mut cluster) = self.store.find::<Cluster>(&p.org_id, &def.spec.cluster_id).await? {

@@ -148,13 +148,10 @@ impl ControlPlane {
         p.require(Role::Admin)?;
         let cloud = self.cloud()?;
         let owner = role_account_id(role_arn)?;
-        let mut account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
-        if account.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<CloudAccount>(&p.org_id, id, expected_version)
-                .await);
-        }
+        let mut account = self
+            .store
+            .get_at::<CloudAccount>(&p.org_id, id, expected_version)
+            .await?;
         account.role_arn = Some(role_arn.to_string());
         account.aws_account_id = Some(owner);
         let outcome = verification(cloud, &account).await?;

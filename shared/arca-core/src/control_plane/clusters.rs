@@ -213,13 +213,7 @@ impl ControlPlane {
         confirm_recovery_points: bool,
     ) -> Result<()> {
         p.require(Role::Admin)?;
-        let cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
-        if cluster.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<Cluster>(&p.org_id, id, expected_version)
-                .await);
-        }
+        let cluster = self.store.get_at::<Cluster>(&p.org_id, id, expected_version).await?;
         if !cluster.backup_definition_ids.is_empty() {
             let ids: Vec<String> = cluster.backup_definition_ids.iter().map(ToString::to_string).collect();
             return Err(Error::conflict_of(

@@ -203,6 +203,16 @@ impl Store {
         }
     }
 
+    /// A record as the caller last saw it, at version `expected` (its ETag): when it has
+    /// moved on, `PreconditionFailed`; when it is gone, `NotFound`.
+    pub async fn get_at<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Result<T> {
+        let record = self.get::<T>(org, id).await?;
+        if record.version() != expected {
+            return Err(self.version_failure::<T>(org, id, expected).await);
+        }
+        Ok(record)
+    }
+
     /// Why a version condition on `id` failed: it is gone, or it moved on.
     pub async fn version_failure<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Error {
         match self.items.get(&keys::org_pk(org), &T::sk_for(id)).await {

@@ -169,13 +169,10 @@ impl ControlPlane {
         self.check_rds_spec(p, spec).await?;
         let def = self
             .retrying(|| async move {
-                let mut def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
-                if def.version != expected_version {
-                    return Err(self
-                        .store
-                        .version_failure::<RdsBackupDefinition>(&p.org_id, id, expected_version)
-                        .await);
-                }
+                let mut def = self
+                    .store
+                    .get_at::<RdsBackupDefinition>(&p.org_id, id, expected_version)
+                    .await?;
                 let old = Self::rds_policy_refs(&def.spec);
                 def.spec = spec.clone();
                 def.updated_at = self.now();
@@ -202,13 +199,10 @@ impl ControlPlane {
         p.require(Role::Admin)?;
         let def = self
             .retrying(|| async move {
-                let def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
-                if def.version != expected_version {
-                    return Err(self
-                        .store
-                        .version_failure::<RdsBackupDefinition>(&p.org_id, id, expected_version)
-                        .await);
-                }
+                let def = self
+                    .store
+                    .get_at::<RdsBackupDefinition>(&p.org_id, id, expected_version)
+                    .await?;
                 let mut tx = Tx::new();
                 tx.delete::<RdsBackupDefinition>(&p.org_id, id, expected_version);
                 self.rds_policy_writes(&mut tx, &def, &Self::rds_policy_refs(&def.spec), &[])
