@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
 use arca_core::model::cloud::account::RoleStackConfig;
-use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
+use arca_core::model::cloud::ebs::EksRecreation;
 use arca_core::model::cloud::inventory::EksCluster;
 use arca_core::model::job::{Job, JobState, JobTrigger, JobType};
 use arca_core::model::plan::PlanLimits;
@@ -153,23 +153,15 @@ async fn eks_recreation_messages_step_the_recreation() {
     let now = chrono::DateTime::<chrono::Utc>::from(SystemTime::now());
     let r = cp
         .store()
-        .create(EksRecreation {
-            id: EksRecreationId::new(),
-            org_id: p.org_id,
-            recovery_point_id: RecoveryPointId::new(),
-            cloud_account_id: a.id,
-            region: "us-east-1".into(),
-            name: "restored".into(),
-            state: EksRecreationState::CreatingCluster,
-            cluster_id: None,
-            restore_id: None,
-            next_step: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            access: None,
-        })
+        .create(EksRecreation::creating_cluster(
+            EksRecreationId::new(),
+            p.org_id,
+            RecoveryPointId::new(),
+            a.id,
+            "us-east-1".into(),
+            "restored".into(),
+            now,
+        ))
         .await
         .unwrap();
     let message: AwsWorkMessage = EksRecreationWorkMessage {

@@ -554,23 +554,15 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
     let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
     let r = cp
         .store()
-        .create(EksRecreation {
-            id: EksRecreationId::new(),
-            org_id: p.org_id,
-            recovery_point_id: RecoveryPointId::new(),
-            cloud_account_id: view.account.id,
-            region: region.into(),
-            name: "prod-again".into(),
-            state: EksRecreationState::CreatingCluster,
-            cluster_id: None,
-            restore_id: None,
-            next_step: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            access: None,
-        })
+        .create(EksRecreation::creating_cluster(
+            EksRecreationId::new(),
+            p.org_id,
+            RecoveryPointId::new(),
+            view.account.id,
+            region.into(),
+            "prod-again".into(),
+            now,
+        ))
         .await
         .expect("record");
     let message: AwsWorkMessage = EksRecreationWorkMessage {
