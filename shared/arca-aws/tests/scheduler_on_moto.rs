@@ -4,9 +4,9 @@
 
 use arca_aws::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 use arca_core::ids::OrgId;
-use arca_core::model::policy::{PolicySpec, ScheduleSpec};
 use arca_core::model::schedule::schedules_for;
 use arca_core::ports::scheduler::Scheduler;
+use arca_core::testing::contracts::scheduler::policy;
 use aws_sdk_scheduler::types::{FlexibleTimeWindowMode, ScheduleState};
 
 const TARGET: &str = "arn:aws:lambda:us-east-1:123456789012:function:arca-dispatch";
@@ -57,16 +57,7 @@ async fn schedules_are_written_as_eventbridge_expects() {
         return;
     };
     let org = OrgId::new();
-    let policy = PolicySpec {
-        name: "weekdays".into(),
-        timezone: "Europe/Berlin".into(),
-        schedules: vec![ScheduleSpec {
-            cron: "30 2 * * 1-5".into(),
-            retain_days: 7,
-            keep_last: None,
-        }],
-        suspended: false,
-    };
+    let policy = policy("Europe/Berlin", &["30 2 * * 1-5"]);
     let def = arca_core::ids::BackupDefinitionId::new().to_string();
     s.sync(&def, &schedules_for(org, &def, &policy, true).unwrap())
         .await

@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arca_core::ids::OrgId;
-use arca_core::model::policy::{PolicySpec, ScheduleSpec};
 use arca_core::model::schedule::{ScheduleInput, schedules_for};
 use arca_core::ports::scheduler::Scheduler;
 use arca_core::ports::{Clock, FixedClock};
+use arca_core::testing::contracts::scheduler::policy;
 use arca_embedded::EmbeddedScheduler;
 use chrono::{DateTime, Utc};
 
@@ -32,22 +32,6 @@ impl Clock for ManualClock {
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("an RFC 3339 time")
-}
-
-fn policy(timezone: &str, crons: &[&str]) -> PolicySpec {
-    PolicySpec {
-        name: "p".into(),
-        timezone: timezone.into(),
-        schedules: crons
-            .iter()
-            .map(|c| ScheduleSpec {
-                cron: (*c).into(),
-                retain_days: 7,
-                keep_last: None,
-            })
-            .collect(),
-        suspended: false,
-    }
 }
 
 fn rules(fired: &[ScheduleInput]) -> Vec<(String, u32)> {
