@@ -25,6 +25,11 @@ use crate::testing::fakes::cloud::FakeCloud;
 use crate::testing::fakes::rds::{FakeRds, FakeRdsQueue};
 use crate::testing::{CONTRACT_NOW_SECS, contract_plane, linked_fake_account, new_org};
 
+/// A run-now of only the copies, from the latest existing snapshots.
+const COPY_ONLY: RdsRunRequest = RdsRunRequest {
+    copy_only: true,
+    retention: None,
+};
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 
@@ -475,17 +480,7 @@ pub async fn copies_and_copy_only(items: Arc<dyn ItemStore>) {
     );
     let cp = rig.later(100);
     let before = rig.rds.snapshots(&role, EAST).len();
-    let job = cp
-        .run_rds_backup_now(
-            &p,
-            &keep.id,
-            RdsRunRequest {
-                copy_only: true,
-                retention: None,
-            },
-        )
-        .await
-        .expect("copy only");
+    let job = cp.run_rds_backup_now(&p, &keep.id, COPY_ONLY).await.expect("copy only");
     assert_eq!(job.job_type, JobType::RdsCopy);
     rig.deliver(&cp).await;
     let done = cp.get_job(&p, &job.id).await.expect("get");
@@ -500,17 +495,7 @@ pub async fn copies_and_copy_only(items: Arc<dyn ItemStore>) {
         rig.rds.snapshots(&role, WEST)
     );
     // Copy only with nothing to copy (the source was deleted after its copy): FAILED, said why.
-    let nothing = cp
-        .run_rds_backup_now(
-            &p,
-            &drop.id,
-            RdsRunRequest {
-                copy_only: true,
-                retention: None,
-            },
-        )
-        .await
-        .expect("copy only");
+    let nothing = cp.run_rds_backup_now(&p, &drop.id, COPY_ONLY).await.expect("copy only");
     rig.deliver(&cp).await;
     let failed = cp.get_job(&p, &nothing.id).await.expect("get");
     assert_eq!(failed.state, JobState::Failed);
@@ -526,17 +511,7 @@ pub async fn copies_and_copy_only(items: Arc<dyn ItemStore>) {
     // While a copy of a database runs, its snapshot jobs are SKIPPED with that reason.
     rig.rds.hold_creating(5);
     let cp = rig.later(200);
-    let copying = cp
-        .run_rds_backup_now(
-            &p,
-            &keep.id,
-            RdsRunRequest {
-                copy_only: true,
-                retention: None,
-            },
-        )
-        .await
-        .expect("copy only");
+    let copying = cp.run_rds_backup_now(&p, &keep.id, COPY_ONLY).await.expect("copy only");
     rig.deliver(&cp).await;
     assert_eq!(cp.get_job(&p, &copying.id).await.expect("get").state, JobState::Running);
     rig.queue.take();
