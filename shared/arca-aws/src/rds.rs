@@ -149,6 +149,24 @@ pub(crate) async fn earliest_restorable(rds: &aws_sdk_rds::Client, identifier: &
     }
 }
 
+/// Sends a request that answers with one snapshot (`$field`: an instance or a cluster
+/// snapshot) and converts it with `$convert` in `$region`.
+macro_rules! sent_snapshot {
+    ($request:expr, $what:literal, $field:ident, $missing:literal, $convert:ident($region:expr)) => {{
+        let out = $request.send().await.map_err(|e| rds_error(e, $what))?;
+        let s = out.$field().ok_or_else(|| Error::permanent($missing))?;
+        $convert(s, $region)
+    }};
+}
+
+/// A describe or delete of a snapshot that is already gone: nothing (`None`, `()`).
+fn unless_gone<T: Default>(result: Result<T>) -> Result<T> {
+    match result {
+        Err(Error::NotFound { .. }) => Ok(T::default()),
+        other => other,
+    }
+}
+
 /// The newest available snapshot of `snaps`.
 fn newest(snaps: Vec<RdsSnapshotInfo>) -> Option<RdsSnapshotInfo> {
     snaps
@@ -253,32 +271,29 @@ impl RdsOperations for AwsRdsOperations {
         tag_values: &BTreeMap<String, String>,
     ) -> Result<RdsSnapshotInfo> {
         let rds = self.rds(role, region).await?;
-        if db.cluster {
-            let out = rds
-                .create_db_cluster_snapshot()
-                .db_cluster_identifier(&db.identifier)
-                .db_cluster_snapshot_identifier(snapshot_identifier)
-                .set_tags(Some(tags(tag_values)))
-                .send()
-                .await
-                .map_err(|e| rds_error(e, "RDS cluster snapshot"))?;
-            let s = out
-                .db_cluster_snapshot()
-                .ok_or_else(|| Error::permanent("CreateDBClusterSnapshot answered without the snapshot"))?;
-            return Ok(cluster_snapshot(s, region));
-        }
-        let out = rds
-            .create_db_snapshot()
-            .db_instance_identifier(&db.identifier)
-            .db_snapshot_identifier(snapshot_identifier)
-            .set_tags(Some(tags(tag_values)))
-            .send()
-            .await
-            .map_err(|e| rds_error(e, "RDS snapshot"))?;
-        let s = out
-            .db_snapshot()
-            .ok_or_else(|| Error::permanent("CreateDBSnapshot answered without the snapshot"))?;
-        Ok(instance_snapshot(s, region))
+        Ok(if db.cluster {
+            sent_snapshot!(
+                rds.create_db_cluster_snapshot()
+                    .db_cluster_identifier(&db.identifier)
+                    .db_cluster_snapshot_identifier(snapshot_identifier)
+                    .set_tags(Some(tags(tag_values))),
+                "RDS cluster snapshot",
+                db_cluster_snapshot,
+                "CreateDBClusterSnapshot answered without the snapshot",
+                cluster_snapshot(region)
+            )
+        } else {
+            sent_snapshot!(
+                rds.create_db_snapshot()
+                    .db_instance_identifier(&db.identifier)
+                    .db_snapshot_identifier(snapshot_identifier)
+                    .set_tags(Some(tags(tag_values))),
+                "RDS snapshot",
+                db_snapshot,
+                "CreateDBSnapshot answered without the snapshot",
+                instance_snapshot(region)
+            )
+        })
     }
 
     async fn describe_snapshot(&self, role: &RoleRef, snapshot: &RdsSnapshotRef) -> Result<Option<RdsSnapshotInfo>> {
@@ -306,11 +321,7 @@ impl RdsOperations for AwsRdsOperations {
                 })
                 .map_err(|e| rds_error(e, "RDS snapshot"))
         };
-        match result {
-            Ok(found) => Ok(found),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        unless_gone(result)
     }
 
     async fn latest_snapshot(
@@ -361,34 +372,31 @@ impl RdsOperations for AwsRdsOperations {
         } else {
             source.arn.clone()
         };
-        if source.cluster {
-            let out = rds
-                .copy_db_cluster_snapshot()
-                .source_db_cluster_snapshot_identifier(&source_id)
-                .target_db_cluster_snapshot_identifier(target_identifier)
-                .set_kms_key_id(kms_key_id.map(str::to_string))
-                .set_tags(Some(tags(tag_values)))
-                .send()
-                .await
-                .map_err(|e| rds_error(e, "RDS cluster snapshot copy"))?;
-            let s = out
-                .db_cluster_snapshot()
-                .ok_or_else(|| Error::permanent("CopyDBClusterSnapshot answered without the copy"))?;
-            return Ok(cluster_snapshot(s, destination_region));
-        }
-        let out = rds
-            .copy_db_snapshot()
-            .source_db_snapshot_identifier(&source_id)
-            .target_db_snapshot_identifier(target_identifier)
-            .set_kms_key_id(kms_key_id.map(str::to_string))
-            .set_tags(Some(tags(tag_values)))
-            .send()
-            .await
-            .map_err(|e| rds_error(e, "RDS snapshot copy"))?;
-        let s = out
-            .db_snapshot()
-            .ok_or_else(|| Error::permanent("CopyDBSnapshot answered without the copy"))?;
-        Ok(instance_snapshot(s, destination_region))
+        Ok(if source.cluster {
+            sent_snapshot!(
+                rds.copy_db_cluster_snapshot()
+                    .source_db_cluster_snapshot_identifier(&source_id)
+                    .target_db_cluster_snapshot_identifier(target_identifier)
+                    .set_kms_key_id(kms_key_id.map(str::to_string))
+                    .set_tags(Some(tags(tag_values))),
+                "RDS cluster snapshot copy",
+                db_cluster_snapshot,
+                "CopyDBClusterSnapshot answered without the copy",
+                cluster_snapshot(destination_region)
+            )
+        } else {
+            sent_snapshot!(
+                rds.copy_db_snapshot()
+                    .source_db_snapshot_identifier(&source_id)
+                    .target_db_snapshot_identifier(target_identifier)
+                    .set_kms_key_id(kms_key_id.map(str::to_string))
+                    .set_tags(Some(tags(tag_values))),
+                "RDS snapshot copy",
+                db_snapshot,
+                "CopyDBSnapshot answered without the copy",
+                instance_snapshot(destination_region)
+            )
+        })
     }
 
     async fn delete_snapshot(&self, role: &RoleRef, snapshot: &RdsSnapshotRef) -> Result<()> {
@@ -408,10 +416,7 @@ impl RdsOperations for AwsRdsOperations {
                 .map(|_| ())
                 .map_err(|e| rds_error(e, "RDS snapshot"))
         };
-        match result {
-            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        unless_gone(result)
     }
 
     async fn restore(&self, role: &RoleRef, region: &str, r: &RdsRestoreRequest) -> Result<RdsDatabaseInfo> {
