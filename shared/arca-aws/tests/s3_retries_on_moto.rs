@@ -352,23 +352,19 @@ async fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
 #[tokio::test]
 async fn uploads_a_killed_process_left_are_aborted_when_stale() {
     let Some(s) = setup(Vec::new()).await else { return };
-    let started = s
-        .client
-        .create_multipart_upload()
-        .bucket(&s.bucket)
-        .key("r/data/ab/left-behind")
-        .send()
-        .await
-        .unwrap();
+    // An upload begun straight on the bucket and never finished.
+    let start_upload = async |key: &str| {
+        s.client
+            .create_multipart_upload()
+            .bucket(&s.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+    };
+    let started = start_upload("r/data/ab/left-behind").await;
     assert!(started.upload_id().is_some());
-    let outside = s
-        .client
-        .create_multipart_upload()
-        .bucket(&s.bucket)
-        .key("other-root/x")
-        .send()
-        .await
-        .unwrap();
+    let outside = start_upload("other-root/x").await;
     // moto reports every upload as initiated in 2010, so "young" cannot be shown here (the
     // age rule is unit-tested in s3.rs): both calls see a stale upload.
     assert_eq!(
