@@ -180,6 +180,18 @@ struct Setup {
     bucket: String,
 }
 
+impl Setup {
+    /// The multipart uploads in progress in the bucket, as moto lists them.
+    async fn uploads(&self) -> aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput {
+        self.client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads")
+    }
+}
+
 async fn setup(rules: Vec<Rule>) -> Option<Setup> {
     let env = arca_testenv::aws()?;
     let moto = arca_aws::config::s3_client(&env.sdk_config().await);
@@ -338,13 +350,7 @@ async fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
         (1, 0),
         "the upload was aborted"
     );
-    let uploads = s
-        .client
-        .list_multipart_uploads()
-        .bucket(&s.bucket)
-        .send()
-        .await
-        .unwrap();
+    let uploads = s.uploads().await;
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
     assert!(matches!(s.direct.get("doomed").await, Err(Error::NotFound { .. })));
 }
@@ -376,13 +382,7 @@ async fn uploads_a_killed_process_left_are_aborted_when_stale() {
         0,
         "already gone"
     );
-    let left = s
-        .client
-        .list_multipart_uploads()
-        .bucket(&s.bucket)
-        .send()
-        .await
-        .unwrap();
+    let left = s.uploads().await;
     let ids: Vec<_> = left.uploads().iter().filter_map(|u| u.upload_id()).collect();
     assert_eq!(
         ids,
