@@ -25,7 +25,7 @@ use arca_core::ports::cloud::CloudConnector;
 use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
-use common::{as_account, dynamo_store, fresh_account, link_account, received, sign_up, sqs_queue};
+use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up, sqs_queue};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
@@ -35,13 +35,7 @@ const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 async fn seed(config: &SdkConfig, account: &str, region: &str, first: bool) {
     let rds = aws_sdk_rds::Client::new(config);
     let db = format!("db-{account}-{region}");
-    rds.create_db_instance()
-        .db_instance_identifier(&db)
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("arca")
-        .master_user_password("not-a-secret-1")
+    postgres_instance(&rds, &db)
         .storage_encrypted(true)
         .send()
         .await

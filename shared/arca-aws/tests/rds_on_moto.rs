@@ -32,7 +32,7 @@ use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
 use aws_config::SdkConfig;
-use common::{as_account, dynamo_store, fresh_account, link_account, received, sign_up, sqs_queue};
+use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up, sqs_queue};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -40,13 +40,7 @@ const WEST: &str = "us-west-2";
 /// An instance and an Aurora cluster in the east; a subnet group in the west.
 async fn seed(base: &SdkConfig, account: &str) {
     let east = aws_sdk_rds::Client::new(&as_account(base, account, EAST).await);
-    east.create_db_instance()
-        .db_instance_identifier("orders")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("arca")
-        .master_user_password("not-a-secret-1")
+    postgres_instance(&east, "orders")
         .backup_retention_period(7)
         .send()
         .await

@@ -162,3 +162,17 @@ pub async fn received<T: serde::de::DeserializeOwned>(sqs: &aws_sdk_sqs::Client,
         .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json"))
         .collect()
 }
+
+/// A small Postgres instance `id` to create (more settings may follow before `send`).
+pub fn postgres_instance(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+) -> aws_sdk_rds::operation::create_db_instance::builders::CreateDBInstanceFluentBuilder {
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("arca")
+        .master_user_password("not-a-secret-1")
+}
