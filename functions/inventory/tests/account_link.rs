@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
-use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::model::cloud::account::{CloudAccountState, RoleStackConfig};
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::store::Store;
 use arca_core::testing::fakes::cloud::FakeCloud;
+use arca_core::testing::{link_account, new_org};
 use arca_embedded::RedbItemStore;
 use arca_fn_inventory::{CustomResourceResponse, LinkRetry};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -81,26 +82,8 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
         },
     )
     .with_cloud(fake.clone(), RoleStackConfig::default());
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "links".into(),
-            admin_key_name: None,
-        })
-        .await
-        .expect("signup");
-    let p = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
-    let account = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-        )
-        .await
-        .expect("link")
-        .account;
+    let (p, _, _) = new_org(&cp, "links").await;
+    let account = link_account(&cp, &p, "prod", &["us-east-1"]).await;
     let role = "arn:aws:iam::111122223333:role/arca-x";
     fake.add_role(role, &account.external_id);
     let properties = |external_id: &str| {
@@ -124,36 +107,28 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
     // Answers go to moto's pre-signed URLs here, to CloudFormation's on AWS.
     let urls = arca_fn_inventory::ResponseUrls::with_prefix(env.endpoint_url.clone());
 
+    // The SNS notification of a stack's request through the function.
+    let deliver = async |request: &str, url: &str, external_id: &str| -> Value {
+        arca_fn_inventory::run(
+            &cp,
+            &http,
+            sns_event(request, url, properties(external_id)),
+            retry,
+            &urls,
+        )
+        .await
+        .expect("run")
+    };
     // A ResponseURL that is not CloudFormation's, with the right ExternalId: ignored (no
     // link, no answer), and the batch does not fail.
-    let out = arca_fn_inventory::run(
-        &cp,
-        &http,
-        sns_event(
-            "Create",
-            "https://collector.example.com/steal",
-            properties(&account.external_id),
-        ),
-        retry,
-        &urls,
-    )
-    .await
-    .expect("run");
+    let out = deliver("Create", "https://collector.example.com/steal", &account.external_id).await;
     assert_eq!(out["answered"], json!(["IGNORED"]));
     let still = cp.get_cloud_account(&p, &account.id).await.expect("get").account;
     assert_eq!((still.state, still.role_arn), (CloudAccountState::Pending, None));
 
     // A forged request (someone else's ExternalId): the stack fails, nothing is linked.
     let url = presigned("forged").await;
-    arca_fn_inventory::run(
-        &cp,
-        &http,
-        sns_event("Create", &url, properties("arca-guess")),
-        retry,
-        &urls,
-    )
-    .await
-    .expect("run");
+    deliver("Create", &url, "arca-guess").await;
     let forged = answer("forged").await;
     assert_eq!(forged.status, "FAILED");
     assert!(forged.reason.contains("does not match"), "{forged:?}");
@@ -162,15 +137,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
 
     // The real one: ACTIVE, the stack succeeds.
     let url = presigned("create").await;
-    let out = arca_fn_inventory::run(
-        &cp,
-        &http,
-        sns_event("Create", &url, properties(&account.external_id)),
-        retry,
-        &urls,
-    )
-    .await
-    .expect("run");
+    let out = deliver("Create", &url, &account.external_id).await;
     assert_eq!(out["answered"], json!(["SUCCESS"]));
     let created = answer("create").await;
     assert_eq!(created.status, "SUCCESS", "{created:?}");
@@ -189,15 +156,7 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
     // account says DISCONNECTED and why), after the retries.
     fake.revoke(role, Some("AccessDenied: trust policy changed"));
     let url = presigned("update").await;
-    arca_fn_inventory::run(
-        &cp,
-        &http,
-        sns_event("Update", &url, properties(&account.external_id)),
-        retry,
-        &urls,
-    )
-    .await
-    .expect("run");
+    deliver("Update", &url, &account.external_id).await;
     let updated = answer("update").await;
     assert_eq!(updated.status, "SUCCESS");
     assert_eq!(updated.physical_resource_id, "arca-link-x", "kept across updates");
@@ -207,14 +166,6 @@ async fn the_role_stack_notification_links_the_account_and_answers_cloudformatio
 
     // Delete always succeeds, even for a link Arca never heard of.
     let url = presigned("delete").await;
-    arca_fn_inventory::run(
-        &cp,
-        &http,
-        sns_event("Delete", &url, properties("arca-guess")),
-        retry,
-        &urls,
-    )
-    .await
-    .expect("run");
+    deliver("Delete", &url, "arca-guess").await;
     assert_eq!(answer("delete").await.status, "SUCCESS");
 }

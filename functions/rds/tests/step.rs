@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
-use arca_core::model::cloud::account::{CloudAccountSpec, RoleRef, RoleStackConfig};
-use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
+use arca_core::model::cloud::account::RoleStackConfig;
+use arca_core::model::cloud::ebs::EksRecreation;
 use arca_core::model::cloud::inventory::EksCluster;
 use arca_core::model::job::{Job, JobState, JobTrigger, JobType};
 use arca_core::model::plan::PlanLimits;
@@ -20,20 +20,24 @@ use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkMes
 use arca_core::store::Store;
 use arca_core::testing::fakes::cloud::FakeCloud;
 use arca_core::testing::fakes::rds::{FakeRds, FakeRdsQueue};
+use arca_core::testing::{linked_fake_account, new_org};
 use serde_json::{Value, json};
 
-fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
-    json!({ "Records": messages.iter().map(|(id, m)| json!({
-        "messageId": id, "body": serde_json::to_string(m).expect("json")
-    })).collect::<Vec<_>>() })
+const ROLE: &str = "arn:aws:iam::111122223333:role/arca-fn";
+
+/// A deployment on redb in a temporary directory (kept while the `TempDir` lives) with the
+/// fakes of linked accounts, `rds` and the RDS work queue.
+struct Deployment {
+    _dir: tempfile::TempDir,
+    cp: ControlPlane,
+    cloud: Arc<FakeCloud>,
+    queue: Arc<FakeRdsQueue>,
 }
 
-#[tokio::test]
-async fn a_batch_steps_each_job_and_reports_failures_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
+fn deployment(rds: Arc<FakeRds>) -> Deployment {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).expect("redb"));
     let cloud = Arc::new(FakeCloud::default());
-    let rds = Arc::new(FakeRds::new());
     let queue = Arc::new(FakeRdsQueue::new());
     let cp = ControlPlane::new(
         Store::new(items),
@@ -45,34 +49,27 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
         },
     )
     .with_cloud(cloud.clone(), RoleStackConfig::default())
-    .with_rds(rds.clone(), Some(queue.clone()));
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "rds-fn".into(),
-            admin_key_name: None,
-        })
-        .await
-        .unwrap();
-    let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
-    let a = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-        )
-        .await
-        .unwrap()
-        .account;
-    let arn = "arn:aws:iam::111122223333:role/arca-fn";
-    cloud.add_role(arn, &a.external_id);
-    cp.set_cloud_account_role(&p, &a.id, arn, a.version).await.unwrap();
-    let role = RoleRef {
-        role_arn: arn.into(),
-        external_id: a.external_id.clone(),
-    };
+    .with_rds(rds, Some(queue.clone()));
+    Deployment {
+        _dir: dir,
+        cp,
+        cloud,
+        queue,
+    }
+}
+
+fn batch(messages: &[(&str, &RdsWorkMessage)]) -> Value {
+    json!({ "Records": messages.iter().map(|(id, m)| json!({
+        "messageId": id, "body": serde_json::to_string(m).expect("json")
+    })).collect::<Vec<_>>() })
+}
+
+#[tokio::test]
+async fn a_batch_steps_each_job_and_reports_failures_alone() {
+    let rds = Arc::new(FakeRds::new());
+    let Deployment { _dir, cp, cloud, queue } = deployment(rds.clone());
+    let (p, _, _) = new_org(&cp, "rds-fn").await;
+    let (a, role) = linked_fake_account(&cp, &cloud, &p, &["us-east-1"], ROLE).await;
     let db = RdsDatabaseRef {
         identifier: "orders".into(),
         cluster: false,
@@ -144,48 +141,9 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
 /// a duplicate of its message, or one for a re-creation that is gone, changes nothing.
 #[tokio::test]
 async fn eks_recreation_messages_step_the_recreation() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = Arc::new(arca_embedded::RedbItemStore::open(dir.path().join("arca.redb")).unwrap());
-    let cloud = Arc::new(FakeCloud::default());
-    let queue = Arc::new(FakeRdsQueue::new());
-    let cp = ControlPlane::new(
-        Store::new(items),
-        PlanLimits::default(),
-        Arc::new(SystemClock),
-        ControlPlaneConfig {
-            signup_open: true,
-            ..Default::default()
-        },
-    )
-    .with_cloud(cloud.clone(), RoleStackConfig::default())
-    .with_rds(Arc::new(FakeRds::new()), Some(queue.clone()));
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "eks-fn".into(),
-            admin_key_name: None,
-        })
-        .await
-        .unwrap();
-    let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
-    let a = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-        )
-        .await
-        .unwrap()
-        .account;
-    let arn = "arn:aws:iam::111122223333:role/arca-fn";
-    cloud.add_role(arn, &a.external_id);
-    cp.set_cloud_account_role(&p, &a.id, arn, a.version).await.unwrap();
-    let role = RoleRef {
-        role_arn: arn.into(),
-        external_id: a.external_id.clone(),
-    };
+    let Deployment { _dir, cp, cloud, queue } = deployment(Arc::new(FakeRds::new()));
+    let (p, _, _) = new_org(&cp, "eks-fn").await;
+    let (a, role) = linked_fake_account(&cp, &cloud, &p, &["us-east-1"], ROLE).await;
     // What `recreate_eks` leaves behind: the cluster asked of EKS and the record.
     cloud.eks_takes(3);
     cloud
@@ -195,23 +153,15 @@ async fn eks_recreation_messages_step_the_recreation() {
     let now = chrono::DateTime::<chrono::Utc>::from(SystemTime::now());
     let r = cp
         .store()
-        .create(EksRecreation {
-            id: EksRecreationId::new(),
-            org_id: p.org_id,
-            recovery_point_id: RecoveryPointId::new(),
-            cloud_account_id: a.id,
-            region: "us-east-1".into(),
-            name: "restored".into(),
-            state: EksRecreationState::CreatingCluster,
-            cluster_id: None,
-            restore_id: None,
-            next_step: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            access: None,
-        })
+        .create(EksRecreation::creating_cluster(
+            EksRecreationId::new(),
+            p.org_id,
+            RecoveryPointId::new(),
+            a.id,
+            "us-east-1".into(),
+            "restored".into(),
+            now,
+        ))
         .await
         .unwrap();
     let message: AwsWorkMessage = EksRecreationWorkMessage {

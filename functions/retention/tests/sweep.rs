@@ -8,18 +8,18 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
-use arca_core::ids::{JobId, RecoveryPointId};
 use arca_core::model::agent::{CompletionReport, ConnectRequest};
 use arca_core::model::auth::Principal;
 use arca_core::model::backup::{BackupDefinitionSpec, PvMode, Selection};
-use arca_core::model::cluster::{ClusterSpec, Heartbeat};
+use arca_core::model::cluster::Heartbeat;
 use arca_core::model::destination::{DestinationSpec, DestinationTarget};
 use arca_core::model::job::{JobState, JobType};
 use arca_core::model::plan::PlanLimits;
 use arca_core::model::policy::{PolicySpec, ScheduleSpec};
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState};
 use arca_core::ports::FixedClock;
 use arca_core::store::Store;
+use arca_core::testing::{register, stored_point};
 use chrono::{DateTime, Utc};
 
 const NOW: u64 = 1_893_456_000; // 2030-01-01T00:00:00Z
@@ -88,16 +88,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         )
         .await
         .unwrap();
-    let reg = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let reg = register(&cp, &p, "c").await;
     let def = cp
         .create_backup_definition(
             &p,
@@ -123,28 +114,16 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
 
     let store = cp.store();
     let plant = |created: i64, expires: Option<i64>, locked: bool| RecoveryPoint {
-        id: RecoveryPointId::new(),
-        org_id: p.org_id,
-        cluster_id: reg.cluster.id,
         definition_id: def.id,
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: expires.map(days_ago),
         locked,
         rule: Some(0),
         keep_last: Some(1),
-        location: None,
         resource_count: 1,
         pv_count: 0,
         snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
         created_at: days_ago(created),
         updated_at: days_ago(created),
-        version: 0,
+        ..stored_point(p.org_id, reg.cluster.id, None, expires.map(days_ago))
     };
     let oldest = store.create(plant(20, Some(13), false)).await.unwrap();
     let older = store.create(plant(10, Some(3), false)).await.unwrap();

@@ -22,7 +22,7 @@ use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
@@ -516,12 +516,6 @@ where
     }
 }
 
-fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> std::collections::BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-        .collect()
-}
-
 async fn rds_instances(rds: &aws_sdk_rds::Client) -> Result<Vec<AwsResource>> {
     let mut out = Vec::new();
     let mut pages = rds.describe_db_instances().into_paginator().send();
@@ -531,23 +525,7 @@ async fn rds_instances(rds: &aws_sdk_rds::Client) -> Result<Vec<AwsResource>> {
         };
         for db in page.db_instances() {
             let identifier = db.db_instance_identifier().unwrap_or_default().to_string();
-            // The restorable window's start lives with the automated backups.
-            let earliest = match rds
-                .describe_db_instance_automated_backups()
-                .db_instance_identifier(&identifier)
-                .send()
-                .await
-            {
-                Ok(b) => b
-                    .db_instance_automated_backups()
-                    .iter()
-                    .filter_map(|b| time(b.restore_window()?.earliest_time()))
-                    .min(),
-                Err(e) => {
-                    tracing::debug!(error = %DisplayErrorContext(&e), "no automated backups listed");
-                    None
-                }
-            };
+            let earliest = crate::rds::earliest_restorable(rds, &identifier).await;
             out.push(AwsResource::RdsInstance(RdsInstance {
                 arn: db.db_instance_arn().unwrap_or_default().to_string(),
                 engine: db.engine().unwrap_or_default().to_string(),
@@ -568,7 +546,7 @@ async fn rds_instances(rds: &aws_sdk_rds::Client) -> Result<Vec<AwsResource>> {
                 backup_retention_days: db.backup_retention_period(),
                 earliest_restorable_time: earliest,
                 latest_restorable_time: time(db.latest_restorable_time()),
-                tags: rds_tags(db.tag_list()),
+                tags: crate::rds::tag_map(db.tag_list()),
                 identifier,
             }));
         }
@@ -599,7 +577,7 @@ async fn rds_clusters(rds: &aws_sdk_rds::Client) -> Result<Vec<AwsResource>> {
                 backup_retention_days: c.backup_retention_period(),
                 earliest_restorable_time: time(c.earliest_restorable_time()),
                 latest_restorable_time: time(c.latest_restorable_time()),
-                tags: rds_tags(c.tag_list()),
+                tags: crate::rds::tag_map(c.tag_list()),
             }));
         }
     }
@@ -625,7 +603,7 @@ async fn rds_snapshots(rds: &aws_sdk_rds::Client) -> Result<Vec<AwsResource>> {
                 created_at: time(s.snapshot_create_time()),
                 encrypted: s.encrypted().unwrap_or(false),
                 kms_key_id: s.kms_key_id().map(str::to_string),
-                tags: rds_tags(s.tag_list()),
+                tags: crate::rds::tag_map(s.tag_list()),
             }));
         }
     }
@@ -646,7 +624,7 @@ async fn rds_snapshots(rds: &aws_sdk_rds::Client) -> Result<Vec<AwsResource>> {
                 created_at: time(s.snapshot_create_time()),
                 encrypted: s.storage_encrypted().unwrap_or(false),
                 kms_key_id: s.kms_key_id().map(str::to_string),
-                tags: rds_tags(s.tag_list()),
+                tags: crate::rds::tag_map(s.tag_list()),
             }));
         }
     }

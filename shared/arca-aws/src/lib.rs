@@ -5,6 +5,8 @@ pub mod cloud;
 pub mod config;
 pub mod dynamo;
 pub mod errors;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod rds;
 pub mod s3;
 pub mod s3_connection;

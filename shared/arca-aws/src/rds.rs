@@ -75,7 +75,7 @@ fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub(crate) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
         .collect()
@@ -89,39 +89,81 @@ fn aws_time(t: DateTime<Utc>) -> aws_sdk_rds::primitives::DateTime {
     aws_sdk_rds::primitives::DateTime::from_secs(t.timestamp())
 }
 
+/// An instance or a cluster snapshot as the port's (the SDK's two types name some fields
+/// differently: the identifiers, the ARN, the source, encryption).
+macro_rules! snapshot_info {
+    ($s:expr, $region:expr, cluster: $cluster:expr, $identifier:ident, $arn:ident, $source:ident, $encrypted:ident) => {{
+        let s = $s;
+        RdsSnapshotInfo {
+            snapshot: RdsSnapshotRef {
+                identifier: s.$identifier().unwrap_or_default().to_string(),
+                arn: s.$arn().unwrap_or_default().to_string(),
+                region: $region.to_string(),
+                cluster: $cluster,
+            },
+            state: RdsOperationState::from_status(s.status().unwrap_or("creating")),
+            snapshot_type: s.snapshot_type().map(str::to_string),
+            engine: s.engine().map(str::to_string),
+            encrypted: s.$encrypted().unwrap_or(false),
+            created_at: time(s.snapshot_create_time()),
+            source_identifier: s.$source().unwrap_or_default().to_string(),
+            tags: tag_map(s.tag_list()),
+        }
+    }};
+}
+
 fn instance_snapshot(s: &aws_sdk_rds::types::DbSnapshot, region: &str) -> RdsSnapshotInfo {
-    RdsSnapshotInfo {
-        snapshot: RdsSnapshotRef {
-            identifier: s.db_snapshot_identifier().unwrap_or_default().to_string(),
-            arn: s.db_snapshot_arn().unwrap_or_default().to_string(),
-            region: region.to_string(),
-            cluster: false,
-        },
-        state: RdsOperationState::from_status(s.status().unwrap_or("creating")),
-        snapshot_type: s.snapshot_type().map(str::to_string),
-        engine: s.engine().map(str::to_string),
-        encrypted: s.encrypted().unwrap_or(false),
-        created_at: time(s.snapshot_create_time()),
-        source_identifier: s.db_instance_identifier().unwrap_or_default().to_string(),
-        tags: tag_map(s.tag_list()),
-    }
+    snapshot_info!(s, region, cluster: false, db_snapshot_identifier, db_snapshot_arn, db_instance_identifier, encrypted)
 }
 
 fn cluster_snapshot(s: &aws_sdk_rds::types::DbClusterSnapshot, region: &str) -> RdsSnapshotInfo {
-    RdsSnapshotInfo {
-        snapshot: RdsSnapshotRef {
-            identifier: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
-            arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_string(),
-            region: region.to_string(),
-            cluster: true,
-        },
-        state: RdsOperationState::from_status(s.status().unwrap_or("creating")),
-        snapshot_type: s.snapshot_type().map(str::to_string),
-        engine: s.engine().map(str::to_string),
-        encrypted: s.storage_encrypted().unwrap_or(false),
-        created_at: time(s.snapshot_create_time()),
-        source_identifier: s.db_cluster_identifier().unwrap_or_default().to_string(),
-        tags: tag_map(s.tag_list()),
+    snapshot_info!(
+        s,
+        region,
+        cluster: true,
+        db_cluster_snapshot_identifier,
+        db_cluster_snapshot_arn,
+        db_cluster_identifier,
+        storage_encrypted
+    )
+}
+
+/// The start of an instance's restorable window, which lives with its automated backups
+/// (`None` where none are listed).
+pub(crate) async fn earliest_restorable(rds: &aws_sdk_rds::Client, identifier: &str) -> Option<DateTime<Utc>> {
+    match rds
+        .describe_db_instance_automated_backups()
+        .db_instance_identifier(identifier)
+        .send()
+        .await
+    {
+        Ok(b) => b
+            .db_instance_automated_backups()
+            .iter()
+            .filter_map(|b| time(b.restore_window()?.earliest_time()))
+            .min(),
+        Err(e) => {
+            tracing::debug!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "no automated backups listed");
+            None
+        }
+    }
+}
+
+/// Sends a request that answers with one snapshot (`$field`: an instance or a cluster
+/// snapshot) and converts it with `$convert` in `$region`.
+macro_rules! sent_snapshot {
+    ($request:expr, $what:literal, $field:ident, $missing:literal, $convert:ident($region:expr)) => {{
+        let out = $request.send().await.map_err(|e| rds_error(e, $what))?;
+        let s = out.$field().ok_or_else(|| Error::permanent($missing))?;
+        $convert(s, $region)
+    }};
+}
+
+/// A describe or delete of a snapshot that is already gone: nothing (`None`, `()`).
+fn unless_gone<T: Default>(result: Result<T>) -> Result<T> {
+    match result {
+        Err(Error::NotFound { .. }) => Ok(T::default()),
+        other => other,
     }
 }
 
@@ -167,20 +209,7 @@ impl RdsOperations for AwsRdsOperations {
             .db_instances()
             .first()
             .ok_or_else(|| Error::not_found(format!("RDS instance {}", db.identifier)))?;
-        // The restorable window's start lives with the automated backups.
-        let earliest = match rds
-            .describe_db_instance_automated_backups()
-            .db_instance_identifier(&db.identifier)
-            .send()
-            .await
-        {
-            Ok(b) => b
-                .db_instance_automated_backups()
-                .iter()
-                .filter_map(|b| time(b.restore_window()?.earliest_time()))
-                .min(),
-            Err(_) => None,
-        };
+        let earliest = earliest_restorable(&rds, &db.identifier).await;
         let latest = time(i.latest_restorable_time());
         Ok(RdsDatabaseInfo {
             database: db.clone(),
@@ -242,32 +271,29 @@ impl RdsOperations for AwsRdsOperations {
         tag_values: &BTreeMap<String, String>,
     ) -> Result<RdsSnapshotInfo> {
         let rds = self.rds(role, region).await?;
-        if db.cluster {
-            let out = rds
-                .create_db_cluster_snapshot()
-                .db_cluster_identifier(&db.identifier)
-                .db_cluster_snapshot_identifier(snapshot_identifier)
-                .set_tags(Some(tags(tag_values)))
-                .send()
-                .await
-                .map_err(|e| rds_error(e, "RDS cluster snapshot"))?;
-            let s = out
-                .db_cluster_snapshot()
-                .ok_or_else(|| Error::permanent("CreateDBClusterSnapshot answered without the snapshot"))?;
-            return Ok(cluster_snapshot(s, region));
-        }
-        let out = rds
-            .create_db_snapshot()
-            .db_instance_identifier(&db.identifier)
-            .db_snapshot_identifier(snapshot_identifier)
-            .set_tags(Some(tags(tag_values)))
-            .send()
-            .await
-            .map_err(|e| rds_error(e, "RDS snapshot"))?;
-        let s = out
-            .db_snapshot()
-            .ok_or_else(|| Error::permanent("CreateDBSnapshot answered without the snapshot"))?;
-        Ok(instance_snapshot(s, region))
+        Ok(if db.cluster {
+            sent_snapshot!(
+                rds.create_db_cluster_snapshot()
+                    .db_cluster_identifier(&db.identifier)
+                    .db_cluster_snapshot_identifier(snapshot_identifier)
+                    .set_tags(Some(tags(tag_values))),
+                "RDS cluster snapshot",
+                db_cluster_snapshot,
+                "CreateDBClusterSnapshot answered without the snapshot",
+                cluster_snapshot(region)
+            )
+        } else {
+            sent_snapshot!(
+                rds.create_db_snapshot()
+                    .db_instance_identifier(&db.identifier)
+                    .db_snapshot_identifier(snapshot_identifier)
+                    .set_tags(Some(tags(tag_values))),
+                "RDS snapshot",
+                db_snapshot,
+                "CreateDBSnapshot answered without the snapshot",
+                instance_snapshot(region)
+            )
+        })
     }
 
     async fn describe_snapshot(&self, role: &RoleRef, snapshot: &RdsSnapshotRef) -> Result<Option<RdsSnapshotInfo>> {
@@ -295,11 +321,7 @@ impl RdsOperations for AwsRdsOperations {
                 })
                 .map_err(|e| rds_error(e, "RDS snapshot"))
         };
-        match result {
-            Ok(found) => Ok(found),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        unless_gone(result)
     }
 
     async fn latest_snapshot(
@@ -350,34 +372,31 @@ impl RdsOperations for AwsRdsOperations {
         } else {
             source.arn.clone()
         };
-        if source.cluster {
-            let out = rds
-                .copy_db_cluster_snapshot()
-                .source_db_cluster_snapshot_identifier(&source_id)
-                .target_db_cluster_snapshot_identifier(target_identifier)
-                .set_kms_key_id(kms_key_id.map(str::to_string))
-                .set_tags(Some(tags(tag_values)))
-                .send()
-                .await
-                .map_err(|e| rds_error(e, "RDS cluster snapshot copy"))?;
-            let s = out
-                .db_cluster_snapshot()
-                .ok_or_else(|| Error::permanent("CopyDBClusterSnapshot answered without the copy"))?;
-            return Ok(cluster_snapshot(s, destination_region));
-        }
-        let out = rds
-            .copy_db_snapshot()
-            .source_db_snapshot_identifier(&source_id)
-            .target_db_snapshot_identifier(target_identifier)
-            .set_kms_key_id(kms_key_id.map(str::to_string))
-            .set_tags(Some(tags(tag_values)))
-            .send()
-            .await
-            .map_err(|e| rds_error(e, "RDS snapshot copy"))?;
-        let s = out
-            .db_snapshot()
-            .ok_or_else(|| Error::permanent("CopyDBSnapshot answered without the copy"))?;
-        Ok(instance_snapshot(s, destination_region))
+        Ok(if source.cluster {
+            sent_snapshot!(
+                rds.copy_db_cluster_snapshot()
+                    .source_db_cluster_snapshot_identifier(&source_id)
+                    .target_db_cluster_snapshot_identifier(target_identifier)
+                    .set_kms_key_id(kms_key_id.map(str::to_string))
+                    .set_tags(Some(tags(tag_values))),
+                "RDS cluster snapshot copy",
+                db_cluster_snapshot,
+                "CopyDBClusterSnapshot answered without the copy",
+                cluster_snapshot(destination_region)
+            )
+        } else {
+            sent_snapshot!(
+                rds.copy_db_snapshot()
+                    .source_db_snapshot_identifier(&source_id)
+                    .target_db_snapshot_identifier(target_identifier)
+                    .set_kms_key_id(kms_key_id.map(str::to_string))
+                    .set_tags(Some(tags(tag_values))),
+                "RDS snapshot copy",
+                db_snapshot,
+                "CopyDBSnapshot answered without the copy",
+                instance_snapshot(destination_region)
+            )
+        })
     }
 
     async fn delete_snapshot(&self, role: &RoleRef, snapshot: &RdsSnapshotRef) -> Result<()> {
@@ -397,10 +416,7 @@ impl RdsOperations for AwsRdsOperations {
                 .map(|_| ())
                 .map_err(|e| rds_error(e, "RDS snapshot"))
         };
-        match result {
-            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        unless_gone(result)
     }
 
     async fn restore(&self, role: &RoleRef, region: &str, r: &RdsRestoreRequest) -> Result<RdsDatabaseInfo> {

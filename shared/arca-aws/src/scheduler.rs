@@ -22,6 +22,27 @@ use crate::errors::classify;
 
 const DESCRIPTION_PREFIX: &str = "arca cron: ";
 
+/// Fills and sends a create or an update of `schedule` (the SDK's two requests take the
+/// same fields but share no type).
+macro_rules! send_schedule {
+    ($request:expr, $scheduler:expr, $schedule:expr) => {{
+        let (expression, window, target, state) = $scheduler.parts($schedule)?;
+        $request
+            .group_name(&$scheduler.config.group)
+            .name(&$schedule.name)
+            .description(format!("{DESCRIPTION_PREFIX}{}", $schedule.cron))
+            .schedule_expression(expression)
+            .schedule_expression_timezone(&$schedule.timezone)
+            .flexible_time_window(window)
+            .target(target)
+            .state(state)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, "schedule"))
+    }};
+}
+
 /// Where the schedules go and what they invoke.
 #[derive(Clone, Debug)]
 pub struct EventBridgeSchedulerConfig {
@@ -80,6 +101,19 @@ impl EventBridgeScheduler {
     /// The names of `definition_id`'s schedules. NamePrefix narrows the listing; the
     /// exact ownership test is [`rule_of`], since a prefix also matches longer ids.
     async fn names(&self, definition_id: &str) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .group_schedule_names(Some(format!("{definition_id}-")))
+            .await?
+            .into_iter()
+            .filter(|name| rule_of(definition_id, name).is_some())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The names of every schedule in the group (starting with `prefix` when given), page
+    /// after page.
+    async fn group_schedule_names(&self, prefix: Option<String>) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let mut token = None;
         loop {
@@ -87,24 +121,17 @@ impl EventBridgeScheduler {
                 .client
                 .list_schedules()
                 .group_name(&self.config.group)
-                .name_prefix(format!("{definition_id}-"))
+                .set_name_prefix(prefix.clone())
                 .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| classify(e, "schedule group"))?;
-            names.extend(
-                page.schedules()
-                    .iter()
-                    .filter_map(|s| s.name())
-                    .filter(|name| rule_of(definition_id, name).is_some())
-                    .map(str::to_string),
-            );
+            names.extend(page.schedules().iter().filter_map(|s| s.name()).map(str::to_string));
             token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        names.sort();
         Ok(names)
     }
 
@@ -183,39 +210,11 @@ impl EventBridgeScheduler {
     }
 
     async fn create(&self, schedule: &Schedule) -> Result<()> {
-        let (expression, window, target, state) = self.parts(schedule)?;
-        self.client
-            .create_schedule()
-            .group_name(&self.config.group)
-            .name(&schedule.name)
-            .description(format!("{DESCRIPTION_PREFIX}{}", schedule.cron))
-            .schedule_expression(expression)
-            .schedule_expression_timezone(&schedule.timezone)
-            .flexible_time_window(window)
-            .target(target)
-            .state(state)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e, "schedule"))
+        send_schedule!(self.client.create_schedule(), self, schedule)
     }
 
     async fn update(&self, schedule: &Schedule) -> Result<()> {
-        let (expression, window, target, state) = self.parts(schedule)?;
-        self.client
-            .update_schedule()
-            .group_name(&self.config.group)
-            .name(&schedule.name)
-            .description(format!("{DESCRIPTION_PREFIX}{}", schedule.cron))
-            .schedule_expression(expression)
-            .schedule_expression_timezone(&schedule.timezone)
-            .flexible_time_window(window)
-            .target(target)
-            .state(state)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e, "schedule"))
+        send_schedule!(self.client.update_schedule(), self, schedule)
     }
 
     /// Creates or replaces, whichever the schedule's current existence calls for; a
@@ -280,29 +279,13 @@ impl Scheduler for EventBridgeScheduler {
     }
 
     async fn definitions(&self) -> Result<Vec<String>> {
-        let mut ids = std::collections::BTreeSet::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_schedules()
-                .group_name(&self.config.group)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify(e, "schedule group"))?;
-            ids.extend(
-                page.schedules()
-                    .iter()
-                    .filter_map(|s| s.name())
-                    .filter_map(arca_core::model::schedule::definition_of)
-                    .map(str::to_string),
-            );
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let ids: std::collections::BTreeSet<String> = self
+            .group_schedule_names(None)
+            .await?
+            .iter()
+            .filter_map(|name| arca_core::model::schedule::definition_of(name))
+            .map(str::to_string)
+            .collect();
         Ok(ids.into_iter().collect())
     }
 

@@ -7,17 +7,17 @@
 //! `arca_core::testing::scenarios::cloud` with its fake. EKS re-creations' work messages cross SQS
 //! and step the re-creation through the linked role.
 
+mod common;
+
 use std::sync::Arc;
 
-use arca_aws::dynamo::create_table;
 use std::time::Duration;
 
-use arca_aws::{AwsCloudConnector, DynamoItemStore, SqsRdsWorkQueue};
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
+use arca_aws::{AwsCloudConnector, SqsRdsWorkQueue};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
-use arca_core::model::auth::Principal;
 use arca_core::model::cloud::AwsResource;
-use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleRef, RoleStackConfig};
+use arca_core::model::cloud::account::{CloudAccountState, RoleRef, RoleStackConfig};
 use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
@@ -25,41 +25,9 @@ use arca_core::ports::cloud::CloudConnector;
 use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up, sqs_queue};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
-
-/// A fresh 12-digit account per run, so reruns on the same moto start empty.
-fn fresh_account() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos();
-    format!("{:012}", (nanos % 900_000_000_000) + 100_000_000_000)
-}
-
-/// Configuration acting inside `account` (moto: credentials from AssumeRole into it).
-async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig {
-    let out = aws_sdk_sts::Client::new(base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("assume role on moto");
-    let c = out.credentials().expect("credentials");
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "seed",
-    );
-    base.to_builder()
-        .region(Region::new(region.to_string()))
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
 
 /// Seeds one account and region: an RDS instance with a manual snapshot, an EBS volume,
 /// and in the first region an Aurora cluster with a cluster snapshot and an EKS cluster
@@ -67,13 +35,7 @@ async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig 
 async fn seed(config: &SdkConfig, account: &str, region: &str, first: bool) {
     let rds = aws_sdk_rds::Client::new(config);
     let db = format!("db-{account}-{region}");
-    rds.create_db_instance()
-        .db_instance_identifier(&db)
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("arca")
-        .master_user_password("not-a-secret-1")
+    postgres_instance(&rds, &db)
         .storage_encrypted(true)
         .send()
         .await
@@ -174,7 +136,7 @@ fn automated(found: &[AwsResource]) -> Vec<String> {
 async fn two_accounts_two_regions_through_assumed_roles() {
     let Some(env) = arca_testenv::aws() else { return };
     let base = env.sdk_config().await;
-    let accounts = [fresh_account(), format!("{}9", &fresh_account()[..11])];
+    let accounts = [fresh_account(0), format!("{}9", &fresh_account(0)[..11])];
     assert_ne!(accounts[0], accounts[1]);
     for account in &accounts {
         for (i, region) in REGIONS.iter().enumerate() {
@@ -247,11 +209,8 @@ async fn two_accounts_two_regions_through_assumed_roles() {
 
     // The control plane over DynamoDB with the AWS connector: link both accounts by ARN,
     // inventory them, then a database disappears and is marked.
-    let client = aws_sdk_dynamodb::Client::new(&base);
-    let table = arca_testenv::unique("arca-cloud");
-    create_table(&client, &table).await.expect("table");
     let cp = ControlPlane::new(
-        Store::new(Arc::new(DynamoItemStore::new(client, &table))),
+        Store::new(Arc::new(dynamo_store(&base, "arca-cloud").await)),
         PlanLimits::default(),
         Arc::new(SystemClock),
         ControlPlaneConfig {
@@ -260,32 +219,14 @@ async fn two_accounts_two_regions_through_assumed_roles() {
         },
     )
     .with_cloud(Arc::new(connector), RoleStackConfig::default());
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "moto".into(),
-            admin_key_name: None,
-        })
-        .await
-        .expect("signup");
-    let p: Principal = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
+    let p = sign_up(&cp, "moto").await;
     let mut linked = Vec::new();
     for account in &accounts {
-        let view = cp
-            .link_cloud_account(
-                &p,
-                CloudAccountSpec {
-                    name: format!("acct-{account}"),
-                    description: String::new(),
-                    regions: REGIONS.iter().map(|r| r.to_string()).collect(),
-                },
-            )
-            .await
-            .expect("link");
-        let role = format!("arn:aws:iam::{account}:role/arca-cross-account");
-        let view = cp
-            .set_cloud_account_role(&p, &view.account.id, &role, view.account.version)
-            .await
-            .expect("role");
+        let regions = REGIONS.iter().map(|r| r.to_string()).collect();
+        let view = link_account(&cp, &p, format!("acct-{account}"), regions, account, |_| {
+            "arca-cross-account".into()
+        })
+        .await;
         assert_eq!(view.account.state, CloudAccountState::Active, "{:?}", view.account);
         let report = cp
             .inventory_cloud_account(&p, &view.account.id)
@@ -333,7 +274,7 @@ async fn two_accounts_two_regions_through_assumed_roles() {
 async fn ebs_snapshots_and_eks_recreation_through_the_role() {
     let Some(env) = arca_testenv::aws() else { return };
     let base = env.sdk_config().await;
-    let account = fresh_account();
+    let account = fresh_account(0);
     let region = "eu-west-1";
     let seeded = as_account(&base, &account, region).await;
     let ec2 = aws_sdk_ec2::Client::new(&seeded);
@@ -566,25 +507,13 @@ async fn ebs_snapshots_and_eks_recreation_through_the_role() {
 async fn eks_recreation_messages_cross_sqs_and_step_it() {
     let Some(env) = arca_testenv::aws() else { return };
     let base = env.sdk_config().await;
-    let account = fresh_account();
+    let account = fresh_account(0);
     let region = "us-east-1";
-    let sqs = aws_sdk_sqs::Client::new(&base);
-    let url = sqs
-        .create_queue()
-        .queue_name(arca_testenv::unique("arca-work"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
+    let (sqs, url) = sqs_queue(&base, "arca-work").await;
     let queue = Arc::new(SqsRdsWorkQueue::new(sqs.clone(), &url));
-    let client = aws_sdk_dynamodb::Client::new(&base);
-    let table = arca_testenv::unique("arca-eks");
-    create_table(&client, &table).await.expect("table");
     let connector = Arc::new(AwsCloudConnector::new(base.clone()));
     let cp = ControlPlane::new(
-        Store::new(Arc::new(DynamoItemStore::new(client, &table))),
+        Store::new(Arc::new(dynamo_store(&base, "arca-eks").await)),
         PlanLimits::default(),
         Arc::new(SystemClock),
         ControlPlaneConfig {
@@ -597,30 +526,11 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
         Arc::new(arca_aws::AwsRdsOperations::new(connector.clone())),
         Some(queue.clone()),
     );
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "moto-eks".into(),
-            admin_key_name: None,
-        })
-        .await
-        .expect("signup");
-    let p: Principal = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
-    let view = cp
-        .link_cloud_account(
-            &p,
-            CloudAccountSpec {
-                name: "eks".into(),
-                description: String::new(),
-                regions: vec![region.into()],
-            },
-        )
-        .await
-        .expect("link");
-    let role_arn = format!("arn:aws:iam::{account}:role/arca-cross-account");
-    let view = cp
-        .set_cloud_account_role(&p, &view.account.id, &role_arn, view.account.version)
-        .await
-        .expect("role");
+    let p = sign_up(&cp, "moto-eks").await;
+    let view = link_account(&cp, &p, "eks".into(), vec![region.into()], &account, |_| {
+        "arca-cross-account".into()
+    })
+    .await;
     let role = view.account.role().expect("role");
 
     // What `recreate_eks` leaves: the cluster asked of EKS, the record, its message.
@@ -638,23 +548,15 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
     let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
     let r = cp
         .store()
-        .create(EksRecreation {
-            id: EksRecreationId::new(),
-            org_id: p.org_id,
-            recovery_point_id: RecoveryPointId::new(),
-            cloud_account_id: view.account.id,
-            region: region.into(),
-            name: "prod-again".into(),
-            state: EksRecreationState::CreatingCluster,
-            cluster_id: None,
-            restore_id: None,
-            next_step: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            access: None,
-        })
+        .create(EksRecreation::creating_cluster(
+            EksRecreationId::new(),
+            p.org_id,
+            RecoveryPointId::new(),
+            view.account.id,
+            region.into(),
+            "prod-again".into(),
+            now,
+        ))
         .await
         .expect("record");
     let message: AwsWorkMessage = EksRecreationWorkMessage {
@@ -672,19 +574,7 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
         .send()
         .await
         .expect("delete");
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("receive");
-    let bodies: Vec<serde_json::Value> = got
-        .messages()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json"))
-        .collect();
+    let bodies: Vec<serde_json::Value> = received(&sqs, &url).await;
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert_eq!(
         bodies[0],

@@ -5,20 +5,20 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on any error
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use arca_aws::s3_connection::S3DestinationOpener;
-use arca_aws::{StsCredentialVendor, StsCredentialVendorConfig};
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
-use arca_core::ids::{ClusterId, DestinationId, OrgId};
-use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
+use arca_core::ids::{ClusterId, OrgId};
 use arca_core::model::maintenance::{RepositoryKey, RepositoryUpkeep};
 use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState};
 use arca_core::ports::SystemClock;
 use arca_core::store::Store;
 use arca_core::testing::stored_point;
 use chrono::{DateTime, Utc};
+use common::{managed_destination, managed_vendor};
 
 const PREFIX: &str = "repositories";
 
@@ -29,24 +29,8 @@ async fn the_retention_sweep_purges_a_deleted_clusters_prefix_in_managed_storage
     let bucket = arca_testenv::unique("arca-managed-purge");
     let s3 = arca_aws::config::s3_client(&sdk);
     s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
-    let vendor = StsCredentialVendor::new(
-        aws_sdk_sts::Client::new(&sdk),
-        StsCredentialVendorConfig {
-            role_arn: "arn:aws:iam::123456789012:role/arca-managed-storage".into(),
-            bucket: bucket.clone(),
-            region: "us-east-1".into(),
-            prefix: PREFIX.into(),
-            endpoint: sdk.endpoint_url().map(str::to_owned),
-            duration: Duration::from_secs(900),
-            kms_key_arn: None,
-        },
-    );
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = arca_testenv::unique("arca-purge");
-    arca_aws::dynamo::create_table(&dynamo, &table)
-        .await
-        .expect("create table on moto");
-    let store = Store::new(Arc::new(arca_aws::DynamoItemStore::new(dynamo, &table)));
+    let vendor = managed_vendor(&sdk, &bucket, PREFIX);
+    let store = Store::new(Arc::new(common::dynamo_store(&sdk, "arca-purge").await));
     let cp = ControlPlane::new(
         store.clone(),
         Default::default(),
@@ -58,21 +42,7 @@ async fn the_retention_sweep_purges_a_deleted_clusters_prefix_in_managed_storage
 
     let org = OrgId::new();
     let now = DateTime::<Utc>::from(std::time::SystemTime::now());
-    let managed = store
-        .create(Destination {
-            id: DestinationId::new(),
-            org_id: org,
-            spec: DestinationSpec {
-                name: "managed".into(),
-                target: DestinationTarget::ArcaManaged { region: None },
-            },
-            retiring: false,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        })
-        .await
-        .unwrap();
+    let managed = store.create(managed_destination(org, now, 0)).await.unwrap();
     // Two deleted clusters (no cluster of the org exists, so no agent is ACTIVE): one
     // whose points have all expired, one with a point due only later.
     let (done, waiting, unrelated) = (ClusterId::new(), ClusterId::new(), ClusterId::new());

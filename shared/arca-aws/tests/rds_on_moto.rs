@@ -8,17 +8,18 @@
 //! moto makes snapshots `available` at once; the "still creating" path is covered by
 //! `arca_core::testing::scenarios::rds` with its fake.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arca_aws::dynamo::create_table;
 use arca_aws::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsRdsWorkQueue};
 use arca_core::Error;
 use arca_core::control_plane::RdsRunRequest;
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
-use arca_core::ids::CloudAccountId;
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
+use arca_core::ids::{CloudAccountId, RecoveryPointId};
 use arca_core::model::auth::Principal;
-use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleStackConfig};
+use arca_core::model::cloud::account::{CloudAccountState, RoleStackConfig};
 use arca_core::model::job::{Job, JobState};
 use arca_core::model::plan::PlanLimits;
 use arca_core::model::rds::{
@@ -30,56 +31,16 @@ use arca_core::ports::rds::{RdsWorkMessage, RdsWorkQueue};
 use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
-use aws_config::{Region, SdkConfig};
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use aws_config::SdkConfig;
+use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up, sqs_queue};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 
-fn fresh_account(salt: u64) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos() as u64;
-    format!(
-        "{:012}",
-        ((nanos / 1000 + salt * 7_919) % 900_000_000_000) + 100_000_000_000
-    )
-}
-
-/// Configuration acting inside `account` (moto: credentials from AssumeRole into it).
-async fn as_account(base: &SdkConfig, account: &str, region: &str) -> SdkConfig {
-    let out = aws_sdk_sts::Client::new(base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("assume role on moto");
-    let c = out.credentials().expect("credentials");
-    let creds = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "seed",
-    );
-    base.to_builder()
-        .region(Region::new(region.to_string()))
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
-
 /// An instance and an Aurora cluster in the east; a subnet group in the west.
 async fn seed(base: &SdkConfig, account: &str) {
     let east = aws_sdk_rds::Client::new(&as_account(base, account, EAST).await);
-    east.create_db_instance()
-        .db_instance_identifier("orders")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("arca")
-        .master_user_password("not-a-secret-1")
+    postgres_instance(&east, "orders")
         .backup_retention_period(7)
         .send()
         .await
@@ -153,6 +114,13 @@ impl Deployment {
         )
     }
 
+    /// Creates a restore, delivers its work and checks it COMPLETED.
+    async fn restored(&self, cp: &ControlPlane, p: &Principal, spec: RdsRestoreSpec, what: &str) -> Job {
+        let job = cp.create_rds_restore(p, spec).await.expect(what);
+        self.drain(cp).await;
+        finished(cp, p, &job).await
+    }
+
     /// Delivers the queued work until no job asks to be checked again.
     async fn drain(&self, cp: &ControlPlane) {
         for _ in 0..10 {
@@ -169,29 +137,13 @@ impl Deployment {
 }
 
 async fn link(cp: &ControlPlane, p: &Principal, account: &str) -> CloudAccountId {
-    let a = cp
-        .link_cloud_account(
-            p,
-            CloudAccountSpec {
-                name: format!("acct-{account}"),
-                description: String::new(),
-                regions: vec![EAST.into(), WEST.into()],
-            },
-        )
-        .await
-        .expect("link")
-        .account;
-    let v = cp
-        .set_cloud_account_role(
-            p,
-            &a.id,
-            &format!("arn:aws:iam::{account}:role/arca-{}", a.id),
-            a.version,
-        )
-        .await
-        .expect("role");
+    let regions = vec![EAST.into(), WEST.into()];
+    let v = link_account(cp, p, format!("acct-{account}"), regions, account, |id| {
+        format!("arca-{id}")
+    })
+    .await;
     assert_eq!(v.account.state, CloudAccountState::Active, "{:?}", v.account.last_error);
-    a.id
+    v.account.id
 }
 
 fn db(id: &str, cluster: bool) -> RdsDatabaseRef {
@@ -217,6 +169,15 @@ fn spec(account: CloudAccountId, dbs: Vec<RdsDatabaseRef>, delete_source: bool) 
             policy_id: None,
             retain_days: Some(30),
         }),
+    }
+}
+
+/// A restore of recovery point `rp` of `account` into `target`.
+fn from_point(account: CloudAccountId, rp: RecoveryPointId, target: RdsRestoreTarget) -> RdsRestoreSpec {
+    RdsRestoreSpec {
+        cloud_account_id: account,
+        source: RdsRestoreSource::RecoveryPoint { recovery_point_id: rp },
+        target,
     }
 }
 
@@ -312,24 +273,14 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
     for a in &accounts {
         seed(&base, a).await;
     }
-    let client = aws_sdk_dynamodb::Client::new(&base);
-    let table = arca_testenv::unique("arca-rds");
-    create_table(&client, &table).await.expect("table");
     let d = Deployment {
-        items: Arc::new(DynamoItemStore::new(client, &table)),
+        items: Arc::new(dynamo_store(&base, "arca-rds").await),
         connector: Arc::new(AwsCloudConnector::new(base.clone())),
         queue: Arc::new(FakeRdsQueue::new()),
         start: SystemTime::now(),
     };
     let cp = d.at(0);
-    let signed = cp
-        .signup(SignupRequest {
-            org_name: "moto-rds".into(),
-            admin_key_name: None,
-        })
-        .await
-        .expect("signup");
-    let p = cp.authenticate(&signed.admin_key.secret).await.expect("auth");
+    let p = sign_up(&cp, "moto-rds").await;
     let a = link(&cp, &p, &accounts[0]).await;
     let b = link(&cp, &p, &accounts[1]).await;
     let east_a = as_account(&base, &accounts[0], EAST).await;
@@ -440,21 +391,9 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
         ..Default::default()
     };
     let cp = d.at(4);
-    let job = cp
-        .create_rds_restore(
-            &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: snap.id,
-                },
-                target: target("orders-restored"),
-            },
-        )
-        .await
-        .expect("restore");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+    let job = d
+        .restored(&cp, &p, from_point(a, snap.id, target("orders-restored")), "restore")
+        .await;
     assert!(instance_exists(&east_a, "orders-restored").await);
     assert_eq!(
         restore_job_tag(&east_a, "orders-restored").await,
@@ -464,39 +403,26 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
 
     // 5. Cross-region: from the copy held in the west, with the west's subnet group.
     let err = cp
-        .create_rds_restore(
-            &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: copy.id,
-                },
-                target: target("orders-west"),
-            },
-        )
+        .create_rds_restore(&p, from_point(a, copy.id, target("orders-west")))
         .await;
     assert!(
         matches!(&err, Err(Error::Invalid { field, .. }) if field == "target.subnetGroup"),
         "{err:?}"
     );
-    let job = cp
-        .create_rds_restore(
-            &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: copy.id,
-                },
-                target: RdsRestoreTarget {
-                    subnet_group: Some("west-subnets".into()),
-                    ..target("orders-west")
-                },
+    d.restored(
+        &cp,
+        &p,
+        from_point(
+            a,
+            copy.id,
+            RdsRestoreTarget {
+                subnet_group: Some("west-subnets".into()),
+                ..target("orders-west")
             },
-        )
-        .await
-        .expect("cross-region restore");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+        ),
+        "cross-region restore",
+    )
+    .await;
     assert!(instance_exists(&west_a, "orders-west").await);
     assert!(!instance_exists(&east_a, "orders-west").await);
 
@@ -519,33 +445,25 @@ async fn rds_snapshots_copies_restores_and_retention_across_accounts_and_regions
         matches!(&err, Err(Error::Invalid { field, .. }) if field == "source.restoreTime"),
         "{err:?}"
     );
-    let job = cp
-        .create_rds_restore(&p, pitr(None, true, "orders-pitr"))
-        .await
-        .expect("pitr");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+    d.restored(&cp, &p, pitr(None, true, "orders-pitr"), "pitr").await;
     assert!(instance_exists(&east_a, "orders-pitr").await);
 
     // 7. Aurora: the cluster snapshot restores into a new cluster with its writer.
-    let job = cp
-        .create_rds_restore(
+    let job = d
+        .restored(
+            &cp,
             &p,
-            RdsRestoreSpec {
-                cloud_account_id: a,
-                source: RdsRestoreSource::RecoveryPoint {
-                    recovery_point_id: cluster_snap.id,
-                },
-                target: RdsRestoreTarget {
+            from_point(
+                a,
+                cluster_snap.id,
+                RdsRestoreTarget {
                     instance_class: Some("db.r6g.large".into()),
                     ..target("ledger-restored")
                 },
-            },
+            ),
+            "cluster restore",
         )
-        .await
-        .expect("cluster restore");
-    d.drain(&cp).await;
-    finished(&cp, &p, &job).await;
+        .await;
     let clusters = aws_sdk_rds::Client::new(&east_a)
         .describe_db_clusters()
         .db_cluster_identifier("ledger-restored")
@@ -612,16 +530,7 @@ async fn job_source(cp: &ControlPlane, p: &Principal, job: &Job) -> String {
 async fn rds_work_messages_go_through_sqs() {
     let Some(env) = arca_testenv::aws() else { return };
     let base = env.sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&base);
-    let url = sqs
-        .create_queue()
-        .queue_name(arca_testenv::unique("arca-rds-work"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
+    let (sqs, url) = sqs_queue(&base, "arca-rds-work").await;
     let q = SqsRdsWorkQueue::new(sqs.clone(), &url);
     let m = RdsWorkMessage {
         org_id: arca_core::ids::OrgId::new(),
@@ -631,18 +540,6 @@ async fn rds_work_messages_go_through_sqs() {
     q.send(&m.clone().into(), Duration::from_secs(3600))
         .await
         .expect("a long delay is capped, not refused");
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("receive");
-    let bodies: Vec<RdsWorkMessage> = got
-        .messages()
-        .iter()
-        .map(|msg| serde_json::from_str(msg.body().unwrap_or_default()).expect("json"))
-        .collect();
+    let bodies: Vec<RdsWorkMessage> = received(&sqs, &url).await;
     assert_eq!(bodies, vec![m], "the delayed one is not visible yet");
 }

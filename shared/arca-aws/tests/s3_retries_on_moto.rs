@@ -180,6 +180,18 @@ struct Setup {
     bucket: String,
 }
 
+impl Setup {
+    /// The multipart uploads in progress in the bucket, as moto lists them.
+    async fn uploads(&self) -> aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput {
+        self.client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads")
+    }
+}
+
 async fn setup(rules: Vec<Rule>) -> Option<Setup> {
     let env = arca_testenv::aws()?;
     let moto = arca_aws::config::s3_client(&env.sdk_config().await);
@@ -338,13 +350,7 @@ async fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
         (1, 0),
         "the upload was aborted"
     );
-    let uploads = s
-        .client
-        .list_multipart_uploads()
-        .bucket(&s.bucket)
-        .send()
-        .await
-        .unwrap();
+    let uploads = s.uploads().await;
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
     assert!(matches!(s.direct.get("doomed").await, Err(Error::NotFound { .. })));
 }
@@ -352,23 +358,19 @@ async fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
 #[tokio::test]
 async fn uploads_a_killed_process_left_are_aborted_when_stale() {
     let Some(s) = setup(Vec::new()).await else { return };
-    let started = s
-        .client
-        .create_multipart_upload()
-        .bucket(&s.bucket)
-        .key("r/data/ab/left-behind")
-        .send()
-        .await
-        .unwrap();
+    // An upload begun straight on the bucket and never finished.
+    let start_upload = async |key: &str| {
+        s.client
+            .create_multipart_upload()
+            .bucket(&s.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+    };
+    let started = start_upload("r/data/ab/left-behind").await;
     assert!(started.upload_id().is_some());
-    let outside = s
-        .client
-        .create_multipart_upload()
-        .bucket(&s.bucket)
-        .key("other-root/x")
-        .send()
-        .await
-        .unwrap();
+    let outside = start_upload("other-root/x").await;
     // moto reports every upload as initiated in 2010, so "young" cannot be shown here (the
     // age rule is unit-tested in s3.rs): both calls see a stale upload.
     assert_eq!(
@@ -380,13 +382,7 @@ async fn uploads_a_killed_process_left_are_aborted_when_stale() {
         0,
         "already gone"
     );
-    let left = s
-        .client
-        .list_multipart_uploads()
-        .bucket(&s.bucket)
-        .send()
-        .await
-        .unwrap();
+    let left = s.uploads().await;
     let ids: Vec<_> = left.uploads().iter().filter_map(|u| u.upload_id()).collect();
     assert_eq!(
         ids,

@@ -4,13 +4,28 @@
 
 use arca_aws::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 use arca_core::ids::OrgId;
-use arca_core::model::policy::{PolicySpec, ScheduleSpec};
 use arca_core::model::schedule::schedules_for;
 use arca_core::ports::scheduler::Scheduler;
+use arca_core::testing::contracts::scheduler::policy;
 use aws_sdk_scheduler::types::{FlexibleTimeWindowMode, ScheduleState};
 
 const TARGET: &str = "arn:aws:lambda:us-east-1:123456789012:function:arca-dispatch";
 const ROLE: &str = "arn:aws:iam::123456789012:role/arca-scheduler";
+
+/// One schedule as EventBridge keeps it.
+async fn get_schedule(
+    client: &aws_sdk_scheduler::Client,
+    group: &str,
+    name: &str,
+) -> aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput {
+    client
+        .get_schedule()
+        .group_name(group)
+        .name(name)
+        .send()
+        .await
+        .expect("get schedule")
+}
 
 async fn scheduler() -> Option<(EventBridgeScheduler, aws_sdk_scheduler::Client, String)> {
     let env = arca_testenv::aws()?;
@@ -42,28 +57,13 @@ async fn schedules_are_written_as_eventbridge_expects() {
         return;
     };
     let org = OrgId::new();
-    let policy = PolicySpec {
-        name: "weekdays".into(),
-        timezone: "Europe/Berlin".into(),
-        schedules: vec![ScheduleSpec {
-            cron: "30 2 * * 1-5".into(),
-            retain_days: 7,
-            keep_last: None,
-        }],
-        suspended: false,
-    };
+    let policy = policy("Europe/Berlin", &["30 2 * * 1-5"]);
     let def = arca_core::ids::BackupDefinitionId::new().to_string();
     s.sync(&def, &schedules_for(org, &def, &policy, true).unwrap())
         .await
         .unwrap();
 
-    let got = client
-        .get_schedule()
-        .group_name(&group)
-        .name(format!("{def}-0"))
-        .send()
-        .await
-        .unwrap();
+    let got = get_schedule(&client, &group, &format!("{def}-0")).await;
     assert_eq!(got.schedule_expression(), Some("cron(30 2 ? * MON,TUE,WED,THU,FRI *)"));
     assert_eq!(got.schedule_expression_timezone(), Some("Europe/Berlin"));
     assert_eq!(got.state(), Some(&ScheduleState::Disabled), "paused");
@@ -92,13 +92,7 @@ async fn schedules_are_written_as_eventbridge_expects() {
         .sync(&def, &schedules_for(org, &def, &policy, true).unwrap())
         .await
         .unwrap();
-    let got = client
-        .get_schedule()
-        .group_name(&group)
-        .name(format!("{def}-0"))
-        .send()
-        .await
-        .unwrap();
+    let got = get_schedule(&client, &group, &format!("{def}-0")).await;
     assert_eq!(
         got.target().unwrap().arn(),
         format!("{TARGET}-v2"),

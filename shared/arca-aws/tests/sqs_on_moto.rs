@@ -19,6 +19,23 @@ async fn queue(max_receives: u32) -> Option<(SqsQueue, aws_sdk_sqs::Client)> {
 }
 
 /// Deletes the test's dead-letter queue (the adapter never deletes the shared one).
+/// A queue's redrive policy, as SQS keeps it (JSON).
+async fn redrive_policy(client: &aws_sdk_sqs::Client, url: &str) -> String {
+    let name = aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy;
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(name.clone())
+        .send()
+        .await
+        .expect("queue attributes");
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&name))
+        .expect("a redrive policy")
+        .clone()
+}
+
 async fn delete_dead_letters(q: &SqsQueue, client: &aws_sdk_sqs::Client) {
     let url = client
         .get_queue_url()
@@ -58,19 +75,8 @@ async fn cluster_queues_are_named_by_prefix_and_redrive_to_the_shared_dead_lette
         Some(r.address.as_str()),
         "the queue is named <prefix>-<cluster id>"
     );
-    let attrs = client
-        .get_queue_attributes()
-        .queue_url(&r.address)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .unwrap();
-    let policy = attrs
-        .attributes()
-        .unwrap()
-        .get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-        .unwrap();
-    let policy: serde_json::Value = serde_json::from_str(policy).unwrap();
+    let policy = redrive_policy(&client, &r.address).await;
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
     assert!(
         policy["deadLetterTargetArn"]
             .as_str()
@@ -90,18 +96,7 @@ async fn cluster_queues_are_named_by_prefix_and_redrive_to_the_shared_dead_lette
     };
     let q5 = SqsQueue::new(client.clone(), config).unwrap();
     assert_eq!(q5.create_queue(cluster).await.unwrap(), r, "same queue");
-    let attrs = client
-        .get_queue_attributes()
-        .queue_url(&r.address)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .unwrap();
-    let policy = attrs
-        .attributes()
-        .unwrap()
-        .get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-        .unwrap();
+    let policy = redrive_policy(&client, &r.address).await;
     assert!(policy.contains('5'), "{policy}");
     q.delete_queue(&r).await.unwrap();
     delete_dead_letters(&q, &client).await;

@@ -7,12 +7,12 @@
 //! (`session_policy`: read-write for backups and deletions, read-only for restores), which
 //! is what real AWS enforces.
 
-use std::time::Duration;
+mod common;
 
-use arca_aws::{StsCredentialVendor, StsCredentialVendorConfig};
-use arca_core::ids::{ClusterId, DestinationId, OrgId};
-use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
+use arca_core::ids::{ClusterId, OrgId};
+use arca_core::model::destination::DestinationTarget;
 use arca_core::ports::credentials::{CredentialVendor, Grant};
+use common::{managed_destination, managed_vendor};
 
 #[tokio::test]
 async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
@@ -27,32 +27,10 @@ async fn vended_credentials_reach_the_clusters_prefix_of_the_managed_bucket() {
         .await
         .expect("create bucket");
 
-    let vendor = StsCredentialVendor::new(
-        aws_sdk_sts::Client::new(&sdk),
-        StsCredentialVendorConfig {
-            role_arn: "arn:aws:iam::123456789012:role/arca-managed-storage".into(),
-            bucket: bucket.clone(),
-            region: "us-east-1".into(),
-            prefix: "backups".into(),
-            endpoint: sdk.endpoint_url().map(str::to_owned),
-            duration: Duration::from_secs(900),
-            kms_key_arn: None,
-        },
-    );
+    let vendor = managed_vendor(&sdk, &bucket, "backups");
     let (org, cluster) = (OrgId::new(), ClusterId::new());
     let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
-    let destination = Destination {
-        id: DestinationId::new(),
-        org_id: org,
-        spec: DestinationSpec {
-            name: "managed".into(),
-            target: DestinationTarget::ArcaManaged { region: None },
-        },
-        retiring: false,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
+    let destination = managed_destination(org, now, 1);
     let access = vendor
         .access(&org, Grant::ReadWrite(cluster), &destination)
         .await

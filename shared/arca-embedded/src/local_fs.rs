@@ -26,6 +26,21 @@ impl LocalFsObjectStore {
         Self { root: root.into() }
     }
 
+    /// Where `key` is written: its path (the directory made) and a private name beside it
+    /// that the object is written under first.
+    async fn write_paths(&self, key: &str) -> Result<(PathBuf, PathBuf)> {
+        let path = self.path_of(key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(e, key))?;
+        }
+        let partial = path.with_file_name(format!(
+            "{}.{}{PARTIAL_SUFFIX}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+            ulid::Ulid::new()
+        ));
+        Ok((path, partial))
+    }
+
     fn path_of(&self, key: &str) -> Result<PathBuf> {
         let relative = Path::new(key);
         let plain = !key.is_empty()
@@ -150,15 +165,7 @@ mod direct {
 #[async_trait]
 impl ObjectStore for LocalFsObjectStore {
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
-        let path = self.path_of(key)?;
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(e, key))?;
-        }
-        let partial = path.with_file_name(format!(
-            "{}.{}{PARTIAL_SUFFIX}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
-            ulid::Ulid::new()
-        ));
+        let (path, partial) = self.write_paths(key).await?;
         // `tokio::fs::write` would copy the body first (16 MiB per repository pack, in
         // whichever runtime thread's malloc arena): write from the shared buffer instead.
         tokio::task::spawn_blocking(move || {
@@ -177,15 +184,7 @@ impl ObjectStore for LocalFsObjectStore {
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
-        let path = self.path_of(key)?;
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(e, key))?;
-        }
-        let partial = path.with_file_name(format!(
-            "{}.{}{PARTIAL_SUFFIX}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
-            ulid::Ulid::new()
-        ));
+        let (path, partial) = self.write_paths(key).await?;
         // Written whole under a private name, then linked to the key: `link` fails on an
         // existing name (the O_EXCL of renames), so a reader never sees half an object and
         // of two writers one wins.

@@ -171,35 +171,20 @@ impl<'tx> Tables<'tx> {
     }
 
     fn remove_index_entries(&mut self, item: &Item) -> Result<()> {
-        for index in Index::ALL {
-            if let Some(key) = item.index_key(index) {
-                let entry = (
-                    key.pk.as_bytes(),
-                    key.sk.as_bytes(),
-                    item.pk.as_bytes(),
-                    item.sk.as_bytes(),
-                );
-                self.index(index).remove(entry).map_err(storage)?;
-            }
-        }
-        Ok(())
+        index_entries(item, |index, entry| {
+            self.index(index).remove(entry).map_err(storage)?;
+            Ok(())
+        })
     }
 
     fn put(&mut self, item: &Item, condition: Condition) -> Result<()> {
         if let Some(old) = self.check(&item.pk, &item.sk, condition)? {
             self.remove_index_entries(&old)?;
         }
-        for index in Index::ALL {
-            if let Some(key) = item.index_key(index) {
-                let entry = (
-                    key.pk.as_bytes(),
-                    key.sk.as_bytes(),
-                    item.pk.as_bytes(),
-                    item.sk.as_bytes(),
-                );
-                self.index(index).insert(entry, ()).map_err(storage)?;
-            }
-        }
+        index_entries(item, |index, entry| {
+            self.index(index).insert(entry, ()).map_err(storage)?;
+            Ok(())
+        })?;
         let body = serde_json::to_vec(item).map_err(Error::permanent)?;
         self.items
             .insert((item.pk.as_bytes(), item.sk.as_bytes()), body.as_slice())
@@ -401,19 +386,12 @@ fn query_blocking(db: &Database, query: &Query) -> Result<Page> {
     match query.index {
         None => {
             let Some((lower, upper)) = scan_bounds(query, 2)? else {
-                return Ok(Page {
-                    items: Vec::new(),
-                    cursor: None,
-                });
+                return Ok(empty_page());
             };
             let range = items
                 .range((map_bound(&lower, as_pair), map_bound(&upper, as_pair)))
                 .map_err(storage)?;
-            let range: Box<dyn Iterator<Item = _>> = if query.ascending {
-                Box::new(range)
-            } else {
-                Box::new(range.rev())
-            };
+            let range = in_order(range, query.ascending);
             let entries = range.map(|entry| {
                 let (_, value) = entry.map_err(storage)?;
                 Ok((decode_item(value.value())?, None))
@@ -422,20 +400,13 @@ fn query_blocking(db: &Database, query: &Query) -> Result<Page> {
         }
         Some(index) => {
             let Some((lower, upper)) = scan_bounds(query, 4)? else {
-                return Ok(Page {
-                    items: Vec::new(),
-                    cursor: None,
-                });
+                return Ok(empty_page());
             };
             let table = tx.open_table(index_table(index)).map_err(storage)?;
             let range = table
                 .range((map_bound(&lower, as_quad), map_bound(&upper, as_quad)))
                 .map_err(storage)?;
-            let range: Box<dyn Iterator<Item = _>> = if query.ascending {
-                Box::new(range)
-            } else {
-                Box::new(range.rev())
-            };
+            let range = in_order(range, query.ascending);
             let entries = range.map(|entry| {
                 let (key, _) = entry.map_err(storage)?;
                 let (ipk, isk, pk, sk) = key.value();
@@ -497,6 +468,43 @@ impl ItemStore for RedbItemStore {
             return Ok(());
         }
         self.blocking(move |db| transact_blocking(db, &writes)).await
+    }
+}
+
+/// Calls `f` with each index `item` is in and its entry there: (index pk, index sk, pk, sk).
+fn index_entries(item: &Item, mut f: impl FnMut(Index, (&[u8], &[u8], &[u8], &[u8])) -> Result<()>) -> Result<()> {
+    for index in Index::ALL {
+        if let Some(key) = item.index_key(index) {
+            f(
+                index,
+                (
+                    key.pk.as_bytes(),
+                    key.sk.as_bytes(),
+                    item.pk.as_bytes(),
+                    item.sk.as_bytes(),
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A key range forwards, or backwards for a descending query.
+fn in_order<'a, I>(range: I, ascending: bool) -> Box<dyn Iterator<Item = I::Item> + 'a>
+where
+    I: DoubleEndedIterator + 'a,
+{
+    if ascending {
+        Box::new(range)
+    } else {
+        Box::new(range.rev())
+    }
+}
+
+fn empty_page() -> Page {
+    Page {
+        items: Vec::new(),
+        cursor: None,
     }
 }
 

@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arca_core::ids::OrgId;
-use arca_core::model::policy::{PolicySpec, ScheduleSpec};
 use arca_core::model::schedule::{ScheduleInput, schedules_for};
 use arca_core::ports::scheduler::Scheduler;
 use arca_core::ports::{Clock, FixedClock};
+use arca_core::testing::contracts::scheduler::policy;
 use arca_embedded::EmbeddedScheduler;
 use chrono::{DateTime, Utc};
 
@@ -32,22 +32,6 @@ impl Clock for ManualClock {
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("an RFC 3339 time")
-}
-
-fn policy(timezone: &str, crons: &[&str]) -> PolicySpec {
-    PolicySpec {
-        name: "p".into(),
-        timezone: timezone.into(),
-        schedules: crons
-            .iter()
-            .map(|c| ScheduleSpec {
-                cron: (*c).into(),
-                retain_days: 7,
-                keep_last: None,
-            })
-            .collect(),
-        suspended: false,
-    }
 }
 
 fn rules(fired: &[ScheduleInput]) -> Vec<(String, u32)> {
@@ -105,22 +89,22 @@ async fn missed_fires_coalesce_and_paused_schedules_do_not_fire_or_catch_up() {
     let s = EmbeddedScheduler::new(clock.clone());
     let org = OrgId::new();
     let hourly = policy("UTC", &["0 * * * *"]);
-    s.sync("bkp_h", &schedules_for(org, "bkp_h", &hourly, false).unwrap())
-        .await
-        .unwrap();
+    // The definition's hourly schedule, paused or not.
+    let sync_hourly = async |paused: bool| {
+        s.sync("bkp_h", &schedules_for(org, "bkp_h", &hourly, paused).unwrap())
+            .await
+            .unwrap()
+    };
+    sync_hourly(false).await;
     clock.set("2025-01-01T05:10:00Z");
     assert_eq!(s.due().unwrap().len(), 1, "five missed hours make one run");
     assert_eq!(s.next_due(), Some(at("2025-01-01T06:00:00Z")));
 
-    s.sync("bkp_h", &schedules_for(org, "bkp_h", &hourly, true).unwrap())
-        .await
-        .unwrap();
+    sync_hourly(true).await;
     assert_eq!(s.next_due(), None, "a paused schedule has no next fire");
     clock.set("2025-01-01T09:30:00Z");
     assert!(s.due().unwrap().is_empty(), "paused");
-    s.sync("bkp_h", &schedules_for(org, "bkp_h", &hourly, false).unwrap())
-        .await
-        .unwrap();
+    sync_hourly(false).await;
     assert!(
         s.due().unwrap().is_empty(),
         "resuming does not catch up on the paused hours"
@@ -129,9 +113,7 @@ async fn missed_fires_coalesce_and_paused_schedules_do_not_fire_or_catch_up() {
 
     // A re-sync of the same set keeps the pending fire; deleting drops it.
     clock.set("2025-01-01T10:00:00Z");
-    s.sync("bkp_h", &schedules_for(org, "bkp_h", &hourly, false).unwrap())
-        .await
-        .unwrap();
+    sync_hourly(false).await;
     assert_eq!(
         s.due().unwrap().len(),
         1,

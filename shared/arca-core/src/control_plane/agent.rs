@@ -1,6 +1,6 @@
-//! The control plane's side of the agent protocol, dispatch, dead letters, schedule
-//! sync and the retention sweep: the parts of [`ControlPlane`] that move jobs between
-//! the store, the cluster queues and the agents.
+//! The control plane's side of the agent protocol: authentication and sessions,
+//! heartbeats, and the lease of a job from delivery through progress to its outcome
+//! (the access a job gets to its destination is in `credentials.rs`).
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::error::ConflictKind;
@@ -15,7 +15,6 @@ use crate::model::job::{Job, JobState, JobType};
 use crate::model::org::Org;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
 use crate::model::secret::{AGENT_TOKEN_PREFIX, Secret};
-use crate::ports::credentials::{DestinationAccess, Grant, KeyedArchiveKey};
 use crate::ports::queue::Receipt;
 use crate::store::Tx;
 use crate::{Error, Result};
@@ -200,6 +199,22 @@ impl ControlPlane {
             .await?;
         let cluster = self.store.get::<Cluster>(&agent.org_id, &agent.cluster_id).await?;
         Ok(self.presented(cluster, Some(&state)))
+    }
+
+    /// One of the agent's jobs, running (or cancelling), asked about in its current
+    /// session: what an agent reports on.
+    pub(in crate::control_plane) async fn running_job(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+    ) -> Result<Job> {
+        self.current_session(agent, session).await?;
+        let job = self.agent_job(agent, id).await?;
+        if !matches!(job.state, JobState::Running | JobState::Cancelling) {
+            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
+        }
+        Ok(job)
     }
 
     /// A job of this agent's cluster (another cluster's job is NotFound).
@@ -393,11 +408,7 @@ impl ControlPlane {
         use crate::model::restore::{
             MAX_OBJECTS_PER_BATCH, MAX_RESULT_BATCHES, RestoreObjectsPage, RestoreObjectsPageId,
         };
-        self.current_session(agent, session).await?;
-        let job = self.agent_job(agent, id).await?;
-        if !matches!(job.state, JobState::Running | JobState::Cancelling) {
-            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
-        }
+        let job = self.running_job(agent, session, id).await?;
         let (JobType::K8sRestore, Some(restore_id)) = (job.job_type, job.restore_id) else {
             return Err(Error::invalid("id", "object results belong to K8S_RESTORE jobs"));
         };
@@ -670,135 +681,4 @@ impl ControlPlane {
             prefix,
         }))
     }
-
-    /// Access to the destination of one of the agent's jobs (see `credentials`).
-    pub async fn agent_credentials(
-        &self,
-        agent: &AgentPrincipal,
-        session: &str,
-        id: &JobId,
-    ) -> Result<DestinationAccess> {
-        self.current_session(agent, session).await?;
-        let job = self.agent_job(agent, id).await?;
-        if job.state.is_terminal() {
-            return Err(lease_lost(format!("job {id} is {:?}", job.state)));
-        }
-        // Restores read the point's cluster prefix (another cluster's, restoring there) and
-        // write nothing; deletions and backups work in their cluster's prefix. Each job gets
-        // the one key its repositories need: the cluster's current one to back up, the
-        // point's to restore or delete it, and all the cluster's to collect its garbage.
-        let (dest_id, grant, keys) = match (job.definition_id, job.recovery_point_id) {
-            // Maintenance works in the prefix of the cluster whose repositories it collects
-            // (a deleted cluster's, run by another agent of the org).
-            _ if job.maintenance.is_some() => {
-                let work = job.maintenance.as_ref().map(|w| w.repository.clone());
-                let cluster = work.as_ref().map_or(agent.cluster_id, |w| w.cluster_id);
-                (
-                    work.as_ref().map(|w| w.destination_id),
-                    Grant::ReadWrite(cluster),
-                    JobKeys::AllOf(cluster),
-                )
-            }
-            (_, Some(rp)) if job.job_type != JobType::K8sBackup => {
-                let rp = self.store.get::<RecoveryPoint>(&agent.org_id, &rp).await?;
-                let grant = if job.job_type == JobType::K8sRestore {
-                    Grant::ReadOnly(rp.cluster_id)
-                } else {
-                    Grant::ReadWrite(rp.cluster_id)
-                };
-                let keys = JobKeys::OfPoint(
-                    rp.location
-                        .as_ref()
-                        .and_then(|l| crate::model::layout::key_of_location(&l.prefix)),
-                );
-                (rp.location.map(|l| l.destination_id), grant, keys)
-            }
-            (Some(def), _) => {
-                let def = self.store.get::<BackupDefinition>(&agent.org_id, &def).await?;
-                let org = self.store.get::<Org>(&agent.org_id, &agent.org_id).await?;
-                let cluster = self.store.get::<Cluster>(&agent.org_id, &agent.cluster_id).await?;
-                let dest = effective_destination(
-                    def.spec.destination_id,
-                    cluster.spec.default_destination_id,
-                    org.default_destination_id,
-                )
-                .map(|e| e.destination_id);
-                (
-                    dest,
-                    Grant::ReadWrite(agent.cluster_id),
-                    JobKeys::Current(cluster.archive_key_generation),
-                )
-            }
-            _ => (
-                None,
-                Grant::ReadWrite(agent.cluster_id),
-                JobKeys::AllOf(agent.cluster_id),
-            ),
-        };
-        let dest_id = dest_id.ok_or_else(|| Error::not_found(format!("destination of job {id}")))?;
-        let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
-        let mut access = self.vendor.access(&agent.org_id, grant, &dest).await?;
-        if let Some(ring) = &self.config.archive_keyring {
-            let org = &agent.org_id;
-            let (current, earlier) = match keys {
-                JobKeys::Current(generation) => (Some(ring.current_id(generation)), vec![]),
-                JobKeys::OfPoint(id) => (id, vec![]),
-                JobKeys::AllOf(cluster) => {
-                    let latest = self.latest_key_generation(org, &cluster, &dest_id).await?;
-                    let current = ring.current_id(latest);
-                    let earlier = ring.all_ids(latest).into_iter().filter(|id| *id != current).collect();
-                    (Some(current), earlier)
-                }
-            };
-            let cluster = grant.cluster();
-            if let Some(id) = current {
-                access.archive_key = Some(ring.key(org, cluster, &id)?);
-                access.key_id = Some(id);
-            }
-            access.earlier_keys = earlier
-                .into_iter()
-                .filter_map(|key_id| {
-                    // A master dropped from the ring opens nothing any more: nothing to collect.
-                    let archive_key = ring.key(org, cluster, &key_id).ok()?;
-                    Some(KeyedArchiveKey { key_id, archive_key })
-                })
-                .collect();
-        }
-        Ok(access)
-    }
-
-    /// The newest key generation a cluster's repositories in `destination` may have: the
-    /// cluster's, or for a deleted cluster the newest its deleted points named.
-    async fn latest_key_generation(
-        &self,
-        org: &OrgId,
-        cluster: &crate::ids::ClusterId,
-        destination: &crate::ids::DestinationId,
-    ) -> Result<u32> {
-        let of_cluster = self
-            .store
-            .find::<Cluster>(org, cluster)
-            .await?
-            .map(|c| c.archive_key_generation);
-        let key = crate::model::maintenance::RepositoryKey {
-            destination_id: *destination,
-            cluster_id: *cluster,
-        };
-        let of_deleted_points = self
-            .store
-            .find::<crate::model::maintenance::RepositoryUpkeep>(org, &key)
-            .await?
-            .map(|u| u.latest_key_generation);
-        Ok(of_cluster.max(of_deleted_points).unwrap_or(1))
-    }
-}
-
-/// Which keys a job's access carries (see `agent_credentials`).
-enum JobKeys {
-    /// The cluster's current key (of this generation): a backup.
-    Current(u32),
-    /// The key the point's location names (`None`: an agent's own key): restores and deletions.
-    OfPoint(Option<crate::model::archive_key::KeyId>),
-    /// Every key the cluster's repositories may have: maintenance.
-    AllOf(crate::ids::ClusterId),
 }

@@ -1,6 +1,6 @@
 //! Backup definitions and run-now.
 
-use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId};
+use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId, PolicyId};
 use crate::model::auth::{Operation, Principal};
 use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, BackupDefinitionView, PvMode};
 use crate::model::cluster::Cluster;
@@ -15,7 +15,7 @@ use crate::store::{Record, Tx};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{ControlPlane, retry_on_conflict, retry_on_stale};
+use super::{ControlPlane, retry_on_conflict};
 
 /// Options of a run-now; without a retention, the first schedule row of the
 /// definition's policy decides, else the configured default.
@@ -214,13 +214,10 @@ impl ControlPlane {
         let spec = &spec.validated()?;
         let view = self
             .retrying(|| async move {
-                let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-                if def.version != expected_version {
-                    return Err(self
-                        .store
-                        .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
-                        .await);
-                }
+                let mut def = self
+                    .store
+                    .get_at::<BackupDefinition>(&p.org_id, id, expected_version)
+                    .await?;
                 if def.spec.cluster_id != spec.cluster_id {
                     return Err(Error::invalid(
                         "clusterId",
@@ -276,13 +273,10 @@ impl ControlPlane {
     ) -> Result<()> {
         p.require(Operation::DeleteBackupDefinition)?;
         self.retrying(|| async move {
-            let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-            if def.version != expected_version {
-                return Err(self
-                    .store
-                    .version_failure::<BackupDefinition>(&p.org_id, id, expected_version)
-                    .await);
-            }
+            let def = self
+                .store
+                .get_at::<BackupDefinition>(&p.org_id, id, expected_version)
+                .await?;
             let mut tx = Tx::new();
             tx.delete::<BackupDefinition>(&p.org_id, id, expected_version);
             if let Some(mut cluster) = self.store.find::<Cluster>(&p.org_id, &def.spec.cluster_id).await? {
@@ -333,17 +327,9 @@ impl ControlPlane {
         p.require(Operation::SetBackupPaused)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let def = self
-            .retrying(|| async {
-                let mut def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
-                let expected = expected_version.unwrap_or(def.version);
+            .update_record(&p.org_id, id, expected_version, |def: &mut BackupDefinition| {
                 def.spec.paused = paused;
                 def.updated_at = self.now();
-                let result = self.store.update(def, expected).await;
-                if expected_version.is_none() {
-                    result.map_err(retry_on_stale)
-                } else {
-                    result
-                }
             })
             .await?;
         self.sync_schedules(&def).await?;
@@ -359,38 +345,9 @@ impl ControlPlane {
         let def = self.store.get::<BackupDefinition>(&p.org_id, id).await?;
         let cluster = self.store.get::<Cluster>(&p.org_id, &def.spec.cluster_id).await?;
         self.check_destination(&org, &def.spec, &cluster).await?;
-        let retention = match request.retention {
-            Some(r) => r,
-            None => match &def.spec.policy_id {
-                Some(pid) => match self
-                    .store
-                    .find::<Policy>(&p.org_id, pid)
-                    .await?
-                    .and_then(|p| p.spec.schedules.first().cloned())
-                {
-                    Some(row) => Retention {
-                        retain_days: row.retain_days,
-                        keep_last: row.keep_last,
-                    },
-                    None => Retention {
-                        retain_days: self.config.default_run_now_retain_days,
-                        keep_last: None,
-                    },
-                },
-                None => Retention {
-                    retain_days: self.config.default_run_now_retain_days,
-                    keep_last: None,
-                },
-            },
-        };
-        if retention.retain_days == 0 || retention.retain_days > policy::MAX_RETAIN_DAYS {
-            return Err(Error::invalid(
-                "retention.retainDays",
-                format!("must be between 1 and {}", policy::MAX_RETAIN_DAYS),
-            ));
-        }
-        self.limits
-            .check_retain_days(org.plan, "retention.retainDays", retention.retain_days)?;
+        let retention = self
+            .run_now_retention(&org, request.retention, def.spec.policy_id)
+            .await?;
         // The same path as a schedule firing: the decision, the race-safe active-job
         // write and the enqueue all happen there.
         self.dispatch(DispatchRequest {
@@ -401,5 +358,45 @@ impl ControlPlane {
             retention: Some(retention),
         })
         .await
+    }
+
+    /// A run-now's retention: the request's, else the first schedule row's of its policy,
+    /// else the configured default; within the bounds and the org's plan.
+    pub(in crate::control_plane) async fn run_now_retention(
+        &self,
+        org: &Org,
+        requested: Option<Retention>,
+        pid: Option<PolicyId>,
+    ) -> Result<Retention> {
+        let retention = match requested {
+            Some(r) => r,
+            None => match pid {
+                Some(pid) => self
+                    .store
+                    .find::<Policy>(&org.id, &pid)
+                    .await?
+                    .and_then(|p| p.spec.schedules.first().cloned()),
+                None => None,
+            }
+            .map_or(
+                Retention {
+                    retain_days: self.config.default_run_now_retain_days,
+                    keep_last: None,
+                },
+                |row| Retention {
+                    retain_days: row.retain_days,
+                    keep_last: row.keep_last,
+                },
+            ),
+        };
+        if retention.retain_days == 0 || retention.retain_days > policy::MAX_RETAIN_DAYS {
+            return Err(Error::invalid(
+                "retention.retainDays",
+                format!("must be between 1 and {}", policy::MAX_RETAIN_DAYS),
+            ));
+        }
+        self.limits
+            .check_retain_days(org.plan, "retention.retainDays", retention.retain_days)?;
+        Ok(retention)
     }
 }

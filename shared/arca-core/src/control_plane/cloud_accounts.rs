@@ -83,23 +83,7 @@ impl ControlPlane {
         self.cloud()?;
         let spec = spec.validated()?;
         let now = self.now();
-        let account = CloudAccount {
-            id: CloudAccountId::new(),
-            org_id: p.org_id,
-            spec,
-            external_id: new_external_id()?,
-            state: CloudAccountState::Pending,
-            aws_account_id: None,
-            role_arn: None,
-            role_stack_version: None,
-            permission_sets: None,
-            last_error: None,
-            verified_at: None,
-            last_inventory_at: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        };
+        let account = CloudAccount::pending(p.org_id, spec, new_external_id()?, now);
         let account = self.store.create(account).await?;
         Ok(self.cloud_view(account))
     }
@@ -164,13 +148,10 @@ impl ControlPlane {
         p.require(Operation::SetCloudAccountRole)?;
         let cloud = self.cloud()?;
         let owner = role_account_id(role_arn)?;
-        let mut account = self.store.get::<CloudAccount>(&p.org_id, id).await?;
-        if account.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<CloudAccount>(&p.org_id, id, expected_version)
-                .await);
-        }
+        let mut account = self
+            .store
+            .get_at::<CloudAccount>(&p.org_id, id, expected_version)
+            .await?;
         account.role_arn = Some(role_arn.to_string());
         account.aws_account_id = Some(owner);
         let outcome = verification(cloud, &account).await?;

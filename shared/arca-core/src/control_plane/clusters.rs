@@ -17,7 +17,7 @@
 use crate::ids::{ClusterId, OrgId};
 use crate::model::agent::AgentState;
 use crate::model::auth::{Operation, Principal};
-use crate::model::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat, Inventory};
+use crate::model::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat};
 use crate::model::destination::Destination;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::model::secret::{AGENT_TOKEN_PREFIX, Secret};
@@ -25,7 +25,6 @@ use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
 use serde::Serialize;
-use std::collections::BTreeSet;
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::error::ConflictKind;
@@ -55,19 +54,7 @@ impl ControlPlane {
     /// Registers a cluster (REGISTERED) and mints its agent token, returned this once.
     pub async fn register_cluster(&self, p: &Principal, spec: ClusterSpec) -> Result<RegisteredCluster> {
         p.require(Operation::RegisterCluster)?;
-        let spec = spec.validated()?;
-        if let Some(dest) = &spec.default_destination_id {
-            self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
-                .await?;
-        }
-        if let Some(aws) = &spec.aws {
-            self.existing::<crate::model::cloud::account::CloudAccount>(
-                &p.org_id,
-                &aws.cloud_account_id,
-                "aws.cloudAccountId",
-            )
-            .await?;
-        }
+        let spec = self.checked_cluster_spec(&p.org_id, spec).await?;
         let now = self.now();
         let token = Secret::generate(AGENT_TOKEN_PREFIX)?;
         let id = ClusterId::new();
@@ -77,25 +64,7 @@ impl ControlPlane {
             Some(q) => Some(q.create_queue(id).await?),
             None => None,
         };
-        let mut cluster = Cluster {
-            id,
-            org_id: p.org_id,
-            spec,
-            state: ClusterState::Registered,
-            kubernetes_version: None,
-            agent_version: None,
-            node_count: None,
-            inventory: Inventory::default(),
-            capabilities: None,
-            last_heartbeat_at: None,
-            backup_definition_ids: BTreeSet::new(),
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            agent_token_hash: Some(token.hash()),
-            archive_key_generation: 1,
-            archive_key_rotated_at: None,
-        };
+        let mut cluster = Cluster::registered(id, p.org_id, spec, Some(token.hash()), now);
         let mut agent = AgentState::new(p.org_id, id, queue, now);
         let mut tx = Tx::new();
         tx.create(&mut cluster)?.create(&mut agent)?;
@@ -152,6 +121,23 @@ impl ControlPlane {
         }))
     }
 
+    /// A cluster spec, validated, whose default destination and cloud account exist.
+    async fn checked_cluster_spec(&self, org: &OrgId, spec: ClusterSpec) -> Result<ClusterSpec> {
+        let spec = spec.validated()?;
+        if let Some(dest) = &spec.default_destination_id {
+            self.existing::<Destination>(org, dest, "defaultDestinationId").await?;
+        }
+        if let Some(aws) = &spec.aws {
+            self.existing::<crate::model::cloud::account::CloudAccount>(
+                org,
+                &aws.cloud_account_id,
+                "aws.cloudAccountId",
+            )
+            .await?;
+        }
+        Ok(spec)
+    }
+
     /// Replaces the user-editable part of a cluster; what the agent reports is kept.
     pub async fn update_cluster(
         &self,
@@ -161,19 +147,7 @@ impl ControlPlane {
         expected_version: u64,
     ) -> Result<Cluster> {
         p.require(Operation::UpdateCluster)?;
-        let spec = spec.validated()?;
-        if let Some(dest) = &spec.default_destination_id {
-            self.existing::<Destination>(&p.org_id, dest, "defaultDestinationId")
-                .await?;
-        }
-        if let Some(aws) = &spec.aws {
-            self.existing::<crate::model::cloud::account::CloudAccount>(
-                &p.org_id,
-                &aws.cloud_account_id,
-                "aws.cloudAccountId",
-            )
-            .await?;
-        }
+        let spec = self.checked_cluster_spec(&p.org_id, spec).await?;
         let mut cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
         cluster.spec = spec;
         cluster.updated_at = self.now();
@@ -239,13 +213,7 @@ impl ControlPlane {
         confirm_recovery_points: bool,
     ) -> Result<()> {
         p.require(Operation::DeleteCluster)?;
-        let cluster = self.store.get::<Cluster>(&p.org_id, id).await?;
-        if cluster.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<Cluster>(&p.org_id, id, expected_version)
-                .await);
-        }
+        let cluster = self.store.get_at::<Cluster>(&p.org_id, id, expected_version).await?;
         if !cluster.backup_definition_ids.is_empty() {
             let ids: Vec<String> = cluster.backup_definition_ids.iter().map(ToString::to_string).collect();
             return Err(Error::conflict_of(

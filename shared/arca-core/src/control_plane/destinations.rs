@@ -150,13 +150,10 @@ impl ControlPlane {
                 format!("destination {id} is used by {}", users.join(", ")),
             ));
         }
-        let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
-        if dest.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<Destination>(&p.org_id, id, expected_version)
-                .await);
-        }
+        let mut dest = self
+            .store
+            .get_at::<Destination>(&p.org_id, id, expected_version)
+            .await?;
         let points = self.points_in(&p.org_id, id).await?;
         if points.is_empty() {
             self.store

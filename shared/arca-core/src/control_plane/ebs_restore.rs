@@ -19,7 +19,7 @@ use crate::model::cloud::ebs::{
 };
 use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsResource, EbsVolume};
 use crate::model::cluster::Cluster;
-use crate::model::job::{Job, JobState, JobType};
+use crate::model::job::{Job, JobType};
 use crate::model::restore::Restore;
 use crate::ports::cloud::NewEbsVolume;
 use crate::{Error, Result};
@@ -103,11 +103,7 @@ impl ControlPlane {
         id: &JobId,
         request: EbsVolumeRequest,
     ) -> Result<EbsVolumeCreated> {
-        self.current_session(agent, session).await?;
-        let job = self.agent_job(agent, id).await?;
-        if !matches!(job.state, JobState::Running | JobState::Cancelling) {
-            return Err(super::agent::lease_lost(format!("job {id} is {:?}", job.state)));
-        }
+        let job = self.running_job(agent, session, id).await?;
         let (JobType::K8sRestore, Some(rp), Some(restore)) = (job.job_type, job.recovery_point_id, job.restore_id)
         else {
             return Err(Error::invalid("id", "EBS volumes are created for K8S_RESTORE jobs"));

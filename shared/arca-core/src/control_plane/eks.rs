@@ -300,24 +300,19 @@ impl ControlPlane {
         self.enqueue_eks(&p.org_id, &id, EKS_RECHECK_DELAY).await?;
         self.store
             .create(EksRecreation {
-                id,
-                org_id: p.org_id,
-                recovery_point_id: *rp_id,
-                cloud_account_id: record.cloud_account_id,
-                region: record.region,
-                name: name.to_string(),
-                state: EksRecreationState::CreatingCluster,
-                cluster_id: None,
-                restore_id: None,
                 next_step: Some(
                     "EKS is creating the cluster (10-15 minutes); Arca checks it every minute and moves on when it is ACTIVE"
                         .into(),
                 ),
-                error: None,
-                created_at: now,
-                updated_at: now,
-                version: 0,
-                access: None,
+                ..EksRecreation::creating_cluster(
+                    id,
+                    p.org_id,
+                    *rp_id,
+                    record.cloud_account_id,
+                    record.region,
+                    name.to_string(),
+                    now,
+                )
             })
             .await
     }
@@ -478,20 +473,7 @@ impl ControlPlane {
             .await?;
         let cluster_id = registered.cluster.id;
         let created = self
-            .queue_restore(
-                &system,
-                RestoreSpec {
-                    recovery_point_id: r.recovery_point_id,
-                    target_cluster_id: cluster_id,
-                    selection: Default::default(),
-                    namespace_prefix: String::new(),
-                    namespace_suffix: String::new(),
-                    namespace_map: Default::default(),
-                    storage_class_map: Default::default(),
-                    existing_resource_policy: Default::default(),
-                    restore_pvs: true,
-                },
-            )
+            .queue_restore(&system, RestoreSpec::everything(r.recovery_point_id, cluster_id))
             .await?;
         r.state = EksRecreationState::WaitingForAgent;
         r.cluster_id = Some(cluster_id);

@@ -10,6 +10,7 @@ mod agent;
 mod backups;
 mod cloud_accounts;
 mod clusters;
+mod credentials;
 mod destinations;
 mod dispatch;
 mod ebs_restore;
@@ -227,6 +228,28 @@ impl ControlPlane {
             )),
             other => other,
         }
+    }
+    /// Reads a record, changes it and writes it back: at the caller's `expected_version`
+    /// (its ETag) when given, else at the version just read, again when a race was lost.
+    pub(in crate::control_plane) async fn update_record<T: crate::store::Record>(
+        &self,
+        org: &crate::ids::OrgId,
+        id: &T::Id,
+        expected_version: Option<u64>,
+        change: impl Fn(&mut T),
+    ) -> Result<T> {
+        self.retrying(|| async {
+            let mut record = self.store.get::<T>(org, id).await?;
+            let expected = expected_version.unwrap_or(record.version());
+            change(&mut record);
+            let result = self.store.update(record, expected).await;
+            if expected_version.is_none() {
+                result.map_err(retry_on_stale)
+            } else {
+                result
+            }
+        })
+        .await
     }
 }
 

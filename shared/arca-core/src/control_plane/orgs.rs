@@ -205,10 +205,7 @@ impl ControlPlane {
         p.require(Operation::DeleteApiKey)?;
         let org = p.org_id;
         self.retrying(|| async move {
-            let key = self.store.get::<ApiKey>(&org, id).await?;
-            if key.version != expected_version {
-                return Err(self.store.version_failure::<ApiKey>(&org, id, expected_version).await);
-            }
+            let key = self.store.get_at::<ApiKey>(&org, id, expected_version).await?;
             let mut tx = Tx::new();
             tx.delete::<ApiKey>(&org, id, expected_version);
             if key.role == Role::Admin {

@@ -91,13 +91,7 @@ impl ControlPlane {
     /// condition makes "in use" race-free.
     pub async fn delete_policy(&self, p: &Principal, id: &PolicyId, expected_version: u64) -> Result<()> {
         p.require(Operation::DeletePolicy)?;
-        let policy = self.store.get::<Policy>(&p.org_id, id).await?;
-        if policy.version != expected_version {
-            return Err(self
-                .store
-                .version_failure::<Policy>(&p.org_id, id, expected_version)
-                .await);
-        }
+        let policy = self.store.get_at::<Policy>(&p.org_id, id, expected_version).await?;
         policy.ensure_unused()?;
         self.store.delete::<Policy>(&p.org_id, id, expected_version).await
     }

@@ -320,33 +320,16 @@ fn blockers(points: &[RecoveryPoint], now: DateTime<Utc>, resumed: bool, include
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId};
-    use crate::model::recovery::RecoveryPointType;
+    use crate::ids::BackupDefinitionId;
 
     fn point(expires_in_secs: i64, now: DateTime<Utc>) -> RecoveryPoint {
         RecoveryPoint {
-            id: RecoveryPointId::new(),
-            org_id: OrgId::new(),
-            cluster_id: ClusterId::new(),
-            definition_id: BackupDefinitionId::new(),
-            job_id: JobId::new(),
-            rp_type: RecoveryPointType::Snapshot,
-            state: RecoveryPointState::Ready,
-            partial: false,
-            data_deleted: false,
-            expires_at: Some(now + chrono::Duration::seconds(expires_in_secs)),
-            locked: false,
-            rule: Some(0),
-            keep_last: None,
-            location: None,
-            resource_count: 0,
-            pv_count: 0,
-            snapshot_bytes: 0,
-            copy_bytes: 0,
-            details: Default::default(),
-            created_at: now - chrono::Duration::hours(1),
             updated_at: now,
-            version: 1,
+            ..RecoveryPoint::fixture(
+                BackupDefinitionId::new(),
+                now - chrono::Duration::hours(1),
+                Some(now + chrono::Duration::seconds(expires_in_secs)),
+            )
         }
     }
 

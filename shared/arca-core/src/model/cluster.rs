@@ -157,6 +157,36 @@ fn first_key_generation() -> u32 {
 }
 
 impl Cluster {
+    /// A newly registered cluster (REGISTERED: no agent heard from yet) whose agent
+    /// token hashes to `agent_token_hash`, at key generation 1.
+    pub fn registered(
+        id: ClusterId,
+        org_id: OrgId,
+        spec: ClusterSpec,
+        agent_token_hash: Option<SecretHash>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Cluster {
+            id,
+            org_id,
+            spec,
+            state: ClusterState::Registered,
+            kubernetes_version: None,
+            agent_version: None,
+            node_count: None,
+            inventory: Inventory::default(),
+            capabilities: None,
+            last_heartbeat_at: None,
+            backup_definition_ids: BTreeSet::new(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+            agent_token_hash,
+            archive_key_generation: 1,
+            archive_key_rotated_at: None,
+        }
+    }
+
     /// The state as of `now`: an `ACTIVE` cluster whose agent has not been heard from
     /// for `heartbeat_timeout` is `PENDING` (connection lost), even before anything
     /// writes that down.
@@ -202,27 +232,13 @@ mod tests {
     use super::*;
 
     fn cluster() -> Cluster {
+        let spec = ClusterSpec {
+            name: "prod".into(),
+            ..Default::default()
+        };
         Cluster {
-            id: ClusterId::new(),
-            org_id: OrgId::new(),
-            spec: ClusterSpec {
-                name: "prod".into(),
-                ..Default::default()
-            },
-            state: ClusterState::Registered,
-            kubernetes_version: None,
-            agent_version: None,
-            node_count: None,
-            inventory: Inventory::default(),
-            capabilities: None,
-            last_heartbeat_at: None,
-            backup_definition_ids: BTreeSet::new(),
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
             version: 1,
-            agent_token_hash: None,
-            archive_key_generation: 1,
-            archive_key_rotated_at: None,
+            ..Cluster::registered(ClusterId::new(), OrgId::new(), spec, None, DateTime::UNIX_EPOCH)
         }
     }
 

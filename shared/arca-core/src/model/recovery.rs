@@ -315,6 +315,41 @@ impl BackupDetails {
 }
 
 impl RecoveryPoint {
+    /// A READY, unlocked snapshot point of `definition_id` (a new org, cluster and job),
+    /// from schedule row 0, empty: what the crate's tests and the `testing` suites start
+    /// from.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn fixture(
+        definition_id: BackupDefinitionId,
+        created_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        RecoveryPoint {
+            id: RecoveryPointId::new(),
+            org_id: OrgId::new(),
+            cluster_id: ClusterId::new(),
+            definition_id,
+            job_id: JobId::new(),
+            rp_type: RecoveryPointType::Snapshot,
+            state: RecoveryPointState::Ready,
+            partial: false,
+            data_deleted: false,
+            expires_at,
+            locked: false,
+            rule: Some(0),
+            keep_last: None,
+            location: None,
+            resource_count: 0,
+            pv_count: 0,
+            snapshot_bytes: 0,
+            copy_bytes: 0,
+            details: BackupDetails::default(),
+            created_at,
+            updated_at: created_at,
+            version: 1,
+        }
+    }
+
     /// Whether retention may remove it at `now`.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         !self.locked && self.expires_at.is_some_and(|at| at <= now)

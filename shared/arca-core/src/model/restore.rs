@@ -53,6 +53,22 @@ fn yes() -> bool {
 }
 
 impl RestoreSpec {
+    /// Everything `recovery_point_id` holds, PVs included, into `target_cluster_id` under
+    /// the same names, leaving what already exists there alone.
+    pub fn everything(recovery_point_id: RecoveryPointId, target_cluster_id: ClusterId) -> Self {
+        RestoreSpec {
+            recovery_point_id,
+            target_cluster_id,
+            selection: Selection::default(),
+            namespace_prefix: String::new(),
+            namespace_suffix: String::new(),
+            namespace_map: BTreeMap::new(),
+            storage_class_map: BTreeMap::new(),
+            existing_resource_policy: ExistingResourcePolicy::default(),
+            restore_pvs: true,
+        }
+    }
+
     pub fn validated(self) -> Result<Self> {
         self.selection.validate("selection", true)?;
         for (field, affix) in [

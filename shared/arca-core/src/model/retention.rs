@@ -184,8 +184,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ids::{BackupDefinitionId, ClusterId, JobId};
-    use crate::model::recovery::RecoveryPointType;
+    use crate::ids::{BackupDefinitionId, JobId};
 
     fn at(day: u64) -> DateTime<Utc> {
         "2030-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::from_secs(day * 86_400)
@@ -193,28 +192,8 @@ mod tests {
 
     fn point(def: BackupDefinitionId, created: u64, expires: Option<u64>, keep_last: Option<u32>) -> RecoveryPoint {
         RecoveryPoint {
-            id: RecoveryPointId::new(),
-            org_id: OrgId::new(),
-            cluster_id: ClusterId::new(),
-            definition_id: def,
-            job_id: JobId::new(),
-            rp_type: RecoveryPointType::Snapshot,
-            state: RecoveryPointState::Ready,
-            partial: false,
-            data_deleted: false,
-            expires_at: expires.map(at),
-            locked: false,
-            rule: Some(0),
             keep_last,
-            location: None,
-            resource_count: 0,
-            pv_count: 0,
-            snapshot_bytes: 0,
-            copy_bytes: 0,
-            details: Default::default(),
-            created_at: at(created),
-            updated_at: at(created),
-            version: 1,
+            ..RecoveryPoint::fixture(def, at(created), expires.map(at))
         }
     }
 

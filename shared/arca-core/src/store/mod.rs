@@ -203,6 +203,16 @@ impl Store {
         }
     }
 
+    /// A record as the caller last saw it, at version `expected` (its ETag): when it has
+    /// moved on, `PreconditionFailed`; when it is gone, `NotFound`.
+    pub async fn get_at<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Result<T> {
+        let record = self.get::<T>(org, id).await?;
+        if record.version() != expected {
+            return Err(self.version_failure::<T>(org, id, expected).await);
+        }
+        Ok(record)
+    }
+
     /// Why a version condition on `id` failed: it is gone, or it moved on.
     pub async fn version_failure<T: Record>(&self, org: &OrgId, id: &T::Id, expected: u64) -> Error {
         match self.items.get(&keys::org_pk(org), &T::sk_for(id)).await {
@@ -442,35 +452,38 @@ impl Store {
         }
     }
 
+    /// Cross-tenant: one page of the records of every org under GSI2 partition `pk` whose
+    /// sort key is in `range`, in sort-key order.
+    async fn cross_tenant<T: Record>(&self, pk: &str, range: SortKeyRange, page: &PageRequest) -> Result<Listing<T>> {
+        self.collect(Some(Index::Gsi2), pk.to_string(), "", range, page, true, |_: &T| true)
+            .await
+    }
+
+    /// [`Self::cross_tenant`] up to an instant: the records sorted by a time (expiry, due
+    /// date) before `before`, to the second, earliest first.
+    async fn cross_tenant_before<T: Record>(
+        &self,
+        pk: &str,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Listing<T>> {
+        let range = SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before));
+        self.cross_tenant(pk, range, page).await
+    }
+
     /// Cross-tenant: one page of every org's backup definitions (the schedule reconciler).
     pub async fn backup_definitions_cross_tenant(
         &self,
         page: &PageRequest,
     ) -> Result<Listing<crate::model::backup::BackupDefinition>> {
-        self.collect(
-            Some(Index::Gsi2),
-            keys::GSI2_BACKUP_DEFINITIONS_PK.to_string(),
-            "",
-            SortKeyRange::All,
-            page,
-            true,
-            |_: &crate::model::backup::BackupDefinition| true,
-        )
-        .await
+        self.cross_tenant(keys::GSI2_BACKUP_DEFINITIONS_PK, SortKeyRange::All, page)
+            .await
     }
 
     /// Cross-tenant: one page of every org's linked accounts (the 12-hour inventory).
     pub async fn cloud_accounts_cross_tenant(&self, page: &PageRequest) -> Result<Listing<CloudAccount>> {
-        self.collect(
-            Some(Index::Gsi2),
-            keys::GSI2_CLOUD_ACCOUNTS_PK.to_string(),
-            "",
-            SortKeyRange::All,
-            page,
-            true,
-            |_: &CloudAccount| true,
-        )
-        .await
+        self.cross_tenant(keys::GSI2_CLOUD_ACCOUNTS_PK, SortKeyRange::All, page)
+            .await
     }
 
     /// Cross-tenant: RDS recovery points of every org whose expiry is before `before` (to
@@ -480,16 +493,7 @@ impl Store {
         before: DateTime<Utc>,
         page: &PageRequest,
     ) -> Result<Listing<RdsRecoveryPoint>> {
-        self.collect(
-            Some(Index::Gsi2),
-            keys::GSI2_RDS_EXPIRY_PK.to_string(),
-            "",
-            SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before)),
-            page,
-            true,
-            |_: &RdsRecoveryPoint| true,
-        )
-        .await
+        self.cross_tenant_before(keys::GSI2_RDS_EXPIRY_PK, before, page).await
     }
 
     /// Cross-tenant: repositories of every org whose maintenance is due before `before`
@@ -499,16 +503,7 @@ impl Store {
         before: DateTime<Utc>,
         page: &PageRequest,
     ) -> Result<Listing<crate::model::maintenance::RepositoryUpkeep>> {
-        self.collect(
-            Some(Index::Gsi2),
-            keys::GSI2_UPKEEP_DUE_PK.to_string(),
-            "",
-            SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before)),
-            page,
-            true,
-            |_: &crate::model::maintenance::RepositoryUpkeep| true,
-        )
-        .await
+        self.cross_tenant_before(keys::GSI2_UPKEEP_DUE_PK, before, page).await
     }
 
     /// Cross-tenant: recovery points of every org whose expiry is before `before` (to the
@@ -518,15 +513,6 @@ impl Store {
         before: DateTime<Utc>,
         page: &PageRequest,
     ) -> Result<Listing<RecoveryPoint>> {
-        self.collect(
-            Some(Index::Gsi2),
-            keys::GSI2_RP_EXPIRY_PK.to_string(),
-            "",
-            SortKeyRange::LessThan(keys::recovery_point_expiry_bound(before)),
-            page,
-            true,
-            |_: &RecoveryPoint| true,
-        )
-        .await
+        self.cross_tenant_before(keys::GSI2_RP_EXPIRY_PK, before, page).await
     }
 }

@@ -57,37 +57,19 @@ macro_rules! record {
         }
     };
     (@extra ApiKey) => {
-        fn gsi1(&self) -> Option<IndexKey> {
-            self.secret_hash.as_ref().map(keys::api_key_gsi1)
-        }
-        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.secret_hash = hash_from_index(item, keys::GSI1_API_KEY_PREFIX)?;
-            Ok(())
-        }
+        record!(@hashed secret_hash, keys::api_key_gsi1, keys::GSI1_API_KEY_PREFIX);
     };
     (@extra Cluster) => {
-        fn gsi1(&self) -> Option<IndexKey> {
-            self.agent_token_hash.as_ref().map(keys::agent_token_gsi1)
-        }
-        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.agent_token_hash = hash_from_index(item, keys::GSI1_AGENT_PREFIX)?;
-            Ok(())
-        }
+        record!(@hashed agent_token_hash, keys::agent_token_gsi1, keys::GSI1_AGENT_PREFIX);
     };
     (@extra RecoveryPoint) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            self.expires_at.map(|at| keys::recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
-        }
+        record!(@expiring keys::recovery_point_expiry_gsi2);
     };
     (@extra RdsRecoveryPoint) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            self.expires_at.map(|at| keys::rds_recovery_point_expiry_gsi2(&self.org_id, &self.id, at))
-        }
+        record!(@expiring keys::rds_recovery_point_expiry_gsi2);
     };
     (@extra BackupDefinition) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            Some(keys::backup_definition_gsi2(&self.org_id, &self.id))
-        }
+        record!(@listed keys::backup_definition_gsi2);
     };
     (@extra RepositoryUpkeep) => {
         fn gsi2(&self) -> Option<IndexKey> {
@@ -95,29 +77,37 @@ macro_rules! record {
         }
     };
     (@extra CloudAccount) => {
-        fn gsi2(&self) -> Option<IndexKey> {
-            Some(keys::cloud_account_gsi2(&self.org_id, &self.id))
-        }
+        record!(@listed keys::cloud_account_gsi2);
     };
     (@extra PendingAgentToken) => {
-        fn gsi1(&self) -> Option<IndexKey> {
-            self.token_hash.as_ref().map(keys::pending_agent_token_gsi1)
-        }
-        fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.token_hash = hash_from_index(item, keys::GSI1_PENDING_AGENT_PREFIX)?;
-            Ok(())
-        }
+        record!(@hashed token_hash, keys::pending_agent_token_gsi1, keys::GSI1_PENDING_AGENT_PREFIX);
     };
     (@extra InstallLink) => {
+        record!(@hashed token_hash, keys::install_token_gsi1, keys::GSI1_INSTALL_PREFIX);
+    };
+    (@extra $other:ident) => {};
+    // A point in GSI2 by its expiry (while it has one), for the retention sweep.
+    (@expiring $gsi2:path) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            self.expires_at.map(|at| $gsi2(&self.org_id, &self.id, at))
+        }
+    };
+    // A record listed across all orgs in GSI2 (for the runs that visit every one).
+    (@listed $gsi2:path) => {
+        fn gsi2(&self) -> Option<IndexKey> {
+            Some($gsi2(&self.org_id, &self.id))
+        }
+    };
+    // A record found by the hash of its secret in GSI1, the hash kept only in the index key.
+    (@hashed $field:ident, $gsi1:path, $prefix:path) => {
         fn gsi1(&self) -> Option<IndexKey> {
-            self.token_hash.as_ref().map(keys::install_token_gsi1)
+            self.$field.as_ref().map($gsi1)
         }
         fn restore_from_item(&mut self, item: &Item) -> Result<()> {
-            self.token_hash = hash_from_index(item, keys::GSI1_INSTALL_PREFIX)?;
+            self.$field = hash_from_index(item, $prefix)?;
             Ok(())
         }
     };
-    (@extra $other:ident) => {};
 }
 
 fn hash_from_index(item: &Item, prefix: &str) -> Result<Option<SecretHash>> {

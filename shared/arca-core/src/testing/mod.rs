@@ -7,14 +7,16 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
-use crate::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
-use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, PolicyId, RecoveryPointId};
+use crate::control_plane::{ControlPlane, ControlPlaneConfig, RegisteredCluster, SignupRequest};
+use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId, PolicyId};
 use crate::model::auth::Principal;
-use crate::model::backup::{BackupDefinitionSpec, PvMode, Selection};
+use crate::model::backup::{BackupDefinition, BackupDefinitionSpec, PvMode, Selection};
+use crate::model::cloud::account::{CloudAccount, CloudAccountSpec, RoleRef};
+use crate::model::cluster::{ClusterSpec, Heartbeat};
 use crate::model::destination::{DestinationSpec, DestinationTarget};
 use crate::model::plan::PlanLimits;
 use crate::model::policy::Policy;
-use crate::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use crate::model::recovery::RecoveryPoint;
 use crate::model::secret::Secret;
 use crate::ports::FixedClock;
 use crate::ports::item_store::ItemStore;
@@ -64,7 +66,9 @@ fn now() -> DateTime<Utc> {
     DateTime::<Utc>::from(UNIX_EPOCH + Duration::from_secs(CONTRACT_NOW_SECS))
 }
 
-pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
+/// Signs up an org called `name`: its bootstrap admin, that admin's key and the org's
+/// default policy.
+pub async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret, Policy) {
     let signed = cp
         .signup(SignupRequest {
             org_name: name.to_string(),
@@ -77,6 +81,71 @@ pub(crate) async fn new_org(cp: &ControlPlane, name: &str) -> (Principal, Secret
         .await
         .expect("the bootstrap key authenticates");
     (principal, signed.admin_key.secret, signed.default_policy)
+}
+
+/// Links a cloud account called `name` in `regions` (PENDING until its role is set).
+pub async fn link_account(cp: &ControlPlane, p: &Principal, name: &str, regions: &[&str]) -> CloudAccount {
+    cp.link_cloud_account(
+        p,
+        CloudAccountSpec {
+            name: name.into(),
+            description: String::new(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+        },
+    )
+    .await
+    .expect("link")
+    .account
+}
+
+/// Links a cloud account "prod" in `regions` whose role `role_arn` `fake` lets in, and sets
+/// that role: the account as set, and how to reach it.
+pub async fn linked_fake_account(
+    cp: &ControlPlane,
+    fake: &fakes::cloud::FakeCloud,
+    p: &Principal,
+    regions: &[&str],
+    role_arn: &str,
+) -> (CloudAccount, RoleRef) {
+    let a = link_account(cp, p, "prod", regions).await;
+    fake.add_role(role_arn, &a.external_id);
+    let set = cp
+        .set_cloud_account_role(p, &a.id, role_arn, a.version)
+        .await
+        .expect("role")
+        .account;
+    let role = RoleRef {
+        role_arn: role_arn.into(),
+        external_id: a.external_id,
+    };
+    (set, role)
+}
+
+/// Registers a cluster called `name` (REGISTERED; its agent token in the answer).
+pub async fn register(cp: &ControlPlane, p: &Principal, name: &str) -> RegisteredCluster {
+    cp.register_cluster(
+        p,
+        ClusterSpec {
+            name: name.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("register")
+}
+
+/// Registers a cluster called `name` whose agent has sent a heartbeat (ACTIVE).
+pub async fn active_cluster(cp: &ControlPlane, p: &Principal, name: &str) -> RegisteredCluster {
+    let registered = register(cp, p, name).await;
+    cp.record_heartbeat(&registered.agent_token, Heartbeat::default())
+        .await
+        .expect("heartbeat");
+    registered
+}
+
+/// Creates a backup definition (it must be valid).
+pub async fn create_definition(cp: &ControlPlane, p: &Principal, spec: BackupDefinitionSpec) -> BackupDefinition {
+    cp.create_backup_definition(p, spec).await.expect("create").definition
 }
 
 fn s3(name: &str) -> DestinationSpec {
@@ -131,19 +200,9 @@ pub fn stored_point(
     expires_at: Option<DateTime<Utc>>,
 ) -> RecoveryPoint {
     RecoveryPoint {
-        rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
         org_id: org,
         cluster_id: cluster,
-        definition_id: BackupDefinitionId::new(),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at,
-        locked: false,
+        rule: None,
         location: destination.map(|destination_id| crate::model::recovery::RecoveryPointLocation {
             destination_id,
             prefix: "resources/archives/a1".into(),
@@ -151,11 +210,8 @@ pub fn stored_point(
         resource_count: 10,
         pv_count: 1,
         snapshot_bytes: 100,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now(),
-        updated_at: now(),
         version: 0,
+        ..RecoveryPoint::fixture(BackupDefinitionId::new(), now(), expires_at)
     }
 }
 

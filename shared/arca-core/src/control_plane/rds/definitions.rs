@@ -1,6 +1,6 @@
 //! RDS backup definitions.
 
-use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
+use crate::control_plane::{ControlPlane, retry_on_conflict};
 use crate::ids::{OrgId, PolicyId, RdsBackupDefinitionId};
 use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::CloudAccount;
@@ -169,13 +169,10 @@ impl ControlPlane {
         self.check_rds_spec(p, spec).await?;
         let def = self
             .retrying(|| async move {
-                let mut def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
-                if def.version != expected_version {
-                    return Err(self
-                        .store
-                        .version_failure::<RdsBackupDefinition>(&p.org_id, id, expected_version)
-                        .await);
-                }
+                let mut def = self
+                    .store
+                    .get_at::<RdsBackupDefinition>(&p.org_id, id, expected_version)
+                    .await?;
                 let old = Self::rds_policy_refs(&def.spec);
                 def.spec = spec.clone();
                 def.updated_at = self.now();
@@ -202,13 +199,10 @@ impl ControlPlane {
         p.require(Operation::DeleteRdsBackupDefinition)?;
         let def = self
             .retrying(|| async move {
-                let def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
-                if def.version != expected_version {
-                    return Err(self
-                        .store
-                        .version_failure::<RdsBackupDefinition>(&p.org_id, id, expected_version)
-                        .await);
-                }
+                let def = self
+                    .store
+                    .get_at::<RdsBackupDefinition>(&p.org_id, id, expected_version)
+                    .await?;
                 let mut tx = Tx::new();
                 tx.delete::<RdsBackupDefinition>(&p.org_id, id, expected_version);
                 self.rds_policy_writes(&mut tx, &def, &Self::rds_policy_refs(&def.spec), &[])
@@ -233,17 +227,9 @@ impl ControlPlane {
     ) -> Result<RdsBackupDefinition> {
         p.require(Operation::SetRdsBackupPaused)?;
         let def = self
-            .retrying(|| async {
-                let mut def = self.store.get::<RdsBackupDefinition>(&p.org_id, id).await?;
-                let expected = expected_version.unwrap_or(def.version);
+            .update_record(&p.org_id, id, expected_version, |def: &mut RdsBackupDefinition| {
                 def.spec.paused = paused;
                 def.updated_at = self.now();
-                let result = self.store.update(def, expected).await;
-                if expected_version.is_none() {
-                    result.map_err(retry_on_stale)
-                } else {
-                    result
-                }
             })
             .await?;
         self.sync_rds_schedules(&def).await?;

@@ -1,13 +1,13 @@
 //! RDS runs: run-now, scheduled dispatch, restores, recovery points.
 
 use crate::control_plane::ControlPlane;
-use crate::ids::{OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId};
+use crate::ids::{RdsBackupDefinitionId, RecoveryPointId};
 use crate::model::auth::{Operation, Principal};
 use crate::model::dispatch;
 use crate::model::job::{Job, JobState, JobTrigger, JobType};
 use crate::model::org::Org;
+use crate::model::policy::Policy;
 use crate::model::policy::Retention;
-use crate::model::policy::{self, Policy};
 use crate::model::rds::{
     self, RdsBackupDefinition, RdsDatabaseRef, RdsJobWork, RdsRecoveryPoint, RdsRecoveryPointState,
     RdsRecoveryPointType, RdsRestoreSource, RdsRestoreSpec, RdsSnapshotRef, RdsWorkItem,
@@ -36,25 +36,12 @@ impl ControlPlane {
         if request.copy_only && def.spec.copy.is_none() {
             return Err(Error::invalid("copyOnly", "the definition has no copy settings"));
         }
-        let retention = match request.retention {
-            Some(r) => r,
-            None => {
-                let pid = if request.copy_only {
-                    def.spec.copy.as_ref().and_then(|c| c.policy_id).or(def.spec.policy_id)
-                } else {
-                    def.spec.policy_id
-                };
-                self.first_row_retention(&p.org_id, pid).await?
-            }
+        let pid = if request.copy_only {
+            def.spec.copy.as_ref().and_then(|c| c.policy_id).or(def.spec.policy_id)
+        } else {
+            def.spec.policy_id
         };
-        if retention.retain_days == 0 || retention.retain_days > policy::MAX_RETAIN_DAYS {
-            return Err(Error::invalid(
-                "retention.retainDays",
-                format!("must be between 1 and {}", policy::MAX_RETAIN_DAYS),
-            ));
-        }
-        self.limits
-            .check_retain_days(org.plan, "retention.retainDays", retention.retain_days)?;
+        let retention = self.run_now_retention(&org, request.retention, pid).await?;
         self.account_role(&p.org_id, &def.spec.cloud_account_id, "cloudAccountId")
             .await?;
         let job = self
@@ -62,31 +49,6 @@ impl ControlPlane {
             .await?;
         self.enqueue_rds(&job, Duration::ZERO).await?;
         Ok(job)
-    }
-
-    pub(in crate::control_plane) async fn first_row_retention(
-        &self,
-        org: &OrgId,
-        pid: Option<PolicyId>,
-    ) -> Result<Retention> {
-        let row = match pid {
-            Some(pid) => self
-                .store
-                .find::<Policy>(org, &pid)
-                .await?
-                .and_then(|p| p.spec.schedules.first().cloned()),
-            None => None,
-        };
-        Ok(match row {
-            Some(row) => Retention {
-                retain_days: row.retain_days,
-                keep_last: row.keep_last,
-            },
-            None => Retention {
-                retain_days: self.config.default_run_now_retain_days,
-                keep_last: None,
-            },
-        })
     }
 
     pub(in crate::control_plane) async fn new_rds_run(

@@ -290,29 +290,22 @@ impl ControlPlane {
                         .snapshot
                         .clone()
                         .ok_or_else(|| Error::permanent("snapshotting without a snapshot"))?;
-                    let state = match ops.describe_snapshot(role, &snap).await? {
-                        Some(info) => info.state,
-                        None => RdsOperationState::Failed(format!("snapshot {} vanished", snap.identifier)),
-                    };
-                    match state {
-                        RdsOperationState::InProgress => return Ok(()),
-                        RdsOperationState::Failed(why) => return Err(Error::conflict(why)),
-                        RdsOperationState::Available => {
-                            job.counters.snapshots_completed += 1;
-                            self.mark_available(job, item.recovery_point_id).await?;
-                            job.log(
-                                now,
-                                format!("{}: snapshot {} available", item.database.identifier, snap.identifier),
-                            );
-                            let chained = work.copy.as_ref().is_some_and(|c| c.policy_id.is_none());
-                            if chained {
-                                let source_rp = item.recovery_point_id;
-                                self.start_copy(ops.as_ref(), role, job, work, item, snap, source_rp)
-                                    .await?;
-                            } else {
-                                item.phase = RdsPhase::Done;
-                            }
-                        }
+                    if !snapshot_available(ops.as_ref(), role, &snap, "snapshot").await? {
+                        return Ok(());
+                    }
+                    job.counters.snapshots_completed += 1;
+                    self.mark_available(job, item.recovery_point_id).await?;
+                    job.log(
+                        now,
+                        format!("{}: snapshot {} available", item.database.identifier, snap.identifier),
+                    );
+                    let chained = work.copy.as_ref().is_some_and(|c| c.policy_id.is_none());
+                    if chained {
+                        let source_rp = item.recovery_point_id;
+                        self.start_copy(ops.as_ref(), role, job, work, item, snap, source_rp)
+                            .await?;
+                    } else {
+                        item.phase = RdsPhase::Done;
                     }
                 }
                 (JobType::RdsCopy, RdsPhase::Start) => {
@@ -346,46 +339,37 @@ impl ControlPlane {
                         .copy
                         .clone()
                         .ok_or_else(|| Error::permanent("copying without a copy"))?;
-                    let state = match ops.describe_snapshot(role, &copy).await? {
-                        Some(info) => info.state,
-                        None => RdsOperationState::Failed(format!("copy {} vanished", copy.identifier)),
-                    };
-                    match state {
-                        RdsOperationState::InProgress => return Ok(()),
-                        RdsOperationState::Failed(why) => return Err(Error::conflict(why)),
-                        RdsOperationState::Available => {
-                            job.counters.copies_completed += 1;
-                            self.mark_available(job, item.copy_recovery_point_id).await?;
-                            job.log(
-                                now,
-                                format!(
-                                    "{}: copy {} available in {}",
-                                    item.database.identifier, copy.identifier, copy.region
-                                ),
-                            );
-                            let delete_source = work.copy.as_ref().is_some_and(|c| c.delete_source_after_copy);
-                            // Only Arca's own snapshots are deleted (never automated ones).
-                            if delete_source
-                                && let (Some(source), Some(source_rp)) = (&item.snapshot, item.recovery_point_id)
-                            {
-                                ops.delete_snapshot(role, source).await?;
-                                if let Some(rp) = self.store.find::<RdsRecoveryPoint>(&job.org_id, &source_rp).await? {
-                                    self.store
-                                        .delete::<RdsRecoveryPoint>(&job.org_id, &source_rp, rp.version)
-                                        .await?;
-                                }
-                                job.log(
-                                    now,
-                                    format!(
-                                        "{}: source snapshot {} deleted",
-                                        item.database.identifier, source.identifier
-                                    ),
-                                );
-                            }
-                            self.release_copy(&job.org_id, work, &item.database, &job.id).await?;
-                            item.phase = RdsPhase::Done;
-                        }
+                    if !snapshot_available(ops.as_ref(), role, &copy, "copy").await? {
+                        return Ok(());
                     }
+                    job.counters.copies_completed += 1;
+                    self.mark_available(job, item.copy_recovery_point_id).await?;
+                    job.log(
+                        now,
+                        format!(
+                            "{}: copy {} available in {}",
+                            item.database.identifier, copy.identifier, copy.region
+                        ),
+                    );
+                    let delete_source = work.copy.as_ref().is_some_and(|c| c.delete_source_after_copy);
+                    // Only Arca's own snapshots are deleted (never automated ones).
+                    if delete_source && let (Some(source), Some(source_rp)) = (&item.snapshot, item.recovery_point_id) {
+                        ops.delete_snapshot(role, source).await?;
+                        if let Some(rp) = self.store.find::<RdsRecoveryPoint>(&job.org_id, &source_rp).await? {
+                            self.store
+                                .delete::<RdsRecoveryPoint>(&job.org_id, &source_rp, rp.version)
+                                .await?;
+                        }
+                        job.log(
+                            now,
+                            format!(
+                                "{}: source snapshot {} deleted",
+                                item.database.identifier, source.identifier
+                            ),
+                        );
+                    }
+                    self.release_copy(&job.org_id, work, &item.database, &job.id).await?;
+                    item.phase = RdsPhase::Done;
                 }
                 (JobType::RdsRestore, RdsPhase::Start) => {
                     let spec = work
@@ -580,5 +564,24 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a snapshot (or copy) the step waits for is available: `false` while AWS is still
+/// making it, a `Conflict` when it failed or vanished.
+async fn snapshot_available(
+    ops: &dyn RdsOperations,
+    role: &RoleRef,
+    snapshot: &RdsSnapshotRef,
+    what: &str,
+) -> Result<bool> {
+    let state = match ops.describe_snapshot(role, snapshot).await? {
+        Some(info) => info.state,
+        None => RdsOperationState::Failed(format!("{what} {} vanished", snapshot.identifier)),
+    };
+    match state {
+        RdsOperationState::InProgress => Ok(false),
+        RdsOperationState::Failed(why) => Err(Error::conflict(why)),
+        RdsOperationState::Available => Ok(true),
     }
 }

@@ -203,6 +203,28 @@ pub struct CloudAccount {
 }
 
 impl CloudAccount {
+    /// A newly linked account: PENDING, with its ExternalId and nothing known of its AWS
+    /// side yet.
+    pub fn pending(org_id: OrgId, spec: CloudAccountSpec, external_id: String, now: DateTime<Utc>) -> Self {
+        CloudAccount {
+            id: CloudAccountId::new(),
+            org_id,
+            spec,
+            external_id,
+            state: CloudAccountState::Pending,
+            aws_account_id: None,
+            role_arn: None,
+            role_stack_version: None,
+            permission_sets: None,
+            last_error: None,
+            verified_at: None,
+            last_inventory_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
     /// The role and ExternalId to assume, once the role is known.
     pub fn role(&self) -> Option<RoleRef> {
         self.role_arn.as_ref().map(|arn| RoleRef {
@@ -357,26 +379,14 @@ mod tests {
     use super::*;
 
     fn account() -> CloudAccount {
+        let spec = CloudAccountSpec {
+            name: "prod".into(),
+            description: String::new(),
+            regions: vec!["us-east-1".into()],
+        };
         CloudAccount {
-            id: CloudAccountId::new(),
-            org_id: OrgId::new(),
-            spec: CloudAccountSpec {
-                name: "prod".into(),
-                description: String::new(),
-                regions: vec!["us-east-1".into()],
-            },
-            external_id: new_external_id().unwrap(),
-            state: CloudAccountState::Pending,
-            aws_account_id: None,
-            role_arn: None,
-            role_stack_version: None,
-            permission_sets: None,
-            last_error: None,
-            verified_at: None,
-            last_inventory_at: None,
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
             version: 1,
+            ..CloudAccount::pending(OrgId::new(), spec, new_external_id().unwrap(), DateTime::UNIX_EPOCH)
         }
     }
 

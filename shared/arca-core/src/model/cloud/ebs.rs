@@ -279,6 +279,38 @@ pub struct EksRecreation {
     pub access: Option<EksAccess>,
 }
 
+impl EksRecreation {
+    /// A re-creation whose EKS cluster `name` was just asked for: CREATING_CLUSTER,
+    /// nothing registered or restored yet.
+    pub fn creating_cluster(
+        id: EksRecreationId,
+        org_id: OrgId,
+        recovery_point_id: RecoveryPointId,
+        cloud_account_id: CloudAccountId,
+        region: String,
+        name: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        EksRecreation {
+            id,
+            org_id,
+            recovery_point_id,
+            cloud_account_id,
+            region,
+            name,
+            state: EksRecreationState::CreatingCluster,
+            cluster_id: None,
+            restore_id: None,
+            next_step: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+            access: None,
+        }
+    }
+}
+
 /// How to reach an EKS cluster's Kubernetes API, as DescribeCluster gives it: a
 /// kubeconfig's `server` and `certificate-authority-data`. No credential: clients
 /// authenticate with their own AWS identity (`aws eks get-token`).

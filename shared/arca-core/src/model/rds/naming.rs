@@ -24,20 +24,8 @@ pub fn snapshot_identifier(db_identifier: &str, taken_at: SystemTime) -> Result<
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::invalid("takenAt", "before 1970"))?
         .as_secs();
-    let mut db: String = db_identifier
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while db.contains("--") {
-        db = db.replace("--", "-");
-    }
-    let db = db.trim_matches('-');
+    let db = hyphenated(db_identifier);
+    let db = db.as_str();
     if db.is_empty() {
         return Err(Error::invalid(
             "dbIdentifier",
@@ -64,21 +52,22 @@ pub fn copy_identifier(source: &str, copied_at: SystemTime) -> Result<String> {
     Ok(format!("{base}{suffix}"))
 }
 
-fn snapshot_identifier_like(text: &str) -> Result<String> {
-    let mut id: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while id.contains("--") {
-        id = id.replace("--", "-");
+/// `text` in lower case with every run of other characters than letters and digits one
+/// hyphen, and none at either end.
+fn hyphenated(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
     }
-    let mut id = id.trim_matches('-').to_string();
+    out.trim_matches('-').to_string()
+}
+
+fn snapshot_identifier_like(text: &str) -> Result<String> {
+    let mut id = hyphenated(text);
     if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
         id = format!("arca-{id}");
     }

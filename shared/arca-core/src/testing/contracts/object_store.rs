@@ -83,18 +83,15 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
 
     // Conditional creation: the lock primitive.
     let lock = key("locks/gc");
-    assert!(
+    let take_lock = async |body: &'static [u8]| {
         store
-            .put_if_absent(&lock, Bytes::from_static(b"first"))
+            .put_if_absent(&lock, Bytes::from_static(body))
             .await
-            .expect("put_if_absent"),
-        "put_if_absent of a new key writes it"
-    );
+            .expect("put_if_absent")
+    };
+    assert!(take_lock(b"first").await, "put_if_absent of a new key writes it");
     assert!(
-        !store
-            .put_if_absent(&lock, Bytes::from_static(b"second"))
-            .await
-            .expect("put_if_absent"),
+        !take_lock(b"second").await,
         "put_if_absent of an existing key is refused"
     );
     assert_eq!(
@@ -103,13 +100,7 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         "and leaves it as it was"
     );
     store.delete(&lock).await.expect("delete");
-    assert!(
-        store
-            .put_if_absent(&lock, Bytes::from_static(b"again"))
-            .await
-            .expect("put_if_absent"),
-        "a deleted key can be taken again"
-    );
+    assert!(take_lock(b"again").await, "a deleted key can be taken again");
     let locks = store.list(&key("locks/")).await.expect("list");
     assert_eq!(locks.len(), 1, "no partial or temporary objects are listed: {locks:?}");
 }

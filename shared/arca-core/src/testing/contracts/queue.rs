@@ -10,11 +10,20 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::ids::{ClusterId, JobId, OrgId};
 use crate::model::agent::QueueRef;
-use crate::ports::queue::{JobMessage, Queue};
+use crate::ports::queue::{Delivery, JobMessage, Queue};
 
 const LEASE: Duration = Duration::from_secs(1);
 const LONG_LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_secs(1);
+
+/// The next message of `queue`, waiting up to `wait` and leasing it for `lease`; panics
+/// with `what` when none comes.
+async fn delivered(q: &dyn Queue, queue: &QueueRef, wait: Duration, lease: Duration, what: &str) -> Delivery {
+    q.receive(queue, wait, lease)
+        .await
+        .expect("receive")
+        .unwrap_or_else(|| panic!("{what}"))
+}
 
 /// Exercises every [`Queue`] promise and panics with a description of the first broken
 /// one. The adapter must have a dead-letter queue of its own (no other test may
@@ -68,16 +77,8 @@ pub async fn queue_contract(q: &dyn Queue) {
         None,
         "queues are isolated"
     );
-    let d1 = q
-        .receive(&a, POLL, LONG_LEASE)
-        .await
-        .expect("receive")
-        .expect("a sent message is delivered");
-    let d2 = q
-        .receive(&a, POLL, LONG_LEASE)
-        .await
-        .expect("receive")
-        .expect("the second message is delivered");
+    let d1 = delivered(q, &a, POLL, LONG_LEASE, "a sent message is delivered").await;
+    let d2 = delivered(q, &a, POLL, LONG_LEASE, "the second message is delivered").await;
     let mut got = [d1.message.job_id, d2.message.job_id];
     let mut sent = [m1.job_id, m2.job_id];
     got.sort();
@@ -94,33 +95,28 @@ pub async fn queue_contract(q: &dyn Queue) {
     q.ack(&a, &d2.receipt).await.expect("ack d2");
     let mb = msg(cb);
     q.send(&b, &mb).await.expect("send to b");
-    let db = q
-        .receive(&b, POLL, LONG_LEASE)
-        .await
-        .expect("receive b")
-        .expect("b's message");
+    let db = delivered(q, &b, POLL, LONG_LEASE, "b's message").await;
     assert_eq!(db.message, mb, "a queue delivers only its own messages");
     q.ack(&b, &db.receipt).await.expect("ack b");
 
     // A lapsed lease: the message comes back with its receive count incremented.
     let m3 = msg(ca);
     q.send(&a, &m3).await.expect("send m3");
-    let first = q
-        .receive(&a, POLL, LEASE)
-        .await
-        .expect("receive")
-        .expect("m3 delivered");
+    let first = delivered(q, &a, POLL, LEASE, "m3 delivered").await;
     assert_eq!((first.message.job_id, first.receive_count), (m3.job_id, 1));
     assert_eq!(
         q.receive(&a, Duration::ZERO, LEASE).await.expect("receive"),
         None,
         "hidden during the lease"
     );
-    let again = q
-        .receive(&a, 2 * POLL + LEASE, LEASE)
-        .await
-        .expect("receive")
-        .expect("a message whose lease lapsed is delivered again");
+    let again = delivered(
+        q,
+        &a,
+        2 * POLL + LEASE,
+        LEASE,
+        "a message whose lease lapsed is delivered again",
+    )
+    .await;
     assert_eq!(again.message, m3);
     assert_eq!(again.receive_count, 2, "the redelivery counts 2");
     assert_ne!(again.receipt, first.receipt, "each delivery has its own receipt");
@@ -130,11 +126,7 @@ pub async fn queue_contract(q: &dyn Queue) {
     // Extension keeps a message hidden past its original lease.
     let m4 = msg(ca);
     q.send(&a, &m4).await.expect("send m4");
-    let leased = q
-        .receive(&a, POLL, LEASE)
-        .await
-        .expect("receive")
-        .expect("m4 delivered");
+    let leased = delivered(q, &a, POLL, LEASE, "m4 delivered").await;
     assert_eq!(leased.message, m4);
     q.extend(&a, &leased.receipt, 4 * LEASE)
         .await
@@ -205,11 +197,7 @@ pub async fn queue_contract(q: &dyn Queue) {
         .expect("deleting an absent queue is not an error");
     let mb2 = msg(cb);
     q.send(&b, &mb2).await.expect("b still takes messages");
-    let d = q
-        .receive(&b, POLL, LEASE)
-        .await
-        .expect("receive b")
-        .expect("b still delivers");
+    let d = delivered(q, &b, POLL, LEASE, "b still delivers").await;
     assert_eq!(d.message, mb2);
     q.ack(&b, &d.receipt).await.expect("ack");
 

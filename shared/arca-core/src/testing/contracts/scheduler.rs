@@ -8,7 +8,8 @@ use crate::model::policy::{PolicySpec, ScheduleSpec};
 use crate::model::schedule::{Schedule, schedules_for};
 use crate::ports::scheduler::Scheduler;
 
-fn policy(timezone: &str, crons: &[&str]) -> PolicySpec {
+/// A policy in `timezone` with a row per cron (7 days' retention each).
+pub fn policy(timezone: &str, crons: &[&str]) -> PolicySpec {
     PolicySpec {
         name: "contract".into(),
         timezone: timezone.into(),

@@ -308,23 +308,15 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
     let now = cp.now();
     let r = cp
         .store()
-        .create(crate::model::cloud::ebs::EksRecreation {
-            id: crate::ids::EksRecreationId::new(),
-            org_id: p.org_id,
-            recovery_point_id: crate::ids::RecoveryPointId::new(),
-            cloud_account_id: b.id,
-            region: "us-east-1".into(),
-            name: "staging-again".into(),
-            state: crate::model::cloud::ebs::EksRecreationState::CreatingCluster,
-            cluster_id: None,
-            restore_id: None,
-            next_step: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-            access: None,
-        })
+        .create(crate::model::cloud::ebs::EksRecreation::creating_cluster(
+            crate::ids::EksRecreationId::new(),
+            p.org_id,
+            crate::ids::RecoveryPointId::new(),
+            b.id,
+            "us-east-1".into(),
+            "staging-again".into(),
+            now,
+        ))
         .await
         .expect("record");
     let read = cp.get_eks_recreation(&p, &r.id).await.expect("read");

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::control_plane::RecoveryPointFilter;
-use crate::model::backup::Selection;
 use crate::model::cluster::{ClusterSpec, ClusterState, Heartbeat};
 use crate::model::recovery::RecoveryPoint;
 use crate::model::restore::RestoreSpec;
@@ -19,27 +18,22 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let store = Store::new(items);
     let (p, _, policy) = new_org(&cp, "clusters").await;
+    let listed_points = async || {
+        cp.list_recovery_points(&p, &RecoveryPointFilter::default(), &PageRequest::default())
+            .await
+            .expect("list")
+            .items
+            .len()
+    };
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
-    let cluster = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "doomed".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register")
-        .cluster;
+    let cluster = register(&cp, &p, "doomed").await.cluster;
     assert_eq!(cluster.state, ClusterState::Registered);
-    let def = cp
-        .create_backup_definition(
-            &p,
-            definition(cluster.id, Some(policy.id), Some(dest.id), "protects-doomed"),
-        )
-        .await
-        .expect("create")
-        .definition;
+    let def = create_definition(
+        &cp,
+        &p,
+        definition(cluster.id, Some(policy.id), Some(dest.id), "protects-doomed"),
+    )
+    .await;
     let referenced = cp.get_cluster(&p, &cluster.id).await.expect("get");
     assert!(referenced.backup_definition_ids.contains(&def.id));
     expect_err!(
@@ -80,14 +74,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
         err.to_string().contains("2 recovery point"),
         "the refusal counts them: {err}"
     );
-    assert_eq!(
-        cp.list_recovery_points(&p, &RecoveryPointFilter::default(), &PageRequest::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        2
-    );
+    assert_eq!(listed_points().await, 2);
     cp.delete_cluster(&p, &cluster.id, released.version, true)
         .await
         .expect("confirmed delete");
@@ -97,14 +84,7 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
         crate::Error::NotFound { .. },
         "deleted cluster"
     );
-    assert!(
-        cp.list_recovery_points(&p, &RecoveryPointFilter::default(), &PageRequest::default())
-            .await
-            .expect("list")
-            .items
-            .is_empty(),
-        "points of a deleted cluster are not listed"
-    );
+    assert!(listed_points().await == 0, "points of a deleted cluster are not listed");
     expect_err!(
         cp.get_recovery_point(&p, &rp1.id).await,
         crate::Error::NotFound { .. },
@@ -118,30 +98,8 @@ pub async fn cluster_in_use_and_deletion(items: Arc<dyn ItemStore>) {
             .is_some(),
         "but kept until expiry"
     );
-    let other = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "target".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
-    cp.record_heartbeat(&other.agent_token, Heartbeat::default())
-        .await
-        .expect("heartbeat");
-    let restore = RestoreSpec {
-        recovery_point_id: rp1.id,
-        target_cluster_id: other.cluster.id,
-        selection: Selection::default(),
-        namespace_prefix: String::new(),
-        namespace_suffix: String::new(),
-        namespace_map: Default::default(),
-        storage_class_map: Default::default(),
-        existing_resource_policy: Default::default(),
-        restore_pvs: true,
-    };
+    let other = active_cluster(&cp, &p, "target").await;
+    let restore = RestoreSpec::everything(rp1.id, other.cluster.id);
     expect_err!(
         cp.create_restore(&p, restore).await,
         crate::Error::Invalid { .. },
@@ -155,16 +113,7 @@ pub async fn agent_token_lookup(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let store = Store::new(items.clone());
     let (p, _, _) = new_org(&cp, "agents").await;
-    let registered = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "edge".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
+    let registered = register(&cp, &p, "edge").await;
     let found = store
         .find_cluster_by_agent_token_hash_cross_tenant(&registered.agent_token.hash())
         .await
@@ -229,16 +178,7 @@ pub async fn agent_token_lookup(items: Arc<dyn ItemStore>) {
 pub async fn heartbeats_leave_the_cluster_etag_alone(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let (p, _, _) = new_org(&cp, "etag").await;
-    let reg = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
+    let reg = register(&cp, &p, "c").await;
     let v = reg.cluster.version;
     cp.record_heartbeat(
         &reg.agent_token,

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use crate::control_plane::{JobFilter, RunNowRequest};
 use crate::ids::ClusterId;
-use crate::model::backup::Selection;
-use crate::model::cluster::{ClusterSpec, Heartbeat};
+use crate::model::cluster::Heartbeat;
 use crate::model::job::{Job, JobState, JobType};
 use crate::model::recovery::RecoveryPoint;
 use crate::model::restore::RestoreSpec;
@@ -22,24 +21,8 @@ pub async fn dispatch_races_yield_one_job(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS);
     let (p, _, policy) = new_org(&cp, "race").await;
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
-    let reg = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
-    cp.record_heartbeat(&reg.agent_token, Heartbeat::default())
-        .await
-        .expect("heartbeat");
-    let def = cp
-        .create_backup_definition(&p, definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b"))
-        .await
-        .expect("create")
-        .definition;
+    let reg = active_cluster(&cp, &p, "c").await;
+    let def = create_definition(&cp, &p, definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b")).await;
     let input = crate::model::schedule::ScheduleInput {
         org_id: p.org_id,
         definition_id: def.id.to_string(),
@@ -236,17 +219,7 @@ pub async fn pagination_across_pages(items: Arc<dyn ItemStore>) {
     );
 
     // Jobs list newest first; a filter fills pages across store pages.
-    let cluster = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register")
-        .cluster;
+    let cluster = register(&cp, &p, "c").await.cluster;
     let store = Store::new(items.clone());
     let mut job_ids = Vec::new();
     for i in 0..6u64 {
@@ -313,21 +286,8 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
     let store = Store::new(items.clone());
     let (p, _, policy) = new_org(&cp, "jobs").await;
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
-    let reg = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register");
-    let def = cp
-        .create_backup_definition(&p, definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b"))
-        .await
-        .expect("create")
-        .definition;
+    let reg = register(&cp, &p, "c").await;
+    let def = create_definition(&cp, &p, definition(reg.cluster.id, Some(policy.id), Some(dest.id), "b")).await;
     let paused = cp.pause_backup_definition(&p, &def.id, None).await.expect("pause");
     assert!(paused.definition.spec.paused);
     expect_err!(
@@ -398,15 +358,9 @@ pub async fn jobs_and_restores(items: Arc<dyn ItemStore>) {
     rp.definition_id = def.id;
     let rp = store.create(rp).await.expect("rp");
     let spec = RestoreSpec {
-        recovery_point_id: rp.id,
-        target_cluster_id: reg.cluster.id,
-        selection: Selection::default(),
         namespace_prefix: "r-".into(),
-        namespace_suffix: String::new(),
-        namespace_map: Default::default(),
-        storage_class_map: Default::default(),
         existing_resource_policy: crate::model::restore::ExistingResourcePolicy::Update,
-        restore_pvs: true,
+        ..RestoreSpec::everything(rp.id, reg.cluster.id)
     };
     // An hour after its last heartbeat the target is PENDING: refused.
     let later = contract_plane(items.clone(), CONTRACT_NOW_SECS + 3600);

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::model::cluster::ClusterSpec;
 use crate::model::destination::DestinationSource;
 use crate::model::policy::{PolicySpec, ReferrerKind, ScheduleSpec};
 use crate::ports::item_store::ItemStore;
@@ -16,17 +15,7 @@ pub async fn policy_in_use(items: Arc<dyn ItemStore>) {
     let cp = contract_plane(items, CONTRACT_NOW_SECS);
     let (p, _, hourly) = new_org(&cp, "policies").await;
     let dest = cp.create_destination(&p, s3("d")).await.expect("create");
-    let cluster = cp
-        .register_cluster(
-            &p,
-            ClusterSpec {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register")
-        .cluster;
+    let cluster = register(&cp, &p, "c").await.cluster;
     let daily = cp
         .create_policy(
             &p,

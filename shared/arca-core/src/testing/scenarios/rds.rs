@@ -12,7 +12,7 @@ use crate::control_plane::ControlPlane;
 use crate::control_plane::RdsRunRequest;
 use crate::ids::{CloudAccountId, RecoveryPointId};
 use crate::model::auth::Principal;
-use crate::model::cloud::account::{CloudAccountSpec, CloudAccountState, RoleRef, RoleStackConfig};
+use crate::model::cloud::account::{CloudAccountState, RoleRef, RoleStackConfig};
 use crate::model::job::{JobState, JobType};
 use crate::model::policy::{PolicySpec, ReferrerKind, ScheduleSpec};
 use crate::model::rds::{
@@ -23,8 +23,13 @@ use crate::ports::item_store::ItemStore;
 use crate::store::page::PageRequest;
 use crate::testing::fakes::cloud::FakeCloud;
 use crate::testing::fakes::rds::{FakeRds, FakeRdsQueue};
-use crate::testing::{CONTRACT_NOW_SECS, contract_plane, new_org};
+use crate::testing::{CONTRACT_NOW_SECS, contract_plane, linked_fake_account, new_org};
 
+/// A run-now of only the copies, from the latest existing snapshots.
+const COPY_ONLY: RdsRunRequest = RdsRunRequest {
+    copy_only: true,
+    retention: None,
+};
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 
@@ -94,33 +99,9 @@ impl Rig {
     }
 
     async fn account(&self, p: &Principal, role_arn: &str) -> (CloudAccountId, RoleRef) {
-        let a = self
-            .cp
-            .link_cloud_account(
-                p,
-                CloudAccountSpec {
-                    name: "prod".into(),
-                    description: String::new(),
-                    regions: vec![EAST.into(), WEST.into()],
-                },
-            )
-            .await
-            .expect("link")
-            .account;
-        self.cloud.add_role(role_arn, &a.external_id);
-        let v = self
-            .cp
-            .set_cloud_account_role(p, &a.id, role_arn, a.version)
-            .await
-            .expect("role");
-        assert_eq!(v.account.state, CloudAccountState::Active);
-        (
-            a.id,
-            RoleRef {
-                role_arn: role_arn.into(),
-                external_id: a.external_id,
-            },
-        )
+        let (a, role) = linked_fake_account(&self.cp, &self.cloud, p, &[EAST, WEST], role_arn).await;
+        assert_eq!(a.state, CloudAccountState::Active);
+        (a.id, role)
     }
 }
 
@@ -499,17 +480,7 @@ pub async fn copies_and_copy_only(items: Arc<dyn ItemStore>) {
     );
     let cp = rig.later(100);
     let before = rig.rds.snapshots(&role, EAST).len();
-    let job = cp
-        .run_rds_backup_now(
-            &p,
-            &keep.id,
-            RdsRunRequest {
-                copy_only: true,
-                retention: None,
-            },
-        )
-        .await
-        .expect("copy only");
+    let job = cp.run_rds_backup_now(&p, &keep.id, COPY_ONLY).await.expect("copy only");
     assert_eq!(job.job_type, JobType::RdsCopy);
     rig.deliver(&cp).await;
     let done = cp.get_job(&p, &job.id).await.expect("get");
@@ -524,17 +495,7 @@ pub async fn copies_and_copy_only(items: Arc<dyn ItemStore>) {
         rig.rds.snapshots(&role, WEST)
     );
     // Copy only with nothing to copy (the source was deleted after its copy): FAILED, said why.
-    let nothing = cp
-        .run_rds_backup_now(
-            &p,
-            &drop.id,
-            RdsRunRequest {
-                copy_only: true,
-                retention: None,
-            },
-        )
-        .await
-        .expect("copy only");
+    let nothing = cp.run_rds_backup_now(&p, &drop.id, COPY_ONLY).await.expect("copy only");
     rig.deliver(&cp).await;
     let failed = cp.get_job(&p, &nothing.id).await.expect("get");
     assert_eq!(failed.state, JobState::Failed);
@@ -550,17 +511,7 @@ pub async fn copies_and_copy_only(items: Arc<dyn ItemStore>) {
     // While a copy of a database runs, its snapshot jobs are SKIPPED with that reason.
     rig.rds.hold_creating(5);
     let cp = rig.later(200);
-    let copying = cp
-        .run_rds_backup_now(
-            &p,
-            &keep.id,
-            RdsRunRequest {
-                copy_only: true,
-                retention: None,
-            },
-        )
-        .await
-        .expect("copy only");
+    let copying = cp.run_rds_backup_now(&p, &keep.id, COPY_ONLY).await.expect("copy only");
     rig.deliver(&cp).await;
     assert_eq!(cp.get_job(&p, &copying.id).await.expect("get").state, JobState::Running);
     rig.queue.take();

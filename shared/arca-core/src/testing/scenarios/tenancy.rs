@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::ids::ClusterId;
 use crate::model::auth::{ApiKeySpec, Role};
-use crate::model::cluster::ClusterSpec;
 use crate::model::recovery::RecoveryPoint;
 use crate::model::secret::Secret;
 use crate::ports::item_store::{Condition, ItemStore, Write};
@@ -133,17 +132,7 @@ pub async fn tenant_isolation(items: Arc<dyn ItemStore>) {
     let (a, _, a_policy) = new_org(&cp, "tenant a").await;
     let (b, _, _) = new_org(&cp, "tenant b").await;
     let dest = cp.create_destination(&a, s3("a-dest")).await.expect("create");
-    let cluster = cp
-        .register_cluster(
-            &a,
-            ClusterSpec {
-                name: "a-cluster".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("register")
-        .cluster;
+    let cluster = register(&cp, &a, "a-cluster").await.cluster;
 
     expect_err!(
         cp.get_policy(&b, &a_policy.id).await,
