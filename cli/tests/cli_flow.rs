@@ -9,7 +9,7 @@ mod common;
 
 #[cfg(unix)]
 use common::mode;
-use common::{Server, User, fails, fresh_account, rds_in, server_and_admin, stderr};
+use common::{Server, User, fails, fresh_account, postgres, rds_in, server_and_admin, stderr};
 use serde_json::{Value, json};
 
 #[test]
@@ -757,19 +757,7 @@ fn cloud_accounts_on_moto() {
     let account = fresh_account();
     let db = format!("db-{account}");
     let rds = server.rt.block_on(rds_in(&account, "us-east-1"));
-    server
-        .rt
-        .block_on(
-            rds.create_db_instance()
-                .db_instance_identifier(&db)
-                .db_instance_class("db.t3.micro")
-                .engine("postgres")
-                .allocated_storage(20)
-                .master_username("arca")
-                .master_user_password("not-a-secret-1")
-                .send(),
-        )
-        .unwrap();
+    server.rt.block_on(postgres(&rds, &db).send()).unwrap();
 
     admin.ok(&[
         "cloud-accounts",

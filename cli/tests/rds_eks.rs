@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, User, config_in, fails, fresh_account, rds_in, server_and_admin, stderr};
+use common::{Server, User, config_in, fails, fresh_account, postgres, rds_in, server_and_admin, stderr};
 use serde_json::{Value, json};
 
 /// Runs the CLI, killing it after `limit`: a `--wait` that never ends fails the test
@@ -48,15 +48,7 @@ fn id(doc: &Value) -> String {
 
 /// Seeds moto: a PostgreSQL instance and an EKS cluster with a node group in `account`.
 async fn seed(account: &str, db: &str, eks_name: &str) {
-    rds_in(account, "us-east-1")
-        .await
-        .create_db_instance()
-        .db_instance_identifier(db)
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("arca")
-        .master_user_password("not-a-secret-1")
+    postgres(&rds_in(account, "us-east-1").await, db)
         .backup_retention_period(7)
         .send()
         .await

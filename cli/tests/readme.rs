@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Server, User, fresh_account, rds_in, stderr};
+use common::{Server, User, fresh_account, postgres, rds_in, stderr};
 
 /// What one README line must do.
 #[derive(Clone, Copy, Debug)]
@@ -265,16 +265,7 @@ fn the_readme_examples_run_as_written() {
     server.rt.block_on(async {
         let rds = rds_in(&account, "us-east-1").await;
         for db in ["orders", "ledger"] {
-            rds.create_db_instance()
-                .db_instance_identifier(db)
-                .db_instance_class("db.t3.micro")
-                .engine("postgres")
-                .allocated_storage(20)
-                .master_username("arca")
-                .master_user_password("not-a-secret-1")
-                .send()
-                .await
-                .unwrap();
+            postgres(&rds, db).send().await.unwrap();
         }
     });
     let backups = work.join("arca-backups");

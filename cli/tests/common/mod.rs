@@ -211,3 +211,17 @@ pub async fn config_in_env(aws: &arca_testenv::AwsEnv, account: &str, region: &s
 pub async fn rds_in(account: &str, region: &str) -> aws_sdk_rds::Client {
     aws_sdk_rds::Client::new(&config_in(account, region).await)
 }
+
+/// The request that makes the tests' small PostgreSQL instance `id` (add options, then send).
+pub fn postgres(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+) -> aws_sdk_rds::operation::create_db_instance::builders::CreateDBInstanceFluentBuilder {
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("arca")
+        .master_user_password("not-a-secret-1")
+}
