@@ -129,8 +129,10 @@ impl ControlPlane {
         // Inventories after the account, one by one: any number of regions fits, and one
         // left behind by an interruption is invisible (read only through its account).
         for inv in self.store.aws_inventories(&p.org_id, id).await? {
-            match self.store.delete::<AwsInventory>(&p.org_id, &inv.id, inv.version).await {
-                Ok(()) | Err(Error::NotFound { .. }) => {}
+            match self.store.delete_inventory(&p.org_id, &inv).await {
+                // Gone or rewritten meanwhile: what is left is read only through the
+                // account, which is gone.
+                Ok(()) | Err(Error::NotFound { .. } | Error::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -327,7 +329,7 @@ impl ControlPlane {
             cloud_account_id: *id,
             region: region.to_string(),
         };
-        let previous = self.store.find::<AwsInventory>(org, &key).await?;
+        let previous = self.store.find_inventory(org, &key).await?;
         let mut inventory = previous
             .clone()
             .unwrap_or_else(|| AwsInventory::empty(*org, *id, region));
@@ -335,15 +337,17 @@ impl ControlPlane {
         inventory.merge(found, now);
         let present = inventory.present().count();
         let vanished = inventory.entries.iter().filter(|e| e.vanished_at == Some(now)).count();
-        match previous {
-            Some(p) => self.store.update(inventory, p.version).await?,
-            None => self.store.create(inventory).await?,
+        let error = match self.store.save_inventory(inventory, previous.as_ref()).await {
+            Ok(()) => None,
+            // Too large to keep: this region says so and keeps its last inventory.
+            Err(Error::LimitExceeded { message, .. }) => Some(message),
+            Err(e) => return Err(e),
         };
         Ok(RegionReport {
             region: region.to_string(),
             present,
             vanished,
-            error: None,
+            error,
         })
     }
 

@@ -17,7 +17,7 @@ use crate::model::cloud::ebs::{
     EbsRestoreSources, EbsVolumeCreated, EbsVolumeRequest, RecoveryPointAws, is_zone_of, restore_volume_tags,
     restore_volume_token,
 };
-use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsResource, EbsVolume};
+use crate::model::cloud::inventory::{AwsInventoryId, AwsResource, EbsVolume};
 use crate::model::cluster::Cluster;
 use crate::model::job::{Job, JobType};
 use crate::model::restore::Restore;
@@ -172,7 +172,7 @@ impl ControlPlane {
             cloud_account_id: record.cloud_account_id,
             region: record.region.clone(),
         };
-        Ok(self.store.find::<AwsInventory>(org, &key).await?.and_then(|inv| {
+        Ok(self.store.find_inventory(org, &key).await?.and_then(|inv| {
             inv.entries.into_iter().find_map(|e| match e.resource {
                 AwsResource::EbsVolume(v) if v.volume_id == volume_id => Some(v),
                 _ => None,

@@ -9,7 +9,7 @@ use crate::model::agent::CompletionReport;
 use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::{CloudAccount, CloudAccountState};
 use crate::model::cloud::ebs::{EbsSnapshotRef, EksRecreation, EksRecreationState, RecoveryPointAws, snapshot_tags};
-use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsResource};
+use crate::model::cloud::inventory::{AwsInventoryId, AwsResource};
 use crate::model::cluster::{Cluster, ClusterSpec};
 use crate::model::job::{Job, JobState, JobType};
 use crate::model::recovery::RecoveryPoint;
@@ -160,16 +160,12 @@ impl ControlPlane {
                 cloud_account_id: link.cloud_account_id,
                 region: link.region.clone(),
             };
-            let saved = self
-                .store
-                .find::<AwsInventory>(&job.org_id, &key)
-                .await?
-                .and_then(|inv| {
-                    inv.present().find_map(|e| match &e.resource {
-                        AwsResource::EksCluster(c) if c.name == *name => Some(c.clone()),
-                        _ => None,
-                    })
-                });
+            let saved = self.store.find_inventory(&job.org_id, &key).await?.and_then(|inv| {
+                inv.present().find_map(|e| match &e.resource {
+                    AwsResource::EksCluster(c) if c.name == *name => Some(c.clone()),
+                    _ => None,
+                })
+            });
             match saved {
                 Some(eks) => record.eks = Some(eks),
                 None => record.errors.push(format!(

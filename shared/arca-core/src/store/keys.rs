@@ -57,6 +57,8 @@ pub const RESTORE_OBJECTS_SK_PREFIX: &str = "RSTOBJ#";
 
 pub const CLOUD_ACCOUNT_SK_PREFIX: &str = "CLOUDACCT#";
 pub const AWS_INVENTORY_SK_PREFIX: &str = "AWSINV#";
+/// Not `AWSINV#<account>#<region>#…`: that would fall inside an account's inventories.
+pub const AWS_INVENTORY_PART_SK_PREFIX: &str = "AWSINVPART#";
 /// Not `RP#<id>#AWS`: that would fall inside the `RP#` listing of recovery points.
 pub const RECOVERY_POINT_AWS_SK_PREFIX: &str = "RPAWS#";
 pub const EKS_RECREATION_SK_PREFIX: &str = "EKSRE#";
@@ -143,6 +145,28 @@ pub fn aws_inventory_sk(id: &crate::model::cloud::inventory::AwsInventoryId) -> 
 /// Every region's inventory of one linked account.
 pub fn aws_inventory_prefix(account: &CloudAccountId) -> String {
     format!("{AWS_INVENTORY_SK_PREFIX}{account}#")
+}
+
+/// A part of an inventory's entries: `AWSINVPART#<account>#<region>#<version>#<part>`,
+/// numbers zero-padded so parts list in order.
+pub fn aws_inventory_part_sk(id: &crate::model::cloud::inventory::AwsInventoryPartId) -> String {
+    format!(
+        "{}{:03}",
+        aws_inventory_parts_prefix(&id.inventory, Some(id.of_version)),
+        id.part
+    )
+}
+
+/// The parts of one version of an inventory, or of every version (`None`).
+pub fn aws_inventory_parts_prefix(
+    id: &crate::model::cloud::inventory::AwsInventoryId,
+    of_version: Option<u64>,
+) -> String {
+    let region = format!("{AWS_INVENTORY_PART_SK_PREFIX}{}#{}#", id.cloud_account_id, id.region);
+    match of_version {
+        Some(v) => format!("{region}{v:020}#"),
+        None => region,
+    }
 }
 
 pub fn recovery_point_aws_sk(id: &RecoveryPointId) -> String {

@@ -6,6 +6,7 @@
 //! `Version`/`NotExists` condition), and the opaque cursors of every listing.
 
 pub mod checks;
+mod inventory;
 pub mod keys;
 pub mod page;
 mod records;
@@ -18,10 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::page::{Listing, PageRequest, decode_cursor, encode_cursor};
-use crate::ids::{CloudAccountId, OrgId, RestoreId};
+use crate::ids::{OrgId, RestoreId};
 use crate::model::auth::ApiKey;
 use crate::model::cloud::account::CloudAccount;
-use crate::model::cloud::inventory::AwsInventory;
 use crate::model::cluster::Cluster;
 use crate::model::rds::RdsRecoveryPoint;
 use crate::model::recovery::RecoveryPoint;
@@ -424,31 +424,6 @@ impl Store {
         match self.items.get(&hit.pk, &hit.sk).await? {
             Some(item) if item.gsi1.as_ref() == hit.gsi1.as_ref() => from_item(&item).map(Some),
             _ => Ok(None),
-        }
-    }
-
-    /// Every region's inventory of one linked account.
-    pub async fn aws_inventories(&self, org: &OrgId, account: &CloudAccountId) -> Result<Vec<AwsInventory>> {
-        let prefix = keys::aws_inventory_prefix(account);
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .collect(
-                    None,
-                    keys::org_pk(org),
-                    &prefix,
-                    SortKeyRange::BeginsWith(prefix.clone()),
-                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
-                    true,
-                    |_: &AwsInventory| true,
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(out),
-            }
         }
     }
 

@@ -10,7 +10,7 @@ use crate::model::auth::ApiKey;
 use crate::model::backup::BackupDefinition;
 use crate::model::cloud::account::CloudAccount;
 use crate::model::cloud::ebs::{EksRecreation, RecoveryPointAws};
-use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId};
+use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsInventoryPart, AwsInventoryPartId};
 use crate::model::cluster::Cluster;
 use crate::model::destination::Destination;
 use crate::model::install::{InstallLink, PendingAgentToken};
@@ -197,6 +197,13 @@ record!(
     "inventory",
     keys::AWS_INVENTORY_SK_PREFIX,
     keys::aws_inventory_sk
+);
+record!(
+    AwsInventoryPart,
+    AwsInventoryPartId,
+    "inventory part",
+    keys::AWS_INVENTORY_PART_SK_PREFIX,
+    keys::aws_inventory_part_sk
 );
 record!(
     RdsBackupDefinition,

@@ -233,6 +233,7 @@ pub async fn store_contract(items: Arc<dyn ItemStore>) {
     heartbeats_leave_the_cluster_etag_alone(items.clone()).await;
     plan_rules(items.clone()).await;
     crate::testing::scenarios::cloud::linked_accounts(items.clone()).await;
+    crate::testing::scenarios::cloud::large_inventories(items.clone()).await;
     crate::testing::scenarios::rds::rds_protection(items).await;
 }
 

@@ -252,6 +252,40 @@ impl std::fmt::Display for AwsInventoryId {
     }
 }
 
+/// Identifies one stored part of an inventory's entries: parts are written with the
+/// inventory's version, so a new run's parts never overwrite the ones being read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsInventoryPartId {
+    #[serde(flatten)]
+    pub inventory: AwsInventoryId,
+    /// The version of the inventory these entries belong to.
+    pub of_version: u64,
+    pub part: u32,
+}
+
+impl std::fmt::Display for AwsInventoryPartId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (version {}, part {})",
+            self.inventory, self.of_version, self.part
+        )
+    }
+}
+
+/// Some of an inventory's entries, as stored: an account region with thousands of
+/// resources does not fit in one DynamoDB item (400 KB), so its entries are kept in parts
+/// beside it (`Store::save_inventory`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsInventoryPart {
+    pub id: AwsInventoryPartId,
+    pub org_id: OrgId,
+    pub entries: Vec<InventoryEntry>,
+    pub version: u64,
+}
+
 /// The inventory of one linked account in one region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -339,3 +339,117 @@ pub async fn linked_accounts(items: Arc<dyn ItemStore>) {
         .expect("list");
     assert!(theirs.items.is_empty(), "another org's: {theirs:?}");
 }
+
+fn snapshot(n: usize) -> AwsResource {
+    let id = format!("arca-orders-{n:06}-a-fairly-long-identifier-as-real-ones-are");
+    AwsResource::RdsSnapshot(RdsSnapshot {
+        arn: format!("arn:aws:rds:us-east-1:111122223333:snapshot:{id}"),
+        identifier: id,
+        source_identifier: "orders".into(),
+        snapshot_type: Some("manual".into()),
+        status: Some("available".into()),
+        engine: Some("postgres".into()),
+        tags: [("arca:recovery-point".to_string(), format!("rp_{n:026}"))].into(),
+        ..Default::default()
+    })
+}
+
+/// DynamoDB refuses an item over 400 KB; the other stores would take it.
+const DYNAMODB_ITEM_BYTES: usize = 400 * 1024;
+
+/// A region holding thousands of resources (a year of snapshots): its inventory is stored
+/// in parts that each fit in one DynamoDB item, reads back whole, shrinks when resources
+/// vanish for good, and goes with its account. One too large even for parts is refused
+/// for that region alone, naming the limit, and its last inventory is kept.
+pub async fn large_inventories(items: Arc<dyn ItemStore>) {
+    let fake = Arc::new(FakeCloud::default());
+    let cp = contract_plane(items.clone(), CONTRACT_NOW_SECS).with_cloud(fake.clone(), RoleStackConfig::default());
+    let (p, _, _) = new_org(&cp, "large-inventory").await;
+    let role = "arn:aws:iam::111122223333:role/arca-large";
+    let (a, _) = crate::testing::linked_fake_account(&cp, &fake, &p, &["us-east-1", "us-west-2"], role).await;
+    let many: Vec<AwsResource> = (0..3000).map(snapshot).collect();
+    fake.set_resources(role, "us-east-1", many.clone());
+    fake.set_resources(role, "us-west-2", vec![instance("small")]);
+    let report = cp.inventory_cloud_account(&p, &a.id).await.expect("inventory");
+    assert!(report.regions.iter().all(|r| r.error.is_none()), "{report:?}");
+
+    let largest = largest_item(items.as_ref(), &p.org_id).await;
+    assert!(largest <= DYNAMODB_ITEM_BYTES, "an item of {largest} bytes");
+    let stored = cp
+        .get_cloud_inventory(&p, &a.id, Some("us-east-1"))
+        .await
+        .expect("read");
+    assert_eq!(stored[0].entries.len(), 3000);
+    assert_eq!(stored[0].present().count(), 3000);
+
+    // A third vanish: marked, still listed, still in parts.
+    fake.set_resources(role, "us-east-1", many[..2000].to_vec());
+    cp.inventory_cloud_account(&p, &a.id).await.expect("inventory");
+    let stored = cp.get_cloud_inventory(&p, &a.id, None).await.expect("read");
+    let east = stored.iter().find(|i| i.id.region == "us-east-1").expect("east");
+    assert_eq!((east.entries.len(), east.present().count()), (3000, 2000));
+    let west = stored.iter().find(|i| i.id.region == "us-west-2").expect("west");
+    assert_eq!(west.entries.len(), 1);
+
+    // Too much even for parts: that region's run fails loud, its last inventory stays,
+    // the other region is read as usual.
+    let far_too_many: Vec<AwsResource> = (0..40_000).map(snapshot).collect();
+    fake.set_resources(role, "us-east-1", far_too_many);
+    fake.set_resources(role, "us-west-2", vec![instance("small"), instance("second")]);
+    let report = cp.inventory_cloud_account(&p, &a.id).await.expect("inventory");
+    let east_report = report.regions.iter().find(|r| r.region == "us-east-1").expect("east");
+    let error = east_report.error.as_deref().expect("refused");
+    assert!(error.contains("40000 resources") && error.contains("MiB"), "{error}");
+    let stored = cp.get_cloud_inventory(&p, &a.id, None).await.expect("read");
+    let east = stored.iter().find(|i| i.id.region == "us-east-1").expect("east");
+    assert_eq!(east.present().count(), 2000, "the last inventory is kept");
+    let west = stored.iter().find(|i| i.id.region == "us-west-2").expect("west");
+    assert_eq!(west.present().count(), 2);
+
+    // Deleting the account deletes every part.
+    let a = cp.get_cloud_account(&p, &a.id).await.expect("account").account;
+    cp.delete_cloud_account(&p, &a.id, a.version).await.expect("delete");
+    let left = items
+        .query(crate::ports::item_store::Query {
+            index: None,
+            pk: crate::store::keys::org_pk(&p.org_id),
+            range: crate::ports::item_store::SortKeyRange::BeginsWith("AWSINV".into()),
+            limit: 10,
+            ascending: true,
+            cursor: None,
+        })
+        .await
+        .expect("query");
+    assert!(
+        left.items.is_empty(),
+        "{:?}",
+        left.items.iter().map(|i| &i.sk).collect::<Vec<_>>()
+    );
+}
+
+/// The largest item of `org`'s partition, as DynamoDB counts it (near enough: names and
+/// values of its attributes).
+async fn largest_item(items: &dyn ItemStore, org: &crate::ids::OrgId) -> usize {
+    let mut largest = 0;
+    let mut cursor = None;
+    loop {
+        let page = items
+            .query(crate::ports::item_store::Query {
+                index: None,
+                pk: crate::store::keys::org_pk(org),
+                range: crate::ports::item_store::SortKeyRange::All,
+                limit: 100,
+                ascending: true,
+                cursor,
+            })
+            .await
+            .expect("query");
+        for item in &page.items {
+            largest = largest.max(item.pk.len() + item.sk.len() + item.body.to_string().len());
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return largest,
+        }
+    }
+}
