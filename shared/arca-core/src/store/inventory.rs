@@ -18,34 +18,45 @@ pub const PART_BYTES: usize = 256 * 1024;
 /// The most parts one inventory has. A DynamoDB transaction carries at most 4 MB, and the
 /// header and the old parts' deletions ride along.
 pub const MAX_PARTS: usize = 12;
+/// Reads of an inventory that a run may overtake before the reader gives up.
+const CONCURRENT_READS: usize = 3;
 
 impl Store {
     /// One region's inventory of an account, entries and all.
     pub async fn find_inventory(&self, org: &OrgId, id: &AwsInventoryId) -> Result<Option<AwsInventory>> {
-        let Some(mut inventory) = self.find::<AwsInventory>(org, id).await? else {
-            return Ok(None);
-        };
-        for part in self.inventory_parts(org, id, Some(inventory.version)).await? {
-            inventory.entries.extend(part.entries);
+        match self.find::<AwsInventory>(org, id).await? {
+            Some(header) => self.with_parts(org, header).await.map(Some),
+            None => Ok(None),
         }
-        Ok(Some(inventory))
     }
 
     /// Every region's inventory of one linked account, entries and all.
     pub async fn aws_inventories(&self, org: &OrgId, account: &CloudAccountId) -> Result<Vec<AwsInventory>> {
-        let prefix = keys::aws_inventory_prefix(account);
-        let headers: Vec<AwsInventory> = self.all_with_prefix(org, &prefix).await?;
+        let headers: Vec<AwsInventory> = self.all_with_prefix(org, &keys::aws_inventory_prefix(account)).await?;
         let mut out = Vec::with_capacity(headers.len());
-        for mut inventory in headers {
-            for part in self
-                .inventory_parts(org, &inventory.id, Some(inventory.version))
-                .await?
-            {
-                inventory.entries.extend(part.entries);
-            }
-            out.push(inventory);
+        for header in headers {
+            out.push(self.with_parts(org, header).await?);
         }
         Ok(out)
+    }
+
+    /// `header` with the entries of its parts. A run that committed between reading the
+    /// header and its parts has deleted those parts: the header is read again then, so a
+    /// reader never sees a run's header with another run's (or no) entries.
+    async fn with_parts(&self, org: &OrgId, mut header: AwsInventory) -> Result<AwsInventory> {
+        for _ in 0..CONCURRENT_READS {
+            let parts = self.inventory_parts(org, &header.id, Some(header.version)).await?;
+            let now = self.get::<AwsInventory>(org, &header.id).await?;
+            if now.version == header.version {
+                header.entries.extend(parts.into_iter().flat_map(|p| p.entries));
+                return Ok(header);
+            }
+            header = now;
+        }
+        Err(Error::conflict_of(
+            crate::ConflictKind::ConcurrentModification,
+            format!("the inventory of {} kept changing while read", header.id),
+        ))
     }
 
     /// Writes `inventory` over the version read (`previous`, `None` when new). Refused
@@ -190,6 +201,31 @@ mod tests {
         }
         assert_eq!(parts.concat(), inv.entries);
         assert!(split(&inventory(0, 1)).unwrap().is_empty());
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_reader_overtaken_by_a_run_reads_that_run_whole() {
+        let store = Store::new(std::sync::Arc::new(
+            crate::testing::fakes::memory_store::MemoryItemStore::default(),
+        ));
+        let first = inventory(3000, 100);
+        store.save_inventory(first.clone(), None).await.unwrap();
+        let stale = store
+            .find::<AwsInventory>(&first.org_id, &first.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let read = store.find_inventory(&first.org_id, &first.id).await.unwrap().unwrap();
+        assert_eq!(read.entries, first.entries);
+        // A run commits after a reader took the header: its parts replaced the ones named.
+        let mut second = inventory(2500, 100);
+        second.org_id = first.org_id;
+        second.id = first.id.clone();
+        store.save_inventory(second.clone(), Some(&read)).await.unwrap();
+        let read = store.with_parts(&first.org_id, stale).await.unwrap();
+        assert_eq!(read.version, 2);
+        assert_eq!(read.entries, second.entries);
     }
 
     #[test]
