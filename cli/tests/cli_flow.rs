@@ -9,7 +9,9 @@ mod common;
 
 #[cfg(unix)]
 use common::mode;
-use common::{Server, User, fails, fresh_account, postgres, rds_in, server_and_admin, stderr};
+use common::{
+    Server, User, fails, fresh_account, postgres, rds_in, server_and_admin, spawn_server, stderr, stop_with_sigterm,
+};
 use serde_json::{Value, json};
 
 #[test]
@@ -384,32 +386,10 @@ async fn schedules(server: &Server, definition_id: &str) -> usize {
 #[cfg(unix)]
 #[test]
 fn the_server_binary_starts_serves_and_stops_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for round in 0..2 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_arca"))
-            .args([
-                "server",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_owned();
+        let (child, url, mut lines) = spawn_server(&["server", "--data-dir", data.to_str().unwrap()], dir.path());
         let recovered = lines.next().unwrap().unwrap();
         assert!(recovered.contains(&format!("{round} orgs")), "{recovered}");
         let user = User::new(&url, dir.path(), "u");
@@ -417,13 +397,7 @@ fn the_server_binary_starts_serves_and_stops_on_sigterm() {
             user.ok(&["signup", "--org-name", "acme"]);
         }
         assert!(user.ok(&["policies", "list"]).contains("hourly"), "the default policy");
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = child.wait().unwrap();
-        assert!(status.success(), "a clean stop on SIGTERM, got {status:?}");
+        stop_with_sigterm(child);
     }
 }
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Server, User, fresh_account, postgres, rds_in, stderr};
+use common::{Server, User, fresh_account, postgres, rds_in, spawn_server, stderr, stop_with_sigterm};
 
 /// What one README line must do.
 #[derive(Clone, Copy, Debug)]
@@ -206,35 +206,16 @@ fn run(user: &User, dir: &Path, args: &[String], api_url: &str) -> Output {
     cmd.output().unwrap()
 }
 
-/// `arca <args> --listen 127.0.0.1:0` in `dir`: serving once its state file is there, and
-/// stopping cleanly on SIGTERM.
+/// `arca <args>` on any port in `dir`: it says where it listens, answers there with its
+/// state in `dir/arca-data`, and stops cleanly on SIGTERM.
 fn serves(dir: &Path, args: &[String]) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_arca"))
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let state = dir.join("arca-data").join(arca_api::state::DB_FILE);
-    let start = std::time::Instant::now();
-    while !state.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "arca {args:?} exited early");
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "no {}",
-            state.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "arca {args:?} on SIGTERM: {}", stderr(&out));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Its stdout stays open until it stops: the server's last lines are written there.
+    let (child, url, _stdout) = spawn_server(&args, dir);
+    let user = User::new(&url, dir, "serves");
+    user.ok(&["signup", "--org-name", "readme"]);
+    assert!(dir.join("arca-data").join(arca_api::state::DB_FILE).exists());
+    stop_with_sigterm(child);
 }
 
 #[test]

@@ -48,6 +48,47 @@ pub fn server_and_admin(dir: &Path, org: &str) -> (Server, User) {
     (server, admin)
 }
 
+/// `arca <args> --listen 127.0.0.1:0` as its own process in `dir`, once it has said where
+/// it listens: the process, its URL, and the rest of its stdout.
+pub fn spawn_server(
+    args: &[&str],
+    dir: &Path,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_arca"))
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    (child, url, lines)
+}
+
+/// Sends SIGTERM to `child` and asserts it stops cleanly.
+pub fn stop_with_sigterm(mut child: std::process::Child) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean stop on SIGTERM, got {status:?}");
+}
+
 /// One user's CLI: a config file of its own, the server's URL, no key from the
 /// environment unless given.
 pub struct User {

@@ -14,11 +14,9 @@ pub use arca_aws::wiring::{ControlPlaneEnv, ManagedStorage};
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::archive_key::{ArchiveKeyring, MasterKeyForm};
 use arca_core::model::plan::{Plan, PlanLimits};
-use arca_core::ports::SystemClock;
 use arca_core::ports::item_store::ItemStore;
 use arca_core::ports::queue::Queue;
 use arca_core::ports::scheduler::Scheduler;
-use arca_core::store::Store;
 pub use arca_embedded::wiring::{DB_FILE, LocalPorts};
 
 /// Where the state lives.
@@ -227,9 +225,7 @@ impl AppState {
         config: ControlPlaneConfig,
     ) -> Self {
         AppState {
-            control_plane: ControlPlane::new(Store::new(items), limits, Arc::new(SystemClock), config)
-                .with_queue(queue)
-                .with_scheduler(scheduler),
+            control_plane: arca_embedded::wiring::with_ports(items, queue, scheduler, limits, config),
             agent: AgentSettings::default(),
         }
     }

@@ -12,6 +12,8 @@ use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::archive_key::{ArchiveKeyring, ArchiveMasterKey, MasterKeyForm};
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::item_store::ItemStore;
+use arca_core::ports::queue::Queue;
+use arca_core::ports::scheduler::Scheduler;
 use arca_core::ports::{Clock, SystemClock};
 use arca_core::store::Store;
 use arca_core::{Error, Result};
@@ -56,9 +58,7 @@ pub fn open(
         local_destinations: true,
         ..config
     };
-    let cp = ControlPlane::new(Store::new(items), limits, Arc::new(SystemClock), config)
-        .with_queue(ports.queue.clone())
-        .with_scheduler(ports.scheduler.clone());
+    let cp = with_ports(items, ports.queue.clone(), ports.scheduler.clone(), limits, config);
     Ok((cp, ports))
 }
 
@@ -70,10 +70,28 @@ pub fn in_process(
     limits: PlanLimits,
     config: ControlPlaneConfig,
 ) -> ControlPlane {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    ControlPlane::new(Store::new(items), limits, clock.clone(), config)
-        .with_queue(Arc::new(EmbeddedQueue::new(max_receives)))
-        .with_scheduler(Arc::new(EmbeddedScheduler::new(clock)))
+    let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(SystemClock)));
+    with_ports(
+        items,
+        Arc::new(EmbeddedQueue::new(max_receives)),
+        scheduler,
+        limits,
+        config,
+    )
+}
+
+/// A control plane on the system clock over these ports (the end-to-end tests drive the
+/// scheduler themselves).
+pub fn with_ports(
+    items: Arc<dyn ItemStore>,
+    queue: Arc<dyn Queue>,
+    scheduler: Arc<dyn Scheduler>,
+    limits: PlanLimits,
+    config: ControlPlaneConfig,
+) -> ControlPlane {
+    ControlPlane::new(Store::new(items), limits, Arc::new(SystemClock), config)
+        .with_queue(queue)
+        .with_scheduler(scheduler)
 }
 
 /// The archive master keys of single-machine mode: the `configured` ones if any, else

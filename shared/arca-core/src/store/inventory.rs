@@ -8,8 +8,6 @@
 
 use crate::ids::{CloudAccountId, OrgId};
 use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsInventoryPart, AwsInventoryPartId};
-use crate::ports::item_store::SortKeyRange;
-use crate::store::page::{self, PageRequest};
 use crate::store::{Store, Tx, keys};
 use crate::{Error, Result};
 
@@ -109,29 +107,6 @@ impl Store {
     ) -> Result<Vec<AwsInventoryPart>> {
         self.all_with_prefix(org, &keys::aws_inventory_parts_prefix(id, of_version))
             .await
-    }
-
-    async fn all_with_prefix<T: super::Record>(&self, org: &OrgId, prefix: &str) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .collect(
-                    None,
-                    keys::org_pk(org),
-                    prefix,
-                    SortKeyRange::BeginsWith(prefix.to_string()),
-                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
-                    true,
-                    |_: &T| true,
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(out),
-            }
-        }
     }
 }
 

@@ -262,11 +262,24 @@ impl Store {
 
     /// Every record of a kind in an org (for counts and reference checks of small sets).
     pub async fn list_all<T: Record>(&self, org: &OrgId) -> Result<Vec<T>> {
+        self.all_with_prefix(org, T::SK_PREFIX).await
+    }
+
+    /// Every record of a kind in an org whose sort key starts with `prefix`.
+    async fn all_with_prefix<T: Record>(&self, org: &OrgId, prefix: &str) -> Result<Vec<T>> {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
             let page = self
-                .list::<T>(org, &PageRequest::after(cursor, page::MAX_PAGE_SIZE))
+                .collect(
+                    None,
+                    keys::org_pk(org),
+                    prefix,
+                    SortKeyRange::BeginsWith(prefix.to_string()),
+                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
+                    true,
+                    |_: &T| true,
+                )
                 .await?;
             out.extend(page.items);
             match page.next_cursor {
