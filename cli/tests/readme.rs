@@ -207,11 +207,11 @@ fn run(user: &User, dir: &Path, args: &[String], api_url: &str) -> Output {
 }
 
 /// `arca <args>` on any port in `dir`: it says where it listens, answers there with its
-/// state in `dir/arca-data`, and stops cleanly on SIGTERM.
+/// state in `dir/arca-data`, and stops cleanly on SIGTERM though its stdout is closed.
 fn serves(dir: &Path, args: &[String]) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // Its stdout stays open until it stops: the server's last lines are written there.
-    let (child, url, _stdout) = spawn_server(&args, dir);
+    // Its stdout is closed at once: a server nobody reads any more still stops cleanly.
+    let (child, url, _) = spawn_server(&args, dir);
     let user = User::new(&url, dir, "serves");
     user.ok(&["signup", "--org-name", "readme"]);
     assert!(dir.join("arca-data").join(arca_api::state::DB_FILE).exists());
