@@ -32,8 +32,21 @@ pub enum ProtocolError {
     #[error("API answered {status} {code}: {detail}")]
     Api { status: u16, code: String, detail: String },
     /// The API could not be reached or answered something unreadable.
-    #[error("transport: {0}")]
+    #[error("transport: {}", with_causes(.0))]
     Transport(#[from] reqwest::Error),
+}
+
+/// `error: cause: cause`, as reqwest's own message ("error sending request for url")
+/// leaves out why (refused, reset, closed before the answer, timed out).
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl ProtocolError {
@@ -68,8 +81,27 @@ impl std::fmt::Debug for AgentClient {
 
 /// A poll waits at most 20 s on the server; the client allows that plus slack.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
-/// Tries of a request that got no answer at all (see [`AgentClient::call`]).
-const SEND_ATTEMPTS: u32 = 3;
+/// Tries of a request that got no answer, or an answer saying "try again" (see
+/// [`AgentClient::call`]): with [`retry_pause`] between them, about 15 s in all, so a
+/// restarting API or a moment of network trouble does not fail a job.
+const SEND_ATTEMPTS: u32 = 7;
+
+/// The pause before try `attempt + 1`: 250 ms doubling, at most 4 s.
+fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_millis(250 * 2u64.pow(attempt.saturating_sub(1).min(4))).min(Duration::from_secs(4))
+}
+
+/// Answers that say the API (or the gateway in front of it) could not take the request
+/// now and nothing was done.
+fn try_again_later(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
 
 impl AgentClient {
     /// `base` is the API's URL (`https://arca.example.com`, no `/v1`).
@@ -104,17 +136,21 @@ impl AgentClient {
             if let Some(session) = self.session() {
                 request = request.header(SESSION_HEADER, session);
             }
-            match request.send().await {
+            // A request that never got an answer (a pooled connection the server had
+            // closed, a reset, a refused connect) or was turned away unprocessed is sent
+            // again: every call of the protocol can be repeated. A timeout is not: the
+            // server may still be working on it.
+            let again = match request.send().await {
+                Ok(r) if try_again_later(r.status()) && attempt < SEND_ATTEMPTS => r.status().to_string(),
                 Ok(r) => break r,
-                // A request that never got an answer (a pooled connection the server had
-                // closed, a reset, a refused connect) is sent again: every call of the
-                // protocol can be repeated. A timeout is not: the server may be busy.
                 Err(e) if attempt < SEND_ATTEMPTS && !e.is_timeout() && (e.is_connect() || e.is_request()) => {
-                    tokio::time::sleep(Duration::from_millis(250) * attempt).await;
-                    attempt += 1;
+                    with_causes(&e)
                 }
                 Err(e) => return Err(e.into()),
-            }
+            };
+            tracing::debug!(path, attempt, cause = %again, "sending again");
+            tokio::time::sleep(retry_pause(attempt)).await;
+            attempt += 1;
         };
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
@@ -231,6 +267,18 @@ mod tests {
         assert!(shown.contains("http://127.0.0.1:1"), "{shown}");
     }
 
+    /// What failed underneath shows in the message, not only reqwest's summary.
+    #[tokio::test]
+    async fn a_transport_error_names_its_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = AgentClient::new(&format!("http://127.0.0.1:{port}"), "arcagent_t").unwrap();
+        let error = client.heartbeat(&Heartbeat::default()).await.unwrap_err().to_string();
+        assert!(error.starts_with("transport: error sending request"), "{error}");
+        assert!(error.to_lowercase().contains("refused"), "{error}");
+    }
+
     #[test]
     fn only_server_and_network_trouble_is_transient() {
         let api = |status| ProtocolError::Api {
@@ -241,6 +289,52 @@ mod tests {
         assert!(api(503).is_transient());
         assert!(!api(400).is_transient());
         assert!(!ProtocolError::Superseded.is_transient());
+    }
+
+    #[test]
+    fn pauses_double_up_to_four_seconds_and_add_up_to_about_fifteen() {
+        let pauses: Vec<Duration> = (1..SEND_ATTEMPTS).map(retry_pause).collect();
+        assert_eq!(pauses[0], Duration::from_millis(250));
+        assert_eq!(pauses[1], Duration::from_millis(500));
+        assert_eq!(*pauses.last().unwrap(), Duration::from_secs(4));
+        let total: Duration = pauses.iter().sum();
+        assert!(
+            (Duration::from_secs(10)..Duration::from_secs(20)).contains(&total),
+            "{total:?}"
+        );
+    }
+
+    /// A gateway that answers 503 twice (an API restarting behind it), then the API.
+    #[tokio::test]
+    async fn a_request_turned_away_unprocessed_is_sent_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut answered = 0;
+            for status in ["503 Service Unavailable", "503 Service Unavailable", "200 OK"] {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n{") {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed early");
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let body = r#"{"ok":true}"#;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(answer.as_bytes()).await.unwrap();
+                answered += 1;
+            }
+            answered
+        });
+        let client = AgentClient::new(&format!("http://127.0.0.1:{port}"), "arcagent_t").unwrap();
+        let answer = client.heartbeat(&Heartbeat::default()).await.unwrap();
+        assert_eq!(answer["ok"], true);
+        assert_eq!(server.await.unwrap(), 3);
     }
 
     /// A server that drops the first connection unanswered (as one closing an idle

@@ -1,7 +1,7 @@
 //! The in-cluster tests' tools: `arca server` where Pods reach it, kubectl against the
 //! test environment's clusters, and what an agent Pod must look like.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,13 +11,25 @@ use super::User;
 
 pub const AGENT_NAMESPACE: &str = "arca-system";
 
-/// `arca server` as a process, listening where the Pods reach the host.
-pub struct ServerProcess(Child);
+/// `arca server` as a process, listening where the Pods reach the host, and its log.
+pub struct ServerProcess {
+    child: Child,
+    log: PathBuf,
+}
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A failing test shows what the server said: its work directory is gone after.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("---- arca server log (last {} lines) ----", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -49,7 +61,10 @@ pub fn start_server_with(data: &Path, host_ip: &str, image: &str, env: &[(&str, 
         .stderr(std::fs::File::create(data.join("server.log")).unwrap())
         .spawn()
         .unwrap();
-    let server = ServerProcess(child);
+    let server = ServerProcess {
+        child,
+        log: data.join("server.log"),
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect((host_ip, port)).is_err() {
         assert!(Instant::now() < deadline, "arca server did not listen on {url}");
@@ -518,6 +533,17 @@ impl<'a> Scene<'a> {
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         for k in &self.clusters {
+            // A failing test shows what the agents said before their namespace goes.
+            if std::thread::panicking() {
+                let logs = k.run(&["logs", "-n", AGENT_NAMESPACE, "deploy/arca-agent", "--tail=60"]);
+                if logs.status.success() {
+                    eprintln!(
+                        "---- agent log ({}) ----\n{}",
+                        k.kubeconfig.display(),
+                        String::from_utf8_lossy(&logs.stdout)
+                    );
+                }
+            }
             let _ = k.run(&["delete", "namespace", &self.namespace, "--wait=false"]);
             let _ = k.run(&["delete", "namespace", AGENT_NAMESPACE, "--wait=false"]);
             let _ = k.run(&[
