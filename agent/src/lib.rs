@@ -6,6 +6,7 @@
 pub mod credentials_ref;
 pub mod ebs;
 pub mod facts;
+pub mod hooks;
 pub mod maintenance;
 pub mod protocol;
 pub mod renewal;

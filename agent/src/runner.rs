@@ -25,6 +25,7 @@ use std::time::Duration;
 use arca_core::model::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBatch};
 use arca_core::model::backup::PvMode;
 use arca_core::model::cloud::ebs::EbsVolumeRef;
+use arca_core::model::hooks::{HookOutcome, OnError};
 use arca_core::model::job::{JobCounters, JobState, JobType};
 use arca_core::model::layout;
 use arca_core::model::recovery::{BackupDetails, ResourceIssue};
@@ -33,6 +34,7 @@ use arca_core::ports::ObjectStore;
 use arca_core::ports::credentials::DestinationAccess;
 use async_trait::async_trait;
 
+use crate::hooks::{self, Hooks};
 use crate::protocol::AgentClient;
 use crate::renewal::Renewal;
 use crate::resources::archive::{ArchiveReader, ArchiveWriter, Manifest, NewEntry, ResourceArchive};
@@ -304,7 +306,33 @@ impl ResourceRunner {
         };
         let on_ebs: Vec<String> = ebs.iter().map(|v| v.pv_name.clone()).collect();
         let claims = volumes::backup::claims_to_capture(&report.manifest.pvcs, &on_ebs);
+        // Hooks hold the applications for the snapshots: only when there are any.
+        let mut hooks = Hooks::new(self.kube.clone(), Vec::new());
+        let mut hook_notes = Vec::new();
+        if pv_mode != PvMode::None && !(claims.is_empty() && ebs.is_empty()) {
+            let pods = match hooks::pods(&self.kube, &definition.spec.selection).await {
+                Ok(p) => p,
+                Err(e) => return failed(e),
+            };
+            let plan = hooks::plan(&definition.spec.hooks, &definition.spec.selection, &pods);
+            if !plan.errors.is_empty() {
+                return failed(format!(
+                    "hook annotations that cannot be read (nothing was snapshotted): {}",
+                    plan.errors.join("; ")
+                ));
+            }
+            hook_notes = plan.notes;
+            hooks = Hooks::new(self.kube.clone(), plan.hooks);
+        }
+        if let Err(hooks::Stop(why)) = hooks.before().await {
+            let _ = hooks.after().await;
+            let mut out = failed(format!("a pre hook failed, so nothing was snapshotted: {why}"));
+            out.messages.extend(hook_notes);
+            out.messages.extend(hooks.outcomes.iter().map(|o| o.line()));
+            return out;
+        }
         let volumes = if pv_mode == PvMode::None || claims.is_empty() {
+            let _ = hooks.after().await;
             VolumesOutcome::default()
         } else {
             let repo = if pv_mode == PvMode::SnapshotAndCopy {
@@ -327,14 +355,24 @@ impl ResourceRunner {
                 repo,
                 renewal: Some(self.renewal(job, client)),
             };
-            let (kube, opts) = (self.kube.clone(), self.volumes.clone());
-            match spawned(async move { volumes::backup(&kube, &opts, &request).await }).await {
+            let (kube, opts, request) = (self.kube.clone(), self.volumes.clone(), Arc::new(request));
+            let (k, o, r) = (kube.clone(), opts.clone(), request.clone());
+            let snapshots = spawned(async move { volumes::backup::snapshot(&k, &o, &r).await }).await;
+            // Released as soon as the snapshots are taken (or failed), before any copy.
+            let _ = hooks.after().await;
+            let snapshots = match snapshots {
+                Ok(s) => s,
+                Err(e) => return failed(e),
+            };
+            match spawned(async move { volumes::backup::copy(&kube, &opts, &request, snapshots).await }).await {
                 Ok(v) => v,
                 Err(e) => return failed(e),
             }
         };
         let mut outcome = backup_outcome(pv_mode, &prefix, &report, ebs, &volumes);
         push_capped(&mut outcome.messages, problems, "PV lookups");
+        push_capped(&mut outcome.messages, hook_notes, "hook notes");
+        with_hooks(&mut outcome, hooks.outcomes);
         outcome
     }
 
@@ -745,6 +783,53 @@ fn backup_outcome(
     }
 }
 
+/// The hooks' part of a backup's outcome: a line each, their outcomes on the recovery
+/// point, and a failure of any of them makes it PARTIAL (the snapshots were taken: a
+/// post hook's failure must not throw them away), named as a warning (`onError:
+/// continue`) or an error (`fail`).
+fn with_hooks(outcome: &mut Outcome, hooks: Vec<HookOutcome>) {
+    if hooks.is_empty() {
+        return;
+    }
+    push_capped(
+        &mut outcome.messages,
+        hooks.iter().map(HookOutcome::line).collect(),
+        "hook lines",
+    );
+    let failed: Vec<&HookOutcome> = hooks.iter().filter(|h| !h.succeeded()).collect();
+    if let Some(result) = &mut outcome.backup {
+        let issue = |h: &HookOutcome| ResourceIssue {
+            resource: "pods".into(),
+            namespace: Some(h.namespace.clone()),
+            name: h.pod.clone(),
+            reason: h.line(),
+        };
+        let (tolerated, failing): (Vec<&HookOutcome>, Vec<&HookOutcome>) =
+            failed.iter().partition(|h| h.on_error == OnError::Continue);
+        let details = &mut result.details;
+        details.warnings.extend(tolerated.iter().map(|h| issue(h)));
+        details.warning_count += tolerated.len() as u64;
+        details.errors.extend(failing.iter().map(|h| issue(h)));
+        details.error_count += failing.len() as u64;
+        details.hooks = hooks.iter().cloned().map(HookOutcome::bounded).collect();
+        result.details = std::mem::take(details).bounded();
+        if let Some(counters) = &mut outcome.counters {
+            counters.warnings += tolerated.len() as u64;
+            counters.errors += failing.len() as u64;
+        }
+    }
+    if !failed.is_empty() && outcome.state == Some(JobState::Completed) {
+        outcome.state = Some(JobState::Partial);
+    }
+    if !failed.is_empty() {
+        let text = format!("{} hook commands failed", failed.len());
+        outcome.reason = Some(match outcome.reason.take() {
+            Some(earlier) => format!("{earlier}; {text}"),
+            None => text,
+        });
+    }
+}
+
 fn issue(s: &Skipped) -> ResourceIssue {
     ResourceIssue {
         resource: s.resource.clone(),
@@ -773,6 +858,7 @@ fn backup_details(report: &BackupReport) -> BackupDetails {
         error_count: report.errors.len() as u64,
         errors: report.errors.iter().map(issue).collect(),
         volumes: Vec::new(),
+        hooks: Vec::new(),
     }
 }
 

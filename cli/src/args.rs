@@ -319,6 +319,9 @@ pub struct BackupCreate {
     pub description: String,
     #[arg(long)]
     pub paused: bool,
+    /// Backup hooks: a JSON file holding an array of hooks (docs/volumes.md, "Hooks").
+    #[arg(long, value_name = "FILE")]
+    pub hooks: Option<std::path::PathBuf>,
 }
 
 /// Changes a backup definition; what is not given is kept (its cluster is fixed).
@@ -352,6 +355,12 @@ pub struct BackupUpdate {
     /// Use the cluster's, else the org's, destination.
     #[arg(long)]
     pub no_destination: bool,
+    /// Replace the backup hooks with the JSON array in FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_hooks")]
+    pub hooks: Option<std::path::PathBuf>,
+    /// Remove every backup hook.
+    #[arg(long)]
+    pub no_hooks: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -170,7 +170,9 @@ async fn may(agent: &Client, verb: &str, group: &str, resource: &str, namespace:
             resource_attributes: Some(ResourceAttributes {
                 verb: Some(verb.into()),
                 group: Some(group.into()),
-                resource: Some(resource.into()),
+                // `pods/exec`: a resource and its subresource.
+                resource: Some(resource.split('/').next().unwrap_or(resource).into()),
+                subresource: resource.split_once('/').map(|(_, sub)| sub.to_string()),
                 namespace: namespace.map(str::to_string),
                 ..ResourceAttributes::default()
             }),
@@ -202,6 +204,7 @@ impl Install {
             if may(&self.agent, "list", "", "configmaps", None).await
                 && may(&self.agent, "create", "batch", "jobs", own).await
                 && (rbac.backup_only || may(&self.agent, "create", &restore.0, &restore.1, own).await)
+                && (rbac.without_hooks || may(&self.agent, "create", "", "pods/exec", own).await)
             {
                 return;
             }
@@ -249,6 +252,7 @@ async fn the_backup_role_reads_everything_and_writes_only_snapshots_and_its_move
     let backup_only = AgentRbac {
         backup_only: true,
         restore_kinds: vec![],
+        without_hooks: false,
     };
     let i = install(&cluster, &backup_only).await;
     let own = i.namespace.as_str();
@@ -272,6 +276,9 @@ async fn the_backup_role_reads_everything_and_writes_only_snapshots_and_its_move
         .await
         .expect_err("a backup-only agent created a ConfigMap");
     assert!(forbidden(&err), "{err}");
+    // Backup hooks: exec in any Pod (the hooks role), and create only: no Pod is written.
+    assert!(may(&i.agent, "create", "", "pods/exec", Some(&app)).await);
+    assert!(!may(&i.agent, "create", "", "pods", Some(&app)).await);
     // What a backup writes: volume snapshots next to any claim, their contents, and the
     // movers' Jobs, Secrets and claims in its own namespace only.
     assert!(
@@ -340,6 +347,7 @@ async fn the_restore_role_may_create_and_a_limited_one_only_its_kinds() {
     let limited = AgentRbac {
         backup_only: false,
         restore_kinds: unwrap("kinds", RestoreKind::parse_list("configmaps,apps/deployments")),
+        without_hooks: false,
     };
     let only = install(&cluster, &limited).await;
     unwrap(
@@ -429,6 +437,7 @@ async fn a_restore_without_the_permission_fails_before_creating_anything() {
     let limited = AgentRbac {
         backup_only: false,
         restore_kinds: unwrap("kinds", RestoreKind::parse_list("configmaps,namespaces")),
+        without_hooks: false,
     };
     let i = install(&cluster, &limited).await;
     let target = unique("arca-rbac-restored");
@@ -460,9 +469,14 @@ async fn a_restore_without_the_permission_fails_before_creating_anything() {
         &AgentRbac {
             backup_only: true,
             restore_kinds: vec![],
+            without_hooks: true,
         },
     )
     .await;
+    assert!(
+        !may(&i.agent, "create", "", "pods/exec", Some(&target)).await,
+        "an install without hooks never execs"
+    );
     opts.own_namespace = Some(i.namespace.clone());
     let err = restore(&i.agent, &archive, &opts)
         .await

@@ -165,44 +165,112 @@ enum ClaimResult {
     Failed(Option<Box<VolumeRecord>>, String),
 }
 
-/// Runs the PV part of a backup, claims in parallel (at most `opts.parallel`).
+/// A claim whose snapshot is ready, waiting for its copy (with `snapshotAndCopy`).
+pub struct Taken {
+    index: usize,
+    record: Box<VolumeRecord>,
+    ready: snapshot::Ready,
+    notes: Vec<String>,
+}
+
+/// The snapshot phase's result: what the copy phase (or [`Snapshots::without_copies`])
+/// finishes.
+pub struct Snapshots {
+    /// One per claim (by its index in the request) that ended in this phase.
+    ended: Vec<(usize, ClaimResult)>,
+    taken: Vec<Taken>,
+    /// Set when the phase failed as a whole (no snapshot classes, no repository).
+    outcome: Option<VolumesOutcome>,
+}
+
+/// Runs the PV part of a backup: [`snapshot`] then [`copy`].
 pub async fn backup(client: &Client, opts: &VolumeOptions, req: &BackupRequest) -> VolumesOutcome {
-    let mut out = VolumesOutcome::default();
+    let snapshots = snapshot(client, opts, req).await;
+    copy(client, opts, req, snapshots).await
+}
+
+/// Snapshots every selected claim (at most `opts.parallel` at once), and waits for them
+/// to be ready: all the snapshots of a backup are taken close together, before any data
+/// is copied (what backup hooks hold the application for).
+pub async fn snapshot(client: &Client, opts: &VolumeOptions, req: &BackupRequest) -> Snapshots {
+    let mut out = Snapshots {
+        ended: Vec::new(),
+        taken: Vec::new(),
+        outcome: None,
+    };
     if req.mode == PvMode::None || req.claims.is_empty() {
+        out.outcome = Some(VolumesOutcome::default());
         return out;
     }
+    let failed_all = |e: String, messages: Vec<String>| VolumesOutcome {
+        errors: req.claims.iter().map(|p| issue(p, e.clone())).collect(),
+        messages,
+        ..VolumesOutcome::default()
+    };
     let classes = match snapshot::list_classes(client).await {
         Ok(c) => c,
         Err(e) => {
-            out.errors = req.claims.iter().map(|p| issue(p, e.clone())).collect();
+            out.outcome = Some(failed_all(e, Vec::new()));
             return out;
         }
     };
-    let copy = req.mode == PvMode::SnapshotAndCopy;
-    if copy && let Some(repo) = &req.repo {
+    if req.mode == PvMode::SnapshotAndCopy
+        && let Some(repo) = &req.repo
+    {
         // Created here if needed: the movers only ever open it.
         if let Err(e) = repo.open(Some(opts.repo_kdf)).await {
-            out.messages.push(format!("FAILED: {e}"));
-            out.errors = req.claims.iter().map(|p| issue(p, e.clone())).collect();
+            out.outcome = Some(failed_all(e.clone(), vec![format!("FAILED: {e}")]));
             return out;
         }
     }
     // Boxed one by one so the future is provably Send (see resources/backup.rs).
-    let tasks: Vec<BoxFuture<'_, (usize, ClaimResult)>> = req
+    let tasks: Vec<BoxFuture<'_, (usize, Result<Taken, ClaimResult>)>> = req
         .claims
         .iter()
         .enumerate()
         .map(|(i, pvc)| {
             let classes = &classes;
-            async move { (i, one_claim(client, opts, req, classes, pvc).await) }.boxed()
+            async move { (i, snapshot_claim(client, opts, req, classes, pvc, i).await) }.boxed()
         })
         .collect();
-    let results: Vec<(usize, ClaimResult)> = stream::iter(tasks)
+    let results: Vec<(usize, Result<Taken, ClaimResult>)> = stream::iter(tasks)
         .buffer_unordered(opts.parallel.max(1))
         .collect()
         .await;
-    let mut results = results;
+    for (i, result) in results {
+        match result {
+            Ok(taken) => out.taken.push(taken),
+            Err(ended) => out.ended.push((i, ended)),
+        }
+    }
+    out
+}
+
+/// Copies the ready snapshots (with `snapshotAndCopy`; at most `opts.parallel` at once)
+/// and sums up the PV part.
+pub async fn copy(client: &Client, opts: &VolumeOptions, req: &BackupRequest, snapshots: Snapshots) -> VolumesOutcome {
+    if let Some(outcome) = snapshots.outcome {
+        return outcome;
+    }
+    let mut results = snapshots.ended;
+    let tasks: Vec<BoxFuture<'_, (usize, ClaimResult)>> = snapshots
+        .taken
+        .into_iter()
+        .map(|taken| async move { (taken.index, copy_claim(client, opts, req, taken).await) }.boxed())
+        .collect();
+    results.extend(
+        stream::iter(tasks)
+            .buffer_unordered(opts.parallel.max(1))
+            .collect::<Vec<_>>()
+            .await,
+    );
     results.sort_by_key(|(i, _)| *i);
+    sum_up(req, results)
+}
+
+fn sum_up(req: &BackupRequest, results: Vec<(usize, ClaimResult)>) -> VolumesOutcome {
+    let mut out = VolumesOutcome::default();
+    let copy = req.mode == PvMode::SnapshotAndCopy;
     for (i, result) in results {
         let pvc = &req.claims[i];
         match result {
@@ -240,25 +308,30 @@ pub async fn backup(client: &Client, opts: &VolumeOptions, req: &BackupRequest) 
     out
 }
 
-async fn one_claim(
+async fn snapshot_claim(
     client: &Client,
     opts: &VolumeOptions,
     req: &BackupRequest,
     classes: &[ClassInfo],
     pvc: &PvcRef,
-) -> ClaimResult {
+    index: usize,
+) -> Result<Taken, ClaimResult> {
     let claim = match inspect(client, pvc).await {
         Ok(c) => c,
-        Err(e) => return ClaimResult::Failed(None, e),
+        Err(e) => return Err(ClaimResult::Failed(None, e)),
     };
     if claim.pv.is_none() {
-        return ClaimResult::Warning("the claim is not bound to a volume".into());
+        return Err(ClaimResult::Warning("the claim is not bound to a volume".into()));
     }
     let Some(driver) = claim.driver.clone() else {
-        return ClaimResult::Warning("its volume is not a CSI volume (no CSI driver)".into());
+        return Err(ClaimResult::Warning(
+            "its volume is not a CSI volume (no CSI driver)".into(),
+        ));
     };
     let Some(class) = snapshot::choose_class(&driver, classes) else {
-        return ClaimResult::Warning(format!("no VolumeSnapshotClass for its CSI driver {driver}"));
+        return Err(ClaimResult::Warning(format!(
+            "no VolumeSnapshotClass for its CSI driver {driver}"
+        )));
     };
     let key = format!("{}/{}/{}", req.job_id, pvc.namespace, pvc.name);
     let snap_name = object_name("arca", &pvc.name, &key);
@@ -270,7 +343,7 @@ async fn one_claim(
         &labels(&req.job_id, "backup-snapshot"),
     );
     if let Err(e) = snapshot::create(client, &manifest).await {
-        return ClaimResult::Failed(None, e);
+        return Err(ClaimResult::Failed(None, e));
     }
     let ready = match snapshot::wait_ready(
         client,
@@ -285,14 +358,14 @@ async fn one_claim(
         Err(e) => {
             // A snapshot that never became ready is of no use to a restore.
             let _ = snapshot::delete(client, &pvc.namespace, &snap_name).await;
-            return ClaimResult::Failed(None, e);
+            return Err(ClaimResult::Failed(None, e));
         }
     };
     let handle = match &ready.content {
         Some(content) => snapshot::content_handle(client, content).await,
         None => None,
     };
-    let mut record = VolumeRecord {
+    let record = VolumeRecord {
         namespace: pvc.namespace.clone(),
         pvc: pvc.name.clone(),
         pv: claim.pv.clone(),
@@ -309,16 +382,33 @@ async fn one_claim(
         }),
         copy: None,
     };
-    let mut notes = vec![format!(
+    let notes = vec![format!(
         "PVC {}/{}: VolumeSnapshot {snap_name} (class {}) ready",
         pvc.namespace, pvc.name, class.name
     )];
+    Ok(Taken {
+        index,
+        record: Box::new(record),
+        ready,
+        notes,
+    })
+}
+
+async fn copy_claim(client: &Client, opts: &VolumeOptions, req: &BackupRequest, taken: Taken) -> ClaimResult {
+    let Taken {
+        index,
+        mut record,
+        ready,
+        mut notes,
+    } = taken;
+    let pvc = &req.claims[index];
     if req.mode != PvMode::SnapshotAndCopy {
-        return ClaimResult::Captured(Box::new(record), notes);
+        return ClaimResult::Captured(record, notes);
     }
+    let driver = record.driver.clone();
     if filesystem_only(&driver) {
         return ClaimResult::Failed(
-            Some(Box::new(record)),
+            Some(record),
             format!(
                 "snapshot kept, data not copied: the CSI driver {driver} serves file shares, which cannot be attached \
                  as a block device"
@@ -326,9 +416,10 @@ async fn one_claim(
         );
     }
     let Some(repo) = &req.repo else {
-        return ClaimResult::Failed(Some(Box::new(record)), "no repository to copy to".into());
+        return ClaimResult::Failed(Some(record), "no repository to copy to".into());
     };
-    match copy(client, opts, req, repo, pvc, &record, &ready).await {
+    let snap_name = record.snapshot.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    match copy_data(client, opts, req, repo, pvc, &record, &ready).await {
         Ok(copied) => {
             notes.push(format!(
                 "PVC {}/{}: copied to repository snapshot {} ({} bytes, {} new, {} stored)",
@@ -336,7 +427,7 @@ async fn one_claim(
             ));
             record.copy = Some(copied);
         }
-        Err(e) => return ClaimResult::Failed(Some(Box::new(record)), format!("copy failed (snapshot kept): {e}")),
+        Err(e) => return ClaimResult::Failed(Some(record), format!("copy failed (snapshot kept): {e}")),
     }
     if req.delete_snapshot_after_copy {
         match snapshot::delete(client, &pvc.namespace, &snap_name).await {
@@ -350,7 +441,7 @@ async fn one_claim(
             Err(e) => notes.push(format!("WARNING: {e}; it stays with the recovery point")),
         }
     }
-    ClaimResult::Captured(Box::new(record), notes)
+    ClaimResult::Captured(record, notes)
 }
 
 /// The mover's command line for a backup.
@@ -377,7 +468,7 @@ pub fn backup_args(repo_url: &str, volume: &str) -> Vec<String> {
 /// a VolumeSnapshot bound to it, a temporary block claim from that, and the mover Job on
 /// the claim; then the statistics from the repository. Every temporary object goes
 /// whatever happened; the user's snapshot and its content are not touched.
-async fn copy(
+async fn copy_data(
     client: &Client,
     opts: &VolumeOptions,
     req: &BackupRequest,

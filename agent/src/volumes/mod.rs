@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use crate::resources::restore::ClaimSource;
 pub use arca_core::model::recovery::{CsiSnapshotRecord, VolumeCopyRecord, VolumeRecord};
-pub use backup::{BackupRequest, VolumesOutcome, backup};
+pub use backup::{BackupRequest, Snapshots, VolumesOutcome, backup};
 pub use delete::delete;
 pub use repo::Repo;
 pub use restore::VolumeRestore;

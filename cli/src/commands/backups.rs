@@ -35,6 +35,7 @@ pub(super) const BACKUP: Kind = Kind {
         "destinationId",
         "paused",
         "tags",
+        "hooks",
     ],
 };
 
@@ -100,12 +101,29 @@ async fn create_backup(g: &Global, client: &Client, c: BackupCreate) -> Result<(
     if let Some(d) = &c.destination {
         body["destinationId"] = json!(resolve(client, DESTINATION, d).await?);
     }
+    if let Some(file) = &c.hooks {
+        body["hooks"] = hooks_file(file)?;
+    }
     let view = client.post(BACKUP.path, &body).await?.body;
     done(
         g.output,
         &view,
         format!("backup {} created ({})", c.name, at(&view, "/id")),
     )
+}
+
+/// `--hooks FILE`: a JSON array of hooks, as the API takes them (it checks each field).
+fn hooks_file(path: &std::path::Path) -> Result<Value, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("--hooks: cannot read {}: {e}", path.display())))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(hooks @ Value::Array(_)) => Ok(hooks),
+        Ok(_) => Err(CliError::usage(format!(
+            "--hooks: {} must hold a JSON array of hooks",
+            path.display()
+        ))),
+        Err(e) => Err(CliError::usage(format!("--hooks: {} is not JSON: {e}", path.display()))),
+    }
 }
 
 /// `--labels` of an update: an empty value (`--labels ""`) clears them.
@@ -118,7 +136,13 @@ async fn update_backup(g: &Global, client: &Client, u: BackupUpdate) -> Result<(
     let policy = reference(client, POLICY, u.policy.as_deref(), u.no_policy).await?;
     let destination = reference(client, DESTINATION, u.destination.as_deref(), u.no_destination).await?;
     let labels = u.labels.as_deref().map(label_pairs).transpose()?.map(|l| json!(l));
+    let hooks = match (&u.hooks, u.no_hooks) {
+        (Some(file), _) => Some(hooks_file(file)?),
+        (None, true) => Some(json!([])),
+        (None, false) => None,
+    };
     update_entity(g, client, BACKUP, &u.backup, |b| {
+        set(b, "hooks", hooks);
         set(b, "name", u.name.map(Value::from));
         set(b, "description", u.description.map(Value::from));
         set(b, "pvMode", u.pv_mode.map(|m| json!(m.api())));

@@ -17,6 +17,7 @@ use arca_core::model::cloud::account::CloudAccountSpec;
 use arca_core::model::cloud::ebs::ClusterAwsLink;
 use arca_core::model::cluster::ClusterSpec;
 use arca_core::model::destination::{DestinationSpec, DestinationTarget};
+use arca_core::model::hooks::{BackupHook, HookTemplate, OnError};
 use arca_core::model::org::OrgSpec;
 use arca_core::model::policy::Retention;
 use arca_core::model::policy::{PolicySpec, ScheduleSpec};
@@ -275,12 +276,81 @@ pub struct BackupBody {
     pub paused: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Commands run in selected Pods around the volume snapshots (Pods may also ask
+    /// for hooks with Velero's annotations, `pre.hook.backup.velero.io/command`, ...).
+    #[serde(default)]
+    pub hooks: Vec<HookBody>,
 }
 
 mirror!(BackupBody => BackupDefinitionSpec {
     name, description, cluster_id, selection: into, pv_mode: into, delete_snapshot_after_copy, policy_id,
-    destination_id, paused, tags,
+    destination_id, paused, tags, hooks: collect_into,
 });
+
+/// Commands run in selected Pods around the volume snapshots: `pre` before, `post`
+/// right after (whatever the snapshots did), in each running Pod the hook selects.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookBody {
+    /// Names the hook in outcomes; unique in the definition (DNS label).
+    pub name: String,
+    /// Namespaces whose Pods it runs in; empty: every namespace the backup selects.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod label selector terms, ANDed.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Absent: the Pod's first container.
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub template: Option<HookTemplateBody>,
+    /// Freeze this mount (fsfreeze) inside the template's commands.
+    #[serde(default)]
+    pub freeze_path: Option<String>,
+    /// argv before the snapshots; replaces the template's.
+    #[serde(default)]
+    pub pre: Vec<String>,
+    /// argv after the snapshots; replaces the template's.
+    #[serde(default)]
+    pub post: Vec<String>,
+    /// Each command's time limit (1 to 3600; 30 when absent).
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_seconds: u32,
+    #[serde(default)]
+    pub on_error: OnErrorBody,
+}
+
+fn default_hook_timeout() -> u32 {
+    arca_core::model::hooks::DEFAULT_TIMEOUT_SECONDS
+}
+
+mirror!(HookBody => BackupHook {
+    name, namespaces, labels, container, template: map_into, freeze_path, pre, post, timeout_seconds,
+    on_error: into,
+});
+
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum HookTemplateBody {
+    Postgresql,
+    Mysql,
+    Mongodb,
+    Fsfreeze,
+}
+
+mirror!(enum HookTemplateBody => HookTemplate { Postgresql, Mysql, Mongodb, Fsfreeze });
+
+/// What a failed hook command does: fail the backup, or go on (the backup ends PARTIAL).
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnErrorBody {
+    #[default]
+    Fail,
+    Continue,
+}
+
+mirror!(enum OnErrorBody => OnError { Fail, Continue });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -395,6 +465,12 @@ mod tests {
             "selection": { "namespaces": ["a"], "labels": { "app": "web" }, "includeKinds": ["pods"], "excludeKinds": ["secrets"] },
             "pvMode": "snapshotAndCopy", "deleteSnapshotAfterCopy": true, "policyId": pol, "destinationId": dst,
             "paused": true, "tags": { "t": "v" } }));
+        same::<BackupBody, BackupDefinitionSpec>(json!({ "name": "b", "clusterId": cl,
+            "selection": { "namespaces": ["a"] }, "hooks": [
+                { "name": "h", "pre": ["sync"] },
+                { "name": "pg", "namespaces": ["a"], "labels": { "app": "pg" }, "container": "db",
+                  "template": "postgresql", "freezePath": "/data", "post": ["true"], "timeoutSeconds": 5,
+                  "onError": "continue" }] }));
         same::<RunNowBody, RunNowRequest>(json!({}));
         same::<RunNowBody, RunNowRequest>(json!({ "retention": { "retainDays": 3, "keepLast": 1 } }));
         same::<RestoreBody, RestoreSpec>(json!({ "recoveryPointId": rp, "targetClusterId": cl }));

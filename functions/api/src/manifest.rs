@@ -20,6 +20,8 @@ pub const NAMESPACE: &str = "arca-system";
 pub const NAME: &str = "arca-agent";
 /// The name of the restore ClusterRole(Binding): the write verbs a restore needs.
 pub const RESTORE_NAME: &str = "arca-agent-restore";
+/// The ClusterRole that lets backup hooks run commands in Pods.
+pub const HOOKS_NAME: &str = "arca-agent-hooks";
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 pub const PART_OF: &str = "arca";
 /// The port of the agent's `/healthz` and `/readyz` (the probes).
@@ -52,6 +54,9 @@ pub struct AgentRbac {
     /// The kinds a restore may write (`?restoreKinds=apps/deployments,configmaps`; chart
     /// `rbac.restoreKinds`); empty: every kind.
     pub restore_kinds: Vec<RestoreKind>,
+    /// No hooks role (`?hooks=false`; chart `rbac.hooks: false`): backup hooks cannot
+    /// exec in Pods, and a backup that has any fails naming the missing permission.
+    pub without_hooks: bool,
 }
 
 /// A kind a restore may write: an API group (empty for the core group) and a resource
@@ -156,6 +161,12 @@ fn mover_rules() -> Value {
     ])
 }
 
+/// The hooks ClusterRole's rules: exec in Pods (`create`, and `get` for API servers
+/// that still authorize a WebSocket exec as a GET).
+fn hooks_rules() -> Value {
+    json!([{ "apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"] }])
+}
+
 /// The restore ClusterRole's rules: the write verbs on every kind, or on the listed ones.
 /// `bind`/`escalate` let a restore recreate RBAC objects that grant more than the agent
 /// has; they come only with every kind, or when the list has RBAC kinds.
@@ -222,6 +233,22 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
             "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
         }),
     ];
+    // Backup hooks: exec in Pods, unless the install leaves it out.
+    if !input.rbac.without_hooks {
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": metadata(HOOKS_NAME, false, "rbac"),
+            "rules": hooks_rules(),
+        }));
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": metadata(HOOKS_NAME, false, "rbac"),
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HOOKS_NAME },
+            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
+        }));
+    }
     // Restores: the write verbs, unless this is a backup-only install.
     if !input.rbac.backup_only {
         objects.push(json!({
@@ -457,15 +484,15 @@ mod tests {
 
         let backup_only = with(&AgentRbac {
             backup_only: true,
-            restore_kinds: vec![],
+            ..AgentRbac::default()
         });
         assert!(find(&backup_only, "ClusterRole", RESTORE_NAME).is_none());
         assert!(find(&backup_only, "ClusterRoleBinding", RESTORE_NAME).is_none());
 
         let kinds = RestoreKind::parse_list(" apps/deployments,configmaps ,configmaps").unwrap();
         let limited = with(&AgentRbac {
-            backup_only: false,
             restore_kinds: kinds,
+            ..AgentRbac::default()
         });
         let rules = &find(&limited, "ClusterRole", RESTORE_NAME).unwrap()["rules"];
         assert_eq!(
@@ -476,11 +503,36 @@ mod tests {
             ])
         );
         let rbac = with(&AgentRbac {
-            backup_only: false,
             restore_kinds: RestoreKind::parse_list("rbac.authorization.k8s.io/roles").unwrap(),
+            ..AgentRbac::default()
         });
         let rules = find(&rbac, "ClusterRole", RESTORE_NAME).unwrap()["rules"].clone();
         assert_eq!(rules[1]["verbs"], json!(["bind", "escalate"]), "{rules}");
+    }
+
+    #[test]
+    fn the_hooks_role_execs_in_pods_unless_left_out() {
+        let every = with(&AgentRbac::default());
+        let hooks = find(&every, "ClusterRole", HOOKS_NAME).unwrap();
+        assert_eq!(
+            hooks["rules"],
+            json!([{ "apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"] }])
+        );
+        assert_eq!(
+            find(&every, "ClusterRoleBinding", HOOKS_NAME).unwrap()["roleRef"]["name"],
+            HOOKS_NAME
+        );
+        let backup = find(&every, "ClusterRole", NAME).unwrap();
+        assert!(
+            !backup["rules"].to_string().contains("pods/exec"),
+            "the backup role itself never execs"
+        );
+        let without = with(&AgentRbac {
+            without_hooks: true,
+            ..AgentRbac::default()
+        });
+        assert!(find(&without, "ClusterRole", HOOKS_NAME).is_none());
+        assert!(find(&without, "ClusterRoleBinding", HOOKS_NAME).is_none());
     }
 
     #[test]

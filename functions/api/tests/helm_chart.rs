@@ -304,7 +304,7 @@ fn chart_values_keep_every_object_ours() {
     values["createNamespace"] = json!(false);
     let objects = render(&bin, &values).unwrap();
     assert!(objects.iter().all(|o| o["kind"] != "Namespace"));
-    assert_eq!(objects.len(), 9);
+    assert_eq!(objects.len(), 11);
 }
 
 #[test]
@@ -318,15 +318,22 @@ fn the_charts_rbac_values_render_the_manifests_rbac_choices() {
             json!({ "restore": false }),
             AgentRbac {
                 backup_only: true,
-                restore_kinds: vec![],
+                ..AgentRbac::default()
+            },
+        ),
+        (
+            json!({ "hooks": false }),
+            AgentRbac {
+                without_hooks: true,
+                ..AgentRbac::default()
             },
         ),
         (
             json!({ "restoreKinds": ["apps/deployments", "configmaps", "rbac.authorization.k8s.io/roles", "configmaps"] }),
             AgentRbac {
-                backup_only: false,
                 restore_kinds: RestoreKind::parse_list("apps/deployments,configmaps,rbac.authorization.k8s.io/roles")
                     .unwrap(),
+                ..AgentRbac::default()
             },
         ),
     ] {
@@ -344,6 +351,8 @@ fn the_charts_rbac_values_render_the_manifests_rbac_choices() {
         }
         let restore_role = format!("ClusterRole//{}", manifest::RESTORE_NAME);
         assert_eq!(served.contains_key(&restore_role), !rbac.backup_only, "{rbac_values}");
+        let hooks_role = format!("ClusterRole//{}", manifest::HOOKS_NAME);
+        assert_eq!(served.contains_key(&hooks_role), !rbac.without_hooks, "{rbac_values}");
     }
     // Bad values fail naming them, as the API refuses them.
     for (rbac_values, expected) in [
@@ -477,7 +486,7 @@ async fn helm_install_then_uninstall_leaves_nothing_of_ours_on_a_real_apiserver(
     std::fs::write(&values_file, values.to_string()).unwrap();
     let kubeconfig = kube.kubeconfig.to_str().unwrap();
     let expected = render(&bin, &values).unwrap();
-    assert_eq!(expected.len(), 10);
+    assert_eq!(expected.len(), 12);
 
     // The documented install (README / docs/agent.md), the release kept in `default`.
     let out = helm(

@@ -102,8 +102,8 @@ async fn an_install_link_works_once_and_rotates_the_agent_token() {
     assert_eq!(manifest.content_type.as_deref(), Some("application/yaml"));
     let docs = documents(&manifest.text);
     // Namespace, ServiceAccount, the backup ClusterRole(Binding), the movers'
-    // Role(Binding), the restore ClusterRole(Binding), Secret, Deployment.
-    assert_eq!(docs.len(), 10);
+    // Role(Binding), the hooks and the restore ClusterRole(Binding)s, Secret, Deployment.
+    assert_eq!(docs.len(), 12);
     let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
     assert_eq!(secret["stringData"]["ARCA_API_URL"], "https://arca.example.com");
     assert_eq!(secret["stringData"]["ARCA_CLUSTER_ID"], cluster.as_str());
@@ -301,6 +301,7 @@ async fn the_manifest_query_chooses_the_agents_restore_rbac() {
         "restoreKinds=apps/*",
         "restore=false&restoreKinds=configmaps",
         "restore=maybe",
+        "hooks=maybe",
         "restorekinds=configmaps",
     ] {
         fetch(&api, &format!("{url}?{query}"))
@@ -311,6 +312,16 @@ async fn the_manifest_query_chooses_the_agents_restore_rbac() {
     let yaml = fetch(&api, &format!("{url}?restore=false")).await.expect(200).text;
     assert!(restore_role(&yaml).is_none(), "{yaml}");
     assert!(!yaml.contains("arca-agent-restore"), "no binding either");
+    assert!(yaml.contains("arca-agent-hooks"), "hooks stay unless left out");
+
+    // No hooks: no exec in Pods.
+    let url = link_url(&api, &a.admin, &cluster).await;
+    let yaml = fetch(&api, &format!("{url}?hooks=false")).await.expect(200).text;
+    assert!(
+        !yaml.contains("arca-agent-hooks") && !yaml.contains("pods/exec"),
+        "{yaml}"
+    );
+    assert!(restore_role(&yaml).is_some(), "{yaml}");
 
     // Limited kinds.
     let url = link_url(&api, &a.admin, &cluster).await;

@@ -106,6 +106,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
                 destination_id: Some(dest.id),
                 paused: false,
                 tags: Default::default(),
+                hooks: Vec::new(),
             },
         )
         .await

@@ -26,7 +26,8 @@ use crate::manifest::{self, AgentRbac, ManifestInput, RestoreKind};
 use crate::problem::Problem;
 use crate::state::AppState;
 
-/// `?restore=&restoreKinds=` of the manifest: the agent's RBAC (docs/agent.md, "RBAC").
+/// `?restore=&restoreKinds=&hooks=` of the manifest: the agent's RBAC (docs/agent.md,
+/// "RBAC").
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -36,6 +37,8 @@ pub struct ManifestParams {
     /// The kinds a restore may write, comma-separated `group/resource` (`resource` for
     /// the core group), e.g. `apps/deployments,configmaps`; default every kind.
     pub restore_kinds: Option<String>,
+    /// `false`: no hooks role (backup hooks cannot exec in Pods); default `true`.
+    pub hooks: Option<bool>,
 }
 
 impl ManifestParams {
@@ -55,6 +58,7 @@ impl ManifestParams {
         Ok(AgentRbac {
             backup_only,
             restore_kinds,
+            without_hooks: self.hooks == Some(false),
         })
     }
 }

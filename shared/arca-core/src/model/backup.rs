@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId, PolicyId};
 use crate::model::destination::EffectiveDestination;
+use crate::model::hooks::BackupHook;
 use crate::{Error, Result, validate};
 
 /// What part of the cluster a backup (or a restore) takes.
@@ -102,6 +103,10 @@ pub struct BackupDefinitionSpec {
     pub paused: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Commands run in selected Pods around the volume snapshots (besides the hooks
+    /// Pods ask for by annotation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<BackupHook>,
 }
 
 impl BackupDefinitionSpec {
@@ -112,6 +117,27 @@ impl BackupDefinitionSpec {
         validate::description("description", &self.description)?;
         self.selection.validate("selection", false)?;
         validate::tags("tags", &self.tags)?;
+        crate::model::hooks::validate_hooks("hooks", &self.hooks)?;
+        for (i, hook) in self.hooks.iter().enumerate() {
+            // A hook quiesces what the backup takes: its namespaces are the backup's.
+            if let Some((j, ns)) = hook
+                .namespaces
+                .iter()
+                .enumerate()
+                .find(|(_, ns)| !self.selection.full_cluster && !self.selection.namespaces.contains(ns))
+            {
+                return Err(Error::invalid(
+                    format!("hooks[{i}].namespaces[{j}]"),
+                    format!("{ns:?} is not a namespace this backup selects"),
+                ));
+            }
+        }
+        if !self.hooks.is_empty() && self.pv_mode == PvMode::None {
+            return Err(Error::invalid(
+                "hooks",
+                "hooks run around volume snapshots: they need pvMode snapshot or snapshotAndCopy",
+            ));
+        }
         if self.delete_snapshot_after_copy && self.pv_mode != PvMode::SnapshotAndCopy {
             return Err(Error::invalid(
                 "deleteSnapshotAfterCopy",
@@ -178,6 +204,29 @@ mod tests {
         assert!(s.clone().validated().is_err());
         s.selection.namespaces = vec!["Bad_NS".into()];
         assert!(matches!(s.validated(), Err(Error::Invalid { field, .. }) if field == "selection.namespaces[0]"));
+    }
+
+    #[test]
+    fn hooks_need_snapshots_and_stay_in_the_backups_namespaces() {
+        let mut s = spec();
+        s.hooks = vec![
+            serde_json::from_value(serde_json::json!({"name": "flush", "namespaces": ["db"], "pre": ["sync"]}))
+                .unwrap(),
+        ];
+        assert!(s.clone().validated().is_ok());
+        s.hooks[0].namespaces = vec!["elsewhere".into()];
+        assert!(
+            matches!(s.clone().validated(), Err(Error::Invalid { field, .. }) if field == "hooks[0].namespaces[0]")
+        );
+        s.selection.namespaces.clear();
+        s.selection.full_cluster = true;
+        assert!(
+            s.clone().validated().is_ok(),
+            "a full cluster backup selects every namespace"
+        );
+        s.pv_mode = PvMode::None;
+        s.delete_snapshot_after_copy = false;
+        assert!(matches!(s.validated(), Err(Error::Invalid { field, .. }) if field == "hooks"));
     }
 
     #[test]

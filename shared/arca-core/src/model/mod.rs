@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod cron;
 pub mod destination;
 pub mod dispatch;
+pub mod hooks;
 pub mod install;
 pub mod job;
 pub mod layout;

@@ -143,6 +143,10 @@ pub struct BackupDetails {
     /// a restore rebuilds claims from and a deletion removes. At most [`MAX_VOLUMES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeRecord>,
+    /// The hook commands that ran around the volume snapshots, in the order they ran:
+    /// at most [`crate::model::hooks::MAX_HOOK_OUTCOMES`], each bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::model::hooks::HookOutcome>,
 }
 
 /// At most this many volumes are recorded on a recovery point (each well under 1 KB).
@@ -268,6 +272,12 @@ impl BackupDetails {
                 .filter(|v| serde_json::to_vec(v).is_ok_and(|b| b.len() <= 4096))
                 .take(MAX_VOLUMES)
                 .collect(),
+            hooks: self
+                .hooks
+                .into_iter()
+                .take(crate::model::hooks::MAX_HOOK_OUTCOMES)
+                .map(crate::model::hooks::HookOutcome::bounded)
+                .collect(),
         }
         .within_budget()
     }
@@ -376,6 +386,7 @@ mod tests {
             error_count: 7,
             errors: vec![issue(0)],
             volumes: Vec::new(),
+            hooks: Vec::new(),
         }
         .bounded();
         assert_eq!(details.counts_by_kind.len(), 3, "small maps stay as they are");
@@ -448,6 +459,21 @@ mod tests {
             error_count: 0,
             errors: (0..1_000).map(|_| issue()).collect(),
             volumes: Vec::new(),
+            hooks: (0..1_000)
+                .map(|_| crate::model::hooks::HookOutcome {
+                    hook: wide(300),
+                    phase: crate::model::hooks::HookPhase::Pre,
+                    namespace: wide(400),
+                    pod: wide(400),
+                    container: wide(400),
+                    command: (0..64).map(|_| wide(4096)).collect(),
+                    result: crate::model::hooks::HookResult::Failed,
+                    exit_code: Some(1),
+                    duration_ms: 1,
+                    on_error: crate::model::hooks::OnError::Continue,
+                    output: wide(100_000),
+                })
+                .collect(),
         }
         .bounded();
         let bytes = serde_json::to_vec(&details).unwrap().len();
@@ -460,5 +486,10 @@ mod tests {
         let total: u64 = (0..2_000u64).map(|i| i + 1).sum();
         assert_eq!(details.counts_by_kind.values().sum::<u64>(), total, "nothing is lost");
         assert_eq!(details.counts_by_namespace.values().sum::<u64>(), total);
+        assert_eq!(
+            details.hooks.len(),
+            crate::model::hooks::MAX_HOOK_OUTCOMES,
+            "hook outcomes are kept, bounded"
+        );
     }
 }

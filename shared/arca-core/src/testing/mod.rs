@@ -184,6 +184,7 @@ fn definition(
         destination_id: dest,
         paused: false,
         tags: Default::default(),
+        hooks: Vec::new(),
     }
 }
 

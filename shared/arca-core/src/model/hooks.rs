@@ -1,0 +1,641 @@
+//! Backup hooks: commands the agent runs in selected Pods around a backup's volume
+//! snapshots, so an application is quiesced (flushed, locked, frozen) while its volumes
+//! are captured and released right after, before any data is copied.
+//!
+//! Two sources, one shape ([`HookCommand`]): the hooks of a backup definition
+//! ([`BackupHook`], optionally from a [`HookTemplate`]) and the Pod annotations Velero
+//! defined (`pre.hook.backup.velero.io/command`, ...; [`annotation_hooks`]), so
+//! manifests written for Velero keep working. The same keys under `arca.dev` win over
+//! Velero's.
+//!
+//! What ran is recorded as [`HookOutcome`]s, on the job's messages and on the recovery
+//! point.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, validate};
+
+/// At most this many hooks on one definition.
+pub const MAX_HOOKS: usize = 20;
+/// At most this many arguments in one command, each at most [`MAX_ARG_BYTES`].
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_BYTES: usize = 4096;
+/// A hook command's time limit when none is given (Velero's default too).
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
+pub const MAX_TIMEOUT_SECONDS: u32 = 3600;
+/// At most this many outcomes are kept on a recovery point; the rest are counted.
+pub const MAX_HOOK_OUTCOMES: usize = 50;
+/// The end of a hook's output that is kept (stdout, then stderr), in bytes.
+pub const MAX_HOOK_OUTPUT: usize = 1024;
+/// How long the `mysql` template's read lock lasts at most when no post hook releases
+/// it (the agent died between the two): the application is never left locked.
+pub const MYSQL_LOCK_SECONDS: u32 = 600;
+
+/// What a failed hook command does to the backup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnError {
+    /// The backup fails (a pre hook: before any snapshot is taken).
+    #[default]
+    Fail,
+    /// The backup goes on and ends PARTIAL, the failure listed as a warning.
+    Continue,
+}
+
+/// Ready-made commands for common stateful applications, run in their container with
+/// the environment their official images define.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookTemplate {
+    /// `CHECKPOINT` before the snapshot: the dirty pages are on disk, so the
+    /// crash-consistent snapshot starts up with little WAL to replay.
+    Postgresql,
+    /// `FLUSH TABLES WITH READ LOCK` held across the snapshot by a client left running
+    /// in the container (released by the post hook, or after [`MYSQL_LOCK_SECONDS`]).
+    Mysql,
+    /// `db.fsyncLock()` / `db.fsyncUnlock()`.
+    Mongodb,
+    /// `fsfreeze` of `freezePath` (the container needs `CAP_SYS_ADMIN`).
+    Fsfreeze,
+}
+
+/// A hook of a backup definition: in every running Pod it selects, `pre` runs before
+/// the volumes are snapshotted and `post` right after (whatever the snapshots did).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupHook {
+    /// Names the hook in outcomes; unique in its definition.
+    pub name: String,
+    /// Namespaces whose Pods it runs in; empty: every namespace the backup selects.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod label selector terms, ANDed; empty: every Pod.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The container to run in; absent: the Pod's first.
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub template: Option<HookTemplate>,
+    /// With `template` (or alone): freeze this mount around the snapshot, after the
+    /// template's pre command and before its post command.
+    #[serde(default)]
+    pub freeze_path: Option<String>,
+    /// The command before the snapshots, as argv (no shell unless you name one); it
+    /// replaces the template's.
+    #[serde(default)]
+    pub pre: Vec<String>,
+    /// The command after the snapshots; it replaces the template's.
+    #[serde(default)]
+    pub post: Vec<String>,
+    /// Each command's time limit.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TIMEOUT_SECONDS
+}
+
+/// One command to run in one container, as resolved from a hook or an annotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookCommand {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+    pub on_error: OnError,
+}
+
+/// A shell command line as argv (templates need the container's environment).
+fn shell(script: String) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// `'text'` for a POSIX shell.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+impl HookTemplate {
+    /// (pre, post) scripts of the template.
+    fn scripts(self) -> (Option<String>, Option<String>) {
+        match self {
+            HookTemplate::Postgresql => (
+                Some(
+                    r#"PGUSER="${POSTGRES_USER:-postgres}" psql -v ON_ERROR_STOP=1 -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" -c CHECKPOINT"#
+                        .into(),
+                ),
+                None,
+            ),
+            HookTemplate::Mysql => (
+                Some(format!(
+                    concat!(
+                        r#"export MYSQL_PWD="${{MYSQL_ROOT_PASSWORD:-$MYSQL_PASSWORD}}"; "#,
+                        r#"nohup mysql -uroot -e "FLUSH TABLES WITH READ LOCK; DO SLEEP({secs})" >/tmp/arca-hook-mysql.log 2>&1 & "#,
+                        r#"echo $! >/tmp/arca-hook-mysql.pid; "#,
+                        // The pre hook succeeds only once the lock is held.
+                        r#"for i in $(seq 1 100); do "#,
+                        r#"mysql -uroot -N -e "SELECT COUNT(*) FROM information_schema.processlist WHERE INFO LIKE 'DO SLEEP({secs})%'" | grep -q '^[1-9]' && exit 0; "#,
+                        r#"kill -0 "$(cat /tmp/arca-hook-mysql.pid)" 2>/dev/null || {{ cat /tmp/arca-hook-mysql.log; exit 1; }}; sleep 0.1; done; exit 1"#
+                    ),
+                    secs = MYSQL_LOCK_SECONDS
+                )),
+                // Ending the client ends its session, which releases the lock.
+                Some(r#"kill "$(cat /tmp/arca-hook-mysql.pid)" && rm -f /tmp/arca-hook-mysql.pid"#.into()),
+            ),
+            HookTemplate::Mongodb => {
+                let mongosh = r#"mongosh --quiet ${MONGO_INITDB_ROOT_USERNAME:+-u "$MONGO_INITDB_ROOT_USERNAME" -p "$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase admin}"#;
+                (
+                    Some(format!(r#"{mongosh} --eval "db.fsyncLock()""#)),
+                    Some(format!(r#"{mongosh} --eval "db.fsyncUnlock()""#)),
+                )
+            }
+            HookTemplate::Fsfreeze => (None, None),
+        }
+    }
+}
+
+impl BackupHook {
+    /// Validates under the JSON path `field`.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        validate::dns_label(&format!("{field}.name"), &self.name)?;
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            validate::dns_label(&format!("{field}.namespaces[{i}]"), ns)?;
+        }
+        validate::labels(&format!("{field}.labels"), &self.labels)?;
+        if let Some(c) = &self.container {
+            validate::dns_label(&format!("{field}.container"), c)?;
+        }
+        for (name, argv) in [("pre", &self.pre), ("post", &self.post)] {
+            command(&format!("{field}.{name}"), argv)?;
+        }
+        if let Some(path) = &self.freeze_path
+            && (!path.starts_with('/') || path.len() > MAX_ARG_BYTES || path.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                format!("{field}.freezePath"),
+                "must be an absolute path in the container",
+            ));
+        }
+        if self.template == Some(HookTemplate::Fsfreeze) && self.freeze_path.is_none() {
+            return Err(Error::invalid(
+                format!("{field}.freezePath"),
+                "the fsfreeze template needs the mount path to freeze",
+            ));
+        }
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+            return Err(Error::invalid(
+                format!("{field}.timeoutSeconds"),
+                format!("must be 1 to {MAX_TIMEOUT_SECONDS}"),
+            ));
+        }
+        let (pre, post) = self.commands();
+        if pre.is_none() && post.is_none() {
+            return Err(Error::invalid(
+                format!("{field}.pre"),
+                "give a pre or a post command, a template or a freezePath",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pre and post commands: the given ones, else the template's, with the freeze
+    /// of `freezePath` inside them.
+    pub fn commands(&self) -> (Option<HookCommand>, Option<HookCommand>) {
+        let (mut pre, mut post) = self.template.map(HookTemplate::scripts).unwrap_or_default();
+        if let Some(path) = &self.freeze_path {
+            let path = quoted(path);
+            let freeze = format!("fsfreeze --freeze {path}");
+            pre = Some(match pre {
+                Some(p) => format!("{p} && {freeze}"),
+                None => freeze,
+            });
+            // Unfrozen first: the application's own release may need to write.
+            let thaw = format!("fsfreeze --unfreeze {path}");
+            post = Some(match post {
+                Some(p) => format!("{thaw}; {p}"),
+                None => thaw,
+            });
+        }
+        let resolve = |given: &Vec<String>, script: Option<String>| {
+            let argv = if given.is_empty() {
+                script.map(shell)?
+            } else {
+                given.clone()
+            };
+            Some(HookCommand {
+                argv,
+                timeout: Duration::from_secs(u64::from(self.timeout_seconds)),
+                on_error: self.on_error,
+            })
+        };
+        (resolve(&self.pre, pre), resolve(&self.post, post))
+    }
+}
+
+fn command(field: &str, argv: &[String]) -> Result<()> {
+    if argv.len() > MAX_ARGS {
+        return Err(Error::invalid(field, format!("at most {MAX_ARGS} arguments")));
+    }
+    if argv.first().is_some_and(|a| a.trim().is_empty()) {
+        return Err(Error::invalid(format!("{field}[0]"), "the program must not be empty"));
+    }
+    for (i, arg) in argv.iter().enumerate() {
+        if arg.len() > MAX_ARG_BYTES || arg.contains('\0') {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("arguments are at most {MAX_ARG_BYTES} bytes, without NUL"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A definition's hooks: each valid, names unique, at most [`MAX_HOOKS`].
+pub fn validate_hooks(field: &str, hooks: &[BackupHook]) -> Result<()> {
+    if hooks.len() > MAX_HOOKS {
+        return Err(Error::invalid(field, format!("at most {MAX_HOOKS} hooks")));
+    }
+    for (i, hook) in hooks.iter().enumerate() {
+        hook.validate(&format!("{field}[{i}]"))?;
+        if hooks[..i].iter().any(|h| h.name == hook.name) {
+            return Err(Error::invalid(
+                format!("{field}[{i}].name"),
+                format!("{:?} names another hook too", hook.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The prefixes of the hook annotations, weakest first (a key under a later one wins).
+pub const ANNOTATION_DOMAINS: [&str; 2] = ["hook.backup.velero.io", "hook.backup.arca.dev"];
+
+/// The hooks a Pod's annotations ask for: `(container, pre, post)`, the container
+/// `None` for the Pod's first. `Err` names the annotation that cannot be read.
+pub fn annotation_hooks(
+    annotations: &BTreeMap<String, String>,
+) -> std::result::Result<(Option<String>, Option<HookCommand>, Option<HookCommand>), String> {
+    let get = |phase: &str, key: &str| {
+        ANNOTATION_DOMAINS.iter().rev().find_map(|domain| {
+            let name = format!("{phase}.{domain}/{key}");
+            annotations.get(&name).map(|v| (name, v.trim().to_owned()))
+        })
+    };
+    let mut container = None;
+    let mut commands = [None, None];
+    for (slot, phase) in ["pre", "post"].into_iter().enumerate() {
+        let Some((name, text)) = get(phase, "command") else {
+            continue;
+        };
+        let argv = parse_command(&text).map_err(|e| format!("annotation {name}: {e}"))?;
+        let timeout = match get(phase, "timeout") {
+            Some((name, t)) => parse_duration(&t).map_err(|e| format!("annotation {name}: {e}"))?,
+            None => Duration::from_secs(u64::from(DEFAULT_TIMEOUT_SECONDS)),
+        };
+        let on_error = match get(phase, "on-error") {
+            None => OnError::Fail,
+            Some((_, v)) if v.eq_ignore_ascii_case("fail") => OnError::Fail,
+            Some((_, v)) if v.eq_ignore_ascii_case("continue") => OnError::Continue,
+            Some((name, v)) => return Err(format!("annotation {name}: {v:?} is neither Continue nor Fail")),
+        };
+        if let Some((_, c)) = get(phase, "container")
+            && !c.is_empty()
+        {
+            // One container per Pod: the pre hook's, else the post hook's.
+            container.get_or_insert(c);
+        }
+        commands[slot] = Some(HookCommand {
+            argv,
+            timeout,
+            on_error,
+        });
+    }
+    let [pre, post] = commands;
+    Ok((container, pre, post))
+}
+
+/// Velero's command annotation: a JSON array of arguments, or one program name.
+fn parse_command(text: &str) -> std::result::Result<Vec<String>, String> {
+    let argv = if text.starts_with('[') {
+        serde_json::from_str::<Vec<String>>(text).map_err(|e| format!("not a JSON array of strings: {e}"))?
+    } else {
+        vec![text.to_owned()]
+    };
+    command("command", &argv).map_err(|e| e.to_string())?;
+    if argv.is_empty() {
+        return Err("the command is empty".into());
+    }
+    Ok(argv)
+}
+
+/// A Go duration as Velero's annotations write it: `30s`, `1m30s`, `2h`, `500ms`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration like 30s, 1m30s or 2h");
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(unit);
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() || total > Duration::from_secs(u64::from(MAX_TIMEOUT_SECONDS)) {
+        return Err(format!("must be more than 0 and at most {MAX_TIMEOUT_SECONDS}s"));
+    }
+    Ok(total)
+}
+
+/// Before or after the snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookPhase {
+    Pre,
+    Post,
+}
+
+/// How one hook command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookResult {
+    Succeeded,
+    /// It exited non-zero, or could not be started (no such container, exec refused).
+    Failed,
+    /// It ran past its time limit (it may still be running in the container).
+    TimedOut,
+}
+
+/// One hook command as it ran in one Pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookOutcome {
+    /// The definition hook's name, or `annotations`.
+    pub hook: String,
+    pub phase: HookPhase,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub command: Vec<String>,
+    pub result: HookResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub on_error: OnError,
+    /// The end of its output (stdout, then stderr), at most [`MAX_HOOK_OUTPUT`] bytes,
+    /// or why it could not run.
+    #[serde(default)]
+    pub output: String,
+}
+
+impl HookOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.result == HookResult::Succeeded
+    }
+
+    /// One line for the job's messages.
+    pub fn line(&self) -> String {
+        let how = match (self.result, self.exit_code) {
+            (HookResult::Succeeded, _) => "succeeded".to_owned(),
+            (HookResult::TimedOut, _) => "timed out".to_owned(),
+            (HookResult::Failed, Some(code)) => format!("failed (exit code {code})"),
+            (HookResult::Failed, None) => "failed".to_owned(),
+        };
+        let mark = match (self.result, self.on_error) {
+            (HookResult::Succeeded, _) => "",
+            (_, OnError::Fail) => "FAILED: ",
+            (_, OnError::Continue) => "WARNING: ",
+        };
+        let phase = match self.phase {
+            HookPhase::Pre => "pre",
+            HookPhase::Post => "post",
+        };
+        let mut line = format!(
+            "{mark}{phase} hook {} in {}/{} ({}) {how} in {} ms",
+            self.hook, self.namespace, self.pod, self.container, self.duration_ms
+        );
+        if !self.succeeded() && !self.output.is_empty() {
+            line.push_str(": ");
+            line.push_str(&crate::model::cut_to_bytes(self.output.trim().to_owned(), 300));
+        }
+        line
+    }
+
+    /// Cut to what a recovery point keeps.
+    pub fn bounded(mut self) -> Self {
+        self.hook = crate::model::cut_to_bytes(self.hook, 128);
+        self.namespace = crate::model::cut_to_bytes(self.namespace, 320);
+        self.pod = crate::model::cut_to_bytes(self.pod, 320);
+        self.container = crate::model::cut_to_bytes(self.container, 320);
+        // At most 1 KiB of command in all: 50 outcomes stay under 150 KB.
+        let mut room = MAX_HOOK_OUTPUT;
+        self.command = self
+            .command
+            .into_iter()
+            .map(|a| crate::model::cut_to_bytes(a, 256))
+            .take_while(|a| {
+                room = room.saturating_sub(a.len());
+                room > 0
+            })
+            .collect();
+        self.output = tail_bytes(&self.output, MAX_HOOK_OUTPUT);
+        self
+    }
+}
+
+/// The last `max` bytes of `text` at a character boundary, marked with "…" when cut.
+pub fn tail_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut at = text.len() - max + '…'.len_utf8();
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    format!("…{}", &text[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: serde_json::Value) -> BackupHook {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_hook_reads_as_the_api_spells_it_with_defaults() {
+        let h = hook(serde_json::json!({"name": "db", "labels": {"app": "pg"}, "pre": ["sh", "-c", "sync"]}));
+        assert_eq!(h.timeout_seconds, 30);
+        assert_eq!(h.on_error, OnError::Fail);
+        h.validate("hooks[0]").unwrap();
+        let (pre, post) = h.commands();
+        assert_eq!(pre.unwrap().argv, ["sh", "-c", "sync"]);
+        assert!(post.is_none());
+    }
+
+    #[test]
+    fn templates_give_commands_and_given_commands_replace_theirs() {
+        let pg = hook(serde_json::json!({"name": "pg", "template": "postgresql"}));
+        let (pre, post) = pg.commands();
+        let pre = pre.unwrap();
+        assert_eq!(pre.argv[..2], ["/bin/sh", "-c"]);
+        assert!(pre.argv[2].contains("CHECKPOINT"), "{:?}", pre.argv);
+        assert!(post.is_none());
+
+        let mongo = hook(serde_json::json!({"name": "m", "template": "mongodb", "post": ["true"]}));
+        let (pre, post) = mongo.commands();
+        assert!(pre.unwrap().argv[2].contains("db.fsyncLock()"));
+        assert_eq!(post.unwrap().argv, ["true"], "a given command replaces the template's");
+
+        let mysql = hook(serde_json::json!({"name": "my", "template": "mysql"}));
+        let (pre, post) = mysql.commands();
+        let pre = &pre.unwrap().argv[2];
+        assert!(pre.contains("FLUSH TABLES WITH READ LOCK"), "{pre}");
+        assert!(
+            pre.contains(&format!("SLEEP({MYSQL_LOCK_SECONDS})")),
+            "the lock lapses by itself: {pre}"
+        );
+        assert!(post.unwrap().argv[2].starts_with("kill "));
+    }
+
+    #[test]
+    fn a_freeze_path_freezes_inside_the_template_and_thaws_first() {
+        let h = hook(serde_json::json!({"name": "pg", "template": "postgresql", "freezePath": "/var/lib/it's"}));
+        h.validate("h").unwrap();
+        let (pre, post) = h.commands();
+        let pre = &pre.unwrap().argv[2];
+        assert!(pre.ends_with(r"&& fsfreeze --freeze '/var/lib/it'\''s'"), "{pre}");
+        assert_eq!(post.unwrap().argv[2], r"fsfreeze --unfreeze '/var/lib/it'\''s'");
+        let plain = hook(serde_json::json!({"name": "f", "template": "fsfreeze"}));
+        let err = plain.validate("hooks[1]").unwrap_err();
+        assert!(matches!(err, Error::Invalid { field, .. } if field == "hooks[1].freezePath"));
+    }
+
+    #[test]
+    fn bad_hooks_are_refused_naming_the_field() {
+        let field = |json: serde_json::Value| match hook(json).validate("hooks[0]") {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(serde_json::json!({"name": "Bad Name", "pre": ["x"]})),
+            "hooks[0].name"
+        );
+        assert_eq!(field(serde_json::json!({"name": "a"})), "hooks[0].pre");
+        assert_eq!(field(serde_json::json!({"name": "a", "pre": [""]})), "hooks[0].pre[0]");
+        assert_eq!(
+            field(serde_json::json!({"name": "a", "pre": ["x"], "timeoutSeconds": 0})),
+            "hooks[0].timeoutSeconds"
+        );
+        assert_eq!(
+            field(serde_json::json!({"name": "a", "pre": ["x"], "freezePath": "data"})),
+            "hooks[0].freezePath"
+        );
+        assert_eq!(
+            field(serde_json::json!({"name": "a", "pre": ["x"], "container": "A_b"})),
+            "hooks[0].container"
+        );
+        let twice = vec![
+            hook(serde_json::json!({"name": "a", "pre": ["x"]})),
+            hook(serde_json::json!({"name": "a", "post": ["y"]})),
+        ];
+        assert!(
+            matches!(validate_hooks("hooks", &twice), Err(Error::Invalid { field, .. }) if field == "hooks[1].name")
+        );
+    }
+
+    #[test]
+    fn velero_annotations_are_read_and_arca_ones_win() {
+        let annotations: BTreeMap<String, String> = [
+            ("pre.hook.backup.velero.io/container", "db"),
+            ("pre.hook.backup.velero.io/command", r#"["/bin/sh", "-c", "sync"]"#),
+            ("pre.hook.backup.velero.io/timeout", "1m30s"),
+            ("pre.hook.backup.velero.io/on-error", "Continue"),
+            ("post.hook.backup.velero.io/command", "/usr/bin/velero-post"),
+            ("post.hook.backup.arca.dev/command", r#"["/bin/true"]"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let (container, pre, post) = annotation_hooks(&annotations).unwrap();
+        assert_eq!(container.as_deref(), Some("db"));
+        let pre = pre.unwrap();
+        assert_eq!(pre.argv, ["/bin/sh", "-c", "sync"]);
+        assert_eq!(pre.timeout, Duration::from_secs(90));
+        assert_eq!(pre.on_error, OnError::Continue);
+        let post = post.unwrap();
+        assert_eq!(post.argv, ["/bin/true"], "arca.dev wins over velero.io");
+        assert_eq!(post.on_error, OnError::Fail);
+        assert_eq!(post.timeout, Duration::from_secs(30));
+        assert_eq!(
+            annotation_hooks(&BTreeMap::new()).unwrap(),
+            (None, None, None),
+            "no annotation, no hook"
+        );
+    }
+
+    #[test]
+    fn unreadable_annotations_are_named() {
+        let one = |k: &str, v: &str| {
+            let mut a = BTreeMap::from([("pre.hook.backup.velero.io/command".to_owned(), "x".to_owned())]);
+            a.insert(k.to_owned(), v.to_owned());
+            annotation_hooks(&a).unwrap_err()
+        };
+        assert!(one("pre.hook.backup.velero.io/command", "[1, 2]").contains("pre.hook.backup.velero.io/command"));
+        assert!(one("pre.hook.backup.velero.io/timeout", "soon").contains("not a duration"));
+        assert!(one("pre.hook.backup.velero.io/on-error", "Ignore").contains("neither Continue nor Fail"));
+    }
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("2m5s").unwrap(), Duration::from_secs(125));
+        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "10", "s", "1d", "0s", "2h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outcomes_are_bounded_and_read_as_one_line() {
+        let outcome = HookOutcome {
+            hook: "db".into(),
+            phase: HookPhase::Pre,
+            namespace: "shop".into(),
+            pod: "pg-0".into(),
+            container: "postgres".into(),
+            command: vec!["x".repeat(1000)],
+            result: HookResult::Failed,
+            exit_code: Some(3),
+            duration_ms: 12,
+            on_error: OnError::Continue,
+            output: format!("{}the end", "y".repeat(5000)),
+        }
+        .bounded();
+        assert!(outcome.output.len() <= MAX_HOOK_OUTPUT && outcome.output.ends_with("the end"));
+        assert!(outcome.command[0].len() <= 256);
+        let line = outcome.line();
+        assert!(
+            line.starts_with("WARNING: pre hook db in shop/pg-0 (postgres) failed (exit code 3) in 12 ms: "),
+            "{line}"
+        );
+        assert_eq!(tail_bytes("héllo", 5), "…lo");
+    }
+}
