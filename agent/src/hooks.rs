@@ -1,5 +1,6 @@
-//! Backup hooks ([`arca_core::model::hooks`]) in the cluster: which running Pods run
-//! which commands ([`plan`], pure), and running them through the Pods' exec API.
+//! Hooks ([`arca_core::model::hooks`]) in the cluster: which running Pods run which
+//! commands ([`plan`] for backups, [`restore_plan`] for restores; pure), and running them
+//! through the Pods' exec API.
 //!
 //! The order a backup follows: every pre hook, one Pod after another; if one fails with
 //! `onError: fail`, no snapshot is taken. Then the snapshots; then, whatever the
@@ -12,12 +13,18 @@ use std::time::{Duration, Instant};
 
 use arca_core::model::backup::Selection;
 use arca_core::model::hooks::{
-    BackupHook, HookCommand, HookOutcome, HookPhase, HookResult, MAX_HOOK_OUTPUT, OnError, annotation_hooks, tail_bytes,
+    BackupHook, HookCommand, HookOutcome, HookPhase, HookResult, MAX_HOOK_OUTPUT, OnError, annotation_hooks,
+    restore_annotation_hook, tail_bytes,
 };
-use k8s_openapi::api::core::v1::Pod;
+use arca_core::model::restore::RestoreSpec;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{AttachParams, ListParams};
 use kube::{Api, Client};
 use tokio::io::AsyncReadExt;
+
+use crate::resources::restore::{ItemResult, Outcome as ItemOutcome};
 
 /// The outcome's hook name for commands asked for by Pod annotations.
 pub const ANNOTATIONS: &str = "annotations";
@@ -212,6 +219,249 @@ impl Hooks {
             .iter()
             .any(|o| !o.succeeded() && o.on_error == OnError::Continue)
     }
+}
+
+/// The kinds whose restored objects run Pods a restore hook can exec in.
+const WORKLOADS: [&str; 5] = [
+    "deployments.apps",
+    "statefulsets.apps",
+    "daemonsets.apps",
+    "replicasets.apps",
+    "pods",
+];
+
+/// A restored workload as restore hooks see it: where its Pods are, how to find them,
+/// and its Pod template's labels and annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// `deployments.apps shop/web`.
+    pub what: String,
+    pub namespace: String,
+    /// The Pods' label selector (a bare Pod: its own name).
+    pub selector: Selector,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Labels(BTreeMap<String, String>),
+    Pod(String),
+}
+
+/// One restore hook to run in one workload's Pods once they are Ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreStep {
+    pub source: String,
+    pub workload: Workload,
+    pub container: Option<String>,
+    pub command: HookCommand,
+    pub wait: Duration,
+}
+
+/// The restore hooks (the restore's, then each workload's annotations) for the restored
+/// workloads, and the annotations that cannot be read.
+pub fn restore_plan(spec: &RestoreSpec, workloads: &[Workload]) -> (Vec<RestoreStep>, Vec<String>) {
+    let (mut steps, mut errors) = (Vec::new(), Vec::new());
+    for workload in workloads {
+        for hook in &spec.hooks {
+            let in_namespace = hook.namespaces.is_empty()
+                || hook
+                    .namespaces
+                    .iter()
+                    .any(|source| spec.target_namespace(source) == workload.namespace);
+            if in_namespace && matches(&workload.labels, &hook.labels) {
+                steps.push(RestoreStep {
+                    source: hook.name.clone(),
+                    workload: workload.clone(),
+                    container: hook.container.clone(),
+                    command: hook.command(),
+                    wait: Duration::from_secs(u64::from(hook.wait_seconds)),
+                });
+            }
+        }
+        match restore_annotation_hook(&workload.annotations) {
+            Ok(Some((container, command, wait))) => steps.push(RestoreStep {
+                source: ANNOTATIONS.to_owned(),
+                workload: workload.clone(),
+                container,
+                command,
+                wait,
+            }),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("{}: {e}", workload.what)),
+        }
+    }
+    (steps, errors)
+}
+
+/// The restored workloads among a restore's created or updated objects, as they are
+/// now in the cluster (their Pod templates).
+pub async fn restored_workloads(client: &Client, items: &[ItemResult]) -> Vec<Workload> {
+    let mut out = Vec::new();
+    for item in items {
+        let (Some(namespace), true) = (&item.namespace, WORKLOADS.contains(&item.resource.as_str())) else {
+            continue;
+        };
+        if !matches!(item.outcome, ItemOutcome::Created | ItemOutcome::Updated) {
+            continue;
+        }
+        let what = format!("{} {namespace}/{}", item.resource, item.name);
+        let template = |spec: Option<(LabelSelector, PodTemplateSpec)>| {
+            spec.map(|(selector, template)| {
+                let meta = template.metadata.unwrap_or_default();
+                (
+                    Selector::Labels(selector.match_labels.unwrap_or_default()),
+                    meta.labels.unwrap_or_default(),
+                    meta.annotations.unwrap_or_default(),
+                )
+            })
+        };
+        let found = match item.resource.as_str() {
+            "deployments.apps" => Api::<Deployment>::namespaced(client.clone(), namespace)
+                .get_opt(&item.name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| template(d.spec.map(|s| (s.selector, s.template)))),
+            "statefulsets.apps" => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .get_opt(&item.name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| template(d.spec.map(|s| (s.selector, s.template)))),
+            "daemonsets.apps" => Api::<DaemonSet>::namespaced(client.clone(), namespace)
+                .get_opt(&item.name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| template(d.spec.map(|s| (s.selector, s.template)))),
+            "replicasets.apps" => Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+                .get_opt(&item.name)
+                .await
+                .ok()
+                .flatten()
+                // A Deployment's ReplicaSet: its Deployment's hooks run in those Pods.
+                .filter(|r| r.metadata.owner_references.as_ref().is_none_or(Vec::is_empty))
+                .and_then(|d| template(d.spec.and_then(|s| s.template.map(|t| (s.selector, t))))),
+            _ => Api::<Pod>::namespaced(client.clone(), namespace)
+                .get_opt(&item.name)
+                .await
+                .ok()
+                .flatten()
+                .map(|p| {
+                    (
+                        Selector::Pod(item.name.clone()),
+                        p.metadata.labels.unwrap_or_default(),
+                        p.metadata.annotations.unwrap_or_default(),
+                    )
+                }),
+        };
+        if let Some((selector, labels, annotations)) = found {
+            out.push(Workload {
+                what,
+                namespace: namespace.clone(),
+                selector,
+                labels,
+                annotations,
+            });
+        }
+    }
+    out
+}
+
+/// Runs each step once its workload's Pods are Ready (all of them, at least one), in
+/// every such Pod; a workload not Ready in time gives a timed-out outcome.
+pub async fn run_restore_hooks(client: &Client, steps: &[RestoreStep]) -> Vec<HookOutcome> {
+    let mut outcomes = Vec::new();
+    for step in steps {
+        let hook = |pod: &str, container: &str| PodHook {
+            source: step.source.clone(),
+            namespace: step.workload.namespace.clone(),
+            pod: pod.to_owned(),
+            container: container.to_owned(),
+            pre: None,
+            post: None,
+        };
+        match ready_pods(client, &step.workload, step.wait).await {
+            Ok(pods) => {
+                for pod in pods {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let first = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.containers.first())
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default();
+                    let container = step.container.clone().unwrap_or(first);
+                    outcomes.push(run(client, &hook(&name, &container), HookPhase::Restore, &step.command).await);
+                }
+            }
+            Err(why) => outcomes.push(
+                HookOutcome {
+                    hook: step.source.clone(),
+                    phase: HookPhase::Restore,
+                    namespace: step.workload.namespace.clone(),
+                    pod: step.workload.what.clone(),
+                    container: step.container.clone().unwrap_or_default(),
+                    command: step.command.argv.clone(),
+                    result: HookResult::TimedOut,
+                    exit_code: None,
+                    duration_ms: u64::try_from(step.wait.as_millis()).unwrap_or(u64::MAX),
+                    on_error: step.command.on_error,
+                    output: why,
+                }
+                .bounded(),
+            ),
+        }
+    }
+    outcomes
+}
+
+/// The workload's Pods once all of them (at least one) are Ready, or why not in time.
+async fn ready_pods(client: &Client, workload: &Workload, wait: Duration) -> Result<Vec<Pod>, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &workload.namespace);
+    let params = match &workload.selector {
+        Selector::Labels(labels) => ListParams::default().labels(
+            &labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        Selector::Pod(name) => ListParams::default().fields(&format!("metadata.name={name}")),
+    };
+    let deadline = Instant::now() + wait;
+    let mut seen = String::from("no Pod");
+    loop {
+        if let Ok(list) = pods.list(&params).await {
+            let live: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let ready = live.iter().filter(|p| pod_ready(p)).count();
+            if !live.is_empty() && ready == live.len() {
+                return Ok(live);
+            }
+            seen = format!("{ready} of {} Pods Ready", live.len());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{}: its Pods were not Ready within {} ({seen}); the hook did not run",
+                workload.what,
+                humantime(wait)
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Runs one command through the exec API within its time limit.
@@ -424,6 +674,58 @@ mod tests {
         assert_eq!(h.post.as_ref().unwrap().argv, ["/bin/true"]);
         assert_eq!(plan.errors.len(), 1, "{plan:?}");
         assert!(plan.errors[0].starts_with("Pod shop/c: annotation pre.hook.backup.velero.io/timeout"));
+    }
+
+    #[test]
+    fn restore_hooks_go_to_the_restored_workloads_in_their_renamed_namespaces() {
+        let workload = |ns: &str, labels: serde_json::Value, annotations: serde_json::Value| Workload {
+            what: format!("deployments.apps {ns}/w"),
+            namespace: ns.into(),
+            selector: Selector::Labels(BTreeMap::from([("app".into(), "w".into())])),
+            labels: serde_json::from_value(labels).unwrap(),
+            annotations: serde_json::from_value(annotations).unwrap(),
+        };
+        let mut spec = arca_core::model::restore::RestoreSpec::everything(
+            arca_core::ids::RecoveryPointId::new(),
+            arca_core::ids::ClusterId::new(),
+        );
+        spec.namespace_suffix = "-copy".into();
+        spec.hooks = vec![
+            serde_json::from_value(json!({"name": "warm", "namespaces": ["shop"], "labels": {"app": "db"},
+                "command": ["warm"]}))
+            .unwrap(),
+        ];
+        let workloads = [
+            workload("shop-copy", json!({"app": "db"}), json!({})),
+            workload("shop", json!({"app": "db"}), json!({})),
+            workload(
+                "shop-copy",
+                json!({"app": "web"}),
+                json!({"post.hook.restore.velero.io/command": "[\"/bin/true\"]"}),
+            ),
+            workload(
+                "other-copy",
+                json!({}),
+                json!({"post.hook.restore.velero.io/command": "x",
+                "post.hook.restore.velero.io/exec-timeout": "never"}),
+            ),
+        ];
+        let (steps, errors) = restore_plan(&spec, &workloads);
+        let got: Vec<(&str, &str)> = steps
+            .iter()
+            .map(|s| (s.source.as_str(), s.workload.namespace.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("warm", "shop-copy"), (ANNOTATIONS, "shop-copy")],
+            "source shop is target shop-copy"
+        );
+        assert_eq!(steps[0].wait, Duration::from_secs(300));
+        assert_eq!(steps[1].command.argv, ["/bin/true"]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("deployments.apps other-copy/w: annotation post.hook.restore.velero.io/exec-timeout")
+        );
     }
 
     #[test]

@@ -447,6 +447,10 @@ impl ResourceRunner {
             hook.finish().await;
             volume_lines.extend(hook.notes());
         }
+        // Restore hooks, in the restored workloads' Pods once they are Ready.
+        let workloads = hooks::restored_workloads(&self.kube, &report.items).await;
+        let (steps, hook_errors) = hooks::restore_plan(&restore.spec, &workloads);
+        let hook_outcomes = hooks::run_restore_hooks(&self.kube, &steps).await;
         // The full per-object result goes to the control plane (GET /v1/restores/{id}/objects);
         // the job log keeps a capped summary.
         let results = object_results(&report.items);
@@ -508,14 +512,16 @@ impl ResourceRunner {
             RestoreStatus::Partial => (JobState::Partial, Some(format!("{} objects failed", counters.errors))),
             RestoreStatus::Failed => (JobState::Failed, Some("every object failed".to_string())),
         };
-        Outcome {
+        let mut outcome = Outcome {
             state: Some(state),
             reason,
             counters: Some(counters),
             backup: None,
             maintenance: None,
             messages,
-        }
+        };
+        with_restore_hooks(&mut outcome, hook_errors, hook_outcomes);
+        outcome
     }
 
     async fn maintain(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
@@ -828,6 +834,39 @@ fn with_hooks(outcome: &mut Outcome, hooks: Vec<HookOutcome>) {
             None => text,
         });
     }
+}
+
+/// A restore's hooks in its outcome: a line each (and each annotation that could not be
+/// read); any failure makes a completed restore PARTIAL (what was restored stays).
+fn with_restore_hooks(outcome: &mut Outcome, unreadable: Vec<String>, hooks: Vec<HookOutcome>) {
+    let failed = hooks.iter().filter(|h| !h.succeeded()).count() + unreadable.len();
+    push_capped(
+        &mut outcome.messages,
+        unreadable
+            .into_iter()
+            .map(|e| format!("FAILED: restore hook not run: {e}"))
+            .collect(),
+        "unreadable hook annotations",
+    );
+    push_capped(
+        &mut outcome.messages,
+        hooks.iter().map(HookOutcome::line).collect(),
+        "hook lines",
+    );
+    if failed == 0 {
+        return;
+    }
+    if let Some(counters) = &mut outcome.counters {
+        counters.errors += failed as u64;
+    }
+    if outcome.state == Some(JobState::Completed) {
+        outcome.state = Some(JobState::Partial);
+    }
+    let text = format!("{failed} restore hook commands failed");
+    outcome.reason = Some(match outcome.reason.take() {
+        Some(earlier) => format!("{earlier}; {text}"),
+        None => text,
+    });
 }
 
 fn issue(s: &Skipped) -> ResourceIssue {

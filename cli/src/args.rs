@@ -451,6 +451,10 @@ pub struct RestoreCreate {
     /// Restore resources only, not persistent volume data.
     #[arg(long)]
     pub no_pvs: bool,
+    /// Restore hooks: a JSON file holding an array of hooks run in the restored
+    /// workloads' Pods once Ready (docs/volumes.md, "Hooks").
+    #[arg(long, value_name = "FILE")]
+    pub hooks: Option<std::path::PathBuf>,
     /// Wait for the restore job to end.
     #[arg(long)]
     pub wait: bool,

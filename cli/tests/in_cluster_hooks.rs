@@ -8,7 +8,9 @@
 //! before the snapshot and the post hook after it. Velero's hook annotations on the Pod
 //! run too. Then a hook that times out and one that fails with `onError: continue` (the
 //! backup ends PARTIAL, its snapshot kept), and one that fails with `onError: fail` (no
-//! snapshot, no recovery point, the post hook still undoes the pre hook).
+//! snapshot, no recovery point, the post hook still undoes the pre hook). Last, a restore
+//! into cluster b whose hooks (the restore's and the Deployment's annotation) run in the
+//! restored Deployment's Pod once it is Ready.
 
 #![allow(clippy::unwrap_used)]
 
@@ -68,17 +70,19 @@ fn triple(hook: &str, phase: &str, result: &str) -> (String, String, String) {
 fn hooks_run_in_the_pods_around_the_snapshots_and_their_failures_follow_their_rules() {
     let Some(nodes) = arca_testenv::nodes() else { return };
     let scene = Scene::new(&nodes, "hooks");
-    let (a, work, namespace) = (scene.a, &scene.work, scene.namespace.clone());
+    let (a, b, work, namespace) = (scene.a, scene.b, &scene.work, scene.namespace.clone());
     let ns = namespace.as_str();
 
     let (_server, url) = start_server(work.path(), &nodes.host_ip, &nodes.agent_image);
     let user = User::new(&url, work.path(), "admin");
     user.ok(&["signup", "--org-name", &arca_testenv::unique("hooks")]);
-    let cluster = arca_testenv::unique("a");
-    assert_agent_pod(&install_with_link(&user, &a, &cluster), &nodes.agent_image);
+    let (cluster, cluster_b) = (arca_testenv::unique("a"), arca_testenv::unique("b"));
+    for (k, name) in [(&a, &cluster), (&b, &cluster_b)] {
+        assert_agent_pod(&install_with_link(&user, k, name), &nodes.agent_image);
+    }
     bucket_destination(
         &user,
-        &[&a],
+        &[&a, &b],
         &nodes.aws,
         &nodes.host_ip,
         "bucket",
@@ -102,6 +106,16 @@ fn hooks_run_in_the_pods_around_the_snapshots_and_their_failures_follow_their_ru
                                  "volumeDevices": [{"name": "data", "devicePath": "/dev/data"}]}],
                  "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
                  "terminationGracePeriodSeconds": 0}}));
+    // A Deployment whose Pod template asks for a restore hook (Velero's annotation).
+    a.apply_json(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}, "annotations": {
+                    "post.hook.restore.velero.io/command": "[\"/bin/sh\", \"-c\", \"echo annotated > /tmp/restored\"]"}},
+                "spec": {"containers": [{"name": "main", "image": nodes.busybox_image, "command": ["sleep", "3600"]}],
+                         "terminationGracePeriodSeconds": 0}}}}));
     a.ok(&["wait", "-n", ns, "pod/db", "--for=condition=Ready", "--timeout=120s"]);
     let live = volume_file(&a, &nodes.csi.volumes_a, ns, "data");
 
@@ -135,7 +149,8 @@ fn hooks_run_in_the_pods_around_the_snapshots_and_their_failures_follow_their_ru
     assert!(log.contains("pre hook marker in"), "the job names its hooks: {job:#}");
 
     let points = user.json(&["recovery-points", "list", "--backup", "hooked"]);
-    let point = user.json(&["recovery-points", "get", points[0]["id"].as_str().unwrap()]);
+    let first_point = points[0]["id"].as_str().unwrap().to_owned();
+    let point = user.json(&["recovery-points", "get", &first_point]);
     assert_eq!(
         outcomes(&point),
         [
@@ -261,5 +276,58 @@ fn hooks_run_in_the_pods_around_the_snapshots_and_their_failures_follow_their_ru
         a.ok(&["exec", "-n", ns, "db", "--", "cat", "/tmp/broken-post"]),
         "undone\n",
         "the failed pre hook's post hook undid it"
+    );
+
+    // ---- restore hooks: into cluster b, once the restored Deployment's Pod is Ready
+    let restore_hooks = hooks_file(
+        work.path(),
+        "restore.json",
+        json!([
+            {"name": "warm", "namespaces": [ns], "labels": {"app": "web"},
+             "command": ["/bin/sh", "-c", "echo warm > /tmp/warm"]},
+            {"name": "flaky", "labels": {"app": "web"}, "command": ["/bin/sh", "-c", "exit 5"], "onError": "continue"}
+        ]),
+    );
+    let out = user.run(&[
+        "restores",
+        "create",
+        "--recovery-point",
+        &first_point,
+        "--cluster",
+        &cluster_b,
+        "--namespaces",
+        ns,
+        "--hooks",
+        &restore_hooks,
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["state"], "PARTIAL", "{job:#}");
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 restore hook commands failed"),
+        "{job:#}"
+    );
+    let log = job.to_string();
+    for line in [
+        "restore hook warm in ",
+        "restore hook annotations in ",
+        "WARNING: restore hook flaky in ",
+        "failed (exit code 5)",
+    ] {
+        assert!(log.contains(line), "{line:?} in {job:#}");
+    }
+    assert_eq!(
+        b.ok(&["exec", "-n", ns, "deploy/web", "--", "cat", "/tmp/warm"]),
+        "warm\n"
+    );
+    assert_eq!(
+        b.ok(&["exec", "-n", ns, "deploy/web", "--", "cat", "/tmp/restored"]),
+        "annotated\n",
+        "the Pod template's annotation ran in the restored Pod"
     );
 }

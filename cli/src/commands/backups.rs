@@ -10,8 +10,8 @@ use super::destinations::DESTINATION;
 use super::jobs::{run_body, run_definition};
 use super::policies::POLICY;
 use super::{
-    Kind, connect, delete_entity, done, entity_action, list_entities, pairs, reference, resolve, set, show_entity,
-    update_entity,
+    Kind, connect, delete_entity, done, entity_action, json_array_file, list_entities, pairs, reference, resolve, set,
+    show_entity, update_entity,
 };
 use crate::CliError;
 use crate::args::{BackupCreate, BackupUpdate, BackupsCmd, Global};
@@ -102,7 +102,7 @@ async fn create_backup(g: &Global, client: &Client, c: BackupCreate) -> Result<(
         body["destinationId"] = json!(resolve(client, DESTINATION, d).await?);
     }
     if let Some(file) = &c.hooks {
-        body["hooks"] = hooks_file(file)?;
+        body["hooks"] = json_array_file("--hooks", file)?;
     }
     let view = client.post(BACKUP.path, &body).await?.body;
     done(
@@ -110,20 +110,6 @@ async fn create_backup(g: &Global, client: &Client, c: BackupCreate) -> Result<(
         &view,
         format!("backup {} created ({})", c.name, at(&view, "/id")),
     )
-}
-
-/// `--hooks FILE`: a JSON array of hooks, as the API takes them (it checks each field).
-fn hooks_file(path: &std::path::Path) -> Result<Value, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("--hooks: cannot read {}: {e}", path.display())))?;
-    match serde_json::from_str::<Value>(&text) {
-        Ok(hooks @ Value::Array(_)) => Ok(hooks),
-        Ok(_) => Err(CliError::usage(format!(
-            "--hooks: {} must hold a JSON array of hooks",
-            path.display()
-        ))),
-        Err(e) => Err(CliError::usage(format!("--hooks: {} is not JSON: {e}", path.display()))),
-    }
 }
 
 /// `--labels` of an update: an empty value (`--labels ""`) clears them.
@@ -137,7 +123,7 @@ async fn update_backup(g: &Global, client: &Client, u: BackupUpdate) -> Result<(
     let destination = reference(client, DESTINATION, u.destination.as_deref(), u.no_destination).await?;
     let labels = u.labels.as_deref().map(label_pairs).transpose()?.map(|l| json!(l));
     let hooks = match (&u.hooks, u.no_hooks) {
-        (Some(file), _) => Some(hooks_file(file)?),
+        (Some(file), _) => Some(json_array_file("--hooks", file)?),
         (None, true) => Some(json!([])),
         (None, false) => None,
     };

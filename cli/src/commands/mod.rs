@@ -291,6 +291,21 @@ fn pair(flag: &str, item: &str) -> Result<(String, String), CliError> {
     }
 }
 
+/// A file flag's JSON array (`--hooks FILE`), as the API takes it (the API checks each
+/// field and names it).
+fn json_array_file(flag: &str, path: &std::path::Path) -> Result<Value, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("{flag}: cannot read {}: {e}", path.display())))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(array @ Value::Array(_)) => Ok(array),
+        Ok(_) => Err(CliError::usage(format!(
+            "{flag}: {} must hold a JSON array",
+            path.display()
+        ))),
+        Err(e) => Err(CliError::usage(format!("{flag}: {} is not JSON: {e}", path.display()))),
+    }
+}
+
 /// Adds what to do next to the error of `code`.
 fn hint(e: CliError, code: &str, advice: &str) -> CliError {
     match e {
@@ -358,6 +373,25 @@ async fn poll_until(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn array_files_must_hold_a_json_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |text: &str| {
+            let path = dir.path().join("f.json");
+            std::fs::write(&path, text).unwrap();
+            json_array_file("--hooks", &path)
+        };
+        assert_eq!(file(r#"[{"name": "a"}]"#).unwrap()[0]["name"], "a");
+        for (text, says) in [("{}", "must hold a JSON array"), ("[", "is not JSON")] {
+            match file(text) {
+                Err(CliError::Usage(m)) => assert!(m.starts_with("--hooks: ") && m.contains(says), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let missing = json_array_file("--hooks", &dir.path().join("nope.json"));
+        assert!(matches!(missing, Err(CliError::Usage(m)) if m.contains("cannot read")));
+    }
 
     #[test]
     fn pairs_need_an_equals_sign() {

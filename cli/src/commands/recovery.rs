@@ -6,7 +6,8 @@ use super::backups::BACKUP;
 use super::clusters::CLUSTER;
 use super::jobs::started_job;
 use super::{
-    Kind, connect, emit, entity_path, list_at, list_entities, pairs, resolve, resolve_opt, show_entity, with_query,
+    Kind, connect, emit, entity_path, json_array_file, list_at, list_entities, pairs, resolve, resolve_opt,
+    show_entity, with_query,
 };
 use crate::CliError;
 use crate::args::{ExistingArg, Global, RecoveryPointsCmd, RestoreCreate, RestoresCmd};
@@ -100,7 +101,7 @@ async fn create_restore(g: &Global, client: &Client, c: RestoreCreate) -> Result
         ExistingArg::Update => "update",
         ExistingArg::Fail => "fail",
     };
-    let body = json!({
+    let mut body = json!({
         "recoveryPointId": c.recovery_point,
         "targetClusterId": cluster_id,
         "selection": { "namespaces": c.namespaces },
@@ -111,6 +112,9 @@ async fn create_restore(g: &Global, client: &Client, c: RestoreCreate) -> Result
         "existingResourcePolicy": existing,
         "restorePvs": !c.no_pvs,
     });
+    if let Some(file) = &c.hooks {
+        body["hooks"] = json_array_file("--hooks", file)?;
+    }
     let created = client.post(RESTORE.path, &body).await?.body;
     let job = created.get("job").cloned().unwrap_or_default();
     let sentence = format!(

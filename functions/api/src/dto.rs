@@ -17,7 +17,7 @@ use arca_core::model::cloud::account::CloudAccountSpec;
 use arca_core::model::cloud::ebs::ClusterAwsLink;
 use arca_core::model::cluster::ClusterSpec;
 use arca_core::model::destination::{DestinationSpec, DestinationTarget};
-use arca_core::model::hooks::{BackupHook, HookTemplate, OnError};
+use arca_core::model::hooks::{BackupHook, HookTemplate, OnError, RestoreHook};
 use arca_core::model::org::OrgSpec;
 use arca_core::model::policy::Retention;
 use arca_core::model::policy::{PolicySpec, ScheduleSpec};
@@ -410,11 +410,50 @@ pub struct RestoreBody {
     pub existing_resource_policy: ExistingResourcePolicyBody,
     #[serde(default = "yes")]
     pub restore_pvs: bool,
+    /// Commands run in the restored workloads' Pods once they are Ready (Pod templates
+    /// may also ask with Velero's `post.hook.restore.velero.io/command`, ...).
+    #[serde(default)]
+    pub hooks: Vec<RestoreHookBody>,
 }
 
 mirror!(RestoreBody => RestoreSpec {
     recovery_point_id, target_cluster_id, selection: into, namespace_prefix, namespace_suffix, namespace_map,
-    storage_class_map, existing_resource_policy: into, restore_pvs,
+    storage_class_map, existing_resource_policy: into, restore_pvs, hooks: collect_into,
+});
+
+/// A command run in the Pods of restored workloads once they are Ready.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreHookBody {
+    /// Names the hook in outcomes; unique in the restore (DNS label).
+    pub name: String,
+    /// The recovery point's namespaces (before renaming) it runs in; empty: all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod label selector terms, ANDed, against the workload's Pod template.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Absent: the Pod's first container.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// argv of the command.
+    pub command: Vec<String>,
+    /// The command's time limit (1 to 3600; 30 when absent).
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_seconds: u32,
+    /// How long to wait for the Pods to be Ready (1 to 3600; 300 when absent).
+    #[serde(default = "default_hook_wait")]
+    pub wait_seconds: u32,
+    #[serde(default)]
+    pub on_error: OnErrorBody,
+}
+
+fn default_hook_wait() -> u32 {
+    arca_core::model::hooks::DEFAULT_WAIT_SECONDS
+}
+
+mirror!(RestoreHookBody => RestoreHook {
+    name, namespaces, labels, container, command, timeout_seconds, wait_seconds, on_error: into,
 });
 
 #[cfg(test)]
@@ -478,6 +517,10 @@ mod tests {
             "selection": { "namespaces": ["a"] }, "namespacePrefix": "x-", "namespaceSuffix": "-y",
             "namespaceMap": { "a": "b" }, "storageClassMap": { "gp2": "gp3" }, "existingResourcePolicy": "update",
             "restorePvs": false }));
+        same::<RestoreBody, RestoreSpec>(json!({ "recoveryPointId": rp, "targetClusterId": cl, "hooks": [
+            { "name": "r", "command": ["true"] },
+            { "name": "s", "namespaces": ["a"], "labels": { "app": "db" }, "container": "db", "command": ["x"],
+              "timeoutSeconds": 5, "waitSeconds": 60, "onError": "continue" }] }));
     }
 
     #[test]

@@ -391,6 +391,8 @@ mod tests {
                 "RoleBinding",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                "ClusterRole",
+                "ClusterRoleBinding",
                 "Secret",
                 "Deployment"
             ]

@@ -272,6 +272,137 @@ pub fn validate_hooks(field: &str, hooks: &[BackupHook]) -> Result<()> {
     Ok(())
 }
 
+/// How long a restore hook waits, by default, for its Pods to be Ready.
+pub const DEFAULT_WAIT_SECONDS: u32 = 300;
+
+/// A command run in the Pods of restored workloads once they are Ready (after the
+/// resources and volumes are restored): re-index, warm a cache, re-register.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreHook {
+    /// Names the hook in outcomes; unique in its restore.
+    pub name: String,
+    /// The recovery point's namespaces (before any renaming) whose workloads it runs in;
+    /// empty: all that are restored.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod label selector terms, ANDed, against the workload's Pod template.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Absent: the Pod's first container.
+    #[serde(default)]
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    /// How long to wait for the workload's Pods to be Ready before running it.
+    #[serde(default = "default_wait")]
+    pub wait_seconds: u32,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_wait() -> u32 {
+    DEFAULT_WAIT_SECONDS
+}
+
+impl RestoreHook {
+    pub fn validate(&self, field: &str) -> Result<()> {
+        validate::dns_label(&format!("{field}.name"), &self.name)?;
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            validate::dns_label(&format!("{field}.namespaces[{i}]"), ns)?;
+        }
+        validate::labels(&format!("{field}.labels"), &self.labels)?;
+        if let Some(c) = &self.container {
+            validate::dns_label(&format!("{field}.container"), c)?;
+        }
+        command(&format!("{field}.command"), &self.command)?;
+        if self.command.is_empty() {
+            return Err(Error::invalid(format!("{field}.command"), "give the command to run"));
+        }
+        for (name, value) in [
+            ("timeoutSeconds", self.timeout_seconds),
+            ("waitSeconds", self.wait_seconds),
+        ] {
+            if !(1..=MAX_TIMEOUT_SECONDS).contains(&value) {
+                return Err(Error::invalid(
+                    format!("{field}.{name}"),
+                    format!("must be 1 to {MAX_TIMEOUT_SECONDS}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn command(&self) -> HookCommand {
+        HookCommand {
+            argv: self.command.clone(),
+            timeout: Duration::from_secs(u64::from(self.timeout_seconds)),
+            on_error: self.on_error,
+        }
+    }
+}
+
+/// A restore's hooks: each valid, names unique, at most [`MAX_HOOKS`].
+pub fn validate_restore_hooks(field: &str, hooks: &[RestoreHook]) -> Result<()> {
+    if hooks.len() > MAX_HOOKS {
+        return Err(Error::invalid(field, format!("at most {MAX_HOOKS} hooks")));
+    }
+    for (i, hook) in hooks.iter().enumerate() {
+        hook.validate(&format!("{field}[{i}]"))?;
+        if hooks[..i].iter().any(|h| h.name == hook.name) {
+            return Err(Error::invalid(
+                format!("{field}[{i}].name"),
+                format!("{:?} names another hook too", hook.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A restore hook asked for by annotations on a workload's Pod template (Velero's
+/// `post.hook.restore.velero.io/…`, or the same under `hook.restore.arca.dev`):
+/// `(container, command, wait)`; `None` when the Pod asks for none.
+pub fn restore_annotation_hook(
+    annotations: &BTreeMap<String, String>,
+) -> std::result::Result<Option<(Option<String>, HookCommand, Duration)>, String> {
+    let get = |key: &str| {
+        ["post.hook.restore.velero.io", "post.hook.restore.arca.dev"]
+            .iter()
+            .rev()
+            .find_map(|domain| {
+                let name = format!("{domain}/{key}");
+                annotations.get(&name).map(|v| (name, v.trim().to_owned()))
+            })
+    };
+    let Some((name, text)) = get("command") else {
+        return Ok(None);
+    };
+    let argv = parse_command(&text).map_err(|e| format!("annotation {name}: {e}"))?;
+    let duration = |key: &str, default: u32| match get(key) {
+        Some((name, t)) => parse_duration(&t).map_err(|e| format!("annotation {name}: {e}")),
+        None => Ok(Duration::from_secs(u64::from(default))),
+    };
+    let timeout = duration("exec-timeout", DEFAULT_TIMEOUT_SECONDS)?;
+    let wait = duration("wait-timeout", DEFAULT_WAIT_SECONDS)?;
+    let on_error = match get("on-error") {
+        None => OnError::Fail,
+        Some((_, v)) if v.eq_ignore_ascii_case("fail") => OnError::Fail,
+        Some((_, v)) if v.eq_ignore_ascii_case("continue") => OnError::Continue,
+        Some((name, v)) => return Err(format!("annotation {name}: {v:?} is neither Continue nor Fail")),
+    };
+    let container = get("container").map(|(_, c)| c).filter(|c| !c.is_empty());
+    Ok(Some((
+        container,
+        HookCommand {
+            argv,
+            timeout,
+            on_error,
+        },
+        wait,
+    )))
+}
+
 /// The prefixes of the hook annotations, weakest first (a key under a later one wins).
 pub const ANNOTATION_DOMAINS: [&str; 2] = ["hook.backup.velero.io", "hook.backup.arca.dev"];
 
@@ -368,6 +499,8 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 pub enum HookPhase {
     Pre,
     Post,
+    /// In a restored workload's Pod, once it is Ready.
+    Restore,
 }
 
 /// How one hook command ended.
@@ -424,6 +557,7 @@ impl HookOutcome {
         let phase = match self.phase {
             HookPhase::Pre => "pre",
             HookPhase::Post => "post",
+            HookPhase::Restore => "restore",
         };
         let mut line = format!(
             "{mark}{phase} hook {} in {}/{} ({}) {how} in {} ms",
@@ -600,6 +734,47 @@ mod tests {
         assert!(one("pre.hook.backup.velero.io/command", "[1, 2]").contains("pre.hook.backup.velero.io/command"));
         assert!(one("pre.hook.backup.velero.io/timeout", "soon").contains("not a duration"));
         assert!(one("pre.hook.backup.velero.io/on-error", "Ignore").contains("neither Continue nor Fail"));
+    }
+
+    #[test]
+    fn restore_hooks_read_from_the_api_and_from_velero_annotations() {
+        let h: RestoreHook =
+            serde_json::from_value(serde_json::json!({"name": "reindex", "command": ["true"]})).unwrap();
+        h.validate("hooks[0]").unwrap();
+        assert_eq!((h.timeout_seconds, h.wait_seconds), (30, 300));
+        let bad: RestoreHook = serde_json::from_value(serde_json::json!({"name": "x", "command": []})).unwrap();
+        assert!(matches!(bad.validate("hooks[0]"), Err(Error::Invalid { field, .. }) if field == "hooks[0].command"));
+        let slow: RestoreHook =
+            serde_json::from_value(serde_json::json!({"name": "x", "command": ["y"], "waitSeconds": 0})).unwrap();
+        assert!(
+            matches!(slow.validate("hooks[0]"), Err(Error::Invalid { field, .. }) if field == "hooks[0].waitSeconds")
+        );
+
+        let annotations: BTreeMap<String, String> = [
+            ("post.hook.restore.velero.io/command", r#"["/bin/sh", "-c", "reindex"]"#),
+            ("post.hook.restore.velero.io/container", "db"),
+            ("post.hook.restore.velero.io/exec-timeout", "2m"),
+            ("post.hook.restore.velero.io/wait-timeout", "10m"),
+            ("post.hook.restore.velero.io/on-error", "Continue"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let (container, command, wait) = restore_annotation_hook(&annotations).unwrap().unwrap();
+        assert_eq!(container.as_deref(), Some("db"));
+        assert_eq!(command.argv, ["/bin/sh", "-c", "reindex"]);
+        assert_eq!(command.timeout, Duration::from_secs(120));
+        assert_eq!(command.on_error, OnError::Continue);
+        assert_eq!(wait, Duration::from_secs(600));
+        assert_eq!(restore_annotation_hook(&BTreeMap::new()).unwrap(), None);
+        let typo = BTreeMap::from([
+            ("post.hook.restore.velero.io/command".to_owned(), "x".to_owned()),
+            (
+                "post.hook.restore.velero.io/wait-timeout".to_owned(),
+                "forever".to_owned(),
+            ),
+        ]);
+        assert!(restore_annotation_hook(&typo).unwrap_err().contains("wait-timeout"));
     }
 
     #[test]

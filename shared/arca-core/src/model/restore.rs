@@ -46,6 +46,10 @@ pub struct RestoreSpec {
     pub existing_resource_policy: ExistingResourcePolicy,
     #[serde(default = "yes")]
     pub restore_pvs: bool,
+    /// Commands run in the restored workloads' Pods once they are Ready (besides those
+    /// their Pod templates ask for by annotation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::model::hooks::RestoreHook>,
 }
 
 fn yes() -> bool {
@@ -66,6 +70,7 @@ impl RestoreSpec {
             storage_class_map: BTreeMap::new(),
             existing_resource_policy: ExistingResourcePolicy::default(),
             restore_pvs: true,
+            hooks: Vec::new(),
         }
     }
 
@@ -94,6 +99,7 @@ impl RestoreSpec {
             validate::dns_subdomain(&format!("storageClassMap.{from}"), from)?;
             validate::dns_subdomain(&format!("storageClassMap.{from}"), to)?;
         }
+        crate::model::hooks::validate_restore_hooks("hooks", &self.hooks)?;
         Ok(self)
     }
 
