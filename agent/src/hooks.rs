@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use arca_core::model::backup::Selection;
 use arca_core::model::hooks::{
-    BackupHook, HookCommand, HookOutcome, HookPhase, HookResult, MAX_HOOK_OUTPUT, OnError, annotation_hooks,
-    restore_annotation_hook, tail_bytes,
+    AnnotationHooks, BackupHook, HookCommand, HookOutcome, HookPhase, HookResult, MAX_HOOK_OUTPUT, OnError,
+    RestoreAnnotationHook, annotation_hooks, restore_annotation_hook, tail_bytes,
 };
 use arca_core::model::restore::RestoreSpec;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -91,8 +91,10 @@ pub fn plan(definition_hooks: &[BackupHook], selection: &Selection, pods: &[Pod]
         if matches(&labels, &selection.labels) {
             let annotations = pod.metadata.annotations.clone().unwrap_or_default();
             match annotation_hooks(&annotations) {
-                Ok((_, None, None)) => {}
-                Ok((container, pre, post)) => {
+                Ok(AnnotationHooks {
+                    pre: None, post: None, ..
+                }) => {}
+                Ok(AnnotationHooks { container, pre, post }) => {
                     let container = container.unwrap_or_else(|| first_container.clone());
                     wanted.push((ANNOTATIONS.to_owned(), container, pre, post));
                 }
@@ -281,7 +283,11 @@ pub fn restore_plan(spec: &RestoreSpec, workloads: &[Workload]) -> (Vec<RestoreS
             }
         }
         match restore_annotation_hook(&workload.annotations) {
-            Ok(Some((container, command, wait))) => steps.push(RestoreStep {
+            Ok(Some(RestoreAnnotationHook {
+                container,
+                command,
+                wait,
+            })) => steps.push(RestoreStep {
                 source: ANNOTATIONS.to_owned(),
                 workload: workload.clone(),
                 container,

@@ -360,12 +360,22 @@ pub fn validate_restore_hooks(field: &str, hooks: &[RestoreHook]) -> Result<()> 
     Ok(())
 }
 
+/// What a Pod template's restore hook annotations ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreAnnotationHook {
+    /// `None`: the Pod's first container.
+    pub container: Option<String>,
+    pub command: HookCommand,
+    /// How long to wait for the Pods to be Ready.
+    pub wait: Duration,
+}
+
 /// A restore hook asked for by annotations on a workload's Pod template (Velero's
-/// `post.hook.restore.velero.io/…`, or the same under `hook.restore.arca.dev`):
-/// `(container, command, wait)`; `None` when the Pod asks for none.
+/// `post.hook.restore.velero.io/…`, or the same under `hook.restore.arca.dev`); `None`
+/// when the Pod asks for none.
 pub fn restore_annotation_hook(
     annotations: &BTreeMap<String, String>,
-) -> std::result::Result<Option<(Option<String>, HookCommand, Duration)>, String> {
+) -> std::result::Result<Option<RestoreAnnotationHook>, String> {
     let get = |key: &str| {
         ["post.hook.restore.velero.io", "post.hook.restore.arca.dev"]
             .iter()
@@ -392,25 +402,31 @@ pub fn restore_annotation_hook(
         Some((name, v)) => return Err(format!("annotation {name}: {v:?} is neither Continue nor Fail")),
     };
     let container = get("container").map(|(_, c)| c).filter(|c| !c.is_empty());
-    Ok(Some((
+    Ok(Some(RestoreAnnotationHook {
         container,
-        HookCommand {
+        command: HookCommand {
             argv,
             timeout,
             on_error,
         },
         wait,
-    )))
+    }))
 }
 
 /// The prefixes of the hook annotations, weakest first (a key under a later one wins).
 pub const ANNOTATION_DOMAINS: [&str; 2] = ["hook.backup.velero.io", "hook.backup.arca.dev"];
 
-/// The hooks a Pod's annotations ask for: `(container, pre, post)`, the container
-/// `None` for the Pod's first. `Err` names the annotation that cannot be read.
-pub fn annotation_hooks(
-    annotations: &BTreeMap<String, String>,
-) -> std::result::Result<(Option<String>, Option<HookCommand>, Option<HookCommand>), String> {
+/// What a Pod's backup hook annotations ask for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnnotationHooks {
+    /// `None`: the Pod's first container.
+    pub container: Option<String>,
+    pub pre: Option<HookCommand>,
+    pub post: Option<HookCommand>,
+}
+
+/// The hooks a Pod's annotations ask for. `Err` names the annotation that cannot be read.
+pub fn annotation_hooks(annotations: &BTreeMap<String, String>) -> std::result::Result<AnnotationHooks, String> {
     let get = |phase: &str, key: &str| {
         ANNOTATION_DOMAINS.iter().rev().find_map(|domain| {
             let name = format!("{phase}.{domain}/{key}");
@@ -447,7 +463,7 @@ pub fn annotation_hooks(
         });
     }
     let [pre, post] = commands;
-    Ok((container, pre, post))
+    Ok(AnnotationHooks { container, pre, post })
 }
 
 /// Velero's command annotation: a JSON array of arguments, or one program name.
@@ -707,7 +723,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let (container, pre, post) = annotation_hooks(&annotations).unwrap();
+        let AnnotationHooks { container, pre, post } = annotation_hooks(&annotations).unwrap();
         assert_eq!(container.as_deref(), Some("db"));
         let pre = pre.unwrap();
         assert_eq!(pre.argv, ["/bin/sh", "-c", "sync"]);
@@ -719,7 +735,7 @@ mod tests {
         assert_eq!(post.timeout, Duration::from_secs(30));
         assert_eq!(
             annotation_hooks(&BTreeMap::new()).unwrap(),
-            (None, None, None),
+            AnnotationHooks::default(),
             "no annotation, no hook"
         );
     }
@@ -760,7 +776,11 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let (container, command, wait) = restore_annotation_hook(&annotations).unwrap().unwrap();
+        let RestoreAnnotationHook {
+            container,
+            command,
+            wait,
+        } = restore_annotation_hook(&annotations).unwrap().unwrap();
         assert_eq!(container.as_deref(), Some("db"));
         assert_eq!(command.argv, ["/bin/sh", "-c", "reindex"]);
         assert_eq!(command.timeout, Duration::from_secs(120));
