@@ -316,52 +316,38 @@ pub async fn restored_workloads(client: &Client, items: &[ItemResult]) -> Vec<Wo
         let template = |spec: Option<(LabelSelector, PodTemplateSpec)>| {
             spec.map(|(selector, template)| {
                 let meta = template.metadata.unwrap_or_default();
-                (
-                    Selector::Labels(selector.match_labels.unwrap_or_default()),
-                    meta.labels.unwrap_or_default(),
-                    meta.annotations.unwrap_or_default(),
-                )
+                let labels = meta.labels.unwrap_or_default();
+                // A selector of expressions only: the template's labels find the Pods.
+                let select = selector
+                    .match_labels
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| labels.clone());
+                (Selector::Labels(select), labels, meta.annotations.unwrap_or_default())
             })
         };
+        let (ns, name) = (namespace.as_str(), item.name.as_str());
         let found = match item.resource.as_str() {
-            "deployments.apps" => Api::<Deployment>::namespaced(client.clone(), namespace)
-                .get_opt(&item.name)
+            "deployments.apps" => live::<Deployment>(client, ns, name)
                 .await
-                .ok()
-                .flatten()
                 .and_then(|d| template(d.spec.map(|s| (s.selector, s.template)))),
-            "statefulsets.apps" => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .get_opt(&item.name)
+            "statefulsets.apps" => live::<StatefulSet>(client, ns, name)
                 .await
-                .ok()
-                .flatten()
                 .and_then(|d| template(d.spec.map(|s| (s.selector, s.template)))),
-            "daemonsets.apps" => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-                .get_opt(&item.name)
+            "daemonsets.apps" => live::<DaemonSet>(client, ns, name)
                 .await
-                .ok()
-                .flatten()
                 .and_then(|d| template(d.spec.map(|s| (s.selector, s.template)))),
-            "replicasets.apps" => Api::<ReplicaSet>::namespaced(client.clone(), namespace)
-                .get_opt(&item.name)
+            // A Deployment's ReplicaSet: its Deployment's hooks run in those Pods.
+            "replicasets.apps" => live::<ReplicaSet>(client, ns, name)
                 .await
-                .ok()
-                .flatten()
-                // A Deployment's ReplicaSet: its Deployment's hooks run in those Pods.
                 .filter(|r| r.metadata.owner_references.as_ref().is_none_or(Vec::is_empty))
                 .and_then(|d| template(d.spec.and_then(|s| s.template.map(|t| (s.selector, t))))),
-            _ => Api::<Pod>::namespaced(client.clone(), namespace)
-                .get_opt(&item.name)
-                .await
-                .ok()
-                .flatten()
-                .map(|p| {
-                    (
-                        Selector::Pod(item.name.clone()),
-                        p.metadata.labels.unwrap_or_default(),
-                        p.metadata.annotations.unwrap_or_default(),
-                    )
-                }),
+            _ => live::<Pod>(client, ns, name).await.map(|p| {
+                (
+                    Selector::Pod(item.name.clone()),
+                    p.metadata.labels.unwrap_or_default(),
+                    p.metadata.annotations.unwrap_or_default(),
+                )
+            }),
         };
         if let Some((selector, labels, annotations)) = found {
             out.push(Workload {
@@ -374,6 +360,21 @@ pub async fn restored_workloads(client: &Client, items: &[ItemResult]) -> Vec<Wo
         }
     }
     out
+}
+
+/// The object as it is in the cluster now (`None`: gone, or unreadable).
+async fn live<K>(client: &Client, namespace: &str, name: &str) -> Option<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Runs each step once its workload's Pods are Ready (all of them, at least one), in
@@ -473,11 +474,12 @@ fn pod_ready(pod: &Pod) -> bool {
 /// Runs one command through the exec API within its time limit.
 async fn run(client: &Client, hook: &PodHook, phase: HookPhase, command: &HookCommand) -> HookOutcome {
     let started = Instant::now();
-    let (result, exit_code, output) = match tokio::time::timeout(command.timeout, exec(client, hook, command)).await {
-        Ok(Ok((0, output))) => (HookResult::Succeeded, Some(0), output),
-        Ok(Ok((code, output))) => (HookResult::Failed, Some(code), output),
-        Ok(Err(why)) => (HookResult::Failed, None, why),
-        Err(_) => (
+    let deadline = tokio::time::Instant::now() + command.timeout;
+    let (result, exit_code, output) = match exec(client, hook, command, deadline).await {
+        Ran::Exited(0, output) => (HookResult::Succeeded, Some(0), output),
+        Ran::Exited(code, output) => (HookResult::Failed, Some(code), output),
+        Ran::NotRun(why) => (HookResult::Failed, None, why),
+        Ran::TimedOut => (
             HookResult::TimedOut,
             None,
             format!(
@@ -520,30 +522,50 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-/// Exit code and the end of the output (stdout, then stderr), or why it did not run.
-async fn exec(client: &Client, hook: &PodHook, command: &HookCommand) -> Result<(i32, String), String> {
+/// How an exec ended.
+enum Ran {
+    /// Exit code and the end of the output (stdout, then stderr).
+    Exited(i32, String),
+    /// Why it could not run (no such container or program, exec refused).
+    NotRun(String),
+    TimedOut,
+}
+
+/// Runs `command` in the hook's container until `deadline`; past it, the exec stream is
+/// closed (its reader task aborted, so a command that never ends costs the agent
+/// nothing) while the command itself may go on in the container.
+async fn exec(client: &Client, hook: &PodHook, command: &HookCommand, deadline: tokio::time::Instant) -> Ran {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &hook.namespace);
     let params = AttachParams::default()
         .container(hook.container.clone())
         .stdin(false)
         .stdout(true)
         .stderr(true);
-    let mut process = pods
-        .exec(&hook.pod, command.argv.clone(), &params)
-        .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 403 => format!(
+    let mut process = match tokio::time::timeout_at(deadline, pods.exec(&hook.pod, command.argv.clone(), &params)).await
+    {
+        Err(_) => return Ran::TimedOut,
+        Ok(Err(kube::Error::Api(s))) if s.code == 403 => {
+            return Ran::NotRun(format!(
                 "the agent may not exec in Pods here (RBAC: create pods/exec; the install's hooks option): {}",
                 s.message
-            ),
-            e => format!("starting the command: {e}"),
-        })?;
-    let status = process.take_status();
-    let (stdout, stderr) = (process.stdout(), process.stderr());
-    let (out, err) = tokio::join!(read_tail(stdout), read_tail(stderr));
-    let status = match status {
-        Some(s) => s.await,
-        None => None,
+            ));
+        }
+        Ok(Err(e)) => return Ran::NotRun(format!("starting the command: {e}")),
+        Ok(Ok(p)) => p,
+    };
+    let (status, stdout, stderr) = (process.take_status(), process.stdout(), process.stderr());
+    let collected = tokio::time::timeout_at(deadline, async move {
+        let (out, err) = tokio::join!(read_tail(stdout), read_tail(stderr));
+        let status = match status {
+            Some(s) => s.await,
+            None => None,
+        };
+        (out, err, status)
+    })
+    .await;
+    let Ok((out, err, status)) = collected else {
+        process.abort();
+        return Ran::TimedOut;
     };
     let _ = process.join().await;
     let mut output = out;
@@ -555,12 +577,12 @@ async fn exec(client: &Client, hook: &PodHook, command: &HookCommand) -> Result<
     }
     let output = tail_bytes(&output, MAX_HOOK_OUTPUT);
     let Some(status) = status else {
-        return Err(format!(
+        return Ran::NotRun(format!(
             "the exec stream ended without an exit status; output: {output}"
         ));
     };
     if status.status.as_deref() == Some("Success") {
-        return Ok((0, output));
+        return Ran::Exited(0, output);
     }
     // A non-zero exit is a Failure whose details carry the code ("NonZeroExitCode").
     let code = status
@@ -571,15 +593,10 @@ async fn exec(client: &Client, hook: &PodHook, command: &HookCommand) -> Result<
         .and_then(|c| c.message.as_deref())
         .and_then(|m| m.parse::<i32>().ok());
     match code {
-        Some(code) => Ok((code, output)),
+        Some(code) => Ran::Exited(code, output),
         // Not started: no such container, no such program.
-        None => Err(format!("{}{}", status.message.unwrap_or_default(), {
-            if output.is_empty() {
-                String::new()
-            } else {
-                format!("; output: {output}")
-            }
-        })),
+        None if output.is_empty() => Ran::NotRun(status.message.unwrap_or_default()),
+        None => Ran::NotRun(format!("{}; output: {output}", status.message.unwrap_or_default())),
     }
 }
 

@@ -157,9 +157,9 @@ async fn the_rendered_manifest_applies_to_a_real_apiserver_and_uninstalls_by_lab
         .skip(1)
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    // Namespace, ServiceAccount, backup and restore ClusterRole(Binding)s, the movers'
-    // Role(Binding), Secret, Deployment.
-    assert_eq!(manifest.len(), 10);
+    // Namespace, ServiceAccount, backup, hooks and restore ClusterRole(Binding)s, the
+    // movers' Role(Binding), Secret, Deployment.
+    assert_eq!(manifest.len(), 12);
 
     // kubectl itself reads the stream (JSON documents are YAML), when it is installed.
     let file = dir.path().join("agent.yaml");
@@ -173,7 +173,7 @@ async fn the_rendered_manifest_applies_to_a_real_apiserver_and_uninstalls_by_lab
         Ok(out) => {
             let names = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "{names} {}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(names.lines().count(), 10, "{names}");
+            assert_eq!(names.lines().count(), 12, "{names}");
             assert!(names.contains("deployment.apps/arca-agent"), "{names}");
         }
         Err(e) => eprintln!("kubectl not runnable ({e}): the stream is checked by the API client only"),

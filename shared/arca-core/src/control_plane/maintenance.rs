@@ -270,13 +270,7 @@ impl ControlPlane {
     pub async fn destination_maintenance(&self, p: &Principal, id: &DestinationId) -> Result<DestinationMaintenance> {
         p.require(Operation::DestinationMaintenance)?;
         self.store.get::<Destination>(&p.org_id, id).await?;
-        let repositories: Vec<RepositoryUpkeep> = self
-            .store
-            .list_all::<RepositoryUpkeep>(&p.org_id)
-            .await?
-            .into_iter()
-            .filter(|u| u.repository.destination_id == *id)
-            .collect();
+        let repositories: Vec<RepositoryUpkeep> = self.store.upkeeps_in(&p.org_id, id).await?;
         Ok(DestinationMaintenance {
             destination_id: *id,
             bytes_freed_total: repositories.iter().map(|u| u.bytes_freed_total).sum(),

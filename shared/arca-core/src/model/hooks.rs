@@ -257,15 +257,25 @@ fn command(field: &str, argv: &[String]) -> Result<()> {
 
 /// A definition's hooks: each valid, names unique, at most [`MAX_HOOKS`].
 pub fn validate_hooks(field: &str, hooks: &[BackupHook]) -> Result<()> {
+    validate_list(field, hooks, |h| &h.name, BackupHook::validate)
+}
+
+/// Hooks of either kind: at most [`MAX_HOOKS`], each valid, their names unique.
+fn validate_list<H>(
+    field: &str,
+    hooks: &[H],
+    name: impl Fn(&H) -> &String,
+    validate: impl Fn(&H, &str) -> Result<()>,
+) -> Result<()> {
     if hooks.len() > MAX_HOOKS {
         return Err(Error::invalid(field, format!("at most {MAX_HOOKS} hooks")));
     }
     for (i, hook) in hooks.iter().enumerate() {
-        hook.validate(&format!("{field}[{i}]"))?;
-        if hooks[..i].iter().any(|h| h.name == hook.name) {
+        validate(hook, &format!("{field}[{i}]"))?;
+        if hooks[..i].iter().any(|h| name(h) == name(hook)) {
             return Err(Error::invalid(
                 format!("{field}[{i}].name"),
-                format!("{:?} names another hook too", hook.name),
+                format!("{:?} names another hook too", name(hook)),
             ));
         }
     }
@@ -345,19 +355,7 @@ impl RestoreHook {
 
 /// A restore's hooks: each valid, names unique, at most [`MAX_HOOKS`].
 pub fn validate_restore_hooks(field: &str, hooks: &[RestoreHook]) -> Result<()> {
-    if hooks.len() > MAX_HOOKS {
-        return Err(Error::invalid(field, format!("at most {MAX_HOOKS} hooks")));
-    }
-    for (i, hook) in hooks.iter().enumerate() {
-        hook.validate(&format!("{field}[{i}]"))?;
-        if hooks[..i].iter().any(|h| h.name == hook.name) {
-            return Err(Error::invalid(
-                format!("{field}[{i}].name"),
-                format!("{:?} names another hook too", hook.name),
-            ));
-        }
-    }
-    Ok(())
+    validate_list(field, hooks, |h| &h.name, RestoreHook::validate)
 }
 
 /// What a Pod template's restore hook annotations ask for.
@@ -395,12 +393,7 @@ pub fn restore_annotation_hook(
     };
     let timeout = duration("exec-timeout", DEFAULT_TIMEOUT_SECONDS)?;
     let wait = duration("wait-timeout", DEFAULT_WAIT_SECONDS)?;
-    let on_error = match get("on-error") {
-        None => OnError::Fail,
-        Some((_, v)) if v.eq_ignore_ascii_case("fail") => OnError::Fail,
-        Some((_, v)) if v.eq_ignore_ascii_case("continue") => OnError::Continue,
-        Some((name, v)) => return Err(format!("annotation {name}: {v:?} is neither Continue nor Fail")),
-    };
+    let on_error = on_error_annotation(get("on-error"))?;
     let container = get("container").map(|(_, c)| c).filter(|c| !c.is_empty());
     Ok(Some(RestoreAnnotationHook {
         container,
@@ -444,12 +437,7 @@ pub fn annotation_hooks(annotations: &BTreeMap<String, String>) -> std::result::
             Some((name, t)) => parse_duration(&t).map_err(|e| format!("annotation {name}: {e}"))?,
             None => Duration::from_secs(u64::from(DEFAULT_TIMEOUT_SECONDS)),
         };
-        let on_error = match get(phase, "on-error") {
-            None => OnError::Fail,
-            Some((_, v)) if v.eq_ignore_ascii_case("fail") => OnError::Fail,
-            Some((_, v)) if v.eq_ignore_ascii_case("continue") => OnError::Continue,
-            Some((name, v)) => return Err(format!("annotation {name}: {v:?} is neither Continue nor Fail")),
-        };
+        let on_error = on_error_annotation(get(phase, "on-error"))?;
         if let Some((_, c)) = get(phase, "container")
             && !c.is_empty()
         {
@@ -464,6 +452,16 @@ pub fn annotation_hooks(annotations: &BTreeMap<String, String>) -> std::result::
     }
     let [pre, post] = commands;
     Ok(AnnotationHooks { container, pre, post })
+}
+
+/// An `on-error` annotation (its name and value): `Fail` (also when absent) or `Continue`.
+fn on_error_annotation(annotation: Option<(String, String)>) -> std::result::Result<OnError, String> {
+    match annotation {
+        None => Ok(OnError::Fail),
+        Some((_, v)) if v.eq_ignore_ascii_case("fail") => Ok(OnError::Fail),
+        Some((_, v)) if v.eq_ignore_ascii_case("continue") => Ok(OnError::Continue),
+        Some((name, v)) => Err(format!("annotation {name}: {v:?} is neither Continue nor Fail")),
+    }
 }
 
 /// Velero's command annotation: a JSON array of arguments, or one program name.

@@ -277,6 +277,11 @@ pub fn upkeep_sk(key: &crate::model::maintenance::RepositoryKey) -> String {
     format!("{UPKEEP_SK_PREFIX}{}#{}", key.destination_id, key.cluster_id)
 }
 
+/// The prefix of [`upkeep_sk`] shared by one destination's repositories.
+pub fn upkeep_destination_prefix(destination: &crate::ids::DestinationId) -> String {
+    format!("{UPKEEP_SK_PREFIX}{destination}#")
+}
+
 pub fn upkeep_due_gsi2(org: &OrgId, key: &crate::model::maintenance::RepositoryKey, due: DateTime<Utc>) -> IndexKey {
     IndexKey {
         pk: GSI2_UPKEEP_DUE_PK.to_string(),
@@ -297,6 +302,24 @@ pub fn recovery_point_expiry_bound(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destinations_upkeep_prefix_holds_its_repositories_only() {
+        use crate::ids::{ClusterId, DestinationId};
+        use crate::model::maintenance::RepositoryKey;
+        let (one, other) = (DestinationId::new(), DestinationId::new());
+        let key = |destination_id| RepositoryKey {
+            destination_id,
+            cluster_id: ClusterId::new(),
+        };
+        let prefix = upkeep_destination_prefix(&one);
+        assert!(upkeep_sk(&key(one)).starts_with(&prefix));
+        assert!(!upkeep_sk(&key(other)).starts_with(&prefix));
+        assert!(
+            prefix.ends_with('#'),
+            "no destination id is a prefix of another's key: {prefix}"
+        );
+    }
 
     #[test]
     fn key_shapes_are_exactly_these() {

@@ -265,6 +265,17 @@ impl Store {
         self.all_with_prefix(org, T::SK_PREFIX).await
     }
 
+    /// The upkeep of every cluster repository in one destination: a prefix of the
+    /// upkeeps' keys, so it costs what the destination holds, not what the org holds.
+    pub async fn upkeeps_in(
+        &self,
+        org: &OrgId,
+        destination: &crate::ids::DestinationId,
+    ) -> Result<Vec<crate::model::maintenance::RepositoryUpkeep>> {
+        self.all_with_prefix(org, &keys::upkeep_destination_prefix(destination))
+            .await
+    }
+
     /// Every record of a kind in an org whose sort key starts with `prefix`.
     async fn all_with_prefix<T: Record>(&self, org: &OrgId, prefix: &str) -> Result<Vec<T>> {
         let mut out = Vec::new();
