@@ -817,7 +817,8 @@ fn with_hooks(outcome: &mut Outcome, hooks: Vec<HookOutcome>) {
         details.warning_count += tolerated.len() as u64;
         details.errors.extend(failing.iter().map(|h| issue(h)));
         details.error_count += failing.len() as u64;
-        details.hooks = hooks.iter().cloned().map(HookOutcome::bounded).collect();
+        details.hooks = hooks.clone();
+        // Bounded again with what was added (the hooks' outcomes are bounded each).
         result.details = std::mem::take(details).bounded();
         if let Some(counters) = &mut outcome.counters {
             counters.warnings += tolerated.len() as u64;

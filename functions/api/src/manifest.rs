@@ -189,6 +189,27 @@ fn restore_rules(kinds: &[RestoreKind]) -> Value {
     Value::Array(rules)
 }
 
+/// A `ClusterRole` or (in the agent's namespace) `Role` named `name`, and its binding to
+/// the agent's ServiceAccount.
+fn role_with_binding(kind: &str, name: &str, rules: Value) -> [Value; 2] {
+    let namespaced = kind == "Role";
+    [
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": kind,
+            "metadata": metadata(name, namespaced, "rbac"),
+            "rules": rules,
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": format!("{kind}Binding"),
+            "metadata": metadata(name, namespaced, "rbac"),
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name },
+            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
+        }),
+    ]
+}
+
 /// The objects, in apply order (the namespace before what lives in it).
 pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
     let selector = json!({ PART_OF_LABEL: PART_OF, "app.kubernetes.io/name": NAME });
@@ -203,67 +224,23 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
             "kind": "ServiceAccount",
             "metadata": metadata(NAME, true, "agent"),
         }),
-        // Backups: read every kind (including CRDs nobody knows in advance), write only
-        // volume snapshots (see `backup_rules`).
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": metadata(NAME, false, "rbac"),
-            "rules": backup_rules(),
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": metadata(NAME, false, "rbac"),
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME },
-            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
-        }),
-        // The movers, in the agent's namespace only.
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": metadata(NAME, true, "rbac"),
-            "rules": mover_rules(),
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": metadata(NAME, true, "rbac"),
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME },
-            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
-        }),
     ];
+    // Backups: read every kind (including CRDs nobody knows in advance), write only
+    // volume snapshots (see `backup_rules`).
+    objects.extend(role_with_binding("ClusterRole", NAME, backup_rules()));
+    // The movers, in the agent's namespace only.
+    objects.extend(role_with_binding("Role", NAME, mover_rules()));
     // Backup hooks: exec in Pods, unless the install leaves it out.
     if !input.rbac.without_hooks {
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": metadata(HOOKS_NAME, false, "rbac"),
-            "rules": hooks_rules(),
-        }));
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": metadata(HOOKS_NAME, false, "rbac"),
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HOOKS_NAME },
-            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
-        }));
+        objects.extend(role_with_binding("ClusterRole", HOOKS_NAME, hooks_rules()));
     }
     // Restores: the write verbs, unless this is a backup-only install.
     if !input.rbac.backup_only {
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": metadata(RESTORE_NAME, false, "rbac"),
-            "rules": restore_rules(&input.rbac.restore_kinds),
-        }));
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": metadata(RESTORE_NAME, false, "rbac"),
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RESTORE_NAME },
-            "subjects": [{ "kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE }],
-        }));
+        objects.extend(role_with_binding(
+            "ClusterRole",
+            RESTORE_NAME,
+            restore_rules(&input.rbac.restore_kinds),
+        ));
     }
     objects.extend([
         json!({
