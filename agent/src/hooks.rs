@@ -177,10 +177,6 @@ impl Hooks {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.plan.is_empty()
-    }
-
     /// Every pre hook, in order; stops at the first that fails with `onError: fail`
     /// (that one's post hook still runs: it undoes whatever the pre hook got to do).
     pub async fn before(&mut self) -> Result<(), Stop> {
@@ -199,27 +195,15 @@ impl Hooks {
         Ok(())
     }
 
-    /// The post hooks of the Pods whose pre hook ran, last first. Returns the first
-    /// failure with `onError: fail` (every post hook runs regardless).
-    pub async fn after(&mut self) -> Result<(), Stop> {
-        let mut first_failure = None;
+    /// The post hooks of the Pods whose pre hook ran, last first, every one whatever
+    /// the others did (their failures are in [`Hooks::outcomes`]).
+    pub async fn after(&mut self) {
         for hook in self.plan[..self.started].iter().rev() {
             let Some(command) = &hook.post else { continue };
             let outcome = run(&self.client, hook, HookPhase::Post, command).await;
-            if !outcome.succeeded() && command.on_error == OnError::Fail && first_failure.is_none() {
-                first_failure = Some(Stop(outcome.line()));
-            }
             self.outcomes.push(outcome);
         }
         self.started = 0;
-        first_failure.map_or(Ok(()), Err)
-    }
-
-    /// Whether a hook failed whose rule is `continue` (the backup ends PARTIAL).
-    pub fn any_tolerated_failure(&self) -> bool {
-        self.outcomes
-            .iter()
-            .any(|o| !o.succeeded() && o.on_error == OnError::Continue)
     }
 }
 

@@ -325,14 +325,14 @@ impl ResourceRunner {
             hooks = Hooks::new(self.kube.clone(), plan.hooks);
         }
         if let Err(hooks::Stop(why)) = hooks.before().await {
-            let _ = hooks.after().await;
+            hooks.after().await;
             let mut out = failed(format!("a pre hook failed, so nothing was snapshotted: {why}"));
             out.messages.extend(hook_notes);
             out.messages.extend(hooks.outcomes.iter().map(|o| o.line()));
             return out;
         }
         let volumes = if pv_mode == PvMode::None || claims.is_empty() {
-            let _ = hooks.after().await;
+            hooks.after().await;
             VolumesOutcome::default()
         } else {
             let repo = if pv_mode == PvMode::SnapshotAndCopy {
@@ -359,7 +359,7 @@ impl ResourceRunner {
             let (k, o, r) = (kube.clone(), opts.clone(), request.clone());
             let snapshots = spawned(async move { volumes::backup::snapshot(&k, &o, &r).await }).await;
             // Released as soon as the snapshots are taken (or failed), before any copy.
-            let _ = hooks.after().await;
+            hooks.after().await;
             let snapshots = match snapshots {
                 Ok(s) => s,
                 Err(e) => return failed(e),
