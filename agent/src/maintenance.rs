@@ -36,13 +36,14 @@ pub async fn run(
         Ok(r) => {
             messages.push(format!(
                 "resource archives: {} archive(s) reference {} pack(s); {} pack(s) condemned, {} deleted ({} bytes), \
-                 {} spared, {} marker(s) waiting for the grace period",
+                 {} spared, {} still under Object Lock, {} marker(s) waiting for the grace period",
                 r.archives,
                 r.live_packs,
                 r.packs_condemned,
                 r.packs_deleted,
                 r.bytes_deleted,
                 r.packs_spared,
+                r.packs_locked,
                 r.markers_pending
             ));
             result.bytes_freed += r.bytes_deleted;
@@ -58,19 +59,27 @@ pub async fn run(
         Ok(Some(repository)) => {
             let options = GcOptions {
                 grace,
-                ..GcOptions::default()
+                // Immutable: a repacked pack's space comes back only when its lock ends,
+                // so repacking would pay writes for nothing until then.
+                repack_below: if access.object_lock.is_some() {
+                    0.0
+                } else {
+                    GcOptions::default().repack_below
+                },
             };
             match arca_repo::gc(&repository, &options).await {
                 Ok(r) => {
                     messages.push(format!(
                         "volume repository: {} live blob(s); {} pack(s) condemned, {} repacked, {} deleted ({} bytes), \
-                         {} spared, {} marker(s) waiting for the grace period, {} stale upload(s) aborted",
+                         {} spared, {} still under Object Lock, {} marker(s) waiting for the grace period, {} stale \
+                         upload(s) aborted",
                         r.live_blobs,
                         r.packs_condemned,
                         r.packs_repacked,
                         r.packs_deleted,
                         r.bytes_deleted,
                         r.packs_spared,
+                        r.packs_locked,
                         r.markers_pending,
                         r.uploads_aborted
                     ));

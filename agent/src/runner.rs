@@ -25,10 +25,11 @@ use std::time::Duration;
 use arca_core::model::agent::{AgentJob, BackupResult, ProgressReport, RestoreResultsBatch};
 use arca_core::model::backup::PvMode;
 use arca_core::model::cloud::ebs::EbsVolumeRef;
+use arca_core::model::destination::BucketLock;
 use arca_core::model::hooks::{HookOutcome, OnError};
 use arca_core::model::job::{JobCounters, JobState, JobType};
 use arca_core::model::layout;
-use arca_core::model::recovery::{BackupDetails, ResourceIssue};
+use arca_core::model::recovery::{BackupDetails, PointLock, ResourceIssue};
 use arca_core::model::restore::{MAX_OBJECTS_PER_BATCH, ObjectOutcome, RestoreObjectResult};
 use arca_core::ports::ObjectStore;
 use arca_core::ports::credentials::DestinationAccess;
@@ -241,7 +242,9 @@ impl ResourceRunner {
         prefix: &str,
     ) -> Result<ObjectStoreArchive, String> {
         let key = self.key.bytes(access)?;
-        ObjectStoreArchive::new(store, prefix, &key).map_err(|e| format!("opening the archive: {e}"))
+        Ok(ObjectStoreArchive::new(store, prefix, &key)
+            .map_err(|e| format!("opening the archive: {e}"))?
+            .with_retention(access.object_lock.and_then(|l| l.retain_until)))
     }
 
     async fn backup(&self, job: &AgentJob, client: &AgentClient) -> Outcome {
@@ -250,6 +253,10 @@ impl ResourceRunner {
         };
         let (store, access) = match self.destination(job, client).await {
             Ok(d) => d,
+            Err(e) => return failed(e),
+        };
+        let bucket_lock = match bucket_lock(store.as_ref(), &access).await {
+            Ok(found) => found,
             Err(e) => return failed(e),
         };
         let prefix = archive_prefix(&access);
@@ -370,6 +377,15 @@ impl ResourceRunner {
             }
         };
         let mut outcome = backup_outcome(pv_mode, &prefix, &report, ebs, &volumes);
+        if let Some(result) = outcome.backup.as_mut() {
+            result.bucket_lock = bucket_lock;
+            result.object_lock = access.object_lock.and_then(|lock| {
+                lock.retain_until.map(|retain_until| PointLock {
+                    mode: lock.mode,
+                    retain_until,
+                })
+            });
+        }
         push_capped(&mut outcome.messages, problems, "PV lookups");
         push_capped(&mut outcome.messages, hook_notes, "hook notes");
         with_hooks(&mut outcome, hooks.outcomes);
@@ -783,9 +799,33 @@ fn backup_outcome(
             copy_bytes: volumes.copy_bytes(),
             details: details.bounded(),
             ebs_volumes: ebs,
+            // Set by the caller, which knows the job's access.
+            object_lock: None,
+            bucket_lock: None,
         }),
         maintenance: None,
         messages,
+    }
+}
+
+/// The destination bucket's Object Lock configuration, for the destination to show. An
+/// immutable destination whose bucket has none (or whose configuration cannot be read)
+/// fails the backup before anything is written: nothing written there would be retained.
+async fn bucket_lock(store: &dyn ObjectStore, access: &DestinationAccess) -> Result<Option<BucketLock>, String> {
+    let immutable = access.object_lock.is_some();
+    match store.lock_configuration().await {
+        Ok(Some(found)) if immutable && !found.enabled => Err(
+            "the destination is immutable, but its bucket has no Object Lock: S3 enables it only when a bucket is \
+             created, so point the destination at a bucket created with Object Lock"
+                .into(),
+        ),
+        Ok(found) => Ok(found),
+        Err(e) if immutable => Err(format!(
+            "reading the destination bucket's Object Lock configuration (the agent needs \
+             s3:GetBucketObjectLockConfiguration): {e}"
+        )),
+        // Only shown on the destination: a backup that locks nothing does not need it.
+        Err(_) => Ok(None),
     }
 }
 
@@ -1202,6 +1242,7 @@ mod tests {
             archive_key,
             key_id: None,
             earlier_keys: Vec::new(),
+            object_lock: None,
         };
         let ring = arca_core::model::archive_key::ArchiveKeyring::new(
             arca_core::model::archive_key::ArchiveMasterKey::from_bytes([3; 32]),

@@ -51,6 +51,7 @@ async fn maintenance_frees_what_only_deleted_points_held_in_both_repositories() 
         archive_key: None,
         key_id: None,
         earlier_keys: Vec::new(),
+        object_lock: None,
     };
     let key = [5u8; 32];
 

@@ -409,6 +409,10 @@ pub enum RecoveryPointsCmd {
     Aws {
         recovery_point: String,
     },
+    /// Deletes a point before its expiry (refused while S3 Object Lock retains it).
+    Delete {
+        recovery_point: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -537,6 +541,16 @@ pub struct DestinationCreate {
     pub arca_managed: bool,
     #[arg(long)]
     pub region: Option<String>,
+    /// Immutable backups: S3 Object Lock in this mode (the bucket must have Object Lock).
+    #[arg(long, value_enum)]
+    pub object_lock: Option<LockModeArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LockModeArg {
+    Governance,
+    Compliance,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,10 @@
 //! exact policy `arca_aws::sts::session_policy` makes (its unit tests pin the documents),
 //! and no credentials for b's prefix at all. Everything written lies under a's prefix.
 //! docs/agent.md says what real AWS adds that moto cannot show.
+//!
+//! The bucket has S3 Object Lock, as the stack makes it with `ManagedStorageObjectLock`:
+//! the point is immutable, every object it reads is retained until its date (moto keeps
+//! and reports retention), and deleting it early is refused.
 
 #![allow(clippy::unwrap_used)]
 
@@ -85,8 +89,16 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     let aws = &nodes.aws;
     let endpoint = aws.endpoint_url.trim_end_matches('/').to_owned();
     let bucket = arca_testenv::unique("arca-managed").to_lowercase();
+    // With Object Lock, as the stack creates it with `ManagedStorageObjectLock`.
     let created = Command::new("curl")
-        .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "x-amz-bucket-object-lock-enabled: true",
+            &format!("{endpoint}/{bucket}"),
+        ])
         .status()
         .unwrap();
     assert!(created.success(), "creating bucket {bucket} on moto");
@@ -101,6 +113,7 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
             ("ARCA_MANAGED_REGION", "us-east-1"),
             ("ARCA_MANAGED_PREFIX", PREFIX),
             ("ARCA_MANAGED_ENDPOINT", &pods_endpoint),
+            ("ARCA_MANAGED_OBJECT_LOCK", "GOVERNANCE"),
         ],
     );
     let user = User::new(&url, work.path(), "admin");
@@ -200,6 +213,37 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     );
     assert!(keys.iter().all(|k| k.starts_with(&prefix_a)), "{keys:#?}");
 
+    // ---- immutable: the point records its lock, everything it reads is retained until
+    // then (the archive's packs and manifest, the volume repository's packs, indexes and
+    // snapshot, written by the agent and by the mover Job), and deleting it is refused
+    let rp = user.json(&["recovery-points", "get", &point]);
+    assert_eq!(rp["objectLock"]["mode"], "GOVERNANCE", "{rp:#}");
+    let until: chrono::DateTime<chrono::Utc> = rp["objectLock"]["retainUntil"].as_str().unwrap().parse().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> = rp["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert!(until >= expires + chrono::Duration::hours(24), "{until} vs {expires}");
+    let durable: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            ["/packs/", "/data/", "/index/", "/snapshots/", "/manifest"]
+                .iter()
+                .any(|part| k.contains(part))
+        })
+        .collect();
+    assert!(
+        durable.iter().any(|k| k.contains("/data/")),
+        "the mover's packs: {keys:#?}"
+    );
+    for key in &durable {
+        assert_eq!(retained_until(&endpoint, &bucket, key), Some(until), "{key}");
+    }
+    let refused = common::fails(&user, &["recovery-points", "delete", &point], 1);
+    assert!(
+        refused.contains(&format!("immutable until {}", until.to_rfc3339())),
+        "{refused}"
+    );
+    let dest = user.json(&["destinations", "get", "managed"]);
+    assert_eq!(dest["bucketLock"]["enabled"], true, "what the agent found: {dest:#}");
+
     // ---- and cluster b has the application back, bytes and all
     let settings = b.json(&["get", "configmap", "settings", "-n", &namespace, "-o", "json"]);
     assert_eq!(settings["data"], json!({"mode": "managed", "replicas": "3"}));
@@ -211,6 +255,21 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
         &std::fs::read(restored).unwrap()[..data.len()],
         &data,
     );
+}
+
+/// The retain-until date moto holds for `key` (HeadObject's Object Lock header).
+fn retained_until(endpoint: &str, bucket: &str, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let out = Command::new("curl")
+        .args(["-sfI", &format!("{endpoint}/{bucket}/{key}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "HEAD {key}");
+    String::from_utf8(out.stdout).unwrap().lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amz-object-lock-retain-until-date")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
 }
 
 fn b64(s: &str) -> String {

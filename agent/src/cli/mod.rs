@@ -352,6 +352,11 @@ async fn volume_command(cmd: VolumeCommand) -> anyhow::Result<()> {
             job.progress = bar.callback();
             let (id, snapshot) = backup_volume(&repository, job).await?;
             bar.finish();
+            // Immutable destination: what the snapshot reuses is retained as long as it.
+            if let Some(until) = store::object_lock()?.and_then(|l| l.retain_until) {
+                let retained = arca_repo::immutability::retain_snapshot(&repository, &snapshot, until).await?;
+                tracing::info!(packs = retained.checked, extended = retained.extended, until = %until, "snapshot retained");
+            }
             if json {
                 let out = serde_json::json!({ "snapshot": id.to_hex(), "manifest": snapshot });
                 println!("{}", serde_json::to_string_pretty(&out)?);

@@ -34,8 +34,19 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
             .map_err(|e| anyhow::anyhow!("repository URL {url:?}: {e}"))?;
         return Ok(Arc::new(
             arca_aws::S3ObjectStore::new(client, bucket, prefix.trim_end_matches('/'))
-                .with_endpoint(config.endpoint_url()),
+                .with_endpoint(config.endpoint_url())
+                .with_object_lock(object_lock()?),
         ));
     }
     bail!("repository URL {url:?}: expected file:///path or s3://bucket/prefix")
+}
+
+/// The Object Lock a mover was given ([`arca_agent::volumes::mover::OBJECT_LOCK_ENV`]).
+pub fn object_lock() -> anyhow::Result<Option<arca_core::ports::credentials::ObjectLockWrite>> {
+    match std::env::var(arca_agent::volumes::mover::OBJECT_LOCK_ENV) {
+        Ok(json) if !json.is_empty() => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", arca_agent::volumes::mover::OBJECT_LOCK_ENV)),
+        _ => Ok(None),
+    }
 }

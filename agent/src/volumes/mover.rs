@@ -35,6 +35,10 @@ pub const PASSWORD_FILE_ENV: &str = "ARCA_REPO_PASSWORD_FILE";
 /// The environment variable naming the credentials file (`volume …` reads it, again
 /// whenever the credentials near their expiry).
 pub const CREDENTIALS_FILE_ENV: &str = "ARCA_S3_CREDENTIALS_FILE";
+/// The environment variable carrying an immutable destination's Object Lock (the job's
+/// `ObjectLockWrite` as JSON): a backing-up mover writes with it and extends the packs
+/// its snapshot reuses to its date.
+pub const OBJECT_LOCK_ENV: &str = "ARCA_OBJECT_LOCK";
 
 /// The bucket credentials a mover reads from its Secret: the `credential_process` JSON
 /// shape the AWS tools know (`Version` 1), so an operator recognises it.

@@ -74,7 +74,9 @@ pub async fn open_store_at(
                 (None, ..) => {}
             }
             Ok(Arc::new(
-                arca_aws::s3_connection::open_s3_destination(&access.target, prefix, loader).await?,
+                arca_aws::s3_connection::open_s3_destination(&access.target, prefix, loader)
+                    .await?
+                    .with_object_lock(access.object_lock),
             ))
         }
         DestinationTarget::ArcaManaged { .. } => {
@@ -175,6 +177,11 @@ impl Repo {
         if let Some(connection) = S3Connection::of(&self.target) {
             env.extend(connection.env());
         }
+        if let Some(lock) = self.access.object_lock
+            && let Ok(json) = serde_json::to_string(&lock)
+        {
+            env.insert(super::mover::OBJECT_LOCK_ENV.into(), json);
+        }
         env
     }
 
@@ -249,6 +256,7 @@ mod tests {
             archive_key: None,
             key_id: None,
             earlier_keys: Vec::new(),
+            object_lock: None,
         }
     }
 

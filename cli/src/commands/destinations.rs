@@ -18,7 +18,7 @@ pub(super) const DESTINATION: Kind = Kind {
     noun: "destination",
     named: true,
     columns: DESTINATION_COLUMNS,
-    body: &["name", "target"],
+    body: &["name", "target", "objectLock"],
 };
 
 const DESTINATION_COLUMNS: &[Column] = &[
@@ -49,7 +49,15 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
         DestinationsCmd::Get { destination } => show_entity(g, &client, DESTINATION, &destination).await?,
         DestinationsCmd::Create(c) => {
             let name = c.name.clone();
-            let body = json!({ "name": c.name, "target": target(c)? });
+            let mut body = json!({ "name": c.name });
+            if let Some(mode) = c.object_lock {
+                let mode = match mode {
+                    crate::args::LockModeArg::Governance => "GOVERNANCE",
+                    crate::args::LockModeArg::Compliance => "COMPLIANCE",
+                };
+                body["objectLock"] = json!({ "mode": mode });
+            }
+            body["target"] = target(c)?;
             let d = client.post(DESTINATION.path, &body).await?.body;
             done(g.output, &d, format!("destination {name} created ({})", at(&d, "/id")))?;
         }

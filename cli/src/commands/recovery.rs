@@ -6,7 +6,7 @@ use super::backups::BACKUP;
 use super::clusters::CLUSTER;
 use super::jobs::started_job;
 use super::{
-    Kind, connect, emit, entity_path, json_array_file, list_at, list_entities, pairs, resolve, resolve_opt,
+    Kind, connect, done, emit, entity_path, json_array_file, list_at, list_entities, pairs, resolve, resolve_opt,
     show_entity, with_query,
 };
 use crate::CliError;
@@ -40,6 +40,7 @@ const RP_COLUMNS: &[Column] = &[
     Column::at("CREATED", "/createdAt"),
     Column::at("EXPIRES", "/expiresAt"),
     Column::at("LOCKED", "/locked"),
+    Column::at("IMMUTABLE UNTIL", "/objectLock/retainUntil"),
 ];
 
 pub(super) async fn recovery_points(g: &Global, cmd: RecoveryPointsCmd) -> Result<(), CliError> {
@@ -66,6 +67,20 @@ pub(super) async fn recovery_points(g: &Global, cmd: RecoveryPointsCmd) -> Resul
             } else {
                 emit(&render_one(g.output, &found)?);
             }
+        }
+        RecoveryPointsCmd::Delete { recovery_point } => {
+            let answer = client
+                .delete_current_answer(&entity_path(RECOVERY_POINT, &recovery_point), "")
+                .await?
+                .body;
+            done(
+                g.output,
+                &answer,
+                format!(
+                    "recovery point {recovery_point} is being deleted; job {}",
+                    at(&answer, "/jobId")
+                ),
+            )?;
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ use arca_core::model::backup::{BackupDefinitionSpec, PvMode, Selection};
 use arca_core::model::cloud::account::CloudAccountSpec;
 use arca_core::model::cloud::ebs::ClusterAwsLink;
 use arca_core::model::cluster::ClusterSpec;
-use arca_core::model::destination::{DestinationSpec, DestinationTarget};
+use arca_core::model::destination::{DestinationSpec, DestinationTarget, LockMode, ObjectLock};
 use arca_core::model::hooks::{BackupHook, HookTemplate, OnError, RestoreHook};
 use arca_core::model::org::OrgSpec;
 use arca_core::model::policy::Retention;
@@ -184,9 +184,35 @@ mirror!(enum TargetBody => DestinationTarget {
 pub struct DestinationBody {
     pub name: String,
     pub target: TargetBody,
+    /// Immutable backups (S3 Object Lock): every object a backup writes or reuses is
+    /// retained until its recovery point's expiry plus the gc grace period. The bucket
+    /// must have Object Lock enabled; Arca-managed storage has it when the stack was
+    /// deployed with `ManagedStorageObjectLock` (then every managed destination is
+    /// immutable in that mode, unless this says another).
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockBody>,
 }
 
-mirror!(DestinationBody => DestinationSpec { name, target: into });
+mirror!(DestinationBody => DestinationSpec { name, target: into, object_lock: map_into });
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectLockBody {
+    pub mode: LockModeBody,
+}
+
+mirror!(ObjectLockBody => ObjectLock { mode: into });
+
+/// GOVERNANCE: no one without `s3:BypassGovernanceRetention` deletes early (Arca never
+/// has it); COMPLIANCE: no one at all, the AWS account's root included.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LockModeBody {
+    Governance,
+    Compliance,
+}
+
+mirror!(enum LockModeBody => LockMode { Governance, Compliance });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -494,6 +520,8 @@ mod tests {
         same::<DestinationBody, DestinationSpec>(
             json!({ "name": "d", "target": { "kind": "LOCAL_FILESYSTEM", "path": "/x" } }),
         );
+        same::<DestinationBody, DestinationSpec>(json!({ "name": "d", "target": { "kind": "ARCA_MANAGED" },
+            "objectLock": { "mode": "COMPLIANCE" } }));
         same::<PolicyBody, PolicySpec>(json!({ "name": "p", "schedules": [{ "cron": "0 * * * *", "retainDays": 3 }] }));
         same::<PolicyBody, PolicySpec>(json!({ "name": "p", "timezone": "Europe/Paris", "suspended": true,
             "schedules": [{ "cron": "0 * * * *", "retainDays": 3, "keepLast": 2 }] }));

@@ -474,6 +474,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("GET", "/v1/recoverypoints"), List),
         (("GET", "/v1/recoverypoints/{id}"), ForeignId { body: None }),
         (("GET", "/v1/recoverypoints/{id}/aws"), ForeignId { body: None }),
+        (("DELETE", "/v1/recoverypoints/{id}"), ForeignId { body: None }),
         (
             ("POST", "/v1/recoverypoints/{id}/recreate-eks"),
             ForeignId {

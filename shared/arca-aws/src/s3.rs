@@ -6,16 +6,27 @@
 //! so its parts are not kept (and billed); uploads a killed process left behind are aborted
 //! by [`ObjectStore::abort_stale_uploads`] (the repository's gc calls it). Retries of every
 //! call are the client's ([`crate::config::s3_retry_config`]).
+//!
+//! An immutable destination (S3 Object Lock, [`S3ObjectStore::with_object_lock`]) has every
+//! `put` retained until the job's date, extends the retention of data a backup reuses
+//! ([`ObjectStore::retain_until`]) and deletes objects version by version.
 
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
+use arca_core::model::destination::{BucketLock, LockMode};
+use arca_core::ports::credentials::ObjectLockWrite;
 use arca_core::ports::{ObjectMeta, ObjectStore};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+};
 use bytes::Bytes;
+use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::errors::classify;
@@ -73,6 +84,30 @@ fn stale(initiated: Option<&DateTime>, now: SystemTime, older_than: Duration) ->
     initiated.secs() <= cutoff
 }
 
+/// `at` as S3 takes it: whole seconds, rounded up (a retention never ends before `at`).
+fn whole_seconds_after(at: chrono::DateTime<Utc>) -> DateTime {
+    DateTime::from_secs(at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0))
+}
+
+/// An S3 date as chrono's (`None` out of chrono's range).
+fn to_chrono(at: &DateTime) -> Option<chrono::DateTime<Utc>> {
+    chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos())
+}
+
+/// The mode `retain_until` extends a retention in: the store's; without one, the object's
+/// own, else GOVERNANCE. An object still `held` in COMPLIANCE stays so: S3 refuses to turn
+/// it into GOVERNANCE before its date.
+fn retention_mode(store: Option<LockMode>, object: Option<&ObjectLockMode>, held: bool) -> ObjectLockRetentionMode {
+    let object = object.map(ObjectLockMode::as_str);
+    let mode = match (store, object) {
+        (_, Some("COMPLIANCE")) if held => "COMPLIANCE",
+        (Some(mode), _) => mode.as_str(),
+        (None, Some(mode)) => mode,
+        (None, None) => LockMode::Governance.as_str(),
+    };
+    ObjectLockRetentionMode::from(mode)
+}
+
 /// Objects live in `bucket` under `root` (which may be empty); the keys the port sees
 /// are relative to `root`.
 #[derive(Clone, Debug)]
@@ -83,6 +118,8 @@ pub struct S3ObjectStore {
     multipart: Multipart,
     /// The endpoint the client reaches, when not AWS's own: named in errors.
     endpoint: Option<String>,
+    /// The bucket has Object Lock and this store writes to it ([`Self::with_object_lock`]).
+    object_lock: Option<ObjectLockWrite>,
 }
 
 impl S3ObjectStore {
@@ -97,6 +134,29 @@ impl S3ObjectStore {
             root,
             multipart: Multipart::default(),
             endpoint: None,
+            object_lock: None,
+        }
+    }
+
+    /// The bucket has S3 Object Lock (so it is versioned): with a `retain_until` date every
+    /// `put` is retained until then (not `put_if_absent`: locks must stay deletable), and
+    /// `delete` removes every version of the object it can.
+    pub fn with_object_lock(mut self, lock: Option<ObjectLockWrite>) -> Self {
+        self.object_lock = lock;
+        self
+    }
+
+    /// The Object Lock headers of a `put`: the store's mode and date, when it has a date.
+    fn put_lock(&self) -> (Option<ObjectLockMode>, Option<DateTime>) {
+        match self.object_lock {
+            Some(ObjectLockWrite {
+                mode,
+                retain_until: Some(until),
+            }) => (
+                Some(ObjectLockMode::from(mode.as_str())),
+                Some(whole_seconds_after(until)),
+            ),
+            _ => (None, None),
         }
     }
 
@@ -136,11 +196,16 @@ impl S3ObjectStore {
         self.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
     }
 
+    /// A single PutObject. Lock headers need a checksum of the body: the SDK sends a CRC32
+    /// by default (its `WhenSupported` request checksums).
     async fn put_single(&self, key: &str, body: Bytes) -> Result<()> {
+        let (mode, until) = self.put_lock();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_object_lock_mode(mode)
+            .set_object_lock_retain_until_date(until)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -150,11 +215,14 @@ impl S3ObjectStore {
 
     async fn put_multipart(&self, key: &str, body: Bytes) -> Result<()> {
         let full_key = self.full_key(key);
+        let (mode, until) = self.put_lock();
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&full_key)
+            .set_object_lock_mode(mode)
+            .set_object_lock_retain_until_date(until)
             .send()
             .await
             .map_err(|e| classify(e, &self.object(key)))?;
@@ -244,6 +312,90 @@ impl S3ObjectStore {
         }
         parts.sort_by_key(|p| p.part_number());
         Ok(parts)
+    }
+
+    async fn head(&self, key: &str) -> Result<HeadObjectOutput> {
+        self.client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| classify(e, &self.object(key)))
+    }
+
+    /// The version ids of every version and delete marker of exactly `key`.
+    async fn versions(&self, key: &str) -> Result<Vec<String>> {
+        let full_key = self.full_key(key);
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        let mut ids = Vec::new();
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full_key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, &self.object(key)))?;
+            let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+            let markers = page.delete_markers().iter().map(|m| (m.key(), m.version_id()));
+            ids.extend(
+                versions
+                    .chain(markers)
+                    .filter(|(k, _)| *k == Some(full_key.as_str()))
+                    .filter_map(|(_, id)| id.map(str::to_owned)),
+            );
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_version_id_marker().map(str::to_owned);
+            if page.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// Deletes every version of `key` (and its delete markers) S3 lets go of. In a bucket
+    /// with Object Lock (always versioned) a plain delete only adds a delete marker and
+    /// keeps every byte; deleting the versions frees the storage once their lock has
+    /// passed. A version still locked is refused (AccessDenied) and left: a delete marker
+    /// then hides the key from listings, and the bucket's lifecycle rule removes the
+    /// version after its date.
+    async fn delete_versions(&self, key: &str) -> Result<()> {
+        let mut left = 0;
+        for id in self.versions(key).await? {
+            let deleted = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .version_id(&id)
+                .send()
+                .await;
+            match deleted {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("AccessDenied") => left += 1,
+                Err(e) => return Err(classify(e, &self.object(key))),
+            }
+        }
+        if left > 0 {
+            tracing::debug!(key, left, "versions still retained by Object Lock; hiding the key");
+            self.delete_current(key).await?;
+        }
+        Ok(())
+    }
+
+    /// A plain DeleteObject (in a versioned bucket: a delete marker).
+    async fn delete_current(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| classify(e, &self.object(key)))?;
+        Ok(())
     }
 
     /// The object's bytes (`range` of them), `None` when it is larger than `max`: the size
@@ -356,15 +508,81 @@ impl ObjectStore for S3ObjectStore {
         Ok(out)
     }
 
+    /// With Object Lock, version by version ([`Self::delete_versions`]).
     async fn delete(&self, key: &str) -> Result<()> {
+        if self.object_lock.is_some() {
+            self.delete_versions(key).await
+        } else {
+            self.delete_current(key).await
+        }
+    }
+
+    async fn retained_until(&self, key: &str) -> Result<Option<chrono::DateTime<Utc>>> {
+        let head = self.head(key).await?;
+        Ok(head.object_lock_retain_until_date().and_then(to_chrono))
+    }
+
+    /// Extends the current version's retention to `until` (PutObjectRetention), never
+    /// shortening it; the mode is [`retention_mode`]'s.
+    async fn retain_until(&self, key: &str, until: chrono::DateTime<Utc>) -> Result<()> {
+        let head = self.head(key).await?;
+        let current = head.object_lock_retain_until_date().and_then(to_chrono);
+        if current.is_some_and(|c| c >= until) {
+            return Ok(());
+        }
+        let held = current.is_some_and(|c| c > chrono::DateTime::<Utc>::from(SystemTime::now()));
+        let mode = retention_mode(self.object_lock.map(|l| l.mode), head.object_lock_mode(), held);
+        let retention = ObjectLockRetention::builder()
+            .mode(mode)
+            .retain_until_date(whole_seconds_after(until))
+            .build();
         self.client
-            .delete_object()
+            .put_object_retention()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_version_id(head.version_id().map(str::to_owned))
+            .retention(retention)
             .send()
             .await
             .map_err(|e| classify(e, &self.object(key)))?;
         Ok(())
+    }
+
+    /// GetObjectLockConfiguration: a bucket created without Object Lock answers
+    /// `ObjectLockConfigurationNotFoundError`, which is an answer (`enabled: false`), not
+    /// an error.
+    async fn lock_configuration(&self) -> Result<Option<BucketLock>> {
+        let sent = self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await;
+        let config = match sent {
+            Ok(out) => out.object_lock_configuration().cloned(),
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => None,
+            Err(e) => return Err(classify(e, &self.bucket_name())),
+        };
+        let enabled = config
+            .as_ref()
+            .and_then(|c| c.object_lock_enabled())
+            .is_some_and(|e| e.as_str() == "Enabled");
+        let retention = config
+            .as_ref()
+            .and_then(|c| c.rule())
+            .and_then(|r| r.default_retention());
+        Ok(Some(BucketLock {
+            enabled,
+            default_mode: retention.and_then(|r| r.mode()).and_then(|m| match m.as_str() {
+                "GOVERNANCE" => Some(LockMode::Governance),
+                "COMPLIANCE" => Some(LockMode::Compliance),
+                _ => None,
+            }),
+            default_days: retention.and_then(|r| {
+                let days = r.days().or_else(|| r.years().map(|y| y.saturating_mul(365)))?;
+                u32::try_from(days).ok()
+            }),
+        }))
     }
 
     /// Aborts multipart uploads under this store's root that were started more than
@@ -426,6 +644,36 @@ mod tests {
         assert!(!stale(Some(&at(1_000_000 - 3599)), now, hour));
         assert!(stale(Some(&at(1_000_000)), now, Duration::ZERO));
         assert!(!stale(None, now, Duration::ZERO), "no time: left alone");
+    }
+
+    #[test]
+    fn retention_dates_round_up_to_whole_seconds() {
+        let at = |s: i64, ns: u32| chrono::DateTime::<Utc>::from_timestamp(s, ns).unwrap();
+        assert_eq!(whole_seconds_after(at(1_000, 0)), DateTime::from_secs(1_000));
+        assert_eq!(whole_seconds_after(at(1_000, 1)), DateTime::from_secs(1_001));
+        assert_eq!(to_chrono(&DateTime::from_secs(1_000)), Some(at(1_000, 0)));
+    }
+
+    #[test]
+    fn extended_retention_keeps_the_stores_mode_but_never_leaves_compliance() {
+        use LockMode::{Compliance, Governance};
+        let (gov, comp) = (ObjectLockMode::Governance, ObjectLockMode::Compliance);
+        let mode = |store, object, held| retention_mode(store, object, held).as_str().to_owned();
+        assert_eq!(mode(Some(Governance), Some(&gov), true), "GOVERNANCE");
+        assert_eq!(mode(Some(Compliance), Some(&gov), true), "COMPLIANCE");
+        assert_eq!(mode(Some(Governance), None, false), "GOVERNANCE");
+        assert_eq!(mode(Some(Governance), Some(&comp), true), "COMPLIANCE");
+        assert_eq!(
+            mode(Some(Governance), Some(&comp), false),
+            "GOVERNANCE",
+            "its date passed"
+        );
+        assert_eq!(
+            mode(None, Some(&comp), false),
+            "COMPLIANCE",
+            "no store mode: the object's"
+        );
+        assert_eq!(mode(None, None, false), "GOVERNANCE");
     }
 
     #[test]

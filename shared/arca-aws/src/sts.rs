@@ -49,20 +49,36 @@ pub struct StsCredentialVendor {
 /// `cluster_prefix` (get, put, delete; get only for a read-only grant) and listing of
 /// that prefix only; with a bucket key, its use through S3 (the only way these
 /// credentials can reach it: decrypt only for a read-only grant).
+///
+/// For an immutable managed bucket (S3 Object Lock) a read-write grant also reads and
+/// extends objects' retention, lists and deletes object versions (a delete on a locked
+/// bucket removes the versions whose lock has passed) and reads the bucket's lock
+/// configuration; a read-only grant reads retention (HeadObject shows an object's lock
+/// only to callers allowed `s3:GetObjectRetention`). Never `s3:BypassGovernanceRetention`:
+/// nothing vended can shorten or lift a lock. On a bucket without Object Lock they allow
+/// nothing the rest does not, so the policy is the same for every bucket.
 pub fn session_policy(bucket: &str, cluster_prefix: &str, kms_key_arn: Option<&str>, writes: bool) -> Value {
     let prefix = cluster_prefix.trim_start_matches('/');
-    let (objects, kms) = if writes {
+    let (objects, list, kms) = if writes {
         (
             json!([
                 "s3:GetObject",
                 "s3:PutObject",
                 "s3:DeleteObject",
-                "s3:AbortMultipartUpload"
+                "s3:AbortMultipartUpload",
+                "s3:GetObjectRetention",
+                "s3:PutObjectRetention",
+                "s3:DeleteObjectVersion"
             ]),
+            json!(["s3:ListBucket", "s3:ListBucketVersions"]),
             json!(["kms:GenerateDataKey", "kms:Decrypt"]),
         )
     } else {
-        (json!(["s3:GetObject"]), json!(["kms:Decrypt"]))
+        (
+            json!(["s3:GetObject", "s3:GetObjectRetention"]),
+            json!("s3:ListBucket"),
+            json!(["kms:Decrypt"]),
+        )
     };
     let mut statements = vec![
         json!({
@@ -74,11 +90,19 @@ pub fn session_policy(bucket: &str, cluster_prefix: &str, kms_key_arn: Option<&s
         json!({
             "Sid": "ListClusterPrefix",
             "Effect": "Allow",
-            "Action": "s3:ListBucket",
+            "Action": list,
             "Resource": format!("arn:aws:s3:::{bucket}"),
             "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}*")] } },
         }),
     ];
+    if writes {
+        statements.push(json!({
+            "Sid": "BucketObjectLock",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketObjectLockConfiguration",
+            "Resource": format!("arn:aws:s3:::{bucket}"),
+        }));
+    }
     if let Some(key) = kms_key_arn {
         statements.push(json!({
             "Sid": "BucketKeyThroughS3",
@@ -178,6 +202,8 @@ impl CredentialVendor for StsCredentialVendor {
             archive_key: None,
             key_id: None,
             earlier_keys: Vec::new(),
+            // Added by the control plane, which knows the job's point.
+            object_lock: None,
         })
     }
 }
@@ -189,41 +215,53 @@ mod tests {
 
     const PREFIX: &str = "backups/org_1/cl_2/";
 
-    fn statements(objects: Value) -> Value {
-        json!([
-            {
+    fn statements(objects: Value, list: Value) -> Vec<Value> {
+        vec![
+            json!({
                 "Sid": "ClusterObjects",
                 "Effect": "Allow",
                 "Action": objects,
                 "Resource": "arn:aws:s3:::arca-managed/backups/org_1/cl_2/*",
-            },
-            {
+            }),
+            json!({
                 "Sid": "ListClusterPrefix",
                 "Effect": "Allow",
-                "Action": "s3:ListBucket",
+                "Action": list,
                 "Resource": "arn:aws:s3:::arca-managed",
                 "Condition": { "StringLike": { "s3:prefix": ["backups/org_1/cl_2/*"] } },
-            },
-        ])
+            }),
+        ]
     }
 
-    /// Backups and deletions: the cluster's own prefix, read, write and delete.
+    /// Backups and deletions: the cluster's own prefix, read, write and delete, and on an
+    /// immutable bucket extending retention and deleting versions; never bypassing a lock.
     #[test]
     fn a_read_write_grant_allows_exactly_the_cluster_prefix() {
         let policy = session_policy("arca-managed", PREFIX, None, true);
         assert_eq!(policy["Version"], "2012-10-17");
-        assert_eq!(
-            policy["Statement"],
-            statements(json!([
+        let mut expected = statements(
+            json!([
                 "s3:GetObject",
                 "s3:PutObject",
                 "s3:DeleteObject",
-                "s3:AbortMultipartUpload"
-            ]))
+                "s3:AbortMultipartUpload",
+                "s3:GetObjectRetention",
+                "s3:PutObjectRetention",
+                "s3:DeleteObjectVersion"
+            ]),
+            json!(["s3:ListBucket", "s3:ListBucketVersions"]),
         );
+        expected.push(json!({
+            "Sid": "BucketObjectLock",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketObjectLockConfiguration",
+            "Resource": "arn:aws:s3:::arca-managed",
+        }));
+        assert_eq!(policy["Statement"], json!(expected));
+        assert!(!policy.to_string().contains("Bypass"));
         let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"), true);
         assert_eq!(
-            with_key["Statement"][2],
+            with_key["Statement"][3],
             json!({"Sid": "BucketKeyThroughS3", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                    "Resource": "arn:aws:kms:us-east-1:111122223333:key/k"})
         );
@@ -234,7 +272,13 @@ mod tests {
     #[test]
     fn a_read_only_grant_reads_the_points_cluster_prefix_and_writes_nothing() {
         let policy = session_policy("arca-managed", PREFIX, None, false);
-        assert_eq!(policy["Statement"], statements(json!(["s3:GetObject"])));
+        assert_eq!(
+            policy["Statement"],
+            json!(statements(
+                json!(["s3:GetObject", "s3:GetObjectRetention"]),
+                json!("s3:ListBucket")
+            ))
+        );
         let with_key = session_policy("b", "p/", Some("arn:aws:kms:us-east-1:111122223333:key/k"), false);
         assert_eq!(with_key["Statement"][2]["Action"], json!(["kms:Decrypt"]));
         assert!(!policy.to_string().contains("Put") && !policy.to_string().contains("Delete"));

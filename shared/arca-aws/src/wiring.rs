@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::model::cloud::account::RoleStackConfig;
+use arca_core::model::destination::LockMode;
 use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::ports::rds::RdsWorkQueue;
@@ -76,6 +77,21 @@ pub fn gc_grace(var: &impl Fn(&str) -> Option<String>) -> Result<Duration> {
                 format!("must be a number of seconds up to 2592000 (30 days), not {text:?}"),
             )),
         },
+    }
+}
+
+/// `ARCA_MANAGED_OBJECT_LOCK`: the Object Lock mode Arca-managed storage's bucket was
+/// created with (the stack's `ManagedStorageObjectLock`), `GOVERNANCE` or `COMPLIANCE`;
+/// `None` when unset, empty or `NONE` (a bucket without Object Lock).
+pub fn managed_object_lock(var: &impl Fn(&str) -> Option<String>) -> Result<Option<LockMode>> {
+    match var("ARCA_MANAGED_OBJECT_LOCK").as_deref() {
+        None | Some("" | "NONE") => Ok(None),
+        Some("GOVERNANCE") => Ok(Some(LockMode::Governance)),
+        Some("COMPLIANCE") => Ok(Some(LockMode::Compliance)),
+        Some(other) => Err(Error::invalid(
+            "ARCA_MANAGED_OBJECT_LOCK",
+            format!("must be NONE, GOVERNANCE or COMPLIANCE, not {other:?}"),
+        )),
     }
 }
 
@@ -254,6 +270,8 @@ pub struct ControlPlaneEnv {
     pub rds_queue_url: Option<String>,
     /// `ARCA_GC_GRACE_SECONDS` ([`gc_grace`]).
     pub gc_grace: Duration,
+    /// `ARCA_MANAGED_OBJECT_LOCK` ([`managed_object_lock`]).
+    pub managed_object_lock: Option<LockMode>,
     /// [`scheduler_config`]: where the retention function repairs drifted schedules.
     pub scheduler: Option<EventBridgeSchedulerConfig>,
     /// [`managed_storage`]: where the retention function purges a deleted cluster's
@@ -275,6 +293,7 @@ impl ControlPlaneEnv {
             role_stack: role_stack(&var)?,
             rds_queue_url: var("ARCA_RDS_QUEUE_URL"),
             gc_grace: gc_grace(&var)?,
+            managed_object_lock: managed_object_lock(&var)?,
             scheduler: scheduler_config(&var),
             managed_storage: managed_storage(&var)?,
         })
@@ -325,10 +344,12 @@ impl ControlPlaneEnv {
         Ok(self.attach(cp, AwsCloudConnector::from_environment(), Some(rds_queue), vendor))
     }
 
-    /// `config` with the settings read here (the gc grace period).
+    /// `config` with the settings read here (the gc grace period, managed storage's
+    /// Object Lock).
     pub fn config(&self, config: ControlPlaneConfig) -> ControlPlaneConfig {
         ControlPlaneConfig {
             gc_grace: self.gc_grace,
+            managed_object_lock: self.managed_object_lock,
             ..config
         }
     }
@@ -370,7 +391,37 @@ mod tests {
         assert_eq!(env.limits, PlanLimits::default());
         assert_eq!(env.role_stack.template_url, None);
         assert_eq!(env.gc_grace, arca_core::model::maintenance::DEFAULT_GRACE);
+        assert_eq!(env.managed_object_lock, None);
         assert!(env.scheduler.is_none(), "no scheduler without its three variables");
+    }
+
+    #[test]
+    fn managed_object_lock_is_a_mode_or_none() {
+        for (value, mode) in [
+            (None, None),
+            (Some(""), None),
+            (Some("NONE"), None),
+            (Some("GOVERNANCE"), Some(LockMode::Governance)),
+            (Some("COMPLIANCE"), Some(LockMode::Compliance)),
+        ] {
+            let vars: Vec<(&str, &str)> = value.map(|v| ("ARCA_MANAGED_OBJECT_LOCK", v)).into_iter().collect();
+            assert_eq!(managed_object_lock(&lookup(&vars)).unwrap(), mode, "{value:?}");
+        }
+        let env = ControlPlaneEnv::from_lookup(lookup(&[
+            ("ARCA_TABLE", "arca"),
+            ("ARCA_MANAGED_OBJECT_LOCK", "COMPLIANCE"),
+        ]))
+        .unwrap();
+        let config = env.config(ControlPlaneConfig::default());
+        assert_eq!(config.managed_object_lock, Some(LockMode::Compliance));
+        for bad in ["governance", "Compliance", "yes", "LEGAL_HOLD"] {
+            let err = ControlPlaneEnv::from_lookup(lookup(&[("ARCA_TABLE", "t"), ("ARCA_MANAGED_OBJECT_LOCK", bad)]))
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Invalid { field, .. } if field == "ARCA_MANAGED_OBJECT_LOCK"),
+                "{bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

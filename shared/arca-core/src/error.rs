@@ -78,6 +78,12 @@ pub enum ConflictKind {
     /// Arca-managed storage is used where the deployment has none configured (no STS
     /// vendor): nothing can reach such a destination here.
     ManagedStorageUnavailable,
+    /// A recovery point's data is retained by S3 Object Lock: it cannot be deleted
+    /// before the date the message names.
+    RecoveryPointImmutable,
+    /// A recovery point is in a state that does not allow the request (locked by hand,
+    /// being written or deleted).
+    RecoveryPointBusy,
 }
 
 impl ConflictKind {
@@ -101,6 +107,8 @@ impl ConflictKind {
             ConflictKind::KeysHeldByAgents => "keys_held_by_agents",
             ConflictKind::ArchiveKeyRetired => "archive_key_retired",
             ConflictKind::ManagedStorageUnavailable => "managed_storage_unavailable",
+            ConflictKind::RecoveryPointImmutable => "recovery_point_immutable",
+            ConflictKind::RecoveryPointBusy => "recovery_point_busy",
         }
     }
 }

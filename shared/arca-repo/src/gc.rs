@@ -45,6 +45,9 @@ pub struct GcReport {
     pub packs_repacked: u64,
     pub packs_deleted: u64,
     pub packs_spared: u64,
+    /// Unreferenced packs still retained by S3 Object Lock: condemned again, and
+    /// deleted by a run after their date.
+    pub packs_locked: u64,
     pub bytes_deleted: u64,
     pub markers_pending: u64,
     /// Unfinished uploads a killed backup left in the store (S3 multipart), aborted.
@@ -217,7 +220,20 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
                 .any(|e| live.contains(&e.id) && index.reusable(&e.id).is_none());
             if needed {
                 report.packs_spared += 1;
-            } else if doomed.insert(pack) {
+                continue;
+            }
+            if doomed.contains(&pack) {
+                continue;
+            }
+            let key = key_for(RepositoryLayout::pack, &pack)?;
+            let at = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default();
+            if crate::immutability::still_locked(repo.store().as_ref(), &key, at)
+                .await
+                .map_err(|e| RepoError::store(format!("reading the Object Lock of {key}"), e))?
+            {
+                report.packs_locked += 1;
+            } else {
+                doomed.insert(pack);
                 report.bytes_deleted += size;
             }
         }

@@ -5,7 +5,8 @@
 //! a destination's keys); [`format`] and [`keys::decode_key_file`] are the
 //! pure encoders/decoders (the fuzz targets' entry points); [`crypto`] the keys and
 //! primitives; [`repo`] an open repository over any [`arca_core::ports::ObjectStore`];
-//! [`backup`], [`restore`], [`gc`] and [`verify`] the operations.
+//! [`backup`], [`restore`], [`gc`] and [`verify`] the operations; [`immutability`] the
+//! S3 Object Lock of what a snapshot reads.
 
 pub mod backup;
 pub mod crypto;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod format;
 pub mod gc;
 pub mod id;
+pub mod immutability;
 pub mod keys;
 pub mod lock;
 pub mod pack;

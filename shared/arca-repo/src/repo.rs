@@ -672,6 +672,12 @@ impl Index {
         (!self.packs[p as usize].condemned).then_some(p)
     }
 
+    /// The pack holding blob `id`, condemned or not.
+    pub fn pack_of(&self, id: &Id) -> Option<Id> {
+        let (p, _) = *self.blobs.get(id)?;
+        Some(self.packs[p as usize].id)
+    }
+
     pub fn pack_position(&self, id: &Id) -> Option<u32> {
         self.pack_pos.get(id).copied()
     }

@@ -34,6 +34,10 @@ pub struct CollectReport {
     pub packs_deleted: u64,
     /// Condemned packs referenced again by the time of the sweep (a backup reused them).
     pub packs_spared: u64,
+    /// Unreferenced packs still retained by S3 Object Lock: condemned again, and
+    /// deleted by a run after their date.
+    #[serde(default)]
+    pub packs_locked: u64,
     pub bytes_deleted: u64,
     /// Markers younger than the grace period: their packs go at a later run.
     pub markers_pending: u64,
@@ -210,12 +214,19 @@ impl ObjectStoreArchive {
         let (_, live) = self.live_packs().await?;
         let existing = inner.existing_packs().await?;
         let mut doomed = HashSet::new();
+        let at = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default();
         for pack in due.iter().flat_map(|(_, m)| m.packs.iter()) {
             if live.contains(pack) {
                 report.packs_spared += 1;
-            } else if let Some(size) = existing.get(pack)
-                && doomed.insert(pack.clone())
-            {
+                continue;
+            }
+            let Some(size) = existing.get(pack).filter(|_| !doomed.contains(pack)) else {
+                continue;
+            };
+            if arca_repo::immutability::still_locked(inner.store.as_ref(), &inner.layout.pack(pack), at).await? {
+                report.packs_locked += 1;
+            } else {
+                doomed.insert(pack.clone());
                 report.bytes_deleted += size;
             }
         }

@@ -215,6 +215,9 @@ struct Inner {
     layout: ArchiveLayout,
     keys: Keys,
     pack_target: usize,
+    /// An immutable destination's date (S3 Object Lock): the store writes new objects
+    /// retained until it, and a backup extends the packs it reuses to it.
+    retain_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ObjectStoreArchive {
@@ -230,8 +233,18 @@ impl ObjectStoreArchive {
                 layout: ArchiveLayout::new(prefix),
                 keys,
                 pack_target: PACK_TARGET,
+                retain_until: None,
             }),
         })
+    }
+
+    /// Backups into it retain every pack they reference until `until` (the job's
+    /// `ObjectLockWrite`); the store must write with the same lock.
+    pub fn with_retention(mut self, until: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.retain_until = until;
+        }
+        self
     }
 
     /// Smaller packs, to test what happens at a pack boundary without megabytes of data.
@@ -713,6 +726,18 @@ impl ArchiveWriter for Writer {
                     tracing::warn!(key = %old, error = %e, "could not delete a merged pack index");
                 }
             }
+        }
+        // Immutable: the packs this archive reuses from earlier backups are retained as
+        // long as its own, before the manifest makes it an archive.
+        if let Some(until) = self.inner.retain_until {
+            let packs: BTreeSet<String> = shards
+                .values()
+                .flatten()
+                .filter_map(|e| e.pack.as_deref().map(|p| self.inner.layout.pack(p)))
+                .collect();
+            arca_repo::immutability::retain_all(self.inner.store.as_ref(), packs, until)
+                .await
+                .map_err(|e| Error::Format(format!("retaining the archive's packs (S3 Object Lock): {e}")))?;
         }
         manifest.format = FORMAT;
         manifest.archive_id = self.archive_id.clone();

@@ -146,7 +146,10 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::get_job))
         .routes(routes!(operations::cancel_job))
         .routes(routes!(operations::list_recovery_points))
-        .routes(routes!(operations::get_recovery_point))
+        .routes(routes!(
+            operations::get_recovery_point,
+            operations::delete_recovery_point
+        ))
         .routes(routes!(operations::list_restores, operations::create_restore))
         .routes(routes!(operations::get_restore))
         .routes(routes!(operations::list_restore_objects))

@@ -177,6 +177,28 @@ pub async fn get_recovery_point(call: KeyCall, Path(id): Path<String>) -> ApiRes
     Ok(Tagged::current(cp.get_recovery_point(p, &path_id(&id)?).await?))
 }
 
+/// Deletes a recovery point before its expiry: it becomes DELETING and its DELETE_BACKUP
+/// job deletes its data, as retention would. 409 `recovery_point_immutable` (with the date)
+/// while S3 Object Lock retains its data; 409 `recovery_point_busy` when it is locked or
+/// not READY.
+#[utoipa::path(delete, path = "/v1/recoverypoints/{id}", tag = "recoverypoints", description = role_doc(Op::DeleteRecoveryPoint, ""),
+    params(("id" = String, Path, description = "rp_<ULID>")),
+    responses((status = 202, description = "`{recoveryPointId, jobId}`: the deletion job", body = serde_json::Value),
+        (status = 404, body = Problem),
+        (status = 409, description = "recovery_point_immutable, recovery_point_busy", body = Problem)))]
+pub async fn delete_recovery_point(
+    call: KeyCall,
+    Path(id): Path<String>,
+) -> ApiResult<(axum::http::StatusCode, Json<serde_json::Value>)> {
+    let (cp, p) = call.require(Op::DeleteRecoveryPoint)?;
+    let id: arca_core::ids::RecoveryPointId = path_id(&id)?;
+    let job = cp.delete_recovery_point(p, &id).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "recoveryPointId": id, "jobId": job })),
+    ))
+}
+
 // ---- restores -------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/v1/restores", tag = "restores", description = role_doc(Op::ListRestores, ""), params(PageParams),

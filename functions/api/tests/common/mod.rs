@@ -369,6 +369,7 @@ impl Api {
             data_deleted: false,
             expires_at: Some(now + chrono::Duration::days(7)),
             locked: false,
+            object_lock: None,
             location: None,
             resource_count: 12,
             pv_count: 1,

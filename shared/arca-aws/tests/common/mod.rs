@@ -134,9 +134,11 @@ pub fn managed_vendor(sdk: &SdkConfig, bucket: &str, prefix: &str) -> StsCredent
 /// An Arca-managed destination of `org`, at `version`.
 pub fn managed_destination(org: OrgId, now: DateTime<Utc>, version: u64) -> Destination {
     Destination {
+        bucket_lock: None,
         id: DestinationId::new(),
         org_id: org,
         spec: DestinationSpec {
+            object_lock: None,
             name: "managed".into(),
             target: DestinationTarget::ArcaManaged { region: None },
         },

@@ -525,6 +525,11 @@ impl ControlPlane {
             }
             None => {}
         }
+        // What the agent found on the bucket goes on the destination; a store failure
+        // fails the call, and the agent's retried completion comes back here.
+        if let Some(found) = report.backup.as_ref().and_then(|b| b.bucket_lock) {
+            self.note_bucket_lock(&job, found).await?;
+        }
         // EBS snapshots and EKS metadata of a linked cluster, once the point exists. AWS
         // refusals are recorded with the point; a store failure fails the call, and the
         // agent's retried completion (the job has ended the same way) comes back here.
@@ -533,6 +538,43 @@ impl ControlPlane {
             return Ok(job);
         }
         self.ebs_unprotected(&job, unprotected).await
+    }
+
+    /// Records on the job's destination the Object Lock configuration its agent found on
+    /// the bucket, when it differs from what the destination says.
+    async fn note_bucket_lock(&self, job: &Job, found: crate::model::destination::BucketLock) -> Result<()> {
+        let Some(rp) = job.recovery_point_id else {
+            return Ok(());
+        };
+        let Some(location) = self
+            .store
+            .find::<RecoveryPoint>(&job.org_id, &rp)
+            .await?
+            .and_then(|rp| rp.location)
+        else {
+            return Ok(());
+        };
+        let (org, dest_id, now) = (job.org_id, location.destination_id, self.now());
+        self.retrying(|| async move {
+            let Some(mut dest) = self.store.find::<Destination>(&org, &dest_id).await? else {
+                return Ok(());
+            };
+            if dest.bucket_lock.as_ref().is_some_and(|r| r.lock == found) {
+                return Ok(());
+            }
+            let expected = dest.version;
+            dest.bucket_lock = Some(crate::model::destination::BucketLockReport {
+                lock: found,
+                reported_at: now,
+                job_id: job.id,
+            });
+            self.store
+                .update(dest, expected)
+                .await
+                .map(|_| ())
+                .map_err(retry_on_stale)
+        })
+        .await
     }
 
     /// What a job's end writes besides the job. Returns the point a completed deletion
@@ -578,6 +620,9 @@ impl ControlPlane {
                     data_deleted: false,
                     expires_at: job.recovery_point_expires_at,
                     locked: false,
+                    // What the agent wrote with: an agent that did not lock reports none,
+                    // and the point does not claim it.
+                    object_lock: result.object_lock.filter(|_| location.is_some()),
                     rule: job.rule,
                     keep_last: job.retention.and_then(|r| r.keep_last),
                     location,

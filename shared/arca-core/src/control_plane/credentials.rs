@@ -7,11 +7,11 @@ use crate::ids::{JobId, OrgId};
 use crate::model::agent::AgentPrincipal;
 use crate::model::backup::BackupDefinition;
 use crate::model::cluster::Cluster;
-use crate::model::destination::{Destination, effective_destination};
-use crate::model::job::JobType;
+use crate::model::destination::{Destination, effective_destination, lock_until};
+use crate::model::job::{Job, JobType};
 use crate::model::org::Org;
 use crate::model::recovery::RecoveryPoint;
-use crate::ports::credentials::{DestinationAccess, Grant, KeyedArchiveKey};
+use crate::ports::credentials::{DestinationAccess, Grant, KeyedArchiveKey, ObjectLockWrite};
 use crate::{Error, Result};
 
 impl ControlPlane {
@@ -82,6 +82,7 @@ impl ControlPlane {
         let dest_id = dest_id.ok_or_else(|| Error::not_found(format!("destination of job {id}")))?;
         let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
         let mut access = self.vendor.access(&agent.org_id, grant, &dest).await?;
+        access.object_lock = self.object_lock_for(&job, &dest);
         if let Some(ring) = &self.config.archive_keyring {
             let org = &agent.org_id;
             let (current, earlier) = match keys {
@@ -109,6 +110,22 @@ impl ControlPlane {
                 .collect();
         }
         Ok(access)
+    }
+
+    /// How `job` treats `dest` when it is immutable: the mode, and for a backup the date
+    /// its point's data is retained until ([`lock_until`]; computed from the job alone,
+    /// so every credential renewal of one job gives the same date).
+    pub(in crate::control_plane) fn object_lock_for(&self, job: &Job, dest: &Destination) -> Option<ObjectLockWrite> {
+        let mode = dest.spec.lock_mode(self.config.managed_object_lock)?;
+        let retain_until = (job.job_type == JobType::K8sBackup).then(|| {
+            lock_until(
+                job.recovery_point_expires_at,
+                job.created_at,
+                std::time::Duration::from_secs(u64::from(self.config.default_run_now_retain_days) * 86_400),
+                self.config.gc_grace,
+            )
+        });
+        Some(ObjectLockWrite { mode, retain_until })
     }
 
     /// The newest key generation a cluster's repositories in `destination` may have: the

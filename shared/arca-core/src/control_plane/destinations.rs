@@ -15,18 +15,33 @@ use super::ControlPlane;
 impl ControlPlane {
     pub async fn create_destination(&self, p: &Principal, spec: DestinationSpec) -> Result<Destination> {
         p.require(Operation::CreateDestination)?;
-        let spec = spec.validated(self.config.local_destinations)?;
+        let spec = self.checked_destination(spec)?;
         let now = self.now();
         let dest = Destination {
             id: DestinationId::new(),
             org_id: p.org_id,
             spec,
             retiring: false,
+            bucket_lock: None,
             created_at: now,
             updated_at: now,
             version: 0,
         };
         self.store.create(dest).await
+    }
+
+    /// A destination spec as this deployment can serve it: Object Lock on Arca-managed
+    /// storage needs a bucket the stack created with it.
+    fn checked_destination(&self, spec: DestinationSpec) -> Result<DestinationSpec> {
+        let spec = spec.validated(self.config.local_destinations)?;
+        if spec.object_lock.is_some() && spec.target.is_arca_managed() && self.config.managed_object_lock.is_none() {
+            return Err(Error::invalid(
+                "objectLock",
+                "this deployment's managed storage has no Object Lock: deploy the stack with \
+                 ManagedStorageObjectLock=GOVERNANCE or COMPLIANCE, or use an S3 bucket of your own created with Object Lock",
+            ));
+        }
+        Ok(spec)
     }
 
     pub async fn get_destination(&self, p: &Principal, id: &DestinationId) -> Result<Destination> {
@@ -49,7 +64,7 @@ impl ControlPlane {
         expected_version: u64,
     ) -> Result<Destination> {
         p.require(Operation::UpdateDestination)?;
-        let spec = spec.validated(self.config.local_destinations)?;
+        let spec = self.checked_destination(spec)?;
         let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         if self
@@ -172,6 +187,23 @@ impl ControlPlane {
                 ),
             ));
         }
+        let now = self.now();
+        if let Some(latest) = points
+            .iter()
+            .filter_map(|rp| rp.immutable_at(now))
+            .max_by_key(|l| l.retain_until)
+        {
+            let count = points.iter().filter(|rp| rp.immutable_at(now).is_some()).count();
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::RecoveryPointImmutable,
+                format!(
+                    "destination {:?} holds {count} recovery point(s) whose data is immutable, the last {}: it can be \
+                     deleted after that date",
+                    dest.spec.name,
+                    latest.reason()
+                ),
+            ));
+        }
         let locked = points.iter().filter(|rp| rp.locked).count();
         if locked > 0 {
             return Err(Error::conflict_of(
@@ -182,7 +214,6 @@ impl ControlPlane {
                 ),
             ));
         }
-        let now = self.now();
         for rp in points.iter().filter(|rp| rp.state != RecoveryPointState::Deleting) {
             let (org, rp_id) = (p.org_id, rp.id);
             self.retrying(|| async move {

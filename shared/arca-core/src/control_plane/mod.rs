@@ -86,6 +86,9 @@ pub struct ControlPlaneConfig {
     /// Repository gc's grace period (`ARCA_GC_GRACE_SECONDS`, default 24 h): between
     /// condemning unreferenced data and deleting it. Keep it hours long in production.
     pub gc_grace: Duration,
+    /// The Object Lock mode of Arca-managed storage (`ARCA_MANAGED_OBJECT_LOCK`, set by
+    /// the stack's `ManagedStorageObjectLock`): every managed destination is immutable.
+    pub managed_object_lock: Option<crate::model::destination::LockMode>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -102,6 +105,7 @@ impl Default for ControlPlaneConfig {
             archive_keyring: None,
             operator_token_hash: None,
             gc_grace: crate::model::maintenance::DEFAULT_GRACE,
+            managed_object_lock: None,
         }
     }
 }

@@ -279,9 +279,12 @@ fn purge_refused(message: String) -> Error {
 fn blockers(points: &[RecoveryPoint], now: DateTime<Utc>, resumed: bool, include_unexpired: bool) -> Vec<String> {
     let due: std::collections::BTreeSet<RecoveryPointId> = retention::plan(points, now).delete.into_iter().collect();
     let (mut locked, mut deleting, mut not_due) = (0, 0, Vec::new());
+    let mut immutable: Vec<&crate::model::recovery::PointLock> = Vec::new();
     for rp in points {
         if rp.locked {
             locked += 1;
+        } else if let Some(lock) = rp.immutable_at(now) {
+            immutable.push(lock);
         } else if rp.state == RecoveryPointState::Deleting {
             if !resumed {
                 deleting += 1;
@@ -293,6 +296,13 @@ fn blockers(points: &[RecoveryPoint], now: DateTime<Utc>, resumed: bool, include
     let mut out = Vec::new();
     if locked > 0 {
         out.push(format!("{locked} recovery point(s) locked (unlock them first)"));
+    }
+    if let Some(last) = immutable.iter().max_by_key(|l| l.retain_until) {
+        out.push(format!(
+            "{} recovery point(s) whose data is immutable, the last {}",
+            immutable.len(),
+            last.reason()
+        ));
     }
     if deleting > 0 {
         out.push(format!(
@@ -353,6 +363,22 @@ mod tests {
         assert!(
             why[0].contains("locked"),
             "a lock holds even with includeUnexpired: {why:?}"
+        );
+
+        let mut immutable = point(-60, now);
+        immutable.object_lock = Some(crate::model::recovery::PointLock {
+            mode: crate::model::destination::LockMode::Compliance,
+            retain_until: now + chrono::Duration::hours(5),
+        });
+        let why = blockers(std::slice::from_ref(&immutable), now, false, true);
+        assert!(
+            why[0].contains("immutable until 2026-12-06T15:00:00+00:00 (S3 Object Lock, COMPLIANCE)"),
+            "an Object Lock holds even with includeUnexpired, and says until when: {why:?}"
+        );
+        immutable.object_lock.as_mut().unwrap().retain_until = now;
+        assert!(
+            blockers(&[immutable], now, false, false).is_empty(),
+            "a lock past its date"
         );
 
         let mut deleting = point(-60, now);

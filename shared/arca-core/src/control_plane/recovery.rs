@@ -1,5 +1,7 @@
 //! Recovery points and restores.
 
+use crate::error::ConflictKind;
+use crate::ids::JobId;
 use crate::ids::{BackupDefinitionId, ClusterId, OrgId, RecoveryPointId, RestoreId};
 use crate::model::agent::AgentState;
 use crate::model::auth::{Operation, Principal};
@@ -69,6 +71,40 @@ impl ControlPlane {
             return Err(Error::not_found(format!("recovery point {id}")));
         }
         Ok(rp)
+    }
+
+    /// Deletes a point before its expiry, as retention would at it: the point becomes
+    /// DELETING with its DELETE_BACKUP job, for its cluster's agent. Refused while its
+    /// data is immutable (naming the date), while it is locked, and unless it is READY.
+    pub async fn delete_recovery_point(&self, p: &Principal, id: &RecoveryPointId) -> Result<JobId> {
+        p.require(Operation::DeleteRecoveryPoint)?;
+        let rp = self.get_recovery_point(p, id).await?;
+        let busy =
+            |why: String| Error::conflict_of(ConflictKind::RecoveryPointBusy, format!("recovery point {id} {why}"));
+        if let Some(lock) = rp.immutable_at(self.now()) {
+            return Err(Error::conflict_of(
+                ConflictKind::RecoveryPointImmutable,
+                format!(
+                    "recovery point {id} is {}: it cannot be deleted before then",
+                    lock.reason()
+                ),
+            ));
+        }
+        if rp.locked {
+            return Err(busy("is locked".into()));
+        }
+        if rp.state != RecoveryPointState::Ready {
+            return Err(busy(format!("is {:?}: only a READY point can be deleted", rp.state)));
+        }
+        let cluster = rp.cluster_id;
+        self.issue_deletion(rp, cluster, JobTrigger::Manual, "deletion requested before the expiry")
+            .await?
+            .ok_or_else(|| {
+                Error::conflict_of(
+                    ConflictKind::ConcurrentModification,
+                    format!("recovery point {id} changed meanwhile: try again"),
+                )
+            })
     }
 
     /// Creates a restore request and its PENDING K8S_RESTORE job together. The recovery

@@ -103,7 +103,10 @@ impl ControlPlane {
                 }
                 match by {
                     Some(by) => {
-                        if let Some(job) = self.issue_deletion(rp, by).await? {
+                        if let Some(job) = self
+                            .issue_deletion(rp, by, JobTrigger::Scheduled, "retention: the recovery point expired")
+                            .await?
+                        {
                             report.deletion_jobs.push(job);
                         }
                     }
@@ -187,16 +190,18 @@ impl ControlPlane {
         &self,
         mut rp: RecoveryPoint,
         by: ClusterId,
+        trigger: JobTrigger,
+        why: &str,
     ) -> Result<Option<JobId>> {
         let now = self.now();
         let expected = rp.version;
         rp.state = RecoveryPointState::Deleting;
         rp.updated_at = now;
-        let mut job = Job::pending(rp.org_id, JobType::DeleteBackup, JobTrigger::Scheduled, now);
+        let mut job = Job::pending(rp.org_id, JobType::DeleteBackup, trigger, now);
         job.cluster_id = Some(by);
         job.definition_id = Some(rp.definition_id);
         job.recovery_point_id = Some(rp.id);
-        job.log(now, "retention: the recovery point expired");
+        job.log(now, why);
         if by != rp.cluster_id {
             job.log(
                 now,

@@ -184,6 +184,13 @@ pub struct BackupResult {
     /// linked to an AWS account, snapshot PV modes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ebs_volumes: Vec<crate::model::cloud::ebs::EbsVolumeRef>,
+    /// The Object Lock every object of the point was written (or extended) with, when
+    /// the job's access asked for one: what the point then records as its immutability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::model::recovery::PointLock>,
+    /// The destination bucket's Object Lock configuration, as the agent found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_lock: Option<crate::model::destination::BucketLock>,
 }
 
 /// The most EBS volumes one backup may ask the control plane to snapshot: as many as a

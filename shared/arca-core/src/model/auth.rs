@@ -77,6 +77,8 @@ pub enum Operation {
     CancelJob,
     ListRecoveryPoints,
     GetRecoveryPoint,
+    /// Before its expiry: an admin's.
+    DeleteRecoveryPoint,
     ListRestores,
     GetRestore,
     ListRestoreObjects,
@@ -164,6 +166,7 @@ impl Operation {
             | CreateDestination
             | UpdateDestination
             | DeleteDestination
+            | DeleteRecoveryPoint
             | BeginPurge
             | CompletePurge
             | CreatePolicy

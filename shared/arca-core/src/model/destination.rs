@@ -186,14 +186,108 @@ fn aws_region(field: &str, region: &str) -> Result<()> {
 pub struct DestinationSpec {
     pub name: String,
     pub target: DestinationTarget,
+    /// Immutable backups: every object a backup writes is retained by S3 Object Lock at
+    /// least until its recovery point may be deleted ([`lock_until`]). The bucket must
+    /// have Object Lock enabled (the agent checks it before writing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl DestinationSpec {
     pub fn validated(mut self, local_allowed: bool) -> Result<Self> {
         self.name = validate::name("name", &self.name)?;
         self.target.validate("target", local_allowed)?;
+        if self.object_lock.is_some() && matches!(self.target, DestinationTarget::LocalFilesystem { .. }) {
+            return Err(Error::invalid(
+                "objectLock",
+                "Object Lock is an S3 feature: a LOCAL_FILESYSTEM destination cannot be immutable",
+            ));
+        }
         Ok(self)
     }
+
+    /// The Object Lock mode backups to it write with: its own, or for Arca-managed
+    /// storage the deployment's (`managed`, from the stack's `ManagedStorageObjectLock`).
+    pub fn lock_mode(&self, managed: Option<LockMode>) -> Option<LockMode> {
+        match self.target {
+            DestinationTarget::ArcaManaged { .. } => self.object_lock.map(|l| l.mode).or(managed),
+            DestinationTarget::S3 { .. } => self.object_lock.map(|l| l.mode),
+            DestinationTarget::LocalFilesystem { .. } => None,
+        }
+    }
+}
+
+/// S3 Object Lock's retention modes. GOVERNANCE: nobody without
+/// `s3:BypassGovernanceRetention` can delete or shorten it (Arca's roles never have it);
+/// COMPLIANCE: nobody at all, the account's root included, until the date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    /// The name S3 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+impl std::fmt::Display for LockMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A bucket's Object Lock configuration (S3 `GetObjectLockConfiguration`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketLock {
+    /// Object Lock is enabled on the bucket (only possible at its creation).
+    pub enabled: bool,
+    /// The bucket's default retention, which S3 applies to every new object version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<LockMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_days: Option<u32>,
+}
+
+/// A [`BucketLock`] as an agent reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketLockReport {
+    #[serde(flatten)]
+    pub lock: BucketLock,
+    pub reported_at: DateTime<Utc>,
+    /// The backup job whose agent found it.
+    pub job_id: crate::ids::JobId,
+}
+
+/// A destination's immutability setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLock {
+    pub mode: LockMode,
+}
+
+/// Until when a backup's objects are retained: its point's expiry (or, for a point that
+/// never expires, `fallback` after the job began) plus the gc grace period, in whole
+/// seconds rounded up. Retention deletes the point only after this date, so nothing it
+/// deletes is still locked; the grace covers gc's two runs over packs the point was the
+/// last to use.
+pub fn lock_until(
+    expires_at: Option<DateTime<Utc>>,
+    job_created: DateTime<Utc>,
+    fallback: std::time::Duration,
+    grace: std::time::Duration,
+) -> DateTime<Utc> {
+    let base = expires_at.unwrap_or(job_created + fallback).max(job_created) + grace;
+    let whole = base.timestamp() + i64::from(base.timestamp_subsec_nanos() > 0);
+    DateTime::from_timestamp(whole, 0).unwrap_or(base)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +302,10 @@ pub struct Destination {
     /// it to reach the data).
     #[serde(default)]
     pub retiring: bool,
+    /// The bucket's Object Lock configuration as the last agent to back up there found it
+    /// (the control plane never reads a user's bucket itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_lock: Option<BucketLockReport>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -247,6 +345,53 @@ pub fn effective_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_outlasts_the_expiry_by_the_grace_in_whole_seconds() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        let created = t("2030-01-01T00:00:00Z");
+        assert_eq!(
+            lock_until(Some(t("2030-01-31T00:00:00.2Z")), created, 7 * day, day),
+            t("2030-02-01T00:00:01Z")
+        );
+        // No expiry: the fallback counts from the job's start, not from whenever asked.
+        assert_eq!(lock_until(None, created, 7 * day, day), t("2030-01-09T00:00:00Z"));
+        // An expiry already past never gives a lock shorter than the grace.
+        assert_eq!(
+            lock_until(Some(t("2029-12-01T00:00:00Z")), created, 7 * day, day),
+            t("2030-01-02T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn only_s3_storage_locks_and_managed_storage_follows_the_deployment() {
+        let spec = |target, object_lock| DestinationSpec {
+            name: "d".into(),
+            target,
+            object_lock,
+        };
+        let managed = DestinationTarget::ArcaManaged { region: None };
+        let governance = Some(ObjectLock {
+            mode: LockMode::Governance,
+        });
+        assert_eq!(spec(managed.clone(), None).lock_mode(None), None);
+        assert_eq!(
+            spec(managed.clone(), None).lock_mode(Some(LockMode::Compliance)),
+            Some(LockMode::Compliance)
+        );
+        assert_eq!(
+            spec(managed, governance).lock_mode(Some(LockMode::Compliance)),
+            Some(LockMode::Governance)
+        );
+        let local = DestinationTarget::LocalFilesystem { path: "/srv/b".into() };
+        let err = spec(local, governance).validated(true).unwrap_err();
+        assert!(err.to_string().contains("objectLock"), "{err}");
+        assert_eq!(
+            serde_json::to_value(governance).unwrap(),
+            serde_json::json!({"mode": "GOVERNANCE"})
+        );
+    }
 
     #[test]
     fn the_most_specific_destination_wins() {

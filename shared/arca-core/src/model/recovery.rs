@@ -62,6 +62,10 @@ pub struct RecoveryPoint {
     /// Locked points are never removed by retention.
     #[serde(default)]
     pub locked: bool,
+    /// Its data is immutable (S3 Object Lock) until a date: nothing deletes it earlier,
+    /// retention included, whatever its expiry says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<PointLock>,
     /// The policy schedule row that produced it (`None`: a manual run). Points of one
     /// (definition, rule) share a `keepLast`.
     #[serde(default)]
@@ -346,6 +350,7 @@ impl RecoveryPoint {
             data_deleted: false,
             expires_at,
             locked: false,
+            object_lock: None,
             rule: Some(0),
             keep_last: None,
             location: None,
@@ -362,7 +367,32 @@ impl RecoveryPoint {
 
     /// Whether retention may remove it at `now`.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        !self.locked && self.expires_at.is_some_and(|at| at <= now)
+        !self.locked && self.immutable_at(now).is_none() && self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Its Object Lock, while it still holds at `now`.
+    pub fn immutable_at(&self, now: DateTime<Utc>) -> Option<&PointLock> {
+        self.object_lock.as_ref().filter(|l| l.retain_until > now)
+    }
+}
+
+/// A recovery point's immutability: the Object Lock mode its objects were written with,
+/// and the date they are retained until.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PointLock {
+    pub mode: crate::model::destination::LockMode,
+    pub retain_until: DateTime<Utc>,
+}
+
+impl PointLock {
+    /// Why it cannot be deleted, for errors: "immutable until <date> (S3 Object Lock, <mode>)".
+    pub fn reason(&self) -> String {
+        format!(
+            "immutable until {} (S3 Object Lock, {})",
+            self.retain_until.to_rfc3339(),
+            self.mode
+        )
     }
 }
 

@@ -49,6 +49,8 @@ pub fn newest_per_group<'a, T, G: Ord, A: Ord>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeepReason {
     Locked,
+    /// Its Object Lock holds: its data cannot be deleted before the date.
+    Immutable,
     /// Among the newest `keepLast` of its (definition, rule).
     KeepLast,
     /// PENDING (being written) or DELETING (already on its way out).
@@ -87,6 +89,8 @@ pub fn plan(points: &[RecoveryPoint], now: DateTime<Utc>) -> RetentionPlan {
     for p in expired {
         if p.locked {
             out.kept.push((p.id, KeepReason::Locked));
+        } else if p.immutable_at(now).is_some() {
+            out.kept.push((p.id, KeepReason::Immutable));
         } else if p.state != RecoveryPointState::Ready {
             out.kept.push((p.id, KeepReason::NotReady));
         } else if protected.contains(&p.id) {
@@ -195,6 +199,24 @@ mod tests {
             keep_last,
             ..RecoveryPoint::fixture(def, at(created), expires.map(at))
         }
+    }
+
+    #[test]
+    fn an_object_lock_outlives_the_expiry_and_then_lets_go() {
+        use crate::model::destination::LockMode;
+        use crate::model::recovery::PointLock;
+        let def = BackupDefinitionId::new();
+        let mut immutable = point(def, 0, Some(7), None);
+        immutable.object_lock = Some(PointLock {
+            mode: LockMode::Compliance,
+            retain_until: at(8),
+        });
+        let held = plan(std::slice::from_ref(&immutable), at(7));
+        assert_eq!(held.delete, vec![]);
+        assert_eq!(held.kept, vec![(immutable.id, KeepReason::Immutable)]);
+        assert!(!immutable.is_expired(at(7)));
+        assert_eq!(plan(std::slice::from_ref(&immutable), at(8)).delete, vec![immutable.id]);
+        assert!(immutable.is_expired(at(8)));
     }
 
     #[test]

@@ -58,6 +58,21 @@ pub struct DestinationAccess {
     /// left under earlier generations or master keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_keys: Vec<KeyedArchiveKey>,
+    /// The destination is immutable (S3 Object Lock): how this job writes and deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockWrite>,
+}
+
+/// How a job treats an immutable destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLockWrite {
+    pub mode: crate::model::destination::LockMode,
+    /// Backups: the date every object they write, or reuse, is retained until (their
+    /// point's lock). Other jobs write nothing that must outlive them: `None`, and their
+    /// writes (gc's index files and markers) are not retained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl DestinationAccess {
@@ -147,6 +162,8 @@ impl CredentialVendor for ConfigVendor {
             archive_key: None,
             key_id: None,
             earlier_keys: Vec::new(),
+            // Added by the control plane, which knows the job's point.
+            object_lock: None,
         })
     }
 }

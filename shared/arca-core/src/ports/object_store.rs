@@ -3,6 +3,7 @@
 use crate::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -41,6 +42,24 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Deletes the object; deleting an absent object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Until when S3 Object Lock retains the object (`None`: not retained, or no such
+    /// thing in this store). gc asks before deleting a pack, and skips it while locked.
+    async fn retained_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        let _ = key;
+        Ok(None)
+    }
+    /// Retains the object at least until `until`: a backup reusing data an earlier one
+    /// wrote extends that data's lock to its own. Never shortens a lock. Stores without
+    /// Object Lock refuse.
+    async fn retain_until(&self, key: &str, until: DateTime<Utc>) -> Result<()> {
+        let _ = (key, until);
+        Err(crate::Error::permanent("this store has no Object Lock"))
+    }
+    /// The Object Lock configuration of the bucket beneath this store; `None` for stores
+    /// without such a thing (a local directory).
+    async fn lock_configuration(&self) -> Result<Option<crate::model::destination::BucketLock>> {
+        Ok(None)
+    }
     /// Discards uploads that were started more than `older_than` ago and never finished
     /// (an S3 multipart upload of a killed process, whose parts are stored and billed but
     /// not visible as an object). Returns how many. Stores that write objects at once have

@@ -19,6 +19,7 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
         .create_destination(
             &p,
             DestinationSpec {
+                object_lock: None,
                 name: "arca".into(),
                 target: DestinationTarget::ArcaManaged { region: None },
             },
@@ -50,6 +51,7 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
         .create_destination(
             &p,
             DestinationSpec {
+                object_lock: None,
                 name: "own".into(),
                 target: DestinationTarget::S3 {
                     endpoint: None,
