@@ -257,10 +257,14 @@ fn managed_storage_backs_up_with_vended_credentials_and_restores_read_only_into_
     );
 }
 
-/// The retain-until date moto holds for `key` (HeadObject's Object Lock header).
+/// The retain-until date moto holds for `key` (HeadObject's Object Lock header, signed:
+/// moto serves objects written by a principal only to signed requests).
 fn retained_until(endpoint: &str, bucket: &str, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} (the test environment's)"));
+    let user = format!("{}:{}", var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"));
     let out = Command::new("curl")
-        .args(["-sfI", &format!("{endpoint}/{bucket}/{key}")])
+        .args(["-sfI", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &user])
+        .arg(format!("{endpoint}/{bucket}/{key}"))
         .output()
         .unwrap();
     assert!(out.status.success(), "HEAD {key}");
