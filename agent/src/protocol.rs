@@ -245,6 +245,18 @@ impl AgentClient {
             .await
     }
 
+    /// EC2 snapshots of the backup job's EBS volumes, taken now (between its hooks).
+    pub async fn ebs_snapshots(
+        &self,
+        job: &JobId,
+        volumes: &[arca_core::model::cloud::ebs::EbsVolumeRef],
+    ) -> Result<arca_core::model::cloud::ebs::EbsSnapshotsTaken> {
+        let body = arca_core::model::cloud::ebs::EbsSnapshotsRequest {
+            volumes: volumes.to_vec(),
+        };
+        self.expect(&format!("/v1/agent/jobs/{job}/ebs-snapshots"), &body).await
+    }
+
     /// A new EBS volume from one of the restore job's snapshots.
     pub async fn ebs_volume(
         &self,

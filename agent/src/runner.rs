@@ -338,6 +338,24 @@ impl ResourceRunner {
             out.messages.extend(hooks.outcomes.iter().map(|o| o.line()));
             return out;
         }
+        // The control plane's EC2 snapshots, now, while the pre hooks hold the applications
+        // (EC2 snapshots the moment it is asked). A control plane that cannot still takes
+        // them when the job reports, after the post hooks: said so, not hidden.
+        let ebs_note = if ebs.is_empty() {
+            None
+        } else {
+            Some(match client.ebs_snapshots(&job.job.id, &ebs).await {
+                Ok(taken) => format!(
+                    "EBS: {} of {} volume(s) snapshotted by the control plane between the hooks",
+                    taken.snapshots.len(),
+                    ebs.len()
+                ),
+                Err(e) => format!(
+                    "WARNING: EBS snapshots could not be taken between the hooks ({e}): the control plane takes \
+                     them when the job reports, after the post hooks (crash-consistent)"
+                ),
+            })
+        };
         let volumes = if pv_mode == PvMode::None || claims.is_empty() {
             hooks.after().await;
             VolumesOutcome::default()
@@ -377,6 +395,7 @@ impl ResourceRunner {
             }
         };
         let mut outcome = backup_outcome(pv_mode, &prefix, &report, ebs, &volumes);
+        outcome.messages.extend(ebs_note);
         if let Some(result) = outcome.backup.as_mut() {
             result.bucket_lock = bucket_lock;
             result.object_lock = access.object_lock.and_then(|lock| {

@@ -6,14 +6,16 @@
 //! moto) and the agent binds it to the restored claim as a static PV, which the real PV
 //! controller binds. No EBS CSI driver runs here, so nothing mounts the volume: what
 //! Kubernetes needs to attach it (driver, volume handle, zone, claim) is what is checked.
+//! The application's Pod has backup hooks (Velero's annotations): the EC2 snapshot is
+//! taken between its pre and post hook, which moto's request recorder shows in order.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::node::{
-    BucketEndpoint, Kubectl, Scene, assert_agent_pod, bucket_destination, install_with_link, link_moto_account,
-    start_server_on_moto,
+    BucketEndpoint, Kubectl, MotoRecording, Scene, assert_agent_pod, bucket_destination, install_with_link,
+    link_moto_account, start_server_on_moto,
 };
 use common::{User, config_in_env, fresh_account};
 use serde_json::{Value, json};
@@ -146,7 +148,40 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
         c["status"]["phase"] == "Bound"
     });
 
-    // ---- backup: the server snapshots the volume through the account's role
+    // ---- the application's Pod, with Velero's hook annotations: each hook calls moto (a
+    // request its recorder keeps in order with the control plane's CreateSnapshot)
+    let moto_port = nodes
+        .aws
+        .endpoint_url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let marker = arca_testenv::unique("hook").to_lowercase();
+    let call = |phase: &str| {
+        json!([
+            "/bin/sh",
+            "-c",
+            format!(
+                "wget -q -O /dev/null http://{}:{moto_port}/{marker}-{phase}; true",
+                nodes.host_ip
+            )
+        ])
+        .to_string()
+    };
+    a.apply_json(&json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-0", "namespace": namespace, "annotations": {
+            "pre.hook.backup.velero.io/command": call("pre"),
+            "post.hook.backup.velero.io/command": call("post")}},
+        "spec": {"containers": [{"name": "main", "image": nodes.busybox_image, "command": ["sleep", "3600"]}],
+                 "terminationGracePeriodSeconds": 1}}));
+    a.wait_for(&["pod", "db-0", "-n", &namespace], 120, |p| {
+        p["status"]["containerStatuses"][0]["ready"] == true
+    });
+
+    // ---- backup: the server snapshots the volume through the account's role, while the
+    // pre hook holds the application
     user.ok(&[
         "backups",
         "create",
@@ -160,8 +195,30 @@ fn ebs_claims_are_snapshotted_and_restored_onto_new_volumes_in_the_targets_zone(
         "--pv-mode",
         "snapshot",
     ]);
+    let recording = MotoRecording::start(aws);
     let job = user.json(&["backups", "run", "ebs", "--wait"]);
     assert_eq!(job["state"], "COMPLETED", "the EBS volume is protected: {job:#}");
+    let order: Vec<String> = recording
+        .requests()
+        .into_iter()
+        .filter_map(|(url, form)| match form.get("Action").map(String::as_str) {
+            Some("CreateSnapshot") => Some("CreateSnapshot".to_owned()),
+            _ if url.contains(&format!("{marker}-pre")) => Some("pre".to_owned()),
+            _ if url.contains(&format!("{marker}-post")) => Some("post".to_owned()),
+            _ => None,
+        })
+        .collect();
+    drop(recording);
+    assert_eq!(
+        order,
+        ["pre", "CreateSnapshot", "post"],
+        "the EC2 snapshot is taken between the pre and the post hook"
+    );
+    assert!(
+        job.to_string()
+            .contains("snapshotted by the control plane between the hooks"),
+        "{job:#}"
+    );
     let points = user.json(&["recovery-points", "list", "--backup", "ebs"]);
     let point = points[0]["id"].as_str().unwrap().to_owned();
     let on_aws = user.json(&["recovery-points", "aws", &point]);

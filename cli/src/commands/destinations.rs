@@ -30,6 +30,7 @@ const DESTINATION_COLUMNS: &[Column] = &[
         Some("S3") => format!("s3://{}/{}", at(v, "/target/bucket"), at(v, "/target/prefix")),
         _ => at(v, "/target/region"),
     }),
+    Column::at("OBJECT LOCK", "/objectLock/mode"),
 ];
 
 const UPKEEP_COLUMNS: &[Column] = &[

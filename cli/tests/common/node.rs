@@ -441,6 +441,15 @@ impl MotoRecording {
     /// The form parameters of every recorded request whose `Action` is `action` (the query
     /// protocol of STS, IAM, ...).
     pub fn actions(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        self.requests()
+            .into_iter()
+            .filter_map(|(_, form)| (form.get("Action").map(String::as_str) == Some(action)).then_some(form))
+            .collect()
+    }
+
+    /// Every recorded request in the order moto received it: its URL and its form
+    /// parameters (empty when its body is no form).
+    pub fn requests(&self) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
         use base64::Engine as _;
         let out = Command::new("curl")
             .args([
@@ -455,15 +464,14 @@ impl MotoRecording {
             .lines()
             .filter_map(|line| {
                 let entry: Value = serde_json::from_str(line).ok()?;
-                let body = entry["body"].as_str()?;
+                let url = entry["url"].as_str().unwrap_or_default().to_owned();
+                let body = entry["body"].as_str().unwrap_or_default();
                 let body = if entry["body_encoded"] == true {
                     base64::engine::general_purpose::STANDARD.decode(body).ok()?
                 } else {
                     body.as_bytes().to_vec()
                 };
-                let form: std::collections::BTreeMap<String, String> =
-                    form_urlencoded::parse(&body).into_owned().collect();
-                (form.get("Action").map(String::as_str) == Some(action)).then_some(form)
+                Some((url, form_urlencoded::parse(&body).into_owned().collect()))
             })
             .collect()
     }

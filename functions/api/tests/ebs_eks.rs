@@ -671,3 +671,132 @@ async fn restores_rebuild_ebs_claims_on_volumes_from_their_snapshots() {
     .problem(409, "conflict");
     assert_eq!(api.cloud.volumes().len(), 1, "nothing was created for it");
 }
+
+/// The agent asks for the EC2 snapshots between its pre and post hooks: they are taken at
+/// once for the point the job will make (its id in their tags), recorded on the job, not
+/// taken again at completion, and the point keeps them; asked twice, the same answer. A
+/// backup that fails after asking leaves no snapshot behind.
+#[tokio::test]
+async fn ebs_snapshots_taken_during_the_job_go_to_its_point_or_away_with_it() {
+    let api = Api::new();
+    let t = api.signup("hooks-ebs").await;
+    let account = api.link_account(&t.admin, "prod", &["us-east-1"]).await.expect(201);
+    let role = "arn:aws:iam::111122223333:role/arca-prod";
+    api.give_role(&t.admin, &account, role).await.expect(200);
+    let volume = |id: &str| {
+        AwsResource::EbsVolume(EbsVolume {
+            volume_id: id.into(),
+            tags: [("kubernetes.io/cluster/prod-eks".to_owned(), "owned".to_owned())].into(),
+            ..Default::default()
+        })
+    };
+    api.cloud
+        .set_resources(role, "us-east-1", vec![volume("vol-0aaa"), volume("vol-0bbb")]);
+    let dest = api.destination(&t.admin, "bucket").await;
+    let cluster = api
+        .post(
+            "/v1/clusters",
+            &t.admin,
+            json!({ "name": "prod", "defaultDestinationId": dest,
+                    "aws": { "cloudAccountId": account.id(), "region": "us-east-1", "eksClusterName": "prod-eks" } }),
+        )
+        .await
+        .expect(201);
+    let cluster_id = cluster.id();
+    let token = cluster.body["agentToken"].as_str().unwrap().to_owned();
+    let backup = api.default_backup(&t, &cluster_id, None).await;
+    let session = api.agent_session(&token).await;
+    let volumes = json!([{ "pvName": "pv-data", "volumeId": "vol-0aaa", "availabilityZone": "us-east-1a" }]);
+
+    // Between the hooks: taken now, recorded on the job with the point's id to come.
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
+    let job = polled.job_id();
+    let taken = api
+        .agent_job(&token, &session, &job, "ebs-snapshots", json!({ "volumes": volumes }))
+        .await
+        .expect(200);
+    assert_eq!(taken.body["snapshots"].as_array().unwrap().len(), 1, "{}", taken.text);
+    let snapshot = taken.body["snapshots"][0]["snapshotId"].as_str().unwrap().to_owned();
+    let snapshots = api.cloud.snapshots();
+    assert_eq!(snapshots.keys().collect::<Vec<_>>(), [&snapshot], "{snapshots:?}");
+    let tagged_point = snapshots[&snapshot].2["arca:recovery-point"].clone();
+    let again = api
+        .agent_job(&token, &session, &job, "ebs-snapshots", json!({ "volumes": volumes }))
+        .await
+        .expect(200);
+    assert_eq!(again.body, taken.body, "asked twice, the same snapshots");
+    assert_eq!(api.cloud.snapshots().len(), 1);
+
+    // Completion: nothing taken again; the point is the one the tags name, and keeps them.
+    let done = api
+        .complete(
+            &token,
+            &session,
+            &polled,
+            json!({ "backup": { "prefix": common::archive_at(&t.org_id, &cluster_id, "x"), "ebsVolumes": volumes } }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(done.body["state"], "COMPLETED", "{}", done.text);
+    assert_eq!(done.body["recoveryPointId"], tagged_point.as_str(), "{}", done.text);
+    assert_eq!(api.cloud.snapshots().len(), 1, "no second snapshot at completion");
+    let aws = api
+        .get(&format!("/v1/recoverypoints/{tagged_point}/aws"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(
+        aws.body["ebsSnapshots"][0]["snapshotId"],
+        snapshot.as_str(),
+        "{}",
+        aws.text
+    );
+    assert!(
+        done.text.contains("EBS snapshots taken between the hooks"),
+        "the job says when: {}",
+        done.text
+    );
+
+    // A backup that fails after its snapshots were taken: they are deleted, no point.
+    api.run(&t.admin, &backup).await.expect(201);
+    let polled = api.poll(&token, &session).await.expect(200);
+    let other = json!([{ "pvName": "pv-logs", "volumeId": "vol-0bbb" }]);
+    let taken = api
+        .agent_job(
+            &token,
+            &session,
+            &polled.job_id(),
+            "ebs-snapshots",
+            json!({ "volumes": other }),
+        )
+        .await
+        .expect(200);
+    let doomed = taken.body["snapshots"][0]["snapshotId"].as_str().unwrap().to_owned();
+    assert!(api.cloud.snapshots().contains_key(&doomed));
+    let failed = api
+        .agent_job(
+            &token,
+            &session,
+            &polled.job_id(),
+            "complete",
+            json!({ "leaseToken": polled.body["leaseToken"], "state": "FAILED", "reason": "a copy failed" }),
+        )
+        .await
+        .expect(200);
+    assert!(failed.body["recoveryPointId"].is_null(), "{}", failed.text);
+    assert_eq!(
+        api.cloud.snapshots().keys().collect::<Vec<_>>(),
+        [&snapshot],
+        "the failed job's snapshot is gone, the point's stays"
+    );
+    // An ended job takes none.
+    api.agent_job(
+        &token,
+        &session,
+        &polled.job_id(),
+        "ebs-snapshots",
+        json!({ "volumes": other }),
+    )
+    .await
+    .expect(409);
+}

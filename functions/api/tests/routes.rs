@@ -501,6 +501,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/agent/jobs/{id}/complete"), AgentForeignJob),
         (("POST", "/v1/agent/jobs/{id}/credentials"), AgentForeignJob),
         (("POST", "/v1/agent/jobs/{id}/ebs-volumes"), AgentForeignJob),
+        (("POST", "/v1/agent/jobs/{id}/ebs-snapshots"), AgentForeignJob),
         (("PUT", "/v1/operator/orgs/{id}/plan"), Operator),
     ])
 }

@@ -6,7 +6,7 @@ use arca_core::ids::JobId;
 use arca_core::model::agent::{
     AgentJob, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport, RestoreResultsBatch,
 };
-use arca_core::model::cloud::ebs::{EbsVolumeCreated, EbsVolumeRequest};
+use arca_core::model::cloud::ebs::{EbsSnapshotsRequest, EbsSnapshotsTaken, EbsVolumeCreated, EbsVolumeRequest};
 use arca_core::model::cluster::{Cluster, Heartbeat};
 use arca_core::model::job::Job;
 use arca_core::ports::credentials::DestinationAccess;
@@ -163,6 +163,31 @@ pub async fn credentials(
     let id = path_id::<JobId>(&id)?;
     Ok(Json(
         s.control_plane.agent_credentials(&caller.agent, session, &id).await?,
+    ))
+}
+
+/// EC2 snapshots of a running backup's EBS volumes, taken now: the agent asks between its
+/// pre and post hooks, so the snapshots are of quiesced applications.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/ebs-snapshots", tag = "agent", security(("agentToken" = [])),
+    description = "Agent: the cluster's agent token and session. `{volumes: [{pvName, volumeId, ...}]}`; the \
+                   answer `{snapshots, errors, unprotected, ...}` is recorded on the job, and the same request \
+                   again returns it.",
+    request_body = serde_json::Value,
+    params(("id" = String, Path), ("X-Arca-Agent-Session" = String, Header, description = "The session id `connect` returned")),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn ebs_snapshots(
+    State(s): State<AppState>,
+    caller: AgentCaller,
+    Path(id): Path<String>,
+    AgentBody(body): AgentBody<EbsSnapshotsRequest>,
+) -> ApiResult<Json<EbsSnapshotsTaken>> {
+    let session = caller.session()?;
+    let id = path_id::<JobId>(&id)?;
+    Ok(Json(
+        s.control_plane
+            .agent_ebs_snapshots(&caller.agent, session, &id, body.volumes)
+            .await?,
     ))
 }
 

@@ -187,6 +187,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::complete))
         .routes(routes!(agent::credentials))
         .routes(routes!(agent::ebs_volume))
+        .routes(routes!(agent::ebs_snapshots))
 }
 
 /// The OpenAPI document of this API, generated from the handlers.

@@ -4,7 +4,7 @@
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::error::ConflictKind;
-use crate::ids::{JobId, OrgId, RecoveryPointId};
+use crate::ids::{JobId, OrgId};
 use crate::model::agent::{
     AgentJob, AgentPrincipal, AgentState, CompletionReport, ConnectRequest, Connected, LeaseRequest, ProgressReport,
 };
@@ -525,6 +525,11 @@ impl ControlPlane {
             }
             None => {}
         }
+        // EBS snapshots taken during a backup that made no point go; a failure fails the
+        // call, and the agent's retried completion comes back here.
+        if job.job_type == JobType::K8sBackup && !matches!(job.state, JobState::Completed | JobState::Partial) {
+            self.discard_ebs_snapshots(&job).await?;
+        }
         // What the agent found on the bucket goes on the destination; a store failure
         // fails the call, and the agent's retried completion comes back here.
         if let Some(found) = report.backup.as_ref().and_then(|b| b.bucket_lock) {
@@ -605,7 +610,9 @@ impl ControlPlane {
                 let result = report.backup.clone().unwrap_or_default();
                 let now = self.now();
                 let mut rp = RecoveryPoint {
-                    id: RecoveryPointId::new(),
+                    // Chosen earlier when EBS snapshots were taken during the job (their
+                    // tags name it); else a new one (`Default` makes a fresh id).
+                    id: job.recovery_point_id.unwrap_or_default(),
                     org_id: job.org_id,
                     cluster_id: job.cluster_id.unwrap_or_default(),
                     definition_id: def_id,
@@ -639,6 +646,9 @@ impl ControlPlane {
                 job.recovery_point_id = Some(rp.id);
                 tx.create(&mut rp)?;
             }
+            // A failed backup makes no point: the id chosen for its EBS snapshots (which
+            // are deleted) names nothing.
+            JobType::K8sBackup => job.recovery_point_id = None,
             JobType::DeleteBackup => {
                 if let Some(rp_id) = job.recovery_point_id
                     && let Some(mut rp) = self.store.find::<RecoveryPoint>(&job.org_id, &rp_id).await?

@@ -3,12 +3,16 @@
 use super::cloud_accounts::check_eks_name;
 use crate::control_plane::ControlPlane;
 use crate::control_plane::retry_on_stale;
-use crate::ids::{CloudAccountId, ClusterId, OrgId};
+use crate::ids::{CloudAccountId, ClusterId, JobId, OrgId};
 use crate::ids::{EksRecreationId, RecoveryPointId};
+use crate::model::agent::AgentPrincipal;
 use crate::model::agent::CompletionReport;
 use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::{CloudAccount, CloudAccountState};
-use crate::model::cloud::ebs::{EbsSnapshotRef, EksRecreation, EksRecreationState, RecoveryPointAws, snapshot_tags};
+use crate::model::cloud::ebs::{
+    ClusterAwsLink, EbsSnapshotRef, EbsSnapshotsTaken, EbsVolumeRef, EksRecreation, EksRecreationState,
+    RecoveryPointAws, snapshot_tags,
+};
 use crate::model::cloud::inventory::{AwsInventoryId, AwsResource};
 use crate::model::cluster::{Cluster, ClusterSpec};
 use crate::model::job::{Job, JobState, JobType};
@@ -62,6 +66,9 @@ impl ControlPlane {
         else {
             return Ok(Vec::new());
         };
+        if !matches!(job.state, JobState::Completed | JobState::Partial) {
+            return Ok(Vec::new());
+        }
         let volumes = report
             .backup
             .as_ref()
@@ -73,9 +80,9 @@ impl ControlPlane {
                 .map(|v| format!("PV {} (EBS {}): not snapshotted: {why}", v.pv_name, v.volume_id))
                 .collect()
         };
-        let Some(cloud) = &self.cloud else {
+        if self.cloud.is_none() {
             return Ok(none_taken("this deployment has no AWS access configured"));
-        };
+        }
         let cluster = self.store.get::<Cluster>(&job.org_id, &cluster_id).await?;
         let Some(link) = cluster.spec.aws else {
             return Ok(none_taken("the cluster is not linked to an AWS account"));
@@ -89,7 +96,6 @@ impl ControlPlane {
             return Ok(Vec::new());
         }
         let rp = self.store.get::<RecoveryPoint>(&job.org_id, &rp_id).await?;
-        let mut unprotected = Vec::new();
         let mut record = RecoveryPointAws {
             recovery_point_id: rp_id,
             org_id: job.org_id,
@@ -101,59 +107,22 @@ impl ControlPlane {
             created_at: self.now(),
             version: 0,
         };
-        match self.linked_role(&job.org_id, &link.cloud_account_id).await {
-            Ok(role) => {
-                // What EC2 says of the reported volumes now: only those whose tags show
-                // them as this cluster's are snapshotted (an agent's word is not enough).
-                let ids: Vec<String> = volumes.iter().map(|v| v.volume_id.clone()).collect();
-                let described = if ids.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    cloud
-                        .connector
-                        .describe_volumes(&role, &link.region, &ids)
-                        .await
-                        .map_err(Error::from)
-                };
-                for volume in &volumes {
-                    let owned = match &described {
-                        Ok(found) => match found.iter().find(|v| v.volume_id == volume.volume_id) {
-                            Some(v) => v.check_owner(&cluster_id, &volume.pv_name, link.eks_cluster_name.as_deref()),
-                            None => Err(format!("no such volume in {}", link.region)),
-                        },
-                        Err(e) => Err(format!("describing the volumes: {e}")),
-                    };
-                    let taken = match owned {
-                        Ok(()) => {
-                            let tags = snapshot_tags(&rp_id, rp.expires_at, volume);
-                            cloud
-                                .connector
-                                .snapshot_volume(&role, &link.region, &volume.volume_id, &tags)
-                                .await
-                                .map_err(|e| Error::from(e).to_string())
-                        }
-                        Err(why) => Err(why),
-                    };
-                    match taken {
-                        Ok(snapshot_id) => record.ebs_snapshots.push(EbsSnapshotRef::of(volume, snapshot_id)),
-                        Err(e) => {
-                            record.errors.push(format!(
-                                "EBS snapshot of {} (PV {}): {e}",
-                                volume.volume_id, volume.pv_name
-                            ));
-                            unprotected.push(format!(
-                                "PV {} (EBS {}): not snapshotted: {e}",
-                                volume.pv_name, volume.volume_id
-                            ));
-                        }
-                    }
-                }
-            }
-            Err(e) if !volumes.is_empty() => {
-                record.errors.push(format!("EBS volumes not snapshotted: {e}"));
-                unprotected = none_taken(&e.to_string());
-            }
-            Err(_) => {}
+        // Taken while the job ran, between its hooks (`agent_ebs_snapshots`); the volumes
+        // reported only now (an agent that did not ask) are taken now, crash-consistent.
+        let earlier = job.ebs_snapshots.clone().unwrap_or_default();
+        let later: Vec<EbsVolumeRef> = volumes
+            .iter()
+            .filter(|v| !earlier.volumes.contains(&v.volume_id))
+            .cloned()
+            .collect();
+        let now_taken = self
+            .snapshot_volumes(&job.org_id, &cluster_id, &link, &rp_id, rp.expires_at, &later)
+            .await;
+        let mut unprotected = Vec::new();
+        for taken in [earlier, now_taken] {
+            record.ebs_snapshots.extend(taken.snapshots);
+            record.errors.extend(taken.errors);
+            unprotected.extend(taken.unprotected);
         }
         if let Some(name) = &link.eks_cluster_name {
             let key = AwsInventoryId {
@@ -180,6 +149,187 @@ impl ControlPlane {
             Err(Error::Conflict { .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+
+    /// EC2 snapshots of `volumes` for point `rp_id` (tagged with it and its expiry), through
+    /// `link`'s account: only of the volumes EC2 shows as this cluster's (an agent's word is
+    /// not enough). What could not be snapshotted is in the answer's errors, never raised.
+    async fn snapshot_volumes(
+        &self,
+        org: &OrgId,
+        cluster_id: &ClusterId,
+        link: &ClusterAwsLink,
+        rp_id: &RecoveryPointId,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        volumes: &[EbsVolumeRef],
+    ) -> EbsSnapshotsTaken {
+        let mut taken = EbsSnapshotsTaken {
+            cloud_account_id: link.cloud_account_id,
+            region: link.region.clone(),
+            volumes: volumes.iter().map(|v| v.volume_id.clone()).collect(),
+            ..EbsSnapshotsTaken::default()
+        };
+        if volumes.is_empty() {
+            return taken;
+        }
+        let failed = |taken: &mut EbsSnapshotsTaken, volume: &EbsVolumeRef, why: &str| {
+            taken.errors.push(format!(
+                "EBS snapshot of {} (PV {}): {why}",
+                volume.volume_id, volume.pv_name
+            ));
+            taken.unprotected.push(format!(
+                "PV {} (EBS {}): not snapshotted: {why}",
+                volume.pv_name, volume.volume_id
+            ));
+        };
+        let Some(cloud) = &self.cloud else {
+            for v in volumes {
+                failed(&mut taken, v, "this deployment has no AWS access configured");
+            }
+            return taken;
+        };
+        let role = match self.linked_role(org, &link.cloud_account_id).await {
+            Ok(role) => role,
+            Err(e) => {
+                taken.errors.push(format!("EBS volumes not snapshotted: {e}"));
+                taken.unprotected = volumes
+                    .iter()
+                    .map(|v| format!("PV {} (EBS {}): not snapshotted: {e}", v.pv_name, v.volume_id))
+                    .collect();
+                return taken;
+            }
+        };
+        let ids: Vec<String> = volumes.iter().map(|v| v.volume_id.clone()).collect();
+        let described = cloud
+            .connector
+            .describe_volumes(&role, &link.region, &ids)
+            .await
+            .map_err(Error::from);
+        for volume in volumes {
+            let owned = match &described {
+                Ok(found) => match found.iter().find(|v| v.volume_id == volume.volume_id) {
+                    Some(v) => v.check_owner(cluster_id, &volume.pv_name, link.eks_cluster_name.as_deref()),
+                    None => Err(format!("no such volume in {}", link.region)),
+                },
+                Err(e) => Err(format!("describing the volumes: {e}")),
+            };
+            let snapshot = match owned {
+                Ok(()) => {
+                    let tags = snapshot_tags(rp_id, expires_at, volume);
+                    cloud
+                        .connector
+                        .snapshot_volume(&role, &link.region, &volume.volume_id, &tags)
+                        .await
+                        .map_err(|e| Error::from(e).to_string())
+                }
+                Err(why) => Err(why),
+            };
+            match snapshot {
+                Ok(snapshot_id) => taken.snapshots.push(EbsSnapshotRef::of(volume, snapshot_id)),
+                Err(e) => failed(&mut taken, volume, &e),
+            }
+        }
+        taken
+    }
+
+    /// Snapshots a running backup's EBS volumes now, between its pre and post hooks, for
+    /// the point it will make: the agent asks once its pre hooks have run (the application
+    /// is quiesced), and EC2 takes a snapshot at the moment it is asked for, so the post
+    /// hooks may run as soon as this answers. Recorded on the job (the point takes them at
+    /// completion); asked again, the same answer.
+    pub async fn agent_ebs_snapshots(
+        &self,
+        agent: &AgentPrincipal,
+        session: &str,
+        id: &JobId,
+        volumes: Vec<EbsVolumeRef>,
+    ) -> Result<EbsSnapshotsTaken> {
+        let job = self.running_job(agent, session, id).await?;
+        if job.job_type != JobType::K8sBackup {
+            return Err(Error::invalid("id", "EBS snapshots are taken for K8S_BACKUP jobs"));
+        }
+        crate::model::agent::BackupResult {
+            ebs_volumes: volumes.clone(),
+            ..Default::default()
+        }
+        .check()?;
+        if let Some(taken) = job.ebs_snapshots {
+            return Ok(taken);
+        }
+        let cluster = self.store.get::<Cluster>(&agent.org_id, &agent.cluster_id).await?;
+        let Some(link) = cluster.spec.aws else {
+            return Err(Error::conflict(format!(
+                "cluster {} is not linked to an AWS account: its EBS volumes are not Arca's to snapshot",
+                cluster.id
+            )));
+        };
+        // The point's id, chosen now (`Default` makes a fresh one): the snapshots are
+        // tagged with it.
+        let rp_id = job.recovery_point_id.unwrap_or_default();
+        let taken = self
+            .snapshot_volumes(
+                &agent.org_id,
+                &cluster.id,
+                &link,
+                &rp_id,
+                job.recovery_point_expires_at,
+                &volumes,
+            )
+            .await;
+        let (org, taken_ref) = (agent.org_id, &taken);
+        self.retrying(|| async move {
+            let mut job = self.store.get::<Job>(&org, id).await?;
+            if job.ebs_snapshots.is_some() {
+                return Ok(());
+            }
+            let expected = job.version;
+            let now = self.now();
+            job.recovery_point_id = Some(rp_id);
+            job.ebs_snapshots = Some(taken_ref.clone());
+            job.log(
+                now,
+                format!(
+                    "EBS snapshots taken between the hooks: {}",
+                    taken_ref
+                        .snapshots
+                        .iter()
+                        .map(|s| format!("{} (PV {})", s.snapshot_id, s.pv_name))
+                        .chain(taken_ref.unprotected.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            job.updated_at = now;
+            self.store
+                .update(job, expected)
+                .await
+                .map(|_| ())
+                .map_err(retry_on_stale)
+        })
+        .await?;
+        Ok(taken)
+    }
+
+    /// The EC2 snapshots a job took that no point keeps (it FAILED or was CANCELED):
+    /// deleted, those already gone included.
+    pub(in crate::control_plane) async fn discard_ebs_snapshots(&self, job: &Job) -> Result<()> {
+        let Some(taken) = job.ebs_snapshots.as_ref().filter(|t| !t.snapshots.is_empty()) else {
+            return Ok(());
+        };
+        let cloud = self.cloud()?;
+        let role = self.linked_role(&job.org_id, &taken.cloud_account_id).await?;
+        for s in &taken.snapshots {
+            match cloud
+                .connector
+                .delete_volume_snapshot(&role, &taken.region, &s.snapshot_id)
+                .await
+                .map_err(Error::from)
+            {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// A COMPLETED backup with EBS volumes left without a snapshot becomes PARTIAL, naming

@@ -135,26 +135,36 @@ impl ControlPlane {
 
     /// Ends a job as FAILED (if it has not ended), releasing what it held.
     pub(in crate::control_plane) async fn fail_job(&self, org: &OrgId, id: &JobId, reason: &str) -> Result<Job> {
-        self.retrying(|| async move {
-            let mut job = self.store.get::<Job>(org, id).await?;
-            if job.state.is_terminal() {
-                return Ok(job);
-            }
-            let expected = job.version;
-            job.transition(JobState::Failed, Some(reason.to_string()), self.now())?;
-            job.log(self.now(), reason);
-            let mut tx = Tx::new();
-            tx.update(&mut job, expected)?;
-            self.release_active(&mut tx, &job).await?;
-            self.restore_point_after_failed_delete(&mut tx, &job).await?;
-            if job.job_type == JobType::RepositoryMaintenance {
-                self.maintenance_ended(&mut tx, &job, JobState::Failed, None, Some(reason))
-                    .await?;
-            }
-            self.store.commit(tx).await.map_err(retry_on_conflict)?;
-            Ok(job)
-        })
-        .await
+        let job = self
+            .retrying(|| async move {
+                let mut job = self.store.get::<Job>(org, id).await?;
+                if job.state.is_terminal() {
+                    return Ok(job);
+                }
+                let expected = job.version;
+                job.transition(JobState::Failed, Some(reason.to_string()), self.now())?;
+                job.log(self.now(), reason);
+                if job.job_type == JobType::K8sBackup {
+                    // No point: the id chosen for its EBS snapshots names nothing.
+                    job.recovery_point_id = None;
+                }
+                let mut tx = Tx::new();
+                tx.update(&mut job, expected)?;
+                self.release_active(&mut tx, &job).await?;
+                self.restore_point_after_failed_delete(&mut tx, &job).await?;
+                if job.job_type == JobType::RepositoryMaintenance {
+                    self.maintenance_ended(&mut tx, &job, JobState::Failed, None, Some(reason))
+                        .await?;
+                }
+                self.store.commit(tx).await.map_err(retry_on_conflict)?;
+                Ok(job)
+            })
+            .await?;
+        // EBS snapshots it took go (a failure fails the call: the dead letter comes again).
+        if job.job_type == JobType::K8sBackup && job.state == JobState::Failed {
+            self.discard_ebs_snapshots(&job).await?;
+        }
+        Ok(job)
     }
 
     /// A failed deletion leaves its point READY, so the next sweep tries again.

@@ -167,6 +167,10 @@ pub struct Job {
     /// REPOSITORY_MAINTENANCE jobs: which repositories, with which grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<crate::model::maintenance::MaintenanceWork>,
+    /// K8S_BACKUP jobs of a linked cluster: the EC2 snapshots taken while it ran, between
+    /// its hooks (the point it makes keeps them; a failed job's are deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_snapshots: Option<crate::model::cloud::ebs::EbsSnapshotsTaken>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -197,6 +201,7 @@ impl Job {
             activity_dropped: 0,
             rds: None,
             maintenance: None,
+            ebs_snapshots: None,
             created_at: now,
             started_at: None,
             ended_at: None,

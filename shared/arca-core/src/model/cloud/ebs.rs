@@ -135,6 +135,35 @@ impl EbsSnapshotRef {
     }
 }
 
+/// What an agent asks of `POST /v1/agent/jobs/{id}/ebs-snapshots`: snapshots of these
+/// volumes now, while its pre hooks hold the applications.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsSnapshotsRequest {
+    #[serde(default)]
+    pub volumes: Vec<EbsVolumeRef>,
+}
+
+/// EC2 snapshots the control plane took while a backup job ran, between its pre and post
+/// hooks, when its agent asked (`POST /v1/agent/jobs/{id}/ebs-snapshots`): for the point the
+/// job will make (the job carries its id from then on, the snapshots' tags name it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsSnapshotsTaken {
+    /// The account and region they were taken in: where a failed job's are deleted.
+    pub cloud_account_id: crate::ids::CloudAccountId,
+    pub region: String,
+    /// The volumes asked for (their ids), snapshotted or not.
+    pub volumes: Vec<String>,
+    pub snapshots: Vec<EbsSnapshotRef>,
+    /// What could not be snapshotted, for the point's AWS record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// The same, as the job's lines: the job ends PARTIAL for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unprotected: Vec<String>,
+}
+
 /// What a restore job may build claims from: the point's EBS snapshots the target
 /// cluster can create volumes from (linked to the same account and region), or why it
 /// cannot. Sent with K8S_RESTORE jobs ([`crate::model::agent::AgentJob::ebs`]).
