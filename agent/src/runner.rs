@@ -256,7 +256,7 @@ impl ResourceRunner {
             Err(e) => return failed(e),
         };
         let bucket_lock = match bucket_lock(store.as_ref(), &access).await {
-            Ok(found) => found,
+            Ok(seen) => seen,
             Err(e) => return failed(e),
         };
         let prefix = archive_prefix(&access);
@@ -396,8 +396,9 @@ impl ResourceRunner {
         };
         let mut outcome = backup_outcome(pv_mode, &prefix, &report, ebs, &volumes);
         outcome.messages.extend(ebs_note);
+        outcome.messages.extend(bucket_lock.warning);
         if let Some(result) = outcome.backup.as_mut() {
-            result.bucket_lock = bucket_lock;
+            result.bucket_lock = bucket_lock.found;
             result.object_lock = access.object_lock.and_then(|lock| {
                 lock.retain_until.map(|retain_until| PointLock {
                     mode: lock.mode,
@@ -827,24 +828,55 @@ fn backup_outcome(
     }
 }
 
-/// The destination bucket's Object Lock configuration, for the destination to show. An
-/// immutable destination whose bucket has none (or whose configuration cannot be read)
-/// fails the backup before anything is written: nothing written there would be retained.
-async fn bucket_lock(store: &dyn ObjectStore, access: &DestinationAccess) -> Result<Option<BucketLock>, String> {
-    let immutable = access.object_lock.is_some();
-    match store.lock_configuration().await {
+/// The destination bucket's Object Lock configuration, for the destination to show
+/// ([`judge_bucket_lock`] decides what it means for this backup).
+async fn bucket_lock(store: &dyn ObjectStore, access: &DestinationAccess) -> Result<BucketLockSeen, String> {
+    judge_bucket_lock(
+        store.lock_configuration().await.map_err(|e| e.to_string()),
+        access.object_lock.is_some(),
+    )
+}
+
+/// What a backup makes of its bucket's Object Lock configuration.
+#[derive(Debug, Default, PartialEq)]
+struct BucketLockSeen {
+    /// Reported on the destination.
+    found: Option<BucketLock>,
+    /// A line for the job when the bucket locks what the destination does not ask for.
+    warning: Option<String>,
+}
+
+/// An immutable destination whose bucket has no Object Lock (or whose configuration
+/// cannot be read) fails the backup before anything is written: nothing written there
+/// would be retained. A bucket with a default retention under a destination that is not
+/// immutable is worth a warning: S3 retains what Arca writes by the bucket's rule, not
+/// until each point's expiry, and Arca's deletions there only hide data.
+fn judge_bucket_lock(read: Result<Option<BucketLock>, String>, immutable: bool) -> Result<BucketLockSeen, String> {
+    match read {
         Ok(Some(found)) if immutable && !found.enabled => Err(
-            "the destination is immutable, but its bucket has no Object Lock: S3 enables it only when a bucket is \
-             created, so point the destination at a bucket created with Object Lock"
+            "the destination is immutable, but its bucket has no Object Lock: enable Object Lock on the bucket \
+             (S3 allows it on a versioned bucket) or point the destination at one that has it"
                 .into(),
         ),
-        Ok(found) => Ok(found),
+        Ok(found) => {
+            let warning = found
+                .filter(|f| !immutable && f.enabled && f.default_mode.is_some())
+                .map(|f| {
+                    format!(
+                        "WARNING: the bucket retains every new object by its default rule ({} for {} days) but the \
+                         destination is not immutable: set its objectLock to retain each point until its expiry",
+                        f.default_mode.map(|m| m.as_str()).unwrap_or_default(),
+                        f.default_days.unwrap_or_default()
+                    )
+                });
+            Ok(BucketLockSeen { found, warning })
+        }
         Err(e) if immutable => Err(format!(
             "reading the destination bucket's Object Lock configuration (the agent needs \
              s3:GetBucketObjectLockConfiguration): {e}"
         )),
         // Only shown on the destination: a backup that locks nothing does not need it.
-        Err(_) => Ok(None),
+        Err(_) => Ok(BucketLockSeen::default()),
     }
 }
 
@@ -1029,6 +1061,42 @@ impl ArchiveWriter for CountingWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_immutable_backup_needs_a_bucket_with_object_lock_and_others_are_warned_of_one() {
+        use arca_core::model::destination::LockMode;
+        let lock = |enabled, default_mode: Option<LockMode>| BucketLock {
+            enabled,
+            default_mode,
+            default_days: default_mode.map(|_| 30),
+        };
+        let refused = judge_bucket_lock(Ok(Some(lock(false, None))), true).unwrap_err();
+        assert!(refused.contains("its bucket has no Object Lock"), "{refused}");
+        let unreadable = judge_bucket_lock(Err("AccessDenied".into()), true).unwrap_err();
+        assert!(
+            unreadable.contains("s3:GetBucketObjectLockConfiguration") && unreadable.contains("AccessDenied"),
+            "{unreadable}"
+        );
+        // Immutable on a locked bucket: reported, nothing to say.
+        let seen = judge_bucket_lock(Ok(Some(lock(true, Some(LockMode::Governance)))), true).unwrap();
+        assert_eq!(seen.found, Some(lock(true, Some(LockMode::Governance))));
+        assert_eq!(seen.warning, None);
+        // Not immutable: an unreadable configuration costs nothing, a default rule a warning.
+        assert_eq!(
+            judge_bucket_lock(Err("AccessDenied".into()), false).unwrap(),
+            BucketLockSeen::default()
+        );
+        assert_eq!(
+            judge_bucket_lock(Ok(Some(lock(true, None))), false).unwrap().warning,
+            None
+        );
+        let warned = judge_bucket_lock(Ok(Some(lock(true, Some(LockMode::Compliance)))), false)
+            .unwrap()
+            .warning
+            .unwrap();
+        assert!(warned.contains("COMPLIANCE for 30 days"), "{warned}");
+        assert_eq!(judge_bucket_lock(Ok(None), false).unwrap(), BucketLockSeen::default());
+    }
 
     fn manifest(pvcs: usize) -> Manifest {
         Manifest {
