@@ -55,18 +55,26 @@ async fn listed(store: &S3ObjectStore) -> Vec<String> {
     store.list("").await.unwrap().into_iter().map(|o| o.key).collect()
 }
 
-#[tokio::test]
-async fn objects_written_with_a_lock_are_retained_and_deleted_version_by_version() {
-    let Some(env) = arca_testenv::aws() else { return };
-    let sdk = env.sdk_config().await;
-    let s3 = arca_aws::config::s3_client(&sdk);
-    let bucket = arca_testenv::unique("arca-lock");
+/// A client of moto's S3 and a new bucket there with Object Lock enabled (`None` outside
+/// the test environment).
+async fn locked_bucket(prefix: &str) -> Option<(Client, String)> {
+    let env = arca_testenv::aws()?;
+    let s3 = arca_aws::config::s3_client(&env.sdk_config().await);
+    let bucket = arca_testenv::unique(prefix);
     s3.create_bucket()
         .bucket(&bucket)
         .object_lock_enabled_for_bucket(true)
         .send()
         .await
         .expect("create a bucket with Object Lock on moto");
+    Some((s3, bucket))
+}
+
+#[tokio::test]
+async fn objects_written_with_a_lock_are_retained_and_deleted_version_by_version() {
+    let Some((s3, bucket)) = locked_bucket("arca-lock").await else {
+        return;
+    };
     let until = in_secs(10);
     let lock = |retain_until| {
         Some(ObjectLockWrite {
@@ -161,15 +169,9 @@ async fn objects_written_with_a_lock_are_retained_and_deleted_version_by_version
 /// version, and a delete of a locked object hides it.
 #[tokio::test]
 async fn a_store_with_a_lock_passes_the_contract() {
-    let Some(env) = arca_testenv::aws() else { return };
-    let s3 = arca_aws::config::s3_client(&env.sdk_config().await);
-    let bucket = arca_testenv::unique("arca-lock-contract");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .expect("create a bucket with Object Lock on moto");
+    let Some((s3, bucket)) = locked_bucket("arca-lock-contract").await else {
+        return;
+    };
     let store = S3ObjectStore::new(s3, &bucket, ROOT).with_object_lock(Some(ObjectLockWrite {
         mode: LockMode::Governance,
         retain_until: Some(in_secs(60)),
@@ -205,15 +207,9 @@ async fn a_bucket_without_object_lock_retains_nothing() {
 
 #[tokio::test]
 async fn a_buckets_lock_configuration_is_read_with_its_default_retention() {
-    let Some(env) = arca_testenv::aws() else { return };
-    let s3 = arca_aws::config::s3_client(&env.sdk_config().await);
-    let bucket = arca_testenv::unique("arca-lockcfg");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .expect("create bucket");
+    let Some((s3, bucket)) = locked_bucket("arca-lockcfg").await else {
+        return;
+    };
     let store = S3ObjectStore::new(s3.clone(), &bucket, ROOT);
     let enabled = BucketLock {
         enabled: true,
