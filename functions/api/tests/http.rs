@@ -789,6 +789,7 @@ async fn internal_errors_say_only_internal_error_and_the_request_id() {
         sk: arca_core::store::keys::cluster_sk(&cluster_id),
         gsi1: None,
         gsi2: None,
+        gsi3: None,
         version: 5,
         expires_at: None,
         body: json!({ "secretInternalDetail": true }),

@@ -5,16 +5,17 @@
 //! `template.yaml` must declare exactly this (it is what [`create_table`] creates):
 //!
 //! ```text
-//! AttributeDefinitions: PK S, SK S, GSI1PK S, GSI1SK S, GSI2PK S, GSI2SK S
+//! AttributeDefinitions: PK S, SK S, GSI1PK S, GSI1SK S, GSI2PK S, GSI2SK S, GSI3PK S, GSI3SK S
 //! KeySchema:            PK HASH, SK RANGE
 //! BillingMode:          PAY_PER_REQUEST
 //! GlobalSecondaryIndexes:
 //!   GSI1: GSI1PK HASH, GSI1SK RANGE, Projection ALL
 //!   GSI2: GSI2PK HASH, GSI2SK RANGE, Projection ALL
+//!   GSI3: GSI3PK HASH, GSI3SK RANGE, Projection ALL
 //! TimeToLiveSpecification: AttributeName ttl, Enabled true
 //! ```
 //!
-//! Each item stores `PK`, `SK`, `GSI1PK`/`GSI1SK` and `GSI2PK`/`GSI2SK` (only when the
+//! Each item stores `PK`, `SK`, `GSI<n>PK`/`GSI<n>SK` for n = 1, 2, 3 (only when the
 //! item has that index key: the indexes are sparse), `version` (N), `ttl` (N, unix
 //! seconds, only with `expires_at`) and `body` (S, the JSON document).
 //!
@@ -60,6 +61,7 @@ fn index_names(index: Index) -> (&'static str, &'static str, &'static str) {
     match index {
         Index::Gsi1 => ("GSI1", "GSI1PK", "GSI1SK"),
         Index::Gsi2 => ("GSI2", "GSI2PK", "GSI2SK"),
+        Index::Gsi3 => ("GSI3", "GSI3PK", "GSI3SK"),
     }
 }
 
@@ -230,6 +232,7 @@ fn from_attributes(attributes: &AttributeMap) -> Result<Item> {
         sk: required_string(attributes, SK)?,
         gsi1: index_key_of(attributes, Index::Gsi1)?,
         gsi2: index_key_of(attributes, Index::Gsi2)?,
+        gsi3: index_key_of(attributes, Index::Gsi3)?,
         version: number_attribute(attributes, VERSION)?.ok_or_else(|| malformed(format!("{VERSION} is missing")))?,
         expires_at: number_attribute(attributes, TTL)?,
         body: serde_json::from_str(&body).map_err(|e| malformed(format!("{BODY} is not JSON: {e}")))?,
@@ -556,6 +559,7 @@ mod tests {
                 pk: "DUE".into(),
                 sk: "2026-01-01T00:00:00Z".into(),
             }),
+            gsi3: None,
             version: 7,
             expires_at: Some(1_800_000_000),
             body: serde_json::json!({"name": "daily", "keep": [1, 2]}),

@@ -2,7 +2,7 @@
 //!
 //! Layout (one redb file):
 //! - `items`: `(pk, sk) -> Item as JSON`.
-//! - `gsi1`, `gsi2`: `(index pk, index sk, pk, sk) -> ()`, one entry per item that has a
+//! - `gsi1`, `gsi2`, `gsi3`: `(index pk, index sk, pk, sk) -> ()`, one entry per item that has a
 //!   key for that index. A range scan over this key *is* the index order of the port:
 //!   byte-wise on the index sort key, ties broken by the table key ascending; a
 //!   descending query is the exact reverse (as DynamoDB and moto do it).
@@ -37,11 +37,13 @@ type IndexEntry = (&'static [u8], &'static [u8], &'static [u8], &'static [u8]);
 const ITEMS: TableDefinition<TableKey, &[u8]> = TableDefinition::new("items");
 const GSI1: TableDefinition<IndexEntry, ()> = TableDefinition::new("gsi1");
 const GSI2: TableDefinition<IndexEntry, ()> = TableDefinition::new("gsi2");
+const GSI3: TableDefinition<IndexEntry, ()> = TableDefinition::new("gsi3");
 
 fn index_table(index: Index) -> TableDefinition<'static, IndexEntry, ()> {
     match index {
         Index::Gsi1 => GSI1,
         Index::Gsi2 => GSI2,
+        Index::Gsi3 => GSI3,
     }
 }
 
@@ -80,6 +82,7 @@ impl RedbItemStore {
             tx.open_table(ITEMS).map_err(storage)?;
             tx.open_table(GSI1).map_err(storage)?;
             tx.open_table(GSI2).map_err(storage)?;
+            tx.open_table(GSI3).map_err(storage)?;
         }
         tx.commit().map_err(storage)?;
         Ok(Self { db: Arc::new(db) })
@@ -137,6 +140,7 @@ struct Tables<'tx> {
     items: Table<'tx, TableKey, &'static [u8]>,
     gsi1: Table<'tx, IndexEntry, ()>,
     gsi2: Table<'tx, IndexEntry, ()>,
+    gsi3: Table<'tx, IndexEntry, ()>,
 }
 
 impl<'tx> Tables<'tx> {
@@ -145,6 +149,7 @@ impl<'tx> Tables<'tx> {
             items: tx.open_table(ITEMS).map_err(storage)?,
             gsi1: tx.open_table(GSI1).map_err(storage)?,
             gsi2: tx.open_table(GSI2).map_err(storage)?,
+            gsi3: tx.open_table(GSI3).map_err(storage)?,
         })
     }
 
@@ -152,6 +157,7 @@ impl<'tx> Tables<'tx> {
         match index {
             Index::Gsi1 => &mut self.gsi1,
             Index::Gsi2 => &mut self.gsi2,
+            Index::Gsi3 => &mut self.gsi3,
         }
     }
 

@@ -23,6 +23,7 @@ fn indexed(pk: &str, sk: &str, version: u64) -> Item {
             sk: sk.into(),
         }),
         gsi2: None,
+        gsi3: None,
         version,
         expires_at: Some(1_900_000_000),
         body: json!({ "name": sk }),

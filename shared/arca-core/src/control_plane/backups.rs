@@ -179,14 +179,17 @@ impl ControlPlane {
     ) -> Result<Listing<BackupDefinitionView>> {
         p.require(Operation::ListBackupDefinitions)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
-        let clusters: std::collections::BTreeMap<ClusterId, Option<DestinationId>> = self
-            .store
-            .list_all::<Cluster>(&p.org_id)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c.spec.default_destination_id))
-            .collect();
         let listing = self.store.list::<BackupDefinition>(&p.org_id, page).await?;
+        // The page's clusters only (each once), whatever the org holds.
+        let mut clusters: std::collections::BTreeMap<ClusterId, Option<DestinationId>> =
+            std::collections::BTreeMap::new();
+        for definition in &listing.items {
+            let id = definition.spec.cluster_id;
+            if let std::collections::btree_map::Entry::Vacant(slot) = clusters.entry(id) {
+                let cluster = self.store.find::<Cluster>(&p.org_id, &id).await?;
+                slot.insert(cluster.and_then(|c| c.spec.default_destination_id));
+            }
+        }
         Ok(listing.map(|definition| {
             let cluster_default = clusters.get(&definition.spec.cluster_id).copied().flatten();
             let effective_destination = effective_destination(

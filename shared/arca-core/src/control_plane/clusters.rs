@@ -19,7 +19,7 @@ use crate::model::agent::AgentState;
 use crate::model::auth::{Operation, Principal};
 use crate::model::cluster::{Cluster, ClusterSpec, ClusterState, Heartbeat};
 use crate::model::destination::Destination;
-use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
+use crate::model::recovery::RecoveryPointState;
 use crate::model::secret::{AGENT_TOKEN_PREFIX, Secret};
 use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
@@ -108,16 +108,15 @@ impl ControlPlane {
     pub async fn list_clusters(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Cluster>> {
         p.require(Operation::ListClusters)?;
         let listing = self.store.list::<Cluster>(&p.org_id, page).await?;
-        let agents: std::collections::BTreeMap<ClusterId, AgentState> = self
-            .store
-            .list_all::<AgentState>(&p.org_id)
-            .await?
-            .into_iter()
-            .map(|a| (a.cluster_id, a))
-            .collect();
+        // The page's agents only: one read per cluster listed, whatever the org holds.
+        let mut agents = Vec::with_capacity(listing.items.len());
+        for c in &listing.items {
+            agents.push(self.store.find::<AgentState>(&p.org_id, &c.id).await?);
+        }
+        let mut agents = agents.into_iter();
         Ok(listing.map(|c| {
-            let agent = agents.get(&c.id);
-            self.presented(c, agent)
+            let agent = agents.next().flatten();
+            self.presented(c, agent.as_ref())
         }))
     }
 
@@ -226,14 +225,21 @@ impl ControlPlane {
             ));
         }
         if !confirm_recovery_points {
-            let count = self
+            // One bounded page of the cluster's live points: the answer needs "some", and
+            // says how many up to a page.
+            const COUNTED: u32 = 100;
+            let live = self
                 .store
-                .list_all::<RecoveryPoint>(&p.org_id)
-                .await?
-                .iter()
-                .filter(|rp| rp.cluster_id == *id && rp.state != RecoveryPointState::Deleting)
-                .count();
-            if count > 0 {
+                .recovery_points_of_cluster(&p.org_id, id, &PageRequest::first(COUNTED), true, |rp| {
+                    rp.state != RecoveryPointState::Deleting
+                })
+                .await?;
+            // A cursor with no item: a long run of points being deleted; more may follow.
+            if !live.items.is_empty() || live.next_cursor.is_some() {
+                let count = match live.next_cursor {
+                    Some(_) => format!("{} or more", live.items.len()),
+                    None => live.items.len().to_string(),
+                };
                 return Err(Error::conflict_of(
                     crate::error::ConflictKind::ConfirmationRequired,
                     format!(

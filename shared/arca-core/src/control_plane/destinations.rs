@@ -2,8 +2,6 @@
 
 use crate::ids::{DestinationId, OrgId};
 use crate::model::auth::{Operation, Principal};
-use crate::model::backup::BackupDefinition;
-use crate::model::cluster::Cluster;
 use crate::model::destination::{Destination, DestinationSpec};
 use crate::model::org::Org;
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
@@ -78,38 +76,31 @@ impl ControlPlane {
                 }
             }
         }
-        if !dest.spec.target.same_location(&spec.target) {
+        if !dest.spec.target.same_location(&spec.target) && self.store.holds_recovery_points(&p.org_id, id).await? {
             let points = self.points_in(&p.org_id, id).await?;
-            if !points.is_empty() {
-                return Err(Error::conflict_of(
-                    crate::error::ConflictKind::DestinationInUse,
-                    format!(
-                        "destination {:?} holds {}: its location cannot change while they live there (they would \
-                         become unrestorable); a new location is a new destination",
-                        dest.spec.name,
-                        holding(&points)
-                    ),
-                ));
-            }
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::DestinationInUse,
+                format!(
+                    "destination {:?} holds {}: its location cannot change while they live there (they would \
+                     become unrestorable); a new location is a new destination",
+                    dest.spec.name,
+                    holding(&points)
+                ),
+            ));
         }
         dest.spec = spec;
         dest.updated_at = self.now();
         self.store.update(dest, expected_version).await
     }
 
-    /// The recovery points whose data is in destination `id`.
+    /// The recovery points whose data is in destination `id`: what it holds, not what
+    /// the org holds.
     pub(in crate::control_plane) async fn points_in(
         &self,
         org: &OrgId,
         id: &DestinationId,
     ) -> Result<Vec<RecoveryPoint>> {
-        Ok(self
-            .store
-            .list_all::<RecoveryPoint>(org)
-            .await?
-            .into_iter()
-            .filter(|rp| rp.location.as_ref().is_some_and(|l| l.destination_id == *id))
-            .collect())
+        self.store.recovery_points_in(org, id, None).await
     }
 
     /// After a point's deletion: a retiring destination with no point left goes.
@@ -117,7 +108,7 @@ impl ControlPlane {
         let Some(dest) = self.store.find::<Destination>(org, id).await? else {
             return Ok(());
         };
-        if !dest.retiring || !self.points_in(org, id).await?.is_empty() {
+        if !dest.retiring || self.store.holds_recovery_points(org, id).await? {
             return Ok(());
         }
         match self.store.delete::<Destination>(org, id, dest.version).await {
@@ -149,15 +140,13 @@ impl ControlPlane {
         if org.default_destination_id == Some(*id) {
             users.push("the org's default".to_string());
         }
-        for c in self.store.list_all::<Cluster>(&p.org_id).await? {
-            if c.spec.default_destination_id == Some(*id) {
-                users.push(format!("cluster {:?}", c.spec.name));
-            }
+        // Named through the destination's relations index: a bounded few, enough to act on.
+        const NAMED: u32 = 20;
+        for c in self.store.clusters_defaulting_to(&p.org_id, id, NAMED).await? {
+            users.push(format!("cluster {:?}", c.spec.name));
         }
-        for d in self.store.list_all::<BackupDefinition>(&p.org_id).await? {
-            if d.spec.destination_id == Some(*id) {
-                users.push(format!("backup definition {:?}", d.spec.name));
-            }
+        for d in self.store.definitions_naming(&p.org_id, id, NAMED).await? {
+            users.push(format!("backup definition {:?}", d.spec.name));
         }
         if !users.is_empty() {
             return Err(Error::conflict_of(

@@ -37,14 +37,27 @@ impl ControlPlane {
     /// Jobs, newest first, optionally filtered.
     pub async fn list_jobs(&self, p: &Principal, filter: &JobFilter, page: &PageRequest) -> Result<Listing<Job>> {
         p.require(Operation::ListJobs)?;
-        self.store
-            .list_where(&p.org_id, page, false, |j: &Job| {
-                filter.cluster_id.is_none_or(|c| j.cluster_id == Some(c))
-                    && filter.definition_id.is_none_or(|d| j.definition_id == Some(d))
-                    && filter.state.is_none_or(|s| j.state == s)
-                    && filter.job_type.is_none_or(|t| j.job_type == t)
-            })
-            .await
+        let keep = |j: &Job| {
+            filter.cluster_id.is_none_or(|c| j.cluster_id == Some(c))
+                && filter.definition_id.is_none_or(|d| j.definition_id == Some(d))
+                && filter.state.is_none_or(|s| j.state == s)
+                && filter.job_type.is_none_or(|t| j.job_type == t)
+        };
+        // One cluster's jobs (named, or the cluster of the named definition) come from its
+        // index; the rest is a filtered page of the org's jobs, bounded per call.
+        let cluster = match (filter.cluster_id, filter.definition_id) {
+            (Some(c), _) => Some(c),
+            (None, Some(d)) => self
+                .store
+                .find::<crate::model::backup::BackupDefinition>(&p.org_id, &d)
+                .await?
+                .map(|def| def.spec.cluster_id),
+            (None, None) => None,
+        };
+        match cluster {
+            Some(c) => self.store.jobs_of_cluster(&p.org_id, &c, page, false, keep).await,
+            None => self.store.list_where(&p.org_id, page, false, keep).await,
+        }
     }
 
     /// Cancels a job: PENDING becomes CANCELED, RUNNING becomes CANCELLING; a finished

@@ -261,12 +261,9 @@ impl ControlPlane {
 
     /// Every recovery point of the cluster whose data is in the destination.
     async fn cluster_points_in(&self, org: &OrgId, key: &RepositoryKey) -> Result<Vec<RecoveryPoint>> {
-        Ok(self
-            .points_in(org, &key.destination_id)
-            .await?
-            .into_iter()
-            .filter(|rp| rp.cluster_id == key.cluster_id)
-            .collect())
+        self.store
+            .recovery_points_in(org, &key.destination_id, Some(&key.cluster_id))
+            .await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::error::ConflictKind;
 use crate::ids::JobId;
-use crate::ids::{BackupDefinitionId, ClusterId, OrgId, RecoveryPointId, RestoreId};
+use crate::ids::{BackupDefinitionId, ClusterId, RecoveryPointId, RestoreId};
 use crate::model::agent::AgentState;
 use crate::model::auth::{Operation, Principal};
 use crate::model::cluster::{Cluster, ClusterState};
@@ -13,7 +13,7 @@ use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::ControlPlane;
 
@@ -35,18 +35,10 @@ pub struct RestoreCreated {
 }
 
 impl ControlPlane {
-    pub(in crate::control_plane) async fn live_cluster_ids(&self, org: &OrgId) -> Result<BTreeSet<ClusterId>> {
-        Ok(self
-            .store
-            .list_all::<Cluster>(org)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect())
-    }
-
     /// Recovery points of clusters that still exist (those of deleted clusters are
-    /// kept until expiry but hidden).
+    /// kept until expiry but hidden), oldest first. With `clusterId` (or a `definitionId`
+    /// whose definition exists) one cluster's points are read through its index; either
+    /// way a call costs a page, not the org.
     pub async fn list_recovery_points(
         &self,
         p: &Principal,
@@ -54,14 +46,47 @@ impl ControlPlane {
         page: &PageRequest,
     ) -> Result<Listing<RecoveryPoint>> {
         p.require(Operation::ListRecoveryPoints)?;
-        let live = self.live_cluster_ids(&p.org_id).await?;
-        self.store
-            .list_where(&p.org_id, page, true, |rp: &RecoveryPoint| {
-                live.contains(&rp.cluster_id)
-                    && filter.cluster_id.is_none_or(|c| rp.cluster_id == c)
-                    && filter.definition_id.is_none_or(|d| rp.definition_id == d)
-            })
-            .await
+        let org = &p.org_id;
+        let of_definition = |rp: &RecoveryPoint| filter.definition_id.is_none_or(|d| rp.definition_id == d);
+        let cluster = match (filter.cluster_id, filter.definition_id) {
+            (Some(c), _) => Some(c),
+            (None, Some(d)) => self
+                .store
+                .find::<crate::model::backup::BackupDefinition>(org, &d)
+                .await?
+                .map(|def| def.spec.cluster_id),
+            (None, None) => None,
+        };
+        if let Some(cluster) = cluster {
+            if self.store.find::<Cluster>(org, &cluster).await?.is_none() {
+                return Ok(Listing {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            return self
+                .store
+                .recovery_points_of_cluster(org, &cluster, page, true, of_definition)
+                .await;
+        }
+        // The whole org's points (or a deleted definition's): hide those of deleted
+        // clusters by reading the page's clusters, each once. A page may come back
+        // shorter than the limit with a cursor; clients follow the cursor.
+        let listing = self.store.list_where(org, page, true, of_definition).await?;
+        let mut live: BTreeMap<ClusterId, bool> = BTreeMap::new();
+        for rp in &listing.items {
+            if let std::collections::btree_map::Entry::Vacant(slot) = live.entry(rp.cluster_id) {
+                slot.insert(self.store.find::<Cluster>(org, &rp.cluster_id).await?.is_some());
+            }
+        }
+        Ok(Listing {
+            items: listing
+                .items
+                .into_iter()
+                .filter(|rp| live.get(&rp.cluster_id).copied().unwrap_or(false))
+                .collect(),
+            next_cursor: listing.next_cursor,
+        })
     }
 
     pub async fn get_recovery_point(&self, p: &Principal, id: &RecoveryPointId) -> Result<RecoveryPoint> {

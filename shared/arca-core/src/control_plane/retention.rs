@@ -2,6 +2,7 @@
 
 use crate::control_plane::ControlPlane;
 use crate::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
+use crate::model::agent::AgentState;
 use crate::model::cluster::{Cluster, ClusterState};
 use crate::model::job::{Job, JobTrigger, JobType};
 use crate::model::maintenance::RepositoryKey;
@@ -10,6 +11,7 @@ use crate::model::retention;
 use crate::store::Tx;
 use crate::store::page::PageRequest;
 use crate::{Error, Result};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What one retention sweep did.
@@ -62,23 +64,19 @@ impl ControlPlane {
             }
         }
         report.examined = expired.len();
-        let mut groups: std::collections::BTreeSet<(OrgId, BackupDefinitionId)> = std::collections::BTreeSet::new();
-        for rp in &expired {
-            groups.insert((rp.org_id, rp.definition_id));
+        let mut groups: BTreeMap<(OrgId, ClusterId, BackupDefinitionId), Vec<RecoveryPoint>> = BTreeMap::new();
+        for rp in expired {
+            groups
+                .entry((rp.org_id, rp.cluster_id, rp.definition_id))
+                .or_default()
+                .push(rp);
         }
-        let mut by_org: std::collections::BTreeMap<OrgId, Vec<RecoveryPoint>> = std::collections::BTreeMap::new();
-        let mut active_by_org: std::collections::BTreeMap<OrgId, Option<ClusterId>> = std::collections::BTreeMap::new();
+        let mut active_by_org: BTreeMap<OrgId, Option<ClusterId>> = BTreeMap::new();
         // Deleted clusters' repositories: how many expired points wait for an agent
         // there (0: an agent was found for them this time).
-        let mut orphaned: std::collections::BTreeMap<(OrgId, RepositoryKey), u64> = std::collections::BTreeMap::new();
-        for (org, def) in groups {
-            if let std::collections::btree_map::Entry::Vacant(slot) = by_org.entry(org) {
-                slot.insert(self.store.list_all::<RecoveryPoint>(&org).await?);
-            }
-            let siblings: Vec<RecoveryPoint> = by_org
-                .get(&org)
-                .map(|all| all.iter().filter(|p| p.definition_id == def).cloned().collect())
-                .unwrap_or_default();
+        let mut orphaned: BTreeMap<(OrgId, RepositoryKey), u64> = BTreeMap::new();
+        for ((org, cluster, def), due) in groups {
+            let siblings = self.keep_last_siblings(&org, &cluster, &def, due).await?;
             // Points whose data is deleted but whose AWS artifacts were not: again.
             for rp in siblings.iter().filter(|p| p.data_deleted && p.is_expired(now)) {
                 if let Err(e) = self.finish_point_deletion(rp.clone()).await {
@@ -171,15 +169,71 @@ impl ControlPlane {
     }
 
     /// An ACTIVE cluster of the org (agent heard from lately), the first by id: the agent
-    /// that deletes the data of a deleted cluster's points.
+    /// that deletes the data of a deleted cluster's points. Reads clusters in id order
+    /// until the first ACTIVE one.
     async fn active_cluster(&self, org: &OrgId) -> Result<Option<ClusterId>> {
-        let mut active = Vec::new();
-        for c in self.store.list_all::<Cluster>(org).await? {
-            if self.cluster_view(org, &c.id).await?.state == ClusterState::Active {
-                active.push(c.id);
+        let mut cursor = None;
+        loop {
+            let page = self.store.list::<Cluster>(org, &PageRequest::after(cursor, 20)).await?;
+            for c in page.items {
+                let agent = self.store.find::<AgentState>(org, &c.id).await?;
+                if self.presented(c.clone(), agent.as_ref()).state == ClusterState::Active {
+                    return Ok(Some(c.id));
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(None),
             }
         }
-        Ok(active.into_iter().min())
+    }
+
+    /// The points keepLast weighs `due` (expired points of one definition) against:
+    /// `due` and the definition's newest points, read newest first through the cluster's
+    /// index until each rule among `due` has as many READY complete points as the largest
+    /// keepLast asked. So a sweep reads what expires and a keepLast window, not the org.
+    async fn keep_last_siblings(
+        &self,
+        org: &OrgId,
+        cluster: &ClusterId,
+        def: &BackupDefinitionId,
+        due: Vec<RecoveryPoint>,
+    ) -> Result<Vec<RecoveryPoint>> {
+        let mut wanted: BTreeMap<Option<u32>, u32> = BTreeMap::new();
+        for p in &due {
+            if let Some(k) = p.keep_last {
+                let slot = wanted.entry(p.rule).or_default();
+                *slot = (*slot).max(k);
+            }
+        }
+        let mut points: BTreeMap<RecoveryPointId, RecoveryPoint> = due.into_iter().map(|p| (p.id, p)).collect();
+        let mut found: BTreeMap<Option<u32>, u32> = BTreeMap::new();
+        let mut cursor = None;
+        while !wanted.is_empty() {
+            let page = self
+                .store
+                .recovery_points_of_cluster(org, cluster, &PageRequest::after(cursor, 100), false, |p| {
+                    p.definition_id == *def
+                })
+                .await?;
+            for p in page.items {
+                if let (Some(k), Some(slot)) = (p.keep_last, wanted.get_mut(&p.rule)) {
+                    *slot = (*slot).max(k);
+                }
+                if p.state == RecoveryPointState::Ready && !p.partial {
+                    *found.entry(p.rule).or_default() += 1;
+                }
+                points.insert(p.id, p);
+            }
+            let enough = wanted
+                .iter()
+                .all(|(rule, k)| found.get(rule).copied().unwrap_or(0) >= *k);
+            match page.next_cursor {
+                Some(next) if !enough => cursor = Some(next),
+                _ => break,
+            }
+        }
+        Ok(points.into_values().collect())
     }
 
     /// Marks the point DELETING and creates its DELETE_BACKUP job for the agent of

@@ -14,14 +14,19 @@ use crate::Result;
 /// an item without a key for an index is not in it (sparse index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Index {
-    /// Cross-tenant lookups by secret hash: API keys and agent tokens.
+    /// Cross-tenant lookups by secret hash: API keys and agent tokens. Overloaded with
+    /// one in-org relation whose records already use GSI3: recovery points by destination.
     Gsi1,
     /// Cross-tenant time-ordered queries: recovery points by expiry, due work.
     Gsi2,
+    /// In-org relations, by parent: a cluster's recovery points and jobs, the clusters
+    /// and definitions that name a destination. Its partition keys start with the org's,
+    /// so it is tenant-scoped like the table.
+    Gsi3,
 }
 
 impl Index {
-    pub const ALL: [Index; 2] = [Index::Gsi1, Index::Gsi2];
+    pub const ALL: [Index; 3] = [Index::Gsi1, Index::Gsi2, Index::Gsi3];
 }
 
 /// A key in a secondary index.
@@ -39,6 +44,7 @@ pub struct Item {
     /// Index keys by index; at most one per index.
     pub gsi1: Option<IndexKey>,
     pub gsi2: Option<IndexKey>,
+    pub gsi3: Option<IndexKey>,
     /// Incremented by the typed layer on every write; the adapters store it as given
     /// and evaluate [`Condition::Version`] against the stored value.
     pub version: u64,
@@ -54,6 +60,7 @@ impl Item {
         match index {
             Index::Gsi1 => self.gsi1.as_ref(),
             Index::Gsi2 => self.gsi2.as_ref(),
+            Index::Gsi3 => self.gsi3.as_ref(),
         }
     }
 }

@@ -28,6 +28,15 @@
 //!   `RDSEXPIRY` / `<expiry>#ORG#<orgId>#RDSRP#<id>` (RDS recovery points, for retention);
 //!   `UPKEEPDUE` / `<due>#ORG#<orgId>#UPKEEP#<destinationId>#<clusterId>` (repositories
 //!   whose maintenance is due; only those with a due time are in it).
+//! - GSI3 (in-org relations, by parent; every partition key starts with the org's):
+//!   `ORG#<orgId>#CL#<clusterId>` / `RP#<rpId>` (a cluster's recovery points, in creation
+//!   order) and `JOB#<ulid>` (its jobs); `ORG#<orgId>#DST#<dstId>` / `CLUSTER#<id>` (clusters
+//!   whose default it is) and `BACKUP#<id>` (definitions that name it);
+//!   `ORG#<orgId>#RDSBKP#<id>` / `RDSRP#<rpId>` (an RDS definition's points).
+//! - GSI1 also holds one in-org relation, for records whose GSI3 slot is taken:
+//!   `ORG#<orgId>#DST#<dstId>` / `RP#<clusterId>#<rpId>` (the recovery points whose data is
+//!   in a destination, by cluster). These never meet a hash lookup: those partitions
+//!   start with `APIKEY#`, `AGENT#`, `INSTALL#` or `AGENTNEXT#`.
 
 use chrono::{DateTime, Utc};
 
@@ -299,6 +308,83 @@ pub fn recovery_point_expiry_bound(t: DateTime<Utc>) -> String {
     time_sort_key(t)
 }
 
+/// The GSI3 partition of what belongs to one cluster.
+pub fn cluster_relations_pk(org: &OrgId, cluster: &ClusterId) -> String {
+    format!("ORG#{org}#CL#{cluster}")
+}
+
+/// The GSI3 (and, for recovery points, GSI1) partition of what names one destination.
+pub fn destination_relations_pk(org: &OrgId, destination: &DestinationId) -> String {
+    format!("ORG#{org}#DST#{destination}")
+}
+
+/// The GSI3 partition of one RDS backup definition's points.
+pub fn rds_definition_relations_pk(org: &OrgId, definition: &RdsBackupDefinitionId) -> String {
+    format!("ORG#{org}#RDSBKP#{definition}")
+}
+
+/// A recovery point among its cluster's, in creation order (ids are ULIDs).
+pub fn recovery_point_by_cluster_gsi3(org: &OrgId, cluster: &ClusterId, id: &RecoveryPointId) -> IndexKey {
+    IndexKey {
+        pk: cluster_relations_pk(org, cluster),
+        sk: recovery_point_sk(id),
+    }
+}
+
+/// A recovery point among those whose data is in a destination, by cluster.
+pub fn recovery_point_by_destination_gsi1(
+    org: &OrgId,
+    destination: &DestinationId,
+    cluster: &ClusterId,
+    id: &RecoveryPointId,
+) -> IndexKey {
+    IndexKey {
+        pk: destination_relations_pk(org, destination),
+        sk: format!("{}{cluster}#{id}", RECOVERY_POINT_SK_PREFIX),
+    }
+}
+
+/// The prefix of [`recovery_point_by_destination_gsi1`] shared by one cluster's points.
+pub fn recovery_points_of_cluster_prefix(cluster: &ClusterId) -> String {
+    format!("{RECOVERY_POINT_SK_PREFIX}{cluster}#")
+}
+
+/// A job among its cluster's, in creation order.
+pub fn job_by_cluster_gsi3(org: &OrgId, cluster: &ClusterId, id: &JobId) -> IndexKey {
+    IndexKey {
+        pk: cluster_relations_pk(org, cluster),
+        sk: job_sk(id),
+    }
+}
+
+/// A cluster among those whose default destination is `destination`.
+pub fn cluster_by_destination_gsi3(org: &OrgId, destination: &DestinationId, id: &ClusterId) -> IndexKey {
+    IndexKey {
+        pk: destination_relations_pk(org, destination),
+        sk: cluster_sk(id),
+    }
+}
+
+/// A backup definition among those that name `destination`.
+pub fn definition_by_destination_gsi3(org: &OrgId, destination: &DestinationId, id: &BackupDefinitionId) -> IndexKey {
+    IndexKey {
+        pk: destination_relations_pk(org, destination),
+        sk: backup_sk(id),
+    }
+}
+
+/// An RDS recovery point among its definition's, in creation order.
+pub fn rds_recovery_point_by_definition_gsi3(
+    org: &OrgId,
+    definition: &RdsBackupDefinitionId,
+    id: &RecoveryPointId,
+) -> IndexKey {
+    IndexKey {
+        pk: rds_definition_relations_pk(org, definition),
+        sk: rds_recovery_point_sk(id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +454,63 @@ mod tests {
             "object results must stay out of the RESTORE# listing"
         );
         assert_eq!(recovery_point_sk(&rp), "RP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        let cl: ClusterId = "cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let dst: DestinationId = "dst_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let org_s = "ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        let cl_s = "cl_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        let dst_s = "dst_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        assert_eq!(
+            recovery_point_by_cluster_gsi3(&org, &cl, &rp),
+            IndexKey {
+                pk: format!("{org_s}#CL#{cl_s}"),
+                sk: "RP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV".into()
+            }
+        );
+        assert_eq!(
+            job_by_cluster_gsi3(&org, &cl, &job),
+            IndexKey {
+                pk: format!("{org_s}#CL#{cl_s}"),
+                sk: "JOB#01ARZ3NDEKTSV4RRFFQ69G5FAV".into()
+            }
+        );
+        let by_destination = recovery_point_by_destination_gsi1(&org, &dst, &cl, &rp);
+        assert_eq!(
+            by_destination,
+            IndexKey {
+                pk: format!("{org_s}#DST#{dst_s}"),
+                sk: format!("RP#{cl_s}#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            }
+        );
+        assert!(by_destination.sk.starts_with(&recovery_points_of_cluster_prefix(&cl)));
+        assert_eq!(
+            cluster_by_destination_gsi3(&org, &dst, &cl).sk,
+            format!("CLUSTER#{cl_s}")
+        );
+        assert_eq!(
+            definition_by_destination_gsi3(&org, &dst, &"bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            IndexKey {
+                pk: format!("{org_s}#DST#{dst_s}"),
+                sk: "BACKUP#bkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".into()
+            }
+        );
+        assert_eq!(
+            rds_recovery_point_by_definition_gsi3(&org, &"rdsbkp_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap(), &rp),
+            IndexKey {
+                pk: format!("{org_s}#RDSBKP#rdsbkp_01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+                sk: "RDSRP#rp_01ARZ3NDEKTSV4RRFFQ69G5FAV".into()
+            }
+        );
+        for hashed in [
+            GSI1_API_KEY_PREFIX,
+            GSI1_AGENT_PREFIX,
+            GSI1_INSTALL_PREFIX,
+            GSI1_PENDING_AGENT_PREFIX,
+        ] {
+            assert!(
+                !by_destination.pk.starts_with(hashed),
+                "the in-org GSI1 relation must not share a hash lookup's partitions"
+            );
+        }
         assert_eq!(
             agent_sk(&"cl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
             "AGENT#cl_01ARZ3NDEKTSV4RRFFQ69G5FAV"

@@ -19,10 +19,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::page::{Listing, PageRequest, decode_cursor, encode_cursor};
-use crate::ids::{OrgId, RestoreId};
+use crate::ids::{ClusterId, DestinationId, OrgId, RestoreId};
 use crate::model::auth::ApiKey;
+use crate::model::backup::BackupDefinition;
 use crate::model::cloud::account::CloudAccount;
 use crate::model::cluster::Cluster;
+use crate::model::job::Job;
 use crate::model::rds::RdsRecoveryPoint;
 use crate::model::recovery::RecoveryPoint;
 use crate::model::secret::SecretHash;
@@ -49,6 +51,9 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync {
     fn gsi2(&self) -> Option<IndexKey> {
         None
     }
+    fn gsi3(&self) -> Option<IndexKey> {
+        None
+    }
     /// Fields kept only in the item's index keys, restored after reading the body.
     fn restore_from_item(&mut self, _item: &Item) -> Result<()> {
         Ok(())
@@ -61,6 +66,7 @@ fn to_item<T: Record>(record: &T) -> Result<Item> {
         sk: T::sk_for(record.id()),
         gsi1: record.gsi1(),
         gsi2: record.gsi2(),
+        gsi3: record.gsi3(),
         version: record.version(),
         expires_at: None,
         body: serde_json::to_value(record).map_err(Error::permanent)?,
@@ -80,6 +86,31 @@ fn from_item<T: Record>(item: &Item) -> Result<T> {
     record.set_version(item.version);
     record.restore_from_item(item)?;
     Ok(record)
+}
+
+type IndexKeys = (Option<IndexKey>, Option<IndexKey>, Option<IndexKey>);
+
+/// The index keys this version gives a stored item, for the kinds whose indexes changed
+/// over time (`None`: a kind whose keys never changed).
+fn fresh_index_keys(item: &Item) -> Result<Option<IndexKeys>> {
+    fn keys_of<T: Record>(item: &Item) -> Result<Option<IndexKeys>> {
+        let record: T = from_item(item)?;
+        Ok(Some((record.gsi1(), record.gsi2(), record.gsi3())))
+    }
+    let sk = item.sk.as_str();
+    if sk.starts_with(keys::RECOVERY_POINT_SK_PREFIX) {
+        keys_of::<RecoveryPoint>(item)
+    } else if sk.starts_with(keys::JOB_SK_PREFIX) {
+        keys_of::<Job>(item)
+    } else if sk.starts_with(keys::CLUSTER_SK_PREFIX) {
+        keys_of::<Cluster>(item)
+    } else if sk.starts_with(keys::BACKUP_SK_PREFIX) {
+        keys_of::<BackupDefinition>(item)
+    } else if sk.starts_with(keys::RDS_RECOVERY_POINT_SK_PREFIX) {
+        keys_of::<RdsRecoveryPoint>(item)
+    } else {
+        Ok(None)
+    }
 }
 
 fn not_found<T: Record>(id: &T::Id) -> Error {
@@ -370,6 +401,251 @@ impl Store {
             items,
             next_cursor: next,
         })
+    }
+
+    // ---- in-org relations (GSI3, and GSI1 for recovery points by destination) -----------
+    //
+    // Index reads may lag the table by a moment on DynamoDB. Listings show what the index
+    // holds; the answers that decide something (is a destination still holding points?)
+    // re-read their hits from the table.
+
+    /// One page of a cluster's recovery points that pass `keep`, in creation order (or
+    /// newest first).
+    pub async fn recovery_points_of_cluster(
+        &self,
+        org: &OrgId,
+        cluster: &ClusterId,
+        page: &PageRequest,
+        ascending: bool,
+        keep: impl Fn(&RecoveryPoint) -> bool,
+    ) -> Result<Listing<RecoveryPoint>> {
+        let prefix = keys::RECOVERY_POINT_SK_PREFIX;
+        self.collect(
+            Some(Index::Gsi3),
+            keys::cluster_relations_pk(org, cluster),
+            prefix,
+            SortKeyRange::BeginsWith(prefix.to_string()),
+            page,
+            ascending,
+            keep,
+        )
+        .await
+    }
+
+    /// One page of a cluster's jobs that pass `keep`, in creation order (or newest first).
+    pub async fn jobs_of_cluster(
+        &self,
+        org: &OrgId,
+        cluster: &ClusterId,
+        page: &PageRequest,
+        ascending: bool,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Result<Listing<Job>> {
+        let prefix = keys::JOB_SK_PREFIX;
+        self.collect(
+            Some(Index::Gsi3),
+            keys::cluster_relations_pk(org, cluster),
+            prefix,
+            SortKeyRange::BeginsWith(prefix.to_string()),
+            page,
+            ascending,
+            keep,
+        )
+        .await
+    }
+
+    /// Every recovery point whose data is in `destination` (only `cluster`'s, when given):
+    /// what the destination holds, not what the org holds.
+    pub async fn recovery_points_in(
+        &self,
+        org: &OrgId,
+        destination: &DestinationId,
+        cluster: Option<&ClusterId>,
+    ) -> Result<Vec<RecoveryPoint>> {
+        let prefix = match cluster {
+            Some(c) => keys::recovery_points_of_cluster_prefix(c),
+            None => keys::RECOVERY_POINT_SK_PREFIX.to_string(),
+        };
+        self.all_related(Index::Gsi1, keys::destination_relations_pk(org, destination), &prefix)
+            .await
+    }
+
+    /// Whether any recovery point's data is in `destination`, read from the table: an
+    /// index entry of a point deleted a moment ago does not count.
+    pub async fn holds_recovery_points(&self, org: &OrgId, destination: &DestinationId) -> Result<bool> {
+        let pk = keys::destination_relations_pk(org, destination);
+        let prefix = keys::RECOVERY_POINT_SK_PREFIX;
+        let mut cursor = None;
+        loop {
+            let page: Listing<RecoveryPoint> = self
+                .collect(
+                    Some(Index::Gsi1),
+                    pk.clone(),
+                    prefix,
+                    SortKeyRange::BeginsWith(prefix.to_string()),
+                    &PageRequest::after(cursor, 10),
+                    true,
+                    |_| true,
+                )
+                .await?;
+            for hit in &page.items {
+                if self.find::<RecoveryPoint>(org, &hit.id).await?.is_some() {
+                    return Ok(true);
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// Up to `max` clusters whose default destination is `destination`, as the table has
+    /// them now.
+    pub async fn clusters_defaulting_to(
+        &self,
+        org: &OrgId,
+        destination: &DestinationId,
+        max: u32,
+    ) -> Result<Vec<Cluster>> {
+        let hits: Listing<Cluster> = self
+            .related(
+                Index::Gsi3,
+                keys::destination_relations_pk(org, destination),
+                keys::CLUSTER_SK_PREFIX,
+                max,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for hit in hits.items {
+            if let Some(c) = self.find::<Cluster>(org, &hit.id).await?
+                && c.spec.default_destination_id == Some(*destination)
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` backup definitions that name `destination`, as the table has them now.
+    pub async fn definitions_naming(
+        &self,
+        org: &OrgId,
+        destination: &DestinationId,
+        max: u32,
+    ) -> Result<Vec<BackupDefinition>> {
+        let hits: Listing<BackupDefinition> = self
+            .related(
+                Index::Gsi3,
+                keys::destination_relations_pk(org, destination),
+                keys::BACKUP_SK_PREFIX,
+                max,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for hit in hits.items {
+            if let Some(d) = self.find::<BackupDefinition>(org, &hit.id).await?
+                && d.spec.destination_id == Some(*destination)
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every RDS recovery point of one RDS backup definition.
+    pub async fn rds_recovery_points_of_definition(
+        &self,
+        org: &OrgId,
+        definition: &crate::ids::RdsBackupDefinitionId,
+    ) -> Result<Vec<RdsRecoveryPoint>> {
+        self.all_related(
+            Index::Gsi3,
+            keys::rds_definition_relations_pk(org, definition),
+            keys::RDS_RECOVERY_POINT_SK_PREFIX,
+        )
+        .await
+    }
+
+    /// Gives every record of the org the index keys this version computes, for records
+    /// written before an index existed (GSI3 and the recovery points' GSI1 relation came
+    /// later than the data of earlier deployments). Only index keys change: body, version
+    /// and expiry stay as stored, and a record written meanwhile (its version moved) is
+    /// left alone, its writer having indexed it. Returns how many records it re-indexed.
+    pub async fn reindex_org(&self, org: &OrgId) -> Result<usize> {
+        let pk = keys::org_pk(org);
+        let mut cursor = None;
+        let mut reindexed = 0;
+        loop {
+            let page = self
+                .items
+                .query(Query {
+                    index: None,
+                    pk: pk.clone(),
+                    range: SortKeyRange::All,
+                    limit: page::MAX_PAGE_SIZE,
+                    ascending: true,
+                    cursor,
+                })
+                .await?;
+            for stored in &page.items {
+                let Some(fresh) = fresh_index_keys(stored)? else {
+                    continue;
+                };
+                let mut item = stored.clone();
+                (item.gsi1, item.gsi2, item.gsi3) = fresh;
+                if item == *stored {
+                    continue;
+                }
+                match self.items.put(item, Condition::Version(stored.version)).await {
+                    Ok(()) => reindexed += 1,
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(reindexed),
+            }
+        }
+    }
+
+    /// The first `max` records under `prefix` in one in-org index partition.
+    async fn related<T: Record>(&self, index: Index, pk: String, prefix: &str, max: u32) -> Result<Listing<T>> {
+        self.collect(
+            Some(index),
+            pk,
+            prefix,
+            SortKeyRange::BeginsWith(prefix.to_string()),
+            &PageRequest::first(max),
+            true,
+            |_: &T| true,
+        )
+        .await
+    }
+
+    /// Every record under `prefix` in one in-org index partition.
+    async fn all_related<T: Record>(&self, index: Index, pk: String, prefix: &str) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .collect(
+                    Some(index),
+                    pk.clone(),
+                    prefix,
+                    SortKeyRange::BeginsWith(prefix.to_string()),
+                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
+                    true,
+                    |_: &T| true,
+                )
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// Up to `max` stored result batches of one restore, from batch `from_seq` on, in order.

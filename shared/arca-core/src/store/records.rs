@@ -61,15 +61,49 @@ macro_rules! record {
     };
     (@extra Cluster) => {
         record!(@hashed agent_token_hash, keys::agent_token_gsi1, keys::GSI1_AGENT_PREFIX);
+        // Destination deletion asks which clusters default to it.
+        fn gsi3(&self) -> Option<IndexKey> {
+            self.spec
+                .default_destination_id
+                .map(|d| keys::cluster_by_destination_gsi3(&self.org_id, &d, &self.id))
+        }
     };
     (@extra RecoveryPoint) => {
         record!(@expiring keys::recovery_point_expiry_gsi2);
+        // A destination's points (its deletion, location changes, purges).
+        fn gsi1(&self) -> Option<IndexKey> {
+            self.location.as_ref().map(|l| {
+                keys::recovery_point_by_destination_gsi1(&self.org_id, &l.destination_id, &self.cluster_id, &self.id)
+            })
+        }
+        // A cluster's points (listing by cluster or definition, keepLast, cluster deletion).
+        fn gsi3(&self) -> Option<IndexKey> {
+            Some(keys::recovery_point_by_cluster_gsi3(&self.org_id, &self.cluster_id, &self.id))
+        }
     };
     (@extra RdsRecoveryPoint) => {
         record!(@expiring keys::rds_recovery_point_expiry_gsi2);
+        // A definition's points (keepLast).
+        fn gsi3(&self) -> Option<IndexKey> {
+            self.definition_id
+                .map(|d| keys::rds_recovery_point_by_definition_gsi3(&self.org_id, &d, &self.id))
+        }
     };
     (@extra BackupDefinition) => {
         record!(@listed keys::backup_definition_gsi2);
+        // Destination deletion asks which definitions name it.
+        fn gsi3(&self) -> Option<IndexKey> {
+            self.spec
+                .destination_id
+                .map(|d| keys::definition_by_destination_gsi3(&self.org_id, &d, &self.id))
+        }
+    };
+    (@extra Job) => {
+        // A cluster's jobs (listing by cluster or definition).
+        fn gsi3(&self) -> Option<IndexKey> {
+            self.cluster_id
+                .map(|c| keys::job_by_cluster_gsi3(&self.org_id, &c, &self.id))
+        }
     };
     (@extra RepositoryUpkeep) => {
         fn gsi2(&self) -> Option<IndexKey> {

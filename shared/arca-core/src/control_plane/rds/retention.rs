@@ -32,16 +32,15 @@ impl ControlPlane {
                 None => break,
             }
         }
-        // `keepLast` counts every point of a definition, expired or not: read the orgs'
-        // points once each (only orgs with a due point of some definition).
+        // `keepLast` counts every point of a definition, expired or not: read the points
+        // of each definition with a due point, through its index (not the org's points).
         let mut siblings = Vec::new();
-        let orgs: std::collections::BTreeSet<OrgId> = expired
+        let definitions: std::collections::BTreeSet<(OrgId, crate::ids::RdsBackupDefinitionId)> = expired
             .iter()
-            .filter(|rp| rp.definition_id.is_some())
-            .map(|rp| rp.org_id)
+            .filter_map(|rp| rp.definition_id.map(|d| (rp.org_id, d)))
             .collect();
-        for org in orgs {
-            siblings.extend(self.store.list_all::<RdsRecoveryPoint>(&org).await?);
+        for (org, definition) in definitions {
+            siblings.extend(self.store.rds_recovery_points_of_definition(&org, &definition).await?);
         }
         let plan = crate::model::retention::plan_rds(&expired, &siblings);
         let mut report = RdsRetentionReport {

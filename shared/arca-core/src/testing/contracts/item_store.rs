@@ -32,6 +32,7 @@ mod item_store_suite {
             sk: sk.to_owned(),
             gsi1: None,
             gsi2: None,
+            gsi3: None,
             version,
             expires_at: None,
             body: json!({ "sk": sk, "version": version, "nested": { "list": [1, "two", null] } }),
@@ -334,6 +335,7 @@ mod item_store_suite {
         let g1 = format!("{run}#G1");
         let g1_other = format!("{run}#G1-other");
         let g2 = format!("{run}#G2");
+        let g3 = format!("{run}#G3");
         let at = |pk: &str| format!("{run}#{pk}");
 
         // Gsi1: two items tie on "t#2" (broken by table key), one without an index key.
@@ -364,7 +366,11 @@ mod item_store_suite {
         let mut both = item(&at("u8"), "both", 1);
         both.gsi1 = index_key(&g1, "t#4");
         both.gsi2 = index_key(&g2, "2026-04");
+        both.gsi3 = index_key(&g3, "RP#b");
         put(store, &both, Condition::NotExists).await;
+        let mut child = item(&at("u9"), "child", 1);
+        child.gsi3 = index_key(&g3, "RP#a");
+        put(store, &child, Condition::NotExists).await;
 
         let expected_g1 = [
             (at("u2"), "k1"),
@@ -440,6 +446,19 @@ mod item_store_suite {
             [(at("u4"), "k1".to_owned())],
             "index partitions are separate"
         );
+
+        let found = read_all(
+            store,
+            query(Some(Index::Gsi3), &g3, SortKeyRange::BeginsWith("RP#".into()), 1, false),
+        )
+        .await;
+        assert_eq!(
+            keys(&found),
+            [(at("u8"), "both".to_owned()), (at("u9"), "child".to_owned())],
+            "Gsi3 holds exactly the items with a Gsi3 key, descending, paged"
+        );
+        let found = read_all(store, query(Some(Index::Gsi3), &g1, SortKeyRange::All, 10, true)).await;
+        assert!(found.is_empty(), "Gsi1 keys are not in Gsi3: {found:?}");
 
         // Moving an index key on update moves the entry: the old position is gone.
         let mut moved = indexed[1].clone();

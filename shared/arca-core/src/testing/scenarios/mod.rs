@@ -7,4 +7,5 @@ pub mod jobs;
 pub mod plan;
 pub mod policies;
 pub mod rds;
+pub mod relations;
 pub mod tenancy;
