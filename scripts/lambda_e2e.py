@@ -585,6 +585,7 @@ def scenario(st, fns, endpoint):
     inventory_event = schedule_event(scheduler, st, "InventoryFunctionEvery12Hours", inventory)
     out = retention.invoke(retention_event, "hourly schedule, empty")
     eq((out["examined"], out["deletionJobs"], out["deadLetters"]), (0, [], 0), "retention on an empty table")
+    eq(out["reindexed"], 0, "retention's first run re-indexes the table (a scan, on an empty table: nothing)")
     eq((out["maintenanceJobs"], out["maintenanceAwaitingAgent"]), ([], []),
        "retention's maintenance sweep (the UPKEEPDUE index) on an empty table")
     eq(out["schedules"], {"checked": 0, "repaired": [], "orphansRemoved": [], "failed": [], "reindexed": []},
@@ -695,6 +696,7 @@ def scenario(st, fns, endpoint):
     out = retention.invoke(retention_event, "hourly schedule, a dead letter and a recovery point")
     eq((out["deadLetters"], out["examined"], out["deletionJobs"]), (1, 0, []),
        "retention with one dead letter and a recovery point that has not expired")
+    eq(out["reindexed"], None, "later retention runs find the table's index generation current")
     _, _, doc = api.call("GET", f"/v1/jobs/{job['id']}", admin, expect=200)
     eq(doc["state"], "FAILED", f"job {job['id']} after its message was dead-lettered")
     eq((out["schedules"]["failed"], out["schedules"]["repaired"], out["schedules"]["orphansRemoved"],

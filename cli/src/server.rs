@@ -142,12 +142,11 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let cp = state.control_plane.clone();
     // Unfinished RDS jobs and EKS re-creations lost their (in-memory) messages with the
     // old process.
+    // A data directory from an earlier version lacks the newer indexes' keys.
+    if let Some(reindexed) = cp.store().reindex_all().await? {
+        tracing::info!(reindexed, "records given this version's index keys");
+    }
     for org in &orgs {
-        // A data directory from an earlier version lacks the newer indexes' keys.
-        let reindexed = cp.store().reindex_org(org).await?;
-        if reindexed > 0 {
-            tracing::info!(%org, reindexed, "records given this version's index keys");
-        }
         for job in cp.store().list_all::<Job>(org).await? {
             let rds = matches!(
                 job.job_type,

@@ -512,6 +512,33 @@ impl ItemStore for DynamoItemStore {
         Ok(Page { items, cursor })
     }
 
+    async fn scan_partitions_with(&self, sk: &str) -> Result<Vec<String>> {
+        let mut partitions = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#sk = :sk")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":sk", s(sk))
+                .projection_expression("#pk")
+                .expression_attribute_names("#pk", PK)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(e, &self.what()))?;
+            for item in output.items() {
+                partitions.push(required_string(item, PK)?);
+            }
+            match output.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(partitions),
+            }
+        }
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
         check_transaction(&writes)?;
         if writes.is_empty() {

@@ -468,6 +468,25 @@ impl ItemStore for RedbItemStore {
         self.blocking(move |db| query_blocking(db, &query)).await
     }
 
+    async fn scan_partitions_with(&self, sk: &str) -> Result<Vec<String>> {
+        let sk = sk.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(ITEMS).map_err(storage)?;
+            let mut partitions = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                let (pk, item_sk) = key.value();
+                if item_sk == sk.as_bytes() {
+                    let pk = std::str::from_utf8(pk).map_err(|e| corrupt(format!("partition key: {e}")))?;
+                    partitions.push(pk.to_owned());
+                }
+            }
+            Ok(partitions)
+        })
+        .await
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
         check_transaction(&writes)?;
         if writes.is_empty() {

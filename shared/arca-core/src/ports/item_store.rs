@@ -151,6 +151,14 @@ pub trait ItemStore: Send + Sync {
     async fn query(&self, query: Query) -> Result<Page>;
     /// All writes or none. At most 100 writes, each on a distinct key.
     async fn transact(&self, writes: Vec<Write>) -> Result<()>;
+    /// Every partition key holding an item at sort key `sk`, in no particular order. On
+    /// DynamoDB a full-table scan: for one-time migrations only, never on a request path
+    /// (the access-pattern test fails on it). A store that cannot refuses.
+    async fn scan_partitions_with(&self, sk: &str) -> Result<Vec<String>> {
+        Err(crate::Error::permanent(format!(
+            "this item store cannot list the partitions holding {sk:?}"
+        )))
+    }
 }
 
 /// Transactions are capped at DynamoDB's limit so both adapters behave the same.

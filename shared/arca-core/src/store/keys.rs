@@ -308,6 +308,11 @@ pub fn recovery_point_expiry_bound(t: DateTime<Utc>) -> String {
     time_sort_key(t)
 }
 
+/// The table's own bookkeeping, outside every tenant's partition.
+pub const META_PK: &str = "META";
+/// Which generation of index keys every record has been given (see `Store::reindex_all`).
+pub const INDEX_GENERATION_SK: &str = "INDEXES";
+
 /// The GSI3 partition of what belongs to one cluster.
 pub fn cluster_relations_pk(org: &OrgId, cluster: &ClusterId) -> String {
     format!("ORG#{org}#CL#{cluster}")

@@ -88,6 +88,11 @@ fn from_item<T: Record>(item: &Item) -> Result<T> {
     Ok(record)
 }
 
+/// The generation of index keys this version writes: raised whenever a record kind gains
+/// or changes an index key, so [`Store::reindex_all`] runs again after the upgrade.
+/// 2: GSI3 and the recovery points' GSI1 relation.
+pub const INDEX_GENERATION: u64 = 2;
+
 type IndexKeys = (Option<IndexKey>, Option<IndexKey>, Option<IndexKey>);
 
 /// The index keys this version gives a stored item, for the kinds whose indexes changed
@@ -565,6 +570,37 @@ impl Store {
             keys::RDS_RECOVERY_POINT_SK_PREFIX,
         )
         .await
+    }
+
+    /// Once per index generation, for the whole table: gives every org's records this
+    /// version's index keys ([`Self::reindex_org`]) and records that it did, so later calls
+    /// read one item. The org listing is a scan ([`ItemStore::scan_partitions_with`]),
+    /// which is why it runs once, from a background run, never a request. Returns the
+    /// records re-indexed, `None` when the table was already current.
+    pub async fn reindex_all(&self) -> Result<Option<usize>> {
+        if let Some(marker) = self.items.get(keys::META_PK, keys::INDEX_GENERATION_SK).await?
+            && marker.body["generation"].as_u64() >= Some(INDEX_GENERATION)
+        {
+            return Ok(None);
+        }
+        let mut reindexed = 0;
+        for pk in self.items.scan_partitions_with(keys::ORG_SK).await? {
+            if let Some(org) = keys::org_of_pk(&pk) {
+                reindexed += self.reindex_org(&org).await?;
+            }
+        }
+        let marker = Item {
+            pk: keys::META_PK.to_owned(),
+            sk: keys::INDEX_GENERATION_SK.to_owned(),
+            gsi1: None,
+            gsi2: None,
+            gsi3: None,
+            version: 1,
+            expires_at: None,
+            body: serde_json::json!({ "generation": INDEX_GENERATION }),
+        };
+        self.items.put(marker, Condition::None).await?;
+        Ok(Some(reindexed))
     }
 
     /// Gives every record of the org the index keys this version computes, for records

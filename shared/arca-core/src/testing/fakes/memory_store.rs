@@ -104,6 +104,15 @@ impl ItemStore for MemoryItemStore {
         Ok(Page { items: page, cursor })
     }
 
+    async fn scan_partitions_with(&self, sk: &str) -> Result<Vec<String>> {
+        let items = self.items.lock().map_err(|_| Error::permanent("poisoned"))?;
+        Ok(items
+            .keys()
+            .filter(|(_, s)| s == sk)
+            .map(|(pk, _)| pk.clone())
+            .collect())
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
         let mut items = self.items.lock().map_err(|_| Error::permanent("poisoned"))?;
         let total = writes.len();

@@ -185,4 +185,33 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
         .collect();
     assert_eq!(found, [a_in_y]);
     assert_eq!(store.reindex_org(&org).await.unwrap(), 0, "nothing left to re-index");
+
+    // The whole table, once per index generation: an upgrade's first background run finds
+    // the orgs (a scan) and re-indexes each; later runs read the marker and stop.
+    let stripped = items.get(&key.0, &key.1).await.unwrap().expect("stored");
+    let mut old = stripped.clone();
+    old.gsi1 = None;
+    items
+        .put(old, crate::ports::item_store::Condition::Version(stripped.version))
+        .await
+        .unwrap();
+    items
+        .delete(
+            keys::META_PK,
+            keys::INDEX_GENERATION_SK,
+            crate::ports::item_store::Condition::None,
+        )
+        .await
+        .unwrap();
+    let orgs = items.scan_partitions_with(keys::ORG_SK).await.unwrap();
+    assert!(orgs.contains(&keys::org_pk(&org)), "the scan finds the org");
+    assert!(orgs.iter().all(|pk| keys::org_of_pk(pk).is_some()), "{orgs:?}");
+    let reindexed = store.reindex_all().await.unwrap();
+    assert!(reindexed.is_some_and(|n| n >= 1), "{reindexed:?}");
+    assert_eq!(items.get(&key.0, &key.1).await.unwrap(), Some(stripped));
+    assert_eq!(
+        store.reindex_all().await.unwrap(),
+        None,
+        "the marker says the table is current"
+    );
 }
