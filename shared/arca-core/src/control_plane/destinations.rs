@@ -65,10 +65,13 @@ impl ControlPlane {
         let spec = self.checked_destination(spec)?;
         let mut dest = self.store.get::<Destination>(&p.org_id, id).await?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
-        if self
-            .limits
-            .check_pv_copy(org.plan, &spec.target, "target.kind")
-            .is_err()
+        // What the plan allows depends on whether the target is Arca-managed: an update
+        // that keeps that cannot make a copying definition newly refused.
+        if dest.spec.target.is_arca_managed() != spec.target.is_arca_managed()
+            && self
+                .limits
+                .check_pv_copy(org.plan, &spec.target, "target.kind")
+                .is_err()
         {
             for def in self.copying_definitions(&p.org_id).await? {
                 if self.effective_for(&org, &def).await?.map(|e| e.destination_id) == Some(*id) {
@@ -77,14 +80,13 @@ impl ControlPlane {
             }
         }
         if !dest.spec.target.same_location(&spec.target) && self.store.holds_recovery_points(&p.org_id, id).await? {
-            let points = self.points_in(&p.org_id, id).await?;
             return Err(Error::conflict_of(
                 crate::error::ConflictKind::DestinationInUse,
                 format!(
                     "destination {:?} holds {}: its location cannot change while they live there (they would \
                      become unrestorable); a new location is a new destination",
                     dest.spec.name,
-                    holding(&points)
+                    self.holding_in(&p.org_id, id).await?
                 ),
             ));
         }
@@ -101,6 +103,20 @@ impl ControlPlane {
         id: &DestinationId,
     ) -> Result<Vec<RecoveryPoint>> {
         self.store.recovery_points_in(org, id, None).await
+    }
+
+    /// What a refusal says a destination holds, from one small page of its points: "3
+    /// recovery point(s) (the nearest expires …)", or "10 or more recovery point(s)".
+    async fn holding_in(&self, org: &OrgId, id: &DestinationId) -> Result<String> {
+        const SHOWN: u32 = 10;
+        let page = self
+            .store
+            .recovery_points_in_page(org, id, &PageRequest::first(SHOWN))
+            .await?;
+        Ok(match page.next_cursor {
+            Some(_) => format!("{} or more recovery point(s)", page.items.len()),
+            None => holding(&page.items),
+        })
     }
 
     /// After a point's deletion: a retiring destination with no point left goes.
@@ -158,8 +174,7 @@ impl ControlPlane {
             .store
             .get_at::<Destination>(&p.org_id, id, expected_version)
             .await?;
-        let points = self.points_in(&p.org_id, id).await?;
-        if points.is_empty() {
+        if !self.store.holds_recovery_points(&p.org_id, id).await? {
             self.store
                 .delete::<Destination>(&p.org_id, id, expected_version)
                 .await?;
@@ -172,10 +187,12 @@ impl ControlPlane {
                     "destination {:?} holds {}; deleting it would leave them unrestorable: confirm to expire them now \
                      (retention deletes them and their data) and delete the destination after the last",
                     dest.spec.name,
-                    holding(&points)
+                    self.holding_in(&p.org_id, id).await?
                 ),
             ));
         }
+        // Confirmed: every point there is expired, so every one is read.
+        let points = self.points_in(&p.org_id, id).await?;
         let now = self.now();
         if let Some(latest) = points
             .iter()

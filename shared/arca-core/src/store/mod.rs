@@ -475,6 +475,26 @@ impl Store {
             .await
     }
 
+    /// One page of the recovery points whose data is in `destination`, by cluster.
+    pub async fn recovery_points_in_page(
+        &self,
+        org: &OrgId,
+        destination: &DestinationId,
+        page: &PageRequest,
+    ) -> Result<Listing<RecoveryPoint>> {
+        let prefix = keys::RECOVERY_POINT_SK_PREFIX;
+        self.collect(
+            Some(Index::Gsi1),
+            keys::destination_relations_pk(org, destination),
+            prefix,
+            SortKeyRange::BeginsWith(prefix.to_string()),
+            page,
+            true,
+            |_| true,
+        )
+        .await
+    }
+
     /// Whether any recovery point's data is in `destination`, read from the table: an
     /// index entry of a point deleted a moment ago does not count.
     pub async fn holds_recovery_points(&self, org: &OrgId, destination: &DestinationId) -> Result<bool> {

@@ -36,6 +36,7 @@ macro_rules! expect_err {
 
 pub mod contracts;
 pub mod fakes;
+pub mod recording;
 pub mod scenarios;
 
 use scenarios::clusters::{agent_token_lookup, cluster_in_use_and_deletion, heartbeats_leave_the_cluster_etag_alone};

@@ -40,13 +40,33 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
     // Who names a destination, and how that moves with an update.
     let names = |clusters: Vec<crate::model::cluster::Cluster>| clusters.into_iter().map(|c| c.id).collect::<Vec<_>>();
     assert_eq!(
-        names(store.clusters_defaulting_to(&org, &x.id, 10).await.unwrap()),
+        names(
+            store
+                .clusters_defaulting_to(&org, &x.id, 10)
+                .await
+                .expect("relations scenario")
+        ),
         [a.id]
     );
-    assert!(store.clusters_defaulting_to(&org, &y.id, 10).await.unwrap().is_empty());
-    let named: Vec<_> = store.definitions_naming(&org, &y.id, 10).await.unwrap();
+    assert!(
+        store
+            .clusters_defaulting_to(&org, &y.id, 10)
+            .await
+            .expect("relations scenario")
+            .is_empty()
+    );
+    let named: Vec<_> = store
+        .definitions_naming(&org, &y.id, 10)
+        .await
+        .expect("relations scenario");
     assert_eq!(named.iter().map(|d| d.id).collect::<Vec<_>>(), [on_b.id]);
-    assert!(store.definitions_naming(&org, &x.id, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .definitions_naming(&org, &x.id, 10)
+            .await
+            .expect("relations scenario")
+            .is_empty()
+    );
     cp.update_cluster(
         &p,
         &a.id,
@@ -60,11 +80,20 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
     .await
     .expect("move a's default");
     assert!(
-        store.clusters_defaulting_to(&org, &x.id, 10).await.unwrap().is_empty(),
+        store
+            .clusters_defaulting_to(&org, &x.id, 10)
+            .await
+            .expect("relations scenario")
+            .is_empty(),
         "an updated default leaves its old destination's partition"
     );
     assert_eq!(
-        names(store.clusters_defaulting_to(&org, &y.id, 10).await.unwrap()),
+        names(
+            store
+                .clusters_defaulting_to(&org, &y.id, 10)
+                .await
+                .expect("relations scenario")
+        ),
         [a.id]
     );
 
@@ -75,14 +104,14 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
             store
                 .create(stored_point(org, a.id, Some(x.id), None))
                 .await
-                .unwrap()
+                .expect("relations scenario")
                 .id,
         );
     }
     let a_in_y = store
         .create(stored_point(org, a.id, Some(y.id), None))
         .await
-        .unwrap()
+        .expect("relations scenario")
         .id;
     let mut b_in_y = BTreeSet::new();
     for _ in 0..2 {
@@ -90,21 +119,37 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
             store
                 .create(stored_point(org, b.id, Some(y.id), None))
                 .await
-                .unwrap()
+                .expect("relations scenario")
                 .id,
         );
     }
-    let nowhere = store.create(stored_point(org, b.id, None, None)).await.unwrap().id;
+    let nowhere = store
+        .create(stored_point(org, b.id, None, None))
+        .await
+        .expect("relations scenario")
+        .id;
     let ids = |points: Vec<RecoveryPoint>| points.into_iter().map(|p| p.id).collect::<BTreeSet<_>>();
-    assert_eq!(ids(store.recovery_points_in(&org, &x.id, None).await.unwrap()), in_x);
     assert_eq!(
-        ids(store.recovery_points_in(&org, &y.id, Some(&b.id)).await.unwrap()),
+        ids(store
+            .recovery_points_in(&org, &x.id, None)
+            .await
+            .expect("relations scenario")),
+        in_x
+    );
+    assert_eq!(
+        ids(store
+            .recovery_points_in(&org, &y.id, Some(&b.id))
+            .await
+            .expect("relations scenario")),
         b_in_y
     );
     let mut all_in_y = b_in_y.clone();
     all_in_y.insert(a_in_y);
     assert_eq!(
-        ids(store.recovery_points_in(&org, &y.id, None).await.unwrap()),
+        ids(store
+            .recovery_points_in(&org, &y.id, None)
+            .await
+            .expect("relations scenario")),
         all_in_y
     );
     let mut of_b = BTreeSet::new();
@@ -113,7 +158,7 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
         let page = store
             .recovery_points_of_cluster(&org, &b.id, &PageRequest::after(cursor, 1), true, |_| true)
             .await
-            .unwrap();
+            .expect("relations scenario");
         assert!(page.items.len() <= 1);
         of_b.extend(page.items.into_iter().map(|p| p.id));
         match page.next_cursor {
@@ -124,13 +169,32 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
     let mut expected_b = b_in_y.clone();
     expected_b.insert(nowhere);
     assert_eq!(of_b, expected_b, "a cluster's points, paged one by one");
-    assert!(store.holds_recovery_points(&org, &x.id).await.unwrap());
+    assert!(
+        store
+            .holds_recovery_points(&org, &x.id)
+            .await
+            .expect("relations scenario")
+    );
     for id in &in_x {
-        let rp = store.get::<RecoveryPoint>(&org, id).await.unwrap();
-        store.delete::<RecoveryPoint>(&org, id, rp.version).await.unwrap();
+        let rp = store.get::<RecoveryPoint>(&org, id).await.expect("relations scenario");
+        store
+            .delete::<RecoveryPoint>(&org, id, rp.version)
+            .await
+            .expect("relations scenario");
     }
-    assert!(!store.holds_recovery_points(&org, &x.id).await.unwrap());
-    assert!(store.recovery_points_in(&org, &x.id, None).await.unwrap().is_empty());
+    assert!(
+        !store
+            .holds_recovery_points(&org, &x.id)
+            .await
+            .expect("relations scenario")
+    );
+    assert!(
+        store
+            .recovery_points_in(&org, &x.id, None)
+            .await
+            .expect("relations scenario")
+            .is_empty()
+    );
 
     // A cluster's jobs, newest first.
     let mut jobs: Vec<JobId> = Vec::new();
@@ -142,19 +206,19 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
             now() + chrono::Duration::minutes(minutes),
         );
         job.cluster_id = Some(b.id);
-        jobs.push(store.create(job).await.unwrap().id);
+        jobs.push(store.create(job).await.expect("relations scenario").id);
     }
     let listed = store
         .jobs_of_cluster(&org, &b.id, &PageRequest::first(10), false, |_| true)
         .await
-        .unwrap();
+        .expect("relations scenario");
     jobs.reverse();
     assert_eq!(listed.items.iter().map(|j| j.id).collect::<Vec<_>>(), jobs);
     assert!(
         store
             .jobs_of_cluster(&org, &a.id, &PageRequest::first(10), false, |_| true)
             .await
-            .unwrap()
+            .expect("relations scenario")
             .items
             .is_empty()
     );
@@ -162,39 +226,57 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
     // A record written before the indexes: stripped of its keys, it is found again after
     // `reindex_org`, with its body and version as they were.
     let key = (keys::org_pk(&org), keys::recovery_point_sk(&a_in_y));
-    let stored = items.get(&key.0, &key.1).await.unwrap().expect("stored");
+    let stored = items
+        .get(&key.0, &key.1)
+        .await
+        .expect("relations scenario")
+        .expect("stored");
     let mut old = stored.clone();
     (old.gsi1, old.gsi3) = (None, None);
     items
         .put(old, crate::ports::item_store::Condition::Version(stored.version))
         .await
-        .unwrap();
-    assert!(!ids(store.recovery_points_in(&org, &y.id, Some(&a.id)).await.unwrap()).contains(&a_in_y));
-    assert!(store.reindex_org(&org).await.unwrap() >= 1);
+        .expect("relations scenario");
+    assert!(
+        !ids(store
+            .recovery_points_in(&org, &y.id, Some(&a.id))
+            .await
+            .expect("relations scenario"))
+        .contains(&a_in_y)
+    );
+    assert!(store.reindex_org(&org).await.expect("relations scenario") >= 1);
     assert_eq!(
-        items.get(&key.0, &key.1).await.unwrap(),
+        items.get(&key.0, &key.1).await.expect("relations scenario"),
         Some(stored),
         "only the index keys were given back"
     );
     let found: Vec<RecoveryPointId> = store
         .recovery_points_in(&org, &y.id, Some(&a.id))
         .await
-        .unwrap()
+        .expect("relations scenario")
         .into_iter()
         .map(|p| p.id)
         .collect();
     assert_eq!(found, [a_in_y]);
-    assert_eq!(store.reindex_org(&org).await.unwrap(), 0, "nothing left to re-index");
+    assert_eq!(
+        store.reindex_org(&org).await.expect("relations scenario"),
+        0,
+        "nothing left to re-index"
+    );
 
     // The whole table, once per index generation: an upgrade's first background run finds
     // the orgs (a scan) and re-indexes each; later runs read the marker and stop.
-    let stripped = items.get(&key.0, &key.1).await.unwrap().expect("stored");
+    let stripped = items
+        .get(&key.0, &key.1)
+        .await
+        .expect("relations scenario")
+        .expect("stored");
     let mut old = stripped.clone();
     old.gsi1 = None;
     items
         .put(old, crate::ports::item_store::Condition::Version(stripped.version))
         .await
-        .unwrap();
+        .expect("relations scenario");
     items
         .delete(
             keys::META_PK,
@@ -202,15 +284,21 @@ pub async fn relations_follow_their_records(items: Arc<dyn ItemStore>) {
             crate::ports::item_store::Condition::None,
         )
         .await
-        .unwrap();
-    let orgs = items.scan_partitions_with(keys::ORG_SK).await.unwrap();
+        .expect("relations scenario");
+    let orgs = items
+        .scan_partitions_with(keys::ORG_SK)
+        .await
+        .expect("relations scenario");
     assert!(orgs.contains(&keys::org_pk(&org)), "the scan finds the org");
     assert!(orgs.iter().all(|pk| keys::org_of_pk(pk).is_some()), "{orgs:?}");
-    let reindexed = store.reindex_all().await.unwrap();
+    let reindexed = store.reindex_all().await.expect("relations scenario");
     assert!(reindexed.is_some_and(|n| n >= 1), "{reindexed:?}");
-    assert_eq!(items.get(&key.0, &key.1).await.unwrap(), Some(stripped));
     assert_eq!(
-        store.reindex_all().await.unwrap(),
+        items.get(&key.0, &key.1).await.expect("relations scenario"),
+        Some(stripped)
+    );
+    assert_eq!(
+        store.reindex_all().await.expect("relations scenario"),
         None,
         "the marker says the table is current"
     );
