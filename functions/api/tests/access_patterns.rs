@@ -460,6 +460,12 @@ impl World {
         self.recording.clear();
         let reply = request.await;
         let ops = self.recording.take();
+        assert_eq!(
+            ops.scans().count(),
+            0,
+            "{method} {template}: a request scanned the table: {}",
+            ops.summary()
+        );
         match status {
             Some(s) => assert_eq!(reply.status.as_u16(), s, "{method} {template}: {}", reply.text),
             None => assert!(!reply.status.is_server_error(), "{method} {template}: {}", reply.text),
@@ -1820,6 +1826,7 @@ async fn sweeps(s: Size) -> Vec<SweepCost> {
 
     let mut costs = Vec::new();
     let mut measure = |name: &'static str, doc_row: &'static str, bound: usize, bound_text: String, ops: Recording| {
+        assert_eq!(ops.scans().count(), 0, "{name} scanned the table: {}", ops.summary());
         costs.push(SweepCost {
             name,
             doc_row,

@@ -33,6 +33,8 @@ pub enum OpKind {
     Delete,
     Query,
     Transact,
+    /// [`ItemStore::scan_partitions_with`]: a full-table scan on DynamoDB (migrations only).
+    Scan,
 }
 
 /// One write of a transaction, as recorded: what it did and to which key.
@@ -89,7 +91,7 @@ impl Op {
 
     /// A get or a query.
     pub fn is_read(&self) -> bool {
-        matches!(self.kind, OpKind::Get | OpKind::Query)
+        matches!(self.kind, OpKind::Get | OpKind::Query | OpKind::Scan)
     }
 
     /// A put, a delete or a transaction.
@@ -163,6 +165,11 @@ impl Recording {
     /// Read calls (gets and queries), whatever they returned.
     pub fn reads(&self) -> impl Iterator<Item = &Op> {
         self.0.iter().filter(|op| op.is_read())
+    }
+
+    /// Table scans (each reads the whole table, whatever `items` says).
+    pub fn scans(&self) -> impl Iterator<Item = &Op> {
+        self.0.iter().filter(|op| op.kind == OpKind::Scan)
     }
 
     pub fn queries(&self) -> impl Iterator<Item = &Op> {
@@ -297,6 +304,18 @@ impl ItemStore for RecordingItemStore {
         result
     }
 
+    async fn scan_partitions_with(&self, sk: &str) -> Result<Vec<String>> {
+        let result = self.inner.scan_partitions_with(sk).await;
+        let mut op = Op::new(OpKind::Scan, "");
+        op.sk = Some(sk.to_string());
+        match &result {
+            Ok(partitions) => op.items = partitions.len(),
+            Err(_) => op.ok = false,
+        }
+        self.record(op);
+        result
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<()> {
         let mut op = Op::new(OpKind::Transact, "");
         op.writes = writes
@@ -389,6 +408,22 @@ mod tests {
             ops.summary(),
             "RP#: 4 items in 2 reads; ORG: 1 items in 1 reads; CLUSTER#: 0 items in 1 reads"
         );
+    }
+
+    #[tokio::test]
+    async fn a_scan_is_recorded_as_one() {
+        let store = RecordingItemStore::new(Arc::new(MemoryItemStore::default()));
+        store.put(item("ORG#a", "ORG"), Condition::NotExists).await.unwrap();
+        store
+            .put(item("ORG#a", "POLICY#p"), Condition::NotExists)
+            .await
+            .unwrap();
+        store.clear();
+        assert_eq!(store.scan_partitions_with("ORG").await.unwrap(), ["ORG#a"]);
+        let ops = store.take();
+        assert_eq!(ops.scans().count(), 1);
+        assert_eq!(ops.reads().count(), 1, "a scan is a read");
+        assert_eq!(ops.queries().count(), 0);
     }
 
     #[tokio::test]
