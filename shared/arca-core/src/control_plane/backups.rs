@@ -134,12 +134,12 @@ impl ControlPlane {
                 let mut tx = Tx::new();
                 tx.create(&mut def)?;
                 let cluster_version = cluster.version;
-                cluster.backup_definition_ids.insert(id);
+                cluster.attach_definition(id)?;
                 tx.update(&mut cluster, cluster_version)?;
                 if let Some(policy_id) = &spec.policy_id {
                     let mut policy = self.existing::<Policy>(&p.org_id, policy_id, "policyId").await?;
                     let version = policy.version;
-                    policy.upsert_referrer(referrer(&def));
+                    policy.upsert_referrer(referrer(&def))?;
                     tx.update(&mut policy, version)?;
                 }
                 self.store.commit(tx).await.map_err(retry_on_conflict)?;
@@ -247,7 +247,7 @@ impl ControlPlane {
                 if let Some(pid) = spec.policy_id {
                     let mut policy = self.existing::<Policy>(&p.org_id, &pid, "policyId").await?;
                     let before = policy.used_by.clone();
-                    policy.upsert_referrer(referrer(&def));
+                    policy.upsert_referrer(referrer(&def))?;
                     if policy.used_by != before || old_policy != spec.policy_id {
                         let v = policy.version;
                         tx.update(&mut policy, v)?;

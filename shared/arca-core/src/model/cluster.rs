@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BackupDefinitionId, ClusterId, DestinationId, OrgId};
 use crate::model::secret::SecretHash;
-use crate::{Result, validate};
+use crate::{Error, Result, validate};
 
 /// Where a cluster's agent is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,7 +156,27 @@ fn first_key_generation() -> u32 {
     1
 }
 
+/// The most backup definitions one cluster holds: their ids live in the cluster's item, and
+/// each is a schedule set and a job queue's share.
+pub const MAX_DEFINITIONS: usize = 500;
+
 impl Cluster {
+    /// Records a new definition of this cluster; one past [`MAX_DEFINITIONS`] is refused.
+    pub fn attach_definition(&mut self, id: BackupDefinitionId) -> Result<()> {
+        if !self.backup_definition_ids.contains(&id) && self.backup_definition_ids.len() >= MAX_DEFINITIONS {
+            return Err(Error::invalid(
+                "clusterId",
+                format!(
+                    "cluster {:?} already has {MAX_DEFINITIONS} backup definitions, the most one cluster may: \
+                     select more namespaces in fewer definitions",
+                    self.spec.name
+                ),
+            ));
+        }
+        self.backup_definition_ids.insert(id);
+        Ok(())
+    }
+
     /// A newly registered cluster (REGISTERED: no agent heard from yet) whose agent
     /// token hashes to `agent_token_hash`, at key generation 1.
     pub fn registered(
@@ -240,6 +260,23 @@ mod tests {
             version: 1,
             ..Cluster::registered(ClusterId::new(), OrgId::new(), spec, None, DateTime::UNIX_EPOCH)
         }
+    }
+
+    #[test]
+    fn a_cluster_holds_at_most_max_definitions() {
+        let mut c = cluster();
+        for _ in 0..MAX_DEFINITIONS {
+            c.attach_definition(BackupDefinitionId::new()).unwrap();
+        }
+        let known = *c.backup_definition_ids.iter().next().unwrap();
+        c.attach_definition(known).unwrap();
+        let err = c.attach_definition(BackupDefinitionId::new()).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "clusterId"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("500 backup definitions"), "{err}");
+        assert_eq!(c.backup_definition_ids.len(), MAX_DEFINITIONS);
     }
 
     #[test]

@@ -221,17 +221,33 @@ pub struct Policy {
     pub version: u64,
 }
 
+/// The most definitions one policy serves: `usedBy` lives in the policy's one item (at most
+/// ~100 KB of it at this count, under DynamoDB's 400 KB), and every referrer's change writes
+/// that item.
+pub const MAX_REFERRERS: usize = 1000;
+
 impl Policy {
-    /// Adds or renames the referrer with this id.
-    pub fn upsert_referrer(&mut self, referrer: PolicyReferrer) {
-        match self
+    /// Adds or renames the referrer with this id; a new one past [`MAX_REFERRERS`] is refused.
+    pub fn upsert_referrer(&mut self, referrer: PolicyReferrer) -> Result<()> {
+        let known = self
             .used_by
-            .iter_mut()
-            .find(|r| r.kind == referrer.kind && r.id == referrer.id)
-        {
-            Some(existing) => *existing = referrer,
+            .iter()
+            .position(|r| r.kind == referrer.kind && r.id == referrer.id);
+        match known {
+            Some(i) => self.used_by[i] = referrer,
+            None if self.used_by.len() >= MAX_REFERRERS => {
+                return Err(Error::invalid(
+                    "policyId",
+                    format!(
+                        "policy {:?} already serves {MAX_REFERRERS} definitions, the most one policy may: \
+                         give this definition a copy of the policy",
+                        self.spec.name
+                    ),
+                ));
+            }
             None => self.used_by.push(referrer),
         }
+        Ok(())
     }
 
     pub fn remove_referrer(&mut self, kind: ReferrerKind, id: &str) {
@@ -282,6 +298,41 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_policy_serves_at_most_max_referrers() {
+        let mut p = Policy {
+            id: PolicyId::new(),
+            org_id: OrgId::new(),
+            spec: PolicySpec::default_hourly(),
+            used_by: vec![],
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+            version: 1,
+        };
+        let referrer = |n: usize| PolicyReferrer {
+            kind: ReferrerKind::K8sBackup,
+            id: format!("bkp_{n}"),
+            name: format!("definition {n}"),
+        };
+        for n in 0..MAX_REFERRERS {
+            p.upsert_referrer(referrer(n)).unwrap();
+        }
+        p.upsert_referrer(referrer(7)).unwrap();
+        let err = p.upsert_referrer(referrer(MAX_REFERRERS)).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "policyId"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("1000 definitions"), "{err}");
+        assert_eq!(p.used_by.len(), MAX_REFERRERS);
+        let item = serde_json::to_vec(&p).unwrap();
+        assert!(
+            item.len() < 200 * 1024,
+            "a full usedBy stays well inside one item: {} bytes",
+            item.len()
+        );
     }
 
     #[test]
@@ -415,12 +466,14 @@ mod tests {
             kind: ReferrerKind::K8sBackup,
             id: "bkp_1".into(),
             name: "old".into(),
-        });
+        })
+        .unwrap();
         p.upsert_referrer(PolicyReferrer {
             kind: ReferrerKind::K8sBackup,
             id: "bkp_1".into(),
             name: "nightly".into(),
-        });
+        })
+        .unwrap();
         assert_eq!(p.used_by.len(), 1);
         let err = p.ensure_unused().unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }));

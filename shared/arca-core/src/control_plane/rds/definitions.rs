@@ -89,7 +89,7 @@ impl ControlPlane {
             let before = policy.used_by.clone();
             for kind in [ReferrerKind::RdsBackup, ReferrerKind::RdsCopy] {
                 if new.contains(&(pid, kind)) {
-                    policy.upsert_referrer(referrer(def, kind));
+                    policy.upsert_referrer(referrer(def, kind))?;
                 } else {
                     policy.remove_referrer(kind, &def.id.to_string());
                 }
