@@ -122,6 +122,41 @@ fn not_found<T: Record>(id: &T::Id) -> Error {
     Error::not_found(format!("{} {id}", T::WHAT))
 }
 
+/// Where a listing reads: one partition of the table (`index: None`) or of an index, the
+/// sort keys under `prefix`.
+struct Slice {
+    index: Option<Index>,
+    pk: String,
+    prefix: String,
+}
+
+impl Slice {
+    fn table(org: &OrgId, prefix: &str) -> Self {
+        Slice {
+            index: None,
+            pk: keys::org_pk(org),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn index(index: Index, pk: String, prefix: &str) -> Self {
+        Slice {
+            index: Some(index),
+            pk,
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+/// The recovery points whose data is in a destination (GSI1's in-org relation).
+fn points_in_slice(org: &OrgId, destination: &DestinationId) -> Slice {
+    Slice::index(
+        Index::Gsi1,
+        keys::destination_relations_pk(org, destination),
+        keys::RECOVERY_POINT_SK_PREFIX,
+    )
+}
+
 /// Writes that must happen together, built from typed records and committed with
 /// [`Store::commit`]. Versions are set on the records as they are added.
 #[derive(Debug, Default)]
@@ -283,17 +318,8 @@ impl Store {
         ascending: bool,
         keep: impl Fn(&T) -> bool,
     ) -> Result<Listing<T>> {
-        let pk = keys::org_pk(org);
-        self.collect(
-            None,
-            pk,
-            T::SK_PREFIX,
-            SortKeyRange::BeginsWith(T::SK_PREFIX.to_string()),
-            page,
-            ascending,
-            keep,
-        )
-        .await
+        self.page_of(&Slice::table(org, T::SK_PREFIX), page, ascending, keep)
+            .await
     }
 
     /// Every record of a kind in an org (for counts and reference checks of small sets).
@@ -314,15 +340,38 @@ impl Store {
 
     /// Every record of a kind in an org whose sort key starts with `prefix`.
     async fn all_with_prefix<T: Record>(&self, org: &OrgId, prefix: &str) -> Result<Vec<T>> {
+        self.all_of(&Slice::table(org, prefix)).await
+    }
+
+    /// One page of the records in `slice` that pass `keep` (see [`Self::list_where`]).
+    async fn page_of<T: Record>(
+        &self,
+        slice: &Slice,
+        page: &PageRequest,
+        ascending: bool,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Listing<T>> {
+        let range = SortKeyRange::BeginsWith(slice.prefix.clone());
+        self.collect(
+            slice.index,
+            slice.pk.clone(),
+            &slice.prefix,
+            range,
+            page,
+            ascending,
+            keep,
+        )
+        .await
+    }
+
+    /// Every record in `slice`, page by page to the end.
+    async fn all_of<T: Record>(&self, slice: &Slice) -> Result<Vec<T>> {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
             let page = self
-                .collect(
-                    None,
-                    keys::org_pk(org),
-                    prefix,
-                    SortKeyRange::BeginsWith(prefix.to_string()),
+                .page_of(
+                    slice,
                     &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
                     true,
                     |_: &T| true,
@@ -424,17 +473,12 @@ impl Store {
         ascending: bool,
         keep: impl Fn(&RecoveryPoint) -> bool,
     ) -> Result<Listing<RecoveryPoint>> {
-        let prefix = keys::RECOVERY_POINT_SK_PREFIX;
-        self.collect(
-            Some(Index::Gsi3),
+        let slice = Slice::index(
+            Index::Gsi3,
             keys::cluster_relations_pk(org, cluster),
-            prefix,
-            SortKeyRange::BeginsWith(prefix.to_string()),
-            page,
-            ascending,
-            keep,
-        )
-        .await
+            keys::RECOVERY_POINT_SK_PREFIX,
+        );
+        self.page_of(&slice, page, ascending, keep).await
     }
 
     /// One page of a cluster's jobs that pass `keep`, in creation order (or newest first).
@@ -446,17 +490,12 @@ impl Store {
         ascending: bool,
         keep: impl Fn(&Job) -> bool,
     ) -> Result<Listing<Job>> {
-        let prefix = keys::JOB_SK_PREFIX;
-        self.collect(
-            Some(Index::Gsi3),
+        let slice = Slice::index(
+            Index::Gsi3,
             keys::cluster_relations_pk(org, cluster),
-            prefix,
-            SortKeyRange::BeginsWith(prefix.to_string()),
-            page,
-            ascending,
-            keep,
-        )
-        .await
+            keys::JOB_SK_PREFIX,
+        );
+        self.page_of(&slice, page, ascending, keep).await
     }
 
     /// Every recovery point whose data is in `destination` (only `cluster`'s, when given):
@@ -471,8 +510,12 @@ impl Store {
             Some(c) => keys::recovery_points_of_cluster_prefix(c),
             None => keys::RECOVERY_POINT_SK_PREFIX.to_string(),
         };
-        self.all_related(Index::Gsi1, keys::destination_relations_pk(org, destination), &prefix)
-            .await
+        self.all_of(&Slice::index(
+            Index::Gsi1,
+            keys::destination_relations_pk(org, destination),
+            &prefix,
+        ))
+        .await
     }
 
     /// One page of the recovery points whose data is in `destination`, by cluster.
@@ -482,36 +525,18 @@ impl Store {
         destination: &DestinationId,
         page: &PageRequest,
     ) -> Result<Listing<RecoveryPoint>> {
-        let prefix = keys::RECOVERY_POINT_SK_PREFIX;
-        self.collect(
-            Some(Index::Gsi1),
-            keys::destination_relations_pk(org, destination),
-            prefix,
-            SortKeyRange::BeginsWith(prefix.to_string()),
-            page,
-            true,
-            |_| true,
-        )
-        .await
+        self.page_of(&points_in_slice(org, destination), page, true, |_| true)
+            .await
     }
 
     /// Whether any recovery point's data is in `destination`, read from the table: an
     /// index entry of a point deleted a moment ago does not count.
     pub async fn holds_recovery_points(&self, org: &OrgId, destination: &DestinationId) -> Result<bool> {
-        let pk = keys::destination_relations_pk(org, destination);
-        let prefix = keys::RECOVERY_POINT_SK_PREFIX;
+        let slice = points_in_slice(org, destination);
         let mut cursor = None;
         loop {
             let page: Listing<RecoveryPoint> = self
-                .collect(
-                    Some(Index::Gsi1),
-                    pk.clone(),
-                    prefix,
-                    SortKeyRange::BeginsWith(prefix.to_string()),
-                    &PageRequest::after(cursor, 10),
-                    true,
-                    |_| true,
-                )
+                .page_of(&slice, &PageRequest::after(cursor, 10), true, |_| true)
                 .await?;
             for hit in &page.items {
                 if self.find::<RecoveryPoint>(org, &hit.id).await?.is_some() {
@@ -584,11 +609,11 @@ impl Store {
         org: &OrgId,
         definition: &crate::ids::RdsBackupDefinitionId,
     ) -> Result<Vec<RdsRecoveryPoint>> {
-        self.all_related(
+        self.all_of(&Slice::index(
             Index::Gsi3,
             keys::rds_definition_relations_pk(org, definition),
             keys::RDS_RECOVERY_POINT_SK_PREFIX,
-        )
+        ))
         .await
     }
 
@@ -668,40 +693,13 @@ impl Store {
 
     /// The first `max` records under `prefix` in one in-org index partition.
     async fn related<T: Record>(&self, index: Index, pk: String, prefix: &str, max: u32) -> Result<Listing<T>> {
-        self.collect(
-            Some(index),
-            pk,
-            prefix,
-            SortKeyRange::BeginsWith(prefix.to_string()),
+        self.page_of(
+            &Slice::index(index, pk, prefix),
             &PageRequest::first(max),
             true,
             |_: &T| true,
         )
         .await
-    }
-
-    /// Every record under `prefix` in one in-org index partition.
-    async fn all_related<T: Record>(&self, index: Index, pk: String, prefix: &str) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .collect(
-                    Some(index),
-                    pk.clone(),
-                    prefix,
-                    SortKeyRange::BeginsWith(prefix.to_string()),
-                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
-                    true,
-                    |_: &T| true,
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(out),
-            }
-        }
     }
 
     /// Up to `max` stored result batches of one restore, from batch `from_seq` on, in order.
