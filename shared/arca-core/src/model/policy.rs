@@ -300,9 +300,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn a_policy_serves_at_most_max_referrers() {
-        let mut p = Policy {
+    fn unused_policy() -> Policy {
+        Policy {
             id: PolicyId::new(),
             org_id: OrgId::new(),
             spec: PolicySpec::default_hourly(),
@@ -310,7 +309,12 @@ mod tests {
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
             version: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn a_policy_serves_at_most_max_referrers() {
+        let mut p = unused_policy();
         let referrer = |n: usize| PolicyReferrer {
             kind: ReferrerKind::K8sBackup,
             id: format!("bkp_{n}"),
@@ -452,15 +456,7 @@ mod tests {
 
     #[test]
     fn in_use_policies_name_their_referrers() {
-        let mut p = Policy {
-            id: PolicyId::new(),
-            org_id: OrgId::new(),
-            spec: PolicySpec::default_hourly(),
-            used_by: vec![],
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
-            version: 1,
-        };
+        let mut p = unused_policy();
         assert!(p.ensure_unused().is_ok());
         p.upsert_referrer(PolicyReferrer {
             kind: ReferrerKind::K8sBackup,

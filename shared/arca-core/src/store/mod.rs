@@ -558,23 +558,8 @@ impl Store {
         destination: &DestinationId,
         max: u32,
     ) -> Result<Vec<Cluster>> {
-        let hits: Listing<Cluster> = self
-            .related(
-                Index::Gsi3,
-                keys::destination_relations_pk(org, destination),
-                keys::CLUSTER_SK_PREFIX,
-                max,
-            )
-            .await?;
-        let mut out = Vec::new();
-        for hit in hits.items {
-            if let Some(c) = self.find::<Cluster>(org, &hit.id).await?
-                && c.spec.default_destination_id == Some(*destination)
-            {
-                out.push(c);
-            }
-        }
-        Ok(out)
+        self.naming(org, destination, max, |c: &Cluster| c.spec.default_destination_id)
+            .await
     }
 
     /// Up to `max` backup definitions that name `destination`, as the table has them now.
@@ -584,20 +569,33 @@ impl Store {
         destination: &DestinationId,
         max: u32,
     ) -> Result<Vec<BackupDefinition>> {
-        let hits: Listing<BackupDefinition> = self
-            .related(
-                Index::Gsi3,
-                keys::destination_relations_pk(org, destination),
-                keys::BACKUP_SK_PREFIX,
-                max,
-            )
+        self.naming(org, destination, max, |d: &BackupDefinition| d.spec.destination_id)
+            .await
+    }
+
+    /// Up to `max` records of a kind that name `destination` in GSI3, each re-read: one that
+    /// named it a moment ago (`named` says whom it names now) is left out.
+    async fn naming<T: Record>(
+        &self,
+        org: &OrgId,
+        destination: &DestinationId,
+        max: u32,
+        named: impl Fn(&T) -> Option<DestinationId>,
+    ) -> Result<Vec<T>> {
+        let slice = Slice::index(
+            Index::Gsi3,
+            keys::destination_relations_pk(org, destination),
+            T::SK_PREFIX,
+        );
+        let hits: Listing<T> = self
+            .page_of(&slice, &PageRequest::first(max), true, |_: &T| true)
             .await?;
         let mut out = Vec::new();
         for hit in hits.items {
-            if let Some(d) = self.find::<BackupDefinition>(org, &hit.id).await?
-                && d.spec.destination_id == Some(*destination)
+            if let Some(now) = self.find::<T>(org, hit.id()).await?
+                && named(&now) == Some(*destination)
             {
-                out.push(d);
+                out.push(now);
             }
         }
         Ok(out)
@@ -689,17 +687,6 @@ impl Store {
                 None => return Ok(reindexed),
             }
         }
-    }
-
-    /// The first `max` records under `prefix` in one in-org index partition.
-    async fn related<T: Record>(&self, index: Index, pk: String, prefix: &str, max: u32) -> Result<Listing<T>> {
-        self.page_of(
-            &Slice::index(index, pk, prefix),
-            &PageRequest::first(max),
-            true,
-            |_: &T| true,
-        )
-        .await
     }
 
     /// Up to `max` stored result batches of one restore, from batch `from_seq` on, in order.
