@@ -37,7 +37,7 @@ use std::time::Duration;
 use arca_core::ports::item_store::{
     Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write,
 };
-use arca_core::store::checks::{check_item, check_key, check_query, check_transaction};
+use arca_core::store::checks::{check_batch_get, check_item, check_key, check_query, check_transaction};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -45,7 +45,8 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem,
 };
 
 use crate::errors::{classify, transaction_canceled};
@@ -440,6 +441,62 @@ impl ItemStore for DynamoItemStore {
             .await
             .map_err(|e| classify(e, &self.what()))?;
         output.item().map(from_attributes).transpose()
+    }
+
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>> {
+        check_batch_get(keys)?;
+        // BatchGetItem refuses a key twice in one call, and takes 100 keys: ask each
+        // distinct key once, 100 at a time, and place the answers back in order.
+        let mut distinct: Vec<&(String, String)> = keys.iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        for chunk in distinct.chunks(100) {
+            let mut pending: Vec<AttributeMap> = chunk.iter().map(|(pk, sk)| table_key(pk, sk)).collect();
+            let mut pause = Duration::from_millis(50);
+            for round in 0.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if round == 10 {
+                    return Err(Error::transient(format!(
+                        "{}: {} keys of a batch get left unprocessed after 10 tries",
+                        self.what(),
+                        pending.len()
+                    )));
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::permanent(format!("building a batch get: {e}")))?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, &self.what()))?;
+                for attributes in output
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let item = from_attributes(attributes)?;
+                    found.insert((item.pk.clone(), item.sk.clone()), item);
+                }
+                // Keys DynamoDB did not get to (throughput, size): asked again after a pause.
+                if let Some(left) = output.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    pending = left.keys().to_vec();
+                    if !pending.is_empty() {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     async fn put(&self, item: Item, condition: Condition) -> Result<()> {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use arca_core::ports::item_store::{
     Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write,
 };
-use arca_core::store::checks::{check_item, check_key, check_query, check_transaction};
+use arca_core::store::checks::{check_batch_get, check_item, check_key, check_query, check_transaction};
 use arca_core::{Error, Result};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -447,6 +447,23 @@ impl ItemStore for RedbItemStore {
         check_key("sk", sk)?;
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
         self.blocking(move |db| get_blocking(db, &pk, &sk)).await
+    }
+
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>> {
+        check_batch_get(keys)?;
+        let keys = keys.to_vec();
+        // One read transaction for the whole batch: one snapshot, one trip to the pool.
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let items = tx.open_table(ITEMS).map_err(storage)?;
+            keys.iter()
+                .map(|(pk, sk)| {
+                    let found = items.get((pk.as_bytes(), sk.as_bytes())).map_err(storage)?;
+                    found.map(|guard| decode_item(guard.value())).transpose()
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn put(&self, item: Item, condition: Condition) -> Result<()> {

@@ -180,16 +180,20 @@ impl ControlPlane {
         p.require(Operation::ListBackupDefinitions)?;
         let org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         let listing = self.store.list::<BackupDefinition>(&p.org_id, page).await?;
-        // The page's clusters only (each once), whatever the org holds.
-        let mut clusters: std::collections::BTreeMap<ClusterId, Option<DestinationId>> =
-            std::collections::BTreeMap::new();
-        for definition in &listing.items {
-            let id = definition.spec.cluster_id;
-            if let std::collections::btree_map::Entry::Vacant(slot) = clusters.entry(id) {
-                let cluster = self.store.find::<Cluster>(&p.org_id, &id).await?;
-                slot.insert(cluster.and_then(|c| c.spec.default_destination_id));
-            }
-        }
+        // The page's clusters only (each once, in one batch), whatever the org holds.
+        let ids: Vec<ClusterId> = listing
+            .items
+            .iter()
+            .map(|d| d.spec.cluster_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = self.store.find_many::<Cluster>(&p.org_id, &ids).await?;
+        let clusters: std::collections::BTreeMap<ClusterId, Option<DestinationId>> = ids
+            .into_iter()
+            .zip(found)
+            .map(|(id, c)| (id, c.and_then(|c| c.spec.default_destination_id)))
+            .collect();
         Ok(listing.map(|definition| {
             let cluster_default = clusters.get(&definition.spec.cluster_id).copied().flatten();
             let effective_destination = effective_destination(

@@ -108,12 +108,9 @@ impl ControlPlane {
     pub async fn list_clusters(&self, p: &Principal, page: &PageRequest) -> Result<Listing<Cluster>> {
         p.require(Operation::ListClusters)?;
         let listing = self.store.list::<Cluster>(&p.org_id, page).await?;
-        // The page's agents only: one read per cluster listed, whatever the org holds.
-        let mut agents = Vec::with_capacity(listing.items.len());
-        for c in &listing.items {
-            agents.push(self.store.find::<AgentState>(&p.org_id, &c.id).await?);
-        }
-        let mut agents = agents.into_iter();
+        // The page's agents only, in one batch: whatever the org holds.
+        let ids: Vec<ClusterId> = listing.items.iter().map(|c| c.id).collect();
+        let mut agents = self.store.find_many::<AgentState>(&p.org_id, &ids).await?.into_iter();
         Ok(listing.map(|c| {
             let agent = agents.next().flatten();
             self.presented(c, agent.as_ref())

@@ -73,12 +73,15 @@ impl ControlPlane {
         // clusters by reading the page's clusters, each once. A page may come back
         // shorter than the limit with a cursor; clients follow the cursor.
         let listing = self.store.list_where(org, page, true, of_definition).await?;
-        let mut live: BTreeMap<ClusterId, bool> = BTreeMap::new();
-        for rp in &listing.items {
-            if let std::collections::btree_map::Entry::Vacant(slot) = live.entry(rp.cluster_id) {
-                slot.insert(self.store.find::<Cluster>(org, &rp.cluster_id).await?.is_some());
-            }
-        }
+        let ids: Vec<ClusterId> = listing
+            .items
+            .iter()
+            .map(|rp| rp.cluster_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = self.store.find_many::<Cluster>(org, &ids).await?;
+        let live: BTreeMap<ClusterId, bool> = ids.into_iter().zip(found).map(|(id, c)| (id, c.is_some())).collect();
         Ok(Listing {
             items: listing
                 .items

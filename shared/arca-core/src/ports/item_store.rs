@@ -146,6 +146,22 @@ pub struct Page {
 #[async_trait]
 pub trait ItemStore: Send + Sync {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
+    /// The items at these keys, in their order (`None` where there is none): what a page
+    /// joins in (its clusters' agents, its definitions' clusters) in one round trip. At most
+    /// [`MAX_BATCH_GET`] keys. Reads as [`Self::get`] does (strongly consistent).
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>> {
+        if keys.len() > MAX_BATCH_GET {
+            return Err(crate::Error::invalid(
+                "keys",
+                format!("{} keys, at most {MAX_BATCH_GET} per batch get", keys.len()),
+            ));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (pk, sk) in keys {
+            out.push(self.get(pk, sk).await?);
+        }
+        Ok(out)
+    }
     async fn put(&self, item: Item, condition: Condition) -> Result<()>;
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<()>;
     async fn query(&self, query: Query) -> Result<Page>;
@@ -160,6 +176,10 @@ pub trait ItemStore: Send + Sync {
         )))
     }
 }
+
+/// Keys one [`ItemStore::get_many`] takes: a page's worth (DynamoDB's BatchGetItem takes 100
+/// per call; the adapter makes as many calls as it needs).
+pub const MAX_BATCH_GET: usize = 200;
 
 /// Transactions are capped at DynamoDB's limit so both adapters behave the same.
 pub const MAX_TRANSACTION_WRITES: usize = 100;

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::ports::item_store::{Index, Item, MAX_TRANSACTION_WRITES, Query, Write};
+use crate::ports::item_store::{Index, Item, MAX_BATCH_GET, MAX_TRANSACTION_WRITES, Query, Write};
 use crate::{Error, Result};
 
 pub fn check_key(field: &str, value: &str) -> Result<()> {
@@ -23,6 +23,20 @@ pub fn check_item(item: &Item) -> Result<()> {
             check_key(&format!("{index:?}.pk"), &key.pk)?;
             check_key(&format!("{index:?}.sk"), &key.sk)?;
         }
+    }
+    Ok(())
+}
+
+pub fn check_batch_get(keys: &[(String, String)]) -> Result<()> {
+    if keys.len() > MAX_BATCH_GET {
+        return Err(Error::invalid(
+            "keys",
+            format!("{} keys, at most {MAX_BATCH_GET} per batch get", keys.len()),
+        ));
+    }
+    for (pk, sk) in keys {
+        check_key("pk", pk)?;
+        check_key("sk", sk)?;
     }
     Ok(())
 }

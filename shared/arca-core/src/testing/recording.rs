@@ -32,6 +32,8 @@ pub enum OpKind {
     Put,
     Delete,
     Query,
+    /// [`ItemStore::get_many`]: one round trip for many keys (`items`: those found).
+    BatchGet,
     Transact,
     /// [`ItemStore::scan_partitions_with`]: a full-table scan on DynamoDB (migrations only).
     Scan,
@@ -91,7 +93,7 @@ impl Op {
 
     /// A get or a query.
     pub fn is_read(&self) -> bool {
-        matches!(self.kind, OpKind::Get | OpKind::Query | OpKind::Scan)
+        matches!(self.kind, OpKind::Get | OpKind::BatchGet | OpKind::Query | OpKind::Scan)
     }
 
     /// A put, a delete or a transaction.
@@ -264,6 +266,18 @@ impl ItemStore for RecordingItemStore {
         op.sk = Some(sk.to_string());
         op.ok = result.is_ok();
         op.items = usize::from(matches!(result, Ok(Some(_))));
+        self.record(op);
+        result
+    }
+
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>> {
+        let result = self.inner.get_many(keys).await;
+        let mut op = Op::new(OpKind::BatchGet, keys.first().map_or("", |(pk, _)| pk.as_str()));
+        op.sk = keys.first().map(|(_, sk)| sk.clone());
+        match &result {
+            Ok(found) => op.items = found.iter().flatten().count(),
+            Err(_) => op.ok = false,
+        }
         self.record(op);
         result
     }

@@ -24,6 +24,41 @@ mod item_store_suite {
         table_queries(store, &run).await;
         index_queries(store, &run).await;
         transactions(store, &run).await;
+        batch_gets(store, &run).await;
+    }
+
+    /// `get_many` answers in the keys' order, `None` for a missing key, a key asked twice
+    /// twice, past DynamoDB's 100 keys per call; more than a page's worth is refused.
+    async fn batch_gets(store: &dyn ItemStore, run: &str) {
+        let pk = format!("{run}#batch");
+        let mut keys = Vec::new();
+        for n in 0..150 {
+            let sk = format!("item#{n:03}");
+            put(store, &item(&pk, &sk, 1), Condition::NotExists).await;
+            keys.push((pk.clone(), sk));
+        }
+        keys.push((pk.clone(), "missing".to_owned()));
+        keys.push(keys[3].clone());
+        keys.reverse();
+        let found = store.get_many(&keys).await.expect("get_many");
+        assert_eq!(found.len(), keys.len());
+        for ((pk, sk), got) in keys.iter().zip(&found) {
+            match got {
+                Some(item) => assert_eq!((&item.pk, &item.sk), (pk, sk), "in the keys' order"),
+                None => assert_eq!(sk, "missing"),
+            }
+        }
+        assert_eq!(
+            found.iter().flatten().count(),
+            151,
+            "150 items, one of them asked twice"
+        );
+        assert_eq!(found[0].as_ref().map(|i| i.sk.as_str()), Some("item#003"));
+        assert_eq!(store.get_many(&[]).await.expect("empty"), Vec::<Option<Item>>::new());
+        let too_many: Vec<(String, String)> = (0..=crate::ports::item_store::MAX_BATCH_GET)
+            .map(|n| (pk.clone(), format!("k{n}")))
+            .collect();
+        assert_invalid(store.get_many(&too_many).await, "more keys than a batch get takes");
     }
 
     fn item(pk: &str, sk: &str, version: u64) -> Item {
