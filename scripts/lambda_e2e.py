@@ -588,7 +588,8 @@ def scenario(st, fns, endpoint):
     eq(out["reindexed"], 0, "retention's first run re-indexes the table (a scan, on an empty table: nothing)")
     eq((out["maintenanceJobs"], out["maintenanceAwaitingAgent"]), ([], []),
        "retention's maintenance sweep (the UPKEEPDUE index) on an empty table")
-    eq(out["schedules"], {"checked": 0, "repaired": [], "orphansRemoved": [], "failed": [], "reindexed": []},
+    eq(out["schedules"], {"checked": 0, "repaired": [], "rdsRepaired": [], "orphansRemoved": [], "failed": [],
+                          "reindexed": []},
        "retention's schedule reconciliation on an empty table")
     eq((out["purged"], out["purgeFailed"]), ([], []),
        "retention's purges of managed storage (wired from ARCA_MANAGED_*) on an empty table")

@@ -127,3 +127,60 @@ async fn drifted_schedules_are_repaired_and_orphans_removed() {
     assert!(report.repaired.is_empty(), "{report:?}");
     assert!(scheduler.list(&scheduled).await.unwrap().iter().all(|s| !s.enabled));
 }
+
+/// RDS definitions too: their backup schedule set is put back when deleted behind Arca's
+/// back, and the set of an RDS definition the store no longer has is removed.
+#[tokio::test]
+async fn rds_schedules_are_repaired_and_orphans_removed() {
+    let mut api = Api::new();
+    let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(arca_core::ports::SystemClock)));
+    api.state.control_plane = api.state.control_plane.clone().with_scheduler(scheduler.clone());
+    api.router = arca_api::router(api.state.clone());
+    let cp = api.state.control_plane.clone();
+
+    let t = api.signup("rds-drift").await;
+    let linked = api
+        .link_account(&t.admin, "prod", &["us-east-1", "us-west-2"])
+        .await
+        .expect(201);
+    api.give_role(&t.admin, &linked, "arn:aws:iam::111122223333:role/arca-rds")
+        .await
+        .expect(200);
+    let def = api
+        .post(
+            "/v1/rds-backups",
+            &t.admin,
+            json!({ "name": "orders", "cloudAccountId": linked.id(), "region": "us-east-1",
+                    "databases": [{ "identifier": "orders" }], "policyId": t.default_policy_id }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let written = scheduler.list(&def).await.unwrap();
+    assert!(!written.is_empty(), "the API wrote the RDS definition's schedules");
+    let report = cp.reconcile_schedules().await.unwrap();
+    assert!(report.rds_repaired.is_empty() && report.failed.is_empty(), "{report:?}");
+
+    // Missing: deleted behind Arca's back, put back.
+    scheduler.sync(&def, &[]).await.unwrap();
+    let report = cp.reconcile_schedules().await.unwrap();
+    assert_eq!(
+        report.rds_repaired.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        std::slice::from_ref(&def),
+        "{report:?}"
+    );
+    assert_eq!(scheduler.list(&def).await.unwrap(), written);
+
+    // Orphan: the schedules of an RDS definition the store does not have.
+    let ghost = arca_core::ids::RdsBackupDefinitionId::new().to_string();
+    let mut orphan = written.clone();
+    for s in &mut orphan {
+        s.name = s.name.replacen(&def, &ghost, 1);
+        s.input.definition_id = ghost.clone();
+    }
+    scheduler.sync(&ghost, &orphan).await.unwrap();
+    let report = cp.reconcile_schedules().await.unwrap();
+    assert_eq!(report.orphans_removed, std::slice::from_ref(&ghost), "{report:?}");
+    assert!(scheduler.list(&ghost).await.unwrap().is_empty());
+    assert_eq!(scheduler.list(&def).await.unwrap(), written, "the live one untouched");
+}

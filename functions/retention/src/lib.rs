@@ -46,6 +46,7 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         Ok(r) => json!({
             "checked": r.checked,
             "repaired": r.repaired,
+            "rdsRepaired": r.rds_repaired,
             "orphansRemoved": r.orphans_removed,
             "reindexed": r.reindexed,
             "failed": r.failed.iter().map(|(id, why)| json!({ "id": id, "error": why })).collect::<Vec<_>>(),

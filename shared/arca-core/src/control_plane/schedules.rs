@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 
 use crate::Result;
 use crate::control_plane::ControlPlane;
-use crate::ids::BackupDefinitionId;
+use crate::ids::{BackupDefinitionId, RdsBackupDefinitionId};
 use crate::model::backup::BackupDefinition;
+use crate::model::rds::RdsBackupDefinition;
 use crate::model::schedule::Schedule;
 use crate::store::page::PageRequest;
 
@@ -25,6 +26,8 @@ pub struct ScheduleReconcileReport {
     pub orphans_removed: Vec<String>,
     /// What could not be repaired, with why: tried again at the next run.
     pub failed: Vec<(String, String)>,
+    /// RDS backup definitions whose schedules (backups, and copies) differed, now repaired.
+    pub rds_repaired: Vec<RdsBackupDefinitionId>,
     /// Definitions written before the definitions' index (GSI2 `BKPDEF`) existed, found
     /// through their schedules and indexed now. One whose schedules are all gone as well
     /// is found at its next write.
@@ -63,10 +66,47 @@ impl ControlPlane {
                 Err(e) => report.failed.push((def.id.to_string(), e.to_string())),
             }
         }
+        // RDS definitions: their backup and copy schedule sets (all indexed in GSI2
+        // `RDSBKPDEF` since `Store::reindex_all`, which the retention run does first).
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .rds_backup_definitions_cross_tenant(&PageRequest::after(cursor, 100))
+                .await?;
+            for def in page.items {
+                known.insert(def.id.to_string());
+                known.insert(crate::model::rds::copy_schedule_id(&def.id));
+                report.checked += 1;
+                match self.reconcile_rds_definition(&def).await {
+                    Ok(true) => report.rds_repaired.push(def.id),
+                    Ok(false) => {}
+                    Err(e) => report.failed.push((def.id.to_string(), e.to_string())),
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
         // Schedules of definitions the store no longer has (deleted while the scheduler
         // failed). Only ids that parse as definition ids are touched.
         for id in scheduler.definitions().await? {
-            if known.contains(&id) || id.parse::<BackupDefinitionId>().is_err() {
+            if known.contains(&id) {
+                continue;
+            }
+            if let Some(rds_id) = rds_definition_of(&id) {
+                // One created since the listing above is left alone.
+                if self.rds_definition_of_schedules(&id, &rds_id).await?.is_some() {
+                    continue;
+                }
+                match scheduler.sync(&id, &[]).await {
+                    Ok(()) => report.orphans_removed.push(id),
+                    Err(e) => report.failed.push((id, e.to_string())),
+                }
+                continue;
+            }
+            if id.parse::<BackupDefinitionId>().is_err() {
                 continue;
             }
             match self.definition_of_schedules(&id).await? {
@@ -125,6 +165,42 @@ impl ControlPlane {
         Ok(desired != actual)
     }
 
+    /// Repairs one RDS definition's two schedule sets; true when either differed.
+    async fn reconcile_rds_definition(&self, def: &RdsBackupDefinition) -> Result<bool> {
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(false);
+        };
+        let mut actual = Vec::new();
+        for set in [def.id.to_string(), crate::model::rds::copy_schedule_id(&def.id)] {
+            actual.extend(scheduler.list(&set).await?);
+        }
+        let desired = sorted(self.desired_rds_schedules(def).await?);
+        self.sync_rds_schedules(def).await?;
+        Ok(desired != sorted(actual))
+    }
+
+    /// The RDS definition a schedule set (`<id>` or `<id>.copy`) belongs to, if it exists
+    /// now: its schedules' input names the org.
+    async fn rds_definition_of_schedules(
+        &self,
+        set: &str,
+        id: &RdsBackupDefinitionId,
+    ) -> Result<Option<RdsBackupDefinition>> {
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(None);
+        };
+        for schedule in scheduler.list(set).await? {
+            if let Some(def) = self
+                .store
+                .find::<RdsBackupDefinition>(&schedule.input.org_id, id)
+                .await?
+            {
+                return Ok(Some(def));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether the definition a schedule set belongs to exists now: its schedules' input
     /// names the org, where the definition is looked up.
     async fn definition_of_schedules(&self, id: &str) -> Result<Option<BackupDefinition>> {
@@ -142,6 +218,11 @@ impl ControlPlane {
         }
         Ok(None)
     }
+}
+
+/// The RDS definition id of an RDS schedule set's name (`<id>` or `<id>.copy`).
+fn rds_definition_of(set: &str) -> Option<RdsBackupDefinitionId> {
+    set.strip_suffix(".copy").unwrap_or(set).parse().ok()
 }
 
 fn sorted(mut schedules: Vec<Schedule>) -> Vec<Schedule> {

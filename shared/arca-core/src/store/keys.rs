@@ -24,7 +24,7 @@
 //! - GSI2 (cross-tenant, time-ordered): `RPEXPIRY` / `<expiry>#ORG#<orgId>#RP#<id>`;
 //!   `CLOUDACCT` / `ORG#<orgId>#CA#<id>` (every linked account, for the 12-hour inventory);
 //!   `BKPDEF` / `ORG#<orgId>#BKP#<id>` (every backup definition, for the schedule
-//!   reconciler);
+//!   reconciler); `RDSBKPDEF` / `ORG#<orgId>#RDSBKP#<id>` (every RDS backup definition, likewise);
 //!   `RDSEXPIRY` / `<expiry>#ORG#<orgId>#RDSRP#<id>` (RDS recovery points, for retention);
 //!   `UPKEEPDUE` / `<due>#ORG#<orgId>#UPKEEP#<destinationId>#<clusterId>` (repositories
 //!   whose maintenance is due; only those with a due time are in it).
@@ -306,6 +306,16 @@ pub fn upkeep_due_gsi2(org: &OrgId, key: &crate::model::maintenance::RepositoryK
 /// The GSI2 bound for "expiring strictly before `t`" (to the second).
 pub fn recovery_point_expiry_bound(t: DateTime<Utc>) -> String {
     time_sort_key(t)
+}
+
+/// The GSI2 partition of every org's RDS backup definitions (the schedule reconciler).
+pub const GSI2_RDS_DEFINITIONS_PK: &str = "RDSBKPDEF";
+
+pub fn rds_backup_definition_gsi2(org: &OrgId, id: &RdsBackupDefinitionId) -> IndexKey {
+    IndexKey {
+        pk: GSI2_RDS_DEFINITIONS_PK.to_string(),
+        sk: format!("ORG#{org}#RDSBKP#{id}"),
+    }
 }
 
 /// The table's own bookkeeping, outside every tenant's partition.

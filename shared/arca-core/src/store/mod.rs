@@ -95,7 +95,7 @@ fn from_item<T: Record>(item: &Item) -> Result<T> {
 
 /// The generation of index keys this version writes: raised whenever a record kind gains
 /// or changes an index key, so [`Store::reindex_all`] runs again after the upgrade.
-/// 2: GSI3 and the recovery points' GSI1 relation.
+/// 2: GSI3, the recovery points' GSI1 relation, RDS definitions in GSI2 `RDSBKPDEF`.
 pub const INDEX_GENERATION: u64 = 2;
 
 type IndexKeys = (Option<IndexKey>, Option<IndexKey>, Option<IndexKey>);
@@ -118,6 +118,8 @@ fn fresh_index_keys(item: &Item) -> Result<Option<IndexKeys>> {
         keys_of::<BackupDefinition>(item)
     } else if sk.starts_with(keys::RDS_RECOVERY_POINT_SK_PREFIX) {
         keys_of::<RdsRecoveryPoint>(item)
+    } else if sk.starts_with(keys::RDS_BACKUP_SK_PREFIX) {
+        keys_of::<crate::model::rds::RdsBackupDefinition>(item)
     } else {
         Ok(None)
     }
@@ -811,6 +813,16 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Listing<crate::model::backup::BackupDefinition>> {
         self.cross_tenant(keys::GSI2_BACKUP_DEFINITIONS_PK, SortKeyRange::All, page)
+            .await
+    }
+
+    /// Cross-tenant: one page of every org's RDS backup definitions (the schedule
+    /// reconciler).
+    pub async fn rds_backup_definitions_cross_tenant(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::model::rds::RdsBackupDefinition>> {
+        self.cross_tenant(keys::GSI2_RDS_DEFINITIONS_PK, SortKeyRange::All, page)
             .await
     }
 

@@ -98,6 +98,9 @@ macro_rules! record {
                 .map(|d| keys::definition_by_destination_gsi3(&self.org_id, &d, &self.id))
         }
     };
+    (@extra RdsBackupDefinition) => {
+        record!(@listed keys::rds_backup_definition_gsi2);
+    };
     (@extra Job) => {
         // A cluster's jobs (listing by cluster or definition).
         fn gsi3(&self) -> Option<IndexKey> {

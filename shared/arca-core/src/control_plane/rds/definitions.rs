@@ -6,7 +6,7 @@ use crate::model::auth::{Operation, Principal};
 use crate::model::cloud::account::CloudAccount;
 use crate::model::policy::{Policy, ReferrerKind};
 use crate::model::rds::{self, RdsBackupDefinition, RdsBackupDefinitionSpec};
-use crate::model::schedule::schedules_for;
+use crate::model::schedule::{Schedule, schedules_for};
 use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
@@ -242,6 +242,25 @@ impl ControlPlane {
         let Some(scheduler) = &self.scheduler else {
             return Ok(());
         };
+        for (sched_id, desired) in self.rds_schedule_sets(def).await? {
+            scheduler.sync(&sched_id, &desired).await?;
+        }
+        Ok(())
+    }
+
+    /// Both schedule sets' desired schedules, together (the reconciler compares them).
+    pub(crate) async fn desired_rds_schedules(&self, def: &RdsBackupDefinition) -> Result<Vec<Schedule>> {
+        Ok(self
+            .rds_schedule_sets(def)
+            .await?
+            .into_iter()
+            .flat_map(|(_, s)| s)
+            .collect())
+    }
+
+    /// Each schedule set of the definition (backups, copies) with its desired schedules.
+    async fn rds_schedule_sets(&self, def: &RdsBackupDefinition) -> Result<Vec<(String, Vec<Schedule>)>> {
+        let mut sets = Vec::new();
         for (sched_id, pid) in [
             (def.id.to_string(), def.spec.policy_id),
             (
@@ -256,8 +275,8 @@ impl ControlPlane {
                 },
                 None => Vec::new(),
             };
-            scheduler.sync(&sched_id, &desired).await?;
+            sets.push((sched_id, desired));
         }
-        Ok(())
+        Ok(sets)
     }
 }
