@@ -77,6 +77,9 @@ pub enum Command {
     /// The org's API keys (admin only).
     #[command(subcommand, name = "apikeys", visible_alias = "api-keys")]
     ApiKeys(ApiKeysCmd),
+    /// The org's audit trail: every mutating call, by which key (admin only).
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// The deployment operator's commands (the operator token, not an org's API key).
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -87,6 +90,28 @@ pub enum Command {
     },
     /// Runs the whole control plane on this machine (single-machine mode).
     Server(ServerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Audit records, newest first.
+    List {
+        /// Only this key's calls (id or name).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only this operation (its stable name: createApiKey, updateCluster, ...).
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only calls at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only calls before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -893,6 +918,9 @@ pub enum OrgCmd {
         default_destination: Option<String>,
         #[arg(long)]
         no_default_destination: bool,
+        /// Days the org's audit records are kept (1 to 3650).
+        #[arg(long)]
+        audit_retention_days: Option<u32>,
     },
 }
 

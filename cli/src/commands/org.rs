@@ -9,7 +9,7 @@ use crate::args::{ApiKeysCmd, Global, OperatorCmd, OrgCmd};
 use crate::config;
 use crate::output::{Column, at, render_one};
 
-const API_KEY: Kind = Kind {
+pub(super) const API_KEY: Kind = Kind {
     path: "/v1/apikeys",
     prefix: "key_",
     noun: "API key",
@@ -34,6 +34,7 @@ pub(super) async fn org(g: &Global, cmd: OrgCmd) -> Result<(), CliError> {
             name,
             default_destination,
             no_default_destination,
+            audit_retention_days,
         } => {
             let destination = reference(
                 &client,
@@ -42,11 +43,17 @@ pub(super) async fn org(g: &Global, cmd: OrgCmd) -> Result<(), CliError> {
                 no_default_destination,
             )
             .await?;
-            let org = update_at(&client, "/v1/org", &["name", "defaultDestinationId"], |b| {
-                set(b, "name", name.map(Value::from));
-                set(b, "defaultDestinationId", destination);
-                Ok(())
-            })
+            let org = update_at(
+                &client,
+                "/v1/org",
+                &["name", "defaultDestinationId", "auditRetentionDays"],
+                |b| {
+                    set(b, "name", name.map(Value::from));
+                    set(b, "defaultDestinationId", destination);
+                    set(b, "auditRetentionDays", audit_retention_days.map(Value::from));
+                    Ok(())
+                },
+            )
             .await?;
             done(g.output, &org, format!("org {} updated", at(&org, "/name")))?;
         }

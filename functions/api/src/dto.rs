@@ -80,9 +80,12 @@ pub struct OrgBody {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "dst_01J0000000000000000000000")]
     pub default_destination_id: Option<DestinationId>,
+    /// Days the org's audit records are kept, 1 to 3650 (default 365); absent: unchanged.
+    #[serde(default)]
+    pub audit_retention_days: Option<u32>,
 }
 
-mirror!(OrgBody => OrgSpec { name, default_destination_id });
+mirror!(OrgBody => OrgSpec { name, default_destination_id, audit_retention_days });
 
 #[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -77,8 +77,20 @@ impl FromRequestParts<AppState> for KeyCall {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = bearer(parts, "api key")?;
-        let caller = state.control_plane.authenticate(&key).await?;
+        // A failed sign-in is logged, never the presented key: an API key carries no id,
+        // so there is no org whose audit trail it could go to.
+        let signin_failed = |reason: &str| {
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason, "API key sign-in failed");
+        };
+        let key = bearer(parts, "api key").inspect_err(|_| signin_failed("no bearer token"))?;
+        let (caller, api_key) = state.control_plane.authenticate_key(&key).await.inspect_err(|e| {
+            if matches!(e, arca_core::Error::Unauthenticated) {
+                signin_failed("no such key");
+            }
+        })?;
+        if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+            slot.fill(&api_key);
+        }
         Ok(KeyCall {
             state: state.clone(),
             caller,

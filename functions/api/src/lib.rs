@@ -1,6 +1,7 @@
 //! Arca's HTTP API. [`router`] is the whole API over an [`AppState`]; `main.rs` only
 //! decides whether it is served by Lambda or by a local listener.
 
+pub mod audit;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -32,7 +33,9 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// documents exactly the routes registered here (both come from [`routes::v1`]).
 pub fn router(state: AppState) -> Router {
     let (v1, doc) = routes::v1_parts();
-    v1.route("/healthz", get(healthz))
+    // After routing (`route_layer`), so the audit layer knows each call's route template.
+    v1.route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
+        .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(Extension(Arc::new(doc)))
         .layer(middleware::from_fn(request_id))

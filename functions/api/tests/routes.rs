@@ -227,6 +227,9 @@ enum Case {
     /// The deployment operator's route: no org's API key opens it, so B's admin cannot
     /// touch A (nor B) through it.
     Operator,
+    /// The audit trail: B's holds only B's records (its own attempts on A's ids
+    /// included), none of A's.
+    OwnTrail,
 }
 
 /// A's objects, by kind, with their ETags before B's attempts.
@@ -370,6 +373,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("GET", "/v1/org"), OwnOrg),
         (("PUT", "/v1/org"), OwnOrg),
         (("GET", "/v1/apikeys"), List),
+        (("GET", "/v1/audit"), OwnTrail),
         (
             ("POST", "/v1/apikeys"),
             CreateInOwnOrg(json!({ "name": "b-ci", "role": "viewer" })),
@@ -551,6 +555,17 @@ async fn no_route_lets_one_org_touch_another_orgs_objects() {
                     .await;
                 assert_eq!(reply.status, StatusCode::NOT_FOUND, "{what}: {}", reply.text);
                 assert_eq!(reply.body["code"], "not_found", "{what}");
+            }
+            Case::OwnTrail => {
+                let theirs = api.get(path, &a.admin).await.expect(200);
+                assert!(!theirs.ids().is_empty(), "A's calls are recorded");
+                let reply = api.request(method, path, Some(&b.admin), None, None).await.expect(200);
+                for item in reply.body["items"].as_array().unwrap() {
+                    assert_eq!(item["orgId"], b.org_id.as_str(), "{what}");
+                }
+                for id in theirs.ids() {
+                    assert!(!reply.text.contains(id), "{what} shows A's {id}");
+                }
             }
             Case::List => {
                 let reply = api.request(method, path, Some(&b.admin), None, None).await.expect(200);

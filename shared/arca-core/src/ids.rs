@@ -130,6 +130,11 @@ id_type!(
     /// An RDS backup definition (databases of one linked account and region).
     RdsBackupDefinitionId, "rdsbkp"
 );
+id_type!(
+    /// An audit record (minted at the time of the call, so `AUDIT#<ulid>` keys are
+    /// time-ordered).
+    AuditRecordId, "aud"
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 
 mod account;
 mod agent;
+mod audit;
 mod cloud;
 pub mod contract;
 mod install;
@@ -55,7 +56,8 @@ pub const OPERATOR_TOKEN_SCHEME: &str = "operatorToken";
         (name = "clusters"), (name = "cloud accounts", description = "Linked AWS accounts, their roles and inventory"), (name = "destinations"), (name = "policies"),
         (name = "backups", description = "Kubernetes backup definitions"),
         (name = "rds", description = "RDS and Aurora: backup definitions, snapshots and copies, restores"),
-        (name = "jobs"), (name = "recoverypoints"), (name = "restores"), (name = "meta"),
+        (name = "jobs"), (name = "recoverypoints"), (name = "restores"),
+        (name = "audit", description = "The org's audit trail (read only)"), (name = "meta"),
         (name = "agent", description = "The in-cluster agent's protocol (agent token, not an API key)"),
         (name = "operator", description = "The deployment operator's calls (operator token, not an API key)"),
     )
@@ -107,6 +109,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(account::list_api_keys, account::create_api_key))
         .routes(routes!(account::get_api_key, account::delete_api_key))
         .routes(routes!(account::set_org_plan))
+        .routes(routes!(audit::list_audit_records))
         .routes(routes!(protection::list_clusters, protection::create_cluster))
         .routes(routes!(
             protection::get_cluster,

@@ -7,6 +7,7 @@
 //! `set_plan`, which are not made by a signed-in user.
 
 mod agent;
+mod audit;
 mod backups;
 mod cloud_accounts;
 mod clusters;

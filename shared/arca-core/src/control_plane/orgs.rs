@@ -57,6 +57,7 @@ impl ControlPlane {
             name,
             plan: self.config.signup_plan,
             default_destination_id: None,
+            audit_retention_days: crate::model::org::DEFAULT_AUDIT_RETENTION_DAYS,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -114,16 +115,25 @@ impl ControlPlane {
     /// Who a presented API key belongs to. Any failure is `Unauthenticated`, with no
     /// hint whether the key is malformed, unknown or deleted.
     pub async fn authenticate(&self, presented: &Secret) -> Result<Principal> {
+        self.authenticate_key(presented).await.map(|(principal, _)| principal)
+    }
+
+    /// [`Self::authenticate`], with the key that authenticated (its name is what the
+    /// audit trail records; never its secret).
+    pub async fn authenticate_key(&self, presented: &Secret) -> Result<(Principal, ApiKey)> {
         let text = presented.expose();
         if !text.starts_with(API_KEY_PREFIX) || text.len() > 200 {
             return Err(Error::Unauthenticated);
         }
         match self.store.find_api_key_by_hash_cross_tenant(&presented.hash()).await? {
-            Some(key) => Ok(Principal {
-                org_id: key.org_id,
-                role: key.role,
-                api_key_id: Some(key.id),
-            }),
+            Some(key) => Ok((
+                Principal {
+                    org_id: key.org_id,
+                    role: key.role,
+                    api_key_id: Some(key.id),
+                },
+                key,
+            )),
             None => Err(Error::Unauthenticated),
         }
     }
@@ -144,6 +154,9 @@ impl ControlPlane {
         let mut org = self.store.get::<Org>(&p.org_id, &p.org_id).await?;
         org.name = spec.name;
         org.default_destination_id = spec.default_destination_id;
+        if let Some(days) = spec.audit_retention_days {
+            org.audit_retention_days = days;
+        }
         org.updated_at = self.now();
         self.store.update(org, expected_version).await
     }

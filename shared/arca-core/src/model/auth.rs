@@ -34,7 +34,9 @@ impl Role {
 /// service, named after its method. [`Operation::role`] is the one table of who may do
 /// what: the service enforces it ([`Principal::require`]), the API's handlers check it
 /// before they parse ids, and the API's OpenAPI document states it ("Role: admin.").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Its JSON name (`createApiKey`) is stable: audit records store it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Operation {
     GetOrg,
     UpdateOrg,
@@ -107,9 +109,19 @@ pub enum Operation {
     ListRdsRecoveryPoints,
     GetRdsRecoveryPoint,
     CreateRdsRestore,
+    /// The org's audit trail (`GET /v1/audit`).
+    ListAuditRecords,
 }
 
 impl Operation {
+    /// The stable name, as audit records and `GET /v1/audit?operation=` spell it.
+    pub fn name(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => format!("{self:?}"),
+        }
+    }
+
     /// The least role the operation takes.
     pub const fn role(self) -> Role {
         use Operation::*;
@@ -183,7 +195,8 @@ impl Operation {
             | RecreateEks
             | CreateRdsBackupDefinition
             | UpdateRdsBackupDefinition
-            | DeleteRdsBackupDefinition => Role::Admin,
+            | DeleteRdsBackupDefinition
+            | ListAuditRecords => Role::Admin,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod archive_key;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cloud;

@@ -17,7 +17,8 @@
 //!   (a copy of that database in progress), `RPAWS#<rpId>` (EBS snapshots and EKS
 //!   metadata Arca keeps with a recovery point), `EKSRE#<id>` (an EKS cluster re-creation),
 //!   `UPKEEP#<destinationId>#<clusterId>` (the maintenance state of a cluster's
-//!   repositories in a destination).
+//!   repositories in a destination), `AUDIT#<ulid>` (an audit record, time-ordered; it
+//!   carries a TTL, the org's audit retention).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`,
 //!   `AGENTNEXT#<sha256hex>` / `PENDING`.
@@ -41,7 +42,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
+    ApiKeyId, AuditRecordId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
     RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use crate::model::secret::SecretHash;
@@ -75,6 +76,7 @@ pub const RDS_BACKUP_SK_PREFIX: &str = "RDSBACKUP#";
 pub const RDS_RECOVERY_POINT_SK_PREFIX: &str = "RDSRP#";
 pub const RDS_COPY_SK_PREFIX: &str = "RDSCOPY#";
 pub const UPKEEP_SK_PREFIX: &str = "UPKEEP#";
+pub const AUDIT_SK_PREFIX: &str = "AUDIT#";
 /// The GSI2 partition of repositories by maintenance due time (one reader: retention).
 pub const GSI2_UPKEEP_DUE_PK: &str = "UPKEEPDUE";
 /// The GSI2 partition of RDS recovery points by expiry (one reader: retention).
@@ -120,6 +122,11 @@ pub fn policy_sk(id: &PolicyId) -> String {
 
 pub fn backup_sk(id: &BackupDefinitionId) -> String {
     format!("{BACKUP_SK_PREFIX}{id}")
+}
+
+/// The bare ULID, so sort-key order is time order.
+pub fn audit_sk(id: &AuditRecordId) -> String {
+    format!("{AUDIT_SK_PREFIX}{}", id.ulid())
 }
 
 /// The bare ULID, so sort-key order is creation order.
@@ -431,6 +438,10 @@ mod tests {
         assert_eq!(org_of_pk(&org_pk(&org)), Some(org));
         assert_eq!(org_of_pk("RPEXPIRY"), None);
         assert_eq!(job_sk(&job), "JOB#01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(
+            audit_sk(&"aud_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
+            "AUDIT#01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
         assert_eq!(
             policy_sk(&"pol_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
             "POLICY#pol_01ARZ3NDEKTSV4RRFFQ69G5FAV"

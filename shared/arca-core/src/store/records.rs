@@ -2,10 +2,11 @@
 
 use crate::Result;
 use crate::ids::{
-    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId, OrgId, PolicyId,
-    RdsBackupDefinitionId, RecoveryPointId, RestoreId,
+    ApiKeyId, AuditRecordId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId,
+    OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use crate::model::agent::{ActiveJob, AgentState};
+use crate::model::audit::AuditRecord;
 use crate::model::auth::ApiKey;
 use crate::model::backup::BackupDefinition;
 use crate::model::cloud::account::CloudAccount;
@@ -121,6 +122,12 @@ macro_rules! record {
     };
     (@extra InstallLink) => {
         record!(@hashed token_hash, keys::install_token_gsi1, keys::GSI1_INSTALL_PREFIX);
+    };
+    (@extra AuditRecord) => {
+        // Removed by the store's TTL after the org's audit retention: no route deletes it.
+        fn expires_at(&self) -> Option<i64> {
+            Some(self.expires_at.timestamp())
+        }
     };
     (@extra $other:ident) => {};
     // A point in GSI2 by its expiry (while it has one), for the retention sweep.
@@ -312,4 +319,11 @@ record!(
     keys::INSTALL_SK_PREFIX,
     keys::install_sk,
     cluster_id
+);
+record!(
+    AuditRecord,
+    AuditRecordId,
+    "audit record",
+    keys::AUDIT_SK_PREFIX,
+    keys::audit_sk
 );
