@@ -112,6 +112,8 @@ const EXPECTATIONS: &[(&str, Expect)] = &[
         Expect::Ok("org acme updated"),
     ),
     ("arca apikeys create ci --role viewer", Expect::Ok("arca_")),
+    // The admin's creation of `ci` just above is in the trail.
+    ("arca audit list --operation createApiKey", Expect::Ok("createApiKey")),
     ("arca clusters get prod", Expect::Ok("prod")),
 ];
 
