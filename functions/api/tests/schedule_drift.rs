@@ -12,13 +12,19 @@ use arca_embedded::EmbeddedScheduler;
 use common::Api;
 use serde_json::json;
 
-#[tokio::test]
-async fn drifted_schedules_are_repaired_and_orphans_removed() {
+/// An API whose control plane writes to an embedded scheduler the test can tamper with.
+fn scheduled_api() -> (Api, Arc<EmbeddedScheduler>, arca_core::control_plane::ControlPlane) {
     let mut api = Api::new();
     let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(arca_core::ports::SystemClock)));
     api.state.control_plane = api.state.control_plane.clone().with_scheduler(scheduler.clone());
     api.router = arca_api::router(api.state.clone());
     let cp = api.state.control_plane.clone();
+    (api, scheduler, cp)
+}
+
+#[tokio::test]
+async fn drifted_schedules_are_repaired_and_orphans_removed() {
+    let (api, scheduler, cp) = scheduled_api();
 
     let t = api.signup("drift").await;
     let (cluster, _) = api.cluster(&t.admin, "c", None).await;
@@ -132,11 +138,7 @@ async fn drifted_schedules_are_repaired_and_orphans_removed() {
 /// back, and the set of an RDS definition the store no longer has is removed.
 #[tokio::test]
 async fn rds_schedules_are_repaired_and_orphans_removed() {
-    let mut api = Api::new();
-    let scheduler = Arc::new(EmbeddedScheduler::new(Arc::new(arca_core::ports::SystemClock)));
-    api.state.control_plane = api.state.control_plane.clone().with_scheduler(scheduler.clone());
-    api.router = arca_api::router(api.state.clone());
-    let cp = api.state.control_plane.clone();
+    let (api, scheduler, cp) = scheduled_api();
 
     let t = api.signup("rds-drift").await;
     let linked = api
