@@ -79,7 +79,8 @@ fn to_item<T: Record>(record: &T) -> Result<Item> {
 }
 
 fn from_item<T: Record>(item: &Item) -> Result<T> {
-    let mut record: T = serde_json::from_value(item.body.clone()).map_err(|e| {
+    // Deserialized from the borrowed document: no copy of the body per record read.
+    let mut record: T = T::deserialize(&item.body).map_err(|e| {
         Error::permanent(format!(
             "stored {} at {}/{} does not parse: {e}",
             T::WHAT,
