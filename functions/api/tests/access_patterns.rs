@@ -31,7 +31,7 @@ use std::sync::Arc;
 use arca_core::ids::{BackupDefinitionId, ClusterId, DestinationId, JobId, OrgId, RecoveryPointId};
 use arca_core::model::archive_key::{ArchiveKeyring, ArchiveMasterKey};
 use arca_core::model::plan::PlanLimits;
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointLocation, RecoveryPointState, RecoveryPointType};
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointLocation};
 use arca_core::model::secret::Secret;
 use arca_core::testing::recording::{Recording, RecordingItemStore};
 use axum::http::Method;
@@ -496,34 +496,19 @@ async fn plant_point(
     destination: &str,
     expires_at: DateTime<Utc>,
 ) -> String {
-    let now = now();
+    let definition = definition.map_or_else(BackupDefinitionId::new, |d| d.parse().unwrap());
     let rp = RecoveryPoint {
         rule: None,
-        keep_last: None,
-        id: RecoveryPointId::new(),
         org_id: org.parse().unwrap(),
         cluster_id: cluster.parse::<ClusterId>().unwrap(),
-        definition_id: definition.map_or_else(BackupDefinitionId::new, |d| d.parse().unwrap()),
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
-        partial: false,
-        data_deleted: false,
-        expires_at: Some(expires_at),
-        locked: false,
-        object_lock: None,
         location: Some(RecoveryPointLocation {
             destination_id: destination.parse::<DestinationId>().unwrap(),
             prefix: format!("{org}/{cluster}/resources/archives/a1"),
         }),
         resource_count: 12,
         pv_count: 1,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: now,
-        updated_at: now,
         version: 0,
+        ..RecoveryPoint::fixture(definition, now(), Some(expires_at))
     };
     api.state.control_plane.store().create(rp).await.unwrap().id.to_string()
 }

@@ -7,8 +7,8 @@
 
 mod common;
 
-use arca_core::ids::{BackupDefinitionId, ClusterId, JobId, OrgId, RecoveryPointId};
-use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+use arca_core::ids::{BackupDefinitionId, ClusterId, OrgId, RecoveryPointId};
+use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState};
 use chrono::{DateTime, Duration, Utc};
 use common::Api;
 use serde_json::json;
@@ -29,24 +29,10 @@ fn point(org: OrgId, cluster: ClusterId, p: &Planted) -> RecoveryPoint {
         id: RecoveryPointId::at(p.created_at.into()),
         org_id: org,
         cluster_id: cluster,
-        definition_id: p.definition,
-        job_id: JobId::new(),
-        rp_type: RecoveryPointType::Snapshot,
-        state: RecoveryPointState::Ready,
         partial: p.partial,
-        data_deleted: false,
-        expires_at: Some(p.expires_at),
-        locked: false,
-        object_lock: None,
-        location: None,
         resource_count: 1,
-        pv_count: 0,
-        snapshot_bytes: 0,
-        copy_bytes: 0,
-        details: Default::default(),
-        created_at: p.created_at,
-        updated_at: p.created_at,
         version: 0,
+        ..RecoveryPoint::fixture(p.definition, p.created_at, Some(p.expires_at))
     }
 }
 

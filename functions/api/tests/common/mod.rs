@@ -353,32 +353,17 @@ impl Api {
         definition: &str,
         job: Option<&str>,
     ) -> arca_core::ids::RecoveryPointId {
-        use arca_core::model::recovery::{RecoveryPoint, RecoveryPointState, RecoveryPointType};
+        use arca_core::model::recovery::RecoveryPoint;
         let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
         let rp = RecoveryPoint {
             rule: None,
-            keep_last: None,
-            id: arca_core::ids::RecoveryPointId::new(),
             org_id: org.parse().unwrap(),
             cluster_id: cluster.parse().unwrap(),
-            definition_id: definition.parse().unwrap(),
             job_id: job.map_or_else(arca_core::ids::JobId::new, |j| j.parse().unwrap()),
-            rp_type: RecoveryPointType::Snapshot,
-            state: RecoveryPointState::Ready,
-            partial: false,
-            data_deleted: false,
-            expires_at: Some(now + chrono::Duration::days(7)),
-            locked: false,
-            object_lock: None,
-            location: None,
             resource_count: 12,
             pv_count: 1,
-            snapshot_bytes: 0,
-            copy_bytes: 0,
-            details: Default::default(),
-            created_at: now,
-            updated_at: now,
             version: 0,
+            ..RecoveryPoint::fixture(definition.parse().unwrap(), now, Some(now + chrono::Duration::days(7)))
         };
         self.state.control_plane.store().create(rp).await.unwrap().id
     }

@@ -330,10 +330,10 @@ impl BackupDetails {
 
 impl RecoveryPoint {
     /// A READY, unlocked snapshot point of `definition_id` (a new org, cluster and job),
-    /// from schedule row 0, empty: what the crate's tests and the `testing` suites start
-    /// from.
+    /// from schedule row 0, empty: what the crate's tests, the `testing` suites and the API
+    /// tests start from.
     #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn fixture(
+    pub fn fixture(
         definition_id: BackupDefinitionId,
         created_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
