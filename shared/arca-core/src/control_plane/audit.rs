@@ -29,21 +29,13 @@ impl ControlPlane {
     /// Records one call of `org`'s (the API's audit layer calls it after answering): reads
     /// the org for its retention, writes `AUDIT#<ulid>` with that TTL.
     pub async fn record_audit(&self, org: &crate::ids::OrgId, entry: AuditEntry) -> Result<AuditRecord> {
-        let entry = entry.bounded();
         let retention = self.store.get::<Org>(org, org).await?.audit_retention_days;
         let at = self.now();
         let record = AuditRecord {
             id: audit_id(at.into()),
             org_id: *org,
             at,
-            key_id: entry.key_id,
-            key_name: entry.key_name,
-            role: entry.role,
-            operation: entry.operation,
-            method: entry.method,
-            route: entry.route,
-            target_ids: entry.target_ids,
-            status: entry.status,
+            call: entry.bounded(),
             expires_at: at + Duration::days(i64::from(retention)),
             version: 0,
         };

@@ -21,6 +21,19 @@ pub struct AuditRecord {
     pub org_id: OrgId,
     /// When the call was answered.
     pub at: DateTime<Utc>,
+    /// Who called, what, and how it was answered (its fields sit beside these in JSON).
+    #[serde(flatten)]
+    pub call: AuditEntry,
+    /// After this the store removes the record (the org's retention at the time).
+    pub expires_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// What the API knows about a call it records; the control plane adds id, time and
+/// expiry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
     pub key_id: ApiKeyId,
     /// The key's name when the call was made.
     pub key_name: String,
@@ -35,23 +48,6 @@ pub struct AuditRecord {
     /// The ids in the path, then the id of what the call created (when it says).
     pub target_ids: Vec<String>,
     /// The HTTP status of the answer (a refusal is recorded too: 403, 400, 409, ...).
-    pub status: u16,
-    /// After this the store removes the record (the org's retention at the time).
-    pub expires_at: DateTime<Utc>,
-    pub version: u64,
-}
-
-/// What the API knows about a call it records; the control plane adds id, time and
-/// expiry.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AuditEntry {
-    pub key_id: ApiKeyId,
-    pub key_name: String,
-    pub role: Role,
-    pub operation: Operation,
-    pub method: String,
-    pub route: String,
-    pub target_ids: Vec<String>,
     pub status: u16,
 }
 
@@ -87,8 +83,8 @@ impl AuditFilter {
     /// hidden instead).
     pub fn keeps(&self, record: &AuditRecord, now: DateTime<Utc>) -> bool {
         record.expires_at > now
-            && self.key_id.is_none_or(|k| record.key_id == k)
-            && self.operation.is_none_or(|o| record.operation == o)
+            && self.key_id.is_none_or(|k| record.call.key_id == k)
+            && self.operation.is_none_or(|o| record.call.operation == o)
             && self.since.is_none_or(|t| record.at >= t)
             && self.until.is_none_or(|t| record.at < t)
     }
@@ -103,14 +99,16 @@ mod tests {
             id: AuditRecordId::new(),
             org_id: OrgId::new(),
             at,
-            key_id: ApiKeyId::new(),
-            key_name: "ci".into(),
-            role: Role::Admin,
-            operation: Operation::CreateApiKey,
-            method: "POST".into(),
-            route: "/v1/apikeys".into(),
-            target_ids: vec![],
-            status: 201,
+            call: AuditEntry {
+                key_id: ApiKeyId::new(),
+                key_name: "ci".into(),
+                role: Role::Admin,
+                operation: Operation::CreateApiKey,
+                method: "POST".into(),
+                route: "/v1/apikeys".into(),
+                target_ids: vec![],
+                status: 201,
+            },
             expires_at: at + chrono::Duration::days(1),
             version: 1,
         }
@@ -125,7 +123,7 @@ mod tests {
         assert!(!all.keeps(&r, t + chrono::Duration::days(1)), "expired");
         let by = |f: AuditFilter| f.keeps(&r, t);
         assert!(by(AuditFilter {
-            key_id: Some(r.key_id),
+            key_id: Some(r.call.key_id),
             ..Default::default()
         }));
         assert!(!by(AuditFilter {
