@@ -8,6 +8,7 @@ pub mod ebs;
 pub mod facts;
 pub mod hooks;
 pub mod maintenance;
+pub mod metrics;
 pub mod protocol;
 pub mod renewal;
 pub mod resources;

@@ -260,6 +260,9 @@ impl ResourceRunner {
             Err(e) => return failed(e),
         };
         let prefix = archive_prefix(&access);
+        // What the backup writes to the destination (sealed packs, indexes, manifest) is
+        // counted as it is put.
+        let store: Arc<dyn ObjectStore> = Arc::new(CountingStore(store));
         let archive = match self.archive(&access, store, &prefix) {
             Ok(a) => a,
             Err(e) => return failed(e),
@@ -1048,13 +1051,76 @@ impl ArchiveWriter for CountingWriter {
     }
 
     async fn put_object(&self, entry: NewEntry, json: Vec<u8>) -> resources::Result<bool> {
+        let read = json.len() as u64;
         let new = self.inner.put_object(entry, json).await?;
         self.objects.fetch_add(1, Ordering::Relaxed);
+        // An object the archive already held is not written again: its bytes are deduplicated.
+        let deduplicated = if new { 0 } else { read };
+        crate::metrics::global().data_read(crate::metrics::Data::Resources, read, deduplicated);
         Ok(new)
     }
 
     async fn finish(&self, manifest: Manifest) -> resources::Result<Manifest> {
         self.inner.finish(manifest).await
+    }
+}
+
+/// An object store that counts the bytes put through it as the resource data a backup
+/// wrote ([`crate::metrics`]); everything else passes through.
+struct CountingStore(Arc<dyn ObjectStore>);
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put(&self, key: &str, body: bytes::Bytes) -> arca_core::Result<()> {
+        let len = body.len() as u64;
+        self.0.put(key, body).await?;
+        crate::metrics::global().data_written(crate::metrics::Data::Resources, len);
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, body: bytes::Bytes) -> arca_core::Result<bool> {
+        let len = body.len() as u64;
+        let written = self.0.put_if_absent(key, body).await?;
+        if written {
+            crate::metrics::global().data_written(crate::metrics::Data::Resources, len);
+        }
+        Ok(written)
+    }
+
+    async fn get(&self, key: &str) -> arca_core::Result<bytes::Bytes> {
+        self.0.get(key).await
+    }
+
+    async fn get_at_most(&self, key: &str, max: u64) -> arca_core::Result<Option<bytes::Bytes>> {
+        self.0.get_at_most(key, max).await
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> arca_core::Result<bytes::Bytes> {
+        self.0.get_range(key, range).await
+    }
+
+    async fn list(&self, prefix: &str) -> arca_core::Result<Vec<arca_core::ports::ObjectMeta>> {
+        self.0.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> arca_core::Result<()> {
+        self.0.delete(key).await
+    }
+
+    async fn retained_until(&self, key: &str) -> arca_core::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.0.retained_until(key).await
+    }
+
+    async fn retain_until(&self, key: &str, until: chrono::DateTime<chrono::Utc>) -> arca_core::Result<()> {
+        self.0.retain_until(key, until).await
+    }
+
+    async fn lock_configuration(&self) -> arca_core::Result<Option<BucketLock>> {
+        self.0.lock_configuration().await
+    }
+
+    async fn abort_stale_uploads(&self, older_than: Duration) -> arca_core::Result<u64> {
+        self.0.abort_stale_uploads(older_than).await
     }
 }
 

@@ -17,6 +17,7 @@ use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use kube::api::{Api, ListParams};
 
 use crate::facts;
+use crate::metrics::{self, ErrorKind, PollResult};
 use crate::protocol::{AgentClient, ProtocolError};
 
 /// How the worker is set up (from the agent's Secret and flags).
@@ -169,6 +170,7 @@ async fn session(
         match client.connect(&config.agent_version).await {
             Ok(c) => break c,
             Err(e) if e.is_transient() => {
+                metrics::global().error(ErrorKind::Connect);
                 tracing::warn!(error = %e, "connect failed; retrying");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
@@ -212,7 +214,9 @@ async fn heartbeats(
                 }
             }
         };
-        match client.heartbeat(&beat).await {
+        let sent = client.heartbeat(&beat).await;
+        metrics::global().heartbeat(sent.is_ok());
+        match sent {
             Ok(_) => {}
             Err(ProtocolError::Superseded) => return Ok(Exit::Superseded),
             Err(e) if e.is_transient() => tracing::warn!(error = %e, "heartbeat failed"),
@@ -225,7 +229,13 @@ async fn heartbeats(
 /// Polls and runs jobs one at a time until superseded.
 async fn jobs(client: Arc<AgentClient>, runner: Arc<dyn JobRunner>, lease: Duration) -> anyhow::Result<Exit> {
     loop {
-        let job = match client.poll().await {
+        let polled = client.poll().await;
+        metrics::global().poll(match &polled {
+            Ok(Some(_)) => PollResult::Message,
+            Ok(None) => PollResult::Empty,
+            Err(_) => PollResult::Error,
+        });
+        let job = match polled {
             Ok(Some(job)) => job,
             Ok(None) => continue,
             Err(ProtocolError::Superseded) => return Ok(Exit::Superseded),
@@ -262,13 +272,23 @@ async fn run_one(
                     Ok(j) if j.state == JobState::Cancelling => return Some(JobState::Cancelling),
                     Ok(_) => {}
                     Err(ProtocolError::Superseded) => return None,
-                    Err(e) => tracing::warn!(job_id = %id, error = %e, "lease extension failed"),
+                    Err(e) => {
+                        metrics::global().error(ErrorKind::Lease);
+                        tracing::warn!(job_id = %id, error = %e, "lease extension failed");
+                    }
                 }
             }
         })
     };
+    let started = std::time::Instant::now();
+    metrics::global().job_started(job.job.job_type);
     let outcome = runner.run(job, client).await;
     keeper.abort();
+    metrics::global().job_finished(
+        job.job.job_type,
+        outcome.state.unwrap_or(JobState::Failed),
+        started.elapsed(),
+    );
     if !outcome.messages.is_empty() {
         let report = ProgressReport {
             lease_token: job.lease_token.clone(),
@@ -279,7 +299,10 @@ async fn run_one(
         match client.progress(&id, &report).await {
             Ok(_) => {}
             Err(ProtocolError::Superseded) => return Ok(Some(Exit::Superseded)),
-            Err(e) => tracing::warn!(job_id = %id, error = %e, "progress report failed"),
+            Err(e) => {
+                metrics::global().error(ErrorKind::Progress);
+                tracing::warn!(job_id = %id, error = %e, "progress report failed");
+            }
         }
     }
     let report = CompletionReport {
@@ -295,7 +318,10 @@ async fn run_one(
         Ok(j) => tracing::info!(job_id = %id, state = ?j.state, "job ended"),
         Err(ProtocolError::Superseded) => return Ok(Some(Exit::Superseded)),
         // The job will be redelivered after its lease lapses; nothing else to do here.
-        Err(e) => tracing::warn!(job_id = %id, error = %e, "completion report failed"),
+        Err(e) => {
+            metrics::global().error(ErrorKind::Completion);
+            tracing::warn!(job_id = %id, error = %e, "completion report failed");
+        }
     }
     Ok(None)
 }

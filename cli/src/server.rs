@@ -19,6 +19,8 @@
 //! evaluated the schedules ([`WATERMARK_FILE`]), and at start every schedule with a fire
 //! time between then and now runs once (missed runs coalesce, as one backup covers them).
 
+pub mod metrics;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,7 +184,14 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding {}", options.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let app = arca_api::router(state);
+    // Prometheus metrics on this listener only: the router is the Lambda's too.
+    let metrics = Arc::new(metrics::ServerMetrics::new());
+    let app = arca_api::router(state)
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::track))
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::serve).with_state(metrics.clone()),
+        );
     let mut serve_stop = stopped.clone();
     let serve = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -198,13 +207,18 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             options.scheduler_tick,
             watermark,
             stopped.clone(),
+            metrics.clone(),
         )),
         tokio::spawn(every(options.retention_interval, true, stopped.clone(), {
             let cp = cp.clone();
+            let metrics = metrics.clone();
             move || {
                 let cp = cp.clone();
+                let metrics = metrics.clone();
                 async move {
-                    if let Err(e) = arca_fn_retention::sweep(&cp).await {
+                    let swept = arca_fn_retention::sweep(&cp).await;
+                    metrics.retention_sweep(swept.is_ok());
+                    if let Err(e) = swept {
                         tracing::warn!(error = %e, "retention sweep failed; the next one retries");
                     }
                 }
@@ -304,15 +318,19 @@ async fn scheduler_loop(
     tick: Duration,
     watermark: PathBuf,
     mut stopped: watch::Receiver<bool>,
+    metrics: Arc<metrics::ServerMetrics>,
 ) {
     loop {
+        metrics.scheduler_tick();
         let evaluated_at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
         match scheduler.due() {
             Ok(fired) => {
                 for input in fired {
                     match serde_json::to_value(&input) {
                         Ok(event) => {
-                            if let Err(e) = arca_fn_dispatch::on_schedule(&cp, event).await {
+                            let answer = arca_fn_dispatch::on_schedule(&cp, event).await;
+                            metrics.dispatch(metrics::dispatch_result(&answer));
+                            if let Err(e) = answer {
                                 tracing::warn!(error = %e, definition_id = %input.definition_id, "dispatch failed");
                             }
                         }

@@ -43,7 +43,8 @@ enum Command {
         /// A kubeconfig to use instead of the in-cluster service account (or $KUBECONFIG).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
-        /// Where to serve the kubelet's liveness and readiness probes (`/healthz`, `/readyz`).
+        /// Where to serve the kubelet's liveness and readiness probes (`/healthz`, `/readyz`)
+        /// and the Prometheus metrics (`/metrics`, docs/metrics.md).
         #[arg(long, env = "ARCA_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
         health_addr: std::net::SocketAddr,
         /// The key resource archives are sealed with (64 hex digits; every agent that
@@ -227,10 +228,20 @@ async fn run_agent(
     // shows on the cluster's state in Arca, and restarting the pod would not fix the network.
     let probes = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(|| async { "ok" }));
+        .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                let metrics = arca_agent::metrics::global();
+                (
+                    [(axum::http::header::CONTENT_TYPE, arca_agent::metrics::CONTENT_TYPE)],
+                    metrics.encode(),
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(health_addr)
         .await
-        .with_context(|| format!("binding the probe address {health_addr}"))?;
+        .with_context(|| format!("binding the probe and metrics address {health_addr}"))?;
     tokio::spawn(async move { axum::serve(listener, probes).await });
     let config = arca_agent::worker::WorkerConfig {
         api_url,

@@ -567,6 +567,11 @@ pub async fn find_copy(repo: &Repo, volume: &str, marker: &str) -> Result<Volume
         .rev()
         .find(|(_, s)| s.name == volume && s.hostname.as_deref() == Some(marker))
         .ok_or_else(|| format!("the mover {marker} completed but its snapshot of {volume} is not in the repository"))?;
+    // The one place the agent sees what a mover (another process) read and stored.
+    let metrics = crate::metrics::global();
+    let deduplicated = snap.stats.bytes_read.saturating_sub(snap.stats.bytes_new);
+    metrics.data_read(crate::metrics::Data::Volumes, snap.stats.bytes_read, deduplicated);
+    metrics.data_written(crate::metrics::Data::Volumes, snap.stats.bytes_stored);
     Ok(VolumeCopyRecord {
         repository: repo.prefix.clone(),
         volume: volume.to_string(),

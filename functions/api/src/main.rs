@@ -12,6 +12,8 @@ async fn main() -> anyhow::Result<()> {
     let state = arca_api::AppState::from_config(&config).await?;
     let app = arca_api::router(state);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        // CloudWatch metrics of each request (docs/metrics.md), on Lambda only.
+        let app = app.layer(axum::middleware::from_fn(request_metrics));
         return lambda_http::run(app)
             .await
             .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
@@ -28,4 +30,24 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
         .context("serving the API")
+}
+
+/// One EMF line per request: counted and timed by route template (never the path, whose
+/// ids would make a metric per object) and status class.
+async fn request_metrics(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    arca_runtime::emf::Emf::new("api")
+        .dimension("Route", route)
+        .dimension("StatusClass", format!("{}xx", status / 100))
+        .count("Requests", 1)
+        .count("ServerErrors", u64::from(status >= 500))
+        .milliseconds("Latency", started.elapsed().as_secs_f64() * 1000.0)
+        .emit();
+    response
 }

@@ -267,7 +267,14 @@ pub fn objects(input: &ManifestInput<'_>) -> Vec<Value> {
                 "template": {
                     "metadata": {
                         "labels": labels("agent"),
-                        "annotations": { "arca.dev/installed-at": input.installed_at.to_rfc3339() },
+                        "annotations": {
+                            "arca.dev/installed-at": input.installed_at.to_rfc3339(),
+                            // /metrics is served on the probe port (docs/metrics.md), for
+                            // Prometheus configurations that discover pods by annotation.
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": HEALTH_PORT.to_string(),
+                            "prometheus.io/path": "/metrics",
+                        },
                     },
                     "spec": {
                         "serviceAccountName": NAME,
@@ -390,6 +397,12 @@ mod tests {
         assert!(container["resources"]["limits"]["memory"].is_string());
         assert!(container["livenessProbe"]["httpGet"].is_object());
         assert!(container["readinessProbe"]["httpGet"].is_object());
+        // Prometheus finds /metrics on the probe port.
+        let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], HEALTH_PORT.to_string());
+        assert_eq!(container["ports"][0]["containerPort"], HEALTH_PORT);
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
         // The selector matches the pod template's labels.
         for (k, v) in deployment["spec"]["selector"]["matchLabels"].as_object().unwrap() {
             assert_eq!(&deployment["spec"]["template"]["metadata"]["labels"][k], v);

@@ -397,6 +397,39 @@ fn an_image_digest_names_the_image_by_digest_for_the_agent_and_its_movers() {
 }
 
 #[test]
+fn the_metrics_values_render_a_pod_monitor_and_drop_the_scrape_annotations() {
+    let Some(bin) = arca_testenv::helm() else { return };
+    let case = Case::new();
+    // By default: no PodMonitor (its CRD may not be installed), scrape annotations on.
+    let objects = render(&bin, &case.values()).unwrap();
+    assert!(objects.iter().all(|o| o["kind"] != "PodMonitor"));
+    let mut values = case.values();
+    values["metrics"] = json!({
+        "scrapeAnnotations": false,
+        "podMonitor": { "enabled": true, "interval": "15s", "labels": { "release": "prom" } },
+    });
+    let objects = render(&bin, &values).unwrap();
+    let monitor = find(&objects, "PodMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["namespace"], "arca-system");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    assert_eq!(monitor["metadata"]["labels"]["app.kubernetes.io/part-of"], "arca");
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"],
+        json!([{ "port": "health", "path": "/metrics", "interval": "15s" }])
+    );
+    // It selects the agent's pod, by the pod's own labels, and names its port.
+    let deployment = find(&objects, "Deployment");
+    let pod = &deployment["spec"]["template"];
+    for (label, value) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&pod["metadata"]["labels"][label], value, "{label}");
+    }
+    assert_eq!(pod["spec"]["containers"][0]["ports"][0]["name"], "health");
+    let annotations = &pod["metadata"]["annotations"];
+    assert!(annotations.get("prometheus.io/scrape").is_none(), "{annotations}");
+}
+
+#[test]
 fn missing_values_fail_naming_them() {
     let Some(bin) = arca_testenv::helm() else { return };
     let case = Case::new();

@@ -56,9 +56,26 @@ pub async fn on_schedule(cp: &ControlPlane, event: serde_json::Value) -> Result<
     }
 }
 
-/// The Lambda handler: the control plane is built once per sandbox by `main`.
+/// The Lambda handler: the control plane is built once per sandbox by `main`. Its
+/// CloudWatch metrics go out as one EMF line per invocation.
 pub async fn handle(cp: &ControlPlane, event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
-    Ok(on_schedule(cp, event).await?)
+    let answer = on_schedule(cp, event).await;
+    metrics(&answer).emit();
+    Ok(answer?)
+}
+
+/// What one dispatch counts (docs/metrics.md): a job dispatched, a run skipped (a SKIPPED
+/// job, or the definition gone), or an error.
+pub fn metrics(answer: &Result<serde_json::Value>) -> arca_runtime::emf::Emf {
+    let (dispatched, skipped, errors) = match answer {
+        Err(_) => (0, 0, 1),
+        Ok(v) if v.get("skipped").is_some() || v["state"] == "SKIPPED" => (0, 1, 0),
+        Ok(_) => (1, 0, 0),
+    };
+    arca_runtime::emf::Emf::new("dispatch")
+        .count("JobsDispatched", dispatched)
+        .count("JobsSkipped", skipped)
+        .count("Errors", errors)
 }
 
 #[cfg(test)]
@@ -67,6 +84,31 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn each_outcome_counts_once() {
+        let counts = |answer: Result<serde_json::Value>| {
+            let doc = metrics(&answer).document(0);
+            (
+                doc["JobsDispatched"].clone(),
+                doc["JobsSkipped"].clone(),
+                doc["Errors"].clone(),
+            )
+        };
+        assert_eq!(
+            counts(Ok(json!({"state": "PENDING"}))),
+            (json!(1.0), json!(0.0), json!(0.0))
+        );
+        assert_eq!(
+            counts(Ok(json!({"state": "SKIPPED"}))),
+            (json!(0.0), json!(1.0), json!(0.0))
+        );
+        assert_eq!(
+            counts(Ok(json!({"skipped": "gone"}))),
+            (json!(0.0), json!(1.0), json!(0.0))
+        );
+        assert_eq!(counts(Err(Error::permanent("x"))), (json!(0.0), json!(0.0), json!(1.0)));
+    }
 
     #[test]
     fn parses_the_schedule_input() {

@@ -276,12 +276,18 @@ pub async fn run(
                     Ok(r) => r.error.as_ref().map(|e| format!("{}: {e}", r.cloud_account_id)),
                 })
                 .collect();
+            let resources: usize = reports
+                .iter()
+                .flatten()
+                .flat_map(|r| r.regions.iter().map(|region| region.present))
+                .sum();
             tracing::info!(
                 accounts = reports.len(),
                 failed = failed.len(),
+                resources,
                 "inventory of every linked account"
             );
-            Ok(json!({"accounts": reports.len(), "failed": failed}))
+            Ok(json!({"accounts": reports.len(), "failed": failed, "resources": resources}))
         }
         Request::Account {
             org_id,
@@ -324,9 +330,61 @@ pub async fn run(
     }
 }
 
+/// What one invocation counts (docs/metrics.md), from its answer: accounts inventoried
+/// (every linked one, or the one asked for), those that failed, the resources found.
+pub fn metrics(answer: &Result<Value>) -> arca_runtime::emf::Emf {
+    let emf = arca_runtime::emf::Emf::new("inventory");
+    let Ok(v) = answer else {
+        return emf.count("Errors", 1);
+    };
+    let (accounts, failed, resources) = if let Some(accounts) = v["accounts"].as_u64() {
+        let failed = v["failed"].as_array().map_or(0, |a| a.len() as u64);
+        (accounts, failed, v["resources"].as_u64().unwrap_or(0))
+    } else if v.get("cloudAccountId").is_some() {
+        let present = v["regions"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter_map(|r| r["present"].as_u64()).sum());
+        (1, u64::from(v.get("error").is_some()), present)
+    } else {
+        // Role stack notifications inventory nothing.
+        (0, 0, 0)
+    };
+    emf.count("AccountsInventoried", accounts)
+        .count("AccountsFailed", failed)
+        .count("ResourcesInventoried", resources)
+        .count("Errors", 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inventorys_answer_gives_its_counts() {
+        let doc = metrics(&Ok(json!({"accounts": 3, "failed": ["ca_1: denied"], "resources": 7}))).document(0);
+        assert_eq!(
+            (
+                &doc["AccountsInventoried"],
+                &doc["AccountsFailed"],
+                &doc["ResourcesInventoried"]
+            ),
+            (&json!(3.0), &json!(1.0), &json!(7.0))
+        );
+        let one = json!({"cloudAccountId": "ca_1", "state": "CONNECTED",
+            "regions": [{"region": "us-east-1", "present": 2}, {"region": "eu-west-1", "present": 1}]});
+        let doc = metrics(&Ok(one)).document(0);
+        assert_eq!(
+            (
+                &doc["AccountsInventoried"],
+                &doc["AccountsFailed"],
+                &doc["ResourcesInventoried"]
+            ),
+            (&json!(1.0), &json!(0.0), &json!(3.0))
+        );
+        let doc = metrics(&Ok(json!({"answered": ["SUCCESS"]}))).document(0);
+        assert_eq!(doc["AccountsInventoried"], 0.0);
+        assert_eq!(metrics(&Err(Error::permanent("x"))).document(0)["Errors"], 1.0);
+    }
 
     #[test]
     fn only_cloudformations_response_urls_are_answered() {

@@ -6,7 +6,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let http = reqwest::Client::new();
     let urls = arca_fn_inventory::ResponseUrls::from_env();
     arca_aws::lambda::run_with_control_plane(async |cp, payload| {
-        Ok(arca_fn_inventory::run(cp, &http, payload, arca_fn_inventory::LinkRetry::default(), &urls).await?)
+        let answer = arca_fn_inventory::run(cp, &http, payload, arca_fn_inventory::LinkRetry::default(), &urls).await;
+        arca_fn_inventory::metrics(&answer).emit();
+        Ok(answer?)
     })
     .await
 }

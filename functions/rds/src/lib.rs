@@ -85,12 +85,57 @@ pub async fn run(cp: &ControlPlane, event: Value) -> Result<Value> {
 
 /// The Lambda handler: the control plane is built once per sandbox by `main`.
 pub async fn handle(cp: &ControlPlane, event: Value) -> Result<Value, lambda_runtime::Error> {
-    Ok(run(cp, event).await?)
+    let answer = run(cp, event).await;
+    metrics(&answer).emit();
+    Ok(answer?)
+}
+
+/// What one batch counts (docs/metrics.md): the steps run and the RDS jobs among them that
+/// ended COMPLETED or FAILED, and the records SQS is to redeliver.
+pub fn metrics(answer: &Result<Value>) -> arca_runtime::emf::Emf {
+    let emf = arca_runtime::emf::Emf::new("rds");
+    let Ok(v) = answer else {
+        return emf.count("Errors", 1);
+    };
+    let steps = v["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let jobs_in = |state: &str| {
+        steps
+            .iter()
+            .filter(|s| s.get("jobId").is_some() && s["state"] == state)
+            .count() as u64
+    };
+    emf.count("Steps", steps.len() as u64)
+        .count("RdsJobsCompleted", jobs_in("COMPLETED"))
+        .count("RdsJobsFailed", jobs_in("FAILED"))
+        .count(
+            "Redeliveries",
+            v["batchItemFailures"].as_array().map_or(0, |a| a.len() as u64),
+        )
+        .count("Errors", 0)
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_batchs_answer_gives_its_counts() {
+        let answer = Ok(json!({
+            "steps": [
+                {"jobId": "job_1", "state": "COMPLETED"},
+                {"jobId": "job_2", "state": "RUNNING"},
+                {"jobId": "job_3", "state": "FAILED"},
+                {"eksRecreationId": "eks_1", "state": "COMPLETED"},
+            ],
+            "batchItemFailures": [{"itemIdentifier": "m-9"}],
+        }));
+        let doc = super::metrics(&answer).document(0);
+        assert_eq!(doc["Steps"], 4.0);
+        assert_eq!(doc["RdsJobsCompleted"], 1.0);
+        assert_eq!(doc["RdsJobsFailed"], 1.0);
+        assert_eq!(doc["Redeliveries"], 1.0);
+        assert_eq!(doc["Errors"], 0.0);
+    }
 
     use arca_core::ids::{EksRecreationId, JobId, OrgId};
     use arca_core::ports::rds::{EksRecreationWorkMessage, RdsWorkMessage};

@@ -98,5 +98,53 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
 
 /// The Lambda handler (an EventBridge hourly rule; the event carries nothing we need).
 pub async fn handle(cp: &ControlPlane, _event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
-    Ok(sweep(cp).await?)
+    let answer = sweep(cp).await;
+    metrics(&answer).emit();
+    Ok(answer?)
+}
+
+/// What one sweep counts (docs/metrics.md), from its answer.
+pub fn metrics(answer: &Result<serde_json::Value>) -> arca_runtime::emf::Emf {
+    let emf = arca_runtime::emf::Emf::new("retention");
+    let Ok(v) = answer else {
+        return emf.count("Errors", 1);
+    };
+    let len = |key: &str| v[key].as_array().map_or(0, |a| a.len() as u64);
+    emf.count("RecoveryPointsExpired", len("deletionJobs"))
+        .count("MaintenanceJobs", len("maintenanceJobs"))
+        .count("DeadLetters", v["deadLetters"].as_u64().unwrap_or(0))
+        .count(
+            "RdsSnapshotsDeleted",
+            v["rds"]["deleted"].as_array().map_or(0, |a| a.len() as u64),
+        )
+        .count("Errors", 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_sweeps_answer_gives_its_counts() {
+        let answer = Ok(json!({
+            "deletionJobs": ["job_1", "job_2"],
+            "maintenanceJobs": ["job_3"],
+            "deadLetters": 4,
+            "rds": { "examined": 3, "deleted": ["rp_1"], "kept": 2 },
+        }));
+        let doc = metrics(&answer).document(0);
+        assert_eq!(doc["Function"], "retention");
+        assert_eq!(doc["RecoveryPointsExpired"], 2.0);
+        assert_eq!(doc["MaintenanceJobs"], 1.0);
+        assert_eq!(doc["DeadLetters"], 4.0);
+        assert_eq!(doc["RdsSnapshotsDeleted"], 1.0);
+        assert_eq!(doc["Errors"], 0.0);
+        // A deployment without RDS answers null there.
+        let doc = metrics(&Ok(json!({ "rds": null }))).document(0);
+        assert_eq!(doc["RdsSnapshotsDeleted"], 0.0);
+        let doc = metrics(&Err(arca_core::Error::permanent("down"))).document(0);
+        assert_eq!(doc["Errors"], 1.0);
+    }
 }

@@ -1,4 +1,7 @@
-//! Start-up shared by every Arca binary (Lambda functions, the local server, the agent).
+//! Start-up shared by every Arca binary (Lambda functions, the local server, the agent):
+//! structured logs, and the Lambda functions' CloudWatch metrics ([`emf`]).
+
+pub mod emf;
 
 use tracing_subscriber::EnvFilter;
 
