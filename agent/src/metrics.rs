@@ -5,7 +5,7 @@
 //! errors where it already handles them, and the data path records bytes at the two places
 //! that already see them (the resource archive's writer, a finished mover's snapshot
 //! statistics), so no registry is threaded through the code. Names and labels are
-//! documented in docs/metrics.md; `tests/metrics_docs.rs` checks that the dashboard and the
+//! documented in docs/metrics.md; `cli/tests/metrics.rs` checks that the dashboard and the
 //! alert rules name only metrics defined here or in `arca server`'s set.
 
 use std::sync::LazyLock;

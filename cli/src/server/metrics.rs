@@ -179,7 +179,8 @@ impl ServerMetrics {
         self.retention_sweeps.get_or_create(&SweepLabels { result }).inc();
     }
 
-    fn request(&self, route: String, method: String, status: u16, seconds: f64) {
+    /// One answered request (what [`track`] records).
+    pub fn request(&self, route: String, method: String, status: u16, seconds: f64) {
         self.request_duration
             .get_or_create(&RouteLabels { route: route.clone() })
             .observe(seconds);
