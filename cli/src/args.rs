@@ -80,6 +80,10 @@ pub enum Command {
     /// The org's audit trail: every mutating call, by which key (admin only).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Alerts: channels (signed webhooks, email) that hear failed, partial and skipped
+    /// jobs, missed runs, silent agents...; and the delivery log.
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
     /// The deployment operator's commands (the operator token, not an org's API key).
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -90,6 +94,63 @@ pub enum Command {
     },
     /// Runs the whole control plane on this machine (single-machine mode).
     Server(ServerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCmd {
+    /// The org's alert channels (admin only).
+    #[command(subcommand)]
+    Channels(AlertChannelsCmd),
+    /// The delivery log, newest first: each event sent to each channel and how it went.
+    Deliveries {
+        /// Only this channel's deliveries (id or name).
+        #[arg(long)]
+        channel: Option<String>,
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "delivered", "failed", "PENDING", "DELIVERED", "FAILED"])]
+        status: Option<String>,
+        /// At most this many deliveries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertChannelsCmd {
+    List,
+    Get {
+        channel: String,
+    },
+    /// Creates a webhook (its signing secret is printed once) or an email channel.
+    Create {
+        name: String,
+        /// POST signed events to this URL.
+        #[arg(long, conflicts_with = "email")]
+        webhook: Option<String>,
+        /// Email these addresses (repeatable; needs SES, i.e. Arca on AWS).
+        #[arg(long)]
+        email: Vec<String>,
+        /// Only these event types (repeatable or comma-separated: job.failed,
+        /// job.partial, job.skipped, schedule.missed, agent.disconnected,
+        /// cloudAccount.roleBroken, cloudAccount.stackUpdateAvailable,
+        /// storage.reclaimFailed); default: all.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Minutes without a heartbeat before `agent.disconnected` (default 30).
+        #[arg(long)]
+        disconnected_after: Option<u32>,
+        /// Write the webhook's signing secret to this file (mode 0600) instead of
+        /// printing it.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    Delete {
+        channel: String,
+    },
+    /// Sends a test event to the channel now and shows its delivery.
+    Test {
+        channel: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

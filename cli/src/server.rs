@@ -175,6 +175,11 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     let mut recovered = recover(&cp, queue.as_ref(), scheduler.as_ref(), &orgs).await?;
     let watermark = options.data_dir.join(WATERMARK_FILE);
     if let Some(since) = read_watermark(&watermark)? {
+        for (input, due) in scheduler.missed_since(since)? {
+            if let Err(e) = cp.alert_missed_run(&input, due).await {
+                tracing::warn!(error = %e, definition_id = %input.definition_id, "alerting a missed run");
+            }
+        }
         recovered.caught_up_schedules = scheduler.catch_up_from(since)?.len();
     }
     tracing::info!(?recovered, "state recovered from the store");
@@ -253,6 +258,19 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
                 async move {
                     for m in due {
                         step_work(&cp, &m).await;
+                    }
+                }
+            }
+        })),
+        // What the retention function's `alerts` schedule does on AWS: alert retries and
+        // silent agents.
+        tokio::spawn(every(ALERT_TICK, false, stopped.clone(), {
+            let cp = cp.clone();
+            move || {
+                let cp = cp.clone();
+                async move {
+                    if let Err(e) = cp.alert_sweep().await {
+                        tracing::warn!(error = %e, "the alert sweep failed; the next one retries");
                     }
                 }
             }
@@ -380,6 +398,8 @@ async fn step_work(cp: &ControlPlane, m: &AwsWorkMessage) {
 
 /// How often the RDS loop looks for due work messages.
 const RDS_TICK: Duration = Duration::from_secs(2);
+/// How often `arca server` retries due alert deliveries and looks for silent agents.
+const ALERT_TICK: Duration = Duration::from_secs(60);
 
 /// When the scheduler loop last evaluated the schedules (RFC 3339), in the data directory.
 pub const WATERMARK_FILE: &str = "scheduler-watermark";

@@ -114,6 +114,11 @@ const EXPECTATIONS: &[(&str, Expect)] = &[
     ("arca apikeys create ci --role viewer", Expect::Ok("arca_")),
     // The admin's creation of `ci` just above is in the trail.
     ("arca audit list --operation createApiKey", Expect::Ok("createApiKey")),
+    (
+        "arca alerts channels create oncall --webhook https://hooks.example.com/arca --events job.failed,job.skipped",
+        Expect::Ok("its signing secret (shown only now): arcawhsec_"),
+    ),
+    ("arca alerts deliveries --status failed", Expect::Ok("")),
     ("arca clusters get prod", Expect::Ok("prod")),
 ];
 

@@ -48,6 +48,7 @@ impl Harness {
         let cp = ControlPlane::new(Store::new(items), Default::default(), clock.clone(), config)
             .with_queue(Arc::new(EmbeddedQueue::new(3)))
             .with_scheduler(Arc::new(EmbeddedScheduler::new(clock.clone())));
+        let cp = arca_aws::wiring::with_alert_senders(cp);
         let state = arca_api::AppState {
             control_plane: cp.clone(),
             agent: Default::default(),

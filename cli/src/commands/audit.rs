@@ -61,7 +61,7 @@ pub(super) async fn audit(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
 }
 
 /// Up to `limit` records of `path`, page after page, newest first.
-async fn newest(client: &Client, path: &str, limit: usize) -> Result<Vec<Value>, CliError> {
+pub(super) async fn newest(client: &Client, path: &str, limit: usize) -> Result<Vec<Value>, CliError> {
     let mut records = Vec::new();
     let mut cursor: Option<String> = None;
     while records.len() < limit {

@@ -3,6 +3,7 @@
 //! delete, run an action, follow a job) lives here once, driven by a [`Kind`].
 
 mod account;
+mod alerts;
 mod audit;
 mod backups;
 mod cloud;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::ApiKeys(c) => org::api_keys(g, c).await,
         Command::Operator(c) => org::operator(g, c).await,
         Command::Audit(c) => audit::audit(g, c).await,
+        Command::Alerts(c) => alerts::alerts(g, c).await,
     }
 }
 

@@ -206,12 +206,12 @@ impl AppState {
             ..ControlPlaneConfig::default()
         };
         AppState {
-            control_plane: arca_embedded::wiring::in_process(
+            control_plane: arca_aws::wiring::with_alert_senders(arca_embedded::wiring::in_process(
                 items,
                 arca_aws::wiring::DEFAULT_MAX_RECEIVES,
                 limits,
                 config,
-            ),
+            )),
             agent: AgentSettings::default(),
         }
     }
@@ -225,7 +225,9 @@ impl AppState {
         config: ControlPlaneConfig,
     ) -> Self {
         AppState {
-            control_plane: arca_embedded::wiring::with_ports(items, queue, scheduler, limits, config),
+            control_plane: arca_aws::wiring::with_alert_senders(arca_embedded::wiring::with_ports(
+                items, queue, scheduler, limits, config,
+            )),
             agent: AgentSettings::default(),
         }
     }
@@ -238,6 +240,7 @@ impl AppState {
             ..ControlPlaneConfig::default()
         };
         let (control_plane, _) = arca_embedded::wiring::open(data_dir, max_receives, limits, config)?;
+        let control_plane = arca_aws::wiring::with_alert_senders(control_plane);
         Ok(AppState {
             control_plane,
             agent: AgentSettings::default(),
@@ -274,6 +277,7 @@ impl AppState {
             cp_config,
         )
         .with_context(|| format!("opening the state in {}", data_dir.display()))?;
+        let cp = arca_aws::wiring::with_alert_senders(cp);
         let control_plane = config.control_plane.reach_aws(cp, ports.rds_queue.clone()).await?;
         Ok((
             AppState {

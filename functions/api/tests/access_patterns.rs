@@ -1615,6 +1615,89 @@ async fn exercise(s: Size) -> Vec<Call> {
     )
     .await;
 
+    // Alert channels and the delivery log (a webhook to a closed port: refused at once).
+    let channel = w
+        .measure(
+            "POST",
+            "/v1/alerts/channels",
+            None,
+            Some(201),
+            api.post(
+                "/v1/alerts/channels",
+                admin,
+                json!({ "name": "oncall", "kind": "webhook", "url": "http://127.0.0.1:9/hook" }),
+            ),
+        )
+        .await;
+    let channel_path = format!("/v1/alerts/channels/{}", channel.id());
+    w.measure(
+        "GET",
+        "/v1/alerts/channels",
+        None,
+        Some(200),
+        api.get("/v1/alerts/channels?limit=3", admin),
+    )
+    .await;
+    let read = w
+        .measure(
+            "GET",
+            "/v1/alerts/channels/{id}",
+            None,
+            Some(200),
+            api.get(&channel_path, admin),
+        )
+        .await;
+    let patched = w
+        .measure(
+            "PATCH",
+            "/v1/alerts/channels/{id}",
+            None,
+            Some(200),
+            api.request(
+                Method::PATCH,
+                &channel_path,
+                Some(admin),
+                Some(&read.etag()),
+                Some(json!({ "events": ["job.failed", "job.skipped"] })),
+            ),
+        )
+        .await;
+    w.measure(
+        "POST",
+        "/v1/alerts/channels/{id}/test",
+        None,
+        Some(200),
+        api.post(&format!("{channel_path}/test"), admin, json!({})),
+    )
+    .await;
+    w.measure(
+        "GET",
+        "/v1/alerts/deliveries",
+        None,
+        Some(200),
+        api.get("/v1/alerts/deliveries?limit=3&status=PENDING", admin),
+    )
+    .await;
+    w.measure(
+        "GET",
+        "/v1/alerts/deliveries",
+        Some("channelId"),
+        Some(200),
+        api.get(
+            &format!("/v1/alerts/deliveries?limit=3&channelId={}", channel.id()),
+            admin,
+        ),
+    )
+    .await;
+    w.measure(
+        "DELETE",
+        "/v1/alerts/channels/{id}",
+        None,
+        Some(204),
+        api.delete(&channel_path, admin, &patched.etag()),
+    )
+    .await;
+
     w.calls.into_inner()
 }
 
@@ -1893,6 +1976,27 @@ async fn sweeps(s: Size) -> Vec<SweepCost> {
     w.recording.clear();
     cp.drain_dead_letters(100).await.unwrap();
     measure("dead letters", "dead letters", 5, "5".to_owned(), w.recording.take());
+    // alert sweep with one channel hearing agent.disconnected and nothing due: reads <=
+    // clusters (their AGENT# items, cross-tenant by design) + channels + 10.
+    api.post(
+        "/v1/alerts/channels",
+        admin,
+        json!({ "name": "oncall", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+                "events": ["agent.disconnected"] }),
+    )
+    .await
+    .expect(201);
+    w.recording.clear();
+    let report = cp.alert_sweep().await.unwrap();
+    assert_eq!(report.disconnected, 0, "every agent heartbeated a moment ago");
+    let n = clusters.len() + 1;
+    measure(
+        "alert sweep",
+        "alert sweep",
+        n + 10,
+        format!("clusters ({n}) + channels (1) + 10"),
+        w.recording.take(),
+    );
     costs
 }
 

@@ -96,8 +96,26 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
     }))
 }
 
-/// The Lambda handler (an EventBridge hourly rule; the event carries nothing we need).
-pub async fn handle(cp: &ControlPlane, _event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+/// The alert sweep (`{"run": "alerts"}`, every 5 minutes): due webhook retries, then
+/// agents silent for longer than a channel allows (`ControlPlane::alert_sweep`).
+pub async fn alert_sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
+    let report = cp.alert_sweep().await?;
+    tracing::info!(
+        attempted = report.attempted,
+        delivered = report.delivered,
+        disconnected = report.disconnected,
+        "alert sweep"
+    );
+    Ok(json!(report))
+}
+
+/// The Lambda handler: the hourly retention schedule (its event carries nothing we
+/// need), or the alert sweep's.
+pub async fn handle(cp: &ControlPlane, event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+    // The 5-minute `alerts` schedule (template.yaml) runs only the alert sweep.
+    if event["run"] == "alerts" {
+        return Ok(alert_sweep(cp).await?);
+    }
     let answer = sweep(cp).await;
     metrics(&answer).emit();
     Ok(answer?)

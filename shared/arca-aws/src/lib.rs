@@ -14,6 +14,7 @@ pub mod scheduler;
 pub mod secrets;
 mod sqs;
 pub mod sts;
+pub mod webhook;
 pub mod wiring;
 
 pub use cloud::AwsCloudConnector;
@@ -23,3 +24,4 @@ pub use s3::S3ObjectStore;
 pub use scheduler::{EventBridgeScheduler, EventBridgeSchedulerConfig};
 pub use sqs::{SqsQueue, SqsQueueConfig};
 pub use sts::{StsCredentialVendor, StsCredentialVendorConfig};
+pub use webhook::HttpWebhookSender;

@@ -328,6 +328,7 @@ impl ControlPlaneEnv {
             )));
         }
         let vendor = self.managed_storage.as_ref().map(|m| m.vendor(sdk)).transpose()?;
+        let cp = with_alert_senders(cp);
         Ok(self.attach(cp, AwsCloudConnector::new(sdk.clone()), rds_queue, vendor))
     }
 
@@ -371,6 +372,17 @@ impl ControlPlaneEnv {
                 .with_managed_purge(Arc::new(crate::s3_connection::S3DestinationOpener));
         }
         cp
+    }
+}
+
+/// Attaches the alert senders every deployment has: webhooks over HTTP
+/// ([`crate::webhook`]). Without an email sender, email channels are refused
+/// (`email_needs_ses`). A client that cannot be built (no TLS roots) leaves webhooks
+/// unsent, each attempt saying so in the delivery log, rather than stopping the start.
+pub fn with_alert_senders(cp: ControlPlane) -> ControlPlane {
+    match crate::webhook::HttpWebhookSender::new() {
+        Ok(sender) => cp.with_alert_senders(Arc::new(sender), None),
+        Err(_) => cp,
     }
 }
 

@@ -135,6 +135,15 @@ id_type!(
     /// time-ordered).
     AuditRecordId, "aud"
 );
+id_type!(
+    /// An alert channel (a webhook or an email list an org's events are sent to).
+    AlertChannelId, "ach"
+);
+id_type!(
+    /// One delivery of one alert event to one channel (minted when the event is raised,
+    /// so `ALERTDLV#<ulid>` keys are time-ordered).
+    AlertDeliveryId, "adl"
+);
 
 #[cfg(test)]
 mod tests {

@@ -103,6 +103,22 @@ impl EmbeddedScheduler {
         Ok(caught)
     }
 
+    /// What [`Self::catch_up_from`] would catch up, without changing anything: each
+    /// enabled schedule's input and its first fire time after `since` that is past, for
+    /// the `schedule.missed` alerts `arca server` raises at start.
+    pub fn missed_since(&self, since: DateTime<Utc>) -> Result<Vec<(ScheduleInput, DateTime<Utc>)>> {
+        let now = self.now();
+        let mut missed = Vec::new();
+        for entry in self.lock().values().filter(|e| e.schedule.enabled) {
+            if let Some(at) = next_after(&entry.schedule, since)?
+                && at <= now
+            {
+                missed.push((entry.schedule.input.clone(), at));
+            }
+        }
+        Ok(missed)
+    }
+
     /// The earliest time any enabled schedule fires: how long the local-mode loop sleeps.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
         self.lock().values().filter_map(|e| e.next).min()

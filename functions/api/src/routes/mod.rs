@@ -8,6 +8,7 @@
 
 mod account;
 mod agent;
+mod alerts;
 mod audit;
 mod cloud;
 pub mod contract;
@@ -57,7 +58,8 @@ pub const OPERATOR_TOKEN_SCHEME: &str = "operatorToken";
         (name = "backups", description = "Kubernetes backup definitions"),
         (name = "rds", description = "RDS and Aurora: backup definitions, snapshots and copies, restores"),
         (name = "jobs"), (name = "recoverypoints"), (name = "restores"),
-        (name = "audit", description = "The org's audit trail (read only)"), (name = "meta"),
+        (name = "audit", description = "The org's audit trail (read only)"),
+        (name = "alerts", description = "Alert channels (signed webhooks, email) and the delivery log"), (name = "meta"),
         (name = "agent", description = "The in-cluster agent's protocol (agent token, not an API key)"),
         (name = "operator", description = "The deployment operator's calls (operator token, not an API key)"),
     )
@@ -105,11 +107,20 @@ fn v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(openapi_json))
         .routes(routes!(account::signup))
+        .routes(routes!(account::whoami))
         .routes(routes!(account::get_org, account::update_org))
         .routes(routes!(account::list_api_keys, account::create_api_key))
         .routes(routes!(account::get_api_key, account::delete_api_key))
         .routes(routes!(account::set_org_plan))
         .routes(routes!(audit::list_audit_records))
+        .routes(routes!(alerts::list_alert_channels, alerts::create_alert_channel))
+        .routes(routes!(
+            alerts::get_alert_channel,
+            alerts::update_alert_channel,
+            alerts::delete_alert_channel
+        ))
+        .routes(routes!(alerts::test_alert_channel))
+        .routes(routes!(alerts::list_alert_deliveries))
         .routes(routes!(protection::list_clusters, protection::create_cluster))
         .routes(routes!(
             protection::get_cluster,

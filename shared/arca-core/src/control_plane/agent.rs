@@ -510,6 +510,9 @@ impl ControlPlane {
             // `take_delivered` drops because the job has ended.
             let _ = q.ack(&queue, &Receipt(report.lease_token.clone())).await;
         }
+        // FAILED and PARTIAL are alerted once (the event id is the job's): a store failure
+        // fails the call, and the agent's retried completion comes back here.
+        self.alert_job_outcome(&job).await?;
         match deleted {
             // A failure (the linked role refused, AWS throttled) leaves the point DELETING:
             // retention retries it and lists it in `awsCleanupFailed`. The job's own

@@ -310,6 +310,7 @@ impl ControlPlane {
                 }
             })
             .await?;
+        self.alert_account_findings(&account, rejected.as_deref()).await;
         Ok(InventoryReport {
             cloud_account_id: *id,
             state: account.state,

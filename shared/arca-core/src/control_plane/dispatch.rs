@@ -153,7 +153,11 @@ impl ControlPlane {
         let now = self.now();
         job.transition(JobState::Skipped, Some(reason.to_string()), now)?;
         job.log(now, format!("skipped: {reason}"));
-        self.store.create(job).await
+        let job = self.store.create(job).await?;
+        // The skip is written: a lost alert must not fail the dispatch (its retry would
+        // only skip again).
+        self.alert_job_outcome_quietly(&job).await;
+        Ok(job)
     }
 
     // ---- schedules -------------------------------------------------------------------

@@ -177,6 +177,8 @@ impl ControlPlane {
         if job.job_type == JobType::K8sBackup && job.state == JobState::Failed {
             self.discard_ebs_snapshots(&job).await?;
         }
+        // A lapsed lease or a dead letter is a failure on-call hears of (once per job).
+        self.alert_job_outcome(&job).await?;
         Ok(job)
     }
 

@@ -95,6 +95,7 @@ impl ControlPlane {
                     }
                     Ok(None) => {}
                     Err(e) => {
+                        self.alert_purge_failed(&org, &key, &e).await;
                         report.purge_failed.push((key, e.to_string()));
                         continue;
                     }

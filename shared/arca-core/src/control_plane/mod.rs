@@ -7,6 +7,7 @@
 //! `set_plan`, which are not made by a signed-in user.
 
 mod agent;
+mod alerts;
 mod audit;
 mod backups;
 mod cloud_accounts;
@@ -26,6 +27,7 @@ mod recovery;
 mod retention;
 mod schedules;
 
+pub use alerts::{AlertSweepReport, DeliveryFilter, EMAIL_NEEDS_SES};
 pub use backups::RunNowRequest;
 pub use cloud_accounts::{InventoryReport, RegionReport};
 pub use clusters::RegisteredCluster;
@@ -132,6 +134,10 @@ pub struct ControlPlane {
     /// Opens Arca-managed storage for the control plane's own purges; `None`: a deleted
     /// cluster's data there waits for an agent or an admin's purge, as in a user bucket.
     managed_opener: Option<Arc<dyn crate::ports::DestinationOpener>>,
+    /// Sends alert webhooks; `None` only in store-level tests (attempts then fail).
+    webhooks: Option<Arc<dyn crate::ports::notify::WebhookSender>>,
+    /// Sends alert emails (SES on AWS); `None`: email channels are refused.
+    email: Option<Arc<dyn crate::ports::notify::EmailSender>>,
 }
 
 impl ControlPlane {
@@ -147,7 +153,20 @@ impl ControlPlane {
             cloud: None,
             rds: None,
             managed_opener: None,
+            webhooks: None,
+            email: None,
         }
+    }
+
+    /// Wires the senders of alert deliveries (`ports::notify`).
+    pub fn with_alert_senders(
+        mut self,
+        webhooks: Arc<dyn crate::ports::notify::WebhookSender>,
+        email: Option<Arc<dyn crate::ports::notify::EmailSender>>,
+    ) -> Self {
+        self.webhooks = Some(webhooks);
+        self.email = email;
+        self
     }
 
     /// Wires the per-cluster job queues (every deployment does).

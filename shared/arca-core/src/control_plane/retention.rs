@@ -124,7 +124,10 @@ impl ControlPlane {
                     }
                     Ok(None) => {}
                     // Tried again at the next sweep; one repository does not stop the rest.
-                    Err(e) => report.purge_failed.push((key, e.to_string())),
+                    Err(e) => {
+                        self.alert_purge_failed(&org, &key, &e).await;
+                        report.purge_failed.push((key, e.to_string()));
+                    }
                 }
             }
         }

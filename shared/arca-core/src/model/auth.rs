@@ -111,6 +111,15 @@ pub enum Operation {
     CreateRdsRestore,
     /// The org's audit trail (`GET /v1/audit`).
     ListAuditRecords,
+    /// Alert channels: admin only, reads too (a webhook URL can itself be a credential).
+    ListAlertChannels,
+    GetAlertChannel,
+    CreateAlertChannel,
+    UpdateAlertChannel,
+    DeleteAlertChannel,
+    TestAlertChannel,
+    /// The alert delivery log (no secret, no URL in it).
+    ListAlertDeliveries,
 }
 
 impl Operation {
@@ -152,7 +161,8 @@ impl Operation {
             | ListRdsBackupDefinitions
             | GetRdsBackupDefinition
             | ListRdsRecoveryPoints
-            | GetRdsRecoveryPoint => Role::Viewer,
+            | GetRdsRecoveryPoint
+            | ListAlertDeliveries => Role::Viewer,
             // Operating protection: run now, pause, resume, cancel, restore, inventory.
             SetBackupPaused
             | RunBackupNow
@@ -196,7 +206,13 @@ impl Operation {
             | CreateRdsBackupDefinition
             | UpdateRdsBackupDefinition
             | DeleteRdsBackupDefinition
-            | ListAuditRecords => Role::Admin,
+            | ListAuditRecords
+            | ListAlertChannels
+            | GetAlertChannel
+            | CreateAlertChannel
+            | UpdateAlertChannel
+            | DeleteAlertChannel
+            | TestAlertChannel => Role::Admin,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the model depends only on `error`, `ids` and `validate` (and on itself).
 
 pub mod agent;
+pub mod alert;
 pub mod archive_key;
 pub mod audit;
 pub mod auth;

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cloud;
 pub mod credentials;
 pub mod item_store;
+pub mod notify;
 pub mod object_store;
 pub mod queue;
 pub mod rds;

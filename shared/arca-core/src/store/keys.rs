@@ -18,7 +18,10 @@
 //!   metadata Arca keeps with a recovery point), `EKSRE#<id>` (an EKS cluster re-creation),
 //!   `UPKEEP#<destinationId>#<clusterId>` (the maintenance state of a cluster's
 //!   repositories in a destination), `AUDIT#<ulid>` (an audit record, time-ordered; it
-//!   carries a TTL, the org's audit retention).
+//!   carries a TTL, the org's audit retention), `ALERTCH#<id>` (an alert channel),
+//!   `ALERTDLV#<ulid>` (one delivery of an alert event to a channel, time-ordered, with a
+//!   TTL), `ALERTEVT#<eventId>` (the marker that an event was raised, created with
+//!   `NotExists` together with its deliveries, so raising it again sends nothing; TTL).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`,
 //!   `AGENTNEXT#<sha256hex>` / `PENDING`.
@@ -28,12 +31,16 @@
 //!   reconciler); `RDSBKPDEF` / `ORG#<orgId>#RDSBKP#<id>` (every RDS backup definition, likewise);
 //!   `RDSEXPIRY` / `<expiry>#ORG#<orgId>#RDSRP#<id>` (RDS recovery points, for retention);
 //!   `UPKEEPDUE` / `<due>#ORG#<orgId>#UPKEEP#<destinationId>#<clusterId>` (repositories
-//!   whose maintenance is due; only those with a due time are in it).
+//!   whose maintenance is due; only those with a due time are in it);
+//!   `ALERTCH` / `ORG#<orgId>#ALERTCH#<id>` (every alert channel, for the alert sweep's
+//!   disconnected-agent check); `ALERTDUE` / `<next attempt>#ORG#<orgId>#ALERTDLV#<ulid>`
+//!   (PENDING alert deliveries by their next attempt, for the retries).
 //! - GSI3 (in-org relations, by parent; every partition key starts with the org's):
 //!   `ORG#<orgId>#CL#<clusterId>` / `RP#<rpId>` (a cluster's recovery points, in creation
 //!   order) and `JOB#<ulid>` (its jobs); `ORG#<orgId>#DST#<dstId>` / `CLUSTER#<id>` (clusters
 //!   whose default it is) and `BACKUP#<id>` (definitions that name it);
-//!   `ORG#<orgId>#RDSBKP#<id>` / `RDSRP#<rpId>` (an RDS definition's points).
+//!   `ORG#<orgId>#RDSBKP#<id>` / `RDSRP#<rpId>` (an RDS definition's points);
+//!   `ORG#<orgId>#ACH#<channelId>` / `ALERTDLV#<ulid>` (a channel's deliveries).
 //! - GSI1 also holds one in-org relation, for records whose GSI3 slot is taken:
 //!   `ORG#<orgId>#DST#<dstId>` / `RP#<clusterId>#<rpId>` (the recovery points whose data is
 //!   in a destination, by cluster). These never meet a hash lookup: those partitions
@@ -42,8 +49,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::ids::{
-    ApiKeyId, AuditRecordId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, JobId, OrgId, PolicyId,
-    RdsBackupDefinitionId, RecoveryPointId, RestoreId,
+    AlertChannelId, AlertDeliveryId, ApiKeyId, AuditRecordId, BackupDefinitionId, CloudAccountId, ClusterId,
+    DestinationId, JobId, OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use crate::model::secret::SecretHash;
 use crate::ports::item_store::IndexKey;
@@ -77,6 +84,14 @@ pub const RDS_RECOVERY_POINT_SK_PREFIX: &str = "RDSRP#";
 pub const RDS_COPY_SK_PREFIX: &str = "RDSCOPY#";
 pub const UPKEEP_SK_PREFIX: &str = "UPKEEP#";
 pub const AUDIT_SK_PREFIX: &str = "AUDIT#";
+pub const ALERT_CHANNEL_SK_PREFIX: &str = "ALERTCH#";
+pub const ALERT_DELIVERY_SK_PREFIX: &str = "ALERTDLV#";
+pub const ALERT_EVENT_SK_PREFIX: &str = "ALERTEVT#";
+/// The GSI2 partition of every org's alert channels (one reader: the alert sweep).
+pub const GSI2_ALERT_CHANNELS_PK: &str = "ALERTCH";
+/// The GSI2 partition of PENDING alert deliveries by next attempt (one reader: the
+/// alert sweep's retries).
+pub const GSI2_ALERT_DUE_PK: &str = "ALERTDUE";
 /// The GSI2 partition of repositories by maintenance due time (one reader: retention).
 pub const GSI2_UPKEEP_DUE_PK: &str = "UPKEEPDUE";
 /// The GSI2 partition of RDS recovery points by expiry (one reader: retention).
@@ -127,6 +142,49 @@ pub fn backup_sk(id: &BackupDefinitionId) -> String {
 /// The bare ULID, so sort-key order is time order.
 pub fn audit_sk(id: &AuditRecordId) -> String {
     format!("{AUDIT_SK_PREFIX}{}", id.ulid())
+}
+
+pub fn alert_channel_sk(id: &AlertChannelId) -> String {
+    format!("{ALERT_CHANNEL_SK_PREFIX}{id}")
+}
+
+pub fn alert_channel_gsi2(org: &OrgId, id: &AlertChannelId) -> IndexKey {
+    IndexKey {
+        pk: GSI2_ALERT_CHANNELS_PK.to_string(),
+        sk: format!("ORG#{org}#ALERTCH#{id}"),
+    }
+}
+
+/// The bare ULID, so sort-key order is time order (the delivery log, newest first).
+pub fn alert_delivery_sk(id: &AlertDeliveryId) -> String {
+    format!("{ALERT_DELIVERY_SK_PREFIX}{}", id.ulid())
+}
+
+/// A PENDING delivery by when it is next due.
+pub fn alert_delivery_due_gsi2(org: &OrgId, id: &AlertDeliveryId, due: DateTime<Utc>) -> IndexKey {
+    IndexKey {
+        pk: GSI2_ALERT_DUE_PK.to_string(),
+        sk: format!("{}#ORG#{org}#ALERTDLV#{}", time_sort_key(due), id.ulid()),
+    }
+}
+
+/// The GSI3 partition of one channel's deliveries.
+pub fn alert_channel_relations_pk(org: &OrgId, channel: &AlertChannelId) -> String {
+    format!("ORG#{org}#ACH#{channel}")
+}
+
+/// A delivery among its channel's.
+pub fn alert_delivery_by_channel_gsi3(org: &OrgId, channel: &AlertChannelId, id: &AlertDeliveryId) -> IndexKey {
+    IndexKey {
+        pk: alert_channel_relations_pk(org, channel),
+        sk: alert_delivery_sk(id),
+    }
+}
+
+/// The event id as given (`job.failed:job_…`): it is built by the domain from ids and
+/// kind names, never from user text.
+pub fn alert_event_sk(id: &str) -> String {
+    format!("{ALERT_EVENT_SK_PREFIX}{id}")
 }
 
 /// The bare ULID, so sort-key order is creation order.
@@ -438,6 +496,19 @@ mod tests {
         assert_eq!(org_of_pk(&org_pk(&org)), Some(org));
         assert_eq!(org_of_pk("RPEXPIRY"), None);
         assert_eq!(job_sk(&job), "JOB#01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        let ach: AlertChannelId = "ach_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let adl: AlertDeliveryId = "adl_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        assert_eq!(alert_channel_sk(&ach), "ALERTCH#ach_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(alert_delivery_sk(&adl), "ALERTDLV#01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        assert_eq!(
+            alert_delivery_due_gsi2(&org, &adl, DateTime::UNIX_EPOCH).sk,
+            "1970-01-01T00:00:00Z#ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV#ALERTDLV#01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(
+            alert_delivery_by_channel_gsi3(&org, &ach, &adl).pk,
+            "ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV#ACH#ach_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        );
+        assert_eq!(alert_event_sk(&"job.failed:x".to_string()), "ALERTEVT#job.failed:x");
         assert_eq!(
             audit_sk(&"aud_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
             "AUDIT#01ARZ3NDEKTSV4RRFFQ69G5FAV"

@@ -519,6 +519,22 @@ impl Store {
         self.page_of(&slice, page, ascending, keep).await
     }
 
+    /// One page of an alert channel's deliveries that pass `keep`, newest first.
+    pub async fn alert_deliveries_of_channel(
+        &self,
+        org: &OrgId,
+        channel: &crate::ids::AlertChannelId,
+        page: &PageRequest,
+        keep: impl Fn(&crate::model::alert::AlertDelivery) -> bool,
+    ) -> Result<Listing<crate::model::alert::AlertDelivery>> {
+        let slice = Slice::index(
+            Index::Gsi3,
+            keys::alert_channel_relations_pk(org, channel),
+            keys::ALERT_DELIVERY_SK_PREFIX,
+        );
+        self.page_of(&slice, page, false, keep).await
+    }
+
     /// Every recovery point whose data is in `destination` (only `cluster`'s, when given):
     /// what the destination holds, not what the org holds.
     pub async fn recovery_points_in(
@@ -851,6 +867,25 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Listing<crate::model::maintenance::RepositoryUpkeep>> {
         self.cross_tenant_before(keys::GSI2_UPKEEP_DUE_PK, before, page).await
+    }
+
+    /// Cross-tenant: one page of every org's alert channels (the alert sweep).
+    pub async fn alert_channels_cross_tenant(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::model::alert::AlertChannel>> {
+        self.cross_tenant(keys::GSI2_ALERT_CHANNELS_PK, SortKeyRange::All, page)
+            .await
+    }
+
+    /// Cross-tenant: PENDING alert deliveries of every org due before `before` (to the
+    /// second), soonest first.
+    pub async fn alert_deliveries_due_before_cross_tenant(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Listing<crate::model::alert::AlertDelivery>> {
+        self.cross_tenant_before(keys::GSI2_ALERT_DUE_PK, before, page).await
     }
 
     /// Cross-tenant: recovery points of every org whose expiry is before `before` (to the

@@ -2,10 +2,11 @@
 
 use crate::Result;
 use crate::ids::{
-    ApiKeyId, AuditRecordId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId,
-    OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId, RestoreId,
+    AlertChannelId, AlertDeliveryId, ApiKeyId, AuditRecordId, BackupDefinitionId, CloudAccountId, ClusterId,
+    DestinationId, EksRecreationId, JobId, OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use crate::model::agent::{ActiveJob, AgentState};
+use crate::model::alert::{AlertChannel, AlertDelivery, AlertEventMarker, DeliveryStatus as AlertDeliveryStatus};
 use crate::model::audit::AuditRecord;
 use crate::model::auth::ApiKey;
 use crate::model::backup::BackupDefinition;
@@ -125,6 +126,33 @@ macro_rules! record {
     };
     (@extra AuditRecord) => {
         // Removed by the store's TTL after the org's audit retention: no route deletes it.
+        fn expires_at(&self) -> Option<i64> {
+            Some(self.expires_at.timestamp())
+        }
+    };
+    (@extra AlertChannel) => {
+        record!(@listed keys::alert_channel_gsi2);
+    };
+    (@extra AlertDelivery) => {
+        // PENDING ones by their next attempt, for the alert sweep's retries.
+        fn gsi2(&self) -> Option<IndexKey> {
+            match (self.status, self.next_attempt_at) {
+                (AlertDeliveryStatus::Pending, Some(due)) => {
+                    Some(keys::alert_delivery_due_gsi2(&self.org_id, &self.id, due))
+                }
+                _ => None,
+            }
+        }
+        // A channel's deliveries (the log filtered by channel).
+        fn gsi3(&self) -> Option<IndexKey> {
+            Some(keys::alert_delivery_by_channel_gsi3(&self.org_id, &self.channel_id, &self.id))
+        }
+        // The delivery log keeps 30 days: the store's TTL removes older records.
+        fn expires_at(&self) -> Option<i64> {
+            Some(self.expires_at.timestamp())
+        }
+    };
+    (@extra AlertEventMarker) => {
         fn expires_at(&self) -> Option<i64> {
             Some(self.expires_at.timestamp())
         }
@@ -326,4 +354,25 @@ record!(
     "audit record",
     keys::AUDIT_SK_PREFIX,
     keys::audit_sk
+);
+record!(
+    AlertChannel,
+    AlertChannelId,
+    "alert channel",
+    keys::ALERT_CHANNEL_SK_PREFIX,
+    keys::alert_channel_sk
+);
+record!(
+    AlertDelivery,
+    AlertDeliveryId,
+    "alert delivery",
+    keys::ALERT_DELIVERY_SK_PREFIX,
+    keys::alert_delivery_sk
+);
+record!(
+    AlertEventMarker,
+    String,
+    "alert event",
+    keys::ALERT_EVENT_SK_PREFIX,
+    keys::alert_event_sk
 );
