@@ -452,6 +452,24 @@ class Function:
         log(f"  {self.logical}: {what} ({(time.time() - started) * 1000:.0f} ms)")
         return result
 
+    def emf(self, metric):
+        """The function's CloudWatch EMF lines (docs/metrics.md) carrying `metric`, oldest first:
+        each is a whole line of its own on stdout, not inside a log record."""
+        self.log_file.flush()
+        found = []
+        with open(self.log_path, errors="replace") as f:
+            for line in f:
+                if not line.startswith("{") or '"_aws":' not in line:
+                    continue
+                doc = json.loads(line)
+                if "_aws" not in doc:
+                    continue
+                directive = doc["_aws"]["CloudWatchMetrics"][0]
+                if metric in doc and directive["Namespace"] == "Arca" \
+                        and any(m["Name"] == metric for m in directive["Metrics"]):
+                    found.append(doc)
+        return found
+
     def tail(self, n=15):
         self.log_file.flush()
         try:
@@ -595,7 +613,7 @@ def scenario(st, fns, endpoint):
        "retention's purges of managed storage (wired from ARCA_MANAGED_*) on an empty table")
     eq(out["rds"], {"examined": 0, "deleted": [], "kept": 0}, "retention's RDS sweep on an empty table")
     out = inventory.invoke(inventory_event, "12-hour schedule, empty")
-    eq(out, {"accounts": 0, "failed": []}, "inventory with no linked account")
+    eq(out, {"accounts": 0, "failed": [], "resources": 0}, "inventory with no linked account")
 
     log("API (HTTP API payload 2.0 events)")
     _, _, health = api.call("GET", "/healthz", expect=200)
@@ -683,6 +701,13 @@ def scenario(st, fns, endpoint):
        ("PENDING", scheduled["id"], "SCHEDULED", cluster_id), "the dispatched job")
     messages = receive_all(sqs, queue_url, 1, f"cluster queue {prefix}-{cluster_id}", visibility=0)
     check(job["id"] in messages[0]["Body"], f"job {job['id']} is not on the cluster queue: {messages[0]['Body']}")
+    emf = dispatch.emf("JobsDispatched")
+    check(emf, f"dispatch wrote no EMF line\n{dispatch.tail()}")
+    eq((emf[-1]["Function"], emf[-1]["Stage"], emf[-1]["JobsDispatched"], emf[-1]["JobsSkipped"]),
+       ("dispatch", str(dispatch.var("ARCA_STAGE")), 1, 0), "dispatch's EMF line (CloudWatch metrics)")
+    requests = api.fn.emf("Requests")
+    check(any(d["Route"] == "/v1/jobs/{id}" and d["StatusClass"] == "2xx" for d in requests),
+          f"the API wrote no EMF line for GET /v1/jobs/{{id}}: {requests[-3:]}")
 
     log("retention on seeded state: the dispatched job's message redriven to the dead-letter queue")
     deadline = time.time() + 30
@@ -749,7 +774,11 @@ def scenario(st, fns, endpoint):
                             headers={"if-match": headers["etag"]}, expect=200)
     eq(linked["state"], "ACTIVE", "the linked account once its role is set")
     out = inventory.invoke(inventory_event, "12-hour schedule, one linked account")
-    eq(out, {"accounts": 1, "failed": []}, "inventory of every linked account")
+    eq((out["accounts"], out["failed"]), (1, []), "inventory of every linked account")
+    check(out["resources"] >= 1, f"the inventory counted no resource: {out}")
+    emf = inventory.emf("ResourcesInventoried")
+    check(emf and emf[-1]["ResourcesInventoried"] == out["resources"] and emf[-1]["AccountsInventoried"] == 1,
+          f"inventory's EMF line does not count what it found: {emf[-1:]}")
     _, _, found = api.call("GET", f"/v1/cloud-accounts/{linked['id']}/inventory", admin, expect=200)
     check(db in json.dumps(found), f"the inventory does not list {db}: {found}")
 
@@ -776,6 +805,10 @@ def scenario(st, fns, endpoint):
     # moto's snapshots are available at once, so one step takes the job to the end (on AWS
     # it would be RUNNING, its message sent again with a delay).
     eq(stepped.get(rds_job["id"]), "COMPLETED", f"the RDS job's step ({out})")
+    emf = rds.emf("RdsJobsCompleted")
+    check(emf, f"the rds function wrote no EMF line\n{rds.tail()}")
+    eq((emf[-1]["Steps"], emf[-1]["RdsJobsCompleted"], emf[-1]["Redeliveries"]), (len(out["steps"]), 1, 1),
+       "the rds function's EMF line (CloudWatch metrics)")
     # What the event source mapping does with the answer: deletes the records that succeeded.
     sqs.delete_message(QueueUrl=work_url, ReceiptHandle=good[0]["ReceiptHandle"])
     _, _, doc = api.call("GET", f"/v1/jobs/{rds_job['id']}", admin, expect=200)
