@@ -24,7 +24,7 @@
 #     the cluster queue, its credentials (STS on moto) write under the cluster's prefix of
 #     the stack's bucket, and it completes the job (a recovery point);
 #   - dispatch with that schedule's input: a PENDING job whose message is on the cluster
-#     queue; once SQS redrives it to the dead-letter queue, retention drains it (FAILED);
+#     queue, and an EMF line (CloudWatch metrics) counting it; the API's EMF lines; once SQS redrives it to the dead-letter queue, retention drains it (FAILED);
 #     the install link is under the API's URL and its manifest names the stack's image;
 #   - an RDS instance in a fresh moto account linked through the API; inventory finds it;
 #     the RDS run's work message plus a malformed one as one SQS batch to the rds
