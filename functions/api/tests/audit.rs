@@ -487,6 +487,68 @@ async fn every_mutating_route_leaves_one_record_naming_caller_operation_targets_
     assert_eq!(its.len(), 1);
     assert_eq!(its[0]["keyName"], "eyes");
 
+    // Alert channels: create (the signing secret is in the answer, never in the trail),
+    // an operator's refusal, update, test, delete.
+    let hook = json!({ "name": "oncall", "kind": "webhook", "url": "http://127.0.0.1:9/hook" });
+    call(
+        &api,
+        adm,
+        op,
+        (M::POST, "/v1/alerts/channels", "/v1/alerts/channels"),
+        None,
+        Some(hook.clone()),
+        ("createAlertChannel", 403),
+        &[],
+    )
+    .await;
+    let channel = call(
+        &api,
+        adm,
+        a,
+        (M::POST, "/v1/alerts/channels", "/v1/alerts/channels"),
+        None,
+        Some(hook),
+        ("createAlertChannel", 201),
+        &[],
+    )
+    .await;
+    let signing_secret = channel.body["signingSecret"].as_str().unwrap().to_owned();
+    let ach = channel.id();
+    let ach_path = format!("/v1/alerts/channels/{ach}");
+    let patched = call(
+        &api,
+        adm,
+        a,
+        (M::PATCH, "/v1/alerts/channels/{id}", &ach_path),
+        Some(&channel.etag()),
+        Some(json!({ "enabled": false })),
+        ("updateAlertChannel", 200),
+        &[&ach],
+    )
+    .await;
+    call(
+        &api,
+        adm,
+        a,
+        (M::POST, "/v1/alerts/channels/{id}/test", &format!("{ach_path}/test")),
+        None,
+        Some(json!({})),
+        ("testAlertChannel", 200),
+        &[&ach],
+    )
+    .await;
+    call(
+        &api,
+        adm,
+        a,
+        (M::DELETE, "/v1/alerts/channels/{id}", &ach_path),
+        Some(&patched.etag()),
+        None,
+        ("deleteAlertChannel", 204),
+        &[&ach],
+    )
+    .await;
+
     // The one GET that changes something: an admin's manifest replaces the agent token.
     let manifest = || {
         axum::http::Request::get(format!("/v1/clusters/{cl}/agent.yaml"))
@@ -531,7 +593,7 @@ async fn every_mutating_route_leaves_one_record_naming_caller_operation_targets_
     assert_eq!(trail(&api, adm, "").await.len(), before);
 
     // No secret in any record: the answers, and the stored items themselves.
-    let secrets = [&admin.1, &operator.1, &viewer.1, &token];
+    let secrets = [&admin.1, &operator.1, &viewer.1, &token, &signing_secret];
     let answered = serde_json::to_string(&trail(&api, adm, "").await).unwrap();
     let stored = stored_audit_items(&api, &t.org_id).await;
     assert_eq!(stored.len(), before);
