@@ -14,7 +14,8 @@
 #   5. helm lint --strict and helm template      agent/chart (helm from scripts/testenv.sh)
 #   6. one feature set under the AWS SDK         across the five functions (cargo tree), so
 #                                                 sam build compiles the SDK once
-#   7. sam build of every function               cargo-lambda + zig, x86_64; prints each
+#   7. sam build of every function               the web console built first (scripts/console.sh,
+#                                                 embedded into the API); cargo-lambda + zig, x86_64; prints each
 #                                                 function's zipped size, fails over 8 MB or
 #                                                 when a binary needs a glibc newer than
 #                                                 provided.al2023's 2.34
@@ -168,6 +169,11 @@ if split:
     sys.exit("add the missing features to functions/feature-union/Cargo.toml")
 print(f"{len(features)} crates below the SDK, one feature set each across {len(FUNCTIONS)} functions")
 PY
+
+# The API function embeds the web console (functions/api/build.rs): build it first, so the
+# sizes below are those of what is deployed.
+check "web console (console/dist, embedded into the API function)"
+scripts/console.sh build
 
 check "sam build (every function, cargo-lambda, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 started=$(date +%s)

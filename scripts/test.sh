@@ -25,6 +25,12 @@ cargo --version; rustc --version; go version
 step "formatting"
 cargo fmt --all --check
 
+# Before any cargo build: arca-api embeds console/dist (functions/api/build.rs), and the
+# browser test (cli/tests/console.rs) drives Debian's chromium.
+step "web console (npm ci, tsc + vite build into console/dist; chromium for its browser test)"
+scripts/console.sh build
+scripts/console.sh test-tools
+
 # Two environments: bare control planes (the tests that count what they restore, where no
 # controller may add objects) and clusters with real nodes (the agent as a Pod, in-cluster
 # tests, the demo), side by side on their own ports, bridges and run directories.

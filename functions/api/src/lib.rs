@@ -2,6 +2,7 @@
 //! decides whether it is served by Lambda or by a local listener.
 
 pub mod audit;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -30,13 +31,14 @@ pub use state::{AppState, Config};
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The API router: `/healthz`, every `/v1` route and `/v1/openapi.json`, which
-/// documents exactly the routes registered here (both come from [`routes::v1`]).
+/// documents exactly the routes registered here (both come from [`routes::v1`]), and the
+/// web console under `/` ([`console`]).
 pub fn router(state: AppState) -> Router {
     let (v1, doc) = routes::v1_parts();
     // After routing (`route_layer`), so the audit layer knows each call's route template.
     v1.route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route("/healthz", get(healthz))
-        .fallback(not_found)
+        .fallback(console::serve)
         .layer(Extension(Arc::new(doc)))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -51,7 +53,7 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn not_found(request: Request) -> Problem {
+pub(crate) async fn not_found(request: Request) -> Problem {
     Problem::new(
         axum::http::StatusCode::NOT_FOUND,
         "route_not_found",

@@ -754,6 +754,8 @@ async fn exercise(s: Size) -> Vec<Call> {
     let org = w
         .measure("GET", "/v1/org", None, Some(200), api.get("/v1/org", admin))
         .await;
+    w.measure("GET", "/v1/whoami", None, Some(200), api.get("/v1/whoami", admin))
+        .await;
     w.measure(
         "PUT",
         "/v1/org",

@@ -371,6 +371,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("GET", "/v1/openapi.json"), Public),
         (("POST", "/v1/signup"), Public),
         (("GET", "/v1/org"), OwnOrg),
+        (("GET", "/v1/whoami"), OwnOrg),
         (("PUT", "/v1/org"), OwnOrg),
         (("GET", "/v1/apikeys"), List),
         (("GET", "/v1/audit"), OwnTrail),

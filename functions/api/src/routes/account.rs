@@ -1,7 +1,7 @@
 //! Sign-up, the caller's org and its API keys.
 
 use arca_core::control_plane::SignupResult;
-use arca_core::model::auth::{ApiKey, CreatedApiKey, Operation as Op};
+use arca_core::model::auth::{ApiKey, CreatedApiKey, Operation as Op, Principal};
 use arca_core::model::org::Org;
 use arca_core::store::page::Listing;
 use axum::Json;
@@ -29,6 +29,15 @@ pub async fn signup(State(s): State<AppState>, Body(body): Body<SignupBody>) -> 
         .await
         .map_err(|e| crate::error::ApiError::from(e).recode(StatusCode::FORBIDDEN, "signup_closed"))?;
     Ok(Tagged::created(result.org.version, "/v1/org".to_owned(), result))
+}
+
+/// The calling key: its org, id and role (a client such as the web console shows only
+/// what the role may do). Gated as reading the org: every key may.
+#[utoipa::path(get, path = "/v1/whoami", tag = "account", description = role_doc(Op::GetOrg, "`{orgId, role, apiKeyId}` of the calling key."),
+    responses((status = 200, description = "The caller", body = serde_json::Value), (status = 401, body = Problem)))]
+pub async fn whoami(call: KeyCall) -> ApiResult<Json<Principal>> {
+    let (_, caller) = call.require(Op::GetOrg)?;
+    Ok(Json(caller.clone()))
 }
 
 /// The caller's org.
