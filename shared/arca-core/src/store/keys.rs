@@ -508,7 +508,7 @@ mod tests {
             alert_delivery_by_channel_gsi3(&org, &ach, &adl).pk,
             "ORG#org_01ARZ3NDEKTSV4RRFFQ69G5FAV#ACH#ach_01ARZ3NDEKTSV4RRFFQ69G5FAV"
         );
-        assert_eq!(alert_event_sk(&"job.failed:x".to_string()), "ALERTEVT#job.failed:x");
+        assert_eq!(alert_event_sk("job.failed:x"), "ALERTEVT#job.failed:x");
         assert_eq!(
             audit_sk(&"aud_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()),
             "AUDIT#01ARZ3NDEKTSV4RRFFQ69G5FAV"
