@@ -154,6 +154,7 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
         assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", file.display());
     }
     if std::env::var_os("ARCA_UPDATE_SCREENSHOTS").is_some() {
+        std::fs::create_dir_all(repo().join("docs/img")).unwrap();
         std::fs::copy(
             artefacts.join("overview.png"),
             repo().join("docs/img/console-overview.png"),

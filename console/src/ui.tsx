@@ -3,7 +3,7 @@
 
 import type { ComponentChildren } from 'preact';
 import { createContext } from 'preact';
-import { useCallback, useContext, useEffect, useState } from 'preact/hooks';
+import { useCallback, useContext, useEffect, useRef, useState } from 'preact/hooks';
 
 import { ApiError, atLeast, type Role, type Session } from './api';
 
@@ -82,13 +82,18 @@ export function ErrorNote({ error }: { error: unknown }) {
 }
 
 export function Page(props: { title: string; actions?: ComponentChildren; children: ComponentChildren }) {
+  const heading = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
     document.title = `${props.title} · Arca`;
   }, [props.title]);
+  // A new page moves focus to its heading, so keyboard and screen-reader users start there.
+  useEffect(() => heading.current?.focus({ preventScroll: true }), []);
   return (
     <section aria-labelledby="page-title">
       <header class="page-head">
-        <h1 id="page-title">{props.title}</h1>
+        <h1 id="page-title" tabIndex={-1} ref={heading}>
+          {props.title}
+        </h1>
         <div class="actions">{props.actions}</div>
       </header>
       {props.children}

@@ -106,8 +106,10 @@ export function PointPage({ id }: { id: string }) {
               <Counts label="Objects per namespace" counts={p.countsByNamespace} />
             </div>
             {(p.errorCount > 0 || p.warningCount > 0) && (
-              <>
-                <h2>Issues</h2>
+              <details open={p.errorCount > 0}>
+                <summary>
+                  Issues: {p.errorCount ?? 0} errors, {p.warningCount ?? 0} warnings (objects left out, and why)
+                </summary>
                 <Table
                   label="Issues"
                   rows={[...(p.errors ?? []).map((e: Json) => ({ ...e, level: 'error' })), ...(p.warnings ?? []).map((w: Json) => ({ ...w, level: 'warning' }))]}
@@ -117,7 +119,7 @@ export function PointPage({ id }: { id: string }) {
                     { label: 'Reason', cell: (i: Json) => i.reason },
                   ]}
                 />
-              </>
+              </details>
             )}
           </>
         )}
