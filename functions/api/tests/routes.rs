@@ -337,7 +337,18 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
         .unwrap()
         .id
         .to_string();
+    // Nothing listens on port 9 here: a test event to it is refused at once.
+    let alert_channel = api
+        .post(
+            "/v1/alerts/channels",
+            &a.admin,
+            json!({ "name": "a-oncall", "kind": "webhook", "url": "http://127.0.0.1:9/hook" }),
+        )
+        .await
+        .expect(201)
+        .id();
     let ids = BTreeMap::from([
+        ("alerts/channels", alert_channel),
         ("rds-backups", rds_backup),
         ("rds-recoverypoints", rds_point),
         ("cloud-accounts", cloud_account),
@@ -356,7 +367,12 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
 
 /// The collection a path is under: `/v1/clusters/{id}/rotate-token` -> `clusters`.
 fn kind(path: &str) -> &str {
-    path.trim_start_matches("/v1/").split('/').next().unwrap()
+    let rest = path.trim_start_matches("/v1/");
+    // Alert channels are one level down (`/v1/alerts/channels/{id}`).
+    if rest.starts_with("alerts/channels") {
+        return "alerts/channels";
+    }
+    rest.split('/').next().unwrap()
 }
 
 fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
@@ -375,6 +391,21 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("PUT", "/v1/org"), OwnOrg),
         (("GET", "/v1/apikeys"), List),
         (("GET", "/v1/audit"), OwnTrail),
+        (("GET", "/v1/alerts/channels"), List),
+        (
+            ("POST", "/v1/alerts/channels"),
+            CreateInOwnOrg(json!({ "name": "b-oncall", "kind": "webhook", "url": "http://127.0.0.1:9/hook" })),
+        ),
+        (("GET", "/v1/alerts/channels/{id}"), ForeignId { body: None }),
+        (
+            ("PATCH", "/v1/alerts/channels/{id}"),
+            ForeignId {
+                body: Some(json!({ "enabled": false })),
+            },
+        ),
+        (("DELETE", "/v1/alerts/channels/{id}"), ForeignId { body: None }),
+        (("POST", "/v1/alerts/channels/{id}/test"), ForeignId { body: None }),
+        (("GET", "/v1/alerts/deliveries"), List),
         (
             ("POST", "/v1/apikeys"),
             CreateInOwnOrg(json!({ "name": "b-ci", "role": "viewer" })),

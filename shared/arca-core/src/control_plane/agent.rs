@@ -545,7 +545,10 @@ impl ControlPlane {
         if unprotected.is_empty() || job.state != JobState::Completed {
             return Ok(job);
         }
-        self.ebs_unprotected(&job, unprotected).await
+        let job = self.ebs_unprotected(&job, unprotected).await?;
+        // Volumes AWS would not snapshot made it PARTIAL: that is alerted too.
+        self.alert_job_outcome(&job).await?;
+        Ok(job)
     }
 
     /// Records on the job's destination the Object Lock configuration its agent found on
