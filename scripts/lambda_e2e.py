@@ -614,10 +614,26 @@ def scenario(st, fns, endpoint):
     eq(out["rds"], {"examined": 0, "deleted": [], "kept": 0}, "retention's RDS sweep on an empty table")
     out = inventory.invoke(inventory_event, "12-hour schedule, empty")
     eq(out, {"accounts": 0, "failed": [], "resources": 0}, "inventory with no linked account")
+    alerts_event = schedule_event(scheduler, st, "RetentionFunctionAlerts", retention)
+    eq(alerts_event, {"run": "alerts"}, "the alert sweep's schedule input")
+    out = retention.invoke(alerts_event, "5-minute alerts schedule, empty")
+    eq(out, {"attempted": 0, "delivered": 0, "disconnected": 0},
+       "the alert sweep (ALERTDUE and ALERTCH in GSI2) on an empty table")
 
     log("API (HTTP API payload 2.0 events)")
     _, _, health = api.call("GET", "/healthz", expect=200)
     check(isinstance(health, dict), f"/healthz: {health}")
+    # The web console, served by the function itself under / (docs/console.md): the built
+    # index.html (not the "not built" page) with its CSP, a client route, and its script.
+    _, headers, page = api.call("GET", "/", expect=200)
+    check("script-src 'self'" in headers.get("content-security-policy", ""), f"/: no console CSP: {headers}")
+    check(isinstance(page, str) and '<div id="app">' in page, f"/: not the console's index.html: {page!r:.200}")
+    _, _, deep = api.call("GET", "/jobs/job_x", expect=200)
+    check(deep == page, "a client route gets the console's index.html")
+    script = re.search(r'src="(/assets/[^"]+[.]js)"', page)
+    check(script is not None, f"/: no script in {page!r:.300}")
+    _, js_headers, _ = api.call("GET", script.group(1), expect=200)
+    check(js_headers.get("content-type", "").startswith("text/javascript"), f"{script.group(1)}: {js_headers}")
     _, _, signup = api.call("POST", "/v1/signup", body={"orgName": "lambda-e2e"}, expect=201)
     org, admin = signup["org"]["id"], signup["adminKey"]["secret"]
     default_policy = signup["defaultPolicy"]["id"]
