@@ -1,6 +1,7 @@
 //! Scenarios: the control plane's behaviour over any item store, run by every item-store
 //! adapter (each part creates its own orgs, so runs may share a table).
 
+pub mod alerts;
 pub mod cloud;
 pub mod clusters;
 pub mod jobs;
