@@ -22,15 +22,17 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use tokio::sync::mpsc;
 
 use crate::error::{RepoError, Result};
-use crate::format::{BackupStats, FORMAT_VERSION, KIND_DATA, KIND_MAP, MapEntry, Snapshot, SnapshotKind, encode_map};
+use crate::format::{BackupStats, KIND_DATA, KIND_MAP, MapEntry, Snapshot, SnapshotKind, encode_map, sealed_units};
 use crate::id::{Id, IdSet};
-use crate::pack::{Packer, SealedBlob, read_sealed, seal_blob};
+use crate::pack::{Packer, SealedBlob, compressible, read_sealed, seal_blob, seal_frame, seal_uncompressed};
 use crate::repo::{Index, Repository, key_for, now_ms};
 use arca_core::model::layout::RepositoryLayout;
 
 /// Longest time allowed between the final check against gc and the manifest write. gc's
 /// grace period must be longer (the CLI enforces at least an hour).
 const FINAL_CHECK_LIMIT: Duration = Duration::from_secs(600);
+/// Bytes read at a time: at least this, and a whole frame (`Config::frame_bytes`), since a
+/// frame is made of the new blocks of one read.
 const BATCH_BYTES: usize = 1 << 20;
 
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -311,7 +313,7 @@ pub async fn backup_volume(repo: &Repository, job: VolumeBackup) -> Result<(Id, 
         duration_ms: started.elapsed().as_millis() as u64,
     };
     let snapshot = Snapshot {
-        version: FORMAT_VERSION,
+        version: repo.config().version,
         kind: SnapshotKind::Volume,
         name: job.name,
         created_ms: now_ms(),
@@ -376,9 +378,9 @@ async fn final_check(repo: &Repository, index: &Index, own: &Packer, referenced:
             None => Vec::new(),
         };
         let key = key_for(RepositoryLayout::pack, pack)?;
-        for e in entries {
+        for unit in sealed_units(&entries) {
             copier
-                .add(read_sealed(repo, &key, &e, "copying from condemned").await?)
+                .add(read_sealed(repo, &key, unit, "copying from condemned").await?)
                 .await?;
         }
     }
@@ -426,7 +428,8 @@ impl ReadPlan {
     ) -> Result<()> {
         let bs = self.block_size;
         let n_blocks = self.size.div_ceil(bs);
-        let batch_blocks = (BATCH_BYTES as u64 / bs).max(1);
+        let frame_bytes = u64::from(shared.repo.config().frame_bytes);
+        let batch_blocks = (BATCH_BYTES as u64).max(frame_bytes).div_ceil(bs).max(1);
         let segment = u64::from(shared.repo.config().map_segment_blocks);
         let mut prev = PrevMap {
             maps: self.prev_maps.clone(),
@@ -590,13 +593,19 @@ fn hash_worker(
     let keys = shared.repo.keys();
     let mut compressor = zstd::bulk::Compressor::new(shared.repo.config().zstd_level)
         .map_err(|e| RepoError::Internal(format!("zstd: {e}")))?;
+    let frame_bytes = shared.repo.config().frame_bytes as usize;
     let mut scratch = Vec::new();
+    let mut frame_plain = Vec::new();
     for batch in work_rx {
         if shared.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         let mut blocks = Vec::with_capacity(batch.data.len().div_ceil(block_size));
         let mut sealed_blobs = Vec::new();
+        // Version 3: the batch's new compressible blocks, compressed together as frames of
+        // at most `frame_bytes`; incompressible ones (the probe) are stored alone and raw.
+        let mut frame: Vec<(Id, &[u8])> = Vec::new();
+        let mut frame_len = 0usize;
         for block in batch.data.chunks(block_size) {
             if is_zero(block) {
                 shared.blocks_zero.fetch_add(1, Ordering::Relaxed);
@@ -605,12 +614,40 @@ fn hash_worker(
             }
             let id = keys.blob_id(block);
             if shared.claim(&id) {
-                sealed_blobs.push(seal_blob(keys, &mut compressor, &mut scratch, KIND_DATA, id, block)?);
+                if frame_bytes == 0 {
+                    sealed_blobs.push(seal_blob(keys, &mut compressor, &mut scratch, KIND_DATA, id, block)?);
+                } else if compressible(&mut compressor, &mut scratch, block) {
+                    if frame_len + block.len() > frame_bytes && !frame.is_empty() {
+                        sealed_blobs.push(seal_frame(
+                            keys,
+                            &mut compressor,
+                            &mut scratch,
+                            &mut frame_plain,
+                            &frame,
+                        )?);
+                        frame.clear();
+                        frame_len = 0;
+                    }
+                    frame.push((id, block));
+                    frame_len += block.len();
+                } else {
+                    sealed_blobs.push(seal_uncompressed(keys, KIND_DATA, id, block)?);
+                }
                 shared.blocks_new.fetch_add(1, Ordering::Relaxed);
                 shared.bytes_new.fetch_add(block.len() as u64, Ordering::Relaxed);
             }
             blocks.push(Some(id));
         }
+        if !frame.is_empty() {
+            sealed_blobs.push(seal_frame(
+                keys,
+                &mut compressor,
+                &mut scratch,
+                &mut frame_plain,
+                &frame,
+            )?);
+        }
+        drop(frame);
         let _ = pool.try_send(batch.data); // a full pool just frees the buffer
         // Blobs before the results that name them: the packer must hold every blob a
         // finished map segment refers to.
@@ -743,7 +780,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     stats.packs_written = packer.written.len() as u64;
     stats.duration_ms = started.elapsed().as_millis() as u64;
     let snapshot = Snapshot {
-        version: FORMAT_VERSION,
+        version: repo.config().version,
         kind: SnapshotKind::Stream,
         name: name.into(),
         created_ms: now_ms(),

@@ -153,6 +153,18 @@ pub fn blob_aad(kind: u8, id: &Id) -> [u8; 33] {
     aad
 }
 
+/// Associated data of a frame of data blobs (format version 3) of `frame_len` plaintext
+/// bytes. A frame holds several blobs, so it cannot name one id as a blob's seal does: each
+/// blob read from it is checked against its keyed-hash id instead, which no one without
+/// the key can forge. The length binds the seal to the entries that describe it.
+pub fn frame_aad(frame_len: u32) -> [u8; 18] {
+    let mut aad = [0u8; 18];
+    aad[0] = crate::format::KIND_DATA;
+    aad[1..14].copy_from_slice(b"arca/v3/frame");
+    aad[14..].copy_from_slice(&frame_len.to_le_bytes());
+    aad
+}
+
 /// Associated data naming a kind of object: the resource archive's, and the repository's
 /// in format version 1 (where `open` recognises an old config by it).
 pub fn object_aad(kind: &str) -> Vec<u8> {

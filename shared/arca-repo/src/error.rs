@@ -12,8 +12,9 @@ pub enum RepoError {
     #[error("wrong passphrase: no key file of this repository opens with it")]
     WrongPassword,
     #[error(
-        "unsupported repository format version {0} (this build reads version {supported}; a repository of another version is not opened)",
-        supported = crate::format::FORMAT_VERSION
+        "unsupported repository format version {0} (this build reads versions {oldest} to {newest}; a repository of another version is not opened)",
+        oldest = crate::format::SUPPORTED_VERSIONS.start(),
+        newest = crate::format::SUPPORTED_VERSIONS.end()
     )]
     UnsupportedVersion(u32),
     /// An object larger than its kind may be: refused before it is read.

@@ -12,14 +12,24 @@ use crate::id::{ID_LEN, Id};
 
 type Result<T> = std::result::Result<T, FormatError>;
 
-/// Version 2: the associated data of every sealed object other than a blob is its object
-/// key (section 2), so a ciphertext moved to another key no longer authenticates.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: new blocks of a volume backup are compressed together in frames (section 4),
+/// at zstd level 3. Version 2 (no frames, level 1): the associated data of every sealed
+/// object other than a blob is its object key (section 2), so a ciphertext moved to another
+/// key no longer authenticates. `init` writes version 3; both are read and written (a
+/// version 2 repository keeps version 2 objects, so the agents that wrote it still read it).
+pub const FORMAT_VERSION: u32 = 3;
+/// Every version this build reads and writes.
+pub const SUPPORTED_VERSIONS: std::ops::RangeInclusive<u32> = 2..=3;
 /// Blob kinds (the first byte of a blob's associated data).
 pub const KIND_DATA: u8 = 0;
 pub const KIND_MAP: u8 = 1;
 /// Blob flag: the payload is a zstd frame.
 pub const FLAG_ZSTD: u8 = 1;
+/// Blob flag (version 3): the sealed payload is a frame of several data blobs; the entry's
+/// `frame_offset` and `frame_len` say where this blob is in the frame's plaintext.
+pub const FLAG_FRAME: u8 = 2;
+/// Plaintext of one frame: `Config::frame_bytes` is at most this.
+pub const MAX_FRAME_LEN: u32 = 16 << 20;
 
 // Size limits. Every length or count read from a repository object is checked against one
 // of these before anything is allocated for it, and every object is refused before it is
@@ -56,7 +66,7 @@ pub const MAX_MAP_ENTRIES: usize = 1 << 20;
 /// plus one pack.
 pub const MAX_INDEX_BLOBS: usize = crate::pack::INDEX_EVERY * MAX_PACK_BLOBS;
 /// A pack header's plaintext: magic, time, count and [`MAX_PACK_BLOBS`] entries.
-pub const MAX_PACK_HEADER_LEN: usize = 16 + MAX_PACK_BLOBS * ENTRY_LEN;
+pub const MAX_PACK_HEADER_LEN: usize = 16 + MAX_PACK_BLOBS * FRAMED_ENTRY_LEN;
 /// A whole pack: `pack_target` (at most 1 GiB), the one blob that crosses it, the sealed
 /// header and its 4-byte length.
 pub const MAX_PACK_LEN: u64 = (1 << 30) + MAX_BLOB_LEN as u64 + sealed_len(0) + sealed_len(MAX_PACK_HEADER_LEN) + 4;
@@ -85,11 +95,17 @@ pub const fn sealed_len(plain: usize) -> u64 {
 
 const PACK_MAGIC: &[u8; 4] = b"APK1";
 const INDEX_MAGIC: &[u8; 4] = b"AIX1";
+/// Pack headers and index files whose entries carry frame positions (version 3).
+const FRAMED_PACK_MAGIC: &[u8; 4] = b"APK2";
+const FRAMED_INDEX_MAGIC: &[u8; 4] = b"AIX2";
 const MAP_MAGIC: &[u8; 4] = b"AMP1";
 pub const ENTRY_LEN: usize = 2 + ID_LEN + 12;
+/// An entry with `frame_offset` and `frame_len`.
+pub const FRAMED_ENTRY_LEN: usize = ENTRY_LEN + 8;
 
-/// Where a blob is inside its pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a blob is inside its pack. The blobs of a frame share `offset` and `stored_len`
+/// (the sealed frame's) and differ in `frame_offset`; other blobs have both frame fields 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlobEntry {
     pub kind: u8,
     pub flags: u8,
@@ -97,6 +113,25 @@ pub struct BlobEntry {
     pub offset: u32,
     pub stored_len: u32,
     pub raw_len: u32,
+    pub frame_offset: u32,
+    pub frame_len: u32,
+}
+
+impl BlobEntry {
+    pub fn in_frame(&self) -> bool {
+        self.flags & FLAG_FRAME != 0
+    }
+
+    /// Plaintext bytes of what is sealed at `offset`: the frame's, or the blob's own.
+    pub fn sealed_plain_len(&self) -> u32 {
+        if self.in_frame() { self.frame_len } else { self.raw_len }
+    }
+}
+
+/// A pack's entries cut into what is sealed at one place: one blob, or a frame's blobs
+/// (a writer adds a frame's entries together, so they are adjacent).
+pub fn sealed_units(entries: &[BlobEntry]) -> impl Iterator<Item = &[BlobEntry]> {
+    entries.chunk_by(|a, b| a.in_frame() && b.in_frame() && a.offset == b.offset)
 }
 
 /// The header at the end of every pack.
@@ -193,32 +228,65 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_entry(out: &mut Vec<u8>, e: &BlobEntry) {
+fn put_entry(out: &mut Vec<u8>, e: &BlobEntry, framed: bool) {
     out.push(e.kind);
     out.push(e.flags);
     out.extend_from_slice(&e.id.0);
     out.extend_from_slice(&e.offset.to_le_bytes());
     out.extend_from_slice(&e.stored_len.to_le_bytes());
     out.extend_from_slice(&e.raw_len.to_le_bytes());
+    if framed {
+        out.extend_from_slice(&e.frame_offset.to_le_bytes());
+        out.extend_from_slice(&e.frame_len.to_le_bytes());
+    }
 }
 
-fn read_entry(r: &mut Reader<'_>) -> Result<BlobEntry> {
+/// Entries are written in the framed layout only when one of them is in a frame, so a
+/// version 2 repository (which never has frames) gets only objects version 2 reads.
+fn any_framed<'a>(mut entries: impl Iterator<Item = &'a BlobEntry>) -> bool {
+    entries.any(BlobEntry::in_frame)
+}
+
+fn read_entry(r: &mut Reader<'_>, framed: bool) -> Result<BlobEntry> {
     let kind = r.u8()?;
     if kind > KIND_MAP {
         return Err(FormatError::new(format!("unknown blob kind {kind}")));
     }
     let flags = r.u8()?;
-    if flags & !FLAG_ZSTD != 0 {
+    let known = if framed { FLAG_ZSTD | FLAG_FRAME } else { FLAG_ZSTD };
+    if flags & !known != 0 {
         return Err(FormatError::new(format!("unknown blob flags {flags:#x}")));
     }
-    let entry = BlobEntry {
+    let mut entry = BlobEntry {
         kind,
         flags,
         id: r.id()?,
         offset: r.u32()?,
         stored_len: r.u32()?,
         raw_len: r.u32()?,
+        frame_offset: 0,
+        frame_len: 0,
     };
+    if framed {
+        entry.frame_offset = r.u32()?;
+        entry.frame_len = r.u32()?;
+        if entry.in_frame() {
+            if kind != KIND_DATA {
+                return Err(FormatError::new("a map blob in a frame"));
+            }
+            if entry.frame_len > MAX_FRAME_LEN {
+                return Err(FormatError::new(format!(
+                    "frame of {} bytes, more than the {MAX_FRAME_LEN} the format allows",
+                    entry.frame_len
+                )));
+            }
+            if u64::from(entry.frame_offset) + u64::from(entry.raw_len) > u64::from(entry.frame_len) {
+                return Err(FormatError::new("blob extends beyond its frame"));
+            }
+        } else if entry.frame_offset != 0 || entry.frame_len != 0 {
+            return Err(FormatError::new("frame position on a blob that is not in a frame"));
+        }
+    }
     if entry.offset.checked_add(entry.stored_len).is_none() {
         return Err(FormatError::new("blob extends beyond 4 GiB"));
     }
@@ -228,30 +296,41 @@ fn read_entry(r: &mut Reader<'_>) -> Result<BlobEntry> {
             entry.raw_len
         )));
     }
-    // A blob is stored raw or smaller, plus nonce and tag.
-    if u64::from(entry.stored_len) > u64::from(entry.raw_len) + SEAL_OVERHEAD as u64 {
+    // A blob (or its frame) is stored raw or smaller, plus nonce and tag.
+    if u64::from(entry.stored_len) > u64::from(entry.sealed_plain_len()) + SEAL_OVERHEAD as u64 {
         return Err(FormatError::new("blob stored larger than its plaintext allows"));
     }
     Ok(entry)
 }
 
 pub fn encode_pack_header(h: &PackHeader) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + h.blobs.len() * ENTRY_LEN);
-    out.extend_from_slice(PACK_MAGIC);
+    let framed = any_framed(h.blobs.iter());
+    let mut out = Vec::with_capacity(16 + h.blobs.len() * FRAMED_ENTRY_LEN);
+    out.extend_from_slice(if framed { FRAMED_PACK_MAGIC } else { PACK_MAGIC });
     out.extend_from_slice(&h.created_ms.to_le_bytes());
     out.extend_from_slice(&(h.blobs.len() as u32).to_le_bytes());
     for e in &h.blobs {
-        put_entry(&mut out, e);
+        put_entry(&mut out, e, framed);
     }
     out
 }
 
+/// Which of a magic's two layouts follows: `Ok(true)` for the framed one.
+fn framed_magic(r: &mut Reader<'_>, plain: &[u8; 4], framed: &[u8; 4], what: &str) -> Result<bool> {
+    match r.take(4)? {
+        m if m == plain => Ok(false),
+        m if m == framed => Ok(true),
+        _ => Err(FormatError::new(format!("not a {what} (bad magic)"))),
+    }
+}
+
 pub fn decode_pack_header(bytes: &[u8]) -> Result<PackHeader> {
     let mut r = Reader { buf: bytes };
-    r.magic(PACK_MAGIC, "pack header")?;
+    let framed = framed_magic(&mut r, PACK_MAGIC, FRAMED_PACK_MAGIC, "pack header")?;
     let created_ms = r.u64()?;
-    let n = r.count(ENTRY_LEN, MAX_PACK_BLOBS)?;
-    let blobs = (0..n).map(|_| read_entry(&mut r)).collect::<Result<Vec<_>>>()?;
+    let entry_len = if framed { FRAMED_ENTRY_LEN } else { ENTRY_LEN };
+    let n = r.count(entry_len, MAX_PACK_BLOBS)?;
+    let blobs = (0..n).map(|_| read_entry(&mut r, framed)).collect::<Result<Vec<_>>>()?;
     r.end()?;
     Ok(PackHeader { created_ms, blobs })
 }
@@ -284,15 +363,16 @@ pub fn check_pack_bounds(header: &PackHeader, body: u64) -> Result<()> {
 
 pub fn encode_index(index: &IndexFile) -> Vec<u8> {
     let blobs: usize = index.packs.iter().map(|(_, b)| b.len()).sum();
-    let mut out = Vec::with_capacity(16 + index.packs.len() * 36 + blobs * ENTRY_LEN);
-    out.extend_from_slice(INDEX_MAGIC);
+    let framed = any_framed(index.packs.iter().flat_map(|(_, b)| b));
+    let mut out = Vec::with_capacity(16 + index.packs.len() * 36 + blobs * FRAMED_ENTRY_LEN);
+    out.extend_from_slice(if framed { FRAMED_INDEX_MAGIC } else { INDEX_MAGIC });
     out.extend_from_slice(&index.created_ms.to_le_bytes());
     out.extend_from_slice(&(index.packs.len() as u32).to_le_bytes());
     for (pack, entries) in &index.packs {
         out.extend_from_slice(&pack.0);
         out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for e in entries {
-            put_entry(&mut out, e);
+            put_entry(&mut out, e, framed);
         }
     }
     out
@@ -300,21 +380,22 @@ pub fn encode_index(index: &IndexFile) -> Vec<u8> {
 
 pub fn decode_index(bytes: &[u8]) -> Result<IndexFile> {
     let mut r = Reader { buf: bytes };
-    r.magic(INDEX_MAGIC, "index")?;
+    let framed = framed_magic(&mut r, INDEX_MAGIC, FRAMED_INDEX_MAGIC, "index")?;
+    let entry_len = if framed { FRAMED_ENTRY_LEN } else { ENTRY_LEN };
     let created_ms = r.u64()?;
     let n = r.count(ID_LEN + 4, MAX_INDEX_BLOBS)?;
     let mut packs = Vec::with_capacity(n);
     let mut blobs = 0usize;
     for _ in 0..n {
         let pack = r.id()?;
-        let m = r.count(ENTRY_LEN, MAX_PACK_BLOBS)?;
+        let m = r.count(entry_len, MAX_PACK_BLOBS)?;
         blobs += m;
         if blobs > MAX_INDEX_BLOBS {
             return Err(FormatError::new(format!(
                 "more than the {MAX_INDEX_BLOBS} blobs an index file may list"
             )));
         }
-        let entries = (0..m).map(|_| read_entry(&mut r)).collect::<Result<Vec<_>>>()?;
+        let entries = (0..m).map(|_| read_entry(&mut r, framed)).collect::<Result<Vec<_>>>()?;
         packs.push((pack, entries));
     }
     r.end()?;
@@ -434,6 +515,14 @@ pub struct Config {
     pub cdc: CdcParams,
     pub zstd_level: i32,
     pub pack_target: u32,
+    /// Version 3: the plaintext a volume backup compresses and seals as one frame (new
+    /// blocks read together); 0 (and absent, as in version 2): every block alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frame_bytes: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Config {
@@ -448,8 +537,11 @@ impl Config {
                 avg: 64 << 10,
                 max: 256 << 10,
             },
-            zstd_level: 1,
+            // Measured on realistic images (section 12): frames of 2 MiB at level 3 make a
+            // first backup smaller than restic's, one block at a time at level 1 20% larger.
+            zstd_level: 3,
             pack_target: 16 << 20,
+            frame_bytes: 2 << 20,
         }
     }
 
@@ -462,7 +554,12 @@ impl Config {
             && self.cdc.avg <= self.cdc.max
             && self.cdc.max <= 16 << 20
             && (1 << 20..=1 << 30).contains(&self.pack_target)
-            && (-7..=22).contains(&self.zstd_level);
+            && (-7..=22).contains(&self.zstd_level)
+            && SUPPORTED_VERSIONS.contains(&self.version)
+            && match self.version {
+                2 => self.frame_bytes == 0,
+                _ => self.frame_bytes == 0 || (self.block_size..=MAX_FRAME_LEN).contains(&self.frame_bytes),
+            };
         if ok {
             Ok(())
         } else {
@@ -490,7 +587,7 @@ pub(crate) fn decode_bounded_json<T: serde::de::DeserializeOwned>(
 
 pub fn decode_config(bytes: &[u8]) -> Result<Config> {
     let config: Config = decode_bounded_json(bytes, MAX_CONFIG_LEN as u64, "config", "config")?;
-    if config.version != FORMAT_VERSION {
+    if !SUPPORTED_VERSIONS.contains(&config.version) {
         return Err(FormatError::new(format!("unsupported version {}", config.version)));
     }
     config.validate()?;
@@ -550,7 +647,7 @@ impl Snapshot {
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot> {
     let snap: Snapshot = decode_bounded_json(bytes, MAX_SNAPSHOT_LEN as u64, "snapshot manifest", "snapshot")?;
-    if snap.version != FORMAT_VERSION {
+    if !SUPPORTED_VERSIONS.contains(&snap.version) {
         return Err(FormatError::new(format!("unsupported version {}", snap.version)));
     }
     snap.map_ids()?;
@@ -592,7 +689,108 @@ mod tests {
             offset: u32::from(i) * 100,
             stored_len: 90,
             raw_len: 120,
+            ..BlobEntry::default()
         }
+    }
+
+    /// Blob `i` of a frame of 3 blocks of 100 bytes sealed at offset 500.
+    fn member(i: u8) -> BlobEntry {
+        BlobEntry {
+            kind: KIND_DATA,
+            flags: FLAG_FRAME | FLAG_ZSTD,
+            id: Id([i; 32]),
+            offset: 500,
+            stored_len: 200,
+            raw_len: 100,
+            frame_offset: u32::from(i) * 100,
+            frame_len: 300,
+        }
+    }
+
+    #[test]
+    fn framed_entries_round_trip_and_only_when_a_frame_is_there() {
+        let mut blobs: Vec<BlobEntry> = (0..3).map(entry).collect();
+        blobs.extend((0..3).map(member));
+        let header = PackHeader { created_ms: 7, blobs };
+        let bytes = encode_pack_header(&header);
+        assert_eq!(&bytes[..4], FRAMED_PACK_MAGIC);
+        assert_eq!(bytes.len(), 16 + 6 * FRAMED_ENTRY_LEN);
+        assert_eq!(decode_pack_header(&bytes).unwrap(), header);
+        let units: Vec<usize> = sealed_units(&header.blobs).map(<[BlobEntry]>::len).collect();
+        assert_eq!(units, [1, 1, 1, 3], "three blobs, then one frame of three");
+        let index = IndexFile {
+            created_ms: 9,
+            packs: vec![(Id([1; 32]), header.blobs.clone())],
+        };
+        let bytes = encode_index(&index);
+        assert_eq!(&bytes[..4], FRAMED_INDEX_MAGIC);
+        assert_eq!(decode_index(&bytes).unwrap(), index);
+        // Without frames, version 2's layout: what the agents that wrote a version 2
+        // repository read.
+        let plain = PackHeader {
+            created_ms: 7,
+            blobs: (0..3).map(entry).collect(),
+        };
+        assert_eq!(&encode_pack_header(&plain)[..4], PACK_MAGIC);
+        let index = IndexFile {
+            created_ms: 9,
+            packs: vec![(Id([1; 32]), plain.blobs)],
+        };
+        assert_eq!(&encode_index(&index)[..4], INDEX_MAGIC);
+    }
+
+    #[test]
+    fn framed_entries_that_lie_are_refused() {
+        let refused = |e: BlobEntry, why: &str| {
+            let bytes = encode_pack_header(&PackHeader {
+                created_ms: 1,
+                blobs: vec![member(0), e],
+            });
+            let err = decode_pack_header(&bytes).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        };
+        refused(
+            BlobEntry {
+                frame_offset: 250,
+                ..member(1)
+            },
+            "beyond its frame",
+        );
+        refused(
+            BlobEntry {
+                frame_len: MAX_FRAME_LEN + 1,
+                ..member(1)
+            },
+            "the format allows",
+        );
+        refused(
+            BlobEntry {
+                kind: KIND_MAP,
+                ..member(1)
+            },
+            "map blob in a frame",
+        );
+        refused(
+            BlobEntry {
+                stored_len: 400,
+                ..member(1)
+            },
+            "stored larger",
+        );
+        refused(
+            BlobEntry {
+                frame_offset: 4,
+                ..entry(0)
+            },
+            "not in a frame",
+        );
+        // The frame flag in version 2's layout is unknown there.
+        let mut v2 = encode_pack_header(&PackHeader {
+            created_ms: 1,
+            blobs: vec![entry(0)],
+        });
+        v2[16 + 1] = FLAG_FRAME;
+        assert!(decode_pack_header(&v2).unwrap_err().to_string().contains("flags"));
     }
 
     #[test]
@@ -648,9 +846,22 @@ mod tests {
         assert_eq!(decode_config(&bytes).unwrap(), config);
         bytes = String::from_utf8(bytes)
             .unwrap()
-            .replace("\"version\":2", "\"version\":3")
+            .replace("\"version\":3", "\"version\":4")
             .into_bytes();
         assert!(decode_config(&bytes).is_err());
+        // Version 2 has no frames: its JSON has no frame_bytes, and a config that says
+        // version 2 with frames is refused.
+        let v2 = Config {
+            version: 2,
+            zstd_level: 1,
+            frame_bytes: 0,
+            ..config.clone()
+        };
+        let json = serde_json::to_string(&v2).unwrap();
+        assert!(!json.contains("frame_bytes"), "{json}");
+        assert_eq!(decode_config(json.as_bytes()).unwrap(), v2);
+        let framed_v2 = serde_json::to_vec(&Config { version: 2, ..config }).unwrap();
+        assert!(decode_config(&framed_v2).is_err());
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
-use crate::format::{BlobEntry, FORMAT_VERSION, GcMarker, MapEntry};
+use crate::format::{BlobEntry, GcMarker, MapEntry, sealed_units};
 use crate::id::{Id, IdSet};
 use crate::lock::StoreLock;
 use crate::pack::{Packer, read_sealed};
@@ -143,15 +143,23 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
         if now.saturating_sub(pack.time_ms) < grace_ms {
             continue; // young: possibly a running backup's, not yet referenced
         }
-        let total: u64 = pack.entries.iter().map(|e| u64::from(e.stored_len)).sum();
-        let live_entries: Vec<&BlobEntry> = pack.entries.iter().filter(|e| live.contains(&e.id)).collect();
-        let live_bytes: u64 = live_entries.iter().map(|e| u64::from(e.stored_len)).sum();
+        // A frame is live while one of its blobs is, and is copied whole: its dead blobs
+        // go when all of it is dead.
+        let units: Vec<&[BlobEntry]> = sealed_units(&pack.entries).collect();
+        let stored = |u: &&[BlobEntry]| u.first().map_or(0, |e| u64::from(e.stored_len));
+        let total: u64 = units.iter().map(stored).sum();
+        let live_units: Vec<&[BlobEntry]> = units
+            .iter()
+            .filter(|u| u.iter().any(|e| live.contains(&e.id)))
+            .copied()
+            .collect();
+        let live_bytes: u64 = live_units.iter().map(stored).sum();
         if live_bytes == 0 {
             condemned.push(pack.id);
         } else if (live_bytes as f64) < options.repack_below * total as f64 {
             let key = key_for(RepositoryLayout::pack, &pack.id)?;
-            for e in live_entries {
-                repacker.add(read_sealed(repo, &key, e, "repacking").await?).await?;
+            for unit in live_units {
+                repacker.add(read_sealed(repo, &key, unit, "repacking").await?).await?;
             }
             report.packs_repacked += 1;
             condemned.push(pack.id);
@@ -175,7 +183,7 @@ async fn run(repo: &Repository, options: &GcOptions) -> Result<GcReport> {
     if !condemned.is_empty() {
         report.packs_condemned = condemned.len() as u64;
         let marker = GcMarker {
-            version: FORMAT_VERSION,
+            version: repo.config().version,
             created_ms: now_ms(),
             packs: condemned.iter().map(Id::to_hex).collect(),
         };

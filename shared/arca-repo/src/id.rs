@@ -7,7 +7,7 @@ use crate::error::{RepoError, Result};
 
 pub const ID_LEN: usize = 32;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Id(pub [u8; ID_LEN]);
 
 impl Id {

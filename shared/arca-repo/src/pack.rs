@@ -3,25 +3,27 @@
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use crate::crypto::{Keys, blob_aad, repo_object_aad};
+use crate::crypto::{Keys, blob_aad, frame_aad, repo_object_aad};
 use crate::error::{RepoError, Result};
-use crate::format::{self, BlobEntry, FLAG_ZSTD, MAX_PACK_BLOBS, PackHeader};
+use crate::format::{self, BlobEntry, FLAG_FRAME, FLAG_ZSTD, KIND_DATA, MAX_PACK_BLOBS, PackHeader};
 use crate::id::Id;
 use crate::repo::{Repository, key_for, now_ms};
 use arca_core::model::layout::RepositoryLayout;
 
-/// One blob, compressed (or not) and sealed, ready to be appended to a pack.
+/// What is sealed at one place of a pack, compressed (or not), ready to be appended: one
+/// blob, or a frame of blobs (format version 3).
 pub struct SealedBlob {
-    pub kind: u8,
-    pub flags: u8,
-    pub id: Id,
-    pub raw_len: u32,
     pub data: Vec<u8>,
+    /// One entry per blob it holds; the packer fills in `offset` and `stored_len`.
+    pub entries: Vec<BlobEntry>,
 }
 
-/// Blob `e` of the pack at `key` as it is stored (still sealed), to be appended to another
-/// pack unopened; `doing` names the work in an error ("repacking").
-pub(crate) async fn read_sealed(repo: &Repository, key: &str, e: &BlobEntry, doing: &str) -> Result<SealedBlob> {
+/// A sealed unit of the pack at `key` (one of `format::sealed_units`) as it is stored, to be
+/// appended to another pack unopened; `doing` names the work in an error ("repacking").
+pub(crate) async fn read_sealed(repo: &Repository, key: &str, unit: &[BlobEntry], doing: &str) -> Result<SealedBlob> {
+    let Some(e) = unit.first() else {
+        return Err(RepoError::Internal(format!("{doing} {key}: an empty unit")));
+    };
     let start = u64::from(e.offset);
     let data = repo
         .store()
@@ -30,11 +32,8 @@ pub(crate) async fn read_sealed(repo: &Repository, key: &str, e: &BlobEntry, doi
         .map_err(|err| RepoError::store(format!("{doing} {key}"), err))?
         .to_vec();
     Ok(SealedBlob {
-        kind: e.kind,
-        flags: e.flags,
-        id: e.id,
-        raw_len: e.raw_len,
         data,
+        entries: unit.to_vec(),
     })
 }
 
@@ -50,35 +49,100 @@ pub fn seal_blob(
     id: Id,
     plain: &[u8],
 ) -> Result<SealedBlob> {
-    scratch.clear();
-    scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-    let saves = |compressed: usize, of: usize| compressed < of - of / 32;
-    // zstd-1 spends as long failing on random data as compressing text (630 MB/s per core
-    // measured either way), so a block is first probed: 4 KiB at its start and at its middle.
-    // When neither piece compresses, the block is stored raw without compressing it whole.
-    let incompressible = plain.len() >= 4 * PROBE
-        && ![0, plain.len() / 2].iter().any(|&at| {
-            let piece = &plain[at..at + PROBE];
-            compressor
-                .compress_to_buffer(piece, scratch)
-                .is_ok_and(|n| saves(n, PROBE))
-        });
-    scratch.clear();
-    let compressed =
-        !incompressible && compressor.compress_to_buffer(plain, scratch).is_ok() && saves(scratch.len(), plain.len());
-    let (flags, payload) = if compressed {
-        (FLAG_ZSTD, scratch.as_slice())
-    } else {
-        (0, plain)
+    // Blocks are probed first (`compressible`): when neither piece compresses, the block is
+    // stored raw without compressing it whole.
+    let compressed = compressible(compressor, scratch, plain) && {
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        compressor.compress_to_buffer(plain, scratch).is_ok() && scratch.len() < plain.len() - plain.len() / 32
     };
+    if !compressed {
+        return seal_uncompressed(keys, kind, id, plain);
+    }
+    sealed_single(keys, kind, FLAG_ZSTD, id, scratch, plain.len())
+}
+
+/// Seals a blob as it is (a block the probe found incompressible).
+pub fn seal_uncompressed(keys: &Keys, kind: u8, id: Id, plain: &[u8]) -> Result<SealedBlob> {
+    sealed_single(keys, kind, 0, id, plain, plain.len())
+}
+
+fn sealed_single(keys: &Keys, kind: u8, flags: u8, id: Id, payload: &[u8], raw_len: usize) -> Result<SealedBlob> {
     let data = keys.sealer().seal(&blob_aad(kind, &id), payload)?;
     Ok(SealedBlob {
-        kind,
-        flags,
-        id,
-        raw_len: plain.len() as u32,
         data,
+        entries: vec![BlobEntry {
+            kind,
+            flags,
+            id,
+            raw_len: raw_len as u32,
+            ..BlobEntry::default()
+        }],
     })
+}
+
+/// Whether a block is worth compressing: false when a piece at its start and one at its
+/// middle (4 KiB each, a quarter of a smaller block) both fail to save 1/32. zstd spends as
+/// long failing on random data as compressing text, and a frame of text is better without
+/// random blocks in it.
+pub fn compressible(compressor: &mut zstd::bulk::Compressor<'_>, scratch: &mut Vec<u8>, plain: &[u8]) -> bool {
+    let piece = PROBE.min(plain.len() / 4);
+    if piece < 256 {
+        return true;
+    }
+    scratch.clear();
+    scratch.reserve(zstd::zstd_safe::compress_bound(piece));
+    [0, plain.len() / 2].iter().any(|&at| {
+        compressor
+            .compress_to_buffer(&plain[at..at + piece], scratch)
+            .is_ok_and(|n| n < piece - piece / 32)
+    })
+}
+
+/// Compresses data blocks together as one frame (format version 3) and seals it: `blocks`
+/// are the blocks' ids and plaintexts, `plain` a reusable buffer for their concatenation.
+/// Stored raw when compression does not save 1/32 of the frame.
+pub fn seal_frame(
+    keys: &Keys,
+    compressor: &mut zstd::bulk::Compressor<'_>,
+    scratch: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    blocks: &[(Id, &[u8])],
+) -> Result<SealedBlob> {
+    plain.clear();
+    let mut entries = Vec::with_capacity(blocks.len());
+    for (id, block) in blocks {
+        entries.push(BlobEntry {
+            kind: KIND_DATA,
+            flags: FLAG_FRAME,
+            id: *id,
+            raw_len: block.len() as u32,
+            frame_offset: plain.len() as u32,
+            ..BlobEntry::default()
+        });
+        plain.extend_from_slice(block);
+    }
+    let frame_len = u32::try_from(plain.len())
+        .ok()
+        .filter(|&n| n <= format::MAX_FRAME_LEN)
+        .ok_or_else(|| RepoError::Internal(format!("a frame of {} bytes", plain.len())))?;
+    scratch.clear();
+    scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+    let compressed =
+        compressor.compress_to_buffer(plain, scratch).is_ok() && scratch.len() < plain.len() - plain.len() / 32;
+    let payload = if compressed {
+        scratch.as_slice()
+    } else {
+        plain.as_slice()
+    };
+    for e in &mut entries {
+        e.frame_len = frame_len;
+        if compressed {
+            e.flags |= FLAG_ZSTD;
+        }
+    }
+    let data = keys.sealer().seal(&frame_aad(frame_len), payload)?;
+    Ok(SealedBlob { data, entries })
 }
 
 struct Uploaded {
@@ -143,19 +207,21 @@ impl Packer {
 
     pub async fn add(&mut self, blob: SealedBlob) -> Result<()> {
         let target = self.repo.config().pack_target as usize;
+        // A frame's entries go into one pack: one that would pass the count closes it first.
+        if self.entries.len() + blob.entries.len() > MAX_PACK_BLOBS {
+            self.seal_pack().await?;
+        }
         if self.buf.capacity() == 0 {
             self.buf = self.free.pop().unwrap_or_default();
             self.buf.clear();
             self.buf.reserve(target + target / 8);
         }
-        self.entries.push(BlobEntry {
-            kind: blob.kind,
-            flags: blob.flags,
-            id: blob.id,
-            offset: self.buf.len() as u32,
-            stored_len: blob.data.len() as u32,
-            raw_len: blob.raw_len,
-        });
+        let (offset, stored_len) = (self.buf.len() as u32, blob.data.len() as u32);
+        self.entries.extend(blob.entries.into_iter().map(|e| BlobEntry {
+            offset,
+            stored_len,
+            ..e
+        }));
         self.buf.extend_from_slice(&blob.data);
         self.bytes_stored += blob.data.len() as u64;
         // Readers refuse a header of more blobs (`format::MAX_PACK_BLOBS`): tiny stream
@@ -232,5 +298,130 @@ impl Packer {
             self.repo.write_index(packs).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::repo::{BlobScratch, open_blob, open_blob_in_place};
+
+    fn text(seed: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut n = seed;
+        while out.len() < len {
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            out.extend_from_slice(
+                format!(
+                    "{{\"ts\":{},\"msg\":\"served {} in {} ms\"}}\n",
+                    n >> 40,
+                    n % 97,
+                    n % 13
+                )
+                .as_bytes(),
+            );
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// A frame of three blocks, placed as the packer places it (offset 0).
+    fn sealed_frame(keys: &Keys, blocks: &[Vec<u8>]) -> SealedBlob {
+        let mut compressor = zstd::bulk::Compressor::new(3).unwrap();
+        let (mut scratch, mut plain) = (Vec::new(), Vec::new());
+        let members: Vec<(Id, &[u8])> = blocks.iter().map(|b| (keys.blob_id(b), b.as_slice())).collect();
+        let mut frame = seal_frame(keys, &mut compressor, &mut scratch, &mut plain, &members).unwrap();
+        let stored_len = frame.data.len() as u32;
+        for e in &mut frame.entries {
+            e.stored_len = stored_len;
+        }
+        frame
+    }
+
+    #[test]
+    fn a_frame_opens_each_of_its_blobs_once_decrypted() {
+        let keys = Keys::derive(&MasterKey::generate().unwrap()).unwrap();
+        let blocks: Vec<Vec<u8>> = (0..3).map(|i| text(i, 8192)).collect();
+        let frame = sealed_frame(&keys, &blocks);
+        assert_eq!(frame.entries.len(), 3);
+        assert!(
+            frame
+                .entries
+                .iter()
+                .all(|e| e.in_frame() && e.flags & FLAG_ZSTD != 0 && e.frame_len == 3 * 8192)
+        );
+        assert!(
+            frame.data.len() < 3 * 8192 / 2,
+            "text compresses: {} bytes",
+            frame.data.len()
+        );
+        // Alone, each blob opens from the sealed frame.
+        for (e, block) in frame.entries.iter().zip(&blocks) {
+            assert_eq!(&open_blob(&keys, e, &frame.data).unwrap(), block);
+        }
+        // In place and in a row, as restore reads them: the first call decrypts the range,
+        // the next ones find the frame in the scratch (the range is plaintext by then).
+        let mut range = frame.data.clone();
+        let mut scratch = BlobScratch::new().unwrap();
+        for (e, block) in frame.entries.iter().zip(&blocks) {
+            assert_eq!(
+                open_blob_in_place(&keys, e, &mut range, &mut scratch).unwrap(),
+                block.as_slice()
+            );
+        }
+    }
+
+    #[test]
+    fn a_blob_claimed_at_another_place_of_its_frame_or_another_length_is_refused() {
+        let keys = Keys::derive(&MasterKey::generate().unwrap()).unwrap();
+        let blocks: Vec<Vec<u8>> = (0..3).map(|i| text(i, 8192)).collect();
+        let frame = sealed_frame(&keys, &blocks);
+        // The entry of block 0 pointing at block 1's bytes: its keyed hash does not match.
+        let moved = BlobEntry {
+            frame_offset: 8192,
+            ..frame.entries[0]
+        };
+        assert_eq!(
+            open_blob(&keys, &moved, &frame.data).unwrap_err(),
+            "content does not match its id"
+        );
+        // A frame length other than the sealed one fails authentication (the seal binds it).
+        let longer = BlobEntry {
+            frame_len: 4 * 8192,
+            ..frame.entries[0]
+        };
+        assert!(
+            open_blob(&keys, &longer, &frame.data)
+                .unwrap_err()
+                .contains("authentication")
+        );
+        // Another repository's key opens nothing.
+        let other = Keys::derive(&MasterKey::generate().unwrap()).unwrap();
+        assert!(open_blob(&other, &frame.entries[0], &frame.data).is_err());
+    }
+
+    #[test]
+    fn an_incompressible_frame_is_stored_raw() {
+        let keys = Keys::derive(&MasterKey::generate().unwrap()).unwrap();
+        // xorshift64* bytes: no pattern zstd finds
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let blocks: Vec<Vec<u8>> = (0..2)
+            .map(|_| {
+                (0..8192)
+                    .map(|_| {
+                        x ^= x >> 12;
+                        x ^= x << 25;
+                        x ^= x >> 27;
+                        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let frame = sealed_frame(&keys, &blocks);
+        assert!(frame.entries.iter().all(|e| e.in_frame() && e.flags & FLAG_ZSTD == 0));
+        for (e, block) in frame.entries.iter().zip(&blocks) {
+            assert_eq!(&open_blob(&keys, e, &frame.data).unwrap(), block);
+        }
     }
 }

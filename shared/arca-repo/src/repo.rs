@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arca_core::ports::{ObjectMeta, ObjectStore};
 use bytes::Bytes;
 
-use crate::crypto::{Keys, MasterKey, blob_aad, object_aad, repo_object_aad};
+use crate::crypto::{Keys, MasterKey, blob_aad, frame_aad, object_aad, repo_object_aad};
 use crate::error::{FormatError, RepoError, Result};
 use crate::format::{
     self, BlobEntry, Config, FLAG_ZSTD, GcMarker, IndexFile, MAX_CONFIG_LEN, MAX_KEY_FILE_LEN, MAX_OBJECT_LEN,
@@ -195,7 +195,7 @@ impl Repository {
             Err(e) => {
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&plain)
                     && let Some(version) = v.get("version").and_then(|v| v.as_u64())
-                    && version != u64::from(format::FORMAT_VERSION)
+                    && !u32::try_from(version).is_ok_and(|v| format::SUPPORTED_VERSIONS.contains(&v))
                 {
                     return Err(RepoError::UnsupportedVersion(version as u32));
                 }
@@ -511,34 +511,27 @@ pub fn open_object(keys: &Keys, key: &str, sealed: &[u8], max: usize) -> std::re
     format::unframe_at_most(&framed, max)
 }
 
-/// Authenticates, decompresses and hash-checks one sealed blob.
+/// Authenticates, decompresses and hash-checks one sealed blob (for a blob in a frame, the
+/// whole frame is opened: readers of many blobs use [`open_blob_in_place`]).
 pub fn open_blob(keys: &Keys, entry: &BlobEntry, sealed: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    if sealed.len() != entry.stored_len as usize {
-        return Err("short read".into());
-    }
-    let payload = keys
-        .sealer()
-        .open(&blob_aad(entry.kind, &entry.id), sealed)
-        .map_err(|e| e.to_string())?;
-    let plain = if entry.flags & FLAG_ZSTD != 0 {
-        format::decompress_exact(&payload, entry.raw_len as usize).map_err(|e| e.to_string())?
-    } else {
-        payload
-    };
-    if plain.len() != entry.raw_len as usize {
-        return Err("length mismatch".into());
-    }
-    if keys.blob_id(&plain) != entry.id {
-        return Err("content does not match its id".into());
-    }
-    Ok(plain)
+    let mut sealed = sealed.to_vec();
+    let mut scratch = BlobScratch::new()?;
+    open_blob_in_place(keys, entry, &mut sealed, &mut scratch).map(<[u8]>::to_vec)
 }
 
+/// Bytes of a nonce: what tells one sealed frame from another.
+const NONCE_LEN: usize = crate::crypto::SEAL_OVERHEAD - 16;
+
 /// What [`open_blob_in_place`] reuses from one blob to the next: a zstd context and an
-/// output buffer, so restore allocates nothing per block.
+/// output buffer, so restore allocates nothing per block, and the plaintext of the last
+/// frame opened, so the blobs of a frame read in a row cost one decryption and one
+/// decompression.
 pub struct BlobScratch {
     decompressor: zstd::bulk::Decompressor<'static>,
     out: Vec<u8>,
+    /// The frame whose plaintext `out` holds: its nonce (random per seal, so it names one
+    /// sealed frame) and length.
+    frame: Option<([u8; NONCE_LEN], u32)>,
 }
 
 impl BlobScratch {
@@ -546,12 +539,30 @@ impl BlobScratch {
         Ok(BlobScratch {
             decompressor: zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?,
             out: Vec::new(),
+            frame: None,
         })
+    }
+
+    /// Decompresses `payload` (a zstd frame that must hold exactly `raw_len` bytes) into `out`.
+    fn decompress(&mut self, payload: &[u8], raw_len: usize) -> std::result::Result<(), String> {
+        match zstd::zstd_safe::get_frame_content_size(payload) {
+            Ok(Some(n)) if n != raw_len as u64 => return Err("zstd frame of another length".into()),
+            Ok(_) => {}
+            Err(_) => return Err("zstd: not a frame".into()),
+        }
+        self.out.clear();
+        self.out.reserve(raw_len);
+        self.decompressor
+            .decompress_to_buffer(payload, &mut self.out)
+            .map_err(|e| format!("zstd: {e}"))?;
+        Ok(())
     }
 }
 
 /// [`open_blob`] without copies: decrypts `sealed` where it lies and decompresses into
-/// `scratch`. Returns the plaintext, checked against its id.
+/// `scratch`. Returns the plaintext, checked against its id. For a blob in a frame,
+/// `sealed` is the whole frame; when `scratch` holds that frame already (the previous call
+/// opened it: the same nonce and length), it is not opened again.
 pub fn open_blob_in_place<'a>(
     keys: &Keys,
     entry: &BlobEntry,
@@ -561,26 +572,45 @@ pub fn open_blob_in_place<'a>(
     if sealed.len() != entry.stored_len as usize {
         return Err("short read".into());
     }
-    let payload = keys
-        .sealer()
-        .open_in_place(&blob_aad(entry.kind, &entry.id), sealed)
-        .map_err(|e| e.to_string())?;
     let raw_len = entry.raw_len as usize;
-    let plain: &[u8] = if entry.flags & FLAG_ZSTD != 0 {
-        match zstd::zstd_safe::get_frame_content_size(payload) {
-            Ok(Some(n)) if n != raw_len as u64 => return Err("zstd frame of another length".into()),
-            Ok(_) => {}
-            Err(_) => return Err("zstd: not a frame".into()),
+    let zstd = entry.flags & FLAG_ZSTD != 0;
+    let plain: &[u8] = if entry.in_frame() {
+        let nonce: [u8; NONCE_LEN] = sealed
+            .get(..NONCE_LEN)
+            .and_then(|n| n.try_into().ok())
+            .ok_or("shorter than nonce and tag")?;
+        let frame = Some((nonce, entry.frame_len));
+        if scratch.frame != frame {
+            scratch.frame = None;
+            let payload = keys
+                .sealer()
+                .open_in_place(&frame_aad(entry.frame_len), sealed)
+                .map_err(|e| e.to_string())?;
+            if zstd {
+                scratch.decompress(payload, entry.frame_len as usize)?;
+            } else {
+                scratch.out.clear();
+                scratch.out.extend_from_slice(payload);
+            }
+            if scratch.out.len() != entry.frame_len as usize {
+                return Err("frame length mismatch".into());
+            }
+            scratch.frame = frame;
         }
-        scratch.out.clear();
-        scratch.out.reserve(raw_len);
-        scratch
-            .decompressor
-            .decompress_to_buffer(payload, &mut scratch.out)
-            .map_err(|e| format!("zstd: {e}"))?;
-        &scratch.out
+        let start = entry.frame_offset as usize;
+        scratch.out.get(start..start + raw_len).ok_or("blob beyond its frame")?
     } else {
-        payload
+        scratch.frame = None;
+        let payload = keys
+            .sealer()
+            .open_in_place(&blob_aad(entry.kind, &entry.id), sealed)
+            .map_err(|e| e.to_string())?;
+        if zstd {
+            scratch.decompress(payload, raw_len)?;
+            &scratch.out
+        } else {
+            payload
+        }
     };
     if plain.len() != raw_len {
         return Err("length mismatch".into());

@@ -128,6 +128,10 @@ pub async fn restore(
                     u64::from(entry.offset) + u64::from(entry.stored_len),
                 );
                 match &mut current {
+                    // Another blob of the frame just added: fetched and opened with it.
+                    Some(f) if f.blobs.last().is_some_and(|(e, _)| same_frame(e, &entry)) => {
+                        f.blobs.push((entry, targets));
+                    }
                     Some(f) if start >= f.end && start - f.end <= MAX_GAP && end - f.start <= MAX_FETCH => {
                         f.end = end;
                         f.blobs.push((entry, targets));
@@ -233,6 +237,10 @@ async fn fetch_and_write(repo: &Repository, snapshot: &str, fetch: Fetch, file: 
     })
     .await
     .map_err(|e| RepoError::Internal(format!("restore worker: {e}")))?
+}
+
+fn same_frame(a: &BlobEntry, b: &BlobEntry) -> bool {
+    a.in_frame() && b.in_frame() && a.offset == b.offset
 }
 
 fn write_zeros(file: &File, mut offset: u64, mut len: u64) -> std::io::Result<()> {

@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{RepoError, Result};
 use crate::format::{KIND_MAP, MAX_KEY_FILE_LEN, MAX_PACK_LEN, MapEntry};
 use crate::id::{Id, IdMap};
 use crate::keys::decode_key_file;
-use crate::repo::{Repository, get_bounded, key_for, list_objects, open_blob};
+use crate::repo::{BlobScratch, Repository, get_bounded, key_for, list_objects, open_blob_in_place};
 use arca_core::model::layout::RepositoryLayout;
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -150,10 +150,15 @@ pub async fn verify(repo: &Repository, read_data: bool) -> Result<VerifyReport> 
             }
         };
         report.bytes_read += bytes.len() as u64;
+        // Opened where they lie, so a frame is decrypted and decompressed once for all its
+        // blobs (the scratch keeps it; its range is plaintext after the first).
+        let mut bytes = bytes.to_vec();
+        let mut scratch = BlobScratch::new().map_err(RepoError::Internal)?;
         for entry in &pack.entries {
             let at = entry.offset as usize;
-            let sealed = bytes.get(at..at + entry.stored_len as usize).unwrap_or_default();
-            if let Err(e) = open_blob(repo.keys(), entry, sealed) {
+            let end = (at + entry.stored_len as usize).min(bytes.len());
+            let sealed = bytes.get_mut(at.min(end)..end).unwrap_or_default();
+            if let Err(e) = open_blob_in_place(repo.keys(), entry, sealed, &mut scratch) {
                 report.errors.push(format!(
                     "blob {} in pack {}: {e}{}",
                     entry.id,

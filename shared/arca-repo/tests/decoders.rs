@@ -56,7 +56,8 @@ fn blob(bytes: &[u8]) {
     };
     let entry = BlobEntry {
         kind: bytes.first().copied().unwrap_or(0) & 1,
-        flags: bytes.get(1).copied().unwrap_or(0) & 1,
+        // zstd and frame, in every combination
+        flags: bytes.get(1).copied().unwrap_or(0) & 3,
         id: Id([3; 32]),
         offset: 0,
         stored_len: if bytes.len() > 2 && bytes[2] & 1 == 0 {
@@ -65,6 +66,8 @@ fn blob(bytes: &[u8]) {
             word(3)
         },
         raw_len: word(7) % (1 << 24),
+        frame_offset: word(11) % (1 << 24),
+        frame_len: word(15) % (1 << 25),
     };
     KEYS.with(|keys| {
         assert!(
@@ -87,6 +90,7 @@ fn entry(i: u32) -> BlobEntry {
         offset: i * 1000,
         stored_len: 900 + i,
         raw_len: 65536,
+        ..BlobEntry::default()
     }
 }
 
@@ -392,11 +396,21 @@ proptest! {
     /// `MAX_BLOB_LEN`, stored in at most its length plus nonce and tag.
     #[test]
     fn encoded_objects_round_trip(
-        blobs in prop::collection::vec((0u8..2, 0u8..2, any::<[u8; 32]>(), 0u32..1 << 30, any::<u32>(), 0u32..=format::MAX_BLOB_LEN), 0..40),
+        blobs in prop::collection::vec((0u8..2, 0u8..2, any::<[u8; 32]>(), 0u32..1 << 30, any::<u32>(), 0u32..=format::MAX_BLOB_LEN, any::<Option<(u32, u32)>>()), 0..40),
         zeros in prop::collection::vec(any::<u64>(), 0..20),
     ) {
-        let entries: Vec<BlobEntry> = blobs.iter().map(|&(kind, flags, id, offset, stored, raw_len)| BlobEntry {
-            kind, flags, id: Id(id), offset, stored_len: stored % (raw_len + 29), raw_len,
+        // Some entries in frames: a data blob somewhere in a frame of at most MAX_FRAME_LEN.
+        let entries: Vec<BlobEntry> = blobs.iter().map(|&(kind, flags, id, offset, stored, raw_len, frame)| match frame {
+            None => BlobEntry { kind, flags, id: Id(id), offset, stored_len: stored % (raw_len + 29), raw_len, ..BlobEntry::default() },
+            Some((extra, at)) => {
+                let raw_len = raw_len % (format::MAX_FRAME_LEN + 1);
+                let frame_len = raw_len + extra % (format::MAX_FRAME_LEN - raw_len + 1);
+                BlobEntry {
+                    kind: format::KIND_DATA, flags: flags | format::FLAG_FRAME, id: Id(id), offset,
+                    stored_len: stored % (frame_len + 29), raw_len,
+                    frame_offset: at % (frame_len - raw_len + 1), frame_len,
+                }
+            }
         }).collect();
         let header = PackHeader { created_ms: 1, blobs: entries.clone() };
         prop_assert_eq!(format::decode_pack_header(&format::encode_pack_header(&header)).unwrap(), header);

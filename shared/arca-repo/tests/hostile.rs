@@ -259,6 +259,7 @@ fn counts_and_lengths_above_the_format_limits_are_refused() {
         offset: 0,
         stored_len: 64,
         raw_len: 64,
+        ..format::BlobEntry::default()
     };
     let header = format::PackHeader {
         created_ms: 1,
@@ -456,7 +457,7 @@ async fn old_repository(store: &Arc<dyn ObjectStore>, version: u32, aad: &[u8]) 
 
 #[tokio::test]
 async fn a_repository_of_another_format_version_is_refused_by_its_version() {
-    for (version, aad) in [(1, object_aad("config")), (3, repo_object_aad("config"))] {
+    for (version, aad) in [(1, object_aad("config")), (4, repo_object_aad("config"))] {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFsObjectStore::new(dir.path().join("repo")));
         old_repository(&store, version, &aad).await;
@@ -465,7 +466,7 @@ async fn a_repository_of_another_format_version_is_refused_by_its_version() {
         let text = err.to_string();
         assert!(
             text.contains(&format!("version {version}"))
-                && text.contains(&format!("reads version {}", format::FORMAT_VERSION)),
+                && text.contains(&format!("reads versions 2 to {}", format::FORMAT_VERSION)),
             "{text}"
         );
         // Nor is it initialised over.
