@@ -132,7 +132,7 @@ pub enum AlertChannelsCmd {
         email: Vec<String>,
         /// Only these event types (repeatable or comma-separated: job.failed,
         /// job.partial, job.skipped, schedule.missed, agent.disconnected,
-        /// cloudAccount.roleBroken, cloudAccount.stackUpdateAvailable,
+        /// cloudAccount.roleBroken, cloudAccount.stackUpdateAvailable, cloudAccount.findings,
         /// storage.reclaimFailed); default: all.
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
@@ -676,6 +676,17 @@ pub enum CloudAccountsCmd {
         /// Only this region (with --show).
         #[arg(long, requires = "show")]
         region: Option<String>,
+    },
+    /// Security findings of the account (scanned with every inventory), worst first, and
+    /// what the last scan could not evaluate.
+    Findings {
+        account: String,
+        /// This severity and worse: LOW, MEDIUM, HIGH, CRITICAL.
+        #[arg(long, value_parser = ["LOW", "MEDIUM", "HIGH", "CRITICAL", "low", "medium", "high", "critical"])]
+        severity: Option<String>,
+        /// OPEN (default) or RESOLVED; `all` for both.
+        #[arg(long, default_value = "OPEN", value_parser = ["OPEN", "RESOLVED", "all", "open", "resolved"])]
+        state: String,
     },
     /// Changes name, description or regions (what is not given is kept).
     Update {

@@ -86,6 +86,10 @@ const EXPECTATIONS: &[(&str, Expect)] = &[
         Expect::Ok("orders"),
     ),
     (
+        "arca cloud-accounts findings aws-prod --severity HIGH",
+        Expect::Ok("last scan"),
+    ),
+    (
         "arca clusters register prod-eks --aws-account aws-prod --aws-region us-east-1 --eks-cluster prod",
         Expect::Ok("prod-eks"),
     ),

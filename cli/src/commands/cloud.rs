@@ -1,4 +1,4 @@
-//! Linked AWS accounts (link, role, verification, inventory) and the re-creation of
+//! Linked AWS accounts (link, role, verification, inventory, security findings) and the re-creation of
 //! backed-up EKS clusters through them.
 
 use serde_json::{Value, json};
@@ -205,6 +205,22 @@ pub(super) async fn cloud_accounts(g: &Global, cmd: CloudAccountsCmd) -> Result<
                 run_inventory(g.output, &client, &path).await?;
             }
         }
+        CloudAccountsCmd::Findings {
+            account,
+            severity,
+            state,
+        } => {
+            let id = resolve(&client, CLOUD_ACCOUNT, &account).await?;
+            let mut query = Vec::new();
+            if let Some(s) = severity {
+                query.push(format!("severity={}", s.to_ascii_uppercase()));
+            }
+            if !state.eq_ignore_ascii_case("all") {
+                query.push(format!("state={}", state.to_ascii_uppercase()));
+            }
+            let path = format!("{}/findings?{}", entity_path(CLOUD_ACCOUNT, &id), query.join("&"));
+            show_findings(g.output, &client, &path).await?;
+        }
         CloudAccountsCmd::Update {
             account,
             name,
@@ -224,6 +240,93 @@ pub(super) async fn cloud_accounts(g: &Global, cmd: CloudAccountsCmd) -> Result<
     Ok(())
 }
 
+/// One row per finding, worst first.
+const FINDING_COLUMNS: &[Column] = &[
+    Column::at("SEVERITY", "/severity"),
+    Column::at("RULE", "/ruleId"),
+    Column::at("RESOURCE", "/resourceArn"),
+    Column::at("REGION", "/region"),
+    Column::at("STATE", "/state"),
+    Column::at("DETAIL", "/detail"),
+    Column::at("LAST SEEN", "/lastSeenAt"),
+];
+
+fn severity_rank(v: &Value) -> u8 {
+    match at(v, "/severity").as_str() {
+        "CRITICAL" => 0,
+        "HIGH" => 1,
+        "MEDIUM" => 2,
+        _ => 3,
+    }
+}
+
+/// The findings (every page) and the last scan; machine formats get both as one document.
+async fn show_findings(format: Format, client: &Client, path: &str) -> Result<(), CliError> {
+    let mut items = client.list_all(path).await?;
+    items.sort_by_key(|v| (severity_rank(v), at(v, "/ruleId"), at(v, "/resourceArn")));
+    let sep = if path.ends_with('?') { "" } else { "&" };
+    let last_scan = client
+        .get(&format!("{path}{sep}limit=1"))
+        .await?
+        .body
+        .get("lastScan")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(out) = crate::output::machine(format, &json!({ "items": items, "lastScan": last_scan }))? {
+        emit(&out);
+        return Ok(());
+    }
+    if items.is_empty() {
+        emit("no findings");
+    } else {
+        emit(&render_list(Format::Table, &items, FINDING_COLUMNS)?);
+        for f in &items {
+            emit(&format!(
+                "{} {}: {}",
+                at(f, "/ruleId"),
+                at(f, "/resourceArn"),
+                at(f, "/remediation")
+            ));
+        }
+    }
+    emit(&scan_text(&last_scan));
+    Ok(())
+}
+
+/// The last scan in a few lines: when, open counts, what could not be evaluated.
+fn scan_text(scan: &Value) -> String {
+    if scan.is_null() {
+        return "not scanned yet (scans run with every inventory: arca cloud-accounts inventory <account>)".into();
+    }
+    if let Some(why) = scan.get("skipped").and_then(Value::as_str) {
+        return format!("last scan {}: skipped: {why}", at(scan, "/scannedAt"));
+    }
+    let mut lines = vec![format!(
+        "last scan {}: open {} critical, {} high, {} medium, {} low",
+        at(scan, "/scannedAt"),
+        at(scan, "/open/critical"),
+        at(scan, "/open/high"),
+        at(scan, "/open/medium"),
+        at(scan, "/open/low"),
+    )];
+    for region in scan.get("regions").and_then(Value::as_array).into_iter().flatten() {
+        for n in region
+            .get("notEvaluated")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            lines.push(format!(
+                "  not evaluated in {}: {}: {}",
+                at(region, "/region"),
+                at(n, "/ruleId"),
+                at(n, "/reason")
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
 /// "Inventory now": every region is read inline, which takes a while on a real account.
 async fn run_inventory(format: Format, client: &Client, path: &str) -> Result<(), CliError> {
     let bar = spinner("", "inventorying every region");
@@ -239,7 +342,29 @@ async fn run_inventory(format: Format, client: &Client, path: &str) -> Result<()
         .unwrap_or_default();
     match crate::output::machine(format, &report)? {
         Some(out) => emit(&out),
-        None => emit(&render_list(Format::Table, &regions, INVENTORY_RUN_COLUMNS)?),
+        None => {
+            emit(&render_list(Format::Table, &regions, INVENTORY_RUN_COLUMNS)?);
+            if let Some(scan) = report.get("scan") {
+                let not_evaluated: usize = scan
+                    .get("regions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.get("notEvaluated").and_then(Value::as_array))
+                    .map(Vec::len)
+                    .sum();
+                emit(&format!(
+                    "security scan: {} opened, {} resolved; {} check(s) not evaluated; see arca cloud-accounts findings {}",
+                    at(scan, "/opened"),
+                    at(scan, "/resolved"),
+                    not_evaluated,
+                    at(&report, "/cloudAccountId")
+                ));
+            }
+            if let Some(e) = report.get("scanError").and_then(Value::as_str) {
+                emit(&format!("security scan failed: {e}"));
+            }
+        }
     }
     // A rejected role stops the run (the account is now DISCONNECTED): a failure. A
     // region that could not be read is shown in its row; the others still count.

@@ -1478,6 +1478,14 @@ async fn exercise(s: Size) -> Vec<Call> {
         api.get(&format!("{a0}/inventory"), admin),
     )
     .await;
+    w.measure(
+        "GET",
+        "/v1/cloud-accounts/{id}/findings",
+        None,
+        Some(200),
+        api.get(&format!("{a0}/findings?severity=HIGH&limit=3"), admin),
+    )
+    .await;
     let etag = api.get(&new_account, admin).await.expect(200).etag();
     w.measure(
         "DELETE",

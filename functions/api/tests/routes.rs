@@ -456,6 +456,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/cloud-accounts/{id}/verify"), ForeignId { body: None }),
         (("POST", "/v1/cloud-accounts/{id}/inventory"), ForeignId { body: None }),
         (("GET", "/v1/cloud-accounts/{id}/inventory"), ForeignId { body: None }),
+        (("GET", "/v1/cloud-accounts/{id}/findings"), ForeignId { body: None }),
         (("GET", "/v1/rds-backups"), List),
         (("POST", "/v1/rds-backups"), CreateWithForeignRefs(rds_backup.clone())),
         (("GET", "/v1/rds-backups/{id}"), ForeignId { body: None }),

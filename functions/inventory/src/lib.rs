@@ -1,6 +1,7 @@
-//! Inventory: every 12 hours (a fixed schedule), on demand (one linked account), and the
-//! receiving end of the role stack's custom resource (SNS), which is how Arca learns a
-//! linked account's role. All the rules live in `ControlPlane`; this maps events.
+//! Inventory and the security scan that rides it: every 12 hours (a fixed schedule), on
+//! demand (one linked account), and the receiving end of the role stack's custom resource
+//! (SNS), which is how Arca learns a linked account's role. All the rules live in
+//! `ControlPlane`; this maps events.
 
 use std::time::Duration;
 
@@ -281,11 +282,20 @@ pub async fn run(
                 .flatten()
                 .flat_map(|r| r.regions.iter().map(|region| region.present))
                 .sum();
+            // The security scan rides each account's inventory (docs/cloud-accounts.md).
+            let findings_opened: usize = reports
+                .iter()
+                .flatten()
+                .filter_map(|r| r.scan.as_ref().map(|s| s.opened))
+                .sum();
+            let scans_failed = reports.iter().flatten().filter(|r| r.scan_error.is_some()).count();
             tracing::info!(
                 accounts = reports.len(),
                 failed = failed.len(),
                 resources,
-                "inventory of every linked account"
+                findings_opened,
+                scans_failed,
+                "inventory and security scan of every linked account"
             );
             Ok(json!({"accounts": reports.len(), "failed": failed, "resources": resources}))
         }

@@ -44,7 +44,7 @@ const DENIED_CODES: &[&str] = &[
 ];
 
 /// Why a linked account would refuse us, from an SDK error.
-fn denied<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<String> {
+pub(crate) fn denied<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<String> {
     let SdkError::ServiceError(ctx) = err else {
         return None;
     };
@@ -59,7 +59,7 @@ fn now() -> DateTime<Utc> {
 }
 
 /// An AWS timestamp as chrono's.
-fn time(t: Option<&aws_sdk_sts::primitives::DateTime>) -> Option<DateTime<Utc>> {
+pub(crate) fn time(t: Option<&aws_sdk_sts::primitives::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
@@ -68,9 +68,9 @@ fn strings<T>(items: &[T], f: impl Fn(&T) -> Option<&str>) -> Vec<String> {
 }
 
 #[derive(Clone)]
-struct Session {
+pub(crate) struct Session {
     credentials: Credentials,
-    account: String,
+    pub(crate) account: String,
     expires_at: DateTime<Utc>,
 }
 
@@ -104,7 +104,7 @@ impl AwsCloudConnector {
     }
 
     /// A valid session of the role: cached, or assumed now.
-    async fn session(&self, role: &RoleRef) -> std::result::Result<Session, CloudFailure> {
+    pub(crate) async fn session(&self, role: &RoleRef) -> std::result::Result<Session, CloudFailure> {
         let now = now();
         let mut sessions = self.sessions.lock().await;
         if let Some(s) = sessions.get(role)
@@ -156,7 +156,7 @@ impl AwsCloudConnector {
     }
 
     /// SDK configuration for one region of a linked account.
-    async fn config(&self, session: &Session, region: &str) -> SdkConfig {
+    pub(crate) async fn config(&self, session: &Session, region: &str) -> SdkConfig {
         self.base()
             .await
             .to_builder()
@@ -226,6 +226,30 @@ impl CloudConnector for AwsCloudConnector {
         found.extend(eks_clusters(&c.eks).await?);
         found.extend(ebs_volumes(&c.ec2).await?);
         Ok(found)
+    }
+
+    async fn security_facts(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        global: bool,
+    ) -> std::result::Result<arca_core::model::cloud::security::SecurityFacts, CloudFailure> {
+        #[cfg(feature = "security-scan")]
+        {
+            crate::security::security_facts(self, role, region, global).await
+        }
+        // A binary built without the feature (the agent never scans): every rule is
+        // "not evaluated", saying why.
+        #[cfg(not(feature = "security-scan"))]
+        {
+            let session = self.session(role).await?;
+            Ok(arca_core::model::cloud::security::SecurityFacts::unreadable(
+                &session.account,
+                region,
+                global,
+                "this binary was built without arca-aws's security-scan feature",
+            ))
+        }
     }
 
     async fn describe_volumes(

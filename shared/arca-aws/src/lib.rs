@@ -12,6 +12,8 @@ pub mod s3;
 pub mod s3_connection;
 pub mod scheduler;
 pub mod secrets;
+#[cfg(feature = "security-scan")]
+mod security;
 mod sqs;
 pub mod sts;
 pub mod webhook;

@@ -38,7 +38,7 @@ pub struct ChannelBody {
     pub recipients: Option<Vec<String>>,
     /// The event types it hears (`job.failed`, `job.partial`, `job.skipped`,
     /// `schedule.missed`, `agent.disconnected`, `cloudAccount.roleBroken`,
-    /// `cloudAccount.stackUpdateAvailable`, `storage.reclaimFailed`); absent or empty:
+    /// `cloudAccount.stackUpdateAvailable`, `cloudAccount.findings`, `storage.reclaimFailed`); absent or empty:
     /// every one.
     #[schema(value_type = Option<Vec<String>>)]
     pub events: Option<Vec<AlertEventKind>>,

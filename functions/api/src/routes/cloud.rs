@@ -1,12 +1,13 @@
-//! Linked AWS accounts: linking (ExternalId + quick-create link), the role, verification
-//! and inventory.
+//! Linked AWS accounts: linking (ExternalId + quick-create link), the role, verification,
+//! inventory and security findings.
 
-use arca_core::control_plane::InventoryReport;
+use arca_core::control_plane::{FindingFilter, FindingsPage, InventoryReport};
 use arca_core::model::auth::Operation as Op;
 use arca_core::model::cloud::AwsInventory;
 use arca_core::model::cloud::account::CloudAccountView;
 use arca_core::model::cloud::ebs::{EksRecreation, RecoveryPointAws};
-use arca_core::store::page::Listing;
+use arca_core::model::cloud::security::{FindingState, Severity};
+use arca_core::store::page::{Listing, PageRequest};
 use axum::Json;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -145,6 +146,45 @@ pub async fn get_inventory(
     Ok(Json(
         cp.get_cloud_inventory(p, &path_id(&id)?, q.region.as_deref()).await?,
     ))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FindingParams {
+    /// This severity and worse: LOW, MEDIUM, HIGH, CRITICAL.
+    #[param(value_type = Option<String>)]
+    pub severity: Option<Severity>,
+    /// OPEN or RESOLVED.
+    #[param(value_type = Option<String>)]
+    pub state: Option<FindingState>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// The account's security findings (one per rule and resource: `ruleId`, `title`,
+/// `severity`, `resourceArn`, `detail`, `remediation`, `state` OPEN/RESOLVED,
+/// `firstSeenAt`, `lastSeenAt`, `resolvedAt`), paged, and `lastScan`: when the account was
+/// last scanned, per region the rules that could not be evaluated and why, open counts.
+/// Scans run with every inventory (every 12 hours, and `POST .../inventory`).
+#[utoipa::path(get, path = "/v1/cloud-accounts/{id}/findings", tag = "cloud accounts",
+    description = role_doc(Op::ListCloudFindings, ""), params(("id" = String, Path), FindingParams),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_findings(
+    call: KeyCall,
+    Path(id): Path<String>,
+    Query(q): Query<FindingParams>,
+) -> ApiResult<Json<FindingsPage>> {
+    let (cp, p) = call.require(Op::ListCloudFindings)?;
+    let filter = FindingFilter {
+        min_severity: q.severity,
+        state: q.state,
+    };
+    let page = PageRequest {
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    Ok(Json(cp.list_cloud_findings(p, &path_id(&id)?, filter, &page).await?))
 }
 
 // ---- EBS snapshots and EKS re-creation ---------------------------------------------

@@ -176,6 +176,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(cloud::set_role))
         .routes(routes!(cloud::verify))
         .routes(routes!(cloud::run_inventory, cloud::get_inventory))
+        .routes(routes!(cloud::list_findings))
         .routes(routes!(cloud::recovery_point_aws))
         .routes(routes!(cloud::recreate_eks))
         .routes(routes!(cloud::list_eks_recreations))

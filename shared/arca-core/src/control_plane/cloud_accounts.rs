@@ -26,6 +26,12 @@ pub struct InventoryReport {
     /// Why the run stopped early: the role was rejected (the account is now DISCONNECTED).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The security scan that ran with the inventory (absent when the run stopped early).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::model::cloud::security::SecurityScan>,
+    /// Why the security scan failed (the inventory itself is stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -136,7 +142,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        self.forget_findings(&p.org_id, id).await
     }
 
     /// The user pasted the role ARN (instead of the stack's notification): verify it.
@@ -293,6 +299,15 @@ impl ControlPlane {
             worked = true;
             regions.push(self.store_region_inventory(org, id, region, found).await?);
         }
+        // The security scan rides every inventory run that got through the role.
+        let (scan, scan_error) = if rejected.is_none() {
+            match self.scan_account(&account, &role).await {
+                Ok(scan) => (Some(scan), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, None)
+        };
         let now = self.now();
         // Discovery through the role is as good a verification as AssumeRole alone.
         let outcome = match (&rejected, worked) {
@@ -316,6 +331,8 @@ impl ControlPlane {
             state: account.state,
             regions,
             error: rejected,
+            scan,
+            scan_error,
         })
     }
 

@@ -26,6 +26,7 @@ mod rds;
 mod recovery;
 mod retention;
 mod schedules;
+mod security;
 
 pub use alerts::{AlertSweepReport, DeliveryFilter, EMAIL_NEEDS_SES};
 pub use backups::RunNowRequest;
@@ -41,6 +42,7 @@ pub use rds::{RdsRetentionReport, RdsRunRequest};
 pub use recovery::{RecoveryPointFilter, RestoreCreated};
 pub use retention::RetentionReport;
 pub use schedules::ScheduleReconcileReport;
+pub use security::{FindingFilter, FindingsPage, SCANNING_OFF};
 
 use crate::model::plan::PlanLimits;
 use crate::ports::Clock;

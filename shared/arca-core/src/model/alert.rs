@@ -65,6 +65,9 @@ pub enum AlertEventKind {
     /// A linked account's role stack is older than the one this Arca publishes.
     #[serde(rename = "cloudAccount.stackUpdateAvailable")]
     CloudAccountStackUpdate,
+    /// A security scan of a linked account found new HIGH or CRITICAL findings.
+    #[serde(rename = "cloudAccount.findings")]
+    CloudAccountFindings,
     /// Reclaiming storage (repository maintenance, or a purge) failed.
     #[serde(rename = "storage.reclaimFailed")]
     StorageReclaimFailed,
@@ -76,7 +79,7 @@ pub enum AlertEventKind {
 impl AlertEventKind {
     /// Every kind a channel may subscribe to (the test event is not one: it goes to the
     /// one channel tested).
-    pub const SUBSCRIBABLE: [AlertEventKind; 8] = [
+    pub const SUBSCRIBABLE: [AlertEventKind; 9] = [
         AlertEventKind::JobFailed,
         AlertEventKind::JobPartial,
         AlertEventKind::JobSkipped,
@@ -84,6 +87,7 @@ impl AlertEventKind {
         AlertEventKind::AgentDisconnected,
         AlertEventKind::CloudAccountRoleBroken,
         AlertEventKind::CloudAccountStackUpdate,
+        AlertEventKind::CloudAccountFindings,
         AlertEventKind::StorageReclaimFailed,
     ];
 

@@ -94,6 +94,8 @@ pub enum Operation {
     VerifyCloudAccount,
     GetCloudInventory,
     InventoryCloudAccount,
+    /// Security findings of a linked account and its last scan.
+    ListCloudFindings,
     GetRecoveryPointAws,
     ListEksRecreations,
     GetEksRecreation,
@@ -155,6 +157,7 @@ impl Operation {
             | ListCloudAccounts
             | GetCloudAccount
             | GetCloudInventory
+            | ListCloudFindings
             | GetRecoveryPointAws
             | ListEksRecreations
             | GetEksRecreation

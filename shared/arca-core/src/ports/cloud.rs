@@ -53,6 +53,17 @@ pub trait CloudConnector: Send + Sync {
     /// EBS volumes of one region.
     async fn discover(&self, role: &RoleRef, region: &str) -> Result<Vec<AwsResource>, CloudFailure>;
 
+    /// What the SecurityAudit describe/list/get calls say about one region, for the
+    /// security scan; with `global`, also S3 buckets and IAM (read once per account).
+    /// A service that cannot be read (its permission set off, not offered in the region)
+    /// is an `Err` inside the facts; only a rejected role fails the call.
+    async fn security_facts(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        global: bool,
+    ) -> Result<crate::model::cloud::security::SecurityFacts, CloudFailure>;
+
     /// The EBS volumes among `volume_ids` that exist in the region, as EC2 describes them
     /// now (the inventory may be hours old); absent ones are left out.
     async fn describe_volumes(

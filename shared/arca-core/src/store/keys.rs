@@ -21,7 +21,10 @@
 //!   carries a TTL, the org's audit retention), `ALERTCH#<id>` (an alert channel),
 //!   `ALERTDLV#<ulid>` (one delivery of an alert event to a channel, time-ordered, with a
 //!   TTL), `ALERTEVT#<eventId>` (the marker that an event was raised, created with
-//!   `NotExists` together with its deliveries, so raising it again sends nothing; TTL).
+//!   `NotExists` together with its deliveries, so raising it again sends nothing; TTL),
+//!   `SECFIND#<cloudAccountId>#<fingerprint>` (a security finding of a linked account:
+//!   the fingerprint hashes rule and resource ARN), `SECSCAN#<cloudAccountId>` (the
+//!   account's last security scan; not under `SECFIND#<id>#`, its findings).
 //! - GSI1 (cross-tenant lookup by secret hash): `APIKEY#<sha256hex>` / `APIKEY`,
 //!   `AGENT#<sha256hex>` / `CLUSTER`, `INSTALL#<sha256hex>` / `INSTALL`,
 //!   `AGENTNEXT#<sha256hex>` / `PENDING`.
@@ -87,6 +90,8 @@ pub const AUDIT_SK_PREFIX: &str = "AUDIT#";
 pub const ALERT_CHANNEL_SK_PREFIX: &str = "ALERTCH#";
 pub const ALERT_DELIVERY_SK_PREFIX: &str = "ALERTDLV#";
 pub const ALERT_EVENT_SK_PREFIX: &str = "ALERTEVT#";
+pub const SECURITY_FINDING_SK_PREFIX: &str = "SECFIND#";
+pub const SECURITY_SCAN_SK_PREFIX: &str = "SECSCAN#";
 /// The GSI2 partition of every org's alert channels (one reader: the alert sweep).
 pub const GSI2_ALERT_CHANNELS_PK: &str = "ALERTCH";
 /// The GSI2 partition of PENDING alert deliveries by next attempt (one reader: the
@@ -249,6 +254,19 @@ pub fn recovery_point_aws_sk(id: &RecoveryPointId) -> String {
 
 pub fn eks_recreation_sk(id: &crate::ids::EksRecreationId) -> String {
     format!("{EKS_RECREATION_SK_PREFIX}{id}")
+}
+
+pub fn security_finding_sk(id: &crate::model::cloud::security::SecurityFindingId) -> String {
+    format!("{}{}", security_findings_prefix(&id.cloud_account_id), id.fingerprint)
+}
+
+/// Every security finding of one linked account.
+pub fn security_findings_prefix(account: &CloudAccountId) -> String {
+    format!("{SECURITY_FINDING_SK_PREFIX}{account}#")
+}
+
+pub fn security_scan_sk(account: &CloudAccountId) -> String {
+    format!("{SECURITY_SCAN_SK_PREFIX}{account}")
 }
 
 pub fn cloud_account_gsi2(org: &OrgId, id: &CloudAccountId) -> IndexKey {
@@ -670,6 +688,15 @@ mod tests {
                 cluster: true,
             },
         };
+        let finding = crate::model::cloud::security::SecurityFindingId {
+            cloud_account_id: ca,
+            fingerprint: "00ff".into(),
+        };
+        assert_eq!(
+            security_finding_sk(&finding),
+            "SECFIND#ca_01ARZ3NDEKTSV4RRFFQ69G5FAV#00ff"
+        );
+        assert_eq!(security_scan_sk(&ca), "SECSCAN#ca_01ARZ3NDEKTSV4RRFFQ69G5FAV");
         assert_eq!(
             rds_copy_sk(&key),
             "RDSCOPY#ca_01ARZ3NDEKTSV4RRFFQ69G5FAV#us-east-1#c#orders"

@@ -6,6 +6,7 @@
 //! `Version`/`NotExists` condition), and the opaque cursors of every listing.
 
 pub mod checks;
+mod findings;
 mod inventory;
 pub mod keys;
 pub mod page;

@@ -13,6 +13,7 @@ use crate::model::backup::BackupDefinition;
 use crate::model::cloud::account::CloudAccount;
 use crate::model::cloud::ebs::{EksRecreation, RecoveryPointAws};
 use crate::model::cloud::inventory::{AwsInventory, AwsInventoryId, AwsInventoryPart, AwsInventoryPartId};
+use crate::model::cloud::security::{SecurityFinding, SecurityFindingId, SecurityScan};
 use crate::model::cluster::Cluster;
 use crate::model::destination::Destination;
 use crate::model::install::{InstallLink, PendingAgentToken};
@@ -375,4 +376,19 @@ record!(
     "alert event",
     keys::ALERT_EVENT_SK_PREFIX,
     keys::alert_event_sk
+);
+record!(
+    SecurityFinding,
+    SecurityFindingId,
+    "security finding",
+    keys::SECURITY_FINDING_SK_PREFIX,
+    keys::security_finding_sk
+);
+record!(
+    SecurityScan,
+    CloudAccountId,
+    "security scan",
+    keys::SECURITY_SCAN_SK_PREFIX,
+    keys::security_scan_sk,
+    cloud_account_id
 );

@@ -5,6 +5,7 @@ use crate::Error;
 use crate::model::cloud::AwsResource;
 use crate::model::cloud::account::RoleRef;
 use crate::model::cloud::inventory::{EbsVolume, EksCluster, EksNodegroup};
+use crate::model::cloud::security::SecurityFacts;
 use crate::ports::cloud::{CloudConnector, CloudFailure, NewEbsVolume};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,8 @@ struct FakeRole {
     account: String,
     revoked: Option<String>,
     regions: HashMap<String, std::result::Result<Vec<AwsResource>, String>>,
+    /// What a security scan of a region reads (global facts are set on the first region).
+    security: HashMap<String, SecurityFacts>,
 }
 
 /// A fake of linked accounts: roles with their trust (ExternalId), per-region resources,
@@ -78,6 +81,14 @@ impl FakeCloud {
     pub fn fail_region(&self, arn: &str, region: &str, message: &str) {
         self.with_role(arn, |r| {
             r.regions.insert(region.to_string(), Err(message.to_string()));
+        });
+    }
+
+    /// What the security scan of `region` reads through the role (without, every service
+    /// of the region is unreadable).
+    pub fn set_security_facts(&self, arn: &str, facts: SecurityFacts) {
+        self.with_role(arn, |r| {
+            r.security.insert(facts.region.clone(), facts);
         });
     }
 
@@ -152,6 +163,27 @@ impl CloudConnector for FakeCloud {
             Some(Err(message)) => Err(CloudFailure::Other(Error::transient(message.clone()))),
             None => Ok(Vec::new()),
         }
+    }
+
+    async fn security_facts(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        global: bool,
+    ) -> std::result::Result<SecurityFacts, CloudFailure> {
+        let r = self.assume(role)?;
+        let mut facts = r.security.get(region).cloned().unwrap_or_else(|| {
+            SecurityFacts::unreadable(
+                &r.account,
+                region,
+                global,
+                "FakeCloud: no security facts for this region",
+            )
+        });
+        if !global {
+            facts.global = None;
+        }
+        Ok(facts)
     }
 
     async fn describe_volumes(
