@@ -127,7 +127,7 @@ pub enum AlertChannelsCmd {
         /// POST signed events to this URL.
         #[arg(long, conflicts_with = "email")]
         webhook: Option<String>,
-        /// Email these addresses (repeatable; needs SES, i.e. Arca on AWS).
+        /// Email these addresses (repeatable; needs SES: the deployment's ARCA_ALERTS_FROM).
         #[arg(long)]
         email: Vec<String>,
         /// Only these event types (repeatable or comma-separated: job.failed,

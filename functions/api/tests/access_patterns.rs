@@ -1986,25 +1986,35 @@ async fn sweeps(s: Size) -> Vec<SweepCost> {
     w.recording.clear();
     cp.drain_dead_letters(100).await.unwrap();
     measure("dead letters", "dead letters", 5, "5".to_owned(), w.recording.take());
-    // alert sweep with one channel hearing agent.disconnected and nothing due: reads <=
-    // clusters (their AGENT# items, cross-tenant by design) + channels + 10.
+    // alert sweep with one channel hearing agent.disconnected and schedule.missed and
+    // nothing due: reads <= clusters (their AGENT# items, cross-tenant by design) + the
+    // org's definitions and policies (the missed-run check; made a moment ago, so no
+    // fire time to check a cluster's jobs for) + channels + 10.
     api.post(
         "/v1/alerts/channels",
         admin,
         json!({ "name": "oncall", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
-                "events": ["agent.disconnected"] }),
+                "events": ["agent.disconnected", "schedule.missed"] }),
     )
     .await
     .expect(201);
+    let policies = cp
+        .store()
+        .list_all::<arca_core::model::policy::Policy>(&org)
+        .await
+        .unwrap()
+        .len();
     w.recording.clear();
     let report = cp.alert_sweep().await.unwrap();
     assert_eq!(report.disconnected, 0, "every agent heartbeated a moment ago");
+    assert_eq!(report.missed, 0, "every definition was made a moment ago");
     let n = clusters.len() + 1;
+    let d = defs.len();
     measure(
         "alert sweep",
         "alert sweep",
-        n + 10,
-        format!("clusters ({n}) + channels (1) + 10"),
+        n + d + policies + 10,
+        format!("clusters ({n}) + definitions ({d}) + policies ({policies}) + channels (1) + 10"),
         w.recording.take(),
     );
     costs

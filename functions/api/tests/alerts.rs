@@ -4,7 +4,8 @@
 //! report sends nothing; a receiver answering 500 is retried on the backoff schedule and
 //! the log shows it; an unreachable one is given up after the last attempt; a skipped
 //! run alerts with its reason; silent agents alert once per silence; channels are
-//! validated and admin-only, and email is refused where no email sender is wired.
+//! validated and admin-only, and email is refused where no email sender is wired; where
+//! SES is (moto), a failed job is one email naming the job and its cause.
 
 #![allow(clippy::unwrap_used)]
 
@@ -169,6 +170,76 @@ async fn a_failed_job_is_one_signed_delivery_and_its_repeated_report_sends_nothi
     assert_eq!(log[0]["channelId"], channel.as_str());
     assert_eq!(log[0]["event"]["jobId"], job.as_str());
     assert_eq!(r.header("arca-delivery-id"), log[0]["id"].as_str().unwrap());
+}
+
+/// The messages moto's SES accepted for `to` (its data endpoint, `ses` → `Message`).
+async fn emails_to(endpoint: &str, to: &str) -> Vec<Value> {
+    let data: Value = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m["destinations"]["ToAddresses"] == json!([to]))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_job_with_an_email_channel_is_one_email_through_ses() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let ses = aws_sdk_sesv2::Client::new(&env.sdk_config().await);
+    let from = format!("{}@alerts.example.com", arca_testenv::unique("arca"));
+    ses.create_email_identity().email_identity(&from).send().await.unwrap();
+    let api = Api::new().with_email_sender(Arc::new(arca_aws::SesEmailSender::new(ses, from.clone())));
+    let t = api.signup("acme").await;
+    let to = format!("{}@example.com", arca_testenv::unique("oncall"));
+    let created = api
+        .post(
+            "/v1/alerts/channels",
+            &t.admin,
+            json!({ "name": "mail", "kind": "email", "recipients": [to], "events": ["job.failed"] }),
+        )
+        .await
+        .expect(201);
+    assert!(created.body.get("signingSecret").is_none(), "{}", created.text);
+    assert_eq!(created.body["recipients"], json!([to]));
+
+    let cause = "hook pg-dump failed: exit status 3";
+    let (cluster, job, body, token, session) = failed_backup(&api, &t, cause).await;
+    // The agent's completion again (its answer was lost): no second email.
+    api.agent_job(&token, &session, &job, "complete", body)
+        .await
+        .expect(200);
+
+    let sent = emails_to(&env.endpoint_url, &to).await;
+    assert_eq!(sent.len(), 1, "one email: {sent:?}");
+    let m = &sent[0];
+    assert_eq!(m["source"], from.as_str());
+    assert_eq!(m["subject"], format!("[Arca] K8S_BACKUP job {job} FAILED"));
+    let text = m["body"].as_str().unwrap();
+    for line in [
+        "type: job.failed\n".to_owned(),
+        format!("jobId: {job}\n"),
+        format!("clusterId: {cluster}\n"),
+        format!("reason: {cause}\n"),
+        format!("org: {}\n", t.org_id),
+    ] {
+        assert!(text.contains(&line), "{line:?} in {text}");
+    }
+    assert!(!text.contains(&t.admin) && !text.contains("arcawhsec_"), "{text}");
+
+    let log = deliveries(&api, &t, "").await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (log[0]["status"].as_str(), log[0]["attempts"].as_u64()),
+        (Some("DELIVERED"), Some(1))
+    );
+    assert_eq!(log[0]["channelId"], created.id().as_str());
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ pub mod scheduler;
 pub mod secrets;
 #[cfg(feature = "security-scan")]
 mod security;
+#[cfg(feature = "ses")]
+pub mod ses;
 mod sqs;
 pub mod sts;
 pub mod webhook;
@@ -24,6 +26,8 @@ pub use dynamo::DynamoItemStore;
 pub use rds::{AwsRdsOperations, SqsRdsWorkQueue};
 pub use s3::S3ObjectStore;
 pub use scheduler::{EventBridgeScheduler, EventBridgeSchedulerConfig};
+#[cfg(feature = "ses")]
+pub use ses::SesEmailSender;
 pub use sqs::{SqsQueue, SqsQueueConfig};
 pub use sts::{StsCredentialVendor, StsCredentialVendorConfig};
 pub use webhook::HttpWebhookSender;

@@ -277,6 +277,11 @@ pub struct ControlPlaneEnv {
     /// [`managed_storage`]: where the retention function purges a deleted cluster's
     /// prefix itself when no agent of the org is left.
     pub managed_storage: Option<ManagedStorage>,
+    /// [`alerts_from`]: the sender of alert email through SES; without it email channels
+    /// are refused (`email_needs_ses`).
+    pub alerts_from: Option<String>,
+    /// `ARCA_PUBLIC_URL`: where users reach this deployment; alert emails link there.
+    pub public_url: Option<String>,
 }
 
 impl ControlPlaneEnv {
@@ -296,6 +301,8 @@ impl ControlPlaneEnv {
             managed_object_lock: managed_object_lock(&var)?,
             scheduler: scheduler_config(&var),
             managed_storage: managed_storage(&var)?,
+            alerts_from: alerts_from(&var)?,
+            public_url: var("ARCA_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
         })
     }
 
@@ -328,7 +335,7 @@ impl ControlPlaneEnv {
             )));
         }
         let vendor = self.managed_storage.as_ref().map(|m| m.vendor(sdk)).transpose()?;
-        let cp = with_alert_senders(cp);
+        let cp = self.with_email(with_alert_senders(cp), sdk);
         Ok(self.attach(cp, AwsCloudConnector::new(sdk.clone()), rds_queue, vendor))
     }
 
@@ -342,7 +349,25 @@ impl ControlPlaneEnv {
             Some(m) => Some(m.vendor(&crate::config::load().await)?),
             None => None,
         };
+        // Alert email through SES when `ARCA_ALERTS_FROM` names a sender, as on AWS.
+        let cp = match &self.alerts_from {
+            Some(_) => self.with_email(cp, &crate::config::load().await),
+            None => cp,
+        };
         Ok(self.attach(cp, AwsCloudConnector::from_environment(), Some(rds_queue), vendor))
+    }
+
+    /// `cp` sending alert email through SES from [`Self::alerts_from`], when set (and
+    /// this crate is built with its `ses` feature, as the control plane's binaries are).
+    fn with_email(&self, cp: ControlPlane, sdk: &SdkConfig) -> ControlPlane {
+        #[cfg(feature = "ses")]
+        if let Some(from) = &self.alerts_from {
+            let sender = crate::ses::SesEmailSender::new(aws_sdk_sesv2::Client::new(sdk), from.clone());
+            return cp.with_email_sender(Arc::new(sender));
+        }
+        #[cfg(not(feature = "ses"))]
+        let _ = sdk;
+        cp
     }
 
     /// `config` with the settings read here (the gc grace period, managed storage's
@@ -351,6 +376,7 @@ impl ControlPlaneEnv {
         ControlPlaneConfig {
             gc_grace: self.gc_grace,
             managed_object_lock: self.managed_object_lock,
+            console_url: self.public_url.clone(),
             ..config
         }
     }
@@ -373,6 +399,29 @@ impl ControlPlaneEnv {
         }
         cp
     }
+}
+
+/// `ARCA_ALERTS_FROM`: the address alert email is sent from through SES (verified there,
+/// the address or its domain). Unset: no email. A value that is not one plain address
+/// (`name@domain`, no display name, no spaces) stops start-up.
+pub fn alerts_from(var: &impl Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    let Some(from) = var("ARCA_ALERTS_FROM") else {
+        return Ok(None);
+    };
+    let plain = from.len() <= 254
+        && !from
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+        && matches!(from.split_once('@'), Some((local, domain))
+            if !local.is_empty() && domain.contains('.') && !domain.contains('@')
+                && !domain.starts_with('.') && !domain.ends_with('.'));
+    if !plain {
+        return Err(Error::invalid(
+            "ARCA_ALERTS_FROM",
+            format!("must be one email address (alerts@example.com), not {from:?}"),
+        ));
+    }
+    Ok(Some(from))
 }
 
 /// Attaches the alert senders every deployment has: webhooks over HTTP
@@ -546,6 +595,16 @@ mod tests {
                 vec![("ARCA_TABLE", "t"), ("ARCA_GC_GRACE_SECONDS", "99999999")],
                 "ARCA_GC_GRACE_SECONDS",
             ),
+            (vec![("ARCA_ALERTS_FROM", "alerts")], "ARCA_ALERTS_FROM"),
+            (
+                vec![("ARCA_ALERTS_FROM", "Arca <alerts@example.com>")],
+                "ARCA_ALERTS_FROM",
+            ),
+            (
+                vec![("ARCA_ALERTS_FROM", "a@example.com,b@example.com")],
+                "ARCA_ALERTS_FROM",
+            ),
+            (vec![("ARCA_ALERTS_FROM", "alerts@localhost")], "ARCA_ALERTS_FROM"),
         ] {
             let err = ControlPlaneEnv::from_lookup(lookup(&vars)).unwrap_err();
             assert!(
@@ -553,6 +612,20 @@ mod tests {
                 "{vars:?}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_alert_sender_and_the_console_link_come_from_their_variables() {
+        let env = ControlPlaneEnv::from_lookup(lookup(&[])).unwrap();
+        assert_eq!((env.alerts_from, env.public_url), (None, None));
+        let env = ControlPlaneEnv::from_lookup(lookup(&[
+            ("ARCA_ALERTS_FROM", "arca-alerts@ops.example.com"),
+            ("ARCA_PUBLIC_URL", "https://arca.example.com/"),
+        ]))
+        .unwrap();
+        assert_eq!(env.alerts_from.as_deref(), Some("arca-alerts@ops.example.com"));
+        let config = env.config(ControlPlaneConfig::default());
+        assert_eq!(config.console_url.as_deref(), Some("https://arca.example.com"));
     }
 
     #[test]

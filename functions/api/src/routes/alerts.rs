@@ -106,7 +106,7 @@ fn recoded(e: arca_core::Error) -> ApiError {
 /// Creates a channel. A webhook's `signingSecret` is in this response only: receivers
 /// verify `Arca-Signature` with it (docs/alerts.md).
 #[utoipa::path(post, path = "/v1/alerts/channels", tag = "alerts",
-    description = role_doc(Op::CreateAlertChannel, "At most 10 channels per org. 400 `email_needs_ses`: this deployment sends no email (single-machine mode); use a webhook."),
+    description = role_doc(Op::CreateAlertChannel, "At most 10 channels per org. 400 `email_needs_ses`: this deployment has no SES sender address (`ARCA_ALERTS_FROM`); set one or use a webhook."),
     request_body = ChannelBody,
     responses((status = 201, description = "The channel, with `signingSecret` for a webhook (shown once)", body = serde_json::Value),
         (status = 400, body = Problem), (status = 403, body = Problem)))]

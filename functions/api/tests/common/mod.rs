@@ -155,6 +155,13 @@ impl Api {
         }
     }
 
+    /// This API sending alert email through `sender`.
+    pub fn with_email_sender(mut self, sender: Arc<dyn arca_core::ports::notify::EmailSender>) -> Self {
+        self.state.control_plane = self.state.control_plane.clone().with_email_sender(sender);
+        self.router = router(self.state.clone());
+        self
+    }
+
     /// This API with the deployment's archive master keys set (current first).
     pub fn with_archive_keyring(mut self, ring: arca_core::model::archive_key::ArchiveKeyring) -> Self {
         self.state.control_plane = self.state.control_plane.clone().with_archive_keyring(Some(ring));

@@ -94,6 +94,9 @@ pub struct ControlPlaneConfig {
     /// The Object Lock mode of Arca-managed storage (`ARCA_MANAGED_OBJECT_LOCK`, set by
     /// the stack's `ManagedStorageObjectLock`): every managed destination is immutable.
     pub managed_object_lock: Option<crate::model::destination::LockMode>,
+    /// Where users reach this deployment (`ARCA_PUBLIC_URL`): alert emails link to the
+    /// console there. `None`: they carry no link.
+    pub console_url: Option<String>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -111,6 +114,7 @@ impl Default for ControlPlaneConfig {
             operator_token_hash: None,
             gc_grace: crate::model::maintenance::DEFAULT_GRACE,
             managed_object_lock: None,
+            console_url: None,
         }
     }
 }
@@ -168,6 +172,13 @@ impl ControlPlane {
     ) -> Self {
         self.webhooks = Some(webhooks);
         self.email = email;
+        self
+    }
+
+    /// Wires the email sender alone (SES, where a sender address is configured), next to
+    /// the webhook sender [`Self::with_alert_senders`] wired.
+    pub fn with_email_sender(mut self, email: Arc<dyn crate::ports::notify::EmailSender>) -> Self {
+        self.email = Some(email);
         self
     }
 

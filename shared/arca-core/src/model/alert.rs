@@ -400,8 +400,11 @@ impl AlertEvent {
         serde_json::to_vec(self).map_err(|e| Error::permanent(format!("encoding alert event: {e}")))
     }
 
-    /// An email's subject line and plain-text body.
-    pub fn email(&self) -> (String, String) {
+    /// An email's subject line and plain-text body: the summary, the event's type, ids
+    /// and cause (what the webhook's body holds, never a secret), and a link to the
+    /// console when the deployment's public URL (`ARCA_PUBLIC_URL`) is known: the job's
+    /// page for a job's event, else the console's start.
+    pub fn email(&self, console_url: Option<&str>) -> (String, String) {
         let subject = format!("[Arca] {}", self.summary);
         let mut body = format!(
             "{}\n\nevent: {}\ntype: {}\norg: {}\nat: {}\n",
@@ -417,6 +420,13 @@ impl AlertEvent {
         if let Ok(serde_json::Value::Object(ids)) = serde_json::to_value(&self.subject) {
             for (name, value) in ids {
                 body.push_str(&format!("{name}: {}\n", value.as_str().unwrap_or_default()));
+            }
+        }
+        if let Some(base) = console_url {
+            let base = base.trim_end_matches('/');
+            match &self.subject.job_id {
+                Some(job) => body.push_str(&format!("\nconsole: {base}/jobs/{job}\n")),
+                None => body.push_str(&format!("\nconsole: {base}/\n")),
             }
         }
         (subject, body)
@@ -797,9 +807,16 @@ mod tests {
         assert_eq!(json["jobId"], job.to_string());
         assert_eq!(json["reason"], "hook failed");
         assert!(json.get("clusterId").is_none());
-        let (subject, body) = event.email();
+        let (subject, body) = event.email(None);
         assert_eq!(subject, "[Arca] backup failed");
         assert!(body.contains(&format!("jobId: {job}")), "{body}");
+        assert!(body.contains("reason: hook failed\n"), "{body}");
+        assert!(!body.contains("console:"), "no link without a public URL: {body}");
+        let (_, linked) = event.email(Some("https://arca.example.com/"));
+        assert!(
+            linked.ends_with(&format!("\nconsole: https://arca.example.com/jobs/{job}\n")),
+            "{linked}"
+        );
         assert_eq!(
             serde_json::to_value(AlertEventKind::CloudAccountStackUpdate).unwrap(),
             "cloudAccount.stackUpdateAvailable"

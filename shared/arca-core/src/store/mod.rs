@@ -520,6 +520,43 @@ impl Store {
         self.page_of(&slice, page, ascending, keep).await
     }
 
+    /// A cluster's jobs created at or after `since` that pass `keep`, oldest first: a
+    /// range of the cluster's job index (its keys are ULIDs, so time-ordered), so it
+    /// costs the jobs since then, not all of them. The alert sweep's missed-run check.
+    pub async fn jobs_of_cluster_since(
+        &self,
+        org: &OrgId,
+        cluster: &ClusterId,
+        since: DateTime<Utc>,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>> {
+        let millis = u64::try_from(since.timestamp_millis()).unwrap_or(0);
+        let first = crate::ids::JobId::from_ulid(ulid::Ulid::from_parts(millis, 0));
+        // `~` sorts after every Crockford base-32 digit: to the newest job.
+        let range = SortKeyRange::Between(keys::job_sk(&first), format!("{}~", keys::JOB_SK_PREFIX));
+        let pk = keys::cluster_relations_pk(org, cluster);
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .collect(
+                    Some(Index::Gsi3),
+                    pk.clone(),
+                    keys::JOB_SK_PREFIX,
+                    range.clone(),
+                    &PageRequest::after(cursor, page::MAX_PAGE_SIZE),
+                    true,
+                    &keep,
+                )
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// One page of an alert channel's deliveries that pass `keep`, newest first.
     pub async fn alert_deliveries_of_channel(
         &self,

@@ -239,6 +239,7 @@ pub async fn store_contract(items: Arc<dyn ItemStore>) {
     crate::testing::scenarios::cloud::large_inventories(items.clone()).await;
     crate::testing::scenarios::relations::relations_follow_their_records(items.clone()).await;
     crate::testing::scenarios::alerts::alerts_outbox_retries_and_idempotence(items.clone()).await;
+    crate::testing::scenarios::alerts::missed_runs_of_the_alert_sweep(items.clone()).await;
     crate::testing::scenarios::rds::rds_protection(items).await;
 }
 

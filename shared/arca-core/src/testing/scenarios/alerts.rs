@@ -251,3 +251,109 @@ pub async fn alerts_outbox_retries_and_idempotence(items: Arc<dyn ItemStore>) {
         1
     );
 }
+
+/// The alert sweep's missed-run check (`schedule.missed` where no dispatch happened, as
+/// on AWS when a schedule was lost): on the default hourly policy, with definitions made
+/// at 00:01 and the sweep at 02:20, the 02:00 fire time is checked (the window is 01:05
+/// to 02:05). The definition no job answered raises once, however often the sweep runs;
+/// the one whose scheduled job was made at 02:00:30 does not; a paused one does not; nor
+/// does one changed after its fire time (its schedules were made again then). Only the
+/// org's channel that hears `schedule.missed` gets it.
+pub async fn missed_runs_of_the_alert_sweep(items: Arc<dyn ItemStore>) {
+    let at = |minutes: u64, seconds: u64| contract_plane(items.clone(), CONTRACT_NOW_SECS + minutes * 60 + seconds);
+    let cp = at(1, 0);
+    let (p, _, hourly) = new_org(&cp, "missed").await;
+    let dest = cp.create_destination(&p, s3("d")).await.expect("destination");
+    let cluster = register(&cp, &p, "c").await.cluster;
+    let spec = |name: &str| definition(cluster.id, Some(hourly.id), Some(dest.id), name);
+    let missed = create_definition(&cp, &p, spec("missed")).await;
+    let answered = create_definition(&cp, &p, spec("answered")).await;
+    let paused = create_definition(&cp, &p, spec("paused")).await;
+    cp.pause_backup_definition(&p, &paused.id, None).await.expect("pause");
+    let changed = create_definition(&cp, &p, spec("changed")).await;
+    let sender = Arc::new(ScriptedSender::default());
+    let (hears, _) = cp
+        .create_alert_channel(
+            &p,
+            webhook(
+                "missed",
+                "https://hooks.example.com/m",
+                vec![AlertEventKind::ScheduleMissed],
+            ),
+        )
+        .await
+        .expect("channel");
+    cp.create_alert_channel(
+        &p,
+        webhook(
+            "failures",
+            "https://hooks.example.com/f",
+            vec![AlertEventKind::JobFailed],
+        ),
+    )
+    .await
+    .expect("channel");
+
+    // 02:00:30: the schedule of `answered` fires (its cluster has no agent yet, so the
+    // job is SKIPPED: a dispatch all the same).
+    let input = |d: &crate::model::backup::BackupDefinition| crate::model::schedule::ScheduleInput {
+        org_id: p.org_id,
+        definition_id: d.id.to_string(),
+        rule: 0,
+    };
+    at(120, 30)
+        .dispatch_scheduled(&input(&answered))
+        .await
+        .expect("dispatch");
+    // 02:10: `changed` is edited after its fire time.
+    let late = at(130, 0);
+    let current = late
+        .get_backup_definition(&p, &changed.id)
+        .await
+        .expect("get")
+        .definition;
+    let mut edited = current.spec.clone();
+    edited.description = "edited".into();
+    late.update_backup_definition(&p, &changed.id, edited, current.version)
+        .await
+        .expect("edit");
+
+    let sweeper = at(140, 0).with_alert_senders(sender.clone(), None);
+    let report = sweeper.alert_sweep().await.expect("sweep");
+    let fire = chrono::DateTime::from_timestamp(CONTRACT_NOW_SECS as i64 + 2 * 3600, 0).expect("02:00");
+    let log_of = async |channel| {
+        log(
+            &sweeper,
+            &p,
+            DeliveryFilter {
+                channel_id: Some(channel),
+                status: None,
+            },
+        )
+        .await
+    };
+    let sent = log_of(hears.id).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(report.missed, 1, "{report:?}");
+    let event = &sent[0].event;
+    assert_eq!(event.kind, AlertEventKind::ScheduleMissed);
+    assert_eq!(
+        event.id,
+        format!("schedule.missed:{}:0:{}", missed.id, fire.timestamp())
+    );
+    assert_eq!(event.subject.definition_id, Some(missed.id));
+    assert!(
+        event.reason.as_deref().is_some_and(|r| r.contains("no scheduled job")),
+        "{event:?}"
+    );
+    assert_eq!(sent[0].status, DeliveryStatus::Delivered);
+    assert_eq!(sender.posts.lock().expect("posts").len(), 1);
+
+    // Again, and a few minutes later: the same fire time, raised already.
+    for minutes in [140, 145] {
+        let again = at(minutes, 0).with_alert_senders(sender.clone(), None);
+        assert_eq!(again.alert_sweep().await.expect("sweep").missed, 0);
+    }
+    assert_eq!(log_of(hears.id).await.len(), 1);
+    assert_eq!(sender.posts.lock().expect("posts").len(), 1);
+}
