@@ -617,7 +617,7 @@ def scenario(st, fns, endpoint):
     alerts_event = schedule_event(scheduler, st, "RetentionFunctionAlerts", retention)
     eq(alerts_event, {"run": "alerts"}, "the alert sweep's schedule input")
     out = retention.invoke(alerts_event, "5-minute alerts schedule, empty")
-    eq(out, {"attempted": 0, "delivered": 0, "disconnected": 0},
+    eq(out, {"attempted": 0, "delivered": 0, "disconnected": 0, "missed": 0},
        "the alert sweep (ALERTDUE and ALERTCH in GSI2) on an empty table")
 
     log("API (HTTP API payload 2.0 events)")

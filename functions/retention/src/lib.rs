@@ -97,13 +97,15 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
 }
 
 /// The alert sweep (`{"run": "alerts"}`, every 5 minutes): due webhook retries, then
-/// agents silent for longer than a channel allows (`ControlPlane::alert_sweep`).
+/// agents silent for longer than a channel allows and scheduled runs that never
+/// happened (`ControlPlane::alert_sweep`).
 pub async fn alert_sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
     let report = cp.alert_sweep().await?;
     tracing::info!(
         attempted = report.attempted,
         delivered = report.delivered,
         disconnected = report.disconnected,
+        missed = report.missed,
         "alert sweep"
     );
     Ok(json!(report))
