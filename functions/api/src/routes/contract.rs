@@ -27,8 +27,8 @@
 //! `tests/api_contract.rs` checks the result.
 
 use arca_core::ids::{
-    ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId, OrgId, PolicyId,
-    RdsBackupDefinitionId, RecoveryPointId, RestoreId,
+    AlertChannelId, ApiKeyId, BackupDefinitionId, CloudAccountId, ClusterId, DestinationId, EksRecreationId, JobId,
+    OrgId, PolicyId, RdsBackupDefinitionId, RecoveryPointId, RestoreId,
 };
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -246,6 +246,7 @@ fn id_prefix(path: &str, param: &str) -> Option<&'static str> {
     Some(match collection {
         "apikeys" => ApiKeyId::PREFIX,
         "backups" => BackupDefinitionId::PREFIX,
+        "channels" => AlertChannelId::PREFIX,
         "cloud-accounts" => CloudAccountId::PREFIX,
         "clusters" => ClusterId::PREFIX,
         "destinations" => DestinationId::PREFIX,
