@@ -342,6 +342,45 @@ mod tests {
         assert_eq!(ring.all_ids(1).len(), 2, "the second still opens what it sealed");
     }
 
+    /// `arca server` takes email channels when `ARCA_ALERTS_FROM` names an SES sender
+    /// (`ControlPlaneEnv::reach_aws`), and refuses them with `email_needs_ses` otherwise.
+    #[tokio::test]
+    async fn single_machine_mode_takes_email_channels_only_with_an_ses_sender() {
+        use arca_core::control_plane::{EMAIL_NEEDS_SES, SignupRequest};
+        use arca_core::model::alert::{ChannelSpec, ChannelTarget};
+
+        for (vars, accepted) in [
+            (vec![], false),
+            (vec![("ARCA_ALERTS_FROM", "alerts@example.com")], true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (state, _) = AppState::local(&config(&vars).unwrap(), dir.path()).await.unwrap();
+            let cp = &state.control_plane;
+            let signed = cp
+                .signup(SignupRequest {
+                    org_name: "acme".into(),
+                    admin_key_name: None,
+                })
+                .await
+                .unwrap();
+            let p = cp.authenticate(&signed.admin_key.secret).await.unwrap();
+            let spec = ChannelSpec {
+                name: "mail".into(),
+                target: ChannelTarget::Email {
+                    recipients: vec!["oncall@example.com".into()],
+                },
+                events: vec![],
+                enabled: true,
+                disconnected_after_minutes: 30,
+            };
+            match cp.create_alert_channel(&p, spec).await {
+                Ok(_) => assert!(accepted, "{vars:?}: an email channel without a sender"),
+                Err(arca_core::Error::Invalid { message, .. }) if !accepted => assert_eq!(message, EMAIL_NEEDS_SES),
+                Err(e) => panic!("{vars:?}: {e:?}"),
+            }
+        }
+    }
+
     #[test]
     fn local_defaults_are_an_open_embedded_store() {
         let c = config(&[]).unwrap();
