@@ -238,8 +238,9 @@ impl CloudConnector for AwsCloudConnector {
         {
             crate::security::security_facts(self, role, region, global).await
         }
-        // A binary built without the feature (the agent never scans): every rule is
-        // "not evaluated", saying why.
+        // A binary built without the feature (the agent, and the API function, whose
+        // on-demand inventory leaves the scan to the inventory function's 12-hourly run):
+        // every rule is "not evaluated", saying why, and no finding changes.
         #[cfg(not(feature = "security-scan"))]
         {
             let session = self.session(role).await?;
@@ -247,7 +248,8 @@ impl CloudConnector for AwsCloudConnector {
                 &session.account,
                 region,
                 global,
-                "this binary was built without arca-aws's security-scan feature",
+                "scanned by the inventory function's 12-hourly run, not by an on-demand inventory on AWS \
+                 (this binary is built without arca-aws's security-scan feature)",
             ))
         }
     }
