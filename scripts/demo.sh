@@ -239,6 +239,12 @@ if [ "$MODE" = in-cluster ]; then
     line=$(arca clusters register "$c" | sed -n 's/^ *\(kubectl apply -f .*\)$/\1/p') || fail "arca clusters register $c failed"
     [ -n "$line" ] || fail "arca clusters register $c printed no kubectl line"
     info "cluster $c registered; running: kubectl apply -f <one-time link>"
+    # A previous agent's namespace still being deleted (an uninstall moments ago) would
+    # take the new install with it when it finishes: wait until it is gone.
+    if [ "$(kubectl_on "$c" get namespace arca-system -o jsonpath='{.status.phase}' 2>/dev/null)" = Terminating ]; then
+      kubectl_on "$c" wait --for=delete namespace/arca-system --timeout=180s >/dev/null 2>&1 ||
+        fail "the namespace arca-system of a previous agent on cluster $c is still being deleted"
+    fi
     INSTALLED[$c]=1
     kubectl_on "$c" apply -f "${line#kubectl apply -f }" >"$WORK/install-$c.log" 2>&1 ||
       fail "kubectl apply of the install link failed on cluster $c (log: $WORK/install-$c.log)"

@@ -321,6 +321,15 @@ impl PrivateMoto {
         }
     }
 
+    /// The SDK pointed at this moto (credentials from the environment: until
+    /// [`Self::enforce_iam`], any key is accepted).
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint_url)
+            .load()
+            .await
+    }
+
     /// From now on every request is authenticated and authorized against moto's IAM.
     pub fn enforce_iam(&self) {
         let answer = self.request("POST", "/moto-api/reset-auth", "0");
