@@ -96,11 +96,12 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     serve: JoinHandle<std::io::Result<()>>,
+    store: arca_embedded::StoreLease,
 }
 
 impl RunningServer {
-    /// Stops serving and the loops, and waits for them: afterwards the redb file is
-    /// closed (its lock released) once the caller drops nothing else of the state.
+    /// Stops serving and the loops, and waits for them and for the redb file to close
+    /// (its lock released), so the same data directory can be opened again at once.
     pub async fn stop(self) -> anyhow::Result<()> {
         let RunningServer {
             stop,
@@ -108,6 +109,7 @@ impl RunningServer {
             serve,
             control_plane,
             scheduler,
+            store,
             ..
         } = self;
         let _ = stop.send(true);
@@ -116,6 +118,16 @@ impl RunningServer {
         }
         let served = serve.await.context("the API task")?;
         drop((control_plane, scheduler));
+        // axum reports the shutdown once every connection task has let go of its
+        // shutdown signal, which each does just before dropping its copy of the router
+        // (and the state in it): the file closes a moment later.
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+        while !store.is_released() {
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("the state is still open {STORE_CLOSE_WAIT:?} after the server stopped");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         served.context("serving the API")
     }
 }
@@ -140,6 +152,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .iter()
         .filter_map(|pk| arca_core::store::keys::org_of_pk(pk))
         .collect();
+    let store = items.lease();
     drop(items);
     let cp = state.control_plane.clone();
     // Unfinished RDS jobs and EKS re-creations lost their (in-memory) messages with the
@@ -297,6 +310,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         stop,
         tasks,
         serve,
+        store,
     })
 }
 
@@ -400,6 +414,8 @@ async fn step_work(cp: &ControlPlane, m: &AwsWorkMessage) {
 const RDS_TICK: Duration = Duration::from_secs(2);
 /// How often `arca server` retries due alert deliveries and looks for silent agents.
 const ALERT_TICK: Duration = Duration::from_secs(60);
+/// How long `RunningServer::stop` waits for the last copy of the state to go.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// When the scheduler loop last evaluated the schedules (RFC 3339), in the data directory.
 pub const WATERMARK_FILE: &str = "scheduler-watermark";

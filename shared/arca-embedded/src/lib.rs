@@ -11,5 +11,5 @@ pub mod wiring;
 pub use local_fs::LocalFsObjectStore;
 pub use queue::EmbeddedQueue;
 pub use rds_queue::EmbeddedRdsWorkQueue;
-pub use redb_store::RedbItemStore;
+pub use redb_store::{RedbItemStore, StoreLease};
 pub use scheduler::EmbeddedScheduler;

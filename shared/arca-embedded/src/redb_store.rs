@@ -21,7 +21,7 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arca_core::ports::item_store::{
     Condition, Cursor, Index, IndexKey, Item, ItemStore, Page, Query, SortKeyRange, Write,
@@ -51,6 +51,17 @@ fn index_table(index: Index) -> TableDefinition<'static, IndexEntry, ()> {
 #[derive(Clone)]
 pub struct RedbItemStore {
     db: Arc<Database>,
+}
+
+/// See [`RedbItemStore::lease`].
+#[derive(Debug)]
+pub struct StoreLease(Weak<Database>);
+
+impl StoreLease {
+    /// Whether the database is closed (no store clone is left).
+    pub fn is_released(&self) -> bool {
+        self.0.strong_count() == 0
+    }
 }
 
 impl std::fmt::Debug for RedbItemStore {
@@ -86,6 +97,14 @@ impl RedbItemStore {
         }
         tx.commit().map_err(storage)?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// A handle that tells when every clone of this store is gone, and with them the
+    /// file's lock: a process reopening the same file (a restart in place) waits on it,
+    /// since a connection task can drop its clone of the state just after the server
+    /// says it stopped.
+    pub fn lease(&self) -> StoreLease {
+        StoreLease(Arc::downgrade(&self.db))
     }
 
     /// Every distinct partition key in the table, in order. Single-machine mode uses it
