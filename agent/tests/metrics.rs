@@ -11,9 +11,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The samples of an OpenMetrics text: `name{labels}` -> value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -81,28 +80,8 @@ async fn a_backup_moves_the_agents_counters() {
         .register_cluster_a(json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dest } }))
         .await;
     let cluster_id = registered["id"].as_str().unwrap().to_owned();
-    let addr = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap().to_string()
-    };
-    let _agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca-agent"))
-        .args(["run", "--api-url", &admin.base, "--health-addr", &addr, "--kubeconfig"])
-        .arg(&cluster.kubeconfig)
-        .env("ARCA_AGENT_TOKEN", registered["agentToken"].as_str().unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut active = Value::Null;
-    for _ in 0..100 {
-        active = admin.get(&format!("/v1/clusters/{cluster_id}")).await;
-        if active["state"] == "ACTIVE" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(active["state"], "ACTIVE", "the agent never connected: {active}");
+    let agent = common::run_agent(&admin, &registered, &cluster.kubeconfig, Stdio::null()).await;
+    let addr = &agent.health_addr;
 
     // A namespace with a ConfigMap of 64 KiB (compressible: the archive stores it smaller).
     let ns = arca_testenv::unique("metrics");
@@ -131,28 +110,18 @@ async fn a_backup_moves_the_agents_counters() {
         )
         .await;
     let run_backup = async || {
-        let job = admin
-            .post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({}))
-            .await;
-        let mut done = Value::Null;
-        for _ in 0..600 {
-            done = admin.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
-            if ["FAILED", "COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let done = admin.run_backup(&def).await;
         assert_eq!(done["state"], "COMPLETED", "{done}");
     };
 
-    let before = scrape(&admin.http, &addr).await;
+    let before = scrape(&admin.http, addr).await;
     assert_eq!(
         before[&format!("arca_agent_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))],
         1.0
     );
     assert_eq!(value(&before, FINISHED), 0.0, "{before:?}");
     run_backup().await;
-    let first = scrape(&admin.http, &addr).await;
+    let first = scrape(&admin.http, addr).await;
     assert_eq!(value(&first, STARTED), 1.0, "{first:?}");
     assert_eq!(value(&first, FINISHED), 1.0, "{first:?}");
     assert_eq!(value(&first, DURATIONS), 1.0, "{first:?}");
@@ -177,7 +146,7 @@ async fn a_backup_moves_the_agents_counters() {
 
     // The same namespace again: the same objects, already in the archive.
     run_backup().await;
-    let second = scrape(&admin.http, &addr).await;
+    let second = scrape(&admin.http, addr).await;
     assert_eq!(value(&second, FINISHED), 2.0, "{second:?}");
     assert_eq!(value(&second, DURATIONS), 2.0);
     let read2 = value(&second, READ) - read;

@@ -10,7 +10,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_command_connects_and_backs_up_a_namespace() {
@@ -25,7 +25,6 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         &arca_testenv::unique("agent-bin"),
     )
     .await;
-    let base = &admin.base;
     let registered = admin
         .register_cluster_a(
             json!({ "name": "local", "target": { "kind": "LOCAL_FILESYSTEM", "path": dir.path().join("dest") } }),
@@ -33,29 +32,10 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
         .await;
     let cluster_id = registered["id"].as_str().unwrap().to_owned();
 
-    let health_addr = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap().to_string()
-    };
-    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca-agent"))
-        .args(["run", "--api-url", base, "--health-addr", &health_addr, "--kubeconfig"])
-        .arg(&cluster.kubeconfig)
-        .env("ARCA_AGENT_TOKEN", registered["agentToken"].as_str().unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-
-    let mut active = Value::Null;
-    for _ in 0..100 {
-        active = admin.get(&format!("/v1/clusters/{cluster_id}")).await;
-        if active["state"] == "ACTIVE" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(active["state"], "ACTIVE", "the agent never connected: {active}");
+    let common::RunningAgent {
+        process: mut agent,
+        health_addr,
+    } = common::run_agent(&admin, &registered, &cluster.kubeconfig, Stdio::piped()).await;
     for probe in ["healthz", "readyz"] {
         let resp = admin
             .http
@@ -92,17 +72,7 @@ async fn the_run_command_connects_and_backs_up_a_namespace() {
             json!({ "name": "ns", "clusterId": cluster_id, "pvMode": "none", "selection": { "namespaces": [ns] } }),
         )
         .await;
-    let job = admin
-        .post(&format!("/v1/backups/{}/run", def["id"].as_str().unwrap()), json!({}))
-        .await;
-    let mut done = Value::Null;
-    for _ in 0..600 {
-        done = admin.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
-        if ["FAILED", "COMPLETED", "PARTIAL"].contains(&done["state"].as_str().unwrap()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = admin.run_backup(&def).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     // The namespace, its ConfigMap, and what the API server put there (default
     // ServiceAccount, kube-root-ca.crt) at least.

@@ -8,60 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use arca_core::control_plane::ControlPlaneConfig;
 use arca_core::model::alert::verify_signature;
 use arca_e2e::harness::Harness;
-use axum::http::{HeaderMap, StatusCode};
+use arca_testenv::webhook::WebhookReceiver;
 use serde_json::{Value, json};
-
-/// What a receiver got: (signature header, body).
-type Got = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// A receiver on 127.0.0.1 answering `first` to its first request and 204 after.
-async fn receiver(first: u16) -> (String, Got) {
-    let got: Got = Arc::default();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post({
-            let got = got.clone();
-            move |headers: HeaderMap, body: axum::body::Bytes| {
-                let got = got.clone();
-                async move {
-                    let signature = headers
-                        .get("arca-signature")
-                        .map(|v| v.to_str().unwrap().to_owned())
-                        .unwrap_or_default();
-                    let mut got = got.lock().unwrap();
-                    got.push((signature, body.to_vec()));
-                    let status = if got.len() == 1 { first } else { 204 };
-                    StatusCode::from_u16(status).unwrap()
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
-}
 
 fn unix_now() -> i64 {
     chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).timestamp()
-}
-
-/// Waits (≤ 10 s) until `got` holds `n` requests, then a moment more for any extra one.
-async fn requests(got: &Got, n: usize) -> Vec<(String, Vec<u8>)> {
-    for _ in 0..100 {
-        if got.lock().unwrap().len() >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    got.lock().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,10 +24,10 @@ async fn a_failing_backup_produces_one_signed_webhook_delivery_with_its_job_and_
         return;
     };
     let mut h = Harness::start(ControlPlaneConfig::default()).await;
-    let (ok_url, ok_got) = receiver(204).await;
-    let (flaky_url, flaky_got) = receiver(500).await;
+    let ok = WebhookReceiver::start(&[]).await;
+    let flaky = WebhookReceiver::start(&[500]).await;
     let mut secrets = Vec::new();
-    for (name, url) in [("oncall", &ok_url), ("flaky", &flaky_url)] {
+    for (name, url) in [("oncall", &ok.url), ("flaky", &flaky.url)] {
         let created = h
             .user
             .post(
@@ -126,9 +80,9 @@ async fn a_failing_backup_produces_one_signed_webhook_delivery_with_its_job_and_
     assert!(cause.contains("storage"), "the cause is the destination's: {cause}");
 
     // Exactly one signed delivery, verified with the secret shown at creation.
-    let got = requests(&ok_got, 1).await;
+    let got = ok.wait_for(1).await;
     assert_eq!(got.len(), 1, "one delivery: {got:?}");
-    let (signature, body) = &got[0];
+    let (signature, body) = (&got[0].header("arca-signature"), &got[0].body);
     assert!(
         verify_signature(&secrets[0], signature, body, unix_now()),
         "signature {signature} verifies"
@@ -145,7 +99,7 @@ async fn a_failing_backup_produces_one_signed_webhook_delivery_with_its_job_and_
     assert_eq!(event["reason"], cause.as_str());
 
     // The flaky receiver answered 500: the delivery waits for its retry a minute on.
-    assert_eq!(requests(&flaky_got, 1).await.len(), 1);
+    assert_eq!(flaky.wait_for(1).await.len(), 1);
     let log = h
         .user
         .get(&format!("/v1/alerts/deliveries?channelId={flaky_channel}"))
@@ -167,21 +121,23 @@ async fn a_failing_backup_produces_one_signed_webhook_delivery_with_its_job_and_
             .await
             .unwrap();
     assert_eq!((due.attempted, due.delivered), (1, 1), "{due:?}");
-    let flaky = requests(&flaky_got, 2).await;
-    assert_eq!(flaky.len(), 2);
-    assert_eq!(flaky[0].1, flaky[1].1, "the retry carries the same event");
-    assert!(verify_signature(&secrets[1], &flaky[1].0, &flaky[1].1, unix_now()));
+    let tries = flaky.wait_for(2).await;
+    assert_eq!(tries.len(), 2);
+    assert_eq!(tries[0].body, tries[1].body, "the retry carries the same event");
+    let retry = &tries[1];
+    assert!(verify_signature(
+        &secrets[1],
+        &retry.header("arca-signature"),
+        &retry.body,
+        unix_now()
+    ));
     let log = h.user.get("/v1/alerts/deliveries?status=DELIVERED").await;
     let delivered = log["items"].as_array().unwrap();
     assert_eq!(delivered.len(), 2, "{log}");
     let attempts: Vec<u64> = delivered.iter().map(|d| d["attempts"].as_u64().unwrap()).collect();
     assert!(attempts.contains(&1) && attempts.contains(&2), "{attempts:?}");
     assert!(delivered.iter().all(|d| d["event"]["jobId"] == job_id.as_str()));
-    assert_eq!(
-        ok_got.lock().unwrap().len(),
-        1,
-        "still one delivery to the healthy receiver"
-    );
+    assert_eq!(ok.got().len(), 1, "still one delivery to the healthy receiver");
 
     arca_e2e::delete_namespace(&a.client, &ns).await;
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,27 @@ impl Admin {
         self.call(reqwest::Method::GET, path, Value::Null).await
     }
 
+    /// Runs the backup definition `definition` now and waits (≤ 60 s) for its job to end;
+    /// the job as it ended.
+    pub async fn run_backup(&self, definition: &Value) -> Value {
+        let job = self
+            .post(
+                &format!("/v1/backups/{}/run", definition["id"].as_str().unwrap()),
+                serde_json::json!({}),
+            )
+            .await;
+        let path = format!("/v1/jobs/{}", job["id"].as_str().unwrap());
+        let mut seen = Value::Null;
+        for _ in 0..600 {
+            seen = self.get(&path).await;
+            if ["FAILED", "COMPLETED", "PARTIAL"].contains(&seen["state"].as_str().unwrap()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    }
+
     /// Creates `destination` (its `name` and `target`) and registers cluster `a` with it as
     /// its default; the registration (`id`, `agentToken`, ...).
     pub async fn register_cluster_a(&self, destination: Value) -> Value {
@@ -97,6 +119,50 @@ impl Admin {
         )
         .await
     }
+}
+
+/// A running `arca-agent run` of the cluster `registered` (the registration's answer):
+/// its process (killed when dropped) and the loopback address of its probe and metrics
+/// port.
+pub struct RunningAgent {
+    pub process: tokio::process::Child,
+    pub health_addr: String,
+}
+
+/// Starts the real agent binary against `admin`'s API with `kubeconfig` and waits until the
+/// control plane sees the cluster ACTIVE. `stderr`: where its log goes.
+pub async fn run_agent(admin: &Admin, registered: &Value, kubeconfig: &Path, stderr: Stdio) -> RunningAgent {
+    let health_addr = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca-agent"))
+        .args([
+            "run",
+            "--api-url",
+            &admin.base,
+            "--health-addr",
+            &health_addr,
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig)
+        .env("ARCA_AGENT_TOKEN", registered["agentToken"].as_str().unwrap())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let cluster = format!("/v1/clusters/{}", registered["id"].as_str().unwrap());
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = admin.get(&cluster).await;
+        if seen["state"] == "ACTIVE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["state"], "ACTIVE", "the agent never connected: {seen}");
+    RunningAgent { process, health_addr }
 }
 
 /// `repo init` of `repo`, with a cheap key derivation.

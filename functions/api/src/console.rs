@@ -113,19 +113,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{AppState, router};
 
     fn app() -> axum::Router {
-        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        router(
-            AppState::embedded(
-                dir.path(),
-                true,
-                Default::default(),
-                arca_aws::wiring::DEFAULT_MAX_RECEIVES,
-            )
-            .unwrap(),
-        )
+        crate::tests::router()
     }
 
     async fn get(path: &str) -> Response {

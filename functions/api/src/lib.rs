@@ -106,7 +106,8 @@ mod tests {
 
     use super::*;
 
-    fn router() -> Router {
+    /// The router over an embedded state (the console's unit tests use it too).
+    pub(crate) fn router() -> Router {
         // Health and 404s touch no store, but the router needs a state: a redb file in a
         // temp dir that lives as long as the router (leaked: these tests are short).
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));

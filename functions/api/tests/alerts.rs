@@ -11,73 +11,13 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
 use arca_core::model::agent::AgentState;
 use arca_core::model::alert::{MAX_ATTEMPTS, verify_signature};
-use axum::http::{HeaderMap, Method, StatusCode};
+use arca_testenv::webhook::WebhookReceiver;
+use axum::http::Method;
 use chrono::{DateTime, Duration, Utc};
 use common::{Api, Tenant};
 use serde_json::{Value, json};
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-
-    fn header(&self, name: &str) -> String {
-        self.headers.get(name).unwrap().to_str().unwrap().to_owned()
-    }
-}
-
-/// A webhook receiver: answers each request with the next scripted status (204 when the
-/// script is spent) and keeps what it got.
-#[derive(Clone)]
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start(script: &[u16]) -> Self {
-        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let answers = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post({
-                let got = got.clone();
-                move |headers: HeaderMap, body: axum::body::Bytes| {
-                    let got = got.clone();
-                    let answers = answers.clone();
-                    async move {
-                        got.lock().unwrap().push(Received {
-                            headers,
-                            body: body.to_vec(),
-                        });
-                        let status = answers.lock().unwrap().pop_front().unwrap_or(204);
-                        StatusCode::from_u16(status).unwrap()
-                    }
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { url, got }
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
 
 fn now() -> DateTime<Utc> {
     DateTime::<Utc>::from(std::time::SystemTime::now())
@@ -127,7 +67,7 @@ async fn failed_backup(api: &Api, t: &Tenant, reason: &str) -> (String, String, 
 async fn a_failed_job_is_one_signed_delivery_and_its_repeated_report_sends_nothing() {
     let api = Api::new();
     let t = api.signup("acme").await;
-    let receiver = Receiver::start(&[]).await;
+    let receiver = WebhookReceiver::start(&[]).await;
     let (channel, secret) = webhook(&api, &t, &receiver.url, json!(["job.failed"])).await;
     let cause = "hook pg-dump failed: exit status 3";
     let (cluster, job, body, token, session) = failed_backup(&api, &t, cause).await;
@@ -199,7 +139,7 @@ async fn a_failed_job_with_an_email_channel_is_one_email_through_ses() {
     let ses = aws_sdk_sesv2::Client::new(&env.sdk_config().await);
     let from = format!("{}@alerts.example.com", arca_testenv::unique("arca"));
     ses.create_email_identity().email_identity(&from).send().await.unwrap();
-    let api = Api::new().with_email_sender(Arc::new(arca_aws::SesEmailSender::new(ses, from.clone())));
+    let api = Api::new().with_email_sender(std::sync::Arc::new(arca_aws::SesEmailSender::new(ses, from.clone())));
     let t = api.signup("acme").await;
     let to = format!("{}@example.com", arca_testenv::unique("oncall"));
     let created = api
@@ -251,7 +191,7 @@ async fn a_receiver_that_fails_is_retried_with_backoff_and_an_unreachable_one_gi
     let api = Api::new();
     let cp = api.state.control_plane.clone();
     let t = api.signup("acme").await;
-    let receiver = Receiver::start(&[500]).await;
+    let receiver = WebhookReceiver::start(&[500]).await;
     let (channel, _) = webhook(&api, &t, &receiver.url, json!([])).await;
     // Nothing listens on port 9 of this machine: every attempt is refused.
     let (dead, _) = webhook(&api, &t, "http://127.0.0.1:9/hook", json!(["job.failed"])).await;
@@ -326,7 +266,7 @@ async fn a_receiver_that_fails_is_retried_with_backoff_and_an_unreachable_one_gi
 async fn a_skipped_run_alerts_with_its_reason() {
     let api = Api::new();
     let t = api.signup("acme").await;
-    let receiver = Receiver::start(&[]).await;
+    let receiver = WebhookReceiver::start(&[]).await;
     webhook(&api, &t, &receiver.url, json!(["job.skipped"])).await;
     // Registered, never connected: a scheduled run is SKIPPED.
     let (cluster, _) = api.cluster(&t.admin, "offline", None).await;
@@ -360,7 +300,7 @@ async fn a_silent_agent_alerts_once_per_silence_and_the_test_route_sends_a_test_
     let api = Api::new();
     let cp = api.state.control_plane.clone();
     let t = api.signup("acme").await;
-    let receiver = Receiver::start(&[]).await;
+    let receiver = WebhookReceiver::start(&[]).await;
     let (channel, secret) = webhook(&api, &t, &receiver.url, json!(["agent.disconnected"])).await;
     let (cluster, token, _) = api.connected_cluster(&t.admin, "prod", None).await;
 

@@ -14,18 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_aws::{AwsCloudConnector, SqsRdsWorkQueue};
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::{EksRecreationId, RecoveryPointId};
 use arca_core::model::cloud::AwsResource;
-use arca_core::model::cloud::account::{CloudAccountState, RoleRef, RoleStackConfig};
+use arca_core::model::cloud::account::{CloudAccountState, RoleRef};
 use arca_core::model::cloud::ebs::{EksRecreation, EksRecreationState};
-use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::ports::cloud::CloudConnector;
 use arca_core::ports::rds::{AwsWorkMessage, EksRecreationWorkMessage, RdsWorkQueue};
-use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
-use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up, sqs_queue};
+use common::{
+    as_account, cloud_control_plane, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up,
+    sqs_queue,
+};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
@@ -209,16 +209,11 @@ async fn two_accounts_two_regions_through_assumed_roles() {
 
     // The control plane over DynamoDB with the AWS connector: link both accounts by ARN,
     // inventory them, then a database disappears and is marked.
-    let cp = ControlPlane::new(
-        Store::new(Arc::new(dynamo_store(&base, "arca-cloud").await)),
-        PlanLimits::default(),
+    let cp = cloud_control_plane(
+        Arc::new(dynamo_store(&base, "arca-cloud").await),
         Arc::new(SystemClock),
-        ControlPlaneConfig {
-            signup_open: true,
-            ..ControlPlaneConfig::default()
-        },
-    )
-    .with_cloud(Arc::new(connector), RoleStackConfig::default());
+        Arc::new(connector),
+    );
     let p = sign_up(&cp, "moto").await;
     let mut linked = Vec::new();
     for account in &accounts {
@@ -512,16 +507,11 @@ async fn eks_recreation_messages_cross_sqs_and_step_it() {
     let (sqs, url) = sqs_queue(&base, "arca-work").await;
     let queue = Arc::new(SqsRdsWorkQueue::new(sqs.clone(), &url));
     let connector = Arc::new(AwsCloudConnector::new(base.clone()));
-    let cp = ControlPlane::new(
-        Store::new(Arc::new(dynamo_store(&base, "arca-eks").await)),
-        PlanLimits::default(),
+    let cp = cloud_control_plane(
+        Arc::new(dynamo_store(&base, "arca-eks").await),
         Arc::new(SystemClock),
-        ControlPlaneConfig {
-            signup_open: true,
-            ..ControlPlaneConfig::default()
-        },
+        connector.clone(),
     )
-    .with_cloud(connector.clone(), RoleStackConfig::default())
     .with_rds(
         Arc::new(arca_aws::AwsRdsOperations::new(connector.clone())),
         Some(queue.clone()),

@@ -15,24 +15,25 @@ use std::time::{Duration, SystemTime};
 
 use arca_aws::{AwsCloudConnector, AwsRdsOperations, DynamoItemStore, SqsRdsWorkQueue};
 use arca_core::Error;
+use arca_core::control_plane::ControlPlane;
 use arca_core::control_plane::RdsRunRequest;
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig};
 use arca_core::ids::{CloudAccountId, RecoveryPointId};
 use arca_core::model::auth::Principal;
-use arca_core::model::cloud::account::{CloudAccountState, RoleStackConfig};
+use arca_core::model::cloud::account::CloudAccountState;
 use arca_core::model::job::{Job, JobState};
-use arca_core::model::plan::PlanLimits;
 use arca_core::model::rds::{
     RdsBackupDefinitionSpec, RdsCopySpec, RdsDatabaseRef, RdsRecoveryPoint, RdsRecoveryPointType, RdsRestoreSource,
     RdsRestoreSpec, RdsRestoreTarget, TAG_EXPIRES_AT, TAG_RECOVERY_POINT,
 };
 use arca_core::ports::FixedClock;
 use arca_core::ports::rds::{RdsWorkMessage, RdsWorkQueue};
-use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
 use aws_config::SdkConfig;
-use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up, sqs_queue};
+use common::{
+    as_account, cloud_control_plane, dynamo_store, fresh_account, link_account, postgres_instance, received, sign_up,
+    sqs_queue,
+};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -98,16 +99,11 @@ impl Deployment {
     /// The control plane `secs` after the start (each run gets its own second, so
     /// snapshot names never collide).
     fn at(&self, secs: u64) -> ControlPlane {
-        ControlPlane::new(
-            Store::new(self.items.clone()),
-            PlanLimits::default(),
+        cloud_control_plane(
+            self.items.clone(),
             Arc::new(FixedClock(self.start + Duration::from_secs(secs))),
-            ControlPlaneConfig {
-                signup_open: true,
-                ..ControlPlaneConfig::default()
-            },
+            self.connector.clone(),
         )
-        .with_cloud(self.connector.clone(), RoleStackConfig::default())
         .with_rds(
             Arc::new(AwsRdsOperations::new(self.connector.clone())),
             Some(self.queue.clone()),

@@ -13,16 +13,15 @@ mod common;
 use std::sync::Arc;
 
 use arca_aws::AwsCloudConnector;
-use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, FindingFilter};
-use arca_core::model::cloud::account::{CloudAccountState, RoleRef, RoleStackConfig};
+use arca_core::control_plane::FindingFilter;
+use arca_core::model::cloud::account::{CloudAccountState, RoleRef};
 use arca_core::model::cloud::security::{FindingState, SecurityFinding, Severity, evaluate};
-use arca_core::model::plan::PlanLimits;
 use arca_core::ports::SystemClock;
 use arca_core::ports::cloud::CloudConnector;
 use arca_core::store::Store;
 use arca_core::store::page::PageRequest;
 use aws_config::SdkConfig;
-use common::{as_account, dynamo_store, fresh_account, link_account, postgres_instance, sign_up};
+use common::{as_account, cloud_control_plane, dynamo_store, fresh_account, link_account, postgres_instance, sign_up};
 
 /// Sorted, as the account keeps them: the first one also reads S3 and IAM.
 const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
@@ -441,16 +440,7 @@ async fn two_accounts_two_regions_scanned_through_assumed_roles() {
 
     // The control plane: link both accounts, inventory (which scans), list findings.
     let items = Arc::new(dynamo_store(&base, "arca-scan").await);
-    let cp = ControlPlane::new(
-        Store::new(items.clone()),
-        PlanLimits::default(),
-        Arc::new(SystemClock),
-        ControlPlaneConfig {
-            signup_open: true,
-            ..ControlPlaneConfig::default()
-        },
-    )
-    .with_cloud(Arc::new(connector), RoleStackConfig::default());
+    let cp = cloud_control_plane(items.clone(), Arc::new(SystemClock), Arc::new(connector));
     let p = sign_up(&cp, "scan").await;
     let all = FindingFilter::default();
     let page = PageRequest::after(None, 200);

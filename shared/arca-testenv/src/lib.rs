@@ -14,6 +14,7 @@
 //! makes test data.
 
 pub mod api;
+pub mod webhook;
 
 use std::path::PathBuf;
 

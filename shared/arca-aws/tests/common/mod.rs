@@ -4,14 +4,19 @@
 // Each suite uses some of these.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arca_aws::{DynamoItemStore, StsCredentialVendor, StsCredentialVendorConfig};
-use arca_core::control_plane::{ControlPlane, SignupRequest};
+use arca_aws::{AwsCloudConnector, DynamoItemStore, StsCredentialVendor, StsCredentialVendorConfig};
+use arca_core::control_plane::{ControlPlane, ControlPlaneConfig, SignupRequest};
 use arca_core::ids::{CloudAccountId, DestinationId, OrgId};
 use arca_core::model::auth::Principal;
-use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountView};
+use arca_core::model::cloud::account::{CloudAccountSpec, CloudAccountView, RoleStackConfig};
 use arca_core::model::destination::{Destination, DestinationSpec, DestinationTarget};
+use arca_core::model::plan::PlanLimits;
+use arca_core::ports::Clock;
+use arca_core::ports::item_store::ItemStore;
+use arca_core::store::Store;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use chrono::{DateTime, Utc};
@@ -71,6 +76,21 @@ pub async fn sign_up(cp: &ControlPlane, name: &str) -> Principal {
         .await
         .expect("signup");
     cp.authenticate(&signed.admin_key.secret).await.expect("auth")
+}
+
+/// The control plane over `items` at `clock`, reaching accounts through `connector`
+/// (open sign-up, default limits).
+pub fn cloud_control_plane(
+    items: Arc<dyn ItemStore>,
+    clock: Arc<dyn Clock>,
+    connector: Arc<AwsCloudConnector>,
+) -> ControlPlane {
+    let config = ControlPlaneConfig {
+        signup_open: true,
+        ..ControlPlaneConfig::default()
+    };
+    ControlPlane::new(Store::new(items), PlanLimits::default(), clock, config)
+        .with_cloud(connector, RoleStackConfig::default())
 }
 
 /// Links a cloud account called `name` in `regions` and sets its role, named by
