@@ -138,14 +138,10 @@ pub struct ClusterAwsBody {
 mirror!(ClusterBody => ClusterSpec { name, description, tags, default_destination_id, aws: map_into });
 mirror!(ClusterAwsBody => ClusterAwsLink { cloud_account_id, region, eks_cluster_name });
 
-/// Where backup data goes, by `kind`.
+/// Where backup data goes, by `kind`. (Fields are camelCase per variant rather than by
+/// serde's `rename_all_fields`, which the OpenAPI derive does not read.)
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(
-    tag = "kind",
-    rename_all = "SCREAMING_SNAKE_CASE",
-    rename_all_fields = "camelCase",
-    deny_unknown_fields
-)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum TargetBody {
     /// A bucket Arca operates.
     ArcaManaged {
@@ -153,6 +149,7 @@ pub enum TargetBody {
         region: Option<String>,
     },
     /// A bucket of yours, on S3 or an S3-compatible service.
+    #[serde(rename_all = "camelCase")]
     S3 {
         #[serde(default)]
         endpoint: Option<String>,

@@ -89,6 +89,48 @@ fn resolve<'a>(doc: &'a Value, response: &'a Value) -> &'a Value {
     }
 }
 
+/// Every member name a schema declares under `properties`, with where it is.
+fn property_names(at: &str, schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                out.extend(props.keys().map(|k| format!("{at}.{k}")));
+            }
+            for (key, value) in map {
+                property_names(&format!("{at}/{key}"), value, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                property_names(&format!("{at}[{i}]"), item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The API reads and writes camelCase members: a documented snake_case one is a member
+/// the API would refuse (serde attributes the OpenAPI derive does not read, such as
+/// `rename_all_fields`, once documented `credentials_ref` where the API takes
+/// `credentialsRef`).
+#[test]
+fn documented_members_are_camel_case_as_the_api_reads_them() {
+    let doc = doc();
+    let mut names = Vec::new();
+    property_names("#/components/schemas", &doc["components"]["schemas"], &mut names);
+    property_names("#/paths", &doc["paths"], &mut names);
+    assert!(names.len() > 100, "{} members", names.len());
+    let snake: Vec<&String> = names
+        .iter()
+        .filter(|n| n.rsplit('.').next().is_some_and(|m| m.contains('_')))
+        .collect();
+    assert!(snake.is_empty(), "snake_case members documented: {snake:#?}");
+    assert!(
+        names.iter().any(|n| n.ends_with(".credentialsRef")),
+        "the S3 target's credentialsRef is documented"
+    );
+}
+
 #[test]
 fn every_operation_lists_the_errors_its_shape_can_return() {
     let doc = doc();
