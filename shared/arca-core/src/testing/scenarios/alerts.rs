@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 
 use crate::control_plane::{ControlPlane, DeliveryFilter};
+use crate::ids::AlertChannelId;
 use crate::model::alert::{
     AlertDelivery, AlertEvent, AlertEventKind, ChannelSpec, ChannelTarget, DeliveryStatus, MAX_ATTEMPTS,
     verify_signature,
@@ -61,6 +62,24 @@ async fn log(cp: &ControlPlane, p: &Principal, filter: DeliveryFilter) -> Vec<Al
         .await
         .expect("delivery log")
         .items
+}
+
+/// The log of one channel (through its index).
+async fn log_of_channel(cp: &ControlPlane, p: &Principal, channel: AlertChannelId) -> Vec<AlertDelivery> {
+    let filter = DeliveryFilter {
+        channel_id: Some(channel),
+        status: None,
+    };
+    log(cp, p, filter).await
+}
+
+/// The log of the deliveries in `status`.
+async fn log_in(cp: &ControlPlane, p: &Principal, status: DeliveryStatus) -> Vec<AlertDelivery> {
+    let filter = DeliveryFilter {
+        channel_id: None,
+        status: Some(status),
+    };
+    log(cp, p, filter).await
 }
 
 pub async fn alerts_outbox_retries_and_idempotence(items: Arc<dyn ItemStore>) {
@@ -127,53 +146,11 @@ pub async fn alerts_outbox_retries_and_idempotence(items: Arc<dyn ItemStore>) {
     assert_eq!(sender.posts.lock().expect("posts").len(), 1);
 
     // The log: by channel through its index, by status, the other channel empty.
-    let by_channel = log(
-        &cp,
-        &p,
-        DeliveryFilter {
-            channel_id: Some(failures.id),
-            status: None,
-        },
-    )
-    .await;
+    let by_channel = log_of_channel(&cp, &p, failures.id).await;
     assert_eq!(by_channel.iter().map(|d| d.id).collect::<Vec<_>>(), vec![first.id]);
-    assert!(
-        log(
-            &cp,
-            &p,
-            DeliveryFilter {
-                channel_id: Some(skips.id),
-                status: None
-            }
-        )
-        .await
-        .is_empty()
-    );
-    assert_eq!(
-        log(
-            &cp,
-            &p,
-            DeliveryFilter {
-                channel_id: None,
-                status: Some(DeliveryStatus::Pending)
-            }
-        )
-        .await
-        .len(),
-        1
-    );
-    assert!(
-        log(
-            &cp,
-            &p,
-            DeliveryFilter {
-                channel_id: None,
-                status: Some(DeliveryStatus::Delivered)
-            }
-        )
-        .await
-        .is_empty()
-    );
+    assert!(log_of_channel(&cp, &p, skips.id).await.is_empty());
+    assert_eq!(log_in(&cp, &p, DeliveryStatus::Pending).await.len(), 1);
+    assert!(log_in(&cp, &p, DeliveryStatus::Delivered).await.is_empty());
 
     // Not due yet; a minute on, retried from the due index and delivered (204).
     cp.deliver_due_alerts(t + Duration::seconds(30)).await.expect("sweep");
@@ -237,19 +214,7 @@ pub async fn alerts_outbox_retries_and_idempotence(items: Arc<dyn ItemStore>) {
         MAX_ATTEMPTS,
         "a FAILED delivery is not attempted again"
     );
-    assert_eq!(
-        log(
-            &cp,
-            &p,
-            DeliveryFilter {
-                channel_id: None,
-                status: Some(DeliveryStatus::Failed)
-            }
-        )
-        .await
-        .len(),
-        1
-    );
+    assert_eq!(log_in(&cp, &p, DeliveryStatus::Failed).await.len(), 1);
 }
 
 /// The alert sweep's missed-run check (`schedule.missed` where no dispatch happened, as
@@ -321,18 +286,7 @@ pub async fn missed_runs_of_the_alert_sweep(items: Arc<dyn ItemStore>) {
     let sweeper = at(140, 0).with_alert_senders(sender.clone(), None);
     let report = sweeper.alert_sweep().await.expect("sweep");
     let fire = chrono::DateTime::from_timestamp(CONTRACT_NOW_SECS as i64 + 2 * 3600, 0).expect("02:00");
-    let log_of = async |channel| {
-        log(
-            &sweeper,
-            &p,
-            DeliveryFilter {
-                channel_id: Some(channel),
-                status: None,
-            },
-        )
-        .await
-    };
-    let sent = log_of(hears.id).await;
+    let sent = log_of_channel(&sweeper, &p, hears.id).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(report.missed, 1, "{report:?}");
     let event = &sent[0].event;
@@ -354,6 +308,6 @@ pub async fn missed_runs_of_the_alert_sweep(items: Arc<dyn ItemStore>) {
         let again = at(minutes, 0).with_alert_senders(sender.clone(), None);
         assert_eq!(again.alert_sweep().await.expect("sweep").missed, 0);
     }
-    assert_eq!(log_of(hears.id).await.len(), 1);
+    assert_eq!(log_of_channel(&sweeper, &p, hears.id).await.len(), 1);
     assert_eq!(sender.posts.lock().expect("posts").len(), 1);
 }
