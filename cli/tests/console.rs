@@ -2,9 +2,9 @@
 //! build time) where the test nodes' Pods reach it, a bucket on the nodes' moto, and then
 //! the Playwright suite `console/tests/console.spec.ts` in Debian's headless Chromium,
 //! which signs up, registers the cluster and installs the agent with the `kubectl apply`
-//! line the page shows, creates a destination, a policy and a backup, runs it, reads the
-//! recovery point, restores it through the wizard, reads every page and checks what a
-//! viewer sees. Screenshots of every page go to `$CARGO_TARGET_TMPDIR/console-artefacts`
+//! line the page shows, creates a destination, a policy and a backup (and edits both), runs
+//! it, reads the recovery point, restores it through the wizard, links a moto account and
+//! reads its scan's findings, reads every page and checks what a viewer sees. Screenshots of every page go to `$CARGO_TARGET_TMPDIR/console-artefacts`
 //! (printed); with `ARCA_UPDATE_SCREENSHOTS=1` the overview also replaces
 //! `docs/img/console-overview.png` (README's picture).
 //!
@@ -19,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::node::{Kubectl, Scene, start_server, wait_agent_namespace_gone};
+use common::node::{Kubectl, Scene, start_server_on_moto, wait_agent_namespace_gone};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -67,7 +67,21 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
     let scene = Scene::new(&nodes, "console");
     let _restored = DeleteNamespace(scene.a, format!("{}-restored", scene.namespace));
     wait_agent_namespace_gone(&scene.a);
-    let (_server, url) = start_server(scene.work.path(), &nodes.host_ip, &nodes.agent_image);
+    // Its AWS is the nodes' moto, where the linked account's role is assumed and scanned.
+    let (_server, url) = start_server_on_moto(scene.work.path(), &nodes, &[]);
+    let aws_account = common::fresh_account();
+    // A PostgreSQL instance with automated backups in that (fresh) account, for the
+    // account's inventory and the RDS pages.
+    let db = "orders-db";
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let config = common::config_in_env(&nodes.aws, &aws_account, "us-east-1").await;
+        let rds = aws_sdk_rds::Client::new(&config);
+        common::postgres(&rds, db)
+            .backup_retention_period(7)
+            .send()
+            .await
+            .unwrap();
+    });
 
     // The server must serve the built console: a build without console/dist answers a page
     // saying how to build it, which must never pass here.
@@ -112,6 +126,8 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
         .env("ARCA_KUBECONFIG", &nodes.kubeconfig_a)
         .env("ARCA_CONSOLE_NAMESPACE", &scene.namespace)
         .env("ARCA_CONSOLE_BUCKET", &bucket)
+        .env("ARCA_CONSOLE_AWS_ACCOUNT", &aws_account)
+        .env("ARCA_CONSOLE_RDS_DB", db)
         .env(
             "ARCA_CONSOLE_S3_ENDPOINT",
             format!("http://{}:{moto_port}", nodes.host_ip),
@@ -144,6 +160,7 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
         "policies",
         "destinations",
         "cloud-accounts",
+        "cloud-account",
         "rds",
         "audit",
         "phone-overview",

@@ -87,10 +87,15 @@ export async function all<T = Json>(path: string, max = 500): Promise<T[]> {
   return items;
 }
 
-/** Read, then write with the read's ETag (every update and delete is conditional). */
-export async function update(path: string, change: (current: Json) => Json): Promise<Json> {
+/**
+ * Read, then replace with the read's ETag (a change made meanwhile is refused with 412,
+ * never overwritten): the body is the read's `members` (those its PUT takes) with `change`
+ * applied.
+ */
+export async function edit(path: string, members: string[], change: (body: Json) => Json): Promise<Json> {
   const current = await call('GET', path);
-  return (await call('PUT', path, change(current.data), current.etag)).data;
+  const body = Object.fromEntries(members.filter((m) => m in current.data).map((m) => [m, current.data[m]]));
+  return (await call('PUT', path, change(body), current.etag)).data;
 }
 
 export async function remove(path: string): Promise<void> {

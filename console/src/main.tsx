@@ -5,6 +5,7 @@ import { forgetKey, get, post, storedKey, storeKey, type Session } from './api';
 import { AuditPage } from './pages/audit';
 import { BackupsPage } from './pages/backups';
 import { CloudAccountsPage } from './pages/cloud';
+import { CloudAccountPage } from './pages/cloud-account';
 import { ClusterPage, ClustersPage } from './pages/clusters';
 import { DestinationsPage } from './pages/destinations';
 import { JobPage, JobsPage } from './pages/jobs';
@@ -52,7 +53,7 @@ function route(path: string) {
     case 'destinations':
       return <DestinationsPage />;
     case 'cloud-accounts':
-      return <CloudAccountsPage />;
+      return b ? <CloudAccountPage id={b} /> : <CloudAccountsPage />;
     case 'rds':
       return <RdsPage />;
     case 'audit':

@@ -211,6 +211,8 @@ export function Form(props: {
   label: string;
   submit: string;
   action: () => Promise<unknown>;
+  /** Shown as a Cancel button (an edit form leaves without saving). */
+  cancel?: () => void;
   children: ComponentChildren;
 }) {
   const [busy, setBusy] = useState(false);
@@ -238,7 +240,28 @@ export function Form(props: {
       <button type="submit" disabled={busy}>
         {props.submit}
       </button>
+      {props.cancel && (
+        <button type="button" onClick={props.cancel}>
+          Cancel
+        </button>
+      )}
     </form>
+  );
+}
+
+/** A row's Edit button: `onEdit` puts the row in the page's form, which is at the top. */
+export function EditButton(props: { name: string; onEdit: () => void }) {
+  return (
+    <button
+      type="button"
+      aria-label={props.name}
+      onClick={() => {
+        props.onEdit();
+        window.scrollTo(0, 0);
+      }}
+    >
+      Edit
+    </button>
   );
 }
 

@@ -22,6 +22,7 @@ const ART = env('ARCA_CONSOLE_ARTEFACTS');
 const NS = env('ARCA_CONSOLE_NAMESPACE');
 const RESTORED = `${NS}-restored`;
 const CLUSTER = 'console-a';
+const DB = env('ARCA_CONSOLE_RDS_DB');
 
 function kubectl(args: string[], input?: string): string {
   return execFileSync(env('ARCA_KUBECTL'), ['--kubeconfig', env('ARCA_KUBECONFIG'), ...args], {
@@ -114,6 +115,15 @@ test('sign up, protect a namespace, back it up, restore it, and read every page'
     await expect(policy).toContainText('0 2 * * *');
     await expect(policy).toContainText('0 3 * * 0');
     await expect(policy).toContainText('Europe/Paris');
+    // Edited in place: the second row's retention changes, the rest stays.
+    await policy.getByRole('button', { name: 'Edit policy nightly' }).click();
+    await expect(page.getByLabel('Cron (row 2)')).toHaveValue('0 3 * * 0');
+    await page.getByLabel('Retain days (row 2)').fill('90');
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await expect(policy).toContainText('keep 90 days');
+    await expect(policy).toContainText('0 2 * * *');
+    await expect(policy).toContainText('Europe/Paris');
+    await expect(page.getByRole('heading', { name: 'Create a policy' })).toBeVisible();
   });
 
   await test.step('a backup of the namespace, run now, followed live to the end', async () => {
@@ -132,6 +142,18 @@ test('sign up, protect a namespace, back it up, restore it, and read every page'
     const row = page.getByRole('table', { name: 'Backups' }).getByRole('row').filter({ hasText: 'web' });
     await expect(row).toContainText(NS);
     await expect(row).toContainText('nightly');
+    // Edited: on demand only, then back on the policy; the selection and destination stay.
+    for (const policy of ['None (on demand only)', 'nightly']) {
+      await row.getByRole('button', { name: 'Edit backup web' }).click();
+      await expect(page.getByLabel('Namespaces')).toHaveValue(NS);
+      await page.getByLabel('Policy').selectOption({ label: policy });
+      await page.getByRole('button', { name: 'Save backup' }).click();
+      await expect(page.getByRole('heading', { name: 'Create a backup' })).toBeVisible();
+      if (policy === 'nightly') await expect(row).toContainText('nightly');
+      else await expect(row).not.toContainText('nightly');
+    }
+    await expect(row).toContainText(NS);
+    await expect(row).toContainText('moto');
     // Pause and resume, then run.
     await row.getByRole('button', { name: 'Pause web' }).click();
     await expect(row).toContainText('paused');
@@ -216,14 +238,65 @@ test('sign up, protect a namespace, back it up, restore it, and read every page'
     await page.getByRole('button', { name: 'Link account' }).click();
     await expect(page.getByRole('table', { name: 'Cloud accounts' })).toContainText('aws-test');
     await expect(page.getByLabel('ExternalId')).toBeVisible();
+    // The role (moto's STS assumes it), then an inventory, which scans: the account page
+    // lists what the scan found in an empty account (no CloudTrail trail, for one).
+    const accountRow = page.getByRole('table', { name: 'Cloud accounts' }).getByRole('row').filter({ hasText: 'aws-test' });
+    await accountRow.getByRole('button', { name: 'Set role' }).click();
+    const roleForm = page.getByRole('form', { name: 'Set the role of aws-test' });
+    await roleForm.getByLabel('Role ARN').fill(`arn:aws:iam::${env('ARCA_CONSOLE_AWS_ACCOUNT')}:role/arca-cross-account`);
+    await roleForm.getByRole('button', { name: 'Set role' }).click();
+    await expect(accountRow).toContainText('ACTIVE');
+    await expect(accountRow).toContainText(env('ARCA_CONSOLE_AWS_ACCOUNT'));
     await shot(page, 'cloud-accounts');
+    await accountRow.getByRole('button', { name: 'Inventory aws-test' }).click();
+    await expect(accountRow, 'the inventory ran').toContainText(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ/, { timeout: 60_000 });
+    await accountRow.getByRole('link', { name: 'aws-test' }).click();
+    await expect(page.getByRole('heading', { level: 1, name: 'Cloud account' })).toBeVisible();
+    const findings = page.getByRole('table', { name: 'Security findings' });
+    await expect(findings).toContainText('CLOUDTRAIL.OFF');
+    await expect(page.getByRole('list', { name: 'Open findings' })).toBeVisible();
+    await page.getByLabel('Finding state').selectOption('RESOLVED');
+    await expect(page.getByText('No finding.')).toBeVisible();
+    await page.getByLabel('Finding state').selectOption('OPEN');
+    await expect(findings).toContainText('CLOUDTRAIL.OFF');
+    await shot(page, 'cloud-account');
+    await expect(page.getByRole('table', { name: 'Inventory' })).toContainText(DB);
+
+    // RDS on moto: a backup of the database run now, its point restored to a new instance,
+    // and the database restored to its latest restorable time; each job completes.
     await open(page, 'RDS', 'RDS');
-    await expect(page.getByRole('heading', { name: 'RDS backups' })).toBeVisible();
-    await expect(page.getByRole('heading', { name: 'Create an RDS backup' })).toBeVisible();
+    const create = page.getByRole('form', { name: 'Create an RDS backup' });
+    await create.getByLabel('RDS backup name').fill('orders');
+    await create.getByLabel('Account').selectOption({ label: 'aws-test' });
+    await create.getByLabel('Region').fill('us-east-1');
+    await create.getByLabel('DB instances').fill(DB);
+    await create.getByRole('button', { name: 'Create RDS backup' }).click();
+    const rdsRow = page.getByRole('table', { name: 'RDS backups' }).getByRole('row').filter({ hasText: 'orders' });
+    await expect(rdsRow).toContainText(DB);
+    await rdsRow.getByRole('button', { name: 'Run orders now' }).click();
+    await expect(page).toHaveURL(/\/jobs\/job_/);
+    await expect(page.locator('.facts'), 'the RDS backup completes').toContainText('COMPLETED', { timeout: 120_000 });
+    await open(page, 'RDS', 'RDS');
+    const point = page.getByRole('table', { name: 'RDS recovery points' }).getByRole('row').filter({ hasText: DB });
+    await expect(point).toContainText('us-east-1');
+    await point.getByLabel('New identifier').fill(`${DB}-copy`);
+    await point.getByRole('button', { name: 'Restore' }).click();
+    await expect(page).toHaveURL(/\/jobs\/job_/);
+    await expect(page.locator('.facts'), 'the restore from the point completes').toContainText('COMPLETED', { timeout: 120_000 });
+    await open(page, 'RDS', 'RDS');
+    const pitr = page.getByRole('form', { name: 'Restore to a point in time' });
+    await pitr.getByLabel('Database').fill(DB);
+    await pitr.getByLabel('New identifier').fill(`${DB}-pitr`);
+    await pitr.getByRole('button', { name: 'Restore to that time' }).click();
+    await expect(page).toHaveURL(/\/jobs\/job_/);
+    await expect(page.locator('.facts'), 'the point-in-time restore completes').toContainText('COMPLETED', { timeout: 120_000 });
+    await open(page, 'RDS', 'RDS');
     await shot(page, 'rds');
     await open(page, 'Audit log', 'Audit log');
     const audit = page.getByRole('table', { name: 'Audit records' });
     await expect(audit).toContainText('createPolicy');
+    await expect(audit).toContainText('updatePolicy');
+    await expect(audit).toContainText('updateBackupDefinition');
     await expect(audit).toContainText('createRestore');
     await page.getByLabel('Operation').fill('createBackupDefinition');
     await page.getByRole('button', { name: 'Filter' }).click();

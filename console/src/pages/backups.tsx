@@ -1,12 +1,13 @@
-// Backup definitions: create (namespaces/labels, PV mode, policy, destination), run now,
-// pause and resume.
+// Backup definitions: create and edit (namespaces/labels, PV mode, policy, destination),
+// run now, pause and resume.
 
 import { useState } from 'preact/hooks';
 
-import { all, call, type Json, post, remove } from '../api';
+import { all, call, edit, type Json, post, remove } from '../api';
 import {
   Action,
   Check,
+  EditButton,
   Field,
   Form,
   IfRole,
@@ -31,6 +32,8 @@ export function BackupsPage() {
     ]);
     return { backups, clusters, policies, destinations };
   });
+  // The definition being edited (its form replaces the create form), or none.
+  const [editing, setEditing] = useState<Json | null>(null);
   return (
     <Page title="Backups">
       <Loading loaded={loaded}>
@@ -40,7 +43,17 @@ export function BackupsPage() {
           return (
             <>
               <IfRole role="admin">
-                <CreateBackup clusters={clusters} policies={policies} destinations={destinations} done={loaded.reload} />
+                <BackupForm
+                  key={editing?.id ?? 'new'}
+                  editing={editing}
+                  clusters={clusters}
+                  policies={policies}
+                  destinations={destinations}
+                  done={() => {
+                    setEditing(null);
+                    loaded.reload();
+                  }}
+                />
               </IfRole>
               <Table
                 label="Backups"
@@ -94,6 +107,7 @@ export function BackupsPage() {
                         </IfRole>
                         <Link to={`/recovery-points?definitionId=${b.id}`}>Points</Link>
                         <IfRole role="admin">
+                          <EditButton name={`Edit backup ${b.name}`} onEdit={() => setEditing(b)} />
                           <Action
                             label="Delete"
                             name={`Delete backup ${b.name}`}
@@ -117,43 +131,91 @@ export function BackupsPage() {
   );
 }
 
-function CreateBackup(props: { clusters: Json[]; policies: Json[]; destinations: Json[]; done: () => void }) {
-  const [name, setName] = useState('');
-  const [clusterId, setClusterId] = useState(props.clusters[0]?.id ?? '');
-  const [fullCluster, setFullCluster] = useState(false);
-  const [namespaces, setNamespaces] = useState('');
-  const [labels, setLabels] = useState('');
-  const [pvMode, setPvMode] = useState('none');
-  const [policyId, setPolicyId] = useState('');
-  const [destinationId, setDestinationId] = useState('');
+/** The members of a backup definition its PUT takes. */
+const BACKUP_BODY = [
+  'name',
+  'description',
+  'clusterId',
+  'selection',
+  'pvMode',
+  'deleteSnapshotAfterCopy',
+  'policyId',
+  'destinationId',
+  'paused',
+  'tags',
+  'hooks',
+];
+
+const mapText = (m: Record<string, string> | undefined) =>
+  Object.entries(m ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+
+/**
+ * Creates a backup definition, or edits `editing` (its cluster is fixed at creation; kinds,
+ * tags and hooks, which this form does not show, are kept as they are).
+ */
+function BackupForm(props: {
+  editing: Json | null;
+  clusters: Json[];
+  policies: Json[];
+  destinations: Json[];
+  done: () => void;
+}) {
+  const e = props.editing;
+  const [name, setName] = useState<string>(e?.name ?? '');
+  const [clusterId, setClusterId] = useState<string>(e?.clusterId ?? props.clusters[0]?.id ?? '');
+  const [fullCluster, setFullCluster] = useState<boolean>(!!e?.selection?.fullCluster);
+  const [namespaces, setNamespaces] = useState<string>((e?.selection?.namespaces ?? []).join(', '));
+  const [labels, setLabels] = useState<string>(mapText(e?.selection?.labels));
+  const [pvMode, setPvMode] = useState<string>(e?.pvMode ?? 'none');
+  const [policyId, setPolicyId] = useState<string>(e?.policyId ?? '');
+  const [destinationId, setDestinationId] = useState<string>(e?.destinationId ?? '');
   const none = { value: '', label: '—' };
+  const fields = () => ({
+    name: name.trim(),
+    pvMode,
+    policyId: policyId || null,
+    destinationId: destinationId || null,
+  });
+  const selection = () =>
+    fullCluster ? { fullCluster: true, namespaces: [], labels: {} } : { fullCluster: false, namespaces: list(namespaces), labels: parseMap(labels) };
   return (
     <Form
-      label="Create a backup"
-      submit="Create backup"
+      label={e ? `Edit backup ${e.name}` : 'Create a backup'}
+      submit={e ? 'Save backup' : 'Create backup'}
+      cancel={e ? props.done : undefined}
       action={async () => {
-        const selection = fullCluster
-          ? { fullCluster: true }
-          : { namespaces: list(namespaces), labels: parseMap(labels) };
-        await post('/v1/backups', {
-          name: name.trim(),
-          clusterId: clusterId || props.clusters[0]?.id,
-          selection,
-          pvMode,
-          policyId: policyId || null,
-          destinationId: destinationId || null,
-        });
-        setName('');
+        if (e) {
+          await edit(`/v1/backups/${e.id}`, BACKUP_BODY, (body) => ({
+            ...body,
+            ...fields(),
+            selection: { ...body.selection, ...selection() },
+          }));
+        } else {
+          await post('/v1/backups', {
+            ...fields(),
+            clusterId: clusterId || props.clusters[0]?.id,
+            selection: selection(),
+          });
+          setName('');
+        }
         props.done();
       }}
     >
       <Field label="Backup name" value={name} onInput={setName} required />
-      <Select
-        label="Cluster"
-        value={clusterId}
-        onChange={setClusterId}
-        options={props.clusters.map((c) => ({ value: c.id, label: c.name }))}
-      />
+      {e ? (
+        <p class="hint">
+          Cluster: {props.clusters.find((c) => c.id === e.clusterId)?.name ?? e.clusterId} (fixed at creation)
+        </p>
+      ) : (
+        <Select
+          label="Cluster"
+          value={clusterId}
+          onChange={setClusterId}
+          options={props.clusters.map((c) => ({ value: c.id, label: c.name }))}
+        />
+      )}
       <Check label="Whole cluster" checked={fullCluster} onChange={setFullCluster} />
       {!fullCluster && (
         <>

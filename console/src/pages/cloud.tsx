@@ -1,10 +1,11 @@
 // Cloud accounts: link (the ExternalId and the role stack's quick-create link), set the
 // role, verify, inventory; `updateAvailable` says when the role stack should be updated.
+// Each account's inventory and security findings: pages/cloud-account.tsx.
 
 import { useState } from 'preact/hooks';
 
 import { all, call, type Json, post, remove } from '../api';
-import { Action, Copyable, Field, Form, IfRole, Loading, Page, State, Table, list, useLoad, when } from '../ui';
+import { Action, Copyable, Field, Form, IfRole, Link, Loading, Page, State, Table, list, useLoad, when } from '../ui';
 
 export function CloudAccountsPage() {
   const loaded = useLoad(() => all('/v1/cloud-accounts'));
@@ -64,7 +65,7 @@ export function CloudAccountsPage() {
             rows={accounts}
             empty="No linked account."
             columns={[
-              { label: 'Name', cell: (a: Json) => a.name },
+              { label: 'Name', cell: (a: Json) => <Link to={`/cloud-accounts/${a.id}`}>{a.name}</Link> },
               { label: 'State', cell: (a: Json) => <State value={a.state} /> },
               { label: 'Account', cell: (a: Json) => a.awsAccountId ?? a.accountId ?? '—' },
               { label: 'Regions', cell: (a: Json) => (a.regions ?? []).join(', ') },

@@ -1,9 +1,10 @@
-// RDS: backup definitions (run now, pause/resume), recovery points, restores.
+// RDS: backup definitions (run now, pause/resume), recovery points, restores from a point
+// or to a point in time.
 
 import { useState } from 'preact/hooks';
 
 import { all, call, type Json, post } from '../api';
-import { Action, Field, Form, IfRole, Link, Loading, navigate, Page, Select, State, Table, list, useLoad, when } from '../ui';
+import { Action, Check, Field, Form, IfRole, Link, Loading, navigate, Page, Select, State, Table, list, useLoad, when } from '../ui';
 
 export function RdsPage() {
   const loaded = useLoad(async () => {
@@ -71,7 +72,7 @@ export function RdsPage() {
                 { label: 'Point', cell: (p: Json) => p.id },
                 { label: 'State', cell: (p: Json) => <State value={p.state} /> },
                 { label: 'Database', cell: (p: Json) => p.database?.identifier ?? p.sourceIdentifier ?? '—' },
-                { label: 'Region', cell: (p: Json) => p.region ?? '—' },
+                { label: 'Region', cell: (p: Json) => p.snapshot?.region ?? '—' },
                 { label: 'Created', cell: (p: Json) => when(p.createdAt) },
                 {
                   label: 'Restore',
@@ -83,6 +84,9 @@ export function RdsPage() {
                 },
               ]}
             />
+            <IfRole role="operator">
+              <PointInTimeRestore accounts={accounts} />
+            </IfRole>
             <p>
               Restores run as jobs: see <Link to="/jobs">Jobs</Link>.
             </p>
@@ -148,6 +152,46 @@ function RdsRestore({ point, accounts }: { point: Json; accounts: Json[] }) {
         navigate(`/jobs/${job.id}`);
       }}
     >
+      <Field label="New identifier" value={target} onInput={setTarget} required />
+    </Form>
+  );
+}
+
+/** A database as it was at a time of its retention window (empty: its latest restorable time). */
+function PointInTimeRestore({ accounts }: { accounts: Json[] }) {
+  const [account, setAccount] = useState(accounts[0]?.id ?? '');
+  const [region, setRegion] = useState(accounts[0]?.regions?.[0] ?? 'us-east-1');
+  const [database, setDatabase] = useState('');
+  const [cluster, setCluster] = useState(false);
+  const [time, setTime] = useState('');
+  const [target, setTarget] = useState('');
+  if (accounts.length === 0) return null;
+  return (
+    <Form
+      label="Restore to a point in time"
+      submit="Restore to that time"
+      action={async () => {
+        const at = time ? new Date(time) : null;
+        if (at && Number.isNaN(at.getTime())) throw new Error(`"${time}" is not a time`);
+        const job = await post('/v1/rds-restores', {
+          cloudAccountId: account,
+          source: {
+            kind: 'POINT_IN_TIME',
+            region: region.trim(),
+            database: { identifier: database.trim(), cluster },
+            restoreTime: at ? at.toISOString() : null,
+            useLatestRestorableTime: !at,
+          },
+          target: { identifier: target.trim() },
+        });
+        navigate(`/jobs/${job.id}`);
+      }}
+    >
+      <Select label="Account" value={account} onChange={setAccount} options={accounts.map((a) => ({ value: a.id, label: a.name }))} />
+      <Field label="Region" value={region} onInput={setRegion} required />
+      <Field label="Database" value={database} onInput={setDatabase} hint="DB instance (or Aurora cluster) identifier" required />
+      <Check label="Aurora or Multi-AZ DB cluster" checked={cluster} onChange={setCluster} />
+      <Field label="Restore time" type="datetime-local" value={time} onInput={setTime} hint="Your local time; empty: the latest restorable time" />
       <Field label="New identifier" value={target} onInput={setTarget} required />
     </Form>
   );
