@@ -268,7 +268,7 @@ test('sign up, protect a namespace, back it up, restore it, and read every page'
     const create = page.getByRole('form', { name: 'Create an RDS backup' });
     await create.getByLabel('RDS backup name').fill('orders');
     await create.getByLabel('Account').selectOption({ label: 'aws-test' });
-    await create.getByLabel('Region').fill('us-east-1');
+    await create.getByLabel('Region', { exact: true }).fill('us-east-1');
     await create.getByLabel('DB instances').fill(DB);
     await create.getByRole('button', { name: 'Create RDS backup' }).click();
     const rdsRow = page.getByRole('table', { name: 'RDS backups' }).getByRole('row').filter({ hasText: 'orders' });
@@ -285,7 +285,7 @@ test('sign up, protect a namespace, back it up, restore it, and read every page'
     await expect(page.locator('.facts'), 'the restore from the point completes').toContainText('COMPLETED', { timeout: 120_000 });
     await open(page, 'RDS', 'RDS');
     const pitr = page.getByRole('form', { name: 'Restore to a point in time' });
-    await pitr.getByLabel('Database').fill(DB);
+    await pitr.getByLabel('Database', { exact: true }).fill(DB);
     await pitr.getByLabel('New identifier').fill(`${DB}-pitr`);
     await pitr.getByRole('button', { name: 'Restore to that time' }).click();
     await expect(page).toHaveURL(/\/jobs\/job_/);
