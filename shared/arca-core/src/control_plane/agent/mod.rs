@@ -1,7 +1,7 @@
 //! The control plane's side of the agent protocol: authentication and sessions,
 //! heartbeats, and the lease of a job from delivery through progress to its outcome
 //! (the access a job gets to its destination is in `credentials.rs`). A leased job's
-//! reports (lease renewals, progress, restore results, the outcome): [`reports`].
+//! reports (lease renewals, progress, restore results, the outcome): `reports.rs`.
 
 use crate::control_plane::{ControlPlane, retry_on_conflict, retry_on_stale};
 use crate::error::ConflictKind;

@@ -10,9 +10,9 @@
 //! resource ARN) and merged scan by scan ([`merge_findings`]): seen again updates
 //! `lastSeenAt`, not seen again in a region that was evaluated resolves it.
 //!
-//! - [`facts`]: what a scan reads ([`SecurityFacts`] of one account region).
-//! - [`rules`]: the checks as data ([`RULES`]) and [`evaluate`].
-//! - [`findings`]: findings across scans ([`merge_findings`]) and the last scan's summary.
+//! Files: `facts.rs`, what a scan reads ([`SecurityFacts`] of one account region);
+//! `rules.rs`, the checks as data ([`RULES`]) and [`evaluate`]; `findings.rs`, findings
+//! across scans ([`merge_findings`]) and the last scan's summary. All re-exported here.
 
 use serde::{Deserialize, Serialize};
 
