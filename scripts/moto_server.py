@@ -1,4 +1,6 @@
-"""moto_server with DynamoDB requests taken one at a time.
+"""moto_server with DynamoDB requests taken one at a time, and two answers as the service
+gives them: EBS direct listings (`ebs_listings_as_the_service_answers`) and KMS refusing
+keys that are not enabled (`kms_refuses_keys_not_enabled`).
 
 moto's TransactWriteItems copies every table it touches and puts the copies back when a
 condition fails, so a concurrent request's writes in between are lost or, when another
@@ -29,6 +31,76 @@ def one_dynamodb_call_at_a_time(app):
     return serve
 
 
+EBS_BLOCK = 524288
+
+
+def ebs_listings_as_the_service_answers():
+    """moto's EBS direct ListChangedBlocks lists a block only when the first snapshot holds
+    it (the service: every block that differs, added ones included), and its listings say
+    BlockSize 512 (the service: 524288, the block every index counts in). Blocks are kept by
+    integer index (moto keys them by the URL's text), so the union above compares like
+    with like and listings come in index order, as the service's do."""
+    from moto.ebs import models
+
+    init, put_block = models.EBSSnapshot.__init__, models.EBSSnapshot.put_block
+    get_block = models.EBSBackend.get_snapshot_block
+
+    def snapshot_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.block_size = EBS_BLOCK
+
+    def put_int_block(self, block_idx, *args, **kwargs):
+        return put_block(self, int(block_idx), *args, **kwargs)
+
+    def get_int_block(self, snapshot_id, block_index):
+        return get_block(self, snapshot_id, int(block_index))
+
+    def list_changed_blocks(self, first_snapshot_id, second_snapshot_id):
+        first, second = self.snapshots[first_snapshot_id], self.snapshots[second_snapshot_id]
+        changed = {}
+        for idx in sorted(set(first.blocks) | set(second.blocks)):
+            a, b = first.blocks.get(idx), second.blocks.get(idx)
+            if a is None or b is None or a.block_data != b.block_data:
+                changed[idx] = (a.block_token if a else None, b.block_token if b else None)
+        return changed, second
+
+    models.EBSSnapshot.__init__ = snapshot_init
+    models.EBSSnapshot.put_block = put_int_block
+    models.EBSBackend.get_snapshot_block = get_int_block
+    models.EBSBackend.list_changed_blocks = list_changed_blocks
+
+
+def kms_refuses_keys_not_enabled():
+    """moto's KMS encrypts and decrypts with a disabled key or one pending deletion; the
+    service refuses (DisabledException, KMSInvalidStateException), which is how a customer
+    revokes a key. Refused here the same way."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms import models
+
+    encrypt, decrypt = models.KmsBackend.encrypt, models.KmsBackend.decrypt
+
+    def usable(backend, key_id):
+        key = backend.keys[backend.any_id_to_key_id(key_id)]
+        if key.key_state == "Disabled":
+            raise JsonRESTError("DisabledException", f"{key.arn} is disabled.")
+        if key.key_state == "PendingDeletion":
+            raise JsonRESTError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+
+    def checked_encrypt(self, key_id, plaintext, encryption_context):
+        usable(self, key_id)
+        return encrypt(self, key_id=key_id, plaintext=plaintext, encryption_context=encryption_context)
+
+    def checked_decrypt(self, ciphertext_blob, encryption_context, key_id=None):
+        plaintext, arn = decrypt(
+            self, ciphertext_blob=ciphertext_blob, encryption_context=encryption_context, key_id=key_id
+        )
+        usable(self, arn)
+        return plaintext, arn
+
+    models.KmsBackend.encrypt = checked_encrypt
+    models.KmsBackend.decrypt = checked_decrypt
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -43,6 +115,8 @@ def main():
     # moto builds some URLs (SQS queue URLs, presigned S3 links) from this port.
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    ebs_listings_as_the_service_answers()
+    kms_refuses_keys_not_enabled()
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True
     if args.tls_port:

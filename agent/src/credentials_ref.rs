@@ -88,6 +88,17 @@ pub fn session_token(c: &TemporaryCredentials) -> Option<String> {
     (!c.session_token.is_empty()).then(|| c.session_token.clone())
 }
 
+/// The SDK's form of keys read from a Secret: no expiry (they are read again per job).
+pub fn secret_credentials(c: &TemporaryCredentials) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(
+        c.access_key_id.clone(),
+        c.secret_access_key.clone(),
+        session_token(c),
+        None,
+        "arca-secret",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! snapshots and copies (`volumes`), EBS facts for the control plane (`ebs`).
 
 pub mod credentials_ref;
+pub mod customer_key;
 pub mod ebs;
 pub mod facts;
 pub mod hooks;

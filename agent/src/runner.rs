@@ -97,6 +97,13 @@ impl ArchiveKey {
 
     /// The key bytes for a job, or why there are none: never a key anyone could guess.
     fn bytes(&self, access: &DestinationAccess) -> Result<[u8; 32], String> {
+        // A destination's customer-held key decides, whatever this agent was given: its
+        // keys were unwrapped into the access (`crate::customer_key`).
+        if access.customer_key.is_some() {
+            return access.archive_key.as_ref().and_then(|k| k.bytes()).ok_or_else(|| {
+                "no archive key: the destination's customer-held key was not unwrapped for this job".to_string()
+            });
+        }
         match self {
             ArchiveKey::Configured(k) => Ok(*k),
             ArchiveKey::FromControlPlane => access.archive_key.as_ref().and_then(|k| k.bytes()).ok_or_else(|| {
@@ -194,6 +201,12 @@ impl volumes::RepoAccess for JobRepoAccess {
             .await
             .map_err(|e| format!("renewing access to the destination: {e}"))?;
         let access = crate::credentials_ref::resolve(&self.kube, access).await?;
+        let access = if access.customer_key.is_some() {
+            let store = crate::volumes::repo::open_store_at(&access, "", None).await?;
+            crate::customer_key::unwrap_keys(access, &store, false).await?
+        } else {
+            access
+        };
         let key = self.key.bytes(&access)?;
         volumes::Repo::new(&access, prefix, &key)
     }
@@ -222,6 +235,9 @@ impl ResourceRunner {
         // credentials are renewed for as long as the job runs.
         let renewal = Renewal::new(client.clone(), job.job.id);
         let store = crate::volumes::repo::open_store_at(&access, "", Some(&renewal)).await?;
+        // Restores only read; every other job may create or re-wrap the cluster's key.
+        let writes = job.job.job_type != JobType::K8sRestore;
+        let access = crate::customer_key::unwrap_keys(access, &store, writes).await?;
         Ok((store, access))
     }
 
@@ -1396,6 +1412,7 @@ mod tests {
             key_id: None,
             earlier_keys: Vec::new(),
             object_lock: None,
+            customer_key: None,
         };
         let ring = arca_core::model::archive_key::ArchiveKeyring::new(
             arca_core::model::archive_key::ArchiveMasterKey::from_bytes([3; 32]),

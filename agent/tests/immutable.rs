@@ -46,6 +46,7 @@ fn access(bucket: &str, endpoint: &str, retain_until: Option<DateTime<Utc>>) -> 
             mode: LockMode::Governance,
             retain_until,
         }),
+        customer_key: None,
     }
 }
 

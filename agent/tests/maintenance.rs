@@ -52,6 +52,7 @@ async fn maintenance_frees_what_only_deleted_points_held_in_both_repositories() 
         key_id: None,
         earlier_keys: Vec::new(),
         object_lock: None,
+        customer_key: None,
     };
     let key = [5u8; 32];
 

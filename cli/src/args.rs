@@ -557,7 +557,8 @@ pub enum DestinationsCmd {
         destination: String,
     },
     Create(DestinationCreate),
-    /// Renames a destination or moves a local one (what is not given is kept).
+    /// Renames a destination, moves a local one or changes its customer-held key (what is
+    /// not given is kept).
     Update {
         destination: String,
         #[arg(long)]
@@ -565,6 +566,13 @@ pub enum DestinationsCmd {
         /// The new directory of a local-filesystem destination.
         #[arg(long)]
         local_path: Option<String>,
+        /// Another KMS key to wrap the destination's keys with (each cluster's next backup
+        /// re-wraps its keys; the data is not rewritten), or the first one.
+        #[arg(long)]
+        kms_key_arn: Option<String>,
+        /// The KMS endpoint to call instead of the key region's.
+        #[arg(long, requires = "kms_key_arn")]
+        kms_endpoint: Option<String>,
     },
     /// What repository maintenance reclaimed there: bytes freed, and per cluster
     /// repository when the next run is due and what the last one did.
@@ -630,6 +638,13 @@ pub struct DestinationCreate {
     /// Immutable backups: S3 Object Lock in this mode (the bucket must have Object Lock).
     #[arg(long, value_enum)]
     pub object_lock: Option<LockModeArg>,
+    /// A customer-held key: the KMS key (its ARN) that wraps the keys sealing this
+    /// destination's data; agents unwrap them through KMS, Arca never holds them.
+    #[arg(long)]
+    pub kms_key_arn: Option<String>,
+    /// The KMS endpoint to call instead of the key region's (a VPC endpoint).
+    #[arg(long, requires = "kms_key_arn")]
+    pub kms_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -428,6 +428,47 @@ fn org_keys_updates_and_cloud_accounts() {
     let org = admin.json(&["org", "update", "--no-default-destination"]);
     assert_eq!(org["name"], "acme-2", "what is not given is kept");
     assert!(org["defaultDestinationId"].is_null(), "{org}");
+
+    // A customer-held key: set at creation, shown, changed (its endpoint kept), kept by a
+    // rename; a malformed ARN is refused naming the member.
+    let (k1, k2) = (
+        "arn:aws:kms:eu-west-1:123456789012:key/k1",
+        "arn:aws:kms:eu-west-1:123456789012:key/k2",
+    );
+    admin.ok(&[
+        "destinations",
+        "create",
+        "held",
+        "--local-path",
+        "/tmp/arca-cli-held",
+        "--kms-key-arn",
+        k1,
+        "--kms-endpoint",
+        "https://kms.internal",
+    ]);
+    let table = admin.ok(&["destinations", "list"]);
+    assert!(table.contains("CUSTOMER KEY") && table.contains(k1), "{table}");
+    let held = admin.json(&["destinations", "update", "held", "--kms-key-arn", k2]);
+    assert_eq!(
+        held["customerKey"],
+        json!({ "kmsKeyArn": k2, "endpoint": "https://kms.internal" })
+    );
+    let held = admin.json(&["destinations", "update", "held", "--name", "held-2"]);
+    assert_eq!(held["customerKey"]["kmsKeyArn"], k2, "{held}");
+    let out = fails(
+        &admin,
+        &[
+            "destinations",
+            "create",
+            "bad",
+            "--local-path",
+            "/tmp/arca-cli-bad",
+            "--kms-key-arn",
+            "alias/x",
+        ],
+        1,
+    );
+    assert!(out.contains("customerKey.kmsKeyArn"), "{out}");
     fails(
         &admin,
         &[

@@ -109,6 +109,13 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
         .status()
         .unwrap();
     assert!(created.success(), "creating bucket {bucket} on moto");
+    // The destination's customer-held key, on the same moto (its default account, which the
+    // agent's keys from the credentials Secret act in).
+    let kms_key_arn = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let kms = aws_sdk_kms::Client::new(&nodes.aws.sdk_config().await);
+        let made = kms.create_key().description("console").send().await.unwrap();
+        made.key_metadata().unwrap().arn().unwrap().to_owned()
+    });
     let moto_port = nodes.aws.endpoint_url.trim_end_matches('/').rsplit(':').next().unwrap();
 
     let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-artefacts");
@@ -126,6 +133,7 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
         .env("ARCA_KUBECONFIG", &nodes.kubeconfig_a)
         .env("ARCA_CONSOLE_NAMESPACE", &scene.namespace)
         .env("ARCA_CONSOLE_BUCKET", &bucket)
+        .env("ARCA_CONSOLE_KMS_KEY_ARN", &kms_key_arn)
         .env("ARCA_CONSOLE_AWS_ACCOUNT", &aws_account)
         .env("ARCA_CONSOLE_RDS_DB", db)
         .env(
@@ -142,6 +150,33 @@ fn the_console_drives_a_backup_and_a_restore_in_a_real_browser() {
         status.success(),
         "the console's browser suite failed (artefacts in {})",
         artefacts.display()
+    );
+
+    // The agent Pod kept the cluster's key in the bucket, wrapped by the customer's KMS key.
+    let key_files = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&nodes.aws.sdk_config().await)
+                .force_path_style(true)
+                .build(),
+        );
+        let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+        let mut files = Vec::new();
+        for key in listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter(|k| k.contains("/keys/g1-"))
+        {
+            let body = s3.get_object().bucket(&bucket).key(key).send().await.unwrap().body;
+            let file: serde_json::Value = serde_json::from_slice(&body.collect().await.unwrap().into_bytes()).unwrap();
+            files.push(file);
+        }
+        files
+    });
+    assert_eq!(key_files.len(), 1, "one customer-held cluster key: {key_files:?}");
+    assert_eq!(
+        (key_files[0]["kind"].as_str(), key_files[0]["kms_key_id"].as_str()),
+        (Some("kms"), Some(kms_key_arn.as_str()))
     );
 
     // One screenshot per page, at 1280 px and at a phone's width.

@@ -5,6 +5,7 @@
 //   ARCA_KUBECTL, ARCA_KUBECONFIG   kubectl and the cluster the agent is installed into
 //   ARCA_CONSOLE_NAMESPACE  the application namespace to back up (restored as <ns>-restored)
 //   ARCA_CONSOLE_BUCKET, ARCA_CONSOLE_S3_ENDPOINT   the destination bucket (moto) as Pods reach it
+//   ARCA_CONSOLE_KMS_KEY_ARN  the destination's customer-held key (a KMS key on the same moto)
 //   ARCA_CONSOLE_ARTEFACTS  where the screenshots go (one per page at 1280 px, a few at phone width)
 
 import { execFileSync } from 'node:child_process';
@@ -98,8 +99,12 @@ test('sign up, protect a namespace, back it up, restore it, and read every page'
     await page.getByLabel('Bucket').fill(env('ARCA_CONSOLE_BUCKET'));
     await page.getByLabel('Endpoint').fill(env('ARCA_CONSOLE_S3_ENDPOINT'));
     await page.getByLabel('Credentials reference').fill('bucket-keys');
+    // A customer-held key: the agent Pod wraps the cluster's key with it through KMS (moto).
+    await page.getByLabel('Customer KMS key').fill(env('ARCA_CONSOLE_KMS_KEY_ARN'));
+    await page.getByLabel('KMS endpoint').fill(env('ARCA_CONSOLE_S3_ENDPOINT'));
     await page.getByRole('button', { name: 'Create destination' }).click();
     await expect(page.getByRole('table', { name: 'Destinations' })).toContainText(`s3://${env('ARCA_CONSOLE_BUCKET')}`);
+    await expect(page.getByRole('table', { name: 'Destinations' })).toContainText(env('ARCA_CONSOLE_KMS_KEY_ARN'));
     await shot(page, 'destinations');
 
     await open(page, 'Policies', 'Policies');

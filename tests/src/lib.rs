@@ -121,18 +121,7 @@ impl User {
     /// (`If-Match` with its current ETag), as edits of existing entities require.
     pub async fn post_if_match(&self, entity: &str, action: &str, body: Value) -> Value {
         let url = |path: &str| format!("{}{path}", self.base);
-        let read = self
-            .http
-            .get(url(entity))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{entity}: {e}"));
-        let etag = read
-            .headers()
-            .get(reqwest::header::ETAG)
-            .unwrap_or_else(|| panic!("GET {entity}: no ETag"))
-            .clone();
+        let etag = self.etag(entity).await;
         let resp = self
             .http
             .post(url(action))
@@ -146,6 +135,39 @@ impl User {
         let v = resp.json().await.unwrap_or(Value::Null);
         assert!((200..300).contains(&status), "POST {action}: {status} {v}");
         v
+    }
+
+    /// PUTs `body` to `entity` on the condition that it is unchanged since read (`If-Match`
+    /// with its current ETag); the status and answer, whatever they are.
+    pub async fn put_if_match(&self, entity: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{entity}", self.base);
+        let etag = self.etag(entity).await;
+        let resp = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.key)
+            .header(reqwest::header::IF_MATCH, etag)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {entity}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The current ETag of `entity`.
+    async fn etag(&self, entity: &str) -> reqwest::header::HeaderValue {
+        let read = self
+            .http
+            .get(format!("{}{entity}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{entity}: {e}"));
+        read.headers()
+            .get(reqwest::header::ETAG)
+            .unwrap_or_else(|| panic!("GET {entity}: no ETag"))
+            .clone()
     }
 
     pub async fn get(&self, path: &str) -> Value {

@@ -59,6 +59,53 @@ enum Command {
     /// Volume backups and restores.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// EBS snapshots into the repository and back, through the EBS direct APIs (AWS
+    /// credentials, region and endpoint from the environment).
+    #[command(subcommand)]
+    Ebs(EbsCommand),
+}
+
+#[derive(Subcommand)]
+enum EbsCommand {
+    /// Copy an EBS snapshot into the repository as a snapshot of --volume, reading its
+    /// blocks with GetSnapshotBlock (no volume attached). With --parent (the EBS snapshot
+    /// the volume's latest copy was made from) only the blocks ListChangedBlocks reports
+    /// are read; if the latest copy is of another snapshot, every written block is.
+    Backup {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        volume: String,
+        /// The EBS snapshot (snap-…).
+        #[arg(long)]
+        snapshot: String,
+        #[arg(long)]
+        parent: Option<String>,
+        /// Where the blocks read are staged (a sparse file of the volume's size).
+        #[arg(long, default_value_os_t = std::env::temp_dir())]
+        scratch: PathBuf,
+        /// Print the snapshot, what was read from EBS and the statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot of --volume to a new EBS snapshot (StartSnapshot, PutSnapshotBlock
+    /// for each non-zero block, CompleteSnapshot): a volume can then be created from it in
+    /// this account and region. Prints the new snapshot's id.
+    ToSnapshot {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        volume: String,
+        /// A snapshot id (or unique prefix), or `latest`.
+        #[arg(long)]
+        snapshot: String,
+        #[arg(long, default_value = "restored by Arca")]
+        description: String,
+        #[arg(long, default_value_os_t = std::env::temp_dir())]
+        scratch: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(ClapArgs)]
@@ -192,7 +239,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }) => run_agent(api_url, token, kubeconfig, health_addr, archive_key).await,
         Some(Command::Repo(cmd)) => repo_command(cmd).await,
         Some(Command::Volume(cmd)) => volume_command(cmd).await,
+        Some(Command::Ebs(cmd)) => ebs_command(cmd).await,
     }
+}
+
+async fn ebs_command(cmd: EbsCommand) -> anyhow::Result<()> {
+    use arca_agent::volumes::ebs_direct;
+    let ebs = aws_sdk_ebs::Client::new(&aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await);
+    match cmd {
+        EbsCommand::Backup {
+            repo,
+            volume,
+            snapshot,
+            parent,
+            scratch,
+            json,
+        } => {
+            let repository = open(&repo).await?;
+            let (id, manifest, read) =
+                ebs_direct::backup(&repository, &ebs, &volume, &snapshot, parent.as_deref(), &scratch).await?;
+            if json {
+                let out = serde_json::json!({ "snapshot": id.to_hex(), "ebs": read, "manifest": manifest });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{id}");
+            }
+        }
+        EbsCommand::ToSnapshot {
+            repo,
+            volume,
+            snapshot,
+            description,
+            scratch,
+            json,
+        } => {
+            let repository = open(&repo).await?;
+            let (id, snap) = repository.find_snapshot(&snapshot, Some(&volume)).await?;
+            let (ebs_id, blocks) =
+                ebs_direct::to_ebs_snapshot(&repository, &ebs, &id, &snap, &description, &scratch).await?;
+            if json {
+                let out = serde_json::json!({ "ebsSnapshot": ebs_id, "blocksWritten": blocks, "from": id.to_hex() });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{ebs_id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A client for the cluster: the given kubeconfig, else $KUBECONFIG or the in-cluster

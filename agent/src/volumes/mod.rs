@@ -15,6 +15,7 @@
 
 pub mod backup;
 pub mod delete;
+pub mod ebs_direct;
 pub mod mover;
 pub mod repo;
 pub mod restore;

@@ -51,13 +51,7 @@ pub async fn open_store_at(
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
             match (&access.credentials, credentials_ref, renewal) {
                 (Some(c), Some(_), _) => {
-                    loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                        c.access_key_id.clone(),
-                        c.secret_access_key.clone(),
-                        crate::credentials_ref::session_token(c),
-                        None,
-                        "arca-secret",
-                    ));
+                    loader = loader.credentials_provider(crate::credentials_ref::secret_credentials(c));
                 }
                 (Some(c), None, Some(renewal)) => {
                     loader = loader
@@ -257,6 +251,7 @@ mod tests {
             key_id: None,
             earlier_keys: Vec::new(),
             object_lock: None,
+            customer_key: None,
         }
     }
 

@@ -330,6 +330,7 @@ async fn seed_org(writer: &mut Writer, ctx: &mut Ctx<'_>, plan: &OrgPlan) -> any
                 ca_bundle: None,
             },
             object_lock: None,
+            customer_key: None,
         },
         retiring: false,
         bucket_lock: None,

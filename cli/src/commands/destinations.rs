@@ -18,7 +18,7 @@ pub(super) const DESTINATION: Kind = Kind {
     noun: "destination",
     named: true,
     columns: DESTINATION_COLUMNS,
-    body: &["name", "target", "objectLock"],
+    body: &["name", "target", "objectLock", "customerKey"],
 };
 
 const DESTINATION_COLUMNS: &[Column] = &[
@@ -31,6 +31,7 @@ const DESTINATION_COLUMNS: &[Column] = &[
         _ => at(v, "/target/region"),
     }),
     Column::at("OBJECT LOCK", "/objectLock/mode"),
+    Column::at("CUSTOMER KEY", "/customerKey/kmsKeyArn"),
 ];
 
 const UPKEEP_COLUMNS: &[Column] = &[
@@ -58,6 +59,9 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
                 };
                 body["objectLock"] = json!({ "mode": mode });
             }
+            if let Some(key) = customer_key(c.kms_key_arn.clone(), c.kms_endpoint.clone()) {
+                body["customerKey"] = key;
+            }
             body["target"] = target(c)?;
             let d = client.post(DESTINATION.path, &body).await?.body;
             done(g.output, &d, format!("destination {name} created ({})", at(&d, "/id")))?;
@@ -66,6 +70,8 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
             destination,
             name,
             local_path,
+            kms_key_arn,
+            kms_endpoint,
         } => {
             if local_path.is_some() {
                 let id = resolve(&client, DESTINATION, &destination).await?;
@@ -80,6 +86,15 @@ pub(super) async fn destinations(g: &Global, cmd: DestinationsCmd) -> Result<(),
             }
             update_entity(g, &client, DESTINATION, &destination, |b| {
                 set(b, "name", name.map(Value::from));
+                if let Some(arn) = kms_key_arn {
+                    // The endpoint is kept unless given again.
+                    super::edit_object(b, "customerKey", |key| {
+                        key.insert("kmsKeyArn".into(), json!(arn));
+                        if let Some(endpoint) = kms_endpoint {
+                            key.insert("endpoint".into(), json!(endpoint));
+                        }
+                    });
+                }
                 if let Some(path) = local_path
                     && let Some(target) = b.get_mut("target").and_then(Value::as_object_mut)
                 {
@@ -272,4 +287,14 @@ fn target(c: DestinationCreate) -> Result<Value, CliError> {
         }
     }
     Ok(Value::Object(t))
+}
+
+/// The `customerKey` member of `--kms-key-arn` (and `--kms-endpoint`).
+fn customer_key(kms_key_arn: Option<String>, endpoint: Option<String>) -> Option<Value> {
+    let arn = kms_key_arn?;
+    let mut key = json!({ "kmsKeyArn": arn });
+    if let Some(endpoint) = endpoint {
+        key["endpoint"] = json!(endpoint);
+    }
+    Some(key)
 }

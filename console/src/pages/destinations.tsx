@@ -30,6 +30,8 @@ export function DestinationsPage() {
   const [credentialsRef, setCredentialsRef] = useState('');
   const [path, setPath] = useState('');
   const [lock, setLock] = useState(false);
+  const [kmsKeyArn, setKmsKeyArn] = useState('');
+  const [kmsEndpoint, setKmsEndpoint] = useState('');
   return (
     <Page title="Destinations">
       <IfRole role="admin">
@@ -54,6 +56,9 @@ export function DestinationsPage() {
               name: name.trim(),
               target: t,
               objectLock: lock ? { mode: 'GOVERNANCE' } : null,
+              customerKey: kmsKeyArn.trim()
+                ? { kmsKeyArn: kmsKeyArn.trim(), endpoint: kmsEndpoint.trim() || null }
+                : null,
             });
             setName('');
             loaded.reload();
@@ -86,6 +91,15 @@ export function DestinationsPage() {
           )}
           {kind === 'LOCAL_FILESYSTEM' && <Field label="Path" value={path} onInput={setPath} required />}
           {kind !== 'LOCAL_FILESYSTEM' && <Check label="Immutable (S3 Object Lock, governance)" checked={lock} onChange={setLock} />}
+          <Field
+            label="Customer KMS key"
+            value={kmsKeyArn}
+            onInput={setKmsKeyArn}
+            hint="A KMS key ARN of yours: it wraps this destination's keys, which Arca never holds"
+          />
+          {kmsKeyArn.trim() && (
+            <Field label="KMS endpoint" value={kmsEndpoint} onInput={setKmsEndpoint} hint="VPC endpoints without private DNS only" />
+          )}
         </Form>
       </IfRole>
       <Loading loaded={loaded}>
@@ -97,6 +111,7 @@ export function DestinationsPage() {
               { label: 'Name', cell: (d: Json) => d.name },
               { label: 'Target', cell: (d: Json) => target(d.target) },
               { label: 'Immutable', cell: (d: Json) => d.objectLock?.mode ?? 'no' },
+              { label: 'Keys', cell: (d: Json) => d.customerKey?.kmsKeyArn ?? 'Arca' },
               {
                 label: 'Actions',
                 cell: (d: Json) => (

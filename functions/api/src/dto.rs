@@ -16,7 +16,7 @@ use arca_core::model::backup::{BackupDefinitionSpec, PvMode, Selection};
 use arca_core::model::cloud::account::CloudAccountSpec;
 use arca_core::model::cloud::ebs::ClusterAwsLink;
 use arca_core::model::cluster::ClusterSpec;
-use arca_core::model::destination::{DestinationSpec, DestinationTarget, LockMode, ObjectLock};
+use arca_core::model::destination::{CustomerKey, DestinationSpec, DestinationTarget, LockMode, ObjectLock};
 use arca_core::model::hooks::{BackupHook, HookTemplate, OnError, RestoreHook};
 use arca_core::model::org::OrgSpec;
 use arca_core::model::policy::Retention;
@@ -191,9 +191,29 @@ pub struct DestinationBody {
     /// immutable in that mode, unless this says another).
     #[serde(default)]
     pub object_lock: Option<ObjectLockBody>,
+    /// A KMS key of yours that wraps the keys sealing this destination's data: the agent
+    /// keeps each cluster's key in the destination wrapped by it and unwraps it through
+    /// KMS (its own identity, or the bucket's credentialsRef) for every job; Arca's control
+    /// plane never holds those keys. Setting another KMS key re-wraps them at each
+    /// cluster's next backup (the data is not rewritten); it cannot be removed while
+    /// recovery points sealed with it live here.
+    #[serde(default)]
+    pub customer_key: Option<CustomerKeyBody>,
 }
 
-mirror!(DestinationBody => DestinationSpec { name, target: into, object_lock: map_into });
+mirror!(DestinationBody => DestinationSpec { name, target: into, object_lock: map_into, customer_key: map_into });
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomerKeyBody {
+    /// `arn:aws:kms:<region>:<account>:key/<id>` (or `alias/<name>`).
+    pub kms_key_arn: String,
+    /// A KMS endpoint to call instead of the region's (a VPC endpoint without private DNS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+mirror!(CustomerKeyBody => CustomerKey { kms_key_arn, endpoint });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -520,6 +540,8 @@ mod tests {
         same::<DestinationBody, DestinationSpec>(
             json!({ "name": "d", "target": { "kind": "LOCAL_FILESYSTEM", "path": "/x" } }),
         );
+        same::<DestinationBody, DestinationSpec>(json!({ "name": "d", "target": { "kind": "ARCA_MANAGED" },
+            "customerKey": { "kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/k1", "endpoint": "https://kms.example" } }));
         same::<DestinationBody, DestinationSpec>(json!({ "name": "d", "target": { "kind": "ARCA_MANAGED" },
             "objectLock": { "mode": "COMPLIANCE" } }));
         same::<PolicyBody, PolicySpec>(json!({ "name": "p", "schedules": [{ "cron": "0 * * * *", "retainDays": 3 }] }));

@@ -153,6 +153,67 @@ async fn each_cluster_has_its_own_keys_and_a_rotation_keeps_old_points_restorabl
 }
 
 #[tokio::test]
+async fn a_customer_key_destination_hands_out_key_ids_never_keys_and_older_points_keep_theirs() {
+    const ARN: &str = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let api = Api::new().with_archive_keyring(ring(1, &[]));
+    let t = api.signup("customer-key").await;
+    let dest = api.destination(&t.admin, "bucket").await;
+    let (cluster, token, session) = api.connected_cluster(&t.admin, "a", Some(&dest)).await;
+    let definition = api.default_backup(&t, &cluster, None).await;
+    let agent = Agent {
+        cluster,
+        token,
+        session,
+    };
+    let (old_point, old_access) = backup(&api, &t.admin, &agent, &definition, "a1").await;
+    let old_key = old_access.body["archiveKey"]
+        .as_str()
+        .expect("a master-derived key")
+        .to_owned();
+
+    // A malformed ARN is refused, naming the member; a well-formed one is set.
+    let path = format!("/v1/destinations/{dest}");
+    let current = api.get(&path, &t.admin).await.expect(200);
+    let with_key = |arn: &str| json!({ "name": current.body["name"], "target": current.body["target"], "customerKey": { "kmsKeyArn": arn } });
+    let refused = api
+        .put(
+            &path,
+            &t.admin,
+            &current.etag(),
+            with_key("arn:aws:kms:eu-west-1:1234:key/x"),
+        )
+        .await
+        .problem(400, "validation_failed");
+    assert!(refused.text.contains("customerKey.kmsKeyArn"), "{}", refused.text);
+    api.put(&path, &t.admin, &current.etag(), with_key(ARN))
+        .await
+        .expect(200);
+
+    // A backup now: the destination's key id and its customer key, no key at all.
+    let (new_point, access) = backup(&api, &t.admin, &agent, &definition, "a2").await;
+    assert!(access.body.get("archiveKey").is_none(), "{}", access.text);
+    assert_eq!(access.body["customerKey"]["kmsKeyArn"], ARN, "{}", access.text);
+    let master = arca_core::model::archive_key::customer_key_master(&dest.parse().unwrap());
+    assert_eq!(access.body["keyId"], format!("g1-{master}"), "{}", access.text);
+
+    // Restores: the new point by id only, the point from before by its master-derived key.
+    let restore = |point: &str| json!({ "recoveryPointId": point, "targetClusterId": agent.cluster });
+    for (point, key) in [(&new_point, None), (&old_point, Some(old_key.as_str()))] {
+        let created = api.post("/v1/restores", &t.admin, restore(point)).await.expect(201);
+        let job = created.body["job"]["id"].as_str().expect("a job");
+        let access = access_of(&api, &agent, job).await.expect(200);
+        assert_eq!(access.body["archiveKey"].as_str(), key, "{}", access.text);
+    }
+
+    // The customer key cannot be dropped while points it seals live there.
+    let current = api.get(&path, &t.admin).await.expect(200);
+    let without = json!({ "name": current.body["name"], "target": current.body["target"] });
+    api.put(&path, &t.admin, &current.etag(), without)
+        .await
+        .problem(409, "destination_in_use");
+}
+
+#[tokio::test]
 async fn without_master_keys_agents_hold_theirs_and_nothing_rotates_here() {
     let api = Api::new();
     let t = api.signup("own-keys").await;

@@ -58,6 +58,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
             &p,
             DestinationSpec {
                 object_lock: None,
+                customer_key: None,
                 name: "d".into(),
                 target: DestinationTarget::S3 {
                     endpoint: None,

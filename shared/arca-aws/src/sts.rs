@@ -204,6 +204,7 @@ impl CredentialVendor for StsCredentialVendor {
             earlier_keys: Vec::new(),
             // Added by the control plane, which knows the job's point.
             object_lock: None,
+            customer_key: None,
         })
     }
 }

@@ -45,6 +45,12 @@ pub struct VolumeBackup {
     /// Byte ranges that changed since the previous snapshot of `name` (from CSI
     /// GetMetadataDelta or EBS ListChangedBlocks). Blocks outside them are not read.
     pub changed_ranges: Option<Vec<Range<u64>>>,
+    /// With `changed_ranges`: the `origin` of the snapshot they are relative to. The backup
+    /// fails, rather than record unread blocks as unchanged, when the volume's latest
+    /// snapshot is not that one (another backup came between).
+    pub changes_since: Option<String>,
+    /// Recorded as the snapshot's `origin` (see [`Snapshot::origin`]).
+    pub origin: Option<String>,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
     /// Pack uploads in flight; 0 means [`crate::pack::UPLOADS_IN_FLIGHT`].
@@ -58,6 +64,8 @@ impl VolumeBackup {
             name: name.into(),
             source: source.into(),
             changed_ranges: None,
+            changes_since: None,
+            origin: None,
             threads: 0,
             uploads: 0,
             progress: None,
@@ -148,6 +156,17 @@ pub async fn backup_volume(repo: &Repository, job: VolumeBackup) -> Result<(Id, 
     let parent = repo.snapshots().await?.into_iter().rev().find(|(_, s)| {
         s.kind == SnapshotKind::Volume && s.name == job.name && s.block_size == repo.config().block_size
     });
+    if let (Some(_), Some(since)) = (&job.changed_ranges, &job.changes_since) {
+        let found = parent.as_ref().and_then(|(_, s)| s.origin.as_deref());
+        if found != Some(since.as_str()) {
+            return Err(RepoError::Concurrent(format!(
+                "the changed ranges are relative to {since}, but the latest snapshot of volume {} is {}: back it up \
+                 again in full",
+                job.name,
+                found.unwrap_or("not a copy of it")
+            )));
+        }
+    }
     let index = Arc::new(index);
     let shared = Arc::new(Shared {
         repo: repo.clone(),
@@ -323,6 +342,7 @@ pub async fn backup_volume(repo: &Repository, job: VolumeBackup) -> Result<(Id, 
         parent: parent.map(|(id, _)| id.to_hex()),
         hostname: std::env::var("HOSTNAME").ok(),
         stats,
+        origin: job.origin,
     };
     let id = repo.write_snapshot(&snapshot).await?;
     Ok((id, snapshot))
@@ -790,6 +810,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
         parent: None,
         hostname: std::env::var("HOSTNAME").ok(),
         stats,
+        origin: None,
     };
     let id = repo.write_snapshot(&snapshot).await?;
     Ok((id, snapshot))

@@ -46,6 +46,9 @@ pub enum RepoError {
     },
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// The key service (KMS) refused to wrap or unwrap a key; names the key and why.
+    #[error("{0}")]
+    KeyService(String),
     /// A concurrent garbage collection removed a pack this backup relied on; rerun it.
     #[error("{0}")]
     Concurrent(String),

@@ -634,6 +634,10 @@ pub struct Snapshot {
     pub hostname: Option<String>,
     #[serde(default)]
     pub stats: BackupStats,
+    /// What the volume was read from, when a later backup's changed ranges are relative to
+    /// it (`ebs:<snapshot id>`): such a backup checks that its parent is that copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl Snapshot {

@@ -110,6 +110,7 @@ fn snapshot() -> Snapshot {
             blocks_total: 48,
             ..BackupStats::default()
         },
+        origin: Some("ebs:snap-0123456789abcdef0".into()),
     }
 }
 

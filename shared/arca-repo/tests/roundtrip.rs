@@ -203,6 +203,35 @@ async fn changed_ranges_skip_unchanged_blocks_and_still_restore_identically() {
 }
 
 #[tokio::test]
+async fn changed_ranges_since_an_origin_apply_only_to_the_copy_of_that_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, repo) = local_repo(dir.path()).await;
+    let source = dir.path().join("disk.img");
+    let mut image = build_image(&[(1, 200_000)], 9);
+    std::fs::write(&source, &image).unwrap();
+    let mut first = VolumeBackup::new("v", &source);
+    first.origin = Some("ebs:snap-1".into());
+    let (_, snap) = backup_volume(&repo, first).await.unwrap();
+    assert_eq!(snap.origin.as_deref(), Some("ebs:snap-1"));
+    image[5] ^= 0xff;
+    std::fs::write(&source, &image).unwrap();
+    let since = |origin: &str| {
+        let mut job = VolumeBackup::new("v", &source);
+        job.changed_ranges = Some(vec![Range { start: 0, end: 4096 }]);
+        job.changes_since = Some(origin.into());
+        job.origin = Some("ebs:snap-2".into());
+        job
+    };
+    // Relative to a copy that is not the latest: refused, nothing recorded.
+    let err = backup_volume(&repo, since("ebs:snap-0")).await.unwrap_err().to_string();
+    assert!(err.contains("ebs:snap-0") && err.contains("ebs:snap-1"), "{err}");
+    assert_eq!(repo.snapshots().await.unwrap().len(), 1);
+    let (id, snap) = backup_volume(&repo, since("ebs:snap-1")).await.unwrap();
+    assert!(snap.stats.bytes_read <= 64 * 1024, "{:?}", snap.stats);
+    assert_eq!(restore_bytes(&repo, &id, dir.path()).await, image);
+}
+
+#[tokio::test]
 async fn streams_use_content_defined_chunks_that_survive_an_insertion() {
     let dir = tempfile::tempdir().unwrap();
     let (_, repo) = local_repo(dir.path()).await;

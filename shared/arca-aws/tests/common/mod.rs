@@ -159,6 +159,7 @@ pub fn managed_destination(org: OrgId, now: DateTime<Utc>, version: u64) -> Dest
         org_id: org,
         spec: DestinationSpec {
             object_lock: None,
+            customer_key: None,
             name: "managed".into(),
             target: DestinationTarget::ArcaManaged { region: None },
         },

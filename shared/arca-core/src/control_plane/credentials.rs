@@ -5,9 +5,10 @@ use crate::control_plane::ControlPlane;
 use crate::control_plane::agent::lease_lost;
 use crate::ids::{JobId, OrgId};
 use crate::model::agent::AgentPrincipal;
+use crate::model::archive_key::{KeyId, customer_key_master};
 use crate::model::backup::BackupDefinition;
 use crate::model::cluster::Cluster;
-use crate::model::destination::{Destination, effective_destination, lock_until};
+use crate::model::destination::{CustomerKey, Destination, effective_destination, lock_until};
 use crate::model::job::{Job, JobType};
 use crate::model::org::Org;
 use crate::model::recovery::RecoveryPoint;
@@ -83,7 +84,10 @@ impl ControlPlane {
         let dest = self.store.get::<Destination>(&agent.org_id, &dest_id).await?;
         let mut access = self.vendor.access(&agent.org_id, grant, &dest).await?;
         access.object_lock = self.object_lock_for(&job, &dest);
-        if let Some(ring) = &self.config.archive_keyring {
+        if let Some(customer_key) = &dest.spec.customer_key {
+            self.add_customer_keys(&mut access, customer_key, &agent.org_id, grant, keys)
+                .await?;
+        } else if let Some(ring) = &self.config.archive_keyring {
             let org = &agent.org_id;
             let (current, earlier) = match keys {
                 JobKeys::Current(generation) => (Some(ring.current_id(generation)), vec![]),
@@ -105,11 +109,80 @@ impl ControlPlane {
                 .filter_map(|key_id| {
                     // A master dropped from the ring opens nothing any more: nothing to collect.
                     let archive_key = ring.key(org, cluster, &key_id).ok()?;
-                    Some(KeyedArchiveKey { key_id, archive_key })
+                    Some(KeyedArchiveKey {
+                        key_id,
+                        archive_key: Some(archive_key),
+                    })
                 })
                 .collect();
         }
         Ok(access)
+    }
+
+    /// The keys of a job in a destination with a customer-held key: ids only, never a key
+    /// (the agent unwraps them from the destination through KMS). A point taken before the
+    /// destination had its customer key names a key of the master ring: that one is handed
+    /// out as before, so the point stays restorable.
+    async fn add_customer_keys(
+        &self,
+        access: &mut DestinationAccess,
+        customer_key: &CustomerKey,
+        org: &OrgId,
+        grant: Grant,
+        keys: JobKeys,
+    ) -> Result<()> {
+        let master = customer_key_master(&access.destination_id);
+        let customer_id = |generation| KeyId {
+            generation,
+            master: master.clone(),
+        };
+        let cluster = grant.cluster();
+        let ring_key = |id: &KeyId| match &self.config.archive_keyring {
+            Some(ring) => ring.key(org, cluster, id),
+            None => Err(Error::conflict_of(
+                crate::error::ConflictKind::ArchiveKeyRetired,
+                format!("key {id} came from a master key this deployment does not have (ARCA_ARCHIVE_MASTER_KEY)"),
+            )),
+        };
+        let (current, earlier) = match keys {
+            JobKeys::Current(generation) => (Some(customer_id(generation)), Vec::new()),
+            JobKeys::OfPoint(id) => (id, Vec::new()),
+            JobKeys::AllOf(of) => {
+                let latest = self.latest_key_generation(org, &of, &access.destination_id).await?;
+                let mut earlier: Vec<KeyId> = (1..latest).map(customer_id).collect();
+                // What the cluster wrote here before the destination had its customer key.
+                if let Some(ring) = &self.config.archive_keyring {
+                    earlier.extend(ring.all_ids(latest));
+                }
+                (Some(customer_id(latest)), earlier)
+            }
+        };
+        match current {
+            Some(id) if id.master == master => access.key_id = Some(id),
+            Some(id) => {
+                access.archive_key = Some(ring_key(&id)?);
+                access.key_id = Some(id);
+            }
+            None => {}
+        }
+        access.earlier_keys = earlier
+            .into_iter()
+            .filter_map(|key_id| {
+                if key_id.master == master {
+                    return Some(KeyedArchiveKey {
+                        key_id,
+                        archive_key: None,
+                    });
+                }
+                let archive_key = ring_key(&key_id).ok()?;
+                Some(KeyedArchiveKey {
+                    key_id,
+                    archive_key: Some(archive_key),
+                })
+            })
+            .collect();
+        access.customer_key = Some(customer_key.clone());
+        Ok(())
     }
 
     /// How `job` treats `dest` when it is immutable: the mode, and for a backup the date

@@ -90,6 +90,21 @@ impl ControlPlane {
                 ),
             ));
         }
+        if dest.spec.customer_key.is_some()
+            && spec.customer_key.is_none()
+            && self.store.holds_recovery_points(&p.org_id, id).await?
+        {
+            return Err(Error::conflict_of(
+                crate::error::ConflictKind::DestinationInUse,
+                format!(
+                    "destination {:?} holds {} sealed with keys its customer key wraps: the customer key cannot \
+                     be removed while they live there; to change it, set another KMS key (the keys are re-wrapped, \
+                     the data stays)",
+                    dest.spec.name,
+                    self.holding_in(&p.org_id, id).await?
+                ),
+            ));
+        }
         dest.spec = spec;
         dest.updated_at = self.now();
         self.store.update(dest, expected_version).await

@@ -87,6 +87,19 @@ impl ArchiveMasterKey {
     }
 }
 
+/// The master part of the ids of keys that a destination's customer key wraps (the
+/// [`KeyId::master`] of those keys): 8 hex digits of SHA-256 over the destination's id.
+/// It names the destination, not the KMS key, so a change of KMS key (a re-wrap) keeps
+/// every key id, and with it every repository the keys seal.
+pub fn customer_key_master(destination: &crate::ids::DestinationId) -> String {
+    encode_hex(
+        &Sha256::new()
+            .chain_update(b"arca-customer-key-v1:")
+            .chain_update(destination.to_string().as_bytes())
+            .finalize()[..4],
+    )
+}
+
 /// The shortest master key text [`ArchiveMasterKey::from_secret_text`] accepts.
 const MIN_SECRET_TEXT: usize = 32;
 
@@ -235,6 +248,11 @@ impl fmt::Debug for ArchiveKeyring {
 }
 
 impl ArchiveKeyHex {
+    /// A key an agent unwrapped itself (a customer-held key, never the control plane's).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        ArchiveKeyHex(encode_hex(bytes))
+    }
+
     /// The 32 key bytes, `None` when the text is not 64 hex digits.
     pub fn bytes(&self) -> Option<[u8; 32]> {
         decode_hex(&self.0)

@@ -191,12 +191,79 @@ pub struct DestinationSpec {
     /// have Object Lock enabled (the agent checks it before writing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLock>,
+    /// A KMS key of the user's that wraps the keys sealing this destination's data
+    /// (envelope encryption, docs/security.md): the agent creates each cluster's key, keeps
+    /// it in the destination wrapped by this key, and unwraps it through KMS for every job;
+    /// the control plane never holds it. `None`: keys derived from the deployment's master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_key: Option<CustomerKey>,
+}
+
+/// A customer-held key: the KMS key that wraps a destination's data keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerKey {
+    /// `arn:aws:kms:<region>:<account>:key/<id>` (or `alias/<name>`): a full ARN, so the
+    /// agent calls the key's own region and account whatever its identity's defaults.
+    pub kms_key_arn: String,
+    /// KMS endpoint to call instead of the region's public one (a VPC endpoint without
+    /// private DNS, a KMS-compatible service). Not secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// The longest KMS key ARN accepted (AWS: 2048 characters for a key id or ARN).
+const MAX_KMS_KEY_ARN: usize = 2048;
+
+impl CustomerKey {
+    /// The region in the key's ARN (checked by [`Self::validate`]).
+    pub fn region(&self) -> &str {
+        self.kms_key_arn.split(':').nth(3).unwrap_or_default()
+    }
+
+    /// Validates under the JSON path `field` (`customerKey`).
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let arn = &self.kms_key_arn;
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let well_formed = arn.len() <= MAX_KMS_KEY_ARN
+            && parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "kms"
+            && aws_region("", parts[3]).is_ok()
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && (parts[5]
+                .strip_prefix("key/")
+                .or_else(|| parts[5].strip_prefix("alias/")))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()));
+        if !well_formed {
+            return Err(Error::invalid(
+                format!("{field}.kmsKeyArn"),
+                format!(
+                    "{arn:?} is not a KMS key ARN (arn:aws:kms:<region>:<12-digit account>:key/<id> or alias/<name>)"
+                ),
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(Error::invalid(
+                format!("{field}.endpoint"),
+                "must be an http:// or https:// URL",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl DestinationSpec {
     pub fn validated(mut self, local_allowed: bool) -> Result<Self> {
         self.name = validate::name("name", &self.name)?;
         self.target.validate("target", local_allowed)?;
+        if let Some(key) = &self.customer_key {
+            key.validate("customerKey")?;
+        }
         if self.object_lock.is_some() && matches!(self.target, DestinationTarget::LocalFilesystem { .. }) {
             return Err(Error::invalid(
                 "objectLock",
@@ -347,6 +414,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_customer_key_is_a_full_kms_key_arn_and_its_region_comes_from_it() {
+        let key = |arn: &str| CustomerKey {
+            kms_key_arn: arn.into(),
+            endpoint: None,
+        };
+        for good in [
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws-us-gov:kms:us-gov-west-1:123456789012:alias/backups",
+        ] {
+            key(good).validate("customerKey").unwrap();
+        }
+        assert_eq!(key("arn:aws:kms:eu-west-1:123456789012:key/k").region(), "eu-west-1");
+        for bad in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "alias/backups",
+            "arn:aws:s3:eu-west-1:123456789012:key/k",
+            "arn:aws:kms:eu-west-1:1234:key/k",
+            "arn:aws:kms::123456789012:key/k",
+            "arn:aws:kms:eu-west-1:123456789012:key/",
+            "arn:aws:kms:eu-west-1:123456789012:grant/k",
+        ] {
+            let err = key(bad).validate("customerKey").unwrap_err().to_string();
+            assert!(err.contains("customerKey.kmsKeyArn"), "{bad}: {err}");
+        }
+        let err = CustomerKey {
+            endpoint: Some("kms.internal".into()),
+            ..key("arn:aws:kms:eu-west-1:123456789012:key/k")
+        }
+        .validate("customerKey")
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("customerKey.endpoint"), "{err}");
+    }
+
+    #[test]
     fn a_lock_outlasts_the_expiry_by_the_grace_in_whole_seconds() {
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let day = std::time::Duration::from_secs(86_400);
@@ -370,6 +472,7 @@ mod tests {
             name: "d".into(),
             target,
             object_lock,
+            customer_key: None,
         };
         let managed = DestinationTarget::ArcaManaged { region: None };
         let governance = Some(ObjectLock {

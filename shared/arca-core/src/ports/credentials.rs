@@ -61,6 +61,12 @@ pub struct DestinationAccess {
     /// The destination is immutable (S3 Object Lock): how this job writes and deletes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLockWrite>,
+    /// The destination's customer-held key: the keys without an [`Self::archive_key`]
+    /// (this job's, and each of [`Self::earlier_keys`] without one) are kept in the
+    /// destination wrapped by it, and the agent unwraps them through KMS
+    /// ([`crate::model::layout::customer_key_file`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_key: Option<crate::model::destination::CustomerKey>,
 }
 
 /// How a job treats an immutable destination.
@@ -84,7 +90,7 @@ impl DestinationAccess {
             ..self.clone()
         }];
         all.extend(self.earlier_keys.iter().map(|k| DestinationAccess {
-            archive_key: Some(k.archive_key.clone()),
+            archive_key: k.archive_key.clone(),
             key_id: Some(k.key_id.clone()),
             earlier_keys: Vec::new(),
             ..self.clone()
@@ -98,7 +104,9 @@ impl DestinationAccess {
 #[serde(rename_all = "camelCase")]
 pub struct KeyedArchiveKey {
     pub key_id: crate::model::archive_key::KeyId,
-    pub archive_key: crate::model::archive_key::ArchiveKeyHex,
+    /// `None`: a key the destination's customer key wraps, which only the agent unwraps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_key: Option<crate::model::archive_key::ArchiveKeyHex>,
 }
 
 /// What one job may do in its destination, and under which cluster's prefix.
@@ -164,6 +172,8 @@ impl CredentialVendor for ConfigVendor {
             earlier_keys: Vec::new(),
             // Added by the control plane, which knows the job's point.
             object_lock: None,
+            // Added by the control plane with the job's key.
+            customer_key: None,
         })
     }
 }

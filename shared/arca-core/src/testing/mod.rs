@@ -152,6 +152,7 @@ pub async fn create_definition(cp: &ControlPlane, p: &Principal, spec: BackupDef
 fn s3(name: &str) -> DestinationSpec {
     DestinationSpec {
         object_lock: None,
+        customer_key: None,
         name: name.to_string(),
         target: DestinationTarget::S3 {
             endpoint: Some("https://s3.example.test".into()),

@@ -9,6 +9,7 @@
 //!     packs/<pack>, pack-index/<id>, gc/<id>, locks/gc                   shared packs, their indexes, gc
 //!   volumes-<key id>/                                                    volume repository ([`RepositoryLayout`])
 //!     config, keys/<id>, data/<xx>/<pack>, index/<id>, snapshots/<id>, gc/<id>, locks/gc
+//!   keys/<key id>                                                        a customer-held key, wrapped ([`customer_key_file`])
 //! ```
 //!
 //! One pair of repositories per key of the cluster ([`KeyId`]: its generation and
@@ -82,6 +83,16 @@ pub fn cluster_prefix(base: &str, org: &OrgId, cluster: &ClusterId) -> String {
     } else {
         format!("{base}/{org}/{cluster}/")
     }
+}
+
+/// Folder of a cluster's customer-held keys under its cluster prefix.
+pub const KEYS_FOLDER: &str = "keys";
+
+/// Where the cluster key `key` lies, wrapped by the destination's customer key, relative
+/// to the cluster prefix: `keys/<key id>`. Beside the repositories it opens, so a copy
+/// of the bucket (replication, a move to another account) carries what it needs.
+pub fn customer_key_file(key: &KeyId) -> String {
+    format!("{KEYS_FOLDER}/{key}")
 }
 
 /// `<cluster prefix><folder>`, without a trailing `/`.

@@ -20,6 +20,7 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
             &p,
             DestinationSpec {
                 object_lock: None,
+                customer_key: None,
                 name: "arca".into(),
                 target: DestinationTarget::ArcaManaged { region: None },
             },
@@ -52,6 +53,7 @@ pub async fn plan_rules(items: Arc<dyn ItemStore>) {
             &p,
             DestinationSpec {
                 object_lock: None,
+                customer_key: None,
                 name: "own".into(),
                 target: DestinationTarget::S3 {
                     endpoint: None,
