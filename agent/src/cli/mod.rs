@@ -63,6 +63,35 @@ enum Command {
     /// credentials, region and endpoint from the environment).
     #[command(subcommand)]
     Ebs(EbsCommand),
+    /// CSI changed block tracking (the Kubernetes SnapshotMetadata service).
+    #[command(subcommand)]
+    Csi(CsiCommand),
+}
+
+#[derive(Subcommand)]
+enum CsiCommand {
+    /// Print the byte ranges that changed between two VolumeSnapshots of a volume, from the
+    /// driver's snapshot-metadata sidecar (GetMetadataDelta), as the JSON array `volume
+    /// backup --changed-ranges` reads.
+    Delta {
+        /// The SnapshotMetadataService object's `address`, as `https://host:port`.
+        #[arg(long)]
+        address: String,
+        /// The object's `caCert`, as a PEM file.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// A file holding a ServiceAccount token of the object's `audience`.
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        namespace: String,
+        /// The older VolumeSnapshot.
+        #[arg(long)]
+        base: String,
+        /// The newer VolumeSnapshot.
+        #[arg(long)]
+        target: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,6 +269,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Repo(cmd)) => repo_command(cmd).await,
         Some(Command::Volume(cmd)) => volume_command(cmd).await,
         Some(Command::Ebs(cmd)) => ebs_command(cmd).await,
+        Some(Command::Csi(CsiCommand::Delta {
+            address,
+            ca_file,
+            token_file,
+            namespace,
+            base,
+            target,
+        })) => {
+            use arca_agent::volumes::snapshot_metadata;
+            let ca = match &ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+                None => None,
+            };
+            let token =
+                std::fs::read_to_string(&token_file).with_context(|| format!("reading {}", token_file.display()))?;
+            let channel = snapshot_metadata::connect(&address, ca.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let delta = snapshot_metadata::metadata_delta(channel, token.trim(), &namespace, &base, &target)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let ranges: Vec<_> = delta
+                .ranges
+                .iter()
+                .map(|r| serde_json::json!({ "offset": r.start, "length": r.end - r.start }))
+                .collect();
+            println!("{}", serde_json::to_string(&ranges)?);
+            Ok(())
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod mover;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
+pub mod snapshot_metadata;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
