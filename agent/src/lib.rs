@@ -14,5 +14,6 @@ pub mod protocol;
 pub mod renewal;
 pub mod resources;
 pub mod runner;
+pub mod verification;
 pub mod volumes;
 pub mod worker;

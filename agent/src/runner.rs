@@ -474,19 +474,21 @@ impl ResourceRunner {
                      it has no copy); the claim is restored empty"
                 ));
             }
-            let hook = Arc::new(
-                VolumeRestore::new(
-                    self.kube.clone(),
-                    self.volumes.clone(),
-                    &job.job.id.to_string(),
-                    &restore_id,
-                    records,
-                    same_cluster,
-                    destination,
-                )
-                .with_renewal(self.renewal(job, client))
-                .with_ebs(client.clone(), job.job.id, ebs_snapshots),
-            );
+            let mut hook = VolumeRestore::new(
+                self.kube.clone(),
+                self.volumes.clone(),
+                &job.job.id.to_string(),
+                &restore_id,
+                records,
+                same_cluster,
+                destination,
+            )
+            .with_renewal(self.renewal(job, client))
+            .with_ebs(client.clone(), job.job.id, ebs_snapshots);
+            if restore.verification.is_some() {
+                hook = hook.verifying_data();
+            }
+            let hook = Arc::new(hook);
             opts.claim_data = Some(resources::restore::ClaimDataHook(hook.clone()));
             Some(hook)
         } else {
@@ -495,8 +497,8 @@ impl ResourceRunner {
         let kube = self.kube.clone();
         let report = match spawned(async move { resources::restore(&kube, &archive, &opts).await }).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return failed(format!("restore failed: {e}")),
-            Err(e) => return failed(e),
+            Ok(Err(e)) => return self.restore_failed(restore, format!("restore failed: {e}")).await,
+            Err(e) => return self.restore_failed(restore, e).await,
         };
         if let Some(hook) = &volume_restore {
             hook.finish().await;
@@ -548,6 +550,37 @@ impl ResourceRunner {
             skips.len(),
             failures.len()
         ));
+        // A verification: what the restore proved, the probe, then the scratch namespaces go.
+        let verification = match &restore.verification {
+            Some(v) => {
+                let volumes_verified = volume_restore.as_ref().map_or(0, |h| h.volumes_verified());
+                let mut found = crate::verification::findings(&report.items, &volume_lines, volumes_verified, point);
+                let namespaces: Vec<String> = restore.spec.namespace_map.values().cloned().collect();
+                if let Some(probe) = &v.probe {
+                    match crate::verification::run_probe(&self.kube, &namespaces, probe, self.volumes.poll_every).await
+                    {
+                        Ok(()) => messages.push(format!("verification: the probe ({}) succeeded", probe.image)),
+                        Err(why) => found.reasons.push(why),
+                    }
+                }
+                let left = crate::verification::remove_scratch(&self.kube, &namespaces).await;
+                messages.extend(left.into_iter().map(|l| format!("WARNING: {l}")));
+                messages.push(format!(
+                    "verification: {} objects restored, {} volumes read back equal to the backup, {}; scratch \
+                     namespaces {} removed",
+                    found.objects_verified,
+                    found.volumes_verified,
+                    if found.reasons.is_empty() {
+                        "VERIFIED".to_string()
+                    } else {
+                        format!("FAILED ({} reasons)", found.reasons.len())
+                    },
+                    namespaces.join(", ")
+                ));
+                Some(found.bounded())
+            }
+            None => None,
+        };
         push_capped(&mut messages, failures, "failures");
         push_capped(&mut messages, skips, "skips");
         if !sent_all {
@@ -562,10 +595,15 @@ impl ResourceRunner {
                     .into(),
             );
         }
-        let (state, reason) = match report.status {
-            RestoreStatus::Completed => (JobState::Completed, None),
-            RestoreStatus::Partial => (JobState::Partial, Some(format!("{} objects failed", counters.errors))),
-            RestoreStatus::Failed => (JobState::Failed, Some("every object failed".to_string())),
+        let (state, reason) = match (report.status, &verification) {
+            // A verification that found anything wrong failed, whatever the restore did.
+            (_, Some(v)) if !v.reasons.is_empty() => (
+                JobState::Failed,
+                Some(format!("verification failed: {}", v.reasons.join("; "))),
+            ),
+            (RestoreStatus::Completed, _) => (JobState::Completed, None),
+            (RestoreStatus::Partial, _) => (JobState::Partial, Some(format!("{} objects failed", counters.errors))),
+            (RestoreStatus::Failed, _) => (JobState::Failed, Some("every object failed".to_string())),
         };
         let mut outcome = Outcome {
             state: Some(state),
@@ -573,9 +611,23 @@ impl ResourceRunner {
             counters: Some(counters),
             backup: None,
             maintenance: None,
+            verification,
             messages,
         };
         with_restore_hooks(&mut outcome, hook_errors, hook_outcomes);
+        outcome
+    }
+
+    /// A restore that stopped midway; a verification's scratch namespaces go all the same.
+    async fn restore_failed(&self, restore: &arca_core::model::restore::Restore, why: String) -> Outcome {
+        let mut outcome = failed(why);
+        if restore.verification.is_some() {
+            let namespaces: Vec<String> = restore.spec.namespace_map.values().cloned().collect();
+            let left = crate::verification::remove_scratch(&self.kube, &namespaces).await;
+            outcome
+                .messages
+                .extend(left.into_iter().map(|l| format!("WARNING: {l}")));
+        }
         outcome
     }
 
@@ -843,6 +895,7 @@ fn backup_outcome(
             bucket_lock: None,
         }),
         maintenance: None,
+        verification: None,
         messages,
     }
 }

@@ -57,6 +57,8 @@ pub struct Outcome {
     pub backup: Option<BackupResult>,
     /// REPOSITORY_MAINTENANCE jobs: what was reclaimed.
     pub maintenance: Option<arca_core::model::maintenance::MaintenanceResult>,
+    /// A verification's restore: what it found.
+    pub verification: Option<arca_core::model::verification::VerificationReport>,
     pub messages: Vec<String>,
 }
 
@@ -313,6 +315,7 @@ async fn run_one(
         progress: None,
         backup: outcome.backup,
         maintenance: outcome.maintenance,
+        verification: outcome.verification,
     };
     match client.complete(&id, &report).await {
         Ok(j) => tracing::info!(job_id = %id, state = ?j.state, "job ended"),

@@ -133,6 +133,7 @@ async fn vended_credentials_are_renewed_from_the_control_plane_before_they_lapse
         progress: None,
         backup: None,
         maintenance: None,
+        verification: None,
     };
     agent.complete(&job, &report).await.unwrap();
     let refused = RenewingCredentials::new(first_lapsed(&first), renewal)

@@ -342,6 +342,36 @@ impl PvModeArg {
     }
 }
 
+/// When a backup's points are verified.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum VerifyArg {
+    AfterBackup,
+    Weekly,
+}
+
+/// A backup's restore verification (docs/volumes.md, "Restore verification").
+#[derive(Debug, Args)]
+pub struct VerificationArgs {
+    /// Restore its points into scratch namespaces and check them: after each backup, or
+    /// the newest weekly.
+    #[arg(long, value_enum)]
+    pub verify: Option<VerifyArg>,
+    /// The cluster (id or name) verifications restore into; default: the backup's own.
+    #[arg(long, requires = "verify")]
+    pub verify_cluster: Option<String>,
+    /// An image run as a Job in the restored namespaces once restored; it must succeed
+    /// (it finds them in ARCA_VERIFY_NAMESPACES).
+    #[arg(long, requires = "verify")]
+    pub probe_image: Option<String>,
+    /// The probe's argv, one argument per flag (`--probe-arg sh --probe-arg -c ...`);
+    /// default: the image's entrypoint.
+    #[arg(long, requires = "probe_image", allow_hyphen_values = true)]
+    pub probe_arg: Vec<String>,
+    /// How long the probe may run (1 to 3600 s; default 600).
+    #[arg(long, requires = "probe_image")]
+    pub probe_timeout: Option<u32>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BackupsCmd {
     List,
@@ -408,6 +438,8 @@ pub struct BackupCreate {
     /// Backup hooks: a JSON file holding an array of hooks (docs/volumes.md, "Hooks").
     #[arg(long, value_name = "FILE")]
     pub hooks: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub verification: VerificationArgs,
 }
 
 /// Changes a backup definition; what is not given is kept (its cluster is fixed).
@@ -447,6 +479,12 @@ pub struct BackupUpdate {
     /// Remove every backup hook.
     #[arg(long)]
     pub no_hooks: bool,
+    /// Replaces the verification (all its flags together).
+    #[command(flatten)]
+    pub verification: VerificationArgs,
+    /// Stop verifying its points.
+    #[arg(long, conflicts_with = "verify")]
+    pub no_verify: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -498,6 +536,19 @@ pub enum RecoveryPointsCmd {
     /// Deletes a point before its expiry (refused while S3 Object Lock retains it).
     Delete {
         recovery_point: String,
+    },
+    /// Restores a point into scratch namespaces, checks every object, every volume's
+    /// data against the backup and the backup's probe, then removes them; the point's
+    /// VERIFIED column says how it went. Exits non-zero with --wait when it failed.
+    Verify {
+        recovery_point: String,
+        /// The cluster (id or name) to restore into; default: the backup's verification
+        /// cluster, else the point's own.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Wait for the verification's job to end.
+        #[arg(long)]
+        wait: bool,
     },
 }
 

@@ -478,5 +478,115 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
     // Both clusters, start to end: no mover Job or Secret outside the agent's namespace.
     jobs_a.only_in_agent_namespace("mover Jobs");
     secrets_a.only_in_agent_namespace("mover Secrets");
+    eprintln!("restored after {:?}", started.elapsed());
+
+    verification_after_backup_and_on_demand(&user, &a, &watch_a, &nodes.agent_image, namespace);
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Restore verification in cluster a: each backup's point restored into a scratch
+/// namespace, its copy written and read back by a real mover (`--verify`), a probe Job of
+/// the agent's image, the namespace removed; then a failing probe on demand.
+fn verification_after_backup_and_on_demand(user: &User, a: &Kubectl, movers: &PodWatch, image: &str, namespace: &str) {
+    let t = Instant::now();
+    user.ok(&[
+        "backups",
+        "update",
+        "vols",
+        "--verify",
+        "after-backup",
+        "--probe-image",
+        image,
+        "--probe-arg",
+        "arca-agent",
+        "--probe-arg",
+        "--version",
+        "--probe-timeout",
+        "120",
+    ]);
+    let job = user.json(&["backups", "run", "vols", "--wait"]);
+    assert_eq!(job["state"], "COMPLETED", "{job:#}");
+    let point_id = job["recoveryPointId"].as_str().unwrap().to_owned();
+    let point = wait_verified(user, &point_id);
+    eprintln!("verified after {:?}: {:#}", t.elapsed(), point["verification"]);
+    let v = &point["verification"];
+    assert_eq!(v["state"], "VERIFIED", "{point:#}");
+    assert_eq!(v["volumesVerified"], 1, "{v:#}");
+    // The namespace and its claim at least.
+    assert!(v["objectsVerified"].as_u64().unwrap() >= 2, "{v:#}");
+    assert!(v.get("reasons").is_none(), "{v:#}");
+    // The copy came back through a mover that compared it with the backup's record.
+    let verifying = movers
+        .wait_for(60, |p| {
+            p["status"]["phase"] == "Succeeded"
+                && p["spec"]["containers"][0]["args"]
+                    .as_array()
+                    .is_some_and(|args| args.iter().any(|x| x == "--verify"))
+        })
+        .unwrap_or_else(|| panic!("no verifying mover: {:#}", Value::Array(movers.seen())));
+    assert_eq!(verifying["metadata"]["namespace"], AGENT_NAMESPACE, "{verifying:#}");
+    let restore_job = user.json(&["jobs", "get", v["jobId"].as_str().unwrap()]);
+    let log = restore_job.to_string();
+    assert!(
+        log.contains("the probe") && log.contains("succeeded"),
+        "{restore_job:#}"
+    );
+    let scratch = "arca-verify-";
+    assert!(log.contains(scratch) && log.contains(namespace), "{restore_job:#}");
+    // The scratch namespace is gone (with its claim and the volume provisioned for it);
+    // the application's is untouched.
+    a.wait_for(&["namespaces"], 180, |list| {
+        !list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ns| ns["metadata"]["name"].as_str().unwrap().starts_with(scratch))
+    });
+    assert!(a.run(&["get", "pvc", "data", "-n", namespace]).status.success());
+
+    // A probe that fails: the verification fails with its reason, on the point and in the
+    // job (whose FAILED end is what alerts see), and the CLI says so.
+    user.ok(&[
+        "backups",
+        "update",
+        "vols",
+        "--verify",
+        "after-backup",
+        "--probe-image",
+        image,
+        "--probe-arg",
+        "arca-agent",
+        "--probe-arg",
+        "no-such-command",
+    ]);
+    let err = common::fails(user, &["recovery-points", "verify", &point_id, "--wait"], 1);
+    assert!(
+        err.contains("verification failed") && err.contains("probe Job failed"),
+        "{err}"
+    );
+    let point = user.json(&["recovery-points", "get", &point_id]);
+    let v = &point["verification"];
+    assert_eq!(v["state"], "FAILED", "{point:#}");
+    assert!(v["reasons"][0].as_str().unwrap().contains("probe Job failed"), "{v:#}");
+    let listed = user.ok(&["recovery-points", "list", "--backup", "vols"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&point_id) && l.trim_end().ends_with("FAILED")),
+        "{listed}"
+    );
+    eprintln!("verification checks took {:?}", t.elapsed());
+}
+
+/// The point once its verification has ended.
+fn wait_verified(user: &User, point: &str) -> Value {
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let p = user.json(&["recovery-points", "get", point]);
+        match p["verification"]["state"].as_str() {
+            Some("VERIFIED" | "FAILED") => return p,
+            _ if Instant::now() > deadline => panic!("the verification did not end: {p:#}"),
+            _ => std::thread::sleep(std::time::Duration::from_secs(2)),
+        }
+    }
 }

@@ -266,6 +266,7 @@ impl JobRunner for StubRunner {
                     "STUB: resource backup is not implemented in this agent yet; nothing was backed up".into(),
                 ],
                 maintenance: None,
+                verification: None,
             },
             JobType::DeleteBackup => Outcome {
                 state: Some(JobState::Completed),

@@ -54,7 +54,8 @@ pub fn plan(record: &VolumeRecord, same_cluster: bool, repository_reachable: boo
 }
 
 /// The mover's command line for a restore.
-pub fn restore_args(repo_url: &str, volume: &str, snapshot_id: &str) -> Vec<String> {
+pub fn restore_args(repo_url: &str, volume: &str, snapshot_id: &str, verify: bool) -> Vec<String> {
+    let verify = if verify { Some("--verify") } else { None };
     [
         "volume",
         "restore",
@@ -68,8 +69,9 @@ pub fn restore_args(repo_url: &str, volume: &str, snapshot_id: &str) -> Vec<Stri
         DEVICE_PATH,
         "--sync",
     ]
-    .iter()
-    .map(|s| s.to_string())
+    .into_iter()
+    .chain(verify)
+    .map(str::to_string)
     .collect()
 }
 
@@ -91,6 +93,11 @@ pub struct VolumeRestore {
     renewal: Option<Arc<dyn RepoAccess>>,
     /// Claims rebuilt from the point's EBS snapshots (a linked cluster).
     ebs: Option<crate::ebs::EbsRestore>,
+    /// A verification: copies are read back after their restore and compared with the
+    /// backup's record, and a claim with a copy comes from it only.
+    verify_data: bool,
+    /// Volumes whose restored data compared equal.
+    verified: std::sync::atomic::AtomicU64,
 }
 
 /// A volume a mover filled, pre-bound to the claim the restore creates.
@@ -130,7 +137,21 @@ impl VolumeRestore {
             handed_over: Mutex::new(Vec::new()),
             renewal: None,
             ebs: None,
+            verify_data: false,
+            verified: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// For a verification: every copy is restored with `--verify` (read back and compared
+    /// with the backup's record by the mover), never replaced by its snapshot.
+    pub fn verifying_data(mut self) -> Self {
+        self.verify_data = true;
+        self
+    }
+
+    /// How many volumes were read back equal to their backup ([`Self::verifying_data`]).
+    pub fn volumes_verified(&self) -> u64 {
+        self.verified.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Claims on EBS come from new volumes the control plane (`api`) makes from these
@@ -261,7 +282,7 @@ impl VolumeRestore {
             name: name.clone(),
             namespace: namespace.clone(),
             image: self.opts.mover_image.clone(),
-            args: restore_args(&repo.url(), &copy.volume, &copy.snapshot_id),
+            args: restore_args(&repo.url(), &copy.volume, &copy.snapshot_id, self.verify_data),
             claim: name.clone(),
             env: repo.mover_env(),
             credentials_file: secret.has_credentials(),
@@ -284,10 +305,18 @@ impl VolumeRestore {
                 return Err(e);
             }
         };
+        if self.verify_data {
+            self.verified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.note(format!(
-            "PVC {target_ns}/{}: from repository snapshot {} of {} onto volume {}",
+            "PVC {target_ns}/{}: from repository snapshot {}{} of {} onto volume {}",
             record.pvc,
             &copy.snapshot_id[..copy.snapshot_id.len().min(12)],
+            if self.verify_data {
+                " (read back equal to the backup)"
+            } else {
+                ""
+            },
             copy.volume,
             handed.pv
         ));
@@ -553,7 +582,12 @@ impl ClaimData for VolumeRestore {
             .get(&(source_namespace.to_string(), name.to_string()))
             .ok_or("no volume data recorded")?;
         let mut failures = Vec::new();
-        for source in plan(record, self.same_cluster, self.destination.is_some()) {
+        let mut sources = plan(record, self.same_cluster, self.destination.is_some());
+        if self.verify_data && sources.contains(&Source::Repository) {
+            // A snapshot would hide a copy that does not restore.
+            sources.retain(|s| *s == Source::Repository);
+        }
+        for source in sources {
             let attempt = match source {
                 Source::Snapshot => self
                     .source_from_snapshot(record, target_ns)
@@ -688,8 +722,9 @@ mod tests {
     #[test]
     fn the_mover_restores_onto_the_device() {
         assert_eq!(
-            restore_args("s3://b/p", "ns/data", "abcd").join(" "),
+            restore_args("s3://b/p", "ns/data", "abcd", false).join(" "),
             format!("volume restore --repo s3://b/p --volume ns/data --snapshot abcd --target {DEVICE_PATH} --sync")
         );
+        assert!(restore_args("s3://b/p", "ns/data", "abcd", true).ends_with(&["--sync".into(), "--verify".into()]));
     }
 }

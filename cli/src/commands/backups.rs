@@ -14,7 +14,7 @@ use super::{
     show_entity, update_entity,
 };
 use crate::CliError;
-use crate::args::{BackupCreate, BackupUpdate, BackupsCmd, Global};
+use crate::args::{BackupCreate, BackupUpdate, BackupsCmd, Global, VerificationArgs, VerifyArg};
 use crate::client::Client;
 use crate::output::{Column, at, text};
 
@@ -36,6 +36,7 @@ pub(super) const BACKUP: Kind = Kind {
         "paused",
         "tags",
         "hooks",
+        "verification",
     ],
 };
 
@@ -54,6 +55,7 @@ const BACKUP_COLUMNS: &[Column] = &[
     Column::at("POLICY", "/policyId"),
     Column::at("DESTINATION", "/effectiveDestination/destinationId"),
     Column::at("PAUSED", "/paused"),
+    Column::at("VERIFY", "/verification/when"),
 ];
 
 pub(super) async fn backups(g: &Global, cmd: BackupsCmd) -> Result<(), CliError> {
@@ -104,12 +106,37 @@ async fn create_backup(g: &Global, client: &Client, c: BackupCreate) -> Result<(
     if let Some(file) = &c.hooks {
         body["hooks"] = json_array_file("--hooks", file)?;
     }
+    if let Some(v) = verification(client, &c.verification).await? {
+        body["verification"] = v;
+    }
     let view = client.post(BACKUP.path, &body).await?.body;
     done(
         g.output,
         &view,
         format!("backup {} created ({})", c.name, at(&view, "/id")),
     )
+}
+
+/// The `verification` member the flags describe (`None` without `--verify`).
+async fn verification(client: &Client, a: &VerificationArgs) -> Result<Option<Value>, CliError> {
+    let Some(when) = a.verify else {
+        return Ok(None);
+    };
+    let mut v = json!({ "when": match when {
+        VerifyArg::AfterBackup => "afterBackup",
+        VerifyArg::Weekly => "weekly",
+    } });
+    if let Some(cluster) = &a.verify_cluster {
+        v["targetClusterId"] = json!(resolve(client, CLUSTER, cluster).await?);
+    }
+    if let Some(image) = &a.probe_image {
+        let mut probe = json!({ "image": image, "command": a.probe_arg });
+        if let Some(t) = a.probe_timeout {
+            probe["timeoutSeconds"] = json!(t);
+        }
+        v["probe"] = probe;
+    }
+    Ok(Some(v))
 }
 
 /// `--labels` of an update: an empty value (`--labels ""`) clears them.
@@ -127,8 +154,14 @@ async fn update_backup(g: &Global, client: &Client, u: BackupUpdate) -> Result<(
         (None, true) => Some(json!([])),
         (None, false) => None,
     };
+    let verification = match verification(client, &u.verification).await? {
+        Some(v) => Some(v),
+        None if u.no_verify => Some(Value::Null),
+        None => None,
+    };
     update_entity(g, client, BACKUP, &u.backup, |b| {
         set(b, "hooks", hooks);
+        set(b, "verification", verification);
         set(b, "name", u.name.map(Value::from));
         set(b, "description", u.description.map(Value::from));
         set(b, "pvMode", u.pv_mode.map(|m| json!(m.api())));

@@ -41,6 +41,7 @@ const RP_COLUMNS: &[Column] = &[
     Column::at("EXPIRES", "/expiresAt"),
     Column::at("LOCKED", "/locked"),
     Column::at("IMMUTABLE UNTIL", "/objectLock/retainUntil"),
+    Column::at("VERIFIED", "/verification/state"),
 ];
 
 pub(super) async fn recovery_points(g: &Global, cmd: RecoveryPointsCmd) -> Result<(), CliError> {
@@ -81,6 +82,25 @@ pub(super) async fn recovery_points(g: &Global, cmd: RecoveryPointsCmd) -> Resul
                     at(&answer, "/jobId")
                 ),
             )?;
+        }
+        RecoveryPointsCmd::Verify {
+            recovery_point,
+            cluster,
+            wait,
+        } => {
+            let mut body = json!({});
+            if let Some(c) = resolve_opt(&client, CLUSTER, cluster.as_deref()).await? {
+                body["targetClusterId"] = json!(c);
+            }
+            let path = format!("{}/verify", entity_path(RECOVERY_POINT, &recovery_point));
+            let created = client.post(&path, &body).await?.body;
+            let job = created.get("job").cloned().unwrap_or_default();
+            let sentence = format!(
+                "verification of {recovery_point} started: restore {}, job {}",
+                at(&created, "/restore/id"),
+                at(&job, "/id")
+            );
+            started_job(g, &client, &job, wait, &created, sentence).await?;
         }
     }
     Ok(())

@@ -82,6 +82,7 @@ pub fn audited_operation(method: &Method, route: &str) -> Option<Operation> {
         ("POST", "/v1/jobs/{id}/cancel") => Op::CancelJob,
         ("DELETE", "/v1/recoverypoints/{id}") => Op::DeleteRecoveryPoint,
         ("POST", "/v1/restores") => Op::CreateRestore,
+        ("POST", "/v1/recoverypoints/{id}/verify") => Op::VerifyRecoveryPoint,
         ("POST", "/v1/cloud-accounts") => Op::LinkCloudAccount,
         ("PUT", "/v1/cloud-accounts/{id}") => Op::UpdateCloudAccount,
         ("DELETE", "/v1/cloud-accounts/{id}") => Op::DeleteCloudAccount,

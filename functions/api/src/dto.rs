@@ -22,6 +22,7 @@ use arca_core::model::org::OrgSpec;
 use arca_core::model::policy::Retention;
 use arca_core::model::policy::{PolicySpec, ScheduleSpec};
 use arca_core::model::restore::{ExistingResourcePolicy, RestoreSpec};
+use arca_core::model::verification::{VerificationProbe, VerificationSpec, VerifyWhen};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -326,12 +327,72 @@ pub struct BackupBody {
     /// for hooks with Velero's annotations, `pre.hook.backup.velero.io/command`, ...).
     #[serde(default)]
     pub hooks: Vec<HookBody>,
+    /// Restore verification of its points (into scratch namespaces, checked, removed).
+    #[serde(default)]
+    pub verification: Option<VerificationBody>,
 }
 
 mirror!(BackupBody => BackupDefinitionSpec {
     name, description, cluster_id, selection: into, pv_mode: into, delete_snapshot_after_copy, policy_id,
-    destination_id, paused, tags, hooks: collect_into,
+    destination_id, paused, tags, hooks: collect_into, verification: map_into,
 });
+
+/// When and where a definition's points are verified.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerificationBody {
+    pub when: VerifyWhenBody,
+    /// Where the scratch restore runs; absent: the definition's own cluster.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub target_cluster_id: Option<ClusterId>,
+    #[serde(default)]
+    pub probe: Option<ProbeBody>,
+}
+
+mirror!(VerificationBody => VerificationSpec { when: into, target_cluster_id, probe: map_into });
+
+/// `afterBackup`: each point as soon as its backup ends; `weekly`: the newest point,
+/// when none was verified for a week.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum VerifyWhenBody {
+    AfterBackup,
+    Weekly,
+}
+
+mirror!(enum VerifyWhenBody => VerifyWhen { AfterBackup, Weekly });
+
+/// A Job of this image, run in the first scratch namespace once everything is restored;
+/// it must succeed. It finds the namespaces in `ARCA_VERIFY_NAMESPACES`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProbeBody {
+    pub image: String,
+    /// argv; empty: the image's entrypoint.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// 1 to 3600; 600 when absent.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_probe_timeout() -> u32 {
+    arca_core::model::verification::DEFAULT_PROBE_TIMEOUT_SECONDS
+}
+
+mirror!(ProbeBody => VerificationProbe { image, command, timeout_seconds });
+
+/// Options of a verification; the body may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyBody {
+    /// Where to restore; absent: the definition's verification cluster, else the
+    /// point's own.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub target_cluster_id: Option<ClusterId>,
+}
 
 /// Commands run in selected Pods around the volume snapshots: `pre` before, `post`
 /// right after (whatever the snapshots did), in each running Pod the hook selects.
@@ -560,6 +621,14 @@ mod tests {
                 { "name": "pg", "namespaces": ["a"], "labels": { "app": "pg" }, "container": "db",
                   "template": "postgresql", "freezePath": "/data", "post": ["true"], "timeoutSeconds": 5,
                   "onError": "continue" }] }));
+        same::<BackupBody, BackupDefinitionSpec>(json!({ "name": "b", "clusterId": cl,
+            "selection": { "namespaces": ["a"] }, "verification": { "when": "weekly" } }));
+        same::<BackupBody, BackupDefinitionSpec>(json!({ "name": "b", "clusterId": cl,
+            "selection": { "namespaces": ["a"] }, "verification": { "when": "afterBackup", "targetClusterId": cl,
+            "probe": { "image": "busybox:1.36", "command": ["sh", "-c", "true"], "timeoutSeconds": 30 } } }));
+        same::<BackupBody, BackupDefinitionSpec>(json!({ "name": "b", "clusterId": cl,
+            "selection": { "namespaces": ["a"] }, "verification": { "when": "afterBackup",
+            "probe": { "image": "busybox:1.36" } } }));
         same::<RunNowBody, RunNowRequest>(json!({}));
         same::<RunNowBody, RunNowRequest>(json!({ "retention": { "retainDays": 3, "keepLast": 1 } }));
         same::<RestoreBody, RestoreSpec>(json!({ "recoveryPointId": rp, "targetClusterId": cl }));

@@ -66,6 +66,19 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
             json!({"error": e.to_string()})
         }
     };
+    // Weekly restore verifications that are due; one that cannot start is tried again
+    // next hour.
+    let verifications = match cp.verification_sweep().await {
+        Ok(r) => json!({
+            "examined": r.examined,
+            "started": r.started,
+            "failed": r.failed.iter().map(|(id, why)| json!({ "recoveryPointId": id, "error": why })).collect::<Vec<_>>(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "the verification sweep failed; the next run tries again");
+            json!({ "error": e.to_string() })
+        }
+    };
     tracing::info!(
         examined = report.examined,
         deletion_jobs = report.deletion_jobs.len(),
@@ -93,6 +106,7 @@ pub async fn sweep(cp: &ControlPlane) -> Result<serde_json::Value> {
         "schedules": schedules,
         "deadLetters": drained,
         "rds": rds,
+        "verifications": verifications,
     }))
 }
 

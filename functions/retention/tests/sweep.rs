@@ -109,6 +109,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
                 paused: false,
                 tags: Default::default(),
                 hooks: Vec::new(),
+                verification: None,
             },
         )
         .await
@@ -182,6 +183,7 @@ async fn expired_points_are_deleted_through_the_agent_and_locked_and_keep_last_o
         progress: None,
         backup: None,
         maintenance: None,
+        verification: None,
     };
     cp.agent_complete(&agent, &session, &first.job.id, done(&first, JobState::Completed))
         .await

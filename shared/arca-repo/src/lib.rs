@@ -29,5 +29,5 @@ pub use gc::{GcOptions, GcReport, gc};
 pub use id::Id;
 pub use keys::{KdfParams, KeyWrapper, PassphraseWrapper};
 pub use repo::Repository;
-pub use restore::{RestoreOptions, RestoreStats, restore};
+pub use restore::{CompareReport, RestoreOptions, RestoreStats, compare, restore};
 pub use verify::{VerifyReport, verify};

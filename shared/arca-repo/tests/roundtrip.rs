@@ -7,8 +7,8 @@ use std::ops::Range;
 use std::path::Path;
 
 use arca_repo::{
-    GcOptions, Repository, RestoreOptions, SnapshotKind, VolumeBackup, backup_stream, backup_volume, gc, restore,
-    verify,
+    GcOptions, Repository, RestoreOptions, SnapshotKind, VolumeBackup, backup_stream, backup_volume, compare, gc,
+    restore, verify,
 };
 use common::{local_repo, noise};
 use proptest::prelude::*;
@@ -143,6 +143,38 @@ async fn zero_blocks_cost_nothing_and_restore_as_zeros() {
     assert_eq!(snap.stats.blocks_zero, 256);
     assert_eq!(snap.stats.blocks_new, 0);
     assert_eq!(restore_bytes(&repo, &id, dir.path()).await, vec![0u8; 1 << 20]);
+}
+
+#[tokio::test]
+async fn a_restored_target_compares_equal_and_a_changed_byte_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, repo) = local_repo(dir.path()).await;
+    let source = dir.path().join("mixed.img");
+    let image = build_image(&[(1, 300_000), (0, 200_000), (2, 100_000), (1, 5)], 7);
+    std::fs::write(&source, &image).unwrap();
+    let (id, snap) = backup_volume(&repo, VolumeBackup::new("m", &source)).await.unwrap();
+    let target = dir.path().join("restored.img");
+    restore(&repo, &id, &snap, &target, RestoreOptions::default())
+        .await
+        .unwrap();
+    let report = compare(&repo, &id, &snap, &target).await.unwrap();
+    assert!(report.equal(), "{report:?}");
+    assert_eq!(report.bytes_compared, image.len() as u64);
+
+    // One byte in a data block, one in a zero run, and a target cut short.
+    let mut bytes = std::fs::read(&target).unwrap();
+    bytes[1000] ^= 0xff;
+    bytes[350_000] = 1;
+    std::fs::write(&target, &bytes).unwrap();
+    let report = compare(&repo, &id, &snap, &target).await.unwrap();
+    assert!(!report.equal());
+    assert_eq!(report.differences.len(), 2, "{report:?}");
+    assert!(report.differences[0].0 <= 1000 && 1000 < report.differences[0].0 + report.differences[0].1);
+    assert!(report.differences[1].0 <= 350_000 && 350_000 < report.differences[1].0 + report.differences[1].1);
+    std::fs::write(&target, &image[..image.len() - 3]).unwrap();
+    let report = compare(&repo, &id, &snap, &target).await.unwrap();
+    assert_eq!(report.differences.len(), 1, "{report:?}");
+    assert_eq!(report.differences[0].0 + report.differences[0].1, image.len() as u64);
 }
 
 #[tokio::test]

@@ -164,6 +164,7 @@ fn v1() -> OpenApiRouter<AppState> {
             operations::get_recovery_point,
             operations::delete_recovery_point
         ))
+        .routes(routes!(operations::verify_recovery_point))
         .routes(routes!(operations::list_restores, operations::create_restore))
         .routes(routes!(operations::get_restore))
         .routes(routes!(operations::list_restore_objects))

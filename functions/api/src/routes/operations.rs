@@ -14,7 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Page, Tagged, role_doc};
-use crate::dto::{RestoreBody, RunNowBody};
+use crate::dto::{RestoreBody, RunNowBody, VerifyBody};
 use crate::error::ApiResult;
 use crate::extract::{Body, KeyCall, OptionalIfMatch, PageParams, Path, Query, path_id};
 use crate::problem::Problem;
@@ -197,6 +197,28 @@ pub async fn delete_recovery_point(
         axum::http::StatusCode::ACCEPTED,
         Json(serde_json::json!({ "recoveryPointId": id, "jobId": job })),
     ))
+}
+
+/// Verifies a READY recovery point: restores it into scratch namespaces of an ACTIVE
+/// cluster, checks every object, every volume's data against the backup's record and the
+/// definition's probe, then removes the namespaces. The point's `verification` says how
+/// it went; the restore and its K8S_RESTORE job are returned.
+#[utoipa::path(post, path = "/v1/recoverypoints/{id}/verify", tag = "recoverypoints", description = role_doc(Op::VerifyRecoveryPoint, "The body may be empty."),
+    request_body(content = Option<VerifyBody>, description = "Optional: the cluster to verify in"),
+    params(("id" = String, Path, description = "rp_<ULID>")),
+    responses((status = 201, description = "`{restore, job}`", body = serde_json::Value), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "restore_not_possible, recovery_point_busy", body = Problem)))]
+pub async fn verify_recovery_point(
+    call: KeyCall,
+    Path(id): Path<String>,
+    Body(body): Body<VerifyBody>,
+) -> ApiResult<Tagged<RestoreCreated>> {
+    let (cp, p) = call.require(Op::VerifyRecoveryPoint)?;
+    let created = cp
+        .verify_recovery_point(p, &path_id(&id)?, body.target_cluster_id)
+        .await?;
+    Ok(Tagged::new_in("/v1/restores", created.restore.id, created))
 }
 
 // ---- restores -------------------------------------------------------------------------

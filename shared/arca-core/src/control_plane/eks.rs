@@ -619,7 +619,7 @@ impl ControlPlane {
             .await?;
         let cluster_id = registered.cluster.id;
         let created = self
-            .queue_restore(&system, RestoreSpec::everything(r.recovery_point_id, cluster_id))
+            .queue_restore(&system, RestoreSpec::everything(r.recovery_point_id, cluster_id), None)
             .await?;
         r.state = EksRecreationState::WaitingForAgent;
         r.cluster_id = Some(cluster_id);

@@ -27,6 +27,7 @@ mod recovery;
 mod retention;
 mod schedules;
 mod security;
+mod verification;
 
 pub use alerts::{AlertSweepReport, DeliveryFilter, EMAIL_NEEDS_SES};
 pub use backups::RunNowRequest;
@@ -43,6 +44,7 @@ pub use recovery::{RecoveryPointFilter, RestoreCreated};
 pub use retention::RetentionReport;
 pub use schedules::ScheduleReconcileReport;
 pub use security::{FindingFilter, FindingsPage, SCANNING_OFF};
+pub use verification::VerificationSweepReport;
 
 use crate::model::plan::PlanLimits;
 use crate::ports::Clock;

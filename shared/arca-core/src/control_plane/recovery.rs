@@ -9,6 +9,7 @@ use crate::model::cluster::{Cluster, ClusterState};
 use crate::model::job::{Job, JobTrigger, JobType};
 use crate::model::recovery::{RecoveryPoint, RecoveryPointState};
 use crate::model::restore::{Restore, RestoreSpec};
+use crate::model::verification::{PointVerification, RestoreVerification};
 use crate::store::Tx;
 use crate::store::page::{Listing, PageRequest};
 use crate::{Error, Result};
@@ -150,9 +151,20 @@ impl ControlPlane {
                 format!("recovery point {} is {:?}, not READY", rp.id, rp.state),
             ));
         }
-        let target = self
-            .existing::<Cluster>(&p.org_id, &spec.target_cluster_id, "targetClusterId")
+        self.active_target(p, &spec.target_cluster_id, "targetClusterId")
             .await?;
+        self.queue_restore(p, spec, None).await
+    }
+
+    /// The cluster a restore goes to, which must exist (400 naming `field`) and be ACTIVE
+    /// (409 `restore_not_possible`).
+    pub(in crate::control_plane) async fn active_target(
+        &self,
+        p: &Principal,
+        id: &ClusterId,
+        field: &str,
+    ) -> Result<Cluster> {
+        let target = self.existing::<Cluster>(&p.org_id, id, field).await?;
         let agent = self.store.find::<AgentState>(&p.org_id, &target.id).await?;
         let target = self.presented(target, agent.as_ref());
         let state = target.state;
@@ -169,14 +181,20 @@ impl ControlPlane {
                 ),
             ));
         }
-        self.queue_restore(p, spec).await
+        Ok(target)
     }
 
     /// Writes a restore and its job and queues the job for the target's agent, without
     /// asking whether that agent is connected: the job waits in the cluster's queue (an
     /// EKS re-creation queues its restore before the user installs the agent).
-    pub(crate) async fn queue_restore(&self, p: &Principal, spec: RestoreSpec) -> Result<RestoreCreated> {
-        let rp = self.get_recovery_point(p, &spec.recovery_point_id).await?;
+    /// A verification's restore also marks its point RUNNING, in the same transaction.
+    pub(crate) async fn queue_restore(
+        &self,
+        p: &Principal,
+        spec: RestoreSpec,
+        verification: Option<RestoreVerification>,
+    ) -> Result<RestoreCreated> {
+        let mut rp = self.get_recovery_point(p, &spec.recovery_point_id).await?;
         let target = self.store.get::<Cluster>(&p.org_id, &spec.target_cluster_id).await?;
         let now = self.now();
         let mut job = Job::pending(p.org_id, JobType::K8sRestore, JobTrigger::Manual, now);
@@ -186,6 +204,7 @@ impl ControlPlane {
             spec,
             source_cluster_id: rp.cluster_id,
             job_id: job.id,
+            verification,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -193,8 +212,16 @@ impl ControlPlane {
         job.cluster_id = Some(target.id);
         job.recovery_point_id = Some(rp.id);
         job.restore_id = Some(restore.id);
-        job.log(now, "restore requested");
         let mut tx = Tx::new();
+        if restore.verification.is_some() {
+            job.log(now, format!("verification of recovery point {} requested", rp.id));
+            let expected = rp.version;
+            rp.verification = Some(PointVerification::running(job.id, restore.id, target.id, now));
+            rp.updated_at = now;
+            tx.update(&mut rp, expected)?;
+        } else {
+            job.log(now, "restore requested");
+        }
         tx.create(&mut restore)?.create(&mut job)?;
         self.store.commit(tx).await?;
         self.enqueue(&job).await?;

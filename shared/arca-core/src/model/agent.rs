@@ -265,6 +265,9 @@ pub struct CompletionReport {
     /// REPOSITORY_MAINTENANCE jobs: what was reclaimed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<crate::model::maintenance::MaintenanceResult>,
+    /// A verification's restore: what the agent found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::model::verification::VerificationReport>,
 }
 
 /// The header that carries the session id on every agent call but connect.

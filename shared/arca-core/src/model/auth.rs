@@ -85,6 +85,8 @@ pub enum Operation {
     GetRestore,
     ListRestoreObjects,
     CreateRestore,
+    /// Restore a point into scratch namespaces and check it.
+    VerifyRecoveryPoint,
     ListCloudAccounts,
     GetCloudAccount,
     LinkCloudAccount,
@@ -171,6 +173,7 @@ impl Operation {
             | RunBackupNow
             | CancelJob
             | CreateRestore
+            | VerifyRecoveryPoint
             | InventoryCloudAccount
             | SetRdsBackupPaused
             | RunRdsBackupNow

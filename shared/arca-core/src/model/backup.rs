@@ -107,6 +107,9 @@ pub struct BackupDefinitionSpec {
     /// Pods ask for by annotation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<BackupHook>,
+    /// Restore verification of its points: after each backup, or weekly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::model::verification::VerificationSpec>,
 }
 
 impl BackupDefinitionSpec {
@@ -118,6 +121,9 @@ impl BackupDefinitionSpec {
         self.selection.validate("selection", false)?;
         validate::tags("tags", &self.tags)?;
         crate::model::hooks::validate_hooks("hooks", &self.hooks)?;
+        if let Some(v) = &self.verification {
+            v.validate("verification")?;
+        }
         for (i, hook) in self.hooks.iter().enumerate() {
             // A hook quiesces what the backup takes: its namespaces are the backup's.
             if let Some((j, ns)) = hook

@@ -26,6 +26,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod verification;
 
 /// `text` cut to at most `max` bytes at a character boundary, marked with "…" when cut.
 pub fn cut_to_bytes(mut text: String, max: usize) -> String {

@@ -86,6 +86,9 @@ pub struct RecoveryPoint {
     /// Counts per kind and namespace, warnings and errors of the backup (bounded).
     #[serde(flatten)]
     pub details: BackupDetails,
+    /// Its latest restore verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::model::verification::PointVerification>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -359,6 +362,7 @@ impl RecoveryPoint {
             snapshot_bytes: 0,
             copy_bytes: 0,
             details: BackupDetails::default(),
+            verification: None,
             created_at,
             updated_at: created_at,
             version: 1,

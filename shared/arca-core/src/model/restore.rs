@@ -123,6 +123,9 @@ pub struct Restore {
     pub source_cluster_id: ClusterId,
     /// The K8S_RESTORE job created with the request.
     pub job_id: JobId,
+    /// Set on a verification's restore: into scratch namespaces, checked, then removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::model::verification::RestoreVerification>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,

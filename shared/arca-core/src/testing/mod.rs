@@ -188,6 +188,7 @@ fn definition(
         paused: false,
         tags: Default::default(),
         hooks: Vec::new(),
+        verification: None,
     }
 }
 

@@ -206,6 +206,11 @@ impl ControlPlane {
         // refusals are recorded with the point; a store failure fails the call, and the
         // agent's retried completion (the job has ended the same way) comes back here.
         let unprotected = self.protect_on_aws(&job, report).await?;
+        // Its verification, when the definition asks for one after each backup; a store
+        // failure fails the call, and the agent's retried completion comes back here.
+        if job.job_type == JobType::K8sBackup {
+            self.verify_after_backup(&job).await?;
+        }
         if unprotected.is_empty() || job.state != JobState::Completed {
             return Ok(job);
         }
@@ -309,6 +314,7 @@ impl ControlPlane {
                     copy_bytes: result.copy_bytes,
                     // Bounded here too: the agent's word is not trusted with the item size.
                     details: result.details.bounded(),
+                    verification: None,
                     created_at: now,
                     updated_at: now,
                     version: 0,
@@ -350,6 +356,7 @@ impl ControlPlane {
                     }
                 }
             }
+            JobType::K8sRestore => self.record_verification(tx, job, report.verification.as_ref()).await?,
             JobType::RepositoryMaintenance if report.state.is_terminal() => {
                 self.maintenance_ended(
                     tx,
