@@ -149,7 +149,10 @@ async fn probe_log(client: &Client, namespace: &str) -> String {
         ..LogParams::default()
     };
     match pods.logs(&name, &params).await {
-        Ok(text) if !text.trim().is_empty() => format!(": {}", text.trim().replace('\n', " | ")),
+        Ok(text) if !text.trim().is_empty() => {
+            let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+            format!(": {}", lines.join(" | "))
+        }
         _ => String::new(),
     }
 }

@@ -559,10 +559,16 @@ fn verification_after_backup_and_on_demand(user: &User, a: &Kubectl, movers: &Po
         "--probe-arg",
         "no-such-command",
     ]);
-    let err = common::fails(user, &["recovery-points", "verify", &point_id, "--wait"], 1);
+    let out = user.run(&["recovery-points", "verify", &point_id, "--wait"]);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
     assert!(
-        err.contains("verification failed") && err.contains("probe Job failed"),
-        "{err}"
+        last.starts_with("arca: error: job_failed: ")
+            && last.contains("verification failed")
+            && last.contains("probe Job failed")
+            && last.contains("unrecognized subcommand 'no-such-command'"),
+        "the probe's failure and the end of its log: {err}"
     );
     let point = user.json(&["recovery-points", "get", &point_id]);
     let v = &point["verification"];
