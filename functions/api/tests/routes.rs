@@ -513,6 +513,10 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("GET", "/v1/recoverypoints/{id}/aws"), ForeignId { body: None }),
         (("DELETE", "/v1/recoverypoints/{id}"), ForeignId { body: None }),
         (
+            ("POST", "/v1/recoverypoints/{id}/verify"),
+            ForeignId { body: Some(json!({})) },
+        ),
+        (
             ("POST", "/v1/recoverypoints/{id}/recreate-eks"),
             ForeignId {
                 body: Some(json!({ "name": "stolen" })),
