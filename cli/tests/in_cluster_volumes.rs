@@ -489,21 +489,7 @@ fn snapshot_and_copy_runs_real_movers_and_restores_the_bytes_into_another_cluste
 /// the agent's image, the namespace removed; then a failing probe on demand.
 fn verification_after_backup_and_on_demand(user: &User, a: &Kubectl, movers: &PodWatch, image: &str, namespace: &str) {
     let t = Instant::now();
-    user.ok(&[
-        "backups",
-        "update",
-        "vols",
-        "--verify",
-        "after-backup",
-        "--probe-image",
-        image,
-        "--probe-arg",
-        "arca-agent",
-        "--probe-arg",
-        "--version",
-        "--probe-timeout",
-        "120",
-    ]);
+    verify_after_backup_with_probe(user, image, &["arca-agent", "--version"], &["--probe-timeout", "120"]);
     let job = user.json(&["backups", "run", "vols", "--wait"]);
     assert_eq!(job["state"], "COMPLETED", "{job:#}");
     let point_id = job["recoveryPointId"].as_str().unwrap().to_owned();
@@ -546,19 +532,7 @@ fn verification_after_backup_and_on_demand(user: &User, a: &Kubectl, movers: &Po
 
     // A probe that fails: the verification fails with its reason, on the point and in the
     // job (whose FAILED end is what alerts see), and the CLI says so.
-    user.ok(&[
-        "backups",
-        "update",
-        "vols",
-        "--verify",
-        "after-backup",
-        "--probe-image",
-        image,
-        "--probe-arg",
-        "arca-agent",
-        "--probe-arg",
-        "no-such-command",
-    ]);
+    verify_after_backup_with_probe(user, image, &["arca-agent", "no-such-command"], &[]);
     let out = user.run(&["recovery-points", "verify", &point_id, "--wait"]);
     let err = common::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -582,6 +556,25 @@ fn verification_after_backup_and_on_demand(user: &User, a: &Kubectl, movers: &Po
         "{listed}"
     );
     eprintln!("verification checks took {:?}", t.elapsed());
+}
+
+/// `backups update vols --verify after-backup` with a probe of `image` running
+/// `probe` (its argv), and any further `flags`.
+fn verify_after_backup_with_probe(user: &User, image: &str, probe: &[&str], flags: &[&str]) {
+    let mut args = vec![
+        "backups",
+        "update",
+        "vols",
+        "--verify",
+        "after-backup",
+        "--probe-image",
+        image,
+    ];
+    for arg in probe {
+        args.extend(["--probe-arg", arg]);
+    }
+    args.extend(flags);
+    user.ok(&args);
 }
 
 /// The point once its verification has ended.
