@@ -183,6 +183,9 @@ timed() { # label cmd...: runs it under GNU time; appends "label wall_s rss_kb"
   echo "$label $(cat "$BENCH/logs/$label.time")" >>"$RES"
 }
 size_of() { du -sb "$1" | cut -f1; }
+# A restore is timed until its data is on disk: arca-agent fsyncs the target itself, restic
+# and rustic do not, so each is followed by a sync of the target's filesystem (timed).
+DURABLY=$BENCH/durably; printf '#!/bin/sh\ndir=$1; shift; "$@" && sync -f "$dir"\n' >"$DURABLY"; chmod +x "$DURABLY"
 
 run_tool() { # tool image cores
   local t=$1 img=$2 cores=$3 repo=$BENCH/repo-$1 restored=$BENCH/restore-$1 pin=()
@@ -205,11 +208,11 @@ run_tool() { # tool image cores
   cp --sparse=always "$(image_of "$img" 2)" "$IMG"
   case $t in
     arca) timed "$k:backup2" "${pin[@]}" "$ARCA_AGENT" volume backup --repo "file://$repo" --volume bench --source "$IMG"
-          timed "$k:restore" "${pin[@]}" "$ARCA_AGENT" volume restore --repo "file://$repo" --volume bench --snapshot latest --target "$restored/disk.img" ;;
+          timed "$k:restore" "${pin[@]}" "$DURABLY" "$restored" "$ARCA_AGENT" volume restore --repo "file://$repo" --volume bench --snapshot latest --target "$restored/disk.img" ;;
     restic) timed "$k:backup2" "${pin[@]}" restic -q -r "$repo" backup "$IMG"
-            timed "$k:restore" "${pin[@]}" restic -q -r "$repo" restore latest --target "$restored" ;;
+            timed "$k:restore" "${pin[@]}" "$DURABLY" "$restored" restic -q -r "$repo" restore latest --target "$restored" ;;
     rustic) timed "$k:backup2" "${pin[@]}" "$RUSTIC" -r "$repo" backup "$IMG"
-            timed "$k:restore" "${pin[@]}" "$RUSTIC" -r "$repo" restore latest "$restored" ;;
+            timed "$k:restore" "${pin[@]}" "$DURABLY" "$restored" "$RUSTIC" -r "$repo" restore latest "$restored" ;;
   esac
   echo "$k:repo2 $(size_of "$repo") 0" >>"$RES"
   local out; out=$(find "$restored" -type f -name disk.img | head -1)

@@ -624,9 +624,9 @@ fn hash_worker(
         let mut sealed_blobs = Vec::new();
         // Version 3: the batch's new compressible blocks, compressed together as frames of
         // at most `frame_bytes`; incompressible ones (the probe) are stored alone and raw.
-        let mut frame: Vec<(Id, &[u8])> = Vec::new();
+        let mut frame: Vec<(Id, Range<usize>)> = Vec::new();
         let mut frame_len = 0usize;
-        for block in batch.data.chunks(block_size) {
+        for (i, block) in batch.data.chunks(block_size).enumerate() {
             if is_zero(block) {
                 shared.blocks_zero.fetch_add(1, Ordering::Relaxed);
                 blocks.push(None);
@@ -636,19 +636,21 @@ fn hash_worker(
             if shared.claim(&id) {
                 if frame_bytes == 0 {
                     sealed_blobs.push(seal_blob(keys, &mut compressor, &mut scratch, KIND_DATA, id, block)?);
-                } else if compressible(&mut compressor, &mut scratch, block) {
+                } else if compressible(block) {
                     if frame_len + block.len() > frame_bytes && !frame.is_empty() {
                         sealed_blobs.push(seal_frame(
                             keys,
                             &mut compressor,
                             &mut scratch,
                             &mut frame_plain,
+                            &batch.data,
                             &frame,
                         )?);
                         frame.clear();
                         frame_len = 0;
                     }
-                    frame.push((id, block));
+                    let at = i * block_size;
+                    frame.push((id, at..at + block.len()));
                     frame_len += block.len();
                 } else {
                     sealed_blobs.push(seal_uncompressed(keys, KIND_DATA, id, block)?);
@@ -664,10 +666,10 @@ fn hash_worker(
                 &mut compressor,
                 &mut scratch,
                 &mut frame_plain,
+                &batch.data,
                 &frame,
             )?);
         }
-        drop(frame);
         let _ = pool.try_send(batch.data); // a full pool just frees the buffer
         // Blobs before the results that name them: the packer must hold every blob a
         // finished map segment refers to.
