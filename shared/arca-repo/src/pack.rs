@@ -83,27 +83,34 @@ fn sealed_single(keys: &Keys, kind: u8, flags: u8, id: Id, payload: &[u8], raw_l
 }
 
 /// Whether a block is worth compressing: false when a piece at its start and one at its
-/// middle (4 KiB each, a quarter of a smaller block) both look random, their bytes' entropy
-/// at or over [`RANDOM_BITS`] per byte. zstd spends as long failing on random data as
-/// compressing text, and a frame of text is better without random blocks in it. A byte
-/// histogram costs a fraction of the zstd attempt on the piece this probe once was (about 4%
-/// of a first backup's CPU on text, measured with perf), and zstd cannot save 1/32 of data
-/// whose order-0 entropy is that high, short of long repeats, which a 4 KiB piece does not
-/// show either.
+/// middle (4 KiB each, a quarter of a smaller block) both look random, their bytes'
+/// entropy within [`RANDOM_MARGIN`] of what random bytes measure in a piece that long.
+/// zstd spends as long failing on random data as compressing text, and a frame of text is
+/// better without random blocks in it. A byte histogram costs a fraction of the zstd
+/// attempt on the piece this probe once was (about 4% of a first backup's CPU on text,
+/// measured with perf), and zstd's Huffman literals cannot save 1/32 of data whose order-0
+/// entropy is that high, short of long repeats, which a 4 KiB piece does not show either.
 pub fn compressible(plain: &[u8]) -> bool {
     let piece = PROBE.min(plain.len() / 4);
     if piece < 256 {
         return true;
     }
+    let random = random_bits(piece) - RANDOM_MARGIN;
     [0, plain.len() / 2]
         .iter()
-        .any(|&at| entropy_bits(&plain[at..at + piece]) < RANDOM_BITS)
+        .any(|&at| entropy_bits(&plain[at..at + piece]) < random)
 }
 
-/// Bits of order-0 entropy per byte at and above which a piece is taken for random: random
-/// bytes measure 7.95 in a 4 KiB piece (a sample's entropy reads low by about 255 / (2 n
-/// ln 2)), and zstd's Huffman literals need under 7.75 to save 1/32.
-const RANDOM_BITS: f64 = 7.8;
+/// How far under random bytes' entropy a piece must measure to be tried: random pieces
+/// spread by about 0.02 bits around [`random_bits`], and data zstd shrinks by 1/32 measures
+/// under 7.75 bits.
+const RANDOM_MARGIN: f64 = 0.15;
+
+/// The order-0 entropy random bytes measure in a piece of `n` bytes: a sample reads low by
+/// about 255 / (2 n ln 2) bits (7.96 at 4 KiB, 7.82 at 1 KiB).
+fn random_bits(n: usize) -> f64 {
+    8.0 - 255.0 / (2.0 * n as f64 * std::f64::consts::LN_2)
+}
 
 /// Order-0 entropy of `bytes` in bits per byte.
 fn entropy_bits(bytes: &[u8]) -> f64 {
@@ -491,6 +498,11 @@ mod tests {
         // What the probe calls random, zstd cannot shrink by 1/32 either.
         let r = random(4, block);
         assert!(zstd::bulk::compress(&r, 3).unwrap().len() >= r.len() - r.len() / 32);
+        // 4 KiB blocks are probed by 1 KiB pieces, whose entropy reads lower.
+        for seed in 10..60 {
+            assert!(!compressible(&random(seed, 4096)), "random 4 KiB block {seed}");
+        }
+        assert!(compressible(&text(6, 4096)));
         // Small blocks are always tried.
         assert!(compressible(&random(5, 512)));
     }
