@@ -233,6 +233,48 @@ fn rds_and_eks_on_moto() {
     let one = admin.ok(&["rds", "recovery-points", "get", &id(&copy)]);
     assert!(one.contains("FIELD") && one.contains("us-west-2"), "{one}");
 
+    // Restore verification: set by update, run on demand with --wait (the snapshot to a
+    // temporary db.t3.small on moto, deleted), VERIFIED in the table; a copy needs the
+    // definition's subnet group: one line, exit 1; --no-verify drops the settings.
+    let verifying = admin.json(&[
+        "rds",
+        "backups",
+        "update",
+        "orders",
+        "--verify",
+        "after-backup",
+        "--verify-class",
+        "db.t3.small",
+    ]);
+    assert_eq!(verifying["verification"]["instanceClass"], "db.t3.small", "{verifying}");
+    let out = ok_within(
+        &admin,
+        &["rds", "recovery-points", "verify", &id(&snap), "--wait"],
+        Duration::from_secs(90),
+    );
+    assert!(out.contains("COMPLETED"), "{out}");
+    let shown = admin.json(&["rds", "recovery-points", "get", &id(&snap)]);
+    assert_eq!(shown["verification"]["state"], "VERIFIED", "{shown}");
+    let temporary = shown["verification"]["database"]["identifier"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(temporary.starts_with("arca-verify-"), "{shown}");
+    let table = admin.ok(&["rds", "recovery-points", "list"]);
+    assert!(
+        table.lines().next().unwrap().trim_end().ends_with("VERIFIED")
+            && table
+                .lines()
+                .any(|l| l.contains(&id(&snap)) && l.trim_end().ends_with("VERIFIED")),
+        "{table}"
+    );
+    let err = fails(&admin, &["rds", "recovery-points", "verify", &id(&copy)], 1);
+    assert!(
+        err.contains("restore_not_possible") && err.contains("subnetGroup"),
+        "{err}"
+    );
+    let dropped = admin.json(&["rds", "backups", "update", "orders", "--no-verify"]);
+    assert!(dropped["verification"].is_null(), "{dropped}");
+
     // copy only: an RDS_COPY job, followed by polling.
     let job = admin.json(&["rds", "backups", "run", "orders", "--copy-only"]);
     assert_eq!(job["type"], "RDS_COPY", "{job}");

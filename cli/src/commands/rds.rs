@@ -8,13 +8,13 @@ use super::cloud::CLOUD_ACCOUNT;
 use super::jobs::{JOB, run_body, run_definition, started_job};
 use super::policies::POLICY;
 use super::{
-    Kind, connect, delete_entity, done, entity_action, list_at, list_entities, pair, reference, resolve, resolve_opt,
-    set, show_entity, update_entity, with_query,
+    Kind, connect, delete_entity, done, entity_action, entity_path, list_at, list_entities, pair, reference, resolve,
+    resolve_opt, set, show_entity, update_entity, with_query,
 };
 use crate::CliError;
 use crate::args::{
     Global, RdsBackupCreate, RdsBackupUpdate, RdsBackupsCmd, RdsCmd, RdsCopyArgs, RdsRecoveryPointsCmd,
-    RdsRestoreCreate, RdsRestoresCmd, RdsSelectionArgs,
+    RdsRestoreCreate, RdsRestoresCmd, RdsSelectionArgs, RdsVerificationArgs, VerifyArg,
 };
 use crate::client::Client;
 use crate::output::{Column, at, text};
@@ -34,6 +34,7 @@ pub(super) const RDS_BACKUP: Kind = Kind {
         "policyId",
         "paused",
         "copy",
+        "verification",
     ],
 };
 const RDS_RECOVERY_POINT: Kind = Kind {
@@ -81,6 +82,7 @@ const RDS_BACKUP_COLUMNS: &[Column] = &[
     Column::with("DATABASES", databases_text),
     Column::at("POLICY", "/policyId"),
     Column::at("COPIES TO", "/copy/destinationRegion"),
+    Column::at("VERIFY", "/verification/when"),
     Column::at("PAUSED", "/paused"),
 ];
 
@@ -93,6 +95,7 @@ const RDS_RP_COLUMNS: &[Column] = &[
     Column::at("REGION", "/snapshot/region"),
     Column::at("CREATED", "/createdAt"),
     Column::at("EXPIRES", "/expiresAt"),
+    Column::at("VERIFIED", "/verification/state"),
 ];
 
 /// Where a restore job restores from.
@@ -240,6 +243,7 @@ async fn create_backup(g: &Global, client: &Client, c: RdsBackupCreate) -> Resul
         "policyId": policy,
         "paused": c.paused,
         "copy": copy,
+        "verification": verification(&c.verification),
     });
     let view = client.post(RDS_BACKUP.path, &body).await?.body;
     done(
@@ -259,7 +263,13 @@ async fn update_backup(g: &Global, client: &Client, u: RdsBackupUpdate) -> Resul
     let policy = reference(client, POLICY, u.policy.as_deref(), u.no_policy).await?;
     let copy_policy = reference(client, POLICY, u.copy.copy_policy.as_deref(), u.no_copy_policy).await?;
     let chosen = selection(&u.selection)?;
+    let verification = match verification(&u.verification) {
+        Value::Null if u.no_verify => Some(Value::Null),
+        Value::Null => None,
+        v => Some(v),
+    };
     update_entity(g, client, RDS_BACKUP, &u.backup, |b| {
+        set(b, "verification", verification);
         set(b, "name", u.name.map(Value::from));
         set(b, "region", u.region.map(Value::from));
         set(b, "policyId", policy);
@@ -278,6 +288,27 @@ async fn update_backup(g: &Global, client: &Client, u: RdsBackupUpdate) -> Resul
     Ok(())
 }
 
+/// The `verification` member the flags describe (null without `--verify`).
+fn verification(a: &RdsVerificationArgs) -> Value {
+    let Some(when) = a.verify else {
+        return Value::Null;
+    };
+    let mut v = json!({ "when": match when {
+        VerifyArg::AfterBackup => "afterBackup",
+        VerifyArg::Weekly => "weekly",
+    } });
+    if let Some(class) = &a.verify_class {
+        v["instanceClass"] = json!(class);
+    }
+    if let Some(group) = &a.verify_subnet_group {
+        v["subnetGroup"] = json!(group);
+    }
+    if !a.verify_security_groups.is_empty() {
+        v["securityGroupIds"] = json!(a.verify_security_groups);
+    }
+    v
+}
+
 async fn recovery_points(g: &Global, cmd: RdsRecoveryPointsCmd) -> Result<(), CliError> {
     let client = connect(g)?;
     match cmd {
@@ -288,6 +319,16 @@ async fn recovery_points(g: &Global, cmd: RdsRecoveryPointsCmd) -> Result<(), Cl
         }
         RdsRecoveryPointsCmd::Get { recovery_point } => {
             show_entity(g, &client, RDS_RECOVERY_POINT, &recovery_point).await?;
+        }
+        RdsRecoveryPointsCmd::Verify { recovery_point, wait } => {
+            let path = format!("{}/verify", entity_path(RDS_RECOVERY_POINT, &recovery_point));
+            let job = client.post(&path, &json!({})).await?.body;
+            let sentence = format!(
+                "verification of {recovery_point} started: job {}, temporary database {}",
+                at(&job, "/id"),
+                at(&job, "/rds/restore/target/identifier")
+            );
+            started_job(g, &client, &job, wait, &job, sentence).await?;
         }
     }
     Ok(())

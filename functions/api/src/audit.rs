@@ -96,6 +96,7 @@ pub fn audited_operation(method: &Method, route: &str) -> Option<Operation> {
         ("POST", "/v1/rds-backups/{id}/run") => Op::RunRdsBackupNow,
         ("POST", "/v1/rds-backups/{id}/pause" | "/v1/rds-backups/{id}/resume") => Op::SetRdsBackupPaused,
         ("POST", "/v1/rds-restores") => Op::CreateRdsRestore,
+        ("POST", "/v1/rds-recoverypoints/{id}/verify") => Op::VerifyRecoveryPoint,
         ("POST", "/v1/alerts/channels") => Op::CreateAlertChannel,
         ("PATCH", "/v1/alerts/channels/{id}") => Op::UpdateAlertChannel,
         ("DELETE", "/v1/alerts/channels/{id}") => Op::DeleteAlertChannel,

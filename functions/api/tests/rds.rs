@@ -1,7 +1,7 @@
 //! RDS over HTTP: definitions (problems naming the field, roles, ETags, `usedBy`), run
 //! now and copy-only answering their jobs, the jobs driven to the end by the RDS work
 //! queue's messages, recovery points, restores (snapshot, cross-region copy, PITR),
-//! pause, resume and deletion. RDS is `FakeRds` (the adapter is tested on moto in
+//! restore verification, pause, resume and deletion. RDS is `FakeRds` (the adapter is tested on moto in
 //! arca-aws; this is the HTTP surface).
 
 mod common;
@@ -246,6 +246,45 @@ async fn rds_definitions_runs_copies_and_restores() {
         assert_eq!(job_state(&api, &t, job).await["state"], "COMPLETED");
     }
     assert_eq!(api.rds.restores().len(), 3);
+
+    // Restore verification on demand: operators only; VERIFIED on the point once its job
+    // ends; a copy without the definition's subnet group cannot be verified; weekly is
+    // refused for RDS, naming the field.
+    api.post(&format!("/v1/rds-recoverypoints/{snap}/verify"), &viewer, json!({}))
+        .await
+        .expect(403);
+    let verifying = api
+        .post(&format!("/v1/rds-recoverypoints/{snap}/verify"), &operator, json!({}))
+        .await
+        .expect(201);
+    assert_eq!(verifying.body["type"], "RDS_RESTORE");
+    assert_eq!(verifying.body["rds"]["verifies"], snap.as_str());
+    let temporary = verifying.body["rds"]["restore"]["target"]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(temporary.starts_with("arca-verify-"), "{temporary}");
+    drain(&api).await;
+    assert_eq!(job_state(&api, &t, &verifying.body).await["state"], "COMPLETED");
+    let point = api
+        .get(&format!("/v1/rds-recoverypoints/{snap}"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(point.body["verification"]["state"], "VERIFIED", "{}", point.text);
+    assert_eq!(point.body["verification"]["database"]["identifier"], temporary.as_str());
+    let refused = api
+        .post(&format!("/v1/rds-recoverypoints/{copy}/verify"), &operator, json!({}))
+        .await
+        .expect(409);
+    assert_eq!(refused.body["code"], "restore_not_possible", "{}", refused.text);
+    let mut weekly = body.clone();
+    weekly["verification"] = json!({ "when": "weekly" });
+    let current = api.get(&format!("/v1/rds-backups/{def}"), &t.admin).await.expect(200);
+    let weekly = api
+        .put(&format!("/v1/rds-backups/{def}"), &t.admin, &current.etag(), weekly)
+        .await
+        .expect(400);
+    assert_eq!(weekly.body["field"], "verification.when", "{}", weekly.text);
 
     // Pause and resume (operator, If-Match optional); delete (admin, If-Match required).
     let paused = api

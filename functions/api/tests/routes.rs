@@ -329,6 +329,7 @@ async fn org_a(api: &Api, a: &Tenant) -> World {
             encrypted: false,
             expires_at: None,
             keep_last: None,
+            verification: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -470,6 +471,7 @@ fn cases(w: &World) -> BTreeMap<(&'static str, &'static str), Case> {
         (("POST", "/v1/rds-backups/{id}/resume"), ForeignId { body: None }),
         (("GET", "/v1/rds-recoverypoints"), List),
         (("GET", "/v1/rds-recoverypoints/{id}"), ForeignId { body: None }),
+        (("POST", "/v1/rds-recoverypoints/{id}/verify"), ForeignId { body: None }),
         (
             ("POST", "/v1/rds-restores"),
             CreateWithForeignRefs(json!({ "cloudAccountId": id("cloud-accounts"),

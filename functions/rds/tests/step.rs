@@ -88,6 +88,7 @@ async fn a_batch_steps_each_job_and_reports_failures_alone() {
                 policy_id: None,
                 paused: false,
                 copy: None,
+                verification: None,
             },
         )
         .await

@@ -167,6 +167,18 @@ fn unless_gone<T: Default>(result: Result<T>) -> Result<T> {
     }
 }
 
+/// Deletes an instance with no final snapshot and without its automated backups.
+async fn delete_instance(rds: &aws_sdk_rds::Client, id: &str) -> Result<()> {
+    rds.delete_db_instance()
+        .db_instance_identifier(id)
+        .skip_final_snapshot(true)
+        .delete_automated_backups(true)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| rds_error(e, "RDS instance"))
+}
+
 /// The newest available snapshot of `snaps`.
 fn newest(snaps: Vec<RdsSnapshotInfo>) -> Option<RdsSnapshotInfo> {
     snaps
@@ -417,6 +429,67 @@ impl RdsOperations for AwsRdsOperations {
                 .map_err(|e| rds_error(e, "RDS snapshot"))
         };
         unless_gone(result)
+    }
+
+    async fn delete_verification_database(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        db: &RdsDatabaseRef,
+        tag: (&str, &str),
+    ) -> Result<()> {
+        let rds = self.rds(role, region).await?;
+        let carries =
+            |tags: &[aws_sdk_rds::types::Tag]| tags.iter().any(|t| t.key() == Some(tag.0) && t.value() == Some(tag.1));
+        let refused = || Error::conflict(format!("{} does not carry {}={}", db.identifier, tag.0, tag.1));
+        if !db.cluster {
+            let out = match rds
+                .describe_db_instances()
+                .db_instance_identifier(&db.identifier)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => return unless_gone(Err(rds_error(e, "RDS instance"))),
+            };
+            let Some(instance) = out.db_instances().first() else {
+                return Ok(());
+            };
+            if !carries(instance.tag_list()) {
+                return Err(refused());
+            }
+            return unless_gone(delete_instance(&rds, &db.identifier).await);
+        }
+        let out = match rds
+            .describe_db_clusters()
+            .db_cluster_identifier(&db.identifier)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => return unless_gone(Err(rds_error(e, "RDS cluster"))),
+        };
+        let Some(cluster) = out.db_clusters().first() else {
+            return Ok(());
+        };
+        if !carries(cluster.tag_list()) {
+            return Err(refused());
+        }
+        // AWS refuses to delete a cluster with instances in it (deleting ones do not count).
+        for member in cluster.db_cluster_members() {
+            if let Some(id) = member.db_instance_identifier() {
+                unless_gone(delete_instance(&rds, id).await)?;
+            }
+        }
+        unless_gone(
+            rds.delete_db_cluster()
+                .db_cluster_identifier(&db.identifier)
+                .skip_final_snapshot(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| rds_error(e, "RDS cluster")),
+        )
     }
 
     async fn restore(&self, role: &RoleRef, region: &str, r: &RdsRestoreRequest) -> Result<RdsDatabaseInfo> {

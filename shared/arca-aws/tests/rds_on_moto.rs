@@ -23,9 +23,11 @@ use arca_core::model::cloud::account::CloudAccountState;
 use arca_core::model::job::{Job, JobState};
 use arca_core::model::rds::{
     RdsBackupDefinitionSpec, RdsCopySpec, RdsDatabaseRef, RdsRecoveryPoint, RdsRecoveryPointType, RdsRestoreSource,
-    RdsRestoreSpec, RdsRestoreTarget, TAG_EXPIRES_AT, TAG_RECOVERY_POINT,
+    RdsRestoreSpec, RdsRestoreTarget, RdsVerificationSpec, TAG_EXPIRES_AT, TAG_RECOVERY_POINT, TAG_VERIFICATION,
 };
+use arca_core::model::verification::{VerificationState, VerifyWhen};
 use arca_core::ports::FixedClock;
+use arca_core::ports::rds::RdsOperations;
 use arca_core::ports::rds::{RdsWorkMessage, RdsWorkQueue};
 use arca_core::store::page::PageRequest;
 use arca_core::testing::fakes::rds::FakeRdsQueue;
@@ -165,6 +167,7 @@ fn spec(account: CloudAccountId, dbs: Vec<RdsDatabaseRef>, delete_source: bool) 
             policy_id: None,
             retain_days: Some(30),
         }),
+        verification: None,
     }
 }
 
@@ -519,6 +522,113 @@ async fn job_source(cp: &ControlPlane, p: &Principal, job: &Job) -> String {
         .and_then(|w| w.items.first().and_then(|i| i.snapshot.clone()))
         .map(|s| s.identifier)
         .expect("the source snapshot")
+}
+
+/// The identifiers of the account's instances and clusters in `config`'s region.
+async fn databases(config: &SdkConfig) -> Vec<String> {
+    let rds = aws_sdk_rds::Client::new(config);
+    let instances = rds.describe_db_instances().send().await.expect("instances");
+    let clusters = rds.describe_db_clusters().send().await.expect("clusters");
+    let mut ids: Vec<String> = instances
+        .db_instances()
+        .iter()
+        .filter_map(|i| i.db_instance_identifier().map(str::to_string))
+        .chain(
+            clusters
+                .db_clusters()
+                .iter()
+                .filter_map(|c| c.db_cluster_identifier().map(|id| format!("cluster {id}"))),
+        )
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Restore verification through the AWS adapter: after a run, each snapshot (an instance's
+/// and an Aurora cluster's) is restored to a temporary database tagged for its job, found
+/// `available`, deleted (the cluster's writer first), and the point VERIFIED; on demand
+/// again; the adapter refuses to delete a database without the job's tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rds_restore_verification_on_moto() {
+    let Some(env) = arca_testenv::aws() else { return };
+    let base = env.sdk_config().await;
+    let account = fresh_account(3);
+    seed(&base, &account).await;
+    let d = Deployment {
+        items: Arc::new(dynamo_store(&base, "arca-rds-verify").await),
+        connector: Arc::new(AwsCloudConnector::new(base.clone())),
+        queue: Arc::new(FakeRdsQueue::new()),
+        start: SystemTime::now(),
+    };
+    let cp = d.at(0);
+    let p = sign_up(&cp, "moto-rds-verify").await;
+    let a = link(&cp, &p, &account).await;
+    let east = as_account(&base, &account, EAST).await;
+    let before = databases(&east).await;
+    assert_eq!(before, ["cluster ledger", "orders"]);
+    let mut def = spec(a, vec![db("orders", false), db("ledger", true)], false);
+    def.copy = None;
+    def.verification = Some(RdsVerificationSpec {
+        when: VerifyWhen::AfterBackup,
+        instance_class: Some("db.t3.small".into()),
+        subnet_group: None,
+        security_group_ids: vec![],
+    });
+    let def = cp.create_rds_backup_definition(&p, def).await.expect("definition");
+    let cp = d.at(1);
+    let job = cp
+        .run_rds_backup_now(&p, &def.id, RdsRunRequest::default())
+        .await
+        .expect("run");
+    d.drain(&cp).await;
+    finished(&cp, &p, &job).await;
+    let pts = points(&cp, &p, def.id).await;
+    assert_eq!(pts.len(), 2);
+    for rp in &pts {
+        let v = rp.verification.as_ref().expect("verified after the run");
+        assert_eq!(v.state, VerificationState::Verified, "{rp:#?}");
+        assert!(v.database.identifier.starts_with("arca-verify-"));
+        assert_eq!(v.database.cluster, rp.database.cluster);
+        let vjob = cp.get_job(&p, &v.job_id).await.expect("verification job");
+        assert_eq!(vjob.state, JobState::Completed, "{:?}", vjob.activity);
+        let log: Vec<&str> = vjob.activity.iter().map(|e| e.message.as_str()).collect();
+        assert!(log.iter().any(|m| m.ends_with(": available")), "{log:?}");
+        assert!(log.iter().any(|m| m.ends_with(": deleted")), "{log:?}");
+    }
+    assert_eq!(
+        databases(&east).await,
+        before,
+        "the temporary databases are gone, the others stay"
+    );
+
+    // On demand, the Aurora point again.
+    let cluster_point = pts.iter().find(|rp| rp.database.cluster).expect("cluster point");
+    let cp = d.at(2);
+    let again = cp
+        .verify_rds_recovery_point(&p, &cluster_point.id)
+        .await
+        .expect("verify");
+    d.drain(&cp).await;
+    finished(&cp, &p, &again).await;
+    let rp = cp.get_rds_recovery_point(&p, &cluster_point.id).await.expect("point");
+    let v = rp.verification.expect("verification");
+    assert_eq!((v.state, v.job_id), (VerificationState::Verified, again.id));
+    assert_eq!(databases(&east).await, before);
+
+    // The adapter deletes only a database carrying the job's tag.
+    let ops = AwsRdsOperations::new(d.connector.clone());
+    let account_view = cp.get_cloud_account(&p, &a).await.expect("account");
+    let role = account_view.account.role().expect("role");
+    let refused = ops
+        .delete_verification_database(&role, EAST, &db("orders", false), (TAG_VERIFICATION, "job"))
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict { .. })), "{refused:?}");
+    let refused = ops
+        .delete_verification_database(&role, EAST, &db("ledger", true), (TAG_VERIFICATION, "job"))
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict { .. })), "{refused:?}");
+    assert!(instance_exists(&east, "orders").await);
+    assert_eq!(databases(&east).await, before);
 }
 
 /// The SQS adapter of the RDS work queue: messages arrive as JSON bodies, delayed.

@@ -193,6 +193,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(rds::resume_rds_backup))
         .routes(routes!(rds::list_rds_recovery_points))
         .routes(routes!(rds::get_rds_recovery_point))
+        .routes(routes!(rds::verify_rds_recovery_point))
         .routes(routes!(rds::create_rds_restore))
         .routes(routes!(agent::connect))
         .routes(routes!(agent::heartbeat))

@@ -170,6 +170,21 @@ pub async fn get_rds_recovery_point(call: KeyCall, Path(id): Path<String>) -> Ap
     Ok(Tagged::current(cp.get_rds_recovery_point(p, &path_id(&id)?).await?))
 }
 
+/// Verifies an AVAILABLE point: restores its snapshot to a temporary database (the
+/// definition's `verification` settings, else a db.t3.micro in the default VPC), waits for
+/// it to be `available`, deletes it. The point's `verification` says how it went; the
+/// RDS_RESTORE job doing it is returned.
+#[utoipa::path(post, path = "/v1/rds-recoverypoints/{id}/verify", tag = "rds", description = role_doc(Op::VerifyRecoveryPoint, "No body."),
+    params(("id" = String, Path, description = "rp_<ULID>")),
+    responses((status = 201, description = "The job", body = serde_json::Value), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "restore_not_possible, recovery_point_busy", body = Problem)))]
+pub async fn verify_rds_recovery_point(call: KeyCall, Path(id): Path<String>) -> ApiResult<Tagged<Job>> {
+    let (cp, p) = call.require(Op::VerifyRecoveryPoint)?;
+    let job = cp.verify_rds_recovery_point(p, &path_id(&id)?).await?;
+    Ok(Tagged::new_in("/v1/jobs", job.id, job))
+}
+
 /// Restores into a new instance or cluster: `{cloudAccountId, source: {kind:
 /// RECOVERY_POINT, recoveryPointId} | {kind: SNAPSHOT, region, identifier, cluster?} |
 /// {kind: POINT_IN_TIME, region, database: {identifier, cluster?}, restoreTime? |

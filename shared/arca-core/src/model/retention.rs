@@ -331,6 +331,7 @@ mod tests {
             encrypted: false,
             expires_at: Some(at(created + 1)),
             keep_last,
+            verification: None,
             created_at: at(created),
             updated_at: at(created),
             version: 1,

@@ -203,7 +203,7 @@ pub struct VerificationReport {
     pub reasons: Vec<String>,
 }
 
-fn bounded_reason(text: &str) -> String {
+pub(crate) fn bounded_reason(text: &str) -> String {
     super::cut_to_bytes(text.to_string(), MAX_REASON_BYTES)
 }
 

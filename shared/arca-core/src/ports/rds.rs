@@ -227,6 +227,18 @@ pub trait RdsOperations: Send + Sync {
     /// Starts a restore into a new instance or cluster (from a snapshot, or to a point in
     /// time when `request.source_database` is set).
     async fn restore(&self, role: &RoleRef, region: &str, request: &RdsRestoreRequest) -> Result<RdsDatabaseInfo>;
+
+    /// Starts deleting a database Arca created to verify a recovery point (for a cluster:
+    /// its instances, then the cluster), with no final snapshot and without its automated
+    /// backups. Only databases carrying `tag` (key, value) are deleted: any other is a
+    /// `Conflict`. An absent one is not an error.
+    async fn delete_verification_database(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        db: &RdsDatabaseRef,
+        tag: (&str, &str),
+    ) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 //! what is in flight, records the outcome and, while anything is still in progress,
 //! sends the id again with [`RECHECK_DELAY`]. Each database of a job moves
 //! `START → SNAPSHOTTING → (COPYING) → DONE` (backups), `START → COPYING → DONE` (copies),
-//! `START → RESTORING → DONE` (restores), or to `FAILED`/`SKIPPED`.
+//! `START → RESTORING → DONE` (restores; verifications `START → RESTORING → REMOVING →
+//! DONE`), or to `FAILED`/`SKIPPED`.
 
 mod definitions;
 mod retention;
 mod runs;
 mod step;
+mod verification;
 
 use crate::control_plane::ControlPlane;
 use crate::ids::{OrgId, RecoveryPointId};

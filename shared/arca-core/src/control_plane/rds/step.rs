@@ -35,11 +35,33 @@ impl ControlPlane {
             for item in work.items.iter().filter(|i| i.phase == RdsPhase::Copying) {
                 self.release_copy(org, &work, &item.database, &job.id).await?;
             }
+            if work.verifies.is_some()
+                && let Some(role) = self
+                    .store
+                    .find::<CloudAccount>(org, &work.cloud_account_id)
+                    .await?
+                    .and_then(|a| a.role())
+            {
+                for i in 0..work.items.len() {
+                    let item = work.items[i].clone();
+                    let left = Box::pin(self.discard_verification_database(
+                        wiring.ops.as_ref(),
+                        &role,
+                        &mut job,
+                        &work,
+                        &item,
+                    ))
+                    .await;
+                    work.items[i].error = left.or(item.error);
+                }
+            }
             job.transition(
                 JobState::Canceled,
                 Some("canceled; operations already started in AWS finish there".into()),
                 now,
             )?;
+            Box::pin(self.record_rds_verification(&job, &work)).await?;
+            job.rds = Some(work);
             return self.store.update(job, expected).await;
         }
         let role = match self.store.find::<CloudAccount>(org, &work.cloud_account_id).await? {
@@ -109,7 +131,9 @@ impl ControlPlane {
                 continue;
             }
             let mut item = work.items[i].clone();
-            match self.advance(&wiring, &role, &mut job, &work, &mut item).await {
+            // Boxed, as are the verification's calls: their futures are large, and the
+            // step's own future is held on the caller's stack.
+            match Box::pin(self.advance(&wiring, &role, &mut job, &work, &mut item)).await {
                 Ok(()) => {}
                 // Throttling or a network hiccup: try again at the next check.
                 Err(e) if e.is_retryable() => job.log(now, format!("{}: will retry: {e}", item.database.identifier)),
@@ -117,7 +141,16 @@ impl ControlPlane {
                     if item.phase == RdsPhase::Copying {
                         self.release_copy(org, &work, &item.database, &job.id).await?;
                     }
-                    self.fail_item(&mut job, &mut item, e.to_string()).await?;
+                    let left = Box::pin(self.discard_verification_database(
+                        wiring.ops.as_ref(),
+                        &role,
+                        &mut job,
+                        &work,
+                        &item,
+                    ))
+                    .await;
+                    self.fail_item(&mut job, &mut item, with_left(e.to_string(), left))
+                        .await?;
                 }
             }
             work.items[i] = item;
@@ -130,10 +163,18 @@ impl ControlPlane {
                     if item.phase == RdsPhase::Copying {
                         self.release_copy(org, &work, &item.database, &job.id).await?;
                     }
+                    let left = Box::pin(self.discard_verification_database(
+                        wiring.ops.as_ref(),
+                        &role,
+                        &mut job,
+                        &work,
+                        &item,
+                    ))
+                    .await;
                     self.fail_item(
                         &mut job,
                         &mut item,
-                        format!("still in progress after {MAX_CHECKS} checks"),
+                        with_left(format!("still in progress after {MAX_CHECKS} checks"), left),
                     )
                     .await?;
                     work.items[i] = item;
@@ -162,12 +203,15 @@ impl ControlPlane {
                 )
             };
             job.transition(state, reason, self.now())?;
+            Box::pin(self.record_rds_verification(&job, &work)).await?;
         }
         job.rds = Some(work);
         job.updated_at = self.now();
         let job = self.store.update(job, expected).await?;
         if open > 0 {
             self.enqueue_rds(&job, RECHECK_DELAY).await?;
+        } else {
+            Box::pin(self.rds_verify_after_backup(&job)).await?;
         }
         Ok(job)
     }
@@ -275,6 +319,7 @@ impl ControlPlane {
                             encrypted: info.encrypted,
                             expires_at: expires,
                             keep_last: job.retention.and_then(|r| r.keep_last),
+                            verification: None,
                             created_at: now,
                             updated_at: now,
                             version: 0,
@@ -391,6 +436,10 @@ impl ControlPlane {
                     };
                     let mut tags = std::collections::BTreeMap::new();
                     tags.insert("arca:restore-job".to_string(), job.id.to_string());
+                    if work.verifies.is_some() {
+                        // What allows the verification to delete it, and nothing else.
+                        tags.insert(rds::TAG_VERIFICATION.to_string(), job.id.to_string());
+                    }
                     let request = RdsRestoreRequest {
                         cluster: item.database.cluster,
                         target: spec.target.clone(),
@@ -415,8 +464,24 @@ impl ControlPlane {
                         RdsOperationState::Failed(why) => return Err(Error::conflict(why)),
                         RdsOperationState::Available => {
                             job.log(now, format!("{}: available", item.database.identifier));
+                            if work.verifies.is_some() {
+                                self.remove_verification_database(ops.as_ref(), role, job, work, item)
+                                    .await?;
+                            } else {
+                                item.phase = RdsPhase::Done;
+                            }
+                        }
+                    }
+                }
+                (JobType::RdsRestore, RdsPhase::Removing) => {
+                    match ops.describe_database(role, &work.region, &item.database).await {
+                        Err(Error::NotFound { .. }) => {
+                            job.log(now, format!("{}: deleted", item.database.identifier));
                             item.phase = RdsPhase::Done;
                         }
+                        // Still `deleting`.
+                        Ok(_) => return Ok(()),
+                        Err(e) => return Err(e),
                     }
                 }
                 (_, phase) if phase.is_final() => return Ok(()),
@@ -520,6 +585,7 @@ impl ControlPlane {
                 encrypted: info.encrypted,
                 expires_at: expires,
                 keep_last: job.retention.and_then(|r| r.keep_last),
+                verification: None,
                 created_at: now,
                 updated_at: now,
                 version: 0,
@@ -564,6 +630,14 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+}
+
+/// A failure's reason, with what a verification could not clean up after it.
+fn with_left(reason: String, left: Option<String>) -> String {
+    match left {
+        Some(left) => format!("{reason}; {left}"),
+        None => reason,
     }
 }
 

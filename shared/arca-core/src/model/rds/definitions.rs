@@ -69,6 +69,9 @@ pub struct RdsBackupDefinitionSpec {
     pub paused: bool,
     #[serde(default)]
     pub copy: Option<RdsCopySpec>,
+    /// Restore verification of the snapshots this definition takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<RdsVerificationSpec>,
 }
 
 impl RdsBackupDefinitionSpec {
@@ -131,6 +134,9 @@ impl RdsBackupDefinitionSpec {
                     format!("must be between 1 and {}", crate::model::policy::MAX_RETAIN_DAYS),
                 ));
             }
+        }
+        if let Some(v) = &self.verification {
+            v.validate("verification")?;
         }
         Ok(self)
     }
@@ -214,6 +220,9 @@ pub struct RdsRecoveryPoint {
     /// Absent on points recorded before it existed (expiry alone applies).
     #[serde(default)]
     pub keep_last: Option<u32>,
+    /// Its latest restore verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<RdsPointVerification>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,

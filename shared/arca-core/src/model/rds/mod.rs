@@ -5,8 +5,10 @@
 
 pub mod definitions;
 pub mod naming;
+pub mod verification;
 pub mod work;
 
 pub use definitions::*;
 pub use naming::*;
+pub use verification::*;
 pub use work::*;

@@ -24,6 +24,8 @@ pub enum RdsPhase {
     Copying,
     /// The new instance or cluster is being created.
     Restoring,
+    /// A verification's temporary database is being deleted.
+    Removing,
     Done,
     Failed,
     /// Left out (a copy of it was in progress).
@@ -86,6 +88,10 @@ pub struct RdsJobWork {
     pub copy_only: bool,
     #[serde(default)]
     pub restore: Option<RdsRestoreSpec>,
+    /// A restore that verifies this recovery point: its database is temporary (deleted
+    /// once `available`) and the outcome goes on the point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifies: Option<RecoveryPointId>,
     /// For restores from a recovery point: its snapshot.
     #[serde(default)]
     pub retention: Option<Retention>,

@@ -152,6 +152,16 @@ impl FakeRds {
     }
 
     /// The restore requests made.
+    /// The databases of (role, region) by identifier.
+    pub fn databases(&self, role: &RoleRef, region: &str) -> Vec<String> {
+        self.lock()
+            .dbs
+            .keys()
+            .filter(|(r, g, _, _)| *r == role.role_arn && g == region)
+            .map(|(_, _, _, id)| id.clone())
+            .collect()
+    }
+
     pub fn restores(&self) -> Vec<RdsRestoreRequest> {
         self.lock().restores.clone()
     }
@@ -381,6 +391,33 @@ impl RdsOperations for FakeRds {
             snapshot.identifier.clone(),
         ));
         Ok(())
+    }
+
+    async fn delete_verification_database(
+        &self,
+        role: &RoleRef,
+        region: &str,
+        db: &RdsDatabaseRef,
+        tag: (&str, &str),
+    ) -> Result<()> {
+        let mut s = self.begin("delete_verification_database")?;
+        let key = (
+            role.role_arn.clone(),
+            region.to_string(),
+            db.cluster,
+            db.identifier.clone(),
+        );
+        match s.dbs.get(&key) {
+            None => Ok(()),
+            Some(d) if d.tags.get(tag.0).map(String::as_str) != Some(tag.1) => Err(Error::conflict(format!(
+                "{} does not carry {}={}",
+                db.identifier, tag.0, tag.1
+            ))),
+            Some(_) => {
+                s.dbs.remove(&key);
+                Ok(())
+            }
+        }
     }
 
     async fn restore(&self, role: &RoleRef, region: &str, request: &RdsRestoreRequest) -> Result<RdsDatabaseInfo> {

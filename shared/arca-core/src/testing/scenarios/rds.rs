@@ -129,6 +129,7 @@ fn def_spec(account: CloudAccountId, dbs: Vec<RdsDatabaseRef>) -> RdsBackupDefin
         policy_id: None,
         paused: false,
         copy: None,
+        verification: None,
     }
 }
 
@@ -151,6 +152,7 @@ pub async fn rds_protection(items: Arc<dyn ItemStore>) {
     runs_wait_for_aws_through_rechecks(items.clone()).await;
     copies_and_copy_only(items.clone()).await;
     restores(items.clone()).await;
+    verifications(items.clone()).await;
     retention_deletes_expired_snapshots(items.clone()).await;
     retention_keeps_the_newest_keep_last(items).await;
 }
@@ -744,6 +746,156 @@ pub async fn restores(items: Arc<dyn ItemStore>) {
 }
 
 /// Retention deletes expired snapshots and copies in AWS, then their records.
+/// Restore verification: after each backup its snapshot is restored to a temporary,
+/// tagged database of the default class, which is deleted once `available` and the point
+/// VERIFIED; again on demand (409 while one runs); a restore AWS refuses, or a canceled
+/// verification, is FAILED with why and leaves no database; a copy in another region
+/// needs a subnet group; only a database carrying the job's tag is ever deleted.
+pub async fn verifications(items: Arc<dyn ItemStore>) {
+    use crate::error::ConflictKind;
+    use crate::model::rds::{RdsRecoveryPoint, RdsVerificationSpec, TAG_VERIFICATION};
+    use crate::model::verification::{VerificationState, VerifyWhen};
+    use crate::ports::rds::RdsOperations;
+
+    let rig = Rig::new(items);
+    let (p, _, _) = new_org(&rig.cp, "rds-verify").await;
+    let (account, role) = rig.account(&p, "arn:aws:iam::111122223333:role/arca-verify").await;
+    rig.rds.add_database(&role, EAST, &db("orders"), "postgres", &[], now());
+    let mut spec = def_spec(account, vec![db("orders")]);
+    spec.copy = Some(copy_to_west(false));
+    spec.verification = Some(RdsVerificationSpec {
+        when: VerifyWhen::AfterBackup,
+        instance_class: None,
+        subnet_group: None,
+        security_group_ids: vec![],
+    });
+    let def = rig.cp.create_rds_backup_definition(&p, spec).await.expect("create");
+    let backup = rig
+        .cp
+        .run_rds_backup_now(&p, &def.id, RdsRunRequest::default())
+        .await
+        .expect("run");
+    assert_eq!(rig.deliver(&rig.cp).await, 1);
+    let backup = rig.cp.get_job(&p, &backup.id).await.expect("get");
+    assert_eq!(backup.state, JobState::Completed, "{:?}", backup.activity);
+    let point = |t: RdsRecoveryPointType| {
+        let cp = &rig.cp;
+        let p = &p;
+        async move {
+            cp.list_rds_recovery_points(p, Some(def.id), &PageRequest::first(50))
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .find(|rp| rp.rp_type == t)
+                .expect("point")
+        }
+    };
+    let rp = point(RdsRecoveryPointType::Snapshot).await;
+    let v = rp.verification.clone().expect("verification started after the backup");
+    assert_eq!(v.state, VerificationState::Running);
+    assert!(v.database.identifier.starts_with("arca-verify-"), "{:?}", v.database);
+    assert!(
+        point(RdsRecoveryPointType::Copy).await.verification.is_none(),
+        "copies are verified on demand only"
+    );
+    // The verification job: restore, available, delete, VERIFIED.
+    assert_eq!(rig.deliver(&rig.cp).await, 1);
+    let vjob = rig.cp.get_job(&p, &v.job_id).await.expect("get");
+    assert_eq!(
+        (vjob.job_type, vjob.state, vjob.recovery_point_id),
+        (JobType::RdsRestore, JobState::Completed, Some(rp.id)),
+        "{:?}",
+        vjob.activity
+    );
+    let request = rig.rds.restores().pop().expect("a restore");
+    assert_eq!(request.target.identifier, v.database.identifier);
+    assert_eq!(request.target.instance_class.as_deref(), Some("db.t3.micro"));
+    assert_eq!(request.target.multi_az, Some(false));
+    assert_eq!(request.snapshot.as_deref(), Some(rp.snapshot.identifier.as_str()));
+    assert_eq!(request.tags.get(TAG_VERIFICATION), Some(&v.job_id.to_string()));
+    assert!(rig.rds.calls().contains(&"delete_verification_database".to_string()));
+    assert_eq!(
+        rig.rds.databases(&role, EAST),
+        ["orders"],
+        "the temporary database is gone"
+    );
+    let rp = point(RdsRecoveryPointType::Snapshot).await;
+    let done = rp.verification.clone().expect("verification");
+    assert_eq!((done.state, done.job_id), (VerificationState::Verified, v.job_id));
+    assert!(done.ended_at.is_some() && done.reasons.is_empty());
+
+    // On demand, held in `creating`: RUNNING, and a second request is a 409.
+    rig.rds.hold_creating(2);
+    let job = rig.cp.verify_rds_recovery_point(&p, &rp.id).await.expect("verify");
+    assert_eq!(rig.deliver(&rig.cp).await, 1);
+    let running = rig.cp.get_rds_recovery_point(&p, &rp.id).await.expect("get");
+    assert_eq!(
+        running.verification.as_ref().map(|v| (v.state, v.job_id)),
+        Some((VerificationState::Running, job.id))
+    );
+    assert!(
+        matches!(
+            rig.cp.verify_rds_recovery_point(&p, &rp.id).await,
+            Err(Error::Conflict {
+                kind: ConflictKind::RecoveryPointBusy,
+                ..
+            })
+        ),
+        "one verification of a point at a time"
+    );
+    while rig.deliver(&rig.cp).await > 0 {}
+    let again = rig.cp.get_rds_recovery_point(&p, &rp.id).await.expect("get");
+    assert_eq!(again.verification.map(|v| v.state), Some(VerificationState::Verified));
+
+    // Canceled while restoring: the temporary database is deleted, the point FAILED.
+    rig.rds.hold_creating(5);
+    let job = rig.cp.verify_rds_recovery_point(&p, &rp.id).await.expect("verify");
+    assert_eq!(rig.deliver(&rig.cp).await, 1);
+    assert_eq!(rig.rds.databases(&role, EAST).len(), 2, "restoring");
+    rig.cp.cancel_job(&p, &job.id, None).await.expect("cancel");
+    while rig.deliver(&rig.cp).await > 0 {}
+    rig.cp.rds_step(&p.org_id, &job.id).await.expect("step");
+    assert_eq!(
+        rig.cp.get_job(&p, &job.id).await.expect("get").state,
+        JobState::Canceled
+    );
+    assert_eq!(rig.rds.databases(&role, EAST), ["orders"]);
+    let canceled = rig.cp.get_rds_recovery_point(&p, &rp.id).await.expect("get");
+    let canceled = canceled.verification.expect("verification");
+    assert_eq!(canceled.state, VerificationState::Failed);
+    assert_eq!(canceled.reasons, ["the verification was canceled"]);
+
+    // AWS refusing the restore: FAILED, naming why.
+    rig.rds.hold_creating(0);
+    rig.rds.fail_next("InsufficientDBInstanceCapacity: no db.t3.micro here");
+    rig.cp.verify_rds_recovery_point(&p, &rp.id).await.expect("verify");
+    while rig.deliver(&rig.cp).await > 0 {}
+    let failed: RdsRecoveryPoint = rig.cp.get_rds_recovery_point(&p, &rp.id).await.expect("get");
+    let failed = failed.verification.expect("verification");
+    assert_eq!(failed.state, VerificationState::Failed);
+    assert!(
+        failed.reasons[0].contains("InsufficientDBInstanceCapacity"),
+        "{:?}",
+        failed.reasons
+    );
+
+    // A copy in another region needs a subnet group of that region.
+    let copy = point(RdsRecoveryPointType::Copy).await;
+    assert!(matches!(
+        rig.cp.verify_rds_recovery_point(&p, &copy.id).await,
+        Err(Error::Conflict { kind: ConflictKind::RestoreNotPossible, message }) if message.contains("subnetGroup")
+    ));
+    // Only a database carrying the job's tag is deleted.
+    assert!(matches!(
+        rig.rds
+            .delete_verification_database(&role, EAST, &db("orders"), (TAG_VERIFICATION, "job"))
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(rig.rds.databases(&role, EAST), ["orders"]);
+}
+
 pub async fn retention_deletes_expired_snapshots(items: Arc<dyn ItemStore>) {
     let rig = Rig::new(items);
     let (p, _, _) = new_org(&rig.cp, "rds-retention").await;
