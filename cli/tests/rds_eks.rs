@@ -359,8 +359,16 @@ fn rds_and_eks_on_moto() {
         "{out}"
     );
     assert_eq!(job_ends(&admin, &id(&by_snapshot))["state"], "COMPLETED");
+    // The three restores, and the verification's (an RDS_RESTORE job too, naming its point).
     let listed = admin.json(&["rds", "restores", "list"]);
-    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+    let verifications: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["rds"]["verifies"] == snap["id"])
+        .collect();
+    assert_eq!(verifications.len(), 1, "{listed}");
     for restore in listed.as_array().unwrap() {
         assert_eq!(job_ends(&admin, &id(restore))["state"], "COMPLETED", "{restore}");
     }

@@ -44,14 +44,9 @@ impl ControlPlane {
             {
                 for i in 0..work.items.len() {
                     let item = work.items[i].clone();
-                    let left = Box::pin(self.discard_verification_database(
-                        wiring.ops.as_ref(),
-                        &role,
-                        &mut job,
-                        &work,
-                        &item,
-                    ))
-                    .await;
+                    let left = self
+                        .discard_verification_database(wiring.ops.as_ref(), &role, &mut job, &work, &item)
+                        .await;
                     work.items[i].error = left.or(item.error);
                 }
             }
@@ -131,8 +126,8 @@ impl ControlPlane {
                 continue;
             }
             let mut item = work.items[i].clone();
-            // Boxed, as are the verification's calls: their futures are large, and the
-            // step's own future is held on the caller's stack.
+            // Boxed (as are the verification's record and start below): their futures are
+            // large, and the step's own future is held on its caller's stack.
             match Box::pin(self.advance(&wiring, &role, &mut job, &work, &mut item)).await {
                 Ok(()) => {}
                 // Throttling or a network hiccup: try again at the next check.
@@ -141,14 +136,9 @@ impl ControlPlane {
                     if item.phase == RdsPhase::Copying {
                         self.release_copy(org, &work, &item.database, &job.id).await?;
                     }
-                    let left = Box::pin(self.discard_verification_database(
-                        wiring.ops.as_ref(),
-                        &role,
-                        &mut job,
-                        &work,
-                        &item,
-                    ))
-                    .await;
+                    let left = self
+                        .discard_verification_database(wiring.ops.as_ref(), &role, &mut job, &work, &item)
+                        .await;
                     self.fail_item(&mut job, &mut item, with_left(e.to_string(), left))
                         .await?;
                 }
@@ -163,14 +153,9 @@ impl ControlPlane {
                     if item.phase == RdsPhase::Copying {
                         self.release_copy(org, &work, &item.database, &job.id).await?;
                     }
-                    let left = Box::pin(self.discard_verification_database(
-                        wiring.ops.as_ref(),
-                        &role,
-                        &mut job,
-                        &work,
-                        &item,
-                    ))
-                    .await;
+                    let left = self
+                        .discard_verification_database(wiring.ops.as_ref(), &role, &mut job, &work, &item)
+                        .await;
                     self.fail_item(
                         &mut job,
                         &mut item,
