@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arca_agent::protocol::AgentClient;
 use arca_agent::worker::{self, Exit, JobRunner, Outcome, WorkerConfig};
@@ -102,13 +102,17 @@ async fn a_scheduled_backup_travels_to_the_agent_and_back() {
         "heartbeats leave the cluster's ETag alone"
     );
 
-    // A policy and a definition: the schedule exists, exactly one per row.
+    // A policy and a definition: the schedule exists, exactly one per row. The daily row
+    // is twelve hours from now, so it never fires in the test's minute (a fixed 03:00 did,
+    // for a run at 02:59 UTC).
+    let hours_now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 3600;
+    let daily = format!("0 {} * * *", (hours_now + 12) % 24);
     let policy = user
         .post(
             "/v1/policies",
             json!({ "name": "every-minute", "schedules": [
                 { "cron": "* * * * *", "retainDays": 3, "keepLast": 2 },
-                { "cron": "0 3 * * *", "retainDays": 30 } ] }),
+                { "cron": daily, "retainDays": 30 } ] }),
         )
         .await["id"]
         .as_str()
